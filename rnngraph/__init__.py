@@ -1,0 +1,12 @@
+"""rnngraph: recurrent networks written as equations, drawn and compiled.
+
+>>> import rnngraph
+>>> m = rnngraph.parse("h(t) = tanh(W h(t-1) + U x(t) + b)")
+>>> m.role("state")
+['h']
+"""
+from .errors import RnnGraphError
+from .model import Model, load, parse
+
+__all__ = ["Model", "RnnGraphError", "load", "parse"]
+__version__ = "0.1.0"

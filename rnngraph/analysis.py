@@ -1,0 +1,255 @@
+"""AST -> roles, time structure and checks.
+
+Every symbol gets a role:
+
+``input``      never defined; read with a time index (``x(t)``), or read bare as
+               the vector a matrix multiplies (``W1 x`` in a time-free model)
+``sequence``   defined as ``name(t)`` and read only at the same step
+``state``      defined as ``name(t)`` and read at another step (recurrent)
+``value``      defined without a time index (``h = relu(W1 x + b1)``)
+``parameter``  never defined, no time index: matrices and biases
+
+and ``name(0) = ...`` gives a state's initial value.  The checks use NetworkX:
+a cycle among same-step dependencies is an algebraic loop; a state must read
+itself (through its strongly connected component) only from the past or only
+from the future.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from . import ast
+from .errors import RnnGraphError, Source
+from .functions import FUNCTIONS
+from .printing import time_text
+
+ROLES = ("input", "sequence", "state", "value", "parameter")
+
+
+@dataclass
+class Symbol:
+    """What the model knows of one name.
+
+    Attributes
+    ----------
+    role : str
+        One of ``input``, ``sequence``, ``state``, ``value``, ``parameter``.
+    timed : bool
+        Whether it has a time index (inputs, sequences, states).
+    direction : str or None
+        For a state: ``forward`` (reads ``t-k``) or ``backward`` (reads ``t+k``).
+    delay : int
+        For a state: the largest ``k`` it is read at.
+    output, loss, target : bool
+        An output is a defined variable that only losses read at the same step;
+        a loss is defined by a loss function; a target is an input read only as
+        a loss function's target.
+    matrix : bool
+        For a parameter: whether it is used as a matrix (else a vector: a bias).
+    initial : ast.Equation or None
+        The ``name(0) = ...`` equation of a state, if any.
+    """
+
+    name: str
+    role: str
+    timed: bool
+    pos: ast.Pos
+    direction: str | None = None
+    delay: int = 0
+    output: bool = False
+    loss: bool = False
+    target: bool = False
+    matrix: bool = False
+    initial: ast.Equation | None = None
+    reads: list[ast.Ref] = field(default_factory=list, repr=False)
+
+    @property
+    def kind(self) -> str:
+        """The role a drawing styles it by: input, target, state, output, loss, parameter, ..."""
+        if self.loss:
+            return "loss"
+        if self.target:
+            return "target"
+        if self.output:
+            return "output"
+        return self.role
+
+
+def matrix_operands(expr) -> list[ast.Ref]:
+    """The bare names used as matrices in ``expr``: left of a product, also under ^T, +, -, ... ."""
+    found = []
+    for node in ast.walk(expr):
+        if isinstance(node, ast.Binary) and node.op == "@":
+            stack = [node.left]
+            while stack:
+                n = stack.pop()
+                if isinstance(n, ast.Ref) and n.offset is None:
+                    found.append(n)
+                elif isinstance(n, (ast.Transpose, ast.Neg, ast.Binary)):
+                    stack.extend(ast.children(n))
+    return found
+
+
+def vector_operands(expr) -> list[ast.Ref]:
+    """The bare names a matrix multiplies in ``expr`` (directly or inside a concatenation)."""
+    found = []
+    for node in ast.walk(expr):
+        if isinstance(node, ast.Binary) and node.op == "@":
+            stack = [node.right]
+            while stack:
+                n = stack.pop()
+                if isinstance(n, ast.Ref) and n.offset is None:
+                    found.append(n)
+                elif isinstance(n, ast.Concat):
+                    stack.extend(n.items)
+    return found
+
+
+def _refs(expr) -> list[ast.Ref]:
+    return [n for n in ast.walk(expr) if isinstance(n, ast.Ref)]
+
+
+def _show(name: str, offset: int | None) -> str:
+    return f"{name}({time_text(offset)})" if offset is not None else name
+
+
+def analyse(program: ast.Program, source: Source) -> dict[str, Symbol]:
+    """Roles, directions and delays of every symbol; raises on the first error found."""
+    err = source.error
+    defs: dict[str, ast.Equation] = {}
+    inits: dict[str, ast.Equation] = {}
+    for eq in program.equations:
+        table = inits if eq.kind == "init" else defs
+        if eq.name in table:
+            first = table[eq.name].pos
+            raise err(f"'{eq.name}' is defined twice (first at line {first[0]})", *eq.pos)
+        table[eq.name] = eq
+
+    symbols: dict[str, Symbol] = {}
+    for eq in program.equations:
+        if eq.kind != "init":
+            timed = eq.kind == "seq"
+            symbols[eq.name] = Symbol(eq.name, "sequence" if timed else "value", timed, eq.pos)
+
+    # Reads: every Ref, with who reads it.
+    reads: list[tuple[ast.Equation, ast.Ref]] = [
+        (eq, r) for eq in program.equations for r in _refs(eq.rhs)]
+    matrices = {r.name for eq in program.equations for r in matrix_operands(eq.rhs)}
+    vectors = {r.name for eq in program.equations for r in vector_operands(eq.rhs)}
+
+    for eq, r in reads:
+        sym = symbols.get(r.name)
+        if sym is None:                                   # first read of an undefined name
+            if r.offset is not None:
+                role, timed = "input", True
+            elif r.name in vectors and r.name not in matrices:
+                role, timed = "input", False
+            else:
+                role, timed = "parameter", False
+            sym = symbols[r.name] = Symbol(r.name, role, timed, r.pos, matrix=r.name in matrices)
+        sym.reads.append(r)
+        if sym.role in ("sequence", "state") and r.offset is None:
+            raise err(f"'{r.name}' is a sequence (defined as {r.name}(t)): read it as "
+                      f"{r.name}(t) or {r.name}(t-1)", *r.pos)
+        if sym.role == "value" and r.offset is not None:
+            raise err(f"'{r.name}' has no time index (defined as {r.name} = ...): read it as "
+                      f"{r.name}", *r.pos)
+        if sym.role in ("input", "parameter") and (r.offset is None) == sym.timed:
+            first = sym.reads[0]
+            raise err(f"'{r.name}' is read both as {_show(r.name, first.offset)} (line {first.pos[0]}) "
+                      f"and as {_show(r.name, r.offset)}", *r.pos)
+        if eq.kind in ("value", "init") and r.offset is not None:
+            what = f"{eq.name}(0)" if eq.kind == "init" else f"'{eq.name}'"
+            raise err(f"{what} has no time index, so it cannot read {_show(r.name, r.offset)}", *r.pos)
+
+    for name, sym in symbols.items():
+        if sym.role == "parameter" and name in matrices and name in vectors:
+            r = next(r for r in sym.reads)
+            raise err(f"'{name}' is used both as a matrix and as the vector a matrix multiplies", *r.pos)
+
+    # Dependency graph of defined variables: delay-0 edges must be acyclic.
+    g = nx.MultiDiGraph()
+    g.add_nodes_from(defs)
+    for eq, r in reads:
+        if r.name in defs and eq.kind != "init":
+            g.add_edge(r.name, eq.name, delay=-(r.offset or 0), ref=r)
+    _check_algebraic_loops(g, defs, err)
+
+    # States: read at another step.  Direction from the reads inside its SCC.
+    scc_of = {n: i for i, comp in enumerate(nx.strongly_connected_components(g)) for n in comp}
+    for name, sym in symbols.items():
+        if sym.role != "sequence":
+            continue
+        offsets = [r.offset for r in sym.reads if r.offset]
+        if not offsets:
+            continue
+        sym.role = "state"
+        sym.delay = max(abs(k) for k in offsets)
+        inside = [(eq, r) for eq, r in reads
+                  if r.name == name and r.offset and scc_of.get(eq.name) == scc_of[name]]
+        signs = {r.offset > 0 for _, r in inside} or {k > 0 for k in offsets}
+        if len(signs) > 1 and inside:
+            past = next(r for _, r in inside if r.offset < 0)
+            future = next(r for _, r in inside if r.offset > 0)
+            later = max(past, future, key=lambda r: r.pos)
+            raise err(f"'{name}' reads itself both from the past ({_show(name, past.offset)}) and from "
+                      f"the future ({_show(name, future.offset)}); split it into a forward and a "
+                      "backward state", *later.pos)
+        sym.direction = "backward" if signs == {True} else "forward"
+
+    for name, eq in inits.items():
+        sym = symbols.get(name)
+        if sym is None or sym.role != "state":
+            what = "is not defined as a sequence" if sym is None or not sym.timed else \
+                "is never read at an earlier step"
+            raise err(f"{name}(0) gives an initial value, but '{name}' {what}", *eq.pos)
+        if sym.direction == "backward":
+            raise err(f"'{name}' runs backward (reads {name}(t+k)): it starts after the last step, "
+                      f"so {name}(0) is never read", *eq.pos)
+        sym.initial = eq
+
+    _mark_outputs(program, symbols, defs, reads)
+    return symbols
+
+
+def _check_algebraic_loops(g: nx.MultiDiGraph, defs: dict, err) -> None:
+    same_step = nx.DiGraph()
+    same_step.add_nodes_from(defs)
+    same_step.add_edges_from((u, v) for u, v, d in g.edges(data="delay") if d == 0)
+    for name in defs:                                     # file order: deterministic
+        try:
+            cycle = nx.find_cycle(same_step, source=name)
+        except nx.NetworkXNoCycle:
+            continue
+        # find_cycle may return a path into the cycle; keep the cycle itself.
+        nodes = [u for u, _ in cycle]
+        start = min(nodes, key=lambda n: list(defs).index(n))
+        i = nodes.index(start)
+        loop = nodes[i:] + nodes[:i] + [start]
+        timed = defs[start].kind == "seq"
+        shown = " -> ".join(f"{n}(t)" if timed else n for n in loop)
+        raise err(f"algebraic loop: {shown} (each needs the other at the same step; "
+                  "read one of them at t-1)", *defs[start].pos)
+
+
+def _mark_outputs(program, symbols, defs, reads) -> None:
+    for eq in program.equations:
+        if eq.kind != "init" and isinstance(eq.rhs, ast.Call) and FUNCTIONS[eq.rhs.func].loss:
+            symbols[eq.name].loss = True
+    same_step_readers: dict[str, set[str]] = {n: set() for n in symbols}
+    for eq, r in reads:
+        if not r.offset and eq.name != r.name:
+            same_step_readers[r.name].add(eq.name)
+    for name in defs:
+        sym = symbols[name]
+        if not sym.loss and all(symbols[n].loss for n in same_step_readers[name] if n in symbols):
+            sym.output = True
+    for name, sym in symbols.items():
+        if sym.role != "input":
+            continue
+        uses = [(eq, r) for eq, r in reads if r.name == name]
+        sym.target = bool(uses) and all(
+            isinstance(eq.rhs, ast.Call) and FUNCTIONS[eq.rhs.func].loss
+            and any(n is r for n in ast.walk(eq.rhs.args[-1])) for eq, r in uses)

@@ -1,0 +1,145 @@
+"""The abstract syntax of the equation language: frozen dataclasses.
+
+Every node carries ``pos = (line, column)`` of its first character; positions
+take no part in equality, so the same equations written twice (or printed by
+``to_text`` and parsed again) compare equal.  Surface variants are normalised
+here: ``σ`` is ``sigmoid``, ``⊙`` is ``*``, ``·`` and juxtaposition are ``@``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Union
+
+Pos = tuple[int, int]
+NOPOS: Pos = (0, 0)
+
+
+def _pos() -> Pos:
+    return field(default=NOPOS, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Num:
+    """A number literal."""
+
+    value: float
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A read of a symbol: ``name(t+offset)``, or ``name`` when offset is None."""
+
+    name: str
+    offset: int | None = None
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class Initial:
+    """``name(0)``: only valid as a left side (an initial value)."""
+
+    name: str
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class Call:
+    """A function call, ``func`` being the canonical name from the function table."""
+
+    func: str
+    args: tuple[Expr, ...]
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class Binary:
+    """``left op right`` with op one of ``+ - * / @`` (``@`` is the matrix product)."""
+
+    op: str
+    left: Expr
+    right: Expr
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class Neg:
+    operand: Expr
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class Transpose:
+    operand: Expr
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class Concat:
+    """``[a; b]`` (or ``[a, b]``): the vectors stacked."""
+
+    items: tuple[Expr, ...]
+    pos: Pos = _pos()
+
+
+Expr = Union[Num, Ref, Initial, Call, Binary, Neg, Transpose, Concat]
+
+
+@dataclass(frozen=True)
+class Equation:
+    """``name(t) = rhs`` (kind "seq"), ``name = rhs`` ("value") or ``name(0) = rhs`` ("init")."""
+
+    name: str
+    kind: str
+    rhs: Expr
+    pos: Pos = _pos()
+
+    @property
+    def lhs_text(self) -> str:
+        return {"seq": f"{self.name}(t)", "value": self.name, "init": f"{self.name}(0)"}[self.kind]
+
+
+@dataclass(frozen=True)
+class SizeDecl:
+    name: str
+    size: int
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class Program:
+    equations: tuple[Equation, ...]
+    sizes: tuple[SizeDecl, ...] = ()
+
+
+def children(node: Expr) -> tuple[Expr, ...]:
+    """The direct sub-expressions of ``node``."""
+    if isinstance(node, Binary):
+        return (node.left, node.right)
+    if isinstance(node, (Neg, Transpose)):
+        return (node.operand,)
+    if isinstance(node, Call):
+        return node.args
+    if isinstance(node, Concat):
+        return node.items
+    return ()
+
+
+def walk(node: Expr) -> Iterator[Expr]:
+    """Every node of ``node``, parents before children, left to right; no recursion."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        stack.extend(reversed(children(n)))
+
+
+def depth(node: Expr) -> int:
+    """The nesting depth of ``node`` (a leaf has depth 1); no recursion."""
+    best = 0
+    stack = [(node, 1)]
+    while stack:
+        n, d = stack.pop()
+        best = max(best, d)
+        stack.extend((c, d + 1) for c in children(n))
+    return best

@@ -1,0 +1,151 @@
+"""Model -> NetworkX graphs: folded, and unrolled over T steps.
+
+Folded graph (``nx.MultiDiGraph``), one node per variable (every symbol but
+the parameters, which label edges instead).  Node attributes:
+
+``role``       input, sequence, state, value (see :mod:`rnngraph.analysis`)
+``kind``       the role a drawing styles it by: also output, loss, target
+``timed``      bool; ``direction`` and ``delay`` for states; ``size`` or None
+``initial``    for a state with ``name(0) = e``: the text of e, else None
+
+One edge per dependency ``u -> v`` (v's equation reads u), keyed by
+``(delay, weight)``.  Edge attributes:
+
+``delay``      how many steps back the read is: 0 for ``u(t)``, 1 for ``u(t-1)``,
+               -1 for ``u(t+1)``; None for a time-free read
+``weight``     the matrix through which u enters, as text (``U``, ``W1^T``), or None
+``transpose``  whether that matrix enters transposed (``W1^T h``)
+
+Unrolled graph: nodes ``(name, t)`` for t = 1..T, ``(name, None)`` for
+time-free variables, the initial values ``(name, t <= 0)`` that step 1 reads
+and the boundary values ``(name, t > T)`` that backward states read at the
+end; those have role ``initial``.  Node attributes: ``name``, ``t``, ``role``,
+``kind``; edges as in the folded graph.  Inputs read before step 1 or after
+step T are zero and have no node.
+"""
+from __future__ import annotations
+
+import networkx as nx
+
+from . import ast
+from .printing import expr_text
+
+
+def dependencies(expr):
+    """``(ref, weight_expr)`` for every variable read in ``expr``: the matrix it enters through."""
+    out = []
+    stack = [(expr, None)]
+    while stack:
+        node, weight = stack.pop()
+        if isinstance(node, ast.Ref):
+            out.append((node, weight))
+        elif isinstance(node, ast.Binary) and node.op == "@":
+            stack.append((node.right, node.left))   # the matrix side is a label, not an edge
+        elif isinstance(node, ast.Call):
+            stack.extend((a, None) for a in reversed(node.args))
+        else:
+            stack.extend((c, weight) for c in reversed(ast.children(node)))
+    return out
+
+
+def _weight(expr) -> tuple[str | None, bool]:
+    if expr is None:
+        return None, False
+    if isinstance(expr, ast.Transpose) and isinstance(expr.operand, ast.Ref):
+        return expr.operand.name, True
+    return expr_text(expr), False
+
+
+def _edges(model):
+    """Every (source, target, delay, weight, transpose) of the model, in file order, once."""
+    seen = []
+    for eq in model.equations:
+        if eq.kind == "init":
+            continue
+        for ref, wexpr in dependencies(eq.rhs):
+            if model.symbols[ref.name].role == "parameter":
+                continue
+            weight, transpose = _weight(wexpr)
+            delay = None if ref.offset is None else -ref.offset
+            edge = (ref.name, eq.name, delay, weight, transpose)
+            if edge not in seen:
+                seen.append(edge)
+    return seen
+
+
+def _node_attrs(model, name):
+    s = model.symbols[name]
+    return dict(role=s.role, kind=s.kind, timed=s.timed, direction=s.direction, delay=s.delay,
+                size=model.sizes.get(name),
+                initial=expr_text(s.initial.rhs) if s.initial is not None else None)
+
+
+def folded(model) -> nx.MultiDiGraph:
+    """The folded graph of ``model``.
+
+    Examples
+    --------
+    >>> from rnngraph import parse
+    >>> g = parse("h(t) = tanh(W h(t-1) + U x(t))").graph()
+    >>> sorted((u, v, d["delay"], d["weight"]) for u, v, d in g.edges(data=True))
+    [('h', 'h', 1, 'W'), ('x', 'h', 0, 'U')]
+    """
+    g = nx.MultiDiGraph(name=model.filename)
+    for name, sym in model.symbols.items():
+        if sym.role != "parameter":
+            g.add_node(name, **_node_attrs(model, name))
+    for u, v, delay, weight, transpose in _edges(model):
+        g.add_edge(u, v, key=(delay, weight), delay=delay, weight=weight, transpose=transpose)
+    return g
+
+
+def unrolled(model, steps: int) -> nx.MultiDiGraph:
+    """The graph of ``model`` unrolled over steps 1..``steps``.
+
+    Examples
+    --------
+    >>> from rnngraph import parse
+    >>> g = parse("h(t) = tanh(W h(t-1) + U x(t))").unroll(2)
+    >>> sorted(g.nodes, key=str)
+    [('h', 0), ('h', 1), ('h', 2), ('x', 1), ('x', 2)]
+    """
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, not {steps!r}")
+    g = nx.MultiDiGraph(name=model.filename, steps=steps)
+    fold = folded(model)
+
+    def node(name, t):
+        if (name, t) not in g:
+            attrs = dict(fold.nodes[name])
+            if t is not None and not 1 <= t <= steps:
+                attrs.update(role="initial", kind="initial")
+            g.add_node((name, t), name=name, t=t, **attrs)
+        return (name, t)
+
+    for name, attrs in fold.nodes(data=True):
+        if attrs["timed"]:
+            for t in range(1, steps + 1):
+                node(name, t)
+        elif model.symbols[name].role != "parameter":
+            node(name, None)
+    for u, v, data in fold.edges(data=True):
+        delay = data["delay"]
+        role = model.symbols[u].role
+        for t in range(1, steps + 1) if fold.nodes[v]["timed"] else [None]:
+            src_t = None if delay is None else t - delay
+            if src_t is not None and not 1 <= src_t <= steps and role == "input":
+                continue                                   # zero padding: no node
+            g.add_edge(node(u, src_t), node(v, t), key=(delay, data["weight"]), **data)
+    # What an initial value reads (h(0) = tanh(W c)).
+    for name, sym in model.symbols.items():
+        if sym.initial is None:
+            continue
+        for ref, wexpr in dependencies(sym.initial.rhs):
+            if model.symbols[ref.name].role == "parameter":
+                continue
+            weight, transpose = _weight(wexpr)
+            for (n, t) in list(g.nodes):
+                if n == name and t is not None and t < 1:
+                    g.add_edge(node(ref.name, None), (n, t), key=(None, weight),
+                               delay=None, weight=weight, transpose=transpose)
+    return g

@@ -1,0 +1,172 @@
+"""The checked model: equations, symbols with roles, sizes, and its views."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import analysis, ast, sizes as sizing
+from .errors import RnnGraphError, Source
+from .parser import parse_program
+from .printing import program_latex, program_text
+
+
+class Model:
+    """A parsed and checked set of recurrence equations.
+
+    Build one with :func:`rnngraph.parse` or :func:`rnngraph.load`.
+
+    Attributes
+    ----------
+    program : ast.Program
+        The equations and size declarations as written (normalised).
+    symbols : dict of str to analysis.Symbol
+        Every name with its role, direction, delay, ...
+    sizes : dict of str to int
+        The size of every vector whose size is known.
+    param_shapes : dict of str to tuple
+        The shape of every parameter whose shape is known: ``(rows, cols)`` or ``(n,)``.
+    unknown_sizes : list of RnnGraphError
+        One located diagnostic for each size still unknown.
+
+    Examples
+    --------
+    >>> m = parse("h(t) = tanh(W h(t-1) + U x(t) + b)\\nx: 3, h: 4")
+    >>> m.symbols["h"].role, m.symbols["h"].direction, m.param_shapes["U"]
+    ('state', 'forward', (4, 3))
+    """
+
+    def __init__(self, program: ast.Program, source: Source, given: dict[str, int] | None = None):
+        self.program = program
+        self.source = source
+        self.filename = source.filename
+        self.symbols = analysis.analyse(program, source)
+        self._given = dict(given or {})
+        solved = sizing.solve(program, self.symbols, source, self._given)
+        self.sizes = solved.vectors
+        self.param_shapes = solved.shapes
+        self.unknown_sizes = solved.unknown
+
+    # -- construction -------------------------------------------------------
+    def with_sizes(self, sizes: dict[str, int]) -> Model:
+        """The same model with ``sizes`` given (they override sizes declared in the file)."""
+        return Model(self.program, self.source, {**self._given, **sizes})
+
+    def require_sizes(self) -> Model:
+        """Return self if every size is known; else raise an error listing each unknown one."""
+        if self.unknown_sizes:
+            first, *rest = self.unknown_sizes
+            raise RnnGraphError(first.message, first.location, rest)
+        return self
+
+    def __eq__(self, other) -> bool:
+        return (isinstance(other, Model) and self.program == other.program
+                and self._given == other._given)
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"<Model {self.filename}: {len(self.program.equations)} equations>"
+
+    # -- queries --------------------------------------------------------------
+    @property
+    def equations(self) -> tuple[ast.Equation, ...]:
+        return self.program.equations
+
+    def role(self, role: str) -> list[str]:
+        """The names with ``role``, in the order they first appear."""
+        return [n for n, s in self.symbols.items() if s.role == role]
+
+    @property
+    def timed(self) -> bool:
+        """Whether the model has a time index at all (the autoencoder does not)."""
+        return any(s.timed for s in self.symbols.values())
+
+    # -- views ----------------------------------------------------------------
+    def graph(self):
+        """The folded graph: see :func:`rnngraph.graph.folded`."""
+        from .graph import folded
+        return folded(self)
+
+    def unroll(self, steps: int):
+        """The graph unrolled over ``steps`` steps: see :func:`rnngraph.graph.unrolled`."""
+        from .graph import unrolled
+        return unrolled(self, steps)
+
+    def ir(self):
+        """The op-level program of one step: see :mod:`rnngraph.ir`."""
+        from .ir import lower
+        return lower(self)
+
+    def op_graph(self):
+        """One node per primitive operation: see :func:`rnngraph.ir.op_graph`."""
+        from .ir import op_graph
+        return op_graph(self.ir())
+
+    def to_text(self) -> str:
+        """The canonical text; ``parse(m.to_text()) == m``."""
+        given = self._given
+        decls = tuple(d for d in self.program.sizes if d.name not in given)
+        decls += tuple(ast.SizeDecl(n, v) for n, v in given.items())
+        return program_text(ast.Program(self.program.equations, decls))
+
+    def to_latex(self) -> str:
+        r"""The equations as a LaTeX ``aligned`` block, for slides."""
+        return program_latex(self.program)
+
+    def summary(self) -> str:
+        """What ``rnngraph check`` prints."""
+        from .summary import summary
+        return summary(self)
+
+
+def parse(text: str, filename: str = "<string>", sizes: dict[str, int] | None = None) -> Model:
+    """Parse and check equation text.
+
+    Parameters
+    ----------
+    text : str
+        The equations, one per line.
+    filename : str
+        Shown in error messages.
+    sizes : dict, optional
+        Sizes to give or override, ``{"x": 10, "h": 32}``.
+
+    Examples
+    --------
+    >>> m = parse("y(t) = tanh(K0 x(t) + K1 x(t-1) + b)")
+    >>> m.role("input"), m.role("parameter")
+    (['x'], ['K0', 'K1', 'b'])
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return Model(parse_program(text, filename), Source(text, filename), sizes)
+
+
+def load(path: str | Path, sizes: dict[str, int] | None = None) -> Model:
+    """Read and check an equation file (UTF-8).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> with tempfile.NamedTemporaryFile("wb", suffix=".rnn", delete=False) as f:
+    ...     _ = f.write(b"h(t) = tanh(W h(t-1) + U x(t))\\n")
+    >>> load(f.name).role("state")
+    ['h']
+    >>> os.unlink(f.name)
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise RnnGraphError(f"cannot read {path}: {err.strerror or err}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        before = data[:err.start]
+        line = before.count(b"\n") + 1
+        column = len(before[before.rfind(b"\n") + 1:].decode("utf-8", "replace")) + 1
+        message = (f"the file is not UTF-8: byte 0x{data[err.start]:02x} cannot be decoded; "
+                   "save it as UTF-8")
+        where = Source(data.decode("utf-8", "replace"), str(path)).location(line, column)
+        raise RnnGraphError(message, where) from None
+    return parse(text, str(path), sizes)

@@ -1,0 +1,338 @@
+"""Text -> AST: the Lark grammar in grammars/rnn.lark and an inline Transformer.
+
+The parser is LALR with the Transformer applied while parsing, so no parse
+tree is built and nothing recurses: deep brackets and megabyte files are safe.
+Errors about the text become :class:`RnnGraphError` with a location; lark's
+own exceptions never reach the user.
+"""
+from __future__ import annotations
+
+import difflib
+from functools import lru_cache
+from pathlib import Path
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from . import ast
+from .errors import RnnGraphError, Source
+from .functions import BY_NAME, lookup
+
+#: Deepest expression accepted.  Later stages walk expressions recursively;
+#: no hand-written equation comes near this (a 100-term sum does).
+MAX_DEPTH = 100
+
+_OPENERS = {"LPAR", "CALL", "LBRACK"}
+_CLOSERS = {"RPAR", "RBRACK"}
+
+
+def grammar_path() -> Path:
+    """Where rnn.lark is: inside the installed package, or in the checkout's grammars/."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "grammars" / "rnn.lark", here.parent / "grammars" / "rnn.lark"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError("rnngraph's grammar rnn.lark is missing from this installation")
+
+
+class _Located(Exception):
+    """Raised inside the Transformer; parse() turns it into an RnnGraphError."""
+
+    def __init__(self, message: str, pos: ast.Pos):
+        super().__init__(message)
+        self.message, self.pos = message, pos
+
+
+class _Continuation:
+    """Postlexer: drop newlines while a bracket is open, so an equation continues."""
+
+    always_accept = ("_NL",)
+
+    def process(self, stream):
+        depth = 0
+        for tok in stream:
+            if tok.type in _OPENERS:
+                depth += 1
+            elif tok.type in _CLOSERS:
+                depth = max(depth - 1, 0)
+            elif tok.type == "_NL" and depth:
+                continue
+            yield tok
+
+
+def _pos(tok: Token) -> ast.Pos:
+    return (tok.line, tok.column)
+
+
+def _where(node) -> ast.Pos:
+    return node.pos
+
+
+def _time_offset(arg) -> int | None:
+    """The k of ``t + k`` (``t`` alone is 0); None if ``arg`` is not of that form."""
+    if isinstance(arg, ast.Ref) and arg.name == "t" and arg.offset is None:
+        return 0
+    if (isinstance(arg, ast.Binary) and arg.op in "+-"
+            and isinstance(arg.left, ast.Ref) and arg.left.name == "t" and arg.left.offset is None
+            and isinstance(arg.right, ast.Num) and float(arg.right.value).is_integer()):
+        k = int(arg.right.value)
+        return k if arg.op == "+" else -k
+    return None
+
+
+def _looks_like_time(arg) -> bool:
+    """Whether ``arg`` is made only of bare names, numbers and + - * /: a (bad) time index."""
+    for node in ast.walk(arg):
+        if isinstance(node, ast.Ref) and node.offset is None:
+            continue
+        if isinstance(node, (ast.Num, ast.Neg)) or (isinstance(node, ast.Binary) and node.op != "@"):
+            continue
+        return False
+    return True
+
+
+def _mentions_t(arg) -> bool:
+    return any(isinstance(n, ast.Ref) and n.name == "t" for n in ast.walk(arg))
+
+
+def _suggest(name: str) -> str:
+    close = difflib.get_close_matches(name, sorted(BY_NAME), n=1, cutoff=0.75)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+@v_args(inline=True)
+class _ToAst(Transformer):
+    """Builds AST nodes bottom-up while LALR parses.  Stateless."""
+
+    # -- atoms --------------------------------------------------------------
+    def number(self, tok):
+        return ast.Num(float(tok), _pos(tok))
+
+    def name(self, tok):
+        name = str(tok)
+        if lookup(name):
+            raise _Located(f"'{name}' is a function, not a variable: call it as {name}(...)", _pos(tok))
+        return ast.Ref(name, None, _pos(tok))
+
+    def group(self, _lpar, inner, _rpar):
+        return inner
+
+    def concat(self, lbrack, *items):
+        exprs = tuple(i for i in items if not isinstance(i, Token))
+        return ast.Concat(exprs, _pos(lbrack))
+
+    def call(self, tok, *rest):
+        name, pos = str(tok)[:-1], _pos(tok)
+        args = [a for a in rest if not isinstance(a, Token)]
+        func = lookup(name)
+        if name == "t":
+            raise _Located("'t' is the time index, not a function or a variable", pos)
+        if func is not None:
+            if len(args) != func.arity:
+                plural = "s" if func.arity != 1 else ""
+                raise _Located(f"{name} takes {func.arity} argument{plural}, not {len(args)}", pos)
+            return ast.Call(func.name, tuple(args), pos)
+        # Not a function: a time index, name(t+k) or name(0).
+        if len(args) == 1:
+            arg = args[0]
+            offset = _time_offset(arg)
+            if offset is not None:
+                return ast.Ref(name, offset, pos)
+            if isinstance(arg, ast.Num) and arg.value == 0:
+                return ast.Initial(name, pos)
+            if _looks_like_time(arg) and (_mentions_t(arg) or not _suggest(name)):
+                if isinstance(arg, ast.Num):
+                    raise _Located(f"time index {arg.value:g}: write {name}(t), {name}(t-1), ...; "
+                                   f"only an initial value {name}(0) takes a number", _where(arg))
+                raise _Located(f"a time index is t plus or minus an integer, as in {name}(t-1); "
+                               f"not {name}({_plain(arg)})", _where(arg))
+        raise _Located(f"unknown function '{name}'{_suggest(name)}", pos)
+
+    # -- operators ----------------------------------------------------------
+    def add(self, a, _op, b):
+        return ast.Binary("+", a, b, a.pos)
+
+    def sub(self, a, _op, b):
+        return ast.Binary("-", a, b, a.pos)
+
+    def mul(self, a, _op, b):
+        return ast.Binary("*", a, b, a.pos)
+
+    def div(self, a, _op, b):
+        return ast.Binary("/", a, b, a.pos)
+
+    def neg(self, op, a):
+        return ast.Neg(a, _pos(op))
+
+    def juxtapose(self, a, b):
+        # A number in front scales: `2 x(t)` is 2 * x(t).
+        if isinstance(a, ast.Num):
+            return ast.Binary("*", a, b, a.pos)
+        return ast.Binary("@", a, b, a.pos)
+
+    def matmul(self, a, _op, b):
+        return self.juxtapose(a, b)
+
+    def transpose(self, a, _op):
+        return ast.Transpose(a, a.pos)
+
+    # -- statements ---------------------------------------------------------
+    def equation(self, lhs, eq, rhs):
+        name, kind = _left_side(lhs)
+        _check_right_side(rhs, eq)
+        return ast.Equation(name, kind, rhs, lhs.pos)
+
+    def size_item(self, name, _colon, number):
+        text = str(number)
+        if not text.isdigit() or int(text) < 1:
+            raise _Located(f"a size is a positive whole number, not {text}", _pos(number))
+        if lookup(str(name)):
+            raise _Located(f"'{name}' is a function, not a variable", _pos(name))
+        return ast.SizeDecl(str(name), int(text), _pos(name))
+
+    def sizes(self, *items):
+        return [i for i in items if isinstance(i, ast.SizeDecl)]
+
+    def start(self, *stmts):
+        equations, sizes = [], []
+        for s in stmts:
+            if isinstance(s, ast.Equation):
+                equations.append(s)
+            else:
+                sizes.extend(s)
+        return ast.Program(tuple(equations), tuple(sizes))
+
+
+def _plain(expr) -> str:
+    from .printing import expr_text
+    return expr_text(expr)
+
+
+def _left_side(lhs) -> tuple[str, str]:
+    if isinstance(lhs, ast.Ref):
+        if lhs.name == "t":
+            raise _Located("'t' is the time index and cannot be defined", lhs.pos)
+        if lhs.offset is None:
+            return lhs.name, "value"
+        if lhs.offset == 0:
+            return lhs.name, "seq"
+    if isinstance(lhs, ast.Initial):
+        return lhs.name, "init"
+    if isinstance(lhs, ast.Call):
+        raise _Located(f"'{lhs.func}' is a function and cannot be defined", lhs.pos)
+    raise _Located(f"a left side is name(t), name or name(0), not {_plain(lhs)}", lhs.pos)
+
+
+def _check_right_side(rhs, eq: Token) -> None:
+    if ast.depth(rhs) > MAX_DEPTH:
+        raise _Located(f"expression nested more than {MAX_DEPTH} deep", rhs.pos)
+    for node in ast.walk(rhs):
+        if isinstance(node, ast.Initial):
+            raise _Located(f"{node.name}(0) can only be defined (as a left side), not read; "
+                           f"read {node.name}(t-1) in the recurrence instead", node.pos)
+        if isinstance(node, ast.Ref) and node.name == "t":
+            raise _Located("'t' is the time index: it appears only inside name(...), "
+                           "with no space before '('", node.pos)
+
+
+@lru_cache(maxsize=1)
+def _lark() -> Lark:
+    return Lark(grammar_path().read_text(encoding="utf-8"), parser="lalr", lexer="basic",
+                postlex=_Continuation(), transformer=_ToAst(), maybe_placeholders=False)
+
+
+_DESCRIBE = {
+    "NAME": "a name", "CALL": "a name followed by '('", "NUMBER": "a number",
+    "PLUS": "'+'", "MINUS": "'-'", "STAR": "'*'", "SLASH": "'/'", "AT": "'@'", "EQ": "'='",
+    "COLON": "':'", "COMMA": "','", "SEMI": "';'", "LPAR": "'('", "RPAR": "')'",
+    "LBRACK": "'['", "RBRACK": "']'", "TRANSPOSE": "a transpose '^T'",
+    "_NL": "the end of the line", "$END": "the end of the file",
+}
+_OPERAND_START = {"NAME", "CALL", "NUMBER", "LPAR", "LBRACK", "MINUS"}
+
+
+def _describe_expected(expected: set[str]) -> str:
+    parts = []
+    if _OPERAND_START <= expected:
+        parts.append("an expression")
+        expected = expected - _OPERAND_START
+    parts += sorted(_DESCRIBE.get(e, e) for e in expected)
+    return ", ".join(parts[:-1]) + (" or " if len(parts) > 1 else "") + parts[-1] if parts else "nothing"
+
+
+def _unclosed(text: str, line: int, column: int) -> tuple[str, int, int] | None:
+    """The innermost bracket still open before (line, column), if it opened on an earlier line."""
+    stack: list[tuple[str, int, int]] = []
+    for ln, row in enumerate(text.split("\n")[:line], start=1):
+        limit = column - 1 if ln == line else len(row)
+        for col, ch in enumerate(row[:limit], start=1):
+            if ch == "#":
+                break
+            if ch in "([":
+                stack.append((ch, ln, col))
+            elif ch in ")]" and stack:
+                stack.pop()
+    if stack and stack[-1][1] < line:
+        return stack[-1]
+    return None
+
+
+def _syntax_error(err: UnexpectedInput, source: Source) -> RnnGraphError:
+    text = source.text
+    if isinstance(err, UnexpectedCharacters):
+        ch = text[err.pos_in_stream] if err.pos_in_stream < len(text) else "?"
+        if ch == "^":
+            msg = "'^' only writes a transpose, as in W^T"
+        elif ch.isalpha():
+            msg = (f"unexpected character {ch!r}: names use ASCII or Greek letters, digits "
+                   "and underscores")
+        else:
+            msg = f"unexpected character {ch!r}"
+        return source.error(msg, err.line, err.column)
+    if isinstance(err, UnexpectedToken):
+        tok = err.token
+        line, column = (tok.line, tok.column) if tok.type != "$END" else _end(text)
+        opened = _unclosed(text, line, column)
+        if opened:
+            ch, oline, ocol = opened
+            closer = ")" if ch == "(" else "]"
+            return source.error(f"'{ch}' is never closed: a '{closer}' is missing", oline, ocol)
+        expected = set(err.expected)
+        what = _DESCRIBE.get(tok.type, repr(str(tok)))
+        if tok.type == "_NL" and "EQ" in expected:
+            return source.error("expected '=': each line is an equation, LHS = RHS", line, column)
+        if tok.type == "EQ":
+            return source.error("unexpected '=': an equation has exactly one '='", line, column)
+        if tok.type in _CLOSERS:
+            return source.error(f"unmatched {what}", line, column)
+        return source.error(f"unexpected {what}; expected {_describe_expected(expected)}", line, column)
+    if isinstance(err, UnexpectedEOF):
+        line, column = _end(text)
+        return source.error("unexpected end of the file", line, column)
+    return source.error(str(err).splitlines()[0], getattr(err, "line", 1), getattr(err, "column", 1))
+
+
+def _end(text: str) -> tuple[int, int]:
+    lines = text.rstrip("\n").split("\n")
+    return len(lines), len(lines[-1]) + 1
+
+
+def parse_program(text: str, filename: str = "<string>") -> ast.Program:
+    """Parse equation text into an :class:`ast.Program`.
+
+    Examples
+    --------
+    >>> prog = parse_program("h(t) = tanh(W h(t-1) + U x(t))")
+    >>> prog.equations[0].rhs.func
+    'tanh'
+    """
+    source = Source(text, filename)
+    try:
+        program = _lark().parse(text + "\n")
+    except _Located as err:
+        raise source.error(err.message, *err.pos) from None
+    except UnexpectedInput as err:
+        raise _syntax_error(err, source) from None
+    if not program.equations:
+        raise source.error("no equations: write one per line, as in h(t) = tanh(W h(t-1) + U x(t))", 1, 1)
+    return program

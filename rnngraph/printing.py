@@ -1,0 +1,146 @@
+"""AST -> text: the canonical equation text and LaTeX.
+
+The canonical text uses ASCII operators and as few parentheses as the
+grammar's precedence allows; parsing it gives back an equal AST.
+"""
+from __future__ import annotations
+
+from . import ast
+from .functions import FUNCTIONS
+from .names import latex_name
+
+# Precedence levels of the grammar: sum < product < signed < matprod < postfix < atom.
+SUM, PRODUCT, SIGNED, MATPROD, POSTFIX, ATOM = range(1, 7)
+
+
+def _prec(node) -> int:
+    if isinstance(node, ast.Binary):
+        return {"+": SUM, "-": SUM, "*": PRODUCT, "/": PRODUCT, "@": MATPROD}[node.op]
+    if isinstance(node, ast.Neg):
+        return SIGNED
+    if isinstance(node, ast.Transpose):
+        return POSTFIX
+    return ATOM
+
+
+def _operand_prec(node) -> tuple[int, int]:
+    """The least precedence the (left, right) operands of ``node`` may have unbracketed."""
+    if isinstance(node, ast.Binary):
+        return {"+": (SUM, PRODUCT), "-": (SUM, PRODUCT), "*": (PRODUCT, SIGNED),
+                "/": (PRODUCT, SIGNED), "@": (POSTFIX, MATPROD)}[node.op]
+    if isinstance(node, ast.Neg):
+        return (SIGNED, SIGNED)
+    return (POSTFIX, POSTFIX)
+
+
+def time_text(offset: int | None) -> str:
+    if offset is None:
+        return ""
+    return "t" if offset == 0 else f"t{offset:+d}"
+
+
+def number_text(value: float) -> str:
+    if float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(float(value))
+
+
+class _Printer:
+    """One printer, two dialects: the subclasses say how leaves and operators look."""
+
+    def expr(self, node, least: int = SUM) -> str:
+        text = self._node(node)
+        return self.paren(text) if _prec(node) < least else text
+
+    def _node(self, node) -> str:
+        if isinstance(node, ast.Binary):
+            lp, rp = _operand_prec(node)
+            return self.binary(node.op, self.expr(node.left, lp), self.expr(node.right, rp))
+        if isinstance(node, ast.Neg):
+            return "-" + self.expr(node.operand, SIGNED)
+        if isinstance(node, ast.Transpose):
+            return self.transpose(self.expr(node.operand, POSTFIX))
+        if isinstance(node, ast.Num):
+            return number_text(node.value)
+        if isinstance(node, ast.Ref):
+            return self.ref(node.name, node.offset)
+        if isinstance(node, ast.Initial):
+            return self.ref(node.name, "0")
+        if isinstance(node, ast.Call):
+            return self.call(node.func, [self.expr(a) for a in node.args])
+        if isinstance(node, ast.Concat):
+            return self.concat([self.expr(i) for i in node.items])
+        raise TypeError(f"not an expression: {node!r}")
+
+
+class TextPrinter(_Printer):
+    def paren(self, text):
+        return f"({text})"
+
+    def binary(self, op, left, right):
+        return f"{left} {right}" if op == "@" else f"{left} {op} {right}"
+
+    def transpose(self, text):
+        return text + "^T"
+
+    def ref(self, name, offset):
+        return name if offset is None else f"{name}({offset if offset == '0' else time_text(offset)})"
+
+    def call(self, func, args):
+        return f"{func}({', '.join(args)})"
+
+    def concat(self, items):
+        return "[" + "; ".join(items) + "]"
+
+
+class LatexPrinter(_Printer):
+    def paren(self, text):
+        return r"\left(" + text + r"\right)"
+
+    def binary(self, op, left, right):
+        return {"@": f"{left} {right}", "*": rf"{left} \odot {right}"}.get(op, f"{left} {op} {right}")
+
+    def transpose(self, text):
+        return text + r"^{\top}"
+
+    def ref(self, name, offset):
+        if offset is None:
+            return latex_name(name)
+        return latex_name(name, f"({offset if offset == '0' else time_text(offset)})")
+
+    def call(self, func, args):
+        return FUNCTIONS[func].latex + r"\left(" + ", ".join(args) + r"\right)"
+
+    def concat(self, items):
+        return r"\begin{bmatrix}" + r" \\ ".join(items) + r"\end{bmatrix}"
+
+
+def expr_text(node) -> str:
+    """The canonical text of an expression.
+
+    Examples
+    --------
+    >>> from rnngraph.parser import parse_program
+    >>> eq = parse_program("y(t) = σ(W_f [h(t−1), x(t)]) ⊙ (a(t) + b)").equations[0]
+    >>> expr_text(eq.rhs)
+    'sigmoid(W_f [h(t-1); x(t)]) * (a(t) + b)'
+    """
+    return TextPrinter().expr(node)
+
+
+def program_text(program: ast.Program) -> str:
+    lines = []
+    if program.sizes:
+        lines.append(", ".join(f"{d.name}: {d.size}" for d in program.sizes))
+    for eq in program.equations:
+        lines.append(f"{eq.lhs_text} = {expr_text(eq.rhs)}")
+    return "\n".join(lines) + "\n"
+
+
+def program_latex(program: ast.Program) -> str:
+    p = LatexPrinter()
+    rows = []
+    for eq in program.equations:
+        lhs = p.ref(eq.name, {"seq": 0, "value": None, "init": "0"}[eq.kind])
+        rows.append(f"{lhs} &= {p.expr(eq.rhs)}")
+    return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}\n"
