@@ -7,6 +7,7 @@
 """
 from .errors import RnnGraphError
 from .model import Model, load, parse
+from .render import draw
 
-__all__ = ["Model", "RnnGraphError", "load", "parse"]
+__all__ = ["Model", "RnnGraphError", "draw", "load", "parse"]
 __version__ = "0.1.0"

@@ -35,6 +35,43 @@ def _check(args) -> int:
     return 0
 
 
+def _draw(args) -> int:
+    from pathlib import Path
+
+    from .render import layout, render, Style
+    from .render.output import format_of, write_atomic
+    from .render.stats import measure, report
+
+    model = load(args.file, args.sizes)
+    if args.output == "-":
+        fmt = args.format or "svg"
+    elif args.output:
+        fmt = args.format or format_of(args.output)
+    else:
+        fmt = args.format or "svg"
+    style = Style.of(theme=args.theme, transparent=args.transparent, font=args.font,
+                     fontsize=args.fontsize, delay_marker=args.delay_marker,
+                     time_labels=args.time_labels, stubs=args.stubs, detail=args.detail)
+    drawing = layout(model, args.unroll, style)
+    data = render(drawing, fmt)
+    if args.output == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    else:
+        out = args.output or f"{Path(args.file).stem}{'-unrolled' if args.unroll else ''}.{fmt}"
+        print(write_atomic(data, out, protect=[args.file]))
+    if args.stats:
+        figures = measure(drawing, data if fmt == "svg" else None)
+        print(report(figures), file=sys.stderr if args.output == "-" else sys.stdout)
+    return 0
+
+
+def _steps(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number of steps, got {text!r}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rnngraph", description="Recurrent networks written as equations: check, draw, compile.")
@@ -48,6 +85,30 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--text", action="store_true", help="print the canonical form instead")
     show.add_argument("--latex", action="store_true", help="print a LaTeX aligned block instead")
     check.set_defaults(run=_check)
+
+    draw = sub.add_parser("draw", help="draw the folded or unrolled graph (svg, pdf, png, dot)")
+    draw.add_argument("file", help="the equation file (UTF-8)")
+    draw.add_argument("--unroll", type=_steps, metavar="N", help="draw steps 1..N side by side")
+    draw.add_argument("-o", "--output", metavar="OUT",
+                      help="where to write (its extension picks the format; - for stdout); "
+                           "default: FILE's stem in the current folder")
+    draw.add_argument("--format", choices=("svg", "pdf", "png", "dot"), help="the output format")
+    draw.add_argument("--sizes", type=sizes_arg, default=None, metavar="x=10,h=32",
+                      help="give or override sizes")
+    draw.add_argument("--detail", choices=("vars", "ops"), help="a node per variable (default) "
+                      "or per operation")
+    draw.add_argument("--time-labels", choices=("absolute", "relative"),
+                      help="steps as 1..N (default) or t-1, t, t+1")
+    draw.add_argument("--stubs", action="store_true", help="draw ... at both ends of the recurrences")
+    draw.add_argument("--delay-marker", choices=("square", "label"),
+                      help="a black square on recurrent edges (default) or t-1 written")
+    draw.add_argument("--theme", choices=("default", "mono", "dark"), help="colours")
+    draw.add_argument("--transparent", action="store_true", help="no background")
+    draw.add_argument("--font", help="font family (default DejaVu Serif)")
+    draw.add_argument("--fontsize", type=float, help="font size in points (default 16)")
+    draw.add_argument("--stats", action="store_true",
+                      help="print the quality figures: alignment, crossings, text size on a slide")
+    draw.set_defaults(run=_draw)
     return parser
 
 

@@ -101,6 +101,15 @@ class Model:
         from .ir import op_graph
         return op_graph(self.ir())
 
+    def draw(self, unroll: int | None = None, format: str = "svg", **style) -> bytes:
+        """The diagram, folded or unrolled: see :func:`rnngraph.draw`."""
+        from .render import draw
+        return draw(self, unroll, format, **style)
+
+    def _repr_svg_(self) -> str:
+        """Jupyter shows a model as its folded diagram."""
+        return self.draw().decode("utf-8")
+
     def to_text(self) -> str:
         """The canonical text; ``parse(m.to_text()) == m``."""
         given = self._given

@@ -1,0 +1,42 @@
+"""Drawing: a model -> Graphviz (svg, pdf, png, dot), folded or unrolled.
+
+:func:`draw` is the entry; ``rnngraph draw`` and ``Model._repr_svg_`` call it.
+The modules, one job each: :mod:`.style` (the role -> style table and the
+themes), :mod:`.labels` (textbook typography), :mod:`.layout` (graph ->
+placed Graphviz graph), :mod:`.grid` (the time grid and the edge routes),
+:mod:`.ops` (the op view), :mod:`.stats` (the quality figures),
+:mod:`.output` (rendering and atomic writes), :mod:`.gallery` (docs/gallery).
+"""
+from __future__ import annotations
+
+from .layout import Drawing, layout
+from .output import FORMATS, render
+from .style import Style
+
+
+def draw(model, unroll: int | None = None, format: str = "svg", **style) -> bytes:
+    """Draw ``model`` folded, or unrolled over ``unroll`` steps, and return the bytes.
+
+    Parameters
+    ----------
+    model : rnngraph.Model
+    unroll : int, optional
+        Draw steps 1..unroll side by side; None draws the folded graph.
+    format : {"svg", "pdf", "png", "dot"}
+    **style
+        Options of :class:`rnngraph.render.style.Style`: ``theme``, ``transparent``,
+        ``font``, ``fontsize``, ``delay_marker``, ``time_labels``, ``stubs``, ``detail``.
+
+    Examples
+    --------
+    >>> import rnngraph
+    >>> svg = rnngraph.draw(rnngraph.parse("h(t) = tanh(W h(t-1) + U x(t))"), unroll=3)
+    >>> svg[:5], b"baseline-shift" in svg
+    (b'<?xml', False)
+    """
+    if unroll is not None and (isinstance(unroll, bool) or not isinstance(unroll, int) or unroll < 1):
+        raise ValueError(f"unroll must be a positive whole number of steps, not {unroll!r}")
+    return render(layout(model, unroll, Style.of(**style)), format)
+
+
+__all__ = ["FORMATS", "Drawing", "Style", "draw", "layout", "render"]

@@ -1,0 +1,282 @@
+"""The unrolled view's placement: a grid of time columns and variable rows.
+
+Every variable keeps one row in every column, so the picture reads like the
+Deep Learning book's unrolled figures: inputs at the bottom, outputs and
+losses at the top, the others in between in dependency order (among the
+dependency orders, the one with the shortest same-step edges).  Columns are
+equally spaced.  Graphviz then draws what is placed here (``nop2``).
+
+Edges are routed in three kinds:
+
+* between neighbouring cells, a straight line;
+* a same-step edge that skips rows (``x(t) -> y(t)`` over ``h1(t)``), a
+  detour beside the column, or round the first or last column, whichever
+  crosses fewest edges already drawn;
+* an edge that would pass through a node (a delay of two steps), an arc.
+
+Labels go beside their edge where they cover no node, label or other edge.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from . import geometry as geo
+
+_ORDER_LIMIT = 2000          # dependency orders tried when choosing the rows
+
+
+def row_order(model, names: list[str]) -> list[str]:
+    """The variables' rows from the bottom up.
+
+    Examples
+    --------
+    >>> from rnngraph import load
+    >>> m = load("examples/elman.rnn")
+    >>> row_order(m, ["x", "target", "a", "h", "o", "y", "L"])
+    ['x', 'a', 'h', 'o', 'y', 'target', 'L']
+    """
+    sym = model.symbols
+    same = nx.DiGraph()
+    same.add_nodes_from(names)
+    near = nx.Graph()
+    for u, v, d in model.graph().edges(data=True):
+        if u in same and v in same and u != v:
+            if d["delay"] == 0 or d["delay"] is None:
+                same.add_edge(u, v)
+            w = 1.0 if d["delay"] in (0, None) else 0.25
+            near.add_edge(u, v, weight=max(w, near.get_edge_data(u, v, {}).get("weight", 0)))
+    bottom = [n for n in names if sym[n].kind == "input"]
+    losses = [n for n in names if sym[n].kind == "loss"]
+    outputs = [n for n in names if sym[n].kind == "output"]
+    targets = [n for n in names if sym[n].kind == "target"]
+    middle = [n for n in names if n not in bottom + losses + outputs + targets]
+    head = bottom
+    tail = outputs + targets + losses
+
+    def cost(order):
+        row = {n: i for i, n in enumerate(order)}
+        return sum(w * max(abs(row[u] - row[v]) - 1, 0) if w == 1.0 else w * abs(row[u] - row[v])
+                   for u, v, w in near.edges(data="weight"))
+
+    sub = same.subgraph(middle)
+    best, best_cost = None, math.inf
+    for order in itertools.islice(nx.all_topological_sorts(sub), _ORDER_LIMIT):
+        c = cost(head + list(order) + tail)
+        if c < best_cost:
+            best, best_cost = list(order), c
+    return head + (best if best is not None else middle) + tail
+
+
+@dataclass
+class Cell:
+    """A node to place: its column and row, and its size in points."""
+
+    col: int
+    row: int
+    width: float
+    height: float
+    pos: geo.Point = (0.0, 0.0)
+
+    @property
+    def rx(self) -> float:
+        return self.width / 2
+
+    @property
+    def ry(self) -> float:
+        return self.height / 2
+
+
+@dataclass
+class Link:
+    """An edge to route, with its label's size (or None)."""
+
+    tail: str
+    head: str
+    label: tuple[float, float] | None
+    marks: int = 0
+    path: list = field(default_factory=list)
+    label_pos: geo.Point | None = None
+    mark_pos: list = field(default_factory=list)
+
+
+@dataclass
+class Grid:
+    """A placed and routed unrolled drawing.
+
+    Parameters
+    ----------
+    cells : dict of str to Cell
+        The nodes by id.
+    links : list of Link
+        The edges, in drawing order.
+    dx, dy : float
+        Column and row spacing, in points.
+    arrow : float
+        The length of an arrowhead.
+    ends : set of int
+        The columns a detour may go round (those of initial values only).
+    """
+
+    cells: dict[str, Cell]
+    links: list[Link]
+    dx: float
+    dy: float
+    arrow: float = 8.0
+    ends: frozenset = frozenset()
+    polys: dict[int, list] = field(default_factory=dict)
+
+    def place(self) -> None:
+        for c in self.cells.values():
+            c.pos = (c.col * self.dx, c.row * self.dy)
+        order = sorted(range(len(self.links)), key=self._route_rank)
+        for i in order:
+            link = self.links[i]
+            link.path = self._route(link, i)
+            self.polys[i] = geo.flatten(link.path)
+            for j in range(link.marks):
+                f = 0.5 + (j - (link.marks - 1) / 2) * min(0.12, 0.8 / link.marks)
+                link.mark_pos.append(geo.point_at(self.polys[i], f)[0])
+        self._place_labels()
+
+    # -- routing ----------------------------------------------------------------
+    def _between(self, a: Cell, b: Cell) -> list[Cell]:
+        """The cells in the same column strictly between a and b."""
+        lo, hi = sorted((a.row, b.row))
+        return [c for c in self.cells.values() if c.col == a.col and lo < c.row < hi]
+
+    def _route_rank(self, i: int):
+        link = self.links[i]
+        a, b = self.cells[link.tail], self.cells[link.head]
+        skip = a.col == b.col and bool(self._between(a, b))
+        return (skip, abs(a.row - b.row) + abs(a.col - b.col), i)
+
+    def _path(self, a: Cell, b: Cell, via: list[geo.Point], radius: float) -> list:
+        first = via[0] if via else b.pos
+        last = via[-1] if via else a.pos
+        start = geo.ellipse_edge(a.pos, a.rx + 1, a.ry + 1, first)
+        end = geo.ellipse_edge(b.pos, b.rx + 1, b.ry + 1, last)
+        return geo.rounded_path([start, *via, end], radius)
+
+    def _hits(self, poly, ends) -> int:
+        """How many nodes other than ``ends`` the polyline passes through."""
+        n = 0
+        for cid, c in self.cells.items():
+            if cid in ends:
+                continue
+            if any(geo.segment_hits_ellipse(p, q, c.pos, c.rx + 3, c.ry + 3)
+                   for p, q in zip(poly, poly[1:])):
+                n += 1
+        return n
+
+    def _cost(self, poly, link) -> float:
+        ends = (link.tail, link.head)
+        cost = 100.0 * self._hits(poly, ends)
+        for j, other in self.polys.items():
+            cost += geo.crossings(poly, other)
+        return cost + geo.length(poly) / (50 * self.dx)
+
+    def _candidates(self, link: Link, i: int):
+        a, b = self.cells[link.tail], self.cells[link.head]
+        parallel = [j for j, l in enumerate(self.links) if {l.tail, l.head} == {link.tail, link.head}
+                    and link.tail != link.head]
+        spread = (parallel.index(i) - (len(parallel) - 1) / 2) * 0.5 * self.dy if len(parallel) > 1 else 0
+        mid = ((a.pos[0] + b.pos[0]) / 2, (a.pos[1] + b.pos[1]) / 2)
+        ux, uy = geo._unit(*sorted((a.pos, b.pos)))   # one normal for both directions
+        normal = (-uy, ux)
+        if spread:
+            yield [(mid[0] + normal[0] * spread, mid[1] + normal[1] * spread)], self.dy
+            return
+        if a is b:                                   # a loop: out and back on one side
+            for side in (1, -1):
+                for reach in (22, 32, 42):
+                    x = a.pos[0] + side * (a.rx + reach)
+                    yield [(x, a.pos[1] + a.ry * 0.9), (x, a.pos[1] - a.ry * 0.9)], 11
+            return
+        between = self._between(a, b) if a.col == b.col else []
+        if not between:
+            yield [], 0
+            for k in (0.3, 0.45, 0.6):               # arcs, for edges that would cross a node
+                for s in (1, -1):
+                    h = s * k * self.dy
+                    yield [(mid[0] + normal[0] * h, mid[1] + normal[1] * h)], self.dx
+            return
+        up = 1 if b.row > a.row else -1
+        half = max(c.rx for c in between)
+        lanes = [half + 10 + 9 * k for k in range(4)]
+        rise = 0.42 * self.dy
+        for lane in lanes:
+            for side in (1, -1):
+                x = a.pos[0] + side * lane
+                yield [(x, a.pos[1] + up * rise), (x, b.pos[1] - up * rise)], 0.3 * self.dy
+        # Round the first or last column: across no edge between it and the next.
+        cols = [c.col for c in self.cells.values()]
+        for side, edge in ((-1, min(cols)), (1, max(cols))):
+            if edge not in self.ends or abs(edge - a.col) != 1:   # round a neighbouring end only
+                continue
+            span = [c for c in self.cells.values() if (c.col - a.col) * side > 0]
+            x = max((c.pos[0] * side + c.rx for c in span), default=0) * side + side * 16
+            lo = a.pos[1] - up * (a.ry + 14)
+            hi = b.pos[1] + up * (b.ry + 14)
+            yield [(a.pos[0], lo), (x, lo), (x, hi), (b.pos[0], hi)], 0.3 * self.dy
+
+    def _route(self, link: Link, i: int) -> list:
+        a, b = self.cells[link.tail], self.cells[link.head]
+        best, best_cost = None, math.inf
+        for via, radius in self._candidates(link, i):
+            path = self._path(a, b, via, radius)
+            cost = self._cost(geo.flatten(path), link)
+            if cost < best_cost - 1e-9:
+                best, best_cost = path, cost
+        return best
+
+    # -- labels -----------------------------------------------------------------
+    def _place_labels(self) -> None:
+        boxes = [(c.pos[0] - c.rx, c.pos[1] - c.ry, c.pos[0] + c.rx, c.pos[1] + c.ry)
+                 for c in self.cells.values()]
+        boxes += [(x - 7, y - 7, x + 7, y + 7) for link in self.links for x, y in link.mark_pos]
+        placed: list[tuple] = []
+        order = sorted(range(len(self.links)), key=self._route_rank)
+        for i in order:
+            link = self.links[i]
+            if link.label is None:
+                continue
+            w, h = link.label
+            poly = self.polys[i]
+            best, best_cost = None, math.inf
+            for k, f in enumerate((0.5, 0.42, 0.58, 0.34, 0.66, 0.26, 0.74, 0.18, 0.82)):
+                p, (ux, uy) = geo.point_at(poly, f)
+                for side in (1, -1):
+                    nx_, ny_ = -uy * side, ux * side
+                    gap = abs(nx_) * w / 2 + abs(ny_) * h / 2 + 2.5
+                    c = (p[0] + nx_ * gap, p[1] + ny_ * gap)
+                    box = (c[0] - w / 2, c[1] - h / 2, c[0] + w / 2, c[1] + h / 2)
+                    cost = 10 * sum(_overlap(box, o) for o in boxes + placed) / (w * h)
+                    cost += sum(1 for j, other in self.polys.items() if _box_cut(box, other))
+                    cost += 0.01 * k + (0.005 if side < 0 else 0)
+                    if cost < best_cost:
+                        best, best_cost, best_box = c, cost, box
+            link.label_pos = best
+            placed.append(best_box)
+
+
+def _overlap(a, b) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    return w * h if w > 0 and h > 0 else 0.0
+
+
+def _box_cut(box, poly) -> bool:
+    x0, y0, x1, y1 = box
+    for p, q in zip(poly, poly[1:]):
+        if max(p[0], q[0]) < x0 or min(p[0], q[0]) > x1 or max(p[1], q[1]) < y0 or min(p[1], q[1]) > y1:
+            continue
+        if x0 <= p[0] <= x1 and y0 <= p[1] <= y1:
+            return True
+        corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+        if any(geo.segment_intersection(p, q, corners[k], corners[(k + 1) % 4]) for k in range(4)):
+            return True
+    return False

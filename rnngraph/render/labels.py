@@ -1,0 +1,139 @@
+"""Graphviz HTML-like labels that typeset names as the textbook does.
+
+``h1`` at step t is an italic h with subscript 1 and superscript (t); ``W_hh``
+is W with subscript hh; ``c_tilde`` is c with a tilde; Greek names are Greek
+letters; function names are upright.  The splitting of a name is
+:func:`rnngraph.names.split_name`, shared with the LaTeX printer.
+
+Examples
+--------
+>>> var_label("h1", "(t)", 14)
+'<<I>h</I><SUB><FONT POINT-SIZE="9.8">1</FONT></SUB><SUP><FONT POINT-SIZE="9.8">(<I>t</I>)</FONT></SUP>>'
+>>> name_html("c_tilde")
+'<I>c&#771;</I>'
+>>> time_text(-1), time_text(0), time_text(2, absolute=True)
+('t−1', 't', '2')
+"""
+from __future__ import annotations
+
+import re
+from html import escape
+
+from ..names import ACCENTS, split_name
+
+#: op name -> how an op node of the op view is labelled.
+OP_SYMBOLS = {"add": "+", "sub": "−", "mul": "⊙", "div": "÷", "neg": "−", "matmul": "×",
+              "transpose": "⊤", "concat": "[ ; ]", "copy": "=", "sigmoid": "σ",
+              "cross_entropy": "CE"}
+
+
+def _word(text: str, italic: bool = True) -> str:
+    """``text`` escaped, with letters in italic and digits and signs upright."""
+    if not italic:
+        return escape(text)
+    return re.sub(r"([^\W\d_]+)", r"<I>\1</I>", escape(text))
+
+
+def name_html(name: str) -> str:
+    """The name alone, as HTML-like label text (no sub/superscript sizes).
+
+    Examples
+    --------
+    >>> name_html("alpha"), name_html("W_hh")
+    ('<I>α</I>', '<I>W</I><SUB>hh</SUB>')
+    """
+    return _name(name, None)
+
+
+def _name(name: str, small: float | None) -> str:
+    p = split_name(name)
+    base = escape(p.base)
+    if p.accent:
+        base = base + f"&#{ord(ACCENTS[p.accent])};"
+    out = f"<I>{base}</I>"
+    if p.subscript:
+        # One letter is italic (a math variable); a word or digits are upright,
+        # as rnngraph.names.latex_name prints them.
+        sub = p.subscript
+        sub = _word(sub) if len(sub) == 1 else escape(sub)
+        out += f"<SUB>{_small(sub, small)}</SUB>"
+    return out
+
+
+def _small(html: str, size: float | None) -> str:
+    return html if size is None else f'<FONT POINT-SIZE="{size:g}">{html}</FONT>'
+
+
+def time_text(offset: int, absolute: bool = False) -> str:
+    """The step shown in a superscript: ``t−1``, ``t``, ``t+2``, or a step number."""
+    if absolute:
+        return str(offset).replace("-", "−")
+    return "t" if offset == 0 else f"t{'+' if offset > 0 else '−'}{abs(offset)}"
+
+
+def var_label(name: str, time: str | None, size: float, transpose: bool = False) -> str:
+    """The label of a variable, ``time`` being the superscript's text such as ``(t)``.
+
+    Parameters
+    ----------
+    name : str
+        The variable or weight name.
+    time : str or None
+        The superscript, e.g. ``"(t)"``, ``"(3)"``; None for none.
+    size : float
+        The main font size; sub- and superscripts are 70 % of it.
+    transpose : bool
+        Add a ⊤ superscript (a weight that enters transposed).
+    """
+    small = round(size * 0.7, 1)
+    out = _name(name, small)
+    sup = []
+    if transpose:
+        sup.append("⊤")
+    if time is not None:
+        sup.append(_word(time))
+    if sup:
+        out += f"<SUP>{_small(''.join(sup), small)}</SUP>"
+    return f"<{out}>"
+
+
+def weight_label(weight: str | None, transpose: bool, size: float, extra: str | None = None) -> str:
+    """An edge label: the matrix a value enters through (``U``, ``W₁ᵀ``), and optional extra text.
+
+    A weight that is an expression rather than a name (``A B``) is written as text.
+
+    Examples
+    --------
+    >>> weight_label("W1", True, 10)
+    '<<I>W</I><SUB><FONT POINT-SIZE="7">1</FONT></SUB><SUP><FONT POINT-SIZE="7">⊤</FONT></SUP>>'
+    >>> weight_label(None, False, 10, "t−1")
+    '<<FONT POINT-SIZE="7">t−1</FONT>>'
+    >>> weight_label(None, False, 10)
+    ''
+    """
+    small = round(size * 0.7, 1)
+    parts = []
+    if weight is not None:
+        if re.fullmatch(r"[^\W\d]\w*", weight):
+            parts.append(var_label(weight, None, size, transpose)[1:-1])
+        else:
+            parts.append(_word(weight))
+    if extra:
+        parts.append(_small(_word(extra, italic=False), small))
+    return f"<{' '.join(parts)}>" if parts else ""
+
+
+def op_label(op: str) -> str:
+    """The label of an op node: a symbol for arithmetic, the upright name of a function.
+
+    Examples
+    --------
+    >>> op_label("mul"), op_label("tanh"), op_label("sigmoid")
+    ('<⊙>', '<tanh>', '<σ>')
+    """
+    return f"<{escape(OP_SYMBOLS.get(op, op))}>"
+
+
+def text_label(text: str) -> str:
+    """Plain text as an HTML-like label."""
+    return f"<{escape(text)}>"

@@ -1,0 +1,236 @@
+"""Model graphs -> a laid-out Graphviz graph (pygraphviz ``AGraph``).
+
+:func:`layout` is the one entry: ``unroll=None`` draws the folded graph of
+:func:`rnngraph.graph.folded`, ``unroll=N`` the graph of
+:func:`rnngraph.graph.unrolled`; nodes and edges of both are made by the
+same code from the same role -> style table.  Both are placed by
+:mod:`rnngraph.render.grid` on a grid of time columns (one column when
+folded) and variable rows, the same rows in both views, and Graphviz draws
+them as placed (``nop2``).  The op view (:mod:`rnngraph.render.ops`) is laid
+out by Graphviz's ``dot``.
+
+Node ids are derived from the model (``h1``, ``h1.3`` for h1 at step 3,
+``op4.2`` for op 4 at step 2), so the same input gives the same bytes.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import networkx as nx
+import pygraphviz as pgv
+
+from . import geometry as geo
+from .grid import Cell, Grid, Link, row_order
+from .labels import op_label, text_label, time_text, var_label, weight_label
+from .style import Style
+
+POINTS = 72.0                  # Graphviz sizes are in inches; positions in points
+
+
+@dataclass
+class Drawing:
+    """A laid-out drawing: the Graphviz graph with positions, and what each node shows.
+
+    Attributes
+    ----------
+    agraph : pygraphviz.AGraph
+        Every node and edge has ``pos`` (and edges with a label ``lp``), in points.
+    nodes : dict of str to dict
+        For each node id: ``name``, ``t`` (None when folded or time-free), ``kind``,
+        ``col`` and ``row`` (unrolled view), ``marker`` (a delay marker, not a variable).
+    edges : list of dict
+        ``tail``, ``head``, ``delay``, ``weight``, ``key`` (the Graphviz edge key).
+    unroll : int or None
+    style : Style
+    """
+
+    agraph: pgv.AGraph
+    nodes: dict[str, dict] = field(default_factory=dict)
+    edges: list[dict] = field(default_factory=list)
+    unroll: int | None = None
+    style: Style = field(default_factory=Style)
+    spacing: tuple[float, float] | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+def node_id(name: str, t: int | None) -> str:
+    """``h1`` folded or time-free, ``h1.3`` at step 3, ``h1.0`` for its initial value."""
+    return name if t is None else f"{name}.{t}"
+
+
+def _new_graph(style: Style, name: str) -> pgv.AGraph:
+    A = pgv.AGraph(directed=True, strict=False, name=name)
+    A.graph_attr.update(style.graph_attrs())
+    A.node_attr.update(fontname=style.font, fontsize=str(style.fontsize), margin="0.05,0.03",
+                       height="0.42", width="0.42")
+    A.edge_attr.update(style.edge_attrs())
+    return A
+
+
+def _time(style: Style, t: int | None, steps: int | None) -> str | None:
+    if t is None:
+        return None
+    if steps is None:
+        return "(t)"
+    if style.time_labels == "absolute":
+        return f"({time_text(t, absolute=True)})"
+    return f"({time_text(t - (steps + 1) // 2)})"
+
+
+def _delay_text(delay: int) -> str:
+    return time_text(-delay)
+
+
+def layout(model, unroll: int | None = None, style: Style | None = None) -> Drawing:
+    """Lay out ``model``: folded (``unroll=None``) or unrolled over ``unroll`` steps.
+
+    Examples
+    --------
+    >>> from rnngraph import parse
+    >>> d = layout(parse("h(t) = tanh(W h(t-1) + U x(t))"), unroll=2)
+    >>> sorted(d.nodes), [e["weight"] for e in d.edges]
+    (['h.0', 'h.1', 'h.2', 'x.1', 'x.2'], ['W', 'U', 'U', 'W'])
+    """
+    style = style or Style()
+    if style.detail == "ops":
+        from .ops import layout_ops
+        return layout_ops(model, unroll, style)
+    if unroll is not None and not model.timed:
+        unroll = None                      # nothing to unroll: draw it folded
+    g = model.graph() if unroll is None else model.unroll(unroll)
+    if unroll is not None and style.stubs:
+        g = _with_stubs(g, unroll)
+    A = _new_graph(style, "unrolled" if unroll else "folded")
+    d = Drawing(A, unroll=unroll, style=style)
+    for n, attrs in g.nodes(data=True):
+        name, t = (n if unroll is not None else (n, None))
+        t = t if attrs.get("timed") or attrs.get("stub") else None
+        nid = node_id(name, t)
+        kind = "stub" if attrs.get("stub") else attrs["kind"]
+        shown = (None if not attrs["timed"] else "(t)") if unroll is None else _time(style, t, unroll)
+        label = text_label("⋯") if kind == "stub" else var_label(name, shown, style.fontsize)
+        A.add_node(nid, label=label, **style.node(kind))
+        d.nodes[nid] = dict(name=name, t=t, kind=kind, marker=False, label=label)
+    for u, v, key, data in g.edges(keys=True, data=True):
+        tail = node_id(*(u if unroll is not None else (u, None)))
+        head = node_id(*(v if unroll is not None else (v, None)))
+        tail, head = (t if t in d.nodes else t.split(".")[0] for t in (tail, head))
+        delay = data["delay"]
+        extra = None
+        if unroll is None and delay and style.delay_marker == "label":
+            extra = _delay_text(delay)
+        label = weight_label(data["weight"], data["transpose"], style.fontsize, extra)
+        ekey = f"{tail}->{head}:{len(d.edges)}"
+        attrs = dict(label=label) if label else {}
+        if delay is not None and delay < 0:
+            attrs.update(color=style.colors["future"])
+        A.add_edge(tail, head, key=ekey, **attrs)
+        d.edges.append(dict(tail=tail, head=head, delay=delay, weight=data["weight"], key=ekey))
+        d.labels[ekey] = label
+    _place_grid(d, model)
+    return d
+
+
+def _with_stubs(g: nx.MultiDiGraph, steps: int) -> nx.MultiDiGraph:
+    """``g`` with the initial values shown as ``...`` and ``...`` after the last step."""
+    g = g.copy()
+    for n, attrs in g.nodes(data=True):
+        if attrs["role"] == "initial":
+            attrs["stub"] = True
+    for u, v, data in list(g.edges(data=True)):
+        delay = data["delay"]
+        if not delay or u[1] is None or not 1 <= u[1] <= steps or v[1] != u[1] + delay:
+            continue
+        for s in (steps + 1 - delay, ) if delay > 0 else (-delay,):
+            pass
+    extra = []
+    for u, v, data in g.edges(data=True):
+        delay = data["delay"]
+        if not delay or u[1] is None or not 1 <= u[1] <= steps:
+            continue
+        src_t = u[1]
+        if src_t + delay == v[1] and 1 <= v[1] <= steps:
+            # the same edge one period on, which falls outside the window
+            t2 = src_t + delay
+            beyond = (v[0], t2 + delay) if delay > 0 else (v[0], t2 + delay)
+            if not 1 <= beyond[1] <= steps and (v[0], beyond[1]) not in g:
+                extra.append(((u[0], t2), beyond, data))
+    for u, v, data in extra:
+        if u in g and v not in g:
+            g.add_node(v, **{**g.nodes[u], "role": "initial", "kind": "initial", "stub": True,
+                             "t": v[1]})
+        if u in g:
+            g.add_edge(u, v, key=(data["delay"], data["weight"]), **data)
+    return g
+
+
+# -- measuring --------------------------------------------------------------------
+def _measure(A: pgv.AGraph, nodes: dict, labels: list[str]) -> tuple[dict, list]:
+    """Graphviz's size of every node of A, and of each label as a plain box, in points."""
+    M = pgv.AGraph(directed=True, strict=False)
+    M.graph_attr.update(A.graph_attr)
+    M.node_attr.update(A.node_attr)
+    for n in A.nodes():
+        attrs = {k: v for k, v in n.attr.items() if v}
+        attrs["label"] = nodes[str(n)]["label"]        # pygraphviz hands HTML back unbracketed
+        M.add_node(n, **attrs)
+    for i, lab in enumerate(labels):
+        M.add_node(f"label {i}", label=lab, shape="plaintext", margin="0", width="0", height="0",
+                   fontsize=A.edge_attr.get("fontsize"), fontname=A.edge_attr.get("fontname"))
+    M.layout(prog="dot")
+    size = lambda n: (float(n.attr["width"]) * POINTS, float(n.attr["height"]) * POINTS)
+    nodes = {str(n): size(n) for n in M.nodes() if not str(n).startswith("label ")}
+    return nodes, [size(M.get_node(f"label {i}")) for i in range(len(labels))]
+
+
+# -- the unrolled view: a time grid -------------------------------------------------
+def _place_grid(d: Drawing, model) -> None:
+    A = d.agraph
+    edges = list(A.edges(keys=True))
+    labels = [d.labels.get(k, "") for u, v, k in edges]
+    sizes, label_sizes = _measure(A, d.nodes, [lab for lab in labels if lab])
+    lab_iter = iter(label_sizes)
+    label_of = [next(lab_iter) if lab else None for lab in labels]
+    names = list(dict.fromkeys(info["name"] for info in d.nodes.values()))
+    rows = {n: i for i, n in enumerate(row_order(model, names))}
+    steps = d.unroll
+    for nid, info in d.nodes.items():
+        info["row"] = rows[info["name"]]
+        if steps is None:
+            info["col"] = 0
+        else:
+            info["col"] = info["t"] if info["t"] is not None else min(0, -1 + min(
+                (i["t"] for i in d.nodes.values() if i["t"] is not None), default=1))
+    maxw = max(w for w, _ in sizes.values())
+    maxh = max(h for _, h in sizes.values())
+    lw = max((w for w, _ in label_sizes), default=0)
+    lh = max((h for _, h in label_sizes), default=0)
+    dx = math.ceil(maxw + 2 * lw + 34)
+    dy = math.ceil(maxh + 2 * lh + 22)
+    cells = {nid: Cell(info["col"], info["row"], *sizes[nid]) for nid, info in d.nodes.items()}
+    marks = [min(abs(e["delay"] or 0), 3) if d.unroll is None and d.style.delay_marker == "square"
+             else 0 for e in d.edges]
+    links = [Link(u, v, label_of[i], marks[i]) for i, (u, v, _) in enumerate(edges)]
+    steps_cols = {i["col"] for i in d.nodes.values() if i["kind"] not in ("initial", "stub")}
+    ends = frozenset(c.col for c in cells.values()) - steps_cols
+    grid = Grid(cells, links, dx, dy, arrow=10 * float(A.edge_attr["arrowsize"]), ends=ends)
+    grid.place()
+    for nid, c in cells.items():
+        A.get_node(nid).attr.update(pos=f"{c.pos[0]:.2f},{c.pos[1]:.2f}",
+                                    width=f"{c.width / POINTS:.4f}", height=f"{c.height / POINTS:.4f}")
+    for (u, v, k), link in zip(edges, links):
+        e = A.get_edge(u, v, k)
+        e.attr["pos"] = geo.to_pos(link.path, grid.arrow)
+        if link.label_pos is not None:
+            e.attr["lp"] = f"{link.label_pos[0]:.2f},{link.label_pos[1]:.2f}"
+    style = d.style
+    for link, info in zip(links, d.edges):
+        for j, (x, y) in enumerate(link.mark_pos):
+            mid = f"{info['key']} delay{j + 1}"
+            fill = style.colors["marker"] if info["delay"] > 0 else style.colors["background"]
+            A.add_node(mid, label="", shape="square", width="0.13", height="0.13", fixedsize="true",
+                       style="filled", fillcolor=fill, color=style.colors["marker"], penwidth="1.2",
+                       pos=f"{x:.2f},{y:.2f}")
+            d.nodes[mid] = dict(name=None, t=None, kind="marker", marker=True, label="")
+    d.spacing = (dx, dy)

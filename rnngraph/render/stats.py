@@ -1,0 +1,131 @@
+"""The quality figures of a drawing, measured on Graphviz's own layout.
+
+Everything here is read back from what Graphviz writes (``-Tdot`` positions
+and sizes, and the SVG's font sizes), not from what rnngraph asked for, so a
+figure is what the reader of the picture gets:
+
+``column_error``    the largest spread of x centres within one time step, as a
+                    fraction of the column spacing (0: perfectly aligned)
+``spacing_error``   how unequal the column spacings are, as a fraction of it
+``row_error``       the largest spread of y centres of one variable, in points
+``through_nodes``   edges that pass through a node they do not end at
+``wrong_way``       recurrent edges that do not point right (left when backward)
+``crossings``       pairs of edges that cross, counted once per crossing
+``min_font_pt``     the smallest text once the drawing is fitted to a
+                    13.33 x 7.5 in (16:9) slide
+"""
+from __future__ import annotations
+
+import math
+import re
+import statistics
+
+import pygraphviz as pgv
+
+from . import geometry as geo
+from .layout import POINTS, Drawing
+
+SLIDE = (13.333 * 72, 7.5 * 72)
+
+
+def _read(drawing: Drawing):
+    """Node centres and radii, and edge polylines, as Graphviz laid them out."""
+    out = pgv.AGraph(string=drawing.agraph.draw(format="dot", prog="nop2").decode("utf-8"))
+    nodes = {}
+    for n in out.nodes():
+        x, y = map(float, n.attr["pos"].split(","))
+        nodes[str(n)] = ((x, y), float(n.attr["width"]) * POINTS / 2, float(n.attr["height"]) * POINTS / 2)
+    edges = [(str(u), str(v), geo.pos_path(out.get_edge(u, v, k).attr["pos"]))
+             for u, v, k in out.edges(keys=True)]
+    return nodes, edges
+
+
+def _near_ends(p, ends, nodes, pad=3.0) -> bool:
+    """Whether p lies at one of the nodes ``ends`` (where edges meet anyway)."""
+    return any(geo.inside_ellipse(p, nodes[e][0], nodes[e][1] + pad, nodes[e][2] + pad) for e in ends)
+
+
+def measure(drawing: Drawing, svg: bytes | None = None) -> dict:
+    """The quality figures of ``drawing``.
+
+    Examples
+    --------
+    >>> from rnngraph import parse
+    >>> from rnngraph.render.layout import layout
+    >>> s = measure(layout(parse("h(t) = tanh(W h(t-1) + U x(t))"), unroll=3))
+    >>> s["crossings"], s["through_nodes"], s["wrong_way"], s["column_error"] < 0.02
+    (0, 0, 0, True)
+    """
+    nodes, edges = _read(drawing)
+    info = drawing.nodes
+    var = {n: v for n, v in nodes.items() if not info[n]["marker"]}
+    figures: dict = dict(nodes=len(var), edges=len(edges))
+
+    # Alignment: columns (time steps) and rows (variables).
+    cols: dict = {}
+    rows: dict = {}
+    for n, (c, _, _) in var.items():
+        if info[n]["kind"] != "stub" and info[n]["t"] is not None:
+            cols.setdefault(info[n]["t"], []).append(c[0])
+        rows.setdefault(info[n]["name"], []).append(c[1])
+    centres = [statistics.mean(xs) for _, xs in sorted(cols.items())]
+    gaps = [b - a for a, b in zip(centres, centres[1:])]
+    spacing = statistics.median(gaps) if gaps else 0.0
+    figures["column_spacing_pt"] = round(spacing, 2)
+    figures["column_error"] = round(max((max(xs) - min(xs)) for xs in cols.values()) / spacing, 4) \
+        if spacing else 0.0
+    figures["spacing_error"] = round(max(abs(g - spacing) for g in gaps) / spacing, 4) if spacing else 0.0
+    figures["row_error"] = round(max((max(ys) - min(ys)) for ys in rows.values()), 2) if rows else 0.0
+
+    # Edges through nodes, and recurrent edges pointing the wrong way.
+    through = 0
+    for u, v, poly in edges:
+        for n, (c, rx, ry) in var.items():
+            if n in (u, v):
+                continue
+            if any(geo.segment_hits_ellipse(p, q, c, rx - 1, ry - 1) for p, q in zip(poly, poly[1:])):
+                through += 1
+    figures["through_nodes"] = through
+    wrong = 0
+    if drawing.unroll is not None:
+        for e in drawing.edges:
+            delay = e["delay"]
+            if not delay:
+                continue
+            dx = nodes[e["head"]][0][0] - nodes[e["tail"]][0][0]
+            wrong += (dx <= 0) if delay > 0 else (dx >= 0)
+    figures["wrong_way"] = wrong
+
+    # Crossings, away from the nodes where edges meet.
+    crossings = 0
+    for i, (u, v, a) in enumerate(edges):
+        for x, y, b in edges[i + 1:]:
+            ends = {u, v, x, y}
+            crossings += sum(1 for p in geo.intersections(a, b) if not _near_ends(p, ends, nodes))
+    figures["crossings"] = crossings
+
+    # Text size once fitted to a 16:9 slide.
+    if svg is None:
+        from .output import render
+        svg = render(drawing, "svg")
+    text = svg.decode("utf-8")
+    m = re.search(r'<svg width="([\d.]+)pt" height="([\d.]+)pt"', text)
+    width, height = float(m.group(1)), float(m.group(2))
+    scale = min(SLIDE[0] / width, SLIDE[1] / height)
+    sizes = [float(s) for s in re.findall(r'<text[^>]*font-size="([\d.]+)"', text)]
+    figures["size_pt"] = (round(width, 1), round(height, 1))
+    figures["slide_scale"] = round(scale, 3)
+    figures["min_font_pt"] = round(min(sizes) * scale, 2) if sizes else math.inf
+    return figures
+
+
+def report(figures: dict) -> str:
+    """``figures`` as the lines ``rnngraph draw --stats`` prints."""
+    names = dict(nodes="nodes", edges="edges", crossings="edge crossings",
+                 through_nodes="edges through a node", wrong_way="recurrent edges pointing the wrong way",
+                 column_error="column alignment error (fraction of spacing)",
+                 spacing_error="column spacing error (fraction)", row_error="row alignment error (pt)",
+                 column_spacing_pt="column spacing (pt)", size_pt="drawing size (pt)",
+                 slide_scale="scale to fit a 16:9 slide", min_font_pt="smallest text on the slide (pt)")
+    return "\n".join(f"{names.get(k, k)}: {v if not isinstance(v, tuple) else ' x '.join(map(str, v))}"
+                     for k, v in figures.items())
