@@ -93,11 +93,11 @@ def layout(model, unroll: int | None = None, style: Style | None = None) -> Draw
     (['h.0', 'h.1', 'h.2', 'x.1', 'x.2'], ['W', 'U', 'U', 'W'])
     """
     style = style or Style()
-    if style.detail == "ops":
-        from .ops import layout_ops
-        return layout_ops(model, unroll, style)
     if unroll is not None and not model.timed:
         unroll = None                      # nothing to unroll: draw it folded
+    if style.detail == "ops":
+        from .opview import layout_ops
+        return layout_ops(model, unroll, style)
     g = model.graph() if unroll is None else model.unroll(unroll)
     if unroll is not None and style.stubs:
         g = _with_stubs(g, unroll)
@@ -207,7 +207,7 @@ def _place_grid(d: Drawing, model) -> None:
     lw = max((w for w, _ in label_sizes), default=0)
     lh = max((h for _, h in label_sizes), default=0)
     dx = math.ceil(maxw + 2 * lw + 34)
-    dy = math.ceil(maxh + 2 * lh + 22)
+    dy = math.ceil(maxh + lh + 28)
     cells = {nid: Cell(info["col"], info["row"], *sizes[nid]) for nid, info in d.nodes.items()}
     marks = [min(abs(e["delay"] or 0), 3) if d.unroll is None and d.style.delay_marker == "square"
              else 0 for e in d.edges]

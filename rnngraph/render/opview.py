@@ -1,0 +1,133 @@
+"""The op view (``--detail ops``): a node per primitive operation.
+
+Drawn from :func:`rnngraph.ir.op_graph` as in colah's LSTM figures: a layer
+(a matrix product, or a nonlinearity applied to one) is a box, a pointwise
+operation (``+``, ``⊙``, a nonlinearity of a state) a circle, and the
+variables are the role-styled nodes of the variable view.  Unrolled, each
+step is a framed group of its ops, steps left to right, and what a step
+reads from an earlier step is an edge from that step's node.  Graphviz's
+``dot`` lays it out.
+"""
+from __future__ import annotations
+
+import pygraphviz as pgv
+
+from ..ir import op_graph
+from .labels import name_html, op_label, text_label, time_text, var_label
+from .layout import Drawing, _new_graph, _time
+from .style import Style
+
+_LAYER_INPUTS = {"matmul", "add", "sub"}
+
+
+def _is_layer(g, n) -> bool:
+    """A matmul, or a function whose argument comes from a chain of matmuls and sums."""
+    op = g.nodes[n]["op"]
+    if op == "matmul":
+        return True
+    if op in {"add", "sub", "mul", "div", "neg", "concat", "copy", "transpose"}:
+        return False
+    stack, seen = [u for u in g.predecessors(n)], set()
+    while stack:
+        u = stack.pop()
+        if u in seen:
+            continue
+        seen.add(u)
+        if g.nodes[u].get("op") == "matmul":
+            return True
+        if g.nodes[u].get("op") in _LAYER_INPUTS:
+            stack.extend(g.predecessors(u))
+    return False
+
+
+def layout_ops(model, unroll: int | None, style: Style) -> Drawing:
+    """The op view of ``model``, folded or unrolled, laid out by ``dot``."""
+    g = op_graph(model.ir())
+    A = _new_graph(style, "ops")
+    A.graph_attr.update(rankdir="BT", nodesep="0.3", ranksep="0.35", newrank="true",
+                        compound="true")
+    d = Drawing(A, unroll=unroll, style=style)
+    steps = [None] if unroll is None else list(range(1, unroll + 1))
+    sym = model.symbols
+
+    def add(nid, label, kind, name=None, t=None, **extra):
+        if nid not in d.nodes:
+            attrs = style.node(kind)
+            attrs.update(extra)
+            A.add_node(nid, label=label, **attrs)
+            d.nodes[nid] = dict(name=name, t=t, kind=kind, marker=False, label=label)
+        return nid
+
+    def var_node(name, t):
+        """A model variable at step t (t None: folded or time-free)."""
+        kind = sym[name].kind
+        if t is not None and not 1 <= t <= (unroll or 1):
+            kind = "initial"
+        shown = None if t is None and not sym[name].timed else \
+            ("(t)" if unroll is None else _time(style, t, unroll))
+        nid = name if t is None else f"{name}.{t}"
+        return add(nid, var_label(name, shown, style.fontsize), kind, name, t)
+
+    # dot lays the step clusters out right to left in the order they are made: make the last first.
+    for t in (steps if unroll is None else steps[::-1]):
+        sub = A.add_subgraph(name=f"cluster_step{t}", label=f"<{_time(style, t, unroll) or ''}>" if t else "",
+                             style="rounded,filled", fillcolor=style.colors["cluster"],
+                             color=style.colors["muted"], fontcolor=style.colors["muted"]) if t else A
+        ids = {}
+        for n, data in g.nodes(data=True):
+            kind = data["kind"]
+            suffix = "" if t is None else f".{t}"
+            if kind == "op":
+                if data["block"] == "once" and t is not None and t != steps[-1]:
+                    ids[n] = f"{n}.{steps[-1]}"
+                    continue
+                layer = _is_layer(g, n)
+                label = op_label(data["op"])
+                ids[n] = add(f"{n}{suffix}", label, "layer" if layer else "pointwise",
+                             fixedsize="false", width="0.3", height="0.3", margin="0.02")
+                sub.add_node(ids[n])
+            elif kind == "param":
+                ids[n] = add(f"{n}{suffix}", f"<{name_html(data['name'])}>", "parameter",
+                             shape="plaintext", margin="0")
+                sub.add_node(ids[n])
+            elif kind == "const":
+                ids[n] = add(f"{n}{suffix}", text_label(data["label"]), "parameter", shape="plaintext",
+                             margin="0")
+                sub.add_node(ids[n])
+            elif kind == "var":
+                name = data["name"]
+                ids[n] = var_node(name, t if sym[name].timed else None)
+                if sym[name].timed:
+                    sub.add_node(ids[n])
+            else:                                          # a read: x(t), h(t-1), a time-free input
+                name = data["name"]
+                offset = _read_offset(n)
+                if t is None:
+                    label = var_label(name, None if offset is None else f"({time_text(offset)})",
+                                      style.fontsize)
+                    ids[n] = add(n, label, sym[name].kind if not offset else "state", name, None)
+                else:
+                    ids[n] = var_node(name, None if offset is None else t + offset)
+                    if sym[name].role == "input" and offset == 0:
+                        sub.add_node(ids[n])
+        for u, v in g.edges():
+            if t is not None and u.startswith("op") and g.nodes[u]["block"] == "once" and t != steps[-1]:
+                if g.nodes[v].get("block") == "once":
+                    continue
+            key = f"{ids[u]}->{ids[v]}"
+            if A.has_edge(ids[u], ids[v], key):
+                continue
+            cross = t is not None and d.nodes[ids[u]]["t"] not in (None, t)
+            attrs = dict(constraint="false") if cross else {}
+            A.add_edge(ids[u], ids[v], key=key, **attrs)
+            d.edges.append(dict(tail=ids[u], head=ids[v], delay=None, weight=None, key=key))
+    A.layout(prog="dot")
+    return d
+
+
+def _read_offset(node_id: str) -> int | None:
+    """``x(t)`` -> 0, ``h(t-1)`` -> -1, ``W`` -> None."""
+    if "(" not in node_id:
+        return None
+    inner = node_id[node_id.index("(") + 1:-1]
+    return 0 if inner == "t" else int(inner[1:])
