@@ -1,0 +1,289 @@
+"""rnngraph draw: the quality figures, measured on Graphviz's layout, and safe output."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import rnngraph
+from rnngraph.cli import main
+from rnngraph.render import draw, layout
+from rnngraph.render.stats import measure
+from rnngraph.render.style import Style
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+BIN = Path(sys.executable).parent
+
+
+def model(name):
+    return rnngraph.load(EXAMPLES / f"{name}.rnn")
+
+
+# -- the measured quality of the unrolled view ---------------------------------------
+CASES = [("exercise", 4, 6), ("torch_lstm", 3, None), ("lstm_unicode", 3, None),
+         ("torch_gru", 3, None), ("bidirectional", 3, None)]
+
+
+@pytest.fixture(scope="module", params=CASES, ids=lambda c: f"{c[0]}-{c[1]}")
+def figures(request):
+    name, steps, _ = request.param
+    d = layout(model(name), steps)
+    return request.param, d, measure(d)
+
+
+def test_columns_aligned_and_equally_spaced(figures):
+    _, _, f = figures
+    assert f["column_error"] <= 0.02
+    assert f["spacing_error"] <= 0.02
+
+
+def test_every_variable_keeps_its_row(figures):
+    assert figures[2]["row_error"] <= 0.5
+
+
+def test_no_edge_passes_through_a_node(figures):
+    assert figures[2]["through_nodes"] == 0
+
+
+def test_recurrent_edges_point_along_time(figures):
+    assert figures[2]["wrong_way"] == 0
+
+
+def test_crossings_within_the_issue_bound(figures):
+    (name, steps, bound), _, f = figures
+    if bound is not None:
+        assert f["crossings"] <= bound
+
+
+def test_text_readable_on_a_slide():
+    # Up to 5 steps and 2 layers: at least 14 pt once fitted to a 13.33 x 7.5 in slide.
+    for name, steps in (("exercise", 4), ("exercise", 5), ("bidirectional", 3), ("torch_gru", 3),
+                        ("torch_rnn", 5), ("exercise", None)):
+        assert measure(layout(model(name), steps))["min_font_pt"] >= 14, (name, steps)
+
+
+@pytest.mark.parametrize("text", [
+    "h1(t) = tanh(U x(t) + V h1(t-1))\nh2(t) = tanh(R h1(t) + S h2(t-1))\ny(t) = P h2(t)",
+    "h(t) = tanh(W h(t-1) + U x(t))\ny(t) = V h(t)",
+])
+def test_stacked_rnn_without_skips_has_no_crossings(text):
+    assert measure(layout(rnngraph.parse(text), 4))["crossings"] == 0
+
+
+def test_rows_inputs_bottom_outputs_top():
+    d = layout(model("exercise"), 3)
+    y = {info["name"]: float(d.agraph.get_node(n).attr["pos"].split(",")[1])
+         for n, info in d.nodes.items() if info["t"] == 2}
+    assert y["x"] < y["h1"] < y["h2"] < y["y"]
+
+
+def test_backward_state_points_left_and_forward_right():
+    d = layout(model("bidirectional"), 3)
+    x = lambda n: float(d.agraph.get_node(n).attr["pos"].split(",")[0])
+    assert x("g.1") < x("g.2") and ("g.2", "g.1") in [(e["tail"], e["head"]) for e in d.edges]
+    assert x("h.0") < x("h.1")                   # the initial value at the left
+    assert x("g.4") > x("g.3")                   # the backward boundary value at the right
+
+
+def test_weight_label_on_every_step():
+    svg = draw(model("exercise"), unroll=4).decode()
+    # U on x -> h1 at each of the 4 steps, as an italic U in a label.
+    assert len(re.findall(r'font-style="italic"[^>]*>U</text>', svg)) == 4
+
+
+# -- folded view -------------------------------------------------------------------------
+def test_folded_has_one_node_per_variable_and_delay_markers():
+    d = layout(model("exercise"))
+    variables = sorted(n for n, i in d.nodes.items() if not i["marker"])
+    assert variables == ["h1", "h2", "x", "y"]
+    # V, S (self loops), W and T (from the previous step): one black square each.
+    assert sum(i["marker"] for i in d.nodes.values()) == 4
+    assert measure(d)["crossings"] == 0
+
+
+def test_future_edges_marked_differently():
+    d = layout(model("bidirectional"))
+    fills = {n.split(" ")[0]: d.agraph.get_node(n).attr["fillcolor"]
+             for n, i in d.nodes.items() if i["marker"]}
+    past = next(v for k, v in fills.items() if k.startswith("h->h"))
+    future = next(v for k, v in fills.items() if k.startswith("g->g"))
+    assert past == "black" and future == "white"
+
+
+def test_delay_marker_label_writes_the_delay():
+    svg = draw(model("elman"), delay_marker="label").decode()
+    assert "t−1" in svg
+    assert "t−1" not in draw(model("elman")).decode()
+
+
+def test_time_labels_relative():
+    svg = draw(model("elman"), unroll=3, time_labels="relative").decode()
+    # (t−1): an italic t, then "−1)" upright; no step numbers.
+    assert ">−1)<" in svg and ">+1)<" in svg and ">(3)<" not in svg
+
+
+def test_stubs_replace_initial_values():
+    d = layout(model("torch_rnn"), 3, Style(stubs=True))
+    stubs = sorted(n for n, i in d.nodes.items() if i["kind"] == "stub")
+    assert stubs == ["h.0", "h.4"]
+    assert measure(d)["through_nodes"] == 0
+
+
+def test_ops_detail_boxes_layers_circles_pointwise():
+    d = layout(model("lstm_concat"), None, Style(detail="ops"))
+    shapes = {}
+    for n, i in d.nodes.items():
+        shapes.setdefault(i["kind"], set()).add(d.agraph.get_node(n).attr["shape"])
+    assert shapes["layer"] == {"box"} and shapes["pointwise"] == {"circle"}
+    un = layout(model("exercise"), 2, Style(detail="ops"))
+    assert {i["t"] for i in un.nodes.values()} >= {0, 1, 2}
+
+
+# -- typography ---------------------------------------------------------------------------
+def test_sub_and_superscripts_render_without_baseline_shift():
+    svg = draw(model("exercise"), unroll=2).decode()
+    assert "baseline-shift" not in svg
+    # h1(1): an italic h, then a smaller 1 below and a smaller (1) above the baseline.
+    m = re.search(r'font-style="italic" font-size="16.00">h</text>\s*<text[^>]*y="([-\d.]+)"[^>]*'
+                  r'font-size="11.00">1</text>\s*<text[^>]*y="([-\d.]+)"[^>]*font-size="11.00">\(1\)</text>',
+                  svg)
+    base = float(re.search(r'y="([-\d.]+)"[^>]*font-style="italic" font-size="16.00">h</text>', svg)
+                 .group(1))
+    assert m and float(m.group(1)) > base > float(m.group(2))
+
+
+def test_accents_greek_and_upright_functions():
+    svg = draw(rnngraph.parse("c_tilde(t) = tanh(alpha x(t))\ny(t) = W_hh c_tilde(t)"),
+               detail="ops").decode()
+    assert "c\u0303" in svg                        # c with a combining tilde
+    assert ">α<" in svg and ">tanh<" in svg
+    assert re.search(r'font-style="italic"[^>]*>W</text>', svg)
+
+
+# -- themes, formats, determinism -----------------------------------------------------------
+@pytest.mark.parametrize("theme,background", [("default", "white"), ("mono", "white"),
+                                              ("dark", "#1e1e1e")])
+def test_themes(theme, background):
+    svg = draw(model("elman"), unroll=2, theme=theme).decode()
+    assert f'<polygon fill="{background}"' in svg
+
+
+def test_transparent_has_no_background():
+    svg = draw(model("elman"), transparent=True).decode()
+    assert '<polygon fill="white" stroke="none"' not in svg
+
+
+def test_mono_has_no_colour():
+    svg = draw(model("bidirectional"), unroll=2, theme="mono").decode()
+    colours = set(re.findall(r'(?:fill|stroke)="(#[0-9a-f]{6})"', svg))
+    assert all(c[1:3] == c[3:5] == c[5:7] for c in colours), colours
+
+
+@pytest.mark.parametrize("fmt,magic", [("svg", b"<?xml"), ("pdf", b"%PDF"), ("png", b"\x89PNG"),
+                                       ("dot", b"digraph")])
+def test_byte_identical_every_format(fmt, magic):
+    a = draw(model("exercise"), unroll=4, format=fmt)
+    b = draw(model("exercise"), unroll=4, format=fmt)
+    assert a == b and magic in a[:16]
+
+
+def test_no_graphviz_version_or_date_in_output():
+    svg = draw(model("exercise")).decode()
+    assert "graphviz version" not in svg
+    pdf = draw(model("exercise"), format="pdf")
+    assert b"/CreationDate (D:20000101000000Z)" in pdf
+
+
+def test_model_shows_itself_in_jupyter():
+    assert model("elman")._repr_svg_().startswith("<?xml")
+
+
+def test_bad_options_are_named():
+    with pytest.raises(ValueError, match="unknown theme 'neon'; choose one of default, mono, dark"):
+        draw(model("elman"), theme="neon")
+    with pytest.raises(TypeError, match="unknown style option 'colour'"):
+        draw(model("elman"), colour="red")
+    with pytest.raises(ValueError, match="unroll must be a positive whole number"):
+        draw(model("elman"), unroll=0)
+
+
+# -- the command line: files written safely ---------------------------------------------------
+def test_cli_default_name_in_current_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["draw", str(EXAMPLES / "exercise.rnn"), "--unroll", "4"]) == 0
+    assert capsys.readouterr().out.strip() == "exercise-unrolled.svg"
+    assert (tmp_path / "exercise-unrolled.svg").read_bytes() == draw(model("exercise"), unroll=4)
+    assert main(["draw", str(EXAMPLES / "exercise.rnn")]) == 0
+    assert (tmp_path / "exercise.svg").exists()
+
+
+def test_cli_output_extension_picks_format_and_stdout(tmp_path, capsysbinary):
+    out = tmp_path / "x.pdf"
+    assert main(["draw", str(EXAMPLES / "elman.rnn"), "-o", str(out)]) == 0
+    assert out.read_bytes().startswith(b"%PDF")
+    capsysbinary.readouterr()
+    assert main(["draw", str(EXAMPLES / "elman.rnn"), "-o", "-", "--format", "dot"]) == 0
+    assert capsysbinary.readouterr().out.startswith(b"digraph")
+
+
+def test_cli_stats(capsys, tmp_path):
+    assert main(["draw", str(EXAMPLES / "exercise.rnn"), "--unroll", "4", "--stats",
+                 "-o", str(tmp_path / "e.svg")]) == 0
+    out = capsys.readouterr().out
+    assert "edge crossings: 6" in out and "smallest text on the slide (pt):" in out
+
+
+def test_cli_refuses_to_overwrite_input(tmp_path, capsys):
+    src = tmp_path / "eqs.svg"
+    text = "h(t) = tanh(W h(t-1) + U x(t))\n"
+    src.write_text(text)
+    assert main(["draw", str(src), "-o", str(src)]) == 2
+    assert "refusing to write the drawing over the input file" in capsys.readouterr().err
+    assert src.read_text() == text
+
+
+def test_cli_bad_input_exit_2_writes_nothing_keeps_earlier_output(tmp_path, capsys):
+    good, bad, out = tmp_path / "good.rnn", tmp_path / "bad.rnn", tmp_path / "out.svg"
+    good.write_text("h(t) = tanh(W h(t-1) + U x(t))\n")
+    bad.write_text("h(t) = tanhh(W h(t-1) + U x(t))\n")
+    assert main(["draw", str(good), "-o", str(out)]) == 0
+    before = out.read_bytes()
+    assert main(["draw", str(bad), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:1:8: error: unknown function 'tanhh'" in err
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.rnn", "good.rnn", "out.svg"]
+
+
+def test_failed_render_leaves_no_partial_file(tmp_path, monkeypatch):
+    from rnngraph.render import output
+    out = tmp_path / "out.svg"
+    out.write_bytes(b"earlier")
+
+    def broken_replace(*args):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(output.os, "replace", broken_replace)
+    with pytest.raises(rnngraph.RnnGraphError, match="No space left on device"):
+        output.write_atomic(b"new", out)
+    assert out.read_bytes() == b"earlier"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.svg"]
+
+
+@pytest.mark.parametrize("fmt", ["svg", "pdf", "png", "dot"])
+def test_every_format_without_a_dot_binary(tmp_path, fmt):
+    # PATH holds only the venv's bin: no system Graphviz can be found.
+    exe = BIN / "rnngraph"
+    if not exe.exists():
+        pytest.skip("the rnngraph script is not installed in this environment")
+    env = {"PATH": str(BIN), "HOME": str(tmp_path)}
+    assert shutil.which("dot", path=str(BIN)) is None
+    out = tmp_path / f"ex.{fmt}"
+    run = subprocess.run([str(exe), "draw", str(EXAMPLES / "exercise.rnn"), "--unroll", "3",
+                          "-o", str(out)], env=env, capture_output=True, timeout=120)
+    assert run.returncode == 0, run.stderr.decode()
+    assert out.stat().st_size > 200
