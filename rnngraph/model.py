@@ -110,6 +110,26 @@ class Model:
         """Jupyter shows a model as its folded diagram."""
         return self.draw().decode("utf-8")
 
+    def compile(self, sizes: dict[str, int] | None = None, dtype: str = "float64",
+                check_finite: bool = True, optimize: bool = True):
+        """NumPy forward and backward (BPTT) passes: see :class:`rnngraph.compiled.Compiled`.
+
+        ``sizes`` gives or overrides sizes; an error names each size still
+        unknown.  ``check_finite`` rejects NaN and Inf in inputs and parameters;
+        ``optimize=False`` keeps the plain path (every block a loop over t, no
+        hoisting), for debugging.
+
+        Examples
+        --------
+        >>> net = parse("h(t) = tanh(W h(t-1) + U x(t) + b)").compile(sizes={"x": 3, "h": 4})
+        >>> net.param_shapes
+        {'W': (4, 4), 'U': (4, 3), 'b': (4,)}
+        """
+        from .compiled import Compiled
+        model = self.with_sizes(sizes) if sizes else self
+        return Compiled(model.require_sizes(), dtype=dtype, check_finite=check_finite,
+                        optimize=optimize)
+
     def to_text(self) -> str:
         """The canonical text; ``parse(m.to_text()) == m``."""
         given = self._given

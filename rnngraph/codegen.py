@@ -1,0 +1,720 @@
+"""Op-level IR -> Python source: a NumPy forward pass and its reverse (BPTT).
+
+The compiler plans, then prints straight-line code; nothing walks a graph
+while the network runs.
+
+1. Rewrites.  ``cross_entropy(softmax(z), y)`` becomes one stable op on the
+   logits z.  With ``optimize``: ``A^T v`` becomes one product (no transposed
+   copy), loop-invariant work (anything of parameters and time-free values
+   alone) moves out of the time loops, and repeated subexpressions (the
+   ``[h(t-1); x(t)]`` every gate of an LSTM reads) are computed once.
+2. Blocks.  The defined sequences and the reads between them form a graph
+   whose edges carry time offsets; NetworkX gives its strongly connected
+   components and their topological order.  A component with a delayed edge
+   inside is a loop over t, forward for ``t-k``, backward for ``t+k``; one
+   without is computed for every t at once, as arrays (T, B, n) (with
+   ``optimize=False`` it loops too: the plain path, for debugging).
+   Time-free values and initial values come first, in the prologue.
+3. Homes.  Every time-indexed value lives in an array (P + T + F, B, n): P
+   slots before step 1 hold the initial value (a forward state) or zeros (an
+   input), F slots after step T zeros, so ``h(t-1)`` at t = 1 needs no test.
+   Step t is index ``t + P - 1``: with P = 1, ``h[t]`` is h(t) as in the book.
+   Temporaries that the backward pass needs are kept too; others stay local.
+4. Printing.  The forward prints each op's template from :mod:`rnngraph.ops`;
+   the backward walks the same blocks in reverse order (loops run the other
+   way), each equation's ops in reverse, and adds every VJP contribution into
+   the gradient of the value it reads: ``+=`` into a gradient array for
+   time-indexed values and into an accumulator for parameters, ``=`` (then
+   ``d = d + ...``) for a temporary.
+
+Issue 5 (speed) fits this plan: the input projections of a loop block are a
+block of their own (no recurrence), to run for all t before the loop, and
+their parameter gradients become one GEMM over stacked time after it.
+
+Examples
+--------
+>>> from rnngraph import parse
+>>> src = generate(parse("h(t) = tanh(W h(t-1) + U x(t) + b)\\nx: 3, h: 4"))
+>>> print(src[src.index("    for t"):src.index("    outputs")].rstrip())
+    for t in range(1, T + 1):
+        # h(t) = tanh(W h(t-1) + U x(t) + b)
+        _1 = h[t - 1] @ W.T
+        _2 = x[t] @ U.T
+        _3 = _1 + _2
+        _4 = _3 + b
+        h[t] = np.tanh(_4)
+"""
+from __future__ import annotations
+
+import keyword
+import re
+import unicodedata
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from . import __version__, ir
+from .errors import RnnGraphError
+from .ir import Const, Eqn, Param, Read, Var
+from .names import GREEK
+from .ops import RUNTIME, lookup, sum_leading
+from .printing import expr_text, number_text
+
+_GREEK_WORDS = {letter: word for word, letter in GREEK.items()}
+_MATRIX_OPS = {"transpose", "add", "sub", "mul", "div", "neg", "matmul"}
+_SIMPLE = re.compile(r"[A-Za-z_]\w*(\[[^\[\]]*\])?")
+#: Names the generated code uses as they are; a model name equal to one is renamed.
+_FIXED = {"np", "params", "inputs", "initial", "tape", "cotangents", "outputs", "name",
+          "forward", "backward", "range", "DTYPE", "PARAMETERS", "t", *RUNTIME}
+
+
+# ============================================================================
+# Names
+# ============================================================================
+
+def identifier(name: str) -> str:
+    """A Python identifier for a model name: Greek letters spelled out, keywords suffixed.
+
+    Examples
+    --------
+    >>> identifier("α"), identifier("lambda"), identifier("W_hh"), identifier("ϕ1")
+    ('alpha', 'lambda_', 'W_hh', 'phi1')
+    """
+    out = []
+    for ch in name:
+        if ch.isascii():
+            out.append(ch)
+        elif ch in _GREEK_WORDS:
+            out.append(_GREEK_WORDS[ch])
+        else:
+            words = unicodedata.name(ch, "").split()
+            word = words[-1].lower() if "GREEK" in words and words[-1] != "SYMBOL" else \
+                (words[1].lower() if len(words) > 2 and words[-1] == "SYMBOL" else f"u{ord(ch):04x}")
+            out.append(word)
+    text = "".join(out)
+    return text + "_" if keyword.iskeyword(text) or text in ("None", "True", "False") else text
+
+
+class Namer:
+    """Unique Python names: the first wish that is free, else the last with a number."""
+
+    def __init__(self, reserved=()):
+        self.taken = set(reserved)
+
+    def __call__(self, *wishes: str) -> str:
+        wishes = tuple(w + "_" if keyword.iskeyword(w) else w for w in wishes)
+        for wish in wishes:
+            if wish not in self.taken:
+                self.taken.add(wish)
+                return wish
+        n = 2
+        while f"{wishes[-1]}_{n}" in self.taken:
+            n += 1
+        self.taken.add(f"{wishes[-1]}_{n}")
+        return f"{wishes[-1]}_{n}"
+
+
+# ============================================================================
+# The plan: rewrites and blocks
+# ============================================================================
+
+@dataclass
+class Block:
+    """A run of equations: the prologue (``once``), a loop (``forward``, ``backward``)
+    or every step at once (``all``)."""
+
+    kind: str
+    names: list[str]
+    eqns: list[Eqn] = field(default_factory=list)
+
+    @property
+    def lead(self) -> int:
+        """Leading axes of a time-indexed value as this block sees it: (B, n) or (T, B, n)."""
+        return 2 if self.kind == "all" else 1
+
+
+def _producers(eqns):
+    return {e.out: e for e in eqns}
+
+
+def _replace_args(e: Eqn, op: str, args) -> Eqn:
+    return Eqn(e.out, op, tuple(args), e.defines, e.pos)
+
+
+def fuse_losses(eqns: list[Eqn]) -> list[Eqn]:
+    """``L = cross_entropy(y, k)`` with ``y = softmax(z)`` -> ``L = softmax_cross_entropy(z, k)``."""
+    made = _producers(eqns)
+    out = []
+    for e in eqns:
+        y = e.args[0] if e.op == "cross_entropy" else None
+        if isinstance(y, Var) and y.name in made and made[y.name].op == "softmax":
+            e = _replace_args(e, "softmax_cross_entropy", (made[y.name].args[0], e.args[1]))
+        out.append(e)
+    return out
+
+
+def fold_transposes(eqns: list[Eqn]) -> list[Eqn]:
+    """``_3 = transpose A; _4 = matmul _3 v`` -> ``_4 = matmul_t A v`` (v @ A, no copy of A^T)."""
+    made = _producers(eqns)
+    out = []
+    for e in eqns:
+        m = e.args[0] if e.op == "matmul" else None
+        if isinstance(m, Var) and m.name in made and made[m.name].op == "transpose" \
+                and made[m.name].defines is None:
+            e = _replace_args(e, "matmul_t", (made[m.name].args[0], e.args[1]))
+        out.append(e)
+    return out
+
+
+def _rename(e: Eqn, names: dict) -> Eqn:
+    args = [Var(names[a.name]) if isinstance(a, Var) and a.name in names else a for a in e.args]
+    return _replace_args(e, e.op, args)
+
+
+def _common_subexpressions(blocks: list[Block]) -> None:
+    names = {}
+    for b in blocks:
+        seen = {}
+        kept = []
+        for e in b.eqns:
+            e = _rename(e, names)
+            key = (e.op, e.args)
+            if e.defines is None and key in seen:
+                names[e.out] = seen[key]
+                continue
+            seen.setdefault(key, e.out)
+            kept.append(e)
+        b.eqns = kept
+    for b in blocks:
+        b.eqns = [_rename(e, names) for e in b.eqns]
+
+
+def _dead_code(blocks: list[Block]) -> None:
+    while True:
+        used = {a.name for b in blocks for e in b.eqns for a in e.args if isinstance(a, Var)}
+        dead = [e for b in blocks for e in b.eqns if e.defines is None and e.out not in used]
+        if not dead:
+            return
+        for b in blocks:
+            b.eqns = [e for e in b.eqns if e.defines is not None or e.out in used]
+
+
+def plan(model, optimize: bool = True) -> list[Block]:
+    """The blocks to run, in order: the prologue, then one per strongly connected component.
+
+    Examples
+    --------
+    >>> from rnngraph import load
+    >>> [(b.kind, b.names) for b in plan(load("examples/bidirectional.rnn"))]
+    [('once', []), ('forward', ['h']), ('backward', ['g']), ('all', ['o'])]
+    """
+    prog = model.ir()
+    once, step = fuse_losses(prog.once), fuse_losses(prog.step)
+    if optimize:
+        once, step = fold_transposes(once), fold_transposes(step)
+    owner: dict[str, str] = {}
+    pending: list[str] = []
+    for e in step:
+        pending.append(e.out)
+        if e.defines is not None:
+            owner.update(dict.fromkeys(pending, e.defines))
+            pending = []
+    order = {eq.name: i for i, eq in enumerate(model.equations) if eq.kind == "seq"}
+
+    g = nx.DiGraph()
+    g.add_nodes_from(order)
+    for e in step:
+        for a in e.args:
+            if isinstance(a, Read) and a.offset is not None and a.name in order:
+                src, k = a.name, a.offset
+            elif isinstance(a, Var) and a.name in owner:
+                src, k = owner[a.name], 0
+            else:
+                continue
+            dst = owner[e.out]
+            if src != dst or k:
+                if not g.has_edge(src, dst):
+                    g.add_edge(src, dst, offsets=set())
+                g.edges[src, dst]["offsets"].add(k)
+
+    blocks = [Block("once", [], list(once))]
+    sccs = list(nx.strongly_connected_components(g))
+    dag = nx.condensation(g, sccs)
+    for c in nx.lexicographical_topological_sort(dag, key=lambda c: min(order[n] for n in sccs[c])):
+        members = sccs[c]
+        inner = {k for u, v, ks in g.subgraph(members).edges(data="offsets") for k in ks if k}
+        if inner and min(inner) < 0 < max(inner):
+            raise RnnGraphError("these variables read each other both from the past and from the "
+                                f"future: {', '.join(sorted(members, key=order.get))}")
+        kind = ("backward" if min(inner) > 0 else "forward") if inner else \
+            ("all" if optimize else "forward")
+        names = sorted(members, key=order.get)
+        eqns = [e for e in step if owner[e.out] in members]
+        if kind == "all" and blocks[-1].kind == "all":        # one block for a run of them
+            blocks[-1].names += names
+            blocks[-1].eqns += eqns
+        else:
+            blocks.append(Block(kind, names, eqns))
+
+    # Loop-invariant work moves to the prologue: with optimize, everything made of
+    # parameters and time-free values alone; always, a matrix (it has no time axis).
+    invariant = {e.out for e in once}
+    matrices = {p for p in prog.params if model.symbols[p].matrix}
+    for b in blocks[1:]:
+        kept = []
+        for e in b.eqns:
+            values = [a for a in e.args if not isinstance(a, Const)]
+            if e.op in _MATRIX_OPS and values and all(a.name in matrices for a in values):
+                matrices.add(e.out)
+            if e.defines is None and (optimize or e.out in matrices) and all(
+                    isinstance(a, (Param, Const)) or isinstance(a, Read) and a.offset is None
+                    or isinstance(a, Var) and a.name in invariant for a in e.args):
+                blocks[0].eqns.append(e)
+                invariant.add(e.out)
+            else:
+                kept.append(e)
+        b.eqns = kept
+    if optimize:
+        _common_subexpressions(blocks)
+    _dead_code(blocks)
+    return blocks
+
+
+# ============================================================================
+# Printing
+# ============================================================================
+
+def _index(k: int) -> str:
+    return "t" if k == 0 else f"t {'+' if k > 0 else '-'} {abs(k)}"
+
+
+def _slice(lo: int, T: str = "T") -> str:
+    return f"slice({lo}, {T} + {lo})" if lo else f"slice(0, {T})"
+
+
+def _slice_name(k: int) -> str:
+    """The name of the slice of every step's t + k: now, tm1 (t minus 1), tp1, ..."""
+    return "now" if k == 0 else f"t{'p' if k > 0 else 'm'}{abs(k)}"
+
+
+def _unpack(targets: list[str], source: str, indent: str = "    ") -> list[str]:
+    """``a, b, c = source``, wrapped inside brackets to lines of at most 99 characters."""
+    if not targets:
+        return []
+    comma = "," if len(targets) == 1 and " for " in source else ""
+    line = f"{indent}{', '.join(targets)}{comma} = {source}"
+    if len(line) <= 99:
+        return [line]
+    width = max(99 - len(source) - 3, 60)
+    lines, line = [], indent + "("
+    for i, name in enumerate(targets):
+        piece = name + (", " if i < len(targets) - 1 else ")")
+        if len(line) + len(piece) > width:
+            lines.append(line.rstrip())
+            line = indent + " "
+        line += piece
+    return lines + [f"{line} = {source}"]
+
+
+def _wrap(line: str, width: int = 99) -> list[str]:
+    """A long ``NAME = (a, b, ...)`` line broken after commas, aligned inside the bracket."""
+    if len(line) <= width:
+        return [line]
+    indent = " " * (line.index("(") + 1)
+    lines, cur = [], ""
+    for piece in line.split(", "):
+        if cur and len(cur) + len(piece) + 2 > width:
+            lines.append(cur + ",")
+            cur = indent + piece
+        else:
+            cur = f"{cur}, {piece}" if cur else piece
+    return lines + [cur]
+
+
+def _tuple(names, quote='"') -> str:
+    names = list(names)
+    return "(" + ", ".join(f"{quote}{n}{quote}" for n in names) + ("," if len(names) == 1 else "") + ")"
+
+
+class Generator:
+    def __init__(self, model, dtype: str, optimize: bool):
+        self.model = model
+        self.dtype = dtype
+        self.sym = model.symbols
+        self.blocks = plan(model, optimize)
+        self.params = list(model.ir().params)
+        self.step_vars = [n for b in self.blocks[1:] for n in b.names]
+        self.inputs = [n for n, s in self.sym.items() if s.role == "input"]
+        self.timed = model.timed
+        reads = [a for b in self.blocks for e in b.eqns for a in e.args if isinstance(a, Read)]
+        offsets = [a.offset for a in reads if a.offset is not None]
+        self.P = max([1] + [-k for k in offsets])
+        self.F = max([0] + offsets)
+        self.states = [n for n in self.step_vars if self.sym[n].direction == "forward"]
+        self.defined_init = {e.defines for e in self.blocks[0].eqns if e.out == f"{e.defines}(0)"}
+        self.block_of = {e.out: b for b in self.blocks for e in b.eqns}
+        self.origin: dict[str, str] = {}      # temporary -> the equation it comes from
+        prog, pending = model.ir(), []
+        for e in prog.once + prog.step:
+            pending.append(e.out)
+            if e.defines is not None:
+                key = e.out if e.out.endswith("(0)") else e.defines
+                self.origin.update(dict.fromkeys(pending, key))
+                pending = []
+        self.eqn_of = {e.out: e for b in self.blocks for e in b.eqns}
+        self._name_everything()
+        self.rank: dict[str, object] = {}
+        self.size: dict[str, object] = {}
+        self.home: dict[str, str] = {n: "seq" for n in self.step_vars}
+        self.home.update({n: "seq" for n in self.inputs if self.sym[n].timed})
+        self._infer()                       # ranks as computed, to see what the backward reads
+        self._choose_homes()
+        self._infer()                       # again, now that some temporaries live in arrays
+
+    # -- names ---------------------------------------------------------------
+    def _name_everything(self):
+        namer = Namer(_FIXED | set(keyword.kwlist))
+        self.py = {n: namer(identifier(n)) for n in self.sym}
+        self.T, self.B = namer("T", "n_steps"), namer("B", "n_batch")
+        offsets = sorted({0} | {a.offset for b in self.blocks if b.kind == "all" for e in b.eqns
+                                for a in e.args if isinstance(a, Read) and a.offset is not None})
+        self.slices = {k: namer(_slice_name(k)) for k in offsets if any(b.kind == "all" for b in self.blocks)}
+        for b in self.blocks:
+            for e in b.eqns:
+                if e.out not in self.py:
+                    self.py[e.out] = namer(f"{e.defines}_0" if e.out.endswith("(0)") else e.out)
+        for n in list(self.py):
+            self.py["d " + n] = namer("d" + self.py[n] if not self.py[n].startswith("_")
+                                      else "d" + self.py[n])
+
+    def d(self, name: str) -> str:
+        return self.py["d " + name]
+
+    # -- ranks, sizes, homes --------------------------------------------------
+    def atom_rank(self, a, block: Block):
+        if isinstance(a, Const):
+            return "const"
+        if isinstance(a, Param):
+            return "matrix" if self.sym[a.name].matrix else 0
+        if isinstance(a, Read):
+            return 1 if a.offset is None else block.lead
+        return block.lead if self.home.get(a.name) == "seq" else self.rank[a.name]
+
+    def atom_size(self, a):
+        if isinstance(a, Const):
+            return None
+        if isinstance(a, Param):
+            shape = self.model.param_shapes[a.name]
+            return shape if len(shape) == 2 else shape[0]
+        if a.name in self.model.sizes and a.name in self.sym:
+            return self.model.sizes[a.name]
+        return self.size[a.name]
+
+    def _infer(self):
+        for b in self.blocks:
+            for e in b.eqns:
+                row = lookup(e.op)
+                self.rank[e.out] = row.rank(tuple(self.atom_rank(a, b) for a in e.args))
+                self.size[e.out] = row.size(tuple(self.atom_size(a) for a in e.args))
+
+    def _vjp_reads(self, e: Eqn, b: Block) -> set[str]:
+        """The names of the values the VJPs of ``e`` read."""
+        marks = tuple(f"\0{i}\0" for i in range(len(e.args)))
+        ranks = tuple(self.atom_rank(a, b) for a in e.args)
+        sizes = tuple(self.atom_size(a) for a in e.args)
+        text = "".join(lookup(e.op).vjp_source(i, marks, ranks, "\0out\0", "g", 1, sizes) or ""
+                       for i in range(len(e.args)))
+        found = {e.out} if "\0out\0" in text else set()
+        return found | {a.name for a, m in zip(e.args, marks) if m in text and isinstance(a, Var)}
+
+    def _choose_homes(self):
+        needed = {n for b in self.blocks for e in b.eqns for n in self._vjp_reads(e, b)}
+        elsewhere = {a.name for b in self.blocks for e in b.eqns for a in e.args
+                     if isinstance(a, Var) and a.name in self.block_of and self.block_of[a.name] is not b}
+        self.cross = elsewhere
+        for b in self.blocks:
+            for e in b.eqns:
+                if e.out in self.home:
+                    continue
+                if b.kind == "once":
+                    self.home[e.out] = "saved" if e.out in needed or e.defines else "local"
+                elif e.out in elsewhere or e.out in needed and b.kind != "all":
+                    self.home[e.out] = "seq"
+                else:
+                    self.home[e.out] = "saved" if e.out in needed else "local"
+        # Gradients: arrays for time-indexed values others read; accumulators for what
+        # the loops read from the prologue; plain locals inside one block.
+        self.ghome = {}
+        for n, h in self.home.items():
+            if h == "seq":
+                self.ghome[n] = "array" if n in self.sym or n in elsewhere else "local"
+            elif self.block_of.get(n) is self.blocks[0]:
+                self.ghome[n] = "acc" if n in elsewhere or self.eqn_of[n].defines else "local"
+            else:
+                self.ghome[n] = "local"
+
+    # -- reading values ------------------------------------------------------
+    def at(self, name: str, k: int, block: Block) -> str:
+        if block.kind == "all":
+            return f"{name}[{self.slices[k]}]"
+        return f"{name}[{_index(self.P - 1 + k)}]"
+
+    def value(self, a, block: Block) -> str:
+        if isinstance(a, Const):
+            return number_text(a.value)
+        if isinstance(a, Param) or isinstance(a, Read) and a.offset is None:
+            return self.py[a.name]
+        k = a.offset if isinstance(a, Read) else 0
+        return self.at(self.py[a.name], k, block) if self.home.get(a.name) == "seq" else self.py[a.name]
+
+    # -- the forward pass ----------------------------------------------------
+    def comment(self, e: Eqn, b: Block, last: list) -> list[str]:
+        """``# h(t) = ...`` before the first op of each equation."""
+        owner = self.origin.get(e.out)
+        if owner == last[0] or owner is None:
+            return []
+        last[0] = owner
+        init = owner.endswith("(0)")
+        eq = next(q for q in self.model.equations
+                  if q.name == owner.removesuffix("(0)") and (q.kind == "init") == init)
+        note = ", the part that is the same at every step" if b.kind == "once" and eq.kind == "seq" else ""
+        return [f"# {eq.lhs_text} = {expr_text(eq.rhs)}{note}"]
+
+    def _zeros(self, name: str) -> str:
+        """Source for zeros shaped like the time-free value ``name``."""
+        rank, size = self.rank[name], self.size[name]
+        shape = {"matrix": size, 0: (size,), 1: (self.B, size)}[rank]
+        return f"np.zeros(({', '.join(map(str, shape))}{',' if len(shape) == 1 else ''}), DTYPE)"
+
+    def forward_eqn(self, e: Eqn, b: Block) -> str:
+        args = tuple(self.value(a, b) for a in e.args)
+        src = lookup(e.op).forward_source(args, tuple(self.atom_rank(a, b) for a in e.args))
+        target = self.at(self.py[e.out], 0, b) if self.home[e.out] == "seq" else self.py[e.out]
+        return f"{target} = {src}"
+
+    def forward(self) -> list[str]:
+        T, B, P, F = self.T, self.B, self.P, self.F
+        dt = "DTYPE"
+        steps = f"over steps 1..{T} " if self.timed else ""
+        out = [f"def forward(params, inputs, initial, {T}, {B}):",
+               f'    """Run the equations {steps}for a batch of {B}; return (outputs, tape)."""']
+        out += _unpack([self.py[p] for p in self.params], "(params[name] for name in PARAMETERS)")
+        out += [f'    {self.py[n]} = inputs["{n}"]' for n in self.inputs if not self.sym[n].timed]
+        prologue = self.blocks[0]
+        if prologue.eqns:
+            out.append("")
+            out.append("    # Time-free values, initial values and the loop-invariant part of every step"
+                       if self.timed else "    # The equations (no time index)")
+            last = [None]
+            for e in prologue.eqns:
+                out += ["    " + c for c in self.comment(e, prologue, last)]
+                out.append("    " + self.forward_eqn(e, prologue))
+        if self.timed:
+            out.append("")
+            length = f"{T} + {P + F}" if P + F else T
+            after = f"\n    # The last {F} hold zeros, for reads after step {T}." if F else ""
+            out.append(f"    # Sequences are arrays ({length}, {B}, n): step t is index "
+                       + ("t, index 0 the step before the first." if P == 1 else
+                          f"t + {P - 1}; the {P} slots\n    # before step 1 hold what reads before it see.")
+                       + after)
+            for n in [n for n in self.inputs if self.sym[n].timed]:
+                out.append(f"    {self.py[n]} = np.zeros(({length}, {B}, {self.model.sizes[n]}), {dt})")
+                out.append(f"    {self.py[n]}[{P}:{T} + {P}] = inputs[\"{n}\"]")
+            seqs = [n for n in self.home if self.home[n] == "seq" and n not in self.inputs]
+            for n in seqs:
+                out.append(f"    {self.py[n]} = np.zeros(({length}, {B}, {self.atom_size(Var(n))}), {dt})")
+            for n in self.states:
+                init = self.py[f"{n}(0)"] if n in self.defined_init else f'initial["{n}(0)"]'
+                out.append(f"    {self.py[n]}[:{P}] = {init}")
+            out += self.slice_lines()
+        for b in self.blocks[1:]:
+            out.append("")
+            names = ", ".join(f"{n}(t)" for n in b.names)
+            if b.kind == "all":
+                out.append(f"    # {names}: no recurrence, so every step at once")
+                ind = "    "
+            else:
+                out.append(f"    # {names}: a loop {b.kind} in time")
+                out.append(f"    for t in {self._range(b.kind)}:")
+                ind = "        "
+            last = [None]
+            for e in b.eqns:
+                out += [ind + c for c in self.comment(e, b, last)]
+                out.append(ind + self.forward_eqn(e, b))
+        out.append("")
+        outs = [f'"{n}": {self.py[n]}[{P}:{T} + {P}]' for n in self.step_vars]
+        outs += [f'"{n}": {self.py[n]}' for n in self.sym if self.sym[n].role == "value"]
+        out += self._dict("outputs", outs)
+        out += self._dict("tape", [f'"{n}": {n}' for n in self.tape_names()])
+        out.append("    return outputs, tape")
+        return out
+
+    def slice_lines(self) -> list[str]:
+        """The slices the every-step blocks index with: ``h[now]`` is h(t) for every t."""
+        if not self.slices:
+            return []
+        what = ", ".join(f"t{k:+d}".replace("+0", "") for k in self.slices)
+        return [f"    # Slices of every step's {what}, for the blocks that run every step at once"] + \
+            _unpack(list(self.slices.values()),
+                    ", ".join(_slice(self.P + k, self.T) for k in self.slices))
+
+    def tape_names(self) -> list[str]:
+        """The Python names of what forward keeps for backward."""
+        return [self.py[n] for n in self.py if not n.startswith("d ")
+                and (self.home.get(n) in ("seq", "saved") or n in self.inputs)]
+
+    def _range(self, kind: str, reverse: bool = False) -> str:
+        forward = (kind == "forward") != reverse
+        return f"range(1, {self.T} + 1)" if forward else f"range({self.T}, 0, -1)"
+
+    @staticmethod
+    def _dict(name: str, items: list[str]) -> list[str]:
+        if not items:
+            return [f"    {name} = {{}}"]
+        lines, line = [], f"    {name} = {{"
+        for i, item in enumerate(items):
+            piece = item + (", " if i < len(items) - 1 else "}")
+            if len(line) + len(piece) > 99:
+                lines.append(line.rstrip())
+                line = " " * (len(name) + 8)
+            line += piece
+        return lines + [line]
+
+    # -- the backward pass ---------------------------------------------------
+    def grad(self, name: str, b: Block) -> str | None:
+        home = self.ghome.get(name)
+        if home == "array":
+            return self.at(self.d(name), 0, b)
+        if home == "acc":
+            return self.d(name)
+        return self.local.get(name)
+
+    def add_grad(self, a, expr: str, b: Block, lines: list[str]) -> None:
+        if isinstance(a, Param) or isinstance(a, Read) and a.offset is None:
+            lines.append(f"{self.d(a.name)} += {expr}")
+        elif isinstance(a, Read) or self.ghome[a.name] == "array":
+            k = a.offset if isinstance(a, Read) else 0
+            lines.append(f"{self.at(self.d(a.name), k, b)} += {expr}")
+        elif self.ghome[a.name] == "acc":
+            lines.append(f"{self.d(a.name)} += {expr}")
+        elif a.name not in self.local:
+            if _SIMPLE.fullmatch(expr):
+                self.local[a.name] = expr
+            else:
+                lines.append(f"{self.d(a.name)} = {expr}")
+                self.local[a.name] = self.d(a.name)
+        else:
+            lines.append(f"{self.d(a.name)} = {self.local[a.name]} + {expr}")
+            self.local[a.name] = self.d(a.name)
+
+    def backward_eqn(self, e: Eqn, b: Block) -> list[str]:
+        g = self.grad(e.out, b)
+        if g is None:
+            return []
+        glead = b.lead if self.home[e.out] == "seq" else self.rank[e.out]
+        row = lookup(e.op)
+        args = tuple(self.value(a, b) for a in e.args)
+        ranks = tuple(self.atom_rank(a, b) for a in e.args)
+        sizes = tuple(self.atom_size(a) for a in e.args)
+        out = self.value(Var(e.out), b)
+        lines: list[str] = []
+        for i, a in enumerate(e.args):
+            expr = row.vjp_source(i, args, ranks, out, g, glead, sizes)
+            if expr is None:
+                continue
+            if isinstance(ranks[i], int) and isinstance(glead, int) and glead > ranks[i]:
+                expr = sum_leading(expr, glead - ranks[i])
+            self.add_grad(a, expr, b, lines)
+        return lines
+
+    def backward(self) -> list[str]:
+        T, P = self.T, self.P
+        out = [f"def backward(params, tape, cotangents, {T}, {self.B}):",
+               '    """Cotangents of the outputs -> gradients of the parameters, the inputs and the',
+               '    initial values: the reverse of forward, block by block, step by step."""']
+        out += _unpack([self.py[p] for p in self.params], "(params[name] for name in PARAMETERS)")
+        out += _unpack(self.tape_names(), "(tape[name] for name in TAPE)")
+        out += self.slice_lines()
+        out.append("")
+        out.append("    # Gradients start at zero, and at the cotangents for the outputs")
+        out += _unpack([self.d(p) for p in self.params],
+                       "(np.zeros_like(params[name]) for name in PARAMETERS)")
+        for n in [n for n in self.py if not n.startswith("d ") and self.ghome.get(n) in ("array", "acc")]:
+            out.append(f"    {self.d(n)} = " + (f"np.zeros_like({self.py[n]})" if self.home[n] == "seq"
+                                                else self._zeros(n)))
+            if n in self.step_vars:
+                out.append(f'    {self.d(n)}[{P}:{T} + {P}] = cotangents.get("{n}", 0)')
+            elif self.sym.get(n) is not None and self.sym[n].role == "value":
+                out.append(f'    {self.d(n)} += cotangents.get("{n}", 0)')
+        for n in [n for n in self.inputs if not self.sym[n].timed]:
+            out.append(f"    {self.d(n)} = np.zeros_like({self.py[n]})")
+        for b in reversed(self.blocks[1:]):
+            out.append("")
+            names = ", ".join(f"{n}(t)" for n in b.names)
+            if b.kind == "all":
+                out.append(f"    # {names}, every step at once")
+                ind = "    "
+            else:
+                out.append(f"    # {names}: back through time")
+                out.append(f"    for t in {self._range(b.kind, reverse=True)}:")
+                ind = "        "
+            out += self._backward_block(b, ind)
+        grads = [f'"{p}": {self.d(p)}' for p in self.params]
+        grads += [f'"{n}": {self.d(n)}[{P}:{T} + {P}]' if self.sym[n].timed else f'"{n}": {self.d(n)}'
+                  for n in self.inputs]
+        for n in self.states:
+            total = f"{self.d(n)}[0]" if P == 1 else f"{self.d(n)}[:{P}].sum(0)"
+            if n in self.defined_init:
+                out.append(f"    {self.d(n + '(0)')} += "
+                           + sum_leading(total, 1 - self.rank[n + "(0)"]))
+            else:
+                grads.append(f'"{n}(0)": {total}')
+        if self.blocks[0].eqns:
+            out.append("")
+            out.append("    # The prologue, in reverse")
+            out += self._backward_block(self.blocks[0], "    ")
+        out.append("")
+        out += self._dict("grads", grads)
+        out.append("    return grads")
+        return out
+
+    def _backward_block(self, b: Block, ind: str) -> list[str]:
+        self.local: dict[str, str] = {}
+        lines: list[str] = []
+        last = [None]
+        for e in reversed(b.eqns):
+            body = self.backward_eqn(e, b)
+            if body:
+                lines += [ind + c for c in self.comment(e, b, last)]
+                lines += [ind + x for x in body]
+        return lines or [ind + "pass"]
+
+    # -- the module ----------------------------------------------------------
+    def module(self) -> str:
+        m = self.model
+        sizes = ", ".join(f"{n} {m.sizes[n]}" for n in self.sym
+                          if n in m.sizes and self.sym[n].role != "parameter")
+        head = [f'"""{m.filename}: forward and backward passes, generated by rnngraph {__version__}.',
+                "",
+                "Sizes: " + sizes + f"; dtype {self.dtype}.",
+                "Vectors are rows: W x is x @ W.T, with W (size of result, size of x) as PyTorch's weights.",
+                '"""',
+                "import numpy as np",
+                "",
+                f"from rnngraph.ops import {', '.join(RUNTIME)}",
+                "",
+                f"DTYPE = np.{self.dtype}",
+                *_wrap(f"PARAMETERS = {_tuple(self.params)}"),
+                *_wrap(f"TAPE = {_tuple(self.tape_names())}"),
+                "", ""]
+        return "\n".join(head + self.forward() + ["", ""] + self.backward()) + "\n"
+
+
+def generate(model, dtype: str = "float64", optimize: bool = True) -> str:
+    """The Python source of ``forward`` and ``backward`` for ``model`` (sizes all known).
+
+    See the module docstring for the plan, and :class:`rnngraph.compiled.Compiled`
+    for the functions' contract.
+    """
+    return Generator(model, dtype, optimize).module()
+

@@ -1,0 +1,353 @@
+"""A model compiled to NumPy: checked inputs in, outputs and gradients out.
+
+:class:`Compiled` runs the ``forward`` and ``backward`` functions that
+:mod:`rnngraph.codegen` generates (``net.source`` shows them).  Its job here is
+the contract with the user: shapes (``(T, B, n)`` or, without a batch axis,
+``(T, n)``), dtypes, initial values, class-index targets, and an
+:class:`RnnGraphError` naming the input and the shape expected whenever
+something does not fit, before any arithmetic runs.
+"""
+from __future__ import annotations
+
+import difflib
+import linecache
+from collections.abc import Mapping
+
+import numpy as np
+
+from .codegen import Generator
+from .errors import RnnGraphError
+
+DTYPES = ("float32", "float64")
+
+
+def _shape(shape) -> str:
+    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _unknown(kind: str, name, known) -> RnnGraphError:
+    close = difflib.get_close_matches(str(name), list(known), n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    listing = ", ".join(known) if known else "none"
+    return RnnGraphError(f"unknown {kind} '{name}'{hint} (the {kind}s are: {listing})")
+
+
+class Compiled:
+    """Forward and backward (BPTT) passes of a model, as generated NumPy code.
+
+    Build one with :meth:`rnngraph.Model.compile`.
+
+    Attributes
+    ----------
+    param_shapes : dict of str to tuple
+        ``(rows, cols)`` for a matrix, the size of its result by the size of
+        its operand as PyTorch's weights; ``(n,)`` for a bias.
+    inputs : dict of str to str
+        Each input with the shape it takes, e.g. ``{"x": "(T, B, 4) or (T, 4)"}``.
+    outputs : list of str
+        The names :meth:`forward` returns: every sequence, then every time-free value.
+    initial_values : list of str
+        The initial values :meth:`forward` takes in ``initial`` (``"h(0)"``, ...);
+        zero unless given.  One the model defines (``h(0) = h0``) is not among them.
+    source : str
+        The generated Python.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnngraph import parse
+    >>> net = parse("h(t) = tanh(W h(t-1) + U x(t) + b)").compile(sizes={"x": 3, "h": 2})
+    >>> net.param_shapes
+    {'W': (2, 2), 'U': (2, 3), 'b': (2,)}
+    >>> params = net.init_params(seed=0)
+    >>> x = np.ones((5, 4, 3))                        # T = 5 steps, a batch of 4
+    >>> outs, pullback = net.vjp(params, {"x": x})
+    >>> outs["h"].shape
+    (5, 4, 2)
+    >>> grads = pullback({"h": np.ones((5, 4, 2))})
+    >>> sorted(grads), grads["W"].shape, grads["h(0)"].shape
+    (['U', 'W', 'b', 'h(0)', 'x'], (2, 2), (4, 2))
+    """
+
+    def __init__(self, model, dtype: str = "float64", check_finite: bool = True,
+                 optimize: bool = True):
+        if str(dtype) not in DTYPES:
+            raise RnnGraphError(f"dtype must be float32 or float64, not {dtype!r}")
+        model.require_sizes()
+        self.model = model
+        self.dtype = np.dtype(str(dtype))
+        self.check_finite = check_finite
+        gen = Generator(model, str(dtype), optimize)
+        self.source = gen.module()
+        self.param_shapes = {p: tuple(model.param_shapes[p]) for p in gen.params}
+        sym = model.symbols
+        self._timed = model.timed
+        self._sizes = {n: model.sizes[n] for n in gen.inputs}
+        self._time_free = [n for n in gen.inputs if not sym[n].timed]
+        self._sequences = list(gen.step_vars)
+        self._values = [n for n in sym if sym[n].role == "value"]
+        self.outputs = self._sequences + self._values
+        self.initial_values = [f"{n}(0)" for n in gen.states if n not in gen.defined_init]
+        self._states = {f"{n}(0)": n for n in gen.states}
+        self._defined_init = {f"{n}(0)" for n in gen.defined_init}
+        self.inputs = {n: self._expected(n) for n in gen.inputs}
+        filename = f"<rnngraph {model.filename}>"
+        lines = self.source.splitlines(True)
+        linecache.cache[filename] = (len(self.source), None, lines, filename)
+        namespace: dict = {}
+        exec(compile(self.source, filename, "exec"), namespace)
+        self._forward, self._backward = namespace["forward"], namespace["backward"]
+
+    def __repr__(self) -> str:
+        return f"<Compiled {self.model.filename}: {self.dtype.name}, outputs {', '.join(self.outputs)}>"
+
+    def _expected(self, name: str) -> str:
+        n = self._sizes[name]
+        if self.model.symbols[name].timed:
+            text = f"(T, B, {n}) or (T, {n})"
+            if self.model.symbols[name].target:
+                text += f", or class indices (T, B) or (T,)"
+            return text
+        return f"(B, {n}) or ({n},)"
+
+    # -- parameters ----------------------------------------------------------
+    def init_params(self, seed: int | None = 0) -> dict[str, np.ndarray]:
+        """Random parameters as PyTorch initialises its recurrent layers.
+
+        Every entry of a matrix of shape (rows, cols) and of a bias of shape
+        (rows,) is drawn uniformly from [-1/sqrt(rows), 1/sqrt(rows)]: rows is
+        the size of the result, the hidden size of ``torch.nn.RNN``, ``LSTM``
+        and ``GRU``.  ``seed`` seeds a ``numpy.random.Generator``; the draws go
+        in the order of :attr:`param_shapes`.
+
+        Examples
+        --------
+        >>> from rnngraph import parse
+        >>> net = parse("h(t) = tanh(W h(t-1) + U x(t))").compile(sizes={"x": 3, "h": 4})
+        >>> p = net.init_params(seed=1)
+        >>> p["U"].shape, bool(abs(p["U"]).max() <= 0.5)
+        ((4, 3), True)
+        """
+        rng = np.random.default_rng(seed)
+        return {name: rng.uniform(-1, 1, shape).astype(self.dtype) / np.sqrt(shape[0]).astype(self.dtype)
+                for name, shape in self.param_shapes.items()}
+
+    def _params(self, params) -> dict[str, np.ndarray]:
+        if not isinstance(params, Mapping):
+            raise RnnGraphError(f"params must be a dict {{name: array}}, not {type(params).__name__}")
+        for name in params:
+            if name not in self.param_shapes:
+                raise _unknown("parameter", name, list(self.param_shapes))
+        out = {}
+        for name, shape in self.param_shapes.items():
+            if name not in params:
+                raise RnnGraphError(f"missing parameter '{name}': expected an array of shape {_shape(shape)}")
+            a = self._array(params[name], f"parameter '{name}'")
+            if a.shape != shape:
+                raise RnnGraphError(f"parameter '{name}' has shape {_shape(a.shape)}; "
+                                    f"expected {_shape(shape)}")
+            out[name] = self._finite(a.astype(self.dtype, copy=False), f"parameter '{name}'")
+        return out
+
+    # -- inputs --------------------------------------------------------------
+    def _array(self, value, what: str) -> np.ndarray:
+        try:
+            a = np.asarray(value)
+        except (TypeError, ValueError) as err:
+            raise RnnGraphError(f"{what} is not an array of numbers: {err}") from None
+        if a.dtype.kind not in "biuf":
+            raise RnnGraphError(f"{what} is not an array of numbers (its dtype is {a.dtype})")
+        return a
+
+    def _finite(self, a: np.ndarray, what: str) -> np.ndarray:
+        if self.check_finite and a.dtype.kind == "f" and not np.isfinite(a).all():
+            where = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+            raise RnnGraphError(f"{what} contains NaN or Inf (first at index {where}); "
+                                "compile with check_finite=False to let it through")
+        return a
+
+    def _inputs(self, inputs, steps):
+        """Check and normalise the inputs: (T, B, n) and (B, n) arrays of the dtype, and T, B."""
+        if not isinstance(inputs, Mapping):
+            raise RnnGraphError(f"inputs must be a dict {{name: array}}, not {type(inputs).__name__}")
+        for name in inputs:
+            if name not in self.inputs:
+                raise _unknown("input", name, list(self.inputs))
+        for name in self.inputs:
+            if name not in inputs:
+                raise RnnGraphError(f"missing input '{name}': expected an array {self.inputs[name]}")
+        arrays = {n: self._array(inputs[n], f"input '{n}'") for n in self.inputs}
+        sym = self.model.symbols
+
+        def classes(n):        # an integer target with no class axis: class indices
+            return sym[n].target and arrays[n].dtype.kind in "biu" and arrays[n].ndim in (1, 2) \
+                and not (arrays[n].ndim == 2 and batched is False and arrays[n].shape[-1] == self._sizes[n])
+
+        # The first input that fixes them gives T (its first axis) and whether there is a batch axis.
+        batched, T, B, source = None, steps, None, None
+        order = sorted(self.inputs, key=lambda n: (not sym[n].timed, bool(sym[n].target)))
+        for n in order:
+            a, size, timed = arrays[n], self._sizes[n], sym[n].timed
+            if batched is None and not classes(n):
+                if a.ndim not in ((2, 3) if timed else (1, 2)) or a.shape[-1] != size:
+                    raise RnnGraphError(f"input '{n}' has shape {_shape(a.shape)}; expected {self.inputs[n]}")
+                batched = a.ndim == (3 if timed else 2)
+                T = a.shape[0] if timed else T
+                B = a.shape[-2] if batched else 1
+                source = n
+        if batched is None:                   # only class targets: their shape says
+            n = order[0]
+            batched, T, B, source = arrays[n].ndim == 2, arrays[n].shape[0], \
+                (arrays[n].shape[1] if arrays[n].ndim == 2 else 1), n
+        if self._timed and T is None:
+            raise RnnGraphError("this model reads no input sequence: give the number of steps, "
+                                "forward(params, inputs, steps=T)")
+        if steps is not None and T != steps:
+            raise RnnGraphError(f"steps={steps}, but input '{source}' has {T} steps")
+
+        why = f"from input '{source}'" if source else ""
+        out, class_targets = {}, set()
+        for n in self.inputs:
+            a, size = arrays[n], self._sizes[n]
+            lead = ((T, B) if batched else (T,)) if sym[n].timed else ((B,) if batched else ())
+            if sym[n].timed and classes(n) and a.ndim == len(lead):
+                if a.shape != lead:
+                    raise RnnGraphError(f"input '{n}' has shape {_shape(a.shape)}; expected class indices "
+                                        f"{_shape(lead)} or vectors {_shape(lead + (size,))} "
+                                        f"({self._given(T, B, batched)}, {why})")
+                if a.size and (a.min() < 0 or a.max() >= size):
+                    bad = int(a.min() if a.min() < 0 else a.max())
+                    raise RnnGraphError(f"input '{n}' holds class {bad}; the classes are 0 to {size - 1}")
+                a = np.eye(size, dtype=self.dtype)[a]
+                class_targets.add(n)
+            elif a.shape != lead + (size,):
+                raise RnnGraphError(f"input '{n}' has shape {_shape(a.shape)}; expected "
+                                    f"{_shape(lead + (size,))} ({self._given(T, B, batched)}, {why})")
+            a = self._finite(a.astype(self.dtype, copy=False), f"input '{n}'")
+            if not batched:
+                a = a[:, None] if sym[n].timed else a[None]
+            out[n] = a
+        return out, T, B, batched, class_targets
+
+    @staticmethod
+    def _given(T, B, batched) -> str:
+        return (f"T = {T}, B = {B}" if batched else f"T = {T}, no batch axis") if T is not None else \
+            (f"B = {B}" if batched else "no batch axis")
+
+    def _initial(self, initial, B, batched):
+        initial = {} if initial is None else initial
+        if not isinstance(initial, Mapping):
+            raise RnnGraphError(f"initial must be a dict {{'h(0)': array}}, not {type(initial).__name__}")
+        out, shapes = {}, {}
+        for key, value in initial.items():
+            name = key if str(key).endswith("(0)") else f"{key}(0)"
+            if name in self._defined_init:
+                raise RnnGraphError(f"{name} is defined in the model; it cannot also be given in initial")
+            if name in self._states and name not in self.initial_values or \
+                    name not in self._states and self.model.symbols.get(key) is not None \
+                    and self.model.symbols[key].direction == "backward":
+                raise RnnGraphError(f"'{key}' runs backward in time: it starts from zero after the "
+                                    "last step and takes no initial value")
+            if name not in self.initial_values:
+                raise _unknown("initial value", key, self.initial_values)
+            n = self.model.sizes[self._states[name]]
+            a = self._array(value, f"initial value '{name}'")
+            ok = [(n,)] + ([(B, n)] if batched else [])
+            if a.shape not in ok:
+                raise RnnGraphError(f"initial value '{name}' has shape {_shape(a.shape)}; expected "
+                                    + " or ".join(_shape(s) for s in ok))
+            out[name] = self._finite(a.astype(self.dtype, copy=False), f"initial value '{name}'")
+            shapes[name] = a.shape
+        for name in self.initial_values:
+            if name not in out:
+                out[name] = np.zeros((B, self.model.sizes[self._states[name]]), self.dtype)
+                shapes[name] = (B, out[name].shape[-1]) if batched else (out[name].shape[-1],)
+        return out, shapes
+
+    # -- running -------------------------------------------------------------
+    def forward(self, params, inputs, initial=None, *, steps: int | None = None) -> dict:
+        """Run the model over its input sequences.
+
+        Parameters
+        ----------
+        params : dict of str to array
+            Every parameter, shaped as :attr:`param_shapes`.
+        inputs : dict of str to array
+            Every input: a sequence ``(T, B, n)``, or ``(T, n)`` without a batch
+            axis; a time-free input ``(B, n)`` or ``(n,)``; a loss target also as
+            integer class indices ``(T, B)`` or ``(T,)``.
+        initial : dict, optional
+            Initial values of forward states, ``{"h(0)": (B, n) or (n,)}``; zero
+            where not given.
+        steps : int, optional
+            T, for a model that reads no input sequence.
+
+        Returns
+        -------
+        dict of str to array
+            Every sequence ``(T, B, n)`` (``(T, n)`` if the inputs had no batch
+            axis), a loss as ``(T, B, 1)``, and every time-free value.  They are
+            read-only views of the arrays :meth:`vjp` keeps for the backward pass.
+        """
+        return self._run(params, inputs, initial, steps)[0]
+
+
+    def vjp(self, params, inputs, initial=None, *, steps: int | None = None):
+        """Run forward and return ``(outputs, pullback)``.
+
+        ``pullback(cotangents)`` takes ``{name: array shaped like outputs[name]}``
+        for any subset of the outputs (the others count as zero) and returns the
+        gradients of ``sum(cotangent * output)``: for every parameter, every input
+        (shaped as given; class-index targets have none) and every initial value
+        in :attr:`initial_values` (shaped as given, else ``(B, n)`` or ``(n,)``).
+        """
+        outs, run = self._run(params, inputs, initial, steps)
+
+        def pullback(cotangents) -> dict[str, np.ndarray]:
+            cot = self._cotangents(cotangents, outs, run["squeezed"])
+            grads = self._backward(run["params"], run["tape"], cot, run["T"], run["B"])
+            for n in run["classes"]:
+                del grads[n]
+            if not run["batched"]:
+                for n in self.inputs:
+                    if n in grads:
+                        grads[n] = grads[n][:, 0] if self.model.symbols[n].timed else grads[n][0]
+            for name, shape in run["initial"].items():
+                grads[name] = grads[name].reshape(shape) if len(shape) == 2 or not run["batched"] \
+                    else grads[name].sum(0)
+            return grads
+
+        return outs, pullback
+
+    def _run(self, params, inputs, initial, steps):
+        p = self._params(params)
+        x, T, B, batched, classes = self._inputs(inputs, steps)
+        init, init_shapes = self._initial(initial, B, batched)
+        raw, tape = self._forward(p, x, init, T, B)
+        outs, squeezed = {}, set()
+        for n, v in raw.items():
+            if not batched and v.ndim >= 2:
+                v = v[:, 0] if n in self._sequences else v[0]
+                squeezed.add(n)
+            v = v.view()
+            v.flags.writeable = False
+            outs[n] = v
+        return outs, dict(params=p, tape=tape, T=T, B=B, batched=batched, classes=classes,
+                          initial=init_shapes, squeezed=squeezed)
+
+    def _cotangents(self, cotangents, outs, squeezed):
+        if not isinstance(cotangents, Mapping):
+            raise RnnGraphError(f"cotangents must be a dict {{name: array}}, not {type(cotangents).__name__}")
+        cot = {}
+        for name, value in cotangents.items():
+            if name not in outs:
+                raise _unknown("output", name, list(outs))
+            a = self._array(value, f"the cotangent for '{name}'")
+            if a.shape != outs[name].shape:
+                raise RnnGraphError(f"the cotangent for '{name}' has shape {_shape(a.shape)}; expected "
+                                    f"{_shape(outs[name].shape)}, the shape of outputs['{name}']")
+            a = a.astype(self.dtype, copy=False)
+            if name in squeezed:
+                a = a[:, None] if name in self._sequences else a[None]
+            cot[name] = a
+        return cot
