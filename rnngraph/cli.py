@@ -66,6 +66,12 @@ def _draw(args) -> int:
     return 0
 
 
+def _compile(args) -> int:
+    net = load(args.file).compile(sizes=args.sizes, dtype=args.dtype, optimize=not args.plain)
+    sys.stdout.write(net.source)
+    return 0
+
+
 def _steps(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number of steps, got {text!r}")
@@ -109,6 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
     draw.add_argument("--stats", action="store_true",
                       help="print the quality figures: alignment, crossings, text size on a slide")
     draw.set_defaults(run=_draw)
+
+    comp = sub.add_parser("compile", help="print the generated NumPy forward and backward passes")
+    comp.add_argument("file", help="the equation file (UTF-8)")
+    comp.add_argument("--sizes", type=sizes_arg, default=None, metavar="x=10,h=32",
+                      help="give or override sizes")
+    comp.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                      help="the arrays' dtype (default float64)")
+    comp.add_argument("--plain", action="store_true",
+                      help="no optimisation: every block a loop over t (for debugging)")
+    comp.set_defaults(run=_compile)
     return parser
 
 

@@ -107,11 +107,12 @@ class Namer:
             if wish not in self.taken:
                 self.taken.add(wish)
                 return wish
+        base = wishes[-1] if wishes[-1].endswith("_") else wishes[-1] + "_"
         n = 2
-        while f"{wishes[-1]}_{n}" in self.taken:
+        while f"{base}{n}" in self.taken:
             n += 1
-        self.taken.add(f"{wishes[-1]}_{n}")
-        return f"{wishes[-1]}_{n}"
+        self.taken.add(f"{base}{n}")
+        return f"{base}{n}"
 
 
 # ============================================================================

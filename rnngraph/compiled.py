@@ -195,7 +195,9 @@ class Compiled:
                 T = a.shape[0] if timed else T
                 B = a.shape[-2] if batched else 1
                 source = n
-        if batched is None:                   # only class targets: their shape says
+        if batched is None and not order:     # nothing to tell: one sequence, no batch axis
+            batched, B = False, 1
+        elif batched is None:                 # only class targets: their shape says
             n = order[0]
             batched, T, B, source = arrays[n].ndim == 2, arrays[n].shape[0], \
                 (arrays[n].shape[1] if arrays[n].ndim == 2 else 1), n
@@ -240,13 +242,12 @@ class Compiled:
             raise RnnGraphError(f"initial must be a dict {{'h(0)': array}}, not {type(initial).__name__}")
         out, shapes = {}, {}
         for key, value in initial.items():
-            name = key if str(key).endswith("(0)") else f"{key}(0)"
+            name = str(key) if str(key).endswith("(0)") else f"{key}(0)"
+            sym = self.model.symbols.get(name[:-3])
             if name in self._defined_init:
                 raise RnnGraphError(f"{name} is defined in the model; it cannot also be given in initial")
-            if name in self._states and name not in self.initial_values or \
-                    name not in self._states and self.model.symbols.get(key) is not None \
-                    and self.model.symbols[key].direction == "backward":
-                raise RnnGraphError(f"'{key}' runs backward in time: it starts from zero after the "
+            if sym is not None and sym.direction == "backward":
+                raise RnnGraphError(f"'{sym.name}' runs backward in time: it starts from zero after the "
                                     "last step and takes no initial value")
             if name not in self.initial_values:
                 raise _unknown("initial value", key, self.initial_values)
