@@ -128,6 +128,7 @@ class Grid:
     arrow: float = 8.0
     ends: frozenset = frozenset()
     polys: dict[int, list] = field(default_factory=dict)
+    boxes: dict[int, tuple] = field(default_factory=dict)
 
     def place(self) -> None:
         for c in self.cells.values():
@@ -137,6 +138,7 @@ class Grid:
             link = self.links[i]
             link.path = self._route(link, i)
             self.polys[i] = geo.flatten(link.path)
+            self.boxes[i] = _bbox(self.polys[i])
             for j in range(link.marks):
                 f = 0.5 + (j - (link.marks - 1) / 2) * min(0.12, 0.8 / link.marks)
                 link.mark_pos.append(geo.point_at(self.polys[i], f)[0])
@@ -164,8 +166,10 @@ class Grid:
     def _hits(self, poly, ends) -> int:
         """How many nodes other than ``ends`` the polyline passes through."""
         n = 0
+        x0, y0, x1, y1 = _bbox(poly)
         for cid, c in self.cells.items():
-            if cid in ends:
+            if cid in ends or c.pos[0] + c.rx < x0 - 4 or c.pos[0] - c.rx > x1 + 4 \
+                    or c.pos[1] + c.ry < y0 - 4 or c.pos[1] - c.ry > y1 + 4:
                 continue
             if any(geo.segment_hits_ellipse(p, q, c.pos, c.rx + 3, c.ry + 3)
                    for p, q in zip(poly, poly[1:])):
@@ -175,8 +179,10 @@ class Grid:
     def _cost(self, poly, link) -> float:
         ends = (link.tail, link.head)
         cost = 100.0 * self._hits(poly, ends)
+        box = _bbox(poly)
         for j, other in self.polys.items():
-            cost += geo.crossings(poly, other)
+            if _meet(box, self.boxes[j]):
+                cost += geo.crossings(poly, other)
         return cost + geo.length(poly) / (50 * self.dx)
 
     def _candidates(self, link: Link, i: int):
@@ -254,13 +260,24 @@ class Grid:
                     gap = abs(nx_) * w / 2 + abs(ny_) * h / 2 + 2.5
                     c = (p[0] + nx_ * gap, p[1] + ny_ * gap)
                     box = (c[0] - w / 2, c[1] - h / 2, c[0] + w / 2, c[1] + h / 2)
-                    cost = 10 * sum(_overlap(box, o) for o in boxes + placed) / (w * h)
-                    cost += sum(1 for j, other in self.polys.items() if _box_cut(box, other))
+                    cost = 10 * sum(_overlap(box, o) for o in boxes + placed if _meet(box, o)) / (w * h)
+                    cost += sum(1 for j, other in self.polys.items()
+                                if _meet(box, self.boxes[j]) and _box_cut(box, other))
                     cost += 0.01 * k + (0.005 if side < 0 else 0)
                     if cost < best_cost:
                         best, best_cost, best_box = c, cost, box
             link.label_pos = best
             placed.append(best_box)
+
+
+def _bbox(poly) -> tuple:
+    xs = [p[0] for p in poly]
+    ys = [p[1] for p in poly]
+    return (min(xs), min(ys), max(xs), max(ys))
+
+
+def _meet(a, b) -> bool:
+    return not (a[2] < b[0] or b[2] < a[0] or a[3] < b[1] or b[3] < a[1])
 
 
 def _overlap(a, b) -> float:
