@@ -77,34 +77,31 @@ class Symbol:
         return self.role
 
 
-def matrix_operands(expr) -> list[ast.Ref]:
-    """The bare names used as matrices in ``expr``: left of a product, also under ^T, +, -, ... ."""
-    found = []
-    for node in ast.walk(expr):
-        if isinstance(node, ast.Binary) and node.op == "@":
-            stack = [node.left]
-            while stack:
-                n = stack.pop()
-                if isinstance(n, ast.Ref) and n.offset is None:
-                    found.append(n)
-                elif isinstance(n, (ast.Transpose, ast.Neg, ast.Binary)):
-                    stack.extend(ast.children(n))
-    return found
+def operand_positions(expr) -> tuple[list[ast.Ref], list[ast.Ref]]:
+    """The bare names used as matrices in ``expr`` and those used as the vector a matrix multiplies.
 
-
-def vector_operands(expr) -> list[ast.Ref]:
-    """The bare names a matrix multiplies in ``expr`` (directly or inside a concatenation)."""
-    found = []
-    for node in ast.walk(expr):
-        if isinstance(node, ast.Binary) and node.op == "@":
-            stack = [node.right]
-            while stack:
-                n = stack.pop()
-                if isinstance(n, ast.Ref) and n.offset is None:
-                    found.append(n)
-                elif isinstance(n, ast.Concat):
-                    stack.extend(n.items)
-    return found
+    A matrix is the left side of a product, also under ^T, unary minus and
+    elementwise operators (``(W + V) x``), and both sides of a product that is
+    itself a matrix (``(A B) x``).  A vector operand is the right side of a
+    product, directly or inside a concatenation.
+    """
+    matrices, vectors = [], []
+    stack = [(expr, None)]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, ast.Ref):
+            if node.offset is None and where is not None:
+                (matrices if where == "matrix" else vectors).append(node)
+        elif isinstance(node, ast.Binary) and node.op == "@":
+            stack.append((node.left, "matrix"))
+            stack.append((node.right, "matrix" if where == "matrix" else "vector"))
+        elif where == "matrix" and isinstance(node, (ast.Transpose, ast.Neg, ast.Binary)):
+            stack.extend((c, "matrix") for c in ast.children(node))
+        elif where == "vector" and isinstance(node, ast.Concat):
+            stack.extend((c, "vector") for c in node.items)
+        else:
+            stack.extend((c, None) for c in ast.children(node))
+    return matrices, vectors
 
 
 def _refs(expr) -> list[ast.Ref]:
@@ -136,8 +133,10 @@ def analyse(program: ast.Program, source: Source) -> dict[str, Symbol]:
     # Reads: every Ref, with who reads it.
     reads: list[tuple[ast.Equation, ast.Ref]] = [
         (eq, r) for eq in program.equations for r in _refs(eq.rhs)]
-    matrices = {r.name for eq in program.equations for r in matrix_operands(eq.rhs)}
-    vectors = {r.name for eq in program.equations for r in vector_operands(eq.rhs)}
+    positions = [operand_positions(eq.rhs) for eq in program.equations]
+    matrix_uses = [r for m, _ in positions for r in m]
+    matrices = {r.name for r in matrix_uses}
+    vectors = {r.name for _, v in positions for r in v}
 
     for eq, r in reads:
         sym = symbols.get(r.name)
@@ -166,7 +165,7 @@ def analyse(program: ast.Program, source: Source) -> dict[str, Symbol]:
 
     for name, sym in symbols.items():
         if sym.role == "parameter" and name in matrices and name in vectors:
-            r = next(r for r in sym.reads)
+            r = next(r for r in matrix_uses if r.name == name)
             raise err(f"'{name}' is used both as a matrix and as the vector a matrix multiplies", *r.pos)
 
     # Dependency graph of defined variables: delay-0 edges must be acyclic.
@@ -177,26 +176,43 @@ def analyse(program: ast.Program, source: Source) -> dict[str, Symbol]:
             g.add_edge(r.name, eq.name, delay=-(r.offset or 0), ref=r)
     _check_algebraic_loops(g, defs, err)
 
-    # States: read at another step.  Direction from the reads inside its SCC.
+    reads_of: dict[str, list[tuple[ast.Equation, ast.Ref]]] = {n: [] for n in symbols}
+    for eq, r in reads:
+        reads_of[r.name].append((eq, r))
+
+    # A recurrence runs one way: the delayed reads inside a strongly connected
+    # component must all reach into the past, or all into the future.
     scc_of = {n: i for i, comp in enumerate(nx.strongly_connected_components(g)) for n in comp}
+    loop_reads: dict[int, list[ast.Ref]] = {}
+    for eq, r in reads:
+        if r.offset and r.name in defs and scc_of.get(eq.name) == scc_of[r.name]:
+            loop_reads.setdefault(scc_of[r.name], []).append(r)
+    for rs in loop_reads.values():
+        past = [r for r in rs if r.offset < 0]
+        future = [r for r in rs if r.offset > 0]
+        if past and future:
+            p, f = past[0], future[0]
+            later = max(p, f, key=lambda r: r.pos)
+            if p.name == f.name:
+                what = f"'{p.name}' reads itself"
+            else:
+                names = sorted({r.name for r in rs}, key=lambda n: defs[n].pos)
+                what = " and ".join(f"'{n}'" for n in names) + " form a loop that reads"
+            raise err(f"{what} both from the past ({_show(p.name, p.offset)}) and from the future "
+                      f"({_show(f.name, f.offset)}); split it into a forward and a backward state",
+                      *later.pos)
+
+    # States: read at another step; they run the way their loop reads.
     for name, sym in symbols.items():
-        if sym.role != "sequence":
-            continue
         offsets = [r.offset for r in sym.reads if r.offset]
-        if not offsets:
+        if sym.role != "sequence" or not offsets:
             continue
         sym.role = "state"
         sym.delay = max(abs(k) for k in offsets)
-        inside = [(eq, r) for eq, r in reads
-                  if r.name == name and r.offset and scc_of.get(eq.name) == scc_of[name]]
-        signs = {r.offset > 0 for _, r in inside} or {k > 0 for k in offsets}
-        if len(signs) > 1 and inside:
-            past = next(r for _, r in inside if r.offset < 0)
-            future = next(r for _, r in inside if r.offset > 0)
-            later = max(past, future, key=lambda r: r.pos)
-            raise err(f"'{name}' reads itself both from the past ({_show(name, past.offset)}) and from "
-                      f"the future ({_show(name, future.offset)}); split it into a forward and a "
-                      "backward state", *later.pos)
+        inside = loop_reads.get(scc_of[name], [])
+        signs = {r.offset > 0 for r in inside} or {k > 0 for k in offsets}
+        # A sequence read at other steps only from outside its loop (o(t) = V h(t-1) + V h(t+1)
+        # with h not recurrent) is computed in time order either way: call it forward.
         sym.direction = "backward" if signs == {True} else "forward"
 
     for name, eq in inits.items():
@@ -218,20 +234,31 @@ def _check_algebraic_loops(g: nx.MultiDiGraph, defs: dict, err) -> None:
     same_step = nx.DiGraph()
     same_step.add_nodes_from(defs)
     same_step.add_edges_from((u, v) for u, v, d in g.edges(data="delay") if d == 0)
-    for name in defs:                                     # file order: deterministic
-        try:
-            cycle = nx.find_cycle(same_step, source=name)
-        except nx.NetworkXNoCycle:
-            continue
-        # find_cycle may return a path into the cycle; keep the cycle itself.
-        nodes = [u for u, _ in cycle]
-        start = min(nodes, key=lambda n: list(defs).index(n))
-        i = nodes.index(start)
-        loop = nodes[i:] + nodes[:i] + [start]
-        timed = defs[start].kind == "seq"
-        shown = " -> ".join(f"{n}(t)" if timed else n for n in loop)
-        raise err(f"algebraic loop: {shown} (each needs the other at the same step; "
-                  "read one of them at t-1)", *defs[start].pos)
+    order = {n: i for i, n in enumerate(defs)}
+    cyclic = [c for c in nx.strongly_connected_components(same_step)
+              if len(c) > 1 or same_step.has_edge(*[next(iter(c))] * 2)]
+    if not cyclic:
+        return
+    # Report the loop through the variable defined first: deterministic, and where a reader looks.
+    start = min((n for c in cyclic for n in c), key=order.__getitem__)
+    component = same_step.subgraph(next(c for c in cyclic if start in c))
+    cycle = _shortest_cycle(component, start)
+    timed = defs[start].kind == "seq"
+    shown = " -> ".join(f"{n}(t)" if timed else n for n in cycle)
+    raise err(f"algebraic loop: {shown} (each needs the other at the same step; "
+              "read one of them at t-1)", *defs[start].pos)
+
+
+def _shortest_cycle(graph: nx.DiGraph, start: str) -> list[str]:
+    """The shortest cycle through ``start``, as ``[start, ..., start]``."""
+    if graph.has_edge(start, start):
+        return [start, start]
+    best = None
+    for succ in sorted(graph.successors(start)):
+        path = nx.shortest_path(graph, succ, start)
+        if best is None or len(path) < len(best):
+            best = path
+    return [start, *best]
 
 
 def _mark_outputs(program, symbols, defs, reads) -> None:

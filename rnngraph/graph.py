@@ -58,7 +58,7 @@ def _weight(expr) -> tuple[str | None, bool]:
 
 def _edges(model):
     """Every (source, target, delay, weight, transpose) of the model, in file order, once."""
-    seen = []
+    seen: dict[tuple, None] = {}          # an ordered set
     for eq in model.equations:
         if eq.kind == "init":
             continue
@@ -68,9 +68,8 @@ def _edges(model):
             weight, transpose = _weight(wexpr)
             delay = None if ref.offset is None else -ref.offset
             edge = (ref.name, eq.name, delay, weight, transpose)
-            if edge not in seen:
-                seen.append(edge)
-    return seen
+            seen.setdefault(edge)
+    return list(seen)
 
 
 def _node_attrs(model, name):

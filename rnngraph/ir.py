@@ -135,8 +135,8 @@ class _Lowering:
     def __init__(self, model):
         self.model = model
         self.count = 0
-        self.params: list[str] = []
-        self.reads: list[Read] = []
+        self.params: dict[str, None] = {}     # ordered sets
+        self.reads: dict[Read, None] = {}
 
     def fresh(self) -> str:
         self.count += 1
@@ -148,13 +148,11 @@ class _Lowering:
         if isinstance(node, ast.Ref):
             sym = self.model.symbols[node.name]
             if sym.role == "parameter":
-                if node.name not in self.params:
-                    self.params.append(node.name)
+                self.params.setdefault(node.name)
                 return Param(node.name)
             if sym.role == "input" or node.offset:
                 read = Read(node.name, node.offset)
-                if read not in self.reads:
-                    self.reads.append(read)
+                self.reads.setdefault(read)
                 return read
             return Var(node.name)
         op, args = self.operation(node, out)
@@ -206,7 +204,7 @@ def lower(model) -> Program:
     for eq in model.equations:
         if eq.kind == "init":
             low.equation(eq, once)
-    prog = Program(once, step, low.params, low.reads)
+    prog = Program(once, step, list(low.params), list(low.reads))
     prog.check()
     return prog
 

@@ -246,7 +246,7 @@ _DESCRIBE = {
     "PLUS": "'+'", "MINUS": "'-'", "STAR": "'*'", "SLASH": "'/'", "AT": "'@'", "EQ": "'='",
     "COLON": "':'", "COMMA": "','", "SEMI": "';'", "LPAR": "'('", "RPAR": "')'",
     "LBRACK": "'['", "RBRACK": "']'", "TRANSPOSE": "a transpose '^T'",
-    "_NL": "the end of the line", "$END": "the end of the file",
+    "_NL": "end of line", "$END": "end of file",
 }
 _OPERAND_START = {"NAME", "CALL", "NUMBER", "LPAR", "LBRACK", "MINUS"}
 
@@ -260,8 +260,9 @@ def _describe_expected(expected: set[str]) -> str:
     return ", ".join(parts[:-1]) + (" or " if len(parts) > 1 else "") + parts[-1] if parts else "nothing"
 
 
-def _unclosed(text: str, line: int, column: int) -> tuple[str, int, int] | None:
-    """The innermost bracket still open before (line, column), if it opened on an earlier line."""
+def _unclosed(text: str, line: int, column: int, at_end: bool) -> tuple[str, int, int] | None:
+    """The innermost bracket still open before (line, column), if it opened on an earlier
+    line or the parser ran into the end of the file."""
     stack: list[tuple[str, int, int]] = []
     for ln, row in enumerate(text.split("\n")[:line], start=1):
         limit = column - 1 if ln == line else len(row)
@@ -272,7 +273,7 @@ def _unclosed(text: str, line: int, column: int) -> tuple[str, int, int] | None:
                 stack.append((ch, ln, col))
             elif ch in ")]" and stack:
                 stack.pop()
-    if stack and stack[-1][1] < line:
+    if stack and (stack[-1][1] < line or at_end):
         return stack[-1]
     return None
 
@@ -292,7 +293,7 @@ def _syntax_error(err: UnexpectedInput, source: Source) -> RnnGraphError:
     if isinstance(err, UnexpectedToken):
         tok = err.token
         line, column = (tok.line, tok.column) if tok.type != "$END" else _end(text)
-        opened = _unclosed(text, line, column)
+        opened = _unclosed(text, line, column, tok.type == "$END")
         if opened:
             ch, oline, ocol = opened
             closer = ")" if ch == "(" else "]"
@@ -308,7 +309,7 @@ def _syntax_error(err: UnexpectedInput, source: Source) -> RnnGraphError:
         return source.error(f"unexpected {what}; expected {_describe_expected(expected)}", line, column)
     if isinstance(err, UnexpectedEOF):
         line, column = _end(text)
-        return source.error("unexpected end of the file", line, column)
+        return source.error("unexpected end of file", line, column)
     return source.error(str(err).splitlines()[0], getattr(err, "line", 1), getattr(err, "column", 1))
 
 

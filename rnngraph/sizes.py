@@ -36,6 +36,7 @@ class _Unifier:
     def __init__(self, source: Source):
         self.parent: dict = {}
         self.value: dict = {}          # root -> int
+        self.origin: dict = {}         # root -> where its value came from, for messages
         self.source = source
         self.errors: list[RnnGraphError] = []
 
@@ -55,7 +56,11 @@ class _Unifier:
         where = f"in {expr_text(node)}: " if node is not None and not isinstance(node, ast.Equation) else ""
         pos = node.pos if node is not None else (1, 1)
         self.errors.append(self.source.error(
-            f"size conflict {where}{_label(a, self.get(a))}, but {_label(b, self.get(b))}", *pos))
+            f"size conflict {where}{self.describe(a)}, but {self.describe(b)}", *pos))
+
+    def describe(self, k) -> str:
+        origin = self.origin.get(self.find(k))
+        return _label(k, self.get(k)) + (f" ({origin})" if origin else "")
 
     def unify(self, a, b, node) -> None:
         ra, rb = self.find(a), self.find(b)
@@ -68,15 +73,19 @@ class _Unifier:
         self.parent[rb] = ra
         if va is None and vb is not None:
             self.value[ra] = vb
+            if rb in self.origin:
+                self.origin[ra] = self.origin[rb]
 
-    def set(self, k, v: int, node, why: str) -> None:
+    def set(self, k, v: int, node, why: str, origin: str | None = None) -> None:
         old = self.get(k)
         if old is not None and old != v:
             pos = node.pos if node is not None else (1, 1)
             self.errors.append(self.source.error(
-                f"size conflict: {why} {v}, but {_label(k, old)}", *pos))
+                f"size conflict: {why} {v}, but {self.describe(k)}", *pos))
             return
         self.value[self.find(k)] = v
+        if origin:
+            self.origin[self.find(k)] = origin
 
 
 def _label(key, value) -> str:
@@ -165,9 +174,9 @@ class _Inference:
         if right == SCALAR:
             return left
         if left[0] != right[0]:
-            self.fail(f"'{node.op}' needs two vectors or two matrices: {expr_text(node.left)} is a "
-                      f"{'matrix' if left[0] == 'mat' else 'vector'}, {expr_text(node.right)} is not",
-                      node)
+            kind = {"mat": "a matrix", "vec": "a vector"}
+            self.fail(f"'{node.op}' needs two vectors or two matrices: {expr_text(node.left)} is "
+                      f"{kind[left[0]]} and {expr_text(node.right)} is {kind[right[0]]}", node)
         for a, b in zip(left[1:], right[1:]):
             self.u.unify(a, b, node)
         return left
@@ -223,8 +232,6 @@ def solve(program: ast.Program, symbols, source: Source,
             close = difflib.get_close_matches(name, sorted(symbols), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             raise RnnGraphError(f"a size is given for '{name}', which the model does not have{hint}")
-    for eq in program.equations:
-        inf.equation(eq)
     declared = [(d.name, d.size, d) for d in program.sizes if d.name not in given]
     fixed = declared + [(n, v, None) for n, v in given.items()]
     for name, size, decl in fixed:
@@ -241,7 +248,11 @@ def solve(program: ast.Program, symbols, source: Source,
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
             raise RnnGraphError(f"the size of '{name}' must be a positive integer, not {size!r}")
         inf.u.set(("sym", name), size, decl or _first_use(sym, program),
-                  f"'{name}' is declared with size" if decl else f"'{name}' is given size")
+                  f"'{name}' is declared with size" if decl else f"'{name}' is given size",
+                  f"from '{name}: {size}', line {decl.pos[0]}" if decl else f"given {name}={size}")
+    # Equations after the fixed sizes, so a conflict shows at the equation that causes it.
+    for eq in program.equations:
+        inf.equation(eq)
     inf.propagate_sums()
     if inf.u.errors:
         first, *rest = inf.u.errors
@@ -273,7 +284,5 @@ def solve(program: ast.Program, symbols, source: Source,
 
 
 def _first_use(sym, program):
-    """The first place in the file that mentions ``sym``: its definition or first read."""
-    places = [eq for eq in program.equations if eq.name == sym.name and eq.kind != "init"]
-    places += sym.reads
-    return min(places, key=lambda n: n.pos)
+    """The first place in the file that mentions ``sym``: its definition or its first read."""
+    return min([sym, *sym.reads], key=lambda n: n.pos)
