@@ -278,8 +278,8 @@ def solve(program: ast.Program, symbols, source: Source,
                         "cols": f"number of columns of '{name}'"}[k[0]]
                 hint = f"declare it ({name}: 32) or pass it in sizes" if k[0] == "sym" else \
                     "give the size of a vector it multiplies or produces"
-                use = _first_use(sym, program)
-                out.unknown.append(source.error(f"{what} is unknown; {hint}", *use.pos))
+                # A defined symbol is reported at its equation, any other at its first read.
+                out.unknown.append(source.error(f"{what} is unknown; {hint}", *sym.pos))
     return out
 
 

@@ -11,12 +11,12 @@ def summary(model) -> str:
     >>> print(parse("h(t) = tanh(W h(t-1) + U x(t))\\nx: 3, h: 5").summary())
     <string>: 1 equation, 4 symbols
       inputs       x
-      states       h
+      states       h (output)
       parameters   W U
     recurrent states:
       h            forward, delay 1, initial value 0
     sizes:
-      x = 3, h = 5
+      h = 5, x = 3
       W: 5 x 5, U: 5 x 3
     """
     n_eq = len(model.equations)
