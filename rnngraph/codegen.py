@@ -1,35 +1,23 @@
-"""Op-level IR -> Python source: a NumPy forward pass and its reverse (BPTT).
+"""The blocks of :mod:`rnngraph.schedule` -> Python source: a NumPy forward pass
+and its reverse (BPTT).  Straight-line code: nothing walks a graph while the
+network runs.
 
-The compiler plans, then prints straight-line code; nothing walks a graph
-while the network runs.
+Homes.  Every time-indexed value lives in an array (P + T + F, B, n): P slots
+before step 1 hold the initial value (a forward state) or zeros (an input), F
+slots after step T hold zeros, so ``h(t-1)`` at t = 1 needs no test.  Step t is
+index ``t + P - 1``; with P = 1, ``h[t]`` is h(t) as in the book.  Temporaries
+that the backward pass reads are kept (in arrays inside loops); others stay
+local.  A vector is a row: ``W x`` is ``x @ W.T``, W (size of result, size of x).
 
-1. Rewrites.  ``cross_entropy(softmax(z), y)`` becomes one stable op on the
-   logits z.  With ``optimize``: ``A^T v`` becomes one product (no transposed
-   copy), loop-invariant work (anything of parameters and time-free values
-   alone) moves out of the time loops, and repeated subexpressions (the
-   ``[h(t-1); x(t)]`` every gate of an LSTM reads) are computed once.
-2. Blocks.  The defined sequences and the reads between them form a graph
-   whose edges carry time offsets; NetworkX gives its strongly connected
-   components and their topological order.  A component with a delayed edge
-   inside is a loop over t, forward for ``t-k``, backward for ``t+k``; one
-   without is computed for every t at once, as arrays (T, B, n) (with
-   ``optimize=False`` it loops too: the plain path, for debugging).
-   Time-free values and initial values come first, in the prologue.
-3. Homes.  Every time-indexed value lives in an array (P + T + F, B, n): P
-   slots before step 1 hold the initial value (a forward state) or zeros (an
-   input), F slots after step T zeros, so ``h(t-1)`` at t = 1 needs no test.
-   Step t is index ``t + P - 1``: with P = 1, ``h[t]`` is h(t) as in the book.
-   Temporaries that the backward pass needs are kept too; others stay local.
-4. Printing.  The forward prints each op's template from :mod:`rnngraph.ops`;
-   the backward walks the same blocks in reverse order (loops run the other
-   way), each equation's ops in reverse, and adds every VJP contribution into
-   the gradient of the value it reads: ``+=`` into a gradient array for
-   time-indexed values and into an accumulator for parameters, ``=`` (then
-   ``d = d + ...``) for a temporary.
+Forward.  Each op prints its template from :mod:`rnngraph.ops`; loop blocks
+index with ``t``, every-step blocks with slices (``h[now]``, ``x[tm1]``).
 
-Issue 5 (speed) fits this plan: the input projections of a loop block are a
-block of their own (no recurrence), to run for all t before the loop, and
-their parameter gradients become one GEMM over stacked time after it.
+Backward.  The same blocks in reverse order (a loop runs the other way), each
+block's ops in reverse, every VJP contribution added into the gradient of the
+value it reads: ``+=`` into a gradient array (time-indexed values) or an
+accumulator (parameters, time-free values), ``=`` then ``d = d + ...`` for a
+temporary, so no temporary is ever modified in place.  A contribution with
+fewer leading axes than the cotangent (a bias) is summed over the extra ones.
 
 Examples
 --------
@@ -49,19 +37,14 @@ from __future__ import annotations
 import keyword
 import re
 import unicodedata
-from dataclasses import dataclass, field
-
-import networkx as nx
-
-from . import __version__, ir
-from .errors import RnnGraphError
+from . import __version__
 from .ir import Const, Eqn, Param, Read, Var
 from .names import GREEK
 from .ops import RUNTIME, lookup, sum_leading
 from .printing import expr_text, number_text
+from .schedule import Block, plan
 
 _GREEK_WORDS = {letter: word for word, letter in GREEK.items()}
-_MATRIX_OPS = {"transpose", "add", "sub", "mul", "div", "neg", "matmul"}
 _SIMPLE = re.compile(r"[A-Za-z_]\w*(\[[^\[\]]*\])?")
 #: Names the generated code uses as they are; a model name equal to one is renamed.
 _FIXED = {"np", "params", "inputs", "initial", "tape", "cotangents", "outputs", "name",
@@ -113,172 +96,6 @@ class Namer:
             n += 1
         self.taken.add(f"{base}{n}")
         return f"{base}{n}"
-
-
-# ============================================================================
-# The plan: rewrites and blocks
-# ============================================================================
-
-@dataclass
-class Block:
-    """A run of equations: the prologue (``once``), a loop (``forward``, ``backward``)
-    or every step at once (``all``)."""
-
-    kind: str
-    names: list[str]
-    eqns: list[Eqn] = field(default_factory=list)
-
-    @property
-    def lead(self) -> int:
-        """Leading axes of a time-indexed value as this block sees it: (B, n) or (T, B, n)."""
-        return 2 if self.kind == "all" else 1
-
-
-def _producers(eqns):
-    return {e.out: e for e in eqns}
-
-
-def _replace_args(e: Eqn, op: str, args) -> Eqn:
-    return Eqn(e.out, op, tuple(args), e.defines, e.pos)
-
-
-def fuse_losses(eqns: list[Eqn]) -> list[Eqn]:
-    """``L = cross_entropy(y, k)`` with ``y = softmax(z)`` -> ``L = softmax_cross_entropy(z, k)``."""
-    made = _producers(eqns)
-    out = []
-    for e in eqns:
-        y = e.args[0] if e.op == "cross_entropy" else None
-        if isinstance(y, Var) and y.name in made and made[y.name].op == "softmax":
-            e = _replace_args(e, "softmax_cross_entropy", (made[y.name].args[0], e.args[1]))
-        out.append(e)
-    return out
-
-
-def fold_transposes(eqns: list[Eqn]) -> list[Eqn]:
-    """``_3 = transpose A; _4 = matmul _3 v`` -> ``_4 = matmul_t A v`` (v @ A, no copy of A^T)."""
-    made = _producers(eqns)
-    out = []
-    for e in eqns:
-        m = e.args[0] if e.op == "matmul" else None
-        if isinstance(m, Var) and m.name in made and made[m.name].op == "transpose" \
-                and made[m.name].defines is None:
-            e = _replace_args(e, "matmul_t", (made[m.name].args[0], e.args[1]))
-        out.append(e)
-    return out
-
-
-def _rename(e: Eqn, names: dict) -> Eqn:
-    args = [Var(names[a.name]) if isinstance(a, Var) and a.name in names else a for a in e.args]
-    return _replace_args(e, e.op, args)
-
-
-def _common_subexpressions(blocks: list[Block]) -> None:
-    names = {}
-    for b in blocks:
-        seen = {}
-        kept = []
-        for e in b.eqns:
-            e = _rename(e, names)
-            key = (e.op, e.args)
-            if e.defines is None and key in seen:
-                names[e.out] = seen[key]
-                continue
-            seen.setdefault(key, e.out)
-            kept.append(e)
-        b.eqns = kept
-    for b in blocks:
-        b.eqns = [_rename(e, names) for e in b.eqns]
-
-
-def _dead_code(blocks: list[Block]) -> None:
-    while True:
-        used = {a.name for b in blocks for e in b.eqns for a in e.args if isinstance(a, Var)}
-        dead = [e for b in blocks for e in b.eqns if e.defines is None and e.out not in used]
-        if not dead:
-            return
-        for b in blocks:
-            b.eqns = [e for e in b.eqns if e.defines is not None or e.out in used]
-
-
-def plan(model, optimize: bool = True) -> list[Block]:
-    """The blocks to run, in order: the prologue, then one per strongly connected component.
-
-    Examples
-    --------
-    >>> from rnngraph import load
-    >>> [(b.kind, b.names) for b in plan(load("examples/bidirectional.rnn"))]
-    [('once', []), ('forward', ['h']), ('backward', ['g']), ('all', ['o'])]
-    """
-    prog = model.ir()
-    once, step = fuse_losses(prog.once), fuse_losses(prog.step)
-    if optimize:
-        once, step = fold_transposes(once), fold_transposes(step)
-    owner: dict[str, str] = {}
-    pending: list[str] = []
-    for e in step:
-        pending.append(e.out)
-        if e.defines is not None:
-            owner.update(dict.fromkeys(pending, e.defines))
-            pending = []
-    order = {eq.name: i for i, eq in enumerate(model.equations) if eq.kind == "seq"}
-
-    g = nx.DiGraph()
-    g.add_nodes_from(order)
-    for e in step:
-        for a in e.args:
-            if isinstance(a, Read) and a.offset is not None and a.name in order:
-                src, k = a.name, a.offset
-            elif isinstance(a, Var) and a.name in owner:
-                src, k = owner[a.name], 0
-            else:
-                continue
-            dst = owner[e.out]
-            if src != dst or k:
-                if not g.has_edge(src, dst):
-                    g.add_edge(src, dst, offsets=set())
-                g.edges[src, dst]["offsets"].add(k)
-
-    blocks = [Block("once", [], list(once))]
-    sccs = list(nx.strongly_connected_components(g))
-    dag = nx.condensation(g, sccs)
-    for c in nx.lexicographical_topological_sort(dag, key=lambda c: min(order[n] for n in sccs[c])):
-        members = sccs[c]
-        inner = {k for u, v, ks in g.subgraph(members).edges(data="offsets") for k in ks if k}
-        if inner and min(inner) < 0 < max(inner):
-            raise RnnGraphError("these variables read each other both from the past and from the "
-                                f"future: {', '.join(sorted(members, key=order.get))}")
-        kind = ("backward" if min(inner) > 0 else "forward") if inner else \
-            ("all" if optimize else "forward")
-        names = sorted(members, key=order.get)
-        eqns = [e for e in step if owner[e.out] in members]
-        if kind == "all" and blocks[-1].kind == "all":        # one block for a run of them
-            blocks[-1].names += names
-            blocks[-1].eqns += eqns
-        else:
-            blocks.append(Block(kind, names, eqns))
-
-    # Loop-invariant work moves to the prologue: with optimize, everything made of
-    # parameters and time-free values alone; always, a matrix (it has no time axis).
-    invariant = {e.out for e in once}
-    matrices = {p for p in prog.params if model.symbols[p].matrix}
-    for b in blocks[1:]:
-        kept = []
-        for e in b.eqns:
-            values = [a for a in e.args if not isinstance(a, Const)]
-            if e.op in _MATRIX_OPS and values and all(a.name in matrices for a in values):
-                matrices.add(e.out)
-            if e.defines is None and (optimize or e.out in matrices) and all(
-                    isinstance(a, (Param, Const)) or isinstance(a, Read) and a.offset is None
-                    or isinstance(a, Var) and a.name in invariant for a in e.args):
-                blocks[0].eqns.append(e)
-                invariant.add(e.out)
-            else:
-                kept.append(e)
-        b.eqns = kept
-    if optimize:
-        _common_subexpressions(blocks)
-    _dead_code(blocks)
-    return blocks
 
 
 # ============================================================================
@@ -364,8 +181,9 @@ class Generator:
                 pending = []
         self.eqn_of = {e.out: e for b in self.blocks for e in b.eqns}
         self._name_everything()
-        self.rank: dict[str, object] = {}
-        self.size: dict[str, object] = {}
+        self.rank: dict[str, object] = {}   # "const", "matrix" or the number of leading axes
+        self.size: dict[str, object] = {}   # n, or (rows, cols) for a matrix
+        self.local: dict[str, str] = {}     # while printing a backward block: temp -> its gradient
         self.home: dict[str, str] = {n: "seq" for n in self.step_vars}
         self.home.update({n: "seq" for n in self.inputs if self.sym[n].timed})
         self._infer()                       # ranks as computed, to see what the backward reads
@@ -383,10 +201,10 @@ class Generator:
         for b in self.blocks:
             for e in b.eqns:
                 if e.out not in self.py:
-                    self.py[e.out] = namer(f"{e.defines}_0" if e.out.endswith("(0)") else e.out)
-        for n in list(self.py):
-            self.py["d " + n] = namer("d" + self.py[n] if not self.py[n].startswith("_")
-                                      else "d" + self.py[n])
+                    self.py[e.out] = namer(f"{identifier(e.defines)}_0" if e.out.endswith("(0)")
+                                           else e.out)
+        for n in list(self.py):                     # gradients: dW, dh, d_3
+            self.py["d " + n] = namer("d" + self.py[n])
 
     def d(self, name: str) -> str:
         return self.py["d " + name]
@@ -432,7 +250,6 @@ class Generator:
         needed = {n for b in self.blocks for e in b.eqns for n in self._vjp_reads(e, b)}
         elsewhere = {a.name for b in self.blocks for e in b.eqns for a in e.args
                      if isinstance(a, Var) and a.name in self.block_of and self.block_of[a.name] is not b}
-        self.cross = elsewhere
         for b in self.blocks:
             for e in b.eqns:
                 if e.out in self.home:

@@ -167,7 +167,7 @@ class Compiled:
         return a
 
     def _inputs(self, inputs, steps):
-        """Check and normalise the inputs: (T, B, n) and (B, n) arrays of the dtype, and T, B."""
+        """Check and normalise the inputs: arrays (T, B, n) and (B, n) of the dtype; T, B."""
         if not isinstance(inputs, Mapping):
             raise RnnGraphError(f"inputs must be a dict {{name: array}}, not {type(inputs).__name__}")
         for name in inputs:
@@ -177,46 +177,21 @@ class Compiled:
             if name not in inputs:
                 raise RnnGraphError(f"missing input '{name}': expected an array {self.inputs[name]}")
         arrays = {n: self._array(inputs[n], f"input '{n}'") for n in self.inputs}
-        sym = self.model.symbols
-
-        def classes(n):        # an integer target with no class axis: class indices
-            return sym[n].target and arrays[n].dtype.kind in "biu" and arrays[n].ndim in (1, 2) \
-                and not (arrays[n].ndim == 2 and batched is False and arrays[n].shape[-1] == self._sizes[n])
-
-        # The first input that fixes them gives T (its first axis) and whether there is a batch axis.
-        batched, T, B, source = None, steps, None, None
-        order = sorted(self.inputs, key=lambda n: (not sym[n].timed, bool(sym[n].target)))
-        for n in order:
-            a, size, timed = arrays[n], self._sizes[n], sym[n].timed
-            if batched is None and not classes(n):
-                if a.ndim not in ((2, 3) if timed else (1, 2)) or a.shape[-1] != size:
-                    raise RnnGraphError(f"input '{n}' has shape {_shape(a.shape)}; expected {self.inputs[n]}")
-                batched = a.ndim == (3 if timed else 2)
-                T = a.shape[0] if timed else T
-                B = a.shape[-2] if batched else 1
-                source = n
-        if batched is None and not order:     # nothing to tell: one sequence, no batch axis
-            batched, B = False, 1
-        elif batched is None:                 # only class targets: their shape says
-            n = order[0]
-            batched, T, B, source = arrays[n].ndim == 2, arrays[n].shape[0], \
-                (arrays[n].shape[1] if arrays[n].ndim == 2 else 1), n
-        if self._timed and T is None:
-            raise RnnGraphError("this model reads no input sequence: give the number of steps, "
-                                "forward(params, inputs, steps=T)")
+        T, B, batched, source = self._layout(arrays, steps)
         if steps is not None and T != steps:
             raise RnnGraphError(f"steps={steps}, but input '{source}' has {T} steps")
-
-        why = f"from input '{source}'" if source else ""
+        given = f"{self._given(T, B, batched)}, from input '{source}'" if source else \
+            self._given(T, B, batched)
+        sym = self.model.symbols
         out, class_targets = {}, set()
-        for n in self.inputs:
-            a, size = arrays[n], self._sizes[n]
+        for n, a in arrays.items():
+            size = self._sizes[n]
             lead = ((T, B) if batched else (T,)) if sym[n].timed else ((B,) if batched else ())
-            if sym[n].timed and classes(n) and a.ndim == len(lead):
+            if sym[n].target and a.dtype.kind in "biu" and a.ndim == len(lead):
                 if a.shape != lead:
-                    raise RnnGraphError(f"input '{n}' has shape {_shape(a.shape)}; expected class indices "
-                                        f"{_shape(lead)} or vectors {_shape(lead + (size,))} "
-                                        f"({self._given(T, B, batched)}, {why})")
+                    raise RnnGraphError(f"input '{n}' has shape {_shape(a.shape)}; expected class "
+                                        f"indices {_shape(lead)} or vectors {_shape(lead + (size,))} "
+                                        f"({given})")
                 if a.size and (a.min() < 0 or a.max() >= size):
                     bad = int(a.min() if a.min() < 0 else a.max())
                     raise RnnGraphError(f"input '{n}' holds class {bad}; the classes are 0 to {size - 1}")
@@ -224,12 +199,43 @@ class Compiled:
                 class_targets.add(n)
             elif a.shape != lead + (size,):
                 raise RnnGraphError(f"input '{n}' has shape {_shape(a.shape)}; expected "
-                                    f"{_shape(lead + (size,))} ({self._given(T, B, batched)}, {why})")
+                                    f"{_shape(lead + (size,))} ({given})")
             a = self._finite(a.astype(self.dtype, copy=False), f"input '{n}'")
-            if not batched:
-                a = a[:, None] if sym[n].timed else a[None]
-            out[n] = a
+            out[n] = a if batched else a[:, None] if sym[n].timed else a[None]
         return out, T, B, batched, class_targets
+
+    def _layout(self, arrays, steps):
+        """T, B, whether there is a batch axis, and the input that says so.
+
+        The first input whose shape is unambiguous decides: a sequence (T, B, n)
+        or (T, n), else a time-free input (B, n) or (n,); integer targets, which
+        may be class indices (T, B) or (T,), only when nothing else does.
+        """
+        sym = self.model.symbols
+        decided = [n for n in arrays if not (sym[n].target and arrays[n].dtype.kind in "biu")]
+        for n in sorted(decided, key=lambda n: not sym[n].timed):
+            a, timed = arrays[n], sym[n].timed
+            if a.ndim not in ((2, 3) if timed else (1, 2)) or a.shape[-1] != self._sizes[n]:
+                raise RnnGraphError(f"input '{n}' has shape {_shape(a.shape)}; expected {self.inputs[n]}")
+            batched = a.ndim == (3 if timed else 2)
+            T = a.shape[0] if timed else steps
+            if T is None and self._timed:
+                continue                          # a time-free input: a sequence may still say T
+            return T, (a.shape[-2] if batched else 1), batched, n
+        targets = [n for n in arrays if n not in decided]
+        if targets:
+            n, a = targets[0], arrays[targets[0]]
+            if a.ndim not in (1, 2):
+                raise RnnGraphError(f"input '{n}' has shape {_shape(a.shape)}; expected {self.inputs[n]}")
+            return a.shape[0], (a.shape[1] if a.ndim > 1 else 1), a.ndim > 1, targets[0]
+        if self._timed and steps is None:
+            raise RnnGraphError("this model reads no input sequence: give the number of steps, "
+                                "forward(params, inputs, steps=T)")
+        free = [n for n in arrays if not sym[n].timed]
+        if free:
+            a = arrays[free[0]]
+            return steps, (a.shape[0] if a.ndim == 2 else 1), a.ndim == 2, free[0]
+        return steps, 1, False, None
 
     @staticmethod
     def _given(T, B, batched) -> str:

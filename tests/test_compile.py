@@ -423,3 +423,16 @@ def test_cli_names_unknown_sizes_with_file_line_and_column(tmp_path, capsys):
     assert f"{path}:1:1: error: size of 'h' is unknown" in err
     assert f"{path}:1:26: error: size of 'x' is unknown" in err
     assert "Traceback" not in err
+
+
+def test_the_readme_runs_the_exercise_forward_and_backward(monkeypatch, capsys):
+    readme = (EXAMPLES.parent / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Compiling"):]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(code.strip().splitlines()) <= 10
+    monkeypatch.chdir(EXAMPLES.parent)
+    namespace = {}
+    exec(code, namespace)
+    grads, net = namespace["grads"], namespace["net"]
+    assert set(grads) == set(net.param_shapes) | {"x", "h1(0)", "h2(0)", "y(0)"}
+    assert "def backward(params, tape, cotangents" in capsys.readouterr().out
