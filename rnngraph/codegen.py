@@ -197,7 +197,8 @@ class Generator:
         self.T, self.B = namer("T", "n_steps"), namer("B", "n_batch")
         offsets = sorted({0} | {a.offset for b in self.blocks if b.kind == "all" for e in b.eqns
                                 for a in e.args if isinstance(a, Read) and a.offset is not None})
-        self.slices = {k: namer(_slice_name(k)) for k in offsets if any(b.kind == "all" for b in self.blocks)}
+        every_step = any(b.kind == "all" for b in self.blocks)
+        self.slices = {k: namer(_slice_name(k)) for k in offsets} if every_step else {}
         for b in self.blocks:
             for e in b.eqns:
                 if e.out not in self.py:
@@ -249,7 +250,7 @@ class Generator:
     def _choose_homes(self):
         needed = {n for b in self.blocks for e in b.eqns for n in self._vjp_reads(e, b)}
         elsewhere = {a.name for b in self.blocks for e in b.eqns for a in e.args
-                     if isinstance(a, Var) and a.name in self.block_of and self.block_of[a.name] is not b}
+                     if isinstance(a, Var) and self.block_of.get(a.name, b) is not b}
         for b in self.blocks:
             for e in b.eqns:
                 if e.out in self.home:
@@ -295,7 +296,8 @@ class Generator:
         init = owner.endswith("(0)")
         eq = next(q for q in self.model.equations
                   if q.name == owner.removesuffix("(0)") and (q.kind == "init") == init)
-        note = ", the part that is the same at every step" if b.kind == "once" and eq.kind == "seq" else ""
+        same = b.kind == "once" and eq.kind == "seq"
+        note = ", the part that is the same at every step" if same else ""
         return [f"# {eq.lhs_text} = {expr_text(eq.rhs)}{note}"]
 
     def _zeros(self, name: str) -> str:
@@ -333,14 +335,16 @@ class Generator:
             after = f"\n    # The last {F} hold zeros, for reads after step {T}." if F else ""
             out.append(f"    # Sequences are arrays ({length}, {B}, n): step t is index "
                        + ("t, index 0 the step before the first." if P == 1 else
-                          f"t + {P - 1}; the {P} slots\n    # before step 1 hold what reads before it see.")
+                          f"t + {P - 1}; the {P} slots\n"
+                          "    # before step 1 hold what reads before it see.")
                        + after)
             for n in [n for n in self.inputs if self.sym[n].timed]:
                 out.append(f"    {self.py[n]} = np.zeros(({length}, {B}, {self.model.sizes[n]}), {dt})")
                 out.append(f"    {self.py[n]}[{P}:{T} + {P}] = inputs[\"{n}\"]")
             seqs = [n for n in self.home if self.home[n] == "seq" and n not in self.inputs]
             for n in seqs:
-                out.append(f"    {self.py[n]} = np.zeros(({length}, {B}, {self.atom_size(Var(n))}), {dt})")
+                size = self.atom_size(Var(n))
+                out.append(f"    {self.py[n]} = np.zeros(({length}, {B}, {size}), {dt})")
             for n in self.states:
                 init = self.py[f"{n}(0)"] if n in self.defined_init else f'initial["{n}(0)"]'
                 out.append(f"    {self.py[n]}[:{P}] = {init}")
@@ -408,13 +412,17 @@ class Generator:
         return self.local.get(name)
 
     def add_grad(self, a, expr: str, b: Block, lines: list[str]) -> None:
+        """Add the contribution ``expr`` into the gradient of the value atom ``a`` reads."""
+        target = None
         if isinstance(a, Param) or isinstance(a, Read) and a.offset is None:
-            lines.append(f"{self.d(a.name)} += {expr}")
+            target = self.d(a.name)
         elif isinstance(a, Read) or self.ghome[a.name] == "array":
-            k = a.offset if isinstance(a, Read) else 0
-            lines.append(f"{self.at(self.d(a.name), k, b)} += {expr}")
+            target = self.at(self.d(a.name), a.offset if isinstance(a, Read) else 0, b)
         elif self.ghome[a.name] == "acc":
-            lines.append(f"{self.d(a.name)} += {expr}")
+            target = self.d(a.name)
+        if target is not None:
+            negated = expr.startswith("-") and _SIMPLE.fullmatch(expr[1:])
+            lines.append(f"{target} -= {expr[1:]}" if negated else f"{target} += {expr}")
         elif a.name not in self.local:
             if _SIMPLE.fullmatch(expr):
                 self.local[a.name] = expr
@@ -457,7 +465,7 @@ class Generator:
         out.append("    # Gradients start at zero, and at the cotangents for the outputs")
         out += _unpack([self.d(p) for p in self.params],
                        "(np.zeros_like(params[name]) for name in PARAMETERS)")
-        for n in [n for n in self.py if not n.startswith("d ") and self.ghome.get(n) in ("array", "acc")]:
+        for n in [n for n in self.ghome if self.ghome[n] in ("array", "acc")]:
             out.append(f"    {self.d(n)} = " + (f"np.zeros_like({self.py[n]})" if self.home[n] == "seq"
                                                 else self._zeros(n)))
             if n in self.step_vars:
@@ -515,7 +523,7 @@ class Generator:
         head = [f'"""{m.filename}: forward and backward passes, generated by rnngraph {__version__}.',
                 "",
                 "Sizes: " + sizes + f"; dtype {self.dtype}.",
-                "Vectors are rows: W x is x @ W.T, with W (size of result, size of x) as PyTorch's weights.",
+                "Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTorch.",
                 '"""',
                 "import numpy as np",
                 "",

@@ -129,8 +129,11 @@ class Compiled:
         ((4, 3), True)
         """
         rng = np.random.default_rng(seed)
-        return {name: rng.uniform(-1, 1, shape).astype(self.dtype) / np.sqrt(shape[0]).astype(self.dtype)
-                for name, shape in self.param_shapes.items()}
+        out = {}
+        for name, shape in self.param_shapes.items():
+            bound = 1 / np.sqrt(shape[0])
+            out[name] = rng.uniform(-bound, bound, shape).astype(self.dtype)
+        return out
 
     def _params(self, params) -> dict[str, np.ndarray]:
         if not isinstance(params, Mapping):
@@ -141,7 +144,8 @@ class Compiled:
         out = {}
         for name, shape in self.param_shapes.items():
             if name not in params:
-                raise RnnGraphError(f"missing parameter '{name}': expected an array of shape {_shape(shape)}")
+                raise RnnGraphError(f"missing parameter '{name}': expected an array of shape "
+                                    f"{_shape(shape)}")
             a = self._array(params[name], f"parameter '{name}'")
             if a.shape != shape:
                 raise RnnGraphError(f"parameter '{name}' has shape {_shape(a.shape)}; "
@@ -194,7 +198,8 @@ class Compiled:
                                         f"({given})")
                 if a.size and (a.min() < 0 or a.max() >= size):
                     bad = int(a.min() if a.min() < 0 else a.max())
-                    raise RnnGraphError(f"input '{n}' holds class {bad}; the classes are 0 to {size - 1}")
+                    raise RnnGraphError(f"input '{n}' holds class {bad}; "
+                                        f"the classes are 0 to {size - 1}")
                 a = np.eye(size, dtype=self.dtype)[a]
                 class_targets.add(n)
             elif a.shape != lead + (size,):
@@ -203,6 +208,9 @@ class Compiled:
             a = self._finite(a.astype(self.dtype, copy=False), f"input '{n}'")
             out[n] = a if batched else a[:, None] if sym[n].timed else a[None]
         return out, T, B, batched, class_targets
+
+    def _shape_error(self, name, a) -> RnnGraphError:
+        return RnnGraphError(f"input '{name}' has shape {_shape(a.shape)}; expected {self.inputs[name]}")
 
     def _layout(self, arrays, steps):
         """T, B, whether there is a batch axis, and the input that says so.
@@ -216,7 +224,7 @@ class Compiled:
         for n in sorted(decided, key=lambda n: not sym[n].timed):
             a, timed = arrays[n], sym[n].timed
             if a.ndim not in ((2, 3) if timed else (1, 2)) or a.shape[-1] != self._sizes[n]:
-                raise RnnGraphError(f"input '{n}' has shape {_shape(a.shape)}; expected {self.inputs[n]}")
+                raise self._shape_error(n, a)
             batched = a.ndim == (3 if timed else 2)
             T = a.shape[0] if timed else steps
             if T is None and self._timed:
@@ -226,7 +234,7 @@ class Compiled:
         if targets:
             n, a = targets[0], arrays[targets[0]]
             if a.ndim not in (1, 2):
-                raise RnnGraphError(f"input '{n}' has shape {_shape(a.shape)}; expected {self.inputs[n]}")
+                raise self._shape_error(n, a)
             return a.shape[0], (a.shape[1] if a.ndim > 1 else 1), a.ndim > 1, targets[0]
         if self._timed and steps is None:
             raise RnnGraphError("this model reads no input sequence: give the number of steps, "
@@ -245,13 +253,15 @@ class Compiled:
     def _initial(self, initial, B, batched):
         initial = {} if initial is None else initial
         if not isinstance(initial, Mapping):
-            raise RnnGraphError(f"initial must be a dict {{'h(0)': array}}, not {type(initial).__name__}")
+            raise RnnGraphError("initial must be a dict {'h(0)': array}, "
+                                f"not {type(initial).__name__}")
         out, shapes = {}, {}
         for key, value in initial.items():
             name = str(key) if str(key).endswith("(0)") else f"{key}(0)"
             sym = self.model.symbols.get(name[:-3])
             if name in self._defined_init:
-                raise RnnGraphError(f"{name} is defined in the model; it cannot also be given in initial")
+                raise RnnGraphError(f"{name} is defined in the model; "
+                                    "it cannot also be given in initial")
             if sym is not None and sym.direction == "backward":
                 raise RnnGraphError(f"'{sym.name}' runs backward in time: it starts from zero after the "
                                     "last step and takes no initial value")
@@ -344,7 +354,8 @@ class Compiled:
 
     def _cotangents(self, cotangents, outs, squeezed):
         if not isinstance(cotangents, Mapping):
-            raise RnnGraphError(f"cotangents must be a dict {{name: array}}, not {type(cotangents).__name__}")
+            raise RnnGraphError("cotangents must be a dict {name: array}, "
+                                f"not {type(cotangents).__name__}")
         cot = {}
         for name, value in cotangents.items():
             if name not in outs:

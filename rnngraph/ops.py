@@ -113,8 +113,9 @@ class Op:
     """One row: the op's forward template and, per argument, its VJP template.
 
     ``forward`` and ``vjp`` entries are template strings, or functions of the
-    argument ranks (and sizes, and the cotangent's rank) returning one (the matrix product's source depends on
-    whether it multiplies a batch, a single vector or a matrix).  ``rank`` and
+    argument ranks (and sizes, and the cotangent's rank) returning one: the
+    matrix product's source depends on whether it multiplies a batch, a single
+    vector or a matrix.  ``rank`` and
     ``size`` compute the result's rank and size from the arguments'.
     """
 
@@ -147,10 +148,10 @@ def lookup(name: str) -> Op:
 
     Examples
     --------
-    >>> lookup("tanhh")
+    >>> lookup("tanhh")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    rnngraph.errors.RnnGraphError: error: the compiler has no NumPy code for 'tanhh': add it to the op table in rnngraph/ops.py
+    rnngraph.errors.RnnGraphError: error: the compiler has no NumPy code for 'tanhh': add it ...
     """
     try:
         return OPS[name]
@@ -296,7 +297,8 @@ def _concat_forward(ranks):
         return f"np.concatenate(({parts}{comma}), -1)"
     # A bias among batched vectors: broadcast it first (concatenate does not).
     ref = f"{{{ranks.index(lead)}}}"
-    items = [f"{{{i}}}" if r == lead else f"np.broadcast_to({{{i}}}, {ref}.shape[:-1] + {{{i}}}.shape[-1:])"
+    items = [f"{{{i}}}" if r == lead else
+             f"np.broadcast_to({{{i}}}, {ref}.shape[:-1] + {{{i}}}.shape[-1:])"
              for i, r in enumerate(ranks)]
     return f"np.concatenate(({', '.join(items)}{comma}), -1)"
 
