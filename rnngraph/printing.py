@@ -55,7 +55,9 @@ class _Printer:
     def _node(self, node) -> str:
         if isinstance(node, ast.Binary):
             lp, rp = _operand_prec(node)
-            return self.binary(node.op, self.expr(node.left, lp), self.expr(node.right, rp))
+            scalar = isinstance(node.left, ast.Num) or isinstance(node.right, ast.Num)
+            op = "scale" if node.op == "*" and scalar else node.op
+            return self.binary(op, self.expr(node.left, lp), self.expr(node.right, rp))
         if isinstance(node, ast.Neg):
             return "-" + self.expr(node.operand, SIGNED)
         if isinstance(node, ast.Transpose):
@@ -78,7 +80,9 @@ class TextPrinter(_Printer):
         return f"({text})"
 
     def binary(self, op, left, right):
-        return f"{left} {right}" if op == "@" else f"{left} {op} {right}"
+        if op == "@":
+            return f"{left} {right}"
+        return f"{left} {'*' if op == 'scale' else op} {right}"
 
     def transpose(self, text):
         return text + "^T"
@@ -98,7 +102,9 @@ class LatexPrinter(_Printer):
         return r"\left(" + text + r"\right)"
 
     def binary(self, op, left, right):
-        return {"@": f"{left} {right}", "*": rf"{left} \odot {right}"}.get(op, f"{left} {op} {right}")
+        # A number times a vector is written 0.5 x; only vector times vector is the Hadamard product.
+        return {"@": f"{left} {right}", "scale": f"{left} {right}",
+                "*": rf"{left} \odot {right}"}.get(op, f"{left} {op} {right}")
 
     def transpose(self, text):
         return text + r"^{\top}"

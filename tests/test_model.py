@@ -247,6 +247,8 @@ def test_latex_typesets_sigma_odot_accents_transpose_and_concatenation():
     assert r"W_{f} \begin{bmatrix}h^{(t-1)} \\ x^{(t)}\end{bmatrix}" in \
         rnngraph.load("examples/lstm_concat.rnn").to_latex()
     assert r"\alpha" in rnngraph.parse("h(t) = α * h(t-1) + x(t)").to_latex()
+    assert r"h^{(t)} &= 0.5 x^{(t)} + \left(1 - z^{(t)}\right) \odot h^{(t-1)}" in \
+        rnngraph.parse("h(t) = 0.5 x(t) + (1 - z(t)) * h(t-1)").to_latex()
 
 
 def test_load_refuses_a_file_that_is_not_utf8(tmp_path):
