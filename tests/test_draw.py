@@ -287,3 +287,23 @@ def test_every_format_without_a_dot_binary(tmp_path, fmt):
                           "-o", str(out)], env=env, capture_output=True, timeout=120)
     assert run.returncode == 0, run.stderr.decode()
     assert out.stat().st_size > 200
+
+
+# -- stderr: Graphviz's own messages, without the fontconfig noise ------------------------------
+def test_draw_prints_nothing_on_stderr(tmp_path):
+    # A new process: the bundled fontconfig complains at its first use, once per process.
+    for fmt in ("svg", "png"):
+        run = subprocess.run([sys.executable, "-m", "rnngraph", "draw", str(EXAMPLES / "exercise.rnn"),
+                              "--unroll", "3", "-o", str(tmp_path / f"e.{fmt}")],
+                             capture_output=True, timeout=120)
+        assert run.returncode == 0 and run.stderr == b"", run.stderr.decode()
+
+
+def test_graphviz_warnings_still_reach_stderr(capfd):
+    import pygraphviz as pgv
+    from rnngraph.render.quiet import graphviz_stderr
+    A = pgv.AGraph()
+    A.add_node("a", color="nocolour")
+    with graphviz_stderr():
+        A.draw(format="svg", prog="dot")
+    assert "nocolour is not a known color" in capfd.readouterr().err

@@ -22,6 +22,7 @@ import pygraphviz as pgv
 
 from . import geometry as geo
 from .grid import Cell, Grid, Link, row_order
+from .quiet import graphviz_stderr
 from .labels import op_label, text_label, time_text, var_label, weight_label
 from .style import Style
 
@@ -178,7 +179,8 @@ def _measure(A: pgv.AGraph, nodes: dict, labels: list[str]) -> tuple[dict, list]
     for i, lab in enumerate(labels):
         M.add_node(f"label {i}", label=lab, shape="plaintext", margin="0", width="0", height="0",
                    fontsize=A.edge_attr.get("fontsize"), fontname=A.edge_attr.get("fontname"))
-    M.layout(prog="dot")
+    with graphviz_stderr():
+        M.layout(prog="dot")
     size = lambda n: (float(n.attr["width"]) * POINTS, float(n.attr["height"]) * POINTS)
     nodes = {str(n): size(n) for n in M.nodes() if not str(n).startswith("label ")}
     return nodes, [size(M.get_node(f"label {i}")) for i in range(len(labels))]

@@ -14,6 +14,7 @@ import pygraphviz as pgv
 
 from ..ir import op_graph
 from .labels import name_html, op_label, text_label, time_text, var_label
+from .quiet import graphviz_stderr
 from .layout import Drawing, _new_graph, _time
 from .style import Style
 
@@ -121,7 +122,8 @@ def layout_ops(model, unroll: int | None, style: Style) -> Drawing:
             attrs = dict(constraint="false") if cross else {}
             A.add_edge(ids[u], ids[v], key=key, **attrs)
             d.edges.append(dict(tail=ids[u], head=ids[v], delay=None, weight=None, key=key))
-    A.layout(prog="dot")
+    with graphviz_stderr():
+        A.layout(prog="dot")
     return d
 
 

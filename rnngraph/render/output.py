@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import RnnGraphError
+from .quiet import graphviz_stderr
 
 FORMATS = ("svg", "pdf", "png", "dot")
 
@@ -49,9 +50,10 @@ def render(drawing, format: str = "svg") -> bytes:
     if format not in FORMATS:
         raise RnnGraphError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
     A = drawing.agraph
+    with graphviz_stderr():
+        data = A.draw(format=format, prog="nop2")
     if format == "dot":
-        return A.draw(format="dot", prog="nop2")
-    data = A.draw(format=format, prog="nop2")
+        return data
     if format == "svg":
         fallback = "sans-serif" if "sans" in drawing.style.font.lower() else "serif"
         return fix_svg(data.decode("utf-8"), fallback).encode("utf-8")

@@ -24,13 +24,15 @@ import pygraphviz as pgv
 
 from . import geometry as geo
 from .layout import POINTS, Drawing
+from .quiet import graphviz_stderr
 
 SLIDE = (13.333 * 72, 7.5 * 72)
 
 
 def _read(drawing: Drawing):
     """Node centres and radii, and edge polylines, as Graphviz laid them out."""
-    out = pgv.AGraph(string=drawing.agraph.draw(format="dot", prog="nop2").decode("utf-8"))
+    with graphviz_stderr():
+        out = pgv.AGraph(string=drawing.agraph.draw(format="dot", prog="nop2").decode("utf-8"))
     nodes = {}
     for n in out.nodes():
         x, y = map(float, n.attr["pos"].split(","))
