@@ -79,13 +79,15 @@ Atom = Var | Read | Param | Const
 
 @dataclass(frozen=True)
 class Eqn:
-    """``out = op(*args)``; ``defines`` is the model variable ``out`` is, if any."""
+    """``out = op(*args)``; ``defines`` is the model variable ``out`` is, if any;
+    ``origin`` the left side of the model equation it was lowered from (``h1``, ``h(0)``)."""
 
     out: str
     op: str
     args: tuple[Atom, ...]
     defines: str | None = None
     pos: ast.Pos = field(default=ast.NOPOS, compare=False)
+    origin: str | None = field(default=None, compare=False)
 
     def __str__(self):
         return f"{self.out} = {self.op} {' '.join(map(str, self.args))}"
@@ -135,6 +137,7 @@ class _Lowering:
     def __init__(self, model):
         self.model = model
         self.count = 0
+        self.origin: str | None = None        # the equation being lowered
         self.params: dict[str, None] = {}     # ordered sets
         self.reads: dict[Read, None] = {}
 
@@ -157,7 +160,7 @@ class _Lowering:
             return Var(node.name)
         op, args = self.operation(node, out)
         name = self.fresh()
-        out.append(Eqn(name, op, args, None, node.pos))
+        out.append(Eqn(name, op, args, None, node.pos, self.origin))
         return Var(name)
 
     def operation(self, node, out):
@@ -176,8 +179,9 @@ class _Lowering:
 
     def equation(self, eq: ast.Equation, out: list[Eqn]) -> None:
         target = f"{eq.name}(0)" if eq.kind == "init" else eq.name
+        self.origin = target
         op, args = self.operation(eq.rhs, out)
-        out.append(Eqn(target, op, args, eq.name, eq.pos))
+        out.append(Eqn(target, op, args, eq.name, eq.pos, target))
 
 
 def schedule(model) -> list[ast.Equation]:

@@ -44,6 +44,7 @@ class Model:
         self.sizes = solved.vectors
         self.param_shapes = solved.shapes
         self.unknown_sizes = solved.unknown
+        self._ir = None
 
     # -- construction -------------------------------------------------------
     def with_sizes(self, sizes: dict[str, int]) -> Model:
@@ -92,9 +93,11 @@ class Model:
         return unrolled(self, steps)
 
     def ir(self):
-        """The op-level program of one step: see :mod:`rnngraph.ir`."""
-        from .ir import lower
-        return lower(self)
+        """The op-level program of one step: see :mod:`rnngraph.ir`.  Computed once."""
+        if self._ir is None:
+            from .ir import lower
+            self._ir = lower(self)
+        return self._ir
 
     def op_graph(self):
         """One node per primitive operation: see :func:`rnngraph.ir.op_graph`."""

@@ -259,9 +259,7 @@ def solve(program: ast.Program, symbols, source: Source,
         raise RnnGraphError(first.message, first.location, rest)
 
     out = Sizes()
-    reported = set()
-    # Vectors first, so an unknown size is named by a vector where one shares it.
-    for name, sym in sorted(symbols.items(), key=lambda kv: kv[1].matrix):
+    for name, sym in symbols.items():          # known sizes and shapes, in order of appearance
         keys = [("rows", name), ("cols", name)] if sym.role == "parameter" and sym.matrix else [("sym", name)]
         vals = [inf.u.get(k) for k in keys]
         if None not in vals:
@@ -269,7 +267,11 @@ def solve(program: ast.Program, symbols, source: Source,
                 out.vectors[name] = vals[0]
             if sym.role == "parameter":
                 out.shapes[name] = tuple(vals)
-            continue
+    reported = set()
+    # Vectors first, so an unknown size is named by a vector where one shares it.
+    for name, sym in sorted(symbols.items(), key=lambda kv: kv[1].matrix):
+        keys = [("rows", name), ("cols", name)] if sym.role == "parameter" and sym.matrix else [("sym", name)]
+        vals = [inf.u.get(k) for k in keys]
         for k, v in zip(keys, vals):
             root = inf.u.find(k)
             if v is None and root not in reported:
