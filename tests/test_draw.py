@@ -145,16 +145,34 @@ def test_ops_detail_boxes_layers_circles_pointwise():
 
 
 # -- typography ---------------------------------------------------------------------------
-def test_sub_and_superscripts_render_without_baseline_shift():
+def _texts(svg: str, node: str) -> dict:
+    """The text pieces of a node of the SVG: text -> (x, y, font size)."""
+    group = re.search(rf"<title>{re.escape(node)}</title>(.*?)</g>", svg, re.S).group(1)
+    return {m[3]: (float(m[0]), float(m[1]), float(m[2])) for m in
+            re.findall(r'<text[^>]*x="([-\d.]+)" y="([-\d.]+)"[^>]*font-size="([\d.]+)">([^<]*)</text>',
+                       group)}
+
+
+def test_superscript_stacked_above_subscript():
+    # h1 at step 1 as LaTeX sets h_1^{(1)}: the (1) right above the 1, both right of the h.
     svg = draw(model("exercise"), unroll=2).decode()
     assert "baseline-shift" not in svg
-    # h1(1): an italic h, then a smaller 1 below and a smaller (1) above the baseline.
-    m = re.search(r'font-style="italic" font-size="16.00">h</text>\s*<text[^>]*y="([-\d.]+)"[^>]*'
-                  r'font-size="11.00">1</text>\s*<text[^>]*y="([-\d.]+)"[^>]*font-size="11.00">\(1\)</text>',
-                  svg)
-    base = float(re.search(r'y="([-\d.]+)"[^>]*font-style="italic" font-size="16.00">h</text>', svg)
-                 .group(1))
-    assert m and float(m.group(1)) > base > float(m.group(2))
+    t = _texts(svg, "h1.1")
+    (hx, hy, hsize), (subx, suby, subsize), (supx, supy, supsize) = t["h"], t["1"], t["(1)"]
+    assert abs(subx - supx) < 0.5 and subx > hx
+    assert suby > hy > supy                          # y grows downwards
+    assert subsize == supsize < hsize
+    # Folded, with a time superscript (t) in italics: stacked the same way.
+    t = _texts(draw(model("exercise")).decode(), "h2")
+    assert abs(t["2"][0] - t["("][0]) < 0.5 and t["2"][1] > t["h"][1] > t["t"][1]
+
+
+def test_subscript_alone_sits_below_the_baseline():
+    svg = draw(model("torch_rnn"), unroll=1).decode()
+    assert "baseline-shift" not in svg
+    label = re.search(r'y="([-\d.]+)"[^>]*font-style="italic" font-size="16.00"[^>]*>W</text>\s*'
+                      r'<text[^>]*y="([-\d.]+)"[^>]*font-size="11.00"[^>]*>hh</text>', svg)
+    assert label and float(label.group(2)) > float(label.group(1))
 
 
 def test_accents_greek_and_upright_functions():

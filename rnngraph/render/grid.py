@@ -26,11 +26,12 @@ import networkx as nx
 
 from . import geometry as geo
 
-_ORDER_LIMIT = 2000          # dependency orders tried when choosing the rows
+_ORDER_LIMIT = 2000          # dependency orders scored when choosing the rows
+_CANDIDATES = 6             # of those, the best scored that are routed and counted
 
 
 def row_order(model, names: list[str]) -> list[str]:
-    """The variables' rows from the bottom up.
+    """The variables' rows from the bottom up: the first of :func:`row_orders`.
 
     Examples
     --------
@@ -38,6 +39,18 @@ def row_order(model, names: list[str]) -> list[str]:
     >>> m = load("examples/elman.rnn")
     >>> row_order(m, ["x", "target", "a", "h", "o", "y", "L"])
     ['x', 'a', 'h', 'o', 'y', 'target', 'L']
+    """
+    return row_orders(model, names, 1)[0]
+
+
+def row_orders(model, names: list[str], limit: int | None = None) -> list[list[str]]:
+    """Up to ``limit`` row orders, bottom up, the most promising first.
+
+    Inputs are at the bottom, outputs, targets and losses at the top, and the
+    others in between in an order where every same-step edge points up.  Among
+    those orders, the ones whose same-step edges skip fewest rows come first;
+    :mod:`rnngraph.render.layout` routes the first few and keeps the one with
+    fewest crossings.
     """
     sym = model.symbols
     same = nx.DiGraph()
@@ -63,12 +76,12 @@ def row_order(model, names: list[str]) -> list[str]:
                    for u, v, w in near.edges(data="weight"))
 
     sub = same.subgraph(middle)
-    best, best_cost = None, math.inf
-    for order in itertools.islice(nx.all_topological_sorts(sub), _ORDER_LIMIT):
-        c = cost(head + list(order) + tail)
-        if c < best_cost:
-            best, best_cost = list(order), c
-    return head + (best if best is not None else middle) + tail
+    scored = []
+    for k, order in enumerate(itertools.islice(nx.all_topological_sorts(sub), _ORDER_LIMIT)):
+        full = head + list(order) + tail
+        scored.append((cost(full), k, full))
+    scored.sort(key=lambda item: item[:2])
+    return [full for _, _, full in scored[:limit or _CANDIDATES]] or [head + middle + tail]
 
 
 @dataclass
@@ -130,7 +143,7 @@ class Grid:
     polys: dict[int, list] = field(default_factory=dict)
     boxes: dict[int, tuple] = field(default_factory=dict)
 
-    def place(self) -> None:
+    def place(self, labels: bool = True) -> None:
         for c in self.cells.values():
             c.pos = (c.col * self.dx, c.row * self.dy)
         order = sorted(range(len(self.links)), key=self._route_rank)
@@ -142,7 +155,33 @@ class Grid:
             for j in range(link.marks):
                 f = 0.5 + (j - (link.marks - 1) / 2) * min(0.12, 0.8 / link.marks)
                 link.mark_pos.append(geo.point_at(self.polys[i], f)[0])
-        self._place_labels()
+        if labels:
+            self._place_labels()
+
+    def crossings(self) -> int:
+        """How many times two routed edges cross, away from the nodes they share."""
+        n = 0
+        items = sorted(self.polys.items())
+        for k, (i, a) in enumerate(items):
+            for j, b in items[k + 1:]:
+                if not _meet(self.boxes[i], self.boxes[j]):
+                    continue
+                ends = [self.cells[e] for e in {self.links[i].tail, self.links[i].head,
+                                                self.links[j].tail, self.links[j].head}]
+                n += sum(1 for p in geo.intersections(a, b)
+                         if not any(geo.inside_ellipse(p, c.pos, c.rx + 3, c.ry + 3) for c in ends))
+        return n
+
+    def extent(self) -> tuple:
+        """The bounding box of the nodes, edges and labels: (x0, y0, x1, y1)."""
+        boxes = [(c.pos[0] - c.rx, c.pos[1] - c.ry, c.pos[0] + c.rx, c.pos[1] + c.ry)
+                 for c in self.cells.values()] + list(self.boxes.values())
+        for link in self.links:
+            if link.label_pos is not None:
+                (x, y), (w, h) = link.label_pos, link.label
+                boxes.append((x - w / 2, y - h / 2, x + w / 2, y + h / 2))
+        return (min(b[0] for b in boxes), min(b[1] for b in boxes),
+                max(b[2] for b in boxes), max(b[3] for b in boxes))
 
     # -- routing ----------------------------------------------------------------
     def _between(self, a: Cell, b: Cell) -> list[Cell]:

@@ -7,8 +7,10 @@ letters; function names are upright.  The splitting of a name is
 
 Examples
 --------
->>> var_label("h1", "(t)", 14)
-'<<I>h</I><SUB><FONT POINT-SIZE="9.8">1</FONT></SUB><SUP><FONT POINT-SIZE="9.8">(<I>t</I>)</FONT></SUP>>'
+>>> var_label("h", "(t)", 14)          # h(t); with a subscript too, the two stack
+'<<I>h</I><SUP><FONT POINT-SIZE="9.8">(<I>t</I>)</FONT></SUP>>'
+>>> print(var_label("h1", "(t)", 14))  # doctest: +ELLIPSIS
+<<TABLE ...><TR><TD ROWSPAN="2" VALIGN="MIDDLE"><I>h</I></TD><TD ... VALIGN="BOTTOM" ...><FONT POINT-SIZE="9.8">(<I>t</I>)</FONT></TD></TR><TR><TD ... VALIGN="TOP" ...><FONT POINT-SIZE="9.8">1</FONT></TD></TR></TABLE>>
 >>> name_html("c_tilde")
 '<I>c&#771;</I>'
 >>> time_text(-1), time_text(0), time_text(2, absolute=True)
@@ -45,19 +47,38 @@ def name_html(name: str) -> str:
     return _name(name, None)
 
 
-def _name(name: str, small: float | None) -> str:
+def _name(name: str, small: float | None, sup: str | None = None) -> str:
     p = split_name(name)
     base = escape(p.base)
     if p.accent:
         base = base + f"&#{ord(ACCENTS[p.accent])};"
     out = f"<I>{base}</I>"
+    sub = None
     if p.subscript:
         # One letter is italic (a math variable); a word or digits are upright,
         # as rnngraph.names.latex_name prints them.
         sub = p.subscript
         sub = _word(sub) if len(sub) == 1 else escape(sub)
+    if sub and sup:
+        return _stacked(out, _small(sub, small), _small(sup, small))
+    if sub:
         out += f"<SUB>{_small(sub, small)}</SUB>"
+    if sup:
+        out += f"<SUP>{_small(sup, small)}</SUP>"
     return out
+
+
+def _stacked(base: str, sub: str, sup: str) -> str:
+    """``base`` with ``sup`` right above ``sub``, as LaTeX sets ``h_1^{(t)}``.
+
+    Graphviz's HTML labels write a superscript after the subscript; a borderless
+    table of one base cell and two stacked cells puts them one above the other
+    in every format (svg, pdf, png) alike.
+    """
+    cell = '<TD ALIGN="LEFT" VALIGN="{}" CELLPADDING="0">{}</TD>'
+    return ('<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="0">'
+            f'<TR><TD ROWSPAN="2" VALIGN="MIDDLE">{base}</TD>{cell.format("BOTTOM", sup)}</TR>'
+            f'<TR>{cell.format("TOP", sub)}</TR></TABLE>')
 
 
 def _small(html: str, size: float | None) -> str:
@@ -86,15 +107,12 @@ def var_label(name: str, time: str | None, size: float, transpose: bool = False)
         Add a ⊤ superscript (a weight that enters transposed).
     """
     small = round(size * 0.7, 1)
-    out = _name(name, small)
     sup = []
     if transpose:
         sup.append("⊤")
     if time is not None:
         sup.append(_word(time))
-    if sup:
-        out += f"<SUP>{_small(''.join(sup), small)}</SUP>"
-    return f"<{out}>"
+    return f"<{_name(name, small, ''.join(sup) or None)}>"
 
 
 def weight_label(weight: str | None, transpose: bool, size: float, extra: str | None = None) -> str:
@@ -104,8 +122,8 @@ def weight_label(weight: str | None, transpose: bool, size: float, extra: str | 
 
     Examples
     --------
-    >>> weight_label("W1", True, 10)
-    '<<I>W</I><SUB><FONT POINT-SIZE="7">1</FONT></SUB><SUP><FONT POINT-SIZE="7">⊤</FONT></SUP>>'
+    >>> weight_label("W_hh", False, 10)
+    '<<I>W</I><SUB><FONT POINT-SIZE="7">hh</FONT></SUB>>'
     >>> weight_label(None, False, 10, "t−1")
     '<<FONT POINT-SIZE="7">t−1</FONT>>'
     >>> weight_label(None, False, 10)

@@ -21,11 +21,13 @@ import networkx as nx
 import pygraphviz as pgv
 
 from . import geometry as geo
-from .grid import Cell, Grid, Link, row_order
+from .grid import Cell, Grid, Link, row_orders
+from .metrics import node_size, slide_budget, spacing
 from .quiet import graphviz_stderr
 from .labels import op_label, text_label, time_text, var_label, weight_label
 from .style import Style
 
+WINDOW = 3                     # the columns (initial values, steps 1 and 2) a row order is scored on
 POINTS = 72.0                  # Graphviz sizes are in inches; positions in points
 
 
@@ -53,6 +55,7 @@ class Drawing:
     style: Style = field(default_factory=Style)
     spacing: tuple[float, float] | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    label_sizes: dict[str, tuple] = field(default_factory=dict)
 
 
 def node_id(name: str, t: int | None) -> str:
@@ -129,7 +132,11 @@ def layout(model, unroll: int | None = None, style: Style | None = None) -> Draw
         A.add_edge(tail, head, key=ekey, **attrs)
         d.edges.append(dict(tail=tail, head=head, delay=delay, weight=data["weight"], key=ekey))
         d.labels[ekey] = label
-    _place_grid(d, model)
+    if unroll is None:
+        from .folded import place_folded
+        place_folded(d, model, _size_nodes)
+    else:
+        _place_grid(d, model)
     return d
 
 
@@ -168,71 +175,91 @@ def _with_stubs(g: nx.MultiDiGraph, steps: int) -> nx.MultiDiGraph:
 
 # -- measuring --------------------------------------------------------------------
 def _measure(A: pgv.AGraph, nodes: dict, labels: list[str]) -> tuple[dict, list]:
-    """Graphviz's size of every node of A, and of each label as a plain box, in points."""
+    """The text size of every node's label and of each edge label, in points, as Graphviz sets them."""
     M = pgv.AGraph(directed=True, strict=False)
     M.graph_attr.update(A.graph_attr)
     M.node_attr.update(A.node_attr)
-    for n in A.nodes():
-        attrs = {k: v for k, v in n.attr.items() if v}
-        attrs["label"] = nodes[str(n)]["label"]        # pygraphviz hands HTML back unbracketed
-        M.add_node(n, **attrs)
-    for i, lab in enumerate(labels):
-        M.add_node(f"label {i}", label=lab, shape="plaintext", margin="0", width="0", height="0",
+    texts = [nodes[str(n)]["label"] for n in A.nodes()] + list(labels)
+    for i, lab in enumerate(texts):
+        M.add_node(f"t{i}", label=lab, shape="plaintext", margin="0", width="0", height="0",
                    fontsize=A.edge_attr.get("fontsize"), fontname=A.edge_attr.get("fontname"))
     with graphviz_stderr():
         M.layout(prog="dot")
-    size = lambda n: (float(n.attr["width"]) * POINTS, float(n.attr["height"]) * POINTS)
-    nodes = {str(n): size(n) for n in M.nodes() if not str(n).startswith("label ")}
-    return nodes, [size(M.get_node(f"label {i}")) for i in range(len(labels))]
+    size = lambda i: (float(M.get_node(f"t{i}").attr["width"]) * POINTS,
+                      float(M.get_node(f"t{i}").attr["height"]) * POINTS)
+    names = [str(n) for n in A.nodes()]
+    return ({n: size(i) for i, n in enumerate(names)},
+            [size(len(names) + i) for i in range(len(labels))])
+
+
+def _size_nodes(d: Drawing) -> tuple[dict, dict]:
+    """Fix every node's size to hold its text snugly; the node and edge-label sizes, by id and key."""
+    A = d.agraph
+    keys = [k for _, _, k in A.edges(keys=True) if d.labels.get(k)]
+    texts, label_sizes = _measure(A, d.nodes, [d.labels[k] for k in keys])
+    sizes = {}
+    for nid, (w, h) in texts.items():
+        sizes[nid] = node_size(w, h, d.style.fontsize)
+        A.get_node(nid).attr.update(width=f"{sizes[nid][0] / POINTS:.4f}",
+                                    height=f"{sizes[nid][1] / POINTS:.4f}", fixedsize="true")
+    d.label_sizes = dict(zip(keys, label_sizes))
+    return sizes, d.label_sizes
 
 
 # -- the unrolled view: a time grid -------------------------------------------------
 def _place_grid(d: Drawing, model) -> None:
     A = d.agraph
+    sizes, label_sizes = _size_nodes(d)
     edges = list(A.edges(keys=True))
-    labels = [d.labels.get(k, "") for u, v, k in edges]
-    sizes, label_sizes = _measure(A, d.nodes, [lab for lab in labels if lab])
-    lab_iter = iter(label_sizes)
-    label_of = [next(lab_iter) if lab else None for lab in labels]
+    label_of = [label_sizes.get(k) for _, _, k in edges]
     names = list(dict.fromkeys(info["name"] for info in d.nodes.values()))
-    rows = {n: i for i, n in enumerate(row_order(model, names))}
-    steps = d.unroll
+    first = min(0, -1 + min((i["t"] for i in d.nodes.values() if i["t"] is not None), default=1))
+    for info in d.nodes.values():
+        info["col"] = info["t"] if info["t"] is not None else first
+    cols = sorted({info["col"] for info in d.nodes.values()})
+    node = (max(w for w, _ in sizes.values()), max(h for _, h in sizes.values()))
+    label = (max((w for w, _ in label_sizes.values()), default=0),
+             max((h for _, h in label_sizes.values()), default=0))
+    steps_cols = {i["col"] for i in d.nodes.values() if i["kind"] not in ("initial", "stub")}
+    ends = frozenset(cols) - steps_cols
+    arrow = 10 * float(A.edge_attr["arrowsize"])
+
+    def grid(rows, dx, dy, window=None):
+        cells = {nid: Cell(info["col"], rows[info["name"]], *sizes[nid])
+                 for nid, info in d.nodes.items() if window is None or info["col"] in window}
+        links = [Link(u, v, label_of[i]) for i, (u, v, _) in enumerate(edges)
+                 if u in cells and v in cells]
+        return Grid(cells, links, dx, dy, arrow=arrow, ends=ends)
+
+    # Spacing from the slide's budget; rows by fewest crossings among the likeliest orders,
+    # counted on the first steps (the pattern repeats from step to step).
+    dx, dy = spacing(len(names), len(cols), node, label, d.style, extra=(0.6 * label[0], 8.0))
+    orders = row_orders(model, names)
+    best = orders[0]
+    if len(orders) > 1:
+        window = set(cols[:WINDOW])
+        scores = []
+        for k, order in enumerate(orders):
+            g = grid({n: i for i, n in enumerate(order)}, dx, dy, window)
+            g.place(labels=False)
+            scores.append((g.crossings(), k))
+        best = orders[min(scores)[1]]
+    rows = {n: i for i, n in enumerate(best)}
+    g = grid(rows, dx, dy)
+    g.place()
+    budget_w, budget_h = slide_budget(d.style)
+    x0, y0, x1, y1 = g.extent()
+    if y1 - y0 > budget_h + 0.5 and len(names) > 1:     # labels or detours stick out: tighten the rows
+        dy = max(node[1] + 20, dy - (y1 - y0 - budget_h) / (len(names) - 1))
+        g = grid(rows, dx, dy)
+        g.place()
     for nid, info in d.nodes.items():
         info["row"] = rows[info["name"]]
-        if steps is None:
-            info["col"] = 0
-        else:
-            info["col"] = info["t"] if info["t"] is not None else min(0, -1 + min(
-                (i["t"] for i in d.nodes.values() if i["t"] is not None), default=1))
-    maxw = max(w for w, _ in sizes.values())
-    maxh = max(h for _, h in sizes.values())
-    lw = max((w for w, _ in label_sizes), default=0)
-    lh = max((h for _, h in label_sizes), default=0)
-    dx = math.ceil(maxw + 2 * lw + 34)
-    dy = math.ceil(maxh + lh + 28)
-    cells = {nid: Cell(info["col"], info["row"], *sizes[nid]) for nid, info in d.nodes.items()}
-    marks = [min(abs(e["delay"] or 0), 3) if d.unroll is None and d.style.delay_marker == "square"
-             else 0 for e in d.edges]
-    links = [Link(u, v, label_of[i], marks[i]) for i, (u, v, _) in enumerate(edges)]
-    steps_cols = {i["col"] for i in d.nodes.values() if i["kind"] not in ("initial", "stub")}
-    ends = frozenset(c.col for c in cells.values()) - steps_cols
-    grid = Grid(cells, links, dx, dy, arrow=10 * float(A.edge_attr["arrowsize"]), ends=ends)
-    grid.place()
-    for nid, c in cells.items():
-        A.get_node(nid).attr.update(pos=f"{c.pos[0]:.2f},{c.pos[1]:.2f}",
-                                    width=f"{c.width / POINTS:.4f}", height=f"{c.height / POINTS:.4f}")
-    for (u, v, k), link in zip(edges, links):
+    for nid, c in g.cells.items():
+        A.get_node(nid).attr["pos"] = f"{c.pos[0]:.2f},{c.pos[1]:.2f}"
+    for (u, v, k), link in zip(edges, g.links):
         e = A.get_edge(u, v, k)
-        e.attr["pos"] = geo.to_pos(link.path, grid.arrow)
+        e.attr["pos"] = geo.to_pos(link.path, g.arrow)
         if link.label_pos is not None:
             e.attr["lp"] = f"{link.label_pos[0]:.2f},{link.label_pos[1]:.2f}"
-    style = d.style
-    for link, info in zip(links, d.edges):
-        for j, (x, y) in enumerate(link.mark_pos):
-            mid = f"{info['key']} delay{j + 1}"
-            fill = style.colors["marker"] if info["delay"] > 0 else style.colors["background"]
-            A.add_node(mid, label="", shape="square", width="0.13", height="0.13", fixedsize="true",
-                       style="filled", fillcolor=fill, color=style.colors["marker"], penwidth="1.2",
-                       pos=f"{x:.2f},{y:.2f}")
-            d.nodes[mid] = dict(name=None, t=None, kind="marker", marker=True, label="")
     d.spacing = (dx, dy)

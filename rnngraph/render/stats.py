@@ -11,6 +11,9 @@ figure is what the reader of the picture gets:
 ``through_nodes``   edges that pass through a node they do not end at
 ``wrong_way``       recurrent edges that do not point right (left when backward)
 ``crossings``       pairs of edges that cross, counted once per crossing
+``label_overlaps``  pairs of edge labels that overlap
+``label_marker_overlaps``  edge labels that overlap a delay marker
+``label_node_overlaps``    edge labels that overlap a node
 ``min_font_pt``     the smallest text once the drawing is fitted to a
                     13.33 x 7.5 in (16:9) slide
 """
@@ -24,22 +27,53 @@ import pygraphviz as pgv
 
 from . import geometry as geo
 from .layout import POINTS, Drawing
+from .metrics import SLIDE
 from .quiet import graphviz_stderr
 
-SLIDE = (13.333 * 72, 7.5 * 72)
 
 
 def _read(drawing: Drawing):
-    """Node centres and radii, and edge polylines, as Graphviz laid them out."""
+    """Node centres and radii, edge polylines and edge-label boxes, as Graphviz laid them out."""
     with graphviz_stderr():
         out = pgv.AGraph(string=drawing.agraph.draw(format="dot", prog="nop2").decode("utf-8"))
     nodes = {}
     for n in out.nodes():
         x, y = map(float, n.attr["pos"].split(","))
         nodes[str(n)] = ((x, y), float(n.attr["width"]) * POINTS / 2, float(n.attr["height"]) * POINTS / 2)
-    edges = [(str(u), str(v), geo.pos_path(out.get_edge(u, v, k).attr["pos"]))
-             for u, v, k in out.edges(keys=True)]
-    return nodes, edges
+    edges, labels = [], []
+    for u, v, k in out.edges(keys=True):
+        e = out.get_edge(u, v, k)
+        edges.append((str(u), str(v), geo.pos_path(e.attr["pos"])))
+        size = drawing.label_sizes.get(str(k))
+        if size and e.attr.get("lp"):
+            x, y = map(float, e.attr["lp"].split(","))
+            room = size[2] if len(size) > 2 else 0       # kept on the left for a delay marker
+            labels.append((x - size[0] / 2 + room, y - size[1] / 2, x + size[0] / 2, y + size[1] / 2))
+    return nodes, edges, labels
+
+
+def _overlap(a, b, tol: float = 0.5) -> bool:
+    """Whether boxes a and b overlap by more than ``tol`` points both ways."""
+    return min(a[2], b[2]) - max(a[0], b[0]) > tol and min(a[3], b[3]) - max(a[1], b[1]) > tol
+
+
+def _box_meets_ellipse(box, centre, rx, ry) -> bool:
+    """Whether a box and an ellipse overlap: the box's point nearest the centre lies inside."""
+    x = min(max(centre[0], box[0]), box[2])
+    y = min(max(centre[1], box[1]), box[3])
+    return geo.inside_ellipse((x, y), centre, rx, ry)
+
+
+def overlaps(nodes: dict, labels: list, markers: set) -> dict:
+    """Label-label, label-marker and label-node overlaps (label boxes ``(x0, y0, x1, y1)``)."""
+    mark_boxes = [(c[0] - rx, c[1] - ry, c[0] + rx, c[1] + ry)
+                  for n, (c, rx, ry) in nodes.items() if n in markers]
+    others = [(c, rx, ry) for n, (c, rx, ry) in nodes.items() if n not in markers]
+    return dict(
+        label_overlaps=sum(_overlap(a, b) for i, a in enumerate(labels) for b in labels[i + 1:]),
+        label_marker_overlaps=sum(_overlap(a, m) for a in labels for m in mark_boxes),
+        label_node_overlaps=sum(_box_meets_ellipse((a[0] + .5, a[1] + .5, a[2] - .5, a[3] - .5), c,
+                                                   rx, ry) for a in labels for c, rx, ry in others))
 
 
 def _near_ends(p, ends, nodes, pad=3.0) -> bool:
@@ -58,7 +92,7 @@ def measure(drawing: Drawing, svg: bytes | None = None) -> dict:
     >>> s["crossings"], s["through_nodes"], s["wrong_way"], s["column_error"] < 0.02
     (0, 0, 0, True)
     """
-    nodes, edges = _read(drawing)
+    nodes, edges, labels = _read(drawing)
     info = drawing.nodes
     var = {n: v for n, v in nodes.items() if not info[n]["marker"]}
     figures: dict = dict(nodes=len(var), edges=len(edges))
@@ -105,6 +139,7 @@ def measure(drawing: Drawing, svg: bytes | None = None) -> dict:
             ends = {u, v, x, y}
             crossings += sum(1 for p in geo.intersections(a, b) if not _near_ends(p, ends, nodes))
     figures["crossings"] = crossings
+    figures.update(overlaps(nodes, labels, {n for n in nodes if info[n]["marker"]}))
 
     # Text size once fitted to a 16:9 slide.
     if svg is None:
@@ -127,7 +162,9 @@ def report(figures: dict) -> str:
                  through_nodes="edges through a node", wrong_way="recurrent edges pointing the wrong way",
                  column_error="column alignment error (fraction of spacing)",
                  spacing_error="column spacing error (fraction)", row_error="row alignment error (pt)",
-                 column_spacing_pt="column spacing (pt)", size_pt="drawing size (pt)",
+                 column_spacing_pt="column spacing (pt)", label_overlaps="edge labels overlapping",
+                 label_marker_overlaps="edge labels on a delay marker",
+                 label_node_overlaps="edge labels on a node", size_pt="drawing size (pt)",
                  slide_scale="scale to fit a 16:9 slide", min_font_pt="smallest text on the slide (pt)")
     return "\n".join(f"{names.get(k, k)}: {v if not isinstance(v, tuple) else ' x '.join(map(str, v))}"
                      for k, v in figures.items())

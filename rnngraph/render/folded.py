@@ -1,0 +1,146 @@
+"""The folded view's placement: Graphviz's ``dot`` on levels, then the delay markers.
+
+One node per variable, ranked bottom up by level, the longest chain of
+same-step reads that leads to it: inputs at the bottom, then what reads them,
+and so on, so the four gates of an LSTM share a row above x, c is above them
+and h on top, as in the textbooks' cell diagrams.  ``dot`` orders the nodes
+within a rank, routes the edges and places the weight labels beside them, all
+without overlaps.  A recurrent edge that reads down the levels (``W h(t-1)``
+into a gate below h) is given to ``dot`` upside down with ``dir=back``, so that
+it is ranked like the forward edges and drawn apart from them.
+
+The Deep Learning book's delay marker, a small black square (hollow for a read
+from the future), goes on each recurrent edge right beside its label, in an
+empty cell that the label keeps for it on its left (:func:`place_markers`), so
+``dot`` keeps labels and markers apart as it keeps labels apart.
+"""
+from __future__ import annotations
+
+import networkx as nx
+
+from . import geometry as geo
+from .quiet import graphviz_stderr
+
+MARKER = 9.36                       # the side of a delay marker, in points (0.13 in)
+_ROOM = 13                          # room a label leaves on its left for the markers, in points
+_GAP = MARKER + 7                   # from one marker to the next along an edge
+
+
+def _with_room(label: str | None, room: float, height: float) -> str:
+    """``label`` with an empty cell of ``room`` points on its left, where the marker goes.
+
+    ``dot`` sets a label just right of its edge, so the square on the edge
+    beside the label lands in that cell, and an unlabelled self-loop (an LSTM's
+    ``c(t-1)``) is drawn large enough to hold its square.
+    """
+    blank = f'<TD WIDTH="{room:g}" HEIGHT="{height:g}" FIXEDSIZE="TRUE"></TD>'
+    text = f"<TD>{label[1:-1]}</TD>" if label else ""
+    return ('<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="0">'
+            f"<TR>{blank}{text}</TR></TABLE>>")
+
+
+def levels(model, names) -> dict[str, int]:
+    """Each variable's rank from the bottom: the longest chain of same-step reads into it.
+
+    A source that is not an input (a target) sits just below what reads it.
+
+    Examples
+    --------
+    >>> from rnngraph import load
+    >>> levels(load("examples/torch_lstm.rnn"), ["x", "i", "f", "g", "o", "c", "h"])
+    {'x': 0, 'i': 1, 'f': 1, 'g': 1, 'o': 1, 'c': 2, 'h': 3}
+    """
+    same = nx.DiGraph()
+    same.add_nodes_from(names)
+    for u, v, d in model.graph().edges(data=True):
+        if u != v and u in same and v in same and d["delay"] in (0, None):
+            same.add_edge(u, v)
+    level: dict[str, int] = {}
+    for n in nx.topological_sort(same):
+        level[n] = max((level[p] + 1 for p in same.predecessors(n)), default=0)
+    for n in reversed(list(nx.topological_sort(same))):
+        if same.in_degree(n) == 0 and model.symbols[n].kind != "input" and same.out_degree(n):
+            level[n] = min(level[s] for s in same.successors(n)) - 1
+    return {n: level[n] for n in names}
+
+
+def place_folded(d, model, size_nodes) -> None:
+    """Lay out the folded drawing ``d`` with ``dot``, then add its delay markers.
+
+    ``size_nodes(d)`` fixes the nodes' sizes and measures the edge labels.
+    """
+    A = d.agraph
+    room = {}
+    if d.style.delay_marker == "square":
+        for e in d.edges:
+            if e["delay"]:
+                count = min(abs(e["delay"]), 3)     # one square per step of delay, along the edge
+                room[e["key"]] = _ROOM
+                d.labels[e["key"]] = _with_room(d.labels.get(e["key"]), _ROOM, count * _GAP - 4)
+                A.get_edge(e["tail"], e["head"], e["key"]).attr["label"] = d.labels[e["key"]]
+    _, label_sizes = size_nodes(d)
+    for key, r in room.items():          # the text's box: the room for the marker is on its left
+        w, h = label_sizes[key][:2]
+        label_sizes[key] = (w, h, r)
+    names = [n for n, i in d.nodes.items() if not i["marker"]]
+    level = levels(model, names)
+    A.graph_attr.update(rankdir="BT", nodesep="0.32", ranksep="0.32", splines="true")
+    for lv in sorted(set(level.values())):
+        A.add_subgraph([n for n in names if level[n] == lv], name=f"level{lv}", rank="same")
+    forward = {(e["tail"], e["head"]) for e in d.edges if not e["delay"]}
+    loops = {e["tail"] for e in d.edges if e["tail"] == e["head"]}
+    for e in d.edges:
+        u, v, key = e["tail"], e["head"], e["key"]
+        e["drawn"] = (u, v)
+        if e["delay"] and u != v and level[u] >= level[v]:
+            attrs = {k: x for k, x in A.get_edge(u, v, key).attr.items() if x}
+            if d.labels.get(key):                  # pygraphviz hands HTML back unbracketed
+                attrs["label"] = d.labels[key]
+            if (v, u) in forward and not {u, v} & loops:
+                # a 2-cycle (h reads a, a reads h(t-1)): an arc beside, not a second line on the first
+                attrs.update(tailport="e", headport="e")
+            A.delete_edge(u, v, key)
+            A.add_edge(v, u, key=key, dir="back", **attrs)
+            e["drawn"] = (v, u)
+    with graphviz_stderr():
+        A.layout(prog="dot")
+    if d.style.delay_marker == "square":
+        place_markers(d, label_sizes)
+
+
+def _nearest(poly, target):
+    """The point of polyline ``poly`` nearest to ``target``, and its direction there."""
+    best = None
+    for p, q in zip(poly, poly[1:]):
+        dx, dy = q[0] - p[0], q[1] - p[1]
+        f = max(0.0, min(1.0, ((target[0] - p[0]) * dx + (target[1] - p[1]) * dy) / ((dx * dx + dy * dy) or 1)))
+        c = (p[0] + f * dx, p[1] + f * dy)
+        dist = (c[0] - target[0]) ** 2 + (c[1] - target[1]) ** 2
+        if best is None or dist < best[0]:
+            best = (dist, c, geo._unit(p, q))
+    return best[1], best[2]
+
+
+def place_markers(d, label_sizes) -> None:
+    """A square on every recurrent edge (one per step of delay), in the room its label left for it."""
+    A = d.agraph
+    style = d.style
+    for e in d.edges:
+        delay = e["delay"]
+        if not delay:
+            continue
+        edge = A.get_edge(*e["drawn"], e["key"])
+        poly = geo.pos_path(edge.attr["pos"])
+        w, h, room = label_sizes[e["key"]]
+        lx, ly = map(float, edge.attr["lp"].split(","))
+        centre, (ux, uy) = _nearest(poly, (lx - w / 2 + room / 2, ly))
+        count = min(abs(delay), 3)
+        for j in range(count):
+            k = (j - (count - 1) / 2) * _GAP
+            x, y = centre[0] + ux * k, centre[1] + uy * k
+            mid = f"{e['key']} delay{j + 1}"
+            fill = style.colors["marker"] if delay > 0 else style.colors["background"]
+            A.add_node(mid, label="", shape="square", width=f"{MARKER / 72:.2f}",
+                       height=f"{MARKER / 72:.2f}", fixedsize="true", style="filled", fillcolor=fill,
+                       color=style.colors["marker"], penwidth="1.2", pos=f"{x:.2f},{y:.2f}")
+            d.nodes[mid] = dict(name=None, t=None, kind="marker", marker=True, label="")
