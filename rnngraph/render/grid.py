@@ -27,6 +27,8 @@ import networkx as nx
 from . import geometry as geo
 
 _ORDER_LIMIT = 2000          # dependency orders scored when choosing the rows
+_LABEL_GAP = 6.0             # from a label's box to its edge, in points
+_PAD = 3.0                   # the clearance a label keeps from nodes, labels and other edges
 _CANDIDATES = 6             # of those, the best scored that are routed and counted
 
 
@@ -292,21 +294,38 @@ class Grid:
             w, h = link.label
             poly = self.polys[i]
             best, best_cost = None, math.inf
-            for k, f in enumerate((0.5, 0.42, 0.58, 0.34, 0.66, 0.26, 0.74, 0.18, 0.82)):
+            for k, f in enumerate((0.5, 0.42, 0.58, 0.34, 0.66, 0.26, 0.74, 0.18, 0.82, 0.12, 0.88)):
                 p, (ux, uy) = geo.point_at(poly, f)
                 for side in (1, -1):
                     nx_, ny_ = -uy * side, ux * side
-                    gap = abs(nx_) * w / 2 + abs(ny_) * h / 2 + 2.5
+                    # clear of its edge by a few points: italic capitals lean over their box
+                    gap = abs(nx_) * w / 2 + abs(ny_) * h / 2 + _LABEL_GAP
                     c = (p[0] + nx_ * gap, p[1] + ny_ * gap)
                     box = (c[0] - w / 2, c[1] - h / 2, c[0] + w / 2, c[1] + h / 2)
-                    cost = 10 * sum(_overlap(box, o) for o in boxes + placed if _meet(box, o)) / (w * h)
-                    cost += sum(1 for j, other in self.polys.items()
-                                if _meet(box, self.boxes[j]) and _box_cut(box, other))
+                    pad = (box[0] - _PAD, box[1] - _PAD, box[2] + _PAD, box[3] + _PAD)
+                    cost = 10 * sum(_overlap(pad, o) for o in boxes + placed if _meet(pad, o)) / (w * h)
+                    near = [j for j in self.polys if j != i and _meet(pad, self.boxes[j])]
+                    cost += sum(1 for j in near if _box_cut(pad, self.polys[j]))
+                    # Read as the label of the nearest edge: another edge nearer than its own misleads.
+                    own = _distance(c, poly)
+                    cost += 0.5 * sum(1 for j in self.polys if j != i
+                                      and _meet((c[0] - own, c[1] - own, c[0] + own, c[1] + own), self.boxes[j])
+                                      and _distance(c, self.polys[j]) < own)
                     cost += 0.01 * k + (0.005 if side < 0 else 0)
                     if cost < best_cost:
                         best, best_cost, best_box = c, cost, box
             link.label_pos = best
             placed.append(best_box)
+
+
+def _distance(p, poly) -> float:
+    """The distance from point p to polyline ``poly``."""
+    best = math.inf
+    for a, b in zip(poly, poly[1:]):
+        dx, dy = b[0] - a[0], b[1] - a[1]
+        f = max(0.0, min(1.0, ((p[0] - a[0]) * dx + (p[1] - a[1]) * dy) / ((dx * dx + dy * dy) or 1)))
+        best = min(best, math.hypot(a[0] + f * dx - p[0], a[1] + f * dy - p[1]))
+    return best
 
 
 def _bbox(poly) -> tuple:
