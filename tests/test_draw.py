@@ -60,11 +60,41 @@ def test_crossings_within_the_issue_bound(figures):
         assert f["crossings"] <= bound
 
 
-def test_text_readable_on_a_slide():
-    # Up to 5 steps and 2 layers: at least 14 pt once fitted to a 13.33 x 7.5 in slide.
-    for name, steps in (("exercise", 4), ("exercise", 5), ("bidirectional", 3), ("torch_gru", 3),
-                        ("torch_rnn", 5), ("exercise", None)):
-        assert measure(layout(model(name), steps))["min_font_pt"] >= 14, (name, steps)
+ALL = sorted(p.stem for p in EXAMPLES.glob("*.rnn"))
+
+
+@pytest.fixture(scope="module", params=[(n, s) for n in ALL for s in (None, 3)],
+                ids=lambda c: f"{c[0]}-{c[1] or 'folded'}")
+def every(request):
+    name, steps = request.param
+    d = layout(model(name), steps)
+    return name, steps, d, measure(d)
+
+
+def test_every_example_readable_on_a_slide(every):
+    # At least 14 pt, sub- and superscripts included, once fitted to a 13.33 x 7.5 in slide.
+    assert every[3]["min_font_pt"] >= 14
+
+
+def test_every_example_labels_clear_of_labels_markers_and_nodes(every):
+    f = every[3]
+    assert (f["label_overlaps"], f["label_marker_overlaps"], f["label_node_overlaps"]) == (0, 0, 0)
+    assert f["through_nodes"] == 0
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 4, 5])
+def test_two_layers_up_to_five_steps_readable(steps):
+    assert measure(layout(model("exercise"), steps))["min_font_pt"] >= 14
+
+
+@pytest.mark.parametrize("name,folded,unrolled", [
+    # measured when the folded view moved to dot on levels (before: 11/23, 9/27, 9/27, 3/20, 2/7)
+    ("torch_lstm", 1, 23), ("lstm_concat", 1, 23), ("lstm_unicode", 1, 23), ("lstm_dlbook", 0, 14),
+    ("torch_gru", 1, 5), ("elman", 0, 0), ("exercise", 0, None)])
+def test_crossings_do_not_come_back(name, folded, unrolled):
+    assert measure(layout(model(name)))["crossings"] <= folded
+    if unrolled is not None:
+        assert measure(layout(model(name), 3))["crossings"] <= unrolled
 
 
 @pytest.mark.parametrize("text", [
@@ -106,6 +136,26 @@ def test_folded_has_one_node_per_variable_and_delay_markers():
     assert measure(d)["crossings"] == 0
 
 
+@pytest.mark.parametrize("name", ["exercise", "torch_lstm", "tdnn", "bidirectional", "elman"])
+def test_delay_markers_sit_on_their_edge_apart(name):
+    from rnngraph.render.geometry import pos_path
+    from rnngraph.render.grid import _distance
+    d = layout(model(name))
+    A = d.agraph
+    at = lambda n: tuple(map(float, A.get_node(n).attr["pos"].split(",")))
+    marks = [n for n, i in d.nodes.items() if i["marker"]]
+    for n in marks:
+        key = n.split(" delay")[0]
+        e = next(e for e in d.edges if e["key"] == key)
+        assert e["delay"]
+        assert _distance(at(n), pos_path(A.get_edge(*e["drawn"], key).attr["pos"])) < 1.0
+    # tdnn reads x(t-2): two squares on that edge, with a gap between them
+    for a in marks:
+        for b in marks:
+            if a < b:
+                assert max(abs(at(a)[0] - at(b)[0]), abs(at(a)[1] - at(b)[1])) > 9.36 + 3
+
+
 def test_future_edges_marked_differently():
     d = layout(model("bidirectional"))
     fills = {n.split(" ")[0]: d.agraph.get_node(n).attr["fillcolor"]
@@ -142,6 +192,23 @@ def test_ops_detail_boxes_layers_circles_pointwise():
     assert shapes["layer"] == {"box"} and shapes["pointwise"] == {"circle"}
     un = layout(model("exercise"), 2, Style(detail="ops"))
     assert {i["t"] for i in un.nodes.values()} >= {0, 1, 2}
+
+
+@pytest.mark.parametrize("name", ["exercise", "bidirectional", "torch_lstm"])
+def test_ops_unrolled_initial_values_left_boundary_right(name):
+    d = layout(model(name), 3, Style(detail="ops"))
+    x = {n: float(d.agraph.get_node(n).attr["pos"].split(",")[0]) for n in d.nodes}
+    first = [x[n] for n, i in d.nodes.items() if i["t"] == 1 and i["kind"] != "initial"]
+    last = [x[n] for n, i in d.nodes.items() if i["t"] == 3 and i["kind"] != "initial"]
+    initial = [n for n, i in d.nodes.items() if i["kind"] == "initial"]
+    assert initial
+    for n in initial:
+        if d.nodes[n]["t"] < 1:
+            assert x[n] < min(first), n
+        else:
+            assert x[n] > max(last), n
+    f = measure(d)
+    assert f["wrong_way"] == 0 and "column_error" not in f
 
 
 # -- typography ---------------------------------------------------------------------------
@@ -310,9 +377,9 @@ def test_every_format_without_a_dot_binary(tmp_path, fmt):
 # -- stderr: Graphviz's own messages, without the fontconfig noise ------------------------------
 def test_draw_prints_nothing_on_stderr(tmp_path):
     # A new process: the bundled fontconfig complains at its first use, once per process.
-    for fmt in ("svg", "png"):
-        run = subprocess.run([sys.executable, "-m", "rnngraph", "draw", str(EXAMPLES / "exercise.rnn"),
-                              "--unroll", "3", "-o", str(tmp_path / f"e.{fmt}")],
+    for fmt, steps in (("svg", ["--unroll", "3"]), ("png", []), ("pdf", ["--detail", "ops"])):
+        run = subprocess.run([sys.executable, "-m", "rnngraph", "draw", str(EXAMPLES / "tdnn.rnn"),
+                              *steps, "-o", str(tmp_path / f"e.{fmt}")],
                              capture_output=True, timeout=120)
         assert run.returncode == 0 and run.stderr == b"", run.stderr.decode()
 

@@ -23,6 +23,7 @@ from .quiet import graphviz_stderr
 
 MARKER = 9.36                       # the side of a delay marker, in points (0.13 in)
 _ROOM = 13                          # room a label leaves on its left for the markers, in points
+_RIGHT = 6                          # room a label leaves on its right
 _GAP = MARKER + 7                   # from one marker to the next along an edge
 
 
@@ -33,10 +34,12 @@ def _with_room(label: str | None, room: float, height: float) -> str:
     beside the label lands in that cell, and an unlabelled self-loop (an LSTM's
     ``c(t-1)``) is drawn large enough to hold its square.
     """
-    blank = f'<TD WIDTH="{room:g}" HEIGHT="{height:g}" FIXEDSIZE="TRUE"></TD>'
+    blank = f'<TD WIDTH="{room:g}" HEIGHT="{height:g}" FIXEDSIZE="TRUE"></TD>' if room else ""
     text = f"<TD>{label[1:-1]}</TD>" if label else ""
+    # and a little room on its right, so that the next edge's squares keep off the text
+    pad = f'<TD WIDTH="{_RIGHT:g}" HEIGHT="1" FIXEDSIZE="TRUE"></TD>' if label else ""
     return ('<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="0">'
-            f"<TR>{blank}{text}</TR></TABLE>>")
+            f"<TR>{blank}{text}{pad}</TR></TABLE>>")
 
 
 def levels(model, names) -> dict[str, int]:
@@ -73,15 +76,21 @@ def place_folded(d, model, size_nodes) -> None:
     room = {}
     if d.style.delay_marker == "square":
         for e in d.edges:
+            key = e["key"]
             if e["delay"]:
                 count = min(abs(e["delay"]), 3)     # one square per step of delay, along the edge
-                room[e["key"]] = _ROOM
-                d.labels[e["key"]] = _with_room(d.labels.get(e["key"]), _ROOM, count * _GAP - 4)
-                A.get_edge(e["tail"], e["head"], e["key"]).attr["label"] = d.labels[e["key"]]
+                room[key] = _ROOM
+                d.labels[key] = _with_room(d.labels.get(key), _ROOM, count * _GAP - 4)
+            elif d.labels.get(key):
+                room[key] = 0
+                d.labels[key] = _with_room(d.labels[key], 0, 0)
+            else:
+                continue
+            A.get_edge(e["tail"], e["head"], key).attr["label"] = d.labels[key]
     _, label_sizes = size_nodes(d)
-    for key, r in room.items():          # the text's box: the room for the marker is on its left
+    for key, r in room.items():          # the text's box: room for the marker left, a pad right
         w, h = label_sizes[key][:2]
-        label_sizes[key] = (w, h, r)
+        label_sizes[key] = (w, h, r, _RIGHT if d.labels.get(key) and "<TD>" in d.labels[key] else 0)
     names = [n for n, i in d.nodes.items() if not i["marker"]]
     level = levels(model, names)
     A.graph_attr.update(rankdir="BT", nodesep="0.32", ranksep="0.32", splines="true")
@@ -108,17 +117,18 @@ def place_folded(d, model, size_nodes) -> None:
         place_markers(d, label_sizes)
 
 
-def _nearest(poly, target):
-    """The point of polyline ``poly`` nearest to ``target``, and its direction there."""
-    best = None
+def _nearest(poly, target) -> float:
+    """How far along polyline ``poly`` its point nearest to ``target`` is, in points."""
+    best, run = None, 0.0
     for p, q in zip(poly, poly[1:]):
         dx, dy = q[0] - p[0], q[1] - p[1]
-        f = max(0.0, min(1.0, ((target[0] - p[0]) * dx + (target[1] - p[1]) * dy) / ((dx * dx + dy * dy) or 1)))
-        c = (p[0] + f * dx, p[1] + f * dy)
-        dist = (c[0] - target[0]) ** 2 + (c[1] - target[1]) ** 2
+        seg = (dx * dx + dy * dy) ** 0.5
+        f = max(0.0, min(1.0, ((target[0] - p[0]) * dx + (target[1] - p[1]) * dy) / ((seg * seg) or 1)))
+        dist = (p[0] + f * dx - target[0]) ** 2 + (p[1] + f * dy - target[1]) ** 2
         if best is None or dist < best[0]:
-            best = (dist, c, geo._unit(p, q))
-    return best[1], best[2]
+            best = (dist, run + f * seg)
+        run += seg
+    return best[1]
 
 
 def place_markers(d, label_sizes) -> None:
@@ -131,13 +141,13 @@ def place_markers(d, label_sizes) -> None:
             continue
         edge = A.get_edge(*e["drawn"], e["key"])
         poly = geo.pos_path(edge.attr["pos"])
-        w, h, room = label_sizes[e["key"]]
+        w, h, room, _ = label_sizes[e["key"]]
         lx, ly = map(float, edge.attr["lp"].split(","))
-        centre, (ux, uy) = _nearest(poly, (lx - w / 2 + room / 2, ly))
+        along, total = _nearest(poly, (lx - w / 2 + room / 2, ly)), geo.length(poly)
         count = min(abs(delay), 3)
-        for j in range(count):
-            k = (j - (count - 1) / 2) * _GAP
-            x, y = centre[0] + ux * k, centre[1] + uy * k
+        for j in range(count):                       # squares _GAP apart along the edge
+            k = along + (j - (count - 1) / 2) * _GAP
+            (x, y), _ = geo.point_at(poly, min(max(k / total, 0.0), 1.0))
             mid = f"{e['key']} delay{j + 1}"
             fill = style.colors["marker"] if delay > 0 else style.colors["background"]
             A.add_node(mid, label="", shape="square", width=f"{MARKER / 72:.2f}",

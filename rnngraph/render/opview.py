@@ -59,6 +59,12 @@ def layout_ops(model, unroll: int | None, style: Style) -> Drawing:
             d.nodes[nid] = dict(name=name, t=t, kind=kind, marker=False, label=label)
         return nid
 
+    # Initial values go left of step 1 and the boundary values of backward states right of
+    # the last step, as in the variable view: each in a frameless cluster of its own.
+    ends = {}
+    if unroll is not None:
+        ends["after"] = A.add_subgraph(name="cluster_after", label="", peripheries="0")
+
     def var_node(name, t):
         """A model variable at step t (t None: folded or time-free)."""
         kind = sym[name].kind
@@ -67,8 +73,20 @@ def layout_ops(model, unroll: int | None, style: Style) -> Drawing:
         shown = None if t is None and not sym[name].timed else \
             ("(t)" if unroll is None else _time(style, t, unroll))
         nid = name if t is None else f"{name}.{t}"
-        return add(nid, var_label(name, shown, style.fontsize), kind, name, t)
+        made = nid in d.nodes
+        add(nid, var_label(name, shown, style.fontsize), kind, name, t)
+        if kind == "initial" and unroll is not None and not made:
+            initial.append(nid) if t < 1 else ends["after"].add_node(nid)
+        return nid
 
+    initial: list[str] = []
+    if unroll is not None:
+        # Made before anything else, the initial values come out left of step 1.
+        for n, data in g.nodes(data=True):
+            offset = _read_offset(n) if data["kind"] not in ("op", "param", "const", "var") else None
+            if offset and offset < 0 and 1 + offset < 1:
+                for t in range(1, 1 - offset):
+                    var_node(data["name"], t + offset)
     # dot lays the step clusters out right to left in the order they are made: make the last first.
     for t in (steps if unroll is None else steps[::-1]):
         sub = A.add_subgraph(name=f"cluster_step{t}", label=f"<{_time(style, t, unroll) or ''}>" if t else "",
@@ -118,10 +136,13 @@ def layout_ops(model, unroll: int | None, style: Style) -> Drawing:
             key = f"{ids[u]}->{ids[v]}"
             if A.has_edge(ids[u], ids[v], key):
                 continue
-            cross = t is not None and d.nodes[ids[u]]["t"] not in (None, t)
+            cross = t is not None and d.nodes[ids[u]]["t"] not in (None, t) \
+                and d.nodes[ids[u]]["kind"] != "initial"      # initial values rank below their readers
             attrs = dict(constraint="false") if cross else {}
             A.add_edge(ids[u], ids[v], key=key, **attrs)
             d.edges.append(dict(tail=ids[u], head=ids[v], delay=None, weight=None, key=key))
+    if initial:
+        A.add_subgraph(initial, name="cluster_before", label="", peripheries="0")
     with graphviz_stderr():
         A.layout(prog="dot")
     return d

@@ -47,8 +47,10 @@ def _read(drawing: Drawing):
         size = drawing.label_sizes.get(str(k))
         if size and e.attr.get("lp"):
             x, y = map(float, e.attr["lp"].split(","))
-            room = size[2] if len(size) > 2 else 0       # kept on the left for a delay marker
-            labels.append((x - size[0] / 2 + room, y - size[1] / 2, x + size[0] / 2, y + size[1] / 2))
+            # the folded view's labels keep room for a marker on their left, and a little on their right
+            left, right = size[2:4] if len(size) > 2 else (0, 0)
+            labels.append((x - size[0] / 2 + left, y - size[1] / 2, x + size[0] / 2 - right,
+                           y + size[1] / 2))
     return nodes, edges, labels
 
 
@@ -76,6 +78,27 @@ def overlaps(nodes: dict, labels: list, markers: set) -> dict:
                                                    rx, ry) for a in labels for c, rx, ry in others))
 
 
+def _alignment(var: dict, info: dict) -> dict:
+    """Columns (time steps) and rows (variables): spreads and spacing."""
+    figures = {}
+    cols: dict = {}
+    rows: dict = {}
+    for n, (c, _, _) in var.items():
+        if info[n]["kind"] != "stub" and info[n]["t"] is not None:
+            cols.setdefault(info[n]["t"], []).append(c[0])
+        rows.setdefault(info[n]["name"], []).append(c[1])
+    centres = [statistics.mean(xs) for _, xs in sorted(cols.items())]
+    gaps = [b - a for a, b in zip(centres, centres[1:])]
+    spacing = statistics.median(gaps) if gaps else 0.0
+    figures["column_spacing_pt"] = round(spacing, 2)
+    figures["column_error"] = round(max((max(xs) - min(xs)) for xs in cols.values()) / spacing, 4) \
+        if spacing else 0.0
+    figures["spacing_error"] = round(max(abs(g - spacing) for g in gaps) / spacing, 4) if spacing else 0.0
+    figures["row_error"] = round(max((max(ys) - min(ys)) for ys in rows.values()), 2) if rows else 0.0
+
+    return figures
+
+
 def _near_ends(p, ends, nodes, pad=3.0) -> bool:
     """Whether p lies at one of the nodes ``ends`` (where edges meet anyway)."""
     return any(geo.inside_ellipse(p, nodes[e][0], nodes[e][1] + pad, nodes[e][2] + pad) for e in ends)
@@ -97,21 +120,8 @@ def measure(drawing: Drawing, svg: bytes | None = None) -> dict:
     var = {n: v for n, v in nodes.items() if not info[n]["marker"]}
     figures: dict = dict(nodes=len(var), edges=len(edges))
 
-    # Alignment: columns (time steps) and rows (variables).
-    cols: dict = {}
-    rows: dict = {}
-    for n, (c, _, _) in var.items():
-        if info[n]["kind"] != "stub" and info[n]["t"] is not None:
-            cols.setdefault(info[n]["t"], []).append(c[0])
-        rows.setdefault(info[n]["name"], []).append(c[1])
-    centres = [statistics.mean(xs) for _, xs in sorted(cols.items())]
-    gaps = [b - a for a, b in zip(centres, centres[1:])]
-    spacing = statistics.median(gaps) if gaps else 0.0
-    figures["column_spacing_pt"] = round(spacing, 2)
-    figures["column_error"] = round(max((max(xs) - min(xs)) for xs in cols.values()) / spacing, 4) \
-        if spacing else 0.0
-    figures["spacing_error"] = round(max(abs(g - spacing) for g in gaps) / spacing, 4) if spacing else 0.0
-    figures["row_error"] = round(max((max(ys) - min(ys)) for ys in rows.values()), 2) if rows else 0.0
+    if drawing.style.detail == "vars":         # the op view has no grid to align to
+        figures.update(_alignment(var, info))
 
     # Edges through nodes, and recurrent edges pointing the wrong way.
     through = 0
