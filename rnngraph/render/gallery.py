@@ -42,13 +42,14 @@ def build(outdir: Path | None = None) -> list[Path]:
             svg = render(drawing, "svg")
             for fmt, data in (("svg", svg), ("png", render(drawing, "png"))):
                 written.append(write_atomic(data, outdir / f"{name}{suffix}.{fmt}"))
-            if style.detail == "vars":
-                f = measure(drawing, svg)
-                rows.append(f"| {name}{suffix} | {steps or '-'} | {f['crossings']} | "
-                            f"{f['column_error']} | {f['min_font_pt']} |")
+            f = measure(drawing, svg)
+            overlaps = f["label_overlaps"] + f["label_marker_overlaps"] + f["label_node_overlaps"]
+            rows.append(f"| [{name}{suffix}]({name}{suffix}.png) | {steps or '-'} | {f['crossings']} | {overlaps} | "
+                        f"{f.get('column_error', '-')} | {f['min_font_pt']} |")
     index = ["# Gallery", "", "Made by `python -m rnngraph.render.gallery`.", "",
-             "| diagram | steps | crossings | column error | smallest text on a 16:9 slide (pt) |",
-             "|---|---|---|---|---|", *rows, ""]
+             "| diagram | steps | crossings | label overlaps | column error "
+             "| smallest text on a 16:9 slide (pt) |",
+             "|---|---|---|---|---|---|", *rows, ""]
     written.append(write_atomic("\n".join(index).encode(), outdir / "index.md"))
     return written
 

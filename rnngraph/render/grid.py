@@ -144,6 +144,7 @@ class Grid:
     ends: frozenset = frozenset()
     polys: dict[int, list] = field(default_factory=dict)
     boxes: dict[int, tuple] = field(default_factory=dict)
+    lanes: list = field(default_factory=list)
 
     def place(self, labels: bool = True) -> None:
         for c in self.cells.values():
@@ -253,7 +254,7 @@ class Grid:
             return
         up = 1 if b.row > a.row else -1
         half = max(c.rx for c in between)
-        lanes = [half + 10 + 9 * k for k in range(4)]
+        lanes = [half + 10 + 14 * k for k in range(4)]
         rise = 0.42 * self.dy
         for lane in lanes:
             for side in (1, -1):
@@ -272,12 +273,20 @@ class Grid:
 
     def _route(self, link: Link, i: int) -> list:
         a, b = self.cells[link.tail], self.cells[link.head]
-        best, best_cost = None, math.inf
+        best, best_cost, best_lane = None, math.inf, None
         for via, radius in self._candidates(link, i):
             path = self._path(a, b, via, radius)
             cost = self._cost(geo.flatten(path), link)
+            lane = None
+            if len(via) == 2 and via[0][0] == via[1][0]:        # a detour up a lane beside a column
+                lane = (via[0][0], *sorted((a.pos[1], b.pos[1])))
+                # two detours on one lane run on top of each other: worse than nearly a crossing
+                cost += 0.6 * sum(1 for x, lo, hi in self.lanes
+                                  if abs(x - lane[0]) < 6 and lo < lane[2] and lane[1] < hi)
             if cost < best_cost - 1e-9:
-                best, best_cost = path, cost
+                best, best_cost, best_lane = path, cost, lane
+        if best_lane is not None:
+            self.lanes.append(best_lane)
         return best
 
     # -- labels -----------------------------------------------------------------
