@@ -4,8 +4,11 @@
 The modules, one job each: :mod:`.style` (the role -> style table and the
 themes), :mod:`.labels` (textbook typography), :mod:`.layout` (graph ->
 placed Graphviz graph), :mod:`.grid` (the time grid and the edge routes),
-:mod:`.ops` (the op view), :mod:`.stats` (the quality figures),
-:mod:`.output` (rendering and atomic writes), :mod:`.gallery` (docs/gallery).
+:mod:`.folded` (the folded view on levels, delay markers), :mod:`.metrics`
+(node sizes, spacing for a 16:9 slide), :mod:`.opview` (the op view),
+:mod:`.stats` (the quality figures), :mod:`.output` (rendering and atomic
+writes), :mod:`.quiet` (Graphviz's stderr without fontconfig noise),
+:mod:`.gallery` (docs/gallery).
 """
 from __future__ import annotations
 

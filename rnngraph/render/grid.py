@@ -112,10 +112,8 @@ class Link:
     tail: str
     head: str
     label: tuple[float, float] | None
-    marks: int = 0
     path: list = field(default_factory=list)
     label_pos: geo.Point | None = None
-    mark_pos: list = field(default_factory=list)
 
 
 @dataclass
@@ -144,7 +142,7 @@ class Grid:
     ends: frozenset = frozenset()
     polys: dict[int, list] = field(default_factory=dict)
     boxes: dict[int, tuple] = field(default_factory=dict)
-    lanes: list = field(default_factory=list)
+    lanes: dict = field(default_factory=dict)
 
     def place(self, labels: bool = True) -> None:
         for c in self.cells.values():
@@ -155,9 +153,6 @@ class Grid:
             link.path = self._route(link, i)
             self.polys[i] = geo.flatten(link.path)
             self.boxes[i] = _bbox(self.polys[i])
-            for j in range(link.marks):
-                f = 0.5 + (j - (link.marks - 1) / 2) * min(0.12, 0.8 / link.marks)
-                link.mark_pos.append(geo.point_at(self.polys[i], f)[0])
         if labels:
             self._place_labels()
 
@@ -281,26 +276,44 @@ class Grid:
             if len(via) == 2 and via[0][0] == via[1][0]:        # a detour up a lane beside a column
                 lane = (via[0][0], *sorted((a.pos[1], b.pos[1])))
                 # two detours on one lane run on top of each other: worse than nearly a crossing
-                cost += 0.6 * sum(1 for x, lo, hi in self.lanes
+                cost += 0.6 * sum(1 for x, lo, hi in self.lanes.get(round(lane[0] / self.dx), ())
                                   if abs(x - lane[0]) < 6 and lo < lane[2] and lane[1] < hi)
             if cost < best_cost - 1e-9:
                 best, best_cost, best_lane = path, cost, lane
-        if best_lane is not None:
-            self.lanes.append(best_lane)
+        if best_lane is not None:                # by the nearest column, to look up few
+            self.lanes.setdefault(round(best_lane[0] / self.dx), []).append(best_lane)
         return best
 
     # -- labels -----------------------------------------------------------------
     def _place_labels(self) -> None:
         boxes = [(c.pos[0] - c.rx, c.pos[1] - c.ry, c.pos[0] + c.rx, c.pos[1] + c.ry)
                  for c in self.cells.values()]
-        boxes += [(x - 7, y - 7, x + 7, y + 7) for link in self.links for x, y in link.mark_pos]
         placed: list[tuple] = []
+        # Everything to test against, binned by column, so that a label looks only nearby.
+        bins: dict[int, list] = {}
+        for k, box in enumerate(boxes):
+            bins.setdefault(int(box[0] // self.dx), []).append(("box", k))
+        for j, box in self.boxes.items():
+            for b in range(int(box[0] // self.dx), int(box[2] // self.dx) + 1):
+                bins.setdefault(b, []).append(("edge", j))
+
+        def nearby(box):
+            found = set()
+            for b in range(int(box[0] // self.dx) - 1, int(box[2] // self.dx) + 1):
+                found.update(bins.get(b, ()))
+            return ([boxes[k] for kind, k in found if kind == "box"],
+                    sorted(j for kind, j in found if kind == "edge"))
+
         order = sorted(range(len(self.links)), key=self._route_rank)
         for i in order:
             link = self.links[i]
             if link.label is None:
                 continue
             w, h = link.label
+            reach = max(w, h) + self.dy
+            near_boxes, near_edges = nearby((self.boxes[i][0] - reach, 0, self.boxes[i][2] + reach, 0))
+            near_edges = [j for j in near_edges if j != i]
+            near_placed = [b for b in placed if b[2] > self.boxes[i][0] - reach and b[0] < self.boxes[i][2] + reach]
             poly = self.polys[i]
             best, best_cost = None, math.inf
             for k, f in enumerate((0.5, 0.42, 0.58, 0.34, 0.66, 0.26, 0.74, 0.18, 0.82, 0.12, 0.88)):
@@ -312,13 +325,13 @@ class Grid:
                     c = (p[0] + nx_ * gap, p[1] + ny_ * gap)
                     box = (c[0] - w / 2, c[1] - h / 2, c[0] + w / 2, c[1] + h / 2)
                     pad = (box[0] - _PAD, box[1] - _PAD, box[2] + _PAD, box[3] + _PAD)
-                    cost = 10 * sum(_overlap(pad, o) for o in boxes + placed if _meet(pad, o)) / (w * h)
-                    near = [j for j in self.polys if j != i and _meet(pad, self.boxes[j])]
-                    cost += sum(1 for j in near if _box_cut(pad, self.polys[j]))
+                    cost = 10 * sum(_overlap(pad, o) for o in near_boxes + near_placed
+                                    if _meet(pad, o)) / (w * h)
+                    cost += sum(1 for j in near_edges if _meet(pad, self.boxes[j]) and _box_cut(pad, self.polys[j]))
                     # Read as the label of the nearest edge: another edge nearer than its own misleads.
                     own = _distance(c, poly)
-                    cost += 0.5 * sum(1 for j in self.polys if j != i
-                                      and _meet((c[0] - own, c[1] - own, c[0] + own, c[1] + own), self.boxes[j])
+                    around = (c[0] - own, c[1] - own, c[0] + own, c[1] + own)
+                    cost += 0.5 * sum(1 for j in near_edges if _meet(around, self.boxes[j])
                                       and _distance(c, self.polys[j]) < own)
                     cost += 0.01 * k + (0.005 if side < 0 else 0)
                     if cost < best_cost:

@@ -3,18 +3,18 @@
 :func:`layout` is the one entry: ``unroll=None`` draws the folded graph of
 :func:`rnngraph.graph.folded`, ``unroll=N`` the graph of
 :func:`rnngraph.graph.unrolled`; nodes and edges of both are made by the
-same code from the same role -> style table.  Both are placed by
-:mod:`rnngraph.render.grid` on a grid of time columns (one column when
-folded) and variable rows, the same rows in both views, and Graphviz draws
-them as placed (``nop2``).  The op view (:mod:`rnngraph.render.ops`) is laid
-out by Graphviz's ``dot``.
+same code from the same role -> style table, with nodes sized snugly to
+their text (:mod:`rnngraph.render.metrics`).  The unrolled view is placed by
+:mod:`rnngraph.render.grid` on a grid of time columns and variable rows,
+spaced to fit a 16:9 slide; the folded view by Graphviz's ``dot`` on levels
+(:mod:`rnngraph.render.folded`); Graphviz draws both as placed (``nop2``).
+The op view (:mod:`rnngraph.render.opview`) is laid out by ``dot``.
 
 Node ids are derived from the model (``h1``, ``h1.3`` for h1 at step 3,
 ``op4.2`` for op 4 at step 2), so the same input gives the same bytes.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import networkx as nx
