@@ -2,6 +2,7 @@
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -95,12 +96,16 @@ BAD_FILES = {
 }
 
 
-@pytest.mark.skipif(shutil.which("rnngraph") is None, reason="the rnngraph console script is not installed")
+# The console script of the environment running the tests (PATH may not include it).
+SCRIPT = shutil.which("rnngraph", path=str(Path(sys.executable).parent)) or shutil.which("rnngraph")
+
+
+@pytest.mark.skipif(SCRIPT is None, reason="the rnngraph console script is not installed")
 @pytest.mark.parametrize("name", sorted(BAD_FILES))
 def test_console_script_never_shows_a_traceback(tmp_path, name):
     path = tmp_path / name
     path.write_bytes(BAD_FILES[name].encode("latin-1" if "latin" in name else "utf-8"))
-    proc = subprocess.run(["rnngraph", "check", str(path)], capture_output=True, text=True)
+    proc = subprocess.run([SCRIPT, "check", str(path)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     first = proc.stderr.splitlines()[0]
