@@ -36,125 +36,24 @@ from __future__ import annotations
 
 import keyword
 import re
-import unicodedata
+
 from . import __version__
 from .ir import Const, Eqn, Param, Read, Var
-from .names import GREEK
 from .ops import RUNTIME, lookup, sum_leading
 from .printing import expr_text, number_text
+from .pysource import Namer, _index, _slice, _slice_name, _tuple, _unpack, _wrap, identifier
 from .schedule import Block, plan
-
-_GREEK_WORDS = {letter: word for word, letter in GREEK.items()}
 _SIMPLE = re.compile(r"[A-Za-z_]\w*(\[[^\[\]]*\])?")
 #: Names the generated code uses as they are; a model name equal to one is renamed.
 _FIXED = {"np", "params", "inputs", "initial", "tape", "cotangents", "outputs", "name",
           "forward", "backward", "range", "DTYPE", "PARAMETERS", "t", *RUNTIME}
 
 
-# ============================================================================
-# Names
-# ============================================================================
-
-def identifier(name: str) -> str:
-    """A Python identifier for a model name: Greek letters spelled out, keywords suffixed.
-
-    Examples
-    --------
-    >>> identifier("α"), identifier("lambda"), identifier("W_hh"), identifier("ϕ1")
-    ('alpha', 'lambda_', 'W_hh', 'phi1')
-    """
-    out = []
-    for ch in name:
-        if ch.isascii():
-            out.append(ch)
-        elif ch in _GREEK_WORDS:
-            out.append(_GREEK_WORDS[ch])
-        else:
-            words = unicodedata.name(ch, "").split()
-            word = words[-1].lower() if "GREEK" in words and words[-1] != "SYMBOL" else \
-                (words[1].lower() if len(words) > 2 and words[-1] == "SYMBOL" else f"u{ord(ch):04x}")
-            out.append(word)
-    text = "".join(out)
-    return text + "_" if keyword.iskeyword(text) or text in ("None", "True", "False") else text
-
-
-class Namer:
-    """Unique Python names: the first wish that is free, else the last with a number."""
-
-    def __init__(self, reserved=()):
-        self.taken = set(reserved)
-
-    def __call__(self, *wishes: str) -> str:
-        wishes = tuple(w + "_" if keyword.iskeyword(w) else w for w in wishes)
-        for wish in wishes:
-            if wish not in self.taken:
-                self.taken.add(wish)
-                return wish
-        base = wishes[-1] if wishes[-1].endswith("_") else wishes[-1] + "_"
-        n = 2
-        while f"{base}{n}" in self.taken:
-            n += 1
-        self.taken.add(f"{base}{n}")
-        return f"{base}{n}"
-
-
-# ============================================================================
-# Printing
-# ============================================================================
-
-def _index(k: int) -> str:
-    return "t" if k == 0 else f"t {'+' if k > 0 else '-'} {abs(k)}"
-
-
-def _slice(lo: int, T: str = "T") -> str:
-    return f"slice({lo}, {T} + {lo})" if lo else f"slice(0, {T})"
-
-
-def _slice_name(k: int) -> str:
-    """The name of the slice of every step's t + k: now, tm1 (t minus 1), tp1, ..."""
-    return "now" if k == 0 else f"t{'p' if k > 0 else 'm'}{abs(k)}"
-
-
-def _unpack(targets: list[str], source: str, indent: str = "    ") -> list[str]:
-    """``a, b, c = source``, wrapped inside brackets to lines of at most 99 characters."""
-    if not targets:
-        return []
-    comma = "," if len(targets) == 1 and " for " in source else ""
-    line = f"{indent}{', '.join(targets)}{comma} = {source}"
-    if len(line) <= 99:
-        return [line]
-    width = max(99 - len(source) - 3, 60)
-    lines, line = [], indent + "("
-    for i, name in enumerate(targets):
-        piece = name + (", " if i < len(targets) - 1 else ")")
-        if len(line) + len(piece) > width:
-            lines.append(line.rstrip())
-            line = indent + " "
-        line += piece
-    return lines + [f"{line} = {source}"]
-
-
-def _wrap(line: str, width: int = 99) -> list[str]:
-    """A long ``NAME = (a, b, ...)`` line broken after commas, aligned inside the bracket."""
-    if len(line) <= width:
-        return [line]
-    indent = " " * (line.index("(") + 1)
-    lines, cur = [], ""
-    for piece in line.split(", "):
-        if cur and len(cur) + len(piece) + 2 > width:
-            lines.append(cur + ",")
-            cur = indent + piece
-        else:
-            cur = f"{cur}, {piece}" if cur else piece
-    return lines + [cur]
-
-
-def _tuple(names, quote='"') -> str:
-    names = list(names)
-    return "(" + ", ".join(f"{quote}{n}{quote}" for n in names) + ("," if len(names) == 1 else "") + ")"
-
-
 class Generator:
+    """The plain generator: every op prints its template; every block a loop or every step."""
+
+    fast = False
+
     def __init__(self, model, dtype: str, optimize: bool):
         self.model = model
         self.dtype = dtype
@@ -180,6 +79,7 @@ class Generator:
                 self.origin.update(dict.fromkeys(pending, key))
                 pending = []
         self.eqn_of = {e.out: e for b in self.blocks for e in b.eqns}
+        self._serves()
         self._name_everything()
         self.rank: dict[str, object] = {}   # "const", "matrix" or the number of leading axes
         self.size: dict[str, object] = {}   # n, or (rows, cols) for a matrix
@@ -190,14 +90,37 @@ class Generator:
         self._choose_homes()
         self._infer()                       # again, now that some temporaries live in arrays
 
+    def _serves(self):
+        """The equations each value serves: its own, or (a value the compiler made by
+        fusing several, e.g. one product for four gates) those of the values it feeds."""
+        users: dict[str, list[str]] = {}
+        for b in self.blocks:
+            for e in b.eqns:
+                for a in e.args:
+                    if isinstance(a, Var):
+                        users.setdefault(a.name, []).append(e.out)
+        self.serves: dict[str, list[str]] = {}
+        for e in reversed([e for b in self.blocks for e in b.eqns]):
+            if e.out in self.origin:
+                self.serves[e.out] = [self.origin[e.out]]
+            else:
+                found = [o for u in users.get(e.out, ()) for o in self.serves.get(u, ())]
+                self.serves[e.out] = sorted(set(found), key=self.equation_order)
+
+    def equation_order(self, key: str) -> int:
+        init = key.endswith("(0)")
+        return next(i for i, q in enumerate(self.model.equations)
+                    if q.name == key.removesuffix("(0)") and (q.kind == "init") == init)
+
     # -- names ---------------------------------------------------------------
     def _name_everything(self):
         namer = Namer(_FIXED | set(keyword.kwlist))
         self.py = {n: namer(identifier(n)) for n in self.sym}
         self.T, self.B = namer("T", "n_steps"), namer("B", "n_batch")
-        offsets = sorted({0} | {a.offset for b in self.blocks if b.kind == "all" for e in b.eqns
+        whole = [b for b in self.blocks if b.kind == "all" or self.fast and b.kind != "once"]
+        offsets = sorted({0} | {a.offset for b in whole for e in b.eqns
                                 for a in e.args if isinstance(a, Read) and a.offset is not None})
-        every_step = any(b.kind == "all" for b in self.blocks)
+        every_step = bool(whole)
         self.slices = {k: namer(_slice_name(k)) for k in offsets} if every_step else {}
         for b in self.blocks:
             for e in b.eqns:
@@ -235,7 +158,8 @@ class Generator:
             for e in b.eqns:
                 row = lookup(e.op)
                 self.rank[e.out] = row.rank(tuple(self.atom_rank(a, b) for a in e.args))
-                self.size[e.out] = row.size(tuple(self.atom_size(a) for a in e.args))
+                self.size[e.out] = int(e.args[2].value - e.args[1].value) if e.op == "slice" \
+                    else row.size(tuple(self.atom_size(a) for a in e.args))
 
     def _vjp_reads(self, e: Eqn, b: Block) -> set[str]:
         """The names of the values the VJPs of ``e`` read."""
@@ -261,12 +185,23 @@ class Generator:
                     self.home[e.out] = "seq"
                 else:
                     self.home[e.out] = "saved" if e.out in needed else "local"
+        # A slice of a value that runs every step is a view of its array.
+        self.view_of: dict[str, tuple[str, int, int]] = {}
+        for b in self.blocks[1:]:
+            for e in b.eqns:
+                if e.op == "slice":
+                    self.view_of[e.out] = (e.args[0].name, int(e.args[1].value), int(e.args[2].value))
+                    self.home[e.out] = "seq"
+        for e in reversed([e for b in self.blocks[1:] for e in b.eqns]):
+            if e.out in self.view_of:
+                self.home[self.view_of[e.out][0]] = "seq"
         # Gradients: arrays for time-indexed values others read; accumulators for what
         # the loops read from the prologue; plain locals inside one block.
         self.ghome = {}
         for n, h in self.home.items():
             if h == "seq":
-                self.ghome[n] = "array" if n in self.sym or n in elsewhere else "local"
+                sliced = n in self.view_of or n in {p for p, _, _ in self.view_of.values()}
+                self.ghome[n] = "array" if n in self.sym or n in elsewhere or sliced else "local"
             elif self.block_of.get(n) is self.blocks[0]:
                 self.ghome[n] = "acc" if n in elsewhere or self.eqn_of[n].defines else "local"
             else:
@@ -288,17 +223,25 @@ class Generator:
 
     # -- the forward pass ----------------------------------------------------
     def comment(self, e: Eqn, b: Block, last: list) -> list[str]:
-        """``# h(t) = ...`` before the first op of each equation."""
-        owner = self.origin.get(e.out)
-        if owner == last[0] or owner is None:
+        """``# h(t) = ...`` before the first op of each equation (of each it serves)."""
+        owners = tuple(self.serves.get(e.out, ()))
+        if not owners or owners == last[0]:
             return []
-        last[0] = owner
-        init = owner.endswith("(0)")
-        eq = next(q for q in self.model.equations
-                  if q.name == owner.removesuffix("(0)") and (q.kind == "init") == init)
-        same = b.kind == "once" and eq.kind == "seq"
-        note = ", the part that is the same at every step" if same else ""
-        return [f"# {eq.lhs_text} = {expr_text(eq.rhs)}{note}"]
+        printed = last[1] if len(last) > 1 else last.append(set()) or last[1]
+        last[0] = owners
+        lines = []
+        for owner in owners:
+            if len(owners) > 1 and owner in printed:
+                continue
+            printed.add(owner)
+            eq = self.model.equations[self.equation_order(owner)]
+            same = b.kind == "once" and eq.kind == "seq"
+            note = ", the part that is the same at every step" if same else ""
+            lines.append(f"# {eq.lhs_text} = {expr_text(eq.rhs)}{note}")
+        if not lines:
+            lines.append("# " + ", ".join(self.model.equations[self.equation_order(o)].lhs_text
+                                          for o in owners) + ": together")
+        return lines
 
     def _zeros(self, name: str) -> str:
         """Source for zeros shaped like the time-free value ``name``."""
@@ -306,7 +249,9 @@ class Generator:
         shape = {"matrix": size, 0: (size,), 1: (self.B, size)}[rank]
         return f"np.zeros(({', '.join(map(str, shape))}{',' if len(shape) == 1 else ''}), DTYPE)"
 
-    def forward_eqn(self, e: Eqn, b: Block) -> str:
+    def forward_eqn(self, e: Eqn, b: Block) -> str | None:
+        if e.out in self.view_of:
+            return None                           # a view, made with the arrays
         args = tuple(self.value(a, b) for a in e.args)
         src = lookup(e.op).forward_source(args, tuple(self.atom_rank(a, b) for a in e.args))
         target = self.at(self.py[e.out], 0, b) if self.home[e.out] == "seq" else self.py[e.out]
@@ -341,34 +286,55 @@ class Generator:
             for n in [n for n in self.inputs if self.sym[n].timed]:
                 out.append(f"    {self.py[n]} = np.zeros(({length}, {B}, {self.model.sizes[n]}), {dt})")
                 out.append(f"    {self.py[n]}[{P}:{T} + {P}] = inputs[\"{n}\"]")
+            order = {e.out: i for i, e in enumerate(e for b in self.blocks for e in b.eqns)}
             seqs = [n for n in self.home if self.home[n] == "seq" and n not in self.inputs]
-            for n in seqs:
-                size = self.atom_size(Var(n))
-                out.append(f"    {self.py[n]} = np.zeros(({length}, {B}, {size}), {dt})")
+            for n in sorted(seqs, key=lambda n: (n in self.view_of, order[n] if n in self.view_of else 0)):
+                if n in self.view_of:
+                    parent, lo, hi = self.view_of[n]
+                    out.append(f"    {self.py[n]} = {self.py[parent]}[..., {lo}:{hi}]")
+                else:
+                    size = self.atom_size(Var(n))
+                    out.append(f"    {self.py[n]} = {self.alloc}(({length}, {B}, {size}), {dt})")
             for n in self.states:
                 init = self.py[f"{n}(0)"] if n in self.defined_init else f'initial["{n}(0)"]'
                 out.append(f"    {self.py[n]}[:{P}] = {init}")
             out += self.slice_lines()
         for b in self.blocks[1:]:
             out.append("")
-            names = ", ".join(f"{n}(t)" for n in b.names)
-            if b.kind == "all":
-                out.append(f"    # {names}: no recurrence, so every step at once")
-                ind = "    "
-            else:
-                out.append(f"    # {names}: a loop {b.kind} in time")
-                out.append(f"    for t in {self._range(b.kind)}:")
-                ind = "        "
-            last = [None]
-            for e in b.eqns:
-                out += [ind + c for c in self.comment(e, b, last)]
-                out.append(ind + self.forward_eqn(e, b))
+            out += self.forward_block(b)
         out.append("")
         outs = [f'"{n}": {self.py[n]}[{P}:{T} + {P}]' for n in self.step_vars]
         outs += [f'"{n}": {self.py[n]}' for n in self.sym if self.sym[n].role == "value"]
         out += self._dict("outputs", outs)
         out += self._dict("tape", [f'"{n}": {n}' for n in self.tape_names()])
         out.append("    return outputs, tape")
+        return out
+
+    #: How sequence arrays are allocated: zeros, so that slots no step writes read as zero.
+    alloc = "np.zeros"
+
+    def block_title(self, b: Block, backward: bool = False) -> str:
+        names = ", ".join(f"{n}(t)" for n in b.names)
+        if not names:
+            return ("    # The part of the loop below that does not depend on its recurrence, "
+                    "every step at once" + (": its gradients" if backward else ""))
+        if b.kind == "all":
+            return f"    # {names}" + (", every step at once" if backward else
+                                        ": no recurrence, so every step at once")
+        return f"    # {names}: " + ("back through time" if backward else f"a loop {b.kind} in time")
+
+    def forward_block(self, b: Block) -> list[str]:
+        out = [self.block_title(b)]
+        ind = "    "
+        if b.kind != "all":
+            out.append(f"    for t in {self._range(b.kind)}:")
+            ind = "        "
+        last = [None]
+        for e in b.eqns:
+            line = self.forward_eqn(e, b)
+            if line:
+                out += [ind + c for c in self.comment(e, b, last)]
+                out.append(ind + line)
         return out
 
     def slice_lines(self) -> list[str]:
@@ -435,7 +401,7 @@ class Generator:
 
     def backward_eqn(self, e: Eqn, b: Block) -> list[str]:
         g = self.grad(e.out, b)
-        if g is None:
+        if g is None or e.out in self.view_of:    # a view's gradient is a view already
             return []
         glead = b.lead if self.home[e.out] == "seq" else self.rank[e.out]
         row = lookup(e.op)
@@ -465,26 +431,12 @@ class Generator:
         out.append("    # Gradients start at zero, and at the cotangents for the outputs")
         out += _unpack([self.d(p) for p in self.params],
                        "(np.zeros_like(params[name]) for name in PARAMETERS)")
-        for n in [n for n in self.ghome if self.ghome[n] in ("array", "acc")]:
-            out.append(f"    {self.d(n)} = " + (f"np.zeros_like({self.py[n]})" if self.home[n] == "seq"
-                                                else self._zeros(n)))
-            if n in self.step_vars:
-                out.append(f'    {self.d(n)}[{P}:{T} + {P}] = cotangents.get("{n}", 0)')
-            elif self.sym.get(n) is not None and self.sym[n].role == "value":
-                out.append(f'    {self.d(n)} += cotangents.get("{n}", 0)')
+        out += self.gradient_arrays()
         for n in [n for n in self.inputs if not self.sym[n].timed]:
             out.append(f"    {self.d(n)} = np.zeros_like({self.py[n]})")
         for b in reversed(self.blocks[1:]):
             out.append("")
-            names = ", ".join(f"{n}(t)" for n in b.names)
-            if b.kind == "all":
-                out.append(f"    # {names}, every step at once")
-                ind = "    "
-            else:
-                out.append(f"    # {names}: back through time")
-                out.append(f"    for t in {self._range(b.kind, reverse=True)}:")
-                ind = "        "
-            out += self._backward_block(b, ind)
+            out += self.backward_block(b)
         grads = [f'"{p}": {self.d(p)}' for p in self.params]
         grads += [f'"{n}": {self.d(n)}[{P}:{T} + {P}]' if self.sym[n].timed else f'"{n}": {self.d(n)}'
                   for n in self.inputs]
@@ -503,6 +455,31 @@ class Generator:
         out += self._dict("grads", grads)
         out.append("    return grads")
         return out
+
+    def gradient_arrays(self) -> list[str]:
+        """Gradients of what others read start at zero, and at the cotangents for the outputs."""
+        T, P, out = self.T, self.P, []
+        arrays = [n for n in self.ghome if self.ghome[n] in ("array", "acc")]
+        for n in sorted(arrays, key=lambda n: n in self.view_of):
+            if n in self.view_of:
+                parent, lo, hi = self.view_of[n]
+                out.append(f"    {self.d(n)} = {self.d(parent)}[..., {lo}:{hi}]")
+            else:
+                out.append(f"    {self.d(n)} = " + (f"np.zeros_like({self.py[n]})"
+                                                    if self.home[n] == "seq" else self._zeros(n)))
+            if n in self.step_vars:
+                out.append(f'    {self.d(n)}[{P}:{T} + {P}] = cotangents.get("{n}", 0)')
+            elif self.sym.get(n) is not None and self.sym[n].role == "value":
+                out.append(f'    {self.d(n)} += cotangents.get("{n}", 0)')
+        return out
+
+    def backward_block(self, b: Block) -> list[str]:
+        out = [self.block_title(b, backward=True)]
+        ind = "    "
+        if b.kind != "all":
+            out.append(f"    for t in {self._range(b.kind, reverse=True)}:")
+            ind = "        "
+        return out + self._backward_block(b, ind)
 
     def _backward_block(self, b: Block, ind: str) -> list[str]:
         self.local: dict[str, str] = {}

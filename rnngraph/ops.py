@@ -308,11 +308,29 @@ def _concat_vjp(ranks, sizes, i, glead):
     return f"{{g}}[..., {lo}:{lo + sizes[i]}]"
 
 
+def _stack_forward(ranks):
+    return "np.concatenate((" + ", ".join(f"{{{i}}}" for i in range(len(ranks))) + "))"
+
+
+def _stack_vjp(ranks, sizes, i, glead):
+    lo = sum(s[0] for s in sizes[:i])         # matrix i's rows of the cotangent
+    return f"{{g}}[{lo}:{lo + sizes[i][0]}]"
+
+
+def _size_stack(sizes):
+    return (sum(s[0] for s in sizes), sizes[0][1])
+
+
 #     name        forward             VJP for each argument
 _row("matmul",    _matmul_forward,    _matmul_vjp,     rank=_rank_matmul, size=_size_matmul)
 _row("matmul_t",  "{1} @ {0}",        _matmul_t_vjp,   rank=lambda r: r[1], size=_size_matmul_t)
 _row("transpose", "{0}.T",            ("{g}.T",),      rank=lambda r: "matrix", size=_size_transpose)
 _row("concat",    _concat_forward,    _concat_vjp,     size=_size_concat)
+# Introduced by the compiler (rnngraph.fuse): matrices stacked by rows, so that one
+# product serves several; and lanes lo:hi of a wide value, a view.  A slice's
+# cotangent lands in lanes lo:hi of its argument's (the generators see to that).
+_row("stack",     _stack_forward,     _stack_vjp,      rank=lambda r: "matrix", size=_size_stack)
+_row("slice",     "{0}[..., {1}:{2}]", ("{g}", None, None), rank=lambda r: r[0])
 
 
 # ============================================================================

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
+from . import fuse
 from .errors import RnnGraphError
 from .ir import Const, Eqn, Param, Read, Var
 
@@ -183,9 +184,13 @@ def plan(model, optimize: bool = True) -> list[Block]:
         else:
             blocks.append(Block(kind, names, eqns))
 
+    if optimize:
+        fuse.reassociate(blocks)
     _hoist(blocks, model, prog.params, optimize)
     if optimize:
+        blocks = fuse.split_loops(blocks)
         _common_subexpressions(blocks)
+        fuse.widen(blocks, model)
     _dead_code(blocks)
     return blocks
 

@@ -1,0 +1,137 @@
+"""One measurement in its own process: prints one JSON line.
+
+    python bench/_measure.py KIND MODEL CONFIG [--steps T] [--memory] [--check]
+
+KIND is rnngraph, plain (rnngraph with optimize=False), hand, torch, torchcell,
+jax or autograd; MODEL is RNN, LSTM or GRU; CONFIG is A or B (see CONFIGS).
+The run is forward + backward with dL/dh = 1, float32.  Times: a warm-up, then
+repeated runs for about a second; the line carries their median in ms.
+``--memory``: the peak of NumPy's allocations during one run (tracemalloc),
+for rnngraph and hand.  ``--check``: no timing; run in float64 and print the
+largest relative error of h and of every gradient against torch.nn.* (or,
+without torch, against rnngraph).
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+THREADS = "2"          # the machine's cores; the same for every library (see run.py)
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(var, THREADS)
+
+import numpy as np  # noqa: E402
+
+CONFIGS = {"A": dict(B=32, m=128, n=256, T=100), "B": dict(B=1, m=64, n=128, T=200)}
+EXAMPLES = HERE.parent / "examples"
+
+
+def data(model, cfg, T, dtype):
+    import rnngraph
+    rnn = rnngraph.load(EXAMPLES / f"torch_{model.lower()}.rnn")
+    net = rnn.compile(sizes={"x": cfg["m"], "h": cfg["n"]}, dtype="float64")
+    p = net.init_params(seed=0)
+    x = np.random.default_rng(1).normal(size=(T, cfg["B"], cfg["m"])).astype(dtype)
+    dH = np.ones((T, cfg["B"], cfg["n"]), dtype)
+    return {k: v.astype(dtype) for k, v in p.items()}, x, dH
+
+
+def make(kind, model, cfg, p, x, dH, dtype):
+    """(run, result): run once; result() gives (h, grads) for the check."""
+    if kind in ("rnngraph", "plain"):
+        import rnngraph
+        net = rnngraph.load(EXAMPLES / f"torch_{model.lower()}.rnn").compile(
+            sizes={"x": cfg["m"], "h": cfg["n"]}, dtype=dtype, optimize=kind == "rnngraph")
+
+        def run():
+            outs, pullback = net.vjp(p, {"x": x})
+            return outs["h"], pullback({"h": dH})
+        return run, run
+    if kind == "hand":
+        import hand
+        net = hand.MODELS[model](p, dtype)
+        return (lambda: net.run(x, dH)), (lambda: net.run(x, dH))
+    import others
+    if kind == "torch" or kind == "torchcell":
+        import torch
+        torch.set_num_threads(int(THREADS))
+    return others.MAKERS[kind](model, p, dtype, x, dH)
+
+
+def timing(run, budget=1.0):
+    for _ in range(2):
+        run()
+    times, start = [], time.perf_counter()
+    while len(times) < 5 or (time.perf_counter() - start < budget and len(times) < 200):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3, len(times)
+
+
+def memory(run):
+    import tracemalloc
+    run()
+    tracemalloc.start()
+    run()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
+
+
+def relative_error(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300))
+
+
+def check(kind, model, cfg, T):
+    p, x, dH = data(model, cfg, T, "float64")
+    h, grads = make(kind, model, cfg, p, x, dH, "float64")[1]()
+    try:
+        import torch  # noqa: F401
+        ref = "torch"
+    except ImportError:
+        ref = "rnngraph"
+    h_ref, g_ref = make(ref, model, cfg, p, x, dH, "float64")[1]()
+    errors = {} if h is None else {"h": relative_error(h, h_ref)}
+    for name in g_ref:
+        if name in grads:
+            errors[name] = relative_error(grads[name], g_ref[name])
+    missing = sorted(set(g_ref) - set(grads))
+    return {"reference": ref, "max_error": max(errors.values()), "missing": missing,
+            "worst": max(errors, key=errors.get)}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("kind")
+    ap.add_argument("model")
+    ap.add_argument("config")
+    ap.add_argument("--steps", type=int)
+    ap.add_argument("--memory", action="store_true")
+    ap.add_argument("--check", action="store_true")
+    ap.add_argument("--budget", type=float, default=1.0)
+    a = ap.parse_args()
+    cfg = CONFIGS[a.config]
+    T = a.steps or cfg["T"]
+    if a.check:
+        print(json.dumps(check(a.kind, a.model, cfg, min(T, 20))))
+        return
+    p, x, dH = data(a.model, cfg, T, "float32")
+    run = make(a.kind, a.model, cfg, p, x, dH, "float32")[0]
+    out = {}
+    if a.memory:
+        out["peak_bytes"] = memory(run)
+    else:
+        out["ms"], out["runs"] = timing(run, a.budget)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""Writing Python source: identifiers for model names, and lines that stay under 99 columns.
+
+Shared by the code generators (:mod:`rnngraph.codegen`, :mod:`rnngraph.fastgen`).
+"""
+from __future__ import annotations
+
+import keyword
+import unicodedata
+
+from .names import GREEK
+
+_GREEK_WORDS = {letter: word for word, letter in GREEK.items()}
+
+
+# ============================================================================
+# Names
+# ============================================================================
+
+def identifier(name: str) -> str:
+    """A Python identifier for a model name: Greek letters spelled out, keywords suffixed.
+
+    Examples
+    --------
+    >>> identifier("α"), identifier("lambda"), identifier("W_hh"), identifier("ϕ1")
+    ('alpha', 'lambda_', 'W_hh', 'phi1')
+    """
+    out = []
+    for ch in name:
+        if ch.isascii():
+            out.append(ch)
+        elif ch in _GREEK_WORDS:
+            out.append(_GREEK_WORDS[ch])
+        else:
+            words = unicodedata.name(ch, "").split()
+            word = words[-1].lower() if "GREEK" in words and words[-1] != "SYMBOL" else \
+                (words[1].lower() if len(words) > 2 and words[-1] == "SYMBOL" else f"u{ord(ch):04x}")
+            out.append(word)
+    text = "".join(out)
+    return text + "_" if keyword.iskeyword(text) or text in ("None", "True", "False") else text
+
+
+class Namer:
+    """Unique Python names: the first wish that is free, else the last with a number."""
+
+    def __init__(self, reserved=()):
+        self.taken = set(reserved)
+
+    def __call__(self, *wishes: str) -> str:
+        wishes = tuple(w + "_" if keyword.iskeyword(w) else w for w in wishes)
+        for wish in wishes:
+            if wish not in self.taken:
+                self.taken.add(wish)
+                return wish
+        base = wishes[-1] if wishes[-1].endswith("_") else wishes[-1] + "_"
+        n = 2
+        while f"{base}{n}" in self.taken:
+            n += 1
+        self.taken.add(f"{base}{n}")
+        return f"{base}{n}"
+
+
+# ============================================================================
+# Printing
+# ============================================================================
+
+def _index(k: int) -> str:
+    return "t" if k == 0 else f"t {'+' if k > 0 else '-'} {abs(k)}"
+
+
+def _slice(lo: int, T: str = "T") -> str:
+    return f"slice({lo}, {T} + {lo})" if lo else f"slice(0, {T})"
+
+
+def _slice_name(k: int) -> str:
+    """The name of the slice of every step's t + k: now, tm1 (t minus 1), tp1, ..."""
+    return "now" if k == 0 else f"t{'p' if k > 0 else 'm'}{abs(k)}"
+
+
+def _unpack(targets: list[str], source: str, indent: str = "    ") -> list[str]:
+    """``a, b, c = source``, wrapped inside brackets to lines of at most 99 characters."""
+    if not targets:
+        return []
+    comma = "," if len(targets) == 1 and " for " in source else ""
+    line = f"{indent}{', '.join(targets)}{comma} = {source}"
+    if len(line) <= 99:
+        return [line]
+    width = max(99 - len(source) - 3, 60)
+    lines, line = [], indent + "("
+    for i, name in enumerate(targets):
+        piece = name + (", " if i < len(targets) - 1 else ")")
+        if len(line) + len(piece) > width:
+            lines.append(line.rstrip())
+            line = indent + " "
+        line += piece
+    return lines + [f"{line} = {source}"]
+
+
+def _wrap(line: str, width: int = 99) -> list[str]:
+    """A long ``NAME = (a, b, ...)`` line broken after commas, aligned inside the bracket."""
+    if len(line) <= width:
+        return [line]
+    indent = " " * (line.index("(") + 1)
+    lines, cur = [], ""
+    for piece in line.split(", "):
+        if cur and len(cur) + len(piece) + 2 > width:
+            lines.append(cur + ",")
+            cur = indent + piece
+        else:
+            cur = f"{cur}, {piece}" if cur else piece
+    return lines + [cur]
+
+
+def _tuple(names, quote='"') -> str:
+    names = list(names)
+    return "(" + ", ".join(f"{quote}{n}{quote}" for n in names) + ("," if len(names) == 1 else "") + ")"
