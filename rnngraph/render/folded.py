@@ -10,15 +10,18 @@ into a gate below h) is given to ``dot`` upside down with ``dir=back``, so that
 it is ranked like the forward edges and drawn apart from them.
 
 The Deep Learning book's delay marker, a small black square (hollow for a read
-from the future), goes on each recurrent edge right beside its label, in an
-empty cell that the label keeps for it on its left (:func:`place_markers`), so
-``dot`` keeps labels and markers apart as it keeps labels apart.
+from the future), goes on each recurrent edge right beside its label.  The
+label keeps an empty cell on its left for it, so that ``dot`` leaves room for
+both; once ``dot`` has routed the edges, :func:`place_labels` places labels and
+markers again where no edge runs through a label and no other edge is nearer
+to it than its own.
 """
 from __future__ import annotations
 
 import networkx as nx
 
 from . import geometry as geo
+from .placement import Label, place
 from .quiet import graphviz_stderr
 
 MARKER = 9.36                       # the side of a delay marker, in points (0.13 in)
@@ -113,44 +116,57 @@ def place_folded(d, model, size_nodes) -> None:
             e["drawn"] = (v, u)
     with graphviz_stderr():
         A.layout(prog="dot")
-    if d.style.delay_marker == "square":
-        place_markers(d, label_sizes)
+    place_labels(d, label_sizes)
 
 
-def _nearest(poly, target) -> float:
-    """How far along polyline ``poly`` its point nearest to ``target`` is, in points."""
-    best, run = None, 0.0
-    for p, q in zip(poly, poly[1:]):
-        dx, dy = q[0] - p[0], q[1] - p[1]
-        seg = (dx * dx + dy * dy) ** 0.5
-        f = max(0.0, min(1.0, ((target[0] - p[0]) * dx + (target[1] - p[1]) * dy) / ((seg * seg) or 1)))
-        dist = (p[0] + f * dx - target[0]) ** 2 + (p[1] + f * dy - target[1]) ** 2
-        if best is None or dist < best[0]:
-            best = (dist, run + f * seg)
-        run += seg
-    return best[1]
+def place_labels(d, label_sizes) -> None:
+    """Labels (and their delay markers) beside their edges, clear of everything: :mod:`.placement`.
 
-
-def place_markers(d, label_sizes) -> None:
-    """A square on every recurrent edge (one per step of delay), in the room its label left for it."""
+    ``dot`` sets a label at the middle of its edge, where edges fanning out of
+    one node (an LSTM's ``h -> gates``) may run through it or come nearer than
+    its own; the labels are placed again on the routed edges.
+    """
     A = d.agraph
-    style = d.style
+    squares = d.style.delay_marker == "square"
+    nodes, todo, keys = [], [], []
+    for n in A.nodes():
+        x, y = map(float, n.attr["pos"].split(","))
+        w, h = float(n.attr["width"]) * 36, float(n.attr["height"]) * 36
+        nodes.append((x - w, y - h, x + w, y + h))
+    polys = []
     for e in d.edges:
-        delay = e["delay"]
-        if not delay:
-            continue
         edge = A.get_edge(*e["drawn"], e["key"])
-        poly = geo.pos_path(edge.attr["pos"])
-        w, h, room, _ = label_sizes[e["key"]]
-        lx, ly = map(float, edge.attr["lp"].split(","))
-        along, total = _nearest(poly, (lx - w / 2 + room / 2, ly)), geo.length(poly)
-        count = min(abs(delay), 3)
-        for j in range(count):                       # squares _GAP apart along the edge
-            k = along + (j - (count - 1) / 2) * _GAP
-            (x, y), _ = geo.point_at(poly, min(max(k / total, 0.0), 1.0))
-            mid = f"{e['key']} delay{j + 1}"
-            fill = style.colors["marker"] if delay > 0 else style.colors["background"]
-            A.add_node(mid, label="", shape="square", width=f"{MARKER / 72:.2f}",
-                       height=f"{MARKER / 72:.2f}", fixedsize="true", style="filled", fillcolor=fill,
-                       color=style.colors["marker"], penwidth="1.2", pos=f"{x:.2f},{y:.2f}")
-            d.nodes[mid] = dict(name=None, t=None, kind="marker", marker=True, label="")
+        polys.append(geo.pos_path(edge.attr["pos"]))
+        size = label_sizes.get(e["key"])
+        marks = min(abs(e["delay"]), 3) if e["delay"] and squares else 0
+        if size is None and not marks:
+            continue
+        w, h, room, right = size if size and len(size) > 2 else (*(size or (0, 0)), 0, 0)
+        text = (w - room - right, h) if w - room - right > 1 else None
+        lx, ly = map(float, edge.attr["lp"].split(",")) if edge.attr.get("lp") else (None, None)
+        # where dot put it: the text right of the room it keeps for the marker
+        prefer = None if lx is None else (lx - w / 2 + (room + (w - right)) / 2 if text else lx - w / 2 + room / 2, ly)
+        todo.append(Label(len(polys) - 1, text, marks, MARKER, _GAP, prefer))
+        keys.append((e, room, right))
+    # the longest edges first: they have the fewest good spots
+    order = sorted(range(len(todo)), key=lambda i: -geo.length(polys[todo[i].edge]))
+    place([todo[i] for i in order], polys, nodes)
+    for lab, (e, room, right) in zip(todo, keys):
+        edge = A.get_edge(*e["drawn"], e["key"])
+        if lab.box is not None:
+            edge.attr["lp"] = f"{lab.centre[0] - (room - right) / 2:.2f},{lab.centre[1]:.2f}"
+        elif lab.squares:
+            edge.attr["lp"] = f"{lab.squares[0][0]:.2f},{lab.squares[0][1]:.2f}"
+        for j, (x, y) in enumerate(lab.squares):
+            _marker(d, e, j, x, y)
+
+
+def _marker(d, e, j, x, y) -> None:
+    """The ``j``-th delay square of edge ``e``, at (x, y): black, hollow for a read from the future."""
+    style = d.style
+    mid = f"{e['key']} delay{j + 1}"
+    fill = style.colors["marker"] if e["delay"] > 0 else style.colors["background"]
+    d.agraph.add_node(mid, label="", shape="square", width=f"{MARKER / 72:.2f}",
+                      height=f"{MARKER / 72:.2f}", fixedsize="true", style="filled", fillcolor=fill,
+                      color=style.colors["marker"], penwidth="1.2", pos=f"{x:.2f},{y:.2f}")
+    d.nodes[mid] = dict(name=None, t=None, kind="marker", marker=True, label="")

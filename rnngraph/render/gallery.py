@@ -45,11 +45,12 @@ def build(outdir: Path | None = None) -> list[Path]:
             f = measure(drawing, svg)
             overlaps = f["label_overlaps"] + f["label_marker_overlaps"] + f["label_node_overlaps"]
             rows.append(f"| [{name}{suffix}]({name}{suffix}.png) | {steps or '-'} | {f['crossings']} | {overlaps} | "
+                        f"{f['labels_crossed']} | {f['labels_ambiguous']} | "
                         f"{f.get('column_error', '-')} | {f['min_font_pt']} |")
     index = ["# Gallery", "", "Made by `python -m rnngraph.render.gallery`.", "",
-             "| diagram | steps | crossings | label overlaps | column error "
-             "| smallest text on a 16:9 slide (pt) |",
-             "|---|---|---|---|---|---|", *rows, ""]
+             "| diagram | steps | crossings | label overlaps | labels crossed by an edge "
+             "| labels nearer another edge | column error | smallest text on a 16:9 slide (pt) |",
+             "|---|---|---|---|---|---|---|---|", *rows, ""]
     written.append(write_atomic("\n".join(index).encode(), outdir / "index.md"))
     return written
 

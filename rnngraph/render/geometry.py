@@ -191,3 +191,33 @@ def to_pos(path: list[Bezier], arrow: float) -> str:
     for seg in body + [last]:
         pts += seg[1:]
     return f"e,{p3[0]:.2f},{p3[1]:.2f} " + " ".join(f"{x:.2f},{y:.2f}" for x, y in pts)
+
+
+def distance(p: Point, poly: list[Point]) -> float:
+    """The distance from point ``p`` to polyline ``poly``.
+
+    Examples
+    --------
+    >>> distance((5, 3), [(0, 0), (10, 0)])
+    3.0
+    """
+    best = math.inf
+    for a, b in zip(poly, poly[1:]):
+        dx, dy = b[0] - a[0], b[1] - a[1]
+        f = max(0.0, min(1.0, ((p[0] - a[0]) * dx + (p[1] - a[1]) * dy) / ((dx * dx + dy * dy) or 1)))
+        best = min(best, math.hypot(a[0] + f * dx - p[0], a[1] + f * dy - p[1]))
+    return best
+
+
+def polyline_cuts_box(poly: list[Point], box: tuple) -> bool:
+    """Whether polyline ``poly`` enters the box ``(x0, y0, x1, y1)``."""
+    x0, y0, x1, y1 = box
+    corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+    for p, q in zip(poly, poly[1:]):
+        if max(p[0], q[0]) < x0 or min(p[0], q[0]) > x1 or max(p[1], q[1]) < y0 or min(p[1], q[1]) > y1:
+            continue
+        if x0 <= p[0] <= x1 and y0 <= p[1] <= y1 or x0 <= q[0] <= x1 and y0 <= q[1] <= y1:
+            return True
+        if any(segment_intersection(p, q, corners[k], corners[(k + 1) % 4]) for k in range(4)):
+            return True
+    return False

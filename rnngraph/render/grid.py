@@ -14,7 +14,7 @@ Edges are routed in three kinds:
   crosses fewest edges already drawn;
 * an edge that would pass through a node (a delay of two steps), an arc.
 
-Labels go beside their edge where they cover no node, label or other edge.
+Labels go beside their edge by :mod:`rnngraph.render.placement`.
 """
 from __future__ import annotations
 
@@ -25,10 +25,9 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from . import geometry as geo
+from .placement import Label, place
 
 _ORDER_LIMIT = 2000          # dependency orders scored when choosing the rows
-_LABEL_GAP = 6.0             # from a label's box to its edge, in points
-_PAD = 3.0                   # the clearance a label keeps from nodes, labels and other edges
 _CANDIDATES = 6             # of those, the best scored that are routed and counted
 
 
@@ -286,68 +285,12 @@ class Grid:
 
     # -- labels -----------------------------------------------------------------
     def _place_labels(self) -> None:
-        boxes = [(c.pos[0] - c.rx, c.pos[1] - c.ry, c.pos[0] + c.rx, c.pos[1] + c.ry)
+        nodes = [(c.pos[0] - c.rx, c.pos[1] - c.ry, c.pos[0] + c.rx, c.pos[1] + c.ry)
                  for c in self.cells.values()]
-        placed: list[tuple] = []
-        # Everything to test against, binned by column, so that a label looks only nearby.
-        bins: dict[int, list] = {}
-        for k, box in enumerate(boxes):
-            bins.setdefault(int(box[0] // self.dx), []).append(("box", k))
-        for j, box in self.boxes.items():
-            for b in range(int(box[0] // self.dx), int(box[2] // self.dx) + 1):
-                bins.setdefault(b, []).append(("edge", j))
-
-        def nearby(box):
-            found = set()
-            for b in range(int(box[0] // self.dx) - 1, int(box[2] // self.dx) + 1):
-                found.update(bins.get(b, ()))
-            return ([boxes[k] for kind, k in found if kind == "box"],
-                    sorted(j for kind, j in found if kind == "edge"))
-
         order = sorted(range(len(self.links)), key=self._route_rank)
-        for i in order:
-            link = self.links[i]
-            if link.label is None:
-                continue
-            w, h = link.label
-            reach = max(w, h) + self.dy
-            near_boxes, near_edges = nearby((self.boxes[i][0] - reach, 0, self.boxes[i][2] + reach, 0))
-            near_edges = [j for j in near_edges if j != i]
-            near_placed = [b for b in placed if b[2] > self.boxes[i][0] - reach and b[0] < self.boxes[i][2] + reach]
-            poly = self.polys[i]
-            best, best_cost = None, math.inf
-            for k, f in enumerate((0.5, 0.42, 0.58, 0.34, 0.66, 0.26, 0.74, 0.18, 0.82, 0.12, 0.88)):
-                p, (ux, uy) = geo.point_at(poly, f)
-                for side in (1, -1):
-                    nx_, ny_ = -uy * side, ux * side
-                    # clear of its edge by a few points: italic capitals lean over their box
-                    gap = abs(nx_) * w / 2 + abs(ny_) * h / 2 + _LABEL_GAP
-                    c = (p[0] + nx_ * gap, p[1] + ny_ * gap)
-                    box = (c[0] - w / 2, c[1] - h / 2, c[0] + w / 2, c[1] + h / 2)
-                    pad = (box[0] - _PAD, box[1] - _PAD, box[2] + _PAD, box[3] + _PAD)
-                    cost = 10 * sum(_overlap(pad, o) for o in near_boxes + near_placed
-                                    if _meet(pad, o)) / (w * h)
-                    cost += sum(1 for j in near_edges if _meet(pad, self.boxes[j]) and _box_cut(pad, self.polys[j]))
-                    # Read as the label of the nearest edge: another edge nearer than its own misleads.
-                    own = _distance(c, poly)
-                    around = (c[0] - own, c[1] - own, c[0] + own, c[1] + own)
-                    cost += 0.5 * sum(1 for j in near_edges if _meet(around, self.boxes[j])
-                                      and _distance(c, self.polys[j]) < own)
-                    cost += 0.01 * k + (0.005 if side < 0 else 0)
-                    if cost < best_cost:
-                        best, best_cost, best_box = c, cost, box
-            link.label_pos = best
-            placed.append(best_box)
-
-
-def _distance(p, poly) -> float:
-    """The distance from point p to polyline ``poly``."""
-    best = math.inf
-    for a, b in zip(poly, poly[1:]):
-        dx, dy = b[0] - a[0], b[1] - a[1]
-        f = max(0.0, min(1.0, ((p[0] - a[0]) * dx + (p[1] - a[1]) * dy) / ((dx * dx + dy * dy) or 1)))
-        best = min(best, math.hypot(a[0] + f * dx - p[0], a[1] + f * dy - p[1]))
-    return best
+        todo = [Label(i, self.links[i].label) for i in order if self.links[i].label is not None]
+        for lab in place(todo, [self.polys[i] for i in range(len(self.links))], nodes):
+            self.links[lab.edge].label_pos = lab.centre
 
 
 def _bbox(poly) -> tuple:
@@ -358,22 +301,3 @@ def _bbox(poly) -> tuple:
 
 def _meet(a, b) -> bool:
     return not (a[2] < b[0] or b[2] < a[0] or a[3] < b[1] or b[3] < a[1])
-
-
-def _overlap(a, b) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    return w * h if w > 0 and h > 0 else 0.0
-
-
-def _box_cut(box, poly) -> bool:
-    x0, y0, x1, y1 = box
-    for p, q in zip(poly, poly[1:]):
-        if max(p[0], q[0]) < x0 or min(p[0], q[0]) > x1 or max(p[1], q[1]) < y0 or min(p[1], q[1]) > y1:
-            continue
-        if x0 <= p[0] <= x1 and y0 <= p[1] <= y1:
-            return True
-        corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
-        if any(geo.segment_intersection(p, q, corners[k], corners[(k + 1) % 4]) for k in range(4)):
-            return True
-    return False

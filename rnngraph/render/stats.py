@@ -14,6 +14,9 @@ figure is what the reader of the picture gets:
 ``label_overlaps``  pairs of edge labels that overlap
 ``label_marker_overlaps``  edge labels that overlap a delay marker
 ``label_node_overlaps``    edge labels that overlap a node
+``labels_crossed``  edge labels that an edge (their own or another) runs through
+``labels_ambiguous``       edge labels nearer to another edge than to their own,
+                    so that a reader could take them for that edge's label
 ``min_font_pt``     the smallest text once the drawing is fitted to a
                     13.33 x 7.5 in (16:9) slide
 """
@@ -28,6 +31,7 @@ import pygraphviz as pgv
 from . import geometry as geo
 from .layout import POINTS, Drawing
 from .metrics import SLIDE
+from .placement import box_distance
 from .quiet import graphviz_stderr
 
 
@@ -44,13 +48,14 @@ def _read(drawing: Drawing):
     for u, v, k in out.edges(keys=True):
         e = out.get_edge(u, v, k)
         edges.append((str(u), str(v), geo.pos_path(e.attr["pos"])))
+        own = len(edges) - 1
         size = drawing.label_sizes.get(str(k))
         if size and e.attr.get("lp"):
             x, y = map(float, e.attr["lp"].split(","))
             # the folded view's labels keep room for a marker on their left, and a little on their right
             left, right = size[2:4] if len(size) > 2 else (0, 0)
             labels.append((x - size[0] / 2 + left, y - size[1] / 2, x + size[0] / 2 - right,
-                           y + size[1] / 2))
+                           y + size[1] / 2, own))
     return nodes, edges, labels
 
 
@@ -76,6 +81,46 @@ def overlaps(nodes: dict, labels: list, markers: set) -> dict:
         label_marker_overlaps=sum(_overlap(a, m) for a in labels for m in mark_boxes),
         label_node_overlaps=sum(_box_meets_ellipse((a[0] + .5, a[1] + .5, a[2] - .5, a[3] - .5), c,
                                                    rx, ry) for a in labels for c, rx, ry in others))
+
+
+def label_edges(labels: list, edges: list) -> dict:
+    """Labels crossed by an edge, and labels nearer to another edge than to their own.
+
+    ``labels`` are boxes ``(x0, y0, x1, y1, own)``, ``own`` the index of the
+    labelled edge in ``edges`` (``(tail, head, polyline)``).  A box is shrunk by
+    half a point so that an edge grazing its corner does not count; a label is
+    ambiguous when another edge comes nearer to its box than its own edge, by
+    more than a point.
+
+    Examples
+    --------
+    >>> edges = [("a", "b", [(0, 0), (0, 100)]), ("c", "d", [(30, 0), (30, 100)])]
+    >>> label_edges([(4, 40, 14, 50, 0)], edges)          # beside its own edge
+    {'labels_crossed': 0, 'labels_ambiguous': 0}
+    >>> label_edges([(18, 40, 28, 50, 0)], edges)         # beside the other one
+    {'labels_crossed': 0, 'labels_ambiguous': 1}
+    >>> label_edges([(25, 40, 35, 50, 1)], edges)         # its own edge runs through it
+    {'labels_crossed': 1, 'labels_ambiguous': 0}
+    """
+    crossed = ambiguous = 0
+    boxes = [(min(p[0] for p in poly), min(p[1] for p in poly), max(p[0] for p in poly),
+              max(p[1] for p in poly)) for _, _, poly in edges]
+    for x0, y0, x1, y1, own in labels:
+        box = (x0 + .5, y0 + .5, x1 - .5, y1 - .5)
+        mine = box_distance(box, edges[own][2])
+        near = (box[0] - mine - 1, box[1] - mine - 1, box[2] + mine + 1, box[3] + mine + 1)
+        hit = amb = False
+        for j, (_, _, poly) in enumerate(edges):
+            b = boxes[j]
+            if b[2] < near[0] or b[0] > near[2] or b[3] < near[1] or b[1] > near[3]:
+                continue
+            if geo.polyline_cuts_box(poly, box):
+                hit = True
+            elif j != own and box_distance(box, poly) < mine - 1:
+                amb = True
+        crossed += hit or mine == 0
+        ambiguous += amb
+    return dict(labels_crossed=crossed, labels_ambiguous=ambiguous)
 
 
 def _alignment(var: dict, info: dict) -> dict:
@@ -149,7 +194,8 @@ def measure(drawing: Drawing, svg: bytes | None = None) -> dict:
             ends = {u, v, x, y}
             crossings += sum(1 for p in geo.intersections(a, b) if not _near_ends(p, ends, nodes))
     figures["crossings"] = crossings
-    figures.update(overlaps(nodes, labels, {n for n in nodes if info[n]["marker"]}))
+    figures.update(overlaps(nodes, [b[:4] for b in labels], {n for n in nodes if info[n]["marker"]}))
+    figures.update(label_edges(labels, edges))
 
     # Text size once fitted to a 16:9 slide.
     if svg is None:
@@ -174,7 +220,9 @@ def report(figures: dict) -> str:
                  spacing_error="column spacing error (fraction)", row_error="row alignment error (pt)",
                  column_spacing_pt="column spacing (pt)", label_overlaps="edge labels overlapping",
                  label_marker_overlaps="edge labels on a delay marker",
-                 label_node_overlaps="edge labels on a node", size_pt="drawing size (pt)",
+                 label_node_overlaps="edge labels on a node",
+                 labels_crossed="edge labels crossed by an edge",
+                 labels_ambiguous="edge labels nearer another edge than their own", size_pt="drawing size (pt)",
                  slide_scale="scale to fit a 16:9 slide", min_font_pt="smallest text on the slide (pt)")
     return "\n".join(f"{names.get(k, k)}: {v if not isinstance(v, tuple) else ' x '.join(map(str, v))}"
                      for k, v in figures.items())
