@@ -230,6 +230,28 @@ def test_ops_detail_boxes_layers_circles_pointwise():
     assert {i["t"] for i in un.nodes.values()} >= {0, 1, 2}
 
 
+@pytest.mark.parametrize("name", ["exercise", "elman", "torch_gru", "torch_lstm", "lstm_concat",
+                                  "lstm_dlbook", "lstm_unicode"])
+def test_ops_folded_fits_a_slide(name):
+    # before: torch_lstm 686 x 760 pt portrait, 7.8 pt; the exercise 458 x 1034 pt, 5.7 pt
+    d = layout(model(name), None, Style(detail="ops"))
+    f = measure(d)
+    width, height = f["size_pt"]
+    assert width > height
+    assert f["min_font_pt"] >= 14
+    assert f["through_nodes"] == 0
+    # every pointwise op (+, ⊙, tanh of a state) is a circle of one size (softmax grows to fit)
+    sizes = {(d.agraph.get_node(n).attr["width"], d.agraph.get_node(n).attr["height"])
+             for n, i in d.nodes.items() if i["kind"] == "pointwise" and "softmax" not in i["label"]}
+    assert len(sizes) == 1 and len(next(iter(sizes))) == 2
+
+
+def test_ops_weight_names_its_matmul_box():
+    svg = draw(model("torch_rnn"), detail="ops").decode()
+    assert ">×<" not in svg                          # W_ih x(t): one box named W_ih
+    assert len(re.findall(r'<polygon fill="#ffe9b3"', svg)) >= 3
+
+
 @pytest.mark.parametrize("name", ["exercise", "bidirectional", "torch_lstm"])
 def test_ops_unrolled_initial_values_left_boundary_right(name):
     d = layout(model(name), 3, Style(detail="ops"))

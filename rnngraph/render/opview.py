@@ -13,9 +13,10 @@ from __future__ import annotations
 import pygraphviz as pgv
 
 from ..ir import op_graph
-from .labels import name_html, op_label, text_label, time_text, var_label
+from .labels import OP_SYMBOLS, name_html, op_label, text_label, time_text, var_label
 from .quiet import graphviz_stderr
 from .layout import Drawing, _new_graph, _time
+from .metrics import SLIDE
 from .style import Style
 
 _LAYER_INPUTS = {"matmul", "add", "sub"}
@@ -42,11 +43,36 @@ def _is_layer(g, n) -> bool:
 
 
 def layout_ops(model, unroll: int | None, style: Style) -> Drawing:
-    """The op view of ``model``, folded or unrolled, laid out by ``dot``."""
+    """The op view of ``model``, folded or unrolled, laid out by ``dot``.
+
+    Folded, data flows left to right as on a 16:9 slide, in compact ranks, and
+    the view is drawn with and without chains of sums merged into one ``+``,
+    left to right and bottom up: whichever has the largest text on a slide.
+    Unrolled, each step's ops flow bottom up in a frame of their own, the
+    steps left to right.
+    """
+    if unroll is not None:
+        return _build(model, unroll, style, True, None)
+    best = None
+    for merge in (True, False):
+        for rankdir in ("LR", "BT"):
+            d = _build(model, None, style, merge, rankdir)
+            scale = _slide_scale(d.agraph)
+            if best is None or scale > best[0] + 1e-6:
+                best = (scale, d)
+    return best[1]
+
+
+def _build(model, unroll, style, merge, rankdir) -> Drawing:
     g = op_graph(model.ir())
+    g = _merge_sums(g) if merge else g
     A = _new_graph(style, "ops")
     A.graph_attr.update(rankdir="BT", nodesep="0.3", ranksep="0.35", newrank="true",
                         compound="true")
+    if rankdir is not None:
+        A.graph_attr.update(rankdir=rankdir, nodesep="0.1" if rankdir == "LR" else "0.2",
+                            ranksep="0.16" if rankdir == "LR" else "0.2")
+    weights = _weights(g)
     d = Drawing(A, unroll=unroll, style=style)
     steps = [None] if unroll is None else list(range(1, unroll + 1))
     sym = model.symbols
@@ -100,11 +126,11 @@ def layout_ops(model, unroll: int | None, style: Style) -> Drawing:
                 if data["block"] == "once" and t is not None and t != steps[-1]:
                     ids[n] = f"{n}.{steps[-1]}"
                     continue
-                layer = _is_layer(g, n)
-                label = op_label(data["op"])
-                ids[n] = add(f"{n}{suffix}", label, "layer" if layer else "pointwise",
-                             fixedsize="false", width="0.3", height="0.3", margin="0.02")
+                label, kind, attrs = _op_node(g, n, weights, style)
+                ids[n] = add(f"{n}{suffix}", label, kind, **attrs)
                 sub.add_node(ids[n])
+            elif n in weights.values():
+                continue                                   # drawn as its matmul's box
             elif kind == "param":
                 ids[n] = add(f"{n}{suffix}", f"<{name_html(data['name'])}>", "parameter",
                              shape="plaintext", margin="0")
@@ -130,6 +156,8 @@ def layout_ops(model, unroll: int | None, style: Style) -> Drawing:
                     if sym[name].role == "input" and offset == 0:
                         sub.add_node(ids[n])
         for u, v in g.edges():
+            if u not in ids:
+                continue
             if t is not None and u.startswith("op") and g.nodes[u]["block"] == "once" and t != steps[-1]:
                 if g.nodes[v].get("block") == "once":
                     continue
@@ -146,6 +174,71 @@ def layout_ops(model, unroll: int | None, style: Style) -> Drawing:
     with graphviz_stderr():
         A.layout(prog="dot")
     return d
+
+
+def _slide_scale(A) -> float:
+    """How much a laid-out graph is scaled to fit a 16:9 slide."""
+    x0, y0, x1, y1 = map(float, A.graph_attr["bb"].split(","))
+    return min(SLIDE[0] / (x1 - x0 or 1), SLIDE[1] / (y1 - y0 or 1))
+
+
+def _merge_sums(g):
+    """``g`` with each chain of additions drawn as one ``+`` of all the terms, as the textbooks do.
+
+    Examples
+    --------
+    >>> from rnngraph import parse
+    >>> from rnngraph.ir import op_graph
+    >>> g = op_graph(parse("h(t) = tanh(W h(t-1) + U x(t) + b)").ir())
+    >>> [g.nodes[n]["op"] for n in _merge_sums(g) if g.nodes[n]["kind"] == "op"]
+    ['matmul', 'matmul', 'add', 'tanh']
+    """
+    g = g.copy()
+    for n in list(g):
+        data = g.nodes[n]
+        if data["kind"] != "op" or data["op"] != "add" or g.out_degree(n) != 1:
+            continue
+        (s,) = g.successors(n)
+        if g.nodes[s]["kind"] == "op" and g.nodes[s]["op"] == "add" and g.nodes[s]["block"] == data["block"]:
+            for u in list(g.predecessors(n)):
+                g.add_edge(u, s)
+            g.remove_node(n)
+    return g
+
+
+def _weights(g) -> dict:
+    """matmul op -> the weight it multiplies by, when that weight feeds nothing else.
+
+    The op is then drawn as one box named after the weight (``W_hh``), as the
+    textbooks label a layer, instead of a ``×`` box and a separate name.
+    """
+    out = {}
+    for n, data in g.nodes(data=True):
+        if data["kind"] == "op" and data["op"] == "matmul":
+            params = [u for u in g.predecessors(n) if g.nodes[u]["kind"] == "param" and g.out_degree(u) == 1]
+            if len(params) == 1:
+                out[n] = params[0]
+    return out
+
+
+def _op_node(g, n, weights, style) -> tuple:
+    """The label, kind and Graphviz attributes of op node ``n``.
+
+    Pointwise ops are circles of one size, a longer name (``tanh``) written in
+    the size of sub- and superscripts to fit, as in colah's LSTM figures.
+    """
+    data = g.nodes[n]
+    if n in weights:
+        return var_label(g.nodes[weights[n]]["name"], None, style.fontsize), "layer", \
+            dict(fixedsize="false", width="0.3", height="0.3", margin="0.04,0.02")
+    label = op_label(data["op"])
+    if _is_layer(g, n):
+        return label, "layer", dict(fixedsize="false", width="0.3", height="0.3", margin="0.04,0.02")
+    if len(OP_SYMBOLS.get(data["op"], data["op"])) > 1:
+        label = f'<<FONT POINT-SIZE="{style.small:g}">{label[1:-1]}</FONT>>'
+    side = f"{0.40 * style.fontsize / 16:.3f}"
+    fixed = "true" if len(OP_SYMBOLS.get(data["op"], data["op"])) <= 4 else "false"   # softmax: grows
+    return label, "pointwise", dict(fixedsize=fixed, width=side, height=side, margin="0")
 
 
 def _read_offset(node_id: str) -> int | None:
