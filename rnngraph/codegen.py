@@ -22,7 +22,7 @@ fewer leading axes than the cotangent (a bias) is summed over the extra ones.
 Examples
 --------
 >>> from rnngraph import parse
->>> src = generate(parse("h(t) = tanh(W h(t-1) + U x(t) + b)\\nx: 3, h: 4"))
+>>> src = generate(parse("h(t) = tanh(W h(t-1) + U x(t) + b)\\nx: 3, h: 4"), optimize=False)
 >>> print(src[src.index("    for t"):src.index("    outputs")].rstrip())
     for t in range(1, T + 1):
         # h(t) = tanh(W h(t-1) + U x(t) + b)
@@ -114,7 +114,7 @@ class Generator:
 
     # -- names ---------------------------------------------------------------
     def _name_everything(self):
-        namer = Namer(_FIXED | set(keyword.kwlist))
+        namer = self.namer = Namer(_FIXED | set(keyword.kwlist))
         self.py = {n: namer(identifier(n)) for n in self.sym}
         self.T, self.B = namer("T", "n_steps"), namer("B", "n_batch")
         whole = [b for b in self.blocks if b.kind == "all" or self.fast and b.kind != "once"]
@@ -175,6 +175,7 @@ class Generator:
         needed = {n for b in self.blocks for e in b.eqns for n in self._vjp_reads(e, b)}
         elsewhere = {a.name for b in self.blocks for e in b.eqns for a in e.args
                      if isinstance(a, Var) and self.block_of.get(a.name, b) is not b}
+        self.needed, self.elsewhere = needed, elsewhere
         for b in self.blocks:
             for e in b.eqns:
                 if e.out in self.home:
@@ -519,5 +520,13 @@ def generate(model, dtype: str = "float64", optimize: bool = True) -> str:
     See the module docstring for the plan, and :class:`rnngraph.compiled.Compiled`
     for the functions' contract.
     """
-    return Generator(model, dtype, optimize).module()
+    return generator(model, dtype, optimize).module()
+
+
+def generator(model, dtype: str = "float64", optimize: bool = True) -> Generator:
+    """The optimized generator (:mod:`rnngraph.fastgen`), or with ``optimize=False`` the plain one."""
+    if not optimize:
+        return Generator(model, dtype, optimize)
+    from .fastgen import FastGenerator
+    return FastGenerator(model, dtype, optimize)
 

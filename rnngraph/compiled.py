@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .codegen import Generator
+from .codegen import generator
 from .errors import RnnGraphError
 
 DTYPES = ("float32", "float64")
@@ -77,7 +77,7 @@ class Compiled:
         self.model = model
         self.dtype = np.dtype(str(dtype))
         self.check_finite = check_finite
-        gen = Generator(model, str(dtype), optimize)
+        gen = generator(model, str(dtype), optimize)
         self.source = gen.module()
         self.param_shapes = {p: tuple(model.param_shapes[p]) for p in gen.params}
         sym = model.symbols

@@ -13,17 +13,17 @@
    ``t-k``, backward for ``t+k``.  One without can be computed for every t at
    once (with ``optimize=False`` it loops too: the plain path, for debugging).
    The prologue (``once``) comes first: time-free values and initial values.
-
-Issue 5 (speed) fits this plan: inside a loop block, the ops that read no
-state of the loop (input projections) can form an every-step block of their
-own before the loop, and the parameter gradients of those ops become one GEMM
-over stacked time after the reverse loop.
+3. With ``optimize``, :mod:`rnngraph.fuse` then reorders sums, moves what a
+   loop computes without reading its own states (the input projections) into
+   an every-step block before it, and stacks products that share an operand.
 
 Examples
 --------
 >>> from rnngraph import load
+>>> [(b.kind, b.names) for b in plan(load("examples/bidirectional.rnn"), optimize=False)]
+[('once', []), ('forward', ['h']), ('backward', ['g']), ('forward', ['o'])]
 >>> [(b.kind, b.names) for b in plan(load("examples/bidirectional.rnn"))]
-[('once', []), ('forward', ['h']), ('backward', ['g']), ('all', ['o'])]
+[('once', []), ('all', []), ('forward', ['h']), ('all', []), ('backward', ['g']), ('all', ['o'])]
 """
 from __future__ import annotations
 
