@@ -102,8 +102,36 @@ def segment_intersection(p1: Point, p2: Point, q1: Point, q2: Point) -> Point | 
     return None
 
 
-def intersections(a: list[Point], b: list[Point]) -> list[Point]:
-    """Every point where polylines ``a`` and ``b`` cross."""
+def strict_intersection(p1: Point, p2: Point, q1: Point, q2: Point) -> Point | None:
+    """Where segments p1p2 and q1q2 cross with each one's ends strictly either side of the other.
+
+    For two edges from one node: one that branches off the other's trunk
+    only touches it, and a trunk they share runs on top of both; neither is
+    a crossing.
+
+    Examples
+    --------
+    >>> strict_intersection((0, -1), (0, 1), (-1, 0), (1, 0))
+    (0.0, 0.0)
+    >>> strict_intersection((0, -1), (0, 1), (0, 0), (1, 0)) is None     # a branch
+    True
+    >>> strict_intersection((0, -1), (0, 1), (0, 0), (0, 2)) is None     # a shared trunk
+    True
+    """
+    d1, d2 = _cross(q1, q2, p1), _cross(q1, q2, p2)
+    d3, d4 = _cross(p1, p2, q1), _cross(p1, p2, q2)
+    if d1 * d2 < 0 and d3 * d4 < 0:
+        return _lerp(p1, p2, d1 / (d1 - d2))
+    return None
+
+
+def intersections(a: list[Point], b: list[Point], branch: bool = False) -> list[Point]:
+    """Every point where polylines ``a`` and ``b`` cross.
+
+    ``branch``: the two are edges from one node, so that where one leaves the
+    other's trunk (or runs on it) is no crossing (:func:`strict_intersection`).
+    """
+    meet = strict_intersection if branch else segment_intersection
     out = []
     boxes_b = [(min(p[0], q[0]), max(p[0], q[0]), min(p[1], q[1]), max(p[1], q[1]), p, q)
                for p, q in zip(b, b[1:])]
@@ -113,14 +141,14 @@ def intersections(a: list[Point], b: list[Point]) -> list[Point]:
         for bx0, bx1, by0, by1, q1, q2 in boxes_b:
             if bx1 < x0 or bx0 > x1 or by1 < y0 or by0 > y1:
                 continue
-            hit = segment_intersection(p1, p2, q1, q2)
+            hit = meet(p1, p2, q1, q2)
             if hit is not None and all(math.dist(hit, o) > 0.5 for o in out):
                 out.append(hit)
     return out
 
 
-def crossings(a: list[Point], b: list[Point]) -> int:
-    return len(intersections(a, b))
+def crossings(a: list[Point], b: list[Point], branch: bool = False) -> int:
+    return len(intersections(a, b, branch))
 
 
 def ellipse_edge(center: Point, rx: float, ry: float, toward: Point) -> Point:

@@ -12,7 +12,12 @@ Edges are routed in three kinds:
 * a same-step edge that skips rows (``x(t) -> y(t)`` over ``h1(t)``), a
   detour beside the column, or round the first or last column, whichever
   crosses fewest edges already drawn;
-* an edge that would pass through a node (a delay of two steps), an arc.
+* an edge that would pass through a node (a delay of two steps), an arc;
+* a fan, two or more edges from one node into rows of the next column on
+  one side of it (``h(t-1)`` into an LSTM's gates), as a circuit diagram
+  draws it: one trunk to just before that column, then a branch into each
+  head along its row, the weight label on the branch, so that every label
+  has a row of its own.
 
 Labels go beside their edge by :mod:`rnngraph.render.placement`.
 """
@@ -25,7 +30,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from . import geometry as geo
-from .placement import Label, place
+from .placement import GAP, Label, nearest_fraction, place
 
 _ORDER_LIMIT = 2000          # dependency orders scored when choosing the rows
 _CANDIDATES = 6             # of those, the best scored that are routed and counted
@@ -142,10 +147,12 @@ class Grid:
     polys: dict[int, list] = field(default_factory=dict)
     boxes: dict[int, tuple] = field(default_factory=dict)
     lanes: dict = field(default_factory=dict)
+    fans: dict = field(default_factory=dict)
 
     def place(self, labels: bool = True) -> None:
         for c in self.cells.values():
             c.pos = (c.col * self.dx, c.row * self.dy)
+        self.fans = self._fans()
         order = sorted(range(len(self.links)), key=self._route_rank)
         for i in order:
             link = self.links[i]
@@ -165,7 +172,8 @@ class Grid:
                     continue
                 ends = [self.cells[e] for e in {self.links[i].tail, self.links[i].head,
                                                 self.links[j].tail, self.links[j].head}]
-                n += sum(1 for p in geo.intersections(a, b)
+                branch = self.links[i].tail == self.links[j].tail
+                n += sum(1 for p in geo.intersections(a, b, branch)
                          if not any(geo.inside_ellipse(p, c.pos, c.rx + 3, c.ry + 3) for c in ends))
         return n
 
@@ -190,7 +198,71 @@ class Grid:
         link = self.links[i]
         a, b = self.cells[link.tail], self.cells[link.head]
         skip = a.col == b.col and bool(self._between(a, b))
-        return (skip, abs(a.row - b.row) + abs(a.col - b.col), i)
+        return (i not in self.fans, skip, abs(a.row - b.row) + abs(a.col - b.col), i)
+
+    def _fans(self) -> dict:
+        """The fans' edges, each with its corners: the trunk's top, then its branch point.
+
+        Every branch keeps room beside the trunk for its label, clear of two
+        lanes by the column.  A column's own fan (``x(t)`` into the gates)
+        runs on the side no fan comes in from; where the columns are too close
+        for both trunks, with less room, else every column's own fans take
+        lanes, so that all columns look alike.
+        """
+        groups: dict = {}
+        for i, link in enumerate(self.links):
+            a, b = self.cells[link.tail], self.cells[link.head]
+            if a.row != b.row and (a.col != b.col or self._between(a, b)):
+                groups.setdefault((a.col == b.col, link.tail, b.col, b.row > a.row), []).append(i)
+        groups = {k: v for k, v in groups.items() if len({self.links[i].head for i in v}) > 1}
+        for pad, own in ((38, True), (24, True), (38, False)):
+            fans = self._fan_corners(groups, pad, own)
+            if fans is not None:
+                return fans
+        return {}
+
+    def _fan_corners(self, groups: dict, pad: float, own: bool) -> dict | None:
+        fans: dict = {}
+        slots: dict = {}
+        trunks: list = []
+        busy = self._busy()
+        for (same, tail, col, up), members in sorted(groups.items()):
+            if same and not own:
+                continue
+            a = self.cells[tail]
+            # the side of the column the trunk runs: the side it comes from, or
+            # (a column's own fan) the side no fan comes in from
+            side = -1 if col > a.col else 1
+            if same:
+                side = -1 if slots.get((col, 1)) and not slots.get((col, -1)) else 1
+            width = max((self.links[i].label or (0, 0))[0] for i in members)
+            rx = max(self.cells[self.links[i].head].rx for i in members)
+            k = slots.setdefault((col, side), 0)
+            slots[(col, side)] += 1
+            x = col * self.dx + side * (rx + width + pad + 14 * k)
+            if same and any(0 < side * (t - col * self.dx) < self.dx and side * (t - x) < 28 for t in trunks):
+                return None                  # too close to the next column's trunk
+            trunks.append(x)
+            near = min((self.links[i].head for i in members), key=lambda n: abs(self.cells[n].row - a.row))
+            toward = 1 if a.row > self.cells[near].row else -1
+
+            def corner(head):
+                # a row with an edge along it on the trunk's side: the branch comes in from above or below
+                return (x, self.cells[head].pos[1] + toward * 0.35 * self.dy * (head in busy[side]))
+            for i in members:
+                head = self.links[i].head
+                fans[i] = [corner(near)] if head == near else [corner(near), corner(head)]
+        return fans
+
+    def _busy(self) -> dict:
+        """The nodes with an edge along their row on their left (-1) and on their right (1)."""
+        busy: dict = {1: set(), -1: set()}
+        for link in self.links:
+            a, b = self.cells[link.tail], self.cells[link.head]
+            if a.row == b.row and a.col != b.col:
+                busy[1 if b.col > a.col else -1].add(link.tail)
+                busy[1 if a.col > b.col else -1].add(link.head)
+        return busy
 
     def _path(self, a: Cell, b: Cell, via: list[geo.Point], radius: float) -> list:
         first = via[0] if via else b.pos
@@ -218,7 +290,7 @@ class Grid:
         box = _bbox(poly)
         for j, other in self.polys.items():
             if _meet(box, self.boxes[j]):
-                cost += geo.crossings(poly, other)
+                cost += geo.crossings(poly, other, self.links[j].tail == link.tail)
         return cost + geo.length(poly) / (50 * self.dx)
 
     def _candidates(self, link: Link, i: int):
@@ -267,6 +339,11 @@ class Grid:
 
     def _route(self, link: Link, i: int) -> list:
         a, b = self.cells[link.tail], self.cells[link.head]
+        if i in self.fans:
+            path = self._path(a, b, self.fans[i], 8.0)
+            if not self._hits(geo.flatten(path), (link.tail, link.head)):
+                return path
+            del self.fans[i]
         best, best_cost, best_lane = None, math.inf, None
         for via, radius in self._candidates(link, i):
             path = self._path(a, b, via, radius)
@@ -288,9 +365,26 @@ class Grid:
         nodes = [(c.pos[0] - c.rx, c.pos[1] - c.ry, c.pos[0] + c.rx, c.pos[1] + c.ry)
                  for c in self.cells.values()]
         order = sorted(range(len(self.links)), key=self._route_rank)
-        todo = [Label(i, self.links[i].label) for i in order if self.links[i].label is not None]
+        todo = [Label(i, self.links[i].label, prefer=self._by_trunk(i), within=self._branch(i))
+                for i in order if self.links[i].label is not None]
         for lab in place(todo, [self.polys[i] for i in range(len(self.links))], nodes):
             self.links[lab.edge].label_pos = lab.centre
+
+    def _by_trunk(self, i: int) -> geo.Point | None:
+        """A fan's label: above its branch, right beside the trunk (clear of the lanes by the column)."""
+        if i not in self.fans:
+            return None
+        (x, y), head = self.fans[i][-1], self.cells[self.links[i].head]
+        w, h = self.links[i].label
+        side = 1 if head.pos[0] > x else -1
+        return (x + side * (w / 2 + GAP + 3), y + h / 2 + GAP)
+
+    def _branch(self, i: int) -> tuple[float, float]:
+        """The part of edge ``i`` its label goes beside, as fractions of its length: a fan's branch."""
+        if i not in self.fans:
+            return (0.0, 1.0)
+        poly = self.polys[i]
+        return (min(nearest_fraction(poly, self.fans[i][-1]) + 0.02, 0.95), 1.0)
 
 
 def _bbox(poly) -> tuple:

@@ -40,7 +40,9 @@ class Label:
 
     ``size`` is its text's width and height (None: markers only); ``marks``
     how many delay squares of side ``mark`` go on the edge beside it,
-    ``mark_gap`` apart; ``prefer`` a centre to try first (where ``dot`` put it).
+    ``mark_gap`` apart; ``prefer`` a centre to try first (where ``dot`` put it);
+    ``within`` the part of the edge it may go beside, as fractions of its
+    length (a fan's branch, not the trunk it shares).
     """
 
     edge: int
@@ -49,6 +51,7 @@ class Label:
     mark: float = 0.0
     mark_gap: float = 0.0
     prefer: geo.Point | None = None
+    within: tuple[float, float] = (0.0, 1.0)
     centre: geo.Point | None = None
     box: tuple | None = None
     squares: list = field(default_factory=list)
@@ -147,6 +150,7 @@ def _candidates(lab: Label, poly):
     k = 1
     for extra in (0.0, 5.0, 11.0):
         for f in FRACTIONS:
+            f = lab.within[0] + f * (lab.within[1] - lab.within[0])
             p, (ux, uy) = geo.point_at(poly, f)
             squares = squares_at(f)
             for side in (1, -1):

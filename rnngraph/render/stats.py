@@ -192,7 +192,8 @@ def measure(drawing: Drawing, svg: bytes | None = None) -> dict:
     for i, (u, v, a) in enumerate(edges):
         for x, y, b in edges[i + 1:]:
             ends = {u, v, x, y}
-            crossings += sum(1 for p in geo.intersections(a, b) if not _near_ends(p, ends, nodes))
+            # edges from one node that share a trunk and branch off it do not cross there
+            crossings += sum(1 for p in geo.intersections(a, b, u == x) if not _near_ends(p, ends, nodes))
     figures["crossings"] = crossings
     figures.update(overlaps(nodes, [b[:4] for b in labels], {n for n in nodes if info[n]["marker"]}))
     figures.update(label_edges(labels, edges))
