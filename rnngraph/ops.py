@@ -185,8 +185,12 @@ def outer_sum(a: str, alead: int, b: str, blead: int) -> str:
         return f"np.outer({a}, {b})"
     if alead == 1:
         return f"{a}.T @ {b}"
-    axes = list(range(alead))
-    return f"np.tensordot({a}, {b}, ({axes}, {axes}))"
+    # (T, B, n) arrays: one GEMM over their T*B rows (views, where tensordot would copy)
+    return f"{_rows(a)}.T @ {_rows(b)}"
+
+
+def _rows(a: str) -> str:
+    return f"{a}.reshape(-1, {a}.shape[-1])"
 
 
 # -- rank and size rules -------------------------------------------------------

@@ -1,0 +1,259 @@
+"""The backward half of :mod:`rnngraph.fastgen`: BPTT loops as in-place NumPy.
+
+Where a gradient lives (chosen with the homes, see
+:meth:`rnngraph.fastgen.FastGenerator._gradient_homes`):
+
+- a value read at another step or by another block (a state ``h``, ``c``):
+  an array that starts at zero and at its cotangent, and takes ``+=``;
+- any other value of the loop: a buffer ``(B, n)``, or a slot per step
+  (``step``) when the parameters' share after the loop reads it.  The first
+  contribution in a step writes it (``np.multiply(g, w, out=d)``), later ones
+  add to it; the lanes of a wide value are tracked one by one, lanes nothing
+  flowed into are zero-filled, and a value no gradient reached is skipped.
+  An output's cotangent, if given, joins when its gradient is complete;
+- ``z = a + b`` with ``a`` used nowhere else: ``a`` has ``z``'s gradient, the
+  very array (no copy, no op).
+
+The derivatives of tanh and sigmoid are computed for every step at once before
+the loop (``1 - y ** 2``).  Contributions to parameters and other time-free
+values are left out of the loop: after it, one GEMM over all T*B rows gives a
+matrix's gradient, one sum a bias's.
+"""
+from __future__ import annotations
+
+from .ir import Const, Read, Var
+from .ops import lookup, sum_leading
+from .schedule import Block
+
+#: d out / d z as a function of out, for the functions whose VJP needs nothing else.
+FACTOR = {"tanh": "1 - {out} ** 2", "sigmoid": "{out} * (1 - {out})", "relu": "{out} > 0"}
+
+
+class Backward:
+    """Mixed into :class:`rnngraph.fastgen.FastGenerator`."""
+
+    # -- where gradients are ---------------------------------------------------
+    def groot(self, name: str) -> str:
+        while name in self.galias:
+            name = self.galias[name]
+        return name
+
+    def grad(self, name: str, b: Block) -> str | None:
+        name = self.groot(name)
+        if self.ghome.get(name) == "loop":
+            return self.gstore(name, b)
+        return super().grad(name, b)
+
+    def gstore(self, name: str, b: Block, k: int = 0) -> str:
+        """The gradient storage of a loop value, at step t + k."""
+        name = self.groot(name)
+        if self.gneed[name] == "buf":
+            return self.d(name)
+        return self.at(self.d(name), k, b)
+
+    def _lanes(self, name: str) -> tuple[str, int, int]:
+        """The value whose storage holds ``name``'s gradient, and the lanes it covers."""
+        name = self.groot(name)
+        root, lo = name, 0
+        while root in self.view_of:
+            root, start, _ = self.view_of[root]
+            lo += start
+            root = self.groot(root)
+        return root, lo, lo + self.size[name]
+
+    def _missing(self, name: str) -> list[tuple[int, int]]:
+        root, lo, hi = self._lanes(name)
+        missing, cur = [], lo
+        for a, z in sorted(self.init.get(root, [])):
+            if z <= cur or a >= hi:
+                continue
+            if a > cur:
+                missing.append((cur, a))
+            cur = max(cur, z)
+        return missing + ([(cur, hi)] if cur < hi else [])
+
+    def _fill(self, name: str, b: Block) -> list[str]:
+        """Zeros in the lanes of ``name``'s gradient nothing flowed into."""
+        root, _, _ = self._lanes(name)
+        lines = []
+        for a, z in self._missing(name):
+            lines.append(f"{self.gstore(root, b)}[..., {a}:{z}] = 0")
+            self.init.setdefault(root, []).append((a, z))
+        return lines
+
+    # -- a loop, backwards -----------------------------------------------------
+    def backward_block(self, b: Block) -> list[str]:
+        if b.kind == "all":
+            return super().backward_block(b)
+        out = [self.block_title(b, backward=True)]
+        T, B, P, F = self.T, self.B, self.P, self.F
+        length = f"{T} + {P + F}" if P + F else T
+        for e in b.eqns:
+            n = e.out
+            if self.gneed.get(n) not in ("step", "buf") or n in self.galias:
+                continue
+            if n in self.view_of:
+                parent, lo, hi = self.view_of[n]
+                out.append(f"    {self.d(n)} = {self.d(self.groot(parent))}[..., {lo}:{hi}]")
+            else:
+                shape = f"({B}, {self.size[n]})" if self.gneed[n] == "buf" else \
+                    f"({length}, {B}, {self.size[n]})"
+                out.append(f"    {self.d(n)} = np.empty({shape}, DTYPE)")
+        self.cots = {}
+        for n in b.names:
+            if self.ghome.get(n) == "loop":
+                self.cots[n] = self.namer(f"cot_{self.py[n]}")
+                out.append(f'    {self.cots[n]} = cotangents.get("{n}")')
+        self.factors = {}
+        for e in b.eqns:
+            if e.op in FACTOR and self.home[e.out] == "seq":
+                name = self.namer("D" + self.py[e.out])
+                self.factors[e.out] = name
+                out.append(f"    {name} = " + FACTOR[e.op].format(out=self.py[e.out]))
+        self.tmps: dict[int, str] = {}
+        self.init: dict[str, list[tuple[int, int]]] = {}
+        self.deferred: list[tuple] = []
+        body: list[str] = []
+        last = [None]
+        for e in reversed(b.eqns):
+            lines = self.step_backward(e, b)
+            if lines:
+                body += ["        " + c for c in self.comment(e, b, last)]
+                body += ["        " + x for x in lines]
+        for size, name in self.tmps.items():
+            out.append(f"    {name} = np.empty(({B}, {size}), DTYPE)")
+        out.append(f"    for t in {self._range(b.kind, reverse=True)}:")
+        out += body or ["        pass"]
+        if self.deferred:
+            out.append("    # The parameters' share, for every step at once")
+            whole = Block("all", b.names)
+            lines: list[str] = []
+            for e, i in reversed(self.deferred):
+                self._deferred_grad(e, i, whole, lines)
+            out += ["    " + x for x in lines]
+        return out
+
+    def step_backward(self, e, b: Block) -> list[str]:
+        lines: list[str] = []
+        if self.ghome.get(self.groot(e.out)) == "loop":
+            root, lo, hi = self._lanes(e.out)
+            if self._missing(e.out) == [(lo, hi)] and e.out not in self.cots:
+                return []                            # no gradient reaches it
+            lines += self._fill(e.out, b)
+            if e.out in self.cots:                   # an output: its cotangent, if any
+                c = self.cots[e.out]
+                lines.append(f"if {c} is not None:")
+                lines.append(f"    {self.gstore(e.out, b)} += {c}[t - 1]")   # (T, B, n)
+        if e.out in self.view_of:
+            return lines
+        g = self.grad(e.out, b)
+        for i, a in enumerate(e.args):
+            if isinstance(a, Const) or self.atom_rank(a, b) == "const":
+                continue
+            if self._deferred(a):
+                self.deferred.append((e, i))
+            elif not (isinstance(a, Var) and self.galias.get(a.name) == e.out):
+                recipe = self.recipe(e, i, b, g)
+                if recipe is not None:
+                    lines += self.contribute(a, recipe, b)
+        return lines
+
+
+    def _deferred_grad(self, e, i, whole: Block, lines: list[str]) -> None:
+        row = lookup(e.op)
+        args = tuple(self.value(a, whole) for a in e.args)
+        ranks = tuple(self.atom_rank(a, whole) for a in e.args)
+        sizes = tuple(self.atom_size(a) for a in e.args)
+        g = self.at(self.d(self.groot(e.out)), 0, whole)
+        expr = row.vjp_source(i, args, ranks, self.value(Var(e.out), whole), g, 2, sizes)
+        if expr is None:
+            return
+        if isinstance(ranks[i], int) and ranks[i] < 2:
+            expr = sum_leading(expr, 2 - ranks[i])
+        self.add_grad(e.args[i], expr, whole, lines)
+
+    def tmp(self, size: int) -> str:
+        if size not in self.tmps:
+            self.tmps[size] = self.namer(f"tmp{size}")
+        return self.tmps[size]
+
+    def recipe(self, e, i, b: Block, g: str):
+        """How argument i's share is computed: ("ref", x), ("neg", x), ("ufunc", f, x, y),
+        ("dot", g, M) or ("expr", source)."""
+        op = e.op
+        args = [self.value(a, b) for a in e.args]
+        ranks = tuple(self.atom_rank(a, b) for a in e.args)
+        if op in ("add", "copy") or op == "sub" and i == 0:
+            return ("ref", g)
+        if op == "neg" or op == "sub":
+            return ("neg", g)
+        if op == "mul" or op == "matmul" and "const" in ranks:
+            return ("ufunc", "np.multiply", g, args[1 - i])
+        if op == "div" and i == 0:
+            return ("ufunc", "np.divide", g, args[1])
+        if op == "log":
+            return ("ufunc", "np.divide", g, args[0])
+        if op == "exp":
+            return ("ufunc", "np.multiply", g, self.value(Var(e.out), b))
+        if op in FACTOR and e.out in self.factors:
+            return ("ufunc", "np.multiply", g, self.at(self.factors[e.out], 0, b))
+        if op == "matmul" and ranks == ("matrix", 1) and i == 1:
+            return ("dot", g, args[0])
+        if op == "matmul_t" and i == 1:
+            return ("dot", g, args[0] + ".T")
+        expr = lookup(op).vjp_source(i, tuple(args), ranks, self.value(Var(e.out), b), g, 1,
+                                     tuple(self.atom_size(a) for a in e.args))
+        return None if expr is None else ("expr", expr)
+
+    def contribute(self, a, recipe, b: Block) -> list[str]:
+        """Lines adding one contribution into the gradient of the value atom ``a`` reads."""
+        if isinstance(a, Read) or self.ghome.get(self.groot(a.name)) == "array":
+            k = a.offset if isinstance(a, Read) else 0
+            target = self.at(self.d(a.name if isinstance(a, Read) else self.groot(a.name)), k, b)
+            return self._accumulate(target, recipe, self.atom_size(a))
+        target = self.gstore(a.name, b)
+        root, lo, hi = self._lanes(a.name)
+        if self._missing(a.name) != [(lo, hi)]:      # something is there already: add
+            return self._fill(a.name, b) + self._accumulate(target, recipe, self.size[a.name])
+        self.init.setdefault(root, []).append((lo, hi))
+        kind = recipe[0]
+        if kind == "ref":
+            return [f"np.copyto({target}, {recipe[1]})"]
+        if kind == "neg":
+            return [f"np.negative({recipe[1]}, out={target})"]
+        if kind == "ufunc":
+            return [f"{recipe[1]}({recipe[2]}, {recipe[3]}, out={target})"]
+        if kind == "dot":                            # np.dot writes only C-contiguous out
+            fn = "np.matmul" if self.groot(a.name) in self.view_of else "np.dot"
+            return [f"{fn}({recipe[1]}, {recipe[2]}, out={target})"]
+        return [f"{target}[...] = {recipe[1]}"]
+
+    def _accumulate(self, target: str, recipe, size) -> list[str]:
+        kind = recipe[0]
+        if kind in ("ref", "expr"):
+            return [f"{target} += {recipe[1]}"]
+        if kind == "neg":
+            return [f"{target} -= {recipe[1]}"]
+        tmp = self.tmp(size)
+        if kind == "ufunc":
+            return [f"{recipe[1]}({recipe[2]}, {recipe[3]}, out={tmp})", f"{target} += {tmp}"]
+        return [f"np.dot({recipe[1]}, {recipe[2]}, out={tmp})", f"{target} += {tmp}"]
+
+    # -- every-step blocks: one GEMM for a product's input gradient --------------
+    def backward_eqn(self, e, b: Block) -> list[str]:
+        ranks = tuple(self.atom_rank(a, b) for a in e.args)
+        if b.kind != "all" or e.op != "matmul" or ranks != ("matrix", 2):
+            return super().backward_eqn(e, b)
+        g = self.grad(e.out, b)
+        if g is None:
+            return []
+        lines: list[str] = []
+        m, k = self.atom_size(e.args[1]), self.size[e.out]
+        M = self.value(e.args[0], b)
+        self.add_grad(e.args[1], f"np.dot({g}.reshape(-1, {k}), {M})"
+                                 f".reshape({self.T}, {self.B}, {m})", b, lines)
+        row = lookup(e.op)
+        expr = row.vjp_source(0, (M, self.value(e.args[1], b)), ranks, "", g, 2,
+                              tuple(self.atom_size(a) for a in e.args))
+        self.add_grad(e.args[0], expr, b, lines)
+        return lines
