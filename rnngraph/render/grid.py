@@ -317,6 +317,11 @@ class Grid:
                 for s in (1, -1):
                     h = s * k * self.dy
                     yield [(mid[0] + normal[0] * h, mid[1] + normal[1] * h)], self.dx
+            if abs(b.col - a.col) > 1 and a.row != b.row:
+                # past the columns between, under (or over) the tail's row: crossing none of their edges
+                side, up = (1 if b.col > a.col else -1), (1 if b.row > a.row else -1)
+                rim = a.pos[1] - up * (max(c.ry for c in self.cells.values() if c.row == a.row) + 14)
+                yield [(a.pos[0] + side * self.dx / 2, rim), (b.pos[0] - side * self.dx / 2, rim)], 0.3 * self.dy
             return
         up = 1 if b.row > a.row else -1
         half = max(c.rx for c in between)
