@@ -200,6 +200,15 @@ class Grid:
         skip = a.col == b.col and bool(self._between(a, b))
         return (i not in self.fans, skip, abs(a.row - b.row) + abs(a.col - b.col), i)
 
+    def _fan_groups(self) -> dict:
+        """The fans' edges by (within a column?, tail, the heads' column, upwards?)."""
+        groups: dict = {}
+        for i, link in enumerate(self.links):
+            a, b = self.cells[link.tail], self.cells[link.head]
+            if a.row != b.row and (a.col != b.col or self._between(a, b)):
+                groups.setdefault((a.col == b.col, link.tail, b.col, b.row > a.row), []).append(i)
+        return {k: v for k, v in groups.items() if len({self.links[i].head for i in v}) > 1}
+
     def _fans(self) -> dict:
         """The fans' edges, each with its corners: the trunk's top, then its branch point.
 
@@ -209,12 +218,7 @@ class Grid:
         for both trunks, with less room, else every column's own fans take
         lanes, so that all columns look alike.
         """
-        groups: dict = {}
-        for i, link in enumerate(self.links):
-            a, b = self.cells[link.tail], self.cells[link.head]
-            if a.row != b.row and (a.col != b.col or self._between(a, b)):
-                groups.setdefault((a.col == b.col, link.tail, b.col, b.row > a.row), []).append(i)
-        groups = {k: v for k, v in groups.items() if len({self.links[i].head for i in v}) > 1}
+        groups = self._fan_groups()
         for pad, own in ((38, True), (24, True), (38, False)):
             fans = self._fan_corners(groups, pad, own)
             if fans is not None:
