@@ -119,6 +119,17 @@ def test_label_metrics_see_a_struck_and_a_misplaced_label():
     assert measure(d)["labels_ambiguous"] == 1
 
 
+def test_crossings_see_edges_from_two_nodes_on_top_of_each_other():
+    # edges from one node may share a trunk (the LSTM's fans); from two nodes, that hides an edge
+    d = layout(model("elman"), 2)
+    assert measure(d)["crossings"] == 0
+    A = d.agraph
+    u, v, k = next(e for e in A.edges(keys=True) if e[0] == "h.1")
+    x, y, j = next(e for e in A.edges(keys=True) if e[0] == "x.2")
+    A.get_edge(x, y, j).attr["pos"] = A.get_edge(u, v, k).attr["pos"]
+    assert measure(d)["crossings"] == 1
+
+
 @pytest.mark.parametrize("steps", [1, 2, 3, 4, 5])
 def test_two_layers_up_to_five_steps_readable(steps):
     assert measure(layout(model("exercise"), steps))["min_font_pt"] >= 14

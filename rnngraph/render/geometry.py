@@ -147,6 +147,31 @@ def intersections(a: list[Point], b: list[Point], branch: bool = False) -> list[
     return out
 
 
+def shared_length(a: list[Point], b: list[Point], tol: float = 0.5) -> float:
+    """How long polylines ``a`` and ``b`` run on top of each other (within ``tol`` points).
+
+    Examples
+    --------
+    >>> shared_length([(0, 0), (0, 100)], [(0, 40), (0, 60), (30, 60)])
+    20.0
+    >>> shared_length([(0, 0), (0, 100)], [(5, 0), (5, 100)])
+    0.0
+    """
+    total = 0.0
+    for p1, p2 in zip(a, a[1:]):
+        n = math.dist(p1, p2)
+        if n < 1:
+            continue
+        ux, uy = (p2[0] - p1[0]) / n, (p2[1] - p1[1]) / n
+        for q1, q2 in zip(b, b[1:]):
+            if abs(_cross(p1, p2, q1)) > tol * n or abs(_cross(p1, p2, q2)) > tol * n:
+                continue
+            t1 = (q1[0] - p1[0]) * ux + (q1[1] - p1[1]) * uy
+            t2 = (q2[0] - p1[0]) * ux + (q2[1] - p1[1]) * uy
+            total += max(0.0, min(n, max(t1, t2)) - max(0.0, min(t1, t2)))
+    return total
+
+
 def crossings(a: list[Point], b: list[Point], branch: bool = False) -> int:
     return len(intersections(a, b, branch))
 

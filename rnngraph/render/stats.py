@@ -10,7 +10,9 @@ figure is what the reader of the picture gets:
 ``row_error``       the largest spread of y centres of one variable, in points
 ``through_nodes``   edges that pass through a node they do not end at
 ``wrong_way``       recurrent edges that do not point right (left when backward)
-``crossings``       pairs of edges that cross, counted once per crossing
+``crossings``       pairs of edges that cross, counted once per crossing (and once for
+                    edges from two nodes that run on top of each other; edges from
+                    one node may share a trunk)
 ``label_overlaps``  pairs of edge labels that overlap
 ``label_marker_overlaps``  edge labels that overlap a delay marker
 ``label_node_overlaps``    edge labels that overlap a node
@@ -144,6 +146,11 @@ def _alignment(var: dict, info: dict) -> dict:
     return figures
 
 
+def _near_boxes(a, b, pad: float = 1.0) -> bool:
+    return not (max(p[0] for p in a) + pad < min(p[0] for p in b) or max(p[0] for p in b) + pad < min(p[0] for p in a)
+                or max(p[1] for p in a) + pad < min(p[1] for p in b) or max(p[1] for p in b) + pad < min(p[1] for p in a))
+
+
 def _near_ends(p, ends, nodes, pad=3.0) -> bool:
     """Whether p lies at one of the nodes ``ends`` (where edges meet anyway)."""
     return any(geo.inside_ellipse(p, nodes[e][0], nodes[e][1] + pad, nodes[e][2] + pad) for e in ends)
@@ -192,8 +199,11 @@ def measure(drawing: Drawing, svg: bytes | None = None) -> dict:
     for i, (u, v, a) in enumerate(edges):
         for x, y, b in edges[i + 1:]:
             ends = {u, v, x, y}
-            # edges from one node that share a trunk and branch off it do not cross there
+            # edges from one node that share a trunk and branch off it do not cross there;
+            # edges from two nodes that run on top of each other count as crossing once
             crossings += sum(1 for p in geo.intersections(a, b, u == x) if not _near_ends(p, ends, nodes))
+            if u != x and _near_boxes(a, b) and geo.shared_length(a, b) > 2:
+                crossings += 1
     figures["crossings"] = crossings
     figures.update(overlaps(nodes, [b[:4] for b in labels], {n for n in nodes if info[n]["marker"]}))
     figures.update(label_edges(labels, edges))
