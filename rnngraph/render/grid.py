@@ -33,6 +33,8 @@ from . import geometry as geo
 from .placement import GAP, Label, nearest_fraction, place
 
 _ORDER_LIMIT = 2000          # dependency orders scored when choosing the rows
+_PADS = ((38, True), (24, True), (38, False))   # a fan's room beside its labels (for lanes), own fans?
+_TRUNKS = 16.0              # the least room between two columns' trunks, in points
 _CANDIDATES = 6             # of those, the best scored that are routed and counted
 
 
@@ -177,6 +179,17 @@ class Grid:
                          if not any(geo.inside_ellipse(p, c.pos, c.rx + 3, c.ry + 3) for c in ends))
         return n
 
+    def clashes(self) -> int:
+        """How many labels overlap a node or another label."""
+        boxes = [((x - w / 2 + .5, y - h / 2 + .5, x + w / 2 - .5, y + h / 2 - .5))
+                 for (x, y), (w, h) in ((l.label_pos, l.label) for l in self.links if l.label_pos)]
+        n = sum(_meet(a, b) for k, a in enumerate(boxes) for b in boxes[k + 1:])
+        for b in boxes:
+            n += any(geo.inside_ellipse((min(max(c.pos[0], b[0]), b[2]), min(max(c.pos[1], b[1]), b[3])),
+                                        c.pos, c.rx, c.ry) for c in self.cells.values()
+                     if _meet(b, (c.pos[0] - c.rx, c.pos[1] - c.ry, c.pos[0] + c.rx, c.pos[1] + c.ry)))
+        return n
+
     def extent(self) -> tuple:
         """The bounding box of the nodes, edges and labels: (x0, y0, x1, y1)."""
         boxes = [(c.pos[0] - c.rx, c.pos[1] - c.ry, c.pos[0] + c.rx, c.pos[1] + c.ry)
@@ -219,34 +232,47 @@ class Grid:
         lanes, so that all columns look alike.
         """
         groups = self._fan_groups()
-        for pad, own in ((38, True), (24, True), (38, False)):
+        for pad, own in _PADS:
             fans = self._fan_corners(groups, pad, own)
             if fans is not None:
                 return fans
         return {}
 
-    def _fan_corners(self, groups: dict, pad: float, own: bool) -> dict | None:
-        fans: dict = {}
-        slots: dict = {}
+    def _trunks(self, groups: dict, pad: float, own: bool) -> list:
+        """The fans' trunks: (tail, members, heads' column, side, distance from that column)."""
         trunks: list = []
-        busy = self._busy()
+        slots: dict = {}
         for (same, tail, col, up), members in sorted(groups.items()):
             if same and not own:
                 continue
-            a = self.cells[tail]
             # the side of the column the trunk runs: the side it comes from, or
             # (a column's own fan) the side no fan comes in from
-            side = -1 if col > a.col else 1
+            side = -1 if col > self.cells[tail].col else 1
             if same:
                 side = -1 if slots.get((col, 1)) and not slots.get((col, -1)) else 1
             width = max((self.links[i].label or (0, 0))[0] for i in members)
             rx = max(self.cells[self.links[i].head].rx for i in members)
             k = slots.setdefault((col, side), 0)
             slots[(col, side)] += 1
-            x = col * self.dx + side * (rx + width + pad + 14 * k)
-            if same and any(0 < side * (t - col * self.dx) < self.dx and side * (t - x) < 28 for t in trunks):
+            trunks.append((tail, members, col, side, rx + width + pad + 14 * k, same))
+        return trunks
+
+    def fan_room(self) -> float:
+        """The column spacing at which every column's own fan gets a trunk (0: no own fans)."""
+        trunks = self._trunks(self._fan_groups(), _PADS[1][0], True)
+        return max((off + other + _TRUNKS for _, _, col, side, off, same in trunks if same
+                    for _, _, c, s, other, _ in trunks if c == col + side and s == -side), default=0.0)
+
+    def _fan_corners(self, groups: dict, pad: float, own: bool) -> dict | None:
+        fans: dict = {}
+        placed: list = []
+        busy = self._busy()
+        for tail, members, col, side, off, same in self._trunks(groups, pad, own):
+            a = self.cells[tail]
+            x = col * self.dx + side * off
+            if same and any(0 < side * (t - col * self.dx) < self.dx and side * (t - x) < _TRUNKS for t in placed):
                 return None                  # too close to the next column's trunk
-            trunks.append(x)
+            placed.append(x)
             near = min((self.links[i].head for i in members), key=lambda n: abs(self.cells[n].row - a.row))
             toward = 1 if a.row > self.cells[near].row else -1
 

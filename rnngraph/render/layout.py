@@ -15,6 +15,7 @@ Node ids are derived from the model (``h1``, ``h1.3`` for h1 at step 3,
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -28,6 +29,7 @@ from .labels import op_label, text_label, time_text, var_label, weight_label
 from .style import Style
 
 WINDOW = 3                     # the columns (initial values, steps 1 and 2) a row order is scored on
+_FIT = 2.5                     # Graphviz rounds a 11.2 pt subscript down to 11: room for that, in points
 POINTS = 72.0                  # Graphviz sizes are in inches; positions in points
 
 
@@ -234,6 +236,7 @@ def _place_grid(d: Drawing, model) -> None:
     # Spacing from the slide's budget; rows by fewest crossings among the likeliest orders,
     # counted on the first steps (the pattern repeats from step to step).
     dx, dy = spacing(len(names), len(cols), node, label, d.style, extra=(0.6 * label[0], 8.0))
+    budget_w, budget_h = slide_budget(d.style)
     orders = row_orders(model, names)
     best = orders[0]
     if len(orders) > 1:
@@ -246,13 +249,17 @@ def _place_grid(d: Drawing, model) -> None:
         best = orders[min(scores)[1]]
     rows = {n: i for i, n in enumerate(best)}
     g = grid(rows, dx, dy)
+    room = g.fan_room()
+    if dx < room and (len(cols) - 1) * room + node[0] + 2 * label[0] <= budget_w:
+        dx = float(math.ceil(room))  # wide enough for every column's own fan to get a trunk
+        g = grid(rows, dx, dy)
     g.place()
-    budget_w, budget_h = slide_budget(d.style)
     x0, y0, x1, y1 = g.extent()
     if y1 - y0 > budget_h + 0.5 and len(names) > 1:     # labels or detours stick out: tighten the rows
         dy = max(node[1] + 20, dy - (y1 - y0 - budget_h) / (len(names) - 1))
         g = grid(rows, dx, dy)
         g.place()
+    g, dx = _fit_columns(g, lambda dx: grid(rows, dx, dy), budget_w - _FIT, node[0] + label[0] + 30)
     for nid, info in d.nodes.items():
         info["row"] = rows[info["name"]]
     for nid, c in g.cells.items():
@@ -263,3 +270,28 @@ def _place_grid(d: Drawing, model) -> None:
         if link.label_pos is not None:
             e.attr["lp"] = f"{link.label_pos[0]:.2f},{link.label_pos[1]:.2f}"
     d.spacing = (dx, dy)
+
+
+def _fit_columns(g: Grid, make, width: float, least: float) -> tuple[Grid, float]:
+    """``g``, or the same grid with columns closer so that it is at most ``width`` wide.
+
+    Detours and labels beside the last column can stick out past what the
+    spacing allowed for; closer columns (no closer than ``least``) are kept
+    only if they fit, cross no more edges and put no more labels on nodes or labels.
+    """
+    x0, _, x1, _ = g.extent()
+    cols = len({c.col for c in g.cells.values()})
+    if x1 - x0 <= width or cols < 2:
+        return g, g.dx
+    narrow = math.floor(g.dx - (x1 - x0 - width) / (cols - 1))
+    crossings = None
+    for dx in (narrow, narrow - 2, narrow - 4):
+        if dx < least:
+            break
+        h = make(float(dx))
+        h.place()
+        x0, _, x1, _ = h.extent()
+        crossings = (g.crossings(), g.clashes()) if crossings is None else crossings
+        if x1 - x0 <= width and h.crossings() <= crossings[0] and h.clashes() <= crossings[1]:
+            return h, float(dx)
+    return g, g.dx
