@@ -123,7 +123,7 @@ class Backward:
         for size, name in self.tmps.items():
             out.append(f"    {name} = np.empty(({B}, {size}), DTYPE)")
         out.append(f"    for t in {self._range(b.kind, reverse=True)}:")
-        out += body or ["        pass"]
+        out += self.bind_slots(body, "        ", skip=set(self.cots.values())) or ["        pass"]
         if self.deferred:
             out.append("    # The parameters' share, for every step at once")
             whole = Block("all", b.names)

@@ -23,15 +23,20 @@ Backward: see :mod:`rnngraph.fastback`.
 """
 from __future__ import annotations
 
+import re
+
 from .codegen import Generator
 from .fastback import Backward
 from .ir import Const, Param, Read, Var
 from .ops import lookup
+from .printing import number_text
 from .schedule import Block
 
 UFUNC = {"add": "np.add", "sub": "np.subtract", "mul": "np.multiply", "div": "np.divide",
          "neg": "np.negative", "tanh": "np.tanh", "exp": "np.exp", "log": "np.log"}
 _INPLACE = set(UFUNC) | {"sigmoid", "relu"}
+_AUGMENTED = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
+_SLOT = re.compile(r"\b([A-Za-z_]\w*)\[(t(?: [-+] \d+)?)\]")
 _RANK = {"array": 3, "step": 2, "buf": 1}
 
 
@@ -163,7 +168,22 @@ class FastGenerator(Backward, Generator):
     def value(self, a, block: Block) -> str:
         while isinstance(a, Var) and a.name in self.into:
             a = Var(self.into[a.name])
+        if isinstance(a, Const) and block.kind in ("forward", "backward"):
+            return self.const(a.value)
         return super().value(a, block)
+
+    def const(self, value: float) -> str:
+        """A number as a 0-d array of the dtype: a Python number costs a conversion per call."""
+        if not hasattr(self, "consts"):
+            self.consts: dict[float, str] = {}
+        if value not in self.consts:
+            wish = {0: "ZERO", 1: "ONE", 2: "TWO", 0.5: "HALF"}.get(value, "K")
+            self.consts[value] = self.namer(wish)
+        return self.consts[value]
+
+    def constant_lines(self) -> list[str]:
+        return [f"{name} = np.array({number_text(v)}, DTYPE)   # numbers in loops: 0-d arrays"
+                for v, name in getattr(self, "consts", {}).items()]
 
     # -- the forward pass --------------------------------------------------------
     def forward_block(self, b: Block) -> list[str]:
@@ -196,12 +216,35 @@ class FastGenerator(Backward, Generator):
         else:
             out.append(f"    for t in {self._range(b.kind)}:")
         last = [None]
+        body = []
         for e in b.eqns:
             lines = self.step_forward(e, b)
             if lines:
-                out += [ind + c for c in self.comment(e, b, last)]
-                out += [ind + x for x in lines]
-        return out
+                body += [ind + c for c in self.comment(e, b, last)]
+                body += [ind + x for x in lines]
+        return out + self.bind_slots(body, ind)
+
+    def bind_slots(self, body: list[str], ind: str, skip=()) -> list[str]:
+        """Index each array once per step: ``h_t = h[t]``, then ``h_t`` (an index costs a
+        new view each time, and ufuncs check new views for overlap)."""
+        count: dict[tuple[str, str], int] = {}
+        for line in body:
+            if not line.lstrip().startswith("#"):
+                for m in _SLOT.finditer(line):
+                    count[m.groups()] = count.get(m.groups(), 0) + 1
+        names = {}
+        for (name, index), n in count.items():
+            if n >= 2 and name not in skip:
+                suffix = index.replace(" ", "").replace("-", "m").replace("+", "p")
+                names[f"{name}[{index}]"] = self.namer(f"{name}_{suffix}")
+        if not names:
+            return body
+
+        def swap(m):
+            return names.get(m.group(0), m.group(0))
+        head = [f"{ind}{local} = {slot}" for slot, local in names.items()]
+        return head + [line if line.lstrip().startswith("#") else _SLOT.sub(swap, line)
+                       for line in body]
 
     def _loop_matrices(self, b: Block) -> list[str]:
         found = []
@@ -234,6 +277,11 @@ class FastGenerator(Backward, Generator):
             [f"{out}[...] = {lookup(e.op).forward_source(tuple(args), ranks)}"]
 
     def ufunc(self, e, args, ranks, out) -> list[str] | None:
+        if e.op in _AUGMENTED and len(args) == 2:
+            if out == args[0]:
+                return [f"{out} {_AUGMENTED[e.op]}= {args[1]}"]
+            if out == args[1] and e.op in ("add", "mul"):
+                return [f"{out} {_AUGMENTED[e.op]}= {args[0]}"]
         if e.op in UFUNC:
             return [f"{UFUNC[e.op]}({', '.join(args)}, out={out})"]
         if e.op == "matmul" and "const" in ranks:
@@ -244,7 +292,7 @@ class FastGenerator(Backward, Generator):
             return [f"np.maximum({args[0]}, 0, out={out})"]
         if e.op == "sigmoid" and self.block_of[e.out].kind != "all":
             return [f"np.negative({args[0]}, out={out})", f"np.exp({out}, out={out})",
-                    f"{out} += 1", f"np.reciprocal({out}, out={out})"]
+                    f"{out} += {self.const(1)}", f"np.reciprocal({out}, out={out})"]
         return None
 
     def whole_forward(self, e, b: Block) -> list[str]:

@@ -405,7 +405,7 @@ def test_greek_and_keyword_names_become_python_names():
     source = rnngraph.parse("λ(t) = tanh(lambda λ(t-1) + in x(t))\nx: 2, λ: 3").compile().source
     compile(source, "<test>", "exec")                 # a keyword left as a name: SyntaxError
     assert "# λ(t) = tanh(lambda λ(t-1) + in x(t))" in source
-    assert "np.tanh(" in source and "out=lambda_[t])" in source and "in_.T" in source
+    assert "lambda_[t - 1]" in source and "np.tanh(" in source and "in_.T" in source
     assert "alpha" in rnngraph.parse("h(t) = α x(t)\nx: 2, h: 2").compile().source
 
 
