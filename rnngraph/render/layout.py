@@ -22,9 +22,10 @@ import networkx as nx
 import pygraphviz as pgv
 
 from . import geometry as geo
-from .grid import Cell, Grid, Link, row_orders
+from .grid import Cell, Grid, Link
 from .metrics import node_size, slide_budget, spacing
 from .quiet import graphviz_stderr
+from .rows import row_orders
 from .labels import op_label, text_label, time_text, var_label, weight_label
 from .style import Style
 
