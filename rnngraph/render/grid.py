@@ -217,7 +217,7 @@ class Grid:
 
             def corner(head):
                 # a row with an edge along it on the trunk's side: the branch comes in from above or below
-                return (x, self.cells[head].pos[1] + toward * 0.35 * self.dy * (head in busy[side]))
+                return (x, self.cells[head].pos[1] + toward * 0.28 * self.dy * (head in busy[side]))
             for i in members:
                 head = self.links[i].head
                 fans[i] = [corner(near)] if head == near else [corner(near), corner(head)]
