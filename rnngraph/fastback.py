@@ -63,6 +63,8 @@ class Backward:
 
     def _missing(self, name: str) -> list[tuple[int, int]]:
         root, lo, hi = self._lanes(name)
+        if self.gneed.get(root) == "state":
+            return []                                # zeros to start with
         missing, cur = [], lo
         for a, z in sorted(self.init.get(root, [])):
             if z <= cur or a >= hi:
@@ -90,15 +92,17 @@ class Backward:
         length = f"{T} + {P + F}" if P + F else T
         for e in b.eqns:
             n = e.out
-            if self.gneed.get(n) not in ("step", "buf") or n in self.galias:
+            if self.gneed.get(n) not in ("step", "buf", "state") or n in self.galias:
                 continue
             if n in self.view_of:
                 parent, lo, hi = self.view_of[n]
                 out.append(f"    {self.d(n)} = {self.d(self.groot(parent))}[..., {lo}:{hi}]")
             else:
-                shape = f"({B}, {self.size[n]})" if self.gneed[n] == "buf" else \
+                kind = self.gneed[n]
+                shape = f"({B}, {self.size[n]})" if kind == "buf" else \
                     f"({length}, {B}, {self.size[n]})"
-                out.append(f"    {self.d(n)} = np.empty({shape}, DTYPE)")
+                alloc = "np.zeros" if kind == "state" else "np.empty"
+                out.append(f"    {self.d(n)} = {alloc}({shape}, DTYPE)")
         self.cots = {}
         for n in b.names:
             if self.ghome.get(n) == "loop":
@@ -113,6 +117,7 @@ class Backward:
         self.tmps: dict[int, str] = {}
         self.init: dict[str, list[tuple[int, int]]] = {}
         self.deferred: list[tuple] = []
+        self.written: set[str] = set()               # states whose first contribution is out
         body: list[str] = []
         last = [None]
         for e in reversed(b.eqns):
@@ -137,7 +142,8 @@ class Backward:
         lines: list[str] = []
         if self.ghome.get(self.groot(e.out)) == "loop":
             root, lo, hi = self._lanes(e.out)
-            if self._missing(e.out) == [(lo, hi)] and e.out not in self.cots:
+            if self._missing(e.out) == [(lo, hi)] and e.out not in self.cots \
+                    and self.gneed.get(root) != "state":
                 return []                            # no gradient reaches it
             lines += self._fill(e.out, b)
             if e.out in self.cots:                   # an output: its cotangent, if any
@@ -152,7 +158,8 @@ class Backward:
                 continue
             if self._deferred(a):
                 self.deferred.append((e, i))
-            elif not (isinstance(a, Var) and self.galias.get(a.name) == e.out):
+            elif not (isinstance(a, Var) and (self.galias.get(a.name) == e.out
+                                              or self.galias.get(e.out) == a.name)):
                 recipe = self.recipe(e, i, b, g)
                 if recipe is not None:
                     lines += self.contribute(a, recipe, b)
@@ -207,15 +214,24 @@ class Backward:
 
     def contribute(self, a, recipe, b: Block) -> list[str]:
         """Lines adding one contribution into the gradient of the value atom ``a`` reads."""
-        if isinstance(a, Read) or self.ghome.get(self.groot(a.name)) == "array":
+        name = a.name if isinstance(a, Read) else self.groot(a.name)
+        kind = self.gneed.get(self._lanes(name)[0]) if name in self.gneed else "array"
+        if isinstance(a, Read) or kind in ("array", "state"):
             k = a.offset if isinstance(a, Read) else 0
-            target = self.at(self.d(a.name if isinstance(a, Read) else self.groot(a.name)), k, b)
+            target = self.at(self.d(name), k, b)
+            if kind == "state" and k and k == self.first_read.get(name) \
+                    and name not in self.written:    # the first contribution to slot t + k
+                self.written.add(name)
+                return self._write(target, recipe, contiguous=True)
             return self._accumulate(target, recipe, self.atom_size(a))
         target = self.gstore(a.name, b)
         root, lo, hi = self._lanes(a.name)
         if self._missing(a.name) != [(lo, hi)]:      # something is there already: add
             return self._fill(a.name, b) + self._accumulate(target, recipe, self.size[a.name])
         self.init.setdefault(root, []).append((lo, hi))
+        return self._write(target, recipe, contiguous=self.groot(a.name) not in self.view_of)
+
+    def _write(self, target: str, recipe, contiguous: bool) -> list[str]:
         kind = recipe[0]
         if kind == "ref":
             return [f"np.copyto({target}, {recipe[1]})"]
@@ -224,7 +240,7 @@ class Backward:
         if kind == "ufunc":
             return [f"{recipe[1]}({recipe[2]}, {recipe[3]}, out={target})"]
         if kind == "dot":                            # np.dot writes only C-contiguous out
-            fn = "np.matmul" if self.groot(a.name) in self.view_of else "np.dot"
+            fn = "np.dot" if contiguous else "np.matmul"
             return [f"{fn}({recipe[1]}, {recipe[2]}, out={target})"]
         return [f"{target}[...] = {recipe[1]}"]
 

@@ -37,7 +37,7 @@ UFUNC = {"add": "np.add", "sub": "np.subtract", "mul": "np.multiply", "div": "np
 _INPLACE = set(UFUNC) | {"sigmoid", "relu"}
 _AUGMENTED = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
 _SLOT = re.compile(r"\b([A-Za-z_]\w*)\[(t(?: [-+] \d+)?)\]")
-_RANK = {"array": 3, "step": 2, "buf": 1}
+_RANK = {"array": 4, "state": 3, "step": 2, "buf": 1}
 
 
 class FastGenerator(Backward, Generator):
@@ -71,46 +71,56 @@ class FastGenerator(Backward, Generator):
         self._coalesce()
 
     def _gradient_homes(self, views) -> None:
-        """Where each loop value's gradient lives: ``array`` (read at another step or in
-        another block: starts at zero, takes +=), ``step`` (a slot per step, written by
-        the first contribution: the parameters' share after the loop reads it) or
-        ``buf`` (one buffer, written by the first contribution)."""
+        """Where each loop value's gradient lives (see :mod:`rnngraph.fastback`):
+
+        ``array``  read by another block: starts at zero (and the cotangent), takes +=;
+        ``state``  read at another step: starts at zero, written by the first
+                   contribution from the step that reads it first, the cotangent
+                   added once it is complete;
+        ``step``   a slot per step, written by the first contribution (the parameters'
+                   share after the loop reads it; outputs: the cotangent joins last);
+        ``buf``    one buffer, written by the first contribution.
+        A view's gradient is a view of its parent's; an alias's is its target's: the kind
+        of the storage is the strongest any of them needs."""
         need = {}
+        self.first_read: dict[str, int] = {}
+        elsewhere = set(self.elsewhere) | {
+            a.name for b in self.blocks for e in b.eqns for a in e.args
+            if isinstance(a, Read) and a.name in self.block_of and self.block_of[a.name] is not b}
         for b in self.loops:
-            states = {a.name for e in b.eqns for a in e.args
-                      if isinstance(a, Read) and a.offset and a.name in b.names}
+            reads = {}
             for e in b.eqns:
-                if e.out in states or e.out in self.elsewhere:
+                for a in e.args:
+                    if isinstance(a, Read) and a.offset and a.name in b.names:
+                        reads.setdefault(a.name, []).append(a.offset)
+            for n, offsets in reads.items():        # the step that reads n(t) first, backwards
+                self.first_read[n] = min(offsets) if b.kind == "forward" else max(offsets)
+            for e in b.eqns:
+                if e.out in elsewhere:
                     need[e.out] = "array"
+                elif e.out in reads:
+                    need[e.out] = "state"
                 elif e.out in self.sym or any(self._deferred(a) for a in e.args):
-                    need[e.out] = "step"           # an output: its cotangent joins at the end
+                    need[e.out] = "step"
                 else:
                     need[e.out] = "buf"
         self.galias = self._gradient_aliases()
-        for a, out in self.galias.items():     # a shares its gradient with out's
-            kind = need.get(a, "step")         # (a value of an every-step block: per step)
-            if out in need and _RANK[kind] > _RANK[need[out]]:
-                need[out] = kind
-        for _ in range(2):                     # views and aliases follow their parents
-            for e in reversed(views):
-                parent = self.view_of[e.out][0]
-                if e.out in need and parent in need and _RANK[need[e.out]] > _RANK[need[parent]]:
-                    need[parent] = need[e.out]
-            for a in reversed(list(self.galias)):
-                out = self.galias[a]
-                if a in need and out in need and _RANK[need[a]] > _RANK[need[out]]:
-                    need[out] = need[a]
-            for e in views:
-                if e.out in need:
-                    need[e.out] = need.get(self.view_of[e.out][0], "array")
-            for a, out in self.galias.items():
-                if a in need:
-                    need[a] = need.get(out, "array")
-        self.gneed = need
-        for n, kind in need.items():
-            self.ghome[n] = "array" if kind == "array" else "loop"
         for a in self.galias:
-            self.ghome[a] = "alias"
+            need.setdefault(a, "step")             # a value of an every-step block: per step
+
+        def owner(n):
+            while n in self.galias or n in self.view_of:
+                n = self.galias[n] if n in self.galias else self.view_of[n][0]
+            return n
+        kind: dict[str, str] = {}
+        for n, k in need.items():
+            o = owner(n)
+            k = k if o in self.loop_of else "array"  # every-step blocks keep their arrays
+            if _RANK[k] > _RANK.get(kind.get(o), 0):
+                kind[o] = k
+        self.gneed = {n: kind[owner(n)] for n in need}
+        for n, k in self.gneed.items():
+            self.ghome[n] = "alias" if n in self.galias else "array" if k == "array" else "loop"
 
     def _gradient_aliases(self) -> dict[str, str]:
         """Values whose gradient is exactly another's: ``z = a + b`` with a used nowhere
@@ -124,6 +134,15 @@ class FastGenerator(Backward, Generator):
                 if e.op not in ("add", "copy", "sub") or e.out in self.view_of:
                     continue
                 positions = (0,) if e.op == "sub" else range(len(e.args))
+                views = [a for a in e.args[:len(positions)] if isinstance(a, Var)
+                         and a.name in self.view_of and len(self.uses.get(a.name, ())) == 1]
+                if views and e.out not in alias and e.out not in self.sym \
+                        and not any(v[0] == e.out for v in self.view_of.values()) \
+                        and self.size.get(e.out) == self.size.get(views[0].name):
+                    # z = view + ...: z's gradient lives in the view's lanes (prefer a
+                    # view of a loop value's gradient to one of an every-step block's)
+                    best = min(views, key=lambda a: self.view_of[a.name][0] not in self.loop_of)
+                    alias[e.out] = best.name
                 for i in positions:
                     a = e.args[i]
                     if not isinstance(a, Var) or a.name in self.sym or a.name in self.view_of \
