@@ -2,7 +2,9 @@
 
 Every variable keeps one row in every column, so the picture reads like the
 Deep Learning book's unrolled figures; the rows' order comes from
-:mod:`rnngraph.render.rows`.  Columns are equally spaced.  Graphviz then draws what is placed here (``nop2``).
+:mod:`rnngraph.render.rows`.  The steps' columns are equally spaced; the
+initial values' column may sit closer to the first step (``lead``), beside
+its fan's trunk, where that lets every column's own fan have a trunk.  Graphviz then draws what is placed here (``nop2``).
 
 Edges are routed in three kinds:
 
@@ -27,8 +29,10 @@ from dataclasses import dataclass, field
 from . import geometry as geo
 from .placement import GAP, Label, nearest_fraction, place
 
-_PADS = ((38, True), (24, True), (38, False))   # a fan's room beside its labels (for lanes), own fans?
-_TRUNKS = 16.0              # the least room between two columns' trunks, in points
+# A fan's room beside its labels (for lanes by the column), whether columns' own fans get trunks,
+# and the least room between two columns' trunks, in points: the first that fits is taken.
+_PADS = ((38, True, 16.0), (24, True, 13.0), (38, False, 0.0))
+_LEAD = 10.0                # the least room between an initial value and the first step's trunk
 
 
 @dataclass
@@ -89,10 +93,13 @@ class Grid:
     boxes: dict[int, tuple] = field(default_factory=dict)
     lanes: dict = field(default_factory=dict)
     fans: dict = field(default_factory=dict)
+    lead: float | None = None
 
     def place(self, labels: bool = True) -> None:
+        first = min((c.col for c in self.cells.values() if c.col not in self.ends), default=0)
+        shift = self.dx - (self.lead or self.dx)
         for c in self.cells.values():
-            c.pos = (c.col * self.dx, c.row * self.dy)
+            c.pos = (c.col * self.dx + shift * (c.col < first), c.row * self.dy)
         self.fans = self._fans()
         order = sorted(range(len(self.links)), key=self._route_rank)
         for i in order:
@@ -171,8 +178,8 @@ class Grid:
         lanes, so that all columns look alike.
         """
         groups = self._fan_groups()
-        for pad, own in _PADS:
-            fans = self._fan_corners(groups, pad, own)
+        for pad, own, gap in _PADS:
+            fans = self._fan_corners(groups, pad, own, gap)
             if fans is not None:
                 return fans
         return {}
@@ -196,20 +203,26 @@ class Grid:
             trunks.append((tail, members, col, side, rx + width + pad + 14 * k, same))
         return trunks
 
-    def fan_room(self) -> float:
-        """The column spacing at which every column's own fan gets a trunk (0: no own fans)."""
+    def fan_room(self) -> tuple[float, float]:
+        """The column spacing at which every column's own fan gets a trunk (0: no own fans), and
+        the least room from the initial values' column to the first step's, beside a fan's trunk."""
+        _, _, gap = _PADS[1]
         trunks = self._trunks(self._fan_groups(), _PADS[1][0], True)
-        return max((off + other + _TRUNKS for _, _, col, side, off, same in trunks if same
+        room = max((off + other + gap for _, _, col, side, off, same in trunks if same
                     for _, _, c, s, other, _ in trunks if c == col + side and s == -side), default=0.0)
+        first = min((c.col for c in self.cells.values() if c.col not in self.ends), default=0)
+        start = [c.rx for c in self.cells.values() if c.col == first - 1]
+        lead = max((off for _, _, col, side, off, _ in trunks if col == first and side == -1), default=None)
+        return room, (max(start) + _LEAD + lead if start and lead else 0.0)
 
-    def _fan_corners(self, groups: dict, pad: float, own: bool) -> dict | None:
+    def _fan_corners(self, groups: dict, pad: float, own: bool, gap: float) -> dict | None:
         fans: dict = {}
         placed: list = []
         busy = self._busy()
         for tail, members, col, side, off, same in self._trunks(groups, pad, own):
             a = self.cells[tail]
             x = col * self.dx + side * off
-            if same and any(0 < side * (t - col * self.dx) < self.dx and side * (t - x) < _TRUNKS for t in placed):
+            if same and any(0 < side * (t - col * self.dx) < self.dx and side * (t - x) < gap for t in placed):
                 return None                  # too close to the next column's trunk
             placed.append(x)
             near = min((self.links[i].head for i in members), key=lambda n: abs(self.cells[n].row - a.row))

@@ -227,12 +227,12 @@ def _place_grid(d: Drawing, model) -> None:
     ends = frozenset(cols) - steps_cols
     arrow = 10 * float(A.edge_attr["arrowsize"])
 
-    def grid(rows, dx, dy, window=None):
+    def grid(rows, dx, dy, window=None, lead=None):
         cells = {nid: Cell(info["col"], rows[info["name"]], *sizes[nid])
                  for nid, info in d.nodes.items() if window is None or info["col"] in window}
         links = [Link(u, v, label_of[i]) for i, (u, v, _) in enumerate(edges)
                  if u in cells and v in cells]
-        return Grid(cells, links, dx, dy, arrow=arrow, ends=ends)
+        return Grid(cells, links, dx, dy, arrow=arrow, ends=ends, lead=lead)
 
     # Spacing from the slide's budget; rows by fewest crossings among the likeliest orders,
     # counted on the first steps (the pattern repeats from step to step).
@@ -250,17 +250,26 @@ def _place_grid(d: Drawing, model) -> None:
         best = orders[min(scores)[1]]
     rows = {n: i for i, n in enumerate(best)}
     g = grid(rows, dx, dy)
-    room = g.fan_room()
-    if dx < room and (len(cols) - 1) * room + node[0] + 2 * label[0] <= budget_w:
-        dx = float(math.ceil(room))  # wide enough for every column's own fan to get a trunk
-        g = grid(rows, dx, dy)
-    g.place()
+    room, lead = g.fan_room()
+    wide = float(math.ceil(room))
+    for lead in ((None, float(math.ceil(lead)) if ends and lead else None) if dx < room else ()):
+        # wide enough for every column's own fan to get a trunk, the initial values closer if need be
+        if (len(cols) - 1) * wide - (wide - (lead or wide)) + node[0] > budget_w:   # cannot fit
+            continue
+        h = grid(rows, wide, dy, lead=lead)
+        h.place()
+        x0, _, x1, _ = h.extent()
+        if x1 - x0 <= budget_w - _FIT:
+            g, dx = h, wide
+            break
+    if not g.polys:
+        g.place()
     x0, y0, x1, y1 = g.extent()
     if y1 - y0 > budget_h + 0.5 and len(names) > 1:     # labels or detours stick out: tighten the rows
         dy = max(node[1] + 20, dy - (y1 - y0 - budget_h) / (len(names) - 1))
-        g = grid(rows, dx, dy)
+        g = grid(rows, dx, dy, lead=g.lead)
         g.place()
-    g, dx = _fit_columns(g, lambda dx: grid(rows, dx, dy), budget_w - _FIT, node[0] + label[0] + 30)
+    g, dx = _fit_columns(g, lambda dx: grid(rows, dx, dy, lead=g.lead), budget_w - _FIT, node[0] + label[0] + 30)
     for nid, info in d.nodes.items():
         info["row"] = rows[info["name"]]
     for nid, c in g.cells.items():

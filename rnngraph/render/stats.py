@@ -6,7 +6,8 @@ figure is what the reader of the picture gets:
 
 ``column_error``    the largest spread of x centres within one time step, as a
                     fraction of the column spacing (0: perfectly aligned)
-``spacing_error``   how unequal the column spacings are, as a fraction of it
+``spacing_error``   how unequal the spacings of the steps' columns are, as a fraction of it
+                    (the initial values' column may sit closer to the first step)
 ``row_error``       the largest spread of y centres of one variable, in points
 ``through_nodes``   edges that pass through a node they do not end at
 ``wrong_way``       recurrent edges that do not point right (left when backward)
@@ -134,7 +135,10 @@ def _alignment(var: dict, info: dict) -> dict:
         if info[n]["kind"] != "stub" and info[n]["t"] is not None:
             cols.setdefault(info[n]["t"], []).append(c[0])
         rows.setdefault(info[n]["name"], []).append(c[1])
-    centres = [statistics.mean(xs) for _, xs in sorted(cols.items())]
+    # the steps are equally spaced; the initial values' column may sit closer to the first step
+    steps = {info[n]["t"] for n in var if info[n]["kind"] not in ("stub", "initial")
+             and info[n]["t"] is not None}
+    centres = [statistics.mean(xs) for t, xs in sorted(cols.items()) if t in steps]
     gaps = [b - a for a, b in zip(centres, centres[1:])]
     spacing = statistics.median(gaps) if gaps else 0.0
     figures["column_spacing_pt"] = round(spacing, 2)
