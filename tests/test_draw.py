@@ -108,8 +108,8 @@ def test_labels_unambiguous_at_more_steps(name, steps):
 # (before trunks could sit 13-16 pt apart, columns close up to fit and the initial values' column
 # sit closer to the first step: torch_lstm 13.57 pt 4/0 and
 # 13.61 pt 5/0, lstm_unicode and lstm_concat 13.91 pt 0/0 and 13.59 pt 5/0, lstm_dlbook 13.97 pt 3/0
-# and 13.63 pt 0/0, torch_gru 16.22 pt 0/4 and 14.16 pt 0/5).  None means not reached yet.
-GATED = [("torch_lstm", 4, 14, (0, 0)), ("torch_lstm", 5, None, (5, 0)),
+# and 13.63 pt 0/0, torch_gru 16.22 pt 0/4 and 14.16 pt 0/5).
+GATED = [("torch_lstm", 4, 14, (0, 0)), ("torch_lstm", 5, 14, (5, 0)),
          ("lstm_unicode", 4, 14, (0, 0)), ("lstm_unicode", 5, 14, (0, 0)),
          ("lstm_concat", 4, 14, (0, 0)), ("lstm_concat", 5, 14, (0, 0)),
          ("lstm_dlbook", 4, 14, (0, 0)), ("lstm_dlbook", 5, 14, (0, 0)),

@@ -215,6 +215,15 @@ class Grid:
         lead = max((off for _, _, col, side, off, _ in trunks if col == first and side == -1), default=None)
         return room, (max(start) + _LEAD + lead if start and lead else 0.0)
 
+    def lead_room(self) -> float | None:
+        """Once placed: the least room from the initial values' column to the first step's, beside
+        the trunks of the fans into the first step (None: no such fan, or no initial values)."""
+        first = min((c.col for c in self.cells.values() if c.col not in self.ends), default=0)
+        start = [c.rx for c in self.cells.values() if c.col == first - 1]
+        trunks = [self.fans[i][0][0] for i in self.fans
+                  if self.cells[self.links[i].head].col == first and self.cells[self.links[i].tail].col < first]
+        return first * self.dx - min(trunks) + max(start) + _LEAD if start and trunks else None
+
     def _fan_corners(self, groups: dict, pad: float, own: bool, gap: float) -> dict | None:
         fans: dict = {}
         placed: list = []

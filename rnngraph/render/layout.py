@@ -269,7 +269,8 @@ def _place_grid(d: Drawing, model) -> None:
         dy = max(node[1] + 20, dy - (y1 - y0 - budget_h) / (len(names) - 1))
         g = grid(rows, dx, dy, lead=g.lead)
         g.place()
-    g, dx = _fit_columns(g, lambda dx: grid(rows, dx, dy, lead=g.lead), budget_w - _FIT, node[0] + label[0] + 30)
+    g, dx = _fit_columns(g, lambda dx, lead: grid(rows, dx, dy, lead=lead), budget_w - _FIT,
+                         node[0] + label[0] + 30)
     for nid, info in d.nodes.items():
         info["row"] = rows[info["name"]]
     for nid, c in g.cells.items():
@@ -283,22 +284,34 @@ def _place_grid(d: Drawing, model) -> None:
 
 
 def _fit_columns(g: Grid, make, width: float, least: float) -> tuple[Grid, float]:
-    """``g``, or the same grid with columns closer so that it is at most ``width`` wide.
+    """``g``, or the same grid narrowed so that it is at most ``width`` wide.
 
     Detours and labels beside the last column can stick out past what the
-    spacing allowed for; closer columns (no closer than ``least``) are kept
-    only if they fit, cross no more edges and put no more labels on nodes or labels.
+    spacing allowed for.  First the initial values' column closes up to the
+    first step's fans, then the columns close up (no closer than ``least``);
+    a narrower grid is kept only if it fits, crosses no more edges and puts
+    no more labels on nodes or labels.
     """
     x0, _, x1, _ = g.extent()
     cols = len({c.col for c in g.cells.values()})
     if x1 - x0 <= width or cols < 2:
         return g, g.dx
-    narrow = math.floor(g.dx - (x1 - x0 - width) / (cols - 1))
+    over = x1 - x0 - width
+    leads = [g.lead]
+    lead = g.lead_room() if g.lead is None else None
+    if lead is not None and lead < g.dx - 1:
+        leads.insert(0, float(math.ceil(lead)))
+    tries = []
+    for lead in leads:
+        saved = g.dx - (lead or g.dx)
+        if lead is not None and saved >= over:
+            tries.append((g.dx, lead))
+            continue
+        narrow = math.floor(g.dx - (over - saved) / (cols - 1))
+        tries += [(dx, lead) for dx in (narrow, narrow - 2, narrow - 4) if dx >= least]
     crossings = None
-    for dx in (narrow, narrow - 2, narrow - 4):
-        if dx < least:
-            break
-        h = make(float(dx))
+    for dx, lead in tries:
+        h = make(float(dx), lead)
         h.place()
         x0, _, x1, _ = h.extent()
         crossings = (g.crossings(), g.clashes()) if crossings is None else crossings
