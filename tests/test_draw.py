@@ -113,7 +113,7 @@ GATED = [("torch_lstm", 4, 14, (0, 0)), ("torch_lstm", 5, 14, (5, 0)),
          ("lstm_unicode", 4, 14, (0, 0)), ("lstm_unicode", 5, 14, (0, 0)),
          ("lstm_concat", 4, 14, (0, 0)), ("lstm_concat", 5, 14, (0, 0)),
          ("lstm_dlbook", 4, 14, (0, 0)), ("lstm_dlbook", 5, 14, (0, 0)),
-         ("torch_gru", 4, 14, (0, 0)), ("torch_gru", 5, 14, (0, 5))]
+         ("torch_gru", 4, 14, (0, 0)), ("torch_gru", 5, 14, (0, 0))]
 
 
 @pytest.mark.parametrize("name,steps,points,labels", GATED, ids=lambda c: str(c))

@@ -30,8 +30,9 @@ from . import geometry as geo
 from .placement import GAP, Label, nearest_fraction, place
 
 # A fan's room beside its labels (for lanes by the column), whether columns' own fans get trunks,
-# and the least room between two columns' trunks, in points: the first that fits is taken.
-_PADS = ((38, True, 16.0), (24, True, 13.0), (38, False, 0.0))
+# the least room between two columns' trunks, and an own fan's room (12: on a side kept free of
+# lanes, for columns with one detour at most), in points: the first that fits is taken.
+_PADS = ((38, True, 16.0, 38), (24, True, 13.0, 24), (24, True, 13.0, 12), (38, False, 0.0, 38))
 _LEAD = 10.0                # the least room between an initial value and the first step's trunk
 
 
@@ -94,6 +95,7 @@ class Grid:
     lanes: dict = field(default_factory=dict)
     fans: dict = field(default_factory=dict)
     lead: float | None = None
+    bare: set = field(default_factory=set)
 
     def place(self, labels: bool = True) -> None:
         first = min((c.col for c in self.cells.values() if c.col not in self.ends), default=0)
@@ -178,13 +180,23 @@ class Grid:
         lanes, so that all columns look alike.
         """
         groups = self._fan_groups()
-        for pad, own, gap in _PADS:
-            fans = self._fan_corners(groups, pad, own, gap)
+        members = {i for v in groups.values() for i in v}
+        detours: dict = {}
+        for i, link in enumerate(self.links):
+            a, b = self.cells[link.tail], self.cells[link.head]
+            if i not in members and a.col == b.col and self._between(a, b):
+                detours[a.col] = detours.get(a.col, 0) + 1
+        for pad, own, gap, own_pad in _PADS:
+            if own_pad < pad and max(detours.values(), default=0) > 1:
+                continue                     # the detours would need lanes on both sides
+            fans = self._fan_corners(groups, pad, own, gap, own_pad)
             if fans is not None:
+                self.bare = {(col, side) for _, _, col, side, _, same in self._trunks(groups, pad, own, own_pad)
+                             if same and own_pad < pad}
                 return fans
         return {}
 
-    def _trunks(self, groups: dict, pad: float, own: bool) -> list:
+    def _trunks(self, groups: dict, pad: float, own: bool, own_pad: float) -> list:
         """The fans' trunks: (tail, members, heads' column, side, distance from that column)."""
         trunks: list = []
         slots: dict = {}
@@ -200,14 +212,14 @@ class Grid:
             rx = max(self.cells[self.links[i].head].rx for i in members)
             k = slots.setdefault((col, side), 0)
             slots[(col, side)] += 1
-            trunks.append((tail, members, col, side, rx + width + pad + 14 * k, same))
+            trunks.append((tail, members, col, side, rx + width + (own_pad if same else pad) + 14 * k, same))
         return trunks
 
-    def fan_room(self) -> tuple[float, float]:
-        """The column spacing at which every column's own fan gets a trunk (0: no own fans), and
-        the least room from the initial values' column to the first step's, beside a fan's trunk."""
-        _, _, gap = _PADS[1]
-        trunks = self._trunks(self._fan_groups(), _PADS[1][0], True)
+    def fan_room(self, k: int = 1) -> tuple[float, float]:
+        """The column spacing at which every column's own fan gets a trunk with ``_PADS[k]`` (0: no
+        own fans), and the least room from the initial values' column to the first step's."""
+        pad, _, gap, own_pad = _PADS[k]
+        trunks = self._trunks(self._fan_groups(), pad, True, own_pad)
         room = max((off + other + gap for _, _, col, side, off, same in trunks if same
                     for _, _, c, s, other, _ in trunks if c == col + side and s == -side), default=0.0)
         first = min((c.col for c in self.cells.values() if c.col not in self.ends), default=0)
@@ -224,11 +236,11 @@ class Grid:
                   if self.cells[self.links[i].head].col == first and self.cells[self.links[i].tail].col < first]
         return first * self.dx - min(trunks) + max(start) + _LEAD if start and trunks else None
 
-    def _fan_corners(self, groups: dict, pad: float, own: bool, gap: float) -> dict | None:
+    def _fan_corners(self, groups: dict, pad: float, own: bool, gap: float, own_pad: float) -> dict | None:
         fans: dict = {}
         placed: list = []
         busy = self._busy()
-        for tail, members, col, side, off, same in self._trunks(groups, pad, own):
+        for tail, members, col, side, off, same in self._trunks(groups, pad, own, own_pad):
             a = self.cells[tail]
             x = col * self.dx + side * off
             if same and any(0 < side * (t - col * self.dx) < self.dx and side * (t - x) < gap for t in placed):
@@ -320,6 +332,8 @@ class Grid:
         rise = 0.42 * self.dy
         for lane in lanes:
             for side in (1, -1):
+                if (a.col, side) in self.bare:       # where an own fan's labels are
+                    continue
                 x = a.pos[0] + side * lane
                 yield [(x, a.pos[1] + up * rise), (x, b.pos[1] - up * rise)], 0.3 * self.dy
         # Round the first or last column: across no edge between it and the next.

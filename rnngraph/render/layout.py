@@ -250,10 +250,13 @@ def _place_grid(d: Drawing, model) -> None:
         best = orders[min(scores)[1]]
     rows = {n: i for i, n in enumerate(best)}
     g = grid(rows, dx, dy)
-    room, lead = g.fan_room()
-    wide = float(math.ceil(room))
-    for lead in ((None, float(math.ceil(lead)) if ends and lead else None) if dx < room else ()):
+    tries = []
+    for k in (1, 2):
         # wide enough for every column's own fan to get a trunk, the initial values closer if need be
+        room, lead = g.fan_room(k)
+        wide = float(math.ceil(room))
+        tries += [(wide, None), (wide, float(math.ceil(lead)) if ends and lead else None)] if dx < room else []
+    for wide, lead in dict.fromkeys(tries):
         if (len(cols) - 1) * wide - (wide - (lead or wide)) + node[0] > budget_w:   # cannot fit
             continue
         h = grid(rows, wide, dy, lead=lead)
