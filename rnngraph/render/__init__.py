@@ -4,7 +4,7 @@
 The modules, one job each: :mod:`.style` (the role -> style table and the
 themes), :mod:`.labels` (textbook typography), :mod:`.layout` (graph ->
 placed Graphviz graph), :mod:`.rows` (the unrolled view's row order),
-:mod:`.grid` (the time grid and the edge routes),
+:mod:`.grid` (the time grid and the edge routes), :mod:`.fans` (the fans' trunks),
 :mod:`.folded` (the folded view on levels, delay markers), :mod:`.metrics`
 (node sizes, spacing for a 16:9 slide), :mod:`.opview` (the op view),
 :mod:`.stats` (the quality figures), :mod:`.output` (rendering and atomic
