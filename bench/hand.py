@@ -18,11 +18,12 @@ states (all zero), named as rnngraph names them.
 import numpy as np
 
 
-def _sigmoid_(a):
-    """The logistic function in place: exp of -a may overflow to inf, giving 0, no NaN."""
+def _sigmoid_(a, one):
+    """The logistic function in place: exp of -a may overflow to inf, giving 0, no NaN.
+    ``one`` is a 0-d array of a's dtype (adding a Python 1 costs a conversion per call)."""
     np.negative(a, out=a)
     np.exp(a, out=a)
-    a += 1
+    a += one
     np.reciprocal(a, out=a)
 
 
@@ -42,9 +43,8 @@ class RNN:
         np.matmul(x.reshape(T * B, m), self.Wx.T, out=H[1:].reshape(T * B, n))
         H[1:] += self.b
         WhT, tmp = np.ascontiguousarray(self.Wh.T), np.empty((B, n), self.dtype)
-        for t in range(T):
-            h = H[t + 1]
-            np.dot(H[t], WhT, out=tmp)
+        for h_prev, h in zip(H[:-1], H[1:]):
+            np.dot(h_prev, WhT, out=tmp)
             h += tmp
             np.tanh(h, out=h)
         # backward: 1 - h^2 for every step at once, then the loop
@@ -52,10 +52,9 @@ class RNN:
         np.subtract(1, D, out=D)
         dZ = np.empty((T, B, n), self.dtype)
         dh = np.zeros((B, n), self.dtype)
-        for t in range(T - 1, -1, -1):
-            dh += dH[t]
-            dz = dZ[t]
-            np.multiply(dh, D[t], out=dz)
+        for dh_out, d, dz in zip(dH[::-1], D[::-1], dZ[::-1]):
+            dh += dh_out
+            np.multiply(dh, d, out=dz)
             np.dot(dz, self.Wh, out=dh)
         G = dZ.reshape(T * B, n)
         dWh = G.T @ H[:T].reshape(T * B, n)
@@ -91,19 +90,19 @@ class LSTM:
         TC = np.empty((T, B, n), dt)
         WhT, tmp = np.ascontiguousarray(self.Wh.T), np.empty((B, n4), dt)
         tmp_n = tmp[:, :n]
+        one = np.ones((), dt)
         with np.errstate(over="ignore"):
-            for t in range(T):
-                a = A[t]
-                np.dot(H[t], WhT, out=tmp)
+            for a, s, i, f, o, g, tc, c_prev, c, h_prev, h in zip(
+                    A, S, I, F, O, G, TC, C[:-1], C[1:], H[:-1], H[1:]):
+                np.dot(h_prev, WhT, out=tmp)
                 a += tmp
-                _sigmoid_(S[t])
-                np.tanh(G[t], out=G[t])
-                c = C[t + 1]
-                np.multiply(F[t], C[t], out=c)
-                np.multiply(I[t], G[t], out=tmp_n)
+                _sigmoid_(s, one)
+                np.tanh(g, out=g)
+                np.multiply(f, c_prev, out=c)
+                np.multiply(i, g, out=tmp_n)
                 c += tmp_n
-                np.tanh(c, out=TC[t])
-                np.multiply(O[t], TC[t], out=H[t + 1])
+                np.tanh(c, out=tc)
+                np.multiply(o, tc, out=h)
         # backward: the activations' derivatives for every step at once
         D = np.empty((T, B, n4), dt)
         np.subtract(1, S, out=D[..., :n3])
@@ -115,18 +114,20 @@ class LSTM:
         dZ = np.empty((T, B, n4), dt)
         dI, dF, dO, dG = dZ[..., :n], dZ[..., n:2 * n], dZ[..., 2 * n:n3], dZ[..., n3:]
         dh, dc = np.zeros((B, n), dt), np.zeros((B, n), dt)
-        for t in range(T - 1, -1, -1):
-            dh += dH[t]
-            np.multiply(dh, TC[t], out=dO[t])
-            np.multiply(dh, O[t], out=tmp_n)
-            tmp_n *= DTC[t]
+        r = slice(None, None, -1)                    # backwards in time
+        for dh_out, tc, dtc, o, g, c_prev, i, f, d, dz, di, df, do, dg in zip(
+                dH[r], TC[r], DTC[r], O[r], G[r], C[:-1][r], I[r], F[r], D[r], dZ[r],
+                dI[r], dF[r], dO[r], dG[r]):
+            dh += dh_out
+            np.multiply(dh, tc, out=do)
+            np.multiply(dh, o, out=tmp_n)
+            tmp_n *= dtc
             dc += tmp_n
-            np.multiply(dc, G[t], out=dI[t])
-            np.multiply(dc, C[t], out=dF[t])
-            np.multiply(dc, I[t], out=dG[t])
-            dc *= F[t]
-            dz = dZ[t]
-            dz *= D[t]
+            np.multiply(dc, g, out=di)
+            np.multiply(dc, c_prev, out=df)
+            np.multiply(dc, i, out=dg)
+            dc *= f
+            dz *= d
             np.dot(dz, self.Wh, out=dh)
         Gr = dZ.reshape(T * B, n4)
         dWh = Gr.T @ H[:T].reshape(T * B, n)
@@ -167,21 +168,20 @@ class GRU:
         H = np.empty((T + 1, B, n), dt)
         H[0] = 0
         WhT, tmp = np.ascontiguousarray(self.Wh.T), np.empty((B, n), dt)
+        one = np.ones((), dt)
         with np.errstate(over="ignore"):
-            for t in range(T):
-                hp = HP[t]
-                np.dot(H[t], WhT, out=hp)
-                HN[t] += self.b_hn
-                rz = RZ[t]
-                rz += hp[:, :n2]
-                _sigmoid_(rz)
-                np.multiply(R[t], HN[t], out=tmp)
-                N[t] += tmp
-                np.tanh(N[t], out=N[t])
-                h = H[t + 1]                      # h = n + z (h(t-1) - n)
-                np.subtract(H[t], N[t], out=h)
-                h *= Z[t]
-                h += N[t]
+            for hp, hp_rz, hn, rz, r, z, nn, h_prev, h in zip(
+                    HP, HP[..., :n2], HN, RZ, R, Z, N, H[:-1], H[1:]):
+                np.dot(h_prev, WhT, out=hp)
+                hn += self.b_hn
+                rz += hp_rz
+                _sigmoid_(rz, one)
+                np.multiply(r, hn, out=tmp)
+                nn += tmp
+                np.tanh(nn, out=nn)
+                np.subtract(h_prev, nn, out=h)    # h = n + z (h(t-1) - n)
+                h *= z
+                h += nn
         D = np.empty((T, B, n3), dt)
         np.subtract(1, RZ, out=D[..., :n2])
         D[..., :n2] *= RZ
@@ -191,19 +191,21 @@ class GRU:
         dHP = np.empty((T, B, n3), dt)        # of W_h h(t-1) (+ b_hn)
         dR, dZ, dN = dA[..., :n], dA[..., n:n2], dA[..., n2:]
         dh, dhz = np.zeros((B, n), dt), np.empty((B, n), dt)
-        for t in range(T - 1, -1, -1):
-            dh += dH[t]
-            np.subtract(H[t], N[t], out=dZ[t])       # dz = dh (h(t-1) - n)
-            dZ[t] *= dh
-            np.multiply(dh, Z[t], out=dhz)           # dh(t-1), directly
-            np.subtract(dh, dhz, out=dN[t])          # dn = dh (1 - z)
-            da = dA[t]
-            da[:, n:] *= D[t, :, n:]                 # through sigmoid (z) and tanh (n)
-            np.multiply(dN[t], HN[t], out=dR[t])     # dr = dn_pre * hn
-            dR[t] *= D[t, :, :n]
-            dhp = dHP[t]
-            dhp[:, :n2] = da[:, :n2]
-            np.multiply(dN[t], R[t], out=dhp[:, n2:])
+        q = slice(None, None, -1)                    # backwards in time
+        for (dh_out, h_prev, nn, z, r, hn, dz, dn, dr, da_zn, d_zn, d_r, da_rz, dhp, dhp_rz,
+             dhp_n) in zip(dH[q], H[:-1][q], N[q], Z[q], R[q], HN[q], dZ[q], dN[q], dR[q],
+                           dA[..., n:][q], D[..., n:][q], D[..., :n][q], dA[..., :n2][q],
+                           dHP[q], dHP[..., :n2][q], dHP[..., n2:][q]):
+            dh += dh_out
+            np.subtract(h_prev, nn, out=dz)          # dz = dh (h(t-1) - n)
+            dz *= dh
+            np.multiply(dh, z, out=dhz)              # dh(t-1), directly
+            np.subtract(dh, dhz, out=dn)             # dn = dh (1 - z)
+            da_zn *= d_zn                            # through sigmoid (z) and tanh (n)
+            np.multiply(dn, hn, out=dr)              # dr = dn_pre * hn
+            dr *= d_r
+            np.copyto(dhp_rz, da_rz)
+            np.multiply(dn, r, out=dhp_n)
             np.dot(dhp, self.Wh, out=dh)
             dh += dhz
         Ga, Gh = dA.reshape(T * B, n3), dHP.reshape(T * B, n3)

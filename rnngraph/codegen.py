@@ -285,7 +285,8 @@ class Generator:
                           "    # before step 1 hold what reads before it see.")
                        + after)
             for n in [n for n in self.inputs if self.sym[n].timed]:
-                out.append(f"    {self.py[n]} = np.zeros(({length}, {B}, {self.model.sizes[n]}), {dt})")
+                out.append(f"    {self.py[n]} = {self.alloc}(({length}, {B}, {self.model.sizes[n]}), {dt})")
+                out += self.pad_lines(n, zero_start=True)
                 out.append(f"    {self.py[n]}[{P}:{T} + {P}] = inputs[\"{n}\"]")
             order = {e.out: i for i, e in enumerate(e for b in self.blocks for e in b.eqns)}
             seqs = [n for n in self.home if self.home[n] == "seq" and n not in self.inputs]
@@ -296,6 +297,7 @@ class Generator:
                 else:
                     size = self.atom_size(Var(n))
                     out.append(f"    {self.py[n]} = {self.alloc}(({length}, {B}, {size}), {dt})")
+                    out += self.pad_lines(n, zero_start=n not in self.states)
             for n in self.states:
                 init = self.py[f"{n}(0)"] if n in self.defined_init else f'initial["{n}(0)"]'
                 out.append(f"    {self.py[n]}[:{P}] = {init}")
@@ -313,6 +315,14 @@ class Generator:
 
     #: How sequence arrays are allocated: zeros, so that slots no step writes read as zero.
     alloc = "np.zeros"
+
+    def pad_lines(self, n: str, zero_start: bool) -> list[str]:
+        """Zeros in the slots before step 1 and after step T, if allocation left them empty."""
+        if self.alloc == "np.zeros":
+            return []
+        name, T, P, F = self.py[n], self.T, self.P, self.F
+        return ([f"    {name}[:{P}] = 0"] if zero_start else []) + \
+            ([f"    {name}[{T} + {P}:] = 0"] if F else [])
 
     def block_title(self, b: Block, backward: bool = False) -> str:
         names = ", ".join(f"{n}(t)" for n in b.names)
@@ -442,7 +452,7 @@ class Generator:
         grads += [f'"{n}": {self.d(n)}[{P}:{T} + {P}]' if self.sym[n].timed else f'"{n}": {self.d(n)}'
                   for n in self.inputs]
         for n in self.states:
-            total = f"{self.d(n)}[0]" if P == 1 else f"{self.d(n)}[:{P}].sum(0)"
+            total = self.initial_grad(n)
             if n in self.defined_init:
                 out.append(f"    {self.d(n + '(0)')} += "
                            + sum_leading(total, 1 - self.rank[n + "(0)"]))
@@ -456,6 +466,10 @@ class Generator:
         out += self._dict("grads", grads)
         out.append("    return grads")
         return out
+
+    def initial_grad(self, n: str) -> str:
+        """The gradient of the initial value of state n: what reads before step 1 got."""
+        return f"{self.d(n)}[0]" if self.P == 1 else f"{self.d(n)}[:{self.P}].sum(0)"
 
     def gradient_arrays(self) -> list[str]:
         """Gradients of what others read start at zero, and at the cotangents for the outputs."""

@@ -21,12 +21,17 @@ matrix's gradient, one sum a bias's.
 """
 from __future__ import annotations
 
+import re
+
 from .ir import Const, Read, Var
 from .ops import lookup, sum_leading
 from .schedule import Block
 
-#: d out / d z as a function of out, for the functions whose VJP needs nothing else.
-FACTOR = {"tanh": "1 - {out} ** 2", "sigmoid": "{out} * (1 - {out})", "relu": "{out} > 0"}
+#: d y / d z as a function of y, for the functions whose VJP needs nothing else:
+#: lines computing it as D for every step at once, allocating once.
+FACTOR = {"tanh": ("{D} = np.square({y})", "np.subtract(1, {D}, out={D})"),
+          "sigmoid": ("{D} = np.subtract(1, {y})", "{D} *= {y}"),
+          "relu": ("{D} = {y} > 0",)}
 
 
 class Backward:
@@ -105,18 +110,19 @@ class Backward:
                 out.append(f"    {self.d(n)} = {alloc}({shape}, DTYPE)")
         self.cots = {}
         for n in b.names:
-            if self.ghome.get(n) == "loop":
+            if self.ghome.get(n) == "loop":                # its cotangent comes with the steps
                 self.cots[n] = self.namer(f"cot_{self.py[n]}")
-                out.append(f'    {self.cots[n]} = cotangents.get("{n}")')
+                out.append(f'    {self.cots[n]} = cotangents.get("{n}", [None] * {T})')
         self.factors = {}
         for e in b.eqns:
             if e.op in FACTOR and self.home[e.out] == "seq":
                 name = self.namer("D" + self.py[e.out])
                 self.factors[e.out] = name
-                out.append(f"    {name} = " + FACTOR[e.op].format(out=self.py[e.out]))
+                out += ["    " + x.format(D=name, y=self.py[e.out]) for x in FACTOR[e.op]]
         self.tmps: dict[int, str] = {}
         self.init: dict[str, list[tuple[int, int]]] = {}
         self.deferred: list[tuple] = []
+        self.carried: set[str] = getattr(self, "carried", set())
         self.written: set[str] = set()               # states whose first contribution is out
         body: list[str] = []
         last = [None]
@@ -127,8 +133,9 @@ class Backward:
                 body += ["        " + x for x in lines]
         for size, name in self.tmps.items():
             out.append(f"    {name} = np.empty(({B}, {size}), DTYPE)")
-        out.append(f"    for t in {self._range(b.kind, reverse=True)}:")
-        out += self.bind_slots(body, "        ", skip=set(self.cots.values())) or ["        pass"]
+        for n in b.names:
+            body = self._carry(n, b, body, out)
+        out += self.loop(body or ["        pass"], "    ", forward=b.kind != "forward")
         if self.deferred:
             out.append("    # The parameters' share, for every step at once")
             whole = Block("all", b.names)
@@ -137,6 +144,33 @@ class Backward:
                 self._deferred_grad(e, i, whole, lines)
             out += ["    " + x for x in lines]
         return out
+
+    def _carry(self, n: str, b: Block, body: list[str], out: list[str]) -> list[str]:
+        """A state read one step away only: one buffer carried from step to step instead of
+        an array, if the step writes the gradient of n(t-1) after its last use of n(t)'s."""
+        if self.gneed.get(n) != "state" or n in self.view_of or abs(self.first_read[n]) != 1 \
+                or any(self._lanes(self.groot(e.out))[0] == n for e, _ in self.deferred):
+            return body
+        now, prev = self.at(self.d(n), 0, b), self.at(self.d(n), self.first_read[n], b)
+        slots = re.compile(rf"\b{re.escape(self.d(n))}\[t[^\]]*\]")
+        if any(m.group(0) not in (now, prev) for line in body for m in slots.finditer(line)):
+            return body                                  # read at other steps too
+        lines = [i for i, line in enumerate(body) if not line.lstrip().startswith("#")]
+        first = next((i for i in lines if prev in body[i]), None)
+        if first is None or any(now in body[i] for i in lines if i > first) \
+                or now in body[first] and not body[first].lstrip().startswith(("np.multiply",
+                                                                                "np.add")):
+            return body
+        buf = self.d(n)
+        alloc = next(i for i, line in enumerate(out) if line.startswith(f"    {buf} = np.zeros("))
+        out[alloc] = f"    {buf} = np.zeros(({self.B}, {self.size[n]}), DTYPE)   # carried over steps"
+        self.carried.add(n)
+        return [slots.sub(buf, line) for line in body]
+
+    def initial_grad(self, n: str) -> str:
+        if n in getattr(self, "carried", ()):
+            return self.d(n)
+        return super().initial_grad(n)
 
     def step_backward(self, e, b: Block) -> list[str]:
         lines: list[str] = []
@@ -147,9 +181,9 @@ class Backward:
                 return []                            # no gradient reaches it
             lines += self._fill(e.out, b)
             if e.out in self.cots:                   # an output: its cotangent, if any
-                c = self.cots[e.out]
+                c = f"{self.cots[e.out]}[t - 1]"      # (T, B, n): step t at t - 1
                 lines.append(f"if {c} is not None:")
-                lines.append(f"    {self.gstore(e.out, b)} += {c}[t - 1]")   # (T, B, n)
+                lines.append(f"    {self.gstore(e.out, b)} += {c}")
         if e.out in self.view_of:
             return lines
         g = self.grad(e.out, b)

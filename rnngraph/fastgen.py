@@ -42,6 +42,7 @@ _RANK = {"array": 4, "state": 3, "step": 2, "buf": 1}
 
 class FastGenerator(Backward, Generator):
     fast = True
+    alloc = "np.empty"                         # every slot a step reads is written (or padded)
 
     # -- homes -----------------------------------------------------------------
     def _choose_homes(self):
@@ -100,7 +101,7 @@ class FastGenerator(Backward, Generator):
                     need[e.out] = "array"
                 elif e.out in reads:
                     need[e.out] = "state"
-                elif e.out in self.sym or any(self._deferred(a) for a in e.args):
+                elif any(self._deferred(a) for a in e.args):
                     need[e.out] = "step"
                 else:
                     need[e.out] = "buf"
@@ -230,10 +231,7 @@ class FastGenerator(Backward, Generator):
         ind = "        "
         if any(e.op == "sigmoid" for e in b.eqns):
             out.append('    with np.errstate(over="ignore"):      # exp(-z) = inf: sigmoid(z) = 0')
-            out.append(f"        for t in {self._range(b.kind)}:")
             ind = "            "
-        else:
-            out.append(f"    for t in {self._range(b.kind)}:")
         last = [None]
         body = []
         for e in b.eqns:
@@ -241,29 +239,51 @@ class FastGenerator(Backward, Generator):
             if lines:
                 body += [ind + c for c in self.comment(e, b, last)]
                 body += [ind + x for x in lines]
-        return out + self.bind_slots(body, ind)
+        return out + self.loop(body, ind[:-4], forward=b.kind == "forward")
 
-    def bind_slots(self, body: list[str], ind: str, skip=()) -> list[str]:
-        """Index each array once per step: ``h_t = h[t]``, then ``h_t`` (an index costs a
-        new view each time, and ufuncs check new views for overlap)."""
-        count: dict[tuple[str, str], int] = {}
+    def slot_name(self, name: str, index: str) -> str:
+        """``h_tm1`` for ``h[t - 1]``: the same in every loop (it means the same)."""
+        key = "slot " + name + index
+        if key not in self.py:
+            suffix = index.replace(" ", "").replace("-", "m").replace("+", "p")
+            if name.startswith("cot_"):              # cotangents are (T, B, n): t at t - 1
+                suffix = "t"
+            self.py[key] = self.namer(f"{name}_{suffix}")
+        return self.py[key]
+
+    def loop(self, body: list[str], ind: str, forward: bool, skip=()) -> list[str]:
+        """``for`` over the steps, the slots of every array the body reads or writes coming
+        in with them: ``for h_tm1, h_t in zip(h[0:T], h[1:T + 1])``, then ``h_t`` in the
+        body.  An index costs a new view each time (and ufuncs check each new view for
+        overlap with the others); zip makes the views at C speed."""
+        slots: dict[str, str] = {}
         for line in body:
             if not line.lstrip().startswith("#"):
                 for m in _SLOT.finditer(line):
-                    count[m.groups()] = count.get(m.groups(), 0) + 1
-        names = {}
-        for (name, index), n in count.items():
-            if n >= 2 and name not in skip:
-                suffix = index.replace(" ", "").replace("-", "m").replace("+", "p")
-                names[f"{name}[{index}]"] = self.namer(f"{name}_{suffix}")
-        if not names:
-            return body
+                    name, index = m.groups()
+                    if name not in skip and m.group(0) not in slots:
+                        slots[m.group(0)] = self.slot_name(name, index)
 
         def swap(m):
-            return names.get(m.group(0), m.group(0))
-        head = [f"{ind}{local} = {slot}" for slot, local in names.items()]
-        return head + [line if line.lstrip().startswith("#") else _SLOT.sub(swap, line)
-                       for line in body]
+            return slots.get(m.group(0), m.group(0))
+        body = [line if line.lstrip().startswith("#") else _augmented(_SLOT.sub(swap, line))
+                for line in body]
+        T = self.T
+        steps = []
+        for slot in slots:
+            name, index = _SLOT.fullmatch(slot).groups()
+            j = 0 if index == "t" else int(index[1:].replace(" ", ""))
+            seq = f"{name}[{_plus(1 + j)}:{T}{_plus(1 + j, True)}]"
+            steps.append(seq if forward else seq + "[::-1]")
+        count = f"range(1, {T} + 1)" if forward else f"range({T}, 0, -1)"
+        names = list(slots.values())
+        if any(re.search(r"\bt\b", line) for line in body if not line.lstrip().startswith("#")) \
+                or not names:
+            names, steps = ["t"] + names, [count] + steps
+        if len(names) == 1:
+            return [f"{ind}for {names[0]} in {steps[0]}:"] + body
+        return _call_lines(f"{ind}steps = zip(", steps, ")") + \
+            _call_lines(f"{ind}for (", names, ") in steps:") + body
 
     def _loop_matrices(self, b: Block) -> list[str]:
         found = []
@@ -333,3 +353,40 @@ class FastGenerator(Backward, Generator):
         if e.out in self.into:
             return [f"{out}[...] = {lookup(e.op).forward_source(tuple(args), ranks)}"]
         return [self.forward_eqn(e, b)]
+
+
+_OUT_IS_ARG = re.compile(r"^(\s*)np\.(add|subtract|multiply|divide)\((\w+), (\w+), out=(\w+)\)$")
+_OPERATOR = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/"}
+
+
+def _augmented(line: str) -> str:
+    """``np.multiply(a, b, out=a)`` -> ``a *= b`` (the operator form costs less)."""
+    m = _OUT_IS_ARG.match(line)
+    if not m:
+        return line
+    ind, op, x, y, out = m.groups()
+    if out == x:
+        return f"{ind}{x} {_OPERATOR[op]}= {y}"
+    if out == y and op in ("add", "multiply"):
+        return f"{ind}{y} {_OPERATOR[op]}= {x}"
+    return line
+
+
+def _plus(k: int, after: bool = False) -> str:
+    """``k`` as a slice bound: 3; or after another term, `` + 3``."""
+    if not after:
+        return str(k)
+    return "" if k == 0 else f" + {k}" if k > 0 else f" - {-k}"
+
+
+def _call_lines(head: str, items: list[str], tail: str) -> list[str]:
+    """``head`` + items joined by commas + ``tail``, broken after commas at 99 columns."""
+    lines, line = [], head
+    indent = " " * len(head)
+    for i, item in enumerate(items):
+        piece = item + (", " if i < len(items) - 1 else tail)
+        if len(line) + len(piece.rstrip()) > 99 and line.strip() != head.strip():
+            lines.append(line.rstrip())
+            line = indent
+        line += piece
+    return lines + [line]

@@ -398,14 +398,16 @@ def test_the_source_says_which_equation_each_part_implements():
     source = model.compile().source
     for line in model.to_text().splitlines()[1:]:
         assert f"# {line}" in source
-    assert "for t in range(1, T + 1):" in source and "for t in range(T, 0, -1):" in source
+    assert source.count(") in steps:") == 2                   # forward and back through time
+    plain = model.compile(optimize=False).source
+    assert "for t in range(1, T + 1):" in plain and "for t in range(T, 0, -1):" in plain
 
 
 def test_greek_and_keyword_names_become_python_names():
     source = rnngraph.parse("λ(t) = tanh(lambda λ(t-1) + in x(t))\nx: 2, λ: 3").compile().source
     compile(source, "<test>", "exec")                 # a keyword left as a name: SyntaxError
     assert "# λ(t) = tanh(lambda λ(t-1) + in x(t))" in source
-    assert "lambda_[t - 1]" in source and "np.tanh(" in source and "in_.T" in source
+    assert '"λ": lambda_[1:T + 1]' in source and "np.tanh(" in source and "in_.T" in source
     assert "alpha" in rnngraph.parse("h(t) = α x(t)\nx: 2, h: 2").compile().source
 
 
