@@ -249,7 +249,9 @@ class Backward:
     def contribute(self, a, recipe, b: Block) -> list[str]:
         """Lines adding one contribution into the gradient of the value atom ``a`` reads."""
         name = a.name if isinstance(a, Read) else self.groot(a.name)
-        kind = self.gneed.get(self._lanes(name)[0]) if name in self.gneed else "array"
+        root = self._lanes(name)[0] if name in self.gneed else None
+        # first writes only into storage this loop owns: another block may have added already
+        kind = self.gneed.get(root) if self.loop_of.get(root) is b else "array"
         if isinstance(a, Read) or kind in ("array", "state"):
             k = a.offset if isinstance(a, Read) else 0
             target = self.at(self.d(name), k, b)

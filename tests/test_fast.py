@@ -1,0 +1,111 @@
+"""The optimized path (rnngraph/fuse.py, fastgen.py, fastback.py) computes what the plain one does.
+
+Speed is measured in bench/, never here.  Here: on models built to reach the
+corners of the rewrites (products shared by gates and by two loops, lanes of
+which some gates never use, outputs given cotangents, states read one and two
+steps away, a state another block reads), the optimized forward and backward
+agree with optimize=False to rounding in float64, and pass finite differences;
+and the structure the speed comes from is there, found from the IR whatever the
+names: one product per operand and step, the input projections out of the loop.
+"""
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import rnngraph
+from test_gradients import TOLERANCE, worst_directional_error
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+CORNERS = {
+    # four gates in a shuffled order with arbitrary names, biases on both sides
+    "shuffled LSTM": "c(t) = sigmoid(Bf x(t) + Cf y(t-1) + bf) * c(t-1) "
+                     "+ sigmoid(Bi x(t) + Ci y(t-1)) * tanh(Bz x(t) + Cz y(t-1) + bz)\n"
+                     "y(t) = sigmoid(Bo x(t) + Co y(t-1) + bo) * tanh(c(t))\nx: 3, y: 4, c: 4",
+    # one input product reused by two loops (CSE across blocks), a lane nobody reads back
+    "shared projection": "h(t) = tanh(W h(t-1) + U x(t))\ng(t) = tanh(V g(t+1) + U x(t))\n"
+                         "k(t) = sigmoid(A x(t) + B h(t-1)) * h(t)\nx: 3, h: 4, g: 4, k: 4",
+    # gates of different sizes sharing an operand, and a subtraction in the sum
+    "uneven gates": "a(t) = tanh(P x(t) - Q a(t-1) + R b(t-1))\nb(t) = sigmoid(S x(t) + R2 b(t-1))\n"
+                    "x: 3, a: 2, b: 5",
+    # GRU-like: a gate's product inside a product, and the state read by a later block
+    "GRU and a readout": "r(t) = sigmoid(Wr x(t) + Ur h(t-1))\nz(t) = sigmoid(Wz x(t) + Uz h(t-1))\n"
+                         "n(t) = tanh(Wn x(t) + r(t) * (Un h(t-1) + bn))\n"
+                         "h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)\no(t) = V h(t) + c\n"
+                         "x: 3, h: 4, o: 2",
+    "delays one and two": "h(t) = tanh(W h(t-1) + W2 h(t-2) + U x(t))\nx: 3, h: 4",
+}
+
+
+def models():
+    out = {p.stem: rnngraph.load(p) for p in sorted(EXAMPLES.glob("*.rnn"))}
+    out.update({k: rnngraph.parse(v) for k, v in CORNERS.items()})
+    return out
+
+
+def problem(net, model, rng, T=6, B=3):
+    params = {k: 2 * v for k, v in net.init_params(seed=1).items()}
+    inputs = {n: np.abs(rng.normal(size=((T, B) if model.symbols[n].timed else (B,))
+                                   + (model.sizes[n],))) for n in net.inputs}
+    initial = {k: rng.normal(size=(B, model.sizes[k[:-3]])) for k in net.initial_values}
+    return params, inputs, initial
+
+
+@pytest.mark.parametrize("name", sorted(models()))
+def test_optimized_and_plain_agree_to_rounding_with_every_cotangent(name):
+    model = models()[name]
+    fast, plain = model.compile(), model.compile(optimize=False)
+    rng = np.random.default_rng(0)
+    p, inputs, initial = problem(fast, model, rng)
+    outs, pull = fast.vjp(p, inputs, initial)
+    outs2, pull2 = plain.vjp(p, inputs, initial)
+    for subset in (list(outs), list(outs)[-1:]):         # all outputs, then one alone
+        cot = {n: rng.normal(size=outs[n].shape) for n in subset}
+        g, g2 = pull(cot), pull2(cot)
+        assert set(g) == set(g2)
+        for n in g:
+            np.testing.assert_allclose(g[n], g2[n], rtol=1e-11, atol=1e-13, err_msg=n)
+    for n in outs:
+        np.testing.assert_allclose(outs[n], outs2[n], rtol=1e-12, atol=1e-14, err_msg=n)
+
+
+@pytest.mark.parametrize("name", sorted(CORNERS))
+def test_corner_models_match_finite_differences(name):
+    model = rnngraph.parse(CORNERS[name])
+    assert worst_directional_error(model.compile(), model, seed=5) <= TOLERANCE
+
+
+def loop_bodies(source: str) -> list[str]:
+    """The bodies of the ``for`` loops over steps, forward function first."""
+    bodies = re.findall(r"\n( +)for \(?[^\n]*\n((?:\1    [^\n]*\n)+)", source)
+    return ["".join(line for line in body.splitlines(True) if not line.lstrip().startswith("#"))
+            for _, body in bodies]
+
+
+@pytest.mark.parametrize("name", ["torch_lstm", "lstm_unicode", "lstm_dlbook", "lstm_concat",
+                                  "torch_gru", "shuffled LSTM"])
+def test_each_loop_step_multiplies_each_operand_once(name):
+    source = models()[name].compile(sizes={"x": 5, "h": 6} if name.startswith("torch") else None
+                                    ).source
+    forward, backward = loop_bodies(source)
+    assert forward.count("np.dot(") == 1 and "@" not in forward       # one stacked product
+    assert backward.count("np.dot(") == 1                              # and its transpose
+    assert "np.concatenate((" in source                                # the stacked matrices
+
+
+def test_input_projections_leave_the_loop_and_parameters_get_one_gemm_each():
+    source = rnngraph.load(EXAMPLES / "torch_lstm.rnn").compile().source
+    forward, backward = loop_bodies(source)
+    assert "x_t" not in forward and "x_t" not in backward              # x is not read per step
+    before_loop = source[:source.index("steps = zip(")]
+    assert "np.dot(x[now].reshape(-1, 4)" in before_loop               # all steps, one GEMM
+    for body in (forward, backward):
+        assert "W_" not in body.replace("_W2", "")                     # no parameter per step
+    assert "zeros" not in forward + backward and "empty" not in forward + backward
+
+
+def test_optimize_false_keeps_the_plain_loops():
+    source = rnngraph.load(EXAMPLES / "torch_lstm.rnn").compile(optimize=False).source
+    assert "for t in range(1, T + 1):" in source and "np.concatenate((" not in source
