@@ -94,7 +94,7 @@ def check(kind, model, cfg, T):
     p, x, dH = data(model, cfg, T, "float64")
     h, grads = make(kind, model, cfg, p, x, dH, "float64")[1]()
     try:
-        import torch  # noqa: F401
+        import torch  # noqa: F401  (the reference, when installed)
         ref = "torch"
     except ImportError:
         ref = "rnngraph"
