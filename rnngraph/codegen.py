@@ -290,8 +290,11 @@ class Generator(Reverse):
                 out.append(f"    {self.py[n]}[{P}:{T} + {P}] = inputs[\"{n}\"]")
             order = {e.out: i for i, e in enumerate(e for b in self.blocks for e in b.eqns)}
             seqs = [n for n in self.home if self.home[n] == "seq" and n not in self.inputs]
-            for n in sorted(seqs, key=lambda n: (n in self.view_of, order[n] if n in self.view_of else 0)):
-                if n in self.view_of:
+            late = [n for n in seqs if n in self.view_of or self.bound(n)]
+            for n in sorted(seqs, key=lambda n: (n in late, order[n] if n in late else 0)):
+                if self.bound(n):
+                    out.append(f"    {self.py[n]} = {self.bound(n)}")
+                elif n in self.view_of:
                     parent, lo, hi = self.view_of[n]
                     out.append(f"    {self.py[n]} = {self.py[parent]}[..., {lo}:{hi}]")
                 else:
@@ -315,6 +318,10 @@ class Generator(Reverse):
 
     #: How sequence arrays are allocated: zeros, so that slots no step writes read as zero.
     alloc = "np.zeros"
+
+    def bound(self, n: str) -> str | None:
+        """The name of the array value n lives in, if not its own (none here)."""
+        return None
 
     def pad_lines(self, n: str, zero_start: bool) -> list[str]:
         """Zeros in the slots before step 1 and after step T, if allocation left them empty."""

@@ -165,14 +165,30 @@ class FastGenerator(Backward, Generator):
         return isinstance(a, Var) and self.block_of.get(a.name) is self.blocks[0]
 
     def _coalesce(self) -> None:
-        """A temporary used once, by a lanewise op of its shape, lives in that op's home."""
+        """Values that share storage (``into[x] = y``: x lives where y does).
+
+        A value's output may take the storage of an argument that dies there (used
+        nowhere else, not read by the backward pass, not an output) and is kept per
+        step: ``u = a + b`` computed into ``a``'s array, as a hand-written loop adds the
+        recurrent product into the input projection; ``y = sigmoid(z)`` into ``z``'s
+        lanes.  Otherwise a temporary used once, by a lanewise op of its shape, is
+        computed straight into that op's home.  One argument per op at most."""
         self.into: dict[str, str] = {}
         taken = set()
+        for b in self.blocks[1:]:
+            for u in b.eqns:
+                if u.op in _INPLACE and u.out not in self.view_of and u.out not in self.inputs:
+                    v = next((a.name for a in u.args if self._donor(a, u)), None)
+                    if v is not None:
+                        self.into[u.out] = v
+                        taken.add(u.out)
+                        self._per_time(u.out)
         for b in self.blocks[1:]:
             for e in reversed(b.eqns):
                 n = e.out
                 if self.home.get(n) not in ("buf", "local") or n in self.view_of \
-                        or len(self.uses.get(n, ())) != 1:
+                        or n in self.into or len(self.uses.get(n, ())) != 1 \
+                        or any(v[0] == n for v in self.view_of.values()):
                     continue
                 u = self.uses[n][0]
                 home = self.home.get(u.out)
@@ -184,6 +200,53 @@ class FastGenerator(Backward, Generator):
                     continue
                 self.into[n] = u.out
                 taken.add(u.out)
+        # name the shared storage after the output it holds, if one does
+        for n in list(self.into):
+            root = self.storage(n)
+            if n in self.sym and root not in self.view_of and self.root_of(n) == root:
+                members = [m for m in self.into if self.storage(m) == root] + [root]
+                for m in members:
+                    self.into.pop(m, None)
+                for m in members:
+                    if m != n:
+                        self.into[m] = n
+
+    def root_of(self, n: str) -> str:
+        while n in self.into:
+            n = self.into[n]
+        return n
+
+    def storage(self, n: str) -> str:
+        """The value whose allocation holds n (through shares, not through views)."""
+        return self.root_of(n)
+
+    def _donor(self, a, u) -> bool:
+        """Whether u's output can be stored where argument ``a`` is, a dying array."""
+        if not isinstance(a, Var) or a.name in self.sym or a.name in self.needed \
+                or a.name in self.into.values() \
+                or len(self.uses.get(a.name, ())) != 1 or u.args.count(a) != 1:
+            return False
+        n = a.name
+        if self.home.get(n) != "seq" or self.size.get(n) != self.size.get(u.out) \
+                or self.rank.get(n) != self.block_of[n].lead \
+                or self.rank.get(u.out) != self.block_of[u.out].lead:
+            return False
+        if n in self.view_of:                   # a view: its parent used through views alone
+            parent = self.view_of[n][0]
+            if any(e.op != "slice" for e in self.uses.get(parent, ())):
+                return False
+        return self.home.get(u.out) in ("seq", "buf") or u.out in self.sym
+
+    def _per_time(self, n: str) -> None:
+        """n now lives in an array: so do its views."""
+        self.home[n] = "seq"
+        for v, (parent, _, _) in self.view_of.items():
+            if parent == n and self.home.get(v) != "seq":
+                self._per_time(v)
+
+    def bound(self, n: str) -> str | None:
+        """The name whose array n is (allocated elsewhere), or None."""
+        return self.py[self.root_of(n)] if n in self.into else None
 
     def value(self, a, block: Block) -> str:
         while isinstance(a, Var) and a.name in self.into:
