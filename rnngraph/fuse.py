@@ -9,6 +9,7 @@ IR (which value multiplies which), never from names:
    ``((b_ii + b_hi) + W_ii x(t)) + W_hi h(t-1)``.  The first part then moves to
    the prologue, the second out of the loop.  (Floating-point addition is not
    associative: results agree with the plain path to rounding.)
+   :func:`interpolations` rewrites ``(1 - z) * a + z * b`` as ``a + z (b - a)``.
 2. :func:`split_loops`.  What a loop computes without reading its own states
    (the input projections) runs for every step at once, in a block before the
    loop: one GEMM over all steps instead of one per step.
@@ -138,6 +139,53 @@ def reassociate(blocks) -> None:
                 elif e.out not in dropped:
                     eqns.append(e)
             b.eqns = eqns
+
+
+def interpolations(blocks) -> None:
+    """``(1 - z) * a + z * b`` -> ``a + z * (b - a)``: one op fewer each way (GRU's update).
+
+    Only where the three temporaries are used nowhere else; z, a, b any values."""
+    uses = _uses(blocks)
+    for blk in blocks[1:]:
+        made = {e.out: e for e in blk.eqns}
+
+        def temp(a, op):
+            e = made.get(a.name) if isinstance(a, Var) else None
+            ok = e is not None and e.op == op and e.defines is None and len(uses[a.name]) == 1
+            return e if ok else None
+
+        new, dropped = {}, set()
+        for e in blk.eqns:
+            if e.op != "add" or e.out in dropped:
+                continue
+            for first, second in (e.args, e.args[::-1]):
+                m1, m2 = temp(first, "mul"), temp(second, "mul")
+                if m1 is None or m2 is None:
+                    continue
+                for s_arg, a in (m1.args, m1.args[::-1]):
+                    s = temp(s_arg, "sub")
+                    if s is None or s.args[0] != Const(1.0):
+                        continue
+                    z = s.args[1]
+                    b = m2.args[1] if m2.args[0] == z else m2.args[0] if m2.args[1] == z else None
+                    if b is None or z == a:
+                        continue
+                    d, p = m1.out, m2.out                  # reuse the temporaries' names
+                    new[e.out] = [Eqn(d, "sub", (b, a), None, e.pos, e.origin),
+                                  Eqn(p, "mul", (z, Var(d)), None, e.pos, e.origin),
+                                  Eqn(e.out, "add", (a, Var(p)), e.defines, e.pos, e.origin)]
+                    dropped |= {s.out, m1.out, m2.out}
+                    break
+                if e.out in new:
+                    break
+        if new:
+            eqns = []
+            for e in blk.eqns:
+                if e.out in new:
+                    eqns += new[e.out]
+                elif e.out not in dropped:
+                    eqns.append(e)
+            blk.eqns = eqns
 
 
 # ============================================================================

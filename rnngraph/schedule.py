@@ -185,6 +185,7 @@ def plan(model, optimize: bool = True) -> list[Block]:
             blocks.append(Block(kind, names, eqns))
 
     if optimize:
+        fuse.interpolations(blocks)
         fuse.reassociate(blocks)
     _hoist(blocks, model, prog.params, optimize)
     if optimize:
