@@ -3,21 +3,27 @@
 Where a gradient lives (chosen with the homes, see
 :meth:`rnngraph.fastgen.FastGenerator._gradient_homes`):
 
-- a value read at another step or by another block (a state ``h``, ``c``):
-  an array that starts at zero and at its cotangent, and takes ``+=``;
+- a value another block reads: an array that starts at zero and at its
+  cotangent, and takes ``+=``;
+- a state (read at another step): starts at zero, written by the first
+  contribution of the step that reads it first (``np.dot(dz, W, out=dh)``);
+  read one step away only, it is one buffer carried from step to step, as in
+  hand-written BPTT;
 - any other value of the loop: a buffer ``(B, n)``, or a slot per step
   (``step``) when the parameters' share after the loop reads it.  The first
   contribution in a step writes it (``np.multiply(g, w, out=d)``), later ones
   add to it; the lanes of a wide value are tracked one by one, lanes nothing
-  flowed into are zero-filled, and a value no gradient reached is skipped.
-  An output's cotangent, if given, joins when its gradient is complete;
+  flowed into are zero-filled, and a value no gradient reached is skipped;
 - ``z = a + b`` with ``a`` used nowhere else: ``a`` has ``z``'s gradient, the
-  very array (no copy, no op).
+  very array (no copy, no op); likewise ``z = view + b`` keeps z's gradient in
+  the view's lanes.
 
-The derivatives of tanh and sigmoid are computed for every step at once before
-the loop (``1 - y ** 2``).  Contributions to parameters and other time-free
-values are left out of the loop: after it, one GEMM over all T*B rows gives a
-matrix's gradient, one sum a bias's.
+An output's cotangent, if given, joins once its gradient is complete; the
+cotangents come with the steps (``cotangents.get("h", [None] * T)``).  The
+derivatives of tanh and sigmoid are computed for every step at once before the
+loop (``1 - y ** 2``, in place).  Contributions to parameters and other
+time-free values are left out of the loop: after it, one GEMM over all T*B
+rows gives a matrix's gradient, one sum a bias's.
 """
 from __future__ import annotations
 

@@ -8,15 +8,20 @@ arithmetic, :class:`FastGenerator` prints instead:
 Homes.  Every value of a loop has a home allocated before the loop: a slot
 of an array ``(P + T + F, B, n)`` if the backward pass or another block reads
 it, else a buffer ``(B, n)`` reused at every step; a ``slice`` is a view of
-its argument's home; and a value whose only use is a lanewise op of the same
-shape is computed straight into that op's home (``np.dot(h[t - 1], W_T,
-out=z)``, then ``np.add(u[t], z, out=z)``).
+its argument's home.  Values share homes: an op's output may take the array of
+an argument that dies there (the LSTM's recurrent product is added into the
+input projection's array, the gates written over their pre-activations, as
+by hand), and a temporary used once by a lanewise op of its shape is computed
+straight into that op's home.
 
-Forward.  Every op writes into its home with ``out=``; products use ``np.dot``
-against a contiguous transposed copy of the matrix made once before the loop;
-an every-step block multiplies all T*B rows in one GEMM.  The logistic function
-is ``1 / (1 + exp(-z))`` in place: exp(-z) may overflow to inf (z < -88 in
-float32), which gives exactly 0, so the loop runs under
+Forward.  Every op writes into its home with ``out=`` (``a *= b`` where it
+can); products use ``np.dot`` against a contiguous transposed copy of the
+matrix made once before the loop; an every-step block multiplies all T*B rows
+in one GEMM.  A loop is ``for h_tm1, h_t, ... in zip(h[0:T], h[1:T + 1], ...)``:
+the slots come as views made at C speed, the body indexes nothing.  Numbers
+are 0-d arrays of the dtype (a Python number costs a conversion per call).  The
+logistic function is ``1 / (1 + exp(-z))`` in place: exp(-z) may overflow to
+inf (z < -88 in float32), which gives exactly 0, so the loop runs under
 ``np.errstate(over="ignore")``.
 
 Backward: see :mod:`rnngraph.fastback`.
