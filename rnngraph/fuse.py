@@ -131,14 +131,20 @@ def reassociate(blocks) -> None:
                 acc = Var(name)
             replace[root.out] = chain
             dropped.update(nodes[1:])
-        if replace:
-            eqns = []
-            for e in b.eqns:
-                if e.out in replace:
-                    eqns += replace[e.out]
-                elif e.out not in dropped:
-                    eqns.append(e)
-            b.eqns = eqns
+        _splice(b, replace, dropped)
+
+
+def _splice(block, replace: dict, dropped: set) -> None:
+    """Put each ``replace[out]`` list where the equation binding ``out`` was; drop ``dropped``."""
+    if not replace:
+        return
+    eqns = []
+    for e in block.eqns:
+        if e.out in replace:
+            eqns += replace[e.out]
+        elif e.out not in dropped:
+            eqns.append(e)
+    block.eqns = eqns
 
 
 def interpolations(blocks) -> None:
@@ -178,14 +184,7 @@ def interpolations(blocks) -> None:
                     break
                 if e.out in new:
                     break
-        if new:
-            eqns = []
-            for e in blk.eqns:
-                if e.out in new:
-                    eqns += new[e.out]
-                elif e.out not in dropped:
-                    eqns.append(e)
-            blk.eqns = eqns
+        _splice(blk, new, dropped)
 
 
 # ============================================================================
