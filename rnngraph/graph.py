@@ -143,8 +143,8 @@ def unrolled(model, steps: int) -> nx.MultiDiGraph:
             if model.symbols[ref.name].role == "parameter":
                 continue
             weight, transpose = _weight(wexpr)
-            for (n, t) in list(g.nodes):
-                if n == name and t is not None and t < 1:
-                    g.add_edge(node(ref.name, None), (n, t), key=(None, weight),
+            for t in range(1 - sym.delay, 1):         # the initial nodes step 1 reads
+                if (name, t) in g:
+                    g.add_edge(node(ref.name, None), (name, t), key=(None, weight),
                                delay=None, weight=weight, transpose=transpose)
     return g

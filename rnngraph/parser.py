@@ -17,6 +17,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from . import ast
 from .errors import RnnGraphError, Source
 from .functions import BY_NAME, lookup
+from .printing import expr_text
 
 #: Deepest expression accepted.  Later stages walk expressions recursively;
 #: no hand-written equation comes near this (a 100-term sum does).
@@ -62,10 +63,6 @@ class _Continuation:
 
 def _pos(tok: Token) -> ast.Pos:
     return (tok.line, tok.column)
-
-
-def _where(node) -> ast.Pos:
-    return node.pos
 
 
 def _time_offset(arg) -> int | None:
@@ -143,9 +140,9 @@ class _ToAst(Transformer):
             if _looks_like_time(arg) and (_mentions_t(arg) or not _suggest(name)):
                 if isinstance(arg, ast.Num):
                     raise _Located(f"time index {arg.value:g}: write {name}(t), {name}(t-1), ...; "
-                                   f"only an initial value {name}(0) takes a number", _where(arg))
+                                   f"only an initial value {name}(0) takes a number", arg.pos)
                 raise _Located(f"a time index is t plus or minus an integer, as in {name}(t-1); "
-                               f"not {name}({_plain(arg)})", _where(arg))
+                               f"not {name}({expr_text(arg)})", arg.pos)
         raise _Located(f"unknown function '{name}'{_suggest(name)}", pos)
 
     # -- operators ----------------------------------------------------------
@@ -203,11 +200,6 @@ class _ToAst(Transformer):
         return ast.Program(tuple(equations), tuple(sizes))
 
 
-def _plain(expr) -> str:
-    from .printing import expr_text
-    return expr_text(expr)
-
-
 def _left_side(lhs) -> tuple[str, str]:
     if isinstance(lhs, ast.Ref):
         if lhs.name == "t":
@@ -220,7 +212,7 @@ def _left_side(lhs) -> tuple[str, str]:
         return lhs.name, "init"
     if isinstance(lhs, ast.Call):
         raise _Located(f"'{lhs.func}' is a function and cannot be defined", lhs.pos)
-    raise _Located(f"a left side is name(t), name or name(0), not {_plain(lhs)}", lhs.pos)
+    raise _Located(f"a left side is name(t), name or name(0), not {expr_text(lhs)}", lhs.pos)
 
 
 def _check_right_side(rhs, eq: Token) -> None:

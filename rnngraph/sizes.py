@@ -229,17 +229,15 @@ def solve(program: ast.Program, symbols, source: Source,
     given = dict(given or {})
     for name in given:
         if name not in symbols:
-            close = difflib.get_close_matches(name, sorted(symbols), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise RnnGraphError(f"a size is given for '{name}', which the model does not have{hint}")
+            raise RnnGraphError(f"a size is given for '{name}', which the model does not have"
+                                f"{_hint(name, symbols)}")
     declared = [(d.name, d.size, d) for d in program.sizes if d.name not in given]
     fixed = declared + [(n, v, None) for n, v in given.items()]
     for name, size, decl in fixed:
         sym = symbols.get(name)
         if sym is None:
-            close = difflib.get_close_matches(name, sorted(symbols), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise source.error(f"size declared for '{name}', which no equation uses{hint}", *decl.pos)
+            raise source.error(f"size declared for '{name}', which no equation uses"
+                               f"{_hint(name, symbols)}", *decl.pos)
         if sym.role == "parameter" and sym.matrix:
             msg = f"'{name}' is a matrix: declare the sizes of the vectors it maps between"
             if decl is None:
@@ -247,7 +245,7 @@ def solve(program: ast.Program, symbols, source: Source,
             raise source.error(msg, *decl.pos)
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
             raise RnnGraphError(f"the size of '{name}' must be a positive integer, not {size!r}")
-        inf.u.set(("sym", name), size, decl or _first_use(sym, program),
+        inf.u.set(("sym", name), size, decl or _first_use(sym),
                   f"'{name}' is declared with size" if decl else f"'{name}' is given size",
                   f"from '{name}: {size}', line {decl.pos[0]}" if decl else f"given {name}={size}")
     # Equations after the fixed sizes, so a conflict shows at the equation that causes it.
@@ -260,7 +258,7 @@ def solve(program: ast.Program, symbols, source: Source,
 
     out = Sizes()
     for name, sym in symbols.items():          # known sizes and shapes, in order of appearance
-        keys = [("rows", name), ("cols", name)] if sym.role == "parameter" and sym.matrix else [("sym", name)]
+        keys = _keys(name, sym)
         vals = [inf.u.get(k) for k in keys]
         if None not in vals:
             if len(keys) == 1:
@@ -270,7 +268,7 @@ def solve(program: ast.Program, symbols, source: Source,
     reported = set()
     # Vectors first, so an unknown size is named by a vector where one shares it.
     for name, sym in sorted(symbols.items(), key=lambda kv: kv[1].matrix):
-        keys = [("rows", name), ("cols", name)] if sym.role == "parameter" and sym.matrix else [("sym", name)]
+        keys = _keys(name, sym)
         vals = [inf.u.get(k) for k in keys]
         for k, v in zip(keys, vals):
             root = inf.u.find(k)
@@ -285,6 +283,16 @@ def solve(program: ast.Program, symbols, source: Source,
     return out
 
 
-def _first_use(sym, program):
+def _first_use(sym):
     """The first place in the file that mentions ``sym``: its definition or its first read."""
     return min([sym, *sym.reads], key=lambda n: n.pos)
+
+
+def _keys(name, sym) -> list[tuple]:
+    """The size variables of a symbol: rows and columns of a matrix, else its length."""
+    return [("rows", name), ("cols", name)] if sym.role == "parameter" and sym.matrix else [("sym", name)]
+
+
+def _hint(name, symbols) -> str:
+    close = difflib.get_close_matches(name, sorted(symbols), n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
