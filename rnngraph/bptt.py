@@ -122,7 +122,7 @@ class Reverse:
                 parent, lo, hi = self.view_of[n]
                 out.append(f"    {self.d(n)} = {self.d(parent)}[..., {lo}:{hi}]")
             else:
-                out.append(f"    {self.d(n)} = " + (f"np.zeros_like({self.py[n]})"
+                out.append(f"    {self.d(n)} = " + (self.zeros_like(self.py[n])
                                                     if self.home[n] == "seq" else self._zeros(n)))
             if n in self.step_vars:
                 out.append(f'    {self.d(n)}[{P}:{T} + {P}] = cotangents.get("{n}", 0)')

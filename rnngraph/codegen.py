@@ -387,6 +387,14 @@ class Generator(Reverse):
         return lines + [line]
 
     # -- the module ----------------------------------------------------------
+    def import_lines(self) -> list[str]:
+        """What the module imports from rnngraph."""
+        return [f"from rnngraph.ops import {', '.join(RUNTIME)}"]
+
+    def zeros_like(self, array: str) -> str:
+        """Source for zeros shaped like the sequence array ``array``."""
+        return f"np.zeros_like({array})"
+
     def constant_lines(self) -> list[str]:
         """Module-level constants the functions use (none here)."""
         return []
@@ -403,7 +411,7 @@ class Generator(Reverse):
                 '"""',
                 "import numpy as np",
                 "",
-                f"from rnngraph.ops import {', '.join(RUNTIME)}",
+                *self.import_lines(),
                 "",
                 f"DTYPE = np.{self.dtype}",
                 *self.constant_lines(),

@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 
 from .codegen import Generator
-from .fastback import Backward
+from .fastback import PER_STEP, Backward
 from .ir import Const, Param, Read, Var
 from .ops import lookup
 from .printing import number_text
@@ -47,7 +47,7 @@ _RANK = {"array": 4, "state": 3, "step": 2, "buf": 1}
 
 class FastGenerator(Backward, Generator):
     fast = True
-    alloc = "np.empty"                         # every slot a step reads is written (or padded)
+    alloc = "WORK.empty"                       # every slot a step reads is written (or padded)
 
     # -- homes -----------------------------------------------------------------
     def _choose_homes(self):
@@ -269,9 +269,19 @@ class FastGenerator(Backward, Generator):
             self.consts[value] = self.namer(wish)
         return self.consts[value]
 
+    def import_lines(self) -> list[str]:
+        return super().import_lines() + ["from rnngraph.workspace import Workspace"]
+
+    def zeros_like(self, array: str) -> str:
+        return f"WORK.zeros({array}.shape, DTYPE)"
+
     def constant_lines(self) -> list[str]:
-        return [f"{name} = np.array({number_text(v)}, DTYPE)   # numbers in loops: 0-d arrays"
-                for v, name in getattr(self, "consts", {}).items()]
+        per_step = [f"PER_STEP = {PER_STEP}   # see rnngraph/fastback.py"] \
+            if getattr(self, "per_step_used", False) else []
+        return ["WORK = Workspace()   # arrays proportional to T, reused once free "
+                "(rnngraph/workspace.py)"] + per_step + [
+            f"{name} = np.array({number_text(v)}, DTYPE)   # numbers in loops: 0-d arrays"
+            for v, name in getattr(self, "consts", {}).items()]
 
     # -- the forward pass --------------------------------------------------------
     def forward_block(self, b: Block) -> list[str]:

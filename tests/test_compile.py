@@ -382,10 +382,11 @@ def test_an_op_without_a_vjp_is_named(monkeypatch):
 def test_the_source_is_numpy_code_that_runs_on_its_own(rng):
     net = load("lstm_unicode")
     namespace = {}
-    exec(net.source, namespace)                       # imports numpy and rnngraph.ops only
+    exec(net.source, namespace)           # imports numpy, rnngraph.ops and rnngraph.workspace only
     imports = [line for line in net.source.splitlines() if line.startswith(("import", "from"))]
     assert imports == ["import numpy as np", "from rnngraph.ops import sigmoid, softmax, log_softmax, "
-                                             "cross_entropy, softmax_cross_entropy"]
+                                             "cross_entropy, softmax_cross_entropy",
+                       "from rnngraph.workspace import Workspace"]
     p = net.init_params()
     x = rng.normal(size=(4, 2, 4))
     zeros = {"h(0)": np.zeros((2, 8)), "c(0)": np.zeros((2, 8))}

@@ -53,10 +53,19 @@ def problem(net, model, rng, T=6, B=3):
     return params, inputs, initial
 
 
+def per_step(net, threshold):
+    """Where the backward computes tanh's and sigmoid's derivatives: in the loop (threshold 0)
+    or for every step before it (a huge threshold); B * n decides otherwise."""
+    if "PER_STEP" in net._backward.__globals__:
+        net._backward.__globals__["PER_STEP"] = threshold
+    return net
+
+
+@pytest.mark.parametrize("threshold", [0, 10 ** 9], ids=["derivatives in the loop", "before it"])
 @pytest.mark.parametrize("name", sorted(models()))
-def test_optimized_and_plain_agree_to_rounding_with_every_cotangent(name):
+def test_optimized_and_plain_agree_to_rounding_with_every_cotangent(name, threshold):
     model = models()[name]
-    fast, plain = model.compile(), model.compile(optimize=False)
+    fast, plain = per_step(model.compile(), threshold), model.compile(optimize=False)
     rng = np.random.default_rng(0)
     p, inputs, initial = problem(fast, model, rng)
     outs, pull = fast.vjp(p, inputs, initial)
@@ -71,10 +80,20 @@ def test_optimized_and_plain_agree_to_rounding_with_every_cotangent(name):
         np.testing.assert_allclose(outs[n], outs2[n], rtol=1e-12, atol=1e-14, err_msg=n)
 
 
+@pytest.mark.parametrize("threshold", [0, 10 ** 9], ids=["derivatives in the loop", "before it"])
 @pytest.mark.parametrize("name", sorted(CORNERS))
-def test_corner_models_match_finite_differences(name):
+def test_corner_models_match_finite_differences(name, threshold):
     model = rnngraph.parse(CORNERS[name])
-    assert worst_directional_error(model.compile(), model, seed=5) <= TOLERANCE
+    net = per_step(model.compile(), threshold)
+    assert worst_directional_error(net, model, seed=5) <= TOLERANCE
+
+
+def test_derivatives_move_into_the_loop_for_large_steps_only():
+    source = rnngraph.load(EXAMPLES / "torch_lstm.rnn").compile().source
+    _, backward = loop_bodies(source)
+    assert "PER_STEP = 4096" in source
+    assert "B * 24 >= PER_STEP" in source                  # the three sigmoid gates, h: 8
+    assert backward.count("np.subtract(ONE, ") == 3        # sigmoid's, tanh(c)'s and g's
 
 
 def loop_bodies(source: str) -> list[str]:

@@ -1,0 +1,105 @@
+"""Arrays kept from one call of a compiled model to the next.
+
+A forward + backward pass of an LSTM at batch 32, hidden 256, T 100 allocates
+about 60 MB of arrays proportional to T.  Allocations that large come from
+fresh pages of the operating system, and touching each page for the first time
+costs more than the arithmetic done on it: 15-20% of the whole run, measured
+(bench/run.py).  So the generated code takes its arrays proportional to T from
+a :class:`Workspace`, which hands back an array of an earlier call once nothing
+outside the workspace holds it any more.
+
+"Holds" is read off the reference count of the array: the workspace's own list
+is one reference; every other one (an output the caller kept, a view of it, a
+pullback's tape, a ``torch.from_numpy`` of it) makes it busy, since every NumPy
+view keeps a reference to the array that owns the memory.  An array the caller
+still holds is therefore never handed out again, and a caller who keeps every
+output of every call merely gets fresh arrays each time, as without a workspace.
+
+The count an array free of outside references has is measured at import, with
+the same expression :meth:`Workspace.empty` uses, so that it holds whatever
+the interpreter's own counting (which changed in CPython 3.12 and 3.14).
+
+Bounded: two arrays of each shape (a training loop holds the last call's
+outputs while making the next call) and at most :data:`LIMIT` bytes in all;
+least recently used shapes go first.  Thread-safe: a lock covers the choice.
+
+Examples
+--------
+>>> import numpy as np
+>>> work = Workspace()
+>>> a = work.empty((3, 2), np.float32)
+>>> work.empty((3, 2), np.float32) is a           # a is still held here
+False
+>>> del a
+>>> b = work.empty((3, 2), np.float32)             # the first array, handed back
+>>> b.shape, len(work)
+((3, 2), 2)
+"""
+from __future__ import annotations
+
+import sys
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+#: Bytes a workspace keeps at most (arrays beyond it are allocated as usual).
+LIMIT = 1 << 30
+#: Arrays kept per shape and dtype.
+PER_SHAPE = 2
+
+
+def _refs(arrays: list, i: int) -> int:
+    return sys.getrefcount(arrays[i])
+
+
+#: The reference count of an array held by nothing but a workspace's list.
+_FREE = _refs([np.empty(0)], 0)
+
+
+class Workspace:
+    """A pool of arrays; :meth:`empty` and :meth:`zeros` as NumPy's, for arrays reused."""
+
+    def __init__(self, limit: int = LIMIT):
+        self.limit = limit
+        self._arrays: OrderedDict[tuple, list] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return sum(map(len, self._arrays.values()))
+
+    def empty(self, shape, dtype) -> np.ndarray:
+        """An array of ``shape`` and ``dtype`` that nothing else holds; its values are arbitrary."""
+        key = (tuple(shape), np.dtype(dtype).str)
+        with self._lock:
+            arrays = self._arrays.get(key)
+            if arrays is not None:
+                self._arrays.move_to_end(key)
+                for i in range(len(arrays)):
+                    if _refs(arrays, i) <= _FREE:
+                        return arrays[i]
+            a = np.empty(shape, dtype)
+            if (arrays is None or len(arrays) < PER_SHAPE) and self._make_room(a.nbytes):
+                self._arrays.setdefault(key, []).append(a)
+                self._bytes += a.nbytes
+            return a
+
+    def zeros(self, shape, dtype) -> np.ndarray:
+        """As :meth:`empty`, filled with zeros."""
+        a = self.empty(shape, dtype)
+        a.fill(0)
+        return a
+
+    def _make_room(self, nbytes: int) -> bool:
+        """Drop free arrays of the least recently used shapes until nbytes fit."""
+        for key in list(self._arrays):
+            if self._bytes + nbytes <= self.limit:
+                break
+            arrays = self._arrays[key]
+            for i in reversed(range(len(arrays))):
+                if _refs(arrays, i) <= _FREE:
+                    self._bytes -= arrays.pop(i).nbytes
+            if not arrays:
+                del self._arrays[key]
+        return self._bytes + nbytes <= self.limit

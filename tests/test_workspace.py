@@ -1,0 +1,101 @@
+"""Arrays reused from call to call (rnngraph/workspace.py) never change what a caller holds.
+
+The workspace saves the page faults of allocating tens of megabytes a call
+(bench/); what a user would notice if it broke is an output or gradient of an
+earlier call changing under their feet, or a pullback giving another call's
+gradients.  Those are checked here, along with the reuse itself and its bounds.
+"""
+import threading
+from pathlib import Path
+
+import numpy as np
+
+import rnngraph
+from rnngraph.workspace import Workspace
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def lstm():
+    return rnngraph.load(EXAMPLES / "torch_lstm.rnn").compile()
+
+
+def inputs(seed, T=7, B=3):
+    return {"x": np.random.default_rng(seed).normal(size=(T, B, 4))}
+
+
+def test_outputs_and_gradients_a_caller_keeps_survive_later_calls():
+    net, ref = lstm(), lstm()
+    p = net.init_params(seed=0)
+    outs, pull = net.vjp(p, inputs(1))
+    grads = pull({"h": np.ones_like(outs["h"])})
+    kept = {k: v.copy() for k, v in outs.items()}, {k: v.copy() for k, v in grads.items()}
+    for seed in (2, 3, 4):                              # more calls, same shapes
+        o, pb = net.vjp(p, inputs(seed))
+        pb({"h": np.ones_like(o["h"])})
+        del o, pb
+    for k in outs:
+        np.testing.assert_array_equal(outs[k], kept[0][k], err_msg=k)
+    for k in grads:
+        np.testing.assert_array_equal(grads[k], kept[1][k], err_msg=k)
+    o_ref, pb_ref = ref.vjp(p, inputs(1))
+    np.testing.assert_array_equal(outs["h"], o_ref["h"])
+
+
+def test_a_pullback_kept_past_later_calls_gives_its_own_calls_gradients():
+    net, ref = lstm(), lstm()
+    p = net.init_params(seed=0)
+    outs, pull = net.vjp(p, inputs(1))
+    cot = {"h": np.random.default_rng(9).normal(size=outs["h"].shape)}
+    del outs
+    for seed in (2, 3):
+        net.vjp(p, inputs(seed))[1](cot)
+    expected = ref.vjp(p, inputs(1))[1](cot)
+    got = pull(cot)
+    for k in expected:
+        np.testing.assert_array_equal(got[k], expected[k], err_msg=k)
+
+
+def test_arrays_nobody_holds_are_handed_out_again():
+    net = lstm()
+    p = net.init_params(seed=0)
+    first = net.forward(p, inputs(1))["h"]
+    address = first.__array_interface__["data"][0]
+    del first                                          # the caller lets go
+    again = net.forward(p, inputs(2))["h"]
+    assert again.__array_interface__["data"][0] == address
+    other = net.forward(p, inputs(3))["h"]             # `again` is held: a new array
+    assert not np.shares_memory(again, other)
+
+
+def test_threads_sharing_a_compiled_model_get_their_own_arrays():
+    net, ref = lstm(), lstm()
+    p = net.init_params(seed=0)
+    expected = {s: ref.vjp(p, inputs(s))[1]({"h": np.ones((7, 3, 8))}) for s in range(4)}
+    errors = []
+
+    def work(seed):
+        for _ in range(30):
+            o, pb = net.vjp(p, inputs(seed))
+            g = pb({"h": np.ones_like(o["h"])})
+            if not all(np.array_equal(g[k], expected[seed][k]) for k in g):
+                errors.append(seed)
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def test_the_workspace_keeps_two_arrays_a_shape_within_its_limit():
+    work = Workspace(limit=10_000)
+    held = [work.empty((100,), np.float64) for _ in range(3)]    # 800 bytes each
+    assert len(work) == 2                              # the third was allocated, not kept
+    big = work.empty((2000,), np.float64)               # 16,000 bytes: over the limit
+    assert len(work) == 2 and big.shape == (2000,)
+    del held
+    work.empty((1125,), np.float64)                    # 9,000 bytes: the free ones make room
+    assert len(work) == 1
+    z = work.zeros((1125,), np.float64)
+    assert not z.any()
