@@ -20,8 +20,11 @@ Where a gradient lives (chosen with the homes, see
 
 An output's cotangent, if given, joins once its gradient is complete; the
 cotangents come with the steps (``cotangents.get("h", [None] * T)``).  The
-derivatives of tanh and sigmoid are computed for every step at once before the
-loop (``1 - y ** 2``, in place).  Contributions to parameters and other
+derivatives of tanh and sigmoid (``1 - y ** 2``, ``y (1 - y)``) are computed in
+the loop, on the step's values while they are in cache, when a step has
+:data:`PER_STEP` values or more; else for every step at once before the loop,
+where a batch of one makes two more calls a step cost more than the arithmetic.
+Relu's mask is always made before the loop.  Contributions to parameters and other
 time-free values are left out of the loop: after it, one GEMM over all T*B
 rows gives a matrix's gradient, one sum a bias's.
 """
@@ -153,6 +156,7 @@ class Backward:
             out.append(f"    {name} = np.empty(({B}, {size}), DTYPE)")
         for n in b.names:
             body = self._carry(n, b, body, out)
+        body = peephole(body)
         out += self.loop(body or ["        pass"], "    ", forward=b.kind != "forward")
         if self.deferred:
             out.append("    # The parameters' share, for every step at once")
@@ -351,3 +355,69 @@ class Backward:
                               tuple(self.atom_size(a) for a in e.args))
         self.add_grad(e.args[0], expr, b, lines)
         return lines
+
+
+# -- peephole: copies the contribution order left ------------------------------------
+_COPY = re.compile(r"( +)np\.copyto\((\S+), (\S+)\)$")
+_DOT = re.compile(r"( +)np\.dot\((.+), out=(\S+)\)$")
+
+
+def _mentions(line: str, name: str) -> bool:
+    return re.search(rf"(?<![\w.]){re.escape(name)}(?![\w\[])", line) is not None
+
+
+def _writes(line: str, name: str) -> bool:
+    n = re.escape(name)
+    return re.search(rf"out={n}\)|^\s*{n} [-+*/]?= |np\.copyto\({n}, ", line) is not None
+
+
+def peephole(body: list[str]) -> list[str]:
+    """Two rewrites of a backward loop body, each saving a pass over a step's values:
+
+    ``np.copyto(X, Y)`` ... ``np.dot(P, Q, out=tmp)``, ``X += tmp`` (the first contribution
+    to a gradient is a copy, a later one a product) becomes ``np.dot(P, Q, out=X)``,
+    ``X += Y``; and ``np.copyto(A, B)`` ... ``A -= C`` becomes ``np.subtract(B, C, out=A)``
+    in the place of the second line (``np.add`` for ``+=``).  Only when nothing in between
+    reads A or X, or writes Y or B; an ``if`` in between stops the second rewrite.
+    """
+    body, changed = list(body), True
+    while changed:                            # one rewrite may make room for another
+        changed = False
+        for i, line in enumerate(body):
+            m = _COPY.match(line)
+            if m and (_dot_first(body, i, *m.groups()) or _fold_copy(body, i, *m.groups())):
+                changed = True
+                break
+    return body
+
+
+def _dot_first(body, i, ind, x, y) -> bool:
+    for j in range(i + 1, len(body) - 1):
+        d = _DOT.match(body[j])
+        if d and d.group(1) == ind and body[j + 1] == f"{ind}{x} += {d.group(3)}" \
+                and not _mentions(d.group(2), x):
+            if any(_mentions(body[k], x) or _writes(body[k], y) for k in range(i + 1, j)) \
+                    or _writes(body[j], y):
+                return False
+            body[j] = f"{ind}np.dot({d.group(2)}, out={x})"
+            body[j + 1] = f"{ind}{x} += {y}"
+            del body[i]
+            return True
+        if _mentions(body[j], x):
+            return False
+    return False
+
+
+def _fold_copy(body, i, ind, a, b) -> bool:
+    for j in range(i + 1, len(body)):
+        line = body[j]
+        for op, ufunc in (("-=", "np.subtract"), ("+=", "np.add")):
+            if line.startswith(f"{ind}{a} {op} ") and line.count(" ") == len(ind) + 2:
+                if any(_writes(body[k], b) for k in range(i + 1, j)):
+                    return False
+                body[j] = f"{ind}{ufunc}({b}, {line.split()[-1]}, out={a})"
+                del body[i]
+                return True
+        if _mentions(line, a) or line.lstrip().startswith("if "):
+            return False
+    return False

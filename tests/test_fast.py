@@ -128,3 +128,33 @@ def test_input_projections_leave_the_loop_and_parameters_get_one_gemm_each():
 def test_optimize_false_keeps_the_plain_loops():
     source = rnngraph.load(EXAMPLES / "torch_lstm.rnn").compile(optimize=False).source
     assert "for t in range(1, T + 1):" in source and "np.concatenate((" not in source
+
+
+def test_gru_backward_loop_copies_nothing():
+    source = rnngraph.load(EXAMPLES / "torch_gru.rnn").compile().source
+    _, backward = loop_bodies(source)
+    assert "copyto" not in backward                                    # both copies rewritten
+    assert "np.dot(d_p3_t, _W2, out=dh)" in backward and "dh += d_18" in backward
+
+
+@pytest.mark.parametrize("body, expected", [
+    # the first contribution a copy, a later one a product: the product goes first
+    (["np.copyto(dh, a)", "x = 1", "np.dot(g, W, out=tmp)", "dh += tmp"],
+     ["x = 1", "np.dot(g, W, out=dh)", "dh += a"]),
+    # ... not if dh is read in between, or a is written in between
+    (["np.copyto(dh, a)", "y += dh", "np.dot(g, W, out=tmp)", "dh += tmp"], None),
+    (["np.copyto(dh, a)", "a *= 2", "np.dot(g, W, out=tmp)", "dh += tmp"], None),
+    # copy then subtract: one subtract where the second line was
+    (["np.copyto(dn, dh)", "np.multiply(dh, z, out=c)", "dn -= c"],
+     ["np.multiply(dh, z, out=c)", "np.subtract(dh, c, out=dn)"]),
+    # ... not if dh changes in between (np.dot(..., out=dh), dh *= ...)
+    (["np.copyto(dn, dh)", "np.dot(g, W, out=dh)", "dn -= c"], None),
+    (["np.copyto(dn, dh)", "dh *= z", "dn -= c"], None),
+    # ... nor across an if
+    (["np.copyto(dn, dh)", "if c0 is not None:", "    dn += c0", "dn -= c"], None),
+])
+def test_peephole_rewrites_only_what_it_may(body, expected):
+    from rnngraph.fastback import peephole
+    lines = ["        " + line for line in body]
+    got = [line[8:] for line in peephole(lines)]
+    assert got == (body if expected is None else expected)
