@@ -6,7 +6,7 @@ KIND is rnngraph, plain (rnngraph with optimize=False), hand, torch, torchcell,
 jax or autograd; MODEL is RNN, LSTM or GRU; CONFIG is A or B (see CONFIGS).
 The run is forward + backward with dL/dh = 1, float32.  Times: a warm-up, then
 repeated runs for about a second; the line carries their median in ms.
-``--memory``: the peak of NumPy's allocations during one run (tracemalloc),
+``--memory``: the peak of NumPy's allocations during the first run (tracemalloc),
 for rnngraph and hand.  ``--check``: no timing; run in float64 and print the
 largest relative error of h and of every gradient against torch.nn.* (or,
 without torch, against rnngraph).
@@ -76,8 +76,10 @@ def timing(run, budget=1.0):
 
 
 def memory(run):
+    """Peak bytes NumPy allocates in the first run of a fresh process.  The first: from the
+    second on, rnngraph's workspace (and the hand code's kept buffers) reuse arrays, which
+    tracemalloc would not count, though they are as much memory as ever."""
     import tracemalloc
-    run()
     tracemalloc.start()
     run()
     peak = tracemalloc.get_traced_memory()[1]
