@@ -125,8 +125,8 @@ class Backward:
                 kind = self.gneed[n]
                 shape = f"({B}, {self.size[n]})" if kind == "buf" else \
                     f"({length}, {B}, {self.size[n]})"
-                alloc = ("np.zeros" if kind == "state" else "np.empty") if kind == "buf" else \
-                    ("WORK.zeros" if kind == "state" else "WORK.empty")
+                alloc = "np.empty" if kind == "buf" else \
+                    "WORK.zeros" if kind == "state" else "WORK.empty"
                 out.append(f"    {self.d(n)} = {alloc}({shape}, DTYPE)")
         self.cots = {}
         for n in b.names:
@@ -174,22 +174,24 @@ class Backward:
         D = self.factors[e.out] = self.namer("D" + y)
         flag = self.step_flags[e.out] = self.namer("step" + D)
         self.per_step_used = True
-        one = self.const(1)
         return [f"    # d{y}/dz: in the loop if a step has PER_STEP values or more, else before it",
                 f"    {flag} = {B} * {n} >= PER_STEP",
                 f"    if {flag}:",
                 f"        {D} = [np.empty(({B}, {n}), DTYPE)] * ({length})",
                 "    else:",
                 f"        {D} = WORK.empty(({length}, {B}, {n}), DTYPE)"] + \
-            ["        " + x.format(D=D, y=y, one=one) for x in FACTOR[e.op]]
+            self._factor_source(e, D, y, "        ")
 
     def _factor_step(self, e, b: Block) -> list[str]:
         """In the loop: the step's factor, if the loop computes it."""
         if e.out not in self.step_flags:
             return []
         D, y = self.at(self.factors[e.out], 0, b), self.value(Var(e.out), b)
-        return [f"if {self.step_flags[e.out]}:"] + \
-            ["    " + x.format(D=D, y=y, one=self.const(1)) for x in FACTOR[e.op]]
+        return [f"if {self.step_flags[e.out]}:"] + self._factor_source(e, D, y, "    ")
+
+    def _factor_source(self, e, D: str, y: str, ind: str) -> list[str]:
+        """The lines of FACTOR computing e's factor into D from y."""
+        return [ind + x.format(D=D, y=y, one=self.const(1)) for x in FACTOR[e.op]]
 
     def _carry(self, n: str, b: Block, body: list[str], out: list[str]) -> list[str]:
         """A state read one step away only: one buffer carried from step to step instead of
