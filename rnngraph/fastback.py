@@ -34,6 +34,7 @@ import re
 
 from .ir import Const, Read, Var
 from .ops import lookup, sum_leading
+from .pysource import _unpack
 from .schedule import Block
 
 #: d y / d z as a function of y, for the functions whose VJP needs nothing else:
@@ -339,6 +340,25 @@ class Backward:
             return [f"{recipe[1]}({recipe[2]}, {recipe[3]}, out={tmp})", f"{target} += {tmp}"]
         return [f"np.dot({recipe[1]}, {recipe[2]}, out={tmp})", f"{target} += {tmp}"]
 
+    # -- the whole function: first contributions written, not added ------------
+    def backward(self) -> list[str]:
+        """Reverse's function, with :func:`first_writes` applied after the loops; the
+        parameters whose gradients it writes are no longer zero-filled first."""
+        lines = super().backward()
+        grads = {self.d(p): tuple(self.model.param_shapes[p]) for p in self.params}
+        zeros = _unpack(list(grads), "(np.zeros_like(params[name]) for name in PARAMETERS)")
+        at = next(i for i in range(len(lines)) if lines[i:i + len(zeros)] == zeros)
+        accs = {self.d(n) for n, home in self.ghome.items() if home == "acc"}
+        lines, written = first_writes(lines[:at] + lines[at + len(zeros):], at, grads, accs,
+                                      self.empty_source)
+        rest = [p for p in self.params if self.d(p) not in written]
+        if len(rest) == 1:
+            zeros = [f"    {self.d(rest[0])} = np.zeros_like({self.py[rest[0]]})"]
+        elif len(rest) < len(self.params):
+            zeros = _unpack([self.d(p) for p in rest], "(np.zeros_like(w) for w in ("
+                            + ", ".join(self.py[p] for p in rest) + "))")
+        return lines[:at] + zeros + lines[at:]
+
     # -- every-step blocks: one GEMM for a product's input gradient --------------
     def backward_eqn(self, e, b: Block) -> list[str]:
         ranks = tuple(self.atom_rank(a, b) for a in e.args)
@@ -357,6 +377,96 @@ class Backward:
                               tuple(self.atom_size(a) for a in e.args))
         self.add_grad(e.args[0], expr, b, lines)
         return lines
+
+
+# -- first writes: the gradients after the loops -------------------------------------
+_ZEROS = re.compile(r"    (\w+) = (?:np|WORK)\.zeros\((\(.*\)|\w+\.shape), DTYPE\)$")
+_ADD_PRODUCT = re.compile(r"    (\w+) \+= ([^@]+) @ ([^@]+)$")
+_ADD_DOT = re.compile(r"    (\w+)\[(\w+)\] \+= np\.dot\((.+)\)\.reshape\(.+, (\d+)\)$")
+_ADD_SLICE = re.compile(r"    (\w+) \+= (\w+)\[(\.\.\., )?(\d+):(\d+)\]$")
+
+
+def _word(name: str) -> re.Pattern:
+    return re.compile(rf"(?<![\w.]){re.escape(name)}(?!\w)")
+
+
+def first_writes(lines: list[str], start: int, params: dict, accs: set, empty) -> tuple:
+    """The first contribution to a gradient that starts at zero, written instead of added:
+    a product and a temporary as big as the result, then ``+=``, become one GEMM into
+    the gradient, which skips the zero fill and a pass over both (the allocation of
+    the temporary, too, which for more than 128 KiB means fresh pages from the
+    operating system every call):
+
+    - ``d_W = np.zeros((k, m))`` ... ``d_W += P @ Q`` -> ``d_W = empty`` ... ``np.matmul(P, Q,
+      out=d_W)`` (``empty((k, m))`` the source of an uninitialised array);
+    - ``dx = WORK.zeros(...)`` ... ``dx[now] += np.dot(P, Q).reshape(T, B, m)`` ->
+      ``np.dot(P, Q, out=dx[now].reshape(-1, m))`` (the other slots stay zero);
+    - a parameter's gradient whose only contribution is a slice of an accumulator that
+      nothing changes afterwards (``dW_hi += d_W2[0:128]``, the rows of a stacked
+      matrix) is that slice, a view, as hand-written code returns it; a second
+      parameter with the same slice (``b_ih``, ``b_hh``) gets a copy, since two
+      gradients must not share memory.
+
+    ``lines`` is the backward function, ``start`` the line after the zero fills of the
+    parameters' gradients ``params`` (name -> shape), which start at zero too; ``accs``
+    the accumulators a gradient may be a view of.  Only top-level lines (indented once)
+    before the returned dict are rewritten, and only the first line that mentions the
+    gradient.  Returns the new lines and the parameters' gradients written."""
+    end = next(i for i, line in enumerate(lines) if line.startswith("    grads = {"))
+    code = [i for i in range(start, len(lines)) if not lines[i].lstrip().startswith("#")]
+    inits = {m.group(1): (i, m.group(2)) for i in range(start, end)
+             if (m := _ZEROS.match(lines[i]))}
+    inits.update({v: (None, shape) for v, shape in params.items()})
+    new: dict[int, list[str]] = {}
+    written, sliced = set(), set()
+
+    def mentions(name, after):
+        return [i for i in code if i > after and _word(name).search(lines[i])]
+
+    firsts = []
+    for v, (i, shape) in inits.items():
+        seen = mentions(v, start - 1 if i is None else i)
+        if seen and seen[0] < end:
+            firsts.append((seen[0], v, i, shape, seen[1:]))
+    for j, v, i, shape, later in sorted(firsts):
+        line = lines[j]
+        if not isinstance(shape, tuple) and shape.startswith("("):
+            shape = tuple(int(x) for x in re.findall(r"\d+", shape)) \
+                if re.fullmatch(r"\((\d+, )*\d+,?\)", shape) else None
+        if (m := _ADD_PRODUCT.match(line)) and m.group(1) == v and isinstance(shape, tuple) \
+                and len(shape) == 2 and not _word(v).search(line.split("+=", 1)[1]):
+            alloc = f"    {v} = {empty(shape)}"
+            gemm = f"    np.matmul({m.group(2)}, {m.group(3)}, out={v})"
+            if len(gemm) > 99:
+                gemm = f"    np.matmul({m.group(2)},\n              {m.group(3)}, out={v})"
+            if i is None:
+                new[j] = [alloc, gemm]
+                written.add(v)
+            else:
+                new[i], new[j] = [alloc], [gemm]
+        elif (m := _ADD_DOT.match(line)) and m.group(1) == v and i is not None \
+                and not _word(v).search(m.group(3)):
+            new[j] = [f"    np.dot({m.group(3)}, out={v}[{m.group(2)}].reshape(-1, {m.group(4)}))"]
+        elif (m := _ADD_SLICE.match(line)) and m.group(1) == v and i is None \
+                and m.group(2) in accs and all(k >= end for k in later) \
+                and _slice_fits(shape, m.group(3), int(m.group(4)), int(m.group(5))) \
+                and all(_ADD_SLICE.match(lines[k]) and k < end
+                        for k in mentions(m.group(2), j)):
+            view = line.split("+= ", 1)[1]
+            new[j] = [f"    {v} = {view}" + (".copy()" if view in sliced else "")]
+            sliced.add(view)
+            written.add(v)
+    out = []
+    for k, line in enumerate(lines):
+        out += new.get(k, [line])
+    return out, written
+
+
+def _slice_fits(shape: tuple, last_axis: str | None, lo: int, hi: int) -> bool:
+    """Is ``acc[lo:hi]`` (``acc[..., lo:hi]`` if last_axis) as a parameter of ``shape`` is?"""
+    if last_axis:
+        return len(shape) == 1 and shape[0] == hi - lo
+    return len(shape) >= 1 and shape[0] == hi - lo
 
 
 # -- peephole: copies the contribution order left ------------------------------------

@@ -19,9 +19,16 @@ The count an array free of outside references has is measured at import, with
 the same expression :meth:`Workspace.empty` uses, so that it holds whatever
 the interpreter's own counting (which changed in CPython 3.12 and 3.14).
 
-Bounded: two arrays of each shape (a training loop holds the last call's
-outputs while making the next call) and at most :data:`LIMIT` bytes in all;
-least recently used shapes go first.  Thread-safe: a lock covers the choice.
+Arrays are pooled per role: the generated code names the variable an array is
+bound to (``WORK.empty((T + 1, B, n), DTYPE, "h")``), and arrays of one role are
+handed out only for that role.  Pooled per shape alone, the five (T + 1, B, n)
+arrays of an LSTM's call would share two places, and three of them would be
+fresh memory every call.
+
+Bounded: two arrays of each role, shape and dtype (a training loop holds the
+last call's outputs while making the next call) and at most :data:`LIMIT`
+bytes in all; least recently used keys go first.  Thread-safe: a lock covers
+the choice.
 
 Examples
 --------
@@ -34,6 +41,8 @@ False
 >>> b = work.empty((3, 2), np.float32)             # the first array, handed back
 >>> b.shape, len(work)
 ((3, 2), 2)
+>>> work.empty((3, 2), np.float32, "h") is b        # another role: another array
+False
 """
 from __future__ import annotations
 
@@ -45,7 +54,7 @@ import numpy as np
 
 #: Bytes a workspace keeps at most (arrays beyond it are allocated as usual).
 LIMIT = 1 << 30
-#: Arrays kept per shape and dtype.
+#: Arrays kept per role, shape and dtype.
 PER_SHAPE = 2
 
 
@@ -69,9 +78,10 @@ class Workspace:
     def __len__(self) -> int:
         return sum(map(len, self._arrays.values()))
 
-    def empty(self, shape, dtype) -> np.ndarray:
-        """An array of ``shape`` and ``dtype`` that nothing else holds; its values are arbitrary."""
-        key = (tuple(shape), np.dtype(dtype).str)
+    def empty(self, shape, dtype, role: str = "") -> np.ndarray:
+        """An array of ``shape`` and ``dtype`` that nothing else holds, from those kept
+        for ``role``; its values are arbitrary."""
+        key = (role, tuple(shape), np.dtype(dtype).str)
         with self._lock:
             arrays = self._arrays.get(key)
             if arrays is not None:
@@ -85,14 +95,14 @@ class Workspace:
                 self._bytes += a.nbytes
             return a
 
-    def zeros(self, shape, dtype) -> np.ndarray:
+    def zeros(self, shape, dtype, role: str = "") -> np.ndarray:
         """As :meth:`empty`, filled with zeros."""
-        a = self.empty(shape, dtype)
+        a = self.empty(shape, dtype, role)
         a.fill(0)
         return a
 
     def _make_room(self, nbytes: int) -> bool:
-        """Drop free arrays of the least recently used shapes until nbytes fit."""
+        """Drop free arrays of the least recently used keys until nbytes fit."""
         for key in list(self._arrays):
             if self._bytes + nbytes <= self.limit:
                 break

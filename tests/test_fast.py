@@ -158,3 +158,69 @@ def test_peephole_rewrites_only_what_it_may(body, expected):
     lines = ["        " + line for line in body]
     got = [line[8:] for line in peephole(lines)]
     assert got == (body if expected is None else expected)
+
+
+@pytest.mark.parametrize("name", sorted(models()))
+def test_no_two_gradients_share_memory(name):
+    """Parameters' gradients may be views of one stacked gradient (the rows of d_W2), as in
+    hand-written code, but a user who scales one in place (clipping) must not change another:
+    b_ih and b_hh, which get the same sum, are two arrays."""
+    model = models()[name]
+    net = model.compile()
+    p, inputs, initial = problem(net, model, np.random.default_rng(0))
+    outs, pull = net.vjp(p, inputs, initial)
+    grads = pull({n: np.ones_like(v) for n, v in outs.items()})
+    names = sorted(grads)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert not np.shares_memory(grads[a], grads[b]), (a, b)
+
+
+def test_lstm_parameter_gradients_are_written_by_their_gemms():
+    source = rnngraph.load(EXAMPLES / "torch_lstm.rnn").compile().source
+    backward = source[source.index("def backward"):]
+    after = backward[backward.index("# The parameters' share"):].splitlines()
+    assert not [line for line in after if "+=" in line and ("@" in line or "np.dot" in line)]
+    assert "dW_hi = d_W2[0:8]" in backward and "zeros_like" not in backward
+    assert "db_hi = d_b1[..., 0:8].copy()" in backward
+
+
+HEAD = ["    dA = np.zeros((4, 3), DTYPE)", "    dx = WORK.zeros(x.shape, DTYPE)"]
+TAIL = ["    grads = {\"W\": dW, \"b\": db, \"c\": dc, \"x\": dx[1:T + 1]}", "    return grads"]
+
+
+@pytest.mark.parametrize("body, expected", [
+    # a product into a zero matrix: the GEMM writes it; a slice into a parameter: the view
+    (["dA += g.T @ h", "dW += dA[0:2]"],
+     ["dA = np.empty((4, 3), DTYPE)", "-", "np.matmul(g.T, h, out=dA)", "dW = dA[0:2]"]),
+    # a product into some steps of a zero sequence: the GEMM writes those steps
+    (["dx[now] += np.dot(g.reshape(-1, 4), U).reshape(T, B, 3)"],
+     ["-", "-", "np.dot(g.reshape(-1, 4), U, out=dx[now].reshape(-1, 3))"]),
+    # the same slice for two parameters: the second gets a copy
+    (["db += dA[..., 0:3]", "dc += dA[..., 0:3]"],
+     ["-", "-", "db = dA[..., 0:3]", "dc = dA[..., 0:3].copy()"]),
+    # not the second contribution, nor one that reads what it adds to
+    (["dA += g.T @ h", "dA += u.T @ v"],
+     ["dA = np.empty((4, 3), DTYPE)", "-", "np.matmul(g.T, h, out=dA)", "dA += u.T @ v"]),
+    (["dA += dA.T @ h"], None),
+    # not a view of something changed afterwards, nor of something returned
+    (["dW += dA[0:2]", "dA *= 2"], None),
+    (["dW += dx[0:2]"], None),
+    # not a parameter's gradient that gets a second contribution (it would change dA)
+    (["dW += dA[0:2]", "dW += u"], None),
+    # not a slice of another shape than the parameter's (b is (3,))
+    (["db += dA[0:2]"], None),
+    # not inside a loop
+    (["for t in steps:", "    dA += g.T @ h"], None),
+])
+def test_first_writes_rewrite_only_what_they_may(body, expected):
+    from rnngraph.fastback import first_writes
+    lines = HEAD + ["    " + line for line in body] + TAIL
+    params = {"dW": (2, 3), "db": (3,), "dc": (3,)}
+    got, written = first_writes(lines, 0, params, {"dA"}, lambda s: f"np.empty({s}, DTYPE)")
+    if expected is None:
+        assert got == lines and not written
+        return
+    want = [line if line == "-" else "    " + line for line in expected]
+    want = [HEAD[i] if w == "-" else w for i, w in enumerate(want[:2])] + want[2:] + TAIL
+    assert got == want

@@ -16,8 +16,13 @@ from rnngraph.workspace import Workspace
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
+#: Hidden size: big enough that the stacked matrices and their gradients (256 x 64
+#: float64, 128 KiB) come from the workspace too, not only the arrays proportional to T.
+H = 64
+
+
 def lstm():
-    return rnngraph.load(EXAMPLES / "torch_lstm.rnn").compile()
+    return rnngraph.load(EXAMPLES / "torch_lstm.rnn").compile(sizes={"x": 4, "h": H})
 
 
 def inputs(seed, T=7, B=3):
@@ -68,10 +73,28 @@ def test_arrays_nobody_holds_are_handed_out_again():
     assert not np.shares_memory(again, other)
 
 
+def test_a_second_call_takes_every_array_from_the_pool():
+    """Arrays are pooled per role: with the first call's results dropped, the second call
+    finds an array for each of its requests (five of them (T + 1, B, 64), say), so it
+    allocates nothing the workspace keeps anew, and the pool holds one array a request."""
+    net = lstm()
+    work = net._forward.__globals__["WORK"]
+    requests = net.source.count("WORK.empty(") + net.source.count("WORK.zeros(")
+    p = net.init_params(seed=0)
+    o, pb = net.vjp(p, inputs(1))
+    pb({"h": np.ones_like(o["h"])})
+    del o, pb
+    pooled = {id(a) for arrays in work._arrays.values() for a in arrays}
+    o, pb = net.vjp(p, inputs(2))
+    pb({"h": np.ones_like(o["h"])})
+    assert {id(a) for arrays in work._arrays.values() for a in arrays} == pooled
+    assert len(pooled) == requests >= 10     # at B * n < PER_STEP every request runs
+
+
 def test_threads_sharing_a_compiled_model_get_their_own_arrays():
     net, ref = lstm(), lstm()
     p = net.init_params(seed=0)
-    expected = {s: ref.vjp(p, inputs(s))[1]({"h": np.ones((7, 3, 8))}) for s in range(4)}
+    expected = {s: ref.vjp(p, inputs(s))[1]({"h": np.ones((7, 3, H))}) for s in range(4)}
     errors = []
 
     def work(seed):
@@ -88,7 +111,7 @@ def test_threads_sharing_a_compiled_model_get_their_own_arrays():
     assert errors == []
 
 
-def test_the_workspace_keeps_two_arrays_a_shape_within_its_limit():
+def test_the_workspace_keeps_two_arrays_a_role_within_its_limit():
     work = Workspace(limit=10_000)
     held = [work.empty((100,), np.float64) for _ in range(3)]    # 800 bytes each
     assert len(work) == 2                              # the third was allocated, not kept
