@@ -8,9 +8,10 @@ arithmetic, :class:`FastGenerator` prints instead:
 Homes.  Every value of a loop has a home allocated before the loop: a slot
 of an array ``(P + T + F, B, n)`` if the backward pass or another block reads
 it, else a buffer ``(B, n)`` reused at every step; a ``slice`` is a view of
-its argument's home.  Arrays proportional to T come from the module's
+its argument's home.  Arrays proportional to T, and those of :data:`POOLED`
+bytes or more whose size is known here, come from the module's
 :class:`rnngraph.workspace.Workspace`, which reuses them from call to call once
-nothing else holds them.  Values share homes: an op's output may take the array of
+nothing else holds them, each for its own role (the variable it is bound to).  Values share homes: an op's output may take the array of
 an argument that dies there (the LSTM's recurrent product is added into the
 input projection's array, the gates written over their pre-activations, as
 by hand), and a temporary used once by a lanewise op of its shape is computed
