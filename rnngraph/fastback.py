@@ -390,6 +390,17 @@ def _word(name: str) -> re.Pattern:
     return re.compile(rf"(?<![\w.]){re.escape(name)}(?!\w)")
 
 
+def _whole(text: str) -> bool:
+    """Is ``text`` one operand (``d_p4[now].reshape(-1, 8).T``), brackets balanced and no
+    operator outside them, or an argument list (``a, b``) with nothing outside its items?"""
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += (ch in "([{") - (ch in ")]}")
+        if depth < 0 or depth == 0 and ch == " " and text[i - 1] != ",":
+            return False
+    return depth == 0
+
+
 def first_writes(lines: list[str], start: int, params: dict, accs: set, empty) -> tuple:
     """The first contribution to a gradient that starts at zero, written instead of added:
     a product and a temporary as big as the result, then ``+=``, become one GEMM into
@@ -434,7 +445,8 @@ def first_writes(lines: list[str], start: int, params: dict, accs: set, empty) -
             shape = tuple(int(x) for x in re.findall(r"\d+", shape)) \
                 if re.fullmatch(r"\((\d+, )*\d+,?\)", shape) else None
         if (m := _ADD_PRODUCT.match(line)) and m.group(1) == v and isinstance(shape, tuple) \
-                and len(shape) == 2 and not _word(v).search(line.split("+=", 1)[1]):
+                and len(shape) == 2 and not _word(v).search(line.split("+=", 1)[1]) \
+                and _whole(m.group(2)) and _whole(m.group(3)):
             alloc = f"    {v} = {empty(shape)}"
             gemm = f"    np.matmul({m.group(2)}, {m.group(3)}, out={v})"
             if len(gemm) > 99:
@@ -445,7 +457,7 @@ def first_writes(lines: list[str], start: int, params: dict, accs: set, empty) -
             else:
                 new[i], new[j] = [alloc], [gemm]
         elif (m := _ADD_DOT.match(line)) and m.group(1) == v and i is not None \
-                and not _word(v).search(m.group(3)):
+                and not _word(v).search(m.group(3)) and _whole(m.group(3)):
             new[j] = [f"    np.dot({m.group(3)}, out={v}[{m.group(2)}].reshape(-1, {m.group(4)}))"]
         elif (m := _ADD_SLICE.match(line)) and m.group(1) == v and i is None \
                 and m.group(2) in accs and all(k >= end for k in later) \

@@ -203,6 +203,10 @@ TAIL = ["    grads = {\"W\": dW, \"b\": db, \"c\": dc, \"x\": dx[1:T + 1]}", "  
     (["dA += g.T @ h", "dA += u.T @ v"],
      ["dA = np.empty((4, 3), DTYPE)", "-", "np.matmul(g.T, h, out=dA)", "dA += u.T @ v"]),
     (["dA += dA.T @ h"], None),
+    # not a product that is part of a larger expression
+    (["dA += (g.T @ h) * 2"], None),
+    (["dA += g.T @ h * k"], None),
+    (["dx[now] += np.dot(a, b) + np.dot(c, d).reshape(T, B, 3)"], None),
     # not a view of something changed afterwards, nor of something returned
     (["dW += dA[0:2]", "dA *= 2"], None),
     (["dW += dx[0:2]"], None),
