@@ -349,6 +349,21 @@ def test_missing_and_unknown_inputs_and_initial_values_are_named():
         defined.forward(defined.init_params(), {"x": np.zeros((3, 2))}, {"h(0)": np.zeros(3)})
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_huge_finite_values_pass_the_nan_check(dtype):
+    """Values near the dtype's largest are finite all the same: not refused, and no overflow
+    warning from the check (nor an inf after them missed)."""
+    net = load("torch_rnn", dtype=dtype)
+    x = np.full((3, 4), 1e30 if dtype == "float32" else 1e300)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                  # and the check warns of no overflow
+        assert np.isfinite(net.forward(net.init_params(), {"x": x})["h"]).all()
+    x[2, 3] = np.inf
+    with pytest.raises(RnnGraphError, match=r"input 'x' contains NaN or Inf \(first at index "
+                                            r"\(2, 3\)\)"):
+        net.forward(net.init_params(), {"x": x})
+
+
 def test_nan_checks_can_be_switched_off():
     net = load("torch_rnn", check_finite=False)
     x = np.zeros((3, 4))
