@@ -25,9 +25,11 @@ handed out only for that role.  Pooled per shape alone, the five (T + 1, B, n)
 arrays of an LSTM's call would share two places, and three of them would be
 fresh memory every call.
 
-Bounded: two arrays of each role, shape and dtype (a training loop holds the
-last call's outputs while making the next call) and at most :data:`LIMIT`
-bytes in all; least recently used keys go first.  Thread-safe: a lock covers
+Bounded: two arrays of each role, dtype and shape but for the first axis (a
+training loop holds the last call's outputs while making the next call; a
+length T that changes from call to call replaces a free array of a length not
+asked for) and at most :data:`LIMIT` bytes in all; least recently used keys
+go first.  Thread-safe: a lock covers
 the choice.
 
 Examples
@@ -54,7 +56,7 @@ import numpy as np
 
 #: Bytes a workspace keeps at most (arrays beyond it are allocated as usual).
 LIMIT = 1 << 30
-#: Arrays kept per role, shape and dtype.
+#: Arrays kept per role, dtype and shape but for the first axis.
 PER_SHAPE = 2
 
 
@@ -80,16 +82,33 @@ class Workspace:
 
     def empty(self, shape, dtype, role: str = "") -> np.ndarray:
         """An array of ``shape`` and ``dtype`` that nothing else holds, from those kept
-        for ``role``; its values are arbitrary."""
-        key = (role, tuple(shape), np.dtype(dtype).str)
+        for ``role``; its values are arbitrary.  A kept array up to twice as long on the
+        first axis serves too, as its leading part (a view, C-contiguous like a fresh
+        array): sequences of varying length T reuse each other's arrays, and a caller
+        who keeps a short call's output pins at most twice its memory."""
+        shape = tuple(shape)
+        lead = shape[0] if shape else 0
+        key = (role, shape[1:], np.dtype(dtype).str)
         with self._lock:
             arrays = self._arrays.get(key)
+            best = stale = None
             if arrays is not None:
                 self._arrays.move_to_end(key)
                 for i in range(len(arrays)):
-                    if _refs(arrays, i) <= _FREE:
-                        return arrays[i]
+                    if _refs(arrays, i) > _FREE:
+                        continue
+                    n = arrays[i].shape[0] if shape else 0
+                    if lead <= n <= 2 * lead or n == lead:
+                        if best is None or n < arrays[best].shape[0]:
+                            best = i
+                    else:
+                        stale = i
+                if best is not None:
+                    a = arrays[best]
+                    return a if not shape or a.shape[0] == lead else a[:lead]
             a = np.empty(shape, dtype)
+            if stale is not None and len(arrays) >= PER_SHAPE:
+                self._bytes -= arrays.pop(stale).nbytes     # a length nobody asks for now
             if (arrays is None or len(arrays) < PER_SHAPE) and self._make_room(a.nbytes):
                 self._arrays.setdefault(key, []).append(a)
                 self._bytes += a.nbytes

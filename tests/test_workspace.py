@@ -113,12 +113,54 @@ def test_threads_sharing_a_compiled_model_get_their_own_arrays():
 
 def test_the_workspace_keeps_two_arrays_a_role_within_its_limit():
     work = Workspace(limit=10_000)
-    held = [work.empty((100,), np.float64) for _ in range(3)]    # 800 bytes each
+    held = [work.empty((100,), np.float64, "a") for _ in range(3)]    # 800 bytes each
     assert len(work) == 2                              # the third was allocated, not kept
-    big = work.empty((2000,), np.float64)               # 16,000 bytes: over the limit
+    big = work.empty((2000,), np.float64, "b")          # 16,000 bytes: over the limit
     assert len(work) == 2 and big.shape == (2000,)
     del held
-    work.empty((1125,), np.float64)                    # 9,000 bytes: the free ones make room
+    work.empty((1125,), np.float64, "c")               # 9,000 bytes: the free ones make room
     assert len(work) == 1
-    z = work.zeros((1125,), np.float64)
+    z = work.zeros((1125,), np.float64, "c")
     assert not z.any()
+
+
+def test_a_shorter_request_takes_the_leading_part_of_a_kept_array():
+    work = Workspace()
+    a = work.empty((10, 3, 4), np.float32, "h")
+    address = a.__array_interface__["data"][0]
+    del a
+    b = work.empty((7, 3, 4), np.float32, "h")          # T shorter: the first 7 rows of a
+    assert b.shape == (7, 3, 4) and b.flags.c_contiguous
+    assert b.__array_interface__["data"][0] == address
+    c = work.empty((7, 3, 4), np.float32, "h")          # b holds a: a new array
+    assert not np.shares_memory(b, c)
+    del b, c
+    d = work.empty((3, 3, 4), np.float32, "h")          # under half of 10 and of 7: fresh
+    assert d.__array_interface__["data"][0] != address
+    assert len(work) == 2                               # 10 was free and too long: replaced
+    e = work.empty((12, 3, 4), np.float32, "h")         # longer than any: fresh
+    assert e.shape == (12, 3, 4) and len(work) == 2
+
+
+def test_calls_with_varying_length_reuse_arrays_and_stay_bounded():
+    """A training loop over batches of different lengths T: each call computes what a
+    fresh model computes, outputs kept from one call survive the next, and the pool
+    holds at most two arrays a role."""
+    net, ref = lstm(), lstm()
+    work = net._forward.__globals__["WORK"]
+    roles = net.source.count("WORK.empty(") + net.source.count("WORK.zeros(")
+    p = net.init_params(seed=0)
+    kept = None
+    for T in (9, 7, 8, 5, 9, 3, 12, 6):
+        o, pb = net.vjp(p, inputs(T, T=T))
+        g = pb({"h": np.ones_like(o["h"])})
+        o_ref, pb_ref = ref.vjp(p, inputs(T, T=T))
+        g_ref = pb_ref({"h": np.ones_like(o_ref["h"])})
+        np.testing.assert_array_equal(o["h"], o_ref["h"])
+        for k in g_ref:
+            np.testing.assert_array_equal(g[k], g_ref[k], err_msg=k)
+        if kept is not None:
+            np.testing.assert_array_equal(kept[0], kept[1])
+        kept = (o["h"], o["h"].copy())
+        del o, pb, g
+    assert len(work) <= 2 * roles
