@@ -98,6 +98,18 @@ class Compiled:
         exec(compile(self.source, filename, "exec"), namespace)
         self._forward, self._backward = namespace["forward"], namespace["backward"]
 
+    def release(self) -> None:
+        """Give back the memory the compiled code keeps between calls.
+
+        With ``optimize=True`` the arrays of a call (those proportional to T and the big
+        matrices) are kept and handed to later calls once nothing else holds them, up
+        to two calls' worth (at most 1 GiB); a long sequence run once keeps its arrays
+        until then.  This drops them.  Outputs, gradients and pullbacks you hold stay
+        valid; the next call allocates afresh."""
+        work = self._forward.__globals__.get("WORK")
+        if work is not None:
+            work.clear()
+
     def __repr__(self) -> str:
         return f"<Compiled {self.model.filename}: {self.dtype.name}, outputs {', '.join(self.outputs)}>"
 

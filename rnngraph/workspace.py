@@ -114,6 +114,12 @@ class Workspace:
                 self._bytes += a.nbytes
             return a
 
+    def clear(self) -> None:
+        """Drop every kept array (arrays handed out stay valid: their holders keep them)."""
+        with self._lock:
+            self._arrays.clear()
+            self._bytes = 0
+
     def zeros(self, shape, dtype, role: str = "") -> np.ndarray:
         """As :meth:`empty`, filled with zeros."""
         a = self.empty(shape, dtype, role)

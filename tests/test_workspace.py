@@ -164,3 +164,22 @@ def test_calls_with_varying_length_reuse_arrays_and_stay_bounded():
         kept = (o["h"], o["h"].copy())
         del o, pb, g
     assert len(work) <= 2 * roles
+
+
+def test_release_gives_the_kept_arrays_back_and_what_the_caller_holds_stays():
+    net = lstm()
+    work = net._forward.__globals__["WORK"]
+    p = net.init_params(seed=0)
+    outs, pull = net.vjp(p, inputs(1))
+    kept = outs["h"].copy()
+    net.vjp(p, inputs(2))[1]({"h": np.ones_like(kept)})
+    assert len(work) > 0
+    net.release()
+    assert len(work) == 0
+    net.vjp(p, inputs(3))[1]({"h": np.ones_like(kept)})   # allocates afresh, and keeps
+    np.testing.assert_array_equal(outs["h"], kept)
+    expected = lstm().vjp(p, inputs(1))[1]({"h": np.ones_like(kept)})
+    got = pull({"h": np.ones_like(kept)})
+    for k in expected:
+        np.testing.assert_array_equal(got[k], expected[k], err_msg=k)
+    rnngraph.load(EXAMPLES / "torch_lstm.rnn").compile(optimize=False).release()   # no pool
