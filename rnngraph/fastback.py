@@ -26,7 +26,9 @@ the loop, on the step's values while they are in cache, when a step has
 where a batch of one makes two more calls a step cost more than the arithmetic.
 Relu's mask is always made before the loop.  Contributions to parameters and other
 time-free values are left out of the loop: after it, one GEMM over all T*B
-rows gives a matrix's gradient, one sum a bias's.
+rows gives a matrix's gradient, one sum a bias's; a first contribution is
+written, not added into zeros, and a block of a stacked gradient is returned
+as a view (:func:`first_writes`).
 """
 from __future__ import annotations
 

@@ -11,8 +11,9 @@ it, else a buffer ``(B, n)`` reused at every step; a ``slice`` is a view of
 its argument's home.  Arrays proportional to T, and those of :data:`POOLED`
 bytes or more whose size is known here, come from the module's
 :class:`rnngraph.workspace.Workspace`, which reuses them from call to call once
-nothing else holds them, each for its own role (the variable it is bound to).  Values share homes: an op's output may take the array of
-an argument that dies there (the LSTM's recurrent product is added into the
+nothing else holds them, each for its own role (the variable it is bound to).
+Values share homes: an op's output may take the array of an argument that
+dies there (the LSTM's recurrent product is added into the
 input projection's array, the gates written over their pre-activations, as
 by hand), and a temporary used once by a lanewise op of its shape is computed
 straight into that op's home.
@@ -53,7 +54,7 @@ _RANK = {"array": 4, "state": 3, "step": 2, "buf": 1}
 #: transpose, a matrix's gradient) comes from the workspace.  glibc's malloc serves
 #: 128 KiB and more with fresh pages of the operating system (its threshold moves),
 #: and a call of the LSTM at batch 1, hidden 128 spent 0.5 ms of 1 in their page
-#: faults at T = 1; the workspace costs 4 us an array, so small ones stay np.empty.
+#: faults at T = 1; the workspace costs 1.5 us an array, so small ones stay np.empty.
 POOLED = 64 * 1024
 
 

@@ -29,8 +29,7 @@ Bounded: two arrays of each role, dtype and shape but for the first axis (a
 training loop holds the last call's outputs while making the next call; a
 length T that changes from call to call replaces a free array of a length not
 asked for) and at most :data:`LIMIT` bytes in all; least recently used keys
-go first.  Thread-safe: a lock covers
-the choice.
+go first.  Thread-safe: a lock covers the choice.
 
 Examples
 --------
