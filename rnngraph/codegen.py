@@ -248,7 +248,7 @@ class Generator(Reverse):
         """Source for zeros shaped like the time-free value ``name``."""
         rank, size = self.rank[name], self.size[name]
         shape = {"matrix": size, 0: (size,), 1: (self.B, size)}[rank]
-        return f"np.zeros(({', '.join(map(str, shape))}{',' if len(shape) == 1 else ''}), DTYPE)"
+        return f"np.zeros({_tuple(shape, '')}, DTYPE)"
 
     def forward_eqn(self, e: Eqn, b: Block) -> str | None:
         if e.out in self.view_of:

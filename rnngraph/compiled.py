@@ -17,12 +17,13 @@ import numpy as np
 
 from .codegen import generator
 from .errors import RnnGraphError
+from .pysource import _tuple
 
 DTYPES = ("float32", "float64")
 
 
 def _shape(shape) -> str:
-    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+    return _tuple(shape, "")
 
 
 def _unknown(kind: str, name, known) -> RnnGraphError:

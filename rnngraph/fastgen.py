@@ -41,6 +41,7 @@ from .fastback import PER_STEP, Backward
 from .ir import Const, Param, Read, Var
 from .ops import lookup
 from .printing import number_text
+from .pysource import _tuple
 from .schedule import Block
 
 UFUNC = {"add": "np.add", "sub": "np.subtract", "mul": "np.multiply", "div": "np.divide",
@@ -299,16 +300,14 @@ class FastGenerator(Backward, Generator):
         :data:`POOLED` bytes on, where the allocator would hand out fresh pages of the
         operating system each call."""
         nbytes = np.dtype(self.dtype).itemsize * int(np.prod(shape))
-        text = f"({', '.join(map(str, shape))}{',' if len(shape) == 1 else ''})"
-        return f"{'WORK' if nbytes >= POOLED else 'np'}.empty({text}, DTYPE)"
+        return f"{'WORK' if nbytes >= POOLED else 'np'}.empty({_tuple(shape, '')}, DTYPE)"
 
     def forward_eqn(self, e, b: Block) -> str | None:
         """A stacked matrix (made each call, since the parameters change between calls)
         goes into an array of the workspace when it is big."""
         line = super().forward_eqn(e, b)
-        if e.op == "stack" and "WORK" in self.empty_source(self.size[e.out]):
-            line = f"{line[:-1]}, out={self.empty_source(self.size[e.out])})"
-        return line
+        empty = self.empty_source(self.size[e.out]) if e.op == "stack" else ""
+        return f"{line[:-1]}, out={empty})" if empty.startswith("WORK") else line
 
     def constant_lines(self) -> list[str]:
         per_step = [f"PER_STEP = {PER_STEP}   # see rnngraph/fastback.py"] \

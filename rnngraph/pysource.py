@@ -111,5 +111,6 @@ def _wrap(line: str, width: int = 99) -> list[str]:
 
 
 def _tuple(names, quote='"') -> str:
+    """A tuple's source: of quoted names, or (quote "") of numbers, ``(3, 4)``, ``(3,)``."""
     names = list(names)
     return "(" + ", ".join(f"{quote}{n}{quote}" for n in names) + ("," if len(names) == 1 else "") + ")"

@@ -97,7 +97,7 @@ class Workspace:
                     if _refs(arrays, i) > _FREE:
                         continue
                     n = arrays[i].shape[0] if shape else 0
-                    if lead <= n <= 2 * lead or n == lead:
+                    if lead <= n <= 2 * lead:
                         if best is None or n < arrays[best].shape[0]:
                             best = i
                     else:
