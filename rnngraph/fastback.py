@@ -200,8 +200,9 @@ class Backward:
         """A state read one step away only: one buffer carried from step to step instead of
         an array, if the step writes the gradient of n(t-1) after its last use of n(t)'s."""
         if self.gneed.get(n) != "state" or n in self.view_of or abs(self.first_read[n]) != 1 \
-                or any(self._lanes(self.groot(e.out))[0] == n for e, _ in self.deferred):
-            return body
+                or any(self._lanes(self.groot(e.out))[0] == n for e, _ in self.deferred) \
+                or any(self.groot(a) == n and self.block_of.get(a) is not b for a in self.galias):
+            return body           # (another block reads the slots of an alias of dn after the loop)
         now, prev = self.at(self.d(n), 0, b), self.at(self.d(n), self.first_read[n], b)
         slots = re.compile(rf"\b{re.escape(self.d(n))}\[t[^\]]*\]")
         if any(m.group(0) not in (now, prev) for line in body for m in slots.finditer(line)):

@@ -14,8 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hypothesis import HealthCheck, given, settings
+
 import rnngraph
+from rnngraph.printing import program_text
 from test_gradients import TOLERANCE, worst_directional_error
+from test_properties import models as random_programs
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -36,6 +40,9 @@ CORNERS = {
                          "h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)\no(t) = V h(t) + c\n"
                          "x: 3, h: 4, o: 2",
     "delays one and two": "h(t) = tanh(W h(t-1) + W2 h(t-2) + U x(t))\nx: 3, h: 4",
+    # y's gradient is also the every-step sigmoid's (y = s + h): not one buffer carried
+    "state with an every-step part": "h(t) = W y(t-1)\ny(t) = sigmoid(U x(t)) + h(t)\n"
+                                     "x: 3, h: 3, y: 3",
 }
 
 
@@ -78,6 +85,33 @@ def test_optimized_and_plain_agree_to_rounding_with_every_cotangent(name, thresh
             np.testing.assert_allclose(g[n], g2[n], rtol=1e-11, atol=1e-13, err_msg=n)
     for n in outs:
         np.testing.assert_allclose(outs[n], outs2[n], rtol=1e-12, atol=1e-14, err_msg=n)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_programs())
+def test_random_models_optimized_and_plain_agree(program):
+    """Every rewrite, on models nobody wrote by hand: the optimized forward and backward
+    give the plain one's outputs and gradients (random cotangents for every output)."""
+    body = program_text(program)
+    sizes = ", ".join(f"{n}: 3" for n in ("x", "v0", "v1", "v2", "v3") if f"{n}(" in body)
+    try:
+        model = rnngraph.parse(f"{body}\n{sizes}\n")
+        fast, plain = model.compile(), model.compile(optimize=False)
+    except rnngraph.RnnGraphError:
+        return             # an initial value nothing reads, a size nothing determines
+    rng = np.random.default_rng(0)
+    p = fast.init_params(seed=1)
+    inputs = {n: rng.uniform(0.1, 0.5, size=(5, 2, 3)) for n in fast.inputs}
+    with np.errstate(all="ignore"):                  # log, exp and / of random models
+        outs, pull = fast.vjp(p, inputs, steps=5)
+        outs2, pull2 = plain.vjp(p, inputs, steps=5)
+        cot = {n: rng.normal(size=v.shape) for n, v in outs.items()}
+        g, g2 = pull(cot), pull2(cot)
+    for n in outs:
+        np.testing.assert_allclose(outs[n], outs2[n], rtol=1e-10, atol=1e-12, err_msg=n)
+    assert set(g) == set(g2)
+    for n in g:
+        np.testing.assert_allclose(g[n], g2[n], rtol=1e-7, atol=1e-9, err_msg=n)
 
 
 @pytest.mark.parametrize("threshold", [0, 10 ** 9], ids=["derivatives in the loop", "before it"])
