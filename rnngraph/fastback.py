@@ -159,6 +159,7 @@ class Backward:
             out.append(f"    {name} = np.empty(({B}, {size}), DTYPE)")
         for n in b.names:
             body = self._carry(n, b, body, out)
+        out += self._sole_unwritten(b)
         body = peephole(body)
         out += self.loop(body or ["        pass"], "    ", forward=b.kind != "forward")
         if self.deferred:
@@ -304,6 +305,8 @@ class Backward:
         root = self._lanes(name)[0] if name in self.gneed else None
         # first writes only into storage this loop owns: another block may have added already
         kind = self.gneed.get(root) if self.loop_of.get(root) is b else "array"
+        if kind == "array" and isinstance(a, Var) and self.sole.get(self._lanes(name)[0]) is b:
+            return self._sole_contribution(name, recipe, b)
         if isinstance(a, Read) or kind in ("array", "state"):
             k = a.offset if isinstance(a, Read) else 0
             target = self.at(self.d(name), k, b)
@@ -318,6 +321,32 @@ class Backward:
             return self._fill(a.name, b) + self._accumulate(target, recipe, self.size[a.name])
         self.init.setdefault(root, []).append((lo, hi))
         return self._write(target, recipe, contiguous=self.groot(a.name) not in self.view_of)
+
+    def _sole_contribution(self, name: str, recipe, b: Block) -> list[str]:
+        """A contribution to an array loop b alone fills (FastGenerator._sole_loops): the
+        step's first to its lanes writes them; a later one adds, after zeroing the lanes of
+        its own that nothing wrote yet."""
+        root, lo, hi = self._lanes(name)
+        target = self.at(self.d(name), 0, b)
+        missing = self._missing(name)
+        if missing == [(lo, hi)]:
+            self.init.setdefault(root, []).append((lo, hi))
+            return self._write(target, recipe, contiguous=False)
+        slot = self.at(self.d(root), 0, b)
+        self.init.setdefault(root, []).extend(missing)
+        return [f"{slot}[..., {x}:{z}] = 0" for x, z in missing] + \
+            self._accumulate(target, recipe, self.size[name])
+
+    def _sole_unwritten(self, b: Block) -> list[str]:
+        """Before loop b: zeros, for every step at once, in the lanes of the arrays it alone
+        fills that no step writes."""
+        lines = []
+        for root, loop in self.sole.items():
+            if loop is b:
+                self._lanes(root)
+                for x, z in self._missing(root):
+                    lines.append(f"    {self.d(root)}[..., {x}:{z}] = 0")
+        return lines
 
     def _write(self, target: str, recipe, contiguous: bool) -> list[str]:
         kind = recipe[0]

@@ -89,6 +89,7 @@ class FastGenerator(Backward, Generator):
             if e.out in self.loop_of:
                 self.home[e.out] = self.home[self.view_of[e.out][0]]
         self._coalesce()
+        self.sole = self._sole_loops()
 
     def _gradient_homes(self, views) -> None:
         """Where each loop value's gradient lives (see :mod:`rnngraph.fastback`):
@@ -141,6 +142,55 @@ class FastGenerator(Backward, Generator):
         self.gneed = {n: kind[owner(n)] for n in need}
         for n, k in self.gneed.items():
             self.ghome[n] = "alias" if n in self.galias else "array" if k == "array" else "loop"
+
+    def _sole_loops(self) -> dict:
+        """Gradient arrays that one loop alone fills, slot t from step t: ``{root: loop}``.
+
+        The gradient of an every-step block's array (the GRU's input projection _p2,
+        whose lanes the loop reads as r's, z's and n's pre-activations at step t) starts
+        at zero and takes ``+=`` (``array``), since another block may add to it too.  When
+        nothing but one loop reads it or any view of it, and only at the step itself,
+        and no output's cotangent seeds it, the loop's first contribution to a lane
+        writes it and the lanes no step writes are zeroed once before the loop: the
+        zero fill of the whole (T + 1, B, n) array and a ``+=`` a step are saved (the GRU's
+        forward + backward: 1% at batch 1, 2.4% at batch 32)."""
+        def owner(n):
+            while n in self.galias or n in self.view_of:
+                n = self.galias[n] if n in self.galias else self.view_of[n][0]
+            return n
+        readers: dict[str, dict] = {}            # {owner: {id(block): block or None}}
+        for b in self.blocks:
+            for e in b.eqns:
+                if e.out in self.view_of:
+                    continue
+                for a in e.args:
+                    if isinstance(a, (Var, Read)):
+                        reader = b if isinstance(a, Var) else None     # None: at another step
+                        readers.setdefault(owner(a.name), {})[id(reader)] = reader
+        seeded = {owner(n) for n in list(self.step_vars) + [n for n in self.sym
+                  if self.sym[n].role == "value"] if n in self.block_of or n in self.view_of}
+        sole = {}
+        for n, home in self.ghome.items():
+            if home != "array" or n in self.view_of or self.home.get(n) != "seq" \
+                    or n in seeded or self.block_of.get(n) is None \
+                    or self.block_of[n].kind != "all":
+                continue
+            blocks = list(readers.get(n, {}).values())
+            if len(blocks) == 1 and any(blocks[0] is loop for loop in self.loops):
+                sole[n] = blocks[0]
+        return sole
+
+    def gradient_arrays(self) -> list[str]:
+        """As Reverse's, but an array a loop alone fills (:meth:`_sole_loops`) starts
+        uninitialised, zero only in the slots before and after the loop's steps."""
+        lines = super().gradient_arrays()
+        for n in self.sole:
+            d = self.d(n)
+            at = lines.index(f"    {d} = {self.zeros_like(self.py[n])}")
+            pad = [f"    {d}[:{self.P}] = 0"] + ([f"    {d}[{self.T} + {self.P}:] = 0"]
+                                                 if self.F else [])
+            lines[at:at + 1] = [f"    {d} = WORK.empty({self.py[n]}.shape, DTYPE)"] + pad
+        return lines
 
     def _gradient_aliases(self) -> dict[str, str]:
         """Values whose gradient is exactly another's: ``z = a + b`` with a used nowhere

@@ -164,11 +164,15 @@ def test_optimize_false_keeps_the_plain_loops():
     assert "for t in range(1, T + 1):" in source and "np.concatenate((" not in source
 
 
-def test_gru_backward_loop_copies_nothing():
+def test_gru_backward_loop_writes_what_it_alone_fills():
     source = rnngraph.load(EXAMPLES / "torch_gru.rnn").compile().source
     _, backward = loop_bodies(source)
-    assert "copyto" not in backward                                    # both copies rewritten
     assert "np.dot(d_p3_t, _W2, out=dh)" in backward and "dh += d_18" in backward
+    # the input projection's gradient d_p2 is filled by this loop alone: not zeroed first
+    # (but for the slot before step 1), and each step's lanes written, not added
+    assert 'd_p2 = WORK.empty(_p2.shape, DTYPE, "d_p2")\n    d_p2[:1] = 0\n' in source
+    assert "d_s1_t +=" not in backward and "d_12_t +=" not in backward
+    assert backward.count("copyto") == 1       # r's and z's share: computed once, copied
 
 
 @pytest.mark.parametrize("body, expected", [
