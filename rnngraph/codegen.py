@@ -45,14 +45,15 @@ from .schedule import Block, plan
 
 #: Names the generated code uses as they are; a model name equal to one is renamed.
 _FIXED = {"np", "params", "inputs", "initial", "tape", "cotangents", "outputs", "name",
-          "forward", "backward", "range", "DTYPE", "PARAMETERS", "t", "steps", "zip", "slice",
-          *RUNTIME}
+          "forward", "backward", "range", "DTYPE", "PARAMETERS", "TAPE", "t", "steps", "zip",
+          "slice", *RUNTIME}
 
 
 class Generator(Reverse):
     """The plain generator: every op prints its template; every block a loop or every step."""
 
     fast = False
+    fixed: frozenset = frozenset()             # more names of the module's own, by subclasses
 
     def __init__(self, model, dtype: str, optimize: bool):
         self.model = model
@@ -114,7 +115,7 @@ class Generator(Reverse):
 
     # -- names ---------------------------------------------------------------
     def _name_everything(self):
-        namer = self.namer = Namer(_FIXED | set(keyword.kwlist))
+        namer = self.namer = Namer(_FIXED | self.fixed | set(keyword.kwlist))
         self.py = {n: namer(identifier(n)) for n in self.sym}
         self.T, self.B = namer("T", "n_steps"), namer("B", "n_batch")
         whole = [b for b in self.blocks if b.kind == "all" or self.fast and b.kind != "once"]

@@ -61,6 +61,7 @@ POOLED = 64 * 1024
 
 class FastGenerator(Backward, Generator):
     fast = True
+    fixed = frozenset({"WORK", "Workspace", "PER_STEP"})
     alloc = "WORK.empty"                       # every slot a step reads is written (or padded)
 
     # -- homes -----------------------------------------------------------------

@@ -87,6 +87,20 @@ def test_optimized_and_plain_agree_to_rounding_with_every_cotangent(name, thresh
         np.testing.assert_allclose(outs[n], outs2[n], rtol=1e-12, atol=1e-14, err_msg=n)
 
 
+@pytest.mark.parametrize("name", ["WORK", "Workspace", "PER_STEP", "TAPE", "ONE", "DTYPE", "np"])
+def test_model_names_equal_to_the_generated_modules_own_are_renamed(name):
+    """A variable may be called what the generated module calls its globals."""
+    model = rnngraph.parse(f"h(t) = tanh(W h(t-1) + U x(t) + {name}(t-1))\n"
+                           f"{name}(t) = 0.5 * h(t)\nx: 3, h: 4, {name}: 4")
+    fast, plain = model.compile(), model.compile(optimize=False)
+    p, x = fast.init_params(seed=1), {"x": np.ones((5, 2, 3))}
+    (outs, pull), (outs2, pull2) = fast.vjp(p, x), plain.vjp(p, x)
+    g, g2 = pull({name: np.ones((5, 2, 4))}), pull2({name: np.ones((5, 2, 4))})
+    np.testing.assert_allclose(outs[name], outs2[name], rtol=1e-12)
+    for n in g:
+        np.testing.assert_allclose(g[n], g2[n], rtol=1e-10, atol=1e-12, err_msg=n)
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(random_programs())
 def test_random_models_optimized_and_plain_agree(program):
