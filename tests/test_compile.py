@@ -299,6 +299,8 @@ def _elman_call(params=None, x=None, target=None, initial=None):
 NAN_X = np.zeros((5, 2, 4))
 NAN_X[2, 1, 0] = np.nan
 PARAMS = load("elman").init_params()
+INF_W = PARAMS["W"].copy()
+INF_W[3, 5] = -np.inf
 
 BAD = {
     "input shape": (dict(x=np.zeros((5, 3, 7))), "input 'x' has shape (5, 3, 7); expected (T, B, 4) or (T, 4)"),
@@ -310,6 +312,11 @@ BAD = {
     "NaN in an input": (dict(x=NAN_X), "input 'x' contains NaN or Inf (first at index (2, 1, 0)); "
                                        "compile with check_finite=False to let it through"),
     "not numbers": (dict(x=[["a"]]), "input 'x' is not an array of numbers (its dtype is <U1)"),
+    "-inf in a parameter": (dict(params={**PARAMS, "W": INF_W}),
+                            "parameter 'W' contains NaN or Inf (first at index (3, 5)); "
+                            "compile with check_finite=False to let it through"),
+    "a parameter as a list": (dict(params={**PARAMS, "b": [[1.0] * 8]}),
+                              "parameter 'b' has shape (1, 8); expected (8,)"),
     "missing parameter": (dict(params={k: v for k, v in PARAMS.items() if k != "W"}),
                           "missing parameter 'W': expected an array of shape (8, 8)"),
     "parameter shape": (dict(params={**PARAMS, "U": np.zeros((4, 8))}),
