@@ -59,12 +59,18 @@ LIMIT = 1 << 30
 PER_SHAPE = 2
 
 
-def _refs(arrays: list, i: int) -> int:
-    return sys.getrefcount(arrays[i])
+_getrefcount = sys.getrefcount
 
 
-#: The reference count of an array held by nothing but a workspace's list.
-_FREE = _refs([np.empty(0)], 0)
+def _free_count() -> int:
+    for a in [np.empty(0)]:                   # as Workspace.empty counts: a loop variable
+        return _getrefcount(a)
+    raise AssertionError
+
+
+#: The reference count an array held by nothing but a workspace's list has, as
+#: :meth:`Workspace.empty` reads it (its list, the loop variable, the call's argument).
+_FREE = _free_count()
 
 
 class Workspace:
@@ -86,28 +92,32 @@ class Workspace:
         array): sequences of varying length T reuse each other's arrays, and a caller
         who keeps a short call's output pins at most twice its memory."""
         shape = tuple(shape)
-        lead = shape[0] if shape else 0
-        key = (role, shape[1:], np.dtype(dtype).str)
+        # Keyed by the dtype as given, not np.dtype(dtype) (0.6 us a call): the generated
+        # code passes its one DTYPE, and another spelling of it merely gets its own arrays.
+        key = (role, shape[1:], dtype)
         with self._lock:
             arrays = self._arrays.get(key)
-            best = stale = None
+            stale = None
             if arrays is not None:
                 self._arrays.move_to_end(key)
-                for i in range(len(arrays)):
-                    if _refs(arrays, i) > _FREE:
-                        continue
-                    n = arrays[i].shape[0] if shape else 0
-                    if lead <= n <= 2 * lead:
-                        if best is None or n < arrays[best].shape[0]:
-                            best = i
+                lead, best = (shape[0], None) if shape else (0, None)
+                for a in arrays:
+                    if _getrefcount(a) > _FREE:
+                        continue                       # held outside: busy
+                    n = a.shape[0] if shape else 0
+                    if n == lead:
+                        return a
+                    if lead < n <= 2 * lead:
+                        if best is None or n < best.shape[0]:
+                            best = a
                     else:
-                        stale = i
+                        stale = a
                 if best is not None:
-                    a = arrays[best]
-                    return a if not shape or a.shape[0] == lead else a[:lead]
+                    return best[:lead]
             a = np.empty(shape, dtype)
             if stale is not None and len(arrays) >= PER_SHAPE:
-                self._bytes -= arrays.pop(stale).nbytes     # a length nobody asks for now
+                arrays[:] = [b for b in arrays if b is not stale]   # a length nobody asks for now
+                self._bytes -= stale.nbytes
             if (arrays is None or len(arrays) < PER_SHAPE) and self._make_room(a.nbytes):
                 self._arrays.setdefault(key, []).append(a)
                 self._bytes += a.nbytes
@@ -130,10 +140,13 @@ class Workspace:
         for key in list(self._arrays):
             if self._bytes + nbytes <= self.limit:
                 break
-            arrays = self._arrays[key]
-            for i in reversed(range(len(arrays))):
-                if _refs(arrays, i) <= _FREE:
-                    self._bytes -= arrays.pop(i).nbytes
+            arrays, kept = self._arrays[key], []
+            for a in arrays:
+                if _getrefcount(a) > _FREE:
+                    kept.append(a)                      # busy: stays
+                else:
+                    self._bytes -= a.nbytes
+            arrays[:] = kept
             if not arrays:
                 del self._arrays[key]
         return self._bytes + nbytes <= self.limit
