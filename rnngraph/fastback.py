@@ -36,7 +36,7 @@ import re
 
 from .ir import Const, Read, Var
 from .ops import lookup, sum_leading
-from .pysource import _unpack
+from .pysource import _tuple, _unpack
 from .schedule import Block
 
 #: d y / d z as a function of y, for the functions whose VJP needs nothing else:
@@ -415,7 +415,8 @@ class Backward:
 _ZEROS = re.compile(r"    (\w+) = (?:np|WORK)\.zeros\((\(.*\)|\w+\.shape), DTYPE\)$")
 _ADD_PRODUCT = re.compile(r"    (\w+) \+= ([^@]+) @ ([^@]+)$")
 _ADD_DOT = re.compile(r"    (\w+)\[(\w+)\] \+= np\.dot\((.+)\)\.reshape\(.+, (\d+)\)$")
-_ADD_SLICE = re.compile(r"    (\w+) \+= (\w+)\[(\.\.\., )?(\d+):(\d+)\]$")
+_ADD_SLICE = re.compile(r"    (\w+) \+= (\w+)(?:\[(\.\.\., )?(\d+):(\d+)\])?$")
+_ADD_SUM = re.compile(r"    (\w+) \+= (.+)\.sum\((0|\((?:\d+, )+\d+\))\)$")
 
 
 def _word(name: str) -> re.Pattern:
@@ -443,12 +444,16 @@ def first_writes(lines: list[str], start: int, params: dict, accs: set, empty) -
     - ``d_W = np.zeros((k, m))`` ... ``d_W += P @ Q`` -> ``d_W = empty`` ... ``np.matmul(P, Q,
       out=d_W)`` (``empty((k, m))`` the source of an uninitialised array);
     - ``dx = WORK.zeros(...)`` ... ``dx[now] += np.dot(P, Q).reshape(T, B, m)`` ->
-      ``np.dot(P, Q, out=dx[now].reshape(-1, m))`` (the other slots stay zero);
-    - a parameter's gradient whose only contribution is a slice of an accumulator that
-      nothing changes afterwards (``dW_hi += d_W2[0:128]``, the rows of a stacked
-      matrix) is that slice, a view, as hand-written code returns it; a second
-      parameter with the same slice (``b_ih``, ``b_hh``) gets a copy, since two
-      gradients must not share memory.
+      ``dx = WORK.empty(...)`` ... ``dx[:now.start] = dx[now.stop:] = 0`` (the other
+      slots) and ``np.dot(P, Q, out=dx[now].reshape(-1, m))``;
+    - ``d_b = np.zeros((n,))`` ... ``d_b += G.sum((0, 1))`` -> ``d_b = np.empty((n,))``
+      ... ``np.sum(G, (0, 1), out=d_b)`` (the same reduction, so the same bits; a shape
+      that does not fit is an error, never a silent broadcast);
+    - a parameter's gradient whose only contribution is an accumulator, or a slice of
+      one, that nothing changes afterwards (``dW_hi += d_W2[0:128]``, the rows of a
+      stacked matrix; ``db_ih += d_4``) is that array or slice, a view, as hand-written
+      code returns it; a second parameter with the same one (``b_ih``, ``b_hh``) gets a
+      copy, since two gradients must not share memory.
 
     ``lines`` is the backward function, ``start`` the line after the zero fills of the
     parameters' gradients ``params`` (name -> shape), which start at zero too; ``accs``
@@ -490,10 +495,17 @@ def first_writes(lines: list[str], start: int, params: dict, accs: set, empty) -
                 new[i], new[j] = [alloc], [gemm]
         elif (m := _ADD_DOT.match(line)) and m.group(1) == v and i is not None \
                 and not _word(v).search(m.group(3)) and _whole(m.group(3)):
-            new[j] = [f"    np.dot({m.group(3)}, out={v}[{m.group(2)}].reshape(-1, {m.group(4)}))"]
+            new[i] = [_uninitialised(lines[i])]
+            new[j] = [f"    {v}[:{m.group(2)}.start] = {v}[{m.group(2)}.stop:] = 0",
+                      f"    np.dot({m.group(3)}, out={v}[{m.group(2)}].reshape(-1, {m.group(4)}))"]
+        elif (m := _ADD_SUM.match(line)) and m.group(1) == v and i is not None \
+                and not _word(v).search(m.group(2)) and _whole(m.group(2)):
+            new[i] = [_uninitialised(lines[i])]
+            new[j] = [f"    np.sum({m.group(2)}, {m.group(3)}, out={v})"]
         elif (m := _ADD_SLICE.match(line)) and m.group(1) == v and i is None \
                 and m.group(2) in accs and all(k >= end for k in later) \
-                and _slice_fits(shape, m.group(3), int(m.group(4)), int(m.group(5))) \
+                and (_slice_fits(shape, m.group(3), int(m.group(4)), int(m.group(5)))
+                     if m.group(4) else inits.get(m.group(2), (0, None))[1] == _tuple(shape, '')) \
                 and all(_ADD_SLICE.match(lines[k]) and k < end
                         for k in mentions(m.group(2), j)):
             view = line.split("+= ", 1)[1]
@@ -504,6 +516,11 @@ def first_writes(lines: list[str], start: int, params: dict, accs: set, empty) -
     for k, line in enumerate(lines):
         out += new.get(k, [line])
     return out, written
+
+
+def _uninitialised(alloc: str) -> str:
+    """``d = np.zeros(...)`` (or ``WORK.zeros``) -> ``d = np.empty(...)``."""
+    return re.sub(r"(np|WORK)\.zeros\(", r"\1.empty(", alloc, count=1)
 
 
 def _slice_fits(shape: tuple, last_axis: str | None, lo: int, hi: int) -> bool:

@@ -237,23 +237,36 @@ def test_lstm_parameter_gradients_are_written_by_their_gemms():
     assert "db_hi = d_b1[..., 0:8].copy()" in backward
 
 
-HEAD = ["    dA = np.zeros((4, 3), DTYPE)", "    dx = WORK.zeros(x.shape, DTYPE)"]
+HEAD = ["    dA = np.zeros((4, 3), DTYPE)", "    dx = WORK.zeros(x.shape, DTYPE)",
+        "    dv = np.zeros((3,), DTYPE)"]
 TAIL = ["    grads = {\"W\": dW, \"b\": db, \"c\": dc, \"x\": dx[1:T + 1]}", "    return grads"]
 
 
 @pytest.mark.parametrize("body, expected", [
     # a product into a zero matrix: the GEMM writes it; a slice into a parameter: the view
     (["dA += g.T @ h", "dW += dA[0:2]"],
-     ["dA = np.empty((4, 3), DTYPE)", "-", "np.matmul(g.T, h, out=dA)", "dW = dA[0:2]"]),
-    # a product into some steps of a zero sequence: the GEMM writes those steps
+     ["dA = np.empty((4, 3), DTYPE)", "-", "-", "np.matmul(g.T, h, out=dA)", "dW = dA[0:2]"]),
+    # a product into some steps of a zero sequence: the GEMM writes those steps, zeros the rest
     (["dx[now] += np.dot(g.reshape(-1, 4), U).reshape(T, B, 3)"],
-     ["-", "-", "np.dot(g.reshape(-1, 4), U, out=dx[now].reshape(-1, 3))"]),
+     ["-", "dx = WORK.empty(x.shape, DTYPE)", "-", "dx[:now.start] = dx[now.stop:] = 0",
+      "np.dot(g.reshape(-1, 4), U, out=dx[now].reshape(-1, 3))"]),
+    # a sum into a zero array: the sum writes it; a whole accumulator is a parameter's
+    # gradient, the second's a copy, if it has the parameter's shape (dA does not)
+    (["dA += g[now].sum(0)", "db += dA", "dc += dA"],
+     ["dA = np.empty((4, 3), DTYPE)", "-", "-", "np.sum(g[now], 0, out=dA)", "db += dA",
+      "dc += dA"]),
+    (["dv += g[now].sum((0, 1))", "db += dv", "dc += dv"],
+     ["-", "-", "dv = np.empty((3,), DTYPE)", "np.sum(g[now], (0, 1), out=dv)", "db = dv",
+      "dc = dv.copy()"]),
+    # not a sum that reads what it adds to, nor one inside a larger expression
+    (["dA += (dA * g).sum(0)"], None),
+    (["dA += g.sum(0) * 2"], None),
     # the same slice for two parameters: the second gets a copy
     (["db += dA[..., 0:3]", "dc += dA[..., 0:3]"],
-     ["-", "-", "db = dA[..., 0:3]", "dc = dA[..., 0:3].copy()"]),
+     ["-", "-", "-", "db = dA[..., 0:3]", "dc = dA[..., 0:3].copy()"]),
     # not the second contribution, nor one that reads what it adds to
     (["dA += g.T @ h", "dA += u.T @ v"],
-     ["dA = np.empty((4, 3), DTYPE)", "-", "np.matmul(g.T, h, out=dA)", "dA += u.T @ v"]),
+     ["dA = np.empty((4, 3), DTYPE)", "-", "-", "np.matmul(g.T, h, out=dA)", "dA += u.T @ v"]),
     (["dA += dA.T @ h"], None),
     # not a product that is part of a larger expression
     (["dA += (g.T @ h) * 2"], None),
@@ -273,10 +286,11 @@ def test_first_writes_rewrite_only_what_they_may(body, expected):
     from rnngraph.fastback import first_writes
     lines = HEAD + ["    " + line for line in body] + TAIL
     params = {"dW": (2, 3), "db": (3,), "dc": (3,)}
-    got, written = first_writes(lines, 0, params, {"dA"}, lambda s: f"np.empty({s}, DTYPE)")
+    got, written = first_writes(lines, 0, params, {"dA", "dv"}, lambda s: f"np.empty({s}, DTYPE)")
     if expected is None:
         assert got == lines and not written
         return
     want = [line if line == "-" else "    " + line for line in expected]
-    want = [HEAD[i] if w == "-" else w for i, w in enumerate(want[:2])] + want[2:] + TAIL
+    head = len(HEAD)
+    want = [HEAD[i] if w == "-" else w for i, w in enumerate(want[:head])] + want[head:] + TAIL
     assert got == want
