@@ -505,7 +505,7 @@ def first_writes(lines: list[str], start: int, params: dict, accs: set, empty) -
         elif (m := _ADD_SLICE.match(line)) and m.group(1) == v and i is None \
                 and m.group(2) in accs and all(k >= end for k in later) \
                 and (_slice_fits(shape, m.group(3), int(m.group(4)), int(m.group(5)))
-                     if m.group(4) else inits.get(m.group(2), (0, None))[1] == _tuple(shape, '')) \
+                     if m.group(4) else _zero_shape(inits, m.group(2)) == _tuple(shape, '')) \
                 and all(_ADD_SLICE.match(lines[k]) and k < end
                         for k in mentions(m.group(2), j)):
             view = line.split("+= ", 1)[1]
@@ -516,6 +516,11 @@ def first_writes(lines: list[str], start: int, params: dict, accs: set, empty) -
     for k, line in enumerate(lines):
         out += new.get(k, [line])
     return out, written
+
+
+def _zero_shape(inits: dict, name: str) -> str | None:
+    """The shape, as its zero fill spells it (``(128,)``), of an array that starts at zero."""
+    return inits[name][1] if name in inits else None
 
 
 def _uninitialised(alloc: str) -> str:

@@ -15,9 +15,9 @@ view keeps a reference to the array that owns the memory.  An array the caller
 still holds is therefore never handed out again, and a caller who keeps every
 output of every call merely gets fresh arrays each time, as without a workspace.
 
-The count an array free of outside references has is measured at import, with
-the same expression :meth:`Workspace.empty` uses, so that it holds whatever
-the interpreter's own counting (which changed in CPython 3.12 and 3.14).
+The count an array free of outside references has is measured at import, in
+the same kind of loop :meth:`Workspace.empty` reads it in, so that it holds
+whatever the interpreter's own counting (which changed in CPython 3.12 and 3.14).
 
 Arrays are pooled per role: the generated code names the variable an array is
 bound to (``WORK.empty((T + 1, B, n), DTYPE, "h")``), and arrays of one role are
@@ -63,9 +63,10 @@ _getrefcount = sys.getrefcount
 
 
 def _free_count() -> int:
+    count = 0
     for a in [np.empty(0)]:                   # as Workspace.empty counts: a loop variable
-        return _getrefcount(a)
-    raise AssertionError
+        count = _getrefcount(a)
+    return count
 
 
 #: The reference count an array held by nothing but a workspace's list has, as
@@ -100,7 +101,7 @@ class Workspace:
             stale = None
             if arrays is not None:
                 self._arrays.move_to_end(key)
-                lead, best = (shape[0], None) if shape else (0, None)
+                lead, best = shape[0] if shape else 0, None
                 for a in arrays:
                     if _getrefcount(a) > _FREE:
                         continue                       # held outside: busy
