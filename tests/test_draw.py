@@ -484,3 +484,29 @@ def test_graphviz_warnings_still_reach_stderr(capfd):
     with graphviz_stderr():
         A.draw(format="svg", prog="dot")
     assert "nocolour is not a known color" in capfd.readouterr().err
+
+
+def test_route_checks_look_at_every_node_and_edge_a_route_may_touch():
+    """The router checks a candidate against the nodes and edges near it only (an index
+    by x); what it counts must be what checking every node and edge counts, or an edge
+    would be drawn through a node or across another that a full check would avoid."""
+    import random
+
+    from rnngraph.render import geometry as geo
+    from rnngraph.render.grid import Cell, Grid, Link, _bbox, _meet
+
+    rng = random.Random(5)
+    cells = {f"v{c}_{r}": Cell(c, r, rng.uniform(20, 60), rng.uniform(20, 30))
+             for c in range(-1, 12) for r in range(5)}
+    names = list(cells)
+    links = [Link(rng.choice(names), rng.choice(names), None) for _ in range(60)]
+    g = Grid(cells, [l for l in links if l.tail != l.head], dx=90.0, dy=70.0, ends=frozenset({-1}))
+    g.place(labels=False)
+    for _ in range(300):
+        poly = [(rng.uniform(-150, 1100), rng.uniform(-50, 330)) for _ in range(rng.randint(2, 4))]
+        ends = tuple(rng.sample(names, 2))
+        every = sum(1 for cid, c in cells.items() if cid not in ends and any(
+            geo.segment_hits_ellipse(p, q, c.pos, c.rx + 3, c.ry + 3) for p, q in zip(poly, poly[1:])))
+        assert g._hits(poly, ends) == every
+        box = _bbox(poly)
+        assert {j for j in g.polys if _meet(box, g.boxes[j])} <= set(g._near(box))

@@ -23,6 +23,7 @@ Labels go beside their edge by :mod:`rnngraph.render.placement`.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 
 from . import geometry as geo
@@ -91,21 +92,62 @@ class Grid(Fans):
     fans: dict = field(default_factory=dict)
     lead: float | None = None
     bare: set = field(default_factory=set)
+    # Where to look: the cells by x, and the routed edges by the columns their boxes span.
+    # A candidate route is checked against the nodes and edges near it, not all of them:
+    # LSTM --unroll 50 (500 nodes, 868 edges) drew in 5.5 s, 3.2 of them in these checks.
+    _xs: list = field(default_factory=list, repr=False)
+    _ids_by_x: list = field(default_factory=list, repr=False)
+    _max_rx: float = field(default=0.0, repr=False)
+    _bands: dict = field(default_factory=dict, repr=False)
+    _columns: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        for c in self.cells.values():              # a cell's column and row never change
+            self._columns.setdefault(c.col, []).append(c)
 
     def place(self, labels: bool = True) -> None:
         first = min((c.col for c in self.cells.values() if c.col not in self.ends), default=0)
         shift = self.dx - (self.lead or self.dx)
         for c in self.cells.values():
             c.pos = (c.col * self.dx + shift * (c.col < first), c.row * self.dy)
+        by_x = sorted((c.pos[0], cid) for cid, c in self.cells.items())
+        self._xs, self._ids_by_x = [x for x, _ in by_x], [cid for _, cid in by_x]
+        self._max_rx = max((c.rx for c in self.cells.values()), default=0.0)
+        self._bands = {}
+        for j in self.polys:
+            self._file(j)
         self.fans = self._fans()
         order = sorted(range(len(self.links)), key=self._route_rank)
         for i in order:
             link = self.links[i]
             link.path = self._route(link, i)
+            if i in self.polys:
+                self._unfile(i)
             self.polys[i] = geo.flatten(link.path)
             self.boxes[i] = _bbox(self.polys[i])
+            self._file(i)
         if labels:
             self._place_labels()
+
+    def _band_range(self, box) -> range:
+        """The bands (columns' widths of x) that a box spans."""
+        return range(math.floor(box[0] / self.dx), math.floor(box[2] / self.dx) + 1)
+
+    def _file(self, j: int) -> None:
+        for k in self._band_range(self.boxes[j]):
+            self._bands.setdefault(k, set()).add(j)
+
+    def _unfile(self, j: int) -> None:
+        for k in self._band_range(self.boxes[j]):
+            self._bands[k].discard(j)
+
+    def _near(self, box) -> list[int]:
+        """The routed edges whose boxes may meet ``box``: those sharing a band with it
+        (two boxes that overlap in x share the band of a point of both)."""
+        found: set[int] = set()
+        for k in self._band_range(box):
+            found |= self._bands.get(k, set())
+        return sorted(found)
 
     def crossings(self) -> int:
         """How many times two routed edges cross, away from the nodes they share."""
@@ -148,7 +190,7 @@ class Grid(Fans):
     def _between(self, a: Cell, b: Cell) -> list[Cell]:
         """The cells in the same column strictly between a and b."""
         lo, hi = sorted((a.row, b.row))
-        return [c for c in self.cells.values() if c.col == a.col and lo < c.row < hi]
+        return [c for c in self._columns.get(a.col, ()) if lo < c.row < hi]
 
     def _route_rank(self, i: int):
         link = self.links[i]
@@ -167,7 +209,11 @@ class Grid(Fans):
         """How many nodes other than ``ends`` the polyline passes through."""
         n = 0
         x0, y0, x1, y1 = _bbox(poly)
-        for cid, c in self.cells.items():
+        # only cells whose centre is within the widest half-width of the box's x range
+        lo = bisect_left(self._xs, x0 - 4 - self._max_rx)
+        hi = bisect_right(self._xs, x1 + 4 + self._max_rx)
+        for cid in self._ids_by_x[lo:hi]:
+            c = self.cells[cid]
             if cid in ends or c.pos[0] + c.rx < x0 - 4 or c.pos[0] - c.rx > x1 + 4 \
                     or c.pos[1] + c.ry < y0 - 4 or c.pos[1] - c.ry > y1 + 4:
                 continue
@@ -180,9 +226,9 @@ class Grid(Fans):
         ends = (link.tail, link.head)
         cost = 100.0 * self._hits(poly, ends)
         box = _bbox(poly)
-        for j, other in self.polys.items():
+        for j in self._near(box):               # counts: the sum is exact in any order
             if _meet(box, self.boxes[j]):
-                cost += geo.crossings(poly, other, self.links[j].tail == link.tail)
+                cost += geo.crossings(poly, self.polys[j], self.links[j].tail == link.tail)
         return cost + geo.length(poly) / (50 * self.dx)
 
     def _candidates(self, link: Link, i: int):
