@@ -95,11 +95,11 @@ class Grid(Fans):
     # Where to look: the cells by x, and the routed edges by the columns their boxes span.
     # A candidate route is checked against the nodes and edges near it, not all of them:
     # LSTM --unroll 50 (500 nodes, 868 edges) drew in 5.5 s, 3.2 of them in these checks.
-    _xs: list = field(default_factory=list, repr=False)
-    _ids_by_x: list = field(default_factory=list, repr=False)
-    _max_rx: float = field(default=0.0, repr=False)
-    _bands: dict = field(default_factory=dict, repr=False)
-    _columns: dict = field(default_factory=dict, repr=False)
+    _xs: list = field(default_factory=list, init=False, repr=False)
+    _ids_by_x: list = field(default_factory=list, init=False, repr=False)
+    _max_rx: float = field(default=0.0, init=False, repr=False)
+    _bands: dict = field(default_factory=dict, init=False, repr=False)
+    _columns: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         for c in self.cells.values():              # a cell's column and row never change
