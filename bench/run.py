@@ -15,7 +15,9 @@ libraries' thread pools in one process slow each other down), in interleaved
 rounds (round 1 runs every column once, then round 2, ...), so that a slow
 minute of a shared machine hits every column alike.  Each process warms up,
 then times runs for about --budget seconds and reports their median; the table
-gives the median over rounds and, in brackets, the lowest and highest.
+gives the median over rounds and, in brackets, the lowest and highest.  A second
+table gives each ratio to rnngraph within a round, whose median over rounds a
+busy machine moves less than it moves the ratio of the medians.
 Threads: 2 for every library (OMP/OpenBLAS/MKL, torch.set_num_threads, XLA's
 Eigen pool), the number of cores of the machine this was written on.
 
@@ -137,6 +139,7 @@ def main():
     print(f"\n## Single-precision GEMM with NumPy (2048^3, 2 threads): {rate:.0f} GFLOP/s")
 
     results: dict = {}
+    by_round: dict = {}       # {cell: {round: ms}}, for the ratios within a round
     cells = [(m, c, k) for m in args.models for c in args.configs for k in kinds]
     start = time.time()
     for r in range(args.rounds):
@@ -145,6 +148,7 @@ def main():
             out = measure(kind, model, config, "--budget", args.budget)
             if "ms" in out:
                 results.setdefault(cell, []).append(out["ms"])
+                by_round.setdefault(cell, {})[r] = out["ms"]
         print(f"# round {r + 1}/{args.rounds} done ({time.time() - start:.0f} s)", file=sys.stderr)
 
     print(f"\n## Forward + backward, float32, ms: median of {args.rounds} processes [min-max]; "
@@ -161,6 +165,22 @@ def main():
                 ratio = f" ({statistics.median(v) / ours:.2f}x)" if v and kind != "rnngraph" else ""
                 cells_text.append(fmt(v) + ratio)
             print(f"| {model} | {config} | " + " | ".join(cells_text) + " |")
+
+    print(f"\n## The same ratios within a round: median over the {args.rounds} rounds of time / "
+          "rnngraph's time in that round [min-max].  A model's columns run one after the other "
+          "in a round, so a slow minute of a shared machine moves both sides of a ratio alike")
+    print(header)
+    print("|" + "---|" * (len(kinds) + 2))
+    for model in args.models:
+        for config in args.configs:
+            ours = by_round.get((model, config, "rnngraph"), {})
+            row = []
+            for kind in kinds:
+                theirs = by_round.get((model, config, kind), {})
+                ratios = [theirs[r] / ours[r] for r in theirs if r in ours]
+                row.append("-" if kind == "rnngraph" or not ratios else
+                           f"{statistics.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]")
+            print(f"| {model} | {config} | " + " | ".join(row) + " |")
 
     print(f"\n## Fraction of the measured GEMM rate ({rate:.0f} GFLOP/s) that the products' "
           "FLOPs (3 per stacked product: forward, input and weight gradients) reach")
