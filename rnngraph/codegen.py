@@ -45,7 +45,7 @@ from .schedule import Block, plan
 
 #: Names the generated code uses as they are; a model name equal to one is renamed.
 _FIXED = {"np", "params", "inputs", "initial", "tape", "cotangents", "outputs", "name",
-          "forward", "backward", "range", "DTYPE", "PARAMETERS", "TAPE", "t", "steps", "zip",
+          "forward", "backward", "prepare", "prepared", "range", "DTYPE", "PARAMETERS", "TAPE", "t", "steps", "zip",
           "slice", *RUNTIME}
 
 
@@ -259,21 +259,72 @@ class Generator(Reverse):
         target = self.at(self.py[e.out], 0, b) if self.home[e.out] == "seq" else self.py[e.out]
         return f"{target} = {src}"
 
+    def prepared(self) -> list[Eqn]:
+        """The prologue's equations whose arguments are parameters, numbers and values of
+        such equations: what ``prepare(params)`` computes (a stacked matrix, a sum of
+        biases), so that :meth:`rnngraph.compiled.Compiled.prepare` can keep it across
+        calls.  Not a value of the model's own (the caller gets it as an output) nor an
+        initial value (it is written into its sequence)."""
+        if hasattr(self, "_prepared"):
+            return self._prepared
+        done: list[Eqn] = []
+        names: set[str] = set()
+        for e in self.blocks[0].eqns:
+            if e.out in self.sym or e.out.endswith("(0)") or self.home.get(e.out) == "seq" \
+                    or e.out in self.view_of:
+                continue
+            if all(isinstance(a, (Param, Const)) or isinstance(a, Var) and a.name in names
+                   for a in e.args):
+                done.append(e)
+                names.add(e.out)
+        self._prepared = done
+        return done
+
+    def prepare_tail(self) -> tuple[list[str], list[str]]:
+        """More of ``prepare``: its lines after the equations and the names they bind
+        (the optimized path's transposed matrices)."""
+        return [], []
+
+    def prepare(self) -> list[str]:
+        """``prepare(params)``: the values that depend on the parameters alone, as a tuple."""
+        out = ["def prepare(params):",
+               '    """The values forward computes from the parameters alone, in the order it unpacks',
+               '    them: made each call, or once by Compiled.prepare for calls with the same parameters."""']
+        out += _unpack([self.py[p] for p in self.params], "(params[name] for name in PARAMETERS)")
+        prologue, last = self.blocks[0], [None]
+        for e in self.prepared():
+            out += ["    " + c for c in self.comment(e, prologue, last)]
+            out.append("    " + self.forward_eqn(e, prologue))
+        tail, names = self.prepare_tail()
+        out += tail
+        names = [self.py[e.out] for e in self.prepared()] + names
+        out += _wrap(f"    return {_tuple(names, '')}")
+        return out
+
     def forward(self) -> list[str]:
         T, B, P, F = self.T, self.B, self.P, self.F
         dt = "DTYPE"
         steps = f"over steps 1..{T} " if self.timed else ""
-        out = [f"def forward(params, inputs, initial, {T}, {B}):",
-               f'    """Run the equations {steps}for a batch of {B}; return (outputs, tape)."""']
+        out = [f"def forward(params, inputs, initial, {T}, {B}, prepared=None):",
+               f'    """Run the equations {steps}for a batch of {B}; return (outputs, tape).',
+               '    prepared: what prepare(params) returns, if the caller kept it."""']
         out += _unpack([self.py[p] for p in self.params], "(params[name] for name in PARAMETERS)")
         out += [f'    {self.py[n]} = inputs["{n}"]' for n in self.inputs if not self.sym[n].timed]
         prologue = self.blocks[0]
-        if prologue.eqns:
+        before = [self.py[e.out] for e in self.prepared()] + self.prepare_tail()[1]
+        if before:
+            out.append("")
+            out.append("    # Values of the parameters alone (see prepare)")
+            out += _unpack([f"{before[0]}," if len(before) == 1 else before[0]] + before[1:],
+                           "prepare(params) if prepared is None else prepared")
+        done = {e.out for e in self.prepared()}
+        rest = [e for e in prologue.eqns if e.out not in done]
+        if rest:
             out.append("")
             out.append("    # Time-free values, initial values and the loop-invariant part of every step"
                        if self.timed else "    # The equations (no time index)")
             last = [None]
-            for e in prologue.eqns:
+            for e in rest:
                 out += ["    " + c for c in self.comment(e, prologue, last)]
                 out.append("    " + self.forward_eqn(e, prologue))
         if self.timed:
@@ -402,7 +453,7 @@ class Generator(Reverse):
 
     def module(self) -> str:
         m = self.model
-        body = self.forward() + ["", ""] + self.backward()
+        body = self.prepare() + ["", ""] + self.forward() + ["", ""] + self.backward()
         sizes = ", ".join(f"{n} {m.sizes[n]}" for n in self.sym
                           if n in m.sizes and self.sym[n].role != "parameter")
         head = [f'"""{m.filename}: forward and backward passes, generated by rnngraph {__version__}.',

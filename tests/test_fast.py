@@ -294,3 +294,69 @@ def test_first_writes_rewrite_only_what_they_may(body, expected):
     head = len(HEAD)
     want = [HEAD[i] if w == "-" else w for i, w in enumerate(want[:head])] + want[head:] + TAIL
     assert got == want
+
+
+@pytest.mark.parametrize("optimize", [True, False], ids=["optimized", "plain"])
+@pytest.mark.parametrize("name", sorted(models()))
+def test_prepared_parameters_give_what_the_dict_gives_and_keep_it(name, optimize):
+    """net.prepare(params) in place of params: the same outputs and gradients, bit for bit;
+    still the same after calls with other parameters (whose stacked matrices come from the
+    same workspace) and after the arrays it was made from changed."""
+    model = models()[name]
+    net = model.compile(dtype="float64", optimize=optimize)
+    params, inputs, initial = problem(net, model, np.random.default_rng(3))
+    cot = {n: np.random.default_rng(4).normal(size=v.shape)
+           for n, v in net.forward(params, inputs, initial).items()}
+
+    def run(p):
+        outs, pullback = net.vjp(p, inputs, initial)
+        return {n: v.copy() for n, v in outs.items()}, pullback(cot)
+
+    want = run(params)
+    ready = net.prepare(params)
+    other = {k: 0.5 * v for k, v in params.items()}
+    for p in (ready, other, ready):
+        got = run(p)
+        if p is ready:
+            for a, b in zip(want, got):
+                assert a.keys() == b.keys()
+                for n in a:
+                    np.testing.assert_array_equal(a[n], b[n], err_msg=n)
+    for v in params.values():
+        v *= 3                             # the caller updates its arrays in place
+    got = run(ready)
+    for n in want[1]:
+        np.testing.assert_array_equal(want[1][n], got[1][n], err_msg=n)
+
+
+def test_prepare_checks_once_and_belongs_to_its_model():
+    net = rnngraph.load(EXAMPLES / "torch_lstm.rnn").compile(sizes={"x": 3, "h": 4})
+    params = net.init_params(seed=0)
+    ready = net.prepare(params)
+    assert not ready.params["W_hi"].flags.writeable
+    assert net.prepare(ready) is ready
+    x = np.ones((5, 2, 3))
+    other = rnngraph.load(EXAMPLES / "torch_lstm.rnn").compile(sizes={"x": 3, "h": 4})
+    with pytest.raises(rnngraph.RnnGraphError, match="prepared by another compiled model"):
+        other.forward(ready, {"x": x})
+    params["b_hf"][1] = np.nan
+    with pytest.raises(rnngraph.RnnGraphError, match="parameter 'b_hf' contains NaN"):
+        net.prepare(params)
+    stacked = re.search(r"def prepare\(params\):(.*?)\n\n", net.source, re.S).group(1)
+    assert "np.concatenate((W_hi," in stacked and "transpose_into(" in stacked
+
+
+@pytest.mark.parametrize("name", ["torch_lstm", "torch_gru"])
+def test_prepared_matrices_big_enough_for_the_workspace_are_not_handed_out_again(name):
+    """At hidden 128 the stacked matrices and their transposes come from the workspace:
+    calls with other parameters must get arrays of their own."""
+    net = rnngraph.load(EXAMPLES / f"{name}.rnn").compile(sizes={"x": 64, "h": 128})
+    assert 'WORK.empty((512, 128), DTYPE, "_W2")' in net.source or \
+        'WORK.empty((384, 128), DTYPE, "_W2")' in net.source
+    params = net.init_params(seed=0)
+    x = np.random.default_rng(0).normal(size=(3, 2, 64))
+    ready = net.prepare(params)
+    want = net.forward(params, {"x": x})["h"].copy()
+    for scale in (0.5, 2.0):
+        net.forward({k: scale * v for k, v in params.items()}, {"x": x})
+        np.testing.assert_array_equal(net.forward(ready, {"x": x})["h"], want)
