@@ -2,7 +2,9 @@
 
     python bench/_measure.py KIND MODEL CONFIG [--steps T] [--memory] [--check]
 
-KIND is rnngraph, plain (rnngraph with optimize=False), hand, torch, torchcell,
+KIND is rnngraph, prepared (rnngraph given net.prepare(params), made before the
+timing as hand.py stacks its matrices in its constructor), plain (rnngraph with
+optimize=False), hand, torch, torchcell,
 jax or autograd; MODEL is RNN, LSTM or GRU; CONFIG is A or B (see CONFIGS).
 The run is forward + backward with dL/dh = 1, float32.  Times: a warm-up, then
 repeated runs for about a second; the line carries their median in ms.
@@ -44,13 +46,14 @@ def data(model, cfg, T, dtype):
 
 def make(kind, model, cfg, p, x, dH, dtype):
     """(run, result): run once; result() gives (h, grads) for the check."""
-    if kind in ("rnngraph", "plain"):
+    if kind in ("rnngraph", "prepared", "plain"):
         import rnngraph
         net = rnngraph.load(EXAMPLES / f"torch_{model.lower()}.rnn").compile(
-            sizes={"x": cfg["m"], "h": cfg["n"]}, dtype=dtype, optimize=kind == "rnngraph")
+            sizes={"x": cfg["m"], "h": cfg["n"]}, dtype=dtype, optimize=kind != "plain")
+        params = net.prepare(p) if kind == "prepared" else p     # as hand.py's constructor
 
         def run():
-            outs, pullback = net.vjp(p, {"x": x})
+            outs, pullback = net.vjp(params, {"x": x})
             return outs["h"], pullback({"h": dH})
         return run, run
     if kind == "hand":

@@ -6,7 +6,9 @@
 For each model (RNN, LSTM, GRU: examples/torch_*.rnn, PyTorch's equations) and
 configuration (A: batch 32, input 128, hidden 256, T 100; B: batch 1, input
 64, hidden 128, T 200), forward + backward with dL/dh = 1 in float32, by:
-rnngraph, the best hand-written NumPy (bench/hand.py), torch.nn.*, a torch
+rnngraph (the parameters' dict each call, and "prepared": net.prepare(params)
+made once, as the hand code and torch.nn.* keep their weights), the best
+hand-written NumPy (bench/hand.py), torch.nn.*, a torch
 Python-loop cell (torch.nn.LSTMCell etc.), JAX jit(grad(lax.scan)) and HIPS
 autograd (the last two when installed; the table says when they are not).
 
@@ -45,8 +47,9 @@ THREADS = "2"
 ENV = dict(os.environ, OMP_NUM_THREADS=THREADS, OPENBLAS_NUM_THREADS=THREADS,
            MKL_NUM_THREADS=THREADS,
            XLA_FLAGS="--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads=" + THREADS)
-KINDS = ["rnngraph", "hand", "torch", "torchcell", "jax", "autograd"]
-LABELS = {"rnngraph": "rnngraph", "hand": "hand NumPy", "torch": "torch.nn.*",
+KINDS = ["rnngraph", "prepared", "hand", "torch", "torchcell", "jax", "autograd"]
+LABELS = {"rnngraph": "rnngraph", "prepared": "rnngraph prepared", "hand": "hand NumPy",
+          "torch": "torch.nn.*",
           "torchcell": "torch cell loop", "jax": "JAX jit(grad(scan))", "autograd": "HIPS autograd"}
 MODULES = {"torch": "torch", "torchcell": "torch", "jax": "jax", "autograd": "autograd"}
 GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
