@@ -34,6 +34,7 @@ Examples
 from __future__ import annotations
 
 import keyword
+from functools import cached_property
 
 from . import __version__
 from .bptt import Reverse
@@ -45,8 +46,8 @@ from .schedule import Block, plan
 
 #: Names the generated code uses as they are; a model name equal to one is renamed.
 _FIXED = {"np", "params", "inputs", "initial", "tape", "cotangents", "outputs", "name",
-          "forward", "backward", "prepare", "prepared", "range", "DTYPE", "PARAMETERS", "TAPE", "t", "steps", "zip",
-          "slice", *RUNTIME}
+          "forward", "backward", "prepare", "prepared", "range", "DTYPE", "PARAMETERS", "TAPE",
+          "t", "steps", "zip", "slice", *RUNTIME}
 
 
 class Generator(Reverse):
@@ -259,14 +260,14 @@ class Generator(Reverse):
         target = self.at(self.py[e.out], 0, b) if self.home[e.out] == "seq" else self.py[e.out]
         return f"{target} = {src}"
 
+    @cached_property
     def prepared(self) -> list[Eqn]:
         """The prologue's equations whose arguments are parameters, numbers and values of
         such equations: what ``prepare(params)`` computes (a stacked matrix, a sum of
         biases), so that :meth:`rnngraph.compiled.Compiled.prepare` can keep it across
         calls.  Not a value of the model's own (the caller gets it as an output) nor an
-        initial value (it is written into its sequence)."""
-        if hasattr(self, "_prepared"):
-            return self._prepared
+        initial value (it is written into its sequence).  Asked once the homes are
+        chosen, while printing."""
         done: list[Eqn] = []
         names: set[str] = set()
         for e in self.blocks[0].eqns:
@@ -277,7 +278,6 @@ class Generator(Reverse):
                    for a in e.args):
                 done.append(e)
                 names.add(e.out)
-        self._prepared = done
         return done
 
     def prepare_tail(self) -> tuple[list[str], list[str]]:
@@ -292,12 +292,12 @@ class Generator(Reverse):
                '    them: made each call, or once by Compiled.prepare for calls with the same parameters."""']
         out += _unpack([self.py[p] for p in self.params], "(params[name] for name in PARAMETERS)")
         prologue, last = self.blocks[0], [None]
-        for e in self.prepared():
+        for e in self.prepared:
             out += ["    " + c for c in self.comment(e, prologue, last)]
             out.append("    " + self.forward_eqn(e, prologue))
         tail, names = self.prepare_tail()
         out += tail
-        names = [self.py[e.out] for e in self.prepared()] + names
+        names = [self.py[e.out] for e in self.prepared] + names
         out += _wrap(f"    return {_tuple(names, '')}")
         return out
 
@@ -311,13 +311,13 @@ class Generator(Reverse):
         out += _unpack([self.py[p] for p in self.params], "(params[name] for name in PARAMETERS)")
         out += [f'    {self.py[n]} = inputs["{n}"]' for n in self.inputs if not self.sym[n].timed]
         prologue = self.blocks[0]
-        before = [self.py[e.out] for e in self.prepared()] + self.prepare_tail()[1]
+        before = [self.py[e.out] for e in self.prepared] + self.prepare_tail()[1]
         if before:
             out.append("")
             out.append("    # Values of the parameters alone (see prepare)")
             out += _unpack([f"{before[0]}," if len(before) == 1 else before[0]] + before[1:],
                            "prepare(params) if prepared is None else prepared")
-        done = {e.out for e in self.prepared()}
+        done = {e.out for e in self.prepared}
         rest = [e for e in prologue.eqns if e.out not in done]
         if rest:
             out.append("")

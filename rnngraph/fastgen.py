@@ -20,7 +20,8 @@ straight into that op's home.
 
 Forward.  Every op writes into its home with ``out=`` (``a *= b`` where it
 can); products use ``np.dot`` against a contiguous transposed copy of the
-matrix made once before the loop; an every-step block multiplies all T*B rows
+matrix, made by ``prepare`` with the stacked matrices (each call, or once for
+many by ``Compiled.prepare``); an every-step block multiplies all T*B rows
 in one GEMM.  A loop is ``for h_tm1, h_t, ... in zip(h[0:T], h[1:T + 1], ...)``:
 the slots come as views made at C speed, the body indexes nothing.  Numbers
 are 0-d arrays of the dtype (a Python number costs a conversion per call).  The
@@ -355,7 +356,7 @@ class FastGenerator(Backward, Generator):
         return f"{'WORK' if nbytes >= POOLED else 'np'}.empty({_tuple(shape, '')}, DTYPE)"
 
     def forward_eqn(self, e, b: Block) -> str | None:
-        """A stacked matrix (made each call, since the parameters change between calls)
+        """A stacked matrix (made each call unless the caller prepared the parameters)
         goes into an array of the workspace when it is big."""
         line = super().forward_eqn(e, b)
         empty = self.empty_source(self.size[e.out]) if e.op == "stack" else ""
@@ -458,7 +459,7 @@ class FastGenerator(Backward, Generator):
 
     def _kept_transposes(self) -> list[str]:
         """The loop matrices made of parameters alone: prepare transposes them."""
-        made = {e.out for e in self.prepared()}
+        made = {e.out for e in self.prepared}
         found = []
         for b in self.blocks[1:]:
             if b.kind != "all":

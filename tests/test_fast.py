@@ -87,7 +87,8 @@ def test_optimized_and_plain_agree_to_rounding_with_every_cotangent(name, thresh
         np.testing.assert_allclose(outs[n], outs2[n], rtol=1e-12, atol=1e-14, err_msg=n)
 
 
-@pytest.mark.parametrize("name", ["WORK", "Workspace", "PER_STEP", "TAPE", "ONE", "DTYPE", "np"])
+@pytest.mark.parametrize("name", ["WORK", "Workspace", "PER_STEP", "TAPE", "ONE", "DTYPE", "np",
+                                  "prepare", "prepared"])
 def test_model_names_equal_to_the_generated_modules_own_are_renamed(name):
     """A variable may be called what the generated module calls its globals."""
     model = rnngraph.parse(f"h(t) = tanh(W h(t-1) + U x(t) + {name}(t-1))\n"
