@@ -290,12 +290,14 @@ class Generator(Reverse):
         out = ["def prepare(params):",
                '    """The values forward computes from the parameters alone, in the order it unpacks',
                '    them: made each call, or once by Compiled.prepare for calls with the same parameters."""']
+        tail, names = self.prepare_tail()
+        if not self.prepared and not tail:
+            return out + ["    return ()"]
         out += _unpack([self.py[p] for p in self.params], "(params[name] for name in PARAMETERS)")
         prologue, last = self.blocks[0], [None]
         for e in self.prepared:
             out += ["    " + c for c in self.comment(e, prologue, last)]
             out.append("    " + self.forward_eqn(e, prologue))
-        tail, names = self.prepare_tail()
         out += tail
         names = [self.py[e.out] for e in self.prepared] + names
         out += _wrap(f"    return {_tuple(names, '')}")
