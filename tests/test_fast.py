@@ -106,7 +106,8 @@ def test_model_names_equal_to_the_generated_modules_own_are_renamed(name):
 @given(random_programs())
 def test_random_models_optimized_and_plain_agree(program):
     """Every rewrite, on models nobody wrote by hand: the optimized forward and backward
-    give the plain one's outputs and gradients (random cotangents for every output)."""
+    give the plain one's outputs and gradients (random cotangents for every output), and
+    prepared parameters give the optimized path's bit for bit."""
     body = program_text(program)
     sizes = ", ".join(f"{n}: 3" for n in ("x", "v0", "v1", "v2", "v3") if f"{n}(" in body)
     try:
@@ -122,8 +123,13 @@ def test_random_models_optimized_and_plain_agree(program):
         outs2, pull2 = plain.vjp(p, inputs, steps=5)
         cot = {n: rng.normal(size=v.shape) for n, v in outs.items()}
         g, g2 = pull(cot), pull2(cot)
+        outs3, pull3 = fast.vjp(fast.prepare(p), inputs, steps=5)
+        g3 = pull3(cot)
     for n in outs:
         np.testing.assert_allclose(outs[n], outs2[n], rtol=1e-10, atol=1e-12, err_msg=n)
+        np.testing.assert_array_equal(outs[n], outs3[n], err_msg=n)
+    for n in g:
+        np.testing.assert_array_equal(g[n], g3[n], err_msg=n)
     assert set(g) == set(g2)
     for n in g:
         np.testing.assert_allclose(g[n], g2[n], rtol=1e-7, atol=1e-9, err_msg=n)
