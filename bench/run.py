@@ -1,6 +1,6 @@
 """How fast is the compiled code?  The table of issue 5, measured side by side.
 
-    python bench/run.py                # everything (about 15 minutes)
+    python bench/run.py                # everything (about 20 minutes)
     python bench/run.py --rounds 3 --models LSTM --configs A   # a part of it
 
 For each model (RNN, LSTM, GRU: examples/torch_*.rnn, PyTorch's equations) and
