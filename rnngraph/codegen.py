@@ -285,12 +285,16 @@ class Generator(Reverse):
         (the optimized path's transposed matrices)."""
         return [], []
 
+    def prepared_names(self) -> list[str]:
+        """What ``prepare`` returns and ``forward`` unpacks, in that order."""
+        return [self.py[e.out] for e in self.prepared] + self.prepare_tail()[1]
+
     def prepare(self) -> list[str]:
         """``prepare(params)``: the values that depend on the parameters alone, as a tuple."""
         out = ["def prepare(params):",
                '    """The values forward computes from the parameters alone, in the order it unpacks',
                '    them: made each call, or once by Compiled.prepare for calls with the same parameters."""']
-        tail, names = self.prepare_tail()
+        tail = self.prepare_tail()[0]
         if not self.prepared and not tail:
             return out + ["    return ()"]
         out += _unpack([self.py[p] for p in self.params], "(params[name] for name in PARAMETERS)")
@@ -299,8 +303,7 @@ class Generator(Reverse):
             out += ["    " + c for c in self.comment(e, prologue, last)]
             out.append("    " + self.forward_eqn(e, prologue))
         out += tail
-        names = [self.py[e.out] for e in self.prepared] + names
-        out += _wrap(f"    return {_tuple(names, '')}")
+        out += _wrap(f"    return {_tuple(self.prepared_names(), '')}")
         return out
 
     def forward(self) -> list[str]:
@@ -313,12 +316,12 @@ class Generator(Reverse):
         out += _unpack([self.py[p] for p in self.params], "(params[name] for name in PARAMETERS)")
         out += [f'    {self.py[n]} = inputs["{n}"]' for n in self.inputs if not self.sym[n].timed]
         prologue = self.blocks[0]
-        before = [self.py[e.out] for e in self.prepared] + self.prepare_tail()[1]
+        before = self.prepared_names()
         if before:
             out.append("")
             out.append("    # Values of the parameters alone (see prepare)")
-            out += _unpack([f"{before[0]}," if len(before) == 1 else before[0]] + before[1:],
-                           "prepare(params) if prepared is None else prepared")
+            out += _unpack(before, "prepare(params) if prepared is None else prepared",
+                           sequence=True)
         done = {e.out for e in self.prepared}
         rest = [e for e in prologue.eqns if e.out not in done]
         if rest:

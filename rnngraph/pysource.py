@@ -76,11 +76,16 @@ def _slice_name(k: int) -> str:
     return "now" if k == 0 else f"t{'p' if k > 0 else 'm'}{abs(k)}"
 
 
-def _unpack(targets: list[str], source: str, indent: str = "    ") -> list[str]:
-    """``a, b, c = source``, wrapped inside brackets to lines of at most 99 characters."""
+def _unpack(targets: list[str], source: str, indent: str = "    ",
+            sequence: bool | None = None) -> list[str]:
+    """``a, b, c = source``, wrapped inside brackets to lines of at most 99 characters.
+    A single target of a sequence gets its comma (``a, = ...``); ``sequence`` says
+    whether source is one, by default whether it is a generator expression."""
     if not targets:
         return []
-    comma = "," if len(targets) == 1 and " for " in source else ""
+    if sequence is None:
+        sequence = " for " in source
+    comma = "," if len(targets) == 1 and sequence else ""
     line = f"{indent}{', '.join(targets)}{comma} = {source}"
     if len(line) <= 99:
         return [line]
