@@ -38,6 +38,23 @@ def _all_finite(a: np.ndarray) -> bool:
     return math.isfinite(s) or bool(np.isfinite(a).all())
 
 
+#: Input layouts (names, shapes, dtypes) a compiled model remembers as checked.
+_LAYOUTS = 32
+
+
+def _layout_key(inputs, steps) -> tuple | None:
+    """What decides the checks of inputs but their values: each name, shape and dtype
+    (and ``steps``), if ``inputs`` is a dict of NumPy arrays; else None."""
+    if type(inputs) is not dict:
+        return None
+    key = [steps]
+    for name, a in inputs.items():
+        if type(a) is not np.ndarray:
+            return None
+        key.append((name, a.shape, a.dtype))
+    return tuple(key)
+
+
 def _unknown(kind: str, name, known) -> RnnGraphError:
     close = difflib.get_close_matches(str(name), list(known), n=1)
     hint = f"; did you mean '{close[0]}'?" if close else ""
@@ -120,6 +137,8 @@ class Compiled:
         self._states = {f"{n}(0)": n for n in gen.states}
         self._defined_init = {f"{n}(0)" for n in gen.defined_init}
         self.inputs = {n: self._expected(n) for n in gen.inputs}
+        self._layouts: dict[tuple, tuple] = {}       # see _inputs
+        self._zeros: dict[tuple, tuple] = {}         # see _initial
         filename = f"<rnngraph {model.filename}>"
         lines = self.source.splitlines(True)
         linecache.cache[filename] = (len(self.source), None, lines, filename)
@@ -251,7 +270,30 @@ class Compiled:
         return a
 
     def _inputs(self, inputs, steps):
-        """Check and normalise the inputs: arrays (T, B, n) and (B, n) of the dtype; T, B."""
+        """Check and normalise the inputs: arrays (T, B, n) and (B, n) of the dtype; T, B.
+
+        A call whose inputs have the names, shapes and dtypes of an earlier call's (a
+        training loop, a benchmark) skips what those decide (the names, the layout, the
+        shapes) and checks only the values: with the loop's arrays just out of the cache,
+        the full checks took 30-55 us of an Elman RNN's 2.4 ms at batch 1, hidden 128."""
+        key = _layout_key(inputs, steps)
+        known = self._layouts.get(key) if key is not None else None
+        if known is not None:
+            T, B, batched = known
+            sym, out = self.model.symbols, {}
+            for n, a in inputs.items():
+                a = self._finite(a.astype(self.dtype, copy=False), f"input '{n}'")
+                out[n] = a if batched else a[:, None] if sym[n].timed else a[None]
+            return out, T, B, batched, set()
+        out, T, B, batched, class_targets = self._checked_inputs(inputs, steps)
+        if key is not None and not class_targets:   # class indices: their values decide too
+            if len(self._layouts) >= _LAYOUTS:
+                self._layouts.clear()
+            self._layouts[key] = T, B, batched
+        return out, T, B, batched, class_targets
+
+    def _checked_inputs(self, inputs, steps):
+        """_inputs for inputs not seen before: every check."""
         if not isinstance(inputs, Mapping):
             raise RnnGraphError(f"inputs must be a dict {{name: array}}, not {type(inputs).__name__}")
         for name in inputs:
@@ -331,6 +373,18 @@ class Compiled:
             (f"B = {B}" if batched else "no batch axis")
 
     def _initial(self, initial, B, batched):
+        if not initial and type(initial) in (dict, type(None)):
+            zeros = self._zeros.get((B, batched))    # read-only: the same arrays every call
+            if zeros is None:
+                zeros = self._zeros[B, batched] = self._checked_initial({}, B, batched)
+                for a in zeros[0].values():
+                    a.flags.writeable = False
+                if len(self._zeros) > _LAYOUTS:
+                    self._zeros.clear()
+            return zeros
+        return self._checked_initial(initial, B, batched)
+
+    def _checked_initial(self, initial, B, batched):
         initial = {} if initial is None else initial
         if not isinstance(initial, Mapping):
             raise RnnGraphError("initial must be a dict {'h(0)': array}, "

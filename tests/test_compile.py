@@ -356,6 +356,43 @@ def test_missing_and_unknown_inputs_and_initial_values_are_named():
         defined.forward(defined.init_params(), {"x": np.zeros((3, 2))}, {"h(0)": np.zeros(3)})
 
 
+def test_inputs_of_a_layout_seen_before_are_checked_all_the_same():
+    """A call whose inputs have the names, shapes and dtypes of an earlier call's skips the
+    layout checks (Compiled._inputs): the values are checked still, a new shape gets every
+    check, and class indices, whose values decide, are never taken as seen."""
+    net = load("elman")
+    x, target = np.zeros((5, 2, 4)), np.zeros((5, 2, 5))
+    first = net.forward(PARAMS, {"x": x, "target": target})["h"].copy()
+    assert (net.forward(PARAMS, {"x": x, "target": target})["h"] == first).all()
+    with pytest.raises(RnnGraphError, match=r"^error: input 'x' contains NaN or Inf \(first at "
+                                            r"index \(2, 1, 0\)\)"):
+        net.forward(PARAMS, {"x": NAN_X, "target": target})
+    with pytest.raises(RnnGraphError, match=r"^error: input 'target' has shape \(6, 2, 5\); "
+                                            r"expected \(5, 2, 5\) \(T = 5, B = 2, from input 'x'\)$"):
+        net.forward(PARAMS, {"x": x, "target": np.zeros((6, 2, 5))})
+    assert net.forward(PARAMS, {"x": x[:, 0], "target": target[:, 0]})["h"].shape == (5, 8)
+    classes = np.zeros((5, 2), int)
+    net.forward(PARAMS, {"x": x, "target": classes})
+    with pytest.raises(RnnGraphError, match=r"^error: input 'target' holds class 5; "):
+        net.forward(PARAMS, {"x": x, "target": np.full((5, 2), 5)})
+
+
+def test_initial_values_left_out_start_at_zero_on_every_call(rng):
+    """The zeros standing in for initial values not given are made once per batch size
+    (Compiled._initial); a call that gives one does not change them for the next."""
+    net = load("torch_lstm")
+    p, x = net.init_params(), rng.normal(size=(4, 3, 4))
+    zero = {"h(0)": np.zeros((3, 8)), "c(0)": np.zeros((3, 8))}
+    expected = net.forward(p, {"x": x}, zero)["h"].copy()
+    assert (net.forward(p, {"x": x})["h"] == expected).all()
+    outs, pullback = net.vjp(p, {"x": x}, {"h(0)": np.ones(8)})
+    assert not np.allclose(outs["h"], expected)
+    grads = pullback({"h": np.ones((4, 3, 8))})
+    assert grads["h(0)"].shape == (8,) and grads["c(0)"].shape == (3, 8)
+    assert (net.forward(p, {"x": x})["h"] == expected).all()
+    assert net.vjp(p, {"x": x[:, 0]})[1]({"h": np.ones((4, 8))})["c(0)"].shape == (8,)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_huge_finite_values_pass_the_nan_check(dtype):
     """Values near the dtype's largest are finite all the same: not refused, and no overflow
