@@ -160,7 +160,7 @@ class Backward:
         for n in b.names:
             body = self._carry(n, b, body, out)
         out += self._sole_unwritten(b)
-        body = peephole(body)
+        body = peephole(body, set(self.tmps.values()))
         out += self.loop(body or ["        pass"], "    ", forward=b.kind != "forward")
         if self.deferred:
             out.append("    # The parameters' share, for every step at once")
@@ -549,7 +549,7 @@ def _writes(line: str, name: str) -> bool:
     return re.search(rf"out={n}\)|^\s*{n} [-+*/]?= |np\.copyto\({n}, ", line) is not None
 
 
-def peephole(body: list[str]) -> list[str]:
+def peephole(body: list[str], scratch: set[str]) -> list[str]:
     """Two rewrites of a backward loop body, each saving a pass over a step's values:
 
     ``np.copyto(X, Y)`` ... ``np.dot(P, Q, out=tmp)``, ``X += tmp`` (the first contribution
@@ -557,23 +557,29 @@ def peephole(body: list[str]) -> list[str]:
     ``X += Y``; and ``np.copyto(A, B)`` ... ``A -= C`` becomes ``np.subtract(B, C, out=A)``
     in the place of the second line (``np.add`` for ``+=``).  Only when nothing in between
     reads A or X, or writes Y or B; an ``if`` in between stops the second rewrite.
+
+    ``tmp`` must be one of ``scratch``, the temporaries of ``_accumulate``, each written
+    just before its one read: the rewrite leaves it unwritten, which a gradient buffer
+    read again later (``np.dot(dv0_t, W0, out=d_2)``, ``dv2 += d_2``, ``dx_t += d_2``)
+    cannot be.  Without that check a random model got gradients wrong by up to 1.9.
     """
     body, changed = list(body), True
     while changed:                            # one rewrite may make room for another
         changed = False
         for i, line in enumerate(body):
             m = _COPY.match(line)
-            if m and (_dot_first(body, i, *m.groups()) or _fold_copy(body, i, *m.groups())):
+            if m and (_dot_first(body, i, *m.groups(), scratch)
+                      or _fold_copy(body, i, *m.groups())):
                 changed = True
                 break
     return body
 
 
-def _dot_first(body, i, ind, x, y) -> bool:
+def _dot_first(body, i, ind, x, y, scratch) -> bool:
     for j in range(i + 1, len(body) - 1):
         d = _DOT.match(body[j])
-        if d and d.group(1) == ind and body[j + 1] == f"{ind}{x} += {d.group(3)}" \
-                and not _mentions(d.group(2), x):
+        if d and d.group(1) == ind and d.group(3) in scratch \
+                and body[j + 1] == f"{ind}{x} += {d.group(3)}" and not _mentions(d.group(2), x):
             if any(_mentions(body[k], x) or _writes(body[k], y) for k in range(i + 1, j)) \
                     or _writes(body[j], y):
                 return False
