@@ -36,11 +36,12 @@ PER_STEP = 4096
 
 def _sigmoid_(a, one):
     """The logistic function in place: exp of -a may overflow to inf, giving 0, no NaN.
-    ``one`` is a 0-d array of a's dtype (adding a Python 1 costs a conversion per call)."""
+    ``one`` is a 0-d array of a's dtype (adding a Python 1 costs a conversion per call).
+    1 / a by np.divide: NumPy vectorises it for float32, not np.reciprocal (same bits)."""
     np.negative(a, out=a)
     np.exp(a, out=a)
     a += one
-    np.reciprocal(a, out=a)
+    np.divide(one, a, out=a)
 
 
 def _fill(y_sig, y_tanh, d_sig, d_tanh, one):

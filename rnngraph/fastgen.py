@@ -518,8 +518,12 @@ class FastGenerator(Backward, Generator):
         if e.op == "relu":
             return [f"np.maximum({args[0]}, 0, out={out})"]
         if e.op == "sigmoid" and self.block_of[e.out].kind != "all":
+            # 1 / s as np.divide of a 0-d one, not np.reciprocal: the same bits (IEEE
+            # division), but NumPy vectorises divide and not reciprocal for float32:
+            # 3.8 against 7.2 us on (32, 768), the same at (1, 384)
+            one = self.const(1)
             return [f"np.negative({args[0]}, out={out})", f"np.exp({out}, out={out})",
-                    f"{out} += {self.const(1)}", f"np.reciprocal({out}, out={out})"]
+                    f"{out} += {one}", f"np.divide({one}, {out}, out={out})"]
         return None
 
     def whole_forward(self, e, b: Block) -> list[str]:
