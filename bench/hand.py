@@ -55,6 +55,18 @@ def _fill(y_sig, y_tanh, d_sig, d_tanh, one):
         np.subtract(one, d_tanh, out=d_tanh)
 
 
+_ONES = {}
+
+
+def _column_sums(G, out):
+    """out = the sum of G's rows (a bias gradient), as one gemv with a vector of ones:
+    np.sum over axis 0 adds row after row, 2.5x slower at A and less accurate."""
+    ones = _ONES.get((len(G), G.dtype))
+    if ones is None:
+        ones = _ONES[len(G), G.dtype] = np.ones(len(G), G.dtype)
+    np.dot(ones, G, out=out)
+
+
 def _factor_buffer(T, B, w, dt):
     """The buffer of a derivative factor of width w: one step's, or every step's."""
     return np.empty((B, w) if B * w >= PER_STEP else (T, B, w), dt)
@@ -130,7 +142,7 @@ class RNN(_Kept):
         G = dZ.reshape(T * B, n)
         np.matmul(G.T, H[:T].reshape(T * B, n), out=grads["W_hh"])
         np.matmul(G.T, x.reshape(T * B, m), out=grads["W_ih"])
-        np.sum(G, axis=0, out=grads["b_ih"])
+        _column_sums(G, grads["b_ih"])
         np.copyto(grads["b_hh"], grads["b_ih"])
         np.matmul(G, self.Wx, out=grads["x"].reshape(T * B, m))
         return H[1:], dict(grads)
@@ -211,7 +223,7 @@ class LSTM(_Kept):
         Gr = dZ.reshape(T * B, n4)
         np.matmul(Gr.T, H[:T].reshape(T * B, n), out=dWh)
         np.matmul(Gr.T, x.reshape(T * B, m), out=dWx)
-        np.sum(Gr, axis=0, out=db)
+        _column_sums(Gr, db)
         np.copyto(dbh, db)
         np.matmul(Gr, self.Wx, out=dx.reshape(T * B, m))
         return H[1:], dict(grads)
@@ -298,9 +310,9 @@ class GRU(_Kept):
         Ga, Gh = dA.reshape(T * B, n3), dHP.reshape(T * B, n3)
         np.matmul(Gh.T, H[:T].reshape(T * B, n), out=dWh)
         np.matmul(Ga.T, x.reshape(T * B, m), out=dWx)
-        np.sum(Ga, axis=0, out=dba)
+        _column_sums(Ga, dba)
         np.copyto(dbh[:n2], dba[:n2])                # r and z: the same sums
-        np.sum(Gh[:, n2:], axis=0, out=dbh[n2:])
+        _column_sums(Gh[:, n2:], dbh[n2:])
         np.matmul(Ga, self.Wx, out=dx.reshape(T * B, m))
         return H[1:], dict(grads)
 

@@ -447,8 +447,8 @@ def first_writes(lines: list[str], start: int, params: dict, accs: set, empty) -
       ``dx = WORK.empty(...)`` ... ``dx[:now.start] = dx[now.stop:] = 0`` (the other
       slots) and ``np.dot(P, Q, out=dx[now].reshape(-1, m))``;
     - ``d_b = np.zeros((n,))`` ... ``d_b += G.sum((0, 1))`` -> ``d_b = np.empty((n,))``
-      ... ``np.sum(G, (0, 1), out=d_b)`` (the same reduction, so the same bits; a shape
-      that does not fit is an error, never a silent broadcast);
+      ... ``sum_rows(G, (0, 1), d_b)`` (rnngraph.ops: one gemv with ones, or np.sum; a
+      shape that does not fit is an error, never a silent broadcast);
     - a parameter's gradient whose only contribution is an accumulator, or a slice of
       one, that nothing changes afterwards (``dW_hi += d_W2[0:128]``, the rows of a
       stacked matrix; ``db_ih += d_4``) is that array or slice, a view, as hand-written
@@ -501,7 +501,7 @@ def first_writes(lines: list[str], start: int, params: dict, accs: set, empty) -
         elif (m := _ADD_SUM.match(line)) and m.group(1) == v and i is not None \
                 and not _word(v).search(m.group(2)) and _whole(m.group(2)):
             new[i] = [_uninitialised(lines[i])]
-            new[j] = [f"    np.sum({m.group(2)}, {m.group(3)}, out={v})"]
+            new[j] = [f"    sum_rows({m.group(2)}, {m.group(3)}, {v})"]
         elif (m := _ADD_SLICE.match(line)) and m.group(1) == v and i is None \
                 and m.group(2) in accs and all(k >= end for k in later) \
                 and (_slice_fits(shape, m.group(3), int(m.group(4)), int(m.group(5)))

@@ -63,7 +63,7 @@ POOLED = 64 * 1024
 
 class FastGenerator(Backward, Generator):
     fast = True
-    fixed = frozenset({"WORK", "Workspace", "PER_STEP", "transpose_into"})
+    fixed = frozenset({"WORK", "Workspace", "PER_STEP", "sum_rows", "transpose_into"})
     alloc = "WORK.empty"                       # every slot a step reads is written (or padded)
 
     # -- homes -----------------------------------------------------------------
@@ -337,7 +337,7 @@ class FastGenerator(Backward, Generator):
         return self.consts[value]
 
     def import_lines(self) -> list[str]:
-        return super().import_lines() + ["from rnngraph.ops import transpose_into",
+        return super().import_lines() + ["from rnngraph.ops import sum_rows, transpose_into",
                                          "from rnngraph.workspace import Workspace"]
 
     def zeros_like(self, array: str) -> str:

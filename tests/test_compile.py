@@ -445,7 +445,7 @@ def test_the_source_is_numpy_code_that_runs_on_its_own(rng):
     imports = [line for line in net.source.splitlines() if line.startswith(("import", "from"))]
     assert imports == ["import numpy as np", "from rnngraph.ops import sigmoid, softmax, log_softmax, "
                                              "cross_entropy, softmax_cross_entropy",
-                       "from rnngraph.ops import transpose_into",
+                       "from rnngraph.ops import sum_rows, transpose_into",
                        "from rnngraph.workspace import Workspace"]
     p = net.init_params()
     x = rng.normal(size=(4, 2, 4))

@@ -280,10 +280,10 @@ TAIL = ["    grads = {\"W\": dW, \"b\": db, \"c\": dc, \"x\": dx[1:T + 1]}", "  
     # a sum into a zero array: the sum writes it; a whole accumulator is a parameter's
     # gradient, the second's a copy, if it has the parameter's shape (dA does not)
     (["dA += g[now].sum(0)", "db += dA", "dc += dA"],
-     ["dA = np.empty((4, 3), DTYPE)", "-", "-", "np.sum(g[now], 0, out=dA)", "db += dA",
+     ["dA = np.empty((4, 3), DTYPE)", "-", "-", "sum_rows(g[now], 0, dA)", "db += dA",
       "dc += dA"]),
     (["dv += g[now].sum((0, 1))", "db += dv", "dc += dv"],
-     ["-", "-", "dv = np.empty((3,), DTYPE)", "np.sum(g[now], (0, 1), out=dv)", "db = dv",
+     ["-", "-", "dv = np.empty((3,), DTYPE)", "sum_rows(g[now], (0, 1), dv)", "db = dv",
       "dc = dv.copy()"]),
     # not a sum that reads what it adds to, nor one inside a larger expression
     (["dA += (dA * g).sum(0)"], None),
@@ -387,3 +387,25 @@ def test_prepared_matrices_big_enough_for_the_workspace_are_not_handed_out_again
     for scale in (0.5, 2.0):
         net.forward({k: scale * v for k, v in params.items()}, {"x": x})
         np.testing.assert_array_equal(net.forward(ready, {"x": x})["h"], want)
+
+
+def test_sum_rows_gives_the_sums_of_every_layout_it_may_get(monkeypatch):
+    """sum_rows (a bias's gradient after the loop) is a gemv with a vector of ones where
+    the leading axes fold into one; lanes of a wider array, a strided out and another dtype
+    take np.sum.  The vector of ones grows and is sliced: short after long stays right."""
+    from rnngraph.ops import sum_rows
+    monkeypatch.setattr(rnngraph.ops, "_ONES", {})      # as in a fresh process
+    rng = np.random.default_rng(0)
+    g = rng.normal(size=(7, 3, 8))
+    cases = [(g, (0, 1), np.empty(8)), (g[..., 2:5], (0, 1), np.empty(3)),
+             (g.reshape(21, 8), 0, np.empty(8)), (g, (0, 1), np.empty(16)[::2]),
+             (g[:2], (0, 1), np.empty(8)), (g.astype(np.float32), (0, 1), np.empty(8)),
+             (g.astype(np.float32), (0, 1), np.empty(8, np.float32))]
+    for a, axes, out in cases:
+        sum_rows(a, axes, out)
+        np.testing.assert_allclose(out.reshape(-1), a.sum(axes).reshape(-1), rtol=1e-6)
+    big = rng.normal(size=(20000, 4)).astype(np.float32)
+    out = np.empty(4, np.float32)
+    sum_rows(big, 0, out)
+    exact = big.astype(np.float64).sum(0)
+    assert np.abs(out - exact).max() <= np.abs(big.sum(0) - exact).max() * 1.5 + 1e-3
