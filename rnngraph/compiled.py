@@ -376,11 +376,12 @@ class Compiled:
         if not initial and type(initial) in (dict, type(None)):
             zeros = self._zeros.get((B, batched))    # read-only: the same arrays every call
             if zeros is None:
-                zeros = self._zeros[B, batched] = self._checked_initial({}, B, batched)
+                zeros = self._checked_initial({}, B, batched)
                 for a in zeros[0].values():
                     a.flags.writeable = False
-                if len(self._zeros) > _LAYOUTS:
+                if len(self._zeros) >= _LAYOUTS:
                     self._zeros.clear()
+                self._zeros[B, batched] = zeros
             return zeros
         return self._checked_initial(initial, B, batched)
 

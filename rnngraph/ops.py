@@ -77,10 +77,12 @@ def sum_rows(a, axes, out):
     >>> sum_rows(g, (0, 1), out) is None and out.tolist() == g.sum((0, 1)).tolist()
     True
     """
+    lead = 1 if isinstance(axes, int) else len(axes)
     rows = a.size // out.size if out.size else 0
-    if out.ndim != 1 or not (a.flags.c_contiguous and out.flags.c_contiguous) or not rows \
+    if axes not in (0, tuple(range(lead))) or a.shape[lead:] != out.shape or out.ndim != 1 \
+            or not (a.flags.c_contiguous and out.flags.c_contiguous) or not rows \
             or a.dtype != out.dtype:
-        np.sum(a, axes, out=out)
+        np.sum(a, axes, out=out)          # (and its error for an out that does not fit)
         return
     ones = _ONES.get(a.dtype)
     if ones is None or len(ones) < rows:

@@ -404,6 +404,8 @@ def test_sum_rows_gives_the_sums_of_every_layout_it_may_get(monkeypatch):
     for a, axes, out in cases:
         sum_rows(a, axes, out)
         np.testing.assert_allclose(out.reshape(-1), a.sum(axes).reshape(-1), rtol=1e-6)
+    with pytest.raises(ValueError):                # an out that does not fit, as np.sum
+        sum_rows(g, 0, np.empty(24))
     big = rng.normal(size=(20000, 4)).astype(np.float32)
     out = np.empty(4, np.float32)
     sum_rows(big, 0, out)
