@@ -280,11 +280,7 @@ class Compiled:
         known = self._layouts.get(key) if key is not None else None
         if known is not None:
             T, B, batched = known
-            sym, out = self.model.symbols, {}
-            for n, a in inputs.items():
-                a = self._finite(a.astype(self.dtype, copy=False), f"input '{n}'")
-                out[n] = a if batched else a[:, None] if sym[n].timed else a[None]
-            return out, T, B, batched, set()
+            return {n: self._input(n, a, batched) for n, a in inputs.items()}, T, B, batched, set()
         out, T, B, batched, class_targets = self._checked_inputs(inputs, steps)
         if key is not None and not class_targets:   # class indices: their values decide too
             if len(self._layouts) >= _LAYOUTS:
@@ -327,9 +323,14 @@ class Compiled:
             elif a.shape != lead + (size,):
                 raise RnnGraphError(f"input '{n}' has shape {_shape(a.shape)}; expected "
                                     f"{_shape(lead + (size,))} ({given})")
-            a = self._finite(a.astype(self.dtype, copy=False), f"input '{n}'")
-            out[n] = a if batched else a[:, None] if sym[n].timed else a[None]
+            out[n] = self._input(n, a, batched)
         return out, T, B, batched, class_targets
+
+    def _input(self, name: str, a: np.ndarray, batched: bool) -> np.ndarray:
+        """An input of the right shape in the model's dtype, checked for NaN, with a batch
+        axis of 1 if it came without one."""
+        a = self._finite(a.astype(self.dtype, copy=False), f"input '{name}'")
+        return a if batched else a[:, None] if self.model.symbols[name].timed else a[None]
 
     def _shape_error(self, name, a) -> RnnGraphError:
         return RnnGraphError(f"input '{name}' has shape {_shape(a.shape)}; expected {self.inputs[name]}")
