@@ -38,8 +38,17 @@ def _all_finite(a: np.ndarray) -> bool:
     return math.isfinite(s) or bool(np.isfinite(a).all())
 
 
-#: Input layouts (names, shapes, dtypes) a compiled model remembers as checked.
+#: Input layouts (names, shapes, dtypes) a compiled model remembers as checked, and
+#: batch sizes it keeps zeros for (initial values not given).
 _LAYOUTS = 32
+
+
+def _remember(cache: dict, key, value):
+    """cache[key] = value, the cache emptied first when it holds _LAYOUTS entries; value."""
+    if len(cache) >= _LAYOUTS:
+        cache.clear()
+    cache[key] = value
+    return value
 
 
 def _layout_key(inputs, steps) -> tuple | None:
@@ -283,9 +292,7 @@ class Compiled:
             return {n: self._input(n, a, batched) for n, a in inputs.items()}, T, B, batched, set()
         out, T, B, batched, class_targets = self._checked_inputs(inputs, steps)
         if key is not None and not class_targets:   # class indices: their values decide too
-            if len(self._layouts) >= _LAYOUTS:
-                self._layouts.clear()
-            self._layouts[key] = T, B, batched
+            _remember(self._layouts, key, (T, B, batched))
         return out, T, B, batched, class_targets
 
     def _checked_inputs(self, inputs, steps):
@@ -377,12 +384,9 @@ class Compiled:
         if not initial and type(initial) in (dict, type(None)):
             zeros = self._zeros.get((B, batched))    # read-only: the same arrays every call
             if zeros is None:
-                zeros = self._checked_initial({}, B, batched)
+                zeros = _remember(self._zeros, (B, batched), self._checked_initial({}, B, batched))
                 for a in zeros[0].values():
                     a.flags.writeable = False
-                if len(self._zeros) >= _LAYOUTS:
-                    self._zeros.clear()
-                self._zeros[B, batched] = zeros
             return zeros
         return self._checked_initial(initial, B, batched)
 
