@@ -47,11 +47,13 @@ THREADS = "2"
 ENV = dict(os.environ, OMP_NUM_THREADS=THREADS, OPENBLAS_NUM_THREADS=THREADS,
            MKL_NUM_THREADS=THREADS,
            XLA_FLAGS="--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads=" + THREADS)
-KINDS = ["rnngraph", "prepared", "hand", "torch", "torchcell", "jax", "autograd"]
-LABELS = {"rnngraph": "rnngraph", "prepared": "rnngraph prepared", "hand": "hand NumPy",
+KINDS = ["rnngraph", "prepared", "numba", "hand", "torch", "torchcell", "jax", "autograd"]
+LABELS = {"rnngraph": "rnngraph", "prepared": "rnngraph prepared",
+          "numba": 'rnngraph backend="numba"', "hand": "hand NumPy",
           "torch": "torch.nn.*",
           "torchcell": "torch cell loop", "jax": "JAX jit(grad(scan))", "autograd": "HIPS autograd"}
-MODULES = {"torch": "torch", "torchcell": "torch", "jax": "jax", "autograd": "autograd"}
+MODULES = {"numba": "numba", "torch": "torch", "torchcell": "torch", "jax": "jax",
+           "autograd": "autograd"}
 GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
 
 sys.path.insert(0, str(HERE))

@@ -487,10 +487,14 @@ def generate(model, dtype: str = "float64", optimize: bool = True) -> str:
     return generator(model, dtype, optimize).module()
 
 
-def generator(model, dtype: str = "float64", optimize: bool = True) -> Generator:
-    """The optimized generator (:mod:`rnngraph.fastgen`), or with ``optimize=False`` the plain one."""
+def generator(model, dtype: str = "float64", optimize: bool = True,
+              jit: bool = False) -> Generator:
+    """The optimized generator (:mod:`rnngraph.fastgen`), or with ``optimize=False`` the plain
+    one.  ``jit``: the optimized generator's time loops as functions of their own, for Numba."""
     if not optimize:
         return Generator(model, dtype, optimize)
     from .fastgen import FastGenerator
-    return FastGenerator(model, dtype, optimize)
+    gen = FastGenerator(model, dtype, optimize)
+    gen.jit = jit
+    return gen
 

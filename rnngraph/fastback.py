@@ -161,7 +161,8 @@ class Backward:
             body = self._carry(n, b, body, out)
         out += self._sole_unwritten(b)
         body = peephole(body, set(self.tmps.values()))
-        out += self.loop(body or ["        pass"], "    ", forward=b.kind != "forward")
+        out += self.loop(body or ["        pass"], "    ", forward=b.kind != "forward",
+                         names=b.names)
         if self.deferred:
             out.append("    # The parameters' share, for every step at once")
             whole = Block("all", b.names)
@@ -178,12 +179,15 @@ class Backward:
         D = self.factors[e.out] = self.namer("D" + y)
         flag = self.step_flags[e.out] = self.namer("step" + D)
         self.per_step_used = True
-        return [f"    # d{y}/dz: in the loop if a step has PER_STEP values or more, else before it",
-                f"    {flag} = {B} * {n} >= PER_STEP",
-                f"    if {flag}:",
-                f"        {D} = [np.empty(({B}, {n}), DTYPE)] * ({length})",
-                "    else:",
-                f"        {D} = WORK.empty(({length}, {B}, {n}), DTYPE)"] + \
+        head = [f"    # d{y}/dz: in the loop if a step has PER_STEP values or more, else before it",
+                f"    {flag} = {B} * {n} >= PER_STEP"]
+        if getattr(self, "jit", False):          # Numba takes an array, not a list
+            return head + [f"    {D} = WORK.empty(({length}, {B}, {n}), DTYPE)",
+                           f"    if not {flag}:"] + self._factor_source(e, D, y, "        ")
+        return head + [f"    if {flag}:",
+                       f"        {D} = [np.empty(({B}, {n}), DTYPE)] * ({length})",
+                       "    else:",
+                       f"        {D} = WORK.empty(({length}, {B}, {n}), DTYPE)"] + \
             self._factor_source(e, D, y, "        ")
 
     def _factor_step(self, e, b: Block) -> list[str]:
@@ -267,8 +271,8 @@ class Backward:
         self.add_grad(e.args[i], expr, whole, lines)
 
     def tmp(self, size: int) -> str:
-        if size not in self.tmps:
-            self.tmps[size] = self.namer(f"tmp{size}")
+        if size not in self.tmps:   # (a loop for Numba: a name the same for every size)
+            self.tmps[size] = self.namer("tmp" if getattr(self, "jit", False) else f"tmp{size}")
         return self.tmps[size]
 
     def recipe(self, e, i, b: Block, g: str):

@@ -8,8 +8,9 @@ inputs and initial states, and the outputs and every gradient (weights,
 biases, inputs, initial states) must agree: within 1e-10 relative in float64,
 1e-5 in float32.  Relative error is max |ours - torch| / max |torch|.
 
-torch is a test-only reference (torch==2.13.0, the CPU build; .ci/run installs
-it); without it these tests skip, saying so.
+The same for backend="numba" (skipped without numba and scipy).  torch is a
+test-only reference (torch==2.13.0, the CPU build; .ci/run installs it); without
+it these tests skip, saying so.
 """
 from pathlib import Path
 
@@ -48,22 +49,23 @@ def unstack(module, kind, grad=False):
     return out
 
 
-def run_both(kind, dtype):
+def run_both(kind, dtype, backend="numpy"):
     tdtype = {"float64": torch.float64, "float32": torch.float32}[dtype]
     torch.manual_seed(0)
     module = getattr(torch.nn, kind)(N_IN, N_H).to(tdtype)
     net = rnngraph.load(EXAMPLES / f"torch_{kind.lower()}.rnn").compile(
-        sizes={"x": N_IN, "h": N_H}, dtype=dtype)
+        sizes={"x": N_IN, "h": N_H}, dtype=dtype, backend=backend)
     params = unstack(module, kind)
     assert set(params) == set(net.param_shapes)
     assert all(params[k].shape == s for k, s in net.param_shapes.items())
 
     rng = np.random.default_rng(1)
-    x = rng.normal(size=(T, B, N_IN)).astype(dtype)
-    h0 = rng.normal(size=(B, N_H)).astype(dtype)
-    c0 = rng.normal(size=(B, N_H)).astype(dtype)
-    cot_h = rng.normal(size=(T, B, N_H)).astype(dtype)
-    cot_c = rng.normal(size=(T, B, N_H)).astype(dtype)
+    b = 1 if backend == "numba" else B           # Numba runs the loops of a batch of one
+    x = rng.normal(size=(T, b, N_IN)).astype(dtype)
+    h0 = rng.normal(size=(b, N_H)).astype(dtype)
+    c0 = rng.normal(size=(b, N_H)).astype(dtype)
+    cot_h = rng.normal(size=(T, b, N_H)).astype(dtype)
+    cot_c = rng.normal(size=(T, b, N_H)).astype(dtype)
 
     initial = {"h(0)": h0, "c(0)": c0} if kind == "LSTM" else {"h(0)": h0}
     outs, pullback = net.vjp(params, {"x": x}, initial)
@@ -96,10 +98,14 @@ def run_both(kind, dtype):
     return outs, grads, {k: v.detach().numpy() for k, v in ref_outs.items()}, ref_grads
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU"])
-def test_outputs_and_every_gradient_match_torch(kind, dtype):
-    outs, grads, ref_outs, ref_grads = run_both(kind, dtype)
+def test_outputs_and_every_gradient_match_torch(kind, dtype, backend):
+    if backend == "numba":
+        pytest.importorskip("numba", reason="backend='numba': pip install 'rnngraph[numba]'")
+        pytest.importorskip("scipy", reason="backend='numba': pip install 'rnngraph[numba]'")
+    outs, grads, ref_outs, ref_grads = run_both(kind, dtype, backend)
     tol = TOLERANCE[dtype]
     for name, ref in ref_outs.items():
         assert outs[name].dtype == np.dtype(dtype)

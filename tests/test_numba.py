@@ -1,0 +1,166 @@
+"""backend="numba": the same loops, compiled by Numba, give what NumPy gives.
+
+The loops Numba runs are the optimized path's loop bodies, moved into functions
+of their own (rnngraph/fastgen.py, jit_loop); the NumPy backend is verified
+against finite differences and PyTorch (test_gradients.py, test_torch_parity.py),
+so here: the Numba backend agrees with it to rounding in float64 on models that
+reach every kind of loop (states read one and two steps away, a loop backward in
+time, a state another block reads, the GRU and the LSTM), with cotangents for every
+output and for one; Numba runs the loops for a batch of one and NumPy for larger
+ones (where NumPy is faster, see fastgen.jit_loop); a loop Numba cannot compile
+runs in NumPy with a warning naming its line; and the machine code comes back from
+the cache in a new process.
+Skipped without numba and scipy (pip install 'rnngraph[numba]').
+"""
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import rnngraph
+from rnngraph.errors import RnnGraphError
+from test_fast import CORNERS, problem
+from test_gradients import TOLERANCE, worst_directional_error
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+ROOT = EXAMPLES.parent
+JIT = ["torch_rnn", "torch_gru", "torch_lstm", "bidirectional", "output_recurrence",
+       "delays one and two", "state with an every-step part"]
+
+
+def model(name):
+    return rnngraph.parse(CORNERS[name]) if name in CORNERS else rnngraph.load(EXAMPLES / f"{name}.rnn")
+
+
+def loops(net):
+    """The loops of a compiled model that Numba runs."""
+    space = net._forward.__globals__
+    return [space[name] for name in space.get("LOOPS", ())]
+
+
+@pytest.mark.parametrize("name", JIT)
+def test_numba_and_numpy_agree_to_rounding_with_every_cotangent(name):
+    pytest.importorskip("numba")
+    pytest.importorskip("scipy")
+    m = model(name)
+    jit, ref = m.compile(backend="numba"), m.compile()
+    rng = np.random.default_rng(0)
+    p, inputs, initial = problem(ref, m, rng, B=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                 # no loop may fall back to NumPy
+        outs, pull = jit.vjp(p, inputs, initial)
+        outs2, pull2 = ref.vjp(p, inputs, initial)
+        for subset in (list(outs), list(outs)[-1:]):   # all outputs, then one alone
+            cot = {n: rng.normal(size=outs[n].shape) for n in subset}
+            g, g2 = pull(cot), pull2(cot)
+            assert set(g) == set(g2)
+            for n in g:
+                np.testing.assert_allclose(g[n], g2[n], rtol=1e-11, atol=1e-13, err_msg=n)
+    for n in outs:
+        np.testing.assert_allclose(outs[n], outs2[n], rtol=1e-12, atol=1e-14, err_msg=n)
+    assert loops(jit) and all(f.run is not f.python for f in loops(jit))
+
+
+def test_numba_gradients_match_finite_differences_in_float64():
+    pytest.importorskip("numba")
+    pytest.importorskip("scipy")
+    m = model("torch_lstm")
+    net = m.compile(backend="numba")
+    assert worst_directional_error(net, m, seed=7, B=1) <= TOLERANCE
+    assert worst_directional_error(net, m, seed=8, batched=False) <= TOLERANCE
+    assert all(f.run.signatures for f in loops(net))
+
+
+def test_larger_batches_run_the_numpy_loops_and_get_the_same_results():
+    pytest.importorskip("numba")
+    pytest.importorskip("scipy")
+    m = model("torch_gru")
+    jit, ref = m.compile(backend="numba"), m.compile()
+    p, inputs, initial = problem(ref, m, np.random.default_rng(2), B=3)
+    (outs, pull), (outs2, pull2) = jit.vjp(p, inputs, initial), ref.vjp(p, inputs, initial)
+    g, g2 = pull({"h": np.ones_like(outs["h"])}), pull2({"h": np.ones_like(outs2["h"])})
+    for n in g:
+        np.testing.assert_allclose(g[n], g2[n], rtol=1e-12, atol=1e-14, err_msg=n)
+    assert not any(f.run.signatures for f in loops(jit))     # nothing compiled
+
+
+def test_numba_runs_float32_as_numpy_does():
+    pytest.importorskip("numba")
+    pytest.importorskip("scipy")
+    m = model("torch_gru")
+    jit, ref = m.compile(backend="numba", dtype="float32"), m.compile(dtype="float32")
+    p, inputs, initial = problem(ref, m, np.random.default_rng(3), T=20, B=1)
+    (outs, pull), (outs2, pull2) = jit.vjp(p, inputs, initial), ref.vjp(p, inputs, initial)
+    g, g2 = pull({"h": np.ones_like(outs["h"])}), pull2({"h": np.ones_like(outs2["h"])})
+    for n in g:
+        assert g[n].dtype == np.float32
+        np.testing.assert_allclose(g[n], g2[n], rtol=2e-5, atol=1e-6, err_msg=n)
+
+
+def test_a_loop_numba_cannot_compile_runs_in_numpy_with_a_warning_naming_its_line():
+    pytest.importorskip("numba")
+    pytest.importorskip("scipy")
+    m = rnngraph.load(EXAMPLES / "exercise.rnn")          # softmax in the loop: rnngraph.ops
+    jit, ref = m.compile(backend="numba"), m.compile()
+    p, inputs, initial = problem(ref, m, np.random.default_rng(1), B=1)
+    with pytest.warns(RuntimeWarning, match=r"exercise.rnn: Numba cannot compile the loop "
+                                            r"forward in time of h1\(t\).*softmax"):
+        outs, pull = jit.vjp(p, inputs, initial)
+    outs2, pull2 = ref.vjp(p, inputs, initial)
+    cot = {n: np.ones_like(v) for n, v in outs.items()}
+    with pytest.warns(RuntimeWarning, match=r"the loop backward in time .*keepdims") as said:
+        g = pull(cot)
+    assert said[0].filename == __file__                  # the line of the user's call
+    g2 = pull2(cot)
+    for n in g:
+        np.testing.assert_allclose(g[n], g2[n], rtol=1e-12, atol=1e-14, err_msg=n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                   # said once, not at every call
+        jit.vjp(p, inputs, initial)
+
+
+CACHED = """
+import json, sys, numpy as np, rnngraph
+net = rnngraph.load(sys.argv[1]).compile(sizes={"x": int(sys.argv[2]), "h": 5}, backend="numba")
+outs, pull = net.vjp(net.init_params(seed=0), {"x": np.ones((4, 1, int(sys.argv[2])))})
+pull({"h": np.ones_like(outs["h"])})
+space = net._forward.__globals__
+stats = [space[name].run.stats for name in space["LOOPS"]]
+print(json.dumps([sum(s.cache_hits.values()) for s in stats]))
+"""
+
+
+def test_a_new_process_loads_the_loops_from_the_cache_whatever_the_sizes(tmp_path):
+    pytest.importorskip("numba")
+    pytest.importorskip("scipy")
+    env = dict(os.environ, RNNGRAPH_CACHE_DIR=str(tmp_path), PYTHONPATH=str(ROOT))
+
+    def hits(x_size):
+        done = subprocess.run([sys.executable, "-c", CACHED, str(EXAMPLES / "torch_rnn.rnn"),
+                               str(x_size)], env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.splitlines()[-1])
+
+    assert hits(3) == [0, 0]                             # compiled, and kept
+    assert hits(7) == [1, 1]                             # other sizes: the same machine code
+    assert [p.suffix for p in tmp_path.glob("rnngraph_loops_*")] == [".py"]
+
+
+def test_backend_numba_without_numba_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "numba", None)      # import numba raises ImportError
+    with pytest.raises(RnnGraphError, match=r"pip install 'rnngraph\[numba\]'"):
+        model("torch_rnn").compile(backend="numba")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(backend="cuda"), "backend must be numpy or numba, not 'cuda'"),
+    (dict(backend="numba", optimize=False), "optimize=False is the plain NumPy path"),
+])
+def test_backend_choices_that_cannot_work_are_errors(kwargs, message):
+    with pytest.raises(RnnGraphError, match=message):
+        model("torch_rnn").compile(**kwargs)
