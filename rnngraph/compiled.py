@@ -10,130 +10,19 @@ something does not fit, before any arithmetic runs.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import linecache
 import math
-import os
-import re
-import sys
-import tempfile
-import types
-import warnings
 from collections.abc import Mapping
 
 import numpy as np
 
 from .codegen import generator
 from .errors import RnnGraphError
+from .jit import jit_loops, numba_or_error
 from .pysource import _tuple
 
 DTYPES = ("float32", "float64")
 BACKENDS = ("numpy", "numba")
-
-
-def _numba():
-    """Numba, for ``backend="numba"``; its np.dot calls BLAS through SciPy."""
-    try:
-        import numba
-        import scipy  # noqa: F401
-    except ImportError:
-        raise RnnGraphError("backend='numba' needs numba and scipy: "
-                            "pip install 'rnngraph[numba]'") from None
-    return numba
-
-
-def cache_dir() -> str:
-    """Where ``backend="numba"`` keeps the generated modules and Numba keeps its
-    machine code for them: $RNNGRAPH_CACHE_DIR, else rnngraph in $XDG_CACHE_HOME or
-    ~/.cache."""
-    return os.environ.get("RNNGRAPH_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser(os.path.join("~", ".cache")),
-        "rnngraph")
-
-
-def _loops_module(source: str) -> types.ModuleType:
-    """The loops' functions as a module: from a file of the cache folder if it can be
-    written, registered in sys.modules (Numba's cache finds a function's globals by
-    its module's name), named by the hash of its text."""
-    path = _source_file(source)
-    name = f"rnngraph_loops_{hashlib.sha256(source.encode()).hexdigest()[:32]}"
-    if name in sys.modules:
-        return sys.modules[name]
-    module = types.ModuleType(name)
-    module.__file__ = path
-    filename = path or f"<{name}>"
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    exec(compile(source, filename, "exec"), module.__dict__)
-    sys.modules[name] = module
-    return module
-
-
-def _source_file(source: str) -> str | None:
-    """The generated module as a file named by its hash (written once, atomically), so
-    that Numba's cache (beside it, in __pycache__) finds its machine code again in the
-    next process: Numba caches only functions whose source file exists, and keys the
-    cache on the file's time stamp, which a file written once keeps.  None if the
-    folder cannot be written (then Numba compiles in every process)."""
-    root = cache_dir()
-    path = os.path.join(root, f"rnngraph_loops_{hashlib.sha256(source.encode()).hexdigest()[:32]}.py")
-    if os.path.exists(path):
-        return path
-    try:
-        os.makedirs(root, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=root, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(source)
-        os.replace(tmp, path)
-    except OSError:
-        return None
-    return path
-
-
-class _JitLoop:
-    """A time loop of the generated module (``LOOPS``) run by Numba, compiled on its first
-    call.  A loop Numba cannot compile (an op its nopython mode lacks) runs as the same
-    function in Python from then on, with a warning: slower, never wrong."""
-
-    def __init__(self, python, fn, numba, cache: bool, model: str):
-        self.python, self.model = python, model
-        self.run = numba.njit(fn, cache=cache, error_model="numpy")
-        self.errors = numba.core.errors.NumbaError
-        self.advice = numba.core.errors.NumbaPerformanceWarning
-
-    def __call__(self, *args):
-        try:
-            with warnings.catch_warnings():   # Numba's advice on layouts is not the user's
-                warnings.simplefilter("ignore", self.advice)
-                return self.run(*args)
-        except self.errors as e:              # raised while compiling, before any step ran
-            if self.run is self.python:
-                raise
-            self.run = self.python
-            what = self.python.__doc__.splitlines()[0].rstrip(".")
-            warnings.warn(f"{self.model}: Numba cannot compile {what[0].lower()}{what[1:]} "
-                          f"({_culprit(str(e))}); that loop runs in NumPy",
-                          RuntimeWarning, stacklevel=_outside())
-            return self.python(*args)
-
-
-def _outside() -> int:
-    """The stacklevel, for its caller's warning, of the first frame outside rnngraph and
-    the code it generates: the user's line that called forward, vjp or a pullback."""
-    here, frame, level = os.path.dirname(__file__), sys._getframe(1), 1
-    while frame is not None and frame.f_code.co_filename.startswith((here, "<rnngraph")):
-        frame, level = frame.f_back, level + 1
-    return level
-
-
-def _culprit(message: str) -> str:
-    """What a Numba error is about: the line of code above its caret, else its line
-    naming a Python error (``NameError: name 'softmax' is not defined``), else its first."""
-    lines = [line.strip() for line in message.splitlines()]
-    for above, line in zip(lines, lines[1:]):
-        if line == "^" and above:
-            return above
-    return next((line for line in lines if re.match(r"\w+Error: ", line)),
-                next((line for line in lines if line), ""))
 
 
 def _shape(shape) -> str:
@@ -246,7 +135,7 @@ class Compiled:
         if backend == "numba" and not optimize:
             raise RnnGraphError("backend='numba' compiles the optimized loops: "
                                 "optimize=False is the plain NumPy path")
-        numba = _numba() if backend == "numba" else None
+        numba = numba_or_error() if backend == "numba" else None
         model.require_sizes()
         self.model = model
         self.dtype = np.dtype(str(dtype))
@@ -274,10 +163,8 @@ class Compiled:
         namespace: dict = {}
         exec(compile(self.source, filename, "exec"), namespace)
         if numba:
-            loops = _loops_module(gen.loops_module())
-            for name in namespace["LOOPS"]:
-                namespace[name] = _JitLoop(namespace[name], getattr(loops, name), numba,
-                                           loops.__file__ is not None, model.filename)
+            namespace.update(jit_loops(gen.loops_module(), namespace["LOOPS"], numba,
+                                       model.filename))
         self._forward, self._backward = namespace["forward"], namespace["backward"]
         self._prepare = namespace["prepare"]
 

@@ -30,6 +30,10 @@ inf (z < -88 in float32), which gives exactly 0, so the loop runs under
 ``np.errstate(over="ignore")``.
 
 Backward: see :mod:`rnngraph.fastback`.
+
+``backend="numba"`` (``jit``): each loop is also a function of its own that Numba
+compiles (:meth:`FastGenerator.jit_loop`), called for a batch of one; the ``for``
+above runs for larger batches and for a loop Numba cannot compile (rnngraph/jit.py).
 """
 from __future__ import annotations
 
@@ -64,7 +68,7 @@ POOLED = 64 * 1024
 
 class FastGenerator(Backward, Generator):
     fast = True
-    fixed = frozenset({"WORK", "Workspace", "PER_STEP", "sum_rows", "transpose_into"})
+    fixed = frozenset({"WORK", "Workspace", "PER_STEP", "sum_rows", "transpose_into", "jitops"})
     alloc = "WORK.empty"                       # every slot a step reads is written (or padded)
 
     # -- homes -----------------------------------------------------------------
@@ -338,8 +342,9 @@ class FastGenerator(Backward, Generator):
         return self.consts[value]
 
     def import_lines(self) -> list[str]:
+        jit = ["from rnngraph import jitops"] if getattr(self, "jit", False) else []
         return super().import_lines() + ["from rnngraph.ops import sum_rows, transpose_into",
-                                         "from rnngraph.workspace import Workspace"]
+                                         "from rnngraph.workspace import Workspace"] + jit
 
     def zeros_like(self, array: str) -> str:
         return f"WORK.zeros({array}.shape, DTYPE)"
@@ -359,7 +364,7 @@ class FastGenerator(Backward, Generator):
         """The loops' functions (after :meth:`module`), as a module of their own for Numba:
         they take every array and number as an argument, so the same text serves every
         size and dtype, and Numba's cache of its machine code with them."""
-        lines = ["import numpy as np"] if head else []
+        lines = ["import numpy as np", "", "from rnngraph import jitops"] if head else []
         return "\n".join(lines + [x for f in self.jit_functions for x in ["", ""] + f]) + "\n"
 
     def empty_source(self, shape: tuple) -> str:
@@ -439,9 +444,8 @@ class FastGenerator(Backward, Generator):
         if getattr(self, "jit", False):
             call = self.jit_loop(body, ind, forward, names)
             if call is not None:
-                return [f"{ind}if {self.B} == 1:      # see jit_loop"] + call + \
-                    [f"{ind}else:"] + self.zip_loop(["    " + x for x in body], ind + "    ",
-                                                    forward, skip)
+                return call + self.zip_loop(["    " + x for x in body], ind + "    ", forward,
+                                            skip)
         return self.zip_loop(body, ind, forward, skip)
 
     def jit_loop(self, body: list[str], ind: str, forward: bool, values=()) -> list[str] | None:
@@ -451,8 +455,9 @@ class FastGenerator(Backward, Generator):
         compiled code); returns the lines calling it, or None for a body that rebinds a
         name (the caller would not see it) or has a line :func:`_nopython` does not know.
 
-        The caller runs it for a batch of one only, and the ``for`` of :meth:`zip_loop`
-        otherwise.  At batch 1 the loop is made of NumPy calls that each cost more than
+        Compiled hands the function to Numba; the call returns False when Numba cannot
+        compile it, and the ``for`` of :meth:`zip_loop` runs instead, as it does for a
+        batch of more than one.  At batch 1 the loop is made of NumPy calls that each cost more than
         their arithmetic, and compiled it took 0.51-0.67x the time of the NumPy loops
         (RNN, GRU, LSTM at hidden 128, forward + backward, bench/run.py).  From batch 2
         on it lost, 1.1-1.8x the time at hidden 128: Numba's exp and tanh are libm's,
@@ -489,7 +494,7 @@ class FastGenerator(Backward, Generator):
             f'    """{what[0].upper()}{what[1:]}.',
             '    Run by Numba (backend="numba"); every array and number comes as an argument."""',
             f"    for t in {steps}:"] + code)
-        return _call_lines(f"{ind}    {name}(", args, ")")
+        return _call_lines(f"{ind}if {self.B} != 1 or not {name}(", args, "):")
 
     @cached_property
     def jit_functions(self) -> list[list[str]]:
@@ -498,8 +503,9 @@ class FastGenerator(Backward, Generator):
     @cached_property
     def _globals(self) -> set[str]:
         """Names a loop function finds in the module: not its arguments."""
-        imported = {n.strip() for line in self.import_lines() for n in line.split(" import ")[1].split(",")}
-        return imported | {"np", "t", "range"}
+        imported = {n.strip() for line in self.import_lines()
+                    for n in line.split(" import ")[1].split(",")}
+        return imported | {"np", "t", "range", "jitops"}
 
     def zip_loop(self, body: list[str], ind: str, forward: bool, skip=()) -> list[str]:
         """``for`` over the steps, the slots of every array the body reads or writes coming
@@ -646,23 +652,38 @@ def _augmented(line: str) -> str:
     return line
 
 
-_OUT = re.compile(r"^(\s*)(np\.\w+\(.*), out=([\w\[\] +\-.,:]+)\)$")
-_COPYTO = re.compile(r"^(\s*)np\.copyto\(([\w\[\] +\-.:]+), (.+)\)$")
-_MATMUL = re.compile(r"^(\s*)np\.matmul\((.+), out=([\w\[\] +\-.,:]+)\)$")
+#: The kernels of rnngraph/jitops.py, by the ufunc each stands for.
+KERNELS = {"np.add": "add", "np.subtract": "subtract", "np.multiply": "multiply",
+           "np.divide": "divide", "np.negative": "negative", "np.exp": "exp",
+           "np.tanh": "tanh", "np.log": "log"}
+_AUGMENTED_KERNEL = {"+": "add", "-": "subtract", "*": "multiply", "/": "divide"}
+_OPERAND = r"\w+(?:\[[\w +\-]*\])?"                  # h, h[t - 1], ONE
+_UFUNC = re.compile(rf"^(\s*)(np\.\w+)\(((?:{_OPERAND}, )*{_OPERAND}), out=({_OPERAND})\)$")
+_INPLACE_OP = re.compile(rf"^(\s*)({_OPERAND}) ([-+*/])= ({_OPERAND})$")
+_OUT = re.compile(r"^(\s*)(np\.dot\(.*), out=([\w\[\] +\-]+)\)$")
+_COPYTO = re.compile(rf"^(\s*)np\.copyto\(({_OPERAND}), ({_OPERAND})\)$")
+_MATMUL = re.compile(r"^(\s*)np\.matmul\((.+), out=([\w\[\] +\-]+)\)$")
 _COT_GIVEN = re.compile(r"^(\s*)if (cot_\w+)\[t - 1\] is not None:$")
 
 
 def _nopython(line: str) -> str | None:
-    """A line of a loop body as Numba's nopython mode takes it, which means the same in
-    Python: ``np.matmul(a, b, out=c)`` -> ``c[...] = np.dot(a, b)``, ``np.copyto(a, b)``
-    -> ``a[...] = b``, a ufunc's or np.dot's ``out=c`` as the last positional argument,
-    and ``if cot_h[t - 1] is not None:`` -> ``if cot_h is not None:`` (a cotangent not
-    given is None, not a list of None: Numba compiles the branch away).  None for a
-    line with ``out=`` in another form."""
+    """A line of a loop body for Numba's nopython mode: a ufunc of :data:`KERNELS` into
+    ``out``, and ``a += b`` (etc.), as a call of rnngraph/jitops.py's kernel
+    (``jitops.multiply(a, b, out)``: NumPy's ufuncs compile 3-4x slower in Numba);
+    ``np.copyto(a, b)`` -> ``jitops.copy(b, a)``; ``np.matmul(a, b, out=c)`` ->
+    ``c[...] = np.dot(a, b)``; np.dot's ``out=c`` as its last positional argument; and
+    ``if cot_h[t - 1] is not None:`` -> ``if cot_h is not None:`` (a cotangent not given
+    is None, not a list of None: Numba compiles the branch away).  None for another line
+    with ``out=``; other lines as they are."""
+    if (m := _UFUNC.match(line)) and m.group(2) in KERNELS:
+        return f"{m.group(1)}jitops.{KERNELS[m.group(2)]}({m.group(3)}, {m.group(4)})"
+    if m := _INPLACE_OP.match(line):
+        ind, a, op, b = m.groups()
+        return f"{ind}jitops.{_AUGMENTED_KERNEL[op]}({a}, {b}, {a})"
+    if m := _COPYTO.match(line):
+        return f"{m.group(1)}jitops.copy({m.group(3)}, {m.group(2)})"
     if m := _MATMUL.match(line):
         return f"{m.group(1)}{m.group(3)}[...] = np.dot({m.group(2)})"
-    if m := _COPYTO.match(line):
-        return f"{m.group(1)}{m.group(2)}[...] = {m.group(3)}"
     if m := _OUT.match(line):
         return f"{m.group(1)}{m.group(2)}, {m.group(3)})"
     if m := _COT_GIVEN.match(line):
