@@ -67,7 +67,8 @@ def _draw(args) -> int:
 
 
 def _compile(args) -> int:
-    net = load(args.file).compile(sizes=args.sizes, dtype=args.dtype, optimize=not args.plain)
+    net = load(args.file).compile(sizes=args.sizes, dtype=args.dtype, optimize=not args.plain,
+                                  backend=args.backend)
     sys.stdout.write(net.source)
     return 0
 
@@ -122,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="give or override sizes")
     comp.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                       help="the arrays' dtype (default float64)")
+    comp.add_argument("--backend", choices=("numpy", "numba"), default="numpy",
+                      help="numba: also the loops Numba compiles for a batch of one")
     comp.add_argument("--plain", action="store_true",
                       help="no optimisation: every block a loop over t (for debugging)")
     comp.set_defaults(run=_compile)

@@ -164,3 +164,14 @@ def test_backend_numba_without_numba_says_how_to_install_it(monkeypatch):
 def test_backend_choices_that_cannot_work_are_errors(kwargs, message):
     with pytest.raises(RnnGraphError, match=message):
         model("torch_rnn").compile(**kwargs)
+
+
+def test_cli_prints_the_loops_numba_compiles(capsys):
+    pytest.importorskip("numba")
+    pytest.importorskip("scipy")
+    from rnngraph.cli import main
+    assert main(["compile", str(EXAMPLES / "torch_rnn.rnn"), "--backend", "numba"]) == 0
+    out = capsys.readouterr().out
+    assert out == model("torch_rnn").compile(backend="numba").source
+    assert "if B != 1 or not _loop(" in out and "def _loop(T, " in out
+    assert 'LOOPS = ("_loop", "_loop_2")' in out
