@@ -181,9 +181,12 @@ class Backward:
         self.per_step_used = True
         head = [f"    # d{y}/dz: in the loop if a step has PER_STEP values or more, else before it",
                 f"    {flag} = {B} * {n} >= PER_STEP"]
-        if getattr(self, "jit", False):          # Numba takes an array, not a list
-            return head + [f"    {D} = WORK.empty(({length}, {B}, {n}), DTYPE)",
-                           f"    if not {flag}:"] + self._factor_source(e, D, y, "        ")
+        if getattr(self, "jit", False):          # a batch of one runs the loop Numba compiled,
+            return head + [f"    if {flag} and {B} != 1:",     # which takes an array, not a list
+                           f"        {D} = [np.empty(({B}, {n}), DTYPE)] * ({length})",
+                           "    else:",
+                           f"        {D} = WORK.empty(({length}, {B}, {n}), DTYPE)",
+                           f"        if not {flag}:"] + self._factor_source(e, D, y, "            ")
         return head + [f"    if {flag}:",
                        f"        {D} = [np.empty(({B}, {n}), DTYPE)] * ({length})",
                        "    else:",

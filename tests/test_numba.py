@@ -24,7 +24,7 @@ import pytest
 
 import rnngraph
 from rnngraph.errors import RnnGraphError
-from test_fast import CORNERS, problem
+from test_fast import CORNERS, per_step, problem
 from test_gradients import TOLERANCE, worst_directional_error
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -43,12 +43,13 @@ def loops(net):
     return [space[name] for name in space.get("LOOPS", ())]
 
 
+@pytest.mark.parametrize("threshold", [0, 10 ** 9], ids=["derivatives in the loop", "before it"])
 @pytest.mark.parametrize("name", JIT)
-def test_numba_and_numpy_agree_to_rounding_with_every_cotangent(name):
+def test_numba_and_numpy_agree_to_rounding_with_every_cotangent(name, threshold):
     pytest.importorskip("numba")
     pytest.importorskip("scipy")
     m = model(name)
-    jit, ref = m.compile(backend="numba"), m.compile()
+    jit, ref = per_step(m.compile(backend="numba"), threshold), m.compile()
     rng = np.random.default_rng(0)
     p, inputs, initial = problem(ref, m, rng, B=1)
     with warnings.catch_warnings():
