@@ -181,7 +181,7 @@ class Backward:
         self.per_step_used = True
         head = [f"    # d{y}/dz: in the loop if a step has PER_STEP values or more, else before it",
                 f"    {flag} = {B} * {n} >= PER_STEP"]
-        if getattr(self, "jit", False):          # a batch of one runs the loop Numba compiled,
+        if self.jit:                             # a batch of one runs the loop Numba compiled,
             return head + [f"    if {flag} and {B} != 1:",     # which takes an array, not a list
                            f"        {D} = [np.empty(({B}, {n}), DTYPE)] * ({length})",
                            "    else:",
@@ -275,7 +275,7 @@ class Backward:
 
     def tmp(self, size: int) -> str:
         if size not in self.tmps:   # (a loop for Numba: a name the same for every size)
-            self.tmps[size] = self.namer("tmp" if getattr(self, "jit", False) else f"tmp{size}")
+            self.tmps[size] = self.namer("tmp" if self.jit else f"tmp{size}")
         return self.tmps[size]
 
     def recipe(self, e, i, b: Block, g: str):

@@ -37,7 +37,6 @@ above runs for larger batches and for a loop Numba cannot compile (rnngraph/jit.
 """
 from __future__ import annotations
 
-import ast
 import re
 from functools import cached_property
 
@@ -48,7 +47,8 @@ from .fastback import PER_STEP, Backward
 from .ir import Const, Param, Read, Var
 from .ops import lookup
 from .printing import number_text
-from .pysource import _tuple
+from .jitgen import JitLoops
+from .pysource import _augmented, _call_lines, _tuple
 from .schedule import Block
 
 UFUNC = {"add": "np.add", "sub": "np.subtract", "mul": "np.multiply", "div": "np.divide",
@@ -66,7 +66,7 @@ _RANK = {"array": 4, "state": 3, "step": 2, "buf": 1}
 POOLED = 64 * 1024
 
 
-class FastGenerator(Backward, Generator):
+class FastGenerator(JitLoops, Backward, Generator):
     fast = True
     fixed = frozenset({"WORK", "Workspace", "PER_STEP", "sum_rows", "transpose_into", "jitops"})
     alloc = "WORK.empty"                       # every slot a step reads is written (or padded)
@@ -342,7 +342,7 @@ class FastGenerator(Backward, Generator):
         return self.consts[value]
 
     def import_lines(self) -> list[str]:
-        jit = ["from rnngraph import jitops"] if getattr(self, "jit", False) else []
+        jit = ["from rnngraph import jitops"] if self.jit else []
         return super().import_lines() + ["from rnngraph.ops import sum_rows, transpose_into",
                                          "from rnngraph.workspace import Workspace"] + jit
 
@@ -355,17 +355,10 @@ class FastGenerator(Backward, Generator):
         arrays per role (rnngraph/workspace.py).  With ``jit``, the loops' functions
         follow, and ``LOOPS``, their names, for Compiled to hand them to Numba."""
         text = _POOLED_LINE.sub(r'\1\2 = \3WORK.\4(\5, DTYPE, "\2")', super().module())
-        if not getattr(self, "jit", False):
+        if not self.jit:
             return text
         names = [f[0].split("(")[0][4:] for f in self.jit_functions]
         return text + self.loops_module(head=False) + f"\n\nLOOPS = {_tuple(names)}\n"
-
-    def loops_module(self, head: bool = True) -> str:
-        """The loops' functions (after :meth:`module`), as a module of their own for Numba:
-        they take every array and number as an argument, so the same text serves every
-        size and dtype, and Numba's cache of its machine code with them."""
-        lines = ["import numpy as np", "", "from rnngraph import jitops"] if head else []
-        return "\n".join(lines + [x for f in self.jit_functions for x in ["", ""] + f]) + "\n"
 
     def empty_source(self, shape: tuple) -> str:
         """An uninitialised array of a size known here: from the workspace from
@@ -441,71 +434,12 @@ class FastGenerator(Backward, Generator):
         """The loop over the steps (of the values ``names``): a ``for`` here
         (:meth:`zip_loop`), or with ``jit`` a call of a function of its own that Numba
         compiles (:meth:`jit_loop`)."""
-        if getattr(self, "jit", False):
+        if self.jit:
             call = self.jit_loop(body, ind, forward, names)
             if call is not None:
                 return call + self.zip_loop(["    " + x for x in body], ind + "    ", forward,
                                             skip)
         return self.zip_loop(body, ind, forward, skip)
-
-    def jit_loop(self, body: list[str], ind: str, forward: bool, values=()) -> list[str] | None:
-        """The loop as a function ``def _loop(T, h, _W_T, ...)`` of every array and number
-        it uses, the body as it is but for what Numba's nopython mode lacks
-        (:func:`_nopython`), indexing the steps (``h[t - 1]``: a view costs nothing in
-        compiled code); returns the lines calling it, or None for a body that rebinds a
-        name (the caller would not see it) or has a line :func:`_nopython` does not know.
-
-        Compiled hands the function to Numba; the call returns False when Numba cannot
-        compile it, and the ``for`` of :meth:`zip_loop` runs instead, as it does for a
-        batch of more than one.  At batch 1 the loop is made of NumPy calls that each cost more than
-        their arithmetic, and compiled it took 0.51-0.67x the time of the NumPy loops
-        (RNN, GRU, LSTM at hidden 128, forward + backward, bench/run.py).  From batch 2
-        on it lost, 1.1-1.8x the time at hidden 128: Numba's exp and tanh are libm's,
-        one number at a time (2.5-4.6x NumPy's vectorised ones), and its np.dot goes
-        through SciPy's OpenBLAS, a second thread pool beside NumPy's."""
-        base = len(ind) + 4
-        code = []
-        for line in body:
-            if line.lstrip().startswith("#"):
-                code.append("        " + line[base:])
-                continue
-            line = _nopython(_augmented(line))
-            if line is None:
-                return None
-            code.append("        " + line[base:])
-        text = "\n".join(code)
-        names: list[str] = [self.T]
-        tree = ast.parse("if 1:\n" + text)
-        inplace = {id(node.target) for node in ast.walk(tree) if isinstance(node, ast.AugAssign)}
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Name) and node.id not in self._globals:
-                if not isinstance(node.ctx, ast.Load) and id(node) not in inplace:
-                    return None          # rebinds a name (``dh += g`` is in place: an array)
-                if node.id not in names:
-                    names.append(node.id)
-        cots = {v: k for k, v in getattr(self, "cots", {}).items()}
-        args = [f'cotangents.get("{cots[n]}")' if n in cots else n for n in names]
-        name = self.namer("_loop")
-        steps = f"range(1, {self.T} + 1)" if forward else f"range({self.T}, 0, -1)"
-        what = f"the loop {'forward' if forward else 'backward'} in time"
-        if values:
-            what += " of " + ", ".join(f"{v}(t)" for v in values)
-        self.jit_functions.append(_call_lines(f"def {name}(", names, "):") + [
-            f'    """{what[0].upper()}{what[1:]}.',
-            '    Run by Numba (backend="numba"); every array and number comes as an argument."""',
-            f"    for t in {steps}:"] + code)
-        return _call_lines(f"{ind}if {self.B} != 1 or not {name}(", args, "):")
-
-    @cached_property
-    def jit_functions(self) -> list[list[str]]:
-        return []
-
-    @cached_property
-    def _globals(self) -> set[str]:
-        """Names a loop function finds in the module: not its arguments."""
-        imported = {n.strip() for line in self.import_lines()
-                    for n in line.split(" import ")[1].split(",")}
-        return imported | {"np", "t", "range", "jitops"}
 
     def zip_loop(self, body: list[str], ind: str, forward: bool, skip=()) -> list[str]:
         """``for`` over the steps, the slots of every array the body reads or writes coming
@@ -635,77 +569,8 @@ class FastGenerator(Backward, Generator):
         return [self.forward_eqn(e, b)]
 
 
-_OUT_IS_ARG = re.compile(r"^(\s*)np\.(add|subtract|multiply|divide)\((\w+), (\w+), out=(\w+)\)$")
-_OPERATOR = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/"}
-
-
-def _augmented(line: str) -> str:
-    """``np.multiply(a, b, out=a)`` -> ``a *= b`` (the operator form costs less)."""
-    m = _OUT_IS_ARG.match(line)
-    if not m:
-        return line
-    ind, op, x, y, out = m.groups()
-    if out == x:
-        return f"{ind}{x} {_OPERATOR[op]}= {y}"
-    if out == y and op in ("add", "multiply"):
-        return f"{ind}{y} {_OPERATOR[op]}= {x}"
-    return line
-
-
-#: The kernels of rnngraph/jitops.py, by the ufunc each stands for.
-KERNELS = {"np.add": "add", "np.subtract": "subtract", "np.multiply": "multiply",
-           "np.divide": "divide", "np.negative": "negative", "np.exp": "exp",
-           "np.tanh": "tanh", "np.log": "log"}
-_AUGMENTED_KERNEL = {"+": "add", "-": "subtract", "*": "multiply", "/": "divide"}
-_OPERAND = r"\w+(?:\[[\w +\-]*\])?"                  # h, h[t - 1], ONE
-_UFUNC = re.compile(rf"^(\s*)(np\.\w+)\(((?:{_OPERAND}, )*{_OPERAND}), out=({_OPERAND})\)$")
-_INPLACE_OP = re.compile(rf"^(\s*)({_OPERAND}) ([-+*/])= ({_OPERAND})$")
-_OUT = re.compile(r"^(\s*)(np\.dot\(.*), out=([\w\[\] +\-]+)\)$")
-_COPYTO = re.compile(rf"^(\s*)np\.copyto\(({_OPERAND}), ({_OPERAND})\)$")
-_MATMUL = re.compile(r"^(\s*)np\.matmul\((.+), out=([\w\[\] +\-]+)\)$")
-_COT_GIVEN = re.compile(r"^(\s*)if (cot_\w+)\[t - 1\] is not None:$")
-
-
-def _nopython(line: str) -> str | None:
-    """A line of a loop body for Numba's nopython mode: a ufunc of :data:`KERNELS` into
-    ``out``, and ``a += b`` (etc.), as a call of rnngraph/jitops.py's kernel
-    (``jitops.multiply(a, b, out)``: NumPy's ufuncs compile 3-4x slower in Numba);
-    ``np.copyto(a, b)`` -> ``jitops.copy(b, a)``; ``np.matmul(a, b, out=c)`` ->
-    ``c[...] = np.dot(a, b)``; np.dot's ``out=c`` as its last positional argument; and
-    ``if cot_h[t - 1] is not None:`` -> ``if cot_h is not None:`` (a cotangent not given
-    is None, not a list of None: Numba compiles the branch away).  None for another line
-    with ``out=``; other lines as they are."""
-    if (m := _UFUNC.match(line)) and m.group(2) in KERNELS:
-        return f"{m.group(1)}jitops.{KERNELS[m.group(2)]}({m.group(3)}, {m.group(4)})"
-    if m := _INPLACE_OP.match(line):
-        ind, a, op, b = m.groups()
-        return f"{ind}jitops.{_AUGMENTED_KERNEL[op]}({a}, {b}, {a})"
-    if m := _COPYTO.match(line):
-        return f"{m.group(1)}jitops.copy({m.group(3)}, {m.group(2)})"
-    if m := _MATMUL.match(line):
-        return f"{m.group(1)}{m.group(3)}[...] = np.dot({m.group(2)})"
-    if m := _OUT.match(line):
-        return f"{m.group(1)}{m.group(2)}, {m.group(3)})"
-    if m := _COT_GIVEN.match(line):
-        return f"{m.group(1)}if {m.group(2)} is not None:"
-    return None if "out=" in line else line
-
-
 def _plus(k: int, after: bool = False) -> str:
     """``k`` as a slice bound: 3; or after another term, `` + 3``."""
     if not after:
         return str(k)
     return "" if k == 0 else f" + {k}" if k > 0 else f" - {-k}"
-
-
-def _call_lines(head: str, items: list[str], tail: str) -> list[str]:
-    """``head`` + items joined by commas + ``tail``, broken after commas at 99 columns."""
-    lines, line = [], head
-    indent = " " * len(head)
-    for i, item in enumerate(items):
-        piece = item + (", " if i < len(items) - 1 else tail)
-        if len(line) + len(piece.rstrip()) > 99 and line.strip() != head.strip():
-            lines.append(line.rstrip())
-            line = indent
-        line += piece
-    return lines + [line]

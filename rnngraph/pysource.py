@@ -1,10 +1,12 @@
 """Writing Python source: identifiers for model names, and lines that stay under 99 columns.
 
-Shared by the code generators (:mod:`rnngraph.codegen`, :mod:`rnngraph.fastgen`).
+Shared by the code generators (:mod:`rnngraph.codegen`, :mod:`rnngraph.fastgen`,
+:mod:`rnngraph.jitgen`); the last part rewrites lines of NumPy.
 """
 from __future__ import annotations
 
 import keyword
+import re
 import unicodedata
 
 from .names import GREEK
@@ -119,3 +121,37 @@ def _tuple(names, quote='"') -> str:
     """A tuple's source: of quoted names, or (quote "") of numbers, ``(3, 4)``, ``(3,)``."""
     names = list(names)
     return "(" + ", ".join(f"{quote}{n}{quote}" for n in names) + ("," if len(names) == 1 else "") + ")"
+
+
+# ============================================================================
+# NumPy lines
+# ============================================================================
+
+_OUT_IS_ARG = re.compile(r"^(\s*)np\.(add|subtract|multiply|divide)\((\w+), (\w+), out=(\w+)\)$")
+_OPERATOR = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/"}
+
+
+def _augmented(line: str) -> str:
+    """``np.multiply(a, b, out=a)`` -> ``a *= b`` (the operator form costs less)."""
+    m = _OUT_IS_ARG.match(line)
+    if not m:
+        return line
+    ind, op, x, y, out = m.groups()
+    if out == x:
+        return f"{ind}{x} {_OPERATOR[op]}= {y}"
+    if out == y and op in ("add", "multiply"):
+        return f"{ind}{y} {_OPERATOR[op]}= {x}"
+    return line
+
+
+def _call_lines(head: str, items: list[str], tail: str) -> list[str]:
+    """``head`` + items joined by commas + ``tail``, broken after commas at 99 columns."""
+    lines, line = [], head
+    indent = " " * len(head)
+    for i, item in enumerate(items):
+        piece = item + (", " if i < len(items) - 1 else tail)
+        if len(line) + len(piece.rstrip()) > 99 and line.strip() != head.strip():
+            lines.append(line.rstrip())
+            line = indent
+        line += piece
+    return lines + [line]
