@@ -88,19 +88,21 @@ class _JitLoop:
     def __init__(self, fn, numba, cache: bool, model: str):
         self.model, self.doc = model, fn.__doc__
         self.run = numba.njit(fn, cache=cache, error_model="numpy")
-        self.errors = numba.core.errors.NumbaError
         self.advice = numba.core.errors.NumbaPerformanceWarning
 
     def __call__(self, *args) -> bool:
         if self.run is None:
             return False
+        compiled = len(self.run.signatures)
         try:
             with warnings.catch_warnings():   # Numba's advice on layouts is not the user's
                 warnings.simplefilter("ignore", self.advice)
                 self.run(*args)
             return True
-        except self.errors as e:              # raised while compiling, before any step ran
-            self.run = None
+        except Exception as e:
+            if len(self.run.signatures) > compiled:
+                raise                         # compiled, then failed while running: not ours
+            self.run = None                   # failed to compile, before any step ran
             what = self.doc.splitlines()[0].rstrip(".")
             warnings.warn(f"{self.model}: Numba cannot compile {what[0].lower()}{what[1:]} "
                           f"({_culprit(str(e))}); that loop runs in NumPy",

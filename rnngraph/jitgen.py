@@ -94,7 +94,7 @@ class JitLoops:
 #: The kernels of rnngraph/jitops.py, by the ufunc each stands for.
 KERNELS = {"np.add": "add", "np.subtract": "subtract", "np.multiply": "multiply",
            "np.divide": "divide", "np.negative": "negative", "np.exp": "exp",
-           "np.tanh": "tanh", "np.log": "log"}
+           "np.tanh": "tanh", "np.log": "log", "np.maximum": "maximum"}
 _AUGMENTED_KERNEL = {"+": "add", "-": "subtract", "*": "multiply", "/": "divide"}
 _OPERAND = r"\w+(?:\[[\w +\-]*\])?"                  # h, h[t - 1], ONE
 _UFUNC = re.compile(rf"^(\s*)(np\.\w+)\(((?:{_OPERAND}, )*{_OPERAND}), out=({_OPERAND})\)$")
@@ -103,6 +103,9 @@ _OUT = re.compile(r"^(\s*)(np\.dot\(.*), out=([\w\[\] +\-]+)\)$")
 _COPYTO = re.compile(rf"^(\s*)np\.copyto\(({_OPERAND}), ({_OPERAND})\)$")
 _MATMUL = re.compile(r"^(\s*)np\.matmul\((.+), out=([\w\[\] +\-]+)\)$")
 _COT_GIVEN = re.compile(r"^(\s*)if (cot_\w+)\[t - 1\] is not None:$")
+_SOFTMAX = re.compile(rf"^(\s*)({_OPERAND})\[\.\.\.\] = softmax\(({_OPERAND})\)$")
+_SOFTMAX_VJP = re.compile(rf"^(\s*)({_OPERAND})(\[\.\.\.\] = | \+= )({_OPERAND}) \* \(({_OPERAND}) - "
+                          rf"\(\5 \* \4\)\.sum\(-1, keepdims=True\)\)$")   # rnngraph/ops.py
 
 
 def _nopython(line: str) -> str | None:
@@ -112,8 +115,9 @@ def _nopython(line: str) -> str | None:
     ``np.copyto(a, b)`` -> ``jitops.copy(b, a)``; ``np.matmul(a, b, out=c)`` ->
     ``c[...] = np.dot(a, b)``; np.dot's ``out=c`` as its last positional argument; and
     ``if cot_h[t - 1] is not None:`` -> ``if cot_h is not None:`` (a cotangent not given
-    is None, not a list of None: Numba compiles the branch away).  None for another line
-    with ``out=``; other lines as they are."""
+    is None, not a list of None: Numba compiles the branch away); softmax and its VJP as
+    rnngraph/ops.py prints them -> ``jitops.softmax``, ``jitops.softmax_grad``.  None for
+    another line with ``out=``; other lines as they are."""
     if (m := _UFUNC.match(line)) and m.group(2) in KERNELS:
         return f"{m.group(1)}jitops.{KERNELS[m.group(2)]}({m.group(3)}, {m.group(4)})"
     if m := _INPLACE_OP.match(line):
@@ -125,6 +129,11 @@ def _nopython(line: str) -> str | None:
         return f"{m.group(1)}{m.group(3)}[...] = np.dot({m.group(2)})"
     if m := _OUT.match(line):
         return f"{m.group(1)}{m.group(2)}, {m.group(3)})"
+    if m := _SOFTMAX.match(line):
+        return f"{m.group(1)}jitops.softmax({m.group(3)}, {m.group(2)})"
+    if m := _SOFTMAX_VJP.match(line):
+        ind, out, how, y, g = m.groups()
+        return f"{ind}jitops.softmax_grad({y}, {g}, {out}, {'+' in how})"
     if m := _COT_GIVEN.match(line):
         return f"{m.group(1)}if {m.group(2)} is not None:"
     return None if "out=" in line else line

@@ -142,3 +142,41 @@ def copy(a, out):
         for j in range(cols):
             _put(out, i, j, _at(a, i, j))
 
+
+
+@numba.njit(**_OPTS)
+def maximum(a, b, out):
+    rows, cols = _size(out)
+    for i in range(rows):
+        for j in range(cols):
+            _put(out, i, j, max(_at(a, i, j), _at(b, i, j)))
+
+
+@numba.njit(**_OPTS)
+def softmax(a, out):
+    """out = softmax of each row of a, as rnngraph.ops.softmax: exp(a - max) / sum."""
+    rows, cols = _size(out)
+    for i in range(rows):
+        top = _at(a, i, 0)
+        for j in range(1, cols):
+            top = max(top, _at(a, i, j))
+        total = 0.0
+        for j in range(cols):
+            e = math.exp(_at(a, i, j) - top)
+            _put(out, i, j, e)
+            total += e
+        for j in range(cols):
+            _put(out, i, j, _at(out, i, j) / total)
+
+
+@numba.njit(**_OPTS)
+def softmax_grad(y, g, out, add):
+    """out = y (g - sum(g y)) for each row (softmax's VJP at its output y), or out += it."""
+    rows, cols = _size(out)
+    for i in range(rows):
+        total = 0.0
+        for j in range(cols):
+            total += _at(g, i, j) * _at(y, i, j)
+        for j in range(cols):
+            v = _at(y, i, j) * (_at(g, i, j) - total)
+            _put(out, i, j, _at(out, i, j) + v if add else v)

@@ -29,11 +29,16 @@ from test_gradients import TOLERANCE, worst_directional_error
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 ROOT = EXAMPLES.parent
-JIT = ["torch_rnn", "torch_gru", "torch_lstm", "bidirectional", "output_recurrence",
-       "delays one and two", "state with an every-step part"]
+# every function of the language in a loop, and softmax fed back (as in the exercise)
+FUNCTIONS = ("h(t) = relu(W h(t-1) + U x(t)) * exp(V h(t-1)) + log(1 + sigmoid(A h(t-1)))\n"
+             "y(t) = softmax(Q h(t) + R y(t-1))\nx: 3, h: 4, y: 2")
+JIT = ["torch_rnn", "torch_gru", "torch_lstm", "bidirectional", "output_recurrence", "exercise",
+       "delays one and two", "state with an every-step part", "every function"]
 
 
 def model(name):
+    if name == "every function":
+        return rnngraph.parse(FUNCTIONS)
     return rnngraph.parse(CORNERS[name]) if name in CORNERS else rnngraph.load(EXAMPLES / f"{name}.rnn")
 
 
@@ -103,26 +108,36 @@ def test_numba_runs_float32_as_numpy_does():
         np.testing.assert_allclose(g[n], g2[n], rtol=2e-5, atol=1e-6, err_msg=n)
 
 
-def test_a_loop_numba_cannot_compile_runs_in_numpy_with_a_warning_naming_its_line():
+def test_a_loop_numba_cannot_compile_runs_in_numpy_with_a_warning_naming_its_line(monkeypatch):
+    """A line Numba cannot compile (here a kernel that does not exist, in place of tanh):
+    one warning per loop, at the user's line, naming the line of the loop; the loop runs
+    in NumPy and the results are the NumPy backend's."""
     pytest.importorskip("numba")
     pytest.importorskip("scipy")
-    m = rnngraph.load(EXAMPLES / "exercise.rnn")          # softmax in the loop: rnngraph.ops
+    from rnngraph import jitgen
+    monkeypatch.setitem(jitgen.KERNELS, "np.tanh", "no_such_kernel")
+    m = rnngraph.load(EXAMPLES / "exercise.rnn")
     jit, ref = m.compile(backend="numba"), m.compile()
     p, inputs, initial = problem(ref, m, np.random.default_rng(1), B=1)
-    with pytest.warns(RuntimeWarning, match=r"exercise.rnn: Numba cannot compile the loop "
-                                            r"forward in time of h1\(t\).*softmax"):
+    with pytest.warns(RuntimeWarning, match=r"exercise.rnn: Numba cannot compile the loop forward "
+                                            r"in time of h1\(t\), h2\(t\), y\(t\) "
+                                            r"\(.*no_such_kernel.*\); that loop runs in NumPy"):
         outs, pull = jit.vjp(p, inputs, initial)
     outs2, pull2 = ref.vjp(p, inputs, initial)
     cot = {n: np.ones_like(v) for n, v in outs.items()}
-    with pytest.warns(RuntimeWarning, match=r"the loop backward in time .*keepdims") as said:
-        g = pull(cot)
-    assert said[0].filename == __file__                  # the line of the user's call
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        g = pull(cot)                                      # the backward loop has no tanh
+    assert not said
     g2 = pull2(cot)
     for n in g:
         np.testing.assert_allclose(g[n], g2[n], rtol=1e-12, atol=1e-14, err_msg=n)
     with warnings.catch_warnings():
         warnings.simplefilter("error")                   # said once, not at every call
         jit.vjp(p, inputs, initial)
+    with pytest.warns(RuntimeWarning) as said:
+        m.compile(backend="numba").vjp(p, inputs, initial)
+    assert said[0].filename == __file__                  # the line of the user's call
 
 
 CACHED = """
