@@ -45,8 +45,8 @@ def _loops_module(source: str) -> types.ModuleType:
     """The loops' functions as a module: from a file of the cache folder if it can be
     written, registered in sys.modules (Numba's cache finds a function's globals by
     its module's name), named by the hash of its text."""
-    path = _source_file(source)
     name = f"rnngraph_loops_{hashlib.sha256(source.encode()).hexdigest()[:32]}"
+    path = _source_file(source, name)
     if name in sys.modules:
         return sys.modules[name]
     module = types.ModuleType(name)
@@ -58,14 +58,14 @@ def _loops_module(source: str) -> types.ModuleType:
     return module
 
 
-def _source_file(source: str) -> str | None:
-    """The generated module as a file named by its hash (written once, atomically), so
+def _source_file(source: str, name: str) -> str | None:
+    """The loops' module as the file ``name``.py (written once, atomically), so
     that Numba's cache (beside it, in __pycache__) finds its machine code again in the
     next process: Numba caches only functions whose source file exists, and keys the
     cache on the file's time stamp, which a file written once keeps.  None if the
     folder cannot be written (then Numba compiles in every process)."""
     root = cache_dir()
-    path = os.path.join(root, f"rnngraph_loops_{hashlib.sha256(source.encode()).hexdigest()[:32]}.py")
+    path = os.path.join(root, f"{name}.py")
     if os.path.exists(path):
         return path
     try:

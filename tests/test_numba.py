@@ -216,3 +216,22 @@ def test_without_numba_everything_but_its_kernels_imports_and_the_numpy_backend_
     assert done.returncode == 0 and done.stdout.split() == ["ok"], done.stderr
     addopts = (ROOT / "pyproject.toml").read_text(encoding="utf-8").split("addopts = ", 1)[1]
     assert "--ignore=rnngraph/jitops.py" in addopts.splitlines()[0]
+
+
+def test_a_cache_folder_that_cannot_be_written_costs_the_cache_not_the_run(tmp_path, monkeypatch):
+    pytest.importorskip("numba")
+    pytest.importorskip("scipy")
+    blocked = tmp_path / "a file, not a folder"
+    blocked.write_text("")
+    monkeypatch.setenv("RNNGRAPH_CACHE_DIR", str(blocked / "rnngraph"))
+    m = rnngraph.parse("q(t) = tanh(Wq q(t-1) + Uq u(t)) * 0.5\nu: 2, q: 3")   # loops of its own
+    jit, ref = m.compile(backend="numba"), m.compile()
+    p, u = ref.init_params(seed=0), {"u": np.ones((4, 1, 2))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (outs, pull), (outs2, pull2) = jit.vjp(p, u), ref.vjp(p, u)
+        g, g2 = pull({"q": np.ones_like(outs["q"])}), pull2({"q": np.ones_like(outs2["q"])})
+    assert all(f.run.signatures for f in loops(jit))               # compiled, not cached
+    for n in g:
+        np.testing.assert_allclose(g[n], g2[n], rtol=1e-12, err_msg=n)
+    assert blocked.read_text() == ""
