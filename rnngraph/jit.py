@@ -131,7 +131,23 @@ def _culprit(message: str) -> str:
 
 
 def jit_loops(source: str, names, numba, model: str) -> dict:
-    """{name: _JitLoop} for the loops ``names`` of the loops' module ``source``."""
-    module = _loops_module(source)
+    """{name: _JitLoop} for the loops ``names`` of the loops' module ``source``.
+
+    Numba's cache of a function is keyed on its own file only, not on the functions it
+    calls: a loop cached with rnngraph/jitops.py's kernels of an older rnngraph would
+    keep their machine code.  So the module's text (whose hash names its file) starts
+    with the hash of jitops.py's."""
+    module = _loops_module(f"# kernels: rnngraph/jitops.py {_kernels_hash()}\n" + source)
     return {name: _JitLoop(getattr(module, name), numba, module.__file__ is not None, model)
             for name in names}
+
+
+_KERNELS_HASH: list[str] = []
+
+
+def _kernels_hash() -> str:
+    """The hash of rnngraph/jitops.py's text, read once."""
+    if not _KERNELS_HASH:
+        with open(os.path.join(os.path.dirname(__file__), "jitops.py"), "rb") as f:
+            _KERNELS_HASH.append(hashlib.sha256(f.read()).hexdigest()[:16])
+    return _KERNELS_HASH[0]

@@ -10,14 +10,16 @@ kernels are in Numba's cache, which they share across every model).
 ``out`` is 2-D (rows of a batch) or 1-D; an operand is a number, a 0-d array, or an
 array that broadcasts to ``out`` along its trailing axes (a bias row, a batch of 1).
 Anything else fails to compile, and the loop runs in NumPy (rnngraph/compiled.py).
-The functions are libm's (math.exp, math.tanh), one number at a time.  Imported
-only for ``backend="numba"``: it imports numba.
+exp and tanh are Cephes' approximations in float64, which LLVM vectorises (below);
+log is libm's.  Imported only for ``backend="numba"``: it imports numba.
 """
 import math
 
 import numba
+import numpy as np
+from llvmlite import ir
 from numba import types
-from numba.extending import overload
+from numba.extending import intrinsic, overload
 
 _OPTS = dict(cache=True, error_model="numpy")
 
@@ -71,6 +73,74 @@ def _put_impl(out, i, j, value):
     return None
 
 
+# -- exp and tanh that LLVM vectorises (Cephes' approximations, in float64) ------------
+# Numba's math.exp and math.tanh call libm one number at a time (7-16 ns each here):
+# tanh took 2.1 of the 3.1 us of an RNN step at hidden 128.  These are straight-line
+# float64 arithmetic, no branch and no call, which LLVM vectorises on a contiguous
+# buffer: Cephes' exp (a rational approximation on [-ln 2 / 2, ln 2 / 2] times 2^n;
+# n by the 1.5 * 2^52 rounding trick, 2^n built in the exponent bits in two factors,
+# so that subnormal results come out right) and tanh (Cephes' rational approximation
+# below |x| = 0.625, 1 - 2 / (exp(2|x|) + 1) above).  Within 2 ulp of NumPy's in
+# float64; float32 values, computed in float64 and rounded once, equal NumPy's on
+# 900,000 points from -800 to 800 (inf, -inf, NaN, -0 and subnormals included).
+
+@intrinsic
+def _as_float(typingctx, bits):
+    """The float64 whose bits are the int64 ``bits``."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(types.int64), codegen
+
+
+@intrinsic
+def _as_int(typingctx, x):
+    """The int64 whose bits are the float64 ``x``."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+    return types.int64(types.float64), codegen
+
+
+_ROUND = 6755399441055744.0                 # 1.5 * 2^52: x + _ROUND rounds x to an integer
+_LOG2E = 1.4426950408889634073599
+_C1, _C2 = 6.93145751953125e-1, 1.42860682030941723212e-6      # ln 2 in two parts
+_P0, _P1, _P2 = 1.26177193074810590878e-4, 3.02994407707441961300e-2, 9.99999999999999999910e-1
+_Q0, _Q1, _Q2, _Q3 = (3.00198505138664455042e-6, 2.52448340349684104192e-3,
+                      2.27265548208155028766e-1, 2.00000000000000000009e0)
+_MAXLOG, _MINLOG = 709.782712893384, -745.1332191019411
+_TP0, _TP1, _TP2 = -9.64399179425052238628e-1, -9.92877231001918586564e1, -1.61468768441708447952e3
+_TQ0, _TQ1, _TQ2 = 1.12811678491632931402e2, 2.23548839060100448583e3, 4.84406305325125486048e3
+
+
+@numba.njit(inline="always", **_OPTS)
+def _exp(x):
+    c = x if x > -746.0 else -746.0
+    c = c if c < 710.0 else 710.0              # (NaN goes on as NaN: selected at the end)
+    t = _LOG2E * c + _ROUND
+    n = t - _ROUND                              # round(c / ln 2)
+    r = c - n * _C1 - n * _C2
+    rr = r * r
+    p = r * ((_P0 * rr + _P1) * rr + _P2)
+    q = ((_Q0 * rr + _Q1) * rr + _Q2) * rr + _Q3
+    e = 1.0 + 2.0 * (p / (q - p))
+    k = (_as_int(t) << 13) >> 13                # n, from t's low bits
+    half = k >> 1
+    e = e * _as_float((half + 1023) << 52) * _as_float((k - half + 1023) << 52)
+    e = math.inf if x > _MAXLOG else e
+    e = 0.0 if x < _MINLOG else e
+    return x if x != x else e
+
+
+@numba.njit(inline="always", **_OPTS)
+def _tanh(x):
+    a = abs(x)
+    big = 1.0 - 2.0 / (_exp(2.0 * a) + 1.0)
+    big = -big if x < 0 else big
+    z = x * x
+    small = x + x * (z * ((_TP0 * z + _TP1) * z + _TP2) / (((z + _TQ0) * z + _TQ1) * z + _TQ2))
+    small = x if z == 0 else small             # tanh(-0) = -0
+    return small if a < 0.625 else big
+
+
 @numba.njit(**_OPTS)
 def add(a, b, out):
     rows, cols = _size(out)
@@ -114,17 +184,27 @@ def negative(a, out):
 @numba.njit(**_OPTS)
 def exp(a, out):
     rows, cols = _size(out)
+    row = np.empty(cols)      # contiguous float64: LLVM vectorises _exp's loop (not on strides)
     for i in range(rows):
         for j in range(cols):
-            _put(out, i, j, math.exp(_at(a, i, j)))
+            row[j] = _at(a, i, j)
+        for j in range(cols):
+            row[j] = _exp(row[j])
+        for j in range(cols):
+            _put(out, i, j, row[j])
 
 
 @numba.njit(**_OPTS)
 def tanh(a, out):
     rows, cols = _size(out)
+    row = np.empty(cols)      # as in exp
     for i in range(rows):
         for j in range(cols):
-            _put(out, i, j, math.tanh(_at(a, i, j)))
+            row[j] = _at(a, i, j)
+        for j in range(cols):
+            row[j] = _tanh(row[j])
+        for j in range(cols):
+            _put(out, i, j, row[j])
 
 
 @numba.njit(**_OPTS)
