@@ -33,11 +33,12 @@ class JitLoops:
         Compiled hands the function to Numba; the call returns False when Numba cannot
         compile it, and the ``for`` of the NumPy loop runs instead, as it does for a batch
         of more than one.  At batch 1 the NumPy loop is made of calls that each cost more
-        than their arithmetic; compiled, whole calls took 0.47-0.71x the time (RNN, GRU,
-        LSTM at hidden 128, forward + backward, bench/run.py).  From batch 2 on it lost,
-        1.25-1.8x the time at hidden 128: Numba's exp and tanh are libm's, one number at
-        a time (2.5-4.6x NumPy's vectorised ones), and its np.dot goes through SciPy's
-        OpenBLAS, a second thread pool beside NumPy's."""
+        than their arithmetic; compiled, whole calls took 0.40-0.47x the time (RNN, GRU,
+        LSTM at hidden 128, forward + backward, bench/results.txt run 7).  From batch 2
+        on, compiled loops lost (1.25-1.8x the time at hidden 128, measured with libm's
+        exp and tanh; the RNN, whose step is mostly its product, 1.67-1.81x): Numba's
+        np.dot goes through SciPy's OpenBLAS, a second thread pool beside NumPy's, and
+        the kernels of rnngraph/jitops.py run one number at a time on strided rows."""
         base = len(ind) + 4
         code = []
         for line in body:
