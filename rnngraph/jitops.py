@@ -1,6 +1,6 @@
 """The elementwise kernels of ``backend="numba"``'s loops: explicit loops over ``out``.
 
-A loop function (rnngraph/fastgen.py, ``jit_loop``) calls ``multiply(a, b, out)``
+A loop function (rnngraph/jitgen.py, ``jit_loop``) calls ``multiply(a, b, out)``
 where the NumPy loop calls ``np.multiply(a, b, out=out)``.  NumPy's ufuncs work in
 Numba's nopython mode too, but each call site makes Numba build a broadcasting
 kernel of its own: eight of them took 7.2-8.5 s to compile here, against 2.1 s
@@ -9,7 +9,7 @@ kernels are in Numba's cache, which they share across every model).
 
 ``out`` is 2-D (rows of a batch) or 1-D; an operand is a number, a 0-d array, or an
 array that broadcasts to ``out`` along its trailing axes (a bias row, a batch of 1).
-Anything else fails to compile, and the loop runs in NumPy (rnngraph/compiled.py).
+Anything else fails to compile, and the loop runs in NumPy (rnngraph/jit.py).
 exp and tanh are Cephes' approximations in float64, which LLVM vectorises (below);
 log is libm's.  Imported only for ``backend="numba"``: it imports numba.
 """
