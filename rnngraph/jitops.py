@@ -197,7 +197,8 @@ def exp(a, out):
 @numba.njit(**_OPTS)
 def tanh(a, out):
     rows, cols = _size(out)
-    row = np.empty(cols)      # as in exp
+    row = np.empty(cols)      # as in exp (one kernel taking _exp or _tanh as an argument
+    #                           is not cached by Numba: "dynamic globals"; and was slower)
     for i in range(rows):
         for j in range(cols):
             row[j] = _at(a, i, j)

@@ -74,9 +74,15 @@ def test_optimized_and_plain_agree_to_rounding_with_every_cotangent(name, thresh
     model = models()[name]
     fast, plain = per_step(model.compile(), threshold), model.compile(optimize=False)
     rng = np.random.default_rng(0)
-    p, inputs, initial = problem(fast, model, rng)
-    outs, pull = fast.vjp(p, inputs, initial)
-    outs2, pull2 = plain.vjp(p, inputs, initial)
+    agree_to_rounding(fast, plain, problem(fast, model, rng), rng)
+
+
+def agree_to_rounding(net, ref, args, rng):
+    """net and ref give the same outputs, and the same gradients for random cotangents of
+    every output and of the last alone, to rounding in float64; args: (params, inputs,
+    initial)."""
+    outs, pull = net.vjp(*args)
+    outs2, pull2 = ref.vjp(*args)
     for subset in (list(outs), list(outs)[-1:]):         # all outputs, then one alone
         cot = {n: rng.normal(size=outs[n].shape) for n in subset}
         g, g2 = pull(cot), pull2(cot)

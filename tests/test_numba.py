@@ -24,7 +24,7 @@ import pytest
 
 import rnngraph
 from rnngraph.errors import RnnGraphError
-from test_fast import CORNERS, per_step, problem
+from test_fast import CORNERS, agree_to_rounding, per_step, problem
 from test_gradients import TOLERANCE, worst_directional_error
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -56,19 +56,9 @@ def test_numba_and_numpy_agree_to_rounding_with_every_cotangent(name, threshold)
     m = model(name)
     jit, ref = per_step(m.compile(backend="numba"), threshold), m.compile()
     rng = np.random.default_rng(0)
-    p, inputs, initial = problem(ref, m, rng, B=1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")                 # no loop may fall back to NumPy
-        outs, pull = jit.vjp(p, inputs, initial)
-        outs2, pull2 = ref.vjp(p, inputs, initial)
-        for subset in (list(outs), list(outs)[-1:]):   # all outputs, then one alone
-            cot = {n: rng.normal(size=outs[n].shape) for n in subset}
-            g, g2 = pull(cot), pull2(cot)
-            assert set(g) == set(g2)
-            for n in g:
-                np.testing.assert_allclose(g[n], g2[n], rtol=1e-11, atol=1e-13, err_msg=n)
-    for n in outs:
-        np.testing.assert_allclose(outs[n], outs2[n], rtol=1e-12, atol=1e-14, err_msg=n)
+        agree_to_rounding(jit, ref, problem(ref, m, rng, B=1), rng)
     assert loops(jit) and all(f.run.signatures for f in loops(jit))    # compiled, and ran
 
 
