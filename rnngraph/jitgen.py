@@ -42,12 +42,10 @@ class JitLoops:
         base = len(ind) + 4
         code = []
         for line in body:
-            if line.lstrip().startswith("#"):
-                code.append("        " + line[base:])
-                continue
-            line = _nopython(_augmented(line))
-            if line is None:
-                return None
+            if not line.lstrip().startswith("#"):
+                line = _nopython(_augmented(line))
+                if line is None:
+                    return None
             code.append("        " + line[base:])
         text = "\n".join(code)
         names: list[str] = [self.T]
