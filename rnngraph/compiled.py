@@ -12,11 +12,13 @@ from __future__ import annotations
 import difflib
 import linecache
 import math
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
 
 from .codegen import generator
+from .compile import Plain
 from .errors import RnnGraphError
 from .jit import jit_loops, numba_or_error
 from .pysource import _tuple
@@ -141,7 +143,18 @@ class Compiled:
         self.dtype = np.dtype(str(dtype))
         self.check_finite = check_finite
         self.backend = backend
-        gen = generator(model, str(dtype), optimize, jit=numba is not None)
+        # The plain path is the compiler on the IR (rnngraph/compile/).  The optimized
+        # generator gives every initial slot of a state read two or more steps back the
+        # value h(0); until its passes move onto the IR, such a model takes the plain path.
+        long_delay = any(step < 0 for step, _ in model.initial_slots.values())
+        if not optimize or long_delay:
+            if numba is not None:
+                warnings.warn(f"{model.filename}: backend='numba' runs this model in NumPy: it reads "
+                              "a state two or more steps back, which only the plain path compiles "
+                              "so far", stacklevel=3)
+            gen, numba = Plain(model, str(dtype)), None
+        else:
+            gen = generator(model, str(dtype), optimize, jit=numba is not None)
         self.source = gen.module()
         self.param_shapes = {p: tuple(model.param_shapes[p]) for p in gen.params}
         sym = model.symbols
@@ -151,9 +164,9 @@ class Compiled:
         self._sequences = list(gen.step_vars)
         self._values = [n for n in sym if sym[n].role == "value"]
         self.outputs = self._sequences + self._values
-        self.initial_values = [f"{n}(0)" for n in gen.states if n not in gen.defined_init]
-        self._states = {f"{n}(0)": n for n in gen.states}
-        self._defined_init = {f"{n}(0)" for n in gen.defined_init}
+        self.initial_values = [k for k in model.initial_slots if k not in model.defined_slots]
+        self._states = {k: n for k, (_, n) in model.initial_slots.items()}
+        self._defined_init = model.defined_slots
         self.inputs = {n: self._expected(n) for n in gen.inputs}
         self._layouts: dict[tuple, tuple] = {}       # see _inputs
         self._zeros: dict[tuple, tuple] = {}         # see _initial
@@ -409,8 +422,8 @@ class Compiled:
                                 f"not {type(initial).__name__}")
         out, shapes = {}, {}
         for key, value in initial.items():
-            name = str(key) if str(key).endswith("(0)") else f"{key}(0)"
-            sym = self.model.symbols.get(name[:-3])
+            name = str(key) if str(key) in self._states or "(" in str(key) else f"{key}(0)"
+            sym = self.model.symbols.get(name.split("(")[0])
             if name in self._defined_init:
                 raise RnnGraphError(f"{name} is defined in the model; "
                                     "it cannot also be given in initial")

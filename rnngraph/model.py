@@ -77,6 +77,27 @@ class Model:
         return [n for n, s in self.symbols.items() if s.role == role]
 
     @property
+    def initial_slots(self) -> dict[str, tuple[int, str]]:
+        """Every initial value of a forward state, ``"h(0)"``, ``"h(-1)"``, ... -> (step, name).
+
+        A state read at most k steps back starts from k values, h(0), h(-1), ...,
+        h(1-k), each zero unless given (or defined, ``h(0) = h0``).
+
+        Examples
+        --------
+        >>> parse("h(t) = tanh(W h(t-1) + V h(t-3) + U x(t))").initial_slots
+        {'h(0)': (0, 'h'), 'h(-1)': (-1, 'h'), 'h(-2)': (-2, 'h')}
+        """
+        return {f"{n}({step})": (step, n) for n, s in self.symbols.items()
+                if s.role == "state" and s.direction == "forward"
+                for step in range(0, -s.delay, -1)}
+
+    @property
+    def defined_slots(self) -> set[str]:
+        """The initial values the model defines (``h(0) = h0``)."""
+        return {f"{e.name}(0)" for e in self.equations if e.kind == "init"}
+
+    @property
     def timed(self) -> bool:
         """Whether the model has a time index at all (the autoencoder does not)."""
         return any(s.timed for s in self.symbols.values())

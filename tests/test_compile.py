@@ -180,15 +180,38 @@ def test_time_delay_net_reads_zero_before_the_first_step(rng):
     np.testing.assert_allclose(net.forward(p, {"x": x})["y"], y, rtol=1e-13)
 
 
-def test_a_read_two_steps_back_before_the_start_takes_the_initial_value(rng):
-    net = rnngraph.parse("h(t) = tanh(W h(t-2) + U x(t))\nx: 2, h: 3").compile()
+@pytest.mark.parametrize("optimize", [True, False])
+def test_each_initial_slot_of_a_long_delay_is_the_value_the_unrolled_drawing_shows(rng, optimize):
+    """The drawing shows h(0), h(-1), h(-2) as separate nodes feeding the first steps;
+    the compiled code takes each as its own initial value, computes what the unrolled
+    graph's edges say, and gives each its own gradient."""
+    model = rnngraph.parse("h(t) = tanh(W1 h(t-1) + W2 h(t-2) + W3 h(t-3) + U x(t) + b)\n"
+                           "x: 2, h: 3")
+    net = model.compile(optimize=optimize)
+    T = 4
+    graph = model.unroll(T)
+    shown = sorted(f"h({t})" for (n, t), d in graph.nodes(data=True) if d["role"] == "initial")
+    assert sorted(net.initial_values) == shown == ["h(-1)", "h(-2)", "h(0)"]
     p = net.init_params(seed=6)
-    x, h0 = rng.normal(size=(5, 2)), rng.normal(size=3)
-    h = {-1: h0, 0: h0}
-    for t in range(1, 6):
-        h[t] = np.tanh(p["W"] @ h[t - 2] + p["U"] @ x[t - 1])
-    outs = net.forward(p, {"x": x}, {"h(0)": h0})
-    np.testing.assert_allclose(outs["h"], np.array([h[t] for t in range(1, 6)]), rtol=1e-13)
+    x = rng.normal(size=(T, 2))
+    initial = {k: rng.normal(size=3) for k in shown}
+    value = {("h", int(k[2:-1])): v for k, v in initial.items()}
+    value.update({("x", t): x[t - 1] for t in range(1, T + 1)})
+    for t in range(1, T + 1):                  # the sums the unrolled graph's edges draw
+        z = sum(p[d["weight"]] @ value[u] for u, _, d in graph.in_edges(("h", t), data=True))
+        value["h", t] = np.tanh(z + p["b"])
+    outs, pullback = net.vjp(p, {"x": x}, initial)
+    np.testing.assert_allclose(outs["h"], np.array([value["h", t] for t in range(1, T + 1)]),
+                               rtol=1e-13)
+    grads = pullback({"h": np.ones((T, 3))})
+    eps = 1e-6
+    for k in shown:                            # each slot's gradient, by central differences
+        for i in range(3):
+            bump = np.zeros(3)
+            bump[i] = eps
+            up = net.forward(p, {"x": x}, {**initial, k: initial[k] + bump})["h"].sum()
+            down = net.forward(p, {"x": x}, {**initial, k: initial[k] - bump})["h"].sum()
+            assert abs((up - down) / (2 * eps) - grads[k][i]) < 1e-7
 
 
 def test_a_learned_initial_value_gets_the_gradient_instead_of_h0(rng):

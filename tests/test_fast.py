@@ -56,7 +56,7 @@ def problem(net, model, rng, T=6, B=3):
     params = {k: 2 * v for k, v in net.init_params(seed=1).items()}
     inputs = {n: np.abs(rng.normal(size=((T, B) if model.symbols[n].timed else (B,))
                                    + (model.sizes[n],))) for n in net.inputs}
-    initial = {k: rng.normal(size=(B, model.sizes[k[:-3]])) for k in net.initial_values}
+    initial = {k: rng.normal(size=(B, model.sizes[k.split("(")[0]])) for k in net.initial_values}
     return params, inputs, initial
 
 

@@ -30,7 +30,7 @@ def random_problem(net, model, rng, T=5, B=3, batched=True):
         sym = model.symbols[n]
         a = rng.normal(size=lead(sym.timed) + (model.sizes[n],))
         inputs[n] = np.abs(a) if sym.target else a          # a target: soft class weights
-    initial = {k: rng.normal(size=lead(False) + (model.sizes[k[:-3]],)) for k in net.initial_values}
+    initial = {k: rng.normal(size=lead(False) + (model.sizes[k.split("(")[0]],)) for k in net.initial_values}
     outs = net.forward(params, inputs, initial)
     cotangents = {k: rng.normal(size=v.shape) for k, v in outs.items()}
     return params, inputs, initial, cotangents

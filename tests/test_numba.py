@@ -32,8 +32,9 @@ ROOT = EXAMPLES.parent
 # every function of the language in a loop, and softmax fed back (as in the exercise)
 FUNCTIONS = ("h(t) = relu(W h(t-1) + U x(t)) * exp(V h(t-1)) + log(1 + sigmoid(A h(t-1)))\n"
              "y(t) = softmax(Q h(t) + R y(t-1))\nx: 3, h: 4, y: 2")
+# A state read two or more steps back takes the plain path (rnngraph/compiled.py), with a warning.
 JIT = ["torch_rnn", "torch_gru", "torch_lstm", "bidirectional", "output_recurrence", "exercise",
-       "delays one and two", "state with an every-step part", "every function"]
+       "state with an every-step part", "every function"]
 
 
 def model(name):
@@ -60,6 +61,14 @@ def test_numba_and_numpy_agree_to_rounding_with_every_cotangent(name, threshold)
         warnings.simplefilter("error")                 # no loop may fall back to NumPy
         agree_to_rounding(jit, ref, problem(ref, m, rng, B=1), rng)
     assert loops(jit) and all(f.run.signatures for f in loops(jit))    # compiled, and ran
+
+
+def test_a_model_with_a_long_delay_runs_in_numpy_and_says_so():
+    pytest.importorskip("numba")
+    pytest.importorskip("scipy")
+    with pytest.warns(UserWarning, match="reads a state two or more steps back"):
+        net = model("delays one and two").compile(backend="numba")
+    assert not loops(net)
 
 
 def test_numba_gradients_match_finite_differences_in_float64():

@@ -1,0 +1,30 @@
+"""The compiler: model -> IR -> passes -> printed NumPy.
+
+    lower.py      Model -> forward Program (rnngraph/compile/program.py), one row per
+                  op in optable.py
+    autodiff.py   forward Program -> backward Program (reverse mode on the IR)
+    numpy_plain.py  both programs -> a Python module (the plain printer)
+
+:class:`Plain` is what :class:`rnngraph.compiled.Compiled` asks a generator for.
+"""
+from __future__ import annotations
+
+from .autodiff import backward
+from .lower import lower
+from .numpy_plain import Printer
+
+
+class Plain:
+    """The plain path: the forward program and its reverse, printed one statement an op."""
+
+    def __init__(self, model, dtype: str):
+        self.forward = lower(model)
+        self.backward = backward(self.forward)
+        self.params = list(model.ir().params)
+        printer = Printer(model, self.forward, self.backward, dtype, self.params)
+        self.inputs = printer.inputs
+        self.step_vars = printer.seqs
+        self.source = printer.module()
+
+    def module(self) -> str:
+        return self.source

@@ -1,0 +1,148 @@
+"""Reverse mode as a transformation of the IR: forward program -> backward program.
+
+Each block of the forward program gets a block that runs after it in reverse: the
+forward loops last to first, each backward in time, then the prologue.  Inside a
+block the equations are taken last to first, and each op's VJP rule from the op
+table (:mod:`rnngraph.compile.optable`) builds, as IR, the cotangent of each of
+its arguments from the cotangent ``g`` of its result:
+
+- the cotangent of a result written to a home is that home's gradient (``dh(t)``),
+  complete by then: everything that reads h(t) ran after it, so its reverse ran
+  before;
+- each argument's cotangent is first summed down to the argument's type (a bias
+  added to a batch gets ``g.sum(0)``; a size-1 value that scaled a vector, the sum
+  over its lanes);
+- a temporary's cotangents are added up in a temporary; a home's are added to
+  its gradient's home (``dh(t-1) += ...``, ``dW += ...``).
+
+The VJP rules read forward values: homes are kept by the forward pass, and the
+forward equations that compute the temporaries they read are computed again at
+the head of the backward block (:func:`rematerialize`); a later pass may keep them
+instead.
+
+Examples
+--------
+>>> from rnngraph import parse
+>>> from rnngraph.compile.lower import lower
+>>> print(backward(lower(parse("h(t) = tanh(W h(t-1) + b)\\nh: 2"))))
+loop backward h:
+  %g1 = mul h(t) h(t)
+  %g2 = sub 1 %g1
+  %g3 = mul dh(t) %g2
+  %g4 = sum_to %g3 [0] [(2,)]
+  db += %g4
+  %g5 = outer %g3 h(t-1)
+  %g6 = vecmat %g3 W
+  dW += %g5
+  dh(t-1) += %g6
+once:
+"""
+from __future__ import annotations
+
+from ..errors import RnnGraphError
+from .optable import lookup
+from .program import NUMBER, Block, Const, Eqn, Home, Program, Tmp, Type
+
+
+class Builder:
+    """Appends equations to ``eqns``, each a fresh temporary, its type recorded in
+    the program's table; numbers become constants."""
+
+    def __init__(self, prog: Program, eqns: list, origin: str | None = None):
+        self.prog, self.eqns, self.origin = prog, eqns, origin
+        self.count = sum(1 for k in prog.types if k[0] == "tmp" and k[1].startswith("%g"))
+
+    def type(self, atom) -> Type:
+        return self.prog.type(atom)
+
+    def op(self, name: str, *args, attrs: tuple = ()) -> Tmp:
+        args = tuple(Const(float(a)) if isinstance(a, (int, float)) else a for a in args)
+        self.count += 1
+        out = Tmp(f"%g{self.count}")
+        self.prog.types[("tmp", out.name)] = lookup(name).type(tuple(map(self.type, args)), attrs)
+        self.eqns.append(Eqn(out, name, args, attrs, origin=self.origin))
+        return out
+
+    def add(self, a, b):
+        return self.op("add", a, b)
+
+    def sub(self, a, b):
+        return self.op("sub", a, b)
+
+    def mul(self, a, b):
+        return self.op("mul", a, b)
+
+    def div(self, a, b):
+        return self.op("div", a, b)
+
+    def neg(self, a):
+        return self.op("neg", a)
+
+    def sum_to(self, x, target: Type):
+        """``x`` summed over the leading axes and lanes ``target`` lacks (broadcast's
+        adjoint); ``x`` itself if nothing was broadcast."""
+        have = self.type(x)
+        lead = min(have.lead, target.lead)
+        shape = target.shape if target.shape == (1,) and have.shape not in ((1,), ()) \
+            else have.shape
+        if (lead, shape) == (have.lead, have.shape):
+            return x
+        return self.op("sum_to", x, attrs=(lead, shape))
+
+    def outer(self, g, v):
+        """The sum over rows of ``g_row^T v_row``, both first summed to the same leading axes."""
+        tg, tv = self.type(g), self.type(v)
+        if tg.lead > tv.lead:
+            g = self.sum_to(g, Type(tv.lead, tg.shape))
+        elif tv.lead > tg.lead:
+            v = self.sum_to(v, Type(tg.lead, tv.shape))
+        return self.op("outer", g, v)
+
+
+def reverse_block(prog: Program, block: Block) -> Block:
+    """The reverse of one forward block (before rematerialization)."""
+    out: list = []
+    adjoint: dict[str, object] = {}
+    for e in reversed(block.eqns):
+        if isinstance(e.out, Home):
+            g = e.out.gradient()
+        else:
+            g = adjoint.pop(e.out.name, None)
+            if g is None:
+                continue                      # nothing flows back through this value
+        row = lookup(e.op)
+        if row.vjp is None:
+            raise RnnGraphError(f"the compiler has no vector-Jacobian product for '{e.op}': "
+                                "add one to its row in rnngraph/compile/optable.py")
+        b = Builder(prog, out, e.origin)
+        for arg, c in zip(e.args, row.vjp(b, e, g)):
+            if c is None or isinstance(arg, Const):
+                continue
+            c = b.sum_to(c, prog.type(arg))
+            if isinstance(arg, Tmp):
+                adjoint[arg.name] = b.add(adjoint[arg.name], c) if arg.name in adjoint else c
+            else:
+                out.append(Eqn(arg.gradient(), "copy", (c,), accumulate=True, origin=e.origin))
+    return Block(block.kind, out, block.names, -block.direction)
+
+
+def rematerialize(forward: Block, back: Block) -> Block:
+    """``back`` headed by the forward equations that compute the temporaries it reads."""
+    made = {e.out.name: e for e in forward.eqns if isinstance(e.out, Tmp)}
+    need: set[str] = set()
+    stack = [a.name for e in back.eqns for a in e.args if isinstance(a, Tmp) and a.name in made]
+    while stack:
+        n = stack.pop()
+        if n not in need:
+            need.add(n)
+            stack.extend(a.name for a in made[n].args if isinstance(a, Tmp))
+    head = [e for e in forward.eqns if isinstance(e.out, Tmp) and e.out.name in need]
+    return Block(back.kind, head + back.eqns, back.names, back.direction)
+
+
+def backward(prog: Program) -> Program:
+    """The backward program of the forward program ``prog`` (types shared with it)."""
+    blocks = [rematerialize(b, reverse_block(prog, b)) for b in reversed(prog.blocks)]
+    back = Program(blocks, prog.types)
+    back.check()
+    return back

@@ -1,0 +1,162 @@
+"""Model -> the forward :class:`~rnngraph.compile.program.Program`.
+
+Each equation becomes flat equations over homes and temporaries, its last one
+writing the variable's home.  The blocks: the prologue (time-free values, then
+defined initial values), then one loop over t per strongly connected component
+of the sequences' reads (NetworkX), in topological order (file order among
+equals), backward in time for a state that reads ``t+k``.
+
+One rewrite is always made, because it keeps losses finite:
+``cross_entropy(softmax(z), k)`` becomes ``softmax_cross_entropy(z, k)``.
+"""
+from __future__ import annotations
+
+import networkx as nx
+
+from .. import ast
+from ..errors import RnnGraphError
+from ..ir import schedule
+from .optable import lookup
+from .program import NUMBER, Block, Const, Eqn, Home, Program, Tmp, Type
+
+_BINARY = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
+
+
+class _Lowering:
+    def __init__(self, model):
+        self.model = model
+        self.sym = model.symbols
+        self.types: dict = {}
+        self.count = 0
+        for name, s in self.sym.items():
+            if s.role == "parameter":
+                self.types[("home", name)] = Type(0, tuple(model.param_shapes[name]))
+            elif s.timed or s.role == "input":
+                self.types[("home", name)] = Type(1, (model.sizes[name],))
+
+    def type(self, atom) -> Type:
+        if isinstance(atom, Const):
+            return NUMBER
+        return self.types[("home" if isinstance(atom, Home) else "tmp", atom.name)]
+
+    def leaf(self, node):
+        if isinstance(node, ast.Num):
+            return Const(node.value)
+        s = self.sym[node.name]
+        if s.timed:
+            return Home(node.name, node.offset)
+        return Home(node.name)
+
+    def expr(self, node, out: list, origin: str):
+        """The atom holding ``node``'s value, appending the equations that compute it."""
+        if isinstance(node, (ast.Num, ast.Ref)):
+            return self.leaf(node)
+        op, args = self.operation(node, out, origin)
+        tmp = Tmp(f"%{self.count + 1}")
+        self.count += 1
+        self.emit(out, tmp, op, args, origin)
+        return tmp
+
+    def emit(self, out: list, target, op: str, args, origin: str) -> None:
+        t = lookup(op).type(tuple(self.type(a) for a in args), ())
+        if isinstance(target, Tmp):
+            self.types[("tmp", target.name)] = t
+        out.append(Eqn(target, op, tuple(args), origin=origin))
+
+    def operation(self, node, out, origin):
+        if isinstance(node, ast.Binary):
+            a, b = self.expr(node.left, out, origin), self.expr(node.right, out, origin)
+            if node.op != "@":
+                return _BINARY[node.op], (a, b)
+            ta, tb = self.type(a), self.type(b)
+            if ta.shape == () or tb.shape == ():
+                return "mul", (a, b)
+            if len(ta.shape) == 2 and len(tb.shape) == 2:
+                return "matmat", (a, b)
+            if len(ta.shape) == 2:
+                return "matvec", (a, b)
+            raise RnnGraphError(f"cannot multiply a vector by a matrix from the right "
+                                f"(in {origin})", self.model.source.location(*node.pos))
+        if isinstance(node, ast.Neg):
+            return "neg", (self.expr(node.operand, out, origin),)
+        if isinstance(node, ast.Transpose):
+            return "transpose", (self.expr(node.operand, out, origin),)
+        if isinstance(node, ast.Call):
+            return node.func, tuple(self.expr(a, out, origin) for a in node.args)
+        if isinstance(node, ast.Concat):
+            return "concat", tuple(self.expr(i, out, origin) for i in node.items)
+        return "copy", (self.expr(node, out, origin),)
+
+    def equation(self, eq: ast.Equation, out: list) -> None:
+        origin = eq.lhs_text
+        if eq.kind == "init":
+            target = Home(eq.name, step=0)
+        elif eq.kind == "seq":
+            target = Home(eq.name, 0)
+        else:
+            target = Home(eq.name)
+        op, args = self.operation(eq.rhs, out, origin)
+        if eq.kind == "value":
+            t = lookup(op).type(tuple(self.type(a) for a in args), ())
+            if t.shape == ():                      # a number: the value's declared size
+                t = Type(t.lead, (self.model.sizes[eq.name],))
+            self.types[("home", eq.name)] = t
+        self.emit(out, target, op, args, origin)
+
+
+def loops(model) -> list[tuple[str, ...]]:
+    """The sequences' loops: strongly connected components of their reads, in an order
+    they can run in (file order among equals)."""
+    seqs = [e.name for e in model.equations if e.kind == "seq"]
+    order = {n: i for i, n in enumerate(seqs)}
+    g = nx.DiGraph()
+    g.add_nodes_from(seqs)
+    for e in model.equations:
+        if e.kind == "seq":
+            for n in ast.walk(e.rhs):
+                if isinstance(n, ast.Ref) and n.name in order:
+                    g.add_edge(n.name, e.name)
+    c = nx.condensation(g)
+    first = {k: min(order[n] for n in c.nodes[k]["members"]) for k in c}
+    return [tuple(sorted(c.nodes[k]["members"], key=order.__getitem__))
+            for k in nx.lexicographical_topological_sort(c, key=first.__getitem__)]
+
+
+def lower(model) -> Program:
+    """The forward program of ``model`` (sizes known)."""
+    low = _Lowering(model)
+    ordered = schedule(model)
+    once: list = []
+    for eq in ordered:
+        if eq.kind == "value":
+            low.equation(eq, once)
+    for eq in model.equations:
+        if eq.kind == "init":
+            low.equation(eq, once)
+    blocks = [Block("once", once)]
+    for names in loops(model):
+        body: list = []
+        for eq in ordered:
+            if eq.kind == "seq" and eq.name in names:
+                low.equation(eq, body)
+        backward = any(model.symbols[n].direction == "backward" for n in names)
+        blocks.append(Block("loop", body, names, -1 if backward else 1))
+    prog = Program(blocks, low.types)
+    fuse_losses(prog)
+    prog.check()
+    return prog
+
+
+def fuse_losses(prog: Program) -> None:
+    """``cross_entropy(p, k)`` of a ``p = softmax(z)`` computed in the same block and
+    step -> ``softmax_cross_entropy(z, k)``: finite where softmax(z) underflows."""
+    for b in prog.blocks:
+        made = {e.out: e for e in b.eqns}
+        for i, e in enumerate(b.eqns):
+            if e.op != "cross_entropy":
+                continue
+            p = e.args[0]
+            src = made.get(p)
+            if src is not None and src.op == "softmax" and not src.accumulate:
+                b.eqns[i] = Eqn(e.out, "softmax_cross_entropy", (src.args[0], e.args[1]),
+                                origin=e.origin)

@@ -1,0 +1,268 @@
+"""The plain NumPy printer: a forward and a backward program -> a Python module.
+
+Every block prints as it is: the prologue straight, a loop as ``for t in ...``,
+each equation as one statement.  A temporary used once is written into the
+expression that uses it (with the brackets its precedence needs) unless that
+would read a home after a write to it, or make a long line; the others get names
+from what they compute (``tanh_c``, ``W_h``, ``dW_h``), never counters.
+
+Homes.  Every time-indexed value lives in an array (P + T + F, B, n): P slots
+before step 1 hold the initial values h(0), h(-1), ... (zeros for an input), F
+slots after step T zeros, so ``h(t-2)`` at t = 1 needs no test.  Step t is index
+``t + P - 1``; with P = 1, ``h[t]`` is h(t) as in the book.
+"""
+from __future__ import annotations
+
+import keyword
+
+from .. import __version__
+from ..pysource import Namer, _tuple, _unpack, _wrap, identifier
+from .optable import ATOM, RUNTIME, UNARY, Text, lookup
+from .program import Const, Home, Tmp
+
+#: Names the generated code uses as they are; a model name equal to one is renamed.
+FIXED = {"np", "params", "inputs", "initial", "tape", "cotangents", "outputs", "grads", "name",
+         "forward", "backward", "prepare", "prepared", "range", "DTYPE", "PARAMETERS", "TAPE",
+         "t", "slice", "__debug__", *RUNTIME}
+
+_LONG = 64          # an inlined expression longer than this gets a name instead
+
+
+def _dict(target: str, items: list[str], indent: str = "    ") -> list[str]:
+    """``target = {a, b, ...}`` broken after commas at 99 columns, aligned inside the brace."""
+    head = f"{indent}{target} = {{"
+    lines, line = [], head
+    for i, item in enumerate(items):
+        piece = item + (", " if i < len(items) - 1 else "}")
+        if len(line) + len(piece.rstrip()) > 99 and line != head:
+            lines.append(line.rstrip())
+            line = " " * len(head)
+        line += piece
+    return lines + [line if items else head + "}"]
+
+
+def _index(k: int) -> str:
+    return "t" if k == 0 else f"t {'+' if k > 0 else '-'} {abs(k)}"
+
+
+class Printer:
+    """Prints the forward program ``fwd`` and backward program ``back`` of ``model``."""
+
+    def __init__(self, model, fwd, back, dtype: str, params: list[str]):
+        self.model, self.fwd, self.back, self.dtype = model, fwd, back, dtype
+        self.sym = model.symbols
+        self.params = params
+        self.inputs = [n for n, s in self.sym.items() if s.role == "input"]
+        self.seqs = [n for b in fwd.blocks[1:] for n in b.names]
+        self.values = [n for n, s in self.sym.items() if s.role == "value"]
+        offsets = [a.offset for p in (fwd, back) for b in p.blocks for e in b.eqns
+                   for a in (e.out, *e.args) if isinstance(a, Home) and a.offset is not None]
+        self.slots = model.initial_slots
+        self.P = max([1] + [-k for k in offsets] + [1 - s for s, _ in self.slots.values()])
+        self.F = max([0] + offsets)
+        namer = self.namer = Namer(FIXED | set(keyword.kwlist))
+        self.py = {n: namer(identifier(n)) for n in self.sym}
+        self.T, self.B = namer("T", "n_steps"), namer("B", "n_batch")
+        self.d = {n: namer("d" + self.py[n]) for n in self.sym}
+        self.taken = set(namer.taken)       # each function names its temporaries afresh
+
+    # -- atoms ---------------------------------------------------------------------
+    def index(self, k: int) -> str:
+        return _index(k)
+
+    def slot(self, step: int) -> int:
+        return step + self.P - 1
+
+    def home(self, h: Home) -> str:
+        base = self.d[h.name] if h.grad else self.py[h.name]
+        if h.step is not None:
+            return f"{base}[{self.slot(h.step)}]"
+        return base if h.offset is None else f"{base}[{self.index(h.offset)}]"
+
+    def atom(self, a, texts) -> Text:
+        if isinstance(a, Const):
+            text = repr(float(a.value)) if not float(a.value).is_integer() else str(int(a.value))
+            return Text(text, UNARY if text.startswith("-") else ATOM)
+        if isinstance(a, Home):
+            return Text(self.home(a), ATOM)
+        return texts[a.name]
+
+    # -- blocks ---------------------------------------------------------------------
+    def block(self, prog, block, indent: str) -> list[str]:
+        """The statements of ``block``, temporaries used once written into their use."""
+        eqns = block.eqns
+        uses: dict[str, list[int]] = {}
+        for i, e in enumerate(eqns):
+            for a in e.args:
+                if isinstance(a, Tmp):
+                    uses.setdefault(a.name, []).append(i)
+        reads: dict[str, set] = {}          # the homes a temporary's text reads
+        texts: dict[str, Text] = {}
+        lines, origin = [], None
+        for i, e in enumerate(eqns):
+            args = [self.atom(a, texts) for a in e.args]
+            types = tuple(prog.type(a) for a in e.args)
+            text = lookup(e.op).py(tuple(args), types, e.attrs)
+            read = {a.key for a in e.args if isinstance(a, Home)}
+            read |= set().union(*(reads.get(a.name, set()) for a in e.args if isinstance(a, Tmp)))
+            if isinstance(e.out, Tmp):
+                reads[e.out.name] = read
+                used = uses.get(e.out.name, [])
+                if len(used) == 1 and len(text.text) <= _LONG and not any(
+                        isinstance(eqns[k].out, Home) and eqns[k].out.key in read
+                        for k in range(i + 1, used[0])):
+                    texts[e.out.name] = text
+                    continue
+                name = self.namer(self.wish(prog, e, texts))
+                texts[e.out.name] = Text(name, ATOM)
+                reads[e.out.name] = set()
+                target = name
+            else:
+                target = self.home(e.out)
+                if e.out.offset is None and e.out.step is None and not e.accumulate:
+                    target += "[...]"
+            if e.origin != origin and e.origin is not None:
+                lines.append(f"{indent}# {self.equation_text(e.origin)}")
+                origin = e.origin
+            op = "+=" if e.accumulate else "="
+            lines += _wrap(f"{indent}{target} {op} {text.text}")
+        return lines
+
+    def equation_text(self, origin: str) -> str:
+        from ..printing import expr_text
+        eq = next(q for q in self.model.equations if q.lhs_text == origin)
+        return f"{origin} = {expr_text(eq.rhs)}"
+
+    def wish(self, prog, e, texts) -> str:
+        """A name for the temporary ``e`` computes, from what it computes."""
+        def word(a):
+            if isinstance(a, Home):
+                return ("d" if a.grad else "") + self.py[a.name]
+            if isinstance(a, Tmp) and texts[a.name].prec == ATOM and texts[a.name].text.isidentifier():
+                return texts[a.name].text
+            return None
+        words = [word(a) for a in e.args if not isinstance(a, Const)]
+        stem = (e.origin or "v").split("(")[0]
+        if e.op == "matvec" and all(words):
+            return f"{words[0]}_{words[1]}"
+        if e.op in ("outer", "vecmat") and all(words):
+            return f"{e.op}_{words[0]}"
+        if len(words) == 1 and words[0] and e.op not in ("sum_to", "copy"):
+            return f"{e.op}_{words[0]}"
+        return f"{'g' if e.out.name.startswith('%g') else 'z'}_{identifier(stem)}"
+
+    def loop(self, block) -> str:
+        T, P = self.T, self.P
+        first, last = (str(P), f"{T} + {P}") if P > 1 else ("1", f"{T} + 1")
+        if block.direction > 0:
+            return f"for t in range({first}, {last}):"
+        stop = f"{P - 1}"
+        return f"for t in range({last} - 1, {stop}, -1):" if P > 1 else f"for t in range({T}, 0, -1):"
+
+    def blocks(self, prog, title) -> list[str]:
+        lines = []
+        for b in prog.blocks:
+            if b.kind == "once":
+                body = self.block(prog, b, "    ")
+                if body:
+                    lines += ["", f"    # {title(b)}"] + body
+                continue
+            lines += ["", f"    # {title(b)}", f"    {self.loop(b)}"]
+            lines += self.block(prog, b, "        ") or ["        pass"]
+        return lines
+
+    # -- the module ------------------------------------------------------------------
+    def steps(self) -> str:
+        return f"{self.P}:{self.T} + {self.P}"
+
+    def shape(self, name: str) -> str:
+        t = self.fwd.type(Home(name))
+        lead = (self.B,) * t.lead
+        return _tuple([*lead, *t.shape], "")
+
+    def module(self) -> str:
+        m, T, B = self.model, self.T, self.B
+        sizes = ", ".join(f"{n} {m.sizes[n]}" for n in m.sizes if self.sym[n].role != "parameter")
+        head = [f'"""{m.filename}: forward and backward passes, generated by rnngraph {__version__} '
+                "(plain).", "", f"Sizes: {sizes}; dtype {self.dtype}.",
+                "Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTorch.",
+                '"""', "import numpy as np", "",
+                f"from rnngraph.ops import {', '.join(RUNTIME)}", "",
+                f"DTYPE = np.{self.dtype}"]
+        head += _wrap(f"PARAMETERS = {_tuple(self.params)}")
+        tape = [n for n in self.sym if self.sym[n].role in ("input", "sequence", "state", "value")]
+        head += _wrap(f"TAPE = {_tuple(tape)}")
+        unpack = _unpack([self.py[p] for p in self.params], "(params[name] for name in PARAMETERS)")
+        return "\n".join(head + self.prepare() + self.forward(unpack, tape)
+                         + self.backward(unpack, tape)) + "\n"
+
+    def prepare(self) -> list[str]:
+        return ["", "", "def prepare(params):",
+                '    """What forward computes from the parameters alone: nothing, on the plain path."""',
+                "    return ()"]
+
+    def forward(self, unpack, tape) -> list[str]:
+        T, B, P, F = self.T, self.B, self.P, self.F
+        self.namer = Namer(self.taken)
+        lines = ["", "", f"def forward(params, inputs, initial, {T}, {B}, prepared=None):",
+                 f'    """Run the equations over steps 1..{T} for a batch of {B}; '
+                 'return (outputs, tape)."""'] + unpack
+        rows = f"{T} + {P + F}"
+        if any(self.sym[n].timed for n in self.sym):
+            at = "t" if P == 1 else f"t + {P - 1}"
+            lines += ["", f"    # Sequences are arrays ({rows}, {B}, n): step t is index {at}, the slots",
+                      "    # before step 1 hold initial values (or zeros), those after step T zeros"]
+        for n in self.inputs:
+            if self.sym[n].timed:
+                lines += [f"    {self.py[n]} = np.zeros(({rows}, {B}, {self.model.sizes[n]}), DTYPE)",
+                          f'    {self.py[n]}[{self.steps()}] = inputs["{n}"]']
+            else:
+                lines.append(f'    {self.py[n]} = inputs["{n}"]')
+        for n in self.seqs:
+            lines.append(f"    {self.py[n]} = np.zeros(({rows}, {B}, {self.model.sizes[n]}), DTYPE)")
+        for key, (step, n) in self.slots.items():
+            if key not in self.model.defined_slots:
+                lines.append(f'    {self.py[n]}[{self.slot(step)}] = initial["{key}"]')
+        for n in self.values:
+            lines.append(f"    {self.py[n]} = np.empty({self.shape(n)}, DTYPE)")
+
+        def title(b):
+            if b.kind == "once":
+                return "Time-free values and initial values"
+            way = "forward" if b.direction > 0 else "backward"
+            return f"{', '.join(f'{n}(t)' for n in b.names)}: a loop {way} in time"
+        lines += self.blocks(self.fwd, title)
+        outs = [f'"{n}": {self.py[n]}[{self.steps()}]' for n in self.seqs]
+        outs += [f'"{n}": {self.py[n]}' for n in self.values]
+        lines += [""] + _dict("outputs", outs)
+        lines += _dict("tape", [f'"{n}": {self.py[n]}' for n in tape])
+        return lines + ["    return outputs, tape"]
+
+    def backward(self, unpack, tape) -> list[str]:
+        T, B = self.T, self.B
+        self.namer = Namer(self.taken)
+        lines = ["", "", f"def backward(params, tape, cotangents, {T}, {B}):",
+                 '    """Cotangents of the outputs -> gradients of the parameters, the inputs and '
+                 'the', '    initial values: the blocks of forward in reverse, loops backward in time."""']
+        lines += unpack + _unpack([self.py[n] for n in tape], "(tape[name] for name in TAPE)")
+        lines += ["", "    # Gradients start at zero, and at the cotangents for the outputs"]
+        for n in self.params + tape:
+            lines.append(f"    {self.d[n]} = np.zeros_like({self.py[n]})")
+        for n in self.seqs:
+            lines.append(f'    {self.d[n]}[{self.steps()}] = cotangents.get("{n}", 0)')
+        for n in self.values:
+            lines.append(f'    {self.d[n]} += cotangents.get("{n}", 0)')
+
+        def title(b):
+            if b.kind == "once":
+                return "The time-free values and initial values, in reverse"
+            way = "backward" if b.direction < 0 else "forward"
+            return f"{', '.join(f'{n}(t)' for n in b.names)}: back through time ({way})"
+        lines += self.blocks(self.back, title)
+        grads = [f'"{p}": {self.d[p]}' for p in self.params]
+        grads += [f'"{n}": {self.d[n]}[{self.steps()}]' if self.sym[n].timed else f'"{n}": {self.d[n]}'
+                  for n in self.inputs]
+        grads += [f'"{key}": {self.d[n]}[{self.slot(step)}]' for key, (step, n) in self.slots.items()
+                  if key not in self.model.defined_slots]
+        lines += [""] + _dict("grads", grads)
+        return lines + ["    return grads"]

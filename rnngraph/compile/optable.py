@@ -1,0 +1,248 @@
+"""The op table: one row per IR op, holding everything the compiler knows of it.
+
+A row says how the op's result :class:`~rnngraph.compile.program.Type` follows
+from its arguments', how NumPy prints it, its vector-Jacobian product as IR
+(``vjp(b, e, g)`` builds the cotangent of each argument with the builder ``b``,
+from the equation ``e`` and the result's cotangent ``g``; autodiff sums each down
+to its argument's type), whether it works lane by lane, its NumPy ufunc (the
+in-place ``out=`` form) and the Numba kernel of rnngraph/jitops.py that computes
+it.  Adding an op is one row here (and, for a function of the language, one in
+rnngraph/functions.py) and its tests.
+
+Printing: a row's ``py(args, types, attrs)`` gets its arguments already printed,
+as :class:`Text` (source and precedence), and returns the result's ``Text``;
+``Text.at(p)`` brackets an argument that binds looser than position ``p`` needs,
+so no printed expression depends on how its arguments were written.
+
+Examples
+--------
+>>> from rnngraph.compile.program import Type
+>>> OPS["matvec"].type((Type(0, (4, 3)), Type(1, (3,))), ())
+Type(lead=1, shape=(4,))
+>>> OPS["mul"].py((Text("a + b", ADD), Text("c", ATOM)), None, ()).text
+'(a + b) * c'
+>>> lookup("tanhh")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+rnngraph.errors.RnnGraphError: error: the compiler has no op 'tanhh': add a row to ...
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ..errors import RnnGraphError
+from .program import Type
+
+# Python's precedence, loosest first, as far as the printed code needs it.
+CMP, ADD, MUL, UNARY, POW, ATOM = 10, 20, 30, 40, 50, 60
+
+
+@dataclass(frozen=True)
+class Text:
+    """Printed source and the precedence of its outermost operator."""
+
+    text: str
+    prec: int
+
+    def at(self, least: int) -> str:
+        return self.text if self.prec >= least else f"({self.text})"
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str
+    type: Callable            # (arg types, attrs) -> Type
+    py: Callable              # (arg Texts, arg types, attrs) -> Text
+    vjp: Callable | None      # (builder, eqn, g) -> one cotangent atom (or None) per argument
+    lanewise: bool = False    # out[..., i] depends on args[..., i] alone
+    ufunc: str | None = None  # NumPy's in-place form: np.<ufunc>(..., out=)
+    kernel: str | None = None  # rnngraph/jitops.py's kernel for Numba loops
+
+
+OPS: dict[str, Op] = {}
+
+
+def lookup(name: str) -> Op:
+    try:
+        return OPS[name]
+    except KeyError:
+        raise RnnGraphError(f"the compiler has no op '{name}': add a row to the op table "
+                            "in rnngraph/compile/optable.py") from None
+
+
+def _row(name, type, py, vjp, **more):
+    OPS[name] = Op(name, type, py, vjp, **more)
+
+
+# -- types ------------------------------------------------------------------------
+
+def _broadcast(types, attrs=()) -> Type:
+    """Elementwise: the most leading axes, and NumPy's broadcast of the shapes."""
+    lead = max(t.lead for t in types)
+    shapes = [t.shape for t in types if t.shape]
+    shape = max(shapes, key=lambda s: (len(s), s != (1,)), default=())
+    return Type(lead, shape)
+
+
+def _same(types, attrs=()) -> Type:
+    return types[0]
+
+
+def _one(types, attrs=()) -> Type:
+    return Type(max(t.lead for t in types), (1,))
+
+
+# -- printing ------------------------------------------------------------------------
+
+def _binary(symbol, prec):
+    def py(a, types, attrs):
+        return Text(f"{a[0].at(prec)} {symbol} {a[1].at(prec + 1)}", prec)
+    return py
+
+
+def _call(fn):
+    def py(a, types, attrs):
+        return Text(f"{fn}({', '.join(x.text for x in a)})", ATOM)
+    return py
+
+
+# ============================================================================
+# Elementwise
+# ============================================================================
+
+def _lanewise(name, py, vjp, ufunc=None, kernel=None, type=_broadcast):
+    _row(name, type, py, vjp, lanewise=True, ufunc=ufunc, kernel=kernel)
+
+
+#         name       printer                    VJP: cotangent of each argument
+_lanewise("add",     _binary("+", ADD),         lambda b, e, g: (g, g),
+          "add", "add")
+_lanewise("sub",     _binary("-", ADD),         lambda b, e, g: (g, b.neg(g)),
+          "subtract", "subtract")
+_lanewise("mul",     _binary("*", MUL),         lambda b, e, g: (b.mul(g, e.args[1]), b.mul(e.args[0], g)),
+          "multiply", "multiply")
+_lanewise("div",     _binary("/", MUL),         lambda b, e, g: (b.div(g, e.args[1]),
+                                                                 b.neg(b.div(b.mul(g, e.out), e.args[1]))),
+          "divide", "divide")
+_lanewise("neg",     lambda a, t, at: Text(f"-{a[0].at(UNARY)}", UNARY),
+          lambda b, e, g: (b.neg(g),), "negative", "negative")
+_lanewise("copy",    lambda a, t, at: a[0], lambda b, e, g: (g,), type=_same)
+_lanewise("tanh",    _call("np.tanh"),          lambda b, e, g: (b.mul(g, b.sub(1, b.mul(e.out, e.out))),),
+          "tanh", "tanh")
+_lanewise("sigmoid", _call("sigmoid"),          lambda b, e, g: (b.mul(g, b.mul(e.out, b.sub(1, e.out))),))
+_lanewise("relu",    lambda a, t, at: Text(f"np.maximum({a[0].text}, 0)", ATOM),
+          lambda b, e, g: (b.mul(g, b.op("positive", e.out)),), kernel="maximum")
+_lanewise("exp",     _call("np.exp"),           lambda b, e, g: (b.mul(g, e.out),), "exp", "exp")
+_lanewise("log",     _call("np.log"),           lambda b, e, g: (b.div(g, e.args[0]),), "log", "log")
+# softplus(x) = log(1 + e^x), as logaddexp(0, x): no overflow for large x, exact for small.
+_lanewise("softplus", lambda a, t, at: Text(f"np.logaddexp(0, {a[0].text})", ATOM),
+          lambda b, e, g: (b.mul(g, b.op("sigmoid", e.args[0])),))
+_lanewise("sqrt",    _call("np.sqrt"),          lambda b, e, g: (b.div(g, b.mul(2, e.out)),), "sqrt")
+# Only in gradients: 1 where x > 0, else 0 (relu's derivative).
+_lanewise("positive", lambda a, t, at: Text(f"({a[0].text} > 0)", ATOM), None)
+
+
+# ============================================================================
+# Over the last axis
+# ============================================================================
+
+def _softmax_vjp(b, e, g):
+    y = e.out
+    return (b.mul(y, b.sub(g, b.op("rowsum", b.mul(g, y)))),)
+
+
+_row("softmax",     _same, _call("softmax"), _softmax_vjp)
+_row("log_softmax", _same, _call("log_softmax"),
+     lambda b, e, g: (b.sub(g, b.mul(b.op("softmax", e.args[0]), b.op("rowsum", g))),))
+# Only in gradients: the sum over the last axis, kept as an axis of size 1.
+_row("rowsum", _one, lambda a, t, at: Text(f"{a[0].at(ATOM)}.sum(-1, keepdims=True)", ATOM), None)
+
+
+def _concat_type(types, attrs):
+    return Type(max(t.lead for t in types), (sum(t.shape[-1] for t in types),))
+
+
+def _concat_py(a, types, attrs):
+    lead = max(t.lead for t in types)
+    ref = next(x for x, t in zip(a, types) if t.lead == lead)
+    items = [x.text if t.lead == lead else
+             f"np.broadcast_to({x.text}, {ref.at(ATOM)}.shape[:-1] + ({t.shape[-1]},))"
+             for x, t in zip(a, types)]
+    comma = "," if len(items) == 1 else ""
+    return Text(f"np.concatenate(({', '.join(items)}{comma}), -1)", ATOM)
+
+
+def _concat_vjp(b, e, g):
+    out, lo = [], 0
+    for arg in e.args:
+        n = b.type(arg).shape[-1]
+        out.append(b.op("slice", g, attrs=(lo, lo + n)))
+        lo += n
+    return tuple(out)
+
+
+_row("concat", _concat_type, _concat_py, _concat_vjp)
+_row("slice", lambda t, at: Type(t[0].lead, (at[1] - at[0],)),
+     lambda a, t, at: Text(f"{a[0].at(ATOM)}[..., {at[0]}:{at[1]}]", ATOM), None)
+
+
+# ============================================================================
+# Linear algebra.  Vectors are rows: W x is x @ W.T, W (size of result, size of x)
+# as PyTorch's weights.
+# ============================================================================
+
+def _matvec_vjp(b, e, g):
+    A, v = e.args
+    return (b.outer(g, v), b.op("vecmat", g, A))
+
+
+def _outer_py(a, types, attrs):
+    if types[0].lead == 0:
+        return Text(f"np.outer({a[0].text}, {a[1].text})", ATOM)
+    return Text(f"{a[0].at(ATOM)}.T @ {a[1].at(MUL + 1)}", MUL)
+
+
+_row("matvec", lambda t, at: Type(t[1].lead, t[0].shape[:1]),
+     lambda a, t, at: Text(f"{a[1].at(MUL)} @ {a[0].at(ATOM)}.T", MUL), _matvec_vjp)
+_row("matmat", lambda t, at: Type(0, (t[0].shape[0], t[1].shape[1])), _binary("@", MUL),
+     lambda b, e, g: (b.op("matmat", g, b.op("transpose", e.args[1])),
+                      b.op("matmat", b.op("transpose", e.args[0]), g)))
+_row("transpose", lambda t, at: Type(0, t[0].shape[::-1]),
+     lambda a, t, at: Text(f"{a[0].at(ATOM)}.T", ATOM), lambda b, e, g: (b.op("transpose", g),))
+# Only in gradients: g @ A (the cotangent of the vector of a matvec) and the sum over
+# rows of g_row^T v_row (of its matrix; the builder sums both to the same leading axes).
+_row("vecmat", lambda t, at: Type(t[0].lead, t[1].shape[1:]), _binary("@", MUL), None)
+_row("outer", lambda t, at: Type(0, (t[0].shape[0], t[1].shape[0])), _outer_py, None)
+
+
+def _sum_to_py(a, types, attrs):
+    """Sum over the leading axes the target lacks and over a size-1 target's lanes."""
+    (lead, shape), (have,) = attrs, types
+    text, prec = a[0].text, a[0].prec
+    axes = have.lead - lead
+    if axes:
+        text, prec = f"{a[0].at(ATOM)}.sum({0 if axes == 1 else tuple(range(axes))})", ATOM
+    if shape == (1,) and have.shape != (1,):
+        text, prec = f"{Text(text, prec).at(ATOM)}.sum(-1, keepdims=True)", ATOM
+    return Text(text, prec)
+
+
+_row("sum_to", lambda t, at: Type(at[0], at[1]), _sum_to_py, None)
+
+
+# ============================================================================
+# Losses (a size-1 result per step)
+# ============================================================================
+_row("cross_entropy", _one, _call("cross_entropy"),
+     lambda b, e, g: (b.neg(b.div(b.mul(g, e.args[1]), e.args[0])),
+                      b.neg(b.mul(g, b.op("log", e.args[0])))))
+# cross_entropy(softmax(z), target), made by the compiler (rnngraph/compile/lower.py):
+# stable, and its gradient never divides by a probability that underflowed.
+_row("softmax_cross_entropy", _one, _call("softmax_cross_entropy"),
+     lambda b, e, g: (b.mul(g, b.sub(b.mul(b.op("softmax", e.args[0]), b.op("rowsum", e.args[1])),
+                                     e.args[1])),
+                      b.neg(b.mul(g, b.op("log_softmax", e.args[0])))))
+
+#: What generated code imports from rnngraph/ops.py.
+RUNTIME = ("sigmoid", "softmax", "log_softmax", "cross_entropy", "softmax_cross_entropy")

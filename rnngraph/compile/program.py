@@ -1,0 +1,176 @@
+"""The compiler's IR: blocks of flat equations over named homes and temporaries.
+
+A :class:`Program` is what every pass takes and returns and what every emitter
+prints.  It is a list of :class:`Block`: the prologue (``once``: time-free values
+and initial values) and loops over t, forward or backward in time.  A block is a
+flat list of :class:`Eqn`, ``out = op(args)`` or ``out += op(args)``, over atoms:
+
+``Tmp(name)``                a temporary, bound once inside its block
+``Home(name, offset)``       a model value that lives in an array: ``offset`` k is
+                             step t+k of a sequence (in a loop), None a time-free
+                             value, input or parameter; ``step`` s instead of
+                             offset is the absolute step s (``h(0)``, ``h(-1)``);
+                             ``grad`` makes it the home of that value's gradient
+``Const(value)``             a number
+
+Temporaries never leave their block: blocks talk through homes only.  Every
+value has a :class:`Type`: its leading (batch) axes and its trailing shape.
+
+``repr(program)`` prints it; :meth:`Program.check` asserts bound-before-use and
+single assignment of temporaries, naming the failing equation with its
+neighbours.
+
+Examples
+--------
+>>> from rnngraph import parse
+>>> from rnngraph.compile.lower import lower
+>>> print(lower(parse("h(t) = tanh(W h(t-1) + U x(t) + b)\\nx: 3, h: 4")))
+once:
+loop forward h:
+  %1 = matvec W h(t-1)
+  %2 = matvec U x(t)
+  %3 = add %1 %2
+  %4 = add %3 b
+  h(t) = tanh %4
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from ..printing import number_text, time_text
+
+
+@dataclass(frozen=True)
+class Type:
+    """``lead`` leading axes (0: none, 1: the batch) before ``shape``: () a number,
+    (n,) a vector, (rows, cols) a matrix."""
+
+    lead: int
+    shape: tuple
+
+    def __str__(self):
+        return ("B, " * self.lead + ", ".join(map(str, self.shape))).rstrip(", ").join("()")
+
+
+NUMBER = Type(0, ())
+
+
+@dataclass(frozen=True)
+class Tmp:
+    name: str
+
+    def __str__(self):
+        return self.name
+
+
+@dataclass(frozen=True)
+class Home:
+    name: str
+    offset: int | None = None
+    step: int | None = None
+    grad: bool = False
+
+    def __str__(self):
+        base = f"d{self.name}" if self.grad else self.name
+        if self.step is not None:
+            return f"{base}({self.step})"
+        return base if self.offset is None else f"{base}({time_text(self.offset)})"
+
+    @property
+    def key(self) -> tuple[str, bool]:
+        """The array this reads or writes: its name, and whether it is a gradient's."""
+        return (self.name, self.grad)
+
+    def gradient(self) -> "Home":
+        return replace(self, grad=True)
+
+
+@dataclass(frozen=True)
+class Const:
+    value: float
+
+    def __str__(self):
+        return number_text(self.value)
+
+
+Atom = Tmp | Home | Const
+
+
+@dataclass(frozen=True)
+class Eqn:
+    """``out = op(*args)`` (``accumulate``: ``out += ...``); ``attrs`` are the op's
+    parameters (a slice's bounds, a sum's target type); ``origin`` the left side of
+    the model equation it comes from, for comments and names."""
+
+    out: Tmp | Home
+    op: str
+    args: tuple
+    attrs: tuple = ()
+    accumulate: bool = False
+    origin: str | None = field(default=None, compare=False)
+
+    def __str__(self):
+        attrs = "".join(f" [{a}]" for a in self.attrs)
+        eq = "+=" if self.accumulate else "="
+        if self.op == "copy":
+            return f"{self.out} {eq} {self.args[0]}"
+        return f"{self.out} {eq} {self.op} {' '.join(map(str, self.args))}{attrs}".rstrip()
+
+
+@dataclass
+class Block:
+    """The prologue (``kind="once"``) or a loop over t (``"loop"``, ``direction``
+    +1 forward in time, -1 backward); ``names`` the model variables it computes."""
+
+    kind: str
+    eqns: list
+    names: tuple = ()
+    direction: int = 1
+
+    def header(self) -> str:
+        if self.kind == "once":
+            return "once:"
+        way = "forward" if self.direction > 0 else "backward"
+        return f"loop {way} {' '.join(self.names)}:".replace(" :", ":")
+
+
+@dataclass
+class Program:
+    """Blocks in the order they run, and the type of every home and temporary."""
+
+    blocks: list
+    types: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        lines = []
+        for b in self.blocks:
+            lines.append(b.header())
+            lines += [f"  {e}" for e in b.eqns]
+        return "\n".join(lines)
+
+    __str__ = __repr__
+
+    def type(self, atom) -> Type:
+        if isinstance(atom, Const):
+            return NUMBER
+        if isinstance(atom, Home):
+            return self.types[("home", atom.name)]
+        return self.types[("tmp", atom.name)]
+
+    def check(self) -> None:
+        """Assert that each temporary is bound before use, once, inside its block."""
+        for b in self.blocks:
+            bound: set[str] = set()
+            for i, e in enumerate(b.eqns):
+                for a in e.args:
+                    if isinstance(a, Tmp) and a.name not in bound:
+                        raise AssertionError(f"{a} used before it is bound{_context(b.eqns, i)}")
+                if isinstance(e.out, Tmp):
+                    if e.out.name in bound or e.accumulate:
+                        raise AssertionError(f"{e.out} bound twice{_context(b.eqns, i)}")
+                    bound.add(e.out.name)
+
+
+def _context(eqns, i) -> str:
+    rows = [f"{'>' if j == i else ' '} {eqns[j]}" for j in range(max(i - 2, 0), min(i + 3, len(eqns)))]
+    return ":\n" + "\n".join(rows)
