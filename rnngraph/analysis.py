@@ -23,9 +23,12 @@ import networkx as nx
 from . import ast
 from .errors import RnnGraphError, Source
 from .functions import FUNCTIONS
-from .printing import time_text
+from .printing import expr_text, time_text
 
 ROLES = ("input", "sequence", "state", "value", "parameter")
+
+#: Functions whose result in one lane depends on the other lanes (so not on a number).
+LANE_MIXING = ("softmax", "cross_entropy")
 
 
 @dataclass
@@ -129,6 +132,15 @@ def analyse(program: ast.Program, source: Source) -> dict[str, Symbol]:
         if eq.kind != "init":
             timed = eq.kind == "seq"
             symbols[eq.name] = Symbol(eq.name, "sequence" if timed else "value", timed, eq.pos)
+
+    # softmax and the losses work across a vector's lanes: a number has none to work across.
+    for eq in program.equations:
+        for node in ast.walk(eq.rhs):
+            if isinstance(node, ast.Call) and node.func in LANE_MIXING:
+                for arg in node.args:
+                    if not any(isinstance(n, ast.Ref) for n in ast.walk(arg)):
+                        raise err(f"{node.func} takes a vector, not the number {expr_text(arg)}",
+                                  *arg.pos)
 
     # Reads: every Ref, with who reads it.
     reads: list[tuple[ast.Equation, ast.Ref]] = [

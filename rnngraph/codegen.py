@@ -128,7 +128,7 @@ class Generator(Reverse):
             for e in b.eqns:
                 if e.out not in self.py:
                     self.py[e.out] = namer(f"{identifier(e.defines)}_0" if e.out.endswith("(0)")
-                                           else e.out)
+                                           else identifier(e.out))
         for n in list(self.py):                     # gradients: dW, dh, d_3
             self.py["d " + n] = namer("d" + self.py[n])
 

@@ -405,6 +405,16 @@ class Compiled:
         return (f"T = {T}, B = {B}" if batched else f"T = {T}, no batch axis") if T is not None else \
             (f"B = {B}" if batched else "no batch axis")
 
+    def _batch_of_initial(self, initial) -> tuple[int, bool]:
+        """B and whether there is a batch axis, from the initial values of a model that reads
+        no input: the first given as (B, n)."""
+        if isinstance(initial, Mapping):
+            for value in initial.values():
+                shape = np.shape(value)
+                if len(shape) == 2:
+                    return shape[0], True
+        return 1, False
+
     def _initial(self, initial, B, batched):
         if not initial and type(initial) in (dict, type(None)):
             zeros = self._zeros.get((B, batched))    # read-only: the same arrays every call
@@ -507,6 +517,8 @@ class Compiled:
             p, pre = self._checked(params) if isinstance(params, Prepared) else \
                 (self._params(params), None)
             x, T, B, batched, classes = self._inputs(inputs, steps)
+            if not self.inputs and initial:         # no input says whether there is a batch axis
+                B, batched = self._batch_of_initial(initial)
             init, init_shapes = self._initial(initial, B, batched)
         raw, tape = self._forward(p, x, init, T, B, pre)
         outs, squeezed = {}, set()

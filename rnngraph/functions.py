@@ -34,6 +34,8 @@ FUNCTIONS: dict[str, Function] = {f.name: f for f in [
     Function("softmax", 1, r"\operatorname{softmax}"),
     Function("exp", 1, r"\exp"),
     Function("log", 1, r"\log"),
+    Function("softplus", 1, r"\operatorname{softplus}"),
+    Function("sqrt", 1, r"\sqrt{}"),            # {}: the argument goes inside the braces
     Function("cross_entropy", 2, r"\operatorname{CE}", size="scalar", loss=True),
 ]}
 

@@ -214,7 +214,6 @@ class _Widener:
     def __init__(self, blocks, model):
         self.blocks = blocks
         self.model = model
-        self.fresh = (f"_{k}" for k in itertools.count(1))
         self.taken = {e.out for b in blocks for e in b.eqns} | set(model.symbols)
         self.vector_sizes = {}
         for e in blocks[0].eqns:                    # time-free vectors: biases and their sums
@@ -226,7 +225,7 @@ class _Widener:
 
     def name(self, stem: str) -> str:
         for k in itertools.count(1):
-            n = f"_{stem}{k}"
+            n = f"%{stem}{k}"
             if n not in self.taken:
                 self.taken.add(n)
                 return n

@@ -5,8 +5,9 @@ computed before the first step) and ``step`` (the body of one time step).
 Each equation is ``out = op(args)``: one primitive (matmul, add, mul, tanh,
 ...) applied to atoms, which are
 
-``Var(name)``          a value bound earlier in the program: a temporary ``_3``,
-                       or a variable the model defines (``h1``)
+``Var(name)``          a value bound earlier in the program: a temporary ``%3``,
+                       or a variable the model defines (``h1``); a temporary's name
+                       starts with ``%``, which no model name can, so the two never meet
 ``Read(name, offset)`` a value from outside the step: an input at ``t+offset``
                        (offset None: a time-free input), or a state at another step
 ``Param(name)``        a parameter
@@ -22,11 +23,11 @@ Examples
 >>> print(parse("h(t) = tanh(W h(t-1) + U x(t) + b)").ir())
 { params W U b ; reads h(t-1) x(t)
   step:
-    _1 = matmul W h(t-1)
-    _2 = matmul U x(t)
-    _3 = add _1 _2
-    _4 = add _3 b
-    h = tanh _4
+    %1 = matmul W h(t-1)
+    %2 = matmul U x(t)
+    %3 = add %1 %2
+    %4 = add %3 b
+    h = tanh %4
 }
 """
 from __future__ import annotations
@@ -143,7 +144,7 @@ class _Lowering:
 
     def fresh(self) -> str:
         self.count += 1
-        return f"_{self.count}"
+        return f"%{self.count}"
 
     def atom(self, node, out: list[Eqn]):
         if isinstance(node, ast.Num):

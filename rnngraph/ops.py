@@ -316,6 +316,8 @@ _row("sigmoid",  "sigmoid({0})",               ("{g} * {out} * (1 - {out})",))
 _row("relu",     "np.maximum({0}, 0)",         ("{g} * ({out} > 0)",))
 _row("exp",      "np.exp({0})",                ("{g} * {out}",))
 _row("log",      "np.log({0})",                ("{g} / {0}",))
+_row("softplus", "np.logaddexp(0, {0})",       ("{g} * sigmoid({0})",))
+_row("sqrt",     "np.sqrt({0})",               ("{g} / (2 * {out})",))
 _row("softmax",  "softmax({0})",               ("{out} * ({g} - ({g} * {out}).sum(-1, keepdims=True))",))
 
 

@@ -115,7 +115,10 @@ class LatexPrinter(_Printer):
         return latex_name(name, f"({offset if offset == '0' else time_text(offset)})")
 
     def call(self, func, args):
-        return FUNCTIONS[func].latex + r"\left(" + ", ".join(args) + r"\right)"
+        latex = FUNCTIONS[func].latex
+        if latex.endswith("{}"):
+            return latex[:-1] + ", ".join(args) + "}"
+        return latex + r"\left(" + ", ".join(args) + r"\right)"
 
     def concat(self, items):
         return r"\begin{bmatrix}" + r" \\ ".join(items) + r"\end{bmatrix}"

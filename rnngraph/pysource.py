@@ -19,16 +19,21 @@ _GREEK_WORDS = {letter: word for word, letter in GREEK.items()}
 # ============================================================================
 
 def identifier(name: str) -> str:
-    """A Python identifier for a model name: Greek letters spelled out, keywords suffixed.
+    """A Python identifier for a model name: Greek letters spelled out, keywords and the
+    names Python keeps for itself suffixed; an IR temporary's ``%3`` is ``_3``.
 
     Examples
     --------
     >>> identifier("α"), identifier("lambda"), identifier("W_hh"), identifier("ϕ1")
     ('alpha', 'lambda_', 'W_hh', 'phi1')
+    >>> identifier("__debug__"), identifier("%3")
+    ('__debug___', '_3')
     """
     out = []
     for ch in name:
-        if ch.isascii():
+        if ch == "%":
+            out.append("_")
+        elif ch.isascii():
             out.append(ch)
         elif ch in _GREEK_WORDS:
             out.append(_GREEK_WORDS[ch])
@@ -38,7 +43,8 @@ def identifier(name: str) -> str:
                 (words[1].lower() if len(words) > 2 and words[-1] == "SYMBOL" else f"u{ord(ch):04x}")
             out.append(word)
     text = "".join(out)
-    return text + "_" if keyword.iskeyword(text) or text in ("None", "True", "False") else text
+    reserved = keyword.iskeyword(text) or text in ("None", "True", "False", "__debug__")
+    return text + "_" if reserved else text
 
 
 class Namer:
@@ -48,7 +54,7 @@ class Namer:
         self.taken = set(reserved)
 
     def __call__(self, *wishes: str) -> str:
-        wishes = tuple(w + "_" if keyword.iskeyword(w) else w for w in wishes)
+        wishes = tuple(w + "_" if keyword.iskeyword(w) or w == "__debug__" else w for w in wishes)
         for wish in wishes:
             if wish not in self.taken:
                 self.taken.add(wish)

@@ -1,0 +1,315 @@
+"""Random *models* through the whole compiler: the class of bug the course and the fuzzing found.
+
+A hypothesis strategy builds models, not texts: sequences forward and backward in
+time reading each other at delays 1-3, inputs read at other steps, time-free
+inputs and values, initial values, losses on a softmax; and in every operand
+position of every op and function of the language, a parameter matrix (also
+transposed, summed, multiplied by another), a bias, a number (negative, not
+whole), an input, a state, a value.  Names are drawn from those the generated
+code uses itself (``_1``, ``dh``, ``T``, ``np``, ``t1``, ``__debug__``, ...).
+
+Each model is compiled in float64 and float32 on both paths and must give: no
+exception but RnnGraphError; the optimized path the plain one's outputs and
+gradients to rounding; float32 the float64 outputs within float32's rounding;
+gradients that match central finite differences (float64, random directions).
+A few hundred models run in the default run; ``pytest -m slow`` runs more.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import rnngraph
+
+
+#: Names a model may use that the generated code uses for its own things.
+TRICKY = ["_1", "_2", "_5", "dh", "d_1", "T", "B", "np", "t1", "tm1", "now", "grads", "DTYPE",
+          "inf", "nan", "__debug__", "prepared", "ONE", "WORK", "out", "e", "g_h"]
+NUMBERS = [-2.0, -0.5, 0.25, 1.5, 3.0, 2.0, -1.0, 0.1]
+UNARY = ["tanh", "sigmoid", "relu", "exp", "softplus", "log", "sqrt", "softmax", "neg"]
+
+
+@dataclass
+class Builder:
+    """The pieces of one model as they are drawn."""
+
+    draw: object
+    names: set = field(default_factory=set)
+    sizes: dict = field(default_factory=dict)
+    lines: list = field(default_factory=list)
+    values: list = field(default_factory=list)         # (name, size)
+    timed: list = field(default_factory=list)          # readable sequences: (name, size, offsets)
+    funcs: set = field(default_factory=set)
+    count: int = 0
+
+    def name(self, stem: str) -> str:
+        draw = self.draw
+        if draw(st.integers(0, 5)) == 0:
+            pick = draw(st.sampled_from(TRICKY))
+            if pick not in self.names:
+                self.names.add(pick)
+                return pick
+        self.count += 1
+        n = f"{stem}{self.count}"
+        self.names.add(n)
+        return n
+
+    def param(self, rows: int, cols: int | None = None) -> str:
+        """A fresh parameter: a matrix (rows, cols) or a vector (rows,), its size declared."""
+        name = self.name("W" if cols else "b")
+        if not cols:
+            self.sizes[name] = rows
+        return name
+
+    def number(self) -> str:
+        v = self.draw(st.sampled_from(NUMBERS))
+        return repr(v) if not v.is_integer() else str(int(v))
+
+
+def _expr(b: Builder, n: int, depth: int, reads) -> str:
+    """An expression of size n.  ``reads(m)`` draws a read of something timed of size m,
+    or None for any size: (text, size)."""
+    draw = b.draw
+    kind = draw(st.sampled_from(["leaf", "leaf", "add", "mul", "div", "call", "call", "matvec",
+                                 "transpose", "concat", "scale", "bias", "matsum", "matprod"])
+                ) if depth > 0 else "leaf"
+    sub = lambda m=n: _expr(b, m, depth - 1, reads)  # noqa: E731
+
+    def operand(m):
+        """What a matrix multiplies: a read, or an expression plus a bias of size m (a
+        vector whatever the expression, and one whose size the bias declares)."""
+        if draw(st.booleans()) and reads(m) is not None:
+            return reads(m)[0]
+        return f"({sub(m)} + {b.param(m)})"
+    if kind == "leaf":
+        options = ["matvec_leaf", "bias", "number"]
+        if reads(n) is not None:
+            options.append("read")
+        if any(s == n for _, s in b.values):
+            options.append("value")
+        pick = draw(st.sampled_from(options))
+        if pick == "read":
+            return reads(n)[0]
+        if pick == "bias":
+            return b.param(n)
+        if pick == "number":
+            return b.number()
+        if pick == "value":
+            return draw(st.sampled_from([v for v, s in b.values if s == n]))
+        text, m = reads(None)
+        return f"{b.param(n, m)} {text}"
+    if kind in ("add", "mul"):
+        op = draw(st.sampled_from("+-")) if kind == "add" else "*"
+        return f"({sub()} {op} {sub()})"
+    if kind == "div":
+        den = draw(st.sampled_from(["number", "guard"]))
+        if den == "number":
+            return f"({sub()} / {b.number()})"
+        return f"({sub()} / (2 + tanh({sub()})))"
+    if kind == "call":
+        f = draw(st.sampled_from(UNARY))
+        b.funcs.add(f)
+        if f == "neg":
+            return f"-{sub()}" if draw(st.booleans()) else f"(-{sub()})"
+        if f == "log":
+            return draw(st.sampled_from([f"log(1.5 + tanh({sub()}))", f"log(sigmoid({sub()}))"]))
+        if f == "sqrt":
+            inner = sub()
+            return f"sqrt(1 + {inner} * {inner})"
+        if f == "exp":
+            return f"exp(tanh({sub()}))" if draw(st.booleans()) else f"exp({sub()} * 0.5)"
+        if f == "softmax":                       # of a vector: a number is refused
+            return f"softmax({operand(n)})"
+        return f"{f}({sub()})"
+    if kind == "matvec":
+        m = draw(st.integers(1, 3))
+        return f"{b.param(n, m)} {operand(m)}"
+    if kind == "transpose":
+        m = draw(st.integers(1, 3))
+        return f"{b.param(m, n)}^T {operand(m)}"
+    if kind == "concat":
+        m1, m2 = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+        return f"{b.param(n, m1 + m2)} [{operand(m1)}; {operand(m2)}]"
+    if kind == "scale":
+        num = b.number()
+        return f"{num} * {sub()}" if draw(st.booleans()) else f"({sub()} * {num})"
+    if kind == "bias":
+        return f"({sub()} + {b.param(n)})"
+    if kind == "matsum":
+        m = draw(st.integers(1, 3))
+        return f"({b.param(n, m)} - {b.number()} {b.param(n, m)}) {operand(m)}"
+    # (A B) v: A's columns, the inner size, are declared by A's product with a bias
+    m, k = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    A = b.param(n, k)
+    return f"(({A} {b.param(k, m)}) {operand(m)} + {A} {b.param(k)})"
+
+
+@st.composite
+def random_models(draw):
+    """The text of a valid model, with every size declared."""
+    b = Builder(draw)
+    x, nx = b.name("x"), draw(st.integers(1, 3))
+    b.sizes[x] = nx
+    inputs = [(x, nx, [-2, -1, 0, 0, 0, 1])]
+    if draw(st.booleans()):                                       # a time-free input
+        c, nc = b.name("c"), draw(st.integers(1, 3))
+        b.sizes[c] = nc
+        for _ in range(draw(st.integers(0, 2))):                 # time-free values of it
+            v, nv = b.name("v"), draw(st.integers(1, 3))
+            b.sizes[v] = nv
+            body = draw(st.sampled_from([f"tanh({b.param(nv, nc)} {c} + {b.param(nv)})",
+                                         f"sigmoid({b.param(nv)})",
+                                         f"{b.param(nv, nc)} {c} * {b.number()}"]))
+            b.lines.append(f"{v} = {body}")
+            b.values.append((v, nv))
+    n_seq = draw(st.integers(1, 3))
+    seqs = []                                                    # (name, size, direction, delay)
+    for i in range(n_seq):
+        backward = i > 0 and draw(st.integers(0, 3)) == 0
+        delay = draw(st.sampled_from([0, 1, 1, 2, 3]))
+        seqs.append((b.name("h"), draw(st.integers(1, 3)), "backward" if backward else "forward",
+                     delay))
+    for name, n, _, _ in seqs:
+        b.sizes[name] = n
+    for i, (name, n, way, delay) in enumerate(seqs):
+        def reads(m, i=i, way=way):
+            """What sequence i may read: inputs at their offsets; forward states any
+            at t-1..t-3; earlier ones at t; a backward one itself at t+k."""
+            options = [(v, s, k) for v, s, ks in inputs for k in ks]
+            for j, (other, s, w, d) in enumerate(seqs):
+                if way == "backward":
+                    if w == "backward" and (j < i or j == i and d):
+                        options += [(other, s, k) for k in ([0] if j < i else [d])]
+                    continue
+                if w == "backward":
+                    options += [(other, s, k) for k in (-1, 0, 1)]
+                elif j < i:
+                    options += [(other, s, 0)] + ([(other, s, -d)] if d else [])
+                elif d:
+                    options.append((other, s, -d))
+            if m is not None:
+                options = [o for o in options if o[1] == m]
+            if not options:
+                return None
+            v, s, k = draw(st.sampled_from(options))
+            return (f"{v}(t{'' if k == 0 else f'{k:+d}'})", s)
+        body = _expr(b, n, draw(st.integers(0, 3)), reads)
+        if delay:                                                # make sure it recurs
+            k = delay if way == "backward" else -delay
+            body = f"{body} + {b.param(n, n)} {name}(t{k:+d})"
+        b.lines.append(f"{name}(t) = {body}")
+        if way == "forward" and delay and draw(st.integers(0, 3)) == 0:
+            b.lines.append(f"{name}(0) = {draw(st.sampled_from([b.param(n), f'tanh({b.param(n)})']))}")
+    if draw(st.integers(0, 2)) == 0:                              # a loss on a softmax
+        name, n, _, _ = seqs[-1]
+        k, L, y = b.name("k"), b.name("L"), b.name("y")
+        b.sizes[k] = n
+        b.lines.append(f"{y}(t) = softmax({b.param(n, n)} {name}(t) + {b.param(n)})")
+        b.lines.append(f"{L}(t) = cross_entropy({y}(t), {k}(t))")
+    used = set(re.findall(r"[A-Za-z_]\w*", "\n".join(b.lines)))   # drawn but unused: no size
+    sizes = ", ".join(f"{k}: {v}" for k, v in b.sizes.items() if k in used)
+    return "\n".join(b.lines + [sizes]) + "\n"
+
+
+T, B = 3, 2
+
+
+def _problem(net, model, seed):
+    rng = np.random.default_rng(seed)
+    params = net.init_params(seed=seed)
+    inputs = {}
+    for n in net.inputs:
+        s = model.symbols[n]
+        shape = ((T, B) if s.timed else (B,)) + (model.sizes[n],)
+        inputs[n] = np.abs(rng.normal(size=shape)) if s.target else rng.normal(size=shape)
+    initial = {k: rng.normal(size=(B, model.sizes[k.split("(")[0]])) for k in net.initial_values}
+    return params, inputs, initial
+
+
+def worst_directional_error(net, point, cot, seed, directions=2, eps=1e-6):
+    """Central differences along random directions in (params, inputs, initial) against the
+    pullback's gradients contracted with them; the worst relative error."""
+    rng = np.random.default_rng(seed)
+    steps = T if net.model.timed else None
+    _, pullback = net.vjp(*point, steps=steps)
+    grads = pullback(cot)
+    flat = [(i, k) for i, part in enumerate(point) for k in part]
+    worst = 0.0
+    for _ in range(directions):
+        d = {key: rng.normal(size=np.shape(point[key[0]][key[1]])) for key in flat}
+
+        def f(step):
+            moved = [{k: v + step * d[i, k] for k, v in part.items()} for i, part in enumerate(point)]
+            outs = net.forward(*moved, steps=steps)
+            return sum(float((cot[k] * outs[k]).sum()) for k in cot)
+        numeric = (f(eps) - f(-eps)) / (2 * eps)
+        analytic = sum(float((grads[k] * d[i, k]).sum()) for i, k in flat if k in grads)
+        scale = max(abs(numeric), abs(analytic), 1e-8)
+        worst = max(worst, abs(numeric - analytic) / scale)
+    return worst
+
+
+def _close(a, b, rtol):
+    """|a - b| within rtol of the larger's scale (the array's largest magnitude, at least 1)."""
+    scale = max(1.0, float(np.max(np.abs(b), initial=0.0)))
+    return float(np.max(np.abs(a - b), initial=0.0)) <= rtol * scale
+
+
+PATHS = (False,)     # optimize=False: the compiler on the IR.  (True joins when it is on the IR too.)
+
+
+def check_model(text: str) -> None:
+    try:
+        model = rnngraph.parse(text, "random.rnn")
+    except rnngraph.RnnGraphError as err:
+        raise AssertionError(f"a valid model was refused: {err}\n{text}") from None
+    nets = {(opt, dt): model.compile(optimize=opt, dtype=dt)
+            for opt in PATHS for dt in ("float64", "float32")}
+    plain = nets[False, "float64"]
+    point = _problem(plain, model, seed=3)
+    steps = T if model.timed else None
+    rng = np.random.default_rng(4)
+    results = {}
+    with np.errstate(over="ignore", under="ignore"):
+        for key, net in nets.items():
+            cast = lambda d: {k: v.astype(key[1]) for k, v in d.items()}  # noqa: E731
+            outs, pullback = net.vjp(*map(cast, point), steps=steps)
+            if not results:
+                cot = {k: rng.normal(size=v.shape) for k, v in outs.items()}
+            results[key] = (outs, pullback(cast(cot)))
+        outs, grads = results[False, "float64"]
+        for k in outs:
+            assert np.all(np.isfinite(outs[k])), (k, text)
+        for opt in PATHS:
+            fast_outs, fast_grads = results[opt, "float64"]
+            for k in outs:
+                assert _close(fast_outs[k], outs[k], 1e-10), ("optimized output", k, text)
+            for k in grads:
+                assert _close(fast_grads[k], grads[k], 1e-8), ("optimized gradient", k, text)
+            outs32, _ = results[opt, "float32"]
+            for k in outs:
+                assert outs32[k].dtype == np.float32
+                assert _close(outs32[k], outs[k], 1e-4), ("float32 output", opt, k, text)
+            err = worst_directional_error(nets[opt, "float64"], point, cot, seed=5)
+            assert err <= 1e-5, (err, text)
+
+
+SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                      HealthCheck.data_too_large])
+
+
+@settings(max_examples=200, **SETTINGS)
+@given(random_models())
+def test_random_models_compile_and_agree_everywhere(text):
+    check_model(text)
+
+
+@pytest.mark.slow
+@settings(max_examples=2000, **SETTINGS)
+@given(random_models())
+def test_many_more_random_models(text):
+    check_model(text)
