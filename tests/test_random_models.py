@@ -121,7 +121,8 @@ def _expr(b: Builder, n: int, depth: int, reads) -> str:
             inner = sub()
             return f"sqrt(1 + {inner} * {inner})"
         if f == "exp":
-            return f"exp(tanh({sub()}))" if draw(st.booleans()) else f"exp({sub()} * 0.5)"
+            inner = sub()              # bounded: a recurrence of exp must not overflow in 3 steps
+            return f"exp(tanh({inner}))" if draw(st.booleans()) else f"exp(-({inner}) * ({inner}))"
         if f == "softmax":                       # of a vector: a number is refused
             return f"softmax({operand(n)})"
         return f"{f}({sub()})"
@@ -210,7 +211,7 @@ def random_models(draw):
         b.sizes[k] = n
         b.lines.append(f"{y}(t) = softmax({b.param(n, n)} {name}(t) + {b.param(n)})")
         b.lines.append(f"{L}(t) = cross_entropy({y}(t), {k}(t))")
-    used = set(re.findall(r"[A-Za-z_]\w*", "\n".join(b.lines)))   # drawn but unused: no size
+    used = set(re.findall(r"(?<![\^\w])[A-Za-z_]\w*", "\n".join(b.lines)))   # drawn but unused: no size
     sizes = ", ".join(f"{k}: {v}" for k, v in b.sizes.items() if k in used)
     return "\n".join(b.lines + [sizes]) + "\n"
 
