@@ -149,13 +149,18 @@ def analyse(program: ast.Program, source: Source) -> dict[str, Symbol]:
     matrix_uses = [r for m, _ in positions for r in m]
     matrices = {r.name for r in matrix_uses}
     vectors = {r.name for _, v in positions for r in v}
+    # The target of a loss is data, never a learned parameter: cross_entropy(o, y) makes y
+    # an input even when nothing multiplies it (issue: a time-free target became a parameter).
+    targets = {n.name for eq in program.equations for call in ast.walk(eq.rhs)
+               if isinstance(call, ast.Call) and FUNCTIONS[call.func].loss
+               for n in ast.walk(call.args[-1]) if isinstance(n, ast.Ref)}
 
     for eq, r in reads:
         sym = symbols.get(r.name)
         if sym is None:                                   # first read of an undefined name
             if r.offset is not None:
                 role, timed = "input", True
-            elif r.name in vectors and r.name not in matrices:
+            elif r.name in vectors and r.name not in matrices or r.name in targets:
                 role, timed = "input", False
             else:
                 role, timed = "parameter", False

@@ -341,7 +341,11 @@ class Compiled:
         for n, a in arrays.items():
             size = self._sizes[n]
             lead = ((T, B) if batched else (T,)) if sym[n].timed else ((B,) if batched else ())
-            if sym[n].target and a.dtype.kind in "biu" and a.ndim == len(lead):
+            if sym[n].target and a.dtype.kind == "b" and a.ndim == len(lead):
+                raise RnnGraphError(f"input '{n}' holds booleans of shape {_shape(a.shape)}: class "
+                                    f"indices are integers {_shape(lead)}, and a target of "
+                                    f"booleans is one per class {_shape(lead + (size,))}")
+            if sym[n].target and a.dtype.kind in "iu" and a.ndim == len(lead):
                 if a.shape != lead:
                     raise RnnGraphError(f"input '{n}' has shape {_shape(a.shape)}; expected class "
                                         f"indices {_shape(lead)} or vectors {_shape(lead + (size,))} "
@@ -375,7 +379,7 @@ class Compiled:
         may be class indices (T, B) or (T,), only when nothing else does.
         """
         sym = self.model.symbols
-        decided = [n for n in arrays if not (sym[n].target and arrays[n].dtype.kind in "biu")]
+        decided = [n for n in arrays if not (sym[n].target and arrays[n].dtype.kind in "iu")]
         for n in sorted(decided, key=lambda n: not sym[n].timed):
             a, timed = arrays[n], sym[n].timed
             if a.ndim not in ((2, 3) if timed else (1, 2)) or a.shape[-1] != self._sizes[n]:
@@ -544,7 +548,7 @@ class Compiled:
             if a.shape != outs[name].shape:
                 raise RnnGraphError(f"the cotangent for '{name}' has shape {_shape(a.shape)}; expected "
                                     f"{_shape(outs[name].shape)}, the shape of outputs['{name}']")
-            a = a.astype(self.dtype, copy=False)
+            a = self._finite(a.astype(self.dtype, copy=False), f"the cotangent for '{name}'")
             if name in squeezed:
                 a = a[:, None] if name in self._sequences else a[None]
             cot[name] = a

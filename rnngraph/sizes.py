@@ -3,7 +3,9 @@
 Every vector has a size and every matrix a number of rows and columns; each is
 a variable, and the equations say which must be equal (``U x(t)`` in the
 equation of ``h``: U has |h| rows and |x| columns; the terms of a sum share a
-size; elementwise operations unify).  A concatenation's size is the sum of its
+size; elementwise operations unify).  A vector known to have size 1 when its
+equation is read (declared or given; a loss does not) broadcasts, as in NumPy:
+``α * h(t)`` with ``α: 1`` scales every lane of h.  A concatenation's size is the sum of its
 parts, a linear constraint solved by propagation once unification is done.
 Declared and given sizes fix values; a conflict is reported where it arises.
 """
@@ -177,15 +179,27 @@ class _Inference:
             kind = {"mat": "a matrix", "vec": "a vector"}
             self.fail(f"'{node.op}' needs two vectors or two matrices: {expr_text(node.left)} is "
                       f"{kind[left[0]]} and {expr_text(node.right)} is {kind[right[0]]}", node)
+        if left[0] == "vec":                   # a vector of size 1 broadcasts, as in NumPy
+            if self.is_one(left[1]) and not self.is_one(right[1]):
+                return right
+            if self.is_one(right[1]) and not self.is_one(left[1]):
+                return left
         for a, b in zip(left[1:], right[1:]):
             self.u.unify(a, b, node)
         return left
+
+    def is_one(self, key) -> bool:
+        """Whether ``key`` is a vector known, by now, to have size 1 (declared or given) that is
+        not a loss: adding a loss to a vector is a mistake to report, not a broadcast."""
+        return key[0] == "sym" and self.u.get(key) == 1 and self.u.find(key) != self.u.find(ONE)
 
     def equation(self, eq: ast.Equation) -> None:
         s = self.shape(eq.rhs)
         if s[0] == "mat":
             self.fail(f"the right side of {eq.lhs_text} is a matrix; multiply it by a vector", eq.rhs)
         if s[0] == "vec":
+            if self.is_one(s[1]) and self.u.get(("sym", eq.name)) not in (None, 1):
+                return                              # h = α with α of size 1: every lane α
             self.u.unify(("sym", eq.name), s[1], eq.rhs)
 
     def propagate_sums(self) -> None:

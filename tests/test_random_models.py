@@ -30,6 +30,9 @@ import rnngraph
 TRICKY = ["_1", "_2", "_5", "dh", "d_1", "T", "B", "np", "t1", "tm1", "now", "grads", "DTYPE",
           "inf", "nan", "__debug__", "prepared", "ONE", "WORK", "out", "e", "g_h"]
 NUMBERS = [-2.0, -0.5, 0.25, 1.5, 3.0, 2.0, -1.0, 0.1]
+#: Sizes of what a matrix multiplies when nothing else fixes them: a bias added to it fixes
+#: them, except a bias of size 1, which broadcasts (so 1 is left to sequences and values).
+INNER = st.integers(2, 3)
 UNARY = ["tanh", "sigmoid", "relu", "exp", "softplus", "log", "sqrt", "softmax", "neg"]
 
 
@@ -86,7 +89,7 @@ def _expr(b: Builder, n: int, depth: int, reads) -> str:
             return reads(m)[0]
         return f"({sub(m)} + {b.param(m)})"
     if kind == "leaf":
-        options = ["matvec_leaf", "bias", "number"]
+        options = ["matvec_leaf", "bias", "number", "size-1 value"]
         if reads(n) is not None:
             options.append("read")
         if any(s == n for _, s in b.values):
@@ -96,6 +99,8 @@ def _expr(b: Builder, n: int, depth: int, reads) -> str:
             return reads(n)[0]
         if pick == "bias":
             return b.param(n)
+        if pick == "size-1 value":             # broadcasts over the n lanes
+            return b.param(1)
         if pick == "number":
             return b.number()
         if pick == "value":
@@ -127,13 +132,13 @@ def _expr(b: Builder, n: int, depth: int, reads) -> str:
             return f"softmax({operand(n)})"
         return f"{f}({sub()})"
     if kind == "matvec":
-        m = draw(st.integers(1, 3))
+        m = draw(INNER)
         return f"{b.param(n, m)} {operand(m)}"
     if kind == "transpose":
-        m = draw(st.integers(1, 3))
+        m = draw(INNER)
         return f"{b.param(m, n)}^T {operand(m)}"
     if kind == "concat":
-        m1, m2 = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+        m1, m2 = draw(INNER), draw(INNER)
         return f"{b.param(n, m1 + m2)} [{operand(m1)}; {operand(m2)}]"
     if kind == "scale":
         num = b.number()
@@ -141,10 +146,10 @@ def _expr(b: Builder, n: int, depth: int, reads) -> str:
     if kind == "bias":
         return f"({sub()} + {b.param(n)})"
     if kind == "matsum":
-        m = draw(st.integers(1, 3))
+        m = draw(INNER)
         return f"({b.param(n, m)} - {b.number()} {b.param(n, m)}) {operand(m)}"
     # (A B) v: A's columns, the inner size, are declared by A's product with a bias
-    m, k = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    m, k = draw(INNER), draw(INNER)
     A = b.param(n, k)
     return f"(({A} {b.param(k, m)}) {operand(m)} + {A} {b.param(k)})"
 
@@ -231,11 +236,11 @@ def _problem(net, model, seed):
     return params, inputs, initial
 
 
-def worst_directional_error(net, point, cot, seed, directions=2, eps=1e-6):
+def worst_directional_error(net, point, cot, seed, steps=None, directions=2, eps=1e-6):
     """Central differences along random directions in (params, inputs, initial) against the
-    pullback's gradients contracted with them; the worst relative error."""
+    pullback's gradients contracted with them; the worst relative error.  ``steps``: T, for
+    a model that reads no input sequence."""
     rng = np.random.default_rng(seed)
-    steps = T if net.model.timed else None
     _, pullback = net.vjp(*point, steps=steps)
     grads = pullback(cot)
     flat = [(i, k) for i, part in enumerate(point) for k in part]
@@ -295,7 +300,7 @@ def check_model(text: str) -> None:
             for k in outs:
                 assert outs32[k].dtype == np.float32
                 assert _close(outs32[k], outs[k], 1e-4), ("float32 output", opt, k, text)
-            err = worst_directional_error(nets[opt, "float64"], point, cot, seed=5)
+            err = worst_directional_error(nets[opt, "float64"], point, cot, seed=5, steps=steps)
             assert err <= 1e-5, (err, text)
 
 
