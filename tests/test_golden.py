@@ -1,0 +1,50 @@
+"""Golden files: the generated source of every example, so that any change to it shows in a diff.
+
+tests/golden/<example>.plain.py is ``rnngraph compile examples/<example>.rnn --plain
+--dtype float32``.  A change to the compiler that changes generated code fails here
+until the files are regenerated, by
+
+    python tests/test_golden.py
+
+and the diff is read, like any other change, before it is committed.
+"""
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+import rnngraph  # noqa: E402
+
+EXAMPLES = sorted((HERE.parent / "examples").glob("*.rnn"))
+GOLDEN = HERE / "golden"
+
+
+def generated(path: Path) -> str:
+    """What ``rnngraph compile examples/NAME.rnn --plain --dtype float32`` prints, with the
+    file named as from the repository's root, wherever it runs."""
+    model = rnngraph.parse(path.read_text(encoding="utf-8"), f"examples/{path.name}")
+    return model.compile(optimize=False, dtype="float32").source
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_generated_source_is_the_golden_file(path):
+    golden = GOLDEN / f"{path.stem}.plain.py"
+    assert golden.exists(), f"no golden file for {path.name}: run python tests/test_golden.py"
+    assert generated(path) == golden.read_text(encoding="utf-8"), \
+        f"the generated source of {path.name} changed: run python tests/test_golden.py, read the diff"
+
+
+def test_every_golden_file_has_its_example():
+    assert sorted(p.name for p in GOLDEN.glob("*.py")) == sorted(f"{p.stem}.plain.py" for p in EXAMPLES)
+
+
+if __name__ == "__main__":
+    GOLDEN.mkdir(exist_ok=True)
+    for old in GOLDEN.glob("*.py"):
+        old.unlink()
+    for path in EXAMPLES:
+        (GOLDEN / f"{path.stem}.plain.py").write_text(generated(path), encoding="utf-8")
+    print(f"wrote {len(EXAMPLES)} golden files to {GOLDEN}")
