@@ -18,7 +18,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .codegen import generator
-from .compile import Plain
+from .compile import Optimized, Plain
 from .errors import RnnGraphError
 from .jit import jit_loops, numba_or_error
 from .pysource import _tuple
@@ -129,7 +129,7 @@ class Compiled:
     """
 
     def __init__(self, model, dtype: str = "float64", check_finite: bool = True,
-                 optimize: bool = True, backend: str = "numpy"):
+                 optimize: bool = True, backend: str = "numpy", _ir: bool = False):
         if str(dtype) not in DTYPES:
             raise RnnGraphError(f"dtype must be float32 or float64, not {dtype!r}")
         if backend not in BACKENDS:
@@ -147,7 +147,9 @@ class Compiled:
         # generator gives every initial slot of a state read two or more steps back the
         # value h(0); until its passes move onto the IR, such a model takes the plain path.
         long_delay = any(step < 0 for step, _ in model.initial_slots.values())
-        if not optimize or long_delay:
+        if optimize and _ir:                 # the optimized path on the IR, while it is built
+            gen, numba = Optimized(model, str(dtype)), None
+        elif not optimize or long_delay:
             if numba is not None:
                 warnings.warn(f"{model.filename}: backend='numba' runs this model in NumPy: it reads "
                               "a state two or more steps back, which only the plain path compiles "

@@ -24,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import rnngraph
+from rnngraph.compiled import Compiled
 
 
 #: Names a model may use that the generated code uses for its own things.
@@ -265,7 +266,12 @@ def _close(a, b, rtol):
     return float(np.max(np.abs(a - b), initial=0.0)) <= rtol * scale
 
 
-PATHS = (False,)     # optimize=False: the compiler on the IR.  (True joins when it is on the IR too.)
+PATHS = (False, True)     # the plain and the optimized path, both the compiler on the IR
+
+
+def compiled(model, optimize: bool, dtype: str):
+    """The model compiled by the compiler on the IR, plain or optimized."""
+    return Compiled(model.require_sizes(), dtype=dtype, optimize=optimize, _ir=optimize)
 
 
 def check_model(text: str) -> None:
@@ -273,8 +279,7 @@ def check_model(text: str) -> None:
         model = rnngraph.parse(text, "random.rnn")
     except rnngraph.RnnGraphError as err:
         raise AssertionError(f"a valid model was refused: {err}\n{text}") from None
-    nets = {(opt, dt): model.compile(optimize=opt, dtype=dt)
-            for opt in PATHS for dt in ("float64", "float32")}
+    nets = {(opt, dt): compiled(model, opt, dt) for opt in PATHS for dt in ("float64", "float32")}
     plain = nets[False, "float64"]
     point = _problem(plain, model, seed=3)
     steps = T if model.timed else None
@@ -315,7 +320,7 @@ def test_random_models_compile_and_agree_everywhere(text):
 
 
 @pytest.mark.slow
-@settings(max_examples=2000, **SETTINGS)
+@settings(max_examples=1000, **SETTINGS)
 @given(random_models())
 def test_many_more_random_models(text):
     check_model(text)

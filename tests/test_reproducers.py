@@ -12,7 +12,7 @@ from rnngraph import RnnGraphError
 from rnngraph.cli import main
 
 from conftest import ROOT
-from test_random_models import PATHS, worst_directional_error
+from test_random_models import PATHS, compiled, worst_directional_error
 
 RNG = np.random.default_rng(0)
 T, B = 4, 2
@@ -27,13 +27,13 @@ def run(text, reference, optimize):
     arrays (T, B, n)) in float64, float32 is within its rounding, and the gradients
     pass central differences."""
     model = rnngraph.parse(text)
-    net = model.compile(optimize=optimize)
+    net = compiled(model, optimize, "float64")
     params = {k: 2 * v for k, v in net.init_params(seed=3).items()}
     inputs = {n: RNG.normal(size=(T, B, model.sizes[n])) for n in net.inputs}
     outs = net.forward(params, inputs)
     for name, want in reference(params, inputs).items():
         np.testing.assert_allclose(outs[name], want, rtol=1e-12, atol=1e-14)
-    net32 = model.compile(optimize=optimize, dtype="float32")
+    net32 = compiled(model, optimize, "float32")
     outs32 = net32.forward({k: v.astype(np.float32) for k, v in params.items()},
                            {k: v.astype(np.float32) for k, v in inputs.items()})
     for name in outs:
@@ -107,7 +107,7 @@ def test_a_variable_renamed_to_a_generated_name_changes_nothing(optimize):
     """torch_gru with b_in renamed _2 (item 3) computes what torch_gru computes."""
     text = (ROOT / "examples/torch_gru.rnn").read_text(encoding="utf-8")
     original, renamed = rnngraph.parse(text), rnngraph.parse(text.replace("b_in", "_2"))
-    a, b = original.compile(optimize=optimize), renamed.compile(optimize=optimize)
+    a, b = compiled(original, optimize, "float64"), compiled(renamed, optimize, "float64")
     p = a.init_params(seed=2)
     q = {("_2" if k == "b_in" else k): v for k, v in p.items()}
     x = {"x": RNG.normal(size=(T, B, original.sizes["x"]))}

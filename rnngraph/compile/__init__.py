@@ -9,9 +9,10 @@
 """
 from __future__ import annotations
 
-from .autodiff import backward
+from .autodiff import backward, taped
 from .lower import lower
 from .numpy_plain import Printer
+from .passes import drop_dead, fold_constants, hoist_invariants, split_loops
 
 
 class Plain:
@@ -28,3 +29,18 @@ class Plain:
 
     def module(self) -> str:
         return self.source
+
+
+class Optimized(Plain):
+    """The optimized path: loops split around their recurrence, invariants hoisted, in
+    the forward program and in its reverse."""
+
+    def __init__(self, model, dtype: str):
+        forward, back = taped(split_loops(hoist_invariants(fold_constants(lower(model)))))
+        self.forward = forward
+        self.backward = split_loops(hoist_invariants(drop_dead(back)))
+        self.params = list(model.ir().params)
+        printer = Printer(model, self.forward, self.backward, dtype, self.params)
+        self.inputs = printer.inputs
+        self.step_vars = printer.seqs
+        self.source = printer.module()

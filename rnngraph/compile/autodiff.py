@@ -48,12 +48,12 @@ class Builder:
     """Appends equations to ``eqns``, each a fresh temporary, its type recorded in
     the program's table; numbers become constants."""
 
-    def __init__(self, prog: Program, eqns: list, origin: str | None = None):
-        self.prog, self.eqns, self.origin = prog, eqns, origin
+    def __init__(self, prog: Program, eqns: list, origin: str | None = None, block=None):
+        self.prog, self.eqns, self.origin, self.block = prog, eqns, origin, block
         self.count = sum(1 for k in prog.types if k[0] == "tmp" and k[1].startswith("%g"))
 
     def type(self, atom) -> Type:
-        return self.prog.type(atom)
+        return self.prog.type(atom, self.block)
 
     def op(self, name: str, *args, attrs: tuple = ()) -> Tmp:
         args = tuple(Const(float(a)) if isinstance(a, (int, float)) else a for a in args)
@@ -114,11 +114,11 @@ def reverse_block(prog: Program, block: Block) -> Block:
         if row.vjp is None:
             raise RnnGraphError(f"the compiler has no vector-Jacobian product for '{e.op}': "
                                 "add one to its row in rnngraph/compile/optable.py")
-        b = Builder(prog, out, e.origin)
+        b = Builder(prog, out, e.origin, block)
         for arg, c in zip(e.args, row.vjp(b, e, g)):
             if c is None or isinstance(arg, Const):
                 continue
-            c = b.sum_to(c, prog.type(arg))
+            c = b.sum_to(c, prog.type(arg, block))
             if isinstance(arg, Tmp):
                 adjoint[arg.name] = b.add(adjoint[arg.name], c) if arg.name in adjoint else c
             else:
@@ -141,8 +141,42 @@ def rematerialize(forward: Block, back: Block) -> Block:
 
 
 def backward(prog: Program) -> Program:
-    """The backward program of the forward program ``prog`` (types shared with it)."""
+    """The backward program of the forward program ``prog`` (types shared with it); the
+    temporaries its VJPs read are computed again (:func:`rematerialize`)."""
     blocks = [rematerialize(b, reverse_block(prog, b)) for b in reversed(prog.blocks)]
-    back = Program(blocks, prog.types)
+    back = Program(blocks, prog.types, prog.timed)
     back.check()
     return back
+
+
+def taped(prog: Program) -> tuple[Program, Program]:
+    """The forward program with the temporaries the backward pass reads kept in homes
+    (written where they are computed, an array over the steps in a loop), and the
+    backward program that reads them there: memory for time, as a tape does."""
+    forward = Program([Block(b.kind, list(b.eqns), b.names, b.direction) for b in prog.blocks],
+                      prog.types, set(prog.timed))
+    backs = [reverse_block(forward, b) for b in reversed(forward.blocks)]
+    for fb, bb in zip(reversed(forward.blocks), backs):
+        made = {e.out.name for e in fb.eqns if isinstance(e.out, Tmp)}
+        needed = {a.name for e in bb.eqns for a in e.args if isinstance(a, Tmp) and a.name in made}
+        if not needed:
+            continue
+        timed = fb.kind != "once"
+        homes = {n: Home(n + "'", 0 if timed else None) for n in needed}
+        for n, h in homes.items():
+            t = forward.types[("tmp", n)]          # in an every-step block, with the time axis
+            forward.types[("home", h.name)] = Type(t.lead - 1, t.shape) if fb.kind == "all" else t
+            if timed:
+                forward.timed.add(h.name)
+
+        def keep(e):
+            out = homes.get(e.out.name, e.out) if isinstance(e.out, Tmp) else e.out
+            args = tuple(homes[a.name] if isinstance(a, Tmp) and a.name in homes else a
+                         for a in e.args)
+            return Eqn(out, e.op, args, e.attrs, e.accumulate, e.origin)
+        fb.eqns = [keep(e) for e in fb.eqns]
+        bb.eqns = [keep(e) for e in bb.eqns]
+    back = Program(backs, forward.types, forward.timed)
+    forward.check()
+    back.check()
+    return forward, back

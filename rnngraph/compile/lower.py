@@ -141,7 +141,8 @@ def lower(model) -> Program:
                 low.equation(eq, body)
         backward = any(model.symbols[n].direction == "backward" for n in names)
         blocks.append(Block("loop", body, names, -1 if backward else 1))
-    prog = Program(blocks, low.types)
+    timed = {n for n, s in model.symbols.items() if s.timed}
+    prog = Program(blocks, low.types, timed)
     fuse_losses(prog)
     prog.check()
     return prog

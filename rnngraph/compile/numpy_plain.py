@@ -16,7 +16,7 @@ from __future__ import annotations
 import keyword
 
 from .. import __version__
-from ..pysource import Namer, _tuple, _unpack, _wrap, identifier
+from ..pysource import Namer, _slice_name, _tuple, _unpack, _wrap, identifier
 from .optable import ATOM, RUNTIME, UNARY, Text, lookup
 from .program import Const, Home, Tmp
 
@@ -41,6 +41,32 @@ def _dict(target: str, items: list[str], indent: str = "    ") -> list[str]:
     return lines + [line if items else head + "}"]
 
 
+def _statement(line: str, width: int = 99) -> list[str]:
+    """A statement broken into lines of at most ``width`` inside brackets (the right side
+    bracketed if it has to be), after a comma or before an operator."""
+    if len(line) <= width:
+        return [line]
+    indent = len(line) - len(line.lstrip())
+    head, op, rhs = line.partition(" = ") if " = " in line else line.partition(" += ")
+    if not op:
+        return [line]
+    line = f"{head}{op}({rhs})"
+    lines, hang = [], " " * (indent + 4)
+    while len(line) > width:
+        depth, best = 0, None
+        for i, ch in enumerate(line[:width]):
+            depth += ch in "([{"
+            depth -= ch in ")]}"
+            if depth > 0 and i > indent + 8 and (line.startswith(", ", i) or
+                                                  line[i:i + 3] in (" + ", " - ", " * ", " @ ", " / ")):
+                best = i + 1 if line[i] == "," else i
+        if best is None:
+            break
+        lines.append(line[:best].rstrip())
+        line = hang + line[best:].lstrip()
+    return lines + [line]
+
+
 def _index(k: int) -> str:
     return "t" if k == 0 else f"t {'+' if k > 0 else '-'} {abs(k)}"
 
@@ -53,7 +79,8 @@ class Printer:
         self.sym = model.symbols
         self.params = params
         self.inputs = [n for n, s in self.sym.items() if s.role == "input"]
-        self.seqs = [n for b in fwd.blocks[1:] for n in b.names]
+        written = [e.out.name for b in fwd.blocks for e in b.eqns if isinstance(e.out, Home)]
+        self.seqs = [n for n in dict.fromkeys(written) if n in self.sym and self.sym[n].timed]
         self.values = [n for n, s in self.sym.items() if s.role == "value"]
         offsets = [a.offset for p in (fwd, back) for b in p.blocks for e in b.eqns
                    for a in (e.out, *e.args) if isinstance(a, Home) and a.offset is not None]
@@ -64,6 +91,23 @@ class Printer:
         self.py = {n: namer(identifier(n)) for n in self.sym}
         self.T, self.B = namer("T", "n_steps"), namer("B", "n_batch")
         self.d = {n: namer("d" + self.py[n]) for n in self.sym}
+        offsets = {a.offset for p in (fwd, back) for b in p.blocks if b.kind == "all"
+                   for e in b.eqns for a in (e.out, *e.args)
+                   if isinstance(a, Home) and a.offset is not None}
+        self.slices = {k: namer(_slice_name(k)) for k in sorted(offsets)}
+        self.kind = "once"
+        # Homes the passes made (a temporary kept over the steps): named after what they hold
+        self.made = {}                      # name -> the program that writes it
+        for prog in (fwd, back):
+            for b in prog.blocks:
+                self.kind = b.kind
+                for e in b.eqns:
+                    if isinstance(e.out, Home) and e.out.name not in self.sym \
+                            and e.out.name not in self.py and not e.out.grad:
+                        self.made[e.out.name] = prog
+                        self.py[e.out.name] = namer(self.wish(prog, e, {}))
+                        self.d[e.out.name] = namer("d" + self.py[e.out.name])
+        self.kind = "once"
         self.taken = set(namer.taken)       # each function names its temporaries afresh
 
     # -- atoms ---------------------------------------------------------------------
@@ -77,7 +121,23 @@ class Printer:
         base = self.d[h.name] if h.grad else self.py[h.name]
         if h.step is not None:
             return f"{base}[{self.slot(h.step)}]"
-        return base if h.offset is None else f"{base}[{self.index(h.offset)}]"
+        if h.offset is None:
+            return base
+        if self.kind == "all":
+            return f"{base}[{self.slices[h.offset]}]"
+        return f"{base}[{self.index(h.offset)}]"
+
+    def slice_lines(self, prog) -> list[str]:
+        """``tm1, now = slice(0, T), slice(1, T + 1)``: the steps t + k of every-step blocks."""
+        used = sorted({a.offset for b in prog.blocks if b.kind == "all" for e in b.eqns
+                       for a in (e.out, *e.args) if isinstance(a, Home) and a.offset is not None})
+        if not used:
+            return []
+        names = [self.slices[k] for k in used]
+        spans = [f"slice({self.P + k}, {self.T} + {self.P + k})" if self.P + k else f"slice(0, {self.T})"
+                 for k in used]
+        return ["    # The steps t + k of the blocks that run every step at once",
+                f"    {', '.join(names)} = {', '.join(spans)}"]
 
     def atom(self, a, texts) -> Text:
         if isinstance(a, Const):
@@ -101,7 +161,7 @@ class Printer:
         lines, origin = [], None
         for i, e in enumerate(eqns):
             args = [self.atom(a, texts) for a in e.args]
-            types = tuple(prog.type(a) for a in e.args)
+            types = tuple(prog.type(a, block) for a in e.args)
             text = lookup(e.op).py(tuple(args), types, e.attrs)
             read = {a.key for a in e.args if isinstance(a, Home)}
             read |= set().union(*(reads.get(a.name, set()) for a in e.args if isinstance(a, Tmp)))
@@ -119,13 +179,14 @@ class Printer:
                 target = name
             else:
                 target = self.home(e.out)
-                if e.out.offset is None and e.out.step is None and not e.accumulate:
+                if e.out.offset is None and e.out.step is None and not e.accumulate \
+                        and e.out.name in self.sym:
                     target += "[...]"
             if e.origin != origin and e.origin is not None:
                 lines.append(f"{indent}# {self.equation_text(e.origin)}")
                 origin = e.origin
             op = "+=" if e.accumulate else "="
-            lines += _wrap(f"{indent}{target} {op} {text.text}")
+            lines += _statement(f"{indent}{target} {op} {text.text}")
         return lines
 
     def equation_text(self, origin: str) -> str:
@@ -138,8 +199,9 @@ class Printer:
         def word(a):
             if isinstance(a, Home):
                 return ("d" if a.grad else "") + self.py[a.name]
-            if isinstance(a, Tmp) and texts[a.name].prec == ATOM and texts[a.name].text.isidentifier():
-                return texts[a.name].text
+            text = texts.get(a.name) if isinstance(a, Tmp) else None
+            if text is not None and text.prec == ATOM and text.text.isidentifier():
+                return text.text
             return None
         words = [word(a) for a in e.args if not isinstance(a, Const)]
         stem = (e.origin or "v").split("(")[0]
@@ -150,6 +212,17 @@ class Printer:
         if len(words) == 1 and words[0] and e.op not in ("sum_to", "copy"):
             return f"{e.op}_{words[0]}"
         return f"{'dz' if e.out.name.startswith('%g') else 'z'}_{identifier(stem)}"
+
+    def extra(self, prog, kind: str) -> list[str]:
+        """The homes the passes made that ``prog`` writes: timed ones allocated (written
+        step by step or for every step), time-free ones assigned where computed."""
+        lines = []
+        for n, p in self.made.items():
+            if p is prog and n in prog.timed:
+                t = prog.types[("home", n)]
+                rows = f"{self.T} + {self.P + self.F}"
+                lines.append(f"    {self.py[n]} = np.zeros(({rows}, {', '.join([self.B] * t.lead + [str(x) for x in t.shape])}), DTYPE)")
+        return lines
 
     def loop(self, block) -> str:
         T, P = self.T, self.P
@@ -162,7 +235,8 @@ class Printer:
     def blocks(self, prog, title) -> list[str]:
         lines = []
         for b in prog.blocks:
-            if b.kind == "once":
+            self.kind = b.kind
+            if b.kind in ("once", "all"):
                 body = self.block(prog, b, "    ")
                 if body:
                     lines += ["", f"    # {title(b)}"] + body
@@ -192,7 +266,8 @@ class Printer:
                 f"DTYPE = np.{self.dtype}"]
         head += _wrap(f"PARAMETERS = {_tuple(self.params)}")
         tape = [n for n in self.sym if self.sym[n].role in ("input", "sequence", "state", "value")]
-        head += _wrap(f"TAPE = {_tuple(tape)}")
+        tape += [n for n, p in self.made.items() if p is self.fwd]
+        head += _wrap(f"TAPE = {_tuple(self.py[n] if n in self.made else n for n in tape)}")
         unpack = _unpack([self.py[p] for p in self.params], "(params[name] for name in PARAMETERS)")
         return "\n".join(head + self.prepare() + self.forward(unpack, tape)
                          + self.backward(unpack, tape)) + "\n"
@@ -207,7 +282,7 @@ class Printer:
         self.namer = Namer(self.taken)
         lines = ["", "", f"def forward(params, inputs, initial, {T}, {B}, prepared=None):",
                  f'    """Run the equations over steps 1..{T} for a batch of {B}; '
-                 'return (outputs, tape)."""'] + unpack
+                 'return (outputs, tape)."""'] + unpack + self.slice_lines(self.fwd)
         rows = f"{T} + {P + F}"
         if any(self.sym[n].timed for n in self.sym):
             at = "t" if P == 1 else f"t + {P - 1}"
@@ -226,17 +301,22 @@ class Printer:
                 lines.append(f'    {self.py[n]}[{self.slot(step)}] = initial["{key}"]')
         for n in self.values:
             lines.append(f"    {self.py[n]} = np.empty({self.shape(n)}, DTYPE)")
+        lines += self.extra(self.fwd, "forward")
 
         def title(b):
             if b.kind == "once":
                 return "Time-free values and initial values"
+            if b.kind == "all":
+                return "Every step at once: " + (", ".join(f"{n}(t)" for n in b.names) or
+                                                 "what does not depend on the loop after it")
             way = "forward" if b.direction > 0 else "backward"
             return f"{', '.join(f'{n}(t)' for n in b.names)}: a loop {way} in time"
         lines += self.blocks(self.fwd, title)
         outs = [f'"{n}": {self.py[n]}[{self.steps()}]' for n in self.seqs]
         outs += [f'"{n}": {self.py[n]}' for n in self.values]
         lines += [""] + _dict("outputs", outs)
-        lines += _dict("tape", [f'"{n}": {self.py[n]}' for n in tape])
+        lines += _dict("tape", [f'"{self.py[n] if n in self.made else n}": {self.py[n]}'
+                                for n in tape])
         return lines + ["    return outputs, tape"]
 
     def backward(self, unpack, tape) -> list[str]:
@@ -246,9 +326,14 @@ class Printer:
                  '    """Cotangents of the outputs -> gradients of the parameters, the inputs and '
                  'the', '    initial values: the blocks of forward in reverse, loops backward in time."""']
         lines += unpack + _unpack([self.py[n] for n in tape], "(tape[name] for name in TAPE)")
+        lines += self.slice_lines(self.back)
         lines += ["", "    # Gradients start at zero, and at the cotangents for the outputs"]
+        graded = {e.out.name for b in self.back.blocks for e in b.eqns
+                  if isinstance(e.out, Home) and e.out.grad}
         for n in self.params + tape:
-            lines.append(f"    {self.d[n]} = np.zeros_like({self.py[n]})")
+            if n in self.sym or n in graded:
+                lines.append(f"    {self.d[n]} = np.zeros_like({self.py[n]}, DTYPE)")
+        lines += self.extra(self.back, "backward")
         for n in self.seqs:
             lines.append(f'    {self.d[n]}[{self.steps()}] = cotangents.get("{n}", 0)')
         for n in self.values:
@@ -257,6 +342,9 @@ class Printer:
         def title(b):
             if b.kind == "once":
                 return "The time-free values and initial values, in reverse"
+            if b.kind == "all":
+                return "Every step at once" + (": " + ", ".join(f"{n}(t)" for n in b.names)
+                                               if b.names else "")
             way = "backward" if b.direction < 0 else "forward"
             return f"{', '.join(f'{n}(t)' for n in b.names)}: back through time ({way})"
         lines += self.blocks(self.back, title)

@@ -197,10 +197,24 @@ def _matvec_vjp(b, e, g):
     return (b.outer(g, v), b.op("vecmat", g, A))
 
 
+def _lead_sum(x: Text, axes: int) -> Text:
+    if axes <= 0:
+        return x
+    return Text(f"{x.at(ATOM)}.sum({0 if axes == 1 else tuple(range(axes))})", ATOM)
+
+
 def _outer_py(a, types, attrs):
-    if types[0].lead == 0:
-        return Text(f"np.outer({a[0].text}, {a[1].text})", ATOM)
-    return Text(f"{a[0].at(ATOM)}.T @ {a[1].at(MUL + 1)}", MUL)
+    """The operand with more leading axes summed down to the other's, then one product:
+    np.outer, a GEMM over the batch, or one over every step's rows."""
+    lead = min(t.lead for t in types)
+    g, v = (_lead_sum(x, t.lead - lead) for x, t in zip(a, types))
+    if lead == 0:
+        return Text(f"np.outer({g.text}, {v.text})", ATOM)
+    if lead == 1:
+        return Text(f"{g.at(ATOM)}.T @ {v.at(MUL + 1)}", MUL)
+    rows = [f"{x.at(ATOM)}.reshape(-1, {n})" for x, n in zip((g, v), (types[0].shape[0],
+                                                                      types[1].shape[0]))]
+    return Text(f"{rows[0]}.T @ {rows[1]}", MUL)
 
 
 _row("matvec", lambda t, at: Type(t[1].lead, t[0].shape[:1]),

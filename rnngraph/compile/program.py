@@ -119,8 +119,10 @@ class Eqn:
 
 @dataclass
 class Block:
-    """The prologue (``kind="once"``) or a loop over t (``"loop"``, ``direction``
-    +1 forward in time, -1 backward); ``names`` the model variables it computes."""
+    """The prologue (``kind="once"``), a loop over t (``"loop"``, ``direction`` +1
+    forward in time, -1 backward) or every step at once (``"all"``: a timed home is
+    read and written for steps 1..T together, a temporary has a leading time axis);
+    ``names`` the model variables it computes."""
 
     kind: str
     eqns: list
@@ -130,6 +132,8 @@ class Block:
     def header(self) -> str:
         if self.kind == "once":
             return "once:"
+        if self.kind == "all":
+            return f"every step {' '.join(self.names)}:".replace(" :", ":")
         way = "forward" if self.direction > 0 else "backward"
         return f"loop {way} {' '.join(self.names)}:".replace(" :", ":")
 
@@ -140,6 +144,7 @@ class Program:
 
     blocks: list
     types: dict = field(default_factory=dict)
+    timed: set = field(default_factory=set)     # the homes indexed by t
 
     def __repr__(self) -> str:
         lines = []
@@ -150,11 +155,16 @@ class Program:
 
     __str__ = __repr__
 
-    def type(self, atom) -> Type:
+    def type(self, atom, block: Block | None = None) -> Type:
+        """``atom``'s type; a timed home read in an every-step block has the time axis too."""
         if isinstance(atom, Const):
             return NUMBER
         if isinstance(atom, Home):
-            return self.types[("home", atom.name)]
+            t = self.types[("home", atom.name)]
+            if block is not None and block.kind == "all" and atom.name in self.timed \
+                    and atom.step is None:
+                return Type(t.lead + 1, t.shape)
+            return t
         return self.types[("tmp", atom.name)]
 
     def check(self) -> None:

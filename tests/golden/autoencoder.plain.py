@@ -43,12 +43,12 @@ def backward(params, tape, cotangents, T, B):
     h, x_hat, x = (tape[name] for name in TAPE)
 
     # Gradients start at zero, and at the cotangents for the outputs
-    dW1 = np.zeros_like(W1)
-    db1 = np.zeros_like(b1)
-    db2 = np.zeros_like(b2)
-    dh = np.zeros_like(h)
-    dx_hat = np.zeros_like(x_hat)
-    dx = np.zeros_like(x)
+    dW1 = np.zeros_like(W1, DTYPE)
+    db1 = np.zeros_like(b1, DTYPE)
+    db2 = np.zeros_like(b2, DTYPE)
+    dh = np.zeros_like(h, DTYPE)
+    dx_hat = np.zeros_like(x_hat, DTYPE)
+    dx = np.zeros_like(x, DTYPE)
     dh += cotangents.get("h", 0)
     dx_hat += cotangents.get("x_hat", 0)
 

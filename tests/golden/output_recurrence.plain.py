@@ -49,14 +49,14 @@ def backward(params, tape, cotangents, T, B):
     h, o, x = (tape[name] for name in TAPE)
 
     # Gradients start at zero, and at the cotangents for the outputs
-    dW = np.zeros_like(W)
-    dU = np.zeros_like(U)
-    db = np.zeros_like(b)
-    dV = np.zeros_like(V)
-    dc = np.zeros_like(c)
-    dh = np.zeros_like(h)
-    do = np.zeros_like(o)
-    dx = np.zeros_like(x)
+    dW = np.zeros_like(W, DTYPE)
+    dU = np.zeros_like(U, DTYPE)
+    db = np.zeros_like(b, DTYPE)
+    dV = np.zeros_like(V, DTYPE)
+    dc = np.zeros_like(c, DTYPE)
+    dh = np.zeros_like(h, DTYPE)
+    do = np.zeros_like(o, DTYPE)
+    dx = np.zeros_like(x, DTYPE)
     dh[1:T + 1] = cotangents.get("h", 0)
     do[1:T + 1] = cotangents.get("o", 0)
 

@@ -45,12 +45,12 @@ def backward(params, tape, cotangents, T, B):
     y, x = (tape[name] for name in TAPE)
 
     # Gradients start at zero, and at the cotangents for the outputs
-    dK0 = np.zeros_like(K0)
-    dK1 = np.zeros_like(K1)
-    dK2 = np.zeros_like(K2)
-    db = np.zeros_like(b)
-    dy = np.zeros_like(y)
-    dx = np.zeros_like(x)
+    dK0 = np.zeros_like(K0, DTYPE)
+    dK1 = np.zeros_like(K1, DTYPE)
+    dK2 = np.zeros_like(K2, DTYPE)
+    db = np.zeros_like(b, DTYPE)
+    dy = np.zeros_like(y, DTYPE)
+    dx = np.zeros_like(x, DTYPE)
     dy[2:T + 2] = cotangents.get("y", 0)
 
     # y(t): back through time (backward)

@@ -46,12 +46,12 @@ def backward(params, tape, cotangents, T, B):
     h, x = (tape[name] for name in TAPE)
 
     # Gradients start at zero, and at the cotangents for the outputs
-    dW_ih = np.zeros_like(W_ih)
-    db_ih = np.zeros_like(b_ih)
-    dW_hh = np.zeros_like(W_hh)
-    db_hh = np.zeros_like(b_hh)
-    dh = np.zeros_like(h)
-    dx = np.zeros_like(x)
+    dW_ih = np.zeros_like(W_ih, DTYPE)
+    db_ih = np.zeros_like(b_ih, DTYPE)
+    dW_hh = np.zeros_like(W_hh, DTYPE)
+    db_hh = np.zeros_like(b_hh, DTYPE)
+    dh = np.zeros_like(h, DTYPE)
+    dx = np.zeros_like(x, DTYPE)
     dh[1:T + 1] = cotangents.get("h", 0)
 
     # h(t): back through time (backward)

@@ -1,0 +1,225 @@
+"""Rewrites of the IR: each pass takes a Program and returns a Program.
+
+``split_loops``: a loop over t runs only its recurrence.  In each loop block the
+equations fall in three parts, found from the block's dependences (a temporary
+flows to its readers; a home written at step t+j flows to a later reader of the
+same step, and, across iterations, to a reader of t+k with (j - k) in the loop's
+direction):
+
+- *before*: what does not depend on a value carried from another step (the input
+  projections of the forward pass; in the backward pass, the derivatives of the
+  activations and what flows back from layers above).  It runs for every step at
+  once, before the loop: one matrix product over T·B rows instead of T over B.
+- *core*: what depends on a carried value and feeds one: the recurrence.
+- *after*: what depends on the recurrence but does not feed it (an output layer;
+  in the backward pass, the gradients of the weights and the inputs).  Every step
+  at once, after the loop.
+
+What is computed from parameters and time-free values alone moves to the
+prologue (``hoist_invariants``).  A temporary that crosses from one part to
+another becomes a home of its own, an array over the steps.
+
+Examples
+--------
+>>> from rnngraph import parse
+>>> from rnngraph.compile.lower import lower
+>>> print(split_loops(lower(parse("h(t) = tanh(W h(t-1) + U x(t) + b)\\nx: 3, h: 4"))))
+once:
+every step:
+  %2'(t) = matvec U x(t)
+loop forward h:
+  %1 = matvec W h(t-1)
+  %3 = add %1 %2'(t)
+  %4 = add %3 b
+  h(t) = tanh %4
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import networkx as nx
+
+from .optable import lookup
+from .program import Block, Const, Eqn, Home, Program, Tmp, Type
+
+
+def _reads(e: Eqn):
+    return [a for a in e.args if not isinstance(a, Const)]
+
+
+def dependences(block: Block) -> tuple[nx.DiGraph, set[int], set[int]]:
+    """The block's dependence graph over equation indices, the equations that read a value
+    carried from another iteration (seeds), and those that write one (carried writes)."""
+    eqns, d = block.eqns, block.direction
+    g = nx.DiGraph()
+    g.add_nodes_from(range(len(eqns)))
+    made: dict[str, int] = {}
+    writes: dict[tuple, list[tuple[int, int]]] = {}      # key -> [(offset, eqn)]
+    for i, e in enumerate(eqns):
+        if isinstance(e.out, Home) and e.out.offset is not None:
+            writes.setdefault(e.out.key, []).append((e.out.offset, i))
+    seeds, carried = set(), set()
+    for i, e in enumerate(eqns):
+        for a in _reads(e):
+            if isinstance(a, Tmp):
+                g.add_edge(made[a.name], i)
+            elif a.offset is not None:
+                for j, w in writes.get(a.key, ()):
+                    if j == a.offset and w < i:
+                        g.add_edge(w, i)
+                    elif block.kind == "loop" and (j - a.offset) * d > 0:
+                        seeds.add(i)
+                        carried.add(w)
+        if isinstance(e.out, Tmp):
+            made[e.out.name] = i
+    return g, seeds, carried
+
+
+_FOLD = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
+         "div": lambda a, b: a / b, "neg": lambda a: -a, "copy": lambda a: a,
+         "tanh": math.tanh, "exp": math.exp, "log": math.log, "sqrt": math.sqrt,
+         "relu": lambda a: max(a, 0.0), "sigmoid": lambda a: 1 / (1 + math.exp(-a)),
+         "softplus": lambda a: max(a, 0.0) + math.log1p(math.exp(-abs(a)))}
+
+
+def drop_dead(prog: Program) -> Program:
+    """Without the temporaries nothing reads (a VJP's cotangent for a number, say)."""
+    out = Program([replace(b, eqns=list(b.eqns)) for b in prog.blocks], prog.types, prog.timed)
+    for block in out.blocks:
+        live: set[str] = set()
+        kept = []
+        for e in reversed(block.eqns):
+            if isinstance(e.out, Tmp) and e.out.name not in live:
+                continue
+            live.update(a.name for a in e.args if isinstance(a, Tmp))
+            kept.append(e)
+        block.eqns = kept[::-1]
+    out.blocks = [b for b in out.blocks if b.eqns or b.kind == "once"]
+    return out
+
+
+def fold_constants(prog: Program) -> Program:
+    """An op of numbers alone (``sqrt(1 + 0.25 * 0.25)``) replaced by the number it makes,
+    where that number is finite (else left for NumPy to compute, as written)."""
+    out = Program([replace(b, eqns=list(b.eqns)) for b in prog.blocks], prog.types, prog.timed)
+    for block in out.blocks:
+        value: dict[str, Const] = {}
+        kept = []
+        for e in block.eqns:
+            args = tuple(value.get(a.name, a) if isinstance(a, Tmp) else a for a in e.args)
+            if isinstance(e.out, Tmp) and e.op in _FOLD and all(isinstance(a, Const) for a in args):
+                try:
+                    v = float(_FOLD[e.op](*(a.value for a in args)))
+                except (ArithmeticError, ValueError):
+                    v = math.nan
+                if math.isfinite(v):
+                    value[e.out.name] = Const(v)
+                    continue
+            kept.append(replace(e, args=args))
+        block.eqns = kept
+    out.check()
+    return out
+
+
+def hoist_invariants(prog: Program) -> Program:
+    """Temporaries computed from parameters, numbers and time-free values alone, moved
+    out of loops and every-step blocks into the prologue, once (the first block)."""
+    out = Program([replace(b, eqns=list(b.eqns)) for b in prog.blocks], dict(prog.types),
+                  set(prog.timed))
+    if out.blocks[0].kind != "once":           # a backward program: a prologue of its own
+        out.blocks.insert(0, Block("once", []))
+    once = out.blocks[0]
+    for block in out.blocks:
+        if block is once:
+            continue
+        fixed: set[str] = set()
+        kept = []
+        for e in block.eqns:
+            if isinstance(e.out, Tmp) and all(
+                    isinstance(a, Const) or isinstance(a, Tmp) and a.name in fixed
+                    or isinstance(a, Home) and a.offset is None and a.step is None and not a.grad
+                    for a in e.args):
+                fixed.add(e.out.name)
+                once.eqns.append(e)
+            else:
+                kept.append(e)
+        block.eqns = kept
+        _to_homes(out, [once, block], timed=False)
+    out.check()
+    return out
+
+
+def _to_homes(prog: Program, parts: list, timed: bool) -> None:
+    """Each temporary written in one of ``parts`` and read in another becomes a home:
+    the equation that computes it writes the home, every reader reads it."""
+    where = {e.out.name: k for k, b in enumerate(parts) for e in b.eqns if isinstance(e.out, Tmp)}
+    crossing = {a.name for k, b in enumerate(parts) for e in b.eqns for a in e.args
+                if isinstance(a, Tmp) and where.get(a.name, k) != k}
+    if not crossing:
+        return
+    homes = {n: Home(n + "'", 0 if timed else None) for n in crossing}
+    for n, h in homes.items():
+        prog.types[("home", h.name)] = prog.types[("tmp", n)]
+        if timed:
+            prog.timed.add(h.name)
+    for b in parts:
+        b.eqns = [replace(e, out=homes.get(e.out.name, e.out) if isinstance(e.out, Tmp) else e.out,
+                          args=tuple(homes[a.name] if isinstance(a, Tmp) and a.name in homes else a
+                                     for a in e.args))
+                  for e in b.eqns]
+
+
+def split_loops(prog: Program) -> Program:
+    """Every loop block split into every-step blocks around its recurrence (see above)."""
+    out = Program([], dict(prog.types), set(prog.timed))
+    for block in prog.blocks:
+        if block.kind != "loop":
+            out.blocks.append(block)
+            continue
+        g, seeds, carried = dependences(block)
+        after_seed = set(seeds).union(*(nx.descendants(g, s) for s in seeds))
+        to_carried = set(carried).union(*(nx.ancestors(g, c) for c in carried))
+        part = [("core" if i in to_carried else "after") if i in after_seed else "before"
+                for i in range(len(block.eqns))]
+        if "core" not in part:                  # nothing carried: every step at once
+            b = Block("all", list(block.eqns), block.names)
+            _retype(out, b)
+            out.blocks.append(b)
+            continue
+        parts = {k: Block("all", [e for e, p in zip(block.eqns, part) if p == k]) for k in
+                 ("before", "after")}
+        parts["core"] = Block("loop", [e for e, p in zip(block.eqns, part) if p == "core"],
+                              block.names, block.direction)
+        _to_homes(out, [parts["before"], parts["core"], parts["after"]], timed=True)
+        for k in ("before", "core", "after"):
+            b = parts[k]
+            if b.eqns:
+                if k != "core":
+                    b.names = tuple(n for n in block.names if any(
+                        isinstance(e.out, Home) and e.out.name == n for e in b.eqns))
+                    _retype(out, b)
+                out.blocks.append(b)
+    out.check()
+    return out
+
+
+def _retype(prog: Program, block: Block) -> None:
+    """The types of the temporaries of an every-step block, with the time axis; a value
+    added to a time-free home (a gradient) summed over the steps first."""
+    eqns = []
+    for e in block.eqns:
+        if isinstance(e.out, Tmp):
+            args = tuple(prog.type(a, block) for a in e.args)
+            prog.types[("tmp", e.out.name)] = lookup(e.op).type(args, e.attrs)
+        elif e.out.offset is None and e.out.step is None:
+            have, want = prog.type(e.args[0], block), prog.type(e.out)
+            if e.op == "copy" and have.lead > want.lead:
+                tmp = Tmp(e.args[0].name + "+" if isinstance(e.args[0], Tmp) else
+                          f"%sum{len(prog.types)}")
+                prog.types[("tmp", tmp.name)] = Type(want.lead, have.shape)
+                eqns.append(Eqn(tmp, "sum_to", (e.args[0],), (want.lead, have.shape),
+                                origin=e.origin))
+                e = replace(e, args=(tmp,))
+        eqns.append(e)
+    block.eqns = eqns
