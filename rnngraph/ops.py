@@ -45,14 +45,26 @@ from .errors import RnnGraphError
 # Numerically stable functions the generated code calls
 # ============================================================================
 
-def sigmoid(z):
+def sigmoid(z, out=None):
     """The logistic function, without overflow: exp of a non-positive number only.
+    With ``out``, 1 / (1 + exp(-z)) written there in four in-place calls (the caller
+    ignores the overflow of exp(-z) to inf, whose sigmoid is 0 as it should be).
 
     Examples
     --------
     >>> sigmoid(np.array([-1000.0, 0.0, 1000.0]))
     array([0. , 0.5, 1. ])
+    >>> out = np.empty(3)
+    >>> with np.errstate(over="ignore"):
+    ...     _ = sigmoid(np.array([-1000.0, 0.0, 1000.0]), out=out)
+    >>> out
+    array([0. , 0.5, 1. ])
     """
+    if out is not None:
+        np.negative(z, out=out)
+        np.exp(out, out=out)
+        out += 1
+        return np.divide(1, out, out=out)
     e = np.exp(-np.abs(z))
     return np.where(z >= 0, 1, e) / (1 + e)
 

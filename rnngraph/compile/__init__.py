@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from .autodiff import backward, taped
 from .lower import lower
+from .numpy_fast import FastPrinter
 from .numpy_plain import Printer
 from .passes import drop_dead, fold_constants, hoist_invariants, split_loops
 
@@ -40,7 +41,7 @@ class Optimized(Plain):
         self.forward = forward
         self.backward = split_loops(hoist_invariants(drop_dead(back)))
         self.params = list(model.ir().params)
-        printer = Printer(model, self.forward, self.backward, dtype, self.params)
+        printer = FastPrinter(model, self.forward, self.backward, dtype, self.params)
         self.inputs = printer.inputs
         self.step_vars = printer.seqs
         self.source = printer.module()

@@ -1,0 +1,116 @@
+"""The optimized NumPy printer: each equation one NumPy call that writes in place.
+
+The same programs as the plain printer, after the passes; here a temporary gets a
+buffer, made once before its loop (an array over the steps in an every-step
+block), and each op writes into its buffer or straight into the home it defines
+(``np.tanh(a, out=h[t])``, ``np.dot(h[t - 1], W.T, out=buf)``, ``h[t] += buf``):
+no array is allocated inside a loop.  An op the table gives no in-place form
+(a concatenation, a loss) is written as an expression into its place.
+"""
+from __future__ import annotations
+
+from .numpy_plain import Printer, _statement
+from .optable import ATOM, MUL, Text, lookup
+from .program import Const, Home, Tmp
+
+#: Ops printed as one call with out=, besides the table's ufuncs.
+_OUT = {"sigmoid", "relu", "copy", "matvec", "vecmat"}
+
+
+class FastPrinter(Printer):
+    PATH = "The optimized path: loops run their recurrence only, each op in place."
+
+    def dims(self, t) -> list[str]:
+        """The leading axes of a buffer of type ``t`` in the current block."""
+        lead = [self.T, self.B] if self.kind == "all" and t.lead == 2 else [self.B] * t.lead
+        return lead + [str(x) for x in t.shape]
+
+    def blocks(self, prog, title) -> list[str]:
+        lines = []
+        for b in prog.blocks:
+            self.kind = b.kind
+            inner = "    " if b.kind != "loop" else "        "
+            sigmoid = any(e.op == "sigmoid" for e in b.eqns)
+            if sigmoid:
+                inner += "    "
+            prelude, body = self.block(prog, b, inner)
+            if not body:
+                continue
+            lines += ["", f"    # {title(b)}"] + prelude
+            head = "    "
+            if sigmoid:                    # exp(-z) = inf: sigmoid(z) = 0, as it should
+                lines.append('    with np.errstate(over="ignore"):')
+                head += "    "
+            if b.kind == "loop":
+                lines.append(f"{head}{self.loop(b)}")
+            lines += body
+        return lines
+
+    def block(self, prog, block, indent: str):
+        """(buffers made before the block, its statements)."""
+        texts: dict[str, Text] = {}
+        prelude, lines, origin = [], [], None
+        for e in block.eqns:
+            row = lookup(e.op)
+            args = [self.atom(a, texts) for a in e.args]
+            types = tuple(prog.type(a, block) for a in e.args)
+            in_place = row.ufunc is not None or e.op in _OUT
+            if isinstance(e.out, Tmp):
+                t = prog.type(e.out, block)
+                name = self.namer(self.wish(prog, e, texts))
+                texts[e.out.name] = Text(name, ATOM)
+                if in_place:
+                    prelude.append(f"    {name} = np.empty(({', '.join(self.dims(t))},), DTYPE)"
+                                   .replace(",)", ")") if self.dims(t) else
+                                   f"    {name} = np.empty((), DTYPE)")
+                    stmt = self.call(e, args, types, name, t)
+                else:
+                    stmt = f"{name} = {row.py(tuple(args), types, e.attrs).text}"
+            elif e.accumulate:
+                stmt = f"{self.home(e.out)} += {args[0].text}"
+            else:
+                dst = self.home(e.out)
+                whole = e.out.offset is None and e.out.step is None
+                t, have = prog.type(e.out, block), row.type(types, e.attrs)
+                if whole and e.out.name not in self.sym:          # a value the passes made
+                    stmt = f"{dst} = {row.py(tuple(args), types, e.attrs).text}"
+                elif in_place and (row.ufunc is not None or e.op in ("sigmoid", "relu", "copy")
+                                   or have == t):
+                    stmt = self.call(e, args, types, dst, t)
+                else:
+                    stmt = f"{dst}[...] = {row.py(tuple(args), types, e.attrs).text}"
+            if e.origin != origin and e.origin is not None:
+                lines.append(f"{indent}# {self.equation_text(e.origin)}")
+                origin = e.origin
+            lines += _statement(f"{indent}{stmt}")
+        return prelude, lines
+
+    def call(self, e, args, types, dst: str, t) -> str:
+        """``e`` as one NumPy call writing ``dst`` (of type ``t``)."""
+        a = [x.text for x in args]
+        row = lookup(e.op)
+        if e.op in ("add", "sub", "mul", "div") and a[0] == dst:
+            return f"{dst} {'+-*/'[('add', 'sub', 'mul', 'div').index(e.op)]}= {a[1]}"
+        if e.op in ("add", "mul") and a[1] == dst:
+            return f"{dst} {'+*'[('add', 'mul').index(e.op)]}= {a[0]}"
+        if row.ufunc is not None:
+            return f"np.{row.ufunc}({', '.join(a)}, out={dst})"
+        if e.op == "sigmoid":
+            return f"sigmoid({a[0]}, out={dst})"
+        if e.op == "relu":
+            return f"np.maximum({a[0]}, 0, out={dst})"
+        if e.op == "copy":
+            return f"np.copyto({dst}, {a[0]})"
+        if e.op == "matvec":
+            A, v = args
+            rows = self.rows(v, types[1])
+            return f"np.dot({rows}, {A.at(ATOM)}.T, out={self.rows(Text(dst, ATOM), t)})"
+        # vecmat: g @ A
+        g, A = args
+        return f"np.dot({self.rows(g, types[0])}, {A.text}, out={self.rows(Text(dst, ATOM), t)})"
+
+    def rows(self, x: Text, t) -> str:
+        """``x`` as a matrix of rows for np.dot: every step's batch as rows of one product."""
+        if t.lead >= 2:
+            return f"{x.at(ATOM)}.reshape(-1, {t.shape[-1]})"
+        return x.text
