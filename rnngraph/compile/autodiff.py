@@ -116,8 +116,8 @@ def reverse_block(prog: Program, block: Block) -> Block:
                                 "add one to its row in rnngraph/compile/optable.py")
         b = Builder(prog, out, e.origin, block)
         for arg, c in zip(e.args, row.vjp(b, e, g)):
-            if c is None or isinstance(arg, Const):
-                continue
+            if c is None or isinstance(arg, Const) or prog.type(arg) == NUMBER:
+                continue                      # a number (of numbers alone) has no gradient
             c = b.sum_to(c, prog.type(arg, block))
             if isinstance(arg, Tmp):
                 adjoint[arg.name] = b.add(adjoint[arg.name], c) if arg.name in adjoint else c
