@@ -9,7 +9,10 @@ Every symbol gets a role:
 ``value``      defined without a time index (``h = relu(W1 x + b1)``)
 ``parameter``  never defined, no time index: matrices and biases
 
-and ``name(0) = ...`` gives a state's initial value.  The checks use NetworkX:
+The target of a loss (``cross_entropy(o, y)``) is an input, and a file may
+declare a role where use alone does not say: ``input c`` (a time-free input,
+data) or ``parameter a`` (learned, also where a matrix multiplies it).
+``name(0) = ...`` gives a state's initial value.  The checks use NetworkX:
 a cycle among same-step dependencies is an algebraic loop; a state must read
 itself (through its strongly connected component) only from the past or only
 from the future.
@@ -155,12 +158,19 @@ def analyse(program: ast.Program, source: Source) -> dict[str, Symbol]:
                if isinstance(call, ast.Call) and FUNCTIONS[call.func].loss
                for n in ast.walk(call.args[-1]) if isinstance(n, ast.Ref)}
 
+    declared = _declared_roles(program, defs, {r.name for _, r in reads}, err)
     for eq, r in reads:
         sym = symbols.get(r.name)
         if sym is None:                                   # first read of an undefined name
-            if r.offset is not None:
+            if declared.get(r.name) == "parameter":
+                if r.offset is not None:
+                    raise err(f"'{r.name}' is declared a parameter, but read as "
+                              f"{_show(r.name, r.offset)}: a parameter has no time index", *r.pos)
+                role, timed = "parameter", False
+            elif r.offset is not None:
                 role, timed = "input", True
-            elif r.name in vectors and r.name not in matrices or r.name in targets:
+            elif r.name in vectors and r.name not in matrices or r.name in targets \
+                    or declared.get(r.name) == "input":
                 role, timed = "input", False
             else:
                 role, timed = "parameter", False
@@ -245,6 +255,22 @@ def analyse(program: ast.Program, source: Source) -> dict[str, Symbol]:
 
     _mark_outputs(program, symbols, defs, reads)
     return symbols
+
+
+def _declared_roles(program, defs, read, err) -> dict[str, str]:
+    """``input y`` / ``parameter a`` lines: name -> role, each checked."""
+    out: dict[str, str] = {}
+    for d in program.roles:
+        if d.name in defs:
+            raise err(f"'{d.name}' is defined (line {defs[d.name].pos[0]}): only a name no "
+                      f"equation defines is an input or a parameter", *d.pos)
+        if d.name not in read:
+            raise err(f"'{d.name}' is declared {'an' if d.role == 'input' else 'a'} {d.role}, "
+                      "but no equation reads it", *d.pos)
+        if out.get(d.name, d.role) != d.role:
+            raise err(f"'{d.name}' is declared both an input and a parameter", *d.pos)
+        out[d.name] = d.role
+    return out
 
 
 def _check_algebraic_loops(g: nx.MultiDiGraph, defs: dict, err) -> None:

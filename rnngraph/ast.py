@@ -107,9 +107,19 @@ class SizeDecl:
 
 
 @dataclass(frozen=True)
+class RoleDecl:
+    """``input y`` or ``parameter alpha``: a role declared where use alone does not say."""
+
+    name: str
+    role: str
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
 class Program:
     equations: tuple[Equation, ...]
     sizes: tuple[SizeDecl, ...] = ()
+    roles: tuple[RoleDecl, ...] = ()
 
 
 def children(node: Expr) -> tuple[Expr, ...]:

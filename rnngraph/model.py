@@ -162,7 +162,7 @@ class Model:
         given = self._given
         decls = tuple(d for d in self.program.sizes if d.name not in given)
         decls += tuple(ast.SizeDecl(n, v) for n, v in given.items())
-        return program_text(ast.Program(self.program.equations, decls))
+        return program_text(ast.Program(self.program.equations, decls, self.program.roles))
 
     def to_latex(self) -> str:
         r"""The equations as a LaTeX ``aligned`` block, for slides."""

@@ -190,14 +190,26 @@ class _ToAst(Transformer):
     def sizes(self, *items):
         return [i for i in items if isinstance(i, ast.SizeDecl)]
 
+    def roles(self, role, *names):
+        out = []
+        for tok in names:
+            if tok.type != "NAME":
+                continue
+            if lookup(str(tok)):
+                raise _Located(f"'{tok}' is a function, not a variable", _pos(tok))
+            out.append(ast.RoleDecl(str(tok), str(role), _pos(tok)))
+        return out
+
     def start(self, *stmts):
-        equations, sizes = [], []
+        equations, sizes, roles = [], [], []
         for s in stmts:
             if isinstance(s, ast.Equation):
                 equations.append(s)
+            elif s and isinstance(s[0], ast.RoleDecl):
+                roles.extend(s)
             else:
                 sizes.extend(s)
-        return ast.Program(tuple(equations), tuple(sizes))
+        return ast.Program(tuple(equations), tuple(sizes), tuple(roles))
 
 
 def _left_side(lhs) -> tuple[str, str]:

@@ -141,6 +141,10 @@ def program_text(program: ast.Program) -> str:
     lines = []
     if program.sizes:
         lines.append(", ".join(f"{d.name}: {d.size}" for d in program.sizes))
+    for role in ("input", "parameter"):
+        names = [d.name for d in program.roles if d.role == role]
+        if names:
+            lines.append(f"{role} {', '.join(names)}")
     for eq in program.equations:
         lines.append(f"{eq.lhs_text} = {expr_text(eq.rhs)}")
     return "\n".join(lines) + "\n"

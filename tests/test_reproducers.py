@@ -164,3 +164,34 @@ def test_a_nan_cotangent_is_refused():
     with pytest.raises(RnnGraphError, match=r"the cotangent for 'h' contains NaN or Inf "
                                             r"\(first at index \(2, 1\)\)"):
         pullback({"h": cot})
+
+
+def test_a_file_declares_the_roles_use_does_not_say():
+    """``s`` added to a sum would be a learned bias; ``input s`` makes it data, and
+    ``parameter x`` makes a learned vector of what a matrix multiplies."""
+    text = "h = tanh(W x + b + s)\ninput s\nparameter x\nx: 3, h: 4\n"
+    model = rnngraph.parse(text)
+    assert (model.symbols["s"].role, model.symbols["x"].role) == ("input", "parameter")
+    assert rnngraph.parse(model.to_text()) == model and "input s\nparameter x\n" in model.to_text()
+    net = model.compile()
+    assert set(net.inputs) == {"s"} and set(net.param_shapes) == {"W", "x", "b"}
+    p = net.init_params()
+    s = RNG.normal(size=(2, 4))
+    np.testing.assert_allclose(net.forward(p, {"s": s})["h"],
+                               np.tanh(p["x"] @ p["W"].T + p["b"] + s), rtol=1e-12)
+    assert rnngraph.parse("input(t) = tanh(W input(t-1))\ninput: 2").role("state") == ["input"]
+
+
+@pytest.mark.parametrize("text, line, column, message", [
+    ("h = tanh(W x)\ninput h", 2, 7,
+     "'h' is defined (line 1): only a name no equation defines is an input or a parameter"),
+    ("h = tanh(W x)\ninput q", 2, 7, "'q' is declared an input, but no equation reads it"),
+    ("h(t) = tanh(W x(t))\nparameter x", 1, 15,
+     "'x' is declared a parameter, but read as x(t): a parameter has no time index"),
+    ("h = tanh(W x)\ninput x\nparameter x", 3, 11, "'x' is declared both an input and a parameter"),
+    ("h = tanh(W x)\ninput tanh", 2, 7, "'tanh' is a function, not a variable"),
+])
+def test_a_role_declaration_that_cannot_hold_is_a_located_error(text, line, column, message):
+    with pytest.raises(RnnGraphError) as err:
+        rnngraph.parse(text)
+    assert (err.value.line, err.value.column, err.value.message) == (line, column, message)
