@@ -236,11 +236,11 @@ def test_unclosed_bracket_in_a_long_file_points_at_the_opener():
     assert (info.value.line, info.value.column) == (1, 12)
 
 
-def test_a_megabyte_file_parses():
+def test_a_megabyte_file_parses_with_the_limits_raised():
     rows = [f"h{i}(t) = tanh(W{i} h{i}(t-1) + U{i} x(t) + b{i})" for i in range(22_000)]
     source = "\n".join(rows) + "\n"
     assert len(source.encode()) > 1_000_000
-    model = rnngraph.parse(source)
+    model = rnngraph.parse(source, limits=rnngraph.Limits(max_source_bytes=2 << 20, max_equations=22_000))
     assert len(model.role("state")) == 22_000
 
 
