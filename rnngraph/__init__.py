@@ -6,8 +6,9 @@
 ['h']
 """
 from .errors import RnnGraphError
+from .limits import Limits
 from .model import Model, load, parse
 from .render import draw
 
-__all__ = ["Model", "RnnGraphError", "draw", "load", "parse"]
+__all__ = ["Limits", "Model", "RnnGraphError", "draw", "load", "parse"]
 __version__ = "0.1.0"

@@ -316,10 +316,13 @@ def _mark_outputs(program, symbols, defs, reads) -> None:
         sym = symbols[name]
         if not sym.loss and all(symbols[n].loss for n in same_step_readers[name] if n in symbols):
             sym.output = True
+    uses_of: dict[str, list] = {}
+    for eq, r in reads:
+        uses_of.setdefault(r.name, []).append((eq, r))
     for name, sym in symbols.items():
         if sym.role != "input":
             continue
-        uses = [(eq, r) for eq, r in reads if r.name == name]
+        uses = uses_of.get(name, [])
         sym.target = bool(uses) and all(
             isinstance(eq.rhs, ast.Call) and FUNCTIONS[eq.rhs.func].loss
             and any(n is r for n in ast.walk(eq.rhs.args[-1])) for eq, r in uses)

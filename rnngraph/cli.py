@@ -9,6 +9,7 @@ import argparse
 import sys
 
 from .errors import RnnGraphError
+from .limits import Limits, option as limit_option
 from .model import load
 
 
@@ -24,8 +25,12 @@ def sizes_arg(text: str) -> dict[str, int]:
     return out
 
 
+def _limits(args) -> Limits:
+    return Limits(**{k: v for given in args.limit for k, v in given.items()})
+
+
 def _check(args) -> int:
-    model = load(args.file, args.sizes)
+    model = load(args.file, args.sizes, _limits(args))
     if args.text:
         sys.stdout.write(model.to_text())
     elif args.latex:
@@ -42,7 +47,7 @@ def _draw(args) -> int:
     from .render.output import format_of, write_atomic
     from .render.stats import measure, report
 
-    model = load(args.file, args.sizes)
+    model = load(args.file, args.sizes, _limits(args))
     if args.output == "-":
         fmt = args.format or "svg"
     elif args.output:
@@ -67,8 +72,8 @@ def _draw(args) -> int:
 
 
 def _compile(args) -> int:
-    net = load(args.file).compile(sizes=args.sizes, dtype=args.dtype, optimize=not args.plain,
-                                  backend=args.backend)
+    net = load(args.file, limits=_limits(args)).compile(
+        sizes=args.sizes, dtype=args.dtype, optimize=not args.plain, backend=args.backend)
     sys.stdout.write(net.source)
     return 0
 
@@ -128,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--plain", action="store_true",
                       help="no optimisation: every block a loop over t (for debugging)")
     comp.set_defaults(run=_compile)
+    for command in (check, draw, comp):
+        command.add_argument("--limit", type=limit_option, action="append", default=[],
+                             metavar="NAME=N", help="raise a limit, as in delay=5000 (repeatable): "
+                             "source_bytes, equations, delay, size, parameter_elements, unroll, "
+                             "drawn_nodes, edge_labels; see README")
     return parser
 
 

@@ -3,11 +3,15 @@
 Every error that rnngraph raises about its input is an :class:`RnnGraphError`,
 which is also a :class:`ValueError`.  Its ``str()`` is what the command line
 prints: ``FILE:LINE:COL: error: MESSAGE``, the source line, and a caret under
-the column.  One error may carry several diagnostics (every unknown size, say).
+the column (a long line is cut around it).  One error may carry several
+diagnostics (every unknown size, say).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+#: Characters of a source line an error shows; a longer line is shown around the column.
+SHOWN = 120
 
 
 @dataclass(frozen=True)
@@ -20,10 +24,16 @@ class Location:
     source_line: str = ""
 
     def render(self, message: str) -> str:
+        """The message, the source line and a caret; a line longer than :data:`SHOWN`
+        characters is shown around the column, cut short with ``...``."""
         head = f"{self.filename}:{self.line}:{self.column}: error: {message}"
         text = self.source_line.expandtabs(1)
-        caret = " " * (max(self.column, 1) - 1) + "^"
-        return f"{head}\n    {text}\n    {caret}"
+        at = max(self.column, 1) - 1
+        if len(text) > SHOWN:
+            start = min(max(at - SHOWN // 2, 0), len(text) - SHOWN)
+            left, right = ("..." if start else ""), ("..." if start + SHOWN < len(text) else "")
+            text, at = left + text[start:start + SHOWN] + right, at - start + len(left)
+        return f"{head}\n    {text}\n    {' ' * at}^"
 
 
 class RnnGraphError(ValueError):

@@ -1,10 +1,13 @@
 """The checked model: equations, symbols with roles, sizes, and its views."""
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
-from . import analysis, ast, sizes as sizing
+from . import analysis, ast, limits as limiting, sizes as sizing
 from .errors import RnnGraphError, Source
+from .limits import Limits
 from .parser import parse_program
 from .printing import program_latex, program_text
 
@@ -26,6 +29,8 @@ class Model:
         The shape of every parameter whose shape is known: ``(rows, cols)`` or ``(n,)``.
     unknown_sizes : list of RnnGraphError
         One located diagnostic for each size still unknown.
+    limits : rnngraph.limits.Limits
+        What the model was checked against, and what drawing and compiling it obey.
 
     Examples
     --------
@@ -34,13 +39,18 @@ class Model:
     ('state', 'forward', (4, 3))
     """
 
-    def __init__(self, program: ast.Program, source: Source, given: dict[str, int] | None = None):
+    def __init__(self, program: ast.Program, source: Source, given: dict[str, int] | None = None,
+                 limits: Limits | None = None):
         self.program = program
         self.source = source
         self.filename = source.filename
+        self.limits = limits or Limits()
+        limiting.check_program(program, source, self.limits)
         self.symbols = analysis.analyse(program, source)
         self._given = dict(given or {})
         solved = sizing.solve(program, self.symbols, source, self._given)
+        limiting.check_sizes(program, self.symbols, solved.vectors, solved.shapes, self._given, source,
+                             self.limits)
         self.sizes = solved.vectors
         self.param_shapes = solved.shapes
         self.unknown_sizes = solved.unknown
@@ -49,7 +59,7 @@ class Model:
     # -- construction -------------------------------------------------------
     def with_sizes(self, sizes: dict[str, int]) -> Model:
         """The same model with ``sizes`` given (they override sizes declared in the file)."""
-        return Model(self.program, self.source, {**self._given, **sizes})
+        return Model(self.program, self.source, {**self._given, **sizes}, self.limits)
 
     def require_sizes(self) -> Model:
         """Return self if every size is known; else raise an error listing each unknown one."""
@@ -111,6 +121,8 @@ class Model:
     def unroll(self, steps: int):
         """The graph unrolled over ``steps`` steps: see :func:`rnngraph.graph.unrolled`."""
         from .graph import unrolled
+        if isinstance(steps, int) and not isinstance(steps, bool):
+            limiting.check_unroll(self, steps)
         return unrolled(self, steps)
 
     def ir(self):
@@ -174,7 +186,8 @@ class Model:
         return summary(self)
 
 
-def parse(text: str, filename: str = "<string>", sizes: dict[str, int] | None = None) -> Model:
+def parse(text: str, filename: str = "<string>", sizes: dict[str, int] | None = None,
+          limits: Limits | None = None) -> Model:
     """Parse and check equation text.
 
     Parameters
@@ -185,6 +198,8 @@ def parse(text: str, filename: str = "<string>", sizes: dict[str, int] | None = 
         Shown in error messages.
     sizes : dict, optional
         Sizes to give or override, ``{"x": 10, "h": 32}``.
+    limits : rnngraph.limits.Limits, optional
+        Other limits than the defaults (:mod:`rnngraph.limits`), ``Limits(max_delay=5000)``.
 
     Examples
     --------
@@ -192,14 +207,20 @@ def parse(text: str, filename: str = "<string>", sizes: dict[str, int] | None = 
     >>> m.role("input"), m.role("parameter")
     (['x'], ['K0', 'K1', 'b'])
     """
+    limits = limits or Limits()
+    data = text.encode("utf-8", "replace")
+    limiting.check_source(data, filename, limits, len(data))
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if text.startswith("\ufeff"):
         text = text[1:]
-    return Model(parse_program(text, filename), Source(text, filename), sizes)
+    return Model(parse_program(text, filename), Source(text, filename), sizes, limits)
 
 
-def load(path: str | Path, sizes: dict[str, int] | None = None) -> Model:
+def load(path: str | Path, sizes: dict[str, int] | None = None, limits: Limits | None = None) -> Model:
     """Read and check an equation file (UTF-8).
+
+    Only the first ``limits.max_source_bytes`` bytes (and one more) are read: a
+    longer file is refused (:mod:`rnngraph.limits`).
 
     Examples
     --------
@@ -211,10 +232,15 @@ def load(path: str | Path, sizes: dict[str, int] | None = None) -> Model:
     >>> os.unlink(f.name)
     """
     path = Path(path)
+    limits = limits or Limits()
     try:
-        data = path.read_bytes()
+        with path.open("rb") as f:
+            data = f.read(limits.max_source_bytes + 1)
+            info = os.fstat(f.fileno())
     except OSError as err:
         raise RnnGraphError(f"cannot read {path}: {err.strerror or err}") from None
+    whole = max(info.st_size, len(data)) if stat.S_ISREG(info.st_mode) else None     # None: a pipe
+    limiting.check_source(data, str(path), limits, whole)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -225,4 +251,4 @@ def load(path: str | Path, sizes: dict[str, int] | None = None) -> Model:
                    "save it as UTF-8")
         where = Source(data.decode("utf-8", "replace"), str(path)).location(line, column)
         raise RnnGraphError(message, where) from None
-    return parse(text, str(path), sizes)
+    return parse(text, str(path), sizes, limits)

@@ -4,10 +4,17 @@ The parser is LALR with the Transformer applied while parsing, so no parse
 tree is built and nothing recurses: deep brackets and megabyte files are safe.
 Errors about the text become :class:`RnnGraphError` with a location; lark's
 own exceptions never reach the user.
+
+Later stages walk expressions recursively (the printers, size inference, the
+compiler's lowering), two or three Python frames a level.  So no expression
+deeper than :data:`MAX_DEPTH` leaves this module, and nothing here recurses
+over one before its depth is checked (:func:`ast.depth` is iterative).
 """
 from __future__ import annotations
 
 import difflib
+import math
+import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,9 +26,12 @@ from .errors import RnnGraphError, Source
 from .functions import BY_NAME, lookup
 from .printing import expr_text
 
-#: Deepest expression accepted.  Later stages walk expressions recursively;
-#: no hand-written equation comes near this (a 100-term sum does).
+#: Deepest expression accepted, on either side of '='.  Later stages walk expressions
+#: recursively; no hand-written equation comes near this (a 100-term sum does).
+#: Fixed, not a :class:`rnngraph.limits.Limits` field: raising it would let the
+#: recursive walks reach Python's recursion limit.
 MAX_DEPTH = 100
+_SHOWN = 40                    # characters of an expression quoted in a message
 
 _OPENERS = {"LPAR", "CALL", "LBRACK"}
 _CLOSERS = {"RPAR", "RBRACK"}
@@ -103,7 +113,11 @@ class _ToAst(Transformer):
 
     # -- atoms --------------------------------------------------------------
     def number(self, tok):
-        return ast.Num(float(tok), _pos(tok))
+        value = float(tok)
+        if not math.isfinite(value):
+            raise _Located(f"the number {tok} is too large: numbers are 64-bit floats, "
+                           f"at most {sys.float_info.max!r}", _pos(tok))
+        return ast.Num(value, _pos(tok))
 
     def name(self, tok):
         name = str(tok)
@@ -137,12 +151,13 @@ class _ToAst(Transformer):
                 return ast.Ref(name, offset, pos)
             if isinstance(arg, ast.Num) and arg.value == 0:
                 return ast.Initial(name, pos)
+            _check_depth(arg)                  # before anything prints it
             if _looks_like_time(arg) and (_mentions_t(arg) or not _suggest(name)):
                 if isinstance(arg, ast.Num):
                     raise _Located(f"time index {arg.value:g}: write {name}(t), {name}(t-1), ...; "
                                    f"only an initial value {name}(0) takes a number", arg.pos)
                 raise _Located(f"a time index is t plus or minus an integer, as in {name}(t-1); "
-                               f"not {name}({expr_text(arg)})", arg.pos)
+                               f"not {name}({_quote(arg)})", arg.pos)
         raise _Located(f"unknown function '{name}'{_suggest(name)}", pos)
 
     # -- operators ----------------------------------------------------------
@@ -175,6 +190,8 @@ class _ToAst(Transformer):
 
     # -- statements ---------------------------------------------------------
     def equation(self, lhs, eq, rhs):
+        _check_depth(lhs)
+        _check_depth(rhs)
         name, kind = _left_side(lhs)
         _check_right_side(rhs, eq)
         return ast.Equation(name, kind, rhs, lhs.pos)
@@ -224,12 +241,22 @@ def _left_side(lhs) -> tuple[str, str]:
         return lhs.name, "init"
     if isinstance(lhs, ast.Call):
         raise _Located(f"'{lhs.func}' is a function and cannot be defined", lhs.pos)
-    raise _Located(f"a left side is name(t), name or name(0), not {expr_text(lhs)}", lhs.pos)
+    raise _Located(f"a left side is name(t), name or name(0), not {_quote(lhs)}", lhs.pos)
+
+
+def _check_depth(expr) -> None:
+    if ast.depth(expr) > MAX_DEPTH:
+        raise _Located(f"expression nested more than {MAX_DEPTH} deep; "
+                       "split it with an intermediate variable", expr.pos)
+
+
+def _quote(expr) -> str:
+    """The canonical text of ``expr`` (checked no deeper than MAX_DEPTH), cut short for a message."""
+    text = expr_text(expr)
+    return text if len(text) <= _SHOWN else text[:_SHOWN - 3].rstrip() + "..."
 
 
 def _check_right_side(rhs, eq: Token) -> None:
-    if ast.depth(rhs) > MAX_DEPTH:
-        raise _Located(f"expression nested more than {MAX_DEPTH} deep", rhs.pos)
     for node in ast.walk(rhs):
         if isinstance(node, ast.Initial):
             raise _Located(f"{node.name}(0) can only be defined (as a left side), not read; "

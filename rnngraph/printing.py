@@ -40,9 +40,32 @@ def time_text(offset: int | None) -> str:
 
 
 def number_text(value: float) -> str:
+    """The shortest text that parses back to exactly ``value`` (a finite float).
+
+    Examples
+    --------
+    >>> [number_text(v) for v in (2.0, 0.1, 1e22, 1e-320)]
+    ['2', '0.1', '1e+22', '1e-320']
+    """
     if float(value).is_integer() and abs(value) < 1e15:
         return str(int(value))
     return repr(float(value))
+
+
+def number_latex(value: float) -> str:
+    r"""``value`` in LaTeX, with the digits of :func:`number_text`: ``1e+22`` is ``10^{22}``.
+
+    Examples
+    --------
+    >>> [number_latex(v) for v in (0.5, 1e22, 2.5e-320)]
+    ['0.5', '10^{22}', '2.5 \\cdot 10^{-320}']
+    """
+    text = number_text(value)
+    mantissa, e, exponent = text.partition("e")
+    if not e:
+        return text
+    power = f"10^{{{int(exponent)}}}"
+    return power if mantissa == "1" else rf"{mantissa} \cdot {power}"
 
 
 class _Printer:
@@ -63,7 +86,7 @@ class _Printer:
         if isinstance(node, ast.Transpose):
             return self.transpose(self.expr(node.operand, POSTFIX))
         if isinstance(node, ast.Num):
-            return number_text(node.value)
+            return self.number(node.value)
         if isinstance(node, ast.Ref):
             return self.ref(node.name, node.offset)
         if isinstance(node, ast.Initial):
@@ -76,6 +99,8 @@ class _Printer:
 
 
 class TextPrinter(_Printer):
+    number = staticmethod(number_text)
+
     def paren(self, text):
         return f"({text})"
 
@@ -98,6 +123,8 @@ class TextPrinter(_Printer):
 
 
 class LatexPrinter(_Printer):
+    number = staticmethod(number_latex)
+
     def paren(self, text):
         return r"\left(" + text + r"\right)"
 

@@ -79,6 +79,23 @@ REJECTED = [
     ("h(t) = W h(s) + x(t)", 1, 12, "a time index is t plus or minus an integer, as in h(t-1); not h(s)"),
     ("h(t) = W h(t-k)", 1, 12, "a time index is t plus or minus an integer, as in h(t-1); not h(t - k)"),
     ("h(t) = W h(3)", 1, 12, "time index 3: write h(t), h(t-1), ...; only an initial value h(0) takes a number"),
+    # a time index is t, t-k or t+k: nothing else computes one
+    ("h(t) = W x(t+t)", 1, 12, "a time index is t plus or minus an integer, as in x(t-1); not x(t + t)"),
+    ("h(t) = W x(t*2)", 1, 12, "a time index is t plus or minus an integer, as in x(t-1); not x(t * 2)"),
+    ("h(t) = W x(2 t)", 1, 12, "a time index is t plus or minus an integer, as in x(t-1); not x(2 * t)"),
+    ("h(t) = W x(-t)", 1, 12, "a time index is t plus or minus an integer, as in x(t-1); not x(-t)"),
+    ("h(t) = W x(t-1-1)", 1, 12, "a time index is t plus or minus an integer, as in x(t-1); not x(t - 1 - 1)"),
+    ("h(t) = W x(1+t)", 1, 12, "a time index is t plus or minus an integer, as in x(t-1); not x(1 + t)"),
+    ("h(t) = W x(t-" + "-".join(["1"] * 30) + ")", 1, 12,
+     "a time index is t plus or minus an integer, as in x(t-1); not x(t - 1 - 1 - 1 - 1 - 1 - 1 - 1 - 1 - 1...)"),
+    # numbers are float64: one that overflows is refused, not read as inf
+    ("o = 1e999", 1, 5, "the number 1e999 is too large: numbers are 64-bit floats, at most 1.7976931348623157e+308"),
+    ("y(t) = 1e999*x(t) + inf", 1, 8,
+     "the number 1e999 is too large: numbers are 64-bit floats, at most 1.7976931348623157e+308"),
+    ("h(t) = W h(t-1e999)", 1, 14,
+     "the number 1e999 is too large: numbers are 64-bit floats, at most 1.7976931348623157e+308"),
+    ("y = 2.5e308 * x", 1, 5,
+     "the number 2.5e308 is too large: numbers are 64-bit floats, at most 1.7976931348623157e+308"),
     ("h(t) = W x(t) + t", 1, 17,
      "'t' is the time index: it appears only inside name(...), with no space before '('"),
     ("t(t) = x(t)", 1, 1, "'t' is the time index, not a function or a variable"),
@@ -164,9 +181,51 @@ def test_deep_nesting_of_brackets_is_answered():
     assert rnngraph.parse(source).to_text() == "h(t) = W x(t)\n"
 
 
-def test_deep_nesting_of_calls_is_a_clean_error():
-    source = "h(t) = " + "tanh(" * 10_000 + "x(t)" + ")" * 10_000
-    with pytest.raises(RnnGraphError, match=f"^<string>:1:8: error: expression nested more than {MAX_DEPTH} deep\n"):
+DEEP = f"expression nested more than {MAX_DEPTH} deep; split it with an intermediate variable"
+
+
+# Each way of nesting, as (source at depth d, the column its error points at): the
+# expression starts there.  Every later stage walks expressions recursively (the
+# printers, size inference, the compiler), so the parser refuses more than MAX_DEPTH.
+NESTINGS = {
+    "unary minus": (lambda d: "y(t) = " + "-" * (d - 1) + "x(t)", 8),
+    "sum": (lambda d: "y(t) = " + " + ".join(["x(t)"] * d), 8),
+    "product": (lambda d: "y(t) = " + " * ".join(["x(t)"] * d), 8),
+    "concatenation": (lambda d: "y(t) = W " + "[" * (d - 2) + "x(t)" + "]" * (d - 2), 8),
+    "calls": (lambda d: "y(t) = " + "tanh(" * (d - 1) + "x(t)" + ")" * (d - 1), 8),
+    "matrix chain": (lambda d: "y(t) = " + "A " * (d - 1) + "x(t)", 8),
+    "transposes": (lambda d: "y(t) = A" + "^T" * (d - 2) + " x(t)", 8),
+}
+
+
+@pytest.mark.parametrize("kind", NESTINGS)
+def test_nesting_up_to_the_limit_is_read_and_printed(kind):
+    make, _ = NESTINGS[kind]
+    model = rnngraph.parse(make(MAX_DEPTH) + "\nx: 3, y: 3")
+    text = model.to_text()
+    assert rnngraph.parse(text) == model
+    assert model.to_latex().count("x^{(t)}") == text.count("x(t)") >= 1
+    assert model.sizes == {"y": 3, "x": 3}
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 491, 10_000])
+@pytest.mark.parametrize("kind", [*NESTINGS, "left side"])
+def test_nesting_beyond_the_limit_is_a_located_error(kind, depth):
+    make, column = NESTINGS.get(kind, (lambda d: "-" * (d - 1) + "x = y", 1))
+    with pytest.raises(RnnGraphError, match=f"^<string>:1:{column}: error: {re.escape(DEEP)}\n"):
+        rnngraph.parse(make(depth))
+
+
+@pytest.mark.parametrize("source, column", [
+    # the reproducers of the issue: each was a RecursionError
+    ("[" * 400 + "x" + "]" * 400 + " = y", 1),
+    ("-" * 491 + "x = y", 1),
+    ("h(t) = x(" + "+".join(["t"] * 491) + ")", 10),
+    ("h(t) = W x(t" + "-1" * 491 + ")", 12),
+    ("h(t) = tanh(W h(t-1) + U x(" + "t+" * 300 + "t))", 28),
+])
+def test_deep_left_sides_and_time_indices_are_located_errors(source, column):
+    with pytest.raises(RnnGraphError, match=f"^<string>:1:{column}: error: {re.escape(DEEP)}\n"):
         rnngraph.parse(source)
 
 
@@ -177,11 +236,11 @@ def test_unclosed_bracket_in_a_long_file_points_at_the_opener():
     assert (info.value.line, info.value.column) == (1, 12)
 
 
-def test_a_megabyte_file_parses():
+def test_a_megabyte_file_parses_with_the_limits_raised():
     rows = [f"h{i}(t) = tanh(W{i} h{i}(t-1) + U{i} x(t) + b{i})" for i in range(22_000)]
     source = "\n".join(rows) + "\n"
     assert len(source.encode()) > 1_000_000
-    model = rnngraph.parse(source)
+    model = rnngraph.parse(source, limits=rnngraph.Limits(max_source_bytes=2 << 20, max_equations=22_000))
     assert len(model.role("state")) == 22_000
 
 

@@ -4,13 +4,16 @@
   same AST, and ``parse(m.to_text()) == m``.
 - Random text, and random mutations of the example files, give a model or an
   RnnGraphError: never another exception, never a traceback for the user.
+- Every number the parser accepts prints (as text and as LaTeX) to exactly itself.
 """
+import re
 import string
 
+import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import rnngraph
-from rnngraph import RnnGraphError, ast
+from rnngraph import RnnGraphError, ast, printing
 from rnngraph.printing import program_text
 
 from conftest import EXAMPLES
@@ -124,3 +127,36 @@ def _model_or_error(text):
     model.ir().check()
     model.to_latex()
     model.summary()
+
+
+# -- numbers: any float64 the parser accepts prints back to exactly itself ---------------
+def _latex_number(text):
+    """The float a LaTeX number of the printer stands for: 0.5, 10^{22}, 2.5 \\cdot 10^{-320}."""
+    # as LaTeX typesets it: 1e+22 would read as "1e + 22"
+    assert re.fullmatch(r"\d+(\.\d+)?|10\^\{-?\d+\}|\d(\.\d+)? \\cdot 10\^\{-?\d+\}", text), text
+    mantissa, _, power = text.rpartition("10^{")
+    if not _:
+        return float(text)
+    mantissa = mantissa.replace(r"\cdot", "").strip() or "1"
+    return float(f"{mantissa}e{power.rstrip('}')}")
+
+
+@SETTINGS
+@given(st.one_of(st.floats(min_value=0.0, allow_nan=False, allow_infinity=False),
+                 st.sampled_from([1e-320, 5e-324, 1e308, 1.7976931348623157e308, 0.1, 1e22, 1e15,
+                                  1e15 - 1, 2.0 ** 53 + 2, 123456789.125])))
+def test_numbers_round_trip_through_the_text_and_the_latex(value):
+    value = abs(value)
+    model = rnngraph.parse(f"y(t) = {printing.number_text(value)} * x(t)")
+    assert model.equations[0].rhs.left.value == value
+    assert rnngraph.parse(model.to_text()) == model
+    latex = model.to_latex().split("&= ")[1].split(" x^{(t)}")[0]
+    assert _latex_number(latex) == value
+
+
+@pytest.mark.parametrize("name", ["inf", "nan", "Infinity", "NaN", "e", "E1", "inf_"])
+def test_names_that_look_like_numbers_are_names(name):
+    model = rnngraph.parse(f"y(t) = {name} * x(t) + {name}")
+    assert model.symbols[name].role == "parameter"
+    assert model.to_text() == f"y(t) = {name} * x(t) + {name}\n"
+    assert rnngraph.parse(model.to_text()) == model

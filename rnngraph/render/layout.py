@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 import pygraphviz as pgv
 
+from ..limits import check_drawing
 from . import geometry as geo
 from .grid import Cell, Grid, Link
 from .metrics import node_size, slide_budget, spacing
@@ -102,6 +103,7 @@ def layout(model, unroll: int | None = None, style: Style | None = None) -> Draw
     style = style or Style()
     if unroll is not None and not model.timed:
         unroll = None                      # nothing to unroll: draw it folded
+    check_drawing(model, unroll, style.detail)      # before anything is built or laid out
     if style.detail == "ops":
         from .opview import layout_ops
         return layout_ops(model, unroll, style)
