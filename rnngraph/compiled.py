@@ -19,6 +19,7 @@ import numpy as np
 
 from .codegen import generator
 from .compile import Optimized, Plain
+from . import limits
 from .errors import RnnGraphError
 from .jit import jit_loops, numba_or_error
 from .pysource import _tuple
@@ -411,6 +412,16 @@ class Compiled:
         return (f"T = {T}, B = {B}" if batched else f"T = {T}, no batch axis") if T is not None else \
             (f"B = {B}" if batched else "no batch axis")
 
+    def _check_memory(self, T, B) -> None:
+        """Refuse a call that would not fit in the memory limit, before it allocates: every
+        sequence over T steps plus the padding of the longest delay, a batch of B, about four
+        times over (the values, their gradients, what the backward pass keeps, buffers)."""
+        per_step = sum(self.model.sizes[n] for n, s in self.model.symbols.items() if s.timed)
+        pad = max([1] + [s.delay for s in self.model.symbols.values()])
+        nbytes = 4 * ((T or 0) + pad) * B * per_step * self.dtype.itemsize
+        limits.check_memory(self.model, nbytes, f"T = {T}, B = {B}, {per_step:,} numbers a step, "
+                                                f"{self.dtype.name}")
+
     def _batch_of_initial(self, initial) -> tuple[int, bool]:
         """B and whether there is a batch axis, from the initial values of a model that reads
         no input: the first given as (B, n)."""
@@ -526,6 +537,7 @@ class Compiled:
             if not self.inputs and initial:         # no input says whether there is a batch axis
                 B, batched = self._batch_of_initial(initial)
             init, init_shapes = self._initial(initial, B, batched)
+        self._check_memory(T, B)
         raw, tape = self._forward(p, x, init, T, B, pre)
         outs, squeezed = {}, set()
         for n, v in raw.items():

@@ -17,6 +17,7 @@ limit (``--limit NAME=``)  default     what it bounds
 ``unroll``                100         steps of an unrolled graph or drawing
 ``drawn_nodes``           1,000       nodes of a drawing: variables (or ops) x steps
 ``edge_labels``           150         weight labels and delay markers a drawing places
+``memory_bytes``          8 GiB       the arrays of one forward + backward call, estimated
 ========================  ==========  ===============================================
 
 The nesting depth of an expression is fixed at :data:`rnngraph.parser.MAX_DEPTH`.
@@ -64,6 +65,7 @@ class Limits:
     max_unroll: int = 100
     max_drawn_nodes: int = 1000
     max_edge_labels: int = 150
+    max_memory_bytes: int = 8 << 30
 
     def __post_init__(self):
         for f in fields(self):
@@ -98,6 +100,16 @@ def _raise_it(key: str, needed: int | None) -> str:
         return "no limit goes past 2**53"
     n = "N" if needed is None else str(needed)
     return f"raise it with --limit {key}={n} (in Python, limits=Limits(max_{key}={n}))"
+
+
+def check_memory(model, nbytes: int, what: str) -> None:
+    """Refuse a call whose arrays would take more than ``max_memory_bytes`` (``what`` says
+    how the estimate was made), before anything is allocated."""
+    cap = model.limits.max_memory_bytes
+    if nbytes > cap:
+        raise RnnGraphError(f"this call would take about {nbytes / 2 ** 30:,.1f} GiB ({what}), "
+                            f"more than the limit of {cap / 2 ** 30:,.1f} GiB; "
+                            f"{_raise_it('memory_bytes', nbytes)}")
 
 
 def _count(n: int) -> str:

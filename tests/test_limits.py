@@ -170,8 +170,8 @@ def test_raised_drawing_limits_let_the_drawing_through():
 # -- the limits themselves and the --limit option ---------------------------------------
 def test_the_readme_table_gives_the_defaults():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    table = dict(re.findall(r"^\| `(\w+)` \| ([\d,]+|1 MiB|10\^8) \|", readme, re.M))
-    shown = {"1 MiB": 1 << 20, "10^8": 10 ** 8}
+    table = dict(re.findall(r"^\| `(\w+)` \| ([\d,]+|1 MiB|10\^8|8 GiB) \|", readme, re.M))
+    shown = {"1 MiB": 1 << 20, "10^8": 10 ** 8, "8 GiB": 8 << 30}
     defaults = {f.name[len("max_"):]: f.default for f in dataclasses.fields(Limits)}
     assert {k: shown.get(v) or int(v.replace(",", "")) for k, v in table.items()} == defaults
 
@@ -184,7 +184,7 @@ def test_a_limit_is_a_whole_number_from_1_to_2_53(value):
 
 @pytest.mark.parametrize("text, message", [
     ("speed=3", "unknown limit 'speed'; the limits are source_bytes, equations, delay, size, "
-                "parameter_elements, unroll, drawn_nodes, edge_labels"),
+                "parameter_elements, unroll, drawn_nodes, edge_labels, memory_bytes"),
     ("delay=0", "expected NAME=N with N a whole number from 1 to 2**53, as in delay=5000; got 'delay=0'"),
     ("delay=1e4", "expected NAME=N with N a whole number from 1 to 2**53, as in delay=5000; got 'delay=1e4'"),
     ("delay", "expected NAME=N with N a whole number from 1 to 2**53, as in delay=5000; got 'delay'"),
@@ -228,3 +228,21 @@ def test_cli_bad_limit_is_a_usage_error(capsys):
         main(["check", str(ROOT / "examples/exercise.rnn"), "--limit", "speed=3"])
     assert info.value.code == 2
     assert "argument --limit: unknown limit 'speed'" in capsys.readouterr().err
+
+
+def test_a_call_that_would_not_fit_in_memory_is_refused_before_it_allocates():
+    """Size 10^5 and delay 1000 are each within their limits; over 10^5 steps they would
+    take gigabytes: refused with the estimate and how to raise the limit."""
+    import numpy as np
+    model = rnngraph.parse("h(t) = tanh(u * h(t-1000) + v * x(t))\nx: 100000, h: 100000")
+    net = model.compile(optimize=False)
+    with pytest.raises(RnnGraphError, match=r"this call would take about 65\.6 GiB \(T = 10000, "
+                       r"B = 1, 200,000 numbers a step, float64\), more than the limit of 8\.0 GiB; "
+                       r"raise it with --limit memory_bytes=\d+"):
+        net._check_memory(10000, 1)
+    small = rnngraph.parse("h(t) = tanh(W h(t-1) + U x(t))\nx: 1, h: 2",
+                           limits=Limits(max_memory_bytes=1000)).compile()
+    p = small.init_params()
+    small.forward(p, {"x": np.zeros((3, 1))})
+    with pytest.raises(RnnGraphError, match="more than the limit of 0.0 GiB"):
+        small.forward(p, {"x": np.zeros((30, 1))})
