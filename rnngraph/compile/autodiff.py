@@ -50,15 +50,14 @@ class Builder:
 
     def __init__(self, prog: Program, eqns: list, origin: str | None = None, block=None):
         self.prog, self.eqns, self.origin, self.block = prog, eqns, origin, block
-        self.count = sum(1 for k in prog.types if k[0] == "tmp" and k[1].startswith("%g"))
 
     def type(self, atom) -> Type:
         return self.prog.type(atom, self.block)
 
     def op(self, name: str, *args, attrs: tuple = ()) -> Tmp:
         args = tuple(Const(float(a)) if isinstance(a, (int, float)) else a for a in args)
-        self.count += 1
-        out = Tmp(f"%g{self.count}")
+        self.prog.made += 1
+        out = Tmp(f"%g{self.prog.made}")
         self.prog.types[("tmp", out.name)] = lookup(name).type(tuple(map(self.type, args)), attrs)
         self.eqns.append(Eqn(out, name, args, attrs, origin=self.origin))
         return out
@@ -144,7 +143,7 @@ def backward(prog: Program) -> Program:
     """The backward program of the forward program ``prog`` (types shared with it); the
     temporaries its VJPs read are computed again (:func:`rematerialize`)."""
     blocks = [rematerialize(b, reverse_block(prog, b)) for b in reversed(prog.blocks)]
-    back = Program(blocks, prog.types, prog.timed)
+    back = Program(blocks, prog.types, prog.timed, prog.made)
     back.check()
     return back
 
@@ -176,7 +175,7 @@ def taped(prog: Program) -> tuple[Program, Program]:
             return Eqn(out, e.op, args, e.attrs, e.accumulate, e.origin)
         fb.eqns = [keep(e) for e in fb.eqns]
         bb.eqns = [keep(e) for e in bb.eqns]
-    back = Program(backs, forward.types, forward.timed)
+    back = Program(backs, forward.types, forward.timed, forward.made)
     forward.check()
     back.check()
     return forward, back

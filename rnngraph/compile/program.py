@@ -145,6 +145,7 @@ class Program:
     blocks: list
     types: dict = field(default_factory=dict)
     timed: set = field(default_factory=set)     # the homes indexed by t
+    made: int = 0                               # temporaries the builders made, for names
 
     def __repr__(self) -> str:
         lines = []
