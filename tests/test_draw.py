@@ -385,8 +385,10 @@ def test_bad_options_are_named():
         draw(model("elman"), theme="neon")
     with pytest.raises(TypeError, match="unknown style option 'colour'"):
         draw(model("elman"), colour="red")
-    with pytest.raises(ValueError, match="unroll must be a positive whole number"):
-        draw(model("elman"), unroll=0)
+    for steps in (0, 101, 2.0, True):
+        with pytest.raises(ValueError, match=f"unroll must be a whole number of steps from 1 to 100, "
+                                             f"not {steps!r}"):
+            draw(model("elman"), unroll=steps)
 
 
 # -- the command line: files written safely ---------------------------------------------------

@@ -17,6 +17,10 @@ from .layout import Drawing, layout
 from .output import FORMATS, render
 from .style import Style
 
+#: The most steps an unrolled drawing shows: 100 steps of an LSTM take some 6 s and are
+#: far too wide to read; 1000 took 14 s for the Elman network, 5000 more than 2 minutes.
+MAX_UNROLL = 100
+
 
 def draw(model, unroll: int | None = None, format: str = "svg", **style) -> bytes:
     """Draw ``model`` folded, or unrolled over ``unroll`` steps, and return the bytes.
@@ -25,7 +29,7 @@ def draw(model, unroll: int | None = None, format: str = "svg", **style) -> byte
     ----------
     model : rnngraph.Model
     unroll : int, optional
-        Draw steps 1..unroll side by side; None draws the folded graph.
+        Draw steps 1..unroll side by side (at most :data:`MAX_UNROLL`); None draws the folded graph.
     format : {"svg", "pdf", "png", "dot"}
     **style
         Options of :class:`rnngraph.render.style.Style`: ``theme``, ``transparent``,
@@ -38,9 +42,10 @@ def draw(model, unroll: int | None = None, format: str = "svg", **style) -> byte
     >>> svg[:5], b"baseline-shift" in svg
     (b'<?xml', False)
     """
-    if unroll is not None and (isinstance(unroll, bool) or not isinstance(unroll, int) or unroll < 1):
-        raise ValueError(f"unroll must be a positive whole number of steps, not {unroll!r}")
+    if unroll is not None and (isinstance(unroll, bool) or not isinstance(unroll, int)
+                               or not 1 <= unroll <= MAX_UNROLL):
+        raise ValueError(f"unroll must be a whole number of steps from 1 to {MAX_UNROLL}, not {unroll!r}")
     return render(layout(model, unroll, Style.of(**style)), format)
 
 
-__all__ = ["FORMATS", "Drawing", "Style", "draw", "layout", "render"]
+__all__ = ["FORMATS", "MAX_UNROLL", "Drawing", "Style", "draw", "layout", "render"]
