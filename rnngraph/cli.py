@@ -5,8 +5,10 @@ caret, and exits with status 2; it never shows a traceback.  So does anything
 else that goes wrong for a reason outside rnngraph, with ``rnngraph: error:
 MESSAGE``: a file that cannot be read or written, a standard output that
 fails (a full disk); a bad option is argparse's usage error, also status 2.
-What is printed escapes control characters and undecodable bytes of file
-names (:func:`rnngraph.errors.printable`).
+A bug in rnngraph is one line too, ``rnngraph: internal error: ...``, with
+status 70 (``RNNGRAPH_TRACEBACK=1`` shows the traceback instead).  What is
+printed escapes control characters and undecodable bytes of file names
+(:func:`rnngraph.errors.printable`).
 """
 from __future__ import annotations
 
@@ -20,6 +22,9 @@ from .errors import RnnGraphError, printable
 from .model import load
 from .render import MAX_UNROLL
 from .render.style import FONTSIZES, check_font, check_fontsize
+
+#: The exit status of a bug in rnngraph (sysexits.h EX_SOFTWARE); bad input exits with 2.
+INTERNAL_ERROR = 70
 
 _WHOLE = re.compile(r"[0-9]+")
 _SIZE_DIGITS = 18                # sizes below 10**18 fit NumPy's int64 shapes
@@ -222,16 +227,29 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except RnnGraphError as err:
-        try:
-            for d in err.diagnostics:
-                text = d.render_one()
-                print(text if d.location else f"rnngraph: {text}", file=sys.stderr)
-        except (AttributeError, OSError):
-            pass                                  # no stderr to tell it on: the status still does
+        _say("\n".join(d.render_one() if d.location else f"rnngraph: {d.render_one()}"
+                       for d in err.diagnostics))
         return 2
     except BrokenPipeError:
         _silence_stdout()
         return 0
+    except KeyboardInterrupt:
+        _say("rnngraph: interrupted")             # outputs are as they were: writes are atomic
+        return 130
+    except Exception as err:                     # noqa: BLE001 - a bug, shown as one line
+        if os.environ.get("RNNGRAPH_TRACEBACK"):
+            raise
+        text = printable(str(err), keep="")
+        _say(f"rnngraph: internal error: {type(err).__name__}: {text[:300]}{'...' if len(text) > 300 else ''} "
+             "(a bug in rnngraph: please report it with the input; RNNGRAPH_TRACEBACK=1 shows where)")
+        return INTERNAL_ERROR
+
+
+def _say(text: str) -> None:
+    try:
+        print(text, file=sys.stderr)
+    except (AttributeError, OSError):
+        pass                                      # no stderr to tell it on: the status still does
 
 
 if __name__ == "__main__":

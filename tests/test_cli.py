@@ -277,3 +277,27 @@ def test_undecodable_file_names_print_in_a_strict_utf8_terminal(tmp_path):
                          env=env, timeout=120, cwd=tmp_path)
     assert (run.returncode, run.stdout, run.stderr) == (0, b"ok\\xff.svg\n", b"")
     assert os.path.exists(folder + b"/ok\xff.svg")
+
+
+# -- a bug in rnngraph: one line and status 70, not a traceback -------------------------------
+@pytest.mark.parametrize("exc, code, line", [
+    (ValueError("boom \x1b[2J"), 70, "rnngraph: internal error: ValueError: boom \\x1b[2J (a bug in rnngraph: "
+                                      "please report it with the input; RNNGRAPH_TRACEBACK=1 shows where)"),
+    (RecursionError("maximum recursion depth exceeded"), 70,
+     "rnngraph: internal error: RecursionError: maximum recursion depth exceeded (a bug in rnngraph: "
+     "please report it with the input; RNNGRAPH_TRACEBACK=1 shows where)"),
+    (KeyboardInterrupt(), 130, "rnngraph: interrupted"),
+])
+def test_an_unexpected_exception_is_one_line(monkeypatch, capsys, exc, code, line):
+    import rnngraph.cli as cli
+
+    def broken(*args, **kw):
+        raise exc
+    monkeypatch.delenv("RNNGRAPH_TRACEBACK", raising=False)
+    monkeypatch.setattr(cli, "load", broken)
+    assert main(["check", ELMAN]) == code
+    assert capsys.readouterr().err == line + "\n"
+    monkeypatch.setenv("RNNGRAPH_TRACEBACK", "1")
+    if code == 70:
+        with pytest.raises(type(exc)):
+            main(["check", ELMAN])
