@@ -105,7 +105,7 @@ def _check(args) -> int:
     elif args.latex:
         _emit(model.to_latex())
     else:
-        _emit(model.summary() + "\n")
+        _emit(printable(model.summary()) + "\n")     # it names the file
     return 0
 
 

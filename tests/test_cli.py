@@ -259,6 +259,25 @@ def test_the_input_read_from_stdin_is_never_overwritten(tmp_path):
     assert src.read_text() == "h(t) = tanh(W h(t-1) + U x(t))\n"
 
 
+def test_a_file_name_with_control_characters_is_escaped_in_the_summary(tmp_path, capsys):
+    path = tmp_path / "eqs\x1b]0;pwned\x07.rnn"
+    path.write_text("h(t) = tanh(W h(t-1) + U x(t))\n")
+    assert main(["check", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == f"{tmp_path}/eqs\\x1b]0;pwned\\x07.rnn: 1 equation, 4 symbols"
+
+
+@pytest.mark.xfail(strict=True, reason="codegen.py writes the file name into the generated module's "
+                                       "docstring unescaped, and Compiled runs that module")
+def test_a_file_name_is_never_run_as_code(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RNNGRAPH_INJECTED", "")     # so that monkeypatch removes it afterwards
+    monkeypatch.delenv("RNNGRAPH_INJECTED")
+    path = tmp_path / 'x"""+__import__("os").environ.setdefault("RNNGRAPH_INJECTED", "1")+""".rnn'
+    path.write_text("h(t) = tanh(W h(t-1) + U x(t))\nx: 2, h: 3\n")
+    main(["compile", str(path)])
+    injected = os.environ.get("RNNGRAPH_INJECTED")
+    assert injected is None
+
+
 def test_undecodable_file_names_print_in_a_strict_utf8_terminal(tmp_path):
     # Before: UnicodeEncodeError traceback.  The byte 0xff of the name prints as \xff.
     folder = os.fsencode(tmp_path)
