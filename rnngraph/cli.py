@@ -19,7 +19,7 @@ import re
 import sys
 
 from .errors import RnnGraphError, printable
-from .model import load
+from .model import MAX_SOURCE_BYTES, load
 from .render import MAX_UNROLL
 from .render.style import FONTSIZES, check_font, check_fontsize
 
@@ -135,8 +135,8 @@ def _draw(args) -> int:
         _emit(data)
     else:
         out = args.output or f"{Path(args.file).stem}{'-unrolled' if args.unroll else ''}.{fmt}"
-        _emit(printable(str(write_atomic(data, out, protect=[_stdin_fd() if args.file == "-"
-                                                                   else args.file]))) + "\n")
+        protect = [args.file] if args.file != "-" else [fd for fd in [_stdin_fd()] if fd is not None]
+        _emit(printable(str(write_atomic(data, out, protect))) + "\n")
     if args.stats:
         text = report(measure(drawing, data if fmt == "svg" else None))
         if args.output == "-":
@@ -160,7 +160,7 @@ def _compile(args) -> int:
     return 0
 
 
-FILE_HELP = "the equation file (UTF-8, at most 1 MiB); - reads standard input"
+FILE_HELP = f"the equation file (UTF-8, at most {MAX_SOURCE_BYTES >> 20} MiB); - reads standard input"
 
 
 def build_parser() -> argparse.ArgumentParser:
