@@ -211,7 +211,12 @@ def read_source(path: str | Path, max_bytes: int = MAX_SOURCE_BYTES) -> bytes:
     rnngraph.errors.RnnGraphError: error: cannot read /: it is a folder, not a regular file
     """
     if str(path) == "-":
-        data = _read_at_most(sys.stdin.buffer.read, max_bytes)
+        try:
+            if sys.stdin is None:
+                raise OSError("it is closed")
+            data = _read_at_most(sys.stdin.buffer.read, max_bytes)
+        except OSError as err:
+            raise RnnGraphError(f"cannot read standard input: {err.strerror or err}") from None
         if len(data) > max_bytes:
             raise _too_big("standard input", max_bytes)
         return data

@@ -319,3 +319,9 @@ def test_dash_reads_standard_input_up_to_the_limit(monkeypatch):
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"#" * ((1 << 20) + 1))))
     with pytest.raises(RnnGraphError, match="^error: cannot read standard input: it is larger than 1 MiB"):
         rnngraph.load("-")
+
+
+def test_dash_with_stdin_closed(monkeypatch):
+    monkeypatch.setattr(sys, "stdin", None)                 # rnngraph check - <&-
+    with pytest.raises(RnnGraphError, match="^error: cannot read standard input: it is closed$"):
+        rnngraph.load("-")

@@ -174,7 +174,8 @@ def _write_stream(data: bytes, path: Path) -> None:
     """Write to a character device or a FIFO as it is: never create, truncate or replace it."""
     try:
         # O_NONBLOCK: a FIFO that no program reads fails at once (ENXIO) instead of waiting.
-        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | _CLOEXEC)
+        fd = os.open(path, os.O_WRONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+                     | _CLOEXEC)
     except OSError as err:
         if err.errno == errno.ENXIO:
             raise RnnGraphError(f"cannot write {path}: no program is reading from it") from None
