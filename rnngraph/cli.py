@@ -1,27 +1,47 @@
 """The ``rnngraph`` command line.
 
 Bad input prints ``FILE:LINE:COL: error: MESSAGE``, the source line and a
-caret, and exits with status 2; it never shows a traceback.
+caret, and exits with status 2; it never shows a traceback.  So does anything
+else that goes wrong for a reason outside rnngraph, with ``rnngraph: error:
+MESSAGE``: a file that cannot be read or written, a standard output that
+fails (a full disk); a bad option is argparse's usage error, also status 2.
+A bug in rnngraph is one line too, ``rnngraph: internal error: ...``, with
+status 70 (``RNNGRAPH_TRACEBACK=1`` shows the traceback instead).  What is
+printed escapes control characters and undecodable bytes of file names
+(:func:`rnngraph.errors.printable`).
 """
 from __future__ import annotations
 
 import argparse
+import io
+import os
+import re
 import sys
 
-from .errors import RnnGraphError
-from .limits import Limits, option as limit_option
+from .errors import RnnGraphError, printable
+from .limits import CEILING, Limits, option as limit_option
 from .model import load
+from .render.style import FONTSIZES, check_font, check_fontsize
+
+#: The exit status of a bug in rnngraph (sysexits.h EX_SOFTWARE); bad input exits with 2.
+INTERNAL_ERROR = 70
+
+_WHOLE = re.compile(r"[0-9]+")
+_SIZE_DIGITS = 18                # sizes below 10**18 fit NumPy's int64 shapes
 
 
 def sizes_arg(text: str) -> dict[str, int]:
     """``x=10,h=32`` -> ``{"x": 10, "h": 32}``."""
     out = {}
     for item in filter(None, (p.strip() for p in text.split(","))):
-        name, eq, value = item.partition("=")
-        if not eq or not name.strip() or not value.strip().isdigit() or int(value) < 1:
+        name, eq, value = (part.strip() for part in item.partition("="))
+        digits = value.lstrip("0")
+        if not eq or not name or not _WHOLE.fullmatch(value) or not digits:
             raise argparse.ArgumentTypeError(
                 f"expected NAME=SIZE with a positive whole SIZE, as in x=10,h=32; got {item!r}")
-        out[name.strip()] = int(value)
+        if len(digits) > _SIZE_DIGITS:
+            raise argparse.ArgumentTypeError(f"a size has at most {_SIZE_DIGITS} digits; got {item!r}")
+        out[name] = int(digits)
     return out
 
 
@@ -29,14 +49,68 @@ def _limits(args) -> Limits:
     return Limits(**{k: v for given in args.limit for k, v in given.items()})
 
 
+def _steps(text: str) -> int:
+    """A whole number of steps; how many may be drawn is the limit unroll (--limit)."""
+    digits = text.lstrip("0")
+    if not _WHOLE.fullmatch(text) or not digits or len(digits) > 16 or int(digits) > CEILING:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive whole number of steps, got {text!r}")
+    return int(digits)
+
+
+def _fontsize(text: str) -> float:
+    try:
+        return check_fontsize(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size in points from {FONTSIZES[0]:g} to "
+                                         f"{FONTSIZES[1]:g}, got {text!r}") from None
+
+
+def _font(text: str) -> str:
+    try:
+        return check_font(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _emit(data: str | bytes) -> None:
+    """Write to standard output; a failure (a full disk) is an error of the run, not a traceback."""
+    try:
+        if sys.stdout is None:
+            raise OSError("it is closed")
+        if isinstance(data, bytes):
+            sys.stdout.buffer.write(data)
+        else:
+            sys.stdout.write(data)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise                         # `rnngraph check f | head`: main ends quietly
+    except OSError as err:
+        _silence_stdout()
+        raise RnnGraphError(f"cannot write to standard output: {err.strerror or err}") from None
+
+
+def _silence_stdout() -> None:
+    """Point the process's standard output at /dev/null, so that Python's own flush at exit
+    does not fail again with "Exception ignored ..." (Python's documented fix for EPIPE)."""
+    if sys.stdout is None or sys.stdout is not sys.__stdout__:
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
 def _check(args) -> int:
     model = load(args.file, args.sizes, _limits(args))
     if args.text:
-        sys.stdout.write(model.to_text())
+        _emit(model.to_text())
     elif args.latex:
-        sys.stdout.write(model.to_latex())
+        _emit(model.to_latex())
     else:
-        print(model.summary())
+        _emit(printable(model.summary()) + "\n")     # it names the file
     return 0
 
 
@@ -47,6 +121,9 @@ def _draw(args) -> int:
     from .render.output import format_of, write_atomic
     from .render.stats import measure, report
 
+    if args.file == "-" and not args.output:
+        raise RnnGraphError("the equations come from standard input: name the drawing with -o "
+                            "(- for standard output)")
     model = load(args.file, args.sizes, _limits(args))
     if args.output == "-":
         fmt = args.format or "svg"
@@ -60,28 +137,36 @@ def _draw(args) -> int:
     drawing = layout(model, args.unroll, style)
     data = render(drawing, fmt)
     if args.output == "-":
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
+        _emit(data)
     else:
         out = args.output or f"{Path(args.file).stem}{'-unrolled' if args.unroll else ''}.{fmt}"
-        print(write_atomic(data, out, protect=[args.file]))
+        protect = [args.file] if args.file != "-" else [fd for fd in [_stdin_fd()] if fd is not None]
+        _emit(printable(str(write_atomic(data, out, protect))) + "\n")
     if args.stats:
-        figures = measure(drawing, data if fmt == "svg" else None)
-        print(report(figures), file=sys.stderr if args.output == "-" else sys.stdout)
+        text = report(measure(drawing, data if fmt == "svg" else None))
+        if args.output == "-":
+            print(text, file=sys.stderr)
+        else:
+            _emit(text + "\n")
     return 0
+
+
+def _stdin_fd() -> int | None:
+    try:
+        return sys.stdin.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 def _compile(args) -> int:
     net = load(args.file, limits=_limits(args)).compile(
         sizes=args.sizes, dtype=args.dtype, optimize=not args.plain, backend=args.backend)
-    sys.stdout.write(net.source)
+    _emit(net.source)
     return 0
 
 
-def _steps(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number of steps, got {text!r}")
-    return int(text)
+FILE_HELP = (f"the equation file (UTF-8, at most {Limits().max_source_bytes >> 20} MiB unless "
+             "--limit source_bytes says more); - reads standard input")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     check = sub.add_parser("check", help="parse and check a file, print its symbols, states and sizes")
-    check.add_argument("file", help="the equation file (UTF-8)")
+    check.add_argument("file", help=FILE_HELP)
     check.add_argument("--sizes", type=sizes_arg, default=None, metavar="x=10,h=32",
                        help="give or override sizes")
     show = check.add_mutually_exclusive_group()
@@ -99,10 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(run=_check)
 
     draw = sub.add_parser("draw", help="draw the folded or unrolled graph (svg, pdf, png, dot)")
-    draw.add_argument("file", help="the equation file (UTF-8)")
-    draw.add_argument("--unroll", type=_steps, metavar="N", help="draw steps 1..N side by side")
+    draw.add_argument("file", help=FILE_HELP)
+    draw.add_argument("--unroll", type=_steps, metavar="N",
+                      help="draw steps 1..N side by side (N at most 100 unless --limit unroll says more)")
     draw.add_argument("-o", "--output", metavar="OUT",
-                      help="where to write (its extension picks the format; - for stdout); "
+                      help="where to write (its extension picks the format; - for stdout; a symlink "
+                           "is written through, a device or FIFO written to); "
                            "default: FILE's stem in the current folder")
     draw.add_argument("--format", choices=("svg", "pdf", "png", "dot"), help="the output format")
     draw.add_argument("--sizes", type=sizes_arg, default=None, metavar="x=10,h=32",
@@ -116,14 +203,16 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a black square on recurrent edges (default) or t-1 written")
     draw.add_argument("--theme", choices=("default", "mono", "dark"), help="colours")
     draw.add_argument("--transparent", action="store_true", help="no background")
-    draw.add_argument("--font", help="font family (default DejaVu Serif)")
-    draw.add_argument("--fontsize", type=float, help="font size in points (default 16)")
+    draw.add_argument("--font", type=_font, help="font family (default DejaVu Serif): letters, "
+                      "digits, spaces and _ - . , : = +")
+    draw.add_argument("--fontsize", type=_fontsize, metavar="PT",
+                      help=f"font size in points, {FONTSIZES[0]:g} to {FONTSIZES[1]:g} (default 16)")
     draw.add_argument("--stats", action="store_true",
                       help="print the quality figures: alignment, crossings, text size on a slide")
     draw.set_defaults(run=_draw)
 
     comp = sub.add_parser("compile", help="print the generated NumPy forward and backward passes")
-    comp.add_argument("file", help="the equation file (UTF-8)")
+    comp.add_argument("file", help=FILE_HELP)
     comp.add_argument("--sizes", type=sizes_arg, default=None, metavar="x=10,h=32",
                       help="give or override sizes")
     comp.add_argument("--dtype", choices=("float64", "float32"), default="float64",
@@ -142,16 +231,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):   # a name or text the terminal cannot encode: escaped
+        if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
     except RnnGraphError as err:
-        for d in err.diagnostics:
-            text = d.render_one()
-            print(text if d.location else f"rnngraph: {text}", file=sys.stderr)
+        _say("\n".join(d.render_one() if d.location else f"rnngraph: {d.render_one()}"
+                       for d in err.diagnostics))
         return 2
     except BrokenPipeError:
+        _silence_stdout()
         return 0
+    except KeyboardInterrupt:
+        _say("rnngraph: interrupted")             # outputs are as they were: writes are atomic
+        return 130
+    except Exception as err:                     # noqa: BLE001 - a bug, shown as one line
+        if os.environ.get("RNNGRAPH_TRACEBACK"):
+            raise
+        text = printable(str(err), keep="")
+        _say(f"rnngraph: internal error: {type(err).__name__}: {text[:300]}{'...' if len(text) > 300 else ''} "
+             "(a bug in rnngraph: please report it with the input; RNNGRAPH_TRACEBACK=1 shows where)")
+        return INTERNAL_ERROR
+
+
+def _say(text: str) -> None:
+    try:
+        print(text, file=sys.stderr)
+    except (AttributeError, OSError):
+        pass                                      # no stderr to tell it on: the status still does
 
 
 if __name__ == "__main__":

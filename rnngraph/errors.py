@@ -5,13 +5,75 @@ which is also a :class:`ValueError`.  Its ``str()`` is what the command line
 prints: ``FILE:LINE:COL: error: MESSAGE``, the source line, and a caret under
 the column (a long line is cut around it).  One error may carry several
 diagnostics (every unknown size, say).
+
+What is printed is :func:`printable`: control characters of the input (ESC,
+NUL) and undecodable bytes of a file name are written as escapes, so an error
+message can neither drive the terminal nor fail to encode, and the caret still
+stands under the column it points at.
 """
 from __future__ import annotations
 
+import stat
+import unicodedata
 from dataclasses import dataclass
 
-#: Characters of a source line an error shows; a longer line is shown around the column.
-SHOWN = 120
+
+
+def _escape(ch: str) -> str | None:
+    """How ``ch`` is shown when printed as is would be unsafe; None when it is safe."""
+    code = ord(ch)
+    if 0xDC80 <= code <= 0xDCFF:           # a byte that did not decode (os.fsdecode)
+        return f"\\x{code - 0xDC00:02x}"
+    if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return None
+
+
+def printable(text: str, keep: str = "\n") -> str:
+    r"""``text`` safe to print on any terminal, in any encoding of it.
+
+    Control and format characters (ESC, NUL, bidirectional overrides), line
+    separators and lone surrogates (the undecodable bytes of a file name) are
+    written as backslash escapes; the characters in ``keep`` are left as they are.
+
+    Examples
+    --------
+    >>> printable("h(t) \x1b[31m")
+    'h(t) \\x1b[31m'
+    >>> printable("caf\udce9.rnn")
+    'caf\\xe9.rnn'
+    """
+    return "".join(ch if ch in keep else (_escape(ch) or ch) for ch in text)
+
+
+def _width(ch: str) -> int:
+    """The cells ``ch`` takes on a terminal once printed by :func:`printable`."""
+    shown = _escape(ch)
+    if shown is not None:
+        return len(shown)
+    if unicodedata.combining(ch):
+        return 0
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISREG, "a file"))
+
+
+def file_kind(mode: int) -> str:
+    """What a file of ``mode`` (``os.stat(...).st_mode``) is, for a message: "a FIFO", ...
+
+    Examples
+    --------
+    >>> import os
+    >>> file_kind(os.stat("/").st_mode)
+    'a folder'
+    """
+    return next((kind for test, kind in _KINDS if test(mode)), "a special file")
+
+
+#: A source line longer than twice this is shown as the part around the column.
+CONTEXT = 60
 
 
 @dataclass(frozen=True)
@@ -24,16 +86,18 @@ class Location:
     source_line: str = ""
 
     def render(self, message: str) -> str:
-        """The message, the source line and a caret; a line longer than :data:`SHOWN`
-        characters is shown around the column, cut short with ``...``."""
-        head = f"{self.filename}:{self.line}:{self.column}: error: {message}"
-        text = self.source_line.expandtabs(1)
+        """The message, the source line and a caret; a long line is shown around the
+        column, cut short with ``...``."""
+        head = f"{printable(self.filename, keep='')}:{self.line}:{self.column}: error: {printable(message)}"
+        line = self.source_line.replace("\t", " ")
         at = max(self.column, 1) - 1
-        if len(text) > SHOWN:
-            start = min(max(at - SHOWN // 2, 0), len(text) - SHOWN)
-            left, right = ("..." if start else ""), ("..." if start + SHOWN < len(text) else "")
-            text, at = left + text[start:start + SHOWN] + right, at - start + len(left)
-        return f"{head}\n    {text}\n    {' ' * at}^"
+        start = max(0, min(at - CONTEXT, len(line) - 2 * CONTEXT))
+        if start > 0:                      # a long line: the part around the column
+            line, at = "..." + line[start + 3:], at - start
+        if len(line) > 2 * CONTEXT:
+            line = line[:2 * CONTEXT - 3] + "..."
+        caret = " " * sum(_width(ch) for ch in line[:at]) + "^"
+        return f"{head}\n    {printable(line, keep='')}\n    {caret}"
 
 
 class RnnGraphError(ValueError):
@@ -80,7 +144,7 @@ class RnnGraphError(ValueError):
 
     def render_one(self) -> str:
         if self.location is None:
-            return f"error: {self.message}"
+            return f"error: {printable(self.message)}"
         return self.location.render(self.message)
 
     def __str__(self) -> str:

@@ -113,7 +113,13 @@ def check_memory(model, nbytes: int, what: str) -> None:
 
 
 def _count(n: int) -> str:
-    return f"{n:,}" if n < 10 ** 15 else f"{float(n):.3g}"
+    if n < 10 ** 15:
+        return f"{n:,}"
+    try:
+        return f"{float(n):.3g}"
+    except OverflowError:             # past 1e308: from the digits
+        digits = str(n)
+        return f"{digits[0]}.{digits[1:3]}e+{len(digits) - 1}"
 
 
 # -- the text, before it is parsed --------------------------------------------------------

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from pathlib import Path
 
 from . import analysis, ast, limits as limiting, sizes as sizing
-from .errors import RnnGraphError, Source
+from .errors import RnnGraphError, Source, file_kind
 from .limits import Limits
 from .parser import parse_program
 from .printing import program_latex, program_text
@@ -216,8 +217,67 @@ def parse(text: str, filename: str = "<string>", sizes: dict[str, int] | None = 
     return Model(parse_program(text, filename), Source(text, filename), sizes, limits)
 
 
+def _not_a_file(path, mode: int) -> RnnGraphError:
+    hint = "" if stat.S_ISDIR(mode) else "; to read a pipe or a device, give - and redirect it to stdin"
+    return RnnGraphError(f"cannot read {path}: it is {file_kind(mode)}, not a regular file{hint}")
+
+
+def read_source(path: str | Path, max_bytes: int) -> tuple[bytes, int | None]:
+    """At most ``max_bytes + 1`` bytes of an equation file (one more tells that there were
+    too many), and the file's whole size (None for standard input); ``"-"`` reads
+    standard input.
+
+    Only a regular file is opened: a FIFO with no writer would wait forever, and
+    /dev/zero never ends; a pipe or a device can be given as ``-``.
+
+    Examples
+    --------
+    >>> read_source("/", 100)
+    Traceback (most recent call last):
+    ...
+    rnngraph.errors.RnnGraphError: error: cannot read /: it is a folder, not a regular file
+    """
+    if str(path) == "-":
+        try:
+            if sys.stdin is None:
+                raise OSError("it is closed")
+            return _read_at_most(sys.stdin.buffer.read, max_bytes), None
+        except OSError as err:
+            raise RnnGraphError(f"cannot read standard input: {err.strerror or err}") from None
+    try:
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            raise _not_a_file(path, mode)
+        # O_NONBLOCK: should a FIFO take the file's place after the stat, the open still returns.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        with open(fd, "rb", buffering=0) as f:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise _not_a_file(path, info.st_mode)
+            data = _read_at_most(f.read, max_bytes)
+    except OSError as err:
+        raise RnnGraphError(f"cannot read {path}: {err.strerror or err}") from None
+    return data, max(info.st_size, len(data))
+
+
+def _read_at_most(read, max_bytes: int) -> bytes:
+    """Up to ``max_bytes + 1`` bytes from ``read``."""
+    chunks, left = [], max_bytes + 1
+    while left > 0:
+        chunk = read(min(left, 1 << 16))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
 def load(path: str | Path, sizes: dict[str, int] | None = None, limits: Limits | None = None) -> Model:
-    """Read and check an equation file (UTF-8).
+    """Read and check an equation file (UTF-8); ``"-"`` reads standard input.
+
+    Only a regular file or ``-`` is read (see :func:`read_source`), and only its first
+    ``limits.max_source_bytes`` bytes (and one more): a longer file is refused
+    (:mod:`rnngraph.limits`).
 
     Only the first ``limits.max_source_bytes`` bytes (and one more) are read: a
     longer file is refused (:mod:`rnngraph.limits`).
@@ -231,16 +291,10 @@ def load(path: str | Path, sizes: dict[str, int] | None = None, limits: Limits |
     ['h']
     >>> os.unlink(f.name)
     """
-    path = Path(path)
     limits = limits or Limits()
-    try:
-        with path.open("rb") as f:
-            data = f.read(limits.max_source_bytes + 1)
-            info = os.fstat(f.fileno())
-    except OSError as err:
-        raise RnnGraphError(f"cannot read {path}: {err.strerror or err}") from None
-    whole = max(info.st_size, len(data)) if stat.S_ISREG(info.st_mode) else None     # None: a pipe
-    limiting.check_source(data, str(path), limits, whole)
+    name = "<stdin>" if str(path) == "-" else str(path)
+    data, whole = read_source(path, limits.max_source_bytes)
+    limiting.check_source(data, name, limits, whole)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -249,6 +303,6 @@ def load(path: str | Path, sizes: dict[str, int] | None = None, limits: Limits |
         column = len(before[before.rfind(b"\n") + 1:].decode("utf-8", "replace")) + 1
         message = (f"the file is not UTF-8: byte 0x{data[err.start]:02x} cannot be decoded; "
                    "save it as UTF-8")
-        where = Source(data.decode("utf-8", "replace"), str(path)).location(line, column)
+        where = Source(data.decode("utf-8", "replace"), name).location(line, column)
         raise RnnGraphError(message, where) from None
-    return parse(text, str(path), sizes, limits)
+    return parse(text, name, sizes, limits)

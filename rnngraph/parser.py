@@ -198,6 +198,9 @@ class _ToAst(Transformer):
 
     def size_item(self, name, _colon, number):
         text = str(number)
+        if text.isdigit() and len(text.lstrip("0")) > 16:   # (int() refuses 4300 digits)
+            raise _Located(f"a size is a whole number of at most 16 digits, not {text[:20]}...",
+                           _pos(number))
         if not text.isdigit() or int(text) < 1:
             raise _Located(f"a size is a positive whole number, not {text}", _pos(number))
         if lookup(str(name)):

@@ -47,6 +47,21 @@ def identifier(name: str) -> str:
     return text + "_" if reserved else text
 
 
+def docstring_text(text: str) -> str:
+    r"""``text`` safe to write inside a triple-quoted docstring: escapes for quotes,
+    backslashes, line breaks and anything not printable ASCII, so that no file name can
+    end the docstring and run as code.
+
+    Examples
+    --------
+    >>> print(docstring_text('x' + '"' * 3 + '+f()+' + '"' * 3 + '.rnn'))
+    x\"\"\"+f()+\"\"\".rnn
+    >>> print(docstring_text("a\\b\nc"))
+    a\\b\nc
+    """
+    return ascii(text)[1:-1].replace('"', '\\"')
+
+
 class Namer:
     """Unique Python names: the first wish that is free, else the last with a number."""
 

@@ -1,4 +1,7 @@
-"""`rnngraph check`: the summary, the canonical forms, and errors with exit status 2."""
+"""The command line: the summary, the canonical forms; errors, bad options, stdin and stdout."""
+import errno
+import io
+import os
 import shutil
 import subprocess
 import sys
@@ -118,3 +121,199 @@ def test_python_dash_m_runs_the_cli(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 0
     assert "  sequences    y (output)" in proc.stdout.splitlines()
+
+
+# -- options: a bad value is a usage error (status 2), never a traceback -------------------------
+ELMAN = str(ROOT / "examples/elman.rnn")
+
+
+@pytest.mark.parametrize("argv, message", [
+    # before: ValueError tracebacks from Style
+    (["draw", ELMAN, "--fontsize", "nan"], "argument --fontsize: expected a size in points from 4 to 96, got 'nan'"),
+    (["draw", ELMAN, "--fontsize", "-5"], "argument --fontsize: expected a size in points from 4 to 96, got '-5'"),
+    (["draw", ELMAN, "--fontsize", "1e9"], "argument --fontsize: expected a size in points from 4 to 96, got '1e9'"),
+    (["draw", ELMAN, "--fontsize", "inf"], "argument --fontsize: expected a size in points from 4 to 96, got 'inf'"),
+    (["draw", ELMAN, "--fontsize", "3.9"], "argument --fontsize: expected a size in points from 4 to 96, got '3.9'"),
+    (["draw", ELMAN, "--fontsize", "twelve"],
+     "argument --fontsize: expected a size in points from 4 to 96, got 'twelve'"),
+    # before: the SVG had 31 onload attributes
+    (["draw", ELMAN, "--font", 'Serif" onload="alert(1)'],
+     "argument --font: font must be a family name of letters, digits, spaces and _ - . , : = + "
+     "(at most 100), not 'Serif\" onload=\"alert(1)'"),
+    (["draw", ELMAN, "--font", "Serif<script>"],
+     "argument --font: font must be a family name of letters, digits, spaces and _ - . , : = + "
+     "(at most 100), not 'Serif<script>'"),
+    (["draw", ELMAN, "--font", "Serif\x1b[2J"],
+     "argument --font: font must be a family name of letters, digits, spaces and _ - . , : = + "
+     "(at most 100), not 'Serif\\x1b[2J'"),
+    (["draw", ELMAN, "--font", ""],
+     "argument --font: font must be a family name of letters, digits, spaces and _ - . , : = + "
+     "(at most 100), not ''"),
+    # before: --unroll 5000 ran for minutes (1000: 14 s)
+    (["draw", ELMAN, "--unroll", "0"], "argument --unroll: expected a positive whole number of steps, got '0'"),
+    (["draw", ELMAN, "--unroll", "\u00b2"],
+     "argument --unroll: expected a positive whole number of steps, got '\u00b2'"),
+    (["draw", ELMAN, "--unroll", "9" * 5000],
+     f"argument --unroll: expected a positive whole number of steps, got '{'9' * 5000}'"),
+    (["compile", ELMAN, "--sizes", "x=\u00b2"],
+     "argument --sizes: expected NAME=SIZE with a positive whole SIZE, as in x=10,h=32; got 'x=\u00b2'"),
+    (["compile", ELMAN, "--sizes", "x=0"],
+     "argument --sizes: expected NAME=SIZE with a positive whole SIZE, as in x=10,h=32; got 'x=0'"),
+    (["check", ELMAN, "--sizes", "x=" + "9" * 5000],
+     f"argument --sizes: a size has at most 18 digits; got 'x={'9' * 5000}'"),
+    (["compile", ELMAN, "--dtype", "float16"],
+     "argument --dtype: invalid choice: 'float16' (choose from 'float64', 'float32')"),
+    (["draw", ELMAN, "--theme", "neon"],
+     "argument --theme: invalid choice: 'neon' (choose from 'default', 'mono', 'dark')"),
+])
+def test_bad_option_values_are_usage_errors(capsys, argv, message):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "Traceback" not in err
+    assert err.splitlines()[-1] == f"rnngraph {argv[0]}: error: {message}"
+
+
+@pytest.mark.parametrize("argv", [
+    ["--fontsize", "4"], ["--fontsize", "96"], ["--fontsize", "12.5"], ["--unroll", "40"],
+    ["--unroll", "007"], ["--font", "DejaVu Sans"], ["--font", "Noto Serif CJK JP:style=Bold"],
+])
+def test_option_values_at_the_limits_are_accepted(tmp_path, capsys, argv):
+    assert main(["draw", ELMAN, *argv, "-o", str(tmp_path / "e.svg")]) == 0
+
+
+def test_the_font_reaches_the_svg_quoted():
+    import rnngraph
+    svg = rnngraph.draw(rnngraph.load(ELMAN), font="Noto Serif:style=Bold").decode()
+    assert 'font-family="Noto Serif:style=Bold,serif"' in svg
+    with pytest.raises(ValueError, match="^font must be a family name"):
+        rnngraph.draw(rnngraph.load(ELMAN), font='Serif" onload="alert(1)')
+    with pytest.raises(ValueError, match="^fontsize must be a number of points from 4 to 96, not nan$"):
+        rnngraph.draw(rnngraph.load(ELMAN), fontsize=float("nan"))
+
+
+# -- standard output and input ----------------------------------------------------------------
+class FullDisk(io.TextIOWrapper):
+    """A standard output on a full disk (> /dev/full): every write fails with ENOSPC."""
+
+    def __init__(self):
+        super().__init__(io.BytesIO())
+
+    def write(self, text):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    @property
+    def buffer(self):
+        return self
+
+    def flush(self):
+        pass
+
+
+@pytest.mark.parametrize("argv", [
+    ["check", ELMAN], ["check", "--text", ELMAN], ["compile", ELMAN, "--sizes", "target=5"],
+    ["draw", ELMAN, "-o", "-"], ["draw", ELMAN, "-o", "OUT"],
+])
+def test_a_failing_stdout_is_one_error_line(tmp_path, monkeypatch, capsys, argv):
+    argv = [str(tmp_path / "e.svg") if a == "OUT" else a for a in argv]
+    monkeypatch.setattr(sys, "stdout", FullDisk())
+    assert main(argv) == 2
+    assert capsys.readouterr().err == "rnngraph: error: cannot write to standard output: No space left on device\n"
+
+
+def test_stdout_on_a_full_disk_in_a_real_process():
+    # > /dev/full: the shell opens it for us; rnngraph never replaces it.
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    with open("/dev/full", "w") as full:
+        run = subprocess.run([sys.executable, "-m", "rnngraph", "check", ELMAN], stdout=full,
+                             stderr=subprocess.PIPE, text=True, timeout=120)
+    assert (run.returncode, run.stderr) == (2, "rnngraph: error: cannot write to standard output: "
+                                                "No space left on device\n")
+
+
+def test_dash_reads_the_equations_from_stdin(tmp_path):
+    source = (ROOT / "examples/elman.rnn").read_bytes()
+    run = subprocess.run([sys.executable, "-m", "rnngraph", "check", "-"], input=source,
+                         capture_output=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.startswith(b"<stdin>: 5 equations, 12 symbols\n")
+    run = subprocess.run([sys.executable, "-m", "rnngraph", "draw", "-", "-o", "-"], input=source,
+                         capture_output=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.startswith(b"<?xml")
+    run = subprocess.run([sys.executable, "-m", "rnngraph", "draw", "-"], input=source,
+                         capture_output=True, text=False, timeout=120, cwd=tmp_path)
+    assert (run.returncode, run.stderr) == (2, b"rnngraph: error: the equations come from standard "
+                                               b"input: name the drawing with -o (- for standard output)\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_input_read_from_stdin_is_never_overwritten(tmp_path):
+    src = tmp_path / "eqs.svg"
+    src.write_text("h(t) = tanh(W h(t-1) + U x(t))\n")
+    with open(src) as stdin:
+        run = subprocess.run([sys.executable, "-m", "rnngraph", "draw", "-", "-o", str(src)],
+                             stdin=stdin, capture_output=True, text=True, timeout=120)
+    assert (run.returncode, run.stderr) == (2, "rnngraph: error: refusing to write the drawing over "
+                                                "standard input; choose another name with -o\n")
+    assert src.read_text() == "h(t) = tanh(W h(t-1) + U x(t))\n"
+
+
+def test_a_file_name_with_control_characters_is_escaped_in_the_summary(tmp_path, capsys):
+    path = tmp_path / "eqs\x1b]0;pwned\x07.rnn"
+    path.write_text("h(t) = tanh(W h(t-1) + U x(t))\n")
+    assert main(["check", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == f"{tmp_path}/eqs\\x1b]0;pwned\\x07.rnn: 1 equation, 4 symbols"
+
+
+def test_a_file_name_is_never_run_as_code(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RNNGRAPH_INJECTED", "")     # so that monkeypatch removes it afterwards
+    monkeypatch.delenv("RNNGRAPH_INJECTED")
+    path = tmp_path / 'x"""+__import__("os").environ.setdefault("RNNGRAPH_INJECTED", "1")+""".rnn'
+    path.write_text("h(t) = tanh(W h(t-1) + U x(t))\nx: 2, h: 3\n")
+    main(["compile", str(path)])
+    injected = os.environ.get("RNNGRAPH_INJECTED")
+    assert injected is None
+
+
+def test_undecodable_file_names_print_in_a_strict_utf8_terminal(tmp_path):
+    # Before: UnicodeEncodeError traceback.  The byte 0xff of the name prints as \xff.
+    folder = os.fsencode(tmp_path)
+    bad, good = folder + b"/bad\xff.rnn", folder + b"/ok\xff.rnn"
+    with open(bad, "wb") as f:
+        f.write(b"h(t) = tanhh(x(t))\n")
+    with open(good, "wb") as f:
+        f.write(b"h(t) = tanh(W h(t-1) + U x(t))\n")
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    run = subprocess.run([sys.executable, "-m", "rnngraph", "check", bad], capture_output=True,
+                         env=env, timeout=120)
+    assert run.returncode == 2
+    assert run.stderr.decode().splitlines()[0] == (f"{tmp_path}/bad\\xff.rnn:1:8: error: unknown function "
+                                                   "'tanhh'; did you mean 'tanh'?")
+    run = subprocess.run([sys.executable, "-m", "rnngraph", "draw", good], capture_output=True,
+                         env=env, timeout=120, cwd=tmp_path)
+    assert (run.returncode, run.stdout, run.stderr) == (0, b"ok\\xff.svg\n", b"")
+    assert os.path.exists(folder + b"/ok\xff.svg")
+
+
+# -- a bug in rnngraph: one line and status 70, not a traceback -------------------------------
+@pytest.mark.parametrize("exc, code, line", [
+    (ValueError("boom \x1b[2J"), 70, "rnngraph: internal error: ValueError: boom \\x1b[2J (a bug in rnngraph: "
+                                      "please report it with the input; RNNGRAPH_TRACEBACK=1 shows where)"),
+    (RecursionError("maximum recursion depth exceeded"), 70,
+     "rnngraph: internal error: RecursionError: maximum recursion depth exceeded (a bug in rnngraph: "
+     "please report it with the input; RNNGRAPH_TRACEBACK=1 shows where)"),
+    (KeyboardInterrupt(), 130, "rnngraph: interrupted"),
+])
+def test_an_unexpected_exception_is_one_line(monkeypatch, capsys, exc, code, line):
+    import rnngraph.cli as cli
+
+    def broken(*args, **kw):
+        raise exc
+    monkeypatch.delenv("RNNGRAPH_TRACEBACK", raising=False)
+    monkeypatch.setattr(cli, "load", broken)
+    assert main(["check", ELMAN]) == code
+    assert capsys.readouterr().err == line + "\n"
+    monkeypatch.setenv("RNNGRAPH_TRACEBACK", "1")
+    if code == 70:
+        with pytest.raises(type(exc)):
+            main(["check", ELMAN])

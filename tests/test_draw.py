@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import rnngraph
+from rnngraph import RnnGraphError
 from rnngraph.cli import main
 from rnngraph.render import draw, layout
 from rnngraph.render.stats import measure
@@ -385,8 +386,12 @@ def test_bad_options_are_named():
         draw(model("elman"), theme="neon")
     with pytest.raises(TypeError, match="unknown style option 'colour'"):
         draw(model("elman"), colour="red")
-    with pytest.raises(ValueError, match="unroll must be a positive whole number"):
-        draw(model("elman"), unroll=0)
+    for steps in (0, 2.0, True):
+        with pytest.raises(ValueError, match=f"unroll must be a positive whole number of steps, "
+                                             f"not {steps!r}"):
+            draw(model("elman"), unroll=steps)
+    with pytest.raises(RnnGraphError, match="unrolling over 101 steps is more than the limit of 100"):
+        draw(model("elman"), unroll=101)
 
 
 # -- the command line: files written safely ---------------------------------------------------

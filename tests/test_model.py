@@ -1,10 +1,15 @@
-"""The checked model: roles, directions, sizes, graphs, IR, printers."""
+"""The checked model: roles, directions, sizes, graphs, IR, printers; reading a file."""
+import io
+import os
 import re
+import signal
+import sys
 
 import networkx as nx
 import pytest
 
 import rnngraph
+from rnngraph.limits import Limits
 from rnngraph import RnnGraphError
 
 from conftest import EXAMPLES
@@ -264,3 +269,61 @@ def test_load_refuses_a_file_that_is_not_utf8(tmp_path):
 def test_load_reports_a_missing_file(tmp_path):
     with pytest.raises(RnnGraphError, match="^error: cannot read .*nope.rnn: No such file or directory$"):
         rnngraph.load(tmp_path / "nope.rnn")
+
+
+# -- reading: regular files only, at most 1 MiB; standard input as - ------------------------------
+def test_load_reads_at_most_the_limit(tmp_path):
+    path = tmp_path / "big.rnn"
+    with open(path, "wb") as f:                    # sparse: 2 MiB that take no room
+        f.truncate(2 << 20)
+    with pytest.raises(RnnGraphError, match="the file is 2,097,152 bytes, more than the limit of "
+                                            "1,048,576; raise it with --limit source_bytes=2097152"):
+        rnngraph.load(path)
+    path.write_text("h(t) = tanh(W h(t-1) + U x(t))\n" + "#" * 100)
+    with pytest.raises(RnnGraphError, match="the file is 131 bytes, more than the limit of 100"):
+        rnngraph.load(path, limits=Limits(max_source_bytes=100))
+    assert rnngraph.load(path, limits=Limits(max_source_bytes=200)).role("state") == ["h"]
+
+
+@pytest.mark.parametrize("make, kind", [
+    (lambda p: os.mkfifo(p), "a FIFO"),
+    (lambda p: p.mkdir(), "a folder"),
+])
+def test_load_refuses_what_is_not_a_regular_file(tmp_path, make, kind, request):
+    # A FIFO that no program writes to would block the open forever; nothing waits for it.
+    path = tmp_path / "eqs.rnn"
+    make(path)
+
+    def hung(*_):
+        raise TimeoutError("load waited for a writer")
+    signal.signal(signal.SIGALRM, hung)
+    signal.alarm(10)
+    request.addfinalizer(lambda: signal.alarm(0))
+    hint = "" if kind == "a folder" else "; to read a pipe or a device, give - and redirect it to stdin"
+    with pytest.raises(RnnGraphError, match=f"^error: cannot read {re.escape(str(path))}: it is {kind}, "
+                                            f"not a regular file{re.escape(hint)}$"):
+        rnngraph.load(path)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="no /dev/zero")
+def test_load_refuses_an_endless_device_at_once():
+    # Before: read_bytes() on /dev/zero ran 20 s and ended in MemoryError.  Reading it is harmless.
+    with pytest.raises(RnnGraphError, match="^error: cannot read /dev/zero: it is a character device"):
+        rnngraph.load("/dev/zero")
+
+
+def test_dash_reads_standard_input_up_to_the_limit(monkeypatch):
+    text = b"h(t) = tanh(W h(t-1) + U x(t))\n"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text)))
+    model = rnngraph.load("-")
+    assert (model.filename, model.role("state")) == ("<stdin>", ["h"])
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"#" * ((1 << 20) + 1))))
+    with pytest.raises(RnnGraphError, match="^<stdin>:1:1048577: error: the file is more than "
+                                            "1,048,576 bytes, more than the limit of 1,048,576"):
+        rnngraph.load("-")
+
+
+def test_dash_with_stdin_closed(monkeypatch):
+    monkeypatch.setattr(sys, "stdin", None)                 # rnngraph check - <&-
+    with pytest.raises(RnnGraphError, match="^error: cannot read standard input: it is closed$"):
+        rnngraph.load("-")

@@ -17,7 +17,6 @@ from .layout import Drawing, layout
 from .output import FORMATS, render
 from .style import Style
 
-
 def draw(model, unroll: int | None = None, format: str = "svg", **style) -> bytes:
     """Draw ``model`` folded, or unrolled over ``unroll`` steps, and return the bytes.
 
@@ -25,7 +24,8 @@ def draw(model, unroll: int | None = None, format: str = "svg", **style) -> byte
     ----------
     model : rnngraph.Model
     unroll : int, optional
-        Draw steps 1..unroll side by side; None draws the folded graph.
+        Draw steps 1..unroll side by side (at most the model's ``limits.max_unroll``, 100
+        unless raised: see :mod:`rnngraph.limits`); None draws the folded graph.
     format : {"svg", "pdf", "png", "dot"}
     **style
         Options of :class:`rnngraph.render.style.Style`: ``theme``, ``transparent``,

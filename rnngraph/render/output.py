@@ -6,6 +6,10 @@ It also drops the Graphviz version comment, and :func:`render` pins the PDF
 creation date, so that the same input gives the same bytes everywhere.
 Files are written to a temporary file beside the target and renamed over
 it: a failed run leaves no partial file and an earlier output as it was.
+On Linux the temporary file has no name until it is written (O_TMPFILE), so
+a crash leaves nothing behind; elsewhere, a temporary file of ours left by a
+crash is removed by the next write of the same file.  A symlink is written
+through, a device or FIFO written to as a stream, never replaced.
 
 Examples
 --------
@@ -14,12 +18,15 @@ Examples
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
-import tempfile
+import secrets
+import stat
+import time
 from pathlib import Path
 
-from ..errors import RnnGraphError
+from ..errors import RnnGraphError, file_kind
 from .quiet import graphviz_stderr
 
 FORMATS = ("svg", "pdf", "png", "dot")
@@ -77,7 +84,12 @@ def format_of(path: str | os.PathLike, default: str = "svg") -> str:
 def write_atomic(data: bytes, path: str | os.PathLike, protect: list | tuple = ()) -> Path:
     """Write ``data`` to ``path`` through a temporary file and a rename.
 
-    Refuses to write over any file in ``protect`` (the input equations).
+    A symlink is written through: the file it points to is replaced, the link
+    stays.  A character device or a FIFO (``/dev/null``, a pipe) is written to
+    as a stream, never replaced; any other file that is not a regular file is
+    refused.  Refuses to write over any file in ``protect`` (the input
+    equations: paths, or file descriptors such as 0 for stdin), also through a
+    symlink or a hard link.
 
     Examples
     --------
@@ -90,38 +102,165 @@ def write_atomic(data: bytes, path: str | os.PathLike, protect: list | tuple = (
     rnngraph.errors.RnnGraphError: error: refusing to write the drawing over the input file .../eqs.rnn; choose another name with -o
     """
     path = Path(path)
-    for p in protect:
-        try:
-            same = path.exists() and os.path.samefile(path, p)
-        except OSError:
-            same = False
-        if same or path.resolve() == Path(p).resolve():
-            raise RnnGraphError(f"refusing to write the drawing over the input file {p}; "
-                                "choose another name with -o")
-    directory = path.resolve().parent
-    if not directory.is_dir():
-        raise RnnGraphError(f"cannot write {path}: the folder {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        mode = os.stat(path).st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException as err:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(err, OSError):
-            raise RnnGraphError(f"cannot write {path}: {err.strerror or err}") from None
-        raise
+        st = os.stat(path)                     # through a symlink: the file it points to
+    except FileNotFoundError:
+        st = None
+    except OSError as err:
+        raise _cannot(path, err) from None
+    _refuse_inputs(path, st, protect)
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        if stat.S_ISCHR(st.st_mode) or stat.S_ISFIFO(st.st_mode):
+            _write_stream(data, path)
+            return path
+        raise RnnGraphError(f"cannot write {path}: it is {file_kind(st.st_mode)}, not a regular file")
+    target = Path(os.path.realpath(path))
+    if not target.parent.is_dir():
+        raise RnnGraphError(f"cannot write {path}: the folder {target.parent} does not exist")
+    _remove_stale(target)
+    tmp = fd = None
+    try:
+        fd, tmp = _temporary(target)
+        _write_all(fd, data)
+        os.fsync(fd)
+        if st is not None:
+            os.fchmod(fd, st.st_mode & 0o777)  # a new file has 0o666 less the umask
+        if tmp is None:
+            tmp = _link(fd, target)
+        os.replace(tmp, target)
+        tmp = None
+        _sync_folder(target.parent)
+    except OSError as err:
+        raise _cannot(path, err) from None
+    finally:
+        if fd is not None:
+            os.close(fd)
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
     return path
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+#: One of our temporary files older than this (seconds) was left by a crash; it is removed.
+STALE_SECONDS = 60
+
+#: Linux's unnamed temporary files (O_TMPFILE), named by a link from /proc/self/fd once written:
+#: a crash (kill -9, power cut) before that leaves nothing in the user's folder.
+_UNNAMED = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def _cannot(path, err: OSError) -> RnnGraphError:
+    return RnnGraphError(f"cannot write {path}: {err.strerror or err}")
+
+
+def _refuse_inputs(path: Path, st, protect) -> None:
+    for p in protect:
+        try:
+            ps = os.fstat(p) if isinstance(p, int) else os.stat(p)
+        except OSError:
+            ps = None
+        if ps is not None and not stat.S_ISREG(ps.st_mode):
+            continue                                      # stdin from a pipe or a terminal
+        same = st is not None and ps is not None and (st.st_dev, st.st_ino) == (ps.st_dev, ps.st_ino)
+        if same or (not isinstance(p, int) and os.path.realpath(path) == os.path.realpath(p)):
+            what = "standard input" if isinstance(p, int) else f"the input file {p}"
+            raise RnnGraphError(f"refusing to write the drawing over {what}; choose another name with -o")
+
+
+def _write_stream(data: bytes, path: Path) -> None:
+    """Write to a character device or a FIFO as it is: never create, truncate or replace it."""
+    try:
+        # O_NONBLOCK: a FIFO that no program reads fails at once (ENXIO) instead of waiting.
+        fd = os.open(path, os.O_WRONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+                     | _CLOEXEC)
+    except OSError as err:
+        if err.errno == errno.ENXIO:
+            raise RnnGraphError(f"cannot write {path}: no program is reading from it") from None
+        raise _cannot(path, err) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)):   # replaced since the stat
+            raise RnnGraphError(f"cannot write {path}: it changed while being opened")
+        os.set_blocking(fd, True)
+        _write_all(fd, data)
+    except OSError as err:
+        raise _cannot(path, err) from None
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _temp_prefix(target: Path) -> str:
+    short = os.fsdecode(os.fsencode(target.name)[:150])        # room in NAME_MAX (255 bytes)
+    return f".{short}.rnngraph-"
+
+
+def _temp_name(target: Path) -> str:
+    """``.NAME.rnngraph-1a2b3c4d.tmp``: hidden, and a pattern no one else's file has."""
+    return f"{_temp_prefix(target)}{secrets.token_hex(4)}.tmp"
+
+
+def _temporary(target: Path) -> tuple[int, Path | None]:
+    """An open temporary file in ``target``'s folder, and its path (None while it has no name)."""
+    if _UNNAMED:
+        try:
+            return os.open(target.parent, os.O_TMPFILE | os.O_WRONLY | _CLOEXEC, 0o666), None
+        except OSError:
+            pass                                  # a file system without them: a named one
+    while True:
+        tmp = target.parent / _temp_name(target)
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC, 0o666), tmp
+        except FileExistsError:
+            continue
+
+
+def _link(fd: int, target: Path) -> Path:
+    """Give the unnamed file ``fd`` a temporary name beside ``target``."""
+    folder = os.open(target.parent, os.O_RDONLY | _CLOEXEC)
+    try:
+        while True:
+            name = _temp_name(target)
+            try:
+                # dst_dir_fd makes os.link call linkat(AT_SYMLINK_FOLLOW): the file, not the link
+                os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=folder, follow_symlinks=True)
+                return target.parent / name
+            except FileExistsError:
+                continue
+    finally:
+        os.close(folder)
+
+
+def _remove_stale(target: Path) -> None:
+    """Remove our temporary files for ``target`` that a crash left (older than STALE_SECONDS)."""
+    pattern = re.compile(re.escape(_temp_prefix(target)) + r"[0-9a-f]{8}\.tmp")
+    try:
+        entries = [e for e in os.scandir(target.parent) if pattern.fullmatch(e.name)]
+        for e in entries:
+            s = e.stat(follow_symlinks=False)
+            if stat.S_ISREG(s.st_mode) and time.time() - s.st_mtime > STALE_SECONDS:
+                os.unlink(e.path)
+    except OSError:
+        pass                                      # tidying up is no reason to fail
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the rename itself durable (best effort: not every system can fsync a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | _CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

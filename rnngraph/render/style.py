@@ -16,6 +16,8 @@ ValueError: unknown theme 'neon'; choose one of default, mono, dark
 """
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, fields, replace
 
 #: role (the ``kind`` of a graph node) -> how its node looks.  ``fill`` and
@@ -55,6 +57,13 @@ THEMES: dict[str, dict[str, str]] = {
                  loss="#6a2a2a", initial="#1e1e1e", layer="#5a4a1e", pointwise="#5a2a40",
                  cluster="#2a2a2a"),
 }
+
+#: The smallest and largest font size, in points.
+FONTSIZES = (4.0, 96.0)
+
+#: What a font family name may hold: it reaches the SVG as an attribute value, which Graphviz
+#: does not escape (``Serif" onload="...`` would add an attribute to every text).
+_FONT = re.compile(r"(?=.*\w)[\w .,:=+-]{1,100}")
 
 DELAY_MARKERS = ("square", "label")
 TIME_LABELS = ("absolute", "relative")
@@ -104,8 +113,8 @@ class Style:
             if value not in allowed:
                 what = name.replace("_", " ")
                 raise ValueError(f"unknown {what} {value!r}; choose one of {', '.join(allowed)}")
-        if not 4 <= float(self.fontsize) <= 96:
-            raise ValueError(f"fontsize must be between 4 and 96 points, not {self.fontsize!r}")
+        check_fontsize(self.fontsize)
+        check_font(self.font)
 
     @classmethod
     def of(cls, **options) -> Style:
@@ -147,3 +156,43 @@ class Style:
     def edge_attrs(self) -> dict[str, str]:
         return dict(color=self.colors["edge"], fontcolor=self.colors["param"], fontname=self.font,
                     fontsize=str(self.fontsize), penwidth="1.2", arrowsize="0.8")
+
+
+def check_fontsize(size) -> float:
+    """``size`` as a float if it is a number of points in :data:`FONTSIZES`; else ValueError.
+
+    Examples
+    --------
+    >>> check_fontsize(12)
+    12.0
+    >>> check_fontsize(float("nan"))
+    Traceback (most recent call last):
+    ...
+    ValueError: fontsize must be a number of points from 4 to 96, not nan
+    """
+    try:
+        value = float(size)
+    except (TypeError, ValueError):
+        value = math.nan
+    if isinstance(size, bool) or not FONTSIZES[0] <= value <= FONTSIZES[1]:
+        raise ValueError(f"fontsize must be a number of points from {FONTSIZES[0]:g} to "
+                         f"{FONTSIZES[1]:g}, not {size!r}")
+    return value
+
+
+def check_font(font) -> str:
+    """``font`` if it is a font family name: letters, digits, spaces and ``_ - . , : = +``.
+
+    Examples
+    --------
+    >>> check_font("DejaVu Sans")
+    'DejaVu Sans'
+    >>> check_font('Serif" onload="alert(1)')
+    Traceback (most recent call last):
+    ...
+    ValueError: font must be a family name of letters, digits, spaces and _ - . , : = + (at most 100), not 'Serif" onload="alert(1)'
+    """
+    if not isinstance(font, str) or not _FONT.fullmatch(font):
+        raise ValueError("font must be a family name of letters, digits, spaces and _ - . , : = + "
+                         f"(at most 100), not {font!r}")
+    return font
