@@ -23,7 +23,7 @@ from .program import Const, Home, Tmp
 #: Names the generated code uses as they are; a model name equal to one is renamed.
 FIXED = {"np", "params", "inputs", "initial", "tape", "cotangents", "outputs", "grads", "name",
          "forward", "backward", "prepare", "prepared", "range", "DTYPE", "PARAMETERS", "TAPE",
-         "t", "slice", "__debug__", *RUNTIME}
+         "t", "slice", "__debug__", "WORK", "Workspace", *RUNTIME}
 
 _LONG = 64          # an inlined expression longer than this gets a name instead
 
@@ -215,6 +215,20 @@ class Printer:
             return f"{e.op}_{words[0]}"
         return f"{'dz' if e.out.name.startswith('%g') else 'z'}_{identifier(stem)}"
 
+    def zeros(self, shape: str, role: str) -> str:
+        """Source of an array of zeros of ``shape`` (the optimized printer keeps them)."""
+        return f"np.zeros({shape}, DTYPE)"
+
+    def empty(self, shape: str, role: str) -> str:
+        return f"np.empty({shape}, DTYPE)"
+
+    def zeros_like(self, n: str) -> str:
+        """Source of the zeros the gradient of ``n`` starts from."""
+        return f"np.zeros_like({self.py[n]}, DTYPE)"
+
+    def imports(self) -> list[str]:
+        return []
+
     def extra(self, prog, kind: str) -> list[str]:
         """The homes the passes made that ``prog`` writes: timed ones allocated (written
         step by step or for every step), time-free ones assigned where computed."""
@@ -224,7 +238,7 @@ class Printer:
                 t = prog.types[("home", n)]
                 rows = f"{self.T} + {self.P + self.F}"
                 dims = ", ".join([rows] + [self.B] * t.lead + [str(x) for x in t.shape])
-                lines.append(f"    {self.py[n]} = np.empty(({dims}), DTYPE)   # every step written")
+                lines.append(f"    {self.py[n]} = {self.empty(f'({dims})', self.py[n])}   # every step written")
         return lines
 
     def loop(self, block) -> str:
@@ -265,8 +279,8 @@ class Printer:
                 f"Sizes: {sizes}; dtype {self.dtype}.",
                 "Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTorch.",
                 '"""', "import numpy as np", "",
-                f"from rnngraph.ops import {', '.join(RUNTIME)}", "",
-                f"DTYPE = np.{self.dtype}"]
+                f"from rnngraph.ops import {', '.join(RUNTIME)}"] + self.imports() + [
+                "", f"DTYPE = np.{self.dtype}"]
         head += _wrap(f"PARAMETERS = {_tuple(self.params)}")
         tape = [n for n in self.sym if self.sym[n].role in ("input", "sequence", "state", "value")]
         tape += [n for n, p in self.made.items() if p is self.fwd]
@@ -293,12 +307,12 @@ class Printer:
                       "    # before step 1 hold initial values (or zeros), those after step T zeros"]
         for n in self.inputs:
             if self.sym[n].timed:
-                lines += [f"    {self.py[n]} = np.zeros(({rows}, {B}, {self.model.sizes[n]}), DTYPE)",
+                lines += [f"    {self.py[n]} = {self.zeros(f'({rows}, {B}, {self.model.sizes[n]})', self.py[n])}",
                           f'    {self.py[n]}[{self.steps()}] = inputs["{n}"]']
             else:
                 lines.append(f'    {self.py[n]} = inputs["{n}"]')
         for n in self.seqs:
-            lines.append(f"    {self.py[n]} = np.zeros(({rows}, {B}, {self.model.sizes[n]}), DTYPE)")
+            lines.append(f"    {self.py[n]} = {self.zeros(f'({rows}, {B}, {self.model.sizes[n]})', self.py[n])}")
         for key, (step, n) in self.slots.items():
             if key not in self.model.defined_slots:
                 lines.append(f'    {self.py[n]}[{self.slot(step)}] = initial["{key}"]')
@@ -335,7 +349,7 @@ class Printer:
                   if isinstance(e.out, Home) and e.out.grad}
         for n in self.params + tape:
             if n in self.sym or n in graded:
-                lines.append(f"    {self.d[n]} = np.zeros_like({self.py[n]}, DTYPE)")
+                lines.append(f"    {self.d[n]} = {self.zeros_like(n)}")
         lines += self.extra(self.back, "backward")
         for n in self.seqs:
             lines.append(f'    {self.d[n]}[{self.steps()}] = cotangents.get("{n}", 0)')
