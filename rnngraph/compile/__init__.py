@@ -13,7 +13,8 @@ from .autodiff import backward, taped
 from .lower import lower
 from .numpy_fast import FastPrinter
 from .numpy_plain import Printer
-from .passes import drop_dead, fold_constants, hoist_invariants, reassociate, split_loops
+from .passes import (drop_dead, fold_constants, hoist_invariants, reassociate, split_loops,
+                     stack_products)
 
 
 class Plain:
@@ -37,8 +38,9 @@ class Optimized(Plain):
     the forward program and in its reverse."""
 
     def __init__(self, model, dtype: str):
-        forward, back = taped(split_loops(hoist_invariants(
-            fold_constants(reassociate(fold_constants(lower(model)))))))
+        forward = split_loops(hoist_invariants(fold_constants(reassociate(fold_constants(
+            lower(model))))))
+        forward, back = taped(hoist_invariants(stack_products(forward)))
         self.forward = forward
         self.backward = split_loops(hoist_invariants(drop_dead(back)))
         self.params = list(model.ir().params)

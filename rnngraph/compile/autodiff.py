@@ -98,13 +98,47 @@ class Builder:
         return self.op("outer", g, v)
 
 
+def _sliced(block: Block) -> set[str]:
+    """Temporaries every use of which is a slice of lanes: their cotangent is gathered."""
+    uses: dict[str, list] = {}
+    for e in block.eqns:
+        for a in e.args:
+            if isinstance(a, Tmp):
+                uses.setdefault(a.name, []).append(e)
+    return {n for n, es in uses.items() if all(e.op == "slice" for e in es)}
+
+
+def _gathered(prog: Program, b: "Builder", wide, pieces: list):
+    """The cotangent of ``wide`` from those of its slices: one concatenation, zeros in
+    lanes nothing flowed back to."""
+    n = prog.type(wide, b.block).shape[-1]
+    parts, at = [], 0
+    for lo, hi, g in sorted(pieces, key=lambda p: p[0]):
+        if lo > at:
+            parts.append(b.op("zeros", g, attrs=(lo - at,)))
+        parts.append(g)
+        at = hi
+    if at < n:
+        parts.append(b.op("zeros", parts[0], attrs=(n - at,)))
+    return parts[0] if len(parts) == 1 else b.op("concat", *parts)
+
+
 def reverse_block(prog: Program, block: Block) -> Block:
     """The reverse of one forward block (before rematerialization)."""
     out: list = []
     adjoint: dict[str, object] = {}
+    sliced = _sliced(block)
+    pieces: dict[str, list] = {}
     for e in reversed(block.eqns):
+        if e.op == "slice" and isinstance(e.args[0], Tmp) and e.args[0].name in sliced:
+            g = adjoint.pop(e.out.name, None)
+            if g is not None:
+                pieces.setdefault(e.args[0].name, []).append((*e.attrs, g))
+            continue
         if isinstance(e.out, Home):
             g = e.out.gradient()
+        elif e.out.name in pieces:
+            g = _gathered(prog, Builder(prog, out, e.origin, block), e.out, pieces.pop(e.out.name))
         else:
             g = adjoint.pop(e.out.name, None)
             if g is None:

@@ -230,6 +230,28 @@ _row("vecmat", lambda t, at: Type(t[0].lead, t[1].shape[1:]), _binary("@", MUL),
 _row("outer", lambda t, at: Type(0, (t[0].shape[0], t[1].shape[0])), _outer_py, None)
 
 
+# Made by rnngraph/compile/passes.py's stack_products: matrices that multiply the same
+# vector, stacked by rows, so that one product serves them all; each member's result
+# is then a slice of the wide one (a view), and in the backward pass the members'
+# cotangents are concatenated (autodiff gathers slices) to flow back through one product.
+def _stack_vjp(b, e, g):
+    out, lo = [], 0
+    for arg in e.args:
+        rows = b.type(arg).shape[0]
+        out.append(b.op("rowslice", g, attrs=(lo, lo + rows)))
+        lo += rows
+    return tuple(out)
+
+
+_row("stack", lambda t, at: Type(0, (sum(x.shape[0] for x in t), t[0].shape[1])),
+     lambda a, t, at: Text(f"np.concatenate(({', '.join(x.text for x in a)}), 0)", ATOM), _stack_vjp)
+_row("rowslice", lambda t, at: Type(0, (at[1] - at[0], t[0].shape[1])),
+     lambda a, t, at: Text(f"{a[0].at(ATOM)}[{at[0]}:{at[1]}]", ATOM), None)
+# Only in gradients: zeros for the lanes of a slice nothing flowed back to.
+_row("zeros", lambda t, at: Type(t[0].lead, (at[0],)),
+     lambda a, t, at: Text(f"np.zeros({a[0].at(ATOM)}.shape[:-1] + ({at[0]},), DTYPE)", ATOM), None)
+
+
 def _sum_to_py(a, types, attrs):
     """Sum over the leading axes the target lacks and over a size-1 target's lanes."""
     (lead, shape), (have,) = attrs, types

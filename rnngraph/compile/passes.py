@@ -266,6 +266,45 @@ def _chain(prog: Program, terms, new: list, origin, start=None):
     return acc
 
 
+def stack_products(prog: Program) -> Program:
+    """Products of fixed matrices with the same vector, in one block, made one product with
+    the matrices stacked by rows (an LSTM's four gates read h(t-1) through one matrix of
+    4n rows); each member's result is a slice of it.  The stacking itself is invariant,
+    so hoist_invariants moves it to the prologue."""
+    out = Program([replace(b, eqns=list(b.eqns)) for b in prog.blocks], dict(prog.types),
+                  set(prog.timed), prog.made)
+    for block in out.blocks:
+        if block.kind == "once":
+            continue
+        groups: dict = {}
+        for e in block.eqns:
+            if e.op == "matvec" and isinstance(e.out, Tmp) and isinstance(e.args[0], Home) \
+                    and e.args[0].offset is None and not e.args[0].grad:
+                groups.setdefault(e.args[1], []).append(e)
+        for v, members in groups.items():
+            if len(members) < 2:
+                continue
+            first = block.eqns.index(members[0])
+            out.made += 1
+            S, wide = Tmp(f"%s{out.made}"), Tmp(f"%w{out.made}")
+            mats = tuple(e.args[0] for e in members)
+            out.types[("tmp", S.name)] = lookup("stack").type(tuple(out.type(m) for m in mats), ())
+            out.types[("tmp", wide.name)] = lookup("matvec").type(
+                (out.type(S), out.type(v, block)), ())
+            new = [Eqn(S, "stack", mats, origin=members[0].origin),
+                   Eqn(wide, "matvec", (S, v), origin=members[0].origin)]
+            lo = 0
+            for e in members:
+                rows = out.type(e.args[0]).shape[0]
+                new.append(Eqn(e.out, "slice", (wide,), (lo, lo + rows), origin=e.origin))
+                lo += rows
+            gone = {id(e) for e in members}
+            block.eqns = block.eqns[:first] + new + [e for e in block.eqns[first:]
+                                                     if id(e) not in gone]
+    out.check()
+    return out
+
+
 def split_loops(prog: Program) -> Program:
     """Every loop block split into every-step blocks around its recurrence (see above)."""
     out = Program([], dict(prog.types), set(prog.timed))
