@@ -47,8 +47,8 @@ THREADS = "2"
 ENV = dict(os.environ, OMP_NUM_THREADS=THREADS, OPENBLAS_NUM_THREADS=THREADS,
            MKL_NUM_THREADS=THREADS,
            XLA_FLAGS="--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads=" + THREADS)
-KINDS = ["rnngraph", "prepared", "numba", "hand", "torch", "torchcell", "jax", "autograd"]
-LABELS = {"rnngraph": "rnngraph", "prepared": "rnngraph prepared",
+KINDS = ["rnngraph", "ir", "prepared", "numba", "hand", "torch", "torchcell", "jax", "autograd"]
+LABELS = {"rnngraph": "rnngraph", "ir": "rnngraph on the IR", "prepared": "rnngraph prepared",
           "numba": 'rnngraph backend="numba"', "hand": "hand NumPy",
           "torch": "torch.nn.*",
           "torchcell": "torch cell loop", "jax": "JAX jit(grad(scan))", "autograd": "HIPS autograd"}
