@@ -144,18 +144,19 @@ class Compiled:
         self.dtype = np.dtype(str(dtype))
         self.check_finite = check_finite
         self.backend = backend
-        # The plain path is the compiler on the IR (rnngraph/compile/).  The optimized
-        # generator gives every initial slot of a state read two or more steps back the
-        # value h(0); until its passes move onto the IR, such a model takes the plain path.
+        # The compiler on the IR (rnngraph/compile/) prints the plain path, and the optimized
+        # path for a state read two or more steps back: the earlier generator gives each of
+        # such a state's initial slots the value h(0).  Until the IR's optimized path is as
+        # fast as the earlier generator, the rest still takes the earlier generator.
         long_delay = any(step < 0 for step, _ in model.initial_slots.values())
-        if optimize and _ir:                 # the optimized path on the IR, while it is built
-            gen, numba = Optimized(model, str(dtype)), None
-        elif not optimize or long_delay:
-            if numba is not None:
-                warnings.warn(f"{model.filename}: backend='numba' runs this model in NumPy: it reads "
-                              "a state two or more steps back, which only the plain path compiles "
-                              "so far", stacklevel=3)
+        if not optimize:
             gen, numba = Plain(model, str(dtype)), None
+        elif _ir or long_delay:
+            if numba is not None and not _ir:
+                warnings.warn(f"{model.filename}: backend='numba' runs this model in NumPy: it reads "
+                              "a state two or more steps back, which only the compiler on the IR "
+                              "compiles so far", stacklevel=3)
+            gen, numba = Optimized(model, str(dtype)), None
         else:
             gen = generator(model, str(dtype), optimize, jit=numba is not None)
         self.source = gen.module()
