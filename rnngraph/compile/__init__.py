@@ -13,8 +13,8 @@ from .autodiff import backward, taped
 from .lower import lower
 from .numpy_fast import FastPrinter
 from .numpy_plain import Printer
-from .passes import (drop_dead, fold_constants, hoist_invariants, reassociate, split_loops,
-                     stack_products)
+from .passes import (drop_dead, fold_constants, hoist_invariants, propagate_copies, reassociate,
+                     split_loops, stack_products)
 
 
 class Plain:
@@ -42,7 +42,7 @@ class Optimized(Plain):
             lower(model))))))
         forward, back = taped(hoist_invariants(stack_products(forward)))
         self.forward = forward
-        self.backward = split_loops(hoist_invariants(drop_dead(back)))
+        self.backward = propagate_copies(split_loops(hoist_invariants(drop_dead(back))))
         self.params = list(model.ir().params)
         printer = FastPrinter(model, self.forward, self.backward, dtype, self.params)
         self.inputs = printer.inputs

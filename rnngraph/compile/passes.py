@@ -83,6 +83,51 @@ _FOLD = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, 
          "softplus": lambda a: max(a, 0.0) + math.log1p(math.exp(-abs(a)))}
 
 
+def propagate_copies(prog: Program) -> Program:
+    """A gradient home whose only write adds a whole other home to its zeros (``dz(t) +=
+    g(t)`` for every step) is that other home: its reads read the other, and neither the
+    zeros nor the copy are made.  (The cotangent of an input projection, for one, is the
+    cotangent its loop computed.)"""
+    eqns = [(k, i, e) for k, b in enumerate(prog.blocks) for i, e in enumerate(b.eqns)]
+    writes: dict = {}
+    for k, i, e in eqns:
+        if isinstance(e.out, Home):
+            writes.setdefault(e.out.key, []).append((k, i, e))
+    alias: dict = {}
+    for key, ws in writes.items():
+        (k, i, e), = ws if len(ws) == 1 else [(None, None, None)]
+        if e is None or not (e.accumulate and e.op == "copy" and key[1] and key[0] not in prog_names(prog)
+                             and isinstance(e.args[0], Home) and e.args[0].offset == e.out.offset
+                             and e.args[0].step is None and prog.blocks[k].kind == "all"
+                             and prog.type(e.args[0]) == prog.type(e.out)):
+            continue
+        src = e.args[0]
+        later = [w for w in writes.get(src.key, ()) if (w[0], w[1]) > (k, i)]
+        if not later:
+            alias[key] = (src, (k, i))
+    if not alias:
+        return prog
+    out = Program([replace(b, eqns=list(b.eqns)) for b in prog.blocks], prog.types, prog.timed,
+                  prog.made)
+
+    def read(a):
+        if isinstance(a, Home) and a.key in alias:
+            src = alias[a.key][0]
+            return Home(src.name, a.offset, a.step, src.grad)
+        return a
+    for k, b in enumerate(out.blocks):
+        b.eqns = [replace(e, args=tuple(read(a) for a in e.args)) for i, e in enumerate(b.eqns)
+                  if not (isinstance(e.out, Home) and e.out.key in alias
+                          and alias[e.out.key][1] == (k, i))]
+    return out
+
+
+def prog_names(prog: Program) -> set:
+    """The homes a backward program must hand back: gradients of what the model names (not
+    of homes the passes made, whose names start with %)."""
+    return {n for (kind, n) in prog.types if kind == "home" and not n.startswith("%")}
+
+
 def drop_dead(prog: Program) -> Program:
     """Without the temporaries nothing reads (a VJP's cotangent for a number, say)."""
     out = Program([replace(b, eqns=list(b.eqns)) for b in prog.blocks], prog.types, prog.timed)
