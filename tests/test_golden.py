@@ -1,8 +1,10 @@
 """Golden files: the generated source of every example, so that any change to it shows in a diff.
 
 tests/golden/<example>.plain.py is ``rnngraph compile examples/<example>.rnn --plain
---dtype float32``.  A change to the compiler that changes generated code fails here
-until the files are regenerated, by
+--dtype float32``, and <example>.fast.py the optimized path on the IR (rnngraph/compile/,
+``Compiled(model, "float32", _ir=True)``, the default once it is as fast as the earlier
+generator).  A change to the compiler that changes generated code fails here until the
+files are regenerated, by
 
     python tests/test_golden.py
 
@@ -22,23 +24,30 @@ EXAMPLES = sorted((HERE.parent / "examples").glob("*.rnn"))
 GOLDEN = HERE / "golden"
 
 
-def generated(path: Path) -> str:
-    """What ``rnngraph compile examples/NAME.rnn --plain --dtype float32`` prints, with the
-    file named as from the repository's root, wherever it runs."""
+PATHS = ("plain", "fast")
+
+
+def generated(path: Path, kind: str) -> str:
+    """The source the compiler generates for ``path`` in float32, plain or optimized on the
+    IR, with the file named as from the repository's root, wherever it runs."""
+    from rnngraph.compiled import Compiled
     model = rnngraph.parse(path.read_text(encoding="utf-8"), f"examples/{path.name}")
-    return model.compile(optimize=False, dtype="float32").source
+    return Compiled(model.require_sizes(), "float32", optimize=kind == "fast",
+                    _ir=kind == "fast").source
 
 
+@pytest.mark.parametrize("kind", PATHS)
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
-def test_generated_source_is_the_golden_file(path):
-    golden = GOLDEN / f"{path.stem}.plain.py"
+def test_generated_source_is_the_golden_file(path, kind):
+    golden = GOLDEN / f"{path.stem}.{kind}.py"
     assert golden.exists(), f"no golden file for {path.name}: run python tests/test_golden.py"
-    assert generated(path) == golden.read_text(encoding="utf-8"), \
+    assert generated(path, kind) == golden.read_text(encoding="utf-8"), \
         f"the generated source of {path.name} changed: run python tests/test_golden.py, read the diff"
 
 
 def test_every_golden_file_has_its_example():
-    assert sorted(p.name for p in GOLDEN.glob("*.py")) == sorted(f"{p.stem}.plain.py" for p in EXAMPLES)
+    assert sorted(p.name for p in GOLDEN.glob("*.py")) == \
+        sorted(f"{p.stem}.{kind}.py" for p in EXAMPLES for kind in PATHS)
 
 
 if __name__ == "__main__":
@@ -46,5 +55,6 @@ if __name__ == "__main__":
     for old in GOLDEN.glob("*.py"):
         old.unlink()
     for path in EXAMPLES:
-        (GOLDEN / f"{path.stem}.plain.py").write_text(generated(path), encoding="utf-8")
-    print(f"wrote {len(EXAMPLES)} golden files to {GOLDEN}")
+        for kind in PATHS:
+            (GOLDEN / f"{path.stem}.{kind}.py").write_text(generated(path, kind), encoding="utf-8")
+    print(f"wrote {len(EXAMPLES) * len(PATHS)} golden files to {GOLDEN}")

@@ -114,7 +114,9 @@ def _expr(b: Builder, n: int, depth: int, reads) -> str:
     if kind == "div":
         den = draw(st.sampled_from(["number", "guard"]))
         if den == "number":
-            return f"({sub()} / {b.number()})"
+            # a divisor of 1 or more: / 0.1 in a recurrence grows tenfold a step, and three
+            # steps of it saturate softmax past what float32 or a reordered sum keeps
+            return f"({sub()} / {draw(st.sampled_from(['-2', '1.5', '2', '3', '-1']))})"
         return f"({sub()} / (2 + tanh({sub()})))"
     if kind == "call":
         f = draw(st.sampled_from(UNARY))
@@ -309,8 +311,11 @@ def check_model(text: str) -> None:
             assert err <= 1e-5, (err, text)
 
 
-SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                      HealthCheck.data_too_large])
+# derandomize: CI runs the same models every time (a red CI blocks a landing, so it must not
+# depend on the draw); explore others with pytest --hypothesis-seed=N -p no:randomly and
+# derandomize turned off, as the closing notes of the compiler's sessions record.
+SETTINGS = dict(deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
 @settings(max_examples=200, **SETTINGS)

@@ -14,6 +14,7 @@ slots after step T zeros, so ``h(t-2)`` at t = 1 needs no test.  Step t is index
 from __future__ import annotations
 
 import keyword
+import os
 
 from .. import __version__
 from ..pysource import docstring_text, Namer, _slice_name, _tuple, _unpack, _wrap, identifier
@@ -207,6 +208,11 @@ class Printer:
             return None
         words = [word(a) for a in e.args if not isinstance(a, Const)]
         stem = (e.origin or "v").split("(")[0]
+        if e.op == "stack" and all(words):        # W_ii, W_if, W_ig, W_io -> W_i_ifgo
+            common = os.path.commonprefix(words)
+            rest = [w[len(common):] for w in words]
+            if common and all(rest):
+                return f"{common.rstrip('_')}_{''.join(rest)}"
         if e.op == "matvec" and all(words):
             return f"{words[0]}_{words[1]}"
         if e.op in ("outer", "vecmat") and all(words):
@@ -238,7 +244,8 @@ class Printer:
                 t = prog.types[("home", n)]
                 rows = f"{self.T} + {self.P + self.F}"
                 dims = ", ".join([rows] + [self.B] * t.lead + [str(x) for x in t.shape])
-                lines.append(f"    {self.py[n]} = {self.empty(f'({dims})', self.py[n])}   # every step written")
+                line = f"    {self.py[n]} = {self.empty(f'({dims})', self.py[n])}"
+                lines.append(line + "   # every step written" if len(line) < 78 else line)
         return lines
 
     def loop(self, block) -> str:
