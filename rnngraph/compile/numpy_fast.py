@@ -66,6 +66,7 @@ class FastPrinter(Printer):
     def block(self, prog, block, indent: str):
         """(buffers made before the block, its statements)."""
         texts: dict[str, Text] = {}
+        buffers: set[str] = set()           # temporaries with a buffer made before the block
         prelude, lines, origin = [], [], None
         for e in block.eqns:
             row = lookup(e.op)
@@ -76,7 +77,13 @@ class FastPrinter(Printer):
                 t = prog.type(e.out, block)
                 name = self.namer(self.wish(prog, e, texts))
                 texts[e.out.name] = Text(name, ATOM)
+                if e.op == "slice" and isinstance(e.args[0], Tmp) and e.args[0].name in buffers:
+                    # lanes of a buffer: the same view at every step, made once
+                    prelude.append(f"    {name} = {row.py(tuple(args), types, e.attrs).text}")
+                    buffers.add(e.out.name)
+                    continue
                 if in_place:
+                    buffers.add(e.out.name)
                     dims = self.dims(t)
                     shape = f"({', '.join(dims)},)".replace(",)", ")") if dims else "()"
                     make = self.empty(shape, name) if self.kind == "all" else \

@@ -47,12 +47,10 @@ def forward(params, inputs, initial, n_steps, B, prepared=None):
 
     # Every step at once: what does not depend on the loop after it
     z_h1_x = WORK.empty((n_steps, B, 11), DTYPE, "z_h1_x")
-    # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-    np.dot(x[now].reshape(-1, 4), z_h1.T, out=z_h1_x.reshape(-1, 11))
     slice_z_h1_x = z_h1_x[..., 0:8]
-    # y(t) = softmax(P x(t) + Q h2(t) + d)
     slice_z_h1_x_2 = z_h1_x[..., 8:11]
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
+    np.dot(x[now].reshape(-1, 4), z_h1.T, out=z_h1_x.reshape(-1, 11))
     np.add(b, slice_z_h1_x, out=z_h1_3[now])
     # y(t) = softmax(P x(t) + Q h2(t) + d)
     np.add(d, slice_z_h1_x_2, out=z_y[now])
@@ -60,6 +58,8 @@ def forward(params, inputs, initial, n_steps, B, prepared=None):
     # h1(t), h2(t), y(t): a loop forward in time
     V_h1 = np.empty((B, 8), DTYPE)
     z_h1_2_h2 = np.empty((B, 16), DTYPE)
+    slice_z_h1_2_h2 = z_h1_2_h2[..., 0:8]
+    slice_z_h1_2_h2_2 = z_h1_2_h2[..., 8:16]
     z_h1_4 = np.empty((B, 8), DTYPE)
     z_h1_5 = np.empty((B, 8), DTYPE)
     R_h1 = np.empty((B, 8), DTYPE)
@@ -73,10 +73,6 @@ def forward(params, inputs, initial, n_steps, B, prepared=None):
         # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
         np.dot(h1[t - 1], V.T, out=V_h1)
         np.dot(h2[t - 1], z_h1_2.T, out=z_h1_2_h2)
-        slice_z_h1_2_h2 = z_h1_2_h2[..., 0:8]
-        # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
-        slice_z_h1_2_h2_2 = z_h1_2_h2[..., 8:16]
-        # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
         np.add(z_h1_3[t], V_h1, out=z_h1_4)
         np.add(z_h1_4, slice_z_h1_2_h2, out=z_h1_5)
         np.tanh(z_h1_5, out=h1[t])

@@ -53,16 +53,12 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # Every step at once: what does not depend on the loop after it
     z_f_x = WORK.empty((T, B, 32), DTYPE, "z_f_x")
-    # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
-    np.dot(x[now].reshape(-1, 4), z_f.T, out=z_f_x.reshape(-1, 32))
     slice_z_f_x = z_f_x[..., 0:8]
-    # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
     slice_z_f_x_2 = z_f_x[..., 8:16]
-    # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
     slice_z_f_x_3 = z_f_x[..., 16:24]
-    # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
     slice_z_f_x_4 = z_f_x[..., 24:32]
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
+    np.dot(x[now].reshape(-1, 4), z_f.T, out=z_f_x.reshape(-1, 32))
     np.add(b_f, slice_z_f_x, out=z_f_3[now])
     # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
     np.add(b_g, slice_z_f_x_2, out=z_g[now])
@@ -73,6 +69,10 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # f(t), g(t), q(t), s(t), h(t): a loop forward in time
     z_f_2_h = np.empty((B, 32), DTYPE)
+    slice_z_f_2_h = z_f_2_h[..., 0:8]
+    slice_z_f_2_h_2 = z_f_2_h[..., 8:16]
+    slice_z_f_2_h_3 = z_f_2_h[..., 16:24]
+    slice_z_f_2_h_4 = z_f_2_h[..., 24:32]
     z_f_4 = np.empty((B, 8), DTYPE)
     z_g_2 = np.empty((B, 8), DTYPE)
     z_q_2 = np.empty((B, 8), DTYPE)
@@ -83,14 +83,6 @@ def forward(params, inputs, initial, T, B, prepared=None):
         for t in range(1, T + 1):
             # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
             np.dot(h[t - 1], z_f_2.T, out=z_f_2_h)
-            slice_z_f_2_h = z_f_2_h[..., 0:8]
-            # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
-            slice_z_f_2_h_2 = z_f_2_h[..., 8:16]
-            # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-            slice_z_f_2_h_3 = z_f_2_h[..., 16:24]
-            # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
-            slice_z_f_2_h_4 = z_f_2_h[..., 24:32]
-            # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
             np.add(z_f_3[t], slice_z_f_2_h, out=z_f_4)
             sigmoid(z_f_4, out=f[t])
             # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))

@@ -54,16 +54,12 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # Every step at once: what does not depend on the loop after it
     W_fioc_x = WORK.empty((T, B, 32), DTYPE, "W_fioc_x")
-    # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
-    np.dot(x[now].reshape(-1, 4), W_fioc.T, out=W_fioc_x.reshape(-1, 32))
     slice_W_fioc_x = W_fioc_x[..., 0:8]
-    # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
     slice_W_fioc_x_2 = W_fioc_x[..., 8:16]
-    # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
     slice_W_fioc_x_3 = W_fioc_x[..., 16:24]
-    # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
     slice_W_fioc_x_4 = W_fioc_x[..., 24:32]
     # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
+    np.dot(x[now].reshape(-1, 4), W_fioc.T, out=W_fioc_x.reshape(-1, 32))
     np.add(b_f, slice_W_fioc_x, out=z_f[now])
     # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
     np.add(b_i, slice_W_fioc_x_2, out=z_i[now])
@@ -74,6 +70,10 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # f(t), i(t), o(t), c_tilde(t), c(t), h(t): a loop forward in time
     U_fioc_h = np.empty((B, 32), DTYPE)
+    slice_U_fioc_h = U_fioc_h[..., 0:8]
+    slice_U_fioc_h_2 = U_fioc_h[..., 8:16]
+    slice_U_fioc_h_3 = U_fioc_h[..., 16:24]
+    slice_U_fioc_h_4 = U_fioc_h[..., 24:32]
     z_f_2 = np.empty((B, 8), DTYPE)
     z_i_2 = np.empty((B, 8), DTYPE)
     z_o_2 = np.empty((B, 8), DTYPE)
@@ -84,14 +84,6 @@ def forward(params, inputs, initial, T, B, prepared=None):
         for t in range(1, T + 1):
             # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
             np.dot(h[t - 1], U_fioc.T, out=U_fioc_h)
-            slice_U_fioc_h = U_fioc_h[..., 0:8]
-            # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
-            slice_U_fioc_h_2 = U_fioc_h[..., 8:16]
-            # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
-            slice_U_fioc_h_3 = U_fioc_h[..., 16:24]
-            # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
-            slice_U_fioc_h_4 = U_fioc_h[..., 24:32]
-            # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
             np.add(z_f[t], slice_U_fioc_h, out=z_f_2)
             sigmoid(z_f_2, out=f[t])
             # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)

@@ -56,14 +56,11 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # Every step at once: what does not depend on the loop after it
     W_i_rzn_x = WORK.empty((T, B, 24), DTYPE, "W_i_rzn_x")
-    # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
-    np.dot(x[now].reshape(-1, 4), W_i_rzn.T, out=W_i_rzn_x.reshape(-1, 24))
     slice_W_i_rzn_x = W_i_rzn_x[..., 0:8]
-    # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
     slice_W_i_rzn_x_2 = W_i_rzn_x[..., 8:16]
-    # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
     slice_W_i_rzn_x_3 = W_i_rzn_x[..., 16:24]
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
+    np.dot(x[now].reshape(-1, 4), W_i_rzn.T, out=W_i_rzn_x.reshape(-1, 24))
     np.add(z_r, slice_W_i_rzn_x, out=z_r_2[now])
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
     np.add(z_z, slice_W_i_rzn_x_2, out=z_z_2[now])
@@ -72,6 +69,9 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # r(t), z(t), n(t), h(t): a loop forward in time
     W_h_rzn_h = np.empty((B, 24), DTYPE)
+    slice_W_h_rzn_h = W_h_rzn_h[..., 0:8]
+    slice_W_h_rzn_h_2 = W_h_rzn_h[..., 8:16]
+    slice_W_h_rzn_h_3 = W_h_rzn_h[..., 16:24]
     z_r_3 = np.empty((B, 8), DTYPE)
     z_z_3 = np.empty((B, 8), DTYPE)
     z_n_3 = np.empty((B, 8), DTYPE)
@@ -82,12 +82,6 @@ def forward(params, inputs, initial, T, B, prepared=None):
         for t in range(1, T + 1):
             # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
             np.dot(h[t - 1], W_h_rzn.T, out=W_h_rzn_h)
-            slice_W_h_rzn_h = W_h_rzn_h[..., 0:8]
-            # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-            slice_W_h_rzn_h_2 = W_h_rzn_h[..., 8:16]
-            # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
-            slice_W_h_rzn_h_3 = W_h_rzn_h[..., 16:24]
-            # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
             np.add(z_r_2[t], slice_W_h_rzn_h, out=z_r_3)
             sigmoid(z_r_3, out=r[t])
             # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)

@@ -63,16 +63,12 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # Every step at once: what does not depend on the loop after it
     W_i_ifgo_x = WORK.empty((T, B, 32), DTYPE, "W_i_ifgo_x")
-    # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
-    np.dot(x[now].reshape(-1, 4), W_i_ifgo.T, out=W_i_ifgo_x.reshape(-1, 32))
     slice_W_i_ifgo_x = W_i_ifgo_x[..., 0:8]
-    # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
     slice_W_i_ifgo_x_2 = W_i_ifgo_x[..., 8:16]
-    # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
     slice_W_i_ifgo_x_3 = W_i_ifgo_x[..., 16:24]
-    # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
     slice_W_i_ifgo_x_4 = W_i_ifgo_x[..., 24:32]
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
+    np.dot(x[now].reshape(-1, 4), W_i_ifgo.T, out=W_i_ifgo_x.reshape(-1, 32))
     np.add(z_i, slice_W_i_ifgo_x, out=z_i_2[now])
     # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
     np.add(z_f, slice_W_i_ifgo_x_2, out=z_f_2[now])
@@ -83,6 +79,10 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # i(t), f(t), g(t), o(t), c(t), h(t): a loop forward in time
     W_h_ifgo_h = np.empty((B, 32), DTYPE)
+    slice_W_h_ifgo_h = W_h_ifgo_h[..., 0:8]
+    slice_W_h_ifgo_h_2 = W_h_ifgo_h[..., 8:16]
+    slice_W_h_ifgo_h_3 = W_h_ifgo_h[..., 16:24]
+    slice_W_h_ifgo_h_4 = W_h_ifgo_h[..., 24:32]
     z_i_3 = np.empty((B, 8), DTYPE)
     z_f_3 = np.empty((B, 8), DTYPE)
     z_g_3 = np.empty((B, 8), DTYPE)
@@ -93,14 +93,6 @@ def forward(params, inputs, initial, T, B, prepared=None):
         for t in range(1, T + 1):
             # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
             np.dot(h[t - 1], W_h_ifgo.T, out=W_h_ifgo_h)
-            slice_W_h_ifgo_h = W_h_ifgo_h[..., 0:8]
-            # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
-            slice_W_h_ifgo_h_2 = W_h_ifgo_h[..., 8:16]
-            # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
-            slice_W_h_ifgo_h_3 = W_h_ifgo_h[..., 16:24]
-            # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
-            slice_W_h_ifgo_h_4 = W_h_ifgo_h[..., 24:32]
-            # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
             np.add(z_i_2[t], slice_W_h_ifgo_h, out=z_i_3)
             sigmoid(z_i_3, out=i[t])
             # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
