@@ -195,3 +195,20 @@ def test_a_role_declaration_that_cannot_hold_is_a_located_error(text, line, colu
     with pytest.raises(RnnGraphError) as err:
         rnngraph.parse(text)
     assert (err.value.line, err.value.column, err.value.message) == (line, column, message)
+
+
+# ---- issue 16: a new op is one row (and its function one row): softplus and sqrt --------
+@pytest.mark.parametrize("optimize", PATHS, ids=lambda o: "optimized" if o else "plain")
+def test_softplus_and_sqrt_compute_what_numpy_computes(optimize):
+    run("x: 3, h: 4\nh(t) = sqrt(1 + softplus(W x(t) + U h(t-1)))",
+        lambda p, i: {"h": loop(lambda t, h: np.sqrt(1 + np.logaddexp(0, i["x"][t] @ p["W"].T
+                                                                        + h @ p["U"].T)),
+                                np.zeros((B, 4)))}, optimize)
+
+
+def test_softplus_and_sqrt_print_as_latex_and_text():
+    model = rnngraph.parse("h(t) = sqrt(1 + softplus(W x(t)))")
+    assert "\\sqrt{1 + \\operatorname{softplus}\\left(W x^{(t)}\\right)}" in model.to_latex()
+    assert rnngraph.parse(model.to_text()) == model
+    assert rnngraph.parse("h(t) = softplus(1000 * x(t))\nx: 1").compile().forward(
+        {}, {"x": np.array([[1.0]])})["h"][0, 0] == 1000.0          # no overflow
