@@ -19,6 +19,7 @@ _OUT = {"sigmoid", "relu", "copy", "matvec", "vecmat"}
 
 class FastPrinter(Printer):
     PATH = "The optimized path: loops run their recurrence only, each op in place."
+    PREPARED = "none yet (forward's prologue makes them)"
 
     # Arrays proportional to T come from a workspace that hands back an earlier call's
     # once nothing else holds it (rnngraph/workspace.py): fresh pages cost 15-20% of a run.

@@ -137,8 +137,8 @@ class Printer:
         if not used:
             return []
         names = [self.slices[k] for k in used]
-        spans = [f"slice({self.P + k}, {self.T} + {self.P + k})" if self.P + k else f"slice(0, {self.T})"
-                 for k in used]
+        spans = [f"slice({self.P + k}, {self.T} + {self.P + k})" if self.P + k
+                 else f"slice(0, {self.T})" for k in used]
         return ["    # The steps t + k of the blocks that run every step at once",
                 f"    {', '.join(names)} = {', '.join(spans)}"]
 
@@ -254,7 +254,9 @@ class Printer:
         if block.direction > 0:
             return f"for t in range({first}, {last}):"
         stop = f"{P - 1}"
-        return f"for t in range({last} - 1, {stop}, -1):" if P > 1 else f"for t in range({T}, 0, -1):"
+        if P > 1:
+            return f"for t in range({last} - 1, {stop}, -1):"
+        return f"for t in range({T}, 0, -1):"
 
     def blocks(self, prog, title) -> list[str]:
         lines = []
@@ -296,9 +298,12 @@ class Printer:
         return "\n".join(head + self.prepare() + self.forward(unpack, tape)
                          + self.backward(unpack, tape)) + "\n"
 
+    #: What ``prepare`` says it makes (Compiled.prepare calls it once for many calls).
+    PREPARED = "nothing, on the plain path"
+
     def prepare(self) -> list[str]:
         return ["", "", "def prepare(params):",
-                '    """What forward computes from the parameters alone: nothing, on the plain path."""',
+                f'    """What forward computes from the parameters alone: {self.PREPARED}."""',
                 "    return ()"]
 
     def forward(self, unpack, tape) -> list[str]:
@@ -314,12 +319,14 @@ class Printer:
                       "    # before step 1 hold initial values (or zeros), those after step T zeros"]
         for n in self.inputs:
             if self.sym[n].timed:
-                lines += [f"    {self.py[n]} = {self.zeros(f'({rows}, {B}, {self.model.sizes[n]})', self.py[n])}",
+                shape = f"({rows}, {B}, {self.model.sizes[n]})"
+                lines += [f"    {self.py[n]} = {self.zeros(shape, self.py[n])}",
                           f'    {self.py[n]}[{self.steps()}] = inputs["{n}"]']
             else:
                 lines.append(f'    {self.py[n]} = inputs["{n}"]')
         for n in self.seqs:
-            lines.append(f"    {self.py[n]} = {self.zeros(f'({rows}, {B}, {self.model.sizes[n]})', self.py[n])}")
+            shape = f"({rows}, {B}, {self.model.sizes[n]})"
+            lines.append(f"    {self.py[n]} = {self.zeros(shape, self.py[n])}")
         for key, (step, n) in self.slots.items():
             if key not in self.model.defined_slots:
                 lines.append(f'    {self.py[n]}[{self.slot(step)}] = initial["{key}"]')

@@ -76,13 +76,6 @@ def dependences(block: Block) -> tuple[nx.DiGraph, set[int], set[int]]:
     return g, seeds, carried
 
 
-_FOLD = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
-         "div": lambda a, b: a / b, "neg": lambda a: -a, "copy": lambda a: a,
-         "tanh": math.tanh, "exp": math.exp, "log": math.log, "sqrt": math.sqrt,
-         "relu": lambda a: max(a, 0.0), "sigmoid": lambda a: 1 / (1 + math.exp(-a)),
-         "softplus": lambda a: max(a, 0.0) + math.log1p(math.exp(-abs(a)))}
-
-
 def propagate_copies(prog: Program) -> Program:
     """A gradient home whose only write adds a whole other home to its zeros (``dz(t) +=
     g(t)`` for every step) is that other home: its reads read the other, and neither the
@@ -93,17 +86,18 @@ def propagate_copies(prog: Program) -> Program:
     for k, i, e in eqns:
         if isinstance(e.out, Home):
             writes.setdefault(e.out.key, []).append((k, i, e))
+    named = _named(prog)
     alias: dict = {}
     for key, ws in writes.items():
-        (k, i, e), = ws if len(ws) == 1 else [(None, None, None)]
-        if e is None or not (e.accumulate and e.op == "copy" and key[1] and key[0] not in prog_names(prog)
-                             and isinstance(e.args[0], Home) and e.args[0].offset == e.out.offset
-                             and e.args[0].step is None and prog.blocks[k].kind == "all"
-                             and prog.type(e.args[0]) == prog.type(e.out)):
+        if len(ws) != 1:
             continue
-        src = e.args[0]
-        later = [w for w in writes.get(src.key, ()) if (w[0], w[1]) > (k, i)]
-        if not later:
+        k, i, e = ws[0]
+        src = e.args[0] if e.args else None
+        if not (e.accumulate and e.op == "copy" and key[1] and key[0] not in named
+                and isinstance(src, Home) and src.offset == e.out.offset and src.step is None
+                and prog.blocks[k].kind == "all" and prog.type(src) == prog.type(e.out)):
+            continue
+        if not [w for w in writes.get(src.key, ()) if (w[0], w[1]) > (k, i)]:
             alias[key] = (src, (k, i))
     if not alias:
         return prog
@@ -122,15 +116,16 @@ def propagate_copies(prog: Program) -> Program:
     return out
 
 
-def prog_names(prog: Program) -> set:
-    """The homes a backward program must hand back: gradients of what the model names (not
-    of homes the passes made, whose names start with %)."""
+def _named(prog: Program) -> set:
+    """The homes the model names (the gradients of the others, homes the passes made,
+    whose names start with %, are not handed back)."""
     return {n for (kind, n) in prog.types if kind == "home" and not n.startswith("%")}
 
 
 def drop_dead(prog: Program) -> Program:
     """Without the temporaries nothing reads (a VJP's cotangent for a number, say)."""
-    out = Program([replace(b, eqns=list(b.eqns)) for b in prog.blocks], prog.types, prog.timed)
+    out = Program([replace(b, eqns=list(b.eqns)) for b in prog.blocks], prog.types, prog.timed,
+                  prog.made)
     for block in out.blocks:
         live: set[str] = set()
         kept = []
@@ -144,10 +139,18 @@ def drop_dead(prog: Program) -> Program:
     return out
 
 
+_FOLD = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
+         "div": lambda a, b: a / b, "neg": lambda a: -a, "copy": lambda a: a,
+         "tanh": math.tanh, "exp": math.exp, "log": math.log, "sqrt": math.sqrt,
+         "relu": lambda a: max(a, 0.0), "sigmoid": lambda a: 1 / (1 + math.exp(-a)),
+         "softplus": lambda a: max(a, 0.0) + math.log1p(math.exp(-abs(a)))}
+
+
 def fold_constants(prog: Program) -> Program:
     """An op of numbers alone (``sqrt(1 + 0.25 * 0.25)``) replaced by the number it makes,
     where that number is finite (else left for NumPy to compute, as written)."""
-    out = Program([replace(b, eqns=list(b.eqns)) for b in prog.blocks], prog.types, prog.timed)
+    out = Program([replace(b, eqns=list(b.eqns)) for b in prog.blocks], prog.types, prog.timed,
+                  prog.made)
     for block in out.blocks:
         value: dict[str, Const] = {}
         kept = []
@@ -171,7 +174,7 @@ def hoist_invariants(prog: Program) -> Program:
     """Temporaries computed from parameters, numbers and time-free values alone, moved
     out of loops and every-step blocks into the prologue, once (the first block)."""
     out = Program([replace(b, eqns=list(b.eqns)) for b in prog.blocks], dict(prog.types),
-                  set(prog.timed))
+                  set(prog.timed), prog.made)
     if out.blocks[0].kind != "once":           # a backward program: a prologue of its own
         out.blocks.insert(0, Block("once", []))
     once = out.blocks[0]
@@ -225,7 +228,7 @@ def reassociate(prog: Program) -> Program:
     (It changes the order of the additions, hence the rounding: the optimized path agrees
     with the plain one to rounding.)"""
     out = Program([replace(b, eqns=list(b.eqns)) for b in prog.blocks], dict(prog.types),
-                  set(prog.timed))
+                  set(prog.timed), prog.made)
     for block in out.blocks:
         if block.kind != "loop":
             continue
@@ -352,7 +355,7 @@ def stack_products(prog: Program) -> Program:
 
 def split_loops(prog: Program) -> Program:
     """Every loop block split into every-step blocks around its recurrence (see above)."""
-    out = Program([], dict(prog.types), set(prog.timed))
+    out = Program([], dict(prog.types), set(prog.timed), prog.made)
     for block in prog.blocks:
         if block.kind != "loop":
             out.blocks.append(block)

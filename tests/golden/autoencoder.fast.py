@@ -17,7 +17,7 @@ TAPE = ("h", "x_hat", "x", "transpose_W1")
 
 
 def prepare(params):
-    """What forward computes from the parameters alone: nothing, on the plain path."""
+    """What forward computes from the parameters alone: none yet (forward's prologue makes them)."""
     return ()
 
 

@@ -17,7 +17,7 @@ TAPE = ("a", "h", "o", "y", "L", "x", "target", "z_a")
 
 
 def prepare(params):
-    """What forward computes from the parameters alone: nothing, on the plain path."""
+    """What forward computes from the parameters alone: none yet (forward's prologue makes them)."""
     return ()
 
 

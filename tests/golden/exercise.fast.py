@@ -17,7 +17,7 @@ TAPE = ("h1", "h2", "y", "x", "z_h1", "z_h1_2", "z_h1_3", "z_y")
 
 
 def prepare(params):
-    """What forward computes from the parameters alone: nothing, on the plain path."""
+    """What forward computes from the parameters alone: none yet (forward's prologue makes them)."""
     return ()
 
 

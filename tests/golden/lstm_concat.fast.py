@@ -17,7 +17,7 @@ TAPE = ("f", "i", "o", "c_tilde", "c", "h", "x", "z_f", "z_i", "z_o", "z_c_tilde
 
 
 def prepare(params):
-    """What forward computes from the parameters alone: nothing, on the plain path."""
+    """What forward computes from the parameters alone: none yet (forward's prologue makes them)."""
     return ()
 
 

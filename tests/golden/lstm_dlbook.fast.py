@@ -18,7 +18,7 @@ TAPE = ("f", "g", "q", "s", "h", "x", "z_f", "z_f_2", "z_f_3", "z_g", "z_q", "z_
 
 
 def prepare(params):
-    """What forward computes from the parameters alone: nothing, on the plain path."""
+    """What forward computes from the parameters alone: none yet (forward's prologue makes them)."""
     return ()
 
 

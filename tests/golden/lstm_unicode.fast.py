@@ -18,7 +18,7 @@ TAPE = ("f", "i", "o", "c_tilde", "c", "h", "x", "W_fioc", "U_fioc", "z_f", "z_i
 
 
 def prepare(params):
-    """What forward computes from the parameters alone: nothing, on the plain path."""
+    """What forward computes from the parameters alone: none yet (forward's prologue makes them)."""
     return ()
 
 

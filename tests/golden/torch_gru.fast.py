@@ -19,7 +19,7 @@ TAPE = ("r", "z", "n", "h", "x", "z_r", "z_z", "W_i_rzn", "W_h_rzn", "z_r_2", "z
 
 
 def prepare(params):
-    """What forward computes from the parameters alone: nothing, on the plain path."""
+    """What forward computes from the parameters alone: none yet (forward's prologue makes them)."""
     return ()
 
 

@@ -19,7 +19,7 @@ TAPE = ("i", "f", "g", "o", "c", "h", "x", "z_i", "z_f", "z_g", "z_o", "W_i_ifgo
 
 
 def prepare(params):
-    """What forward computes from the parameters alone: nothing, on the plain path."""
+    """What forward computes from the parameters alone: none yet (forward's prologue makes them)."""
     return ()
 
 

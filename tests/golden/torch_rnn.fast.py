@@ -17,7 +17,7 @@ TAPE = ("h", "x", "z_h", "z_h_2")
 
 
 def prepare(params):
-    """What forward computes from the parameters alone: nothing, on the plain path."""
+    """What forward computes from the parameters alone: none yet (forward's prologue makes them)."""
     return ()
 
 
