@@ -11,7 +11,8 @@ code uses itself (``_1``, ``dh``, ``T``, ``np``, ``t1``, ``__debug__``, ...).
 Each model is compiled in float64 and float32 on both paths and must give: no
 exception but RnnGraphError; the optimized path the plain one's outputs and
 gradients to rounding; float32 the float64 outputs within float32's rounding;
-gradients that match central finite differences (float64, random directions).
+gradients that match central finite differences (float64, random directions);
+prepared parameters (``net.prepare``) the same outputs bit for bit.
 A few hundred models run in the default run; ``pytest -m slow`` runs more.
 """
 from __future__ import annotations
@@ -309,6 +310,10 @@ def check_model(text: str) -> None:
                 assert _close(outs32[k], outs[k], 1e-4), ("float32 output", opt, k, text)
             err = worst_directional_error(nets[opt, "float64"], point, cot, seed=5, steps=steps)
             assert err <= 1e-5, (err, text)
+            net = nets[opt, "float64"]              # prepared parameters: the same, bit for bit
+            again = net.forward(net.prepare(point[0]), *point[1:], steps=steps)
+            for k in outs:
+                assert np.array_equal(again[k], fast_outs[k], equal_nan=True), ("prepared", k, text)
 
 
 # derandomize: CI runs the same models every time (a red CI blocks a landing, so it must not

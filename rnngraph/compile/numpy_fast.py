@@ -9,9 +9,10 @@ no array is allocated inside a loop.  An op the table gives no in-place form
 """
 from __future__ import annotations
 
+from ..pysource import Namer, _tuple, _unpack, _wrap
 from .numpy_plain import Printer, _statement
-from .optable import ATOM, MUL, Text, lookup
-from .program import Const, Home, Tmp
+from .optable import ATOM, Text, lookup
+from .program import Block, Const, Home, Program, Tmp
 
 #: Ops printed as one call with out=, besides the table's ufuncs.
 _OUT = {"sigmoid", "relu", "copy", "matvec", "vecmat"}
@@ -19,7 +20,76 @@ _OUT = {"sigmoid", "relu", "copy", "matvec", "vecmat"}
 
 class FastPrinter(Printer):
     PATH = "The optimized path: loops run their recurrence only, each op in place."
-    PREPARED = "none yet (forward's prologue makes them)"
+
+    def __init__(self, model, fwd, back, dtype: str, params: list[str]):
+        super().__init__(model, fwd, back, dtype, params)
+        # What the prologue computes from the parameters alone (stacked matrices, summed
+        # biases) goes to prepare(), which Compiled.prepare calls once for many calls.
+        once, *rest = fwd.blocks
+        names = set(params)
+        fixed: dict[int, bool] = {}
+        made: dict[str, int] = {}
+        for i, e in enumerate(once.eqns):
+            fixed[i] = (isinstance(e.out, Tmp) or e.out.name in self.made) and all(
+                isinstance(a, Const) or isinstance(a, Home) and a.name in names
+                and a.offset is None and a.step is None
+                or isinstance(a, Tmp) and fixed.get(made.get(a.name, -1), False)
+                for a in e.args)
+            if isinstance(e.out, Tmp):
+                made[e.out.name] = i
+            elif fixed[i]:
+                names.add(e.out.name)
+        changed = True                      # a temporary the rest reads stays with the rest
+        while changed:
+            changed = False
+            for i, e in enumerate(once.eqns):
+                if not fixed[i]:
+                    for a in e.args:
+                        if isinstance(a, Tmp) and fixed.get(made[a.name]):
+                            fixed[made[a.name]] = False
+                            changed = True
+        self.ready = [e for i, e in enumerate(once.eqns) if fixed[i]]
+        self.ready_homes = [e.out.name for e in self.ready if isinstance(e.out, Home)]
+        self.fwd = Program([Block("once", [e for i, e in enumerate(once.eqns) if not fixed[i]]),
+                            *rest], fwd.types, fwd.timed, fwd.made)
+        self.made = {n: self.fwd if p is fwd else p for n, p in self.made.items()}
+
+    def prepare(self) -> list[str]:
+        lines = ["", "", "def prepare(params):",
+                 '    """What forward computes from the parameters alone, in the order it unpacks',
+                 '    them: made each call, or once by Compiled.prepare for calls with the same',
+                 '    parameters."""']
+        if not self.ready_homes:
+            return lines + ["    return ()"]
+        self.namer = Namer(self.taken)
+        self.kind = "once"
+        prelude, body = self.block(self.fwd, Block("once", self.ready), "    ")
+        used = {a.name for e in self.ready for a in e.args if isinstance(a, Home)}
+        lines += _unpack([self.py[p] for p in self.params if p in used],
+                         "(params[name] for name in PREPARE)", sequence=True) \
+            if used else []
+        returned = ", ".join(self.py[n] for n in self.ready_homes)
+        comma = "," if len(self.ready_homes) == 1 else ""
+        return lines + prelude + body + [f"    return ({returned}{comma})"]
+
+    def forward(self, unpack, tape) -> list[str]:
+        lines = super().forward(unpack, tape)
+        if not self.ready_homes:
+            return lines
+        at = lines.index(unpack[-1]) + 1
+        names = [self.py[n] for n in self.ready_homes]
+        lines[at:at] = ["", "    # Values of the parameters alone (see prepare)"] + _unpack(
+            names, "prepare(params) if prepared is None else prepared", sequence=True)
+        return lines
+
+    def module(self) -> str:
+        text = super().module()
+        if not self.ready_homes:
+            return text
+        used = [p for p in self.params
+                if any(isinstance(a, Home) and a.name == p for e in self.ready for a in e.args)]
+        line = "\n".join(_wrap(f"PREPARE = {_tuple(used)}"))
+        return text.replace("\nTAPE = ", f"\n{line}\nTAPE = ", 1)
 
     # Arrays proportional to T come from a workspace that hands back an earlier call's
     # once nothing else holds it (rnngraph/workspace.py): fresh pages cost 15-20% of a run.

@@ -13,17 +13,26 @@ WORK = Workspace()   # arrays over the steps, reused once free
 
 DTYPE = np.float32
 PARAMETERS = ("W1", "b1", "b2")
+PREPARE = ("W1",)
 TAPE = ("h", "x_hat", "x", "transpose_W1")
 
 
 def prepare(params):
-    """What forward computes from the parameters alone: none yet (forward's prologue makes them)."""
-    return ()
+    """What forward computes from the parameters alone, in the order it unpacks
+    them: made each call, or once by Compiled.prepare for calls with the same
+    parameters."""
+    W1, = (params[name] for name in PREPARE)
+    # x_hat = W1^T h + b2
+    transpose_W1 = W1.T
+    return (transpose_W1,)
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
     """Run the equations over steps 1..T for a batch of B; return (outputs, tape)."""
     W1, b1, b2 = (params[name] for name in PARAMETERS)
+
+    # Values of the parameters alone (see prepare)
+    transpose_W1, = prepare(params) if prepared is None else prepared
     x = inputs["x"]
     h = np.empty((B, 3), DTYPE)
     x_hat = np.empty((B, 6), DTYPE)
@@ -37,7 +46,6 @@ def forward(params, inputs, initial, T, B, prepared=None):
     np.add(W1_x, b1, out=z_h)
     np.maximum(z_h, 0, out=h)
     # x_hat = W1^T h + b2
-    transpose_W1 = W1.T
     np.dot(h, transpose_W1.T, out=transpose_W1_h)
     np.add(transpose_W1_h, b2, out=x_hat)
 

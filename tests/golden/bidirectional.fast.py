@@ -17,7 +17,9 @@ TAPE = ("h", "g", "o", "x", "z_h", "z_g")
 
 
 def prepare(params):
-    """What forward computes from the parameters alone: none yet (forward's prologue makes them)."""
+    """What forward computes from the parameters alone, in the order it unpacks
+    them: made each call, or once by Compiled.prepare for calls with the same
+    parameters."""
     return ()
 
 

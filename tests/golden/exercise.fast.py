@@ -13,17 +13,27 @@ WORK = Workspace()   # arrays over the steps, reused once free
 
 DTYPE = np.float32
 PARAMETERS = ("U", "V", "W", "b", "R", "S", "T", "c", "P", "Q", "d")
+PREPARE = ("U", "W", "S", "P")
 TAPE = ("h1", "h2", "y", "x", "z_h1", "z_h1_2", "z_h1_3", "z_y")
 
 
 def prepare(params):
-    """What forward computes from the parameters alone: none yet (forward's prologue makes them)."""
-    return ()
+    """What forward computes from the parameters alone, in the order it unpacks
+    them: made each call, or once by Compiled.prepare for calls with the same
+    parameters."""
+    U, W, S, P = (params[name] for name in PREPARE)
+    # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
+    z_h1 = np.concatenate((U, P), 0)
+    z_h1_2 = np.concatenate((W, S), 0)
+    return (z_h1, z_h1_2)
 
 
 def forward(params, inputs, initial, n_steps, B, prepared=None):
     """Run the equations over steps 1..n_steps for a batch of B; return (outputs, tape)."""
     U, V, W, b, R, S, T, c, P, Q, d = (params[name] for name in PARAMETERS)
+
+    # Values of the parameters alone (see prepare)
+    z_h1, z_h1_2 = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, n_steps + 1)
 
@@ -39,11 +49,6 @@ def forward(params, inputs, initial, n_steps, B, prepared=None):
     y[0] = initial["y(0)"]
     z_h1_3 = WORK.empty((n_steps + 1, B, 8), DTYPE, "z_h1_3")   # every step written
     z_y = WORK.empty((n_steps + 1, B, 3), DTYPE, "z_y")   # every step written
-
-    # Time-free values and initial values
-    # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-    z_h1 = np.concatenate((U, P), 0)
-    z_h1_2 = np.concatenate((W, S), 0)
 
     # Every step at once: what does not depend on the loop after it
     z_h1_x = WORK.empty((n_steps, B, 11), DTYPE, "z_h1_x")

@@ -13,18 +13,28 @@ WORK = Workspace()   # arrays over the steps, reused once free
 
 DTYPE = np.float32
 PARAMETERS = ("b_f", "U_f", "W_f", "b_g", "U_g", "W_g", "b_o", "U_o", "W_o", "b", "U", "W")
+PREPARE = ("U_f", "W_f", "U_g", "W_g", "U_o", "W_o", "U", "W")
 TAPE = ("f", "g", "q", "s", "h", "x", "z_f", "z_f_2", "z_f_3", "z_g", "z_q", "z_s", "z_s_2",
         "tanh_s")
 
 
 def prepare(params):
-    """What forward computes from the parameters alone: none yet (forward's prologue makes them)."""
-    return ()
+    """What forward computes from the parameters alone, in the order it unpacks
+    them: made each call, or once by Compiled.prepare for calls with the same
+    parameters."""
+    U_f, W_f, U_g, W_g, U_o, W_o, U, W = (params[name] for name in PREPARE)
+    # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
+    z_f = np.concatenate((U_f, U_g, U_o, U), 0)
+    z_f_2 = np.concatenate((W_f, W_g, W_o, W), 0)
+    return (z_f, z_f_2)
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
     """Run the equations over steps 1..T for a batch of B; return (outputs, tape)."""
     b_f, U_f, W_f, b_g, U_g, W_g, b_o, U_o, W_o, b, U, W = (params[name] for name in PARAMETERS)
+
+    # Values of the parameters alone (see prepare)
+    z_f, z_f_2 = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
@@ -45,11 +55,6 @@ def forward(params, inputs, initial, T, B, prepared=None):
     z_s = WORK.empty((T + 1, B, 8), DTYPE, "z_s")   # every step written
     z_s_2 = WORK.empty((T + 1, B, 8), DTYPE, "z_s_2")   # every step written
     tanh_s = WORK.empty((T + 1, B, 8), DTYPE, "tanh_s")   # every step written
-
-    # Time-free values and initial values
-    # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
-    z_f = np.concatenate((U_f, U_g, U_o, U), 0)
-    z_f_2 = np.concatenate((W_f, W_g, W_o, W), 0)
 
     # Every step at once: what does not depend on the loop after it
     z_f_x = WORK.empty((T, B, 32), DTYPE, "z_f_x")

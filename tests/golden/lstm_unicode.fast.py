@@ -13,19 +13,29 @@ WORK = Workspace()   # arrays over the steps, reused once free
 
 DTYPE = np.float32
 PARAMETERS = ("W_f", "U_f", "b_f", "W_i", "U_i", "b_i", "W_o", "U_o", "b_o", "W_c", "U_c", "b_c")
+PREPARE = ("W_f", "U_f", "W_i", "U_i", "W_o", "U_o", "W_c", "U_c")
 TAPE = ("f", "i", "o", "c_tilde", "c", "h", "x", "W_fioc", "U_fioc", "z_f", "z_i", "z_o",
         "z_c_tilde", "tanh_c")
 
 
 def prepare(params):
-    """What forward computes from the parameters alone: none yet (forward's prologue makes them)."""
-    return ()
+    """What forward computes from the parameters alone, in the order it unpacks
+    them: made each call, or once by Compiled.prepare for calls with the same
+    parameters."""
+    W_f, U_f, W_i, U_i, W_o, U_o, W_c, U_c = (params[name] for name in PREPARE)
+    # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
+    W_fioc = np.concatenate((W_f, W_i, W_o, W_c), 0)
+    U_fioc = np.concatenate((U_f, U_i, U_o, U_c), 0)
+    return (W_fioc, U_fioc)
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
     """Run the equations over steps 1..T for a batch of B; return (outputs, tape)."""
     (W_f, U_f, b_f, W_i, U_i, b_i, W_o, U_o, b_o, W_c, U_c,
      b_c) = (params[name] for name in PARAMETERS)
+
+    # Values of the parameters alone (see prepare)
+    W_fioc, U_fioc = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
@@ -46,11 +56,6 @@ def forward(params, inputs, initial, T, B, prepared=None):
     z_o = WORK.empty((T + 1, B, 8), DTYPE, "z_o")   # every step written
     z_c_tilde = WORK.empty((T + 1, B, 8), DTYPE, "z_c_tilde")   # every step written
     tanh_c = WORK.empty((T + 1, B, 8), DTYPE, "tanh_c")   # every step written
-
-    # Time-free values and initial values
-    # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
-    W_fioc = np.concatenate((W_f, W_i, W_o, W_c), 0)
-    U_fioc = np.concatenate((U_f, U_i, U_o, U_c), 0)
 
     # Every step at once: what does not depend on the loop after it
     W_fioc_x = WORK.empty((T, B, 32), DTYPE, "W_fioc_x")

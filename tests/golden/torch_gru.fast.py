@@ -14,19 +14,33 @@ WORK = Workspace()   # arrays over the steps, reused once free
 DTYPE = np.float32
 PARAMETERS = ("W_ir", "b_ir", "W_hr", "b_hr", "W_iz", "b_iz", "W_hz", "b_hz", "W_in", "b_in",
               "W_hn", "b_hn")
+PREPARE = ("W_ir", "b_ir", "W_hr", "b_hr", "W_iz", "b_iz", "W_hz", "b_hz", "W_in", "W_hn")
 TAPE = ("r", "z", "n", "h", "x", "z_r", "z_z", "W_i_rzn", "W_h_rzn", "z_r_2", "z_z_2", "z_n",
         "z_n_2", "sub_z")
 
 
 def prepare(params):
-    """What forward computes from the parameters alone: none yet (forward's prologue makes them)."""
-    return ()
+    """What forward computes from the parameters alone, in the order it unpacks
+    them: made each call, or once by Compiled.prepare for calls with the same
+    parameters."""
+    W_ir, b_ir, W_hr, b_hr, W_iz, b_iz, W_hz, b_hz, W_in, W_hn = (params[name] for name in PREPARE)
+    # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
+    z_r = b_ir + b_hr
+    # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
+    z_z = b_iz + b_hz
+    # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
+    W_i_rzn = np.concatenate((W_ir, W_iz, W_in), 0)
+    W_h_rzn = np.concatenate((W_hr, W_hz, W_hn), 0)
+    return (z_r, z_z, W_i_rzn, W_h_rzn)
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
     """Run the equations over steps 1..T for a batch of B; return (outputs, tape)."""
     (W_ir, b_ir, W_hr, b_hr, W_iz, b_iz, W_hz, b_hz, W_in,
      b_in, W_hn, b_hn) = (params[name] for name in PARAMETERS)
+
+    # Values of the parameters alone (see prepare)
+    z_r, z_z, W_i_rzn, W_h_rzn = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
@@ -44,15 +58,6 @@ def forward(params, inputs, initial, T, B, prepared=None):
     z_n = WORK.empty((T + 1, B, 8), DTYPE, "z_n")   # every step written
     z_n_2 = WORK.empty((T + 1, B, 8), DTYPE, "z_n_2")   # every step written
     sub_z = WORK.empty((T + 1, B, 8), DTYPE, "sub_z")   # every step written
-
-    # Time-free values and initial values
-    # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
-    z_r = b_ir + b_hr
-    # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    z_z = b_iz + b_hz
-    # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
-    W_i_rzn = np.concatenate((W_ir, W_iz, W_in), 0)
-    W_h_rzn = np.concatenate((W_hr, W_hz, W_hn), 0)
 
     # Every step at once: what does not depend on the loop after it
     W_i_rzn_x = WORK.empty((T, B, 24), DTYPE, "W_i_rzn_x")

@@ -14,19 +14,39 @@ WORK = Workspace()   # arrays over the steps, reused once free
 DTYPE = np.float32
 PARAMETERS = ("W_ii", "b_ii", "W_hi", "b_hi", "W_if", "b_if", "W_hf", "b_hf", "W_ig", "b_ig",
               "W_hg", "b_hg", "W_io", "b_io", "W_ho", "b_ho")
+PREPARE = ("W_ii", "b_ii", "W_hi", "b_hi", "W_if", "b_if", "W_hf", "b_hf", "W_ig", "b_ig", "W_hg",
+           "b_hg", "W_io", "b_io", "W_ho", "b_ho")
 TAPE = ("i", "f", "g", "o", "c", "h", "x", "z_i", "z_f", "z_g", "z_o", "W_i_ifgo", "W_h_ifgo",
         "z_i_2", "z_f_2", "z_g_2", "z_o_2", "tanh_c")
 
 
 def prepare(params):
-    """What forward computes from the parameters alone: none yet (forward's prologue makes them)."""
-    return ()
+    """What forward computes from the parameters alone, in the order it unpacks
+    them: made each call, or once by Compiled.prepare for calls with the same
+    parameters."""
+    (W_ii, b_ii, W_hi, b_hi, W_if, b_if, W_hf, b_hf, W_ig,
+     b_ig, W_hg, b_hg, W_io, b_io, W_ho, b_ho) = (params[name] for name in PREPARE)
+    # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
+    z_i = b_ii + b_hi
+    # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
+    z_f = b_if + b_hf
+    # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
+    z_g = b_ig + b_hg
+    # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
+    z_o = b_io + b_ho
+    # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
+    W_i_ifgo = np.concatenate((W_ii, W_if, W_ig, W_io), 0)
+    W_h_ifgo = np.concatenate((W_hi, W_hf, W_hg, W_ho), 0)
+    return (z_i, z_f, z_g, z_o, W_i_ifgo, W_h_ifgo)
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
     """Run the equations over steps 1..T for a batch of B; return (outputs, tape)."""
     (W_ii, b_ii, W_hi, b_hi, W_if, b_if, W_hf, b_hf, W_ig,
      b_ig, W_hg, b_hg, W_io, b_io, W_ho, b_ho) = (params[name] for name in PARAMETERS)
+
+    # Values of the parameters alone (see prepare)
+    z_i, z_f, z_g, z_o, W_i_ifgo, W_h_ifgo = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
@@ -47,19 +67,6 @@ def forward(params, inputs, initial, T, B, prepared=None):
     z_g_2 = WORK.empty((T + 1, B, 8), DTYPE, "z_g_2")   # every step written
     z_o_2 = WORK.empty((T + 1, B, 8), DTYPE, "z_o_2")   # every step written
     tanh_c = WORK.empty((T + 1, B, 8), DTYPE, "tanh_c")   # every step written
-
-    # Time-free values and initial values
-    # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
-    z_i = b_ii + b_hi
-    # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
-    z_f = b_if + b_hf
-    # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
-    z_g = b_ig + b_hg
-    # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
-    z_o = b_io + b_ho
-    # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
-    W_i_ifgo = np.concatenate((W_ii, W_if, W_ig, W_io), 0)
-    W_h_ifgo = np.concatenate((W_hi, W_hf, W_hg, W_ho), 0)
 
     # Every step at once: what does not depend on the loop after it
     W_i_ifgo_x = WORK.empty((T, B, 32), DTYPE, "W_i_ifgo_x")

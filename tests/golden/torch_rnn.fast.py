@@ -13,17 +13,26 @@ WORK = Workspace()   # arrays over the steps, reused once free
 
 DTYPE = np.float32
 PARAMETERS = ("W_ih", "b_ih", "W_hh", "b_hh")
+PREPARE = ("b_ih", "b_hh")
 TAPE = ("h", "x", "z_h", "z_h_2")
 
 
 def prepare(params):
-    """What forward computes from the parameters alone: none yet (forward's prologue makes them)."""
-    return ()
+    """What forward computes from the parameters alone, in the order it unpacks
+    them: made each call, or once by Compiled.prepare for calls with the same
+    parameters."""
+    b_ih, b_hh = (params[name] for name in PREPARE)
+    # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
+    z_h = b_ih + b_hh
+    return (z_h,)
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
     """Run the equations over steps 1..T for a batch of B; return (outputs, tape)."""
     W_ih, b_ih, W_hh, b_hh = (params[name] for name in PARAMETERS)
+
+    # Values of the parameters alone (see prepare)
+    z_h, = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
@@ -34,10 +43,6 @@ def forward(params, inputs, initial, T, B, prepared=None):
     h = WORK.zeros((T + 1, B, 8), DTYPE, "h")
     h[0] = initial["h(0)"]
     z_h_2 = WORK.empty((T + 1, B, 8), DTYPE, "z_h_2")   # every step written
-
-    # Time-free values and initial values
-    # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-    z_h = b_ih + b_hh
 
     # Every step at once: what does not depend on the loop after it
     W_ih_x = WORK.empty((T, B, 8), DTYPE, "W_ih_x")
