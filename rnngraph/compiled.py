@@ -171,6 +171,9 @@ class Compiled:
         self.initial_values = [k for k in model.initial_slots if k not in model.defined_slots]
         self._states = {k: n for k, (_, n) in model.initial_slots.items()}
         self._defined_init = model.defined_slots
+        # For the memory check of each call: numbers a step holds, steps of padding.
+        self._step_numbers = (sum(model.sizes[n] for n, s in sym.items() if s.timed),
+                              max([1] + [s.delay for s in sym.values()]))
         self.inputs = {n: self._expected(n) for n in gen.inputs}
         self._layouts: dict[tuple, tuple] = {}       # see _inputs
         self._zeros: dict[tuple, tuple] = {}         # see _initial
@@ -417,11 +420,11 @@ class Compiled:
         """Refuse a call that would not fit in the memory limit, before it allocates: every
         sequence over T steps plus the padding of the longest delay, a batch of B, about four
         times over (the values, their gradients, what the backward pass keeps, buffers)."""
-        per_step = sum(self.model.sizes[n] for n, s in self.model.symbols.items() if s.timed)
-        pad = max([1] + [s.delay for s in self.model.symbols.values()])
+        per_step, pad = self._step_numbers
         nbytes = 4 * ((T or 0) + pad) * B * per_step * self.dtype.itemsize
-        limits.check_memory(self.model, nbytes, f"T = {T}, B = {B}, {per_step:,} numbers a step, "
-                                                f"{self.dtype.name}")
+        if nbytes > self.model.limits.max_memory_bytes:      # (the message only then: a hot path)
+            limits.check_memory(self.model, nbytes, f"T = {T}, B = {B}, {per_step:,} numbers a "
+                                                    f"step, {self.dtype.name}")
 
     def _batch_of_initial(self, initial) -> tuple[int, bool]:
         """B and whether there is a batch axis, from the initial values of a model that reads

@@ -20,31 +20,33 @@ from .passes import (drop_dead, fold_constants, hoist_invariants, propagate_copi
 class Plain:
     """The plain path: the forward program and its reverse, printed one statement an op."""
 
+    PRINTER = Printer
+
     def __init__(self, model, dtype: str):
-        self.forward = lower(model)
-        self.backward = backward(self.forward)
+        self.forward, self.backward = self.programs(model)
         self.params = list(model.ir().params)
-        printer = Printer(model, self.forward, self.backward, dtype, self.params)
+        printer = self.PRINTER(model, self.forward, self.backward, dtype, self.params)
         self.inputs = printer.inputs
         self.step_vars = printer.seqs
         self.source = printer.module()
+
+    def programs(self, model):
+        """(forward, backward) programs of ``model``."""
+        forward = lower(model)
+        return forward, backward(forward)
 
     def module(self) -> str:
         return self.source
 
 
 class Optimized(Plain):
-    """The optimized path: loops split around their recurrence, invariants hoisted, in
-    the forward program and in its reverse."""
+    """The optimized path: loops split around their recurrence, invariants hoisted, products
+    stacked, in the forward program and in its reverse; each op printed in place."""
 
-    def __init__(self, model, dtype: str):
+    PRINTER = FastPrinter
+
+    def programs(self, model):
         forward = split_loops(hoist_invariants(fold_constants(reassociate(fold_constants(
             lower(model))))))
         forward, back = taped(hoist_invariants(stack_products(forward)))
-        self.forward = forward
-        self.backward = propagate_copies(split_loops(hoist_invariants(drop_dead(back))))
-        self.params = list(model.ir().params)
-        printer = FastPrinter(model, self.forward, self.backward, dtype, self.params)
-        self.inputs = printer.inputs
-        self.step_vars = printer.seqs
-        self.source = printer.module()
+        return forward, propagate_copies(split_loops(hoist_invariants(drop_dead(back))))

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from ..errors import RnnGraphError
 from .optable import lookup
+from .passes import to_homes
 from .program import NUMBER, Block, Const, Eqn, Home, Program, Tmp, Type
 
 
@@ -187,28 +188,10 @@ def taped(prog: Program) -> tuple[Program, Program]:
     (written where they are computed, an array over the steps in a loop), and the
     backward program that reads them there: memory for time, as a tape does."""
     forward = Program([Block(b.kind, list(b.eqns), b.names, b.direction) for b in prog.blocks],
-                      prog.types, set(prog.timed))
+                      prog.types, set(prog.timed), prog.made)
     backs = [reverse_block(forward, b) for b in reversed(forward.blocks)]
     for fb, bb in zip(reversed(forward.blocks), backs):
-        made = {e.out.name for e in fb.eqns if isinstance(e.out, Tmp)}
-        needed = {a.name for e in bb.eqns for a in e.args if isinstance(a, Tmp) and a.name in made}
-        if not needed:
-            continue
-        timed = fb.kind != "once"
-        homes = {n: Home(n + "'", 0 if timed else None) for n in needed}
-        for n, h in homes.items():
-            t = forward.types[("tmp", n)]          # in an every-step block, with the time axis
-            forward.types[("home", h.name)] = Type(t.lead - 1, t.shape) if fb.kind == "all" else t
-            if timed:
-                forward.timed.add(h.name)
-
-        def keep(e):
-            out = homes.get(e.out.name, e.out) if isinstance(e.out, Tmp) else e.out
-            args = tuple(homes[a.name] if isinstance(a, Tmp) and a.name in homes else a
-                         for a in e.args)
-            return Eqn(out, e.op, args, e.attrs, e.accumulate, e.origin)
-        fb.eqns = [keep(e) for e in fb.eqns]
-        bb.eqns = [keep(e) for e in bb.eqns]
+        to_homes(forward, [fb, bb], timed=fb.kind != "once", time_axis=fb.kind == "all")
     back = Program(backs, forward.types, forward.timed, forward.made)
     forward.check()
     back.check()

@@ -103,14 +103,12 @@ class Printer:
         self.made = {}                      # name -> the program that writes it
         for prog in (fwd, back):
             for b in prog.blocks:
-                self.kind = b.kind
                 for e in b.eqns:
                     if isinstance(e.out, Home) and e.out.name not in self.sym \
                             and e.out.name not in self.py and not e.out.grad:
                         self.made[e.out.name] = prog
                         self.py[e.out.name] = namer(self.wish(prog, e, {}))
                         self.d[e.out.name] = namer("d" + self.py[e.out.name])
-        self.kind = "once"
         self.taken = set(namer.taken)       # each function names its temporaries afresh
 
     # -- atoms ---------------------------------------------------------------------

@@ -44,6 +44,13 @@ from .optable import lookup
 from .program import Block, Const, Eqn, Home, Program, Tmp, Type
 
 
+def _copy(prog: Program) -> Program:
+    """A program a pass may change without changing ``prog``: its own lists of blocks,
+    equations, types and timed homes."""
+    return Program([replace(b, eqns=list(b.eqns)) for b in prog.blocks], dict(prog.types),
+                   set(prog.timed), prog.made)
+
+
 def _reads(e: Eqn):
     return [a for a in e.args if not isinstance(a, Const)]
 
@@ -101,8 +108,7 @@ def propagate_copies(prog: Program) -> Program:
             alias[key] = (src, (k, i))
     if not alias:
         return prog
-    out = Program([replace(b, eqns=list(b.eqns)) for b in prog.blocks], prog.types, prog.timed,
-                  prog.made)
+    out = _copy(prog)
 
     def read(a):
         if isinstance(a, Home) and a.key in alias:
@@ -124,8 +130,7 @@ def _named(prog: Program) -> set:
 
 def drop_dead(prog: Program) -> Program:
     """Without the temporaries nothing reads (a VJP's cotangent for a number, say)."""
-    out = Program([replace(b, eqns=list(b.eqns)) for b in prog.blocks], prog.types, prog.timed,
-                  prog.made)
+    out = _copy(prog)
     for block in out.blocks:
         live: set[str] = set()
         kept = []
@@ -149,8 +154,7 @@ _FOLD = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, 
 def fold_constants(prog: Program) -> Program:
     """An op of numbers alone (``sqrt(1 + 0.25 * 0.25)``) replaced by the number it makes,
     where that number is finite (else left for NumPy to compute, as written)."""
-    out = Program([replace(b, eqns=list(b.eqns)) for b in prog.blocks], prog.types, prog.timed,
-                  prog.made)
+    out = _copy(prog)
     for block in out.blocks:
         value: dict[str, Const] = {}
         kept = []
@@ -173,8 +177,7 @@ def fold_constants(prog: Program) -> Program:
 def hoist_invariants(prog: Program) -> Program:
     """Temporaries computed from parameters, numbers and time-free values alone, moved
     out of loops and every-step blocks into the prologue, once (the first block)."""
-    out = Program([replace(b, eqns=list(b.eqns)) for b in prog.blocks], dict(prog.types),
-                  set(prog.timed), prog.made)
+    out = _copy(prog)
     if out.blocks[0].kind != "once":           # a backward program: a prologue of its own
         out.blocks.insert(0, Block("once", []))
     once = out.blocks[0]
@@ -193,14 +196,16 @@ def hoist_invariants(prog: Program) -> Program:
             else:
                 kept.append(e)
         block.eqns = kept
-        _to_homes(out, [once, block], timed=False)
+        to_homes(out, [once, block], timed=False)
     out.check()
     return out
 
 
-def _to_homes(prog: Program, parts: list, timed: bool) -> None:
+def to_homes(prog: Program, parts: list, timed: bool, time_axis: bool = False) -> None:
     """Each temporary written in one of ``parts`` and read in another becomes a home:
-    the equation that computes it writes the home, every reader reads it."""
+    the equation that computes it writes the home, every reader reads it.  ``timed``: a
+    home of every step (written at t); ``time_axis``: the temporaries' types have the
+    time axis of an every-step block, which a home's type (of one step) has not."""
     where = {e.out.name: k for k, b in enumerate(parts) for e in b.eqns if isinstance(e.out, Tmp)}
     crossing = {a.name for k, b in enumerate(parts) for e in b.eqns for a in e.args
                 if isinstance(a, Tmp) and where.get(a.name, k) != k}
@@ -208,7 +213,8 @@ def _to_homes(prog: Program, parts: list, timed: bool) -> None:
         return
     homes = {n: Home(n + "'", 0 if timed else None) for n in crossing}
     for n, h in homes.items():
-        prog.types[("home", h.name)] = prog.types[("tmp", n)]
+        t = prog.types[("tmp", n)]
+        prog.types[("home", h.name)] = Type(t.lead - 1, t.shape) if time_axis else t
         if timed:
             prog.timed.add(h.name)
     for b in parts:
@@ -227,8 +233,7 @@ def reassociate(prog: Program) -> Program:
     ``(W x(t) + b + c) + U h(t-1)``, whose first part ``split_loops`` moves out of the loop.
     (It changes the order of the additions, hence the rounding: the optimized path agrees
     with the plain one to rounding.)"""
-    out = Program([replace(b, eqns=list(b.eqns)) for b in prog.blocks], dict(prog.types),
-                  set(prog.timed), prog.made)
+    out = _copy(prog)
     for block in out.blocks:
         if block.kind != "loop":
             continue
@@ -319,8 +324,7 @@ def stack_products(prog: Program) -> Program:
     the matrices stacked by rows (an LSTM's four gates read h(t-1) through one matrix of
     4n rows); each member's result is a slice of it.  The stacking itself is invariant,
     so hoist_invariants moves it to the prologue."""
-    out = Program([replace(b, eqns=list(b.eqns)) for b in prog.blocks], dict(prog.types),
-                  set(prog.timed), prog.made)
+    out = _copy(prog)
     for block in out.blocks:
         if block.kind == "once":
             continue
@@ -374,7 +378,7 @@ def split_loops(prog: Program) -> Program:
                  ("before", "after")}
         parts["core"] = Block("loop", [e for e, p in zip(block.eqns, part) if p == "core"],
                               block.names, block.direction)
-        _to_homes(out, [parts["before"], parts["core"], parts["after"]], timed=True)
+        to_homes(out, [parts["before"], parts["core"], parts["after"]], timed=True)
         for k in ("before", "core", "after"):
             b = parts[k]
             if b.eqns:
