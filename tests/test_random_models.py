@@ -158,6 +158,39 @@ def _expr(b: Builder, n: int, depth: int, reads) -> str:
     return f"(({A} {b.param(k, m)}) {operand(m)} + {A} {b.param(k)})"
 
 
+#: What a gate may apply to its sum: lanewise functions (the optimized path computes
+#: the gates of one form as one, each function over the lanes of the gates that use it).
+GATE = ["sigmoid", "sigmoid", "tanh", "relu", "softplus"]
+
+
+def _gates(b: Builder, n: int, reads, own: str | None) -> list[str]:
+    """Two to four gates of one form (an LSTM's i, f, g, o): each ``act(...)`` of the same
+    sum of products and biases with parameters of its own, drawn separately; the terms
+    through which the sequence (of size n) reads them.  ``own``: the sequence's read of
+    itself, which puts the gates in its recurrence, as an LSTM's are."""
+    draw = b.draw
+    terms = []
+    for k in range(draw(st.integers(1, 3))):
+        text, m = (own, n) if k == 0 and own and draw(st.booleans()) else reads(None)
+        terms.append(draw(st.sampled_from(["W {r}", "W {r}", "b", "{k} * W {r}", "b * W {r}",
+                                            "tanh(W {r})", "{k}"])).replace("{r}", text)
+                     .replace("{k}", b.number()).replace("W ", f"W{m} "))
+    gates = []
+    for _ in range(draw(st.integers(2, 4))):
+        g, size = b.name("g"), draw(st.sampled_from([n, n, 1, 2, 3]))
+        b.sizes[g] = size
+        sum_ = " + ".join(re.sub(r"\bW(\d)", lambda w: b.param(size, int(w.group(1))),
+                                 re.sub(r"\bb\b", lambda _: b.param(size), t)) for t in terms)
+        act = draw(st.sampled_from(GATE))
+        b.lines.append(f"{g}(t) = {act}({sum_})")
+        gates.append((g, size))
+    out = [f"{b.param(n, size)} {g}(t)" for g, size in gates]
+    same = [g for g, size in gates if size == n]
+    if len(same) >= 2:
+        out.append(f"{same[0]}(t) * {same[1]}(t)")
+    return out
+
+
 @st.composite
 def random_models(draw):
     """The text of a valid model, with every size declared."""
@@ -208,6 +241,9 @@ def random_models(draw):
             v, s, k = draw(st.sampled_from(options))
             return (f"{v}(t{'' if k == 0 else f'{k:+d}'})", s)
         body = _expr(b, n, draw(st.integers(0, 3)), reads)
+        if draw(st.booleans()):                                  # gates it reads
+            own = f"{name}(t{delay if way == 'backward' else -delay:+d})" if delay else None
+            body += "".join(f" + {term}" for term in _gates(b, n, reads, own))
         if delay:                                                # make sure it recurs
             k = delay if way == "backward" else -delay
             body = f"{body} + {b.param(n, n)} {name}(t{k:+d})"

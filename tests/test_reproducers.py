@@ -88,6 +88,14 @@ ELEMENTWISE = {
         "x: 3, _1: 4\n_1(t) = tanh(W _1(t-1) + U x(t))",
         lambda p, i: {"_1": loop(lambda t, h: np.tanh(h @ p["W"].T + i["x"][t] @ p["U"].T),
                                  np.zeros((B, 4)))}),
+    # ---- packed gates: one product over stacked rows, stacked again with a third matrix
+    # (a slice of a slice, whose gradient was once lost), sigmoid and tanh lanes ----
+    "gates of one form, two activations": (
+        "x: 3, h: 2, g: 2, k: 2\ng(t) = sigmoid(A h(t-1) + U x(t))\n"
+        "k(t) = tanh(C h(t-1) + R x(t))\nh(t) = g(t) * k(t) + V h(t-1)",
+        lambda p, i: {"h": loop(lambda t, h: sigmoid(h @ p["A"].T + i["x"][t] @ p["U"].T)
+                                * np.tanh(h @ p["C"].T + i["x"][t] @ p["R"].T)
+                                + h @ p["V"].T, np.zeros((B, 2)))}),
     # ---- item 5: float32 on the optimized path was off by 0.055 ----
     "float32 within rounding": (
         "e: 1, f: 3, p: 1\nf(t) = V1 p(t-1) + M2 e(t)\np(t) = σ(V4 p(t-1) + Θ5 e(t) + Θ6 f(t-1))",

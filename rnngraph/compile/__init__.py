@@ -13,6 +13,7 @@ from .autodiff import backward, taped
 from .lower import lower
 from .numpy_fast import FastPrinter
 from .numpy_plain import Printer
+from .pack import pack
 from .passes import (drop_dead, fold_constants, hoist_invariants, propagate_copies, reassociate,
                      split_loops, stack_products)
 
@@ -46,7 +47,7 @@ class Optimized(Plain):
     PRINTER = FastPrinter
 
     def programs(self, model):
-        forward = split_loops(hoist_invariants(fold_constants(reassociate(fold_constants(
-            lower(model))))))
+        forward = split_loops(hoist_invariants(pack(fold_constants(reassociate(fold_constants(
+            lower(model)))))))
         forward, back = taped(hoist_invariants(stack_products(forward)))
         return forward, propagate_copies(split_loops(hoist_invariants(drop_dead(back))))

@@ -131,19 +131,18 @@ def reverse_block(prog: Program, block: Block) -> Block:
     sliced = _sliced(block)
     pieces: dict[str, list] = {}
     for e in reversed(block.eqns):
-        if e.op == "slice" and isinstance(e.args[0], Tmp) and e.args[0].name in sliced:
-            g = adjoint.pop(e.out.name, None)
-            if g is not None:
-                pieces.setdefault(e.args[0].name, []).append((*e.attrs, g))
-            continue
         if isinstance(e.out, Home):
             g = e.out.gradient()
-        elif e.out.name in pieces:
+        elif e.out.name in pieces:            # itself sliced (a slice of a slice)
             g = _gathered(prog, Builder(prog, out, e.origin, block), e.out, pieces.pop(e.out.name))
         else:
             g = adjoint.pop(e.out.name, None)
-            if g is None:
-                continue                      # nothing flows back through this value
+        if e.op == "slice" and isinstance(e.args[0], Tmp) and e.args[0].name in sliced:
+            if g is not None:
+                pieces.setdefault(e.args[0].name, []).append((*e.attrs, g))
+            continue
+        if g is None:
+            continue                          # nothing flows back through this value
         row = lookup(e.op)
         if row.vjp is None:
             raise RnnGraphError(f"the compiler has no vector-Jacobian product for '{e.op}': "
@@ -178,7 +177,7 @@ def backward(prog: Program) -> Program:
     """The backward program of the forward program ``prog`` (types shared with it); the
     temporaries its VJPs read are computed again (:func:`rematerialize`)."""
     blocks = [rematerialize(b, reverse_block(prog, b)) for b in reversed(prog.blocks)]
-    back = Program(blocks, prog.types, prog.timed, prog.made)
+    back = Program(blocks, prog.types, prog.timed, prog.made, prog.views)
     back.check()
     return back
 
@@ -188,11 +187,11 @@ def taped(prog: Program) -> tuple[Program, Program]:
     (written where they are computed, an array over the steps in a loop), and the
     backward program that reads them there: memory for time, as a tape does."""
     forward = Program([Block(b.kind, list(b.eqns), b.names, b.direction) for b in prog.blocks],
-                      prog.types, set(prog.timed), prog.made)
+                      prog.types, set(prog.timed), prog.made, prog.views)
     backs = [reverse_block(forward, b) for b in reversed(forward.blocks)]
     for fb, bb in zip(reversed(forward.blocks), backs):
         to_homes(forward, [fb, bb], timed=fb.kind != "once", time_axis=fb.kind == "all")
-    back = Program(backs, forward.types, forward.timed, forward.made)
+    back = Program(backs, forward.types, forward.timed, forward.made, forward.views)
     forward.check()
     back.check()
     return forward, back

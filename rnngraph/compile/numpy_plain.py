@@ -82,7 +82,11 @@ class Printer:
         self.sym = model.symbols
         self.params = params
         self.inputs = [n for n, s in self.sym.items() if s.role == "input"]
-        written = [e.out.name for b in fwd.blocks for e in b.eqns if isinstance(e.out, Home)]
+        # A home that is lanes of another (rnngraph/compile/pack.py) is written with it
+        self.views = fwd.views
+        lanes = {b: [n for n, v in self.views.items() if v[0] == b] for b, _, _ in self.views.values()}
+        written = [m for b in fwd.blocks for e in b.eqns if isinstance(e.out, Home)
+                   for m in lanes.get(e.out.name, [e.out.name])]
         self.seqs = [n for n in dict.fromkeys(written) if n in self.sym and self.sym[n].timed]
         self.values = [n for n, s in self.sym.items() if s.role == "value"]
         offsets = [a.offset for p in (fwd, back) for b in p.blocks for e in b.eqns
@@ -107,7 +111,9 @@ class Printer:
                     if isinstance(e.out, Home) and e.out.name not in self.sym \
                             and e.out.name not in self.py and not e.out.grad:
                         self.made[e.out.name] = prog
-                        self.py[e.out.name] = namer(self.wish(prog, e, {}))
+                        lanes = any(v[0] == e.out.name for v in fwd.views.values())
+                        self.py[e.out.name] = namer(identifier(e.out.name[1:]) if lanes
+                                                    else self.wish(prog, e, {}))
                         self.d[e.out.name] = namer("d" + self.py[e.out.name])
         self.taken = set(namer.taken)       # each function names its temporaries afresh
 
@@ -242,9 +248,18 @@ class Printer:
                 t = prog.types[("home", n)]
                 rows = f"{self.T} + {self.P + self.F}"
                 dims = ", ".join([rows] + [self.B] * t.lead + [str(x) for x in t.shape])
+                if any(v[0] == n for v in self.views.values()):
+                    lines.append(f"    {self.py[n]} = {self.zeros(f'({dims})', self.py[n])}")
+                    continue
                 line = f"    {self.py[n]} = {self.empty(f'({dims})', self.py[n])}"
                 lines.append(line + "   # every step written" if len(line) < 78 else line)
         return lines
+
+    def view_lines(self, names, grad: bool = False) -> list[str]:
+        """Each of ``names`` that is lanes of another home bound to them (a view)."""
+        py = self.d if grad else self.py
+        return [f"    {py[n]} = {py[self.views[n][0]]}[..., {self.views[n][1]}:{self.views[n][2]}]"
+                for n in names if n in self.views]
 
     def loop(self, block) -> str:
         T, P = self.T, self.P
@@ -323,14 +338,15 @@ class Printer:
             else:
                 lines.append(f'    {self.py[n]} = inputs["{n}"]')
         for n in self.seqs:
-            shape = f"({rows}, {B}, {self.model.sizes[n]})"
-            lines.append(f"    {self.py[n]} = {self.zeros(shape, self.py[n])}")
+            if n not in self.views:
+                shape = f"({rows}, {B}, {self.model.sizes[n]})"
+                lines.append(f"    {self.py[n]} = {self.zeros(shape, self.py[n])}")
+        lines += self.extra(self.fwd, "forward") + self.view_lines(self.seqs)
         for key, (step, n) in self.slots.items():
             if key not in self.model.defined_slots:
                 lines.append(f'    {self.py[n]}[{self.slot(step)}] = initial["{key}"]')
         for n in self.values:
             lines.append(f"    {self.py[n]} = np.empty({self.shape(n)}, DTYPE)")
-        lines += self.extra(self.fwd, "forward")
 
         def title(b):
             if b.kind == "once":
@@ -359,10 +375,11 @@ class Printer:
         lines += ["", "    # Gradients start at zero, and at the cotangents for the outputs"]
         graded = {e.out.name for b in self.back.blocks for e in b.eqns
                   if isinstance(e.out, Home) and e.out.grad}
+        bases = {v[0] for v in self.views.values()}
         for n in self.params + tape:
-            if n in self.sym or n in graded:
+            if (n in self.sym or n in graded or n in bases) and n not in self.views:
                 lines.append(f"    {self.d[n]} = {self.zeros_like(n)}")
-        lines += self.extra(self.back, "backward")
+        lines += self.view_lines(tape, grad=True) + self.extra(self.back, "backward")
         for n in self.seqs:
             lines.append(f'    {self.d[n]}[{self.steps()}] = cotangents.get("{n}", 0)')
         for n in self.values:

@@ -48,16 +48,17 @@ def _copy(prog: Program) -> Program:
     """A program a pass may change without changing ``prog``: its own lists of blocks,
     equations, types and timed homes."""
     return Program([replace(b, eqns=list(b.eqns)) for b in prog.blocks], dict(prog.types),
-                   set(prog.timed), prog.made)
+                   set(prog.timed), prog.made, dict(prog.views))
 
 
 def _reads(e: Eqn):
     return [a for a in e.args if not isinstance(a, Const)]
 
 
-def dependences(block: Block) -> tuple[nx.DiGraph, set[int], set[int]]:
+def dependences(block: Block, base=lambda key: key) -> tuple[nx.DiGraph, set[int], set[int]]:
     """The block's dependence graph over equation indices, the equations that read a value
-    carried from another iteration (seeds), and those that write one (carried writes)."""
+    carried from another iteration (seeds), and those that write one (carried writes).
+    ``base`` maps a home's key to its array's (Program.base: lanes of one array alias it)."""
     eqns, d = block.eqns, block.direction
     g = nx.DiGraph()
     g.add_nodes_from(range(len(eqns)))
@@ -65,14 +66,14 @@ def dependences(block: Block) -> tuple[nx.DiGraph, set[int], set[int]]:
     writes: dict[tuple, list[tuple[int, int]]] = {}      # key -> [(offset, eqn)]
     for i, e in enumerate(eqns):
         if isinstance(e.out, Home) and e.out.offset is not None:
-            writes.setdefault(e.out.key, []).append((e.out.offset, i))
+            writes.setdefault(base(e.out.key), []).append((e.out.offset, i))
     seeds, carried = set(), set()
     for i, e in enumerate(eqns):
         for a in _reads(e):
             if isinstance(a, Tmp):
                 g.add_edge(made[a.name], i)
             elif a.offset is not None:
-                for j, w in writes.get(a.key, ()):
+                for j, w in writes.get(base(a.key), ()):
                     if j == a.offset and w < i:
                         g.add_edge(w, i)
                     elif block.kind == "loop" and (j - a.offset) * d > 0:
@@ -94,6 +95,7 @@ def propagate_copies(prog: Program) -> Program:
         if isinstance(e.out, Home):
             writes.setdefault(e.out.key, []).append((k, i, e))
     named = _named(prog)
+    bases = {v[0] for v in prog.views.values()}       # lanes of one array stay its lanes
     alias: dict = {}
     for key, ws in writes.items():
         if len(ws) != 1:
@@ -101,6 +103,7 @@ def propagate_copies(prog: Program) -> Program:
         k, i, e = ws[0]
         src = e.args[0] if e.args else None
         if not (e.accumulate and e.op == "copy" and key[1] and key[0] not in named
+                and prog.base(key) == key and key[0] not in bases
                 and isinstance(src, Home) and src.offset == e.out.offset and src.step is None
                 and prog.blocks[k].kind == "all" and prog.type(src) == prog.type(e.out)):
             continue
@@ -359,12 +362,12 @@ def stack_products(prog: Program) -> Program:
 
 def split_loops(prog: Program) -> Program:
     """Every loop block split into every-step blocks around its recurrence (see above)."""
-    out = Program([], dict(prog.types), set(prog.timed), prog.made)
+    out = Program([], dict(prog.types), set(prog.timed), prog.made, dict(prog.views))
     for block in prog.blocks:
         if block.kind != "loop":
             out.blocks.append(block)
             continue
-        g, seeds, carried = dependences(block)
+        g, seeds, carried = dependences(block, out.base)
         after_seed = set(seeds).union(*(nx.descendants(g, s) for s in seeds))
         to_carried = set(carried).union(*(nx.ancestors(g, c) for c in carried))
         part = [("core" if i in to_carried else "after") if i in after_seed else "before"

@@ -146,6 +146,7 @@ class Program:
     types: dict = field(default_factory=dict)
     timed: set = field(default_factory=set)     # the homes indexed by t
     made: int = 0                               # temporaries the builders made, for names
+    views: dict = field(default_factory=dict)   # home -> (base home, first lane, end lane)
 
     def __repr__(self) -> str:
         lines = []
@@ -155,6 +156,11 @@ class Program:
         return "\n".join(lines)
 
     __str__ = __repr__
+
+    def base(self, key: tuple[str, bool]) -> tuple[str, bool]:
+        """The array a home's key reads or writes: a view's base (its lanes alias the base's)."""
+        name, grad = key
+        return (self.views[name][0], grad) if name in self.views else key
 
     def type(self, atom, block: Block | None = None) -> Type:
         """``atom``'s type; a timed home read in an every-step block has the time axis too."""

@@ -36,9 +36,9 @@ def forward(params, inputs, initial, T, B, prepared=None):
     h = WORK.zeros((T + 2, B, 8), DTYPE, "h")
     g = WORK.zeros((T + 2, B, 8), DTYPE, "g")
     o = WORK.zeros((T + 2, B, 3), DTYPE, "o")
-    h[0] = initial["h(0)"]
     z_h = WORK.empty((T + 2, B, 8), DTYPE, "z_h")   # every step written
     z_g = WORK.empty((T + 2, B, 8), DTYPE, "z_g")   # every step written
+    h[0] = initial["h(0)"]
 
     # Every step at once: what does not depend on the loop after it
     U_h_x = WORK.empty((T, B, 8), DTYPE, "U_h_x")
@@ -49,11 +49,12 @@ def forward(params, inputs, initial, T, B, prepared=None):
     # h(t): a loop forward in time
     W_h_h = np.empty((B, 8), DTYPE)
     z_h_2 = np.empty((B, 8), DTYPE)
-    for t in range(1, T + 1):
+    steps = zip(h[0:T], z_h[1:T + 1], h[1:T + 1])
+    for (h_tm1, z_h_t, h_t) in steps:
         # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-        np.dot(h[t - 1], W_h.T, out=W_h_h)
-        np.add(z_h[t], W_h_h, out=z_h_2)
-        np.tanh(z_h_2, out=h[t])
+        np.dot(h_tm1, W_h.T, out=W_h_h)
+        np.add(z_h_t, W_h_h, out=z_h_2)
+        np.tanh(z_h_2, out=h_t)
 
     # Every step at once: what does not depend on the loop after it
     U_g_x = WORK.empty((T, B, 8), DTYPE, "U_g_x")
@@ -64,11 +65,12 @@ def forward(params, inputs, initial, T, B, prepared=None):
     # g(t): a loop backward in time
     W_g_g = np.empty((B, 8), DTYPE)
     z_g_2 = np.empty((B, 8), DTYPE)
-    for t in range(T, 0, -1):
+    steps = zip(g[2:T + 2][::-1], z_g[1:T + 1][::-1], g[1:T + 1][::-1])
+    for (g_tp1, z_g_t, g_t) in steps:
         # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-        np.dot(g[t + 1], W_g.T, out=W_g_g)
-        np.add(z_g[t], W_g_g, out=z_g_2)
-        np.tanh(z_g_2, out=g[t])
+        np.dot(g_tp1, W_g.T, out=W_g_g)
+        np.add(z_g_t, W_g_g, out=z_g_2)
+        np.tanh(z_g_2, out=g_t)
 
     # Every step at once: o(t)
     V_h_h = WORK.empty((T, B, 3), DTYPE, "V_h_h")
@@ -138,11 +140,12 @@ def backward(params, tape, cotangents, T, B):
 
     # g(t): back through time (forward)
     vecmat_dz_g_3 = np.empty((B, 8), DTYPE)
-    for t in range(1, T + 1):
+    steps = zip(dz_g_3[1:T + 1], dg[1:T + 1], dz_g_2[1:T + 1], dg[2:T + 2])
+    for (dz_g_3_t, dg_t, dz_g_2_t, dg_tp1) in steps:
         # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-        np.multiply(dg[t], dz_g_2[t], out=dz_g_3[t])
-        np.dot(dz_g_3[t], W_g, out=vecmat_dz_g_3)
-        dg[t + 1] += vecmat_dz_g_3
+        np.multiply(dg_t, dz_g_2_t, out=dz_g_3_t)
+        np.dot(dz_g_3_t, W_g, out=vecmat_dz_g_3)
+        dg_tp1 += vecmat_dz_g_3
 
     # Every step at once
     # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
@@ -167,11 +170,12 @@ def backward(params, tape, cotangents, T, B):
 
     # h(t): back through time (backward)
     vecmat_dz_h_3 = np.empty((B, 8), DTYPE)
-    for t in range(T, 0, -1):
+    steps = zip(dz_h_3[1:T + 1][::-1], dh[1:T + 1][::-1], dz_h_2[1:T + 1][::-1], dh[0:T][::-1])
+    for (dz_h_3_t, dh_t, dz_h_2_t, dh_tm1) in steps:
         # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-        np.multiply(dh[t], dz_h_2[t], out=dz_h_3[t])
-        np.dot(dz_h_3[t], W_h, out=vecmat_dz_h_3)
-        dh[t - 1] += vecmat_dz_h_3
+        np.multiply(dh_t, dz_h_2_t, out=dz_h_3_t)
+        np.dot(dz_h_3_t, W_h, out=vecmat_dz_h_3)
+        dh_tm1 += vecmat_dz_h_3
 
     # Every step at once
     # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)

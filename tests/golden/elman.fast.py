@@ -40,8 +40,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
     o = WORK.zeros((T + 1, B, 5), DTYPE, "o")
     y = WORK.zeros((T + 1, B, 5), DTYPE, "y")
     L = WORK.zeros((T + 1, B, 1), DTYPE, "L")
-    h[0] = initial["h(0)"]
     z_a = WORK.empty((T + 1, B, 8), DTYPE, "z_a")   # every step written
+    h[0] = initial["h(0)"]
 
     # Every step at once: what does not depend on the loop after it
     U_x = WORK.empty((T, B, 8), DTYPE, "U_x")
@@ -51,12 +51,13 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # a(t), h(t): a loop forward in time
     W_h = np.empty((B, 8), DTYPE)
-    for t in range(1, T + 1):
+    steps = zip(h[0:T], a[1:T + 1], z_a[1:T + 1], h[1:T + 1])
+    for (h_tm1, a_t, z_a_t, h_t) in steps:
         # a(t) = b + W h(t-1) + U x(t)
-        np.dot(h[t - 1], W.T, out=W_h)
-        np.add(z_a[t], W_h, out=a[t])
+        np.dot(h_tm1, W.T, out=W_h)
+        np.add(z_a_t, W_h, out=a_t)
         # h(t) = tanh(a(t))
-        np.tanh(a[t], out=h[t])
+        np.tanh(a_t, out=h_t)
 
     # Every step at once: o(t)
     V_h = WORK.empty((T, B, 5), DTYPE, "V_h")
@@ -152,13 +153,14 @@ def backward(params, tape, cotangents, T, B):
     # a(t), h(t): back through time (backward)
     dz_h_3 = np.empty((B, 8), DTYPE)
     vecmat_da = np.empty((B, 8), DTYPE)
-    for t in range(T, 0, -1):
+    steps = zip(dh[1:T + 1][::-1], dz_h[1:T + 1][::-1], da[1:T + 1][::-1], dh[0:T][::-1])
+    for (dh_t, dz_h_t, da_t, dh_tm1) in steps:
         # h(t) = tanh(a(t))
-        np.multiply(dh[t], dz_h[t], out=dz_h_3)
-        da[t] += dz_h_3
+        np.multiply(dh_t, dz_h_t, out=dz_h_3)
+        da_t += dz_h_3
         # a(t) = b + W h(t-1) + U x(t)
-        np.dot(da[t], W, out=vecmat_da)
-        dh[t - 1] += vecmat_da
+        np.dot(da_t, W, out=vecmat_da)
+        dh_tm1 += vecmat_da
 
     # Every step at once
     # a(t) = b + W h(t-1) + U x(t)

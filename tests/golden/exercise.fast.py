@@ -44,11 +44,11 @@ def forward(params, inputs, initial, n_steps, B, prepared=None):
     h1 = WORK.zeros((n_steps + 1, B, 8), DTYPE, "h1")
     h2 = WORK.zeros((n_steps + 1, B, 8), DTYPE, "h2")
     y = WORK.zeros((n_steps + 1, B, 3), DTYPE, "y")
+    z_h1_3 = WORK.empty((n_steps + 1, B, 8), DTYPE, "z_h1_3")   # every step written
+    z_y = WORK.empty((n_steps + 1, B, 3), DTYPE, "z_y")   # every step written
     h1[0] = initial["h1(0)"]
     h2[0] = initial["h2(0)"]
     y[0] = initial["y(0)"]
-    z_h1_3 = WORK.empty((n_steps + 1, B, 8), DTYPE, "z_h1_3")   # every step written
-    z_y = WORK.empty((n_steps + 1, B, 3), DTYPE, "z_y")   # every step written
 
     # Every step at once: what does not depend on the loop after it
     z_h1_x = WORK.empty((n_steps, B, 11), DTYPE, "z_h1_x")
@@ -74,24 +74,26 @@ def forward(params, inputs, initial, n_steps, B, prepared=None):
     z_h2_3 = np.empty((B, 8), DTYPE)
     Q_h2 = np.empty((B, 3), DTYPE)
     z_y_2 = np.empty((B, 3), DTYPE)
-    for t in range(1, n_steps + 1):
+    steps = zip(h1[0:n_steps], h2[0:n_steps], z_h1_3[1:n_steps + 1], h1[1:n_steps + 1],
+                y[0:n_steps], h2[1:n_steps + 1], z_y[1:n_steps + 1], y[1:n_steps + 1])
+    for (h1_tm1, h2_tm1, z_h1_3_t, h1_t, y_tm1, h2_t, z_y_t, y_t) in steps:
         # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-        np.dot(h1[t - 1], V.T, out=V_h1)
-        np.dot(h2[t - 1], z_h1_2.T, out=z_h1_2_h2)
-        np.add(z_h1_3[t], V_h1, out=z_h1_4)
+        np.dot(h1_tm1, V.T, out=V_h1)
+        np.dot(h2_tm1, z_h1_2.T, out=z_h1_2_h2)
+        np.add(z_h1_3_t, V_h1, out=z_h1_4)
         np.add(z_h1_4, slice_z_h1_2_h2, out=z_h1_5)
-        np.tanh(z_h1_5, out=h1[t])
+        np.tanh(z_h1_5, out=h1_t)
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
-        np.dot(h1[t], R.T, out=R_h1)
-        np.dot(y[t - 1], T.T, out=T_y)
+        np.dot(h1_t, R.T, out=R_h1)
+        np.dot(y_tm1, T.T, out=T_y)
         np.add(c, R_h1, out=z_h2)
         np.add(z_h2, slice_z_h1_2_h2_2, out=z_h2_2)
         np.add(z_h2_2, T_y, out=z_h2_3)
-        np.tanh(z_h2_3, out=h2[t])
+        np.tanh(z_h2_3, out=h2_t)
         # y(t) = softmax(P x(t) + Q h2(t) + d)
-        np.dot(h2[t], Q.T, out=Q_h2)
-        np.add(z_y[t], Q_h2, out=z_y_2)
-        y[t][...] = softmax(z_y_2)
+        np.dot(h2_t, Q.T, out=Q_h2)
+        np.add(z_y_t, Q_h2, out=z_y_2)
+        y_t[...] = softmax(z_y_2)
 
     outputs = {"h1": h1[1:n_steps + 1], "h2": h2[1:n_steps + 1], "y": y[1:n_steps + 1]}
     tape = {"h1": h1, "h2": h2, "y": y, "x": x, "z_h1": z_h1, "z_h1_2": z_h1_2, "z_h1_3": z_h1_3,
@@ -153,27 +155,33 @@ def backward(params, tape, cotangents, n_steps, B):
     vecmat_dz_h2_2_2 = np.empty((B, 8), DTYPE)
     vecmat_dz_h1_6 = np.empty((B, 8), DTYPE)
     vecmat_dz_h1_5 = np.empty((B, 8), DTYPE)
-    for t in range(n_steps, 0, -1):
+    steps = zip(dy[1:n_steps + 1][::-1], y[1:n_steps + 1][::-1], dz_y_2[1:n_steps + 1][::-1],
+                dh2[1:n_steps + 1][::-1], dz_h2_2[1:n_steps + 1][::-1], dz_h2[1:n_steps + 1][::-1],
+                dy[0:n_steps][::-1], dh1[1:n_steps + 1][::-1], dz_h1_5[1:n_steps + 1][::-1],
+                dz_h1_4[1:n_steps + 1][::-1], dz_h1_6[1:n_steps + 1][::-1], dh2[0:n_steps][::-1],
+                dh1[0:n_steps][::-1])
+    for (dy_t, y_t, dz_y_2_t, dh2_t, dz_h2_2_t, dz_h2_t, dy_tm1, dh1_t, dz_h1_5_t, dz_h1_4_t,
+         dz_h1_6_t, dh2_tm1, dh1_tm1) in steps:
         # y(t) = softmax(P x(t) + Q h2(t) + d)
-        np.multiply(dy[t], y[t], out=dz_y_3)
+        np.multiply(dy_t, y_t, out=dz_y_3)
         rowsum_dz_y_3 = dz_y_3.sum(-1, keepdims=True)
-        np.subtract(dy[t], rowsum_dz_y_3, out=dz_y_4)
-        np.multiply(y[t], dz_y_4, out=dz_y_2[t])
-        np.dot(dz_y_2[t], Q, out=vecmat_dz_y_2)
-        dh2[t] += vecmat_dz_y_2
+        np.subtract(dy_t, rowsum_dz_y_3, out=dz_y_4)
+        np.multiply(y_t, dz_y_4, out=dz_y_2_t)
+        np.dot(dz_y_2_t, Q, out=vecmat_dz_y_2)
+        dh2_t += vecmat_dz_y_2
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
-        np.multiply(dh2[t], dz_h2[t], out=dz_h2_2[t])
-        np.dot(dz_h2_2[t], T, out=vecmat_dz_h2_2)
-        dy[t - 1] += vecmat_dz_h2_2
-        np.dot(dz_h2_2[t], R, out=vecmat_dz_h2_2_2)
-        dh1[t] += vecmat_dz_h2_2_2
+        np.multiply(dh2_t, dz_h2_t, out=dz_h2_2_t)
+        np.dot(dz_h2_2_t, T, out=vecmat_dz_h2_2)
+        dy_tm1 += vecmat_dz_h2_2
+        np.dot(dz_h2_2_t, R, out=vecmat_dz_h2_2_2)
+        dh1_t += vecmat_dz_h2_2_2
         # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-        np.multiply(dh1[t], dz_h1_4[t], out=dz_h1_5[t])
-        dz_h1_6[t][...] = np.concatenate((dz_h1_5[t], dz_h2_2[t]), -1)
-        np.dot(dz_h1_6[t], z_h1_2, out=vecmat_dz_h1_6)
-        dh2[t - 1] += vecmat_dz_h1_6
-        np.dot(dz_h1_5[t], V, out=vecmat_dz_h1_5)
-        dh1[t - 1] += vecmat_dz_h1_5
+        np.multiply(dh1_t, dz_h1_4_t, out=dz_h1_5_t)
+        dz_h1_6_t[...] = np.concatenate((dz_h1_5_t, dz_h2_2_t), -1)
+        np.dot(dz_h1_6_t, z_h1_2, out=vecmat_dz_h1_6)
+        dh2_tm1 += vecmat_dz_h1_6
+        np.dot(dz_h1_5_t, V, out=vecmat_dz_h1_5)
+        dh1_tm1 += vecmat_dz_h1_5
 
     # Every step at once
     # y(t) = softmax(P x(t) + Q h2(t) + d)

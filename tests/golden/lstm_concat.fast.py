@@ -37,13 +37,13 @@ def forward(params, inputs, initial, T, B, prepared=None):
     c_tilde = WORK.zeros((T + 1, B, 8), DTYPE, "c_tilde")
     c = WORK.zeros((T + 1, B, 8), DTYPE, "c")
     h = WORK.zeros((T + 1, B, 8), DTYPE, "h")
-    c[0] = initial["c(0)"]
-    h[0] = initial["h(0)"]
     z_f = WORK.empty((T + 1, B, 12), DTYPE, "z_f")   # every step written
     z_i = WORK.empty((T + 1, B, 12), DTYPE, "z_i")   # every step written
     z_o = WORK.empty((T + 1, B, 12), DTYPE, "z_o")   # every step written
     z_c_tilde = WORK.empty((T + 1, B, 12), DTYPE, "z_c_tilde")   # every step written
     tanh_c = WORK.empty((T + 1, B, 8), DTYPE, "tanh_c")   # every step written
+    c[0] = initial["c(0)"]
+    h[0] = initial["h(0)"]
 
     # f(t), i(t), o(t), c_tilde(t), c(t), h(t): a loop forward in time
     W_f_z_f = np.empty((B, 8), DTYPE)
@@ -57,34 +57,38 @@ def forward(params, inputs, initial, T, B, prepared=None):
     z_c = np.empty((B, 8), DTYPE)
     z_c_2 = np.empty((B, 8), DTYPE)
     with np.errstate(over="ignore"):
-        for t in range(1, T + 1):
+        steps = zip(z_f[1:T + 1], h[0:T], x[1:T + 1], f[1:T + 1], z_i[1:T + 1], i[1:T + 1],
+                    z_o[1:T + 1], o[1:T + 1], z_c_tilde[1:T + 1], c_tilde[1:T + 1], c[0:T],
+                    c[1:T + 1], tanh_c[1:T + 1], h[1:T + 1])
+        for (z_f_t, h_tm1, x_t, f_t, z_i_t, i_t, z_o_t, o_t, z_c_tilde_t, c_tilde_t, c_tm1, c_t,
+             tanh_c_t, h_t) in steps:
             # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
-            z_f[t][...] = np.concatenate((h[t - 1], x[t]), -1)
-            np.dot(z_f[t], W_f.T, out=W_f_z_f)
+            z_f_t[...] = np.concatenate((h_tm1, x_t), -1)
+            np.dot(z_f_t, W_f.T, out=W_f_z_f)
             np.add(b_f, W_f_z_f, out=z_f_2)
-            sigmoid(z_f_2, out=f[t])
+            sigmoid(z_f_2, out=f_t)
             # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
-            z_i[t][...] = np.concatenate((h[t - 1], x[t]), -1)
-            np.dot(z_i[t], W_i.T, out=W_i_z_i)
+            z_i_t[...] = np.concatenate((h_tm1, x_t), -1)
+            np.dot(z_i_t, W_i.T, out=W_i_z_i)
             np.add(b_i, W_i_z_i, out=z_i_2)
-            sigmoid(z_i_2, out=i[t])
+            sigmoid(z_i_2, out=i_t)
             # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
-            z_o[t][...] = np.concatenate((h[t - 1], x[t]), -1)
-            np.dot(z_o[t], W_o.T, out=W_o_z_o)
+            z_o_t[...] = np.concatenate((h_tm1, x_t), -1)
+            np.dot(z_o_t, W_o.T, out=W_o_z_o)
             np.add(b_o, W_o_z_o, out=z_o_2)
-            sigmoid(z_o_2, out=o[t])
+            sigmoid(z_o_2, out=o_t)
             # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
-            z_c_tilde[t][...] = np.concatenate((h[t - 1], x[t]), -1)
-            np.dot(z_c_tilde[t], W_c.T, out=W_c_z_c_tilde)
+            z_c_tilde_t[...] = np.concatenate((h_tm1, x_t), -1)
+            np.dot(z_c_tilde_t, W_c.T, out=W_c_z_c_tilde)
             np.add(b_c, W_c_z_c_tilde, out=z_c_tilde_2)
-            np.tanh(z_c_tilde_2, out=c_tilde[t])
+            np.tanh(z_c_tilde_2, out=c_tilde_t)
             # c(t) = f(t) * c(t-1) + i(t) * c_tilde(t)
-            np.multiply(f[t], c[t - 1], out=z_c)
-            np.multiply(i[t], c_tilde[t], out=z_c_2)
-            np.add(z_c, z_c_2, out=c[t])
+            np.multiply(f_t, c_tm1, out=z_c)
+            np.multiply(i_t, c_tilde_t, out=z_c_2)
+            np.add(z_c, z_c_2, out=c_t)
             # h(t) = o(t) * tanh(c(t))
-            np.tanh(c[t], out=tanh_c[t])
-            np.multiply(o[t], tanh_c[t], out=h[t])
+            np.tanh(c_t, out=tanh_c_t)
+            np.multiply(o_t, tanh_c_t, out=h_t)
 
     outputs = {"f": f[1:T + 1], "i": i[1:T + 1], "o": o[1:T + 1], "c_tilde": c_tilde[1:T + 1],
                "c": c[1:T + 1], "h": h[1:T + 1]}
@@ -167,42 +171,53 @@ def backward(params, tape, cotangents, T, B):
     dz_c_2 = np.empty((B, 8), DTYPE)
     dz_c_3 = np.empty((B, 8), DTYPE)
     dz_c_4 = np.empty((B, 8), DTYPE)
-    for t in range(T, 0, -1):
+    steps = zip(dh[1:T + 1][::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], do[1:T + 1][::-1],
+                dz_h[1:T + 1][::-1], dc[1:T + 1][::-1], c_tilde[1:T + 1][::-1], i[1:T + 1][::-1],
+                di[1:T + 1][::-1], dc_tilde[1:T + 1][::-1], c[0:T][::-1], f[1:T + 1][::-1],
+                df[1:T + 1][::-1], dc[0:T][::-1], dz_c_tilde_3[1:T + 1][::-1],
+                dz_c_tilde_2[1:T + 1][::-1], vecmat_dz_c_tilde_3[1:T + 1][::-1], dh[0:T][::-1],
+                dz_o_3[1:T + 1][::-1], dz_o_2[1:T + 1][::-1], vecmat_dz_o_3[1:T + 1][::-1],
+                dz_i_3[1:T + 1][::-1], dz_i_2[1:T + 1][::-1], vecmat_dz_i_3[1:T + 1][::-1],
+                dz_f_3[1:T + 1][::-1], dz_f_2[1:T + 1][::-1], vecmat_dz_f_3[1:T + 1][::-1])
+    for (dh_t, tanh_c_t, o_t, do_t, dz_h_t, dc_t, c_tilde_t, i_t, di_t, dc_tilde_t, c_tm1, f_t,
+         df_t, dc_tm1, dz_c_tilde_3_t, dz_c_tilde_2_t, vecmat_dz_c_tilde_3_t, dh_tm1, dz_o_3_t,
+         dz_o_2_t, vecmat_dz_o_3_t, dz_i_3_t, dz_i_2_t, vecmat_dz_i_3_t, dz_f_3_t, dz_f_2_t,
+         vecmat_dz_f_3_t) in steps:
         # h(t) = o(t) * tanh(c(t))
-        np.multiply(dh[t], tanh_c[t], out=dz_h_3)
-        np.multiply(o[t], dh[t], out=dz_h_4)
-        do[t] += dz_h_3
-        np.multiply(dz_h_4, dz_h[t], out=dz_h_5)
-        dc[t] += dz_h_5
+        np.multiply(dh_t, tanh_c_t, out=dz_h_3)
+        np.multiply(o_t, dh_t, out=dz_h_4)
+        do_t += dz_h_3
+        np.multiply(dz_h_4, dz_h_t, out=dz_h_5)
+        dc_t += dz_h_5
         # c(t) = f(t) * c(t-1) + i(t) * c_tilde(t)
-        np.multiply(dc[t], c_tilde[t], out=dz_c)
-        np.multiply(i[t], dc[t], out=dz_c_2)
-        di[t] += dz_c
-        dc_tilde[t] += dz_c_2
-        np.multiply(dc[t], c[t - 1], out=dz_c_3)
-        np.multiply(f[t], dc[t], out=dz_c_4)
-        df[t] += dz_c_3
-        dc[t - 1] += dz_c_4
+        np.multiply(dc_t, c_tilde_t, out=dz_c)
+        np.multiply(i_t, dc_t, out=dz_c_2)
+        di_t += dz_c
+        dc_tilde_t += dz_c_2
+        np.multiply(dc_t, c_tm1, out=dz_c_3)
+        np.multiply(f_t, dc_t, out=dz_c_4)
+        df_t += dz_c_3
+        dc_tm1 += dz_c_4
         # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
-        np.multiply(dc_tilde[t], dz_c_tilde_2[t], out=dz_c_tilde_3[t])
-        np.dot(dz_c_tilde_3[t], W_c, out=vecmat_dz_c_tilde_3[t])
-        slice_vecmat_dz_c_tilde_3 = vecmat_dz_c_tilde_3[t][..., 0:8]
-        dh[t - 1] += slice_vecmat_dz_c_tilde_3
+        np.multiply(dc_tilde_t, dz_c_tilde_2_t, out=dz_c_tilde_3_t)
+        np.dot(dz_c_tilde_3_t, W_c, out=vecmat_dz_c_tilde_3_t)
+        slice_vecmat_dz_c_tilde_3 = vecmat_dz_c_tilde_3_t[..., 0:8]
+        dh_tm1 += slice_vecmat_dz_c_tilde_3
         # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
-        np.multiply(do[t], dz_o_2[t], out=dz_o_3[t])
-        np.dot(dz_o_3[t], W_o, out=vecmat_dz_o_3[t])
-        slice_vecmat_dz_o_3 = vecmat_dz_o_3[t][..., 0:8]
-        dh[t - 1] += slice_vecmat_dz_o_3
+        np.multiply(do_t, dz_o_2_t, out=dz_o_3_t)
+        np.dot(dz_o_3_t, W_o, out=vecmat_dz_o_3_t)
+        slice_vecmat_dz_o_3 = vecmat_dz_o_3_t[..., 0:8]
+        dh_tm1 += slice_vecmat_dz_o_3
         # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
-        np.multiply(di[t], dz_i_2[t], out=dz_i_3[t])
-        np.dot(dz_i_3[t], W_i, out=vecmat_dz_i_3[t])
-        slice_vecmat_dz_i_3 = vecmat_dz_i_3[t][..., 0:8]
-        dh[t - 1] += slice_vecmat_dz_i_3
+        np.multiply(di_t, dz_i_2_t, out=dz_i_3_t)
+        np.dot(dz_i_3_t, W_i, out=vecmat_dz_i_3_t)
+        slice_vecmat_dz_i_3 = vecmat_dz_i_3_t[..., 0:8]
+        dh_tm1 += slice_vecmat_dz_i_3
         # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
-        np.multiply(df[t], dz_f_2[t], out=dz_f_3[t])
-        np.dot(dz_f_3[t], W_f, out=vecmat_dz_f_3[t])
-        slice_vecmat_dz_f_3 = vecmat_dz_f_3[t][..., 0:8]
-        dh[t - 1] += slice_vecmat_dz_f_3
+        np.multiply(df_t, dz_f_2_t, out=dz_f_3_t)
+        np.dot(dz_f_3_t, W_f, out=vecmat_dz_f_3_t)
+        slice_vecmat_dz_f_3 = vecmat_dz_f_3_t[..., 0:8]
+        dh_tm1 += slice_vecmat_dz_f_3
 
     # Every step at once
     # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)

@@ -13,20 +13,23 @@ WORK = Workspace()   # arrays over the steps, reused once free
 
 DTYPE = np.float32
 PARAMETERS = ("b_f", "U_f", "W_f", "b_g", "U_g", "W_g", "b_o", "U_o", "W_o", "b", "U", "W")
-PREPARE = ("U_f", "W_f", "U_g", "W_g", "U_o", "W_o", "U", "W")
-TAPE = ("f", "g", "q", "s", "h", "x", "z_f", "z_f_2", "z_f_3", "z_g", "z_q", "z_s", "z_s_2",
-        "tanh_s")
+PREPARE = ("b_f", "U_f", "W_f", "b_g", "U_g", "W_g", "b_o", "U_o", "W_o", "U", "W")
+TAPE = ("f", "g", "q", "s", "h", "x", "z_f", "U_fgo", "W_fgo", "z_f_2", "z_f_3", "z_f_4", "z_s",
+        "fgq", "z_s_2", "tanh_s")
 
 
 def prepare(params):
     """What forward computes from the parameters alone, in the order it unpacks
     them: made each call, or once by Compiled.prepare for calls with the same
     parameters."""
-    U_f, W_f, U_g, W_g, U_o, W_o, U, W = (params[name] for name in PREPARE)
+    b_f, U_f, W_f, b_g, U_g, W_g, b_o, U_o, W_o, U, W = (params[name] for name in PREPARE)
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
-    z_f = np.concatenate((U_f, U_g, U_o, U), 0)
-    z_f_2 = np.concatenate((W_f, W_g, W_o, W), 0)
-    return (z_f, z_f_2)
+    z_f = np.concatenate((b_f, b_g, b_o), -1)
+    U_fgo = np.concatenate((U_f, U_g, U_o), 0)
+    W_fgo = np.concatenate((W_f, W_g, W_o), 0)
+    z_f_2 = np.concatenate((U_fgo, U), 0)
+    z_f_3 = np.concatenate((W_fgo, W), 0)
+    return (z_f, U_fgo, W_fgo, z_f_2, z_f_3)
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
@@ -34,7 +37,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
     b_f, U_f, W_f, b_g, U_g, W_g, b_o, U_o, W_o, b, U, W = (params[name] for name in PARAMETERS)
 
     # Values of the parameters alone (see prepare)
-    z_f, z_f_2 = prepare(params) if prepared is None else prepared
+    z_f, U_fgo, W_fgo, z_f_2, z_f_3 = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
@@ -42,73 +45,61 @@ def forward(params, inputs, initial, T, B, prepared=None):
     # before step 1 hold initial values (or zeros), those after step T zeros
     x = WORK.zeros((T + 1, B, 4), DTYPE, "x")
     x[1:T + 1] = inputs["x"]
-    f = WORK.zeros((T + 1, B, 8), DTYPE, "f")
-    g = WORK.zeros((T + 1, B, 8), DTYPE, "g")
-    q = WORK.zeros((T + 1, B, 8), DTYPE, "q")
     s = WORK.zeros((T + 1, B, 8), DTYPE, "s")
     h = WORK.zeros((T + 1, B, 8), DTYPE, "h")
-    s[0] = initial["s(0)"]
-    h[0] = initial["h(0)"]
-    z_f_3 = WORK.empty((T + 1, B, 8), DTYPE, "z_f_3")   # every step written
-    z_g = WORK.empty((T + 1, B, 8), DTYPE, "z_g")   # every step written
-    z_q = WORK.empty((T + 1, B, 8), DTYPE, "z_q")   # every step written
+    z_f_4 = WORK.empty((T + 1, B, 24), DTYPE, "z_f_4")   # every step written
     z_s = WORK.empty((T + 1, B, 8), DTYPE, "z_s")   # every step written
+    fgq = WORK.zeros((T + 1, B, 24), DTYPE, "fgq")
     z_s_2 = WORK.empty((T + 1, B, 8), DTYPE, "z_s_2")   # every step written
     tanh_s = WORK.empty((T + 1, B, 8), DTYPE, "tanh_s")   # every step written
+    f = fgq[..., 0:8]
+    g = fgq[..., 8:16]
+    q = fgq[..., 16:24]
+    s[0] = initial["s(0)"]
+    h[0] = initial["h(0)"]
 
     # Every step at once: what does not depend on the loop after it
-    z_f_x = WORK.empty((T, B, 32), DTYPE, "z_f_x")
-    slice_z_f_x = z_f_x[..., 0:8]
-    slice_z_f_x_2 = z_f_x[..., 8:16]
-    slice_z_f_x_3 = z_f_x[..., 16:24]
-    slice_z_f_x_4 = z_f_x[..., 24:32]
+    z_f_2_x = WORK.empty((T, B, 32), DTYPE, "z_f_2_x")
+    slice_z_f_2_x = z_f_2_x[..., 0:24]
+    slice_z_f_2_x_2 = z_f_2_x[..., 24:32]
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
-    np.dot(x[now].reshape(-1, 4), z_f.T, out=z_f_x.reshape(-1, 32))
-    np.add(b_f, slice_z_f_x, out=z_f_3[now])
-    # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
-    np.add(b_g, slice_z_f_x_2, out=z_g[now])
-    # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-    np.add(b_o, slice_z_f_x_3, out=z_q[now])
+    np.dot(x[now].reshape(-1, 4), z_f_2.T, out=z_f_2_x.reshape(-1, 32))
+    np.add(z_f, slice_z_f_2_x, out=z_f_4[now])
     # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
-    np.add(b, slice_z_f_x_4, out=z_s[now])
+    np.add(b, slice_z_f_2_x_2, out=z_s[now])
 
     # f(t), g(t), q(t), s(t), h(t): a loop forward in time
-    z_f_2_h = np.empty((B, 32), DTYPE)
-    slice_z_f_2_h = z_f_2_h[..., 0:8]
-    slice_z_f_2_h_2 = z_f_2_h[..., 8:16]
-    slice_z_f_2_h_3 = z_f_2_h[..., 16:24]
-    slice_z_f_2_h_4 = z_f_2_h[..., 24:32]
-    z_f_4 = np.empty((B, 8), DTYPE)
-    z_g_2 = np.empty((B, 8), DTYPE)
-    z_q_2 = np.empty((B, 8), DTYPE)
+    z_f_3_h = np.empty((B, 32), DTYPE)
+    slice_z_f_3_h = z_f_3_h[..., 0:24]
+    slice_z_f_3_h_2 = z_f_3_h[..., 24:32]
+    z_f_5 = np.empty((B, 24), DTYPE)
     z_s_3 = np.empty((B, 8), DTYPE)
     z_s_4 = np.empty((B, 8), DTYPE)
     z_s_5 = np.empty((B, 8), DTYPE)
     with np.errstate(over="ignore"):
-        for t in range(1, T + 1):
+        steps = zip(h[0:T], z_f_4[1:T + 1], fgq[1:T + 1], f[1:T + 1], s[0:T], z_s[1:T + 1],
+                    z_s_2[1:T + 1], g[1:T + 1], s[1:T + 1], tanh_s[1:T + 1], h[1:T + 1],
+                    q[1:T + 1])
+        for (h_tm1, z_f_4_t, fgq_t, f_t, s_tm1, z_s_t, z_s_2_t, g_t, s_t, tanh_s_t, h_t,
+             q_t) in steps:
             # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
-            np.dot(h[t - 1], z_f_2.T, out=z_f_2_h)
-            np.add(z_f_3[t], slice_z_f_2_h, out=z_f_4)
-            sigmoid(z_f_4, out=f[t])
-            # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
-            np.add(z_g[t], slice_z_f_2_h_2, out=z_g_2)
-            sigmoid(z_g_2, out=g[t])
-            # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-            np.add(z_q[t], slice_z_f_2_h_3, out=z_q_2)
-            sigmoid(z_q_2, out=q[t])
+            np.dot(h_tm1, z_f_3.T, out=z_f_3_h)
+            np.add(z_f_4_t, slice_z_f_3_h, out=z_f_5)
+            sigmoid(z_f_5, out=fgq_t)
             # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
-            np.multiply(f[t], s[t - 1], out=z_s_3)
-            np.add(z_s[t], slice_z_f_2_h_4, out=z_s_4)
-            sigmoid(z_s_4, out=z_s_2[t])
-            np.multiply(g[t], z_s_2[t], out=z_s_5)
-            np.add(z_s_3, z_s_5, out=s[t])
+            np.multiply(f_t, s_tm1, out=z_s_3)
+            np.add(z_s_t, slice_z_f_3_h_2, out=z_s_4)
+            sigmoid(z_s_4, out=z_s_2_t)
+            np.multiply(g_t, z_s_2_t, out=z_s_5)
+            np.add(z_s_3, z_s_5, out=s_t)
             # h(t) = tanh(s(t)) * q(t)
-            np.tanh(s[t], out=tanh_s[t])
-            np.multiply(tanh_s[t], q[t], out=h[t])
+            np.tanh(s_t, out=tanh_s_t)
+            np.multiply(tanh_s_t, q_t, out=h_t)
 
     outputs = {"f": f[1:T + 1], "g": g[1:T + 1], "q": q[1:T + 1], "s": s[1:T + 1], "h": h[1:T + 1]}
-    tape = {"f": f, "g": g, "q": q, "s": s, "h": h, "x": x, "z_f": z_f, "z_f_2": z_f_2,
-            "z_f_3": z_f_3, "z_g": z_g, "z_q": z_q, "z_s": z_s, "z_s_2": z_s_2, "tanh_s": tanh_s}
+    tape = {"f": f, "g": g, "q": q, "s": s, "h": h, "x": x, "z_f": z_f, "U_fgo": U_fgo,
+            "W_fgo": W_fgo, "z_f_2": z_f_2, "z_f_3": z_f_3, "z_f_4": z_f_4, "z_s": z_s, "fgq": fgq,
+            "z_s_2": z_s_2, "tanh_s": tanh_s}
     return outputs, tape
 
 
@@ -116,8 +107,8 @@ def backward(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     b_f, U_f, W_f, b_g, U_g, W_g, b_o, U_o, W_o, b, U, W = (params[name] for name in PARAMETERS)
-    (f, g, q, s, h, x, z_f, z_f_2, z_f_3, z_g, z_q, z_s, z_s_2,
-     tanh_s) = (tape[name] for name in TAPE)
+    (f, g, q, s, h, x, z_f, U_fgo, W_fgo, z_f_2, z_f_3, z_f_4,
+     z_s, fgq, z_s_2, tanh_s) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -134,24 +125,24 @@ def backward(params, tape, cotangents, T, B):
     db = np.zeros_like(b, DTYPE)
     dU = np.zeros_like(U, DTYPE)
     dW = np.zeros_like(W, DTYPE)
-    df = WORK.zeros(f.shape, DTYPE, "df")
-    dg = WORK.zeros(g.shape, DTYPE, "dg")
-    dq = WORK.zeros(q.shape, DTYPE, "dq")
     ds = WORK.zeros(s.shape, DTYPE, "ds")
     dh = WORK.zeros(h.shape, DTYPE, "dh")
     dx = WORK.zeros(x.shape, DTYPE, "dx")
     dz_f = WORK.zeros(z_f.shape, DTYPE, "dz_f")
+    dU_fgo = WORK.zeros(U_fgo.shape, DTYPE, "dU_fgo")
+    dW_fgo = WORK.zeros(W_fgo.shape, DTYPE, "dW_fgo")
     dz_f_2 = WORK.zeros(z_f_2.shape, DTYPE, "dz_f_2")
+    dz_f_3 = WORK.zeros(z_f_3.shape, DTYPE, "dz_f_3")
+    dfgq = WORK.zeros(fgq.shape, DTYPE, "dfgq")
+    df = dfgq[..., 0:8]
+    dg = dfgq[..., 8:16]
+    dq = dfgq[..., 16:24]
     dz_h = WORK.empty((T + 1, B, 8), DTYPE, "dz_h")   # every step written
     dz_s_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_s_3")   # every step written
-    dz_q_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_q_2")   # every step written
-    dz_g_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_g_2")   # every step written
-    dz_f_4 = WORK.empty((T + 1, B, 8), DTYPE, "dz_f_4")   # every step written
+    dz_f_5 = WORK.empty((T + 1, B, 24), DTYPE, "dz_f_5")   # every step written
     dz_s_4 = WORK.empty((T + 1, B, 8), DTYPE, "dz_s_4")   # every step written
-    dz_q_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_q_3")   # every step written
-    dz_g_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_g_3")   # every step written
-    dz_f_5 = WORK.empty((T + 1, B, 8), DTYPE, "dz_f_5")   # every step written
-    dz_f_6 = WORK.empty((T + 1, B, 32), DTYPE, "dz_f_6")   # every step written
+    dz_f_6 = WORK.empty((T + 1, B, 24), DTYPE, "dz_f_6")   # every step written
+    dz_f_7 = WORK.empty((T + 1, B, 32), DTYPE, "dz_f_7")   # every step written
     df[1:T + 1] = cotangents.get("f", 0)
     dg[1:T + 1] = cotangents.get("g", 0)
     dq[1:T + 1] = cotangents.get("q", 0)
@@ -161,24 +152,16 @@ def backward(params, tape, cotangents, T, B):
     # Every step at once
     dz_h_2 = WORK.empty((T, B, 8), DTYPE, "dz_h_2")
     sub_z_s_2 = WORK.empty((T, B, 8), DTYPE, "sub_z_s_2")
-    sub_q = WORK.empty((T, B, 8), DTYPE, "sub_q")
-    sub_g = WORK.empty((T, B, 8), DTYPE, "sub_g")
-    sub_f = WORK.empty((T, B, 8), DTYPE, "sub_f")
+    sub_fgq = WORK.empty((T, B, 24), DTYPE, "sub_fgq")
     # h(t) = tanh(s(t)) * q(t)
     np.multiply(tanh_s[now], tanh_s[now], out=dz_h_2)
     np.subtract(1, dz_h_2, out=dz_h[now])
     # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
     np.subtract(1, z_s_2[now], out=sub_z_s_2)
     np.multiply(z_s_2[now], sub_z_s_2, out=dz_s_3[now])
-    # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-    np.subtract(1, q[now], out=sub_q)
-    np.multiply(q[now], sub_q, out=dz_q_2[now])
-    # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
-    np.subtract(1, g[now], out=sub_g)
-    np.multiply(g[now], sub_g, out=dz_g_2[now])
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
-    np.subtract(1, f[now], out=sub_f)
-    np.multiply(f[now], sub_f, out=dz_f_4[now])
+    np.subtract(1, fgq[now], out=sub_fgq)
+    np.multiply(fgq[now], sub_fgq, out=dz_f_5[now])
 
     # f(t), g(t), q(t), s(t), h(t): back through time (backward)
     dz_h_3 = np.empty((B, 8), DTYPE)
@@ -188,76 +171,82 @@ def backward(params, tape, cotangents, T, B):
     dz_s_6 = np.empty((B, 8), DTYPE)
     dz_s_7 = np.empty((B, 8), DTYPE)
     dz_s_8 = np.empty((B, 8), DTYPE)
-    vecmat_dz_f_6 = np.empty((B, 8), DTYPE)
-    for t in range(T, 0, -1):
+    vecmat_dz_f_7 = np.empty((B, 8), DTYPE)
+    steps = zip(dh[1:T + 1][::-1], q[1:T + 1][::-1], tanh_s[1:T + 1][::-1], dq[1:T + 1][::-1],
+                dz_h[1:T + 1][::-1], ds[1:T + 1][::-1], z_s_2[1:T + 1][::-1], g[1:T + 1][::-1],
+                dg[1:T + 1][::-1], dz_s_4[1:T + 1][::-1], dz_s_3[1:T + 1][::-1], s[0:T][::-1],
+                f[1:T + 1][::-1], df[1:T + 1][::-1], ds[0:T][::-1], dz_f_6[1:T + 1][::-1],
+                dfgq[1:T + 1][::-1], dz_f_5[1:T + 1][::-1], dz_f_7[1:T + 1][::-1], dh[0:T][::-1])
+    for (dh_t, q_t, tanh_s_t, dq_t, dz_h_t, ds_t, z_s_2_t, g_t, dg_t, dz_s_4_t, dz_s_3_t, s_tm1,
+         f_t, df_t, ds_tm1, dz_f_6_t, dfgq_t, dz_f_5_t, dz_f_7_t, dh_tm1) in steps:
         # h(t) = tanh(s(t)) * q(t)
-        np.multiply(dh[t], q[t], out=dz_h_3)
-        np.multiply(tanh_s[t], dh[t], out=dz_h_4)
-        dq[t] += dz_h_4
-        np.multiply(dz_h_3, dz_h[t], out=dz_h_5)
-        ds[t] += dz_h_5
+        np.multiply(dh_t, q_t, out=dz_h_3)
+        np.multiply(tanh_s_t, dh_t, out=dz_h_4)
+        dq_t += dz_h_4
+        np.multiply(dz_h_3, dz_h_t, out=dz_h_5)
+        ds_t += dz_h_5
         # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
-        np.multiply(ds[t], z_s_2[t], out=dz_s_5)
-        np.multiply(g[t], ds[t], out=dz_s_6)
-        dg[t] += dz_s_5
-        np.multiply(dz_s_6, dz_s_3[t], out=dz_s_4[t])
-        np.multiply(ds[t], s[t - 1], out=dz_s_7)
-        np.multiply(f[t], ds[t], out=dz_s_8)
-        df[t] += dz_s_7
-        ds[t - 1] += dz_s_8
-        # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-        np.multiply(dq[t], dz_q_2[t], out=dz_q_3[t])
-        # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
-        np.multiply(dg[t], dz_g_2[t], out=dz_g_3[t])
+        np.multiply(ds_t, z_s_2_t, out=dz_s_5)
+        np.multiply(g_t, ds_t, out=dz_s_6)
+        dg_t += dz_s_5
+        np.multiply(dz_s_6, dz_s_3_t, out=dz_s_4_t)
+        np.multiply(ds_t, s_tm1, out=dz_s_7)
+        np.multiply(f_t, ds_t, out=dz_s_8)
+        df_t += dz_s_7
+        ds_tm1 += dz_s_8
         # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
-        np.multiply(df[t], dz_f_4[t], out=dz_f_5[t])
-        dz_f_6[t][...] = np.concatenate((dz_f_5[t], dz_g_3[t], dz_q_3[t], dz_s_4[t]), -1)
-        np.dot(dz_f_6[t], z_f_2, out=vecmat_dz_f_6)
-        dh[t - 1] += vecmat_dz_f_6
+        np.multiply(dfgq_t, dz_f_5_t, out=dz_f_6_t)
+        dz_f_7_t[...] = np.concatenate((dz_f_6_t, dz_s_4_t), -1)
+        np.dot(dz_f_7_t, z_f_3, out=vecmat_dz_f_7)
+        dh_tm1 += vecmat_dz_f_7
 
     # Every step at once
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
-    outer_dz_f_6 = dz_f_6[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
-    dz_f_2 += outer_dz_f_6
+    outer_dz_f_7 = dz_f_7[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
+    dz_f_3 += outer_dz_f_7
 
     # Every step at once
-    vecmat_dz_f_8 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_f_8")
+    vecmat_dz_f_9 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_f_9")
     # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
     dz_s_9 = dz_s_4[now].sum((0, 1))
     db += dz_s_9
-    # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-    dz_q_4 = dz_q_3[now].sum((0, 1))
-    db_o += dz_q_4
-    # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
-    dz_g_4 = dz_g_3[now].sum((0, 1))
-    db_g += dz_g_4
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
-    dz_f_7 = dz_f_5[now].sum((0, 1))
-    db_f += dz_f_7
-    dz_f_8 = np.concatenate((dz_f_5[now], dz_g_3[now], dz_q_3[now], dz_s_4[now]), -1)
-    outer_dz_f_8 = dz_f_8.reshape(-1, 32).T @ x[now].reshape(-1, 4)
-    np.dot(dz_f_8.reshape(-1, 32), z_f, out=vecmat_dz_f_8.reshape(-1, 4))
-    dz_f += outer_dz_f_8
-    dx[now] += vecmat_dz_f_8
+    dz_f_8 = dz_f_6[now].sum((0, 1))
+    dz_f += dz_f_8
+    dz_f_9 = np.concatenate((dz_f_6[now], dz_s_4[now]), -1)
+    outer_dz_f_9 = dz_f_9.reshape(-1, 32).T @ x[now].reshape(-1, 4)
+    np.dot(dz_f_9.reshape(-1, 32), z_f_2, out=vecmat_dz_f_9.reshape(-1, 4))
+    dz_f_2 += outer_dz_f_9
+    dx[now] += vecmat_dz_f_9
 
     # The time-free values and initial values, in reverse
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
-    rowslice_dz_f_2 = dz_f_2[0:8]
-    rowslice_dz_f_2_2 = dz_f_2[8:16]
-    rowslice_dz_f_2_3 = dz_f_2[16:24]
-    rowslice_dz_f_2_4 = dz_f_2[24:32]
-    dW_f += rowslice_dz_f_2
-    dW_g += rowslice_dz_f_2_2
-    dW_o += rowslice_dz_f_2_3
-    dW += rowslice_dz_f_2_4
-    rowslice_dz_f = dz_f[0:8]
-    rowslice_dz_f_3 = dz_f[8:16]
-    rowslice_dz_f_4 = dz_f[16:24]
-    rowslice_dz_f_5 = dz_f[24:32]
-    dU_f += rowslice_dz_f
-    dU_g += rowslice_dz_f_3
-    dU_o += rowslice_dz_f_4
-    dU += rowslice_dz_f_5
+    rowslice_dz_f_3 = dz_f_3[0:24]
+    rowslice_dz_f_3_2 = dz_f_3[24:32]
+    dW_fgo += rowslice_dz_f_3
+    dW += rowslice_dz_f_3_2
+    rowslice_dz_f_2 = dz_f_2[0:24]
+    rowslice_dz_f_2_2 = dz_f_2[24:32]
+    dU_fgo += rowslice_dz_f_2
+    dU += rowslice_dz_f_2_2
+    rowslice_dW_fgo = dW_fgo[0:8]
+    rowslice_dW_fgo_2 = dW_fgo[8:16]
+    rowslice_dW_fgo_3 = dW_fgo[16:24]
+    dW_f += rowslice_dW_fgo
+    dW_g += rowslice_dW_fgo_2
+    dW_o += rowslice_dW_fgo_3
+    rowslice_dU_fgo = dU_fgo[0:8]
+    rowslice_dU_fgo_2 = dU_fgo[8:16]
+    rowslice_dU_fgo_3 = dU_fgo[16:24]
+    dU_f += rowslice_dU_fgo
+    dU_g += rowslice_dU_fgo_2
+    dU_o += rowslice_dU_fgo_3
+    slice_dz_f = dz_f[..., 0:8]
+    slice_dz_f_2 = dz_f[..., 8:16]
+    slice_dz_f_3 = dz_f[..., 16:24]
+    db_f += slice_dz_f
+    db_g += slice_dz_f_2
+    db_o += slice_dz_f_3
 
     grads = {"b_f": db_f, "U_f": dU_f, "W_f": dW_f, "b_g": db_g, "U_g": dU_g, "W_g": dW_g,
              "b_o": db_o, "U_o": dU_o, "W_o": dW_o, "b": db, "U": dU, "W": dW, "x": dx[1:T + 1],

@@ -13,20 +13,21 @@ WORK = Workspace()   # arrays over the steps, reused once free
 
 DTYPE = np.float32
 PARAMETERS = ("W_f", "U_f", "b_f", "W_i", "U_i", "b_i", "W_o", "U_o", "b_o", "W_c", "U_c", "b_c")
-PREPARE = ("W_f", "U_f", "W_i", "U_i", "W_o", "U_o", "W_c", "U_c")
-TAPE = ("f", "i", "o", "c_tilde", "c", "h", "x", "W_fioc", "U_fioc", "z_f", "z_i", "z_o",
-        "z_c_tilde", "tanh_c")
+PREPARE = ("W_f", "U_f", "b_f", "W_i", "U_i", "b_i", "W_o", "U_o", "b_o", "W_c", "U_c", "b_c")
+TAPE = ("f", "i", "o", "c_tilde", "c", "h", "x", "z_f", "W_fioc", "U_fioc", "z_f_2", "fio",
+        "tanh_c")
 
 
 def prepare(params):
     """What forward computes from the parameters alone, in the order it unpacks
     them: made each call, or once by Compiled.prepare for calls with the same
     parameters."""
-    W_f, U_f, W_i, U_i, W_o, U_o, W_c, U_c = (params[name] for name in PREPARE)
+    W_f, U_f, b_f, W_i, U_i, b_i, W_o, U_o, b_o, W_c, U_c, b_c = (params[name] for name in PREPARE)
     # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
+    z_f = np.concatenate((b_f, b_i, b_o, b_c), -1)
     W_fioc = np.concatenate((W_f, W_i, W_o, W_c), 0)
     U_fioc = np.concatenate((U_f, U_i, U_o, U_c), 0)
-    return (W_fioc, U_fioc)
+    return (z_f, W_fioc, U_fioc)
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
@@ -35,7 +36,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
      b_c) = (params[name] for name in PARAMETERS)
 
     # Values of the parameters alone (see prepare)
-    W_fioc, U_fioc = prepare(params) if prepared is None else prepared
+    z_f, W_fioc, U_fioc = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
@@ -43,76 +44,52 @@ def forward(params, inputs, initial, T, B, prepared=None):
     # before step 1 hold initial values (or zeros), those after step T zeros
     x = WORK.zeros((T + 1, B, 4), DTYPE, "x")
     x[1:T + 1] = inputs["x"]
-    f = WORK.zeros((T + 1, B, 8), DTYPE, "f")
-    i = WORK.zeros((T + 1, B, 8), DTYPE, "i")
-    o = WORK.zeros((T + 1, B, 8), DTYPE, "o")
     c_tilde = WORK.zeros((T + 1, B, 8), DTYPE, "c_tilde")
     c = WORK.zeros((T + 1, B, 8), DTYPE, "c")
     h = WORK.zeros((T + 1, B, 8), DTYPE, "h")
+    z_f_2 = WORK.empty((T + 1, B, 32), DTYPE, "z_f_2")   # every step written
+    fio = WORK.zeros((T + 1, B, 24), DTYPE, "fio")
+    tanh_c = WORK.empty((T + 1, B, 8), DTYPE, "tanh_c")   # every step written
+    f = fio[..., 0:8]
+    i = fio[..., 8:16]
+    o = fio[..., 16:24]
     c[0] = initial["c(0)"]
     h[0] = initial["h(0)"]
-    z_f = WORK.empty((T + 1, B, 8), DTYPE, "z_f")   # every step written
-    z_i = WORK.empty((T + 1, B, 8), DTYPE, "z_i")   # every step written
-    z_o = WORK.empty((T + 1, B, 8), DTYPE, "z_o")   # every step written
-    z_c_tilde = WORK.empty((T + 1, B, 8), DTYPE, "z_c_tilde")   # every step written
-    tanh_c = WORK.empty((T + 1, B, 8), DTYPE, "tanh_c")   # every step written
 
     # Every step at once: what does not depend on the loop after it
     W_fioc_x = WORK.empty((T, B, 32), DTYPE, "W_fioc_x")
-    slice_W_fioc_x = W_fioc_x[..., 0:8]
-    slice_W_fioc_x_2 = W_fioc_x[..., 8:16]
-    slice_W_fioc_x_3 = W_fioc_x[..., 16:24]
-    slice_W_fioc_x_4 = W_fioc_x[..., 24:32]
     # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
     np.dot(x[now].reshape(-1, 4), W_fioc.T, out=W_fioc_x.reshape(-1, 32))
-    np.add(b_f, slice_W_fioc_x, out=z_f[now])
-    # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
-    np.add(b_i, slice_W_fioc_x_2, out=z_i[now])
-    # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
-    np.add(b_o, slice_W_fioc_x_3, out=z_o[now])
-    # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
-    np.add(b_c, slice_W_fioc_x_4, out=z_c_tilde[now])
+    np.add(z_f, W_fioc_x, out=z_f_2[now])
 
     # f(t), i(t), o(t), c_tilde(t), c(t), h(t): a loop forward in time
     U_fioc_h = np.empty((B, 32), DTYPE)
-    slice_U_fioc_h = U_fioc_h[..., 0:8]
-    slice_U_fioc_h_2 = U_fioc_h[..., 8:16]
-    slice_U_fioc_h_3 = U_fioc_h[..., 16:24]
-    slice_U_fioc_h_4 = U_fioc_h[..., 24:32]
-    z_f_2 = np.empty((B, 8), DTYPE)
-    z_i_2 = np.empty((B, 8), DTYPE)
-    z_o_2 = np.empty((B, 8), DTYPE)
-    z_c_tilde_2 = np.empty((B, 8), DTYPE)
+    z_f_3 = np.empty((B, 32), DTYPE)
+    slice_z_f_3 = z_f_3[..., 0:24]
+    slice_z_f_3_2 = z_f_3[..., 24:32]
     z_c = np.empty((B, 8), DTYPE)
     z_c_2 = np.empty((B, 8), DTYPE)
     with np.errstate(over="ignore"):
-        for t in range(1, T + 1):
+        steps = zip(h[0:T], z_f_2[1:T + 1], fio[1:T + 1], c_tilde[1:T + 1], f[1:T + 1], c[0:T],
+                    i[1:T + 1], c[1:T + 1], tanh_c[1:T + 1], h[1:T + 1], o[1:T + 1])
+        for (h_tm1, z_f_2_t, fio_t, c_tilde_t, f_t, c_tm1, i_t, c_t, tanh_c_t, h_t, o_t) in steps:
             # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
-            np.dot(h[t - 1], U_fioc.T, out=U_fioc_h)
-            np.add(z_f[t], slice_U_fioc_h, out=z_f_2)
-            sigmoid(z_f_2, out=f[t])
-            # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
-            np.add(z_i[t], slice_U_fioc_h_2, out=z_i_2)
-            sigmoid(z_i_2, out=i[t])
-            # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
-            np.add(z_o[t], slice_U_fioc_h_3, out=z_o_2)
-            sigmoid(z_o_2, out=o[t])
-            # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
-            np.add(z_c_tilde[t], slice_U_fioc_h_4, out=z_c_tilde_2)
-            np.tanh(z_c_tilde_2, out=c_tilde[t])
+            np.dot(h_tm1, U_fioc.T, out=U_fioc_h)
+            np.add(z_f_2_t, U_fioc_h, out=z_f_3)
+            sigmoid(slice_z_f_3, out=fio_t)
+            np.tanh(slice_z_f_3_2, out=c_tilde_t)
             # c(t) = f(t) * c(t-1) + i(t) * c_tilde(t)
-            np.multiply(f[t], c[t - 1], out=z_c)
-            np.multiply(i[t], c_tilde[t], out=z_c_2)
-            np.add(z_c, z_c_2, out=c[t])
+            np.multiply(f_t, c_tm1, out=z_c)
+            np.multiply(i_t, c_tilde_t, out=z_c_2)
+            np.add(z_c, z_c_2, out=c_t)
             # h(t) = o(t) * tanh(c(t))
-            np.tanh(c[t], out=tanh_c[t])
-            np.multiply(o[t], tanh_c[t], out=h[t])
+            np.tanh(c_t, out=tanh_c_t)
+            np.multiply(o_t, tanh_c_t, out=h_t)
 
     outputs = {"f": f[1:T + 1], "i": i[1:T + 1], "o": o[1:T + 1], "c_tilde": c_tilde[1:T + 1],
                "c": c[1:T + 1], "h": h[1:T + 1]}
-    tape = {"f": f, "i": i, "o": o, "c_tilde": c_tilde, "c": c, "h": h, "x": x, "W_fioc": W_fioc,
-            "U_fioc": U_fioc, "z_f": z_f, "z_i": z_i, "z_o": z_o, "z_c_tilde": z_c_tilde,
-            "tanh_c": tanh_c}
+    tape = {"f": f, "i": i, "o": o, "c_tilde": c_tilde, "c": c, "h": h, "x": x, "z_f": z_f,
+            "W_fioc": W_fioc, "U_fioc": U_fioc, "z_f_2": z_f_2, "fio": fio, "tanh_c": tanh_c}
     return outputs, tape
 
 
@@ -121,8 +98,8 @@ def backward(params, tape, cotangents, T, B):
     initial values: the blocks of forward in reverse, loops backward in time."""
     (W_f, U_f, b_f, W_i, U_i, b_i, W_o, U_o, b_o, W_c, U_c,
      b_c) = (params[name] for name in PARAMETERS)
-    (f, i, o, c_tilde, c, h, x, W_fioc, U_fioc, z_f, z_i, z_o,
-     z_c_tilde, tanh_c) = (tape[name] for name in TAPE)
+    (f, i, o, c_tilde, c, h, x, z_f, W_fioc, U_fioc, z_f_2, fio,
+     tanh_c) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -139,25 +116,21 @@ def backward(params, tape, cotangents, T, B):
     dW_c = np.zeros_like(W_c, DTYPE)
     dU_c = np.zeros_like(U_c, DTYPE)
     db_c = np.zeros_like(b_c, DTYPE)
-    df = WORK.zeros(f.shape, DTYPE, "df")
-    di = WORK.zeros(i.shape, DTYPE, "di")
-    do = WORK.zeros(o.shape, DTYPE, "do")
     dc_tilde = WORK.zeros(c_tilde.shape, DTYPE, "dc_tilde")
     dc = WORK.zeros(c.shape, DTYPE, "dc")
     dh = WORK.zeros(h.shape, DTYPE, "dh")
     dx = WORK.zeros(x.shape, DTYPE, "dx")
+    dz_f = WORK.zeros(z_f.shape, DTYPE, "dz_f")
     dW_fioc = WORK.zeros(W_fioc.shape, DTYPE, "dW_fioc")
     dU_fioc = WORK.zeros(U_fioc.shape, DTYPE, "dU_fioc")
+    dfio = WORK.zeros(fio.shape, DTYPE, "dfio")
+    df = dfio[..., 0:8]
+    di = dfio[..., 8:16]
+    do = dfio[..., 16:24]
     dz_h = WORK.empty((T + 1, B, 8), DTYPE, "dz_h")   # every step written
-    dz_c_tilde_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_c_tilde_2")   # every step written
-    dz_o_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_o_2")   # every step written
-    dz_i_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_i_2")   # every step written
-    dz_f_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_f_2")   # every step written
-    dz_c_tilde_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_c_tilde_3")   # every step written
-    dz_o_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_o_3")   # every step written
-    dz_i_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_i_3")   # every step written
     dz_f_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_f_3")   # every step written
-    dz_f_4 = WORK.empty((T + 1, B, 32), DTYPE, "dz_f_4")   # every step written
+    dz_f_4 = WORK.empty((T + 1, B, 24), DTYPE, "dz_f_4")   # every step written
+    dz_f_5 = WORK.empty((T + 1, B, 32), DTYPE, "dz_f_5")   # every step written
     df[1:T + 1] = cotangents.get("f", 0)
     di[1:T + 1] = cotangents.get("i", 0)
     do[1:T + 1] = cotangents.get("o", 0)
@@ -167,25 +140,16 @@ def backward(params, tape, cotangents, T, B):
 
     # Every step at once
     dz_h_2 = WORK.empty((T, B, 8), DTYPE, "dz_h_2")
-    dz_c_tilde_4 = WORK.empty((T, B, 8), DTYPE, "dz_c_tilde_4")
-    sub_o = WORK.empty((T, B, 8), DTYPE, "sub_o")
-    sub_i = WORK.empty((T, B, 8), DTYPE, "sub_i")
-    sub_f = WORK.empty((T, B, 8), DTYPE, "sub_f")
+    dz_f_6 = WORK.empty((T, B, 8), DTYPE, "dz_f_6")
+    sub_fio = WORK.empty((T, B, 24), DTYPE, "sub_fio")
     # h(t) = o(t) * tanh(c(t))
     np.multiply(tanh_c[now], tanh_c[now], out=dz_h_2)
     np.subtract(1, dz_h_2, out=dz_h[now])
-    # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
-    np.multiply(c_tilde[now], c_tilde[now], out=dz_c_tilde_4)
-    np.subtract(1, dz_c_tilde_4, out=dz_c_tilde_2[now])
-    # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
-    np.subtract(1, o[now], out=sub_o)
-    np.multiply(o[now], sub_o, out=dz_o_2[now])
-    # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
-    np.subtract(1, i[now], out=sub_i)
-    np.multiply(i[now], sub_i, out=dz_i_2[now])
     # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
-    np.subtract(1, f[now], out=sub_f)
-    np.multiply(f[now], sub_f, out=dz_f_2[now])
+    np.multiply(c_tilde[now], c_tilde[now], out=dz_f_6)
+    np.subtract(1, dz_f_6, out=dz_f_3[now])
+    np.subtract(1, fio[now], out=sub_fio)
+    np.multiply(fio[now], sub_fio, out=dz_f_4[now])
 
     # f(t), i(t), o(t), c_tilde(t), c(t), h(t): back through time (backward)
     dz_h_3 = np.empty((B, 8), DTYPE)
@@ -195,59 +159,52 @@ def backward(params, tape, cotangents, T, B):
     dz_c_2 = np.empty((B, 8), DTYPE)
     dz_c_3 = np.empty((B, 8), DTYPE)
     dz_c_4 = np.empty((B, 8), DTYPE)
-    vecmat_dz_f_4 = np.empty((B, 8), DTYPE)
-    for t in range(T, 0, -1):
+    dz_f_7 = np.empty((B, 8), DTYPE)
+    dz_f_8 = np.empty((B, 24), DTYPE)
+    vecmat_dz_f_5 = np.empty((B, 8), DTYPE)
+    steps = zip(dh[1:T + 1][::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], do[1:T + 1][::-1],
+                dz_h[1:T + 1][::-1], dc[1:T + 1][::-1], c_tilde[1:T + 1][::-1], i[1:T + 1][::-1],
+                di[1:T + 1][::-1], dc_tilde[1:T + 1][::-1], c[0:T][::-1], f[1:T + 1][::-1],
+                df[1:T + 1][::-1], dc[0:T][::-1], dz_f_3[1:T + 1][::-1], dfio[1:T + 1][::-1],
+                dz_f_4[1:T + 1][::-1], dz_f_5[1:T + 1][::-1], dh[0:T][::-1])
+    for (dh_t, tanh_c_t, o_t, do_t, dz_h_t, dc_t, c_tilde_t, i_t, di_t, dc_tilde_t, c_tm1, f_t,
+         df_t, dc_tm1, dz_f_3_t, dfio_t, dz_f_4_t, dz_f_5_t, dh_tm1) in steps:
         # h(t) = o(t) * tanh(c(t))
-        np.multiply(dh[t], tanh_c[t], out=dz_h_3)
-        np.multiply(o[t], dh[t], out=dz_h_4)
-        do[t] += dz_h_3
-        np.multiply(dz_h_4, dz_h[t], out=dz_h_5)
-        dc[t] += dz_h_5
+        np.multiply(dh_t, tanh_c_t, out=dz_h_3)
+        np.multiply(o_t, dh_t, out=dz_h_4)
+        do_t += dz_h_3
+        np.multiply(dz_h_4, dz_h_t, out=dz_h_5)
+        dc_t += dz_h_5
         # c(t) = f(t) * c(t-1) + i(t) * c_tilde(t)
-        np.multiply(dc[t], c_tilde[t], out=dz_c)
-        np.multiply(i[t], dc[t], out=dz_c_2)
-        di[t] += dz_c
-        dc_tilde[t] += dz_c_2
-        np.multiply(dc[t], c[t - 1], out=dz_c_3)
-        np.multiply(f[t], dc[t], out=dz_c_4)
-        df[t] += dz_c_3
-        dc[t - 1] += dz_c_4
-        # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
-        np.multiply(dc_tilde[t], dz_c_tilde_2[t], out=dz_c_tilde_3[t])
-        # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
-        np.multiply(do[t], dz_o_2[t], out=dz_o_3[t])
-        # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
-        np.multiply(di[t], dz_i_2[t], out=dz_i_3[t])
+        np.multiply(dc_t, c_tilde_t, out=dz_c)
+        np.multiply(i_t, dc_t, out=dz_c_2)
+        di_t += dz_c
+        dc_tilde_t += dz_c_2
+        np.multiply(dc_t, c_tm1, out=dz_c_3)
+        np.multiply(f_t, dc_t, out=dz_c_4)
+        df_t += dz_c_3
+        dc_tm1 += dz_c_4
         # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
-        np.multiply(df[t], dz_f_2[t], out=dz_f_3[t])
-        dz_f_4[t][...] = np.concatenate((dz_f_3[t], dz_i_3[t], dz_o_3[t], dz_c_tilde_3[t]), -1)
-        np.dot(dz_f_4[t], U_fioc, out=vecmat_dz_f_4)
-        dh[t - 1] += vecmat_dz_f_4
+        np.multiply(dc_tilde_t, dz_f_3_t, out=dz_f_7)
+        np.multiply(dfio_t, dz_f_4_t, out=dz_f_8)
+        dz_f_5_t[...] = np.concatenate((dz_f_8, dz_f_7), -1)
+        np.dot(dz_f_5_t, U_fioc, out=vecmat_dz_f_5)
+        dh_tm1 += vecmat_dz_f_5
 
     # Every step at once
     # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
-    outer_dz_f_4 = dz_f_4[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
-    dU_fioc += outer_dz_f_4
+    outer_dz_f_5 = dz_f_5[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
+    dU_fioc += outer_dz_f_5
 
     # Every step at once
-    vecmat_dz_f_6 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_f_6")
-    # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
-    dz_c_tilde_5 = dz_c_tilde_3[now].sum((0, 1))
-    db_c += dz_c_tilde_5
-    # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
-    dz_o_4 = dz_o_3[now].sum((0, 1))
-    db_o += dz_o_4
-    # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
-    dz_i_4 = dz_i_3[now].sum((0, 1))
-    db_i += dz_i_4
+    vecmat_dz_f_5_2 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_f_5_2")
     # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
-    dz_f_5 = dz_f_3[now].sum((0, 1))
-    db_f += dz_f_5
-    dz_f_6 = np.concatenate((dz_f_3[now], dz_i_3[now], dz_o_3[now], dz_c_tilde_3[now]), -1)
-    outer_dz_f_6 = dz_f_6.reshape(-1, 32).T @ x[now].reshape(-1, 4)
-    np.dot(dz_f_6.reshape(-1, 32), W_fioc, out=vecmat_dz_f_6.reshape(-1, 4))
-    dW_fioc += outer_dz_f_6
-    dx[now] += vecmat_dz_f_6
+    dz_f_9 = dz_f_5[now].sum((0, 1))
+    dz_f += dz_f_9
+    outer_dz_f_5_2 = dz_f_5[now].reshape(-1, 32).T @ x[now].reshape(-1, 4)
+    np.dot(dz_f_5[now].reshape(-1, 32), W_fioc, out=vecmat_dz_f_5_2.reshape(-1, 4))
+    dW_fioc += outer_dz_f_5_2
+    dx[now] += vecmat_dz_f_5_2
 
     # The time-free values and initial values, in reverse
     # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
@@ -267,6 +224,14 @@ def backward(params, tape, cotangents, T, B):
     dW_i += rowslice_dW_fioc_2
     dW_o += rowslice_dW_fioc_3
     dW_c += rowslice_dW_fioc_4
+    slice_dz_f = dz_f[..., 0:8]
+    slice_dz_f_2 = dz_f[..., 8:16]
+    slice_dz_f_3 = dz_f[..., 16:24]
+    slice_dz_f_4 = dz_f[..., 24:32]
+    db_f += slice_dz_f
+    db_i += slice_dz_f_2
+    db_o += slice_dz_f_3
+    db_c += slice_dz_f_4
 
     grads = {"W_f": dW_f, "U_f": dU_f, "b_f": db_f, "W_i": dW_i, "U_i": dU_i, "b_i": db_i,
              "W_o": dW_o, "U_o": dU_o, "b_o": db_o, "W_c": dW_c, "U_c": dU_c, "b_c": db_c,

@@ -35,8 +35,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
     x[1:T + 1] = inputs["x"]
     h = WORK.zeros((T + 1, B, 8), DTYPE, "h")
     o = WORK.zeros((T + 1, B, 3), DTYPE, "o")
-    o[0] = initial["o(0)"]
     z_h = WORK.empty((T + 1, B, 8), DTYPE, "z_h")   # every step written
+    o[0] = initial["o(0)"]
 
     # Every step at once: what does not depend on the loop after it
     U_x = WORK.empty((T, B, 8), DTYPE, "U_x")
@@ -48,14 +48,15 @@ def forward(params, inputs, initial, T, B, prepared=None):
     W_o = np.empty((B, 8), DTYPE)
     z_h_2 = np.empty((B, 8), DTYPE)
     V_h = np.empty((B, 3), DTYPE)
-    for t in range(1, T + 1):
+    steps = zip(o[0:T], z_h[1:T + 1], h[1:T + 1], o[1:T + 1])
+    for (o_tm1, z_h_t, h_t, o_t) in steps:
         # h(t) = tanh(W o(t-1) + U x(t) + b)
-        np.dot(o[t - 1], W.T, out=W_o)
-        np.add(z_h[t], W_o, out=z_h_2)
-        np.tanh(z_h_2, out=h[t])
+        np.dot(o_tm1, W.T, out=W_o)
+        np.add(z_h_t, W_o, out=z_h_2)
+        np.tanh(z_h_2, out=h_t)
         # o(t) = V h(t) + c
-        np.dot(h[t], V.T, out=V_h)
-        np.add(c, V_h, out=o[t])
+        np.dot(h_t, V.T, out=V_h)
+        np.add(c, V_h, out=o_t)
 
     outputs = {"h": h[1:T + 1], "o": o[1:T + 1]}
     tape = {"h": h, "o": o, "x": x, "z_h": z_h}
@@ -93,14 +94,16 @@ def backward(params, tape, cotangents, T, B):
     # h(t), o(t): back through time (backward)
     vecmat_do = np.empty((B, 8), DTYPE)
     vecmat_dz_h_3 = np.empty((B, 3), DTYPE)
-    for t in range(T, 0, -1):
+    steps = zip(do[1:T + 1][::-1], dh[1:T + 1][::-1], dz_h_3[1:T + 1][::-1], dz_h_2[1:T + 1][::-1],
+                do[0:T][::-1])
+    for (do_t, dh_t, dz_h_3_t, dz_h_2_t, do_tm1) in steps:
         # o(t) = V h(t) + c
-        np.dot(do[t], V, out=vecmat_do)
-        dh[t] += vecmat_do
+        np.dot(do_t, V, out=vecmat_do)
+        dh_t += vecmat_do
         # h(t) = tanh(W o(t-1) + U x(t) + b)
-        np.multiply(dh[t], dz_h_2[t], out=dz_h_3[t])
-        np.dot(dz_h_3[t], W, out=vecmat_dz_h_3)
-        do[t - 1] += vecmat_dz_h_3
+        np.multiply(dh_t, dz_h_2_t, out=dz_h_3_t)
+        np.dot(dz_h_3_t, W, out=vecmat_dz_h_3)
+        do_tm1 += vecmat_dz_h_3
 
     # Every step at once
     # o(t) = V h(t) + c

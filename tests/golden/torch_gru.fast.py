@@ -15,8 +15,8 @@ DTYPE = np.float32
 PARAMETERS = ("W_ir", "b_ir", "W_hr", "b_hr", "W_iz", "b_iz", "W_hz", "b_hz", "W_in", "b_in",
               "W_hn", "b_hn")
 PREPARE = ("W_ir", "b_ir", "W_hr", "b_hr", "W_iz", "b_iz", "W_hz", "b_hz", "W_in", "W_hn")
-TAPE = ("r", "z", "n", "h", "x", "z_r", "z_z", "W_i_rzn", "W_h_rzn", "z_r_2", "z_z_2", "z_n",
-        "z_n_2", "sub_z")
+TAPE = ("r", "z", "n", "h", "x", "W_i_rz", "W_h_rz", "z_r", "W_i__rzn", "W_h__rzn", "z_r_2", "z_n",
+        "rz", "z_n_2", "sub_z")
 
 
 def prepare(params):
@@ -25,13 +25,14 @@ def prepare(params):
     parameters."""
     W_ir, b_ir, W_hr, b_hr, W_iz, b_iz, W_hz, b_hz, W_in, W_hn = (params[name] for name in PREPARE)
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
-    z_r = b_ir + b_hr
-    # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    z_z = b_iz + b_hz
-    # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
-    W_i_rzn = np.concatenate((W_ir, W_iz, W_in), 0)
-    W_h_rzn = np.concatenate((W_hr, W_hz, W_hn), 0)
-    return (z_r, z_z, W_i_rzn, W_h_rzn)
+    z_r_3 = np.concatenate((b_ir, b_iz), -1)
+    z_r_4 = np.concatenate((b_hr, b_hz), -1)
+    W_i_rz = np.concatenate((W_ir, W_iz), 0)
+    W_h_rz = np.concatenate((W_hr, W_hz), 0)
+    z_r = z_r_3 + z_r_4
+    W_i__rzn = np.concatenate((W_i_rz, W_in), 0)
+    W_h__rzn = np.concatenate((W_h_rz, W_hn), 0)
+    return (W_i_rz, W_h_rz, z_r, W_i__rzn, W_h__rzn)
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
@@ -40,7 +41,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
      b_in, W_hn, b_hn) = (params[name] for name in PARAMETERS)
 
     # Values of the parameters alone (see prepare)
-    z_r, z_z, W_i_rzn, W_h_rzn = prepare(params) if prepared is None else prepared
+    W_i_rz, W_h_rz, z_r, W_i__rzn, W_h__rzn = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
@@ -48,65 +49,59 @@ def forward(params, inputs, initial, T, B, prepared=None):
     # before step 1 hold initial values (or zeros), those after step T zeros
     x = WORK.zeros((T + 1, B, 4), DTYPE, "x")
     x[1:T + 1] = inputs["x"]
-    r = WORK.zeros((T + 1, B, 8), DTYPE, "r")
-    z = WORK.zeros((T + 1, B, 8), DTYPE, "z")
     n = WORK.zeros((T + 1, B, 8), DTYPE, "n")
     h = WORK.zeros((T + 1, B, 8), DTYPE, "h")
-    h[0] = initial["h(0)"]
-    z_r_2 = WORK.empty((T + 1, B, 8), DTYPE, "z_r_2")   # every step written
-    z_z_2 = WORK.empty((T + 1, B, 8), DTYPE, "z_z_2")   # every step written
+    z_r_2 = WORK.empty((T + 1, B, 16), DTYPE, "z_r_2")   # every step written
     z_n = WORK.empty((T + 1, B, 8), DTYPE, "z_n")   # every step written
+    rz = WORK.zeros((T + 1, B, 16), DTYPE, "rz")
     z_n_2 = WORK.empty((T + 1, B, 8), DTYPE, "z_n_2")   # every step written
     sub_z = WORK.empty((T + 1, B, 8), DTYPE, "sub_z")   # every step written
+    r = rz[..., 0:8]
+    z = rz[..., 8:16]
+    h[0] = initial["h(0)"]
 
     # Every step at once: what does not depend on the loop after it
-    W_i_rzn_x = WORK.empty((T, B, 24), DTYPE, "W_i_rzn_x")
-    slice_W_i_rzn_x = W_i_rzn_x[..., 0:8]
-    slice_W_i_rzn_x_2 = W_i_rzn_x[..., 8:16]
-    slice_W_i_rzn_x_3 = W_i_rzn_x[..., 16:24]
+    W_i__rzn_x = WORK.empty((T, B, 24), DTYPE, "W_i__rzn_x")
+    slice_W_i__rzn_x = W_i__rzn_x[..., 0:16]
+    slice_W_i__rzn_x_2 = W_i__rzn_x[..., 16:24]
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
-    np.dot(x[now].reshape(-1, 4), W_i_rzn.T, out=W_i_rzn_x.reshape(-1, 24))
-    np.add(z_r, slice_W_i_rzn_x, out=z_r_2[now])
-    # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    np.add(z_z, slice_W_i_rzn_x_2, out=z_z_2[now])
+    np.dot(x[now].reshape(-1, 4), W_i__rzn.T, out=W_i__rzn_x.reshape(-1, 24))
+    np.add(z_r, slice_W_i__rzn_x, out=z_r_2[now])
     # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
-    np.add(b_in, slice_W_i_rzn_x_3, out=z_n[now])
+    np.add(b_in, slice_W_i__rzn_x_2, out=z_n[now])
 
     # r(t), z(t), n(t), h(t): a loop forward in time
-    W_h_rzn_h = np.empty((B, 24), DTYPE)
-    slice_W_h_rzn_h = W_h_rzn_h[..., 0:8]
-    slice_W_h_rzn_h_2 = W_h_rzn_h[..., 8:16]
-    slice_W_h_rzn_h_3 = W_h_rzn_h[..., 16:24]
-    z_r_3 = np.empty((B, 8), DTYPE)
-    z_z_3 = np.empty((B, 8), DTYPE)
+    W_h__rzn_h = np.empty((B, 24), DTYPE)
+    slice_W_h__rzn_h = W_h__rzn_h[..., 0:16]
+    slice_W_h__rzn_h_2 = W_h__rzn_h[..., 16:24]
+    z_r_3 = np.empty((B, 16), DTYPE)
     z_n_3 = np.empty((B, 8), DTYPE)
     z_n_4 = np.empty((B, 8), DTYPE)
     z_h = np.empty((B, 8), DTYPE)
     z_h_2 = np.empty((B, 8), DTYPE)
     with np.errstate(over="ignore"):
-        for t in range(1, T + 1):
+        steps = zip(h[0:T], z_r_2[1:T + 1], rz[1:T + 1], z_n_2[1:T + 1], r[1:T + 1], z_n[1:T + 1],
+                    n[1:T + 1], sub_z[1:T + 1], z[1:T + 1], h[1:T + 1])
+        for (h_tm1, z_r_2_t, rz_t, z_n_2_t, r_t, z_n_t, n_t, sub_z_t, z_t, h_t) in steps:
             # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
-            np.dot(h[t - 1], W_h_rzn.T, out=W_h_rzn_h)
-            np.add(z_r_2[t], slice_W_h_rzn_h, out=z_r_3)
-            sigmoid(z_r_3, out=r[t])
-            # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-            np.add(z_z_2[t], slice_W_h_rzn_h_2, out=z_z_3)
-            sigmoid(z_z_3, out=z[t])
+            np.dot(h_tm1, W_h__rzn.T, out=W_h__rzn_h)
+            np.add(z_r_2_t, slice_W_h__rzn_h, out=z_r_3)
+            sigmoid(z_r_3, out=rz_t)
             # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
-            np.add(b_hn, slice_W_h_rzn_h_3, out=z_n_2[t])
-            np.multiply(r[t], z_n_2[t], out=z_n_3)
-            np.add(z_n[t], z_n_3, out=z_n_4)
-            np.tanh(z_n_4, out=n[t])
+            np.add(b_hn, slice_W_h__rzn_h_2, out=z_n_2_t)
+            np.multiply(r_t, z_n_2_t, out=z_n_3)
+            np.add(z_n_t, z_n_3, out=z_n_4)
+            np.tanh(z_n_4, out=n_t)
             # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
-            np.subtract(1, z[t], out=sub_z[t])
-            np.multiply(sub_z[t], n[t], out=z_h)
-            np.multiply(z[t], h[t - 1], out=z_h_2)
-            np.add(z_h, z_h_2, out=h[t])
+            np.subtract(1, z_t, out=sub_z_t)
+            np.multiply(sub_z_t, n_t, out=z_h)
+            np.multiply(z_t, h_tm1, out=z_h_2)
+            np.add(z_h, z_h_2, out=h_t)
 
     outputs = {"r": r[1:T + 1], "z": z[1:T + 1], "n": n[1:T + 1], "h": h[1:T + 1]}
-    tape = {"r": r, "z": z, "n": n, "h": h, "x": x, "z_r": z_r, "z_z": z_z, "W_i_rzn": W_i_rzn,
-            "W_h_rzn": W_h_rzn, "z_r_2": z_r_2, "z_z_2": z_z_2, "z_n": z_n, "z_n_2": z_n_2,
-            "sub_z": sub_z}
+    tape = {"r": r, "z": z, "n": n, "h": h, "x": x, "W_i_rz": W_i_rz, "W_h_rz": W_h_rz, "z_r": z_r,
+            "W_i__rzn": W_i__rzn, "W_h__rzn": W_h__rzn, "z_r_2": z_r_2, "z_n": z_n, "rz": rz,
+            "z_n_2": z_n_2, "sub_z": sub_z}
     return outputs, tape
 
 
@@ -115,8 +110,8 @@ def backward(params, tape, cotangents, T, B):
     initial values: the blocks of forward in reverse, loops backward in time."""
     (W_ir, b_ir, W_hr, b_hr, W_iz, b_iz, W_hz, b_hz, W_in,
      b_in, W_hn, b_hn) = (params[name] for name in PARAMETERS)
-    (r, z, n, h, x, z_r, z_z, W_i_rzn, W_h_rzn, z_r_2, z_z_2, z_n,
-     z_n_2, sub_z) = (tape[name] for name in TAPE)
+    (r, z, n, h, x, W_i_rz, W_h_rz, z_r, W_i__rzn, W_h__rzn,
+     z_r_2, z_n, rz, z_n_2, sub_z) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -133,22 +128,22 @@ def backward(params, tape, cotangents, T, B):
     db_in = np.zeros_like(b_in, DTYPE)
     dW_hn = np.zeros_like(W_hn, DTYPE)
     db_hn = np.zeros_like(b_hn, DTYPE)
-    dr = WORK.zeros(r.shape, DTYPE, "dr")
-    dz = WORK.zeros(z.shape, DTYPE, "dz")
     dn = WORK.zeros(n.shape, DTYPE, "dn")
     dh = WORK.zeros(h.shape, DTYPE, "dh")
     dx = WORK.zeros(x.shape, DTYPE, "dx")
+    dW_i_rz = WORK.zeros(W_i_rz.shape, DTYPE, "dW_i_rz")
+    dW_h_rz = WORK.zeros(W_h_rz.shape, DTYPE, "dW_h_rz")
     dz_r = WORK.zeros(z_r.shape, DTYPE, "dz_r")
-    dz_z = WORK.zeros(z_z.shape, DTYPE, "dz_z")
-    dW_i_rzn = WORK.zeros(W_i_rzn.shape, DTYPE, "dW_i_rzn")
-    dW_h_rzn = WORK.zeros(W_h_rzn.shape, DTYPE, "dW_h_rzn")
+    dW_i__rzn = WORK.zeros(W_i__rzn.shape, DTYPE, "dW_i__rzn")
+    dW_h__rzn = WORK.zeros(W_h__rzn.shape, DTYPE, "dW_h__rzn")
+    drz = WORK.zeros(rz.shape, DTYPE, "drz")
+    dr = drz[..., 0:8]
+    dz = drz[..., 8:16]
     dz_n_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_n_3")   # every step written
-    dz_z_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_z_3")   # every step written
-    dz_r_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_r_3")   # every step written
+    dz_r_3 = WORK.empty((T + 1, B, 16), DTYPE, "dz_r_3")   # every step written
     dz_n_4 = WORK.empty((T + 1, B, 8), DTYPE, "dz_n_4")   # every step written
     dz_n_5 = WORK.empty((T + 1, B, 8), DTYPE, "dz_n_5")   # every step written
-    dz_z_4 = WORK.empty((T + 1, B, 8), DTYPE, "dz_z_4")   # every step written
-    dz_r_4 = WORK.empty((T + 1, B, 8), DTYPE, "dz_r_4")   # every step written
+    dz_r_4 = WORK.empty((T + 1, B, 16), DTYPE, "dz_r_4")   # every step written
     dz_r_5 = WORK.empty((T + 1, B, 24), DTYPE, "dz_r_5")   # every step written
     dr[1:T + 1] = cotangents.get("r", 0)
     dz[1:T + 1] = cotangents.get("z", 0)
@@ -157,17 +152,13 @@ def backward(params, tape, cotangents, T, B):
 
     # Every step at once
     dz_n_6 = WORK.empty((T, B, 8), DTYPE, "dz_n_6")
-    sub_z_2 = WORK.empty((T, B, 8), DTYPE, "sub_z_2")
-    sub_r = WORK.empty((T, B, 8), DTYPE, "sub_r")
+    sub_rz = WORK.empty((T, B, 16), DTYPE, "sub_rz")
     # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
     np.multiply(n[now], n[now], out=dz_n_6)
     np.subtract(1, dz_n_6, out=dz_n_3[now])
-    # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    np.subtract(1, z[now], out=sub_z_2)
-    np.multiply(z[now], sub_z_2, out=dz_z_3[now])
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
-    np.subtract(1, r[now], out=sub_r)
-    np.multiply(r[now], sub_r, out=dz_r_3[now])
+    np.subtract(1, rz[now], out=sub_rz)
+    np.multiply(rz[now], sub_rz, out=dz_r_3[now])
 
     # r(t), z(t), n(t), h(t): back through time (backward)
     dz_h = np.empty((B, 8), DTYPE)
@@ -177,29 +168,33 @@ def backward(params, tape, cotangents, T, B):
     neg_dz_h_3 = np.empty((B, 8), DTYPE)
     dz_n_7 = np.empty((B, 8), DTYPE)
     vecmat_dz_r_5 = np.empty((B, 8), DTYPE)
-    for t in range(T, 0, -1):
+    steps = zip(dh[1:T + 1][::-1], h[0:T][::-1], z[1:T + 1][::-1], dz[1:T + 1][::-1], dh[0:T][::-1],
+                n[1:T + 1][::-1], sub_z[1:T + 1][::-1], dn[1:T + 1][::-1], dz_n_4[1:T + 1][::-1],
+                dz_n_3[1:T + 1][::-1], z_n_2[1:T + 1][::-1], dz_n_5[1:T + 1][::-1],
+                r[1:T + 1][::-1], dr[1:T + 1][::-1], dz_r_4[1:T + 1][::-1], drz[1:T + 1][::-1],
+                dz_r_3[1:T + 1][::-1], dz_r_5[1:T + 1][::-1])
+    for (dh_t, h_tm1, z_t, dz_t, dh_tm1, n_t, sub_z_t, dn_t, dz_n_4_t, dz_n_3_t, z_n_2_t, dz_n_5_t,
+         r_t, dr_t, dz_r_4_t, drz_t, dz_r_3_t, dz_r_5_t) in steps:
         # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
-        np.multiply(dh[t], h[t - 1], out=dz_h)
-        np.multiply(z[t], dh[t], out=dz_h_2)
-        dz[t] += dz_h
-        dh[t - 1] += dz_h_2
-        np.multiply(dh[t], n[t], out=dz_h_3)
-        np.multiply(sub_z[t], dh[t], out=dz_h_4)
-        dn[t] += dz_h_4
+        np.multiply(dh_t, h_tm1, out=dz_h)
+        np.multiply(z_t, dh_t, out=dz_h_2)
+        dz_t += dz_h
+        dh_tm1 += dz_h_2
+        np.multiply(dh_t, n_t, out=dz_h_3)
+        np.multiply(sub_z_t, dh_t, out=dz_h_4)
+        dn_t += dz_h_4
         np.negative(dz_h_3, out=neg_dz_h_3)
-        dz[t] += neg_dz_h_3
+        dz_t += neg_dz_h_3
         # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
-        np.multiply(dn[t], dz_n_3[t], out=dz_n_4[t])
-        np.multiply(dz_n_4[t], z_n_2[t], out=dz_n_7)
-        np.multiply(r[t], dz_n_4[t], out=dz_n_5[t])
-        dr[t] += dz_n_7
-        # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-        np.multiply(dz[t], dz_z_3[t], out=dz_z_4[t])
+        np.multiply(dn_t, dz_n_3_t, out=dz_n_4_t)
+        np.multiply(dz_n_4_t, z_n_2_t, out=dz_n_7)
+        np.multiply(r_t, dz_n_4_t, out=dz_n_5_t)
+        dr_t += dz_n_7
         # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
-        np.multiply(dr[t], dz_r_3[t], out=dz_r_4[t])
-        dz_r_5[t][...] = np.concatenate((dz_r_4[t], dz_z_4[t], dz_n_5[t]), -1)
-        np.dot(dz_r_5[t], W_h_rzn, out=vecmat_dz_r_5)
-        dh[t - 1] += vecmat_dz_r_5
+        np.multiply(drz_t, dz_r_3_t, out=dz_r_4_t)
+        dz_r_5_t[...] = np.concatenate((dz_r_4_t, dz_n_5_t), -1)
+        np.dot(dz_r_5_t, W_h__rzn, out=vecmat_dz_r_5)
+        dh_tm1 += vecmat_dz_r_5
 
     # Every step at once
     # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
@@ -207,45 +202,48 @@ def backward(params, tape, cotangents, T, B):
     db_hn += dz_n_8
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     outer_dz_r_5 = dz_r_5[now].reshape(-1, 24).T @ h[tm1].reshape(-1, 8)
-    dW_h_rzn += outer_dz_r_5
+    dW_h__rzn += outer_dz_r_5
 
     # Every step at once
     vecmat_dz_r_7 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_r_7")
     # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
     dz_n_9 = dz_n_4[now].sum((0, 1))
     db_in += dz_n_9
-    # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    dz_z_5 = dz_z_4[now].sum((0, 1))
-    dz_z += dz_z_5
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     dz_r_6 = dz_r_4[now].sum((0, 1))
     dz_r += dz_r_6
-    dz_r_7 = np.concatenate((dz_r_4[now], dz_z_4[now], dz_n_4[now]), -1)
+    dz_r_7 = np.concatenate((dz_r_4[now], dz_n_4[now]), -1)
     outer_dz_r_7 = dz_r_7.reshape(-1, 24).T @ x[now].reshape(-1, 4)
-    np.dot(dz_r_7.reshape(-1, 24), W_i_rzn, out=vecmat_dz_r_7.reshape(-1, 4))
-    dW_i_rzn += outer_dz_r_7
+    np.dot(dz_r_7.reshape(-1, 24), W_i__rzn, out=vecmat_dz_r_7.reshape(-1, 4))
+    dW_i__rzn += outer_dz_r_7
     dx[now] += vecmat_dz_r_7
 
     # The time-free values and initial values, in reverse
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
-    rowslice_dW_h_rzn = dW_h_rzn[0:8]
-    rowslice_dW_h_rzn_2 = dW_h_rzn[8:16]
-    rowslice_dW_h_rzn_3 = dW_h_rzn[16:24]
-    dW_hr += rowslice_dW_h_rzn
-    dW_hz += rowslice_dW_h_rzn_2
-    dW_hn += rowslice_dW_h_rzn_3
-    rowslice_dW_i_rzn = dW_i_rzn[0:8]
-    rowslice_dW_i_rzn_2 = dW_i_rzn[8:16]
-    rowslice_dW_i_rzn_3 = dW_i_rzn[16:24]
-    dW_ir += rowslice_dW_i_rzn
-    dW_iz += rowslice_dW_i_rzn_2
-    dW_in += rowslice_dW_i_rzn_3
-    # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    db_iz += dz_z
-    db_hz += dz_z
-    # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
-    db_ir += dz_r
-    db_hr += dz_r
+    rowslice_dW_h__rzn = dW_h__rzn[0:16]
+    rowslice_dW_h__rzn_2 = dW_h__rzn[16:24]
+    dW_h_rz += rowslice_dW_h__rzn
+    dW_hn += rowslice_dW_h__rzn_2
+    rowslice_dW_i__rzn = dW_i__rzn[0:16]
+    rowslice_dW_i__rzn_2 = dW_i__rzn[16:24]
+    dW_i_rz += rowslice_dW_i__rzn
+    dW_in += rowslice_dW_i__rzn_2
+    rowslice_dW_h_rz = dW_h_rz[0:8]
+    rowslice_dW_h_rz_2 = dW_h_rz[8:16]
+    dW_hr += rowslice_dW_h_rz
+    dW_hz += rowslice_dW_h_rz_2
+    rowslice_dW_i_rz = dW_i_rz[0:8]
+    rowslice_dW_i_rz_2 = dW_i_rz[8:16]
+    dW_ir += rowslice_dW_i_rz
+    dW_iz += rowslice_dW_i_rz_2
+    slice_dz_r = dz_r[..., 0:8]
+    slice_dz_r_2 = dz_r[..., 8:16]
+    db_hr += slice_dz_r
+    db_hz += slice_dz_r_2
+    slice_dz_r_3 = dz_r[..., 0:8]
+    slice_dz_r_4 = dz_r[..., 8:16]
+    db_ir += slice_dz_r_3
+    db_iz += slice_dz_r_4
 
     grads = {"W_ir": dW_ir, "b_ir": db_ir, "W_hr": dW_hr, "b_hr": db_hr, "W_iz": dW_iz,
              "b_iz": db_iz, "W_hz": dW_hz, "b_hz": db_hz, "W_in": dW_in, "b_in": db_in,

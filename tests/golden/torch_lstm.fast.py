@@ -16,8 +16,7 @@ PARAMETERS = ("W_ii", "b_ii", "W_hi", "b_hi", "W_if", "b_if", "W_hf", "b_hf", "W
               "W_hg", "b_hg", "W_io", "b_io", "W_ho", "b_ho")
 PREPARE = ("W_ii", "b_ii", "W_hi", "b_hi", "W_if", "b_if", "W_hf", "b_hf", "W_ig", "b_ig", "W_hg",
            "b_hg", "W_io", "b_io", "W_ho", "b_ho")
-TAPE = ("i", "f", "g", "o", "c", "h", "x", "z_i", "z_f", "z_g", "z_o", "W_i_ifgo", "W_h_ifgo",
-        "z_i_2", "z_f_2", "z_g_2", "z_o_2", "tanh_c")
+TAPE = ("i", "f", "g", "o", "c", "h", "x", "W_i_ifog", "W_h_ifog", "z_i", "z_i_2", "ifo", "tanh_c")
 
 
 def prepare(params):
@@ -27,17 +26,12 @@ def prepare(params):
     (W_ii, b_ii, W_hi, b_hi, W_if, b_if, W_hf, b_hf, W_ig,
      b_ig, W_hg, b_hg, W_io, b_io, W_ho, b_ho) = (params[name] for name in PREPARE)
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
-    z_i = b_ii + b_hi
-    # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
-    z_f = b_if + b_hf
-    # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
-    z_g = b_ig + b_hg
-    # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
-    z_o = b_io + b_ho
-    # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
-    W_i_ifgo = np.concatenate((W_ii, W_if, W_ig, W_io), 0)
-    W_h_ifgo = np.concatenate((W_hi, W_hf, W_hg, W_ho), 0)
-    return (z_i, z_f, z_g, z_o, W_i_ifgo, W_h_ifgo)
+    z_i_3 = np.concatenate((b_ii, b_if, b_io, b_ig), -1)
+    z_i_4 = np.concatenate((b_hi, b_hf, b_ho, b_hg), -1)
+    W_i_ifog = np.concatenate((W_ii, W_if, W_io, W_ig), 0)
+    W_h_ifog = np.concatenate((W_hi, W_hf, W_ho, W_hg), 0)
+    z_i = z_i_3 + z_i_4
+    return (W_i_ifog, W_h_ifog, z_i)
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
@@ -46,7 +40,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
      b_ig, W_hg, b_hg, W_io, b_io, W_ho, b_ho) = (params[name] for name in PARAMETERS)
 
     # Values of the parameters alone (see prepare)
-    z_i, z_f, z_g, z_o, W_i_ifgo, W_h_ifgo = prepare(params) if prepared is None else prepared
+    W_i_ifog, W_h_ifog, z_i = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
@@ -54,76 +48,52 @@ def forward(params, inputs, initial, T, B, prepared=None):
     # before step 1 hold initial values (or zeros), those after step T zeros
     x = WORK.zeros((T + 1, B, 4), DTYPE, "x")
     x[1:T + 1] = inputs["x"]
-    i = WORK.zeros((T + 1, B, 8), DTYPE, "i")
-    f = WORK.zeros((T + 1, B, 8), DTYPE, "f")
     g = WORK.zeros((T + 1, B, 8), DTYPE, "g")
-    o = WORK.zeros((T + 1, B, 8), DTYPE, "o")
     c = WORK.zeros((T + 1, B, 8), DTYPE, "c")
     h = WORK.zeros((T + 1, B, 8), DTYPE, "h")
+    z_i_2 = WORK.empty((T + 1, B, 32), DTYPE, "z_i_2")   # every step written
+    ifo = WORK.zeros((T + 1, B, 24), DTYPE, "ifo")
+    tanh_c = WORK.empty((T + 1, B, 8), DTYPE, "tanh_c")   # every step written
+    i = ifo[..., 0:8]
+    f = ifo[..., 8:16]
+    o = ifo[..., 16:24]
     c[0] = initial["c(0)"]
     h[0] = initial["h(0)"]
-    z_i_2 = WORK.empty((T + 1, B, 8), DTYPE, "z_i_2")   # every step written
-    z_f_2 = WORK.empty((T + 1, B, 8), DTYPE, "z_f_2")   # every step written
-    z_g_2 = WORK.empty((T + 1, B, 8), DTYPE, "z_g_2")   # every step written
-    z_o_2 = WORK.empty((T + 1, B, 8), DTYPE, "z_o_2")   # every step written
-    tanh_c = WORK.empty((T + 1, B, 8), DTYPE, "tanh_c")   # every step written
 
     # Every step at once: what does not depend on the loop after it
-    W_i_ifgo_x = WORK.empty((T, B, 32), DTYPE, "W_i_ifgo_x")
-    slice_W_i_ifgo_x = W_i_ifgo_x[..., 0:8]
-    slice_W_i_ifgo_x_2 = W_i_ifgo_x[..., 8:16]
-    slice_W_i_ifgo_x_3 = W_i_ifgo_x[..., 16:24]
-    slice_W_i_ifgo_x_4 = W_i_ifgo_x[..., 24:32]
+    W_i_ifog_x = WORK.empty((T, B, 32), DTYPE, "W_i_ifog_x")
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
-    np.dot(x[now].reshape(-1, 4), W_i_ifgo.T, out=W_i_ifgo_x.reshape(-1, 32))
-    np.add(z_i, slice_W_i_ifgo_x, out=z_i_2[now])
-    # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
-    np.add(z_f, slice_W_i_ifgo_x_2, out=z_f_2[now])
-    # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
-    np.add(z_g, slice_W_i_ifgo_x_3, out=z_g_2[now])
-    # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
-    np.add(z_o, slice_W_i_ifgo_x_4, out=z_o_2[now])
+    np.dot(x[now].reshape(-1, 4), W_i_ifog.T, out=W_i_ifog_x.reshape(-1, 32))
+    np.add(z_i, W_i_ifog_x, out=z_i_2[now])
 
     # i(t), f(t), g(t), o(t), c(t), h(t): a loop forward in time
-    W_h_ifgo_h = np.empty((B, 32), DTYPE)
-    slice_W_h_ifgo_h = W_h_ifgo_h[..., 0:8]
-    slice_W_h_ifgo_h_2 = W_h_ifgo_h[..., 8:16]
-    slice_W_h_ifgo_h_3 = W_h_ifgo_h[..., 16:24]
-    slice_W_h_ifgo_h_4 = W_h_ifgo_h[..., 24:32]
-    z_i_3 = np.empty((B, 8), DTYPE)
-    z_f_3 = np.empty((B, 8), DTYPE)
-    z_g_3 = np.empty((B, 8), DTYPE)
-    z_o_3 = np.empty((B, 8), DTYPE)
+    W_h_ifog_h = np.empty((B, 32), DTYPE)
+    z_i_3 = np.empty((B, 32), DTYPE)
+    slice_z_i_3 = z_i_3[..., 0:24]
+    slice_z_i_3_2 = z_i_3[..., 24:32]
     z_c = np.empty((B, 8), DTYPE)
     z_c_2 = np.empty((B, 8), DTYPE)
     with np.errstate(over="ignore"):
-        for t in range(1, T + 1):
+        steps = zip(h[0:T], z_i_2[1:T + 1], ifo[1:T + 1], g[1:T + 1], f[1:T + 1], c[0:T],
+                    i[1:T + 1], c[1:T + 1], tanh_c[1:T + 1], h[1:T + 1], o[1:T + 1])
+        for (h_tm1, z_i_2_t, ifo_t, g_t, f_t, c_tm1, i_t, c_t, tanh_c_t, h_t, o_t) in steps:
             # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
-            np.dot(h[t - 1], W_h_ifgo.T, out=W_h_ifgo_h)
-            np.add(z_i_2[t], slice_W_h_ifgo_h, out=z_i_3)
-            sigmoid(z_i_3, out=i[t])
-            # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
-            np.add(z_f_2[t], slice_W_h_ifgo_h_2, out=z_f_3)
-            sigmoid(z_f_3, out=f[t])
-            # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
-            np.add(z_g_2[t], slice_W_h_ifgo_h_3, out=z_g_3)
-            np.tanh(z_g_3, out=g[t])
-            # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
-            np.add(z_o_2[t], slice_W_h_ifgo_h_4, out=z_o_3)
-            sigmoid(z_o_3, out=o[t])
+            np.dot(h_tm1, W_h_ifog.T, out=W_h_ifog_h)
+            np.add(z_i_2_t, W_h_ifog_h, out=z_i_3)
+            sigmoid(slice_z_i_3, out=ifo_t)
+            np.tanh(slice_z_i_3_2, out=g_t)
             # c(t) = f(t) * c(t-1) + i(t) * g(t)
-            np.multiply(f[t], c[t - 1], out=z_c)
-            np.multiply(i[t], g[t], out=z_c_2)
-            np.add(z_c, z_c_2, out=c[t])
+            np.multiply(f_t, c_tm1, out=z_c)
+            np.multiply(i_t, g_t, out=z_c_2)
+            np.add(z_c, z_c_2, out=c_t)
             # h(t) = o(t) * tanh(c(t))
-            np.tanh(c[t], out=tanh_c[t])
-            np.multiply(o[t], tanh_c[t], out=h[t])
+            np.tanh(c_t, out=tanh_c_t)
+            np.multiply(o_t, tanh_c_t, out=h_t)
 
-    outputs = {"i": i[1:T + 1], "f": f[1:T + 1], "g": g[1:T + 1], "o": o[1:T + 1], "c": c[1:T + 1],
+    outputs = {"i": i[1:T + 1], "f": f[1:T + 1], "o": o[1:T + 1], "g": g[1:T + 1], "c": c[1:T + 1],
                "h": h[1:T + 1]}
-    tape = {"i": i, "f": f, "g": g, "o": o, "c": c, "h": h, "x": x, "z_i": z_i, "z_f": z_f,
-            "z_g": z_g, "z_o": z_o, "W_i_ifgo": W_i_ifgo, "W_h_ifgo": W_h_ifgo, "z_i_2": z_i_2,
-            "z_f_2": z_f_2, "z_g_2": z_g_2, "z_o_2": z_o_2, "tanh_c": tanh_c}
+    tape = {"i": i, "f": f, "g": g, "o": o, "c": c, "h": h, "x": x, "W_i_ifog": W_i_ifog,
+            "W_h_ifog": W_h_ifog, "z_i": z_i, "z_i_2": z_i_2, "ifo": ifo, "tanh_c": tanh_c}
     return outputs, tape
 
 
@@ -132,8 +102,8 @@ def backward(params, tape, cotangents, T, B):
     initial values: the blocks of forward in reverse, loops backward in time."""
     (W_ii, b_ii, W_hi, b_hi, W_if, b_if, W_hf, b_hf, W_ig,
      b_ig, W_hg, b_hg, W_io, b_io, W_ho, b_ho) = (params[name] for name in PARAMETERS)
-    (i, f, g, o, c, h, x, z_i, z_f, z_g, z_o, W_i_ifgo, W_h_ifgo,
-     z_i_2, z_f_2, z_g_2, z_o_2, tanh_c) = (tape[name] for name in TAPE)
+    (i, f, g, o, c, h, x, W_i_ifog, W_h_ifog, z_i, z_i_2, ifo,
+     tanh_c) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -154,57 +124,40 @@ def backward(params, tape, cotangents, T, B):
     db_io = np.zeros_like(b_io, DTYPE)
     dW_ho = np.zeros_like(W_ho, DTYPE)
     db_ho = np.zeros_like(b_ho, DTYPE)
-    di = WORK.zeros(i.shape, DTYPE, "di")
-    df = WORK.zeros(f.shape, DTYPE, "df")
     dg = WORK.zeros(g.shape, DTYPE, "dg")
-    do = WORK.zeros(o.shape, DTYPE, "do")
     dc = WORK.zeros(c.shape, DTYPE, "dc")
     dh = WORK.zeros(h.shape, DTYPE, "dh")
     dx = WORK.zeros(x.shape, DTYPE, "dx")
+    dW_i_ifog = WORK.zeros(W_i_ifog.shape, DTYPE, "dW_i_ifog")
+    dW_h_ifog = WORK.zeros(W_h_ifog.shape, DTYPE, "dW_h_ifog")
     dz_i = WORK.zeros(z_i.shape, DTYPE, "dz_i")
-    dz_f = WORK.zeros(z_f.shape, DTYPE, "dz_f")
-    dz_g = WORK.zeros(z_g.shape, DTYPE, "dz_g")
-    dz_o = WORK.zeros(z_o.shape, DTYPE, "dz_o")
-    dW_i_ifgo = WORK.zeros(W_i_ifgo.shape, DTYPE, "dW_i_ifgo")
-    dW_h_ifgo = WORK.zeros(W_h_ifgo.shape, DTYPE, "dW_h_ifgo")
+    difo = WORK.zeros(ifo.shape, DTYPE, "difo")
+    di = difo[..., 0:8]
+    df = difo[..., 8:16]
+    do = difo[..., 16:24]
     dz_h = WORK.empty((T + 1, B, 8), DTYPE, "dz_h")   # every step written
-    dz_o_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_o_3")   # every step written
-    dz_g_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_g_3")   # every step written
-    dz_f_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_f_3")   # every step written
     dz_i_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_i_3")   # every step written
-    dz_o_4 = WORK.empty((T + 1, B, 8), DTYPE, "dz_o_4")   # every step written
-    dz_g_4 = WORK.empty((T + 1, B, 8), DTYPE, "dz_g_4")   # every step written
-    dz_f_4 = WORK.empty((T + 1, B, 8), DTYPE, "dz_f_4")   # every step written
-    dz_i_4 = WORK.empty((T + 1, B, 8), DTYPE, "dz_i_4")   # every step written
+    dz_i_4 = WORK.empty((T + 1, B, 24), DTYPE, "dz_i_4")   # every step written
     dz_i_5 = WORK.empty((T + 1, B, 32), DTYPE, "dz_i_5")   # every step written
     di[1:T + 1] = cotangents.get("i", 0)
     df[1:T + 1] = cotangents.get("f", 0)
-    dg[1:T + 1] = cotangents.get("g", 0)
     do[1:T + 1] = cotangents.get("o", 0)
+    dg[1:T + 1] = cotangents.get("g", 0)
     dc[1:T + 1] = cotangents.get("c", 0)
     dh[1:T + 1] = cotangents.get("h", 0)
 
     # Every step at once
     dz_h_2 = WORK.empty((T, B, 8), DTYPE, "dz_h_2")
-    sub_o = WORK.empty((T, B, 8), DTYPE, "sub_o")
-    dz_g_5 = WORK.empty((T, B, 8), DTYPE, "dz_g_5")
-    sub_f = WORK.empty((T, B, 8), DTYPE, "sub_f")
-    sub_i = WORK.empty((T, B, 8), DTYPE, "sub_i")
+    dz_i_6 = WORK.empty((T, B, 8), DTYPE, "dz_i_6")
+    sub_ifo = WORK.empty((T, B, 24), DTYPE, "sub_ifo")
     # h(t) = o(t) * tanh(c(t))
     np.multiply(tanh_c[now], tanh_c[now], out=dz_h_2)
     np.subtract(1, dz_h_2, out=dz_h[now])
-    # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
-    np.subtract(1, o[now], out=sub_o)
-    np.multiply(o[now], sub_o, out=dz_o_3[now])
-    # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
-    np.multiply(g[now], g[now], out=dz_g_5)
-    np.subtract(1, dz_g_5, out=dz_g_3[now])
-    # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
-    np.subtract(1, f[now], out=sub_f)
-    np.multiply(f[now], sub_f, out=dz_f_3[now])
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
-    np.subtract(1, i[now], out=sub_i)
-    np.multiply(i[now], sub_i, out=dz_i_3[now])
+    np.multiply(g[now], g[now], out=dz_i_6)
+    np.subtract(1, dz_i_6, out=dz_i_3[now])
+    np.subtract(1, ifo[now], out=sub_ifo)
+    np.multiply(ifo[now], sub_ifo, out=dz_i_4[now])
 
     # i(t), f(t), g(t), o(t), c(t), h(t): back through time (backward)
     dz_h_3 = np.empty((B, 8), DTYPE)
@@ -214,90 +167,87 @@ def backward(params, tape, cotangents, T, B):
     dz_c_2 = np.empty((B, 8), DTYPE)
     dz_c_3 = np.empty((B, 8), DTYPE)
     dz_c_4 = np.empty((B, 8), DTYPE)
+    dz_i_7 = np.empty((B, 8), DTYPE)
+    dz_i_8 = np.empty((B, 24), DTYPE)
     vecmat_dz_i_5 = np.empty((B, 8), DTYPE)
-    for t in range(T, 0, -1):
+    steps = zip(dh[1:T + 1][::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], do[1:T + 1][::-1],
+                dz_h[1:T + 1][::-1], dc[1:T + 1][::-1], g[1:T + 1][::-1], i[1:T + 1][::-1],
+                di[1:T + 1][::-1], dg[1:T + 1][::-1], c[0:T][::-1], f[1:T + 1][::-1],
+                df[1:T + 1][::-1], dc[0:T][::-1], dz_i_3[1:T + 1][::-1], difo[1:T + 1][::-1],
+                dz_i_4[1:T + 1][::-1], dz_i_5[1:T + 1][::-1], dh[0:T][::-1])
+    for (dh_t, tanh_c_t, o_t, do_t, dz_h_t, dc_t, g_t, i_t, di_t, dg_t, c_tm1, f_t, df_t, dc_tm1,
+         dz_i_3_t, difo_t, dz_i_4_t, dz_i_5_t, dh_tm1) in steps:
         # h(t) = o(t) * tanh(c(t))
-        np.multiply(dh[t], tanh_c[t], out=dz_h_3)
-        np.multiply(o[t], dh[t], out=dz_h_4)
-        do[t] += dz_h_3
-        np.multiply(dz_h_4, dz_h[t], out=dz_h_5)
-        dc[t] += dz_h_5
+        np.multiply(dh_t, tanh_c_t, out=dz_h_3)
+        np.multiply(o_t, dh_t, out=dz_h_4)
+        do_t += dz_h_3
+        np.multiply(dz_h_4, dz_h_t, out=dz_h_5)
+        dc_t += dz_h_5
         # c(t) = f(t) * c(t-1) + i(t) * g(t)
-        np.multiply(dc[t], g[t], out=dz_c)
-        np.multiply(i[t], dc[t], out=dz_c_2)
-        di[t] += dz_c
-        dg[t] += dz_c_2
-        np.multiply(dc[t], c[t - 1], out=dz_c_3)
-        np.multiply(f[t], dc[t], out=dz_c_4)
-        df[t] += dz_c_3
-        dc[t - 1] += dz_c_4
-        # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
-        np.multiply(do[t], dz_o_3[t], out=dz_o_4[t])
-        # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
-        np.multiply(dg[t], dz_g_3[t], out=dz_g_4[t])
-        # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
-        np.multiply(df[t], dz_f_3[t], out=dz_f_4[t])
+        np.multiply(dc_t, g_t, out=dz_c)
+        np.multiply(i_t, dc_t, out=dz_c_2)
+        di_t += dz_c
+        dg_t += dz_c_2
+        np.multiply(dc_t, c_tm1, out=dz_c_3)
+        np.multiply(f_t, dc_t, out=dz_c_4)
+        df_t += dz_c_3
+        dc_tm1 += dz_c_4
         # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
-        np.multiply(di[t], dz_i_3[t], out=dz_i_4[t])
-        dz_i_5[t][...] = np.concatenate((dz_i_4[t], dz_f_4[t], dz_g_4[t], dz_o_4[t]), -1)
-        np.dot(dz_i_5[t], W_h_ifgo, out=vecmat_dz_i_5)
-        dh[t - 1] += vecmat_dz_i_5
+        np.multiply(dg_t, dz_i_3_t, out=dz_i_7)
+        np.multiply(difo_t, dz_i_4_t, out=dz_i_8)
+        dz_i_5_t[...] = np.concatenate((dz_i_8, dz_i_7), -1)
+        np.dot(dz_i_5_t, W_h_ifog, out=vecmat_dz_i_5)
+        dh_tm1 += vecmat_dz_i_5
 
     # Every step at once
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
     outer_dz_i_5 = dz_i_5[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
-    dW_h_ifgo += outer_dz_i_5
+    dW_h_ifog += outer_dz_i_5
 
     # Every step at once
-    vecmat_dz_i_7 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_i_7")
-    # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
-    dz_o_5 = dz_o_4[now].sum((0, 1))
-    dz_o += dz_o_5
-    # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
-    dz_g_6 = dz_g_4[now].sum((0, 1))
-    dz_g += dz_g_6
-    # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
-    dz_f_5 = dz_f_4[now].sum((0, 1))
-    dz_f += dz_f_5
+    vecmat_dz_i_5_2 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_i_5_2")
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
-    dz_i_6 = dz_i_4[now].sum((0, 1))
-    dz_i += dz_i_6
-    dz_i_7 = np.concatenate((dz_i_4[now], dz_f_4[now], dz_g_4[now], dz_o_4[now]), -1)
-    outer_dz_i_7 = dz_i_7.reshape(-1, 32).T @ x[now].reshape(-1, 4)
-    np.dot(dz_i_7.reshape(-1, 32), W_i_ifgo, out=vecmat_dz_i_7.reshape(-1, 4))
-    dW_i_ifgo += outer_dz_i_7
-    dx[now] += vecmat_dz_i_7
+    dz_i_9 = dz_i_5[now].sum((0, 1))
+    dz_i += dz_i_9
+    outer_dz_i_5_2 = dz_i_5[now].reshape(-1, 32).T @ x[now].reshape(-1, 4)
+    np.dot(dz_i_5[now].reshape(-1, 32), W_i_ifog, out=vecmat_dz_i_5_2.reshape(-1, 4))
+    dW_i_ifog += outer_dz_i_5_2
+    dx[now] += vecmat_dz_i_5_2
 
     # The time-free values and initial values, in reverse
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
-    rowslice_dW_h_ifgo = dW_h_ifgo[0:8]
-    rowslice_dW_h_ifgo_2 = dW_h_ifgo[8:16]
-    rowslice_dW_h_ifgo_3 = dW_h_ifgo[16:24]
-    rowslice_dW_h_ifgo_4 = dW_h_ifgo[24:32]
-    dW_hi += rowslice_dW_h_ifgo
-    dW_hf += rowslice_dW_h_ifgo_2
-    dW_hg += rowslice_dW_h_ifgo_3
-    dW_ho += rowslice_dW_h_ifgo_4
-    rowslice_dW_i_ifgo = dW_i_ifgo[0:8]
-    rowslice_dW_i_ifgo_2 = dW_i_ifgo[8:16]
-    rowslice_dW_i_ifgo_3 = dW_i_ifgo[16:24]
-    rowslice_dW_i_ifgo_4 = dW_i_ifgo[24:32]
-    dW_ii += rowslice_dW_i_ifgo
-    dW_if += rowslice_dW_i_ifgo_2
-    dW_ig += rowslice_dW_i_ifgo_3
-    dW_io += rowslice_dW_i_ifgo_4
-    # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
-    db_io += dz_o
-    db_ho += dz_o
-    # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
-    db_ig += dz_g
-    db_hg += dz_g
-    # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
-    db_if += dz_f
-    db_hf += dz_f
-    # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
-    db_ii += dz_i
-    db_hi += dz_i
+    rowslice_dW_h_ifog = dW_h_ifog[0:8]
+    rowslice_dW_h_ifog_2 = dW_h_ifog[8:16]
+    rowslice_dW_h_ifog_3 = dW_h_ifog[16:24]
+    rowslice_dW_h_ifog_4 = dW_h_ifog[24:32]
+    dW_hi += rowslice_dW_h_ifog
+    dW_hf += rowslice_dW_h_ifog_2
+    dW_ho += rowslice_dW_h_ifog_3
+    dW_hg += rowslice_dW_h_ifog_4
+    rowslice_dW_i_ifog = dW_i_ifog[0:8]
+    rowslice_dW_i_ifog_2 = dW_i_ifog[8:16]
+    rowslice_dW_i_ifog_3 = dW_i_ifog[16:24]
+    rowslice_dW_i_ifog_4 = dW_i_ifog[24:32]
+    dW_ii += rowslice_dW_i_ifog
+    dW_if += rowslice_dW_i_ifog_2
+    dW_io += rowslice_dW_i_ifog_3
+    dW_ig += rowslice_dW_i_ifog_4
+    slice_dz_i = dz_i[..., 0:8]
+    slice_dz_i_2 = dz_i[..., 8:16]
+    slice_dz_i_3 = dz_i[..., 16:24]
+    slice_dz_i_4 = dz_i[..., 24:32]
+    db_hi += slice_dz_i
+    db_hf += slice_dz_i_2
+    db_ho += slice_dz_i_3
+    db_hg += slice_dz_i_4
+    slice_dz_i_5 = dz_i[..., 0:8]
+    slice_dz_i_6 = dz_i[..., 8:16]
+    slice_dz_i_7 = dz_i[..., 16:24]
+    slice_dz_i_8 = dz_i[..., 24:32]
+    db_ii += slice_dz_i_5
+    db_if += slice_dz_i_6
+    db_io += slice_dz_i_7
+    db_ig += slice_dz_i_8
 
     grads = {"W_ii": dW_ii, "b_ii": db_ii, "W_hi": dW_hi, "b_hi": db_hi, "W_if": dW_if,
              "b_if": db_if, "W_hf": dW_hf, "b_hf": db_hf, "W_ig": dW_ig, "b_ig": db_ig,

@@ -41,8 +41,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
     x = WORK.zeros((T + 1, B, 4), DTYPE, "x")
     x[1:T + 1] = inputs["x"]
     h = WORK.zeros((T + 1, B, 8), DTYPE, "h")
-    h[0] = initial["h(0)"]
     z_h_2 = WORK.empty((T + 1, B, 8), DTYPE, "z_h_2")   # every step written
+    h[0] = initial["h(0)"]
 
     # Every step at once: what does not depend on the loop after it
     W_ih_x = WORK.empty((T, B, 8), DTYPE, "W_ih_x")
@@ -53,11 +53,12 @@ def forward(params, inputs, initial, T, B, prepared=None):
     # h(t): a loop forward in time
     W_hh_h = np.empty((B, 8), DTYPE)
     z_h_3 = np.empty((B, 8), DTYPE)
-    for t in range(1, T + 1):
+    steps = zip(h[0:T], z_h_2[1:T + 1], h[1:T + 1])
+    for (h_tm1, z_h_2_t, h_t) in steps:
         # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-        np.dot(h[t - 1], W_hh.T, out=W_hh_h)
-        np.add(z_h_2[t], W_hh_h, out=z_h_3)
-        np.tanh(z_h_3, out=h[t])
+        np.dot(h_tm1, W_hh.T, out=W_hh_h)
+        np.add(z_h_2_t, W_hh_h, out=z_h_3)
+        np.tanh(z_h_3, out=h_t)
 
     outputs = {"h": h[1:T + 1]}
     tape = {"h": h, "x": x, "z_h": z_h, "z_h_2": z_h_2}
@@ -92,11 +93,12 @@ def backward(params, tape, cotangents, T, B):
 
     # h(t): back through time (backward)
     vecmat_dz_h_4 = np.empty((B, 8), DTYPE)
-    for t in range(T, 0, -1):
+    steps = zip(dz_h_4[1:T + 1][::-1], dh[1:T + 1][::-1], dz_h_3[1:T + 1][::-1], dh[0:T][::-1])
+    for (dz_h_4_t, dh_t, dz_h_3_t, dh_tm1) in steps:
         # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-        np.multiply(dh[t], dz_h_3[t], out=dz_h_4[t])
-        np.dot(dz_h_4[t], W_hh, out=vecmat_dz_h_4)
-        dh[t - 1] += vecmat_dz_h_4
+        np.multiply(dh_t, dz_h_3_t, out=dz_h_4_t)
+        np.dot(dz_h_4_t, W_hh, out=vecmat_dz_h_4)
+        dh_tm1 += vecmat_dz_h_4
 
     # Every step at once
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
