@@ -61,7 +61,9 @@ def sigmoid(z, out=None):
     array([0. , 0.5, 1. ])
     """
     if out is not None:
-        np.negative(z, out=out)
+        # -z as z * -1: NumPy 2.4's float32 np.negative gives wrong lanes when input and
+        # output are both strided columns of width 1 (a gate of size 1 packed with others)
+        np.multiply(z, -1, out=out)
         np.exp(out, out=out)
         out += 1
         return np.divide(1, out, out=out)

@@ -96,6 +96,12 @@ ELEMENTWISE = {
         lambda p, i: {"h": loop(lambda t, h: sigmoid(h @ p["A"].T + i["x"][t] @ p["U"].T)
                                 * np.tanh(h @ p["C"].T + i["x"][t] @ p["R"].T)
                                 + h @ p["V"].T, np.zeros((B, 2)))}),
+    # ---- a gate of size 1 packed with others: its sigmoid computed -z with NumPy 2.4's
+    # float32 np.negative, wrong when input and output are both strided columns ----
+    "a gate of size 1 among others, float32": (
+        "x1: 1, h7: 3, g9: 3, g12: 1\ng9(t) = tanh(W10 h7(t-1) + W11 x1(t-2))\n"
+        "g12(t) = sigmoid(W13 h7(t-1) + W14 x1(t-2))\n"
+        "h7(t) = W8 x1(t-2) + W15 g9(t) + W16 g12(t) + W17 h7(t-1)", None),
     # ---- item 5: float32 on the optimized path was off by 0.055 ----
     "float32 within rounding": (
         "e: 1, f: 3, p: 1\nf(t) = V1 p(t-1) + M2 e(t)\np(t) = σ(V4 p(t-1) + Θ5 e(t) + Θ6 f(t-1))",

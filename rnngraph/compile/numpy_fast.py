@@ -10,12 +10,13 @@ no array is allocated inside a loop.  An op the table gives no in-place form
 from __future__ import annotations
 
 from ..pysource import Namer, _tuple, _unpack, _wrap
+from .memory import local_gradients, step_plan
 from .numpy_plain import Printer, _statement
 from .optable import ATOM, Text, lookup
 from .program import Block, Const, Home, Program, Tmp
 
 #: Ops printed as one call with out=, besides the table's ufuncs.
-_OUT = {"sigmoid", "relu", "copy", "matvec", "vecmat"}
+_OUT = {"sigmoid", "relu", "copy", "neg", "matvec", "vecmat"}
 
 
 class FastPrinter(Printer):
@@ -53,6 +54,17 @@ class FastPrinter(Printer):
         self.fwd = Program([Block("once", [e for i, e in enumerate(once.eqns) if not fixed[i]]),
                             *rest], fwd.types, fwd.timed, fwd.made, fwd.views)
         self.made = {n: self.fwd if p is fwd else p for n, p in self.made.items()}
+        # Gradients that live in one loop get one step's buffer (rnngraph/compile/memory.py):
+        # named as the array would be, or, where blocks before the loop fill that array,
+        # <name>_sum beside it
+        self.local = local_gradients(back, model.initial_slots, set(self.inputs))
+        self.buf = {}
+        namer = Namer(self.taken)
+        for g in self.local.values():
+            for n in [g.name] + [v for v, w in self.views.items() if w[0] == g.name]:
+                self.buf[n] = namer(self.d[n] + "_sum") if g.seeded else self.d[n]
+        self.taken = set(namer.taken)
+        self.cur = None                     # the block being printed
 
     def prepare(self) -> list[str]:
         lines = ["", "", "def prepare(params):",
@@ -121,8 +133,10 @@ class FastPrinter(Printer):
             sigmoid = any(e.op == "sigmoid" for e in b.eqns)
             if sigmoid:
                 inner += "    "
+            self.cur = b
             self.at_step = self.step_views(b) if b.kind == "loop" else {}
             prelude, body = self.block(prog, b, inner)
+            prelude = self.local_buffers(b) + prelude
             if not body:
                 continue
             lines += ["", f"    # {title(b)}"] + prelude
@@ -133,7 +147,7 @@ class FastPrinter(Printer):
             if b.kind == "loop":
                 lines += self.loop_head(b, head)
             lines += body
-        self.at_step = {}
+        self.at_step, self.cur = {}, None
         return lines
 
     # A loop walks the steps of its arrays with zip, as views made in C, instead of
@@ -141,82 +155,187 @@ class FastPrinter(Printer):
     # step is a few microseconds, the indexing was a fifth of the loop's time.
     at_step: dict = {}
 
+    def local_of(self, n: str):
+        return self.local.get(self.views[n][0] if n in self.views else n)
+
+    def full_grad(self, n: str) -> bool:
+        g = self.local_of(n)
+        return g is None or g.seeded
+
+    def initial_grad(self, n: str, step: int) -> str:
+        g = self.local_of(n)
+        return self.buf[n] if g is not None and g.after == step else super().initial_grad(n, step)
+
     def step_views(self, block) -> dict:
-        """{(name, grad, offset): the name of its view at the loop's step} of ``block``."""
+        """{key: (the name of its view at the loop's step, the array it walks)} of ``block``:
+        keys (name, grad, offset) for homes, ("seed", name) for what a step's gradient
+        buffer adds (the array blocks before the loop filled, or the user's cotangents)."""
         views = {}
+        T, P = self.T, self.P
+        rev = "[::-1]" if block.direction < 0 else ""
         for e in block.eqns:
             for a in (e.out, *e.args):
-                if isinstance(a, Home) and a.offset is not None and a.step is None:
-                    key = (a.name, a.grad, a.offset)
-                    if key not in views:
-                        k = a.offset
-                        when = "t" if k == 0 else f"t{'m' if k < 0 else 'p'}{abs(k)}"
-                        base = self.d[a.name] if a.grad else self.py[a.name]
-                        views[key] = self.namer(f"{base}_{when}")
+                if not (isinstance(a, Home) and a.offset is not None and a.step is None):
+                    continue
+                g = self.local_of(a.name) if a.grad else None
+                if g is not None:
+                    for u in self.back.units(a.name):
+                        if ("seed", u) in views:
+                            continue
+                        if g.seeded:
+                            views[("seed", u)] = (self.namer(f"{self.d[u]}_t"),
+                                                  f"{self.d[u]}[{P}:{T} + {P}]{rev}")
+                        elif u in self.seqs:
+                            views[("seed", u)] = (self.namer(f"cot_{self.py[u]}_t"),
+                                                  f"{self.namer(f'cot_{self.py[u]}')}{rev}")
+                    continue
+                key = (a.name, a.grad, a.offset)
+                if key not in views:
+                    k = a.offset
+                    when = "t" if k == 0 else f"t{'m' if k < 0 else 'p'}{abs(k)}"
+                    base = self.d[a.name] if a.grad else self.py[a.name]
+                    lo = P + k
+                    hi = f"{T} + {lo}" if lo > 0 else T if lo == 0 else f"{T} - {-lo}"
+                    views[key] = (self.namer(f"{base}_{when}"), f"{base}[{lo}:{hi}]{rev}")
         return views
 
     def home(self, h: Home) -> str:
+        if h.grad:
+            g = self.local_of(h.name)
+            if g is not None and (g.block is self.cur or h.step is not None and h.step == g.after):
+                return self.buf[h.name]
         view = self.at_step.get((h.name, h.grad, h.offset)) if h.step is None else None
-        return view or super().home(h)
+        return view[0] if view else super().home(h)
 
     def loop_head(self, block, indent: str) -> list[str]:
         """``for (h_tm1, h_t) in zip(h[0:T], h[1:T + 1]):``, reversed for a loop backward."""
-        T, P = self.T, self.P
-        arrays, names = [], []
-        for (name, grad, k), view in self.at_step.items():
-            base = self.d[name] if grad else self.py[name]
-            lo = P + k
-            hi = f"{T} + {lo}" if lo > 0 else T if lo == 0 else f"{T} - {-lo}"
-            arrays.append(f"{base}[{lo}:{hi}]" + ("[::-1]" if block.direction < 0 else ""))
-            names.append(view)
+        names = [v for v, _ in self.at_step.values()]
+        arrays = [a for _, a in self.at_step.values()]
         return _wrap(f"{indent}steps = zip({', '.join(arrays)})") + \
             _wrap(f"{indent}for ({', '.join(names)}{',' if len(names) == 1 else ''}) in steps:")
 
+    def local_buffers(self, block) -> list[str]:
+        """The step buffers of the gradients that live in ``block``, made before it: zeros
+        for a carried one (nothing flows to the last step from after it)."""
+        lines = []
+        for g in self.local.values():
+            if g.block is not block:
+                continue
+            t = self.back.types[("home", g.name)]
+            dims = _tuple([self.B] * t.lead + list(t.shape), "")
+            make = "zeros" if g.carried else "empty"
+            lines.append(f"    {self.buf[g.name]} = np.{make}({dims}, DTYPE)")
+            lines += [f"    {self.buf[v]} = {self.buf[g.name]}[..., {lo}:{hi}]"
+                      for v, (b, lo, hi) in self.views.items() if b == g.name]
+        for key, (_, walk) in self.at_step.items():
+            if key[0] == "seed" and not self.local_of(key[1]).seeded:   # the user's, or Nones
+                lines.append(f'    {walk.removesuffix("[::-1]")} = '
+                             f'cotangents.get("{key[1]}", [None] * {self.T})')
+        return lines
+
+    def settle(self, unit: str, how: str) -> list[str]:
+        """What a step's gradient buffer adds before its first read (see StepPlan)."""
+        buf = self.buf[unit]
+        seed = self.at_step.get(("seed", unit))
+        if how == "zero" or seed is None:
+            return [f"{buf}.fill(0)"] if how in ("zero", "first") else []
+        src = seed[0]
+        if self.local_of(unit).seeded:
+            return [f"np.copyto({buf}, {src})" if how == "first" else f"{buf} += {src}"]
+        if how == "first":
+            return [f"{buf}[...] = 0 if {src} is None else {src}"]
+        return [f"if {src} is not None:", f"    {buf} += {src}"]
+
+    @staticmethod
+    def in_place(op: str) -> bool:
+        """Whether ``op`` prints as one call that writes into a given array."""
+        return lookup(op).ufunc is not None or op in _OUT
+
+    @staticmethod
+    def lanewise(op: str) -> bool:
+        """Whether ``op`` may write into lanes of an array, or over its own argument."""
+        return lookup(op).ufunc is not None or op in ("sigmoid", "relu", "copy", "neg")
+
     def block(self, prog, block, indent: str):
         """(buffers made before the block, its statements)."""
+        plan = step_plan(prog, block, self.local, self.in_place, self.lanewise)
         texts: dict[str, Text] = {}
         buffers: set[str] = set()           # temporaries with a buffer made before the block
         prelude, lines, origin = [], [], None
-        for e in block.eqns:
+
+        def buffer(e) -> str:
+            """A buffer for the temporary ``e`` makes, made before the block."""
+            name = self.namer(self.wish(prog, e, texts))
+            texts[e.out.name] = Text(name, ATOM)
+            buffers.add(e.out.name)
+            dims = self.dims(prog.type(e.out, block))
+            shape = f"({', '.join(dims)},)".replace(",)", ")") if dims else "()"
+            make = self.empty(shape, name) if self.kind == "all" else f"np.empty({shape}, DTYPE)"
+            prelude.append(f"    {name} = {make}")
+            return name
+
+        def dest(a) -> str:
+            """Where the value ``a`` is written."""
+            if isinstance(a, Home):
+                return self.home(a)
+            where = plan.into.get(a.name)
+            if where is None:
+                return texts[a.name].text
+            if where[0] == "home":
+                return self.home(where[1])
+            _, whole, lo, hi = where
+            return f"{dest(whole)}[..., {lo}:{hi}]"
+
+        for i in sorted(plan.skip):          # concatenations written by their pieces
+            e = block.eqns[i]
+            if e.op == "concat" and isinstance(e.out, Tmp):
+                buffer(e)
+        for i, e in enumerate(block.eqns):
+            if e.origin != origin and e.origin is not None and i not in plan.skip:
+                lines.append(f"{indent}# {self.equation_text(e.origin)}")
+                origin = e.origin
+            for unit, how in plan.settle.get(i, ()):
+                lines += [f"{indent}{x}" for x in self.settle(unit, how)]
+            if i in plan.skip:
+                continue
             row = lookup(e.op)
             args = [self.atom(a, texts) for a in e.args]
             types = tuple(prog.type(a, block) for a in e.args)
-            in_place = row.ufunc is not None or e.op in _OUT
+            in_place = self.in_place(e.op)
             if isinstance(e.out, Tmp):
                 t = prog.type(e.out, block)
-                name = self.namer(self.wish(prog, e, texts))
-                texts[e.out.name] = Text(name, ATOM)
-                if e.op == "slice" and isinstance(e.args[0], Tmp) and e.args[0].name in buffers:
+                if e.out.name in plan.into:
+                    dst = dest(e.out)
+                    texts[e.out.name] = Text(dst, ATOM)
+                    stmt = self.call(e, args, types, dst, t)
+                elif e.op == "slice" and isinstance(e.args[0], Tmp) and e.args[0].name in buffers:
                     # lanes of a buffer: the same view at every step, made once
+                    name = self.namer(self.wish(prog, e, texts))
+                    texts[e.out.name] = Text(name, ATOM)
                     prelude.append(f"    {name} = {row.py(tuple(args), types, e.attrs).text}")
                     buffers.add(e.out.name)
                     continue
-                if in_place:
-                    buffers.add(e.out.name)
-                    dims = self.dims(t)
-                    shape = f"({', '.join(dims)},)".replace(",)", ")") if dims else "()"
-                    make = self.empty(shape, name) if self.kind == "all" else \
-                        f"np.empty({shape}, DTYPE)"
-                    prelude.append(f"    {name} = {make}")
-                    stmt = self.call(e, args, types, name, t)
+                elif in_place:
+                    stmt = self.call(e, args, types, buffer(e), t)
                 else:
+                    name = self.namer(self.wish(prog, e, texts))
+                    texts[e.out.name] = Text(name, ATOM)
                     stmt = f"{name} = {row.py(tuple(args), types, e.attrs).text}"
             elif e.accumulate:
-                stmt = f"{self.home(e.out)} += {args[0].text}"
+                if i in plan.assign:
+                    stmt = f"np.copyto({self.home(e.out)}, {args[0].text})"
+                else:
+                    stmt = f"{self.home(e.out)} += {args[0].text}"
             else:
                 dst = self.home(e.out)
                 whole = e.out.offset is None and e.out.step is None
                 t, have = prog.type(e.out, block), row.type(types, e.attrs)
                 if whole and e.out.name not in self.sym:          # a value the passes made
                     stmt = f"{dst} = {row.py(tuple(args), types, e.attrs).text}"
-                elif in_place and (row.ufunc is not None or e.op in ("sigmoid", "relu", "copy")
-                                   or have == t):
+                elif in_place and (self.lanewise(e.op) or have == t):
                     stmt = self.call(e, args, types, dst, t)
                 else:
                     stmt = f"{dst}[...] = {row.py(tuple(args), types, e.attrs).text}"
-            if e.origin != origin and e.origin is not None:
-                lines.append(f"{indent}# {self.equation_text(e.origin)}")
-                origin = e.origin
             lines += _statement(f"{indent}{stmt}")
         return prelude, lines
 
@@ -232,6 +351,8 @@ class FastPrinter(Printer):
             return f"np.{row.ufunc}({', '.join(a)}, out={dst})"
         if e.op == "sigmoid":
             return f"sigmoid({a[0]}, out={dst})"
+        if e.op == "neg":
+            return f"np.multiply({a[0]}, -1, out={dst})"
         if e.op == "relu":
             return f"np.maximum({a[0]}, 0, out={dst})"
         if e.op == "copy":

@@ -84,9 +84,8 @@ class Printer:
         self.inputs = [n for n, s in self.sym.items() if s.role == "input"]
         # A home that is lanes of another (rnngraph/compile/pack.py) is written with it
         self.views = fwd.views
-        lanes = {b: [n for n, v in self.views.items() if v[0] == b] for b, _, _ in self.views.values()}
         written = [m for b in fwd.blocks for e in b.eqns if isinstance(e.out, Home)
-                   for m in lanes.get(e.out.name, [e.out.name])]
+                   for m in fwd.units(e.out.name)]
         self.seqs = [n for n in dict.fromkeys(written) if n in self.sym and self.sym[n].timed]
         self.values = [n for n, s in self.sym.items() if s.role == "value"]
         offsets = [a.offset for p in (fwd, back) for b in p.blocks for e in b.eqns
@@ -105,13 +104,17 @@ class Printer:
         self.kind = "once"
         # Homes the passes made (a temporary kept over the steps): named after what they hold
         self.made = {}                      # name -> the program that writes it
+        for base in dict.fromkeys(v[0] for v in self.views.values()):    # lanes of one array
+            self.made[base] = fwd
+            self.py[base] = namer(identifier(base[1:]))
+            self.d[base] = namer("d" + self.py[base])
         for prog in (fwd, back):
             for b in prog.blocks:
                 for e in b.eqns:
                     if isinstance(e.out, Home) and e.out.name not in self.sym \
                             and e.out.name not in self.py and not e.out.grad:
                         self.made[e.out.name] = prog
-                        lanes = any(v[0] == e.out.name for v in fwd.views.values())
+                        lanes = e.out.name in fwd.views
                         self.py[e.out.name] = namer(identifier(e.out.name[1:]) if lanes
                                                     else self.wish(prog, e, {}))
                         self.d[e.out.name] = namer("d" + self.py[e.out.name])
@@ -244,7 +247,7 @@ class Printer:
         step by step or for every step), time-free ones assigned where computed."""
         lines = []
         for n, p in self.made.items():
-            if p is prog and n in prog.timed:
+            if p is prog and n in prog.timed and n not in self.views:
                 t = prog.types[("home", n)]
                 rows = f"{self.T} + {self.P + self.F}"
                 dims = ", ".join([rows] + [self.B] * t.lead + [str(x) for x in t.shape])
@@ -260,6 +263,15 @@ class Printer:
         py = self.d if grad else self.py
         return [f"    {py[n]} = {py[self.views[n][0]]}[..., {self.views[n][1]}:{self.views[n][2]}]"
                 for n in names if n in self.views]
+
+    def full_grad(self, n: str) -> bool:
+        """Whether the gradient of ``n`` is an array over the steps (the optimized printer
+        keeps some in one step's buffer: rnngraph/compile/memory.py)."""
+        return True
+
+    def initial_grad(self, n: str, step: int) -> str:
+        """Source of the gradient of ``n``'s initial value at ``step``."""
+        return f"{self.d[n]}[{self.slot(step)}]"
 
     def loop(self, block) -> str:
         T, P = self.T, self.P
@@ -341,7 +353,7 @@ class Printer:
             if n not in self.views:
                 shape = f"({rows}, {B}, {self.model.sizes[n]})"
                 lines.append(f"    {self.py[n]} = {self.zeros(shape, self.py[n])}")
-        lines += self.extra(self.fwd, "forward") + self.view_lines(self.seqs)
+        lines += self.extra(self.fwd, "forward") + self.view_lines(self.views)
         for key, (step, n) in self.slots.items():
             if key not in self.model.defined_slots:
                 lines.append(f'    {self.py[n]}[{self.slot(step)}] = initial["{key}"]')
@@ -377,11 +389,14 @@ class Printer:
                   if isinstance(e.out, Home) and e.out.grad}
         bases = {v[0] for v in self.views.values()}
         for n in self.params + tape:
-            if (n in self.sym or n in graded or n in bases) and n not in self.views:
+            if (n in self.sym or n in graded or n in bases) and n not in self.views \
+                    and self.full_grad(n):
                 lines.append(f"    {self.d[n]} = {self.zeros_like(n)}")
-        lines += self.view_lines(tape, grad=True) + self.extra(self.back, "backward")
+        lines += self.view_lines([n for n in tape if self.full_grad(n)], grad=True)
+        lines += self.extra(self.back, "backward")
         for n in self.seqs:
-            lines.append(f'    {self.d[n]}[{self.steps()}] = cotangents.get("{n}", 0)')
+            if self.full_grad(n):
+                lines.append(f'    {self.d[n]}[{self.steps()}] = cotangents.get("{n}", 0)')
         for n in self.values:
             lines.append(f'    {self.d[n]} += cotangents.get("{n}", 0)')
 
@@ -397,7 +412,7 @@ class Printer:
         grads = [f'"{p}": {self.d[p]}' for p in self.params]
         grads += [f'"{n}": {self.d[n]}[{self.steps()}]' if self.sym[n].timed else f'"{n}": {self.d[n]}'
                   for n in self.inputs]
-        grads += [f'"{key}": {self.d[n]}[{self.slot(step)}]' for key, (step, n) in self.slots.items()
+        grads += [f'"{key}": {self.initial_grad(n, step)}' for key, (step, n) in self.slots.items()
                   if key not in self.model.defined_slots]
         lines += [""] + _dict("grads", grads)
         return lines + ["    return grads"]

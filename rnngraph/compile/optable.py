@@ -125,8 +125,10 @@ _lanewise("mul",     _binary("*", MUL),         lambda b, e, g: (b.mul(g, e.args
 _lanewise("div",     _binary("/", MUL),         lambda b, e, g: (b.div(g, e.args[1]),
                                                                  b.neg(b.div(b.mul(g, e.out), e.args[1]))),
           "divide", "divide")
+# No ufunc: NumPy 2.4's float32 np.negative(a, out=b) is wrong when a and b are both
+# strided columns of width 1 (lanes of packed gates); numpy_fast prints a * -1 instead.
 _lanewise("neg",     lambda a, t, at: Text(f"-{a[0].at(UNARY)}", UNARY),
-          lambda b, e, g: (b.neg(g),), "negative", "negative")
+          lambda b, e, g: (b.neg(g),), kernel="negative")
 _lanewise("copy",    lambda a, t, at: a[0], lambda b, e, g: (g,), type=_same)
 _lanewise("tanh",    _call("np.tanh"),          lambda b, e, g: (b.mul(g, b.sub(1, b.mul(e.out, e.out))),),
           "tanh", "tanh")

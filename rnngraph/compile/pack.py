@@ -190,24 +190,32 @@ def _rewrite(prog: Program, block: Block, shape: _Shape, members, first: int) ->
         wide[place] = op("stack" if len(prog.type(ps[0]).shape) == 2 else "concat", ps)
     z = _build(eqns, shape.made, set(inside), eqns[members[0][0]].args[0], wide, op)
 
-    # one activation over each run of lanes that shares it
-    lo, total = 0, sum(prog.type(eqns[i].out).shape[0] for i, _, _ in members)
+    # the members are lanes of one array, in that order; one activation over each run of
+    # lanes that shares it, written to the run's lanes
+    def label(names):
+        return "%" + ("".join(names) if all(len(n) == 1 for n in names) else "_".join(names))
+    names = [eqns[i].out.name for i, _, _ in members]
+    base = Home(label(names), 0)
+    sizes = [prog.type(Home(n)).shape[0] for n in names]
+    prog.types[("home", base.name)] = Type(1, (sum(sizes),))
+    prog.timed.add(base.name)
+    lo = 0
+    for name, n in zip(names, sizes):
+        prog.views[name] = (base.name, lo, lo + n)
+        lo += n
+    lo = 0
     for act in order:
-        run = [eqns[i].out for i, a, _ in members if a == act]
-        sizes = [prog.type(h).shape[0] for h in run]
-        width = sum(sizes)
-        arg = z if width == total else op("slice", (z,), (lo, lo + width))
-        out = run[0]
-        if len(run) > 1:                      # the members are lanes of one array
-            names = [h.name for h in run]
-            out = Home("%" + ("".join(names) if all(len(n) == 1 for n in names)
-                              else "_".join(names)), 0)
-            prog.types[("home", out.name)] = Type(1, (width,))
-            prog.timed.add(out.name)
-            at = 0
-            for name, n in zip(names, sizes):
-                prog.views[name] = (out.name, at, at + n)
-                at += n
+        run = [(name, n) for name, n, (_, a, _) in zip(names, sizes, members) if a == act]
+        width = sum(n for _, n in run)
+        if len(run) == len(members):
+            arg, out = z, base
+        else:
+            arg = op("slice", (z,), (lo, lo + width))
+            out = Home(run[0][0] if len(run) == 1 else label([n for n, _ in run]), 0)
+            if len(run) > 1:
+                prog.types[("home", out.name)] = Type(1, (width,))
+                prog.timed.add(out.name)
+                prog.views[out.name] = (base.name, lo, lo + width)
         new.append(Eqn(out, act, (arg,), origin=origin))
         lo += width
     gone = {j for _, _, tree in members for j in tree[3]} | {i for i, _, _ in members}

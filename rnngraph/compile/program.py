@@ -162,6 +162,21 @@ class Program:
         name, grad = key
         return (self.views[name][0], grad) if name in self.views else key
 
+    def within(self, name: str) -> list[str]:
+        """The views whose lanes lie within ``name``'s (a base's: all of its views)."""
+        b, lo, hi = self.views.get(name, (name, 0, None))
+        return [v for v, (vb, vlo, vhi) in self.views.items()
+                if vb == b and lo <= vlo and (hi is None or vhi <= hi)]
+
+    def units(self, name: str) -> list[str]:
+        """The lanes of ``name`` that no other view splits (an LSTM's i, f, o, g of the
+        views ifo, g of ifog), in order; [name] if it has no views."""
+        inside = self.within(name)
+        fine = [v for v in inside if not any(
+            w != v and self.views[v][1] <= self.views[w][1] and self.views[w][2] <= self.views[v][2]
+            for w in inside)]
+        return sorted(fine, key=lambda v: self.views[v][1]) or [name]
+
     def type(self, atom, block: Block | None = None) -> Type:
         """``atom``'s type; a timed home read in an every-step block has the time axis too."""
         if isinstance(atom, Const):

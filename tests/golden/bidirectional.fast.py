@@ -139,13 +139,13 @@ def backward(params, tape, cotangents, T, B):
     np.subtract(1, dz_g_4, out=dz_g_2[now])
 
     # g(t): back through time (forward)
-    vecmat_dz_g_3 = np.empty((B, 8), DTYPE)
-    steps = zip(dz_g_3[1:T + 1], dg[1:T + 1], dz_g_2[1:T + 1], dg[2:T + 2])
-    for (dz_g_3_t, dg_t, dz_g_2_t, dg_tp1) in steps:
+    dg_sum = np.zeros((B, 8), DTYPE)
+    steps = zip(dz_g_3[1:T + 1], dg[1:T + 1], dz_g_2[1:T + 1])
+    for (dz_g_3_t, dg_t, dz_g_2_t) in steps:
         # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-        np.multiply(dg_t, dz_g_2_t, out=dz_g_3_t)
-        np.dot(dz_g_3_t, W_g, out=vecmat_dz_g_3)
-        dg_tp1 += vecmat_dz_g_3
+        dg_sum += dg_t
+        np.multiply(dg_sum, dz_g_2_t, out=dz_g_3_t)
+        np.dot(dz_g_3_t, W_g, out=dg_sum)
 
     # Every step at once
     # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
@@ -153,14 +153,14 @@ def backward(params, tape, cotangents, T, B):
     dW_g += outer_dz_g_3
 
     # Every step at once
-    vecmat_dz_g_3_2 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_g_3_2")
+    vecmat_dz_g_3 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_g_3")
     # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
     dz_g_5 = dz_g_3[now].sum((0, 1))
     db_g += dz_g_5
     outer_dz_g_3_2 = dz_g_3[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_g_3[now].reshape(-1, 8), U_g, out=vecmat_dz_g_3_2.reshape(-1, 4))
+    np.dot(dz_g_3[now].reshape(-1, 8), U_g, out=vecmat_dz_g_3.reshape(-1, 4))
     dU_g += outer_dz_g_3_2
-    dx[now] += vecmat_dz_g_3_2
+    dx[now] += vecmat_dz_g_3
 
     # Every step at once
     dz_h_4 = WORK.empty((T, B, 8), DTYPE, "dz_h_4")
@@ -169,13 +169,13 @@ def backward(params, tape, cotangents, T, B):
     np.subtract(1, dz_h_4, out=dz_h_2[now])
 
     # h(t): back through time (backward)
-    vecmat_dz_h_3 = np.empty((B, 8), DTYPE)
-    steps = zip(dz_h_3[1:T + 1][::-1], dh[1:T + 1][::-1], dz_h_2[1:T + 1][::-1], dh[0:T][::-1])
-    for (dz_h_3_t, dh_t, dz_h_2_t, dh_tm1) in steps:
+    dh_sum = np.zeros((B, 8), DTYPE)
+    steps = zip(dz_h_3[1:T + 1][::-1], dh[1:T + 1][::-1], dz_h_2[1:T + 1][::-1])
+    for (dz_h_3_t, dh_t, dz_h_2_t) in steps:
         # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-        np.multiply(dh_t, dz_h_2_t, out=dz_h_3_t)
-        np.dot(dz_h_3_t, W_h, out=vecmat_dz_h_3)
-        dh_tm1 += vecmat_dz_h_3
+        dh_sum += dh_t
+        np.multiply(dh_sum, dz_h_2_t, out=dz_h_3_t)
+        np.dot(dz_h_3_t, W_h, out=dh_sum)
 
     # Every step at once
     # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
@@ -183,15 +183,15 @@ def backward(params, tape, cotangents, T, B):
     dW_h += outer_dz_h_3
 
     # Every step at once
-    vecmat_dz_h_3_2 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_h_3_2")
+    vecmat_dz_h_3 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_h_3")
     # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
     dz_h_5 = dz_h_3[now].sum((0, 1))
     db_h += dz_h_5
     outer_dz_h_3_2 = dz_h_3[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h_3[now].reshape(-1, 8), U_h, out=vecmat_dz_h_3_2.reshape(-1, 4))
+    np.dot(dz_h_3[now].reshape(-1, 8), U_h, out=vecmat_dz_h_3.reshape(-1, 4))
     dU_h += outer_dz_h_3_2
-    dx[now] += vecmat_dz_h_3_2
+    dx[now] += vecmat_dz_h_3
 
     grads = {"W_h": dW_h, "U_h": dU_h, "b_h": db_h, "W_g": dW_g, "U_g": dU_g, "b_g": db_g,
-             "V_h": dV_h, "V_g": dV_g, "c": dc, "x": dx[1:T + 1], "h(0)": dh[0]}
+             "V_h": dV_h, "V_g": dV_g, "c": dc, "x": dx[1:T + 1], "h(0)": dh_sum}
     return grads

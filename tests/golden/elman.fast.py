@@ -116,10 +116,10 @@ def backward(params, tape, cotangents, T, B):
     # L(t) = cross_entropy(y(t), target(t))
     np.multiply(dL[now], target[now], out=dz_L)
     np.divide(dz_L, y[now], out=dz_L_2)
-    np.negative(dz_L_2, out=neg_dz_L_2)
+    np.multiply(dz_L_2, -1, out=neg_dz_L_2)
     np.log(y[now], out=log_y)
     np.multiply(dL[now], log_y, out=dz_L_3)
-    np.negative(dz_L_3, out=neg_dz_L_3)
+    np.multiply(dz_L_3, -1, out=neg_dz_L_3)
     dy[now] += neg_dz_L_2
     dtarget[now] += neg_dz_L_3
 
@@ -151,16 +151,16 @@ def backward(params, tape, cotangents, T, B):
     np.subtract(1, dz_h_2, out=dz_h[now])
 
     # a(t), h(t): back through time (backward)
+    dh_sum = np.zeros((B, 8), DTYPE)
     dz_h_3 = np.empty((B, 8), DTYPE)
-    vecmat_da = np.empty((B, 8), DTYPE)
-    steps = zip(dh[1:T + 1][::-1], dz_h[1:T + 1][::-1], da[1:T + 1][::-1], dh[0:T][::-1])
-    for (dh_t, dz_h_t, da_t, dh_tm1) in steps:
+    steps = zip(dh[1:T + 1][::-1], dz_h[1:T + 1][::-1], da[1:T + 1][::-1])
+    for (dh_t, dz_h_t, da_t) in steps:
         # h(t) = tanh(a(t))
-        np.multiply(dh_t, dz_h_t, out=dz_h_3)
+        dh_sum += dh_t
+        np.multiply(dh_sum, dz_h_t, out=dz_h_3)
         da_t += dz_h_3
         # a(t) = b + W h(t-1) + U x(t)
-        np.dot(da_t, W, out=vecmat_da)
-        dh_tm1 += vecmat_da
+        np.dot(da_t, W, out=dh_sum)
 
     # Every step at once
     # a(t) = b + W h(t-1) + U x(t)
@@ -168,15 +168,15 @@ def backward(params, tape, cotangents, T, B):
     dW += outer_da
 
     # Every step at once
-    vecmat_da_2 = WORK.empty((T, B, 4), DTYPE, "vecmat_da_2")
+    vecmat_da = WORK.empty((T, B, 4), DTYPE, "vecmat_da")
     # a(t) = b + W h(t-1) + U x(t)
     dz_a_2 = da[now].sum((0, 1))
     db += dz_a_2
     outer_da_2 = da[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(da[now].reshape(-1, 8), U, out=vecmat_da_2.reshape(-1, 4))
+    np.dot(da[now].reshape(-1, 8), U, out=vecmat_da.reshape(-1, 4))
     dU += outer_da_2
-    dx[now] += vecmat_da_2
+    dx[now] += vecmat_da
 
     grads = {"b": db, "W": dW, "U": dU, "c": dc, "V": dV, "x": dx[1:T + 1],
-             "target": dtarget[1:T + 1], "h(0)": dh[0]}
+             "target": dtarget[1:T + 1], "h(0)": dh_sum}
     return grads

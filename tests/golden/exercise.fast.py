@@ -56,6 +56,8 @@ def forward(params, inputs, initial, n_steps, B, prepared=None):
     slice_z_h1_x_2 = z_h1_x[..., 8:11]
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
     np.dot(x[now].reshape(-1, 4), z_h1.T, out=z_h1_x.reshape(-1, 11))
+    # y(t) = softmax(P x(t) + Q h2(t) + d)
+    # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
     np.add(b, slice_z_h1_x, out=z_h1_3[now])
     # y(t) = softmax(P x(t) + Q h2(t) + d)
     np.add(d, slice_z_h1_x_2, out=z_y[now])
@@ -80,6 +82,8 @@ def forward(params, inputs, initial, n_steps, B, prepared=None):
         # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
         np.dot(h1_tm1, V.T, out=V_h1)
         np.dot(h2_tm1, z_h1_2.T, out=z_h1_2_h2)
+        # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
+        # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
         np.add(z_h1_3_t, V_h1, out=z_h1_4)
         np.add(z_h1_4, slice_z_h1_2_h2, out=z_h1_5)
         np.tanh(z_h1_5, out=h1_t)
@@ -121,9 +125,6 @@ def backward(params, tape, cotangents, n_steps, B):
     dP = np.zeros_like(P, DTYPE)
     dQ = np.zeros_like(Q, DTYPE)
     dd = np.zeros_like(d, DTYPE)
-    dh1 = WORK.zeros(h1.shape, DTYPE, "dh1")
-    dh2 = WORK.zeros(h2.shape, DTYPE, "dh2")
-    dy = WORK.zeros(y.shape, DTYPE, "dy")
     dx = WORK.zeros(x.shape, DTYPE, "dx")
     dz_h1 = WORK.zeros(z_h1.shape, DTYPE, "dz_h1")
     dz_h1_2 = WORK.zeros(z_h1_2.shape, DTYPE, "dz_h1_2")
@@ -133,9 +134,6 @@ def backward(params, tape, cotangents, n_steps, B):
     dz_h2_2 = WORK.empty((n_steps + 1, B, 8), DTYPE, "dz_h2_2")   # every step written
     dz_h1_5 = WORK.empty((n_steps + 1, B, 8), DTYPE, "dz_h1_5")   # every step written
     dz_h1_6 = WORK.empty((n_steps + 1, B, 16), DTYPE, "dz_h1_6")   # every step written
-    dh1[1:n_steps + 1] = cotangents.get("h1", 0)
-    dh2[1:n_steps + 1] = cotangents.get("h2", 0)
-    dy[1:n_steps + 1] = cotangents.get("y", 0)
 
     # Every step at once
     dz_h2_3 = WORK.empty((n_steps, B, 8), DTYPE, "dz_h2_3")
@@ -148,40 +146,45 @@ def backward(params, tape, cotangents, n_steps, B):
     np.subtract(1, dz_h1_7, out=dz_h1_4[now])
 
     # h1(t), h2(t), y(t): back through time (backward)
+    dy = np.zeros((B, 3), DTYPE)
+    dh2 = np.zeros((B, 8), DTYPE)
+    dh1 = np.zeros((B, 8), DTYPE)
+    cot_y = cotangents.get("y", [None] * n_steps)
+    cot_h2 = cotangents.get("h2", [None] * n_steps)
+    cot_h1 = cotangents.get("h1", [None] * n_steps)
     dz_y_3 = np.empty((B, 3), DTYPE)
     dz_y_4 = np.empty((B, 3), DTYPE)
     vecmat_dz_y_2 = np.empty((B, 8), DTYPE)
-    vecmat_dz_h2_2 = np.empty((B, 3), DTYPE)
-    vecmat_dz_h2_2_2 = np.empty((B, 8), DTYPE)
-    vecmat_dz_h1_6 = np.empty((B, 8), DTYPE)
-    vecmat_dz_h1_5 = np.empty((B, 8), DTYPE)
-    steps = zip(dy[1:n_steps + 1][::-1], y[1:n_steps + 1][::-1], dz_y_2[1:n_steps + 1][::-1],
-                dh2[1:n_steps + 1][::-1], dz_h2_2[1:n_steps + 1][::-1], dz_h2[1:n_steps + 1][::-1],
-                dy[0:n_steps][::-1], dh1[1:n_steps + 1][::-1], dz_h1_5[1:n_steps + 1][::-1],
-                dz_h1_4[1:n_steps + 1][::-1], dz_h1_6[1:n_steps + 1][::-1], dh2[0:n_steps][::-1],
-                dh1[0:n_steps][::-1])
-    for (dy_t, y_t, dz_y_2_t, dh2_t, dz_h2_2_t, dz_h2_t, dy_tm1, dh1_t, dz_h1_5_t, dz_h1_4_t,
-         dz_h1_6_t, dh2_tm1, dh1_tm1) in steps:
+    vecmat_dz_h2_2 = np.empty((B, 8), DTYPE)
+    steps = zip(cot_y[::-1], y[1:n_steps + 1][::-1], dz_y_2[1:n_steps + 1][::-1], cot_h2[::-1],
+                dz_h2_2[1:n_steps + 1][::-1], dz_h2[1:n_steps + 1][::-1], cot_h1[::-1],
+                dz_h1_5[1:n_steps + 1][::-1], dz_h1_4[1:n_steps + 1][::-1],
+                dz_h1_6[1:n_steps + 1][::-1])
+    for (cot_y_t, y_t, dz_y_2_t, cot_h2_t, dz_h2_2_t, dz_h2_t, cot_h1_t, dz_h1_5_t, dz_h1_4_t,
+         dz_h1_6_t) in steps:
         # y(t) = softmax(P x(t) + Q h2(t) + d)
-        np.multiply(dy_t, y_t, out=dz_y_3)
+        if cot_y_t is not None:
+            dy += cot_y_t
+        np.multiply(dy, y_t, out=dz_y_3)
         rowsum_dz_y_3 = dz_y_3.sum(-1, keepdims=True)
-        np.subtract(dy_t, rowsum_dz_y_3, out=dz_y_4)
+        np.subtract(dy, rowsum_dz_y_3, out=dz_y_4)
         np.multiply(y_t, dz_y_4, out=dz_y_2_t)
         np.dot(dz_y_2_t, Q, out=vecmat_dz_y_2)
-        dh2_t += vecmat_dz_y_2
+        dh2 += vecmat_dz_y_2
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
-        np.multiply(dh2_t, dz_h2_t, out=dz_h2_2_t)
-        np.dot(dz_h2_2_t, T, out=vecmat_dz_h2_2)
-        dy_tm1 += vecmat_dz_h2_2
-        np.dot(dz_h2_2_t, R, out=vecmat_dz_h2_2_2)
-        dh1_t += vecmat_dz_h2_2_2
+        if cot_h2_t is not None:
+            dh2 += cot_h2_t
+        np.multiply(dh2, dz_h2_t, out=dz_h2_2_t)
+        np.dot(dz_h2_2_t, T, out=dy)
+        np.dot(dz_h2_2_t, R, out=vecmat_dz_h2_2)
+        dh1 += vecmat_dz_h2_2
         # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-        np.multiply(dh1_t, dz_h1_4_t, out=dz_h1_5_t)
+        if cot_h1_t is not None:
+            dh1 += cot_h1_t
+        np.multiply(dh1, dz_h1_4_t, out=dz_h1_5_t)
         dz_h1_6_t[...] = np.concatenate((dz_h1_5_t, dz_h2_2_t), -1)
-        np.dot(dz_h1_6_t, z_h1_2, out=vecmat_dz_h1_6)
-        dh2_tm1 += vecmat_dz_h1_6
-        np.dot(dz_h1_5_t, V, out=vecmat_dz_h1_5)
-        dh1_tm1 += vecmat_dz_h1_5
+        np.dot(dz_h1_6_t, z_h1_2, out=dh2)
+        np.dot(dz_h1_5_t, V, out=dh1)
 
     # Every step at once
     # y(t) = softmax(P x(t) + Q h2(t) + d)
@@ -226,6 +229,5 @@ def backward(params, tape, cotangents, n_steps, B):
     dP += rowslice_dz_h1_3
 
     grads = {"U": dU, "V": dV, "W": dW, "b": db, "R": dR, "S": dS, "T": dT, "c": dc, "P": dP,
-             "Q": dQ, "d": dd, "x": dx[1:n_steps + 1], "h1(0)": dh1[0], "h2(0)": dh2[0],
-             "y(0)": dy[0]}
+             "Q": dQ, "d": dd, "x": dx[1:n_steps + 1], "h1(0)": dh1, "h2(0)": dh2, "y(0)": dy}
     return grads

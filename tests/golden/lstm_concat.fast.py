@@ -114,12 +114,6 @@ def backward(params, tape, cotangents, T, B):
     db_o = np.zeros_like(b_o, DTYPE)
     dW_c = np.zeros_like(W_c, DTYPE)
     db_c = np.zeros_like(b_c, DTYPE)
-    df = WORK.zeros(f.shape, DTYPE, "df")
-    di = WORK.zeros(i.shape, DTYPE, "di")
-    do = WORK.zeros(o.shape, DTYPE, "do")
-    dc_tilde = WORK.zeros(c_tilde.shape, DTYPE, "dc_tilde")
-    dc = WORK.zeros(c.shape, DTYPE, "dc")
-    dh = WORK.zeros(h.shape, DTYPE, "dh")
     dx = WORK.zeros(x.shape, DTYPE, "dx")
     dz_h = WORK.empty((T + 1, B, 8), DTYPE, "dz_h")   # every step written
     dz_c_tilde_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_c_tilde_2")   # every step written
@@ -134,12 +128,6 @@ def backward(params, tape, cotangents, T, B):
     vecmat_dz_i_3 = WORK.empty((T + 1, B, 12), DTYPE, "vecmat_dz_i_3")   # every step written
     dz_f_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_f_3")   # every step written
     vecmat_dz_f_3 = WORK.empty((T + 1, B, 12), DTYPE, "vecmat_dz_f_3")   # every step written
-    df[1:T + 1] = cotangents.get("f", 0)
-    di[1:T + 1] = cotangents.get("i", 0)
-    do[1:T + 1] = cotangents.get("o", 0)
-    dc_tilde[1:T + 1] = cotangents.get("c_tilde", 0)
-    dc[1:T + 1] = cotangents.get("c", 0)
-    dh[1:T + 1] = cotangents.get("h", 0)
 
     # Every step at once
     dz_h_2 = WORK.empty((T, B, 8), DTYPE, "dz_h_2")
@@ -164,60 +152,74 @@ def backward(params, tape, cotangents, T, B):
     np.multiply(f[now], sub_f, out=dz_f_2[now])
 
     # f(t), i(t), o(t), c_tilde(t), c(t), h(t): back through time (backward)
+    dh = np.zeros((B, 8), DTYPE)
+    do = np.empty((B, 8), DTYPE)
+    dc = np.zeros((B, 8), DTYPE)
+    di = np.empty((B, 8), DTYPE)
+    dc_tilde = np.empty((B, 8), DTYPE)
+    df = np.empty((B, 8), DTYPE)
+    cot_h = cotangents.get("h", [None] * T)
+    cot_o = cotangents.get("o", [None] * T)
+    cot_c = cotangents.get("c", [None] * T)
+    cot_i = cotangents.get("i", [None] * T)
+    cot_c_tilde = cotangents.get("c_tilde", [None] * T)
+    cot_f = cotangents.get("f", [None] * T)
     dz_h_3 = np.empty((B, 8), DTYPE)
     dz_h_4 = np.empty((B, 8), DTYPE)
-    dz_h_5 = np.empty((B, 8), DTYPE)
-    dz_c = np.empty((B, 8), DTYPE)
-    dz_c_2 = np.empty((B, 8), DTYPE)
-    dz_c_3 = np.empty((B, 8), DTYPE)
-    dz_c_4 = np.empty((B, 8), DTYPE)
-    steps = zip(dh[1:T + 1][::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], do[1:T + 1][::-1],
-                dz_h[1:T + 1][::-1], dc[1:T + 1][::-1], c_tilde[1:T + 1][::-1], i[1:T + 1][::-1],
-                di[1:T + 1][::-1], dc_tilde[1:T + 1][::-1], c[0:T][::-1], f[1:T + 1][::-1],
-                df[1:T + 1][::-1], dc[0:T][::-1], dz_c_tilde_3[1:T + 1][::-1],
-                dz_c_tilde_2[1:T + 1][::-1], vecmat_dz_c_tilde_3[1:T + 1][::-1], dh[0:T][::-1],
-                dz_o_3[1:T + 1][::-1], dz_o_2[1:T + 1][::-1], vecmat_dz_o_3[1:T + 1][::-1],
-                dz_i_3[1:T + 1][::-1], dz_i_2[1:T + 1][::-1], vecmat_dz_i_3[1:T + 1][::-1],
-                dz_f_3[1:T + 1][::-1], dz_f_2[1:T + 1][::-1], vecmat_dz_f_3[1:T + 1][::-1])
-    for (dh_t, tanh_c_t, o_t, do_t, dz_h_t, dc_t, c_tilde_t, i_t, di_t, dc_tilde_t, c_tm1, f_t,
-         df_t, dc_tm1, dz_c_tilde_3_t, dz_c_tilde_2_t, vecmat_dz_c_tilde_3_t, dh_tm1, dz_o_3_t,
+    steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1],
+                dz_h[1:T + 1][::-1], cot_c[::-1], c_tilde[1:T + 1][::-1], i[1:T + 1][::-1],
+                cot_i[::-1], cot_c_tilde[::-1], c[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1],
+                dz_c_tilde_3[1:T + 1][::-1], dz_c_tilde_2[1:T + 1][::-1],
+                vecmat_dz_c_tilde_3[1:T + 1][::-1], dz_o_3[1:T + 1][::-1], dz_o_2[1:T + 1][::-1],
+                vecmat_dz_o_3[1:T + 1][::-1], dz_i_3[1:T + 1][::-1], dz_i_2[1:T + 1][::-1],
+                vecmat_dz_i_3[1:T + 1][::-1], dz_f_3[1:T + 1][::-1], dz_f_2[1:T + 1][::-1],
+                vecmat_dz_f_3[1:T + 1][::-1])
+    for (cot_h_t, tanh_c_t, o_t, cot_o_t, dz_h_t, cot_c_t, c_tilde_t, i_t, cot_i_t, cot_c_tilde_t,
+         c_tm1, f_t, cot_f_t, dz_c_tilde_3_t, dz_c_tilde_2_t, vecmat_dz_c_tilde_3_t, dz_o_3_t,
          dz_o_2_t, vecmat_dz_o_3_t, dz_i_3_t, dz_i_2_t, vecmat_dz_i_3_t, dz_f_3_t, dz_f_2_t,
          vecmat_dz_f_3_t) in steps:
         # h(t) = o(t) * tanh(c(t))
-        np.multiply(dh_t, tanh_c_t, out=dz_h_3)
-        np.multiply(o_t, dh_t, out=dz_h_4)
-        do_t += dz_h_3
-        np.multiply(dz_h_4, dz_h_t, out=dz_h_5)
-        dc_t += dz_h_5
+        if cot_h_t is not None:
+            dh += cot_h_t
+        np.multiply(dh, tanh_c_t, out=do)
+        np.multiply(o_t, dh, out=dz_h_3)
+        np.multiply(dz_h_3, dz_h_t, out=dz_h_4)
+        dc += dz_h_4
         # c(t) = f(t) * c(t-1) + i(t) * c_tilde(t)
-        np.multiply(dc_t, c_tilde_t, out=dz_c)
-        np.multiply(i_t, dc_t, out=dz_c_2)
-        di_t += dz_c
-        dc_tilde_t += dz_c_2
-        np.multiply(dc_t, c_tm1, out=dz_c_3)
-        np.multiply(f_t, dc_t, out=dz_c_4)
-        df_t += dz_c_3
-        dc_tm1 += dz_c_4
+        if cot_c_t is not None:
+            dc += cot_c_t
+        np.multiply(dc, c_tilde_t, out=di)
+        np.multiply(i_t, dc, out=dc_tilde)
+        np.multiply(dc, c_tm1, out=df)
+        dc *= f_t
         # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
-        np.multiply(dc_tilde_t, dz_c_tilde_2_t, out=dz_c_tilde_3_t)
+        if cot_c_tilde_t is not None:
+            dc_tilde += cot_c_tilde_t
+        np.multiply(dc_tilde, dz_c_tilde_2_t, out=dz_c_tilde_3_t)
         np.dot(dz_c_tilde_3_t, W_c, out=vecmat_dz_c_tilde_3_t)
         slice_vecmat_dz_c_tilde_3 = vecmat_dz_c_tilde_3_t[..., 0:8]
-        dh_tm1 += slice_vecmat_dz_c_tilde_3
+        np.copyto(dh, slice_vecmat_dz_c_tilde_3)
         # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
-        np.multiply(do_t, dz_o_2_t, out=dz_o_3_t)
+        if cot_o_t is not None:
+            do += cot_o_t
+        np.multiply(do, dz_o_2_t, out=dz_o_3_t)
         np.dot(dz_o_3_t, W_o, out=vecmat_dz_o_3_t)
         slice_vecmat_dz_o_3 = vecmat_dz_o_3_t[..., 0:8]
-        dh_tm1 += slice_vecmat_dz_o_3
+        dh += slice_vecmat_dz_o_3
         # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
-        np.multiply(di_t, dz_i_2_t, out=dz_i_3_t)
+        if cot_i_t is not None:
+            di += cot_i_t
+        np.multiply(di, dz_i_2_t, out=dz_i_3_t)
         np.dot(dz_i_3_t, W_i, out=vecmat_dz_i_3_t)
         slice_vecmat_dz_i_3 = vecmat_dz_i_3_t[..., 0:8]
-        dh_tm1 += slice_vecmat_dz_i_3
+        dh += slice_vecmat_dz_i_3
         # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
-        np.multiply(df_t, dz_f_2_t, out=dz_f_3_t)
+        if cot_f_t is not None:
+            df += cot_f_t
+        np.multiply(df, dz_f_2_t, out=dz_f_3_t)
         np.dot(dz_f_3_t, W_f, out=vecmat_dz_f_3_t)
         slice_vecmat_dz_f_3 = vecmat_dz_f_3_t[..., 0:8]
-        dh_tm1 += slice_vecmat_dz_f_3
+        dh += slice_vecmat_dz_f_3
 
     # Every step at once
     # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
@@ -250,5 +252,5 @@ def backward(params, tape, cotangents, T, B):
     dx[now] += slice_vecmat_dz_f_3_2
 
     grads = {"W_f": dW_f, "b_f": db_f, "W_i": dW_i, "b_i": db_i, "W_o": dW_o, "b_o": db_o,
-             "W_c": dW_c, "b_c": db_c, "x": dx[1:T + 1], "c(0)": dc[0], "h(0)": dh[0]}
+             "W_c": dW_c, "b_c": db_c, "x": dx[1:T + 1], "c(0)": dc, "h(0)": dh}
     return grads

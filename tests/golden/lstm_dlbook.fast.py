@@ -14,8 +14,8 @@ WORK = Workspace()   # arrays over the steps, reused once free
 DTYPE = np.float32
 PARAMETERS = ("b_f", "U_f", "W_f", "b_g", "U_g", "W_g", "b_o", "U_o", "W_o", "b", "U", "W")
 PREPARE = ("b_f", "U_f", "W_f", "b_g", "U_g", "W_g", "b_o", "U_o", "W_o", "U", "W")
-TAPE = ("f", "g", "q", "s", "h", "x", "z_f", "U_fgo", "W_fgo", "z_f_2", "z_f_3", "z_f_4", "z_s",
-        "fgq", "z_s_2", "tanh_s")
+TAPE = ("f", "g", "q", "s", "h", "x", "fgq", "z_f", "U_fgo", "W_fgo", "z_f_2", "z_f_3", "z_f_4",
+        "z_s", "z_s_2", "tanh_s")
 
 
 def prepare(params):
@@ -47,9 +47,9 @@ def forward(params, inputs, initial, T, B, prepared=None):
     x[1:T + 1] = inputs["x"]
     s = WORK.zeros((T + 1, B, 8), DTYPE, "s")
     h = WORK.zeros((T + 1, B, 8), DTYPE, "h")
+    fgq = WORK.zeros((T + 1, B, 24), DTYPE, "fgq")
     z_f_4 = WORK.empty((T + 1, B, 24), DTYPE, "z_f_4")   # every step written
     z_s = WORK.empty((T + 1, B, 8), DTYPE, "z_s")   # every step written
-    fgq = WORK.zeros((T + 1, B, 24), DTYPE, "fgq")
     z_s_2 = WORK.empty((T + 1, B, 8), DTYPE, "z_s_2")   # every step written
     tanh_s = WORK.empty((T + 1, B, 8), DTYPE, "tanh_s")   # every step written
     f = fgq[..., 0:8]
@@ -64,6 +64,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
     slice_z_f_2_x_2 = z_f_2_x[..., 24:32]
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
     np.dot(x[now].reshape(-1, 4), z_f_2.T, out=z_f_2_x.reshape(-1, 32))
+    # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
+    # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
     np.add(z_f, slice_z_f_2_x, out=z_f_4[now])
     # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
     np.add(b, slice_z_f_2_x_2, out=z_s[now])
@@ -84,6 +86,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
              q_t) in steps:
             # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
             np.dot(h_tm1, z_f_3.T, out=z_f_3_h)
+            # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
+            # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
             np.add(z_f_4_t, slice_z_f_3_h, out=z_f_5)
             sigmoid(z_f_5, out=fgq_t)
             # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
@@ -97,8 +101,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
             np.multiply(tanh_s_t, q_t, out=h_t)
 
     outputs = {"f": f[1:T + 1], "g": g[1:T + 1], "q": q[1:T + 1], "s": s[1:T + 1], "h": h[1:T + 1]}
-    tape = {"f": f, "g": g, "q": q, "s": s, "h": h, "x": x, "z_f": z_f, "U_fgo": U_fgo,
-            "W_fgo": W_fgo, "z_f_2": z_f_2, "z_f_3": z_f_3, "z_f_4": z_f_4, "z_s": z_s, "fgq": fgq,
+    tape = {"f": f, "g": g, "q": q, "s": s, "h": h, "x": x, "fgq": fgq, "z_f": z_f, "U_fgo": U_fgo,
+            "W_fgo": W_fgo, "z_f_2": z_f_2, "z_f_3": z_f_3, "z_f_4": z_f_4, "z_s": z_s,
             "z_s_2": z_s_2, "tanh_s": tanh_s}
     return outputs, tape
 
@@ -107,8 +111,8 @@ def backward(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     b_f, U_f, W_f, b_g, U_g, W_g, b_o, U_o, W_o, b, U, W = (params[name] for name in PARAMETERS)
-    (f, g, q, s, h, x, z_f, U_fgo, W_fgo, z_f_2, z_f_3, z_f_4,
-     z_s, fgq, z_s_2, tanh_s) = (tape[name] for name in TAPE)
+    (f, g, q, s, h, x, fgq, z_f, U_fgo, W_fgo, z_f_2, z_f_3,
+     z_f_4, z_s, z_s_2, tanh_s) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -125,29 +129,18 @@ def backward(params, tape, cotangents, T, B):
     db = np.zeros_like(b, DTYPE)
     dU = np.zeros_like(U, DTYPE)
     dW = np.zeros_like(W, DTYPE)
-    ds = WORK.zeros(s.shape, DTYPE, "ds")
-    dh = WORK.zeros(h.shape, DTYPE, "dh")
     dx = WORK.zeros(x.shape, DTYPE, "dx")
     dz_f = WORK.zeros(z_f.shape, DTYPE, "dz_f")
     dU_fgo = WORK.zeros(U_fgo.shape, DTYPE, "dU_fgo")
     dW_fgo = WORK.zeros(W_fgo.shape, DTYPE, "dW_fgo")
     dz_f_2 = WORK.zeros(z_f_2.shape, DTYPE, "dz_f_2")
     dz_f_3 = WORK.zeros(z_f_3.shape, DTYPE, "dz_f_3")
-    dfgq = WORK.zeros(fgq.shape, DTYPE, "dfgq")
-    df = dfgq[..., 0:8]
-    dg = dfgq[..., 8:16]
-    dq = dfgq[..., 16:24]
     dz_h = WORK.empty((T + 1, B, 8), DTYPE, "dz_h")   # every step written
     dz_s_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_s_3")   # every step written
     dz_f_5 = WORK.empty((T + 1, B, 24), DTYPE, "dz_f_5")   # every step written
     dz_s_4 = WORK.empty((T + 1, B, 8), DTYPE, "dz_s_4")   # every step written
     dz_f_6 = WORK.empty((T + 1, B, 24), DTYPE, "dz_f_6")   # every step written
     dz_f_7 = WORK.empty((T + 1, B, 32), DTYPE, "dz_f_7")   # every step written
-    df[1:T + 1] = cotangents.get("f", 0)
-    dg[1:T + 1] = cotangents.get("g", 0)
-    dq[1:T + 1] = cotangents.get("q", 0)
-    ds[1:T + 1] = cotangents.get("s", 0)
-    dh[1:T + 1] = cotangents.get("h", 0)
 
     # Every step at once
     dz_h_2 = WORK.empty((T, B, 8), DTYPE, "dz_h_2")
@@ -164,41 +157,52 @@ def backward(params, tape, cotangents, T, B):
     np.multiply(fgq[now], sub_fgq, out=dz_f_5[now])
 
     # f(t), g(t), q(t), s(t), h(t): back through time (backward)
+    dh = np.zeros((B, 8), DTYPE)
+    dfgq = np.empty((B, 24), DTYPE)
+    df = dfgq[..., 0:8]
+    dg = dfgq[..., 8:16]
+    dq = dfgq[..., 16:24]
+    ds = np.zeros((B, 8), DTYPE)
+    cot_h = cotangents.get("h", [None] * T)
+    cot_q = cotangents.get("q", [None] * T)
+    cot_s = cotangents.get("s", [None] * T)
+    cot_g = cotangents.get("g", [None] * T)
+    cot_f = cotangents.get("f", [None] * T)
     dz_h_3 = np.empty((B, 8), DTYPE)
     dz_h_4 = np.empty((B, 8), DTYPE)
-    dz_h_5 = np.empty((B, 8), DTYPE)
     dz_s_5 = np.empty((B, 8), DTYPE)
-    dz_s_6 = np.empty((B, 8), DTYPE)
-    dz_s_7 = np.empty((B, 8), DTYPE)
-    dz_s_8 = np.empty((B, 8), DTYPE)
-    vecmat_dz_f_7 = np.empty((B, 8), DTYPE)
-    steps = zip(dh[1:T + 1][::-1], q[1:T + 1][::-1], tanh_s[1:T + 1][::-1], dq[1:T + 1][::-1],
-                dz_h[1:T + 1][::-1], ds[1:T + 1][::-1], z_s_2[1:T + 1][::-1], g[1:T + 1][::-1],
-                dg[1:T + 1][::-1], dz_s_4[1:T + 1][::-1], dz_s_3[1:T + 1][::-1], s[0:T][::-1],
-                f[1:T + 1][::-1], df[1:T + 1][::-1], ds[0:T][::-1], dz_f_6[1:T + 1][::-1],
-                dfgq[1:T + 1][::-1], dz_f_5[1:T + 1][::-1], dz_f_7[1:T + 1][::-1], dh[0:T][::-1])
-    for (dh_t, q_t, tanh_s_t, dq_t, dz_h_t, ds_t, z_s_2_t, g_t, dg_t, dz_s_4_t, dz_s_3_t, s_tm1,
-         f_t, df_t, ds_tm1, dz_f_6_t, dfgq_t, dz_f_5_t, dz_f_7_t, dh_tm1) in steps:
+    steps = zip(cot_h[::-1], q[1:T + 1][::-1], tanh_s[1:T + 1][::-1], cot_q[::-1],
+                dz_h[1:T + 1][::-1], cot_s[::-1], z_s_2[1:T + 1][::-1], g[1:T + 1][::-1],
+                cot_g[::-1], dz_s_4[1:T + 1][::-1], dz_s_3[1:T + 1][::-1], s[0:T][::-1],
+                f[1:T + 1][::-1], cot_f[::-1], dz_f_6[1:T + 1][::-1], dz_f_5[1:T + 1][::-1],
+                dz_f_7[1:T + 1][::-1])
+    for (cot_h_t, q_t, tanh_s_t, cot_q_t, dz_h_t, cot_s_t, z_s_2_t, g_t, cot_g_t, dz_s_4_t,
+         dz_s_3_t, s_tm1, f_t, cot_f_t, dz_f_6_t, dz_f_5_t, dz_f_7_t) in steps:
         # h(t) = tanh(s(t)) * q(t)
-        np.multiply(dh_t, q_t, out=dz_h_3)
-        np.multiply(tanh_s_t, dh_t, out=dz_h_4)
-        dq_t += dz_h_4
-        np.multiply(dz_h_3, dz_h_t, out=dz_h_5)
-        ds_t += dz_h_5
+        if cot_h_t is not None:
+            dh += cot_h_t
+        np.multiply(dh, q_t, out=dz_h_3)
+        np.multiply(tanh_s_t, dh, out=dq)
+        np.multiply(dz_h_3, dz_h_t, out=dz_h_4)
+        ds += dz_h_4
         # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
-        np.multiply(ds_t, z_s_2_t, out=dz_s_5)
-        np.multiply(g_t, ds_t, out=dz_s_6)
-        dg_t += dz_s_5
-        np.multiply(dz_s_6, dz_s_3_t, out=dz_s_4_t)
-        np.multiply(ds_t, s_tm1, out=dz_s_7)
-        np.multiply(f_t, ds_t, out=dz_s_8)
-        df_t += dz_s_7
-        ds_tm1 += dz_s_8
+        if cot_s_t is not None:
+            ds += cot_s_t
+        np.multiply(ds, z_s_2_t, out=dg)
+        np.multiply(g_t, ds, out=dz_s_5)
+        np.multiply(dz_s_5, dz_s_3_t, out=dz_s_4_t)
+        np.multiply(ds, s_tm1, out=df)
+        ds *= f_t
         # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
-        np.multiply(dfgq_t, dz_f_5_t, out=dz_f_6_t)
+        if cot_f_t is not None:
+            df += cot_f_t
+        if cot_g_t is not None:
+            dg += cot_g_t
+        if cot_q_t is not None:
+            dq += cot_q_t
+        np.multiply(dfgq, dz_f_5_t, out=dz_f_6_t)
         dz_f_7_t[...] = np.concatenate((dz_f_6_t, dz_s_4_t), -1)
-        np.dot(dz_f_7_t, z_f_3, out=vecmat_dz_f_7)
-        dh_tm1 += vecmat_dz_f_7
+        np.dot(dz_f_7_t, z_f_3, out=dh)
 
     # Every step at once
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
@@ -208,8 +212,8 @@ def backward(params, tape, cotangents, T, B):
     # Every step at once
     vecmat_dz_f_9 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_f_9")
     # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
-    dz_s_9 = dz_s_4[now].sum((0, 1))
-    db += dz_s_9
+    dz_s_6 = dz_s_4[now].sum((0, 1))
+    db += dz_s_6
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
     dz_f_8 = dz_f_6[now].sum((0, 1))
     dz_f += dz_f_8
@@ -250,5 +254,5 @@ def backward(params, tape, cotangents, T, B):
 
     grads = {"b_f": db_f, "U_f": dU_f, "W_f": dW_f, "b_g": db_g, "U_g": dU_g, "W_g": dW_g,
              "b_o": db_o, "U_o": dU_o, "W_o": dW_o, "b": db, "U": dU, "W": dW, "x": dx[1:T + 1],
-             "s(0)": ds[0], "h(0)": dh[0]}
+             "s(0)": ds, "h(0)": dh}
     return grads

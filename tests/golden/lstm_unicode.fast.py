@@ -14,8 +14,8 @@ WORK = Workspace()   # arrays over the steps, reused once free
 DTYPE = np.float32
 PARAMETERS = ("W_f", "U_f", "b_f", "W_i", "U_i", "b_i", "W_o", "U_o", "b_o", "W_c", "U_c", "b_c")
 PREPARE = ("W_f", "U_f", "b_f", "W_i", "U_i", "b_i", "W_o", "U_o", "b_o", "W_c", "U_c", "b_c")
-TAPE = ("f", "i", "o", "c_tilde", "c", "h", "x", "z_f", "W_fioc", "U_fioc", "z_f_2", "fio",
-        "tanh_c")
+TAPE = ("f", "i", "o", "c_tilde", "c", "h", "x", "f_i_o_c_tilde", "z_f", "W_fioc", "U_fioc",
+        "z_f_2", "fio", "tanh_c")
 
 
 def prepare(params):
@@ -44,15 +44,16 @@ def forward(params, inputs, initial, T, B, prepared=None):
     # before step 1 hold initial values (or zeros), those after step T zeros
     x = WORK.zeros((T + 1, B, 4), DTYPE, "x")
     x[1:T + 1] = inputs["x"]
-    c_tilde = WORK.zeros((T + 1, B, 8), DTYPE, "c_tilde")
     c = WORK.zeros((T + 1, B, 8), DTYPE, "c")
     h = WORK.zeros((T + 1, B, 8), DTYPE, "h")
+    f_i_o_c_tilde = WORK.zeros((T + 1, B, 32), DTYPE, "f_i_o_c_tilde")
     z_f_2 = WORK.empty((T + 1, B, 32), DTYPE, "z_f_2")   # every step written
-    fio = WORK.zeros((T + 1, B, 24), DTYPE, "fio")
     tanh_c = WORK.empty((T + 1, B, 8), DTYPE, "tanh_c")   # every step written
-    f = fio[..., 0:8]
-    i = fio[..., 8:16]
-    o = fio[..., 16:24]
+    f = f_i_o_c_tilde[..., 0:8]
+    i = f_i_o_c_tilde[..., 8:16]
+    o = f_i_o_c_tilde[..., 16:24]
+    c_tilde = f_i_o_c_tilde[..., 24:32]
+    fio = f_i_o_c_tilde[..., 0:24]
     c[0] = initial["c(0)"]
     h[0] = initial["h(0)"]
 
@@ -88,8 +89,9 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     outputs = {"f": f[1:T + 1], "i": i[1:T + 1], "o": o[1:T + 1], "c_tilde": c_tilde[1:T + 1],
                "c": c[1:T + 1], "h": h[1:T + 1]}
-    tape = {"f": f, "i": i, "o": o, "c_tilde": c_tilde, "c": c, "h": h, "x": x, "z_f": z_f,
-            "W_fioc": W_fioc, "U_fioc": U_fioc, "z_f_2": z_f_2, "fio": fio, "tanh_c": tanh_c}
+    tape = {"f": f, "i": i, "o": o, "c_tilde": c_tilde, "c": c, "h": h, "x": x,
+            "f_i_o_c_tilde": f_i_o_c_tilde, "z_f": z_f, "W_fioc": W_fioc, "U_fioc": U_fioc,
+            "z_f_2": z_f_2, "fio": fio, "tanh_c": tanh_c}
     return outputs, tape
 
 
@@ -98,8 +100,8 @@ def backward(params, tape, cotangents, T, B):
     initial values: the blocks of forward in reverse, loops backward in time."""
     (W_f, U_f, b_f, W_i, U_i, b_i, W_o, U_o, b_o, W_c, U_c,
      b_c) = (params[name] for name in PARAMETERS)
-    (f, i, o, c_tilde, c, h, x, z_f, W_fioc, U_fioc, z_f_2, fio,
-     tanh_c) = (tape[name] for name in TAPE)
+    (f, i, o, c_tilde, c, h, x, f_i_o_c_tilde, z_f, W_fioc,
+     U_fioc, z_f_2, fio, tanh_c) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -116,27 +118,14 @@ def backward(params, tape, cotangents, T, B):
     dW_c = np.zeros_like(W_c, DTYPE)
     dU_c = np.zeros_like(U_c, DTYPE)
     db_c = np.zeros_like(b_c, DTYPE)
-    dc_tilde = WORK.zeros(c_tilde.shape, DTYPE, "dc_tilde")
-    dc = WORK.zeros(c.shape, DTYPE, "dc")
-    dh = WORK.zeros(h.shape, DTYPE, "dh")
     dx = WORK.zeros(x.shape, DTYPE, "dx")
     dz_f = WORK.zeros(z_f.shape, DTYPE, "dz_f")
     dW_fioc = WORK.zeros(W_fioc.shape, DTYPE, "dW_fioc")
     dU_fioc = WORK.zeros(U_fioc.shape, DTYPE, "dU_fioc")
-    dfio = WORK.zeros(fio.shape, DTYPE, "dfio")
-    df = dfio[..., 0:8]
-    di = dfio[..., 8:16]
-    do = dfio[..., 16:24]
     dz_h = WORK.empty((T + 1, B, 8), DTYPE, "dz_h")   # every step written
     dz_f_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_f_3")   # every step written
     dz_f_4 = WORK.empty((T + 1, B, 24), DTYPE, "dz_f_4")   # every step written
     dz_f_5 = WORK.empty((T + 1, B, 32), DTYPE, "dz_f_5")   # every step written
-    df[1:T + 1] = cotangents.get("f", 0)
-    di[1:T + 1] = cotangents.get("i", 0)
-    do[1:T + 1] = cotangents.get("o", 0)
-    dc_tilde[1:T + 1] = cotangents.get("c_tilde", 0)
-    dc[1:T + 1] = cotangents.get("c", 0)
-    dh[1:T + 1] = cotangents.get("h", 0)
 
     # Every step at once
     dz_h_2 = WORK.empty((T, B, 8), DTYPE, "dz_h_2")
@@ -152,44 +141,56 @@ def backward(params, tape, cotangents, T, B):
     np.multiply(fio[now], sub_fio, out=dz_f_4[now])
 
     # f(t), i(t), o(t), c_tilde(t), c(t), h(t): back through time (backward)
+    dh = np.zeros((B, 8), DTYPE)
+    df_i_o_c_tilde = np.empty((B, 32), DTYPE)
+    df = df_i_o_c_tilde[..., 0:8]
+    di = df_i_o_c_tilde[..., 8:16]
+    do = df_i_o_c_tilde[..., 16:24]
+    dc_tilde = df_i_o_c_tilde[..., 24:32]
+    dfio = df_i_o_c_tilde[..., 0:24]
+    dc = np.zeros((B, 8), DTYPE)
+    cot_h = cotangents.get("h", [None] * T)
+    cot_o = cotangents.get("o", [None] * T)
+    cot_c = cotangents.get("c", [None] * T)
+    cot_i = cotangents.get("i", [None] * T)
+    cot_c_tilde = cotangents.get("c_tilde", [None] * T)
+    cot_f = cotangents.get("f", [None] * T)
     dz_h_3 = np.empty((B, 8), DTYPE)
     dz_h_4 = np.empty((B, 8), DTYPE)
-    dz_h_5 = np.empty((B, 8), DTYPE)
     dz_c = np.empty((B, 8), DTYPE)
-    dz_c_2 = np.empty((B, 8), DTYPE)
-    dz_c_3 = np.empty((B, 8), DTYPE)
-    dz_c_4 = np.empty((B, 8), DTYPE)
-    dz_f_7 = np.empty((B, 8), DTYPE)
-    dz_f_8 = np.empty((B, 24), DTYPE)
-    vecmat_dz_f_5 = np.empty((B, 8), DTYPE)
-    steps = zip(dh[1:T + 1][::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], do[1:T + 1][::-1],
-                dz_h[1:T + 1][::-1], dc[1:T + 1][::-1], c_tilde[1:T + 1][::-1], i[1:T + 1][::-1],
-                di[1:T + 1][::-1], dc_tilde[1:T + 1][::-1], c[0:T][::-1], f[1:T + 1][::-1],
-                df[1:T + 1][::-1], dc[0:T][::-1], dz_f_3[1:T + 1][::-1], dfio[1:T + 1][::-1],
-                dz_f_4[1:T + 1][::-1], dz_f_5[1:T + 1][::-1], dh[0:T][::-1])
-    for (dh_t, tanh_c_t, o_t, do_t, dz_h_t, dc_t, c_tilde_t, i_t, di_t, dc_tilde_t, c_tm1, f_t,
-         df_t, dc_tm1, dz_f_3_t, dfio_t, dz_f_4_t, dz_f_5_t, dh_tm1) in steps:
+    steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1],
+                dz_h[1:T + 1][::-1], cot_c[::-1], c_tilde[1:T + 1][::-1], i[1:T + 1][::-1],
+                cot_i[::-1], cot_c_tilde[::-1], c[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1],
+                dz_f_3[1:T + 1][::-1], dz_f_4[1:T + 1][::-1], dz_f_5[1:T + 1][::-1])
+    for (cot_h_t, tanh_c_t, o_t, cot_o_t, dz_h_t, cot_c_t, c_tilde_t, i_t, cot_i_t, cot_c_tilde_t,
+         c_tm1, f_t, cot_f_t, dz_f_3_t, dz_f_4_t, dz_f_5_t) in steps:
         # h(t) = o(t) * tanh(c(t))
-        np.multiply(dh_t, tanh_c_t, out=dz_h_3)
-        np.multiply(o_t, dh_t, out=dz_h_4)
-        do_t += dz_h_3
-        np.multiply(dz_h_4, dz_h_t, out=dz_h_5)
-        dc_t += dz_h_5
+        if cot_h_t is not None:
+            dh += cot_h_t
+        np.multiply(dh, tanh_c_t, out=do)
+        np.multiply(o_t, dh, out=dz_h_3)
+        np.multiply(dz_h_3, dz_h_t, out=dz_h_4)
+        dc += dz_h_4
         # c(t) = f(t) * c(t-1) + i(t) * c_tilde(t)
-        np.multiply(dc_t, c_tilde_t, out=dz_c)
-        np.multiply(i_t, dc_t, out=dz_c_2)
-        di_t += dz_c
-        dc_tilde_t += dz_c_2
-        np.multiply(dc_t, c_tm1, out=dz_c_3)
-        np.multiply(f_t, dc_t, out=dz_c_4)
-        df_t += dz_c_3
-        dc_tm1 += dz_c_4
+        if cot_c_t is not None:
+            dc += cot_c_t
+        np.multiply(dc, c_tilde_t, out=di)
+        np.multiply(i_t, dc, out=dz_c)
+        np.copyto(dc_tilde, dz_c)
+        np.multiply(dc, c_tm1, out=df)
+        dc *= f_t
         # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
-        np.multiply(dc_tilde_t, dz_f_3_t, out=dz_f_7)
-        np.multiply(dfio_t, dz_f_4_t, out=dz_f_8)
-        dz_f_5_t[...] = np.concatenate((dz_f_8, dz_f_7), -1)
-        np.dot(dz_f_5_t, U_fioc, out=vecmat_dz_f_5)
-        dh_tm1 += vecmat_dz_f_5
+        if cot_c_tilde_t is not None:
+            dc_tilde += cot_c_tilde_t
+        np.multiply(dc_tilde, dz_f_3_t, out=dz_f_5_t[..., 24:32])
+        if cot_f_t is not None:
+            df += cot_f_t
+        if cot_i_t is not None:
+            di += cot_i_t
+        if cot_o_t is not None:
+            do += cot_o_t
+        np.multiply(dfio, dz_f_4_t, out=dz_f_5_t[..., 0:24])
+        np.dot(dz_f_5_t, U_fioc, out=dh)
 
     # Every step at once
     # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
@@ -197,14 +198,14 @@ def backward(params, tape, cotangents, T, B):
     dU_fioc += outer_dz_f_5
 
     # Every step at once
-    vecmat_dz_f_5_2 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_f_5_2")
+    vecmat_dz_f_5 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_f_5")
     # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
-    dz_f_9 = dz_f_5[now].sum((0, 1))
-    dz_f += dz_f_9
+    dz_f_7 = dz_f_5[now].sum((0, 1))
+    dz_f += dz_f_7
     outer_dz_f_5_2 = dz_f_5[now].reshape(-1, 32).T @ x[now].reshape(-1, 4)
-    np.dot(dz_f_5[now].reshape(-1, 32), W_fioc, out=vecmat_dz_f_5_2.reshape(-1, 4))
+    np.dot(dz_f_5[now].reshape(-1, 32), W_fioc, out=vecmat_dz_f_5.reshape(-1, 4))
     dW_fioc += outer_dz_f_5_2
-    dx[now] += vecmat_dz_f_5_2
+    dx[now] += vecmat_dz_f_5
 
     # The time-free values and initial values, in reverse
     # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
@@ -235,5 +236,5 @@ def backward(params, tape, cotangents, T, B):
 
     grads = {"W_f": dW_f, "U_f": dU_f, "b_f": db_f, "W_i": dW_i, "U_i": dU_i, "b_i": db_i,
              "W_o": dW_o, "U_o": dU_o, "b_o": db_o, "W_c": dW_c, "U_c": dU_c, "b_c": db_c,
-             "x": dx[1:T + 1], "c(0)": dc[0], "h(0)": dh[0]}
+             "x": dx[1:T + 1], "c(0)": dc, "h(0)": dh}
     return grads

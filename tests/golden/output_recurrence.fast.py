@@ -77,12 +77,10 @@ def backward(params, tape, cotangents, T, B):
     db = np.zeros_like(b, DTYPE)
     dV = np.zeros_like(V, DTYPE)
     dc = np.zeros_like(c, DTYPE)
-    dh = WORK.zeros(h.shape, DTYPE, "dh")
     do = WORK.zeros(o.shape, DTYPE, "do")
     dx = WORK.zeros(x.shape, DTYPE, "dx")
     dz_h_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_h_2")   # every step written
     dz_h_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_h_3")   # every step written
-    dh[1:T + 1] = cotangents.get("h", 0)
     do[1:T + 1] = cotangents.get("o", 0)
 
     # Every step at once
@@ -92,16 +90,18 @@ def backward(params, tape, cotangents, T, B):
     np.subtract(1, dz_h_4, out=dz_h_2[now])
 
     # h(t), o(t): back through time (backward)
-    vecmat_do = np.empty((B, 8), DTYPE)
+    dh = np.empty((B, 8), DTYPE)
+    cot_h = cotangents.get("h", [None] * T)
     vecmat_dz_h_3 = np.empty((B, 3), DTYPE)
-    steps = zip(do[1:T + 1][::-1], dh[1:T + 1][::-1], dz_h_3[1:T + 1][::-1], dz_h_2[1:T + 1][::-1],
+    steps = zip(do[1:T + 1][::-1], cot_h[::-1], dz_h_3[1:T + 1][::-1], dz_h_2[1:T + 1][::-1],
                 do[0:T][::-1])
-    for (do_t, dh_t, dz_h_3_t, dz_h_2_t, do_tm1) in steps:
+    for (do_t, cot_h_t, dz_h_3_t, dz_h_2_t, do_tm1) in steps:
         # o(t) = V h(t) + c
-        np.dot(do_t, V, out=vecmat_do)
-        dh_t += vecmat_do
+        np.dot(do_t, V, out=dh)
         # h(t) = tanh(W o(t-1) + U x(t) + b)
-        np.multiply(dh_t, dz_h_2_t, out=dz_h_3_t)
+        if cot_h_t is not None:
+            dh += cot_h_t
+        np.multiply(dh, dz_h_2_t, out=dz_h_3_t)
         np.dot(dz_h_3_t, W, out=vecmat_dz_h_3)
         do_tm1 += vecmat_dz_h_3
 

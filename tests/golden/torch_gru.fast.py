@@ -15,8 +15,8 @@ DTYPE = np.float32
 PARAMETERS = ("W_ir", "b_ir", "W_hr", "b_hr", "W_iz", "b_iz", "W_hz", "b_hz", "W_in", "b_in",
               "W_hn", "b_hn")
 PREPARE = ("W_ir", "b_ir", "W_hr", "b_hr", "W_iz", "b_iz", "W_hz", "b_hz", "W_in", "W_hn")
-TAPE = ("r", "z", "n", "h", "x", "W_i_rz", "W_h_rz", "z_r", "W_i__rzn", "W_h__rzn", "z_r_2", "z_n",
-        "rz", "z_n_2", "sub_z")
+TAPE = ("r", "z", "n", "h", "x", "rz", "W_i_rz", "W_h_rz", "z_r", "W_i__rzn", "W_h__rzn", "z_r_2",
+        "z_n", "z_n_2", "sub_z")
 
 
 def prepare(params):
@@ -51,9 +51,9 @@ def forward(params, inputs, initial, T, B, prepared=None):
     x[1:T + 1] = inputs["x"]
     n = WORK.zeros((T + 1, B, 8), DTYPE, "n")
     h = WORK.zeros((T + 1, B, 8), DTYPE, "h")
+    rz = WORK.zeros((T + 1, B, 16), DTYPE, "rz")
     z_r_2 = WORK.empty((T + 1, B, 16), DTYPE, "z_r_2")   # every step written
     z_n = WORK.empty((T + 1, B, 8), DTYPE, "z_n")   # every step written
-    rz = WORK.zeros((T + 1, B, 16), DTYPE, "rz")
     z_n_2 = WORK.empty((T + 1, B, 8), DTYPE, "z_n_2")   # every step written
     sub_z = WORK.empty((T + 1, B, 8), DTYPE, "sub_z")   # every step written
     r = rz[..., 0:8]
@@ -66,6 +66,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
     slice_W_i__rzn_x_2 = W_i__rzn_x[..., 16:24]
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     np.dot(x[now].reshape(-1, 4), W_i__rzn.T, out=W_i__rzn_x.reshape(-1, 24))
+    # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
+    # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     np.add(z_r, slice_W_i__rzn_x, out=z_r_2[now])
     # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
     np.add(b_in, slice_W_i__rzn_x_2, out=z_n[now])
@@ -85,6 +87,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
         for (h_tm1, z_r_2_t, rz_t, z_n_2_t, r_t, z_n_t, n_t, sub_z_t, z_t, h_t) in steps:
             # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
             np.dot(h_tm1, W_h__rzn.T, out=W_h__rzn_h)
+            # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
+            # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
             np.add(z_r_2_t, slice_W_h__rzn_h, out=z_r_3)
             sigmoid(z_r_3, out=rz_t)
             # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
@@ -99,8 +103,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
             np.add(z_h, z_h_2, out=h_t)
 
     outputs = {"r": r[1:T + 1], "z": z[1:T + 1], "n": n[1:T + 1], "h": h[1:T + 1]}
-    tape = {"r": r, "z": z, "n": n, "h": h, "x": x, "W_i_rz": W_i_rz, "W_h_rz": W_h_rz, "z_r": z_r,
-            "W_i__rzn": W_i__rzn, "W_h__rzn": W_h__rzn, "z_r_2": z_r_2, "z_n": z_n, "rz": rz,
+    tape = {"r": r, "z": z, "n": n, "h": h, "x": x, "rz": rz, "W_i_rz": W_i_rz, "W_h_rz": W_h_rz,
+            "z_r": z_r, "W_i__rzn": W_i__rzn, "W_h__rzn": W_h__rzn, "z_r_2": z_r_2, "z_n": z_n,
             "z_n_2": z_n_2, "sub_z": sub_z}
     return outputs, tape
 
@@ -110,8 +114,8 @@ def backward(params, tape, cotangents, T, B):
     initial values: the blocks of forward in reverse, loops backward in time."""
     (W_ir, b_ir, W_hr, b_hr, W_iz, b_iz, W_hz, b_hz, W_in,
      b_in, W_hn, b_hn) = (params[name] for name in PARAMETERS)
-    (r, z, n, h, x, W_i_rz, W_h_rz, z_r, W_i__rzn, W_h__rzn,
-     z_r_2, z_n, rz, z_n_2, sub_z) = (tape[name] for name in TAPE)
+    (r, z, n, h, x, rz, W_i_rz, W_h_rz, z_r, W_i__rzn, W_h__rzn,
+     z_r_2, z_n, z_n_2, sub_z) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -128,27 +132,18 @@ def backward(params, tape, cotangents, T, B):
     db_in = np.zeros_like(b_in, DTYPE)
     dW_hn = np.zeros_like(W_hn, DTYPE)
     db_hn = np.zeros_like(b_hn, DTYPE)
-    dn = WORK.zeros(n.shape, DTYPE, "dn")
-    dh = WORK.zeros(h.shape, DTYPE, "dh")
     dx = WORK.zeros(x.shape, DTYPE, "dx")
     dW_i_rz = WORK.zeros(W_i_rz.shape, DTYPE, "dW_i_rz")
     dW_h_rz = WORK.zeros(W_h_rz.shape, DTYPE, "dW_h_rz")
     dz_r = WORK.zeros(z_r.shape, DTYPE, "dz_r")
     dW_i__rzn = WORK.zeros(W_i__rzn.shape, DTYPE, "dW_i__rzn")
     dW_h__rzn = WORK.zeros(W_h__rzn.shape, DTYPE, "dW_h__rzn")
-    drz = WORK.zeros(rz.shape, DTYPE, "drz")
-    dr = drz[..., 0:8]
-    dz = drz[..., 8:16]
     dz_n_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_n_3")   # every step written
     dz_r_3 = WORK.empty((T + 1, B, 16), DTYPE, "dz_r_3")   # every step written
     dz_n_4 = WORK.empty((T + 1, B, 8), DTYPE, "dz_n_4")   # every step written
     dz_n_5 = WORK.empty((T + 1, B, 8), DTYPE, "dz_n_5")   # every step written
     dz_r_4 = WORK.empty((T + 1, B, 16), DTYPE, "dz_r_4")   # every step written
     dz_r_5 = WORK.empty((T + 1, B, 24), DTYPE, "dz_r_5")   # every step written
-    dr[1:T + 1] = cotangents.get("r", 0)
-    dz[1:T + 1] = cotangents.get("z", 0)
-    dn[1:T + 1] = cotangents.get("n", 0)
-    dh[1:T + 1] = cotangents.get("h", 0)
 
     # Every step at once
     dz_n_6 = WORK.empty((T, B, 8), DTYPE, "dz_n_6")
@@ -161,45 +156,55 @@ def backward(params, tape, cotangents, T, B):
     np.multiply(rz[now], sub_rz, out=dz_r_3[now])
 
     # r(t), z(t), n(t), h(t): back through time (backward)
+    dh = np.zeros((B, 8), DTYPE)
+    drz = np.empty((B, 16), DTYPE)
+    dr = drz[..., 0:8]
+    dz = drz[..., 8:16]
+    dn = np.empty((B, 8), DTYPE)
+    cot_h = cotangents.get("h", [None] * T)
+    cot_z = cotangents.get("z", [None] * T)
+    cot_n = cotangents.get("n", [None] * T)
+    cot_r = cotangents.get("r", [None] * T)
     dz_h = np.empty((B, 8), DTYPE)
     dz_h_2 = np.empty((B, 8), DTYPE)
-    dz_h_3 = np.empty((B, 8), DTYPE)
-    dz_h_4 = np.empty((B, 8), DTYPE)
-    neg_dz_h_3 = np.empty((B, 8), DTYPE)
-    dz_n_7 = np.empty((B, 8), DTYPE)
+    neg_dz_h_2 = np.empty((B, 8), DTYPE)
     vecmat_dz_r_5 = np.empty((B, 8), DTYPE)
-    steps = zip(dh[1:T + 1][::-1], h[0:T][::-1], z[1:T + 1][::-1], dz[1:T + 1][::-1], dh[0:T][::-1],
-                n[1:T + 1][::-1], sub_z[1:T + 1][::-1], dn[1:T + 1][::-1], dz_n_4[1:T + 1][::-1],
-                dz_n_3[1:T + 1][::-1], z_n_2[1:T + 1][::-1], dz_n_5[1:T + 1][::-1],
-                r[1:T + 1][::-1], dr[1:T + 1][::-1], dz_r_4[1:T + 1][::-1], drz[1:T + 1][::-1],
-                dz_r_3[1:T + 1][::-1], dz_r_5[1:T + 1][::-1])
-    for (dh_t, h_tm1, z_t, dz_t, dh_tm1, n_t, sub_z_t, dn_t, dz_n_4_t, dz_n_3_t, z_n_2_t, dz_n_5_t,
-         r_t, dr_t, dz_r_4_t, drz_t, dz_r_3_t, dz_r_5_t) in steps:
+    steps = zip(cot_h[::-1], h[0:T][::-1], z[1:T + 1][::-1], cot_z[::-1], n[1:T + 1][::-1],
+                sub_z[1:T + 1][::-1], cot_n[::-1], dz_n_4[1:T + 1][::-1], dz_n_3[1:T + 1][::-1],
+                z_n_2[1:T + 1][::-1], dz_n_5[1:T + 1][::-1], r[1:T + 1][::-1], cot_r[::-1],
+                dz_r_4[1:T + 1][::-1], dz_r_3[1:T + 1][::-1], dz_r_5[1:T + 1][::-1])
+    for (cot_h_t, h_tm1, z_t, cot_z_t, n_t, sub_z_t, cot_n_t, dz_n_4_t, dz_n_3_t, z_n_2_t, dz_n_5_t,
+         r_t, cot_r_t, dz_r_4_t, dz_r_3_t, dz_r_5_t) in steps:
         # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
-        np.multiply(dh_t, h_tm1, out=dz_h)
-        np.multiply(z_t, dh_t, out=dz_h_2)
-        dz_t += dz_h
-        dh_tm1 += dz_h_2
-        np.multiply(dh_t, n_t, out=dz_h_3)
-        np.multiply(sub_z_t, dh_t, out=dz_h_4)
-        dn_t += dz_h_4
-        np.negative(dz_h_3, out=neg_dz_h_3)
-        dz_t += neg_dz_h_3
+        if cot_h_t is not None:
+            dh += cot_h_t
+        np.multiply(dh, h_tm1, out=dz)
+        np.multiply(z_t, dh, out=dz_h)
+        np.multiply(dh, n_t, out=dz_h_2)
+        np.multiply(sub_z_t, dh, out=dn)
+        np.copyto(dh, dz_h)
+        np.multiply(dz_h_2, -1, out=neg_dz_h_2)
+        dz += neg_dz_h_2
         # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
-        np.multiply(dn_t, dz_n_3_t, out=dz_n_4_t)
-        np.multiply(dz_n_4_t, z_n_2_t, out=dz_n_7)
+        if cot_n_t is not None:
+            dn += cot_n_t
+        np.multiply(dn, dz_n_3_t, out=dz_n_4_t)
+        np.multiply(dz_n_4_t, z_n_2_t, out=dr)
         np.multiply(r_t, dz_n_4_t, out=dz_n_5_t)
-        dr_t += dz_n_7
         # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
-        np.multiply(drz_t, dz_r_3_t, out=dz_r_4_t)
+        if cot_r_t is not None:
+            dr += cot_r_t
+        if cot_z_t is not None:
+            dz += cot_z_t
+        np.multiply(drz, dz_r_3_t, out=dz_r_4_t)
         dz_r_5_t[...] = np.concatenate((dz_r_4_t, dz_n_5_t), -1)
         np.dot(dz_r_5_t, W_h__rzn, out=vecmat_dz_r_5)
-        dh_tm1 += vecmat_dz_r_5
+        dh += vecmat_dz_r_5
 
     # Every step at once
     # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
-    dz_n_8 = dz_n_5[now].sum((0, 1))
-    db_hn += dz_n_8
+    dz_n_7 = dz_n_5[now].sum((0, 1))
+    db_hn += dz_n_7
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     outer_dz_r_5 = dz_r_5[now].reshape(-1, 24).T @ h[tm1].reshape(-1, 8)
     dW_h__rzn += outer_dz_r_5
@@ -207,8 +212,8 @@ def backward(params, tape, cotangents, T, B):
     # Every step at once
     vecmat_dz_r_7 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_r_7")
     # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
-    dz_n_9 = dz_n_4[now].sum((0, 1))
-    db_in += dz_n_9
+    dz_n_8 = dz_n_4[now].sum((0, 1))
+    db_in += dz_n_8
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     dz_r_6 = dz_r_4[now].sum((0, 1))
     dz_r += dz_r_6
@@ -247,5 +252,5 @@ def backward(params, tape, cotangents, T, B):
 
     grads = {"W_ir": dW_ir, "b_ir": db_ir, "W_hr": dW_hr, "b_hr": db_hr, "W_iz": dW_iz,
              "b_iz": db_iz, "W_hz": dW_hz, "b_hz": db_hz, "W_in": dW_in, "b_in": db_in,
-             "W_hn": dW_hn, "b_hn": db_hn, "x": dx[1:T + 1], "h(0)": dh[0]}
+             "W_hn": dW_hn, "b_hn": db_hn, "x": dx[1:T + 1], "h(0)": dh}
     return grads

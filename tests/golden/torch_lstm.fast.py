@@ -16,7 +16,8 @@ PARAMETERS = ("W_ii", "b_ii", "W_hi", "b_hi", "W_if", "b_if", "W_hf", "b_hf", "W
               "W_hg", "b_hg", "W_io", "b_io", "W_ho", "b_ho")
 PREPARE = ("W_ii", "b_ii", "W_hi", "b_hi", "W_if", "b_if", "W_hf", "b_hf", "W_ig", "b_ig", "W_hg",
            "b_hg", "W_io", "b_io", "W_ho", "b_ho")
-TAPE = ("i", "f", "g", "o", "c", "h", "x", "W_i_ifog", "W_h_ifog", "z_i", "z_i_2", "ifo", "tanh_c")
+TAPE = ("i", "f", "g", "o", "c", "h", "x", "ifog", "W_i_ifog", "W_h_ifog", "z_i", "z_i_2", "ifo",
+        "tanh_c")
 
 
 def prepare(params):
@@ -48,15 +49,16 @@ def forward(params, inputs, initial, T, B, prepared=None):
     # before step 1 hold initial values (or zeros), those after step T zeros
     x = WORK.zeros((T + 1, B, 4), DTYPE, "x")
     x[1:T + 1] = inputs["x"]
-    g = WORK.zeros((T + 1, B, 8), DTYPE, "g")
     c = WORK.zeros((T + 1, B, 8), DTYPE, "c")
     h = WORK.zeros((T + 1, B, 8), DTYPE, "h")
+    ifog = WORK.zeros((T + 1, B, 32), DTYPE, "ifog")
     z_i_2 = WORK.empty((T + 1, B, 32), DTYPE, "z_i_2")   # every step written
-    ifo = WORK.zeros((T + 1, B, 24), DTYPE, "ifo")
     tanh_c = WORK.empty((T + 1, B, 8), DTYPE, "tanh_c")   # every step written
-    i = ifo[..., 0:8]
-    f = ifo[..., 8:16]
-    o = ifo[..., 16:24]
+    i = ifog[..., 0:8]
+    f = ifog[..., 8:16]
+    o = ifog[..., 16:24]
+    g = ifog[..., 24:32]
+    ifo = ifog[..., 0:24]
     c[0] = initial["c(0)"]
     h[0] = initial["h(0)"]
 
@@ -92,8 +94,9 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     outputs = {"i": i[1:T + 1], "f": f[1:T + 1], "o": o[1:T + 1], "g": g[1:T + 1], "c": c[1:T + 1],
                "h": h[1:T + 1]}
-    tape = {"i": i, "f": f, "g": g, "o": o, "c": c, "h": h, "x": x, "W_i_ifog": W_i_ifog,
-            "W_h_ifog": W_h_ifog, "z_i": z_i, "z_i_2": z_i_2, "ifo": ifo, "tanh_c": tanh_c}
+    tape = {"i": i, "f": f, "g": g, "o": o, "c": c, "h": h, "x": x, "ifog": ifog,
+            "W_i_ifog": W_i_ifog, "W_h_ifog": W_h_ifog, "z_i": z_i, "z_i_2": z_i_2, "ifo": ifo,
+            "tanh_c": tanh_c}
     return outputs, tape
 
 
@@ -102,8 +105,8 @@ def backward(params, tape, cotangents, T, B):
     initial values: the blocks of forward in reverse, loops backward in time."""
     (W_ii, b_ii, W_hi, b_hi, W_if, b_if, W_hf, b_hf, W_ig,
      b_ig, W_hg, b_hg, W_io, b_io, W_ho, b_ho) = (params[name] for name in PARAMETERS)
-    (i, f, g, o, c, h, x, W_i_ifog, W_h_ifog, z_i, z_i_2, ifo,
-     tanh_c) = (tape[name] for name in TAPE)
+    (i, f, g, o, c, h, x, ifog, W_i_ifog, W_h_ifog, z_i, z_i_2,
+     ifo, tanh_c) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -124,27 +127,14 @@ def backward(params, tape, cotangents, T, B):
     db_io = np.zeros_like(b_io, DTYPE)
     dW_ho = np.zeros_like(W_ho, DTYPE)
     db_ho = np.zeros_like(b_ho, DTYPE)
-    dg = WORK.zeros(g.shape, DTYPE, "dg")
-    dc = WORK.zeros(c.shape, DTYPE, "dc")
-    dh = WORK.zeros(h.shape, DTYPE, "dh")
     dx = WORK.zeros(x.shape, DTYPE, "dx")
     dW_i_ifog = WORK.zeros(W_i_ifog.shape, DTYPE, "dW_i_ifog")
     dW_h_ifog = WORK.zeros(W_h_ifog.shape, DTYPE, "dW_h_ifog")
     dz_i = WORK.zeros(z_i.shape, DTYPE, "dz_i")
-    difo = WORK.zeros(ifo.shape, DTYPE, "difo")
-    di = difo[..., 0:8]
-    df = difo[..., 8:16]
-    do = difo[..., 16:24]
     dz_h = WORK.empty((T + 1, B, 8), DTYPE, "dz_h")   # every step written
     dz_i_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_i_3")   # every step written
     dz_i_4 = WORK.empty((T + 1, B, 24), DTYPE, "dz_i_4")   # every step written
     dz_i_5 = WORK.empty((T + 1, B, 32), DTYPE, "dz_i_5")   # every step written
-    di[1:T + 1] = cotangents.get("i", 0)
-    df[1:T + 1] = cotangents.get("f", 0)
-    do[1:T + 1] = cotangents.get("o", 0)
-    dg[1:T + 1] = cotangents.get("g", 0)
-    dc[1:T + 1] = cotangents.get("c", 0)
-    dh[1:T + 1] = cotangents.get("h", 0)
 
     # Every step at once
     dz_h_2 = WORK.empty((T, B, 8), DTYPE, "dz_h_2")
@@ -160,44 +150,56 @@ def backward(params, tape, cotangents, T, B):
     np.multiply(ifo[now], sub_ifo, out=dz_i_4[now])
 
     # i(t), f(t), g(t), o(t), c(t), h(t): back through time (backward)
+    dh = np.zeros((B, 8), DTYPE)
+    difog = np.empty((B, 32), DTYPE)
+    di = difog[..., 0:8]
+    df = difog[..., 8:16]
+    do = difog[..., 16:24]
+    dg = difog[..., 24:32]
+    difo = difog[..., 0:24]
+    dc = np.zeros((B, 8), DTYPE)
+    cot_h = cotangents.get("h", [None] * T)
+    cot_o = cotangents.get("o", [None] * T)
+    cot_c = cotangents.get("c", [None] * T)
+    cot_i = cotangents.get("i", [None] * T)
+    cot_g = cotangents.get("g", [None] * T)
+    cot_f = cotangents.get("f", [None] * T)
     dz_h_3 = np.empty((B, 8), DTYPE)
     dz_h_4 = np.empty((B, 8), DTYPE)
-    dz_h_5 = np.empty((B, 8), DTYPE)
     dz_c = np.empty((B, 8), DTYPE)
-    dz_c_2 = np.empty((B, 8), DTYPE)
-    dz_c_3 = np.empty((B, 8), DTYPE)
-    dz_c_4 = np.empty((B, 8), DTYPE)
-    dz_i_7 = np.empty((B, 8), DTYPE)
-    dz_i_8 = np.empty((B, 24), DTYPE)
-    vecmat_dz_i_5 = np.empty((B, 8), DTYPE)
-    steps = zip(dh[1:T + 1][::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], do[1:T + 1][::-1],
-                dz_h[1:T + 1][::-1], dc[1:T + 1][::-1], g[1:T + 1][::-1], i[1:T + 1][::-1],
-                di[1:T + 1][::-1], dg[1:T + 1][::-1], c[0:T][::-1], f[1:T + 1][::-1],
-                df[1:T + 1][::-1], dc[0:T][::-1], dz_i_3[1:T + 1][::-1], difo[1:T + 1][::-1],
-                dz_i_4[1:T + 1][::-1], dz_i_5[1:T + 1][::-1], dh[0:T][::-1])
-    for (dh_t, tanh_c_t, o_t, do_t, dz_h_t, dc_t, g_t, i_t, di_t, dg_t, c_tm1, f_t, df_t, dc_tm1,
-         dz_i_3_t, difo_t, dz_i_4_t, dz_i_5_t, dh_tm1) in steps:
+    steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1],
+                dz_h[1:T + 1][::-1], cot_c[::-1], g[1:T + 1][::-1], i[1:T + 1][::-1], cot_i[::-1],
+                cot_g[::-1], c[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1], dz_i_3[1:T + 1][::-1],
+                dz_i_4[1:T + 1][::-1], dz_i_5[1:T + 1][::-1])
+    for (cot_h_t, tanh_c_t, o_t, cot_o_t, dz_h_t, cot_c_t, g_t, i_t, cot_i_t, cot_g_t, c_tm1, f_t,
+         cot_f_t, dz_i_3_t, dz_i_4_t, dz_i_5_t) in steps:
         # h(t) = o(t) * tanh(c(t))
-        np.multiply(dh_t, tanh_c_t, out=dz_h_3)
-        np.multiply(o_t, dh_t, out=dz_h_4)
-        do_t += dz_h_3
-        np.multiply(dz_h_4, dz_h_t, out=dz_h_5)
-        dc_t += dz_h_5
+        if cot_h_t is not None:
+            dh += cot_h_t
+        np.multiply(dh, tanh_c_t, out=do)
+        np.multiply(o_t, dh, out=dz_h_3)
+        np.multiply(dz_h_3, dz_h_t, out=dz_h_4)
+        dc += dz_h_4
         # c(t) = f(t) * c(t-1) + i(t) * g(t)
-        np.multiply(dc_t, g_t, out=dz_c)
-        np.multiply(i_t, dc_t, out=dz_c_2)
-        di_t += dz_c
-        dg_t += dz_c_2
-        np.multiply(dc_t, c_tm1, out=dz_c_3)
-        np.multiply(f_t, dc_t, out=dz_c_4)
-        df_t += dz_c_3
-        dc_tm1 += dz_c_4
+        if cot_c_t is not None:
+            dc += cot_c_t
+        np.multiply(dc, g_t, out=di)
+        np.multiply(i_t, dc, out=dz_c)
+        np.copyto(dg, dz_c)
+        np.multiply(dc, c_tm1, out=df)
+        dc *= f_t
         # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
-        np.multiply(dg_t, dz_i_3_t, out=dz_i_7)
-        np.multiply(difo_t, dz_i_4_t, out=dz_i_8)
-        dz_i_5_t[...] = np.concatenate((dz_i_8, dz_i_7), -1)
-        np.dot(dz_i_5_t, W_h_ifog, out=vecmat_dz_i_5)
-        dh_tm1 += vecmat_dz_i_5
+        if cot_g_t is not None:
+            dg += cot_g_t
+        np.multiply(dg, dz_i_3_t, out=dz_i_5_t[..., 24:32])
+        if cot_i_t is not None:
+            di += cot_i_t
+        if cot_f_t is not None:
+            df += cot_f_t
+        if cot_o_t is not None:
+            do += cot_o_t
+        np.multiply(difo, dz_i_4_t, out=dz_i_5_t[..., 0:24])
+        np.dot(dz_i_5_t, W_h_ifog, out=dh)
 
     # Every step at once
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
@@ -205,14 +207,14 @@ def backward(params, tape, cotangents, T, B):
     dW_h_ifog += outer_dz_i_5
 
     # Every step at once
-    vecmat_dz_i_5_2 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_i_5_2")
+    vecmat_dz_i_5 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_i_5")
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
-    dz_i_9 = dz_i_5[now].sum((0, 1))
-    dz_i += dz_i_9
+    dz_i_7 = dz_i_5[now].sum((0, 1))
+    dz_i += dz_i_7
     outer_dz_i_5_2 = dz_i_5[now].reshape(-1, 32).T @ x[now].reshape(-1, 4)
-    np.dot(dz_i_5[now].reshape(-1, 32), W_i_ifog, out=vecmat_dz_i_5_2.reshape(-1, 4))
+    np.dot(dz_i_5[now].reshape(-1, 32), W_i_ifog, out=vecmat_dz_i_5.reshape(-1, 4))
     dW_i_ifog += outer_dz_i_5_2
-    dx[now] += vecmat_dz_i_5_2
+    dx[now] += vecmat_dz_i_5
 
     # The time-free values and initial values, in reverse
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
@@ -252,5 +254,5 @@ def backward(params, tape, cotangents, T, B):
     grads = {"W_ii": dW_ii, "b_ii": db_ii, "W_hi": dW_hi, "b_hi": db_hi, "W_if": dW_if,
              "b_if": db_if, "W_hf": dW_hf, "b_hf": db_hf, "W_ig": dW_ig, "b_ig": db_ig,
              "W_hg": dW_hg, "b_hg": db_hg, "W_io": dW_io, "b_io": db_io, "W_ho": dW_ho,
-             "b_ho": db_ho, "x": dx[1:T + 1], "c(0)": dc[0], "h(0)": dh[0]}
+             "b_ho": db_ho, "x": dx[1:T + 1], "c(0)": dc, "h(0)": dh}
     return grads

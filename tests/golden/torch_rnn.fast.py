@@ -78,12 +78,10 @@ def backward(params, tape, cotangents, T, B):
     db_ih = np.zeros_like(b_ih, DTYPE)
     dW_hh = np.zeros_like(W_hh, DTYPE)
     db_hh = np.zeros_like(b_hh, DTYPE)
-    dh = WORK.zeros(h.shape, DTYPE, "dh")
     dx = WORK.zeros(x.shape, DTYPE, "dx")
     dz_h = WORK.zeros(z_h.shape, DTYPE, "dz_h")
     dz_h_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_h_3")   # every step written
     dz_h_4 = WORK.empty((T + 1, B, 8), DTYPE, "dz_h_4")   # every step written
-    dh[1:T + 1] = cotangents.get("h", 0)
 
     # Every step at once
     dz_h_5 = WORK.empty((T, B, 8), DTYPE, "dz_h_5")
@@ -92,13 +90,15 @@ def backward(params, tape, cotangents, T, B):
     np.subtract(1, dz_h_5, out=dz_h_3[now])
 
     # h(t): back through time (backward)
-    vecmat_dz_h_4 = np.empty((B, 8), DTYPE)
-    steps = zip(dz_h_4[1:T + 1][::-1], dh[1:T + 1][::-1], dz_h_3[1:T + 1][::-1], dh[0:T][::-1])
-    for (dz_h_4_t, dh_t, dz_h_3_t, dh_tm1) in steps:
+    dh = np.zeros((B, 8), DTYPE)
+    cot_h = cotangents.get("h", [None] * T)
+    steps = zip(dz_h_4[1:T + 1][::-1], cot_h[::-1], dz_h_3[1:T + 1][::-1])
+    for (dz_h_4_t, cot_h_t, dz_h_3_t) in steps:
         # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-        np.multiply(dh_t, dz_h_3_t, out=dz_h_4_t)
-        np.dot(dz_h_4_t, W_hh, out=vecmat_dz_h_4)
-        dh_tm1 += vecmat_dz_h_4
+        if cot_h_t is not None:
+            dh += cot_h_t
+        np.multiply(dh, dz_h_3_t, out=dz_h_4_t)
+        np.dot(dz_h_4_t, W_hh, out=dh)
 
     # Every step at once
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
@@ -106,14 +106,14 @@ def backward(params, tape, cotangents, T, B):
     dW_hh += outer_dz_h_4
 
     # Every step at once
-    vecmat_dz_h_4_2 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_h_4_2")
+    vecmat_dz_h_4 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_h_4")
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
     dz_h_6 = dz_h_4[now].sum((0, 1))
     dz_h += dz_h_6
     outer_dz_h_4_2 = dz_h_4[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h_4[now].reshape(-1, 8), W_ih, out=vecmat_dz_h_4_2.reshape(-1, 4))
+    np.dot(dz_h_4[now].reshape(-1, 8), W_ih, out=vecmat_dz_h_4.reshape(-1, 4))
     dW_ih += outer_dz_h_4_2
-    dx[now] += vecmat_dz_h_4_2
+    dx[now] += vecmat_dz_h_4
 
     # The time-free values and initial values, in reverse
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
@@ -121,5 +121,5 @@ def backward(params, tape, cotangents, T, B):
     db_hh += dz_h
 
     grads = {"W_ih": dW_ih, "b_ih": db_ih, "W_hh": dW_hh, "b_hh": db_hh, "x": dx[1:T + 1],
-             "h(0)": dh[0]}
+             "h(0)": dh}
     return grads

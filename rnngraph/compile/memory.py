@@ -1,0 +1,228 @@
+"""Memory planning on the backward program: gradients that live in one loop.
+
+The reverse of a loop accumulates the gradient of each value it reads into that
+value's gradient home, an array over the steps (``dh(t-1) += ...``).  Most of
+these arrays are read only by the same loop, at the step they are complete: the
+gradients of an LSTM's gates at step t, of its cell and hidden state at t and
+t-1.  Such a gradient needs no array over the steps, only a buffer of one step:
+
+- *carried* (``dh``, ``dc``): written for step t-1 after its last read at step t,
+  so one buffer holds dh(t) while step t reads it and dh(t-1) from the first write
+  for t-1 on (that write assigns, the later ones add).  After the loop it holds
+  dh(0), the gradient of the initial value.
+- *of the step* (``di``, ``dg``): written and read at step t only; the first
+  write assigns.
+
+The user's cotangent for the value at step t (if given), or what blocks before
+the loop added to its array, is added before the step's first read.  ``local_gradients`` finds these homes; the optimized printer
+(:mod:`rnngraph.compile.numpy_fast`) gives them their buffers.  A gradient that
+any other block reads or writes, or that is read at other offsets, keeps its
+array.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .passes import _copy
+from .program import Block, Home, Program, Tmp
+
+
+@dataclass
+class Local:
+    """The gradient of ``name`` (a base: its views' lanes are lanes of its buffer), held
+    in one step's buffer by the loop ``block``; ``carried``: written for the next step
+    too; ``after``: the absolute step whose gradient the buffer holds after the loop
+    (read as ``dh(0)`` by the blocks after it), or None; ``seeded``: blocks before the
+    loop add to its array over the steps (an output layer's share of dh(t), computed
+    for every step at once), which the loop adds at each step as it does a cotangent."""
+
+    name: str
+    block: Block
+    carried: bool
+    after: int | None
+    seeded: bool = False
+
+
+def local_gradients(prog: Program, initial: dict, keep: set) -> dict[str, Local]:
+    """{base name: Local} of the backward program ``prog``.  ``initial``: the model's
+    initial slots, ``"h(0)": (0, "h")``, whose gradients are handed back; ``keep``: the
+    names whose gradients are handed back for every step (the inputs')."""
+    access: dict[str, list] = {}              # base -> [(block index, eqn index, home, write)]
+    for k, b in enumerate(prog.blocks):
+        for i, e in enumerate(b.eqns):
+            for a, write in [(e.out, True)] + [(x, False) for x in e.args]:
+                if isinstance(a, Home) and a.grad:
+                    access.setdefault(prog.base(a.key)[0], []).append((k, i, a, write))
+    slots: dict[str, set] = {}
+    for step, n in initial.values():
+        slots.setdefault(n, set()).add(step)
+    bases = {v[0] for v in prog.views.values()}
+    found = {}
+    for name, uses in access.items():
+        if name in keep or any(n in keep for n, v in prog.views.items() if v[0] == name):
+            continue
+        loops = {k for k, _, _, _ in uses if prog.blocks[k].kind == "loop"}
+        if len(loops) != 1:
+            continue
+        k = loops.pop()
+        b = prog.blocks[k]
+        d = b.direction
+        inside = [(i, a, w) for kk, i, a, w in uses if kk == k]
+        outside = [(kk, a, w) for kk, _, a, w in uses if kk != k]
+        seeded = any(kk < k for kk, _, _ in outside)
+        if any((kk < k) != (w and a.offset is not None) for kk, a, w in outside):
+            continue               # read by an earlier block, or written or read a step later
+        offsets = {a.offset for _, a, _ in inside}
+        if None in offsets or not offsets <= {0, d} or any(
+                a.offset == d and not w for _, a, w in inside):
+            continue
+        carried = d in offsets
+        if carried and name in bases:
+            continue                          # lanes carried separately: not planned
+        reads = [i for i, a, w in inside if not w]
+        writes0 = [i for i, a, w in inside if w and a.offset == 0]
+        nexts = [i for i, a, w in inside if w and a.offset == d]
+        if reads and (writes0 and max(writes0) > min(reads) or nexts and min(nexts) < max(reads)) \
+                or writes0 and nexts and max(writes0) > min(nexts):
+            continue
+        # after a loop backward in time a carried buffer holds the step before step 1
+        after = {0} if carried and d < 0 else set()
+        if slots.get(name, set()) - after or {a.step for kk, a, _ in outside if kk > k} - after:
+            continue                          # an initial value the buffer does not hold
+        found[name] = Local(name, b, carried, 0 if after else None, seeded)
+    return found
+
+
+def sink_carried_writes(prog: Program) -> Program:
+    """In each loop, a write of a gradient for the next step (``dh(t-1) += g`` in a loop
+    backward in time) moved after the last read of the same gradient at this step, so
+    that one buffer can hold both (see above).  Nothing in the loop reads the next
+    step's gradient, so the move changes no value."""
+    out = _copy(prog)
+    for b in out.blocks:
+        if b.kind != "loop":
+            continue
+        d = b.direction
+        for e in [e for e in b.eqns if isinstance(e.out, Home) and e.out.grad and e.accumulate
+                  and e.out.offset == d]:
+            key = out.base(e.out.key)
+            if any(isinstance(a, Home) and out.base(a.key) == key and a.offset == d
+                   for x in b.eqns for a in x.args):
+                continue
+            last = max((i for i, x in enumerate(b.eqns) for a in x.args if isinstance(a, Home)
+                        and out.base(a.key) == key and a.offset == 0), default=-1)
+            at = b.eqns.index(e)
+            if last > at:
+                b.eqns.insert(last + 1, e)
+                del b.eqns[at]
+    out.check()
+    return out
+
+
+@dataclass
+class StepPlan:
+    """How the optimized printer writes one block.
+
+    ``into``: {temporary: where its op writes instead of a buffer of its own}: ``("home",
+    Home)`` (a first write of a gradient, made by the op that computes it) or ``("lanes",
+    atom, lo, hi)`` (a piece of a concatenation, written into its lanes); ``skip``: the
+    equations those make unnecessary; ``assign``: first writes of a step's gradient
+    (``=``, not ``+=``); ``settle``: {equation index: [(home name, how)]}, what to add to
+    a step's gradient before the equation reads it, ``how`` one of "first" (the buffer
+    holds nothing yet: the cotangent or zeros), "add" (add the cotangent) or "zero" (zeros
+    in lanes nothing wrote, before a write of the whole)."""
+
+    into: dict = field(default_factory=dict)
+    skip: set = field(default_factory=set)
+    assign: set = field(default_factory=set)
+    settle: dict = field(default_factory=dict)
+
+
+def step_plan(prog: Program, block: Block, local: dict, in_place, lanewise) -> StepPlan:
+    """The plan of ``block`` (see StepPlan).  ``local``: local_gradients(...);
+    ``in_place(op)``: whether the printer writes ``op`` into a given array, ``lanewise(op)``:
+    whether it may write into lanes of one (a strided view) or over its own argument."""
+    plan = StepPlan()
+    eqns = block.eqns
+    made = {e.out.name: i for i, e in enumerate(eqns) if isinstance(e.out, Tmp)}
+    uses: dict[str, int] = {}
+    for e in eqns:
+        for a in e.args:
+            if isinstance(a, Tmp):
+                uses[a.name] = uses.get(a.name, 0) + 1
+    here = {n: g for n, g in local.items() if g.block is block}
+
+    def base(name):
+        return prog.views[name][0] if name in prog.views else name
+
+    units = prog.units                         # lanes of a gradient's buffer that fill separately
+
+    def mine(a):
+        return isinstance(a, Home) and a.grad and base(a.name) in here
+
+    def producer(a, i, target=None):
+        """The index of the equation before ``i`` that makes temporary ``a``, if it may write
+        it into ``target`` (a gradient's home; None: lanes of a concatenation) instead."""
+        if not isinstance(a, Tmp) or uses.get(a.name) != 1 or a.name in plan.into:
+            return None
+        j = made.get(a.name)
+        if j is None or j > i or not in_place(eqns[j].op):
+            return None
+        if lanewise(eqns[j].op):
+            pass                               # writes lanes, and over its own arguments
+        elif target is None or target.name in prog.views or any(
+                isinstance(x, Home) and x.grad and base(x.name) == base(target.name)
+                for x in eqns[j].args):
+            return None                        # a product: a whole array, not its argument
+        if target is not None and any(
+                isinstance(x, Home) and x.grad and base(x.name) == base(target.name)
+                for e in eqns[j + 1:i] for x in (e.out, *e.args)):
+            return None                        # the buffer is read or written in between
+        return j
+
+    fresh = {u: not g.carried for g in here.values() for u in units(g.name)}
+    settled: set = set()
+    ahead: set = set()                         # carried gradients written for the next step
+    for i, e in enumerate(eqns):
+        todo = []
+        for a in e.args:
+            if mine(a):
+                for u in units(a.name):
+                    if u not in settled and u not in [t for t, _ in todo]:
+                        todo.append((u, "first" if fresh[u] else "add"))
+        for u, _ in todo:
+            settled.add(u)
+            fresh[u] = False
+        if todo:
+            plan.settle[i] = todo
+        if e.accumulate and mine(e.out):
+            g = here[base(e.out.name)]
+            if e.out.offset == 0:
+                us = units(e.out.name)
+                if all(fresh[u] for u in us):
+                    plan.assign.add(i)
+                elif any(fresh[u] for u in us):
+                    plan.settle.setdefault(i, []).extend((u, "zero") for u in us if fresh[u])
+                for u in us:
+                    fresh[u] = False
+            elif g.name not in ahead:
+                ahead.add(g.name)
+                plan.assign.add(i)
+            if i in plan.assign:
+                j = producer(e.args[0], i, e.out)
+                if j is not None:
+                    plan.into[e.args[0].name] = ("home", e.out)
+                    plan.skip.add(i)
+        elif e.op == "concat":
+            out_lead = prog.type(e.out, block).lead
+            pieces = [producer(a, i) for a in e.args]
+            if all(j is not None for j in pieces) and all(
+                    prog.type(a, block).lead == out_lead for a in e.args) and not mine(e.out) \
+                    and (isinstance(e.out, Tmp) or e.out.offset is not None):
+                lo = 0
+                for a in e.args:
+                    n = prog.type(a, block).shape[-1]
+                    plan.into[a.name] = ("lanes", e.out, lo, lo + n)
+                    lo += n
+                plan.skip.add(i)
+    return plan
