@@ -13,7 +13,7 @@ from .autodiff import backward, taped
 from .lower import lower
 from .numpy_fast import FastPrinter
 from .numpy_plain import Printer
-from .memory import sink_carried_writes
+from .memory import preactivations_in_place, sink_carried_writes, transposed_in_loops
 from .pack import pack
 from .passes import (drop_dead, fold_constants, hoist_invariants, propagate_copies, reassociate,
                      split_loops, stack_products)
@@ -51,5 +51,6 @@ class Optimized(Plain):
         forward = split_loops(hoist_invariants(pack(fold_constants(reassociate(fold_constants(
             lower(model)))))))
         forward, back = taped(hoist_invariants(stack_products(forward)))
-        return forward, sink_carried_writes(propagate_copies(split_loops(hoist_invariants(
+        back = sink_carried_writes(propagate_copies(split_loops(hoist_invariants(
             drop_dead(back)))))
+        return transposed_in_loops(preactivations_in_place(forward, back)), back

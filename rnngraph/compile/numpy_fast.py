@@ -13,7 +13,7 @@ from ..pysource import Namer, _tuple, _unpack, _wrap
 from .memory import local_gradients, step_plan
 from .numpy_plain import Printer, _statement
 from .optable import ATOM, Text, lookup
-from .program import Block, Const, Home, Program, Tmp
+from .program import Block, Const, Eqn, Home, Program, Tmp
 
 #: Ops printed as one call with out=, besides the table's ufuncs.
 _OUT = {"sigmoid", "relu", "copy", "neg", "matvec", "vecmat"}
@@ -115,6 +115,11 @@ class FastPrinter(Printer):
     def empty(self, shape: str, role: str) -> str:
         return f'WORK.empty({shape}, DTYPE, "{role}")'
 
+    def sequence(self, name: str, shape: str) -> list[str]:
+        # zeros where no step writes: the slots before step 1 and after step T
+        lines = [f"    {name} = {self.empty(shape, name)}", f"    {name}[:{self.P}] = 0"]
+        return lines + ([f"    {name}[{self.T} + {self.P}:] = 0"] if self.F else [])
+
     def zeros_like(self, n: str) -> str:
         if n in self.made or n in self.sym and self.sym[n].timed:
             return self.zeros(f"{self.py[n]}.shape", self.d[n])
@@ -174,6 +179,17 @@ class FastPrinter(Printer):
         T, P = self.T, self.P
         rev = "[::-1]" if block.direction < 0 else ""
         for e in block.eqns:
+            if e.op == "slice" and isinstance(e.args[0], Home):
+                h, (lo, hi) = e.args[0], e.attrs
+                key = self.lanes_key(h, lo, hi)
+                if key[0] == "lanes" and key not in views:
+                    src = self.d[h.name] if h.grad else self.py[h.name]
+                    at = P + h.offset
+                    end = f"{T} + {at}" if at > 0 else T if at == 0 else f"{T} - {-at}"
+                    views[key] = (self.namer(f"{src}_{lo}_{hi}_t"),
+                                  f"{src}[{at}:{end}, ..., {lo}:{hi}]{rev}")
+                elif key[0] != "lanes":
+                    e = Eqn(Home(key[0], key[2], grad=key[1]), "copy", (h,))
             for a in (e.out, *e.args):
                 if not (isinstance(a, Home) and a.offset is not None and a.step is None):
                     continue
@@ -198,6 +214,18 @@ class FastPrinter(Printer):
                     hi = f"{T} + {lo}" if lo > 0 else T if lo == 0 else f"{T} - {-lo}"
                     views[key] = (self.namer(f"{base}_{when}"), f"{base}[{lo}:{hi}]{rev}")
         return views
+
+    def lanes(self, h: Home, lo: int, hi: int) -> str:
+        """The step view of lanes lo:hi of ``h`` in a loop: the view with those lanes, if
+        there is one, else one of its own."""
+        return self.at_step[self.lanes_key(h, lo, hi)][0]
+
+    def lanes_key(self, h: Home, lo: int, hi: int):
+        base, at, _ = self.views.get(h.name, (h.name, 0, 0))
+        for v, (b, vlo, vhi) in self.views.items():
+            if b == base and (vlo, vhi) == (at + lo, at + hi):
+                return (v, h.grad, h.offset)
+        return ("lanes", h.name, h.grad, h.offset, lo, hi)
 
     def home(self, h: Home) -> str:
         if h.grad:
@@ -308,6 +336,9 @@ class FastPrinter(Printer):
                     dst = dest(e.out)
                     texts[e.out.name] = Text(dst, ATOM)
                     stmt = self.call(e, args, types, dst, t)
+                elif e.op == "slice" and isinstance(e.args[0], Home) and self.kind == "loop":
+                    texts[e.out.name] = Text(self.lanes(e.args[0], *e.attrs), ATOM)
+                    continue
                 elif e.op == "slice" and isinstance(e.args[0], Tmp) and e.args[0].name in buffers:
                     # lanes of a buffer: the same view at every step, made once
                     name = self.namer(self.wish(prog, e, texts))
@@ -321,6 +352,9 @@ class FastPrinter(Printer):
                     name = self.namer(self.wish(prog, e, texts))
                     texts[e.out.name] = Text(name, ATOM)
                     stmt = f"{name} = {row.py(tuple(args), types, e.attrs).text}"
+            elif i in plan.add_to:               # its other term already written there
+                other = self.atom(plan.add_to[i], texts).text
+                stmt = f"{self.home(e.out)} += {other}"
             elif e.accumulate:
                 if i in plan.assign:
                     stmt = f"np.copyto({self.home(e.out)}, {args[0].text})"

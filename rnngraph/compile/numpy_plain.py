@@ -222,6 +222,10 @@ class Printer:
                 return f"{common.rstrip('_')}_{''.join(rest)}"
         if e.op == "matvec" and all(words):
             return f"{words[0]}_{words[1]}"
+        if e.op == "transposed" and all(words):
+            return f"{words[0]}_T"
+        if e.op == "vecmat" and all(words) and words[1].endswith("_T"):     # h @ W^T: W h
+            return f"{words[1][:-2]}_{words[0]}"
         if e.op in ("outer", "vecmat") and all(words):
             return f"{e.op}_{words[0]}"
         if len(words) == 1 and words[0] and e.op not in ("sum_to", "copy"):
@@ -234,6 +238,11 @@ class Printer:
 
     def empty(self, shape: str, role: str) -> str:
         return f"np.empty({shape}, DTYPE)"
+
+    def sequence(self, name: str, shape: str) -> list[str]:
+        """``name = `` an array over the steps of ``shape`` that the forward pass writes at
+        every step 1..T: zeros before and after them."""
+        return [f"    {name} = {self.zeros(shape, name)}"]
 
     def zeros_like(self, n: str) -> str:
         """Source of the zeros the gradient of ``n`` starts from."""
@@ -252,7 +261,7 @@ class Printer:
                 rows = f"{self.T} + {self.P + self.F}"
                 dims = ", ".join([rows] + [self.B] * t.lead + [str(x) for x in t.shape])
                 if any(v[0] == n for v in self.views.values()):
-                    lines.append(f"    {self.py[n]} = {self.zeros(f'({dims})', self.py[n])}")
+                    lines += self.sequence(self.py[n], f"({dims})")
                     continue
                 line = f"    {self.py[n]} = {self.empty(f'({dims})', self.py[n])}"
                 lines.append(line + "   # every step written" if len(line) < 78 else line)
@@ -345,14 +354,14 @@ class Printer:
         for n in self.inputs:
             if self.sym[n].timed:
                 shape = f"({rows}, {B}, {self.model.sizes[n]})"
-                lines += [f"    {self.py[n]} = {self.zeros(shape, self.py[n])}",
-                          f'    {self.py[n]}[{self.steps()}] = inputs["{n}"]']
+                lines += self.sequence(self.py[n], shape) + [
+                    f'    {self.py[n]}[{self.steps()}] = inputs["{n}"]']
             else:
                 lines.append(f'    {self.py[n]} = inputs["{n}"]')
         for n in self.seqs:
             if n not in self.views:
                 shape = f"({rows}, {B}, {self.model.sizes[n]})"
-                lines.append(f"    {self.py[n]} = {self.zeros(shape, self.py[n])}")
+                lines += self.sequence(self.py[n], shape)
         lines += self.extra(self.fwd, "forward") + self.view_lines(self.views)
         for key, (step, n) in self.slots.items():
             if key not in self.model.defined_slots:

@@ -226,6 +226,12 @@ _row("matmat", lambda t, at: Type(0, (t[0].shape[0], t[1].shape[1])), _binary("@
                       b.op("matmat", b.op("transpose", e.args[0]), g)))
 _row("transpose", lambda t, at: Type(0, t[0].shape[::-1]),
      lambda a, t, at: Text(f"{a[0].at(ATOM)}.T", ATOM), lambda b, e, g: (b.op("transpose", g),))
+# Made by rnngraph/compile/memory.py for a product in a loop: A^T as a C-ordered copy, made
+# once, which BLAS multiplies 25-35% faster than the strided view A.T (float32, 2 threads,
+# (32, 256) @ (256, 256): 37.5 us against 47.6).
+_row("transposed", lambda t, at: Type(0, t[0].shape[::-1]),
+     lambda a, t, at: Text(f"np.ascontiguousarray({a[0].at(ATOM)}.T)", ATOM),
+     lambda b, e, g: (b.op("transpose", g),))
 # Only in gradients: g @ A (the cotangent of the vector of a matvec) and the sum over
 # rows of g_row^T v_row (of its matrix; the builder sums both to the same leading axes).
 _row("vecmat", lambda t, at: Type(t[0].lead, t[1].shape[1:]), _binary("@", MUL), None)

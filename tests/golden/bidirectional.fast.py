@@ -13,77 +13,87 @@ WORK = Workspace()   # arrays over the steps, reused once free
 
 DTYPE = np.float32
 PARAMETERS = ("W_h", "U_h", "b_h", "W_g", "U_g", "b_g", "V_h", "V_g", "c")
-TAPE = ("h", "g", "o", "x", "z_h", "z_g")
+PREPARE = ("W_h", "W_g")
+TAPE = ("h", "g", "o", "x", "W_h_T", "W_g_T")
 
 
 def prepare(params):
     """What forward computes from the parameters alone, in the order it unpacks
     them: made each call, or once by Compiled.prepare for calls with the same
     parameters."""
-    return ()
+    W_h, W_g = (params[name] for name in PREPARE)
+    # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
+    W_h_T = np.ascontiguousarray(W_h.T)
+    # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
+    W_g_T = np.ascontiguousarray(W_g.T)
+    return (W_h_T, W_g_T)
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
     """Run the equations over steps 1..T for a batch of B; return (outputs, tape)."""
     W_h, U_h, b_h, W_g, U_g, b_g, V_h, V_g, c = (params[name] for name in PARAMETERS)
+
+    # Values of the parameters alone (see prepare)
+    W_h_T, W_g_T = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
     # Sequences are arrays (T + 2, B, n): step t is index t, the slots
     # before step 1 hold initial values (or zeros), those after step T zeros
-    x = WORK.zeros((T + 2, B, 4), DTYPE, "x")
+    x = WORK.empty((T + 2, B, 4), DTYPE, "x")
+    x[:1] = 0
+    x[T + 1:] = 0
     x[1:T + 1] = inputs["x"]
-    h = WORK.zeros((T + 2, B, 8), DTYPE, "h")
-    g = WORK.zeros((T + 2, B, 8), DTYPE, "g")
-    o = WORK.zeros((T + 2, B, 3), DTYPE, "o")
-    z_h = WORK.empty((T + 2, B, 8), DTYPE, "z_h")   # every step written
-    z_g = WORK.empty((T + 2, B, 8), DTYPE, "z_g")   # every step written
+    h = WORK.empty((T + 2, B, 8), DTYPE, "h")
+    h[:1] = 0
+    h[T + 1:] = 0
+    g = WORK.empty((T + 2, B, 8), DTYPE, "g")
+    g[:1] = 0
+    g[T + 1:] = 0
+    o = WORK.empty((T + 2, B, 3), DTYPE, "o")
+    o[:1] = 0
+    o[T + 1:] = 0
     h[0] = initial["h(0)"]
 
     # Every step at once: what does not depend on the loop after it
-    U_h_x = WORK.empty((T, B, 8), DTYPE, "U_h_x")
     # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-    np.dot(x[now].reshape(-1, 4), U_h.T, out=U_h_x.reshape(-1, 8))
-    np.add(b_h, U_h_x, out=z_h[now])
+    np.dot(x[now].reshape(-1, 4), U_h.T, out=h[now].reshape(-1, 8))
+    h[now] += b_h
 
     # h(t): a loop forward in time
     W_h_h = np.empty((B, 8), DTYPE)
-    z_h_2 = np.empty((B, 8), DTYPE)
-    steps = zip(h[0:T], z_h[1:T + 1], h[1:T + 1])
-    for (h_tm1, z_h_t, h_t) in steps:
+    steps = zip(h[0:T], h[1:T + 1])
+    for (h_tm1, h_t) in steps:
         # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-        np.dot(h_tm1, W_h.T, out=W_h_h)
-        np.add(z_h_t, W_h_h, out=z_h_2)
-        np.tanh(z_h_2, out=h_t)
+        np.dot(h_tm1, W_h_T, out=W_h_h)
+        h_t += W_h_h
+        np.tanh(h_t, out=h_t)
 
     # Every step at once: what does not depend on the loop after it
-    U_g_x = WORK.empty((T, B, 8), DTYPE, "U_g_x")
     # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-    np.dot(x[now].reshape(-1, 4), U_g.T, out=U_g_x.reshape(-1, 8))
-    np.add(b_g, U_g_x, out=z_g[now])
+    np.dot(x[now].reshape(-1, 4), U_g.T, out=g[now].reshape(-1, 8))
+    g[now] += b_g
 
     # g(t): a loop backward in time
     W_g_g = np.empty((B, 8), DTYPE)
-    z_g_2 = np.empty((B, 8), DTYPE)
-    steps = zip(g[2:T + 2][::-1], z_g[1:T + 1][::-1], g[1:T + 1][::-1])
-    for (g_tp1, z_g_t, g_t) in steps:
+    steps = zip(g[2:T + 2][::-1], g[1:T + 1][::-1])
+    for (g_tp1, g_t) in steps:
         # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-        np.dot(g_tp1, W_g.T, out=W_g_g)
-        np.add(z_g_t, W_g_g, out=z_g_2)
-        np.tanh(z_g_2, out=g_t)
+        np.dot(g_tp1, W_g_T, out=W_g_g)
+        g_t += W_g_g
+        np.tanh(g_t, out=g_t)
 
     # Every step at once: o(t)
     V_h_h = WORK.empty((T, B, 3), DTYPE, "V_h_h")
     V_g_g = WORK.empty((T, B, 3), DTYPE, "V_g_g")
-    z_o = WORK.empty((T, B, 3), DTYPE, "z_o")
     # o(t) = V_h h(t) + V_g g(t) + c
     np.dot(h[now].reshape(-1, 8), V_h.T, out=V_h_h.reshape(-1, 3))
     np.dot(g[now].reshape(-1, 8), V_g.T, out=V_g_g.reshape(-1, 3))
-    np.add(V_h_h, V_g_g, out=z_o)
-    np.add(z_o, c, out=o[now])
+    np.add(V_h_h, V_g_g, out=o[now])
+    o[now] += c
 
     outputs = {"h": h[1:T + 1], "g": g[1:T + 1], "o": o[1:T + 1]}
-    tape = {"h": h, "g": g, "o": o, "x": x, "z_h": z_h, "z_g": z_g}
+    tape = {"h": h, "g": g, "o": o, "x": x, "W_h_T": W_h_T, "W_g_T": W_g_T}
     return outputs, tape
 
 
@@ -91,7 +101,7 @@ def backward(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     W_h, U_h, b_h, W_g, U_g, b_g, V_h, V_g, c = (params[name] for name in PARAMETERS)
-    h, g, o, x, z_h, z_g = (tape[name] for name in TAPE)
+    h, g, o, x, W_h_T, W_g_T = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now, tp1 = slice(0, T), slice(1, T + 1), slice(2, T + 2)
 
@@ -109,10 +119,10 @@ def backward(params, tape, cotangents, T, B):
     dg = WORK.zeros(g.shape, DTYPE, "dg")
     do = WORK.zeros(o.shape, DTYPE, "do")
     dx = WORK.zeros(x.shape, DTYPE, "dx")
+    dz_g = WORK.empty((T + 2, B, 8), DTYPE, "dz_g")   # every step written
     dz_g_2 = WORK.empty((T + 2, B, 8), DTYPE, "dz_g_2")   # every step written
-    dz_g_3 = WORK.empty((T + 2, B, 8), DTYPE, "dz_g_3")   # every step written
+    dz_h = WORK.empty((T + 2, B, 8), DTYPE, "dz_h")   # every step written
     dz_h_2 = WORK.empty((T + 2, B, 8), DTYPE, "dz_h_2")   # every step written
-    dz_h_3 = WORK.empty((T + 2, B, 8), DTYPE, "dz_h_3")   # every step written
     dh[1:T + 1] = cotangents.get("h", 0)
     dg[1:T + 1] = cotangents.get("g", 0)
     do[1:T + 1] = cotangents.get("o", 0)
@@ -133,64 +143,64 @@ def backward(params, tape, cotangents, T, B):
     dh[now] += vecmat_do_2
 
     # Every step at once
-    dz_g_4 = WORK.empty((T, B, 8), DTYPE, "dz_g_4")
+    dz_g_3 = WORK.empty((T, B, 8), DTYPE, "dz_g_3")
     # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-    np.multiply(g[now], g[now], out=dz_g_4)
-    np.subtract(1, dz_g_4, out=dz_g_2[now])
+    np.multiply(g[now], g[now], out=dz_g_3)
+    np.subtract(1, dz_g_3, out=dz_g[now])
 
     # g(t): back through time (forward)
     dg_sum = np.zeros((B, 8), DTYPE)
-    steps = zip(dz_g_3[1:T + 1], dg[1:T + 1], dz_g_2[1:T + 1])
-    for (dz_g_3_t, dg_t, dz_g_2_t) in steps:
+    steps = zip(dz_g_2[1:T + 1], dg[1:T + 1], dz_g[1:T + 1])
+    for (dz_g_2_t, dg_t, dz_g_t) in steps:
         # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
         dg_sum += dg_t
-        np.multiply(dg_sum, dz_g_2_t, out=dz_g_3_t)
-        np.dot(dz_g_3_t, W_g, out=dg_sum)
+        np.multiply(dg_sum, dz_g_t, out=dz_g_2_t)
+        np.dot(dz_g_2_t, W_g, out=dg_sum)
 
     # Every step at once
     # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-    outer_dz_g_3 = dz_g_3[now].reshape(-1, 8).T @ g[tp1].reshape(-1, 8)
-    dW_g += outer_dz_g_3
+    outer_dz_g_2 = dz_g_2[now].reshape(-1, 8).T @ g[tp1].reshape(-1, 8)
+    dW_g += outer_dz_g_2
 
     # Every step at once
-    vecmat_dz_g_3 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_g_3")
+    vecmat_dz_g_2 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_g_2")
     # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-    dz_g_5 = dz_g_3[now].sum((0, 1))
-    db_g += dz_g_5
-    outer_dz_g_3_2 = dz_g_3[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_g_3[now].reshape(-1, 8), U_g, out=vecmat_dz_g_3.reshape(-1, 4))
-    dU_g += outer_dz_g_3_2
-    dx[now] += vecmat_dz_g_3
+    dz_g_4 = dz_g_2[now].sum((0, 1))
+    db_g += dz_g_4
+    outer_dz_g_2_2 = dz_g_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
+    np.dot(dz_g_2[now].reshape(-1, 8), U_g, out=vecmat_dz_g_2.reshape(-1, 4))
+    dU_g += outer_dz_g_2_2
+    dx[now] += vecmat_dz_g_2
 
     # Every step at once
-    dz_h_4 = WORK.empty((T, B, 8), DTYPE, "dz_h_4")
+    dz_h_3 = WORK.empty((T, B, 8), DTYPE, "dz_h_3")
     # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-    np.multiply(h[now], h[now], out=dz_h_4)
-    np.subtract(1, dz_h_4, out=dz_h_2[now])
+    np.multiply(h[now], h[now], out=dz_h_3)
+    np.subtract(1, dz_h_3, out=dz_h[now])
 
     # h(t): back through time (backward)
     dh_sum = np.zeros((B, 8), DTYPE)
-    steps = zip(dz_h_3[1:T + 1][::-1], dh[1:T + 1][::-1], dz_h_2[1:T + 1][::-1])
-    for (dz_h_3_t, dh_t, dz_h_2_t) in steps:
+    steps = zip(dz_h_2[1:T + 1][::-1], dh[1:T + 1][::-1], dz_h[1:T + 1][::-1])
+    for (dz_h_2_t, dh_t, dz_h_t) in steps:
         # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
         dh_sum += dh_t
-        np.multiply(dh_sum, dz_h_2_t, out=dz_h_3_t)
-        np.dot(dz_h_3_t, W_h, out=dh_sum)
+        np.multiply(dh_sum, dz_h_t, out=dz_h_2_t)
+        np.dot(dz_h_2_t, W_h, out=dh_sum)
 
     # Every step at once
     # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-    outer_dz_h_3 = dz_h_3[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
-    dW_h += outer_dz_h_3
+    outer_dz_h_2 = dz_h_2[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
+    dW_h += outer_dz_h_2
 
     # Every step at once
-    vecmat_dz_h_3 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_h_3")
+    vecmat_dz_h_2 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_h_2")
     # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-    dz_h_5 = dz_h_3[now].sum((0, 1))
-    db_h += dz_h_5
-    outer_dz_h_3_2 = dz_h_3[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h_3[now].reshape(-1, 8), U_h, out=vecmat_dz_h_3.reshape(-1, 4))
-    dU_h += outer_dz_h_3_2
-    dx[now] += vecmat_dz_h_3
+    dz_h_4 = dz_h_2[now].sum((0, 1))
+    db_h += dz_h_4
+    outer_dz_h_2_2 = dz_h_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
+    np.dot(dz_h_2[now].reshape(-1, 8), U_h, out=vecmat_dz_h_2.reshape(-1, 4))
+    dU_h += outer_dz_h_2_2
+    dx[now] += vecmat_dz_h_2
 
     grads = {"W_h": dW_h, "U_h": dU_h, "b_h": db_h, "W_g": dW_g, "U_g": dU_g, "b_g": db_g,
              "V_h": dV_h, "V_g": dV_g, "c": dc, "x": dx[1:T + 1], "h(0)": dh_sum}

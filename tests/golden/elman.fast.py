@@ -13,57 +13,68 @@ WORK = Workspace()   # arrays over the steps, reused once free
 
 DTYPE = np.float32
 PARAMETERS = ("b", "W", "U", "c", "V")
-TAPE = ("a", "h", "o", "y", "L", "x", "target", "z_a")
+PREPARE = ("W",)
+TAPE = ("a", "h", "o", "y", "L", "x", "target", "W_T", "z_a")
 
 
 def prepare(params):
     """What forward computes from the parameters alone, in the order it unpacks
     them: made each call, or once by Compiled.prepare for calls with the same
     parameters."""
-    return ()
+    W, = (params[name] for name in PREPARE)
+    # a(t) = b + W h(t-1) + U x(t)
+    W_T = np.ascontiguousarray(W.T)
+    return (W_T,)
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
     """Run the equations over steps 1..T for a batch of B; return (outputs, tape)."""
     b, W, U, c, V = (params[name] for name in PARAMETERS)
+
+    # Values of the parameters alone (see prepare)
+    W_T, = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
     # Sequences are arrays (T + 1, B, n): step t is index t, the slots
     # before step 1 hold initial values (or zeros), those after step T zeros
-    x = WORK.zeros((T + 1, B, 4), DTYPE, "x")
+    x = WORK.empty((T + 1, B, 4), DTYPE, "x")
+    x[:1] = 0
     x[1:T + 1] = inputs["x"]
-    target = WORK.zeros((T + 1, B, 5), DTYPE, "target")
+    target = WORK.empty((T + 1, B, 5), DTYPE, "target")
+    target[:1] = 0
     target[1:T + 1] = inputs["target"]
-    a = WORK.zeros((T + 1, B, 8), DTYPE, "a")
-    h = WORK.zeros((T + 1, B, 8), DTYPE, "h")
-    o = WORK.zeros((T + 1, B, 5), DTYPE, "o")
-    y = WORK.zeros((T + 1, B, 5), DTYPE, "y")
-    L = WORK.zeros((T + 1, B, 1), DTYPE, "L")
+    a = WORK.empty((T + 1, B, 8), DTYPE, "a")
+    a[:1] = 0
+    h = WORK.empty((T + 1, B, 8), DTYPE, "h")
+    h[:1] = 0
+    o = WORK.empty((T + 1, B, 5), DTYPE, "o")
+    o[:1] = 0
+    y = WORK.empty((T + 1, B, 5), DTYPE, "y")
+    y[:1] = 0
+    L = WORK.empty((T + 1, B, 1), DTYPE, "L")
+    L[:1] = 0
     z_a = WORK.empty((T + 1, B, 8), DTYPE, "z_a")   # every step written
     h[0] = initial["h(0)"]
 
     # Every step at once: what does not depend on the loop after it
-    U_x = WORK.empty((T, B, 8), DTYPE, "U_x")
     # a(t) = b + W h(t-1) + U x(t)
-    np.dot(x[now].reshape(-1, 4), U.T, out=U_x.reshape(-1, 8))
-    np.add(b, U_x, out=z_a[now])
+    np.dot(x[now].reshape(-1, 4), U.T, out=z_a[now].reshape(-1, 8))
+    z_a[now] += b
 
     # a(t), h(t): a loop forward in time
-    W_h = np.empty((B, 8), DTYPE)
     steps = zip(h[0:T], a[1:T + 1], z_a[1:T + 1], h[1:T + 1])
     for (h_tm1, a_t, z_a_t, h_t) in steps:
         # a(t) = b + W h(t-1) + U x(t)
-        np.dot(h_tm1, W.T, out=W_h)
-        np.add(z_a_t, W_h, out=a_t)
+        np.dot(h_tm1, W_T, out=a_t)
+        a_t += z_a_t
         # h(t) = tanh(a(t))
         np.tanh(a_t, out=h_t)
 
     # Every step at once: o(t)
-    V_h = WORK.empty((T, B, 5), DTYPE, "V_h")
     # o(t) = c + V h(t)
-    np.dot(h[now].reshape(-1, 8), V.T, out=V_h.reshape(-1, 5))
-    np.add(c, V_h, out=o[now])
+    np.dot(h[now].reshape(-1, 8), V.T, out=o[now].reshape(-1, 5))
+    o[now] += c
 
     # Every step at once: y(t)
     # y(t) = softmax(o(t))
@@ -74,7 +85,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
     L[now][...] = cross_entropy(y[now], target[now])
 
     outputs = {"a": a[1:T + 1], "h": h[1:T + 1], "o": o[1:T + 1], "y": y[1:T + 1], "L": L[1:T + 1]}
-    tape = {"a": a, "h": h, "o": o, "y": y, "L": L, "x": x, "target": target, "z_a": z_a}
+    tape = {"a": a, "h": h, "o": o, "y": y, "L": L, "x": x, "target": target, "W_T": W_T,
+            "z_a": z_a}
     return outputs, tape
 
 
@@ -82,7 +94,7 @@ def backward(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     b, W, U, c, V = (params[name] for name in PARAMETERS)
-    a, h, o, y, L, x, target, z_a = (tape[name] for name in TAPE)
+    a, h, o, y, L, x, target, W_T, z_a = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 

@@ -13,19 +13,27 @@ WORK = Workspace()   # arrays over the steps, reused once free
 
 DTYPE = np.float32
 PARAMETERS = ("U", "V", "W", "b", "R", "S", "T", "c", "P", "Q", "d")
-PREPARE = ("U", "W", "S", "P")
-TAPE = ("h1", "h2", "y", "x", "z_h1", "z_h1_2", "z_h1_3", "z_y")
+PREPARE = ("U", "V", "W", "R", "S", "T", "P", "Q")
+TAPE = ("h1", "h2", "y", "x", "z_h1", "z_h1_2", "V_T", "z_h1_2_T", "R_T", "T_T", "Q_T", "z_h1_3",
+        "z_y")
 
 
 def prepare(params):
     """What forward computes from the parameters alone, in the order it unpacks
     them: made each call, or once by Compiled.prepare for calls with the same
     parameters."""
-    U, W, S, P = (params[name] for name in PREPARE)
+    U, V, W, R, S, T, P, Q = (params[name] for name in PREPARE)
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
     z_h1 = np.concatenate((U, P), 0)
     z_h1_2 = np.concatenate((W, S), 0)
-    return (z_h1, z_h1_2)
+    V_T = np.ascontiguousarray(V.T)
+    z_h1_2_T = np.ascontiguousarray(z_h1_2.T)
+    # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
+    R_T = np.ascontiguousarray(R.T)
+    T_T = np.ascontiguousarray(T.T)
+    # y(t) = softmax(P x(t) + Q h2(t) + d)
+    Q_T = np.ascontiguousarray(Q.T)
+    return (z_h1, z_h1_2, V_T, z_h1_2_T, R_T, T_T, Q_T)
 
 
 def forward(params, inputs, initial, n_steps, B, prepared=None):
@@ -33,17 +41,21 @@ def forward(params, inputs, initial, n_steps, B, prepared=None):
     U, V, W, b, R, S, T, c, P, Q, d = (params[name] for name in PARAMETERS)
 
     # Values of the parameters alone (see prepare)
-    z_h1, z_h1_2 = prepare(params) if prepared is None else prepared
+    z_h1, z_h1_2, V_T, z_h1_2_T, R_T, T_T, Q_T = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, n_steps + 1)
 
     # Sequences are arrays (n_steps + 1, B, n): step t is index t, the slots
     # before step 1 hold initial values (or zeros), those after step T zeros
-    x = WORK.zeros((n_steps + 1, B, 4), DTYPE, "x")
+    x = WORK.empty((n_steps + 1, B, 4), DTYPE, "x")
+    x[:1] = 0
     x[1:n_steps + 1] = inputs["x"]
-    h1 = WORK.zeros((n_steps + 1, B, 8), DTYPE, "h1")
-    h2 = WORK.zeros((n_steps + 1, B, 8), DTYPE, "h2")
-    y = WORK.zeros((n_steps + 1, B, 3), DTYPE, "y")
+    h1 = WORK.empty((n_steps + 1, B, 8), DTYPE, "h1")
+    h1[:1] = 0
+    h2 = WORK.empty((n_steps + 1, B, 8), DTYPE, "h2")
+    h2[:1] = 0
+    y = WORK.empty((n_steps + 1, B, 3), DTYPE, "y")
+    y[:1] = 0
     z_h1_3 = WORK.empty((n_steps + 1, B, 8), DTYPE, "z_h1_3")   # every step written
     z_y = WORK.empty((n_steps + 1, B, 3), DTYPE, "z_y")   # every step written
     h1[0] = initial["h1(0)"]
@@ -80,28 +92,28 @@ def forward(params, inputs, initial, n_steps, B, prepared=None):
                 y[0:n_steps], h2[1:n_steps + 1], z_y[1:n_steps + 1], y[1:n_steps + 1])
     for (h1_tm1, h2_tm1, z_h1_3_t, h1_t, y_tm1, h2_t, z_y_t, y_t) in steps:
         # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-        np.dot(h1_tm1, V.T, out=V_h1)
-        np.dot(h2_tm1, z_h1_2.T, out=z_h1_2_h2)
+        np.dot(h1_tm1, V_T, out=V_h1)
+        np.dot(h2_tm1, z_h1_2_T, out=z_h1_2_h2)
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
         # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
         np.add(z_h1_3_t, V_h1, out=z_h1_4)
         np.add(z_h1_4, slice_z_h1_2_h2, out=z_h1_5)
         np.tanh(z_h1_5, out=h1_t)
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
-        np.dot(h1_t, R.T, out=R_h1)
-        np.dot(y_tm1, T.T, out=T_y)
+        np.dot(h1_t, R_T, out=R_h1)
+        np.dot(y_tm1, T_T, out=T_y)
         np.add(c, R_h1, out=z_h2)
         np.add(z_h2, slice_z_h1_2_h2_2, out=z_h2_2)
         np.add(z_h2_2, T_y, out=z_h2_3)
         np.tanh(z_h2_3, out=h2_t)
         # y(t) = softmax(P x(t) + Q h2(t) + d)
-        np.dot(h2_t, Q.T, out=Q_h2)
+        np.dot(h2_t, Q_T, out=Q_h2)
         np.add(z_y_t, Q_h2, out=z_y_2)
         y_t[...] = softmax(z_y_2)
 
     outputs = {"h1": h1[1:n_steps + 1], "h2": h2[1:n_steps + 1], "y": y[1:n_steps + 1]}
-    tape = {"h1": h1, "h2": h2, "y": y, "x": x, "z_h1": z_h1, "z_h1_2": z_h1_2, "z_h1_3": z_h1_3,
-            "z_y": z_y}
+    tape = {"h1": h1, "h2": h2, "y": y, "x": x, "z_h1": z_h1, "z_h1_2": z_h1_2, "V_T": V_T,
+            "z_h1_2_T": z_h1_2_T, "R_T": R_T, "T_T": T_T, "Q_T": Q_T, "z_h1_3": z_h1_3, "z_y": z_y}
     return outputs, tape
 
 
@@ -109,7 +121,8 @@ def backward(params, tape, cotangents, n_steps, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     U, V, W, b, R, S, T, c, P, Q, d = (params[name] for name in PARAMETERS)
-    h1, h2, y, x, z_h1, z_h1_2, z_h1_3, z_y = (tape[name] for name in TAPE)
+    (h1, h2, y, x, z_h1, z_h1_2, V_T, z_h1_2_T, R_T, T_T, Q_T,
+     z_h1_3, z_y) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, n_steps), slice(1, n_steps + 1)
 

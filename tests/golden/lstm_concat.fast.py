@@ -13,30 +13,51 @@ WORK = Workspace()   # arrays over the steps, reused once free
 
 DTYPE = np.float32
 PARAMETERS = ("W_f", "b_f", "W_i", "b_i", "W_o", "b_o", "W_c", "b_c")
-TAPE = ("f", "i", "o", "c_tilde", "c", "h", "x", "z_f", "z_i", "z_o", "z_c_tilde", "tanh_c")
+PREPARE = ("W_f", "W_i", "W_o", "W_c")
+TAPE = ("f", "i", "o", "c_tilde", "c", "h", "x", "W_f_T", "W_i_T", "W_o_T", "W_c_T", "z_f", "z_i",
+        "z_o", "z_c_tilde", "tanh_c")
 
 
 def prepare(params):
     """What forward computes from the parameters alone, in the order it unpacks
     them: made each call, or once by Compiled.prepare for calls with the same
     parameters."""
-    return ()
+    W_f, W_i, W_o, W_c = (params[name] for name in PREPARE)
+    # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
+    W_f_T = np.ascontiguousarray(W_f.T)
+    # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
+    W_i_T = np.ascontiguousarray(W_i.T)
+    # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
+    W_o_T = np.ascontiguousarray(W_o.T)
+    # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
+    W_c_T = np.ascontiguousarray(W_c.T)
+    return (W_f_T, W_i_T, W_o_T, W_c_T)
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
     """Run the equations over steps 1..T for a batch of B; return (outputs, tape)."""
     W_f, b_f, W_i, b_i, W_o, b_o, W_c, b_c = (params[name] for name in PARAMETERS)
 
+    # Values of the parameters alone (see prepare)
+    W_f_T, W_i_T, W_o_T, W_c_T = prepare(params) if prepared is None else prepared
+
     # Sequences are arrays (T + 1, B, n): step t is index t, the slots
     # before step 1 hold initial values (or zeros), those after step T zeros
-    x = WORK.zeros((T + 1, B, 4), DTYPE, "x")
+    x = WORK.empty((T + 1, B, 4), DTYPE, "x")
+    x[:1] = 0
     x[1:T + 1] = inputs["x"]
-    f = WORK.zeros((T + 1, B, 8), DTYPE, "f")
-    i = WORK.zeros((T + 1, B, 8), DTYPE, "i")
-    o = WORK.zeros((T + 1, B, 8), DTYPE, "o")
-    c_tilde = WORK.zeros((T + 1, B, 8), DTYPE, "c_tilde")
-    c = WORK.zeros((T + 1, B, 8), DTYPE, "c")
-    h = WORK.zeros((T + 1, B, 8), DTYPE, "h")
+    f = WORK.empty((T + 1, B, 8), DTYPE, "f")
+    f[:1] = 0
+    i = WORK.empty((T + 1, B, 8), DTYPE, "i")
+    i[:1] = 0
+    o = WORK.empty((T + 1, B, 8), DTYPE, "o")
+    o[:1] = 0
+    c_tilde = WORK.empty((T + 1, B, 8), DTYPE, "c_tilde")
+    c_tilde[:1] = 0
+    c = WORK.empty((T + 1, B, 8), DTYPE, "c")
+    c[:1] = 0
+    h = WORK.empty((T + 1, B, 8), DTYPE, "h")
+    h[:1] = 0
     z_f = WORK.empty((T + 1, B, 12), DTYPE, "z_f")   # every step written
     z_i = WORK.empty((T + 1, B, 12), DTYPE, "z_i")   # every step written
     z_o = WORK.empty((T + 1, B, 12), DTYPE, "z_o")   # every step written
@@ -55,7 +76,6 @@ def forward(params, inputs, initial, T, B, prepared=None):
     W_c_z_c_tilde = np.empty((B, 8), DTYPE)
     z_c_tilde_2 = np.empty((B, 8), DTYPE)
     z_c = np.empty((B, 8), DTYPE)
-    z_c_2 = np.empty((B, 8), DTYPE)
     with np.errstate(over="ignore"):
         steps = zip(z_f[1:T + 1], h[0:T], x[1:T + 1], f[1:T + 1], z_i[1:T + 1], i[1:T + 1],
                     z_o[1:T + 1], o[1:T + 1], z_c_tilde[1:T + 1], c_tilde[1:T + 1], c[0:T],
@@ -64,36 +84,37 @@ def forward(params, inputs, initial, T, B, prepared=None):
              tanh_c_t, h_t) in steps:
             # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
             z_f_t[...] = np.concatenate((h_tm1, x_t), -1)
-            np.dot(z_f_t, W_f.T, out=W_f_z_f)
+            np.dot(z_f_t, W_f_T, out=W_f_z_f)
             np.add(b_f, W_f_z_f, out=z_f_2)
             sigmoid(z_f_2, out=f_t)
             # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
             z_i_t[...] = np.concatenate((h_tm1, x_t), -1)
-            np.dot(z_i_t, W_i.T, out=W_i_z_i)
+            np.dot(z_i_t, W_i_T, out=W_i_z_i)
             np.add(b_i, W_i_z_i, out=z_i_2)
             sigmoid(z_i_2, out=i_t)
             # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
             z_o_t[...] = np.concatenate((h_tm1, x_t), -1)
-            np.dot(z_o_t, W_o.T, out=W_o_z_o)
+            np.dot(z_o_t, W_o_T, out=W_o_z_o)
             np.add(b_o, W_o_z_o, out=z_o_2)
             sigmoid(z_o_2, out=o_t)
             # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
             z_c_tilde_t[...] = np.concatenate((h_tm1, x_t), -1)
-            np.dot(z_c_tilde_t, W_c.T, out=W_c_z_c_tilde)
+            np.dot(z_c_tilde_t, W_c_T, out=W_c_z_c_tilde)
             np.add(b_c, W_c_z_c_tilde, out=z_c_tilde_2)
             np.tanh(z_c_tilde_2, out=c_tilde_t)
             # c(t) = f(t) * c(t-1) + i(t) * c_tilde(t)
-            np.multiply(f_t, c_tm1, out=z_c)
-            np.multiply(i_t, c_tilde_t, out=z_c_2)
-            np.add(z_c, z_c_2, out=c_t)
+            np.multiply(f_t, c_tm1, out=c_t)
+            np.multiply(i_t, c_tilde_t, out=z_c)
+            c_t += z_c
             # h(t) = o(t) * tanh(c(t))
             np.tanh(c_t, out=tanh_c_t)
             np.multiply(o_t, tanh_c_t, out=h_t)
 
     outputs = {"f": f[1:T + 1], "i": i[1:T + 1], "o": o[1:T + 1], "c_tilde": c_tilde[1:T + 1],
                "c": c[1:T + 1], "h": h[1:T + 1]}
-    tape = {"f": f, "i": i, "o": o, "c_tilde": c_tilde, "c": c, "h": h, "x": x, "z_f": z_f,
-            "z_i": z_i, "z_o": z_o, "z_c_tilde": z_c_tilde, "tanh_c": tanh_c}
+    tape = {"f": f, "i": i, "o": o, "c_tilde": c_tilde, "c": c, "h": h, "x": x, "W_f_T": W_f_T,
+            "W_i_T": W_i_T, "W_o_T": W_o_T, "W_c_T": W_c_T, "z_f": z_f, "z_i": z_i, "z_o": z_o,
+            "z_c_tilde": z_c_tilde, "tanh_c": tanh_c}
     return outputs, tape
 
 
@@ -101,7 +122,8 @@ def backward(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     W_f, b_f, W_i, b_i, W_o, b_o, W_c, b_c = (params[name] for name in PARAMETERS)
-    f, i, o, c_tilde, c, h, x, z_f, z_i, z_o, z_c_tilde, tanh_c = (tape[name] for name in TAPE)
+    (f, i, o, c_tilde, c, h, x, W_f_T, W_i_T, W_o_T, W_c_T, z_f,
+     z_i, z_o, z_c_tilde, tanh_c) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
@@ -170,14 +192,17 @@ def backward(params, tape, cotangents, T, B):
                 dz_h[1:T + 1][::-1], cot_c[::-1], c_tilde[1:T + 1][::-1], i[1:T + 1][::-1],
                 cot_i[::-1], cot_c_tilde[::-1], c[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1],
                 dz_c_tilde_3[1:T + 1][::-1], dz_c_tilde_2[1:T + 1][::-1],
-                vecmat_dz_c_tilde_3[1:T + 1][::-1], dz_o_3[1:T + 1][::-1], dz_o_2[1:T + 1][::-1],
-                vecmat_dz_o_3[1:T + 1][::-1], dz_i_3[1:T + 1][::-1], dz_i_2[1:T + 1][::-1],
-                vecmat_dz_i_3[1:T + 1][::-1], dz_f_3[1:T + 1][::-1], dz_f_2[1:T + 1][::-1],
-                vecmat_dz_f_3[1:T + 1][::-1])
+                vecmat_dz_c_tilde_3[1:T + 1][::-1], vecmat_dz_c_tilde_3[1:T + 1, ..., 0:8][::-1],
+                dz_o_3[1:T + 1][::-1], dz_o_2[1:T + 1][::-1], vecmat_dz_o_3[1:T + 1][::-1],
+                vecmat_dz_o_3[1:T + 1, ..., 0:8][::-1], dz_i_3[1:T + 1][::-1],
+                dz_i_2[1:T + 1][::-1], vecmat_dz_i_3[1:T + 1][::-1], vecmat_dz_i_3[1:T + 1, ...,
+                0:8][::-1], dz_f_3[1:T + 1][::-1], dz_f_2[1:T + 1][::-1],
+                vecmat_dz_f_3[1:T + 1][::-1], vecmat_dz_f_3[1:T + 1, ..., 0:8][::-1])
     for (cot_h_t, tanh_c_t, o_t, cot_o_t, dz_h_t, cot_c_t, c_tilde_t, i_t, cot_i_t, cot_c_tilde_t,
-         c_tm1, f_t, cot_f_t, dz_c_tilde_3_t, dz_c_tilde_2_t, vecmat_dz_c_tilde_3_t, dz_o_3_t,
-         dz_o_2_t, vecmat_dz_o_3_t, dz_i_3_t, dz_i_2_t, vecmat_dz_i_3_t, dz_f_3_t, dz_f_2_t,
-         vecmat_dz_f_3_t) in steps:
+         c_tm1, f_t, cot_f_t, dz_c_tilde_3_t, dz_c_tilde_2_t, vecmat_dz_c_tilde_3_t,
+         vecmat_dz_c_tilde_3_0_8_t, dz_o_3_t, dz_o_2_t, vecmat_dz_o_3_t, vecmat_dz_o_3_0_8_t,
+         dz_i_3_t, dz_i_2_t, vecmat_dz_i_3_t, vecmat_dz_i_3_0_8_t, dz_f_3_t, dz_f_2_t,
+         vecmat_dz_f_3_t, vecmat_dz_f_3_0_8_t) in steps:
         # h(t) = o(t) * tanh(c(t))
         if cot_h_t is not None:
             dh += cot_h_t
@@ -197,29 +222,25 @@ def backward(params, tape, cotangents, T, B):
             dc_tilde += cot_c_tilde_t
         np.multiply(dc_tilde, dz_c_tilde_2_t, out=dz_c_tilde_3_t)
         np.dot(dz_c_tilde_3_t, W_c, out=vecmat_dz_c_tilde_3_t)
-        slice_vecmat_dz_c_tilde_3 = vecmat_dz_c_tilde_3_t[..., 0:8]
-        np.copyto(dh, slice_vecmat_dz_c_tilde_3)
+        np.copyto(dh, vecmat_dz_c_tilde_3_0_8_t)
         # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
         if cot_o_t is not None:
             do += cot_o_t
         np.multiply(do, dz_o_2_t, out=dz_o_3_t)
         np.dot(dz_o_3_t, W_o, out=vecmat_dz_o_3_t)
-        slice_vecmat_dz_o_3 = vecmat_dz_o_3_t[..., 0:8]
-        dh += slice_vecmat_dz_o_3
+        dh += vecmat_dz_o_3_0_8_t
         # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
         if cot_i_t is not None:
             di += cot_i_t
         np.multiply(di, dz_i_2_t, out=dz_i_3_t)
         np.dot(dz_i_3_t, W_i, out=vecmat_dz_i_3_t)
-        slice_vecmat_dz_i_3 = vecmat_dz_i_3_t[..., 0:8]
-        dh += slice_vecmat_dz_i_3
+        dh += vecmat_dz_i_3_0_8_t
         # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
         if cot_f_t is not None:
             df += cot_f_t
         np.multiply(df, dz_f_2_t, out=dz_f_3_t)
         np.dot(dz_f_3_t, W_f, out=vecmat_dz_f_3_t)
-        slice_vecmat_dz_f_3 = vecmat_dz_f_3_t[..., 0:8]
-        dh += slice_vecmat_dz_f_3
+        dh += vecmat_dz_f_3_0_8_t
 
     # Every step at once
     # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
@@ -227,29 +248,29 @@ def backward(params, tape, cotangents, T, B):
     db_c += dz_c_tilde_5
     outer_dz_c_tilde_3 = dz_c_tilde_3[now].reshape(-1, 8).T @ z_c_tilde[now].reshape(-1, 12)
     dW_c += outer_dz_c_tilde_3
-    slice_vecmat_dz_c_tilde_3_2 = vecmat_dz_c_tilde_3[now][..., 8:12]
-    dx[now] += slice_vecmat_dz_c_tilde_3_2
+    slice_vecmat_dz_c_tilde_3 = vecmat_dz_c_tilde_3[now][..., 8:12]
+    dx[now] += slice_vecmat_dz_c_tilde_3
     # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
     dz_o_4 = dz_o_3[now].sum((0, 1))
     db_o += dz_o_4
     outer_dz_o_3 = dz_o_3[now].reshape(-1, 8).T @ z_o[now].reshape(-1, 12)
     dW_o += outer_dz_o_3
-    slice_vecmat_dz_o_3_2 = vecmat_dz_o_3[now][..., 8:12]
-    dx[now] += slice_vecmat_dz_o_3_2
+    slice_vecmat_dz_o_3 = vecmat_dz_o_3[now][..., 8:12]
+    dx[now] += slice_vecmat_dz_o_3
     # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
     dz_i_4 = dz_i_3[now].sum((0, 1))
     db_i += dz_i_4
     outer_dz_i_3 = dz_i_3[now].reshape(-1, 8).T @ z_i[now].reshape(-1, 12)
     dW_i += outer_dz_i_3
-    slice_vecmat_dz_i_3_2 = vecmat_dz_i_3[now][..., 8:12]
-    dx[now] += slice_vecmat_dz_i_3_2
+    slice_vecmat_dz_i_3 = vecmat_dz_i_3[now][..., 8:12]
+    dx[now] += slice_vecmat_dz_i_3
     # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
     dz_f_4 = dz_f_3[now].sum((0, 1))
     db_f += dz_f_4
     outer_dz_f_3 = dz_f_3[now].reshape(-1, 8).T @ z_f[now].reshape(-1, 12)
     dW_f += outer_dz_f_3
-    slice_vecmat_dz_f_3_2 = vecmat_dz_f_3[now][..., 8:12]
-    dx[now] += slice_vecmat_dz_f_3_2
+    slice_vecmat_dz_f_3 = vecmat_dz_f_3[now][..., 8:12]
+    dx[now] += slice_vecmat_dz_f_3
 
     grads = {"W_f": dW_f, "b_f": db_f, "W_i": dW_i, "b_i": db_i, "W_o": dW_o, "b_o": db_o,
              "W_c": dW_c, "b_c": db_c, "x": dx[1:T + 1], "c(0)": dc, "h(0)": dh}

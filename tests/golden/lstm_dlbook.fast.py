@@ -14,8 +14,8 @@ WORK = Workspace()   # arrays over the steps, reused once free
 DTYPE = np.float32
 PARAMETERS = ("b_f", "U_f", "W_f", "b_g", "U_g", "W_g", "b_o", "U_o", "W_o", "b", "U", "W")
 PREPARE = ("b_f", "U_f", "W_f", "b_g", "U_g", "W_g", "b_o", "U_o", "W_o", "U", "W")
-TAPE = ("f", "g", "q", "s", "h", "x", "fgq", "z_f", "U_fgo", "W_fgo", "z_f_2", "z_f_3", "z_f_4",
-        "z_s", "z_s_2", "tanh_s")
+TAPE = ("f", "g", "q", "s", "h", "x", "fgq", "z_f", "U_fgo", "W_fgo", "z_f_2", "z_f_3", "z_f_3_T",
+        "z_s", "tanh_s")
 
 
 def prepare(params):
@@ -29,7 +29,8 @@ def prepare(params):
     W_fgo = np.concatenate((W_f, W_g, W_o), 0)
     z_f_2 = np.concatenate((U_fgo, U), 0)
     z_f_3 = np.concatenate((W_fgo, W), 0)
-    return (z_f, U_fgo, W_fgo, z_f_2, z_f_3)
+    z_f_3_T = np.ascontiguousarray(z_f_3.T)
+    return (z_f, U_fgo, W_fgo, z_f_2, z_f_3, z_f_3_T)
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
@@ -37,20 +38,22 @@ def forward(params, inputs, initial, T, B, prepared=None):
     b_f, U_f, W_f, b_g, U_g, W_g, b_o, U_o, W_o, b, U, W = (params[name] for name in PARAMETERS)
 
     # Values of the parameters alone (see prepare)
-    z_f, U_fgo, W_fgo, z_f_2, z_f_3 = prepare(params) if prepared is None else prepared
+    z_f, U_fgo, W_fgo, z_f_2, z_f_3, z_f_3_T = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
     # Sequences are arrays (T + 1, B, n): step t is index t, the slots
     # before step 1 hold initial values (or zeros), those after step T zeros
-    x = WORK.zeros((T + 1, B, 4), DTYPE, "x")
+    x = WORK.empty((T + 1, B, 4), DTYPE, "x")
+    x[:1] = 0
     x[1:T + 1] = inputs["x"]
-    s = WORK.zeros((T + 1, B, 8), DTYPE, "s")
-    h = WORK.zeros((T + 1, B, 8), DTYPE, "h")
-    fgq = WORK.zeros((T + 1, B, 24), DTYPE, "fgq")
-    z_f_4 = WORK.empty((T + 1, B, 24), DTYPE, "z_f_4")   # every step written
+    s = WORK.empty((T + 1, B, 8), DTYPE, "s")
+    s[:1] = 0
+    h = WORK.empty((T + 1, B, 8), DTYPE, "h")
+    h[:1] = 0
+    fgq = WORK.empty((T + 1, B, 24), DTYPE, "fgq")
+    fgq[:1] = 0
     z_s = WORK.empty((T + 1, B, 8), DTYPE, "z_s")   # every step written
-    z_s_2 = WORK.empty((T + 1, B, 8), DTYPE, "z_s_2")   # every step written
     tanh_s = WORK.empty((T + 1, B, 8), DTYPE, "tanh_s")   # every step written
     f = fgq[..., 0:8]
     g = fgq[..., 8:16]
@@ -66,7 +69,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
     np.dot(x[now].reshape(-1, 4), z_f_2.T, out=z_f_2_x.reshape(-1, 32))
     # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
-    np.add(z_f, slice_z_f_2_x, out=z_f_4[now])
+    np.add(z_f, slice_z_f_2_x, out=fgq[now])
     # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
     np.add(b, slice_z_f_2_x_2, out=z_s[now])
 
@@ -74,36 +77,31 @@ def forward(params, inputs, initial, T, B, prepared=None):
     z_f_3_h = np.empty((B, 32), DTYPE)
     slice_z_f_3_h = z_f_3_h[..., 0:24]
     slice_z_f_3_h_2 = z_f_3_h[..., 24:32]
-    z_f_5 = np.empty((B, 24), DTYPE)
-    z_s_3 = np.empty((B, 8), DTYPE)
-    z_s_4 = np.empty((B, 8), DTYPE)
-    z_s_5 = np.empty((B, 8), DTYPE)
+    z_s_2 = np.empty((B, 8), DTYPE)
     with np.errstate(over="ignore"):
-        steps = zip(h[0:T], z_f_4[1:T + 1], fgq[1:T + 1], f[1:T + 1], s[0:T], z_s[1:T + 1],
-                    z_s_2[1:T + 1], g[1:T + 1], s[1:T + 1], tanh_s[1:T + 1], h[1:T + 1],
-                    q[1:T + 1])
-        for (h_tm1, z_f_4_t, fgq_t, f_t, s_tm1, z_s_t, z_s_2_t, g_t, s_t, tanh_s_t, h_t,
-             q_t) in steps:
+        steps = zip(h[0:T], fgq[1:T + 1], f[1:T + 1], s[0:T], z_s[1:T + 1], g[1:T + 1], s[1:T + 1],
+                    tanh_s[1:T + 1], h[1:T + 1], q[1:T + 1])
+        for (h_tm1, fgq_t, f_t, s_tm1, z_s_t, g_t, s_t, tanh_s_t, h_t, q_t) in steps:
             # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
-            np.dot(h_tm1, z_f_3.T, out=z_f_3_h)
+            np.dot(h_tm1, z_f_3_T, out=z_f_3_h)
             # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
             # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
-            np.add(z_f_4_t, slice_z_f_3_h, out=z_f_5)
-            sigmoid(z_f_5, out=fgq_t)
+            fgq_t += slice_z_f_3_h
+            sigmoid(fgq_t, out=fgq_t)
             # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
-            np.multiply(f_t, s_tm1, out=z_s_3)
-            np.add(z_s_t, slice_z_f_3_h_2, out=z_s_4)
-            sigmoid(z_s_4, out=z_s_2_t)
-            np.multiply(g_t, z_s_2_t, out=z_s_5)
-            np.add(z_s_3, z_s_5, out=s_t)
+            np.multiply(f_t, s_tm1, out=s_t)
+            z_s_t += slice_z_f_3_h_2
+            sigmoid(z_s_t, out=z_s_t)
+            np.multiply(g_t, z_s_t, out=z_s_2)
+            s_t += z_s_2
             # h(t) = tanh(s(t)) * q(t)
             np.tanh(s_t, out=tanh_s_t)
             np.multiply(tanh_s_t, q_t, out=h_t)
 
     outputs = {"f": f[1:T + 1], "g": g[1:T + 1], "q": q[1:T + 1], "s": s[1:T + 1], "h": h[1:T + 1]}
     tape = {"f": f, "g": g, "q": q, "s": s, "h": h, "x": x, "fgq": fgq, "z_f": z_f, "U_fgo": U_fgo,
-            "W_fgo": W_fgo, "z_f_2": z_f_2, "z_f_3": z_f_3, "z_f_4": z_f_4, "z_s": z_s,
-            "z_s_2": z_s_2, "tanh_s": tanh_s}
+            "W_fgo": W_fgo, "z_f_2": z_f_2, "z_f_3": z_f_3, "z_f_3_T": z_f_3_T, "z_s": z_s,
+            "tanh_s": tanh_s}
     return outputs, tape
 
 
@@ -112,7 +110,7 @@ def backward(params, tape, cotangents, T, B):
     initial values: the blocks of forward in reverse, loops backward in time."""
     b_f, U_f, W_f, b_g, U_g, W_g, b_o, U_o, W_o, b, U, W = (params[name] for name in PARAMETERS)
     (f, g, q, s, h, x, fgq, z_f, U_fgo, W_fgo, z_f_2, z_f_3,
-     z_f_4, z_s, z_s_2, tanh_s) = (tape[name] for name in TAPE)
+     z_f_3_T, z_s, tanh_s) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -136,25 +134,25 @@ def backward(params, tape, cotangents, T, B):
     dz_f_2 = WORK.zeros(z_f_2.shape, DTYPE, "dz_f_2")
     dz_f_3 = WORK.zeros(z_f_3.shape, DTYPE, "dz_f_3")
     dz_h = WORK.empty((T + 1, B, 8), DTYPE, "dz_h")   # every step written
+    dz_s_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_s_2")   # every step written
+    dz_f_4 = WORK.empty((T + 1, B, 24), DTYPE, "dz_f_4")   # every step written
     dz_s_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_s_3")   # every step written
     dz_f_5 = WORK.empty((T + 1, B, 24), DTYPE, "dz_f_5")   # every step written
-    dz_s_4 = WORK.empty((T + 1, B, 8), DTYPE, "dz_s_4")   # every step written
-    dz_f_6 = WORK.empty((T + 1, B, 24), DTYPE, "dz_f_6")   # every step written
-    dz_f_7 = WORK.empty((T + 1, B, 32), DTYPE, "dz_f_7")   # every step written
+    dz_f_6 = WORK.empty((T + 1, B, 32), DTYPE, "dz_f_6")   # every step written
 
     # Every step at once
     dz_h_2 = WORK.empty((T, B, 8), DTYPE, "dz_h_2")
-    sub_z_s_2 = WORK.empty((T, B, 8), DTYPE, "sub_z_s_2")
+    sub_z_s = WORK.empty((T, B, 8), DTYPE, "sub_z_s")
     sub_fgq = WORK.empty((T, B, 24), DTYPE, "sub_fgq")
     # h(t) = tanh(s(t)) * q(t)
     np.multiply(tanh_s[now], tanh_s[now], out=dz_h_2)
     np.subtract(1, dz_h_2, out=dz_h[now])
     # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
-    np.subtract(1, z_s_2[now], out=sub_z_s_2)
-    np.multiply(z_s_2[now], sub_z_s_2, out=dz_s_3[now])
+    np.subtract(1, z_s[now], out=sub_z_s)
+    np.multiply(z_s[now], sub_z_s, out=dz_s_2[now])
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
     np.subtract(1, fgq[now], out=sub_fgq)
-    np.multiply(fgq[now], sub_fgq, out=dz_f_5[now])
+    np.multiply(fgq[now], sub_fgq, out=dz_f_4[now])
 
     # f(t), g(t), q(t), s(t), h(t): back through time (backward)
     dh = np.zeros((B, 8), DTYPE)
@@ -170,14 +168,13 @@ def backward(params, tape, cotangents, T, B):
     cot_f = cotangents.get("f", [None] * T)
     dz_h_3 = np.empty((B, 8), DTYPE)
     dz_h_4 = np.empty((B, 8), DTYPE)
-    dz_s_5 = np.empty((B, 8), DTYPE)
+    dz_s_4 = np.empty((B, 8), DTYPE)
     steps = zip(cot_h[::-1], q[1:T + 1][::-1], tanh_s[1:T + 1][::-1], cot_q[::-1],
-                dz_h[1:T + 1][::-1], cot_s[::-1], z_s_2[1:T + 1][::-1], g[1:T + 1][::-1],
-                cot_g[::-1], dz_s_4[1:T + 1][::-1], dz_s_3[1:T + 1][::-1], s[0:T][::-1],
-                f[1:T + 1][::-1], cot_f[::-1], dz_f_6[1:T + 1][::-1], dz_f_5[1:T + 1][::-1],
-                dz_f_7[1:T + 1][::-1])
-    for (cot_h_t, q_t, tanh_s_t, cot_q_t, dz_h_t, cot_s_t, z_s_2_t, g_t, cot_g_t, dz_s_4_t,
-         dz_s_3_t, s_tm1, f_t, cot_f_t, dz_f_6_t, dz_f_5_t, dz_f_7_t) in steps:
+                dz_h[1:T + 1][::-1], cot_s[::-1], z_s[1:T + 1][::-1], g[1:T + 1][::-1], cot_g[::-1],
+                dz_s_3[1:T + 1][::-1], dz_s_2[1:T + 1][::-1], s[0:T][::-1], f[1:T + 1][::-1],
+                cot_f[::-1], dz_f_5[1:T + 1][::-1], dz_f_4[1:T + 1][::-1], dz_f_6[1:T + 1][::-1])
+    for (cot_h_t, q_t, tanh_s_t, cot_q_t, dz_h_t, cot_s_t, z_s_t, g_t, cot_g_t, dz_s_3_t, dz_s_2_t,
+         s_tm1, f_t, cot_f_t, dz_f_5_t, dz_f_4_t, dz_f_6_t) in steps:
         # h(t) = tanh(s(t)) * q(t)
         if cot_h_t is not None:
             dh += cot_h_t
@@ -188,9 +185,9 @@ def backward(params, tape, cotangents, T, B):
         # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
         if cot_s_t is not None:
             ds += cot_s_t
-        np.multiply(ds, z_s_2_t, out=dg)
-        np.multiply(g_t, ds, out=dz_s_5)
-        np.multiply(dz_s_5, dz_s_3_t, out=dz_s_4_t)
+        np.multiply(ds, z_s_t, out=dg)
+        np.multiply(g_t, ds, out=dz_s_4)
+        np.multiply(dz_s_4, dz_s_2_t, out=dz_s_3_t)
         np.multiply(ds, s_tm1, out=df)
         ds *= f_t
         # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
@@ -200,28 +197,28 @@ def backward(params, tape, cotangents, T, B):
             dg += cot_g_t
         if cot_q_t is not None:
             dq += cot_q_t
-        np.multiply(dfgq, dz_f_5_t, out=dz_f_6_t)
-        dz_f_7_t[...] = np.concatenate((dz_f_6_t, dz_s_4_t), -1)
-        np.dot(dz_f_7_t, z_f_3, out=dh)
+        np.multiply(dfgq, dz_f_4_t, out=dz_f_5_t)
+        dz_f_6_t[...] = np.concatenate((dz_f_5_t, dz_s_3_t), -1)
+        np.dot(dz_f_6_t, z_f_3, out=dh)
 
     # Every step at once
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
-    outer_dz_f_7 = dz_f_7[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
-    dz_f_3 += outer_dz_f_7
+    outer_dz_f_6 = dz_f_6[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
+    dz_f_3 += outer_dz_f_6
 
     # Every step at once
-    vecmat_dz_f_9 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_f_9")
+    vecmat_dz_f_8 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_f_8")
     # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
-    dz_s_6 = dz_s_4[now].sum((0, 1))
-    db += dz_s_6
+    dz_s_5 = dz_s_3[now].sum((0, 1))
+    db += dz_s_5
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
-    dz_f_8 = dz_f_6[now].sum((0, 1))
-    dz_f += dz_f_8
-    dz_f_9 = np.concatenate((dz_f_6[now], dz_s_4[now]), -1)
-    outer_dz_f_9 = dz_f_9.reshape(-1, 32).T @ x[now].reshape(-1, 4)
-    np.dot(dz_f_9.reshape(-1, 32), z_f_2, out=vecmat_dz_f_9.reshape(-1, 4))
-    dz_f_2 += outer_dz_f_9
-    dx[now] += vecmat_dz_f_9
+    dz_f_7 = dz_f_5[now].sum((0, 1))
+    dz_f += dz_f_7
+    dz_f_8 = np.concatenate((dz_f_5[now], dz_s_3[now]), -1)
+    outer_dz_f_8 = dz_f_8.reshape(-1, 32).T @ x[now].reshape(-1, 4)
+    np.dot(dz_f_8.reshape(-1, 32), z_f_2, out=vecmat_dz_f_8.reshape(-1, 4))
+    dz_f_2 += outer_dz_f_8
+    dx[now] += vecmat_dz_f_8
 
     # The time-free values and initial values, in reverse
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))

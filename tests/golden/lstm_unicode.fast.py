@@ -15,7 +15,7 @@ DTYPE = np.float32
 PARAMETERS = ("W_f", "U_f", "b_f", "W_i", "U_i", "b_i", "W_o", "U_o", "b_o", "W_c", "U_c", "b_c")
 PREPARE = ("W_f", "U_f", "b_f", "W_i", "U_i", "b_i", "W_o", "U_o", "b_o", "W_c", "U_c", "b_c")
 TAPE = ("f", "i", "o", "c_tilde", "c", "h", "x", "f_i_o_c_tilde", "z_f", "W_fioc", "U_fioc",
-        "z_f_2", "fio", "tanh_c")
+        "U_fioc_T", "fio", "tanh_c")
 
 
 def prepare(params):
@@ -27,7 +27,8 @@ def prepare(params):
     z_f = np.concatenate((b_f, b_i, b_o, b_c), -1)
     W_fioc = np.concatenate((W_f, W_i, W_o, W_c), 0)
     U_fioc = np.concatenate((U_f, U_i, U_o, U_c), 0)
-    return (z_f, W_fioc, U_fioc)
+    U_fioc_T = np.ascontiguousarray(U_fioc.T)
+    return (z_f, W_fioc, U_fioc, U_fioc_T)
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
@@ -36,18 +37,21 @@ def forward(params, inputs, initial, T, B, prepared=None):
      b_c) = (params[name] for name in PARAMETERS)
 
     # Values of the parameters alone (see prepare)
-    z_f, W_fioc, U_fioc = prepare(params) if prepared is None else prepared
+    z_f, W_fioc, U_fioc, U_fioc_T = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
     # Sequences are arrays (T + 1, B, n): step t is index t, the slots
     # before step 1 hold initial values (or zeros), those after step T zeros
-    x = WORK.zeros((T + 1, B, 4), DTYPE, "x")
+    x = WORK.empty((T + 1, B, 4), DTYPE, "x")
+    x[:1] = 0
     x[1:T + 1] = inputs["x"]
-    c = WORK.zeros((T + 1, B, 8), DTYPE, "c")
-    h = WORK.zeros((T + 1, B, 8), DTYPE, "h")
-    f_i_o_c_tilde = WORK.zeros((T + 1, B, 32), DTYPE, "f_i_o_c_tilde")
-    z_f_2 = WORK.empty((T + 1, B, 32), DTYPE, "z_f_2")   # every step written
+    c = WORK.empty((T + 1, B, 8), DTYPE, "c")
+    c[:1] = 0
+    h = WORK.empty((T + 1, B, 8), DTYPE, "h")
+    h[:1] = 0
+    f_i_o_c_tilde = WORK.empty((T + 1, B, 32), DTYPE, "f_i_o_c_tilde")
+    f_i_o_c_tilde[:1] = 0
     tanh_c = WORK.empty((T + 1, B, 8), DTYPE, "tanh_c")   # every step written
     f = f_i_o_c_tilde[..., 0:8]
     i = f_i_o_c_tilde[..., 8:16]
@@ -58,31 +62,27 @@ def forward(params, inputs, initial, T, B, prepared=None):
     h[0] = initial["h(0)"]
 
     # Every step at once: what does not depend on the loop after it
-    W_fioc_x = WORK.empty((T, B, 32), DTYPE, "W_fioc_x")
     # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
-    np.dot(x[now].reshape(-1, 4), W_fioc.T, out=W_fioc_x.reshape(-1, 32))
-    np.add(z_f, W_fioc_x, out=z_f_2[now])
+    np.dot(x[now].reshape(-1, 4), W_fioc.T, out=f_i_o_c_tilde[now].reshape(-1, 32))
+    f_i_o_c_tilde[now] += z_f
 
     # f(t), i(t), o(t), c_tilde(t), c(t), h(t): a loop forward in time
     U_fioc_h = np.empty((B, 32), DTYPE)
-    z_f_3 = np.empty((B, 32), DTYPE)
-    slice_z_f_3 = z_f_3[..., 0:24]
-    slice_z_f_3_2 = z_f_3[..., 24:32]
     z_c = np.empty((B, 8), DTYPE)
-    z_c_2 = np.empty((B, 8), DTYPE)
     with np.errstate(over="ignore"):
-        steps = zip(h[0:T], z_f_2[1:T + 1], fio[1:T + 1], c_tilde[1:T + 1], f[1:T + 1], c[0:T],
-                    i[1:T + 1], c[1:T + 1], tanh_c[1:T + 1], h[1:T + 1], o[1:T + 1])
-        for (h_tm1, z_f_2_t, fio_t, c_tilde_t, f_t, c_tm1, i_t, c_t, tanh_c_t, h_t, o_t) in steps:
+        steps = zip(h[0:T], f_i_o_c_tilde[1:T + 1], fio[1:T + 1], c_tilde[1:T + 1], f[1:T + 1],
+                    c[0:T], i[1:T + 1], c[1:T + 1], tanh_c[1:T + 1], h[1:T + 1], o[1:T + 1])
+        for (h_tm1, f_i_o_c_tilde_t, fio_t, c_tilde_t, f_t, c_tm1, i_t, c_t, tanh_c_t, h_t,
+             o_t) in steps:
             # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
-            np.dot(h_tm1, U_fioc.T, out=U_fioc_h)
-            np.add(z_f_2_t, U_fioc_h, out=z_f_3)
-            sigmoid(slice_z_f_3, out=fio_t)
-            np.tanh(slice_z_f_3_2, out=c_tilde_t)
+            np.dot(h_tm1, U_fioc_T, out=U_fioc_h)
+            f_i_o_c_tilde_t += U_fioc_h
+            sigmoid(fio_t, out=fio_t)
+            np.tanh(c_tilde_t, out=c_tilde_t)
             # c(t) = f(t) * c(t-1) + i(t) * c_tilde(t)
-            np.multiply(f_t, c_tm1, out=z_c)
-            np.multiply(i_t, c_tilde_t, out=z_c_2)
-            np.add(z_c, z_c_2, out=c_t)
+            np.multiply(f_t, c_tm1, out=c_t)
+            np.multiply(i_t, c_tilde_t, out=z_c)
+            c_t += z_c
             # h(t) = o(t) * tanh(c(t))
             np.tanh(c_t, out=tanh_c_t)
             np.multiply(o_t, tanh_c_t, out=h_t)
@@ -91,7 +91,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
                "c": c[1:T + 1], "h": h[1:T + 1]}
     tape = {"f": f, "i": i, "o": o, "c_tilde": c_tilde, "c": c, "h": h, "x": x,
             "f_i_o_c_tilde": f_i_o_c_tilde, "z_f": z_f, "W_fioc": W_fioc, "U_fioc": U_fioc,
-            "z_f_2": z_f_2, "fio": fio, "tanh_c": tanh_c}
+            "U_fioc_T": U_fioc_T, "fio": fio, "tanh_c": tanh_c}
     return outputs, tape
 
 
@@ -101,7 +101,7 @@ def backward(params, tape, cotangents, T, B):
     (W_f, U_f, b_f, W_i, U_i, b_i, W_o, U_o, b_o, W_c, U_c,
      b_c) = (params[name] for name in PARAMETERS)
     (f, i, o, c_tilde, c, h, x, f_i_o_c_tilde, z_f, W_fioc,
-     U_fioc, z_f_2, fio, tanh_c) = (tape[name] for name in TAPE)
+     U_fioc, U_fioc_T, fio, tanh_c) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -123,22 +123,22 @@ def backward(params, tape, cotangents, T, B):
     dW_fioc = WORK.zeros(W_fioc.shape, DTYPE, "dW_fioc")
     dU_fioc = WORK.zeros(U_fioc.shape, DTYPE, "dU_fioc")
     dz_h = WORK.empty((T + 1, B, 8), DTYPE, "dz_h")   # every step written
-    dz_f_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_f_3")   # every step written
-    dz_f_4 = WORK.empty((T + 1, B, 24), DTYPE, "dz_f_4")   # every step written
-    dz_f_5 = WORK.empty((T + 1, B, 32), DTYPE, "dz_f_5")   # every step written
+    dz_f_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_f_2")   # every step written
+    dz_f_3 = WORK.empty((T + 1, B, 24), DTYPE, "dz_f_3")   # every step written
+    dz_f_4 = WORK.empty((T + 1, B, 32), DTYPE, "dz_f_4")   # every step written
 
     # Every step at once
     dz_h_2 = WORK.empty((T, B, 8), DTYPE, "dz_h_2")
-    dz_f_6 = WORK.empty((T, B, 8), DTYPE, "dz_f_6")
+    dz_f_5 = WORK.empty((T, B, 8), DTYPE, "dz_f_5")
     sub_fio = WORK.empty((T, B, 24), DTYPE, "sub_fio")
     # h(t) = o(t) * tanh(c(t))
     np.multiply(tanh_c[now], tanh_c[now], out=dz_h_2)
     np.subtract(1, dz_h_2, out=dz_h[now])
     # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
-    np.multiply(c_tilde[now], c_tilde[now], out=dz_f_6)
-    np.subtract(1, dz_f_6, out=dz_f_3[now])
+    np.multiply(c_tilde[now], c_tilde[now], out=dz_f_5)
+    np.subtract(1, dz_f_5, out=dz_f_2[now])
     np.subtract(1, fio[now], out=sub_fio)
-    np.multiply(fio[now], sub_fio, out=dz_f_4[now])
+    np.multiply(fio[now], sub_fio, out=dz_f_3[now])
 
     # f(t), i(t), o(t), c_tilde(t), c(t), h(t): back through time (backward)
     dh = np.zeros((B, 8), DTYPE)
@@ -161,9 +161,9 @@ def backward(params, tape, cotangents, T, B):
     steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1],
                 dz_h[1:T + 1][::-1], cot_c[::-1], c_tilde[1:T + 1][::-1], i[1:T + 1][::-1],
                 cot_i[::-1], cot_c_tilde[::-1], c[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1],
-                dz_f_3[1:T + 1][::-1], dz_f_4[1:T + 1][::-1], dz_f_5[1:T + 1][::-1])
+                dz_f_2[1:T + 1][::-1], dz_f_3[1:T + 1][::-1], dz_f_4[1:T + 1][::-1])
     for (cot_h_t, tanh_c_t, o_t, cot_o_t, dz_h_t, cot_c_t, c_tilde_t, i_t, cot_i_t, cot_c_tilde_t,
-         c_tm1, f_t, cot_f_t, dz_f_3_t, dz_f_4_t, dz_f_5_t) in steps:
+         c_tm1, f_t, cot_f_t, dz_f_2_t, dz_f_3_t, dz_f_4_t) in steps:
         # h(t) = o(t) * tanh(c(t))
         if cot_h_t is not None:
             dh += cot_h_t
@@ -182,30 +182,30 @@ def backward(params, tape, cotangents, T, B):
         # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
         if cot_c_tilde_t is not None:
             dc_tilde += cot_c_tilde_t
-        np.multiply(dc_tilde, dz_f_3_t, out=dz_f_5_t[..., 24:32])
+        np.multiply(dc_tilde, dz_f_2_t, out=dz_f_4_t[..., 24:32])
         if cot_f_t is not None:
             df += cot_f_t
         if cot_i_t is not None:
             di += cot_i_t
         if cot_o_t is not None:
             do += cot_o_t
-        np.multiply(dfio, dz_f_4_t, out=dz_f_5_t[..., 0:24])
-        np.dot(dz_f_5_t, U_fioc, out=dh)
+        np.multiply(dfio, dz_f_3_t, out=dz_f_4_t[..., 0:24])
+        np.dot(dz_f_4_t, U_fioc, out=dh)
 
     # Every step at once
     # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
-    outer_dz_f_5 = dz_f_5[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
-    dU_fioc += outer_dz_f_5
+    outer_dz_f_4 = dz_f_4[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
+    dU_fioc += outer_dz_f_4
 
     # Every step at once
-    vecmat_dz_f_5 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_f_5")
+    vecmat_dz_f_4 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_f_4")
     # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
-    dz_f_7 = dz_f_5[now].sum((0, 1))
-    dz_f += dz_f_7
-    outer_dz_f_5_2 = dz_f_5[now].reshape(-1, 32).T @ x[now].reshape(-1, 4)
-    np.dot(dz_f_5[now].reshape(-1, 32), W_fioc, out=vecmat_dz_f_5.reshape(-1, 4))
-    dW_fioc += outer_dz_f_5_2
-    dx[now] += vecmat_dz_f_5
+    dz_f_6 = dz_f_4[now].sum((0, 1))
+    dz_f += dz_f_6
+    outer_dz_f_4_2 = dz_f_4[now].reshape(-1, 32).T @ x[now].reshape(-1, 4)
+    np.dot(dz_f_4[now].reshape(-1, 32), W_fioc, out=vecmat_dz_f_4.reshape(-1, 4))
+    dW_fioc += outer_dz_f_4_2
+    dx[now] += vecmat_dz_f_4
 
     # The time-free values and initial values, in reverse
     # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)

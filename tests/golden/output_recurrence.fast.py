@@ -13,53 +13,61 @@ WORK = Workspace()   # arrays over the steps, reused once free
 
 DTYPE = np.float32
 PARAMETERS = ("W", "U", "b", "V", "c")
-TAPE = ("h", "o", "x", "z_h")
+PREPARE = ("W", "V")
+TAPE = ("h", "o", "x", "W_T", "V_T")
 
 
 def prepare(params):
     """What forward computes from the parameters alone, in the order it unpacks
     them: made each call, or once by Compiled.prepare for calls with the same
     parameters."""
-    return ()
+    W, V = (params[name] for name in PREPARE)
+    # h(t) = tanh(W o(t-1) + U x(t) + b)
+    W_T = np.ascontiguousarray(W.T)
+    # o(t) = V h(t) + c
+    V_T = np.ascontiguousarray(V.T)
+    return (W_T, V_T)
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
     """Run the equations over steps 1..T for a batch of B; return (outputs, tape)."""
     W, U, b, V, c = (params[name] for name in PARAMETERS)
+
+    # Values of the parameters alone (see prepare)
+    W_T, V_T = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
     # Sequences are arrays (T + 1, B, n): step t is index t, the slots
     # before step 1 hold initial values (or zeros), those after step T zeros
-    x = WORK.zeros((T + 1, B, 4), DTYPE, "x")
+    x = WORK.empty((T + 1, B, 4), DTYPE, "x")
+    x[:1] = 0
     x[1:T + 1] = inputs["x"]
-    h = WORK.zeros((T + 1, B, 8), DTYPE, "h")
-    o = WORK.zeros((T + 1, B, 3), DTYPE, "o")
-    z_h = WORK.empty((T + 1, B, 8), DTYPE, "z_h")   # every step written
+    h = WORK.empty((T + 1, B, 8), DTYPE, "h")
+    h[:1] = 0
+    o = WORK.empty((T + 1, B, 3), DTYPE, "o")
+    o[:1] = 0
     o[0] = initial["o(0)"]
 
     # Every step at once: what does not depend on the loop after it
-    U_x = WORK.empty((T, B, 8), DTYPE, "U_x")
     # h(t) = tanh(W o(t-1) + U x(t) + b)
-    np.dot(x[now].reshape(-1, 4), U.T, out=U_x.reshape(-1, 8))
-    np.add(b, U_x, out=z_h[now])
+    np.dot(x[now].reshape(-1, 4), U.T, out=h[now].reshape(-1, 8))
+    h[now] += b
 
     # h(t), o(t): a loop forward in time
     W_o = np.empty((B, 8), DTYPE)
-    z_h_2 = np.empty((B, 8), DTYPE)
-    V_h = np.empty((B, 3), DTYPE)
-    steps = zip(o[0:T], z_h[1:T + 1], h[1:T + 1], o[1:T + 1])
-    for (o_tm1, z_h_t, h_t, o_t) in steps:
+    steps = zip(o[0:T], h[1:T + 1], o[1:T + 1])
+    for (o_tm1, h_t, o_t) in steps:
         # h(t) = tanh(W o(t-1) + U x(t) + b)
-        np.dot(o_tm1, W.T, out=W_o)
-        np.add(z_h_t, W_o, out=z_h_2)
-        np.tanh(z_h_2, out=h_t)
+        np.dot(o_tm1, W_T, out=W_o)
+        h_t += W_o
+        np.tanh(h_t, out=h_t)
         # o(t) = V h(t) + c
-        np.dot(h_t, V.T, out=V_h)
-        np.add(c, V_h, out=o_t)
+        np.dot(h_t, V_T, out=o_t)
+        o_t += c
 
     outputs = {"h": h[1:T + 1], "o": o[1:T + 1]}
-    tape = {"h": h, "o": o, "x": x, "z_h": z_h}
+    tape = {"h": h, "o": o, "x": x, "W_T": W_T, "V_T": V_T}
     return outputs, tape
 
 
@@ -67,7 +75,7 @@ def backward(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     W, U, b, V, c = (params[name] for name in PARAMETERS)
-    h, o, x, z_h = (tape[name] for name in TAPE)
+    h, o, x, W_T, V_T = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -79,31 +87,31 @@ def backward(params, tape, cotangents, T, B):
     dc = np.zeros_like(c, DTYPE)
     do = WORK.zeros(o.shape, DTYPE, "do")
     dx = WORK.zeros(x.shape, DTYPE, "dx")
+    dz_h = WORK.empty((T + 1, B, 8), DTYPE, "dz_h")   # every step written
     dz_h_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_h_2")   # every step written
-    dz_h_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_h_3")   # every step written
     do[1:T + 1] = cotangents.get("o", 0)
 
     # Every step at once
-    dz_h_4 = WORK.empty((T, B, 8), DTYPE, "dz_h_4")
+    dz_h_3 = WORK.empty((T, B, 8), DTYPE, "dz_h_3")
     # h(t) = tanh(W o(t-1) + U x(t) + b)
-    np.multiply(h[now], h[now], out=dz_h_4)
-    np.subtract(1, dz_h_4, out=dz_h_2[now])
+    np.multiply(h[now], h[now], out=dz_h_3)
+    np.subtract(1, dz_h_3, out=dz_h[now])
 
     # h(t), o(t): back through time (backward)
     dh = np.empty((B, 8), DTYPE)
     cot_h = cotangents.get("h", [None] * T)
-    vecmat_dz_h_3 = np.empty((B, 3), DTYPE)
-    steps = zip(do[1:T + 1][::-1], cot_h[::-1], dz_h_3[1:T + 1][::-1], dz_h_2[1:T + 1][::-1],
+    vecmat_dz_h_2 = np.empty((B, 3), DTYPE)
+    steps = zip(do[1:T + 1][::-1], cot_h[::-1], dz_h_2[1:T + 1][::-1], dz_h[1:T + 1][::-1],
                 do[0:T][::-1])
-    for (do_t, cot_h_t, dz_h_3_t, dz_h_2_t, do_tm1) in steps:
+    for (do_t, cot_h_t, dz_h_2_t, dz_h_t, do_tm1) in steps:
         # o(t) = V h(t) + c
         np.dot(do_t, V, out=dh)
         # h(t) = tanh(W o(t-1) + U x(t) + b)
         if cot_h_t is not None:
             dh += cot_h_t
-        np.multiply(dh, dz_h_2_t, out=dz_h_3_t)
-        np.dot(dz_h_3_t, W, out=vecmat_dz_h_3)
-        do_tm1 += vecmat_dz_h_3
+        np.multiply(dh, dz_h_t, out=dz_h_2_t)
+        np.dot(dz_h_2_t, W, out=vecmat_dz_h_2)
+        do_tm1 += vecmat_dz_h_2
 
     # Every step at once
     # o(t) = V h(t) + c
@@ -112,18 +120,18 @@ def backward(params, tape, cotangents, T, B):
     outer_do = do[now].reshape(-1, 3).T @ h[now].reshape(-1, 8)
     dV += outer_do
     # h(t) = tanh(W o(t-1) + U x(t) + b)
-    outer_dz_h_3 = dz_h_3[now].reshape(-1, 8).T @ o[tm1].reshape(-1, 3)
-    dW += outer_dz_h_3
+    outer_dz_h_2 = dz_h_2[now].reshape(-1, 8).T @ o[tm1].reshape(-1, 3)
+    dW += outer_dz_h_2
 
     # Every step at once
-    vecmat_dz_h_3_2 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_h_3_2")
+    vecmat_dz_h_2_2 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_h_2_2")
     # h(t) = tanh(W o(t-1) + U x(t) + b)
-    dz_h_5 = dz_h_3[now].sum((0, 1))
-    db += dz_h_5
-    outer_dz_h_3_2 = dz_h_3[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h_3[now].reshape(-1, 8), U, out=vecmat_dz_h_3_2.reshape(-1, 4))
-    dU += outer_dz_h_3_2
-    dx[now] += vecmat_dz_h_3_2
+    dz_h_4 = dz_h_2[now].sum((0, 1))
+    db += dz_h_4
+    outer_dz_h_2_2 = dz_h_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
+    np.dot(dz_h_2[now].reshape(-1, 8), U, out=vecmat_dz_h_2_2.reshape(-1, 4))
+    dU += outer_dz_h_2_2
+    dx[now] += vecmat_dz_h_2_2
 
     grads = {"W": dW, "U": dU, "b": db, "V": dV, "c": dc, "x": dx[1:T + 1], "o(0)": do[0]}
     return grads

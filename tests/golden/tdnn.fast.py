@@ -31,9 +31,11 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # Sequences are arrays (T + 2, B, n): step t is index t + 1, the slots
     # before step 1 hold initial values (or zeros), those after step T zeros
-    x = WORK.zeros((T + 2, B, 4), DTYPE, "x")
+    x = WORK.empty((T + 2, B, 4), DTYPE, "x")
+    x[:2] = 0
     x[2:T + 2] = inputs["x"]
-    y = WORK.zeros((T + 2, B, 6), DTYPE, "y")
+    y = WORK.empty((T + 2, B, 6), DTYPE, "y")
+    y[:2] = 0
 
     # Every step at once: y(t)
     K0_x = WORK.empty((T, B, 6), DTYPE, "K0_x")

@@ -15,8 +15,8 @@ DTYPE = np.float32
 PARAMETERS = ("W_ir", "b_ir", "W_hr", "b_hr", "W_iz", "b_iz", "W_hz", "b_hz", "W_in", "b_in",
               "W_hn", "b_hn")
 PREPARE = ("W_ir", "b_ir", "W_hr", "b_hr", "W_iz", "b_iz", "W_hz", "b_hz", "W_in", "W_hn")
-TAPE = ("r", "z", "n", "h", "x", "rz", "W_i_rz", "W_h_rz", "z_r", "W_i__rzn", "W_h__rzn", "z_r_2",
-        "z_n", "z_n_2", "sub_z")
+TAPE = ("r", "z", "n", "h", "x", "rz", "W_i_rz", "W_h_rz", "z_r", "W_i__rzn", "W_h__rzn",
+        "W_h__rzn_T", "z_n", "sub_z")
 
 
 def prepare(params):
@@ -25,14 +25,15 @@ def prepare(params):
     parameters."""
     W_ir, b_ir, W_hr, b_hr, W_iz, b_iz, W_hz, b_hz, W_in, W_hn = (params[name] for name in PREPARE)
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
-    z_r_3 = np.concatenate((b_ir, b_iz), -1)
-    z_r_4 = np.concatenate((b_hr, b_hz), -1)
+    z_r_2 = np.concatenate((b_ir, b_iz), -1)
+    z_r_3 = np.concatenate((b_hr, b_hz), -1)
     W_i_rz = np.concatenate((W_ir, W_iz), 0)
     W_h_rz = np.concatenate((W_hr, W_hz), 0)
-    z_r = z_r_3 + z_r_4
+    z_r = z_r_2 + z_r_3
     W_i__rzn = np.concatenate((W_i_rz, W_in), 0)
     W_h__rzn = np.concatenate((W_h_rz, W_hn), 0)
-    return (W_i_rz, W_h_rz, z_r, W_i__rzn, W_h__rzn)
+    W_h__rzn_T = np.ascontiguousarray(W_h__rzn.T)
+    return (W_i_rz, W_h_rz, z_r, W_i__rzn, W_h__rzn, W_h__rzn_T)
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
@@ -41,20 +42,22 @@ def forward(params, inputs, initial, T, B, prepared=None):
      b_in, W_hn, b_hn) = (params[name] for name in PARAMETERS)
 
     # Values of the parameters alone (see prepare)
-    W_i_rz, W_h_rz, z_r, W_i__rzn, W_h__rzn = prepare(params) if prepared is None else prepared
+    (W_i_rz, W_h_rz, z_r, W_i__rzn, W_h__rzn, W_h__rzn_T) = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
     # Sequences are arrays (T + 1, B, n): step t is index t, the slots
     # before step 1 hold initial values (or zeros), those after step T zeros
-    x = WORK.zeros((T + 1, B, 4), DTYPE, "x")
+    x = WORK.empty((T + 1, B, 4), DTYPE, "x")
+    x[:1] = 0
     x[1:T + 1] = inputs["x"]
-    n = WORK.zeros((T + 1, B, 8), DTYPE, "n")
-    h = WORK.zeros((T + 1, B, 8), DTYPE, "h")
-    rz = WORK.zeros((T + 1, B, 16), DTYPE, "rz")
-    z_r_2 = WORK.empty((T + 1, B, 16), DTYPE, "z_r_2")   # every step written
+    n = WORK.empty((T + 1, B, 8), DTYPE, "n")
+    n[:1] = 0
+    h = WORK.empty((T + 1, B, 8), DTYPE, "h")
+    h[:1] = 0
+    rz = WORK.empty((T + 1, B, 16), DTYPE, "rz")
+    rz[:1] = 0
     z_n = WORK.empty((T + 1, B, 8), DTYPE, "z_n")   # every step written
-    z_n_2 = WORK.empty((T + 1, B, 8), DTYPE, "z_n_2")   # every step written
     sub_z = WORK.empty((T + 1, B, 8), DTYPE, "sub_z")   # every step written
     r = rz[..., 0:8]
     z = rz[..., 8:16]
@@ -68,44 +71,41 @@ def forward(params, inputs, initial, T, B, prepared=None):
     np.dot(x[now].reshape(-1, 4), W_i__rzn.T, out=W_i__rzn_x.reshape(-1, 24))
     # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
-    np.add(z_r, slice_W_i__rzn_x, out=z_r_2[now])
+    np.add(z_r, slice_W_i__rzn_x, out=rz[now])
     # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
-    np.add(b_in, slice_W_i__rzn_x_2, out=z_n[now])
+    np.add(b_in, slice_W_i__rzn_x_2, out=n[now])
 
     # r(t), z(t), n(t), h(t): a loop forward in time
     W_h__rzn_h = np.empty((B, 24), DTYPE)
     slice_W_h__rzn_h = W_h__rzn_h[..., 0:16]
     slice_W_h__rzn_h_2 = W_h__rzn_h[..., 16:24]
-    z_r_3 = np.empty((B, 16), DTYPE)
-    z_n_3 = np.empty((B, 8), DTYPE)
-    z_n_4 = np.empty((B, 8), DTYPE)
+    z_n_2 = np.empty((B, 8), DTYPE)
     z_h = np.empty((B, 8), DTYPE)
-    z_h_2 = np.empty((B, 8), DTYPE)
     with np.errstate(over="ignore"):
-        steps = zip(h[0:T], z_r_2[1:T + 1], rz[1:T + 1], z_n_2[1:T + 1], r[1:T + 1], z_n[1:T + 1],
-                    n[1:T + 1], sub_z[1:T + 1], z[1:T + 1], h[1:T + 1])
-        for (h_tm1, z_r_2_t, rz_t, z_n_2_t, r_t, z_n_t, n_t, sub_z_t, z_t, h_t) in steps:
+        steps = zip(h[0:T], rz[1:T + 1], z_n[1:T + 1], r[1:T + 1], n[1:T + 1], sub_z[1:T + 1],
+                    z[1:T + 1], h[1:T + 1])
+        for (h_tm1, rz_t, z_n_t, r_t, n_t, sub_z_t, z_t, h_t) in steps:
             # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
-            np.dot(h_tm1, W_h__rzn.T, out=W_h__rzn_h)
+            np.dot(h_tm1, W_h__rzn_T, out=W_h__rzn_h)
             # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
             # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
-            np.add(z_r_2_t, slice_W_h__rzn_h, out=z_r_3)
-            sigmoid(z_r_3, out=rz_t)
+            rz_t += slice_W_h__rzn_h
+            sigmoid(rz_t, out=rz_t)
             # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
-            np.add(b_hn, slice_W_h__rzn_h_2, out=z_n_2_t)
-            np.multiply(r_t, z_n_2_t, out=z_n_3)
-            np.add(z_n_t, z_n_3, out=z_n_4)
-            np.tanh(z_n_4, out=n_t)
+            np.add(b_hn, slice_W_h__rzn_h_2, out=z_n_t)
+            np.multiply(r_t, z_n_t, out=z_n_2)
+            n_t += z_n_2
+            np.tanh(n_t, out=n_t)
             # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
             np.subtract(1, z_t, out=sub_z_t)
             np.multiply(sub_z_t, n_t, out=z_h)
-            np.multiply(z_t, h_tm1, out=z_h_2)
-            np.add(z_h, z_h_2, out=h_t)
+            np.multiply(z_t, h_tm1, out=h_t)
+            h_t += z_h
 
     outputs = {"r": r[1:T + 1], "z": z[1:T + 1], "n": n[1:T + 1], "h": h[1:T + 1]}
     tape = {"r": r, "z": z, "n": n, "h": h, "x": x, "rz": rz, "W_i_rz": W_i_rz, "W_h_rz": W_h_rz,
-            "z_r": z_r, "W_i__rzn": W_i__rzn, "W_h__rzn": W_h__rzn, "z_r_2": z_r_2, "z_n": z_n,
-            "z_n_2": z_n_2, "sub_z": sub_z}
+            "z_r": z_r, "W_i__rzn": W_i__rzn, "W_h__rzn": W_h__rzn, "W_h__rzn_T": W_h__rzn_T,
+            "z_n": z_n, "sub_z": sub_z}
     return outputs, tape
 
 
@@ -115,7 +115,7 @@ def backward(params, tape, cotangents, T, B):
     (W_ir, b_ir, W_hr, b_hr, W_iz, b_iz, W_hz, b_hz, W_in,
      b_in, W_hn, b_hn) = (params[name] for name in PARAMETERS)
     (r, z, n, h, x, rz, W_i_rz, W_h_rz, z_r, W_i__rzn, W_h__rzn,
-     z_r_2, z_n, z_n_2, sub_z) = (tape[name] for name in TAPE)
+     W_h__rzn_T, z_n, sub_z) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -138,22 +138,22 @@ def backward(params, tape, cotangents, T, B):
     dz_r = WORK.zeros(z_r.shape, DTYPE, "dz_r")
     dW_i__rzn = WORK.zeros(W_i__rzn.shape, DTYPE, "dW_i__rzn")
     dW_h__rzn = WORK.zeros(W_h__rzn.shape, DTYPE, "dW_h__rzn")
+    dz_n_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_n_2")   # every step written
+    dz_r_2 = WORK.empty((T + 1, B, 16), DTYPE, "dz_r_2")   # every step written
     dz_n_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_n_3")   # every step written
-    dz_r_3 = WORK.empty((T + 1, B, 16), DTYPE, "dz_r_3")   # every step written
     dz_n_4 = WORK.empty((T + 1, B, 8), DTYPE, "dz_n_4")   # every step written
-    dz_n_5 = WORK.empty((T + 1, B, 8), DTYPE, "dz_n_5")   # every step written
-    dz_r_4 = WORK.empty((T + 1, B, 16), DTYPE, "dz_r_4")   # every step written
-    dz_r_5 = WORK.empty((T + 1, B, 24), DTYPE, "dz_r_5")   # every step written
+    dz_r_3 = WORK.empty((T + 1, B, 16), DTYPE, "dz_r_3")   # every step written
+    dz_r_4 = WORK.empty((T + 1, B, 24), DTYPE, "dz_r_4")   # every step written
 
     # Every step at once
-    dz_n_6 = WORK.empty((T, B, 8), DTYPE, "dz_n_6")
+    dz_n_5 = WORK.empty((T, B, 8), DTYPE, "dz_n_5")
     sub_rz = WORK.empty((T, B, 16), DTYPE, "sub_rz")
     # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
-    np.multiply(n[now], n[now], out=dz_n_6)
-    np.subtract(1, dz_n_6, out=dz_n_3[now])
+    np.multiply(n[now], n[now], out=dz_n_5)
+    np.subtract(1, dz_n_5, out=dz_n_2[now])
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     np.subtract(1, rz[now], out=sub_rz)
-    np.multiply(rz[now], sub_rz, out=dz_r_3[now])
+    np.multiply(rz[now], sub_rz, out=dz_r_2[now])
 
     # r(t), z(t), n(t), h(t): back through time (backward)
     dh = np.zeros((B, 8), DTYPE)
@@ -168,13 +168,13 @@ def backward(params, tape, cotangents, T, B):
     dz_h = np.empty((B, 8), DTYPE)
     dz_h_2 = np.empty((B, 8), DTYPE)
     neg_dz_h_2 = np.empty((B, 8), DTYPE)
-    vecmat_dz_r_5 = np.empty((B, 8), DTYPE)
+    vecmat_dz_r_4 = np.empty((B, 8), DTYPE)
     steps = zip(cot_h[::-1], h[0:T][::-1], z[1:T + 1][::-1], cot_z[::-1], n[1:T + 1][::-1],
-                sub_z[1:T + 1][::-1], cot_n[::-1], dz_n_4[1:T + 1][::-1], dz_n_3[1:T + 1][::-1],
-                z_n_2[1:T + 1][::-1], dz_n_5[1:T + 1][::-1], r[1:T + 1][::-1], cot_r[::-1],
-                dz_r_4[1:T + 1][::-1], dz_r_3[1:T + 1][::-1], dz_r_5[1:T + 1][::-1])
-    for (cot_h_t, h_tm1, z_t, cot_z_t, n_t, sub_z_t, cot_n_t, dz_n_4_t, dz_n_3_t, z_n_2_t, dz_n_5_t,
-         r_t, cot_r_t, dz_r_4_t, dz_r_3_t, dz_r_5_t) in steps:
+                sub_z[1:T + 1][::-1], cot_n[::-1], dz_n_3[1:T + 1][::-1], dz_n_2[1:T + 1][::-1],
+                z_n[1:T + 1][::-1], dz_n_4[1:T + 1][::-1], r[1:T + 1][::-1], cot_r[::-1],
+                dz_r_3[1:T + 1][::-1], dz_r_2[1:T + 1][::-1], dz_r_4[1:T + 1][::-1])
+    for (cot_h_t, h_tm1, z_t, cot_z_t, n_t, sub_z_t, cot_n_t, dz_n_3_t, dz_n_2_t, z_n_t, dz_n_4_t,
+         r_t, cot_r_t, dz_r_3_t, dz_r_2_t, dz_r_4_t) in steps:
         # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
         if cot_h_t is not None:
             dh += cot_h_t
@@ -188,40 +188,40 @@ def backward(params, tape, cotangents, T, B):
         # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
         if cot_n_t is not None:
             dn += cot_n_t
-        np.multiply(dn, dz_n_3_t, out=dz_n_4_t)
-        np.multiply(dz_n_4_t, z_n_2_t, out=dr)
-        np.multiply(r_t, dz_n_4_t, out=dz_n_5_t)
+        np.multiply(dn, dz_n_2_t, out=dz_n_3_t)
+        np.multiply(dz_n_3_t, z_n_t, out=dr)
+        np.multiply(r_t, dz_n_3_t, out=dz_n_4_t)
         # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
         if cot_r_t is not None:
             dr += cot_r_t
         if cot_z_t is not None:
             dz += cot_z_t
-        np.multiply(drz, dz_r_3_t, out=dz_r_4_t)
-        dz_r_5_t[...] = np.concatenate((dz_r_4_t, dz_n_5_t), -1)
-        np.dot(dz_r_5_t, W_h__rzn, out=vecmat_dz_r_5)
-        dh += vecmat_dz_r_5
+        np.multiply(drz, dz_r_2_t, out=dz_r_3_t)
+        dz_r_4_t[...] = np.concatenate((dz_r_3_t, dz_n_4_t), -1)
+        np.dot(dz_r_4_t, W_h__rzn, out=vecmat_dz_r_4)
+        dh += vecmat_dz_r_4
 
     # Every step at once
     # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
-    dz_n_7 = dz_n_5[now].sum((0, 1))
-    db_hn += dz_n_7
+    dz_n_6 = dz_n_4[now].sum((0, 1))
+    db_hn += dz_n_6
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
-    outer_dz_r_5 = dz_r_5[now].reshape(-1, 24).T @ h[tm1].reshape(-1, 8)
-    dW_h__rzn += outer_dz_r_5
+    outer_dz_r_4 = dz_r_4[now].reshape(-1, 24).T @ h[tm1].reshape(-1, 8)
+    dW_h__rzn += outer_dz_r_4
 
     # Every step at once
-    vecmat_dz_r_7 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_r_7")
+    vecmat_dz_r_6 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_r_6")
     # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
-    dz_n_8 = dz_n_4[now].sum((0, 1))
-    db_in += dz_n_8
+    dz_n_7 = dz_n_3[now].sum((0, 1))
+    db_in += dz_n_7
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
-    dz_r_6 = dz_r_4[now].sum((0, 1))
-    dz_r += dz_r_6
-    dz_r_7 = np.concatenate((dz_r_4[now], dz_n_4[now]), -1)
-    outer_dz_r_7 = dz_r_7.reshape(-1, 24).T @ x[now].reshape(-1, 4)
-    np.dot(dz_r_7.reshape(-1, 24), W_i__rzn, out=vecmat_dz_r_7.reshape(-1, 4))
-    dW_i__rzn += outer_dz_r_7
-    dx[now] += vecmat_dz_r_7
+    dz_r_5 = dz_r_3[now].sum((0, 1))
+    dz_r += dz_r_5
+    dz_r_6 = np.concatenate((dz_r_3[now], dz_n_3[now]), -1)
+    outer_dz_r_6 = dz_r_6.reshape(-1, 24).T @ x[now].reshape(-1, 4)
+    np.dot(dz_r_6.reshape(-1, 24), W_i__rzn, out=vecmat_dz_r_6.reshape(-1, 4))
+    dW_i__rzn += outer_dz_r_6
+    dx[now] += vecmat_dz_r_6
 
     # The time-free values and initial values, in reverse
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)

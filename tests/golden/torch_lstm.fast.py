@@ -16,8 +16,8 @@ PARAMETERS = ("W_ii", "b_ii", "W_hi", "b_hi", "W_if", "b_if", "W_hf", "b_hf", "W
               "W_hg", "b_hg", "W_io", "b_io", "W_ho", "b_ho")
 PREPARE = ("W_ii", "b_ii", "W_hi", "b_hi", "W_if", "b_if", "W_hf", "b_hf", "W_ig", "b_ig", "W_hg",
            "b_hg", "W_io", "b_io", "W_ho", "b_ho")
-TAPE = ("i", "f", "g", "o", "c", "h", "x", "ifog", "W_i_ifog", "W_h_ifog", "z_i", "z_i_2", "ifo",
-        "tanh_c")
+TAPE = ("i", "f", "g", "o", "c", "h", "x", "ifog", "W_i_ifog", "W_h_ifog", "z_i", "W_h_ifog_T",
+        "ifo", "tanh_c")
 
 
 def prepare(params):
@@ -27,12 +27,13 @@ def prepare(params):
     (W_ii, b_ii, W_hi, b_hi, W_if, b_if, W_hf, b_hf, W_ig,
      b_ig, W_hg, b_hg, W_io, b_io, W_ho, b_ho) = (params[name] for name in PREPARE)
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
-    z_i_3 = np.concatenate((b_ii, b_if, b_io, b_ig), -1)
-    z_i_4 = np.concatenate((b_hi, b_hf, b_ho, b_hg), -1)
+    z_i_2 = np.concatenate((b_ii, b_if, b_io, b_ig), -1)
+    z_i_3 = np.concatenate((b_hi, b_hf, b_ho, b_hg), -1)
     W_i_ifog = np.concatenate((W_ii, W_if, W_io, W_ig), 0)
     W_h_ifog = np.concatenate((W_hi, W_hf, W_ho, W_hg), 0)
-    z_i = z_i_3 + z_i_4
-    return (W_i_ifog, W_h_ifog, z_i)
+    z_i = z_i_2 + z_i_3
+    W_h_ifog_T = np.ascontiguousarray(W_h_ifog.T)
+    return (W_i_ifog, W_h_ifog, z_i, W_h_ifog_T)
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
@@ -41,18 +42,21 @@ def forward(params, inputs, initial, T, B, prepared=None):
      b_ig, W_hg, b_hg, W_io, b_io, W_ho, b_ho) = (params[name] for name in PARAMETERS)
 
     # Values of the parameters alone (see prepare)
-    W_i_ifog, W_h_ifog, z_i = prepare(params) if prepared is None else prepared
+    W_i_ifog, W_h_ifog, z_i, W_h_ifog_T = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
     # Sequences are arrays (T + 1, B, n): step t is index t, the slots
     # before step 1 hold initial values (or zeros), those after step T zeros
-    x = WORK.zeros((T + 1, B, 4), DTYPE, "x")
+    x = WORK.empty((T + 1, B, 4), DTYPE, "x")
+    x[:1] = 0
     x[1:T + 1] = inputs["x"]
-    c = WORK.zeros((T + 1, B, 8), DTYPE, "c")
-    h = WORK.zeros((T + 1, B, 8), DTYPE, "h")
-    ifog = WORK.zeros((T + 1, B, 32), DTYPE, "ifog")
-    z_i_2 = WORK.empty((T + 1, B, 32), DTYPE, "z_i_2")   # every step written
+    c = WORK.empty((T + 1, B, 8), DTYPE, "c")
+    c[:1] = 0
+    h = WORK.empty((T + 1, B, 8), DTYPE, "h")
+    h[:1] = 0
+    ifog = WORK.empty((T + 1, B, 32), DTYPE, "ifog")
+    ifog[:1] = 0
     tanh_c = WORK.empty((T + 1, B, 8), DTYPE, "tanh_c")   # every step written
     i = ifog[..., 0:8]
     f = ifog[..., 8:16]
@@ -63,31 +67,26 @@ def forward(params, inputs, initial, T, B, prepared=None):
     h[0] = initial["h(0)"]
 
     # Every step at once: what does not depend on the loop after it
-    W_i_ifog_x = WORK.empty((T, B, 32), DTYPE, "W_i_ifog_x")
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
-    np.dot(x[now].reshape(-1, 4), W_i_ifog.T, out=W_i_ifog_x.reshape(-1, 32))
-    np.add(z_i, W_i_ifog_x, out=z_i_2[now])
+    np.dot(x[now].reshape(-1, 4), W_i_ifog.T, out=ifog[now].reshape(-1, 32))
+    ifog[now] += z_i
 
     # i(t), f(t), g(t), o(t), c(t), h(t): a loop forward in time
     W_h_ifog_h = np.empty((B, 32), DTYPE)
-    z_i_3 = np.empty((B, 32), DTYPE)
-    slice_z_i_3 = z_i_3[..., 0:24]
-    slice_z_i_3_2 = z_i_3[..., 24:32]
     z_c = np.empty((B, 8), DTYPE)
-    z_c_2 = np.empty((B, 8), DTYPE)
     with np.errstate(over="ignore"):
-        steps = zip(h[0:T], z_i_2[1:T + 1], ifo[1:T + 1], g[1:T + 1], f[1:T + 1], c[0:T],
-                    i[1:T + 1], c[1:T + 1], tanh_c[1:T + 1], h[1:T + 1], o[1:T + 1])
-        for (h_tm1, z_i_2_t, ifo_t, g_t, f_t, c_tm1, i_t, c_t, tanh_c_t, h_t, o_t) in steps:
+        steps = zip(h[0:T], ifog[1:T + 1], ifo[1:T + 1], g[1:T + 1], f[1:T + 1], c[0:T], i[1:T + 1],
+                    c[1:T + 1], tanh_c[1:T + 1], h[1:T + 1], o[1:T + 1])
+        for (h_tm1, ifog_t, ifo_t, g_t, f_t, c_tm1, i_t, c_t, tanh_c_t, h_t, o_t) in steps:
             # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
-            np.dot(h_tm1, W_h_ifog.T, out=W_h_ifog_h)
-            np.add(z_i_2_t, W_h_ifog_h, out=z_i_3)
-            sigmoid(slice_z_i_3, out=ifo_t)
-            np.tanh(slice_z_i_3_2, out=g_t)
+            np.dot(h_tm1, W_h_ifog_T, out=W_h_ifog_h)
+            ifog_t += W_h_ifog_h
+            sigmoid(ifo_t, out=ifo_t)
+            np.tanh(g_t, out=g_t)
             # c(t) = f(t) * c(t-1) + i(t) * g(t)
-            np.multiply(f_t, c_tm1, out=z_c)
-            np.multiply(i_t, g_t, out=z_c_2)
-            np.add(z_c, z_c_2, out=c_t)
+            np.multiply(f_t, c_tm1, out=c_t)
+            np.multiply(i_t, g_t, out=z_c)
+            c_t += z_c
             # h(t) = o(t) * tanh(c(t))
             np.tanh(c_t, out=tanh_c_t)
             np.multiply(o_t, tanh_c_t, out=h_t)
@@ -95,8 +94,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
     outputs = {"i": i[1:T + 1], "f": f[1:T + 1], "o": o[1:T + 1], "g": g[1:T + 1], "c": c[1:T + 1],
                "h": h[1:T + 1]}
     tape = {"i": i, "f": f, "g": g, "o": o, "c": c, "h": h, "x": x, "ifog": ifog,
-            "W_i_ifog": W_i_ifog, "W_h_ifog": W_h_ifog, "z_i": z_i, "z_i_2": z_i_2, "ifo": ifo,
-            "tanh_c": tanh_c}
+            "W_i_ifog": W_i_ifog, "W_h_ifog": W_h_ifog, "z_i": z_i, "W_h_ifog_T": W_h_ifog_T,
+            "ifo": ifo, "tanh_c": tanh_c}
     return outputs, tape
 
 
@@ -105,8 +104,8 @@ def backward(params, tape, cotangents, T, B):
     initial values: the blocks of forward in reverse, loops backward in time."""
     (W_ii, b_ii, W_hi, b_hi, W_if, b_if, W_hf, b_hf, W_ig,
      b_ig, W_hg, b_hg, W_io, b_io, W_ho, b_ho) = (params[name] for name in PARAMETERS)
-    (i, f, g, o, c, h, x, ifog, W_i_ifog, W_h_ifog, z_i, z_i_2,
-     ifo, tanh_c) = (tape[name] for name in TAPE)
+    (i, f, g, o, c, h, x, ifog, W_i_ifog, W_h_ifog, z_i,
+     W_h_ifog_T, ifo, tanh_c) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -132,22 +131,22 @@ def backward(params, tape, cotangents, T, B):
     dW_h_ifog = WORK.zeros(W_h_ifog.shape, DTYPE, "dW_h_ifog")
     dz_i = WORK.zeros(z_i.shape, DTYPE, "dz_i")
     dz_h = WORK.empty((T + 1, B, 8), DTYPE, "dz_h")   # every step written
-    dz_i_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_i_3")   # every step written
-    dz_i_4 = WORK.empty((T + 1, B, 24), DTYPE, "dz_i_4")   # every step written
-    dz_i_5 = WORK.empty((T + 1, B, 32), DTYPE, "dz_i_5")   # every step written
+    dz_i_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_i_2")   # every step written
+    dz_i_3 = WORK.empty((T + 1, B, 24), DTYPE, "dz_i_3")   # every step written
+    dz_i_4 = WORK.empty((T + 1, B, 32), DTYPE, "dz_i_4")   # every step written
 
     # Every step at once
     dz_h_2 = WORK.empty((T, B, 8), DTYPE, "dz_h_2")
-    dz_i_6 = WORK.empty((T, B, 8), DTYPE, "dz_i_6")
+    dz_i_5 = WORK.empty((T, B, 8), DTYPE, "dz_i_5")
     sub_ifo = WORK.empty((T, B, 24), DTYPE, "sub_ifo")
     # h(t) = o(t) * tanh(c(t))
     np.multiply(tanh_c[now], tanh_c[now], out=dz_h_2)
     np.subtract(1, dz_h_2, out=dz_h[now])
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
-    np.multiply(g[now], g[now], out=dz_i_6)
-    np.subtract(1, dz_i_6, out=dz_i_3[now])
+    np.multiply(g[now], g[now], out=dz_i_5)
+    np.subtract(1, dz_i_5, out=dz_i_2[now])
     np.subtract(1, ifo[now], out=sub_ifo)
-    np.multiply(ifo[now], sub_ifo, out=dz_i_4[now])
+    np.multiply(ifo[now], sub_ifo, out=dz_i_3[now])
 
     # i(t), f(t), g(t), o(t), c(t), h(t): back through time (backward)
     dh = np.zeros((B, 8), DTYPE)
@@ -169,10 +168,10 @@ def backward(params, tape, cotangents, T, B):
     dz_c = np.empty((B, 8), DTYPE)
     steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1],
                 dz_h[1:T + 1][::-1], cot_c[::-1], g[1:T + 1][::-1], i[1:T + 1][::-1], cot_i[::-1],
-                cot_g[::-1], c[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1], dz_i_3[1:T + 1][::-1],
-                dz_i_4[1:T + 1][::-1], dz_i_5[1:T + 1][::-1])
+                cot_g[::-1], c[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1], dz_i_2[1:T + 1][::-1],
+                dz_i_3[1:T + 1][::-1], dz_i_4[1:T + 1][::-1])
     for (cot_h_t, tanh_c_t, o_t, cot_o_t, dz_h_t, cot_c_t, g_t, i_t, cot_i_t, cot_g_t, c_tm1, f_t,
-         cot_f_t, dz_i_3_t, dz_i_4_t, dz_i_5_t) in steps:
+         cot_f_t, dz_i_2_t, dz_i_3_t, dz_i_4_t) in steps:
         # h(t) = o(t) * tanh(c(t))
         if cot_h_t is not None:
             dh += cot_h_t
@@ -191,30 +190,30 @@ def backward(params, tape, cotangents, T, B):
         # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
         if cot_g_t is not None:
             dg += cot_g_t
-        np.multiply(dg, dz_i_3_t, out=dz_i_5_t[..., 24:32])
+        np.multiply(dg, dz_i_2_t, out=dz_i_4_t[..., 24:32])
         if cot_i_t is not None:
             di += cot_i_t
         if cot_f_t is not None:
             df += cot_f_t
         if cot_o_t is not None:
             do += cot_o_t
-        np.multiply(difo, dz_i_4_t, out=dz_i_5_t[..., 0:24])
-        np.dot(dz_i_5_t, W_h_ifog, out=dh)
+        np.multiply(difo, dz_i_3_t, out=dz_i_4_t[..., 0:24])
+        np.dot(dz_i_4_t, W_h_ifog, out=dh)
 
     # Every step at once
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
-    outer_dz_i_5 = dz_i_5[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
-    dW_h_ifog += outer_dz_i_5
+    outer_dz_i_4 = dz_i_4[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
+    dW_h_ifog += outer_dz_i_4
 
     # Every step at once
-    vecmat_dz_i_5 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_i_5")
+    vecmat_dz_i_4 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_i_4")
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
-    dz_i_7 = dz_i_5[now].sum((0, 1))
-    dz_i += dz_i_7
-    outer_dz_i_5_2 = dz_i_5[now].reshape(-1, 32).T @ x[now].reshape(-1, 4)
-    np.dot(dz_i_5[now].reshape(-1, 32), W_i_ifog, out=vecmat_dz_i_5.reshape(-1, 4))
-    dW_i_ifog += outer_dz_i_5_2
-    dx[now] += vecmat_dz_i_5
+    dz_i_6 = dz_i_4[now].sum((0, 1))
+    dz_i += dz_i_6
+    outer_dz_i_4_2 = dz_i_4[now].reshape(-1, 32).T @ x[now].reshape(-1, 4)
+    np.dot(dz_i_4[now].reshape(-1, 32), W_i_ifog, out=vecmat_dz_i_4.reshape(-1, 4))
+    dW_i_ifog += outer_dz_i_4_2
+    dx[now] += vecmat_dz_i_4
 
     # The time-free values and initial values, in reverse
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)

@@ -13,18 +13,19 @@ WORK = Workspace()   # arrays over the steps, reused once free
 
 DTYPE = np.float32
 PARAMETERS = ("W_ih", "b_ih", "W_hh", "b_hh")
-PREPARE = ("b_ih", "b_hh")
-TAPE = ("h", "x", "z_h", "z_h_2")
+PREPARE = ("b_ih", "W_hh", "b_hh")
+TAPE = ("h", "x", "z_h", "W_hh_T")
 
 
 def prepare(params):
     """What forward computes from the parameters alone, in the order it unpacks
     them: made each call, or once by Compiled.prepare for calls with the same
     parameters."""
-    b_ih, b_hh = (params[name] for name in PREPARE)
+    b_ih, W_hh, b_hh = (params[name] for name in PREPARE)
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
     z_h = b_ih + b_hh
-    return (z_h,)
+    W_hh_T = np.ascontiguousarray(W_hh.T)
+    return (z_h, W_hh_T)
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
@@ -32,36 +33,35 @@ def forward(params, inputs, initial, T, B, prepared=None):
     W_ih, b_ih, W_hh, b_hh = (params[name] for name in PARAMETERS)
 
     # Values of the parameters alone (see prepare)
-    z_h, = prepare(params) if prepared is None else prepared
+    z_h, W_hh_T = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
     # Sequences are arrays (T + 1, B, n): step t is index t, the slots
     # before step 1 hold initial values (or zeros), those after step T zeros
-    x = WORK.zeros((T + 1, B, 4), DTYPE, "x")
+    x = WORK.empty((T + 1, B, 4), DTYPE, "x")
+    x[:1] = 0
     x[1:T + 1] = inputs["x"]
-    h = WORK.zeros((T + 1, B, 8), DTYPE, "h")
-    z_h_2 = WORK.empty((T + 1, B, 8), DTYPE, "z_h_2")   # every step written
+    h = WORK.empty((T + 1, B, 8), DTYPE, "h")
+    h[:1] = 0
     h[0] = initial["h(0)"]
 
     # Every step at once: what does not depend on the loop after it
-    W_ih_x = WORK.empty((T, B, 8), DTYPE, "W_ih_x")
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-    np.dot(x[now].reshape(-1, 4), W_ih.T, out=W_ih_x.reshape(-1, 8))
-    np.add(z_h, W_ih_x, out=z_h_2[now])
+    np.dot(x[now].reshape(-1, 4), W_ih.T, out=h[now].reshape(-1, 8))
+    h[now] += z_h
 
     # h(t): a loop forward in time
     W_hh_h = np.empty((B, 8), DTYPE)
-    z_h_3 = np.empty((B, 8), DTYPE)
-    steps = zip(h[0:T], z_h_2[1:T + 1], h[1:T + 1])
-    for (h_tm1, z_h_2_t, h_t) in steps:
+    steps = zip(h[0:T], h[1:T + 1])
+    for (h_tm1, h_t) in steps:
         # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-        np.dot(h_tm1, W_hh.T, out=W_hh_h)
-        np.add(z_h_2_t, W_hh_h, out=z_h_3)
-        np.tanh(z_h_3, out=h_t)
+        np.dot(h_tm1, W_hh_T, out=W_hh_h)
+        h_t += W_hh_h
+        np.tanh(h_t, out=h_t)
 
     outputs = {"h": h[1:T + 1]}
-    tape = {"h": h, "x": x, "z_h": z_h, "z_h_2": z_h_2}
+    tape = {"h": h, "x": x, "z_h": z_h, "W_hh_T": W_hh_T}
     return outputs, tape
 
 
@@ -69,7 +69,7 @@ def backward(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     W_ih, b_ih, W_hh, b_hh = (params[name] for name in PARAMETERS)
-    h, x, z_h, z_h_2 = (tape[name] for name in TAPE)
+    h, x, z_h, W_hh_T = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -80,40 +80,40 @@ def backward(params, tape, cotangents, T, B):
     db_hh = np.zeros_like(b_hh, DTYPE)
     dx = WORK.zeros(x.shape, DTYPE, "dx")
     dz_h = WORK.zeros(z_h.shape, DTYPE, "dz_h")
+    dz_h_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_h_2")   # every step written
     dz_h_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_h_3")   # every step written
-    dz_h_4 = WORK.empty((T + 1, B, 8), DTYPE, "dz_h_4")   # every step written
 
     # Every step at once
-    dz_h_5 = WORK.empty((T, B, 8), DTYPE, "dz_h_5")
+    dz_h_4 = WORK.empty((T, B, 8), DTYPE, "dz_h_4")
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-    np.multiply(h[now], h[now], out=dz_h_5)
-    np.subtract(1, dz_h_5, out=dz_h_3[now])
+    np.multiply(h[now], h[now], out=dz_h_4)
+    np.subtract(1, dz_h_4, out=dz_h_2[now])
 
     # h(t): back through time (backward)
     dh = np.zeros((B, 8), DTYPE)
     cot_h = cotangents.get("h", [None] * T)
-    steps = zip(dz_h_4[1:T + 1][::-1], cot_h[::-1], dz_h_3[1:T + 1][::-1])
-    for (dz_h_4_t, cot_h_t, dz_h_3_t) in steps:
+    steps = zip(dz_h_3[1:T + 1][::-1], cot_h[::-1], dz_h_2[1:T + 1][::-1])
+    for (dz_h_3_t, cot_h_t, dz_h_2_t) in steps:
         # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
         if cot_h_t is not None:
             dh += cot_h_t
-        np.multiply(dh, dz_h_3_t, out=dz_h_4_t)
-        np.dot(dz_h_4_t, W_hh, out=dh)
+        np.multiply(dh, dz_h_2_t, out=dz_h_3_t)
+        np.dot(dz_h_3_t, W_hh, out=dh)
 
     # Every step at once
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-    outer_dz_h_4 = dz_h_4[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
-    dW_hh += outer_dz_h_4
+    outer_dz_h_3 = dz_h_3[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
+    dW_hh += outer_dz_h_3
 
     # Every step at once
-    vecmat_dz_h_4 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_h_4")
+    vecmat_dz_h_3 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_h_3")
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-    dz_h_6 = dz_h_4[now].sum((0, 1))
-    dz_h += dz_h_6
-    outer_dz_h_4_2 = dz_h_4[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h_4[now].reshape(-1, 8), W_ih, out=vecmat_dz_h_4.reshape(-1, 4))
-    dW_ih += outer_dz_h_4_2
-    dx[now] += vecmat_dz_h_4
+    dz_h_5 = dz_h_3[now].sum((0, 1))
+    dz_h += dz_h_5
+    outer_dz_h_3_2 = dz_h_3[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
+    np.dot(dz_h_3[now].reshape(-1, 8), W_ih, out=vecmat_dz_h_3.reshape(-1, 4))
+    dW_ih += outer_dz_h_3_2
+    dx[now] += vecmat_dz_h_3
 
     # The time-free values and initial values, in reverse
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
