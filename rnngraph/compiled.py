@@ -144,21 +144,21 @@ class Compiled:
         self.dtype = np.dtype(str(dtype))
         self.check_finite = check_finite
         self.backend = backend
-        # The compiler on the IR (rnngraph/compile/) prints the plain path, and the optimized
-        # path for a state read two or more steps back: the earlier generator gives each of
-        # such a state's initial slots the value h(0).  Until the IR's optimized path is as
-        # fast as the earlier generator, the rest still takes the earlier generator.
+        # The compiler on the IR (rnngraph/compile/) prints both NumPy paths.  backend="numba"
+        # still takes the earlier generator, whose loops jitgen.py compiles, until the IR
+        # has a Numba printer (issue 16); a state read two or more steps back, which the
+        # earlier generator gets wrong (each initial slot h(0)), runs the IR's NumPy code.
         long_delay = any(step < 0 for step, _ in model.initial_slots.values())
         if not optimize:
             gen, numba = Plain(model, str(dtype)), None
-        elif _ir or long_delay:
+        elif numba is None or _ir or long_delay:
             if numba is not None and not _ir:
                 warnings.warn(f"{model.filename}: backend='numba' runs this model in NumPy: it reads "
                               "a state two or more steps back, which only the compiler on the IR "
                               "compiles so far", stacklevel=3)
             gen, numba = Optimized(model, str(dtype)), None
         else:
-            gen = generator(model, str(dtype), optimize, jit=numba is not None)
+            gen = generator(model, str(dtype), optimize, jit=True)
         self.source = gen.module()
         self.param_shapes = {p: tuple(model.param_shapes[p]) for p in gen.params}
         sym = model.symbols

@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 from .autodiff import backward, taped
+from .cse import cse
+from .layout import concat_views
 from .lower import lower
 from .numpy_fast import FastPrinter
 from .numpy_plain import Printer
@@ -48,9 +50,9 @@ class Optimized(Plain):
     PRINTER = FastPrinter
 
     def programs(self, model):
-        forward = split_loops(hoist_invariants(pack(fold_constants(reassociate(fold_constants(
-            lower(model)))))))
+        forward = split_loops(hoist_invariants(pack(fold_constants(reassociate(cse(
+            fold_constants(lower(model))))))))
         forward, back = taped(hoist_invariants(stack_products(forward)))
-        back = sink_carried_writes(propagate_copies(split_loops(hoist_invariants(
-            drop_dead(back)))))
+        back = concat_views(sink_carried_writes(propagate_copies(split_loops(hoist_invariants(
+            drop_dead(back))))))
         return transposed_in_loops(preactivations_in_place(forward, back)), back

@@ -149,8 +149,11 @@ def lower(model) -> Program:
 
 
 def fuse_losses(prog: Program) -> None:
-    """``cross_entropy(p, k)`` of a ``p = softmax(z)`` computed in the same block and
-    step -> ``softmax_cross_entropy(z, k)``: finite where softmax(z) underflows."""
+    """``cross_entropy(p, k)`` of a ``p = softmax(z)`` -> ``softmax_cross_entropy(z, k)``:
+    finite where softmax(z) underflows.  Where p is a value of its own (an output, read
+    by the loss in another block), z is kept in a home of its own for the loss to read."""
+    writers = {e.out.name: (b, e) for b in prog.blocks for e in b.eqns
+               if isinstance(e.out, Home) and e.op == "softmax" and not e.accumulate}
     for b in prog.blocks:
         made = {e.out: e for e in b.eqns}
         for i, e in enumerate(b.eqns):
@@ -159,5 +162,22 @@ def fuse_losses(prog: Program) -> None:
             p = e.args[0]
             src = made.get(p)
             if src is not None and src.op == "softmax" and not src.accumulate:
-                b.eqns[i] = Eqn(e.out, "softmax_cross_entropy", (src.args[0], e.args[1]),
-                                origin=e.origin)
+                z = src.args[0]
+            elif isinstance(p, Home) and p.name in writers and p.step is None:
+                wb, w = writers[p.name]
+                z = w.args[0]
+                if isinstance(z, Tmp):        # a temporary of its block: kept in a home
+                    home = Home(f"%{p.name}_logits", w.out.offset)
+                    prog.types[("home", home.name)] = prog.types[("tmp", z.name)]
+                    if w.out.offset is not None:
+                        prog.timed.add(home.name)
+                    at = wb.eqns.index(w)
+                    wb.eqns[at:at + 1] = [Eqn(home, "copy", (z,), origin=w.origin),
+                                          Eqn(w.out, "softmax", (home,), origin=w.origin)]
+                    writers[p.name] = (wb, wb.eqns[at + 1])
+                    z = home
+                if isinstance(z, Home) and p.offset is not None and z.offset is not None:
+                    z = Home(z.name, p.offset + z.offset, z.step, z.grad)
+            else:
+                continue
+            b.eqns[i] = Eqn(e.out, "softmax_cross_entropy", (z, e.args[1]), origin=e.origin)

@@ -98,7 +98,8 @@ def sink_carried_writes(prog: Program) -> Program:
     """In each loop, a write of a gradient for the next step (``dh(t-1) += g`` in a loop
     backward in time) moved after the last read of the same gradient at this step, so
     that one buffer can hold both (see above).  Nothing in the loop reads the next
-    step's gradient, so the move changes no value."""
+    step's gradient, so the move changes no value.  (Equations are compared by identity:
+    two writes may be equal, ``dh(t-1) += dh(t)`` twice for ``h(t-1) + h(t-1)``.)"""
     out = _copy(prog)
     for b in out.blocks:
         if b.kind != "loop":
@@ -112,10 +113,18 @@ def sink_carried_writes(prog: Program) -> Program:
                 continue
             last = max((i for i, x in enumerate(b.eqns) for a in x.args if isinstance(a, Home)
                         and out.base(a.key) == key and a.offset == 0), default=-1)
-            at = b.eqns.index(e)
-            if last > at:
-                b.eqns.insert(last + 1, e)
-                del b.eqns[at]
+            at = next(i for i, x in enumerate(b.eqns) if x is e)
+            if last < at:
+                continue
+            # the op that makes g moves too (it then writes the buffer itself, see step_plan):
+            # later, every value it reads is as complete (a gradient read is complete)
+            moving = [at]
+            g = e.args[0]
+            if isinstance(g, Tmp) and sum(g in x.args for x in b.eqns) == 1:
+                moving.insert(0, next(i for i, x in enumerate(b.eqns) if x.out == g))
+            kept = [x for i, x in enumerate(b.eqns) if i not in moving]
+            place = last + 1 - len(moving)          # after the last read, once they are out
+            b.eqns = kept[:place] + [b.eqns[i] for i in moving] + kept[place:]
     out.check()
     return out
 
@@ -140,6 +149,7 @@ class StepPlan:
     assign: set = field(default_factory=set)
     settle: dict = field(default_factory=dict)
     add_to: dict = field(default_factory=dict)
+    minus: dict = field(default_factory=dict)
 
 
 def step_plan(prog: Program, block: Block, local: dict, in_place, lanewise) -> StepPlan:
@@ -239,6 +249,14 @@ def step_plan(prog: Program, block: Block, local: dict, in_place, lanewise) -> S
                     plan.into[a.name] = ("lanes", e.out, lo, lo + n)
                     lo += n
                 plan.skip.add(i)
+    for i, e in enumerate(eqns):              # K += -a as K -= a
+        a = e.args[0] if e.args else None
+        if e.accumulate and i not in plan.assign and i not in plan.skip and isinstance(a, Tmp) \
+                and uses.get(a.name) == 1 and a.name in made and eqns[made[a.name]].op == "neg" \
+                and made[a.name] not in plan.skip and a.name not in plan.into \
+                and isinstance(eqns[made[a.name]].args[0], Tmp):     # unchanged till here
+            plan.minus[i] = eqns[made[a.name]].args[0]
+            plan.skip.add(made[a.name])
     return plan
 
 

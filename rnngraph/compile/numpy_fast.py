@@ -12,7 +12,7 @@ from __future__ import annotations
 from ..pysource import Namer, _tuple, _unpack, _wrap
 from .memory import local_gradients, step_plan
 from .numpy_plain import Printer, _statement
-from .optable import ATOM, Text, lookup
+from .optable import ATOM, MUL, UNARY, Text, lookup
 from .program import Block, Const, Eqn, Home, Program, Tmp
 
 #: Ops printed as one call with out=, besides the table's ufuncs.
@@ -65,6 +65,18 @@ class FastPrinter(Printer):
                 self.buf[n] = namer(self.d[n] + "_sum") if g.seeded else self.d[n]
         self.taken = set(namer.taken)
         self.cur = None                     # the block being printed
+        # A time-free gradient written once (a weight's, a bias's) is bound to what is
+        # written, not made zeros and added to: the second name bound to the same lanes
+        # gets a copy, so that no two gradients handed back share memory
+        writes: dict = {}
+        for b in back.blocks:
+            for e in b.eqns:
+                if isinstance(e.out, Home) and e.out.grad and e.out.offset is None \
+                        and e.out.step is None:
+                    writes[e.out.name] = writes.get(e.out.name, 0) + 1
+        self.bound = {n for n, k in writes.items() if k == 1 and n not in self.views
+                      and n not in self.local and n not in self.values}
+        self.bound_to: set = set()
 
     def prepare(self) -> list[str]:
         lines = ["", "", "def prepare(params):",
@@ -106,7 +118,8 @@ class FastPrinter(Printer):
     # Arrays proportional to T come from a workspace that hands back an earlier call's
     # once nothing else holds it (rnngraph/workspace.py): fresh pages cost 15-20% of a run.
     def imports(self) -> list[str]:
-        return ["from rnngraph.workspace import Workspace", "",
+        return ["from rnngraph.ops import sum_rows",
+                "from rnngraph.workspace import Workspace", "",
                 "WORK = Workspace()   # arrays over the steps, reused once free"]
 
     def zeros(self, shape: str, role: str) -> str:
@@ -152,6 +165,9 @@ class FastPrinter(Printer):
             if b.kind == "loop":
                 lines += self.loop_head(b, head)
             lines += body
+            for g in self.local.values():       # what blocks before added for the step before
+                if g.block is b and g.seeded and g.after is not None:
+                    lines.append(f"    {self.buf[g.name]} += {self.d[g.name]}[{self.slot(g.after)}]")
         self.at_step, self.cur = {}, None
         return lines
 
@@ -163,9 +179,13 @@ class FastPrinter(Printer):
     def local_of(self, n: str):
         return self.local.get(self.views[n][0] if n in self.views else n)
 
+    def is_bound(self, h: Home) -> bool:
+        """Whether ``h`` is a time-free gradient bound at its one write (see __init__)."""
+        return h.name in self.bound and h.grad and h.offset is None and h.step is None
+
     def full_grad(self, n: str) -> bool:
         g = self.local_of(n)
-        return g is None or g.seeded
+        return n not in self.bound and (g is None or g.seeded)
 
     def initial_grad(self, n: str, step: int) -> str:
         g = self.local_of(n)
@@ -296,9 +316,10 @@ class FastPrinter(Printer):
             name = self.namer(self.wish(prog, e, texts))
             texts[e.out.name] = Text(name, ATOM)
             buffers.add(e.out.name)
-            dims = self.dims(prog.type(e.out, block))
-            shape = f"({', '.join(dims)},)".replace(",)", ")") if dims else "()"
-            make = self.empty(shape, name) if self.kind == "all" else f"np.empty({shape}, DTYPE)"
+            t = prog.type(e.out, block)
+            shape = _tuple(self.dims(t), "")
+            make = self.empty(shape, name) if self.kind == "all" and t.lead == 2 else \
+                f"np.empty({shape}, DTYPE)"                    # over the steps: reused
             prelude.append(f"    {name} = {make}")
             return name
 
@@ -318,13 +339,20 @@ class FastPrinter(Printer):
             e = block.eqns[i]
             if e.op == "concat" and isinstance(e.out, Tmp):
                 buffer(e)
+        made = {e.out.name: e for e in block.eqns if isinstance(e.out, Tmp)}
         for i, e in enumerate(block.eqns):
             if e.origin != origin and e.origin is not None and i not in plan.skip:
-                lines.append(f"{indent}# {self.equation_text(e.origin)}")
+                lines += self.comment(e.origin, indent)
                 origin = e.origin
             for unit, how in plan.settle.get(i, ()):
                 lines += [f"{indent}{x}" for x in self.settle(unit, how)]
             if i in plan.skip:
+                continue
+            if i in plan.minus:
+                x = self.atom(plan.minus[i], texts)
+                stmt = f"{self.home(e.out)} = -{x.at(UNARY)}" if self.is_bound(e.out) else \
+                    f"{self.home(e.out)} -= {x.at(MUL)}"
+                lines += _statement(f"{indent}{stmt}")
                 continue
             row = lookup(e.op)
             args = [self.atom(a, texts) for a in e.args]
@@ -348,6 +376,11 @@ class FastPrinter(Printer):
                     continue
                 elif in_place:
                     stmt = self.call(e, args, types, buffer(e), t)
+                elif e.op == "sum_to" and e.attrs == (0, types[0].shape) and types[0].lead \
+                        and len(t.shape) == 1:
+                    # over the steps and the batch as one gemv with ones (ops.sum_rows)
+                    axes = "0" if types[0].lead == 1 else str(tuple(range(types[0].lead)))
+                    stmt = f"sum_rows({args[0].text}, {axes}, {buffer(e)})"
                 else:
                     name = self.namer(self.wish(prog, e, texts))
                     texts[e.out.name] = Text(name, ATOM)
@@ -355,6 +388,15 @@ class FastPrinter(Printer):
             elif i in plan.add_to:               # its other term already written there
                 other = self.atom(plan.add_to[i], texts).text
                 stmt = f"{self.home(e.out)} += {other}"
+            elif e.accumulate and self.is_bound(e.out):
+                a = e.args[0]
+                src = made.get(a.name) if isinstance(a, Tmp) else None
+                view = (src.op in ("slice", "rowslice"), src.args[0], src.attrs) \
+                    if src is not None else (True, a, ())
+                fresh = not view[0] or view not in self.bound_to
+                self.bound_to.add(view)
+                text = args[0].text if fresh else f"{args[0].at(ATOM)}.copy()"
+                stmt = f"{self.home(e.out)} = {text}"
             elif e.accumulate:
                 if i in plan.assign:
                     stmt = f"np.copyto({self.home(e.out)}, {args[0].text})"

@@ -24,7 +24,7 @@ from .program import Const, Home, Tmp
 #: Names the generated code uses as they are; a model name equal to one is renamed.
 FIXED = {"np", "params", "inputs", "initial", "tape", "cotangents", "outputs", "grads", "name",
          "forward", "backward", "prepare", "prepared", "range", "DTYPE", "PARAMETERS", "TAPE",
-         "t", "slice", "__debug__", "WORK", "Workspace", *RUNTIME}
+         "t", "slice", "__debug__", "WORK", "Workspace", "sum_rows", *RUNTIME}
 
 _LONG = 64          # an inlined expression longer than this gets a name instead
 
@@ -83,7 +83,7 @@ class Printer:
         self.params = params
         self.inputs = [n for n, s in self.sym.items() if s.role == "input"]
         # A home that is lanes of another (rnngraph/compile/pack.py) is written with it
-        self.views = fwd.views
+        self.views = {**fwd.views, **back.views}
         written = [m for b in fwd.blocks for e in b.eqns if isinstance(e.out, Home)
                    for m in fwd.units(e.out.name)]
         self.seqs = [n for n in dict.fromkeys(written) if n in self.sym and self.sym[n].timed]
@@ -104,7 +104,8 @@ class Printer:
         self.kind = "once"
         # Homes the passes made (a temporary kept over the steps): named after what they hold
         self.made = {}                      # name -> the program that writes it
-        for base in dict.fromkeys(v[0] for v in self.views.values()):    # lanes of one array
+        packed = {v[0] for v in fwd.views.values()}      # gates packed: i, f, o, g of ifog
+        for base in packed:
             self.made[base] = fwd
             self.py[base] = namer(identifier(base[1:]))
             self.d[base] = namer("d" + self.py[base])
@@ -118,6 +119,13 @@ class Printer:
                         self.py[e.out.name] = namer(identifier(e.out.name[1:]) if lanes
                                                     else self.wish(prog, e, {}))
                         self.d[e.out.name] = namer("d" + self.py[e.out.name])
+        for base in dict.fromkeys(v[0] for v in back.views.values()):   # concatenations
+            if base not in self.made:
+                first = min((v for v, w in back.views.items() if w[0] == base),
+                            key=lambda v: back.views[v][1])
+                self.made[base] = back
+                self.py[base] = namer(f"cat_{self.py[first]}")
+                self.d[base] = namer("d" + self.py[base])
         self.taken = set(namer.taken)       # each function names its temporaries afresh
 
     # -- atoms ---------------------------------------------------------------------
@@ -193,16 +201,23 @@ class Printer:
                         and e.out.name in self.sym:
                     target += "[...]"
             if e.origin != origin and e.origin is not None:
-                lines.append(f"{indent}# {self.equation_text(e.origin)}")
+                lines += self.comment(e.origin, indent)
                 origin = e.origin
             op = "+=" if e.accumulate else "="
             lines += _statement(f"{indent}{target} {op} {text.text}")
         return lines
 
-    def equation_text(self, origin: str) -> str:
+    def equation_text(self, origin) -> str:
+        """The model equation ``origin`` names (its left side), as a comment's text; a
+        tuple (equations computed together, rnngraph/compile/pack.py) gives one per line."""
         from ..printing import expr_text
+        if isinstance(origin, tuple):
+            return "\n# ".join(self.equation_text(o) for o in origin)
         eq = next(q for q in self.model.equations if q.lhs_text == origin)
         return f"{origin} = {expr_text(eq.rhs)}"
+
+    def comment(self, origin, indent: str) -> list[str]:
+        return [f"{indent}# {line}" for line in self.equation_text(origin).split("\n# ")]
 
     def wish(self, prog, e, texts) -> str:
         """A name for the temporary ``e`` computes, from what it computes."""
@@ -214,7 +229,8 @@ class Printer:
                 return text.text
             return None
         words = [word(a) for a in e.args if not isinstance(a, Const)]
-        stem = (e.origin or "v").split("(")[0]
+        first = e.origin[0] if isinstance(e.origin, tuple) else e.origin
+        stem = (first or "v").split("(")[0]
         if e.op == "stack" and all(words):        # W_ii, W_if, W_ig, W_io -> W_i_ifgo
             common = os.path.commonprefix(words)
             rest = [w[len(common):] for w in words]
@@ -362,7 +378,7 @@ class Printer:
             if n not in self.views:
                 shape = f"({rows}, {B}, {self.model.sizes[n]})"
                 lines += self.sequence(self.py[n], shape)
-        lines += self.extra(self.fwd, "forward") + self.view_lines(self.views)
+        lines += self.extra(self.fwd, "forward") + self.view_lines(self.fwd.views)
         for key, (step, n) in self.slots.items():
             if key not in self.model.defined_slots:
                 lines.append(f'    {self.py[n]}[{self.slot(step)}] = initial["{key}"]')
@@ -403,6 +419,8 @@ class Printer:
                 lines.append(f"    {self.d[n]} = {self.zeros_like(n)}")
         lines += self.view_lines([n for n in tape if self.full_grad(n)], grad=True)
         lines += self.extra(self.back, "backward")
+        lines += self.view_lines([v for v, (b, _, _) in self.views.items()
+                                  if self.made.get(b) is self.back])
         for n in self.seqs:
             if self.full_grad(n):
                 lines.append(f'    {self.d[n]}[{self.steps()}] = cotangents.get("{n}", 0)')

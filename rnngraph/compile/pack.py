@@ -172,7 +172,7 @@ def _rewrite(prog: Program, block: Block, shape: _Shape, members, first: int) ->
     eqns = block.eqns
     order = list(dict.fromkeys(act for _, act, _ in members))   # activations, first use first
     members = sorted(members, key=lambda m: (order.index(m[1]), m[0]))
-    origin = eqns[members[0][0]].origin
+    origin = tuple(eqns[i].origin for i, _, _ in sorted(members))     # each in the comment
     new: list[Eqn] = []
 
     def op(name, args, attrs=()):

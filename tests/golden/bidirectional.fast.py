@@ -7,6 +7,7 @@ Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTo
 import numpy as np
 
 from rnngraph.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
+from rnngraph.ops import sum_rows
 from rnngraph.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -106,15 +107,6 @@ def backward(params, tape, cotangents, T, B):
     tm1, now, tp1 = slice(0, T), slice(1, T + 1), slice(2, T + 2)
 
     # Gradients start at zero, and at the cotangents for the outputs
-    dW_h = np.zeros_like(W_h, DTYPE)
-    dU_h = np.zeros_like(U_h, DTYPE)
-    db_h = np.zeros_like(b_h, DTYPE)
-    dW_g = np.zeros_like(W_g, DTYPE)
-    dU_g = np.zeros_like(U_g, DTYPE)
-    db_g = np.zeros_like(b_g, DTYPE)
-    dV_h = np.zeros_like(V_h, DTYPE)
-    dV_g = np.zeros_like(V_g, DTYPE)
-    dc = np.zeros_like(c, DTYPE)
     dh = WORK.zeros(h.shape, DTYPE, "dh")
     dg = WORK.zeros(g.shape, DTYPE, "dg")
     do = WORK.zeros(o.shape, DTYPE, "do")
@@ -128,18 +120,19 @@ def backward(params, tape, cotangents, T, B):
     do[1:T + 1] = cotangents.get("o", 0)
 
     # Every step at once: o(t)
+    dz_o = np.empty((3,), DTYPE)
     vecmat_do = WORK.empty((T, B, 8), DTYPE, "vecmat_do")
     vecmat_do_2 = WORK.empty((T, B, 8), DTYPE, "vecmat_do_2")
     # o(t) = V_h h(t) + V_g g(t) + c
-    dz_o = do[now].sum((0, 1))
-    dc += dz_o
+    sum_rows(do[now], (0, 1), dz_o)
+    dc = dz_o
     outer_do = do[now].reshape(-1, 3).T @ g[now].reshape(-1, 8)
     np.dot(do[now].reshape(-1, 3), V_g, out=vecmat_do.reshape(-1, 8))
-    dV_g += outer_do
+    dV_g = outer_do
     dg[now] += vecmat_do
     outer_do_2 = do[now].reshape(-1, 3).T @ h[now].reshape(-1, 8)
     np.dot(do[now].reshape(-1, 3), V_h, out=vecmat_do_2.reshape(-1, 8))
-    dV_h += outer_do_2
+    dV_h = outer_do_2
     dh[now] += vecmat_do_2
 
     # Every step at once
@@ -160,16 +153,17 @@ def backward(params, tape, cotangents, T, B):
     # Every step at once
     # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
     outer_dz_g_2 = dz_g_2[now].reshape(-1, 8).T @ g[tp1].reshape(-1, 8)
-    dW_g += outer_dz_g_2
+    dW_g = outer_dz_g_2
 
     # Every step at once
+    dz_g_4 = np.empty((8,), DTYPE)
     vecmat_dz_g_2 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_g_2")
     # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-    dz_g_4 = dz_g_2[now].sum((0, 1))
-    db_g += dz_g_4
+    sum_rows(dz_g_2[now], (0, 1), dz_g_4)
+    db_g = dz_g_4
     outer_dz_g_2_2 = dz_g_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(dz_g_2[now].reshape(-1, 8), U_g, out=vecmat_dz_g_2.reshape(-1, 4))
-    dU_g += outer_dz_g_2_2
+    dU_g = outer_dz_g_2_2
     dx[now] += vecmat_dz_g_2
 
     # Every step at once
@@ -186,20 +180,22 @@ def backward(params, tape, cotangents, T, B):
         dh_sum += dh_t
         np.multiply(dh_sum, dz_h_t, out=dz_h_2_t)
         np.dot(dz_h_2_t, W_h, out=dh_sum)
+    dh_sum += dh[0]
 
     # Every step at once
     # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
     outer_dz_h_2 = dz_h_2[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
-    dW_h += outer_dz_h_2
+    dW_h = outer_dz_h_2
 
     # Every step at once
+    dz_h_4 = np.empty((8,), DTYPE)
     vecmat_dz_h_2 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_h_2")
     # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-    dz_h_4 = dz_h_2[now].sum((0, 1))
-    db_h += dz_h_4
+    sum_rows(dz_h_2[now], (0, 1), dz_h_4)
+    db_h = dz_h_4
     outer_dz_h_2_2 = dz_h_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(dz_h_2[now].reshape(-1, 8), U_h, out=vecmat_dz_h_2.reshape(-1, 4))
-    dU_h += outer_dz_h_2_2
+    dU_h = outer_dz_h_2_2
     dx[now] += vecmat_dz_h_2
 
     grads = {"W_h": dW_h, "U_h": dU_h, "b_h": db_h, "W_g": dW_g, "U_g": dU_g, "b_g": db_g,

@@ -7,6 +7,7 @@ Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTo
 import numpy as np
 
 from rnngraph.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
+from rnngraph.ops import sum_rows
 from rnngraph.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -82,7 +83,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # Every step at once: L(t)
     # L(t) = cross_entropy(y(t), target(t))
-    L[now][...] = cross_entropy(y[now], target[now])
+    L[now][...] = softmax_cross_entropy(o[now], target[now])
 
     outputs = {"a": a[1:T + 1], "h": h[1:T + 1], "o": o[1:T + 1], "y": y[1:T + 1], "L": L[1:T + 1]}
     tape = {"a": a, "h": h, "o": o, "y": y, "L": L, "x": x, "target": target, "W_T": W_T,
@@ -99,11 +100,6 @@ def backward(params, tape, cotangents, T, B):
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
-    db = np.zeros_like(b, DTYPE)
-    dW = np.zeros_like(W, DTYPE)
-    dU = np.zeros_like(U, DTYPE)
-    dc = np.zeros_like(c, DTYPE)
-    dV = np.zeros_like(V, DTYPE)
     da = WORK.zeros(a.shape, DTYPE, "da")
     dh = WORK.zeros(h.shape, DTYPE, "dh")
     do = WORK.zeros(o.shape, DTYPE, "do")
@@ -121,19 +117,18 @@ def backward(params, tape, cotangents, T, B):
     # Every step at once: L(t)
     dz_L = WORK.empty((T, B, 5), DTYPE, "dz_L")
     dz_L_2 = WORK.empty((T, B, 5), DTYPE, "dz_L_2")
-    neg_dz_L_2 = WORK.empty((T, B, 5), DTYPE, "neg_dz_L_2")
-    log_y = WORK.empty((T, B, 5), DTYPE, "log_y")
     dz_L_3 = WORK.empty((T, B, 5), DTYPE, "dz_L_3")
-    neg_dz_L_3 = WORK.empty((T, B, 5), DTYPE, "neg_dz_L_3")
+    dz_L_4 = WORK.empty((T, B, 5), DTYPE, "dz_L_4")
     # L(t) = cross_entropy(y(t), target(t))
-    np.multiply(dL[now], target[now], out=dz_L)
-    np.divide(dz_L, y[now], out=dz_L_2)
-    np.multiply(dz_L_2, -1, out=neg_dz_L_2)
-    np.log(y[now], out=log_y)
-    np.multiply(dL[now], log_y, out=dz_L_3)
-    np.multiply(dz_L_3, -1, out=neg_dz_L_3)
-    dy[now] += neg_dz_L_2
-    dtarget[now] += neg_dz_L_3
+    softmax_o = softmax(o[now])
+    rowsum_target = target[now].sum(-1, keepdims=True)
+    np.multiply(softmax_o, rowsum_target, out=dz_L)
+    np.subtract(dz_L, target[now], out=dz_L_2)
+    np.multiply(dL[now], dz_L_2, out=dz_L_3)
+    log_softmax_o = log_softmax(o[now])
+    np.multiply(dL[now], log_softmax_o, out=dz_L_4)
+    do[now] += dz_L_3
+    dtarget[now] -= dz_L_4
 
     # Every step at once: y(t)
     dz_y = WORK.empty((T, B, 5), DTYPE, "dz_y")
@@ -147,13 +142,14 @@ def backward(params, tape, cotangents, T, B):
     do[now] += dz_y_3
 
     # Every step at once: o(t)
+    dz_o = np.empty((5,), DTYPE)
     vecmat_do = WORK.empty((T, B, 8), DTYPE, "vecmat_do")
     # o(t) = c + V h(t)
-    dz_o = do[now].sum((0, 1))
-    dc += dz_o
+    sum_rows(do[now], (0, 1), dz_o)
+    dc = dz_o
     outer_do = do[now].reshape(-1, 5).T @ h[now].reshape(-1, 8)
     np.dot(do[now].reshape(-1, 5), V, out=vecmat_do.reshape(-1, 8))
-    dV += outer_do
+    dV = outer_do
     dh[now] += vecmat_do
 
     # Every step at once
@@ -173,20 +169,22 @@ def backward(params, tape, cotangents, T, B):
         da_t += dz_h_3
         # a(t) = b + W h(t-1) + U x(t)
         np.dot(da_t, W, out=dh_sum)
+    dh_sum += dh[0]
 
     # Every step at once
     # a(t) = b + W h(t-1) + U x(t)
     outer_da = da[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
-    dW += outer_da
+    dW = outer_da
 
     # Every step at once
+    dz_a_2 = np.empty((8,), DTYPE)
     vecmat_da = WORK.empty((T, B, 4), DTYPE, "vecmat_da")
     # a(t) = b + W h(t-1) + U x(t)
-    dz_a_2 = da[now].sum((0, 1))
-    db += dz_a_2
+    sum_rows(da[now], (0, 1), dz_a_2)
+    db = dz_a_2
     outer_da_2 = da[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(da[now].reshape(-1, 8), U, out=vecmat_da.reshape(-1, 4))
-    dU += outer_da_2
+    dU = outer_da_2
     dx[now] += vecmat_da
 
     grads = {"b": db, "W": dW, "U": dU, "c": dc, "V": dV, "x": dx[1:T + 1],

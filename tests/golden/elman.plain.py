@@ -55,7 +55,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
     # L(t): a loop forward in time
     for t in range(1, T + 1):
         # L(t) = cross_entropy(y(t), target(t))
-        L[t] = cross_entropy(y[t], target[t])
+        L[t] = softmax_cross_entropy(o[t], target[t])
 
     outputs = {"a": a[1:T + 1], "h": h[1:T + 1], "o": o[1:T + 1], "y": y[1:T + 1], "L": L[1:T + 1]}
     tape = {"a": a, "h": h, "o": o, "y": y, "L": L, "x": x, "target": target}
@@ -90,8 +90,9 @@ def backward(params, tape, cotangents, T, B):
     # L(t): back through time (backward)
     for t in range(T, 0, -1):
         # L(t) = cross_entropy(y(t), target(t))
-        dy[t] += -(dL[t] * target[t] / y[t])
-        dtarget[t] += -(dL[t] * np.log(y[t]))
+        dz_L = dL[t] * (softmax(o[t]) * target[t].sum(-1, keepdims=True) - target[t])
+        do[t] += dz_L
+        dtarget[t] += -(dL[t] * log_softmax(o[t]))
 
     # y(t): back through time (backward)
     for t in range(T, 0, -1):

@@ -7,6 +7,7 @@ Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTo
 import numpy as np
 
 from rnngraph.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
+from rnngraph.ops import sum_rows
 from rnngraph.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -127,36 +128,24 @@ def backward(params, tape, cotangents, n_steps, B):
     tm1, now = slice(0, n_steps), slice(1, n_steps + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
-    dU = np.zeros_like(U, DTYPE)
-    dV = np.zeros_like(V, DTYPE)
-    dW = np.zeros_like(W, DTYPE)
-    db = np.zeros_like(b, DTYPE)
-    dR = np.zeros_like(R, DTYPE)
-    dS = np.zeros_like(S, DTYPE)
-    dT = np.zeros_like(T, DTYPE)
-    dc = np.zeros_like(c, DTYPE)
-    dP = np.zeros_like(P, DTYPE)
-    dQ = np.zeros_like(Q, DTYPE)
-    dd = np.zeros_like(d, DTYPE)
     dx = WORK.zeros(x.shape, DTYPE, "dx")
-    dz_h1 = WORK.zeros(z_h1.shape, DTYPE, "dz_h1")
-    dz_h1_2 = WORK.zeros(z_h1_2.shape, DTYPE, "dz_h1_2")
     dz_h2 = WORK.empty((n_steps + 1, B, 8), DTYPE, "dz_h2")   # every step written
     dz_h1_4 = WORK.empty((n_steps + 1, B, 8), DTYPE, "dz_h1_4")   # every step written
     dz_y_2 = WORK.empty((n_steps + 1, B, 3), DTYPE, "dz_y_2")   # every step written
-    dz_h2_2 = WORK.empty((n_steps + 1, B, 8), DTYPE, "dz_h2_2")   # every step written
-    dz_h1_5 = WORK.empty((n_steps + 1, B, 8), DTYPE, "dz_h1_5")   # every step written
-    dz_h1_6 = WORK.empty((n_steps + 1, B, 16), DTYPE, "dz_h1_6")   # every step written
+    cat_dz_h1_5 = WORK.empty((n_steps + 1, B, 16), DTYPE, "cat_dz_h1_5")
+    cat_dz_h1_5[:1] = 0
+    dz_h1_5 = cat_dz_h1_5[..., 0:8]
+    dz_h2_2 = cat_dz_h1_5[..., 8:16]
 
     # Every step at once
     dz_h2_3 = WORK.empty((n_steps, B, 8), DTYPE, "dz_h2_3")
-    dz_h1_7 = WORK.empty((n_steps, B, 8), DTYPE, "dz_h1_7")
+    dz_h1_6 = WORK.empty((n_steps, B, 8), DTYPE, "dz_h1_6")
     # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
     np.multiply(h2[now], h2[now], out=dz_h2_3)
     np.subtract(1, dz_h2_3, out=dz_h2[now])
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-    np.multiply(h1[now], h1[now], out=dz_h1_7)
-    np.subtract(1, dz_h1_7, out=dz_h1_4[now])
+    np.multiply(h1[now], h1[now], out=dz_h1_6)
+    np.subtract(1, dz_h1_6, out=dz_h1_4[now])
 
     # h1(t), h2(t), y(t): back through time (backward)
     dy = np.zeros((B, 3), DTYPE)
@@ -172,9 +161,9 @@ def backward(params, tape, cotangents, n_steps, B):
     steps = zip(cot_y[::-1], y[1:n_steps + 1][::-1], dz_y_2[1:n_steps + 1][::-1], cot_h2[::-1],
                 dz_h2_2[1:n_steps + 1][::-1], dz_h2[1:n_steps + 1][::-1], cot_h1[::-1],
                 dz_h1_5[1:n_steps + 1][::-1], dz_h1_4[1:n_steps + 1][::-1],
-                dz_h1_6[1:n_steps + 1][::-1])
+                cat_dz_h1_5[1:n_steps + 1][::-1])
     for (cot_y_t, y_t, dz_y_2_t, cot_h2_t, dz_h2_2_t, dz_h2_t, cot_h1_t, dz_h1_5_t, dz_h1_4_t,
-         dz_h1_6_t) in steps:
+         cat_dz_h1_5_t) in steps:
         # y(t) = softmax(P x(t) + Q h2(t) + d)
         if cot_y_t is not None:
             dy += cot_y_t
@@ -195,51 +184,53 @@ def backward(params, tape, cotangents, n_steps, B):
         if cot_h1_t is not None:
             dh1 += cot_h1_t
         np.multiply(dh1, dz_h1_4_t, out=dz_h1_5_t)
-        dz_h1_6_t[...] = np.concatenate((dz_h1_5_t, dz_h2_2_t), -1)
-        np.dot(dz_h1_6_t, z_h1_2, out=dh2)
+        np.dot(cat_dz_h1_5_t, z_h1_2, out=dh2)
         np.dot(dz_h1_5_t, V, out=dh1)
 
     # Every step at once
+    dz_h2_4 = np.empty((8,), DTYPE)
     # y(t) = softmax(P x(t) + Q h2(t) + d)
     outer_dz_y_2 = dz_y_2[now].reshape(-1, 3).T @ h2[now].reshape(-1, 8)
-    dQ += outer_dz_y_2
+    dQ = outer_dz_y_2
     # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
-    dz_h2_4 = dz_h2_2[now].sum((0, 1))
-    dc += dz_h2_4
+    sum_rows(dz_h2_2[now], (0, 1), dz_h2_4)
+    dc = dz_h2_4
     outer_dz_h2_2 = dz_h2_2[now].reshape(-1, 8).T @ y[tm1].reshape(-1, 3)
-    dT += outer_dz_h2_2
+    dT = outer_dz_h2_2
     outer_dz_h2_2_2 = dz_h2_2[now].reshape(-1, 8).T @ h1[now].reshape(-1, 8)
-    dR += outer_dz_h2_2_2
+    dR = outer_dz_h2_2_2
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-    outer_dz_h1_6 = dz_h1_6[now].reshape(-1, 16).T @ h2[tm1].reshape(-1, 8)
-    dz_h1_2 += outer_dz_h1_6
+    outer_cat_dz_h1_5 = cat_dz_h1_5[now].reshape(-1, 16).T @ h2[tm1].reshape(-1, 8)
+    dz_h1_2 = outer_cat_dz_h1_5
     outer_dz_h1_5 = dz_h1_5[now].reshape(-1, 8).T @ h1[tm1].reshape(-1, 8)
-    dV += outer_dz_h1_5
+    dV = outer_dz_h1_5
 
     # Every step at once
-    vecmat_dz_h1_9 = WORK.empty((n_steps, B, 4), DTYPE, "vecmat_dz_h1_9")
+    dz_y_5 = np.empty((3,), DTYPE)
+    dz_h1_7 = np.empty((8,), DTYPE)
+    vecmat_dz_h1_8 = WORK.empty((n_steps, B, 4), DTYPE, "vecmat_dz_h1_8")
     # y(t) = softmax(P x(t) + Q h2(t) + d)
-    dz_y_5 = dz_y_2[now].sum((0, 1))
-    dd += dz_y_5
+    sum_rows(dz_y_2[now], (0, 1), dz_y_5)
+    dd = dz_y_5
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-    dz_h1_8 = dz_h1_5[now].sum((0, 1))
-    db += dz_h1_8
-    dz_h1_9 = np.concatenate((dz_h1_5[now], dz_y_2[now]), -1)
-    outer_dz_h1_9 = dz_h1_9.reshape(-1, 11).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h1_9.reshape(-1, 11), z_h1, out=vecmat_dz_h1_9.reshape(-1, 4))
-    dz_h1 += outer_dz_h1_9
-    dx[now] += vecmat_dz_h1_9
+    sum_rows(dz_h1_5[now], (0, 1), dz_h1_7)
+    db = dz_h1_7
+    dz_h1_8 = np.concatenate((dz_h1_5[now], dz_y_2[now]), -1)
+    outer_dz_h1_8 = dz_h1_8.reshape(-1, 11).T @ x[now].reshape(-1, 4)
+    np.dot(dz_h1_8.reshape(-1, 11), z_h1, out=vecmat_dz_h1_8.reshape(-1, 4))
+    dz_h1 = outer_dz_h1_8
+    dx[now] += vecmat_dz_h1_8
 
     # The time-free values and initial values, in reverse
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
     rowslice_dz_h1_2 = dz_h1_2[0:8]
     rowslice_dz_h1_2_2 = dz_h1_2[8:16]
-    dW += rowslice_dz_h1_2
-    dS += rowslice_dz_h1_2_2
+    dW = rowslice_dz_h1_2
+    dS = rowslice_dz_h1_2_2
     rowslice_dz_h1 = dz_h1[0:8]
     rowslice_dz_h1_3 = dz_h1[8:11]
-    dU += rowslice_dz_h1
-    dP += rowslice_dz_h1_3
+    dU = rowslice_dz_h1
+    dP = rowslice_dz_h1_3
 
     grads = {"U": dU, "V": dV, "W": dW, "b": db, "R": dR, "S": dS, "T": dT, "c": dc, "P": dP,
              "Q": dQ, "d": dd, "x": dx[1:n_steps + 1], "h1(0)": dh1, "h2(0)": dh2, "y(0)": dy}

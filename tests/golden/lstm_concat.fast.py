@@ -7,31 +7,31 @@ Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTo
 import numpy as np
 
 from rnngraph.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
+from rnngraph.ops import sum_rows
 from rnngraph.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
 
 DTYPE = np.float32
 PARAMETERS = ("W_f", "b_f", "W_i", "b_i", "W_o", "b_o", "W_c", "b_c")
-PREPARE = ("W_f", "W_i", "W_o", "W_c")
-TAPE = ("f", "i", "o", "c_tilde", "c", "h", "x", "W_f_T", "W_i_T", "W_o_T", "W_c_T", "z_f", "z_i",
-        "z_o", "z_c_tilde", "tanh_c")
+PREPARE = ("W_f", "b_f", "W_i", "b_i", "W_o", "b_o", "W_c", "b_c")
+TAPE = ("f", "i", "o", "c_tilde", "c", "h", "x", "f_i_o_c_tilde", "z_f", "W_fioc", "W_fioc_T",
+        "z_f_2", "fio", "tanh_c")
 
 
 def prepare(params):
     """What forward computes from the parameters alone, in the order it unpacks
     them: made each call, or once by Compiled.prepare for calls with the same
     parameters."""
-    W_f, W_i, W_o, W_c = (params[name] for name in PREPARE)
+    W_f, b_f, W_i, b_i, W_o, b_o, W_c, b_c = (params[name] for name in PREPARE)
     # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
-    W_f_T = np.ascontiguousarray(W_f.T)
     # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
-    W_i_T = np.ascontiguousarray(W_i.T)
     # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
-    W_o_T = np.ascontiguousarray(W_o.T)
     # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
-    W_c_T = np.ascontiguousarray(W_c.T)
-    return (W_f_T, W_i_T, W_o_T, W_c_T)
+    z_f = np.concatenate((b_f, b_i, b_o, b_c), -1)
+    W_fioc = np.concatenate((W_f, W_i, W_o, W_c), 0)
+    W_fioc_T = np.ascontiguousarray(W_fioc.T)
+    return (z_f, W_fioc, W_fioc_T)
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
@@ -39,69 +39,50 @@ def forward(params, inputs, initial, T, B, prepared=None):
     W_f, b_f, W_i, b_i, W_o, b_o, W_c, b_c = (params[name] for name in PARAMETERS)
 
     # Values of the parameters alone (see prepare)
-    W_f_T, W_i_T, W_o_T, W_c_T = prepare(params) if prepared is None else prepared
+    z_f, W_fioc, W_fioc_T = prepare(params) if prepared is None else prepared
 
     # Sequences are arrays (T + 1, B, n): step t is index t, the slots
     # before step 1 hold initial values (or zeros), those after step T zeros
     x = WORK.empty((T + 1, B, 4), DTYPE, "x")
     x[:1] = 0
     x[1:T + 1] = inputs["x"]
-    f = WORK.empty((T + 1, B, 8), DTYPE, "f")
-    f[:1] = 0
-    i = WORK.empty((T + 1, B, 8), DTYPE, "i")
-    i[:1] = 0
-    o = WORK.empty((T + 1, B, 8), DTYPE, "o")
-    o[:1] = 0
-    c_tilde = WORK.empty((T + 1, B, 8), DTYPE, "c_tilde")
-    c_tilde[:1] = 0
     c = WORK.empty((T + 1, B, 8), DTYPE, "c")
     c[:1] = 0
     h = WORK.empty((T + 1, B, 8), DTYPE, "h")
     h[:1] = 0
-    z_f = WORK.empty((T + 1, B, 12), DTYPE, "z_f")   # every step written
-    z_i = WORK.empty((T + 1, B, 12), DTYPE, "z_i")   # every step written
-    z_o = WORK.empty((T + 1, B, 12), DTYPE, "z_o")   # every step written
-    z_c_tilde = WORK.empty((T + 1, B, 12), DTYPE, "z_c_tilde")   # every step written
+    f_i_o_c_tilde = WORK.empty((T + 1, B, 32), DTYPE, "f_i_o_c_tilde")
+    f_i_o_c_tilde[:1] = 0
+    z_f_2 = WORK.empty((T + 1, B, 12), DTYPE, "z_f_2")   # every step written
     tanh_c = WORK.empty((T + 1, B, 8), DTYPE, "tanh_c")   # every step written
+    f = f_i_o_c_tilde[..., 0:8]
+    i = f_i_o_c_tilde[..., 8:16]
+    o = f_i_o_c_tilde[..., 16:24]
+    c_tilde = f_i_o_c_tilde[..., 24:32]
+    fio = f_i_o_c_tilde[..., 0:24]
     c[0] = initial["c(0)"]
     h[0] = initial["h(0)"]
 
     # f(t), i(t), o(t), c_tilde(t), c(t), h(t): a loop forward in time
-    W_f_z_f = np.empty((B, 8), DTYPE)
-    z_f_2 = np.empty((B, 8), DTYPE)
-    W_i_z_i = np.empty((B, 8), DTYPE)
-    z_i_2 = np.empty((B, 8), DTYPE)
-    W_o_z_o = np.empty((B, 8), DTYPE)
-    z_o_2 = np.empty((B, 8), DTYPE)
-    W_c_z_c_tilde = np.empty((B, 8), DTYPE)
-    z_c_tilde_2 = np.empty((B, 8), DTYPE)
+    W_fioc_z_f_2 = np.empty((B, 32), DTYPE)
+    z_f_3 = np.empty((B, 32), DTYPE)
+    slice_z_f_3 = z_f_3[..., 0:24]
+    slice_z_f_3_2 = z_f_3[..., 24:32]
     z_c = np.empty((B, 8), DTYPE)
     with np.errstate(over="ignore"):
-        steps = zip(z_f[1:T + 1], h[0:T], x[1:T + 1], f[1:T + 1], z_i[1:T + 1], i[1:T + 1],
-                    z_o[1:T + 1], o[1:T + 1], z_c_tilde[1:T + 1], c_tilde[1:T + 1], c[0:T],
-                    c[1:T + 1], tanh_c[1:T + 1], h[1:T + 1])
-        for (z_f_t, h_tm1, x_t, f_t, z_i_t, i_t, z_o_t, o_t, z_c_tilde_t, c_tilde_t, c_tm1, c_t,
-             tanh_c_t, h_t) in steps:
+        steps = zip(z_f_2[1:T + 1], h[0:T], x[1:T + 1], fio[1:T + 1], c_tilde[1:T + 1], f[1:T + 1],
+                    c[0:T], i[1:T + 1], c[1:T + 1], tanh_c[1:T + 1], h[1:T + 1], o[1:T + 1])
+        for (z_f_2_t, h_tm1, x_t, fio_t, c_tilde_t, f_t, c_tm1, i_t, c_t, tanh_c_t, h_t,
+             o_t) in steps:
             # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
-            z_f_t[...] = np.concatenate((h_tm1, x_t), -1)
-            np.dot(z_f_t, W_f_T, out=W_f_z_f)
-            np.add(b_f, W_f_z_f, out=z_f_2)
-            sigmoid(z_f_2, out=f_t)
+            z_f_2_t[...] = np.concatenate((h_tm1, x_t), -1)
+            # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
             # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
-            z_i_t[...] = np.concatenate((h_tm1, x_t), -1)
-            np.dot(z_i_t, W_i_T, out=W_i_z_i)
-            np.add(b_i, W_i_z_i, out=z_i_2)
-            sigmoid(z_i_2, out=i_t)
             # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
-            z_o_t[...] = np.concatenate((h_tm1, x_t), -1)
-            np.dot(z_o_t, W_o_T, out=W_o_z_o)
-            np.add(b_o, W_o_z_o, out=z_o_2)
-            sigmoid(z_o_2, out=o_t)
             # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
-            z_c_tilde_t[...] = np.concatenate((h_tm1, x_t), -1)
-            np.dot(z_c_tilde_t, W_c_T, out=W_c_z_c_tilde)
-            np.add(b_c, W_c_z_c_tilde, out=z_c_tilde_2)
-            np.tanh(z_c_tilde_2, out=c_tilde_t)
+            np.dot(z_f_2_t, W_fioc_T, out=W_fioc_z_f_2)
+            np.add(z_f, W_fioc_z_f_2, out=z_f_3)
+            sigmoid(slice_z_f_3, out=fio_t)
+            np.tanh(slice_z_f_3_2, out=c_tilde_t)
             # c(t) = f(t) * c(t-1) + i(t) * c_tilde(t)
             np.multiply(f_t, c_tm1, out=c_t)
             np.multiply(i_t, c_tilde_t, out=z_c)
@@ -112,9 +93,9 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     outputs = {"f": f[1:T + 1], "i": i[1:T + 1], "o": o[1:T + 1], "c_tilde": c_tilde[1:T + 1],
                "c": c[1:T + 1], "h": h[1:T + 1]}
-    tape = {"f": f, "i": i, "o": o, "c_tilde": c_tilde, "c": c, "h": h, "x": x, "W_f_T": W_f_T,
-            "W_i_T": W_i_T, "W_o_T": W_o_T, "W_c_T": W_c_T, "z_f": z_f, "z_i": z_i, "z_o": z_o,
-            "z_c_tilde": z_c_tilde, "tanh_c": tanh_c}
+    tape = {"f": f, "i": i, "o": o, "c_tilde": c_tilde, "c": c, "h": h, "x": x,
+            "f_i_o_c_tilde": f_i_o_c_tilde, "z_f": z_f, "W_fioc": W_fioc, "W_fioc_T": W_fioc_T,
+            "z_f_2": z_f_2, "fio": fio, "tanh_c": tanh_c}
     return outputs, tape
 
 
@@ -122,64 +103,44 @@ def backward(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     W_f, b_f, W_i, b_i, W_o, b_o, W_c, b_c = (params[name] for name in PARAMETERS)
-    (f, i, o, c_tilde, c, h, x, W_f_T, W_i_T, W_o_T, W_c_T, z_f,
-     z_i, z_o, z_c_tilde, tanh_c) = (tape[name] for name in TAPE)
+    (f, i, o, c_tilde, c, h, x, f_i_o_c_tilde, z_f, W_fioc,
+     W_fioc_T, z_f_2, fio, tanh_c) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
-    dW_f = np.zeros_like(W_f, DTYPE)
-    db_f = np.zeros_like(b_f, DTYPE)
-    dW_i = np.zeros_like(W_i, DTYPE)
-    db_i = np.zeros_like(b_i, DTYPE)
-    dW_o = np.zeros_like(W_o, DTYPE)
-    db_o = np.zeros_like(b_o, DTYPE)
-    dW_c = np.zeros_like(W_c, DTYPE)
-    db_c = np.zeros_like(b_c, DTYPE)
     dx = WORK.zeros(x.shape, DTYPE, "dx")
     dz_h = WORK.empty((T + 1, B, 8), DTYPE, "dz_h")   # every step written
-    dz_c_tilde_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_c_tilde_2")   # every step written
-    dz_o_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_o_2")   # every step written
-    dz_i_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_i_2")   # every step written
-    dz_f_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_f_2")   # every step written
-    dz_c_tilde_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_c_tilde_3")   # every step written
-    vecmat_dz_c_tilde_3 = WORK.empty((T + 1, B, 12), DTYPE, "vecmat_dz_c_tilde_3")
-    dz_o_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_o_3")   # every step written
-    vecmat_dz_o_3 = WORK.empty((T + 1, B, 12), DTYPE, "vecmat_dz_o_3")   # every step written
-    dz_i_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_i_3")   # every step written
-    vecmat_dz_i_3 = WORK.empty((T + 1, B, 12), DTYPE, "vecmat_dz_i_3")   # every step written
     dz_f_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_f_3")   # every step written
-    vecmat_dz_f_3 = WORK.empty((T + 1, B, 12), DTYPE, "vecmat_dz_f_3")   # every step written
+    dz_f_4 = WORK.empty((T + 1, B, 24), DTYPE, "dz_f_4")   # every step written
+    dz_f_5 = WORK.empty((T + 1, B, 32), DTYPE, "dz_f_5")   # every step written
+    vecmat_dz_f_5 = WORK.empty((T + 1, B, 12), DTYPE, "vecmat_dz_f_5")   # every step written
 
     # Every step at once
     dz_h_2 = WORK.empty((T, B, 8), DTYPE, "dz_h_2")
-    dz_c_tilde_4 = WORK.empty((T, B, 8), DTYPE, "dz_c_tilde_4")
-    sub_o = WORK.empty((T, B, 8), DTYPE, "sub_o")
-    sub_i = WORK.empty((T, B, 8), DTYPE, "sub_i")
-    sub_f = WORK.empty((T, B, 8), DTYPE, "sub_f")
+    dz_f_6 = WORK.empty((T, B, 8), DTYPE, "dz_f_6")
+    sub_fio = WORK.empty((T, B, 24), DTYPE, "sub_fio")
     # h(t) = o(t) * tanh(c(t))
     np.multiply(tanh_c[now], tanh_c[now], out=dz_h_2)
     np.subtract(1, dz_h_2, out=dz_h[now])
-    # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
-    np.multiply(c_tilde[now], c_tilde[now], out=dz_c_tilde_4)
-    np.subtract(1, dz_c_tilde_4, out=dz_c_tilde_2[now])
-    # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
-    np.subtract(1, o[now], out=sub_o)
-    np.multiply(o[now], sub_o, out=dz_o_2[now])
-    # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
-    np.subtract(1, i[now], out=sub_i)
-    np.multiply(i[now], sub_i, out=dz_i_2[now])
     # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
-    np.subtract(1, f[now], out=sub_f)
-    np.multiply(f[now], sub_f, out=dz_f_2[now])
+    # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
+    # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
+    # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
+    np.multiply(c_tilde[now], c_tilde[now], out=dz_f_6)
+    np.subtract(1, dz_f_6, out=dz_f_3[now])
+    np.subtract(1, fio[now], out=sub_fio)
+    np.multiply(fio[now], sub_fio, out=dz_f_4[now])
 
     # f(t), i(t), o(t), c_tilde(t), c(t), h(t): back through time (backward)
     dh = np.zeros((B, 8), DTYPE)
-    do = np.empty((B, 8), DTYPE)
+    df_i_o_c_tilde = np.empty((B, 32), DTYPE)
+    df = df_i_o_c_tilde[..., 0:8]
+    di = df_i_o_c_tilde[..., 8:16]
+    do = df_i_o_c_tilde[..., 16:24]
+    dc_tilde = df_i_o_c_tilde[..., 24:32]
+    dfio = df_i_o_c_tilde[..., 0:24]
     dc = np.zeros((B, 8), DTYPE)
-    di = np.empty((B, 8), DTYPE)
-    dc_tilde = np.empty((B, 8), DTYPE)
-    df = np.empty((B, 8), DTYPE)
     cot_h = cotangents.get("h", [None] * T)
     cot_o = cotangents.get("o", [None] * T)
     cot_c = cotangents.get("c", [None] * T)
@@ -188,21 +149,15 @@ def backward(params, tape, cotangents, T, B):
     cot_f = cotangents.get("f", [None] * T)
     dz_h_3 = np.empty((B, 8), DTYPE)
     dz_h_4 = np.empty((B, 8), DTYPE)
+    dz_c = np.empty((B, 8), DTYPE)
     steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1],
                 dz_h[1:T + 1][::-1], cot_c[::-1], c_tilde[1:T + 1][::-1], i[1:T + 1][::-1],
                 cot_i[::-1], cot_c_tilde[::-1], c[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1],
-                dz_c_tilde_3[1:T + 1][::-1], dz_c_tilde_2[1:T + 1][::-1],
-                vecmat_dz_c_tilde_3[1:T + 1][::-1], vecmat_dz_c_tilde_3[1:T + 1, ..., 0:8][::-1],
-                dz_o_3[1:T + 1][::-1], dz_o_2[1:T + 1][::-1], vecmat_dz_o_3[1:T + 1][::-1],
-                vecmat_dz_o_3[1:T + 1, ..., 0:8][::-1], dz_i_3[1:T + 1][::-1],
-                dz_i_2[1:T + 1][::-1], vecmat_dz_i_3[1:T + 1][::-1], vecmat_dz_i_3[1:T + 1, ...,
-                0:8][::-1], dz_f_3[1:T + 1][::-1], dz_f_2[1:T + 1][::-1],
-                vecmat_dz_f_3[1:T + 1][::-1], vecmat_dz_f_3[1:T + 1, ..., 0:8][::-1])
+                dz_f_3[1:T + 1][::-1], dz_f_4[1:T + 1][::-1], dz_f_5[1:T + 1][::-1],
+                vecmat_dz_f_5[1:T + 1][::-1], vecmat_dz_f_5[1:T + 1, ..., 0:8][::-1])
     for (cot_h_t, tanh_c_t, o_t, cot_o_t, dz_h_t, cot_c_t, c_tilde_t, i_t, cot_i_t, cot_c_tilde_t,
-         c_tm1, f_t, cot_f_t, dz_c_tilde_3_t, dz_c_tilde_2_t, vecmat_dz_c_tilde_3_t,
-         vecmat_dz_c_tilde_3_0_8_t, dz_o_3_t, dz_o_2_t, vecmat_dz_o_3_t, vecmat_dz_o_3_0_8_t,
-         dz_i_3_t, dz_i_2_t, vecmat_dz_i_3_t, vecmat_dz_i_3_0_8_t, dz_f_3_t, dz_f_2_t,
-         vecmat_dz_f_3_t, vecmat_dz_f_3_0_8_t) in steps:
+         c_tm1, f_t, cot_f_t, dz_f_3_t, dz_f_4_t, dz_f_5_t, vecmat_dz_f_5_t,
+         vecmat_dz_f_5_0_8_t) in steps:
         # h(t) = o(t) * tanh(c(t))
         if cot_h_t is not None:
             dh += cot_h_t
@@ -214,63 +169,63 @@ def backward(params, tape, cotangents, T, B):
         if cot_c_t is not None:
             dc += cot_c_t
         np.multiply(dc, c_tilde_t, out=di)
-        np.multiply(i_t, dc, out=dc_tilde)
+        np.multiply(i_t, dc, out=dz_c)
+        np.copyto(dc_tilde, dz_c)
         np.multiply(dc, c_tm1, out=df)
         dc *= f_t
+        # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
+        # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
+        # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
         # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
         if cot_c_tilde_t is not None:
             dc_tilde += cot_c_tilde_t
-        np.multiply(dc_tilde, dz_c_tilde_2_t, out=dz_c_tilde_3_t)
-        np.dot(dz_c_tilde_3_t, W_c, out=vecmat_dz_c_tilde_3_t)
-        np.copyto(dh, vecmat_dz_c_tilde_3_0_8_t)
-        # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
-        if cot_o_t is not None:
-            do += cot_o_t
-        np.multiply(do, dz_o_2_t, out=dz_o_3_t)
-        np.dot(dz_o_3_t, W_o, out=vecmat_dz_o_3_t)
-        dh += vecmat_dz_o_3_0_8_t
-        # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
-        if cot_i_t is not None:
-            di += cot_i_t
-        np.multiply(di, dz_i_2_t, out=dz_i_3_t)
-        np.dot(dz_i_3_t, W_i, out=vecmat_dz_i_3_t)
-        dh += vecmat_dz_i_3_0_8_t
-        # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
+        np.multiply(dc_tilde, dz_f_3_t, out=dz_f_5_t[..., 24:32])
         if cot_f_t is not None:
             df += cot_f_t
-        np.multiply(df, dz_f_2_t, out=dz_f_3_t)
-        np.dot(dz_f_3_t, W_f, out=vecmat_dz_f_3_t)
-        dh += vecmat_dz_f_3_0_8_t
+        if cot_i_t is not None:
+            di += cot_i_t
+        if cot_o_t is not None:
+            do += cot_o_t
+        np.multiply(dfio, dz_f_4_t, out=dz_f_5_t[..., 0:24])
+        np.dot(dz_f_5_t, W_fioc, out=vecmat_dz_f_5_t)
+        # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
+        np.copyto(dh, vecmat_dz_f_5_0_8_t)
 
     # Every step at once
-    # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
-    dz_c_tilde_5 = dz_c_tilde_3[now].sum((0, 1))
-    db_c += dz_c_tilde_5
-    outer_dz_c_tilde_3 = dz_c_tilde_3[now].reshape(-1, 8).T @ z_c_tilde[now].reshape(-1, 12)
-    dW_c += outer_dz_c_tilde_3
-    slice_vecmat_dz_c_tilde_3 = vecmat_dz_c_tilde_3[now][..., 8:12]
-    dx[now] += slice_vecmat_dz_c_tilde_3
-    # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
-    dz_o_4 = dz_o_3[now].sum((0, 1))
-    db_o += dz_o_4
-    outer_dz_o_3 = dz_o_3[now].reshape(-1, 8).T @ z_o[now].reshape(-1, 12)
-    dW_o += outer_dz_o_3
-    slice_vecmat_dz_o_3 = vecmat_dz_o_3[now][..., 8:12]
-    dx[now] += slice_vecmat_dz_o_3
-    # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
-    dz_i_4 = dz_i_3[now].sum((0, 1))
-    db_i += dz_i_4
-    outer_dz_i_3 = dz_i_3[now].reshape(-1, 8).T @ z_i[now].reshape(-1, 12)
-    dW_i += outer_dz_i_3
-    slice_vecmat_dz_i_3 = vecmat_dz_i_3[now][..., 8:12]
-    dx[now] += slice_vecmat_dz_i_3
+    dz_f_7 = np.empty((32,), DTYPE)
     # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
-    dz_f_4 = dz_f_3[now].sum((0, 1))
-    db_f += dz_f_4
-    outer_dz_f_3 = dz_f_3[now].reshape(-1, 8).T @ z_f[now].reshape(-1, 12)
-    dW_f += outer_dz_f_3
-    slice_vecmat_dz_f_3 = vecmat_dz_f_3[now][..., 8:12]
-    dx[now] += slice_vecmat_dz_f_3
+    # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
+    # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
+    # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
+    sum_rows(dz_f_5[now], (0, 1), dz_f_7)
+    dz_f = dz_f_7
+    outer_dz_f_5 = dz_f_5[now].reshape(-1, 32).T @ z_f_2[now].reshape(-1, 12)
+    dW_fioc = outer_dz_f_5
+    # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
+    slice_vecmat_dz_f_5 = vecmat_dz_f_5[now][..., 8:12]
+    dx[now] += slice_vecmat_dz_f_5
+
+    # The time-free values and initial values, in reverse
+    # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
+    # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
+    # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
+    # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
+    rowslice_dW_fioc = dW_fioc[0:8]
+    rowslice_dW_fioc_2 = dW_fioc[8:16]
+    rowslice_dW_fioc_3 = dW_fioc[16:24]
+    rowslice_dW_fioc_4 = dW_fioc[24:32]
+    dW_f = rowslice_dW_fioc
+    dW_i = rowslice_dW_fioc_2
+    dW_o = rowslice_dW_fioc_3
+    dW_c = rowslice_dW_fioc_4
+    slice_dz_f = dz_f[..., 0:8]
+    slice_dz_f_2 = dz_f[..., 8:16]
+    slice_dz_f_3 = dz_f[..., 16:24]
+    slice_dz_f_4 = dz_f[..., 24:32]
+    db_f = slice_dz_f
+    db_i = slice_dz_f_2
+    db_o = slice_dz_f_3
+    db_c = slice_dz_f_4
 
     grads = {"W_f": dW_f, "b_f": db_f, "W_i": dW_i, "b_i": db_i, "W_o": dW_o, "b_o": db_o,
              "W_c": dW_c, "b_c": db_c, "x": dx[1:T + 1], "c(0)": dc, "h(0)": dh}

@@ -7,6 +7,7 @@ Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTo
 import numpy as np
 
 from rnngraph.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
+from rnngraph.ops import sum_rows
 from rnngraph.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -24,6 +25,8 @@ def prepare(params):
     parameters."""
     b_f, U_f, W_f, b_g, U_g, W_g, b_o, U_o, W_o, U, W = (params[name] for name in PREPARE)
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
+    # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
+    # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
     z_f = np.concatenate((b_f, b_g, b_o), -1)
     U_fgo = np.concatenate((U_f, U_g, U_o), 0)
     W_fgo = np.concatenate((W_f, W_g, W_o), 0)
@@ -66,9 +69,13 @@ def forward(params, inputs, initial, T, B, prepared=None):
     slice_z_f_2_x = z_f_2_x[..., 0:24]
     slice_z_f_2_x_2 = z_f_2_x[..., 24:32]
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
+    # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
+    # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
     np.dot(x[now].reshape(-1, 4), z_f_2.T, out=z_f_2_x.reshape(-1, 32))
     # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
+    # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
+    # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
     np.add(z_f, slice_z_f_2_x, out=fgq[now])
     # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
     np.add(b, slice_z_f_2_x_2, out=z_s[now])
@@ -83,9 +90,13 @@ def forward(params, inputs, initial, T, B, prepared=None):
                     tanh_s[1:T + 1], h[1:T + 1], q[1:T + 1])
         for (h_tm1, fgq_t, f_t, s_tm1, z_s_t, g_t, s_t, tanh_s_t, h_t, q_t) in steps:
             # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
+            # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
+            # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
             np.dot(h_tm1, z_f_3_T, out=z_f_3_h)
             # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
             # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
+            # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
+            # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
             fgq_t += slice_z_f_3_h
             sigmoid(fgq_t, out=fgq_t)
             # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
@@ -115,30 +126,14 @@ def backward(params, tape, cotangents, T, B):
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
-    db_f = np.zeros_like(b_f, DTYPE)
-    dU_f = np.zeros_like(U_f, DTYPE)
-    dW_f = np.zeros_like(W_f, DTYPE)
-    db_g = np.zeros_like(b_g, DTYPE)
-    dU_g = np.zeros_like(U_g, DTYPE)
-    dW_g = np.zeros_like(W_g, DTYPE)
-    db_o = np.zeros_like(b_o, DTYPE)
-    dU_o = np.zeros_like(U_o, DTYPE)
-    dW_o = np.zeros_like(W_o, DTYPE)
-    db = np.zeros_like(b, DTYPE)
-    dU = np.zeros_like(U, DTYPE)
-    dW = np.zeros_like(W, DTYPE)
     dx = WORK.zeros(x.shape, DTYPE, "dx")
-    dz_f = WORK.zeros(z_f.shape, DTYPE, "dz_f")
-    dU_fgo = WORK.zeros(U_fgo.shape, DTYPE, "dU_fgo")
-    dW_fgo = WORK.zeros(W_fgo.shape, DTYPE, "dW_fgo")
-    dz_f_2 = WORK.zeros(z_f_2.shape, DTYPE, "dz_f_2")
-    dz_f_3 = WORK.zeros(z_f_3.shape, DTYPE, "dz_f_3")
     dz_h = WORK.empty((T + 1, B, 8), DTYPE, "dz_h")   # every step written
     dz_s_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_s_2")   # every step written
     dz_f_4 = WORK.empty((T + 1, B, 24), DTYPE, "dz_f_4")   # every step written
-    dz_s_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_s_3")   # every step written
-    dz_f_5 = WORK.empty((T + 1, B, 24), DTYPE, "dz_f_5")   # every step written
-    dz_f_6 = WORK.empty((T + 1, B, 32), DTYPE, "dz_f_6")   # every step written
+    cat_dz_f_5 = WORK.empty((T + 1, B, 32), DTYPE, "cat_dz_f_5")
+    cat_dz_f_5[:1] = 0
+    dz_f_5 = cat_dz_f_5[..., 0:24]
+    dz_s_3 = cat_dz_f_5[..., 24:32]
 
     # Every step at once
     dz_h_2 = WORK.empty((T, B, 8), DTYPE, "dz_h_2")
@@ -151,6 +146,8 @@ def backward(params, tape, cotangents, T, B):
     np.subtract(1, z_s[now], out=sub_z_s)
     np.multiply(z_s[now], sub_z_s, out=dz_s_2[now])
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
+    # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
+    # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
     np.subtract(1, fgq[now], out=sub_fgq)
     np.multiply(fgq[now], sub_fgq, out=dz_f_4[now])
 
@@ -172,9 +169,10 @@ def backward(params, tape, cotangents, T, B):
     steps = zip(cot_h[::-1], q[1:T + 1][::-1], tanh_s[1:T + 1][::-1], cot_q[::-1],
                 dz_h[1:T + 1][::-1], cot_s[::-1], z_s[1:T + 1][::-1], g[1:T + 1][::-1], cot_g[::-1],
                 dz_s_3[1:T + 1][::-1], dz_s_2[1:T + 1][::-1], s[0:T][::-1], f[1:T + 1][::-1],
-                cot_f[::-1], dz_f_5[1:T + 1][::-1], dz_f_4[1:T + 1][::-1], dz_f_6[1:T + 1][::-1])
+                cot_f[::-1], dz_f_5[1:T + 1][::-1], dz_f_4[1:T + 1][::-1],
+                cat_dz_f_5[1:T + 1][::-1])
     for (cot_h_t, q_t, tanh_s_t, cot_q_t, dz_h_t, cot_s_t, z_s_t, g_t, cot_g_t, dz_s_3_t, dz_s_2_t,
-         s_tm1, f_t, cot_f_t, dz_f_5_t, dz_f_4_t, dz_f_6_t) in steps:
+         s_tm1, f_t, cot_f_t, dz_f_5_t, dz_f_4_t, cat_dz_f_5_t) in steps:
         # h(t) = tanh(s(t)) * q(t)
         if cot_h_t is not None:
             dh += cot_h_t
@@ -191,6 +189,8 @@ def backward(params, tape, cotangents, T, B):
         np.multiply(ds, s_tm1, out=df)
         ds *= f_t
         # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
+        # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
+        # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
         if cot_f_t is not None:
             df += cot_f_t
         if cot_g_t is not None:
@@ -198,56 +198,63 @@ def backward(params, tape, cotangents, T, B):
         if cot_q_t is not None:
             dq += cot_q_t
         np.multiply(dfgq, dz_f_4_t, out=dz_f_5_t)
-        dz_f_6_t[...] = np.concatenate((dz_f_5_t, dz_s_3_t), -1)
-        np.dot(dz_f_6_t, z_f_3, out=dh)
+        np.dot(cat_dz_f_5_t, z_f_3, out=dh)
 
     # Every step at once
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
-    outer_dz_f_6 = dz_f_6[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
-    dz_f_3 += outer_dz_f_6
+    # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
+    # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
+    outer_cat_dz_f_5 = cat_dz_f_5[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
+    dz_f_3 = outer_cat_dz_f_5
 
     # Every step at once
-    vecmat_dz_f_8 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_f_8")
+    dz_s_5 = np.empty((8,), DTYPE)
+    dz_f_6 = np.empty((24,), DTYPE)
+    vecmat_dz_f_7 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_f_7")
     # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
-    dz_s_5 = dz_s_3[now].sum((0, 1))
-    db += dz_s_5
+    sum_rows(dz_s_3[now], (0, 1), dz_s_5)
+    db = dz_s_5
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
-    dz_f_7 = dz_f_5[now].sum((0, 1))
-    dz_f += dz_f_7
-    dz_f_8 = np.concatenate((dz_f_5[now], dz_s_3[now]), -1)
-    outer_dz_f_8 = dz_f_8.reshape(-1, 32).T @ x[now].reshape(-1, 4)
-    np.dot(dz_f_8.reshape(-1, 32), z_f_2, out=vecmat_dz_f_8.reshape(-1, 4))
-    dz_f_2 += outer_dz_f_8
-    dx[now] += vecmat_dz_f_8
+    # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
+    # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
+    sum_rows(dz_f_5[now], (0, 1), dz_f_6)
+    dz_f = dz_f_6
+    dz_f_7 = np.concatenate((dz_f_5[now], dz_s_3[now]), -1)
+    outer_dz_f_7 = dz_f_7.reshape(-1, 32).T @ x[now].reshape(-1, 4)
+    np.dot(dz_f_7.reshape(-1, 32), z_f_2, out=vecmat_dz_f_7.reshape(-1, 4))
+    dz_f_2 = outer_dz_f_7
+    dx[now] += vecmat_dz_f_7
 
     # The time-free values and initial values, in reverse
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
+    # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
+    # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
     rowslice_dz_f_3 = dz_f_3[0:24]
     rowslice_dz_f_3_2 = dz_f_3[24:32]
-    dW_fgo += rowslice_dz_f_3
-    dW += rowslice_dz_f_3_2
+    dW_fgo = rowslice_dz_f_3
+    dW = rowslice_dz_f_3_2
     rowslice_dz_f_2 = dz_f_2[0:24]
     rowslice_dz_f_2_2 = dz_f_2[24:32]
-    dU_fgo += rowslice_dz_f_2
-    dU += rowslice_dz_f_2_2
+    dU_fgo = rowslice_dz_f_2
+    dU = rowslice_dz_f_2_2
     rowslice_dW_fgo = dW_fgo[0:8]
     rowslice_dW_fgo_2 = dW_fgo[8:16]
     rowslice_dW_fgo_3 = dW_fgo[16:24]
-    dW_f += rowslice_dW_fgo
-    dW_g += rowslice_dW_fgo_2
-    dW_o += rowslice_dW_fgo_3
+    dW_f = rowslice_dW_fgo
+    dW_g = rowslice_dW_fgo_2
+    dW_o = rowslice_dW_fgo_3
     rowslice_dU_fgo = dU_fgo[0:8]
     rowslice_dU_fgo_2 = dU_fgo[8:16]
     rowslice_dU_fgo_3 = dU_fgo[16:24]
-    dU_f += rowslice_dU_fgo
-    dU_g += rowslice_dU_fgo_2
-    dU_o += rowslice_dU_fgo_3
+    dU_f = rowslice_dU_fgo
+    dU_g = rowslice_dU_fgo_2
+    dU_o = rowslice_dU_fgo_3
     slice_dz_f = dz_f[..., 0:8]
     slice_dz_f_2 = dz_f[..., 8:16]
     slice_dz_f_3 = dz_f[..., 16:24]
-    db_f += slice_dz_f
-    db_g += slice_dz_f_2
-    db_o += slice_dz_f_3
+    db_f = slice_dz_f
+    db_g = slice_dz_f_2
+    db_o = slice_dz_f_3
 
     grads = {"b_f": db_f, "U_f": dU_f, "W_f": dW_f, "b_g": db_g, "U_g": dU_g, "W_g": dW_g,
              "b_o": db_o, "U_o": dU_o, "W_o": dW_o, "b": db, "U": dU, "W": dW, "x": dx[1:T + 1],

@@ -7,6 +7,7 @@ Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTo
 import numpy as np
 
 from rnngraph.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
+from rnngraph.ops import sum_rows
 from rnngraph.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -24,6 +25,9 @@ def prepare(params):
     parameters."""
     W_f, U_f, b_f, W_i, U_i, b_i, W_o, U_o, b_o, W_c, U_c, b_c = (params[name] for name in PREPARE)
     # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
+    # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
+    # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
+    # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
     z_f = np.concatenate((b_f, b_i, b_o, b_c), -1)
     W_fioc = np.concatenate((W_f, W_i, W_o, W_c), 0)
     U_fioc = np.concatenate((U_f, U_i, U_o, U_c), 0)
@@ -63,6 +67,9 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # Every step at once: what does not depend on the loop after it
     # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
+    # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
+    # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
+    # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
     np.dot(x[now].reshape(-1, 4), W_fioc.T, out=f_i_o_c_tilde[now].reshape(-1, 32))
     f_i_o_c_tilde[now] += z_f
 
@@ -75,6 +82,9 @@ def forward(params, inputs, initial, T, B, prepared=None):
         for (h_tm1, f_i_o_c_tilde_t, fio_t, c_tilde_t, f_t, c_tm1, i_t, c_t, tanh_c_t, h_t,
              o_t) in steps:
             # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
+            # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
+            # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
+            # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
             np.dot(h_tm1, U_fioc_T, out=U_fioc_h)
             f_i_o_c_tilde_t += U_fioc_h
             sigmoid(fio_t, out=fio_t)
@@ -106,22 +116,7 @@ def backward(params, tape, cotangents, T, B):
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
-    dW_f = np.zeros_like(W_f, DTYPE)
-    dU_f = np.zeros_like(U_f, DTYPE)
-    db_f = np.zeros_like(b_f, DTYPE)
-    dW_i = np.zeros_like(W_i, DTYPE)
-    dU_i = np.zeros_like(U_i, DTYPE)
-    db_i = np.zeros_like(b_i, DTYPE)
-    dW_o = np.zeros_like(W_o, DTYPE)
-    dU_o = np.zeros_like(U_o, DTYPE)
-    db_o = np.zeros_like(b_o, DTYPE)
-    dW_c = np.zeros_like(W_c, DTYPE)
-    dU_c = np.zeros_like(U_c, DTYPE)
-    db_c = np.zeros_like(b_c, DTYPE)
     dx = WORK.zeros(x.shape, DTYPE, "dx")
-    dz_f = WORK.zeros(z_f.shape, DTYPE, "dz_f")
-    dW_fioc = WORK.zeros(W_fioc.shape, DTYPE, "dW_fioc")
-    dU_fioc = WORK.zeros(U_fioc.shape, DTYPE, "dU_fioc")
     dz_h = WORK.empty((T + 1, B, 8), DTYPE, "dz_h")   # every step written
     dz_f_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_f_2")   # every step written
     dz_f_3 = WORK.empty((T + 1, B, 24), DTYPE, "dz_f_3")   # every step written
@@ -135,6 +130,9 @@ def backward(params, tape, cotangents, T, B):
     np.multiply(tanh_c[now], tanh_c[now], out=dz_h_2)
     np.subtract(1, dz_h_2, out=dz_h[now])
     # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
+    # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
+    # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
+    # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
     np.multiply(c_tilde[now], c_tilde[now], out=dz_f_5)
     np.subtract(1, dz_f_5, out=dz_f_2[now])
     np.subtract(1, fio[now], out=sub_fio)
@@ -180,6 +178,9 @@ def backward(params, tape, cotangents, T, B):
         np.multiply(dc, c_tm1, out=df)
         dc *= f_t
         # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
+        # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
+        # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
+        # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
         if cot_c_tilde_t is not None:
             dc_tilde += cot_c_tilde_t
         np.multiply(dc_tilde, dz_f_2_t, out=dz_f_4_t[..., 24:32])
@@ -194,45 +195,55 @@ def backward(params, tape, cotangents, T, B):
 
     # Every step at once
     # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
+    # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
+    # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
+    # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
     outer_dz_f_4 = dz_f_4[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
-    dU_fioc += outer_dz_f_4
+    dU_fioc = outer_dz_f_4
 
     # Every step at once
+    dz_f_6 = np.empty((32,), DTYPE)
     vecmat_dz_f_4 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_f_4")
     # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
-    dz_f_6 = dz_f_4[now].sum((0, 1))
-    dz_f += dz_f_6
+    # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
+    # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
+    # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
+    sum_rows(dz_f_4[now], (0, 1), dz_f_6)
+    dz_f = dz_f_6
     outer_dz_f_4_2 = dz_f_4[now].reshape(-1, 32).T @ x[now].reshape(-1, 4)
     np.dot(dz_f_4[now].reshape(-1, 32), W_fioc, out=vecmat_dz_f_4.reshape(-1, 4))
-    dW_fioc += outer_dz_f_4_2
+    dW_fioc = outer_dz_f_4_2
     dx[now] += vecmat_dz_f_4
 
     # The time-free values and initial values, in reverse
     # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
+    # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
+    # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
+    # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
     rowslice_dU_fioc = dU_fioc[0:8]
     rowslice_dU_fioc_2 = dU_fioc[8:16]
     rowslice_dU_fioc_3 = dU_fioc[16:24]
     rowslice_dU_fioc_4 = dU_fioc[24:32]
-    dU_f += rowslice_dU_fioc
-    dU_i += rowslice_dU_fioc_2
-    dU_o += rowslice_dU_fioc_3
-    dU_c += rowslice_dU_fioc_4
+    dU_f = rowslice_dU_fioc
+    dU_i = rowslice_dU_fioc_2
+    dU_o = rowslice_dU_fioc_3
+    dU_c = rowslice_dU_fioc_4
     rowslice_dW_fioc = dW_fioc[0:8]
     rowslice_dW_fioc_2 = dW_fioc[8:16]
     rowslice_dW_fioc_3 = dW_fioc[16:24]
     rowslice_dW_fioc_4 = dW_fioc[24:32]
-    dW_f += rowslice_dW_fioc
-    dW_i += rowslice_dW_fioc_2
-    dW_o += rowslice_dW_fioc_3
-    dW_c += rowslice_dW_fioc_4
+    dW_f = rowslice_dW_fioc
+    dW_i = rowslice_dW_fioc_2
+    dW_o = rowslice_dW_fioc_3
+    dW_c = rowslice_dW_fioc_4
     slice_dz_f = dz_f[..., 0:8]
     slice_dz_f_2 = dz_f[..., 8:16]
     slice_dz_f_3 = dz_f[..., 16:24]
     slice_dz_f_4 = dz_f[..., 24:32]
-    db_f += slice_dz_f
-    db_i += slice_dz_f_2
-    db_o += slice_dz_f_3
-    db_c += slice_dz_f_4
+    db_f = slice_dz_f
+    db_i = slice_dz_f_2
+    db_o = slice_dz_f_3
+    db_c = slice_dz_f_4
 
     grads = {"W_f": dW_f, "U_f": dU_f, "b_f": db_f, "W_i": dW_i, "U_i": dU_i, "b_i": db_i,
              "W_o": dW_o, "U_o": dU_o, "b_o": db_o, "W_c": dW_c, "U_c": dU_c, "b_c": db_c,

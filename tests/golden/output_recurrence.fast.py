@@ -7,6 +7,7 @@ Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTo
 import numpy as np
 
 from rnngraph.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
+from rnngraph.ops import sum_rows
 from rnngraph.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -80,11 +81,6 @@ def backward(params, tape, cotangents, T, B):
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
-    dW = np.zeros_like(W, DTYPE)
-    dU = np.zeros_like(U, DTYPE)
-    db = np.zeros_like(b, DTYPE)
-    dV = np.zeros_like(V, DTYPE)
-    dc = np.zeros_like(c, DTYPE)
     do = WORK.zeros(o.shape, DTYPE, "do")
     dx = WORK.zeros(x.shape, DTYPE, "dx")
     dz_h = WORK.empty((T + 1, B, 8), DTYPE, "dz_h")   # every step written
@@ -114,23 +110,25 @@ def backward(params, tape, cotangents, T, B):
         do_tm1 += vecmat_dz_h_2
 
     # Every step at once
+    dz_o = np.empty((3,), DTYPE)
     # o(t) = V h(t) + c
-    dz_o = do[now].sum((0, 1))
-    dc += dz_o
+    sum_rows(do[now], (0, 1), dz_o)
+    dc = dz_o
     outer_do = do[now].reshape(-1, 3).T @ h[now].reshape(-1, 8)
-    dV += outer_do
+    dV = outer_do
     # h(t) = tanh(W o(t-1) + U x(t) + b)
     outer_dz_h_2 = dz_h_2[now].reshape(-1, 8).T @ o[tm1].reshape(-1, 3)
-    dW += outer_dz_h_2
+    dW = outer_dz_h_2
 
     # Every step at once
+    dz_h_4 = np.empty((8,), DTYPE)
     vecmat_dz_h_2_2 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_h_2_2")
     # h(t) = tanh(W o(t-1) + U x(t) + b)
-    dz_h_4 = dz_h_2[now].sum((0, 1))
-    db += dz_h_4
+    sum_rows(dz_h_2[now], (0, 1), dz_h_4)
+    db = dz_h_4
     outer_dz_h_2_2 = dz_h_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(dz_h_2[now].reshape(-1, 8), U, out=vecmat_dz_h_2_2.reshape(-1, 4))
-    dU += outer_dz_h_2_2
+    dU = outer_dz_h_2_2
     dx[now] += vecmat_dz_h_2_2
 
     grads = {"W": dW, "U": dU, "b": db, "V": dV, "c": dc, "x": dx[1:T + 1], "o(0)": do[0]}

@@ -7,6 +7,7 @@ Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTo
 import numpy as np
 
 from rnngraph.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
+from rnngraph.ops import sum_rows
 from rnngraph.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -67,10 +68,6 @@ def backward(params, tape, cotangents, T, B):
     tm2, tm1, now = slice(0, T), slice(1, T + 1), slice(2, T + 2)
 
     # Gradients start at zero, and at the cotangents for the outputs
-    dK0 = np.zeros_like(K0, DTYPE)
-    dK1 = np.zeros_like(K1, DTYPE)
-    dK2 = np.zeros_like(K2, DTYPE)
-    db = np.zeros_like(b, DTYPE)
     dy = WORK.zeros(y.shape, DTYPE, "dy")
     dx = WORK.zeros(x.shape, DTYPE, "dx")
     dy[2:T + 2] = cotangents.get("y", 0)
@@ -79,6 +76,7 @@ def backward(params, tape, cotangents, T, B):
     dz_y = WORK.empty((T, B, 6), DTYPE, "dz_y")
     sub_dz_y = WORK.empty((T, B, 6), DTYPE, "sub_dz_y")
     dz_y_2 = WORK.empty((T, B, 6), DTYPE, "dz_y_2")
+    dz_y_3 = np.empty((6,), DTYPE)
     vecmat_dz_y_2 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_y_2")
     vecmat_dz_y_2_2 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_y_2_2")
     vecmat_dz_y_2_3 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_y_2_3")
@@ -86,19 +84,19 @@ def backward(params, tape, cotangents, T, B):
     np.multiply(y[now], y[now], out=dz_y)
     np.subtract(1, dz_y, out=sub_dz_y)
     np.multiply(dy[now], sub_dz_y, out=dz_y_2)
-    dz_y_3 = dz_y_2.sum((0, 1))
-    db += dz_y_3
+    sum_rows(dz_y_2, (0, 1), dz_y_3)
+    db = dz_y_3
     outer_dz_y_2 = dz_y_2.reshape(-1, 6).T @ x[tm2].reshape(-1, 4)
     np.dot(dz_y_2.reshape(-1, 6), K2, out=vecmat_dz_y_2.reshape(-1, 4))
-    dK2 += outer_dz_y_2
+    dK2 = outer_dz_y_2
     dx[tm2] += vecmat_dz_y_2
     outer_dz_y_2_2 = dz_y_2.reshape(-1, 6).T @ x[tm1].reshape(-1, 4)
     np.dot(dz_y_2.reshape(-1, 6), K1, out=vecmat_dz_y_2_2.reshape(-1, 4))
-    dK1 += outer_dz_y_2_2
+    dK1 = outer_dz_y_2_2
     dx[tm1] += vecmat_dz_y_2_2
     outer_dz_y_2_3 = dz_y_2.reshape(-1, 6).T @ x[now].reshape(-1, 4)
     np.dot(dz_y_2.reshape(-1, 6), K0, out=vecmat_dz_y_2_3.reshape(-1, 4))
-    dK0 += outer_dz_y_2_3
+    dK0 = outer_dz_y_2_3
     dx[now] += vecmat_dz_y_2_3
 
     grads = {"K0": dK0, "K1": dK1, "K2": dK2, "b": db, "x": dx[2:T + 2]}

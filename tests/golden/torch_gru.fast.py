@@ -7,6 +7,7 @@ Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTo
 import numpy as np
 
 from rnngraph.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
+from rnngraph.ops import sum_rows
 from rnngraph.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -25,6 +26,7 @@ def prepare(params):
     parameters."""
     W_ir, b_ir, W_hr, b_hr, W_iz, b_iz, W_hz, b_hz, W_in, W_hn = (params[name] for name in PREPARE)
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
+    # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
     z_r_2 = np.concatenate((b_ir, b_iz), -1)
     z_r_3 = np.concatenate((b_hr, b_hz), -1)
     W_i_rz = np.concatenate((W_ir, W_iz), 0)
@@ -68,9 +70,11 @@ def forward(params, inputs, initial, T, B, prepared=None):
     slice_W_i__rzn_x = W_i__rzn_x[..., 0:16]
     slice_W_i__rzn_x_2 = W_i__rzn_x[..., 16:24]
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
+    # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
     np.dot(x[now].reshape(-1, 4), W_i__rzn.T, out=W_i__rzn_x.reshape(-1, 24))
     # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
+    # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
     np.add(z_r, slice_W_i__rzn_x, out=rz[now])
     # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
     np.add(b_in, slice_W_i__rzn_x_2, out=n[now])
@@ -86,9 +90,11 @@ def forward(params, inputs, initial, T, B, prepared=None):
                     z[1:T + 1], h[1:T + 1])
         for (h_tm1, rz_t, z_n_t, r_t, n_t, sub_z_t, z_t, h_t) in steps:
             # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
+            # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
             np.dot(h_tm1, W_h__rzn_T, out=W_h__rzn_h)
             # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
             # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
+            # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
             rz_t += slice_W_h__rzn_h
             sigmoid(rz_t, out=rz_t)
             # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
@@ -120,30 +126,14 @@ def backward(params, tape, cotangents, T, B):
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
-    dW_ir = np.zeros_like(W_ir, DTYPE)
-    db_ir = np.zeros_like(b_ir, DTYPE)
-    dW_hr = np.zeros_like(W_hr, DTYPE)
-    db_hr = np.zeros_like(b_hr, DTYPE)
-    dW_iz = np.zeros_like(W_iz, DTYPE)
-    db_iz = np.zeros_like(b_iz, DTYPE)
-    dW_hz = np.zeros_like(W_hz, DTYPE)
-    db_hz = np.zeros_like(b_hz, DTYPE)
-    dW_in = np.zeros_like(W_in, DTYPE)
-    db_in = np.zeros_like(b_in, DTYPE)
-    dW_hn = np.zeros_like(W_hn, DTYPE)
-    db_hn = np.zeros_like(b_hn, DTYPE)
     dx = WORK.zeros(x.shape, DTYPE, "dx")
-    dW_i_rz = WORK.zeros(W_i_rz.shape, DTYPE, "dW_i_rz")
-    dW_h_rz = WORK.zeros(W_h_rz.shape, DTYPE, "dW_h_rz")
-    dz_r = WORK.zeros(z_r.shape, DTYPE, "dz_r")
-    dW_i__rzn = WORK.zeros(W_i__rzn.shape, DTYPE, "dW_i__rzn")
-    dW_h__rzn = WORK.zeros(W_h__rzn.shape, DTYPE, "dW_h__rzn")
     dz_n_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_n_2")   # every step written
     dz_r_2 = WORK.empty((T + 1, B, 16), DTYPE, "dz_r_2")   # every step written
     dz_n_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_n_3")   # every step written
-    dz_n_4 = WORK.empty((T + 1, B, 8), DTYPE, "dz_n_4")   # every step written
-    dz_r_3 = WORK.empty((T + 1, B, 16), DTYPE, "dz_r_3")   # every step written
-    dz_r_4 = WORK.empty((T + 1, B, 24), DTYPE, "dz_r_4")   # every step written
+    cat_dz_r_3 = WORK.empty((T + 1, B, 24), DTYPE, "cat_dz_r_3")
+    cat_dz_r_3[:1] = 0
+    dz_r_3 = cat_dz_r_3[..., 0:16]
+    dz_n_4 = cat_dz_r_3[..., 16:24]
 
     # Every step at once
     dz_n_5 = WORK.empty((T, B, 8), DTYPE, "dz_n_5")
@@ -152,6 +142,7 @@ def backward(params, tape, cotangents, T, B):
     np.multiply(n[now], n[now], out=dz_n_5)
     np.subtract(1, dz_n_5, out=dz_n_2[now])
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
+    # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
     np.subtract(1, rz[now], out=sub_rz)
     np.multiply(rz[now], sub_rz, out=dz_r_2[now])
 
@@ -166,25 +157,21 @@ def backward(params, tape, cotangents, T, B):
     cot_n = cotangents.get("n", [None] * T)
     cot_r = cotangents.get("r", [None] * T)
     dz_h = np.empty((B, 8), DTYPE)
-    dz_h_2 = np.empty((B, 8), DTYPE)
-    neg_dz_h_2 = np.empty((B, 8), DTYPE)
-    vecmat_dz_r_4 = np.empty((B, 8), DTYPE)
-    steps = zip(cot_h[::-1], h[0:T][::-1], z[1:T + 1][::-1], cot_z[::-1], n[1:T + 1][::-1],
-                sub_z[1:T + 1][::-1], cot_n[::-1], dz_n_3[1:T + 1][::-1], dz_n_2[1:T + 1][::-1],
+    vecmat_cat_dz_r_3 = np.empty((B, 8), DTYPE)
+    steps = zip(cot_h[::-1], h[0:T][::-1], cot_z[::-1], n[1:T + 1][::-1], sub_z[1:T + 1][::-1],
+                z[1:T + 1][::-1], cot_n[::-1], dz_n_3[1:T + 1][::-1], dz_n_2[1:T + 1][::-1],
                 z_n[1:T + 1][::-1], dz_n_4[1:T + 1][::-1], r[1:T + 1][::-1], cot_r[::-1],
-                dz_r_3[1:T + 1][::-1], dz_r_2[1:T + 1][::-1], dz_r_4[1:T + 1][::-1])
-    for (cot_h_t, h_tm1, z_t, cot_z_t, n_t, sub_z_t, cot_n_t, dz_n_3_t, dz_n_2_t, z_n_t, dz_n_4_t,
-         r_t, cot_r_t, dz_r_3_t, dz_r_2_t, dz_r_4_t) in steps:
+                dz_r_3[1:T + 1][::-1], dz_r_2[1:T + 1][::-1], cat_dz_r_3[1:T + 1][::-1])
+    for (cot_h_t, h_tm1, cot_z_t, n_t, sub_z_t, z_t, cot_n_t, dz_n_3_t, dz_n_2_t, z_n_t, dz_n_4_t,
+         r_t, cot_r_t, dz_r_3_t, dz_r_2_t, cat_dz_r_3_t) in steps:
         # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
         if cot_h_t is not None:
             dh += cot_h_t
         np.multiply(dh, h_tm1, out=dz)
-        np.multiply(z_t, dh, out=dz_h)
-        np.multiply(dh, n_t, out=dz_h_2)
+        np.multiply(dh, n_t, out=dz_h)
         np.multiply(sub_z_t, dh, out=dn)
-        np.copyto(dh, dz_h)
-        np.multiply(dz_h_2, -1, out=neg_dz_h_2)
-        dz += neg_dz_h_2
+        dh *= z_t
+        dz -= dz_h
         # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
         if cot_n_t is not None:
             dn += cot_n_t
@@ -192,63 +179,69 @@ def backward(params, tape, cotangents, T, B):
         np.multiply(dz_n_3_t, z_n_t, out=dr)
         np.multiply(r_t, dz_n_3_t, out=dz_n_4_t)
         # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
+        # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
         if cot_r_t is not None:
             dr += cot_r_t
         if cot_z_t is not None:
             dz += cot_z_t
         np.multiply(drz, dz_r_2_t, out=dz_r_3_t)
-        dz_r_4_t[...] = np.concatenate((dz_r_3_t, dz_n_4_t), -1)
-        np.dot(dz_r_4_t, W_h__rzn, out=vecmat_dz_r_4)
-        dh += vecmat_dz_r_4
+        np.dot(cat_dz_r_3_t, W_h__rzn, out=vecmat_cat_dz_r_3)
+        dh += vecmat_cat_dz_r_3
 
     # Every step at once
+    dz_n_6 = np.empty((8,), DTYPE)
     # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
-    dz_n_6 = dz_n_4[now].sum((0, 1))
-    db_hn += dz_n_6
+    sum_rows(dz_n_4[now], (0, 1), dz_n_6)
+    db_hn = dz_n_6
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
-    outer_dz_r_4 = dz_r_4[now].reshape(-1, 24).T @ h[tm1].reshape(-1, 8)
-    dW_h__rzn += outer_dz_r_4
+    # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
+    outer_cat_dz_r_3 = cat_dz_r_3[now].reshape(-1, 24).T @ h[tm1].reshape(-1, 8)
+    dW_h__rzn = outer_cat_dz_r_3
 
     # Every step at once
-    vecmat_dz_r_6 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_r_6")
+    dz_n_7 = np.empty((8,), DTYPE)
+    dz_r_4 = np.empty((16,), DTYPE)
+    vecmat_dz_r_5 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_r_5")
     # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
-    dz_n_7 = dz_n_3[now].sum((0, 1))
-    db_in += dz_n_7
+    sum_rows(dz_n_3[now], (0, 1), dz_n_7)
+    db_in = dz_n_7
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
-    dz_r_5 = dz_r_3[now].sum((0, 1))
-    dz_r += dz_r_5
-    dz_r_6 = np.concatenate((dz_r_3[now], dz_n_3[now]), -1)
-    outer_dz_r_6 = dz_r_6.reshape(-1, 24).T @ x[now].reshape(-1, 4)
-    np.dot(dz_r_6.reshape(-1, 24), W_i__rzn, out=vecmat_dz_r_6.reshape(-1, 4))
-    dW_i__rzn += outer_dz_r_6
-    dx[now] += vecmat_dz_r_6
+    # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
+    sum_rows(dz_r_3[now], (0, 1), dz_r_4)
+    dz_r = dz_r_4
+    dz_r_5 = np.concatenate((dz_r_3[now], dz_n_3[now]), -1)
+    outer_dz_r_5 = dz_r_5.reshape(-1, 24).T @ x[now].reshape(-1, 4)
+    np.dot(dz_r_5.reshape(-1, 24), W_i__rzn, out=vecmat_dz_r_5.reshape(-1, 4))
+    dW_i__rzn = outer_dz_r_5
+    dx[now] += vecmat_dz_r_5
 
     # The time-free values and initial values, in reverse
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
+    # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
     rowslice_dW_h__rzn = dW_h__rzn[0:16]
     rowslice_dW_h__rzn_2 = dW_h__rzn[16:24]
-    dW_h_rz += rowslice_dW_h__rzn
-    dW_hn += rowslice_dW_h__rzn_2
+    dW_h_rz = rowslice_dW_h__rzn
+    dW_hn = rowslice_dW_h__rzn_2
     rowslice_dW_i__rzn = dW_i__rzn[0:16]
     rowslice_dW_i__rzn_2 = dW_i__rzn[16:24]
-    dW_i_rz += rowslice_dW_i__rzn
-    dW_in += rowslice_dW_i__rzn_2
+    dW_i_rz = rowslice_dW_i__rzn
+    dW_in = rowslice_dW_i__rzn_2
     rowslice_dW_h_rz = dW_h_rz[0:8]
     rowslice_dW_h_rz_2 = dW_h_rz[8:16]
-    dW_hr += rowslice_dW_h_rz
-    dW_hz += rowslice_dW_h_rz_2
+    dW_hr = rowslice_dW_h_rz
+    dW_hz = rowslice_dW_h_rz_2
     rowslice_dW_i_rz = dW_i_rz[0:8]
     rowslice_dW_i_rz_2 = dW_i_rz[8:16]
-    dW_ir += rowslice_dW_i_rz
-    dW_iz += rowslice_dW_i_rz_2
+    dW_ir = rowslice_dW_i_rz
+    dW_iz = rowslice_dW_i_rz_2
     slice_dz_r = dz_r[..., 0:8]
     slice_dz_r_2 = dz_r[..., 8:16]
-    db_hr += slice_dz_r
-    db_hz += slice_dz_r_2
+    db_hr = slice_dz_r
+    db_hz = slice_dz_r_2
     slice_dz_r_3 = dz_r[..., 0:8]
     slice_dz_r_4 = dz_r[..., 8:16]
-    db_ir += slice_dz_r_3
-    db_iz += slice_dz_r_4
+    db_ir = slice_dz_r_3.copy()
+    db_iz = slice_dz_r_4.copy()
 
     grads = {"W_ir": dW_ir, "b_ir": db_ir, "W_hr": dW_hr, "b_hr": db_hr, "W_iz": dW_iz,
              "b_iz": db_iz, "W_hz": dW_hz, "b_hz": db_hz, "W_in": dW_in, "b_in": db_in,

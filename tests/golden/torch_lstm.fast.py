@@ -7,6 +7,7 @@ Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTo
 import numpy as np
 
 from rnngraph.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
+from rnngraph.ops import sum_rows
 from rnngraph.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -27,6 +28,9 @@ def prepare(params):
     (W_ii, b_ii, W_hi, b_hi, W_if, b_if, W_hf, b_hf, W_ig,
      b_ig, W_hg, b_hg, W_io, b_io, W_ho, b_ho) = (params[name] for name in PREPARE)
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
+    # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
+    # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
+    # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
     z_i_2 = np.concatenate((b_ii, b_if, b_io, b_ig), -1)
     z_i_3 = np.concatenate((b_hi, b_hf, b_ho, b_hg), -1)
     W_i_ifog = np.concatenate((W_ii, W_if, W_io, W_ig), 0)
@@ -68,6 +72,9 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # Every step at once: what does not depend on the loop after it
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
+    # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
+    # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
+    # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
     np.dot(x[now].reshape(-1, 4), W_i_ifog.T, out=ifog[now].reshape(-1, 32))
     ifog[now] += z_i
 
@@ -79,6 +86,9 @@ def forward(params, inputs, initial, T, B, prepared=None):
                     c[1:T + 1], tanh_c[1:T + 1], h[1:T + 1], o[1:T + 1])
         for (h_tm1, ifog_t, ifo_t, g_t, f_t, c_tm1, i_t, c_t, tanh_c_t, h_t, o_t) in steps:
             # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
+            # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
+            # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
+            # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
             np.dot(h_tm1, W_h_ifog_T, out=W_h_ifog_h)
             ifog_t += W_h_ifog_h
             sigmoid(ifo_t, out=ifo_t)
@@ -110,26 +120,7 @@ def backward(params, tape, cotangents, T, B):
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
-    dW_ii = np.zeros_like(W_ii, DTYPE)
-    db_ii = np.zeros_like(b_ii, DTYPE)
-    dW_hi = np.zeros_like(W_hi, DTYPE)
-    db_hi = np.zeros_like(b_hi, DTYPE)
-    dW_if = np.zeros_like(W_if, DTYPE)
-    db_if = np.zeros_like(b_if, DTYPE)
-    dW_hf = np.zeros_like(W_hf, DTYPE)
-    db_hf = np.zeros_like(b_hf, DTYPE)
-    dW_ig = np.zeros_like(W_ig, DTYPE)
-    db_ig = np.zeros_like(b_ig, DTYPE)
-    dW_hg = np.zeros_like(W_hg, DTYPE)
-    db_hg = np.zeros_like(b_hg, DTYPE)
-    dW_io = np.zeros_like(W_io, DTYPE)
-    db_io = np.zeros_like(b_io, DTYPE)
-    dW_ho = np.zeros_like(W_ho, DTYPE)
-    db_ho = np.zeros_like(b_ho, DTYPE)
     dx = WORK.zeros(x.shape, DTYPE, "dx")
-    dW_i_ifog = WORK.zeros(W_i_ifog.shape, DTYPE, "dW_i_ifog")
-    dW_h_ifog = WORK.zeros(W_h_ifog.shape, DTYPE, "dW_h_ifog")
-    dz_i = WORK.zeros(z_i.shape, DTYPE, "dz_i")
     dz_h = WORK.empty((T + 1, B, 8), DTYPE, "dz_h")   # every step written
     dz_i_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_i_2")   # every step written
     dz_i_3 = WORK.empty((T + 1, B, 24), DTYPE, "dz_i_3")   # every step written
@@ -143,6 +134,9 @@ def backward(params, tape, cotangents, T, B):
     np.multiply(tanh_c[now], tanh_c[now], out=dz_h_2)
     np.subtract(1, dz_h_2, out=dz_h[now])
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
+    # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
+    # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
+    # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
     np.multiply(g[now], g[now], out=dz_i_5)
     np.subtract(1, dz_i_5, out=dz_i_2[now])
     np.subtract(1, ifo[now], out=sub_ifo)
@@ -188,6 +182,9 @@ def backward(params, tape, cotangents, T, B):
         np.multiply(dc, c_tm1, out=df)
         dc *= f_t
         # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
+        # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
+        # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
+        # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
         if cot_g_t is not None:
             dg += cot_g_t
         np.multiply(dg, dz_i_2_t, out=dz_i_4_t[..., 24:32])
@@ -202,53 +199,63 @@ def backward(params, tape, cotangents, T, B):
 
     # Every step at once
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
+    # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
+    # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
+    # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
     outer_dz_i_4 = dz_i_4[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
-    dW_h_ifog += outer_dz_i_4
+    dW_h_ifog = outer_dz_i_4
 
     # Every step at once
+    dz_i_6 = np.empty((32,), DTYPE)
     vecmat_dz_i_4 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_i_4")
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
-    dz_i_6 = dz_i_4[now].sum((0, 1))
-    dz_i += dz_i_6
+    # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
+    # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
+    # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
+    sum_rows(dz_i_4[now], (0, 1), dz_i_6)
+    dz_i = dz_i_6
     outer_dz_i_4_2 = dz_i_4[now].reshape(-1, 32).T @ x[now].reshape(-1, 4)
     np.dot(dz_i_4[now].reshape(-1, 32), W_i_ifog, out=vecmat_dz_i_4.reshape(-1, 4))
-    dW_i_ifog += outer_dz_i_4_2
+    dW_i_ifog = outer_dz_i_4_2
     dx[now] += vecmat_dz_i_4
 
     # The time-free values and initial values, in reverse
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
+    # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
+    # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
+    # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
     rowslice_dW_h_ifog = dW_h_ifog[0:8]
     rowslice_dW_h_ifog_2 = dW_h_ifog[8:16]
     rowslice_dW_h_ifog_3 = dW_h_ifog[16:24]
     rowslice_dW_h_ifog_4 = dW_h_ifog[24:32]
-    dW_hi += rowslice_dW_h_ifog
-    dW_hf += rowslice_dW_h_ifog_2
-    dW_ho += rowslice_dW_h_ifog_3
-    dW_hg += rowslice_dW_h_ifog_4
+    dW_hi = rowslice_dW_h_ifog
+    dW_hf = rowslice_dW_h_ifog_2
+    dW_ho = rowslice_dW_h_ifog_3
+    dW_hg = rowslice_dW_h_ifog_4
     rowslice_dW_i_ifog = dW_i_ifog[0:8]
     rowslice_dW_i_ifog_2 = dW_i_ifog[8:16]
     rowslice_dW_i_ifog_3 = dW_i_ifog[16:24]
     rowslice_dW_i_ifog_4 = dW_i_ifog[24:32]
-    dW_ii += rowslice_dW_i_ifog
-    dW_if += rowslice_dW_i_ifog_2
-    dW_io += rowslice_dW_i_ifog_3
-    dW_ig += rowslice_dW_i_ifog_4
+    dW_ii = rowslice_dW_i_ifog
+    dW_if = rowslice_dW_i_ifog_2
+    dW_io = rowslice_dW_i_ifog_3
+    dW_ig = rowslice_dW_i_ifog_4
     slice_dz_i = dz_i[..., 0:8]
     slice_dz_i_2 = dz_i[..., 8:16]
     slice_dz_i_3 = dz_i[..., 16:24]
     slice_dz_i_4 = dz_i[..., 24:32]
-    db_hi += slice_dz_i
-    db_hf += slice_dz_i_2
-    db_ho += slice_dz_i_3
-    db_hg += slice_dz_i_4
+    db_hi = slice_dz_i
+    db_hf = slice_dz_i_2
+    db_ho = slice_dz_i_3
+    db_hg = slice_dz_i_4
     slice_dz_i_5 = dz_i[..., 0:8]
     slice_dz_i_6 = dz_i[..., 8:16]
     slice_dz_i_7 = dz_i[..., 16:24]
     slice_dz_i_8 = dz_i[..., 24:32]
-    db_ii += slice_dz_i_5
-    db_if += slice_dz_i_6
-    db_io += slice_dz_i_7
-    db_ig += slice_dz_i_8
+    db_ii = slice_dz_i_5.copy()
+    db_if = slice_dz_i_6.copy()
+    db_io = slice_dz_i_7.copy()
+    db_ig = slice_dz_i_8.copy()
 
     grads = {"W_ii": dW_ii, "b_ii": db_ii, "W_hi": dW_hi, "b_hi": db_hi, "W_if": dW_if,
              "b_if": db_if, "W_hf": dW_hf, "b_hf": db_hf, "W_ig": dW_ig, "b_ig": db_ig,

@@ -7,6 +7,7 @@ Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTo
 import numpy as np
 
 from rnngraph.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
+from rnngraph.ops import sum_rows
 from rnngraph.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -74,12 +75,7 @@ def backward(params, tape, cotangents, T, B):
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
-    dW_ih = np.zeros_like(W_ih, DTYPE)
-    db_ih = np.zeros_like(b_ih, DTYPE)
-    dW_hh = np.zeros_like(W_hh, DTYPE)
-    db_hh = np.zeros_like(b_hh, DTYPE)
     dx = WORK.zeros(x.shape, DTYPE, "dx")
-    dz_h = WORK.zeros(z_h.shape, DTYPE, "dz_h")
     dz_h_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_h_2")   # every step written
     dz_h_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_h_3")   # every step written
 
@@ -103,22 +99,23 @@ def backward(params, tape, cotangents, T, B):
     # Every step at once
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
     outer_dz_h_3 = dz_h_3[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
-    dW_hh += outer_dz_h_3
+    dW_hh = outer_dz_h_3
 
     # Every step at once
+    dz_h_5 = np.empty((8,), DTYPE)
     vecmat_dz_h_3 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_h_3")
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-    dz_h_5 = dz_h_3[now].sum((0, 1))
-    dz_h += dz_h_5
+    sum_rows(dz_h_3[now], (0, 1), dz_h_5)
+    dz_h = dz_h_5
     outer_dz_h_3_2 = dz_h_3[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(dz_h_3[now].reshape(-1, 8), W_ih, out=vecmat_dz_h_3.reshape(-1, 4))
-    dW_ih += outer_dz_h_3_2
+    dW_ih = outer_dz_h_3_2
     dx[now] += vecmat_dz_h_3
 
     # The time-free values and initial values, in reverse
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-    db_ih += dz_h
-    db_hh += dz_h
+    db_ih = dz_h
+    db_hh = dz_h.copy()
 
     grads = {"W_ih": dW_ih, "b_ih": db_ih, "W_hh": dW_hh, "b_hh": db_hh, "x": dx[1:T + 1],
              "h(0)": dh}
