@@ -4,8 +4,7 @@
 
 KIND is rnngraph, prepared (rnngraph given net.prepare(params), made before the
 timing as hand.py stacks its matrices in its constructor), plain (rnngraph with
-optimize=False), ir (the optimized path on the IR, rnngraph/compile/, while it is
-built to replace the earlier generator), numba (rnngraph with backend="numba", the dict; its warm-up
+optimize=False), numba (rnngraph with backend="numba", the dict; its warm-up
 call compiles the loops or loads them from the cache), hand, torch, torchcell,
 jax or autograd; MODEL is RNN, LSTM or GRU; CONFIG is A or B (see CONFIGS).
 The run is forward + backward with dL/dh = 1, float32.  Times: a warm-up, then
@@ -48,16 +47,12 @@ def data(model, cfg, T, dtype):
 
 def make(kind, model, cfg, p, x, dH, dtype):
     """(run, result): run once; result() gives (h, grads) for the check."""
-    if kind in ("rnngraph", "prepared", "plain", "numba", "ir"):
+    if kind in ("rnngraph", "prepared", "plain", "numba"):
         import rnngraph
         rnn = rnngraph.load(EXAMPLES / f"torch_{model.lower()}.rnn")
-        if kind == "ir":                 # the optimized path on the IR, while it is built
-            from rnngraph.compiled import Compiled
-            net = Compiled(rnn.with_sizes({"x": cfg["m"], "h": cfg["n"]}), dtype=dtype, _ir=True)
-        else:
-            net = rnn.compile(sizes={"x": cfg["m"], "h": cfg["n"]}, dtype=dtype,
-                              optimize=kind != "plain",
-                              backend="numba" if kind == "numba" else "numpy")
+        net = rnn.compile(sizes={"x": cfg["m"], "h": cfg["n"]}, dtype=dtype,
+                          optimize=kind != "plain",
+                          backend="numba" if kind == "numba" else "numpy")
         params = net.prepare(p) if kind == "prepared" else p     # as hand.py's constructor
 
         def run():

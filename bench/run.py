@@ -47,8 +47,8 @@ THREADS = "2"
 ENV = dict(os.environ, OMP_NUM_THREADS=THREADS, OPENBLAS_NUM_THREADS=THREADS,
            MKL_NUM_THREADS=THREADS,
            XLA_FLAGS="--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads=" + THREADS)
-KINDS = ["rnngraph", "ir", "prepared", "numba", "hand", "torch", "torchcell", "jax", "autograd"]
-LABELS = {"rnngraph": "rnngraph", "ir": "rnngraph on the IR", "prepared": "rnngraph prepared",
+KINDS = ["rnngraph", "earlier", "prepared", "numba", "hand", "torch", "torchcell", "jax", "autograd"]
+LABELS = {"rnngraph": "rnngraph", "earlier": "rnngraph --earlier", "prepared": "rnngraph prepared",
           "numba": 'rnngraph backend="numba"', "hand": "hand NumPy",
           "torch": "torch.nn.*",
           "torchcell": "torch cell loop", "jax": "JAX jit(grad(scan))", "autograd": "HIPS autograd"}
@@ -60,9 +60,19 @@ sys.path.insert(0, str(HERE))
 from _measure import CONFIGS  # noqa: E402
 
 
+#: A checkout of an earlier commit (--earlier): the column "earlier" runs rnngraph from it.
+EARLIER: list = []
+
+
 def measure(*args, timeout=900) -> dict:
+    env = ENV
+    if args[0] == "earlier":             # the same measurement, of the earlier checkout's code
+        if not EARLIER:
+            return {"error": "no --earlier checkout given"}
+        env = dict(ENV, PYTHONPATH=EARLIER[0])
+        args = ("rnngraph", *args[1:])
     cmd = [sys.executable, str(HERE / "_measure.py"), *map(str, args)]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=timeout)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -113,7 +123,14 @@ def main():
     ap.add_argument("--kinds", nargs="+", default=KINDS)
     ap.add_argument("--skip-extras", action="store_true",
                     help="only the table: no compile time, draw, memory or T scaling")
+    ap.add_argument("--earlier", metavar="DIR",
+                    help="a checkout of an earlier commit (git worktree add DIR REV): its "
+                         "rnngraph as the column 'earlier', to measure a change side by side")
     args = ap.parse_args()
+    if args.earlier:
+        EARLIER.append(str(Path(args.earlier).resolve()))
+    elif "earlier" in args.kinds:
+        args.kinds = [k for k in args.kinds if k != "earlier"]
 
     print(f"# Machine: {platform.machine()}, {os.cpu_count()} cores, "
           f"{platform.processor() or platform.platform()}; Python {platform.python_version()}; "

@@ -140,20 +140,19 @@ class StepPlan:
     (``=``, not ``+=``); ``settle``: {equation index: [(home name, how)]}, what to add to
     a step's gradient before the equation reads it, ``how`` one of "first" (the buffer
     holds nothing yet: the cotangent or zeros), "add" (add the cotangent) or "zero" (zeros
-    in lanes nothing wrote, before a write of the whole); ``add_to``: {equation index: the
-    other argument} of sums ``H = a + %p`` whose %p its op computes into H, which then
-    adds a (``np.dot(x, W.T, out=H); H += b``: no array for the product)."""
+    in lanes nothing wrote, before a write of the whole)."""
 
     into: dict = field(default_factory=dict)
     skip: set = field(default_factory=set)
     assign: set = field(default_factory=set)
     settle: dict = field(default_factory=dict)
-    add_to: dict = field(default_factory=dict)
     minus: dict = field(default_factory=dict)
 
 
-def step_plan(prog: Program, block: Block, local: dict, in_place, lanewise) -> StepPlan:
-    """The plan of ``block`` (see StepPlan).  ``local``: local_gradients(...);
+def step_plan(prog: Program, block: Block, local: dict, in_place, lanewise,
+              first: set = frozenset()) -> StepPlan:
+    """The plan of ``block`` (see StepPlan).  ``local``: local_gradients(...); ``first``:
+    keys of arrays whose one write (an accumulation) is in this block, which assigns;
     ``in_place(op)``: whether the printer writes ``op`` into a given array, ``lanewise(op)``:
     whether it may write into lanes of one (a strided view) or over its own argument."""
     plan = StepPlan()
@@ -227,15 +226,21 @@ def step_plan(prog: Program, block: Block, local: dict, in_place, lanewise) -> S
                 if j is not None:
                     plan.into[e.args[0].name] = ("home", e.out)
                     plan.skip.add(i)
-        elif e.op == "add" and isinstance(e.out, Home) and not e.accumulate \
-                and e.out.offset is not None and e.out.name not in prog.views \
-                and not mine(e.out):                  # an array over the steps: it has storage
-            for a, other in (e.args, e.args[::-1]):
-                if prog.type(a, block) == prog.type(e.out, block) and not (
-                        isinstance(other, Home) and prog.base(other.key) == prog.base(e.out.key)) \
+        elif e.accumulate and isinstance(e.out, Home) and e.out.key in first:
+            plan.assign.add(i)                 # the one write of an array: it assigns
+            if producer(e.args[0], i, e.out) is not None:
+                plan.into[e.args[0].name] = ("home", e.out)
+                plan.skip.add(i)
+        elif lanewise(e.op) and isinstance(e.out, Home) and not e.accumulate \
+                and e.out.offset is not None and not mine(e.out):   # an array: it has storage
+            # an operand computed where the result goes, the op then applied there in place
+            # (np.dot(x, W.T, out=H); H += b, or h * h then 1 - that, in one array)
+            for a in e.args:
+                if isinstance(a, Tmp) and prog.type(a, block) == prog.type(e.out, block) \
+                        and not any(isinstance(o, Home) and prog.base(o.key) == prog.base(e.out.key)
+                                    for o in e.args) \
                         and producer(a, i, e.out) is not None:
                     plan.into[a.name] = ("home", e.out)
-                    plan.add_to[i] = other
                     break
         elif e.op == "concat":
             out_lead = prog.type(e.out, block).lead

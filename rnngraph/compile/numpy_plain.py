@@ -260,6 +260,10 @@ class Printer:
         every step 1..T: zeros before and after them."""
         return [f"    {name} = {self.zeros(shape, name)}"]
 
+    def grad_array(self, n: str) -> list[str]:
+        """``dn = ``: the array the gradient of ``n`` starts from."""
+        return [f"    {self.d[n]} = {self.zeros_like(n)}"]
+
     def zeros_like(self, n: str) -> str:
         """Source of the zeros the gradient of ``n`` starts from."""
         return f"np.zeros_like({self.py[n]}, DTYPE)"
@@ -416,7 +420,7 @@ class Printer:
         for n in self.params + tape:
             if (n in self.sym or n in graded or n in bases) and n not in self.views \
                     and self.full_grad(n):
-                lines.append(f"    {self.d[n]} = {self.zeros_like(n)}")
+                lines += self.grad_array(n)
         lines += self.view_lines([n for n in tape if self.full_grad(n)], grad=True)
         lines += self.extra(self.back, "backward")
         lines += self.view_lines([v for v, (b, _, _) in self.views.items()

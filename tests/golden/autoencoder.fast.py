@@ -13,6 +13,8 @@ from rnngraph.workspace import Workspace
 WORK = Workspace()   # arrays over the steps, reused once free
 
 DTYPE = np.float32
+MINUS_ONE = DTYPE(-1)
+ONE = DTYPE(1)
 PARAMETERS = ("W1", "b1", "b2")
 PREPARE = ("W1",)
 TAPE = ("h", "x_hat", "x", "transpose_W1")

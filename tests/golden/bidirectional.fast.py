@@ -13,6 +13,8 @@ from rnngraph.workspace import Workspace
 WORK = Workspace()   # arrays over the steps, reused once free
 
 DTYPE = np.float32
+MINUS_ONE = DTYPE(-1)
+ONE = DTYPE(1)
 PARAMETERS = ("W_h", "U_h", "b_h", "W_g", "U_g", "b_g", "V_h", "V_g", "c")
 PREPARE = ("W_h", "W_g")
 TAPE = ("h", "g", "o", "x", "W_h_T", "W_g_T")
@@ -136,10 +138,9 @@ def backward(params, tape, cotangents, T, B):
     dh[now] += vecmat_do_2
 
     # Every step at once
-    dz_g_3 = WORK.empty((T, B, 8), DTYPE, "dz_g_3")
     # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-    np.multiply(g[now], g[now], out=dz_g_3)
-    np.subtract(1, dz_g_3, out=dz_g[now])
+    np.multiply(g[now], g[now], out=dz_g[now])
+    np.subtract(ONE, dz_g[now], out=dz_g[now])
 
     # g(t): back through time (forward)
     dg_sum = np.zeros((B, 8), DTYPE)
@@ -156,21 +157,20 @@ def backward(params, tape, cotangents, T, B):
     dW_g = outer_dz_g_2
 
     # Every step at once
-    dz_g_4 = np.empty((8,), DTYPE)
+    dz_g_3 = np.empty((8,), DTYPE)
     vecmat_dz_g_2 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_g_2")
     # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-    sum_rows(dz_g_2[now], (0, 1), dz_g_4)
-    db_g = dz_g_4
+    sum_rows(dz_g_2[now], (0, 1), dz_g_3)
+    db_g = dz_g_3
     outer_dz_g_2_2 = dz_g_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(dz_g_2[now].reshape(-1, 8), U_g, out=vecmat_dz_g_2.reshape(-1, 4))
     dU_g = outer_dz_g_2_2
     dx[now] += vecmat_dz_g_2
 
     # Every step at once
-    dz_h_3 = WORK.empty((T, B, 8), DTYPE, "dz_h_3")
     # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-    np.multiply(h[now], h[now], out=dz_h_3)
-    np.subtract(1, dz_h_3, out=dz_h[now])
+    np.multiply(h[now], h[now], out=dz_h[now])
+    np.subtract(ONE, dz_h[now], out=dz_h[now])
 
     # h(t): back through time (backward)
     dh_sum = np.zeros((B, 8), DTYPE)
@@ -188,11 +188,11 @@ def backward(params, tape, cotangents, T, B):
     dW_h = outer_dz_h_2
 
     # Every step at once
-    dz_h_4 = np.empty((8,), DTYPE)
+    dz_h_3 = np.empty((8,), DTYPE)
     vecmat_dz_h_2 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_h_2")
     # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-    sum_rows(dz_h_2[now], (0, 1), dz_h_4)
-    db_h = dz_h_4
+    sum_rows(dz_h_2[now], (0, 1), dz_h_3)
+    db_h = dz_h_3
     outer_dz_h_2_2 = dz_h_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(dz_h_2[now].reshape(-1, 8), U_h, out=vecmat_dz_h_2.reshape(-1, 4))
     dU_h = outer_dz_h_2_2

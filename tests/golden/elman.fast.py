@@ -13,6 +13,8 @@ from rnngraph.workspace import Workspace
 WORK = Workspace()   # arrays over the steps, reused once free
 
 DTYPE = np.float32
+MINUS_ONE = DTYPE(-1)
+ONE = DTYPE(1)
 PARAMETERS = ("b", "W", "U", "c", "V")
 PREPARE = ("W",)
 TAPE = ("a", "h", "o", "y", "L", "x", "target", "W_T", "z_a")
@@ -105,8 +107,10 @@ def backward(params, tape, cotangents, T, B):
     do = WORK.zeros(o.shape, DTYPE, "do")
     dy = WORK.zeros(y.shape, DTYPE, "dy")
     dL = WORK.zeros(L.shape, DTYPE, "dL")
-    dx = WORK.zeros(x.shape, DTYPE, "dx")
-    dtarget = WORK.zeros(target.shape, DTYPE, "dtarget")
+    dx = WORK.empty(x.shape, DTYPE, "dx")
+    dx[:1] = 0
+    dtarget = WORK.empty(target.shape, DTYPE, "dtarget")
+    dtarget[:1] = 0
     dz_h = WORK.empty((T + 1, B, 8), DTYPE, "dz_h")   # every step written
     da[1:T + 1] = cotangents.get("a", 0)
     dh[1:T + 1] = cotangents.get("h", 0)
@@ -127,8 +131,8 @@ def backward(params, tape, cotangents, T, B):
     np.multiply(dL[now], dz_L_2, out=dz_L_3)
     log_softmax_o = log_softmax(o[now])
     np.multiply(dL[now], log_softmax_o, out=dz_L_4)
+    np.multiply(dz_L_4, MINUS_ONE, out=dtarget[now])
     do[now] += dz_L_3
-    dtarget[now] -= dz_L_4
 
     # Every step at once: y(t)
     dz_y = WORK.empty((T, B, 5), DTYPE, "dz_y")
@@ -153,20 +157,19 @@ def backward(params, tape, cotangents, T, B):
     dh[now] += vecmat_do
 
     # Every step at once
-    dz_h_2 = WORK.empty((T, B, 8), DTYPE, "dz_h_2")
     # h(t) = tanh(a(t))
-    np.multiply(h[now], h[now], out=dz_h_2)
-    np.subtract(1, dz_h_2, out=dz_h[now])
+    np.multiply(h[now], h[now], out=dz_h[now])
+    np.subtract(ONE, dz_h[now], out=dz_h[now])
 
     # a(t), h(t): back through time (backward)
     dh_sum = np.zeros((B, 8), DTYPE)
-    dz_h_3 = np.empty((B, 8), DTYPE)
+    dz_h_2 = np.empty((B, 8), DTYPE)
     steps = zip(dh[1:T + 1][::-1], dz_h[1:T + 1][::-1], da[1:T + 1][::-1])
     for (dh_t, dz_h_t, da_t) in steps:
         # h(t) = tanh(a(t))
         dh_sum += dh_t
-        np.multiply(dh_sum, dz_h_t, out=dz_h_3)
-        da_t += dz_h_3
+        np.multiply(dh_sum, dz_h_t, out=dz_h_2)
+        da_t += dz_h_2
         # a(t) = b + W h(t-1) + U x(t)
         np.dot(da_t, W, out=dh_sum)
     dh_sum += dh[0]
@@ -178,14 +181,12 @@ def backward(params, tape, cotangents, T, B):
 
     # Every step at once
     dz_a_2 = np.empty((8,), DTYPE)
-    vecmat_da = WORK.empty((T, B, 4), DTYPE, "vecmat_da")
     # a(t) = b + W h(t-1) + U x(t)
     sum_rows(da[now], (0, 1), dz_a_2)
     db = dz_a_2
     outer_da_2 = da[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(da[now].reshape(-1, 8), U, out=vecmat_da.reshape(-1, 4))
+    np.dot(da[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
     dU = outer_da_2
-    dx[now] += vecmat_da
 
     grads = {"b": db, "W": dW, "U": dU, "c": dc, "V": dV, "x": dx[1:T + 1],
              "target": dtarget[1:T + 1], "h(0)": dh_sum}

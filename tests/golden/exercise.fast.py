@@ -13,6 +13,8 @@ from rnngraph.workspace import Workspace
 WORK = Workspace()   # arrays over the steps, reused once free
 
 DTYPE = np.float32
+MINUS_ONE = DTYPE(-1)
+ONE = DTYPE(1)
 PARAMETERS = ("U", "V", "W", "b", "R", "S", "T", "c", "P", "Q", "d")
 PREPARE = ("U", "V", "W", "R", "S", "T", "P", "Q")
 TAPE = ("h1", "h2", "y", "x", "z_h1", "z_h1_2", "V_T", "z_h1_2_T", "R_T", "T_T", "Q_T", "z_h1_3",
@@ -81,12 +83,10 @@ def forward(params, inputs, initial, n_steps, B, prepared=None):
     slice_z_h1_2_h2 = z_h1_2_h2[..., 0:8]
     slice_z_h1_2_h2_2 = z_h1_2_h2[..., 8:16]
     z_h1_4 = np.empty((B, 8), DTYPE)
-    z_h1_5 = np.empty((B, 8), DTYPE)
     R_h1 = np.empty((B, 8), DTYPE)
     T_y = np.empty((B, 8), DTYPE)
     z_h2 = np.empty((B, 8), DTYPE)
     z_h2_2 = np.empty((B, 8), DTYPE)
-    z_h2_3 = np.empty((B, 8), DTYPE)
     Q_h2 = np.empty((B, 3), DTYPE)
     z_y_2 = np.empty((B, 3), DTYPE)
     steps = zip(h1[0:n_steps], h2[0:n_steps], z_h1_3[1:n_steps + 1], h1[1:n_steps + 1],
@@ -98,15 +98,15 @@ def forward(params, inputs, initial, n_steps, B, prepared=None):
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
         # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
         np.add(z_h1_3_t, V_h1, out=z_h1_4)
-        np.add(z_h1_4, slice_z_h1_2_h2, out=z_h1_5)
-        np.tanh(z_h1_5, out=h1_t)
+        np.add(z_h1_4, slice_z_h1_2_h2, out=h1_t)
+        np.tanh(h1_t, out=h1_t)
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
         np.dot(h1_t, R_T, out=R_h1)
         np.dot(y_tm1, T_T, out=T_y)
         np.add(c, R_h1, out=z_h2)
         np.add(z_h2, slice_z_h1_2_h2_2, out=z_h2_2)
-        np.add(z_h2_2, T_y, out=z_h2_3)
-        np.tanh(z_h2_3, out=h2_t)
+        np.add(z_h2_2, T_y, out=h2_t)
+        np.tanh(h2_t, out=h2_t)
         # y(t) = softmax(P x(t) + Q h2(t) + d)
         np.dot(h2_t, Q_T, out=Q_h2)
         np.add(z_y_t, Q_h2, out=z_y_2)
@@ -128,7 +128,8 @@ def backward(params, tape, cotangents, n_steps, B):
     tm1, now = slice(0, n_steps), slice(1, n_steps + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
-    dx = WORK.zeros(x.shape, DTYPE, "dx")
+    dx = WORK.empty(x.shape, DTYPE, "dx")
+    dx[:1] = 0
     dz_h2 = WORK.empty((n_steps + 1, B, 8), DTYPE, "dz_h2")   # every step written
     dz_h1_4 = WORK.empty((n_steps + 1, B, 8), DTYPE, "dz_h1_4")   # every step written
     dz_y_2 = WORK.empty((n_steps + 1, B, 3), DTYPE, "dz_y_2")   # every step written
@@ -138,14 +139,12 @@ def backward(params, tape, cotangents, n_steps, B):
     dz_h2_2 = cat_dz_h1_5[..., 8:16]
 
     # Every step at once
-    dz_h2_3 = WORK.empty((n_steps, B, 8), DTYPE, "dz_h2_3")
-    dz_h1_6 = WORK.empty((n_steps, B, 8), DTYPE, "dz_h1_6")
     # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
-    np.multiply(h2[now], h2[now], out=dz_h2_3)
-    np.subtract(1, dz_h2_3, out=dz_h2[now])
+    np.multiply(h2[now], h2[now], out=dz_h2[now])
+    np.subtract(ONE, dz_h2[now], out=dz_h2[now])
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-    np.multiply(h1[now], h1[now], out=dz_h1_6)
-    np.subtract(1, dz_h1_6, out=dz_h1_4[now])
+    np.multiply(h1[now], h1[now], out=dz_h1_4[now])
+    np.subtract(ONE, dz_h1_4[now], out=dz_h1_4[now])
 
     # h1(t), h2(t), y(t): back through time (backward)
     dy = np.zeros((B, 3), DTYPE)
@@ -155,7 +154,6 @@ def backward(params, tape, cotangents, n_steps, B):
     cot_h2 = cotangents.get("h2", [None] * n_steps)
     cot_h1 = cotangents.get("h1", [None] * n_steps)
     dz_y_3 = np.empty((B, 3), DTYPE)
-    dz_y_4 = np.empty((B, 3), DTYPE)
     vecmat_dz_y_2 = np.empty((B, 8), DTYPE)
     vecmat_dz_h2_2 = np.empty((B, 8), DTYPE)
     steps = zip(cot_y[::-1], y[1:n_steps + 1][::-1], dz_y_2[1:n_steps + 1][::-1], cot_h2[::-1],
@@ -169,8 +167,8 @@ def backward(params, tape, cotangents, n_steps, B):
             dy += cot_y_t
         np.multiply(dy, y_t, out=dz_y_3)
         rowsum_dz_y_3 = dz_y_3.sum(-1, keepdims=True)
-        np.subtract(dy, rowsum_dz_y_3, out=dz_y_4)
-        np.multiply(y_t, dz_y_4, out=dz_y_2_t)
+        np.subtract(dy, rowsum_dz_y_3, out=dz_y_2_t)
+        dz_y_2_t *= y_t
         np.dot(dz_y_2_t, Q, out=vecmat_dz_y_2)
         dh2 += vecmat_dz_y_2
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
@@ -188,13 +186,13 @@ def backward(params, tape, cotangents, n_steps, B):
         np.dot(dz_h1_5_t, V, out=dh1)
 
     # Every step at once
-    dz_h2_4 = np.empty((8,), DTYPE)
+    dz_h2_3 = np.empty((8,), DTYPE)
     # y(t) = softmax(P x(t) + Q h2(t) + d)
     outer_dz_y_2 = dz_y_2[now].reshape(-1, 3).T @ h2[now].reshape(-1, 8)
     dQ = outer_dz_y_2
     # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
-    sum_rows(dz_h2_2[now], (0, 1), dz_h2_4)
-    dc = dz_h2_4
+    sum_rows(dz_h2_2[now], (0, 1), dz_h2_3)
+    dc = dz_h2_3
     outer_dz_h2_2 = dz_h2_2[now].reshape(-1, 8).T @ y[tm1].reshape(-1, 3)
     dT = outer_dz_h2_2
     outer_dz_h2_2_2 = dz_h2_2[now].reshape(-1, 8).T @ h1[now].reshape(-1, 8)
@@ -206,20 +204,18 @@ def backward(params, tape, cotangents, n_steps, B):
     dV = outer_dz_h1_5
 
     # Every step at once
-    dz_y_5 = np.empty((3,), DTYPE)
-    dz_h1_7 = np.empty((8,), DTYPE)
-    vecmat_dz_h1_8 = WORK.empty((n_steps, B, 4), DTYPE, "vecmat_dz_h1_8")
+    dz_y_4 = np.empty((3,), DTYPE)
+    dz_h1_6 = np.empty((8,), DTYPE)
     # y(t) = softmax(P x(t) + Q h2(t) + d)
-    sum_rows(dz_y_2[now], (0, 1), dz_y_5)
-    dd = dz_y_5
+    sum_rows(dz_y_2[now], (0, 1), dz_y_4)
+    dd = dz_y_4
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-    sum_rows(dz_h1_5[now], (0, 1), dz_h1_7)
-    db = dz_h1_7
-    dz_h1_8 = np.concatenate((dz_h1_5[now], dz_y_2[now]), -1)
-    outer_dz_h1_8 = dz_h1_8.reshape(-1, 11).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h1_8.reshape(-1, 11), z_h1, out=vecmat_dz_h1_8.reshape(-1, 4))
-    dz_h1 = outer_dz_h1_8
-    dx[now] += vecmat_dz_h1_8
+    sum_rows(dz_h1_5[now], (0, 1), dz_h1_6)
+    db = dz_h1_6
+    dz_h1_7 = np.concatenate((dz_h1_5[now], dz_y_2[now]), -1)
+    outer_dz_h1_7 = dz_h1_7.reshape(-1, 11).T @ x[now].reshape(-1, 4)
+    np.dot(dz_h1_7.reshape(-1, 11), z_h1, out=dx[now].reshape(-1, 4))
+    dz_h1 = outer_dz_h1_7
 
     # The time-free values and initial values, in reverse
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)

@@ -13,6 +13,8 @@ from rnngraph.workspace import Workspace
 WORK = Workspace()   # arrays over the steps, reused once free
 
 DTYPE = np.float32
+MINUS_ONE = DTYPE(-1)
+ONE = DTYPE(1)
 PARAMETERS = ("W_f", "b_f", "W_i", "b_i", "W_o", "b_o", "W_c", "b_c")
 PREPARE = ("W_f", "b_f", "W_i", "b_i", "W_o", "b_o", "W_c", "b_c")
 TAPE = ("f", "i", "o", "c_tilde", "c", "h", "x", "f_i_o_c_tilde", "z_f", "W_fioc", "W_fioc_T",
@@ -81,7 +83,10 @@ def forward(params, inputs, initial, T, B, prepared=None):
             # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
             np.dot(z_f_2_t, W_fioc_T, out=W_fioc_z_f_2)
             np.add(z_f, W_fioc_z_f_2, out=z_f_3)
-            sigmoid(slice_z_f_3, out=fio_t)
+            np.multiply(slice_z_f_3, MINUS_ONE, out=fio_t)
+            np.exp(fio_t, out=fio_t)
+            fio_t += ONE
+            np.divide(ONE, fio_t, out=fio_t)
             np.tanh(slice_z_f_3_2, out=c_tilde_t)
             # c(t) = f(t) * c(t-1) + i(t) * c_tilde(t)
             np.multiply(f_t, c_tm1, out=c_t)
@@ -109,7 +114,8 @@ def backward(params, tape, cotangents, T, B):
     now = slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
-    dx = WORK.zeros(x.shape, DTYPE, "dx")
+    dx = WORK.empty(x.shape, DTYPE, "dx")
+    dx[:1] = 0
     dz_h = WORK.empty((T + 1, B, 8), DTYPE, "dz_h")   # every step written
     dz_f_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_f_3")   # every step written
     dz_f_4 = WORK.empty((T + 1, B, 24), DTYPE, "dz_f_4")   # every step written
@@ -117,20 +123,17 @@ def backward(params, tape, cotangents, T, B):
     vecmat_dz_f_5 = WORK.empty((T + 1, B, 12), DTYPE, "vecmat_dz_f_5")   # every step written
 
     # Every step at once
-    dz_h_2 = WORK.empty((T, B, 8), DTYPE, "dz_h_2")
-    dz_f_6 = WORK.empty((T, B, 8), DTYPE, "dz_f_6")
-    sub_fio = WORK.empty((T, B, 24), DTYPE, "sub_fio")
     # h(t) = o(t) * tanh(c(t))
-    np.multiply(tanh_c[now], tanh_c[now], out=dz_h_2)
-    np.subtract(1, dz_h_2, out=dz_h[now])
+    np.multiply(tanh_c[now], tanh_c[now], out=dz_h[now])
+    np.subtract(ONE, dz_h[now], out=dz_h[now])
     # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
     # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
     # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
     # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
-    np.multiply(c_tilde[now], c_tilde[now], out=dz_f_6)
-    np.subtract(1, dz_f_6, out=dz_f_3[now])
-    np.subtract(1, fio[now], out=sub_fio)
-    np.multiply(fio[now], sub_fio, out=dz_f_4[now])
+    np.multiply(c_tilde[now], c_tilde[now], out=dz_f_3[now])
+    np.subtract(ONE, dz_f_3[now], out=dz_f_3[now])
+    np.subtract(ONE, fio[now], out=dz_f_4[now])
+    dz_f_4[now] *= fio[now]
 
     # f(t), i(t), o(t), c_tilde(t), c(t), h(t): back through time (backward)
     dh = np.zeros((B, 8), DTYPE)
@@ -147,8 +150,8 @@ def backward(params, tape, cotangents, T, B):
     cot_i = cotangents.get("i", [None] * T)
     cot_c_tilde = cotangents.get("c_tilde", [None] * T)
     cot_f = cotangents.get("f", [None] * T)
+    dz_h_2 = np.empty((B, 8), DTYPE)
     dz_h_3 = np.empty((B, 8), DTYPE)
-    dz_h_4 = np.empty((B, 8), DTYPE)
     dz_c = np.empty((B, 8), DTYPE)
     steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1],
                 dz_h[1:T + 1][::-1], cot_c[::-1], c_tilde[1:T + 1][::-1], i[1:T + 1][::-1],
@@ -162,9 +165,9 @@ def backward(params, tape, cotangents, T, B):
         if cot_h_t is not None:
             dh += cot_h_t
         np.multiply(dh, tanh_c_t, out=do)
-        np.multiply(o_t, dh, out=dz_h_3)
-        np.multiply(dz_h_3, dz_h_t, out=dz_h_4)
-        dc += dz_h_4
+        np.multiply(o_t, dh, out=dz_h_2)
+        np.multiply(dz_h_2, dz_h_t, out=dz_h_3)
+        dc += dz_h_3
         # c(t) = f(t) * c(t-1) + i(t) * c_tilde(t)
         if cot_c_t is not None:
             dc += cot_c_t
@@ -192,18 +195,18 @@ def backward(params, tape, cotangents, T, B):
         np.copyto(dh, vecmat_dz_f_5_0_8_t)
 
     # Every step at once
-    dz_f_7 = np.empty((32,), DTYPE)
+    dz_f_6 = np.empty((32,), DTYPE)
     # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
     # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
     # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
     # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
-    sum_rows(dz_f_5[now], (0, 1), dz_f_7)
-    dz_f = dz_f_7
+    sum_rows(dz_f_5[now], (0, 1), dz_f_6)
+    dz_f = dz_f_6
     outer_dz_f_5 = dz_f_5[now].reshape(-1, 32).T @ z_f_2[now].reshape(-1, 12)
     dW_fioc = outer_dz_f_5
     # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
     slice_vecmat_dz_f_5 = vecmat_dz_f_5[now][..., 8:12]
-    dx[now] += slice_vecmat_dz_f_5
+    np.copyto(dx[now], slice_vecmat_dz_f_5)
 
     # The time-free values and initial values, in reverse
     # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)

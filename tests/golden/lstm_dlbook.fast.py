@@ -13,6 +13,8 @@ from rnngraph.workspace import Workspace
 WORK = Workspace()   # arrays over the steps, reused once free
 
 DTYPE = np.float32
+MINUS_ONE = DTYPE(-1)
+ONE = DTYPE(1)
 PARAMETERS = ("b_f", "U_f", "W_f", "b_g", "U_g", "W_g", "b_o", "U_o", "W_o", "b", "U", "W")
 PREPARE = ("b_f", "U_f", "W_f", "b_g", "U_g", "W_g", "b_o", "U_o", "W_o", "U", "W")
 TAPE = ("f", "g", "q", "s", "h", "x", "fgq", "z_f", "U_fgo", "W_fgo", "z_f_2", "z_f_3", "z_f_3_T",
@@ -98,11 +100,17 @@ def forward(params, inputs, initial, T, B, prepared=None):
             # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
             # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
             fgq_t += slice_z_f_3_h
-            sigmoid(fgq_t, out=fgq_t)
+            np.multiply(fgq_t, MINUS_ONE, out=fgq_t)
+            np.exp(fgq_t, out=fgq_t)
+            fgq_t += ONE
+            np.divide(ONE, fgq_t, out=fgq_t)
             # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
             np.multiply(f_t, s_tm1, out=s_t)
             z_s_t += slice_z_f_3_h_2
-            sigmoid(z_s_t, out=z_s_t)
+            np.multiply(z_s_t, MINUS_ONE, out=z_s_t)
+            np.exp(z_s_t, out=z_s_t)
+            z_s_t += ONE
+            np.divide(ONE, z_s_t, out=z_s_t)
             np.multiply(g_t, z_s_t, out=z_s_2)
             s_t += z_s_2
             # h(t) = tanh(s(t)) * q(t)
@@ -126,7 +134,8 @@ def backward(params, tape, cotangents, T, B):
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
-    dx = WORK.zeros(x.shape, DTYPE, "dx")
+    dx = WORK.empty(x.shape, DTYPE, "dx")
+    dx[:1] = 0
     dz_h = WORK.empty((T + 1, B, 8), DTYPE, "dz_h")   # every step written
     dz_s_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_s_2")   # every step written
     dz_f_4 = WORK.empty((T + 1, B, 24), DTYPE, "dz_f_4")   # every step written
@@ -136,20 +145,17 @@ def backward(params, tape, cotangents, T, B):
     dz_s_3 = cat_dz_f_5[..., 24:32]
 
     # Every step at once
-    dz_h_2 = WORK.empty((T, B, 8), DTYPE, "dz_h_2")
-    sub_z_s = WORK.empty((T, B, 8), DTYPE, "sub_z_s")
-    sub_fgq = WORK.empty((T, B, 24), DTYPE, "sub_fgq")
     # h(t) = tanh(s(t)) * q(t)
-    np.multiply(tanh_s[now], tanh_s[now], out=dz_h_2)
-    np.subtract(1, dz_h_2, out=dz_h[now])
+    np.multiply(tanh_s[now], tanh_s[now], out=dz_h[now])
+    np.subtract(ONE, dz_h[now], out=dz_h[now])
     # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
-    np.subtract(1, z_s[now], out=sub_z_s)
-    np.multiply(z_s[now], sub_z_s, out=dz_s_2[now])
+    np.subtract(ONE, z_s[now], out=dz_s_2[now])
+    dz_s_2[now] *= z_s[now]
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
     # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
     # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-    np.subtract(1, fgq[now], out=sub_fgq)
-    np.multiply(fgq[now], sub_fgq, out=dz_f_4[now])
+    np.subtract(ONE, fgq[now], out=dz_f_4[now])
+    dz_f_4[now] *= fgq[now]
 
     # f(t), g(t), q(t), s(t), h(t): back through time (backward)
     dh = np.zeros((B, 8), DTYPE)
@@ -163,9 +169,8 @@ def backward(params, tape, cotangents, T, B):
     cot_s = cotangents.get("s", [None] * T)
     cot_g = cotangents.get("g", [None] * T)
     cot_f = cotangents.get("f", [None] * T)
+    dz_h_2 = np.empty((B, 8), DTYPE)
     dz_h_3 = np.empty((B, 8), DTYPE)
-    dz_h_4 = np.empty((B, 8), DTYPE)
-    dz_s_4 = np.empty((B, 8), DTYPE)
     steps = zip(cot_h[::-1], q[1:T + 1][::-1], tanh_s[1:T + 1][::-1], cot_q[::-1],
                 dz_h[1:T + 1][::-1], cot_s[::-1], z_s[1:T + 1][::-1], g[1:T + 1][::-1], cot_g[::-1],
                 dz_s_3[1:T + 1][::-1], dz_s_2[1:T + 1][::-1], s[0:T][::-1], f[1:T + 1][::-1],
@@ -176,16 +181,16 @@ def backward(params, tape, cotangents, T, B):
         # h(t) = tanh(s(t)) * q(t)
         if cot_h_t is not None:
             dh += cot_h_t
-        np.multiply(dh, q_t, out=dz_h_3)
+        np.multiply(dh, q_t, out=dz_h_2)
         np.multiply(tanh_s_t, dh, out=dq)
-        np.multiply(dz_h_3, dz_h_t, out=dz_h_4)
-        ds += dz_h_4
+        np.multiply(dz_h_2, dz_h_t, out=dz_h_3)
+        ds += dz_h_3
         # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
         if cot_s_t is not None:
             ds += cot_s_t
         np.multiply(ds, z_s_t, out=dg)
-        np.multiply(g_t, ds, out=dz_s_4)
-        np.multiply(dz_s_4, dz_s_2_t, out=dz_s_3_t)
+        np.multiply(g_t, ds, out=dz_s_3_t)
+        dz_s_3_t *= dz_s_2_t
         np.multiply(ds, s_tm1, out=df)
         ds *= f_t
         # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
@@ -208,12 +213,11 @@ def backward(params, tape, cotangents, T, B):
     dz_f_3 = outer_cat_dz_f_5
 
     # Every step at once
-    dz_s_5 = np.empty((8,), DTYPE)
+    dz_s_4 = np.empty((8,), DTYPE)
     dz_f_6 = np.empty((24,), DTYPE)
-    vecmat_dz_f_7 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_f_7")
     # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
-    sum_rows(dz_s_3[now], (0, 1), dz_s_5)
-    db = dz_s_5
+    sum_rows(dz_s_3[now], (0, 1), dz_s_4)
+    db = dz_s_4
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
     # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
     # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
@@ -221,9 +225,8 @@ def backward(params, tape, cotangents, T, B):
     dz_f = dz_f_6
     dz_f_7 = np.concatenate((dz_f_5[now], dz_s_3[now]), -1)
     outer_dz_f_7 = dz_f_7.reshape(-1, 32).T @ x[now].reshape(-1, 4)
-    np.dot(dz_f_7.reshape(-1, 32), z_f_2, out=vecmat_dz_f_7.reshape(-1, 4))
+    np.dot(dz_f_7.reshape(-1, 32), z_f_2, out=dx[now].reshape(-1, 4))
     dz_f_2 = outer_dz_f_7
-    dx[now] += vecmat_dz_f_7
 
     # The time-free values and initial values, in reverse
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))

@@ -13,6 +13,8 @@ from rnngraph.workspace import Workspace
 WORK = Workspace()   # arrays over the steps, reused once free
 
 DTYPE = np.float32
+MINUS_ONE = DTYPE(-1)
+ONE = DTYPE(1)
 PARAMETERS = ("W", "U", "b", "V", "c")
 PREPARE = ("W", "V")
 TAPE = ("h", "o", "x", "W_T", "V_T")
@@ -82,16 +84,16 @@ def backward(params, tape, cotangents, T, B):
 
     # Gradients start at zero, and at the cotangents for the outputs
     do = WORK.zeros(o.shape, DTYPE, "do")
-    dx = WORK.zeros(x.shape, DTYPE, "dx")
+    dx = WORK.empty(x.shape, DTYPE, "dx")
+    dx[:1] = 0
     dz_h = WORK.empty((T + 1, B, 8), DTYPE, "dz_h")   # every step written
     dz_h_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_h_2")   # every step written
     do[1:T + 1] = cotangents.get("o", 0)
 
     # Every step at once
-    dz_h_3 = WORK.empty((T, B, 8), DTYPE, "dz_h_3")
     # h(t) = tanh(W o(t-1) + U x(t) + b)
-    np.multiply(h[now], h[now], out=dz_h_3)
-    np.subtract(1, dz_h_3, out=dz_h[now])
+    np.multiply(h[now], h[now], out=dz_h[now])
+    np.subtract(ONE, dz_h[now], out=dz_h[now])
 
     # h(t), o(t): back through time (backward)
     dh = np.empty((B, 8), DTYPE)
@@ -121,15 +123,13 @@ def backward(params, tape, cotangents, T, B):
     dW = outer_dz_h_2
 
     # Every step at once
-    dz_h_4 = np.empty((8,), DTYPE)
-    vecmat_dz_h_2_2 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_h_2_2")
+    dz_h_3 = np.empty((8,), DTYPE)
     # h(t) = tanh(W o(t-1) + U x(t) + b)
-    sum_rows(dz_h_2[now], (0, 1), dz_h_4)
-    db = dz_h_4
+    sum_rows(dz_h_2[now], (0, 1), dz_h_3)
+    db = dz_h_3
     outer_dz_h_2_2 = dz_h_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h_2[now].reshape(-1, 8), U, out=vecmat_dz_h_2_2.reshape(-1, 4))
+    np.dot(dz_h_2[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
     dU = outer_dz_h_2_2
-    dx[now] += vecmat_dz_h_2_2
 
     grads = {"W": dW, "U": dU, "b": db, "V": dV, "c": dc, "x": dx[1:T + 1], "o(0)": do[0]}
     return grads

@@ -13,6 +13,8 @@ from rnngraph.workspace import Workspace
 WORK = Workspace()   # arrays over the steps, reused once free
 
 DTYPE = np.float32
+MINUS_ONE = DTYPE(-1)
+ONE = DTYPE(1)
 PARAMETERS = ("K0", "K1", "K2", "b")
 TAPE = ("y", "x")
 
@@ -44,15 +46,14 @@ def forward(params, inputs, initial, T, B, prepared=None):
     z_y = WORK.empty((T, B, 6), DTYPE, "z_y")
     K2_x = WORK.empty((T, B, 6), DTYPE, "K2_x")
     z_y_2 = WORK.empty((T, B, 6), DTYPE, "z_y_2")
-    z_y_3 = WORK.empty((T, B, 6), DTYPE, "z_y_3")
     # y(t) = tanh(K0 x(t) + K1 x(t-1) + K2 x(t-2) + b)
     np.dot(x[now].reshape(-1, 4), K0.T, out=K0_x.reshape(-1, 6))
     np.dot(x[tm1].reshape(-1, 4), K1.T, out=K1_x.reshape(-1, 6))
     np.add(K0_x, K1_x, out=z_y)
     np.dot(x[tm2].reshape(-1, 4), K2.T, out=K2_x.reshape(-1, 6))
     np.add(z_y, K2_x, out=z_y_2)
-    np.add(z_y_2, b, out=z_y_3)
-    np.tanh(z_y_3, out=y[now])
+    np.add(z_y_2, b, out=y[now])
+    np.tanh(y[now], out=y[now])
 
     outputs = {"y": y[2:T + 2]}
     tape = {"y": y, "x": x}
@@ -82,7 +83,7 @@ def backward(params, tape, cotangents, T, B):
     vecmat_dz_y_2_3 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_y_2_3")
     # y(t) = tanh(K0 x(t) + K1 x(t-1) + K2 x(t-2) + b)
     np.multiply(y[now], y[now], out=dz_y)
-    np.subtract(1, dz_y, out=sub_dz_y)
+    np.subtract(ONE, dz_y, out=sub_dz_y)
     np.multiply(dy[now], sub_dz_y, out=dz_y_2)
     sum_rows(dz_y_2, (0, 1), dz_y_3)
     db = dz_y_3

@@ -13,6 +13,8 @@ from rnngraph.workspace import Workspace
 WORK = Workspace()   # arrays over the steps, reused once free
 
 DTYPE = np.float32
+MINUS_ONE = DTYPE(-1)
+ONE = DTYPE(1)
 PARAMETERS = ("W_ir", "b_ir", "W_hr", "b_hr", "W_iz", "b_iz", "W_hz", "b_hz", "W_in", "b_in",
               "W_hn", "b_hn")
 PREPARE = ("W_ir", "b_ir", "W_hr", "b_hr", "W_iz", "b_iz", "W_hz", "b_hz", "W_in", "W_hn")
@@ -96,14 +98,17 @@ def forward(params, inputs, initial, T, B, prepared=None):
             # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
             # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
             rz_t += slice_W_h__rzn_h
-            sigmoid(rz_t, out=rz_t)
+            np.multiply(rz_t, MINUS_ONE, out=rz_t)
+            np.exp(rz_t, out=rz_t)
+            rz_t += ONE
+            np.divide(ONE, rz_t, out=rz_t)
             # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
             np.add(b_hn, slice_W_h__rzn_h_2, out=z_n_t)
             np.multiply(r_t, z_n_t, out=z_n_2)
             n_t += z_n_2
             np.tanh(n_t, out=n_t)
             # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
-            np.subtract(1, z_t, out=sub_z_t)
+            np.subtract(ONE, z_t, out=sub_z_t)
             np.multiply(sub_z_t, n_t, out=z_h)
             np.multiply(z_t, h_tm1, out=h_t)
             h_t += z_h
@@ -126,7 +131,8 @@ def backward(params, tape, cotangents, T, B):
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
-    dx = WORK.zeros(x.shape, DTYPE, "dx")
+    dx = WORK.empty(x.shape, DTYPE, "dx")
+    dx[:1] = 0
     dz_n_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_n_2")   # every step written
     dz_r_2 = WORK.empty((T + 1, B, 16), DTYPE, "dz_r_2")   # every step written
     dz_n_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_n_3")   # every step written
@@ -136,15 +142,13 @@ def backward(params, tape, cotangents, T, B):
     dz_n_4 = cat_dz_r_3[..., 16:24]
 
     # Every step at once
-    dz_n_5 = WORK.empty((T, B, 8), DTYPE, "dz_n_5")
-    sub_rz = WORK.empty((T, B, 16), DTYPE, "sub_rz")
     # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
-    np.multiply(n[now], n[now], out=dz_n_5)
-    np.subtract(1, dz_n_5, out=dz_n_2[now])
+    np.multiply(n[now], n[now], out=dz_n_2[now])
+    np.subtract(ONE, dz_n_2[now], out=dz_n_2[now])
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    np.subtract(1, rz[now], out=sub_rz)
-    np.multiply(rz[now], sub_rz, out=dz_r_2[now])
+    np.subtract(ONE, rz[now], out=dz_r_2[now])
+    dz_r_2[now] *= rz[now]
 
     # r(t), z(t), n(t), h(t): back through time (backward)
     dh = np.zeros((B, 8), DTYPE)
@@ -189,31 +193,29 @@ def backward(params, tape, cotangents, T, B):
         dh += vecmat_cat_dz_r_3
 
     # Every step at once
-    dz_n_6 = np.empty((8,), DTYPE)
+    dz_n_5 = np.empty((8,), DTYPE)
     # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
-    sum_rows(dz_n_4[now], (0, 1), dz_n_6)
-    db_hn = dz_n_6
+    sum_rows(dz_n_4[now], (0, 1), dz_n_5)
+    db_hn = dz_n_5
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
     outer_cat_dz_r_3 = cat_dz_r_3[now].reshape(-1, 24).T @ h[tm1].reshape(-1, 8)
     dW_h__rzn = outer_cat_dz_r_3
 
     # Every step at once
-    dz_n_7 = np.empty((8,), DTYPE)
+    dz_n_6 = np.empty((8,), DTYPE)
     dz_r_4 = np.empty((16,), DTYPE)
-    vecmat_dz_r_5 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_r_5")
     # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
-    sum_rows(dz_n_3[now], (0, 1), dz_n_7)
-    db_in = dz_n_7
+    sum_rows(dz_n_3[now], (0, 1), dz_n_6)
+    db_in = dz_n_6
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
     sum_rows(dz_r_3[now], (0, 1), dz_r_4)
     dz_r = dz_r_4
     dz_r_5 = np.concatenate((dz_r_3[now], dz_n_3[now]), -1)
     outer_dz_r_5 = dz_r_5.reshape(-1, 24).T @ x[now].reshape(-1, 4)
-    np.dot(dz_r_5.reshape(-1, 24), W_i__rzn, out=vecmat_dz_r_5.reshape(-1, 4))
+    np.dot(dz_r_5.reshape(-1, 24), W_i__rzn, out=dx[now].reshape(-1, 4))
     dW_i__rzn = outer_dz_r_5
-    dx[now] += vecmat_dz_r_5
 
     # The time-free values and initial values, in reverse
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)

@@ -13,6 +13,8 @@ from rnngraph.workspace import Workspace
 WORK = Workspace()   # arrays over the steps, reused once free
 
 DTYPE = np.float32
+MINUS_ONE = DTYPE(-1)
+ONE = DTYPE(1)
 PARAMETERS = ("W_ii", "b_ii", "W_hi", "b_hi", "W_if", "b_if", "W_hf", "b_hf", "W_ig", "b_ig",
               "W_hg", "b_hg", "W_io", "b_io", "W_ho", "b_ho")
 PREPARE = ("W_ii", "b_ii", "W_hi", "b_hi", "W_if", "b_if", "W_hf", "b_hf", "W_ig", "b_ig", "W_hg",
@@ -91,7 +93,10 @@ def forward(params, inputs, initial, T, B, prepared=None):
             # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
             np.dot(h_tm1, W_h_ifog_T, out=W_h_ifog_h)
             ifog_t += W_h_ifog_h
-            sigmoid(ifo_t, out=ifo_t)
+            np.multiply(ifo_t, MINUS_ONE, out=ifo_t)
+            np.exp(ifo_t, out=ifo_t)
+            ifo_t += ONE
+            np.divide(ONE, ifo_t, out=ifo_t)
             np.tanh(g_t, out=g_t)
             # c(t) = f(t) * c(t-1) + i(t) * g(t)
             np.multiply(f_t, c_tm1, out=c_t)
@@ -120,27 +125,25 @@ def backward(params, tape, cotangents, T, B):
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
-    dx = WORK.zeros(x.shape, DTYPE, "dx")
+    dx = WORK.empty(x.shape, DTYPE, "dx")
+    dx[:1] = 0
     dz_h = WORK.empty((T + 1, B, 8), DTYPE, "dz_h")   # every step written
     dz_i_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_i_2")   # every step written
     dz_i_3 = WORK.empty((T + 1, B, 24), DTYPE, "dz_i_3")   # every step written
     dz_i_4 = WORK.empty((T + 1, B, 32), DTYPE, "dz_i_4")   # every step written
 
     # Every step at once
-    dz_h_2 = WORK.empty((T, B, 8), DTYPE, "dz_h_2")
-    dz_i_5 = WORK.empty((T, B, 8), DTYPE, "dz_i_5")
-    sub_ifo = WORK.empty((T, B, 24), DTYPE, "sub_ifo")
     # h(t) = o(t) * tanh(c(t))
-    np.multiply(tanh_c[now], tanh_c[now], out=dz_h_2)
-    np.subtract(1, dz_h_2, out=dz_h[now])
+    np.multiply(tanh_c[now], tanh_c[now], out=dz_h[now])
+    np.subtract(ONE, dz_h[now], out=dz_h[now])
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
     # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
     # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
     # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
-    np.multiply(g[now], g[now], out=dz_i_5)
-    np.subtract(1, dz_i_5, out=dz_i_2[now])
-    np.subtract(1, ifo[now], out=sub_ifo)
-    np.multiply(ifo[now], sub_ifo, out=dz_i_3[now])
+    np.multiply(g[now], g[now], out=dz_i_2[now])
+    np.subtract(ONE, dz_i_2[now], out=dz_i_2[now])
+    np.subtract(ONE, ifo[now], out=dz_i_3[now])
+    dz_i_3[now] *= ifo[now]
 
     # i(t), f(t), g(t), o(t), c(t), h(t): back through time (backward)
     dh = np.zeros((B, 8), DTYPE)
@@ -157,8 +160,8 @@ def backward(params, tape, cotangents, T, B):
     cot_i = cotangents.get("i", [None] * T)
     cot_g = cotangents.get("g", [None] * T)
     cot_f = cotangents.get("f", [None] * T)
+    dz_h_2 = np.empty((B, 8), DTYPE)
     dz_h_3 = np.empty((B, 8), DTYPE)
-    dz_h_4 = np.empty((B, 8), DTYPE)
     dz_c = np.empty((B, 8), DTYPE)
     steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1],
                 dz_h[1:T + 1][::-1], cot_c[::-1], g[1:T + 1][::-1], i[1:T + 1][::-1], cot_i[::-1],
@@ -170,9 +173,9 @@ def backward(params, tape, cotangents, T, B):
         if cot_h_t is not None:
             dh += cot_h_t
         np.multiply(dh, tanh_c_t, out=do)
-        np.multiply(o_t, dh, out=dz_h_3)
-        np.multiply(dz_h_3, dz_h_t, out=dz_h_4)
-        dc += dz_h_4
+        np.multiply(o_t, dh, out=dz_h_2)
+        np.multiply(dz_h_2, dz_h_t, out=dz_h_3)
+        dc += dz_h_3
         # c(t) = f(t) * c(t-1) + i(t) * g(t)
         if cot_c_t is not None:
             dc += cot_c_t
@@ -206,18 +209,16 @@ def backward(params, tape, cotangents, T, B):
     dW_h_ifog = outer_dz_i_4
 
     # Every step at once
-    dz_i_6 = np.empty((32,), DTYPE)
-    vecmat_dz_i_4 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_i_4")
+    dz_i_5 = np.empty((32,), DTYPE)
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
     # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
     # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
     # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
-    sum_rows(dz_i_4[now], (0, 1), dz_i_6)
-    dz_i = dz_i_6
+    sum_rows(dz_i_4[now], (0, 1), dz_i_5)
+    dz_i = dz_i_5
     outer_dz_i_4_2 = dz_i_4[now].reshape(-1, 32).T @ x[now].reshape(-1, 4)
-    np.dot(dz_i_4[now].reshape(-1, 32), W_i_ifog, out=vecmat_dz_i_4.reshape(-1, 4))
+    np.dot(dz_i_4[now].reshape(-1, 32), W_i_ifog, out=dx[now].reshape(-1, 4))
     dW_i_ifog = outer_dz_i_4_2
-    dx[now] += vecmat_dz_i_4
 
     # The time-free values and initial values, in reverse
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)

@@ -13,6 +13,8 @@ from rnngraph.workspace import Workspace
 WORK = Workspace()   # arrays over the steps, reused once free
 
 DTYPE = np.float32
+MINUS_ONE = DTYPE(-1)
+ONE = DTYPE(1)
 PARAMETERS = ("W_ih", "b_ih", "W_hh", "b_hh")
 PREPARE = ("b_ih", "W_hh", "b_hh")
 TAPE = ("h", "x", "z_h", "W_hh_T")
@@ -75,15 +77,15 @@ def backward(params, tape, cotangents, T, B):
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
-    dx = WORK.zeros(x.shape, DTYPE, "dx")
+    dx = WORK.empty(x.shape, DTYPE, "dx")
+    dx[:1] = 0
     dz_h_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_h_2")   # every step written
     dz_h_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_h_3")   # every step written
 
     # Every step at once
-    dz_h_4 = WORK.empty((T, B, 8), DTYPE, "dz_h_4")
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-    np.multiply(h[now], h[now], out=dz_h_4)
-    np.subtract(1, dz_h_4, out=dz_h_2[now])
+    np.multiply(h[now], h[now], out=dz_h_2[now])
+    np.subtract(ONE, dz_h_2[now], out=dz_h_2[now])
 
     # h(t): back through time (backward)
     dh = np.zeros((B, 8), DTYPE)
@@ -102,15 +104,13 @@ def backward(params, tape, cotangents, T, B):
     dW_hh = outer_dz_h_3
 
     # Every step at once
-    dz_h_5 = np.empty((8,), DTYPE)
-    vecmat_dz_h_3 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_h_3")
+    dz_h_4 = np.empty((8,), DTYPE)
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-    sum_rows(dz_h_3[now], (0, 1), dz_h_5)
-    dz_h = dz_h_5
+    sum_rows(dz_h_3[now], (0, 1), dz_h_4)
+    dz_h = dz_h_4
     outer_dz_h_3_2 = dz_h_3[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h_3[now].reshape(-1, 8), W_ih, out=vecmat_dz_h_3.reshape(-1, 4))
+    np.dot(dz_h_3[now].reshape(-1, 8), W_ih, out=dx[now].reshape(-1, 4))
     dW_ih = outer_dz_h_3_2
-    dx[now] += vecmat_dz_h_3
 
     # The time-free values and initial values, in reverse
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
