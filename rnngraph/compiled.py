@@ -129,6 +129,12 @@ class Compiled:
     (['U', 'W', 'b', 'h(0)', 'x'], (2, 2), (4, 2))
     """
 
+    #: From how many values a step (batch x its widest value) the backward pass computes
+    #: the activations' derivatives in its loop, step by step, rather than for every step
+    #: before it: the earlier generator's threshold, measured then (4096 values, 16 KiB
+    #: in float32: a step's derivatives stay in the L1 cache).
+    per_step = 4096
+
     def __init__(self, model, dtype: str = "float64", check_finite: bool = True,
                  optimize: bool = True, backend: str = "numpy", _ir: bool = False):
         if str(dtype) not in DTYPES:
@@ -186,6 +192,10 @@ class Compiled:
             namespace.update(jit_loops(gen.loops_module(), namespace["LOOPS"], numba,
                                        model.filename))
         self._forward, self._backward = namespace["forward"], namespace["backward"]
+        # Optimized: a second backward computes the activations' derivatives in its loops,
+        # for batches whose steps have per_step values or more (rnngraph/compile/__init__.py)
+        self._backward_large = namespace.get("backward_large")
+        self._step_values = getattr(gen, "step_values", None)
         self._prepare = namespace["prepare"]
 
     def release(self) -> None:
@@ -519,7 +529,10 @@ class Compiled:
 
         def pullback(cotangents) -> dict[str, np.ndarray]:
             cot = self._cotangents(cotangents, outs, run["squeezed"])
-            grads = self._backward(run["params"], run["tape"], cot, run["T"], run["B"])
+            back = self._backward
+            if self._backward_large is not None and run["B"] * self._step_values >= self.per_step:
+                back = self._backward_large
+            grads = back(run["params"], run["tape"], cot, run["T"], run["B"])
             for n in run["classes"]:
                 del grads[n]
             if not run["batched"]:

@@ -483,7 +483,7 @@ def test_the_source_says_which_equation_each_part_implements():
     source = model.compile().source
     for line in model.to_text().splitlines()[1:]:
         assert f"# {line}" in source
-    assert source.count(") in steps:") == 2                   # forward and back through time
+    assert source.count(") in steps:") == 3     # forward, back through time (two ways)
     plain = model.compile(optimize=False).source
     assert "for t in range(1, T + 1):" in plain and "for t in range(T, 0, -1):" in plain
 

@@ -161,22 +161,22 @@ def loop_bodies(source: str) -> list[str]:
 def test_each_loop_step_multiplies_each_operand_once(name):
     source = models()[name].compile(sizes={"x": 5, "h": 6} if name.startswith("torch") else None
                                     ).source
-    forward, backward = loop_bodies(source)
+    forward, backward, large = loop_bodies(source)
     assert forward.count("np.dot(") == 1 and "@" not in forward       # one stacked product
-    assert backward.count("np.dot(") == 1                              # and its transpose
+    assert backward.count("np.dot(") == 1 == large.count("np.dot(")   # and its transpose
     assert "np.concatenate((" in source                                # the stacked matrices
 
 
 def test_input_projections_leave_the_loop_and_parameters_get_one_gemm_each():
     source = rnngraph.load(EXAMPLES / "torch_lstm.rnn").compile().source
-    forward, backward = loop_bodies(source)
-    assert "x_t" not in forward and "x_t" not in backward              # x is not read per step
+    forward, backward, large = loop_bodies(source)
+    assert "x_t" not in forward + backward + large                     # x is not read per step
     before_loop = source[:source.index("steps = zip(")]
     assert "np.dot(x[now].reshape(-1, 4)" in before_loop               # all steps, one GEMM
     params = set(rnngraph.load(EXAMPLES / "torch_lstm.rnn").param_shapes)
-    for body in (forward, backward):                                   # no parameter per step:
+    for body in (forward, backward, large):                            # no parameter per step:
         assert not params & set(re.findall(r"\w+", body))             # their stacks only
-    assert "zeros" not in forward + backward and "empty" not in forward + backward
+    assert "zeros" not in forward + backward + large and "empty" not in forward + backward
 
 
 def test_optimize_false_keeps_the_plain_loops():
@@ -186,7 +186,7 @@ def test_optimize_false_keeps_the_plain_loops():
 
 def test_gru_backward_loop_writes_what_it_alone_fills():
     source = rnngraph.load(EXAMPLES / "torch_gru.rnn").compile().source
-    _, backward = loop_bodies(source)
+    _, backward, _ = loop_bodies(source)
     # the gradients of the gates live in one step's buffer, not zeroed arrays over the
     # steps: made empty, each step's first write assigns (dh *= z_t, np.multiply(...,
     # out=dz)), and only a given cotangent is added to them

@@ -109,14 +109,14 @@ ELEMENTWISE = {
 }
 
 
-@pytest.mark.parametrize("optimize", PATHS, ids=lambda o: "optimized" if o else "plain")
+@pytest.mark.parametrize("optimize", PATHS, ids=lambda o: {False: "plain", True: "optimized", "large": "large steps"}[o])
 @pytest.mark.parametrize("name", list(ELEMENTWISE))
 def test_model_computes_what_numpy_by_hand_computes(name, optimize):
     text, reference = ELEMENTWISE[name]
     run(text, reference or (lambda p, i: {}), optimize)
 
 
-@pytest.mark.parametrize("optimize", PATHS, ids=lambda o: "optimized" if o else "plain")
+@pytest.mark.parametrize("optimize", PATHS, ids=lambda o: {False: "plain", True: "optimized", "large": "large steps"}[o])
 def test_a_variable_renamed_to_a_generated_name_changes_nothing(optimize):
     """torch_gru with b_in renamed _2 (item 3) computes what torch_gru computes."""
     text = (ROOT / "examples/torch_gru.rnn").read_text(encoding="utf-8")
@@ -212,7 +212,7 @@ def test_a_role_declaration_that_cannot_hold_is_a_located_error(text, line, colu
 
 
 # ---- issue 16: a new op is one row (and its function one row): softplus and sqrt --------
-@pytest.mark.parametrize("optimize", PATHS, ids=lambda o: "optimized" if o else "plain")
+@pytest.mark.parametrize("optimize", PATHS, ids=lambda o: {False: "plain", True: "optimized", "large": "large steps"}[o])
 def test_softplus_and_sqrt_compute_what_numpy_computes(optimize):
     run("x: 3, h: 4\nh(t) = sqrt(1 + softplus(W x(t) + U h(t-1)))",
         lambda p, i: {"h": loop(lambda t, h: np.sqrt(1 + np.logaddexp(0, i["x"][t] @ p["W"].T

@@ -45,14 +45,36 @@ class Plain:
 
 class Optimized(Plain):
     """The optimized path: loops split around their recurrence, invariants hoisted, products
-    stacked, in the forward program and in its reverse; each op printed in place."""
+    stacked, in the forward program and in its reverse; each op printed in place.
+
+    The module has two backward functions: ``backward`` computes the activations'
+    derivatives for every step at once before its loop, ``backward_large`` in the loop,
+    step by step, for steps of ``LARGE_STEP`` values or more (Compiled chooses by the
+    batch), where a pass over every step's values costs more than the calls."""
 
     PRINTER = FastPrinter
+
+    def __init__(self, model, dtype: str):
+        super().__init__(model, dtype)
+        large = self.reverse(self.taped, lanewise_in_loop=True)
+        printer = FastPrinter(model, self.forward, large, dtype, self.params)
+        text = printer.module()
+        body = text[text.index("\n\n\ndef backward("):].replace(
+            "def backward(", "def backward_large(", 1)
+        widths = [t.shape[-1] for (kind, n), t in self.forward.types.items()
+                  if kind == "home" and n in self.forward.timed and t.shape]
+        self.step_values = max(widths, default=1)     # a step's widest value, per batch row
+        self.source = self.source.rstrip("\n") + body
 
     def programs(self, model):
         forward = split_loops(hoist_invariants(pack(fold_constants(reassociate(cse(
             fold_constants(lower(model))))))))
-        forward, back = taped(hoist_invariants(stack_products(forward)))
-        back = concat_views(sink_carried_writes(propagate_copies(split_loops(hoist_invariants(
-            drop_dead(back))))))
+        forward, self.taped = taped(hoist_invariants(stack_products(forward)))
+        back = self.reverse(self.taped)
         return transposed_in_loops(preactivations_in_place(forward, back)), back
+
+    @staticmethod
+    def reverse(back, lanewise_in_loop: bool = False):
+        """The passes of the backward program."""
+        return concat_views(sink_carried_writes(propagate_copies(split_loops(
+            hoist_invariants(drop_dead(back)), lanewise_in_loop))))

@@ -360,8 +360,12 @@ def stack_products(prog: Program) -> Program:
     return out
 
 
-def split_loops(prog: Program) -> Program:
-    """Every loop block split into every-step blocks around its recurrence (see above)."""
+def split_loops(prog: Program, lanewise_in_loop: bool = False) -> Program:
+    """Every loop block split into every-step blocks around its recurrence (see above).
+    ``lanewise_in_loop``: lanewise work before the loop that only the loop reads (the
+    derivatives of the activations, in the backward pass) stays in the loop, on a step's
+    values while they are in cache: for large steps, where a pass over every step's
+    values costs more than a few more calls a step."""
     out = Program([], dict(prog.types), set(prog.timed), prog.made, dict(prog.views))
     for block in prog.blocks:
         if block.kind != "loop":
@@ -372,6 +376,13 @@ def split_loops(prog: Program) -> Program:
         to_carried = set(carried).union(*(nx.ancestors(g, c) for c in carried))
         part = [("core" if i in to_carried else "after") if i in after_seed else "before"
                 for i in range(len(block.eqns))]
+        if lanewise_in_loop and "core" in part:
+            for i in reversed(range(len(block.eqns))):
+                e = block.eqns[i]
+                readers = [j for j in g.successors(i)]
+                if part[i] == "before" and isinstance(e.out, Tmp) and lookup(e.op).lanewise \
+                        and readers and all(part[j] == "core" for j in readers):
+                    part[i] = "core"
         if "core" not in part:                  # nothing carried: every step at once
             b = Block("all", list(block.eqns), block.names)
             _retype(out, b)

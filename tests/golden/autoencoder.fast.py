@@ -96,3 +96,44 @@ def backward(params, tape, cotangents, T, B):
 
     grads = {"W1": dW1, "b1": db1, "b2": db2, "x": dx}
     return grads
+
+
+def backward_large(params, tape, cotangents, T, B):
+    """Cotangents of the outputs -> gradients of the parameters, the inputs and the
+    initial values: the blocks of forward in reverse, loops backward in time."""
+    W1, b1, b2 = (params[name] for name in PARAMETERS)
+    h, x_hat, x, transpose_W1 = (tape[name] for name in TAPE)
+
+    # Gradients start at zero, and at the cotangents for the outputs
+    dW1 = np.zeros_like(W1, DTYPE)
+    dh = np.zeros_like(h, DTYPE)
+    dx_hat = np.zeros_like(x_hat, DTYPE)
+    dh += cotangents.get("h", 0)
+    dx_hat += cotangents.get("x_hat", 0)
+
+    # The time-free values and initial values, in reverse
+    dz_x_hat = np.empty((6,), DTYPE)
+    vecmat_dx_hat = np.empty((B, 3), DTYPE)
+    dz_h = np.empty((B, 3), DTYPE)
+    dz_h_2 = np.empty((3,), DTYPE)
+    vecmat_dz_h = np.empty((B, 6), DTYPE)
+    # x_hat = W1^T h + b2
+    sum_rows(dx_hat, 0, dz_x_hat)
+    db2 = dz_x_hat
+    outer_dx_hat = dx_hat.T @ h
+    np.dot(dx_hat, transpose_W1, out=vecmat_dx_hat)
+    dh += vecmat_dx_hat
+    transpose_outer_dx_hat = outer_dx_hat.T
+    dW1 += transpose_outer_dx_hat
+    # h = relu(W1 x + b1)
+    positive_h = (h > 0)
+    np.multiply(dh, positive_h, out=dz_h)
+    sum_rows(dz_h, 0, dz_h_2)
+    db1 = dz_h_2
+    outer_dz_h = dz_h.T @ x
+    np.dot(dz_h, W1, out=vecmat_dz_h)
+    dW1 += outer_dz_h
+    dx = vecmat_dz_h
+
+    grads = {"W1": dW1, "b1": db1, "b2": db2, "x": dx}
+    return grads

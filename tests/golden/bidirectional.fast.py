@@ -201,3 +201,100 @@ def backward(params, tape, cotangents, T, B):
     grads = {"W_h": dW_h, "U_h": dU_h, "b_h": db_h, "W_g": dW_g, "U_g": dU_g, "b_g": db_g,
              "V_h": dV_h, "V_g": dV_g, "c": dc, "x": dx[1:T + 1], "h(0)": dh_sum}
     return grads
+
+
+def backward_large(params, tape, cotangents, T, B):
+    """Cotangents of the outputs -> gradients of the parameters, the inputs and the
+    initial values: the blocks of forward in reverse, loops backward in time."""
+    W_h, U_h, b_h, W_g, U_g, b_g, V_h, V_g, c = (params[name] for name in PARAMETERS)
+    h, g, o, x, W_h_T, W_g_T = (tape[name] for name in TAPE)
+    # The steps t + k of the blocks that run every step at once
+    tm1, now, tp1 = slice(0, T), slice(1, T + 1), slice(2, T + 2)
+
+    # Gradients start at zero, and at the cotangents for the outputs
+    dh = WORK.zeros(h.shape, DTYPE, "dh")
+    dg = WORK.zeros(g.shape, DTYPE, "dg")
+    do = WORK.zeros(o.shape, DTYPE, "do")
+    dx = WORK.zeros(x.shape, DTYPE, "dx")
+    dz_g = WORK.empty((T + 2, B, 8), DTYPE, "dz_g")   # every step written
+    dz_h = WORK.empty((T + 2, B, 8), DTYPE, "dz_h")   # every step written
+    dh[1:T + 1] = cotangents.get("h", 0)
+    dg[1:T + 1] = cotangents.get("g", 0)
+    do[1:T + 1] = cotangents.get("o", 0)
+
+    # Every step at once: o(t)
+    dz_o = np.empty((3,), DTYPE)
+    vecmat_do = WORK.empty((T, B, 8), DTYPE, "vecmat_do")
+    vecmat_do_2 = WORK.empty((T, B, 8), DTYPE, "vecmat_do_2")
+    # o(t) = V_h h(t) + V_g g(t) + c
+    sum_rows(do[now], (0, 1), dz_o)
+    dc = dz_o
+    outer_do = do[now].reshape(-1, 3).T @ g[now].reshape(-1, 8)
+    np.dot(do[now].reshape(-1, 3), V_g, out=vecmat_do.reshape(-1, 8))
+    dV_g = outer_do
+    dg[now] += vecmat_do
+    outer_do_2 = do[now].reshape(-1, 3).T @ h[now].reshape(-1, 8)
+    np.dot(do[now].reshape(-1, 3), V_h, out=vecmat_do_2.reshape(-1, 8))
+    dV_h = outer_do_2
+    dh[now] += vecmat_do_2
+
+    # g(t): back through time (forward)
+    dg_sum = np.zeros((B, 8), DTYPE)
+    dz_g_2 = np.empty((B, 8), DTYPE)
+    steps = zip(g[1:T + 1], dz_g[1:T + 1], dg[1:T + 1])
+    for (g_t, dz_g_t, dg_t) in steps:
+        # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
+        np.multiply(g_t, g_t, out=dz_g_2)
+        np.subtract(ONE, dz_g_2, out=dz_g_t)
+        dg_sum += dg_t
+        dz_g_t *= dg_sum
+        np.dot(dz_g_t, W_g, out=dg_sum)
+
+    # Every step at once
+    # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
+    outer_dz_g = dz_g[now].reshape(-1, 8).T @ g[tp1].reshape(-1, 8)
+    dW_g = outer_dz_g
+
+    # Every step at once
+    dz_g_3 = np.empty((8,), DTYPE)
+    vecmat_dz_g = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_g")
+    # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
+    sum_rows(dz_g[now], (0, 1), dz_g_3)
+    db_g = dz_g_3
+    outer_dz_g_2 = dz_g[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
+    np.dot(dz_g[now].reshape(-1, 8), U_g, out=vecmat_dz_g.reshape(-1, 4))
+    dU_g = outer_dz_g_2
+    dx[now] += vecmat_dz_g
+
+    # h(t): back through time (backward)
+    dh_sum = np.zeros((B, 8), DTYPE)
+    dz_h_2 = np.empty((B, 8), DTYPE)
+    steps = zip(h[1:T + 1][::-1], dz_h[1:T + 1][::-1], dh[1:T + 1][::-1])
+    for (h_t, dz_h_t, dh_t) in steps:
+        # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
+        np.multiply(h_t, h_t, out=dz_h_2)
+        np.subtract(ONE, dz_h_2, out=dz_h_t)
+        dh_sum += dh_t
+        dz_h_t *= dh_sum
+        np.dot(dz_h_t, W_h, out=dh_sum)
+    dh_sum += dh[0]
+
+    # Every step at once
+    # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
+    outer_dz_h = dz_h[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
+    dW_h = outer_dz_h
+
+    # Every step at once
+    dz_h_3 = np.empty((8,), DTYPE)
+    vecmat_dz_h = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_h")
+    # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
+    sum_rows(dz_h[now], (0, 1), dz_h_3)
+    db_h = dz_h_3
+    outer_dz_h_2 = dz_h[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
+    np.dot(dz_h[now].reshape(-1, 8), U_h, out=vecmat_dz_h.reshape(-1, 4))
+    dU_h = outer_dz_h_2
+    dx[now] += vecmat_dz_h
+
+    grads = {"W_h": dW_h, "U_h": dU_h, "b_h": db_h, "W_g": dW_g, "U_g": dU_g, "b_g": db_g,
+             "V_h": dV_h, "V_g": dV_g, "c": dc, "x": dx[1:T + 1], "h(0)": dh_sum}
+    return grads

@@ -191,3 +191,101 @@ def backward(params, tape, cotangents, T, B):
     grads = {"b": db, "W": dW, "U": dU, "c": dc, "V": dV, "x": dx[1:T + 1],
              "target": dtarget[1:T + 1], "h(0)": dh_sum}
     return grads
+
+
+def backward_large(params, tape, cotangents, T, B):
+    """Cotangents of the outputs -> gradients of the parameters, the inputs and the
+    initial values: the blocks of forward in reverse, loops backward in time."""
+    b, W, U, c, V = (params[name] for name in PARAMETERS)
+    a, h, o, y, L, x, target, W_T, z_a = (tape[name] for name in TAPE)
+    # The steps t + k of the blocks that run every step at once
+    tm1, now = slice(0, T), slice(1, T + 1)
+
+    # Gradients start at zero, and at the cotangents for the outputs
+    da = WORK.zeros(a.shape, DTYPE, "da")
+    dh = WORK.zeros(h.shape, DTYPE, "dh")
+    do = WORK.zeros(o.shape, DTYPE, "do")
+    dy = WORK.zeros(y.shape, DTYPE, "dy")
+    dL = WORK.zeros(L.shape, DTYPE, "dL")
+    dx = WORK.empty(x.shape, DTYPE, "dx")
+    dx[:1] = 0
+    dtarget = WORK.empty(target.shape, DTYPE, "dtarget")
+    dtarget[:1] = 0
+    da[1:T + 1] = cotangents.get("a", 0)
+    dh[1:T + 1] = cotangents.get("h", 0)
+    do[1:T + 1] = cotangents.get("o", 0)
+    dy[1:T + 1] = cotangents.get("y", 0)
+    dL[1:T + 1] = cotangents.get("L", 0)
+
+    # Every step at once: L(t)
+    dz_L = WORK.empty((T, B, 5), DTYPE, "dz_L")
+    dz_L_2 = WORK.empty((T, B, 5), DTYPE, "dz_L_2")
+    dz_L_3 = WORK.empty((T, B, 5), DTYPE, "dz_L_3")
+    dz_L_4 = WORK.empty((T, B, 5), DTYPE, "dz_L_4")
+    # L(t) = cross_entropy(y(t), target(t))
+    softmax_o = softmax(o[now])
+    rowsum_target = target[now].sum(-1, keepdims=True)
+    np.multiply(softmax_o, rowsum_target, out=dz_L)
+    np.subtract(dz_L, target[now], out=dz_L_2)
+    np.multiply(dL[now], dz_L_2, out=dz_L_3)
+    log_softmax_o = log_softmax(o[now])
+    np.multiply(dL[now], log_softmax_o, out=dz_L_4)
+    np.multiply(dz_L_4, MINUS_ONE, out=dtarget[now])
+    do[now] += dz_L_3
+
+    # Every step at once: y(t)
+    dz_y = WORK.empty((T, B, 5), DTYPE, "dz_y")
+    dz_y_2 = WORK.empty((T, B, 5), DTYPE, "dz_y_2")
+    dz_y_3 = WORK.empty((T, B, 5), DTYPE, "dz_y_3")
+    # y(t) = softmax(o(t))
+    np.multiply(dy[now], y[now], out=dz_y)
+    rowsum_dz_y = dz_y.sum(-1, keepdims=True)
+    np.subtract(dy[now], rowsum_dz_y, out=dz_y_2)
+    np.multiply(y[now], dz_y_2, out=dz_y_3)
+    do[now] += dz_y_3
+
+    # Every step at once: o(t)
+    dz_o = np.empty((5,), DTYPE)
+    vecmat_do = WORK.empty((T, B, 8), DTYPE, "vecmat_do")
+    # o(t) = c + V h(t)
+    sum_rows(do[now], (0, 1), dz_o)
+    dc = dz_o
+    outer_do = do[now].reshape(-1, 5).T @ h[now].reshape(-1, 8)
+    np.dot(do[now].reshape(-1, 5), V, out=vecmat_do.reshape(-1, 8))
+    dV = outer_do
+    dh[now] += vecmat_do
+
+    # a(t), h(t): back through time (backward)
+    dh_sum = np.zeros((B, 8), DTYPE)
+    dz_h = np.empty((B, 8), DTYPE)
+    sub_dz_h = np.empty((B, 8), DTYPE)
+    dz_h_2 = np.empty((B, 8), DTYPE)
+    steps = zip(h[1:T + 1][::-1], dh[1:T + 1][::-1], da[1:T + 1][::-1])
+    for (h_t, dh_t, da_t) in steps:
+        # h(t) = tanh(a(t))
+        np.multiply(h_t, h_t, out=dz_h)
+        np.subtract(ONE, dz_h, out=sub_dz_h)
+        dh_sum += dh_t
+        np.multiply(dh_sum, sub_dz_h, out=dz_h_2)
+        da_t += dz_h_2
+        # a(t) = b + W h(t-1) + U x(t)
+        np.dot(da_t, W, out=dh_sum)
+    dh_sum += dh[0]
+
+    # Every step at once
+    # a(t) = b + W h(t-1) + U x(t)
+    outer_da = da[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
+    dW = outer_da
+
+    # Every step at once
+    dz_a_2 = np.empty((8,), DTYPE)
+    # a(t) = b + W h(t-1) + U x(t)
+    sum_rows(da[now], (0, 1), dz_a_2)
+    db = dz_a_2
+    outer_da_2 = da[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
+    np.dot(da[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
+    dU = outer_da_2
+
+    grads = {"b": db, "W": dW, "U": dU, "c": dc, "V": dV, "x": dx[1:T + 1],
+             "target": dtarget[1:T + 1], "h(0)": dh_sum}
+    return grads

@@ -231,3 +231,114 @@ def backward(params, tape, cotangents, n_steps, B):
     grads = {"U": dU, "V": dV, "W": dW, "b": db, "R": dR, "S": dS, "T": dT, "c": dc, "P": dP,
              "Q": dQ, "d": dd, "x": dx[1:n_steps + 1], "h1(0)": dh1, "h2(0)": dh2, "y(0)": dy}
     return grads
+
+
+def backward_large(params, tape, cotangents, n_steps, B):
+    """Cotangents of the outputs -> gradients of the parameters, the inputs and the
+    initial values: the blocks of forward in reverse, loops backward in time."""
+    U, V, W, b, R, S, T, c, P, Q, d = (params[name] for name in PARAMETERS)
+    (h1, h2, y, x, z_h1, z_h1_2, V_T, z_h1_2_T, R_T, T_T, Q_T,
+     z_h1_3, z_y) = (tape[name] for name in TAPE)
+    # The steps t + k of the blocks that run every step at once
+    tm1, now = slice(0, n_steps), slice(1, n_steps + 1)
+
+    # Gradients start at zero, and at the cotangents for the outputs
+    dx = WORK.empty(x.shape, DTYPE, "dx")
+    dx[:1] = 0
+    dz_y_2 = WORK.empty((n_steps + 1, B, 3), DTYPE, "dz_y_2")   # every step written
+    cat_dz_h1_4 = WORK.empty((n_steps + 1, B, 16), DTYPE, "cat_dz_h1_4")
+    cat_dz_h1_4[:1] = 0
+    dz_h1_4 = cat_dz_h1_4[..., 0:8]
+    dz_h2 = cat_dz_h1_4[..., 8:16]
+
+    # h1(t), h2(t), y(t): back through time (backward)
+    dy = np.zeros((B, 3), DTYPE)
+    dh2 = np.zeros((B, 8), DTYPE)
+    dh1 = np.zeros((B, 8), DTYPE)
+    cot_y = cotangents.get("y", [None] * n_steps)
+    cot_h2 = cotangents.get("h2", [None] * n_steps)
+    cot_h1 = cotangents.get("h1", [None] * n_steps)
+    dz_y_3 = np.empty((B, 3), DTYPE)
+    vecmat_dz_y_2 = np.empty((B, 8), DTYPE)
+    dz_h2_2 = np.empty((B, 8), DTYPE)
+    vecmat_dz_h2 = np.empty((B, 8), DTYPE)
+    dz_h1_5 = np.empty((B, 8), DTYPE)
+    steps = zip(cot_y[::-1], y[1:n_steps + 1][::-1], dz_y_2[1:n_steps + 1][::-1], cot_h2[::-1],
+                h2[1:n_steps + 1][::-1], dz_h2[1:n_steps + 1][::-1], cot_h1[::-1],
+                h1[1:n_steps + 1][::-1], dz_h1_4[1:n_steps + 1][::-1],
+                cat_dz_h1_4[1:n_steps + 1][::-1])
+    for (cot_y_t, y_t, dz_y_2_t, cot_h2_t, h2_t, dz_h2_t, cot_h1_t, h1_t, dz_h1_4_t,
+         cat_dz_h1_4_t) in steps:
+        # y(t) = softmax(P x(t) + Q h2(t) + d)
+        if cot_y_t is not None:
+            dy += cot_y_t
+        np.multiply(dy, y_t, out=dz_y_3)
+        rowsum_dz_y_3 = dz_y_3.sum(-1, keepdims=True)
+        np.subtract(dy, rowsum_dz_y_3, out=dz_y_2_t)
+        dz_y_2_t *= y_t
+        np.dot(dz_y_2_t, Q, out=vecmat_dz_y_2)
+        dh2 += vecmat_dz_y_2
+        # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
+        np.multiply(h2_t, h2_t, out=dz_h2_2)
+        np.subtract(ONE, dz_h2_2, out=dz_h2_t)
+        if cot_h2_t is not None:
+            dh2 += cot_h2_t
+        dz_h2_t *= dh2
+        np.dot(dz_h2_t, T, out=dy)
+        np.dot(dz_h2_t, R, out=vecmat_dz_h2)
+        dh1 += vecmat_dz_h2
+        # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
+        np.multiply(h1_t, h1_t, out=dz_h1_5)
+        np.subtract(ONE, dz_h1_5, out=dz_h1_4_t)
+        if cot_h1_t is not None:
+            dh1 += cot_h1_t
+        dz_h1_4_t *= dh1
+        np.dot(cat_dz_h1_4_t, z_h1_2, out=dh2)
+        np.dot(dz_h1_4_t, V, out=dh1)
+
+    # Every step at once
+    dz_h2_3 = np.empty((8,), DTYPE)
+    # y(t) = softmax(P x(t) + Q h2(t) + d)
+    outer_dz_y_2 = dz_y_2[now].reshape(-1, 3).T @ h2[now].reshape(-1, 8)
+    dQ = outer_dz_y_2
+    # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
+    sum_rows(dz_h2[now], (0, 1), dz_h2_3)
+    dc = dz_h2_3
+    outer_dz_h2 = dz_h2[now].reshape(-1, 8).T @ y[tm1].reshape(-1, 3)
+    dT = outer_dz_h2
+    outer_dz_h2_2 = dz_h2[now].reshape(-1, 8).T @ h1[now].reshape(-1, 8)
+    dR = outer_dz_h2_2
+    # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
+    outer_cat_dz_h1_4 = cat_dz_h1_4[now].reshape(-1, 16).T @ h2[tm1].reshape(-1, 8)
+    dz_h1_2 = outer_cat_dz_h1_4
+    outer_dz_h1_4 = dz_h1_4[now].reshape(-1, 8).T @ h1[tm1].reshape(-1, 8)
+    dV = outer_dz_h1_4
+
+    # Every step at once
+    dz_y_4 = np.empty((3,), DTYPE)
+    dz_h1_6 = np.empty((8,), DTYPE)
+    # y(t) = softmax(P x(t) + Q h2(t) + d)
+    sum_rows(dz_y_2[now], (0, 1), dz_y_4)
+    dd = dz_y_4
+    # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
+    sum_rows(dz_h1_4[now], (0, 1), dz_h1_6)
+    db = dz_h1_6
+    dz_h1_7 = np.concatenate((dz_h1_4[now], dz_y_2[now]), -1)
+    outer_dz_h1_7 = dz_h1_7.reshape(-1, 11).T @ x[now].reshape(-1, 4)
+    np.dot(dz_h1_7.reshape(-1, 11), z_h1, out=dx[now].reshape(-1, 4))
+    dz_h1 = outer_dz_h1_7
+
+    # The time-free values and initial values, in reverse
+    # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
+    rowslice_dz_h1_2 = dz_h1_2[0:8]
+    rowslice_dz_h1_2_2 = dz_h1_2[8:16]
+    dW = rowslice_dz_h1_2
+    dS = rowslice_dz_h1_2_2
+    rowslice_dz_h1 = dz_h1[0:8]
+    rowslice_dz_h1_3 = dz_h1[8:11]
+    dU = rowslice_dz_h1
+    dP = rowslice_dz_h1_3
+
+    grads = {"U": dU, "V": dV, "W": dW, "b": db, "R": dR, "S": dS, "T": dT, "c": dc, "P": dP,
+             "Q": dQ, "d": dd, "x": dx[1:n_steps + 1], "h1(0)": dh1, "h2(0)": dh2, "y(0)": dy}
+    return grads

@@ -233,3 +233,129 @@ def backward(params, tape, cotangents, T, B):
     grads = {"W_f": dW_f, "b_f": db_f, "W_i": dW_i, "b_i": db_i, "W_o": dW_o, "b_o": db_o,
              "W_c": dW_c, "b_c": db_c, "x": dx[1:T + 1], "c(0)": dc, "h(0)": dh}
     return grads
+
+
+def backward_large(params, tape, cotangents, T, B):
+    """Cotangents of the outputs -> gradients of the parameters, the inputs and the
+    initial values: the blocks of forward in reverse, loops backward in time."""
+    W_f, b_f, W_i, b_i, W_o, b_o, W_c, b_c = (params[name] for name in PARAMETERS)
+    (f, i, o, c_tilde, c, h, x, f_i_o_c_tilde, z_f, W_fioc,
+     W_fioc_T, z_f_2, fio, tanh_c) = (tape[name] for name in TAPE)
+    # The steps t + k of the blocks that run every step at once
+    now = slice(1, T + 1)
+
+    # Gradients start at zero, and at the cotangents for the outputs
+    dx = WORK.empty(x.shape, DTYPE, "dx")
+    dx[:1] = 0
+    dz_f_3 = WORK.empty((T + 1, B, 32), DTYPE, "dz_f_3")   # every step written
+    vecmat_dz_f_3 = WORK.empty((T + 1, B, 12), DTYPE, "vecmat_dz_f_3")   # every step written
+
+    # f(t), i(t), o(t), c_tilde(t), c(t), h(t): back through time (backward)
+    dh = np.zeros((B, 8), DTYPE)
+    df_i_o_c_tilde = np.empty((B, 32), DTYPE)
+    df = df_i_o_c_tilde[..., 0:8]
+    di = df_i_o_c_tilde[..., 8:16]
+    do = df_i_o_c_tilde[..., 16:24]
+    dc_tilde = df_i_o_c_tilde[..., 24:32]
+    dfio = df_i_o_c_tilde[..., 0:24]
+    dc = np.zeros((B, 8), DTYPE)
+    cot_h = cotangents.get("h", [None] * T)
+    cot_o = cotangents.get("o", [None] * T)
+    cot_c = cotangents.get("c", [None] * T)
+    cot_i = cotangents.get("i", [None] * T)
+    cot_c_tilde = cotangents.get("c_tilde", [None] * T)
+    cot_f = cotangents.get("f", [None] * T)
+    dz_h = np.empty((B, 8), DTYPE)
+    dz_h_2 = np.empty((B, 8), DTYPE)
+    sub_dz_h_2 = np.empty((B, 8), DTYPE)
+    dz_h_3 = np.empty((B, 8), DTYPE)
+    dz_c = np.empty((B, 8), DTYPE)
+    dz_f_4 = np.empty((B, 8), DTYPE)
+    sub_dz_f_4 = np.empty((B, 8), DTYPE)
+    sub_fio = np.empty((B, 24), DTYPE)
+    dz_f_5 = np.empty((B, 24), DTYPE)
+    steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1], cot_c[::-1],
+                c_tilde[1:T + 1][::-1], i[1:T + 1][::-1], cot_i[::-1], cot_c_tilde[::-1],
+                c[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1], fio[1:T + 1][::-1],
+                dz_f_3[1:T + 1][::-1], vecmat_dz_f_3[1:T + 1][::-1], vecmat_dz_f_3[1:T + 1, ...,
+                0:8][::-1])
+    for (cot_h_t, tanh_c_t, o_t, cot_o_t, cot_c_t, c_tilde_t, i_t, cot_i_t, cot_c_tilde_t, c_tm1,
+         f_t, cot_f_t, fio_t, dz_f_3_t, vecmat_dz_f_3_t, vecmat_dz_f_3_0_8_t) in steps:
+        # h(t) = o(t) * tanh(c(t))
+        if cot_h_t is not None:
+            dh += cot_h_t
+        np.multiply(dh, tanh_c_t, out=do)
+        np.multiply(o_t, dh, out=dz_h)
+        np.multiply(tanh_c_t, tanh_c_t, out=dz_h_2)
+        np.subtract(ONE, dz_h_2, out=sub_dz_h_2)
+        np.multiply(dz_h, sub_dz_h_2, out=dz_h_3)
+        dc += dz_h_3
+        # c(t) = f(t) * c(t-1) + i(t) * c_tilde(t)
+        if cot_c_t is not None:
+            dc += cot_c_t
+        np.multiply(dc, c_tilde_t, out=di)
+        np.multiply(i_t, dc, out=dz_c)
+        np.copyto(dc_tilde, dz_c)
+        np.multiply(dc, c_tm1, out=df)
+        dc *= f_t
+        # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
+        # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
+        # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
+        # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
+        np.multiply(c_tilde_t, c_tilde_t, out=dz_f_4)
+        np.subtract(ONE, dz_f_4, out=sub_dz_f_4)
+        if cot_c_tilde_t is not None:
+            dc_tilde += cot_c_tilde_t
+        np.multiply(dc_tilde, sub_dz_f_4, out=dz_f_3_t[..., 24:32])
+        np.subtract(ONE, fio_t, out=sub_fio)
+        np.multiply(fio_t, sub_fio, out=dz_f_5)
+        if cot_f_t is not None:
+            df += cot_f_t
+        if cot_i_t is not None:
+            di += cot_i_t
+        if cot_o_t is not None:
+            do += cot_o_t
+        np.multiply(dfio, dz_f_5, out=dz_f_3_t[..., 0:24])
+        np.dot(dz_f_3_t, W_fioc, out=vecmat_dz_f_3_t)
+        # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
+        np.copyto(dh, vecmat_dz_f_3_0_8_t)
+
+    # Every step at once
+    dz_f_6 = np.empty((32,), DTYPE)
+    # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
+    # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
+    # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
+    # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
+    sum_rows(dz_f_3[now], (0, 1), dz_f_6)
+    dz_f = dz_f_6
+    outer_dz_f_3 = dz_f_3[now].reshape(-1, 32).T @ z_f_2[now].reshape(-1, 12)
+    dW_fioc = outer_dz_f_3
+    # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
+    slice_vecmat_dz_f_3 = vecmat_dz_f_3[now][..., 8:12]
+    np.copyto(dx[now], slice_vecmat_dz_f_3)
+
+    # The time-free values and initial values, in reverse
+    # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
+    # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
+    # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
+    # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
+    rowslice_dW_fioc = dW_fioc[0:8]
+    rowslice_dW_fioc_2 = dW_fioc[8:16]
+    rowslice_dW_fioc_3 = dW_fioc[16:24]
+    rowslice_dW_fioc_4 = dW_fioc[24:32]
+    dW_f = rowslice_dW_fioc
+    dW_i = rowslice_dW_fioc_2
+    dW_o = rowslice_dW_fioc_3
+    dW_c = rowslice_dW_fioc_4
+    slice_dz_f = dz_f[..., 0:8]
+    slice_dz_f_2 = dz_f[..., 8:16]
+    slice_dz_f_3 = dz_f[..., 16:24]
+    slice_dz_f_4 = dz_f[..., 24:32]
+    db_f = slice_dz_f
+    db_i = slice_dz_f_2
+    db_o = slice_dz_f_3
+    db_c = slice_dz_f_4
+
+    grads = {"W_f": dW_f, "b_f": db_f, "W_i": dW_i, "b_i": db_i, "W_o": dW_o, "b_o": db_o,
+             "W_c": dW_c, "b_c": db_c, "x": dx[1:T + 1], "c(0)": dc, "h(0)": dh}
+    return grads

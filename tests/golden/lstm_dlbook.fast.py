@@ -263,3 +263,138 @@ def backward(params, tape, cotangents, T, B):
              "b_o": db_o, "U_o": dU_o, "W_o": dW_o, "b": db, "U": dU, "W": dW, "x": dx[1:T + 1],
              "s(0)": ds, "h(0)": dh}
     return grads
+
+
+def backward_large(params, tape, cotangents, T, B):
+    """Cotangents of the outputs -> gradients of the parameters, the inputs and the
+    initial values: the blocks of forward in reverse, loops backward in time."""
+    b_f, U_f, W_f, b_g, U_g, W_g, b_o, U_o, W_o, b, U, W = (params[name] for name in PARAMETERS)
+    (f, g, q, s, h, x, fgq, z_f, U_fgo, W_fgo, z_f_2, z_f_3,
+     z_f_3_T, z_s, tanh_s) = (tape[name] for name in TAPE)
+    # The steps t + k of the blocks that run every step at once
+    tm1, now = slice(0, T), slice(1, T + 1)
+
+    # Gradients start at zero, and at the cotangents for the outputs
+    dx = WORK.empty(x.shape, DTYPE, "dx")
+    dx[:1] = 0
+    cat_dz_f_4 = WORK.empty((T + 1, B, 32), DTYPE, "cat_dz_f_4")
+    cat_dz_f_4[:1] = 0
+    dz_f_4 = cat_dz_f_4[..., 0:24]
+    dz_s_2 = cat_dz_f_4[..., 24:32]
+
+    # f(t), g(t), q(t), s(t), h(t): back through time (backward)
+    dh = np.zeros((B, 8), DTYPE)
+    dfgq = np.empty((B, 24), DTYPE)
+    df = dfgq[..., 0:8]
+    dg = dfgq[..., 8:16]
+    dq = dfgq[..., 16:24]
+    ds = np.zeros((B, 8), DTYPE)
+    cot_h = cotangents.get("h", [None] * T)
+    cot_q = cotangents.get("q", [None] * T)
+    cot_s = cotangents.get("s", [None] * T)
+    cot_g = cotangents.get("g", [None] * T)
+    cot_f = cotangents.get("f", [None] * T)
+    dz_h = np.empty((B, 8), DTYPE)
+    dz_h_2 = np.empty((B, 8), DTYPE)
+    sub_dz_h_2 = np.empty((B, 8), DTYPE)
+    dz_h_3 = np.empty((B, 8), DTYPE)
+    sub_z_s = np.empty((B, 8), DTYPE)
+    dz_s_3 = np.empty((B, 8), DTYPE)
+    sub_fgq = np.empty((B, 24), DTYPE)
+    steps = zip(cot_h[::-1], q[1:T + 1][::-1], tanh_s[1:T + 1][::-1], cot_q[::-1], cot_s[::-1],
+                z_s[1:T + 1][::-1], g[1:T + 1][::-1], cot_g[::-1], dz_s_2[1:T + 1][::-1],
+                s[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1], fgq[1:T + 1][::-1],
+                dz_f_4[1:T + 1][::-1], cat_dz_f_4[1:T + 1][::-1])
+    for (cot_h_t, q_t, tanh_s_t, cot_q_t, cot_s_t, z_s_t, g_t, cot_g_t, dz_s_2_t, s_tm1, f_t,
+         cot_f_t, fgq_t, dz_f_4_t, cat_dz_f_4_t) in steps:
+        # h(t) = tanh(s(t)) * q(t)
+        if cot_h_t is not None:
+            dh += cot_h_t
+        np.multiply(dh, q_t, out=dz_h)
+        np.multiply(tanh_s_t, dh, out=dq)
+        np.multiply(tanh_s_t, tanh_s_t, out=dz_h_2)
+        np.subtract(ONE, dz_h_2, out=sub_dz_h_2)
+        np.multiply(dz_h, sub_dz_h_2, out=dz_h_3)
+        ds += dz_h_3
+        # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
+        if cot_s_t is not None:
+            ds += cot_s_t
+        np.multiply(ds, z_s_t, out=dg)
+        np.multiply(g_t, ds, out=dz_s_2_t)
+        np.subtract(ONE, z_s_t, out=sub_z_s)
+        np.multiply(z_s_t, sub_z_s, out=dz_s_3)
+        dz_s_2_t *= dz_s_3
+        np.multiply(ds, s_tm1, out=df)
+        ds *= f_t
+        # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
+        # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
+        # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
+        np.subtract(ONE, fgq_t, out=sub_fgq)
+        np.multiply(fgq_t, sub_fgq, out=dz_f_4_t)
+        if cot_f_t is not None:
+            df += cot_f_t
+        if cot_g_t is not None:
+            dg += cot_g_t
+        if cot_q_t is not None:
+            dq += cot_q_t
+        dz_f_4_t *= dfgq
+        np.dot(cat_dz_f_4_t, z_f_3, out=dh)
+
+    # Every step at once
+    # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
+    # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
+    # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
+    outer_cat_dz_f_4 = cat_dz_f_4[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
+    dz_f_3 = outer_cat_dz_f_4
+
+    # Every step at once
+    dz_s_4 = np.empty((8,), DTYPE)
+    dz_f_5 = np.empty((24,), DTYPE)
+    # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
+    sum_rows(dz_s_2[now], (0, 1), dz_s_4)
+    db = dz_s_4
+    # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
+    # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
+    # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
+    sum_rows(dz_f_4[now], (0, 1), dz_f_5)
+    dz_f = dz_f_5
+    dz_f_6 = np.concatenate((dz_f_4[now], dz_s_2[now]), -1)
+    outer_dz_f_6 = dz_f_6.reshape(-1, 32).T @ x[now].reshape(-1, 4)
+    np.dot(dz_f_6.reshape(-1, 32), z_f_2, out=dx[now].reshape(-1, 4))
+    dz_f_2 = outer_dz_f_6
+
+    # The time-free values and initial values, in reverse
+    # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
+    # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
+    # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
+    rowslice_dz_f_3 = dz_f_3[0:24]
+    rowslice_dz_f_3_2 = dz_f_3[24:32]
+    dW_fgo = rowslice_dz_f_3
+    dW = rowslice_dz_f_3_2
+    rowslice_dz_f_2 = dz_f_2[0:24]
+    rowslice_dz_f_2_2 = dz_f_2[24:32]
+    dU_fgo = rowslice_dz_f_2
+    dU = rowslice_dz_f_2_2
+    rowslice_dW_fgo = dW_fgo[0:8]
+    rowslice_dW_fgo_2 = dW_fgo[8:16]
+    rowslice_dW_fgo_3 = dW_fgo[16:24]
+    dW_f = rowslice_dW_fgo
+    dW_g = rowslice_dW_fgo_2
+    dW_o = rowslice_dW_fgo_3
+    rowslice_dU_fgo = dU_fgo[0:8]
+    rowslice_dU_fgo_2 = dU_fgo[8:16]
+    rowslice_dU_fgo_3 = dU_fgo[16:24]
+    dU_f = rowslice_dU_fgo
+    dU_g = rowslice_dU_fgo_2
+    dU_o = rowslice_dU_fgo_3
+    slice_dz_f = dz_f[..., 0:8]
+    slice_dz_f_2 = dz_f[..., 8:16]
+    slice_dz_f_3 = dz_f[..., 16:24]
+    db_f = slice_dz_f
+    db_g = slice_dz_f_2
+    db_o = slice_dz_f_3
+
+    grads = {"b_f": db_f, "U_f": dU_f, "W_f": dW_f, "b_g": db_g, "U_g": dU_g, "W_g": dW_g,
+             "b_o": db_o, "U_o": dU_o, "W_o": dW_o, "b": db, "U": dU, "W": dW, "x": dx[1:T + 1],
+             "s(0)": ds, "h(0)": dh}
+    return grads

@@ -133,3 +133,61 @@ def backward(params, tape, cotangents, T, B):
 
     grads = {"W": dW, "U": dU, "b": db, "V": dV, "c": dc, "x": dx[1:T + 1], "o(0)": do[0]}
     return grads
+
+
+def backward_large(params, tape, cotangents, T, B):
+    """Cotangents of the outputs -> gradients of the parameters, the inputs and the
+    initial values: the blocks of forward in reverse, loops backward in time."""
+    W, U, b, V, c = (params[name] for name in PARAMETERS)
+    h, o, x, W_T, V_T = (tape[name] for name in TAPE)
+    # The steps t + k of the blocks that run every step at once
+    tm1, now = slice(0, T), slice(1, T + 1)
+
+    # Gradients start at zero, and at the cotangents for the outputs
+    do = WORK.zeros(o.shape, DTYPE, "do")
+    dx = WORK.empty(x.shape, DTYPE, "dx")
+    dx[:1] = 0
+    dz_h = WORK.empty((T + 1, B, 8), DTYPE, "dz_h")   # every step written
+    do[1:T + 1] = cotangents.get("o", 0)
+
+    # h(t), o(t): back through time (backward)
+    dh = np.empty((B, 8), DTYPE)
+    cot_h = cotangents.get("h", [None] * T)
+    dz_h_2 = np.empty((B, 8), DTYPE)
+    vecmat_dz_h = np.empty((B, 3), DTYPE)
+    steps = zip(do[1:T + 1][::-1], cot_h[::-1], h[1:T + 1][::-1], dz_h[1:T + 1][::-1],
+                do[0:T][::-1])
+    for (do_t, cot_h_t, h_t, dz_h_t, do_tm1) in steps:
+        # o(t) = V h(t) + c
+        np.dot(do_t, V, out=dh)
+        # h(t) = tanh(W o(t-1) + U x(t) + b)
+        np.multiply(h_t, h_t, out=dz_h_2)
+        np.subtract(ONE, dz_h_2, out=dz_h_t)
+        if cot_h_t is not None:
+            dh += cot_h_t
+        dz_h_t *= dh
+        np.dot(dz_h_t, W, out=vecmat_dz_h)
+        do_tm1 += vecmat_dz_h
+
+    # Every step at once
+    dz_o = np.empty((3,), DTYPE)
+    # o(t) = V h(t) + c
+    sum_rows(do[now], (0, 1), dz_o)
+    dc = dz_o
+    outer_do = do[now].reshape(-1, 3).T @ h[now].reshape(-1, 8)
+    dV = outer_do
+    # h(t) = tanh(W o(t-1) + U x(t) + b)
+    outer_dz_h = dz_h[now].reshape(-1, 8).T @ o[tm1].reshape(-1, 3)
+    dW = outer_dz_h
+
+    # Every step at once
+    dz_h_3 = np.empty((8,), DTYPE)
+    # h(t) = tanh(W o(t-1) + U x(t) + b)
+    sum_rows(dz_h[now], (0, 1), dz_h_3)
+    db = dz_h_3
+    outer_dz_h_2 = dz_h[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
+    np.dot(dz_h[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
+    dU = outer_dz_h_2
+
+    grads = {"W": dW, "U": dU, "b": db, "V": dV, "c": dc, "x": dx[1:T + 1], "o(0)": do[0]}
+    return grads

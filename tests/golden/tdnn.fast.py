@@ -102,3 +102,47 @@ def backward(params, tape, cotangents, T, B):
 
     grads = {"K0": dK0, "K1": dK1, "K2": dK2, "b": db, "x": dx[2:T + 2]}
     return grads
+
+
+def backward_large(params, tape, cotangents, T, B):
+    """Cotangents of the outputs -> gradients of the parameters, the inputs and the
+    initial values: the blocks of forward in reverse, loops backward in time."""
+    K0, K1, K2, b = (params[name] for name in PARAMETERS)
+    y, x = (tape[name] for name in TAPE)
+    # The steps t + k of the blocks that run every step at once
+    tm2, tm1, now = slice(0, T), slice(1, T + 1), slice(2, T + 2)
+
+    # Gradients start at zero, and at the cotangents for the outputs
+    dy = WORK.zeros(y.shape, DTYPE, "dy")
+    dx = WORK.zeros(x.shape, DTYPE, "dx")
+    dy[2:T + 2] = cotangents.get("y", 0)
+
+    # Every step at once: y(t)
+    dz_y = WORK.empty((T, B, 6), DTYPE, "dz_y")
+    sub_dz_y = WORK.empty((T, B, 6), DTYPE, "sub_dz_y")
+    dz_y_2 = WORK.empty((T, B, 6), DTYPE, "dz_y_2")
+    dz_y_3 = np.empty((6,), DTYPE)
+    vecmat_dz_y_2 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_y_2")
+    vecmat_dz_y_2_2 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_y_2_2")
+    vecmat_dz_y_2_3 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_y_2_3")
+    # y(t) = tanh(K0 x(t) + K1 x(t-1) + K2 x(t-2) + b)
+    np.multiply(y[now], y[now], out=dz_y)
+    np.subtract(ONE, dz_y, out=sub_dz_y)
+    np.multiply(dy[now], sub_dz_y, out=dz_y_2)
+    sum_rows(dz_y_2, (0, 1), dz_y_3)
+    db = dz_y_3
+    outer_dz_y_2 = dz_y_2.reshape(-1, 6).T @ x[tm2].reshape(-1, 4)
+    np.dot(dz_y_2.reshape(-1, 6), K2, out=vecmat_dz_y_2.reshape(-1, 4))
+    dK2 = outer_dz_y_2
+    dx[tm2] += vecmat_dz_y_2
+    outer_dz_y_2_2 = dz_y_2.reshape(-1, 6).T @ x[tm1].reshape(-1, 4)
+    np.dot(dz_y_2.reshape(-1, 6), K1, out=vecmat_dz_y_2_2.reshape(-1, 4))
+    dK1 = outer_dz_y_2_2
+    dx[tm1] += vecmat_dz_y_2_2
+    outer_dz_y_2_3 = dz_y_2.reshape(-1, 6).T @ x[now].reshape(-1, 4)
+    np.dot(dz_y_2.reshape(-1, 6), K0, out=vecmat_dz_y_2_3.reshape(-1, 4))
+    dK0 = outer_dz_y_2_3
+    dx[now] += vecmat_dz_y_2_3
+
+    grads = {"K0": dK0, "K1": dK1, "K2": dK2, "b": db, "x": dx[2:T + 2]}
+    return grads

@@ -249,3 +249,129 @@ def backward(params, tape, cotangents, T, B):
              "b_iz": db_iz, "W_hz": dW_hz, "b_hz": db_hz, "W_in": dW_in, "b_in": db_in,
              "W_hn": dW_hn, "b_hn": db_hn, "x": dx[1:T + 1], "h(0)": dh}
     return grads
+
+
+def backward_large(params, tape, cotangents, T, B):
+    """Cotangents of the outputs -> gradients of the parameters, the inputs and the
+    initial values: the blocks of forward in reverse, loops backward in time."""
+    (W_ir, b_ir, W_hr, b_hr, W_iz, b_iz, W_hz, b_hz, W_in,
+     b_in, W_hn, b_hn) = (params[name] for name in PARAMETERS)
+    (r, z, n, h, x, rz, W_i_rz, W_h_rz, z_r, W_i__rzn, W_h__rzn,
+     W_h__rzn_T, z_n, sub_z) = (tape[name] for name in TAPE)
+    # The steps t + k of the blocks that run every step at once
+    tm1, now = slice(0, T), slice(1, T + 1)
+
+    # Gradients start at zero, and at the cotangents for the outputs
+    dx = WORK.empty(x.shape, DTYPE, "dx")
+    dx[:1] = 0
+    dz_n_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_n_2")   # every step written
+    cat_dz_r_2 = WORK.empty((T + 1, B, 24), DTYPE, "cat_dz_r_2")
+    cat_dz_r_2[:1] = 0
+    dz_r_2 = cat_dz_r_2[..., 0:16]
+    dz_n_3 = cat_dz_r_2[..., 16:24]
+
+    # r(t), z(t), n(t), h(t): back through time (backward)
+    dh = np.zeros((B, 8), DTYPE)
+    drz = np.empty((B, 16), DTYPE)
+    dr = drz[..., 0:8]
+    dz = drz[..., 8:16]
+    dn = np.empty((B, 8), DTYPE)
+    cot_h = cotangents.get("h", [None] * T)
+    cot_z = cotangents.get("z", [None] * T)
+    cot_n = cotangents.get("n", [None] * T)
+    cot_r = cotangents.get("r", [None] * T)
+    dz_h = np.empty((B, 8), DTYPE)
+    dz_n_4 = np.empty((B, 8), DTYPE)
+    sub_rz = np.empty((B, 16), DTYPE)
+    vecmat_cat_dz_r_2 = np.empty((B, 8), DTYPE)
+    steps = zip(cot_h[::-1], h[0:T][::-1], cot_z[::-1], n[1:T + 1][::-1], sub_z[1:T + 1][::-1],
+                z[1:T + 1][::-1], cot_n[::-1], dz_n_2[1:T + 1][::-1], z_n[1:T + 1][::-1],
+                dz_n_3[1:T + 1][::-1], r[1:T + 1][::-1], cot_r[::-1], rz[1:T + 1][::-1],
+                dz_r_2[1:T + 1][::-1], cat_dz_r_2[1:T + 1][::-1])
+    for (cot_h_t, h_tm1, cot_z_t, n_t, sub_z_t, z_t, cot_n_t, dz_n_2_t, z_n_t, dz_n_3_t, r_t,
+         cot_r_t, rz_t, dz_r_2_t, cat_dz_r_2_t) in steps:
+        # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
+        if cot_h_t is not None:
+            dh += cot_h_t
+        np.multiply(dh, h_tm1, out=dz)
+        np.multiply(dh, n_t, out=dz_h)
+        np.multiply(sub_z_t, dh, out=dn)
+        dh *= z_t
+        dz -= dz_h
+        # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
+        np.multiply(n_t, n_t, out=dz_n_4)
+        np.subtract(ONE, dz_n_4, out=dz_n_2_t)
+        if cot_n_t is not None:
+            dn += cot_n_t
+        dz_n_2_t *= dn
+        np.multiply(dz_n_2_t, z_n_t, out=dr)
+        np.multiply(r_t, dz_n_2_t, out=dz_n_3_t)
+        # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
+        # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
+        np.subtract(ONE, rz_t, out=sub_rz)
+        np.multiply(rz_t, sub_rz, out=dz_r_2_t)
+        if cot_r_t is not None:
+            dr += cot_r_t
+        if cot_z_t is not None:
+            dz += cot_z_t
+        dz_r_2_t *= drz
+        np.dot(cat_dz_r_2_t, W_h__rzn, out=vecmat_cat_dz_r_2)
+        dh += vecmat_cat_dz_r_2
+
+    # Every step at once
+    dz_n_5 = np.empty((8,), DTYPE)
+    # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
+    sum_rows(dz_n_3[now], (0, 1), dz_n_5)
+    db_hn = dz_n_5
+    # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
+    # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
+    outer_cat_dz_r_2 = cat_dz_r_2[now].reshape(-1, 24).T @ h[tm1].reshape(-1, 8)
+    dW_h__rzn = outer_cat_dz_r_2
+
+    # Every step at once
+    dz_n_6 = np.empty((8,), DTYPE)
+    dz_r_3 = np.empty((16,), DTYPE)
+    # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
+    sum_rows(dz_n_2[now], (0, 1), dz_n_6)
+    db_in = dz_n_6
+    # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
+    # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
+    sum_rows(dz_r_2[now], (0, 1), dz_r_3)
+    dz_r = dz_r_3
+    dz_r_4 = np.concatenate((dz_r_2[now], dz_n_2[now]), -1)
+    outer_dz_r_4 = dz_r_4.reshape(-1, 24).T @ x[now].reshape(-1, 4)
+    np.dot(dz_r_4.reshape(-1, 24), W_i__rzn, out=dx[now].reshape(-1, 4))
+    dW_i__rzn = outer_dz_r_4
+
+    # The time-free values and initial values, in reverse
+    # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
+    # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
+    rowslice_dW_h__rzn = dW_h__rzn[0:16]
+    rowslice_dW_h__rzn_2 = dW_h__rzn[16:24]
+    dW_h_rz = rowslice_dW_h__rzn
+    dW_hn = rowslice_dW_h__rzn_2
+    rowslice_dW_i__rzn = dW_i__rzn[0:16]
+    rowslice_dW_i__rzn_2 = dW_i__rzn[16:24]
+    dW_i_rz = rowslice_dW_i__rzn
+    dW_in = rowslice_dW_i__rzn_2
+    rowslice_dW_h_rz = dW_h_rz[0:8]
+    rowslice_dW_h_rz_2 = dW_h_rz[8:16]
+    dW_hr = rowslice_dW_h_rz
+    dW_hz = rowslice_dW_h_rz_2
+    rowslice_dW_i_rz = dW_i_rz[0:8]
+    rowslice_dW_i_rz_2 = dW_i_rz[8:16]
+    dW_ir = rowslice_dW_i_rz
+    dW_iz = rowslice_dW_i_rz_2
+    slice_dz_r = dz_r[..., 0:8]
+    slice_dz_r_2 = dz_r[..., 8:16]
+    db_hr = slice_dz_r
+    db_hz = slice_dz_r_2
+    slice_dz_r_3 = dz_r[..., 0:8]
+    slice_dz_r_4 = dz_r[..., 8:16]
+    db_ir = slice_dz_r_3.copy()
+    db_iz = slice_dz_r_4.copy()
+
+    grads = {"W_ir": dW_ir, "b_ir": db_ir, "W_hr": dW_hr, "b_hr": db_hr, "W_iz": dW_iz,
+             "b_iz": db_iz, "W_hz": dW_hz, "b_hz": db_hz, "W_in": dW_in, "b_in": db_in,
+             "W_hn": dW_hn, "b_hn": db_hn, "x": dx[1:T + 1], "h(0)": dh}
+    return grads

@@ -263,3 +263,149 @@ def backward(params, tape, cotangents, T, B):
              "W_hg": dW_hg, "b_hg": db_hg, "W_io": dW_io, "b_io": db_io, "W_ho": dW_ho,
              "b_ho": db_ho, "x": dx[1:T + 1], "c(0)": dc, "h(0)": dh}
     return grads
+
+
+def backward_large(params, tape, cotangents, T, B):
+    """Cotangents of the outputs -> gradients of the parameters, the inputs and the
+    initial values: the blocks of forward in reverse, loops backward in time."""
+    (W_ii, b_ii, W_hi, b_hi, W_if, b_if, W_hf, b_hf, W_ig,
+     b_ig, W_hg, b_hg, W_io, b_io, W_ho, b_ho) = (params[name] for name in PARAMETERS)
+    (i, f, g, o, c, h, x, ifog, W_i_ifog, W_h_ifog, z_i,
+     W_h_ifog_T, ifo, tanh_c) = (tape[name] for name in TAPE)
+    # The steps t + k of the blocks that run every step at once
+    tm1, now = slice(0, T), slice(1, T + 1)
+
+    # Gradients start at zero, and at the cotangents for the outputs
+    dx = WORK.empty(x.shape, DTYPE, "dx")
+    dx[:1] = 0
+    dz_i_2 = WORK.empty((T + 1, B, 32), DTYPE, "dz_i_2")   # every step written
+
+    # i(t), f(t), g(t), o(t), c(t), h(t): back through time (backward)
+    dh = np.zeros((B, 8), DTYPE)
+    difog = np.empty((B, 32), DTYPE)
+    di = difog[..., 0:8]
+    df = difog[..., 8:16]
+    do = difog[..., 16:24]
+    dg = difog[..., 24:32]
+    difo = difog[..., 0:24]
+    dc = np.zeros((B, 8), DTYPE)
+    cot_h = cotangents.get("h", [None] * T)
+    cot_o = cotangents.get("o", [None] * T)
+    cot_c = cotangents.get("c", [None] * T)
+    cot_i = cotangents.get("i", [None] * T)
+    cot_g = cotangents.get("g", [None] * T)
+    cot_f = cotangents.get("f", [None] * T)
+    dz_h = np.empty((B, 8), DTYPE)
+    dz_h_2 = np.empty((B, 8), DTYPE)
+    sub_dz_h_2 = np.empty((B, 8), DTYPE)
+    dz_h_3 = np.empty((B, 8), DTYPE)
+    dz_c = np.empty((B, 8), DTYPE)
+    dz_i_3 = np.empty((B, 8), DTYPE)
+    sub_dz_i_3 = np.empty((B, 8), DTYPE)
+    sub_ifo = np.empty((B, 24), DTYPE)
+    dz_i_4 = np.empty((B, 24), DTYPE)
+    steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1], cot_c[::-1],
+                g[1:T + 1][::-1], i[1:T + 1][::-1], cot_i[::-1], cot_g[::-1], c[0:T][::-1],
+                f[1:T + 1][::-1], cot_f[::-1], ifo[1:T + 1][::-1], dz_i_2[1:T + 1][::-1])
+    for (cot_h_t, tanh_c_t, o_t, cot_o_t, cot_c_t, g_t, i_t, cot_i_t, cot_g_t, c_tm1, f_t, cot_f_t,
+         ifo_t, dz_i_2_t) in steps:
+        # h(t) = o(t) * tanh(c(t))
+        if cot_h_t is not None:
+            dh += cot_h_t
+        np.multiply(dh, tanh_c_t, out=do)
+        np.multiply(o_t, dh, out=dz_h)
+        np.multiply(tanh_c_t, tanh_c_t, out=dz_h_2)
+        np.subtract(ONE, dz_h_2, out=sub_dz_h_2)
+        np.multiply(dz_h, sub_dz_h_2, out=dz_h_3)
+        dc += dz_h_3
+        # c(t) = f(t) * c(t-1) + i(t) * g(t)
+        if cot_c_t is not None:
+            dc += cot_c_t
+        np.multiply(dc, g_t, out=di)
+        np.multiply(i_t, dc, out=dz_c)
+        np.copyto(dg, dz_c)
+        np.multiply(dc, c_tm1, out=df)
+        dc *= f_t
+        # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
+        # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
+        # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
+        # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
+        np.multiply(g_t, g_t, out=dz_i_3)
+        np.subtract(ONE, dz_i_3, out=sub_dz_i_3)
+        if cot_g_t is not None:
+            dg += cot_g_t
+        np.multiply(dg, sub_dz_i_3, out=dz_i_2_t[..., 24:32])
+        np.subtract(ONE, ifo_t, out=sub_ifo)
+        np.multiply(ifo_t, sub_ifo, out=dz_i_4)
+        if cot_i_t is not None:
+            di += cot_i_t
+        if cot_f_t is not None:
+            df += cot_f_t
+        if cot_o_t is not None:
+            do += cot_o_t
+        np.multiply(difo, dz_i_4, out=dz_i_2_t[..., 0:24])
+        np.dot(dz_i_2_t, W_h_ifog, out=dh)
+
+    # Every step at once
+    # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
+    # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
+    # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
+    # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
+    outer_dz_i_2 = dz_i_2[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
+    dW_h_ifog = outer_dz_i_2
+
+    # Every step at once
+    dz_i_5 = np.empty((32,), DTYPE)
+    # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
+    # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
+    # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
+    # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
+    sum_rows(dz_i_2[now], (0, 1), dz_i_5)
+    dz_i = dz_i_5
+    outer_dz_i_2_2 = dz_i_2[now].reshape(-1, 32).T @ x[now].reshape(-1, 4)
+    np.dot(dz_i_2[now].reshape(-1, 32), W_i_ifog, out=dx[now].reshape(-1, 4))
+    dW_i_ifog = outer_dz_i_2_2
+
+    # The time-free values and initial values, in reverse
+    # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
+    # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
+    # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
+    # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
+    rowslice_dW_h_ifog = dW_h_ifog[0:8]
+    rowslice_dW_h_ifog_2 = dW_h_ifog[8:16]
+    rowslice_dW_h_ifog_3 = dW_h_ifog[16:24]
+    rowslice_dW_h_ifog_4 = dW_h_ifog[24:32]
+    dW_hi = rowslice_dW_h_ifog
+    dW_hf = rowslice_dW_h_ifog_2
+    dW_ho = rowslice_dW_h_ifog_3
+    dW_hg = rowslice_dW_h_ifog_4
+    rowslice_dW_i_ifog = dW_i_ifog[0:8]
+    rowslice_dW_i_ifog_2 = dW_i_ifog[8:16]
+    rowslice_dW_i_ifog_3 = dW_i_ifog[16:24]
+    rowslice_dW_i_ifog_4 = dW_i_ifog[24:32]
+    dW_ii = rowslice_dW_i_ifog
+    dW_if = rowslice_dW_i_ifog_2
+    dW_io = rowslice_dW_i_ifog_3
+    dW_ig = rowslice_dW_i_ifog_4
+    slice_dz_i = dz_i[..., 0:8]
+    slice_dz_i_2 = dz_i[..., 8:16]
+    slice_dz_i_3 = dz_i[..., 16:24]
+    slice_dz_i_4 = dz_i[..., 24:32]
+    db_hi = slice_dz_i
+    db_hf = slice_dz_i_2
+    db_ho = slice_dz_i_3
+    db_hg = slice_dz_i_4
+    slice_dz_i_5 = dz_i[..., 0:8]
+    slice_dz_i_6 = dz_i[..., 8:16]
+    slice_dz_i_7 = dz_i[..., 16:24]
+    slice_dz_i_8 = dz_i[..., 24:32]
+    db_ii = slice_dz_i_5.copy()
+    db_if = slice_dz_i_6.copy()
+    db_io = slice_dz_i_7.copy()
+    db_ig = slice_dz_i_8.copy()
+
+    grads = {"W_ii": dW_ii, "b_ii": db_ii, "W_hi": dW_hi, "b_hi": db_hi, "W_if": dW_if,
+             "b_if": db_if, "W_hf": dW_hf, "b_hf": db_hf, "W_ig": dW_ig, "b_ig": db_ig,
+             "W_hg": dW_hg, "b_hg": db_hg, "W_io": dW_io, "b_io": db_io, "W_ho": dW_ho,
+             "b_ho": db_ho, "x": dx[1:T + 1], "c(0)": dc, "h(0)": dh}
+    return grads

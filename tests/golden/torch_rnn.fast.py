@@ -120,3 +120,54 @@ def backward(params, tape, cotangents, T, B):
     grads = {"W_ih": dW_ih, "b_ih": db_ih, "W_hh": dW_hh, "b_hh": db_hh, "x": dx[1:T + 1],
              "h(0)": dh}
     return grads
+
+
+def backward_large(params, tape, cotangents, T, B):
+    """Cotangents of the outputs -> gradients of the parameters, the inputs and the
+    initial values: the blocks of forward in reverse, loops backward in time."""
+    W_ih, b_ih, W_hh, b_hh = (params[name] for name in PARAMETERS)
+    h, x, z_h, W_hh_T = (tape[name] for name in TAPE)
+    # The steps t + k of the blocks that run every step at once
+    tm1, now = slice(0, T), slice(1, T + 1)
+
+    # Gradients start at zero, and at the cotangents for the outputs
+    dx = WORK.empty(x.shape, DTYPE, "dx")
+    dx[:1] = 0
+    dz_h_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_h_2")   # every step written
+
+    # h(t): back through time (backward)
+    dh = np.zeros((B, 8), DTYPE)
+    cot_h = cotangents.get("h", [None] * T)
+    dz_h_3 = np.empty((B, 8), DTYPE)
+    steps = zip(h[1:T + 1][::-1], dz_h_2[1:T + 1][::-1], cot_h[::-1])
+    for (h_t, dz_h_2_t, cot_h_t) in steps:
+        # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
+        np.multiply(h_t, h_t, out=dz_h_3)
+        np.subtract(ONE, dz_h_3, out=dz_h_2_t)
+        if cot_h_t is not None:
+            dh += cot_h_t
+        dz_h_2_t *= dh
+        np.dot(dz_h_2_t, W_hh, out=dh)
+
+    # Every step at once
+    # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
+    outer_dz_h_2 = dz_h_2[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
+    dW_hh = outer_dz_h_2
+
+    # Every step at once
+    dz_h_4 = np.empty((8,), DTYPE)
+    # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
+    sum_rows(dz_h_2[now], (0, 1), dz_h_4)
+    dz_h = dz_h_4
+    outer_dz_h_2_2 = dz_h_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
+    np.dot(dz_h_2[now].reshape(-1, 8), W_ih, out=dx[now].reshape(-1, 4))
+    dW_ih = outer_dz_h_2_2
+
+    # The time-free values and initial values, in reverse
+    # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
+    db_ih = dz_h
+    db_hh = dz_h.copy()
+
+    grads = {"W_ih": dW_ih, "b_ih": db_ih, "W_hh": dW_hh, "b_hh": db_hh, "x": dx[1:T + 1],
+             "h(0)": dh}
+    return grads
