@@ -468,12 +468,11 @@ class FastPrinter(Printer):
         if row.ufunc is not None:
             return f"np.{row.ufunc}({', '.join(a)}, out={dst})"
         if e.op == "sigmoid":               # 1 / (1 + exp(-z)), four calls (see ops.sigmoid)
-            one, minus = self.consts[1.0], self.consts[-1.0]
-            return "\n".join([f"np.multiply({a[0]}, {minus}, out={dst})",
-                              f"np.exp({dst}, out={dst})", f"{dst} += {one}",
-                              f"np.divide({one}, {dst}, out={dst})"])
+            one = self.consts[1.0]
+            return "\n".join([self.negative(a[0], dst, t), f"np.exp({dst}, out={dst})",
+                              f"{dst} += {one}", f"np.divide({one}, {dst}, out={dst})"])
         if e.op == "neg":
-            return f"np.multiply({a[0]}, {self.consts[-1.0]}, out={dst})"
+            return self.negative(a[0], dst, t)
         if e.op == "relu":
             return f"np.maximum({a[0]}, 0, out={dst})"
         if e.op == "copy":
@@ -485,6 +484,14 @@ class FastPrinter(Printer):
         # vecmat: g @ A
         g, A = args
         return f"np.dot({self.rows(g, types[0])}, {A.text}, out={self.rows(Text(dst, ATOM), t)})"
+
+    def negative(self, a: str, dst: str, t) -> str:
+        """-a into dst: np.negative, 1.6x as fast as a product by -1, except for values of
+        width 1, where NumPy 2.4's float32 np.negative reads the wrong lanes of a strided
+        column (see ops.sigmoid)."""
+        if t.shape and t.shape[-1] == 1 or not t.shape:
+            return f"np.multiply({a}, {self.consts[-1.0]}, out={dst})"
+        return f"np.negative({a}, out={dst})"
 
     def rows(self, x: Text, t) -> str:
         """``x`` as a matrix of rows for np.dot: every step's batch as rows of one product."""

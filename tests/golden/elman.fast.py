@@ -131,7 +131,7 @@ def backward(params, tape, cotangents, T, B):
     np.multiply(dL[now], dz_L_2, out=dz_L_3)
     log_softmax_o = log_softmax(o[now])
     np.multiply(dL[now], log_softmax_o, out=dz_L_4)
-    np.multiply(dz_L_4, MINUS_ONE, out=dtarget[now])
+    np.negative(dz_L_4, out=dtarget[now])
     do[now] += dz_L_3
 
     # Every step at once: y(t)
@@ -230,7 +230,7 @@ def backward_large(params, tape, cotangents, T, B):
     np.multiply(dL[now], dz_L_2, out=dz_L_3)
     log_softmax_o = log_softmax(o[now])
     np.multiply(dL[now], log_softmax_o, out=dz_L_4)
-    np.multiply(dz_L_4, MINUS_ONE, out=dtarget[now])
+    np.negative(dz_L_4, out=dtarget[now])
     do[now] += dz_L_3
 
     # Every step at once: y(t)
