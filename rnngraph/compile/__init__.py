@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from .autodiff import backward, taped
 from .cse import cse
-from .layout import concat_views
+from .layout import (concat_views, preactivations_in_place, sink_carried_writes,
+                     transposed_in_loops)
 from .lower import lower
 from .numpy_fast import FastPrinter
 from .numpy_plain import Printer
-from .memory import preactivations_in_place, sink_carried_writes, transposed_in_loops
 from .pack import pack
-from .passes import (drop_dead, fold_constants, hoist_invariants, propagate_copies, reassociate,
+from .passes import (drop_dead, fold_constants, hoist_invariants, propagate_copies,
                      split_loops, stack_products)
+from .reassociate import reassociate
 
 
 class Plain:

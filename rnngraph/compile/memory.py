@@ -23,9 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .optable import lookup
-from .passes import _copy
-from .program import Block, Eqn, Home, Program, Tmp, Type
+from .program import Block, Home, Program, Tmp
 
 
 @dataclass
@@ -92,41 +90,6 @@ def local_gradients(prog: Program, initial: dict, keep: set) -> dict[str, Local]
             continue                          # an initial value the buffer does not hold
         found[name] = Local(name, b, carried, 0 if after else None, seeded)
     return found
-
-
-def sink_carried_writes(prog: Program) -> Program:
-    """In each loop, a write of a gradient for the next step (``dh(t-1) += g`` in a loop
-    backward in time) moved after the last read of the same gradient at this step, so
-    that one buffer can hold both (see above).  Nothing in the loop reads the next
-    step's gradient, so the move changes no value.  (Equations are compared by identity:
-    two writes may be equal, ``dh(t-1) += dh(t)`` twice for ``h(t-1) + h(t-1)``.)"""
-    out = _copy(prog)
-    for b in out.blocks:
-        if b.kind != "loop":
-            continue
-        d = b.direction
-        for e in [e for e in b.eqns if isinstance(e.out, Home) and e.out.grad and e.accumulate
-                  and e.out.offset == d]:
-            key = out.base(e.out.key)
-            if any(isinstance(a, Home) and out.base(a.key) == key and a.offset == d
-                   for x in b.eqns for a in x.args):
-                continue
-            last = max((i for i, x in enumerate(b.eqns) for a in x.args if isinstance(a, Home)
-                        and out.base(a.key) == key and a.offset == 0), default=-1)
-            at = next(i for i, x in enumerate(b.eqns) if x is e)
-            if last < at:
-                continue
-            # the op that makes g moves too (it then writes the buffer itself, see step_plan):
-            # later, every value it reads is as complete (a gradient read is complete)
-            moving = [at]
-            g = e.args[0]
-            if isinstance(g, Tmp) and sum(g in x.args for x in b.eqns) == 1:
-                moving.insert(0, next(i for i, x in enumerate(b.eqns) if x.out == g))
-            kept = [x for i, x in enumerate(b.eqns) if i not in moving]
-            place = last + 1 - len(moving)          # after the last read, once they are out
-            b.eqns = kept[:place] + [b.eqns[i] for i in moving] + kept[place:]
-    out.check()
-    return out
 
 
 @dataclass
@@ -263,118 +226,3 @@ def step_plan(prog: Program, block: Block, local: dict, in_place, lanewise,
             plan.minus[i] = eqns[made[a.name]].args[0]
             plan.skip.add(made[a.name])
     return plan
-
-
-def preactivations_in_place(fwd: Program, back: Program) -> Program:
-    """The sum an activation reads, kept in the array of the activation's own value.
-
-    A loop's ``%z = add A(t) %w`` (A: what the block before the loop computed for every
-    step at once, read nowhere else) followed by activations of %z's lanes into the
-    lanes of one array H (``ifog``: i, f, o, g; or ``h`` itself): A is computed into H,
-    the loop adds %w into H(t) and applies each activation in place, as the hand-written
-    LSTM does.  One array over the steps fewer, and no copy of the sum.  The backward
-    program (``back``) must not read A: it reads the activations' values, which H holds
-    after the loop."""
-    out = _copy(fwd)
-    reads: dict = {}
-    writes: dict = {}
-    for p in (out, back):
-        for k, b in enumerate(p.blocks):
-            for i, e in enumerate(b.eqns):
-                for a in e.args:
-                    if isinstance(a, Home):
-                        reads.setdefault(a.key, []).append((p, k, i))
-                if isinstance(e.out, Home) and p is out:
-                    writes.setdefault(e.out.key, []).append((k, i))
-    for k, b in enumerate(out.blocks):
-        if b.kind != "loop":
-            continue
-        for i, e in enumerate(b.eqns):
-            plan = _in_place_sum(out, b, i, e, reads, writes)
-            if plan is None:
-                continue
-            A, H, w, acts = plan
-            (wk, wi), = writes[A.key]
-            src = out.blocks[wk].eqns[wi]
-            out.blocks[wk].eqns[wi] = Eqn(Home(H, src.out.offset), src.op, src.args, src.attrs,
-                                          origin=src.origin)
-            here = Home(H, 0)
-            b.eqns[i] = Eqn(here, "copy", (w,), accumulate=True, origin=e.origin)
-            for j in acts:
-                x = b.eqns[j]
-                b.eqns[j] = Eqn(x.out, x.op, tuple(here if a == e.out else a for a in x.args),
-                                x.attrs, origin=x.origin)
-            out.timed.discard(A.name)
-    out.check()
-    return out
-
-
-def _in_place_sum(prog: Program, b: Block, i: int, e: Eqn, reads: dict, writes: dict):
-    """(A, H, %w, indices of the equations that read %z) if ``e`` is such a sum."""
-    if e.op != "add" or not isinstance(e.out, Tmp) or e.accumulate:
-        return None
-    for A, w in (e.args, e.args[::-1]):
-        if isinstance(A, Home) and A.name.startswith("%") and A.offset == 0 and not A.grad \
-                and A.name not in prog.views and isinstance(w, (Tmp, Home)) \
-                and len(reads.get(A.key, ())) == 1 and len(writes.get(A.key, ())) == 1 \
-                and prog.blocks[writes[A.key][0][0]].kind == "all" \
-                and prog.type(A) == prog.type(e.out):
-            break
-    else:
-        return None
-    users = [j for j, x in enumerate(b.eqns) if e.out in x.args]
-    lanes, target, acts = [], None, []
-    for j in users:
-        x = b.eqns[j]
-        if x.op == "slice":                   # lanes of the sum, read by one activation
-            inner = [m for m, y in enumerate(b.eqns) if x.out in y.args]
-            if len(inner) != 1:
-                return None
-            x2 = b.eqns[inner[0]]
-            lo, hi = x.attrs
-        else:
-            x2, lo, hi = x, 0, prog.type(e.out).shape[-1]
-        h = x2.out
-        if not (isinstance(h, Home) and h.offset == 0 and not h.grad and len(x2.args) == 1
-                and lookup(x2.op).lanewise and x2.op not in ("copy",)):
-            return None
-        base, vlo, vhi = prog.views.get(h.name, (h.name, 0, prog.type(h).shape[-1]))
-        if (vlo, vhi) != (lo, hi) or target not in (None, base):
-            return None
-        target = base
-        lanes.append((lo, hi))
-        acts.append(j)
-    width = prog.type(e.out).shape[-1]
-    covered = sorted(lanes)
-    if target is None or prog.type(Home(target)) != prog.type(e.out) or covered[0][0] != 0 \
-            or covered[-1][1] != width or any(a[1] != c[0] for a, c in zip(covered, covered[1:])):
-        return None
-    if any(isinstance(a, Home) and prog.base(a.key) == (target, False) and a.offset == 0
-           for x in b.eqns[:i] for a in x.args):
-        return None                           # H read before the sum is made
-    return A, target, w, acts
-
-
-def transposed_in_loops(fwd: Program) -> Program:
-    """Each product ``W h(t-1)`` in a loop by a matrix the same at every step made
-    ``h(t-1) @ W^T`` with W^T copied once, C-ordered, in the prologue (where prepare()
-    makes it once for many calls): the product a step makes, in the form BLAS does
-    fastest (see the row "transposed" in optable.py)."""
-    out = _copy(fwd)
-    once = out.blocks[0]
-    made: dict = {}
-    for b in out.blocks:
-        if b.kind != "loop":
-            continue
-        for i, e in enumerate(b.eqns):
-            A = e.args[0] if e.op == "matvec" else None
-            if not (isinstance(A, Home) and A.offset is None and A.step is None and not A.grad):
-                continue
-            if A.name not in made:
-                t = out.type(A)
-                made[A.name] = Home(f"%{A.name}^T")
-                out.types[("home", made[A.name].name)] = Type(0, t.shape[::-1])
-                once.eqns.append(Eqn(made[A.name], "transposed", (A,), origin=e.origin))
-            b.eqns[i] = Eqn(e.out, "vecmat", (e.args[1], made[A.name]), origin=e.origin)
-    out.check()
-    return out

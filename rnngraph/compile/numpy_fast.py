@@ -11,25 +11,11 @@ from __future__ import annotations
 
 from ..pysource import Namer, _tuple, _unpack, _wrap
 from .memory import local_gradients, step_plan
+from .numpy_calls import _OUT, call, const_name, number
 from .numpy_plain import Printer, _statement
 from .optable import ATOM, MUL, UNARY, Text, lookup
 from .program import Block, Const, Eqn, Home, Program, Tmp
 
-#: Ops printed as one call with out=, besides the table's ufuncs.
-_OUT = {"sigmoid", "relu", "copy", "neg", "matvec", "vecmat"}
-
-
-def _number(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() else repr(float(v))
-
-
-def _const_name(v: float) -> str:
-    """``ONE``, ``MINUS_ONE``, ``TWO``, ``C_0_25``: the name of a number's scalar."""
-    known = {1.0: "ONE", -1.0: "MINUS_ONE", 2.0: "TWO", 0.5: "HALF", 0.0: "ZERO"}
-    if v in known:
-        return known[v]
-    return ("C_MINUS_" if v < 0 else "C_") + _number(abs(v)).replace(".", "_").replace("-", "_") \
-        .replace("+", "")
 
 
 class FastPrinter(Printer):
@@ -107,7 +93,7 @@ class FastPrinter(Printer):
         values = sorted({a.value for p in (fwd, back) for b in p.blocks for e in b.eqns
                          for a in e.args if isinstance(a, Const)} | {1.0, -1.0})
         namer = Namer(self.taken)
-        self.consts = {v: namer(_const_name(v)) for v in values}
+        self.consts = {v: namer(const_name(v)) for v in values}
         self.taken = set(namer.taken)
 
     def prepare(self) -> list[str]:
@@ -145,7 +131,7 @@ class FastPrinter(Printer):
 
     def module(self) -> str:
         text = super().module()
-        consts = "".join(f"\n{name} = DTYPE({_number(v)})" for v, name in self.consts.items())
+        consts = "".join(f"\n{name} = DTYPE({number(v)})" for v, name in self.consts.items())
         text = text.replace("\nPARAMETERS = ", f"{consts}\nPARAMETERS = ", 1)
         if not self.ready_homes:
             return text
@@ -458,43 +444,5 @@ class FastPrinter(Printer):
         return prelude, lines
 
     def call(self, e, args, types, dst: str, t) -> str:
-        """``e`` as one NumPy call writing ``dst`` (of type ``t``)."""
-        a = [x.text for x in args]
-        row = lookup(e.op)
-        if e.op in ("add", "sub", "mul", "div") and a[0] == dst:
-            return f"{dst} {'+-*/'[('add', 'sub', 'mul', 'div').index(e.op)]}= {a[1]}"
-        if e.op in ("add", "mul") and a[1] == dst:
-            return f"{dst} {'+*'[('add', 'mul').index(e.op)]}= {a[0]}"
-        if row.ufunc is not None:
-            return f"np.{row.ufunc}({', '.join(a)}, out={dst})"
-        if e.op == "sigmoid":               # 1 / (1 + exp(-z)), four calls (see ops.sigmoid)
-            one = self.consts[1.0]
-            return "\n".join([self.negative(a[0], dst, t), f"np.exp({dst}, out={dst})",
-                              f"{dst} += {one}", f"np.divide({one}, {dst}, out={dst})"])
-        if e.op == "neg":
-            return self.negative(a[0], dst, t)
-        if e.op == "relu":
-            return f"np.maximum({a[0]}, 0, out={dst})"
-        if e.op == "copy":
-            return f"np.copyto({dst}, {a[0]})"
-        if e.op == "matvec":
-            A, v = args
-            rows = self.rows(v, types[1])
-            return f"np.dot({rows}, {A.at(ATOM)}.T, out={self.rows(Text(dst, ATOM), t)})"
-        # vecmat: g @ A
-        g, A = args
-        return f"np.dot({self.rows(g, types[0])}, {A.text}, out={self.rows(Text(dst, ATOM), t)})"
-
-    def negative(self, a: str, dst: str, t) -> str:
-        """-a into dst: np.negative, 1.6x as fast as a product by -1, except for values of
-        width 1, where NumPy 2.4's float32 np.negative reads the wrong lanes of a strided
-        column (see ops.sigmoid)."""
-        if t.shape and t.shape[-1] == 1 or not t.shape:
-            return f"np.multiply({a}, {self.consts[-1.0]}, out={dst})"
-        return f"np.negative({a}, out={dst})"
-
-    def rows(self, x: Text, t) -> str:
-        """``x`` as a matrix of rows for np.dot: every step's batch as rows of one product."""
-        if t.lead >= 2:
-            return f"{x.at(ATOM)}.reshape(-1, {t.shape[-1]})"
-        return x.text
+        """``e`` as NumPy calls writing ``dst`` (of type ``t``): see numpy_calls.py."""
+        return call(e, args, types, dst, t, self.consts)
