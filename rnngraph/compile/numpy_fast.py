@@ -64,30 +64,24 @@ class FastPrinter(Printer):
                 self.buf[n] = namer(self.d[n] + "_sum") if g.seeded else self.d[n]
         self.taken = set(namer.taken)
         self.cur = None                     # the block being printed
-        # A time-free gradient written once (a weight's, a bias's) is bound to what is
-        # written, not made zeros and added to: the second name bound to the same lanes
-        # gets a copy, so that no two gradients handed back share memory
+        # Gradients written once.  A time-free one (a weight's, a bias's) is bound to what
+        # is written, not made zeros and added to (the second name bound to the same lanes
+        # gets a copy: no two gradients handed back share memory).  One over the steps
+        # written for every step at once (an input's) is made empty, zeros only where
+        # nothing writes, and its write assigns.
         writes: dict = {}
         for b in back.blocks:
             for e in b.eqns:
-                if isinstance(e.out, Home) and e.out.grad and e.out.offset is None \
-                        and e.out.step is None:
-                    writes[e.out.name] = writes.get(e.out.name, 0) + 1
-        self.bound = {n for n, k in writes.items() if k == 1 and n not in self.views
-                      and n not in self.local and n not in self.values}
-        self.bound_to: set = set()
-        # A gradient over the steps written once, for every step at once (an input's):
-        # made empty, zeros only where nothing writes, the write assigns
-        once = {}
-        for b in back.blocks:
-            for e in b.eqns:
                 if isinstance(e.out, Home) and e.out.grad:
-                    ok = b.kind == "all" and e.accumulate and e.out.offset == 0
-                    once[e.out.name] = once.get(e.out.name, ok) and ok and e.out.name not in once
-        self.first_written = {n for n, ok in once.items() if ok and n not in self.views
-                              and n not in self.local and n not in self.seqs
-                              and n not in self.values and n not in self.bound
-                              and not any(v[0] == n for v in self.views.values())}
+                    writes.setdefault(e.out.name, []).append((b.kind, e))
+        bases = {v[0] for v in self.views.values()}
+        single = {n: w[0] for n, w in writes.items() if len(w) == 1 and n not in self.views
+                  and n not in bases and n not in self.local and n not in self.values}
+        self.bound = {n for n, (_, e) in single.items() if e.out.offset is None
+                      and e.out.step is None}
+        self.bound_to: set = set()
+        self.first_written = {n for n, (kind, e) in single.items() if kind == "all"
+                              and e.accumulate and e.out.offset == 0 and n not in self.seqs}
         # Numbers as scalars of the dtype, made once: NumPy converts a Python number
         # each call, 150-200 ns, a tenth of a sigmoid's time at batch 1
         values = sorted({a.value for p in (fwd, back) for b in p.blocks for e in b.eqns
