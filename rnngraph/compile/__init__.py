@@ -12,7 +12,7 @@ from __future__ import annotations
 from .autodiff import backward, taped
 from .cse import cse
 from .layout import (concat_views, preactivations_in_place, sink_carried_writes,
-                     transposed_in_loops)
+                     sums_side_by_side, transposed_in_loops)
 from .lower import lower
 from .numpy_fast import FastPrinter
 from .numpy_plain import Printer
@@ -72,7 +72,8 @@ class Optimized(Plain):
             fold_constants(lower(model))))))))
         forward, self.taped = taped(hoist_invariants(stack_products(forward)))
         back = self.reverse(self.taped)
-        return transposed_in_loops(preactivations_in_place(forward, back)), back
+        forward = sums_side_by_side(preactivations_in_place(forward, back))
+        return transposed_in_loops(forward), back
 
     @staticmethod
     def reverse(back, lanewise_in_loop: bool = False):

@@ -202,3 +202,79 @@ def transposed_in_loops(fwd: Program) -> Program:
             b.eqns[i] = Eqn(e.out, "vecmat", (e.args[1], made[A.name]), origin=e.origin)
     out.check()
     return out
+
+
+def sums_side_by_side(fwd: Program) -> Program:
+    """A product for every step whose lanes, each plus a bias, are the sums of different
+    arrays (a GRU's input projection: W x(t) for r, z and n, added into rz and n) computed
+    into one array of which those are lanes: the product is written there, the biases
+    added as one (no array for the product).  The forward program's layout only: the
+    backward reads these values from the tape, wherever they live."""
+    out = _copy(fwd)
+    bases = {v[0] for v in out.views.values()}
+    for b in out.blocks:
+        if b.kind != "all":
+            continue
+        users: dict = {}
+        for i, e in enumerate(b.eqns):
+            for a in e.args:
+                if isinstance(a, Tmp):
+                    users.setdefault(a.name, []).append(i)
+        for e in b.eqns:
+            parts = _sliced_sums(out, b, e, users)
+            if parts:
+                _side_by_side(out, b, e, parts, bases)
+                return sums_side_by_side(out)          # indices changed: look again
+    out.check()
+    return out
+
+
+def _sliced_sums(out: Program, b, e, users: dict):
+    """[(slice, sum, H, bias, lo, hi)] if ``e`` is such a product, else None."""
+    W = e.out
+    if not isinstance(W, Tmp) or e.op not in ("matvec", "vecmat"):
+        return None
+    slices = [b.eqns[j] for j in users.get(W.name, [])]
+    if len(slices) < 2 or any(s.op != "slice" for s in slices):
+        return None
+    parts, at = [], 0
+    for s in sorted(slices, key=lambda s: s.attrs[0]):
+        lo, hi = s.attrs
+        use = users.get(s.out.name, [])
+        x = b.eqns[use[0]] if len(use) == 1 else None
+        if lo != at or x is None or x.op != "add" or x.accumulate:
+            return None
+        bias = x.args[1] if x.args[0] == s.out else x.args[0]
+        H = x.out
+        if not (isinstance(H, Home) and H.offset == 0 and not H.grad and H.name not in out.views
+                and isinstance(bias, Home) and bias.offset is None and bias.step is None
+                and not bias.grad and out.type(bias) == Type(0, (hi - lo,))
+                and out.type(H) == Type(1, (hi - lo,))):
+            return None
+        parts.append((s, x, H, bias, lo, hi))
+        at = hi
+    if at != out.type(W, b).shape[-1] or len({p[2].name for p in parts}) != len(parts):
+        return None
+    return parts
+
+
+def _side_by_side(out: Program, b, e, parts, bases) -> None:
+    base = Home("%" + "_".join(p[2].name.strip("%'") for p in parts), 0)
+    width = parts[-1][5]
+    out.types[("home", base.name)] = Type(1, (width,))
+    out.timed.add(base.name)
+    for s, x, H, bias, lo, hi in parts:
+        if H.name in bases:                       # its views become lanes of the new array
+            for v, (vb, vlo, vhi) in list(out.views.items()):
+                if vb == H.name:
+                    out.views[v] = (base.name, lo + vlo, lo + vhi)
+        out.views[H.name] = (base.name, lo, hi)
+    out.made += 1
+    biases = Home(f"%b{out.made}'")
+    out.types[("home", biases.name)] = Type(0, (width,))
+    out.blocks[0].eqns.append(Eqn(biases, "concat", tuple(p[3] for p in parts), origin=e.origin))
+    gone = {id(p[0]) for p in parts} | {id(p[1]) for p in parts}
+    at = next(i for i, x in enumerate(b.eqns) if x is parts[0][1])
+    new = Eqn(base, "add", (biases, e.out), origin=e.origin)
+    b.eqns = [x for x in b.eqns[:at] if id(x) not in gone] + [new] + \
+        [x for x in b.eqns[at:] if id(x) not in gone]

@@ -60,7 +60,7 @@ class FastPrinter(Printer):
         self.buf = {}
         namer = Namer(self.taken)
         for g in self.local.values():
-            for n in [g.name] + [v for v, w in self.views.items() if w[0] == g.name]:
+            for n in [g.name] + [v for v, w in self.gviews.items() if w[0] == g.name]:
                 self.buf[n] = namer(self.d[n] + "_sum") if g.seeded else self.d[n]
         self.taken = set(namer.taken)
         self.cur = None                     # the block being printed
@@ -74,8 +74,8 @@ class FastPrinter(Printer):
             for e in b.eqns:
                 if isinstance(e.out, Home) and e.out.grad:
                     writes.setdefault(e.out.name, []).append((b.kind, e))
-        bases = {v[0] for v in self.views.values()}
-        single = {n: w[0] for n, w in writes.items() if len(w) == 1 and n not in self.views
+        bases = {v[0] for v in self.gviews.values()}
+        single = {n: w[0] for n, w in writes.items() if len(w) == 1 and n not in self.gviews
                   and n not in bases and n not in self.local and n not in self.values}
         self.bound = {n for n, (_, e) in single.items() if e.out.offset is None
                       and e.out.step is None}
@@ -201,7 +201,7 @@ class FastPrinter(Printer):
     at_step: dict = {}
 
     def local_of(self, n: str):
-        return self.local.get(self.views[n][0] if n in self.views else n)
+        return self.local.get(self.gviews[n][0] if n in self.gviews else n)
 
     def is_bound(self, h: Home) -> bool:
         """Whether ``h`` is a time-free gradient bound at its one write (see __init__)."""
@@ -264,9 +264,18 @@ class FastPrinter(Printer):
         there is one, else one of its own."""
         return self.at_step[self.lanes_key(h, lo, hi)][0]
 
+    def layout(self, h: Home) -> dict:
+        """The views that say where ``h`` lives: the forward program's for its values, the
+        backward program's for gradients and what only it makes."""
+        if not h.grad and (h.name in self.views or
+                           any(v[0] == h.name for v in self.views.values())):
+            return self.views
+        return self.gviews
+
     def lanes_key(self, h: Home, lo: int, hi: int):
-        base, at, _ = self.views.get(h.name, (h.name, 0, 0))
-        for v, (b, vlo, vhi) in self.views.items():
+        views = self.layout(h)
+        base, at, _ = views.get(h.name, (h.name, 0, 0))
+        for v, (b, vlo, vhi) in views.items():
             if b == base and (vlo, vhi) == (at + lo, at + hi):
                 return (v, h.grad, h.offset)
         return ("lanes", h.name, h.grad, h.offset, lo, hi)
@@ -298,7 +307,7 @@ class FastPrinter(Printer):
             make = "zeros" if g.carried else "empty"
             lines.append(f"    {self.buf[g.name]} = np.{make}({dims}, DTYPE)")
             lines += [f"    {self.buf[v]} = {self.buf[g.name]}[..., {lo}:{hi}]"
-                      for v, (b, lo, hi) in self.views.items() if b == g.name]
+                      for v, (b, lo, hi) in self.gviews.items() if b == g.name]
         for key, (_, walk) in self.at_step.items():
             if key[0] == "seed" and not self.local_of(key[1]).seeded:   # the user's, or Nones
                 lines.append(f'    {walk.removesuffix("[::-1]")} = '

@@ -83,7 +83,11 @@ class Printer:
         self.params = params
         self.inputs = [n for n, s in self.sym.items() if s.role == "input"]
         # A home that is lanes of another (rnngraph/compile/pack.py) is written with it
-        self.views = {**fwd.views, **back.views}
+        # Lanes of other arrays: the forward values' layout is the forward program's (the
+        # backward reads them from the tape), the gradients' and what the backward program
+        # makes the backward program's (they may differ: rnngraph/compile/layout.py)
+        self.views = fwd.views
+        self.gviews = back.views
         written = [m for b in fwd.blocks for e in b.eqns if isinstance(e.out, Home)
                    for m in fwd.units(e.out.name)]
         self.seqs = [n for n in dict.fromkeys(written) if n in self.sym and self.sym[n].timed]
@@ -107,7 +111,8 @@ class Printer:
         packed = {v[0] for v in fwd.views.values()}      # gates packed: i, f, o, g of ifog
         for base in packed:
             self.made[base] = fwd
-            self.py[base] = namer(identifier(base[1:]))
+            label = base[1:]
+            self.py[base] = namer(identifier(label) if label.isidentifier() else f"lanes_{label}")
             self.d[base] = namer("d" + self.py[base])
         for prog in (fwd, back):
             for b in prog.blocks:
@@ -115,10 +120,17 @@ class Printer:
                     if isinstance(e.out, Home) and e.out.name not in self.sym \
                             and e.out.name not in self.py and not e.out.grad:
                         self.made[e.out.name] = prog
-                        lanes = e.out.name in fwd.views
-                        self.py[e.out.name] = namer(identifier(e.out.name[1:]) if lanes
+                        label = e.out.name[1:]            # ifo, of packed gates
+                        lanes = e.out.name in fwd.views and label.isidentifier()
+                        self.py[e.out.name] = namer(identifier(label) if lanes
                                                     else self.wish(prog, e, {}))
                         self.d[e.out.name] = namer("d" + self.py[e.out.name])
+        for v in fwd.views:                 # a value made lanes of another, no longer written
+            if v not in self.py:
+                self.made[v] = fwd
+                label = v.strip("%'")
+                self.py[v] = namer(identifier(label) if label.isidentifier() else f"z_{label}")
+                self.d[v] = namer("d" + self.py[v])
         for base in dict.fromkeys(v[0] for v in back.views.values()):   # concatenations
             if base not in self.made:
                 first = min((v for v, w in back.views.items() if w[0] == base),
@@ -276,22 +288,22 @@ class Printer:
         step by step or for every step), time-free ones assigned where computed."""
         lines = []
         for n, p in self.made.items():
-            if p is prog and n in prog.timed and n not in self.views:
+            if p is prog and n in prog.timed and n not in prog.views:
                 t = prog.types[("home", n)]
                 rows = f"{self.T} + {self.P + self.F}"
                 dims = ", ".join([rows] + [self.B] * t.lead + [str(x) for x in t.shape])
-                if any(v[0] == n for v in self.views.values()):
+                if any(v[0] == n for v in prog.views.values()):
                     lines += self.sequence(self.py[n], f"({dims})")
                     continue
                 line = f"    {self.py[n]} = {self.empty(f'({dims})', self.py[n])}"
                 lines.append(line + "   # every step written" if len(line) < 78 else line)
         return lines
 
-    def view_lines(self, names, grad: bool = False) -> list[str]:
-        """Each of ``names`` that is lanes of another home bound to them (a view)."""
+    def view_lines(self, names, views: dict, grad: bool = False) -> list[str]:
+        """Each of ``names`` that is lanes of another home in ``views`` bound to them."""
         py = self.d if grad else self.py
-        return [f"    {py[n]} = {py[self.views[n][0]]}[..., {self.views[n][1]}:{self.views[n][2]}]"
-                for n in names if n in self.views]
+        return [f"    {py[n]} = {py[views[n][0]]}[..., {views[n][1]}:{views[n][2]}]"
+                for n in names if n in views]
 
     def full_grad(self, n: str) -> bool:
         """Whether the gradient of ``n`` is an array over the steps (the optimized printer
@@ -382,7 +394,7 @@ class Printer:
             if n not in self.views:
                 shape = f"({rows}, {B}, {self.model.sizes[n]})"
                 lines += self.sequence(self.py[n], shape)
-        lines += self.extra(self.fwd, "forward") + self.view_lines(self.fwd.views)
+        lines += self.extra(self.fwd, "forward") + self.view_lines(self.fwd.views, self.fwd.views)
         for key, (step, n) in self.slots.items():
             if key not in self.model.defined_slots:
                 lines.append(f'    {self.py[n]}[{self.slot(step)}] = initial["{key}"]')
@@ -416,15 +428,15 @@ class Printer:
         lines += ["", "    # Gradients start at zero, and at the cotangents for the outputs"]
         graded = {e.out.name for b in self.back.blocks for e in b.eqns
                   if isinstance(e.out, Home) and e.out.grad}
-        bases = {v[0] for v in self.views.values()}
+        bases = {v[0] for v in self.gviews.values()}
         for n in self.params + tape:
-            if (n in self.sym or n in graded or n in bases) and n not in self.views \
+            if (n in self.sym or n in graded or n in bases) and n not in self.gviews \
                     and self.full_grad(n):
                 lines += self.grad_array(n)
-        lines += self.view_lines([n for n in tape if self.full_grad(n)], grad=True)
+        lines += self.view_lines([n for n in tape if self.full_grad(n)], self.gviews, grad=True)
         lines += self.extra(self.back, "backward")
-        lines += self.view_lines([v for v, (b, _, _) in self.views.items()
-                                  if self.made.get(b) is self.back])
+        lines += self.view_lines([v for v, (b, _, _) in self.gviews.items()
+                                  if self.made.get(b) is self.back], self.gviews)
         for n in self.seqs:
             if self.full_grad(n):
                 lines.append(f'    {self.d[n]}[{self.steps()}] = cotangents.get("{n}", 0)')

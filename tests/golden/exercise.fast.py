@@ -16,19 +16,20 @@ DTYPE = np.float32
 MINUS_ONE = DTYPE(-1)
 ONE = DTYPE(1)
 PARAMETERS = ("U", "V", "W", "b", "R", "S", "T", "c", "P", "Q", "d")
-PREPARE = ("U", "V", "W", "R", "S", "T", "P", "Q")
-TAPE = ("h1", "h2", "y", "x", "z_h1", "z_h1_2", "V_T", "z_h1_2_T", "R_T", "T_T", "Q_T", "z_h1_3",
-        "z_y")
+PREPARE = ("U", "V", "W", "b", "R", "S", "T", "P", "Q", "d")
+TAPE = ("h1", "h2", "y", "x", "r31_r35", "z_h1", "z_h1_2", "z_h1_3", "V_T", "z_h1_2_T", "R_T",
+        "T_T", "Q_T", "r31", "r35")
 
 
 def prepare(params):
     """What forward computes from the parameters alone, in the order it unpacks
     them: made each call, or once by Compiled.prepare for calls with the same
     parameters."""
-    U, V, W, R, S, T, P, Q = (params[name] for name in PREPARE)
+    U, V, W, b, R, S, T, P, Q, d = (params[name] for name in PREPARE)
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
     z_h1 = np.concatenate((U, P), 0)
     z_h1_2 = np.concatenate((W, S), 0)
+    z_h1_3 = np.concatenate((b, d), -1)
     V_T = np.ascontiguousarray(V.T)
     z_h1_2_T = np.ascontiguousarray(z_h1_2.T)
     # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
@@ -36,7 +37,7 @@ def prepare(params):
     T_T = np.ascontiguousarray(T.T)
     # y(t) = softmax(P x(t) + Q h2(t) + d)
     Q_T = np.ascontiguousarray(Q.T)
-    return (z_h1, z_h1_2, V_T, z_h1_2_T, R_T, T_T, Q_T)
+    return (z_h1, z_h1_2, z_h1_3, V_T, z_h1_2_T, R_T, T_T, Q_T)
 
 
 def forward(params, inputs, initial, n_steps, B, prepared=None):
@@ -44,7 +45,7 @@ def forward(params, inputs, initial, n_steps, B, prepared=None):
     U, V, W, b, R, S, T, c, P, Q, d = (params[name] for name in PARAMETERS)
 
     # Values of the parameters alone (see prepare)
-    z_h1, z_h1_2, V_T, z_h1_2_T, R_T, T_T, Q_T = prepare(params) if prepared is None else prepared
+    (z_h1, z_h1_2, z_h1_3, V_T, z_h1_2_T, R_T, T_T, Q_T) = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, n_steps + 1)
 
@@ -59,23 +60,18 @@ def forward(params, inputs, initial, n_steps, B, prepared=None):
     h2[:1] = 0
     y = WORK.empty((n_steps + 1, B, 3), DTYPE, "y")
     y[:1] = 0
-    z_h1_3 = WORK.empty((n_steps + 1, B, 8), DTYPE, "z_h1_3")   # every step written
-    z_y = WORK.empty((n_steps + 1, B, 3), DTYPE, "z_y")   # every step written
+    r31_r35 = WORK.empty((n_steps + 1, B, 11), DTYPE, "r31_r35")
+    r31_r35[:1] = 0
+    r31 = r31_r35[..., 0:8]
+    r35 = r31_r35[..., 8:11]
     h1[0] = initial["h1(0)"]
     h2[0] = initial["h2(0)"]
     y[0] = initial["y(0)"]
 
     # Every step at once: what does not depend on the loop after it
-    z_h1_x = WORK.empty((n_steps, B, 11), DTYPE, "z_h1_x")
-    slice_z_h1_x = z_h1_x[..., 0:8]
-    slice_z_h1_x_2 = z_h1_x[..., 8:11]
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-    np.dot(x[now].reshape(-1, 4), z_h1.T, out=z_h1_x.reshape(-1, 11))
-    # y(t) = softmax(P x(t) + Q h2(t) + d)
-    # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-    np.add(b, slice_z_h1_x, out=z_h1_3[now])
-    # y(t) = softmax(P x(t) + Q h2(t) + d)
-    np.add(d, slice_z_h1_x_2, out=z_y[now])
+    np.dot(x[now].reshape(-1, 4), z_h1.T, out=r31_r35[now].reshape(-1, 11))
+    r31_r35[now] += z_h1_3
 
     # h1(t), h2(t), y(t): a loop forward in time
     V_h1 = np.empty((B, 8), DTYPE)
@@ -88,16 +84,16 @@ def forward(params, inputs, initial, n_steps, B, prepared=None):
     z_h2 = np.empty((B, 8), DTYPE)
     z_h2_2 = np.empty((B, 8), DTYPE)
     Q_h2 = np.empty((B, 3), DTYPE)
-    z_y_2 = np.empty((B, 3), DTYPE)
-    steps = zip(h1[0:n_steps], h2[0:n_steps], z_h1_3[1:n_steps + 1], h1[1:n_steps + 1],
-                y[0:n_steps], h2[1:n_steps + 1], z_y[1:n_steps + 1], y[1:n_steps + 1])
-    for (h1_tm1, h2_tm1, z_h1_3_t, h1_t, y_tm1, h2_t, z_y_t, y_t) in steps:
+    z_y = np.empty((B, 3), DTYPE)
+    steps = zip(h1[0:n_steps], h2[0:n_steps], r31[1:n_steps + 1], h1[1:n_steps + 1], y[0:n_steps],
+                h2[1:n_steps + 1], r35[1:n_steps + 1], y[1:n_steps + 1])
+    for (h1_tm1, h2_tm1, r31_t, h1_t, y_tm1, h2_t, r35_t, y_t) in steps:
         # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
         np.dot(h1_tm1, V_T, out=V_h1)
         np.dot(h2_tm1, z_h1_2_T, out=z_h1_2_h2)
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
         # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-        np.add(z_h1_3_t, V_h1, out=z_h1_4)
+        np.add(r31_t, V_h1, out=z_h1_4)
         np.add(z_h1_4, slice_z_h1_2_h2, out=h1_t)
         np.tanh(h1_t, out=h1_t)
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
@@ -109,12 +105,13 @@ def forward(params, inputs, initial, n_steps, B, prepared=None):
         np.tanh(h2_t, out=h2_t)
         # y(t) = softmax(P x(t) + Q h2(t) + d)
         np.dot(h2_t, Q_T, out=Q_h2)
-        np.add(z_y_t, Q_h2, out=z_y_2)
-        y_t[...] = softmax(z_y_2)
+        np.add(r35_t, Q_h2, out=z_y)
+        y_t[...] = softmax(z_y)
 
     outputs = {"h1": h1[1:n_steps + 1], "h2": h2[1:n_steps + 1], "y": y[1:n_steps + 1]}
-    tape = {"h1": h1, "h2": h2, "y": y, "x": x, "z_h1": z_h1, "z_h1_2": z_h1_2, "V_T": V_T,
-            "z_h1_2_T": z_h1_2_T, "R_T": R_T, "T_T": T_T, "Q_T": Q_T, "z_h1_3": z_h1_3, "z_y": z_y}
+    tape = {"h1": h1, "h2": h2, "y": y, "x": x, "r31_r35": r31_r35, "z_h1": z_h1, "z_h1_2": z_h1_2,
+            "z_h1_3": z_h1_3, "V_T": V_T, "z_h1_2_T": z_h1_2_T, "R_T": R_T, "T_T": T_T, "Q_T": Q_T,
+            "r31": r31, "r35": r35}
     return outputs, tape
 
 
@@ -122,8 +119,8 @@ def backward(params, tape, cotangents, n_steps, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     U, V, W, b, R, S, T, c, P, Q, d = (params[name] for name in PARAMETERS)
-    (h1, h2, y, x, z_h1, z_h1_2, V_T, z_h1_2_T, R_T, T_T, Q_T,
-     z_h1_3, z_y) = (tape[name] for name in TAPE)
+    (h1, h2, y, x, r31_r35, z_h1, z_h1_2, z_h1_3, V_T, z_h1_2_T,
+     R_T, T_T, Q_T, r31, r35) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, n_steps), slice(1, n_steps + 1)
 
@@ -132,7 +129,7 @@ def backward(params, tape, cotangents, n_steps, B):
     dx[:1] = 0
     dz_h2 = WORK.empty((n_steps + 1, B, 8), DTYPE, "dz_h2")   # every step written
     dz_h1_4 = WORK.empty((n_steps + 1, B, 8), DTYPE, "dz_h1_4")   # every step written
-    dz_y_2 = WORK.empty((n_steps + 1, B, 3), DTYPE, "dz_y_2")   # every step written
+    dz_y = WORK.empty((n_steps + 1, B, 3), DTYPE, "dz_y")   # every step written
     cat_dz_h1_5 = WORK.empty((n_steps + 1, B, 16), DTYPE, "cat_dz_h1_5")
     cat_dz_h1_5[:1] = 0
     dz_h1_5 = cat_dz_h1_5[..., 0:8]
@@ -153,24 +150,24 @@ def backward(params, tape, cotangents, n_steps, B):
     cot_y = cotangents.get("y", [None] * n_steps)
     cot_h2 = cotangents.get("h2", [None] * n_steps)
     cot_h1 = cotangents.get("h1", [None] * n_steps)
-    dz_y_3 = np.empty((B, 3), DTYPE)
-    vecmat_dz_y_2 = np.empty((B, 8), DTYPE)
+    dz_y_2 = np.empty((B, 3), DTYPE)
+    vecmat_dz_y = np.empty((B, 8), DTYPE)
     vecmat_dz_h2_2 = np.empty((B, 8), DTYPE)
-    steps = zip(cot_y[::-1], y[1:n_steps + 1][::-1], dz_y_2[1:n_steps + 1][::-1], cot_h2[::-1],
+    steps = zip(cot_y[::-1], y[1:n_steps + 1][::-1], dz_y[1:n_steps + 1][::-1], cot_h2[::-1],
                 dz_h2_2[1:n_steps + 1][::-1], dz_h2[1:n_steps + 1][::-1], cot_h1[::-1],
                 dz_h1_5[1:n_steps + 1][::-1], dz_h1_4[1:n_steps + 1][::-1],
                 cat_dz_h1_5[1:n_steps + 1][::-1])
-    for (cot_y_t, y_t, dz_y_2_t, cot_h2_t, dz_h2_2_t, dz_h2_t, cot_h1_t, dz_h1_5_t, dz_h1_4_t,
+    for (cot_y_t, y_t, dz_y_t, cot_h2_t, dz_h2_2_t, dz_h2_t, cot_h1_t, dz_h1_5_t, dz_h1_4_t,
          cat_dz_h1_5_t) in steps:
         # y(t) = softmax(P x(t) + Q h2(t) + d)
         if cot_y_t is not None:
             dy += cot_y_t
-        np.multiply(dy, y_t, out=dz_y_3)
-        rowsum_dz_y_3 = dz_y_3.sum(-1, keepdims=True)
-        np.subtract(dy, rowsum_dz_y_3, out=dz_y_2_t)
-        dz_y_2_t *= y_t
-        np.dot(dz_y_2_t, Q, out=vecmat_dz_y_2)
-        dh2 += vecmat_dz_y_2
+        np.multiply(dy, y_t, out=dz_y_2)
+        rowsum_dz_y_2 = dz_y_2.sum(-1, keepdims=True)
+        np.subtract(dy, rowsum_dz_y_2, out=dz_y_t)
+        dz_y_t *= y_t
+        np.dot(dz_y_t, Q, out=vecmat_dz_y)
+        dh2 += vecmat_dz_y
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
         if cot_h2_t is not None:
             dh2 += cot_h2_t
@@ -188,8 +185,8 @@ def backward(params, tape, cotangents, n_steps, B):
     # Every step at once
     dz_h2_3 = np.empty((8,), DTYPE)
     # y(t) = softmax(P x(t) + Q h2(t) + d)
-    outer_dz_y_2 = dz_y_2[now].reshape(-1, 3).T @ h2[now].reshape(-1, 8)
-    dQ = outer_dz_y_2
+    outer_dz_y = dz_y[now].reshape(-1, 3).T @ h2[now].reshape(-1, 8)
+    dQ = outer_dz_y
     # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
     sum_rows(dz_h2_2[now], (0, 1), dz_h2_3)
     dc = dz_h2_3
@@ -204,15 +201,15 @@ def backward(params, tape, cotangents, n_steps, B):
     dV = outer_dz_h1_5
 
     # Every step at once
-    dz_y_4 = np.empty((3,), DTYPE)
+    dz_y_3 = np.empty((3,), DTYPE)
     dz_h1_6 = np.empty((8,), DTYPE)
     # y(t) = softmax(P x(t) + Q h2(t) + d)
-    sum_rows(dz_y_2[now], (0, 1), dz_y_4)
-    dd = dz_y_4
+    sum_rows(dz_y[now], (0, 1), dz_y_3)
+    dd = dz_y_3
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
     sum_rows(dz_h1_5[now], (0, 1), dz_h1_6)
     db = dz_h1_6
-    dz_h1_7 = np.concatenate((dz_h1_5[now], dz_y_2[now]), -1)
+    dz_h1_7 = np.concatenate((dz_h1_5[now], dz_y[now]), -1)
     outer_dz_h1_7 = dz_h1_7.reshape(-1, 11).T @ x[now].reshape(-1, 4)
     np.dot(dz_h1_7.reshape(-1, 11), z_h1, out=dx[now].reshape(-1, 4))
     dz_h1 = outer_dz_h1_7
@@ -237,15 +234,15 @@ def backward_large(params, tape, cotangents, n_steps, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     U, V, W, b, R, S, T, c, P, Q, d = (params[name] for name in PARAMETERS)
-    (h1, h2, y, x, z_h1, z_h1_2, V_T, z_h1_2_T, R_T, T_T, Q_T,
-     z_h1_3, z_y) = (tape[name] for name in TAPE)
+    (h1, h2, y, x, r31_r35, z_h1, z_h1_2, z_h1_3, V_T, z_h1_2_T,
+     R_T, T_T, Q_T, r31, r35) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, n_steps), slice(1, n_steps + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
     dx = WORK.empty(x.shape, DTYPE, "dx")
     dx[:1] = 0
-    dz_y_2 = WORK.empty((n_steps + 1, B, 3), DTYPE, "dz_y_2")   # every step written
+    dz_y = WORK.empty((n_steps + 1, B, 3), DTYPE, "dz_y")   # every step written
     cat_dz_h1_4 = WORK.empty((n_steps + 1, B, 16), DTYPE, "cat_dz_h1_4")
     cat_dz_h1_4[:1] = 0
     dz_h1_4 = cat_dz_h1_4[..., 0:8]
@@ -258,26 +255,26 @@ def backward_large(params, tape, cotangents, n_steps, B):
     cot_y = cotangents.get("y", [None] * n_steps)
     cot_h2 = cotangents.get("h2", [None] * n_steps)
     cot_h1 = cotangents.get("h1", [None] * n_steps)
-    dz_y_3 = np.empty((B, 3), DTYPE)
-    vecmat_dz_y_2 = np.empty((B, 8), DTYPE)
+    dz_y_2 = np.empty((B, 3), DTYPE)
+    vecmat_dz_y = np.empty((B, 8), DTYPE)
     dz_h2_2 = np.empty((B, 8), DTYPE)
     vecmat_dz_h2 = np.empty((B, 8), DTYPE)
     dz_h1_5 = np.empty((B, 8), DTYPE)
-    steps = zip(cot_y[::-1], y[1:n_steps + 1][::-1], dz_y_2[1:n_steps + 1][::-1], cot_h2[::-1],
+    steps = zip(cot_y[::-1], y[1:n_steps + 1][::-1], dz_y[1:n_steps + 1][::-1], cot_h2[::-1],
                 h2[1:n_steps + 1][::-1], dz_h2[1:n_steps + 1][::-1], cot_h1[::-1],
                 h1[1:n_steps + 1][::-1], dz_h1_4[1:n_steps + 1][::-1],
                 cat_dz_h1_4[1:n_steps + 1][::-1])
-    for (cot_y_t, y_t, dz_y_2_t, cot_h2_t, h2_t, dz_h2_t, cot_h1_t, h1_t, dz_h1_4_t,
+    for (cot_y_t, y_t, dz_y_t, cot_h2_t, h2_t, dz_h2_t, cot_h1_t, h1_t, dz_h1_4_t,
          cat_dz_h1_4_t) in steps:
         # y(t) = softmax(P x(t) + Q h2(t) + d)
         if cot_y_t is not None:
             dy += cot_y_t
-        np.multiply(dy, y_t, out=dz_y_3)
-        rowsum_dz_y_3 = dz_y_3.sum(-1, keepdims=True)
-        np.subtract(dy, rowsum_dz_y_3, out=dz_y_2_t)
-        dz_y_2_t *= y_t
-        np.dot(dz_y_2_t, Q, out=vecmat_dz_y_2)
-        dh2 += vecmat_dz_y_2
+        np.multiply(dy, y_t, out=dz_y_2)
+        rowsum_dz_y_2 = dz_y_2.sum(-1, keepdims=True)
+        np.subtract(dy, rowsum_dz_y_2, out=dz_y_t)
+        dz_y_t *= y_t
+        np.dot(dz_y_t, Q, out=vecmat_dz_y)
+        dh2 += vecmat_dz_y
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
         np.multiply(h2_t, h2_t, out=dz_h2_2)
         np.subtract(ONE, dz_h2_2, out=dz_h2_t)
@@ -299,8 +296,8 @@ def backward_large(params, tape, cotangents, n_steps, B):
     # Every step at once
     dz_h2_3 = np.empty((8,), DTYPE)
     # y(t) = softmax(P x(t) + Q h2(t) + d)
-    outer_dz_y_2 = dz_y_2[now].reshape(-1, 3).T @ h2[now].reshape(-1, 8)
-    dQ = outer_dz_y_2
+    outer_dz_y = dz_y[now].reshape(-1, 3).T @ h2[now].reshape(-1, 8)
+    dQ = outer_dz_y
     # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
     sum_rows(dz_h2[now], (0, 1), dz_h2_3)
     dc = dz_h2_3
@@ -315,15 +312,15 @@ def backward_large(params, tape, cotangents, n_steps, B):
     dV = outer_dz_h1_4
 
     # Every step at once
-    dz_y_4 = np.empty((3,), DTYPE)
+    dz_y_3 = np.empty((3,), DTYPE)
     dz_h1_6 = np.empty((8,), DTYPE)
     # y(t) = softmax(P x(t) + Q h2(t) + d)
-    sum_rows(dz_y_2[now], (0, 1), dz_y_4)
-    dd = dz_y_4
+    sum_rows(dz_y[now], (0, 1), dz_y_3)
+    dd = dz_y_3
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
     sum_rows(dz_h1_4[now], (0, 1), dz_h1_6)
     db = dz_h1_6
-    dz_h1_7 = np.concatenate((dz_h1_4[now], dz_y_2[now]), -1)
+    dz_h1_7 = np.concatenate((dz_h1_4[now], dz_y[now]), -1)
     outer_dz_h1_7 = dz_h1_7.reshape(-1, 11).T @ x[now].reshape(-1, 4)
     np.dot(dz_h1_7.reshape(-1, 11), z_h1, out=dx[now].reshape(-1, 4))
     dz_h1 = outer_dz_h1_7

@@ -16,16 +16,16 @@ DTYPE = np.float32
 MINUS_ONE = DTYPE(-1)
 ONE = DTYPE(1)
 PARAMETERS = ("b_f", "U_f", "W_f", "b_g", "U_g", "W_g", "b_o", "U_o", "W_o", "b", "U", "W")
-PREPARE = ("b_f", "U_f", "W_f", "b_g", "U_g", "W_g", "b_o", "U_o", "W_o", "U", "W")
-TAPE = ("f", "g", "q", "s", "h", "x", "fgq", "z_f", "U_fgo", "W_fgo", "z_f_2", "z_f_3", "z_f_3_T",
-        "z_s", "tanh_s")
+PREPARE = ("b_f", "U_f", "W_f", "b_g", "U_g", "W_g", "b_o", "U_o", "W_o", "b", "U", "W")
+TAPE = ("f", "g", "q", "s", "h", "x", "fgq_18", "z_f", "U_fgo", "W_fgo", "z_f_2", "z_f_3", "z_f_4",
+        "z_f_3_T", "fgq", "z_s", "tanh_s")
 
 
 def prepare(params):
     """What forward computes from the parameters alone, in the order it unpacks
     them: made each call, or once by Compiled.prepare for calls with the same
     parameters."""
-    b_f, U_f, W_f, b_g, U_g, W_g, b_o, U_o, W_o, U, W = (params[name] for name in PREPARE)
+    b_f, U_f, W_f, b_g, U_g, W_g, b_o, U_o, W_o, b, U, W = (params[name] for name in PREPARE)
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
     # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
     # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
@@ -34,8 +34,9 @@ def prepare(params):
     W_fgo = np.concatenate((W_f, W_g, W_o), 0)
     z_f_2 = np.concatenate((U_fgo, U), 0)
     z_f_3 = np.concatenate((W_fgo, W), 0)
+    z_f_4 = np.concatenate((z_f, b), -1)
     z_f_3_T = np.ascontiguousarray(z_f_3.T)
-    return (z_f, U_fgo, W_fgo, z_f_2, z_f_3, z_f_3_T)
+    return (z_f, U_fgo, W_fgo, z_f_2, z_f_3, z_f_4, z_f_3_T)
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
@@ -43,7 +44,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
     b_f, U_f, W_f, b_g, U_g, W_g, b_o, U_o, W_o, b, U, W = (params[name] for name in PARAMETERS)
 
     # Values of the parameters alone (see prepare)
-    z_f, U_fgo, W_fgo, z_f_2, z_f_3, z_f_3_T = prepare(params) if prepared is None else prepared
+    (z_f, U_fgo, W_fgo, z_f_2, z_f_3, z_f_4, z_f_3_T) = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
@@ -56,31 +57,23 @@ def forward(params, inputs, initial, T, B, prepared=None):
     s[:1] = 0
     h = WORK.empty((T + 1, B, 8), DTYPE, "h")
     h[:1] = 0
-    fgq = WORK.empty((T + 1, B, 24), DTYPE, "fgq")
-    fgq[:1] = 0
-    z_s = WORK.empty((T + 1, B, 8), DTYPE, "z_s")   # every step written
+    fgq_18 = WORK.empty((T + 1, B, 32), DTYPE, "fgq_18")
+    fgq_18[:1] = 0
     tanh_s = WORK.empty((T + 1, B, 8), DTYPE, "tanh_s")   # every step written
-    f = fgq[..., 0:8]
-    g = fgq[..., 8:16]
-    q = fgq[..., 16:24]
+    f = fgq_18[..., 0:8]
+    g = fgq_18[..., 8:16]
+    q = fgq_18[..., 16:24]
+    fgq = fgq_18[..., 0:24]
+    z_s = fgq_18[..., 24:32]
     s[0] = initial["s(0)"]
     h[0] = initial["h(0)"]
 
     # Every step at once: what does not depend on the loop after it
-    z_f_2_x = WORK.empty((T, B, 32), DTYPE, "z_f_2_x")
-    slice_z_f_2_x = z_f_2_x[..., 0:24]
-    slice_z_f_2_x_2 = z_f_2_x[..., 24:32]
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
     # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
     # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-    np.dot(x[now].reshape(-1, 4), z_f_2.T, out=z_f_2_x.reshape(-1, 32))
-    # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
-    # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
-    # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
-    # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-    np.add(z_f, slice_z_f_2_x, out=fgq[now])
-    # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
-    np.add(b, slice_z_f_2_x_2, out=z_s[now])
+    np.dot(x[now].reshape(-1, 4), z_f_2.T, out=fgq_18[now].reshape(-1, 32))
+    fgq_18[now] += z_f_4
 
     # f(t), g(t), q(t), s(t), h(t): a loop forward in time
     z_f_3_h = np.empty((B, 32), DTYPE)
@@ -118,9 +111,9 @@ def forward(params, inputs, initial, T, B, prepared=None):
             np.multiply(tanh_s_t, q_t, out=h_t)
 
     outputs = {"f": f[1:T + 1], "g": g[1:T + 1], "q": q[1:T + 1], "s": s[1:T + 1], "h": h[1:T + 1]}
-    tape = {"f": f, "g": g, "q": q, "s": s, "h": h, "x": x, "fgq": fgq, "z_f": z_f, "U_fgo": U_fgo,
-            "W_fgo": W_fgo, "z_f_2": z_f_2, "z_f_3": z_f_3, "z_f_3_T": z_f_3_T, "z_s": z_s,
-            "tanh_s": tanh_s}
+    tape = {"f": f, "g": g, "q": q, "s": s, "h": h, "x": x, "fgq_18": fgq_18, "z_f": z_f,
+            "U_fgo": U_fgo, "W_fgo": W_fgo, "z_f_2": z_f_2, "z_f_3": z_f_3, "z_f_4": z_f_4,
+            "z_f_3_T": z_f_3_T, "fgq": fgq, "z_s": z_s, "tanh_s": tanh_s}
     return outputs, tape
 
 
@@ -128,8 +121,8 @@ def backward(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     b_f, U_f, W_f, b_g, U_g, W_g, b_o, U_o, W_o, b, U, W = (params[name] for name in PARAMETERS)
-    (f, g, q, s, h, x, fgq, z_f, U_fgo, W_fgo, z_f_2, z_f_3,
-     z_f_3_T, z_s, tanh_s) = (tape[name] for name in TAPE)
+    (f, g, q, s, h, x, fgq_18, z_f, U_fgo, W_fgo, z_f_2, z_f_3,
+     z_f_4, z_f_3_T, fgq, z_s, tanh_s) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -138,11 +131,11 @@ def backward(params, tape, cotangents, T, B):
     dx[:1] = 0
     dz_h = WORK.empty((T + 1, B, 8), DTYPE, "dz_h")   # every step written
     dz_s_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_s_2")   # every step written
-    dz_f_4 = WORK.empty((T + 1, B, 24), DTYPE, "dz_f_4")   # every step written
-    cat_dz_f_5 = WORK.empty((T + 1, B, 32), DTYPE, "cat_dz_f_5")
-    cat_dz_f_5[:1] = 0
-    dz_f_5 = cat_dz_f_5[..., 0:24]
-    dz_s_3 = cat_dz_f_5[..., 24:32]
+    dz_f_5 = WORK.empty((T + 1, B, 24), DTYPE, "dz_f_5")   # every step written
+    cat_dz_f_6 = WORK.empty((T + 1, B, 32), DTYPE, "cat_dz_f_6")
+    cat_dz_f_6[:1] = 0
+    dz_f_6 = cat_dz_f_6[..., 0:24]
+    dz_s_3 = cat_dz_f_6[..., 24:32]
 
     # Every step at once
     # h(t) = tanh(s(t)) * q(t)
@@ -154,8 +147,8 @@ def backward(params, tape, cotangents, T, B):
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
     # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
     # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-    np.subtract(ONE, fgq[now], out=dz_f_4[now])
-    dz_f_4[now] *= fgq[now]
+    np.subtract(ONE, fgq[now], out=dz_f_5[now])
+    dz_f_5[now] *= fgq[now]
 
     # f(t), g(t), q(t), s(t), h(t): back through time (backward)
     dh = np.zeros((B, 8), DTYPE)
@@ -174,10 +167,10 @@ def backward(params, tape, cotangents, T, B):
     steps = zip(cot_h[::-1], q[1:T + 1][::-1], tanh_s[1:T + 1][::-1], cot_q[::-1],
                 dz_h[1:T + 1][::-1], cot_s[::-1], z_s[1:T + 1][::-1], g[1:T + 1][::-1], cot_g[::-1],
                 dz_s_3[1:T + 1][::-1], dz_s_2[1:T + 1][::-1], s[0:T][::-1], f[1:T + 1][::-1],
-                cot_f[::-1], dz_f_5[1:T + 1][::-1], dz_f_4[1:T + 1][::-1],
-                cat_dz_f_5[1:T + 1][::-1])
+                cot_f[::-1], dz_f_6[1:T + 1][::-1], dz_f_5[1:T + 1][::-1],
+                cat_dz_f_6[1:T + 1][::-1])
     for (cot_h_t, q_t, tanh_s_t, cot_q_t, dz_h_t, cot_s_t, z_s_t, g_t, cot_g_t, dz_s_3_t, dz_s_2_t,
-         s_tm1, f_t, cot_f_t, dz_f_5_t, dz_f_4_t, cat_dz_f_5_t) in steps:
+         s_tm1, f_t, cot_f_t, dz_f_6_t, dz_f_5_t, cat_dz_f_6_t) in steps:
         # h(t) = tanh(s(t)) * q(t)
         if cot_h_t is not None:
             dh += cot_h_t
@@ -202,31 +195,31 @@ def backward(params, tape, cotangents, T, B):
             dg += cot_g_t
         if cot_q_t is not None:
             dq += cot_q_t
-        np.multiply(dfgq, dz_f_4_t, out=dz_f_5_t)
-        np.dot(cat_dz_f_5_t, z_f_3, out=dh)
+        np.multiply(dfgq, dz_f_5_t, out=dz_f_6_t)
+        np.dot(cat_dz_f_6_t, z_f_3, out=dh)
 
     # Every step at once
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
     # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
     # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-    outer_cat_dz_f_5 = cat_dz_f_5[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
-    dz_f_3 = outer_cat_dz_f_5
+    outer_cat_dz_f_6 = cat_dz_f_6[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
+    dz_f_3 = outer_cat_dz_f_6
 
     # Every step at once
     dz_s_4 = np.empty((8,), DTYPE)
-    dz_f_6 = np.empty((24,), DTYPE)
+    dz_f_7 = np.empty((24,), DTYPE)
     # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
     sum_rows(dz_s_3[now], (0, 1), dz_s_4)
     db = dz_s_4
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
     # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
     # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-    sum_rows(dz_f_5[now], (0, 1), dz_f_6)
-    dz_f = dz_f_6
-    dz_f_7 = np.concatenate((dz_f_5[now], dz_s_3[now]), -1)
-    outer_dz_f_7 = dz_f_7.reshape(-1, 32).T @ x[now].reshape(-1, 4)
-    np.dot(dz_f_7.reshape(-1, 32), z_f_2, out=dx[now].reshape(-1, 4))
-    dz_f_2 = outer_dz_f_7
+    sum_rows(dz_f_6[now], (0, 1), dz_f_7)
+    dz_f = dz_f_7
+    dz_f_8 = np.concatenate((dz_f_6[now], dz_s_3[now]), -1)
+    outer_dz_f_8 = dz_f_8.reshape(-1, 32).T @ x[now].reshape(-1, 4)
+    np.dot(dz_f_8.reshape(-1, 32), z_f_2, out=dx[now].reshape(-1, 4))
+    dz_f_2 = outer_dz_f_8
 
     # The time-free values and initial values, in reverse
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
@@ -269,18 +262,18 @@ def backward_large(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     b_f, U_f, W_f, b_g, U_g, W_g, b_o, U_o, W_o, b, U, W = (params[name] for name in PARAMETERS)
-    (f, g, q, s, h, x, fgq, z_f, U_fgo, W_fgo, z_f_2, z_f_3,
-     z_f_3_T, z_s, tanh_s) = (tape[name] for name in TAPE)
+    (f, g, q, s, h, x, fgq_18, z_f, U_fgo, W_fgo, z_f_2, z_f_3,
+     z_f_4, z_f_3_T, fgq, z_s, tanh_s) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
     dx = WORK.empty(x.shape, DTYPE, "dx")
     dx[:1] = 0
-    cat_dz_f_4 = WORK.empty((T + 1, B, 32), DTYPE, "cat_dz_f_4")
-    cat_dz_f_4[:1] = 0
-    dz_f_4 = cat_dz_f_4[..., 0:24]
-    dz_s_2 = cat_dz_f_4[..., 24:32]
+    cat_dz_f_5 = WORK.empty((T + 1, B, 32), DTYPE, "cat_dz_f_5")
+    cat_dz_f_5[:1] = 0
+    dz_f_5 = cat_dz_f_5[..., 0:24]
+    dz_s_2 = cat_dz_f_5[..., 24:32]
 
     # f(t), g(t), q(t), s(t), h(t): back through time (backward)
     dh = np.zeros((B, 8), DTYPE)
@@ -304,9 +297,9 @@ def backward_large(params, tape, cotangents, T, B):
     steps = zip(cot_h[::-1], q[1:T + 1][::-1], tanh_s[1:T + 1][::-1], cot_q[::-1], cot_s[::-1],
                 z_s[1:T + 1][::-1], g[1:T + 1][::-1], cot_g[::-1], dz_s_2[1:T + 1][::-1],
                 s[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1], fgq[1:T + 1][::-1],
-                dz_f_4[1:T + 1][::-1], cat_dz_f_4[1:T + 1][::-1])
+                dz_f_5[1:T + 1][::-1], cat_dz_f_5[1:T + 1][::-1])
     for (cot_h_t, q_t, tanh_s_t, cot_q_t, cot_s_t, z_s_t, g_t, cot_g_t, dz_s_2_t, s_tm1, f_t,
-         cot_f_t, fgq_t, dz_f_4_t, cat_dz_f_4_t) in steps:
+         cot_f_t, fgq_t, dz_f_5_t, cat_dz_f_5_t) in steps:
         # h(t) = tanh(s(t)) * q(t)
         if cot_h_t is not None:
             dh += cot_h_t
@@ -330,38 +323,38 @@ def backward_large(params, tape, cotangents, T, B):
         # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
         # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
         np.subtract(ONE, fgq_t, out=sub_fgq)
-        np.multiply(fgq_t, sub_fgq, out=dz_f_4_t)
+        np.multiply(fgq_t, sub_fgq, out=dz_f_5_t)
         if cot_f_t is not None:
             df += cot_f_t
         if cot_g_t is not None:
             dg += cot_g_t
         if cot_q_t is not None:
             dq += cot_q_t
-        dz_f_4_t *= dfgq
-        np.dot(cat_dz_f_4_t, z_f_3, out=dh)
+        dz_f_5_t *= dfgq
+        np.dot(cat_dz_f_5_t, z_f_3, out=dh)
 
     # Every step at once
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
     # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
     # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-    outer_cat_dz_f_4 = cat_dz_f_4[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
-    dz_f_3 = outer_cat_dz_f_4
+    outer_cat_dz_f_5 = cat_dz_f_5[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
+    dz_f_3 = outer_cat_dz_f_5
 
     # Every step at once
     dz_s_4 = np.empty((8,), DTYPE)
-    dz_f_5 = np.empty((24,), DTYPE)
+    dz_f_6 = np.empty((24,), DTYPE)
     # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
     sum_rows(dz_s_2[now], (0, 1), dz_s_4)
     db = dz_s_4
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
     # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
     # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-    sum_rows(dz_f_4[now], (0, 1), dz_f_5)
-    dz_f = dz_f_5
-    dz_f_6 = np.concatenate((dz_f_4[now], dz_s_2[now]), -1)
-    outer_dz_f_6 = dz_f_6.reshape(-1, 32).T @ x[now].reshape(-1, 4)
-    np.dot(dz_f_6.reshape(-1, 32), z_f_2, out=dx[now].reshape(-1, 4))
-    dz_f_2 = outer_dz_f_6
+    sum_rows(dz_f_5[now], (0, 1), dz_f_6)
+    dz_f = dz_f_6
+    dz_f_7 = np.concatenate((dz_f_5[now], dz_s_2[now]), -1)
+    outer_dz_f_7 = dz_f_7.reshape(-1, 32).T @ x[now].reshape(-1, 4)
+    np.dot(dz_f_7.reshape(-1, 32), z_f_2, out=dx[now].reshape(-1, 4))
+    dz_f_2 = outer_dz_f_7
 
     # The time-free values and initial values, in reverse
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))

@@ -17,27 +17,29 @@ MINUS_ONE = DTYPE(-1)
 ONE = DTYPE(1)
 PARAMETERS = ("W_ir", "b_ir", "W_hr", "b_hr", "W_iz", "b_iz", "W_hz", "b_hz", "W_in", "b_in",
               "W_hn", "b_hn")
-PREPARE = ("W_ir", "b_ir", "W_hr", "b_hr", "W_iz", "b_iz", "W_hz", "b_hz", "W_in", "W_hn")
-TAPE = ("r", "z", "n", "h", "x", "rz", "W_i_rz", "W_h_rz", "z_r", "W_i__rzn", "W_h__rzn",
-        "W_h__rzn_T", "z_n", "sub_z")
+PREPARE = ("W_ir", "b_ir", "W_hr", "b_hr", "W_iz", "b_iz", "W_hz", "b_hz", "W_in", "b_in", "W_hn")
+TAPE = ("r", "z", "n", "h", "x", "rz_n", "W_i_rz", "W_h_rz", "z_r", "W_i__rzn", "W_h__rzn", "z_r_2",
+        "W_h__rzn_T", "rz", "z_n", "sub_z")
 
 
 def prepare(params):
     """What forward computes from the parameters alone, in the order it unpacks
     them: made each call, or once by Compiled.prepare for calls with the same
     parameters."""
-    W_ir, b_ir, W_hr, b_hr, W_iz, b_iz, W_hz, b_hz, W_in, W_hn = (params[name] for name in PREPARE)
+    (W_ir, b_ir, W_hr, b_hr, W_iz, b_iz, W_hz, b_hz, W_in,
+     b_in, W_hn) = (params[name] for name in PREPARE)
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    z_r_2 = np.concatenate((b_ir, b_iz), -1)
-    z_r_3 = np.concatenate((b_hr, b_hz), -1)
+    z_r_3 = np.concatenate((b_ir, b_iz), -1)
+    z_r_4 = np.concatenate((b_hr, b_hz), -1)
     W_i_rz = np.concatenate((W_ir, W_iz), 0)
     W_h_rz = np.concatenate((W_hr, W_hz), 0)
-    z_r = z_r_2 + z_r_3
+    z_r = z_r_3 + z_r_4
     W_i__rzn = np.concatenate((W_i_rz, W_in), 0)
     W_h__rzn = np.concatenate((W_h_rz, W_hn), 0)
+    z_r_2 = np.concatenate((z_r, b_in), -1)
     W_h__rzn_T = np.ascontiguousarray(W_h__rzn.T)
-    return (W_i_rz, W_h_rz, z_r, W_i__rzn, W_h__rzn, W_h__rzn_T)
+    return (W_i_rz, W_h_rz, z_r, W_i__rzn, W_h__rzn, z_r_2, W_h__rzn_T)
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
@@ -46,7 +48,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
      b_in, W_hn, b_hn) = (params[name] for name in PARAMETERS)
 
     # Values of the parameters alone (see prepare)
-    (W_i_rz, W_h_rz, z_r, W_i__rzn, W_h__rzn, W_h__rzn_T) = prepare(params) if prepared is None else prepared
+    (W_i_rz, W_h_rz, z_r, W_i__rzn, W_h__rzn, z_r_2,
+     W_h__rzn_T) = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
@@ -55,31 +58,23 @@ def forward(params, inputs, initial, T, B, prepared=None):
     x = WORK.empty((T + 1, B, 4), DTYPE, "x")
     x[:1] = 0
     x[1:T + 1] = inputs["x"]
-    n = WORK.empty((T + 1, B, 8), DTYPE, "n")
-    n[:1] = 0
     h = WORK.empty((T + 1, B, 8), DTYPE, "h")
     h[:1] = 0
-    rz = WORK.empty((T + 1, B, 16), DTYPE, "rz")
-    rz[:1] = 0
+    rz_n = WORK.empty((T + 1, B, 24), DTYPE, "rz_n")
+    rz_n[:1] = 0
     z_n = WORK.empty((T + 1, B, 8), DTYPE, "z_n")   # every step written
     sub_z = WORK.empty((T + 1, B, 8), DTYPE, "sub_z")   # every step written
-    r = rz[..., 0:8]
-    z = rz[..., 8:16]
+    r = rz_n[..., 0:8]
+    z = rz_n[..., 8:16]
+    rz = rz_n[..., 0:16]
+    n = rz_n[..., 16:24]
     h[0] = initial["h(0)"]
 
     # Every step at once: what does not depend on the loop after it
-    W_i__rzn_x = WORK.empty((T, B, 24), DTYPE, "W_i__rzn_x")
-    slice_W_i__rzn_x = W_i__rzn_x[..., 0:16]
-    slice_W_i__rzn_x_2 = W_i__rzn_x[..., 16:24]
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    np.dot(x[now].reshape(-1, 4), W_i__rzn.T, out=W_i__rzn_x.reshape(-1, 24))
-    # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
-    # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
-    # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    np.add(z_r, slice_W_i__rzn_x, out=rz[now])
-    # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
-    np.add(b_in, slice_W_i__rzn_x_2, out=n[now])
+    np.dot(x[now].reshape(-1, 4), W_i__rzn.T, out=rz_n[now].reshape(-1, 24))
+    rz_n[now] += z_r_2
 
     # r(t), z(t), n(t), h(t): a loop forward in time
     W_h__rzn_h = np.empty((B, 24), DTYPE)
@@ -114,9 +109,9 @@ def forward(params, inputs, initial, T, B, prepared=None):
             h_t += z_h
 
     outputs = {"r": r[1:T + 1], "z": z[1:T + 1], "n": n[1:T + 1], "h": h[1:T + 1]}
-    tape = {"r": r, "z": z, "n": n, "h": h, "x": x, "rz": rz, "W_i_rz": W_i_rz, "W_h_rz": W_h_rz,
-            "z_r": z_r, "W_i__rzn": W_i__rzn, "W_h__rzn": W_h__rzn, "W_h__rzn_T": W_h__rzn_T,
-            "z_n": z_n, "sub_z": sub_z}
+    tape = {"r": r, "z": z, "n": n, "h": h, "x": x, "rz_n": rz_n, "W_i_rz": W_i_rz,
+            "W_h_rz": W_h_rz, "z_r": z_r, "W_i__rzn": W_i__rzn, "W_h__rzn": W_h__rzn,
+            "z_r_2": z_r_2, "W_h__rzn_T": W_h__rzn_T, "rz": rz, "z_n": z_n, "sub_z": sub_z}
     return outputs, tape
 
 
@@ -125,8 +120,8 @@ def backward(params, tape, cotangents, T, B):
     initial values: the blocks of forward in reverse, loops backward in time."""
     (W_ir, b_ir, W_hr, b_hr, W_iz, b_iz, W_hz, b_hz, W_in,
      b_in, W_hn, b_hn) = (params[name] for name in PARAMETERS)
-    (r, z, n, h, x, rz, W_i_rz, W_h_rz, z_r, W_i__rzn, W_h__rzn,
-     W_h__rzn_T, z_n, sub_z) = (tape[name] for name in TAPE)
+    (r, z, n, h, x, rz_n, W_i_rz, W_h_rz, z_r, W_i__rzn, W_h__rzn,
+     z_r_2, W_h__rzn_T, rz, z_n, sub_z) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -134,12 +129,12 @@ def backward(params, tape, cotangents, T, B):
     dx = WORK.empty(x.shape, DTYPE, "dx")
     dx[:1] = 0
     dz_n_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_n_2")   # every step written
-    dz_r_2 = WORK.empty((T + 1, B, 16), DTYPE, "dz_r_2")   # every step written
+    dz_r_3 = WORK.empty((T + 1, B, 16), DTYPE, "dz_r_3")   # every step written
     dz_n_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_n_3")   # every step written
-    cat_dz_r_3 = WORK.empty((T + 1, B, 24), DTYPE, "cat_dz_r_3")
-    cat_dz_r_3[:1] = 0
-    dz_r_3 = cat_dz_r_3[..., 0:16]
-    dz_n_4 = cat_dz_r_3[..., 16:24]
+    cat_dz_r_4 = WORK.empty((T + 1, B, 24), DTYPE, "cat_dz_r_4")
+    cat_dz_r_4[:1] = 0
+    dz_r_4 = cat_dz_r_4[..., 0:16]
+    dz_n_4 = cat_dz_r_4[..., 16:24]
 
     # Every step at once
     # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
@@ -147,8 +142,8 @@ def backward(params, tape, cotangents, T, B):
     np.subtract(ONE, dz_n_2[now], out=dz_n_2[now])
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    np.subtract(ONE, rz[now], out=dz_r_2[now])
-    dz_r_2[now] *= rz[now]
+    np.subtract(ONE, rz[now], out=dz_r_3[now])
+    dz_r_3[now] *= rz[now]
 
     # r(t), z(t), n(t), h(t): back through time (backward)
     dh = np.zeros((B, 8), DTYPE)
@@ -161,13 +156,13 @@ def backward(params, tape, cotangents, T, B):
     cot_n = cotangents.get("n", [None] * T)
     cot_r = cotangents.get("r", [None] * T)
     dz_h = np.empty((B, 8), DTYPE)
-    vecmat_cat_dz_r_3 = np.empty((B, 8), DTYPE)
+    vecmat_cat_dz_r_4 = np.empty((B, 8), DTYPE)
     steps = zip(cot_h[::-1], h[0:T][::-1], cot_z[::-1], n[1:T + 1][::-1], sub_z[1:T + 1][::-1],
                 z[1:T + 1][::-1], cot_n[::-1], dz_n_3[1:T + 1][::-1], dz_n_2[1:T + 1][::-1],
                 z_n[1:T + 1][::-1], dz_n_4[1:T + 1][::-1], r[1:T + 1][::-1], cot_r[::-1],
-                dz_r_3[1:T + 1][::-1], dz_r_2[1:T + 1][::-1], cat_dz_r_3[1:T + 1][::-1])
+                dz_r_4[1:T + 1][::-1], dz_r_3[1:T + 1][::-1], cat_dz_r_4[1:T + 1][::-1])
     for (cot_h_t, h_tm1, cot_z_t, n_t, sub_z_t, z_t, cot_n_t, dz_n_3_t, dz_n_2_t, z_n_t, dz_n_4_t,
-         r_t, cot_r_t, dz_r_3_t, dz_r_2_t, cat_dz_r_3_t) in steps:
+         r_t, cot_r_t, dz_r_4_t, dz_r_3_t, cat_dz_r_4_t) in steps:
         # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
         if cot_h_t is not None:
             dh += cot_h_t
@@ -188,9 +183,9 @@ def backward(params, tape, cotangents, T, B):
             dr += cot_r_t
         if cot_z_t is not None:
             dz += cot_z_t
-        np.multiply(drz, dz_r_2_t, out=dz_r_3_t)
-        np.dot(cat_dz_r_3_t, W_h__rzn, out=vecmat_cat_dz_r_3)
-        dh += vecmat_cat_dz_r_3
+        np.multiply(drz, dz_r_3_t, out=dz_r_4_t)
+        np.dot(cat_dz_r_4_t, W_h__rzn, out=vecmat_cat_dz_r_4)
+        dh += vecmat_cat_dz_r_4
 
     # Every step at once
     dz_n_5 = np.empty((8,), DTYPE)
@@ -199,23 +194,23 @@ def backward(params, tape, cotangents, T, B):
     db_hn = dz_n_5
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    outer_cat_dz_r_3 = cat_dz_r_3[now].reshape(-1, 24).T @ h[tm1].reshape(-1, 8)
-    dW_h__rzn = outer_cat_dz_r_3
+    outer_cat_dz_r_4 = cat_dz_r_4[now].reshape(-1, 24).T @ h[tm1].reshape(-1, 8)
+    dW_h__rzn = outer_cat_dz_r_4
 
     # Every step at once
     dz_n_6 = np.empty((8,), DTYPE)
-    dz_r_4 = np.empty((16,), DTYPE)
+    dz_r_5 = np.empty((16,), DTYPE)
     # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
     sum_rows(dz_n_3[now], (0, 1), dz_n_6)
     db_in = dz_n_6
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    sum_rows(dz_r_3[now], (0, 1), dz_r_4)
-    dz_r = dz_r_4
-    dz_r_5 = np.concatenate((dz_r_3[now], dz_n_3[now]), -1)
-    outer_dz_r_5 = dz_r_5.reshape(-1, 24).T @ x[now].reshape(-1, 4)
-    np.dot(dz_r_5.reshape(-1, 24), W_i__rzn, out=dx[now].reshape(-1, 4))
-    dW_i__rzn = outer_dz_r_5
+    sum_rows(dz_r_4[now], (0, 1), dz_r_5)
+    dz_r = dz_r_5
+    dz_r_6 = np.concatenate((dz_r_4[now], dz_n_3[now]), -1)
+    outer_dz_r_6 = dz_r_6.reshape(-1, 24).T @ x[now].reshape(-1, 4)
+    np.dot(dz_r_6.reshape(-1, 24), W_i__rzn, out=dx[now].reshape(-1, 4))
+    dW_i__rzn = outer_dz_r_6
 
     # The time-free values and initial values, in reverse
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
@@ -256,8 +251,8 @@ def backward_large(params, tape, cotangents, T, B):
     initial values: the blocks of forward in reverse, loops backward in time."""
     (W_ir, b_ir, W_hr, b_hr, W_iz, b_iz, W_hz, b_hz, W_in,
      b_in, W_hn, b_hn) = (params[name] for name in PARAMETERS)
-    (r, z, n, h, x, rz, W_i_rz, W_h_rz, z_r, W_i__rzn, W_h__rzn,
-     W_h__rzn_T, z_n, sub_z) = (tape[name] for name in TAPE)
+    (r, z, n, h, x, rz_n, W_i_rz, W_h_rz, z_r, W_i__rzn, W_h__rzn,
+     z_r_2, W_h__rzn_T, rz, z_n, sub_z) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -265,10 +260,10 @@ def backward_large(params, tape, cotangents, T, B):
     dx = WORK.empty(x.shape, DTYPE, "dx")
     dx[:1] = 0
     dz_n_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_n_2")   # every step written
-    cat_dz_r_2 = WORK.empty((T + 1, B, 24), DTYPE, "cat_dz_r_2")
-    cat_dz_r_2[:1] = 0
-    dz_r_2 = cat_dz_r_2[..., 0:16]
-    dz_n_3 = cat_dz_r_2[..., 16:24]
+    cat_dz_r_3 = WORK.empty((T + 1, B, 24), DTYPE, "cat_dz_r_3")
+    cat_dz_r_3[:1] = 0
+    dz_r_3 = cat_dz_r_3[..., 0:16]
+    dz_n_3 = cat_dz_r_3[..., 16:24]
 
     # r(t), z(t), n(t), h(t): back through time (backward)
     dh = np.zeros((B, 8), DTYPE)
@@ -283,13 +278,13 @@ def backward_large(params, tape, cotangents, T, B):
     dz_h = np.empty((B, 8), DTYPE)
     dz_n_4 = np.empty((B, 8), DTYPE)
     sub_rz = np.empty((B, 16), DTYPE)
-    vecmat_cat_dz_r_2 = np.empty((B, 8), DTYPE)
+    vecmat_cat_dz_r_3 = np.empty((B, 8), DTYPE)
     steps = zip(cot_h[::-1], h[0:T][::-1], cot_z[::-1], n[1:T + 1][::-1], sub_z[1:T + 1][::-1],
                 z[1:T + 1][::-1], cot_n[::-1], dz_n_2[1:T + 1][::-1], z_n[1:T + 1][::-1],
                 dz_n_3[1:T + 1][::-1], r[1:T + 1][::-1], cot_r[::-1], rz[1:T + 1][::-1],
-                dz_r_2[1:T + 1][::-1], cat_dz_r_2[1:T + 1][::-1])
+                dz_r_3[1:T + 1][::-1], cat_dz_r_3[1:T + 1][::-1])
     for (cot_h_t, h_tm1, cot_z_t, n_t, sub_z_t, z_t, cot_n_t, dz_n_2_t, z_n_t, dz_n_3_t, r_t,
-         cot_r_t, rz_t, dz_r_2_t, cat_dz_r_2_t) in steps:
+         cot_r_t, rz_t, dz_r_3_t, cat_dz_r_3_t) in steps:
         # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
         if cot_h_t is not None:
             dh += cot_h_t
@@ -309,14 +304,14 @@ def backward_large(params, tape, cotangents, T, B):
         # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
         # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
         np.subtract(ONE, rz_t, out=sub_rz)
-        np.multiply(rz_t, sub_rz, out=dz_r_2_t)
+        np.multiply(rz_t, sub_rz, out=dz_r_3_t)
         if cot_r_t is not None:
             dr += cot_r_t
         if cot_z_t is not None:
             dz += cot_z_t
-        dz_r_2_t *= drz
-        np.dot(cat_dz_r_2_t, W_h__rzn, out=vecmat_cat_dz_r_2)
-        dh += vecmat_cat_dz_r_2
+        dz_r_3_t *= drz
+        np.dot(cat_dz_r_3_t, W_h__rzn, out=vecmat_cat_dz_r_3)
+        dh += vecmat_cat_dz_r_3
 
     # Every step at once
     dz_n_5 = np.empty((8,), DTYPE)
@@ -325,23 +320,23 @@ def backward_large(params, tape, cotangents, T, B):
     db_hn = dz_n_5
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    outer_cat_dz_r_2 = cat_dz_r_2[now].reshape(-1, 24).T @ h[tm1].reshape(-1, 8)
-    dW_h__rzn = outer_cat_dz_r_2
+    outer_cat_dz_r_3 = cat_dz_r_3[now].reshape(-1, 24).T @ h[tm1].reshape(-1, 8)
+    dW_h__rzn = outer_cat_dz_r_3
 
     # Every step at once
     dz_n_6 = np.empty((8,), DTYPE)
-    dz_r_3 = np.empty((16,), DTYPE)
+    dz_r_4 = np.empty((16,), DTYPE)
     # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
     sum_rows(dz_n_2[now], (0, 1), dz_n_6)
     db_in = dz_n_6
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    sum_rows(dz_r_2[now], (0, 1), dz_r_3)
-    dz_r = dz_r_3
-    dz_r_4 = np.concatenate((dz_r_2[now], dz_n_2[now]), -1)
-    outer_dz_r_4 = dz_r_4.reshape(-1, 24).T @ x[now].reshape(-1, 4)
-    np.dot(dz_r_4.reshape(-1, 24), W_i__rzn, out=dx[now].reshape(-1, 4))
-    dW_i__rzn = outer_dz_r_4
+    sum_rows(dz_r_3[now], (0, 1), dz_r_4)
+    dz_r = dz_r_4
+    dz_r_5 = np.concatenate((dz_r_3[now], dz_n_2[now]), -1)
+    outer_dz_r_5 = dz_r_5.reshape(-1, 24).T @ x[now].reshape(-1, 4)
+    np.dot(dz_r_5.reshape(-1, 24), W_i__rzn, out=dx[now].reshape(-1, 4))
+    dW_i__rzn = outer_dz_r_5
 
     # The time-free values and initial values, in reverse
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
