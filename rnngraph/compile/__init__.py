@@ -50,8 +50,9 @@ class Optimized(Plain):
 
     The module has two backward functions: ``backward`` computes the activations'
     derivatives for every step at once before its loop, ``backward_large`` in the loop,
-    step by step, for steps of ``LARGE_STEP`` values or more (Compiled chooses by the
-    batch), where a pass over every step's values costs more than the calls."""
+    step by step, which Compiled takes when a step (the batch times ``step_values``, a
+    step's widest value) has Compiled.per_step values or more: there a pass over every
+    step's values costs more than the calls."""
 
     PRINTER = FastPrinter
 
@@ -59,13 +60,11 @@ class Optimized(Plain):
         super().__init__(model, dtype)
         large = self.reverse(self.taped, lanewise_in_loop=True)
         printer = FastPrinter(model, self.forward, large, dtype, self.params)
-        text = printer.module()
-        body = text[text.index("\n\n\ndef backward("):].replace(
-            "def backward(", "def backward_large(", 1)
+        body = printer.backward(printer.unpack_params(), printer.tape(), "backward_large")
         widths = [t.shape[-1] for (kind, n), t in self.forward.types.items()
                   if kind == "home" and n in self.forward.timed and t.shape]
         self.step_values = max(widths, default=1)     # a step's widest value, per batch row
-        self.source = self.source.rstrip("\n") + body
+        self.source += "\n".join(body) + "\n"
 
     def programs(self, model):
         forward = split_loops(hoist_invariants(pack(fold_constants(reassociate(cse(

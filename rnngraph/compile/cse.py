@@ -22,14 +22,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .passes import _copy
+from .passes import copy_program
 from .program import Program, Tmp
 
 
 def cse(prog: Program) -> Program:
     """Each temporary whose op, arguments and parameters an earlier one of its block has
     replaced by that one (reads renamed; the later equation dropped)."""
-    out = _copy(prog)
+    out = copy_program(prog)
     for block in out.blocks:
         seen: dict = {}
         same: dict[str, Tmp] = {}

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from .optable import lookup
-from .passes import _copy
+from .passes import copy_program
 from .program import Block, Eqn, Home, Program, Tmp, Type
 
 
@@ -20,7 +20,7 @@ def concat_views(prog: Program) -> Program:
     """``X(t) = concat A(t) B(t)`` with A, B arrays the passes made, each written once,
     at step t, by one equation of the same block, and read anywhere: A and B become
     views of X (lanes 0:a and a:a+b) and the concatenation goes."""
-    out = _copy(prog)
+    out = copy_program(prog)
     writes: dict = {}
     for k, b in enumerate(out.blocks):
         for i, e in enumerate(b.eqns):
@@ -60,7 +60,7 @@ def sink_carried_writes(prog: Program) -> Program:
     that one buffer can hold both (see above).  Nothing in the loop reads the next
     step's gradient, so the move changes no value.  (Equations are compared by identity:
     two writes may be equal, ``dh(t-1) += dh(t)`` twice for ``h(t-1) + h(t-1)``.)"""
-    out = _copy(prog)
+    out = copy_program(prog)
     for b in out.blocks:
         if b.kind != "loop":
             continue
@@ -99,15 +99,15 @@ def preactivations_in_place(fwd: Program, back: Program) -> Program:
     LSTM does.  One array over the steps fewer, and no copy of the sum.  The backward
     program (``back``) must not read A: it reads the activations' values, which H holds
     after the loop."""
-    out = _copy(fwd)
-    reads: dict = {}
-    writes: dict = {}
+    out = copy_program(fwd)
+    reads: dict = {}                           # home -> how many equations of either read it
+    writes: dict = {}                          # home -> [(block, eqn)] of the forward's
     for p in (out, back):
         for k, b in enumerate(p.blocks):
             for i, e in enumerate(b.eqns):
                 for a in e.args:
                     if isinstance(a, Home):
-                        reads.setdefault(a.key, []).append((p, k, i))
+                        reads[a.key] = reads.get(a.key, 0) + 1
                 if isinstance(e.out, Home) and p is out:
                     writes.setdefault(e.out.key, []).append((k, i))
     for k, b in enumerate(out.blocks):
@@ -140,7 +140,7 @@ def _in_place_sum(prog: Program, b: Block, i: int, e: Eqn, reads: dict, writes: 
     for A, w in (e.args, e.args[::-1]):
         if isinstance(A, Home) and A.name.startswith("%") and A.offset == 0 and not A.grad \
                 and A.name not in prog.views and isinstance(w, (Tmp, Home)) \
-                and len(reads.get(A.key, ())) == 1 and len(writes.get(A.key, ())) == 1 \
+                and reads.get(A.key) == 1 and len(writes.get(A.key, ())) == 1 \
                 and prog.blocks[writes[A.key][0][0]].kind == "all" \
                 and prog.type(A) == prog.type(e.out):
             break
@@ -184,7 +184,7 @@ def transposed_in_loops(fwd: Program) -> Program:
     ``h(t-1) @ W^T`` with W^T copied once, C-ordered, in the prologue (where prepare()
     makes it once for many calls): the product a step makes, in the form BLAS does
     fastest (see the row "transposed" in optable.py)."""
-    out = _copy(fwd)
+    out = copy_program(fwd)
     once = out.blocks[0]
     made: dict = {}
     for b in out.blocks:
@@ -210,7 +210,7 @@ def sums_side_by_side(fwd: Program) -> Program:
     into one array of which those are lanes: the product is written there, the biases
     added as one (no array for the product).  The forward program's layout only: the
     backward reads these values from the tape, wherever they live."""
-    out = _copy(fwd)
+    out = copy_program(fwd)
     bases = {v[0] for v in out.views.values()}
     for b in out.blocks:
         if b.kind != "all":

@@ -6,14 +6,11 @@ step's rows; numbers are the module's scalars of the dtype (``ONE``, ``MINUS_ONE
 """
 from __future__ import annotations
 
+from ..printing import number_text
 from .optable import ATOM, Text, lookup
 
 #: Ops printed as one call with out=, besides the table's ufuncs.
-_OUT = {"sigmoid", "relu", "copy", "neg", "matvec", "vecmat"}
-
-
-def number(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() else repr(float(v))
+OUT_OPS = {"sigmoid", "relu", "copy", "neg", "matvec", "vecmat"}
 
 
 def const_name(v: float) -> str:
@@ -21,7 +18,7 @@ def const_name(v: float) -> str:
     known = {1.0: "ONE", -1.0: "MINUS_ONE", 2.0: "TWO", 0.5: "HALF", 0.0: "ZERO"}
     if v in known:
         return known[v]
-    return ("C_MINUS_" if v < 0 else "C_") + number(abs(v)).replace(".", "_").replace("-", "_") \
+    return ("C_MINUS_" if v < 0 else "C_") + number_text(abs(v)).replace(".", "_").replace("-", "_") \
         .replace("+", "")
 
 

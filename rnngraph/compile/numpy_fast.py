@@ -9,13 +9,13 @@ no array is allocated inside a loop.  An op the table gives no in-place form
 """
 from __future__ import annotations
 
+from ..printing import number_text
 from ..pysource import Namer, _tuple, _unpack, _wrap
 from .memory import local_gradients, step_plan
-from .numpy_calls import _OUT, call, const_name, number
+from .numpy_calls import OUT_OPS, call, const_name
 from .numpy_plain import Printer, _statement
 from .optable import ATOM, MUL, UNARY, Text, lookup
 from .program import Block, Const, Eqn, Home, Program, Tmp
-
 
 
 class FastPrinter(Printer):
@@ -125,7 +125,7 @@ class FastPrinter(Printer):
 
     def module(self) -> str:
         text = super().module()
-        consts = "".join(f"\n{name} = DTYPE({number(v)})" for v, name in self.consts.items())
+        consts = "".join(f"\n{name} = DTYPE({number_text(v)})" for v, name in self.consts.items())
         text = text.replace("\nPARAMETERS = ", f"{consts}\nPARAMETERS = ", 1)
         if not self.ready_homes:
             return text
@@ -330,7 +330,7 @@ class FastPrinter(Printer):
     @staticmethod
     def in_place(op: str) -> bool:
         """Whether ``op`` prints as one call that writes into a given array."""
-        return lookup(op).ufunc is not None or op in _OUT
+        return lookup(op).ufunc is not None or op in OUT_OPS
 
     @staticmethod
     def lanewise(op: str) -> bool:

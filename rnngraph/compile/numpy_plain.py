@@ -17,6 +17,7 @@ import keyword
 import os
 
 from .. import __version__
+from ..printing import number_text
 from ..pysource import docstring_text, Namer, _slice_name, _tuple, _unpack, _wrap, identifier
 from .optable import ATOM, RUNTIME, UNARY, Text, lookup
 from .program import Const, Home, Tmp
@@ -171,7 +172,7 @@ class Printer:
 
     def atom(self, a, texts) -> Text:
         if isinstance(a, Const):
-            text = repr(float(a.value)) if not float(a.value).is_integer() else str(int(a.value))
+            text = number_text(a.value)
             return Text(text, UNARY if text.startswith("-") else ATOM)
         if isinstance(a, Home):
             return Text(self.home(a), ATOM)
@@ -357,12 +358,19 @@ class Printer:
                 f"from rnngraph.ops import {', '.join(RUNTIME)}"] + self.imports() + [
                 "", f"DTYPE = np.{self.dtype}"]
         head += _wrap(f"PARAMETERS = {_tuple(self.params)}")
-        tape = [n for n in self.sym if self.sym[n].role in ("input", "sequence", "state", "value")]
-        tape += [n for n, p in self.made.items() if p is self.fwd]
+        tape = self.tape()
         head += _wrap(f"TAPE = {_tuple(self.py[n] if n in self.made else n for n in tape)}")
-        unpack = _unpack([self.py[p] for p in self.params], "(params[name] for name in PARAMETERS)")
+        unpack = self.unpack_params()
         return "\n".join(head + self.prepare() + self.forward(unpack, tape)
                          + self.backward(unpack, tape)) + "\n"
+
+    def tape(self) -> list[str]:
+        """What forward hands to backward: the model's values, then the homes it made."""
+        tape = [n for n in self.sym if self.sym[n].role in ("input", "sequence", "state", "value")]
+        return tape + [n for n, p in self.made.items() if p is self.fwd]
+
+    def unpack_params(self) -> list[str]:
+        return _unpack([self.py[p] for p in self.params], "(params[name] for name in PARAMETERS)")
 
     #: What ``prepare`` says it makes (Compiled.prepare calls it once for many calls).
     PREPARED = "nothing, on the plain path"
@@ -417,10 +425,10 @@ class Printer:
                                 for n in tape])
         return lines + ["    return outputs, tape"]
 
-    def backward(self, unpack, tape) -> list[str]:
+    def backward(self, unpack, tape, name: str = "backward") -> list[str]:
         T, B = self.T, self.B
         self.namer = Namer(self.taken)
-        lines = ["", "", f"def backward(params, tape, cotangents, {T}, {B}):",
+        lines = ["", "", f"def {name}(params, tape, cotangents, {T}, {B}):",
                  '    """Cotangents of the outputs -> gradients of the parameters, the inputs and '
                  'the', '    initial values: the blocks of forward in reverse, loops backward in time."""']
         lines += unpack + _unpack([self.py[n] for n in tape], "(tape[name] for name in TAPE)")

@@ -44,18 +44,21 @@ loop forward i g f h:
 from __future__ import annotations
 
 from .optable import lookup
-from .passes import _copy
+from .passes import copy_program
 from .program import Block, Const, Eqn, Home, Program, Tmp, Type
 
-#: Lanewise ops a packed tree may hold (each lane of the result from the same lane of
-#: each argument, so that the members' lanes side by side compute each member).
-_LANEWISE = {"add", "sub", "mul", "div", "neg", "tanh", "sigmoid", "relu", "exp", "log",
-             "softplus", "sqrt"}
+
+def _lanewise(op: str) -> bool:
+    """Whether a packed tree may hold ``op``: each lane of its result from the same lane
+    of each argument (the op table's fact), so that the members' lanes side by side
+    compute each member; and differentiable (not a gradient's own op)."""
+    row = lookup(op)
+    return row.lanewise and row.vjp is not None
 
 
 def pack(prog: Program) -> Program:
     """Each loop's groups of same-form equations packed (see above)."""
-    out = _copy(prog)
+    out = copy_program(prog)
     for block in out.blocks:
         if block.kind != "once":
             while _pack_one(out, block):
@@ -100,7 +103,7 @@ class _Shape:
             if not self.param(A) or self.inner(v) or isinstance(v, Const):
                 return None
             return ("matvec", "rows", v), [A], [(i, 0)], [i], [v]
-        if e.op not in _LANEWISE or e.accumulate or e.attrs:
+        if not _lanewise(e.op) or e.accumulate or e.attrs:
             return None
         sig, params, places, at, shared = [e.op], [], [], [i], []
         for k, x in enumerate(e.args):
@@ -134,7 +137,7 @@ def _groups(prog: Program, block: Block, shape: _Shape) -> dict:
         h = e.out
         if not isinstance(h, Home) or h.offset != 0 or h.grad or e.accumulate \
                 or h.name.startswith("%") or h.name in prog.views \
-                or e.op not in _LANEWISE or len(e.args) != 1:
+                or not _lanewise(e.op) or len(e.args) != 1:
             continue
         t = prog.type(h)
         if t.lead != 1 or len(t.shape) != 1:

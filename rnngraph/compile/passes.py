@@ -44,9 +44,9 @@ from .optable import lookup
 from .program import Block, Const, Eqn, Home, Program, Tmp, Type
 
 
-def _copy(prog: Program) -> Program:
+def copy_program(prog: Program) -> Program:
     """A program a pass may change without changing ``prog``: its own lists of blocks,
-    equations, types and timed homes."""
+    equations, types, timed homes and views."""
     return Program([replace(b, eqns=list(b.eqns)) for b in prog.blocks], dict(prog.types),
                    set(prog.timed), prog.made, dict(prog.views))
 
@@ -111,7 +111,7 @@ def propagate_copies(prog: Program) -> Program:
             alias[key] = (src, (k, i))
     if not alias:
         return prog
-    out = _copy(prog)
+    out = copy_program(prog)
 
     def read(a):
         if isinstance(a, Home) and a.key in alias:
@@ -133,7 +133,7 @@ def _named(prog: Program) -> set:
 
 def drop_dead(prog: Program) -> Program:
     """Without the temporaries nothing reads (a VJP's cotangent for a number, say)."""
-    out = _copy(prog)
+    out = copy_program(prog)
     for block in out.blocks:
         live: set[str] = set()
         kept = []
@@ -157,7 +157,7 @@ _FOLD = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, 
 def fold_constants(prog: Program) -> Program:
     """An op of numbers alone (``sqrt(1 + 0.25 * 0.25)``) replaced by the number it makes,
     where that number is finite (else left for NumPy to compute, as written)."""
-    out = _copy(prog)
+    out = copy_program(prog)
     for block in out.blocks:
         value: dict[str, Const] = {}
         kept = []
@@ -180,7 +180,7 @@ def fold_constants(prog: Program) -> Program:
 def hoist_invariants(prog: Program) -> Program:
     """Temporaries computed from parameters, numbers and time-free values alone, moved
     out of loops and every-step blocks into the prologue, once (the first block)."""
-    out = _copy(prog)
+    out = copy_program(prog)
     if out.blocks[0].kind != "once":           # a backward program: a prologue of its own
         out.blocks.insert(0, Block("once", []))
     once = out.blocks[0]
@@ -232,7 +232,7 @@ def stack_products(prog: Program) -> Program:
     the matrices stacked by rows (an LSTM's four gates read h(t-1) through one matrix of
     4n rows); each member's result is a slice of it.  The stacking itself is invariant,
     so hoist_invariants moves it to the prologue."""
-    out = _copy(prog)
+    out = copy_program(prog)
     for block in out.blocks:
         if block.kind == "once":
             continue

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .optable import lookup
-from .passes import _copy
+from .passes import copy_program
 from .program import Const, Eqn, Home, Program, Tmp
 
 
@@ -21,7 +21,7 @@ def reassociate(prog: Program) -> Program:
     ``(W x(t) + b + c) + U h(t-1)``, whose first part ``split_loops`` moves out of the loop.
     (It changes the order of the additions, hence the rounding: the optimized path agrees
     with the plain one to rounding.)"""
-    out = _copy(prog)
+    out = copy_program(prog)
     for block in out.blocks:
         if block.kind != "loop":
             continue
