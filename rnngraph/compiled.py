@@ -17,8 +17,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .codegen import generator
-from .compile import Optimized, Plain
+from .compile import Numba, Optimized, Plain
 from . import limits
 from .errors import RnnGraphError
 from .jit import jit_loops, numba_or_error
@@ -136,7 +135,7 @@ class Compiled:
     per_step = 4096
 
     def __init__(self, model, dtype: str = "float64", check_finite: bool = True,
-                 optimize: bool = True, backend: str = "numpy", _ir: bool = False):
+                 optimize: bool = True, backend: str = "numpy"):
         if str(dtype) not in DTYPES:
             raise RnnGraphError(f"dtype must be float32 or float64, not {dtype!r}")
         if backend not in BACKENDS:
@@ -150,21 +149,9 @@ class Compiled:
         self.dtype = np.dtype(str(dtype))
         self.check_finite = check_finite
         self.backend = backend
-        # The compiler on the IR (rnngraph/compile/) prints both NumPy paths.  backend="numba"
-        # still takes the earlier generator, whose loops jitgen.py compiles, until the IR
-        # has a Numba printer (issue 16); a state read two or more steps back, which the
-        # earlier generator gets wrong (each initial slot h(0)), runs the IR's NumPy code.
-        long_delay = any(step < 0 for step, _ in model.initial_slots.values())
-        if not optimize:
-            gen, numba = Plain(model, str(dtype)), None
-        elif numba is None or _ir or long_delay:
-            if numba is not None and not _ir:
-                warnings.warn(f"{model.filename}: backend='numba' runs this model in NumPy: it reads "
-                              "a state two or more steps back, which only the compiler on the IR "
-                              "compiles so far", stacklevel=3)
-            gen, numba = Optimized(model, str(dtype)), None
-        else:
-            gen = generator(model, str(dtype), optimize, jit=True)
+        # The compiler (rnngraph/compile/) prints the module: the plain path, the optimized
+        # one, or the optimized one with its loops also as functions for Numba
+        gen = (Plain if not optimize else Optimized if numba is None else Numba)(model, str(dtype))
         self.source = gen.module()
         self.param_shapes = {p: tuple(model.param_shapes[p]) for p in gen.params}
         sym = model.symbols

@@ -217,6 +217,81 @@ def log(a, out):
 
 
 @numba.njit(**_OPTS)
+def sqrt(a, out):
+    rows, cols = _size(out)
+    for i in range(rows):
+        for j in range(cols):
+            _put(out, i, j, math.sqrt(_at(a, i, j)))
+
+
+@numba.njit(**_OPTS)
+def sigmoid(a, out):
+    """1 / (1 + exp(-a)) in one pass, with the vectorised exp (see exp)."""
+    rows, cols = _size(out)
+    row = np.empty(cols)
+    for i in range(rows):
+        for j in range(cols):
+            row[j] = -_at(a, i, j)
+        for j in range(cols):
+            row[j] = 1.0 / (1.0 + _exp(row[j]))
+        for j in range(cols):
+            _put(out, i, j, row[j])
+
+
+@numba.njit(**_OPTS)
+def softplus(a, out):
+    """log(1 + exp(a)) as max(a, 0) + log1p(exp(-|a|)): no overflow, exact for small a."""
+    rows, cols = _size(out)
+    for i in range(rows):
+        for j in range(cols):
+            x = _at(a, i, j)
+            _put(out, i, j, max(x, 0.0) + math.log1p(math.exp(-abs(x))))
+
+
+@numba.njit(**_OPTS)
+def sum_rows(a, out):
+    """out (1-D) = the sum of a's rows."""
+    for j in range(out.shape[0]):
+        out[j] = 0
+    for i in range(a.shape[0]):
+        for j in range(out.shape[0]):
+            out[j] += a[i, j]
+
+
+def dot(a, b, out):
+    """``out[...] = a @ b``: np.dot into out when out is C-contiguous (Numba's np.dot
+    fails to compile with any other out), else a product copied into out's lanes."""
+
+
+@overload(dot, jit_options=_OPTS)
+def _dot_impl(a, b, out):
+    if isinstance(out, types.Array) and out.layout == "C":
+        def into(a, b, out):
+            np.dot(a, b, out)
+        return into
+
+    def copied(a, b, out):
+        out[...] = np.dot(a, b)
+    return copied
+
+
+@numba.njit(**_OPTS)
+def rowsum(a):
+    """The sum of each row of a (B, n), kept as a column (B, 1)."""
+    out = np.zeros((a.shape[0], 1), a.dtype)
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            out[i, 0] += a[i, j]
+    return out
+
+
+@numba.njit(**_OPTS)
+def positive(a):
+    """1 where a > 0, else 0, as a's dtype (relu's derivative)."""
+    return (a > 0).astype(a.dtype)
+
+
+@numba.njit(**_OPTS)
 def copy(a, out):
     rows, cols = _size(out)
     for i in range(rows):

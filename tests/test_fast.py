@@ -61,10 +61,10 @@ def problem(net, model, rng, T=6, B=3):
 
 
 def per_step(net, threshold):
-    """Where the backward computes tanh's and sigmoid's derivatives: in the loop (threshold 0)
-    or for every step before it (a huge threshold); B * n decides otherwise."""
-    if "PER_STEP" in net._backward.__globals__:
-        net._backward.__globals__["PER_STEP"] = threshold
+    """Where the backward computes tanh's and sigmoid's derivatives: in the loop (threshold 0,
+    ``backward_large``) or for every step before it (a huge threshold); B * n decides
+    otherwise (Compiled.per_step)."""
+    net.per_step = threshold
     return net
 
 

@@ -1,9 +1,9 @@
 """Golden files: the generated source of every example, so that any change to it shows in a diff.
 
 tests/golden/<example>.plain.py is ``rnngraph compile examples/<example>.rnn --plain
---dtype float32``, and <example>.fast.py the optimized path on the IR (rnngraph/compile/,
-``Compiled(model, "float32", _ir=True)``, the default once it is as fast as the earlier
-generator).  A change to the compiler that changes generated code fails here until the
+--dtype float32``, <example>.fast.py the optimized path (the default), and
+<example>.numba.py the module of ``backend="numba"``, the optimized one with its loops also
+as functions for Numba (printed without Numba installed).  A change to the compiler that changes generated code fails here until the
 files are regenerated, by
 
     python tests/test_golden.py
@@ -24,16 +24,16 @@ EXAMPLES = sorted((HERE.parent / "examples").glob("*.rnn"))
 GOLDEN = HERE / "golden"
 
 
-PATHS = ("plain", "fast")
+PATHS = ("plain", "fast", "numba")
 
 
 def generated(path: Path, kind: str) -> str:
-    """The source the compiler generates for ``path`` in float32, plain or optimized on the
-    IR, with the file named as from the repository's root, wherever it runs."""
-    from rnngraph.compiled import Compiled
+    """The source the compiler generates for ``path`` in float32 on the path ``kind``, with
+    the file named as from the repository's root, wherever it runs."""
+    from rnngraph.compile import Numba, Optimized, Plain
     model = rnngraph.parse(path.read_text(encoding="utf-8"), f"examples/{path.name}")
-    return Compiled(model.require_sizes(), "float32", optimize=kind == "fast",
-                    _ir=kind == "fast").source
+    printer = {"plain": Plain, "fast": Optimized, "numba": Numba}[kind]
+    return printer(model.require_sizes(), "float32").source
 
 
 @pytest.mark.parametrize("kind", PATHS)

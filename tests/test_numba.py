@@ -1,13 +1,13 @@
 """backend="numba": the same loops, compiled by Numba, give what NumPy gives.
 
-The loops Numba runs are the optimized path's loop bodies, moved into functions
-of their own (rnngraph/fastgen.py, jit_loop); the NumPy backend is verified
+The loops Numba runs are the optimized path's loops printed a second time from the
+same IR, as functions of their own (rnngraph/compile/numba_loops.py); the NumPy backend is verified
 against finite differences and PyTorch (test_gradients.py, test_torch_parity.py),
 so here: the Numba backend agrees with it to rounding in float64 on models that
 reach every kind of loop (states read one and two steps away, a loop backward in
 time, a state another block reads, the GRU and the LSTM), with cotangents for every
 output and for one; Numba runs the loops for a batch of one and NumPy for larger
-ones (where NumPy is faster, see fastgen.jit_loop); a loop Numba cannot compile
+ones (where NumPy is faster, see numba_loops.py); a loop Numba cannot compile
 runs in NumPy with a warning naming its line; and the machine code comes back from
 the cache in a new process.
 Skipped without numba and scipy (pip install 'rnngraph[numba]').
@@ -32,9 +32,8 @@ ROOT = EXAMPLES.parent
 # every function of the language in a loop, and softmax fed back (as in the exercise)
 FUNCTIONS = ("h(t) = relu(W h(t-1) + U x(t)) * exp(V h(t-1)) + log(1 + sigmoid(A h(t-1)))\n"
              "y(t) = softmax(Q h(t) + R y(t-1))\nx: 3, h: 4, y: 2")
-# A state read two or more steps back takes the plain path (rnngraph/compiled.py), with a warning.
 JIT = ["torch_rnn", "torch_gru", "torch_lstm", "bidirectional", "output_recurrence", "exercise",
-       "state with an every-step part", "every function"]
+       "state with an every-step part", "every function", "delays one and two"]
 
 
 def model(name):
@@ -43,10 +42,13 @@ def model(name):
     return rnngraph.parse(CORNERS[name]) if name in CORNERS else rnngraph.load(EXAMPLES / f"{name}.rnn")
 
 
-def loops(net):
-    """The loops of a compiled model that Numba runs."""
+def loops(net, *functions):
+    """The loops of a compiled model that Numba runs: all, or those ``functions`` call."""
     space = net._forward.__globals__
-    return [space[name] for name in space.get("LOOPS", ())]
+    names = space.get("LOOPS", ())
+    if functions:
+        names = [n for f in functions for n in f.__code__.co_names if n in names]
+    return [space[name] for name in names]
 
 
 @pytest.mark.parametrize("threshold", [0, 10 ** 9], ids=["derivatives in the loop", "before it"])
@@ -60,15 +62,9 @@ def test_numba_and_numpy_agree_to_rounding_with_every_cotangent(name, threshold)
     with warnings.catch_warnings():
         warnings.simplefilter("error")                 # no loop may fall back to NumPy
         agree_to_rounding(jit, ref, problem(ref, m, rng, B=1), rng)
-    assert loops(jit) and all(f.run.signatures for f in loops(jit))    # compiled, and ran
-
-
-def test_a_model_with_a_long_delay_runs_in_numpy_and_says_so():
-    pytest.importorskip("numba")
-    pytest.importorskip("scipy")
-    with pytest.warns(UserWarning, match="reads a state two or more steps back"):
-        net = model("delays one and two").compile(backend="numba")
-    assert not loops(net)
+    backward = jit._backward_large if threshold == 0 else jit._backward
+    ran = loops(jit, jit._forward, backward)
+    assert ran and all(f.run.signatures for f in ran)        # compiled, and ran
 
 
 def test_numba_gradients_match_finite_differences_in_float64():
@@ -78,7 +74,7 @@ def test_numba_gradients_match_finite_differences_in_float64():
     net = m.compile(backend="numba")
     assert worst_directional_error(net, m, seed=7, B=1) <= TOLERANCE
     assert worst_directional_error(net, m, seed=8, batched=False) <= TOLERANCE
-    assert all(f.run.signatures for f in loops(net))
+    assert all(f.run.signatures for f in loops(net, net._forward, net._backward))
 
 
 def test_larger_batches_run_the_numpy_loops_and_get_the_same_results():
@@ -113,8 +109,9 @@ def test_a_loop_numba_cannot_compile_runs_in_numpy_with_a_warning_naming_its_lin
     in NumPy and the results are the NumPy backend's."""
     pytest.importorskip("numba")
     pytest.importorskip("scipy")
-    from rnngraph import jitgen
-    monkeypatch.setitem(jitgen.KERNELS, "np.tanh", "no_such_kernel")
+    import dataclasses
+    from rnngraph.compile.optable import OPS
+    monkeypatch.setitem(OPS, "tanh", dataclasses.replace(OPS["tanh"], kernel="no_such_kernel"))
     m = rnngraph.load(EXAMPLES / "exercise.rnn")
     jit, ref = m.compile(backend="numba"), m.compile()
     p, inputs, initial = problem(ref, m, np.random.default_rng(1), B=1)
@@ -145,7 +142,8 @@ net = rnngraph.load(sys.argv[1]).compile(sizes={"x": int(sys.argv[2]), "h": 5}, 
 outs, pull = net.vjp(net.init_params(seed=0), {"x": np.ones((4, 1, int(sys.argv[2])))})
 pull({"h": np.ones_like(outs["h"])})
 space = net._forward.__globals__
-stats = [space[name].run.stats for name in space["LOOPS"]]
+ran = [n for f in (net._forward, net._backward) for n in f.__code__.co_names if n in space["LOOPS"]]
+stats = [space[name].run.stats for name in ran]
 print(json.dumps([sum(s.cache_hits.values()) for s in stats]))
 """
 
@@ -188,8 +186,9 @@ def test_cli_prints_the_loops_numba_compiles(capsys):
     assert main(["compile", str(EXAMPLES / "torch_rnn.rnn"), "--backend", "numba"]) == 0
     out = capsys.readouterr().out
     assert out == model("torch_rnn").compile(backend="numba").source
-    assert "if B != 1 or not _loop(" in out and "def _loop(T, " in out
-    assert 'LOOPS = ("_loop", "_loop_2")' in out
+    assert "if B != 1 or not loop_h(T, " in out and "def loop_h(T, " in out
+    assert "if B != 1 or not back_h(T, " in out and "def back_h(T, " in out
+    assert 'LOOPS = ("loop_h", "back_h", "back_h_2")' in out      # back_h_2: backward_large's
 
 
 WITHOUT_NUMBA = """
@@ -230,7 +229,7 @@ def test_a_cache_folder_that_cannot_be_written_costs_the_cache_not_the_run(tmp_p
         warnings.simplefilter("error")
         (outs, pull), (outs2, pull2) = jit.vjp(p, u), ref.vjp(p, u)
         g, g2 = pull({"q": np.ones_like(outs["q"])}), pull2({"q": np.ones_like(outs2["q"])})
-    assert all(f.run.signatures for f in loops(jit))               # compiled, not cached
+    assert all(f.run.signatures for f in loops(jit, jit._forward, jit._backward))  # not cached
     for n in g:
         np.testing.assert_allclose(g[n], g2[n], rtol=1e-12, err_msg=n)
     assert blocked.read_text() == ""

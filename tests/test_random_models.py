@@ -12,7 +12,8 @@ Each model is compiled in float64 and float32 on both paths and must give: no
 exception but RnnGraphError; the optimized path the plain one's outputs and
 gradients to rounding; float32 the float64 outputs within float32's rounding;
 gradients that match central finite differences (float64, random directions);
-prepared parameters (``net.prepare``) the same outputs bit for bit.
+prepared parameters (``net.prepare``) the same outputs bit for bit.  Fewer models
+run on ``backend="numba"`` at batch 1 (where its loops run compiled), checked the same way.
 A few hundred models run in the default run; ``pytest -m slow`` runs more.
 """
 from __future__ import annotations
@@ -264,15 +265,16 @@ def random_models(draw):
 T, B = 3, 2
 
 
-def _problem(net, model, seed):
+def _problem(net, model, seed, batch=B):
     rng = np.random.default_rng(seed)
     params = net.init_params(seed=seed)
     inputs = {}
     for n in net.inputs:
         s = model.symbols[n]
-        shape = ((T, B) if s.timed else (B,)) + (model.sizes[n],)
+        shape = ((T, batch) if s.timed else (batch,)) + (model.sizes[n],)
         inputs[n] = np.abs(rng.normal(size=shape)) if s.target else rng.normal(size=shape)
-    initial = {k: rng.normal(size=(B, model.sizes[k.split("(")[0]])) for k in net.initial_values}
+    initial = {k: rng.normal(size=(batch, model.sizes[k.split("(")[0]]))
+               for k in net.initial_values}
     return params, inputs, initial
 
 
@@ -312,8 +314,8 @@ PATHS = (False, True, "large")
 
 
 def compiled(model, optimize, dtype: str):
-    """The model compiled by the compiler on the IR, plain or optimized."""
-    net = Compiled(model.require_sizes(), dtype=dtype, optimize=bool(optimize), _ir=bool(optimize))
+    """The model compiled plain or optimized (or optimized, its backward for large steps)."""
+    net = Compiled(model.require_sizes(), dtype=dtype, optimize=bool(optimize))
     if optimize == "large":
         net.per_step = 0
     return net
@@ -376,3 +378,43 @@ def test_random_models_compile_and_agree_everywhere(text):
 @given(random_models())
 def test_many_more_random_models(text):
     check_model(text)
+
+
+def check_numba(text: str) -> None:
+    """backend="numba" at batch 1, where its loops run compiled: every loop compiled
+    (none left to NumPy), outputs and gradients the plain path's to rounding in float64,
+    outputs within float32's rounding, gradients that match central differences."""
+    model = rnngraph.parse(text, "random.rnn").require_sizes()
+    plain = Compiled(model, "float64", optimize=False)
+    point = _problem(plain, model, seed=3, batch=1)
+    steps = T if model.timed else None
+    with np.errstate(over="ignore", under="ignore"):
+        outs, pullback = plain.vjp(*point, steps=steps)
+        cot = {k: np.random.default_rng(4).normal(size=v.shape) for k, v in outs.items()}
+        grads = pullback(cot)
+        for dtype in ("float64", "float32"):
+            net = Compiled(model, dtype, backend="numba")
+            cast = lambda d: {k: v.astype(dtype) for k, v in d.items()}  # noqa: E731
+            jit_outs, jit_pullback = net.vjp(*map(cast, point), steps=steps)
+            jit_grads = jit_pullback(cast(cot))
+            loops = net._forward.__globals__["LOOPS"]
+            ran = [n for n in loops if net._forward.__globals__[n].run is not None]
+            assert ran == list(loops), ("a loop left to NumPy", text)
+            tol = (1e-10, 1e-8) if dtype == "float64" else (1e-4, None)
+            for k in outs:
+                assert _close(jit_outs[k], outs[k], tol[0]), ("numba output", dtype, k, text)
+            for k in grads if tol[1] else ():
+                assert _close(jit_grads[k], grads[k], tol[1]), ("numba gradient", k, text)
+        err = worst_directional_error(Compiled(model, "float64", backend="numba"), point, cot,
+                                      seed=5, steps=steps)
+        assert err <= 1e-5, (err, text)
+
+
+# Numba compiles each model's loops afresh (about 3.5 s a model in both dtypes): fewer models
+@pytest.mark.slow
+@settings(max_examples=30, **SETTINGS)
+@given(random_models())
+def test_random_models_on_numba(text):
+    pytest.importorskip("numba")
+    pytest.importorskip("scipy")
+    check_numba(text)

@@ -14,12 +14,14 @@ from .cse import cse
 from .layout import (concat_views, preactivations_in_place, sink_carried_writes,
                      sums_side_by_side, transposed_in_loops)
 from .lower import lower
+from .numba_loops import NumbaPrinter
 from .numpy_fast import FastPrinter
 from .numpy_plain import Printer
 from .pack import pack
 from .passes import (drop_dead, fold_constants, hoist_invariants, propagate_copies,
                      split_loops, stack_products)
 from .reassociate import reassociate
+from ..pysource import _tuple, _wrap
 
 
 class Plain:
@@ -30,7 +32,8 @@ class Plain:
     def __init__(self, model, dtype: str):
         self.forward, self.backward = self.programs(model)
         self.params = list(model.ir().params)
-        printer = self.PRINTER(model, self.forward, self.backward, dtype, self.params)
+        self.printer = printer = self.PRINTER(model, self.forward, self.backward, dtype,
+                                              self.params)
         self.inputs = printer.inputs
         self.step_vars = printer.seqs
         self.source = printer.module()
@@ -59,12 +62,17 @@ class Optimized(Plain):
     def __init__(self, model, dtype: str):
         super().__init__(model, dtype)
         large = self.reverse(self.taped, lanewise_in_loop=True)
-        printer = FastPrinter(model, self.forward, large, dtype, self.params)
+        printer = self.large_printer(model, large, dtype)
         body = printer.backward(printer.unpack_params(), printer.tape(), "backward_large")
+        self.printers = (self.printer, printer)
         widths = [t.shape[-1] for (kind, n), t in self.forward.types.items()
                   if kind == "home" and n in self.forward.timed and t.shape]
         self.step_values = max(widths, default=1)     # a step's widest value, per batch row
         self.source += "\n".join(body) + "\n"
+
+    def large_printer(self, model, back, dtype):
+        """The printer of ``backward_large`` (the backward program ``back``)."""
+        return self.PRINTER(model, self.forward, back, dtype, self.params)
 
     def programs(self, model):
         forward = split_loops(hoist_invariants(pack(fold_constants(reassociate(cse(
@@ -79,3 +87,28 @@ class Optimized(Plain):
         """The passes of the backward program."""
         return concat_views(sink_carried_writes(propagate_copies(split_loops(
             hoist_invariants(drop_dead(back)), lanewise_in_loop))))
+
+
+class Numba(Optimized):
+    """The optimized path with each loop also a function Numba compiles, which the
+    module calls for a batch of one (rnngraph/compile/numba_loops.py); ``LOOPS`` names
+    them, for Compiled to hand them to Numba (rnngraph/jit.py)."""
+
+    PRINTER = NumbaPrinter
+
+    def __init__(self, model, dtype: str):
+        super().__init__(model, dtype)
+        functions = [f for p in self.printers for f in p.functions]
+        names = [n for p in self.printers for n in p.names]
+        self.source += "".join("\n\n" + "\n".join(f) + "\n" for f in functions)
+        self.source += "\n\n" + "\n".join(_wrap(f"LOOPS = {_tuple(names)}")) + "\n"
+
+    def large_printer(self, model, back, dtype):
+        return NumbaPrinter(model, self.forward, back, dtype, self.params,
+                            functions=self.printer.loop_names.values())
+
+    def loops_module(self) -> str:
+        """The functions as a module of their own, for Numba (see NumbaPrinter)."""
+        head = "import numpy as np\n\nfrom rnngraph import jitops\n"
+        return head + "".join("\n\n" + "\n".join(f) + "\n"
+                              for p in self.printers for f in p.functions)

@@ -171,23 +171,18 @@ class FastPrinter(Printer):
         lines = []
         for b in prog.blocks:
             self.kind = b.kind
-            inner = "    " if b.kind != "loop" else "        "
             sigmoid = any(e.op == "sigmoid" for e in b.eqns)
-            if sigmoid:
-                inner += "    "
             self.cur = b
             self.at_step = self.step_views(b) if b.kind == "loop" else {}
-            prelude, body = self.block(prog, b, inner)
+            head = "    " + "    " * sigmoid         # inside the errstate of a sigmoid
+            prelude, body = self.block(prog, b, head) if b.kind != "loop" else \
+                self.loop_block(prog, b, head)
             prelude = self.local_buffers(b) + prelude
             if not body:
                 continue
             lines += ["", f"    # {title(b)}"] + prelude
-            head = "    "
             if sigmoid:                    # exp(-z) = inf: sigmoid(z) = 0, as it should
                 lines.append('    with np.errstate(over="ignore"):')
-                head += "    "
-            if b.kind == "loop":
-                lines += self.loop_head(b, head)
             lines += body
             for g in self.local.values():       # what blocks before added for the step before
                 if g.block is b and g.seeded and g.after is not None:
@@ -288,6 +283,11 @@ class FastPrinter(Printer):
         view = self.at_step.get((h.name, h.grad, h.offset)) if h.step is None else None
         return view[0] if view else super().home(h)
 
+    def loop_block(self, prog, block, head: str):
+        """(buffers made before the loop ``block``, the loop) at indentation ``head``."""
+        prelude, body = self.block(prog, block, head + "    ")
+        return prelude, self.loop_head(block, head) + body if body else []
+
     def loop_head(self, block, indent: str) -> list[str]:
         """``for (h_tm1, h_t) in zip(h[0:T], h[1:T + 1]):``, reversed for a loop backward."""
         names = [v for v, _ in self.at_step.values()]
@@ -322,7 +322,7 @@ class FastPrinter(Printer):
             return [f"{buf}.fill(0)"] if how in ("zero", "first") else []
         src = seed[0]
         if self.local_of(unit).seeded:
-            return [f"np.copyto({buf}, {src})" if how == "first" else f"{buf} += {src}"]
+            return [self.copy_into(buf, src) if how == "first" else self.add_into(buf, src)]
         if how == "first":
             return [f"{buf}[...] = 0 if {src} is None else {src}"]
         return [f"if {src} is not None:", f"    {buf} += {src}"]
@@ -384,8 +384,8 @@ class FastPrinter(Printer):
                 continue
             if i in plan.minus:
                 x = self.atom(plan.minus[i], texts)
-                stmt = f"{self.home(e.out)} = -{x.at(UNARY)}" if self.is_bound(e.out) else \
-                    f"{self.home(e.out)} -= {x.at(MUL)}"
+                stmt = self.bind(self.home(e.out), f"-{x.at(UNARY)}") if self.is_bound(e.out) \
+                    else self.subtract_from(self.home(e.out), x)
                 lines += [x for part in stmt.split("\n") for x in _statement(f"{indent}{part}")]
                 continue
             row = lookup(e.op)
@@ -414,11 +414,11 @@ class FastPrinter(Printer):
                         and len(t.shape) == 1:
                     # over the steps and the batch as one gemv with ones (ops.sum_rows)
                     axes = "0" if types[0].lead == 1 else str(tuple(range(types[0].lead)))
-                    stmt = f"sum_rows({args[0].text}, {axes}, {buffer(e)})"
+                    stmt = self.sum_rows(args[0].text, axes, buffer(e))
                 else:
                     name = self.namer(self.wish(prog, e, texts))
                     texts[e.out.name] = Text(name, ATOM)
-                    stmt = f"{name} = {row.py(tuple(args), types, e.attrs).text}"
+                    stmt = f"{name} = {self.expr(row, args, types, e.attrs)}"
             elif e.accumulate and self.is_bound(e.out):
                 a = e.args[0]
                 src = made.get(a.name) if isinstance(a, Tmp) else None
@@ -427,25 +427,47 @@ class FastPrinter(Printer):
                 fresh = not view[0] or view not in self.bound_to
                 self.bound_to.add(view)
                 text = args[0].text if fresh else f"{args[0].at(ATOM)}.copy()"
-                stmt = f"{self.home(e.out)} = {text}"
+                stmt = self.bind(self.home(e.out), text)
             elif e.accumulate:
                 if i in plan.assign:
-                    stmt = f"np.copyto({self.home(e.out)}, {args[0].text})"
+                    stmt = self.copy_into(self.home(e.out), args[0].text)
                 else:
-                    stmt = f"{self.home(e.out)} += {args[0].text}"
+                    stmt = self.add_into(self.home(e.out), args[0].text)
             else:
                 dst = self.home(e.out)
                 whole = e.out.offset is None and e.out.step is None
                 t, have = prog.type(e.out, block), row.type(types, e.attrs)
                 if whole and e.out.name not in self.sym:          # a value the passes made
-                    stmt = f"{dst} = {row.py(tuple(args), types, e.attrs).text}"
+                    stmt = self.bind(dst, row.py(tuple(args), types, e.attrs).text)
                 elif in_place and (self.lanewise(e.op) or have == t):
                     stmt = self.call(e, args, types, dst, t)
                 else:
-                    stmt = f"{dst}[...] = {row.py(tuple(args), types, e.attrs).text}"
+                    stmt = f"{dst}[...] = {self.expr(row, args, types, e.attrs)}"
             lines += [x for part in stmt.split("\n") for x in _statement(f"{indent}{part}")]
         return prelude, lines
 
+    # The statements of a block other than an op's call (NumbaPrinter prints its own)
     def call(self, e, args, types, dst: str, t) -> str:
         """``e`` as NumPy calls writing ``dst`` (of type ``t``): see numpy_calls.py."""
         return call(e, args, types, dst, t, self.consts)
+
+    def expr(self, row, args, types, attrs) -> str:
+        """The op of ``row`` as an expression (a new array)."""
+        return row.py(tuple(args), types, attrs).text
+
+    def bind(self, name: str, text: str) -> str:
+        """``name`` bound to the array ``text`` (no copy)."""
+        return f"{name} = {text}"
+
+    def add_into(self, dst: str, src: str) -> str:
+        return f"{dst} += {src}"
+
+    def subtract_from(self, dst: str, x: Text) -> str:
+        return f"{dst} -= {x.at(MUL)}"
+
+    def copy_into(self, dst: str, src: str) -> str:
+        return f"np.copyto({dst}, {src})"
+
+    def sum_rows(self, src: str, axes: str, dst: str) -> str:
+        """The sum over ``src``'s leading ``axes`` into ``dst`` (rnngraph/ops.py)."""
+        return f"sum_rows({src}, {axes}, {dst})"

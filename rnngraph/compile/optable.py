@@ -57,7 +57,10 @@ class Op:
     vjp: Callable | None      # (builder, eqn, g) -> one cotangent atom (or None) per argument
     lanewise: bool = False    # out[..., i] depends on args[..., i] alone
     ufunc: str | None = None  # NumPy's in-place form: np.<ufunc>(..., out=)
-    kernel: str | None = None  # rnngraph/jitops.py's kernel for Numba loops
+    kernel: str | None = None  # rnngraph/jitops.py's kernel for Numba loops: kernel(*args, out)
+    # An op with no kernel in a Numba loop: its expression there, (arg Texts, arg types,
+    # attrs) -> Text (None where it cannot be in one: that loop runs in NumPy)
+    nopython: Callable | None = None
 
 
 OPS: dict[str, Op] = {}
@@ -132,17 +135,20 @@ _lanewise("neg",     lambda a, t, at: Text(f"-{a[0].at(UNARY)}", UNARY),
 _lanewise("copy",    lambda a, t, at: a[0], lambda b, e, g: (g,), type=_same)
 _lanewise("tanh",    _call("np.tanh"),          lambda b, e, g: (b.mul(g, b.sub(1, b.mul(e.out, e.out))),),
           "tanh", "tanh")
-_lanewise("sigmoid", _call("sigmoid"),          lambda b, e, g: (b.mul(g, b.mul(e.out, b.sub(1, e.out))),))
+_lanewise("sigmoid", _call("sigmoid"),          lambda b, e, g: (b.mul(g, b.mul(e.out, b.sub(1, e.out))),),
+          kernel="sigmoid")
 _lanewise("relu",    lambda a, t, at: Text(f"np.maximum({a[0].text}, 0)", ATOM),
           lambda b, e, g: (b.mul(g, b.op("positive", e.out)),), kernel="maximum")
 _lanewise("exp",     _call("np.exp"),           lambda b, e, g: (b.mul(g, e.out),), "exp", "exp")
 _lanewise("log",     _call("np.log"),           lambda b, e, g: (b.div(g, e.args[0]),), "log", "log")
 # softplus(x) = log(1 + e^x), as logaddexp(0, x): no overflow for large x, exact for small.
 _lanewise("softplus", lambda a, t, at: Text(f"np.logaddexp(0, {a[0].text})", ATOM),
-          lambda b, e, g: (b.mul(g, b.op("sigmoid", e.args[0])),))
-_lanewise("sqrt",    _call("np.sqrt"),          lambda b, e, g: (b.div(g, b.mul(2, e.out)),), "sqrt")
+          lambda b, e, g: (b.mul(g, b.op("sigmoid", e.args[0])),), kernel="softplus")
+_lanewise("sqrt",    _call("np.sqrt"),          lambda b, e, g: (b.div(g, b.mul(2, e.out)),),
+          "sqrt", "sqrt")
 # Only in gradients: 1 where x > 0, else 0 (relu's derivative).
-_lanewise("positive", lambda a, t, at: Text(f"({a[0].text} > 0)", ATOM), None)
+_row("positive", _broadcast, lambda a, t, at: Text(f"({a[0].text} > 0)", ATOM), None,
+     lanewise=True, nopython=_call("jitops.positive"))
 
 
 # ============================================================================
@@ -154,11 +160,12 @@ def _softmax_vjp(b, e, g):
     return (b.mul(y, b.sub(g, b.op("rowsum", b.mul(g, y)))),)
 
 
-_row("softmax",     _same, _call("softmax"), _softmax_vjp)
+_row("softmax",     _same, _call("softmax"), _softmax_vjp, kernel="softmax")
 _row("log_softmax", _same, _call("log_softmax"),
      lambda b, e, g: (b.sub(g, b.mul(b.op("softmax", e.args[0]), b.op("rowsum", g))),))
 # Only in gradients: the sum over the last axis, kept as an axis of size 1.
-_row("rowsum", _one, lambda a, t, at: Text(f"{a[0].at(ATOM)}.sum(-1, keepdims=True)", ATOM), None)
+_row("rowsum", _one, lambda a, t, at: Text(f"{a[0].at(ATOM)}.sum(-1, keepdims=True)", ATOM), None,
+     nopython=_call("jitops.rowsum"))
 
 
 def _concat_type(types, attrs):
@@ -184,9 +191,12 @@ def _concat_vjp(b, e, g):
     return tuple(out)
 
 
-_row("concat", _concat_type, _concat_py, _concat_vjp)
-_row("slice", lambda t, at: Type(t[0].lead, (at[1] - at[0],)),
-     lambda a, t, at: Text(f"{a[0].at(ATOM)}[..., {at[0]}:{at[1]}]", ATOM), None)
+_row("concat", _concat_type, _concat_py, _concat_vjp, nopython=_concat_py)
+def _slice_py(a, t, at):
+    return Text(f"{a[0].at(ATOM)}[..., {at[0]}:{at[1]}]", ATOM)
+
+
+_row("slice", lambda t, at: Type(t[0].lead, (at[1] - at[0],)), _slice_py, None, nopython=_slice_py)
 
 
 # ============================================================================
@@ -224,8 +234,12 @@ _row("matvec", lambda t, at: Type(t[1].lead, t[0].shape[:1]),
 _row("matmat", lambda t, at: Type(0, (t[0].shape[0], t[1].shape[1])), _binary("@", MUL),
      lambda b, e, g: (b.op("matmat", g, b.op("transpose", e.args[1])),
                       b.op("matmat", b.op("transpose", e.args[0]), g)))
-_row("transpose", lambda t, at: Type(0, t[0].shape[::-1]),
-     lambda a, t, at: Text(f"{a[0].at(ATOM)}.T", ATOM), lambda b, e, g: (b.op("transpose", g),))
+def _transpose_py(a, t, at):
+    return Text(f"{a[0].at(ATOM)}.T", ATOM)
+
+
+_row("transpose", lambda t, at: Type(0, t[0].shape[::-1]), _transpose_py,
+     lambda b, e, g: (b.op("transpose", g),), nopython=_transpose_py)
 # Made by rnngraph/compile/memory.py for a product in a loop: A^T as a C-ordered copy, made
 # once, which BLAS multiplies 25-35% faster than the strided view A.T (float32, 2 threads,
 # (32, 256) @ (256, 256): 37.5 us against 47.6).
@@ -235,7 +249,8 @@ _row("transposed", lambda t, at: Type(0, t[0].shape[::-1]),
 # Only in gradients: g @ A (the cotangent of the vector of a matvec) and the sum over
 # rows of g_row^T v_row (of its matrix; the builder sums both to the same leading axes).
 _row("vecmat", lambda t, at: Type(t[0].lead, t[1].shape[1:]), _binary("@", MUL), None)
-_row("outer", lambda t, at: Type(0, (t[0].shape[0], t[1].shape[0])), _outer_py, None)
+_row("outer", lambda t, at: Type(0, (t[0].shape[0], t[1].shape[0])), _outer_py, None,
+     nopython=lambda a, t, at: _outer_py(a, t, at) if max(x.lead for x in t) < 2 else None)
 
 
 # Made by rnngraph/compile/passes.py's stack_products: matrices that multiply the same
@@ -253,8 +268,12 @@ def _stack_vjp(b, e, g):
 
 _row("stack", lambda t, at: Type(0, (sum(x.shape[0] for x in t), t[0].shape[1])),
      lambda a, t, at: Text(f"np.concatenate(({', '.join(x.text for x in a)}), 0)", ATOM), _stack_vjp)
-_row("rowslice", lambda t, at: Type(0, (at[1] - at[0], t[0].shape[1])),
-     lambda a, t, at: Text(f"{a[0].at(ATOM)}[{at[0]}:{at[1]}]", ATOM), None)
+def _rowslice_py(a, t, at):
+    return Text(f"{a[0].at(ATOM)}[{at[0]}:{at[1]}]", ATOM)
+
+
+_row("rowslice", lambda t, at: Type(0, (at[1] - at[0], t[0].shape[1])), _rowslice_py, None,
+     nopython=_rowslice_py)
 # Only in gradients: zeros for the lanes of a slice nothing flowed back to.
 _row("zeros", lambda t, at: Type(t[0].lead, (at[0],)),
      lambda a, t, at: Text(f"np.zeros({a[0].at(ATOM)}.shape[:-1] + ({at[0]},), DTYPE)", ATOM), None)
@@ -272,7 +291,21 @@ def _sum_to_py(a, types, attrs):
     return Text(text, prec)
 
 
-_row("sum_to", lambda t, at: Type(at[0], at[1]), _sum_to_py, None)
+def _sum_to_nopython(a, types, attrs):
+    """sum_to in a Numba loop: the batch summed by ``.sum(0)``, lanes by jitops.rowsum
+    (Numba's sum has no keepdims); None for more leading axes."""
+    (lead, shape), (have,) = attrs, types
+    if have.lead - lead > 1:
+        return None
+    text = a[0]
+    if shape == (1,) and have.shape != (1,):
+        text = Text(f"jitops.rowsum({text.text})", ATOM)
+    if have.lead > lead:
+        text = Text(f"{text.at(ATOM)}.sum(0)", ATOM)
+    return text
+
+
+_row("sum_to", lambda t, at: Type(at[0], at[1]), _sum_to_py, None, nopython=_sum_to_nopython)
 
 
 # ============================================================================

@@ -1,0 +1,190 @@
+"""The printer of ``backend="numba"``: the optimized module, its loops also as Numba functions.
+
+Each time loop is printed twice from the same IR block: as the optimized printer's
+NumPy loop, and as a function of its own that indexes the steps, takes every array
+and number it reads as an argument, and writes each op with the kernel the op
+table names (``jitops.tanh(a, out)``, rnngraph/jitops.py) where NumPy writes
+``np.tanh(a, out=out)``.  The generated code calls the function for a batch of
+one and runs the NumPy loop when the batch is larger or Numba cannot compile it
+(rnngraph/jit.py); a loop with an op that has no kernel and no nopython form in
+the op table (a loss, a concatenation) is printed in NumPy only.
+
+Why batch one only: at batch 1 the NumPy loop is made of calls that each cost more
+than their arithmetic, and compiled loops took 0.40-0.47x the time (RNN, GRU,
+LSTM at hidden 128, forward + backward, bench/results.txt run 7); from batch 2 on
+they lost (1.25-1.8x the time): Numba's np.dot goes through SciPy's OpenBLAS, a
+second thread pool beside NumPy's, and the kernels run one number at a time on
+strided rows.  Fusing a step's elementwise work into one kernel at every batch
+size is issue 22.
+"""
+from __future__ import annotations
+
+import ast
+
+from ..pysource import Namer, _call_lines
+from .numpy_fast import FastPrinter
+from .optable import ATOM, Text, lookup
+
+
+class NotInNumba(Exception):
+    """A statement Numba's nopython mode cannot run: its loop stays in NumPy."""
+
+
+#: Names a loop function finds in its module (rnngraph/jit.py's module of loops).
+_GLOBALS = {"np", "jitops", "range"}
+
+
+class NumbaPrinter(FastPrinter):
+    PATH = ("The optimized path: loops run their recurrence only, each op in place; "
+            "each loop also as a function Numba compiles, run for a batch of one.")
+
+    def __init__(self, model, fwd, back, dtype: str, params: list[str], functions=None):
+        super().__init__(model, fwd, back, dtype, params)
+        self.jit = False                    # printing a Numba function's body
+        self.step = "step"                  # its step index
+        self.functions: list[list[str]] = []     # each a function's lines
+        self.names: list[str] = []               # and its name
+        # The functions are names of the module, named before any function is printed
+        # so that no name of a function's own shadows them; apart from another printer's
+        # functions of the same module (``functions``)
+        names = Namer(self.taken | set(functions or ()))
+        self.loop_names = {}
+        for prog, way in ((self.fwd, "loop"), (self.back, "back")):
+            for b in prog.blocks:
+                if b.kind == "loop":
+                    wish = "_".join(self.py[n] for n in b.names if n in self.py)[:40]
+                    self.loop_names[id(b)] = names(f"{way}_{wish or 'values'}")
+        self.taken |= set(self.loop_names.values())
+
+    # -- a loop twice ---------------------------------------------------------------
+    def loop_block(self, prog, block, head: str):
+        """The NumPy loop, behind ``if B != 1 or not loop_h(...):`` when the block
+        prints as a Numba function (see the module's docstring)."""
+        saved = (set(self.namer.taken), set(self.bound_to))
+        self.jit = True
+        self.step = self.namer("step")
+        try:
+            prelude, body = self.block(prog, block, " " * 8)
+            function = self.function(block, body) if body else None
+        except NotInNumba:
+            function = None
+        finally:
+            self.jit = False
+            self.namer.taken, self.bound_to = saved
+        if function is None:
+            return super().loop_block(prog, block, head)
+        again, loop = super().loop_block(prog, block, head + "    ")
+        if again != prelude:                # the same statements, the same buffers
+            return super().loop_block(prog, block, head)
+        name, lines, args = function
+        self.functions.append(lines)
+        self.names.append(name)
+        call = _call_lines(f"{head}if {self.B} != 1 or not {name}(", args, "):")
+        return prelude, call + loop
+
+    def function(self, block, body: list[str]):
+        """The loop ``block`` (its statements ``body``) as a function
+        ``def loop_h(T, h_tm1_all, ..., W, ONE):``: (its name, its lines, the call's
+        arguments)."""
+        forward = block.direction > 0
+        step = self.step
+        views, params, args = [], [self.T], [self.T]
+        for key, (view, walk) in self.at_step.items():
+            array = walk.removesuffix("[::-1]")
+            if key[0] == "seed" and not self.local_of(key[1]).seeded:
+                params.append(array)        # the user's cotangents: an array or None
+                args.append(f'cotangents.get("{key[1]}")')
+                continue
+            steps = self.namer(f"{view}_all")
+            views.append(f"        {view} = {steps}[{step}]")
+            params.append(steps)
+            args.append(array)
+        code = views + body
+        tree = ast.parse("if 1:\n" + "\n".join(code))
+        # What the body reads and does not bind (bind() refuses to rebind a caller's name)
+        bound = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)
+                 and isinstance(n.ctx, ast.Store)} | _GLOBALS | {step} | set(params)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and node.id not in bound:
+                bound.add(node.id)
+                params.append(node.id)
+                args.append(node.id)
+        steps = f"range({self.T})" if forward else f"range({self.T} - 1, -1, -1)"
+        what = ", ".join(f"{n}(t)" for n in block.names) or "the values of every step"
+        way = "forward" if forward else "backward"
+        name = self.loop_names[id(block)]
+        lines = _call_lines(f"def {name}(", params, "):") + [
+            f'    """The loop {way} in time of {what}.',
+            '',
+            '    Compiled by Numba, run for a batch of one; every array and number comes as',
+            '    an argument."""',
+            f"    for {step} in {steps}:"] + code + ["    return True"]
+        return name, lines, args
+
+    # -- statements in a Numba function ------------------------------------------------
+    @staticmethod
+    def in_place(op: str) -> bool:
+        return FastPrinter.in_place(op) or lookup(op).kernel is not None
+
+    def call(self, e, args, types, dst: str, t) -> str:
+        row = lookup(e.op)
+        if not self.jit:
+            if FastPrinter.in_place(e.op):
+                return super().call(e, args, types, dst, t)
+            return f"{dst}[...] = {row.py(tuple(args), types, e.attrs).text}"
+        a = [x.text for x in args]
+        if e.op == "matvec":
+            return f"jitops.dot({a[1]}, {args[0].at(ATOM)}.T, {dst})"
+        if e.op == "vecmat":
+            return f"jitops.dot({a[0]}, {a[1]}, {dst})"
+        if e.op == "relu":
+            return f"jitops.maximum({a[0]}, 0.0, {dst})"
+        if e.op == "neg":
+            return f"jitops.negative({a[0]}, {dst})"
+        if e.op == "copy":
+            return f"jitops.copy({a[0]}, {dst})"
+        if row.kernel is None:
+            raise NotInNumba(e.op)
+        return f"jitops.{row.kernel}({', '.join(a)}, {dst})"
+
+    def expr(self, row, args, types, attrs) -> str:
+        if not self.jit:
+            return super().expr(row, args, types, attrs)
+        text = row.nopython(tuple(args), types, attrs) if row.nopython else None
+        if text is None:
+            raise NotInNumba(row.name)
+        return text.text
+
+    def bind(self, name: str, text: str) -> str:
+        if self.jit:
+            raise NotInNumba(name)
+        return super().bind(name, text)
+
+    def add_into(self, dst: str, src: str) -> str:
+        return f"jitops.add({dst}, {src}, {dst})" if self.jit else super().add_into(dst, src)
+
+    def subtract_from(self, dst: str, x: Text) -> str:
+        return f"jitops.subtract({dst}, {x.text}, {dst})" if self.jit else \
+            super().subtract_from(dst, x)
+
+    def copy_into(self, dst: str, src: str) -> str:
+        return f"jitops.copy({src}, {dst})" if self.jit else super().copy_into(dst, src)
+
+    def sum_rows(self, src: str, axes: str, dst: str) -> str:
+        if not self.jit:
+            return super().sum_rows(src, axes, dst)
+        if axes != "0":
+            raise NotInNumba("sum_rows")
+        return f"jitops.sum_rows({src}, {dst})"
+
+    def settle(self, unit: str, how: str) -> list[str]:
+        seed = self.at_step.get(("seed", unit))
+        if not self.jit or seed is None or self.local_of(unit).seeded or how == "zero":
+            return super().settle(unit, how)
+        buf = self.buf[unit]                # the user's cotangents: an array (T, B, n) or None
+        cot = seed[1].removesuffix("[::-1]")
+        given = f"{cot}[{self.step}]"
+        if how == "first":
+            return [f"if {cot} is None:", f"    {buf}[...] = 0", "else:",
+                    f"    jitops.copy({given}, {buf})"]
+        return [f"if {cot} is not None:", f"    jitops.add({buf}, {given}, {buf})"]
