@@ -21,14 +21,14 @@ from .compile import Numba, Optimized, Plain
 from . import limits
 from .errors import RnnGraphError
 from .jit import jit_loops, numba_or_error
-from .pysource import _tuple
+from .pysource import tuple_text
 
 DTYPES = ("float32", "float64")
 BACKENDS = ("numpy", "numba")
 
 
 def _shape(shape) -> str:
-    return _tuple(shape, "")
+    return tuple_text(shape, "")
 
 
 def _all_finite(a: np.ndarray) -> bool:

@@ -1,12 +1,10 @@
 """Writing Python source: identifiers for model names, and lines that stay under 99 columns.
 
-Shared by the code generators (:mod:`rnngraph.codegen`, :mod:`rnngraph.fastgen`,
-:mod:`rnngraph.jitgen`); the last part rewrites lines of NumPy.
+Used by the printers of rnngraph/compile/ and by Compiled's messages.
 """
 from __future__ import annotations
 
 import keyword
-import re
 import unicodedata
 
 from .names import GREEK
@@ -86,20 +84,12 @@ class Namer:
 # Printing
 # ============================================================================
 
-def _index(k: int) -> str:
-    return "t" if k == 0 else f"t {'+' if k > 0 else '-'} {abs(k)}"
-
-
-def _slice(lo: int, T: str = "T") -> str:
-    return f"slice({lo}, {T} + {lo})" if lo else f"slice(0, {T})"
-
-
-def _slice_name(k: int) -> str:
+def slice_name(k: int) -> str:
     """The name of the slice of every step's t + k: now, tm1 (t minus 1), tp1, ..."""
     return "now" if k == 0 else f"t{'p' if k > 0 else 'm'}{abs(k)}"
 
 
-def _unpack(targets: list[str], source: str, indent: str = "    ",
+def unpack_lines(targets: list[str], source: str, indent: str = "    ",
             sequence: bool | None = None) -> list[str]:
     """``a, b, c = source``, wrapped inside brackets to lines of at most 99 characters.
     A single target of a sequence gets its comma (``a, = ...``); ``sequence`` says
@@ -123,7 +113,7 @@ def _unpack(targets: list[str], source: str, indent: str = "    ",
     return lines + [f"{line} = {source}"]
 
 
-def _wrap(line: str, width: int = 99) -> list[str]:
+def wrap(line: str, width: int = 99) -> list[str]:
     """A long ``NAME = (a, b, ...)`` line broken after commas, aligned inside the bracket."""
     if len(line) <= width:
         return [line]
@@ -138,34 +128,13 @@ def _wrap(line: str, width: int = 99) -> list[str]:
     return lines + [cur]
 
 
-def _tuple(names, quote='"') -> str:
+def tuple_text(names, quote='"') -> str:
     """A tuple's source: of quoted names, or (quote "") of numbers, ``(3, 4)``, ``(3,)``."""
     names = list(names)
     return "(" + ", ".join(f"{quote}{n}{quote}" for n in names) + ("," if len(names) == 1 else "") + ")"
 
 
-# ============================================================================
-# NumPy lines
-# ============================================================================
-
-_OUT_IS_ARG = re.compile(r"^(\s*)np\.(add|subtract|multiply|divide)\((\w+), (\w+), out=(\w+)\)$")
-_OPERATOR = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/"}
-
-
-def _augmented(line: str) -> str:
-    """``np.multiply(a, b, out=a)`` -> ``a *= b`` (the operator form costs less)."""
-    m = _OUT_IS_ARG.match(line)
-    if not m:
-        return line
-    ind, op, x, y, out = m.groups()
-    if out == x:
-        return f"{ind}{x} {_OPERATOR[op]}= {y}"
-    if out == y and op in ("add", "multiply"):
-        return f"{ind}{y} {_OPERATOR[op]}= {x}"
-    return line
-
-
-def _call_lines(head: str, items: list[str], tail: str) -> list[str]:
+def call_lines(head: str, items: list[str], tail: str) -> list[str]:
     """``head`` + items joined by commas + ``tail``, broken after commas at 99 columns."""
     lines, line = [], head
     indent = " " * len(head)

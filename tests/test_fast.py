@@ -1,4 +1,4 @@
-"""The optimized path (rnngraph/fuse.py, fastgen.py, fastback.py) computes what the plain one does.
+"""The optimized path (rnngraph/compile/: passes, layout, memory) computes what the plain one does.
 
 Speed is measured in bench/, never here.  Here: on models built to reach the
 corners of the rewrites (products shared by gates and by two loops, lanes of
@@ -201,36 +201,9 @@ def test_gru_backward_loop_writes_what_it_alone_fills():
     assert "dh *= z_t" in backward and "np.concatenate" not in backward
 
 
-@pytest.mark.parametrize("body, expected", [
-    # the first contribution a copy, a later one a product: the product goes first
-    (["np.copyto(dh, a)", "x = 1", "np.dot(g, W, out=tmp)", "dh += tmp"],
-     ["x = 1", "np.dot(g, W, out=dh)", "dh += a"]),
-    # ... not if dh is read in between, or a is written in between
-    (["np.copyto(dh, a)", "y += dh", "np.dot(g, W, out=tmp)", "dh += tmp"], None),
-    (["np.copyto(dh, a)", "a *= 2", "np.dot(g, W, out=tmp)", "dh += tmp"], None),
-    # copy then subtract: one subtract where the second line was
-    (["np.copyto(dn, dh)", "np.multiply(dh, z, out=c)", "dn -= c"],
-     ["np.multiply(dh, z, out=c)", "np.subtract(dh, c, out=dn)"]),
-    # ... not if dh changes in between (np.dot(..., out=dh), dh *= ...)
-    (["np.copyto(dn, dh)", "np.dot(g, W, out=dh)", "dn -= c"], None),
-    (["np.copyto(dn, dh)", "dh *= z", "dn -= c"], None),
-    # ... nor across an if
-    (["np.copyto(dn, dh)", "if c0 is not None:", "    dn += c0", "dn -= c"], None),
-    # the product into a gradient buffer read again, not a scratch temporary: it stays
-    # there (the copy and the add become one add)
-    (["np.copyto(dh, a)", "np.dot(g, W, out=d_2)", "dh += d_2", "dx += d_2"],
-     ["np.dot(g, W, out=d_2)", "np.add(a, d_2, out=dh)", "dx += d_2"]),
-])
-def test_peephole_rewrites_only_what_it_may(body, expected):
-    from rnngraph.fastback import peephole
-    lines = ["        " + line for line in body]
-    got = [line[8:] for line in peephole(lines, {"tmp"})]
-    assert got == (body if expected is None else expected)
-
-
 def test_a_product_read_by_two_gradients_is_not_moved_into_one():
     """Found by the random-model test: v2(t-1) gets the gradient of the sum through W0 and
-    v1(t)'s; the peephole once wrote W0's product into dv2 alone, leaving x's and v1's
+    v1(t)'s; the earlier generator's text peephole once wrote W0's product into dv2 alone, leaving x's and v1's
     share to read an uninitialised buffer (gradients off by up to 1.9)."""
     model = rnngraph.parse("v0(t) = W0 (v1(t-1) + v2(t-1) + x(t))\nv1(t) = v2(t-1)\n"
                            "v2(t) = v0(t-1)\nx: 3, v0: 3, v1: 3, v2: 3\n")
@@ -270,65 +243,6 @@ def test_lstm_parameter_gradients_are_written_by_their_gemms():
     assert re.search(r"dW_hi = rowslice_dW_h_ifog\b", backward)  # a view of the stacked one
     # b_ii and b_hi get the same lanes: one is a view, the other a copy of its own
     assert re.search(r"db_ii = slice_dz_i_\d+\.copy\(\)", backward)
-
-
-HEAD = ["    dA = np.zeros((4, 3), DTYPE)", "    dx = WORK.zeros(x.shape, DTYPE)",
-        "    dv = np.zeros((3,), DTYPE)"]
-TAIL = ["    grads = {\"W\": dW, \"b\": db, \"c\": dc, \"x\": dx[1:T + 1]}", "    return grads"]
-
-
-@pytest.mark.parametrize("body, expected", [
-    # a product into a zero matrix: the GEMM writes it; a slice into a parameter: the view
-    (["dA += g.T @ h", "dW += dA[0:2]"],
-     ["dA = np.empty((4, 3), DTYPE)", "-", "-", "np.matmul(g.T, h, out=dA)", "dW = dA[0:2]"]),
-    # a product into some steps of a zero sequence: the GEMM writes those steps, zeros the rest
-    (["dx[now] += np.dot(g.reshape(-1, 4), U).reshape(T, B, 3)"],
-     ["-", "dx = WORK.empty(x.shape, DTYPE)", "-", "dx[:now.start] = dx[now.stop:] = 0",
-      "np.dot(g.reshape(-1, 4), U, out=dx[now].reshape(-1, 3))"]),
-    # a sum into a zero array: the sum writes it; a whole accumulator is a parameter's
-    # gradient, the second's a copy, if it has the parameter's shape (dA does not)
-    (["dA += g[now].sum(0)", "db += dA", "dc += dA"],
-     ["dA = np.empty((4, 3), DTYPE)", "-", "-", "sum_rows(g[now], 0, dA)", "db += dA",
-      "dc += dA"]),
-    (["dv += g[now].sum((0, 1))", "db += dv", "dc += dv"],
-     ["-", "-", "dv = np.empty((3,), DTYPE)", "sum_rows(g[now], (0, 1), dv)", "db = dv",
-      "dc = dv.copy()"]),
-    # not a sum that reads what it adds to, nor one inside a larger expression
-    (["dA += (dA * g).sum(0)"], None),
-    (["dA += g.sum(0) * 2"], None),
-    # the same slice for two parameters: the second gets a copy
-    (["db += dA[..., 0:3]", "dc += dA[..., 0:3]"],
-     ["-", "-", "-", "db = dA[..., 0:3]", "dc = dA[..., 0:3].copy()"]),
-    # not the second contribution, nor one that reads what it adds to
-    (["dA += g.T @ h", "dA += u.T @ v"],
-     ["dA = np.empty((4, 3), DTYPE)", "-", "-", "np.matmul(g.T, h, out=dA)", "dA += u.T @ v"]),
-    (["dA += dA.T @ h"], None),
-    # not a product that is part of a larger expression
-    (["dA += (g.T @ h) * 2"], None),
-    (["dA += g.T @ h * k"], None),
-    (["dx[now] += np.dot(a, b) + np.dot(c, d).reshape(T, B, 3)"], None),
-    # not a view of something changed afterwards, nor of something returned
-    (["dW += dA[0:2]", "dA *= 2"], None),
-    (["dW += dx[0:2]"], None),
-    # not a parameter's gradient that gets a second contribution (it would change dA)
-    (["dW += dA[0:2]", "dW += u"], None),
-    # not a slice of another shape than the parameter's (b is (3,))
-    (["db += dA[0:2]"], None),
-    # not inside a loop
-    (["for t in steps:", "    dA += g.T @ h"], None),
-])
-def test_first_writes_rewrite_only_what_they_may(body, expected):
-    from rnngraph.fastback import first_writes
-    lines = HEAD + ["    " + line for line in body] + TAIL
-    params = {"dW": (2, 3), "db": (3,), "dc": (3,)}
-    got, written = first_writes(lines, 0, params, {"dA", "dv"}, lambda s: f"np.empty({s}, DTYPE)")
-    if expected is None:
-        assert got == lines and not written
-        return
-    want = [line if line == "-" else "    " + line for line in expected]
-    head = len(HEAD)
-    want = [HEAD[i] if w == "-" else w for i, w in enumerate(want[:head])] + want[head:] + TAIL
-    assert got == want
 
 
 @pytest.mark.parametrize("optimize", [True, False], ids=["optimized", "plain"])

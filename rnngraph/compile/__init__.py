@@ -21,7 +21,7 @@ from .pack import pack
 from .passes import (drop_dead, fold_constants, hoist_invariants, propagate_copies,
                      split_loops, stack_products)
 from .reassociate import reassociate
-from ..pysource import _tuple, _wrap
+from ..pysource import tuple_text, wrap
 
 
 class Plain:
@@ -101,7 +101,7 @@ class Numba(Optimized):
         functions = [f for p in self.printers for f in p.functions]
         names = [n for p in self.printers for n in p.names]
         self.source += "".join("\n\n" + "\n".join(f) + "\n" for f in functions)
-        self.source += "\n\n" + "\n".join(_wrap(f"LOOPS = {_tuple(names)}")) + "\n"
+        self.source += "\n\n" + "\n".join(wrap(f"LOOPS = {tuple_text(names)}")) + "\n"
 
     def large_printer(self, model, back, dtype):
         return NumbaPrinter(model, self.forward, back, dtype, self.params,

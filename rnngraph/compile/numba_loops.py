@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import ast
 
-from ..pysource import Namer, _call_lines
+from ..pysource import Namer, call_lines
 from .numpy_fast import FastPrinter
 from .optable import ATOM, Text, lookup
 
@@ -79,7 +79,7 @@ class NumbaPrinter(FastPrinter):
         name, lines, args = function
         self.functions.append(lines)
         self.names.append(name)
-        call = _call_lines(f"{head}if {self.B} != 1 or not {name}(", args, "):")
+        call = call_lines(f"{head}if {self.B} != 1 or not {name}(", args, "):")
         return prelude, call + loop
 
     def function(self, block, body: list[str]):
@@ -113,7 +113,7 @@ class NumbaPrinter(FastPrinter):
         what = ", ".join(f"{n}(t)" for n in block.names) or "the values of every step"
         way = "forward" if forward else "backward"
         name = self.loop_names[id(block)]
-        lines = _call_lines(f"def {name}(", params, "):") + [
+        lines = call_lines(f"def {name}(", params, "):") + [
             f'    """The loop {way} in time of {what}.',
             '',
             '    Compiled by Numba, run for a batch of one; every array and number comes as',

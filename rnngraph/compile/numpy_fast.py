@@ -10,7 +10,7 @@ no array is allocated inside a loop.  An op the table gives no in-place form
 from __future__ import annotations
 
 from ..printing import number_text
-from ..pysource import Namer, _tuple, _unpack, _wrap
+from ..pysource import Namer, tuple_text, unpack_lines, wrap
 from .memory import local_gradients, step_plan
 from .numpy_calls import OUT_OPS, call, const_name
 from .numpy_plain import Printer, _statement
@@ -101,7 +101,7 @@ class FastPrinter(Printer):
         self.kind = "once"
         prelude, body = self.block(self.fwd, Block("once", self.ready), "    ")
         used = {a.name for e in self.ready for a in e.args if isinstance(a, Home)}
-        lines += _unpack([self.py[p] for p in self.params if p in used],
+        lines += unpack_lines([self.py[p] for p in self.params if p in used],
                          "(params[name] for name in PREPARE)", sequence=True) \
             if used else []
         returned = ", ".join(self.py[n] for n in self.ready_homes)
@@ -114,7 +114,7 @@ class FastPrinter(Printer):
             return lines
         at = lines.index(unpack[-1]) + 1
         names = [self.py[n] for n in self.ready_homes]
-        lines[at:at] = ["", "    # Values of the parameters alone (see prepare)"] + _unpack(
+        lines[at:at] = ["", "    # Values of the parameters alone (see prepare)"] + unpack_lines(
             names, "prepare(params) if prepared is None else prepared", sequence=True)
         return lines
 
@@ -131,7 +131,7 @@ class FastPrinter(Printer):
             return text
         used = [p for p in self.params
                 if any(isinstance(a, Home) and a.name == p for e in self.ready for a in e.args)]
-        line = "\n".join(_wrap(f"PREPARE = {_tuple(used)}"))
+        line = "\n".join(wrap(f"PREPARE = {tuple_text(used)}"))
         return text.replace("\nTAPE = ", f"\n{line}\nTAPE = ", 1)
 
     # Arrays proportional to T come from a workspace that hands back an earlier call's
@@ -292,8 +292,8 @@ class FastPrinter(Printer):
         """``for (h_tm1, h_t) in zip(h[0:T], h[1:T + 1]):``, reversed for a loop backward."""
         names = [v for v, _ in self.at_step.values()]
         arrays = [a for _, a in self.at_step.values()]
-        return _wrap(f"{indent}steps = zip({', '.join(arrays)})") + \
-            _wrap(f"{indent}for ({', '.join(names)}{',' if len(names) == 1 else ''}) in steps:")
+        return wrap(f"{indent}steps = zip({', '.join(arrays)})") + \
+            wrap(f"{indent}for ({', '.join(names)}{',' if len(names) == 1 else ''}) in steps:")
 
     def local_buffers(self, block) -> list[str]:
         """The step buffers of the gradients that live in ``block``, made before it: zeros
@@ -303,7 +303,7 @@ class FastPrinter(Printer):
             if g.block is not block:
                 continue
             t = self.back.types[("home", g.name)]
-            dims = _tuple([self.B] * t.lead + list(t.shape), "")
+            dims = tuple_text([self.B] * t.lead + list(t.shape), "")
             make = "zeros" if g.carried else "empty"
             lines.append(f"    {self.buf[g.name]} = np.{make}({dims}, DTYPE)")
             lines += [f"    {self.buf[v]} = {self.buf[g.name]}[..., {lo}:{hi}]"
@@ -351,7 +351,7 @@ class FastPrinter(Printer):
             texts[e.out.name] = Text(name, ATOM)
             buffers.add(e.out.name)
             t = prog.type(e.out, block)
-            shape = _tuple(self.dims(t), "")
+            shape = tuple_text(self.dims(t), "")
             make = self.empty(shape, name) if self.kind == "all" and t.lead == 2 else \
                 f"np.empty({shape}, DTYPE)"                    # over the steps: reused
             prelude.append(f"    {name} = {make}")

@@ -18,7 +18,7 @@ import os
 
 from .. import __version__
 from ..printing import number_text
-from ..pysource import docstring_text, Namer, _slice_name, _tuple, _unpack, _wrap, identifier
+from ..pysource import docstring_text, Namer, slice_name, tuple_text, unpack_lines, wrap, identifier
 from .optable import ATOM, RUNTIME, UNARY, Text, lookup
 from .program import Const, Home, Tmp
 
@@ -105,7 +105,7 @@ class Printer:
         offsets = {a.offset for p in (fwd, back) for b in p.blocks if b.kind == "all"
                    for e in b.eqns for a in (e.out, *e.args)
                    if isinstance(a, Home) and a.offset is not None}
-        self.slices = {k: namer(_slice_name(k)) for k in sorted(offsets)}
+        self.slices = {k: namer(slice_name(k)) for k in sorted(offsets)}
         self.kind = "once"
         # Homes the passes made (a temporary kept over the steps): named after what they hold
         self.made = {}                      # name -> the program that writes it
@@ -345,7 +345,7 @@ class Printer:
     def shape(self, name: str) -> str:
         t = self.fwd.type(Home(name))
         lead = (self.B,) * t.lead
-        return _tuple([*lead, *t.shape], "")
+        return tuple_text([*lead, *t.shape], "")
 
     def module(self) -> str:
         m, T, B = self.model, self.T, self.B
@@ -357,9 +357,9 @@ class Printer:
                 '"""', "import numpy as np", "",
                 f"from rnngraph.ops import {', '.join(RUNTIME)}"] + self.imports() + [
                 "", f"DTYPE = np.{self.dtype}"]
-        head += _wrap(f"PARAMETERS = {_tuple(self.params)}")
+        head += wrap(f"PARAMETERS = {tuple_text(self.params)}")
         tape = self.tape()
-        head += _wrap(f"TAPE = {_tuple(self.py[n] if n in self.made else n for n in tape)}")
+        head += wrap(f"TAPE = {tuple_text(self.py[n] if n in self.made else n for n in tape)}")
         unpack = self.unpack_params()
         return "\n".join(head + self.prepare() + self.forward(unpack, tape)
                          + self.backward(unpack, tape)) + "\n"
@@ -370,7 +370,7 @@ class Printer:
         return tape + [n for n, p in self.made.items() if p is self.fwd]
 
     def unpack_params(self) -> list[str]:
-        return _unpack([self.py[p] for p in self.params], "(params[name] for name in PARAMETERS)")
+        return unpack_lines([self.py[p] for p in self.params], "(params[name] for name in PARAMETERS)")
 
     #: What ``prepare`` says it makes (Compiled.prepare calls it once for many calls).
     PREPARED = "nothing, on the plain path"
@@ -431,7 +431,7 @@ class Printer:
         lines = ["", "", f"def {name}(params, tape, cotangents, {T}, {B}):",
                  '    """Cotangents of the outputs -> gradients of the parameters, the inputs and '
                  'the', '    initial values: the blocks of forward in reverse, loops backward in time."""']
-        lines += unpack + _unpack([self.py[n] for n in tape], "(tape[name] for name in TAPE)")
+        lines += unpack + unpack_lines([self.py[n] for n in tape], "(tape[name] for name in TAPE)")
         lines += self.slice_lines(self.back)
         lines += ["", "    # Gradients start at zero, and at the cotangents for the outputs"]
         graded = {e.out.name for b in self.back.blocks for e in b.eqns
