@@ -47,12 +47,13 @@ THREADS = "2"
 ENV = dict(os.environ, OMP_NUM_THREADS=THREADS, OPENBLAS_NUM_THREADS=THREADS,
            MKL_NUM_THREADS=THREADS,
            XLA_FLAGS="--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads=" + THREADS)
-KINDS = ["rnngraph", "earlier", "prepared", "numba", "hand", "torch", "torchcell", "jax", "autograd"]
+KINDS = ["rnngraph", "earlier", "prepared", "numba", "earlier-numba", "hand", "torch", "torchcell", "jax", "autograd"]
 LABELS = {"rnngraph": "rnngraph", "earlier": "rnngraph --earlier", "prepared": "rnngraph prepared",
-          "numba": 'rnngraph backend="numba"', "hand": "hand NumPy",
+          "numba": 'rnngraph backend="numba"', "earlier-numba": 'backend="numba" --earlier',
+          "hand": "hand NumPy",
           "torch": "torch.nn.*",
           "torchcell": "torch cell loop", "jax": "JAX jit(grad(scan))", "autograd": "HIPS autograd"}
-MODULES = {"numba": "numba", "torch": "torch", "torchcell": "torch", "jax": "jax",
+MODULES = {"numba": "numba", "earlier-numba": "numba", "torch": "torch", "torchcell": "torch", "jax": "jax",
            "autograd": "autograd"}
 GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
 
@@ -66,11 +67,11 @@ EARLIER: list = []
 
 def measure(*args, timeout=900) -> dict:
     env = ENV
-    if args[0] == "earlier":             # the same measurement, of the earlier checkout's code
+    if args[0] in ("earlier", "earlier-numba"):  # the same measurement, of the earlier checkout
         if not EARLIER:
             return {"error": "no --earlier checkout given"}
         env = dict(ENV, PYTHONPATH=EARLIER[0])
-        args = ("rnngraph", *args[1:])
+        args = ("rnngraph" if args[0] == "earlier" else "numba", *args[1:])
     cmd = [sys.executable, str(HERE / "_measure.py"), *map(str, args)]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     if done.returncode != 0:
@@ -129,8 +130,8 @@ def main():
     args = ap.parse_args()
     if args.earlier:
         EARLIER.append(str(Path(args.earlier).resolve()))
-    elif "earlier" in args.kinds:
-        args.kinds = [k for k in args.kinds if k != "earlier"]
+    else:
+        args.kinds = [k for k in args.kinds if not k.startswith("earlier")]
 
     print(f"# Machine: {platform.machine()}, {os.cpu_count()} cores, "
           f"{platform.processor() or platform.platform()}; Python {platform.python_version()}; "
