@@ -291,7 +291,7 @@ def extras(args):
 def first_numba_calls():
     """backend="numba" compiles its loops at the first call for a batch of one: how long
     that call takes in a fresh process with empty caches (NUMBA_CACHE_DIR and
-    RNNGRAPH_CACHE_DIR new folders: rnngraph/jitops.py's kernels compile too), then
+    RNNGRAPH_CACHE_DIR new folders: rnngraph/runtime/jitops.py's kernels compile too), then
     in a second process from those caches, and a later call, for config B in float32."""
     print("\n## backend=\"numba\": the first call (forward + backward) of a fresh process, "
           "config B, float32, s: with empty caches; from the caches; a later call")

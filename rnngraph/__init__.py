@@ -6,8 +6,8 @@
 ['h']
 """
 from .errors import RnnGraphError
-from .limits import Limits
-from .model import Model, load, parse
+from .check.limits import Limits
+from .check.model import Model, load, parse
 from .render import draw
 
 __all__ = ["Limits", "Model", "RnnGraphError", "draw", "load", "parse"]

@@ -19,8 +19,8 @@ import re
 import sys
 
 from .errors import RnnGraphError, printable
-from .limits import CEILING, Limits, option as limit_option
-from .model import load
+from .check.limits import CEILING, Limits, option as limit_option
+from .check.model import load
 from .render.style import FONTSIZES, check_font, check_fontsize
 
 #: The exit status of a bug in rnngraph (sysexits.h EX_SOFTWARE); bad input exits with 2.

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import rnngraph
-from rnngraph import RnnGraphError, ops
+from rnngraph import RnnGraphError
+from rnngraph.runtime import ops
 from rnngraph.cli import main
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -465,12 +466,12 @@ def test_an_op_without_a_vjp_is_named(monkeypatch):
 def test_the_source_is_numpy_code_that_runs_on_its_own(rng):
     net = load("lstm_unicode")
     namespace = {}
-    exec(net.source, namespace)           # imports numpy, rnngraph.ops and rnngraph.workspace only
+    exec(net.source, namespace)           # imports numpy, rnngraph.runtime.ops and rnngraph.runtime.workspace only
     imports = [line for line in net.source.splitlines() if line.startswith(("import", "from"))]
-    assert imports == ["import numpy as np", "from rnngraph.ops import sigmoid, softmax, log_softmax, "
+    assert imports == ["import numpy as np", "from rnngraph.runtime.ops import sigmoid, softmax, log_softmax, "
                                              "cross_entropy, softmax_cross_entropy",
-                       "from rnngraph.ops import sum_rows",
-                       "from rnngraph.workspace import Workspace"]
+                       "from rnngraph.runtime.ops import sum_rows",
+                       "from rnngraph.runtime.workspace import Workspace"]
     p = net.init_params()
     x = rng.normal(size=(4, 2, 4))
     zeros = {"h(0)": np.zeros((2, 8)), "c(0)": np.zeros((2, 8))}

@@ -8,7 +8,7 @@ import pytest
 import rnngraph
 from rnngraph import Limits, RnnGraphError
 from rnngraph.cli import main
-from rnngraph.limits import drawing_size, option
+from rnngraph.check.limits import drawing_size, option
 from rnngraph.render import layout
 
 from conftest import EXAMPLES, ROOT

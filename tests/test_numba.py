@@ -196,7 +196,7 @@ import importlib, pkgutil, sys
 sys.modules["numba"] = sys.modules["scipy"] = None        # import numba raises ImportError
 import numpy as np, rnngraph
 for info in pkgutil.walk_packages(rnngraph.__path__, "rnngraph."):
-    if info.name not in ("rnngraph.jitops", "rnngraph.__main__"):
+    if info.name not in ("rnngraph.runtime.jitops", "rnngraph.__main__"):
         importlib.import_module(info.name)
 net = rnngraph.load(sys.argv[1]).compile()
 outs, pull = net.vjp(net.init_params(seed=0), {"x": np.ones((3, 1, 4))})
@@ -206,14 +206,14 @@ print("ok")
 
 
 def test_without_numba_everything_but_its_kernels_imports_and_the_numpy_backend_runs():
-    """Numba is an optional extra: only rnngraph/jitops.py imports it, and pytest's doctest
+    """Numba is an optional extra: only rnngraph/runtime/jitops.py imports it, and pytest's doctest
     collection leaves that module out (pyproject.toml), else `pytest` fails without numba."""
     done = subprocess.run([sys.executable, "-c", WITHOUT_NUMBA, str(EXAMPLES / "torch_rnn.rnn")],
                           env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.split() == ["ok"], done.stderr
     addopts = (ROOT / "pyproject.toml").read_text(encoding="utf-8").split("addopts = ", 1)[1]
-    assert "--ignore=rnngraph/jitops.py" in addopts.splitlines()[0]
+    assert "--ignore=rnngraph/runtime/jitops.py" in addopts.splitlines()[0]
 
 
 def test_a_cache_folder_that_cannot_be_written_costs_the_cache_not_the_run(tmp_path, monkeypatch):
@@ -236,12 +236,12 @@ def test_a_cache_folder_that_cannot_be_written_costs_the_cache_not_the_run(tmp_p
 
 
 def test_the_kernels_exp_and_tanh_give_numpys_values_specials_included():
-    """rnngraph/jitops.py's exp and tanh are approximations of its own (LLVM vectorises
+    """rnngraph/runtime/jitops.py's exp and tanh are approximations of its own (LLVM vectorises
     them, not libm's): within 4 ulp of NumPy's in float64, within 1 ulp of the float64
     value in float32, with NumPy's inf, NaN, zeros (and their signs) and subnormals."""
     pytest.importorskip("numba")
     pytest.importorskip("scipy")
-    from rnngraph import jitops
+    from rnngraph.runtime import jitops
     special = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-300, -1e-300, 5e-324, 709.78, 709.79,
                -708.4, -720.0, -745.1, -745.2, 88.7, 88.8, -103.9, -104.0, 0.625, -0.625]
     x = np.concatenate([np.linspace(-800, 800, 40001), np.linspace(-20, 20, 40001), special])
@@ -265,10 +265,10 @@ def test_the_kernels_exp_and_tanh_give_numpys_values_specials_included():
 
 def test_the_cached_loops_follow_the_kernels_they_call(tmp_path, monkeypatch):
     """Numba keys a function's cache on its own file: the loops' file is named by the
-    kernels' text too, so a new rnngraph/jitops.py gets loops compiled with it."""
+    kernels' text too, so a new rnngraph/runtime/jitops.py gets loops compiled with it."""
     pytest.importorskip("numba")
     pytest.importorskip("scipy")
-    from rnngraph import jit
+    from rnngraph.runtime import jit
     monkeypatch.setenv("RNNGRAPH_CACHE_DIR", str(tmp_path))
     m, kernels = model("torch_rnn"), jit._kernels_hash()
     m.compile(backend="numba")
@@ -277,5 +277,5 @@ def test_the_cached_loops_follow_the_kernels_they_call(tmp_path, monkeypatch):
     files = sorted(tmp_path.glob("rnngraph_loops_*.py"))
     assert len(files) == 2
     firsts = sorted(f.read_text().splitlines()[0] for f in files)
-    assert firsts == sorted(["# kernels: rnngraph/jitops.py another jitops.py",
-                             f"# kernels: rnngraph/jitops.py {kernels}"])
+    assert firsts == sorted(["# kernels: rnngraph/runtime/jitops.py another jitops.py",
+                             f"# kernels: rnngraph/runtime/jitops.py {kernels}"])

@@ -5,7 +5,7 @@ import pytest
 
 import rnngraph
 from rnngraph import RnnGraphError
-from rnngraph.parser import MAX_DEPTH
+from rnngraph.lang.parser import MAX_DEPTH
 
 # (source, canonical text of its equations): the canonical text shows how the
 # parser read the source, its precedence and its normalisation of notation.

@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import rnngraph
-from rnngraph.compiled import Compiled
+from rnngraph.runtime.compiled import Compiled
 
 
 #: Names a model may use that the generated code uses for its own things.

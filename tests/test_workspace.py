@@ -1,4 +1,4 @@
-"""Arrays reused from call to call (rnngraph/workspace.py) never change what a caller holds.
+"""Arrays reused from call to call (rnngraph/runtime/workspace.py) never change what a caller holds.
 
 The workspace saves the page faults of allocating tens of megabytes a call
 (bench/); what a user would notice if it broke is an output or gradient of an
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 import rnngraph
-from rnngraph.workspace import Workspace
+from rnngraph.runtime.workspace import Workspace
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -5,23 +5,24 @@
     autodiff.py   forward Program -> backward Program (reverse mode on the IR)
     numpy_plain.py  both programs -> a Python module (the plain printer)
 
-:class:`Plain` is what :class:`rnngraph.compiled.Compiled` asks a generator for.
+:class:`Plain` is what :class:`rnngraph.runtime.compiled.Compiled` asks a generator for.
 """
 from __future__ import annotations
 
+from ..check.analysis import parameter_order
 from .autodiff import backward, taped
 from .cse import cse
-from .layout import (concat_views, preactivations_in_place, sink_carried_writes,
-                     sums_side_by_side, transposed_in_loops)
+from .layout import (concat_views, preactivations_in_place, sink_carried_writes, sums_side_by_side,
+                     transposed_in_loops)
 from .lower import lower
 from .numba_loops import NumbaPrinter
 from .numpy_fast import FastPrinter
 from .numpy_plain import Printer
 from .pack import pack
-from .passes import (drop_dead, fold_constants, hoist_invariants, propagate_copies,
-                     split_loops, stack_products)
-from .reassociate import reassociate
-from ..pysource import tuple_text, wrap
+from .passes import (drop_dead, fold_constants, hoist_invariants, propagate_copies, split_loops,
+                     stack_products)
+from .reassociate import interpolations, reassociate
+from .source import tuple_text, wrap
 
 
 class Plain:
@@ -31,7 +32,7 @@ class Plain:
 
     def __init__(self, model, dtype: str):
         self.forward, self.backward = self.programs(model)
-        self.params = list(model.ir().params)
+        self.params = parameter_order(model)
         self.printer = printer = self.PRINTER(model, self.forward, self.backward, dtype,
                                               self.params)
         self.inputs = printer.inputs
@@ -75,8 +76,8 @@ class Optimized(Plain):
         return self.PRINTER(model, self.forward, back, dtype, self.params)
 
     def programs(self, model):
-        forward = split_loops(hoist_invariants(pack(fold_constants(reassociate(cse(
-            fold_constants(lower(model))))))))
+        forward = split_loops(hoist_invariants(pack(fold_constants(reassociate(interpolations(
+            cse(fold_constants(lower(model)))))))))
         forward, self.taped = taped(hoist_invariants(stack_products(forward)))
         back = self.reverse(self.taped)
         forward = sums_side_by_side(preactivations_in_place(forward, back))
@@ -92,7 +93,7 @@ class Optimized(Plain):
 class Numba(Optimized):
     """The optimized path with each loop also a function Numba compiles, which the
     module calls for a batch of one (rnngraph/compile/numba_loops.py); ``LOOPS`` names
-    them, for Compiled to hand them to Numba (rnngraph/jit.py)."""
+    them, for Compiled to hand them to Numba (rnngraph/runtime/jit.py)."""
 
     PRINTER = NumbaPrinter
 
@@ -109,6 +110,6 @@ class Numba(Optimized):
 
     def loops_module(self) -> str:
         """The functions as a module of their own, for Numba (see NumbaPrinter)."""
-        head = "import numpy as np\n\nfrom rnngraph import jitops\n"
+        head = "import numpy as np\n\nfrom rnngraph.runtime import jitops\n"
         return head + "".join("\n\n" + "\n".join(f) + "\n"
                               for p in self.printers for f in p.functions)

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import networkx as nx
 
-from .. import ast
+from ..lang import ast
 from ..errors import RnnGraphError
-from ..ir import schedule
+from ..check.analysis import step_order
 from .optable import lookup
 from .program import NUMBER, Block, Const, Eqn, Home, Program, Tmp, Type
 
@@ -125,7 +125,7 @@ def loops(model) -> list[tuple[str, ...]]:
 def lower(model) -> Program:
     """The forward program of ``model`` (sizes known)."""
     low = _Lowering(model)
-    ordered = schedule(model)
+    ordered = step_order(model)
     once: list = []
     for eq in ordered:
         if eq.kind == "value":

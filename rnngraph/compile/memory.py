@@ -226,3 +226,23 @@ def step_plan(prog: Program, block: Block, local: dict, in_place, lanewise,
             plan.minus[i] = eqns[made[a.name]].args[0]
             plan.skip.add(made[a.name])
     return plan
+
+
+def written_once(back, gviews: dict, local: dict, values, seqs) -> tuple[set, set]:
+    """Gradients of the backward program ``back`` written by one equation: (those bound
+    to what that equation writes, time-free: a weight's, a bias's; those over the steps
+    written for every step at once, an input's, made empty and assigned).  Not a view
+    (``gviews``), a base of views, a step's buffer (``local``), a time-free value's, nor,
+    for the second, a sequence's (``seqs``)."""
+    writes: dict = {}
+    for b in back.blocks:
+        for e in b.eqns:
+            if isinstance(e.out, Home) and e.out.grad:
+                writes.setdefault(e.out.name, []).append((b.kind, e))
+    bases = {v[0] for v in gviews.values()}
+    single = {n: w[0] for n, w in writes.items() if len(w) == 1 and n not in gviews
+              and n not in bases and n not in local and n not in values}
+    bound = {n for n, (_, e) in single.items() if e.out.offset is None and e.out.step is None}
+    first = {n for n, (kind, e) in single.items() if kind == "all"
+             and e.accumulate and e.out.offset == 0 and n not in seqs}
+    return bound, first

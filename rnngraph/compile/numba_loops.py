@@ -3,10 +3,10 @@
 Each time loop is printed twice from the same IR block: as the optimized printer's
 NumPy loop, and as a function of its own that indexes the steps, takes every array
 and number it reads as an argument, and writes each op with the kernel the op
-table names (``jitops.tanh(a, out)``, rnngraph/jitops.py) where NumPy writes
+table names (``jitops.tanh(a, out)``, rnngraph/runtime/jitops.py) where NumPy writes
 ``np.tanh(a, out=out)``.  The generated code calls the function for a batch of
 one and runs the NumPy loop when the batch is larger or Numba cannot compile it
-(rnngraph/jit.py); a loop with an op that has no kernel and no nopython form in
+(rnngraph/runtime/jit.py); a loop with an op that has no kernel and no nopython form in
 the op table (a loss, a concatenation) is printed in NumPy only.
 
 Why batch one only: at batch 1 the NumPy loop is made of calls that each cost more
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import ast
 
-from ..pysource import Namer, call_lines
+from .source import Namer, call_lines
 from .numpy_fast import FastPrinter
 from .optable import ATOM, Text, lookup
 
@@ -30,7 +30,7 @@ class NotInNumba(Exception):
     """A statement Numba's nopython mode cannot run: its loop stays in NumPy."""
 
 
-#: Names a loop function finds in its module (rnngraph/jit.py's module of loops).
+#: Names a loop function finds in its module (rnngraph/runtime/jit.py's module of loops).
 _GLOBALS = {"np", "jitops", "range"}
 
 

@@ -6,7 +6,7 @@ step's rows; numbers are the module's scalars of the dtype (``ONE``, ``MINUS_ONE
 """
 from __future__ import annotations
 
-from ..printing import number_text
+from ..lang.printing import number_text
 from .optable import ATOM, Text, lookup
 
 #: Ops printed as one call with out=, besides the table's ufuncs.

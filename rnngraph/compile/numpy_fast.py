@@ -9,11 +9,12 @@ no array is allocated inside a loop.  An op the table gives no in-place form
 """
 from __future__ import annotations
 
-from ..printing import number_text
-from ..pysource import Namer, tuple_text, unpack_lines, wrap
-from .memory import local_gradients, step_plan
+from ..lang.printing import number_text
+from .source import statement_lines, Namer, tuple_text, unpack_lines, wrap
+from .memory import local_gradients, step_plan, written_once
 from .numpy_calls import OUT_OPS, call, const_name
-from .numpy_plain import Printer, _statement
+from .numpy_plain import Printer
+from .passes import parameters_alone
 from .optable import ATOM, MUL, UNARY, Text, lookup
 from .program import Block, Const, Eqn, Home, Program, Tmp
 
@@ -26,28 +27,7 @@ class FastPrinter(Printer):
         # What the prologue computes from the parameters alone (stacked matrices, summed
         # biases) goes to prepare(), which Compiled.prepare calls once for many calls.
         once, *rest = fwd.blocks
-        names = set(params)
-        fixed: dict[int, bool] = {}
-        made: dict[str, int] = {}
-        for i, e in enumerate(once.eqns):
-            fixed[i] = (isinstance(e.out, Tmp) or e.out.name in self.made) and all(
-                isinstance(a, Const) or isinstance(a, Home) and a.name in names
-                and a.offset is None and a.step is None
-                or isinstance(a, Tmp) and fixed.get(made.get(a.name, -1), False)
-                for a in e.args)
-            if isinstance(e.out, Tmp):
-                made[e.out.name] = i
-            elif fixed[i]:
-                names.add(e.out.name)
-        changed = True                      # a temporary the rest reads stays with the rest
-        while changed:
-            changed = False
-            for i, e in enumerate(once.eqns):
-                if not fixed[i]:
-                    for a in e.args:
-                        if isinstance(a, Tmp) and fixed.get(made[a.name]):
-                            fixed[made[a.name]] = False
-                            changed = True
+        fixed = parameters_alone(once, params, self.made)
         self.ready = [e for i, e in enumerate(once.eqns) if fixed[i]]
         self.ready_homes = [e.out.name for e in self.ready if isinstance(e.out, Home)]
         self.fwd = Program([Block("once", [e for i, e in enumerate(once.eqns) if not fixed[i]]),
@@ -69,19 +49,9 @@ class FastPrinter(Printer):
         # gets a copy: no two gradients handed back share memory).  One over the steps
         # written for every step at once (an input's) is made empty, zeros only where
         # nothing writes, and its write assigns.
-        writes: dict = {}
-        for b in back.blocks:
-            for e in b.eqns:
-                if isinstance(e.out, Home) and e.out.grad:
-                    writes.setdefault(e.out.name, []).append((b.kind, e))
-        bases = {v[0] for v in self.gviews.values()}
-        single = {n: w[0] for n, w in writes.items() if len(w) == 1 and n not in self.gviews
-                  and n not in bases and n not in self.local and n not in self.values}
-        self.bound = {n for n, (_, e) in single.items() if e.out.offset is None
-                      and e.out.step is None}
+        self.bound, self.first_written = written_once(back, self.gviews, self.local, self.values,
+                                                      self.seqs)
         self.bound_to: set = set()
-        self.first_written = {n for n, (kind, e) in single.items() if kind == "all"
-                              and e.accumulate and e.out.offset == 0 and n not in self.seqs}
         # Numbers as scalars of the dtype, made once: NumPy converts a Python number
         # each call, 150-200 ns, a tenth of a sigmoid's time at batch 1
         values = sorted({a.value for p in (fwd, back) for b in p.blocks for e in b.eqns
@@ -102,7 +72,7 @@ class FastPrinter(Printer):
         prelude, body = self.block(self.fwd, Block("once", self.ready), "    ")
         used = {a.name for e in self.ready for a in e.args if isinstance(a, Home)}
         lines += unpack_lines([self.py[p] for p in self.params if p in used],
-                         "(params[name] for name in PREPARE)", sequence=True) \
+                              "(params[name] for name in PREPARE)", sequence=True) \
             if used else []
         returned = ", ".join(self.py[n] for n in self.ready_homes)
         comma = "," if len(self.ready_homes) == 1 else ""
@@ -135,10 +105,10 @@ class FastPrinter(Printer):
         return text.replace("\nTAPE = ", f"\n{line}\nTAPE = ", 1)
 
     # Arrays proportional to T come from a workspace that hands back an earlier call's
-    # once nothing else holds it (rnngraph/workspace.py): fresh pages cost 15-20% of a run.
+    # once nothing else holds it (rnngraph/runtime/workspace.py): fresh pages cost 15-20% of a run.
     def imports(self) -> list[str]:
-        return ["from rnngraph.ops import sum_rows",
-                "from rnngraph.workspace import Workspace", "",
+        return ["from rnngraph.runtime.ops import sum_rows",
+                "from rnngraph.runtime.workspace import Workspace", "",
                 "WORK = Workspace()   # arrays over the steps, reused once free"]
 
     def zeros(self, shape: str, role: str) -> str:
@@ -345,9 +315,36 @@ class FastPrinter(Printer):
         buffers: set[str] = set()           # temporaries with a buffer made before the block
         prelude, lines, origin = [], [], None
 
+        # A temporary whose one use binds a gradient (``dW = outer_dz``) is made under the
+        # gradient's name (``dW = ...``): no alias in what is printed
+        uses: dict[str, int] = {}
+        for e in block.eqns:
+            for a in e.args:
+                if isinstance(a, Tmp):
+                    uses[a.name] = uses.get(a.name, 0) + 1
+        binds = {e.args[0].name: i for i, e in enumerate(block.eqns)
+                 if e.accumulate and isinstance(e.out, Home) and self.is_bound(e.out)
+                 and isinstance(e.args[0], Tmp) and uses.get(e.args[0].name) == 1
+                 and e.args[0].name not in plan.into}
+        bound_here: set[int] = set()
+
+        def bound_name(e, view=None, copy=False):
+            """The gradient's name, if ``e``'s temporary binds one as it is made; with
+            ``copy``, also where it must be a copy (another is bound to the same ``view``):
+            then (name, True)."""
+            at = binds.get(e.out.name)
+            shared = view is not None and view in self.bound_to
+            if at is None or shared and not copy:
+                return None
+            if view is not None:
+                self.bound_to.add(view)
+            bound_here.add(at)
+            name = self.home(block.eqns[at].out)
+            return (name, shared) if copy else name
+
         def buffer(e) -> str:
             """A buffer for the temporary ``e`` makes, made before the block."""
-            name = self.namer(self.wish(prog, e, texts))
+            name = bound_name(e) or self.namer(self.wish(prog, e, texts))
             texts[e.out.name] = Text(name, ATOM)
             buffers.add(e.out.name)
             t = prog.type(e.out, block)
@@ -386,7 +383,7 @@ class FastPrinter(Printer):
                 x = self.atom(plan.minus[i], texts)
                 stmt = self.bind(self.home(e.out), f"-{x.at(UNARY)}") if self.is_bound(e.out) \
                     else self.subtract_from(self.home(e.out), x)
-                lines += [x for part in stmt.split("\n") for x in _statement(f"{indent}{part}")]
+                lines += [x for part in stmt.split("\n") for x in statement_lines(f"{indent}{part}")]
                 continue
             row = lookup(e.op)
             args = [self.atom(a, texts) for a in e.args]
@@ -403,7 +400,8 @@ class FastPrinter(Printer):
                     continue
                 elif e.op == "slice" and isinstance(e.args[0], Tmp) and e.args[0].name in buffers:
                     # lanes of a buffer: the same view at every step, made once
-                    name = self.namer(self.wish(prog, e, texts))
+                    name = bound_name(e, (True, e.args[0], e.attrs)) or \
+                        self.namer(self.wish(prog, e, texts))
                     texts[e.out.name] = Text(name, ATOM)
                     prelude.append(f"    {name} = {row.py(tuple(args), types, e.attrs).text}")
                     buffers.add(e.out.name)
@@ -416,9 +414,16 @@ class FastPrinter(Printer):
                     axes = "0" if types[0].lead == 1 else str(tuple(range(types[0].lead)))
                     stmt = self.sum_rows(args[0].text, axes, buffer(e))
                 else:
-                    name = self.namer(self.wish(prog, e, texts))
+                    view = (True, e.args[0], e.attrs) if e.op in ("slice", "rowslice") else None
+                    name, copied = bound_name(e, view, copy=True) or \
+                        (self.namer(self.wish(prog, e, texts)), False)
                     texts[e.out.name] = Text(name, ATOM)
-                    stmt = f"{name} = {self.expr(row, args, types, e.attrs)}"
+                    text = self.expr(row, args, types, e.attrs)
+                    stmt = f"{name} = {text}.copy()" if copied and row.py(
+                        tuple(args), types, e.attrs).prec == ATOM else \
+                        f"{name} = ({text}).copy()" if copied else f"{name} = {text}"
+            elif i in bound_here:
+                continue                        # made under its name
             elif e.accumulate and self.is_bound(e.out):
                 a = e.args[0]
                 src = made.get(a.name) if isinstance(a, Tmp) else None
@@ -443,7 +448,7 @@ class FastPrinter(Printer):
                     stmt = self.call(e, args, types, dst, t)
                 else:
                     stmt = f"{dst}[...] = {self.expr(row, args, types, e.attrs)}"
-            lines += [x for part in stmt.split("\n") for x in _statement(f"{indent}{part}")]
+            lines += [x for part in stmt.split("\n") for x in statement_lines(f"{indent}{part}")]
         return prelude, lines
 
     # The statements of a block other than an op's call (NumbaPrinter prints its own)
@@ -469,5 +474,5 @@ class FastPrinter(Printer):
         return f"np.copyto({dst}, {src})"
 
     def sum_rows(self, src: str, axes: str, dst: str) -> str:
-        """The sum over ``src``'s leading ``axes`` into ``dst`` (rnngraph/ops.py)."""
+        """The sum over ``src``'s leading ``axes`` into ``dst`` (rnngraph/runtime/ops.py)."""
         return f"sum_rows({src}, {axes}, {dst})"

@@ -17,8 +17,9 @@ import keyword
 import os
 
 from .. import __version__
-from ..printing import number_text
-from ..pysource import docstring_text, Namer, slice_name, tuple_text, unpack_lines, wrap, identifier
+from ..lang.printing import number_text
+from .source import (docstring_text, dict_lines, identifier, Namer, slice_name, statement_lines,
+                     step_index, tuple_text, unpack_lines, wrap)
 from .optable import ATOM, RUNTIME, UNARY, Text, lookup
 from .program import Const, Home, Tmp
 
@@ -28,49 +29,6 @@ FIXED = {"np", "params", "inputs", "initial", "tape", "cotangents", "outputs", "
          "t", "slice", "__debug__", "WORK", "Workspace", "sum_rows", *RUNTIME}
 
 _LONG = 64          # an inlined expression longer than this gets a name instead
-
-
-def _dict(target: str, items: list[str], indent: str = "    ") -> list[str]:
-    """``target = {a, b, ...}`` broken after commas at 99 columns, aligned inside the brace."""
-    head = f"{indent}{target} = {{"
-    lines, line = [], head
-    for i, item in enumerate(items):
-        piece = item + (", " if i < len(items) - 1 else "}")
-        if len(line) + len(piece.rstrip()) > 99 and line != head:
-            lines.append(line.rstrip())
-            line = " " * len(head)
-        line += piece
-    return lines + [line if items else head + "}"]
-
-
-def _statement(line: str, width: int = 99) -> list[str]:
-    """A statement broken into lines of at most ``width`` inside brackets (the right side
-    bracketed if it has to be), after a comma or before an operator."""
-    if len(line) <= width:
-        return [line]
-    indent = len(line) - len(line.lstrip())
-    head, op, rhs = line.partition(" = ") if " = " in line else line.partition(" += ")
-    if not op:
-        return [line]
-    line = f"{head}{op}({rhs})"
-    lines, hang = [], " " * (indent + 4)
-    while len(line) > width:
-        depth, best = 0, None
-        for i, ch in enumerate(line[:width]):
-            depth += ch in "([{"
-            depth -= ch in ")]}"
-            if depth > 0 and i > indent + 8 and (line.startswith(", ", i) or
-                                                  line[i:i + 3] in (" + ", " - ", " * ", " @ ", " / ")):
-                best = i + 1 if line[i] == "," else i
-        if best is None:
-            break
-        lines.append(line[:best].rstrip())
-        line = hang + line[best:].lstrip()
-    return lines + [line]
-
-
-def _index(k: int) -> str:
-    return "t" if k == 0 else f"t {'+' if k > 0 else '-'} {abs(k)}"
 
 
 class Printer:
@@ -143,7 +101,7 @@ class Printer:
 
     # -- atoms ---------------------------------------------------------------------
     def index(self, k: int) -> str:
-        return _index(k)
+        return step_index(k)
 
     def slot(self, step: int) -> int:
         return step + self.P - 1
@@ -217,13 +175,13 @@ class Printer:
                 lines += self.comment(e.origin, indent)
                 origin = e.origin
             op = "+=" if e.accumulate else "="
-            lines += _statement(f"{indent}{target} {op} {text.text}")
+            lines += statement_lines(f"{indent}{target} {op} {text.text}")
         return lines
 
     def equation_text(self, origin) -> str:
         """The model equation ``origin`` names (its left side), as a comment's text; a
         tuple (equations computed together, rnngraph/compile/pack.py) gives one per line."""
-        from ..printing import expr_text
+        from ..lang.printing import expr_text
         if isinstance(origin, tuple):
             return "\n# ".join(self.equation_text(o) for o in origin)
         eq = next(q for q in self.model.equations if q.lhs_text == origin)
@@ -355,7 +313,7 @@ class Printer:
                 f"Sizes: {sizes}; dtype {self.dtype}.",
                 "Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTorch.",
                 '"""', "import numpy as np", "",
-                f"from rnngraph.ops import {', '.join(RUNTIME)}"] + self.imports() + [
+                f"from rnngraph.runtime.ops import {', '.join(RUNTIME)}"] + self.imports() + [
                 "", f"DTYPE = np.{self.dtype}"]
         head += wrap(f"PARAMETERS = {tuple_text(self.params)}")
         tape = self.tape()
@@ -370,7 +328,8 @@ class Printer:
         return tape + [n for n, p in self.made.items() if p is self.fwd]
 
     def unpack_params(self) -> list[str]:
-        return unpack_lines([self.py[p] for p in self.params], "(params[name] for name in PARAMETERS)")
+        return unpack_lines([self.py[p] for p in self.params],
+                            "(params[name] for name in PARAMETERS)")
 
     #: What ``prepare`` says it makes (Compiled.prepare calls it once for many calls).
     PREPARED = "nothing, on the plain path"
@@ -420,8 +379,8 @@ class Printer:
         lines += self.blocks(self.fwd, title)
         outs = [f'"{n}": {self.py[n]}[{self.steps()}]' for n in self.seqs]
         outs += [f'"{n}": {self.py[n]}' for n in self.values]
-        lines += [""] + _dict("outputs", outs)
-        lines += _dict("tape", [f'"{self.py[n] if n in self.made else n}": {self.py[n]}'
+        lines += [""] + dict_lines("outputs", outs)
+        lines += dict_lines("tape", [f'"{self.py[n] if n in self.made else n}": {self.py[n]}'
                                 for n in tape])
         return lines + ["    return outputs, tape"]
 
@@ -431,7 +390,8 @@ class Printer:
         lines = ["", "", f"def {name}(params, tape, cotangents, {T}, {B}):",
                  '    """Cotangents of the outputs -> gradients of the parameters, the inputs and '
                  'the', '    initial values: the blocks of forward in reverse, loops backward in time."""']
-        lines += unpack + unpack_lines([self.py[n] for n in tape], "(tape[name] for name in TAPE)")
+        lines += unpack + unpack_lines([self.py[n] for n in tape],
+                                       "(tape[name] for name in TAPE)")
         lines += self.slice_lines(self.back)
         lines += ["", "    # Gradients start at zero, and at the cotangents for the outputs"]
         graded = {e.out.name for b in self.back.blocks for e in b.eqns
@@ -465,5 +425,5 @@ class Printer:
                   for n in self.inputs]
         grads += [f'"{key}": {self.initial_grad(n, step)}' for key, (step, n) in self.slots.items()
                   if key not in self.model.defined_slots]
-        lines += [""] + _dict("grads", grads)
+        lines += [""] + dict_lines("grads", grads)
         return lines + ["    return grads"]

@@ -5,9 +5,9 @@ from its arguments', how NumPy prints it, its vector-Jacobian product as IR
 (``vjp(b, e, g)`` builds the cotangent of each argument with the builder ``b``,
 from the equation ``e`` and the result's cotangent ``g``; autodiff sums each down
 to its argument's type), whether it works lane by lane, its NumPy ufunc (the
-in-place ``out=`` form) and the Numba kernel of rnngraph/jitops.py that computes
+in-place ``out=`` form) and the Numba kernel of rnngraph/runtime/jitops.py that computes
 it.  Adding an op is one row here (and, for a function of the language, one in
-rnngraph/functions.py) and its tests.
+rnngraph/lang/functions.py) and its tests.
 
 Printing: a row's ``py(args, types, attrs)`` gets its arguments already printed,
 as :class:`Text` (source and precedence), and returns the result's ``Text``;
@@ -57,7 +57,7 @@ class Op:
     vjp: Callable | None      # (builder, eqn, g) -> one cotangent atom (or None) per argument
     lanewise: bool = False    # out[..., i] depends on args[..., i] alone
     ufunc: str | None = None  # NumPy's in-place form: np.<ufunc>(..., out=)
-    kernel: str | None = None  # rnngraph/jitops.py's kernel for Numba loops: kernel(*args, out)
+    kernel: str | None = None  # rnngraph/runtime/jitops.py's kernel for Numba loops: kernel(*args, out)
     # An op with no kernel in a Numba loop: its expression there, (arg Texts, arg types,
     # attrs) -> Text (None where it cannot be in one: that loop runs in NumPy)
     nopython: Callable | None = None
@@ -321,5 +321,5 @@ _row("softmax_cross_entropy", _one, _call("softmax_cross_entropy"),
                                      e.args[1])),
                       b.neg(b.mul(g, b.op("log_softmax", e.args[0])))))
 
-#: What generated code imports from rnngraph/ops.py.
+#: What generated code imports from rnngraph/runtime/ops.py.
 RUNTIME = ("sigmoid", "softmax", "log_softmax", "cross_entropy", "softmax_cross_entropy")

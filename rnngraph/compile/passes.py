@@ -329,3 +329,33 @@ def _retype(prog: Program, block: Block) -> None:
                 e = replace(e, args=(tmp,))
         eqns.append(e)
     block.eqns = eqns
+
+
+def parameters_alone(once: Block, params, made) -> dict[int, bool]:
+    """{index: whether it computes from the parameters alone} for the equations of the
+    prologue ``once``: what ``prepare`` makes once for many calls (stacked matrices, summed
+    biases).  ``made``: the homes the passes made, which such an equation may write; a
+    temporary another equation reads stays with that equation."""
+    names = set(params)
+    fixed: dict[int, bool] = {}
+    maker: dict[str, int] = {}
+    for i, e in enumerate(once.eqns):
+        fixed[i] = (isinstance(e.out, Tmp) or e.out.name in made) and all(
+            isinstance(a, Const) or isinstance(a, Home) and a.name in names
+            and a.offset is None and a.step is None
+            or isinstance(a, Tmp) and fixed.get(maker.get(a.name, -1), False)
+            for a in e.args)
+        if isinstance(e.out, Tmp):
+            maker[e.out.name] = i
+        elif fixed[i]:
+            names.add(e.out.name)
+    changed = True
+    while changed:
+        changed = False
+        for i, e in enumerate(once.eqns):
+            if not fixed[i]:
+                for a in e.args:
+                    if isinstance(a, Tmp) and fixed.get(maker[a.name]):
+                        fixed[maker[a.name]] = False
+                        changed = True
+    return fixed

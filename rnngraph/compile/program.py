@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from ..printing import number_text, time_text
+from ..lang.printing import number_text, time_text
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ writes), :mod:`.quiet` (Graphviz's stderr without fontconfig noise),
 """
 from __future__ import annotations
 
-from .layout import Drawing, layout
+from .drawing import Drawing
+from .layout import layout
 from .output import FORMATS, render
 from .style import Style
 
@@ -25,7 +26,7 @@ def draw(model, unroll: int | None = None, format: str = "svg", **style) -> byte
     model : rnngraph.Model
     unroll : int, optional
         Draw steps 1..unroll side by side (at most the model's ``limits.max_unroll``, 100
-        unless raised: see :mod:`rnngraph.limits`); None draws the folded graph.
+        unless raised: see :mod:`rnngraph.check.limits`); None draws the folded graph.
     format : {"svg", "pdf", "png", "dot"}
     **style
         Options of :class:`rnngraph.render.style.Style`: ``theme``, ``transparent``,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..model import load
+from ..check.model import load
 from .layout import layout
 from .output import render, write_atomic
 from .stats import measure

@@ -3,7 +3,7 @@
 ``h1`` at step t is an italic h with subscript 1 and superscript (t); ``W_hh``
 is W with subscript hh; ``c_tilde`` is c with a tilde; Greek names are Greek
 letters; function names are upright.  The splitting of a name is
-:func:`rnngraph.names.split_name`, shared with the LaTeX printer.
+:func:`rnngraph.lang.names.split_name`, shared with the LaTeX printer.
 
 Examples
 --------
@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from html import escape
 
-from ..names import ACCENTS, split_name
+from ..lang.names import ACCENTS, split_name
 
 #: op name -> how an op node of the op view is labelled.
 OP_SYMBOLS = {"add": "+", "sub": "−", "mul": "⊙", "div": "÷", "neg": "−", "matmul": "×",
@@ -56,7 +56,7 @@ def _name(name: str, small: float | None, sup: str | None = None) -> str:
     sub = None
     if p.subscript:
         # One letter is italic (a math variable); a word or digits are upright,
-        # as rnngraph.names.latex_name prints them.
+        # as rnngraph.lang.names.latex_name prints them.
         sub = p.subscript
         sub = _word(sub) if len(sub) == 1 else escape(sub)
     if sub and sup:

@@ -1,8 +1,8 @@
 """Model graphs -> a laid-out Graphviz graph (pygraphviz ``AGraph``).
 
 :func:`layout` is the one entry: ``unroll=None`` draws the folded graph of
-:func:`rnngraph.graph.folded`, ``unroll=N`` the graph of
-:func:`rnngraph.graph.unrolled`; nodes and edges of both are made by the
+:func:`rnngraph.graphs.unrolled.folded`, ``unroll=N`` the graph of
+:func:`rnngraph.graphs.unrolled.unrolled`; nodes and edges of both are made by the
 same code from the same role -> style table, with nodes sized snugly to
 their text (:mod:`rnngraph.render.metrics`).  The unrolled view is placed by
 :mod:`rnngraph.render.grid` on a grid of time columns and variable rows,
@@ -16,76 +16,22 @@ Node ids are derived from the model (``h1``, ``h1.3`` for h1 at step 3,
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import networkx as nx
 import pygraphviz as pgv
 
-from ..limits import check_drawing
+from ..check.limits import check_drawing
 from . import geometry as geo
 from .grid import Cell, Grid, Link
 from .metrics import node_size, slide_budget, spacing
 from .quiet import graphviz_stderr
 from .rows import row_orders
-from .labels import op_label, text_label, time_text, var_label, weight_label
+from .labels import text_label, time_text, var_label, weight_label
+from .drawing import POINTS, Drawing, new_graph, node_id, step_text
 from .style import Style
 
 WINDOW = 3                     # the columns (initial values, steps 1 and 2) a row order is scored on
 _FIT = 2.5                     # Graphviz rounds a 11.2 pt subscript down to 11: room for that, in points
-POINTS = 72.0                  # Graphviz sizes are in inches; positions in points
-
-
-@dataclass
-class Drawing:
-    """A laid-out drawing: the Graphviz graph with positions, and what each node shows.
-
-    Attributes
-    ----------
-    agraph : pygraphviz.AGraph
-        Every node and edge has ``pos`` (and edges with a label ``lp``), in points.
-    nodes : dict of str to dict
-        For each node id: ``name``, ``t`` (None when folded or time-free), ``kind``,
-        ``col`` and ``row`` (unrolled view), ``marker`` (a delay marker, not a variable).
-    edges : list of dict
-        ``tail``, ``head``, ``delay``, ``weight``, ``key`` (the Graphviz edge key).
-    unroll : int or None
-    style : Style
-    """
-
-    agraph: pgv.AGraph
-    nodes: dict[str, dict] = field(default_factory=dict)
-    edges: list[dict] = field(default_factory=list)
-    unroll: int | None = None
-    style: Style = field(default_factory=Style)
-    spacing: tuple[float, float] | None = None
-    labels: dict[str, str] = field(default_factory=dict)
-    label_sizes: dict[str, tuple] = field(default_factory=dict)
-
-
-def node_id(name: str, t: int | None) -> str:
-    """``h1`` folded or time-free, ``h1.3`` at step 3, ``h1.0`` for its initial value."""
-    return name if t is None else f"{name}.{t}"
-
-
-def _new_graph(style: Style, name: str) -> pgv.AGraph:
-    A = pgv.AGraph(directed=True, strict=False, name=name)
-    A.graph_attr.update(style.graph_attrs())
-    A.node_attr.update(fontname=style.font, fontsize=str(style.fontsize), margin="0.05,0.03",
-                       height="0.42", width="0.42")
-    A.edge_attr.update(style.edge_attrs())
-    return A
-
-
-def _time(style: Style, t: int | None, steps: int | None) -> str | None:
-    if t is None:
-        return None
-    if steps is None:
-        return "(t)"
-    if style.time_labels == "absolute":
-        return f"({time_text(t, absolute=True)})"
-    return f"({time_text(t - (steps + 1) // 2)})"
-
-
 def _delay_text(delay: int) -> str:
     return time_text(-delay)
 
@@ -110,14 +56,14 @@ def layout(model, unroll: int | None = None, style: Style | None = None) -> Draw
     g = model.graph() if unroll is None else model.unroll(unroll)
     if unroll is not None and style.stubs:
         g = _with_stubs(g, unroll)
-    A = _new_graph(style, "unrolled" if unroll else "folded")
+    A = new_graph(style, "unrolled" if unroll else "folded")
     d = Drawing(A, unroll=unroll, style=style)
     for n, attrs in g.nodes(data=True):
         name, t = (n if unroll is not None else (n, None))
         t = t if attrs.get("timed") or attrs.get("stub") else None
         nid = node_id(name, t)
         kind = "stub" if attrs.get("stub") else attrs["kind"]
-        shown = (None if not attrs["timed"] else "(t)") if unroll is None else _time(style, t, unroll)
+        shown = (None if not attrs["timed"] else "(t)") if unroll is None else step_text(style, t, unroll)
         label = text_label("⋯") if kind == "stub" else var_label(name, shown, style.fontsize)
         A.add_node(nid, label=label, **style.node(kind))
         d.nodes[nid] = dict(name=name, t=t, kind=kind, marker=False, label=label)

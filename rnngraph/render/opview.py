@@ -1,6 +1,6 @@
 """The op view (``--detail ops``): a node per primitive operation.
 
-Drawn from :func:`rnngraph.ir.op_graph` as in colah's LSTM figures: a layer
+Drawn from :func:`rnngraph.graphs.ops.op_graph` as in colah's LSTM figures: a layer
 (a matrix product, or a nonlinearity applied to one) is a box, a pointwise
 operation (``+``, ``⊙``, a nonlinearity of a state) a circle, and the
 variables are the role-styled nodes of the variable view.  Unrolled, each
@@ -10,12 +10,11 @@ reads from an earlier step is an edge from that step's node.  Graphviz's
 """
 from __future__ import annotations
 
-import pygraphviz as pgv
 
-from ..ir import op_graph
+from ..graphs.ops import op_graph
 from .labels import OP_SYMBOLS, name_html, op_label, text_label, time_text, var_label
 from .quiet import graphviz_stderr
-from .layout import Drawing, _new_graph, _time
+from .drawing import Drawing, new_graph, step_text
 from .metrics import SLIDE
 from .style import Style
 
@@ -64,9 +63,9 @@ def layout_ops(model, unroll: int | None, style: Style) -> Drawing:
 
 
 def _build(model, unroll, style, merge, rankdir) -> Drawing:
-    g = op_graph(model.ir())
+    g = op_graph(model)
     g = _merge_sums(g) if merge else g
-    A = _new_graph(style, "ops")
+    A = new_graph(style, "ops")
     A.graph_attr.update(rankdir="BT", nodesep="0.3", ranksep="0.35", newrank="true",
                         compound="true")
     if rankdir is not None:
@@ -97,7 +96,7 @@ def _build(model, unroll, style, merge, rankdir) -> Drawing:
         if t is not None and not 1 <= t <= (unroll or 1):
             kind = "initial"
         shown = None if t is None and not sym[name].timed else \
-            ("(t)" if unroll is None else _time(style, t, unroll))
+            ("(t)" if unroll is None else step_text(style, t, unroll))
         nid = name if t is None else f"{name}.{t}"
         made = nid in d.nodes
         add(nid, var_label(name, shown, style.fontsize), kind, name, t)
@@ -115,7 +114,7 @@ def _build(model, unroll, style, merge, rankdir) -> Drawing:
                     var_node(data["name"], t + offset)
     # dot lays the step clusters out right to left in the order they are made: make the last first.
     for t in (steps if unroll is None else steps[::-1]):
-        sub = A.add_subgraph(name=f"cluster_step{t}", label=f"<{_time(style, t, unroll) or ''}>" if t else "",
+        sub = A.add_subgraph(name=f"cluster_step{t}", label=f"<{step_text(style, t, unroll) or ''}>" if t else "",
                              style="rounded,filled", fillcolor=style.colors["cluster"],
                              color=style.colors["muted"], fontcolor=style.colors["muted"]) if t else A
         ids = {}
@@ -188,8 +187,8 @@ def _merge_sums(g):
     Examples
     --------
     >>> from rnngraph import parse
-    >>> from rnngraph.ir import op_graph
-    >>> g = op_graph(parse("h(t) = tanh(W h(t-1) + U x(t) + b)").ir())
+    >>> from rnngraph.graphs.ops import op_graph
+    >>> g = op_graph(parse("h(t) = tanh(W h(t-1) + U x(t) + b)"))
     >>> [g.nodes[n]["op"] for n in _merge_sums(g) if g.nodes[n]["kind"] == "op"]
     ['matmul', 'matmul', 'add', 'tanh']
     """

@@ -32,7 +32,7 @@ import statistics
 import pygraphviz as pgv
 
 from . import geometry as geo
-from .layout import POINTS, Drawing
+from .drawing import POINTS, Drawing
 from .metrics import SLIDE
 from .placement import box_distance
 from .quiet import graphviz_stderr

@@ -6,9 +6,9 @@ Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTo
 """
 import numpy as np
 
-from rnngraph.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
-from rnngraph.ops import sum_rows
-from rnngraph.workspace import Workspace
+from rnngraph.runtime.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
+from rnngraph.runtime.ops import sum_rows
+from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
 
@@ -71,14 +71,13 @@ def backward(params, tape, cotangents, T, B):
     dx_hat += cotangents.get("x_hat", 0)
 
     # The time-free values and initial values, in reverse
-    dz_x_hat = np.empty((6,), DTYPE)
+    db2 = np.empty((6,), DTYPE)
     vecmat_dx_hat = np.empty((B, 3), DTYPE)
     dz_h = np.empty((B, 3), DTYPE)
-    dz_h_2 = np.empty((3,), DTYPE)
-    vecmat_dz_h = np.empty((B, 6), DTYPE)
+    db1 = np.empty((3,), DTYPE)
+    dx = np.empty((B, 6), DTYPE)
     # x_hat = W1^T h + b2
-    sum_rows(dx_hat, 0, dz_x_hat)
-    db2 = dz_x_hat
+    sum_rows(dx_hat, 0, db2)
     outer_dx_hat = dx_hat.T @ h
     np.dot(dx_hat, transpose_W1, out=vecmat_dx_hat)
     dh += vecmat_dx_hat
@@ -87,12 +86,10 @@ def backward(params, tape, cotangents, T, B):
     # h = relu(W1 x + b1)
     positive_h = (h > 0)
     np.multiply(dh, positive_h, out=dz_h)
-    sum_rows(dz_h, 0, dz_h_2)
-    db1 = dz_h_2
+    sum_rows(dz_h, 0, db1)
     outer_dz_h = dz_h.T @ x
-    np.dot(dz_h, W1, out=vecmat_dz_h)
+    np.dot(dz_h, W1, out=dx)
     dW1 += outer_dz_h
-    dx = vecmat_dz_h
 
     grads = {"W1": dW1, "b1": db1, "b2": db2, "x": dx}
     return grads
@@ -112,14 +109,13 @@ def backward_large(params, tape, cotangents, T, B):
     dx_hat += cotangents.get("x_hat", 0)
 
     # The time-free values and initial values, in reverse
-    dz_x_hat = np.empty((6,), DTYPE)
+    db2 = np.empty((6,), DTYPE)
     vecmat_dx_hat = np.empty((B, 3), DTYPE)
     dz_h = np.empty((B, 3), DTYPE)
-    dz_h_2 = np.empty((3,), DTYPE)
-    vecmat_dz_h = np.empty((B, 6), DTYPE)
+    db1 = np.empty((3,), DTYPE)
+    dx = np.empty((B, 6), DTYPE)
     # x_hat = W1^T h + b2
-    sum_rows(dx_hat, 0, dz_x_hat)
-    db2 = dz_x_hat
+    sum_rows(dx_hat, 0, db2)
     outer_dx_hat = dx_hat.T @ h
     np.dot(dx_hat, transpose_W1, out=vecmat_dx_hat)
     dh += vecmat_dx_hat
@@ -128,12 +124,10 @@ def backward_large(params, tape, cotangents, T, B):
     # h = relu(W1 x + b1)
     positive_h = (h > 0)
     np.multiply(dh, positive_h, out=dz_h)
-    sum_rows(dz_h, 0, dz_h_2)
-    db1 = dz_h_2
+    sum_rows(dz_h, 0, db1)
     outer_dz_h = dz_h.T @ x
-    np.dot(dz_h, W1, out=vecmat_dz_h)
+    np.dot(dz_h, W1, out=dx)
     dW1 += outer_dz_h
-    dx = vecmat_dz_h
 
     grads = {"W1": dW1, "b1": db1, "b2": db2, "x": dx}
     return grads

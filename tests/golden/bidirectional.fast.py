@@ -6,9 +6,9 @@ Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTo
 """
 import numpy as np
 
-from rnngraph.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
-from rnngraph.ops import sum_rows
-from rnngraph.workspace import Workspace
+from rnngraph.runtime.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
+from rnngraph.runtime.ops import sum_rows
+from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
 
@@ -122,19 +122,16 @@ def backward(params, tape, cotangents, T, B):
     do[1:T + 1] = cotangents.get("o", 0)
 
     # Every step at once: o(t)
-    dz_o = np.empty((3,), DTYPE)
+    dc = np.empty((3,), DTYPE)
     vecmat_do = WORK.empty((T, B, 8), DTYPE, "vecmat_do")
     vecmat_do_2 = WORK.empty((T, B, 8), DTYPE, "vecmat_do_2")
     # o(t) = V_h h(t) + V_g g(t) + c
-    sum_rows(do[now], (0, 1), dz_o)
-    dc = dz_o
-    outer_do = do[now].reshape(-1, 3).T @ g[now].reshape(-1, 8)
+    sum_rows(do[now], (0, 1), dc)
+    dV_g = do[now].reshape(-1, 3).T @ g[now].reshape(-1, 8)
     np.dot(do[now].reshape(-1, 3), V_g, out=vecmat_do.reshape(-1, 8))
-    dV_g = outer_do
     dg[now] += vecmat_do
-    outer_do_2 = do[now].reshape(-1, 3).T @ h[now].reshape(-1, 8)
+    dV_h = do[now].reshape(-1, 3).T @ h[now].reshape(-1, 8)
     np.dot(do[now].reshape(-1, 3), V_h, out=vecmat_do_2.reshape(-1, 8))
-    dV_h = outer_do_2
     dh[now] += vecmat_do_2
 
     # Every step at once
@@ -153,18 +150,15 @@ def backward(params, tape, cotangents, T, B):
 
     # Every step at once
     # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-    outer_dz_g_2 = dz_g_2[now].reshape(-1, 8).T @ g[tp1].reshape(-1, 8)
-    dW_g = outer_dz_g_2
+    dW_g = dz_g_2[now].reshape(-1, 8).T @ g[tp1].reshape(-1, 8)
 
     # Every step at once
-    dz_g_3 = np.empty((8,), DTYPE)
+    db_g = np.empty((8,), DTYPE)
     vecmat_dz_g_2 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_g_2")
     # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-    sum_rows(dz_g_2[now], (0, 1), dz_g_3)
-    db_g = dz_g_3
-    outer_dz_g_2_2 = dz_g_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
+    sum_rows(dz_g_2[now], (0, 1), db_g)
+    dU_g = dz_g_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(dz_g_2[now].reshape(-1, 8), U_g, out=vecmat_dz_g_2.reshape(-1, 4))
-    dU_g = outer_dz_g_2_2
     dx[now] += vecmat_dz_g_2
 
     # Every step at once
@@ -184,18 +178,15 @@ def backward(params, tape, cotangents, T, B):
 
     # Every step at once
     # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-    outer_dz_h_2 = dz_h_2[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
-    dW_h = outer_dz_h_2
+    dW_h = dz_h_2[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    dz_h_3 = np.empty((8,), DTYPE)
+    db_h = np.empty((8,), DTYPE)
     vecmat_dz_h_2 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_h_2")
     # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-    sum_rows(dz_h_2[now], (0, 1), dz_h_3)
-    db_h = dz_h_3
-    outer_dz_h_2_2 = dz_h_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
+    sum_rows(dz_h_2[now], (0, 1), db_h)
+    dU_h = dz_h_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(dz_h_2[now].reshape(-1, 8), U_h, out=vecmat_dz_h_2.reshape(-1, 4))
-    dU_h = outer_dz_h_2_2
     dx[now] += vecmat_dz_h_2
 
     grads = {"W_h": dW_h, "U_h": dU_h, "b_h": db_h, "W_g": dW_g, "U_g": dU_g, "b_g": db_g,
@@ -223,19 +214,16 @@ def backward_large(params, tape, cotangents, T, B):
     do[1:T + 1] = cotangents.get("o", 0)
 
     # Every step at once: o(t)
-    dz_o = np.empty((3,), DTYPE)
+    dc = np.empty((3,), DTYPE)
     vecmat_do = WORK.empty((T, B, 8), DTYPE, "vecmat_do")
     vecmat_do_2 = WORK.empty((T, B, 8), DTYPE, "vecmat_do_2")
     # o(t) = V_h h(t) + V_g g(t) + c
-    sum_rows(do[now], (0, 1), dz_o)
-    dc = dz_o
-    outer_do = do[now].reshape(-1, 3).T @ g[now].reshape(-1, 8)
+    sum_rows(do[now], (0, 1), dc)
+    dV_g = do[now].reshape(-1, 3).T @ g[now].reshape(-1, 8)
     np.dot(do[now].reshape(-1, 3), V_g, out=vecmat_do.reshape(-1, 8))
-    dV_g = outer_do
     dg[now] += vecmat_do
-    outer_do_2 = do[now].reshape(-1, 3).T @ h[now].reshape(-1, 8)
+    dV_h = do[now].reshape(-1, 3).T @ h[now].reshape(-1, 8)
     np.dot(do[now].reshape(-1, 3), V_h, out=vecmat_do_2.reshape(-1, 8))
-    dV_h = outer_do_2
     dh[now] += vecmat_do_2
 
     # g(t): back through time (forward)
@@ -252,18 +240,15 @@ def backward_large(params, tape, cotangents, T, B):
 
     # Every step at once
     # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-    outer_dz_g = dz_g[now].reshape(-1, 8).T @ g[tp1].reshape(-1, 8)
-    dW_g = outer_dz_g
+    dW_g = dz_g[now].reshape(-1, 8).T @ g[tp1].reshape(-1, 8)
 
     # Every step at once
-    dz_g_3 = np.empty((8,), DTYPE)
+    db_g = np.empty((8,), DTYPE)
     vecmat_dz_g = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_g")
     # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-    sum_rows(dz_g[now], (0, 1), dz_g_3)
-    db_g = dz_g_3
-    outer_dz_g_2 = dz_g[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
+    sum_rows(dz_g[now], (0, 1), db_g)
+    dU_g = dz_g[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(dz_g[now].reshape(-1, 8), U_g, out=vecmat_dz_g.reshape(-1, 4))
-    dU_g = outer_dz_g_2
     dx[now] += vecmat_dz_g
 
     # h(t): back through time (backward)
@@ -281,18 +266,15 @@ def backward_large(params, tape, cotangents, T, B):
 
     # Every step at once
     # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-    outer_dz_h = dz_h[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
-    dW_h = outer_dz_h
+    dW_h = dz_h[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    dz_h_3 = np.empty((8,), DTYPE)
+    db_h = np.empty((8,), DTYPE)
     vecmat_dz_h = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_h")
     # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-    sum_rows(dz_h[now], (0, 1), dz_h_3)
-    db_h = dz_h_3
-    outer_dz_h_2 = dz_h[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
+    sum_rows(dz_h[now], (0, 1), db_h)
+    dU_h = dz_h[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(dz_h[now].reshape(-1, 8), U_h, out=vecmat_dz_h.reshape(-1, 4))
-    dU_h = outer_dz_h_2
     dx[now] += vecmat_dz_h
 
     grads = {"W_h": dW_h, "U_h": dU_h, "b_h": db_h, "W_g": dW_g, "U_g": dU_g, "b_g": db_g,

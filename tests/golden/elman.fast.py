@@ -6,9 +6,9 @@ Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTo
 """
 import numpy as np
 
-from rnngraph.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
-from rnngraph.ops import sum_rows
-from rnngraph.workspace import Workspace
+from rnngraph.runtime.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
+from rnngraph.runtime.ops import sum_rows
+from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
 
@@ -146,14 +146,12 @@ def backward(params, tape, cotangents, T, B):
     do[now] += dz_y_3
 
     # Every step at once: o(t)
-    dz_o = np.empty((5,), DTYPE)
+    dc = np.empty((5,), DTYPE)
     vecmat_do = WORK.empty((T, B, 8), DTYPE, "vecmat_do")
     # o(t) = c + V h(t)
-    sum_rows(do[now], (0, 1), dz_o)
-    dc = dz_o
-    outer_do = do[now].reshape(-1, 5).T @ h[now].reshape(-1, 8)
+    sum_rows(do[now], (0, 1), dc)
+    dV = do[now].reshape(-1, 5).T @ h[now].reshape(-1, 8)
     np.dot(do[now].reshape(-1, 5), V, out=vecmat_do.reshape(-1, 8))
-    dV = outer_do
     dh[now] += vecmat_do
 
     # Every step at once
@@ -176,17 +174,14 @@ def backward(params, tape, cotangents, T, B):
 
     # Every step at once
     # a(t) = b + W h(t-1) + U x(t)
-    outer_da = da[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
-    dW = outer_da
+    dW = da[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    dz_a_2 = np.empty((8,), DTYPE)
+    db = np.empty((8,), DTYPE)
     # a(t) = b + W h(t-1) + U x(t)
-    sum_rows(da[now], (0, 1), dz_a_2)
-    db = dz_a_2
-    outer_da_2 = da[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
+    sum_rows(da[now], (0, 1), db)
+    dU = da[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(da[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
-    dU = outer_da_2
 
     grads = {"b": db, "W": dW, "U": dU, "c": dc, "V": dV, "x": dx[1:T + 1],
              "target": dtarget[1:T + 1], "h(0)": dh_sum}
@@ -245,14 +240,12 @@ def backward_large(params, tape, cotangents, T, B):
     do[now] += dz_y_3
 
     # Every step at once: o(t)
-    dz_o = np.empty((5,), DTYPE)
+    dc = np.empty((5,), DTYPE)
     vecmat_do = WORK.empty((T, B, 8), DTYPE, "vecmat_do")
     # o(t) = c + V h(t)
-    sum_rows(do[now], (0, 1), dz_o)
-    dc = dz_o
-    outer_do = do[now].reshape(-1, 5).T @ h[now].reshape(-1, 8)
+    sum_rows(do[now], (0, 1), dc)
+    dV = do[now].reshape(-1, 5).T @ h[now].reshape(-1, 8)
     np.dot(do[now].reshape(-1, 5), V, out=vecmat_do.reshape(-1, 8))
-    dV = outer_do
     dh[now] += vecmat_do
 
     # a(t), h(t): back through time (backward)
@@ -274,17 +267,14 @@ def backward_large(params, tape, cotangents, T, B):
 
     # Every step at once
     # a(t) = b + W h(t-1) + U x(t)
-    outer_da = da[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
-    dW = outer_da
+    dW = da[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    dz_a_2 = np.empty((8,), DTYPE)
+    db = np.empty((8,), DTYPE)
     # a(t) = b + W h(t-1) + U x(t)
-    sum_rows(da[now], (0, 1), dz_a_2)
-    db = dz_a_2
-    outer_da_2 = da[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
+    sum_rows(da[now], (0, 1), db)
+    dU = da[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(da[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
-    dU = outer_da_2
 
     grads = {"b": db, "W": dW, "U": dU, "c": dc, "V": dV, "x": dx[1:T + 1],
              "target": dtarget[1:T + 1], "h(0)": dh_sum}

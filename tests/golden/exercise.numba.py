@@ -6,9 +6,9 @@ Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTo
 """
 import numpy as np
 
-from rnngraph.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
-from rnngraph.ops import sum_rows
-from rnngraph.workspace import Workspace
+from rnngraph.runtime.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
+from rnngraph.runtime.ops import sum_rows
+from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
 
@@ -194,47 +194,34 @@ def backward(params, tape, cotangents, n_steps, B):
             np.dot(dz_h1_5_t, V, out=dh1)
 
     # Every step at once
-    dz_h2_3 = np.empty((8,), DTYPE)
+    dc = np.empty((8,), DTYPE)
     # y(t) = softmax(P x(t) + Q h2(t) + d)
-    outer_dz_y = dz_y[now].reshape(-1, 3).T @ h2[now].reshape(-1, 8)
-    dQ = outer_dz_y
+    dQ = dz_y[now].reshape(-1, 3).T @ h2[now].reshape(-1, 8)
     # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
-    sum_rows(dz_h2_2[now], (0, 1), dz_h2_3)
-    dc = dz_h2_3
-    outer_dz_h2_2 = dz_h2_2[now].reshape(-1, 8).T @ y[tm1].reshape(-1, 3)
-    dT = outer_dz_h2_2
-    outer_dz_h2_2_2 = dz_h2_2[now].reshape(-1, 8).T @ h1[now].reshape(-1, 8)
-    dR = outer_dz_h2_2_2
+    sum_rows(dz_h2_2[now], (0, 1), dc)
+    dT = dz_h2_2[now].reshape(-1, 8).T @ y[tm1].reshape(-1, 3)
+    dR = dz_h2_2[now].reshape(-1, 8).T @ h1[now].reshape(-1, 8)
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-    outer_cat_dz_h1_5 = cat_dz_h1_5[now].reshape(-1, 16).T @ h2[tm1].reshape(-1, 8)
-    dz_h1_2 = outer_cat_dz_h1_5
-    outer_dz_h1_5 = dz_h1_5[now].reshape(-1, 8).T @ h1[tm1].reshape(-1, 8)
-    dV = outer_dz_h1_5
+    dz_h1_2 = cat_dz_h1_5[now].reshape(-1, 16).T @ h2[tm1].reshape(-1, 8)
+    dV = dz_h1_5[now].reshape(-1, 8).T @ h1[tm1].reshape(-1, 8)
 
     # Every step at once
-    dz_y_3 = np.empty((3,), DTYPE)
-    dz_h1_6 = np.empty((8,), DTYPE)
+    dd = np.empty((3,), DTYPE)
+    db = np.empty((8,), DTYPE)
     # y(t) = softmax(P x(t) + Q h2(t) + d)
-    sum_rows(dz_y[now], (0, 1), dz_y_3)
-    dd = dz_y_3
+    sum_rows(dz_y[now], (0, 1), dd)
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-    sum_rows(dz_h1_5[now], (0, 1), dz_h1_6)
-    db = dz_h1_6
-    dz_h1_7 = np.concatenate((dz_h1_5[now], dz_y[now]), -1)
-    outer_dz_h1_7 = dz_h1_7.reshape(-1, 11).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h1_7.reshape(-1, 11), z_h1, out=dx[now].reshape(-1, 4))
-    dz_h1 = outer_dz_h1_7
+    sum_rows(dz_h1_5[now], (0, 1), db)
+    dz_h1_6 = np.concatenate((dz_h1_5[now], dz_y[now]), -1)
+    dz_h1 = dz_h1_6.reshape(-1, 11).T @ x[now].reshape(-1, 4)
+    np.dot(dz_h1_6.reshape(-1, 11), z_h1, out=dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-    rowslice_dz_h1_2 = dz_h1_2[0:8]
-    rowslice_dz_h1_2_2 = dz_h1_2[8:16]
-    dW = rowslice_dz_h1_2
-    dS = rowslice_dz_h1_2_2
-    rowslice_dz_h1 = dz_h1[0:8]
-    rowslice_dz_h1_3 = dz_h1[8:11]
-    dU = rowslice_dz_h1
-    dP = rowslice_dz_h1_3
+    dW = dz_h1_2[0:8]
+    dS = dz_h1_2[8:16]
+    dU = dz_h1[0:8]
+    dP = dz_h1[8:11]
 
     grads = {"U": dU, "V": dV, "W": dW, "b": db, "R": dR, "S": dS, "T": dT, "c": dc, "P": dP,
              "Q": dQ, "d": dd, "x": dx[1:n_steps + 1], "h1(0)": dh1, "h2(0)": dh2, "y(0)": dy}
@@ -311,47 +298,34 @@ def backward_large(params, tape, cotangents, n_steps, B):
             np.dot(dz_h1_4_t, V, out=dh1)
 
     # Every step at once
-    dz_h2_3 = np.empty((8,), DTYPE)
+    dc = np.empty((8,), DTYPE)
     # y(t) = softmax(P x(t) + Q h2(t) + d)
-    outer_dz_y = dz_y[now].reshape(-1, 3).T @ h2[now].reshape(-1, 8)
-    dQ = outer_dz_y
+    dQ = dz_y[now].reshape(-1, 3).T @ h2[now].reshape(-1, 8)
     # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
-    sum_rows(dz_h2[now], (0, 1), dz_h2_3)
-    dc = dz_h2_3
-    outer_dz_h2 = dz_h2[now].reshape(-1, 8).T @ y[tm1].reshape(-1, 3)
-    dT = outer_dz_h2
-    outer_dz_h2_2 = dz_h2[now].reshape(-1, 8).T @ h1[now].reshape(-1, 8)
-    dR = outer_dz_h2_2
+    sum_rows(dz_h2[now], (0, 1), dc)
+    dT = dz_h2[now].reshape(-1, 8).T @ y[tm1].reshape(-1, 3)
+    dR = dz_h2[now].reshape(-1, 8).T @ h1[now].reshape(-1, 8)
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-    outer_cat_dz_h1_4 = cat_dz_h1_4[now].reshape(-1, 16).T @ h2[tm1].reshape(-1, 8)
-    dz_h1_2 = outer_cat_dz_h1_4
-    outer_dz_h1_4 = dz_h1_4[now].reshape(-1, 8).T @ h1[tm1].reshape(-1, 8)
-    dV = outer_dz_h1_4
+    dz_h1_2 = cat_dz_h1_4[now].reshape(-1, 16).T @ h2[tm1].reshape(-1, 8)
+    dV = dz_h1_4[now].reshape(-1, 8).T @ h1[tm1].reshape(-1, 8)
 
     # Every step at once
-    dz_y_3 = np.empty((3,), DTYPE)
-    dz_h1_6 = np.empty((8,), DTYPE)
+    dd = np.empty((3,), DTYPE)
+    db = np.empty((8,), DTYPE)
     # y(t) = softmax(P x(t) + Q h2(t) + d)
-    sum_rows(dz_y[now], (0, 1), dz_y_3)
-    dd = dz_y_3
+    sum_rows(dz_y[now], (0, 1), dd)
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-    sum_rows(dz_h1_4[now], (0, 1), dz_h1_6)
-    db = dz_h1_6
-    dz_h1_7 = np.concatenate((dz_h1_4[now], dz_y[now]), -1)
-    outer_dz_h1_7 = dz_h1_7.reshape(-1, 11).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h1_7.reshape(-1, 11), z_h1, out=dx[now].reshape(-1, 4))
-    dz_h1 = outer_dz_h1_7
+    sum_rows(dz_h1_4[now], (0, 1), db)
+    dz_h1_6 = np.concatenate((dz_h1_4[now], dz_y[now]), -1)
+    dz_h1 = dz_h1_6.reshape(-1, 11).T @ x[now].reshape(-1, 4)
+    np.dot(dz_h1_6.reshape(-1, 11), z_h1, out=dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-    rowslice_dz_h1_2 = dz_h1_2[0:8]
-    rowslice_dz_h1_2_2 = dz_h1_2[8:16]
-    dW = rowslice_dz_h1_2
-    dS = rowslice_dz_h1_2_2
-    rowslice_dz_h1 = dz_h1[0:8]
-    rowslice_dz_h1_3 = dz_h1[8:11]
-    dU = rowslice_dz_h1
-    dP = rowslice_dz_h1_3
+    dW = dz_h1_2[0:8]
+    dS = dz_h1_2[8:16]
+    dU = dz_h1[0:8]
+    dP = dz_h1[8:11]
 
     grads = {"U": dU, "V": dV, "W": dW, "b": db, "R": dR, "S": dS, "T": dT, "c": dc, "P": dP,
              "Q": dQ, "d": dd, "x": dx[1:n_steps + 1], "h1(0)": dh1, "h2(0)": dh2, "y(0)": dy}

@@ -6,9 +6,9 @@ Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTo
 """
 import numpy as np
 
-from rnngraph.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
-from rnngraph.ops import sum_rows
-from rnngraph.workspace import Workspace
+from rnngraph.runtime.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
+from rnngraph.runtime.ops import sum_rows
+from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
 
@@ -210,15 +210,13 @@ def backward(params, tape, cotangents, T, B):
             np.copyto(dh, vecmat_dz_f_5_0_8_t)
 
     # Every step at once
-    dz_f_6 = np.empty((32,), DTYPE)
+    dz_f = np.empty((32,), DTYPE)
     # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
     # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
     # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
     # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
-    sum_rows(dz_f_5[now], (0, 1), dz_f_6)
-    dz_f = dz_f_6
-    outer_dz_f_5 = dz_f_5[now].reshape(-1, 32).T @ z_f_2[now].reshape(-1, 12)
-    dW_fioc = outer_dz_f_5
+    sum_rows(dz_f_5[now], (0, 1), dz_f)
+    dW_fioc = dz_f_5[now].reshape(-1, 32).T @ z_f_2[now].reshape(-1, 12)
     # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
     slice_vecmat_dz_f_5 = vecmat_dz_f_5[now][..., 8:12]
     np.copyto(dx[now], slice_vecmat_dz_f_5)
@@ -228,22 +226,14 @@ def backward(params, tape, cotangents, T, B):
     # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
     # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
     # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
-    rowslice_dW_fioc = dW_fioc[0:8]
-    rowslice_dW_fioc_2 = dW_fioc[8:16]
-    rowslice_dW_fioc_3 = dW_fioc[16:24]
-    rowslice_dW_fioc_4 = dW_fioc[24:32]
-    dW_f = rowslice_dW_fioc
-    dW_i = rowslice_dW_fioc_2
-    dW_o = rowslice_dW_fioc_3
-    dW_c = rowslice_dW_fioc_4
-    slice_dz_f = dz_f[..., 0:8]
-    slice_dz_f_2 = dz_f[..., 8:16]
-    slice_dz_f_3 = dz_f[..., 16:24]
-    slice_dz_f_4 = dz_f[..., 24:32]
-    db_f = slice_dz_f
-    db_i = slice_dz_f_2
-    db_o = slice_dz_f_3
-    db_c = slice_dz_f_4
+    dW_f = dW_fioc[0:8]
+    dW_i = dW_fioc[8:16]
+    dW_o = dW_fioc[16:24]
+    dW_c = dW_fioc[24:32]
+    db_f = dz_f[..., 0:8]
+    db_i = dz_f[..., 8:16]
+    db_o = dz_f[..., 16:24]
+    db_c = dz_f[..., 24:32]
 
     grads = {"W_f": dW_f, "b_f": db_f, "W_i": dW_i, "b_i": db_i, "W_o": dW_o, "b_o": db_o,
              "W_c": dW_c, "b_c": db_c, "x": dx[1:T + 1], "c(0)": dc, "h(0)": dh}
@@ -346,15 +336,13 @@ def backward_large(params, tape, cotangents, T, B):
             np.copyto(dh, vecmat_dz_f_3_0_8_t)
 
     # Every step at once
-    dz_f_6 = np.empty((32,), DTYPE)
+    dz_f = np.empty((32,), DTYPE)
     # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
     # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
     # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
     # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
-    sum_rows(dz_f_3[now], (0, 1), dz_f_6)
-    dz_f = dz_f_6
-    outer_dz_f_3 = dz_f_3[now].reshape(-1, 32).T @ z_f_2[now].reshape(-1, 12)
-    dW_fioc = outer_dz_f_3
+    sum_rows(dz_f_3[now], (0, 1), dz_f)
+    dW_fioc = dz_f_3[now].reshape(-1, 32).T @ z_f_2[now].reshape(-1, 12)
     # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
     slice_vecmat_dz_f_3 = vecmat_dz_f_3[now][..., 8:12]
     np.copyto(dx[now], slice_vecmat_dz_f_3)
@@ -364,22 +352,14 @@ def backward_large(params, tape, cotangents, T, B):
     # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
     # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
     # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
-    rowslice_dW_fioc = dW_fioc[0:8]
-    rowslice_dW_fioc_2 = dW_fioc[8:16]
-    rowslice_dW_fioc_3 = dW_fioc[16:24]
-    rowslice_dW_fioc_4 = dW_fioc[24:32]
-    dW_f = rowslice_dW_fioc
-    dW_i = rowslice_dW_fioc_2
-    dW_o = rowslice_dW_fioc_3
-    dW_c = rowslice_dW_fioc_4
-    slice_dz_f = dz_f[..., 0:8]
-    slice_dz_f_2 = dz_f[..., 8:16]
-    slice_dz_f_3 = dz_f[..., 16:24]
-    slice_dz_f_4 = dz_f[..., 24:32]
-    db_f = slice_dz_f
-    db_i = slice_dz_f_2
-    db_o = slice_dz_f_3
-    db_c = slice_dz_f_4
+    dW_f = dW_fioc[0:8]
+    dW_i = dW_fioc[8:16]
+    dW_o = dW_fioc[16:24]
+    dW_c = dW_fioc[24:32]
+    db_f = dz_f[..., 0:8]
+    db_i = dz_f[..., 8:16]
+    db_o = dz_f[..., 16:24]
+    db_c = dz_f[..., 24:32]
 
     grads = {"W_f": dW_f, "b_f": db_f, "W_i": dW_i, "b_i": db_i, "W_o": dW_o, "b_o": db_o,
              "W_c": dW_c, "b_c": db_c, "x": dx[1:T + 1], "c(0)": dc, "h(0)": dh}

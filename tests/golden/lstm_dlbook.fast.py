@@ -6,9 +6,9 @@ Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTo
 """
 import numpy as np
 
-from rnngraph.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
-from rnngraph.ops import sum_rows
-from rnngraph.workspace import Workspace
+from rnngraph.runtime.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
+from rnngraph.runtime.ops import sum_rows
+from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
 
@@ -202,55 +202,38 @@ def backward(params, tape, cotangents, T, B):
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
     # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
     # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-    outer_cat_dz_f_6 = cat_dz_f_6[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
-    dz_f_3 = outer_cat_dz_f_6
+    dz_f_3 = cat_dz_f_6[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    dz_s_4 = np.empty((8,), DTYPE)
-    dz_f_7 = np.empty((24,), DTYPE)
+    db = np.empty((8,), DTYPE)
+    dz_f = np.empty((24,), DTYPE)
     # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
-    sum_rows(dz_s_3[now], (0, 1), dz_s_4)
-    db = dz_s_4
+    sum_rows(dz_s_3[now], (0, 1), db)
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
     # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
     # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-    sum_rows(dz_f_6[now], (0, 1), dz_f_7)
-    dz_f = dz_f_7
-    dz_f_8 = np.concatenate((dz_f_6[now], dz_s_3[now]), -1)
-    outer_dz_f_8 = dz_f_8.reshape(-1, 32).T @ x[now].reshape(-1, 4)
-    np.dot(dz_f_8.reshape(-1, 32), z_f_2, out=dx[now].reshape(-1, 4))
-    dz_f_2 = outer_dz_f_8
+    sum_rows(dz_f_6[now], (0, 1), dz_f)
+    dz_f_7 = np.concatenate((dz_f_6[now], dz_s_3[now]), -1)
+    dz_f_2 = dz_f_7.reshape(-1, 32).T @ x[now].reshape(-1, 4)
+    np.dot(dz_f_7.reshape(-1, 32), z_f_2, out=dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
     # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
     # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-    rowslice_dz_f_3 = dz_f_3[0:24]
-    rowslice_dz_f_3_2 = dz_f_3[24:32]
-    dW_fgo = rowslice_dz_f_3
-    dW = rowslice_dz_f_3_2
-    rowslice_dz_f_2 = dz_f_2[0:24]
-    rowslice_dz_f_2_2 = dz_f_2[24:32]
-    dU_fgo = rowslice_dz_f_2
-    dU = rowslice_dz_f_2_2
-    rowslice_dW_fgo = dW_fgo[0:8]
-    rowslice_dW_fgo_2 = dW_fgo[8:16]
-    rowslice_dW_fgo_3 = dW_fgo[16:24]
-    dW_f = rowslice_dW_fgo
-    dW_g = rowslice_dW_fgo_2
-    dW_o = rowslice_dW_fgo_3
-    rowslice_dU_fgo = dU_fgo[0:8]
-    rowslice_dU_fgo_2 = dU_fgo[8:16]
-    rowslice_dU_fgo_3 = dU_fgo[16:24]
-    dU_f = rowslice_dU_fgo
-    dU_g = rowslice_dU_fgo_2
-    dU_o = rowslice_dU_fgo_3
-    slice_dz_f = dz_f[..., 0:8]
-    slice_dz_f_2 = dz_f[..., 8:16]
-    slice_dz_f_3 = dz_f[..., 16:24]
-    db_f = slice_dz_f
-    db_g = slice_dz_f_2
-    db_o = slice_dz_f_3
+    dW_fgo = dz_f_3[0:24]
+    dW = dz_f_3[24:32]
+    dU_fgo = dz_f_2[0:24]
+    dU = dz_f_2[24:32]
+    dW_f = dW_fgo[0:8]
+    dW_g = dW_fgo[8:16]
+    dW_o = dW_fgo[16:24]
+    dU_f = dU_fgo[0:8]
+    dU_g = dU_fgo[8:16]
+    dU_o = dU_fgo[16:24]
+    db_f = dz_f[..., 0:8]
+    db_g = dz_f[..., 8:16]
+    db_o = dz_f[..., 16:24]
 
     grads = {"b_f": db_f, "U_f": dU_f, "W_f": dW_f, "b_g": db_g, "U_g": dU_g, "W_g": dW_g,
              "b_o": db_o, "U_o": dU_o, "W_o": dW_o, "b": db, "U": dU, "W": dW, "x": dx[1:T + 1],
@@ -337,55 +320,38 @@ def backward_large(params, tape, cotangents, T, B):
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
     # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
     # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-    outer_cat_dz_f_5 = cat_dz_f_5[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
-    dz_f_3 = outer_cat_dz_f_5
+    dz_f_3 = cat_dz_f_5[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    dz_s_4 = np.empty((8,), DTYPE)
-    dz_f_6 = np.empty((24,), DTYPE)
+    db = np.empty((8,), DTYPE)
+    dz_f = np.empty((24,), DTYPE)
     # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
-    sum_rows(dz_s_2[now], (0, 1), dz_s_4)
-    db = dz_s_4
+    sum_rows(dz_s_2[now], (0, 1), db)
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
     # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
     # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-    sum_rows(dz_f_5[now], (0, 1), dz_f_6)
-    dz_f = dz_f_6
-    dz_f_7 = np.concatenate((dz_f_5[now], dz_s_2[now]), -1)
-    outer_dz_f_7 = dz_f_7.reshape(-1, 32).T @ x[now].reshape(-1, 4)
-    np.dot(dz_f_7.reshape(-1, 32), z_f_2, out=dx[now].reshape(-1, 4))
-    dz_f_2 = outer_dz_f_7
+    sum_rows(dz_f_5[now], (0, 1), dz_f)
+    dz_f_6 = np.concatenate((dz_f_5[now], dz_s_2[now]), -1)
+    dz_f_2 = dz_f_6.reshape(-1, 32).T @ x[now].reshape(-1, 4)
+    np.dot(dz_f_6.reshape(-1, 32), z_f_2, out=dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
     # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
     # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-    rowslice_dz_f_3 = dz_f_3[0:24]
-    rowslice_dz_f_3_2 = dz_f_3[24:32]
-    dW_fgo = rowslice_dz_f_3
-    dW = rowslice_dz_f_3_2
-    rowslice_dz_f_2 = dz_f_2[0:24]
-    rowslice_dz_f_2_2 = dz_f_2[24:32]
-    dU_fgo = rowslice_dz_f_2
-    dU = rowslice_dz_f_2_2
-    rowslice_dW_fgo = dW_fgo[0:8]
-    rowslice_dW_fgo_2 = dW_fgo[8:16]
-    rowslice_dW_fgo_3 = dW_fgo[16:24]
-    dW_f = rowslice_dW_fgo
-    dW_g = rowslice_dW_fgo_2
-    dW_o = rowslice_dW_fgo_3
-    rowslice_dU_fgo = dU_fgo[0:8]
-    rowslice_dU_fgo_2 = dU_fgo[8:16]
-    rowslice_dU_fgo_3 = dU_fgo[16:24]
-    dU_f = rowslice_dU_fgo
-    dU_g = rowslice_dU_fgo_2
-    dU_o = rowslice_dU_fgo_3
-    slice_dz_f = dz_f[..., 0:8]
-    slice_dz_f_2 = dz_f[..., 8:16]
-    slice_dz_f_3 = dz_f[..., 16:24]
-    db_f = slice_dz_f
-    db_g = slice_dz_f_2
-    db_o = slice_dz_f_3
+    dW_fgo = dz_f_3[0:24]
+    dW = dz_f_3[24:32]
+    dU_fgo = dz_f_2[0:24]
+    dU = dz_f_2[24:32]
+    dW_f = dW_fgo[0:8]
+    dW_g = dW_fgo[8:16]
+    dW_o = dW_fgo[16:24]
+    dU_f = dU_fgo[0:8]
+    dU_g = dU_fgo[8:16]
+    dU_o = dU_fgo[16:24]
+    db_f = dz_f[..., 0:8]
+    db_g = dz_f[..., 8:16]
+    db_o = dz_f[..., 16:24]
 
     grads = {"b_f": db_f, "U_f": dU_f, "W_f": dW_f, "b_g": db_g, "U_g": dU_g, "W_g": dW_g,
              "b_o": db_o, "U_o": dU_o, "W_o": dW_o, "b": db, "U": dU, "W": dW, "x": dx[1:T + 1],

@@ -6,9 +6,9 @@ Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTo
 """
 import numpy as np
 
-from rnngraph.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
-from rnngraph.ops import sum_rows
-from rnngraph.workspace import Workspace
+from rnngraph.runtime.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
+from rnngraph.runtime.ops import sum_rows
+from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
 
@@ -212,50 +212,35 @@ def backward(params, tape, cotangents, T, B):
     # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
     # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
     # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
-    outer_dz_f_4 = dz_f_4[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
-    dU_fioc = outer_dz_f_4
+    dU_fioc = dz_f_4[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    dz_f_5 = np.empty((32,), DTYPE)
+    dz_f = np.empty((32,), DTYPE)
     # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
     # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
     # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
     # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
-    sum_rows(dz_f_4[now], (0, 1), dz_f_5)
-    dz_f = dz_f_5
-    outer_dz_f_4_2 = dz_f_4[now].reshape(-1, 32).T @ x[now].reshape(-1, 4)
+    sum_rows(dz_f_4[now], (0, 1), dz_f)
+    dW_fioc = dz_f_4[now].reshape(-1, 32).T @ x[now].reshape(-1, 4)
     np.dot(dz_f_4[now].reshape(-1, 32), W_fioc, out=dx[now].reshape(-1, 4))
-    dW_fioc = outer_dz_f_4_2
 
     # The time-free values and initial values, in reverse
     # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
     # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
     # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
     # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
-    rowslice_dU_fioc = dU_fioc[0:8]
-    rowslice_dU_fioc_2 = dU_fioc[8:16]
-    rowslice_dU_fioc_3 = dU_fioc[16:24]
-    rowslice_dU_fioc_4 = dU_fioc[24:32]
-    dU_f = rowslice_dU_fioc
-    dU_i = rowslice_dU_fioc_2
-    dU_o = rowslice_dU_fioc_3
-    dU_c = rowslice_dU_fioc_4
-    rowslice_dW_fioc = dW_fioc[0:8]
-    rowslice_dW_fioc_2 = dW_fioc[8:16]
-    rowslice_dW_fioc_3 = dW_fioc[16:24]
-    rowslice_dW_fioc_4 = dW_fioc[24:32]
-    dW_f = rowslice_dW_fioc
-    dW_i = rowslice_dW_fioc_2
-    dW_o = rowslice_dW_fioc_3
-    dW_c = rowslice_dW_fioc_4
-    slice_dz_f = dz_f[..., 0:8]
-    slice_dz_f_2 = dz_f[..., 8:16]
-    slice_dz_f_3 = dz_f[..., 16:24]
-    slice_dz_f_4 = dz_f[..., 24:32]
-    db_f = slice_dz_f
-    db_i = slice_dz_f_2
-    db_o = slice_dz_f_3
-    db_c = slice_dz_f_4
+    dU_f = dU_fioc[0:8]
+    dU_i = dU_fioc[8:16]
+    dU_o = dU_fioc[16:24]
+    dU_c = dU_fioc[24:32]
+    dW_f = dW_fioc[0:8]
+    dW_i = dW_fioc[8:16]
+    dW_o = dW_fioc[16:24]
+    dW_c = dW_fioc[24:32]
+    db_f = dz_f[..., 0:8]
+    db_i = dz_f[..., 8:16]
+    db_o = dz_f[..., 16:24]
+    db_c = dz_f[..., 24:32]
 
     grads = {"W_f": dW_f, "U_f": dU_f, "b_f": db_f, "W_i": dW_i, "U_i": dU_i, "b_i": db_i,
              "W_o": dW_o, "U_o": dU_o, "b_o": db_o, "W_c": dW_c, "U_c": dU_c, "b_c": db_c,
@@ -358,50 +343,35 @@ def backward_large(params, tape, cotangents, T, B):
     # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
     # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
     # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
-    outer_dz_f_2 = dz_f_2[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
-    dU_fioc = outer_dz_f_2
+    dU_fioc = dz_f_2[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    dz_f_5 = np.empty((32,), DTYPE)
+    dz_f = np.empty((32,), DTYPE)
     # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
     # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
     # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
     # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
-    sum_rows(dz_f_2[now], (0, 1), dz_f_5)
-    dz_f = dz_f_5
-    outer_dz_f_2_2 = dz_f_2[now].reshape(-1, 32).T @ x[now].reshape(-1, 4)
+    sum_rows(dz_f_2[now], (0, 1), dz_f)
+    dW_fioc = dz_f_2[now].reshape(-1, 32).T @ x[now].reshape(-1, 4)
     np.dot(dz_f_2[now].reshape(-1, 32), W_fioc, out=dx[now].reshape(-1, 4))
-    dW_fioc = outer_dz_f_2_2
 
     # The time-free values and initial values, in reverse
     # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
     # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
     # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
     # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
-    rowslice_dU_fioc = dU_fioc[0:8]
-    rowslice_dU_fioc_2 = dU_fioc[8:16]
-    rowslice_dU_fioc_3 = dU_fioc[16:24]
-    rowslice_dU_fioc_4 = dU_fioc[24:32]
-    dU_f = rowslice_dU_fioc
-    dU_i = rowslice_dU_fioc_2
-    dU_o = rowslice_dU_fioc_3
-    dU_c = rowslice_dU_fioc_4
-    rowslice_dW_fioc = dW_fioc[0:8]
-    rowslice_dW_fioc_2 = dW_fioc[8:16]
-    rowslice_dW_fioc_3 = dW_fioc[16:24]
-    rowslice_dW_fioc_4 = dW_fioc[24:32]
-    dW_f = rowslice_dW_fioc
-    dW_i = rowslice_dW_fioc_2
-    dW_o = rowslice_dW_fioc_3
-    dW_c = rowslice_dW_fioc_4
-    slice_dz_f = dz_f[..., 0:8]
-    slice_dz_f_2 = dz_f[..., 8:16]
-    slice_dz_f_3 = dz_f[..., 16:24]
-    slice_dz_f_4 = dz_f[..., 24:32]
-    db_f = slice_dz_f
-    db_i = slice_dz_f_2
-    db_o = slice_dz_f_3
-    db_c = slice_dz_f_4
+    dU_f = dU_fioc[0:8]
+    dU_i = dU_fioc[8:16]
+    dU_o = dU_fioc[16:24]
+    dU_c = dU_fioc[24:32]
+    dW_f = dW_fioc[0:8]
+    dW_i = dW_fioc[8:16]
+    dW_o = dW_fioc[16:24]
+    dW_c = dW_fioc[24:32]
+    db_f = dz_f[..., 0:8]
+    db_i = dz_f[..., 8:16]
+    db_o = dz_f[..., 16:24]
+    db_c = dz_f[..., 24:32]
 
     grads = {"W_f": dW_f, "U_f": dU_f, "b_f": db_f, "W_i": dW_i, "U_i": dU_i, "b_i": db_i,
              "W_o": dW_o, "U_o": dU_o, "b_o": db_o, "W_c": dW_c, "U_c": dU_c, "b_c": db_c,

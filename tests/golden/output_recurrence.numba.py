@@ -6,9 +6,9 @@ Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTo
 """
 import numpy as np
 
-from rnngraph.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
-from rnngraph.ops import sum_rows
-from rnngraph.workspace import Workspace
+from rnngraph.runtime.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
+from rnngraph.runtime.ops import sum_rows
+from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
 
@@ -115,24 +115,19 @@ def backward(params, tape, cotangents, T, B):
             do_tm1 += vecmat_dz_h_2
 
     # Every step at once
-    dz_o = np.empty((3,), DTYPE)
+    dc = np.empty((3,), DTYPE)
     # o(t) = V h(t) + c
-    sum_rows(do[now], (0, 1), dz_o)
-    dc = dz_o
-    outer_do = do[now].reshape(-1, 3).T @ h[now].reshape(-1, 8)
-    dV = outer_do
+    sum_rows(do[now], (0, 1), dc)
+    dV = do[now].reshape(-1, 3).T @ h[now].reshape(-1, 8)
     # h(t) = tanh(W o(t-1) + U x(t) + b)
-    outer_dz_h_2 = dz_h_2[now].reshape(-1, 8).T @ o[tm1].reshape(-1, 3)
-    dW = outer_dz_h_2
+    dW = dz_h_2[now].reshape(-1, 8).T @ o[tm1].reshape(-1, 3)
 
     # Every step at once
-    dz_h_3 = np.empty((8,), DTYPE)
+    db = np.empty((8,), DTYPE)
     # h(t) = tanh(W o(t-1) + U x(t) + b)
-    sum_rows(dz_h_2[now], (0, 1), dz_h_3)
-    db = dz_h_3
-    outer_dz_h_2_2 = dz_h_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
+    sum_rows(dz_h_2[now], (0, 1), db)
+    dU = dz_h_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(dz_h_2[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
-    dU = outer_dz_h_2_2
 
     grads = {"W": dW, "U": dU, "b": db, "V": dV, "c": dc, "x": dx[1:T + 1], "o(0)": do[0]}
     return grads
@@ -175,24 +170,19 @@ def backward_large(params, tape, cotangents, T, B):
             do_tm1 += vecmat_dz_h
 
     # Every step at once
-    dz_o = np.empty((3,), DTYPE)
+    dc = np.empty((3,), DTYPE)
     # o(t) = V h(t) + c
-    sum_rows(do[now], (0, 1), dz_o)
-    dc = dz_o
-    outer_do = do[now].reshape(-1, 3).T @ h[now].reshape(-1, 8)
-    dV = outer_do
+    sum_rows(do[now], (0, 1), dc)
+    dV = do[now].reshape(-1, 3).T @ h[now].reshape(-1, 8)
     # h(t) = tanh(W o(t-1) + U x(t) + b)
-    outer_dz_h = dz_h[now].reshape(-1, 8).T @ o[tm1].reshape(-1, 3)
-    dW = outer_dz_h
+    dW = dz_h[now].reshape(-1, 8).T @ o[tm1].reshape(-1, 3)
 
     # Every step at once
-    dz_h_3 = np.empty((8,), DTYPE)
+    db = np.empty((8,), DTYPE)
     # h(t) = tanh(W o(t-1) + U x(t) + b)
-    sum_rows(dz_h[now], (0, 1), dz_h_3)
-    db = dz_h_3
-    outer_dz_h_2 = dz_h[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
+    sum_rows(dz_h[now], (0, 1), db)
+    dU = dz_h[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(dz_h[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
-    dU = outer_dz_h_2
 
     grads = {"W": dW, "U": dU, "b": db, "V": dV, "c": dc, "x": dx[1:T + 1], "o(0)": do[0]}
     return grads

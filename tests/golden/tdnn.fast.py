@@ -6,9 +6,9 @@ Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTo
 """
 import numpy as np
 
-from rnngraph.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
-from rnngraph.ops import sum_rows
-from rnngraph.workspace import Workspace
+from rnngraph.runtime.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
+from rnngraph.runtime.ops import sum_rows
+from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
 
@@ -77,7 +77,7 @@ def backward(params, tape, cotangents, T, B):
     dz_y = WORK.empty((T, B, 6), DTYPE, "dz_y")
     sub_dz_y = WORK.empty((T, B, 6), DTYPE, "sub_dz_y")
     dz_y_2 = WORK.empty((T, B, 6), DTYPE, "dz_y_2")
-    dz_y_3 = np.empty((6,), DTYPE)
+    db = np.empty((6,), DTYPE)
     vecmat_dz_y_2 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_y_2")
     vecmat_dz_y_2_2 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_y_2_2")
     vecmat_dz_y_2_3 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_y_2_3")
@@ -85,19 +85,15 @@ def backward(params, tape, cotangents, T, B):
     np.multiply(y[now], y[now], out=dz_y)
     np.subtract(ONE, dz_y, out=sub_dz_y)
     np.multiply(dy[now], sub_dz_y, out=dz_y_2)
-    sum_rows(dz_y_2, (0, 1), dz_y_3)
-    db = dz_y_3
-    outer_dz_y_2 = dz_y_2.reshape(-1, 6).T @ x[tm2].reshape(-1, 4)
+    sum_rows(dz_y_2, (0, 1), db)
+    dK2 = dz_y_2.reshape(-1, 6).T @ x[tm2].reshape(-1, 4)
     np.dot(dz_y_2.reshape(-1, 6), K2, out=vecmat_dz_y_2.reshape(-1, 4))
-    dK2 = outer_dz_y_2
     dx[tm2] += vecmat_dz_y_2
-    outer_dz_y_2_2 = dz_y_2.reshape(-1, 6).T @ x[tm1].reshape(-1, 4)
+    dK1 = dz_y_2.reshape(-1, 6).T @ x[tm1].reshape(-1, 4)
     np.dot(dz_y_2.reshape(-1, 6), K1, out=vecmat_dz_y_2_2.reshape(-1, 4))
-    dK1 = outer_dz_y_2_2
     dx[tm1] += vecmat_dz_y_2_2
-    outer_dz_y_2_3 = dz_y_2.reshape(-1, 6).T @ x[now].reshape(-1, 4)
+    dK0 = dz_y_2.reshape(-1, 6).T @ x[now].reshape(-1, 4)
     np.dot(dz_y_2.reshape(-1, 6), K0, out=vecmat_dz_y_2_3.reshape(-1, 4))
-    dK0 = outer_dz_y_2_3
     dx[now] += vecmat_dz_y_2_3
 
     grads = {"K0": dK0, "K1": dK1, "K2": dK2, "b": db, "x": dx[2:T + 2]}
@@ -121,7 +117,7 @@ def backward_large(params, tape, cotangents, T, B):
     dz_y = WORK.empty((T, B, 6), DTYPE, "dz_y")
     sub_dz_y = WORK.empty((T, B, 6), DTYPE, "sub_dz_y")
     dz_y_2 = WORK.empty((T, B, 6), DTYPE, "dz_y_2")
-    dz_y_3 = np.empty((6,), DTYPE)
+    db = np.empty((6,), DTYPE)
     vecmat_dz_y_2 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_y_2")
     vecmat_dz_y_2_2 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_y_2_2")
     vecmat_dz_y_2_3 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_y_2_3")
@@ -129,19 +125,15 @@ def backward_large(params, tape, cotangents, T, B):
     np.multiply(y[now], y[now], out=dz_y)
     np.subtract(ONE, dz_y, out=sub_dz_y)
     np.multiply(dy[now], sub_dz_y, out=dz_y_2)
-    sum_rows(dz_y_2, (0, 1), dz_y_3)
-    db = dz_y_3
-    outer_dz_y_2 = dz_y_2.reshape(-1, 6).T @ x[tm2].reshape(-1, 4)
+    sum_rows(dz_y_2, (0, 1), db)
+    dK2 = dz_y_2.reshape(-1, 6).T @ x[tm2].reshape(-1, 4)
     np.dot(dz_y_2.reshape(-1, 6), K2, out=vecmat_dz_y_2.reshape(-1, 4))
-    dK2 = outer_dz_y_2
     dx[tm2] += vecmat_dz_y_2
-    outer_dz_y_2_2 = dz_y_2.reshape(-1, 6).T @ x[tm1].reshape(-1, 4)
+    dK1 = dz_y_2.reshape(-1, 6).T @ x[tm1].reshape(-1, 4)
     np.dot(dz_y_2.reshape(-1, 6), K1, out=vecmat_dz_y_2_2.reshape(-1, 4))
-    dK1 = outer_dz_y_2_2
     dx[tm1] += vecmat_dz_y_2_2
-    outer_dz_y_2_3 = dz_y_2.reshape(-1, 6).T @ x[now].reshape(-1, 4)
+    dK0 = dz_y_2.reshape(-1, 6).T @ x[now].reshape(-1, 4)
     np.dot(dz_y_2.reshape(-1, 6), K0, out=vecmat_dz_y_2_3.reshape(-1, 4))
-    dK0 = outer_dz_y_2_3
     dx[now] += vecmat_dz_y_2_3
 
     grads = {"K0": dK0, "K1": dK1, "K2": dK2, "b": db, "x": dx[2:T + 2]}

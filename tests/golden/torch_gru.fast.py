@@ -6,9 +6,9 @@ Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTo
 """
 import numpy as np
 
-from rnngraph.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
-from rnngraph.ops import sum_rows
-from rnngraph.workspace import Workspace
+from rnngraph.runtime.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
+from rnngraph.runtime.ops import sum_rows
+from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
 
@@ -19,7 +19,7 @@ PARAMETERS = ("W_ir", "b_ir", "W_hr", "b_hr", "W_iz", "b_iz", "W_hz", "b_hz", "W
               "W_hn", "b_hn")
 PREPARE = ("W_ir", "b_ir", "W_hr", "b_hr", "W_iz", "b_iz", "W_hz", "b_hz", "W_in", "b_in", "W_hn")
 TAPE = ("r", "z", "n", "h", "x", "rz_n", "W_i_rz", "W_h_rz", "z_r", "W_i__rzn", "W_h__rzn", "z_r_2",
-        "W_h__rzn_T", "rz", "z_n", "sub_z")
+        "W_h__rzn_T", "rz", "z_n", "z_h")
 
 
 def prepare(params):
@@ -63,7 +63,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
     rz_n = WORK.empty((T + 1, B, 24), DTYPE, "rz_n")
     rz_n[:1] = 0
     z_n = WORK.empty((T + 1, B, 8), DTYPE, "z_n")   # every step written
-    sub_z = WORK.empty((T + 1, B, 8), DTYPE, "sub_z")   # every step written
+    z_h = WORK.empty((T + 1, B, 8), DTYPE, "z_h")   # every step written
     r = rz_n[..., 0:8]
     z = rz_n[..., 8:16]
     rz = rz_n[..., 0:16]
@@ -81,11 +81,10 @@ def forward(params, inputs, initial, T, B, prepared=None):
     slice_W_h__rzn_h = W_h__rzn_h[..., 0:16]
     slice_W_h__rzn_h_2 = W_h__rzn_h[..., 16:24]
     z_n_2 = np.empty((B, 8), DTYPE)
-    z_h = np.empty((B, 8), DTYPE)
     with np.errstate(over="ignore"):
-        steps = zip(h[0:T], rz[1:T + 1], z_n[1:T + 1], r[1:T + 1], n[1:T + 1], sub_z[1:T + 1],
+        steps = zip(h[0:T], rz[1:T + 1], z_n[1:T + 1], r[1:T + 1], n[1:T + 1], z_h[1:T + 1],
                     z[1:T + 1], h[1:T + 1])
-        for (h_tm1, rz_t, z_n_t, r_t, n_t, sub_z_t, z_t, h_t) in steps:
+        for (h_tm1, rz_t, z_n_t, r_t, n_t, z_h_t, z_t, h_t) in steps:
             # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
             # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
             np.dot(h_tm1, W_h__rzn_T, out=W_h__rzn_h)
@@ -103,15 +102,14 @@ def forward(params, inputs, initial, T, B, prepared=None):
             n_t += z_n_2
             np.tanh(n_t, out=n_t)
             # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
-            np.subtract(ONE, z_t, out=sub_z_t)
-            np.multiply(sub_z_t, n_t, out=z_h)
-            np.multiply(z_t, h_tm1, out=h_t)
-            h_t += z_h
+            np.subtract(h_tm1, n_t, out=z_h_t)
+            np.multiply(z_t, z_h_t, out=h_t)
+            h_t += n_t
 
     outputs = {"r": r[1:T + 1], "z": z[1:T + 1], "n": n[1:T + 1], "h": h[1:T + 1]}
     tape = {"r": r, "z": z, "n": n, "h": h, "x": x, "rz_n": rz_n, "W_i_rz": W_i_rz,
             "W_h_rz": W_h_rz, "z_r": z_r, "W_i__rzn": W_i__rzn, "W_h__rzn": W_h__rzn,
-            "z_r_2": z_r_2, "W_h__rzn_T": W_h__rzn_T, "rz": rz, "z_n": z_n, "sub_z": sub_z}
+            "z_r_2": z_r_2, "W_h__rzn_T": W_h__rzn_T, "rz": rz, "z_n": z_n, "z_h": z_h}
     return outputs, tape
 
 
@@ -121,7 +119,7 @@ def backward(params, tape, cotangents, T, B):
     (W_ir, b_ir, W_hr, b_hr, W_iz, b_iz, W_hz, b_hz, W_in,
      b_in, W_hn, b_hn) = (params[name] for name in PARAMETERS)
     (r, z, n, h, x, rz_n, W_i_rz, W_h_rz, z_r, W_i__rzn, W_h__rzn,
-     z_r_2, W_h__rzn_T, rz, z_n, sub_z) = (tape[name] for name in TAPE)
+     z_r_2, W_h__rzn_T, rz, z_n, z_h) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -146,31 +144,31 @@ def backward(params, tape, cotangents, T, B):
     dz_r_3[now] *= rz[now]
 
     # r(t), z(t), n(t), h(t): back through time (backward)
+    dn = np.empty((B, 8), DTYPE)
     dh = np.zeros((B, 8), DTYPE)
     drz = np.empty((B, 16), DTYPE)
     dr = drz[..., 0:8]
     dz = drz[..., 8:16]
-    dn = np.empty((B, 8), DTYPE)
+    cot_n = cotangents.get("n", [None] * T)
     cot_h = cotangents.get("h", [None] * T)
     cot_z = cotangents.get("z", [None] * T)
-    cot_n = cotangents.get("n", [None] * T)
     cot_r = cotangents.get("r", [None] * T)
-    dz_h = np.empty((B, 8), DTYPE)
+    dz_h_2 = np.empty((B, 8), DTYPE)
     vecmat_cat_dz_r_4 = np.empty((B, 8), DTYPE)
-    steps = zip(cot_h[::-1], h[0:T][::-1], cot_z[::-1], n[1:T + 1][::-1], sub_z[1:T + 1][::-1],
-                z[1:T + 1][::-1], cot_n[::-1], dz_n_3[1:T + 1][::-1], dz_n_2[1:T + 1][::-1],
-                z_n[1:T + 1][::-1], dz_n_4[1:T + 1][::-1], r[1:T + 1][::-1], cot_r[::-1],
-                dz_r_4[1:T + 1][::-1], dz_r_3[1:T + 1][::-1], cat_dz_r_4[1:T + 1][::-1])
-    for (cot_h_t, h_tm1, cot_z_t, n_t, sub_z_t, z_t, cot_n_t, dz_n_3_t, dz_n_2_t, z_n_t, dz_n_4_t,
-         r_t, cot_r_t, dz_r_4_t, dz_r_3_t, cat_dz_r_4_t) in steps:
+    steps = zip(cot_n[::-1], cot_h[::-1], z_h[1:T + 1][::-1], z[1:T + 1][::-1], cot_z[::-1],
+                dz_n_3[1:T + 1][::-1], dz_n_2[1:T + 1][::-1], z_n[1:T + 1][::-1],
+                dz_n_4[1:T + 1][::-1], r[1:T + 1][::-1], cot_r[::-1], dz_r_4[1:T + 1][::-1],
+                dz_r_3[1:T + 1][::-1], cat_dz_r_4[1:T + 1][::-1])
+    for (cot_n_t, cot_h_t, z_h_t, z_t, cot_z_t, dz_n_3_t, dz_n_2_t, z_n_t, dz_n_4_t, r_t, cot_r_t,
+         dz_r_4_t, dz_r_3_t, cat_dz_r_4_t) in steps:
         # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
         if cot_h_t is not None:
             dh += cot_h_t
-        np.multiply(dh, h_tm1, out=dz)
-        np.multiply(dh, n_t, out=dz_h)
-        np.multiply(sub_z_t, dh, out=dn)
-        dh *= z_t
-        dz -= dz_h
+        np.copyto(dn, dh)
+        np.multiply(dh, z_h_t, out=dz)
+        np.multiply(z_t, dh, out=dz_h_2)
+        np.copyto(dh, dz_h_2)
+        dn -= dz_h_2
         # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
         if cot_n_t is not None:
             dn += cot_n_t
@@ -188,57 +186,40 @@ def backward(params, tape, cotangents, T, B):
         dh += vecmat_cat_dz_r_4
 
     # Every step at once
-    dz_n_5 = np.empty((8,), DTYPE)
+    db_hn = np.empty((8,), DTYPE)
     # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
-    sum_rows(dz_n_4[now], (0, 1), dz_n_5)
-    db_hn = dz_n_5
+    sum_rows(dz_n_4[now], (0, 1), db_hn)
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    outer_cat_dz_r_4 = cat_dz_r_4[now].reshape(-1, 24).T @ h[tm1].reshape(-1, 8)
-    dW_h__rzn = outer_cat_dz_r_4
+    dW_h__rzn = cat_dz_r_4[now].reshape(-1, 24).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    dz_n_6 = np.empty((8,), DTYPE)
-    dz_r_5 = np.empty((16,), DTYPE)
+    db_in = np.empty((8,), DTYPE)
+    dz_r = np.empty((16,), DTYPE)
     # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
-    sum_rows(dz_n_3[now], (0, 1), dz_n_6)
-    db_in = dz_n_6
+    sum_rows(dz_n_3[now], (0, 1), db_in)
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    sum_rows(dz_r_4[now], (0, 1), dz_r_5)
-    dz_r = dz_r_5
-    dz_r_6 = np.concatenate((dz_r_4[now], dz_n_3[now]), -1)
-    outer_dz_r_6 = dz_r_6.reshape(-1, 24).T @ x[now].reshape(-1, 4)
-    np.dot(dz_r_6.reshape(-1, 24), W_i__rzn, out=dx[now].reshape(-1, 4))
-    dW_i__rzn = outer_dz_r_6
+    sum_rows(dz_r_4[now], (0, 1), dz_r)
+    dz_r_5 = np.concatenate((dz_r_4[now], dz_n_3[now]), -1)
+    dW_i__rzn = dz_r_5.reshape(-1, 24).T @ x[now].reshape(-1, 4)
+    np.dot(dz_r_5.reshape(-1, 24), W_i__rzn, out=dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    rowslice_dW_h__rzn = dW_h__rzn[0:16]
-    rowslice_dW_h__rzn_2 = dW_h__rzn[16:24]
-    dW_h_rz = rowslice_dW_h__rzn
-    dW_hn = rowslice_dW_h__rzn_2
-    rowslice_dW_i__rzn = dW_i__rzn[0:16]
-    rowslice_dW_i__rzn_2 = dW_i__rzn[16:24]
-    dW_i_rz = rowslice_dW_i__rzn
-    dW_in = rowslice_dW_i__rzn_2
-    rowslice_dW_h_rz = dW_h_rz[0:8]
-    rowslice_dW_h_rz_2 = dW_h_rz[8:16]
-    dW_hr = rowslice_dW_h_rz
-    dW_hz = rowslice_dW_h_rz_2
-    rowslice_dW_i_rz = dW_i_rz[0:8]
-    rowslice_dW_i_rz_2 = dW_i_rz[8:16]
-    dW_ir = rowslice_dW_i_rz
-    dW_iz = rowslice_dW_i_rz_2
-    slice_dz_r = dz_r[..., 0:8]
-    slice_dz_r_2 = dz_r[..., 8:16]
-    db_hr = slice_dz_r
-    db_hz = slice_dz_r_2
-    slice_dz_r_3 = dz_r[..., 0:8]
-    slice_dz_r_4 = dz_r[..., 8:16]
-    db_ir = slice_dz_r_3.copy()
-    db_iz = slice_dz_r_4.copy()
+    dW_h_rz = dW_h__rzn[0:16]
+    dW_hn = dW_h__rzn[16:24]
+    dW_i_rz = dW_i__rzn[0:16]
+    dW_in = dW_i__rzn[16:24]
+    dW_hr = dW_h_rz[0:8]
+    dW_hz = dW_h_rz[8:16]
+    dW_ir = dW_i_rz[0:8]
+    dW_iz = dW_i_rz[8:16]
+    db_hr = dz_r[..., 0:8]
+    db_hz = dz_r[..., 8:16]
+    db_ir = dz_r[..., 0:8].copy()
+    db_iz = dz_r[..., 8:16].copy()
 
     grads = {"W_ir": dW_ir, "b_ir": db_ir, "W_hr": dW_hr, "b_hr": db_hr, "W_iz": dW_iz,
              "b_iz": db_iz, "W_hz": dW_hz, "b_hz": db_hz, "W_in": dW_in, "b_in": db_in,
@@ -252,7 +233,7 @@ def backward_large(params, tape, cotangents, T, B):
     (W_ir, b_ir, W_hr, b_hr, W_iz, b_iz, W_hz, b_hz, W_in,
      b_in, W_hn, b_hn) = (params[name] for name in PARAMETERS)
     (r, z, n, h, x, rz_n, W_i_rz, W_h_rz, z_r, W_i__rzn, W_h__rzn,
-     z_r_2, W_h__rzn_T, rz, z_n, sub_z) = (tape[name] for name in TAPE)
+     z_r_2, W_h__rzn_T, rz, z_n, z_h) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -266,33 +247,33 @@ def backward_large(params, tape, cotangents, T, B):
     dz_n_3 = cat_dz_r_3[..., 16:24]
 
     # r(t), z(t), n(t), h(t): back through time (backward)
+    dn = np.empty((B, 8), DTYPE)
     dh = np.zeros((B, 8), DTYPE)
     drz = np.empty((B, 16), DTYPE)
     dr = drz[..., 0:8]
     dz = drz[..., 8:16]
-    dn = np.empty((B, 8), DTYPE)
+    cot_n = cotangents.get("n", [None] * T)
     cot_h = cotangents.get("h", [None] * T)
     cot_z = cotangents.get("z", [None] * T)
-    cot_n = cotangents.get("n", [None] * T)
     cot_r = cotangents.get("r", [None] * T)
-    dz_h = np.empty((B, 8), DTYPE)
+    dz_h_2 = np.empty((B, 8), DTYPE)
     dz_n_4 = np.empty((B, 8), DTYPE)
     sub_rz = np.empty((B, 16), DTYPE)
     vecmat_cat_dz_r_3 = np.empty((B, 8), DTYPE)
-    steps = zip(cot_h[::-1], h[0:T][::-1], cot_z[::-1], n[1:T + 1][::-1], sub_z[1:T + 1][::-1],
-                z[1:T + 1][::-1], cot_n[::-1], dz_n_2[1:T + 1][::-1], z_n[1:T + 1][::-1],
-                dz_n_3[1:T + 1][::-1], r[1:T + 1][::-1], cot_r[::-1], rz[1:T + 1][::-1],
-                dz_r_3[1:T + 1][::-1], cat_dz_r_3[1:T + 1][::-1])
-    for (cot_h_t, h_tm1, cot_z_t, n_t, sub_z_t, z_t, cot_n_t, dz_n_2_t, z_n_t, dz_n_3_t, r_t,
-         cot_r_t, rz_t, dz_r_3_t, cat_dz_r_3_t) in steps:
+    steps = zip(cot_n[::-1], cot_h[::-1], z_h[1:T + 1][::-1], z[1:T + 1][::-1], cot_z[::-1],
+                n[1:T + 1][::-1], dz_n_2[1:T + 1][::-1], z_n[1:T + 1][::-1], dz_n_3[1:T + 1][::-1],
+                r[1:T + 1][::-1], cot_r[::-1], rz[1:T + 1][::-1], dz_r_3[1:T + 1][::-1],
+                cat_dz_r_3[1:T + 1][::-1])
+    for (cot_n_t, cot_h_t, z_h_t, z_t, cot_z_t, n_t, dz_n_2_t, z_n_t, dz_n_3_t, r_t, cot_r_t, rz_t,
+         dz_r_3_t, cat_dz_r_3_t) in steps:
         # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
         if cot_h_t is not None:
             dh += cot_h_t
-        np.multiply(dh, h_tm1, out=dz)
-        np.multiply(dh, n_t, out=dz_h)
-        np.multiply(sub_z_t, dh, out=dn)
-        dh *= z_t
-        dz -= dz_h
+        np.copyto(dn, dh)
+        np.multiply(dh, z_h_t, out=dz)
+        np.multiply(z_t, dh, out=dz_h_2)
+        np.copyto(dh, dz_h_2)
+        dn -= dz_h_2
         # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
         np.multiply(n_t, n_t, out=dz_n_4)
         np.subtract(ONE, dz_n_4, out=dz_n_2_t)
@@ -314,57 +295,40 @@ def backward_large(params, tape, cotangents, T, B):
         dh += vecmat_cat_dz_r_3
 
     # Every step at once
-    dz_n_5 = np.empty((8,), DTYPE)
+    db_hn = np.empty((8,), DTYPE)
     # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
-    sum_rows(dz_n_3[now], (0, 1), dz_n_5)
-    db_hn = dz_n_5
+    sum_rows(dz_n_3[now], (0, 1), db_hn)
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    outer_cat_dz_r_3 = cat_dz_r_3[now].reshape(-1, 24).T @ h[tm1].reshape(-1, 8)
-    dW_h__rzn = outer_cat_dz_r_3
+    dW_h__rzn = cat_dz_r_3[now].reshape(-1, 24).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    dz_n_6 = np.empty((8,), DTYPE)
-    dz_r_4 = np.empty((16,), DTYPE)
+    db_in = np.empty((8,), DTYPE)
+    dz_r = np.empty((16,), DTYPE)
     # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
-    sum_rows(dz_n_2[now], (0, 1), dz_n_6)
-    db_in = dz_n_6
+    sum_rows(dz_n_2[now], (0, 1), db_in)
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    sum_rows(dz_r_3[now], (0, 1), dz_r_4)
-    dz_r = dz_r_4
-    dz_r_5 = np.concatenate((dz_r_3[now], dz_n_2[now]), -1)
-    outer_dz_r_5 = dz_r_5.reshape(-1, 24).T @ x[now].reshape(-1, 4)
-    np.dot(dz_r_5.reshape(-1, 24), W_i__rzn, out=dx[now].reshape(-1, 4))
-    dW_i__rzn = outer_dz_r_5
+    sum_rows(dz_r_3[now], (0, 1), dz_r)
+    dz_r_4 = np.concatenate((dz_r_3[now], dz_n_2[now]), -1)
+    dW_i__rzn = dz_r_4.reshape(-1, 24).T @ x[now].reshape(-1, 4)
+    np.dot(dz_r_4.reshape(-1, 24), W_i__rzn, out=dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    rowslice_dW_h__rzn = dW_h__rzn[0:16]
-    rowslice_dW_h__rzn_2 = dW_h__rzn[16:24]
-    dW_h_rz = rowslice_dW_h__rzn
-    dW_hn = rowslice_dW_h__rzn_2
-    rowslice_dW_i__rzn = dW_i__rzn[0:16]
-    rowslice_dW_i__rzn_2 = dW_i__rzn[16:24]
-    dW_i_rz = rowslice_dW_i__rzn
-    dW_in = rowslice_dW_i__rzn_2
-    rowslice_dW_h_rz = dW_h_rz[0:8]
-    rowslice_dW_h_rz_2 = dW_h_rz[8:16]
-    dW_hr = rowslice_dW_h_rz
-    dW_hz = rowslice_dW_h_rz_2
-    rowslice_dW_i_rz = dW_i_rz[0:8]
-    rowslice_dW_i_rz_2 = dW_i_rz[8:16]
-    dW_ir = rowslice_dW_i_rz
-    dW_iz = rowslice_dW_i_rz_2
-    slice_dz_r = dz_r[..., 0:8]
-    slice_dz_r_2 = dz_r[..., 8:16]
-    db_hr = slice_dz_r
-    db_hz = slice_dz_r_2
-    slice_dz_r_3 = dz_r[..., 0:8]
-    slice_dz_r_4 = dz_r[..., 8:16]
-    db_ir = slice_dz_r_3.copy()
-    db_iz = slice_dz_r_4.copy()
+    dW_h_rz = dW_h__rzn[0:16]
+    dW_hn = dW_h__rzn[16:24]
+    dW_i_rz = dW_i__rzn[0:16]
+    dW_in = dW_i__rzn[16:24]
+    dW_hr = dW_h_rz[0:8]
+    dW_hz = dW_h_rz[8:16]
+    dW_ir = dW_i_rz[0:8]
+    dW_iz = dW_i_rz[8:16]
+    db_hr = dz_r[..., 0:8]
+    db_hz = dz_r[..., 8:16]
+    db_ir = dz_r[..., 0:8].copy()
+    db_iz = dz_r[..., 8:16].copy()
 
     grads = {"W_ir": dW_ir, "b_ir": db_ir, "W_hr": dW_hr, "b_hr": db_hr, "W_iz": dW_iz,
              "b_iz": db_iz, "W_hz": dW_hz, "b_hz": db_hz, "W_in": dW_in, "b_in": db_in,

@@ -6,9 +6,9 @@ Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTo
 """
 import numpy as np
 
-from rnngraph.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
-from rnngraph.ops import sum_rows
-from rnngraph.workspace import Workspace
+from rnngraph.runtime.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
+from rnngraph.runtime.ops import sum_rows
+from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
 
@@ -215,58 +215,39 @@ def backward(params, tape, cotangents, T, B):
     # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
     # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
     # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
-    outer_dz_i_4 = dz_i_4[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
-    dW_h_ifog = outer_dz_i_4
+    dW_h_ifog = dz_i_4[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    dz_i_5 = np.empty((32,), DTYPE)
+    dz_i = np.empty((32,), DTYPE)
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
     # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
     # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
     # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
-    sum_rows(dz_i_4[now], (0, 1), dz_i_5)
-    dz_i = dz_i_5
-    outer_dz_i_4_2 = dz_i_4[now].reshape(-1, 32).T @ x[now].reshape(-1, 4)
+    sum_rows(dz_i_4[now], (0, 1), dz_i)
+    dW_i_ifog = dz_i_4[now].reshape(-1, 32).T @ x[now].reshape(-1, 4)
     np.dot(dz_i_4[now].reshape(-1, 32), W_i_ifog, out=dx[now].reshape(-1, 4))
-    dW_i_ifog = outer_dz_i_4_2
 
     # The time-free values and initial values, in reverse
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
     # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
     # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
     # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
-    rowslice_dW_h_ifog = dW_h_ifog[0:8]
-    rowslice_dW_h_ifog_2 = dW_h_ifog[8:16]
-    rowslice_dW_h_ifog_3 = dW_h_ifog[16:24]
-    rowslice_dW_h_ifog_4 = dW_h_ifog[24:32]
-    dW_hi = rowslice_dW_h_ifog
-    dW_hf = rowslice_dW_h_ifog_2
-    dW_ho = rowslice_dW_h_ifog_3
-    dW_hg = rowslice_dW_h_ifog_4
-    rowslice_dW_i_ifog = dW_i_ifog[0:8]
-    rowslice_dW_i_ifog_2 = dW_i_ifog[8:16]
-    rowslice_dW_i_ifog_3 = dW_i_ifog[16:24]
-    rowslice_dW_i_ifog_4 = dW_i_ifog[24:32]
-    dW_ii = rowslice_dW_i_ifog
-    dW_if = rowslice_dW_i_ifog_2
-    dW_io = rowslice_dW_i_ifog_3
-    dW_ig = rowslice_dW_i_ifog_4
-    slice_dz_i = dz_i[..., 0:8]
-    slice_dz_i_2 = dz_i[..., 8:16]
-    slice_dz_i_3 = dz_i[..., 16:24]
-    slice_dz_i_4 = dz_i[..., 24:32]
-    db_hi = slice_dz_i
-    db_hf = slice_dz_i_2
-    db_ho = slice_dz_i_3
-    db_hg = slice_dz_i_4
-    slice_dz_i_5 = dz_i[..., 0:8]
-    slice_dz_i_6 = dz_i[..., 8:16]
-    slice_dz_i_7 = dz_i[..., 16:24]
-    slice_dz_i_8 = dz_i[..., 24:32]
-    db_ii = slice_dz_i_5.copy()
-    db_if = slice_dz_i_6.copy()
-    db_io = slice_dz_i_7.copy()
-    db_ig = slice_dz_i_8.copy()
+    dW_hi = dW_h_ifog[0:8]
+    dW_hf = dW_h_ifog[8:16]
+    dW_ho = dW_h_ifog[16:24]
+    dW_hg = dW_h_ifog[24:32]
+    dW_ii = dW_i_ifog[0:8]
+    dW_if = dW_i_ifog[8:16]
+    dW_io = dW_i_ifog[16:24]
+    dW_ig = dW_i_ifog[24:32]
+    db_hi = dz_i[..., 0:8]
+    db_hf = dz_i[..., 8:16]
+    db_ho = dz_i[..., 16:24]
+    db_hg = dz_i[..., 24:32]
+    db_ii = dz_i[..., 0:8].copy()
+    db_if = dz_i[..., 8:16].copy()
+    db_io = dz_i[..., 16:24].copy()
+    db_ig = dz_i[..., 24:32].copy()
 
     grads = {"W_ii": dW_ii, "b_ii": db_ii, "W_hi": dW_hi, "b_hi": db_hi, "W_if": dW_if,
              "b_if": db_if, "W_hf": dW_hf, "b_hf": db_hf, "W_ig": dW_ig, "b_ig": db_ig,
@@ -368,58 +349,39 @@ def backward_large(params, tape, cotangents, T, B):
     # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
     # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
     # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
-    outer_dz_i_2 = dz_i_2[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
-    dW_h_ifog = outer_dz_i_2
+    dW_h_ifog = dz_i_2[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    dz_i_5 = np.empty((32,), DTYPE)
+    dz_i = np.empty((32,), DTYPE)
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
     # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
     # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
     # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
-    sum_rows(dz_i_2[now], (0, 1), dz_i_5)
-    dz_i = dz_i_5
-    outer_dz_i_2_2 = dz_i_2[now].reshape(-1, 32).T @ x[now].reshape(-1, 4)
+    sum_rows(dz_i_2[now], (0, 1), dz_i)
+    dW_i_ifog = dz_i_2[now].reshape(-1, 32).T @ x[now].reshape(-1, 4)
     np.dot(dz_i_2[now].reshape(-1, 32), W_i_ifog, out=dx[now].reshape(-1, 4))
-    dW_i_ifog = outer_dz_i_2_2
 
     # The time-free values and initial values, in reverse
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
     # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
     # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
     # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
-    rowslice_dW_h_ifog = dW_h_ifog[0:8]
-    rowslice_dW_h_ifog_2 = dW_h_ifog[8:16]
-    rowslice_dW_h_ifog_3 = dW_h_ifog[16:24]
-    rowslice_dW_h_ifog_4 = dW_h_ifog[24:32]
-    dW_hi = rowslice_dW_h_ifog
-    dW_hf = rowslice_dW_h_ifog_2
-    dW_ho = rowslice_dW_h_ifog_3
-    dW_hg = rowslice_dW_h_ifog_4
-    rowslice_dW_i_ifog = dW_i_ifog[0:8]
-    rowslice_dW_i_ifog_2 = dW_i_ifog[8:16]
-    rowslice_dW_i_ifog_3 = dW_i_ifog[16:24]
-    rowslice_dW_i_ifog_4 = dW_i_ifog[24:32]
-    dW_ii = rowslice_dW_i_ifog
-    dW_if = rowslice_dW_i_ifog_2
-    dW_io = rowslice_dW_i_ifog_3
-    dW_ig = rowslice_dW_i_ifog_4
-    slice_dz_i = dz_i[..., 0:8]
-    slice_dz_i_2 = dz_i[..., 8:16]
-    slice_dz_i_3 = dz_i[..., 16:24]
-    slice_dz_i_4 = dz_i[..., 24:32]
-    db_hi = slice_dz_i
-    db_hf = slice_dz_i_2
-    db_ho = slice_dz_i_3
-    db_hg = slice_dz_i_4
-    slice_dz_i_5 = dz_i[..., 0:8]
-    slice_dz_i_6 = dz_i[..., 8:16]
-    slice_dz_i_7 = dz_i[..., 16:24]
-    slice_dz_i_8 = dz_i[..., 24:32]
-    db_ii = slice_dz_i_5.copy()
-    db_if = slice_dz_i_6.copy()
-    db_io = slice_dz_i_7.copy()
-    db_ig = slice_dz_i_8.copy()
+    dW_hi = dW_h_ifog[0:8]
+    dW_hf = dW_h_ifog[8:16]
+    dW_ho = dW_h_ifog[16:24]
+    dW_hg = dW_h_ifog[24:32]
+    dW_ii = dW_i_ifog[0:8]
+    dW_if = dW_i_ifog[8:16]
+    dW_io = dW_i_ifog[16:24]
+    dW_ig = dW_i_ifog[24:32]
+    db_hi = dz_i[..., 0:8]
+    db_hf = dz_i[..., 8:16]
+    db_ho = dz_i[..., 16:24]
+    db_hg = dz_i[..., 24:32]
+    db_ii = dz_i[..., 0:8].copy()
+    db_if = dz_i[..., 8:16].copy()
+    db_io = dz_i[..., 16:24].copy()
+    db_ig = dz_i[..., 24:32].copy()
 
     grads = {"W_ii": dW_ii, "b_ii": db_ii, "W_hi": dW_hi, "b_hi": db_hi, "W_if": dW_if,
              "b_if": db_if, "W_hf": dW_hf, "b_hf": db_hf, "W_ig": dW_ig, "b_ig": db_ig,

@@ -6,9 +6,9 @@ Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTo
 """
 import numpy as np
 
-from rnngraph.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
-from rnngraph.ops import sum_rows
-from rnngraph.workspace import Workspace
+from rnngraph.runtime.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
+from rnngraph.runtime.ops import sum_rows
+from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
 
@@ -102,17 +102,14 @@ def backward(params, tape, cotangents, T, B):
 
     # Every step at once
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-    outer_dz_h_3 = dz_h_3[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
-    dW_hh = outer_dz_h_3
+    dW_hh = dz_h_3[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    dz_h_4 = np.empty((8,), DTYPE)
+    dz_h = np.empty((8,), DTYPE)
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-    sum_rows(dz_h_3[now], (0, 1), dz_h_4)
-    dz_h = dz_h_4
-    outer_dz_h_3_2 = dz_h_3[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
+    sum_rows(dz_h_3[now], (0, 1), dz_h)
+    dW_ih = dz_h_3[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(dz_h_3[now].reshape(-1, 8), W_ih, out=dx[now].reshape(-1, 4))
-    dW_ih = outer_dz_h_3_2
 
     # The time-free values and initial values, in reverse
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
@@ -155,17 +152,14 @@ def backward_large(params, tape, cotangents, T, B):
 
     # Every step at once
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-    outer_dz_h_2 = dz_h_2[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
-    dW_hh = outer_dz_h_2
+    dW_hh = dz_h_2[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    dz_h_4 = np.empty((8,), DTYPE)
+    dz_h = np.empty((8,), DTYPE)
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-    sum_rows(dz_h_2[now], (0, 1), dz_h_4)
-    dz_h = dz_h_4
-    outer_dz_h_2_2 = dz_h_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
+    sum_rows(dz_h_2[now], (0, 1), dz_h)
+    dW_ih = dz_h_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(dz_h_2[now].reshape(-1, 8), W_ih, out=dx[now].reshape(-1, 4))
-    dW_ih = outer_dz_h_2_2
 
     # The time-free values and initial values, in reverse
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import keyword
 import unicodedata
 
-from .names import GREEK
+from ..lang.names import GREEK
 
 _GREEK_WORDS = {letter: word for word, letter in GREEK.items()}
 
@@ -90,7 +90,7 @@ def slice_name(k: int) -> str:
 
 
 def unpack_lines(targets: list[str], source: str, indent: str = "    ",
-            sequence: bool | None = None) -> list[str]:
+                 sequence: bool | None = None) -> list[str]:
     """``a, b, c = source``, wrapped inside brackets to lines of at most 99 characters.
     A single target of a sequence gets its comma (``a, = ...``); ``sequence`` says
     whether source is one, by default whether it is a generator expression."""
@@ -145,3 +145,46 @@ def call_lines(head: str, items: list[str], tail: str) -> list[str]:
             line = indent
         line += piece
     return lines + [line]
+
+
+def dict_lines(target: str, items: list[str], indent: str = "    ") -> list[str]:
+    """``target = {a, b, ...}`` broken after commas at 99 columns, aligned inside the brace."""
+    head = f"{indent}{target} = {{"
+    lines, line = [], head
+    for i, item in enumerate(items):
+        piece = item + (", " if i < len(items) - 1 else "}")
+        if len(line) + len(piece.rstrip()) > 99 and line != head:
+            lines.append(line.rstrip())
+            line = " " * len(head)
+        line += piece
+    return lines + [line if items else head + "}"]
+
+
+def statement_lines(line: str, width: int = 99) -> list[str]:
+    """A statement broken into lines of at most ``width`` inside brackets (the right side
+    bracketed if it has to be), after a comma or before an operator."""
+    if len(line) <= width:
+        return [line]
+    indent = len(line) - len(line.lstrip())
+    head, op, rhs = line.partition(" = ") if " = " in line else line.partition(" += ")
+    if not op:
+        return [line]
+    line = f"{head}{op}({rhs})"
+    lines, hang = [], " " * (indent + 4)
+    while len(line) > width:
+        depth, best = 0, None
+        for i, ch in enumerate(line[:width]):
+            depth += ch in "([{"
+            depth -= ch in ")]}"
+            if depth > 0 and i > indent + 8 and (line.startswith(", ", i) or
+                                                  line[i:i + 3] in (" + ", " - ", " * ", " @ ", " / ")):
+                best = i + 1 if line[i] == "," else i
+        if best is None:
+            break
+        lines.append(line[:best].rstrip())
+        line = hang + line[best:].lstrip()
+    return lines + [line]
+
+
+def step_index(k: int) -> str:
+    return "t" if k == 0 else f"t {'+' if k > 0 else '-'} {abs(k)}"

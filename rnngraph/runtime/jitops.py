@@ -9,7 +9,7 @@ kernels are in Numba's cache, which they share across every model).
 
 ``out`` is 2-D (rows of a batch) or 1-D; an operand is a number, a 0-d array, or an
 array that broadcasts to ``out`` along its trailing axes (a bias row, a batch of 1).
-Anything else fails to compile, and the loop runs in NumPy (rnngraph/jit.py).
+Anything else fails to compile, and the loop runs in NumPy (rnngraph/runtime/jit.py).
 exp and tanh are Cephes' approximations in float64, which LLVM vectorises (below);
 log is libm's.  Imported only for ``backend="numba"``: it imports numba.
 """
@@ -310,7 +310,7 @@ def maximum(a, b, out):
 
 @numba.njit(**_OPTS)
 def softmax(a, out):
-    """out = softmax of each row of a, as rnngraph.ops.softmax: exp(a - max) / sum."""
+    """out = softmax of each row of a, as rnngraph.runtime.ops.softmax: exp(a - max) / sum."""
     rows, cols = _size(out)
     for i in range(rows):
         top = _at(a, i, 0)

@@ -55,5 +55,5 @@ def _tagged(model, name) -> str:
 
 
 def _rhs(eq) -> str:
-    from .printing import expr_text
+    from ..lang.printing import expr_text
     return expr_text(eq.rhs)

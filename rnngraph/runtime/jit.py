@@ -18,7 +18,7 @@ import tempfile
 import types
 import warnings
 
-from .errors import RnnGraphError
+from ..errors import RnnGraphError
 
 
 def numba_or_error():
@@ -113,7 +113,8 @@ class _JitLoop:
 def _outside() -> int:
     """The stacklevel, for its caller's warning, of the first frame outside rnngraph and
     the code it generates: the user's line that called forward, vjp or a pullback."""
-    here, frame, level = os.path.dirname(__file__), sys._getframe(1), 1
+    here = os.path.dirname(os.path.dirname(__file__))       # the package: rnngraph/
+    frame, level = sys._getframe(1), 1
     while frame is not None and frame.f_code.co_filename.startswith((here, "<rnngraph")):
         frame, level = frame.f_back, level + 1
     return level
@@ -134,10 +135,10 @@ def jit_loops(source: str, names, numba, model: str) -> dict:
     """{name: _JitLoop} for the loops ``names`` of the loops' module ``source``.
 
     Numba's cache of a function is keyed on its own file only, not on the functions it
-    calls: a loop cached with rnngraph/jitops.py's kernels of an older rnngraph would
+    calls: a loop cached with rnngraph/runtime/jitops.py's kernels of an older rnngraph would
     keep their machine code.  So the module's text (whose hash names its file) starts
     with the hash of jitops.py's."""
-    module = _loops_module(f"# kernels: rnngraph/jitops.py {_kernels_hash()}\n" + source)
+    module = _loops_module(f"# kernels: rnngraph/runtime/jitops.py {_kernels_hash()}\n" + source)
     return {name: _JitLoop(getattr(module, name), numba, module.__file__ is not None, model)
             for name in names}
 
@@ -146,7 +147,7 @@ _KERNELS_HASH: list[str] = []
 
 
 def _kernels_hash() -> str:
-    """The hash of rnngraph/jitops.py's text, read once."""
+    """The hash of rnngraph/runtime/jitops.py's text, read once."""
     if not _KERNELS_HASH:
         with open(os.path.join(os.path.dirname(__file__), "jitops.py"), "rb") as f:
             _KERNELS_HASH.append(hashlib.sha256(f.read()).hexdigest()[:16])

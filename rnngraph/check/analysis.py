@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from . import ast
-from .errors import RnnGraphError, Source
-from .functions import FUNCTIONS
-from .printing import expr_text, time_text
+from ..lang import ast
+from ..errors import RnnGraphError, Source
+from ..lang.functions import FUNCTIONS
+from ..lang.printing import expr_text, time_text
 
 ROLES = ("input", "sequence", "state", "value", "parameter")
 
@@ -326,3 +326,30 @@ def _mark_outputs(program, symbols, defs, reads) -> None:
         sym.target = bool(uses) and all(
             isinstance(eq.rhs, ast.Call) and FUNCTIONS[eq.rhs.func].loss
             and any(n is r for n in ast.walk(eq.rhs.args[-1])) for eq, r in uses)
+
+
+def step_order(model) -> list[ast.Equation]:
+    """The model's equations but initial values, in an order one step can run them in:
+    what another reads at the same step first, file order otherwise."""
+    eqs = [e for e in model.equations if e.kind != "init"]
+    index = {e.name: i for i, e in enumerate(eqs)}
+    g = nx.DiGraph()
+    g.add_nodes_from(index)
+    for e in eqs:
+        for n in ast.walk(e.rhs):
+            if isinstance(n, ast.Ref) and n.name in index and not n.offset:
+                g.add_edge(n.name, e.name)
+    order = nx.lexicographical_topological_sort(g, key=index.__getitem__)
+    return [eqs[index[n]] for n in order]
+
+
+def parameter_order(model) -> list[str]:
+    """The parameters in the order they are first read: equations in :func:`step_order`,
+    then initial values, each left to right.  The order of PARAMETERS in generated code
+    and of Compiled.param_shapes (and so of init_params' draws)."""
+    order: dict[str, None] = {}
+    for eq in step_order(model) + [e for e in model.equations if e.kind == "init"]:
+        for ref in _refs(eq.rhs):
+            if model.symbols[ref.name].role == "parameter":
+                order.setdefault(ref.name)
+    return list(order)

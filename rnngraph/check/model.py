@@ -6,11 +6,12 @@ import stat
 import sys
 from pathlib import Path
 
-from . import analysis, ast, limits as limiting, sizes as sizing
-from .errors import RnnGraphError, Source, file_kind
+from . import analysis, limits as limiting, sizes as sizing
+from ..lang import ast
+from ..errors import RnnGraphError, Source, file_kind
 from .limits import Limits
-from .parser import parse_program
-from .printing import program_latex, program_text
+from ..lang.parser import parse_program
+from ..lang.printing import program_latex, program_text
 
 
 class Model:
@@ -30,7 +31,7 @@ class Model:
         The shape of every parameter whose shape is known: ``(rows, cols)`` or ``(n,)``.
     unknown_sizes : list of RnnGraphError
         One located diagnostic for each size still unknown.
-    limits : rnngraph.limits.Limits
+    limits : rnngraph.check.limits.Limits
         What the model was checked against, and what drawing and compiling it obey.
 
     Examples
@@ -115,33 +116,32 @@ class Model:
 
     # -- views ----------------------------------------------------------------
     def graph(self):
-        """The folded graph: see :func:`rnngraph.graph.folded`."""
-        from .graph import folded
-        return folded(self)
+        """The folded graph: see :func:`rnngraph.graphs.unrolled.folded`."""
+        from .. import api
+        return api.folded(self)
 
     def unroll(self, steps: int):
-        """The graph unrolled over ``steps`` steps: see :func:`rnngraph.graph.unrolled`."""
-        from .graph import unrolled
-        if isinstance(steps, int) and not isinstance(steps, bool):
-            limiting.check_unroll(self, steps)
-        return unrolled(self, steps)
+        """The graph unrolled over ``steps`` steps: see :func:`rnngraph.graphs.unrolled.unrolled`."""
+        from .. import api
+        return api.unrolled(self, steps)
 
     def ir(self):
-        """The op-level program of one step: see :mod:`rnngraph.ir`.  Computed once."""
+        """The compiler's forward program (rnngraph/compile/program.py), before its
+        passes; it needs every size.  Computed once."""
         if self._ir is None:
-            from .ir import lower
-            self._ir = lower(self)
+            from .. import api
+            self._ir = api.ir(self)
         return self._ir
 
     def op_graph(self):
-        """One node per primitive operation: see :func:`rnngraph.ir.op_graph`."""
-        from .ir import op_graph
-        return op_graph(self.ir())
+        """One node per primitive operation: see :func:`rnngraph.graphs.ops.op_graph`."""
+        from .. import api
+        return api.op_graph(self)
 
     def draw(self, unroll: int | None = None, format: str = "svg", **style) -> bytes:
         """The diagram, folded or unrolled: see :func:`rnngraph.draw`."""
-        from .render import draw
-        return draw(self, unroll, format, **style)
+        from .. import api
+        return api.draw(self, unroll, format, **style)
 
     def _repr_svg_(self) -> str:
         """Jupyter shows a model as its folded diagram."""
@@ -149,7 +149,7 @@ class Model:
 
     def compile(self, sizes: dict[str, int] | None = None, dtype: str = "float64",
                 check_finite: bool = True, optimize: bool = True, backend: str = "numpy"):
-        """NumPy forward and backward (BPTT) passes: see :class:`rnngraph.compiled.Compiled`.
+        """NumPy forward and backward (BPTT) passes: see :class:`rnngraph.runtime.compiled.Compiled`.
 
         ``sizes`` gives or overrides sizes; an error names each size still
         unknown.  ``check_finite`` rejects NaN and Inf in inputs and parameters;
@@ -165,10 +165,8 @@ class Model:
         >>> net.param_shapes
         {'W': (4, 4), 'U': (4, 3), 'b': (4,)}
         """
-        from .compiled import Compiled
-        model = self.with_sizes(sizes) if sizes else self
-        return Compiled(model.require_sizes(), dtype=dtype, check_finite=check_finite,
-                        optimize=optimize, backend=backend)
+        from .. import api
+        return api.compile(self, sizes, dtype, check_finite, optimize, backend)
 
     def to_text(self) -> str:
         """The canonical text; ``parse(m.to_text()) == m``."""
@@ -199,8 +197,8 @@ def parse(text: str, filename: str = "<string>", sizes: dict[str, int] | None = 
         Shown in error messages.
     sizes : dict, optional
         Sizes to give or override, ``{"x": 10, "h": 32}``.
-    limits : rnngraph.limits.Limits, optional
-        Other limits than the defaults (:mod:`rnngraph.limits`), ``Limits(max_delay=5000)``.
+    limits : rnngraph.check.limits.Limits, optional
+        Other limits than the defaults (:mod:`rnngraph.check.limits`), ``Limits(max_delay=5000)``.
 
     Examples
     --------
@@ -277,10 +275,10 @@ def load(path: str | Path, sizes: dict[str, int] | None = None, limits: Limits |
 
     Only a regular file or ``-`` is read (see :func:`read_source`), and only its first
     ``limits.max_source_bytes`` bytes (and one more): a longer file is refused
-    (:mod:`rnngraph.limits`).
+    (:mod:`rnngraph.check.limits`).
 
     Only the first ``limits.max_source_bytes`` bytes (and one more) are read: a
-    longer file is refused (:mod:`rnngraph.limits`).
+    longer file is refused (:mod:`rnngraph.check.limits`).
 
     Examples
     --------

@@ -22,13 +22,13 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import ast
-from .errors import RnnGraphError, Source
+from ..errors import RnnGraphError, Source
 from .functions import BY_NAME, lookup
 from .printing import expr_text
 
 #: Deepest expression accepted, on either side of '='.  Later stages walk expressions
 #: recursively; no hand-written equation comes near this (a 100-term sum does).
-#: Fixed, not a :class:`rnngraph.limits.Limits` field: raising it would let the
+#: Fixed, not a :class:`rnngraph.check.limits.Limits` field: raising it would let the
 #: recursive walks reach Python's recursion limit.
 MAX_DEPTH = 100
 _SHOWN = 40                    # characters of an expression quoted in a message
@@ -39,8 +39,8 @@ _CLOSERS = {"RPAR", "RBRACK"}
 
 def grammar_path() -> Path:
     """Where rnn.lark is: inside the installed package, or in the checkout's grammars/."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "grammars" / "rnn.lark", here.parent / "grammars" / "rnn.lark"):
+    package = Path(__file__).resolve().parent.parent        # rnngraph/
+    for candidate in (package / "grammars" / "rnn.lark", package.parent / "grammars" / "rnn.lark"):
         if candidate.is_file():
             return candidate
     raise FileNotFoundError("rnngraph's grammar rnn.lark is missing from this installation")

@@ -20,7 +20,7 @@ limit (``--limit NAME=``)  default     what it bounds
 ``memory_bytes``          8 GiB       the arrays of one forward + backward call, estimated
 ========================  ==========  ===============================================
 
-The nesting depth of an expression is fixed at :data:`rnngraph.parser.MAX_DEPTH`.
+The nesting depth of an expression is fixed at :data:`rnngraph.lang.parser.MAX_DEPTH`.
 The figures behind each default are in the commit that set it and in README.md.
 
 Examples
@@ -40,8 +40,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, fields
 
-from . import ast
-from .errors import RnnGraphError, Source
+from ..lang import ast
+from ..errors import RnnGraphError, Source
 
 #: No limit may be set above this: every count stays an exact float64 and an int64.
 CEILING = 2 ** 53

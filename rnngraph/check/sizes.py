@@ -14,10 +14,10 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 
-from . import ast
-from .errors import RnnGraphError, Source
-from .functions import FUNCTIONS
-from .printing import expr_text
+from ..lang import ast
+from ..errors import RnnGraphError, Source
+from ..lang.functions import FUNCTIONS
+from ..lang.printing import expr_text
 
 SCALAR = ("scalar",)
 ONE = ("one",)

@@ -156,7 +156,7 @@ def expr_text(node) -> str:
 
     Examples
     --------
-    >>> from rnngraph.parser import parse_program
+    >>> from rnngraph.lang.parser import parse_program
     >>> eq = parse_program("y(t) = σ(W_f [h(t−1), x(t)]) ⊙ (a(t) + b)").equations[0]
     >>> expr_text(eq.rhs)
     'sigmoid(W_f [h(t-1); x(t)]) * (a(t) + b)'

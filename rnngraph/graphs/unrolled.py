@@ -3,7 +3,7 @@
 Folded graph (``nx.MultiDiGraph``), one node per variable (every symbol but
 the parameters, which label edges instead).  Node attributes:
 
-``role``       input, sequence, state, value (see :mod:`rnngraph.analysis`)
+``role``       input, sequence, state, value (see :mod:`rnngraph.check.analysis`)
 ``kind``       the role a drawing styles it by: also output, loss, target
 ``timed``      bool; ``direction`` and ``delay`` for states; ``size`` or None
 ``initial``    for a state with ``name(0) = e``: the text of e, else None
@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import networkx as nx
 
-from . import ast
-from .printing import expr_text
+from ..lang import ast
+from ..lang.printing import expr_text
 
 
 def dependencies(expr):

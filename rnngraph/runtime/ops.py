@@ -1,7 +1,7 @@
 """What the generated code calls besides NumPy: stable functions and one BLAS sum.
 
 The compiler (rnngraph/compile/) prints calls of these into the modules it
-generates (``from rnngraph.ops import sigmoid, softmax, ...``); its op table is
+generates (``from rnngraph.runtime.ops import sigmoid, softmax, ...``); its op table is
 rnngraph/compile/optable.py.  Each function takes and returns arrays of any
 leading axes, over the last one.
 """

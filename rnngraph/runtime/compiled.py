@@ -1,0 +1,294 @@
+"""A model compiled to NumPy: checked inputs in, outputs and gradients out.
+
+:class:`Compiled` runs the ``forward`` and ``backward`` functions the compiler
+prints (rnngraph/compile/; ``net.source`` shows them), with backend="numba" its
+loops through Numba (jit.py).  Every argument is checked first, by
+:class:`rnngraph.runtime.arguments.Arguments`: an :class:`RnnGraphError` naming
+the input and the shape expected whenever something does not fit, before any
+arithmetic runs.
+"""
+from __future__ import annotations
+
+import linecache
+
+import numpy as np
+
+from ..compile import Numba, Optimized, Plain
+from ..check import limits
+from ..errors import RnnGraphError
+from .arguments import Arguments
+from .jit import jit_loops, numba_or_error
+
+DTYPES = ("float32", "float64")
+BACKENDS = ("numpy", "numba")
+
+
+class Prepared:
+    """Parameters checked once, copied, and what the forward pass derives from them alone.
+
+    Made by :meth:`Compiled.prepare`, taken by :meth:`Compiled.forward` and
+    :meth:`Compiled.vjp` in place of the parameters' dict.  A snapshot: changing the
+    arrays it was made from afterwards changes nothing here; prepare again after an
+    update.  ``params`` holds the copies (read-only).
+    """
+
+    def __init__(self, net: "Compiled", params: dict, values: tuple):
+        self._net, self.params, self._values = net, params, values
+
+    def __repr__(self) -> str:
+        return f"<rnngraph Prepared: {', '.join(self.params)}>"
+
+
+class Compiled:
+    """Forward and backward (BPTT) passes of a model, as generated NumPy code.
+
+    Build one with :meth:`rnngraph.Model.compile`.
+
+    Attributes
+    ----------
+    param_shapes : dict of str to tuple
+        ``(rows, cols)`` for a matrix, the size of its result by the size of
+        its operand as PyTorch's weights; ``(n,)`` for a bias.
+    inputs : dict of str to str
+        Each input with the shape it takes, e.g. ``{"x": "(T, B, 4) or (T, 4)"}``.
+    outputs : list of str
+        The names :meth:`forward` returns: every sequence, then every time-free value.
+    initial_values : list of str
+        The initial values :meth:`forward` takes in ``initial`` (``"h(0)"``, ...);
+        zero unless given.  One the model defines (``h(0) = h0``) is not among them.
+    source : str
+        The generated Python.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnngraph import parse
+    >>> net = parse("h(t) = tanh(W h(t-1) + U x(t) + b)").compile(sizes={"x": 3, "h": 2})
+    >>> net.param_shapes
+    {'W': (2, 2), 'U': (2, 3), 'b': (2,)}
+    >>> params = net.init_params(seed=0)
+    >>> x = np.ones((5, 4, 3))                        # T = 5 steps, a batch of 4
+    >>> outs, pullback = net.vjp(params, {"x": x})
+    >>> outs["h"].shape
+    (5, 4, 2)
+    >>> grads = pullback({"h": np.ones((5, 4, 2))})
+    >>> sorted(grads), grads["W"].shape, grads["h(0)"].shape
+    (['U', 'W', 'b', 'h(0)', 'x'], (2, 2), (4, 2))
+    """
+
+    #: From how many values a step (batch x its widest value) the backward pass computes
+    #: the activations' derivatives in its loop, step by step, rather than for every step
+    #: before it: the earlier generator's threshold, measured then (4096 values, 16 KiB
+    #: in float32: a step's derivatives stay in the L1 cache).
+    per_step = 4096
+
+    def __init__(self, model, dtype: str = "float64", check_finite: bool = True,
+                 optimize: bool = True, backend: str = "numpy"):
+        if str(dtype) not in DTYPES:
+            raise RnnGraphError(f"dtype must be float32 or float64, not {dtype!r}")
+        if backend not in BACKENDS:
+            raise RnnGraphError(f"backend must be numpy or numba, not {backend!r}")
+        if backend == "numba" and not optimize:
+            raise RnnGraphError("backend='numba' compiles the optimized loops: "
+                                "optimize=False is the plain NumPy path")
+        numba = numba_or_error() if backend == "numba" else None
+        model.require_sizes()
+        self.model = model
+        self.dtype = np.dtype(str(dtype))
+        self.check_finite = check_finite
+        self.backend = backend
+        # The compiler (rnngraph/compile/) prints the module: the plain path, the optimized
+        # one, or the optimized one with its loops also as functions for Numba
+        gen = (Plain if not optimize else Optimized if numba is None else Numba)(model, str(dtype))
+        self.source = gen.module()
+        self.param_shapes = {p: tuple(model.param_shapes[p]) for p in gen.params}
+        sym = model.symbols
+        self._sequences = list(gen.step_vars)
+        self.outputs = self._sequences + [n for n in sym if sym[n].role == "value"]
+        self.initial_values = [k for k in model.initial_slots if k not in model.defined_slots]
+        # For the memory check of each call: numbers a step holds, steps of padding.
+        self._step_numbers = (sum(model.sizes[n] for n, s in sym.items() if s.timed),
+                              max([1] + [s.delay for s in sym.values()]))
+        self._args = Arguments(model, self.dtype, check_finite, gen.inputs, self.param_shapes,
+                               self._sequences)
+        self.inputs = self._args.expected
+        filename = f"<rnngraph {model.filename}>"
+        lines = self.source.splitlines(True)
+        linecache.cache[filename] = (len(self.source), None, lines, filename)
+        namespace: dict = {}
+        exec(compile(self.source, filename, "exec"), namespace)
+        if numba:
+            namespace.update(jit_loops(gen.loops_module(), namespace["LOOPS"], numba,
+                                       model.filename))
+        self._forward, self._backward = namespace["forward"], namespace["backward"]
+        # Optimized: a second backward computes the activations' derivatives in its loops,
+        # for batches whose steps have per_step values or more (rnngraph/compile/__init__.py)
+        self._backward_large = namespace.get("backward_large")
+        self._step_values = getattr(gen, "step_values", None)
+        self._prepare = namespace["prepare"]
+
+    def release(self) -> None:
+        """Give back the memory the compiled code keeps between calls.
+
+        With ``optimize=True`` the arrays of a call (those proportional to T and the big
+        matrices) are kept and handed to later calls once nothing else holds them, up
+        to two calls' worth (at most 1 GiB); a long sequence run once keeps its arrays
+        until then.  This drops them.  Outputs, gradients and pullbacks you hold stay
+        valid; the next call allocates afresh."""
+        work = self._forward.__globals__.get("WORK")
+        if work is not None:
+            work.clear()
+
+    def __repr__(self) -> str:
+        return f"<Compiled {self.model.filename}: {self.dtype.name}, outputs {', '.join(self.outputs)}>"
+
+    # -- parameters ----------------------------------------------------------
+    def init_params(self, seed: int | None = 0) -> dict[str, np.ndarray]:
+        """Random parameters as PyTorch initialises its recurrent layers.
+
+        Every entry of a matrix of shape (rows, cols) and of a bias of shape
+        (rows,) is drawn uniformly from [-1/sqrt(rows), 1/sqrt(rows)]: rows is
+        the size of the result, the hidden size of ``torch.nn.RNN``, ``LSTM``
+        and ``GRU``.  ``seed`` seeds a ``numpy.random.Generator``; the draws go
+        in the order of :attr:`param_shapes`.
+
+        Examples
+        --------
+        >>> from rnngraph import parse
+        >>> net = parse("h(t) = tanh(W h(t-1) + U x(t))").compile(sizes={"x": 3, "h": 4})
+        >>> p = net.init_params(seed=1)
+        >>> p["U"].shape, bool(abs(p["U"]).max() <= 0.5)
+        ((4, 3), True)
+        """
+        rng = np.random.default_rng(seed)
+        out = {}
+        for name, shape in self.param_shapes.items():
+            bound = 1 / np.sqrt(shape[0])
+            out[name] = rng.uniform(-bound, bound, shape).astype(self.dtype)
+        return out
+
+    def prepare(self, params) -> Prepared:
+        """Check the parameters once and compute what the forward pass makes of them alone.
+
+        For many calls with the same parameters (evaluating a trained model, a benchmark):
+        :meth:`forward` and :meth:`vjp` take the result in place of ``params`` and skip
+        the checks, stacking the gates' matrices and transposing them, which each call
+        with a dict does (4% to 7% of a call of an LSTM or a GRU at batch 1, hidden 128).
+        The parameters are copied: a later change to them does not reach the result.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from rnngraph import parse
+        >>> net = parse("h(t) = tanh(W h(t-1) + U x(t) + b)").compile(sizes={"x": 3, "h": 2})
+        >>> params = net.init_params(seed=0)
+        >>> ready = net.prepare(params)
+        >>> x = np.ones((5, 3))
+        >>> bool((net.forward(ready, {"x": x})["h"] == net.forward(params, {"x": x})["h"]).all())
+        True
+        """
+        if isinstance(params, Prepared):
+            self._checked(params)
+            return params
+        with np.errstate(over="ignore"):          # _all_finite's sum of squares may overflow
+            p = {name: a.copy() for name, a in self._args.params(params).items()}
+        for a in p.values():
+            a.flags.writeable = False
+        return Prepared(self, p, self._prepare(p))
+
+    def _checked(self, prepared: Prepared):
+        """(params, prepared values) of parameters prepared by this model."""
+        if prepared._net is not self:
+            raise RnnGraphError("these parameters were prepared by another compiled model; "
+                                "call prepare on this one")
+        return prepared.params, prepared._values
+
+    def _check_memory(self, T, B) -> None:
+        """Refuse a call that would not fit in the memory limit, before it allocates: every
+        sequence over T steps plus the padding of the longest delay, a batch of B, about four
+        times over (the values, their gradients, what the backward pass keeps, buffers)."""
+        per_step, pad = self._step_numbers
+        nbytes = 4 * ((T or 0) + pad) * B * per_step * self.dtype.itemsize
+        if nbytes > self.model.limits.max_memory_bytes:      # (the message only then: a hot path)
+            limits.check_memory(self.model, nbytes, f"T = {T}, B = {B}, {per_step:,} numbers a "
+                                                    f"step, {self.dtype.name}")
+
+    # -- running -------------------------------------------------------------
+    def forward(self, params, inputs, initial=None, *, steps: int | None = None) -> dict:
+        """Run the model over its input sequences.
+
+        Parameters
+        ----------
+        params : dict of str to array, or Prepared
+            Every parameter, shaped as :attr:`param_shapes`; or what :meth:`prepare`
+            made of them, for calls with the same parameters.
+        inputs : dict of str to array
+            Every input: a sequence ``(T, B, n)``, or ``(T, n)`` without a batch
+            axis; a time-free input ``(B, n)`` or ``(n,)``; a loss target also as
+            integer class indices ``(T, B)`` or ``(T,)``.
+        initial : dict, optional
+            Initial values of forward states, ``{"h(0)": (B, n) or (n,)}``; zero
+            where not given.
+        steps : int, optional
+            T, for a model that reads no input sequence.
+
+        Returns
+        -------
+        dict of str to array
+            Every sequence ``(T, B, n)`` (``(T, n)`` if the inputs had no batch
+            axis), a loss as ``(T, B, 1)``, and every time-free value.  They are
+            read-only views of the arrays :meth:`vjp` keeps for the backward pass.
+        """
+        return self._run(params, inputs, initial, steps)[0]
+
+
+    def vjp(self, params, inputs, initial=None, *, steps: int | None = None):
+        """Run forward and return ``(outputs, pullback)``.
+
+        ``pullback(cotangents)`` takes ``{name: array shaped like outputs[name]}``
+        for any subset of the outputs (the others count as zero) and returns the
+        gradients of ``sum(cotangent * output)``: for every parameter, every input
+        (shaped as given; class-index targets have none) and every initial value
+        in :attr:`initial_values` (shaped as given, else ``(B, n)`` or ``(n,)``).
+        """
+        outs, run = self._run(params, inputs, initial, steps)
+
+        def pullback(cotangents) -> dict[str, np.ndarray]:
+            cot = self._args.cotangents(cotangents, outs, run["squeezed"])
+            back = self._backward
+            if self._backward_large is not None and run["B"] * self._step_values >= self.per_step:
+                back = self._backward_large
+            grads = back(run["params"], run["tape"], cot, run["T"], run["B"])
+            for n in run["classes"]:
+                del grads[n]
+            if not run["batched"]:
+                for n in self.inputs:
+                    if n in grads:
+                        grads[n] = grads[n][:, 0] if self.model.symbols[n].timed else grads[n][0]
+            for name, shape in run["initial"].items():
+                grads[name] = grads[name].reshape(shape) if len(shape) == 2 or not run["batched"] \
+                    else grads[name].sum(0)
+            return grads
+
+        return outs, pullback
+
+    def _run(self, params, inputs, initial, steps):
+        with np.errstate(over="ignore"):          # _all_finite's sum of squares may overflow
+            p, pre = self._checked(params) if isinstance(params, Prepared) else \
+                (self._args.params(params), None)
+            x, T, B, batched, classes = self._args.inputs(inputs, steps)
+            if not self.inputs and initial:         # no input says whether there is a batch axis
+                B, batched = self._args.batch_of_initial(initial)
+            init, init_shapes = self._args.initial(initial, B, batched)
+        self._check_memory(T, B)
+        raw, tape = self._forward(p, x, init, T, B, pre)
+        outs, squeezed = {}, set()
+        for n, v in raw.items():
+            if not batched and v.ndim >= 2:
+                v = v[:, 0] if n in self._sequences else v[0]
+                squeezed.add(n)
+            v = v.view()
+            v.flags.writeable = False
+            outs[n] = v
+        return outs, dict(params=p, tape=tape, T=T, B=B, batched=batched, classes=classes,
+                          initial=init_shapes, squeezed=squeezed)
