@@ -21,6 +21,7 @@ array.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from .program import Block, Home, Program, Tmp
@@ -133,6 +134,12 @@ def step_plan(prog: Program, block: Block, local: dict, in_place, lanewise,
 
     units = prog.units                         # lanes of a gradient's buffer that fill separately
 
+    def overlap(a: str, b: str) -> bool:
+        """Whether homes ``a`` and ``b`` share lanes (of one array: di and dg of an LSTM's
+        difog do not)."""
+        (ba, la, ha), (bb, lb, hb) = (prog.views.get(n, (n, 0, math.inf)) for n in (a, b))
+        return ba == bb and la < hb and lb < ha
+
     def mine(a):
         return isinstance(a, Home) and a.grad and base(a.name) in here
 
@@ -151,9 +158,9 @@ def step_plan(prog: Program, block: Block, local: dict, in_place, lanewise,
                 for x in eqns[j].args):
             return None                        # a product: a whole array, not its argument
         if target is not None and any(
-                isinstance(x, Home) and x.grad == target.grad and base(x.name) == base(target.name)
+                isinstance(x, Home) and x.grad == target.grad and overlap(x.name, target.name)
                 for e in eqns[j + 1:i] for x in (e.out, *e.args)):
-            return None                        # the buffer is read or written in between
+            return None                        # its lanes are read or written in between
         return j
 
     fresh = {u: not g.carried for g in here.values() for u in units(g.name)}

@@ -158,7 +158,6 @@ def backward(params, tape, cotangents, T, B):
     cot_f = cotangents.get("f", [None] * T)
     dz_h_2 = np.empty((B, 8), DTYPE)
     dz_h_3 = np.empty((B, 8), DTYPE)
-    dz_c = np.empty((B, 8), DTYPE)
     if B != 1 or not back_f_i_o_c_tilde_c_h(T, cotangents.get("h"), tanh_c[1:T + 1], o[1:T + 1],
                                             cotangents.get("o"), dz_h[1:T + 1],
                                             cotangents.get("c"), c_tilde[1:T + 1], i[1:T + 1],
@@ -167,7 +166,7 @@ def backward(params, tape, cotangents, T, B):
                                             dz_f_4[1:T + 1], dz_f_5[1:T + 1],
                                             vecmat_dz_f_5[1:T + 1],
                                             vecmat_dz_f_5[1:T + 1, ..., 0:8], dh, do, dz_h_2,
-                                            dz_h_3, dc, di, dz_c, dc_tilde, df, dfio, W_fioc):
+                                            dz_h_3, dc, di, dc_tilde, df, dfio, W_fioc):
         steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1],
                     dz_h[1:T + 1][::-1], cot_c[::-1], c_tilde[1:T + 1][::-1], i[1:T + 1][::-1],
                     cot_i[::-1], cot_c_tilde[::-1], c[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1],
@@ -187,8 +186,7 @@ def backward(params, tape, cotangents, T, B):
             if cot_c_t is not None:
                 dc += cot_c_t
             np.multiply(dc, c_tilde_t, out=di)
-            np.multiply(i_t, dc, out=dz_c)
-            np.copyto(dc_tilde, dz_c)
+            np.multiply(i_t, dc, out=dc_tilde)
             np.multiply(dc, c_tm1, out=df)
             dc *= f_t
             # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
@@ -274,7 +272,6 @@ def backward_large(params, tape, cotangents, T, B):
     dz_h_2 = np.empty((B, 8), DTYPE)
     sub_dz_h_2 = np.empty((B, 8), DTYPE)
     dz_h_3 = np.empty((B, 8), DTYPE)
-    dz_c = np.empty((B, 8), DTYPE)
     dz_f_4 = np.empty((B, 8), DTYPE)
     sub_dz_f_4 = np.empty((B, 8), DTYPE)
     sub_fio = np.empty((B, 24), DTYPE)
@@ -286,9 +283,9 @@ def backward_large(params, tape, cotangents, T, B):
                                               cotangents.get("f"), fio[1:T + 1], dz_f_3[1:T + 1],
                                               vecmat_dz_f_3[1:T + 1],
                                               vecmat_dz_f_3[1:T + 1, ..., 0:8], dh, do, dz_h,
-                                              dz_h_2, ONE, sub_dz_h_2, dz_h_3, dc, di, dz_c,
-                                              dc_tilde, df, dz_f_4, sub_dz_f_4, sub_fio, dz_f_5,
-                                              dfio, W_fioc):
+                                              dz_h_2, ONE, sub_dz_h_2, dz_h_3, dc, di, dc_tilde,
+                                              df, dz_f_4, sub_dz_f_4, sub_fio, dz_f_5, dfio,
+                                              W_fioc):
         steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1], cot_c[::-1],
                     c_tilde[1:T + 1][::-1], i[1:T + 1][::-1], cot_i[::-1], cot_c_tilde[::-1],
                     c[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1], fio[1:T + 1][::-1],
@@ -309,8 +306,7 @@ def backward_large(params, tape, cotangents, T, B):
             if cot_c_t is not None:
                 dc += cot_c_t
             np.multiply(dc, c_tilde_t, out=di)
-            np.multiply(i_t, dc, out=dz_c)
-            np.copyto(dc_tilde, dz_c)
+            np.multiply(i_t, dc, out=dc_tilde)
             np.multiply(dc, c_tm1, out=df)
             dc *= f_t
             # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
@@ -409,8 +405,8 @@ def loop_f_i_o_c_tilde_c_h(T, z_f_2_t_all, h_tm1_all, x_t_all, fio_t_all, c_tild
 def back_f_i_o_c_tilde_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, cot_c,
                            c_tilde_t_all, i_t_all, cot_i, cot_c_tilde, c_tm1_all, f_t_all, cot_f,
                            dz_f_3_t_all, dz_f_4_t_all, dz_f_5_t_all, vecmat_dz_f_5_t_all,
-                           vecmat_dz_f_5_0_8_t_all, dh, do, dz_h_2, dz_h_3, dc, di, dz_c, dc_tilde,
-                           df, dfio, W_fioc):
+                           vecmat_dz_f_5_0_8_t_all, dh, do, dz_h_2, dz_h_3, dc, di, dc_tilde, df,
+                           dfio, W_fioc):
     """The loop backward in time of f(t), i(t), o(t), c_tilde(t), c(t), h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
@@ -439,8 +435,7 @@ def back_f_i_o_c_tilde_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, c
         if cot_c is not None:
             jitops.add(dc, cot_c[step], dc)
         jitops.multiply(dc, c_tilde_t, di)
-        jitops.multiply(i_t, dc, dz_c)
-        jitops.copy(dz_c, dc_tilde)
+        jitops.multiply(i_t, dc, dc_tilde)
         jitops.multiply(dc, c_tm1, df)
         jitops.multiply(f_t, dc, dc)
         # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
@@ -466,8 +461,8 @@ def back_f_i_o_c_tilde_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, c
 def back_f_i_o_c_tilde_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, c_tilde_t_all, i_t_all,
                              cot_i, cot_c_tilde, c_tm1_all, f_t_all, cot_f, fio_t_all,
                              dz_f_3_t_all, vecmat_dz_f_3_t_all, vecmat_dz_f_3_0_8_t_all, dh, do,
-                             dz_h, dz_h_2, ONE, sub_dz_h_2, dz_h_3, dc, di, dz_c, dc_tilde, df,
-                             dz_f_4, sub_dz_f_4, sub_fio, dz_f_5, dfio, W_fioc):
+                             dz_h, dz_h_2, ONE, sub_dz_h_2, dz_h_3, dc, di, dc_tilde, df, dz_f_4,
+                             sub_dz_f_4, sub_fio, dz_f_5, dfio, W_fioc):
     """The loop backward in time of f(t), i(t), o(t), c_tilde(t), c(t), h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
@@ -496,8 +491,7 @@ def back_f_i_o_c_tilde_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, c_ti
         if cot_c is not None:
             jitops.add(dc, cot_c[step], dc)
         jitops.multiply(dc, c_tilde_t, di)
-        jitops.multiply(i_t, dc, dz_c)
-        jitops.copy(dz_c, dc_tilde)
+        jitops.multiply(i_t, dc, dc_tilde)
         jitops.multiply(dc, c_tm1, df)
         jitops.multiply(f_t, dc, dc)
         # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)

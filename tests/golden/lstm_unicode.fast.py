@@ -158,7 +158,6 @@ def backward(params, tape, cotangents, T, B):
     cot_f = cotangents.get("f", [None] * T)
     dz_h_2 = np.empty((B, 8), DTYPE)
     dz_h_3 = np.empty((B, 8), DTYPE)
-    dz_c = np.empty((B, 8), DTYPE)
     steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1],
                 dz_h[1:T + 1][::-1], cot_c[::-1], c_tilde[1:T + 1][::-1], i[1:T + 1][::-1],
                 cot_i[::-1], cot_c_tilde[::-1], c[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1],
@@ -176,8 +175,7 @@ def backward(params, tape, cotangents, T, B):
         if cot_c_t is not None:
             dc += cot_c_t
         np.multiply(dc, c_tilde_t, out=di)
-        np.multiply(i_t, dc, out=dz_c)
-        np.copyto(dc_tilde, dz_c)
+        np.multiply(i_t, dc, out=dc_tilde)
         np.multiply(dc, c_tm1, out=df)
         dc *= f_t
         # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
@@ -271,7 +269,6 @@ def backward_large(params, tape, cotangents, T, B):
     dz_h_2 = np.empty((B, 8), DTYPE)
     sub_dz_h_2 = np.empty((B, 8), DTYPE)
     dz_h_3 = np.empty((B, 8), DTYPE)
-    dz_c = np.empty((B, 8), DTYPE)
     dz_f_3 = np.empty((B, 8), DTYPE)
     sub_dz_f_3 = np.empty((B, 8), DTYPE)
     sub_fio = np.empty((B, 24), DTYPE)
@@ -295,8 +292,7 @@ def backward_large(params, tape, cotangents, T, B):
         if cot_c_t is not None:
             dc += cot_c_t
         np.multiply(dc, c_tilde_t, out=di)
-        np.multiply(i_t, dc, out=dz_c)
-        np.copyto(dc_tilde, dz_c)
+        np.multiply(i_t, dc, out=dc_tilde)
         np.multiply(dc, c_tm1, out=df)
         dc *= f_t
         # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)

@@ -162,14 +162,13 @@ def backward(params, tape, cotangents, T, B):
     cot_f = cotangents.get("f", [None] * T)
     dz_h_2 = np.empty((B, 8), DTYPE)
     dz_h_3 = np.empty((B, 8), DTYPE)
-    dz_c = np.empty((B, 8), DTYPE)
     if B != 1 or not back_f_i_o_c_tilde_c_h(T, cotangents.get("h"), tanh_c[1:T + 1], o[1:T + 1],
                                             cotangents.get("o"), dz_h[1:T + 1],
                                             cotangents.get("c"), c_tilde[1:T + 1], i[1:T + 1],
                                             cotangents.get("i"), cotangents.get("c_tilde"), c[0:T],
                                             f[1:T + 1], cotangents.get("f"), dz_f_2[1:T + 1],
                                             dz_f_3[1:T + 1], dz_f_4[1:T + 1], dh, do, dz_h_2,
-                                            dz_h_3, dc, di, dz_c, dc_tilde, df, dfio, U_fioc):
+                                            dz_h_3, dc, di, dc_tilde, df, dfio, U_fioc):
         steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1],
                     dz_h[1:T + 1][::-1], cot_c[::-1], c_tilde[1:T + 1][::-1], i[1:T + 1][::-1],
                     cot_i[::-1], cot_c_tilde[::-1], c[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1],
@@ -187,8 +186,7 @@ def backward(params, tape, cotangents, T, B):
             if cot_c_t is not None:
                 dc += cot_c_t
             np.multiply(dc, c_tilde_t, out=di)
-            np.multiply(i_t, dc, out=dz_c)
-            np.copyto(dc_tilde, dz_c)
+            np.multiply(i_t, dc, out=dc_tilde)
             np.multiply(dc, c_tm1, out=df)
             dc *= f_t
             # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
@@ -282,7 +280,6 @@ def backward_large(params, tape, cotangents, T, B):
     dz_h_2 = np.empty((B, 8), DTYPE)
     sub_dz_h_2 = np.empty((B, 8), DTYPE)
     dz_h_3 = np.empty((B, 8), DTYPE)
-    dz_c = np.empty((B, 8), DTYPE)
     dz_f_3 = np.empty((B, 8), DTYPE)
     sub_dz_f_3 = np.empty((B, 8), DTYPE)
     sub_fio = np.empty((B, 24), DTYPE)
@@ -293,7 +290,7 @@ def backward_large(params, tape, cotangents, T, B):
                                               cotangents.get("c_tilde"), c[0:T], f[1:T + 1],
                                               cotangents.get("f"), fio[1:T + 1], dz_f_2[1:T + 1],
                                               dh, do, dz_h, dz_h_2, ONE, sub_dz_h_2, dz_h_3, dc,
-                                              di, dz_c, dc_tilde, df, dz_f_3, sub_dz_f_3, sub_fio,
+                                              di, dc_tilde, df, dz_f_3, sub_dz_f_3, sub_fio,
                                               dz_f_4, dfio, U_fioc):
         steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1], cot_c[::-1],
                     c_tilde[1:T + 1][::-1], i[1:T + 1][::-1], cot_i[::-1], cot_c_tilde[::-1],
@@ -314,8 +311,7 @@ def backward_large(params, tape, cotangents, T, B):
             if cot_c_t is not None:
                 dc += cot_c_t
             np.multiply(dc, c_tilde_t, out=di)
-            np.multiply(i_t, dc, out=dz_c)
-            np.copyto(dc_tilde, dz_c)
+            np.multiply(i_t, dc, out=dc_tilde)
             np.multiply(dc, c_tm1, out=df)
             dc *= f_t
             # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
@@ -419,7 +415,7 @@ def loop_f_i_o_c_tilde_c_h(T, h_tm1_all, f_i_o_c_tilde_t_all, fio_t_all, c_tilde
 def back_f_i_o_c_tilde_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, cot_c,
                            c_tilde_t_all, i_t_all, cot_i, cot_c_tilde, c_tm1_all, f_t_all, cot_f,
                            dz_f_2_t_all, dz_f_3_t_all, dz_f_4_t_all, dh, do, dz_h_2, dz_h_3, dc,
-                           di, dz_c, dc_tilde, df, dfio, U_fioc):
+                           di, dc_tilde, df, dfio, U_fioc):
     """The loop backward in time of f(t), i(t), o(t), c_tilde(t), c(t), h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
@@ -446,8 +442,7 @@ def back_f_i_o_c_tilde_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, c
         if cot_c is not None:
             jitops.add(dc, cot_c[step], dc)
         jitops.multiply(dc, c_tilde_t, di)
-        jitops.multiply(i_t, dc, dz_c)
-        jitops.copy(dz_c, dc_tilde)
+        jitops.multiply(i_t, dc, dc_tilde)
         jitops.multiply(dc, c_tm1, df)
         jitops.multiply(f_t, dc, dc)
         # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
@@ -471,8 +466,7 @@ def back_f_i_o_c_tilde_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, c
 def back_f_i_o_c_tilde_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, c_tilde_t_all, i_t_all,
                              cot_i, cot_c_tilde, c_tm1_all, f_t_all, cot_f, fio_t_all,
                              dz_f_2_t_all, dh, do, dz_h, dz_h_2, ONE, sub_dz_h_2, dz_h_3, dc, di,
-                             dz_c, dc_tilde, df, dz_f_3, sub_dz_f_3, sub_fio, dz_f_4, dfio,
-                             U_fioc):
+                             dc_tilde, df, dz_f_3, sub_dz_f_3, sub_fio, dz_f_4, dfio, U_fioc):
     """The loop backward in time of f(t), i(t), o(t), c_tilde(t), c(t), h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
@@ -499,8 +493,7 @@ def back_f_i_o_c_tilde_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, c_ti
         if cot_c is not None:
             jitops.add(dc, cot_c[step], dc)
         jitops.multiply(dc, c_tilde_t, di)
-        jitops.multiply(i_t, dc, dz_c)
-        jitops.copy(dz_c, dc_tilde)
+        jitops.multiply(i_t, dc, dc_tilde)
         jitops.multiply(dc, c_tm1, df)
         jitops.multiply(f_t, dc, dc)
         # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)

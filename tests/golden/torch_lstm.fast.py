@@ -162,7 +162,6 @@ def backward(params, tape, cotangents, T, B):
     cot_f = cotangents.get("f", [None] * T)
     dz_h_2 = np.empty((B, 8), DTYPE)
     dz_h_3 = np.empty((B, 8), DTYPE)
-    dz_c = np.empty((B, 8), DTYPE)
     steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1],
                 dz_h[1:T + 1][::-1], cot_c[::-1], g[1:T + 1][::-1], i[1:T + 1][::-1], cot_i[::-1],
                 cot_g[::-1], c[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1], dz_i_2[1:T + 1][::-1],
@@ -180,8 +179,7 @@ def backward(params, tape, cotangents, T, B):
         if cot_c_t is not None:
             dc += cot_c_t
         np.multiply(dc, g_t, out=di)
-        np.multiply(i_t, dc, out=dz_c)
-        np.copyto(dg, dz_c)
+        np.multiply(i_t, dc, out=dg)
         np.multiply(dc, c_tm1, out=df)
         dc *= f_t
         # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
@@ -280,7 +278,6 @@ def backward_large(params, tape, cotangents, T, B):
     dz_h_2 = np.empty((B, 8), DTYPE)
     sub_dz_h_2 = np.empty((B, 8), DTYPE)
     dz_h_3 = np.empty((B, 8), DTYPE)
-    dz_c = np.empty((B, 8), DTYPE)
     dz_i_3 = np.empty((B, 8), DTYPE)
     sub_dz_i_3 = np.empty((B, 8), DTYPE)
     sub_ifo = np.empty((B, 24), DTYPE)
@@ -303,8 +300,7 @@ def backward_large(params, tape, cotangents, T, B):
         if cot_c_t is not None:
             dc += cot_c_t
         np.multiply(dc, g_t, out=di)
-        np.multiply(i_t, dc, out=dz_c)
-        np.copyto(dg, dz_c)
+        np.multiply(i_t, dc, out=dg)
         np.multiply(dc, c_tm1, out=df)
         dc *= f_t
         # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)

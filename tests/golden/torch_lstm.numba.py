@@ -166,13 +166,12 @@ def backward(params, tape, cotangents, T, B):
     cot_f = cotangents.get("f", [None] * T)
     dz_h_2 = np.empty((B, 8), DTYPE)
     dz_h_3 = np.empty((B, 8), DTYPE)
-    dz_c = np.empty((B, 8), DTYPE)
     if B != 1 or not back_i_f_g_o_c_h(T, cotangents.get("h"), tanh_c[1:T + 1], o[1:T + 1],
                                       cotangents.get("o"), dz_h[1:T + 1], cotangents.get("c"),
                                       g[1:T + 1], i[1:T + 1], cotangents.get("i"),
                                       cotangents.get("g"), c[0:T], f[1:T + 1], cotangents.get("f"),
                                       dz_i_2[1:T + 1], dz_i_3[1:T + 1], dz_i_4[1:T + 1], dh, do,
-                                      dz_h_2, dz_h_3, dc, di, dz_c, dg, df, difo, W_h_ifog):
+                                      dz_h_2, dz_h_3, dc, di, dg, df, difo, W_h_ifog):
         steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1],
                     dz_h[1:T + 1][::-1], cot_c[::-1], g[1:T + 1][::-1], i[1:T + 1][::-1],
                     cot_i[::-1], cot_g[::-1], c[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1],
@@ -190,8 +189,7 @@ def backward(params, tape, cotangents, T, B):
             if cot_c_t is not None:
                 dc += cot_c_t
             np.multiply(dc, g_t, out=di)
-            np.multiply(i_t, dc, out=dz_c)
-            np.copyto(dg, dz_c)
+            np.multiply(i_t, dc, out=dg)
             np.multiply(dc, c_tm1, out=df)
             dc *= f_t
             # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
@@ -290,7 +288,6 @@ def backward_large(params, tape, cotangents, T, B):
     dz_h_2 = np.empty((B, 8), DTYPE)
     sub_dz_h_2 = np.empty((B, 8), DTYPE)
     dz_h_3 = np.empty((B, 8), DTYPE)
-    dz_c = np.empty((B, 8), DTYPE)
     dz_i_3 = np.empty((B, 8), DTYPE)
     sub_dz_i_3 = np.empty((B, 8), DTYPE)
     sub_ifo = np.empty((B, 24), DTYPE)
@@ -300,7 +297,7 @@ def backward_large(params, tape, cotangents, T, B):
                                         i[1:T + 1], cotangents.get("i"), cotangents.get("g"),
                                         c[0:T], f[1:T + 1], cotangents.get("f"), ifo[1:T + 1],
                                         dz_i_2[1:T + 1], dh, do, dz_h, dz_h_2, ONE, sub_dz_h_2,
-                                        dz_h_3, dc, di, dz_c, dg, df, dz_i_3, sub_dz_i_3, sub_ifo,
+                                        dz_h_3, dc, di, dg, df, dz_i_3, sub_dz_i_3, sub_ifo,
                                         dz_i_4, difo, W_h_ifog):
         steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1], cot_c[::-1],
                     g[1:T + 1][::-1], i[1:T + 1][::-1], cot_i[::-1], cot_g[::-1], c[0:T][::-1],
@@ -320,8 +317,7 @@ def backward_large(params, tape, cotangents, T, B):
             if cot_c_t is not None:
                 dc += cot_c_t
             np.multiply(dc, g_t, out=di)
-            np.multiply(i_t, dc, out=dz_c)
-            np.copyto(dg, dz_c)
+            np.multiply(i_t, dc, out=dg)
             np.multiply(dc, c_tm1, out=df)
             dc *= f_t
             # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
@@ -428,7 +424,7 @@ def loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all, c_tm
 
 def back_i_f_g_o_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, cot_c, g_t_all, i_t_all,
                      cot_i, cot_g, c_tm1_all, f_t_all, cot_f, dz_i_2_t_all, dz_i_3_t_all,
-                     dz_i_4_t_all, dh, do, dz_h_2, dz_h_3, dc, di, dz_c, dg, df, difo, W_h_ifog):
+                     dz_i_4_t_all, dh, do, dz_h_2, dz_h_3, dc, di, dg, df, difo, W_h_ifog):
     """The loop backward in time of i(t), f(t), g(t), o(t), c(t), h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
@@ -455,8 +451,7 @@ def back_i_f_g_o_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, cot_c, 
         if cot_c is not None:
             jitops.add(dc, cot_c[step], dc)
         jitops.multiply(dc, g_t, di)
-        jitops.multiply(i_t, dc, dz_c)
-        jitops.copy(dz_c, dg)
+        jitops.multiply(i_t, dc, dg)
         jitops.multiply(dc, c_tm1, df)
         jitops.multiply(f_t, dc, dc)
         # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
@@ -479,7 +474,7 @@ def back_i_f_g_o_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, cot_c, 
 
 def back_i_f_g_o_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, g_t_all, i_t_all, cot_i,
                        cot_g, c_tm1_all, f_t_all, cot_f, ifo_t_all, dz_i_2_t_all, dh, do, dz_h,
-                       dz_h_2, ONE, sub_dz_h_2, dz_h_3, dc, di, dz_c, dg, df, dz_i_3, sub_dz_i_3,
+                       dz_h_2, ONE, sub_dz_h_2, dz_h_3, dc, di, dg, df, dz_i_3, sub_dz_i_3,
                        sub_ifo, dz_i_4, difo, W_h_ifog):
     """The loop backward in time of i(t), f(t), g(t), o(t), c(t), h(t).
 
@@ -507,8 +502,7 @@ def back_i_f_g_o_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, g_t_all, i
         if cot_c is not None:
             jitops.add(dc, cot_c[step], dc)
         jitops.multiply(dc, g_t, di)
-        jitops.multiply(i_t, dc, dz_c)
-        jitops.copy(dz_c, dg)
+        jitops.multiply(i_t, dc, dg)
         jitops.multiply(dc, c_tm1, df)
         jitops.multiply(f_t, dc, dc)
         # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
