@@ -304,7 +304,7 @@ def test_prepare_checks_once_and_belongs_to_its_model():
     with pytest.raises(rnngraph.RnnGraphError, match="parameter 'b_hf' contains NaN"):
         net.prepare(params)
     stacked = re.search(r"def prepare\(params\):(.*?)\n\n", net.source, re.S).group(1)
-    assert "np.concatenate((W_hi," in stacked and "np.ascontiguousarray(" in stacked
+    assert "np.concatenate((W_hi," in stacked and "transposed(W_h_ifog)" in stacked
 
 
 @pytest.mark.parametrize("name", ["torch_lstm", "torch_gru"])

@@ -239,6 +239,9 @@ class Printer:
         """Source of the zeros the gradient of ``n`` starts from."""
         return f"np.zeros_like({self.py[n]}, DTYPE)"
 
+    #: What the module imports from rnngraph/runtime/ops.py.
+    RUNTIME = RUNTIME
+
     def imports(self) -> list[str]:
         return []
 
@@ -313,7 +316,8 @@ class Printer:
                 f"Sizes: {sizes}; dtype {self.dtype}.",
                 "Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTorch.",
                 '"""', "import numpy as np", "",
-                f"from rnngraph.runtime.ops import {', '.join(RUNTIME)}"] + self.imports() + [
+                *wrap(f"from rnngraph.runtime.ops import ({', '.join(self.RUNTIME)})")] + \
+            self.imports() + [
                 "", f"DTYPE = np.{self.dtype}"]
         head += wrap(f"PARAMETERS = {tuple_text(self.params)}")
         tape = self.tape()

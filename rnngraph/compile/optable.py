@@ -240,11 +240,12 @@ def _transpose_py(a, t, at):
 
 _row("transpose", lambda t, at: Type(0, t[0].shape[::-1]), _transpose_py,
      lambda b, e, g: (b.op("transpose", g),), nopython=_transpose_py)
-# Made by rnngraph/compile/memory.py for a product in a loop: A^T as a C-ordered copy, made
-# once, which BLAS multiplies 25-35% faster than the strided view A.T (float32, 2 threads,
-# (32, 256) @ (256, 256): 37.5 us against 47.6).
+# Made by layout.transposed_in_loops for a product in a loop: A^T as a C-ordered copy
+# (rnngraph/runtime/ops.py's transposed), made once, which BLAS multiplies 25-35% faster
+# than the strided view A.T (float32, 2 threads, (32, 256) @ (256, 256): 37.5 us
+# against 47.6).
 _row("transposed", lambda t, at: Type(0, t[0].shape[::-1]),
-     lambda a, t, at: Text(f"np.ascontiguousarray({a[0].at(ATOM)}.T)", ATOM),
+     lambda a, t, at: Text(f"transposed({a[0].text})", ATOM),
      lambda b, e, g: (b.op("transpose", g),))
 # Only in gradients: g @ A (the cotangent of the vector of a matvec) and the sum over
 # rows of g_row^T v_row (of its matrix; the builder sums both to the same leading axes).
@@ -322,4 +323,5 @@ _row("softmax_cross_entropy", _one, _call("softmax_cross_entropy"),
                       b.neg(b.mul(g, b.op("log_softmax", e.args[0])))))
 
 #: What generated code imports from rnngraph/runtime/ops.py.
-RUNTIME = ("sigmoid", "softmax", "log_softmax", "cross_entropy", "softmax_cross_entropy")
+RUNTIME = ("sigmoid", "softmax", "log_softmax", "cross_entropy", "softmax_cross_entropy",
+           "transposed")

@@ -74,6 +74,30 @@ def sum_rows(a, axes, out):
     np.dot(ones[:rows], a.reshape(rows, out.size), out=out)
 
 
+def transposed(a):
+    """``a.T`` as a C-ordered copy (which BLAS multiplies faster than the view ``a.T``),
+    copied in blocks of rows of ``a`` of about 32 KiB: ``np.ascontiguousarray(a.T)`` walks
+    ``a`` down its columns, a cache line per number once ``a`` outgrows the cache; in
+    blocks, each block's lines are read while cached.  Measured (float32, 2 cores):
+    (384, 128) 41.7 against 65.0 us, (1024, 256) 191 against 374 us.
+
+    Examples
+    --------
+    >>> a = np.arange(6.0).reshape(3, 2)
+    >>> t = transposed(a)
+    >>> bool((t == a.T).all()), t.flags.c_contiguous
+    (True, True)
+    """
+    out = np.empty(a.shape[::-1], a.dtype)
+    rows = max(1, 32768 // max(1, a.shape[1] * a.itemsize))
+    if rows >= a.shape[0]:
+        np.copyto(out, a.T)
+        return out
+    for i in range(0, a.shape[0], rows):
+        np.copyto(out[:, i:i + rows], a[i:i + rows].T)
+    return out
+
+
 def softmax(z):
     """Softmax over the last axis, shifted by the maximum so no exp overflows.
 

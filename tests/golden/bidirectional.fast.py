@@ -6,8 +6,8 @@ Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTo
 """
 import numpy as np
 
-from rnngraph.runtime.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
-from rnngraph.runtime.ops import sum_rows
+from rnngraph.runtime.ops import (sigmoid, softmax, log_softmax, cross_entropy,
+                                  softmax_cross_entropy, transposed, sum_rows)
 from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -26,9 +26,9 @@ def prepare(params):
     parameters."""
     W_h, W_g = (params[name] for name in PREPARE)
     # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-    W_h_T = np.ascontiguousarray(W_h.T)
+    W_h_T = transposed(W_h)
     # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-    W_g_T = np.ascontiguousarray(W_g.T)
+    W_g_T = transposed(W_g)
     return (W_h_T, W_g_T)
 
 

@@ -6,8 +6,8 @@ Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTo
 """
 import numpy as np
 
-from rnngraph.runtime.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
-from rnngraph.runtime.ops import sum_rows
+from rnngraph.runtime.ops import (sigmoid, softmax, log_softmax, cross_entropy,
+                                  softmax_cross_entropy, transposed, sum_rows)
 from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -30,13 +30,13 @@ def prepare(params):
     z_h1 = np.concatenate((U, P), 0)
     z_h1_2 = np.concatenate((W, S), 0)
     z_h1_3 = np.concatenate((b, d), -1)
-    V_T = np.ascontiguousarray(V.T)
-    z_h1_2_T = np.ascontiguousarray(z_h1_2.T)
+    V_T = transposed(V)
+    z_h1_2_T = transposed(z_h1_2)
     # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
-    R_T = np.ascontiguousarray(R.T)
-    T_T = np.ascontiguousarray(T.T)
+    R_T = transposed(R)
+    T_T = transposed(T)
     # y(t) = softmax(P x(t) + Q h2(t) + d)
-    Q_T = np.ascontiguousarray(Q.T)
+    Q_T = transposed(Q)
     return (z_h1, z_h1_2, z_h1_3, V_T, z_h1_2_T, R_T, T_T, Q_T)
 
 

@@ -6,7 +6,8 @@ Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTo
 """
 import numpy as np
 
-from rnngraph.runtime.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
+from rnngraph.runtime.ops import (sigmoid, softmax, log_softmax, cross_entropy,
+                                  softmax_cross_entropy, transposed)
 
 DTYPE = np.float32
 PARAMETERS = ("U", "V", "W", "b", "R", "S", "T", "c", "P", "Q", "d")

@@ -6,8 +6,8 @@ Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTo
 """
 import numpy as np
 
-from rnngraph.runtime.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
-from rnngraph.runtime.ops import sum_rows
+from rnngraph.runtime.ops import (sigmoid, softmax, log_softmax, cross_entropy,
+                                  softmax_cross_entropy, transposed, sum_rows)
 from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -32,7 +32,7 @@ def prepare(params):
     # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
     z_f = np.concatenate((b_f, b_i, b_o, b_c), -1)
     W_fioc = np.concatenate((W_f, W_i, W_o, W_c), 0)
-    W_fioc_T = np.ascontiguousarray(W_fioc.T)
+    W_fioc_T = transposed(W_fioc)
     return (z_f, W_fioc, W_fioc_T)
 
 

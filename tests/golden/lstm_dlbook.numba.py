@@ -6,8 +6,8 @@ Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTo
 """
 import numpy as np
 
-from rnngraph.runtime.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
-from rnngraph.runtime.ops import sum_rows
+from rnngraph.runtime.ops import (sigmoid, softmax, log_softmax, cross_entropy,
+                                  softmax_cross_entropy, transposed, sum_rows)
 from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -35,7 +35,7 @@ def prepare(params):
     z_f_2 = np.concatenate((U_fgo, U), 0)
     z_f_3 = np.concatenate((W_fgo, W), 0)
     z_f_4 = np.concatenate((z_f, b), -1)
-    z_f_3_T = np.ascontiguousarray(z_f_3.T)
+    z_f_3_T = transposed(z_f_3)
     return (z_f, U_fgo, W_fgo, z_f_2, z_f_3, z_f_4, z_f_3_T)
 
 

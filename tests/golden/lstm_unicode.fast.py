@@ -6,8 +6,8 @@ Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTo
 """
 import numpy as np
 
-from rnngraph.runtime.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
-from rnngraph.runtime.ops import sum_rows
+from rnngraph.runtime.ops import (sigmoid, softmax, log_softmax, cross_entropy,
+                                  softmax_cross_entropy, transposed, sum_rows)
 from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -33,7 +33,7 @@ def prepare(params):
     z_f = np.concatenate((b_f, b_i, b_o, b_c), -1)
     W_fioc = np.concatenate((W_f, W_i, W_o, W_c), 0)
     U_fioc = np.concatenate((U_f, U_i, U_o, U_c), 0)
-    U_fioc_T = np.ascontiguousarray(U_fioc.T)
+    U_fioc_T = transposed(U_fioc)
     return (z_f, W_fioc, U_fioc, U_fioc_T)
 
 

@@ -6,8 +6,8 @@ Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTo
 """
 import numpy as np
 
-from rnngraph.runtime.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
-from rnngraph.runtime.ops import sum_rows
+from rnngraph.runtime.ops import (sigmoid, softmax, log_softmax, cross_entropy,
+                                  softmax_cross_entropy, transposed, sum_rows)
 from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -26,9 +26,9 @@ def prepare(params):
     parameters."""
     W, V = (params[name] for name in PREPARE)
     # h(t) = tanh(W o(t-1) + U x(t) + b)
-    W_T = np.ascontiguousarray(W.T)
+    W_T = transposed(W)
     # o(t) = V h(t) + c
-    V_T = np.ascontiguousarray(V.T)
+    V_T = transposed(V)
     return (W_T, V_T)
 
 

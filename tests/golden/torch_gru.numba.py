@@ -6,8 +6,8 @@ Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTo
 """
 import numpy as np
 
-from rnngraph.runtime.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
-from rnngraph.runtime.ops import sum_rows
+from rnngraph.runtime.ops import (sigmoid, softmax, log_softmax, cross_entropy,
+                                  softmax_cross_entropy, transposed, sum_rows)
 from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -38,7 +38,7 @@ def prepare(params):
     W_i__rzn = np.concatenate((W_i_rz, W_in), 0)
     W_h__rzn = np.concatenate((W_h_rz, W_hn), 0)
     z_r_2 = np.concatenate((z_r, b_in), -1)
-    W_h__rzn_T = np.ascontiguousarray(W_h__rzn.T)
+    W_h__rzn_T = transposed(W_h__rzn)
     return (W_i_rz, W_h_rz, z_r, W_i__rzn, W_h__rzn, z_r_2, W_h__rzn_T)
 
 

@@ -6,8 +6,8 @@ Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTo
 """
 import numpy as np
 
-from rnngraph.runtime.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
-from rnngraph.runtime.ops import sum_rows
+from rnngraph.runtime.ops import (sigmoid, softmax, log_softmax, cross_entropy,
+                                  softmax_cross_entropy, transposed, sum_rows)
 from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -38,7 +38,7 @@ def prepare(params):
     W_i_ifog = np.concatenate((W_ii, W_if, W_io, W_ig), 0)
     W_h_ifog = np.concatenate((W_hi, W_hf, W_ho, W_hg), 0)
     z_i = z_i_2 + z_i_3
-    W_h_ifog_T = np.ascontiguousarray(W_h_ifog.T)
+    W_h_ifog_T = transposed(W_h_ifog)
     return (W_i_ifog, W_h_ifog, z_i, W_h_ifog_T)
 
 

@@ -6,8 +6,8 @@ Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTo
 """
 import numpy as np
 
-from rnngraph.runtime.ops import sigmoid, softmax, log_softmax, cross_entropy, softmax_cross_entropy
-from rnngraph.runtime.ops import sum_rows
+from rnngraph.runtime.ops import (sigmoid, softmax, log_softmax, cross_entropy,
+                                  softmax_cross_entropy, transposed, sum_rows)
 from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -27,7 +27,7 @@ def prepare(params):
     b_ih, W_hh, b_hh = (params[name] for name in PREPARE)
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
     z_h = b_ih + b_hh
-    W_hh_T = np.ascontiguousarray(W_hh.T)
+    W_hh_T = transposed(W_hh)
     return (z_h, W_hh_T)
 
 
