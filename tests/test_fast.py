@@ -206,8 +206,10 @@ def test_gru_backward_loop_writes_what_it_alone_fills():
     for i, line in enumerate(lines):
         if re.match(r"\s*d(r|z|n)\b \+=", line):
             assert lines[i - 1].strip().startswith("if cot_"), line
-    # dh's first write in a step assigns (h = n + z (h(t-1) - n): dh(t-1) gets z dh)
-    assert re.search(r"np\.copyto\(dh, \w+\)|dh \*= z_t", backward)
+    # h = n + z (h(t-1) - n): dn = dh - z dh in one call, and dh(t-1)'s first write is the
+    # product (np.dot(..., out=dh)), to which z dh is added (layout.carried_products_first)
+    assert re.search(r"np\.subtract\(dh, (\w+), out=dn\)", backward)
+    assert re.search(r"np\.dot\(\w+, \w+, out=dh\)\n\s+dh \+= \w+\n?$", backward)
     assert "np.concatenate" not in backward
 
 

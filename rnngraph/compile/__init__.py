@@ -12,7 +12,7 @@ from __future__ import annotations
 from ..check.analysis import parameter_order
 from .autodiff import backward, taped
 from .cse import cse
-from .layout import (concat_views, preactivations_in_place, sink_carried_writes, sums_side_by_side,
+from .layout import (carried_products_first, concat_views, preactivations_in_place, sink_carried_writes, sums_side_by_side,
                      transposed_in_loops)
 from .lower import lower
 from .numba_loops import NumbaPrinter
@@ -86,8 +86,8 @@ class Optimized(Plain):
     @staticmethod
     def reverse(back, lanewise_in_loop: bool = False):
         """The passes of the backward program."""
-        return concat_views(sink_carried_writes(propagate_copies(split_loops(
-            hoist_invariants(drop_dead(back)), lanewise_in_loop))))
+        return concat_views(carried_products_first(sink_carried_writes(propagate_copies(
+            split_loops(hoist_invariants(drop_dead(back)), lanewise_in_loop)))))
 
 
 class Numba(Optimized):

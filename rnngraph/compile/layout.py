@@ -89,6 +89,42 @@ def sink_carried_writes(prog: Program) -> Program:
     return out
 
 
+def carried_products_first(prog: Program) -> Program:
+    """In each loop, the writes of a gradient for the next step (``dh(t-1) += g``) that
+    are not a product moved after the last write of it: the product (``dh(t-1) +=
+    dz W``, computed last) then writes the buffer first, itself (``np.dot(..., out=dh)``,
+    see memory.step_plan), and the others add to it, where the buffer would otherwise be
+    assigned a copy and the product added from a buffer of its own.  Nothing in the loop
+    reads the next step's gradient, and a temporary lives to its block's end, so the
+    move changes no value.  A GRU's h(t) = n + z (h(t-1) - n): one call a step fewer."""
+    out = copy_program(prog)
+    for b in out.blocks:
+        if b.kind != "loop":
+            continue
+        d = b.direction
+        made = {e.out.name: e for e in b.eqns if isinstance(e.out, Tmp)}
+        writes: dict = {}
+        for e in b.eqns:
+            if isinstance(e.out, Home) and e.out.grad and e.accumulate and e.out.offset == d:
+                writes.setdefault(out.base(e.out.key), []).append(e)
+        for key, group in writes.items():
+            if any(isinstance(a, Home) and out.base(a.key) == key and a.offset == d
+                   for x in b.eqns for a in x.args):
+                continue                        # read in the loop: the order matters
+            product = [e for e in group if isinstance(e.args[0], Tmp)
+                       and made.get(e.args[0].name) is not None
+                       and made[e.args[0].name].op in ("vecmat", "matvec")
+                       and e.out.name not in out.views]
+            if len(group) < 2 or not product or group[0] in product:
+                continue
+            last = max(i for i, x in enumerate(b.eqns) if any(x is e for e in group))
+            moving = [e for e in group if not any(e is p for p in product)]
+            kept = [x for x in b.eqns[:last + 1] if not any(x is m for m in moving)]
+            b.eqns = kept + moving + b.eqns[last + 1:]
+    out.check()
+    return out
+
+
 def preactivations_in_place(fwd: Program, back: Program) -> Program:
     """The sum an activation reads, kept in the array of the activation's own value.
 

@@ -104,13 +104,16 @@ class StepPlan:
     (``=``, not ``+=``); ``settle``: {equation index: [(home name, how)]}, what to add to
     a step's gradient before the equation reads it, ``how`` one of "first" (the buffer
     holds nothing yet: the cotangent or zeros), "add" (add the cotangent) or "zero" (zeros
-    in lanes nothing wrote, before a write of the whole)."""
+    in lanes nothing wrote, before a write of the whole); ``minus``: {equation index: y}
+    for ``K += -y`` printed ``K -= y``; ``difference``: {equation index: x} of those, for
+    ``K = x`` (skipped) then ``K -= y`` printed ``K = x - y`` in one call."""
 
     into: dict = field(default_factory=dict)
     skip: set = field(default_factory=set)
     assign: set = field(default_factory=set)
     settle: dict = field(default_factory=dict)
     minus: dict = field(default_factory=dict)
+    difference: dict = field(default_factory=dict)
 
 
 def step_plan(prog: Program, block: Block, local: dict, in_place, lanewise,
@@ -232,6 +235,28 @@ def step_plan(prog: Program, block: Block, local: dict, in_place, lanewise,
                 and isinstance(eqns[made[a.name]].args[0], Tmp):     # unchanged till here
             plan.minus[i] = eqns[made[a.name]].args[0]
             plan.skip.add(made[a.name])
+    # K = x (a first write, a copy) then K -= y as K = x - y, one call, where nothing
+    # between reads or writes K's lanes or writes x's
+    for k in plan.minus:
+        target = eqns[k].out
+        for i in range(k - 1, -1, -1):
+            e = eqns[i]
+            if not (isinstance(e.out, Home) and e.out.key == target.key):
+                touched = [x for x in (e.out, *e.args) if isinstance(x, Home)
+                           and x.grad == target.grad and overlap(x.name, target.name)]
+                if touched:
+                    break
+                continue
+            x = e.args[0] if e.accumulate and len(e.args) == 1 else None
+            mine_settled = {u for u, _ in plan.settle.get(i, ())} & set(units(target.name))
+            if i in plan.assign and i not in plan.skip and not mine_settled and (
+                    isinstance(x, Home) and not any(
+                        isinstance(w.out, Home) and w.out.grad == x.grad
+                        and overlap(w.out.name, x.name) for w in eqns[i + 1:k])
+                    or isinstance(x, Tmp) and x.name not in plan.into):
+                plan.difference[k] = x
+                plan.skip.add(i)
+            break
     return plan
 
 

@@ -167,6 +167,9 @@ class NumbaPrinter(FastPrinter):
         return f"jitops.subtract({dst}, {x.text}, {dst})" if self.jit else \
             super().subtract_from(dst, x)
 
+    def difference(self, dst: str, a: str, b: str) -> str:
+        return f"jitops.subtract({a}, {b}, {dst})" if self.jit else super().difference(dst, a, b)
+
     def copy_into(self, dst: str, src: str) -> str:
         return f"jitops.copy({src}, {dst})" if self.jit else super().copy_into(dst, src)
 

@@ -382,8 +382,12 @@ class FastPrinter(Printer):
                 continue
             if i in plan.minus:
                 x = self.atom(plan.minus[i], texts)
-                stmt = self.bind(self.home(e.out), f"-{x.at(UNARY)}") if self.is_bound(e.out) \
-                    else self.subtract_from(self.home(e.out), x)
+                if i in plan.difference:
+                    stmt = self.difference(self.home(e.out),
+                                           self.atom(plan.difference[i], texts).text, x.text)
+                else:
+                    stmt = self.bind(self.home(e.out), f"-{x.at(UNARY)}") \
+                        if self.is_bound(e.out) else self.subtract_from(self.home(e.out), x)
                 lines += [x for part in stmt.split("\n") for x in statement_lines(f"{indent}{part}")]
                 continue
             row = lookup(e.op)
@@ -473,6 +477,9 @@ class FastPrinter(Printer):
 
     def copy_into(self, dst: str, src: str) -> str:
         return f"np.copyto({dst}, {src})"
+
+    def difference(self, dst: str, a: str, b: str) -> str:
+        return f"np.subtract({a}, {b}, out={dst})"
 
     def sum_rows(self, src: str, axes: str, dst: str) -> str:
         """The sum over ``src``'s leading ``axes`` into ``dst`` (rnngraph/runtime/ops.py)."""

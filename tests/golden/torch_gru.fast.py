@@ -154,21 +154,18 @@ def backward(params, tape, cotangents, T, B):
     cot_z = cotangents.get("z", [None] * T)
     cot_r = cotangents.get("r", [None] * T)
     dz_h_2 = np.empty((B, 8), DTYPE)
-    vecmat_cat_dz_r_4 = np.empty((B, 8), DTYPE)
     steps = zip(cot_n[::-1], cot_h[::-1], z_h[1:T + 1][::-1], z[1:T + 1][::-1], cot_z[::-1],
                 dz_n_3[1:T + 1][::-1], dz_n_2[1:T + 1][::-1], z_n[1:T + 1][::-1],
                 dz_n_4[1:T + 1][::-1], r[1:T + 1][::-1], cot_r[::-1], dz_r_4[1:T + 1][::-1],
                 dz_r_3[1:T + 1][::-1], cat_dz_r_4[1:T + 1][::-1])
     for (cot_n_t, cot_h_t, z_h_t, z_t, cot_z_t, dz_n_3_t, dz_n_2_t, z_n_t, dz_n_4_t, r_t, cot_r_t,
          dz_r_4_t, dz_r_3_t, cat_dz_r_4_t) in steps:
-        # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
         if cot_h_t is not None:
             dh += cot_h_t
-        np.copyto(dn, dh)
+        # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
         np.multiply(dh, z_h_t, out=dz)
         np.multiply(z_t, dh, out=dz_h_2)
-        np.copyto(dh, dz_h_2)
-        dn -= dz_h_2
+        np.subtract(dh, dz_h_2, out=dn)
         # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
         if cot_n_t is not None:
             dn += cot_n_t
@@ -182,8 +179,9 @@ def backward(params, tape, cotangents, T, B):
         if cot_z_t is not None:
             dz += cot_z_t
         np.multiply(drz, dz_r_3_t, out=dz_r_4_t)
-        np.dot(cat_dz_r_4_t, W_h__rzn, out=vecmat_cat_dz_r_4)
-        dh += vecmat_cat_dz_r_4
+        np.dot(cat_dz_r_4_t, W_h__rzn, out=dh)
+        # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
+        dh += dz_h_2
 
     # Every step at once
     db_hn = np.empty((8,), DTYPE)
@@ -259,21 +257,18 @@ def backward_large(params, tape, cotangents, T, B):
     dz_h_2 = np.empty((B, 8), DTYPE)
     dz_n_4 = np.empty((B, 8), DTYPE)
     sub_rz = np.empty((B, 16), DTYPE)
-    vecmat_cat_dz_r_3 = np.empty((B, 8), DTYPE)
     steps = zip(cot_n[::-1], cot_h[::-1], z_h[1:T + 1][::-1], z[1:T + 1][::-1], cot_z[::-1],
                 n[1:T + 1][::-1], dz_n_2[1:T + 1][::-1], z_n[1:T + 1][::-1], dz_n_3[1:T + 1][::-1],
                 r[1:T + 1][::-1], cot_r[::-1], rz[1:T + 1][::-1], dz_r_3[1:T + 1][::-1],
                 cat_dz_r_3[1:T + 1][::-1])
     for (cot_n_t, cot_h_t, z_h_t, z_t, cot_z_t, n_t, dz_n_2_t, z_n_t, dz_n_3_t, r_t, cot_r_t, rz_t,
          dz_r_3_t, cat_dz_r_3_t) in steps:
-        # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
         if cot_h_t is not None:
             dh += cot_h_t
-        np.copyto(dn, dh)
+        # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
         np.multiply(dh, z_h_t, out=dz)
         np.multiply(z_t, dh, out=dz_h_2)
-        np.copyto(dh, dz_h_2)
-        dn -= dz_h_2
+        np.subtract(dh, dz_h_2, out=dn)
         # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
         np.multiply(n_t, n_t, out=dz_n_4)
         np.subtract(ONE, dz_n_4, out=dz_n_2_t)
@@ -291,8 +286,9 @@ def backward_large(params, tape, cotangents, T, B):
         if cot_z_t is not None:
             dz += cot_z_t
         dz_r_3_t *= drz
-        np.dot(cat_dz_r_3_t, W_h__rzn, out=vecmat_cat_dz_r_3)
-        dh += vecmat_cat_dz_r_3
+        np.dot(cat_dz_r_3_t, W_h__rzn, out=dh)
+        # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
+        dh += dz_h_2
 
     # Every step at once
     db_hn = np.empty((8,), DTYPE)

@@ -157,27 +157,23 @@ def backward(params, tape, cotangents, T, B):
     cot_z = cotangents.get("z", [None] * T)
     cot_r = cotangents.get("r", [None] * T)
     dz_h_2 = np.empty((B, 8), DTYPE)
-    vecmat_cat_dz_r_4 = np.empty((B, 8), DTYPE)
     if B != 1 or not back_r_z_n_h(T, cotangents.get("n"), cotangents.get("h"), z_h[1:T + 1],
                                   z[1:T + 1], cotangents.get("z"), dz_n_3[1:T + 1],
                                   dz_n_2[1:T + 1], z_n[1:T + 1], dz_n_4[1:T + 1], r[1:T + 1],
                                   cotangents.get("r"), dz_r_4[1:T + 1], dz_r_3[1:T + 1],
-                                  cat_dz_r_4[1:T + 1], dh, dn, dz, dz_h_2, dr, drz, W_h__rzn,
-                                  vecmat_cat_dz_r_4):
+                                  cat_dz_r_4[1:T + 1], dh, dz, dz_h_2, dn, dr, drz, W_h__rzn):
         steps = zip(cot_n[::-1], cot_h[::-1], z_h[1:T + 1][::-1], z[1:T + 1][::-1], cot_z[::-1],
                     dz_n_3[1:T + 1][::-1], dz_n_2[1:T + 1][::-1], z_n[1:T + 1][::-1],
                     dz_n_4[1:T + 1][::-1], r[1:T + 1][::-1], cot_r[::-1], dz_r_4[1:T + 1][::-1],
                     dz_r_3[1:T + 1][::-1], cat_dz_r_4[1:T + 1][::-1])
         for (cot_n_t, cot_h_t, z_h_t, z_t, cot_z_t, dz_n_3_t, dz_n_2_t, z_n_t, dz_n_4_t, r_t,
              cot_r_t, dz_r_4_t, dz_r_3_t, cat_dz_r_4_t) in steps:
-            # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
             if cot_h_t is not None:
                 dh += cot_h_t
-            np.copyto(dn, dh)
+            # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
             np.multiply(dh, z_h_t, out=dz)
             np.multiply(z_t, dh, out=dz_h_2)
-            np.copyto(dh, dz_h_2)
-            dn -= dz_h_2
+            np.subtract(dh, dz_h_2, out=dn)
             # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
             if cot_n_t is not None:
                 dn += cot_n_t
@@ -191,8 +187,9 @@ def backward(params, tape, cotangents, T, B):
             if cot_z_t is not None:
                 dz += cot_z_t
             np.multiply(drz, dz_r_3_t, out=dz_r_4_t)
-            np.dot(cat_dz_r_4_t, W_h__rzn, out=vecmat_cat_dz_r_4)
-            dh += vecmat_cat_dz_r_4
+            np.dot(cat_dz_r_4_t, W_h__rzn, out=dh)
+            # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
+            dh += dz_h_2
 
     # Every step at once
     db_hn = np.empty((8,), DTYPE)
@@ -268,27 +265,23 @@ def backward_large(params, tape, cotangents, T, B):
     dz_h_2 = np.empty((B, 8), DTYPE)
     dz_n_4 = np.empty((B, 8), DTYPE)
     sub_rz = np.empty((B, 16), DTYPE)
-    vecmat_cat_dz_r_3 = np.empty((B, 8), DTYPE)
     if B != 1 or not back_r_z_n_h_2(T, cotangents.get("n"), cotangents.get("h"), z_h[1:T + 1],
                                     z[1:T + 1], cotangents.get("z"), n[1:T + 1], dz_n_2[1:T + 1],
                                     z_n[1:T + 1], dz_n_3[1:T + 1], r[1:T + 1], cotangents.get("r"),
-                                    rz[1:T + 1], dz_r_3[1:T + 1], cat_dz_r_3[1:T + 1], dh, dn, dz,
-                                    dz_h_2, dz_n_4, ONE, dr, sub_rz, drz, W_h__rzn,
-                                    vecmat_cat_dz_r_3):
+                                    rz[1:T + 1], dz_r_3[1:T + 1], cat_dz_r_3[1:T + 1], dh, dz,
+                                    dz_h_2, dn, dz_n_4, ONE, dr, sub_rz, drz, W_h__rzn):
         steps = zip(cot_n[::-1], cot_h[::-1], z_h[1:T + 1][::-1], z[1:T + 1][::-1], cot_z[::-1],
                     n[1:T + 1][::-1], dz_n_2[1:T + 1][::-1], z_n[1:T + 1][::-1],
                     dz_n_3[1:T + 1][::-1], r[1:T + 1][::-1], cot_r[::-1], rz[1:T + 1][::-1],
                     dz_r_3[1:T + 1][::-1], cat_dz_r_3[1:T + 1][::-1])
         for (cot_n_t, cot_h_t, z_h_t, z_t, cot_z_t, n_t, dz_n_2_t, z_n_t, dz_n_3_t, r_t, cot_r_t,
              rz_t, dz_r_3_t, cat_dz_r_3_t) in steps:
-            # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
             if cot_h_t is not None:
                 dh += cot_h_t
-            np.copyto(dn, dh)
+            # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
             np.multiply(dh, z_h_t, out=dz)
             np.multiply(z_t, dh, out=dz_h_2)
-            np.copyto(dh, dz_h_2)
-            dn -= dz_h_2
+            np.subtract(dh, dz_h_2, out=dn)
             # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
             np.multiply(n_t, n_t, out=dz_n_4)
             np.subtract(ONE, dz_n_4, out=dz_n_2_t)
@@ -306,8 +299,9 @@ def backward_large(params, tape, cotangents, T, B):
             if cot_z_t is not None:
                 dz += cot_z_t
             dz_r_3_t *= drz
-            np.dot(cat_dz_r_3_t, W_h__rzn, out=vecmat_cat_dz_r_3)
-            dh += vecmat_cat_dz_r_3
+            np.dot(cat_dz_r_3_t, W_h__rzn, out=dh)
+            # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
+            dh += dz_h_2
 
     # Every step at once
     db_hn = np.empty((8,), DTYPE)
@@ -388,7 +382,7 @@ def loop_r_z_n_h(T, h_tm1_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_t_all,
 
 def back_r_z_n_h(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, dz_n_3_t_all, dz_n_2_t_all, z_n_t_all,
                  dz_n_4_t_all, r_t_all, cot_r, dz_r_4_t_all, dz_r_3_t_all, cat_dz_r_4_t_all, dh,
-                 dn, dz, dz_h_2, dr, drz, W_h__rzn, vecmat_cat_dz_r_4):
+                 dz, dz_h_2, dn, dr, drz, W_h__rzn):
     """The loop backward in time of r(t), z(t), n(t), h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
@@ -404,14 +398,12 @@ def back_r_z_n_h(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, dz_n_3_t_all, dz_n_
         dz_r_4_t = dz_r_4_t_all[step]
         dz_r_3_t = dz_r_3_t_all[step]
         cat_dz_r_4_t = cat_dz_r_4_t_all[step]
-        # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
         if cot_h is not None:
             jitops.add(dh, cot_h[step], dh)
-        jitops.copy(dh, dn)
+        # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
         jitops.multiply(dh, z_h_t, dz)
         jitops.multiply(z_t, dh, dz_h_2)
-        jitops.copy(dz_h_2, dh)
-        jitops.subtract(dn, dz_h_2, dn)
+        jitops.subtract(dh, dz_h_2, dn)
         # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
         if cot_n is not None:
             jitops.add(dn, cot_n[step], dn)
@@ -425,14 +417,15 @@ def back_r_z_n_h(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, dz_n_3_t_all, dz_n_
         if cot_z is not None:
             jitops.add(dz, cot_z[step], dz)
         jitops.multiply(drz, dz_r_3_t, dz_r_4_t)
-        jitops.dot(cat_dz_r_4_t, W_h__rzn, vecmat_cat_dz_r_4)
-        jitops.add(dh, vecmat_cat_dz_r_4, dh)
+        jitops.dot(cat_dz_r_4_t, W_h__rzn, dh)
+        # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
+        jitops.add(dh, dz_h_2, dh)
     return True
 
 
 def back_r_z_n_h_2(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, n_t_all, dz_n_2_t_all, z_n_t_all,
-                   dz_n_3_t_all, r_t_all, cot_r, rz_t_all, dz_r_3_t_all, cat_dz_r_3_t_all, dh, dn,
-                   dz, dz_h_2, dz_n_4, ONE, dr, sub_rz, drz, W_h__rzn, vecmat_cat_dz_r_3):
+                   dz_n_3_t_all, r_t_all, cot_r, rz_t_all, dz_r_3_t_all, cat_dz_r_3_t_all, dh, dz,
+                   dz_h_2, dn, dz_n_4, ONE, dr, sub_rz, drz, W_h__rzn):
     """The loop backward in time of r(t), z(t), n(t), h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
@@ -448,14 +441,12 @@ def back_r_z_n_h_2(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, n_t_all, dz_n_2_t
         rz_t = rz_t_all[step]
         dz_r_3_t = dz_r_3_t_all[step]
         cat_dz_r_3_t = cat_dz_r_3_t_all[step]
-        # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
         if cot_h is not None:
             jitops.add(dh, cot_h[step], dh)
-        jitops.copy(dh, dn)
+        # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
         jitops.multiply(dh, z_h_t, dz)
         jitops.multiply(z_t, dh, dz_h_2)
-        jitops.copy(dz_h_2, dh)
-        jitops.subtract(dn, dz_h_2, dn)
+        jitops.subtract(dh, dz_h_2, dn)
         # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
         jitops.multiply(n_t, n_t, dz_n_4)
         jitops.subtract(ONE, dz_n_4, dz_n_2_t)
@@ -473,8 +464,9 @@ def back_r_z_n_h_2(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, n_t_all, dz_n_2_t
         if cot_z is not None:
             jitops.add(dz, cot_z[step], dz)
         jitops.multiply(drz, dz_r_3_t, dz_r_3_t)
-        jitops.dot(cat_dz_r_3_t, W_h__rzn, vecmat_cat_dz_r_3)
-        jitops.add(dh, vecmat_cat_dz_r_3, dh)
+        jitops.dot(cat_dz_r_3_t, W_h__rzn, dh)
+        # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
+        jitops.add(dh, dz_h_2, dh)
     return True
 
 
