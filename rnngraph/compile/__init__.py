@@ -12,15 +12,15 @@ from __future__ import annotations
 from ..check.analysis import parameter_order
 from .autodiff import backward, taped
 from .cse import cse
-from .layout import (carried_products_first, concat_views, preactivations_in_place, sink_carried_writes, sums_side_by_side,
-                     transposed_in_loops)
+from .layout import (carried_products_first, concat_views, preactivations_in_place,
+                     sink_carried_writes, sums_side_by_side, transposed_in_loops)
 from .lower import lower
 from .numba_loops import NumbaPrinter
 from .numpy_fast import FastPrinter
 from .numpy_plain import Printer
 from .pack import pack
-from .passes import (drop_dead, fold_constants, hoist_invariants, propagate_copies, split_loops,
-                     stack_products)
+from .passes import (drop_dead, flatten_stacks, fold_constants, hoist_invariants,
+                     propagate_copies, split_loops, stack_products)
 from .reassociate import interpolations, reassociate
 from .source import tuple_text, wrap
 
@@ -78,7 +78,7 @@ class Optimized(Plain):
     def programs(self, model):
         forward = split_loops(hoist_invariants(pack(fold_constants(reassociate(interpolations(
             cse(fold_constants(lower(model)))))))))
-        forward, self.taped = taped(hoist_invariants(stack_products(forward)))
+        forward, self.taped = taped(flatten_stacks(hoist_invariants(stack_products(forward))))
         back = self.reverse(self.taped)
         forward = sums_side_by_side(preactivations_in_place(forward, back))
         return transposed_in_loops(forward), back

@@ -17,8 +17,8 @@ MINUS_ONE = DTYPE(-1)
 ONE = DTYPE(1)
 PARAMETERS = ("b_f", "U_f", "W_f", "b_g", "U_g", "W_g", "b_o", "U_o", "W_o", "b", "U", "W")
 PREPARE = ("b_f", "U_f", "W_f", "b_g", "U_g", "W_g", "b_o", "U_o", "W_o", "b", "U", "W")
-TAPE = ("f", "g", "q", "s", "h", "x", "fgq_18", "z_f", "U_fgo", "W_fgo", "z_f_2", "z_f_3", "z_f_4",
-        "z_f_3_T", "fgq", "z_s", "tanh_s")
+TAPE = ("f", "g", "q", "s", "h", "x", "fgq_18", "z_f", "z_f_2", "z_f_3", "z_f_4", "z_f_3_T", "fgq",
+        "z_s", "tanh_s")
 
 
 def prepare(params):
@@ -30,13 +30,11 @@ def prepare(params):
     # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
     # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
     z_f = np.concatenate((b_f, b_g, b_o), -1)
-    U_fgo = np.concatenate((U_f, U_g, U_o), 0)
-    W_fgo = np.concatenate((W_f, W_g, W_o), 0)
-    z_f_2 = np.concatenate((U_fgo, U), 0)
-    z_f_3 = np.concatenate((W_fgo, W), 0)
+    z_f_2 = np.concatenate((U_f, U_g, U_o, U), 0)
+    z_f_3 = np.concatenate((W_f, W_g, W_o, W), 0)
     z_f_4 = np.concatenate((z_f, b), -1)
     z_f_3_T = transposed(z_f_3)
-    return (z_f, U_fgo, W_fgo, z_f_2, z_f_3, z_f_4, z_f_3_T)
+    return (z_f, z_f_2, z_f_3, z_f_4, z_f_3_T)
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
@@ -44,7 +42,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
     b_f, U_f, W_f, b_g, U_g, W_g, b_o, U_o, W_o, b, U, W = (params[name] for name in PARAMETERS)
 
     # Values of the parameters alone (see prepare)
-    (z_f, U_fgo, W_fgo, z_f_2, z_f_3, z_f_4, z_f_3_T) = prepare(params) if prepared is None else prepared
+    z_f, z_f_2, z_f_3, z_f_4, z_f_3_T = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
@@ -112,8 +110,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     outputs = {"f": f[1:T + 1], "g": g[1:T + 1], "q": q[1:T + 1], "s": s[1:T + 1], "h": h[1:T + 1]}
     tape = {"f": f, "g": g, "q": q, "s": s, "h": h, "x": x, "fgq_18": fgq_18, "z_f": z_f,
-            "U_fgo": U_fgo, "W_fgo": W_fgo, "z_f_2": z_f_2, "z_f_3": z_f_3, "z_f_4": z_f_4,
-            "z_f_3_T": z_f_3_T, "fgq": fgq, "z_s": z_s, "tanh_s": tanh_s}
+            "z_f_2": z_f_2, "z_f_3": z_f_3, "z_f_4": z_f_4, "z_f_3_T": z_f_3_T, "fgq": fgq,
+            "z_s": z_s, "tanh_s": tanh_s}
     return outputs, tape
 
 
@@ -121,8 +119,8 @@ def backward(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     b_f, U_f, W_f, b_g, U_g, W_g, b_o, U_o, W_o, b, U, W = (params[name] for name in PARAMETERS)
-    (f, g, q, s, h, x, fgq_18, z_f, U_fgo, W_fgo, z_f_2, z_f_3,
-     z_f_4, z_f_3_T, fgq, z_s, tanh_s) = (tape[name] for name in TAPE)
+    (f, g, q, s, h, x, fgq_18, z_f, z_f_2, z_f_3, z_f_4, z_f_3_T,
+     fgq, z_s, tanh_s) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -221,16 +219,14 @@ def backward(params, tape, cotangents, T, B):
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
     # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
     # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-    dW_fgo = dz_f_3[0:24]
+    dW_f = dz_f_3[0:8]
+    dW_g = dz_f_3[8:16]
+    dW_o = dz_f_3[16:24]
     dW = dz_f_3[24:32]
-    dU_fgo = dz_f_2[0:24]
+    dU_f = dz_f_2[0:8]
+    dU_g = dz_f_2[8:16]
+    dU_o = dz_f_2[16:24]
     dU = dz_f_2[24:32]
-    dW_f = dW_fgo[0:8]
-    dW_g = dW_fgo[8:16]
-    dW_o = dW_fgo[16:24]
-    dU_f = dU_fgo[0:8]
-    dU_g = dU_fgo[8:16]
-    dU_o = dU_fgo[16:24]
     db_f = dz_f[..., 0:8]
     db_g = dz_f[..., 8:16]
     db_o = dz_f[..., 16:24]
@@ -245,8 +241,8 @@ def backward_large(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     b_f, U_f, W_f, b_g, U_g, W_g, b_o, U_o, W_o, b, U, W = (params[name] for name in PARAMETERS)
-    (f, g, q, s, h, x, fgq_18, z_f, U_fgo, W_fgo, z_f_2, z_f_3,
-     z_f_4, z_f_3_T, fgq, z_s, tanh_s) = (tape[name] for name in TAPE)
+    (f, g, q, s, h, x, fgq_18, z_f, z_f_2, z_f_3, z_f_4, z_f_3_T,
+     fgq, z_s, tanh_s) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -339,16 +335,14 @@ def backward_large(params, tape, cotangents, T, B):
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
     # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
     # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-    dW_fgo = dz_f_3[0:24]
+    dW_f = dz_f_3[0:8]
+    dW_g = dz_f_3[8:16]
+    dW_o = dz_f_3[16:24]
     dW = dz_f_3[24:32]
-    dU_fgo = dz_f_2[0:24]
+    dU_f = dz_f_2[0:8]
+    dU_g = dz_f_2[8:16]
+    dU_o = dz_f_2[16:24]
     dU = dz_f_2[24:32]
-    dW_f = dW_fgo[0:8]
-    dW_g = dW_fgo[8:16]
-    dW_o = dW_fgo[16:24]
-    dU_f = dU_fgo[0:8]
-    dU_g = dU_fgo[8:16]
-    dU_o = dU_fgo[16:24]
     db_f = dz_f[..., 0:8]
     db_g = dz_f[..., 8:16]
     db_o = dz_f[..., 16:24]

@@ -18,8 +18,8 @@ ONE = DTYPE(1)
 PARAMETERS = ("W_ir", "b_ir", "W_hr", "b_hr", "W_iz", "b_iz", "W_hz", "b_hz", "W_in", "b_in",
               "W_hn", "b_hn")
 PREPARE = ("W_ir", "b_ir", "W_hr", "b_hr", "W_iz", "b_iz", "W_hz", "b_hz", "W_in", "b_in", "W_hn")
-TAPE = ("r", "z", "n", "h", "x", "rz_n", "W_i_rz", "W_h_rz", "z_r", "W_i__rzn", "W_h__rzn", "z_r_2",
-        "W_h__rzn_T", "rz", "z_n", "z_h")
+TAPE = ("r", "z", "n", "h", "x", "rz_n", "z_r", "W_i_rzn", "W_h_rzn", "z_r_2", "W_h_rzn_T", "rz",
+        "z_n", "z_h")
 
 
 def prepare(params):
@@ -32,14 +32,12 @@ def prepare(params):
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
     z_r_3 = np.concatenate((b_ir, b_iz), -1)
     z_r_4 = np.concatenate((b_hr, b_hz), -1)
-    W_i_rz = np.concatenate((W_ir, W_iz), 0)
-    W_h_rz = np.concatenate((W_hr, W_hz), 0)
     z_r = z_r_3 + z_r_4
-    W_i__rzn = np.concatenate((W_i_rz, W_in), 0)
-    W_h__rzn = np.concatenate((W_h_rz, W_hn), 0)
+    W_i_rzn = np.concatenate((W_ir, W_iz, W_in), 0)
+    W_h_rzn = np.concatenate((W_hr, W_hz, W_hn), 0)
     z_r_2 = np.concatenate((z_r, b_in), -1)
-    W_h__rzn_T = transposed(W_h__rzn)
-    return (W_i_rz, W_h_rz, z_r, W_i__rzn, W_h__rzn, z_r_2, W_h__rzn_T)
+    W_h_rzn_T = transposed(W_h_rzn)
+    return (z_r, W_i_rzn, W_h_rzn, z_r_2, W_h_rzn_T)
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
@@ -48,8 +46,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
      b_in, W_hn, b_hn) = (params[name] for name in PARAMETERS)
 
     # Values of the parameters alone (see prepare)
-    (W_i_rz, W_h_rz, z_r, W_i__rzn, W_h__rzn, z_r_2,
-     W_h__rzn_T) = prepare(params) if prepared is None else prepared
+    z_r, W_i_rzn, W_h_rzn, z_r_2, W_h_rzn_T = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
@@ -73,13 +70,13 @@ def forward(params, inputs, initial, T, B, prepared=None):
     # Every step at once: what does not depend on the loop after it
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    np.dot(x[now].reshape(-1, 4), W_i__rzn.T, out=rz_n[now].reshape(-1, 24))
+    np.dot(x[now].reshape(-1, 4), W_i_rzn.T, out=rz_n[now].reshape(-1, 24))
     rz_n[now] += z_r_2
 
     # r(t), z(t), n(t), h(t): a loop forward in time
-    W_h__rzn_h = np.empty((B, 24), DTYPE)
-    slice_W_h__rzn_h = W_h__rzn_h[..., 0:16]
-    slice_W_h__rzn_h_2 = W_h__rzn_h[..., 16:24]
+    W_h_rzn_h = np.empty((B, 24), DTYPE)
+    slice_W_h_rzn_h = W_h_rzn_h[..., 0:16]
+    slice_W_h_rzn_h_2 = W_h_rzn_h[..., 16:24]
     z_n_2 = np.empty((B, 8), DTYPE)
     with np.errstate(over="ignore"):
         steps = zip(h[0:T], rz[1:T + 1], z_n[1:T + 1], r[1:T + 1], n[1:T + 1], z_h[1:T + 1],
@@ -87,17 +84,17 @@ def forward(params, inputs, initial, T, B, prepared=None):
         for (h_tm1, rz_t, z_n_t, r_t, n_t, z_h_t, z_t, h_t) in steps:
             # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
             # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-            np.dot(h_tm1, W_h__rzn_T, out=W_h__rzn_h)
+            np.dot(h_tm1, W_h_rzn_T, out=W_h_rzn_h)
             # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
             # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
             # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-            rz_t += slice_W_h__rzn_h
+            rz_t += slice_W_h_rzn_h
             np.negative(rz_t, out=rz_t)
             np.exp(rz_t, out=rz_t)
             rz_t += ONE
             np.divide(ONE, rz_t, out=rz_t)
             # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
-            np.add(b_hn, slice_W_h__rzn_h_2, out=z_n_t)
+            np.add(b_hn, slice_W_h_rzn_h_2, out=z_n_t)
             np.multiply(r_t, z_n_t, out=z_n_2)
             n_t += z_n_2
             np.tanh(n_t, out=n_t)
@@ -107,9 +104,9 @@ def forward(params, inputs, initial, T, B, prepared=None):
             h_t += n_t
 
     outputs = {"r": r[1:T + 1], "z": z[1:T + 1], "n": n[1:T + 1], "h": h[1:T + 1]}
-    tape = {"r": r, "z": z, "n": n, "h": h, "x": x, "rz_n": rz_n, "W_i_rz": W_i_rz,
-            "W_h_rz": W_h_rz, "z_r": z_r, "W_i__rzn": W_i__rzn, "W_h__rzn": W_h__rzn,
-            "z_r_2": z_r_2, "W_h__rzn_T": W_h__rzn_T, "rz": rz, "z_n": z_n, "z_h": z_h}
+    tape = {"r": r, "z": z, "n": n, "h": h, "x": x, "rz_n": rz_n, "z_r": z_r, "W_i_rzn": W_i_rzn,
+            "W_h_rzn": W_h_rzn, "z_r_2": z_r_2, "W_h_rzn_T": W_h_rzn_T, "rz": rz, "z_n": z_n,
+            "z_h": z_h}
     return outputs, tape
 
 
@@ -118,8 +115,8 @@ def backward(params, tape, cotangents, T, B):
     initial values: the blocks of forward in reverse, loops backward in time."""
     (W_ir, b_ir, W_hr, b_hr, W_iz, b_iz, W_hz, b_hz, W_in,
      b_in, W_hn, b_hn) = (params[name] for name in PARAMETERS)
-    (r, z, n, h, x, rz_n, W_i_rz, W_h_rz, z_r, W_i__rzn, W_h__rzn,
-     z_r_2, W_h__rzn_T, rz, z_n, z_h) = (tape[name] for name in TAPE)
+    (r, z, n, h, x, rz_n, z_r, W_i_rzn, W_h_rzn, z_r_2, W_h_rzn_T,
+     rz, z_n, z_h) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -179,7 +176,7 @@ def backward(params, tape, cotangents, T, B):
         if cot_z_t is not None:
             dz += cot_z_t
         np.multiply(drz, dz_r_3_t, out=dz_r_4_t)
-        np.dot(cat_dz_r_4_t, W_h__rzn, out=dh)
+        np.dot(cat_dz_r_4_t, W_h_rzn, out=dh)
         # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
         dh += dz_h_2
 
@@ -189,7 +186,7 @@ def backward(params, tape, cotangents, T, B):
     sum_rows(dz_n_4[now], (0, 1), db_hn)
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    dW_h__rzn = cat_dz_r_4[now].reshape(-1, 24).T @ h[tm1].reshape(-1, 8)
+    dW_h_rzn = cat_dz_r_4[now].reshape(-1, 24).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
     db_in = np.empty((8,), DTYPE)
@@ -200,20 +197,18 @@ def backward(params, tape, cotangents, T, B):
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
     sum_rows(dz_r_4[now], (0, 1), dz_r)
     dz_r_5 = np.concatenate((dz_r_4[now], dz_n_3[now]), -1)
-    dW_i__rzn = dz_r_5.reshape(-1, 24).T @ x[now].reshape(-1, 4)
-    np.dot(dz_r_5.reshape(-1, 24), W_i__rzn, out=dx[now].reshape(-1, 4))
+    dW_i_rzn = dz_r_5.reshape(-1, 24).T @ x[now].reshape(-1, 4)
+    np.dot(dz_r_5.reshape(-1, 24), W_i_rzn, out=dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    dW_h_rz = dW_h__rzn[0:16]
-    dW_hn = dW_h__rzn[16:24]
-    dW_i_rz = dW_i__rzn[0:16]
-    dW_in = dW_i__rzn[16:24]
-    dW_hr = dW_h_rz[0:8]
-    dW_hz = dW_h_rz[8:16]
-    dW_ir = dW_i_rz[0:8]
-    dW_iz = dW_i_rz[8:16]
+    dW_hr = dW_h_rzn[0:8]
+    dW_hz = dW_h_rzn[8:16]
+    dW_hn = dW_h_rzn[16:24]
+    dW_ir = dW_i_rzn[0:8]
+    dW_iz = dW_i_rzn[8:16]
+    dW_in = dW_i_rzn[16:24]
     db_hr = dz_r[..., 0:8]
     db_hz = dz_r[..., 8:16]
     db_ir = dz_r[..., 0:8].copy()
@@ -230,8 +225,8 @@ def backward_large(params, tape, cotangents, T, B):
     initial values: the blocks of forward in reverse, loops backward in time."""
     (W_ir, b_ir, W_hr, b_hr, W_iz, b_iz, W_hz, b_hz, W_in,
      b_in, W_hn, b_hn) = (params[name] for name in PARAMETERS)
-    (r, z, n, h, x, rz_n, W_i_rz, W_h_rz, z_r, W_i__rzn, W_h__rzn,
-     z_r_2, W_h__rzn_T, rz, z_n, z_h) = (tape[name] for name in TAPE)
+    (r, z, n, h, x, rz_n, z_r, W_i_rzn, W_h_rzn, z_r_2, W_h_rzn_T,
+     rz, z_n, z_h) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -286,7 +281,7 @@ def backward_large(params, tape, cotangents, T, B):
         if cot_z_t is not None:
             dz += cot_z_t
         dz_r_3_t *= drz
-        np.dot(cat_dz_r_3_t, W_h__rzn, out=dh)
+        np.dot(cat_dz_r_3_t, W_h_rzn, out=dh)
         # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
         dh += dz_h_2
 
@@ -296,7 +291,7 @@ def backward_large(params, tape, cotangents, T, B):
     sum_rows(dz_n_3[now], (0, 1), db_hn)
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    dW_h__rzn = cat_dz_r_3[now].reshape(-1, 24).T @ h[tm1].reshape(-1, 8)
+    dW_h_rzn = cat_dz_r_3[now].reshape(-1, 24).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
     db_in = np.empty((8,), DTYPE)
@@ -307,20 +302,18 @@ def backward_large(params, tape, cotangents, T, B):
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
     sum_rows(dz_r_3[now], (0, 1), dz_r)
     dz_r_4 = np.concatenate((dz_r_3[now], dz_n_2[now]), -1)
-    dW_i__rzn = dz_r_4.reshape(-1, 24).T @ x[now].reshape(-1, 4)
-    np.dot(dz_r_4.reshape(-1, 24), W_i__rzn, out=dx[now].reshape(-1, 4))
+    dW_i_rzn = dz_r_4.reshape(-1, 24).T @ x[now].reshape(-1, 4)
+    np.dot(dz_r_4.reshape(-1, 24), W_i_rzn, out=dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    dW_h_rz = dW_h__rzn[0:16]
-    dW_hn = dW_h__rzn[16:24]
-    dW_i_rz = dW_i__rzn[0:16]
-    dW_in = dW_i__rzn[16:24]
-    dW_hr = dW_h_rz[0:8]
-    dW_hz = dW_h_rz[8:16]
-    dW_ir = dW_i_rz[0:8]
-    dW_iz = dW_i_rz[8:16]
+    dW_hr = dW_h_rzn[0:8]
+    dW_hz = dW_h_rzn[8:16]
+    dW_hn = dW_h_rzn[16:24]
+    dW_ir = dW_i_rzn[0:8]
+    dW_iz = dW_i_rzn[8:16]
+    dW_in = dW_i_rzn[16:24]
     db_hr = dz_r[..., 0:8]
     db_hz = dz_r[..., 8:16]
     db_ir = dz_r[..., 0:8].copy()

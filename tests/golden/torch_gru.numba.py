@@ -18,8 +18,8 @@ ONE = DTYPE(1)
 PARAMETERS = ("W_ir", "b_ir", "W_hr", "b_hr", "W_iz", "b_iz", "W_hz", "b_hz", "W_in", "b_in",
               "W_hn", "b_hn")
 PREPARE = ("W_ir", "b_ir", "W_hr", "b_hr", "W_iz", "b_iz", "W_hz", "b_hz", "W_in", "b_in", "W_hn")
-TAPE = ("r", "z", "n", "h", "x", "rz_n", "W_i_rz", "W_h_rz", "z_r", "W_i__rzn", "W_h__rzn", "z_r_2",
-        "W_h__rzn_T", "rz", "z_n", "z_h")
+TAPE = ("r", "z", "n", "h", "x", "rz_n", "z_r", "W_i_rzn", "W_h_rzn", "z_r_2", "W_h_rzn_T", "rz",
+        "z_n", "z_h")
 
 
 def prepare(params):
@@ -32,14 +32,12 @@ def prepare(params):
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
     z_r_3 = np.concatenate((b_ir, b_iz), -1)
     z_r_4 = np.concatenate((b_hr, b_hz), -1)
-    W_i_rz = np.concatenate((W_ir, W_iz), 0)
-    W_h_rz = np.concatenate((W_hr, W_hz), 0)
     z_r = z_r_3 + z_r_4
-    W_i__rzn = np.concatenate((W_i_rz, W_in), 0)
-    W_h__rzn = np.concatenate((W_h_rz, W_hn), 0)
+    W_i_rzn = np.concatenate((W_ir, W_iz, W_in), 0)
+    W_h_rzn = np.concatenate((W_hr, W_hz, W_hn), 0)
     z_r_2 = np.concatenate((z_r, b_in), -1)
-    W_h__rzn_T = transposed(W_h__rzn)
-    return (W_i_rz, W_h_rz, z_r, W_i__rzn, W_h__rzn, z_r_2, W_h__rzn_T)
+    W_h_rzn_T = transposed(W_h_rzn)
+    return (z_r, W_i_rzn, W_h_rzn, z_r_2, W_h_rzn_T)
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
@@ -48,8 +46,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
      b_in, W_hn, b_hn) = (params[name] for name in PARAMETERS)
 
     # Values of the parameters alone (see prepare)
-    (W_i_rz, W_h_rz, z_r, W_i__rzn, W_h__rzn, z_r_2,
-     W_h__rzn_T) = prepare(params) if prepared is None else prepared
+    z_r, W_i_rzn, W_h_rzn, z_r_2, W_h_rzn_T = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
@@ -73,34 +70,34 @@ def forward(params, inputs, initial, T, B, prepared=None):
     # Every step at once: what does not depend on the loop after it
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    np.dot(x[now].reshape(-1, 4), W_i__rzn.T, out=rz_n[now].reshape(-1, 24))
+    np.dot(x[now].reshape(-1, 4), W_i_rzn.T, out=rz_n[now].reshape(-1, 24))
     rz_n[now] += z_r_2
 
     # r(t), z(t), n(t), h(t): a loop forward in time
-    W_h__rzn_h = np.empty((B, 24), DTYPE)
-    slice_W_h__rzn_h = W_h__rzn_h[..., 0:16]
-    slice_W_h__rzn_h_2 = W_h__rzn_h[..., 16:24]
+    W_h_rzn_h = np.empty((B, 24), DTYPE)
+    slice_W_h_rzn_h = W_h_rzn_h[..., 0:16]
+    slice_W_h_rzn_h_2 = W_h_rzn_h[..., 16:24]
     z_n_2 = np.empty((B, 8), DTYPE)
     with np.errstate(over="ignore"):
         if B != 1 or not loop_r_z_n_h(T, h[0:T], rz[1:T + 1], z_n[1:T + 1], r[1:T + 1], n[1:T + 1],
-                                      z_h[1:T + 1], z[1:T + 1], h[1:T + 1], W_h__rzn_T, W_h__rzn_h,
-                                      slice_W_h__rzn_h, b_hn, slice_W_h__rzn_h_2, z_n_2):
+                                      z_h[1:T + 1], z[1:T + 1], h[1:T + 1], W_h_rzn_T, W_h_rzn_h,
+                                      slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2, z_n_2):
             steps = zip(h[0:T], rz[1:T + 1], z_n[1:T + 1], r[1:T + 1], n[1:T + 1], z_h[1:T + 1],
                         z[1:T + 1], h[1:T + 1])
             for (h_tm1, rz_t, z_n_t, r_t, n_t, z_h_t, z_t, h_t) in steps:
                 # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
                 # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-                np.dot(h_tm1, W_h__rzn_T, out=W_h__rzn_h)
+                np.dot(h_tm1, W_h_rzn_T, out=W_h_rzn_h)
                 # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
                 # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
                 # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-                rz_t += slice_W_h__rzn_h
+                rz_t += slice_W_h_rzn_h
                 np.negative(rz_t, out=rz_t)
                 np.exp(rz_t, out=rz_t)
                 rz_t += ONE
                 np.divide(ONE, rz_t, out=rz_t)
                 # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
-                np.add(b_hn, slice_W_h__rzn_h_2, out=z_n_t)
+                np.add(b_hn, slice_W_h_rzn_h_2, out=z_n_t)
                 np.multiply(r_t, z_n_t, out=z_n_2)
                 n_t += z_n_2
                 np.tanh(n_t, out=n_t)
@@ -110,9 +107,9 @@ def forward(params, inputs, initial, T, B, prepared=None):
                 h_t += n_t
 
     outputs = {"r": r[1:T + 1], "z": z[1:T + 1], "n": n[1:T + 1], "h": h[1:T + 1]}
-    tape = {"r": r, "z": z, "n": n, "h": h, "x": x, "rz_n": rz_n, "W_i_rz": W_i_rz,
-            "W_h_rz": W_h_rz, "z_r": z_r, "W_i__rzn": W_i__rzn, "W_h__rzn": W_h__rzn,
-            "z_r_2": z_r_2, "W_h__rzn_T": W_h__rzn_T, "rz": rz, "z_n": z_n, "z_h": z_h}
+    tape = {"r": r, "z": z, "n": n, "h": h, "x": x, "rz_n": rz_n, "z_r": z_r, "W_i_rzn": W_i_rzn,
+            "W_h_rzn": W_h_rzn, "z_r_2": z_r_2, "W_h_rzn_T": W_h_rzn_T, "rz": rz, "z_n": z_n,
+            "z_h": z_h}
     return outputs, tape
 
 
@@ -121,8 +118,8 @@ def backward(params, tape, cotangents, T, B):
     initial values: the blocks of forward in reverse, loops backward in time."""
     (W_ir, b_ir, W_hr, b_hr, W_iz, b_iz, W_hz, b_hz, W_in,
      b_in, W_hn, b_hn) = (params[name] for name in PARAMETERS)
-    (r, z, n, h, x, rz_n, W_i_rz, W_h_rz, z_r, W_i__rzn, W_h__rzn,
-     z_r_2, W_h__rzn_T, rz, z_n, z_h) = (tape[name] for name in TAPE)
+    (r, z, n, h, x, rz_n, z_r, W_i_rzn, W_h_rzn, z_r_2, W_h_rzn_T,
+     rz, z_n, z_h) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -161,7 +158,7 @@ def backward(params, tape, cotangents, T, B):
                                   z[1:T + 1], cotangents.get("z"), dz_n_3[1:T + 1],
                                   dz_n_2[1:T + 1], z_n[1:T + 1], dz_n_4[1:T + 1], r[1:T + 1],
                                   cotangents.get("r"), dz_r_4[1:T + 1], dz_r_3[1:T + 1],
-                                  cat_dz_r_4[1:T + 1], dh, dz, dz_h_2, dn, dr, drz, W_h__rzn):
+                                  cat_dz_r_4[1:T + 1], dh, dz, dz_h_2, dn, dr, drz, W_h_rzn):
         steps = zip(cot_n[::-1], cot_h[::-1], z_h[1:T + 1][::-1], z[1:T + 1][::-1], cot_z[::-1],
                     dz_n_3[1:T + 1][::-1], dz_n_2[1:T + 1][::-1], z_n[1:T + 1][::-1],
                     dz_n_4[1:T + 1][::-1], r[1:T + 1][::-1], cot_r[::-1], dz_r_4[1:T + 1][::-1],
@@ -187,7 +184,7 @@ def backward(params, tape, cotangents, T, B):
             if cot_z_t is not None:
                 dz += cot_z_t
             np.multiply(drz, dz_r_3_t, out=dz_r_4_t)
-            np.dot(cat_dz_r_4_t, W_h__rzn, out=dh)
+            np.dot(cat_dz_r_4_t, W_h_rzn, out=dh)
             # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
             dh += dz_h_2
 
@@ -197,7 +194,7 @@ def backward(params, tape, cotangents, T, B):
     sum_rows(dz_n_4[now], (0, 1), db_hn)
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    dW_h__rzn = cat_dz_r_4[now].reshape(-1, 24).T @ h[tm1].reshape(-1, 8)
+    dW_h_rzn = cat_dz_r_4[now].reshape(-1, 24).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
     db_in = np.empty((8,), DTYPE)
@@ -208,20 +205,18 @@ def backward(params, tape, cotangents, T, B):
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
     sum_rows(dz_r_4[now], (0, 1), dz_r)
     dz_r_5 = np.concatenate((dz_r_4[now], dz_n_3[now]), -1)
-    dW_i__rzn = dz_r_5.reshape(-1, 24).T @ x[now].reshape(-1, 4)
-    np.dot(dz_r_5.reshape(-1, 24), W_i__rzn, out=dx[now].reshape(-1, 4))
+    dW_i_rzn = dz_r_5.reshape(-1, 24).T @ x[now].reshape(-1, 4)
+    np.dot(dz_r_5.reshape(-1, 24), W_i_rzn, out=dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    dW_h_rz = dW_h__rzn[0:16]
-    dW_hn = dW_h__rzn[16:24]
-    dW_i_rz = dW_i__rzn[0:16]
-    dW_in = dW_i__rzn[16:24]
-    dW_hr = dW_h_rz[0:8]
-    dW_hz = dW_h_rz[8:16]
-    dW_ir = dW_i_rz[0:8]
-    dW_iz = dW_i_rz[8:16]
+    dW_hr = dW_h_rzn[0:8]
+    dW_hz = dW_h_rzn[8:16]
+    dW_hn = dW_h_rzn[16:24]
+    dW_ir = dW_i_rzn[0:8]
+    dW_iz = dW_i_rzn[8:16]
+    dW_in = dW_i_rzn[16:24]
     db_hr = dz_r[..., 0:8]
     db_hz = dz_r[..., 8:16]
     db_ir = dz_r[..., 0:8].copy()
@@ -238,8 +233,8 @@ def backward_large(params, tape, cotangents, T, B):
     initial values: the blocks of forward in reverse, loops backward in time."""
     (W_ir, b_ir, W_hr, b_hr, W_iz, b_iz, W_hz, b_hz, W_in,
      b_in, W_hn, b_hn) = (params[name] for name in PARAMETERS)
-    (r, z, n, h, x, rz_n, W_i_rz, W_h_rz, z_r, W_i__rzn, W_h__rzn,
-     z_r_2, W_h__rzn_T, rz, z_n, z_h) = (tape[name] for name in TAPE)
+    (r, z, n, h, x, rz_n, z_r, W_i_rzn, W_h_rzn, z_r_2, W_h_rzn_T,
+     rz, z_n, z_h) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -269,7 +264,7 @@ def backward_large(params, tape, cotangents, T, B):
                                     z[1:T + 1], cotangents.get("z"), n[1:T + 1], dz_n_2[1:T + 1],
                                     z_n[1:T + 1], dz_n_3[1:T + 1], r[1:T + 1], cotangents.get("r"),
                                     rz[1:T + 1], dz_r_3[1:T + 1], cat_dz_r_3[1:T + 1], dh, dz,
-                                    dz_h_2, dn, dz_n_4, ONE, dr, sub_rz, drz, W_h__rzn):
+                                    dz_h_2, dn, dz_n_4, ONE, dr, sub_rz, drz, W_h_rzn):
         steps = zip(cot_n[::-1], cot_h[::-1], z_h[1:T + 1][::-1], z[1:T + 1][::-1], cot_z[::-1],
                     n[1:T + 1][::-1], dz_n_2[1:T + 1][::-1], z_n[1:T + 1][::-1],
                     dz_n_3[1:T + 1][::-1], r[1:T + 1][::-1], cot_r[::-1], rz[1:T + 1][::-1],
@@ -299,7 +294,7 @@ def backward_large(params, tape, cotangents, T, B):
             if cot_z_t is not None:
                 dz += cot_z_t
             dz_r_3_t *= drz
-            np.dot(cat_dz_r_3_t, W_h__rzn, out=dh)
+            np.dot(cat_dz_r_3_t, W_h_rzn, out=dh)
             # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
             dh += dz_h_2
 
@@ -309,7 +304,7 @@ def backward_large(params, tape, cotangents, T, B):
     sum_rows(dz_n_3[now], (0, 1), db_hn)
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    dW_h__rzn = cat_dz_r_3[now].reshape(-1, 24).T @ h[tm1].reshape(-1, 8)
+    dW_h_rzn = cat_dz_r_3[now].reshape(-1, 24).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
     db_in = np.empty((8,), DTYPE)
@@ -320,20 +315,18 @@ def backward_large(params, tape, cotangents, T, B):
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
     sum_rows(dz_r_3[now], (0, 1), dz_r)
     dz_r_4 = np.concatenate((dz_r_3[now], dz_n_2[now]), -1)
-    dW_i__rzn = dz_r_4.reshape(-1, 24).T @ x[now].reshape(-1, 4)
-    np.dot(dz_r_4.reshape(-1, 24), W_i__rzn, out=dx[now].reshape(-1, 4))
+    dW_i_rzn = dz_r_4.reshape(-1, 24).T @ x[now].reshape(-1, 4)
+    np.dot(dz_r_4.reshape(-1, 24), W_i_rzn, out=dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    dW_h_rz = dW_h__rzn[0:16]
-    dW_hn = dW_h__rzn[16:24]
-    dW_i_rz = dW_i__rzn[0:16]
-    dW_in = dW_i__rzn[16:24]
-    dW_hr = dW_h_rz[0:8]
-    dW_hz = dW_h_rz[8:16]
-    dW_ir = dW_i_rz[0:8]
-    dW_iz = dW_i_rz[8:16]
+    dW_hr = dW_h_rzn[0:8]
+    dW_hz = dW_h_rzn[8:16]
+    dW_hn = dW_h_rzn[16:24]
+    dW_ir = dW_i_rzn[0:8]
+    dW_iz = dW_i_rzn[8:16]
+    dW_in = dW_i_rzn[16:24]
     db_hr = dz_r[..., 0:8]
     db_hz = dz_r[..., 8:16]
     db_ir = dz_r[..., 0:8].copy()
@@ -346,7 +339,7 @@ def backward_large(params, tape, cotangents, T, B):
 
 
 def loop_r_z_n_h(T, h_tm1_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_t_all, z_t_all, h_t_all,
-                 W_h__rzn_T, W_h__rzn_h, slice_W_h__rzn_h, b_hn, slice_W_h__rzn_h_2, z_n_2):
+                 W_h_rzn_T, W_h_rzn_h, slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2, z_n_2):
     """The loop forward in time of r(t), z(t), n(t), h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
@@ -362,14 +355,14 @@ def loop_r_z_n_h(T, h_tm1_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_t_all,
         h_t = h_t_all[step]
         # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
         # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-        jitops.dot(h_tm1, W_h__rzn_T, W_h__rzn_h)
+        jitops.dot(h_tm1, W_h_rzn_T, W_h_rzn_h)
         # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
         # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
         # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-        jitops.add(rz_t, slice_W_h__rzn_h, rz_t)
+        jitops.add(rz_t, slice_W_h_rzn_h, rz_t)
         jitops.sigmoid(rz_t, rz_t)
         # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
-        jitops.add(b_hn, slice_W_h__rzn_h_2, z_n_t)
+        jitops.add(b_hn, slice_W_h_rzn_h_2, z_n_t)
         jitops.multiply(r_t, z_n_t, z_n_2)
         jitops.add(n_t, z_n_2, n_t)
         jitops.tanh(n_t, n_t)
@@ -382,7 +375,7 @@ def loop_r_z_n_h(T, h_tm1_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_t_all,
 
 def back_r_z_n_h(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, dz_n_3_t_all, dz_n_2_t_all, z_n_t_all,
                  dz_n_4_t_all, r_t_all, cot_r, dz_r_4_t_all, dz_r_3_t_all, cat_dz_r_4_t_all, dh,
-                 dz, dz_h_2, dn, dr, drz, W_h__rzn):
+                 dz, dz_h_2, dn, dr, drz, W_h_rzn):
     """The loop backward in time of r(t), z(t), n(t), h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
@@ -417,7 +410,7 @@ def back_r_z_n_h(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, dz_n_3_t_all, dz_n_
         if cot_z is not None:
             jitops.add(dz, cot_z[step], dz)
         jitops.multiply(drz, dz_r_3_t, dz_r_4_t)
-        jitops.dot(cat_dz_r_4_t, W_h__rzn, dh)
+        jitops.dot(cat_dz_r_4_t, W_h_rzn, dh)
         # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
         jitops.add(dh, dz_h_2, dh)
     return True
@@ -425,7 +418,7 @@ def back_r_z_n_h(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, dz_n_3_t_all, dz_n_
 
 def back_r_z_n_h_2(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, n_t_all, dz_n_2_t_all, z_n_t_all,
                    dz_n_3_t_all, r_t_all, cot_r, rz_t_all, dz_r_3_t_all, cat_dz_r_3_t_all, dh, dz,
-                   dz_h_2, dn, dz_n_4, ONE, dr, sub_rz, drz, W_h__rzn):
+                   dz_h_2, dn, dz_n_4, ONE, dr, sub_rz, drz, W_h_rzn):
     """The loop backward in time of r(t), z(t), n(t), h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
@@ -464,7 +457,7 @@ def back_r_z_n_h_2(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, n_t_all, dz_n_2_t
         if cot_z is not None:
             jitops.add(dz, cot_z[step], dz)
         jitops.multiply(drz, dz_r_3_t, dz_r_3_t)
-        jitops.dot(cat_dz_r_3_t, W_h__rzn, dh)
+        jitops.dot(cat_dz_r_3_t, W_h_rzn, dh)
         # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
         jitops.add(dh, dz_h_2, dh)
     return True
