@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .program import Block, Home, Program, Tmp
+from .program import Block, Home, Program, Tmp, count_uses
 
 
 @dataclass
@@ -125,11 +125,7 @@ def step_plan(prog: Program, block: Block, local: dict, in_place, lanewise,
     plan = StepPlan()
     eqns = block.eqns
     made = {e.out.name: i for i, e in enumerate(eqns) if isinstance(e.out, Tmp)}
-    uses: dict[str, int] = {}
-    for e in eqns:
-        for a in e.args:
-            if isinstance(a, Tmp):
-                uses[a.name] = uses.get(a.name, 0) + 1
+    uses = count_uses(eqns)
     here = {n: g for n, g in local.items() if g.block is block}
 
     def base(name):

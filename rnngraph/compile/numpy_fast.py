@@ -16,7 +16,7 @@ from .numpy_calls import OUT_OPS, call, const_name
 from .numpy_plain import Printer
 from .passes import parameters_alone
 from .optable import ATOM, MUL, UNARY, Text, lookup
-from .program import Block, Const, Eqn, Home, Program, Tmp
+from .program import Block, Const, Eqn, Home, Program, Tmp, count_uses
 
 
 class FastPrinter(Printer):
@@ -318,11 +318,7 @@ class FastPrinter(Printer):
 
         # A temporary whose one use binds a gradient (``dW = outer_dz``) is made under the
         # gradient's name (``dW = ...``): no alias in what is printed
-        uses: dict[str, int] = {}
-        for e in block.eqns:
-            for a in e.args:
-                if isinstance(a, Tmp):
-                    uses[a.name] = uses.get(a.name, 0) + 1
+        uses = count_uses(block.eqns)
         binds = {e.args[0].name: i for i, e in enumerate(block.eqns)
                  if e.accumulate and isinstance(e.out, Home) and self.is_bound(e.out)
                  and isinstance(e.args[0], Tmp) and uses.get(e.args[0].name) == 1

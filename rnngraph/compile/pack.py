@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from .optable import lookup
 from .passes import copy_program
-from .program import Block, Const, Eqn, Home, Program, Tmp, Type
+from .program import Block, Const, Eqn, Home, Program, Tmp, Type, count_uses
 
 
 def _lanewise(op: str) -> bool:
@@ -73,11 +73,7 @@ class _Shape:
     def __init__(self, prog: Program, block: Block):
         self.prog, self.eqns = prog, block.eqns
         self.made = {e.out.name: i for i, e in enumerate(block.eqns) if isinstance(e.out, Tmp)}
-        self.uses: dict[str, int] = {}
-        for e in block.eqns:
-            for a in e.args:
-                if isinstance(a, Tmp):
-                    self.uses[a.name] = self.uses.get(a.name, 0) + 1
+        self.uses = count_uses(block.eqns)
         self.written: dict = {}
         for i, e in enumerate(block.eqns):
             if isinstance(e.out, Home):

@@ -206,3 +206,13 @@ class Program:
 def _context(eqns, i) -> str:
     rows = [f"{'>' if j == i else ' '} {eqns[j]}" for j in range(max(i - 2, 0), min(i + 3, len(eqns)))]
     return ":\n" + "\n".join(rows)
+
+
+def count_uses(eqns) -> dict[str, int]:
+    """{temporary: how many arguments of ``eqns`` read it}."""
+    count: dict[str, int] = {}
+    for e in eqns:
+        for a in e.args:
+            if isinstance(a, Tmp):
+                count[a.name] = count.get(a.name, 0) + 1
+    return count

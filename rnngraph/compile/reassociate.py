@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from .optable import lookup
 from .passes import copy_program
-from .program import Const, Eqn, Home, Program, Tmp
+from .program import Const, Eqn, Home, Program, Tmp, count_uses
 
 
 _SUM = ("add", "sub", "neg")
@@ -27,11 +27,7 @@ def reassociate(prog: Program) -> Program:
             continue
         written = {e.out.key for e in block.eqns if isinstance(e.out, Home)}
         made = {e.out.name: e for e in block.eqns if isinstance(e.out, Tmp)}
-        uses: dict[str, int] = {}
-        for e in block.eqns:
-            for a in e.args:
-                if isinstance(a, Tmp):
-                    uses[a.name] = uses.get(a.name, 0) + 1
+        uses = count_uses(block.eqns)
         moving: dict[str, bool] = {}          # temporary -> whether it depends on the loop
         for e in block.eqns:
             if isinstance(e.out, Tmp):
@@ -117,11 +113,7 @@ def interpolations(prog: Program) -> Program:
     out = copy_program(prog)
     for block in out.blocks:
         made = {e.out.name: e for e in block.eqns if isinstance(e.out, Tmp)}
-        uses: dict[str, int] = {}
-        for e in block.eqns:
-            for a in e.args:
-                if isinstance(a, Tmp):
-                    uses[a.name] = uses.get(a.name, 0) + 1
+        uses = count_uses(block.eqns)
 
         def once(a, op):
             """The equation making ``a``, if ``a`` is a temporary used once made by ``op``."""
