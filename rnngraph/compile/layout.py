@@ -11,6 +11,8 @@
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .optable import lookup
 from .passes import copy_program
 from .program import Block, Eqn, Home, Program, Tmp, Type
@@ -50,8 +52,54 @@ def concat_views(prog: Program) -> Program:
             bases.add(X.name)
             drop.append(i)
         b.eqns = [e for i, e in enumerate(b.eqns) if i not in drop]
+    _concat_arrays(out, writes, bases)
     out.check()
     return out
+
+
+def _concat_arrays(out: Program, writes: dict, bases: set) -> None:
+    """A concatenation over every step (a temporary of an every-step block) of made
+    arrays of which some are lanes of another array already: it becomes an array of
+    its own, the free pieces its lanes (written where they are computed), the others
+    copied into theirs.  A GRU's input weights' gradient reads [d(r, z), dn] while the
+    recurrent one reads [d(r, z), r dn]: one (T, B, 3n) array and a copy of 2n lanes,
+    where np.concatenate made a (T, B, 3n) temporary beside dn's (T, B, n) array."""
+    for k, b in enumerate(out.blocks):
+        if b.kind != "all":
+            continue
+        for i, e in enumerate(list(b.eqns)):
+            if e.op != "concat" or not isinstance(e.out, Tmp) or len(set(e.args)) != len(e.args):
+                continue
+            made = [a for a in e.args if isinstance(a, Home) and a.offset == 0 and not a.grad
+                    and a.name.startswith("%") and a.name not in bases
+                    and a.name in out.timed and len(writes.get(a.key, ())) == 1
+                    and out.types[("home", a.name)].lead == 1]
+            if len(made) != len(e.args) or not any(a.name in out.views for a in made) \
+                    or all(a.name in out.views for a in made):
+                continue
+            base = f"%c{e.out.name[1:]}"
+            total = sum(out.types[("home", a.name)].shape[-1] for a in made)
+            out.types[("home", base)] = Type(1, (total,))
+            out.timed.add(base)
+            copies, lo = [], 0
+            for a in made:
+                n = out.types[("home", a.name)].shape[-1]
+                if a.name in out.views:
+                    lanes = f"{base}_{lo}"
+                    out.types[("home", lanes)] = Type(1, (n,))
+                    out.timed.add(lanes)
+                    out.views[lanes] = (base, lo, lo + n)
+                    copies.append(Eqn(Home(lanes, 0), "copy", (a,), origin=e.origin))
+                else:
+                    out.views[a.name] = (base, lo, lo + n)
+                lo += n
+            bases.add(base)
+            whole = Home(base, 0)
+            at = b.eqns.index(e)
+            b.eqns[at:at + 1] = copies
+            b.eqns[:] = [replace(x, args=tuple(whole if a == e.out else a for a in x.args))
+                         for x in b.eqns]
+            out.types.pop(("tmp", e.out.name), None)
 
 
 def sink_carried_writes(prog: Program) -> Program:

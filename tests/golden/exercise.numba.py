@@ -78,7 +78,7 @@ def forward(params, inputs, initial, n_steps, B, prepared=None):
     z_h1_2_h2 = np.empty((B, 16), DTYPE)
     slice_z_h1_2_h2 = z_h1_2_h2[..., 0:8]
     slice_z_h1_2_h2_2 = z_h1_2_h2[..., 8:16]
-    z_h1_4 = np.empty((B, 8), DTYPE)
+    z_h1_5 = np.empty((B, 8), DTYPE)
     R_h1 = np.empty((B, 8), DTYPE)
     T_y = np.empty((B, 8), DTYPE)
     z_h2 = np.empty((B, 8), DTYPE)
@@ -88,7 +88,7 @@ def forward(params, inputs, initial, n_steps, B, prepared=None):
     if B != 1 or not loop_h1_h2_y(n_steps, h1[0:n_steps], h2[0:n_steps], r31[1:n_steps + 1],
                                   h1[1:n_steps + 1], y[0:n_steps], h2[1:n_steps + 1],
                                   r35[1:n_steps + 1], y[1:n_steps + 1], V_T, V_h1, z_h1_2_T,
-                                  z_h1_2_h2, z_h1_4, slice_z_h1_2_h2, R_T, R_h1, T_T, T_y, c, z_h2,
+                                  z_h1_2_h2, z_h1_5, slice_z_h1_2_h2, R_T, R_h1, T_T, T_y, c, z_h2,
                                   slice_z_h1_2_h2_2, z_h2_2, Q_T, Q_h2, z_y):
         steps = zip(h1[0:n_steps], h2[0:n_steps], r31[1:n_steps + 1], h1[1:n_steps + 1],
                     y[0:n_steps], h2[1:n_steps + 1], r35[1:n_steps + 1], y[1:n_steps + 1])
@@ -98,8 +98,8 @@ def forward(params, inputs, initial, n_steps, B, prepared=None):
             np.dot(h2_tm1, z_h1_2_T, out=z_h1_2_h2)
             # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
             # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-            np.add(r31_t, V_h1, out=z_h1_4)
-            np.add(z_h1_4, slice_z_h1_2_h2, out=h1_t)
+            np.add(r31_t, V_h1, out=z_h1_5)
+            np.add(z_h1_5, slice_z_h1_2_h2, out=h1_t)
             np.tanh(h1_t, out=h1_t)
             # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
             np.dot(h1_t, R_T, out=R_h1)
@@ -134,11 +134,14 @@ def backward(params, tape, cotangents, n_steps, B):
     dx[:1] = 0
     dz_h2 = WORK.empty((n_steps + 1, B, 8), DTYPE, "dz_h2")   # every step written
     dz_h1_4 = WORK.empty((n_steps + 1, B, 8), DTYPE, "dz_h1_4")   # every step written
-    dz_y = WORK.empty((n_steps + 1, B, 3), DTYPE, "dz_y")   # every step written
     cat_dz_h1_5 = WORK.empty((n_steps + 1, B, 16), DTYPE, "cat_dz_h1_5")
     cat_dz_h1_5[:1] = 0
+    cat_z_h1_4 = WORK.empty((n_steps + 1, B, 11), DTYPE, "cat_z_h1_4")
+    cat_z_h1_4[:1] = 0
     dz_h1_5 = cat_dz_h1_5[..., 0:8]
     dz_h2_2 = cat_dz_h1_5[..., 8:16]
+    z_h1_4 = cat_z_h1_4[..., 0:8]
+    dz_y = cat_z_h1_4[..., 8:11]
 
     # Every step at once
     # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
@@ -212,9 +215,9 @@ def backward(params, tape, cotangents, n_steps, B):
     sum_rows(dz_y[now], (0, 1), dd)
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
     sum_rows(dz_h1_5[now], (0, 1), db)
-    dz_h1_6 = np.concatenate((dz_h1_5[now], dz_y[now]), -1)
-    dz_h1 = dz_h1_6.reshape(-1, 11).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h1_6.reshape(-1, 11), z_h1, out=dx[now].reshape(-1, 4))
+    np.copyto(z_h1_4[now], dz_h1_5[now])
+    dz_h1 = cat_z_h1_4[now].reshape(-1, 11).T @ x[now].reshape(-1, 4)
+    np.dot(cat_z_h1_4[now].reshape(-1, 11), z_h1, out=dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
@@ -240,11 +243,14 @@ def backward_large(params, tape, cotangents, n_steps, B):
     # Gradients start at zero, and at the cotangents for the outputs
     dx = WORK.empty(x.shape, DTYPE, "dx")
     dx[:1] = 0
-    dz_y = WORK.empty((n_steps + 1, B, 3), DTYPE, "dz_y")   # every step written
     cat_dz_h1_4 = WORK.empty((n_steps + 1, B, 16), DTYPE, "cat_dz_h1_4")
     cat_dz_h1_4[:1] = 0
+    cat_z_h1_4 = WORK.empty((n_steps + 1, B, 11), DTYPE, "cat_z_h1_4")
+    cat_z_h1_4[:1] = 0
     dz_h1_4 = cat_dz_h1_4[..., 0:8]
     dz_h2 = cat_dz_h1_4[..., 8:16]
+    z_h1_4 = cat_z_h1_4[..., 0:8]
+    dz_y = cat_z_h1_4[..., 8:11]
 
     # h1(t), h2(t), y(t): back through time (backward)
     dy = np.zeros((B, 3), DTYPE)
@@ -316,9 +322,9 @@ def backward_large(params, tape, cotangents, n_steps, B):
     sum_rows(dz_y[now], (0, 1), dd)
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
     sum_rows(dz_h1_4[now], (0, 1), db)
-    dz_h1_6 = np.concatenate((dz_h1_4[now], dz_y[now]), -1)
-    dz_h1 = dz_h1_6.reshape(-1, 11).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h1_6.reshape(-1, 11), z_h1, out=dx[now].reshape(-1, 4))
+    np.copyto(z_h1_4[now], dz_h1_4[now])
+    dz_h1 = cat_z_h1_4[now].reshape(-1, 11).T @ x[now].reshape(-1, 4)
+    np.dot(cat_z_h1_4[now].reshape(-1, 11), z_h1, out=dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
@@ -333,7 +339,7 @@ def backward_large(params, tape, cotangents, n_steps, B):
 
 
 def loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_t_all, h1_t_all, y_tm1_all, h2_t_all,
-                 r35_t_all, y_t_all, V_T, V_h1, z_h1_2_T, z_h1_2_h2, z_h1_4, slice_z_h1_2_h2, R_T,
+                 r35_t_all, y_t_all, V_T, V_h1, z_h1_2_T, z_h1_2_h2, z_h1_5, slice_z_h1_2_h2, R_T,
                  R_h1, T_T, T_y, c, z_h2, slice_z_h1_2_h2_2, z_h2_2, Q_T, Q_h2, z_y):
     """The loop forward in time of h1(t), h2(t), y(t).
 
@@ -353,8 +359,8 @@ def loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_t_all, h1_t_all, y_tm1_all
         jitops.dot(h2_tm1, z_h1_2_T, z_h1_2_h2)
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
         # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-        jitops.add(r31_t, V_h1, z_h1_4)
-        jitops.add(z_h1_4, slice_z_h1_2_h2, h1_t)
+        jitops.add(r31_t, V_h1, z_h1_5)
+        jitops.add(z_h1_5, slice_z_h1_2_h2, h1_t)
         jitops.tanh(h1_t, h1_t)
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
         jitops.dot(h1_t, R_T, R_h1)

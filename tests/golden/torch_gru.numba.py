@@ -30,9 +30,9 @@ def prepare(params):
      b_in, W_hn) = (params[name] for name in PREPARE)
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    z_r_3 = np.concatenate((b_ir, b_iz), -1)
-    z_r_4 = np.concatenate((b_hr, b_hz), -1)
-    z_r = z_r_3 + z_r_4
+    z_r_4 = np.concatenate((b_ir, b_iz), -1)
+    z_r_5 = np.concatenate((b_hr, b_hz), -1)
+    z_r = z_r_4 + z_r_5
     W_i_rzn = np.concatenate((W_ir, W_iz, W_in), 0)
     W_h_rzn = np.concatenate((W_hr, W_hz, W_hn), 0)
     z_r_2 = np.concatenate((z_r, b_in), -1)
@@ -128,11 +128,14 @@ def backward(params, tape, cotangents, T, B):
     dx[:1] = 0
     dz_n_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_n_2")   # every step written
     dz_r_3 = WORK.empty((T + 1, B, 16), DTYPE, "dz_r_3")   # every step written
-    dz_n_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_n_3")   # every step written
     cat_dz_r_4 = WORK.empty((T + 1, B, 24), DTYPE, "cat_dz_r_4")
     cat_dz_r_4[:1] = 0
+    cat_z_r_3 = WORK.empty((T + 1, B, 24), DTYPE, "cat_z_r_3")
+    cat_z_r_3[:1] = 0
     dz_r_4 = cat_dz_r_4[..., 0:16]
     dz_n_4 = cat_dz_r_4[..., 16:24]
+    z_r_3 = cat_z_r_3[..., 0:16]
+    dz_n_3 = cat_z_r_3[..., 16:24]
 
     # Every step at once
     # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
@@ -204,9 +207,9 @@ def backward(params, tape, cotangents, T, B):
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
     sum_rows(dz_r_4[now], (0, 1), dz_r)
-    dz_r_5 = np.concatenate((dz_r_4[now], dz_n_3[now]), -1)
-    dW_i_rzn = dz_r_5.reshape(-1, 24).T @ x[now].reshape(-1, 4)
-    np.dot(dz_r_5.reshape(-1, 24), W_i_rzn, out=dx[now].reshape(-1, 4))
+    np.copyto(z_r_3[now], dz_r_4[now])
+    dW_i_rzn = cat_z_r_3[now].reshape(-1, 24).T @ x[now].reshape(-1, 4)
+    np.dot(cat_z_r_3[now].reshape(-1, 24), W_i_rzn, out=dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
@@ -241,11 +244,14 @@ def backward_large(params, tape, cotangents, T, B):
     # Gradients start at zero, and at the cotangents for the outputs
     dx = WORK.empty(x.shape, DTYPE, "dx")
     dx[:1] = 0
-    dz_n_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_n_2")   # every step written
     cat_dz_r_3 = WORK.empty((T + 1, B, 24), DTYPE, "cat_dz_r_3")
     cat_dz_r_3[:1] = 0
+    cat_z_r_3 = WORK.empty((T + 1, B, 24), DTYPE, "cat_z_r_3")
+    cat_z_r_3[:1] = 0
     dz_r_3 = cat_dz_r_3[..., 0:16]
     dz_n_3 = cat_dz_r_3[..., 16:24]
+    z_r_3 = cat_z_r_3[..., 0:16]
+    dz_n_2 = cat_z_r_3[..., 16:24]
 
     # r(t), z(t), n(t), h(t): back through time (backward)
     dn = np.empty((B, 8), DTYPE)
@@ -314,9 +320,9 @@ def backward_large(params, tape, cotangents, T, B):
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
     sum_rows(dz_r_3[now], (0, 1), dz_r)
-    dz_r_4 = np.concatenate((dz_r_3[now], dz_n_2[now]), -1)
-    dW_i_rzn = dz_r_4.reshape(-1, 24).T @ x[now].reshape(-1, 4)
-    np.dot(dz_r_4.reshape(-1, 24), W_i_rzn, out=dx[now].reshape(-1, 4))
+    np.copyto(z_r_3[now], dz_r_3[now])
+    dW_i_rzn = cat_z_r_3[now].reshape(-1, 24).T @ x[now].reshape(-1, 4)
+    np.dot(cat_z_r_3[now].reshape(-1, 24), W_i_rzn, out=dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
