@@ -515,3 +515,19 @@ def test_route_checks_look_at_every_node_and_edge_a_route_may_touch():
         assert g._hits(poly, ends) == every
         box = _bbox(poly)
         assert {j for j in g.polys if _meet(box, g.boxes[j])} <= set(g._near(box))
+
+
+@pytest.mark.parametrize("name, steps, detail", [("exercise", None, "ops"), ("exercise", 4, "vars"),
+                                                 ("torch_lstm", None, "vars")])
+def test_diagrams_keep_the_order_of_their_elements(name, steps, detail):
+    """A lecturer's SVG in git changes only when the picture does: the order of its nodes
+    and edges (their <title>s) is the committed gallery's, whatever the fonts (positions
+    are not compared).  The op view's graph was rebuilt from the AST this session; this
+    is what keeps its element order."""
+    root = Path(__file__).resolve().parent.parent
+    suffix = "-ops" if detail == "ops" else "-unrolled" if steps else ""
+    committed = (root / "docs" / "gallery" / f"{name}{suffix}.svg").read_text(encoding="utf-8")
+    model = rnngraph.load(root / "examples" / f"{name}.rnn")
+    svg = draw(model, steps, "svg", detail=detail).decode("utf-8")
+    titles = re.compile(r"<title>(.*?)</title>")
+    assert titles.findall(svg) == titles.findall(committed)

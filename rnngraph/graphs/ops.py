@@ -57,11 +57,15 @@ class _Graph:
 
     def operation(self, node, block: str, defines: str | None) -> str:
         op, args = _operation(node)
-        sources = [self.source(a, block) for a in args]
+        # the operations an argument needs first; then this one; then its leaves, in order
+        # (the order of the nodes is the order of the SVG's elements: kept stable)
+        inner = {k: self.operation(a, block, None) for k, a in enumerate(args)
+                 if not isinstance(a, (ast.Num, ast.Ref))}
         self.ops += 1
         op_id = f"op{self.ops}"
         self.g.add_node(op_id, kind="op", op=op, defines=defines, block=block, label=op)
-        for k, src in enumerate(sources):
+        for k, a in enumerate(args):
+            src = inner[k] if k in inner else self.source(a, block)
             self.g.add_edge(src, op_id, arg=k)
         return op_id
 
