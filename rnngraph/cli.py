@@ -118,7 +118,7 @@ def _draw(args) -> int:
     from pathlib import Path
 
     from .render import layout, render, Style
-    from .render.output import format_of, write_atomic
+    from .render.output import FORMATS, format_of, write_atomic
     from .render.stats import measure, report
 
     if args.file == "-" and not args.output:
@@ -129,6 +129,10 @@ def _draw(args) -> int:
         fmt = args.format or "svg"
     elif args.output:
         fmt = args.format or format_of(args.output)
+        named = Path(args.output).suffix.lower().lstrip(".")
+        if named in FORMATS and named != fmt:     # a PDF named .png opens nowhere
+            raise RnnGraphError(f"-o {printable(args.output)} names a .{named} file but --format "
+                                f"asks for {fmt}: make them agree (or leave out --format)")
     else:
         fmt = args.format or "svg"
     style = Style.of(theme=args.theme, transparent=args.transparent, font=args.font,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import rnngraph
 from rnngraph.cli import main
 
 from conftest import EXERCISE, ROOT
@@ -317,3 +318,28 @@ def test_an_unexpected_exception_is_one_line(monkeypatch, capsys, exc, code, lin
     if code == 70:
         with pytest.raises(type(exc)):
             main(["check", ELMAN])
+
+
+def test_unrolling_a_model_without_time_is_refused_not_drawn_folded(capsys, tmp_path, monkeypatch):
+    """The autoencoder has no name(t): --unroll 3 gave its folded picture under an
+    -unrolled name, with no word.  Now: exit 2, one message, no file."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "draw", str(ROOT / "examples/autoencoder.rnn"), "--unroll", "3")
+    assert code == 2 and "nothing to unroll" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(rnngraph.RnnGraphError, match="nothing to unroll"):
+        rnngraph.load(ROOT / "examples/autoencoder.rnn").draw(unroll=3)
+
+
+@pytest.mark.parametrize("name, fmt, ok", [("d.png", "pdf", False), ("d.svg", "png", False),
+                                           ("d.pdf", "pdf", True), ("d.out", "svg", True)])
+def test_format_and_file_name_must_agree(capsys, tmp_path, name, fmt, ok):
+    """--format pdf -o d.png wrote a PDF named .png; a name with another extension than the
+    formats' is the user's business."""
+    out_path = tmp_path / name
+    code, out, err = run(capsys, "draw", str(ROOT / "examples/exercise.rnn"), "--format", fmt,
+                         "-o", str(out_path))
+    if ok:
+        assert code == 0 and out_path.exists()
+    else:
+        assert code == 2 and "make them agree" in err and not out_path.exists()

@@ -21,6 +21,7 @@ import networkx as nx
 import pygraphviz as pgv
 
 from ..check.limits import check_drawing
+from ..errors import RnnGraphError
 from . import geometry as geo
 from .grid import Cell, Grid, Link
 from .metrics import node_size, slide_budget, spacing
@@ -48,7 +49,9 @@ def layout(model, unroll: int | None = None, style: Style | None = None) -> Draw
     """
     style = style or Style()
     if unroll is not None and not model.timed:
-        unroll = None                      # nothing to unroll: draw it folded
+        # The folded picture under an -unrolled name, with no word, was what a user got
+        raise RnnGraphError(f"{model.filename}: no equation has a time index (no name(t)): "
+                            "there is nothing to unroll; draw it without --unroll")
     check_drawing(model, unroll, style.detail)      # before anything is built or laid out
     if style.detail == "ops":
         from .opview import layout_ops
