@@ -392,8 +392,8 @@ def check_numba(text: str) -> None:
         outs, pullback = plain.vjp(*point, steps=steps)
         cot = {k: np.random.default_rng(4).normal(size=v.shape) for k, v in outs.items()}
         grads = pullback(cot)
-        for dtype in ("float64", "float32"):
-            net = Compiled(model, dtype, backend="numba")
+        nets = {dtype: Compiled(model, dtype, backend="numba") for dtype in ("float64", "float32")}
+        for dtype, net in nets.items():
             cast = lambda d: {k: v.astype(dtype) for k, v in d.items()}  # noqa: E731
             jit_outs, jit_pullback = net.vjp(*map(cast, point), steps=steps)
             jit_grads = jit_pullback(cast(cot))
@@ -405,8 +405,7 @@ def check_numba(text: str) -> None:
                 assert _close(jit_outs[k], outs[k], tol[0]), ("numba output", dtype, k, text)
             for k in grads if tol[1] else ():
                 assert _close(jit_grads[k], grads[k], tol[1]), ("numba gradient", k, text)
-        err = worst_directional_error(Compiled(model, "float64", backend="numba"), point, cot,
-                                      seed=5, steps=steps)
+        err = worst_directional_error(nets["float64"], point, cot, seed=5, steps=steps)
         assert err <= 1e-5, (err, text)
 
 

@@ -99,9 +99,10 @@ class Numba(Optimized):
 
     def __init__(self, model, dtype: str):
         super().__init__(model, dtype)
-        functions = [f for p in self.printers for f in p.functions]
         names = [n for p in self.printers for n in p.names]
-        self.source += "".join("\n\n" + "\n".join(f) + "\n" for f in functions)
+        self.functions = "".join("\n\n" + "\n".join(f) + "\n"
+                                 for p in self.printers for f in p.functions)
+        self.source += self.functions
         self.source += "\n\n" + "\n".join(wrap(f"LOOPS = {tuple_text(names)}")) + "\n"
 
     def large_printer(self, model, back, dtype):
@@ -110,6 +111,4 @@ class Numba(Optimized):
 
     def loops_module(self) -> str:
         """The functions as a module of their own, for Numba (see NumbaPrinter)."""
-        head = "import numpy as np\n\nfrom rnngraph.runtime import jitops\n"
-        return head + "".join("\n\n" + "\n".join(f) + "\n"
-                              for p in self.printers for f in p.functions)
+        return "import numpy as np\n\nfrom rnngraph.runtime import jitops\n" + self.functions

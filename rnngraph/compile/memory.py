@@ -139,6 +139,10 @@ def step_plan(prog: Program, block: Block, local: dict, in_place, lanewise,
         (ba, la, ha), (bb, lb, hb) = (prog.views.get(n, (n, 0, math.inf)) for n in (a, b))
         return ba == bb and la < hb and lb < ha
 
+    def touches(h: Home, x) -> bool:
+        """Whether the atom ``x`` is ``h``'s kind of home (value or gradient) sharing lanes."""
+        return isinstance(x, Home) and x.grad == h.grad and overlap(x.name, h.name)
+
     def mine(a):
         return isinstance(a, Home) and a.grad and base(a.name) in here
 
@@ -156,9 +160,8 @@ def step_plan(prog: Program, block: Block, local: dict, in_place, lanewise,
                 isinstance(x, Home) and x.grad == target.grad and base(x.name) == base(target.name)
                 for x in eqns[j].args):
             return None                        # a product: a whole array, not its argument
-        if target is not None and any(
-                isinstance(x, Home) and x.grad == target.grad and overlap(x.name, target.name)
-                for e in eqns[j + 1:i] for x in (e.out, *e.args)):
+        if target is not None and any(touches(target, x)
+                                      for e in eqns[j + 1:i] for x in (e.out, *e.args)):
             return None                        # its lanes are read or written in between
         return j
 
@@ -238,17 +241,13 @@ def step_plan(prog: Program, block: Block, local: dict, in_place, lanewise,
         for i in range(k - 1, -1, -1):
             e = eqns[i]
             if not (isinstance(e.out, Home) and e.out.key == target.key):
-                touched = [x for x in (e.out, *e.args) if isinstance(x, Home)
-                           and x.grad == target.grad and overlap(x.name, target.name)]
-                if touched:
+                if any(touches(target, x) for x in (e.out, *e.args)):
                     break
                 continue
             x = e.args[0] if e.accumulate and len(e.args) == 1 else None
             mine_settled = {u for u, _ in plan.settle.get(i, ())} & set(units(target.name))
             if i in plan.assign and i not in plan.skip and not mine_settled and (
-                    isinstance(x, Home) and not any(
-                        isinstance(w.out, Home) and w.out.grad == x.grad
-                        and overlap(w.out.name, x.name) for w in eqns[i + 1:k])
+                    isinstance(x, Home) and not any(touches(x, w.out) for w in eqns[i + 1:k])
                     or isinstance(x, Tmp) and x.name not in plan.into):
                 plan.difference[k] = x
                 plan.skip.add(i)

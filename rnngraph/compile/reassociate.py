@@ -96,8 +96,7 @@ def _chain(prog: Program, terms, new: list, origin, start=None):
             op, args = "neg", (a,)
         else:
             op, args = ("add" if sign > 0 else "sub"), (acc, a)
-        tmp = Tmp(f"%r{len(prog.types)}")
-        prog.types[("tmp", tmp.name)] = lookup(op).type(tuple(prog.type(x) for x in args), ())
+        tmp = _tmp(prog, op, args, "%r")
         new.append(Eqn(tmp, op, args, origin=origin))
         acc = tmp
     return acc
@@ -159,11 +158,12 @@ def interpolations(prog: Program) -> Program:
     return out
 
 
-def _tmp(prog: Program, op: str, args) -> Tmp:
-    """A new temporary for ``op`` of ``args``, typed (``%i<n>``: apart from reassociate's)."""
+def _tmp(prog: Program, op: str, args, prefix: str = "%i") -> Tmp:
+    """A new temporary for ``op`` of ``args``, typed, named ``<prefix><n>`` (reassociate's
+    %r, interpolations' %i)."""
     n = len(prog.types)
-    while ("tmp", f"%i{n}") in prog.types:
+    while ("tmp", f"{prefix}{n}") in prog.types:
         n += 1
-    tmp = Tmp(f"%i{n}")
+    tmp = Tmp(f"{prefix}{n}")
     prog.types[("tmp", tmp.name)] = lookup(op).type(tuple(prog.type(x) for x in args), ())
     return tmp

@@ -37,6 +37,7 @@ class _Graph:
         self.model = model
         self.g = nx.DiGraph()
         self.ops = self.consts = 0
+        self.defined: dict[str, str] = {}     # a variable -> the node of its value
 
     def source(self, node, block: str) -> str:
         """The node that gives ``node``'s value: its operation's, or a leaf's."""
@@ -97,7 +98,6 @@ def op_graph(model) -> nx.DiGraph:
     ['matmul', 'matmul', 'add', 'tanh']
     """
     graph = _Graph(model)
-    graph.defined = {}
     ordered = step_order(model)
     once = [e for e in ordered if e.kind != "seq"] + [e for e in model.equations if e.kind == "init"]
     for eq in once:

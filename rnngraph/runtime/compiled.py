@@ -95,7 +95,6 @@ class Compiled:
         model.require_sizes()
         self.model = model
         self.dtype = np.dtype(str(dtype))
-        self.check_finite = check_finite
         self.backend = backend
         # The compiler (rnngraph/compile/) prints the module: the plain path, the optimized
         # one, or the optimized one with its loops also as functions for Numba
@@ -105,13 +104,13 @@ class Compiled:
         sym = model.symbols
         self._sequences = list(gen.step_vars)
         self.outputs = self._sequences + [n for n in sym if sym[n].role == "value"]
-        self.initial_values = [k for k in model.initial_slots if k not in model.defined_slots]
         # For the memory check of each call: numbers a step holds, steps of padding.
         self._step_numbers = (sum(model.sizes[n] for n, s in sym.items() if s.timed),
                               max([1] + [s.delay for s in sym.values()]))
         self._args = Arguments(model, self.dtype, check_finite, gen.inputs, self.param_shapes,
                                self._sequences)
         self.inputs = self._args.expected
+        self.initial_values = self._args.initial_values
         filename = f"<rnngraph {model.filename}>"
         lines = self.source.splitlines(True)
         linecache.cache[filename] = (len(self.source), None, lines, filename)
@@ -126,6 +125,16 @@ class Compiled:
         self._backward_large = namespace.get("backward_large")
         self._step_values = getattr(gen, "step_values", None)
         self._prepare = namespace["prepare"]
+
+    @property
+    def check_finite(self) -> bool:
+        """Whether NaN and Inf in inputs, parameters and cotangents are refused (the
+        argument checks keep it: setting it here sets it there)."""
+        return self._args.check_finite
+
+    @check_finite.setter
+    def check_finite(self, value: bool) -> None:
+        self._args.check_finite = value
 
     def release(self) -> None:
         """Give back the memory the compiled code keeps between calls.
