@@ -39,10 +39,10 @@ def ir(model):
     return lower(model.require_sizes())
 
 
-def draw(model, unroll: int | None = None, format: str = "svg", **style) -> bytes:
-    """The diagram, folded or unrolled: see :func:`rnngraph.render.draw`."""
+def draw(model, unroll: int | None = None, format: str = "svg", **options):
+    """The diagram, folded or unrolled, as a Picture Jupyter shows: see :func:`rnngraph.render.draw`."""
     from .render import draw
-    return draw(model, unroll, format, **style)
+    return draw(model, unroll, format, **options)
 
 
 def compile(model, sizes: dict[str, int] | None = None, dtype: str = "float64",

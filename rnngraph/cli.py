@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
+import warnings
 import re
 import sys
 
@@ -71,6 +73,17 @@ def _font(text: str) -> str:
         return check_font(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _dpi(text: str) -> float:
+    from .render.output import DPI
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not DPI[0] <= value <= DPI[1]:
+        raise argparse.ArgumentTypeError(f"expected a resolution from {DPI[0]} to {DPI[1]} dpi, got {text!r}")
+    return value
 
 
 def _emit(data: str | bytes) -> None:
@@ -137,17 +150,30 @@ def _draw(args) -> int:
         fmt = args.format or "svg"
     style = Style.of(theme=args.theme, transparent=args.transparent, font=args.font,
                      fontsize=args.fontsize, delay_marker=args.delay_marker,
-                     time_labels=args.time_labels, stubs=args.stubs, detail=args.detail)
+                     time_labels=args.time_labels, stubs=args.stubs, detail=args.detail,
+                     fit=args.fit)
+    if args.reveal and not args.unroll:
+        raise RnnGraphError("--reveal shows the steps one by one: give --unroll N")
+    if args.reveal and fmt != "tex" and args.output == "-":
+        raise RnnGraphError("--reveal writes one file per step: name them with -o (fig.pdf gives "
+                            "fig-1.pdf, fig-2.pdf, ...), or write one beamer picture with -o fig.tex")
     drawing = layout(model, args.unroll, style)
-    data = render(drawing, fmt)
+    data = render(drawing, fmt, dpi=args.dpi, reveal=args.reveal)
     if args.output == "-":
         _emit(data)
     else:
-        out = args.output or f"{Path(args.file).stem}{'-unrolled' if args.unroll else ''}.{fmt}"
+        out = Path(args.output or f"{Path(args.file).stem}{'-unrolled' if args.unroll else ''}.{fmt}")
         protect = [args.file] if args.file != "-" else [fd for fd in [_stdin_fd()] if fd is not None]
-        _emit(printable(str(write_atomic(data, out, protect))) + "\n")
+        if args.reveal and fmt != "tex":           # every frame made first: a failure writes none
+            frames = [render(drawing, fmt, dpi=args.dpi, upto=k) for k in range(1, args.unroll + 1)]
+            for k, frame in enumerate(frames, 1):
+                _emit(printable(str(write_atomic(frame, out.with_name(f"{out.stem}-{k}{out.suffix}"),
+                                                 protect))) + "\n")
+        else:
+            _emit(printable(str(write_atomic(data, out, protect))) + "\n")
     if args.stats:
-        text = report(measure(drawing, data if fmt == "svg" else None))
+        figures = measure(drawing, data if fmt == "svg" else None)
+        text = json.dumps(figures, indent=1) if args.json else report(figures)
         if args.output == "-":
             print(text, file=sys.stderr)
         else:
@@ -173,9 +199,18 @@ FILE_HELP = (f"the equation file (UTF-8, at most {Limits().max_source_bytes >> 2
              "--limit source_bytes says more); - reads standard input")
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("rnngraph")
+    except PackageNotFoundError:           # run from a checkout that is not installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rnngraph", description="Recurrent networks written as equations: check, draw, compile.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     check = sub.add_parser("check", help="parse and check a file, print its symbols, states and sizes")
@@ -195,11 +230,16 @@ def build_parser() -> argparse.ArgumentParser:
                       help="where to write (its extension picks the format; - for stdout; a symlink "
                            "is written through, a device or FIFO written to); "
                            "default: FILE's stem in the current folder")
-    draw.add_argument("--format", choices=("svg", "pdf", "png", "dot"), help="the output format")
+    draw.add_argument("--format", choices=("svg", "pdf", "png", "dot", "tex"),
+                      help="the output format; tex: a TikZ picture to \\input, labels in LaTeX")
     draw.add_argument("--sizes", type=sizes_arg, default=None, metavar="x=10,h=32",
                       help="give or override sizes")
-    draw.add_argument("--detail", choices=("vars", "ops"), help="a node per variable (default) "
-                      "or per operation")
+    draw.add_argument("--detail", choices=("cells", "vars", "ops"),
+                      help="a box per step's cell of a gated unit (the default unrolled, for an "
+                           "LSTM or GRU), a node per variable (the default otherwise), or per operation")
+    draw.add_argument("--reveal", action="store_true",
+                      help="one frame per step, steps 1..k visible, all the same size: "
+                           "fig-1.pdf, fig-2.pdf, ... (with -o fig.tex: one beamer picture, \\visible<k->)")
     draw.add_argument("--time-labels", choices=("absolute", "relative"),
                       help="steps as 1..N (default) or t-1, t, t+1")
     draw.add_argument("--stubs", action="store_true", help="draw ... at both ends of the recurrences")
@@ -211,8 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
                       "digits, spaces and _ - . , : = +")
     draw.add_argument("--fontsize", type=_fontsize, metavar="PT",
                       help=f"font size in points, {FONTSIZES[0]:g} to {FONTSIZES[1]:g} (default 16)")
+    draw.add_argument("--fit", choices=("beamer", "slide"),
+                      help="lay out and size the drawing for a 16:9 beamer frame (11 pt text) or a "
+                           "13.33 x 7.5 in slide (18 pt text), under a title: names at the body size")
+    draw.add_argument("--dpi", type=_dpi, metavar="DPI", help="the PNG's resolution (default 96)")
     draw.add_argument("--stats", action="store_true",
                       help="print the quality figures: alignment, crossings, text size on a slide")
+    draw.add_argument("--json", action="store_true", help="with --stats: print them as JSON")
     draw.set_defaults(run=_draw)
 
     comp = sub.add_parser("compile", help="print the generated NumPy forward and backward passes")
@@ -240,7 +285,10 @@ def main(argv: list[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = _warn
+            return args.run(args)
     except RnnGraphError as err:
         _say("\n".join(d.render_one() if d.location else f"rnngraph: {d.render_one()}"
                        for d in err.diagnostics))
@@ -258,6 +306,11 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"rnngraph: internal error: {type(err).__name__}: {text[:300]}{'...' if len(text) > 300 else ''} "
              "(a bug in rnngraph: please report it with the input; RNNGRAPH_TRACEBACK=1 shows where)")
         return INTERNAL_ERROR
+
+
+def _warn(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line, ``rnngraph: warning: ...``, never with Python's source line."""
+    _say(f"rnngraph: warning: {printable(str(message), keep='')}")
 
 
 def _say(text: str) -> None:

@@ -138,10 +138,10 @@ class Model:
         from .. import api
         return api.op_graph(self)
 
-    def draw(self, unroll: int | None = None, format: str = "svg", **style) -> bytes:
-        """The diagram, folded or unrolled: see :func:`rnngraph.draw`."""
+    def draw(self, unroll: int | None = None, format: str = "svg", **options):
+        """The diagram, folded or unrolled, as bytes that Jupyter shows: see :func:`rnngraph.draw`."""
         from .. import api
-        return api.draw(self, unroll, format, **style)
+        return api.draw(self, unroll, format, **options)
 
     def _repr_svg_(self) -> str:
         """Jupyter shows a model as its folded diagram."""

@@ -19,9 +19,10 @@ One edge per dependency ``u -> v`` (v's equation reads u), keyed by
 Unrolled graph: nodes ``(name, t)`` for t = 1..T, ``(name, None)`` for
 time-free variables, the initial values ``(name, t <= 0)`` that step 1 reads
 and the boundary values ``(name, t > T)`` that backward states read at the
-end; those have role ``initial``.  Node attributes: ``name``, ``t``, ``role``,
-``kind``; edges as in the folded graph.  Inputs read before step 1 or after
-step T are zero and have no node.
+end; those have role ``initial``, and so have the inputs read before step 1
+(a time-delay net's ``x(0)``, ``x(-1)``: zeros, drawn as the initial values
+are).  Node attributes: ``name``, ``t``, ``role``, ``kind``; edges as in the
+folded graph.  Inputs read after step T are zero and have no node.
 """
 from __future__ import annotations
 
@@ -43,14 +44,30 @@ def dependencies(expr):
             stack.append((node.right, node.left))   # the matrix side is a label, not an edge
         elif isinstance(node, ast.Call):
             stack.extend((a, None) for a in reversed(node.args))
+        elif isinstance(node, ast.Concat) and weight is not None:
+            # each part meets its own block of the matrix: W_f [h(t-1); x(t)] is W_f[h] h + W_f[x] x,
+            # labelled so, not W_f twice (which reads as one weight tied to both)
+            stack.extend((part, _Block(weight, part)) for part in reversed(ast.children(node)))
         else:
             stack.extend((c, weight) for c in reversed(ast.children(node)))
     return out
 
 
+class _Block:
+    """The block of a matrix that one part of a concatenation meets."""
+
+    def __init__(self, matrix, part):
+        self.matrix, self.part = matrix, part
+
+
 def _weight(expr) -> tuple[str | None, bool]:
+    """The label of the matrix ``expr``: its name, ``W^T`` as (W, True), ``W_f[h]`` for a block."""
     if expr is None:
         return None, False
+    if isinstance(expr, _Block):
+        name, transpose = _weight(expr.matrix)
+        part = expr.part.name if isinstance(expr.part, ast.Ref) else "·"
+        return f"{name}[{part}]", transpose
     if isinstance(expr, ast.Transpose) and isinstance(expr.operand, ast.Ref):
         return expr.operand.name, True
     return expr_text(expr), False
@@ -132,8 +149,8 @@ def unrolled(model, steps: int) -> nx.MultiDiGraph:
         role = model.symbols[u].role
         for t in range(1, steps + 1) if fold.nodes[v]["timed"] else [None]:
             src_t = None if delay is None else t - delay
-            if src_t is not None and not 1 <= src_t <= steps and role == "input":
-                continue                                   # zero padding: no node
+            if src_t is not None and src_t > steps and role == "input":
+                continue                     # beyond the last step drawn: the model reads zeros
             g.add_edge(node(u, src_t), node(v, t), key=(delay, data["weight"]), **data)
     # What an initial value reads (h(0) = tanh(W c)).
     for name, sym in model.symbols.items():

@@ -66,7 +66,9 @@ def _latex_word(text: str) -> str:
         out.append("\\" + _LATEX_GREEK[ch] + " " if ch in _LATEX_GREEK else ch)
     word = "".join(out).strip()
     if len(text) > 1 and not all(ch in _LATEX_GREEK for ch in text):
-        return r"\mathit{" + word.replace("_", r"\_") + "}"
+        # a word is a name, not a product of letters: upright, as ISO 80000-2 and the
+        # textbooks set "softmax" or "target" (the diagrams do the same)
+        return r"\mathrm{" + word.replace("_", r"\_") + "}"
     return word
 
 
@@ -80,14 +82,14 @@ def latex_name(name: str, superscript: str | None = None) -> str:
     >>> latex_name("c_tilde", "(t)")
     '\\\\tilde{c}^{(t)}'
     >>> latex_name("target")
-    '\\\\mathit{target}'
+    '\\\\mathrm{target}'
     """
     p = split_name(name)
     out = _latex_word(p.base)
     if p.accent:
         out = "\\" + p.accent + "{" + out + "}"
     if p.subscript:
-        out += "_{" + _latex_word(p.subscript).replace(r"\mathit", r"\mathrm") + "}"
+        out += "_{" + _latex_word(p.subscript) + "}"
     if superscript:
         out += "^{" + superscript + "}"
     return out

@@ -18,7 +18,29 @@ from .layout import layout
 from .output import FORMATS, render
 from .style import Style
 
-def draw(model, unroll: int | None = None, format: str = "svg", **style) -> bytes:
+class Picture(bytes):
+    """The bytes of a drawing that Jupyter shows as the picture (svg or png).
+
+    Examples
+    --------
+    >>> Picture(b"<svg/>", "svg")._repr_svg_()
+    '<svg/>'
+    """
+
+    def __new__(cls, data: bytes, format: str):
+        self = super().__new__(cls, data)
+        self.format = format
+        return self
+
+    def _repr_svg_(self):
+        return self.decode("utf-8") if self.format == "svg" else None
+
+    def _repr_png_(self):
+        return bytes(self) if self.format == "png" else None
+
+
+def draw(model, unroll: int | None = None, format: str = "svg", dpi: float | None = None,
+         **style) -> Picture:
     """Draw ``model`` folded, or unrolled over ``unroll`` steps, and return the bytes.
 
     Parameters
@@ -27,10 +49,18 @@ def draw(model, unroll: int | None = None, format: str = "svg", **style) -> byte
     unroll : int, optional
         Draw steps 1..unroll side by side (at most the model's ``limits.max_unroll``, 100
         unless raised: see :mod:`rnngraph.check.limits`); None draws the folded graph.
-    format : {"svg", "pdf", "png", "dot"}
+    format : {"svg", "pdf", "png", "dot", "tex"}
+        tex: a TikZ picture (:mod:`rnngraph.render.tikz`).
+    dpi : float, optional
+        The PNG's resolution (96 unless given).
     **style
         Options of :class:`rnngraph.render.style.Style`: ``theme``, ``transparent``,
-        ``font``, ``fontsize``, ``delay_marker``, ``time_labels``, ``stubs``, ``detail``.
+        ``font``, ``fontsize``, ``delay_marker``, ``time_labels``, ``stubs``, ``detail``, ``fit``.
+
+    Returns
+    -------
+    Picture
+        The bytes, which Jupyter shows as the picture: ``model.draw(unroll=3)`` in a cell.
 
     Examples
     --------
@@ -41,7 +71,7 @@ def draw(model, unroll: int | None = None, format: str = "svg", **style) -> byte
     """
     if unroll is not None and (isinstance(unroll, bool) or not isinstance(unroll, int) or unroll < 1):
         raise ValueError(f"unroll must be a positive whole number of steps, not {unroll!r}")
-    return render(layout(model, unroll, Style.of(**style)), format)
+    return Picture(render(layout(model, unroll, Style.of(**style)), format, dpi=dpi), format)
 
 
-__all__ = ["FORMATS", "Drawing", "Style", "draw", "layout", "render"]
+__all__ = ["FORMATS", "Drawing", "Picture", "Style", "draw", "layout", "render"]

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import pygraphviz as pgv
 
+from .fonts import family
 from .labels import time_text
 from .style import Style
 
@@ -50,7 +51,7 @@ def new_graph(style: Style, name: str) -> pgv.AGraph:
     """An empty Graphviz graph in ``style``."""
     A = pgv.AGraph(directed=True, strict=False, name=name)
     A.graph_attr.update(style.graph_attrs())
-    A.node_attr.update(fontname=style.font, fontsize=str(style.fontsize), margin="0.05,0.03",
+    A.node_attr.update(fontname=family(style.font), fontsize=str(style.fontsize), margin="0.05,0.03",
                        height="0.42", width="0.42")
     A.edge_attr.update(style.edge_attrs())
     return A

@@ -30,6 +30,10 @@ from . import geometry as geo
 from .fans import Fans
 from .placement import GAP, Label, nearest_fraction, place
 
+#: What a detour round the first or last column costs, in crossings: it runs round the whole
+#: picture, its label far from both ends, and the same edge in the other columns goes up a lane
+#: beside its column (the exercise's x(1) -> y(1) wrapped round the figure to save three crossings).
+ROUND_END = 3.5
 
 
 @dataclass
@@ -41,6 +45,7 @@ class Cell:
     width: float
     height: float
     pos: geo.Point = (0.0, 0.0)
+    beside: float = 0.0        # right of its column by this much (a target beside its loss)
 
     @property
     def rx(self) -> float:
@@ -109,7 +114,7 @@ class Grid(Fans):
         first = min((c.col for c in self.cells.values() if c.col not in self.ends), default=0)
         shift = self.dx - (self.lead or self.dx)
         for c in self.cells.values():
-            c.pos = (c.col * self.dx + shift * (c.col < first), c.row * self.dy)
+            c.pos = (c.col * self.dx + shift * (c.col < first) + c.beside, c.row * self.dy)
         by_x = sorted((c.pos[0], cid) for cid, c in self.cells.items())
         self._xs, self._ids_by_x = [x for x, _ in by_x], [cid for _, cid in by_x]
         self._max_rx = max((c.rx for c in self.cells.values()), default=0.0)
@@ -280,7 +285,7 @@ class Grid(Fans):
             x = max((c.pos[0] * side + c.rx for c in span), default=0) * side + side * 16
             lo = a.pos[1] - up * (a.ry + 14)
             hi = b.pos[1] + up * (b.ry + 14)
-            yield [(a.pos[0], lo), (x, lo), (x, hi), (b.pos[0], hi)], 0.3 * self.dy
+            yield [(a.pos[0], lo), (x, lo), (x, hi), (b.pos[0], hi)], 0.3 * self.dy, ROUND_END
 
     def _route(self, link: Link, i: int) -> list:
         a, b = self.cells[link.tail], self.cells[link.head]
@@ -290,9 +295,9 @@ class Grid(Fans):
                 return path
             del self.fans[i]
         best, best_cost, best_lane = None, math.inf, None
-        for via, radius in self._candidates(link, i):
+        for via, radius, *extra in self._candidates(link, i):
             path = self._path(a, b, via, radius)
-            cost = self._cost(geo.flatten(path), link)
+            cost = self._cost(geo.flatten(path), link) + sum(extra)
             lane = None
             if len(via) == 2 and via[0][0] == via[1][0]:        # a detour up a lane beside a column
                 lane = (via[0][0], *sorted((a.pos[1], b.pos[1])))

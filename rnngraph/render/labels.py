@@ -52,7 +52,8 @@ def _name(name: str, small: float | None, sup: str | None = None) -> str:
     base = escape(p.base)
     if p.accent:
         base = base + f"&#{ord(ACCENTS[p.accent])};"
-    out = f"<I>{base}</I>"
+    # a one-letter name is italic, a word upright ("target"), as latex_name sets them
+    out = f"<I>{base}</I>" if len(p.base) == 1 or not p.base.isascii() else base
     sub = None
     if p.subscript:
         # One letter is italic (a math variable); a word or digits are upright,
@@ -131,7 +132,11 @@ def weight_label(weight: str | None, transpose: bool, size: float, extra: str | 
     """
     small = round(size * 0.7, 1)
     parts = []
-    if weight is not None:
+    block = re.fullmatch(r"([^\W\d]\w*)\[(.*)\]", weight or "")
+    if block:                                  # a block of a matrix: W_f[h], the part in brackets
+        parts.append(var_label(block.group(1), None, size, transpose)[1:-1]
+                     + _small("[" + _name(block.group(2), None) + "]" if block.group(2) != "·" else "[·]", small))
+    elif weight is not None:
         if re.fullmatch(r"[^\W\d]\w*", weight):
             parts.append(var_label(weight, None, size, transpose)[1:-1])
         else:

@@ -16,6 +16,7 @@ Node ids are derived from the model (``h1``, ``h1.3`` for h1 at step 3,
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import networkx as nx
 import pygraphviz as pgv
@@ -23,6 +24,8 @@ import pygraphviz as pgv
 from ..check.limits import check_drawing
 from ..errors import RnnGraphError
 from . import geometry as geo
+from .cells import cell_of, layout_cells
+from .fonts import check as check_font
 from .grid import Cell, Grid, Link
 from .metrics import node_size, slide_budget, spacing
 from .quiet import graphviz_stderr
@@ -52,10 +55,18 @@ def layout(model, unroll: int | None = None, style: Style | None = None) -> Draw
         # The folded picture under an -unrolled name, with no word, was what a user got
         raise RnnGraphError(f"{model.filename}: no equation has a time index (no name(t)): "
                             "there is nothing to unroll; draw it without --unroll")
+    cell = cell_of(model) if unroll is not None and style.detail in ("auto", "cells") else None
+    if style.detail == "auto":
+        style = replace(style, detail="cells" if cell is not None else "vars")
+    elif style.detail == "cells" and cell is None:
+        style = replace(style, detail="vars")         # nothing gated: a cell is every variable
     check_drawing(model, unroll, style.detail)      # before anything is built or laid out
+    check_font(style.font)                          # a word if it falls back, an error if none
     if style.detail == "ops":
         from .opview import layout_ops
         return layout_ops(model, unroll, style)
+    if style.detail == "cells":
+        return layout_cells(model, cell, unroll, style)
     g = model.graph() if unroll is None else model.unroll(unroll)
     if unroll is not None and style.stubs:
         g = _with_stubs(g, unroll)
@@ -69,7 +80,7 @@ def layout(model, unroll: int | None = None, style: Style | None = None) -> Draw
         shown = (None if not attrs["timed"] else "(t)") if unroll is None else step_text(style, t, unroll)
         label = text_label("⋯") if kind == "stub" else var_label(name, shown, style.fontsize)
         A.add_node(nid, label=label, **style.node(kind))
-        d.nodes[nid] = dict(name=name, t=t, kind=kind, marker=False, label=label)
+        d.nodes[nid] = dict(name=name, t=t, kind=kind, marker=False, label=label, shown=shown)
     for u, v, key, data in g.edges(keys=True, data=True):
         tail = node_id(*(u if unroll is not None else (u, None)))
         head = node_id(*(v if unroll is not None else (v, None)))
@@ -84,7 +95,8 @@ def layout(model, unroll: int | None = None, style: Style | None = None) -> Draw
         if delay is not None and delay < 0:
             attrs.update(color=style.colors["future"])
         A.add_edge(tail, head, key=ekey, **attrs)
-        d.edges.append(dict(tail=tail, head=head, delay=delay, weight=data["weight"], key=ekey))
+        d.edges.append(dict(tail=tail, head=head, delay=delay, weight=data["weight"], key=ekey,
+                            transpose=data["transpose"], extra=extra))
         d.labels[ekey] = label
     if unroll is None:
         from .folded import place_folded
@@ -178,8 +190,21 @@ def _place_grid(d: Drawing, model) -> None:
     ends = frozenset(cols) - steps_cols
     arrow = 10 * float(A.edge_attr["arrowsize"])
 
+    # A target sits beside the loss that reads it, as in the book's figure 10.3, not in a row of its
+    # own between the output and the loss (the output's edge to the loss went round it).
+    readers = {}
+    for e in d.edges:
+        readers.setdefault(d.nodes[e["tail"]]["name"], set()).add(d.nodes[e["head"]]["name"])
+    kinds = {i["name"]: i["kind"] for i in d.nodes.values()}
+    beside = {n: next(iter(readers[n])) for n in names if kinds[n] == "target"
+              and len(readers.get(n, ())) == 1 and kinds[next(iter(readers[n]))] == "loss"}
+    offset = {n: max(sizes[m][0] for m, i in d.nodes.items() if i["name"] == beside[n]) / 2 + 24
+              + max(sizes[m][0] for m, i in d.nodes.items() if i["name"] == n) / 2 for n in beside}
+    names = [n for n in names if n not in beside]
+
     def grid(rows, dx, dy, window=None, lead=None):
-        cells = {nid: Cell(info["col"], rows[info["name"]], *sizes[nid])
+        rows = {**rows, **{n: rows[loss] for n, loss in beside.items()}}
+        cells = {nid: Cell(info["col"], rows[info["name"]], *sizes[nid], beside=offset.get(info["name"], 0.0))
                  for nid, info in d.nodes.items() if window is None or info["col"] in window}
         links = [Link(u, v, label_of[i]) for i, (u, v, _) in enumerate(edges)
                  if u in cells and v in cells]
@@ -188,6 +213,9 @@ def _place_grid(d: Drawing, model) -> None:
     # Spacing from the slide's budget; rows by fewest crossings among the likeliest orders,
     # counted on the first steps (the pattern repeats from step to step).
     dx, dy = spacing(len(names), len(cols), node, label, d.style, extra=(0.6 * label[0], 8.0))
+    dx = max([dx] + [float(math.ceil(offset[n] + max(sizes[m][0] for m, i in d.nodes.items()
+                                                    if i["name"] == n) / 2 + node[0] / 2 + 20))
+                     for n in beside])
     budget_w, budget_h = slide_budget(d.style)
     orders = row_orders(model, names)
     best = orders[0]
@@ -201,6 +229,7 @@ def _place_grid(d: Drawing, model) -> None:
         best = orders[min(scores)[1]]
     rows = {n: i for i, n in enumerate(best)}
     g = grid(rows, dx, dy)
+    rows.update({n: rows[loss] for n, loss in beside.items()})
     tries = []
     for k in (1, 2):
         # wide enough for every column's own fan to get a trunk, the initial values closer if need be
@@ -227,6 +256,7 @@ def _place_grid(d: Drawing, model) -> None:
                          node[0] + label[0] + 30)
     for nid, info in d.nodes.items():
         info["row"] = rows[info["name"]]
+        info["beside"] = info["name"] in beside
     for nid, c in g.cells.items():
         A.get_node(nid).attr["pos"] = f"{c.pos[0]:.2f},{c.pos[1]:.2f}"
     for (u, v, k), link in zip(edges, g.links):

@@ -1,26 +1,58 @@
-"""Sizes for a slide: nodes as small as their text allows, grid spacing within a 16:9 budget.
+"""Sizes for a slide: nodes as small as their text allows, grid spacing within a target's budget.
 
-The issue's bar is text of at least 14 pt once a drawing is fitted to a
-13.33 x 7.5 in slide.  The smallest text is a sub- or superscript (70 % of
-the font size), so a drawing may be at most :func:`slide_budget` points wide
-and high for that to hold.  :func:`spacing` spends that budget: comfortable
-rows and columns when they fit, tighter rows for tall models (the 7-variable
-LSTM), and columns widened towards a 16:9 picture.
+A drawing is made for a target (:data:`TARGETS`): a 16:9 beamer frame under
+its title (11 pt body text), or a 13.33 x 7.5 in slide under its title (18 pt
+body).  Fitted to the target, a drawing's names are set at the body size, never
+larger (a figure reads as part of the slide; scale it up in LaTeX if you
+like), and smaller only when it cannot fit otherwise.  :func:`slide_budget` is
+the largest drawing, in the layout's own points, that fits its target with
+names at the body size; :func:`spacing` spends that budget: comfortable rows
+and columns when they fit, tighter rows for tall models, and columns widened
+towards the target's aspect.  Without ``--fit`` a drawing is laid out for the
+slide, the roomier target, and keeps its natural size (names at 16 pt).
 
 Examples
 --------
 >>> from rnngraph.render.style import Style
 >>> w, h = slide_budget(Style())
 >>> round(w), round(h)
-(735, 404)
+(777, 360)
 >>> node_size(24.0, 19.5, 16.0)
 (35.6, 28.6)
+>>> fit_scale(600.0, 300.0, 16.0, TARGETS["beamer"])     # as wide as the frame allows
+0.66
 """
 from __future__ import annotations
 
-SLIDE = (13.333 * 72, 7.5 * 72)          # a 16:9 slide, in points
-MIN_TEXT_PT = 14.0                       # the smallest text once fitted to the slide
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a drawing goes: the room it has, in points (1/72 in), and the body text size."""
+
+    name: str
+    width: float
+    height: float
+    body: float
+    what: str
+
+
+#: The targets of ``--fit``.  beamer: ``\documentclass[aspectratio=169,11pt]{beamer}``, a
+#: 160 x 90 mm frame, measured with pdflatex: \textwidth is 398 pt, and a frame title leaves
+#: 214 pt above the navigation symbols.  slide: PowerPoint's and Google Slides' 16:9 page,
+#: less a title (1.25 in) and half-inch margins.
+TARGETS = {
+    "beamer": Target("beamer", 396.0, 210.0, 11.0, "a 16:9 beamer frame under its title, 11 pt text"),
+    "slide": Target("slide", 888.0, 414.0, 18.0, "a 13.33 x 7.5 in slide under its title, 18 pt text"),
+}
+PAD = 4.0                                # the white margin round a drawing, in points
 _SAFETY = 1.015                          # Graphviz rounds font sizes in its output
+
+
+def fit_scale(width: float, height: float, fontsize: float, target: Target) -> float:
+    """How much a drawing ``width`` x ``height`` points, names ``fontsize`` pt, is scaled for ``target``."""
+    return round(min(target.body / fontsize, target.width / width, target.height / height), 4)
 
 
 def node_size(text_w: float, text_h: float, fontsize: float) -> tuple[float, float]:
@@ -36,10 +68,11 @@ def node_size(text_w: float, text_h: float, fontsize: float) -> tuple[float, flo
 
 
 def slide_budget(style) -> tuple[float, float]:
-    """The largest drawing, in points and without its pad, whose smallest text is 14 pt on the slide."""
-    scale = MIN_TEXT_PT / style.small * _SAFETY
-    pad = 2 * float(style.graph_attrs()["pad"]) * 72
-    return SLIDE[0] / scale - pad, SLIDE[1] / scale - pad
+    """The largest drawing, in points and without its pad, that fits ``style``'s target with names
+    at the body size (the slide when ``style.fit`` is None)."""
+    target = TARGETS[style.fit or "slide"]
+    scale = target.body / style.fontsize * _SAFETY
+    return target.width / scale - 2 * PAD, target.height / scale - 2 * PAD
 
 
 def spacing(rows: int, cols: int, node: tuple[float, float], label: tuple[float, float],
@@ -80,5 +113,6 @@ def spacing(rows: int, cols: int, node: tuple[float, float], label: tuple[float,
     dx_min = nw + lw + 30 * k
     dx_aspect = (16 / 9 * height - nw - extra[0]) / max(cols - 1, 1)
     dx_fit = (budget_w - extra[0] - nw) / max(cols - 1, 1)
-    dx = min(max(dx_comfort, min(dx_aspect, 1.6 * dx_comfort)), max(dx_fit, dx_min))
+    # widened towards the target's shape, but not to columns of mostly white (Elman: 205 pt)
+    dx = min(max(dx_comfort, min(dx_aspect, 1.25 * dx_comfort)), max(dx_fit, dx_min))
     return float(round(dx)), float(round(dy))

@@ -15,7 +15,7 @@ from ..graphs.ops import op_graph
 from .labels import OP_SYMBOLS, name_html, op_label, text_label, time_text, var_label
 from .quiet import graphviz_stderr
 from .drawing import Drawing, new_graph, step_text
-from .metrics import SLIDE
+from .metrics import TARGETS
 from .style import Style
 
 _LAYER_INPUTS = {"matmul", "add", "sub"}
@@ -100,6 +100,7 @@ def _build(model, unroll, style, merge, rankdir) -> Drawing:
         nid = name if t is None else f"{name}.{t}"
         made = nid in d.nodes
         add(nid, var_label(name, shown, style.fontsize), kind, name, t)
+        d.nodes[nid]["shown"] = shown
         if kind == "initial" and unroll is not None and not made:
             initial.append(nid) if t < 1 else ends["after"].add_node(nid)
         return nid
@@ -176,9 +177,10 @@ def _build(model, unroll, style, merge, rankdir) -> Drawing:
 
 
 def _slide_scale(A) -> float:
-    """How much a laid-out graph is scaled to fit a 16:9 slide."""
+    """How much a laid-out graph is scaled to fill a beamer frame."""
     x0, y0, x1, y1 = map(float, A.graph_attr["bb"].split(","))
-    return min(SLIDE[0] / (x1 - x0 or 1), SLIDE[1] / (y1 - y0 or 1))
+    room = TARGETS["beamer"]
+    return min(room.width / (x1 - x0 or 1), room.height / (y1 - y0 or 1))
 
 
 def _merge_sums(g):

@@ -10,6 +10,7 @@ figure is what the reader of the picture gets:
                     (the initial values' column may sit closer to the first step)
 ``row_error``       the largest spread of y centres of one variable, in points
 ``through_nodes``   edges that pass through a node they do not end at
+``node_overlaps``   pairs of nodes whose boxes overlap
 ``wrong_way``       recurrent edges that do not point right (left when backward)
 ``crossings``       pairs of edges that cross, counted once per crossing (and once for
                     edges from two nodes that run on top of each other; edges from
@@ -20,8 +21,10 @@ figure is what the reader of the picture gets:
 ``labels_crossed``  edge labels that an edge (their own or another) runs through
 ``labels_ambiguous``       edge labels nearer to another edge than to their own,
                     so that a reader could take them for that edge's label
-``min_font_pt``     the smallest text once the drawing is fitted to a
-                    13.33 x 7.5 in (16:9) slide
+``size_pt``         width and height in points, margins included, before any fitting
+``label_pt_beamer``, ``min_text_pt_beamer``  the names' size and the smallest text (a
+                    sub- or superscript) once the drawing is fitted to a 16:9 beamer
+                    frame (``--fit beamer``); ``_slide``: to a 13.33 x 7.5 in slide
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ import pygraphviz as pgv
 
 from . import geometry as geo
 from .drawing import POINTS, Drawing
-from .metrics import SLIDE
+from .metrics import TARGETS, fit_scale
 from .placement import box_distance
 from .quiet import graphviz_stderr
 
@@ -132,7 +135,7 @@ def _alignment(var: dict, info: dict) -> dict:
     cols: dict = {}
     rows: dict = {}
     for n, (c, _, _) in var.items():
-        if info[n]["kind"] != "stub" and info[n]["t"] is not None:
+        if info[n]["kind"] != "stub" and info[n]["t"] is not None and not info[n].get("beside"):
             cols.setdefault(info[n]["t"], []).append(c[0])
         rows.setdefault(info[n]["name"], []).append(c[1])
     # the steps are equally spaced; the initial values' column may sit closer to the first step
@@ -176,7 +179,7 @@ def measure(drawing: Drawing, svg: bytes | None = None) -> dict:
     var = {n: v for n, v in nodes.items() if not info[n]["marker"]}
     figures: dict = dict(nodes=len(var), edges=len(edges))
 
-    if drawing.style.detail == "vars":         # the op view has no grid to align to
+    if drawing.style.detail != "ops":          # the op view has no grid to align to
         figures.update(_alignment(var, info))
 
     # Edges through nodes, and recurrent edges pointing the wrong way.
@@ -188,6 +191,8 @@ def measure(drawing: Drawing, svg: bytes | None = None) -> dict:
             if any(geo.segment_hits_ellipse(p, q, c, rx - 1, ry - 1) for p, q in zip(poly, poly[1:])):
                 through += 1
     figures["through_nodes"] = through
+    boxes = [(c[0] - rx, c[1] - ry, c[0] + rx, c[1] + ry) for c, rx, ry in var.values()]
+    figures["node_overlaps"] = sum(_overlap(a, b, 1.0) for i, a in enumerate(boxes) for b in boxes[i + 1:])
     wrong = 0
     if drawing.unroll is not None:
         for e in drawing.edges:
@@ -212,25 +217,25 @@ def measure(drawing: Drawing, svg: bytes | None = None) -> dict:
     figures.update(overlaps(nodes, [b[:4] for b in labels], {n for n in nodes if info[n]["marker"]}))
     figures.update(label_edges(labels, edges))
 
-    # Text size once fitted to a 16:9 slide.
+    # Text size once fitted to each target.
     if svg is None:
         from .output import render
         svg = render(drawing, "svg")
-    text = svg.decode("utf-8")
-    m = re.search(r'<svg width="([\d.]+)pt" height="([\d.]+)pt"', text)
-    width, height = float(m.group(1)), float(m.group(2))
-    scale = min(SLIDE[0] / width, SLIDE[1] / height)
-    sizes = [float(s) for s in re.findall(r'<text[^>]*font-size="([\d.]+)"', text)]
+    from .output import natural_size
+    sizes = [float(s) for s in re.findall(r'<text[^>]*font-size="([\d.]+)"', svg.decode("utf-8"))]
+    width, height = natural_size(drawing)
     figures["size_pt"] = (round(width, 1), round(height, 1))
-    figures["slide_scale"] = round(scale, 3)
-    figures["min_font_pt"] = round(min(sizes) * scale, 2) if sizes else math.inf
+    for name, target in TARGETS.items():
+        scale = fit_scale(width, height, drawing.style.fontsize, target)
+        figures[f"label_pt_{name}"] = round(drawing.style.fontsize * scale, 2)
+        figures[f"min_text_pt_{name}"] = round(min(sizes) * scale, 2) if sizes else math.inf
     return figures
 
 
 def report(figures: dict) -> str:
     """``figures`` as the lines ``rnngraph draw --stats`` prints."""
     names = dict(nodes="nodes", edges="edges", crossings="edge crossings",
-                 through_nodes="edges through a node", wrong_way="recurrent edges pointing the wrong way",
+                 through_nodes="edges through a node", node_overlaps="nodes overlapping", wrong_way="recurrent edges pointing the wrong way",
                  column_error="column alignment error (fraction of spacing)",
                  spacing_error="column spacing error (fraction)", row_error="row alignment error (pt)",
                  column_spacing_pt="column spacing (pt)", label_overlaps="edge labels overlapping",
@@ -238,6 +243,7 @@ def report(figures: dict) -> str:
                  label_node_overlaps="edge labels on a node",
                  labels_crossed="edge labels crossed by an edge",
                  labels_ambiguous="edge labels nearer another edge than their own", size_pt="drawing size (pt)",
-                 slide_scale="scale to fit a 16:9 slide", min_font_pt="smallest text on the slide (pt)")
+                 **{f"{k}_pt_{t}": f"{what} fitted to {target.what} (pt)" for t, target in TARGETS.items()
+                    for k, what in (("label", "names"), ("min_text", "smallest text"))})
     return "\n".join(f"{names.get(k, k)}: {v if not isinstance(v, tuple) else ' x '.join(map(str, v))}"
                      for k, v in figures.items())

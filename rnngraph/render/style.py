@@ -20,6 +20,9 @@ import math
 import re
 from dataclasses import dataclass, fields, replace
 
+from .fonts import family
+from .metrics import PAD
+
 #: role (the ``kind`` of a graph node) -> how its node looks.  ``fill`` and
 #: ``line`` name colours of the theme; ``penwidth`` is in points.
 ROLES: dict[str, dict] = {
@@ -32,6 +35,8 @@ ROLES: dict[str, dict] = {
     "loss":      dict(fill="loss", line="line", penwidth=1.2),
     "initial":   dict(fill="initial", line="muted", penwidth=1.0, dashed=True),
     "stub":      dict(fill="none", line="none", penwidth=0),
+    # The cell view: each step's cell of a gated unit one rounded box (colah's chain).
+    "cell":      dict(fill="state", line="line", penwidth=1.2, shape="box", rounded=True),
     # The op view: a layer (matmul, a nonlinearity after one) is a box, a
     # pointwise operation a circle, as in colah's LSTM figures.
     "layer":     dict(fill="layer", line="line", penwidth=1.0, shape="box"),
@@ -67,7 +72,8 @@ _FONT = re.compile(r"(?=.*\w)[\w .,:=+-]{1,100}")
 
 DELAY_MARKERS = ("square", "label")
 TIME_LABELS = ("absolute", "relative")
-DETAILS = ("vars", "ops")
+DETAILS = ("auto", "cells", "vars", "ops")
+FITS = ("beamer", "slide")
 
 
 @dataclass(frozen=True)
@@ -92,8 +98,14 @@ class Style:
     stubs : bool
         Draw ``...`` at both ends of the unrolled recurrences instead of the
         initial values.
-    detail : {"vars", "ops"}
-        One node per variable, or one per primitive operation.
+    detail : {"auto", "cells", "vars", "ops"}
+        One box per step's cell of a gated unit (colah's chain), one node per
+        variable, or one per primitive operation; ``auto``: cells for a gated
+        unit unrolled, variables otherwise.
+    fit : {None, "beamer", "slide"}
+        Lay the drawing out for that target and size it to it (names at the
+        body size, smaller only if it cannot fit): :data:`rnngraph.render.metrics.TARGETS`.
+        None lays it out for the slide at its natural size.
     """
 
     theme: str = "default"
@@ -103,13 +115,15 @@ class Style:
     delay_marker: str = "square"
     time_labels: str = "absolute"
     stubs: bool = False
-    detail: str = "vars"
+    detail: str = "auto"
+    fit: str | None = None
 
     def __post_init__(self):
         for name, value, allowed in (("theme", self.theme, tuple(THEMES)),
                                      ("delay_marker", self.delay_marker, DELAY_MARKERS),
                                      ("time_labels", self.time_labels, TIME_LABELS),
-                                     ("detail", self.detail, DETAILS)):
+                                     ("detail", self.detail, DETAILS),
+                                     ("fit", self.fit or FITS[0], FITS)):
             if value not in allowed:
                 what = name.replace("_", " ")
                 raise ValueError(f"unknown {what} {value!r}; choose one of {', '.join(allowed)}")
@@ -144,6 +158,8 @@ class Style:
         styles = ["filled"] if fill != "none" else []
         if row.get("dashed"):
             styles.append("dashed")
+        if row.get("rounded"):
+            styles.append("rounded")
         attrs = dict(shape=row.get("shape", "ellipse"), style=",".join(styles) or "solid",
                      fillcolor=fill, color=self.color(row["line"]),
                      penwidth=str(row["penwidth"]), fontcolor=self.color(row.get("text", "text")))
@@ -151,10 +167,11 @@ class Style:
 
     def graph_attrs(self) -> dict[str, str]:
         return dict(bgcolor="transparent" if self.transparent else self.colors["background"],
-                    fontname=self.font, fontsize=str(self.fontsize), pad="0.15")
+                    fontname=family(self.font), fontsize=str(self.fontsize),
+                    pad=f"{PAD / 72:.4f}", margin="0")       # margin: PDF's own 36 pt, gone
 
     def edge_attrs(self) -> dict[str, str]:
-        return dict(color=self.colors["edge"], fontcolor=self.colors["param"], fontname=self.font,
+        return dict(color=self.colors["edge"], fontcolor=self.colors["param"], fontname=family(self.font),
                     fontsize=str(self.fontsize), penwidth="1.2", arrowsize="0.8")
 
 
