@@ -133,10 +133,12 @@ def test_unrolling_beyond_the_limit_is_refused_before_building_anything():
 def test_the_counted_size_of_a_drawing_is_what_is_drawn(path, steps):
     model = rnngraph.load(path)
     steps = steps if model.timed else None
-    d = layout(model, steps)
+    d = layout(model, steps, rnngraph.render.Style(detail="vars"))
     variables = [n for n, i in d.nodes.items() if i["kind"] not in ("initial", "stub", "marker")]
     labels = [e for e in d.edges if d.labels.get(e["key"]) or (steps is None and e["delay"])]
     assert drawing_size(model, steps)[:2] == (len(variables), len(labels))
+    cells = layout(model, steps)                # a gated unit's cells: fewer, never more
+    assert len(cells.nodes) <= len(d.nodes) and len(cells.edges) <= len(d.edges)
     ops = layout(model, steps, rnngraph.render.Style(detail="ops"))
     assert len(ops.nodes) <= drawing_size(model, steps, "ops")[0]
 

@@ -187,9 +187,11 @@ def test_backward_state_reads_boundary_values_after_the_end():
     assert ("g", 0) not in g and ("h", 0) in g
 
 
-def test_time_delay_inputs_before_the_start_have_no_node():
+def test_time_delay_inputs_before_the_start_are_drawn_as_initial_zeros():
+    # until issue 19 x(0) and x(-1) were left out, and y(1) looked as if it read x(1) alone
     g = rnngraph.load("examples/tdnn.rnn").unroll(3)
-    assert sorted(g.in_edges(("y", 1))) == [(("x", 1), ("y", 1))]
+    assert sorted(g.in_edges(("y", 1))) == [(("x", -1), ("y", 1)), (("x", 0), ("y", 1)), (("x", 1), ("y", 1))]
+    assert g.nodes[("x", 0)]["role"] == g.nodes[("x", -1)]["role"] == "initial"
     assert {u for u, _ in g.in_edges(("y", 3))} == {("x", 1), ("x", 2), ("x", 3)}
 
 
@@ -198,7 +200,8 @@ def test_edges_record_weights_transposes_and_concatenations():
     assert {(u, v, d["weight"], d["transpose"]) for u, v, d in g.edges(data=True)} == {
         ("x", "h", "W1", False), ("h", "x_hat", "W1", True)}
     g = rnngraph.load("examples/lstm_concat.rnn").graph()
-    assert ("x", "f", 0, "W_f") in edge_set(g) and ("h", "f", 1, "W_f") in edge_set(g)
+    # each part of [h(t-1); x(t)] meets its own block of W_f: not W_f twice, which reads as tied
+    assert ("x", "f", 0, "W_f[x]") in edge_set(g) and ("h", "f", 1, "W_f[h]") in edge_set(g)
     g = rnngraph.load("examples/torch_gru.rnn").graph()
     assert {e for e in edge_set(g) if e[1] == "h"} == {
         ("z", "h", 0, None), ("n", "h", 0, None), ("h", "h", 1, None)}

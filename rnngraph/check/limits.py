@@ -252,8 +252,8 @@ def _instances(g, u, v, data, unroll: int | None) -> int:
     if unroll is None or not g.nodes[v]["timed"]:
         return 1
     delay = data["delay"]
-    if delay and g.nodes[u]["role"] == "input":        # inputs before step 1 are zeros: no edge
-        return max(unroll - abs(delay), 0)
+    if delay and delay < 0 and g.nodes[u]["role"] == "input":   # inputs after step N: no edge
+        return max(unroll - abs(delay), 0)             # (those before step 1 are drawn, as zeros)
     return unroll
 
 

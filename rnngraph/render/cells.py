@@ -239,8 +239,9 @@ def _place(d: Drawing, cell: Cell, order: list[str], sizes: dict, label_sizes: d
     targets = [n for n in above if sym_kind[n] == "target"]
     rows_above = [n for n in above if n not in targets]
     dy = nh + _GAP * k + 4 * k
+    steps = d.unroll
     for t, nodes in by_step.items():
-        if t is None or t < 1:
+        if t is None or not 1 <= t <= steps:
             continue
         pos[node_id(CELL, t)] = (x_of(t), 0.0)
         row([n for n in nodes if info[n]["kind"] == "input"], -up, t)
@@ -264,11 +265,17 @@ def _place(d: Drawing, cell: Cell, order: list[str], sizes: dict, label_sizes: d
         y = lane_y.get(i["name"])
         if y is None:                                # an initial value outside the cell
             y = next((p[1] for m, p in pos.items() if info[m]["name"] == i["name"]), 0.0)
-        pos[n] = (x_of(1) - lead + (i["t"] or 0) * (sizes[n][0] + 20 * k), y)
+        t = i["t"] or 0
+        if t > steps:                                # a backward state's value after the last step
+            pos[n] = (x_of(steps) + lead + (t - steps - 1) * (sizes[n][0] + 20 * k), y)
+        else:
+            pos[n] = (x_of(1) - lead + t * (sizes[n][0] + 20 * k), y)
     for n, (x, y) in pos.items():
         A.get_node(n).attr["pos"] = f"{x:.2f},{y:.2f}"
         info[n]["col"] = info[n]["t"] if info[n]["t"] is not None else 0
-        info[n]["row"] = info[n]["name"]
+        # a carried state's initial value sits on its line into the first box, not in its row
+        info[n]["row"] = None if info[n]["name"] in lane_y and info[n]["kind"] in ("initial", "stub") \
+            else info[n]["name"]
     for n, i in info.items():
         if i["kind"] == "cell":
             A.get_node(n).attr.update(width=f"{wb / 72:.4f}", height=f"{hb / 72:.4f}")
@@ -287,8 +294,9 @@ def _place(d: Drawing, cell: Cell, order: list[str], sizes: dict, label_sizes: d
         elif info[e["head"]]["kind"] == "cell" and abs(y0 - lane_y.get(info[e["tail"]]["name"], 1e9)) < 1e-6:
             path = [(x0 + w0 / 2 + 1, y0), (x1 - w1 / 2 - 1, y0)]          # an initial value in
             lp = None
-        elif abs(x0 - x1) < 1e-6 or (info[e["head"]]["kind"] == "cell" and abs(x0 - x1) < wb / 2) \
-                or (info[e["tail"]]["kind"] == "cell" and abs(x0 - x1) < wb / 2):
+        elif (abs(x0 - x1) < 1e-6 or (info[e["head"]]["kind"] == "cell" and abs(x0 - x1) < wb / 2)
+              or (info[e["tail"]]["kind"] == "cell" and abs(x0 - x1) < wb / 2)) \
+                and not _blocked(pos, sizes, e, x0 if info[e["tail"]]["kind"] != "cell" else x1, y0, y1):
             x = x0 if info[e["tail"]]["kind"] != "cell" else x1
             s0 = h0 / 2 + 1 if info[e["tail"]]["kind"] != "cell" else h0 / 2
             s1 = h1 / 2 + 1 if info[e["head"]]["kind"] != "cell" else h1 / 2
@@ -307,3 +315,10 @@ def _place(d: Drawing, cell: Cell, order: list[str], sizes: dict, label_sizes: d
             edge.attr["lp"] = f"{lp[0]:.2f},{lp[1]:.2f}"
     d.label_sizes = dict(label_sizes)
     d.spacing = (dx, dy)
+
+
+def _blocked(pos: dict, sizes: dict, edge: dict, x: float, y0: float, y1: float) -> bool:
+    """Whether a node other than the edge's ends stands on the line x between heights y0 and y1."""
+    lo, hi = sorted((y0, y1))
+    return any(abs(p[0] - x) < sizes[n][0] / 2 and lo < p[1] < hi
+               for n, p in pos.items() if n not in (edge["tail"], edge["head"]))

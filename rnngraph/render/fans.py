@@ -97,6 +97,10 @@ class Fans:
         start = [c.rx for c in self.cells.values() if c.col == first - 1]
         trunks = [self.fans[i][0][0] for i in self.fans
                   if self.cells[self.links[i].head].col == first and self.cells[self.links[i].tail].col < first]
+        if start and not trunks:          # no fan: room for the widest label between the columns
+            links = [l for l in self.links if self.cells[l.tail].col == first - 1 and l.label]
+            return max(start) + max((l.label[0] for l in links), default=0.0) + 36.0 \
+                + max(c.rx for c in self.cells.values() if c.col == first)
         return first * self.dx - min(trunks) + max(start) + _LEAD if start and trunks else None
 
     def _fan_corners(self, groups: dict, pad: float, own: bool, gap: float, own_pad: float) -> dict | None:

@@ -18,6 +18,9 @@ to it than its own.
 """
 from __future__ import annotations
 
+import re
+from dataclasses import replace
+
 import networkx as nx
 
 from . import geometry as geo
@@ -117,6 +120,90 @@ def place_folded(d, model, size_nodes) -> None:
     with graphviz_stderr():
         A.layout(prog="dot")
     place_labels(d, label_sizes)
+    _loops_aside(d, loops, label_sizes)
+
+
+def _loops_aside(d, loops: set, label_sizes: dict) -> None:
+    """Turn each self-loop (an LSTM's c(t-1) into c) to the side of its node where fewer other
+    edges meet it, if the labels come out no worse: dot puts loops on the right, where f -> c
+    and g -> c came in and the loop's delay square sat on their arrowheads.  The loop is
+    mirrored about its node's centre; every other edge stays where dot routed it, and the
+    labels and squares are placed again."""
+    A = d.agraph
+    at = lambda n: tuple(map(float, A.get_node(n).attr["pos"].split(",")))
+    turn = []
+    for n in loops:
+        x, _ = at(n)
+        others = [v if u == n else u for u, v in A.edges() if n in (u, v) and u != v]
+        if sum(1 for m in others if at(m)[0] > x + 1) > sum(1 for m in others if at(m)[0] < x - 1):
+            turn += [(A.get_edge(u, v, key), x) for u, v, key in A.edges(keys=True) if u == v == n]
+    if not turn:
+        return
+    from .stats import label_quality
+    before = label_quality(d)
+    saved = {(u, v, k): dict(A.get_edge(u, v, k).attr) for u, v, k in A.edges(keys=True)}
+    _drop_markers(d)
+    for e, x in turn:
+        e.attr["pos"] = re.sub(r"(^|\s|[es],)(-?[\d.]+),",
+                               lambda m: f"{m.group(1)}{2 * x - float(m.group(2)):.3f},", e.attr["pos"])
+        e.attr["lp"] = ""                  # its square: placed on the loop where it is now
+    for (u, v, k), attrs in saved.items():
+        if u != v:
+            A.get_edge(u, v, k).attr["lp"] = attrs.get("lp") or ""
+    place_labels(d, label_sizes)
+    if label_quality(d) > before:          # worse: back to dot's loops
+        _drop_markers(d)
+        for (u, v, k), attrs in saved.items():
+            A.get_edge(u, v, k).attr.update(pos=attrs["pos"], lp=attrs.get("lp") or "")
+        place_labels(d, label_sizes)
+
+
+def _drop_markers(d) -> None:
+    for n in [n for n, i in d.nodes.items() if i["marker"]]:
+        d.agraph.delete_node(n)
+        del d.nodes[n]
+
+
+def place_one_step(d, model, size_nodes) -> None:
+    """One step of a gated unit, gate by gate, as colah draws a cell: the gates side by side.
+
+    The levels of the folded view, bottom up: x at the bottom, the gates on one row, c above
+    them, h on top; each initial value beside its variable, left of it.
+    """
+    A = d.agraph
+    _, label_sizes = size_nodes(d)
+    names = [n for n, i in d.nodes.items() if not i["marker"]]
+    by_name = levels(model, list(dict.fromkeys(d.nodes[n]["name"] for n in names
+                                               if d.nodes[n]["kind"] not in ("initial", "stub"))))
+    # an initial value on its own variable's row, left of it: c(0) beside c(1), h(0) beside h(1),
+    # so that h(0)'s edges come down into the gates and x(1)'s go up: the two fans never cross
+    level = {n: by_name.get(d.nodes[n]["name"], 0) for n in names}
+    A.graph_attr.update(rankdir="BT", nodesep="0.32", ranksep="0.32", splines="true")
+    for lv in sorted(set(level.values())):
+        A.add_subgraph([n for n in names if level[n] == lv], name=f"level{lv}", rank="same")
+    for e in d.edges:
+        e["drawn"] = (e["tail"], e["head"])
+        if e["delay"] and level[e["tail"]] > level[e["head"]]:   # drawn down, ranked like the rest
+            u, v, key = e["tail"], e["head"], e["key"]
+            attrs = {k: x for k, x in A.get_edge(u, v, key).attr.items() if x}
+            if d.labels.get(key):
+                attrs["label"] = d.labels[key]
+            A.delete_edge(u, v, key)
+            A.add_edge(v, u, key=key, dir="back", **attrs)
+            e["drawn"] = (v, u)
+    for n in names:                       # each initial value left of its variable at step 1
+        info = d.nodes[n]
+        step1 = f"{info['name']}.1"
+        if info["kind"] in ("initial", "stub") and step1 in d.nodes:
+            A.add_edge(n, step1, style="invis", weight="4", minlen="1")
+    with graphviz_stderr():
+        A.layout(prog="dot")
+    style = d.style
+    d.style = replace(style, delay_marker="label")   # unrolled, a delay is the step it reads
+    try:
+        place_labels(d, label_sizes)
+    finally:
+        d.style = style
 
 
 def place_labels(d, label_sizes) -> None:

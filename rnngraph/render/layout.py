@@ -101,6 +101,9 @@ def layout(model, unroll: int | None = None, style: Style | None = None) -> Draw
     if unroll is None:
         from .folded import place_folded
         place_folded(d, model, _size_nodes)
+    elif unroll == 1 and cell_of(model) is not None:
+        from .folded import place_one_step
+        place_one_step(d, model, _size_nodes)
     else:
         _place_grid(d, model)
     return d
@@ -198,7 +201,7 @@ def _place_grid(d: Drawing, model) -> None:
     kinds = {i["name"]: i["kind"] for i in d.nodes.values()}
     beside = {n: next(iter(readers[n])) for n in names if kinds[n] == "target"
               and len(readers.get(n, ())) == 1 and kinds[next(iter(readers[n]))] == "loss"}
-    offset = {n: max(sizes[m][0] for m, i in d.nodes.items() if i["name"] == beside[n]) / 2 + 24
+    offset = {n: max(sizes[m][0] for m, i in d.nodes.items() if i["name"] == beside[n]) / 2 + 20
               + max(sizes[m][0] for m, i in d.nodes.items() if i["name"] == n) / 2 for n in beside}
     names = [n for n in names if n not in beside]
 
@@ -213,9 +216,11 @@ def _place_grid(d: Drawing, model) -> None:
     # Spacing from the slide's budget; rows by fewest crossings among the likeliest orders,
     # counted on the first steps (the pattern repeats from step to step).
     dx, dy = spacing(len(names), len(cols), node, label, d.style, extra=(0.6 * label[0], 8.0))
+    # room for the target between its loss and the next column's loss (nothing else is in that row)
     dx = max([dx] + [float(math.ceil(offset[n] + max(sizes[m][0] for m, i in d.nodes.items()
-                                                    if i["name"] == n) / 2 + node[0] / 2 + 20))
-                     for n in beside])
+                                                    if i["name"] == n) / 2 + 14
+                                     + max(sizes[m][0] for m, i in d.nodes.items()
+                                           if i["name"] == loss) / 2)) for n, loss in beside.items()])
     budget_w, budget_h = slide_budget(d.style)
     orders = row_orders(model, names)
     best = orders[0]
@@ -301,4 +306,12 @@ def _fit_columns(g: Grid, make, width: float, least: float) -> tuple[Grid, float
         crossings = (g.crossings(), g.clashes()) if crossings is None else crossings
         if x1 - x0 <= width and h.crossings() <= crossings[0] and h.clashes() <= crossings[1]:
             return h, float(dx)
+    if leads[0] is not None and leads[0] < g.dx - 1 and not g.fans:
+        # it cannot fit, but the initial values may still close up: a larger scale on the slide
+        # (not beside fans, whose labels it would crowd: lstm_concat at 5 steps, 4 ambiguous)
+        h = make(g.dx, leads[0])
+        h.place()
+        if h.extent()[2] - h.extent()[0] < g.extent()[2] - g.extent()[0] \
+                and h.crossings() <= g.crossings() and h.clashes() <= g.clashes():
+            return h, g.dx
     return g, g.dx

@@ -8,15 +8,16 @@ like), and smaller only when it cannot fit otherwise.  :func:`slide_budget` is
 the largest drawing, in the layout's own points, that fits its target with
 names at the body size; :func:`spacing` spends that budget: comfortable rows
 and columns when they fit, tighter rows for tall models, and columns widened
-towards the target's aspect.  Without ``--fit`` a drawing is laid out for the
-slide, the roomier target, and keeps its natural size (names at 16 pt).
+towards the target's aspect.  Without ``--fit`` a drawing keeps its natural
+size (names at 16 pt) and is laid out so that its smallest text would be 14 pt
+on a whole 13.33 x 7.5 in slide.
 
 Examples
 --------
 >>> from rnngraph.render.style import Style
 >>> w, h = slide_budget(Style())
 >>> round(w), round(h)
-(777, 360)
+(741, 410)
 >>> node_size(24.0, 19.5, 16.0)
 (35.6, 28.6)
 >>> fit_scale(600.0, 300.0, 16.0, TARGETS["beamer"])     # as wide as the frame allows
@@ -47,6 +48,8 @@ TARGETS = {
     "slide": Target("slide", 888.0, 414.0, 18.0, "a 13.33 x 7.5 in slide under its title, 18 pt text"),
 }
 PAD = 4.0                                # the white margin round a drawing, in points
+SLIDE = (13.333 * 72, 7.5 * 72)          # a whole 16:9 slide, in points
+MIN_TEXT_PT = 14.0                       # the natural size: smallest text on a whole slide
 _SAFETY = 1.015                          # Graphviz rounds font sizes in its output
 
 
@@ -68,9 +71,13 @@ def node_size(text_w: float, text_h: float, fontsize: float) -> tuple[float, flo
 
 
 def slide_budget(style) -> tuple[float, float]:
-    """The largest drawing, in points and without its pad, that fits ``style``'s target with names
-    at the body size (the slide when ``style.fit`` is None)."""
-    target = TARGETS[style.fit or "slide"]
+    """The largest drawing, in points and without its pad, that fits ``style.fit``'s target with
+    names at the body size; with no target, the largest whose smallest text is 14 pt on a whole
+    13.33 x 7.5 in slide (the natural size's budget, roomier than either target)."""
+    if style.fit is None:
+        scale = MIN_TEXT_PT / style.small * _SAFETY
+        return SLIDE[0] / scale - 2 * PAD, SLIDE[1] / scale - 2 * PAD
+    target = TARGETS[style.fit]
     scale = target.body / style.fontsize * _SAFETY
     return target.width / scale - 2 * PAD, target.height / scale - 2 * PAD
 

@@ -22,6 +22,8 @@ figure is what the reader of the picture gets:
 ``labels_ambiguous``       edge labels nearer to another edge than to their own,
                     so that a reader could take them for that edge's label
 ``size_pt``         width and height in points, margins included, before any fitting
+``min_font_pt``     the smallest text when the drawing fills a whole 13.33 x 7.5 in slide
+                    edge to edge (what the natural size is laid out for: 14 pt)
 ``label_pt_beamer``, ``min_text_pt_beamer``  the names' size and the smallest text (a
                     sub- or superscript) once the drawing is fitted to a 16:9 beamer
                     frame (``--fit beamer``); ``_slide``: to a 13.33 x 7.5 in slide
@@ -36,7 +38,7 @@ import pygraphviz as pgv
 
 from . import geometry as geo
 from .drawing import POINTS, Drawing
-from .metrics import TARGETS, fit_scale
+from .metrics import SLIDE, TARGETS, fit_scale
 from .placement import box_distance
 from .quiet import graphviz_stderr
 
@@ -60,6 +62,8 @@ def _read(drawing: Drawing):
             x, y = map(float, e.attr["lp"].split(","))
             # the folded view's labels keep room for a marker on their left, and a little on their right
             left, right = size[2:4] if len(size) > 2 else (0, 0)
+            if size[0] - left - right <= 1:        # no text: the room an unlabelled loop keeps for its square
+                continue
             labels.append((x - size[0] / 2 + left, y - size[1] / 2, x + size[0] / 2 - right,
                            y + size[1] / 2, own))
     return nodes, edges, labels
@@ -129,6 +133,15 @@ def label_edges(labels: list, edges: list) -> dict:
     return dict(labels_crossed=crossed, labels_ambiguous=ambiguous)
 
 
+def label_quality(drawing: Drawing) -> tuple[int, int]:
+    """(labels overlapping a label, a marker or a node, labels crossed or ambiguous): fewer is better."""
+    nodes, edges, labels = _read(drawing)
+    info = drawing.nodes
+    o = overlaps(nodes, [b[:4] for b in labels], {n for n in nodes if info.get(n, {}).get("marker")})
+    e = label_edges(labels, edges)
+    return sum(o.values()), sum(e.values())
+
+
 def _alignment(var: dict, info: dict) -> dict:
     """Columns (time steps) and rows (variables): spreads and spacing."""
     figures = {}
@@ -137,7 +150,8 @@ def _alignment(var: dict, info: dict) -> dict:
     for n, (c, _, _) in var.items():
         if info[n]["kind"] != "stub" and info[n]["t"] is not None and not info[n].get("beside"):
             cols.setdefault(info[n]["t"], []).append(c[0])
-        rows.setdefault(info[n]["name"], []).append(c[1])
+        if not (info[n]["kind"] in ("initial", "stub") and info[n].get("row") is None):
+            rows.setdefault(info[n]["name"], []).append(c[1])
     # the steps are equally spaced; the initial values' column may sit closer to the first step
     steps = {info[n]["t"] for n in var if info[n]["kind"] not in ("stub", "initial")
              and info[n]["t"] is not None}
@@ -194,7 +208,7 @@ def measure(drawing: Drawing, svg: bytes | None = None) -> dict:
     boxes = [(c[0] - rx, c[1] - ry, c[0] + rx, c[1] + ry) for c, rx, ry in var.values()]
     figures["node_overlaps"] = sum(_overlap(a, b, 1.0) for i, a in enumerate(boxes) for b in boxes[i + 1:])
     wrong = 0
-    if drawing.unroll is not None:
+    if drawing.unroll is not None and drawing.spacing is not None:   # on a time axis (not dot's one step)
         for e in drawing.edges:
             delay = e["delay"]
             if not delay:
@@ -225,6 +239,8 @@ def measure(drawing: Drawing, svg: bytes | None = None) -> dict:
     sizes = [float(s) for s in re.findall(r'<text[^>]*font-size="([\d.]+)"', svg.decode("utf-8"))]
     width, height = natural_size(drawing)
     figures["size_pt"] = (round(width, 1), round(height, 1))
+    whole = min(SLIDE[0] / width, SLIDE[1] / height)
+    figures["min_font_pt"] = round(min(sizes) * whole, 2) if sizes else math.inf
     for name, target in TARGETS.items():
         scale = fit_scale(width, height, drawing.style.fontsize, target)
         figures[f"label_pt_{name}"] = round(drawing.style.fontsize * scale, 2)
@@ -243,6 +259,7 @@ def report(figures: dict) -> str:
                  label_node_overlaps="edge labels on a node",
                  labels_crossed="edge labels crossed by an edge",
                  labels_ambiguous="edge labels nearer another edge than their own", size_pt="drawing size (pt)",
+                 min_font_pt="smallest text, filling a whole 16:9 slide (pt)",
                  **{f"{k}_pt_{t}": f"{what} fitted to {target.what} (pt)" for t, target in TARGETS.items()
                     for k, what in (("label", "names"), ("min_text", "smallest text"))})
     return "\n".join(f"{names.get(k, k)}: {v if not isinstance(v, tuple) else ' x '.join(map(str, v))}"

@@ -105,7 +105,7 @@ class Style:
     fit : {None, "beamer", "slide"}
         Lay the drawing out for that target and size it to it (names at the
         body size, smaller only if it cannot fit): :data:`rnngraph.render.metrics.TARGETS`.
-        None lays it out for the slide at its natural size.
+        None keeps the natural size (names at ``fontsize``).
     """
 
     theme: str = "default"
