@@ -315,10 +315,24 @@ class Grid(Fans):
         nodes = [(c.pos[0] - c.rx, c.pos[1] - c.ry, c.pos[0] + c.rx, c.pos[1] + c.ry)
                  for c in self.cells.values()]
         order = sorted(range(len(self.links)), key=self._route_rank)
-        todo = [Label(i, self.links[i].label, prefer=self._by_trunk(i), within=self._branch(i))
+        todo = [Label(i, self.links[i].label, prefer=self._by_trunk(i), within=self._branch(i),
+                      group=self._pattern(i), anchor=self._middle(i))
                 for i in order if self.links[i].label is not None]
         for lab in place(todo, [self.polys[i] for i in range(len(self.links))], nodes):
             self.links[lab.edge].label_pos = lab.centre
+
+    def _pattern(self, i: int) -> tuple | None:
+        """What edge ``i`` is at every step: its rows, how many columns it spans, its label's size
+        (None for a fan's branch, whose label goes by its trunk)."""
+        if i in self.fans:
+            return None
+        link = self.links[i]
+        a, b = self.cells[link.tail], self.cells[link.head]
+        return (a.row, b.row, b.col - a.col, link.label)
+
+    def _middle(self, i: int) -> geo.Point:
+        a, b = self.cells[self.links[i].tail], self.cells[self.links[i].head]
+        return ((a.pos[0] + b.pos[0]) / 2, (a.pos[1] + b.pos[1]) / 2)
 
     def _by_trunk(self, i: int) -> geo.Point | None:
         """A fan's label: above its branch, right beside the trunk (clear of the lanes by the column)."""

@@ -42,7 +42,10 @@ class Label:
     how many delay squares of side ``mark`` go on the edge beside it,
     ``mark_gap`` apart; ``prefer`` a centre to try first (where ``dot`` put it);
     ``within`` the part of the edge it may go beside, as fractions of its
-    length (a fan's branch, not the trunk it shares).
+    length (a fan's branch, not the trunk it shares).  Labels of one ``group``
+    (the same edge at every step of an unrolled drawing) try first where the
+    group's first label went, relative to their ``anchor``: the same side of
+    the same edge in every column, as the textbooks draw them.
     """
 
     edge: int
@@ -52,6 +55,8 @@ class Label:
     mark_gap: float = 0.0
     prefer: geo.Point | None = None
     within: tuple[float, float] = (0.0, 1.0)
+    group: object = None
+    anchor: geo.Point | None = None
     centre: geo.Point | None = None
     box: tuple | None = None
     squares: list = field(default_factory=list)
@@ -111,8 +116,16 @@ def place(labels: list[Label], edges: list[list], nodes: list[tuple]) -> list[La
         things.add(box, ("edge", k, box))
     for box in nodes:
         things.add(box, ("box", -1, box))
+    offsets: dict = {}                     # group -> where its first label went, from its anchor
     for lab in labels:
+        follow = offsets.get(lab.group) if lab.group is not None and lab.prefer is None else None
+        if follow is not None:
+            lab.prefer = (lab.anchor[0] + follow[0], lab.anchor[1] + follow[1])
         _place_one(lab, edges, edge_boxes, things)
+        if follow is not None:
+            lab.prefer = None
+        if lab.group is not None and lab.group not in offsets and lab.centre is not None:
+            offsets[lab.group] = (lab.centre[0] - lab.anchor[0], lab.centre[1] - lab.anchor[1])
         for box in [lab.box] + [_square(c, lab.mark) for c in lab.squares]:
             if box is not None:
                 things.add(box, ("box", lab.edge, box))
