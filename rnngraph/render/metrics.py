@@ -17,7 +17,7 @@ Examples
 >>> from rnngraph.render.style import Style
 >>> w, h = slide_budget(Style())
 >>> round(w), round(h)
-(741, 410)
+(749, 418)
 >>> node_size(24.0, 19.5, 16.0)
 (35.6, 28.6)
 >>> fit_scale(600.0, 300.0, 16.0, TARGETS["beamer"])     # as wide as the frame allows
@@ -101,7 +101,7 @@ def spacing(rows: int, cols: int, node: tuple[float, float], label: tuple[float,
     --------
     >>> from rnngraph.render.style import Style
     >>> spacing(7, 4, (36, 29), (28, 20), Style())     # an LSTM at --unroll 3: tight rows
-    (202.0, 63.0)
+    (158.0, 65.0)
     >>> spacing(4, 5, (40, 35), (20, 20), Style())     # the exercise at --unroll 4: roomy
     (116.0, 83.0)
     """
