@@ -158,13 +158,14 @@ def _draw(args) -> int:
         raise RnnGraphError("--reveal writes one file per step: name them with -o (fig.pdf gives "
                             "fig-1.pdf, fig-2.pdf, ...), or write one beamer picture with -o fig.tex")
     drawing = layout(model, args.unroll, style)
-    data = render(drawing, fmt, dpi=args.dpi, reveal=args.reveal)
+    frames = args.reveal and fmt != "tex"
+    data = None if frames else render(drawing, fmt, dpi=args.dpi, reveal=args.reveal)
     if args.output == "-":
         _emit(data)
     else:
         out = Path(args.output or f"{Path(args.file).stem}{'-unrolled' if args.unroll else ''}.{fmt}")
         protect = [args.file] if args.file != "-" else [fd for fd in [_stdin_fd()] if fd is not None]
-        if args.reveal and fmt != "tex":           # every frame made first: a failure writes none
+        if frames:                                 # every frame made first: a failure writes none
             frames = [render(drawing, fmt, dpi=args.dpi, upto=k) for k in range(1, args.unroll + 1)]
             for k, frame in enumerate(frames, 1):
                 _emit(printable(str(write_atomic(frame, out.with_name(f"{out.stem}-{k}{out.suffix}"),
@@ -172,7 +173,7 @@ def _draw(args) -> int:
         else:
             _emit(printable(str(write_atomic(data, out, protect))) + "\n")
     if args.stats:
-        figures = measure(drawing, data if fmt == "svg" else None)
+        figures = measure(drawing, data if fmt == "svg" and data is not None else None)
         text = json.dumps(figures, indent=1) if args.json else report(figures)
         if args.output == "-":
             print(text, file=sys.stderr)

@@ -270,3 +270,53 @@ def test_stats_json_is_what_measure_reports(tmp_path, capsys):
     assert figures["label_pt_beamer"] == pytest.approx(11.0, abs=0.05)
     assert figures["min_text_pt_beamer"] >= 7.5 and figures["crossings"] == 9
     assert set(figures) >= {"min_text_pt_slide", "min_text_pt_beamer", "crossings", "node_overlaps"}
+
+
+# -- what the review found -------------------------------------------------------------
+@pytest.mark.parametrize("text", [
+    # read from the future, and a state read two steps back: the chain has no lines for them
+    "x: 3\nf(t) = sigmoid(W x(t) + U c(t+1))\nc(t) = f(t) * c(t+1) + x(t)\n",
+    "x: 3\nf(t) = sigmoid(W x(t) + U h(t-1) + V h(t-2))\nh(t) = f(t) * h(t-1) + x(t)\n",
+    "x: 3\ninput k\nf(t) = sigmoid(W x(t) + U h(t-1) + k)\nh(t) = f(t) * h(t-1) + x(t)\n"])
+def test_a_gated_unit_the_chain_cannot_show_is_drawn_gate_by_gate(text):
+    m = rnngraph.parse(text)
+    assert cell_of(m) is None
+    d = layout(m, 3)
+    f = measure(d)
+    assert d.style.detail == "vars" and (f["through_nodes"], f["node_overlaps"]) == (0, 0)
+
+
+def test_stubs_in_the_cell_view_at_both_ends_one_per_line():
+    d = layout(model("torch_lstm"), 3, Style(stubs=True))
+    stubs = sorted((i["name"], i["t"]) for i in d.nodes.values() if i["kind"] == "stub")
+    assert stubs == [("c", 0), ("c", 4), ("h", 0), ("h", 4)]
+    f = measure(d)
+    assert (f["node_overlaps"], f["label_overlaps"], f["crossings"]) == (0, 0, 0)
+
+
+def test_tikz_of_the_op_view_names_every_op():
+    tex = draw(model("torch_lstm"), None, "tex", detail="ops").decode()
+    texts = re.findall(r"\) at \([\d.,]+\) \{(.*?)\};", tex)
+    assert texts and all(t.startswith("$") and t.endswith("$") and len(t) > 2 for t in texts)
+    assert r"$\odot$" in tex and r"$\sigma$" in tex and "$h^{(t-1)}$" in tex and ">" not in "".join(texts)
+    unrolled = draw(model("exercise"), 2, "tex", detail="ops").decode()
+    assert unrolled.count("rounded corners=4bp") == 2            # a frame round each step
+
+
+def test_tikz_draws_the_background_and_leaves_out_layout_hints():
+    dark = draw(model("torch_lstm"), 3, "tex", theme="dark").decode()
+    assert r"\fill[fill={rgb,255:red,30;green,30;blue,30}]" in dark
+    assert r"\fill" not in draw(model("torch_lstm"), 3, "tex", transparent=True).decode()
+    one = layout(model("torch_lstm"), 1, Style(detail="vars"))
+    drawn = render(one, "tex").decode().count(r"\draw[")
+    assert drawn == len(one.edges)                               # not the invisible ordering edges
+
+
+def test_reveal_of_the_op_view_is_refused():
+    with pytest.raises(rnngraph.RnnGraphError, match="op view has no steps"):
+        render(layout(model("exercise"), 2, Style(detail="ops")), "tex", reveal=True)
+
+
+def test_a_font_list_reaches_the_svg_as_valid_css():
+    svg = draw(model("torch_rnn"), None, font="DejaVu Serif, serif").decode()
+    assert 'font-family="DejaVu Serif, serif,serif"' in svg and ",," not in svg

@@ -25,7 +25,6 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass
-from html import escape
 
 import networkx as nx
 
@@ -96,8 +95,14 @@ def cell_of(model) -> Cell | None:
     exported = tuple(n for n in members_in_order
                      if any(v not in members for v in fold.successors(n))) or members_in_order[-1:]
     carried = sorted({(u, d["delay"]) for u, v, d in fold.edges(data=True)
-                      if u in members and v in members and d["delay"] and d["delay"] > 0},
+                      if u in members and v in members and d["delay"]},
                      key=lambda c: (members_in_order.index(c[0]), c[1]))
+    # The chain draws a cell that hands its states to the next step.  A cell read from the future
+    # (a backward gated unit), a state read two or more steps back, or a time-free variable
+    # beside the chain would each need lines the chain has no room for: those are drawn gate by gate.
+    timeless = any(not s.timed and s.role not in ("parameter",) for s in sym.values())
+    if timeless or any(delay != 1 for _, delay in carried):
+        return None
     return Cell(members_in_order, exported, tuple(carried))
 
 
@@ -106,20 +111,24 @@ _GAP = 26.0            # between a box and the node above or below it: room for 
 _LANE = 10.0           # extra room between two lines that run from box to box
 
 
-def cell_graph(model, cell: Cell, steps: int) -> nx.MultiDiGraph:
+def cell_graph(model, cell: Cell, steps: int, stubs: bool = False) -> nx.MultiDiGraph:
     """The unrolled graph with each step's cell one node ``(CELL, t)``.
 
     An edge into any member becomes an edge into the box (one per tail); a
     carried member read at a later step becomes an edge from box to box with
-    ``carried`` set to its name; an exported member keeps its node, fed by its box.
+    ``carried`` set to its name; an exported member keeps its node, fed by its box.  With
+    ``stubs``, the initial values and the states after the last step are ``...`` stubs.
     """
     g = model.unroll(steps)
+    if stubs:
+        from .layout import _with_stubs
+        g = _with_stubs(g, steps)
     members = set(cell.members)
     out = nx.MultiDiGraph()
 
     def end(node, towards_member: bool):
         name, t = node
-        if name not in members or t is None or t < 1:
+        if name not in members or t is None or not 1 <= t <= steps:
             if node not in out:
                 out.add_node(node, **g.nodes[node])
             return node
@@ -145,8 +154,14 @@ def cell_graph(model, cell: Cell, steps: int) -> nx.MultiDiGraph:
         into = v[0] in members
         if u[0] in members and into and (u[1] or 0) >= 1 and u[1] == v[1]:
             continue                                     # inside one step's cell
-        a, b = end(u, into), end(v, True)
+        a = end(u, into)
         carried = u[0] if u[0] in members and into and a[0] == CELL else None
+        if carried and v[1] > steps:         # a stub after the last step: one per line, not per gate
+            b = (carried, v[1])
+            if b not in out:
+                out.add_node(b, **{**g.nodes[v], "name": carried})
+        else:
+            b = end(v, True)
         key = (a, b, carried)
         weights.setdefault(key, set()).add((data["weight"], data["transpose"]))
         if not out.has_edge(a, b, key=carried or "in"):
@@ -163,19 +178,18 @@ def layout_cells(model, cell: Cell, steps: int, style) -> Drawing:
     """The cell view of ``model`` unrolled over ``steps``, placed as a chain of boxes."""
     from .layout import _size_nodes          # layout dispatches here: imported when drawn
 
-    g = cell_graph(model, cell, steps)
+    g = cell_graph(model, cell, steps, style.stubs)
     A = new_graph(style, "cells")
     A.graph_attr["splines"] = "true"         # what is not placed here, Graphviz routes round the nodes
     d = Drawing(A, unroll=steps, style=style)
-    small = style.small
     for n, attrs in g.nodes(data=True):
         name, t = n
         nid = node_id(name, t)
         shown = step_text(style, t, steps)
         kind = attrs["kind"]
         if name == CELL:
-            label = f'<cell<SUP><FONT POINT-SIZE="{small:g}">{escape(shown)}</FONT></SUP>>'
-        elif kind == "initial" and style.stubs:
+            label = var_label("cell", shown, style.fontsize)
+        elif attrs.get("stub"):
             label, kind = text_label("⋯"), "stub"
         else:
             label = var_label(name, shown, style.fontsize)

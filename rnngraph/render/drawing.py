@@ -40,6 +40,7 @@ class Drawing:
     spacing: tuple[float, float] | None = None
     labels: dict[str, str] = field(default_factory=dict)
     label_sizes: dict[str, tuple] = field(default_factory=dict)
+    size: tuple[float, float] | None = None       # natural size, margin included (output.natural_size)
 
 
 def node_id(name: str, t: int | None) -> str:

@@ -19,7 +19,6 @@ to it than its own.
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 
 import networkx as nx
 
@@ -147,9 +146,6 @@ def _loops_aside(d, loops: set, label_sizes: dict) -> None:
         e.attr["pos"] = re.sub(r"(^|\s|[es],)(-?[\d.]+),",
                                lambda m: f"{m.group(1)}{2 * x - float(m.group(2)):.3f},", e.attr["pos"])
         e.attr["lp"] = ""                  # its square: placed on the loop where it is now
-    for (u, v, k), attrs in saved.items():
-        if u != v:
-            A.get_edge(u, v, k).attr["lp"] = attrs.get("lp") or ""
     place_labels(d, label_sizes)
     if label_quality(d) > before:          # worse: back to dot's loops
         _drop_markers(d)
@@ -194,27 +190,23 @@ def place_one_step(d, model, size_nodes) -> None:
     for n in names:                       # each initial value left of its variable at step 1
         info = d.nodes[n]
         step1 = f"{info['name']}.1"
-        if info["kind"] in ("initial", "stub") and step1 in d.nodes:
-            A.add_edge(n, step1, style="invis", weight="4", minlen="1")
+        if info["kind"] in ("initial", "stub") and step1 in d.nodes and not A.has_edge(n, step1):
+            A.add_edge(n, step1, key=f"{n} order", style="invis", weight="4", minlen="1")
     with graphviz_stderr():
         A.layout(prog="dot")
-    style = d.style
-    d.style = replace(style, delay_marker="label")   # unrolled, a delay is the step it reads
-    try:
-        place_labels(d, label_sizes)
-    finally:
-        d.style = style
+    place_labels(d, label_sizes, squares=False)      # unrolled, a delay is the step it reads
 
 
-def place_labels(d, label_sizes) -> None:
+def place_labels(d, label_sizes, squares: bool = True) -> None:
     """Labels (and their delay markers) beside their edges, clear of everything: :mod:`.placement`.
 
     ``dot`` sets a label at the middle of its edge, where edges fanning out of
     one node (an LSTM's ``h -> gates``) may run through it or come nearer than
-    its own; the labels are placed again on the routed edges.
+    its own; the labels are placed again on the routed edges.  ``squares=False``: no delay
+    squares (one step unrolled, where a delay is the step a value is read at).
     """
     A = d.agraph
-    squares = d.style.delay_marker == "square"
+    squares = squares and d.style.delay_marker == "square"
     nodes, todo, keys = [], [], []
     for n in A.nodes():
         x, y = map(float, n.attr["pos"].split(","))

@@ -132,10 +132,10 @@ def weight_label(weight: str | None, transpose: bool, size: float, extra: str | 
     """
     small = round(size * 0.7, 1)
     parts = []
-    block = re.fullmatch(r"([^\W\d]\w*)\[(.*)\]", weight or "")
+    block = split_block(weight)
     if block:                                  # a block of a matrix: W_f[h], the part in brackets
-        parts.append(var_label(block.group(1), None, size, transpose)[1:-1]
-                     + _small("[" + _name(block.group(2), None) + "]" if block.group(2) != "·" else "[·]", small))
+        parts.append(var_label(block[0], None, size, transpose)[1:-1]
+                     + _small("[" + (_name(block[1], None) if block[1] != "·" else "·") + "]", small))
     elif weight is not None:
         if re.fullmatch(r"[^\W\d]\w*", weight):
             parts.append(var_label(weight, None, size, transpose)[1:-1])
@@ -144,6 +144,18 @@ def weight_label(weight: str | None, transpose: bool, size: float, extra: str | 
     if extra:
         parts.append(_small(_word(extra, italic=False), small))
     return f"<{' '.join(parts)}>" if parts else ""
+
+
+def split_block(weight: str | None) -> tuple[str, str] | None:
+    """``W_f[h]`` (the block of W_f that h meets in ``W_f [h; x]``) -> ``("W_f", "h")``; else None.
+
+    Examples
+    --------
+    >>> split_block("W_f[h]"), split_block("W_f")
+    (('W_f', 'h'), None)
+    """
+    block = re.fullmatch(r"([^\W\d]\w*)\[(.*)\]", weight or "")
+    return (block.group(1), block.group(2)) if block else None
 
 
 def op_label(op: str) -> str:

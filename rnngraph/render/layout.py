@@ -55,7 +55,7 @@ def layout(model, unroll: int | None = None, style: Style | None = None) -> Draw
         # The folded picture under an -unrolled name, with no word, was what a user got
         raise RnnGraphError(f"{model.filename}: no equation has a time index (no name(t)): "
                             "there is nothing to unroll; draw it without --unroll")
-    cell = cell_of(model) if unroll is not None and style.detail in ("auto", "cells") else None
+    cell = cell_of(model) if unroll is not None else None
     if style.detail == "auto":
         style = replace(style, detail="cells" if cell is not None else "vars")
     elif style.detail == "cells" and cell is None:
@@ -101,7 +101,7 @@ def layout(model, unroll: int | None = None, style: Style | None = None) -> Draw
     if unroll is None:
         from .folded import place_folded
         place_folded(d, model, _size_nodes)
-    elif unroll == 1 and cell_of(model) is not None:
+    elif unroll == 1 and cell is not None:
         from .folded import place_one_step
         place_one_step(d, model, _size_nodes)
     else:
@@ -199,10 +199,12 @@ def _place_grid(d: Drawing, model) -> None:
     for e in d.edges:
         readers.setdefault(d.nodes[e["tail"]]["name"], set()).add(d.nodes[e["head"]]["name"])
     kinds = {i["name"]: i["kind"] for i in d.nodes.values()}
+    width: dict[str, float] = {}                   # the widest node of each variable
+    for nid, i in d.nodes.items():
+        width[i["name"]] = max(width.get(i["name"], 0.0), sizes[nid][0])
     beside = {n: next(iter(readers[n])) for n in names if kinds[n] == "target"
               and len(readers.get(n, ())) == 1 and kinds[next(iter(readers[n]))] == "loss"}
-    offset = {n: max(sizes[m][0] for m, i in d.nodes.items() if i["name"] == beside[n]) / 2 + 20
-              + max(sizes[m][0] for m, i in d.nodes.items() if i["name"] == n) / 2 for n in beside}
+    offset = {n: width[loss] / 2 + 20 + width[n] / 2 for n, loss in beside.items()}
     names = [n for n in names if n not in beside]
 
     def grid(rows, dx, dy, window=None, lead=None):
@@ -217,10 +219,8 @@ def _place_grid(d: Drawing, model) -> None:
     # counted on the first steps (the pattern repeats from step to step).
     dx, dy = spacing(len(names), len(cols), node, label, d.style, extra=(0.6 * label[0], 8.0))
     # room for the target between its loss and the next column's loss (nothing else is in that row)
-    dx = max([dx] + [float(math.ceil(offset[n] + max(sizes[m][0] for m, i in d.nodes.items()
-                                                    if i["name"] == n) / 2 + 14
-                                     + max(sizes[m][0] for m, i in d.nodes.items()
-                                           if i["name"] == loss) / 2)) for n, loss in beside.items()])
+    dx = max([dx] + [float(math.ceil(offset[n] + width[n] / 2 + 14 + width[loss] / 2))
+                     for n, loss in beside.items()])
     budget_w, budget_h = slide_budget(d.style)
     orders = row_orders(model, names)
     best = orders[0]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 
 from ..graphs.ops import op_graph
+from ..lang.names import latex_name
 from .labels import OP_SYMBOLS, name_html, op_label, text_label, time_text, var_label
 from .quiet import graphviz_stderr
 from .drawing import Drawing, new_graph, step_text
@@ -76,12 +77,13 @@ def _build(model, unroll, style, merge, rankdir) -> Drawing:
     steps = [None] if unroll is None else list(range(1, unroll + 1))
     sym = model.symbols
 
-    def add(nid, label, kind, name=None, t=None, **extra):
+    def add(nid, label, kind, name=None, t=None, tex=None, **extra):
+        """A node; ``tex``: its text in LaTeX, for the TikZ output (a variable's comes from its name)."""
         if nid not in d.nodes:
             attrs = style.node(kind)
             attrs.update(extra)
             A.add_node(nid, label=label, **attrs)
-            d.nodes[nid] = dict(name=name, t=t, kind=kind, marker=False, label=label)
+            d.nodes[nid] = dict(name=name, t=t, kind=kind, marker=False, label=label, tex=tex)
         return nid
 
     # Initial values go left of step 1 and the boundary values of backward states right of
@@ -127,16 +129,22 @@ def _build(model, unroll, style, merge, rankdir) -> Drawing:
                     ids[n] = f"{n}.{steps[-1]}"
                     continue
                 label, kind, attrs = _op_node(g, n, weights, style)
-                ids[n] = add(f"{n}{suffix}", label, kind, **attrs)
+                tex = latex_name(g.nodes[weights[n]]["name"]) if n in weights else \
+                    OP_TEX.get(data["op"], r"\mathrm{" + data["op"].replace("_", r"\_") + "}")
+                if kind == "pointwise" and data["op"] not in OP_TEX:      # tanh in its circle
+                    tex = r"\scriptstyle " + tex
+                ids[n] = add(f"{n}{suffix}", label, kind, tex=tex, **attrs)
                 sub.add_node(ids[n])
             elif n in weights.values():
                 continue                                   # drawn as its matmul's box
             elif kind == "param":
                 ids[n] = add(f"{n}{suffix}", f"<{name_html(data['name'])}>", "parameter",
+                             tex=latex_name(data["name"]),
                              shape="plaintext", margin="0")
                 sub.add_node(ids[n])
             elif kind == "const":
                 ids[n] = add(f"{n}{suffix}", text_label(data["label"]), "parameter", shape="plaintext",
+                             tex=data["label"],
                              margin="0")
                 sub.add_node(ids[n])
             elif kind == "var":
@@ -150,7 +158,9 @@ def _build(model, unroll, style, merge, rankdir) -> Drawing:
                 if t is None:
                     label = var_label(name, None if offset is None else f"({time_text(offset)})",
                                       style.fontsize)
-                    ids[n] = add(n, label, sym[name].kind if not offset else "state", name, None)
+                    ids[n] = add(n, label, sym[name].kind if not offset else "state", name, None,
+                                 tex=latex_name(name, None if offset is None else
+                                                f"({time_text(offset).replace('−', '-')})"))
                 else:
                     ids[n] = var_node(name, None if offset is None else t + offset)
                     if sym[name].role == "input" and offset == 0:
@@ -220,6 +230,12 @@ def _weights(g) -> dict:
             if len(params) == 1:
                 out[n] = params[0]
     return out
+
+
+#: op name -> its symbol in LaTeX, for the TikZ output (labels.OP_SYMBOLS for Graphviz's).
+OP_TEX = {"add": "+", "sub": "-", "mul": r"\odot", "div": r"\div", "neg": "-", "matmul": r"\times",
+          "transpose": r"\top", "concat": r"[\,;\,]", "copy": "=", "sigmoid": r"\sigma",
+          "cross_entropy": r"\mathrm{CE}"}
 
 
 def _op_node(g, n, weights, style) -> tuple:

@@ -27,7 +27,6 @@ True
 """
 from __future__ import annotations
 
-import html
 import re
 
 import pygraphviz as pgv
@@ -37,7 +36,8 @@ from .cells import CELL
 from .drawing import POINTS, Drawing, step_text
 from .geometry import parse_pos
 from .metrics import TARGETS, fit_scale
-from .output import step_of
+from .labels import split_block
+from .output import edge_step, step_of
 from .quiet import graphviz_stderr
 
 _SHAPES = {"ellipse": "ellipse", "box": "rectangle", "circle": "circle", "square": "rectangle",
@@ -65,18 +65,11 @@ def _node_text(info: dict) -> str:
         return ""
     if info["kind"] == "stub":
         return r"$\cdots$"
-    name = info.get("name")
-    if name is None:                             # an op of the op view: its symbol or name
-        text = html.unescape(re.sub(r"<[^>]*>", "", info.get("label") or "")).strip()
-        return "$" + _TEX_SYMBOLS.get(text, r"\mathrm{" + text + "}") + "$" if text else ""
+    if info.get("tex") is not None:              # the op view's ops, weights and reads
+        return "$" + info["tex"] + "$"
     shown = _math_time(info.get("shown"))
-    if name == CELL:
-        return r"$\mathrm{cell}" + (f"^{{{shown}}}" if shown else "") + "$"
+    name = "cell" if info["name"] == CELL else info["name"]
     return "$" + latex_name(name, shown) + "$"
-
-
-_TEX_SYMBOLS = {"+": "+", "−": "-", "⊙": r"\odot", "×": r"\times", "÷": r"\div", "⊤": r"\top",
-                "σ": r"\sigma", "=": "=", "[ ; ]": r"[\,;\,]", "⋯": r"\cdots"}
 
 
 def _edge_text(edge: dict, steps: int | None, style, nodes: dict) -> str:
@@ -85,10 +78,10 @@ def _edge_text(edge: dict, steps: int | None, style, nodes: dict) -> str:
         return "$" + latex_name(edge["carried"], _math_time(step_text(style, t, steps))) + "$"
     parts = []
     weight = edge.get("weight")
-    block = re.fullmatch(r"([^\W\d]\w*)\[(.*)\]", weight or "")
+    block = split_block(weight)
     if block:
-        part = latex_name(block.group(2)) if block.group(2) != "·" else r"\cdot"
-        parts.append(latex_name(block.group(1), r"\top" if edge.get("transpose") else None)
+        part = latex_name(block[1]) if block[1] != "·" else r"\cdot"
+        parts.append(latex_name(block[0], r"\top" if edge.get("transpose") else None)
                      + r"{\scriptstyle[" + part + "]}")
     elif weight is not None:
         if re.fullmatch(r"[^\W\d]\w*", weight):
@@ -116,6 +109,19 @@ def tikz(drawing: Drawing, reveal: bool = False) -> str:
              + (r"; \visible<k->: beamer." if reveal else "."),
              "% Made by rnngraph: edit the equations and draw again rather than this file.",
              r"\begin{tikzpicture}[x=1bp, y=1bp, >={Stealth[length=4.5bp, width=3.5bp]}]"]
+    if not style.transparent:                  # the background the other formats have
+        lines.append(f"\\fill[fill={_color(style.colors['background'])}] {at(x0, y0)} rectangle {at(x1, y1)};")
+    for sub in _clusters(out):                 # the op view's frames round each step
+        bx0, by0, bx1, by1 = map(float, sub.graph_attr["bb"].split(","))
+        fill = _color(sub.graph_attr.get("fillcolor"))
+        line = _color(sub.graph_attr.get("color"))
+        frame = f"\\draw[rounded corners=4bp{', fill=' + fill if fill else ''}{', draw=' + line if line else ''}] " \
+            f"{at(bx0, by0)} rectangle {at(bx1, by1)};"
+        label = re.sub(r"<[^>]*>", "", sub.graph_attr.get("label") or "").strip("<> ")
+        if label and sub.graph_attr.get("lp"):
+            lx, ly = map(float, sub.graph_attr["lp"].split(","))
+            frame += f" \\node[text={line or 'gray'}] at {at(lx, ly)} {{${_math_time(label)}$}};"
+        lines.append(frame)
     ids = {}
 
     def wrap(step: int, text: str) -> str:
@@ -125,6 +131,8 @@ def tikz(drawing: Drawing, reveal: bool = False) -> str:
         nid = str(n)
         info = drawing.nodes.get(nid, {"kind": "sequence", "t": None, "name": None})
         a = drawing.agraph.get_node(nid).attr
+        if "invis" in (n.attr.get("style") or ""):
+            continue
         ids[nid] = f"n{k}"
         x, y = map(float, n.attr["pos"].split(","))
         w, h = float(n.attr["width"]) * POINTS * s, float(n.attr["height"]) * POINTS * s
@@ -151,6 +159,8 @@ def tikz(drawing: Drawing, reveal: bool = False) -> str:
     for u, v, key in out.edges(keys=True):
         e = out.get_edge(u, v, key)
         edge = keyed.get(str(key), {})
+        if "invis" in (e.attr.get("style") or ""):    # a layout hint, not part of the picture
+            continue
         a = drawing.agraph.get_edge(u, v, key).attr
         pts, start, end = parse_pos(e.attr["pos"])
         path = (f"{at(*start)} -- " if start is not None else "") + at(*pts[0])
@@ -163,7 +173,7 @@ def tikz(drawing: Drawing, reveal: bool = False) -> str:
         width = float(drawing.agraph.edge_attr.get("penwidth") or 1.2) * s
         opts = [f"line width={width:.2f}bp"] + ([tips] if tips != "-" else []) \
             + ([f"draw={color}"] if color else [])
-        step = max(step_of(drawing.nodes.get(str(u))), step_of(drawing.nodes.get(str(v))))
+        step = edge_step(drawing, str(u), str(v))
         body = f"\\draw[{', '.join(opts)}] {path};"
         text = _edge_text(edge, drawing.unroll, style, drawing.nodes) if e.attr.get("label") else ""
         if text and e.attr.get("lp"):
@@ -173,3 +183,11 @@ def tikz(drawing: Drawing, reveal: bool = False) -> str:
     lines.append(r"\end{tikzpicture}")
     # words upright in the text's own face (\mathrm is serif inside beamer's sans slides)
     return "\n".join(lines).replace(r"\mathrm{", r"\text{") + "\n"
+
+
+def _clusters(graph):
+    """The clusters of ``graph`` (an AGraph read back from Graphviz), at any depth, with a frame."""
+    for sub in graph.subgraphs():
+        if sub.name.startswith("cluster") and sub.graph_attr.get("peripheries") != "0":
+            yield sub
+        yield from _clusters(sub)
