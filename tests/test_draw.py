@@ -106,6 +106,7 @@ def test_every_example_labels_clear_of_labels_markers_and_nodes(every):
     f = every[3]
     assert (f["label_overlaps"], f["label_marker_overlaps"], f["label_node_overlaps"]) == (0, 0, 0)
     assert f["through_nodes"] == 0
+    assert f["detached_edges"] == 0           # the exercise's loops once sat 70 pt off their nodes
 
 
 # Labels crossed by an edge, and labels nearer another edge than their own, at 3 steps:

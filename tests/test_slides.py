@@ -320,3 +320,23 @@ def test_reveal_of_the_op_view_is_refused():
 def test_a_font_list_reaches_the_svg_as_valid_css():
     svg = draw(model("torch_rnn"), None, font="DejaVu Serif, serif").decode()
     assert 'font-family="DejaVu Serif, serif,serif"' in svg and ",," not in svg
+
+
+def test_a_loop_off_its_node_is_seen():
+    # the folded exercise's S and V loops were once drawn 70 pt left of h2 and h1, touching nothing
+    from rnngraph.render.geometry import parse_pos
+    d = layout(model("exercise"), None)
+    assert measure(d)["detached_edges"] == 0
+    loops = [(u, k) for u, v, k in d.agraph.edges(keys=True) if u == v]
+    assert len(loops) == 2
+    for u, k in loops:                        # every loop beside its node, left of it here
+        x = float(d.agraph.get_node(u).attr["pos"].split(",")[0])
+        pts, _, _ = parse_pos(d.agraph.get_edge(u, u, k).attr["pos"])
+        assert all(abs(p[0] - x) < 60 for p in pts)
+    u, k = loops[0]
+    e = d.agraph.get_edge(u, u, k)
+    e.attr["pos"] = " ".join(",".join(f"{float(c) - 70 * (i == 0) if c[0].isdigit() or c[0] == '-' else c}"
+                                      for i, c in enumerate(item.split(","))) if item[0] != "e"
+                             else item for item in e.attr["pos"].split())
+    d.size = None
+    assert measure(d)["detached_edges"] == 1

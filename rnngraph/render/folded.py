@@ -129,6 +129,12 @@ def _loops_aside(d, loops: set, label_sizes: dict) -> None:
     mirrored about its node's centre; every other edge stays where dot routed it, and the
     labels and squares are placed again."""
     A = d.agraph
+    if not loops:
+        return
+    from .stats import label_quality
+    # measured first: Graphviz's nop2 moves the whole drawing to start at 0, so positions are
+    # read after it (read before, the loops of the exercise came out 70 pt from their nodes)
+    before = label_quality(d)
     at = lambda n: tuple(map(float, A.get_node(n).attr["pos"].split(",")))
     turn = []
     for n in loops:
@@ -138,8 +144,6 @@ def _loops_aside(d, loops: set, label_sizes: dict) -> None:
             turn += [(A.get_edge(u, v, key), x) for u, v, key in A.edges(keys=True) if u == v == n]
     if not turn:
         return
-    from .stats import label_quality
-    before = label_quality(d)
     saved = {(u, v, k): dict(A.get_edge(u, v, k).attr) for u, v, k in A.edges(keys=True)}
     _drop_markers(d)
     for e, x in turn:

@@ -8,7 +8,7 @@ cells) for each file in ``examples/``, the exercise's op view, the LSTM's
 gates unrolled over one step, and ``index.md`` listing them with their
 quality figures.  Where pdflatex and pdftoppm are installed it also builds
 ``slide-1.png`` and ``slide-2.png``: 16:9 beamer frames with the exercise,
-and the LSTM's cells and gates, as TikZ pictures, as a lecturer's slides show them.  Look at every PNG before
+and the LSTM's chain of cells, as TikZ pictures, as a lecturer's slides show them.  Look at every PNG before
 committing them.
 """
 from __future__ import annotations
@@ -40,9 +40,6 @@ SLIDES = r"""\documentclass[aspectratio=169,11pt]{beamer}
 \end{frame}
 \begin{frame}{An LSTM, one cell per step}
 \centering\input{lstm.tex}
-
-\bigskip
-\input{gates.tex}
 \end{frame}
 \end{document}
 """
@@ -88,7 +85,7 @@ def build(outdir: Path | None = None) -> list[Path]:
 
 
 def _slides(outdir: Path) -> list[Path]:
-    """slide-1.png, slide-2.png: the exercise, and the LSTM's cells and gates, as TikZ pictures in
+    """slide-1.png, slide-2.png: the exercise, and the LSTM's chain of cells, as TikZ pictures in
     16:9 beamer frames (nothing without pdflatex and pdftoppm)."""
     if not (shutil.which("pdflatex") and shutil.which("pdftoppm")):
         print("pdflatex or pdftoppm not found: the slides are left as they were", file=sys.stderr)
@@ -96,13 +93,9 @@ def _slides(outdir: Path) -> list[Path]:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         lstm = load(ROOT / "examples" / "torch_lstm.rnn")
-        for name, model, steps, detail in (("exercise", load(ROOT / "examples" / "exercise.rnn"), 3, "auto"),
-                                          ("lstm", lstm, 4, "auto"), ("gates", lstm, None, "vars")):
-            style = Style(fit="beamer", detail=detail)
-            picture = render(layout(model, steps, style), "tex").decode()
-            if name != "exercise":                  # two on one frame: each half its height
-                picture = "\\resizebox{!}{0.4\\textheight}{%\n" + picture + "}\n"
-            (work / f"{name}.tex").write_text(picture)
+        for name, model, steps in (("exercise", load(ROOT / "examples" / "exercise.rnn"), 3),
+                                   ("lstm", lstm, 4)):
+            (work / f"{name}.tex").write_bytes(render(layout(model, steps, Style(fit="beamer")), "tex"))
         (work / "slides.tex").write_text(SLIDES)
         run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "slides.tex"],
                              cwd=work, capture_output=True, text=True)

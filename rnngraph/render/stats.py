@@ -11,6 +11,7 @@ figure is what the reader of the picture gets:
 ``row_error``       the largest spread of y centres of one variable, in points
 ``through_nodes``   edges that pass through a node they do not end at
 ``node_overlaps``   pairs of nodes whose boxes overlap
+``detached_edges``  edges that do not start at their tail or do not end at their head
 ``wrong_way``       recurrent edges that do not point right (left when backward)
 ``crossings``       pairs of edges that cross, counted once per crossing (and once for
                     edges from two nodes that run on top of each other; edges from
@@ -205,6 +206,9 @@ def measure(drawing: Drawing, svg: bytes | None = None) -> dict:
             if any(geo.segment_hits_ellipse(p, q, c, rx - 1, ry - 1) for p, q in zip(poly, poly[1:])):
                 through += 1
     figures["through_nodes"] = through
+    # an edge that does not start at its tail and end at its head (a loop moved off its node)
+    near = lambda p, n: abs(p[0] - nodes[n][0][0]) <= nodes[n][1] + 4 and abs(p[1] - nodes[n][0][1]) <= nodes[n][2] + 4
+    figures["detached_edges"] = sum(1 for u, v, poly in edges if not (near(poly[0], u) and near(poly[-1], v)))
     boxes = [(c[0] - rx, c[1] - ry, c[0] + rx, c[1] + ry) for c, rx, ry in var.values()]
     figures["node_overlaps"] = sum(_overlap(a, b, 1.0) for i, a in enumerate(boxes) for b in boxes[i + 1:])
     wrong = 0
@@ -251,7 +255,8 @@ def measure(drawing: Drawing, svg: bytes | None = None) -> dict:
 def report(figures: dict) -> str:
     """``figures`` as the lines ``rnngraph draw --stats`` prints."""
     names = dict(nodes="nodes", edges="edges", crossings="edge crossings",
-                 through_nodes="edges through a node", node_overlaps="nodes overlapping", wrong_way="recurrent edges pointing the wrong way",
+                 through_nodes="edges through a node", node_overlaps="nodes overlapping",
+                 detached_edges="edges not touching their ends", wrong_way="recurrent edges pointing the wrong way",
                  column_error="column alignment error (fraction of spacing)",
                  spacing_error="column spacing error (fraction)", row_error="row alignment error (pt)",
                  column_spacing_pt="column spacing (pt)", label_overlaps="edge labels overlapping",

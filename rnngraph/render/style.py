@@ -27,7 +27,8 @@ from .metrics import PAD
 #: ``line`` name colours of the theme; ``penwidth`` is in points.
 ROLES: dict[str, dict] = {
     "input":     dict(fill="input", line="line", penwidth=1.2),
-    "target":    dict(fill="target", line="line", penwidth=1.2, dashed=True),
+    # a target is data, as an input is: solid (dashed marks an initial value)
+    "target":    dict(fill="target", line="line", penwidth=1.2),
     "sequence":  dict(fill="state", line="line", penwidth=1.2),
     "state":     dict(fill="state", line="line", penwidth=1.2),
     "value":     dict(fill="state", line="line", penwidth=1.2),
