@@ -2,7 +2,7 @@
 
 A hypothesis strategy builds models, not texts: sequences forward and backward in
 time reading each other at delays 1-3, inputs read at other steps, time-free
-inputs and values, initial values, losses on a softmax; and in every operand
+inputs and values, initial values, losses on a softmax or a sigmoid; and in every operand
 position of every op and function of the language, a parameter matrix (also
 transposed, summed, multiplied by another), a bias, a number (negative, not
 whole), an input, a state, a value.  Names are drawn from those the generated
@@ -251,12 +251,16 @@ def random_models(draw):
         b.lines.append(f"{name}(t) = {body}")
         if way == "forward" and delay and draw(st.integers(0, 3)) == 0:
             b.lines.append(f"{name}(0) = {draw(st.sampled_from([b.param(n), f'tanh({b.param(n)})']))}")
-    if draw(st.integers(0, 2)) == 0:                              # a loss on a softmax
+    if draw(st.integers(0, 2)) == 0:              # a loss on a softmax, or a yes/no loss on a sigmoid
         name, n, _, _ = seqs[-1]
         k, L, y = b.name("k"), b.name("L"), b.name("y")
         b.sizes[k] = n
-        b.lines.append(f"{y}(t) = softmax({b.param(n, n)} {name}(t) + {b.param(n)})")
-        b.lines.append(f"{L}(t) = cross_entropy({y}(t), {k}(t))")
+        # the yes/no loss on a sigmoid is fused (from the logits); on 0.5 sigmoid + 0.25 it is not
+        squash, loss = draw(st.sampled_from([("softmax({})", "cross_entropy"),
+                                             ("sigmoid({})", "binary_cross_entropy"),
+                                             ("0.5 * sigmoid({}) + 0.25", "binary_cross_entropy")]))
+        b.lines.append(f"{y}(t) = " + squash.format(f"{b.param(n, n)} {name}(t) + {b.param(n)}"))
+        b.lines.append(f"{L}(t) = {loss}({y}(t), {k}(t))")
     used = set(re.findall(r"(?<![\^\w])[A-Za-z_]\w*", "\n".join(b.lines)))   # drawn but unused: no size
     sizes = ", ".join(f"{k}: {v}" for k, v in b.sizes.items() if k in used)
     return "\n".join(b.lines + [sizes]) + "\n"

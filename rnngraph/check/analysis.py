@@ -31,7 +31,7 @@ from ..lang.printing import expr_text, time_text
 ROLES = ("input", "sequence", "state", "value", "parameter")
 
 #: Functions whose result in one lane depends on the other lanes (so not on a number).
-LANE_MIXING = ("softmax", "cross_entropy")
+LANE_MIXING = ("softmax", "cross_entropy", "binary_cross_entropy")
 
 
 @dataclass

@@ -7,7 +7,8 @@ of the sequences' reads (NetworkX), in topological order (file order among
 equals), backward in time for a state that reads ``t+k``.
 
 One rewrite is always made, because it keeps losses finite:
-``cross_entropy(softmax(z), k)`` becomes ``softmax_cross_entropy(z, k)``.
+``cross_entropy(softmax(z), k)`` becomes ``softmax_cross_entropy(z, k)``, and
+``binary_cross_entropy(sigmoid(z), d)`` ``sigmoid_binary_cross_entropy(z, d)``.
 """
 from __future__ import annotations
 
@@ -148,22 +149,32 @@ def lower(model) -> Program:
     return prog
 
 
+#: loss -> (the function of the logits it is fused with, the fused loss).
+FUSED_LOSSES = {"cross_entropy": ("softmax", "softmax_cross_entropy"),
+                "binary_cross_entropy": ("sigmoid", "sigmoid_binary_cross_entropy")}
+
+
 def fuse_losses(prog: Program) -> None:
-    """``cross_entropy(p, k)`` of a ``p = softmax(z)`` -> ``softmax_cross_entropy(z, k)``:
-    finite where softmax(z) underflows.  Where p is a value of its own (an output, read
-    by the loss in another block), z is kept in a home of its own for the loss to read."""
+    """``cross_entropy(p, k)`` of a ``p = softmax(z)`` -> ``softmax_cross_entropy(z, k)``,
+    and ``binary_cross_entropy(p, d)`` of a ``p = sigmoid(z)`` ->
+    ``sigmoid_binary_cross_entropy(z, d)``: finite where p underflows or rounds to 1.
+    Where p is a value of its own (an output, read by the loss in another block), z is
+    kept in a home of its own for the loss to read."""
+    squash = {f for f, _ in FUSED_LOSSES.values()}
     writers = {e.out.name: (b, e) for b in prog.blocks for e in b.eqns
-               if isinstance(e.out, Home) and e.op == "softmax" and not e.accumulate}
+               if isinstance(e.out, Home) and e.op in squash and not e.accumulate}
     for b in prog.blocks:
         made = {e.out: e for e in b.eqns}
         for i, e in enumerate(b.eqns):
-            if e.op != "cross_entropy":
+            if e.op not in FUSED_LOSSES:
                 continue
+            of, fused = FUSED_LOSSES[e.op]
             p = e.args[0]
             src = made.get(p)
-            if src is not None and src.op == "softmax" and not src.accumulate:
+            if src is not None and src.op == of and not src.accumulate:
                 z = src.args[0]
-            elif isinstance(p, Home) and p.name in writers and p.step is None:
+            elif isinstance(p, Home) and p.name in writers and p.step is None \
+                    and writers[p.name][1].op == of:
                 wb, w = writers[p.name]
                 z = w.args[0]
                 if isinstance(z, Tmp):        # a temporary of its block: kept in a home
@@ -173,11 +184,11 @@ def fuse_losses(prog: Program) -> None:
                         prog.timed.add(home.name)
                     at = wb.eqns.index(w)
                     wb.eqns[at:at + 1] = [Eqn(home, "copy", (z,), origin=w.origin),
-                                          Eqn(w.out, "softmax", (home,), origin=w.origin)]
+                                          Eqn(w.out, of, (home,), origin=w.origin)]
                     writers[p.name] = (wb, wb.eqns[at + 1])
                     z = home
                 if isinstance(z, Home) and p.offset is not None and z.offset is not None:
                     z = Home(z.name, p.offset + z.offset, z.step, z.grad)
             else:
                 continue
-            b.eqns[i] = Eqn(e.out, "softmax_cross_entropy", (z, e.args[1]), origin=e.origin)
+            b.eqns[i] = Eqn(e.out, fused, (z, e.args[1]), origin=e.origin)

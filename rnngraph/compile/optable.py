@@ -322,6 +322,17 @@ _row("softmax_cross_entropy", _one, _call("softmax_cross_entropy"),
                                      e.args[1])),
                       b.neg(b.mul(g, b.op("log_softmax", e.args[0])))))
 
+# -(d log p + (1 - d) log(1 - p)): dp = (p - d) / (p (1 - p)), dd = log(1 - p) - log p
+_row("binary_cross_entropy", _one, _call("binary_cross_entropy"),
+     lambda b, e, g: (b.mul(g, b.div(b.sub(e.args[0], e.args[1]),
+                                     b.mul(e.args[0], b.sub(1, e.args[0])))),
+                      b.mul(g, b.sub(b.op("log", b.sub(1, e.args[0])), b.op("log", e.args[0])))))
+# binary_cross_entropy(sigmoid(z), d) = softplus(z) - d z, made by the compiler (lower.py):
+# dz = sigmoid(z) - d, dd = -z
+_row("sigmoid_binary_cross_entropy", _one, _call("sigmoid_binary_cross_entropy"),
+     lambda b, e, g: (b.mul(g, b.sub(b.op("sigmoid", e.args[0]), e.args[1])),
+                      b.neg(b.mul(g, e.args[0]))))
+
 #: What generated code imports from rnngraph/runtime/ops.py.
 RUNTIME = ("sigmoid", "softmax", "log_softmax", "cross_entropy", "softmax_cross_entropy",
-           "transposed")
+           "binary_cross_entropy", "sigmoid_binary_cross_entropy", "transposed")

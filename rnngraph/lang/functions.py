@@ -37,6 +37,9 @@ FUNCTIONS: dict[str, Function] = {f.name: f for f in [
     Function("softplus", 1, r"\operatorname{softplus}"),
     Function("sqrt", 1, r"\sqrt{}"),            # {}: the argument goes inside the braces
     Function("cross_entropy", 2, r"\operatorname{CE}", size="scalar", loss=True),
+    # -sum_k [d_k log p_k + (1 - d_k) log(1 - p_k)]: a yes/no target per unit (the Deep Learning
+    # book's Bernoulli output, 6.2.2.2; its halting unit, 10.2.4)
+    Function("binary_cross_entropy", 2, r"\operatorname{BCE}", size="scalar", loss=True),
 ]}
 
 #: Every surface name (canonical names and aliases) -> its function.

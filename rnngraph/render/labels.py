@@ -26,7 +26,7 @@ from ..lang.names import ACCENTS, split_name
 #: op name -> how an op node of the op view is labelled.
 OP_SYMBOLS = {"add": "+", "sub": "−", "mul": "⊙", "div": "÷", "neg": "−", "matmul": "×",
               "transpose": "⊤", "concat": "[ ; ]", "copy": "=", "sigmoid": "σ",
-              "cross_entropy": "CE"}
+              "cross_entropy": "CE", "binary_cross_entropy": "BCE"}
 
 
 def _word(text: str, italic: bool = True) -> str:

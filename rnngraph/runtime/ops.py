@@ -133,6 +133,32 @@ def cross_entropy(p, target):
     return -(target * np.log(np.where(target == 0, 1, p))).sum(-1, keepdims=True)
 
 
+def binary_cross_entropy(p, target):
+    """``-sum_k [d_k log p_k + (1 - d_k) log(1 - p_k)]`` over the last axis, kept as a size-1
+    axis; 0 log 0 = 0, so a target of exactly 0 or 1 never reads the log of the other side.
+
+    Examples
+    --------
+    >>> binary_cross_entropy(np.array([0.5, 0.9, 1.0]), np.array([1.0, 0.0, 1.0]))
+    array([2.99573227])
+    """
+    yes = np.where(target == 0, 0, target * np.log(np.where(target == 0, 1, p)))
+    no = np.where(target == 1, 0, (1 - target) * np.log(np.where(target == 1, 0.5, 1 - p)))
+    return -(yes + no).sum(-1, keepdims=True)
+
+
+def sigmoid_binary_cross_entropy(z, target):
+    """``binary_cross_entropy(sigmoid(z), target)`` from the logits z, ``softplus(z) - d z``:
+    right where sigmoid(z) rounds to 0 or 1.
+
+    Examples
+    --------
+    >>> sigmoid_binary_cross_entropy(np.array([800.0, -800.0]), np.array([0.0, 1.0]))
+    array([1600.])
+    """
+    return (np.logaddexp(0, z) - target * z).sum(-1, keepdims=True)
+
+
 def softmax_cross_entropy(z, target):
     """``cross_entropy(softmax(z), target)`` computed from the logits z: right even
     where softmax(z) underflows to 0.

@@ -7,7 +7,8 @@ Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTo
 import numpy as np
 
 from rnngraph.runtime.ops import (sigmoid, softmax, log_softmax, cross_entropy,
-                                  softmax_cross_entropy, transposed)
+                                  softmax_cross_entropy, binary_cross_entropy,
+                                  sigmoid_binary_cross_entropy, transposed)
 
 DTYPE = np.float32
 PARAMETERS = ("U", "V", "W", "b", "R", "S", "T", "c", "P", "Q", "d")
