@@ -113,10 +113,10 @@ def test_every_example_labels_clear_of_labels_markers_and_nodes(every):
 # none since fans are routed as trunk and branches and edges over two steps round the row
 # between (before: torch_lstm 5/4, lstm_concat and lstm_unicode 5/1, lstm_dlbook 2/1,
 # torch_gru 0/3, tdnn 1/0).  The folded view has none either.
-# Since issue 19: tdnn draws the zeros it reads before step 1 (x(0), x(-1)), and K1's label by
-# y(1) sits between the two edges from them: 1/1.  lstm_concat names each block of a
-# concatenation's matrix (W_o[x], not W_o twice): one longer label meets an edge, 1/0.
-UNROLLED_LABEL_BOUND: dict = {"tdnn": (1, 1)}
+# lstm_concat names each block of a concatenation's matrix since issue 19 (W_o[x], not W_o
+# twice): one longer label meets an edge, 1/0.  (tdnn, drawing the zeros it reads before step 1,
+# was 1/1 until an edge over several columns could also pass beyond its head's row: 0/0.)
+UNROLLED_LABEL_BOUND: dict = {}
 FOLDED_LABEL_BOUND: dict = {"lstm_concat": (1, 0)}
 
 
@@ -128,7 +128,8 @@ def test_every_example_labels_beside_their_own_edge(every):
 
 
 @pytest.mark.parametrize("steps", [4, 5])
-@pytest.mark.parametrize("name", ["exercise", "elman", "bidirectional", "torch_rnn", "output_recurrence"])
+@pytest.mark.parametrize("name", ["exercise", "elman", "bidirectional", "torch_rnn", "output_recurrence",
+                                  "tdnn", "elman_total"])
 def test_labels_unambiguous_at_more_steps(name, steps):
     f = measure(layout(model(name), steps))
     assert (f["labels_crossed"], f["labels_ambiguous"]) == (0, 0)

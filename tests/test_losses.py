@@ -1,5 +1,6 @@
 """binary_cross_entropy: a yes/no target per unit (the Deep Learning book's Bernoulli output,
-and the halting unit of its section 10.2.4), checked as every loss is.
+and the halting unit of its section 10.2.4), checked as every loss is; and sums over the
+steps (``J = sum_t(L(t))``, the book's total loss), below.
 
 Both of its forms run: on ``p = sigmoid(z)`` the compiler uses the logits
 (``softplus(z) - d z``, finite where p rounds to 0 or 1); on any other p the
@@ -8,6 +9,8 @@ on both paths, and against PyTorch's ``binary_cross_entropy`` where torch is ins
 The random-model generator (test_random_models.py) draws both forms too.
 """
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pytest
@@ -110,3 +113,69 @@ def test_against_pytorch(text):
         assert np.allclose(grads[k], v.grad.numpy(), rtol=1e-9, atol=1e-12), k
     assert np.allclose(grads["x"], x.grad.numpy(), rtol=1e-9, atol=1e-12)
     assert np.allclose(grads["d"], d.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+# -- sums over the steps: J = sum_t(...) ---------------------------------------------------
+TOTAL = """x: 3, h: 4, o: 2
+h(t) = tanh(U x(t) + W h(t-1) + b)
+o(t) = softmax(V h(t) + c)
+L(t) = cross_entropy(o(t), y(t))
+J = sum_t(L(t))
+K = sum_t(h(t) * h(t-1) + P x(t))
+"""
+
+
+@pytest.mark.parametrize("optimize", [True, False])
+def test_a_sum_over_the_steps_is_the_sum_and_its_gradients_match_central_differences(optimize):
+    net = rnngraph.parse(TOTAL).compile(optimize=optimize)
+    rng = np.random.default_rng(0)
+    params = net.init_params(seed=0)
+    inputs = {"x": rng.normal(size=(T, B, 3)), "y": rng.uniform(size=(T, B, 2))}
+    outs, pullback = net.vjp(params, inputs)
+    assert outs["J"].shape == (B, 1) and np.allclose(outs["J"], outs["L"].sum(0), rtol=1e-13)
+    h = np.concatenate([np.zeros((1, B, 4)), outs["h"]])
+    assert np.allclose(outs["K"], (h[1:] * h[:-1] + inputs["x"] @ params["P"].T).sum(0), rtol=1e-13)
+    cot = {"J": rng.normal(size=(B, 1)), "K": rng.normal(size=(B, 4))}
+    grads = pullback(cot)
+    for name, where in [(n, params) for n in params] + [("x", inputs), ("y", inputs)]:
+        direction = rng.normal(size=where[name].shape)
+
+        def total(step):
+            moved = {**where, name: where[name] + step * direction}
+            o = net.forward(*((moved, inputs) if where is params else (params, moved)))
+            return float((cot["J"] * o["J"]).sum() + (cot["K"] * o["K"]).sum())
+        numeric = (total(1e-6) - total(-1e-6)) / 2e-6
+        assert abs(numeric - float((grads[name] * direction).sum())) <= 1e-6 * max(1.0, abs(numeric)), name
+
+
+def test_a_sum_over_the_steps_is_drawn_fed_by_every_step():
+    from rnngraph.render import draw, layout
+    m = rnngraph.parse(TOTAL)
+    d = layout(m, 3)
+    into = sorted(d.nodes[e["tail"]]["t"] for e in d.edges if e["head"] == "J")
+    assert into == [1, 2, 3]                       # what the compiled J adds: L at every step
+    x_j = float(d.agraph.get_node("J").attr["pos"].split(",")[0])
+    x_3 = float(d.agraph.get_node("L.3").attr["pos"].split(",")[0])
+    assert x_j > x_3                               # after the last step, where the sum is done
+    assert "Σ" in draw(m).decode() and r"$\sum_{t}$" in draw(m, None, "tex").decode()
+    assert m.symbols["J"].kind == "loss" and m.symbols["K"].kind == "output"
+
+
+def test_a_sum_over_the_steps_prints_as_the_book_writes_it():
+    m = rnngraph.parse(TOTAL)
+    assert r"J &= \sum_{t} L^{(t)}" in m.to_latex()
+    assert rnngraph.parse(m.to_text()).to_text() == m.to_text()
+
+
+@pytest.mark.parametrize("text,message", [
+    ("x: 2\nh(t) = tanh(W x(t))\nJ = 2 * sum_t(h(t))\n",
+     "sum_t(...) sums over every step: it is the whole right side of an equation with no time index"),
+    ("x: 2\nh(t) = tanh(W x(t))\nJ = sum_t(h(t))\nK = J + 1\n",
+     "'J' is a sum over every step of t (J = sum_t(...)): it is an output, no equation can read it"),
+    ("x: 2\nh(t) = sum_t(x(t))\n", "sum_t(...) sums over every step"),
+    ("x: 2\nh(t) = tanh(W x(t))\nJ = sum_t(b)\n", "sum_t(...) sums over the steps, but b reads none"),
+])
+def test_a_sum_over_the_steps_where_it_cannot_be_is_a_located_error(text, message):
+    with pytest.raises(RnnGraphError, match=re.escape(message)) as err:
+        rnngraph.parse(text)
+    assert err.value.diagnostics[0].location is not None

@@ -2,7 +2,8 @@
 
 A hypothesis strategy builds models, not texts: sequences forward and backward in
 time reading each other at delays 1-3, inputs read at other steps, time-free
-inputs and values, initial values, losses on a softmax or a sigmoid; and in every operand
+inputs and values, initial values, losses on a softmax or a sigmoid, sums over the steps
+(``J = sum_t(...)`` of any expression); and in every operand
 position of every op and function of the language, a parameter matrix (also
 transposed, summed, multiplied by another), a bias, a number (negative, not
 whole), an input, a state, a value.  Names are drawn from those the generated
@@ -261,6 +262,24 @@ def random_models(draw):
                                              ("0.5 * sigmoid({}) + 0.25", "binary_cross_entropy")]))
         b.lines.append(f"{y}(t) = " + squash.format(f"{b.param(n, n)} {name}(t) + {b.param(n)}"))
         b.lines.append(f"{L}(t) = {loss}({y}(t), {k}(t))")
+    if draw(st.integers(0, 2)) == 0:              # a sum over the steps: J = sum_t(...)
+        J, nj = b.name("J"), draw(st.integers(1, 3))
+        b.sizes[J] = nj
+
+        def every(m):
+            """What a sum over the steps may read: any sequence, inputs, at their offsets."""
+            options = [(v, s, k) for v, s, ks in inputs for k in ks] + \
+                [(v, s, 0) for v, s, _, _ in seqs] + [(v, s, -1) for v, s, w, _ in seqs if w == "forward"]
+            options = [o for o in options if m is None or o[1] == m]
+            if not options:
+                return None
+            v, s, k = draw(st.sampled_from(options))
+            return (f"{v}(t{'' if k == 0 else f'{k:+d}'})", s)
+        body = _expr(b, nj, draw(st.integers(0, 3)), every)
+        if not re.search(r"\w\(t[-+)]", body):      # it must read a step: sum_t(b) is refused
+            text, m = every(None)
+            body = f"{body} + {b.param(nj, m)} {text}"
+        b.lines.append(f"{J} = sum_t({body})")
     used = set(re.findall(r"(?<![\^\w])[A-Za-z_]\w*", "\n".join(b.lines)))   # drawn but unused: no size
     sizes = ", ".join(f"{k}: {v}" for k, v in b.sizes.items() if k in used)
     return "\n".join(b.lines + [sizes]) + "\n"

@@ -56,6 +56,8 @@ class Symbol:
         For a parameter: whether it is used as a matrix (else a vector: a bias).
     initial : ast.Equation or None
         The ``name(0) = ...`` equation of a state, if any.
+    over : str or None
+        For a value defined as a reduction (``L = sum_t(L(t))``): the index it sums over.
     """
 
     name: str
@@ -69,6 +71,7 @@ class Symbol:
     target: bool = False
     matrix: bool = False
     initial: ast.Equation | None = None
+    over: str | None = None
     reads: list[ast.Ref] = field(default_factory=list, repr=False)
 
     @property
@@ -110,6 +113,13 @@ def operand_positions(expr) -> tuple[list[ast.Ref], list[ast.Ref]]:
     return matrices, vectors
 
 
+def reduction(eq: ast.Equation) -> str | None:
+    """The index ``eq`` sums over, if it is ``name = sum_t(...)``; else None."""
+    if eq.kind == "value" and isinstance(eq.rhs, ast.Call):
+        return FUNCTIONS[eq.rhs.func].over
+    return None
+
+
 def _refs(expr) -> list[ast.Ref]:
     return [n for n in ast.walk(expr) if isinstance(n, ast.Ref)]
 
@@ -134,7 +144,20 @@ def analyse(program: ast.Program, source: Source) -> dict[str, Symbol]:
     for eq in program.equations:
         if eq.kind != "init":
             timed = eq.kind == "seq"
-            symbols[eq.name] = Symbol(eq.name, "sequence" if timed else "value", timed, eq.pos)
+            symbols[eq.name] = Symbol(eq.name, "sequence" if timed else "value", timed, eq.pos,
+                                      over=reduction(eq))
+    # A reduction over the steps is the whole right side of an equation with no time index,
+    # and it reads a step (the sum of a time-free value would be T times it: write that).
+    for eq in program.equations:
+        if reduction(eq) and not any(r.offset is not None for r in _refs(eq.rhs)):
+            raise err(f"{eq.rhs.func}(...) sums over the steps, but {expr_text(eq.rhs.args[0])} "
+                      "reads none: read a sequence or an input at t", *eq.rhs.pos)
+        for node in ast.walk(eq.rhs):
+            if isinstance(node, ast.Call) and FUNCTIONS[node.func].over and node is not eq.rhs \
+                    or node is eq.rhs and reduction(eq) is None and isinstance(node, ast.Call) \
+                    and FUNCTIONS[node.func].over:
+                raise err(f"{node.func}(...) sums over every step: it is the whole right side of "
+                          f"an equation with no time index, as in L = {node.func}(L(t))", *node.pos)
 
     # softmax and the losses work across a vector's lanes: a number has none to work across.
     for eq in program.equations:
@@ -182,11 +205,14 @@ def analyse(program: ast.Program, source: Source) -> dict[str, Symbol]:
         if sym.role == "value" and r.offset is not None:
             raise err(f"'{r.name}' has no time index (defined as {r.name} = ...): read it as "
                       f"{r.name}", *r.pos)
+        if sym.over:
+            raise err(f"'{r.name}' is a sum over every step of {sym.over} ({r.name} = "
+                      f"{defs[r.name].rhs.func}(...)): it is an output, no equation can read it", *r.pos)
         if sym.role in ("input", "parameter") and (r.offset is None) == sym.timed:
             first = sym.reads[0]
             raise err(f"'{r.name}' is read both as {_show(r.name, first.offset)} (line {first.pos[0]}) "
                       f"and as {_show(r.name, r.offset)}", *r.pos)
-        if eq.kind in ("value", "init") and r.offset is not None:
+        if eq.kind in ("value", "init") and r.offset is not None and not reduction(eq):
             what = f"{eq.name}(0)" if eq.kind == "init" else f"'{eq.name}'"
             raise err(f"{what} has no time index, so it cannot read {_show(r.name, r.offset)}", *r.pos)
 
@@ -307,6 +333,9 @@ def _shortest_cycle(graph: nx.DiGraph, start: str) -> list[str]:
 def _mark_outputs(program, symbols, defs, reads) -> None:
     for eq in program.equations:
         if eq.kind != "init" and isinstance(eq.rhs, ast.Call) and FUNCTIONS[eq.rhs.func].loss:
+            symbols[eq.name].loss = True
+    for eq in program.equations:          # the total of losses is a loss (the book's L)
+        if reduction(eq) and all(symbols[r.name].loss for r in _refs(eq.rhs) if r.name in symbols):
             symbols[eq.name].loss = True
     same_step_readers: dict[str, set[str]] = {n: set() for n in symbols}
     for eq, r in reads:

@@ -212,7 +212,8 @@ def drawing_size(model, unroll: int | None, detail: str | None = None) -> tuple[
     Counted on the folded graph, before anything is built: the variables at each
     step, initial values aside (with ``detail="ops"``: the op graph's nodes, at
     most, at each step); the labels are the variable view's edges with a weight
-    (folded, also those with a delay marker), at every step each is drawn.
+    (folded, also those with a delay marker or into a sum over the steps), at every step each
+    is drawn.
 
     Examples
     --------
@@ -227,7 +228,7 @@ def drawing_size(model, unroll: int | None, detail: str | None = None) -> tuple[
     g = model.graph()
     timed = sum(1 for _, t in g.nodes(data="timed") if t)
     labels = sum(_instances(g, u, v, d, unroll) for u, v, d in g.edges(data=True)
-                 if d["weight"] is not None or (unroll is None and d["delay"]))
+                 if d["weight"] is not None or (unroll is None and (d["delay"] or g.nodes[v].get("over"))))
     return timed * steps + len(g) - timed, labels, f"{timed:,} variables a step x {steps:,} steps"
 
 
@@ -249,7 +250,7 @@ def check_drawing(model, unroll: int | None, detail: str | None = None) -> None:
 
 def _instances(g, u, v, data, unroll: int | None) -> int:
     """How many times the folded edge ``u -> v`` is drawn over ``unroll`` steps."""
-    if unroll is None or not g.nodes[v]["timed"]:
+    if unroll is None or not (g.nodes[v]["timed"] or g.nodes[v].get("over")):
         return 1
     delay = data["delay"]
     if delay and delay < 0 and g.nodes[u]["role"] == "input":   # inputs after step N: no edge

@@ -16,7 +16,7 @@ import networkx as nx
 
 from ..lang import ast
 from ..errors import RnnGraphError
-from ..check.analysis import step_order
+from ..check.analysis import reduction, step_order
 from .optable import lookup
 from .program import NUMBER, Block, Const, Eqn, Home, Program, Tmp, Type
 
@@ -88,6 +88,13 @@ class _Lowering:
             return "concat", tuple(self.expr(i, out, origin) for i in node.items)
         return "copy", (self.expr(node, out, origin),)
 
+    def total(self, eq: ast.Equation, out: list) -> None:
+        """``J = sum_t(f)``: f at each step, added into J (a loop of its own, after the others)."""
+        origin = eq.lhs_text
+        self.types[("home", eq.name)] = Type(1, (self.model.sizes[eq.name],))
+        atom = self.expr(eq.rhs.args[0], out, origin)
+        out.append(Eqn(Home(eq.name), "copy", (atom,), accumulate=True, origin=origin))
+
     def equation(self, eq: ast.Equation, out: list) -> None:
         origin = eq.lhs_text
         if eq.kind == "init":
@@ -129,7 +136,7 @@ def lower(model) -> Program:
     ordered = step_order(model)
     once: list = []
     for eq in ordered:
-        if eq.kind == "value":
+        if eq.kind == "value" and not reduction(eq):
             low.equation(eq, once)
     for eq in model.equations:
         if eq.kind == "init":
@@ -142,6 +149,11 @@ def lower(model) -> Program:
                 low.equation(eq, body)
         backward = any(model.symbols[n].direction == "backward" for n in names)
         blocks.append(Block("loop", body, names, -1 if backward else 1))
+    for eq in ordered:                    # sums over the steps: once every step is known
+        if reduction(eq):
+            body = []
+            low.total(eq, body)
+            blocks.append(Block("loop", body, (eq.name,)))
     timed = {n for n, s in model.symbols.items() if s.timed}
     prog = Program(blocks, low.types, timed)
     fuse_losses(prog)

@@ -369,8 +369,9 @@ class Printer:
         for key, (step, n) in self.slots.items():
             if key not in self.model.defined_slots:
                 lines.append(f'    {self.py[n]}[{self.slot(step)}] = initial["{key}"]')
-        for n in self.values:
-            lines.append(f"    {self.py[n]} = np.empty({self.shape(n)}, DTYPE)")
+        for n in self.values:                      # a sum over the steps starts from zero
+            make = "zeros" if self.sym[n].over else "empty"
+            lines.append(f"    {self.py[n]} = np.{make}({self.shape(n)}, DTYPE)")
 
         def title(b):
             if b.kind == "once":

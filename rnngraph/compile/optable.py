@@ -306,7 +306,12 @@ def _sum_to_nopython(a, types, attrs):
     return text
 
 
-_row("sum_to", lambda t, at: Type(at[0], at[1]), _sum_to_py, None, nopython=_sum_to_nopython)
+# its VJP (forward, in a sum over the steps: J = sum_t(f)) spreads g back over what it summed
+_row("sum_to", lambda t, at: Type(at[0], at[1]), _sum_to_py,
+     lambda b, e, g: (b.op("spread", g, e.args[0]),), nopython=_sum_to_nopython)
+# g broadcast to the shape of ``like`` (a copy: what reads it may write it in place)
+_row("spread", lambda t, at: t[1],
+     lambda a, t, at: Text(f"np.broadcast_to({a[0].text}, {a[1].at(ATOM)}.shape).copy()", ATOM), None)
 
 
 # ============================================================================

@@ -12,7 +12,7 @@ import networkx as nx
 
 from ..lang import ast
 from ..lang.printing import number_text, time_text
-from ..check.analysis import step_order
+from ..check.analysis import reduction, step_order
 
 BINARY_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul"}
 
@@ -99,10 +99,11 @@ def op_graph(model) -> nx.DiGraph:
     """
     graph = _Graph(model)
     ordered = step_order(model)
-    once = [e for e in ordered if e.kind != "seq"] + [e for e in model.equations if e.kind == "init"]
+    once = [e for e in ordered if e.kind != "seq" and not reduction(e)] + \
+        [e for e in model.equations if e.kind == "init"]
     for eq in once:
         graph.equation(eq, "once")
-    for eq in ordered:
-        if eq.kind == "seq":
+    for eq in ordered:                    # a sum over the steps adds up what each step gives
+        if eq.kind == "seq" or reduction(eq):
             graph.equation(eq, "step")
     return graph.g

@@ -92,7 +92,7 @@ def _edges(model):
 def _node_attrs(model, name):
     s = model.symbols[name]
     return dict(role=s.role, kind=s.kind, timed=s.timed, direction=s.direction, delay=s.delay,
-                size=model.sizes.get(name),
+                size=model.sizes.get(name), over=s.over,
                 initial=expr_text(s.initial.rhs) if s.initial is not None else None)
 
 
@@ -147,11 +147,13 @@ def unrolled(model, steps: int) -> nx.MultiDiGraph:
     for u, v, data in fold.edges(data=True):
         delay = data["delay"]
         role = model.symbols[u].role
-        for t in range(1, steps + 1) if fold.nodes[v]["timed"] else [None]:
+        over = model.symbols[v].over           # J = sum_t(...): every step's value into J
+        for t in range(1, steps + 1) if fold.nodes[v]["timed"] or over else [None]:
             src_t = None if delay is None else t - delay
             if src_t is not None and src_t > steps and role == "input":
                 continue                     # beyond the last step drawn: the model reads zeros
-            g.add_edge(node(u, src_t), node(v, t), key=(delay, data["weight"]), **data)
+            g.add_edge(node(u, src_t), node(v, None if over else t), key=(delay, data["weight"]),
+                       **data)
     # What an initial value reads (h(0) = tanh(W c)).
     for name, sym in model.symbols.items():
         if sym.initial is None:

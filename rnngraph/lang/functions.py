@@ -16,7 +16,8 @@ class Function:
     ``size`` says how the result's size follows from the arguments': ``"same"``
     (elementwise, or size-preserving like softmax: all arguments and the result
     share one size) or ``"scalar"`` (the arguments share one size, the result
-    has size 1: a loss).
+    has size 1: a loss).  ``over`` names the index a reduction sums over
+    (``sum_t``: every step of t, into a value with no time index).
     """
 
     name: str
@@ -25,6 +26,7 @@ class Function:
     aliases: tuple[str, ...] = ()
     size: str = "same"
     loss: bool = False
+    over: str | None = None
 
 
 FUNCTIONS: dict[str, Function] = {f.name: f for f in [
@@ -40,6 +42,9 @@ FUNCTIONS: dict[str, Function] = {f.name: f for f in [
     # -sum_k [d_k log p_k + (1 - d_k) log(1 - p_k)]: a yes/no target per unit (the Deep Learning
     # book's Bernoulli output, 6.2.2.2; its halting unit, 10.2.4)
     Function("binary_cross_entropy", 2, r"\operatorname{BCE}", size="scalar", loss=True),
+    # the sum over every step, as the book's total loss L = sum_t L(t) (10.2.2): the whole right
+    # side of an equation with no time index, which no other equation reads
+    Function("sum_t", 1, r"\sum_{t}", over="t"),
 ]}
 
 #: Every surface name (canonical names and aliases) -> its function.

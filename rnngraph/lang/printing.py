@@ -5,6 +5,8 @@ grammar's precedence allows; parsing it gives back an equal AST.
 """
 from __future__ import annotations
 
+import re
+
 from . import ast
 from .functions import FUNCTIONS
 from .names import latex_name
@@ -145,6 +147,8 @@ class LatexPrinter(_Printer):
         latex = FUNCTIONS[func].latex
         if latex.endswith("{}"):
             return latex[:-1] + ", ".join(args) + "}"
+        if FUNCTIONS[func].over and re.fullmatch(r"[^ +\-]*", args[0]):   # \sum_{t} L^{(t)}
+            return f"{latex} {args[0]}"
         return latex + r"\left(" + ", ".join(args) + r"\right)"
 
     def concat(self, items):

@@ -69,6 +69,9 @@ def levels(model, names) -> dict[str, int]:
     for n in reversed(list(nx.topological_sort(same))):
         if same.in_degree(n) == 0 and model.symbols[n].kind != "input" and same.out_degree(n):
             level[n] = min(level[s] for s in same.successors(n)) - 1
+    for n in names:                # a sum over the steps beside what it sums, not a level above
+        if model.symbols[n].over and same.in_degree(n):
+            level[n] = max(level[p] for p in same.predecessors(n))
     return {n: level[n] for n in names}
 
 

@@ -265,6 +265,9 @@ class Grid(Fans):
                 side, up = (1 if b.col > a.col else -1), (1 if b.row > a.row else -1)
                 rim = a.pos[1] - up * (max(c.ry for c in self.cells.values() if c.row == a.row) + 14)
                 yield [(a.pos[0] + side * self.dx / 2, rim), (b.pos[0] - side * self.dx / 2, rim)], 0.3 * self.dy
+                # or beyond the head's row (a sum over the steps, at the top right, from each step)
+                rim = b.pos[1] + up * (max(c.ry for c in self.cells.values() if c.row == b.row) + 14)
+                yield [(a.pos[0] + side * self.dx / 2, rim), (b.pos[0] - side * self.dx / 2, rim)], 0.3 * self.dy
             return
         up = 1 if b.row > a.row else -1
         half = max(c.rx for c in between)

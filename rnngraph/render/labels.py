@@ -26,7 +26,7 @@ from ..lang.names import ACCENTS, split_name
 #: op name -> how an op node of the op view is labelled.
 OP_SYMBOLS = {"add": "+", "sub": "−", "mul": "⊙", "div": "÷", "neg": "−", "matmul": "×",
               "transpose": "⊤", "concat": "[ ; ]", "copy": "=", "sigmoid": "σ",
-              "cross_entropy": "CE", "binary_cross_entropy": "BCE"}
+              "cross_entropy": "CE", "binary_cross_entropy": "BCE", "sum_t": "Σt"}
 
 
 def _word(text: str, italic: bool = True) -> str:
@@ -144,6 +144,17 @@ def weight_label(weight: str | None, transpose: bool, size: float, extra: str | 
     if extra:
         parts.append(_small(_word(extra, italic=False), small))
     return f"<{' '.join(parts)}>" if parts else ""
+
+
+def sum_label(index: str, size: float) -> str:
+    """The label of an edge into a sum over an index: Σ with the index below, ``Σ_t``.
+
+    Examples
+    --------
+    >>> sum_label("t", 10)
+    '<Σ<SUB><FONT POINT-SIZE="7"><I>t</I></FONT></SUB>>'
+    """
+    return f"<Σ<SUB>{_small(_word(index), round(size * 0.7, 1))}</SUB>>"
 
 
 def split_block(weight: str | None) -> tuple[str, str] | None:

@@ -30,7 +30,7 @@ from .grid import Cell, Grid, Link
 from .metrics import node_size, slide_budget, spacing
 from .quiet import graphviz_stderr
 from .rows import row_orders
-from .labels import text_label, time_text, var_label, weight_label
+from .labels import sum_label, text_label, time_text, var_label, weight_label
 from .drawing import POINTS, Drawing, new_graph, node_id, step_text
 from .style import Style
 
@@ -90,13 +90,17 @@ def layout(model, unroll: int | None = None, style: Style | None = None) -> Draw
         if unroll is None and delay and style.delay_marker == "label":
             extra = _delay_text(delay)
         label = weight_label(data["weight"], data["transpose"], style.fontsize, extra)
+        over = model.symbols[v if unroll is None else v[0]].over
+        if over and unroll is None:          # folded, a sum over the steps says so: Σ_t
+            label = sum_label(over, style.fontsize)
         ekey = f"{tail}->{head}:{len(d.edges)}"
         attrs = dict(label=label) if label else {}
         if delay is not None and delay < 0:
             attrs.update(color=style.colors["future"])
         A.add_edge(tail, head, key=ekey, **attrs)
         d.edges.append(dict(tail=tail, head=head, delay=delay, weight=data["weight"], key=ekey,
-                            transpose=data["transpose"], extra=extra))
+                            transpose=data["transpose"], extra=extra,
+                            over=over if unroll is None else None))
         d.labels[ekey] = label
     if unroll is None:
         from .folded import place_folded
@@ -183,8 +187,11 @@ def _place_grid(d: Drawing, model) -> None:
     label_of = [label_sizes.get(k) for _, _, k in edges]
     names = list(dict.fromkeys(info["name"] for info in d.nodes.values()))
     first = min(0, -1 + min((i["t"] for i in d.nodes.values() if i["t"] is not None), default=1))
+    last = max((i["t"] for i in d.nodes.values() if i["t"] is not None), default=1)
     for info in d.nodes.values():
-        info["col"] = info["t"] if info["t"] is not None else first
+        # a sum over the steps (J = sum_t(L(t))) right of the last step, where the sum is done
+        over = model.symbols[info["name"]].over if info["name"] in model.symbols else None
+        info["col"] = info["t"] if info["t"] is not None else last + 1 if over else first
     cols = sorted({info["col"] for info in d.nodes.values()})
     node = (max(w for w, _ in sizes.values()), max(h for _, h in sizes.values()))
     label = (max((w for w, _ in label_sizes.values()), default=0),
@@ -254,7 +261,9 @@ def _place_grid(d: Drawing, model) -> None:
         g.place()
     x0, y0, x1, y1 = g.extent()
     if y1 - y0 > budget_h + 0.5 and len(names) > 1:     # labels or detours stick out: tighten the rows
-        dy = max(node[1] + 20, dy - (y1 - y0 - budget_h) / (len(names) - 1))
+        # no closer than a label between two nodes needs: a smaller picture rather than labels
+        # on nodes (Elman with its total loss, 7 rows in a beamer frame: 6 labels on nodes)
+        dy = max(node[1] + max(20, label[1] + 6), dy - (y1 - y0 - budget_h) / (len(names) - 1))
         g = grid(rows, dx, dy, lead=g.lead)
         g.place()
     g, dx = _fit_columns(g, lambda dx, lead: grid(rows, dx, dy, lead=lead), budget_w - _FIT,

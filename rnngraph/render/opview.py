@@ -235,7 +235,8 @@ def _weights(g) -> dict:
 #: op name -> its symbol in LaTeX, for the TikZ output (labels.OP_SYMBOLS for Graphviz's).
 OP_TEX = {"add": "+", "sub": "-", "mul": r"\odot", "div": r"\div", "neg": "-", "matmul": r"\times",
           "transpose": r"\top", "concat": r"[\,;\,]", "copy": "=", "sigmoid": r"\sigma",
-          "cross_entropy": r"\mathrm{CE}", "binary_cross_entropy": r"\mathrm{BCE}"}
+          "cross_entropy": r"\mathrm{CE}", "binary_cross_entropy": r"\mathrm{BCE}",
+          "sum_t": r"\sum_{t}"}
 
 
 def _op_node(g, n, weights, style) -> tuple:

@@ -76,6 +76,8 @@ def _edge_text(edge: dict, steps: int | None, style, nodes: dict) -> str:
     if edge.get("carried"):
         t = nodes[edge["tail"]]["t"]
         return "$" + latex_name(edge["carried"], _math_time(step_text(style, t, steps))) + "$"
+    if edge.get("over"):
+        return r"$\sum_{" + edge["over"] + "}$"
     parts = []
     weight = edge.get("weight")
     block = split_block(weight)
