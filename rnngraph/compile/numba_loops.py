@@ -110,7 +110,7 @@ class NumbaPrinter(FastPrinter):
                 params.append(node.id)
                 args.append(node.id)
         steps = f"range({self.T})" if forward else f"range({self.T} - 1, -1, -1)"
-        what = ", ".join(f"{n}(t)" for n in block.names) or "the values of every step"
+        what = self.shown(block.names) or "the values of every step"
         way = "forward" if forward else "backward"
         name = self.loop_names[id(block)]
         lines = call_lines(f"def {name}(", params, "):") + [

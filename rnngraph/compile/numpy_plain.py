@@ -276,6 +276,11 @@ class Printer:
         """Source of the gradient of ``n``'s initial value at ``step``."""
         return f"{self.d[n]}[{self.slot(step)}]"
 
+    def shown(self, names) -> str:
+        """The variables a block computes, for its comment: ``h(t)``, or ``J = sum_t`` for a sum."""
+        return ", ".join(f"{n} = sum_{self.sym[n].over}" if n in self.sym and self.sym[n].over
+                         else f"{n}(t)" for n in names)
+
     def loop(self, block) -> str:
         T, P = self.T, self.P
         first, last = (str(P), f"{T} + {P}") if P > 1 else ("1", f"{T} + 1")
@@ -377,10 +382,10 @@ class Printer:
             if b.kind == "once":
                 return "Time-free values and initial values"
             if b.kind == "all":
-                return "Every step at once: " + (", ".join(f"{n}(t)" for n in b.names) or
+                return "Every step at once: " + (self.shown(b.names) or
                                                  "what does not depend on the loop after it")
             way = "forward" if b.direction > 0 else "backward"
-            return f"{', '.join(f'{n}(t)' for n in b.names)}: a loop {way} in time"
+            return f"{self.shown(b.names)}: a loop {way} in time"
         lines += self.blocks(self.fwd, title)
         outs = [f'"{n}": {self.py[n]}[{self.steps()}]' for n in self.seqs]
         outs += [f'"{n}": {self.py[n]}' for n in self.values]
@@ -420,10 +425,9 @@ class Printer:
             if b.kind == "once":
                 return "The time-free values and initial values, in reverse"
             if b.kind == "all":
-                return "Every step at once" + (": " + ", ".join(f"{n}(t)" for n in b.names)
-                                               if b.names else "")
+                return "Every step at once" + (": " + self.shown(b.names) if b.names else "")
             way = "backward" if b.direction < 0 else "forward"
-            return f"{', '.join(f'{n}(t)' for n in b.names)}: back through time ({way})"
+            return f"{self.shown(b.names)}: back through time ({way})"
         lines += self.blocks(self.back, title)
         grads = [f'"{p}": {self.d[p]}' for p in self.params]
         grads += [f'"{n}": {self.d[n]}[{self.steps()}]' if self.sym[n].timed else f'"{n}": {self.d[n]}'

@@ -89,7 +89,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
     # L(t) = cross_entropy(y_hat(t), y(t))
     L[now][...] = softmax_cross_entropy(o[now], y[now])
 
-    # Every step at once: L_total(t)
+    # Every step at once: L_total = sum_t
     # L_total = sum_t(L(t))
     z_L_total = L[now].sum(0)
     L_total += z_L_total
@@ -128,7 +128,7 @@ def backward(params, tape, cotangents, T, B):
     dL[1:T + 1] = cotangents.get("L", 0)
     dL_total += cotangents.get("L_total", 0)
 
-    # Every step at once: L_total(t)
+    # Every step at once: L_total = sum_t
     # L_total = sum_t(L(t))
     dz_L_total = np.broadcast_to(dL_total, L[now].shape).copy()
     dL[now] += dz_L_total
@@ -229,7 +229,7 @@ def backward_large(params, tape, cotangents, T, B):
     dL[1:T + 1] = cotangents.get("L", 0)
     dL_total += cotangents.get("L_total", 0)
 
-    # Every step at once: L_total(t)
+    # Every step at once: L_total = sum_t
     # L_total = sum_t(L(t))
     dz_L_total = np.broadcast_to(dL_total, L[now].shape).copy()
     dL[now] += dz_L_total

@@ -60,7 +60,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
         # L(t) = cross_entropy(y_hat(t), y(t))
         L[t] = softmax_cross_entropy(o[t], y[t])
 
-    # L_total(t): a loop forward in time
+    # L_total = sum_t: a loop forward in time
     for t in range(1, T + 1):
         # L_total = sum_t(L(t))
         L_total += L[t]
@@ -98,7 +98,7 @@ def backward(params, tape, cotangents, T, B):
     dL[1:T + 1] = cotangents.get("L", 0)
     dL_total += cotangents.get("L_total", 0)
 
-    # L_total(t): back through time (backward)
+    # L_total = sum_t: back through time (backward)
     for t in range(T, 0, -1):
         # L_total = sum_t(L(t))
         dL[t] += dL_total
