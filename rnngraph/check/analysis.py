@@ -153,9 +153,8 @@ def analyse(program: ast.Program, source: Source) -> dict[str, Symbol]:
             raise err(f"{eq.rhs.func}(...) sums over the steps, but {expr_text(eq.rhs.args[0])} "
                       "reads none: read a sequence or an input at t", *eq.rhs.pos)
         for node in ast.walk(eq.rhs):
-            if isinstance(node, ast.Call) and FUNCTIONS[node.func].over and node is not eq.rhs \
-                    or node is eq.rhs and reduction(eq) is None and isinstance(node, ast.Call) \
-                    and FUNCTIONS[node.func].over:
+            if isinstance(node, ast.Call) and FUNCTIONS[node.func].over \
+                    and not (node is eq.rhs and reduction(eq)):
                 raise err(f"{node.func}(...) sums over every step: it is the whole right side of "
                           f"an equation with no time index, as in L = {node.func}(L(t))", *node.pos)
 
