@@ -130,7 +130,9 @@ def _check(args) -> int:
 def _draw(args) -> int:
     from pathlib import Path
 
-    from .render import layout, render, Style
+    from dataclasses import fields
+
+    from .render import drawing_of, render, Style
     from .render.output import FORMATS, format_of, write_atomic
     from .render.stats import measure, report
 
@@ -157,7 +159,8 @@ def _draw(args) -> int:
     if args.reveal and fmt != "tex" and args.output == "-":
         raise RnnGraphError("--reveal writes one file per step: name them with -o (fig.pdf gives "
                             "fig-1.pdf, fig-2.pdf, ...), or write one beamer picture with -o fig.tex")
-    drawing = layout(model, args.unroll, style)
+    drawing = drawing_of(model, args.unroll, args.mode, **{f.name: getattr(style, f.name)
+                                                            for f in fields(style)})
     frames = args.reveal and fmt != "tex"
     data = None if frames else render(drawing, fmt, dpi=args.dpi, reveal=args.reveal)
     if args.output == "-":
@@ -238,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     draw.add_argument("--detail", choices=("cells", "vars", "ops"),
                       help="a box per step's cell of a gated unit (the default unrolled, for an "
                            "LSTM or GRU), a node per variable (the default otherwise), or per operation")
+    draw.add_argument("--mode", choices=("train", "test", "both"), default="train",
+                      help="for a model with a 'free y -> o' line: the training graph (teacher "
+                           "forcing, the default), the test graph (running free) or both side by side")
     draw.add_argument("--reveal", action="store_true",
                       help="one frame per step, steps 1..k visible, all the same size: "
                            "fig-1.pdf, fig-2.pdf, ... (with -o fig.tex: one beamer picture, \\visible<k->)")

@@ -57,6 +57,40 @@ class Model:
         self.param_shapes = solved.shapes
         self.unknown_sizes = solved.unknown
         self._ir = None
+        self.free = _check_free(self)
+        self._free_model = self._running_free() if self.free else None
+
+    # -- teacher forcing ----------------------------------------------------
+    def free_running(self) -> Model:
+        """The model as it runs free (at test time): each ``free y -> o`` line makes every read of
+        ``y`` at an earlier step a read of ``o`` (the book's figure 10.6, right).  Without such a
+        line, the model itself.
+
+        Examples
+        --------
+        >>> m = parse("h(t) = tanh(W h(t-1) + U x(t) + R y(t-1))\\no(t) = V h(t)\\n"
+        ...           "L(t) = cross_entropy(softmax(o(t)), y(t))\\nfree y -> o")
+        >>> m.free_running().to_text().splitlines()[0]
+        'h(t) = tanh(W h(t-1) + U x(t) + R o(t-1))'
+        """
+        return self._free_model or self
+
+    def _running_free(self) -> Model:
+        def swap(node):
+            if isinstance(node, ast.Ref) and node.name in self.free and node.offset and node.offset < 0:
+                return ast.Ref(self.free[node.name], node.offset, node.pos)
+            if isinstance(node, (ast.Num, ast.Ref, ast.Initial)):
+                return node
+            return ast.rebuild(node, [swap(c) for c in ast.children(node)])
+        equations = tuple(ast.Equation(e.name, e.kind, swap(e.rhs), e.pos) for e in self.program.equations)
+        program = ast.Program(equations, self.program.sizes, self.program.roles)
+        try:
+            return Model(program, self.source, self._given, self.limits)
+        except RnnGraphError as err:
+            d = err.diagnostics[0]
+            decl = self.program.frees[0]
+            raise RnnGraphError(f"running free ({', '.join(f'free {k} -> {v}' for k, v in self.free.items())}), "
+                                f"{d.message}", d.location or self.source.location(*decl.pos)) from None
 
     # -- construction -------------------------------------------------------
     def with_sizes(self, sizes: dict[str, int]) -> Model:
@@ -173,7 +207,8 @@ class Model:
         given = self._given
         decls = tuple(d for d in self.program.sizes if d.name not in given)
         decls += tuple(ast.SizeDecl(n, v) for n, v in given.items())
-        return program_text(ast.Program(self.program.equations, decls, self.program.roles))
+        return program_text(ast.Program(self.program.equations, decls, self.program.roles,
+                                        self.program.frees))
 
     def to_latex(self) -> str:
         r"""The equations as a LaTeX ``aligned`` block, for slides."""
@@ -304,3 +339,29 @@ def load(path: str | Path, sizes: dict[str, int] | None = None, limits: Limits |
         where = Source(data.decode("utf-8", "replace"), name).location(line, column)
         raise RnnGraphError(message, where) from None
     return parse(text, name, sizes, limits)
+
+
+def _check_free(model) -> dict[str, str]:
+    """``{y: o}`` of the model's ``free y -> o`` lines, each checked: y an input read at an earlier
+    step, o a sequence the model defines, both of one size."""
+    out: dict[str, str] = {}
+    sym, err = model.symbols, model.source.error
+    for d in model.program.frees:
+        y, o = sym.get(d.name), sym.get(d.by)
+        if d.name in out:
+            raise err(f"'free {d.name}' is given twice", *d.pos)
+        if y is None or y.role != "input" or not y.timed:
+            raise err(f"free {d.name} -> {d.by}: '{d.name}' is not an input read at a time step; "
+                      "free-running replaces a target the model reads, as y(t-1)", *d.pos)
+        if not any(r.offset and r.offset < 0 for r in y.reads):
+            raise err(f"free {d.name} -> {d.by}: the model never reads '{d.name}' at an earlier step "
+                      f"({d.name}(t-1)), so running free changes nothing", *d.pos)
+        if o is None or o.role not in ("sequence", "state"):
+            raise err(f"free {d.name} -> {d.by}: '{d.by}' is not a sequence the model defines", *d.pos)
+        ny, no = model.sizes.get(d.name), model.sizes.get(d.by)
+        if ny is not None and no is not None and ny != no:
+            raise err(f"free {d.name} -> {d.by}: '{d.name}' has size {ny} but '{d.by}' has size {no}; "
+                      "the output read in its place must have the target's size", *d.pos)
+        out[d.name] = d.by
+    return out
+

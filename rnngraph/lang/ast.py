@@ -7,7 +7,7 @@ here: ``σ`` is ``sigmoid``, ``⊙`` is ``*``, ``·`` and juxtaposition are ``@`
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace, field
 from typing import Iterator, Union
 
 Pos = tuple[int, int]
@@ -116,10 +116,21 @@ class RoleDecl:
 
 
 @dataclass(frozen=True)
+class FreeDecl:
+    """``free y -> o``: running free, the network reads its output ``by`` where training reads
+    the target ``name`` at an earlier step (teacher forcing, the book's figure 10.6)."""
+
+    name: str
+    by: str
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
 class Program:
     equations: tuple[Equation, ...]
     sizes: tuple[SizeDecl, ...] = ()
     roles: tuple[RoleDecl, ...] = ()
+    frees: tuple[FreeDecl, ...] = ()
 
 
 def children(node: Expr) -> tuple[Expr, ...]:
@@ -133,6 +144,19 @@ def children(node: Expr) -> tuple[Expr, ...]:
     if isinstance(node, Concat):
         return node.items
     return ()
+
+
+def rebuild(node: Expr, kids) -> Expr:
+    """``node`` with its direct sub-expressions replaced by ``kids``, in :func:`children`'s order."""
+    if isinstance(node, Binary):
+        return replace(node, left=kids[0], right=kids[1])
+    if isinstance(node, (Neg, Transpose)):
+        return replace(node, operand=kids[0])
+    if isinstance(node, Call):
+        return replace(node, args=tuple(kids))
+    if isinstance(node, Concat):
+        return replace(node, items=tuple(kids))
+    return node
 
 
 def walk(node: Expr) -> Iterator[Expr]:

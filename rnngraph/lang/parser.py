@@ -220,16 +220,24 @@ class _ToAst(Transformer):
             out.append(ast.RoleDecl(str(tok), str(role), _pos(tok)))
         return out
 
+    def free(self, _kw, name, _arrow, by):
+        for tok in (name, by):
+            if lookup(str(tok)):
+                raise _Located(f"'{tok}' is a function, not a variable", _pos(tok))
+        return [ast.FreeDecl(str(name), str(by), _pos(name))]
+
     def start(self, *stmts):
-        equations, sizes, roles = [], [], []
+        equations, sizes, roles, frees = [], [], [], []
         for s in stmts:
             if isinstance(s, ast.Equation):
                 equations.append(s)
             elif s and isinstance(s[0], ast.RoleDecl):
                 roles.extend(s)
+            elif s and isinstance(s[0], ast.FreeDecl):
+                frees.extend(s)
             else:
                 sizes.extend(s)
-        return ast.Program(tuple(equations), tuple(sizes), tuple(roles))
+        return ast.Program(tuple(equations), tuple(sizes), tuple(roles), tuple(frees))
 
 
 def _left_side(lhs) -> tuple[str, str]:

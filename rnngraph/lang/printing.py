@@ -178,6 +178,7 @@ def program_text(program: ast.Program) -> str:
             lines.append(f"{role} {', '.join(names)}")
     for eq in program.equations:
         lines.append(f"{eq.lhs_text} = {expr_text(eq.rhs)}")
+    lines += [f"free {d.name} -> {d.by}" for d in program.frees]
     return "\n".join(lines) + "\n"
 
 

@@ -39,8 +39,31 @@ class Picture(bytes):
         return bytes(self) if self.format == "png" else None
 
 
+MODES = ("train", "test", "both")
+
+
+def drawing_of(model, unroll: int | None = None, mode: str = "train", **style):
+    """The laid-out drawing of ``model`` in ``mode``: ``train`` (as written: teacher forcing),
+    ``test`` (running free: each ``free y -> o`` line's output read in the target's place) or
+    ``both`` side by side, as the Deep Learning book's figure 10.6."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    if mode != "train" and not model.free:
+        from ..errors import RnnGraphError
+        raise RnnGraphError(f"{model.filename} has no 'free y -> o' line: its test graph is its "
+                            "training graph; draw it without --mode")
+    s = Style.of(**style)
+    if mode == "train":
+        return layout(model, unroll, s)
+    if mode == "test":
+        return layout(model.free_running(), unroll, s)
+    from .compose import side_by_side
+    return side_by_side([layout(model, unroll, s), layout(model.free_running(), unroll, s)],
+                        ["training: teacher forcing", "test: running free"])
+
+
 def draw(model, unroll: int | None = None, format: str = "svg", dpi: float | None = None,
-         **style) -> Picture:
+         mode: str = "train", **style) -> Picture:
     """Draw ``model`` folded, or unrolled over ``unroll`` steps, and return the bytes.
 
     Parameters
@@ -53,6 +76,9 @@ def draw(model, unroll: int | None = None, format: str = "svg", dpi: float | Non
         tex: a TikZ picture (:mod:`rnngraph.render.tikz`).
     dpi : float, optional
         The PNG's resolution (96 unless given).
+    mode : {"train", "test", "both"}
+        For a model with a ``free y -> o`` line: the training graph (teacher forcing),
+        the test graph (running free), or both side by side (:func:`drawing_of`).
     **style
         Options of :class:`rnngraph.render.style.Style`: ``theme``, ``transparent``,
         ``font``, ``fontsize``, ``delay_marker``, ``time_labels``, ``stubs``, ``detail``, ``fit``.
@@ -71,7 +97,7 @@ def draw(model, unroll: int | None = None, format: str = "svg", dpi: float | Non
     """
     if unroll is not None and (isinstance(unroll, bool) or not isinstance(unroll, int) or unroll < 1):
         raise ValueError(f"unroll must be a positive whole number of steps, not {unroll!r}")
-    return Picture(render(layout(model, unroll, Style.of(**style)), format, dpi=dpi), format)
+    return Picture(render(drawing_of(model, unroll, mode, **style), format, dpi=dpi), format)
 
 
-__all__ = ["FORMATS", "Drawing", "Picture", "Style", "draw", "layout", "render"]
+__all__ = ["FORMATS", "MODES", "Drawing", "Picture", "Style", "draw", "drawing_of", "layout", "render"]

@@ -5,7 +5,8 @@
 writes ``<example>.svg``/``.png`` (folded) and ``<example>-unrolled.svg``/``.png``
 (unrolled over 3 steps, the exercise over 4; a gated unit as its chain of
 cells) for each file in ``examples/``, the exercise's op view, the LSTM's
-gates unrolled over one step, and ``index.md`` listing them with their
+gates unrolled over one step, a teacher-forced model's training and test graphs
+side by side (``-both``), and ``index.md`` listing them with their
 quality figures.  Where pdflatex and pdftoppm are installed it also builds
 ``slide-1.png`` and ``slide-2.png``: 16:9 beamer frames with the exercise,
 and the LSTM's chain of cells, as TikZ pictures, as a lecturer's slides show them.  Look at every PNG before
@@ -19,7 +20,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from dataclasses import fields
+
 from ..check.model import load
+from . import drawing_of
 from .layout import layout
 from .output import render, write_atomic
 from .stats import measure
@@ -61,8 +65,12 @@ def build(outdir: Path | None = None) -> list[Path]:
             views.append(("-ops", None, Style(detail="ops", fit="beamer")))
         if name == "torch_lstm":
             views.append(("-gates", 1, Style(detail="vars", fit="beamer")))
-        for suffix, steps, style in views:
-            drawing = layout(model, steps, style)
+        views = [(suffix, steps, style, "train") for suffix, steps, style in views]
+        if model.free:                    # teacher forcing: the book's figure 10.6
+            views.append(("-both", 3, Style(fit="beamer"), "both"))
+        for suffix, steps, style, mode in views:
+            drawing = drawing_of(model, steps, mode, **{f.name: getattr(style, f.name)
+                                                        for f in fields(style)})
             svg = render(drawing, "svg")
             for fmt, data in (("svg", svg), ("png", render(drawing, "png", dpi=DPI))):
                 written.append(write_atomic(data, outdir / f"{name}{suffix}.{fmt}"))

@@ -149,14 +149,15 @@ def _alignment(var: dict, info: dict) -> dict:
     cols: dict = {}
     rows: dict = {}
     for n, (c, _, _) in var.items():
+        part = info[n].get("part", 0)             # two drawings side by side: each its own columns
         if info[n]["kind"] != "stub" and info[n]["t"] is not None and not info[n].get("beside"):
-            cols.setdefault(info[n]["t"], []).append(c[0])
+            cols.setdefault((part, info[n]["t"]), []).append(c[0])
         if not (info[n]["kind"] in ("initial", "stub") and info[n].get("row") is None):
-            rows.setdefault(info[n]["name"], []).append(c[1])
+            rows.setdefault((part, info[n]["name"]), []).append(c[1])
     # the steps are equally spaced; the initial values' column may sit closer to the first step
-    steps = {info[n]["t"] for n in var if info[n]["kind"] not in ("stub", "initial")
-             and info[n]["t"] is not None}
-    centres = [statistics.mean(xs) for t, xs in sorted(cols.items()) if t in steps]
+    steps = {(info[n].get("part", 0), info[n]["t"]) for n in var
+             if info[n]["kind"] not in ("stub", "initial") and info[n]["t"] is not None}
+    centres = [statistics.mean(xs) for t, xs in sorted(cols.items()) if t in steps and t[0] == 0]
     gaps = [b - a for a, b in zip(centres, centres[1:])]
     spacing = statistics.median(gaps) if gaps else 0.0
     figures["column_spacing_pt"] = round(spacing, 2)

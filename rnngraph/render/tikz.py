@@ -110,7 +110,8 @@ def tikz(drawing: Drawing, reveal: bool = False) -> str:
              r"% Needs \usepackage{tikz,amsmath} and \usetikzlibrary{shapes.geometric,arrows.meta}"
              + (r"; \visible<k->: beamer." if reveal else "."),
              "% Made by rnngraph: edit the equations and draw again rather than this file.",
-             r"\begin{tikzpicture}[x=1bp, y=1bp, >={Stealth[length=4.5bp, width=3.5bp]}]"]
+             r"\begin{tikzpicture}[x=1bp, y=1bp, >={Stealth[length=4.5bp, width=3.5bp]}"
+             + _shrunk(style.fontsize * s, target.body) + "]"]
     if not style.transparent:                  # the background the other formats have
         lines.append(f"\\fill[fill={_color(style.colors['background'])}] {at(x0, y0)} rectangle {at(x1, y1)};")
     for sub in _clusters(out):                 # the op view's frames round each step
@@ -185,6 +186,15 @@ def tikz(drawing: Drawing, reveal: bool = False) -> str:
     lines.append(r"\end{tikzpicture}")
     # words upright in the text's own face (\mathrm is serif inside beamer's sans slides)
     return "\n".join(lines).replace(r"\mathrm{", r"\text{") + "\n"
+
+
+def _shrunk(names_pt: float, body: float) -> str:
+    """The picture's text size where the drawing had to be made smaller than the body text to fit
+    (two graphs side by side): the document's own text would overrun the nodes.  Else nothing."""
+    if names_pt >= body - 0.05:
+        return ""
+    return (", every node/.append style={font=\\fontsize{" + f"{names_pt:.2f}" + "}{"
+            + f"{1.2 * names_pt:.2f}" + "}\\selectfont}")
 
 
 def _clusters(graph):

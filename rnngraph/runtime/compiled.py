@@ -125,6 +125,26 @@ class Compiled:
         self._backward_large = namespace.get("backward_large")
         self._step_values = getattr(gen, "step_values", None)
         self._prepare = namespace["prepare"]
+        # mode="free": the model as it runs free (model.free_running()), compiled when first run
+        self._options = dict(dtype=str(dtype), check_finite=check_finite, optimize=optimize,
+                             backend=backend)
+        self._free = None
+
+    def running(self, mode: str) -> "Compiled":
+        """The compiled model for ``mode``: ``"train"`` (the equations as written: a target read
+        at an earlier step is the target, teacher forcing) or ``"free"`` (each ``free y -> o``
+        line's output read in the target's place, as at test time)."""
+        if mode == "train":
+            return self
+        if mode != "free":
+            raise RnnGraphError(f"mode must be 'train' or 'free', not {mode!r}")
+        if not self.model.free:
+            raise RnnGraphError(f"{self.model.filename} has no 'free y -> o' line: it runs the same "
+                                "in training and free-running; leave out mode='free'")
+        if self._free is None:
+            self._free = Compiled(self.model.free_running(), **self._options)
+            self._free.check_finite = self.check_finite
+        return self._free
 
     @property
     def check_finite(self) -> bool:
@@ -223,7 +243,8 @@ class Compiled:
                                                     f"step, {self.dtype.name}")
 
     # -- running -------------------------------------------------------------
-    def forward(self, params, inputs, initial=None, *, steps: int | None = None) -> dict:
+    def forward(self, params, inputs, initial=None, *, steps: int | None = None,
+                mode: str = "train") -> dict:
         """Run the model over its input sequences.
 
         Parameters
@@ -240,6 +261,11 @@ class Compiled:
             where not given.
         steps : int, optional
             T, for a model that reads no input sequence.
+        mode : {"train", "free"}
+            ``"free"`` runs the model as at test time: for each ``free y -> o`` line it
+            reads its own output ``o(t-1)`` where training reads the target ``y(t-1)``
+            (the inputs it no longer reads are left out, as its initial values are
+            those of :meth:`running` ``("free")``).
 
         Returns
         -------
@@ -248,10 +274,17 @@ class Compiled:
             axis), a loss as ``(T, B, 1)``, and every time-free value.  They are
             read-only views of the arrays :meth:`vjp` keeps for the backward pass.
         """
+        if mode != "train":
+            net = self.running(mode)
+            return net.forward(params, net._inputs_of(inputs), initial, steps=steps)
         return self._run(params, inputs, initial, steps)[0]
 
+    def _inputs_of(self, inputs) -> dict:
+        """``inputs`` less those this model does not read (a target read only as teacher)."""
+        return {k: v for k, v in inputs.items() if k in self.inputs} if isinstance(inputs, dict) else inputs
 
-    def vjp(self, params, inputs, initial=None, *, steps: int | None = None):
+
+    def vjp(self, params, inputs, initial=None, *, steps: int | None = None, mode: str = "train"):
         """Run forward and return ``(outputs, pullback)``.
 
         ``pullback(cotangents)`` takes ``{name: array shaped like outputs[name]}``
@@ -259,7 +292,11 @@ class Compiled:
         gradients of ``sum(cotangent * output)``: for every parameter, every input
         (shaped as given; class-index targets have none) and every initial value
         in :attr:`initial_values` (shaped as given, else ``(B, n)`` or ``(n,)``).
+        ``mode="free"``: as :meth:`forward`, through the outputs fed back.
         """
+        if mode != "train":
+            net = self.running(mode)
+            return net.vjp(params, net._inputs_of(inputs), initial, steps=steps)
         outs, run = self._run(params, inputs, initial, steps)
 
         def pullback(cotangents) -> dict[str, np.ndarray]:
