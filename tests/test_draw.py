@@ -117,7 +117,9 @@ def test_every_example_labels_clear_of_labels_markers_and_nodes(every):
 # twice): one longer label meets an edge, 1/0.  (tdnn, drawing the zeros it reads before step 1,
 # was 1/1 until an edge over several columns could also pass beyond its head's row: 0/0.)
 UNROLLED_LABEL_BOUND: dict = {}
-FOLDED_LABEL_BOUND: dict = {"lstm_concat": (1, 0)}
+# teacher_forcing: y is an input at the bottom and L's target at the top, and the label R of
+# its short edge into h sits by both edges that leave y: 0/1.
+FOLDED_LABEL_BOUND: dict = {"lstm_concat": (1, 0), "teacher_forcing": (0, 1)}
 
 
 def test_every_example_labels_beside_their_own_edge(every):
