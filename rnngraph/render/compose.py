@@ -18,9 +18,8 @@ Examples
 """
 from __future__ import annotations
 
-import re
-
 from .drawing import Drawing, new_graph
+from .geometry import map_x
 from .labels import text_label
 from .output import natural_size, render
 
@@ -28,9 +27,8 @@ GAP = 36.0                     # between the two drawings, in points
 
 
 def _shift(pos: str, dx: float) -> str:
-    """A Graphviz ``pos`` (a node's ``x,y`` or an edge's spline) moved right by ``dx``."""
-    return re.sub(r"(^|\s|[es],)(-?[\d.]+),(-?[\d.]+)",
-                  lambda m: f"{m.group(1)}{float(m.group(2)) + dx:.2f},{m.group(3)}", pos)
+    """A Graphviz ``pos`` moved right by ``dx``."""
+    return map_x(pos, lambda x: x + dx)
 
 
 def side_by_side(drawings: list[Drawing], titles: list[str]) -> Drawing:

@@ -18,8 +18,6 @@ to it than its own.
 """
 from __future__ import annotations
 
-import re
-
 import networkx as nx
 
 from . import geometry as geo
@@ -150,8 +148,7 @@ def _loops_aside(d, loops: set, label_sizes: dict) -> None:
     saved = {(u, v, k): dict(A.get_edge(u, v, k).attr) for u, v, k in A.edges(keys=True)}
     _drop_markers(d)
     for e, x in turn:
-        e.attr["pos"] = re.sub(r"(^|\s|[es],)(-?[\d.]+),",
-                               lambda m: f"{m.group(1)}{2 * x - float(m.group(2)):.3f},", e.attr["pos"])
+        e.attr["pos"] = geo.map_x(e.attr["pos"], lambda v, x=x: 2 * x - v)
         e.attr["lp"] = ""                  # its square: placed on the loop where it is now
     place_labels(d, label_sizes)
     if label_quality(d) > before:          # worse: back to dot's loops

@@ -15,6 +15,7 @@ Examples
 from __future__ import annotations
 
 import math
+import re
 
 Point = tuple[float, float]
 Bezier = tuple[Point, Point, Point, Point]
@@ -212,6 +213,18 @@ def parse_pos(pos: str) -> tuple[list[Point], Point | None, Point | None]:
         else:
             pts.append((float(parts[0]), float(parts[1])))
     return pts, start, end
+
+
+def map_x(pos: str, fn) -> str:
+    """A Graphviz ``pos`` (a node's ``x,y`` or an edge's spline, arrow tips included) with every
+    x replaced by ``fn(x)``: moved right, or mirrored about a node.
+
+    Examples
+    --------
+    >>> map_x("e,10,5 1,2 3.5,4", lambda x: x + 1)
+    'e,11.000,5 2.000,2 4.500,4'
+    """
+    return re.sub(r"(^|\s|[es],)(-?[\d.]+),", lambda m: f"{m.group(1)}{fn(float(m.group(2))):.3f},", pos)
 
 
 def pos_path(pos: str) -> list[Point]:
