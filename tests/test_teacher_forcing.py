@@ -124,3 +124,26 @@ def test_cli_mode(tmp_path, capsys):
     plain = Path(__file__).resolve().parent.parent / "examples" / "elman.rnn"
     assert main(["draw", str(plain), "--mode", "test", "-o", str(tmp_path / "e.svg")]) == 2
     assert "has no 'free y -> o' line" in capsys.readouterr().err
+
+
+def test_running_free_with_no_target_generates():
+    # a language model: no input but its own past output; given no target, running free
+    # generates `steps` steps, its loss left out (the loss needs the target)
+    m = rnngraph.parse("h: 4, o: 3\nh(t) = tanh(W h(t-1) + R y(t-1) + b)\no(t) = softmax(V h(t) + c)\n"
+                       "L(t) = cross_entropy(o(t), y(t))\nfree y -> o\n")
+    assert [e.name for e in m.generating().equations] == ["h", "o"]
+    for optimize in (True, False):
+        net = m.compile(optimize=optimize)
+        p = net.init_params(seed=1)
+        out = net.forward(p, {}, mode="free", steps=5)
+        assert sorted(out) == ["h", "o"] and out["o"].shape == (5, 3)
+        h, o = np.zeros(4), np.zeros(3)
+        for t in range(5):
+            h = np.tanh(h @ p["W"].T + o @ p["R"].T + p["b"])
+            z = h @ p["V"].T + p["c"]
+            o = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+            assert np.allclose(out["o"][t], o, rtol=1e-12)
+        with_target = net.forward(p, {"y": np.eye(3)[[0, 1, 2, 0, 1]]}, mode="free")
+        assert np.allclose(with_target["o"], out["o"]) and "L" in with_target
+        with pytest.raises(RnnGraphError, match="prepared for training"):
+            net.forward(net.prepare(p), {}, mode="free", steps=5)

@@ -75,6 +75,41 @@ class Model:
         """
         return self._free_model or self
 
+    def generating(self) -> Model:
+        """The free-running model without what needs the targets: its losses, and what reads them.
+        What generates a sequence from a start (``forward(..., mode="free", steps=n)`` with no
+        target given).
+
+        Examples
+        --------
+        >>> m = parse("h(t) = tanh(W h(t-1) + R y(t-1))\\no(t) = softmax(V h(t))\\n"
+        ...           "L(t) = cross_entropy(o(t), y(t))\\nfree y -> o\\nh: 4, o: 3")
+        >>> [e.name for e in m.generating().equations]
+        ['h', 'o']
+        """
+        free = self.free_running()
+        gone = {n for n, s in free.symbols.items() if s.target}
+        kept = []
+        for eq in free.equations:             # in file order; a later one may read a dropped one
+            if any(isinstance(r, ast.Ref) and r.name in gone for r in ast.walk(eq.rhs)):
+                gone.add(eq.name)
+            else:
+                kept.append(eq)
+        changed = len(kept) < len(free.equations)
+        while changed:                        # and what an earlier line read from a dropped one
+            changed = False
+            for eq in list(kept):
+                if any(isinstance(r, ast.Ref) and r.name in gone for r in ast.walk(eq.rhs)):
+                    kept.remove(eq)
+                    gone.add(eq.name)
+                    changed = True
+        used = {r.name for eq in kept for r in ast.walk(eq.rhs) if isinstance(r, ast.Ref)} | \
+            {eq.name for eq in kept}
+        program = ast.Program(tuple(kept), tuple(d for d in self.program.sizes if d.name in used),
+                              tuple(d for d in self.program.roles if d.name in used))
+        return Model(program, self.source, {k: v for k, v in self._given.items() if k in used},
+                     self.limits)
+
     def _running_free(self) -> Model:
         def swap(node):
             if isinstance(node, ast.Ref) and node.name in self.free and node.offset and node.offset < 0:

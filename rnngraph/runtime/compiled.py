@@ -128,12 +128,13 @@ class Compiled:
         # mode="free": the model as it runs free (model.free_running()), compiled when first run
         self._options = dict(dtype=str(dtype), check_finite=check_finite, optimize=optimize,
                              backend=backend)
-        self._free = None
+        self._free: dict = {}
 
-    def running(self, mode: str) -> "Compiled":
+    def running(self, mode: str, targets: bool = True) -> "Compiled":
         """The compiled model for ``mode``: ``"train"`` (the equations as written: a target read
         at an earlier step is the target, teacher forcing) or ``"free"`` (each ``free y -> o``
-        line's output read in the target's place, as at test time)."""
+        line's output read in the target's place, as at test time; ``targets=False``: without
+        the losses, which need the targets, to generate: :meth:`Model.generating`)."""
         if mode == "train":
             return self
         if mode != "free":
@@ -141,10 +142,28 @@ class Compiled:
         if not self.model.free:
             raise RnnGraphError(f"{self.model.filename} has no 'free y -> o' line: it runs the same "
                                 "in training and free-running; leave out mode='free'")
-        if self._free is None:
-            self._free = Compiled(self.model.free_running(), **self._options)
-            self._free.check_finite = self.check_finite
-        return self._free
+        if targets not in self._free:
+            model = self.model.free_running() if targets else self.model.generating()
+            self._free[targets] = Compiled(model, **self._options)
+            self._free[targets].check_finite = self.check_finite
+        return self._free[targets]
+
+    def _free_args(self, params, inputs):
+        """The model running free, and the parameters and inputs of the call for it."""
+        net = self._free_for(inputs)
+        if isinstance(params, Prepared):
+            raise RnnGraphError("these parameters were prepared for training: running free, prepare "
+                                "them with net.running('free').prepare(params), or pass the dict")
+        params = {k: v for k, v in params.items() if k in net.param_shapes} \
+            if isinstance(params, dict) else params
+        return net, params, net._inputs_of(inputs)
+
+    def _free_for(self, inputs) -> "Compiled":
+        """Running free: with the losses if a target is given, else generating without them."""
+        full = self.running("free")
+        targets = [n for n in full.inputs if full.model.symbols[n].target]
+        given = isinstance(inputs, dict) and any(n in inputs for n in targets)
+        return full if given or not targets else self.running("free", targets=False)
 
     @property
     def check_finite(self) -> bool:
@@ -265,7 +284,8 @@ class Compiled:
             ``"free"`` runs the model as at test time: for each ``free y -> o`` line it
             reads its own output ``o(t-1)`` where training reads the target ``y(t-1)``
             (the inputs it no longer reads are left out, as its initial values are
-            those of :meth:`running` ``("free")``).
+            those of :meth:`running` ``("free")``).  Given no target, it generates:
+            the losses are left out, and ``steps`` says how long where no input does.
 
         Returns
         -------
@@ -275,8 +295,8 @@ class Compiled:
             read-only views of the arrays :meth:`vjp` keeps for the backward pass.
         """
         if mode != "train":
-            net = self.running(mode)
-            return net.forward(params, net._inputs_of(inputs), initial, steps=steps)
+            net, params, inputs = self.running(mode) and self._free_args(params, inputs)
+            return net.forward(params, inputs, initial, steps=steps)
         return self._run(params, inputs, initial, steps)[0]
 
     def _inputs_of(self, inputs) -> dict:
@@ -295,8 +315,8 @@ class Compiled:
         ``mode="free"``: as :meth:`forward`, through the outputs fed back.
         """
         if mode != "train":
-            net = self.running(mode)
-            return net.vjp(params, net._inputs_of(inputs), initial, steps=steps)
+            net, params, inputs = self.running(mode) and self._free_args(params, inputs)
+            return net.vjp(params, inputs, initial, steps=steps)
         outs, run = self._run(params, inputs, initial, steps)
 
         def pullback(cotangents) -> dict[str, np.ndarray]:
