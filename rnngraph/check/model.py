@@ -89,14 +89,8 @@ class Model:
         """
         free = self.free_running()
         gone = {n for n, s in free.symbols.items() if s.target}
-        kept = []
-        for eq in free.equations:             # in file order; a later one may read a dropped one
-            if any(isinstance(r, ast.Ref) and r.name in gone for r in ast.walk(eq.rhs)):
-                gone.add(eq.name)
-            else:
-                kept.append(eq)
-        changed = len(kept) < len(free.equations)
-        while changed:                        # and what an earlier line read from a dropped one
+        kept, changed = list(free.equations), True
+        while changed:                        # what reads a target, and what reads that, in any order
             changed = False
             for eq in list(kept):
                 if any(isinstance(r, ast.Ref) and r.name in gone for r in ast.walk(eq.rhs)):

@@ -100,7 +100,7 @@ def cell_of(model) -> Cell | None:
     # The chain draws a cell that hands its states to the next step.  A cell read from the future
     # (a backward gated unit), a state read two or more steps back, or a time-free variable
     # beside the chain would each need lines the chain has no room for: those are drawn gate by gate.
-    timeless = any(not s.timed and s.role not in ("parameter",) for s in sym.values())
+    timeless = any(not s.timed and s.role != "parameter" for s in sym.values())
     if timeless or any(delay != 1 for _, delay in carried):
         return None
     return Cell(members_in_order, exported, tuple(carried))
@@ -222,13 +222,12 @@ def _place(d: Drawing, cell: Cell, order: list[str], sizes: dict, label_sizes: d
     nw, nh = max(w for w, _ in plain), max(h for _, h in plain)
     lw = max((label_sizes[e["key"]][0] for e in d.edges if e["carried"]), default=0.0)
     lh = max((s[1] for s in label_sizes.values()), default=0.0)
-    lanes = [name for name, _ in cell.carried]
-    gap = max(lanes.count(n) for n in lanes) if lanes else 1
+    lanes = [name for name, _ in cell.carried]      # one each: cell_of takes delay 1 only
     lane_gap = max(nh, lh) + _LANE * k
     box_text = max(w for n, (w, _) in sizes.items() if info[n]["kind"] == "cell")
     wb = max(box_text + 24 * k, 2.2 * nh, nw + 20 * k)
     hb = max(nh + 14 * k, len(lanes) * lane_gap + 8 * k)
-    dx = wb + max(lw + 20 * k, 48 * k) * gap
+    dx = wb + max(lw + 20 * k, 48 * k)
     lane_y = {name: ((len(lanes) - 1) / 2 - i) * lane_gap for i, name in enumerate(lanes)}
     up = hb / 2 + _GAP * k + nh / 2                  # the first row above the box, and below it
     pos: dict = {}
@@ -299,10 +298,8 @@ def _place(d: Drawing, cell: Cell, order: list[str], sizes: dict, label_sizes: d
         (x0, y0), (x1, y1) = pos[e["tail"]], pos[e["head"]]
         (w0, h0), (w1, h1) = sizes[e["tail"]], sizes[e["head"]]
         size = label_sizes.get(e["key"])
-        if e["carried"]:
+        if e["carried"]:                             # box t to box t + 1 (or its stub)
             y = lane_y[e["carried"]]
-            if info[e["head"]]["t"] - info[e["tail"]]["t"] != 1:
-                continue                             # a longer delay: Graphviz routes it
             path = [(x0 + w0 / 2, y), (x1 - w1 / 2 - 1, y)]
             lp = ((x0 + x1) / 2 + (w0 - w1) / 4, y + size[1] / 2 + 2 * k) if size else None
         elif info[e["head"]]["kind"] == "cell" and abs(y0 - lane_y.get(info[e["tail"]]["name"], 1e9)) < 1e-6:

@@ -148,8 +148,9 @@ class Compiled:
             self._free[targets].check_finite = self.check_finite
         return self._free[targets]
 
-    def _free_args(self, params, inputs):
-        """The model running free, and the parameters and inputs of the call for it."""
+    def _free_args(self, mode, params, inputs):
+        """The model running in ``mode`` (not "train"), and the call's parameters and inputs for it."""
+        self.running(mode)                     # a bad mode, or no free line: refused here
         net = self._free_for(inputs)
         if isinstance(params, Prepared):
             raise RnnGraphError("these parameters were prepared for training: running free, prepare "
@@ -295,7 +296,7 @@ class Compiled:
             read-only views of the arrays :meth:`vjp` keeps for the backward pass.
         """
         if mode != "train":
-            net, params, inputs = self.running(mode) and self._free_args(params, inputs)
+            net, params, inputs = self._free_args(mode, params, inputs)
             return net.forward(params, inputs, initial, steps=steps)
         return self._run(params, inputs, initial, steps)[0]
 
@@ -315,7 +316,7 @@ class Compiled:
         ``mode="free"``: as :meth:`forward`, through the outputs fed back.
         """
         if mode != "train":
-            net, params, inputs = self.running(mode) and self._free_args(params, inputs)
+            net, params, inputs = self._free_args(mode, params, inputs)
             return net.vjp(params, inputs, initial, steps=steps)
         outs, run = self._run(params, inputs, initial, steps)
 
