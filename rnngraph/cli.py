@@ -51,8 +51,19 @@ def _limits(args) -> Limits:
     return Limits(**{k: v for given in args.limit for k, v in given.items()})
 
 
-def _steps(text: str) -> int:
-    """A whole number of steps; how many may be drawn is the limit unroll (--limit)."""
+def _steps(text: str) -> int | dict:
+    """A whole number of steps, or one per index, ``t=4,u=3`` (an encoder's and a decoder's);
+    how many may be drawn is the limit unroll (--limit)."""
+    if "=" in text:
+        out = {}
+        for part in text.split(","):
+            index, eq, n = part.partition("=")
+            index = index.strip()
+            if not eq or not index.isidentifier() or index in out:
+                raise argparse.ArgumentTypeError(
+                    f"expected N or steps per index, as in t=4,u=3; got {text!r}")
+            out[index] = _steps(n.strip())
+        return out
     digits = text.lstrip("0")
     if not _WHOLE.fullmatch(text) or not digits or len(digits) > 16 or int(digits) > CEILING:
         raise argparse.ArgumentTypeError(
@@ -169,7 +180,7 @@ def _draw(args) -> int:
         out = Path(args.output or f"{Path(args.file).stem}{'-unrolled' if args.unroll else ''}.{fmt}")
         protect = [args.file] if args.file != "-" else [fd for fd in [_stdin_fd()] if fd is not None]
         if frames:                                 # every frame made first: a failure writes none
-            frames = [render(drawing, fmt, dpi=args.dpi, upto=k) for k in range(1, args.unroll + 1)]
+            frames = [render(drawing, fmt, dpi=args.dpi, upto=k) for k in range(1, drawing.unroll + 1)]
             for k, frame in enumerate(frames, 1):
                 _emit(printable(str(write_atomic(frame, out.with_name(f"{out.stem}-{k}{out.suffix}"),
                                                  protect))) + "\n")
@@ -229,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     draw = sub.add_parser("draw", help="draw the folded or unrolled graph (svg, pdf, png, dot)")
     draw.add_argument("file", help=FILE_HELP)
     draw.add_argument("--unroll", type=_steps, metavar="N",
-                      help="draw steps 1..N side by side (N at most 100 unless --limit unroll says more)")
+                      help="draw steps 1..N side by side (N at most 100 unless --limit unroll says "
+                           "more); t=4,u=3 draws 4 steps of t and 3 of u (an encoder and a decoder)")
     draw.add_argument("-o", "--output", metavar="OUT",
                       help="where to write (its extension picks the format; - for stdout; a symlink "
                            "is written through, a device or FIFO written to); "

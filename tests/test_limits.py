@@ -139,6 +139,10 @@ def test_the_counted_size_of_a_drawing_is_what_is_drawn(path, steps):
     assert drawing_size(model, steps)[:2] == (len(variables), len(labels))
     cells = layout(model, steps)                # a gated unit's cells: fewer, never more
     assert len(cells.nodes) <= len(d.nodes) and len(cells.edges) <= len(d.edges)
+    if steps is not None and model.program.indices:     # not drawn yet, and it says so
+        with pytest.raises(RnnGraphError, match="operation view of a model with several indices"):
+            layout(model, steps, rnngraph.render.Style(detail="ops"))
+        return
     ops = layout(model, steps, rnngraph.render.Style(detail="ops"))
     assert len(ops.nodes) <= drawing_size(model, steps, "ops")[0]
 

@@ -74,11 +74,14 @@ REJECTED = [
     ("h = W x\nh(t) = U x(t)", 2, 1, "'h' is defined twice (first at line 1)"),
     ("h(t-1) = W x(t)", 1, 1, "a left side is name(t), name or name(0), not h(t-1)"),
     ("U x = b", 1, 1, "a left side is name(t), name or name(0), not U x"),
-    ("h(1) = h0", 1, 3, "time index 1: write h(t), h(t-1), ...; only an initial value h(0) takes a number"),
+    ("h(1) = h0", 1, 1, "h(1) is a fixed step, read from a sequence defined as h(t); only an initial "
+                        "value h(0) is defined at a step"),
     ("h(t) = W h(t-1.5)", 1, 12, "a time index is t plus or minus an integer, as in h(t-1); not h(t - 1.5)"),
-    ("h(t) = W h(s) + x(t)", 1, 12, "a time index is t plus or minus an integer, as in h(t-1); not h(s)"),
+    ("h(t) = W h(s) + x(t)", 1, 10, "h(s): 's' is not an index (declare it on a line of its own: "
+                                    "index s) and 'h' is not a function"),
     ("h(t) = W h(t-k)", 1, 12, "a time index is t plus or minus an integer, as in h(t-1); not h(t - k)"),
-    ("h(t) = W h(3)", 1, 12, "time index 3: write h(t), h(t-1), ...; only an initial value h(0) takes a number"),
+    ("h(t) = W h(3)", 1, 10, "h(t) reads h(3), but h is computed from itself: h(3) is known only "
+                             "after every step of h has run"),
     # a time index is t, t-k or t+k: nothing else computes one
     ("h(t) = W x(t+t)", 1, 12, "a time index is t plus or minus an integer, as in x(t-1); not x(t + t)"),
     ("h(t) = W x(t*2)", 1, 12, "a time index is t plus or minus an integer, as in x(t-1); not x(t * 2)"),
@@ -130,7 +133,7 @@ REJECTED = [
      "h(0) can only be defined (as a left side), not read; read h(t-1) in the recurrence instead"),
     ("h(t) = x(t) + h", 1, 15, "'h' is a sequence (defined as h(t)): read it as h(t) or h(t-1)"),
     ("h = W x\ny(t) = h(t) + x(t)", 2, 8, "'h' has no time index (defined as h = ...): read it as h"),
-    ("h = x(t)", 1, 5, "'h' has no time index, so it cannot read x(t)"),
+    ("h = x(t)", 1, 5, "'h' has no time index, so it cannot read x(t); it may read x(end), the last step"),
     ("h(t) = tanh(x(t)) + tanh(x)", 1, 26, "'x' is read both as x(t) (line 1) and as x"),
     ("y = W1 x\nz = x W2", 2, 5, "'x' is used both as a matrix and as the vector a matrix multiplies"),
     # sizes

@@ -4,7 +4,8 @@ A hypothesis strategy builds models, not texts: sequences forward and backward i
 time reading each other at delays 1-3, inputs read at other steps, time-free
 inputs and values, initial values, losses on a softmax or a sigmoid (their target also read
 at t-1, teacher forcing, with ``free k -> y``: the free-running model is checked too), sums
-over the steps (``J = sum_t(...)`` of any expression); and in every operand
+over the steps (``J = sum_t(...)`` of any expression), values after the loops from fixed steps
+(``S = f(h(end), x(1))``, read by a later state and its initial value, or a loss); and in every operand
 position of every op and function of the language, a parameter matrix (also
 transposed, summed, multiplied by another), a bias, a number (negative, not
 whole), an input, a state, a value.  Names are drawn from those the generated
@@ -194,6 +195,89 @@ def _gates(b: Builder, n: int, reads, own: str | None) -> list[str]:
     return out
 
 
+def _summary(b: Builder, inputs, seqs) -> None:
+    """A time-free value computed after the loops from fixed steps of any sequence or input
+    (``S = tanh(W h(end) + V x(1))``, any expression), and maybe a state that starts from it
+    and reads it and a last step at every step (an encoder-decoder's context), or a loss on it."""
+    draw = b.draw
+    S, ns = b.name("S"), draw(st.integers(1, 3))
+    b.sizes[S] = ns
+    pool = [(v, s) for v, s, _ in inputs] + [(v, s) for v, s, _, _ in seqs]
+
+    def fixed(m):
+        options = [o for o in pool if m is None or o[1] == m]
+        if not options:
+            return None
+        v, s = draw(st.sampled_from(options))
+        return (f"{v}({draw(st.sampled_from(['end', 'end', 1, 2, 3]))})", s)
+    body = _expr(b, ns, draw(st.integers(0, 3)), fixed)
+    if "(end)" not in body and not re.search(r"\w\(\d\)", body):   # it must read a step
+        text, m = fixed(None)
+        body = f"{body} + {b.param(ns, m)} {text}"
+    b.lines.append(f"{S} = {body}")
+    if draw(st.booleans()):                       # a decoder over the same steps, from S
+        z, nz = b.name("z"), draw(st.integers(1, 3))
+        b.sizes[z] = nz
+        b.lines.append(f"{z}(0) = tanh({b.param(nz, ns)} {S} + {b.param(nz)})")
+        text, m = fixed(None)
+        x, nx_, _ = inputs[0]
+        b.lines.append(f"{z}(t) = tanh({b.param(nz, nz)} {z}(t-1) + {b.param(nz, nx_)} {x}(t) + "
+                       f"{b.param(nz, ns)} {S} + {b.param(nz, m)} {text})")
+    elif draw(st.booleans()):                     # a loss on it: a sequence classifier
+        y, k, L = b.name("y"), b.name("k"), b.name("L")
+        b.sizes[k] = ns
+        b.lines.append(f"{y} = softmax({S})")
+        b.lines.append(f"{L} = cross_entropy({y}, {k})")
+
+
+def _decoder(b: Builder, inputs, seqs) -> None:
+    """Sequences over a second index u (``index u``), of another length than t's: states
+    forward (and maybe backward) over u reading each other at u-k, inputs over u at u and
+    u-1, the last step or a fixed step of t's sequences, time-free values; maybe a loss
+    over u, its sum ``sum_u``, and its target read at u-1 (teacher forcing)."""
+    draw = b.draw
+    b.lines.insert(0, "index u")
+    yu, ny = b.name("y"), draw(st.integers(1, 3))
+    b.sizes[yu] = ny
+    fixed_pool = [(v, s) for v, s, _ in inputs] + [(v, s) for v, s, _, _ in seqs]
+    decs = []
+    for i in range(draw(st.integers(1, 2))):
+        backward = i == 1 and draw(st.booleans())
+        decs.append((b.name("z"), draw(st.integers(1, 3)), backward, draw(st.sampled_from([1, 1, 2]))))
+    for z, n, _, _ in decs:
+        b.sizes[z] = n
+    for i, (z, n, backward, delay) in enumerate(decs):
+        def reads(m, i=i, backward=backward):
+            options = [(f"{yu}(u)", ny), (f"{yu}(u-1)", ny)]
+            options += [(f"{v}({draw(st.sampled_from(['end', 'end', 1]))})", s) for v, s in fixed_pool]
+            options += [(v, s) for v, s in b.values]
+            for j, (other, s, w, d) in enumerate(decs):
+                if j < i:
+                    options.append((f"{other}(u)", s))
+                elif not backward and not w:
+                    options.append((f"{other}(u-{d})", s))
+            options = [o for o in options if m is None or o[1] == m]
+            return draw(st.sampled_from(options)) if options else None
+        body = _expr(b, n, draw(st.integers(0, 3)), reads)
+        k = f"u+{delay}" if backward else f"u-{delay}"
+        text, m = reads(None)
+        body = f"{body} + {b.param(n, m)} {text} + {b.param(n, n)} {z}({k})"
+        b.lines.append(f"{z}(u) = {body}")
+        if not backward and draw(st.booleans()):      # an initial value from the encoder's end
+            src, ns = draw(st.sampled_from(fixed_pool))
+            b.lines.append(f"{z}(0) = tanh({b.param(n, ns)} {src}(end) + {b.param(n)})")
+    if draw(st.booleans()):                           # a loss over u, maybe its sum
+        z, n, _, _ = decs[0]
+        k, L, o = b.name("k"), b.name("L"), b.name("o")
+        b.sizes[k] = n
+        b.lines.append(f"{o}(u) = softmax({b.param(n, n)} {z}(u) + {b.param(n)})")
+        b.lines.append(f"{L}(u) = cross_entropy({o}(u), {k}(u))")
+        if draw(st.booleans()):
+            J = b.name("J")
+            b.sizes[J] = 1
+            b.lines.append(f"{J} = sum_u({L}(u))")
+
+
 @st.composite
 def random_models(draw):
     """The text of a valid model, with every size declared."""
@@ -285,6 +369,10 @@ def random_models(draw):
             text, m = every(None)
             body = f"{body} + {b.param(nj, m)} {text}"
         b.lines.append(f"{J} = sum_t({body})")
+    if draw(st.integers(0, 2)) == 0:              # after the steps: S = f(h(end), h(1), ...)
+        _summary(b, inputs, seqs)
+    if draw(st.integers(0, 2)) == 0:              # a second index: a decoder over u
+        _decoder(b, inputs, seqs)
     used = set(re.findall(r"(?<![\^\w])[A-Za-z_]\w*", "\n".join(b.lines)))   # drawn but unused: no size
     sizes = ", ".join(f"{k}: {v}" for k, v in b.sizes.items() if k in used)
     return "\n".join(b.lines + [sizes]) + "\n"
@@ -293,13 +381,24 @@ def random_models(draw):
 T, B = 3, 2
 
 
+#: The steps of each index: a second index (a decoder's u) runs another number of steps.
+LENGTHS = {"t": T, "u": 2}
+
+
+def _steps(model):
+    """What ``steps=`` says: T, or each index's number where the model has several."""
+    if model.program.indices:
+        return {i: LENGTHS[i] for i in ["t"] + [d.name for d in model.program.indices]}
+    return T if model.timed else None
+
+
 def _problem(net, model, seed, batch=B):
     rng = np.random.default_rng(seed)
     params = net.init_params(seed=seed)
     inputs = {}
     for n in net.inputs:
         s = model.symbols[n]
-        shape = ((T, batch) if s.timed else (batch,)) + (model.sizes[n],)
+        shape = ((LENGTHS[s.index], batch) if s.timed else (batch,)) + (model.sizes[n],)
         inputs[n] = np.abs(rng.normal(size=shape)) if s.target else rng.normal(size=shape)
     initial = {k: rng.normal(size=(batch, model.sizes[k.split("(")[0]]))
                for k in net.initial_values}
@@ -363,7 +462,7 @@ def check_model(text: str) -> None:
     nets = {(opt, dt): compiled(model, opt, dt) for opt in PATHS for dt in ("float64", "float32")}
     plain = nets[False, "float64"]
     point = _problem(plain, model, seed=3)
-    steps = T if model.timed else None
+    steps = _steps(model)
     rng = np.random.default_rng(4)
     results = {}
     with np.errstate(over="ignore", under="ignore"):
@@ -421,7 +520,7 @@ def check_numba(text: str) -> None:
     model = rnngraph.parse(text, "random.rnn").require_sizes()
     plain = Compiled(model, "float64", optimize=False)
     point = _problem(plain, model, seed=3, batch=1)
-    steps = T if model.timed else None
+    steps = _steps(model)
     with np.errstate(over="ignore", under="ignore"):
         outs, pullback = plain.vjp(*point, steps=steps)
         cot = {k: np.random.default_rng(4).normal(size=v.shape) for k, v in outs.items()}

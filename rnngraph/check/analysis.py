@@ -58,7 +58,17 @@ class Symbol:
         The ``name(0) = ...`` equation of a state, if any.
     over : str or None
         For a value defined as a reduction (``L = sum_t(L(t))``): the index it sums over.
+    reads, fixed : list
+        Where it is read: at a step relative to t (or time-free), and at a fixed step
+        (``h(end)``, ``h(1)``: :class:`ast.At`).
+    index : str or None
+        The index whose steps it has: ``"t"``, another declared one (``index u``), or None
+        for a time-free symbol.
     """
+
+    def __post_init__(self):
+        if self.timed and self.index is None:
+            self.index = "t"
 
     name: str
     role: str
@@ -73,6 +83,8 @@ class Symbol:
     initial: ast.Equation | None = None
     over: str | None = None
     reads: list[ast.Ref] = field(default_factory=list, repr=False)
+    fixed: list[ast.At] = field(default_factory=list, repr=False)
+    index: str | None = None
 
     @property
     def kind(self) -> str:
@@ -124,8 +136,13 @@ def _refs(expr) -> list[ast.Ref]:
     return [n for n in ast.walk(expr) if isinstance(n, ast.Ref)]
 
 
-def _show(name: str, offset: int | None) -> str:
-    return f"{name}({time_text(offset)})" if offset is not None else name
+def fixed_reads(expr) -> list[ast.At]:
+    """The reads of a sequence at a fixed step (``h(end)``, ``h(1)``) in ``expr``."""
+    return [n for n in ast.walk(expr) if isinstance(n, ast.At)]
+
+
+def _show(name: str, offset: int | None, index: str = "t") -> str:
+    return f"{name}({time_text(offset, index)})" if offset is not None else name
 
 
 def analyse(program: ast.Program, source: Source) -> dict[str, Symbol]:
@@ -140,11 +157,13 @@ def analyse(program: ast.Program, source: Source) -> dict[str, Symbol]:
             raise err(f"'{eq.name}' is defined twice (first at line {first[0]})", *eq.pos)
         table[eq.name] = eq
 
+    _check_indices(program, defs, err)
     symbols: dict[str, Symbol] = {}
     for eq in program.equations:
         if eq.kind != "init":
             timed = eq.kind == "seq"
             symbols[eq.name] = Symbol(eq.name, "sequence" if timed else "value", timed, eq.pos,
+                                      index=eq.index if timed else None,
                                       over=reduction(eq))
     # A reduction over the steps is the whole right side of an equation with no time index,
     # and it reads a step (the sum of a time-free value would be T times it: write that).
@@ -180,7 +199,8 @@ def analyse(program: ast.Program, source: Source) -> dict[str, Symbol]:
                if isinstance(call, ast.Call) and FUNCTIONS[call.func].loss
                for n in ast.walk(call.args[-1]) if isinstance(n, ast.Ref)}
 
-    declared = _declared_roles(program, defs, {r.name for _, r in reads}, err)
+    declared = _declared_roles(program, defs, {r.name for _, r in reads} | {
+        r.name for eq in program.equations for r in fixed_reads(eq.rhs)}, err)
     for eq, r in reads:
         sym = symbols.get(r.name)
         if sym is None:                                   # first read of an undefined name
@@ -196,11 +216,21 @@ def analyse(program: ast.Program, source: Source) -> dict[str, Symbol]:
                 role, timed = "input", False
             else:
                 role, timed = "parameter", False
-            sym = symbols[r.name] = Symbol(r.name, role, timed, r.pos, matrix=r.name in matrices)
+            sym = symbols[r.name] = Symbol(r.name, role, timed, r.pos, matrix=r.name in matrices,
+                                           index=r.index if timed else None)
         sym.reads.append(r)
         if sym.role in ("sequence", "state") and r.offset is None:
-            raise err(f"'{r.name}' is a sequence (defined as {r.name}(t)): read it as "
-                      f"{r.name}(t) or {r.name}(t-1)", *r.pos)
+            i = sym.index
+            raise err(f"'{r.name}' is a sequence (defined as {r.name}({i})): read it as "
+                      f"{r.name}({i}) or {r.name}({i}-1)" + (
+                          f", or {r.name}(end), its last step" if eq.kind != "seq" else ""), *r.pos)
+        if sym.timed and r.offset is not None and r.index != sym.index:
+            first = sym.reads[0] if sym.role == "input" else defs[r.name]
+            was = _show(r.name, 0, sym.index) if sym.role != "input" else \
+                _show(first.name, first.offset, first.index)
+            how = "defined as" if sym.role != "input" else f"read (line {first.pos[0]}) as"
+            raise err(f"'{r.name}' has the steps of {sym.index} ({how} {was}), not of {r.index}: "
+                      f"read {r.name}(end) for its last step", *r.pos)
         if sym.role == "value" and r.offset is not None:
             raise err(f"'{r.name}' has no time index (defined as {r.name} = ...): read it as "
                       f"{r.name}", *r.pos)
@@ -209,11 +239,31 @@ def analyse(program: ast.Program, source: Source) -> dict[str, Symbol]:
                       f"{defs[r.name].rhs.func}(...)): it is an output, no equation can read it", *r.pos)
         if sym.role in ("input", "parameter") and (r.offset is None) == sym.timed:
             first = sym.reads[0]
-            raise err(f"'{r.name}' is read both as {_show(r.name, first.offset)} (line {first.pos[0]}) "
-                      f"and as {_show(r.name, r.offset)}", *r.pos)
+            raise err(f"'{r.name}' is read both as {_show(r.name, first.offset, first.index)} "
+                      f"(line {first.pos[0]}) and as {_show(r.name, r.offset, r.index)}", *r.pos)
         if eq.kind in ("value", "init") and r.offset is not None and not reduction(eq):
             what = f"{eq.name}(0)" if eq.kind == "init" else f"'{eq.name}'"
-            raise err(f"{what} has no time index, so it cannot read {_show(r.name, r.offset)}", *r.pos)
+            raise err(f"{what} has no time index, so it cannot read "
+                      f"{_show(r.name, r.offset, r.index)}; it may read {r.name}(end), the last step",
+                      *r.pos)
+
+    # Reads at a fixed step: of a sequence (defined as name(t), or an input read at steps)
+    for eq, r in [(eq, r) for eq in program.equations for r in fixed_reads(eq.rhs)]:
+        sym = symbols.get(r.name)
+        if sym is None:
+            if declared.get(r.name) == "parameter":
+                raise err(f"'{r.name}' is declared a parameter, but read as {r.name}({r.step}): "
+                          "a parameter has no steps", *r.pos)
+            sym = symbols[r.name] = Symbol(r.name, "input", True, r.pos)
+        if not sym.timed:
+            what = {"value": f"has no time index (defined as {r.name} = ...)",
+                    "parameter": "is a parameter", "input": "is read as a time-free input"}
+            raise err(f"'{r.name}' {what.get(sym.role, 'has no steps')}: it has no step "
+                      f"{r.step} to read", *r.pos)
+        if sym.over:
+            raise err(f"'{r.name}' is a sum over every step of {sym.over}: no equation can read it",
+                      *r.pos)
+        sym.fixed.append(r)
 
     for name, sym in symbols.items():
         if sym.role == "parameter" and name in matrices and name in vectors:
@@ -227,6 +277,7 @@ def analyse(program: ast.Program, source: Source) -> dict[str, Symbol]:
         if r.name in defs and eq.kind != "init":
             g.add_edge(r.name, eq.name, delay=-(r.offset or 0), ref=r)
     _check_algebraic_loops(g, defs, err)
+    _check_fixed_reads(program, g, defs, err)
 
     reads_of: dict[str, list[tuple[ast.Equation, ast.Ref]]] = {n: [] for n in symbols}
     for eq, r in reads:
@@ -282,6 +333,50 @@ def analyse(program: ast.Program, source: Source) -> dict[str, Symbol]:
     return symbols
 
 
+def _check_indices(program, defs, err) -> None:
+    """``index u`` lines, and every step read or defined along an index: the index declared,
+    a sequence's equation reading steps of its own index only (another index's sequence at a
+    fixed step: ``h(end)``), a sum over an index reading steps of it."""
+    indices = {"t": None}
+    for d in program.indices:
+        if d.name in indices:
+            raise err(f"'{d.name}' is declared an index twice" if indices[d.name] else
+                      f"'{d.name}' is always an index", *d.pos)
+        if d.name in defs:
+            raise err(f"'{d.name}' is declared an index, but line {defs[d.name].pos[0]} defines it",
+                      *d.pos)
+        indices[d.name] = d
+    for eq in program.equations:
+        if eq.kind == "seq" and eq.index not in indices:
+            raise err(f"'{eq.index}' is not an index: declare it on a line of its own, "
+                      f"index {eq.index}", *eq.pos)
+        own = eq.index if eq.kind == "seq" else reduction(eq)
+        for n in ast.walk(eq.rhs):
+            if isinstance(n, ast.Call) and FUNCTIONS[n.func].over not in (None, *indices):
+                over = FUNCTIONS[n.func].over
+                raise err(f"{n.func}(...) sums over '{over}', which is not an index: declare it on "
+                          f"a line of its own, index {over}", *n.pos)
+            if not isinstance(n, ast.Ref):
+                continue
+            if n.offset is None and n.name in indices and n.name != "t":
+                raise err(f"'{n.name}' is an index: it appears only inside name(...), as in "
+                          f"s({n.name}-1)", *n.pos)
+            if n.offset is None or n.index in indices:
+                if n.offset is not None and own is not None and n.index != own:
+                    lhs = eq.lhs_text
+                    text = f"{n.name}({time_text(n.offset, n.index)})"
+                    if eq.kind == "seq":
+                        raise err(f"{lhs} runs over {own}: it cannot read {text}, a step of "
+                                  f"{n.index}; read {n.name}(end), the last step, or a value "
+                                  "computed from it", *n.pos)
+                    raise err(f"{lhs} sums over {own}: it cannot read {text}, a step of "
+                              f"{n.index}", *n.pos)
+                continue
+            raise err(f"{n.name}({time_text(n.offset, n.index)}): '{n.index}' is not an index "
+                      f"(declare it on a line of its own: index {n.index}) and '{n.name}' is not "
+                      "a function", *n.pos)
+
+
 def _declared_roles(program, defs, read, err) -> dict[str, str]:
     """``input y`` / ``parameter a`` lines: name -> role, each checked."""
     out: dict[str, str] = {}
@@ -296,6 +391,26 @@ def _declared_roles(program, defs, read, err) -> dict[str, str]:
             raise err(f"'{d.name}' is declared both an input and a parameter", *d.pos)
         out[d.name] = d.role
     return out
+
+
+def _check_fixed_reads(program, g: nx.MultiDiGraph, defs: dict, err) -> None:
+    """``h(end)`` (or ``h(1)``) is known once every step of h has run: nothing h is computed
+    from, at any step, may read it (``C = h(end)`` read by h itself is a loop through time
+    that never closes).  ``g``: who reads whom, initial values included as their state."""
+    whole = nx.DiGraph()
+    whole.add_nodes_from(defs)
+    whole.add_edges_from((u, v) for u, v in g.edges())
+    for eq in program.equations:
+        refs = [r.name for r in ast.walk(eq.rhs) if isinstance(r, (ast.Ref, ast.At))]
+        whole.add_edges_from((n, eq.name) for n in refs if n in defs)
+    for eq in program.equations:
+        for r in fixed_reads(eq.rhs):
+            if r.name in defs and nx.has_path(whole, eq.name, r.name):
+                lhs = f"{eq.name}(0)" if eq.kind == "init" else eq.lhs_text
+                via = "itself" if r.name == eq.name else f"what {lhs} feeds"
+                raise err(f"{lhs} reads {r.name}({r.step}), but {r.name} is computed from {via}: "
+                          f"{r.name}({r.step}) is known only after every step of {r.name} has run",
+                          *r.pos)
 
 
 def _check_algebraic_loops(g: nx.MultiDiGraph, defs: dict, err) -> None:
@@ -337,15 +452,16 @@ def _mark_outputs(program, symbols, defs, reads) -> None:
         if reduction(eq) and all(symbols[r.name].loss for r in _refs(eq.rhs) if r.name in symbols):
             symbols[eq.name].loss = True
     same_step_readers: dict[str, set[str]] = {n: set() for n in symbols}
-    for eq, r in reads:
-        if not r.offset and eq.name != r.name:
+    fixed = [(eq, r) for eq in program.equations for r in fixed_reads(eq.rhs)]
+    for eq, r in reads + fixed:
+        if not getattr(r, "offset", None) and eq.name != r.name:
             same_step_readers[r.name].add(eq.name)
     for name in defs:
         sym = symbols[name]
         if not sym.loss and all(symbols[n].loss for n in same_step_readers[name] if n in symbols):
             sym.output = True
     uses_of: dict[str, list] = {}
-    for eq, r in reads:
+    for eq, r in reads + fixed:
         uses_of.setdefault(r.name, []).append((eq, r))
     for name, sym in symbols.items():
         if sym.role != "input":

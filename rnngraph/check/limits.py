@@ -228,7 +228,13 @@ def drawing_size(model, unroll: int | None, detail: str | None = None) -> tuple[
     g = model.graph()
     timed = sum(1 for _, t in g.nodes(data="timed") if t)
     labels = sum(_instances(g, u, v, d, unroll) for u, v, d in g.edges(data=True)
-                 if d["weight"] is not None or (unroll is None and (d["delay"] or g.nodes[v].get("over"))))
+                 if d["weight"] is not None or (unroll is None and (
+                     d["delay"] or g.nodes[v].get("over") or "step" in d)))
+    if unroll is not None:                     # what initial values read: into each h(0), h(-1), ...
+        from ..graphs.unrolled import dependencies
+        labels += sum(s.delay for s in model.symbols.values() if s.initial is not None
+                      for ref, w in dependencies(s.initial.rhs)
+                      if w is not None and model.symbols[ref.name].role != "parameter")
     return timed * steps + len(g) - timed, labels, f"{timed:,} variables a step x {steps:,} steps"
 
 
@@ -250,6 +256,8 @@ def check_drawing(model, unroll: int | None, detail: str | None = None) -> None:
 
 def _instances(g, u, v, data, unroll: int | None) -> int:
     """How many times the folded edge ``u -> v`` is drawn over ``unroll`` steps."""
+    if data.get("initial"):                    # into an initial value (s(0) = f(h(end))): folded
+        return 1 if unroll is None else 0      # once; unrolled, counted with what s(0) reads
     if unroll is None or not (g.nodes[v]["timed"] or g.nodes[v].get("over")):
         return 1
     delay = data["delay"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from . import analysis, limits as limiting, sizes as sizing
@@ -93,26 +94,27 @@ class Model:
         while changed:                        # what reads a target, and what reads that, in any order
             changed = False
             for eq in list(kept):
-                if any(isinstance(r, ast.Ref) and r.name in gone for r in ast.walk(eq.rhs)):
+                if any(isinstance(r, (ast.Ref, ast.At)) and r.name in gone for r in ast.walk(eq.rhs)):
                     kept.remove(eq)
                     gone.add(eq.name)
                     changed = True
-        used = {r.name for eq in kept for r in ast.walk(eq.rhs) if isinstance(r, ast.Ref)} | \
+        used = {r.name for eq in kept for r in ast.walk(eq.rhs) if isinstance(r, (ast.Ref, ast.At))} | \
             {eq.name for eq in kept}
         program = ast.Program(tuple(kept), tuple(d for d in self.program.sizes if d.name in used),
-                              tuple(d for d in self.program.roles if d.name in used))
+                              tuple(d for d in self.program.roles if d.name in used), (),
+                              self.program.indices)
         return Model(program, self.source, {k: v for k, v in self._given.items() if k in used},
                      self.limits)
 
     def _running_free(self) -> Model:
         def swap(node):
             if isinstance(node, ast.Ref) and node.name in self.free and node.offset and node.offset < 0:
-                return ast.Ref(self.free[node.name], node.offset, node.pos)
-            if isinstance(node, (ast.Num, ast.Ref, ast.Initial)):
+                return replace(node, name=self.free[node.name])
+            if isinstance(node, (ast.Num, ast.Ref, ast.At, ast.Initial)):
                 return node
             return ast.rebuild(node, [swap(c) for c in ast.children(node)])
-        equations = tuple(ast.Equation(e.name, e.kind, swap(e.rhs), e.pos) for e in self.program.equations)
-        program = ast.Program(equations, self.program.sizes, self.program.roles)
+        equations = tuple(replace(e, rhs=swap(e.rhs)) for e in self.program.equations)
+        program = ast.Program(equations, self.program.sizes, self.program.roles, (), self.program.indices)
         try:
             return Model(program, self.source, self._given, self.limits)
         except RnnGraphError as err:
@@ -237,7 +239,7 @@ class Model:
         decls = tuple(d for d in self.program.sizes if d.name not in given)
         decls += tuple(ast.SizeDecl(n, v) for n, v in given.items())
         return program_text(ast.Program(self.program.equations, decls, self.program.roles,
-                                        self.program.frees))
+                                        self.program.frees, self.program.indices))
 
     def to_latex(self) -> str:
         r"""The equations as a LaTeX ``aligned`` block, for slides."""

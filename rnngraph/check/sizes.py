@@ -123,6 +123,8 @@ class _Inference:
             if sym.role == "parameter" and sym.matrix:
                 return ("mat", ("rows", node.name), ("cols", node.name))
             return ("vec", ("sym", node.name))
+        if isinstance(node, ast.At):
+            return ("vec", ("sym", node.name))
         if isinstance(node, ast.Neg):
             return self.shape(node.operand)
         if isinstance(node, ast.Transpose):

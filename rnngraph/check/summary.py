@@ -33,9 +33,11 @@ def summary(model) -> str:
             s = model.symbols[name]
             init = ", value after the last step 0" if s.direction == "backward" else \
                 f", initial value {s.initial and _rhs(s.initial) or 0}"
-            lines.append(f"  {name:<12} {s.direction}, delay {s.delay}{init}")
+            over = "" if s.index == "t" else f" over {s.index}"
+            lines.append(f"  {name:<12} {s.direction}{over}, delay {s.delay}{init}")
     for y, o in model.free.items():
-        lines.append(f"running free (test): {o}(t-1) is read where training reads the target {y}(t-1)")
+        i = model.symbols[y].index or "t"
+        lines.append(f"running free (test): {o}({i}-1) is read where training reads the target {y}({i}-1)")
     lines.append("sizes:")
     known = [f"{n} = {v}" for n, v in model.sizes.items() if model.symbols[n].role != "parameter"]
     if known:

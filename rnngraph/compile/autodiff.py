@@ -156,7 +156,7 @@ def reverse_block(prog: Program, block: Block) -> Block:
                 adjoint[arg.name] = b.add(adjoint[arg.name], c) if arg.name in adjoint else c
             else:
                 out.append(Eqn(arg.gradient(), "copy", (c,), accumulate=True, origin=e.origin))
-    return Block(block.kind, out, block.names, -block.direction)
+    return Block(block.kind, out, block.names, -block.direction, block.index)
 
 
 def rematerialize(forward: Block, back: Block) -> Block:
@@ -170,14 +170,14 @@ def rematerialize(forward: Block, back: Block) -> Block:
             need.add(n)
             stack.extend(a.name for a in made[n].args if isinstance(a, Tmp))
     head = [e for e in forward.eqns if isinstance(e.out, Tmp) and e.out.name in need]
-    return Block(back.kind, head + back.eqns, back.names, back.direction)
+    return Block(back.kind, head + back.eqns, back.names, back.direction, back.index)
 
 
 def backward(prog: Program) -> Program:
     """The backward program of the forward program ``prog`` (types shared with it); the
     temporaries its VJPs read are computed again (:func:`rematerialize`)."""
     blocks = [rematerialize(b, reverse_block(prog, b)) for b in reversed(prog.blocks)]
-    back = Program(blocks, prog.types, prog.timed, prog.made, prog.views)
+    back = Program(blocks, prog.types, prog.timed, prog.made, prog.views, prog.indices)
     back.check()
     return back
 
@@ -186,12 +186,13 @@ def taped(prog: Program) -> tuple[Program, Program]:
     """The forward program with the temporaries the backward pass reads kept in homes
     (written where they are computed, an array over the steps in a loop), and the
     backward program that reads them there: memory for time, as a tape does."""
-    forward = Program([Block(b.kind, list(b.eqns), b.names, b.direction) for b in prog.blocks],
-                      prog.types, set(prog.timed), prog.made, prog.views)
+    forward = Program([Block(b.kind, list(b.eqns), b.names, b.direction, b.index) for b in prog.blocks],
+                      prog.types, set(prog.timed), prog.made, prog.views, prog.indices)
     backs = [reverse_block(forward, b) for b in reversed(forward.blocks)]
     for fb, bb in zip(reversed(forward.blocks), backs):
         to_homes(forward, [fb, bb], timed=fb.kind != "once", time_axis=fb.kind == "all")
-    back = Program(backs, forward.types, forward.timed, forward.made, forward.views)
+    back = Program(backs, forward.types, forward.timed, forward.made, forward.views,
+                   forward.indices)
     forward.check()
     back.check()
     return forward, back

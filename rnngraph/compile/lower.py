@@ -43,6 +43,8 @@ class _Lowering:
     def leaf(self, node):
         if isinstance(node, ast.Num):
             return Const(node.value)
+        if isinstance(node, ast.At):
+            return Home(node.name, step=node.step)
         s = self.sym[node.name]
         if s.timed:
             return Home(node.name, node.offset)
@@ -50,7 +52,7 @@ class _Lowering:
 
     def expr(self, node, out: list, origin: str):
         """The atom holding ``node``'s value, appending the equations that compute it."""
-        if isinstance(node, (ast.Num, ast.Ref)):
+        if isinstance(node, (ast.Num, ast.Ref, ast.At)):
             return self.leaf(node)
         op, args = self.operation(node, out, origin)
         tmp = Tmp(f"%{self.count + 1}")
@@ -133,32 +135,82 @@ def loops(model) -> list[tuple[str, ...]]:
 def lower(model) -> Program:
     """The forward program of ``model`` (sizes known)."""
     low = _Lowering(model)
-    ordered = step_order(model)
-    once: list = []
-    for eq in ordered:
-        if eq.kind == "value" and not reduction(eq):
-            low.equation(eq, once)
-    for eq in model.equations:
-        if eq.kind == "init":
-            low.equation(eq, once)
-    blocks = [Block("once", once)]
-    for names in loops(model):
+    blocks = []
+    for kind, eqs, names in schedule(model):
         body: list = []
-        for eq in ordered:
-            if eq.kind == "seq" and eq.name in names:
+        if kind == "once":
+            for eq in eqs:
                 low.equation(eq, body)
-        backward = any(model.symbols[n].direction == "backward" for n in names)
-        blocks.append(Block("loop", body, names, -1 if backward else 1))
-    for eq in ordered:                    # sums over the steps: once every step is known
-        if reduction(eq):
-            body = []
-            low.total(eq, body)
-            blocks.append(Block("loop", body, (eq.name,)))
+            blocks.append(Block("once", body))
+        elif kind == "total":
+            low.total(eqs[0], body)
+            blocks.append(Block("loop", body, names, index=model.symbols[names[0]].over))
+        else:
+            for eq in eqs:
+                low.equation(eq, body)
+            backward = any(model.symbols[n].direction == "backward" for n in names)
+            blocks.append(Block("loop", body, names, -1 if backward else 1,
+                                model.symbols[names[0]].index))
+    if not blocks or blocks[0].kind != "once":
+        blocks.insert(0, Block("once", []))
     timed = {n for n, s in model.symbols.items() if s.timed}
-    prog = Program(blocks, low.types, timed)
+    indices = {n: s.index for n, s in model.symbols.items() if s.timed and s.index != "t"}
+    prog = Program(blocks, low.types, timed, indices=indices)
     fuse_losses(prog)
     prog.check()
     return prog
+
+
+def schedule(model) -> list[tuple[str, list, tuple]]:
+    """The blocks of the forward program in the order they run: ``("once", equations, ())``
+    for time-free values and initial values, ``("loop", equations, names)`` for a loop over
+    t, ``("total", [equation], (name,))`` for a sum over the steps.
+
+    The units (a time-free value, an initial value, a loop, a total) run in an order that
+    their reads allow, the value before what reads it, a sequence's loop before what reads
+    its last step (``C = h(end)``), an initial value before its state's loop; among
+    units free to run, the time-free values first, then the initial values, the loops and
+    the totals, each in file order, so a model that reads no fixed step runs as one prologue
+    and then its loops.  Consecutive time-free units make one block."""
+    ordered = step_order(model)
+    position = {id(e): i for i, e in enumerate(ordered)}
+    units: dict = {}                    # unit -> (rank, equations, names)
+    owner: dict[str, object] = {}       # a defined name -> the unit that computes it
+    for eq in ordered:
+        if eq.kind == "value" and not reduction(eq):
+            units[("value", eq.name)] = ((0, position[id(eq)]), [eq], ())
+            owner[eq.name] = ("value", eq.name)
+    for k, eq in enumerate(e for e in model.equations if e.kind == "init"):
+        units[("init", eq.name)] = ((1, k), [eq], ())
+    for k, names in enumerate(loops(model)):
+        eqs = [eq for eq in ordered if eq.kind == "seq" and eq.name in names]
+        units[("loop", names)] = ((2, k), eqs, names)
+        owner.update((n, ("loop", names)) for n in names)
+    for eq in ordered:
+        if reduction(eq):
+            units[("total", eq.name)] = ((3, position[id(eq)]), [eq], (eq.name,))
+            owner[eq.name] = ("total", eq.name)
+    g = nx.DiGraph()
+    g.add_nodes_from(units)
+    for unit, (_, eqs, _) in units.items():
+        for eq in eqs:
+            for n in ast.walk(eq.rhs):
+                if isinstance(n, (ast.Ref, ast.At)) and owner.get(n.name, unit) != unit:
+                    g.add_edge(owner[n.name], unit)
+            if eq.kind == "init":
+                g.add_edge(unit, owner[eq.name])
+    out: list = []
+    for unit in nx.lexicographical_topological_sort(g, key=lambda u: units[u][0]):
+        _, eqs, names = units[unit]
+        kind = unit[0]
+        if kind in ("value", "init"):
+            if out and out[-1][0] == "once":
+                out[-1][1].extend(eqs)
+            else:
+                out.append(("once", list(eqs), ()))
+        else:
+            out.append((kind, eqs, names))
+    return out
 
 
 #: loss -> (the function of the logits it is fused with, the fused loss).

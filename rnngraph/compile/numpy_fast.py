@@ -31,7 +31,7 @@ class FastPrinter(Printer):
         self.ready = [e for i, e in enumerate(once.eqns) if fixed[i]]
         self.ready_homes = [e.out.name for e in self.ready if isinstance(e.out, Home)]
         self.fwd = Program([Block("once", [e for i, e in enumerate(once.eqns) if not fixed[i]]),
-                            *rest], fwd.types, fwd.timed, fwd.made, fwd.views)
+                            *rest], fwd.types, fwd.timed, fwd.made, fwd.views, fwd.indices)
         self.made = {n: self.fwd if p is fwd else p for n, p in self.made.items()}
         # Gradients that live in one loop get one step's buffer (rnngraph/compile/memory.py):
         # named as the array would be, or, where blocks before the loop fill that array,
@@ -125,7 +125,7 @@ class FastPrinter(Printer):
 
     def grad_array(self, n: str) -> list[str]:
         if n in self.first_written:
-            return self.sequence(self.d[n], f"{self.py[n]}.shape")
+            return self.at(n).sequence(self.d[n], f"{self.py[n]}.shape")
         return super().grad_array(n)
 
     def zeros_like(self, n: str) -> str:
@@ -141,7 +141,7 @@ class FastPrinter(Printer):
     def blocks(self, prog, title) -> list[str]:
         lines = []
         for b in prog.blocks:
-            self.kind = b.kind
+            self.kind, self.along = b.kind, b.index
             sigmoid = any(e.op == "sigmoid" for e in b.eqns)
             self.cur = b
             self.at_step = self.step_views(b) if b.kind == "loop" else {}

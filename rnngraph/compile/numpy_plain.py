@@ -58,12 +58,24 @@ class Printer:
         self.F = max([0] + offsets)
         namer = self.namer = Namer(FIXED | set(keyword.kwlist))
         self.py = {n: namer(identifier(n)) for n in self.sym}
-        self.T, self.B = namer("T", "n_steps"), namer("B", "n_batch")
+        # the length of each index: T for t, T_u for a declared u (index u); self.T is that
+        # of the index being printed (``along``: a block's, an array's)
+        self.lengths = {"t": namer("T", "n_steps")}
+        self.along = "t"
+        self.B = namer("B", "n_batch")
+        # a loop's variable: t, or the index's name where the model leaves it free
+        self.var = {"t": "t"}
+        for d in model.program.indices:
+            self.lengths[d.name] = namer(f"T_{d.name}", f"n_steps_{d.name}")
+            free = identifier(d.name) not in namer.taken and identifier(d.name) not in FIXED \
+                and not keyword.iskeyword(d.name)
+            self.var[d.name] = namer(identifier(d.name)) if free else "t"
         self.d = {n: namer("d" + self.py[n]) for n in self.sym}
-        offsets = {a.offset for p in (fwd, back) for b in p.blocks if b.kind == "all"
+        offsets = {(b.index, a.offset) for p in (fwd, back) for b in p.blocks if b.kind == "all"
                    for e in b.eqns for a in (e.out, *e.args)
                    if isinstance(a, Home) and a.offset is not None}
-        self.slices = {k: namer(slice_name(k)) for k in sorted(offsets)}
+        self.slices = {(i, k): namer(slice_name(k) if i == "t" else f"{slice_name(k)}_{i}")
+                       for i, k in sorted(offsets)}
         self.kind = "once"
         # Homes the passes made (a temporary kept over the steps): named after what they hold
         self.made = {}                      # name -> the program that writes it
@@ -99,32 +111,55 @@ class Printer:
                 self.d[base] = namer("d" + self.py[base])
         self.taken = set(namer.taken)       # each function names its temporaries afresh
 
+    @property
+    def T(self) -> str:
+        """The length of the index being printed."""
+        return self.lengths[self.along]
+
+    def along_of(self, name: str) -> str:
+        """The index of a timed home: a model variable's, or that of the block that writes it."""
+        s = self.sym.get(name)
+        if s is not None:
+            return s.index or "t"
+        return self.fwd.index_of(name) if name in self.fwd.indices or self.made.get(name) \
+            is not self.back else self.back.index_of(name)
+
+    def at(self, name: str):
+        """``self`` printing along the index of ``name`` (a context for one array's lines)."""
+        self.along = self.along_of(name)
+        return self
+
     # -- atoms ---------------------------------------------------------------------
     def index(self, k: int) -> str:
-        return step_index(k)
+        return step_index(k, self.var[self.along])
 
-    def slot(self, step: int) -> int:
+    def slot(self, step: int | str, name: str | None = None) -> int | str:
+        """The index of a fixed step: a number, or for ``"end"`` (the last step of ``name``'s
+        index) T + P - 1."""
+        if step == "end":
+            T = self.lengths[self.along_of(name)] if name else self.T
+            return T if self.P == 1 else f"{T} + {self.P - 1}"
         return step + self.P - 1
 
     def home(self, h: Home) -> str:
         base = self.d[h.name] if h.grad else self.py[h.name]
         if h.step is not None:
-            return f"{base}[{self.slot(h.step)}]"
+            return f"{base}[{self.slot(h.step, h.name)}]"
         if h.offset is None:
             return base
         if self.kind == "all":
-            return f"{base}[{self.slices[h.offset]}]"
+            return f"{base}[{self.slices[self.along, h.offset]}]"
         return f"{base}[{self.index(h.offset)}]"
 
     def slice_lines(self, prog) -> list[str]:
         """``tm1, now = slice(0, T), slice(1, T + 1)``: the steps t + k of every-step blocks."""
-        used = sorted({a.offset for b in prog.blocks if b.kind == "all" for e in b.eqns
+        used = sorted({(b.index, a.offset) for b in prog.blocks if b.kind == "all" for e in b.eqns
                        for a in (e.out, *e.args) if isinstance(a, Home) and a.offset is not None})
         if not used:
             return []
-        names = [self.slices[k] for k in used]
-        spans = [f"slice({self.P + k}, {self.T} + {self.P + k})" if self.P + k
-                 else f"slice(0, {self.T})" for k in used]
+        names = [self.slices[key] for key in used]
+        spans = [f"slice({self.P + k}, {self.lengths[i]} + {self.P + k})" if self.P + k
+                 else f"slice(0, {self.lengths[i]})" for i, k in used]
         return ["    # The steps t + k of the blocks that run every step at once",
                 f"    {', '.join(names)} = {', '.join(spans)}"]
 
@@ -251,6 +286,7 @@ class Printer:
         lines = []
         for n, p in self.made.items():
             if p is prog and n in prog.timed and n not in prog.views:
+                self.along = prog.index_of(n)
                 t = prog.types[("home", n)]
                 rows = f"{self.T} + {self.P + self.F}"
                 dims = ", ".join([rows] + [self.B] * t.lead + [str(x) for x in t.shape])
@@ -279,22 +315,23 @@ class Printer:
     def shown(self, names) -> str:
         """The variables a block computes, for its comment: ``h(t)``, or ``J = sum_t`` for a sum."""
         return ", ".join(f"{n} = sum_{self.sym[n].over}" if n in self.sym and self.sym[n].over
-                         else f"{n}(t)" for n in names)
+                         else f"{n}({self.along})" for n in names)
 
     def loop(self, block) -> str:
         T, P = self.T, self.P
         first, last = (str(P), f"{T} + {P}") if P > 1 else ("1", f"{T} + 1")
+        t = self.var[block.index]
         if block.direction > 0:
-            return f"for t in range({first}, {last}):"
+            return f"for {t} in range({first}, {last}):"
         stop = f"{P - 1}"
         if P > 1:
-            return f"for t in range({last} - 1, {stop}, -1):"
-        return f"for t in range({T}, 0, -1):"
+            return f"for {t} in range({last} - 1, {stop}, -1):"
+        return f"for {t} in range({T}, 0, -1):"
 
     def blocks(self, prog, title) -> list[str]:
         lines = []
         for b in prog.blocks:
-            self.kind = b.kind
+            self.kind, self.along = b.kind, b.index
             if b.kind in ("once", "all"):
                 body = self.block(prog, b, "    ")
                 if body:
@@ -348,27 +385,37 @@ class Printer:
                 f'    """What forward computes from the parameters alone: {self.PREPARED}."""',
                 "    return ()"]
 
+    def more_lengths(self) -> str:
+        """The lengths of the declared indices, after the others in a signature: ``, T_u``."""
+        return "".join(f", {self.lengths[i]}" for i in self.lengths if i != "t")
+
     def forward(self, unpack, tape) -> list[str]:
+        self.along = "t"
         T, B, P, F = self.T, self.B, self.P, self.F
         self.namer = Namer(self.taken)
-        lines = ["", "", f"def forward(params, inputs, initial, {T}, {B}, prepared=None):",
-                 f'    """Run the equations over steps 1..{T} for a batch of {B}; '
-                 'return (outputs, tape)."""'] + unpack + self.slice_lines(self.fwd)
+        more = self.more_lengths()
+        over = f"steps 1..{T}" if not more else \
+            " and ".join(f"steps 1..{self.lengths[i]} of {i}" for i in self.lengths)
+        doc = f'    """Run the equations over {over} for a batch of {B}; return (outputs, tape)."""'
+        if len(doc) > 99:
+            doc = f'    """Run the equations over {over}\n    for a batch of {B}; return (outputs, tape)."""'
+        lines = ["", "", f"def forward(params, inputs, initial, {T}, {B}{more}, prepared=None):",
+                 *doc.split("\n")] + unpack + self.slice_lines(self.fwd)
         rows = f"{T} + {P + F}"
         if any(self.sym[n].timed for n in self.sym):
             at = "t" if P == 1 else f"t + {P - 1}"
             lines += ["", f"    # Sequences are arrays ({rows}, {B}, n): step t is index {at}, the slots",
                       "    # before step 1 hold initial values (or zeros), those after step T zeros"]
         for n in self.inputs:
-            if self.sym[n].timed:
-                shape = f"({rows}, {B}, {self.model.sizes[n]})"
+            if self.at(n).sym[n].timed:
+                shape = f"({self.T} + {P + F}, {B}, {self.model.sizes[n]})"
                 lines += self.sequence(self.py[n], shape) + [
                     f'    {self.py[n]}[{self.steps()}] = inputs["{n}"]']
             else:
                 lines.append(f'    {self.py[n]} = inputs["{n}"]')
         for n in self.seqs:
             if n not in self.views:
-                shape = f"({rows}, {B}, {self.model.sizes[n]})"
+                shape = f"({self.at(n).T} + {P + F}, {B}, {self.model.sizes[n]})"
                 lines += self.sequence(self.py[n], shape)
         lines += self.extra(self.fwd, "forward") + self.view_lines(self.fwd.views, self.fwd.views)
         for key, (step, n) in self.slots.items():
@@ -385,9 +432,10 @@ class Printer:
                 return "Every step at once: " + (self.shown(b.names) or
                                                  "what does not depend on the loop after it")
             way = "forward" if b.direction > 0 else "backward"
-            return f"{self.shown(b.names)}: a loop {way} in time"
+            return f"{self.shown(b.names)}: a loop {way} " + ("in time" if b.index == "t" else
+                                                              f"over {b.index}")
         lines += self.blocks(self.fwd, title)
-        outs = [f'"{n}": {self.py[n]}[{self.steps()}]' for n in self.seqs]
+        outs = [f'"{n}": {self.py[n]}[{self.at(n).steps()}]' for n in self.seqs]
         outs += [f'"{n}": {self.py[n]}' for n in self.values]
         lines += [""] + dict_lines("outputs", outs)
         lines += dict_lines("tape", [f'"{self.py[n] if n in self.made else n}": {self.py[n]}'
@@ -395,9 +443,10 @@ class Printer:
         return lines + ["    return outputs, tape"]
 
     def backward(self, unpack, tape, name: str = "backward") -> list[str]:
+        self.along = "t"
         T, B = self.T, self.B
         self.namer = Namer(self.taken)
-        lines = ["", "", f"def {name}(params, tape, cotangents, {T}, {B}):",
+        lines = ["", "", f"def {name}(params, tape, cotangents, {T}, {B}{self.more_lengths()}):",
                  '    """Cotangents of the outputs -> gradients of the parameters, the inputs and '
                  'the', '    initial values: the blocks of forward in reverse, loops backward in time."""']
         lines += unpack + unpack_lines([self.py[n] for n in tape],
@@ -417,7 +466,7 @@ class Printer:
                                   if self.made.get(b) is self.back], self.gviews)
         for n in self.seqs:
             if self.full_grad(n):
-                lines.append(f'    {self.d[n]}[{self.steps()}] = cotangents.get("{n}", 0)')
+                lines.append(f'    {self.d[n]}[{self.at(n).steps()}] = cotangents.get("{n}", 0)')
         for n in self.values:
             lines.append(f'    {self.d[n]} += cotangents.get("{n}", 0)')
 
@@ -427,11 +476,12 @@ class Printer:
             if b.kind == "all":
                 return "Every step at once" + (": " + self.shown(b.names) if b.names else "")
             way = "backward" if b.direction < 0 else "forward"
-            return f"{self.shown(b.names)}: back through time ({way})"
+            return f"{self.shown(b.names)}: back through " + (
+                f"time ({way})" if b.index == "t" else f"the steps of {b.index} ({way})")
         lines += self.blocks(self.back, title)
         grads = [f'"{p}": {self.d[p]}' for p in self.params]
-        grads += [f'"{n}": {self.d[n]}[{self.steps()}]' if self.sym[n].timed else f'"{n}": {self.d[n]}'
-                  for n in self.inputs]
+        grads += [f'"{n}": {self.d[n]}[{self.at(n).steps()}]' if self.sym[n].timed
+                  else f'"{n}": {self.d[n]}' for n in self.inputs]
         grads += [f'"{key}": {self.initial_grad(n, step)}' for key, (step, n) in self.slots.items()
                   if key not in self.model.defined_slots]
         lines += [""] + dict_lines("grads", grads)

@@ -48,7 +48,7 @@ def copy_program(prog: Program) -> Program:
     """A program a pass may change without changing ``prog``: its own lists of blocks,
     equations, types, timed homes and views."""
     return Program([replace(b, eqns=list(b.eqns)) for b in prog.blocks], dict(prog.types),
-                   set(prog.timed), prog.made, dict(prog.views))
+                   set(prog.timed), prog.made, dict(prog.views), dict(prog.indices))
 
 
 def _reads(e: Eqn):
@@ -179,27 +179,40 @@ def fold_constants(prog: Program) -> Program:
 
 def hoist_invariants(prog: Program) -> Program:
     """Temporaries computed from parameters, numbers and time-free values alone, moved
-    out of loops and every-step blocks into the prologue, once (the first block)."""
+    out of loops and every-step blocks into a time-free block before them: the prologue
+    (the first block), or, for what reads a time-free value computed after a loop
+    (``C = h(end)``), the block that computes that value."""
     out = copy_program(prog)
     if out.blocks[0].kind != "once":           # a backward program: a prologue of its own
         out.blocks.insert(0, Block("once", []))
-    once = out.blocks[0]
-    for block in out.blocks:
-        if block is once:
+    level: dict[str, int] = {}                 # a time-free home -> the block that writes it
+    for k, block in enumerate(out.blocks):
+        if block.kind == "once":
+            for e in block.eqns:
+                if isinstance(e.out, Home) and e.out.offset is None and e.out.step is None \
+                        and not e.out.grad:
+                    level.setdefault(e.out.name, k)
             continue
-        fixed: set[str] = set()
+        at: dict[str, int] = {}                # a hoisted temporary -> the block it goes to
         kept = []
         for e in block.eqns:
             if isinstance(e.out, Tmp) and all(
-                    isinstance(a, Const) or isinstance(a, Tmp) and a.name in fixed
+                    isinstance(a, Const) or isinstance(a, Tmp) and a.name in at
                     or isinstance(a, Home) and a.offset is None and a.step is None and not a.grad
                     for a in e.args):
-                fixed.add(e.out.name)
-                once.eqns.append(e)
+                to = max([0] + [at[a.name] if isinstance(a, Tmp) else level.get(a.name, 0)
+                                for a in e.args if not isinstance(a, Const)])
+                at[e.out.name] = to
+                out.blocks[to].eqns.append(e)
             else:
                 kept.append(e)
         block.eqns = kept
-        to_homes(out, [once, block], timed=False)
+        targets = sorted(set(at.values()))
+        to_homes(out, [out.blocks[t] for t in targets] + [block], timed=False)
+        for t in targets:                      # what a later block's invariants may read
+            for e in out.blocks[t].eqns:
+                if isinstance(e.out, Home) and e.out.offset is None and e.out.step is None:
+                    level.setdefault(e.out.name, t)
     out.check()
     return out
 
@@ -271,7 +284,8 @@ def split_loops(prog: Program, lanewise_in_loop: bool = False) -> Program:
     derivatives of the activations, in the backward pass) stays in the loop, on a step's
     values while they are in cache: for large steps, where a pass over every step's
     values costs more than a few more calls a step."""
-    out = Program([], dict(prog.types), set(prog.timed), prog.made, dict(prog.views))
+    out = Program([], dict(prog.types), set(prog.timed), prog.made, dict(prog.views),
+                  dict(prog.indices))
     for block in prog.blocks:
         if block.kind != "loop":
             out.blocks.append(block)
@@ -289,14 +303,14 @@ def split_loops(prog: Program, lanewise_in_loop: bool = False) -> Program:
                         and readers and all(part[j] == "core" for j in readers):
                     part[i] = "core"
         if "core" not in part:                  # nothing carried: every step at once
-            b = Block("all", list(block.eqns), block.names)
+            b = Block("all", list(block.eqns), block.names, index=block.index)
             _retype(out, b)
             out.blocks.append(b)
             continue
-        parts = {k: Block("all", [e for e, p in zip(block.eqns, part) if p == k]) for k in
+        parts = {k: Block("all", [e for e, p in zip(block.eqns, part) if p == k], index=block.index) for k in
                  ("before", "after")}
         parts["core"] = Block("loop", [e for e, p in zip(block.eqns, part) if p == "core"],
-                              block.names, block.direction)
+                              block.names, block.direction, block.index)
         to_homes(out, [parts["before"], parts["core"], parts["after"]], timed=True)
         for k in ("before", "core", "after"):
             b = parts[k]

@@ -128,14 +128,16 @@ class Block:
     eqns: list
     names: tuple = ()
     direction: int = 1
+    index: str = "t"        # a loop's or an every-step block's: the index whose steps it walks
 
     def header(self) -> str:
+        along = "" if self.index == "t" else f" [{self.index}]"
         if self.kind == "once":
             return "once:"
         if self.kind == "all":
-            return f"every step {' '.join(self.names)}:".replace(" :", ":")
+            return f"every step{along} {' '.join(self.names)}:".replace(" :", ":")
         way = "forward" if self.direction > 0 else "backward"
-        return f"loop {way} {' '.join(self.names)}:".replace(" :", ":")
+        return f"loop {way}{along} {' '.join(self.names)}:".replace(" :", ":")
 
 
 @dataclass
@@ -147,6 +149,23 @@ class Program:
     timed: set = field(default_factory=set)     # the homes indexed by t
     made: int = 0                               # temporaries the builders made, for names
     views: dict = field(default_factory=dict)   # home -> (base home, first lane, end lane)
+    indices: dict = field(default_factory=dict)  # a model's timed home -> its index, if not t
+
+    def index_of(self, name: str) -> str:
+        """The index whose steps the timed home ``name`` has: the model's for its variables,
+        else that of the block that writes it (a home a pass made), or of its view's base."""
+        if name in self.indices:
+            return self.indices[name]
+        if not self.indices:
+            return "t"
+        name = self.views.get(name, (name,))[0]
+        for b in self.blocks:
+            if b.kind != "once" and any(isinstance(e.out, Home) and
+                                        self.views.get(e.out.name, (e.out.name,))[0] == name
+                                        for e in b.eqns):
+                return b.index
+        lanes = [v for v, w in self.views.items() if w[0] == name and v in self.indices]
+        return self.indices[lanes[0]] if lanes else "t"
 
     def __repr__(self) -> str:
         lines = []

@@ -186,5 +186,5 @@ def statement_lines(line: str, width: int = 99) -> list[str]:
     return lines + [line]
 
 
-def step_index(k: int) -> str:
-    return "t" if k == 0 else f"t {'+' if k > 0 else '-'} {abs(k)}"
+def step_index(k: int, var: str = "t") -> str:
+    return var if k == 0 else f"{var} {'+' if k > 0 else '-'} {abs(k)}"

@@ -46,6 +46,10 @@ class _Graph:
             src = f"const{self.consts}"
             self.g.add_node(src, kind="const", value=node.value, label=number_text(node.value))
             return src
+        if isinstance(node, ast.At):                        # h(end): a read, as h(t-1) is
+            src = f"{node.name}({node.step})"
+            self.g.add_node(src, kind="read", name=node.name, label=src, step=node.step)
+            return src
         if isinstance(node, ast.Ref):
             role = self.model.symbols[node.name].role
             if role != "parameter" and role != "input" and not node.offset:
@@ -61,7 +65,7 @@ class _Graph:
         # the operations an argument needs first; then this one; then its leaves, in order
         # (the order of the nodes is the order of the SVG's elements: kept stable)
         inner = {k: self.operation(a, block, None) for k, a in enumerate(args)
-                 if not isinstance(a, (ast.Num, ast.Ref))}
+                 if not isinstance(a, (ast.Num, ast.Ref, ast.At))}
         self.ops += 1
         op_id = f"op{self.ops}"
         self.g.add_node(op_id, kind="op", op=op, defines=defines, block=block, label=op)

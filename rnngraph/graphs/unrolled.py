@@ -38,7 +38,7 @@ def dependencies(expr):
     stack = [(expr, None)]
     while stack:
         node, weight = stack.pop()
-        if isinstance(node, ast.Ref):
+        if isinstance(node, (ast.Ref, ast.At)):
             out.append((node, weight))
         elif isinstance(node, ast.Binary) and node.op == "@":
             stack.append((node.right, node.left))   # the matrix side is a label, not an edge
@@ -83,8 +83,9 @@ def _edges(model):
             if model.symbols[ref.name].role == "parameter":
                 continue
             weight, transpose = _weight(wexpr)
-            delay = None if ref.offset is None else -ref.offset
-            edge = (ref.name, eq.name, delay, weight, transpose)
+            step = ref.step if isinstance(ref, ast.At) else None
+            delay = None if step is not None or ref.offset is None else -ref.offset
+            edge = (ref.name, eq.name, delay, weight, transpose, step)
             seen.setdefault(edge)
     return list(seen)
 
@@ -110,13 +111,44 @@ def folded(model) -> nx.MultiDiGraph:
     for name, sym in model.symbols.items():
         if sym.role != "parameter":
             g.add_node(name, **_node_attrs(model, name))
-    for u, v, delay, weight, transpose in _edges(model):
-        g.add_edge(u, v, key=(delay, weight), delay=delay, weight=weight, transpose=transpose)
+    for u, v, delay, weight, transpose, step in _edges(model):
+        key = (delay, weight) if step is None else (f"@{step}", weight)
+        attrs = dict(delay=delay, weight=weight, transpose=transpose)
+        if step is not None:
+            attrs["step"] = step
+        g.add_edge(u, v, key=key, **attrs)
+    for name, sym in model.symbols.items():       # what an initial value reads at a fixed step
+        if sym.initial is not None:
+            for ref, wexpr in dependencies(sym.initial.rhs):
+                if isinstance(ref, ast.At):
+                    weight, transpose = _weight(wexpr)
+                    g.add_edge(ref.name, name, key=(f"@{ref.step}", weight), delay=None,
+                               weight=weight, transpose=transpose, step=ref.step, initial=True)
     return g
 
 
-def unrolled(model, steps: int) -> nx.MultiDiGraph:
-    """The graph of ``model`` unrolled over steps 1..``steps``.
+def steps_of(model, steps) -> dict[str, int]:
+    """The number of steps drawn of each index: ``steps`` a number (every index) or a dict
+    ``{"t": 4, "u": 3}`` (an index it leaves out: the largest number it gives)."""
+    indices = ["t"] + [d.name for d in model.program.indices]
+    if isinstance(steps, dict):
+        for i, n in steps.items():
+            if i not in indices:
+                known = ", ".join(indices)
+                raise ValueError(f"'{i}' is not an index of this model (its indices: {known})")
+            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                raise ValueError(f"steps of {i} must be a positive integer, not {n!r}")
+        default = max(steps.values(), default=1)
+        return {i: steps.get(i, default) for i in indices}
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, not {steps!r}")
+    return {i: steps for i in indices}
+
+
+def unrolled(model, steps) -> nx.MultiDiGraph:
+    """The graph of ``model`` unrolled over steps 1..``steps`` (of every index; a dict gives
+    each index its own: ``{"t": 4, "u": 3}``, an encoder over 4 steps, a decoder over 3).
+    Nodes ``(name, k)`` are step k of the name's own index (its ``index`` attribute).
 
     Examples
     --------
@@ -125,45 +157,59 @@ def unrolled(model, steps: int) -> nx.MultiDiGraph:
     >>> sorted(g.nodes, key=str)
     [('h', 0), ('h', 1), ('h', 2), ('x', 1), ('x', 2)]
     """
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, not {steps!r}")
-    g = nx.MultiDiGraph(name=model.filename, steps=steps)
+    per = steps_of(model, steps)
+    g = nx.MultiDiGraph(name=model.filename, steps=steps, per_index=per)
     fold = folded(model)
+    sym = model.symbols
+
+    def length(name) -> int:
+        return per[sym[name].index or "t"]
 
     def node(name, t):
         if (name, t) not in g:
             attrs = dict(fold.nodes[name])
-            if t is not None and not 1 <= t <= steps:
+            if t is not None and not 1 <= t <= length(name):
                 attrs.update(role="initial", kind="initial")
-            g.add_node((name, t), name=name, t=t, **attrs)
+            g.add_node((name, t), name=name, t=t, index=sym[name].index, **attrs)
         return (name, t)
 
     for name, attrs in fold.nodes(data=True):
         if attrs["timed"]:
-            for t in range(1, steps + 1):
+            for t in range(1, length(name) + 1):
                 node(name, t)
-        elif model.symbols[name].role != "parameter":
+        elif sym[name].role != "parameter":
             node(name, None)
     for u, v, data in fold.edges(data=True):
+        if data.get("initial"):
+            continue                         # drawn below, into the initial nodes
         delay = data["delay"]
-        role = model.symbols[u].role
-        over = model.symbols[v].over           # J = sum_t(...): every step's value into J
-        for t in range(1, steps + 1) if fold.nodes[v]["timed"] or over else [None]:
+        role = sym[u].role
+        over = sym[v].over                   # J = sum_t(...): every step's value into J
+        n = per[over] if over else length(v) if fold.nodes[v]["timed"] else None
+        for t in range(1, n + 1) if n else [None]:
             src_t = None if delay is None else t - delay
-            if src_t is not None and src_t > steps and role == "input":
+            if "step" in data:                   # h(end), h(1): the same step for every reader
+                src_t = length(u) if data["step"] == "end" else data["step"]
+                if src_t > length(u):
+                    continue                     # beyond the steps drawn
+            if src_t is not None and src_t > length(u) and role == "input":
                 continue                     # beyond the last step drawn: the model reads zeros
             g.add_edge(node(u, src_t), node(v, None if over else t), key=(delay, data["weight"]),
                        **data)
     # What an initial value reads (h(0) = tanh(W c)).
-    for name, sym in model.symbols.items():
-        if sym.initial is None:
+    for name, s in sym.items():
+        if s.initial is None:
             continue
-        for ref, wexpr in dependencies(sym.initial.rhs):
-            if model.symbols[ref.name].role == "parameter":
+        for ref, wexpr in dependencies(s.initial.rhs):
+            if sym[ref.name].role == "parameter":
                 continue
             weight, transpose = _weight(wexpr)
-            for t in range(1 - sym.delay, 1):         # the initial nodes step 1 reads
-                if (name, t) in g:
-                    g.add_edge(node(ref.name, None), (name, t), key=(None, weight),
-                               delay=None, weight=weight, transpose=transpose)
+            step = ref.step if isinstance(ref, ast.At) else None
+            src = None if step is None else length(ref.name) if step == "end" else step
+            for t in range(1 - s.delay, 1):         # the initial nodes step 1 reads
+                if (name, t) in g and (src is None or src <= length(ref.name)):
+                    extra = {} if step is None else {"step": step}
+                    g.add_edge(node(ref.name, src), (name, t),
+                               key=(None if step is None else f"@{step}", weight),
+                               delay=None, weight=weight, transpose=transpose, **extra)
     return g

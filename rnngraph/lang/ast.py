@@ -28,11 +28,13 @@ class Num:
 
 @dataclass(frozen=True)
 class Ref:
-    """A read of a symbol: ``name(t+offset)``, or ``name`` when offset is None."""
+    """A read of a symbol: ``name(t+offset)``, or ``name`` when offset is None; ``index``
+    the index the offset counts along (``s(u-1)`` after ``index u``), ``t`` unless declared."""
 
     name: str
     offset: int | None = None
     pos: Pos = _pos()
+    index: str = "t"
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,18 @@ class Initial:
     """``name(0)``: only valid as a left side (an initial value)."""
 
     name: str
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
+class At:
+    """A read of a sequence at a fixed step: ``name(end)`` (``step`` "end", the last step)
+    or ``name(k)`` for a whole number k >= 1.  Kept apart from :class:`Ref`, whose
+    ``offset`` None means a time-free read: a walk that knows only Ref must not take a
+    read of the last step for one."""
+
+    name: str
+    step: int | str
     pos: Pos = _pos()
 
 
@@ -82,7 +96,7 @@ class Concat:
     pos: Pos = _pos()
 
 
-Expr = Union[Num, Ref, Initial, Call, Binary, Neg, Transpose, Concat]
+Expr = Union[Num, Ref, At, Initial, Call, Binary, Neg, Transpose, Concat]
 
 
 @dataclass(frozen=True)
@@ -93,10 +107,12 @@ class Equation:
     kind: str
     rhs: Expr
     pos: Pos = _pos()
+    index: str = "t"                # of a sequence: the index it runs over
 
     @property
     def lhs_text(self) -> str:
-        return {"seq": f"{self.name}(t)", "value": self.name, "init": f"{self.name}(0)"}[self.kind]
+        return {"seq": f"{self.name}({self.index})", "value": self.name,
+                "init": f"{self.name}(0)"}[self.kind]
 
 
 @dataclass(frozen=True)
@@ -126,11 +142,20 @@ class FreeDecl:
 
 
 @dataclass(frozen=True)
+class IndexDecl:
+    """``index u``: u counts the steps of sequences of their own length (a decoder's)."""
+
+    name: str
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
 class Program:
     equations: tuple[Equation, ...]
     sizes: tuple[SizeDecl, ...] = ()
     roles: tuple[RoleDecl, ...] = ()
     frees: tuple[FreeDecl, ...] = ()
+    indices: tuple[IndexDecl, ...] = ()
 
 
 def children(node: Expr) -> tuple[Expr, ...]:

@@ -6,6 +6,8 @@ forward and vector-Jacobian product in the compiler's op table.
 """
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 
 
@@ -29,7 +31,22 @@ class Function:
     over: str | None = None
 
 
-FUNCTIONS: dict[str, Function] = {f.name: f for f in [
+class _Table(dict):
+    """The function table; a sum over another index (``sum_u``, after ``index u``) is made
+    on first use, as ``sum_t`` is (whether u is an index is the analysis's to check)."""
+
+    def __missing__(self, name: str) -> Function:
+        found = _REDUCTION.fullmatch(name)
+        if not found:
+            raise KeyError(name)
+        i = found.group(1)
+        f = self[name] = Function(name, 1, rf"\sum_{{{i}}}", over=i)
+        return f
+
+
+_REDUCTION = re.compile(r"sum_([A-Za-z\u0391-\u03A9\u03B1-\u03C9][A-Za-z0-9\u0391-\u03A9\u03B1-\u03C9]*)")
+
+FUNCTIONS: dict[str, Function] = _Table({f.name: f for f in [
     Function("tanh", 1, r"\tanh"),
     Function("sigmoid", 1, r"\sigma", aliases=("σ", "sigma")),
     Function("relu", 1, r"\operatorname{ReLU}"),
@@ -45,7 +62,7 @@ FUNCTIONS: dict[str, Function] = {f.name: f for f in [
     # the sum over every step, as the book's total loss L = sum_t L(t) (10.2.2): the whole right
     # side of an equation with no time index, which no other equation reads
     Function("sum_t", 1, r"\sum_{t}", over="t"),
-]}
+]})
 
 #: Every surface name (canonical names and aliases) -> its function.
 BY_NAME: dict[str, Function] = {
@@ -63,4 +80,6 @@ def lookup(name: str) -> Function | None:
     >>> lookup("h1") is None
     True
     """
-    return BY_NAME.get(name)
+    if name in BY_NAME:
+        return BY_NAME[name]
+    return FUNCTIONS[name] if _REDUCTION.fullmatch(name) else None

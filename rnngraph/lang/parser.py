@@ -75,15 +75,26 @@ def _pos(tok: Token) -> ast.Pos:
     return (tok.line, tok.column)
 
 
-def _time_offset(arg) -> int | None:
-    """The k of ``t + k`` (``t`` alone is 0); None if ``arg`` is not of that form."""
-    if isinstance(arg, ast.Ref) and arg.name == "t" and arg.offset is None:
+def _time_offset(arg, index: str = "t") -> int | None:
+    """The k of ``t + k`` (``t`` alone is 0), of ``index + k`` for another index; None if
+    ``arg`` is not of that form."""
+    if isinstance(arg, ast.Ref) and arg.name == index and arg.offset is None:
         return 0
     if (isinstance(arg, ast.Binary) and arg.op in "+-"
-            and isinstance(arg.left, ast.Ref) and arg.left.name == "t" and arg.left.offset is None
+            and isinstance(arg.left, ast.Ref) and arg.left.name == index and arg.left.offset is None
             and isinstance(arg.right, ast.Num) and float(arg.right.value).is_integer()):
         k = int(arg.right.value)
         return k if arg.op == "+" else -k
+    return None
+
+
+def _other_index(arg) -> str | None:
+    """``u`` if ``arg`` is ``u``, ``u + k`` or ``u - k`` for a name u (not t, not end): a
+    step of another index, which the file must declare (``index u``; checked later)."""
+    if isinstance(arg, ast.Binary):
+        arg = arg.left
+    if isinstance(arg, ast.Ref) and arg.offset is None and arg.name not in ("t", "end"):
+        return arg.name
     return None
 
 
@@ -149,13 +160,28 @@ class _ToAst(Transformer):
             offset = _time_offset(arg)
             if offset is not None:
                 return ast.Ref(name, offset, pos)
+            other = _other_index(arg)
+            if other is not None and not _suggest(name):
+                offset = _time_offset(arg, other)
+                if offset is not None:          # s(u-1): the analysis checks u is an index
+                    return ast.Ref(name, offset, pos, other)
             if isinstance(arg, ast.Num) and arg.value == 0:
                 return ast.Initial(name, pos)
+            if isinstance(arg, ast.Ref) and arg.name == "end" and arg.offset is None:
+                return ast.At(name, "end", pos)
+            if isinstance(arg, ast.Num) and float(arg.value).is_integer() and arg.value >= 1:
+                if arg.value > 2 ** 31:
+                    raise _Located(f"step {arg.value:g} is beyond any sequence", arg.pos)
+                return ast.At(name, int(arg.value), pos)
             _check_depth(arg)                  # before anything prints it
             if _looks_like_time(arg) and (_mentions_t(arg) or not _suggest(name)):
                 if isinstance(arg, ast.Num):
                     raise _Located(f"time index {arg.value:g}: write {name}(t), {name}(t-1), ...; "
-                                   f"only an initial value {name}(0) takes a number", arg.pos)
+                                   f"a fixed step is a whole number from 1 ({name}(1)) or "
+                                   f"{name}(end), the last step", arg.pos)
+                if any(isinstance(n, ast.Ref) and n.name == "end" for n in ast.walk(arg)):
+                    raise _Located(f"the last step is {name}(end); a step counted from it "
+                                   f"({name}({_quote(arg)})) is not supported", arg.pos)
                 raise _Located(f"a time index is t plus or minus an integer, as in {name}(t-1); "
                                f"not {name}({_quote(arg)})", arg.pos)
         raise _Located(f"unknown function '{name}'{_suggest(name)}", pos)
@@ -194,7 +220,8 @@ class _ToAst(Transformer):
         _check_depth(rhs)
         name, kind = _left_side(lhs)
         _check_right_side(rhs, eq)
-        return ast.Equation(name, kind, rhs, lhs.pos)
+        index = lhs.index if kind == "seq" else "t"
+        return ast.Equation(name, kind, rhs, lhs.pos, index)
 
     def size_item(self, name, _colon, number):
         text = str(number)
@@ -226,30 +253,50 @@ class _ToAst(Transformer):
                 raise _Located(f"'{tok}' is a function, not a variable", _pos(tok))
         return [ast.FreeDecl(str(name), str(by), _pos(name))]
 
+    def indices(self, _kw, *names):
+        out = []
+        for tok in names:
+            if tok.type != "NAME":
+                continue
+            if lookup(str(tok)) or str(tok) in ("t", "end"):
+                what = "a function" if lookup(str(tok)) else "always an index" if str(tok) == "t" \
+                    else "the last step"
+                raise _Located(f"'{tok}' is {what}: an index is a new name, as in index u", _pos(tok))
+            out.append(ast.IndexDecl(str(tok), _pos(tok)))
+        return out
+
     def start(self, *stmts):
-        equations, sizes, roles, frees = [], [], [], []
+        equations, sizes, roles, frees, indices = [], [], [], [], []
         for s in stmts:
             if isinstance(s, ast.Equation):
                 equations.append(s)
+            elif s and isinstance(s[0], ast.IndexDecl):
+                indices.extend(s)
             elif s and isinstance(s[0], ast.RoleDecl):
                 roles.extend(s)
             elif s and isinstance(s[0], ast.FreeDecl):
                 frees.extend(s)
             else:
                 sizes.extend(s)
-        return ast.Program(tuple(equations), tuple(sizes), tuple(roles), tuple(frees))
+        return ast.Program(tuple(equations), tuple(sizes), tuple(roles), tuple(frees), tuple(indices))
 
 
 def _left_side(lhs) -> tuple[str, str]:
     if isinstance(lhs, ast.Ref):
         if lhs.name == "t":
             raise _Located("'t' is the time index and cannot be defined", lhs.pos)
+        if lhs.name == "end":
+            raise _Located("'end' is the last step and cannot be defined", lhs.pos)
         if lhs.offset is None:
             return lhs.name, "value"
         if lhs.offset == 0:
             return lhs.name, "seq"
     if isinstance(lhs, ast.Initial):
         return lhs.name, "init"
+    if isinstance(lhs, ast.At):
+        raise _Located(f"{lhs.name}({lhs.step}) is a fixed step, read from a sequence defined as "
+                       f"{lhs.name}(t); only an initial value {lhs.name}(0) is defined at a step",
+                       lhs.pos)
     if isinstance(lhs, ast.Call):
         raise _Located(f"'{lhs.func}' is a function and cannot be defined", lhs.pos)
     raise _Located(f"a left side is name(t), name or name(0), not {_quote(lhs)}", lhs.pos)
@@ -275,6 +322,9 @@ def _check_right_side(rhs, eq: Token) -> None:
         if isinstance(node, ast.Ref) and node.name == "t":
             raise _Located("'t' is the time index: it appears only inside name(...), "
                            "with no space before '('", node.pos)
+        if isinstance(node, ast.Ref) and node.name == "end":
+            raise _Located("'end' is the last step: it appears only inside name(...), "
+                           "as in h(end)", node.pos)
 
 
 @lru_cache(maxsize=1)

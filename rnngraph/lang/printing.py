@@ -35,10 +35,10 @@ def _operand_prec(node) -> tuple[int, int]:
     return (POSTFIX, POSTFIX)
 
 
-def time_text(offset: int | None) -> str:
+def time_text(offset: int | None, index: str = "t") -> str:
     if offset is None:
         return ""
-    return "t" if offset == 0 else f"t{offset:+d}"
+    return index if offset == 0 else f"{index}{offset:+d}"
 
 
 def number_text(value: float) -> str:
@@ -90,9 +90,11 @@ class _Printer:
         if isinstance(node, ast.Num):
             return self.number(node.value)
         if isinstance(node, ast.Ref):
-            return self.ref(node.name, node.offset)
+            return self.ref(node.name, node.offset, node.index)
         if isinstance(node, ast.Initial):
             return self.ref(node.name, "0")
+        if isinstance(node, ast.At):
+            return self.at(node.name, node.step)
         if isinstance(node, ast.Call):
             return self.call(node.func, [self.expr(a) for a in node.args])
         if isinstance(node, ast.Concat):
@@ -114,8 +116,12 @@ class TextPrinter(_Printer):
     def transpose(self, text):
         return text + "^T"
 
-    def ref(self, name, offset):
-        return name if offset is None else f"{name}({offset if offset == '0' else time_text(offset)})"
+    def ref(self, name, offset, index="t"):
+        return name if offset is None else \
+            f"{name}({offset if offset == '0' else time_text(offset, index)})"
+
+    def at(self, name, step):
+        return f"{name}({step})"
 
     def call(self, func, args):
         return f"{func}({', '.join(args)})"
@@ -138,10 +144,14 @@ class LatexPrinter(_Printer):
     def transpose(self, text):
         return text + r"^{\top}"
 
-    def ref(self, name, offset):
+    def ref(self, name, offset, index="t"):
         if offset is None:
             return latex_name(name)
-        return latex_name(name, f"({offset if offset == '0' else time_text(offset)})")
+        return latex_name(name, f"({offset if offset == '0' else time_text(offset, index)})")
+
+    def at(self, name, step):
+        # the book's last step is \tau: h^{(\tau)}
+        return latex_name(name, "(\\tau)" if step == "end" else f"({step})")
 
     def call(self, func, args):
         latex = FUNCTIONS[func].latex
@@ -170,6 +180,8 @@ def expr_text(node) -> str:
 
 def program_text(program: ast.Program) -> str:
     lines = []
+    if program.indices:
+        lines.append(f"index {', '.join(d.name for d in program.indices)}")
     if program.sizes:
         lines.append(", ".join(f"{d.name}: {d.size}" for d in program.sizes))
     for role in ("input", "parameter"):
@@ -186,6 +198,6 @@ def program_latex(program: ast.Program) -> str:
     p = LatexPrinter()
     rows = []
     for eq in program.equations:
-        lhs = p.ref(eq.name, {"seq": 0, "value": None, "init": "0"}[eq.kind])
+        lhs = p.ref(eq.name, {"seq": 0, "value": None, "init": "0"}[eq.kind], eq.index)
         rows.append(f"{lhs} &= {p.expr(eq.rhs)}")
     return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}\n"

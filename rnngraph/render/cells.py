@@ -62,7 +62,7 @@ def _gating(model) -> set[str]:
     computed = {e.name for e in model.equations if e.kind == "seq"}
 
     def reads(node) -> bool:
-        return any(isinstance(n, ast.Ref) and n.name in computed for n in ast.walk(node))
+        return any(isinstance(n, (ast.Ref, ast.At)) and n.name in computed for n in ast.walk(node))
 
     return {e.name for e in model.equations if e.kind == "seq"
             and any(isinstance(n, ast.Binary) and n.op == "*" and reads(n.left) and reads(n.right)

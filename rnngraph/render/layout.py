@@ -23,6 +23,7 @@ import pygraphviz as pgv
 
 from ..check.limits import check_drawing
 from ..errors import RnnGraphError
+from ..lang import ast
 from . import geometry as geo
 from .cells import cell_of, layout_cells
 from .fonts import check as check_font
@@ -51,6 +52,20 @@ def layout(model, unroll: int | None = None, style: Style | None = None) -> Draw
     (['h.0', 'h.1', 'h.2', 'x.1', 'x.2'], ['W', 'U', 'U', 'W'])
     """
     style = style or Style()
+    per = None                  # several indices: the steps of each, their columns side by side
+    if isinstance(unroll, dict) or unroll is not None and model.program.indices:
+        from ..graphs.unrolled import steps_of
+        try:
+            per = steps_of(model, unroll)
+        except ValueError as err:
+            raise RnnGraphError(f"{model.filename}: --unroll: {err}") from None
+        if style.detail == "ops":
+            raise RnnGraphError(f"{model.filename}: the operation view of a model with several "
+                                "indices is not drawn yet; draw it with --detail vars")
+        style = replace(style, detail="vars")   # a cell is drawn along one index only
+        unroll, steps = sum(per.values()) + len(per) - 1, per
+    else:
+        steps = unroll
     if unroll is not None and not model.timed:
         # The folded picture under an -unrolled name, with no word, was what a user got
         raise RnnGraphError(f"{model.filename}: no equation has a time index (no name(t)): "
@@ -67,7 +82,12 @@ def layout(model, unroll: int | None = None, style: Style | None = None) -> Draw
         return layout_ops(model, unroll, style)
     if style.detail == "cells":
         return layout_cells(model, cell, unroll, style)
-    g = model.graph() if unroll is None else model.unroll(unroll)
+    g = model.graph() if unroll is None else model.unroll(steps)
+    # each index's columns after the one before, a column between (the context, C = h(end))
+    first_col, at = {}, 0
+    for i, n in (per or {}).items():
+        first_col[i] = at
+        at += n + 1
     if unroll is not None and style.stubs:
         g = _with_stubs(g, unroll)
     A = new_graph(style, "unrolled" if unroll else "folded")
@@ -77,7 +97,11 @@ def layout(model, unroll: int | None = None, style: Style | None = None) -> Draw
         t = t if attrs.get("timed") or attrs.get("stub") else None
         nid = node_id(name, t)
         kind = "stub" if attrs.get("stub") else attrs["kind"]
-        shown = (None if not attrs["timed"] else "(t)") if unroll is None else step_text(style, t, unroll)
+        index = model.symbols[name].index if name in model.symbols else None
+        shown = (None if not attrs["timed"] else f"({index or 't'})") if unroll is None else \
+            step_text(style, t, per[index or "t"] if per else unroll)
+        if per and t is not None:
+            t = first_col[index or "t"] + t      # the column: the step of its index, shifted
         label = text_label("⋯") if kind == "stub" else var_label(name, shown, style.fontsize)
         A.add_node(nid, label=label, **style.node(kind))
         d.nodes[nid] = dict(name=name, t=t, kind=kind, marker=False, label=label, shown=shown)
@@ -89,6 +113,8 @@ def layout(model, unroll: int | None = None, style: Style | None = None) -> Draw
         extra = None
         if unroll is None and delay and style.delay_marker == "label":
             extra = _delay_text(delay)
+        if unroll is None and "step" in data:       # folded, h(end) read: the step it reads, (τ)
+            extra = "(τ)" if data["step"] == "end" else f"({data['step']})"
         label = weight_label(data["weight"], data["transpose"], style.fontsize, extra)
         over = model.symbols[v if unroll is None else v[0]].over
         if over and unroll is None:          # folded, a sum over the steps says so: Σ_t
@@ -100,7 +126,8 @@ def layout(model, unroll: int | None = None, style: Style | None = None) -> Draw
         A.add_edge(tail, head, key=ekey, **attrs)
         d.edges.append(dict(tail=tail, head=head, delay=delay, weight=data["weight"], key=ekey,
                             transpose=data["transpose"], extra=extra,
-                            over=over if unroll is None else None))
+                            over=over if unroll is None else None,
+                            **({"step": data["step"]} if "step" in data else {})))
         d.labels[ekey] = label
     if unroll is None:
         from .folded import place_folded
@@ -180,6 +207,37 @@ def _size_nodes(d: Drawing) -> tuple[dict, dict]:
 
 
 # -- the unrolled view: a time grid -------------------------------------------------
+def _after_the_steps(d: Drawing, model, last: int) -> dict[str, int]:
+    """The columns of the time-free variables computed after the steps: a sum over them right
+    of the last step, where the sum is done; a value that reads a fixed step (``o = V
+    h(end)``, the book's figure 10.5) above the latest step it reads, and so what reads it
+    (and a time-free input only those read: the target of their loss)."""
+    col = {n: last + 1 for n, s in model.symbols.items() if s.over}
+    changed = True
+    while changed:
+        changed = False
+        for e in d.edges:
+            u, v = d.nodes[e["tail"]], d.nodes[e["head"]]
+            if v["t"] is not None or model.symbols[v["name"]].over:
+                continue
+            if u["t"] is not None:                 # a step read: the fixed one (h(end)) only
+                src = u["t"] if "step" in e else None
+            else:
+                src = col.get(u["name"])
+            if src is not None and col.get(v["name"], -1) < src:
+                col[v["name"]] = src
+                changed = True
+    readers: dict[str, set] = {}
+    for e in d.edges:
+        u, v = d.nodes[e["tail"]], d.nodes[e["head"]]
+        if u["t"] is None and model.symbols[u["name"]].role == "input":
+            readers.setdefault(u["name"], set()).add(v["name"])
+    for n, rs in readers.items():
+        if rs <= set(col):
+            col[n] = max(col[r] for r in rs)
+    return col
+
+
 def _place_grid(d: Drawing, model) -> None:
     A = d.agraph
     sizes, label_sizes = _size_nodes(d)
@@ -188,10 +246,9 @@ def _place_grid(d: Drawing, model) -> None:
     names = list(dict.fromkeys(info["name"] for info in d.nodes.values()))
     first = min(0, -1 + min((i["t"] for i in d.nodes.values() if i["t"] is not None), default=1))
     last = max((i["t"] for i in d.nodes.values() if i["t"] is not None), default=1)
+    after = _after_the_steps(d, model, last)
     for info in d.nodes.values():
-        # a sum over the steps (J = sum_t(L(t))) right of the last step, where the sum is done
-        over = model.symbols[info["name"]].over if info["name"] in model.symbols else None
-        info["col"] = info["t"] if info["t"] is not None else last + 1 if over else first
+        info["col"] = info["t"] if info["t"] is not None else after.get(info["name"], first)
     cols = sorted({info["col"] for info in d.nodes.values()})
     node = (max(w for w, _ in sizes.values()), max(h for _, h in sizes.values()))
     label = (max((w for w, _ in label_sizes.values()), default=0),

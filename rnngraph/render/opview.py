@@ -111,7 +111,8 @@ def _build(model, unroll, style, merge, rankdir) -> Drawing:
     if unroll is not None:
         # Made before anything else, the initial values come out left of step 1.
         for n, data in g.nodes(data=True):
-            offset = _read_offset(n) if data["kind"] not in ("op", "param", "const", "var") else None
+            offset = _read_offset(n) if data["kind"] not in ("op", "param", "const", "var") \
+                and "step" not in data else None
             if offset and offset < 0 and 1 + offset < 1:
                 for t in range(1, 1 - offset):
                     var_node(data["name"], t + offset)
@@ -152,6 +153,14 @@ def _build(model, unroll, style, merge, rankdir) -> Drawing:
                 ids[n] = var_node(name, t if sym[name].timed else None)
                 if sym[name].timed:
                     sub.add_node(ids[n])
+            elif "step" in data:                           # h(end), h(1): one node, that step's
+                name, step = data["name"], data["step"]
+                if t is None:
+                    shown = "(τ)" if step == "end" else f"({step})"
+                    ids[n] = add(n, var_label(name, shown, style.fontsize), "state", name, None,
+                                 tex=latex_name(name, r"(\tau)" if step == "end" else shown))
+                else:
+                    ids[n] = var_node(name, unroll if step == "end" else step)
             else:                                          # a read: x(t), h(t-1), a time-free input
                 name = data["name"]
                 offset = _read_offset(n)

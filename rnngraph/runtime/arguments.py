@@ -51,7 +51,7 @@ def _layout_key(inputs, steps) -> tuple | None:
     (and ``steps``), if ``inputs`` is a dict of NumPy arrays; else None."""
     if type(inputs) is not dict:
         return None
-    key = [steps]
+    key = [tuple(sorted(steps.items())) if isinstance(steps, dict) else steps]
     for name, a in inputs.items():
         if type(a) is not np.ndarray:
             return None
@@ -75,6 +75,9 @@ class Arguments:
         self.model, self.dtype, self.check_finite = model, dtype, check_finite
         self.param_shapes, self._sequences = param_shapes, sequences
         self._timed = model.timed
+        # the indices in the order the generated code takes their lengths (T, then T_u, ...)
+        self.indices = ["t"] + [d.name for d in model.program.indices]
+        self._used = {s.index for s in model.symbols.values() if s.timed}
         self._sizes = {n: model.sizes[n] for n in inputs}
         self.initial_values = [k for k in model.initial_slots if k not in model.defined_slots]
         self._states = {k: n for k, (_, n) in model.initial_slots.items()}
@@ -86,9 +89,11 @@ class Arguments:
     def _expected_text(self, name: str) -> str:
         n = self._sizes[name]
         if self.model.symbols[name].timed:
-            text = f"(T, B, {n}) or (T, {n})"
+            i = self.model.symbols[name].index
+            T = "T" if i == "t" else f"T_{i}"
+            text = f"({T}, B, {n}) or ({T}, {n})"
             if self.model.symbols[name].target:
-                text += f", or class indices (T, B) or (T,)"
+                text += f", or class indices ({T}, B) or ({T},)"
             return text
         return f"(B, {n}) or ({n},)"
 
@@ -138,12 +143,12 @@ class Arguments:
         key = _layout_key(inputs, steps)
         known = self._layouts.get(key) if key is not None else None
         if known is not None:
-            T, B, batched = known
-            return {n: self._input(n, a, batched) for n, a in inputs.items()}, T, B, batched, set()
-        out, T, B, batched, class_targets = self._checked_inputs(inputs, steps)
+            lengths, B, batched = known
+            return {n: self._input(n, a, batched) for n, a in inputs.items()}, lengths, B, batched, set()
+        out, lengths, B, batched, class_targets = self._checked_inputs(inputs, steps)
         if key is not None and not class_targets:   # class indices: their values decide too
-            _remember(self._layouts, key, (T, B, batched))
-        return out, T, B, batched, class_targets
+            _remember(self._layouts, key, (lengths, B, batched))
+        return out, lengths, B, batched, class_targets
 
     def _checked_inputs(self, inputs, steps):
         """_inputs for inputs not seen before: every check."""
@@ -156,15 +161,32 @@ class Arguments:
             if name not in inputs:
                 raise RnnGraphError(f"missing input '{name}': expected an array {self.expected[name]}")
         arrays = {n: self._array(inputs[n], f"input '{n}'") for n in self.expected}
-        T, B, batched, source = self._layout(arrays, steps)
-        if steps is not None and T != steps:
-            raise RnnGraphError(f"steps={steps}, but input '{source}' has {T} steps")
-        given = f"{self._given(T, B, batched)}, from input '{source}'" if source else \
-            self._given(T, B, batched)
+        if len(self.indices) > 1:
+            _, B, batched, source = self._layout(arrays, steps if isinstance(steps, int) else 0)
+            lengths, sources = self._lengths(arrays, steps, batched)
+        else:
+            T, B, batched, source = self._layout(arrays, steps)
+            if steps is not None and T != steps:
+                raise RnnGraphError(f"steps={steps}, but input '{source}' has {T} steps")
+            lengths, sources = {"t": T}, {"t": source}
         sym = self.model.symbols
+        for last in sorted((r for s in sym.values() for r in s.fixed),
+                           key=lambda r: 1 if r.step == "end" else r.step):
+            need = 1 if last.step == "end" else last.step
+            i = sym[last.name].index
+            if lengths[i] is not None and lengths[i] < need:
+                T = lengths[i]
+                given = self._given(T, B, batched) + (f", from input '{sources[i]}'" if sources[i]
+                                                      else "")
+                along = "" if i == "t" else f" over {i}"
+                raise RnnGraphError(f"the model reads {last.name}({last.step}), but the sequence{along} "
+                                    f"has {T} step{'s' if T != 1 else ''} ({given})")
         out, class_targets = {}, set()
         for n, a in arrays.items():
             size = self._sizes[n]
+            T = lengths.get(sym[n].index)
+            given = f"{self._given(T, B, batched)}, from input '{sources.get(sym[n].index)}'" \
+                if sources.get(sym[n].index) else self._given(T, B, batched)
             lead = ((T, B) if batched else (T,)) if sym[n].timed else ((B,) if batched else ())
             if sym[n].target and a.dtype.kind == "b" and a.ndim == len(lead):
                 raise RnnGraphError(f"input '{n}' holds booleans of shape {shape_text(a.shape)}: class "
@@ -185,7 +207,33 @@ class Arguments:
                 raise RnnGraphError(f"input '{n}' has shape {shape_text(a.shape)}; expected "
                                     f"{shape_text(lead + (size,))} ({given})")
             out[n] = self._input(n, a, batched)
-        return out, T, B, batched, class_targets
+        return out, lengths, B, batched, class_targets
+
+    def _lengths(self, arrays, steps, batched) -> tuple[dict, dict]:
+        """The number of steps of each index, from its inputs or ``steps`` (a number for every
+        index with no input, or a dict {index: number}); and the input that says so."""
+        sym = self.model.symbols
+        lengths, sources = {}, {}
+        for i in self.indices:
+            given = steps.get(i) if isinstance(steps, dict) else steps
+            found = [n for n in arrays if sym[n].timed and sym[n].index == i]
+            if found:
+                n = found[0]
+                lengths[i], sources[i] = arrays[n].shape[0], n
+                if isinstance(steps, dict) and given is not None and given != lengths[i]:
+                    raise RnnGraphError(f"steps={given} for {i}, but input '{n}' has {lengths[i]} steps")
+            elif i in self._used:
+                if given is None:
+                    raise RnnGraphError(f"no input is read at the steps of {i}: give their number, "
+                                        f"steps={{'{i}': n}}")
+                lengths[i], sources[i] = given, None
+            else:
+                lengths[i], sources[i] = 0, None
+        if isinstance(steps, dict):
+            for i in steps:
+                if i not in self.indices:
+                    raise _unknown("index", i, self.indices)
+        return lengths, sources
 
     def _input(self, name: str, a: np.ndarray, batched: bool) -> np.ndarray:
         """An input of the right shape in the model's dtype, checked for NaN, with a batch

@@ -325,7 +325,7 @@ class Compiled:
             back = self._backward
             if self._backward_large is not None and run["B"] * self._step_values >= self.per_step:
                 back = self._backward_large
-            grads = back(run["params"], run["tape"], cot, run["T"], run["B"])
+            grads = back(run["params"], run["tape"], cot, run["T"], run["B"], *run["more"])
             for n in run["classes"]:
                 del grads[n]
             if not run["batched"]:
@@ -343,12 +343,13 @@ class Compiled:
         with np.errstate(over="ignore"):          # _all_finite's sum of squares may overflow
             p, pre = self._checked(params) if isinstance(params, Prepared) else \
                 (self._args.params(params), None)
-            x, T, B, batched, classes = self._args.inputs(inputs, steps)
+            x, lengths, B, batched, classes = self._args.inputs(inputs, steps)
+            T, more = lengths["t"], tuple(lengths[i] for i in self._args.indices[1:])
             if not self.inputs and initial:         # no input says whether there is a batch axis
                 B, batched = self._args.batch_of_initial(initial)
             init, init_shapes = self._args.initial(initial, B, batched)
-        self._check_memory(T, B)
-        raw, tape = self._forward(p, x, init, T, B, pre)
+        self._check_memory(T + sum(more) if more else T, B)
+        raw, tape = self._forward(p, x, init, T, B, *more, prepared=pre)
         outs, squeezed = {}, set()
         for n, v in raw.items():
             if not batched and v.ndim >= 2:
@@ -357,5 +358,5 @@ class Compiled:
             v = v.view()
             v.flags.writeable = False
             outs[n] = v
-        return outs, dict(params=p, tape=tape, T=T, B=B, batched=batched, classes=classes,
+        return outs, dict(params=p, tape=tape, T=T, more=more, B=B, batched=batched, classes=classes,
                           initial=init_shapes, squeezed=squeezed)
