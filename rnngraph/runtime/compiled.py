@@ -263,7 +263,7 @@ class Compiled:
                                                     f"step, {self.dtype.name}")
 
     # -- running -------------------------------------------------------------
-    def forward(self, params, inputs, initial=None, *, steps: int | None = None,
+    def forward(self, params, inputs, initial=None, *, steps: int | dict | None = None,
                 mode: str = "train") -> dict:
         """Run the model over its input sequences.
 
@@ -279,8 +279,10 @@ class Compiled:
         initial : dict, optional
             Initial values of forward states, ``{"h(0)": (B, n) or (n,)}``; zero
             where not given.
-        steps : int, optional
-            T, for a model that reads no input sequence.
+        steps : int or dict, optional
+            T, for a model that reads no input sequence; with several indices (``index
+            u``) the steps of each index no input gives, one number for all or a dict
+            ``{"u": 5}`` (an index with inputs takes their length).
         mode : {"train", "free"}
             ``"free"`` runs the model as at test time: for each ``free y -> o`` line it
             reads its own output ``o(t-1)`` where training reads the target ``y(t-1)``
@@ -305,7 +307,8 @@ class Compiled:
         return {k: v for k, v in inputs.items() if k in self.inputs} if isinstance(inputs, dict) else inputs
 
 
-    def vjp(self, params, inputs, initial=None, *, steps: int | None = None, mode: str = "train"):
+    def vjp(self, params, inputs, initial=None, *, steps: int | dict | None = None,
+            mode: str = "train"):
         """Run forward and return ``(outputs, pullback)``.
 
         ``pullback(cotangents)`` takes ``{name: array shaped like outputs[name]}``
