@@ -44,7 +44,7 @@ def test_fixed_steps_read_back_and_print_as_the_book():
     ("h(t) = x(end-1)\n", "a step counted from it", 10),
     ("h(t) = x(0.5)\n", "a fixed step is a whole number from 1", 10),
     ("h(end) = x(t)\n", "only an initial value h(0) is defined at a step", 1),
-    ("h(t) = end\n", "'end' is the last step", 8),
+    ("C = end\n", "'end' is the number of steps: 'C' has no time index", 5),
 ])
 def test_a_wrong_fixed_step_is_a_located_error(text, message, col):
     if message is None:                         # a valid chain of last steps: no error

@@ -54,6 +54,7 @@ class Builder:
     timed: list = field(default_factory=list)          # readable sequences: (name, size, offsets)
     funcs: set = field(default_factory=set)
     count: int = 0
+    along: str | None = None       # the index of the equation being drawn: t, u, or None
 
     def name(self, stem: str) -> str:
         draw = self.draw
@@ -96,6 +97,8 @@ def _expr(b: Builder, n: int, depth: int, reads) -> str:
         return f"({sub(m)} + {b.param(m)})"
     if kind == "leaf":
         options = ["matvec_leaf", "bias", "number", "size-1 value"]
+        if b.along:
+            options.append("step")
         if reads(n) is not None:
             options.append("read")
         if any(s == n for _, s in b.values):
@@ -109,6 +112,10 @@ def _expr(b: Builder, n: int, depth: int, reads) -> str:
             return b.param(1)
         if pick == "number":
             return b.number()
+        if pick == "step":                     # the step number, the steps left, scaled
+            i = b.along
+            return draw(st.sampled_from([f"0.25 * {i}", f"(end - {i}) * {b.param(n)}",
+                                         f"{b.param(n)} / (end + {i})", "0.5 * end"]))
         if pick == "value":
             return draw(st.sampled_from([v for v, s in b.values if s == n]))
         text, m = reads(None)
@@ -258,7 +265,9 @@ def _decoder(b: Builder, inputs, seqs) -> None:
                     options.append((f"{other}(u-{d})", s))
             options = [o for o in options if m is None or o[1] == m]
             return draw(st.sampled_from(options)) if options else None
+        b.along = "u"
         body = _expr(b, n, draw(st.integers(0, 3)), reads)
+        b.along = None
         k = f"u+{delay}" if backward else f"u-{delay}"
         text, m = reads(None)
         body = f"{body} + {b.param(n, m)} {text} + {b.param(n, n)} {z}({k})"
@@ -275,7 +284,7 @@ def _decoder(b: Builder, inputs, seqs) -> None:
         if draw(st.booleans()):
             J = b.name("J")
             b.sizes[J] = 1
-            b.lines.append(f"{J} = sum_u({L}(u))")
+            b.lines.append(f"{J} = {draw(st.sampled_from(['sum_u', 'mean_u']))}({L}(u))")
 
 
 @st.composite
@@ -327,7 +336,9 @@ def random_models(draw):
                 return None
             v, s, k = draw(st.sampled_from(options))
             return (f"{v}(t{'' if k == 0 else f'{k:+d}'})", s)
+        b.along = "t"
         body = _expr(b, n, draw(st.integers(0, 3)), reads)
+        b.along = None
         if draw(st.booleans()):                                  # gates it reads
             own = f"{name}(t{delay if way == 'backward' else -delay:+d})" if delay else None
             body += "".join(f" + {term}" for term in _gates(b, n, reads, own))
@@ -364,11 +375,13 @@ def random_models(draw):
                 return None
             v, s, k = draw(st.sampled_from(options))
             return (f"{v}(t{'' if k == 0 else f'{k:+d}'})", s)
+        b.along = "t"
         body = _expr(b, nj, draw(st.integers(0, 3)), every)
+        b.along = None
         if not re.search(r"\w\(t[-+)]", body):      # it must read a step: sum_t(b) is refused
             text, m = every(None)
             body = f"{body} + {b.param(nj, m)} {text}"
-        b.lines.append(f"{J} = sum_t({body})")
+        b.lines.append(f"{J} = {draw(st.sampled_from(['sum_t', 'sum_t', 'mean_t']))}({body})")
     if draw(st.integers(0, 2)) == 0:              # after the steps: S = f(h(end), h(1), ...)
         _summary(b, inputs, seqs)
     if draw(st.integers(0, 2)) == 0:              # a second index: a decoder over u

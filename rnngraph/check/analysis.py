@@ -352,6 +352,15 @@ def _check_indices(program, defs, err) -> None:
                       f"index {eq.index}", *eq.pos)
         own = eq.index if eq.kind == "seq" else reduction(eq)
         for n in ast.walk(eq.rhs):
+            if isinstance(n, ast.Step):
+                what = "the number of steps" if n.name == "end" else "the step number"
+                if own is None:
+                    lhs = f"{eq.name}(0)" if eq.kind == "init" else f"'{eq.name}'"
+                    raise err(f"'{n.name}' is {what}: {lhs} has no time index, so it has none",
+                              *n.pos)
+                if n.name not in ("end", own):
+                    raise err(f"'{n.name}' is the step number of {n.name}; {eq.lhs_text} runs "
+                              f"over {own}", *n.pos)
             if isinstance(n, ast.Call) and FUNCTIONS[n.func].over not in (None, *indices):
                 over = FUNCTIONS[n.func].over
                 raise err(f"{n.func}(...) sums over '{over}', which is not an index: declare it on "

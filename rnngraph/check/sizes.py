@@ -125,6 +125,8 @@ class _Inference:
             return ("vec", ("sym", node.name))
         if isinstance(node, ast.At):
             return ("vec", ("sym", node.name))
+        if isinstance(node, ast.Step):                 # a number at each step: as a number
+            return SCALAR
         if isinstance(node, ast.Neg):
             return self.shape(node.operand)
         if isinstance(node, ast.Transpose):

@@ -42,6 +42,7 @@ from __future__ import annotations
 from ..errors import RnnGraphError
 from .optable import lookup
 from .passes import to_homes
+from .lower import STEP_HOMES
 from .program import NUMBER, Block, Const, Eqn, Home, Program, Tmp, Type
 
 
@@ -149,8 +150,9 @@ def reverse_block(prog: Program, block: Block) -> Block:
                                 "add one to its row in rnngraph/compile/optable.py")
         b = Builder(prog, out, e.origin, block)
         for arg, c in zip(e.args, row.vjp(b, e, g)):
-            if c is None or isinstance(arg, Const) or prog.type(arg) == NUMBER:
-                continue                      # a number (of numbers alone) has no gradient
+            if c is None or isinstance(arg, Const) or prog.type(arg) == NUMBER or \
+                    isinstance(arg, Home) and arg.name.startswith(STEP_HOMES):
+                continue                      # a number (of numbers alone, or t) has no gradient
             c = b.sum_to(c, prog.type(arg, block))
             if isinstance(arg, Tmp):
                 adjoint[arg.name] = b.add(adjoint[arg.name], c) if arg.name in adjoint else c

@@ -22,6 +22,11 @@ from .program import NUMBER, Block, Const, Eqn, Home, Program, Tmp, Type
 
 _BINARY = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
 
+#: The homes of the step values, by prefix (then the index): ``%step_t`` the number of each
+#: step (t), ``%end_t`` the number of steps (end); the generated code fills them, and no
+#: gradient flows into them.
+STEP_HOMES = ("%step_", "%end_")
+
 
 class _Lowering:
     def __init__(self, model):
@@ -29,11 +34,26 @@ class _Lowering:
         self.sym = model.symbols
         self.types: dict = {}
         self.count = 0
+        self.stepped: set = set()
         for name, s in self.sym.items():
             if s.role == "parameter":
                 self.types[("home", name)] = Type(0, tuple(model.param_shapes[name]))
             elif s.timed or s.role == "input":
                 self.types[("home", name)] = Type(1, (model.sizes[name],))
+
+    along = "t"                      # the index of the equation being lowered
+
+    def step(self, name: str) -> Home:
+        """The home of a step value: ``%step_t`` (each step's number, an array over the steps
+        the generated code fills) or ``%end_t`` (the number of steps); no gradient."""
+        if name == "end":
+            home = Home(f"{STEP_HOMES[1]}{self.along}")
+            self.types[("home", home.name)] = Type(0, (1,))
+        else:
+            home = Home(f"{STEP_HOMES[0]}{self.along}", 0)
+            self.types[("home", home.name)] = Type(1, (1,))
+            self.stepped.add(home.name)
+        return home
 
     def type(self, atom) -> Type:
         if isinstance(atom, Const):
@@ -43,6 +63,8 @@ class _Lowering:
     def leaf(self, node):
         if isinstance(node, ast.Num):
             return Const(node.value)
+        if isinstance(node, ast.Step):
+            return self.step(node.name)
         if isinstance(node, ast.At):
             return Home(node.name, step=node.step)
         s = self.sym[node.name]
@@ -52,7 +74,7 @@ class _Lowering:
 
     def expr(self, node, out: list, origin: str):
         """The atom holding ``node``'s value, appending the equations that compute it."""
-        if isinstance(node, (ast.Num, ast.Ref, ast.At)):
+        if isinstance(node, (ast.Num, ast.Ref, ast.At, ast.Step)):
             return self.leaf(node)
         op, args = self.operation(node, out, origin)
         tmp = Tmp(f"%{self.count + 1}")
@@ -91,14 +113,22 @@ class _Lowering:
         return "copy", (self.expr(node, out, origin),)
 
     def total(self, eq: ast.Equation, out: list) -> None:
-        """``J = sum_t(f)``: f at each step, added into J (a loop of its own, after the others)."""
+        """``J = sum_t(f)``: f at each step, added into J (a loop of its own, after the others);
+        ``mean_t(f)``: f divided by the number of steps, added."""
         origin = eq.lhs_text
+        self.along = self.sym[eq.name].over
         self.types[("home", eq.name)] = Type(1, (self.model.sizes[eq.name],))
         atom = self.expr(eq.rhs.args[0], out, origin)
+        if eq.rhs.func.startswith("mean_"):
+            mean = Tmp(f"%{self.count + 1}")
+            self.count += 1
+            self.emit(out, mean, "div", (atom, self.step("end")), origin)
+            atom = mean
         out.append(Eqn(Home(eq.name), "copy", (atom,), accumulate=True, origin=origin))
 
     def equation(self, eq: ast.Equation, out: list) -> None:
         origin = eq.lhs_text
+        self.along = eq.index
         if eq.kind == "init":
             target = Home(eq.name, step=0)
         elif eq.kind == "seq":
@@ -153,8 +183,9 @@ def lower(model) -> Program:
                                 model.symbols[names[0]].index))
     if not blocks or blocks[0].kind != "once":
         blocks.insert(0, Block("once", []))
-    timed = {n for n, s in model.symbols.items() if s.timed}
+    timed = {n for n, s in model.symbols.items() if s.timed} | low.stepped
     indices = {n: s.index for n, s in model.symbols.items() if s.timed and s.index != "t"}
+    indices.update((n, n[len(STEP_HOMES[0]):]) for n in low.stepped if n != STEP_HOMES[0] + "t")
     prog = Program(blocks, low.types, timed, indices=indices)
     fuse_losses(prog)
     prog.check()

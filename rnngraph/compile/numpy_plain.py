@@ -21,6 +21,7 @@ from ..lang.printing import number_text
 from .source import (docstring_text, dict_lines, identifier, Namer, slice_name, statement_lines,
                      step_index, tuple_text, unpack_lines, wrap)
 from .optable import ATOM, RUNTIME, UNARY, Text, lookup
+from .lower import STEP_HOMES
 from .program import Const, Home, Tmp
 
 #: Names the generated code uses as they are; a model name equal to one is renamed.
@@ -79,6 +80,15 @@ class Printer:
         self.kind = "once"
         # Homes the passes made (a temporary kept over the steps): named after what they hold
         self.made = {}                      # name -> the program that writes it
+        # The step values (t, end: rnngraph/compile/lower.py), which forward fills
+        self.stepped = sorted(n for kind, n in fwd.types if kind == "home"
+                              and n.startswith(STEP_HOMES))
+        for n in self.stepped:
+            i = n.split("_", 1)[1]
+            self.made[n] = fwd
+            stem = "step" if n.startswith(STEP_HOMES[0]) else "n_steps"
+            self.py[n] = namer(f"{stem}_{i}" if i != "t" else stem)
+            self.d[n] = namer("d" + self.py[n])
         packed = {v[0] for v in fwd.views.values()}      # gates packed: i, f, o, g of ifog
         for base in packed:
             self.made[base] = fwd
@@ -285,7 +295,7 @@ class Printer:
         step by step or for every step), time-free ones assigned where computed."""
         lines = []
         for n, p in self.made.items():
-            if p is prog and n in prog.timed and n not in prog.views:
+            if p is prog and n in prog.timed and n not in prog.views and n not in self.stepped:
                 self.along = prog.index_of(n)
                 t = prog.types[("home", n)]
                 rows = f"{self.T} + {self.P + self.F}"
@@ -295,6 +305,22 @@ class Printer:
                     continue
                 line = f"    {self.py[n]} = {self.empty(f'({dims})', self.py[n])}"
                 lines.append(line + "   # every step written" if len(line) < 78 else line)
+        return lines
+
+    def step_lines(self) -> list[str]:
+        """The step values: each step's number in an array over the steps (the slots before
+        step 1 hold 0, -1, ..., those after T, T + 1, ...), and the number of steps."""
+        lines = []
+        for n in self.stepped:
+            self.along = n.split("_", 1)[1]
+            if n.startswith(STEP_HOMES[1]):
+                lines.append(f"    {self.py[n]} = np.full((1,), {self.T}, DTYPE)")
+                continue
+            rows = f"{self.T} + {self.P + self.F}"
+            lines += self.sequence(self.py[n], f"({rows}, {self.B}, 1)")
+            lines.append(f"    {self.py[n]}[...] = np.arange({1 - self.P}, {self.T} + {self.F + 1}, "
+                         "dtype=DTYPE)[:, None, None]")
+        self.along = "t"
         return lines
 
     def view_lines(self, names, views: dict, grad: bool = False) -> list[str]:
@@ -417,6 +443,7 @@ class Printer:
             if n not in self.views:
                 shape = f"({self.at(n).T} + {P + F}, {B}, {self.model.sizes[n]})"
                 lines += self.sequence(self.py[n], shape)
+        lines += self.step_lines()
         lines += self.extra(self.fwd, "forward") + self.view_lines(self.fwd.views, self.fwd.views)
         for key, (step, n) in self.slots.items():
             if key not in self.model.defined_slots:

@@ -328,9 +328,19 @@ def _retype(prog: Program, block: Block) -> None:
     """The types of the temporaries of an every-step block, with the time axis; a value
     added to a time-free home (a gradient) summed over the steps first."""
     eqns = []
+    old = {e.out.name: prog.types[("tmp", e.out.name)] for e in block.eqns
+           if isinstance(e.out, Tmp) and ("tmp", e.out.name) in prog.types}
     for e in block.eqns:
         if isinstance(e.out, Tmp):
+            before = [old.get(a.name) or prog.type(a) if isinstance(a, Tmp) else prog.type(a)
+                      for a in e.args]                  # in the loop the block was
             args = tuple(prog.type(a, block) for a in e.args)
+            if e.op == "sum_to" and args[0].lead == before[0].lead + 1 \
+                    and e.attrs[0] == before[0].lead:
+                # a size-1 value's cotangent summed over its lanes (a step value t, a size-1
+                # sequence added to a vector): over the batch in the loop, so now over the
+                # batch of every step, not over the steps (the time axis came first)
+                e = replace(e, attrs=(e.attrs[0] + 1, *e.attrs[1:]))
             prog.types[("tmp", e.out.name)] = lookup(e.op).type(args, e.attrs)
         elif e.out.offset is None and e.out.step is None:
             have, want = prog.type(e.args[0], block), prog.type(e.out)

@@ -46,6 +46,11 @@ class _Graph:
             src = f"const{self.consts}"
             self.g.add_node(src, kind="const", value=node.value, label=number_text(node.value))
             return src
+        if isinstance(node, ast.Step):                      # t, end: a number at each step
+            self.consts += 1
+            src = f"const{self.consts}"
+            self.g.add_node(src, kind="const", value=None, label="τ" if node.name == "end" else node.name)
+            return src
         if isinstance(node, ast.At):                        # h(end): a read, as h(t-1) is
             src = f"{node.name}({node.step})"
             self.g.add_node(src, kind="read", name=node.name, label=src, step=node.step)
@@ -65,7 +70,7 @@ class _Graph:
         # the operations an argument needs first; then this one; then its leaves, in order
         # (the order of the nodes is the order of the SVG's elements: kept stable)
         inner = {k: self.operation(a, block, None) for k, a in enumerate(args)
-                 if not isinstance(a, (ast.Num, ast.Ref, ast.At))}
+                 if not isinstance(a, (ast.Num, ast.Ref, ast.At, ast.Step))}
         self.ops += 1
         op_id = f"op{self.ops}"
         self.g.add_node(op_id, kind="op", op=op, defines=defines, block=block, label=op)

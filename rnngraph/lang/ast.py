@@ -58,6 +58,16 @@ class At:
 
 
 @dataclass(frozen=True)
+class Step:
+    """The step number as a value: ``t`` (or a declared index's name, ``u``) in an equation
+    over that index, or ``end``, the number of steps (the book's tau: ``end - t``, the
+    steps left, section 10.2.4).  A number of size 1 with no gradient."""
+
+    name: str
+    pos: Pos = _pos()
+
+
+@dataclass(frozen=True)
 class Call:
     """A function call, ``func`` being the canonical name from the function table."""
 
@@ -96,7 +106,7 @@ class Concat:
     pos: Pos = _pos()
 
 
-Expr = Union[Num, Ref, At, Initial, Call, Binary, Neg, Transpose, Concat]
+Expr = Union[Num, Ref, At, Step, Initial, Call, Binary, Neg, Transpose, Concat]
 
 
 @dataclass(frozen=True)

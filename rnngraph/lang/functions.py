@@ -32,19 +32,22 @@ class Function:
 
 
 class _Table(dict):
-    """The function table; a sum over another index (``sum_u``, after ``index u``) is made
-    on first use, as ``sum_t`` is (whether u is an index is the analysis's to check)."""
+    """The function table; a sum over another index (``sum_u``, after ``index u``) and a mean
+    (``mean_t``, ``mean_u``) are made on first use (whether u is an index is the analysis's
+    to check)."""
 
     def __missing__(self, name: str) -> Function:
         found = _REDUCTION.fullmatch(name)
         if not found:
             raise KeyError(name)
-        i = found.group(1)
-        f = self[name] = Function(name, 1, rf"\sum_{{{i}}}", over=i)
+        kind, i = found.group(1), found.group(2)
+        # mean_t: the sum over the steps divided by their number, the book's tau
+        latex = rf"\sum_{{{i}}}" if kind == "sum" else rf"\frac{{1}}{{\tau}} \sum_{{{i}}}"
+        f = self[name] = Function(name, 1, latex, over=i)
         return f
 
 
-_REDUCTION = re.compile(r"sum_([A-Za-z\u0391-\u03A9\u03B1-\u03C9][A-Za-z0-9\u0391-\u03A9\u03B1-\u03C9]*)")
+_REDUCTION = re.compile(r"(sum|mean)_([A-Za-z\u0391-\u03A9\u03B1-\u03C9][A-Za-z0-9\u0391-\u03A9\u03B1-\u03C9]*)")
 
 FUNCTIONS: dict[str, Function] = _Table({f.name: f for f in [
     Function("tanh", 1, r"\tanh"),

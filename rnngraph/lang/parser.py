@@ -13,6 +13,7 @@ over one before its depth is checked (:func:`ast.depth` is iterative).
 from __future__ import annotations
 
 import difflib
+from dataclasses import replace
 import math
 import sys
 from functools import lru_cache
@@ -319,12 +320,7 @@ def _check_right_side(rhs, eq: Token) -> None:
         if isinstance(node, ast.Initial):
             raise _Located(f"{node.name}(0) can only be defined (as a left side), not read; "
                            f"read {node.name}(t-1) in the recurrence instead", node.pos)
-        if isinstance(node, ast.Ref) and node.name == "t":
-            raise _Located("'t' is the time index: it appears only inside name(...), "
-                           "with no space before '('", node.pos)
-        if isinstance(node, ast.Ref) and node.name == "end":
-            raise _Located("'end' is the last step: it appears only inside name(...), "
-                           "as in h(end)", node.pos)
+        pass
 
 
 @lru_cache(maxsize=1)
@@ -428,4 +424,21 @@ def parse_program(text: str, filename: str = "<string>") -> ast.Program:
         raise _syntax_error(err, source) from None
     if not program.equations:
         raise source.error("no equations: write one per line, as in h(t) = tanh(W h(t-1) + U x(t))", 1, 1)
-    return program
+    return _steps_as_values(program)
+
+
+def _steps_as_values(program: ast.Program) -> ast.Program:
+    """Bare ``t``, ``end`` and a declared index's name (``u``) read as values: ast.Step."""
+    steps = {"t", "end"} | {d.name for d in program.indices}
+
+    def swap(node):
+        if isinstance(node, ast.Ref) and node.offset is None and node.name in steps:
+            return ast.Step(node.name, node.pos)
+        if not ast.children(node):
+            return node
+        return ast.rebuild(node, [swap(c) for c in ast.children(node)])
+    if not any(isinstance(n, ast.Ref) and n.offset is None and n.name in steps
+               for eq in program.equations for n in ast.walk(eq.rhs)):
+        return program
+    return replace(program, equations=tuple(replace(eq, rhs=swap(eq.rhs))
+                                            for eq in program.equations))

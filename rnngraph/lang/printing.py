@@ -70,6 +70,12 @@ def number_latex(value: float) -> str:
     return power if mantissa == "1" else rf"{mantissa} \cdot {power}"
 
 
+def _scalar(node) -> bool:
+    """Whether ``node`` is a number: numbers and step values (``end - t``) alone."""
+    return all(isinstance(n, (ast.Num, ast.Step)) or isinstance(n, (ast.Binary, ast.Neg))
+               for n in ast.walk(node))
+
+
 class _Printer:
     """One printer, two dialects: the subclasses say how leaves and operators look."""
 
@@ -80,7 +86,7 @@ class _Printer:
     def _node(self, node) -> str:
         if isinstance(node, ast.Binary):
             lp, rp = _operand_prec(node)
-            scalar = isinstance(node.left, ast.Num) or isinstance(node.right, ast.Num)
+            scalar = _scalar(node.left) or _scalar(node.right)
             op = "scale" if node.op == "*" and scalar else node.op
             return self.binary(op, self.expr(node.left, lp), self.expr(node.right, rp))
         if isinstance(node, ast.Neg):
@@ -95,6 +101,8 @@ class _Printer:
             return self.ref(node.name, "0")
         if isinstance(node, ast.At):
             return self.at(node.name, node.step)
+        if isinstance(node, ast.Step):
+            return self.step(node.name)
         if isinstance(node, ast.Call):
             return self.call(node.func, [self.expr(a) for a in node.args])
         if isinstance(node, ast.Concat):
@@ -122,6 +130,9 @@ class TextPrinter(_Printer):
 
     def at(self, name, step):
         return f"{name}({step})"
+
+    def step(self, name):
+        return name
 
     def call(self, func, args):
         return f"{func}({', '.join(args)})"
@@ -152,6 +163,9 @@ class LatexPrinter(_Printer):
     def at(self, name, step):
         # the book's last step is \tau: h^{(\tau)}
         return latex_name(name, "(\\tau)" if step == "end" else f"({step})")
+
+    def step(self, name):
+        return "\\tau" if name == "end" else latex_name(name)
 
     def call(self, func, args):
         latex = FUNCTIONS[func].latex
