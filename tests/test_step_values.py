@@ -21,8 +21,9 @@ def test_step_values_read_back_and_print_as_the_book():
     m = rnngraph.load(EXAMPLE)
     assert "r * (end - t)" in m.to_text() and rnngraph.parse(m.to_text()) == m
     assert r"r \left(\tau - t\right)" in m.to_latex()
-    assert r"J &= \frac{1}{\tau} \sum_{t}" in m.to_latex()
-    assert m.symbols["J"].over == "t" and m.symbols["J"].loss
+    total = rnngraph.parse(m.to_text() + "J = mean_t(L(t) + L_halt(t))\n")
+    assert r"J &= \frac{1}{\tau} \sum_{t}" in total.to_latex()
+    assert total.symbols["J"].over == "t" and total.symbols["J"].loss
 
 
 @pytest.mark.parametrize("text,message", [
@@ -65,6 +66,18 @@ def test_a_size_1_sequence_added_to_a_vector_gets_its_gradient(optimize):
     moved = [net.forward({**params, "b": params["b"] + s * eps}, {}, steps=4)["h"].sum()
              for s in (1, -1)]
     assert np.isclose(grads["b"][0], (moved[0] - moved[1]) / (2 * eps), rtol=1e-6)
+
+
+def test_the_steps_left_are_drawn_as_an_input_at_each_step():
+    """tau - t beside x at every step, tau - k at step k, into h: what h reads."""
+    from rnngraph.render import drawing_of
+    d = drawing_of(rnngraph.load(EXAMPLE), unroll=3)
+    steps = {nid: i for nid, i in d.nodes.items() if i["name"] == "end - t"}
+    assert sorted(i["label"] for i in steps.values()) == ["<τ−1>", "<τ−2>", "<τ−3>"]
+    assert {(e["tail"], e["head"]) for e in d.edges if e["tail"] in steps} == \
+        {(f"end - t.{k}", f"h.{k}") for k in (1, 2, 3)}
+    folded = drawing_of(rnngraph.load(EXAMPLE))
+    assert [i["label"] for i in folded.nodes.values() if i["name"] == "end - t"] == ["<τ−t>"]
 
 
 def test_the_halting_example_learns_where_to_stop_from_its_gradients():

@@ -17,6 +17,7 @@ import keyword
 import os
 
 from .. import __version__
+from ..lang import ast
 from ..lang.printing import number_text
 from .source import (docstring_text, dict_lines, identifier, Namer, slice_name, statement_lines,
                      step_index, tuple_text, unpack_lines, wrap)
@@ -340,7 +341,9 @@ class Printer:
 
     def shown(self, names) -> str:
         """The variables a block computes, for its comment: ``h(t)``, or ``J = sum_t`` for a sum."""
-        return ", ".join(f"{n} = sum_{self.sym[n].over}" if n in self.sym and self.sym[n].over
+        funcs = {e.name: e.rhs.func for e in self.model.equations if e.kind == "value"
+                 and isinstance(e.rhs, ast.Call)}
+        return ", ".join(f"{n} = {funcs[n]}" if n in self.sym and self.sym[n].over
                          else f"{n}({self.along})" for n in names)
 
     def loop(self, block) -> str:

@@ -342,8 +342,8 @@ def _retype(prog: Program, block: Block) -> None:
                 # batch of every step, not over the steps (the time axis came first)
                 e = replace(e, attrs=(e.attrs[0] + 1, *e.attrs[1:]))
             prog.types[("tmp", e.out.name)] = lookup(e.op).type(args, e.attrs)
-        elif e.out.offset is None and e.out.step is None:
-            have, want = prog.type(e.args[0], block), prog.type(e.out)
+        elif e.out.offset is None:         # time-free, or one fixed step (dh(end) += ...)
+            have, want = prog.type(e.args[0], block), prog.type(e.out, block)
             if e.op == "copy" and have.lead > want.lead:
                 tmp = Tmp(e.args[0].name + "+" if isinstance(e.args[0], Tmp) else
                           f"%sum{len(prog.types)}")

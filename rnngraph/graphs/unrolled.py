@@ -32,13 +32,56 @@ from ..lang import ast
 from ..lang.printing import expr_text
 
 
+class StepRead:
+    """A term made of step values and numbers alone (``end - t``, the steps left): drawn as an
+    input of its own at each step, as the book draws tau - t (section 10.2.4)."""
+
+    offset = 0
+
+    def __init__(self, expr):
+        self.name = expr_text(expr)
+
+
+def _step_only(node) -> bool:
+    parts = list(ast.walk(node))
+    return any(isinstance(n, ast.Step) for n in parts) and all(
+        isinstance(n, (ast.Step, ast.Num, ast.Neg)) or isinstance(n, ast.Binary) and n.op != "@"
+        for n in parts)
+
+
+def step_symbols(model) -> dict:
+    """A symbol for each step term of ``model`` (``end - t``): an input over the index of the
+    equation that reads it."""
+    from ..check.analysis import Symbol
+    out = {}
+    for eq in model.equations:
+        stack = [eq.rhs]
+        while stack:
+            node = stack.pop()
+            if _step_only(node):
+                text = expr_text(node)
+                out.setdefault(text, Symbol(text, "input", True, node.pos, index=eq.index))
+                continue
+            stack.extend(ast.children(node))
+    return out
+
+
+def symbols_of(model) -> dict:
+    """The model's symbols and its step terms' (:func:`step_symbols`)."""
+    steps = step_symbols(model)
+    return {**model.symbols, **steps} if steps else model.symbols
+
+
 def dependencies(expr):
-    """``(ref, weight_expr)`` for every variable read in ``expr``: the matrix it enters through."""
+    """``(ref, weight_expr)`` for every variable read in ``expr``: the matrix it enters through
+    (a term of step values alone, ``end - t``, as a :class:`StepRead`)."""
     out = []
     stack = [(expr, None)]
     while stack:
         node, weight = stack.pop()
-        if isinstance(node, (ast.Ref, ast.At)):
+        if _step_only(node):
+            out.append((StepRead(node), weight))
+        elif isinstance(node, (ast.Ref, ast.At)):
             out.append((node, weight))
         elif isinstance(node, ast.Binary) and node.op == "@":
             stack.append((node.right, node.left))   # the matrix side is a label, not an edge
@@ -76,11 +119,12 @@ def _weight(expr) -> tuple[str | None, bool]:
 def _edges(model):
     """Every (source, target, delay, weight, transpose) of the model, in file order, once."""
     seen: dict[tuple, None] = {}          # an ordered set
+    sym = symbols_of(model)
     for eq in model.equations:
         if eq.kind == "init":
             continue
         for ref, wexpr in dependencies(eq.rhs):
-            if model.symbols[ref.name].role == "parameter":
+            if sym[ref.name].role == "parameter":
                 continue
             weight, transpose = _weight(wexpr)
             step = ref.step if isinstance(ref, ast.At) else None
@@ -90,8 +134,8 @@ def _edges(model):
     return list(seen)
 
 
-def _node_attrs(model, name):
-    s = model.symbols[name]
+def _node_attrs(model, name, sym=None):
+    s = (sym or model.symbols)[name]
     return dict(role=s.role, kind=s.kind, timed=s.timed, direction=s.direction, delay=s.delay,
                 size=model.sizes.get(name), over=s.over,
                 initial=expr_text(s.initial.rhs) if s.initial is not None else None)
@@ -108,9 +152,11 @@ def folded(model) -> nx.MultiDiGraph:
     [('h', 'h', 1, 'W'), ('x', 'h', 0, 'U')]
     """
     g = nx.MultiDiGraph(name=model.filename)
-    for name, sym in model.symbols.items():
+    symbols = symbols_of(model)
+    for name, sym in symbols.items():
         if sym.role != "parameter":
-            g.add_node(name, **_node_attrs(model, name))
+            g.add_node(name, **_node_attrs(model, name, symbols), **(
+                {"step_term": True} if name not in model.symbols else {}))
     for u, v, delay, weight, transpose, step in _edges(model):
         key = (delay, weight) if step is None else (f"@{step}", weight)
         attrs = dict(delay=delay, weight=weight, transpose=transpose)
@@ -160,7 +206,7 @@ def unrolled(model, steps) -> nx.MultiDiGraph:
     per = steps_of(model, steps)
     g = nx.MultiDiGraph(name=model.filename, steps=steps, per_index=per)
     fold = folded(model)
-    sym = model.symbols
+    sym = symbols_of(model)
 
     def length(name) -> int:
         return per[sym[name].index or "t"]

@@ -76,7 +76,8 @@ def cell_of(model) -> Cell | None:
     if not gated:
         return None
     fold = model.graph()
-    sym = model.symbols
+    from ..graphs.unrolled import symbols_of
+    sym = symbols_of(model)
     inner = fold.subgraph(n for n in order if sym[n].kind not in ("loss", "target"))
     loops = [c for c in nx.strongly_connected_components(inner)
              if c & gated and (len(c) > 1 or inner.has_edge(*(2 * tuple(c))))]

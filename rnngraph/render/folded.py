@@ -18,6 +18,8 @@ to it than its own.
 """
 from __future__ import annotations
 
+from ..graphs.unrolled import symbols_of
+
 import networkx as nx
 
 from . import geometry as geo
@@ -61,14 +63,15 @@ def levels(model, names) -> dict[str, int]:
     for u, v, d in model.graph().edges(data=True):
         if u != v and u in same and v in same and d["delay"] in (0, None):
             same.add_edge(u, v)
+    symbols = symbols_of(model)
     level: dict[str, int] = {}
     for n in nx.topological_sort(same):
         level[n] = max((level[p] + 1 for p in same.predecessors(n)), default=0)
     for n in reversed(list(nx.topological_sort(same))):
-        if same.in_degree(n) == 0 and model.symbols[n].kind != "input" and same.out_degree(n):
+        if same.in_degree(n) == 0 and symbols[n].kind != "input" and same.out_degree(n):
             level[n] = min(level[s] for s in same.successors(n)) - 1
     for n in names:                # a sum over the steps beside what it sums, not a level above
-        if model.symbols[n].over and same.in_degree(n):
+        if symbols[n].over and same.in_degree(n):
             level[n] = max(level[p] for p in same.predecessors(n))
     return {n: level[n] for n in names}
 

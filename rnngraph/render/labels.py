@@ -146,15 +146,16 @@ def weight_label(weight: str | None, transpose: bool, size: float, extra: str | 
     return f"<{' '.join(parts)}>" if parts else ""
 
 
-def sum_label(index: str, size: float) -> str:
-    """The label of an edge into a sum over an index: Σ with the index below, ``Σ_t``.
+def sum_label(index: str, size: float, mean: bool = False) -> str:
+    """The label of an edge into a sum over an index: Σ with the index below, ``Σ_t``; into a
+    mean, ``1/τ Σ_t``.
 
     Examples
     --------
     >>> sum_label("t", 10)
     '<Σ<SUB><FONT POINT-SIZE="7"><I>t</I></FONT></SUB>>'
     """
-    return f"<Σ<SUB>{_small(_word(index), round(size * 0.7, 1))}</SUB>>"
+    return f"<{'1/τ ' if mean else ''}Σ<SUB>{_small(_word(index), round(size * 0.7, 1))}</SUB>>"
 
 
 def split_block(weight: str | None) -> tuple[str, str] | None:

@@ -16,6 +16,7 @@ Node ids are derived from the model (``h1``, ``h1.3`` for h1 at step 3,
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import replace
 
 import networkx as nx
@@ -23,6 +24,7 @@ import pygraphviz as pgv
 
 from ..check.limits import check_drawing
 from ..errors import RnnGraphError
+from ..graphs.unrolled import symbols_of
 from ..lang import ast
 from . import geometry as geo
 from .cells import cell_of, layout_cells
@@ -92,19 +94,26 @@ def layout(model, unroll: int | None = None, style: Style | None = None) -> Draw
         g = _with_stubs(g, unroll)
     A = new_graph(style, "unrolled" if unroll else "folded")
     d = Drawing(A, unroll=unroll, style=style)
+    symbols = symbols_of(model)
     for n, attrs in g.nodes(data=True):
         name, t = (n if unroll is not None else (n, None))
         t = t if attrs.get("timed") or attrs.get("stub") else None
         nid = node_id(name, t)
         kind = "stub" if attrs.get("stub") else attrs["kind"]
-        index = model.symbols[name].index if name in model.symbols else None
+        index = symbols[name].index if name in symbols else None
         shown = (None if not attrs["timed"] else f"({index or 't'})") if unroll is None else \
             step_text(style, t, per[index or "t"] if per else unroll)
         if per and t is not None:
             t = first_col[index or "t"] + t      # the column: the step of its index, shifted
-        label = text_label("⋯") if kind == "stub" else var_label(name, shown, style.fontsize)
+        tex = None
+        if attrs.get("step_term"):             # end - t: the steps left, tau - 2 at step 2
+            text, tex = step_text_of(name, index or "t", None if unroll is None else n[1])
+            label = text_label(text)
+        else:
+            label = text_label("⋯") if kind == "stub" else var_label(name, shown, style.fontsize)
         A.add_node(nid, label=label, **style.node(kind))
-        d.nodes[nid] = dict(name=name, t=t, kind=kind, marker=False, label=label, shown=shown)
+        d.nodes[nid] = dict(name=name, t=t, kind=kind, marker=False, label=label, shown=shown,
+                            **({"tex": tex} if tex else {}))
     for u, v, key, data in g.edges(keys=True, data=True):
         tail = node_id(*(u if unroll is not None else (u, None)))
         head = node_id(*(v if unroll is not None else (v, None)))
@@ -117,8 +126,11 @@ def layout(model, unroll: int | None = None, style: Style | None = None) -> Draw
             extra = "(τ)" if data["step"] == "end" else f"({data['step']})"
         label = weight_label(data["weight"], data["transpose"], style.fontsize, extra)
         over = model.symbols[v if unroll is None else v[0]].over
+        mean = False
         if over and unroll is None:          # folded, a sum over the steps says so: Σ_t
-            label = sum_label(over, style.fontsize)
+            mean = any(e.name == v and e.kind == "value" and e.rhs.func.startswith("mean_")
+                       for e in model.equations)
+            label = sum_label(over, style.fontsize, mean)
         ekey = f"{tail}->{head}:{len(d.edges)}"
         attrs = dict(label=label) if label else {}
         if delay is not None and delay < 0:
@@ -127,6 +139,7 @@ def layout(model, unroll: int | None = None, style: Style | None = None) -> Draw
         d.edges.append(dict(tail=tail, head=head, delay=delay, weight=data["weight"], key=ekey,
                             transpose=data["transpose"], extra=extra,
                             over=over if unroll is None else None,
+                            mean=bool(over) and unroll is None and mean,
                             **({"step": data["step"]} if "step" in data else {})))
         d.labels[ekey] = label
     if unroll is None:
@@ -206,6 +219,21 @@ def _size_nodes(d: Drawing) -> tuple[dict, dict]:
     return sizes, d.label_sizes
 
 
+def step_text_of(text: str, index: str, step: int | None) -> tuple[str, str]:
+    """A step term's label and LaTeX: ``end - t`` is τ−t folded, τ−2 at step 2 (end is the
+    book's tau).
+
+    Examples
+    --------
+    >>> step_text_of("end - t", "t", 2)
+    ('τ−2', '\\tau-2')
+    """
+    words = re.split(r"(\w+)", text)
+    shown = "".join("τ" if w == "end" else str(step) if w == index and step is not None else w
+                    for w in words).replace(" ", "")
+    return shown.replace("-", "−"), shown.replace("τ", "\\tau ").replace(" -", "-").strip()
+
+
 # -- the unrolled view: a time grid -------------------------------------------------
 def _after_the_steps(d: Drawing, model, last: int) -> dict[str, int]:
     """The columns of the time-free variables computed after the steps: a sum over them right
@@ -230,7 +258,7 @@ def _after_the_steps(d: Drawing, model, last: int) -> dict[str, int]:
     readers: dict[str, set] = {}
     for e in d.edges:
         u, v = d.nodes[e["tail"]], d.nodes[e["head"]]
-        if u["t"] is None and model.symbols[u["name"]].role == "input":
+        if u["t"] is None and symbols_of(model)[u["name"]].role == "input":
             readers.setdefault(u["name"], set()).add(v["name"])
     for n, rs in readers.items():
         if rs <= set(col):
@@ -268,6 +296,14 @@ def _place_grid(d: Drawing, model) -> None:
         width[i["name"]] = max(width.get(i["name"], 0.0), sizes[nid][0])
     beside = {n: next(iter(readers[n])) for n in names if kinds[n] == "target"
               and len(readers.get(n, ())) == 1 and kinds[next(iter(readers[n]))] == "loss"}
+    # A step term (end - t, the steps left) beside an input read by the same variable, in its
+    # row: an input of its own, the book's tau - t, with no row of its own
+    for n in names:
+        if n not in model.symbols:
+            mates = [m for m in names if m in model.symbols and kinds[m] == "input"
+                     and model.symbols[m].timed and readers.get(m, set()) & readers.get(n, set())]
+            if mates:
+                beside[n] = mates[0]
     offset = {n: width[loss] / 2 + 20 + width[n] / 2 for n, loss in beside.items()}
     names = [n for n in names if n not in beside]
 

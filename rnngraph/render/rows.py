@@ -38,7 +38,8 @@ def row_orders(model, names: list[str], limit: int | None = None) -> list[list[s
     :mod:`rnngraph.render.layout` routes the first few and keeps the one with
     fewest crossings.
     """
-    sym = model.symbols
+    from ..graphs.unrolled import symbols_of
+    sym = symbols_of(model)
     same = nx.DiGraph()
     same.add_nodes_from(names)
     near = nx.Graph()

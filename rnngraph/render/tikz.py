@@ -77,7 +77,7 @@ def _edge_text(edge: dict, steps: int | None, style, nodes: dict) -> str:
         t = nodes[edge["tail"]]["t"]
         return "$" + latex_name(edge["carried"], _math_time(step_text(style, t, steps))) + "$"
     if edge.get("over"):
-        return r"$\sum_{" + edge["over"] + "}$"
+        return (r"$\frac{1}{\tau}" if edge.get("mean") else "$") + r"\sum_{" + edge["over"] + "}$"
     parts = []
     weight = edge.get("weight")
     block = split_block(weight)
