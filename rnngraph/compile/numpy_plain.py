@@ -132,8 +132,7 @@ class Printer:
         s = self.sym.get(name)
         if s is not None:
             return s.index or "t"
-        return self.fwd.index_of(name) if name in self.fwd.indices or self.made.get(name) \
-            is not self.back else self.back.index_of(name)
+        return (self.back if self.made.get(name) is self.back else self.fwd).index_of(name)
 
     def at(self, name: str):
         """``self`` printing along the index of ``name`` (a context for one array's lines)."""
