@@ -173,3 +173,22 @@ def test_the_drawing_is_figure_10_12(tmp_path, capsys):
     assert out.read_bytes().count(b"<g id=\"node") == len(d.nodes)
     assert main(["draw", str(EXAMPLE), "--unroll", "t=4,v=3", "-o", str(out)]) == 2
     assert "'v' is not an index of this model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["seq2seq", "sequence_summary", "halting"])
+@pytest.mark.parametrize("steps", [None, 3])
+def test_the_tikz_of_the_new_constructs_is_plain_latex(name, steps):
+    """(τ), τ−2 and →(0) become \\tau and \\to: pdflatex reads no Unicode in math."""
+    from rnngraph.render import draw
+    m = rnngraph.load(EXAMPLE.parent / f"{name}.rnn")
+    tex = draw(m, steps, format="tex").decode()
+    assert tex.isascii(), [c for c in tex if not c.isascii()][:5]
+    if name == "seq2seq" and steps is None:
+        assert r"W_{c}\,{\scriptstyle \to (0)}" in tex and r"{\scriptstyle (\tau)}" in tex
+
+
+def test_the_folded_drawing_shows_what_the_initial_value_reads():
+    """C -> s through W_c, marked as feeding s(0), beside C -> s through D at every step."""
+    d = drawing_of(rnngraph.load(EXAMPLE))
+    into_s = sorted((e["weight"], e["extra"]) for e in d.edges if (e["tail"], e["head"]) == ("C", "s"))
+    assert into_s == [("D", None), ("W_c", "→(0)")]

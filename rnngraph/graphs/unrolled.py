@@ -163,13 +163,15 @@ def folded(model) -> nx.MultiDiGraph:
         if step is not None:
             attrs["step"] = step
         g.add_edge(u, v, key=key, **attrs)
-    for name, sym in model.symbols.items():       # what an initial value reads at a fixed step
+    for name, sym in model.symbols.items():       # what an initial value reads: into the state
         if sym.initial is not None:
             for ref, wexpr in dependencies(sym.initial.rhs):
-                if isinstance(ref, ast.At):
-                    weight, transpose = _weight(wexpr)
-                    g.add_edge(ref.name, name, key=(f"@{ref.step}", weight), delay=None,
-                               weight=weight, transpose=transpose, step=ref.step, initial=True)
+                if model.symbols[ref.name].role == "parameter":
+                    continue
+                weight, transpose = _weight(wexpr)
+                step = {"step": ref.step} if isinstance(ref, ast.At) else {}
+                g.add_edge(ref.name, name, key=(f"@{ref.step}" if step else "(0)", weight),
+                           delay=None, weight=weight, transpose=transpose, initial=True, **step)
     return g
 
 

@@ -124,6 +124,8 @@ def layout(model, unroll: int | None = None, style: Style | None = None) -> Draw
             extra = _delay_text(delay)
         if unroll is None and "step" in data:       # folded, h(end) read: the step it reads, (τ)
             extra = "(τ)" if data["step"] == "end" else f"({data['step']})"
+        if unroll is None and data.get("initial"):  # folded, into the initial value s(0)
+            extra = "→(0)" if extra is None else f"{extra}→(0)"
         label = weight_label(data["weight"], data["transpose"], style.fontsize, extra)
         over = model.symbols[v if unroll is None else v[0]].over
         mean = False

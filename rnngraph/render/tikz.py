@@ -56,8 +56,11 @@ def _color(value: str | None) -> str | None:
 
 
 def _math_time(text: str | None) -> str | None:
-    """``(t−1)`` as LaTeX: the Unicode minus as ``-``."""
-    return None if text is None else text.replace("−", "-")
+    """``(t−1)``, ``(τ)``, ``→(0)`` as LaTeX: the Unicode minus as ``-``, τ and → as
+    commands (pdflatex reads no Unicode in math)."""
+    if text is None:
+        return None
+    return text.replace("−", "-").replace("τ", r"\tau ").replace("→", r"\to ").replace(" )", ")")
 
 
 def _node_text(info: dict) -> str:
