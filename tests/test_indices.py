@@ -192,3 +192,22 @@ def test_the_folded_drawing_shows_what_the_initial_value_reads():
     d = drawing_of(rnngraph.load(EXAMPLE))
     into_s = sorted((e["weight"], e["extra"]) for e in d.edges if (e["tail"], e["head"]) == ("C", "s"))
     assert into_s == [("D", None), ("W_c", "→(0)")]
+
+
+@pytest.mark.parametrize("optimize", [False, True])
+def test_a_transposed_vector_times_a_vector_is_their_dot_product(optimize):
+    """Luong's score s^T h, here within one index: one number a row, which scales a vector."""
+    m = rnngraph.parse("h(t) = tanh(W h(t-1) + U x(t))\nq(t) = tanh(Q x(t))\ne(t) = q(t)^T h(t)\n"
+                       "o(t) = e(t) * h(t)\nx: 3, h: 4")
+    assert m.sizes["e"] == 1 and "e(t) = q(t)^T h(t)" in m.to_text()
+    assert r"e^{(t)} &= q^{(t)}^{\top} h^{(t)}" in m.to_latex()
+    net = m.compile(optimize=optimize)
+    point = (net.init_params(seed=0), {"x": np.random.default_rng(0).normal(size=(4, 2, 3))}, {})
+    outs, _ = net.vjp(*point)
+    assert np.allclose(outs["e"], (outs["q"] * outs["h"]).sum(-1, keepdims=True))
+    assert np.allclose(outs["o"], outs["e"] * outs["h"])
+    cot = {k: np.random.default_rng(1).normal(size=v.shape) for k, v in outs.items()}
+    assert worst_directional_error(net, point, cot, seed=2) < 1e-6
+    with pytest.raises(RnnGraphError, match="only a matrix can be transposed, or a vector in a "
+                                            "dot product u.T v; h.t. is not a matrix"):
+        rnngraph.parse("h(t) = x(t)\no(t) = h(t)^T + x(t)\n")

@@ -5,7 +5,8 @@ time reading each other at delays 1-3, inputs read at other steps, time-free
 inputs and values, initial values, losses on a softmax or a sigmoid (their target also read
 at t-1, teacher forcing, with ``free k -> y``: the free-running model is checked too), sums
 over the steps (``J = sum_t(...)`` of any expression), values after the loops from fixed steps
-(``S = f(h(end), x(1))``, read by a later state and its initial value, or a loss); and in every operand
+(``S = f(h(end), x(1))``, read by a later state and its initial value, or a loss), decoders
+over a second index u, step values (``end - t``), dot products ``u^T v``; and in every operand
 position of every op and function of the language, a parameter matrix (also
 transposed, summed, multiplied by another), a bias, a number (negative, not
 whole), an input, a state, a value.  Names are drawn from those the generated
@@ -85,7 +86,7 @@ def _expr(b: Builder, n: int, depth: int, reads) -> str:
     or None for any size: (text, size)."""
     draw = b.draw
     kind = draw(st.sampled_from(["leaf", "leaf", "add", "mul", "div", "call", "call", "matvec",
-                                 "transpose", "concat", "scale", "bias", "matsum", "matprod"])
+                                 "transpose", "concat", "scale", "bias", "matsum", "matprod", "dot"])
                 ) if depth > 0 else "leaf"
     sub = lambda m=n: _expr(b, m, depth - 1, reads)  # noqa: E731
 
@@ -155,6 +156,13 @@ def _expr(b: Builder, n: int, depth: int, reads) -> str:
     if kind == "concat":
         m1, m2 = draw(INNER), draw(INNER)
         return f"{b.param(n, m1 + m2)} [{operand(m1)}; {operand(m2)}]"
+    if kind == "dot":                            # u^T v of two vectors, a number per row
+        m = draw(INNER)
+        u, v = reads(m), reads(m)
+        if u is None:
+            return sub()
+        other = f"({sub(m)} + {b.param(m)})" if draw(st.booleans()) else v[0]
+        return f"({u[0]}^T {other}) * {sub()}"
     if kind == "scale":
         num = b.number()
         return f"{num} * {sub()}" if draw(st.booleans()) else f"({sub()} * {num})"

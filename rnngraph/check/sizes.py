@@ -99,9 +99,18 @@ def _label(key, value) -> str:
         return f"'{rest[0]}' has {v} rows"
     if kind == "cols":
         return f"'{rest[0]}' has {v} columns"
+    if kind == "dot":
+        return f"{rest[1]} (a dot product) has size {v}"
     if kind == "tmp":
         return f"{rest[1]} has size {v}"
     return f"a loss has size {v}"
+
+
+def is_dot(node, shape) -> bool:
+    """Whether the product ``node`` is ``u^T v`` of two vectors: ``shape`` gives a node's
+    shape (("vec", ...) or ("mat", ...))."""
+    return isinstance(node, ast.Binary) and node.op == "@" and isinstance(node.left, ast.Transpose) \
+        and shape(node.left.operand)[0] == "vec"
 
 
 class _Inference:
@@ -132,7 +141,8 @@ class _Inference:
         if isinstance(node, ast.Transpose):
             s = self.shape(node.operand)
             if s[0] != "mat":
-                self.fail(f"only a matrix can be transposed; {expr_text(node.operand)} is not one", node)
+                self.fail(f"only a matrix can be transposed, or a vector in a dot product u^T v; "
+                          f"{expr_text(node.operand)} is not a matrix", node)
             return ("mat", s[2], s[1])
         if isinstance(node, ast.Binary):
             return self.binary(node)
@@ -161,6 +171,17 @@ class _Inference:
         raise TypeError(node)
 
     def binary(self, node: ast.Binary):
+        if node.op == "@" and is_dot(node, self.shape):
+            # u^T v of two vectors (Luong's score s^T h): their dot product, a number at
+            # each step that broadcasts over a vector as a size-1 value does
+            u, v = self.shape(node.left.operand), self.shape(node.right)
+            if v[0] != "vec":
+                self.fail(f"a transposed vector multiplies a vector (u^T v, a dot product); "
+                          f"{expr_text(node.right)} is a matrix", node.right)
+            self.u.unify(u[1], v[1], node)
+            key = ("dot", id(node), expr_text(node))
+            self.u.set(key, 1, node, "a dot product has size")
+            return ("vec", key)
         left, right = self.shape(node.left), self.shape(node.right)
         if node.op == "@":
             if left == SCALAR:
@@ -193,9 +214,11 @@ class _Inference:
         return left
 
     def is_one(self, key) -> bool:
-        """Whether ``key`` is a vector known, by now, to have size 1 (declared or given) that is
-        not a loss: adding a loss to a vector is a mistake to report, not a broadcast."""
-        return key[0] == "sym" and self.u.get(key) == 1 and self.u.find(key) != self.u.find(ONE)
+        """Whether ``key`` is a vector known, by now, to have size 1 (declared or given, or a
+        dot product) that is not a loss: adding a loss to a vector is a mistake to report,
+        not a broadcast."""
+        return key[0] in ("sym", "dot") and self.u.get(key) == 1 \
+            and self.u.find(key) != self.u.find(ONE)
 
     def equation(self, eq: ast.Equation) -> None:
         s = self.shape(eq.rhs)

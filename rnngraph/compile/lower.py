@@ -90,7 +90,16 @@ class _Lowering:
 
     def operation(self, node, out, origin):
         if isinstance(node, ast.Binary):
-            a, b = self.expr(node.left, out, origin), self.expr(node.right, out, origin)
+            if node.op == "@" and isinstance(node.left, ast.Transpose):
+                u = self.expr(node.left.operand, out, origin)
+                if len(self.type(u).shape) == 1:          # u^T v: a dot product
+                    return "dot", (u, self.expr(node.right, out, origin))
+                a = Tmp(f"%{self.count + 1}")
+                self.count += 1
+                self.emit(out, a, "transpose", (u,), origin)
+                b = self.expr(node.right, out, origin)
+            else:
+                a, b = self.expr(node.left, out, origin), self.expr(node.right, out, origin)
             if node.op != "@":
                 return _BINARY[node.op], (a, b)
             ta, tb = self.type(a), self.type(b)

@@ -166,6 +166,11 @@ _row("log_softmax", _same, _call("log_softmax"),
 # Only in gradients: the sum over the last axis, kept as an axis of size 1.
 _row("rowsum", _one, lambda a, t, at: Text(f"{a[0].at(ATOM)}.sum(-1, keepdims=True)", ATOM), None,
      nopython=_call("jitops.rowsum"))
+# u^T v of two vectors, a dot product (Luong's score s^T h): one number a row
+_row("dot", lambda t, at: Type(max(x.lead for x in t), (1,)),
+     lambda a, t, at: Text(f"({a[0].at(MUL)} * {a[1].at(MUL + 1)}).sum(-1, keepdims=True)", ATOM),
+     lambda b, e, g: (b.mul(g, e.args[1]), b.mul(e.args[0], g)),
+     nopython=lambda a, t, at: Text(f"jitops.rowsum({a[0].at(MUL)} * {a[1].at(MUL + 1)})", ATOM))
 
 
 def _concat_type(types, attrs):
