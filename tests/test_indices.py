@@ -211,3 +211,12 @@ def test_a_transposed_vector_times_a_vector_is_their_dot_product(optimize):
     with pytest.raises(RnnGraphError, match="only a matrix can be transposed, or a vector in a "
                                             "dot product u.T v; h.t. is not a matrix"):
         rnngraph.parse("h(t) = x(t)\no(t) = h(t)^T + x(t)\n")
+
+
+def test_a_dot_product_is_drawn_as_two_reads():
+    """q(t)^T h(t): both feed e, neither labels the other's edge (a weight q^T would say q
+    is a matrix); w^T h(t) with w a parameter stays a weight."""
+    g = rnngraph.parse("h(t) = tanh(W h(t-1) + U x(t))\nq(t) = tanh(Q x(t))\ne(t) = q(t)^T h(t)\n"
+                       "p(t) = sigmoid(w^T h(t))\nx: 3, h: 4, p: 1").graph()
+    into = {v: sorted((u, d["weight"]) for u, w, d in g.in_edges(v, data=True)) for v in ("e", "p")}
+    assert into == {"e": [("h", None), ("q", None)], "p": [("h", "w")]}

@@ -72,14 +72,29 @@ def symbols_of(model) -> dict:
     return {**model.symbols, **steps} if steps else model.symbols
 
 
-def dependencies(expr):
+def _vector(node, vectors) -> bool:
+    """Whether ``node`` (under a transpose) is a vector: it reads a step, or names one of
+    ``vectors`` (the model's variables), or is more than a name (a parameter alone is a
+    matrix there)."""
+    if isinstance(node, ast.Ref) and node.offset is None:
+        return vectors is not None and node.name in vectors
+    return not (isinstance(node, ast.Transpose) or isinstance(node, ast.Binary) and node.op == "@")
+
+
+def dependencies(expr, vectors=None):
     """``(ref, weight_expr)`` for every variable read in ``expr``: the matrix it enters through
-    (a term of step values alone, ``end - t``, as a :class:`StepRead`)."""
+    (a term of step values alone, ``end - t``, as a :class:`StepRead`; both sides of a dot
+    product ``q^T h`` as reads, no weight).  ``vectors``: the names of the model's variables,
+    which a transpose makes one side of a dot product, not a matrix."""
     out = []
     stack = [(expr, None)]
     while stack:
         node, weight = stack.pop()
-        if _step_only(node):
+        if isinstance(node, ast.Binary) and node.op == "@" and isinstance(node.left, ast.Transpose) \
+                and _vector(node.left.operand, vectors):
+            stack.append((node.right, None))
+            stack.append((node.left.operand, None))
+        elif _step_only(node):
             out.append((StepRead(node), weight))
         elif isinstance(node, (ast.Ref, ast.At)):
             out.append((node, weight))
@@ -120,10 +135,11 @@ def _edges(model):
     """Every (source, target, delay, weight, transpose) of the model, in file order, once."""
     seen: dict[tuple, None] = {}          # an ordered set
     sym = symbols_of(model)
+    vectors = {n for n, s in model.symbols.items() if s.role != "parameter"}
     for eq in model.equations:
         if eq.kind == "init":
             continue
-        for ref, wexpr in dependencies(eq.rhs):
+        for ref, wexpr in dependencies(eq.rhs, vectors):
             if sym[ref.name].role == "parameter":
                 continue
             weight, transpose = _weight(wexpr)
