@@ -57,7 +57,6 @@ def test_the_language_of_two_indices():
     ("index u\ns(u) = tanh(A s(u-1) + y(u))\nh(t) = tanh(W h(t-1) + s(t-1))\n",
      "'s' has the steps of u (defined as s(u)), not of t"),
     ("index u\nh(t) = tanh(W h(t-1) + x(t))\ns(u) = tanh(A s(u-1) + x(u))\n", "'x' has the steps of t"),
-    ("index u\nh(t) = tanh(W h(t-1) + u)\n", "'u' is the step number of u; h(t) runs over t"),
     ("index t\nh(t) = x(t)\n", "'t' is always an index"),
     ("index u, u\ns(u) = y(u)\n", "'u' is declared an index twice"),
     ("index u\nh(t) = tanh(W h(t-1) + x(t))\nJ = sum_v(h(t))\n", "sums over 'v', which is not an index"),
