@@ -222,7 +222,7 @@ def _size_nodes(d: Drawing) -> tuple[dict, dict]:
 
 
 def step_text_of(text: str, index: str, step: int | None) -> tuple[str, str]:
-    """A step term's label and LaTeX: ``end - t`` is τ−t folded, τ−2 at step 2 (end is the
+    r"""A step term's label and LaTeX: ``end - t`` is τ−t folded, τ−2 at step 2 (end is the
     book's tau).
 
     Examples
