@@ -219,3 +219,41 @@ def test_a_dot_product_is_drawn_as_two_reads():
                        "p(t) = sigmoid(w^T h(t))\nx: 3, h: 4, p: 1").graph()
     into = {v: sorted((u, d["weight"]) for u, w, d in g.in_edges(v, data=True)) for v in ("e", "p")}
     assert into == {"e": [("h", None), ("q", None)], "p": [("h", "w")]}
+
+
+MEAN_CONTEXT = """\
+index u
+h(t) = tanh(W h(t-1) + U x(t) + b)
+C = mean_t(h(t))
+s(0) = tanh(W_c C + b_c)
+s(u) = tanh(A s(u-1) + D C + e)
+x: 3, h: 4, s: 5
+"""
+
+
+@pytest.mark.parametrize("optimize", [False, True])
+def test_a_mean_over_the_steps_is_a_context_the_decoder_reads(optimize):
+    """C = mean_t(h(t)), the encoder's states averaged, read by s(0) and every s(u); drawn
+    right of the encoder's last step, before the decoder."""
+    m = rnngraph.parse(MEAN_CONTEXT)
+    net = m.compile(optimize=optimize)
+    point = (net.init_params(seed=0), {"x": np.random.default_rng(0).normal(size=(5, 2, 3))}, {})
+    outs, _ = net.vjp(*point, steps={"u": 3})
+    assert np.allclose(outs["C"], outs["h"].mean(0))
+    assert outs["s"].shape == (3, 2, 5)
+    cot = {k: np.random.default_rng(1).normal(size=v.shape) for k, v in outs.items()}
+    rng = np.random.default_rng(3)
+    _, pullback = net.vjp(*point, steps={"u": 3})
+    grads = pullback(cot)
+    d = rng.normal(size=point[1]["x"].shape)
+    f = lambda e: sum(float((cot[k] * v).sum()) for k, v in net.forward(  # noqa: E731
+        point[0], {"x": point[1]["x"] + e * d}, steps={"u": 3}).items())
+    assert np.isclose((f(1e-6) - f(-1e-6)) / 2e-6, float((grads["x"] * d).sum()), rtol=1e-6)
+    col = {nid: i["col"] for nid, i in drawing_of(m, unroll=3).nodes.items()}
+    assert col["h.3"] < col["C"] <= col["s.0"] < col["s.1"]
+
+
+def test_what_a_sum_over_the_steps_feeds_cannot_read_it():
+    with pytest.raises(RnnGraphError, match=r"h\(t\) reads C, a mean over every step of t, but C is "
+                                            r"computed from what h\(t\) feeds"):
+        rnngraph.parse("h(t) = tanh(W h(t-1) + U x(t) + V C)\nC = mean_t(h(t))\n")

@@ -170,8 +170,8 @@ def test_a_sum_over_the_steps_prints_as_the_book_writes_it():
 @pytest.mark.parametrize("text,message", [
     ("x: 2\nh(t) = tanh(W x(t))\nJ = 2 * sum_t(h(t))\n",
      "sum_t(...) sums over every step: it is the whole right side of an equation with no time index"),
-    ("x: 2\nh(t) = tanh(W x(t))\nJ = sum_t(h(t))\nK = J + 1\n",
-     "'J' is a sum over every step of t (J = sum_t(...)): it is an output, no equation can read it"),
+    ("x: 2\nh(t) = tanh(W x(t) + J)\nJ = sum_t(h(t))\n",
+     "h(t) reads J, a sum over every step of t, but J is computed from what h(t) feeds"),
     ("x: 2\nh(t) = sum_t(x(t))\n", "sum_t(...) sums over every step"),
     ("x: 2\nh(t) = tanh(W x(t))\nJ = sum_t(b)\n", "sum_t(...) sums over the steps, but b reads none"),
 ])

@@ -212,7 +212,8 @@ def _gates(b: Builder, n: int, reads, own: str | None) -> list[str]:
 
 def _summary(b: Builder, inputs, seqs) -> None:
     """A time-free value computed after the loops from fixed steps of any sequence or input
-    (``S = tanh(W h(end) + V x(1))``, any expression), and maybe a state that starts from it
+    (``S = tanh(W h(end) + V x(1))``, any expression) or as a sum or mean over the steps
+    (``S = mean_t(...)``), and maybe a state that starts from it
     and reads it and a last step at every step (an encoder-decoder's context), or a loss on it."""
     draw = b.draw
     S, ns = b.name("S"), draw(st.integers(1, 3))
@@ -225,10 +226,20 @@ def _summary(b: Builder, inputs, seqs) -> None:
             return None
         v, s = draw(st.sampled_from(options))
         return (f"{v}({draw(st.sampled_from(['end', 'end', 1, 2, 3]))})", s)
-    body = _expr(b, ns, draw(st.integers(0, 3)), fixed)
-    if "(end)" not in body and not re.search(r"\w\(\d\)", body):   # it must read a step
-        text, m = fixed(None)
-        body = f"{body} + {b.param(ns, m)} {text}"
+    if draw(st.booleans()):                       # a sum or mean over the steps, read after them
+        def every(m):
+            options = [(f"{v}(t)", s) for v, s in pool if m is None or s == m]
+            return draw(st.sampled_from(options)) if options else None
+        b.along = "t"
+        body = _expr(b, ns, draw(st.integers(0, 2)), every)
+        b.along = None
+        text, m = every(None)
+        body = f"{draw(st.sampled_from(['sum_t', 'mean_t']))}({body} + {b.param(ns, m)} {text})"
+    else:
+        body = _expr(b, ns, draw(st.integers(0, 3)), fixed)
+        if "(end)" not in body and not re.search(r"\w\(\d\)", body):   # it must read a step
+            text, m = fixed(None)
+            body = f"{body} + {b.param(ns, m)} {text}"
     b.lines.append(f"{S} = {body}")
     if draw(st.booleans()):                       # a decoder over the same steps, from S
         z, nz = b.name("z"), draw(st.integers(1, 3))

@@ -234,9 +234,6 @@ def analyse(program: ast.Program, source: Source) -> dict[str, Symbol]:
         if sym.role == "value" and r.offset is not None:
             raise err(f"'{r.name}' has no time index (defined as {r.name} = ...): read it as "
                       f"{r.name}", *r.pos)
-        if sym.over:
-            raise err(f"'{r.name}' is a sum over every step of {sym.over} ({r.name} = "
-                      f"{defs[r.name].rhs.func}(...)): it is an output, no equation can read it", *r.pos)
         if sym.role in ("input", "parameter") and (r.offset is None) == sym.timed:
             first = sym.reads[0]
             raise err(f"'{r.name}' is read both as {_show(r.name, first.offset, first.index)} "
@@ -275,7 +272,10 @@ def analyse(program: ast.Program, source: Source) -> dict[str, Symbol]:
     g.add_nodes_from(defs)
     for eq, r in reads:
         if r.name in defs and eq.kind != "init":
-            g.add_edge(r.name, eq.name, delay=-(r.offset or 0), ref=r)
+            # a sum over the steps is read whole, after its last step: no same-step edge
+            # (what it feeds reading it is _check_fixed_reads's to refuse)
+            whole = reduction(defs[r.name]) is not None
+            g.add_edge(r.name, eq.name, delay=None if whole else -(r.offset or 0), ref=r)
     _check_algebraic_loops(g, defs, err)
     _check_fixed_reads(program, g, defs, err)
 
@@ -413,6 +413,14 @@ def _check_fixed_reads(program, g: nx.MultiDiGraph, defs: dict, err) -> None:
         refs = [r.name for r in ast.walk(eq.rhs) if isinstance(r, (ast.Ref, ast.At))]
         whole.add_edges_from((n, eq.name) for n in refs if n in defs)
     for eq in program.equations:
+        for r in ast.walk(eq.rhs):          # a sum over the steps, known after the last one
+            if isinstance(r, ast.Ref) and r.name in defs and reduction(defs[r.name]) \
+                    and nx.has_path(whole, eq.name, r.name):
+                lhs = f"{eq.name}(0)" if eq.kind == "init" else eq.lhs_text
+                raise err(f"{lhs} reads {r.name}, a {defs[r.name].rhs.func.split('_')[0]} over every "
+                          f"step of {reduction(defs[r.name])}, but {r.name} is computed from "
+                          f"{'itself' if r.name == eq.name else 'what ' + lhs + ' feeds'}: it is "
+                          "known only after the last step", *r.pos)
         for r in fixed_reads(eq.rhs):
             if r.name in defs and nx.has_path(whole, eq.name, r.name):
                 lhs = f"{eq.name}(0)" if eq.kind == "init" else eq.lhs_text

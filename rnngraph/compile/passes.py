@@ -186,8 +186,11 @@ def hoist_invariants(prog: Program) -> Program:
     if out.blocks[0].kind != "once":           # a backward program: a prologue of its own
         out.blocks.insert(0, Block("once", []))
     level: dict[str, int] = {}                 # a time-free home -> the block that writes it
-    for k, block in enumerate(out.blocks):
+    pending: set = set()                       # written by a loop (a sum over the steps): not yet
+    for k, block in enumerate(out.blocks):     # in a time-free block, so nowhere to hoist to
         if block.kind == "once":
+            level.update((n, k) for n in pending)
+            pending.clear()
             for e in block.eqns:
                 if isinstance(e.out, Home) and e.out.offset is None and e.out.step is None \
                         and not e.out.grad:
@@ -199,6 +202,7 @@ def hoist_invariants(prog: Program) -> Program:
             if isinstance(e.out, Tmp) and all(
                     isinstance(a, Const) or isinstance(a, Tmp) and a.name in at
                     or isinstance(a, Home) and a.offset is None and a.step is None and not a.grad
+                    and a.name not in pending
                     for a in e.args):
                 to = max([0] + [at[a.name] if isinstance(a, Tmp) else level.get(a.name, 0)
                                 for a in e.args if not isinstance(a, Const)])
@@ -207,6 +211,8 @@ def hoist_invariants(prog: Program) -> Program:
             else:
                 kept.append(e)
         block.eqns = kept
+        pending.update(e.out.name for e in kept if isinstance(e.out, Home) and e.out.offset is None
+                       and e.out.step is None and not e.out.grad and e.accumulate)
         targets = sorted(set(at.values()))
         to_homes(out, [out.blocks[t] for t in targets] + [block], timed=False)
         for t in targets:                      # what a later block's invariants may read

@@ -242,7 +242,12 @@ def _after_the_steps(d: Drawing, model, last: int) -> dict[str, int]:
     of the last step, where the sum is done; a value that reads a fixed step (``o = V
     h(end)``, the book's figure 10.5) above the latest step it reads, and so what reads it
     (and a time-free input only those read: the target of their loss)."""
-    col = {n: last + 1 for n, s in model.symbols.items() if s.over}
+    ends: dict[str, int] = {}                  # each index's last column (several indices)
+    for i in d.nodes.values():
+        s = model.symbols.get(i["name"])
+        if s is not None and s.timed and i["t"] is not None:
+            ends[s.index] = max(ends.get(s.index, i["t"]), i["t"])
+    col = {n: ends.get(s.over, last) + 1 for n, s in model.symbols.items() if s.over}
     changed = True
     while changed:
         changed = False
