@@ -257,3 +257,37 @@ def test_what_a_sum_over_the_steps_feeds_cannot_read_it():
     with pytest.raises(RnnGraphError, match=r"h\(t\) reads C, a mean over every step of t, but C is "
                                             r"computed from what h\(t\) feeds"):
         rnngraph.parse("h(t) = tanh(W h(t-1) + U x(t) + V C)\nC = mean_t(h(t))\n")
+
+
+@pytest.mark.parametrize("steps,message", [
+    ({"u": -1}, "steps['u'] must be a whole number of steps, 0 or more, not -1"),
+    ({"u": 2.0}, "steps['u'] must be a whole number of steps, 0 or more, not 2.0"),
+    ({"u": True}, "steps['u'] must be a whole number of steps, 0 or more, not True"),
+    ({"u": [3]}, "steps['u'] must be a whole number of steps, 0 or more, not [3]"),
+    ({"v": 2}, "unknown index 'v' (the indices are: t, u)"),
+])
+def test_a_wrong_number_of_steps_is_refused_with_a_message(steps, message):
+    net = rnngraph.load(EXAMPLE).compile()
+    with pytest.raises(RnnGraphError) as info:
+        net.forward(net.init_params(seed=0), {"x": np.zeros((4, 2, 4))}, mode="free", steps=steps)
+    assert message in str(info.value)
+
+
+def test_a_model_of_one_index_takes_its_steps_as_a_dict_too():
+    m = rnngraph.parse("h(t) = tanh(W h(t-1) + b + r * t / end)\nh: 2").compile()
+    assert m.forward(m.init_params(seed=0), {}, steps={"t": 3})["h"].shape == (3, 2)
+
+
+def test_an_index_is_not_a_variable():
+    with pytest.raises(RnnGraphError, match=r"'u' is declared an index \(line 1\), not a variable: "
+                                            r"it cannot be read as u\(t\)"):
+        rnngraph.parse("index u\nh(t) = tanh(W h(t-1) + U x(t) + V u(t))\n")
+
+
+def test_the_op_view_draws_an_initial_value_read_from_a_sum_over_the_steps(tmp_path):
+    from rnngraph.cli import main as cli
+    src = tmp_path / "m.rnn"
+    src.write_text("x: 2, h: 3, s: 3\nh(t) = tanh(W h(t-1) + U x(t))\nC = mean_t(h(t))\n"
+                   "s(0) = tanh(P C)\ns(t) = tanh(A s(t-1))\n")
+    for extra in ([], ["--unroll", "2"]):
+        assert cli(["draw", str(src), "--detail", "ops", "-o", str(tmp_path / "o.svg"), *extra]) == 0

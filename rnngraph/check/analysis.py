@@ -367,6 +367,10 @@ def _check_indices(program, defs, err) -> None:
                           f"a line of its own, index {over}", *n.pos)
             if not isinstance(n, ast.Ref):
                 continue
+            if n.name in indices and n.offset is not None:
+                raise err(f"'{n.name}' is declared an index (line {indices[n.name].pos[0]}), not a "
+                          f"variable: it cannot be read as {n.name}({time_text(n.offset, n.index)})"
+                          if indices[n.name] else "'t' is the time index, not a variable", *n.pos)
             if n.offset is None and n.name in indices and n.name != "t":
                 raise err(f"'{n.name}' is an index: it appears only inside name(...), as in "
                           f"s({n.name}-1)", *n.pos)

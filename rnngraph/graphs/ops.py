@@ -57,8 +57,11 @@ class _Graph:
             return src
         if isinstance(node, ast.Ref):
             role = self.model.symbols[node.name].role
-            if role != "parameter" and role != "input" and not node.offset:
+            if role != "parameter" and role != "input" and not node.offset \
+                    and node.name in self.defined:
                 return self.defined[node.name]              # defined this step (or time-free)
+            # else a read: an input, a parameter, another step, or a sum over the steps
+            # that an initial value reads before the steps (drawn as a read of it)
             src = node.name if node.offset is None else f"{node.name}({time_text(node.offset)})"
             self.g.add_node(src, kind="param" if role == "parameter" else "read",
                             name=node.name, label=src)

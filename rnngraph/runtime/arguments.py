@@ -51,11 +51,15 @@ def _layout_key(inputs, steps) -> tuple | None:
     (and ``steps``), if ``inputs`` is a dict of NumPy arrays; else None."""
     if type(inputs) is not dict:
         return None
-    key = [tuple(sorted(steps.items())) if isinstance(steps, dict) else steps]
+    key = [tuple(sorted(steps.items(), key=str)) if isinstance(steps, dict) else steps]
     for name, a in inputs.items():
         if type(a) is not np.ndarray:
             return None
         key.append((name, a.shape, a.dtype))
+    try:
+        hash(key[0])
+    except TypeError:                     # steps of a kind _steps refuses: no cache
+        return None
     return tuple(key)
 
 
@@ -63,7 +67,8 @@ def _unknown(kind: str, name, known) -> RnnGraphError:
     close = difflib.get_close_matches(str(name), list(known), n=1)
     hint = f"; did you mean '{close[0]}'?" if close else ""
     listing = ", ".join(known) if known else "none"
-    return RnnGraphError(f"unknown {kind} '{name}'{hint} (the {kind}s are: {listing})")
+    kinds = "indices" if kind == "index" else f"{kind}s"
+    return RnnGraphError(f"unknown {kind} '{name}'{hint} (the {kinds} are: {listing})")
 
 
 class Arguments:
@@ -150,8 +155,26 @@ class Arguments:
             _remember(self._layouts, key, (lengths, B, batched))
         return out, lengths, B, batched, class_targets
 
+    def _steps(self, steps):
+        """``steps`` checked: None, a whole number >= 0, or {index: whole number >= 0}; a
+        dict for a model of one index is its number for t."""
+        def whole(n, what):
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+                raise RnnGraphError(f"{what} must be a whole number of steps, 0 or more, not {n!r}")
+            return int(n)
+        if steps is None:
+            return None
+        if isinstance(steps, Mapping):
+            for i in steps:
+                if i not in self.indices:
+                    raise _unknown("index", i, self.indices)
+            steps = {i: whole(n, f"steps[{i!r}]") for i, n in steps.items()}
+            return steps if len(self.indices) > 1 else steps.get("t")
+        return whole(steps, "steps")
+
     def _checked_inputs(self, inputs, steps):
         """_inputs for inputs not seen before: every check."""
+        steps = self._steps(steps)
         if not isinstance(inputs, Mapping):
             raise RnnGraphError(f"inputs must be a dict {{name: array}}, not {type(inputs).__name__}")
         for name in inputs:
@@ -229,10 +252,6 @@ class Arguments:
                 lengths[i], sources[i] = given, None
             else:
                 lengths[i], sources[i] = 0, None
-        if isinstance(steps, dict):
-            for i in steps:
-                if i not in self.indices:
-                    raise _unknown("index", i, self.indices)
         return lengths, sources
 
     def _input(self, name: str, a: np.ndarray, batched: bool) -> np.ndarray:
