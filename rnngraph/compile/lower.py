@@ -77,6 +77,10 @@ class _Lowering:
         if isinstance(node, (ast.Num, ast.Ref, ast.At, ast.Step)):
             return self.leaf(node)
         op, args = self.operation(node, out, origin)
+        return self.temporary(out, op, args, origin)
+
+    def temporary(self, out: list, op: str, args, origin: str) -> Tmp:
+        """A fresh temporary computed by ``op(args)``, its equation appended to ``out``."""
         tmp = Tmp(f"%{self.count + 1}")
         self.count += 1
         self.emit(out, tmp, op, args, origin)
@@ -94,9 +98,7 @@ class _Lowering:
                 u = self.expr(node.left.operand, out, origin)
                 if len(self.type(u).shape) == 1:          # u^T v: a dot product
                     return "dot", (u, self.expr(node.right, out, origin))
-                a = Tmp(f"%{self.count + 1}")
-                self.count += 1
-                self.emit(out, a, "transpose", (u,), origin)
+                a = self.temporary(out, "transpose", (u,), origin)
                 b = self.expr(node.right, out, origin)
             else:
                 a, b = self.expr(node.left, out, origin), self.expr(node.right, out, origin)
@@ -129,10 +131,7 @@ class _Lowering:
         self.types[("home", eq.name)] = Type(1, (self.model.sizes[eq.name],))
         atom = self.expr(eq.rhs.args[0], out, origin)
         if eq.rhs.func.startswith("mean_"):
-            mean = Tmp(f"%{self.count + 1}")
-            self.count += 1
-            self.emit(out, mean, "div", (atom, self.step("end")), origin)
-            atom = mean
+            atom = self.temporary(out, "div", (atom, self.step("end")), origin)
         out.append(Eqn(Home(eq.name), "copy", (atom,), accumulate=True, origin=origin))
 
     def equation(self, eq: ast.Equation, out: list) -> None:
