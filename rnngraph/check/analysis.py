@@ -61,9 +61,10 @@ class Symbol:
     reads, fixed : list
         Where it is read: at a step relative to t (or time-free), and at a fixed step
         (``h(end)``, ``h(1)``: :class:`ast.At`).
-    index : str or None
-        The index whose steps it has: ``"t"``, another declared one (``index u``), or None
-        for a time-free symbol.
+    index : str, tuple or None
+        The index whose steps it has: ``"t"``, another declared one (``index u``), a pair
+        ``("u", "t")`` for a value over two indices (``e(u, t)``), or None for a time-free
+        symbol.
     """
 
     def __post_init__(self):
@@ -85,6 +86,12 @@ class Symbol:
     reads: list[ast.Ref] = field(default_factory=list, repr=False)
     fixed: list[ast.At] = field(default_factory=list, repr=False)
     index: str | None = None
+
+    @property
+    def loop(self) -> str | None:
+        """The index whose loop computes it: ``index``, or the first of a pair (``e(u, t)``
+        is computed at each step of u, for every t at once)."""
+        return self.index[0] if isinstance(self.index, tuple) else self.index
 
     @property
     def kind(self) -> str:
@@ -162,9 +169,9 @@ def analyse(program: ast.Program, source: Source) -> dict[str, Symbol]:
     for eq in program.equations:
         if eq.kind != "init":
             timed = eq.kind == "seq"
+            index = (eq.index, eq.inner) if eq.inner else eq.index if timed else None
             symbols[eq.name] = Symbol(eq.name, "sequence" if timed else "value", timed, eq.pos,
-                                      index=eq.index if timed else None,
-                                      over=reduction(eq))
+                                      index=index, over=reduction(eq))
     # A reduction over the steps is the whole right side of an equation with no time index,
     # and it reads a step (the sum of a time-free value would be T times it: write that).
     for eq in program.equations:
@@ -173,7 +180,8 @@ def analyse(program: ast.Program, source: Source) -> dict[str, Symbol]:
                       "reads none: read a sequence or an input at t", *eq.rhs.pos)
         for node in ast.walk(eq.rhs):
             if isinstance(node, ast.Call) and FUNCTIONS[node.func].over \
-                    and not (node is eq.rhs and reduction(eq)):
+                    and not (node is eq.rhs and reduction(eq)) \
+                    and not (eq.kind == "seq" and FUNCTIONS[node.func].over != eq.index):
                 raise err(f"{node.func}(...) sums over every step: it is the whole right side of "
                           f"an equation with no time index, as in L = {node.func}(L(t))", *node.pos)
 
@@ -219,12 +227,23 @@ def analyse(program: ast.Program, source: Source) -> dict[str, Symbol]:
             sym = symbols[r.name] = Symbol(r.name, role, timed, r.pos, matrix=r.name in matrices,
                                            index=r.index if timed else None)
         sym.reads.append(r)
+        pair = sym.index if isinstance(sym.index, tuple) else None
+        if r.inner is not None and pair is None:
+            what = "is not defined" if sym.role == "input" else \
+                f"is defined as {defs[r.name].lhs_text}" if r.name in defs else f"is a {sym.role}"
+            raise err(f"'{r.name}' {what}: only a value defined over two indices, as "
+                      f"{r.name}({r.index}, {r.inner}) = ..., is read at two", *r.pos)
+        if pair is not None and (r.index, r.inner) != pair:
+            raise err(f"'{r.name}' is a value over {pair[0]} and {pair[1]} (defined as "
+                      f"{defs[r.name].lhs_text}): read it as {r.name}({pair[0]}, {pair[1]})"
+                      + (f", inside sum_{pair[1]}(...) or softmax_{pair[1]}(...)"
+                         if eq.index == pair[0] and eq.inner is None else ""), *r.pos)
         if sym.role in ("sequence", "state") and r.offset is None:
             i = sym.index
             raise err(f"'{r.name}' is a sequence (defined as {r.name}({i})): read it as "
                       f"{r.name}({i}) or {r.name}({i}-1)" + (
                           f", or {r.name}(end), its last step" if eq.kind != "seq" else ""), *r.pos)
-        if sym.timed and r.offset is not None and r.index != sym.index:
+        if sym.timed and r.offset is not None and r.index != sym.loop:
             first = sym.reads[0] if sym.role == "input" else defs[r.name]
             was = _show(r.name, 0, sym.index) if sym.role != "input" else \
                 _show(first.name, first.offset, first.index)
@@ -274,7 +293,9 @@ def analyse(program: ast.Program, source: Source) -> dict[str, Symbol]:
         if r.name in defs and eq.kind != "init":
             # a sum over the steps is read whole, after its last step: no same-step edge
             # (what it feeds reading it is _check_fixed_reads's to refuse)
-            whole = reduction(defs[r.name]) is not None
+            # so is a sequence of another index read at every step at once (e(u, t) reads h(t))
+            whole = reduction(defs[r.name]) is not None or \
+                eq.kind == "seq" and r.offset is not None and r.index != eq.index
             g.add_edge(r.name, eq.name, delay=None if whole else -(r.offset or 0), ref=r)
     _check_algebraic_loops(g, defs, err)
     _check_fixed_reads(program, g, defs, err)
@@ -351,6 +372,46 @@ def _check_indices(program, defs, err) -> None:
             raise err(f"'{eq.index}' is not an index: declare it on a line of its own, "
                       f"index {eq.index}", *eq.pos)
         own = eq.index if eq.kind == "seq" else reduction(eq)
+        if eq.inner is not None and (eq.inner not in indices or eq.inner == eq.index):
+            raise err(f"'{eq.inner}' is not an index: declare it on a line of its own, index "
+                      f"{eq.inner}" if eq.inner not in indices else
+                      f"{eq.lhs_text} names {eq.index} twice: a value over two indices has two "
+                      "different ones, as e(u, t)", *eq.pos)
+        whole: set = set()              # reads of every step of another index at once
+        for n, scope in scoped(eq):
+            if isinstance(n, ast.Call) and FUNCTIONS[n.func].across:
+                i = FUNCTIONS[n.func].across
+                if i not in scope:
+                    raise err(f"{n.func}(...) normalises across every step of {i}: it is read in "
+                              f"a value over two indices, as in a(u, {i}) = {n.func}(e(u, {i}))",
+                              *n.pos)
+            if isinstance(n, ast.Call) and FUNCTIONS[n.func].over and eq.kind == "seq":
+                i = FUNCTIONS[n.func].over
+                if i == own:
+                    continue            # refused in analyse, with the rule
+                if not any(isinstance(r, ast.Ref) and r.offset is not None and
+                           (r.index == i or r.inner == i) for r in ast.walk(n.args[0])):
+                    raise err(f"{n.func}(...) sums over every step of {i}, but "
+                              f"{expr_text(n.args[0])} reads none: read a sequence of {i}, as "
+                              f"in {n.func}(a({own}, {i}) * h({i}))", *n.pos)
+            if isinstance(n, ast.Ref) and n.inner is not None:
+                if n.index != own or n.offset != 0 or n.inner not in scope:
+                    text = f"{n.name}({time_text(n.offset, n.index)}, {n.inner})"
+                    where = f"{eq.lhs_text} runs over {own}" if own else \
+                        f"{eq.lhs_text} has no time index"
+                    raise err(f"{where}: it reads a value over two indices at the same pair only, "
+                              f"as {n.name}({own}, {n.inner}) in a value over {own} and "
+                              f"{n.inner} or inside sum_{n.inner}(...), not {text}"
+                              if own and n.index == own and n.inner in indices and n.offset == 0
+                              else f"{where}: it cannot read {text}", *n.pos)
+                continue
+            if isinstance(n, ast.Ref) and n.offset is not None and n.index != own \
+                    and n.index in scope:
+                if n.offset != 0:
+                    raise err(f"{eq.lhs_text} reads every step of {n.index} at once, as "
+                              f"{n.name}({n.index}); not {n.name}({time_text(n.offset, n.index)})",
+                              *n.pos)
+                whole.add(id(n))
         for n in ast.walk(eq.rhs):
             if isinstance(n, ast.Step):
                 what = "the number of steps" if n.name == "end" else "the step number"
@@ -375,7 +436,8 @@ def _check_indices(program, defs, err) -> None:
                 raise err(f"'{n.name}' is an index: it appears only inside name(...), as in "
                           f"s({n.name}-1)", *n.pos)
             if n.offset is None or n.index in indices:
-                if n.offset is not None and own is not None and n.index != own:
+                if n.offset is not None and own is not None and n.index != own \
+                        and id(n) not in whole:
                     lhs = eq.lhs_text
                     text = f"{n.name}({time_text(n.offset, n.index)})"
                     if eq.kind == "seq":
@@ -388,6 +450,22 @@ def _check_indices(program, defs, err) -> None:
             raise err(f"{n.name}({time_text(n.offset, n.index)}): '{n.index}' is not an index "
                       f"(declare it on a line of its own: index {n.index}) and '{n.name}' is not "
                       "a function", *n.pos)
+
+
+def scoped(eq: ast.Equation):
+    """Every node of ``eq``'s right side with the indices whose every step it sees at once:
+    the second of a value over two (``e(u, t) = ...`` sees every t), and those of an
+    enclosing ``sum_t(...)`` or ``mean_t(...)`` in an equation over another index
+    (``c(u) = sum_t(a(u, t) * h(t))``)."""
+    start = frozenset([eq.inner] if eq.inner else [])
+    stack = [(eq.rhs, start)]
+    while stack:
+        node, scope = stack.pop()
+        yield node, scope
+        if isinstance(node, ast.Call) and FUNCTIONS[node.func].over and eq.kind == "seq" \
+                and FUNCTIONS[node.func].over != eq.index:
+            scope = scope | {FUNCTIONS[node.func].over}
+        stack.extend((c, scope) for c in reversed(ast.children(node)))
 
 
 def _declared_roles(program, defs, read, err) -> dict[str, str]:

@@ -17,6 +17,7 @@ import networkx as nx
 from ..lang import ast
 from ..errors import RnnGraphError
 from ..check.analysis import reduction, step_order
+from ..lang.functions import FUNCTIONS
 from .optable import lookup
 from .program import NUMBER, Block, Const, Eqn, Home, Program, Tmp, Type
 
@@ -38,16 +39,19 @@ class _Lowering:
         for name, s in self.sym.items():
             if s.role == "parameter":
                 self.types[("home", name)] = Type(0, tuple(model.param_shapes[name]))
+            elif isinstance(s.index, tuple):        # e(u, t): at one u, every t at once
+                self.types[("home", name)] = Type(2, (model.sizes[name],), s.index[1])
             elif s.timed or s.role == "input":
                 self.types[("home", name)] = Type(1, (model.sizes[name],))
 
     along = "t"                      # the index of the equation being lowered
 
-    def step(self, name: str) -> Home:
+    def step(self, name: str, index: str | None = None) -> Home:
         """The home of a step value: ``%step_t`` (each step's number, an array over the steps
-        the generated code fills) or ``%end_t`` (the number of steps); no gradient."""
+        the generated code fills) or ``%end_t`` (the number of steps, of ``index`` if given);
+        no gradient."""
         if name == "end":
-            home = Home(f"{STEP_HOMES[1]}{self.along}")
+            home = Home(f"{STEP_HOMES[1]}{index or self.along}")
             self.types[("home", home.name)] = Type(0, (1,))
         else:
             home = Home(f"{STEP_HOMES[0]}{self.along}", 0)
@@ -58,7 +62,10 @@ class _Lowering:
     def type(self, atom) -> Type:
         if isinstance(atom, Const):
             return NUMBER
-        return self.types[("home" if isinstance(atom, Home) else "tmp", atom.name)]
+        t = self.types[("home" if isinstance(atom, Home) else "tmp", atom.name)]
+        if isinstance(atom, Home) and atom.step == "all":
+            return Type(t.lead + 1, t.shape, self.sym[atom.name].loop)
+        return t
 
     def leaf(self, node):
         if isinstance(node, ast.Num):
@@ -68,6 +75,8 @@ class _Lowering:
         if isinstance(node, ast.At):
             return Home(node.name, step=node.step)
         s = self.sym[node.name]
+        if s.timed and s.loop != self.along:      # h(t) read inside a loop over u: every t
+            return Home(node.name, step="all")
         if s.timed:
             return Home(node.name, node.offset)
         return Home(node.name)
@@ -79,18 +88,18 @@ class _Lowering:
         op, args = self.operation(node, out, origin)
         return self.temporary(out, op, args, origin)
 
-    def temporary(self, out: list, op: str, args, origin: str) -> Tmp:
+    def temporary(self, out: list, op: str, args, origin: str, attrs: tuple = ()) -> Tmp:
         """A fresh temporary computed by ``op(args)``, its equation appended to ``out``."""
         tmp = Tmp(f"%{self.count + 1}")
         self.count += 1
-        self.emit(out, tmp, op, args, origin)
+        self.emit(out, tmp, op, args, origin, attrs)
         return tmp
 
-    def emit(self, out: list, target, op: str, args, origin: str) -> None:
-        t = lookup(op).type(tuple(self.type(a) for a in args), ())
+    def emit(self, out: list, target, op: str, args, origin: str, attrs: tuple = ()) -> None:
+        t = lookup(op).type(tuple(self.type(a) for a in args), attrs)
         if isinstance(target, Tmp):
             self.types[("tmp", target.name)] = t
-        out.append(Eqn(target, op, tuple(args), origin=origin))
+        out.append(Eqn(target, op, tuple(args), attrs, origin=origin))
 
     def operation(self, node, out, origin):
         if isinstance(node, ast.Binary):
@@ -118,6 +127,16 @@ class _Lowering:
         if isinstance(node, ast.Transpose):
             return "transpose", (self.expr(node.operand, out, origin),)
         if isinstance(node, ast.Call):
+            f = FUNCTIONS[node.func]
+            if f.across:                          # softmax_t over every t, at one u
+                return "softmax_steps", (self.expr(node.args[0], out, origin),)
+            if f.over:                            # sum_t inside a loop over u: the t axis
+                x = self.expr(node.args[0], out, origin)
+                t = self.type(x)
+                total = self.temporary(out, "sum_to", (x,), origin, (t.lead - 1, t.shape))
+                if node.func.startswith("mean_"):
+                    return "div", (total, self.step("end", f.over))
+                return "copy", (total,)
             return node.func, tuple(self.expr(a, out, origin) for a in node.args)
         if isinstance(node, ast.Concat):
             return "concat", tuple(self.expr(i, out, origin) for i in node.items)
@@ -188,11 +207,16 @@ def lower(model) -> Program:
                 low.equation(eq, body)
             backward = any(model.symbols[n].direction == "backward" for n in names)
             blocks.append(Block("loop", body, names, -1 if backward else 1,
-                                model.symbols[names[0]].index))
+                                model.symbols[names[0]].loop))
     if not blocks or blocks[0].kind != "once":
         blocks.insert(0, Block("once", []))
+    for k in reversed(range(1, len(blocks))):  # a time-free block before a loop that reads
+        if blocks[k - 1].kind != "once" and any(   # a sequence whole: where its invariant
+                isinstance(a, Home) and a.step == "all"  # work goes (passes.hoist_invariants)
+                for e in blocks[k].eqns for a in e.args):
+            blocks.insert(k, Block("once", []))
     timed = {n for n, s in model.symbols.items() if s.timed} | low.stepped
-    indices = {n: s.index for n, s in model.symbols.items() if s.timed and s.index != "t"}
+    indices = {n: s.loop for n, s in model.symbols.items() if s.timed and s.loop != "t"}
     indices.update((n, n[len(STEP_HOMES[0]):]) for n in low.stepped if n != STEP_HOMES[0] + "t")
     prog = Program(blocks, low.types, timed, indices=indices)
     fuse_losses(prog)

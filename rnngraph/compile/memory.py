@@ -269,7 +269,10 @@ def written_once(back, gviews: dict, local: dict, values, seqs) -> tuple[set, se
     bases = {v[0] for v in gviews.values()}
     single = {n: w[0] for n, w in writes.items() if len(w) == 1 and n not in gviews
               and n not in bases and n not in local and n not in values}
-    bound = {n for n, (_, e) in single.items() if e.out.offset is None and e.out.step is None}
+    # (one write in a loop runs at every step: it adds, as a loop that stays whole, over
+    # attention's values, writes a weight's gradient)
+    bound = {n for n, (kind, e) in single.items() if e.out.offset is None and e.out.step is None
+             and kind != "loop"}
     first = {n for n, (kind, e) in single.items() if kind == "all"
              and e.accumulate and e.out.offset == 0 and n not in seqs}
     return bound, first

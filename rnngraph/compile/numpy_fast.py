@@ -135,7 +135,8 @@ class FastPrinter(Printer):
 
     def dims(self, t) -> list[str]:
         """The leading axes of a buffer of type ``t`` in the current block."""
-        lead = [self.T, self.B] if self.kind == "all" and t.lead == 2 else [self.B] * t.lead
+        lead = [self.T, self.B] if self.kind == "all" and t.lead == 2 and t.over is None \
+            else self.lead_dims(t)
         return lead + [str(x) for x in t.shape]
 
     def blocks(self, prog, title) -> list[str]:
@@ -274,7 +275,7 @@ class FastPrinter(Printer):
             if g.block is not block:
                 continue
             t = self.back.types[("home", g.name)]
-            dims = tuple_text([self.B] * t.lead + list(t.shape), "")
+            dims = tuple_text(self.lead_dims(t) + list(t.shape), "")
             make = "zeros" if g.carried else "empty"
             lines.append(f"    {self.buf[g.name]} = np.{make}({dims}, DTYPE)")
             lines += [f"    {self.buf[v]} = {self.buf[g.name]}[..., {lo}:{hi}]"

@@ -131,7 +131,7 @@ class Printer:
         """The index of a timed home: a model variable's, or that of the block that writes it."""
         s = self.sym.get(name)
         if s is not None:
-            return s.index or "t"
+            return s.loop or "t"
         return (self.back if self.made.get(name) is self.back else self.fwd).index_of(name)
 
     def at(self, name: str):
@@ -153,6 +153,9 @@ class Printer:
 
     def home(self, h: Home) -> str:
         base = self.d[h.name] if h.grad else self.py[h.name]
+        if h.step == "all":                 # every step of another index's sequence at once
+            T = self.lengths[self.along_of(h.name)]
+            return f"{base}[{self.P}:{T} + {self.P}]"
         if h.step is not None:
             return f"{base}[{self.slot(h.step, h.name)}]"
         if h.offset is None:
@@ -299,7 +302,7 @@ class Printer:
                 self.along = prog.index_of(n)
                 t = prog.types[("home", n)]
                 rows = f"{self.T} + {self.P + self.F}"
-                dims = ", ".join([rows] + [self.B] * t.lead + [str(x) for x in t.shape])
+                dims = ", ".join([rows] + self.lead_dims(t) + [str(x) for x in t.shape])
                 if any(v[0] == n for v in prog.views.values()):
                     lines += self.sequence(self.py[n], f"({dims})")
                     continue
@@ -373,10 +376,16 @@ class Printer:
     def steps(self) -> str:
         return f"{self.P}:{self.T} + {self.P}"
 
+    def lead_dims(self, t) -> list[str]:
+        """The leading axes of a value of type ``t`` at one step: the batch's, after every
+        step of the index ``t.over`` where it has one (e(u, t) at one u)."""
+        if t.over is not None:
+            return [self.lengths[t.over]] + [self.B] * (t.lead - 1)
+        return [self.B] * t.lead
+
     def shape(self, name: str) -> str:
         t = self.fwd.type(Home(name))
-        lead = (self.B,) * t.lead
-        return tuple_text([*lead, *t.shape], "")
+        return tuple_text([*self.lead_dims(t), *t.shape], "")
 
     def module(self) -> str:
         m, T, B = self.model, self.T, self.B
@@ -443,7 +452,8 @@ class Printer:
                 lines.append(f'    {self.py[n]} = inputs["{n}"]')
         for n in self.seqs:
             if n not in self.views:
-                shape = f"({self.at(n).T} + {P + F}, {B}, {self.model.sizes[n]})"
+                lead = ", ".join(self.lead_dims(self.fwd.types[("home", n)]))
+                shape = f"({self.at(n).T} + {P + F}, {lead}, {self.model.sizes[n]})"
                 lines += self.sequence(self.py[n], shape)
         lines += self.step_lines()
         lines += self.extra(self.fwd, "forward") + self.view_lines(self.fwd.views, self.fwd.views)

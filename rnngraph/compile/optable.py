@@ -75,7 +75,22 @@ def lookup(name: str) -> Op:
 
 
 def _row(name, type, py, vjp, **more):
-    OPS[name] = Op(name, type, py, vjp, **more)
+    OPS[name] = Op(name, _carry_over(type), py, vjp, **more)
+
+
+def _carry_over(type):
+    """``type`` with the result keeping a whole sequence's leading axis (Type.over) where an
+    argument with as many leading axes has one: attention's scores over every t, computed
+    at one step of u, stay over t through tanh, products and sums."""
+    def typed(types, attrs):
+        t = type(types, attrs)
+        if t.over is None and t.lead >= 2:
+            over = next((x.over for x in types if x.over and x.lead == t.lead), None)
+            if over is not None:
+                return Type(t.lead, t.shape, over)
+        return t
+    typed.__doc__ = type.__doc__
+    return typed
 
 
 # -- types ------------------------------------------------------------------------
@@ -166,6 +181,15 @@ _row("log_softmax", _same, _call("log_softmax"),
 # Only in gradients: the sum over the last axis, kept as an axis of size 1.
 _row("rowsum", _one, lambda a, t, at: Text(f"{a[0].at(ATOM)}.sum(-1, keepdims=True)", ATOM), None,
      nopython=_call("jitops.rowsum"))
+# Across the steps of a sequence read whole (attention's a(u, t) = softmax_t(e(u, t)) over
+# every t at one u): the axis before the batch's, -3 of (..., T, B, n), so that it is the same
+# axis whatever leading axes come before it.
+_row("softmax_steps", _same, lambda a, t, at: Text(f"softmax({a[0].text}, -3)", ATOM),
+     lambda b, e, g: (b.op("softmax_steps_grad", e.out, g),))
+# Only in gradients: y (g - sum over the steps of g y), softmax_steps's VJP at its output y.
+_row("softmax_steps_grad", lambda t, at: t[1], lambda a, t, at: Text(
+    f"{a[0].at(MUL)} * ({a[1].at(ADD)} - ({a[1].at(MUL)} * {a[0].at(MUL + 1)}).sum(-3, "
+    "keepdims=True))", MUL), None)
 # u^T v of two vectors, a dot product (Luong's score s^T h): one number a row
 _row("dot", lambda t, at: Type(max(x.lead for x in t), (1,)),
      lambda a, t, at: Text(f"({a[0].at(MUL)} * {a[1].at(MUL + 1)}).sum(-1, keepdims=True)", ATOM),

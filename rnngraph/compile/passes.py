@@ -187,8 +187,11 @@ def hoist_invariants(prog: Program) -> Program:
         out.blocks.insert(0, Block("once", []))
     level: dict[str, int] = {}                 # a time-free home -> the block that writes it
     pending: set = set()                       # written by a loop (a sum over the steps): not yet
+    written: dict[str, int] = {}               # a timed home -> the last block that writes it
+    once = 0                                   # the last time-free block so far
     for k, block in enumerate(out.blocks):     # in a time-free block, so nowhere to hoist to
         if block.kind == "once":
+            once = k
             level.update((n, k) for n in pending)
             pending.clear()
             for e in block.eqns:
@@ -198,19 +201,28 @@ def hoist_invariants(prog: Program) -> Program:
             continue
         at: dict[str, int] = {}                # a hoisted temporary -> the block it goes to
         kept = []
+        # every step of another index's sequence (attention's keys U_a h(t), read at each
+        # step of u) is the same at every step of this loop: it goes to the time-free block
+        # after the loop that computes the sequence (lower puts one before such a loop)
+        whole = {a.name for e in block.eqns for a in e.args if isinstance(a, Home)
+                 and a.step == "all" and not a.grad and written.get(a.name, -1) < once}
         for e in block.eqns:
             if isinstance(e.out, Tmp) and all(
                     isinstance(a, Const) or isinstance(a, Tmp) and a.name in at
                     or isinstance(a, Home) and a.offset is None and a.step is None and not a.grad
                     and a.name not in pending
+                    or isinstance(a, Home) and a.step == "all" and a.name in whole
                     for a in e.args):
-                to = max([0] + [at[a.name] if isinstance(a, Tmp) else level.get(a.name, 0)
+                to = max([0] + [at[a.name] if isinstance(a, Tmp) else once if a.step == "all"
+                                else level.get(a.name, 0)
                                 for a in e.args if not isinstance(a, Const)])
                 at[e.out.name] = to
                 out.blocks[to].eqns.append(e)
             else:
                 kept.append(e)
         block.eqns = kept
+        written.update((e.out.name, k) for e in kept if isinstance(e.out, Home)
+                       and e.out.offset is not None)
         pending.update(e.out.name for e in kept if isinstance(e.out, Home) and e.out.offset is None
                        and e.out.step is None and not e.out.grad and e.accumulate)
         targets = sorted(set(at.values()))
@@ -293,7 +305,7 @@ def split_loops(prog: Program, lanewise_in_loop: bool = False) -> Program:
     out = Program([], dict(prog.types), set(prog.timed), prog.made, dict(prog.views),
                   dict(prog.indices))
     for block in prog.blocks:
-        if block.kind != "loop":
+        if block.kind != "loop" or _whole_sequences(prog, block):
             out.blocks.append(block)
             continue
         g, seeds, carried = dependences(block, out.base)
@@ -328,6 +340,15 @@ def split_loops(prog: Program, lanewise_in_loop: bool = False) -> Program:
                 out.blocks.append(b)
     out.check()
     return out
+
+
+def _whole_sequences(prog: Program, block: Block) -> bool:
+    """Whether ``block`` reads or computes a value over every step of another index at once
+    (attention's e(u, t) inside a loop over u): such a loop stays whole, since its every-step
+    blocks would put the steps of u and those of t on one leading axis (an every-step block
+    over (T_u, T, B, n) is not made yet)."""
+    return any(prog.type(a, block).over is not None for e in block.eqns
+               for a in (e.out, *e.args) if not isinstance(a, Const))
 
 
 def _retype(prog: Program, block: Block) -> None:

@@ -9,7 +9,9 @@ flat list of :class:`Eqn`, ``out = op(args)`` or ``out += op(args)``, over atoms
 ``Home(name, offset)``       a model value that lives in an array: ``offset`` k is
                              step t+k of a sequence (in a loop), None a time-free
                              value, input or parameter; ``step`` s instead of
-                             offset is the absolute step s (``h(0)``, ``h(-1)``);
+                             offset is the absolute step s (``h(0)``, ``h(-1)``),
+                             "end" the last, "all" every step 1..T at once (an
+                             encoder's states read by attention at each step of u);
                              ``grad`` makes it the home of that value's gradient
 ``Const(value)``             a number
 
@@ -47,9 +49,14 @@ class Type:
 
     lead: int
     shape: tuple
+    # the index whose every step the first leading axis holds, before the batch: a sequence
+    # of t read whole inside a loop over u (attention reads every encoder state h(t) at each
+    # decoder step), a value over two indices e(u, t) at one u; None for the batch alone
+    over: str | None = None
 
     def __str__(self):
-        return ("B, " * self.lead + ", ".join(map(str, self.shape))).rstrip(", ").join("()")
+        lead = "B, " * self.lead if self.over is None else f"T_{self.over}, " + "B, " * (self.lead - 1)
+        return (lead + ", ".join(map(str, self.shape))).rstrip(", ").join("()")
 
 
 NUMBER = Type(0, ())
@@ -67,7 +74,7 @@ class Tmp:
 class Home:
     name: str
     offset: int | None = None
-    step: int | None = None
+    step: int | str | None = None       # a fixed step; "end" the last; "all" every step at once
     grad: bool = False
 
     def __str__(self):
@@ -202,6 +209,8 @@ class Program:
             return NUMBER
         if isinstance(atom, Home):
             t = self.types[("home", atom.name)]
+            if atom.step == "all":          # every step of another index's sequence at once
+                return Type(t.lead + 1, t.shape, self.index_of(atom.name))
             if block is not None and block.kind == "all" and atom.name in self.timed \
                     and atom.step is None:
                 return Type(t.lead + 1, t.shape)

@@ -29,12 +29,15 @@ class Num:
 @dataclass(frozen=True)
 class Ref:
     """A read of a symbol: ``name(t+offset)``, or ``name`` when offset is None; ``index``
-    the index the offset counts along (``s(u-1)`` after ``index u``), ``t`` unless declared."""
+    the index the offset counts along (``s(u-1)`` after ``index u``), ``t`` unless declared;
+    ``inner`` the second index of a value over two (attention's ``e(u, t)``: one score for
+    every encoder step t at each decoder step u), read at that same pair only."""
 
     name: str
     offset: int | None = None
     pos: Pos = _pos()
     index: str = "t"
+    inner: str | None = None        # a value over two indices, e(u, t): the second, t
 
 
 @dataclass(frozen=True)
@@ -118,9 +121,12 @@ class Equation:
     rhs: Expr
     pos: Pos = _pos()
     index: str = "t"                # of a sequence: the index it runs over
+    inner: str | None = None        # of a value over two indices, e(u, t): the second
 
     @property
     def lhs_text(self) -> str:
+        if self.inner is not None:
+            return f"{self.name}({self.index}, {self.inner})"
         return {"seq": f"{self.name}({self.index})", "value": self.name,
                 "init": f"{self.name}(0)"}[self.kind]
 

@@ -29,11 +29,13 @@ class Function:
     size: str = "same"
     loss: bool = False
     over: str | None = None
+    across: str | None = None       # softmax_t: normalised across the steps of t (attention)
 
 
 class _Table(dict):
-    """The function table; a sum over another index (``sum_u``, after ``index u``) and a mean
-    (``mean_t``, ``mean_u``) are made on first use (whether u is an index is the analysis's
+    """The function table; a sum over another index (``sum_u``, after ``index u``), a mean
+    (``mean_t``, ``mean_u``) and a softmax across the steps of an index (``softmax_t``) are
+    made on first use (whether u is an index is the analysis's
     to check)."""
 
     def __missing__(self, name: str) -> Function:
@@ -41,13 +43,17 @@ class _Table(dict):
         if not found:
             raise KeyError(name)
         kind, i = found.group(1), found.group(2)
+        if kind == "softmax":
+            # attention's weights a(u, t) = softmax_t(e(u, t)): over the steps t, at each u
+            f = self[name] = Function(name, 1, rf"\operatorname{{softmax}}_{{{i}}}", across=i)
+            return f
         # mean_t: the sum over the steps divided by their number, the book's tau
         latex = rf"\sum_{{{i}}}" if kind == "sum" else rf"\frac{{1}}{{\tau}} \sum_{{{i}}}"
         f = self[name] = Function(name, 1, latex, over=i)
         return f
 
 
-_REDUCTION = re.compile(r"(sum|mean)_([A-Za-z\u0391-\u03A9\u03B1-\u03C9][A-Za-z0-9\u0391-\u03A9\u03B1-\u03C9]*)")
+_REDUCTION = re.compile(r"(sum|mean|softmax)_([A-Za-z\u0391-\u03A9\u03B1-\u03C9][A-Za-z0-9\u0391-\u03A9\u03B1-\u03C9]*)")
 
 FUNCTIONS: dict[str, Function] = _Table({f.name: f for f in [
     Function("tanh", 1, r"\tanh"),

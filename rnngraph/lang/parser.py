@@ -155,7 +155,18 @@ class _ToAst(Transformer):
                 plural = "s" if func.arity != 1 else ""
                 raise _Located(f"{name} takes {func.arity} argument{plural}, not {len(args)}", pos)
             return ast.Call(func.name, tuple(args), pos)
-        # Not a function: a time index, name(t+k) or name(0).
+        # Not a function: a time index, name(t+k) or name(0); two indices, name(u, t): a value
+        # with one entry for every pair of steps (attention's scores, Bahdanau et al. 2015)
+        if len(args) == 2 and not _suggest(name):
+            outer, inner = args
+            index = "t" if _time_offset(outer) is not None else _other_index(outer)
+            offset = _time_offset(outer, index) if index else None
+            if offset is not None and isinstance(inner, ast.Ref) and inner.offset is None \
+                    and inner.name not in ("end", index):
+                return ast.Ref(name, offset, pos, index, inner.name)
+            raise _Located(f"a value over two indices is written {name}(u, t): a step of one "
+                           "index (u, u-1), then the other index's name; not "
+                           f"{name}({_quote(outer)}, {_quote(inner)})", pos)
         if len(args) == 1:
             arg = args[0]
             offset = _time_offset(arg)
@@ -222,7 +233,8 @@ class _ToAst(Transformer):
         name, kind = _left_side(lhs)
         _check_right_side(rhs, eq)
         index = lhs.index if kind == "seq" else "t"
-        return ast.Equation(name, kind, rhs, lhs.pos, index)
+        inner = lhs.inner if kind == "seq" else None
+        return ast.Equation(name, kind, rhs, lhs.pos, index, inner)
 
     def size_item(self, name, _colon, number):
         text = str(number)

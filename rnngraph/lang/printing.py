@@ -96,6 +96,8 @@ class _Printer:
         if isinstance(node, ast.Num):
             return self.number(node.value)
         if isinstance(node, ast.Ref):
+            if node.inner is not None:
+                return self.pair(node.name, time_text(node.offset, node.index), node.inner)
             return self.ref(node.name, node.offset, node.index)
         if isinstance(node, ast.Initial):
             return self.ref(node.name, "0")
@@ -131,6 +133,9 @@ class TextPrinter(_Printer):
     def at(self, name, step):
         return f"{name}({step})"
 
+    def pair(self, name, outer, inner):
+        return f"{name}({outer}, {inner})"
+
     def step(self, name):
         return name
 
@@ -153,12 +158,16 @@ class LatexPrinter(_Printer):
                 "*": rf"{left} \odot {right}"}.get(op, f"{left} {op} {right}")
 
     def transpose(self, text):
-        return text + r"^{\top}"
+        # s^{(u)} transposed: braced, as LaTeX refuses a second superscript (s^{(u)}^{\top})
+        return ("{" + text + "}" if "^" in text else text) + r"^{\top}"
 
     def ref(self, name, offset, index="t"):
         if offset is None:
             return latex_name(name)
         return latex_name(name, f"({offset if offset == '0' else time_text(offset, index)})")
+
+    def pair(self, name, outer, inner):
+        return latex_name(name, f"({outer},{inner})")
 
     def at(self, name, step):
         # the book's last step is \tau: h^{(\tau)}
@@ -212,6 +221,7 @@ def program_latex(program: ast.Program) -> str:
     p = LatexPrinter()
     rows = []
     for eq in program.equations:
-        lhs = p.ref(eq.name, {"seq": 0, "value": None, "init": "0"}[eq.kind], eq.index)
+        lhs = p.pair(eq.name, eq.index, eq.inner) if eq.inner is not None else \
+            p.ref(eq.name, {"seq": 0, "value": None, "init": "0"}[eq.kind], eq.index)
         rows.append(f"{lhs} &= {p.expr(eq.rhs)}")
     return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}\n"

@@ -352,6 +352,12 @@ class Arguments:
                 shapes[name] = (B, out[name].shape[-1]) if batched else (out[name].shape[-1],)
         return out, shapes
 
+    def batch_axis(self, name: str) -> int:
+        """The batch's axis in the array of output ``name``: 0 for a time-free value, 1 after
+        the steps of a sequence, 2 after those of a value over two indices (e(u, t))."""
+        index = self.model.symbols[name].index
+        return 2 if isinstance(index, tuple) else 1 if name in self._sequences else 0
+
     def cotangents(self, cotangents, outs, squeezed):
         if not isinstance(cotangents, Mapping):
             raise RnnGraphError("cotangents must be a dict {name: array}, "
@@ -366,6 +372,6 @@ class Arguments:
                                     f"{shape_text(outs[name].shape)}, the shape of outputs['{name}']")
             a = self._finite(a.astype(self.dtype, copy=False), f"the cotangent for '{name}'")
             if name in squeezed:
-                a = a[:, None] if name in self._sequences else a[None]
+                a = np.expand_dims(a, self.batch_axis(name))
             cot[name] = a
         return cot

@@ -356,7 +356,7 @@ class Compiled:
         outs, squeezed = {}, set()
         for n, v in raw.items():
             if not batched and v.ndim >= 2:
-                v = v[:, 0] if n in self._sequences else v[0]
+                v = v.take(0, self._args.batch_axis(n))
                 squeezed.add(n)
             v = v.view()
             v.flags.writeable = False

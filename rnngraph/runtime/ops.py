@@ -98,16 +98,17 @@ def transposed(a):
     return out
 
 
-def softmax(z):
-    """Softmax over the last axis, shifted by the maximum so no exp overflows.
+def softmax(z, axis=-1):
+    """Softmax over the last axis (or ``axis``: attention's weights over the steps, -3 of
+    (T, B, n)), shifted by the maximum so no exp overflows.
 
     Examples
     --------
     >>> softmax(np.array([1000.0, 1000.0, -1000.0]))
     array([0.5, 0.5, 0. ])
     """
-    e = np.exp(z - z.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
+    e = np.exp(z - z.max(axis, keepdims=True))
+    return e / e.sum(axis, keepdims=True)
 
 
 def log_softmax(z):
