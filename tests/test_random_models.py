@@ -6,7 +6,8 @@ inputs and values, initial values, losses on a softmax or a sigmoid (their targe
 at t-1, teacher forcing, with ``free k -> y``: the free-running model is checked too), sums
 over the steps (``J = sum_t(...)`` of any expression), values after the loops from fixed steps
 (``S = f(h(end), x(1))``, read by a later state and its initial value, or a loss), decoders
-over a second index u, step values (``end - t``), dot products ``u^T v``; and in every operand
+over a second index u, attention (values over two indices ``p(u, t)``, softmax_t, a context
+``c(u) = sum_t(...)`` read by a decoder), step values (``end - t``), dot products ``u^T v``; and in every operand
 position of every op and function of the language, a parameter matrix (also
 transposed, summed, multiplied by another), a bias, a number (negative, not
 whole), an input, a state, a value.  Names are drawn from those the generated
@@ -56,6 +57,7 @@ class Builder:
     funcs: set = field(default_factory=set)
     count: int = 0
     along: str | None = None       # the index of the equation being drawn: t, u, or None
+    pair: bool = False             # drawing a value over two indices, p(u, t): softmax_t may wrap
 
     def name(self, stem: str) -> str:
         draw = self.draw
@@ -145,6 +147,10 @@ def _expr(b: Builder, n: int, depth: int, reads) -> str:
             inner = sub()              # bounded: a recurrence of exp must not overflow in 3 steps
             return f"exp(tanh({inner}))" if draw(st.booleans()) else f"exp(-({inner}) * ({inner}))"
         if f == "softmax":                       # of a vector: a number is refused
+            if b.pair and draw(st.booleans()):   # or across the steps of t, at each u
+                inner = sub()
+                if re.search(r"\w\(t\)|\(u, t\)", inner):  # of what varies over t only
+                    return f"softmax_t({inner})"
             return f"softmax({operand(n)})"
         return f"{f}({sub()})"
     if kind == "matvec":
@@ -294,6 +300,8 @@ def _decoder(b: Builder, inputs, seqs) -> None:
         if not backward and draw(st.booleans()):      # an initial value from the encoder's end
             src, ns = draw(st.sampled_from(fixed_pool))
             b.lines.append(f"{z}(0) = tanh({b.param(n, ns)} {src}(end) + {b.param(n)})")
+    if draw(st.booleans()):                           # attention over t's sequences
+        _attention(b, decs, inputs, seqs)
     if draw(st.booleans()):                           # a loss over u, maybe its sum
         z, n, _, _ = decs[0]
         k, L, o = b.name("k"), b.name("L"), b.name("o")
@@ -304,6 +312,61 @@ def _decoder(b: Builder, inputs, seqs) -> None:
             J = b.name("J")
             b.sizes[J] = 1
             b.lines.append(f"{J} = {draw(st.sampled_from(['sum_u', 'mean_u']))}({L}(u))")
+
+
+def _attention(b: Builder, decs, inputs, seqs) -> None:
+    """Attention: values over two indices ``p(u, t)`` (any expression of t's sequences and
+    inputs read whole, a decoder state, other such values, maybe softmax_t of it), and a
+    context ``c(u) = sum_t(...)`` or ``mean_t(...)`` of them, read by the first decoder at
+    the same step (Bahdanau: the scores then read the decoders at u-1 only) or by a
+    sequence of its own beside them (Luong: the scores may read a decoder at u)."""
+    draw = b.draw
+    whole = [(v, s) for v, s, _ in inputs] + [(v, s) for v, s, _, _ in seqs]
+    fed = draw(st.booleans())             # the context feeds the decoder (Bahdanau)
+    pairs: list = []
+
+    def reads(m, inside=True):
+        options = [(f"{v}(t)", s) for v, s in whole] if inside else []
+        options += [(f"{p}(u, t)", s) for p, s in pairs] if inside else []
+        for z, s, backward, _ in decs:
+            if not backward:
+                options += [(f"{z}(u-1)", s)] + ([] if fed else [(f"{z}(u)", s)])
+        options += [(v, s) for v, s in b.values]
+        options = [o for o in options if m is None or o[1] == m]
+        return draw(st.sampled_from(options)) if options else None
+    for _ in range(draw(st.integers(1, 2))):
+        p, n = b.name("p"), draw(st.integers(1, 3))
+        b.sizes[p] = n
+        b.along, b.pair = "u", True
+        body = _expr(b, n, draw(st.integers(0, 3)), reads)
+        b.along, b.pair = None, False
+        if not re.search(r"\w\(t\)|\(u, t\)", body):      # it must read every t
+            v, s = draw(st.sampled_from(whole))
+            body = f"{body} + {b.param(n, s)} {v}(t)"
+        if draw(st.integers(0, 2)) == 0:
+            body = f"softmax_t({body})"
+        b.lines.append(f"{p}(u, t) = {body}")
+        pairs.append((p, n))
+    c, nc = b.name("c"), draw(st.integers(1, 3))
+    b.sizes[c] = nc
+    b.along = "u"
+    body = _expr(b, nc, draw(st.integers(0, 2)), reads)
+    if not re.search(r"\w\(t\)|\(u, t\)", body):
+        p, s = draw(st.sampled_from(pairs))
+        body = f"{body} * {b.param(nc, s)} {p}(u, t)" if draw(st.booleans()) else \
+            f"{body} + {b.param(nc, s)} {p}(u, t)"
+    outside = _expr(b, nc, draw(st.integers(0, 1)), lambda m: reads(m, inside=False))
+    b.along = None
+    total = draw(st.sampled_from(["sum_t", "sum_t", "mean_t"]))
+    b.lines.append(f"{c}(u) = {total}({body}) + {outside}")
+    z, n, _, _ = decs[0]
+    if fed:
+        at = next(i for i, line in enumerate(b.lines) if line.startswith(f"{z}(u) = "))
+        b.lines[at] += f" + {b.param(n, nc)} {c}(u)"
+    else:
+        r = b.name("r")
+        b.sizes[r] = n
+        b.lines.append(f"{r}(u) = tanh({b.param(n, nc)} {c}(u) + {b.param(n, n)} {z}(u))")
 
 
 @st.composite
@@ -413,8 +476,10 @@ def random_models(draw):
 T, B = 3, 2
 
 
-#: The steps of each index: a second index (a decoder's u) runs another number of steps.
-LENGTHS = {"t": T, "u": 2}
+#: The steps of each index: a second index (a decoder's u) runs another number of steps, and
+#: none equals the batch B: with T_u = B = 2 an every-step block over u that wrote one step's
+#: product (W x(1)) over its (T_u, B, n) array ran, and only batch 1 (Numba's) failed.
+LENGTHS = {"t": T, "u": 4}
 
 
 def _steps(model):

@@ -385,6 +385,13 @@ def _check_indices(program, defs, err) -> None:
                     raise err(f"{n.func}(...) normalises across every step of {i}: it is read in "
                               f"a value over two indices, as in a(u, {i}) = {n.func}(e(u, {i}))",
                               *n.pos)
+                if not any(isinstance(r, ast.Ref) and r.offset is not None and
+                           (r.index == i and r.index != own or r.inner == i)
+                           for r in ast.walk(n.args[0])):
+                    raise err(f"{n.func}(...) normalises across every step of {i}, but "
+                              f"{expr_text(n.args[0])} is the same at each: read a value over "
+                              f"two indices or a sequence of {i}, as in {n.func}(e({own}, {i}))",
+                              *n.pos)
             if isinstance(n, ast.Call) and FUNCTIONS[n.func].over and eq.kind == "seq":
                 i = FUNCTIONS[n.func].over
                 if i == own:

@@ -225,6 +225,14 @@ def drawing_size(model, unroll: int | None, detail: str | None = None) -> tuple[
     if detail == "ops":
         ops = len(model.op_graph())
         return ops * steps, 0, f"at most {ops:,} nodes a step x {steps:,} steps"
+    if unroll is not None and any(isinstance(s.index, tuple) for s in model.symbols.values()):
+        # attention's values over two indices are drawn into what reads them (a fan into the
+        # first step, one edge into each other): counted on the unrolled graph itself, which
+        # check_unroll has bounded (at most 100 steps of each index by default)
+        g = model.unroll(unroll)
+        drawn = sum(1 for _, role in g.nodes(data="role") if role != "initial")
+        labels = sum(1 for _, _, d in g.edges(data=True) if d["weight"] is not None or "attend" in d)
+        return drawn, labels, f"{drawn:,} variables over {unroll:,} steps of each index"
     g = model.graph()
     timed = sum(1 for _, t in g.nodes(data="timed") if t)
     labels = sum(_instances(g, u, v, d, unroll) for u, v, d in g.edges(data=True)

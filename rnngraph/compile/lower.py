@@ -211,9 +211,9 @@ def lower(model) -> Program:
     if not blocks or blocks[0].kind != "once":
         blocks.insert(0, Block("once", []))
     for k in reversed(range(1, len(blocks))):  # a time-free block before a loop that reads
-        if blocks[k - 1].kind != "once" and any(   # a sequence whole: where its invariant
-                isinstance(a, Home) and a.step == "all"  # work goes (passes.hoist_invariants)
-                for e in blocks[k].eqns for a in e.args):
+        if blocks[k - 1].kind != "once" and any(   # a sequence whole or at a fixed step: where
+                isinstance(a, Home) and a.step is not None  # the work on it goes, the same at
+                for e in blocks[k].eqns for a in e.args):   # every step (hoist_invariants)
             blocks.insert(k, Block("once", []))
     timed = {n for n, s in model.symbols.items() if s.timed} | low.stepped
     indices = {n: s.loop for n, s in model.symbols.items() if s.timed and s.loop != "t"}

@@ -204,16 +204,19 @@ def hoist_invariants(prog: Program) -> Program:
         # every step of another index's sequence (attention's keys U_a h(t), read at each
         # step of u) is the same at every step of this loop: it goes to the time-free block
         # after the loop that computes the sequence (lower puts one before such a loop)
+        # (so is a fixed step, h(end) or x(1): the same for every step; left in an every-step
+        # block, its product was typed as one step's and written over the steps' array)
         whole = {a.name for e in block.eqns for a in e.args if isinstance(a, Home)
-                 and a.step == "all" and not a.grad and written.get(a.name, -1) < once}
+                 and a.step is not None and not a.grad and written.get(a.name, -1) < once}
         for e in block.eqns:
             if isinstance(e.out, Tmp) and all(
                     isinstance(a, Const) or isinstance(a, Tmp) and a.name in at
                     or isinstance(a, Home) and a.offset is None and a.step is None and not a.grad
                     and a.name not in pending
-                    or isinstance(a, Home) and a.step == "all" and a.name in whole
+                    or isinstance(a, Home) and a.step is not None and a.name in whole
+                    and not a.grad
                     for a in e.args):
-                to = max([0] + [at[a.name] if isinstance(a, Tmp) else once if a.step == "all"
+                to = max([0] + [at[a.name] if isinstance(a, Tmp) else once if a.step is not None
                                 else level.get(a.name, 0)
                                 for a in e.args if not isinstance(a, Const)])
                 at[e.out.name] = to

@@ -227,17 +227,24 @@ def unrolled(model, steps) -> nx.MultiDiGraph:
     sym = symbols_of(model)
 
     def length(name) -> int:
-        return per[sym[name].index or "t"]
+        return per[sym[name].loop or "t"]
+
+    # Values over two indices (attention's e(u, t), a(u, t)) have no nodes: what they read is
+    # drawn into the value over u that reads them (c(u) = sum_t(a(u, t) h(t))), its encoder
+    # states as a fan, each edge weighted a(u, t).
+    pairs = {n for n, s in sym.items() if isinstance(s.index, tuple)}
 
     def node(name, t):
         if (name, t) not in g:
             attrs = dict(fold.nodes[name])
             if t is not None and not 1 <= t <= length(name):
                 attrs.update(role="initial", kind="initial")
-            g.add_node((name, t), name=name, t=t, index=sym[name].index, **attrs)
+            g.add_node((name, t), name=name, t=t, index=sym[name].loop, **attrs)
         return (name, t)
 
     for name, attrs in fold.nodes(data=True):
+        if name in pairs:
+            continue
         if attrs["timed"]:
             for t in range(1, length(name) + 1):
                 node(name, t)
@@ -246,6 +253,9 @@ def unrolled(model, steps) -> nx.MultiDiGraph:
     for u, v, data in fold.edges(data=True):
         if data.get("initial"):
             continue                         # drawn below, into the initial nodes
+        if u in pairs or v in pairs or fold.nodes[v]["timed"] and fold.nodes[u]["timed"] \
+                and sym[u].loop != sym[v].loop and "step" not in data:
+            continue                         # attention: drawn below
         delay = data["delay"]
         role = sym[u].role
         over = sym[v].over                   # J = sum_t(...): every step's value into J
@@ -260,6 +270,9 @@ def unrolled(model, steps) -> nx.MultiDiGraph:
                 continue                     # beyond the last step drawn: the model reads zeros
             g.add_edge(node(u, src_t), node(v, None if over else t), key=(delay, data["weight"]),
                        **data)
+    for v in fold.nodes:
+        if v not in pairs and fold.nodes[v]["timed"]:
+            _attention(g, fold, sym, pairs, v, length, node)
     # What an initial value reads (h(0) = tanh(W c)).
     for name, s in sym.items():
         if s.initial is None:
@@ -277,3 +290,49 @@ def unrolled(model, steps) -> nx.MultiDiGraph:
                                key=(None if step is None else f"@{step}", weight),
                                delay=None, weight=weight, transpose=transpose, **extra)
     return g
+
+
+def _attention(g, fold, sym, pairs, v, length, node) -> None:
+    """Into each step u of ``v`` (a context c(u) = sum_t(a(u, t) h(t))), what it reads through
+    values over two indices and whole sequences: the steps of its own index it reads that
+    way (the query s(u-1), through the scores) as edges of their own, and a sequence of
+    another index as a fan from each of its steps into the first step (``attention`` "fan"),
+    one edge from its last step into each other step ("compact"), weighted by the value
+    over two indices that ``v`` reads (``attend``: ("a", 1, t), ("a", u, "·")) where v
+    reads the sequence itself."""
+    whole, query, weights = {}, {}, []
+    stack, seen = [v], {v}
+    while stack:
+        x = stack.pop()
+        for u, _, data in fold.in_edges(x, data=True):
+            if data.get("initial") or "step" in data:
+                continue
+            if u in pairs:
+                if x == v and u not in weights:
+                    weights.append(u)
+                if u not in seen:
+                    seen.add(u)
+                    stack.append(u)
+            elif fold.nodes[u]["timed"] and sym[u].loop != sym[v].loop:
+                whole.setdefault(u, data)
+            elif x != v and sym[u].role != "parameter":
+                query.setdefault((u, data["delay"]), data)
+    if not whole and not query:
+        return
+    for t in range(1, length(v) + 1):
+        for (u, delay), data in query.items():
+            src = None if delay is None else t - delay
+            if src is not None and src > length(u) and sym[u].role == "input":
+                continue
+            g.add_edge(node(u, src), node(v, t), key=(delay, data["weight"]), **{
+                **data, "attention": "query"})
+        for u, data in whole.items():
+            weighted = weights and fold.has_edge(u, v)
+            # the first step's fan in full; the others' compactly, one edge from the last
+            # state weighted a(u, ·) (every step's fan would cross the others' 4 x 3 times)
+            for k in range(1, length(u) + 1) if t == 1 else [length(u)]:
+                attend = (weights[0], t, k if t == 1 else "·") if weighted else None
+                g.add_edge(node(u, k), node(v, t), key=(None, f"attend{k}"),
+                           delay=None, weight=None, transpose=False,
+                           attention="fan" if t == 1 else "compact",
+                           **({"attend": attend} if attend else {}))

@@ -64,9 +64,14 @@ def levels(model, names) -> dict[str, int]:
         if u != v and u in same and v in same and d["delay"] in (0, None):
             same.add_edge(u, v)
     symbols = symbols_of(model)
+    # values over two indices (attention's scores z, e, a: a chain of one step each) and the
+    # sum that reads them (the context c) share a row with what the first of them reads,
+    # read left to right, so the chain does not make the picture too tall for a slide
+    pair = {n for n in names if isinstance(symbols[n].index, tuple)}
     level: dict[str, int] = {}
     for n in nx.topological_sort(same):
-        level[n] = max((level[p] + 1 for p in same.predecessors(n)), default=0)
+        level[n] = max((level[p] + (0 if p in pair or n in pair else 1)
+                        for p in same.predecessors(n)), default=0)
     for n in reversed(list(nx.topological_sort(same))):
         if same.in_degree(n) == 0 and symbols[n].kind != "input" and same.out_degree(n):
             level[n] = min(level[s] for s in same.successors(n)) - 1

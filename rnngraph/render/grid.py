@@ -65,6 +65,9 @@ class Link:
     label: tuple[float, float] | None
     path: list = field(default_factory=list)
     label_pos: geo.Point | None = None
+    # where along the edge its label goes, as fractions of its length: attention's fan into
+    # one node labelled by each tail (0, 0.45), its compact edges by their heads (0.55, 1)
+    within: tuple[float, float] = (0.0, 1.0)
 
 
 @dataclass
@@ -349,7 +352,7 @@ class Grid(Fans):
     def _branch(self, i: int) -> tuple[float, float]:
         """The part of edge ``i`` its label goes beside, as fractions of its length: a fan's branch."""
         if i not in self.fans:
-            return (0.0, 1.0)
+            return self.links[i].within
         poly = self.polys[i]
         return (min(nearest_fraction(poly, self.fans[i][-1]) + 0.02, 0.95), 1.0)
 

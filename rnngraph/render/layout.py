@@ -101,6 +101,8 @@ def layout(model, unroll: int | None = None, style: Style | None = None) -> Draw
         nid = node_id(name, t)
         kind = "stub" if attrs.get("stub") else attrs["kind"]
         index = symbols[name].index if name in symbols else None
+        if isinstance(index, tuple):               # folded, a value over two indices: (u,t)
+            index = ",".join(index)
         shown = (None if not attrs["timed"] else f"({index or 't'})") if unroll is None else \
             step_text(style, t, per[index or "t"] if per else unroll)
         if per and t is not None:
@@ -127,6 +129,9 @@ def layout(model, unroll: int | None = None, style: Style | None = None) -> Draw
         if unroll is None and data.get("initial"):  # folded, into the initial value s(0)
             extra = "→(0)" if extra is None else f"{extra}→(0)"
         label = weight_label(data["weight"], data["transpose"], style.fontsize, extra)
+        if "attend" in data:                        # attention's fan: a(u, t) weights h(t)
+            name, su, st = data["attend"]
+            label = var_label(name, f"({su},{st})", style.fontsize)
         over = model.symbols[v if unroll is None else v[0]].over
         mean = False
         if over and unroll is None:          # folded, a sum over the steps says so: Σ_t
@@ -141,6 +146,7 @@ def layout(model, unroll: int | None = None, style: Style | None = None) -> Draw
         d.edges.append(dict(tail=tail, head=head, delay=delay, weight=data["weight"], key=ekey,
                             transpose=data["transpose"], extra=extra,
                             over=over if unroll is None else None,
+                            **({"attend": data["attend"]} if "attend" in data else {}),
                             mean=bool(over) and unroll is None and mean,
                             **({"step": data["step"]} if "step" in data else {})))
         d.labels[ekey] = label
@@ -246,7 +252,7 @@ def _after_the_steps(d: Drawing, model, last: int) -> dict[str, int]:
     for i in d.nodes.values():
         s = model.symbols.get(i["name"])
         if s is not None and s.timed and i["t"] is not None:
-            ends[s.index] = max(ends.get(s.index, i["t"]), i["t"])
+            ends[s.loop] = max(ends.get(s.loop, i["t"]), i["t"])
     col = {n: ends.get(s.over, last) + 1 for n, s in model.symbols.items() if s.over}
     changed = True
     while changed:
@@ -278,6 +284,9 @@ def _place_grid(d: Drawing, model) -> None:
     sizes, label_sizes = _size_nodes(d)
     edges = list(A.edges(keys=True))
     label_of = [label_sizes.get(k) for _, _, k in edges]
+    # attention's fan: labels by each h(t); its compact edges (a(u, ·)): by c(u)
+    within = {e["key"]: (0.55, 1.0) if e["attend"][2] == "·" else (0.0, 0.45)
+              for e in d.edges if "attend" in e}
     names = list(dict.fromkeys(info["name"] for info in d.nodes.values()))
     first = min(0, -1 + min((i["t"] for i in d.nodes.values() if i["t"] is not None), default=1))
     last = max((i["t"] for i in d.nodes.values() if i["t"] is not None), default=1)
@@ -318,8 +327,8 @@ def _place_grid(d: Drawing, model) -> None:
         rows = {**rows, **{n: rows[loss] for n, loss in beside.items()}}
         cells = {nid: Cell(info["col"], rows[info["name"]], *sizes[nid], beside=offset.get(info["name"], 0.0))
                  for nid, info in d.nodes.items() if window is None or info["col"] in window}
-        links = [Link(u, v, label_of[i]) for i, (u, v, _) in enumerate(edges)
-                 if u in cells and v in cells]
+        links = [Link(u, v, label_of[i], within=within.get(k, (0.0, 1.0)))
+                 for i, (u, v, k) in enumerate(edges) if u in cells and v in cells]
         return Grid(cells, links, dx, dy, arrow=arrow, ends=ends, lead=lead)
 
     # Spacing from the slide's budget; rows by fewest crossings among the likeliest orders,

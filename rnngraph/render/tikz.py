@@ -81,6 +81,10 @@ def _edge_text(edge: dict, steps: int | None, style, nodes: dict) -> str:
         return "$" + latex_name(edge["carried"], _math_time(step_text(style, t, steps))) + "$"
     if edge.get("over"):
         return (r"$\frac{1}{\tau}" if edge.get("mean") else "$") + r"\sum_{" + edge["over"] + "}$"
+    if edge.get("attend"):                       # attention's weight a(u, t) of h(t)
+        name, u, t = edge["attend"]
+        step = r"\cdot" if t == "·" else str(t)
+        return "$" + latex_name(name, f"({u},{step})") + "$"
     parts = []
     weight = edge.get("weight")
     block = split_block(weight)
