@@ -292,3 +292,21 @@ def test_the_op_view_draws_an_initial_value_read_from_a_sum_over_the_steps(tmp_p
                    "s(0) = tanh(P C)\ns(t) = tanh(A s(t-1))\n")
     for extra in ([], ["--unroll", "2"]):
         assert cli(["draw", str(src), "--detail", "ops", "-o", str(tmp_path / "o.svg"), *extra]) == 0
+
+
+@pytest.mark.parametrize("optimize", [False, True])
+def test_a_time_free_value_of_size_1_fills_its_declared_size(optimize):
+    """S = x(end)^T q(end) (a dot product, one number) with S: 3 is that number in each of
+    S's 3 lanes, as h(t) = x(t)^T q(t) with h: 3 is (the value's array had 1 lane, and the
+    product with S failed); and softmax(h(end)) reads a vector (it was refused as a number)."""
+    m = rnngraph.parse("S = (x(end)^T q(end)) * -2\nz(t) = tanh(V S + U x(t))\n"
+                       "p = softmax(z(end))\nx: 3, q: 3, S: 3, z: 2\n")
+    net = m.compile(optimize=optimize)
+    rng = np.random.default_rng(0)
+    x, q = rng.normal(size=(4, 2, 3)), rng.normal(size=(4, 2, 3))
+    point = (net.init_params(seed=0), {"x": x, "q": q}, {})
+    outs, _ = net.vjp(*point)
+    assert outs["S"].shape == (2, 3)
+    assert np.allclose(outs["S"], -2 * (x[-1] * q[-1]).sum(-1, keepdims=True))
+    cot = {k: rng.normal(size=v.shape) for k, v in outs.items()}
+    assert worst_directional_error(net, point, cot, seed=1) <= 1e-7

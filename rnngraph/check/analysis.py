@@ -190,7 +190,7 @@ def analyse(program: ast.Program, source: Source) -> dict[str, Symbol]:
         for node in ast.walk(eq.rhs):
             if isinstance(node, ast.Call) and node.func in LANE_MIXING:
                 for arg in node.args:
-                    if not any(isinstance(n, ast.Ref) for n in ast.walk(arg)):
+                    if not any(isinstance(n, (ast.Ref, ast.At)) for n in ast.walk(arg)):
                         raise err(f"{node.func} takes a vector, not the number {expr_text(arg)}",
                                   *arg.pos)
 
@@ -406,11 +406,14 @@ def _check_indices(program, defs, err) -> None:
                     text = f"{n.name}({time_text(n.offset, n.index)}, {n.inner})"
                     where = f"{eq.lhs_text} runs over {own}" if own else \
                         f"{eq.lhs_text} has no time index"
-                    raise err(f"{where}: it reads a value over two indices at the same pair only, "
-                              f"as {n.name}({own}, {n.inner}) in a value over {own} and "
-                              f"{n.inner} or inside sum_{n.inner}(...), not {text}"
-                              if own and n.index == own and n.inner in indices and n.offset == 0
-                              else f"{where}: it cannot read {text}", *n.pos)
+                    if own and n.index == own and n.offset == 0:
+                        raise err(f"{where}: {text} has a value for every step of {n.inner}; "
+                                  f"read it inside sum_{n.inner}(...) or mean_{n.inner}(...), or "
+                                  f"in a value over {own} and {n.inner}", *n.pos)
+                    if own and n.index == own:
+                        raise err(f"{where}: it reads a value over two indices at the same pair "
+                                  f"only, as {n.name}({own}, {n.inner}); not {text}", *n.pos)
+                    raise err(f"{where}: it cannot read {text}", *n.pos)
                 continue
             if isinstance(n, ast.Ref) and n.offset is not None and n.index != own \
                     and n.index in scope:

@@ -165,8 +165,9 @@ class _Lowering:
         op, args = self.operation(eq.rhs, out, origin)
         if eq.kind == "value":
             t = lookup(op).type(tuple(self.type(a) for a in args), ())
-            if t.shape == ():                      # a number: the value's declared size
-                t = Type(t.lead, (self.model.sizes[eq.name],))
+            n = self.model.sizes[eq.name]
+            if t.shape in ((), (1,)) and n != 1:   # a number, or a size-1 value (a dot product,
+                t = Type(t.lead, (n,))             # S = u^T v), in every lane of its declared size
             self.types[("home", eq.name)] = t
         self.emit(out, target, op, args, origin)
 

@@ -54,6 +54,10 @@ class Type:
     # decoder step), a value over two indices e(u, t) at one u; None for the batch alone
     over: str | None = None
 
+    def __repr__(self):
+        over = "" if self.over is None else f", over={self.over!r}"
+        return f"Type(lead={self.lead}, shape={self.shape}{over})"
+
     def __str__(self):
         lead = "B, " * self.lead if self.over is None else f"T_{self.over}, " + "B, " * (self.lead - 1)
         return (lead + ", ".join(map(str, self.shape))).rstrip(", ").join("()")

@@ -95,8 +95,10 @@ def draw(model, unroll: int | None = None, format: str = "svg", dpi: float | Non
     >>> svg[:5], b"baseline-shift" in svg
     (b'<?xml', False)
     """
-    if unroll is not None and (isinstance(unroll, bool) or not isinstance(unroll, int) or unroll < 1):
-        raise ValueError(f"unroll must be a positive whole number of steps, not {unroll!r}")
+    if unroll is not None and not isinstance(unroll, dict) and (
+            isinstance(unroll, bool) or not isinstance(unroll, int) or unroll < 1):
+        raise ValueError(f"unroll must be a positive whole number of steps, not {unroll!r} "
+                         "(or a dict of them, one per index: {'t': 4, 'u': 3})")
     return Picture(render(drawing_of(model, unroll, mode, **style), format, dpi=dpi), format)
 
 

@@ -285,7 +285,7 @@ def _place_grid(d: Drawing, model) -> None:
     edges = list(A.edges(keys=True))
     label_of = [label_sizes.get(k) for _, _, k in edges]
     # attention's fan: labels by each h(t); its compact edges (a(u, ·)): by c(u)
-    within = {e["key"]: (0.55, 1.0) if e["attend"][2] == "·" else (0.0, 0.45)
+    within = {e["key"]: (0.3, 0.75) if e["attend"][2] == "·" else (0.0, 0.45)
               for e in d.edges if "attend" in e}
     names = list(dict.fromkeys(info["name"] for info in d.nodes.values()))
     first = min(0, -1 + min((i["t"] for i in d.nodes.values() if i["t"] is not None), default=1))
