@@ -76,6 +76,13 @@ def test_the_language_of_attention():
     ("index u\nh(t) = tanh(W h(t-1) + x(t))\nc(u) = sum_t(h(t)) + h(t)\n",
      "c(u) runs over u: it cannot read h(t)"),
     ("h(t) = tanh(W h(t-1) + e(t, t))\n", "not e(t, t)"),
+    # (a review's: a sum over t of a sum over t summed over the batch; softmax_t of one crashed)
+    ("index u\nh(t) = tanh(W h(t-1) + x(t))\ne(u, t) = v^T h(t)\nK(u) = sum_t(sum_t(e(u, t)))\n",
+     "sum_t(...) sums over every step of t, but sum_t(e(u, t)) reads none"),
+    ("index u\nh(t) = tanh(W h(t-1) + x(t))\ne(u, t) = v^T h(t)\nf(u, t) = softmax_t(mean_t(e(u, t)))\n",
+     "f(u, t) has a value for every step of t, but reads no sequence of t"),
+    ("index u\nr: 3, e: 2\ne(u, t) = W r(u)\n",
+     "e(u, t) has a value for every step of t, but reads no sequence of t"),
     ("index u\nh(t) = tanh(W h(t-1) + x(t))\ne(u, t) = v^T h(t)\nc(u) = W e(u, t)\n",
      "e(u, t) has a value for every step of t; read it inside sum_t(...) or mean_t(...)"),
 ])
@@ -207,3 +214,58 @@ def test_the_folded_drawing_shows_the_pairs_in_a_row():
     assert shown["z"] == shown["e"] == shown["a"] == "(u,t)" and shown["c"] == "(u)"
     y = {n: float(d.agraph.get_node(n).attr["pos"].split(",")[1]) for n in "zeahc"}
     assert y["z"] == y["e"] == y["a"] == y["h"] < y["c"]
+
+
+@pytest.mark.parametrize("optimize", [False, True])
+def test_a_total_over_u_may_sum_over_t_inside(optimize):
+    """J = sum_u(sum_t(a(u, t) * e(u, t))): the sum over every pair of steps (it was refused
+    with a message that asked for the sum_t it had)."""
+    m = rnngraph.parse("index u\nx: 4, h: 3, s: 3, e: 1, r: 2\nh(t) = tanh(W h(t-1) + U x(t))\n"
+                       "s(u) = tanh(A s(u-1) + B r(u))\ne(u, t) = s(u)^T Q h(t)\n"
+                       "a(u, t) = softmax_t(e(u, t))\nJ = sum_u(sum_t(a(u, t) * e(u, t)))\n")
+    net = m.compile(optimize=optimize)
+    rng = np.random.default_rng(0)
+    point = (net.init_params(seed=0), {"x": rng.normal(size=(5, 2, 4)), "r": rng.normal(size=(3, 2, 2))}, {})
+    outs, _ = net.vjp(*point)
+    assert np.allclose(outs["J"], (outs["a"] * outs["e"]).sum((0, 1)), rtol=1e-12)
+    cot = {k: rng.normal(size=v.shape) for k, v in outs.items()}
+    assert worst_directional_error(net, point, cot, seed=1) <= 1e-7
+
+
+def test_the_memory_limit_counts_every_pair_of_steps():
+    """(T_u + 1, T, B, n) arrays: 1000 x 1000 steps at batch 4 and an alignment model of 1000
+    units is refused before it allocates (it asked NumPy for 29.8 GiB, counted as 0.25)."""
+    net = rnngraph.load(BAHDANAU, sizes={"z": 1000}).compile()
+    with pytest.raises(RnnGraphError, match=r"3 over two indices.*more than the limit"):
+        net.forward(net.init_params(seed=0), {"x": np.zeros((1000, 4, 4)), "y": np.zeros((1000, 4, 5))})
+
+
+@pytest.mark.parametrize("optimize", [False, True])
+def test_a_weight_per_unit_is_drawn_and_computed_as_written(optimize):
+    """IndRNN's u * h(t-1) and the peepholes' diag(p) s(t-1): drawn with their weight's label
+    (u ⊙, diag(p): they had none), computed as u * h (no n x n matrix), gradients checked."""
+    m = rnngraph.parse("h(t) = relu(W x(t) + u * h(t-1) + b)\n"
+                       "g(t) = tanh(V x(t) + diag(p) g(t-1))\nx: 3, h: 4, g: 2\n")
+    edges = {(u, v): d["weight"] for u, v, d in m.graph().edges(data=True)}
+    assert edges[("h", "h")] == "u⊙" and edges[("g", "g")] == "diag(p)"
+    assert m.param_shapes["u"] == (4,) and m.param_shapes["p"] == (2,)
+    d = drawing_of(m, unroll=2)
+    labels = [d.labels[e["key"]] for e in d.edges if e["tail"].startswith("g") and e["head"].startswith("g")]
+    assert labels and all("diag(" in lab and ">p<" in lab for lab in labels)
+    tex = draw(m, 2, format="tex").decode()
+    assert r"\operatorname{diag}(p)" in tex and r"u \odot" in tex
+    net = m.compile(optimize=optimize)
+    assert "p @" not in net.source and "@ p" not in net.source
+    rng = np.random.default_rng(0)
+    params = net.init_params(seed=0)
+    x = rng.normal(size=(4, 2, 3))
+    out = net.forward(params, {"x": x})
+    g = np.zeros((2, 2))
+    for t in range(4):
+        g = np.tanh(x[t] @ params["V"].T + params["p"] * g)
+    assert np.allclose(out["g"][-1], g, rtol=1e-12)
+    point = (params, {"x": x}, {})
+    cot = {k: rng.normal(size=v.shape) for k, v in out.items()}
+    assert worst_directional_error(net, point, cot, seed=1) <= 1e-7
+    with pytest.raises(RnnGraphError, match="diag takes a vector"):
+        rnngraph.parse("h(t) = tanh(diag(2) h(t-1) + x(t))\n")

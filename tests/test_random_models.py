@@ -7,7 +7,8 @@ at t-1, teacher forcing, with ``free k -> y``: the free-running model is checked
 over the steps (``J = sum_t(...)`` of any expression), values after the loops from fixed steps
 (``S = f(h(end), x(1))``, read by a later state and its initial value, or a loss), decoders
 over a second index u, attention (values over two indices ``p(u, t)``, softmax_t, a context
-``c(u) = sum_t(...)`` read by a decoder), step values (``end - t``), dot products ``u^T v``; and in every operand
+``c(u) = sum_t(...)`` read by a decoder), step values (``end - t``), dot products ``u^T v``, weights
+per unit (``diag(v) x``, ``v * x``); and in every operand
 position of every op and function of the language, a parameter matrix (also
 transposed, summed, multiplied by another), a bias, a number (negative, not
 whole), an input, a state, a value.  Names are drawn from those the generated
@@ -88,7 +89,8 @@ def _expr(b: Builder, n: int, depth: int, reads) -> str:
     or None for any size: (text, size)."""
     draw = b.draw
     kind = draw(st.sampled_from(["leaf", "leaf", "add", "mul", "div", "call", "call", "matvec",
-                                 "transpose", "concat", "scale", "bias", "matsum", "matprod", "dot"])
+                                 "transpose", "concat", "scale", "bias", "matsum", "matprod", "dot",
+                                 "diag"])
                 ) if depth > 0 else "leaf"
     sub = lambda m=n: _expr(b, m, depth - 1, reads)  # noqa: E731
 
@@ -169,6 +171,10 @@ def _expr(b: Builder, n: int, depth: int, reads) -> str:
             return sub()
         other = f"({sub(m)} + {b.param(m)})" if draw(st.booleans()) else v[0]
         return f"({u[0]}^T {other}) * {sub()}"
+    if kind == "diag":                           # one weight per unit: diag(v) x, or v * x
+        if draw(st.booleans()):
+            return f"diag({b.param(n)}) {operand(n)}"
+        return f"({b.param(n)} * {operand(n)})"
     if kind == "scale":
         num = b.number()
         return f"{num} * {sub()}" if draw(st.booleans()) else f"({sub()} * {num})"

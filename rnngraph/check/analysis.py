@@ -181,7 +181,7 @@ def analyse(program: ast.Program, source: Source) -> dict[str, Symbol]:
         for node in ast.walk(eq.rhs):
             if isinstance(node, ast.Call) and FUNCTIONS[node.func].over \
                     and not (node is eq.rhs and reduction(eq)) \
-                    and not (eq.kind == "seq" and FUNCTIONS[node.func].over != eq.index):
+                    and not (_own(eq) and FUNCTIONS[node.func].over != _own(eq)):
                 raise err(f"{node.func}(...) sums over every step: it is the whole right side of "
                           f"an equation with no time index, as in L = {node.func}(L(t))", *node.pos)
 
@@ -377,6 +377,10 @@ def _check_indices(program, defs, err) -> None:
                       f"{eq.inner}" if eq.inner not in indices else
                       f"{eq.lhs_text} names {eq.index} twice: a value over two indices has two "
                       "different ones, as e(u, t)", *eq.pos)
+        if eq.inner is not None and not _varies(eq.rhs, eq.inner, own):
+            raise err(f"{eq.lhs_text} has a value for every step of {eq.inner}, but reads no "
+                      f"sequence of {eq.inner}: read one whole, as in {eq.name}({own}, "
+                      f"{eq.inner}) = v^T tanh(W s({own}-1) + U h({eq.inner}))", *eq.pos)
         whole: set = set()              # reads of every step of another index at once
         for n, scope in scoped(eq):
             if isinstance(n, ast.Call) and FUNCTIONS[n.func].across:
@@ -385,19 +389,17 @@ def _check_indices(program, defs, err) -> None:
                     raise err(f"{n.func}(...) normalises across every step of {i}: it is read in "
                               f"a value over two indices, as in a(u, {i}) = {n.func}(e(u, {i}))",
                               *n.pos)
-                if not any(isinstance(r, ast.Ref) and r.offset is not None and
-                           (r.index == i and r.index != own or r.inner == i)
-                           for r in ast.walk(n.args[0])):
+                if not _varies(n.args[0], i, own):
                     raise err(f"{n.func}(...) normalises across every step of {i}, but "
                               f"{expr_text(n.args[0])} is the same at each: read a value over "
                               f"two indices or a sequence of {i}, as in {n.func}(e({own}, {i}))",
                               *n.pos)
-            if isinstance(n, ast.Call) and FUNCTIONS[n.func].over and eq.kind == "seq":
+            if isinstance(n, ast.Call) and FUNCTIONS[n.func].over and own \
+                    and not (n is eq.rhs and reduction(eq)):
                 i = FUNCTIONS[n.func].over
                 if i == own:
                     continue            # refused in analyse, with the rule
-                if not any(isinstance(r, ast.Ref) and r.offset is not None and
-                           (r.index == i or r.inner == i) for r in ast.walk(n.args[0])):
+                if not _varies(n.args[0], i, own):
                     raise err(f"{n.func}(...) sums over every step of {i}, but "
                               f"{expr_text(n.args[0])} reads none: read a sequence of {i}, as "
                               f"in {n.func}(a({own}, {i}) * h({i}))", *n.pos)
@@ -468,14 +470,36 @@ def scoped(eq: ast.Equation):
     enclosing ``sum_t(...)`` or ``mean_t(...)`` in an equation over another index
     (``c(u) = sum_t(a(u, t) * h(t))``)."""
     start = frozenset([eq.inner] if eq.inner else [])
+    own = _own(eq)
     stack = [(eq.rhs, start)]
     while stack:
         node, scope = stack.pop()
         yield node, scope
-        if isinstance(node, ast.Call) and FUNCTIONS[node.func].over and eq.kind == "seq" \
-                and FUNCTIONS[node.func].over != eq.index:
+        if isinstance(node, ast.Call) and FUNCTIONS[node.func].over and own \
+                and FUNCTIONS[node.func].over != own:
             scope = scope | {FUNCTIONS[node.func].over}
         stack.extend((c, scope) for c in reversed(ast.children(node)))
+
+
+def _own(eq: ast.Equation) -> str | None:
+    """The index whose loop computes ``eq``: a sequence's, or the one a total sums over."""
+    return eq.index if eq.kind == "seq" else reduction(eq)
+
+
+def _varies(node, i: str, own: str | None) -> bool:
+    """Whether ``node`` reads something that changes along the steps of ``i`` (a sequence of
+    i read whole, a value over two indices whose second is i), not counting what a sum or
+    mean over i inside it has already summed (sum_t(sum_t(h(t))) is a sum of a number)."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, ast.Ref) and n.offset is not None and \
+                (n.index == i and n.index != own or n.inner == i):
+            return True
+        if isinstance(n, ast.Call) and FUNCTIONS[n.func].over == i:
+            continue
+        stack.extend(ast.children(n))
+    return False
 
 
 def _declared_roles(program, defs, read, err) -> dict[str, str]:

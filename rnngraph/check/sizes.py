@@ -167,6 +167,11 @@ class _Inference:
                 self.u.unify(vecs[0][1], s[1], node)
             if func.size == "scalar":
                 return ("vec", ONE)
+            if func.size == "diag":
+                if not vecs:
+                    self.fail(f"diag takes a vector, not the number {expr_text(node.args[0])}",
+                              node.args[0])
+                return ("mat", vecs[0][1], vecs[0][1])
             return vecs[0] if vecs else SCALAR
         raise TypeError(node)
 

@@ -94,6 +94,11 @@ def dependencies(expr, vectors=None):
                 and _vector(node.left.operand, vectors):
             stack.append((node.right, None))
             stack.append((node.left.operand, None))
+        elif isinstance(node, ast.Binary) and node.op == "@" and _diagonal(node.left):
+            stack.append((node.right, f"diag({_diagonal(node.left)})"))  # one weight per unit
+        elif weight is None and vectors is not None and _unit_weight(node, vectors):
+            name, other = _unit_weight(node, vectors)   # u * h(t-1): u's label, as a matrix's
+            stack.append((other, f"{name}⊙"))
         elif _step_only(node):
             out.append((StepRead(node), weight))
         elif isinstance(node, (ast.Ref, ast.At)):
@@ -111,6 +116,29 @@ def dependencies(expr, vectors=None):
     return out
 
 
+def _diagonal(node) -> str | None:
+    """The name v of ``diag(v)`` (or of its transpose) with v a name; else None."""
+    if isinstance(node, ast.Transpose):
+        node = node.operand
+    if isinstance(node, ast.Call) and node.func == "diag" and isinstance(node.args[0], ast.Ref) \
+            and node.args[0].offset is None:
+        return node.args[0].name
+    return None
+
+
+def _unit_weight(node, vectors):
+    """(u, h) for ``u * h`` or ``h * u`` with u a parameter (a name that is not one of the
+    model's variables) and h reading a variable: a weight per unit (IndRNN, peepholes)."""
+    if not (isinstance(node, ast.Binary) and node.op == "*"):
+        return None
+    for side, other in ((node.left, node.right), (node.right, node.left)):
+        if isinstance(side, ast.Ref) and side.offset is None and side.name not in vectors and any(
+                isinstance(n, (ast.Ref, ast.At)) and (n.offset is not None or n.name in vectors)
+                or isinstance(n, ast.At) for n in ast.walk(other)):
+            return side.name, other
+    return None
+
+
 class _Block:
     """The block of a matrix that one part of a concatenation meets."""
 
@@ -126,6 +154,8 @@ def _weight(expr) -> tuple[str | None, bool]:
         name, transpose = _weight(expr.matrix)
         part = expr.part.name if isinstance(expr.part, ast.Ref) else "·"
         return f"{name}[{part}]", transpose
+    if isinstance(expr, str):                  # diag(u), u⊙: a weight per unit
+        return expr, False
     if isinstance(expr, ast.Transpose) and isinstance(expr.operand, ast.Ref):
         return expr.operand.name, True
     return expr_text(expr), False

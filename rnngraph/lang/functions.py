@@ -17,8 +17,8 @@ class Function:
 
     ``size`` says how the result's size follows from the arguments': ``"same"``
     (elementwise, or size-preserving like softmax: all arguments and the result
-    share one size) or ``"scalar"`` (the arguments share one size, the result
-    has size 1: a loss).  ``over`` names the index a reduction sums over
+    share one size), ``"scalar"`` (the arguments share one size, the result
+    has size 1: a loss) or ``"diag"`` (the square matrix with the vector on its diagonal).  ``over`` names the index a reduction sums over
     (``sum_t``: every step of t, into a value with no time index).
     """
 
@@ -71,6 +71,9 @@ FUNCTIONS: dict[str, Function] = _Table({f.name: f for f in [
     # the sum over every step, as the book's total loss L = sum_t L(t) (10.2.2): the whole right
     # side of an equation with no time index, which no other equation reads
     Function("sum_t", 1, r"\sum_{t}", over="t"),
+    # the diagonal matrix of a vector: diag(v) h is v * h, one weight per unit (IndRNN's
+    # recurrent weight, an LSTM's peepholes), written as the papers write it
+    Function("diag", 1, r"\operatorname{diag}", size="diag"),
 ]})
 
 #: Every surface name (canonical names and aliases) -> its function.

@@ -164,6 +164,8 @@ class _ToAst(Transformer):
             if offset is not None and isinstance(inner, ast.Ref) and inner.offset is None \
                     and inner.name not in ("end", index):
                 return ast.Ref(name, offset, pos, index, inner.name)
+            _check_depth(outer)                # before anything prints them
+            _check_depth(inner)
             raise _Located(f"a value over two indices is written {name}(u, t): a step of one "
                            "index (u, u-1), then the other index's name; not "
                            f"{name}({_quote(outer)}, {_quote(inner)})", pos)

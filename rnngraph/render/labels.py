@@ -137,7 +137,12 @@ def weight_label(weight: str | None, transpose: bool, size: float, extra: str | 
         parts.append(var_label(block[0], None, size, transpose)[1:-1]
                      + _small("[" + (_name(block[1], None) if block[1] != "·" else "·") + "]", small))
     elif weight is not None:
-        if re.fullmatch(r"[^\W\d]\w*", weight):
+        unit = re.fullmatch(r"diag\(([^\W\d]\w*)\)|([^\W\d]\w*)⊙", weight)
+        if unit and unit.group(1):               # diag(u): upright diag, the name as a weight's
+            parts.append("diag(" + var_label(unit.group(1), None, size)[1:-1] + ")")
+        elif unit:                               # u ⊙: a weight per unit, elementwise
+            parts.append(var_label(unit.group(2), None, size)[1:-1] + " ⊙")
+        elif re.fullmatch(r"[^\W\d]\w*", weight):
             parts.append(var_label(weight, None, size, transpose)[1:-1])
         else:
             parts.append(_word(weight))

@@ -93,7 +93,12 @@ def _edge_text(edge: dict, steps: int | None, style, nodes: dict) -> str:
         parts.append(latex_name(block[0], r"\top" if edge.get("transpose") else None)
                      + r"{\scriptstyle[" + part + "]}")
     elif weight is not None:
-        if re.fullmatch(r"[^\W\d]\w*", weight):
+        unit = re.fullmatch(r"diag\(([^\W\d]\w*)\)|([^\W\d]\w*)⊙", weight)
+        if unit and unit.group(1):
+            parts.append(r"\operatorname{diag}(" + latex_name(unit.group(1)) + ")")
+        elif unit:
+            parts.append(latex_name(unit.group(2)) + r" \odot")
+        elif re.fullmatch(r"[^\W\d]\w*", weight):
             parts.append(latex_name(weight, r"\top" if edge.get("transpose") else None))
         else:
             parts.append(r"\mathrm{" + weight.replace("_", r"\_") + "}")

@@ -107,6 +107,12 @@ class Compiled:
         # For the memory check of each call: numbers a step holds, steps of padding.
         self._step_numbers = (sum(model.sizes[n] for n, s in sym.items() if s.timed),
                               max([1] + [s.delay for s in sym.values()]))
+        # and for each value over two indices (attention's), its (outer, inner) index and size,
+        # with the widest sequence its loop reads whole (the context's product a(u, t) h(t) is
+        # kept for every pair of steps too)
+        widest = max([model.sizes[n] for n, s in sym.items() if s.timed], default=0)
+        self._pairs = [(s.index[0], s.index[1], model.sizes[n] + widest)
+                       for n, s in sym.items() if isinstance(s.index, tuple)]
         self._args = Arguments(model, self.dtype, check_finite, gen.inputs, self.param_shapes,
                                self._sequences)
         self.inputs = self._args.expected
@@ -252,15 +258,19 @@ class Compiled:
                                 "call prepare on this one")
         return prepared.params, prepared._values
 
-    def _check_memory(self, T, B) -> None:
+    def _check_memory(self, T, B, lengths=None) -> None:
         """Refuse a call that would not fit in the memory limit, before it allocates: every
         sequence over T steps plus the padding of the longest delay, a batch of B, about four
-        times over (the values, their gradients, what the backward pass keeps, buffers)."""
+        times over (the values, their gradients, what the backward pass keeps, buffers); and
+        a value over two indices over every pair of their steps (T_u x T: attention's)."""
         per_step, pad = self._step_numbers
         nbytes = 4 * ((T or 0) + pad) * B * per_step * self.dtype.itemsize
-        if nbytes > self.model.limits.max_memory_bytes:      # (the message only then: a hot path)
-            limits.check_memory(self.model, nbytes, f"T = {T}, B = {B}, {per_step:,} numbers a "
-                                                    f"step, {self.dtype.name}")
+        pairs = sum(4 * ((lengths[o] or 0) + pad) * (lengths[i] or 0) * B * n
+                    for o, i, n in self._pairs) * self.dtype.itemsize if lengths else 0
+        if nbytes + pairs > self.model.limits.max_memory_bytes:   # (the message only then)
+            what = f", {len(self._pairs)} over two indices" if pairs else ""
+            limits.check_memory(self.model, nbytes + pairs, f"T = {T}, B = {B}, {per_step:,} "
+                                f"numbers a step{what}, {self.dtype.name}")
 
     # -- running -------------------------------------------------------------
     def forward(self, params, inputs, initial=None, *, steps: int | dict | None = None,
@@ -351,7 +361,7 @@ class Compiled:
             if not self.inputs and initial:         # no input says whether there is a batch axis
                 B, batched = self._args.batch_of_initial(initial)
             init, init_shapes = self._args.initial(initial, B, batched)
-        self._check_memory(T + sum(more) if more else T, B)
+        self._check_memory(T + sum(more) if more else T, B, lengths if self._pairs else None)
         raw, tape = self._forward(p, x, init, T, B, *more, prepared=pre)
         outs, squeezed = {}, set()
         for n, v in raw.items():
