@@ -196,6 +196,46 @@ def _draw(args) -> int:
     return 0
 
 
+def _gradflow(args) -> int:
+    from pathlib import Path
+
+    from .gradflow import RADII, gradient_flow, plot
+
+    flows = {}
+    for file in args.files:
+        model = load(file, args.sizes, _limits(args))
+        flows[Path(file).stem] = gradient_flow(model, steps=args.steps, radii=args.radii or RADII,
+                                               loss=args.loss, state=args.state)
+    out = Path(args.output)
+    if any(out.resolve() == Path(f).resolve() for f in args.files if f != "-"):
+        raise RnnGraphError(f"-o {printable(args.output)} is an input file: name another")
+    plot(flows, out)
+    _emit(printable(str(out)) + "\n")
+    if args.print:
+        for name, flow in flows.items():
+            for label, norms in flow.items():
+                shown = ", ".join(f"{norms[k - 1]:.3g}" for k in (1, 10, 20, 50, 100) if k <= len(norms))
+                _emit(f"{name} {label}: at 1, 10, 20, ... steps back: {shown}\n")
+    return 0
+
+
+def _radii(text: str) -> tuple[float, ...]:
+    try:
+        radii = tuple(float(r) for r in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"radii are numbers separated by commas, as 0.5,1,1.5; "
+                                         f"not {text!r}") from None
+    if not all(0 < r < 1e6 for r in radii):
+        raise argparse.ArgumentTypeError(f"a spectral radius is a positive number, not {text!r}")
+    return radii
+
+
+def _steps(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 1000:
+        raise argparse.ArgumentTypeError(f"steps is a whole number from 1 to 1000, not {text!r}")
+    return int(text)
+
+
 def _stdin_fd() -> int | None:
     try:
         return sys.stdin.fileno()
@@ -290,7 +330,23 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--plain", action="store_true",
                       help="no optimisation: every block a loop over t (for debugging)")
     comp.set_defaults(run=_compile)
-    for command in (check, draw, comp):
+    flow = sub.add_parser("gradflow", help="plot how the gradient of the last loss fades or grows "
+                          "with the steps back (vanishing and exploding gradients)")
+    flow.add_argument("files", nargs="+", metavar="FILE",
+                      help="equation files, one panel each (an LSTM beside an Elman RNN)")
+    flow.add_argument("--steps", type=_steps, default=50, help="τ, the steps run (default 50)")
+    flow.add_argument("-o", "--output", default="gradflow.png",
+                      help="the plot (png, pdf or svg by its extension; default gradflow.png)")
+    flow.add_argument("--radii", type=_radii, default=None, metavar="0.5,1,1.5",
+                      help="spectral radii the recurrent matrices are scaled to, beside the "
+                      "model at initialisation (default 0.5,1,1.5)")
+    flow.add_argument("--loss", default=None, help="the loss followed (default: the first loss)")
+    flow.add_argument("--state", default=None, help="the state h of dL(τ)/dh(t) (default h)")
+    flow.add_argument("--sizes", type=sizes_arg, default=None, metavar="x=10,h=32",
+                      help="give or override sizes")
+    flow.add_argument("--print", action="store_true", help="also print the norms")
+    flow.set_defaults(run=_gradflow)
+    for command in (check, draw, comp, flow):
         command.add_argument("--limit", type=limit_option, action="append", default=[],
                              metavar="NAME=N", help="raise a limit, as in delay=5000 (repeatable): "
                              "source_bytes, equations, delay, size, parameter_elements, unroll, "
