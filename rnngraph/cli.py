@@ -230,7 +230,7 @@ def _radii(text: str) -> tuple[float, ...]:
     return radii
 
 
-def _steps(text: str) -> int:
+def _flow_steps(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 1000:
         raise argparse.ArgumentTypeError(f"steps is a whole number from 1 to 1000, not {text!r}")
     return int(text)
@@ -334,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "with the steps back (vanishing and exploding gradients)")
     flow.add_argument("files", nargs="+", metavar="FILE",
                       help="equation files, one panel each (an LSTM beside an Elman RNN)")
-    flow.add_argument("--steps", type=_steps, default=50, help="τ, the steps run (default 50)")
+    flow.add_argument("--steps", type=_flow_steps, default=50, help="τ, the steps run (default 50)")
     flow.add_argument("-o", "--output", default="gradflow.png",
                       help="the plot (png, pdf or svg by its extension; default gradflow.png)")
     flow.add_argument("--radii", type=_radii, default=None, metavar="0.5,1,1.5",
