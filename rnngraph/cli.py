@@ -199,8 +199,9 @@ def _draw(args) -> int:
 def _gradflow(args) -> int:
     from pathlib import Path
 
-    from .gradflow import RADII, gradient_flow, plot
+    from .gradflow import RADII, gradient_flow, plot, pyplot
 
+    pyplot()                         # matplotlib there, before minutes of runs
     flows = {}
     for file in args.files:
         model = load(file, args.sizes, _limits(args))

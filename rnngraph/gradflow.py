@@ -142,9 +142,8 @@ def back_through_steps(net, params, inputs, loss: str, state: str) -> list:
     return grads
 
 
-def plot(flows: dict, path, title: str | None = None) -> None:
-    """Draw ``{model name: gradient_flow(...)}`` as panels side by side, log scale, into ``path``
-    (its extension picks the format: png, pdf, svg), written whole or not at all."""
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no screen), or a message if it is not installed."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -152,6 +151,13 @@ def plot(flows: dict, path, title: str | None = None) -> None:
     except ImportError:
         raise RnnGraphError("the gradient-flow plot needs matplotlib: pip install "
                             "'rnngraph[plot]' (or matplotlib)") from None
+    return plt
+
+
+def plot(flows: dict, path, title: str | None = None) -> None:
+    """Draw ``{model name: gradient_flow(...)}`` as panels side by side, log scale, into ``path``
+    (its extension picks the format: png, pdf, svg), written whole or not at all."""
+    plt = pyplot()
     from pathlib import Path
 
     from .render.output import write_atomic

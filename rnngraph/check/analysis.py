@@ -387,7 +387,8 @@ def _check_indices(program, defs, err) -> None:
                 i = FUNCTIONS[n.func].across
                 if i not in scope:
                     raise err(f"{n.func}(...) normalises across every step of {i}: it is read in "
-                              f"a value over two indices, as in a(u, {i}) = {n.func}(e(u, {i}))",
+                              f"a value over two indices, as in a({_other(i)}, {i}) = "
+                              f"{n.func}(e({_other(i)}, {i}))",
                               *n.pos)
                 if not _varies(n.args[0], i, own):
                     raise err(f"{n.func}(...) normalises across every step of {i}, but "
@@ -481,6 +482,11 @@ def scoped(eq: ast.Equation):
         stack.extend((c, scope) for c in reversed(ast.children(node)))
 
 
+def _other(i: str) -> str:
+    """An index to show beside ``i`` in an example: u beside t, t beside any other."""
+    return "u" if i == "t" else "t"
+
+
 def _own(eq: ast.Equation) -> str | None:
     """The index whose loop computes ``eq``: a sequence's, or the one a total sums over."""
     return eq.index if eq.kind == "seq" else reduction(eq)
@@ -560,9 +566,11 @@ def _check_algebraic_loops(g: nx.MultiDiGraph, defs: dict, err) -> None:
     component = same_step.subgraph(next(c for c in cyclic if start in c))
     cycle = _shortest_cycle(component, start)
     timed = defs[start].kind == "seq"
-    shown = " -> ".join(f"{n}(t)" if timed else n for n in cycle)
+    # each as defined, with its own index: h(t), s(u), e(u, t)
+    shown = " -> ".join(defs[n].lhs_text if timed else n for n in cycle)
+    i = defs[start].index if timed else "t"
     raise err(f"algebraic loop: {shown} (each needs the other at the same step; "
-              "read one of them at t-1)", *defs[start].pos)
+              f"read one of them at {i}-1)", *defs[start].pos)
 
 
 def _shortest_cycle(graph: nx.DiGraph, start: str) -> list[str]:
