@@ -220,6 +220,22 @@ def _gradflow(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from pathlib import Path
+
+    from .compile.torch_export import torch_source
+    from .render.output import write_atomic
+
+    model = load(args.file, args.sizes, _limits(args))
+    source = torch_source(model).encode("utf-8")
+    if args.output in (None, "-"):
+        _emit(source)
+        return 0
+    protect = [args.file] if args.file != "-" else []
+    _emit(printable(str(write_atomic(source, Path(args.output), protect))) + "\n")
+    return 0
+
+
 def _radii(text: str) -> tuple[float, ...]:
     try:
         radii = tuple(float(r) for r in text.split(","))
@@ -347,7 +363,17 @@ def build_parser() -> argparse.ArgumentParser:
                       help="give or override sizes")
     flow.add_argument("--print", action="store_true", help="also print the norms")
     flow.set_defaults(run=_gradflow)
-    for command in (check, draw, comp, flow):
+    export = sub.add_parser("export", help="write the equations as a PyTorch module (autograd "
+                            "gives the gradients): train them with torch's optimizers")
+    export.add_argument("file", help=FILE_HELP)
+    export.add_argument("--to", choices=("torch",), default="torch",
+                        help="the library (torch; JAX is planned)")
+    export.add_argument("-o", "--output", default=None,
+                        help="the Python file to write (default: standard output)")
+    export.add_argument("--sizes", type=sizes_arg, default=None, metavar="x=10,h=32",
+                        help="give or override sizes")
+    export.set_defaults(run=_export)
+    for command in (check, draw, comp, flow, export):
         command.add_argument("--limit", type=limit_option, action="append", default=[],
                              metavar="NAME=N", help="raise a limit, as in delay=5000 (repeatable): "
                              "source_bytes, equations, delay, size, parameter_elements, unroll, "

@@ -233,6 +233,14 @@ class Model:
         from .. import api
         return api.compile(self, sizes, dtype, check_finite, optimize, backend)
 
+    def to_torch(self, sizes: dict[str, int] | None = None, dtype: str = "float32", device=None):
+        """The equations as a ``torch.nn.Module`` (PyTorch's autograd gives the gradients):
+        ``forward(inputs, initial=None, steps=None)`` on (T, B, n) tensors returns every
+        sequence and value, as :meth:`compile`'s forward does.  Its source is ``.source``;
+        ``rnngraph export FILE --to torch`` writes it."""
+        from ..compile.torch_export import to_torch
+        return to_torch(self.with_sizes(sizes) if sizes else self, dtype, device)
+
     def to_text(self) -> str:
         """The canonical text; ``parse(m.to_text()) == m``."""
         given = self._given

@@ -199,7 +199,7 @@ class Printer:
         for i, e in enumerate(eqns):
             args = [self.atom(a, texts) for a in e.args]
             types = tuple(prog.type(a, block) for a in e.args)
-            text = lookup(e.op).py(tuple(args), types, e.attrs)
+            text = self.op_text(e.op, tuple(args), types, e.attrs)
             read = {a.key for a in e.args if isinstance(a, Home)}
             read |= set().union(*(reads.get(a.name, set()) for a in e.args if isinstance(a, Tmp)))
             if isinstance(e.out, Tmp):
@@ -222,9 +222,17 @@ class Printer:
             if e.origin != origin and e.origin is not None:
                 lines += self.comment(e.origin, indent)
                 origin = e.origin
-            op = "+=" if e.accumulate else "="
-            lines += statement_lines(f"{indent}{target} {op} {text.text}")
+            lines += statement_lines(self.statement(indent, e, target, text))
         return lines
+
+    def statement(self, indent: str, e, target: str, text: Text) -> str:
+        """The statement that writes ``text`` to ``target`` for the equation ``e``."""
+        return f"{indent}{target} {'+=' if e.accumulate else '='} {text.text}"
+
+    def op_text(self, op: str, args, types, attrs) -> Text:
+        """The source of ``op`` on the printed ``args``: the op table's NumPy (an exporter
+        prints another library's)."""
+        return lookup(op).py(args, types, attrs)
 
     def equation_text(self, origin) -> str:
         """The model equation ``origin`` names (its left side), as a comment's text; a

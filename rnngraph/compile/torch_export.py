@@ -1,0 +1,254 @@
+"""The forward program printed as PyTorch: a module whose gradients are autograd's.
+
+``rnngraph export FILE --to torch`` and :meth:`rnngraph.Model.to_torch` (issue 21): the
+plain path's forward program (the equations as written, one loop per recurrence), each op in
+torch, each sequence a Python list of the steps' tensors (a tensor written step by step in
+place would break autograd: a step reads the one before, which the next write changes).
+PyTorch's autograd gives the backward pass, so a model written as equations trains with
+torch's optimizers, on any device and dtype.  Verified against the NumPy compile: outputs and
+every gradient of every example that exports (tests/test_export.py).
+
+Not exported yet, each a message naming it: values over two indices (attention), whose
+(T, B, n) values at each step the list form does not hold.
+"""
+from __future__ import annotations
+
+from ..errors import RnnGraphError
+from ..lang.printing import number_text
+from .lower import STEP_HOMES, lower
+from .numpy_plain import Printer
+from .optable import ADD, ATOM, MUL, UNARY, Text, lookup
+from .program import Home
+
+_HELPERS = '''
+
+def softmax(z, dim=-1):
+    return torch.softmax(z, dim)
+
+
+def log_softmax(z):
+    return torch.log_softmax(z, -1)
+
+
+def cross_entropy(p, target):
+    return -(target * torch.log(p)).sum(-1, keepdim=True)
+
+
+def softmax_cross_entropy(z, target):
+    return -(target * torch.log_softmax(z, -1)).sum(-1, keepdim=True)
+
+
+def binary_cross_entropy(p, d):
+    return -(d * torch.log(p) + (1 - d) * torch.log(1 - p)).sum(-1, keepdim=True)
+
+
+def sigmoid_binary_cross_entropy(z, d):
+    return (torch.nn.functional.softplus(z) - d * z).sum(-1, keepdim=True)
+'''
+
+
+_MODULE = '''
+
+class Model(torch.nn.Module):
+    """The equations as a torch.nn.Module: every parameter an nn.Parameter, drawn as
+    rnngraph's init_params draws them (uniform in +-1/sqrt(rows), PyTorch's recurrent
+    layers' rule).  forward(inputs, initial=None, steps=None) takes (T, B, n) tensors,
+    {"h(0)": (B, n)} initial values, and returns every sequence (T, B, n) and value (B, n)."""
+
+    def __init__(self, dtype=torch.float32, device=None):
+        super().__init__()
+        self.params = torch.nn.ParameterDict()
+        for name, shape in SHAPES.items():
+            bound = 1 / shape[0] ** 0.5
+            self.params[name] = torch.nn.Parameter(
+                torch.empty(shape, dtype=dtype, device=device).uniform_(-bound, bound))
+
+    def forward(self, inputs, initial=None, steps=None):
+        lengths = dict(steps) if isinstance(steps, dict) else {}
+        if isinstance(steps, int):
+            lengths = {i: steps for i in INDICES}
+        batch = None
+        for name, index in INPUTS.items():
+            value = inputs[name]
+            if index is not None:
+                lengths.setdefault(index, value.shape[0])
+            batch = value.shape[-2]
+        for value in (initial or {}).values():
+            batch = value.shape[0] if batch is None else batch
+        missing = [i for i in INDICES if i not in lengths and TIMED]
+        if missing:
+            raise ValueError(f"no input gives the number of steps of {', '.join(missing)}: "
+                             "pass steps=")
+        return forward(dict(self.params), inputs, initial or {},
+                       *(lengths.get(i, 0) for i in INDICES[:1]), batch or 1,
+                       *(lengths.get(i, 0) for i in INDICES[1:]))
+'''
+
+
+def _call(fn):
+    return lambda a, t, at: Text(f"{fn}({', '.join(x.text for x in a)})", ATOM)
+
+
+def _sum_to(a, types, attrs):
+    (lead, shape), (have,) = attrs, types
+    text, prec = a[0].text, a[0].prec
+    axes = have.lead - lead
+    if axes:
+        text, prec = f"{a[0].at(ATOM)}.sum({0 if axes == 1 else tuple(range(axes))})", ATOM
+    if shape == (1,) and have.shape != (1,):
+        text, prec = f"{Text(text, prec).at(ATOM)}.sum(-1, keepdim=True)", ATOM
+    return Text(text, prec)
+
+
+def _concat(a, types, attrs):
+    lead = max(t.lead for t in types)
+    ref = next(x for x, t in zip(a, types) if t.lead == lead)
+    items = [x.text if t.lead == lead else
+             f"{x.at(ATOM)}.expand(*{ref.at(ATOM)}.shape[:-1], {t.shape[-1]})"
+             for x, t in zip(a, types)]
+    return Text(f"torch.cat(({', '.join(items)}{',' if len(items) == 1 else ''}), -1)", ATOM)
+
+
+#: op -> its torch source, where the op table's NumPy is not torch's.
+TORCH = {
+    "tanh": _call("torch.tanh"), "sigmoid": _call("torch.sigmoid"), "relu": _call("torch.relu"),
+    "exp": _call("torch.exp"), "log": _call("torch.log"), "sqrt": _call("torch.sqrt"),
+    "softplus": _call("torch.nn.functional.softplus"),
+    "dot": lambda a, t, at: Text(f"({a[0].at(MUL)} * {a[1].at(MUL + 1)}).sum(-1, keepdim=True)",
+                                 ATOM),
+    "sum_to": _sum_to, "concat": _concat,
+}
+
+
+class TorchPrinter(Printer):
+    """Prints the forward program of ``model`` as a PyTorch module."""
+
+    PATH = "Exported to PyTorch: the forward pass as written; autograd gives the backward."
+
+    def __init__(self, model, fwd, dtype: str, params: list[str]):
+        super().__init__(model, fwd, fwd, dtype, params)
+
+    def op_text(self, op, args, types, attrs):
+        if op in TORCH:
+            return TORCH[op](args, types, attrs)
+        if op == "softmax_steps":
+            raise RnnGraphError(f"{self.model.filename}: export to PyTorch does not take attention "
+                                "(a value over two indices) yet; compile it with NumPy")
+        text = lookup(op).py(args, types, attrs)
+        if "np." in text.text or "keepdims" in text.text:
+            raise RnnGraphError(f"{self.model.filename}: export to PyTorch has no form of the "
+                                f"op '{op}' yet")
+        return text
+
+    def statement(self, indent, e, target, text):
+        if target.endswith("[...]"):              # a time-free value, in each lane of its size
+            name = e.out.name
+            return f"{indent}{target[:-5]} = ({text.text}).expand({self.B}, {self.model.sizes[name]})"
+        if e.accumulate:                          # a sum over the steps: out of place
+            return f"{indent}{target} = {target} + {text.at(ADD + 1)}"
+        return super().statement(indent, e, target, text)
+
+    def home(self, h: Home) -> str:
+        if h.step == "all":
+            raise RnnGraphError(f"{self.model.filename}: export to PyTorch does not take attention "
+                                "(a sequence read whole) yet; compile it with NumPy")
+        return super().home(h)
+
+    def module(self) -> str:
+        m = self.model
+        sizes = ", ".join(f"{n} {m.sizes[n]}" for n in m.sizes if self.sym[n].role != "parameter")
+        from .source import docstring_text, tuple_text, wrap
+        from .. import __version__
+        head = [f'"""{docstring_text(m.filename)}: the forward pass in PyTorch, exported by '
+                f'rnngraph {__version__}.', "", self.PATH, f"Sizes: {sizes}.",
+                "Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTorch.",
+                '"""', "import torch"]
+        head += _HELPERS.split("\n")
+        head += [""] + wrap(f"PARAMETERS = {tuple_text(self.params)}")
+        shapes = ", ".join(f'"{p}": {tuple(m.param_shapes[p])!r}' for p in self.params)
+        head += wrap(f"SHAPES = {{{shapes}}}")
+        head += wrap(f"INPUTS = {{{', '.join(repr(n) + ': ' + repr(self.at(n).along if self.sym[n].timed else None) for n in self.inputs)}}}")
+        head += [f"INDICES = {tuple(self.lengths)!r}", f"TIMED = {bool(m.timed)}"]
+        return "\n".join(head + self.forward_torch()) + "\n" + _MODULE
+
+    def forward_torch(self) -> list[str]:
+        from .source import Namer, dict_lines, unpack_lines
+        self.along = "t"
+        T, B, P, F = self.T, self.B, self.P, self.F
+        self.namer = Namer(self.taken)
+        more = self.more_lengths()
+        lines = ["", "", f"def forward(params, inputs, initial, {T}, {B}{more}):",
+                 '    """Run the equations; every sequence a list of its steps\' tensors."""']
+        lines += unpack_lines([self.py[p] for p in self.params], "(params[name] for name in PARAMETERS)")
+        lines += ["    like = next(iter(params.values()))",
+                  "    zeros = lambda *shape: like.new_zeros(shape)  # noqa: E731"]
+        for n in self.inputs:
+            if self.at(n).sym[n].timed:
+                steps = f'list(inputs["{n}"].unbind(0))'
+                pad = f"[zeros({B}, {self.model.sizes[n]})]"
+                lines.append(f"    {self.py[n]} = {pad} * {P} + {steps}" + (f" + {pad} * {F}" if F else ""))
+            else:
+                lines.append(f'    {self.py[n]} = inputs["{n}"]')
+        for n in self.seqs:
+            width = self.model.sizes[n]
+            lines.append(f"    {self.py[n]} = [zeros({B}, {width})] * ({self.at(n).T} + {P + F})")
+        for n, prog in self.made.items():           # a loss's logits kept (lower.fuse_losses)
+            if prog is self.fwd and n in self.fwd.timed and n not in self.stepped:
+                t = self.fwd.types[("home", n)]
+                lines.append(f"    {self.py[n]} = [zeros({B}, {t.shape[-1]})] * "
+                             f"({self.at(n).T} + {P + F})")
+        for n in self.stepped:
+            i = n.split("_", 1)[1]
+            self.along = i
+            if n.startswith(STEP_HOMES[1]):
+                lines.append(f"    {self.py[n]} = torch.full((1,), float({self.T}), dtype=like.dtype, "
+                             "device=like.device)")
+            else:
+                lines.append(f"    {self.py[n]} = [torch.full(({B}, 1), float(k), dtype=like.dtype, "
+                             f"device=like.device) for k in range({1 - P}, {self.T} + {F + 1})]")
+        self.along = "t"
+        for key, (step, n) in self.slots.items():
+            if key not in self.model.defined_slots:
+                lines.append(f'    if "{key}" in initial:')
+                lines.append(f'        {self.py[n]}[{self.slot(step)}] = initial["{key}"]')
+        for n in self.values:
+            if self.sym[n].over:
+                lines.append(f"    {self.py[n]} = zeros({B}, {self.model.sizes[n]})")
+
+        def title(b):
+            if b.kind == "once":
+                return "Time-free values and initial values"
+            return f"{self.shown(b.names)}: a loop " + ("forward" if b.direction > 0 else "backward")
+        lines += self.blocks(self.fwd, title)
+        outs = [f'"{n}": torch.stack({self.py[n]}[{self.at(n).steps()}])' for n in self.seqs]
+        outs += [f'"{n}": {self.py[n]}.expand({B}, {self.model.sizes[n]})' for n in self.values]
+        lines += [""] + dict_lines("outputs", outs)
+        return lines + ["    return outputs"]
+
+
+def torch_source(model, dtype: str = "float64") -> str:
+    """The PyTorch module's source for ``model`` (sizes known)."""
+    from ..check.analysis import parameter_order
+    model = model.require_sizes()
+    if any(isinstance(s.index, tuple) for s in model.symbols.values()):
+        raise RnnGraphError(f"{model.filename}: export to PyTorch does not take attention (a value "
+                            "over two indices) yet; compile it with NumPy")
+    fwd = lower(model)
+    return TorchPrinter(model, fwd, dtype, parameter_order(model)).module()
+
+
+def to_torch(model, dtype: str = "float32", device=None):
+    """``model`` as a ``torch.nn.Module`` (the class ``Model`` of :func:`torch_source`)."""
+    try:
+        import torch
+    except ImportError:
+        raise RnnGraphError("export to PyTorch needs torch: pip install torch") from None
+    source = torch_source(model)
+    namespace: dict = {}
+    filename = f"<rnngraph torch {model.filename}>"
+    import linecache
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(compile(source, filename, "exec"), namespace)
+    module = namespace["Model"](dtype=getattr(torch, dtype), device=device)
+    module.source = source
+    return module
