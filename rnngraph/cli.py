@@ -201,16 +201,22 @@ def _gradflow(args) -> int:
 
     from .gradflow import RADII, gradient_flow, plot, pyplot
 
-    pyplot()                         # matplotlib there, before minutes of runs
-    flows = {}
-    for file in args.files:
-        model = load(file, args.sizes, _limits(args))
-        flows[Path(file).stem] = gradient_flow(model, steps=args.steps, radii=args.radii or RADII,
-                                               loss=args.loss, state=args.state)
+    pyplot()                         # matplotlib there, and the output nameable, before the runs
     out = Path(args.output)
+    if out.suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise RnnGraphError(f"-o {printable(args.output)}: the plot is a .png, .pdf or .svg file")
     if any(out.resolve() == Path(f).resolve() for f in args.files if f != "-"):
         raise RnnGraphError(f"-o {printable(args.output)} is an input file: name another")
-    plot(flows, out)
+    if not out.resolve().parent.is_dir():
+        raise RnnGraphError(f"-o {printable(args.output)}: no folder {printable(str(out.parent))}")
+    flows = {}
+    for k, file in enumerate(args.files):
+        model = load(file, args.sizes, _limits(args))
+        name = Path(file).stem if file != "-" else "stdin"
+        name = name if name not in flows else f"{name} ({k + 1})"     # a panel each
+        flows[name] = gradient_flow(model, steps=args.steps, radii=args.radii or RADII,
+                                    loss=args.loss, state=args.state)
+    plot(flows, out, state=args.state or "h")
     _emit(printable(str(out)) + "\n")
     if args.print:
         for name, flow in flows.items():

@@ -269,3 +269,10 @@ def test_a_weight_per_unit_is_drawn_and_computed_as_written(optimize):
     assert worst_directional_error(net, point, cot, seed=1) <= 1e-7
     with pytest.raises(RnnGraphError, match="diag takes a vector"):
         rnngraph.parse("h(t) = tanh(diag(2) h(t-1) + x(t))\n")
+    # (a review's: (diag(v) W) h gave W diag(v) on the optimized path, others failed to compile)
+    for text in ("(diag(v) W) h(t-1)", "(W diag(v)) x(t)", "(diag(v) + W) h(t-1)", "(-diag(v)) h(t-1)"):
+        with pytest.raises(RnnGraphError, match=r"diag\(v\) multiplies a vector"):
+            rnngraph.parse(f"h(t) = tanh({text} + U x(t))\nx: 4, h: 4\n")
+    # what a diag reads that is not a weight is drawn as a read; h(end) beside a unit weight
+    g = rnngraph.parse("h(t) = tanh(diag(m(t)) h(t-1) + x(t))\nh: 3\no = u * h(end)\n").graph()
+    assert ("m", "h") in g.edges() and ("h", "o") in g.edges()

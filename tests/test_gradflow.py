@@ -23,7 +23,7 @@ def test_the_gradient_back_through_the_steps_is_the_derivative():
     p = net.init_params(seed=3)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(6, 2, 3))
-    grads = back_through_steps(net, p, {"x": x}, "o", "h")
+    grads = back_through_steps(net, p, {"x": x}, "o", "h", 6)
 
     def run(h, start):                        # steps start+1 .. τ from h = h(start); sum of o(τ)
         for t in range(start, 6):
@@ -69,8 +69,14 @@ def test_the_cli_plots_models_side_by_side(tmp_path, capsys):
 
 @pytest.mark.parametrize("text,args,message", [
     ("o(t) = V x(t)\nx: 3, o: 2\n", [], "no state runs forward in time"),
-    (ELMAN, ["--state", "o"], "'o' is not a state"),
-    (ELMAN, ["--loss", "q"], "'q' is not a sequence of the model"),
+    (ELMAN, ["--state", "o"], "'o' is not a state running forward in time"),
+    # (a review's: the run from each step would freeze h(t) as an initial value, or read zeros)
+    ((EXAMPLES / "torch_lstm.rnn").read_text(), ["--state", "c"], "c(t) feeds h(t) at the same step"),
+    ((EXAMPLES / "teacher_forcing.rnn").read_text(), [], "reads y(t-1), an input at an earlier step"),
+    ("h(t) = tanh(W h(t-1) + U x(t) + r * t)\nx: 3, h: 4\n", [], "reads the step number t itself"),
+    (ELMAN, ["--loss", "q"], "'q' is not a sequence the model computes over t"),
+    (ELMAN, ["--loss", "x"], "'x' is not a sequence the model computes over t"),
+    (ELMAN, ["-o-flow.txt"], "the plot is a .png, .pdf or .svg file"),
     ("h(t) = tanh(W h(t-1) + U x(t))\nh(0) = b\nx: 3, h: 4\n", [], "h(0) = ... fixes the initial"),
     (ELMAN, ["--radii", "0.5,x"], None),
     (ELMAN, ["--steps", "0"], None),

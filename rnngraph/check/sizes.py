@@ -225,7 +225,28 @@ class _Inference:
         return key[0] in ("sym", "dot") and self.u.get(key) == 1 \
             and self.u.find(key) != self.u.find(ONE)
 
+    def diagonals(self, eq: ast.Equation) -> None:
+        """diag(v) only as what multiplies a vector (diag(v) h, its transpose the same matrix):
+        the compiler makes v * h and no n x n matrix, so diag(v) W, diag(v) + W, -diag(v) and
+        the like are refused here, where the check can say so, not when compiling."""
+        parent: dict = {}
+        for node in ast.walk(eq.rhs):
+            for c in ast.children(node):
+                parent[id(c)] = node
+        for node in ast.walk(eq.rhs):
+            if not (isinstance(node, ast.Call) and node.func == "diag"):
+                continue
+            where, up = node, parent.get(id(node))
+            if isinstance(up, ast.Transpose):
+                where, up = up, parent.get(id(up))
+            if not (isinstance(up, ast.Binary) and up.op == "@" and up.left is where
+                    and self.shape(up.right)[0] == "vec"):
+                self.fail(f"diag({expr_text(node.args[0])}) multiplies a vector, as in "
+                          f"diag(v) h(t-1) (v * h(t-1), one weight per unit); write a product "
+                          "with a matrix as the matrix of its own", node)
+
     def equation(self, eq: ast.Equation) -> None:
+        self.diagonals(eq)
         s = self.shape(eq.rhs)
         if s[0] == "mat":
             self.fail(f"the right side of {eq.lhs_text} is a matrix; multiply it by a vector", eq.rhs)

@@ -90,12 +90,17 @@ def dependencies(expr, vectors=None):
     stack = [(expr, None)]
     while stack:
         node, weight = stack.pop()
-        if isinstance(node, ast.Binary) and node.op == "@" and isinstance(node.left, ast.Transpose) \
+        if isinstance(node, ast.Binary) and node.op == "@" and _diagonal_of(node.left) is not None:
+            v = _diagonal_of(node.left)             # diag(v) x: v's label, or v's reads as edges
+            if isinstance(v, ast.Ref) and v.offset is None and (vectors is None or v.name not in vectors):
+                stack.append((node.right, f"diag({v.name})"))       # one weight per unit
+            else:
+                stack.append((node.right, weight))
+                stack.append((v, None))
+        elif isinstance(node, ast.Binary) and node.op == "@" and isinstance(node.left, ast.Transpose) \
                 and _vector(node.left.operand, vectors):
             stack.append((node.right, None))
             stack.append((node.left.operand, None))
-        elif isinstance(node, ast.Binary) and node.op == "@" and _diagonal(node.left):
-            stack.append((node.right, f"diag({_diagonal(node.left)})"))  # one weight per unit
         elif weight is None and vectors is not None and _unit_weight(node, vectors):
             name, other = _unit_weight(node, vectors)   # u * h(t-1): u's label, as a matrix's
             stack.append((other, f"{name}⊙"))
@@ -116,13 +121,12 @@ def dependencies(expr, vectors=None):
     return out
 
 
-def _diagonal(node) -> str | None:
-    """The name v of ``diag(v)`` (or of its transpose) with v a name; else None."""
+def _diagonal_of(node):
+    """v (an expression) of ``diag(v)`` or of its transpose, the same matrix; else None."""
     if isinstance(node, ast.Transpose):
         node = node.operand
-    if isinstance(node, ast.Call) and node.func == "diag" and isinstance(node.args[0], ast.Ref) \
-            and node.args[0].offset is None:
-        return node.args[0].name
+    if isinstance(node, ast.Call) and node.func == "diag":
+        return node.args[0]
     return None
 
 
@@ -133,8 +137,9 @@ def _unit_weight(node, vectors):
         return None
     for side, other in ((node.left, node.right), (node.right, node.left)):
         if isinstance(side, ast.Ref) and side.offset is None and side.name not in vectors and any(
-                isinstance(n, (ast.Ref, ast.At)) and (n.offset is not None or n.name in vectors)
-                or isinstance(n, ast.At) for n in ast.walk(other)):
+                isinstance(n, ast.At) or isinstance(n, ast.Ref) and (n.offset is not None or
+                                                                     n.name in vectors)
+                for n in ast.walk(other)):
             return side.name, other
     return None
 
