@@ -102,12 +102,12 @@ class _Lowering:
         out.append(Eqn(target, op, tuple(args), attrs, origin=origin))
 
     def operation(self, node, out, origin):
-        if isinstance(node, ast.Binary) and node.op == "@" and _diagonal(node.left) is not None:
+        if isinstance(node, ast.Binary) and node.op == "@" and ast.diagonal(node.left) is not None:
             # diag(v) x is v * x: one weight per unit, no n x n matrix made
-            v = self.expr(_diagonal(node.left), out, origin)
+            v = self.expr(ast.diagonal(node.left), out, origin)
             return "mul", (v, self.expr(node.right, out, origin))
         if isinstance(node, ast.Call) and node.func == "diag" or \
-                isinstance(node, ast.Transpose) and _diagonal(node) is not None:
+                isinstance(node, ast.Transpose) and ast.diagonal(node) is not None:
             raise RnnGraphError(f"diag(...) multiplies a vector, as in diag(v) h(t-1) (in {origin}); "
                                 "write a product of it with a matrix as a matrix of its own",
                                 self.model.source.location(*node.pos))
@@ -179,15 +179,6 @@ class _Lowering:
                 t = Type(t.lead, (n,))             # S = u^T v), in every lane of its declared size
             self.types[("home", eq.name)] = t
         self.emit(out, target, op, args, origin)
-
-
-def _diagonal(node):
-    """v if ``node`` is ``diag(v)`` (or its transpose, the same matrix); else None."""
-    if isinstance(node, ast.Transpose):
-        node = node.operand
-    if isinstance(node, ast.Call) and node.func == "diag":
-        return node.args[0]
-    return None
 
 
 def loops(model) -> list[tuple[str, ...]]:

@@ -309,15 +309,16 @@ _row("zeros", lambda t, at: Type(t[0].lead, (at[0],)),
      lambda a, t, at: Text(f"np.zeros({a[0].at(ATOM)}.shape[:-1] + ({at[0]},), DTYPE)", ATOM), None)
 
 
-def _sum_to_py(a, types, attrs):
-    """Sum over the leading axes the target lacks and over a size-1 target's lanes."""
+def _sum_to_py(a, types, attrs, keep: str = "keepdims"):
+    """Sum over the leading axes the target lacks and over a size-1 target's lanes (``keep``:
+    the keyword that keeps an axis, PyTorch's keepdim for rnngraph/compile/torch_export.py)."""
     (lead, shape), (have,) = attrs, types
     text, prec = a[0].text, a[0].prec
     axes = have.lead - lead
     if axes:
         text, prec = f"{a[0].at(ATOM)}.sum({0 if axes == 1 else tuple(range(axes))})", ATOM
     if shape == (1,) and have.shape != (1,):
-        text, prec = f"{Text(text, prec).at(ATOM)}.sum(-1, keepdims=True)", ATOM
+        text, prec = f"{Text(text, prec).at(ATOM)}.sum(-1, {keep}=True)", ATOM
     return Text(text, prec)
 
 

@@ -14,10 +14,9 @@ Not exported yet, each a message naming it: values over two indices (attention),
 from __future__ import annotations
 
 from ..errors import RnnGraphError
-from ..lang.printing import number_text
 from .lower import STEP_HOMES, lower
 from .numpy_plain import Printer
-from .optable import ADD, ATOM, MUL, UNARY, Text, lookup
+from .optable import ADD, ATOM, MUL, Text, _sum_to_py, lookup
 from .program import Home
 
 _HELPERS = '''
@@ -90,14 +89,7 @@ def _call(fn):
 
 
 def _sum_to(a, types, attrs):
-    (lead, shape), (have,) = attrs, types
-    text, prec = a[0].text, a[0].prec
-    axes = have.lead - lead
-    if axes:
-        text, prec = f"{a[0].at(ATOM)}.sum({0 if axes == 1 else tuple(range(axes))})", ATOM
-    if shape == (1,) and have.shape != (1,):
-        text, prec = f"{Text(text, prec).at(ATOM)}.sum(-1, keepdim=True)", ATOM
-    return Text(text, prec)
+    return _sum_to_py(a, types, attrs, keep="keepdim")
 
 
 def _concat(a, types, attrs):

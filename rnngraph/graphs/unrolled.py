@@ -90,8 +90,8 @@ def dependencies(expr, vectors=None):
     stack = [(expr, None)]
     while stack:
         node, weight = stack.pop()
-        if isinstance(node, ast.Binary) and node.op == "@" and _diagonal_of(node.left) is not None:
-            v = _diagonal_of(node.left)             # diag(v) x: v's label, or v's reads as edges
+        if isinstance(node, ast.Binary) and node.op == "@" and ast.diagonal(node.left) is not None:
+            v = ast.diagonal(node.left)             # diag(v) x: v's label, or v's reads as edges
             if isinstance(v, ast.Ref) and v.offset is None and (vectors is None or v.name not in vectors):
                 stack.append((node.right, f"diag({v.name})"))       # one weight per unit
             else:
@@ -119,15 +119,6 @@ def dependencies(expr, vectors=None):
         else:
             stack.extend((c, weight) for c in reversed(ast.children(node)))
     return out
-
-
-def _diagonal_of(node):
-    """v (an expression) of ``diag(v)`` or of its transpose, the same matrix; else None."""
-    if isinstance(node, ast.Transpose):
-        node = node.operand
-    if isinstance(node, ast.Call) and node.func == "diag":
-        return node.args[0]
-    return None
 
 
 def _unit_weight(node, vectors):

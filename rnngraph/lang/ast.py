@@ -218,3 +218,12 @@ def depth(node: Expr) -> int:
         best = max(best, d)
         stack.extend((c, d + 1) for c in children(n))
     return best
+
+
+def diagonal(node) -> Expr | None:
+    """v if ``node`` is ``diag(v)`` or its transpose (the same matrix); else None."""
+    if isinstance(node, Transpose):
+        node = node.operand
+    if isinstance(node, Call) and node.func == "diag":
+        return node.args[0]
+    return None
