@@ -103,14 +103,10 @@ class _Lowering:
 
     def operation(self, node, out, origin):
         if isinstance(node, ast.Binary) and node.op == "@" and ast.diagonal(node.left) is not None:
-            # diag(v) x is v * x: one weight per unit, no n x n matrix made
+            # diag(v) x is v * x: one weight per unit, no n x n matrix made (check/sizes.py
+            # refuses diag(v) anywhere else)
             v = self.expr(ast.diagonal(node.left), out, origin)
             return "mul", (v, self.expr(node.right, out, origin))
-        if isinstance(node, ast.Call) and node.func == "diag" or \
-                isinstance(node, ast.Transpose) and ast.diagonal(node) is not None:
-            raise RnnGraphError(f"diag(...) multiplies a vector, as in diag(v) h(t-1) (in {origin}); "
-                                "write a product of it with a matrix as a matrix of its own",
-                                self.model.source.location(*node.pos))
         if isinstance(node, ast.Binary):
             if node.op == "@" and isinstance(node.left, ast.Transpose):
                 u = self.expr(node.left.operand, out, origin)

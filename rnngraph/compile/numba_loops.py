@@ -24,7 +24,7 @@ import ast
 from .source import Namer, call_lines
 from .numpy_fast import FastPrinter
 from .optable import ATOM, Text, lookup
-from .program import Const
+from .passes import whole_sequences
 
 
 class NotInNumba(Exception):
@@ -61,8 +61,7 @@ class NumbaPrinter(FastPrinter):
     def loop_block(self, prog, block, head: str):
         """The NumPy loop, behind ``if B != 1 or not loop_h(...):`` when the block
         prints as a Numba function (see the module's docstring)."""
-        if any(prog.type(a, block).over is not None for e in block.eqns
-               for a in (e.out, *e.args) if not isinstance(a, Const)):
+        if whole_sequences(prog, block):
             # attention's values over every t at one u: (T, B, n) arrays, which the kernels of
             # rnngraph/runtime/jitops.py (rows x lanes) do not take; this loop is NumPy's
             return super().loop_block(prog, block, head)

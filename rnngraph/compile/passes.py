@@ -308,7 +308,7 @@ def split_loops(prog: Program, lanewise_in_loop: bool = False) -> Program:
     out = Program([], dict(prog.types), set(prog.timed), prog.made, dict(prog.views),
                   dict(prog.indices))
     for block in prog.blocks:
-        if block.kind != "loop" or _whole_sequences(prog, block):
+        if block.kind != "loop" or whole_sequences(prog, block):
             out.blocks.append(block)
             continue
         g, seeds, carried = dependences(block, out.base)
@@ -345,7 +345,7 @@ def split_loops(prog: Program, lanewise_in_loop: bool = False) -> Program:
     return out
 
 
-def _whole_sequences(prog: Program, block: Block) -> bool:
+def whole_sequences(prog: Program, block: Block) -> bool:
     """Whether ``block`` reads or computes a value over every step of another index at once
     (attention's e(u, t) inside a loop over u): such a loop stays whole, since its every-step
     blocks would put the steps of u and those of t on one leading axis (an every-step block

@@ -84,6 +84,11 @@ class Model(torch.nn.Module):
 '''
 
 
+def _no_attention(model) -> RnnGraphError:
+    return RnnGraphError(f"{model.filename}: export to PyTorch does not take attention (a value "
+                         "over two indices, a sequence read whole) yet; compile it with NumPy")
+
+
 def _call(fn):
     return lambda a, t, at: Text(f"{fn}({', '.join(x.text for x in a)})", ATOM)
 
@@ -124,8 +129,7 @@ class TorchPrinter(Printer):
         if op in TORCH:
             return TORCH[op](args, types, attrs)
         if op == "softmax_steps":
-            raise RnnGraphError(f"{self.model.filename}: export to PyTorch does not take attention "
-                                "(a value over two indices) yet; compile it with NumPy")
+            raise _no_attention(self.model)
         text = lookup(op).py(args, types, attrs)
         if "np." in text.text or "keepdims" in text.text:
             raise RnnGraphError(f"{self.model.filename}: export to PyTorch has no form of the "
@@ -142,8 +146,7 @@ class TorchPrinter(Printer):
 
     def home(self, h: Home) -> str:
         if h.step == "all":
-            raise RnnGraphError(f"{self.model.filename}: export to PyTorch does not take attention "
-                                "(a sequence read whole) yet; compile it with NumPy")
+            raise _no_attention(self.model)
         return super().home(h)
 
     def module(self) -> str:
@@ -223,8 +226,7 @@ def torch_source(model, dtype: str = "float64") -> str:
     from ..check.analysis import parameter_order
     model = model.require_sizes()
     if any(isinstance(s.index, tuple) for s in model.symbols.values()):
-        raise RnnGraphError(f"{model.filename}: export to PyTorch does not take attention (a value "
-                            "over two indices) yet; compile it with NumPy")
+        raise _no_attention(model)
     fwd = lower(model)
     return TorchPrinter(model, fwd, dtype, parameter_order(model)).module()
 
