@@ -32,18 +32,22 @@ _WHOLE = re.compile(r"[0-9]+")
 _SIZE_DIGITS = 18                # sizes below 10**18 fit NumPy's int64 shapes
 
 
-def sizes_arg(text: str) -> dict[str, int]:
-    """``x=10,h=32`` -> ``{"x": 10, "h": 32}``."""
+def sizes_arg(text: str) -> dict[str, int | tuple[int, int]]:
+    """``x=10,h=32`` -> ``{"x": 10, "h": 32}``; a memory's rows and columns, ``M=8x16``, ->
+    ``{"M": (8, 16)}``."""
     out = {}
     for item in filter(None, (p.strip() for p in text.split(","))):
         name, eq, value = (part.strip() for part in item.partition("="))
-        digits = value.lstrip("0")
-        if not eq or not name or not _WHOLE.fullmatch(value) or not digits:
+        parts = [p.strip() for p in re.split("[x\u00D7]", value)]
+        numbers = [p.lstrip("0") for p in parts]
+        if not eq or not name or len(parts) > 2 or not all(_WHOLE.fullmatch(p) for p in parts) \
+                or not all(numbers):
             raise argparse.ArgumentTypeError(
-                f"expected NAME=SIZE with a positive whole SIZE, as in x=10,h=32; got {item!r}")
-        if len(digits) > _SIZE_DIGITS:
+                f"expected NAME=SIZE with a positive whole SIZE (or ROWSxCOLUMNS, as in M=8x16), "
+                f"as in x=10,h=32; got {item!r}")
+        if any(len(d) > _SIZE_DIGITS for d in numbers):
             raise argparse.ArgumentTypeError(f"a size has at most {_SIZE_DIGITS} digits; got {item!r}")
-        out[name] = int(digits)
+        out[name] = tuple(map(int, numbers)) if len(parts) == 2 else int(numbers[0])
     return out
 
 

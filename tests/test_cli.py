@@ -88,7 +88,8 @@ def test_bad_sizes_option_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as info:
         main(["check", str(ROOT / "examples/exercise.rnn"), "--sizes", "x=ten"])
     assert info.value.code == 2
-    assert "expected NAME=SIZE with a positive whole SIZE, as in x=10,h=32; got 'x=ten'" in capsys.readouterr().err
+    assert "expected NAME=SIZE with a positive whole SIZE (or ROWSxCOLUMNS, as in M=8x16), as in " \
+        "x=10,h=32; got 'x=ten'" in capsys.readouterr().err
 
 
 BAD_FILES = {
@@ -157,9 +158,11 @@ ELMAN = str(ROOT / "examples/elman.rnn")
     (["draw", ELMAN, "--unroll", "9" * 5000],
      f"argument --unroll: expected a positive whole number of steps, got '{'9' * 5000}'"),
     (["compile", ELMAN, "--sizes", "x=\u00b2"],
-     "argument --sizes: expected NAME=SIZE with a positive whole SIZE, as in x=10,h=32; got 'x=\u00b2'"),
+     "argument --sizes: expected NAME=SIZE with a positive whole SIZE (or ROWSxCOLUMNS, as in "
+     "M=8x16), as in x=10,h=32; got 'x=\u00b2'"),
     (["compile", ELMAN, "--sizes", "x=0"],
-     "argument --sizes: expected NAME=SIZE with a positive whole SIZE, as in x=10,h=32; got 'x=0'"),
+     "argument --sizes: expected NAME=SIZE with a positive whole SIZE (or ROWSxCOLUMNS, as in "
+     "M=8x16), as in x=10,h=32; got 'x=0'"),
     (["check", ELMAN, "--sizes", "x=" + "9" * 5000],
      f"argument --sizes: a size has at most 18 digits; got 'x={'9' * 5000}'"),
     (["compile", ELMAN, "--dtype", "float16"],

@@ -23,7 +23,9 @@ import test_random_models as R  # noqa: E402
 from test_torch_parity import GATES, STEMS  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-EXPORTED = sorted(p.stem for p in EXAMPLES.glob("*.rnn") if not p.stem.startswith("attention"))
+#: What does not export yet (a message says so, tested below): attention, trees
+NOT_YET = {"attention", "attention_dot", "tree"}
+EXPORTED = sorted(p.stem for p in EXAMPLES.glob("*.rnn") if p.stem not in NOT_YET)
 
 
 @pytest.mark.parametrize("name", EXPORTED)

@@ -209,7 +209,8 @@ def test_a_transposed_vector_times_a_vector_is_their_dot_product(optimize):
     cot = {k: np.random.default_rng(1).normal(size=v.shape) for k, v in outs.items()}
     assert worst_directional_error(net, point, cot, seed=2) < 1e-6
     with pytest.raises(RnnGraphError, match="only a matrix can be transposed, or a vector in a "
-                                            "dot product u.T v; h.t. is not a matrix"):
+                                            "dot product u.T v or an outer product u v.T; h.t. is "
+                                            "not a matrix"):
         rnngraph.parse("h(t) = x(t)\no(t) = h(t)^T + x(t)\n")
 
 

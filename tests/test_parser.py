@@ -157,8 +157,8 @@ REJECTED = [
     ("L(t) = cross_entropy(y(t), c(t)) + y(t)\ny(t) = W x(t)\nx: 2, y: 3", 1, 8,
      "size conflict in cross_entropy(y(t), c(t)) + y(t): a loss has size 1, "
      "but 'y' has size 3 (from 'y: 3', line 3)"),
-    ("h(t) = x(t)^T", 1, 8, "only a matrix can be transposed, or a vector in a dot product u^T v; "
-                            "x(t) is not a matrix"),
+    ("h(t) = x(t)^T", 1, 8, "only a matrix can be transposed, or a vector in a dot product u^T v "
+                            "or an outer product u v^T; x(t) is not a matrix"),
     ("h(t) = tanh(A) B x(t)", 1, 8, "the left side of a matrix product must be a matrix; tanh(A) is a vector"),
 ]
 

@@ -59,6 +59,8 @@ class Builder:
     count: int = 0
     along: str | None = None       # the index of the equation being drawn: t, u, or None
     pair: bool = False             # drawing a value over two indices, p(u, t): softmax_t may wrap
+    # a memory the equation being drawn may read: (the text of a read, M(t-1), rows, columns)
+    memory: tuple | None = None
 
     def name(self, stem: str) -> str:
         draw = self.draw
@@ -90,7 +92,7 @@ def _expr(b: Builder, n: int, depth: int, reads) -> str:
     draw = b.draw
     kind = draw(st.sampled_from(["leaf", "leaf", "add", "mul", "div", "call", "call", "matvec",
                                  "transpose", "concat", "scale", "bias", "matsum", "matprod", "dot",
-                                 "diag"])
+                                 "diag", "memory", "norm"])
                 ) if depth > 0 else "leaf"
     sub = lambda m=n: _expr(b, m, depth - 1, reads)  # noqa: E731
 
@@ -171,6 +173,26 @@ def _expr(b: Builder, n: int, depth: int, reads) -> str:
             return sub()
         other = f"({sub(m)} + {b.param(m)})" if draw(st.booleans()) else v[0]
         return f"({u[0]}^T {other}) * {sub()}"
+    if kind == "memory" and b.memory is not None:    # a read of a memory (a matrix each step)
+        _, N, W = b.memory
+        forms = ["norm"] + (["rows", "cosine"] if n == N else []) + (["columns"] if n == W else [])
+        form = draw(st.sampled_from(forms))
+        M = _mexpr(b, draw(st.integers(0, max(depth - 1, 0))), reads)
+        if b.memory[0] not in M:                 # tied to the memory's shape (an outer product
+            M = f"({M} + {b.memory[0]})"         # of size-1 parts alone would fix no size)
+        if form == "columns":                    # M^T w: the NTM's read
+            return f"({M})^T {operand(N)}"
+        if form == "rows":                       # M k: each row's product with k
+            return f"({M}) {operand(W)}"
+        if form == "cosine":                     # each row's cosine with a key
+            return f"cosine({M}, {operand(W)})"
+        return f"(norm({M}) * {sub(N)})" if n == N else f"({M})^T norm({M})" if N == W == n \
+            else f"({sub()} + {b.param(n, N)} norm({M}))"
+    if kind in ("memory", "norm"):               # of vectors: one number a row, broadcast
+        m = draw(INNER)
+        if draw(st.booleans()):
+            return f"(cosine({operand(m)}, {operand(m)}) * {sub()})"
+        return f"(norm({operand(m)}) * {sub()})"
     if kind == "diag":                           # one weight per unit: diag(v) x, or v * x
         if draw(st.booleans()):
             return f"diag({b.param(n)}) {operand(n)}"
@@ -187,6 +209,96 @@ def _expr(b: Builder, n: int, depth: int, reads) -> str:
     m, k = draw(INNER), draw(INNER)
     A = b.param(n, k)
     return f"(({A} {b.param(k, m)}) {operand(m)} + {A} {b.param(k)})"
+
+
+def _mexpr(b: Builder, depth: int, reads) -> str:
+    """An expression of the memory's shape (rows x columns, b.memory): its read, outer
+    products u v^T of vector expressions, a matrix parameter, elementwise ops and functions,
+    a parameter matrix times it."""
+    draw = b.draw
+    text, N, W = b.memory
+    kind = draw(st.sampled_from(["read", "read", "outer", "add", "mul", "call", "scale", "param",
+                                 "left", "right", "erase"])) if depth > 0 else \
+        draw(st.sampled_from(["read", "read", "outer", "param"]))
+    sub = lambda: _mexpr(b, depth - 1, reads)  # noqa: E731
+    if kind == "read":
+        return text
+    if kind == "outer":
+        return _outer(b, N, W, depth - 1, reads)
+    if kind == "param":                          # a parameter of the memory's shape
+        P = b.param(N, W)
+        b.sizes[P] = f"{N}x{W}"
+        return P
+    if kind in ("add", "mul"):
+        op = draw(st.sampled_from("+-")) if kind == "add" else "*"
+        return f"({sub()} {op} {sub()})"
+    if kind == "call":
+        f = draw(st.sampled_from(["tanh", "sigmoid", "softplus", "relu", "exp", "sqrt", "log"]))
+        if f == "exp":
+            return f"exp(tanh({sub()}))"
+        if f == "sqrt":
+            inner = sub()
+            return f"sqrt(1 + {inner} * {inner})"
+        if f == "log":
+            return f"log(sigmoid({sub()}))"
+        return f"{f}({sub()})"
+    if kind == "scale":
+        return f"{b.number()} * {sub()}" if draw(st.booleans()) else \
+            f"({sub()} / {draw(st.sampled_from(['-2', '1.5', '2', '3']))})"
+    # (sub() + the read: a product's inner size is fixed by the memory's shape, not by what an
+    # outer product of size-1 parts would leave open)
+    if kind == "left":                           # A M: a parameter matrix (N x N) times it
+        return f"({b.param(N, N)} ({sub()} + {text}) + {text})"
+    if kind == "right":                          # M B: times a parameter matrix (W x W),
+        B = b.param(W, W)                        # declared one (a bare name there is a vector)
+        b.sizes[B] = f"{W}x{W}"
+        return f"(({sub()} + {text}) {B} + {text})"
+    # the NTM's erase: each row scaled down as far as an outer product of gates says
+    return f"({sub()} * (1 - {_outer(b, N, W, depth - 1, reads, squash='sigmoid')}))"
+
+
+def _outer(b: Builder, N: int, W: int, depth: int, reads, squash: str | None = None) -> str:
+    """u v^T (or outer(u, v)) of a vector expression u of N lanes and one v of W lanes that
+    reads a step (so the transpose is a row's, not a matrix's)."""
+    draw = b.draw
+    u = reads(N)                                 # of N lanes: a bias fixes them (a number or a
+    u = u[0] if u is not None and draw(st.booleans()) else \
+        f"({_expr(b, N, max(depth, 0), reads)} + {b.param(N)})"     # size-1 value would not)
+    v = reads(W)
+    v = v[0] if v is not None and draw(st.booleans()) else \
+        f"({_expr(b, W, max(depth, 0), reads)} + {b.param(W, (r := reads(None))[1])} {r[0]} " \
+        f"+ {b.param(W)})"                       # (the bias fixes its W lanes)
+    if squash:
+        u, v = f"{squash}({u})", f"{squash}({v})"
+    return f"outer({u}, {v})" if draw(st.booleans()) else f"({u}) ({v})^T"
+
+
+def _memory(b: Builder, M: str, N: int, W: int, delay: int, reads) -> None:
+    """A memory: M(t) of N x W, from M(t-delay) and outer products of what the steps
+    compute (its own reads too), maybe from an initial matrix; and maybe a sequence that
+    reads M(t) at its step."""
+    draw = b.draw
+    old = f"{M}(t-{delay})"
+    b.memory = (old, N, W)
+    body = _mexpr(b, draw(st.integers(0, 3)), reads)
+    if old not in body:                          # make sure it recurs
+        body = f"{body} + {old}" if draw(st.booleans()) else f"{old} * {body}"
+    body = f"{body} + {_outer(b, N, W, draw(st.integers(0, 1)), reads)}"
+    b.lines.append(f"{M}(t) = {body}")
+    if delay == 1 and draw(st.integers(0, 2)) == 0:     # an initial memory
+        P = b.param(N, W)
+        b.sizes[P] = f"{N}x{W}"
+        b.lines.append(f"{M}(0) = {draw(st.sampled_from([P, f'tanh({P})', '0.5']))}")
+    if draw(st.booleans()):                      # read at its own step, after it is written
+        q, n = b.name("q"), draw(st.sampled_from([N, W, 2]))
+        b.sizes[q] = n
+        b.memory = (f"{M}(t)", N, W)
+        body = _expr(b, n, draw(st.integers(1, 3)), reads)
+        if f"{M}(t)" not in body:
+            r = reads(N)
+            body = f"{body} + {b.param(n, W)} ({M}(t))^T {r[0] if r else b.param(N)}"
+        b.lines.append(f"{q}(t) = {body}")
+    b.memory = None
 
 
 #: What a gate may apply to its sum: lanewise functions (the optimized path computes
@@ -375,6 +487,46 @@ def _attention(b: Builder, decs, inputs, seqs) -> None:
         b.lines.append(f"{r}(u) = tanh({b.param(n, nc)} {c}(u) + {b.param(n, n)} {z}(u))")
 
 
+def _tree(b: Builder, inputs, seqs) -> None:
+    """A recursive network over a tree (``tree n``): an input at the leaves, one or two
+    sequences over the nodes reading their children (h(left(n)), h(right(n)), their own and
+    each other's), the same node of those before them, time-free values; maybe an initial
+    value (what a leaf reads below it); a value from the root, h(root), maybe a loss on it."""
+    draw = b.draw
+    b.lines.insert(0, "tree n")
+    xn, nx_ = b.name("x"), draw(st.integers(1, 3))
+    b.sizes[xn] = nx_
+    nodes = []
+    for _ in range(draw(st.integers(1, 2))):
+        h, n = b.name("h"), draw(st.integers(1, 3))
+        b.sizes[h] = n
+        nodes.append((h, n))
+    for i, (h, n) in enumerate(nodes):
+        def reads(m, i=i):
+            options = [(f"{xn}(n)", nx_)] + [(v, s) for v, s in b.values]
+            options += [(f"{other}({side}(n))", s) for other, s in nodes for side in ("left", "right")]
+            options += [(f"{other}(n)", s) for other, s in nodes[:i]]
+            options = [o for o in options if m is None or o[1] == m]
+            return draw(st.sampled_from(options)) if options else None
+        body = _expr(b, n, draw(st.integers(0, 3)), reads)
+        if f"{h}(left(n))" not in body and f"{h}(right(n))" not in body:   # it recurs
+            body = f"{body} + {b.param(n, n)} {h}({draw(st.sampled_from(['left', 'right']))}(n))"
+        if f"{xn}(n)" not in body and i == 0:       # the leaves read the input
+            body = f"{body} + {b.param(n, nx_)} {xn}(n)"
+        b.lines.append(f"{h}(n) = {body}")
+        if draw(st.integers(0, 3)) == 0:
+            b.lines.append(f"{h}(0) = {draw(st.sampled_from([b.param(n), f'tanh({b.param(n)})']))}")
+    h, n = draw(st.sampled_from(nodes))
+    S, ns = b.name("S"), draw(st.integers(1, 3))
+    b.sizes[S] = ns
+    b.lines.append(f"{S} = tanh({b.param(ns, n)} {h}(root) + {b.param(ns)})")
+    if draw(st.booleans()):
+        y, k, L = b.name("y"), b.name("k"), b.name("L")
+        b.sizes[k] = ns
+        b.lines.append(f"{y} = softmax({b.param(ns, ns)} {S} + {b.param(ns)})")
+        b.lines.append(f"{L} = cross_entropy({y}, {k})")
+
+
 @st.composite
 def random_models(draw):
     """The text of a valid model, with every size declared."""
@@ -402,6 +554,11 @@ def random_models(draw):
                      delay))
     for name, n, _, _ in seqs:
         b.sizes[name] = n
+    memory = None                                                # a memory: (M, N, W, delay)
+    if draw(st.integers(0, 2)) == 0:
+        memory = (b.name("M"), draw(st.integers(1, 3)), draw(st.integers(1, 3)),
+                  draw(st.sampled_from([1, 1, 2])))
+        b.sizes[memory[0]] = f"{memory[1]}x{memory[2]}"
     for i, (name, n, way, delay) in enumerate(seqs):
         def reads(m, i=i, way=way):
             """What sequence i may read: inputs at their offsets; forward states any
@@ -425,7 +582,11 @@ def random_models(draw):
             v, s, k = draw(st.sampled_from(options))
             return (f"{v}(t{'' if k == 0 else f'{k:+d}'})", s)
         b.along = "t"
+        if memory and way == "forward":         # the memory of the last step, or of two before
+            M, N, W, mdelay = memory
+            b.memory = (f"{M}(t-{draw(st.sampled_from([mdelay, mdelay + 1]))})", N, W)
         body = _expr(b, n, draw(st.integers(0, 3)), reads)
+        b.memory = None
         b.along = None
         if draw(st.booleans()):                                  # gates it reads
             own = f"{name}(t{delay if way == 'backward' else -delay:+d})" if delay else None
@@ -436,6 +597,19 @@ def random_models(draw):
         b.lines.append(f"{name}(t) = {body}")
         if way == "forward" and delay and draw(st.integers(0, 3)) == 0:
             b.lines.append(f"{name}(0) = {draw(st.sampled_from([b.param(n), f'tanh({b.param(n)})']))}")
+    if memory:                                    # written from what every sequence computes
+        def every_step(m):
+            options = [(v, s, k) for v, s, ks in inputs for k in ks] + \
+                [(v, s, 0) for v, s, _, _ in seqs] + \
+                [(v, s, -d) for v, s, w, d in seqs if w == "forward" and d]
+            options = [o for o in options if m is None or o[1] == m]
+            if not options:
+                return None
+            v, s, k = draw(st.sampled_from(options))
+            return (f"{v}(t{'' if k == 0 else f'{k:+d}'})", s)
+        b.along = "t"
+        _memory(b, *memory, every_step)
+        b.along = None
     if draw(st.integers(0, 2)) == 0:              # a loss on a softmax, or a yes/no loss on a sigmoid
         name, n, _, _ = seqs[-1]
         k, L, y = b.name("k"), b.name("L"), b.name("y")
@@ -474,6 +648,8 @@ def random_models(draw):
         _summary(b, inputs, seqs)
     if draw(st.integers(0, 2)) == 0:              # a second index: a decoder over u
         _decoder(b, inputs, seqs)
+    if draw(st.integers(0, 3)) == 0:              # a tree's index: a recursive network
+        _tree(b, inputs, seqs)
     used = set(re.findall(r"(?<![\^\w])[A-Za-z_]\w*", "\n".join(b.lines)))   # drawn but unused: no size
     sizes = ", ".join(f"{k}: {v}" for k, v in b.sizes.items() if k in used)
     return "\n".join(b.lines + [sizes]) + "\n"
@@ -485,7 +661,7 @@ T, B = 3, 2
 #: The steps of each index: a second index (a decoder's u) runs another number of steps, and
 #: none equals the batch B: with T_u = B = 2 an every-step block over u that wrote one step's
 #: product (W x(1)) over its (T_u, B, n) array ran, and only batch 1 (Numba's) failed.
-LENGTHS = {"t": T, "u": 4}
+LENGTHS = {"t": T, "u": 4, "n": 5}             # n: a tree's leaves (9 nodes, 4 levels)
 
 
 def _steps(model):
@@ -503,7 +679,7 @@ def _problem(net, model, seed, batch=B):
         s = model.symbols[n]
         shape = ((LENGTHS[s.index], batch) if s.timed else (batch,)) + (model.sizes[n],)
         inputs[n] = np.abs(rng.normal(size=shape)) if s.target else rng.normal(size=shape)
-    initial = {k: rng.normal(size=(batch, model.sizes[k.split("(")[0]]))
+    initial = {k: rng.normal(size=(batch, *model.shape(k.split("(")[0])))
                for k in net.initial_values}
     return params, inputs, initial
 

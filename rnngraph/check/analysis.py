@@ -120,6 +120,12 @@ def operand_positions(expr) -> tuple[list[ast.Ref], list[ast.Ref]]:
         if isinstance(node, ast.Ref):
             if node.offset is None and where is not None:
                 (matrices if where == "matrix" else vectors).append(node)
+        elif isinstance(node, ast.Binary) and node.op == "@" and isinstance(node.right, ast.Transpose) \
+                and _reads_a_step(node.right.operand):
+            # u v^T with v a step's vector (a memory's write w(t) e(t)^T): an outer product of
+            # two vectors, u a bias perhaps, never a matrix (a matrix times a row is no product)
+            stack.append((node.left, None))
+            stack.append((node.right.operand, None))
         elif isinstance(node, ast.Binary) and node.op == "@":
             stack.append((node.left, "matrix"))
             stack.append((node.right, "matrix" if where == "matrix" else "vector"))
@@ -130,6 +136,12 @@ def operand_positions(expr) -> tuple[list[ast.Ref], list[ast.Ref]]:
         else:
             stack.extend((c, None) for c in ast.children(node))
     return matrices, vectors
+
+
+def _reads_a_step(expr) -> bool:
+    """Whether ``expr`` reads a step of a sequence or an input (h(t-1), x(t), h(end))."""
+    return any(isinstance(n, ast.At) or isinstance(n, ast.Ref) and n.offset is not None
+               for n in ast.walk(expr))
 
 
 def reduction(eq: ast.Equation) -> str | None:
@@ -165,6 +177,7 @@ def analyse(program: ast.Program, source: Source) -> dict[str, Symbol]:
         table[eq.name] = eq
 
     _check_indices(program, defs, err)
+    _check_trees(program, defs, err)
     symbols: dict[str, Symbol] = {}
     for eq in program.equations:
         if eq.kind != "init":
@@ -213,6 +226,12 @@ def analyse(program: ast.Program, source: Source) -> dict[str, Symbol]:
         sym = symbols.get(r.name)
         if sym is None:                                   # first read of an undefined name
             if declared.get(r.name) == "parameter":
+                if r.offset is not None and r.name in {d.name for d in program.sizes
+                                                       if isinstance(d.size, tuple)}:
+                    raise err(f"'{r.name}' is declared a matrix, and read as "
+                              f"{_show(r.name, r.offset, r.index)}, as an input; an input is a "
+                              f"vector (or a number at each step): a matrix is a defined "
+                              f"variable, as a memory M(t) = ..., or a parameter", *r.pos)
                 if r.offset is not None:
                     raise err(f"'{r.name}' is declared a parameter, but read as "
                               f"{_show(r.name, r.offset)}: a parameter has no time index", *r.pos)
@@ -352,6 +371,45 @@ def analyse(program: ast.Program, source: Source) -> dict[str, Symbol]:
 
     _mark_outputs(program, symbols, defs, reads)
     return symbols
+
+
+def _check_trees(program, defs, err) -> None:
+    """A tree's index (``tree n``): its sequences read their own nodes' children,
+    h(left(n)) and h(right(n)), and the same node; an input over it sits at the leaves and is
+    read at the node, x(n); what is not over it reads its root, h(root).  Children are read
+    along a tree only, and the root of a sequence over one only."""
+    trees = {d.name for d in program.indices if d.tree}
+    over = {eq.name: eq.index for eq in program.equations if eq.kind == "seq"}
+    for eq in program.equations:
+        for n in ast.walk(eq.rhs):
+            if isinstance(n, ast.Ref) and n.child is not None:
+                text = f"{n.name}({n.child}({n.index}))"
+                if n.index not in trees:
+                    raise err(f"{text} reads a child of a node, but '{n.index}' is not a tree's "
+                              f"index: declare it on a line of its own, tree {n.index}", *n.pos)
+                if eq.kind != "seq" or eq.index != n.index:
+                    raise err(f"{text} is a child of the node an equation over {n.index} "
+                              f"computes, as h({n.index}) = tanh(W h(left({n.index})) + ...); "
+                              f"{eq.lhs_text} is not over {n.index}: read {n.name}(root)", *n.pos)
+                if n.name not in defs:
+                    raise err(f"'{n.name}' is an input: it sits at the leaves of the tree and is "
+                              f"read at the node, {n.name}({n.index}); only what an equation "
+                              f"defines has children to read", *n.pos)
+            elif isinstance(n, ast.Ref) and n.index in trees and n.offset not in (None, 0):
+                raise err(f"'{n.index}' counts the nodes of a tree, which come one level after "
+                          f"another, not one after another: read {n.name}({n.index}), or a child, "
+                          f"{n.name}(left({n.index})) or {n.name}(right({n.index}))", *n.pos)
+            elif isinstance(n, ast.At) and n.root and over.get(n.name) not in trees:
+                raise err(f"{n.name}(root) is the root of a sequence over a tree's nodes; "
+                          f"'{n.name}' is not one" + (f": its last step is {n.name}(end)"
+                                                       if n.name in over else ""), *n.pos)
+            elif isinstance(n, ast.At) and over.get(n.name) in trees and n.step != "end":
+                raise err(f"{n.name} is over the nodes of a tree: read its root, {n.name}(root), "
+                          f"not a node by number", *n.pos)
+        if eq.kind == "init" and over.get(eq.name) in trees:
+            continue                    # h(0): what a leaf reads as its children
+        if eq.kind == "seq" and eq.index in trees and eq.inner is not None:
+            raise err(f"a value over a tree's nodes and another index is not supported", *eq.pos)
 
 
 def _check_indices(program, defs, err) -> None:
@@ -521,6 +579,11 @@ def _declared_roles(program, defs, read, err) -> dict[str, str]:
         if out.get(d.name, d.role) != d.role:
             raise err(f"'{d.name}' is declared both an input and a parameter", *d.pos)
         out[d.name] = d.role
+    # a name declared a matrix (P: 8x16) that no equation defines is a parameter: an input is a
+    # vector (check/sizes.py says so where one is declared a matrix); P in A P is no input
+    for d in program.sizes:
+        if isinstance(d.size, tuple) and d.name not in defs and d.name not in out:
+            out[d.name] = "parameter"
     return out
 
 

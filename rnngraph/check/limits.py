@@ -170,6 +170,9 @@ def check_sizes(program: ast.Program, symbols: dict, vectors: dict[str, int],
     declared = {d.name: d.pos for d in program.sizes if d.name not in given}
     errors = []
     for name, size in vectors.items():
+        if isinstance(size, tuple):              # a matrix-valued variable: as a parameter
+            shapes = {**shapes, name: size}
+            continue
         if size > limits.max_size:
             how = "is given size" if name in given else "has size"
             errors.append((declared.get(name) or _first(symbols[name]),

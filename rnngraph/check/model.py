@@ -1,6 +1,8 @@
 """The checked model: equations, symbols with roles, sizes, and its views."""
 from __future__ import annotations
 
+import math
+
 import os
 import stat
 import sys
@@ -145,6 +147,18 @@ class Model:
         return f"<Model {self.filename}: {len(self.program.equations)} equations>"
 
     # -- queries --------------------------------------------------------------
+    def shape(self, name: str) -> tuple[int, ...]:
+        """The shape of one step (one example) of ``name``: ``(n,)`` for a vector, ``(rows,
+        columns)`` for a matrix-valued variable (``M: 8x16``) or a matrix parameter."""
+        if name in self.param_shapes:
+            return tuple(self.param_shapes[name])
+        size = self.sizes[name]
+        return size if isinstance(size, tuple) else (size,)
+
+    def numbers(self, name: str) -> int:
+        """How many numbers one step of ``name`` holds (for one example)."""
+        return math.prod(self.shape(name))
+
     @property
     def equations(self) -> tuple[ast.Equation, ...]:
         return self.program.equations

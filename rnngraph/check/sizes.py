@@ -114,8 +114,9 @@ def is_dot(node, shape) -> bool:
 
 
 class _Inference:
-    def __init__(self, symbols, source: Source):
+    def __init__(self, symbols, source: Source, matrices: set[str] = frozenset()):
         self.symbols = symbols
+        self.matrices = matrices        # the matrix-valued variables (declared M: 8x16)
         self.u = _Unifier(source)
         self.sums: list[tuple[tuple, list[tuple], ast.Concat]] = []
         self.source = source
@@ -127,12 +128,9 @@ class _Inference:
     def shape(self, node):
         if isinstance(node, ast.Num):
             return SCALAR
-        if isinstance(node, ast.Ref):
-            sym = self.symbols[node.name]
-            if sym.role == "parameter" and sym.matrix:
+        if isinstance(node, (ast.Ref, ast.At)):
+            if _is_matrix(node.name, self.symbols[node.name], self.matrices):
                 return ("mat", ("rows", node.name), ("cols", node.name))
-            return ("vec", ("sym", node.name))
-        if isinstance(node, ast.At):
             return ("vec", ("sym", node.name))
         if isinstance(node, ast.Step):                 # a number at each step: as a number
             return SCALAR
@@ -141,8 +139,9 @@ class _Inference:
         if isinstance(node, ast.Transpose):
             s = self.shape(node.operand)
             if s[0] != "mat":
-                self.fail(f"only a matrix can be transposed, or a vector in a dot product u^T v; "
-                          f"{expr_text(node.operand)} is not a matrix", node)
+                self.fail(f"only a matrix can be transposed, or a vector in a dot product u^T v "
+                          f"or an outer product u v^T; {expr_text(node.operand)} is not a matrix",
+                          node)
             return ("mat", s[2], s[1])
         if isinstance(node, ast.Binary):
             return self.binary(node)
@@ -157,23 +156,56 @@ class _Inference:
             self.sums.append((total, keys, node))
             return ("vec", total)
         if isinstance(node, ast.Call):
-            func = FUNCTIONS[node.func]
-            shapes = [self.shape(a) for a in node.args]
-            vecs = [s for s in shapes if s[0] == "vec"]
-            for a, s in zip(node.args, shapes):
-                if s[0] == "mat":
-                    self.fail(f"{node.func} takes vectors; {expr_text(a)} is a matrix", a)
-            for s in vecs[1:]:
-                self.u.unify(vecs[0][1], s[1], node)
-            if func.size == "scalar":
-                return ("vec", ONE)
-            if func.size == "diag":
-                if not vecs:
-                    self.fail(f"diag takes a vector, not the number {expr_text(node.args[0])}",
-                              node.args[0])
-                return ("mat", vecs[0][1], vecs[0][1])
-            return vecs[0] if vecs else SCALAR
+            return self.call(node, FUNCTIONS[node.func])
         raise TypeError(node)
+
+    def call(self, node: ast.Call, func):
+        shapes = [self.shape(a) for a in node.args]
+        if func.size == "outer":                       # outer(u, v) = u v^T
+            for a, sh in zip(node.args, shapes):
+                if sh[0] != "vec":
+                    self.fail(f"outer takes two vectors; {expr_text(a)} is "
+                              f"{'a matrix' if sh[0] == 'mat' else 'a number'}", a)
+            return ("mat", shapes[0][1], shapes[1][1])
+        if func.size == "rows":                        # cosine(M, k), norm(M): one a row
+            return self.per_row(node, shapes)
+        elementwise = func.size == "same" and func.name not in ("softmax", "log_softmax") \
+            and not func.across and not func.over
+        mats = [(a, sh) for a, sh in zip(node.args, shapes) if sh[0] == "mat"]
+        if mats and elementwise and len(node.args) == 1:
+            return mats[0][1]                          # tanh(M), sqrt(M): entry by entry
+        for a, sh in mats:
+            self.fail(f"{node.func} takes vectors; {expr_text(a)} is a matrix", a)
+        vecs = [sh for sh in shapes if sh[0] == "vec"]
+        for sh in vecs[1:]:
+            self.u.unify(vecs[0][1], sh[1], node)
+        if func.size == "scalar":
+            return ("vec", ONE)
+        if func.size == "diag":
+            if not vecs:
+                self.fail(f"diag takes a vector, not the number {expr_text(node.args[0])}",
+                          node.args[0])
+            return ("mat", vecs[0][1], vecs[0][1])
+        return vecs[0] if vecs else SCALAR
+
+    def per_row(self, node: ast.Call, shapes):
+        """cosine(M, k): one number for each row of M (k as long as a row); cosine(u, v) of two
+        vectors, and norm(v): one number; norm(M): one for each row."""
+        for a, sh in zip(node.args, shapes):
+            if sh == SCALAR:
+                self.fail(f"{node.func} takes a vector or a matrix, not the number "
+                          f"{expr_text(a)}", a)
+        if len(shapes) == 2:
+            if shapes[1][0] == "mat":
+                self.fail(f"the second argument of cosine is a vector (the key each row is "
+                          f"compared with); {expr_text(node.args[1])} is a matrix", node.args[1])
+            across = shapes[0][2] if shapes[0][0] == "mat" else shapes[0][1]
+            self.u.unify(across, shapes[1][1], node)
+        if shapes[0][0] == "mat":
+            return ("vec", shapes[0][1])
+        key = ("dot", id(node), expr_text(node))
+        self.u.set(key, 1, node, f"{node.func} of a vector has size")
+        return ("vec", key)
 
     def binary(self, node: ast.Binary):
         if node.op == "@" and is_dot(node, self.shape):
@@ -187,6 +219,15 @@ class _Inference:
             key = ("dot", id(node), expr_text(node))
             self.u.set(key, 1, node, "a dot product has size")
             return ("vec", key)
+        if node.op == "@" and isinstance(node.right, ast.Transpose) \
+                and self.shape(node.right.operand)[0] == "vec":
+            # u v^T: the outer product of two vectors (a memory's write, w(t) e(t)^T)
+            u = self.shape(node.left)
+            if u[0] != "vec":
+                self.fail(f"a transposed vector v^T is multiplied from the left by a vector "
+                          f"(u v^T, an outer product); {expr_text(node.left)} is "
+                          f"{'a matrix' if u[0] == 'mat' else 'a number'}", node.left)
+            return ("mat", u[1], self.shape(node.right.operand)[1])
         left, right = self.shape(node.left), self.shape(node.right)
         if node.op == "@":
             if left == SCALAR:
@@ -248,8 +289,17 @@ class _Inference:
     def equation(self, eq: ast.Equation) -> None:
         self.diagonals(eq)
         s = self.shape(eq.rhs)
+        if eq.name in self.matrices:               # M(t) = ...: a matrix, or a number everywhere
+            if s[0] == "vec":
+                self.fail(f"{eq.lhs_text} is a matrix (declared {eq.name}: rows x columns), but "
+                          f"its right side is a vector", eq.rhs)
+            if s[0] == "mat":
+                self.u.unify(("rows", eq.name), s[1], eq.rhs)
+                self.u.unify(("cols", eq.name), s[2], eq.rhs)
+            return
         if s[0] == "mat":
-            self.fail(f"the right side of {eq.lhs_text} is a matrix; multiply it by a vector", eq.rhs)
+            self.fail(f"the right side of {eq.lhs_text} is a matrix; multiply it by a vector, or "
+                      f"declare {eq.name} a matrix ({eq.name}: rows x columns, as M: 8x16)", eq.rhs)
         if s[0] == "vec":
             if self.is_one(s[1]) and self.u.get(("sym", eq.name)) not in (None, 1):
                 return                              # h = α with α of size 1: every lane α
@@ -292,8 +342,26 @@ def solve(program: ast.Program, symbols, source: Source,
 
     ``given`` overrides the sizes declared in the file.
     """
-    inf = _Inference(symbols, source)
     given = dict(given or {})
+    for d in program.sizes:                  # a given size keeps the declared kind
+        if d.name in given and isinstance(given[d.name], tuple) != isinstance(d.size, tuple):
+            if isinstance(d.size, tuple):
+                raise RnnGraphError(f"'{d.name}' is a matrix ({d.name}: {d.size[0]}x{d.size[1]}, "
+                                    f"line {d.pos[0]}): give its rows and columns, as "
+                                    f"{d.name}={d.size[0]}x{d.size[1]}")
+            raise RnnGraphError(f"'{d.name}' is a vector ({d.name}: {d.size}, line {d.pos[0]}): "
+                                f"give one size, as {d.name}={d.size}")
+    matrices = {d.name for d in program.sizes if d.name not in given and isinstance(d.size, tuple)}
+    matrices |= {n for n, v in given.items() if isinstance(v, tuple)}
+    declared = {d.name for d in program.sizes} | set(given)
+    matrices |= _matrix_parameters(program, symbols, matrices, declared)
+    for d in program.sizes:
+        sym = symbols.get(d.name)
+        if d.name in matrices and sym is not None and sym.role == "input":
+            raise source.error(f"'{d.name}' is an input, and an input is a vector (or a number at "
+                               f"each step); a matrix ({d.name}: rows x columns) is a defined "
+                               f"variable, as a memory M(t) = ..., or a parameter", *d.pos)
+    inf = _Inference(symbols, source, matrices)
     for name in given:
         if name not in symbols:
             raise RnnGraphError(f"a size is given for '{name}', which the model does not have"
@@ -305,8 +373,20 @@ def solve(program: ast.Program, symbols, source: Source,
         if sym is None:
             raise source.error(f"size declared for '{name}', which no equation uses"
                                f"{_hint(name, symbols)}", *decl.pos)
-        if sym.role == "parameter" and sym.matrix:
-            msg = f"'{name}' is a matrix: declare the sizes of the vectors it maps between"
+        if isinstance(size, tuple):               # M: 8x16
+            if len(size) != 2 or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1
+                                         for n in size):
+                raise RnnGraphError(f"the size of '{name}' must be a positive integer or (rows, "
+                                    f"columns), not {size!r}")
+            for key, n, what in ((("rows", name), size[0], "rows"), (("cols", name), size[1], "columns")):
+                inf.u.set(key, n, decl or _first_use(sym),
+                          f"'{name}' is declared with {what}" if decl else f"'{name}' is given {what}",
+                          f"from '{name}: {size[0]}x{size[1]}', line {decl.pos[0]}" if decl
+                          else f"given {name}={size[0]}x{size[1]}")
+            continue
+        if sym.role == "parameter" and sym.matrix or name in matrices:
+            msg = f"'{name}' is a matrix: declare the sizes of the vectors it maps between" \
+                if name not in matrices else f"'{name}' is a matrix: give its rows and columns"
             if decl is None:
                 raise RnnGraphError(msg)
             raise source.error(msg, *decl.pos)
@@ -325,17 +405,19 @@ def solve(program: ast.Program, symbols, source: Source,
 
     out = Sizes()
     for name, sym in symbols.items():          # known sizes and shapes, in order of appearance
-        keys = _keys(name, sym)
+        keys = _keys(name, sym, matrices)
         vals = [inf.u.get(k) for k in keys]
         if None not in vals:
             if len(keys) == 1:
                 out.vectors[name] = vals[0]
+            elif name in matrices:              # a matrix-valued variable: (rows, columns)
+                out.vectors[name] = tuple(vals)
             if sym.role == "parameter":
                 out.shapes[name] = tuple(vals)
     reported = set()
     # Vectors first, so an unknown size is named by a vector where one shares it.
-    for name, sym in sorted(symbols.items(), key=lambda kv: kv[1].matrix):
-        keys = _keys(name, sym)
+    for name, sym in sorted(symbols.items(), key=lambda kv: _is_matrix(kv[0], kv[1], matrices)):
+        keys = _keys(name, sym, matrices)
         vals = [inf.u.get(k) for k in keys]
         for k, v in zip(keys, vals):
             root = inf.u.find(k)
@@ -350,14 +432,42 @@ def solve(program: ast.Program, symbols, source: Source,
     return out
 
 
+def _matrix_parameters(program, symbols, matrices, declared) -> set[str]:
+    """The parameters that a matrix-valued variable's equation uses entry by entry, with no
+    size of their own declared: matrices of its shape, as a bias takes its vector's size
+    (``M(0) = M_0``, ``M(t) = M(t-1) * P + ...``); in an elementwise sum, difference, product
+    or quotient, a negation or a function applied entry by entry, from the right side down."""
+    elementwise = {f.name for f in FUNCTIONS.values() if f.size == "same" and not f.over
+                   and not f.across and f.name not in ("softmax", "log_softmax")}
+    found: set[str] = set()
+    for eq in program.equations:
+        if eq.name not in matrices:
+            continue
+        stack = [eq.rhs]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, ast.Ref) and node.offset is None and node.name not in declared \
+                    and symbols[node.name].role == "parameter" and not symbols[node.name].matrix:
+                found.add(node.name)
+            elif isinstance(node, ast.Binary) and node.op != "@" or isinstance(node, ast.Neg) \
+                    or isinstance(node, ast.Call) and node.func in elementwise:
+                stack.extend(ast.children(node))
+    return found
+
+
 def _first_use(sym):
     """The first place in the file that mentions ``sym``: its definition or its first read."""
     return min([sym, *sym.reads], key=lambda n: n.pos)
 
 
-def _keys(name, sym) -> list[tuple]:
+def _is_matrix(name, sym, matrices) -> bool:
+    """Whether ``name`` is a matrix: a parameter used as one, or a matrix-valued variable."""
+    return sym.role == "parameter" and sym.matrix or name in matrices
+
+
+def _keys(name, sym, matrices=frozenset()) -> list[tuple]:
     """The size variables of a symbol: rows and columns of a matrix, else its length."""
-    return [("rows", name), ("cols", name)] if sym.role == "parameter" and sym.matrix else [("sym", name)]
+    return [("rows", name), ("cols", name)] if _is_matrix(name, sym, matrices) else [("sym", name)]
 
 
 def _hint(name, symbols) -> str:

@@ -39,7 +39,8 @@ def summary(model) -> str:
         i = model.symbols[y].index or "t"
         lines.append(f"running free (test): {o}({i}-1) is read where training reads the target {y}({i}-1)")
     lines.append("sizes:")
-    known = [f"{n} = {v}" for n, v in model.sizes.items() if model.symbols[n].role != "parameter"]
+    known = [f"{n} = {' x '.join(map(str, v)) if isinstance(v, tuple) else v}"
+             for n, v in model.sizes.items() if model.symbols[n].role != "parameter"]
     if known:
         lines.append("  " + ", ".join(known))
     shapes = [f"{n}: {' x '.join(map(str, s))}" for n, s in model.param_shapes.items()]

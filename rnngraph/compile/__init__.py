@@ -9,6 +9,8 @@
 """
 from __future__ import annotations
 
+import math
+
 from ..check.analysis import parameter_order
 from .autodiff import backward, taped
 from .cse import cse
@@ -66,7 +68,7 @@ class Optimized(Plain):
         printer = self.large_printer(model, large, dtype)
         body = printer.backward(printer.unpack_params(), printer.tape(), "backward_large")
         self.printers = (self.printer, printer)
-        widths = [t.shape[-1] for (kind, n), t in self.forward.types.items()
+        widths = [math.prod(t.shape) for (kind, n), t in self.forward.types.items()
                   if kind == "home" and n in self.forward.timed and t.shape]
         self.step_values = max(widths, default=1)     # a step's widest value, per batch row
         self.source += "\n".join(body) + "\n"

@@ -179,7 +179,7 @@ def backward(prog: Program) -> Program:
     """The backward program of the forward program ``prog`` (types shared with it); the
     temporaries its VJPs read are computed again (:func:`rematerialize`)."""
     blocks = [rematerialize(b, reverse_block(prog, b)) for b in reversed(prog.blocks)]
-    back = Program(blocks, prog.types, prog.timed, prog.made, prog.views, prog.indices)
+    back = Program(blocks, prog.types, prog.timed, prog.made, prog.views, prog.indices, prog.trees)
     back.check()
     return back
 
@@ -189,12 +189,12 @@ def taped(prog: Program) -> tuple[Program, Program]:
     (written where they are computed, an array over the steps in a loop), and the
     backward program that reads them there: memory for time, as a tape does."""
     forward = Program([Block(b.kind, list(b.eqns), b.names, b.direction, b.index) for b in prog.blocks],
-                      prog.types, set(prog.timed), prog.made, prog.views, prog.indices)
+                      prog.types, set(prog.timed), prog.made, prog.views, prog.indices, prog.trees)
     backs = [reverse_block(forward, b) for b in reversed(forward.blocks)]
     for fb, bb in zip(reversed(forward.blocks), backs):
         to_homes(forward, [fb, bb], timed=fb.kind != "once", time_axis=fb.kind == "all")
     back = Program(backs, forward.types, forward.timed, forward.made, forward.views,
-                   forward.indices)
+                   forward.indices, forward.trees)
     forward.check()
     back.check()
     return forward, back

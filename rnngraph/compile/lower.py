@@ -36,13 +36,16 @@ class _Lowering:
         self.types: dict = {}
         self.count = 0
         self.stepped: set = set()
+        self.trees = frozenset(d.name for d in model.program.indices if d.tree)
         for name, s in self.sym.items():
             if s.role == "parameter":
                 self.types[("home", name)] = Type(0, tuple(model.param_shapes[name]))
             elif isinstance(s.index, tuple):        # e(u, t): at one u, every t at once
-                self.types[("home", name)] = Type(2, (model.sizes[name],), s.index[1])
+                self.types[("home", name)] = Type(2, model.shape(name), s.index[1])
+            elif s.timed and s.loop in self.trees:   # h(n) over a tree: a level's nodes at once
+                self.types[("home", name)] = Type(2, model.shape(name), s.loop)
             elif s.timed or s.role == "input":
-                self.types[("home", name)] = Type(1, (model.sizes[name],))
+                self.types[("home", name)] = Type(1, model.shape(name))
 
     along = "t"                      # the index of the equation being lowered
 
@@ -65,6 +68,8 @@ class _Lowering:
         t = self.types[("home" if isinstance(atom, Home) else "tmp", atom.name)]
         if isinstance(atom, Home) and atom.step == "all":
             return Type(t.lead + 1, t.shape, self.sym[atom.name].loop)
+        if isinstance(atom, Home) and atom.step is not None and t.over in self.trees:
+            return Type(t.lead - 1, t.shape)           # h(root), h(0): one node's
         return t
 
     def leaf(self, node):
@@ -78,7 +83,7 @@ class _Lowering:
         if s.timed and s.loop != self.along:      # h(t) read inside a loop over u: every t
             return Home(node.name, step="all")
         if s.timed:
-            return Home(node.name, node.offset)
+            return Home(node.name, node.offset, child=node.child)
         return Home(node.name)
 
     def expr(self, node, out: list, origin: str):
@@ -112,8 +117,20 @@ class _Lowering:
                 u = self.expr(node.left.operand, out, origin)
                 if len(self.type(u).shape) == 1:          # u^T v: a dot product
                     return "dot", (u, self.expr(node.right, out, origin))
-                a = self.temporary(out, "transpose", (u,), origin)
-                b = self.expr(node.right, out, origin)
+                if self.type(u).lead:                     # M(t-1)^T w(t): a memory's read
+                    b = self.expr(node.right, out, origin)
+                    if len(self.type(b).shape) == 1:
+                        return "bmatTvec", (u, b)
+                    a = self.temporary(out, "transpose", (u,), origin)
+                else:
+                    a = self.temporary(out, "transpose", (u,), origin)
+                    b = self.expr(node.right, out, origin)
+            elif node.op == "@" and isinstance(node.right, ast.Transpose):
+                a = self.expr(node.left, out, origin)
+                v = self.expr(node.right.operand, out, origin)
+                if len(self.type(v).shape) == 1:
+                    return "bouter", (a, v)                # u v^T: an outer product
+                b = self.temporary(out, "transpose", (v,), origin)
             else:
                 a, b = self.expr(node.left, out, origin), self.expr(node.right, out, origin)
             if node.op != "@":
@@ -123,6 +140,8 @@ class _Lowering:
                 return "mul", (a, b)
             if len(ta.shape) == 2 and len(tb.shape) == 2:
                 return "matmat", (a, b)
+            if len(ta.shape) == 2 and ta.lead:
+                return "bmatvec", (a, b)                   # each example's matrix M(t-1) k(t)
             if len(ta.shape) == 2:
                 return "matvec", (a, b)
             raise RnnGraphError(f"cannot multiply a vector by a matrix from the right "
@@ -142,17 +161,39 @@ class _Lowering:
                 if node.func.startswith("mean_"):
                     return "div", (total, self.step("end", f.over))
                 return "copy", (total,)
-            return node.func, tuple(self.expr(a, out, origin) for a in node.args)
+            args = tuple(self.expr(a, out, origin) for a in node.args)
+            if node.func == "outer":
+                return "bouter", args
+            if node.func == "cosine":
+                return self.cosine(args, out, origin)
+            return node.func, args
         if isinstance(node, ast.Concat):
             return "concat", tuple(self.expr(i, out, origin) for i in node.items)
         return "copy", (self.expr(node, out, origin),)
+
+    #: cosine(a, b) = a.b / (|a| |b| + COSINE_EPS): finite where a row of a memory is zero
+    #: (as at the start), where a.b / (|a| |b|) is 0 / 0; PyTorch's cosine_similarity takes the
+    #: same 1e-8, as a floor on |a| |b| instead
+    COSINE_EPS = 1e-8
+
+    def cosine(self, args, out, origin):
+        """cosine(M, k), one for each row of M, or cosine(u, v) of two vectors, from products
+        and norms (their VJPs are the op table's)."""
+        a, b = args
+        matrix = len(self.type(a).shape) == 2
+        num = self.temporary(out, "bmatvec" if matrix else "dot", (a, b), origin)
+        na = self.temporary(out, "norm", (a,), origin)
+        nb = self.temporary(out, "norm", (b,), origin)
+        den = self.temporary(out, "mul", (na, nb), origin)
+        den = self.temporary(out, "add", (den, Const(self.COSINE_EPS)), origin)
+        return "div", (num, den)
 
     def total(self, eq: ast.Equation, out: list) -> None:
         """``J = sum_t(f)``: f at each step, added into J (a loop of its own, after the others);
         ``mean_t(f)``: f divided by the number of steps, added."""
         origin = eq.lhs_text
         self.along = self.sym[eq.name].over
-        self.types[("home", eq.name)] = Type(1, (self.model.sizes[eq.name],))
+        self.types[("home", eq.name)] = Type(1, self.model.shape(eq.name))
         atom = self.expr(eq.rhs.args[0], out, origin)
         if eq.rhs.func.startswith("mean_"):
             atom = self.temporary(out, "div", (atom, self.step("end")), origin)
@@ -170,9 +211,9 @@ class _Lowering:
         op, args = self.operation(eq.rhs, out, origin)
         if eq.kind == "value":
             t = lookup(op).type(tuple(self.type(a) for a in args), ())
-            n = self.model.sizes[eq.name]
-            if t.shape in ((), (1,)) and n != 1:   # a number, or a size-1 value (a dot product,
-                t = Type(t.lead, (n,))             # S = u^T v), in every lane of its declared size
+            n = self.model.shape(eq.name)
+            if t.shape in ((), (1,)) and n != (1,):  # a number, or a size-1 value (a dot product,
+                t = Type(t.lead, n)                  # S = u^T v), in every lane of its declared size
             self.types[("home", eq.name)] = t
         self.emit(out, target, op, args, origin)
 
@@ -224,7 +265,7 @@ def lower(model) -> Program:
     timed = {n for n, s in model.symbols.items() if s.timed} | low.stepped
     indices = {n: s.loop for n, s in model.symbols.items() if s.timed and s.loop != "t"}
     indices.update((n, n[len(STEP_HOMES[0]):]) for n in low.stepped if n != STEP_HOMES[0] + "t")
-    prog = Program(blocks, low.types, timed, indices=indices)
+    prog = Program(blocks, low.types, timed, indices=indices, trees=low.trees)
     fuse_losses(prog)
     prog.check()
     return prog

@@ -66,6 +66,8 @@ def local_gradients(prog: Program, initial: dict, keep: set) -> dict[str, Local]
             continue
         k = loops.pop()
         b = prog.blocks[k]
+        if b.index in prog.trees:
+            continue               # a tree's nodes: a level's children are not the next step's
         d = b.direction
         inside = [(i, a, w) for kk, i, a, w in uses if kk == k]
         outside = [(kk, a, w) for kk, _, a, w in uses if kk != k]

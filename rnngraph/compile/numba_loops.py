@@ -24,7 +24,7 @@ import ast
 from .source import Namer, call_lines
 from .numpy_fast import FastPrinter
 from .optable import ATOM, Text, lookup
-from .passes import whole_sequences
+from .passes import matrices_per_example, whole_sequences
 
 
 class NotInNumba(Exception):
@@ -61,9 +61,10 @@ class NumbaPrinter(FastPrinter):
     def loop_block(self, prog, block, head: str):
         """The NumPy loop, behind ``if B != 1 or not loop_h(...):`` when the block
         prints as a Numba function (see the module's docstring)."""
-        if whole_sequences(prog, block):
-            # attention's values over every t at one u: (T, B, n) arrays, which the kernels of
-            # rnngraph/runtime/jitops.py (rows x lanes) do not take; this loop is NumPy's
+        if whole_sequences(prog, block) or matrices_per_example(prog, block):
+            # attention's values over every t at one u: (T, B, n) arrays, or a memory's
+            # (B, N, W), which the kernels of rnngraph/runtime/jitops.py (rows x lanes) do not
+            # take; this loop is NumPy's
             return super().loop_block(prog, block, head)
         saved = (set(self.namer.taken), set(self.bound_to))
         self.jit = True

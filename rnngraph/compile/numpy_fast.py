@@ -31,7 +31,8 @@ class FastPrinter(Printer):
         self.ready = [e for i, e in enumerate(once.eqns) if fixed[i]]
         self.ready_homes = [e.out.name for e in self.ready if isinstance(e.out, Home)]
         self.fwd = Program([Block("once", [e for i, e in enumerate(once.eqns) if not fixed[i]]),
-                            *rest], fwd.types, fwd.timed, fwd.made, fwd.views, fwd.indices)
+                            *rest], fwd.types, fwd.timed, fwd.made, fwd.views, fwd.indices,
+                           fwd.trees)
         self.made = {n: self.fwd if p is fwd else p for n, p in self.made.items()}
         # Gradients that live in one loop get one step's buffer (rnngraph/compile/memory.py):
         # named as the array would be, or, where blocks before the loop fill that array,
@@ -143,6 +144,13 @@ class FastPrinter(Printer):
         lines = []
         for b in prog.blocks:
             self.kind, self.along = b.kind, b.index
+            if b.kind == "loop" and b.index in self.trees:
+                # a tree, level by level: each level's nodes are gathered (h[left_n[at]]), a
+                # copy, so nothing is written in place (out=) or walked by a step's view
+                self.cur, self.at_step = b, {}
+                lines += ["", f"    # {title(b)}", f"    {Printer.loop(self, b)}"]
+                lines += Printer.block(self, prog, b, "        ") or ["        pass"]
+                continue
             sigmoid = any(e.op == "sigmoid" for e in b.eqns)
             self.cur = b
             self.at_step = self.step_views(b) if b.kind == "loop" else {}

@@ -72,6 +72,13 @@ class Printer:
             free = identifier(d.name) not in namer.taken and identifier(d.name) not in FIXED \
                 and not keyword.iskeyword(d.name)
             self.var[d.name] = namer(identifier(d.name)) if free else "t"
+        # a tree's index (tree n): its structure, which the runtime builds (rnngraph/runtime/
+        # trees.py) and passes in inputs["tree n"]: the slots of each level's nodes, each
+        # slot's children's slots (the slot before the first node, a leaf's), the leaves'
+        self.trees = {d.name: tuple(namer(f"{w}_{identifier(d.name)}") for w in
+                                    ("levels", "left", "right", "leaves"))
+                      for d in model.program.indices if d.tree}
+        self.level = namer("at") if self.trees else None
         self.d = {n: namer("d" + self.py[n]) for n in self.sym}
         offsets = {(b.index, a.offset) for p in (fwd, back) for b in p.blocks if b.kind == "all"
                    for e in b.eqns for a in (e.out, *e.args)
@@ -162,6 +169,11 @@ class Printer:
             return base
         if self.kind == "all":
             return f"{base}[{self.slices[self.along, h.offset]}]"
+        if self.along in self.trees:        # the nodes of one level: h[at], h[left_n[at]]
+            if h.child is not None:
+                _, left, right, _ = self.trees[self.along]
+                return f"{base}[{left if h.child == 'left' else right}[{self.level}]]"
+            return f"{base}[{self.level}]"
         return f"{base}[{self.index(h.offset)}]"
 
     def slice_lines(self, prog) -> list[str]:
@@ -226,7 +238,11 @@ class Printer:
         return lines
 
     def statement(self, indent: str, e, target: str, text: Text) -> str:
-        """The statement that writes ``text`` to ``target`` for the equation ``e``."""
+        """The statement that writes ``text`` to ``target`` for the equation ``e``; into the
+        children of a level's nodes, np.add.at (the leaves' share the slot before the first)."""
+        if isinstance(e.out, Home) and e.out.child is not None and e.accumulate:
+            base, at = target.split("[", 1)
+            return f"{indent}np.add.at({base}, {at[:-1]}, {text.text})"
         return f"{indent}{target} {'+=' if e.accumulate else '='} {text.text}"
 
     def op_text(self, op: str, args, types, attrs) -> Text:
@@ -249,8 +265,8 @@ class Printer:
     def wish(self, prog, e, texts) -> str:
         """A name for the temporary ``e`` computes, from what it computes."""
         def word(a):
-            if isinstance(a, Home):
-                return ("d" if a.grad else "") + self.py[a.name]
+            if isinstance(a, Home):         # (a view not named yet, while homes are: None)
+                return ("d" if a.grad else "") + self.py[a.name] if a.name in self.py else None
             text = texts.get(a.name) if isinstance(a, Tmp) else None
             if text is not None and text.prec == ATOM and text.text.isidentifier():
                 return text.text
@@ -357,6 +373,9 @@ class Printer:
                          else f"{n}({self.along})" for n in names)
 
     def loop(self, block) -> str:
+        if block.index in self.trees:       # a tree: level by level, leaves first
+            levels = self.trees[block.index][0]
+            return f"for {self.level} in {levels if block.direction > 0 else f'reversed({levels})'}:"
         T, P = self.T, self.P
         first, last = (str(P), f"{T} + {P}") if P > 1 else ("1", f"{T} + 1")
         t = self.var[block.index]
@@ -381,12 +400,17 @@ class Printer:
         return lines
 
     # -- the module ------------------------------------------------------------------
-    def steps(self) -> str:
+    def steps(self, name: str | None = None) -> str:
+        """Steps 1..T of the index being printed; for an input over a tree, its leaves."""
+        if name is not None and self.along in self.trees and self.sym[name].role == "input":
+            return self.trees[self.along][3]
         return f"{self.P}:{self.T} + {self.P}"
 
     def lead_dims(self, t) -> list[str]:
         """The leading axes of a value of type ``t`` at one step: the batch's, after every
         step of the index ``t.over`` where it has one (e(u, t) at one u)."""
+        if t.over is not None and t.over in self.trees:     # one node's (arrays: every node's)
+            return [self.B] * (t.lead - 1)
         if t.over is not None:
             return [self.lengths[t.over]] + [self.B] * (t.lead - 1)
         return [self.B] * t.lead
@@ -397,7 +421,8 @@ class Printer:
 
     def module(self) -> str:
         m, T, B = self.model, self.T, self.B
-        sizes = ", ".join(f"{n} {m.sizes[n]}" for n in m.sizes if self.sym[n].role != "parameter")
+        sizes = ", ".join(f"{n} {'x'.join(map(str, m.shape(n)))}" for n in m.sizes
+                          if self.sym[n].role != "parameter")
         head = [f'"""{docstring_text(m.filename)}: forward and backward passes, generated by rnngraph {__version__}.',
                 "", self.PATH,
                 f"Sizes: {sizes}; dtype {self.dtype}.",
@@ -407,6 +432,8 @@ class Printer:
             self.imports() + [
                 "", f"DTYPE = np.{self.dtype}"]
         head += wrap(f"PARAMETERS = {tuple_text(self.params)}")
+        if self.trees:                      # the trees' indices, their arrays' slots (P, F)
+            head += [f"TREES = {tuple(self.trees)!r}", f"TREE_SLOTS = ({self.P}, {self.F})"]
         tape = self.tape()
         head += wrap(f"TAPE = {tuple_text(self.py[n] if n in self.made else n for n in tape)}")
         unpack = self.unpack_params()
@@ -451,17 +478,20 @@ class Printer:
             at = "t" if P == 1 else f"t + {P - 1}"
             lines += ["", f"    # Sequences are arrays ({rows}, {B}, n): step t is index {at}, the slots",
                       "    # before step 1 hold initial values (or zeros), those after step T zeros"]
+        for i, names in self.trees.items():
+            lines.append(f'    {", ".join(names)} = inputs["tree {i}"]')
         for n in self.inputs:
             if self.at(n).sym[n].timed:
                 shape = f"({self.T} + {P + F}, {B}, {self.model.sizes[n]})"
-                lines += self.sequence(self.py[n], shape) + [
-                    f'    {self.py[n]}[{self.steps()}] = inputs["{n}"]']
+                make = self.sequence(self.py[n], shape) if self.along not in self.trees else \
+                    [f"    {self.py[n]} = np.zeros({shape}, DTYPE)"]   # (zero at inner nodes)
+                lines += make + [f'    {self.py[n]}[{self.steps(n)}] = inputs["{n}"]']
             else:
                 lines.append(f'    {self.py[n]} = inputs["{n}"]')
         for n in self.seqs:
             if n not in self.views:
                 lead = ", ".join(self.lead_dims(self.fwd.types[("home", n)]))
-                shape = f"({self.at(n).T} + {P + F}, {lead}, {self.model.sizes[n]})"
+                shape = f"({self.at(n).T} + {P + F}, {lead}, {', '.join(map(str, self.model.shape(n)))})"
                 lines += self.sequence(self.py[n], shape)
         lines += self.step_lines()
         lines += self.extra(self.fwd, "forward") + self.view_lines(self.fwd.views, self.fwd.views)
@@ -486,7 +516,8 @@ class Printer:
         outs += [f'"{n}": {self.py[n]}' for n in self.values]
         lines += [""] + dict_lines("outputs", outs)
         lines += dict_lines("tape", [f'"{self.py[n] if n in self.made else n}": {self.py[n]}'
-                                for n in tape])
+                                for n in tape] + [f'"tree {i}": inputs["tree {i}"]'
+                                                  for i in self.trees])
         return lines + ["    return outputs, tape"]
 
     def backward(self, unpack, tape, name: str = "backward") -> list[str]:
@@ -498,6 +529,8 @@ class Printer:
                  'the', '    initial values: the blocks of forward in reverse, loops backward in time."""']
         lines += unpack + unpack_lines([self.py[n] for n in tape],
                                        "(tape[name] for name in TAPE)")
+        for i, names in self.trees.items():
+            lines.append(f'    {", ".join(names)} = tape["tree {i}"]')
         lines += self.slice_lines(self.back)
         lines += ["", "    # Gradients start at zero, and at the cotangents for the outputs"]
         graded = {e.out.name for b in self.back.blocks for e in b.eqns
@@ -527,7 +560,7 @@ class Printer:
                 f"time ({way})" if b.index == "t" else f"the steps of {b.index} ({way})")
         lines += self.blocks(self.back, title)
         grads = [f'"{p}": {self.d[p]}' for p in self.params]
-        grads += [f'"{n}": {self.d[n]}[{self.at(n).steps()}]' if self.sym[n].timed
+        grads += [f'"{n}": {self.d[n]}[{self.at(n).steps(n)}]' if self.sym[n].timed
                   else f'"{n}": {self.d[n]}' for n in self.inputs]
         grads += [f'"{key}": {self.initial_grad(n, step)}' for key, (step, n) in self.slots.items()
                   if key not in self.model.defined_slots]

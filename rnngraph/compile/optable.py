@@ -260,14 +260,17 @@ def _outer_py(a, types, attrs):
 
 _row("matvec", lambda t, at: Type(t[1].lead, t[0].shape[:1]),
      lambda a, t, at: Text(f"{a[1].at(MUL)} @ {a[0].at(ATOM)}.T", MUL), _matvec_vjp)
-_row("matmat", lambda t, at: Type(0, (t[0].shape[0], t[1].shape[1])), _binary("@", MUL),
+_row("matmat", lambda t, at: Type(max(x.lead for x in t), (t[0].shape[0], t[1].shape[1])),
+     _binary("@", MUL),
      lambda b, e, g: (b.op("matmat", g, b.op("transpose", e.args[1])),
                       b.op("matmat", b.op("transpose", e.args[0]), g)))
 def _transpose_py(a, t, at):
+    if t[0].lead:                       # each example's matrix (a memory): its last two axes
+        return Text(f"np.swapaxes({a[0].text}, -1, -2)", ATOM)
     return Text(f"{a[0].at(ATOM)}.T", ATOM)
 
 
-_row("transpose", lambda t, at: Type(0, t[0].shape[::-1]), _transpose_py,
+_row("transpose", lambda t, at: Type(t[0].lead, t[0].shape[::-1]), _transpose_py,
      lambda b, e, g: (b.op("transpose", g),), nopython=_transpose_py)
 # Made by layout.transposed_in_loops for a product in a loop: A^T as a C-ordered copy
 # (rnngraph/runtime/ops.py's transposed), made once, which BLAS multiplies 25-35% faster
@@ -281,6 +284,53 @@ _row("transposed", lambda t, at: Type(0, t[0].shape[::-1]),
 _row("vecmat", lambda t, at: Type(t[0].lead, t[1].shape[1:]), _binary("@", MUL), None)
 _row("outer", lambda t, at: Type(0, (t[0].shape[0], t[1].shape[0])), _outer_py, None,
      nopython=lambda a, t, at: _outer_py(a, t, at) if max(x.lead for x in t) < 2 else None)
+
+
+# ============================================================================
+# Matrix-valued variables (a memory M(t), N x W at each step for each example: Type(1,
+# (N, W)), issue 18).  One product per example, batched by NumPy's matmul.
+# ============================================================================
+
+def _bouter_py(a, t, at):
+    return Text(f"{a[0].at(ATOM)}[..., :, None] * {a[1].at(ATOM)}[..., None, :]", MUL)
+
+
+# u v^T for each example (a memory's write w(t) e(t)^T): du = g v, dv = g^T u
+_row("bouter", lambda t, at: Type(max(x.lead for x in t), (t[0].shape[0], t[1].shape[0])),
+     _bouter_py, lambda b, e, g: (b.op("bmatvec", g, e.args[1]), b.op("bmatTvec", g, e.args[0])))
+# M v for each example's M (a read by content: the scores of every row): dM = g v^T, dv = M^T g
+_row("bmatvec", lambda t, at: Type(max(x.lead for x in t), t[0].shape[:1]),
+     lambda a, t, at: Text(f"({a[0].at(MUL)} @ {a[1].at(ATOM)}[..., None])[..., 0]", ATOM),
+     lambda b, e, g: (b.op("bouter", g, e.args[1]), b.op("bmatTvec", e.args[0], g)))
+# M^T v for each example's M (the NTM's read r = M^T w): dM = v g^T, dv = M g
+_row("bmatTvec", lambda t, at: Type(max(x.lead for x in t), t[0].shape[1:]),
+     lambda a, t, at: Text(f"({a[1].at(ATOM)}[..., None, :] @ {a[0].at(MUL + 1)})[..., 0, :]", ATOM),
+     lambda b, e, g: (b.op("bouter", e.args[1], g), b.op("bmatvec", e.args[0], g)))
+
+
+def _norm_type(t, at):
+    """A vector's norm is one number (size 1); a matrix's, one for each row."""
+    return Type(t[0].lead, (1,) if len(t[0].shape) == 1 else t[0].shape[:1])
+
+
+def _norm_py(a, t, at):
+    keep = ", keepdims=True" if len(t[0].shape) == 1 else ""
+    return Text(f"np.sqrt(({a[0].at(MUL)} * {a[0].at(MUL + 1)}).sum(-1{keep}))", ATOM)
+
+
+def _norm_grad_py(a, t, at):
+    """x / max(|x|, tiny) * g: the norm's VJP, 0 (not NaN) where x = 0, where it has none.
+    x / tiny comes first, so that a large g cannot overflow where x is 0."""
+    rows = "[..., None]" if len(t[0].shape) == 2 else ""
+    scale = f"np.maximum({a[1].text}, np.finfo(DTYPE).tiny)"
+    g = a[2].at(ATOM) + rows if rows else a[2].at(MUL + 1)
+    return Text(f"{a[0].at(MUL)} / {scale}{rows} * {g}", MUL)
+
+
+# |x| = sqrt(sum of x^2) over the last axis (cosine's lengths)
+_row("norm", _norm_type, _norm_py, lambda b, e, g: (b.op("norm_grad", e.args[0], e.out, g),))
+# Only in gradients: the norm's VJP at x with norm y and cotangent g
+_row("norm_grad", lambda t, at: Type(max(x.lead for x in t), t[0].shape), _norm_grad_py, None)
 
 
 # Made by rnngraph/compile/passes.py's stack_products: matrices that multiply the same

@@ -48,7 +48,7 @@ def copy_program(prog: Program) -> Program:
     """A program a pass may change without changing ``prog``: its own lists of blocks,
     equations, types, timed homes and views."""
     return Program([replace(b, eqns=list(b.eqns)) for b in prog.blocks], dict(prog.types),
-                   set(prog.timed), prog.made, dict(prog.views), dict(prog.indices))
+                   set(prog.timed), prog.made, dict(prog.views), dict(prog.indices), prog.trees)
 
 
 def _reads(e: Eqn):
@@ -306,7 +306,7 @@ def split_loops(prog: Program, lanewise_in_loop: bool = False) -> Program:
     values while they are in cache: for large steps, where a pass over every step's
     values costs more than a few more calls a step."""
     out = Program([], dict(prog.types), set(prog.timed), prog.made, dict(prog.views),
-                  dict(prog.indices))
+                  dict(prog.indices), prog.trees)
     for block in prog.blocks:
         if block.kind != "loop" or whole_sequences(prog, block):
             out.blocks.append(block)
@@ -352,6 +352,13 @@ def whole_sequences(prog: Program, block: Block) -> bool:
     over (T_u, T, B, n) is not made yet)."""
     return any(prog.type(a, block).over is not None for e in block.eqns
                for a in (e.out, *e.args) if not isinstance(a, Const))
+
+
+def matrices_per_example(prog: Program, block: Block) -> bool:
+    """Whether ``block`` computes with a matrix for each example (a memory M(t), (B, N, W)),
+    which the Numba kernels of rnngraph/runtime/jitops.py (rows x lanes) do not take."""
+    return any(prog.type(a, block).lead and len(prog.type(a, block).shape) == 2
+               for e in block.eqns for a in (e.out, *e.args) if not isinstance(a, Const))
 
 
 def _retype(prog: Program, block: Block) -> None:

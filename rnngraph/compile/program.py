@@ -80,11 +80,14 @@ class Home:
     offset: int | None = None
     step: int | str | None = None       # a fixed step; "end" the last; "all" every step at once
     grad: bool = False
+    child: str | None = None            # over a tree: "left" or "right", the nodes' children
 
     def __str__(self):
         base = f"d{self.name}" if self.grad else self.name
         if self.step is not None:
             return f"{base}({self.step})"
+        if self.child is not None:
+            return f"{base}({self.child})"
         return base if self.offset is None else f"{base}({time_text(self.offset)})"
 
     @property
@@ -161,6 +164,9 @@ class Program:
     made: int = 0                               # temporaries the builders made, for names
     views: dict = field(default_factory=dict)   # home -> (base home, first lane, end lane)
     indices: dict = field(default_factory=dict)  # a model's timed home -> its index, if not t
+    # the indices over a tree's nodes (tree n): a loop over one walks its levels, leaves first,
+    # and a home of one has the level's nodes as its first leading axis (Type.over)
+    trees: frozenset = frozenset()
 
     def index_of(self, name: str) -> str:
         """The index whose steps the timed home ``name`` has: the model's for its variables,
@@ -215,6 +221,8 @@ class Program:
             t = self.types[("home", atom.name)]
             if atom.step == "all":          # every step of another index's sequence at once
                 return Type(t.lead + 1, t.shape, self.index_of(atom.name))
+            if atom.step is not None and t.over is not None and t.over in self.trees:
+                return Type(t.lead - 1, t.shape)        # h(root): one node's
             if block is not None and block.kind == "all" and atom.name in self.timed \
                     and atom.step is None:
                 return Type(t.lead + 1, t.shape)

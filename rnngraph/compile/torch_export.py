@@ -9,7 +9,7 @@ torch's optimizers, on any device and dtype.  Verified against the NumPy compile
 every gradient of every example that exports (tests/test_export.py).
 
 Not exported yet, each a message naming it: values over two indices (attention), whose
-(T, B, n) values at each step the list form does not hold.
+(T, B, n) values at each step the list form does not hold, and recursive networks over trees.
 """
 from __future__ import annotations
 
@@ -114,6 +114,12 @@ TORCH = {
     "dot": lambda a, t, at: Text(f"({a[0].at(MUL)} * {a[1].at(MUL + 1)}).sum(-1, keepdim=True)",
                                  ATOM),
     "sum_to": _sum_to, "concat": _concat,
+    # a vector's norm, or each row's of a memory; torch's is 0 (not NaN) at 0, as the op
+    # table's norm_grad
+    "norm": lambda a, t, at: Text(f"torch.linalg.vector_norm({a[0].text}, dim=-1"
+                                  f"{', keepdim=True' if len(t[0].shape) == 1 else ''})", ATOM),
+    "transpose": lambda a, t, at: Text(f"{a[0].at(ATOM)}.transpose(-1, -2)" if t[0].lead
+                                       else f"{a[0].at(ATOM)}.T", ATOM),
 }
 
 
@@ -139,10 +145,14 @@ class TorchPrinter(Printer):
     def statement(self, indent, e, target, text):
         if target.endswith("[...]"):              # a time-free value, in each lane of its size
             name = e.out.name
-            return f"{indent}{target[:-5]} = ({text.text}).expand({self.B}, {self.model.sizes[name]})"
+            return f"{indent}{target[:-5]} = ({text.text}).expand({self.B}, {self.dims(name)})"
         if e.accumulate:                          # a sum over the steps: out of place
             return f"{indent}{target} = {target} + {text.at(ADD + 1)}"
         return super().statement(indent, e, target, text)
+
+    def dims(self, name: str) -> str:
+        """One step's shape of ``name``, as arguments: ``32``, or ``8, 16`` for a memory."""
+        return ", ".join(map(str, self.model.shape(name)))
 
     def home(self, h: Home) -> str:
         if h.step == "all":
@@ -151,7 +161,8 @@ class TorchPrinter(Printer):
 
     def module(self) -> str:
         m = self.model
-        sizes = ", ".join(f"{n} {m.sizes[n]}" for n in m.sizes if self.sym[n].role != "parameter")
+        sizes = ", ".join(f"{n} {'x'.join(map(str, m.shape(n)))}" for n in m.sizes
+                          if self.sym[n].role != "parameter")
         from .source import docstring_text, tuple_text, wrap
         from .. import __version__
         head = [f'"""{docstring_text(m.filename)}: the forward pass in PyTorch, exported by '
@@ -180,13 +191,12 @@ class TorchPrinter(Printer):
         for n in self.inputs:
             if self.at(n).sym[n].timed:
                 steps = f'list(inputs["{n}"].unbind(0))'
-                pad = f"[zeros({B}, {self.model.sizes[n]})]"
+                pad = f"[zeros({B}, {self.dims(n)})]"
                 lines.append(f"    {self.py[n]} = {pad} * {P} + {steps}" + (f" + {pad} * {F}" if F else ""))
             else:
                 lines.append(f'    {self.py[n]} = inputs["{n}"]')
         for n in self.seqs:
-            width = self.model.sizes[n]
-            lines.append(f"    {self.py[n]} = [zeros({B}, {width})] * ({self.at(n).T} + {P + F})")
+            lines.append(f"    {self.py[n]} = [zeros({B}, {self.dims(n)})] * ({self.at(n).T} + {P + F})")
         for n, prog in self.made.items():           # a loss's logits kept (lower.fuse_losses)
             if prog is self.fwd and n in self.fwd.timed and n not in self.stepped:
                 t = self.fwd.types[("home", n)]
@@ -208,7 +218,7 @@ class TorchPrinter(Printer):
                 lines.append(f'        {self.py[n]}[{self.slot(step)}] = initial["{key}"]')
         for n in self.values:
             if self.sym[n].over:
-                lines.append(f"    {self.py[n]} = zeros({B}, {self.model.sizes[n]})")
+                lines.append(f"    {self.py[n]} = zeros({B}, {self.dims(n)})")
 
         def title(b):
             if b.kind == "once":
@@ -216,7 +226,7 @@ class TorchPrinter(Printer):
             return f"{self.shown(b.names)}: a loop " + ("forward" if b.direction > 0 else "backward")
         lines += self.blocks(self.fwd, title)
         outs = [f'"{n}": torch.stack({self.py[n]}[{self.at(n).steps()}])' for n in self.seqs]
-        outs += [f'"{n}": {self.py[n]}.expand({B}, {self.model.sizes[n]})' for n in self.values]
+        outs += [f'"{n}": {self.py[n]}.expand({B}, {self.dims(n)})' for n in self.values]
         lines += [""] + dict_lines("outputs", outs)
         return lines + ["    return outputs"]
 
@@ -227,6 +237,9 @@ def torch_source(model, dtype: str = "float64") -> str:
     model = model.require_sizes()
     if any(isinstance(s.index, tuple) for s in model.symbols.values()):
         raise _no_attention(model)
+    if any(d.tree for d in model.program.indices):
+        raise RnnGraphError(f"{model.filename}: export to PyTorch does not take a recursive "
+                            "network over a tree (tree n) yet; compile it with NumPy")
     fwd = lower(model)
     return TorchPrinter(model, fwd, dtype, parameter_order(model)).module()
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import networkx as nx
 
+from ..runtime.trees import Tree
 from ..lang import ast
 from ..lang.printing import expr_text
 
@@ -81,6 +82,13 @@ def _vector(node, vectors) -> bool:
     return not (isinstance(node, ast.Transpose) or isinstance(node, ast.Binary) and node.op == "@")
 
 
+def _reads_step(node, vectors) -> bool:
+    """Whether ``node`` reads one of the model's variables: a step of a sequence (h(t-1),
+    h(end)) or a name of ``vectors``."""
+    return any(isinstance(n, ast.At) or isinstance(n, ast.Ref) and (
+        n.offset is not None or vectors is not None and n.name in vectors) for n in ast.walk(node))
+
+
 def dependencies(expr, vectors=None):
     """``(ref, weight_expr)`` for every variable read in ``expr``: the matrix it enters through
     (a term of step values alone, ``end - t``, as a :class:`StepRead`; both sides of a dot
@@ -108,6 +116,11 @@ def dependencies(expr, vectors=None):
             out.append((StepRead(node), weight))
         elif isinstance(node, (ast.Ref, ast.At)):
             out.append((node, weight))
+        elif isinstance(node, ast.Binary) and node.op == "@" and _reads_step(node.left, vectors):
+            # a product with a variable on the left (a memory's M(t-1) k(t), an outer product
+            # w(t) e(t)^T): both sides are reads, as in a dot product; no weight to label
+            stack.append((node.right, None))
+            stack.append((node.left, None))
         elif isinstance(node, ast.Binary) and node.op == "@":
             stack.append((node.right, node.left))   # the matrix side is a label, not an edge
         elif isinstance(node, ast.Call):
@@ -171,7 +184,8 @@ def _edges(model):
             weight, transpose = _weight(wexpr)
             step = ref.step if isinstance(ref, ast.At) else None
             delay = None if step is not None or ref.offset is None else -ref.offset
-            edge = (ref.name, eq.name, delay, weight, transpose, step)
+            child = ref.child if isinstance(ref, ast.Ref) else None
+            edge = (ref.name, eq.name, delay, weight, transpose, step, child)
             seen.setdefault(edge)
     return list(seen)
 
@@ -199,11 +213,13 @@ def folded(model) -> nx.MultiDiGraph:
         if sym.role != "parameter":
             g.add_node(name, **_node_attrs(model, name, symbols), **(
                 {"step_term": True} if name not in model.symbols else {}))
-    for u, v, delay, weight, transpose, step in _edges(model):
+    for u, v, delay, weight, transpose, step, child in _edges(model):
         key = (delay, weight) if step is None else (f"@{step}", weight)
         attrs = dict(delay=delay, weight=weight, transpose=transpose)
         if step is not None:
             attrs["step"] = step
+        if child is not None:                      # h(left(n)): a tree's child, one level down
+            key, attrs["child"] = (delay, weight, child), child
         g.add_edge(u, v, key=key, **attrs)
     for name, sym in model.symbols.items():       # what an initial value reads: into the state
         if sym.initial is not None:
@@ -251,9 +267,14 @@ def unrolled(model, steps) -> nx.MultiDiGraph:
     g = nx.MultiDiGraph(name=model.filename, steps=steps, per_index=per)
     fold = folded(model)
     sym = symbols_of(model)
+    # a tree's index: the balanced tree over as many leaves as steps drawn (figure 10.14)
+    trees = {d.name: Tree.balanced(per[d.name]) for d in model.program.indices if d.tree}
+    level = {i: {k + 1: lv for lv, nodes in enumerate(t.levels) for k in nodes}
+             for i, t in trees.items()}
 
     def length(name) -> int:
-        return per[sym[name].loop or "t"]
+        i = sym[name].loop or "t"
+        return trees[i].nodes if i in trees and sym[name].role != "input" else per[i]
 
     # Values over two indices (attention's e(u, t), a(u, t)) have no nodes: what they read is
     # drawn into the value over u that reads them (c(u) = sum_t(a(u, t) h(t))), its encoder
@@ -266,6 +287,10 @@ def unrolled(model, steps) -> nx.MultiDiGraph:
             if t is not None and not 1 <= t <= length(name):
                 attrs.update(role="initial", kind="initial")
             g.add_node((name, t), name=name, t=t, index=sym[name].loop, **attrs)
+            i = sym[name].loop
+            if i in trees and t is not None:   # the node's level: 0 the leaves, -1 the inputs
+                g.nodes[(name, t)]["level"] = -1 if sym[name].role == "input" else \
+                    level[i].get(t, -1)
         return (name, t)
 
     for name, attrs in fold.nodes(data=True):
@@ -288,6 +313,11 @@ def unrolled(model, steps) -> nx.MultiDiGraph:
         n = per[over] if over else length(v) if fold.nodes[v]["timed"] else None
         for t in range(1, n + 1) if n else [None]:
             src_t = None if delay is None else t - delay
+            if "child" in data:                  # a node's child in the tree, none at a leaf
+                kid = trees[sym[v].loop].children[t - 1][0 if data["child"] == "left" else 1]
+                if kid < 0 and sym[v].initial is None:
+                    continue                     # a leaf reads zeros below it: nothing drawn
+                src_t = kid + 1 if kid >= 0 else 0
             if "step" in data:                   # h(end), h(1): the same step for every reader
                 src_t = length(u) if data["step"] == "end" else data["step"]
                 if src_t > length(u):

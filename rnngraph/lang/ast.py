@@ -38,6 +38,9 @@ class Ref:
     pos: Pos = _pos()
     index: str = "t"
     inner: str | None = None        # a value over two indices, e(u, t): the second, t
+    # over a tree's nodes (tree n): "left" or "right" for h(left(n)), h(right(n)), a read
+    # one level down (offset -1, as h(t-1) is one step back)
+    child: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class At:
     name: str
     step: int | str
     pos: Pos = _pos()
+    root: bool = False              # written h(root): a tree's last node, step "end"
 
 
 @dataclass(frozen=True)
@@ -133,8 +137,10 @@ class Equation:
 
 @dataclass(frozen=True)
 class SizeDecl:
+    """``x: 10``, or ``M: 8x16`` for a matrix-valued variable (size (rows, columns))."""
+
     name: str
-    size: int
+    size: int | tuple
     pos: Pos = _pos()
 
 
@@ -159,10 +165,12 @@ class FreeDecl:
 
 @dataclass(frozen=True)
 class IndexDecl:
-    """``index u``: u counts the steps of sequences of their own length (a decoder's)."""
+    """``index u``: u counts the steps of sequences of their own length (a decoder's);
+    ``tree n``: n counts the nodes of a tree, leaves first, the root last."""
 
     name: str
     pos: Pos = _pos()
+    tree: bool = False
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,9 @@ class Function:
     ``size`` says how the result's size follows from the arguments': ``"same"``
     (elementwise, or size-preserving like softmax: all arguments and the result
     share one size), ``"scalar"`` (the arguments share one size, the result
-    has size 1: a loss) or ``"diag"`` (the square matrix with the vector on its diagonal).  ``over`` names the index a reduction sums over
+    has size 1: a loss), ``"diag"`` (the square matrix with the vector on its diagonal),
+    ``"outer"`` (u v^T, rows of u's size and columns of v's), ``"rows"`` (one number a row of
+    a matrix, one for a vector: cosine, norm).  ``over`` names the index a reduction sums over
     (``sum_t``: every step of t, into a value with no time index).
     """
 
@@ -74,6 +76,14 @@ FUNCTIONS: dict[str, Function] = _Table({f.name: f for f in [
     # the diagonal matrix of a vector: diag(v) h is v * h, one weight per unit (IndRNN's
     # recurrent weight, an LSTM's peepholes), written as the papers write it
     Function("diag", 1, r"\operatorname{diag}", size="diag"),
+    # Differentiable memory (the Neural Turing machine, Graves et al. 2014): a matrix-valued
+    # state M (declared M: 8x16) is written with outer products and read by its rows.
+    # outer(u, v) is u v^T (also written so); cosine(M, k) the cosine similarity of each row
+    # of M with k (of two vectors: one number); norm(v) the Euclidean norm (of a matrix: of
+    # each row).
+    Function("outer", 2, r"\operatorname{outer}", size="outer"),
+    Function("cosine", 2, r"\operatorname{cosine}", size="rows"),
+    Function("norm", 1, r"\operatorname{norm}", size="rows"),
 ]})
 
 #: Every surface name (canonical names and aliases) -> its function.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import replace
 import math
+import re
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -45,6 +46,15 @@ def grammar_path() -> Path:
         if candidate.is_file():
             return candidate
     raise FileNotFoundError("rnngraph's grammar rnn.lark is missing from this installation")
+
+
+def _size_number(text: str, token) -> int:
+    if text.isdigit() and len(text.lstrip("0")) > 16:   # (int() refuses 4300 digits)
+        raise _Located(f"a size is a whole number of at most 16 digits, not {text[:20]}...",
+                       _pos(token))
+    if not text.isdigit() or int(text) < 1:
+        raise _Located(f"a size is a positive whole number, not {text}", _pos(token))
+    return int(text)
 
 
 class _Located(Exception):
@@ -114,6 +124,12 @@ def _mentions_t(arg) -> bool:
     return any(isinstance(n, ast.Ref) and n.name == "t" for n in ast.walk(arg))
 
 
+def _typo(name: str) -> bool:
+    """Whether ``name(u)`` is more likely a misspelt function than a sequence read at another
+    index: a closer match than the suggestion's (out(u) is a read, though outer is near)."""
+    return bool(difflib.get_close_matches(name, sorted(BY_NAME), n=1, cutoff=0.8))
+
+
 def _suggest(name: str) -> str:
     close = difflib.get_close_matches(name, sorted(BY_NAME), n=1, cutoff=0.75)
     return f"; did you mean '{close[0]}'?" if close else ""
@@ -157,7 +173,7 @@ class _ToAst(Transformer):
             return ast.Call(func.name, tuple(args), pos)
         # Not a function: a time index, name(t+k) or name(0); two indices, name(u, t): a value
         # with one entry for every pair of steps (attention's scores, Bahdanau et al. 2015)
-        if len(args) == 2 and not _suggest(name):
+        if len(args) == 2 and not _typo(name):
             outer, inner = args
             index = "t" if _time_offset(outer) is not None else _other_index(outer)
             offset = _time_offset(outer, index) if index else None
@@ -171,11 +187,18 @@ class _ToAst(Transformer):
                            f"{name}({_quote(outer)}, {_quote(inner)})", pos)
         if len(args) == 1:
             arg = args[0]
+            if isinstance(arg, ast.Ref) and arg.name in ("left", "right") and arg.offset == 0 \
+                    and arg.inner is None and not _typo(name):
+                # h(left(n)): a node's child, one level down (the analysis checks n is a tree)
+                return ast.Ref(name, -1, pos, arg.index, child=arg.name)
+            if isinstance(arg, ast.Ref) and arg.name == "root" and arg.offset is None \
+                    and not _typo(name):
+                return ast.At(name, "end", pos, root=True)       # a tree's last node
             offset = _time_offset(arg)
             if offset is not None:
                 return ast.Ref(name, offset, pos)
             other = _other_index(arg)
-            if other is not None and not _suggest(name):
+            if other is not None and not _typo(name):
                 offset = _time_offset(arg, other)
                 if offset is not None:          # s(u-1): the analysis checks u is an index
                     return ast.Ref(name, offset, pos, other)
@@ -239,15 +262,14 @@ class _ToAst(Transformer):
         return ast.Equation(name, kind, rhs, lhs.pos, index, inner)
 
     def size_item(self, name, _colon, number):
-        text = str(number)
-        if text.isdigit() and len(text.lstrip("0")) > 16:   # (int() refuses 4300 digits)
-            raise _Located(f"a size is a whole number of at most 16 digits, not {text[:20]}...",
-                           _pos(number))
-        if not text.isdigit() or int(text) < 1:
-            raise _Located(f"a size is a positive whole number, not {text}", _pos(number))
         if lookup(str(name)):
             raise _Located(f"'{name}' is a function, not a variable", _pos(name))
-        return ast.SizeDecl(str(name), int(text), _pos(name))
+        if number.type == "DIMS":              # M: 8x16, a matrix-valued variable
+            rows, cols = re.split(r"[ \t]*[x\u00D7][ \t]*", str(number))
+            size = (_size_number(rows, number), _size_number(cols, number))
+        else:
+            size = _size_number(str(number), number)
+        return ast.SizeDecl(str(name), size, _pos(name))
 
     def sizes(self, *items):
         return [i for i in items if isinstance(i, ast.SizeDecl)]
@@ -268,7 +290,7 @@ class _ToAst(Transformer):
                 raise _Located(f"'{tok}' is a function, not a variable", _pos(tok))
         return [ast.FreeDecl(str(name), str(by), _pos(name))]
 
-    def indices(self, _kw, *names):
+    def indices(self, kw, *names):
         out = []
         for tok in names:
             if tok.type != "NAME":
@@ -277,7 +299,7 @@ class _ToAst(Transformer):
                 what = "a function" if lookup(str(tok)) else "always an index" if str(tok) == "t" \
                     else "the last step"
                 raise _Located(f"'{tok}' is {what}: an index is a new name, as in index u", _pos(tok))
-            out.append(ast.IndexDecl(str(tok), _pos(tok)))
+            out.append(ast.IndexDecl(str(tok), _pos(tok), tree=kw.type == "TREE"))
         return out
 
     def start(self, *stmts):
@@ -345,6 +367,7 @@ def _lark() -> Lark:
 
 _DESCRIBE = {
     "NAME": "a name", "CALL": "a name followed by '('", "NUMBER": "a number",
+    "DIMS": "rows x columns",
     "PLUS": "'+'", "MINUS": "'-'", "STAR": "'*'", "SLASH": "'/'", "AT": "'@'", "EQ": "'='",
     "COLON": "':'", "COMMA": "','", "SEMI": "';'", "LPAR": "'('", "RPAR": "')'",
     "LBRACK": "'['", "RBRACK": "']'", "TRANSPOSE": "a transpose '^T'",

@@ -98,11 +98,13 @@ class _Printer:
         if isinstance(node, ast.Ref):
             if node.inner is not None:
                 return self.pair(node.name, time_text(node.offset, node.index), node.inner)
+            if node.child is not None:                      # h(left(n))
+                return self.child(node.name, node.child, node.index)
             return self.ref(node.name, node.offset, node.index)
         if isinstance(node, ast.Initial):
             return self.ref(node.name, "0")
         if isinstance(node, ast.At):
-            return self.at(node.name, node.step)
+            return self.at(node.name, "root" if node.root else node.step)
         if isinstance(node, ast.Step):
             return self.step(node.name)
         if isinstance(node, ast.Call):
@@ -135,6 +137,9 @@ class TextPrinter(_Printer):
 
     def pair(self, name, outer, inner):
         return f"{name}({outer}, {inner})"
+
+    def child(self, name, which, index):
+        return f"{name}({which}({index}))"
 
     def step(self, name):
         return name
@@ -169,8 +174,13 @@ class LatexPrinter(_Printer):
     def pair(self, name, outer, inner):
         return latex_name(name, f"({outer},{inner})")
 
+    def child(self, name, which, index):
+        return latex_name(name, rf"(\operatorname{{{which}}}({index}))")
+
     def at(self, name, step):
-        # the book's last step is \tau: h^{(\tau)}
+        # the book's last step is \tau: h^{(\tau)}; a tree's root, h^{(\operatorname{root})}
+        if step == "root":
+            return latex_name(name, r"(\operatorname{root})")
         return latex_name(name, "(\\tau)" if step == "end" else f"({step})")
 
     def step(self, name):
@@ -178,6 +188,8 @@ class LatexPrinter(_Printer):
 
     def call(self, func, args):
         latex = FUNCTIONS[func].latex
+        if func == "norm":
+            return r"\left\lVert " + args[0] + r" \right\rVert"
         if latex.endswith("{}"):
             return latex[:-1] + ", ".join(args) + "}"
         if FUNCTIONS[func].over and re.fullmatch(r"[^ +\-]*", args[0]):   # \sum_{t} L^{(t)}
@@ -201,12 +213,19 @@ def expr_text(node) -> str:
     return TextPrinter().expr(node)
 
 
+def size_text(size) -> str:
+    """A declared size as the file writes it: ``32``, or ``8x16`` for a matrix."""
+    return "x".join(map(str, size)) if isinstance(size, tuple) else str(size)
+
+
 def program_text(program: ast.Program) -> str:
     lines = []
-    if program.indices:
-        lines.append(f"index {', '.join(d.name for d in program.indices)}")
+    plain = [d.name for d in program.indices if not d.tree]
+    if plain:
+        lines.append(f"index {', '.join(plain)}")
+    lines += [f"tree {d.name}" for d in program.indices if d.tree]
     if program.sizes:
-        lines.append(", ".join(f"{d.name}: {d.size}" for d in program.sizes))
+        lines.append(", ".join(f"{d.name}: {size_text(d.size)}" for d in program.sizes))
     for role in ("input", "parameter"):
         names = [d.name for d in program.roles if d.role == role]
         if names:

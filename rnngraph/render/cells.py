@@ -253,6 +253,13 @@ def _place(d: Drawing, cell: Cell, order: list[str], sizes: dict, label_sizes: d
     targets = [n for n in above if sym_kind[n] == "target"]
     rows_above = [n for n in above if n not in targets]
     dy = nh + _GAP * k + 4 * k
+    # two or more outputs of the cell side by side, read with weights by the row above (the
+    # NTM's y from h and r through W_y and U_y): their slanted edges are short, and a label
+    # on one sat on a node; the row goes up by a label's height
+    exported = {node_id(n, t) for n in cell.exported for t in range(1, d.unroll + 1)}
+    if len(cell.exported) > 1 and any(e["tail"] in exported and d.labels.get(e["key"])
+                                      and e["head"] not in exported for e in d.edges):
+        dy += lh + 6 * k
     steps = d.unroll
     for t, nodes in by_step.items():
         if t is None or not 1 <= t <= steps:
@@ -305,7 +312,7 @@ def _place(d: Drawing, cell: Cell, order: list[str], sizes: dict, label_sizes: d
             lp = ((x0 + x1) / 2 + (w0 - w1) / 4, y + size[1] / 2 + 2 * k) if size else None
         elif info[e["head"]]["kind"] == "cell" and abs(y0 - lane_y.get(info[e["tail"]]["name"], 1e9)) < 1e-6:
             path = [(x0 + w0 / 2 + 1, y0), (x1 - w1 / 2 - 1, y0)]          # an initial value in
-            lp = None
+            lp = ((path[0][0] + path[1][0]) / 2, y0 + size[1] / 2 + 2 * k) if size else None
         elif (abs(x0 - x1) < 1e-6 or (info[e["head"]]["kind"] == "cell" and abs(x0 - x1) < wb / 2)
               or (info[e["tail"]]["kind"] == "cell" and abs(x0 - x1) < wb / 2)) \
                 and not _blocked(pos, sizes, e, x0 if info[e["tail"]]["kind"] != "cell" else x1, y0, y1):
@@ -314,11 +321,21 @@ def _place(d: Drawing, cell: Cell, order: list[str], sizes: dict, label_sizes: d
             s1 = h1 / 2 + 1 if info[e["head"]]["kind"] != "cell" else h1 / 2
             sign = 1 if y1 > y0 else -1
             path = [(x, y0 + sign * s0), (x, y1 - sign * s1)]
-            lp = (x + size[0] / 2 + 5 * k, (y0 + y1) / 2) if size else None
+            # beside the line's middle (not the middle of the centres: inside a box's)
+            lp = (x + size[0] / 2 + 5 * k, (path[0][1] + path[1][1]) / 2) if size else None
         elif abs(y0 - y1) < 1e-6:                    # side by side: a target into its loss
             sign = 1 if x1 > x0 else -1
             path = [(x0 + sign * (w0 / 2 + 1), y0), (x1 - sign * (w1 / 2 + 1), y1)]
             lp = ((x0 + x1) / 2, y0 + size[1] / 2 + 2 * k) if size else None
+        elif e["tail"] in exported and len(cell.exported) > 1 and y1 > y0:
+            # from outputs side by side up to what reads them (the NTM's h and r into y): a
+            # straight line, its label beside its middle, on the outer side
+            p0 = geo.ellipse_edge((x0, y0), w0 / 2, h0 / 2, (x1, y1))
+            p1 = geo.ellipse_edge((x1, y1), w1 / 2 + 1, h1 / 2 + 1, (x0, y0))
+            path = [p0, p1]
+            side = -1 if x0 < x1 else 1
+            lp = ((p0[0] + p1[0]) / 2 + side * (size[0] / 2 + 4 * k), (p0[1] + p1[1]) / 2) \
+                if size else None
         else:
             continue                                 # anything else: Graphviz routes it
         edge = A.get_edge(e["tail"], e["head"], e["key"])

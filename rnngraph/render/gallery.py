@@ -31,7 +31,7 @@ from .style import Style
 
 ROOT = Path(__file__).resolve().parents[2]
 FIRST = ["exercise"]
-STEPS = {"exercise": 4}
+STEPS = {"exercise": 4, "tree": 8}      # the tree: 8 leaves, 3 levels above them (figure 10.14)
 DPI = 192                       # a beamer-sized drawing 1000-1100 px wide: sharp in a README
 
 SLIDES = r"""\documentclass[aspectratio=169,11pt]{beamer}

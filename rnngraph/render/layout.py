@@ -115,7 +115,8 @@ def layout(model, unroll: int | None = None, style: Style | None = None) -> Draw
             label = text_label("⋯") if kind == "stub" else var_label(name, shown, style.fontsize)
         A.add_node(nid, label=label, **style.node(kind))
         d.nodes[nid] = dict(name=name, t=t, kind=kind, marker=False, label=label, shown=shown,
-                            **({"tex": tex} if tex else {}))
+                            **({"tex": tex} if tex else {}),
+                            **({"level": attrs["level"]} if "level" in attrs else {}))
     for u, v, key, data in g.edges(keys=True, data=True):
         tail = node_id(*(u if unroll is not None else (u, None)))
         head = node_id(*(v if unroll is not None else (v, None)))
@@ -125,7 +126,8 @@ def layout(model, unroll: int | None = None, style: Style | None = None) -> Draw
         if unroll is None and delay and style.delay_marker == "label":
             extra = _delay_text(delay)
         if unroll is None and "step" in data:       # folded, h(end) read: the step it reads, (τ)
-            extra = "(τ)" if data["step"] == "end" else f"({data['step']})"
+            root = any(d.tree and d.name == symbols[u].loop for d in model.program.indices)
+            extra = ("(root)" if root else "(τ)") if data["step"] == "end" else f"({data['step']})"
         if unroll is None and data.get("initial"):  # folded, into the initial value s(0)
             extra = "→(0)" if extra is None else f"{extra}→(0)"
         label = weight_label(data["weight"], data["transpose"], style.fontsize, extra)
@@ -156,9 +158,79 @@ def layout(model, unroll: int | None = None, style: Style | None = None) -> Draw
     elif unroll == 1 and cell is not None:
         from .folded import place_one_step
         place_one_step(d, model, _size_nodes)
+    elif any(i.get("level") is not None for i in d.nodes.values()):
+        _place_tree(d, model)
     else:
         _place_grid(d, model)
     return d
+
+
+def _place_tree(d: Drawing, model) -> None:
+    """A recursive network unrolled over its tree, as the book's figure 10.14: the inputs in
+    the bottom row in their order, the leaves above them, one row per level of the tree,
+    each inner node centred over its children, the same weights labelled on every level;
+    what reads the root (an output, a loss) in a column above it, a target beside its loss."""
+    A = d.agraph
+    sizes, label_sizes = _size_nodes(d)
+    edges = list(A.edges(keys=True))
+    tree_names = list(dict.fromkeys(i["name"] for i in d.nodes.values()
+                                    if i.get("level") is not None and i["level"] >= 0))
+    col: dict[str, float] = {}
+    row: dict[str, int] = {}
+    kids: dict[str, list] = {}
+    for e in d.edges:
+        if d.nodes[e["tail"]].get("level") is not None and d.nodes[e["head"]].get("level"):
+            kids.setdefault(e["head"], []).append(e["tail"])
+    levels = sorted({i["level"] for i in d.nodes.values() if i.get("level") is not None})
+    for lv in levels:
+        for nid, i in d.nodes.items():
+            if i.get("level") != lv:
+                continue
+            if lv <= 0:                                 # an input, a leaf: its step's column
+                col[nid] = float(i["t"] - 1)
+            else:                                       # over its children, one per level
+                under = [col[k] for k in kids.get(nid, []) if k in col and
+                         d.nodes[k]["name"] == i["name"]] or [col[k] for k in kids.get(nid, [])
+                                                             if k in col]
+                col[nid] = sum(under) / len(under)
+            row[nid] = 0 if lv < 0 else 1 + lv * len(tree_names) + tree_names.index(i["name"])
+    top = max(row.values(), default=0)
+    root = max((n for n in col if d.nodes[n].get("level", -1) >= 0), key=lambda n: row[n])
+    rest = [n for n in d.nodes if n not in col]
+    readers: dict[str, list] = {}
+    for e in d.edges:
+        readers.setdefault(e["tail"], []).append(e["head"])
+    g = nx.DiGraph([(e["tail"], e["head"]) for e in d.edges if e["tail"] in rest
+                    and e["head"] in rest])
+    g.add_nodes_from(rest)
+    for k, nid in enumerate(nx.lexicographical_topological_sort(g, key=rest.index)):
+        col[nid] = col[root]
+        row[nid] = top + 1 + k
+    for nid in rest:                                    # a target beside the loss it feeds
+        if d.nodes[nid]["kind"] == "target" and len(readers.get(nid, [])) == 1:
+            loss = readers[nid][0]
+            col[nid], row[nid] = col[loss] + 1, row[loss]
+    rows = sorted(set(row.values()))
+    row = {n: rows.index(r) for n, r in row.items()}
+    node = (max(w for w, _ in sizes.values()), max(h for _, h in sizes.values()))
+    label = (max((w for w, _ in label_sizes.values()), default=0),
+             max((h for _, h in label_sizes.values()), default=0))
+    dx = node[0] + 0.6 * label[0] + 12
+    dy = node[1] + 0.6 * label[1] + 14
+    cells = {nid: Cell(col[nid], row[nid], *sizes[nid]) for nid in d.nodes}
+    links = [Link(u, v, label_sizes.get(k)) for u, v, k in edges]
+    grid = Grid(cells, links, dx, dy, arrow=10 * float(A.edge_attr["arrowsize"]))
+    grid.place()
+    for nid, info in d.nodes.items():
+        info["col"], info["row"], info["beside"] = col[nid], row[nid], False
+    for nid, c in grid.cells.items():
+        A.get_node(nid).attr["pos"] = f"{c.pos[0]:.2f},{c.pos[1]:.2f}"
+    for (u, v, k), link in zip(edges, grid.links):
+        e = A.get_edge(u, v, k)
+        e.attr["pos"] = geo.to_pos(link.path, grid.arrow)
+        if link.label_pos is not None:
+            e.attr["lp"] = f"{link.label_pos[0]:.2f},{link.label_pos[1]:.2f}"
+    d.spacing = (dx, dy)
 
 
 def _with_stubs(g: nx.MultiDiGraph, steps: int) -> nx.MultiDiGraph:

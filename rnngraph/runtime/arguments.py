@@ -305,11 +305,17 @@ class Arguments:
         """B and whether there is a batch axis, from the initial values of a model that reads
         no input: the first given as (B, n)."""
         if isinstance(initial, Mapping):
-            for value in initial.values():
+            for key, value in initial.items():
                 shape = np.shape(value)
-                if len(shape) == 2:
+                name = self.state_of(str(key)) if self.state_of(str(key)) else None
+                if name is not None and len(shape) == len(self.model.shape(name)) + 1:
                     return shape[0], True
         return 1, False
+
+    def state_of(self, key: str) -> str | None:
+        """The state an initial value's key (``h(0)``, or ``h``) is of; None if none."""
+        key = key if key in self._states or "(" in key else f"{key}(0)"
+        return self._states.get(key)
 
     def initial(self, initial, B, batched):
         if not initial and type(initial) in (dict, type(None)):
@@ -338,9 +344,9 @@ class Arguments:
                                     "last step and takes no initial value")
             if name not in self.initial_values:
                 raise _unknown("initial value", key, self.initial_values)
-            n = self.model.sizes[self._states[name]]
+            n = self.model.shape(self._states[name])
             a = self._array(value, f"initial value '{name}'")
-            ok = [(n,)] + ([(B, n)] if batched else [])
+            ok = [n] + ([(B, *n)] if batched else [])
             if a.shape not in ok:
                 raise RnnGraphError(f"initial value '{name}' has shape {shape_text(a.shape)}; expected "
                                     + " or ".join(shape_text(s) for s in ok))
@@ -348,8 +354,9 @@ class Arguments:
             shapes[name] = a.shape
         for name in self.initial_values:
             if name not in out:
-                out[name] = np.zeros((B, self.model.sizes[self._states[name]]), self.dtype)
-                shapes[name] = (B, out[name].shape[-1]) if batched else (out[name].shape[-1],)
+                n = self.model.shape(self._states[name])
+                out[name] = np.zeros((B, *n), self.dtype)
+                shapes[name] = (B, *n) if batched else n
         return out, shapes
 
     def batch_axis(self, name: str) -> int:

@@ -18,6 +18,7 @@ from ..check import limits
 from ..errors import RnnGraphError
 from .arguments import Arguments
 from .jit import jit_loops, numba_or_error
+from .trees import Tree, structure, trees_of
 
 DTYPES = ("float32", "float64")
 BACKENDS = ("numpy", "numba")
@@ -105,13 +106,13 @@ class Compiled:
         self._sequences = list(gen.step_vars)
         self.outputs = self._sequences + [n for n in sym if sym[n].role == "value"]
         # For the memory check of each call: numbers a step holds, steps of padding.
-        self._step_numbers = (sum(model.sizes[n] for n, s in sym.items() if s.timed),
+        self._step_numbers = (sum(model.numbers(n) for n, s in sym.items() if s.timed),
                               max([1] + [s.delay for s in sym.values()]))
         # and for each value over two indices (attention's), its (outer, inner) index and size,
         # with the widest sequence its loop reads whole (the context's product a(u, t) h(t) is
         # kept for every pair of steps too)
-        widest = max([model.sizes[n] for n, s in sym.items() if s.timed], default=0)
-        self._pairs = [(s.index[0], s.index[1], model.sizes[n] + widest)
+        widest = max([model.numbers(n) for n, s in sym.items() if s.timed], default=0)
+        self._pairs = [(s.index[0], s.index[1], model.numbers(n) + widest)
                        for n, s in sym.items() if isinstance(s.index, tuple)]
         self._args = Arguments(model, self.dtype, check_finite, gen.inputs, self.param_shapes,
                                self._sequences)
@@ -126,6 +127,8 @@ class Compiled:
             namespace.update(jit_loops(gen.loops_module(), namespace["LOOPS"], numba,
                                        model.filename))
         self._forward, self._backward = namespace["forward"], namespace["backward"]
+        # each tree's index: the slots its arrays have before its first node and after its last
+        self._trees = {i: namespace["TREE_SLOTS"] for i in namespace.get("TREES", ())}
         # Optimized: a second backward computes the activations' derivatives in its loops,
         # for batches whose steps have per_step values or more (rnngraph/compile/__init__.py)
         self._backward_large = namespace.get("backward_large")
@@ -274,7 +277,7 @@ class Compiled:
 
     # -- running -------------------------------------------------------------
     def forward(self, params, inputs, initial=None, *, steps: int | dict | None = None,
-                mode: str = "train") -> dict:
+                mode: str = "train", tree=None) -> dict:
         """Run the model over its input sequences.
 
         Parameters
@@ -293,6 +296,13 @@ class Compiled:
             T, for a model that reads no input sequence; with several indices (``index
             u``) the steps of each index no input gives, one number for all or a dict
             ``{"u": 5}`` (an index with inputs takes their length).
+        tree : tuple, list or dict, optional
+            For a model over a tree's nodes (``tree n``): the tree, as nested tuples of the
+            leaves' positions ``((0, 1), 2)`` or a parent array ``[3, 3, 4, 4, -1]``
+            (rnngraph/runtime/trees.py); by default the balanced binary tree over the
+            input's steps, which are its leaves.  The outputs over the tree have one row
+            per node: the leaves in the inputs' order, then the inner nodes level by level,
+            the root last.
         mode : {"train", "free"}
             ``"free"`` runs the model as at test time: for each ``free y -> o`` line it
             reads its own output ``o(t-1)`` where training reads the target ``y(t-1)``
@@ -310,7 +320,7 @@ class Compiled:
         if mode != "train":
             net, params, inputs = self._free_args(mode, params, inputs)
             return net.forward(params, inputs, initial, steps=steps)
-        return self._run(params, inputs, initial, steps)[0]
+        return self._run(params, inputs, initial, steps, tree)[0]
 
     def _inputs_of(self, inputs) -> dict:
         """``inputs`` less those this model does not read (a target read only as teacher)."""
@@ -318,7 +328,7 @@ class Compiled:
 
 
     def vjp(self, params, inputs, initial=None, *, steps: int | dict | None = None,
-            mode: str = "train"):
+            mode: str = "train", tree=None):
         """Run forward and return ``(outputs, pullback)``.
 
         ``pullback(cotangents)`` takes ``{name: array shaped like outputs[name]}``
@@ -331,7 +341,7 @@ class Compiled:
         if mode != "train":
             net, params, inputs = self._free_args(mode, params, inputs)
             return net.vjp(params, inputs, initial, steps=steps)
-        outs, run = self._run(params, inputs, initial, steps)
+        outs, run = self._run(params, inputs, initial, steps, tree)
 
         def pullback(cotangents) -> dict[str, np.ndarray]:
             cot = self._args.cotangents(cotangents, outs, run["squeezed"])
@@ -345,18 +355,31 @@ class Compiled:
                 for n in self.inputs:
                     if n in grads:
                         grads[n] = grads[n][:, 0] if self.model.symbols[n].timed else grads[n][0]
-            for name, shape in run["initial"].items():
-                grads[name] = grads[name].reshape(shape) if len(shape) == 2 or not run["batched"] \
-                    else grads[name].sum(0)
+            for name, shape in run["initial"].items():     # as given: (B, n), or (n,) for all
+                one = self.model.shape(self._args.state_of(name))
+                grads[name] = grads[name].reshape(shape) if len(shape) > len(one) or \
+                    not run["batched"] else grads[name].sum(0)
             return grads
 
         return outs, pullback
 
-    def _run(self, params, inputs, initial, steps):
+    def _run(self, params, inputs, initial, steps, tree=None):
         with np.errstate(over="ignore"):          # _all_finite's sum of squares may overflow
             p, pre = self._checked(params) if isinstance(params, Prepared) else \
                 (self._args.params(params), None)
             x, lengths, B, batched, classes = self._args.inputs(inputs, steps)
+            if self._trees:                 # a tree's nodes: its leaves are the steps given
+                x, lengths = dict(x), dict(lengths)
+                given = trees_of(tree, list(self._trees))
+                for i, (before, after) in self._trees.items():
+                    leaves = lengths.get(i)
+                    if leaves is None:
+                        raise RnnGraphError(f"no input gives the leaves of the tree over {i}: "
+                                            f"pass steps={{'{i}': number of leaves}} or tree=")
+                    shape = Tree.of(given[i], leaves) if given.get(i) is not None \
+                        else Tree.balanced(leaves)
+                    x[f"tree {i}"] = structure(shape, before, after)
+                    lengths[i] = shape.nodes
             T, more = lengths["t"], tuple(lengths[i] for i in self._args.indices[1:])
             if not self.inputs and initial:         # no input says whether there is a batch axis
                 B, batched = self._args.batch_of_initial(initial)
