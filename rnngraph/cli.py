@@ -171,11 +171,14 @@ def _draw(args) -> int:
                      fit=args.fit)
     if args.reveal and not args.unroll:
         raise RnnGraphError("--reveal shows the steps one by one: give --unroll N")
+    if args.reveal and any(d.tree for d in model.program.indices):
+        raise RnnGraphError(f"{model.filename}: --reveal shows the steps one by one, and a tree "
+                            "is drawn level by level, whole: draw it without --reveal")
     if args.reveal and fmt != "tex" and args.output == "-":
         raise RnnGraphError("--reveal writes one file per step: name them with -o (fig.pdf gives "
                             "fig-1.pdf, fig-2.pdf, ...), or write one beamer picture with -o fig.tex")
-    drawing = drawing_of(model, args.unroll, args.mode, **{f.name: getattr(style, f.name)
-                                                            for f in fields(style)})
+    drawing = drawing_of(model, args.unroll, args.mode, args.chain,
+                         **{f.name: getattr(style, f.name) for f in fields(style)})
     frames = args.reveal and fmt != "tex"
     data = None if frames else render(drawing, fmt, dpi=args.dpi, reveal=args.reveal)
     if args.output == "-":
@@ -326,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     draw.add_argument("--reveal", action="store_true",
                       help="one frame per step, steps 1..k visible, all the same size: "
                            "fig-1.pdf, fig-2.pdf, ... (with -o fig.tex: one beamer picture, \\visible<k->)")
+    draw.add_argument("--chain", action="store_true",
+                      help="a recursive network over a tree (tree n): the balanced tree over N "
+                           "leaves beside the chain over the same inputs (depth log2 N against N)")
     draw.add_argument("--time-labels", choices=("absolute", "relative"),
                       help="steps as 1..N (default) or t-1, t, t+1")
     draw.add_argument("--stubs", action="store_true", help="draw ... at both ends of the recurrences")

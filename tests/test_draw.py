@@ -168,7 +168,9 @@ def test_every_example_labels_clear_of_labels_markers_and_nodes(every):
 UNROLLED_LABEL_BOUND: dict = {"seq2seq": (2, 2), "attention": (2, 1), "attention_dot": (4, 5)}
 # teacher_forcing: y is an input at the bottom and L's target at the top, and the label R of
 # its short edge into h sits by both edges that leave y: 0/1.
-FOLDED_LABEL_BOUND: dict = {"lstm_concat": (1, 0), "teacher_forcing": (0, 1)}
+# tree: h reads both its children through two loops on itself, W_l's and W_r's, whose labels
+# sit by both loops: 0/1.
+FOLDED_LABEL_BOUND: dict = {"lstm_concat": (1, 0), "teacher_forcing": (0, 1), "tree": (0, 1)}
 
 
 def test_every_example_labels_beside_their_own_edge(every):

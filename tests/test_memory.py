@@ -40,7 +40,7 @@ def _point(net, m, seed=0):
 def test_the_language_of_memory():
     m = rnngraph.load(NTM)
     assert m.sizes["M"] == (8, 16) and m.shape("M") == (8, 16) and m.shape("h") == (32,)
-    assert m.param_shapes["M_0"] == (8, 16)
+    assert m.param_shapes["M0"] == (8, 16)
     assert m.symbols["M"].role == "state" and m.symbols["M"].delay == 1
     assert (m.sizes["r"], m.sizes["w"], m.sizes["k"]) == (16, 8, 16)
     text = m.to_text()
@@ -123,8 +123,8 @@ def test_the_ntm_computes_its_equations(optimize):
     m = rnngraph.load(NTM)
     net = m.compile(dtype="float64", optimize=optimize)
     params, inputs, _ = _point(net, m)
-    out = net.forward(params, inputs)           # no initial values: M(0) = M_0, the rest 0
-    M = np.concatenate([np.broadcast_to(params["M_0"], (1, B, 8, 16)), out["M"]])
+    out = net.forward(params, inputs)           # no initial values: M(0) = M0, the rest 0
+    M = np.concatenate([np.broadcast_to(params["M0"], (1, B, 8, 16)), out["M"]])
     w = np.concatenate([np.zeros((1, B, 8)), out["w"]])
     for t in range(1, T + 1):
         k, beta, g, e, a = (out[n][t - 1] for n in ("k", "β", "g", "e", "a"))
@@ -137,9 +137,9 @@ def test_the_ntm_computes_its_equations(optimize):
                                    rtol=1e-12, atol=1e-14)
         write = M[t - 1] * (1 - w[t][:, :, None] * e[:, None, :]) + w[t][:, :, None] * a[:, None, :]
         np.testing.assert_allclose(M[t], write, rtol=1e-12, atol=1e-14)
-    # the drawing shows what the code starts from: the initial value M_0, a delay of 1
+    # the drawing shows what the code starts from: the initial value M0, a delay of 1
     g = m.graph()
-    assert g.nodes["M"]["initial"] == "M_0" and g.nodes["M"]["delay"] == 1
+    assert g.nodes["M"]["initial"] == "M0" and g.nodes["M"]["delay"] == 1
     into = {(u, d["delay"], d["weight"]) for u, _, d in g.in_edges("M", data=True)}
     assert into == {("w", 0, None), ("e", 0, None), ("a", 0, None), ("M", 1, None)}
     assert {(v, d["delay"]) for _, v, d in g.out_edges("M", data=True)} == \
@@ -160,7 +160,7 @@ def test_the_ntm_gradients_equal_pytorch_autograd():
     x = torch.tensor(inputs["x"], requires_grad=True)
     init = {n: torch.tensor(v, requires_grad=True) for n, v in initial.items()}
     lin = lambda W, v, b: v @ P[W].T + P[b]  # noqa: E731
-    h, w, r, M = init["h(0)"], init["w(0)"], init["r(0)"], P["M_0"].expand(B, 8, 16)
+    h, w, r, M = init["h(0)"], init["w(0)"], init["r(0)"], P["M0"].expand(B, 8, 16)
     seen = {n: [] for n in outs}
     for t in range(T):
         h = torch.tanh(h @ P["W_h"].T + x[t] @ P["U_h"].T + r @ P["V_h"].T + P["b_h"])
@@ -193,7 +193,7 @@ def test_the_ntm_gradients_equal_pytorch_autograd():
 def test_memory_gradients_match_central_differences_from_a_zero_memory(optimize):
     """A memory that starts at zero: the cosine of a zero row is 0, its norm's derivative
     taken as 0 there (not NaN), and the gradients still match central differences."""
-    m = rnngraph.parse(NTM.read_text().replace("M(0) = M_0\n", ""),
+    m = rnngraph.parse(NTM.read_text().replace("M(0) = M0\n", ""),
                        "ntm.rnn", sizes={"h": 6, "M": (3, 4), "x": 3, "y": 3})
     net = m.compile(dtype="float64", optimize=optimize)
     params, inputs, initial = _point(net, m, seed=3)
@@ -221,3 +221,49 @@ def test_a_memory_runs_on_every_backend_and_batch():
     got = fast.forward(params, inputs, initial)
     for n in ref:
         np.testing.assert_allclose(got[n], ref[n], rtol=1e-11, atol=1e-13)
+
+
+@pytest.mark.parametrize("optimize", [False, True])
+def test_a_number_per_example_scales_every_entry(optimize):
+    """g(t) * M(t-1) with g of size 1 (a gate, as the NTM's interpolation): each example's
+    number times every entry of its matrix; and a parameter of size 1 the same for all."""
+    m = rnngraph.parse("M: 3x2\ng(t) = sigmoid(W x(t))\n"
+                       "M(t) = g(t) * M(t-1) + (1 - g(t)) * outer(x(t), y(t)) + s * tanh(M(t-1))\n"
+                       "x: 3, y: 2, g: 1, s: 1", "gate.rnn")
+    net = m.compile(dtype="float64", optimize=optimize)
+    params, inputs, initial = _point(net, m, seed=7)
+    out = net.forward(params, inputs, initial)
+    g, M0 = out["g"][0], initial["M(0)"]
+    x, y = inputs["x"][0], inputs["y"][0]
+    want = g[:, :, None] * M0 + (1 - g[:, :, None]) * x[:, :, None] * y[:, None, :] \
+        + params["s"] * np.tanh(M0)
+    np.testing.assert_allclose(out["M"][0], want, rtol=1e-12)
+    outs, _ = net.vjp(params, inputs, initial)
+    cot = {k: np.random.default_rng(8).normal(size=v.shape) for k, v in outs.items()}
+    assert worst_directional_error(net, (params, inputs, initial), cot, seed=9) < 1e-6
+    with pytest.raises(RnnGraphError, match="'\\*' needs two vectors or two matrices"):
+        rnngraph.parse("M: 3x2\nM(t) = v * M(t-1)\nv: 2")       # a vector: along rows or columns?
+
+
+def test_a_memory_from_a_number_and_from_parameters():
+    """M(t) = t and M = s (a size-1 value in every entry), sizes given as a list or with
+    NumPy's integers, and a matrix the same for every example exported to PyTorch."""
+    m = rnngraph.parse("M: 3x4\nM(t) = t\na(t) = softmax(M(t-1) x(t))\nx: 4", "m.rnn")
+    out = m.compile().forward(m.compile().init_params(), {"x": np.ones((3, 4))})
+    assert np.array_equal(out["M"][:, 0, 0], [1, 2, 3]) and out["M"].shape == (3, 3, 4)
+    m = rnngraph.parse("M = outer(a, b)\ny(t) = tanh(W x(t) + M^T v(t))\nx: 3, y: 4",
+                       "m.rnn", sizes={"M": [3, np.int64(4)]})
+    assert m.sizes["M"] == (3, 4)
+    net = m.compile(dtype="float64")
+    params = net.init_params(seed=0)
+    rng = np.random.default_rng(0)
+    inputs = {"x": rng.normal(size=(3, 2, 3)), "v": rng.normal(size=(3, 2, 3))}
+    want = net.forward(params, inputs)
+    torch = pytest.importorskip("torch")
+    module = m.to_torch(dtype="float64")
+    with torch.no_grad():
+        for name, p in module.params.items():
+            p.copy_(torch.tensor(params[name]))
+    got = module({k: torch.tensor(v) for k, v in inputs.items()})
+    for k in want:
+        np.testing.assert_allclose(got[k].detach().numpy(), want[k], rtol=1e-12, atol=1e-14)

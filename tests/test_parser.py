@@ -253,3 +253,13 @@ def test_several_size_conflicts_are_reported_together():
         rnngraph.parse(source, "s.rnn")
     assert [d.line for d in info.value.diagnostics] == [1, 2]
     assert str(info.value).count("error: size conflict") == 2
+
+
+def test_a_number_before_a_name_with_digits_is_a_product():
+    """2 x1(t) is 2 times x1(t), as before sizes of rows x columns (M: 8x16) were read: only
+    after a size declaration's colon is 8x16 a size."""
+    from rnngraph.lang.parser import parse_program
+    from rnngraph.lang.printing import program_text
+    prog = parse_program("h(t) = tanh(2 x1(t) + 3x2(t))\nM: 8x16, N:2 x 3")
+    assert "h(t) = tanh(2 * x1(t) + 3 * x2(t))" in program_text(prog)
+    assert [d.size for d in prog.sizes] == [(8, 16), (2, 3)]

@@ -218,7 +218,7 @@ def _mexpr(b: Builder, depth: int, reads) -> str:
     draw = b.draw
     text, N, W = b.memory
     kind = draw(st.sampled_from(["read", "read", "outer", "add", "mul", "call", "scale", "param",
-                                 "left", "right", "erase"])) if depth > 0 else \
+                                 "left", "right", "erase", "gate"])) if depth > 0 else \
         draw(st.sampled_from(["read", "read", "outer", "param"]))
     sub = lambda: _mexpr(b, depth - 1, reads)  # noqa: E731
     if kind == "read":
@@ -247,6 +247,10 @@ def _mexpr(b: Builder, depth: int, reads) -> str:
             f"({sub()} / {draw(st.sampled_from(['-2', '1.5', '2', '3']))})"
     # (sub() + the read: a product's inner size is fixed by the memory's shape, not by what an
     # outer product of size-1 parts would leave open)
+    if kind == "gate":                           # a size-1 value scales every entry
+        one = reads(1)
+        one = one[0] if one is not None and draw(st.booleans()) else b.param(1)
+        return f"({one} * {sub()})" if draw(st.booleans()) else f"({sub()} / (2 + tanh({one})))"
     if kind == "left":                           # A M: a parameter matrix (N x N) times it
         return f"({b.param(N, N)} ({sub()} + {text}) + {text})"
     if kind == "right":                          # M B: times a parameter matrix (W x W),

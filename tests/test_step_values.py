@@ -97,3 +97,16 @@ def test_the_halting_example_learns_where_to_stop_from_its_gradients():
         outs, _ = net.vjp(*point)
         cot = {k: rng.normal(size=v.shape) for k, v in outs.items()}
         assert worst_directional_error(net, point, cot, seed=1) < 1e-6
+
+
+@pytest.mark.parametrize("optimize", [False, True])
+def test_a_step_value_juxtaposed_scales(optimize):
+    """t x(t) and (end - t) h(t-1), written as products, scale as t * x(t) does (the
+    property tests' mutation 't y(t)' was an internal error)."""
+    net = rnngraph.parse("h(t) = tanh(W h(t-1) + t x(t) + (end - t) h(t-1))\nx: 3, h: 3").compile(
+        dtype="float64", optimize=optimize)
+    ref = rnngraph.parse("h(t) = tanh(W h(t-1) + t * x(t) + (end - t) * h(t-1))\nx: 3, h: 3"
+                         ).compile(dtype="float64", optimize=optimize)
+    params = net.init_params(seed=0)
+    x = {"x": np.random.default_rng(0).normal(size=(4, 2, 3))}
+    assert np.array_equal(net.forward(params, x)["h"], ref.forward(params, x)["h"])

@@ -75,9 +75,15 @@ def test_the_balanced_tree_has_depth_log2_of_its_leaves():
     # nested tuples and a parent array say the same tree; the leaves keep the inputs' order
     nested = Tree.of(((0, (1, 2)), 3))
     assert nested.children[4:] == ((1, 2), (0, 4), (5, 3))
-    # a parent array's left child is the lower-numbered one
+    # a parent array's left child is the one over the earlier inputs, whatever the numbers
     assert Tree.of([4, 4, 5, 5, 6, 6, -1]) == Tree.of(((0, 1), (2, 3)))
-    assert Tree.of(np.array([5, 4, 4, 6, 5, 6, -1])).children[4:] == ((1, 2), (0, 4), (3, 5))
+    assert Tree.of(np.array([5, 4, 4, 6, 5, 6, -1])) == nested
+    assert Tree.of([3, 3, 4, 4, -1]) == Tree.of(((0, 1), 2)) == Tree.balanced(3)
+    # thousands of levels deep (a chain, left-branching): no recursion limit
+    chain = 0
+    for k in range(1, 1500):
+        chain = (chain, k)
+    assert Tree.of(chain).depth == 1499
     levels, left, right, leaves = structure(nested, 1, 0)
     assert [list(v) for v in levels] == [[1, 2, 3, 4], [5], [6], [7]]
     assert (left[7], right[7], left[1]) == (6, 4, 0)        # a leaf's children: slot 0, h(0)
@@ -203,3 +209,60 @@ def test_the_drawing_is_the_tree_the_code_runs(tmp_path):
     assert xs == sorted(xs)                                  # the leaves in the inputs' order
     assert pos["o"][1] > pos["h.15"][1]                      # the output above the root
     assert main(["draw", str(TREE), "--unroll", "8", "-o", str(tmp_path / "tree.svg")]) == 0
+
+
+@pytest.mark.parametrize("text,message", [
+    ("tree n\nh(n) = tanh(W h(left(left(n))) + x(n))", "a node's child is read one level down"),
+    ("tree n\nh(n) = tanh(W h(parent(n)) + x(n))", "a node's parent is not read"),
+    ("tree n\nh(n) = tanh(W h(left(n)) + x(n))\nJ = sum_n(h(n))",
+     "sum_n(...) over the nodes of a tree is not supported yet"),
+    ("tree n\nh(n) = tanh(W h(left(n)) + x(n))\no = x(end) + V h(root)",
+     "'x' is an input at the leaves of a tree: read it at the node, x(n)"),
+    ("tree n\nindex u\nh(n) = tanh(A h(left(n)) + U x(n))\ns(0) = h(root)\n"
+     "e(u, n) = v^T tanh(W s(u-1) + V h(n))\ns(u) = tanh(S s(u-1) + sum_n(e(u, n) * h(n)))",
+     "a value over a tree's nodes and another index (attention over a tree's nodes) is not "
+     "supported yet"),
+])
+def test_what_trees_do_not_take_yet_says_so(text, message):
+    with pytest.raises(RnnGraphError, match=message.replace("(", r"\(").replace(")", r"\)")
+                       .replace("*", r"\*")):
+        rnngraph.parse(text, "tree.rnn")
+
+
+def test_a_given_tree_holds_everywhere():
+    """The tree given is the one run: with no input over it (its leaves say how many), and
+    running free (mode="free") as when training."""
+    net = rnngraph.parse("tree n\nh: 4\nh(n) = tanh(A h(left(n)) + B h(right(n)) + b)").compile()
+    params = net.init_params()
+    assert net.forward(params, {}, tree=((0, 1), 2))["h"].shape == (5, 4)
+    m = rnngraph.parse("tree n\nx: 3, h: 4, s: 4, y: 3\nh(n) = tanh(A h(left(n)) + B "
+                       "h(right(n)) + U x(n))\nC = h(root)\ns(t) = tanh(S s(t-1) + R y(t-1) + C)\n"
+                       "o(t) = softmax(V s(t))\nL(t) = cross_entropy(o(t), y(t))\nfree y -> o\no: 3")
+    net = m.compile(dtype="float64")
+    params = net.init_params(seed=2)
+    x = np.random.default_rng(3).normal(size=(4, 2, 3))
+    y = np.eye(3)[np.random.default_rng(4).integers(0, 3, (4, 2))]
+    given = (0, (1, (2, 3)))
+    trained = net.forward(params, {"x": x, "y": y}, tree=given)["C"]
+    free = net.forward(params, {"x": x}, tree=given, mode="free", steps={"t": 4})["C"]
+    balanced = net.forward(params, {"x": x, "y": y})["C"]
+    assert np.array_equal(free, trained) and not np.allclose(free, balanced)
+
+
+def test_the_tree_beside_the_chain(tmp_path):
+    """--chain: the balanced tree over 8 leaves (depth 3) beside the chain over the same
+    inputs (depth 7), each titled with its depth, as section 10.6 compares them."""
+    m = rnngraph.load(TREE)
+    assert Tree.chain(8).depth == 7 and Tree.chain(8).children[8:10] == ((0, 1), (8, 2))
+    d = drawing_of(m, 8, chain=True)
+    titles = [i["label"] for i in d.nodes.values() if i["kind"] == "title"]
+    assert titles == ["a balanced tree: depth 3", "the chain: depth 7"]
+    parts = {p: [n for n, i in d.nodes.items() if i.get("part") == p and i.get("name") == "h"]
+             for p in (0, 1)}
+    assert [len(v) for v in parts.values()] == [15, 15]
+    ys = {p: {float(d.agraph.get_node(n).attr["pos"].split(",")[1]) for n in v}
+          for p, v in parts.items()}
+    assert (len(ys[0]), len(ys[1])) == (4, 8)                  # rows: its levels
+    assert main(["draw", str(TREE), "--unroll", "8", "--chain", "-o", str(tmp_path / "c.svg")]) == 0
+    with pytest.raises(RnnGraphError, match="--chain draws a recursive network over a tree"):
+        drawing_of(rnngraph.load(EXAMPLES / "elman.rnn"), 3, chain=True)

@@ -406,10 +406,21 @@ def _check_trees(program, defs, err) -> None:
             elif isinstance(n, ast.At) and over.get(n.name) in trees and n.step != "end":
                 raise err(f"{n.name} is over the nodes of a tree: read its root, {n.name}(root), "
                           f"not a node by number", *n.pos)
+            elif isinstance(n, ast.At) and n.name not in defs and (at := next(
+                    (r.index for e in program.equations for r in ast.walk(e.rhs)
+                     if isinstance(r, ast.Ref) and r.name == n.name and r.index in trees), None)):
+                raise err(f"'{n.name}' is an input at the leaves of a tree: read it at the node, "
+                          f"{n.name}({at}), in an equation over the tree", *n.pos)
+            elif isinstance(n, ast.Call) and (FUNCTIONS[n.func].over in trees or
+                                              FUNCTIONS[n.func].across in trees):
+                i = FUNCTIONS[n.func].over or FUNCTIONS[n.func].across
+                raise err(f"{n.func}(...) over the nodes of a tree is not supported yet: read its "
+                          f"root, h(root), or sum over t", *n.pos)
         if eq.kind == "init" and over.get(eq.name) in trees:
             continue                    # h(0): what a leaf reads as its children
-        if eq.kind == "seq" and eq.index in trees and eq.inner is not None:
-            raise err(f"a value over a tree's nodes and another index is not supported", *eq.pos)
+        if eq.kind == "seq" and eq.inner is not None and {eq.index, eq.inner} & trees:
+            raise err(f"{eq.lhs_text}: a value over a tree's nodes and another index (attention "
+                      f"over a tree's nodes) is not supported yet", *eq.pos)
 
 
 def _check_indices(program, defs, err) -> None:

@@ -228,10 +228,12 @@ def drawing_size(model, unroll: int | None, detail: str | None = None) -> tuple[
     if detail == "ops":
         ops = len(model.op_graph())
         return ops * steps, 0, f"at most {ops:,} nodes a step x {steps:,} steps"
-    if unroll is not None and any(isinstance(s.index, tuple) for s in model.symbols.values()):
+    if unroll is not None and (any(isinstance(s.index, tuple) for s in model.symbols.values())
+                               or any(d.tree for d in model.program.indices)):
         # attention's values over two indices are drawn into what reads them (a fan into the
-        # first step, one edge into each other): counted on the unrolled graph itself, which
-        # check_unroll has bounded (at most 100 steps of each index by default)
+        # first step, one edge into each other), a tree has 2 tau - 1 nodes over tau leaves:
+        # counted on the unrolled graph itself, which check_unroll has bounded (at most 100
+        # steps of each index by default)
         g = model.unroll(unroll)
         drawn = sum(1 for _, role in g.nodes(data="role") if role != "initial")
         labels = sum(1 for _, _, d in g.edges(data=True) if d["weight"] is not None or "attend" in d)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-
 import os
 import stat
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 
 from . import analysis, limits as limiting, sizes as sizing
 from ..lang import ast
+from ..lang.latex import parse_latex
 from ..errors import RnnGraphError, Source, file_kind
 from .limits import Limits
 from ..lang.parser import parse_program
@@ -273,20 +273,28 @@ class Model:
         return summary(self)
 
 
+#: The file extensions read as LaTeX (rnngraph/lang/latex.py); any other, the plain notation.
+LATEX_SUFFIXES = (".tex", ".latex", ".ltx")
+
+
 def parse(text: str, filename: str = "<string>", sizes: dict[str, int] | None = None,
-          limits: Limits | None = None) -> Model:
+          limits: Limits | None = None, format: str | None = None) -> Model:
     """Parse and check equation text.
 
     Parameters
     ----------
     text : str
-        The equations, one per line.
+        The equations, one per line; or LaTeX (``format="latex"``).
     filename : str
-        Shown in error messages.
+        Shown in error messages; its extension picks the format when ``format`` is None
+        (``.tex``: LaTeX).
     sizes : dict, optional
         Sizes to give or override, ``{"x": 10, "h": 32}``.
     limits : rnngraph.check.limits.Limits, optional
         Other limits than the defaults (:mod:`rnngraph.check.limits`), ``Limits(max_delay=5000)``.
+    format : {"plain", "latex"}, optional
+        The notation: rnngraph's (``h(t) = tanh(W h(t-1))``) or LaTeX's
+        (``h^{(t)} = \\tanh(W h^{(t-1)})``, as exercise sheets print it).
 
     Examples
     --------
@@ -300,7 +308,12 @@ def parse(text: str, filename: str = "<string>", sizes: dict[str, int] | None = 
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if text.startswith("\ufeff"):
         text = text[1:]
-    return Model(parse_program(text, filename), Source(text, filename), sizes, limits)
+    if format is None:
+        format = "latex" if str(filename).lower().endswith(LATEX_SUFFIXES) else "plain"
+    if format not in ("plain", "latex"):
+        raise RnnGraphError(f"format is 'plain' or 'latex', not {format!r}")
+    program = parse_latex(text, filename) if format == "latex" else parse_program(text, filename)
+    return Model(program, Source(text, filename), sizes, limits)
 
 
 def _not_a_file(path, mode: int) -> RnnGraphError:

@@ -12,6 +12,7 @@ Declared and given sizes fix values; a conflict is reported where it arises.
 from __future__ import annotations
 
 import difflib
+import numbers
 from dataclasses import dataclass, field
 
 from ..lang import ast
@@ -246,7 +247,10 @@ class _Inference:
             return right
         if right == SCALAR:
             return left
-        if left[0] != right[0]:
+        if left[0] != right[0]:                # a size-1 value scales a matrix, as a number
+            vec = left if left[0] == "vec" else right
+            if self.is_one(vec[1]):
+                return right if vec is left else left
             kind = {"mat": "a matrix", "vec": "a vector"}
             self.fail(f"'{node.op}' needs two vectors or two matrices: {expr_text(node.left)} is "
                       f"{kind[left[0]]} and {expr_text(node.right)} is {kind[right[0]]}", node)
@@ -290,6 +294,8 @@ class _Inference:
         self.diagonals(eq)
         s = self.shape(eq.rhs)
         if eq.name in self.matrices:               # M(t) = ...: a matrix, or a number everywhere
+            if s[0] == "vec" and self.is_one(s[1]):
+                return                             # a size-1 value: in every entry
             if s[0] == "vec":
                 self.fail(f"{eq.lhs_text} is a matrix (declared {eq.name}: rows x columns), but "
                           f"its right side is a vector", eq.rhs)
@@ -342,7 +348,10 @@ def solve(program: ast.Program, symbols, source: Source,
 
     ``given`` overrides the sizes declared in the file.
     """
-    given = dict(given or {})
+    given = {k: tuple(int(x) if isinstance(x, numbers.Integral) and not isinstance(x, bool)
+                      else x for x in v) if isinstance(v, (list, tuple)) else
+             int(v) if isinstance(v, numbers.Integral) and not isinstance(v, bool) else v
+             for k, v in (given or {}).items()}      # [4, 5], NumPy's integers: as numbers
     for d in program.sizes:                  # a given size keeps the declared kind
         if d.name in given and isinstance(given[d.name], tuple) != isinstance(d.size, tuple):
             if isinstance(d.size, tuple):

@@ -85,7 +85,7 @@ class Builder:
         have = self.type(x)
         lead = min(have.lead, target.lead)
         shape = target.shape if target.shape == (1,) and have.shape not in ((1,), ()) \
-            else have.shape
+            or target.shape == (1, 1) and len(have.shape) == 2 else have.shape
         if (lead, shape) == (have.lead, have.shape):
             return x
         return self.op("sum_to", x, attrs=(lead, shape))

@@ -18,6 +18,7 @@ from ..lang import ast
 from ..errors import RnnGraphError
 from ..check.analysis import reduction, step_order
 from ..lang.functions import FUNCTIONS
+from ..lang.printing import _scalar
 from .optable import lookup
 from .program import NUMBER, Block, Const, Eqn, Home, Program, Tmp, Type
 
@@ -134,10 +135,15 @@ class _Lowering:
             else:
                 a, b = self.expr(node.left, out, origin), self.expr(node.right, out, origin)
             if node.op != "@":
+                ta, tb = self.type(a), self.type(b)
+                if len(ta.shape) == 2 and tb.shape == (1,):    # g(t) * M(t-1): a number (per
+                    b = self.temporary(out, "unsqueeze", (b,), origin)   # example) scales
+                elif len(tb.shape) == 2 and ta.shape == (1,):  # each entry of a matrix
+                    a = self.temporary(out, "unsqueeze", (a,), origin)
                 return _BINARY[node.op], (a, b)
             ta, tb = self.type(a), self.type(b)
-            if ta.shape == () or tb.shape == ():
-                return "mul", (a, b)
+            if ta.shape == () or tb.shape == () or _scalar(node.left) or _scalar(node.right):
+                return "mul", (a, b)     # a number, or of step values: t y(t), (end - t) h(t-1)
             if len(ta.shape) == 2 and len(tb.shape) == 2:
                 return "matmat", (a, b)
             if len(ta.shape) == 2 and ta.lead:
@@ -209,11 +215,15 @@ class _Lowering:
         else:
             target = Home(eq.name)
         op, args = self.operation(eq.rhs, out, origin)
+        shape = self.model.shape(eq.name)
+        if len(shape) == 2 and lookup(op).type(tuple(self.type(a) for a in args), ()).shape == (1,):
+            # M(t) = t, a size-1 value: in every entry of the matrix
+            op, args = "unsqueeze", (self.temporary(out, op, args, origin),)
         if eq.kind == "value":
             t = lookup(op).type(tuple(self.type(a) for a in args), ())
             n = self.model.shape(eq.name)
-            if t.shape in ((), (1,)) and n != (1,):  # a number, or a size-1 value (a dot product,
-                t = Type(t.lead, n)                  # S = u^T v), in every lane of its declared size
+            if t.shape in ((), (1,), (1, 1)) and n != (1,):   # a number, or a size-1 value (a
+                t = Type(t.lead, n)        # dot product, S = u^T v), in every lane of its size
             self.types[("home", eq.name)] = t
         self.emit(out, target, op, args, origin)
 

@@ -239,10 +239,10 @@ class Printer:
 
     def statement(self, indent: str, e, target: str, text: Text) -> str:
         """The statement that writes ``text`` to ``target`` for the equation ``e``; into the
-        children of a level's nodes, np.add.at (the leaves' share the slot before the first)."""
+        children of a level's nodes, add_at (the leaves' share the slot before the first)."""
         if isinstance(e.out, Home) and e.out.child is not None and e.accumulate:
             base, at = target.split("[", 1)
-            return f"{indent}np.add.at({base}, {at[:-1]}, {text.text})"
+            return f"{indent}add_at({base}, {at[:-1]}, {text.text})"
         return f"{indent}{target} {'+=' if e.accumulate else '='} {text.text}"
 
     def op_text(self, op: str, args, types, attrs) -> Text:
@@ -428,7 +428,8 @@ class Printer:
                 f"Sizes: {sizes}; dtype {self.dtype}.",
                 "Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTorch.",
                 '"""', "import numpy as np", "",
-                *wrap(f"from rnngraph.runtime.ops import ({', '.join(self.RUNTIME)})")] + \
+                *wrap(f"from rnngraph.runtime.ops import "
+                      f"({', '.join(n for n in self.RUNTIME if n != 'add_at' or self.trees)})")] + \
             self.imports() + [
                 "", f"DTYPE = np.{self.dtype}"]
         head += wrap(f"PARAMETERS = {tuple_text(self.params)}")

@@ -99,7 +99,7 @@ def _broadcast(types, attrs=()) -> Type:
     """Elementwise: the most leading axes, and NumPy's broadcast of the shapes."""
     lead = max(t.lead for t in types)
     shapes = [t.shape for t in types if t.shape]
-    shape = max(shapes, key=lambda s: (len(s), s != (1,)), default=())
+    shape = max(shapes, key=lambda s: (len(s), s != (1,), s != (1, 1)), default=())
     return Type(lead, shape)
 
 
@@ -327,6 +327,14 @@ def _norm_grad_py(a, t, at):
     return Text(f"{a[0].at(MUL)} / {scale}{rows} * {g}", MUL)
 
 
+# A size-1 value as a 1 x 1 matrix, which broadcasts over a matrix's entries (g(t) * M(t-1));
+# its VJP the sum over the entries, which autodiff makes (sum_to), then the axis dropped
+_row("unsqueeze", lambda t, at: Type(t[0].lead, (1, 1)),
+     lambda a, t, at: Text(f"{a[0].at(ATOM)}[..., None]", ATOM),
+     lambda b, e, g: (b.op("squeeze", b.sum_to(g, Type(b.type(g).lead, (1, 1)))),))
+# Only in gradients: a 1 x 1 matrix's cotangent as the size-1 value's
+_row("squeeze", lambda t, at: Type(t[0].lead, (1,)),
+     lambda a, t, at: Text(f"{a[0].at(ATOM)}[..., 0]", ATOM), None)
 # |x| = sqrt(sum of x^2) over the last axis (cosine's lengths)
 _row("norm", _norm_type, _norm_py, lambda b, e, g: (b.op("norm_grad", e.args[0], e.out, g),))
 # Only in gradients: the norm's VJP at x with norm y and cotangent g
@@ -369,6 +377,8 @@ def _sum_to_py(a, types, attrs, keep: str = "keepdims"):
         text, prec = f"{a[0].at(ATOM)}.sum({0 if axes == 1 else tuple(range(axes))})", ATOM
     if shape == (1,) and have.shape != (1,):
         text, prec = f"{Text(text, prec).at(ATOM)}.sum(-1, {keep}=True)", ATOM
+    if shape == (1, 1) and have.shape != (1, 1):       # over a matrix's entries
+        text, prec = f"{Text(text, prec).at(ATOM)}.sum((-2, -1), {keep}=True)", ATOM
     return Text(text, prec)
 
 
@@ -376,7 +386,7 @@ def _sum_to_nopython(a, types, attrs):
     """sum_to in a Numba loop: the batch summed by ``.sum(0)``, lanes by jitops.rowsum
     (Numba's sum has no keepdims); None for more leading axes."""
     (lead, shape), (have,) = attrs, types
-    if have.lead - lead > 1:
+    if have.lead - lead > 1 or len(shape) == 2:
         return None
     text = a[0]
     if shape == (1,) and have.shape != (1,):
@@ -420,4 +430,4 @@ _row("sigmoid_binary_cross_entropy", _one, _call("sigmoid_binary_cross_entropy")
 
 #: What generated code imports from rnngraph/runtime/ops.py.
 RUNTIME = ("sigmoid", "softmax", "log_softmax", "cross_entropy", "softmax_cross_entropy",
-           "binary_cross_entropy", "sigmoid_binary_cross_entropy", "transposed")
+           "binary_cross_entropy", "sigmoid_binary_cross_entropy", "transposed", "add_at")

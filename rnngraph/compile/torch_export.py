@@ -145,6 +145,10 @@ class TorchPrinter(Printer):
     def statement(self, indent, e, target, text):
         if target.endswith("[...]"):              # a time-free value, in each lane of its size
             name = e.out.name
+            if len(self.model.shape(name)) == 2 and not self.fwd.type(e.out).lead:
+                # a matrix the same for every example (M = outer(a, b) of parameters): as it
+                # is, so that a product with it is one matrix's, not a batch's
+                return f"{indent}{target[:-5]} = ({text.text}).expand({self.dims(name)})"
             return f"{indent}{target[:-5]} = ({text.text}).expand({self.B}, {self.dims(name)})"
         if e.accumulate:                          # a sum over the steps: out of place
             return f"{indent}{target} = {target} + {text.at(ADD + 1)}"
@@ -226,7 +230,9 @@ class TorchPrinter(Printer):
             return f"{self.shown(b.names)}: a loop " + ("forward" if b.direction > 0 else "backward")
         lines += self.blocks(self.fwd, title)
         outs = [f'"{n}": torch.stack({self.py[n]}[{self.at(n).steps()}])' for n in self.seqs]
-        outs += [f'"{n}": {self.py[n]}.expand({B}, {self.dims(n)})' for n in self.values]
+        outs += [f'"{n}": {self.py[n]}' if len(self.model.shape(n)) == 2 and
+                 not self.fwd.type(Home(n)).lead else      # a matrix the same for all, as NumPy's
+                 f'"{n}": {self.py[n]}.expand({B}, {self.dims(n)})' for n in self.values]
         lines += [""] + dict_lines("outputs", outs)
         return lines + ["    return outputs"]
 

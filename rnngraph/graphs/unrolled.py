@@ -251,10 +251,11 @@ def steps_of(model, steps) -> dict[str, int]:
     return {i: steps for i in indices}
 
 
-def unrolled(model, steps) -> nx.MultiDiGraph:
+def unrolled(model, steps, shapes: dict | None = None) -> nx.MultiDiGraph:
     """The graph of ``model`` unrolled over steps 1..``steps`` (of every index; a dict gives
     each index its own: ``{"t": 4, "u": 3}``, an encoder over 4 steps, a decoder over 3).
     Nodes ``(name, k)`` are step k of the name's own index (its ``index`` attribute).
+    ``shapes``: a tree index's tree (rnngraph.runtime.trees.Tree), where not the balanced one.
 
     Examples
     --------
@@ -268,7 +269,8 @@ def unrolled(model, steps) -> nx.MultiDiGraph:
     fold = folded(model)
     sym = symbols_of(model)
     # a tree's index: the balanced tree over as many leaves as steps drawn (figure 10.14)
-    trees = {d.name: Tree.balanced(per[d.name]) for d in model.program.indices if d.tree}
+    trees = {d.name: (shapes or {}).get(d.name) or Tree.balanced(per[d.name])
+             for d in model.program.indices if d.tree}
     level = {i: {k + 1: lv for lv, nodes in enumerate(t.levels) for k in nodes}
              for i, t in trees.items()}
 

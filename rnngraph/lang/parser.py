@@ -185,6 +185,13 @@ class _ToAst(Transformer):
             raise _Located(f"a value over two indices is written {name}(u, t): a step of one "
                            "index (u, u-1), then the other index's name; not "
                            f"{name}({_quote(outer)}, {_quote(inner)})", pos)
+        plain_index = len(args) == 1 and isinstance(args[0], ast.Ref) and args[0].offset is None \
+            and args[0].name != "end"
+        if (name == "parent" or name in ("left", "right") and not plain_index) and not _typo(name):
+            raise _Located(f"a node's child is read one level down, as h(left(n)) or "
+                           f"h(right(n)); not {name}({', '.join(_quote(a) for a in args)})"
+                           + (" (a node's parent is not read: a tree is computed from its "
+                              "leaves up)" if name == "parent" else ""), pos)
         if len(args) == 1:
             arg = args[0]
             if isinstance(arg, ast.Ref) and arg.name in ("left", "right") and arg.offset == 0 \

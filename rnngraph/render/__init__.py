@@ -42,10 +42,15 @@ class Picture(bytes):
 MODES = ("train", "test", "both")
 
 
-def drawing_of(model, unroll: int | None = None, mode: str = "train", **style):
+def drawing_of(model, unroll: int | None = None, mode: str = "train", chain: bool = False,
+               **style):
     """The laid-out drawing of ``model`` in ``mode``: ``train`` (as written: teacher forcing),
     ``test`` (running free: each ``free y -> o`` line's output read in the target's place) or
-    ``both`` side by side, as the Deep Learning book's figure 10.6."""
+    ``both`` side by side, as the Deep Learning book's figure 10.6.  ``chain``: a recursive
+    network's balanced tree beside the chain over the same inputs (section 10.6: depth
+    ceil(log2 tau) against tau - 1)."""
+    if chain:
+        return _tree_and_chain(model, unroll, Style.of(**style))
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     if mode != "train" and not model.free:
@@ -62,8 +67,25 @@ def drawing_of(model, unroll: int | None = None, mode: str = "train", **style):
                         ["training: teacher forcing", "test: running free"])
 
 
+def _tree_and_chain(model, unroll, style):
+    from ..errors import RnnGraphError
+    from ..runtime.trees import Tree
+    from .compose import side_by_side
+    trees = [d.name for d in model.program.indices if d.tree]
+    if not trees or unroll is None or isinstance(unroll, dict):
+        raise RnnGraphError(f"{model.filename}: --chain draws a recursive network over a tree "
+                            "(tree n) beside the chain over the same inputs: "
+                            + ("the model has no tree" if not trees else "give --unroll N, the "
+                               "number of leaves"))
+    balanced, chain = Tree.balanced(unroll), Tree.chain(unroll)
+    return side_by_side([layout(model, unroll, style),
+                         layout(model, unroll, style, {i: chain for i in trees})],
+                        [f"a balanced tree: depth {balanced.depth}",
+                         f"the chain: depth {chain.depth}"])
+
+
 def draw(model, unroll: int | None = None, format: str = "svg", dpi: float | None = None,
-         mode: str = "train", **style) -> Picture:
+         mode: str = "train", chain: bool = False, **style) -> Picture:
     """Draw ``model`` folded, or unrolled over ``unroll`` steps, and return the bytes.
 
     Parameters
@@ -79,6 +101,9 @@ def draw(model, unroll: int | None = None, format: str = "svg", dpi: float | Non
     mode : {"train", "test", "both"}
         For a model with a ``free y -> o`` line: the training graph (teacher forcing),
         the test graph (running free), or both side by side (:func:`drawing_of`).
+    chain : bool
+        For a recursive network over a tree (``tree n``): the balanced tree over ``unroll``
+        leaves beside the chain over the same inputs, to show depth log2 tau against tau.
     **style
         Options of :class:`rnngraph.render.style.Style`: ``theme``, ``transparent``,
         ``font``, ``fontsize``, ``delay_marker``, ``time_labels``, ``stubs``, ``detail``, ``fit``.
@@ -99,7 +124,8 @@ def draw(model, unroll: int | None = None, format: str = "svg", dpi: float | Non
             isinstance(unroll, bool) or not isinstance(unroll, int) or unroll < 1):
         raise ValueError(f"unroll must be a positive whole number of steps, not {unroll!r} "
                          "(or a dict of them, one per index: {'t': 4, 'u': 3})")
-    return Picture(render(drawing_of(model, unroll, mode, **style), format, dpi=dpi), format)
+    return Picture(render(drawing_of(model, unroll, mode, chain, **style), format, dpi=dpi),
+                   format)
 
 
 __all__ = ["FORMATS", "MODES", "Drawing", "Picture", "Style", "draw", "drawing_of", "layout", "render"]

@@ -68,9 +68,12 @@ def build(outdir: Path | None = None) -> list[Path]:
         views = [(suffix, steps, style, "train") for suffix, steps, style in views]
         if model.free:                    # teacher forcing: the book's figure 10.6
             views.append(("-both", 3, Style(fit="beamer"), "both"))
+        if name == "tree":                # section 10.6: the tree beside the chain
+            views.append(("-chain", 8, Style(fit="beamer"), "chain"))
         for suffix, steps, style, mode in views:
-            drawing = drawing_of(model, steps, mode, **{f.name: getattr(style, f.name)
-                                                        for f in fields(style)})
+            chain = mode == "chain"
+            drawing = drawing_of(model, steps, "train" if chain else mode, chain,
+                                 **{f.name: getattr(style, f.name) for f in fields(style)})
             svg = render(drawing, "svg")
             for fmt, data in (("svg", svg), ("png", render(drawing, "png", dpi=DPI))):
                 written.append(write_atomic(data, outdir / f"{name}{suffix}.{fmt}"))

@@ -43,7 +43,8 @@ def _delay_text(delay: int) -> str:
     return time_text(-delay)
 
 
-def layout(model, unroll: int | None = None, style: Style | None = None) -> Drawing:
+def layout(model, unroll: int | None = None, style: Style | None = None,
+           shapes: dict | None = None) -> Drawing:
     """Lay out ``model``: folded (``unroll=None``) or unrolled over ``unroll`` steps.
 
     Examples
@@ -65,7 +66,9 @@ def layout(model, unroll: int | None = None, style: Style | None = None) -> Draw
             raise RnnGraphError(f"{model.filename}: the operation view of a model with several "
                                 "indices is not drawn yet; draw it with --detail vars")
         style = replace(style, detail="vars")   # a cell is drawn along one index only
-        unroll, steps = sum(per.values()) + len(per) - 1, per
+        # the indices drawn: those a sequence runs over (a tree-only model has no steps of t)
+        used = {s.loop for s in model.symbols.values() if s.timed} or set(per)
+        unroll, steps = sum(n for i, n in per.items() if i in used) + len(used) - 1, per
     else:
         steps = unroll
     if unroll is not None and not model.timed:
@@ -84,7 +87,11 @@ def layout(model, unroll: int | None = None, style: Style | None = None) -> Draw
         return layout_ops(model, unroll, style)
     if style.detail == "cells":
         return layout_cells(model, cell, unroll, style)
-    g = model.graph() if unroll is None else model.unroll(steps)
+    if shapes:
+        from ..graphs.unrolled import unrolled
+        g = unrolled(model, steps, shapes)
+    else:
+        g = model.graph() if unroll is None else model.unroll(steps)
     # each index's columns after the one before, a column between (the context, C = h(end))
     first_col, at = {}, 0
     for i, n in (per or {}).items():
@@ -182,6 +189,8 @@ def _place_tree(d: Drawing, model) -> None:
         if d.nodes[e["tail"]].get("level") is not None and d.nodes[e["head"]].get("level"):
             kids.setdefault(e["head"], []).append(e["tail"])
     levels = sorted({i["level"] for i in d.nodes.values() if i.get("level") is not None})
+    # the inputs at the leaves, each in a row of its own below them (x and a target y)
+    below = list(dict.fromkeys(i["name"] for i in d.nodes.values() if i.get("level") == -1))
     for lv in levels:
         for nid, i in d.nodes.items():
             if i.get("level") != lv:
@@ -193,7 +202,8 @@ def _place_tree(d: Drawing, model) -> None:
                          d.nodes[k]["name"] == i["name"]] or [col[k] for k in kids.get(nid, [])
                                                              if k in col]
                 col[nid] = sum(under) / len(under)
-            row[nid] = 0 if lv < 0 else 1 + lv * len(tree_names) + tree_names.index(i["name"])
+            row[nid] = below.index(i["name"]) if lv < 0 else \
+                len(below) + lv * len(tree_names) + tree_names.index(i["name"])
     top = max(row.values(), default=0)
     root = max((n for n in col if d.nodes[n].get("level", -1) >= 0), key=lambda n: row[n])
     rest = [n for n in d.nodes if n not in col]

@@ -319,7 +319,7 @@ class Compiled:
         """
         if mode != "train":
             net, params, inputs = self._free_args(mode, params, inputs)
-            return net.forward(params, inputs, initial, steps=steps)
+            return net.forward(params, inputs, initial, steps=steps, tree=tree)
         return self._run(params, inputs, initial, steps, tree)[0]
 
     def _inputs_of(self, inputs) -> dict:
@@ -340,7 +340,7 @@ class Compiled:
         """
         if mode != "train":
             net, params, inputs = self._free_args(mode, params, inputs)
-            return net.vjp(params, inputs, initial, steps=steps)
+            return net.vjp(params, inputs, initial, steps=steps, tree=tree)
         outs, run = self._run(params, inputs, initial, steps, tree)
 
         def pullback(cotangents) -> dict[str, np.ndarray]:
@@ -367,12 +367,21 @@ class Compiled:
         with np.errstate(over="ignore"):          # _all_finite's sum of squares may overflow
             p, pre = self._checked(params) if isinstance(params, Prepared) else \
                 (self._args.params(params), None)
+            if self._trees and tree is not None:     # a tree given says its leaves' number
+                read = {self.model.symbols[n].index for n in self.inputs}
+                leaves = {i: Tree.of(t).leaves for i, t in trees_of(tree, list(self._trees)).items()
+                          if t is not None and i not in read}
+                if leaves:
+                    steps = {**({i: steps for i in self._args.indices} if isinstance(steps, int)
+                                else {}), **leaves, **(steps if isinstance(steps, dict) else {})}
             x, lengths, B, batched, classes = self._args.inputs(inputs, steps)
             if self._trees:                 # a tree's nodes: its leaves are the steps given
                 x, lengths = dict(x), dict(lengths)
                 given = trees_of(tree, list(self._trees))
                 for i, (before, after) in self._trees.items():
                     leaves = lengths.get(i)
+                    if leaves is None and given.get(i) is not None:   # no input: the tree's
+                        leaves = Tree.of(given[i]).leaves
                     if leaves is None:
                         raise RnnGraphError(f"no input gives the leaves of the tree over {i}: "
                                             f"pass steps={{'{i}': number of leaves}} or tree=")

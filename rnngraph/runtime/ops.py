@@ -170,3 +170,18 @@ def softmax_cross_entropy(z, target):
     array([2000.])
     """
     return -(target * log_softmax(z)).sum(-1, keepdims=True)
+
+
+def add_at(a, index, g):
+    """``a[index] += g`` where ``index`` may repeat: the children of a tree's level (the
+    leaves' all the slot before the first node, their h(0)).  np.add.at is slow (13 ms for
+    128 x 32 x 128 floats, against 0.6 ms for a sum): a level whose children are all one
+    slot is one sum, one whose children are distinct one indexed add, and only a mix of the
+    two (unary nodes beside binary ones) np.add.at."""
+    first = index[0]
+    if (index == first).all():
+        a[first] += g.sum(0)
+    elif np.unique(index).size == index.size:
+        a[index] += g
+    else:
+        np.add.at(a, index, g)

@@ -9,7 +9,8 @@ level's nodes, every slot's children's slots and the leaves' (:func:`structure`)
 
 A tree is given as nested tuples of the leaves' positions (from 0: ``((0, 1), (2, 3))``), or
 as a parent array, a list or a NumPy array (``parents[k]`` the parent of node k, the leaves
-0..tau-1 first, -1 at the root; a node's left child is the lower-numbered), or left out: the balanced binary tree over the inputs, of depth ceil(log2 tau), adjacent
+0..tau-1 first, -1 at the root; a node's left child is the one over the earlier inputs, and
+the inner nodes are numbered anew, as below), or left out: the balanced binary tree over the inputs, of depth ceil(log2 tau), adjacent
 nodes paired level by level (an odd one carried up).  Every example of a batch has one tree.
 
 Examples
@@ -77,6 +78,17 @@ class Tree:
         return Tree(leaves, tuple(children))
 
     @staticmethod
+    def chain(leaves: int) -> "Tree":
+        """The chain over ``leaves`` leaves, a recurrent network's order as a tree: each inner
+        node combines the one before and the next leaf, ((x1, x2), x3), ...; depth leaves - 1."""
+        children = [(-1, -1)] * leaves
+        last = 0
+        for k in range(1, leaves):
+            children.append((last, k))
+            last = len(children) - 1
+        return Tree(leaves, tuple(children))
+
+    @staticmethod
     def of(tree, leaves: int | None = None) -> "Tree":
         """A tree from nested tuples of leaf positions or a parent array (see the module)."""
         if isinstance(tree, Tree):
@@ -99,41 +111,57 @@ def _is_int(x) -> bool:
 
 
 def _from_nested(tree) -> Tree:
+    """A tree from nested tuples, walked with a stack (a tree thousands deep is no error)."""
+    kids: dict[int, list] = {}          # an inner node's id -> its children's keys
     seen: list[int] = []
-    inner: list[tuple] = []             # (the node's children as keys) in post order
-
-    def walk(node):
+    root_key = None
+    stack = [(tree, None)]
+    while stack:
+        node, parent = stack.pop()
         if _is_int(node):
+            key = ("leaf", int(node))
             seen.append(int(node))
-            return ("leaf", int(node))
-        if not isinstance(node, Sequence) or isinstance(node, str) or not 1 <= len(node) <= 2:
+        elif isinstance(node, tuple) and 1 <= len(node) <= 2:
+            key = ("inner", len(kids))
+            kids[key[1]] = [None] * len(node)
+            stack.extend((c, (key[1], k)) for k, c in reversed(list(enumerate(node))))
+        else:
             raise RnnGraphError(f"a node of a tree is a leaf's position or a pair of nodes (one "
                                 f"child at most is missing); not {node!r}")
-        kids = tuple(walk(c) for c in node)
-        inner.append(kids)
-        return ("inner", len(inner) - 1)
-    root = walk(tree)
+        if parent is None:
+            root_key = key
+        else:
+            kids[parent[0]][parent[1]] = key
     leaves = len(seen)
     if sorted(seen) != list(range(leaves)):
         raise RnnGraphError(f"the leaves of a tree are the positions 0..{leaves - 1} of the "
                             f"inputs, each once; this tree has {sorted(seen)}")
-    if root[0] == "leaf":
+    return _numbered(leaves, kids, root_key)
+
+
+def _numbered(leaves: int, kids: dict, root_key) -> Tree:
+    """The tree with its nodes numbered as the module says: leaves in the inputs' order, then
+    the inner nodes level by level (in the order they were found), the root last."""
+    if root_key[0] == "leaf":
         return Tree(1, ((-1, -1),))
-    # inner nodes numbered level by level (then in post order): the node order of the module
-    height: list[int] = []
-    for kids in inner:
-        height.append(1 + max(0 if k[0] == "leaf" else height[k[1]] for k in kids))
-    order = sorted(range(len(inner)), key=lambda i: (height[i], i))
+    height: dict[int, int] = {}
+    order = sorted(kids)
+    for i in sorted(kids, reverse=True):            # children were found after their parents
+        height[i] = 1 + max(0 if k[0] == "leaf" else height[k[1]] for k in kids[i])
+    order = sorted(kids, key=lambda i: (height[i], i))
     number = {i: leaves + r for r, i in enumerate(order)}
     key = lambda k: k[1] if k[0] == "leaf" else number[k[1]]  # noqa: E731
     children = [(-1, -1)] * leaves
     for i in order:
-        kids = [key(k) for k in inner[i]]
-        children.append((kids[0], kids[1] if len(kids) > 1 else -1))
+        ks = [key(k) for k in kids[i]]
+        children.append((ks[0], ks[1] if len(ks) > 1 else -1))
     return Tree(leaves, tuple(children))
 
 
 def _from_parents(parents: list[int]) -> Tree:
+    """A tree from a parent array.  A node's children are ordered by the inputs they cover:
+    the left child is the one whose leftmost leaf comes first, so that any binary tree over
+    the sequence can be said, whatever the numbering of its inner nodes."""
     n = len(parents)
     roots = [k for k, p in enumerate(parents) if p < 0]
     if len(roots) != 1:
@@ -152,19 +180,33 @@ def _from_parents(parents: list[int]) -> Tree:
     if any(kids[k] for k in range(leaves)) or any(not kids[k] for k in range(leaves, n)):
         raise RnnGraphError("a parent array numbers the leaves first (0..tau-1, the inputs' "
                             "order), then the inner nodes")
-
-    def nested(k):
-        return k if not kids[k] else tuple(nested(c) for c in sorted(kids[k]))
-    seen, stack = set(), [roots[0]]
-    while stack:                        # every node under the root (no loop)
+    order, seen, stack = [], set(), [roots[0]]
+    while stack:                        # every node under the root, parents before children
         k = stack.pop()
         if k in seen:
             raise RnnGraphError("a parent array is a tree: no node is its own ancestor")
         seen.add(k)
+        order.append(k)
         stack.extend(kids[k])
     if len(seen) != n:
         raise RnnGraphError("a parent array is a tree: every node leads up to the root")
-    return _from_nested(nested(roots[0]))
+    first = list(range(n))              # each node's leftmost leaf, children before parents
+    for k in reversed(order):
+        if kids[k]:
+            first[k] = min(first[c] for c in kids[k])
+    for k in range(n):                  # left to right: by the inputs each child covers
+        kids[k].sort(key=first.__getitem__)
+    found, stack = [], [roots[0]]       # inner nodes found left to right, parents first
+    while stack:
+        k = stack.pop()
+        if kids[k]:
+            found.append(k)
+            stack.extend(reversed(kids[k]))
+    ids = {k: i for i, k in enumerate(found)}
+    inner = {ids[k]: [("leaf", c) if not kids[c] else ("inner", ids[c]) for c in kids[k]]
+             for k in found}
+    root = ("leaf", roots[0]) if not kids[roots[0]] else ("inner", ids[roots[0]])
+    return _numbered(leaves, inner, root)
 
 
 def structure(tree: Tree, before: int, after: int) -> tuple:

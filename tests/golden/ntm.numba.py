@@ -18,7 +18,7 @@ MINUS_ONE = DTYPE(-1)
 C_1e_08 = DTYPE(1e-08)
 ONE = DTYPE(1)
 PARAMETERS = ("W_h", "U_h", "V_h", "b_h", "W_k", "b_k", "W_β", "b_β", "W_g", "b_g", "W_e", "b_e",
-              "W_a", "b_a", "W_y", "U_y", "b_y", "M_0")
+              "W_a", "b_a", "W_y", "U_y", "b_y", "M0")
 PREPARE = ("W_h", "V_h", "W_k", "b_k", "W_β", "b_β", "W_g", "b_g", "W_e", "b_e", "W_a", "b_a")
 TAPE = ("h", "k", "β", "g", "c", "w", "r", "e", "a", "M", "y", "x", "kabetage", "z_k", "W_kabetage",
         "W_h_T", "V_h_T", "W_kabetage_T", "z_h", "ka", "z_k_2", "ge", "norm_M", "norm_k", "z_c",
@@ -53,7 +53,7 @@ def prepare(params):
 def forward(params, inputs, initial, T, B, prepared=None):
     """Run the equations over steps 1..T for a batch of B; return (outputs, tape)."""
     (W_h, U_h, V_h, b_h, W_k, b_k, W_beta, b_beta, W_g,
-     b_g, W_e, b_e, W_a, b_a, W_y, U_y, b_y, M_0) = (params[name] for name in PARAMETERS)
+     b_g, W_e, b_e, W_a, b_a, W_y, U_y, b_y, M0) = (params[name] for name in PARAMETERS)
 
     # Values of the parameters alone (see prepare)
     z_k, W_kabetage, W_h_T, V_h_T, W_kabetage_T = prepare(params) if prepared is None else prepared
@@ -99,8 +99,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
     r[0] = initial["r(0)"]
 
     # Time-free values and initial values
-    # M(0) = M_0
-    np.copyto(M[0], M_0)
+    # M(0) = M0
+    np.copyto(M[0], M0)
 
     # Every step at once: what does not depend on the loop after it
     # h(t) = tanh(W_h h(t-1) + U_h x(t) + V_h r(t-1) + b_h)
@@ -194,7 +194,7 @@ def backward(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     (W_h, U_h, V_h, b_h, W_k, b_k, W_beta, b_beta, W_g,
-     b_g, W_e, b_e, W_a, b_a, W_y, U_y, b_y, M_0) = (params[name] for name in PARAMETERS)
+     b_g, W_e, b_e, W_a, b_a, W_y, U_y, b_y, M0) = (params[name] for name in PARAMETERS)
     (h, k, beta, g, c, w, r, e, a, M, y, x, kabetage, z_k,
      W_kabetage, W_h_T, V_h_T, W_kabetage_T, z_h, ka, z_k_2, ge,
      norm_M, norm_k, z_c, z_c_2, z_w, z_M) = (tape[name] for name in TAPE)
@@ -427,12 +427,12 @@ def backward(params, tape, cotangents, T, B):
     db_beta = dz_k[..., 32:33]
     db_g = dz_k[..., 33:34]
     db_e = dz_k[..., 34:50]
-    # M(0) = M_0
-    dM_0 = dM.sum(0)
+    # M(0) = M0
+    dM0 = dM.sum(0)
 
     grads = {"W_h": dW_h, "U_h": dU_h, "V_h": dV_h, "b_h": db_h, "W_k": dW_k, "b_k": db_k,
              "W_β": dW_beta, "b_β": db_beta, "W_g": dW_g, "b_g": db_g, "W_e": dW_e, "b_e": db_e,
-             "W_a": dW_a, "b_a": db_a, "W_y": dW_y, "U_y": dU_y, "b_y": db_y, "M_0": dM_0,
+             "W_a": dW_a, "b_a": db_a, "W_y": dW_y, "U_y": dU_y, "b_y": db_y, "M0": dM0,
              "x": dx[1:T + 1], "h(0)": dh_sum, "w(0)": dw, "r(0)": dr_sum}
     return grads
 
@@ -441,7 +441,7 @@ def backward_large(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     (W_h, U_h, V_h, b_h, W_k, b_k, W_beta, b_beta, W_g,
-     b_g, W_e, b_e, W_a, b_a, W_y, U_y, b_y, M_0) = (params[name] for name in PARAMETERS)
+     b_g, W_e, b_e, W_a, b_a, W_y, U_y, b_y, M0) = (params[name] for name in PARAMETERS)
     (h, k, beta, g, c, w, r, e, a, M, y, x, kabetage, z_k,
      W_kabetage, W_h_T, V_h_T, W_kabetage_T, z_h, ka, z_k_2, ge,
      norm_M, norm_k, z_c, z_c_2, z_w, z_M) = (tape[name] for name in TAPE)
@@ -668,12 +668,12 @@ def backward_large(params, tape, cotangents, T, B):
     db_beta = dz_k[..., 32:33]
     db_g = dz_k[..., 33:34]
     db_e = dz_k[..., 34:50]
-    # M(0) = M_0
-    dM_0 = dM.sum(0)
+    # M(0) = M0
+    dM0 = dM.sum(0)
 
     grads = {"W_h": dW_h, "U_h": dU_h, "V_h": dV_h, "b_h": db_h, "W_k": dW_k, "b_k": db_k,
              "W_β": dW_beta, "b_β": db_beta, "W_g": dW_g, "b_g": db_g, "W_e": dW_e, "b_e": db_e,
-             "W_a": dW_a, "b_a": db_a, "W_y": dW_y, "U_y": dU_y, "b_y": db_y, "M_0": dM_0,
+             "W_a": dW_a, "b_a": db_a, "W_y": dW_y, "U_y": dU_y, "b_y": db_y, "M0": dM0,
              "x": dx[1:T + 1], "h(0)": dh_sum, "w(0)": dw, "r(0)": dr_sum}
     return grads
 

@@ -12,7 +12,7 @@ from rnngraph.runtime.ops import (sigmoid, softmax, log_softmax, cross_entropy,
 
 DTYPE = np.float32
 PARAMETERS = ("W_h", "U_h", "V_h", "b_h", "W_k", "b_k", "W_β", "b_β", "W_g", "b_g", "W_e", "b_e",
-              "W_a", "b_a", "W_y", "U_y", "b_y", "M_0")
+              "W_a", "b_a", "W_y", "U_y", "b_y", "M0")
 TAPE = ("h", "k", "β", "g", "c", "w", "r", "e", "a", "M", "y", "x")
 
 
@@ -24,7 +24,7 @@ def prepare(params):
 def forward(params, inputs, initial, T, B, prepared=None):
     """Run the equations over steps 1..T for a batch of B; return (outputs, tape)."""
     (W_h, U_h, V_h, b_h, W_k, b_k, W_beta, b_beta, W_g,
-     b_g, W_e, b_e, W_a, b_a, W_y, U_y, b_y, M_0) = (params[name] for name in PARAMETERS)
+     b_g, W_e, b_e, W_a, b_a, W_y, U_y, b_y, M0) = (params[name] for name in PARAMETERS)
 
     # Sequences are arrays (T + 1, B, n): step t is index t, the slots
     # before step 1 hold initial values (or zeros), those after step T zeros
@@ -46,8 +46,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
     r[0] = initial["r(0)"]
 
     # Time-free values and initial values
-    # M(0) = M_0
-    M[0] = M_0
+    # M(0) = M0
+    M[0] = M0
 
     # h(t), k(t), β(t), g(t), c(t), w(t), r(t), e(t), a(t), M(t): a loop forward in time
     for t in range(1, T + 1):
@@ -92,7 +92,7 @@ def backward(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     (W_h, U_h, V_h, b_h, W_k, b_k, W_beta, b_beta, W_g,
-     b_g, W_e, b_e, W_a, b_a, W_y, U_y, b_y, M_0) = (params[name] for name in PARAMETERS)
+     b_g, W_e, b_e, W_a, b_a, W_y, U_y, b_y, M0) = (params[name] for name in PARAMETERS)
     h, k, beta, g, c, w, r, e, a, M, y, x = (tape[name] for name in TAPE)
 
     # Gradients start at zero, and at the cotangents for the outputs
@@ -113,7 +113,7 @@ def backward(params, tape, cotangents, T, B):
     dW_y = np.zeros_like(W_y, DTYPE)
     dU_y = np.zeros_like(U_y, DTYPE)
     db_y = np.zeros_like(b_y, DTYPE)
-    dM_0 = np.zeros_like(M_0, DTYPE)
+    dM0 = np.zeros_like(M0, DTYPE)
     dh = np.zeros_like(h, DTYPE)
     dk = np.zeros_like(k, DTYPE)
     dbeta = np.zeros_like(beta, DTYPE)
@@ -222,11 +222,11 @@ def backward(params, tape, cotangents, T, B):
         dh[t - 1] += dz_h @ W_h
 
     # The time-free values and initial values, in reverse
-    # M(0) = M_0
-    dM_0 += dM[0].sum(0)
+    # M(0) = M0
+    dM0 += dM[0].sum(0)
 
     grads = {"W_h": dW_h, "U_h": dU_h, "V_h": dV_h, "b_h": db_h, "W_k": dW_k, "b_k": db_k,
              "W_β": dW_beta, "b_β": db_beta, "W_g": dW_g, "b_g": db_g, "W_e": dW_e, "b_e": db_e,
-             "W_a": dW_a, "b_a": db_a, "W_y": dW_y, "U_y": dU_y, "b_y": db_y, "M_0": dM_0,
+             "W_a": dW_a, "b_a": db_a, "W_y": dW_y, "U_y": dU_y, "b_y": db_y, "M0": dM0,
              "x": dx[1:T + 1], "h(0)": dh[0], "w(0)": dw[0], "r(0)": dr[0]}
     return grads

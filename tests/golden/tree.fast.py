@@ -8,7 +8,7 @@ import numpy as np
 
 from rnngraph.runtime.ops import (sigmoid, softmax, log_softmax, cross_entropy,
                                   softmax_cross_entropy, binary_cross_entropy,
-                                  sigmoid_binary_cross_entropy, transposed, sum_rows)
+                                  sigmoid_binary_cross_entropy, transposed, add_at, sum_rows)
 from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -134,9 +134,9 @@ def backward(params, tape, cotangents, T, B, T_n):
         dU += dz_h.reshape(-1, 16).T @ x[at].reshape(-1, 8)
         dx[at] += dz_h @ U
         dW_r += dz_h.reshape(-1, 16).T @ h[right_n[at]].reshape(-1, 16)
-        np.add.at(dh, right_n[at], dz_h @ W_r)
+        add_at(dh, right_n[at], dz_h @ W_r)
         dW_l += dz_h.reshape(-1, 16).T @ h[left_n[at]].reshape(-1, 16)
-        np.add.at(dh, left_n[at], dz_h @ W_l)
+        add_at(dh, left_n[at], dz_h @ W_l)
 
     grads = {"W_l": dW_l, "W_r": dW_r, "U": dU, "b": db, "V": dV, "c": dc, "x": dx[leaves_n],
              "y": dy, "h(0)": dh[0]}
@@ -202,9 +202,9 @@ def backward_large(params, tape, cotangents, T, B, T_n):
         dU += dz_h.reshape(-1, 16).T @ x[at].reshape(-1, 8)
         dx[at] += dz_h @ U
         dW_r += dz_h.reshape(-1, 16).T @ h[right_n[at]].reshape(-1, 16)
-        np.add.at(dh, right_n[at], dz_h @ W_r)
+        add_at(dh, right_n[at], dz_h @ W_r)
         dW_l += dz_h.reshape(-1, 16).T @ h[left_n[at]].reshape(-1, 16)
-        np.add.at(dh, left_n[at], dz_h @ W_l)
+        add_at(dh, left_n[at], dz_h @ W_l)
 
     grads = {"W_l": dW_l, "W_r": dW_r, "U": dU, "b": db, "V": dV, "c": dc, "x": dx[leaves_n],
              "y": dy, "h(0)": dh[0]}
