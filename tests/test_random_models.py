@@ -601,18 +601,20 @@ def random_models(draw):
         b.lines.append(f"{name}(t) = {body}")
         if way == "forward" and delay and draw(st.integers(0, 3)) == 0:
             b.lines.append(f"{name}(0) = {draw(st.sampled_from([b.param(n), f'tanh({b.param(n)})']))}")
+
+    def every(m):
+        """What a memory or a sum over the steps may read: any sequence, inputs, at their
+        offsets."""
+        options = [(v, s, k) for v, s, ks in inputs for k in ks] + \
+            [(v, s, 0) for v, s, _, _ in seqs] + [(v, s, -1) for v, s, w, _ in seqs if w == "forward"]
+        options = [o for o in options if m is None or o[1] == m]
+        if not options:
+            return None
+        v, s, k = draw(st.sampled_from(options))
+        return (f"{v}(t{'' if k == 0 else f'{k:+d}'})", s)
     if memory:                                    # written from what every sequence computes
-        def every_step(m):
-            options = [(v, s, k) for v, s, ks in inputs for k in ks] + \
-                [(v, s, 0) for v, s, _, _ in seqs] + \
-                [(v, s, -d) for v, s, w, d in seqs if w == "forward" and d]
-            options = [o for o in options if m is None or o[1] == m]
-            if not options:
-                return None
-            v, s, k = draw(st.sampled_from(options))
-            return (f"{v}(t{'' if k == 0 else f'{k:+d}'})", s)
         b.along = "t"
-        _memory(b, *memory, every_step)
+        _memory(b, *memory, every)
         b.along = None
     if draw(st.integers(0, 2)) == 0:              # a loss on a softmax, or a yes/no loss on a sigmoid
         name, n, _, _ = seqs[-1]
@@ -631,16 +633,6 @@ def random_models(draw):
     if draw(st.integers(0, 2)) == 0:              # a sum over the steps: J = sum_t(...)
         J, nj = b.name("J"), draw(st.integers(1, 3))
         b.sizes[J] = nj
-
-        def every(m):
-            """What a sum over the steps may read: any sequence, inputs, at their offsets."""
-            options = [(v, s, k) for v, s, ks in inputs for k in ks] + \
-                [(v, s, 0) for v, s, _, _ in seqs] + [(v, s, -1) for v, s, w, _ in seqs if w == "forward"]
-            options = [o for o in options if m is None or o[1] == m]
-            if not options:
-                return None
-            v, s, k = draw(st.sampled_from(options))
-            return (f"{v}(t{'' if k == 0 else f'{k:+d}'})", s)
         b.along = "t"
         body = _expr(b, nj, draw(st.integers(0, 3)), every)
         b.along = None

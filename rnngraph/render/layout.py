@@ -233,13 +233,7 @@ def _place_tree(d: Drawing, model) -> None:
     grid.place()
     for nid, info in d.nodes.items():
         info["col"], info["row"], info["beside"] = col[nid], row[nid], False
-    for nid, c in grid.cells.items():
-        A.get_node(nid).attr["pos"] = f"{c.pos[0]:.2f},{c.pos[1]:.2f}"
-    for (u, v, k), link in zip(edges, grid.links):
-        e = A.get_edge(u, v, k)
-        e.attr["pos"] = geo.to_pos(link.path, grid.arrow)
-        if link.label_pos is not None:
-            e.attr["lp"] = f"{link.label_pos[0]:.2f},{link.label_pos[1]:.2f}"
+    _placed(A, grid, edges)
     d.spacing = (dx, dy)
 
 
@@ -462,6 +456,13 @@ def _place_grid(d: Drawing, model) -> None:
     for nid, info in d.nodes.items():
         info["row"] = rows[info["name"]]
         info["beside"] = info["name"] in beside
+    _placed(A, g, edges)
+    d.spacing = (dx, dy)
+
+
+def _placed(A, g: Grid, edges) -> None:
+    """The placed grid's positions written into the Graphviz graph: each node's, each edge's
+    path and its label's."""
     for nid, c in g.cells.items():
         A.get_node(nid).attr["pos"] = f"{c.pos[0]:.2f},{c.pos[1]:.2f}"
     for (u, v, k), link in zip(edges, g.links):
@@ -469,7 +470,6 @@ def _place_grid(d: Drawing, model) -> None:
         e.attr["pos"] = geo.to_pos(link.path, g.arrow)
         if link.label_pos is not None:
             e.attr["lp"] = f"{link.label_pos[0]:.2f},{link.label_pos[1]:.2f}"
-    d.spacing = (dx, dy)
 
 
 def _fit_columns(g: Grid, make, width: float, least: float) -> tuple[Grid, float]:
