@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 import rnngraph
-from rnngraph.runtime.trees import Tree
+from rnngraph.graphs.trees import Tree
 
 ROOT = Path(__file__).resolve().parent.parent
 B = 32

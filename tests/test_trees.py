@@ -20,7 +20,7 @@ import rnngraph
 from rnngraph import RnnGraphError
 from rnngraph.cli import main
 from rnngraph.render import drawing_of
-from rnngraph.runtime.trees import Tree, structure
+from rnngraph.graphs.trees import Tree, structure
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_random_models import worst_directional_error  # noqa: E402

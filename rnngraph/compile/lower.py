@@ -18,7 +18,7 @@ from ..lang import ast
 from ..errors import RnnGraphError
 from ..check.analysis import reduction, step_order
 from ..lang.functions import FUNCTIONS
-from ..lang.printing import _scalar
+from ..lang.printing import is_number
 from .optable import lookup
 from .program import NUMBER, Block, Const, Eqn, Home, Program, Tmp, Type
 
@@ -142,7 +142,7 @@ class _Lowering:
                     a = self.temporary(out, "unsqueeze", (a,), origin)
                 return _BINARY[node.op], (a, b)
             ta, tb = self.type(a), self.type(b)
-            if ta.shape == () or tb.shape == () or _scalar(node.left) or _scalar(node.right):
+            if ta.shape == () or tb.shape == () or is_number(node.left) or is_number(node.right):
                 return "mul", (a, b)     # a number, or of step values: t y(t), (end - t) h(t-1)
             if len(ta.shape) == 2 and len(tb.shape) == 2:
                 return "matmat", (a, b)

@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import networkx as nx
 
-from ..runtime.trees import Tree
 from ..lang import ast
 from ..lang.printing import expr_text
+from .trees import Tree
 
 
 class StepRead:
@@ -255,7 +255,7 @@ def unrolled(model, steps, shapes: dict | None = None) -> nx.MultiDiGraph:
     """The graph of ``model`` unrolled over steps 1..``steps`` (of every index; a dict gives
     each index its own: ``{"t": 4, "u": 3}``, an encoder over 4 steps, a decoder over 3).
     Nodes ``(name, k)`` are step k of the name's own index (its ``index`` attribute).
-    ``shapes``: a tree index's tree (rnngraph.runtime.trees.Tree), where not the balanced one.
+    ``shapes``: a tree index's tree (rnngraph.graphs.trees.Tree), where not the balanced one.
 
     Examples
     --------

@@ -70,7 +70,7 @@ def number_latex(value: float) -> str:
     return power if mantissa == "1" else rf"{mantissa} \cdot {power}"
 
 
-def _scalar(node) -> bool:
+def is_number(node) -> bool:
     """Whether ``node`` is a number: numbers and step values (``end - t``) alone."""
     return all(isinstance(n, (ast.Num, ast.Step)) or isinstance(n, (ast.Binary, ast.Neg))
                for n in ast.walk(node))
@@ -86,7 +86,7 @@ class _Printer:
     def _node(self, node) -> str:
         if isinstance(node, ast.Binary):
             lp, rp = _operand_prec(node)
-            scalar = _scalar(node.left) or _scalar(node.right)
+            scalar = is_number(node.left) or is_number(node.right)
             op = "scale" if node.op == "*" and scalar else node.op
             return self.binary(op, self.expr(node.left, lp), self.expr(node.right, rp))
         if isinstance(node, ast.Neg):

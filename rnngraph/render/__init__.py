@@ -69,7 +69,7 @@ def drawing_of(model, unroll: int | None = None, mode: str = "train", chain: boo
 
 def _tree_and_chain(model, unroll, style):
     from ..errors import RnnGraphError
-    from ..runtime.trees import Tree
+    from ..graphs.trees import Tree
     from .compose import side_by_side
     trees = [d.name for d in model.program.indices if d.tree]
     if not trees or unroll is None or isinstance(unroll, dict):

@@ -18,7 +18,7 @@ from ..check import limits
 from ..errors import RnnGraphError
 from .arguments import Arguments
 from .jit import jit_loops, numba_or_error
-from .trees import Tree, structure, trees_of
+from ..graphs.trees import Tree, structure, trees_of
 
 DTYPES = ("float32", "float64")
 BACKENDS = ("numpy", "numba")
@@ -299,7 +299,7 @@ class Compiled:
         tree : tuple, list or dict, optional
             For a model over a tree's nodes (``tree n``): the tree, as nested tuples of the
             leaves' positions ``((0, 1), 2)`` or a parent array ``[3, 3, 4, 4, -1]``
-            (rnngraph/runtime/trees.py); by default the balanced binary tree over the
+            (rnngraph.graphs.trees.py); by default the balanced binary tree over the
             input's steps, which are its leaves.  The outputs over the tree have one row
             per node: the leaves in the inputs' order, then the inner nodes level by level,
             the root last.
