@@ -121,7 +121,7 @@ def operand_positions(expr) -> tuple[list[ast.Ref], list[ast.Ref]]:
             if node.offset is None and where is not None:
                 (matrices if where == "matrix" else vectors).append(node)
         elif isinstance(node, ast.Binary) and node.op == "@" and isinstance(node.right, ast.Transpose) \
-                and _reads_a_step(node.right.operand):
+                and reads_a_step(node.right.operand):
             # u v^T with v a step's vector (a memory's write w(t) e(t)^T): an outer product of
             # two vectors, u a bias perhaps, never a matrix (a matrix times a row is no product)
             stack.append((node.left, None))
@@ -138,10 +138,11 @@ def operand_positions(expr) -> tuple[list[ast.Ref], list[ast.Ref]]:
     return matrices, vectors
 
 
-def _reads_a_step(expr) -> bool:
-    """Whether ``expr`` reads a step of a sequence or an input (h(t-1), x(t), h(end))."""
-    return any(isinstance(n, ast.At) or isinstance(n, ast.Ref) and n.offset is not None
-               for n in ast.walk(expr))
+def reads_a_step(expr, names=()) -> bool:
+    """Whether ``expr`` reads a step of a sequence or an input (h(t-1), x(t), h(end)), or
+    one of ``names``."""
+    return any(isinstance(n, ast.At) or isinstance(n, ast.Ref) and (
+        n.offset is not None or n.name in names) for n in ast.walk(expr))
 
 
 def reduction(eq: ast.Equation) -> str | None:
@@ -413,11 +414,8 @@ def _check_trees(program, defs, err) -> None:
                           f"{n.name}({at}), in an equation over the tree", *n.pos)
             elif isinstance(n, ast.Call) and (FUNCTIONS[n.func].over in trees or
                                               FUNCTIONS[n.func].across in trees):
-                i = FUNCTIONS[n.func].over or FUNCTIONS[n.func].across
                 raise err(f"{n.func}(...) over the nodes of a tree is not supported yet: read its "
                           f"root, h(root), or sum over t", *n.pos)
-        if eq.kind == "init" and over.get(eq.name) in trees:
-            continue                    # h(0): what a leaf reads as its children
         if eq.kind == "seq" and eq.inner is not None and {eq.index, eq.inner} & trees:
             raise err(f"{eq.lhs_text}: a value over a tree's nodes and another index (attention "
                       f"over a tree's nodes) is not supported yet", *eq.pos)

@@ -170,10 +170,8 @@ class _Inference:
             return ("mat", shapes[0][1], shapes[1][1])
         if func.size == "rows":                        # cosine(M, k), norm(M): one a row
             return self.per_row(node, shapes)
-        elementwise = func.size == "same" and func.name not in ("softmax", "log_softmax") \
-            and not func.across and not func.over
         mats = [(a, sh) for a, sh in zip(node.args, shapes) if sh[0] == "mat"]
-        if mats and elementwise and len(node.args) == 1:
+        if mats and _entrywise(func) and len(node.args) == 1:
             return mats[0][1]                          # tanh(M), sqrt(M): entry by entry
         for a, sh in mats:
             self.fail(f"{node.func} takes vectors; {expr_text(a)} is a matrix", a)
@@ -446,8 +444,6 @@ def _matrix_parameters(program, symbols, matrices, declared) -> set[str]:
     size of their own declared: matrices of its shape, as a bias takes its vector's size
     (``M(0) = M_0``, ``M(t) = M(t-1) * P + ...``); in an elementwise sum, difference, product
     or quotient, a negation or a function applied entry by entry, from the right side down."""
-    elementwise = {f.name for f in FUNCTIONS.values() if f.size == "same" and not f.over
-                   and not f.across and f.name not in ("softmax", "log_softmax")}
     found: set[str] = set()
     for eq in program.equations:
         if eq.name not in matrices:
@@ -459,9 +455,15 @@ def _matrix_parameters(program, symbols, matrices, declared) -> set[str]:
                     and symbols[node.name].role == "parameter" and not symbols[node.name].matrix:
                 found.add(node.name)
             elif isinstance(node, ast.Binary) and node.op != "@" or isinstance(node, ast.Neg) \
-                    or isinstance(node, ast.Call) and node.func in elementwise:
+                    or isinstance(node, ast.Call) and _entrywise(FUNCTIONS[node.func]):
                 stack.extend(ast.children(node))
     return found
+
+
+def _entrywise(func) -> bool:
+    """Whether ``func`` works entry by entry (tanh, sqrt: also on a matrix's entries)."""
+    return func.size == "same" and func.name not in ("softmax", "log_softmax") \
+        and not func.across and not func.over
 
 
 def _first_use(sym):

@@ -72,7 +72,7 @@ class Printer:
             free = identifier(d.name) not in namer.taken and identifier(d.name) not in FIXED \
                 and not keyword.iskeyword(d.name)
             self.var[d.name] = namer(identifier(d.name)) if free else "t"
-        # a tree's index (tree n): its structure, which the runtime builds (rnngraph/runtime/
+        # a tree's index (tree n): its structure, which the runtime builds (rnngraph/graphs/
         # trees.py) and passes in inputs["tree n"]: the slots of each level's nodes, each
         # slot's children's slots (the slot before the first node, a leaf's), the leaves'
         self.trees = {d.name: tuple(namer(f"{w}_{identifier(d.name)}") for w in

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import networkx as nx
 
+from ..check.analysis import reads_a_step
 from ..lang import ast
 from ..lang.printing import expr_text
 from .trees import Tree
@@ -82,13 +83,6 @@ def _vector(node, vectors) -> bool:
     return not (isinstance(node, ast.Transpose) or isinstance(node, ast.Binary) and node.op == "@")
 
 
-def _reads_step(node, vectors) -> bool:
-    """Whether ``node`` reads one of the model's variables: a step of a sequence (h(t-1),
-    h(end)) or a name of ``vectors``."""
-    return any(isinstance(n, ast.At) or isinstance(n, ast.Ref) and (
-        n.offset is not None or vectors is not None and n.name in vectors) for n in ast.walk(node))
-
-
 def dependencies(expr, vectors=None):
     """``(ref, weight_expr)`` for every variable read in ``expr``: the matrix it enters through
     (a term of step values alone, ``end - t``, as a :class:`StepRead`; both sides of a dot
@@ -116,7 +110,7 @@ def dependencies(expr, vectors=None):
             out.append((StepRead(node), weight))
         elif isinstance(node, (ast.Ref, ast.At)):
             out.append((node, weight))
-        elif isinstance(node, ast.Binary) and node.op == "@" and _reads_step(node.left, vectors):
+        elif isinstance(node, ast.Binary) and node.op == "@" and reads_a_step(node.left, vectors or ()):
             # a product with a variable on the left (a memory's M(t-1) k(t), an outer product
             # w(t) e(t)^T): both sides are reads, as in a dot product; no weight to label
             stack.append((node.right, None))

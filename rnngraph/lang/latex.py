@@ -107,7 +107,7 @@ def _line_breaks(text: str) -> str:
         for m in re.finditer(r"\\\\|" + SEP + r"|\\left\s*[(\[{.]|\\right\s*[)\]}.]|[({\[]|[)}\]]|=", line):
             tok = m.group()
             if tok in ("\\\\", SEP):
-                depth, has_eq = (depth, False) if depth else (0, False)
+                has_eq = False
             elif tok == "=":
                 has_eq = has_eq or depth == 0
             elif tok.startswith("\\left") or tok in "({[":
@@ -176,7 +176,7 @@ def _time(content: str, pos):
     ("initial",), ("at", step), ("pair", index, k, inner), ("child", side, index),
     ("root",), ("letter", k) (an index or a part of the name: decided by the program)."""
     c = content.strip()
-    if c in ("\\tau", "\\mathrm{end}", "\\tau "):
+    if c in ("\\tau", "\\mathrm{end}"):
         return ("at", "end")
     m = re.fullmatch(r"\\(operatorname|mathrm|text)\s*\{(left|right)\}\s*\(\s*([A-Za-z])\s*\)", c)
     if m:
@@ -267,7 +267,7 @@ def _function(text: str, pos) -> str:
         name = f"{name}_{index}"
     if function(name) is None:
         raise _Located(f"unknown function '{word}'", pos)
-    return function(name).name if function(name).name in ("sigmoid",) else name
+    return name
 
 
 class _MeanPrefix:

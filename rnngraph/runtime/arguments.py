@@ -307,15 +307,19 @@ class Arguments:
         if isinstance(initial, Mapping):
             for key, value in initial.items():
                 shape = np.shape(value)
-                name = self.state_of(str(key)) if self.state_of(str(key)) else None
+                name = self.state_of(str(key))
                 if name is not None and len(shape) == len(self.model.shape(name)) + 1:
                     return shape[0], True
         return 1, False
 
     def state_of(self, key: str) -> str | None:
         """The state an initial value's key (``h(0)``, or ``h``) is of; None if none."""
-        key = key if key in self._states or "(" in key else f"{key}(0)"
-        return self._states.get(key)
+        return self._states.get(self._initial_key(key))
+
+    def _initial_key(self, key) -> str:
+        """An initial value's key as the model names it: ``h(0)`` for ``h``."""
+        key = str(key)
+        return key if key in self._states or "(" in key else f"{key}(0)"
 
     def initial(self, initial, B, batched):
         if not initial and type(initial) in (dict, type(None)):
@@ -334,7 +338,7 @@ class Arguments:
                                 f"not {type(initial).__name__}")
         out, shapes = {}, {}
         for key, value in initial.items():
-            name = str(key) if str(key) in self._states or "(" in str(key) else f"{key}(0)"
+            name = self._initial_key(key)
             sym = self.model.symbols.get(name.split("(")[0])
             if name in self._defined_init:
                 raise RnnGraphError(f"{name} is defined in the model; "

@@ -367,26 +367,20 @@ class Compiled:
         with np.errstate(over="ignore"):          # _all_finite's sum of squares may overflow
             p, pre = self._checked(params) if isinstance(params, Prepared) else \
                 (self._args.params(params), None)
-            if self._trees and tree is not None:     # a tree given says its leaves' number
+            given = {i: Tree.of(t) for i, t in trees_of(tree, list(self._trees)).items()
+                     if t is not None} if self._trees else {}
+            if given:                                # a tree given says its leaves' number
                 read = {self.model.symbols[n].index for n in self.inputs}
-                leaves = {i: Tree.of(t).leaves for i, t in trees_of(tree, list(self._trees)).items()
-                          if t is not None and i not in read}
+                leaves = {i: t.leaves for i, t in given.items() if i not in read}
                 if leaves:
                     steps = {**({i: steps for i in self._args.indices} if isinstance(steps, int)
                                 else {}), **leaves, **(steps if isinstance(steps, dict) else {})}
             x, lengths, B, batched, classes = self._args.inputs(inputs, steps)
             if self._trees:                 # a tree's nodes: its leaves are the steps given
                 x, lengths = dict(x), dict(lengths)
-                given = trees_of(tree, list(self._trees))
                 for i, (before, after) in self._trees.items():
-                    leaves = lengths.get(i)
-                    if leaves is None and given.get(i) is not None:   # no input: the tree's
-                        leaves = Tree.of(given[i]).leaves
-                    if leaves is None:
-                        raise RnnGraphError(f"no input gives the leaves of the tree over {i}: "
-                                            f"pass steps={{'{i}': number of leaves}} or tree=")
-                    shape = Tree.of(given[i], leaves) if given.get(i) is not None \
-                        else Tree.balanced(leaves)
+                    shape = Tree.of(given[i], lengths[i]) if i in given \
+                        else Tree.balanced(lengths[i])
                     x[f"tree {i}"] = structure(shape, before, after)
                     lengths[i] = shape.nodes
             T, more = lengths["t"], tuple(lengths[i] for i in self._args.indices[1:])
