@@ -54,4 +54,17 @@ def compile(model, sizes: dict[str, int] | None = None, dtype: str = "float64",
                     optimize=optimize, backend=backend)
 
 
-__all__ = ["compile", "draw", "folded", "ir", "op_graph", "unrolled"]
+def derive(model, wrt: str | None = None, loss: str | None = None, steps: int = 2,
+           form: str = "paths"):
+    """Backpropagation through time on paper: the chain rule for dL/d``wrt`` as a sum over
+    the paths of the unrolled graph (``form="paths"``) or every gradient as matrices
+    (``"matrix"``); ``.text()``, ``.latex()``, ``.check()``: see :mod:`rnngraph.derive`."""
+    from .check.limits import check_unroll
+    from .derive import derive
+    model = model.require_sizes()
+    if form == "paths":
+        check_unroll(model, steps)
+    return derive(model, wrt, loss, steps, form)
+
+
+__all__ = ["compile", "derive", "draw", "folded", "ir", "op_graph", "unrolled"]

@@ -233,20 +233,43 @@ def _gradflow(args) -> int:
     return 0
 
 
-def _export(args) -> int:
+def _write_text(data: bytes, args) -> int:
+    """``data`` to standard output, or written atomically to ``-o`` (never over the input)."""
     from pathlib import Path
 
-    from .compile.torch_export import torch_source
     from .render.output import write_atomic
 
-    model = load(args.file, args.sizes, _limits(args))
-    source = torch_source(model).encode("utf-8")
     if args.output in (None, "-"):
-        _emit(source)
+        _emit(data)
         return 0
     protect = [args.file] if args.file != "-" else []
-    _emit(printable(str(write_atomic(source, Path(args.output), protect))) + "\n")
+    _emit(printable(str(write_atomic(data, Path(args.output), protect))) + "\n")
     return 0
+
+
+def _derive(args) -> int:
+    model = load(args.file, args.sizes, _limits(args))
+    d = model.derive(wrt=args.wrt, loss=args.loss, steps=args.unroll,
+                     form="matrix" if args.matrix else "paths")
+    if args.check:
+        # the printed terms evaluated on a seeded run, against the compiled gradient
+        diff = d.check()
+        print(f"checked: the printed terms, evaluated on random values, differ from the "
+              f"compiled gradient by at most {diff:.1e} (relative)", file=sys.stderr)
+    return _write_text((d.latex() if args.latex else d.text()).encode("utf-8"), args)
+
+
+def _unroll_steps(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 100:
+        raise argparse.ArgumentTypeError(f"--unroll is a whole number from 1 to 100, not {text!r}")
+    return int(text)
+
+
+def _export(args) -> int:
+    from .compile.torch_export import torch_source
+
+    model = load(args.file, args.sizes, _limits(args))
+    return _write_text(torch_source(model).encode("utf-8"), args)
 
 
 def _radii(text: str) -> tuple[float, ...]:
@@ -379,6 +402,29 @@ def build_parser() -> argparse.ArgumentParser:
                       help="give or override sizes")
     flow.add_argument("--print", action="store_true", help="also print the norms")
     flow.set_defaults(run=_gradflow)
+    der = sub.add_parser("derive", help="print the chain rule for a gradient (backpropagation "
+                         "through time): a sum over the unrolled paths, or as matrices")
+    der.add_argument("file", help=FILE_HELP)
+    der.add_argument("--wrt", default=None, metavar="U",
+                     help="differentiate with respect to a parameter (W) or a value at a step "
+                     "(x(1), h(0)); with --matrix, print only that parameter's gradient")
+    der.add_argument("--loss", default=None, metavar="E",
+                     help="the loss: a variable (its steps summed) or one step, E(2) (default: "
+                     "the model's losses)")
+    der.add_argument("--unroll", type=_unroll_steps, default=2, metavar="N",
+                     help="the steps unrolled (default 2)")
+    der.add_argument("--matrix", action="store_true",
+                     help="every gradient as vectors and matrices, the book's ∇_W L = Σ_t ...")
+    der.add_argument("--latex", action="store_true",
+                     help="an aligned block (amsmath) for a solution sheet")
+    der.add_argument("--check", action="store_true",
+                     help="evaluate the printed terms on random values and say how far they "
+                     "are from the compiled gradient (on standard error)")
+    der.add_argument("-o", "--output", default=None,
+                     help="the file to write (default: standard output)")
+    der.add_argument("--sizes", type=sizes_arg, default=None, metavar="x=10,h=32",
+                     help="give or override sizes")
+    der.set_defaults(run=_derive)
     export = sub.add_parser("export", help="write the equations as a PyTorch module (autograd "
                             "gives the gradients): train them with torch's optimizers")
     export.add_argument("file", help=FILE_HELP)
@@ -389,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--sizes", type=sizes_arg, default=None, metavar="x=10,h=32",
                         help="give or override sizes")
     export.set_defaults(run=_export)
-    for command in (check, draw, comp, flow, export):
+    for command in (check, draw, comp, flow, der, export):
         command.add_argument("--limit", type=limit_option, action="append", default=[],
                              metavar="NAME=N", help="raise a limit, as in delay=5000 (repeatable): "
                              "source_bytes, equations, delay, size, parameter_elements, unroll, "

@@ -247,6 +247,20 @@ class Model:
         from .. import api
         return api.compile(self, sizes, dtype, check_finite, optimize, backend)
 
+    def derive(self, wrt: str | None = None, loss: str | None = None, steps: int = 2,
+               form: str = "paths", sizes: dict[str, int] | None = None):
+        """The chain rule for a gradient, printed and checkable: see :func:`rnngraph.api.derive`.
+
+        Examples
+        --------
+        >>> m = parse("h(t) = tanh(W h(t-1) + U x(t))\\ny(t) = softmax(V h(t))\\n"
+        ...           "L(t) = cross_entropy(y(t), d(t))", sizes={"x": 2, "h": 3, "y": 2})
+        >>> print(m.derive(wrt="W", form="matrix").text().splitlines()[-1])
+           ∇_W L = Σ_t (diag(1 - h(t)^2) ∇_h(t) L) h(t-1)^T
+        """
+        from .. import api
+        return api.derive(self.with_sizes(sizes) if sizes else self, wrt, loss, steps, form)
+
     def to_torch(self, sizes: dict[str, int] | None = None, dtype: str = "float32", device=None):
         """The equations as a ``torch.nn.Module`` (PyTorch's autograd gives the gradients):
         ``forward(inputs, initial=None, steps=None)`` on (T, B, n) tensors returns every

@@ -15,7 +15,8 @@ from .names import latex_name
 SUM, PRODUCT, SIGNED, MATPROD, POSTFIX, ATOM = range(1, 7)
 
 
-def _prec(node) -> int:
+def precedence(node) -> int:
+    """How tightly ``node`` binds when printed: SUM (1) .. ATOM (6)."""
     if isinstance(node, ast.Binary):
         return {"+": SUM, "-": SUM, "*": PRODUCT, "/": PRODUCT, "@": MATPROD}[node.op]
     if isinstance(node, ast.Neg):
@@ -81,7 +82,7 @@ class _Printer:
 
     def expr(self, node, least: int = SUM) -> str:
         text = self._node(node)
-        return self.paren(text) if _prec(node) < least else text
+        return self.paren(text) if precedence(node) < least else text
 
     def _node(self, node) -> str:
         if isinstance(node, ast.Binary):

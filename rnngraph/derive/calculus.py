@@ -1,0 +1,468 @@
+"""The chain rule on the equations, printed and evaluable: vector-Jacobian products as terms.
+
+A :class:`Term` is one vector (or, for a parameter, one matrix) of a derivation, held three
+ways at once: as plain text, as LaTeX, and as a function that evaluates it on numbers (an
+:class:`~rnngraph.derive.values.Values`, at a step).  The terms are built by :func:`pull`,
+reverse mode on an equation's right side: given the gradient ``g`` of what the equation
+computes, it says what reaches each read and each parameter, in the book's notation
+(Goodfellow, Bengio & Courville, Deep Learning, 10.2.2):
+
+    h(t) = tanh(W h(t-1) + U x(t) + b)   with g = ∇_h(t) L
+      -> to h(t-1):  W^T diag(1 - h(t)^2) ∇_h(t) L
+      -> to W:       (diag(1 - h(t)^2) ∇_h(t) L) h(t-1)^T
+
+Because what is printed is what is evaluated, a derivation checked against the compiled
+gradient (rnngraph/derive/__init__.py) checks the printed formulas themselves.  The rules are
+written here again from the mathematics, apart from the compiler's op table: a mistake in
+either shows as a difference between the two.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import numpy as np
+
+from ..errors import RnnGraphError
+from ..lang import ast
+from ..lang.names import latex_name
+from ..lang.printing import MATPROD, POSTFIX, LatexPrinter, TextPrinter, is_number, precedence
+
+# How tightly a printed term binds: a sum, an entrywise product (⊙, a sign), a product by
+# juxtaposition (W^T g, diag(d) g), an atom.  W^T (a ⊙ g) keeps its brackets; a ⊙ W^T g needs none.
+SUM, HADAMARD, PRODUCT, ATOM = 1, 2, 3, 4
+
+_TEXT, _LATEX = TextPrinter(), LatexPrinter()
+
+
+@dataclass(frozen=True)
+class Term:
+    """A vector of a derivation: ``text`` and ``latex`` print it, ``fn(values)`` evaluates it
+    ((B, size) per example, or a parameter's shape).  ``size`` is its length (None for a
+    parameter's gradient); ``one`` marks the number 1, left out of products."""
+
+    text: str
+    latex: str
+    prec: int
+    fn: Callable
+    size: int | None = 1
+    one: bool = False
+
+
+def _br(t: Term, least: int, latex: bool = False) -> str:
+    s = t.latex if latex else t.text
+    if t.prec >= least:
+        return s
+    return r"\left(" + s + r"\right)" if latex else f"({s})"
+
+
+def one() -> Term:
+    return Term("1", "1", ATOM, lambda v: np.ones((v.batch, 1)), 1, one=True)
+
+
+def given(array, text: str = "g", latex: str = "g") -> Term:
+    """A known cotangent (a path's product so far)."""
+    return Term(text, latex, ATOM, lambda v: array, np.shape(array)[-1])
+
+
+def value(node, size: int) -> Term:
+    """A forward value, as the file writes it: ``h(t-1)``, ``W h(t-1) + U x(t)``."""
+    p = precedence(node)
+    prec = ATOM if p >= POSTFIX else SUM if p == 1 else PRODUCT if p == MATPROD else HADAMARD
+    return Term(_TEXT.expr(node), _LATEX.expr(node), prec, lambda v: v.value(node), size)
+
+
+def gradient(name: str, offset: int | None, index: str = "t", size: int | None = None,
+             fixed: bool = False) -> Term:
+    """∇_h(t+offset) L (``fixed``: ∇_h(offset) L, at that step): the gradient of the loss with
+    respect to a value, which the derivation being evaluated gives."""
+    if fixed:
+        text, latex = f"{name}({offset})", latex_name(name, f"({offset})")
+    else:
+        text, latex = _TEXT.ref(name, offset, index), _LATEX.ref(name, offset, index)
+
+    def fn(v):
+        return v.gradient(name, offset if fixed or offset is None else v.step + offset)
+    return Term(f"∇_{text} L", rf"\nabla_{{{latex}}} L", PRODUCT, fn, size)
+
+
+def scaled(a: Term, g: Term) -> Term:
+    """``a g`` where one of the two has one number an example (a scale): juxtaposed."""
+    if g.one or a.one:                  # 1 g is g (evaluated once an example all the same)
+        shown = a if g.one else g
+        return Term(shown.text, shown.latex, shown.prec, lambda v: a.fn(v) * g.fn(v),
+                    max(a.size or 1, g.size or 1))
+    return Term(f"{_br(a, PRODUCT)} {_br(g, PRODUCT)}",
+                rf"{_br(a, PRODUCT, True)} {_br(g, PRODUCT, True)}", PRODUCT,
+                lambda v: a.fn(v) * g.fn(v), max(a.size or 1, g.size or 1))
+
+
+def hadamard(a: Term, g: Term) -> Term:
+    """``a ⊙ g`` (entry by entry); juxtaposed when either is one number an example."""
+    if g.one or a.one or a.size == 1 or g.size == 1:
+        return scaled(a, g)
+    return Term(f"{_br(a, HADAMARD)} ⊙ {_br(g, HADAMARD)}",
+                rf"{_br(a, HADAMARD, True)} \odot {_br(g, HADAMARD, True)}", HADAMARD,
+                lambda v: a.fn(v) * g.fn(v), g.size)
+
+
+def diag(d: Term, g: Term) -> Term:
+    """``diag(d) g``: a function's derivative, entry by entry (the book's diag(1 - h^2))."""
+    inner = Term(f"diag({d.text})", rf"\operatorname{{diag}}\left({d.latex}\right)", ATOM, d.fn, d.size)
+    return hadamard(inner, g) if (g.size or 1) == 1 or g.one else Term(
+        f"{inner.text} {_br(g, PRODUCT)}", rf"{inner.latex} {_br(g, PRODUCT, True)}", PRODUCT,
+        lambda v: d.fn(v) * g.fn(v), g.size)
+
+
+def divided(g: Term, b: Term) -> Term:
+    """``g ⊘ b``, entry by entry."""
+    return Term(f"{_br(g, HADAMARD)} / {_br(b, ATOM)}",
+                rf"{_br(g, HADAMARD, True)} \oslash {_br(b, ATOM, True)}", HADAMARD,
+                lambda v: g.fn(v) / b.fn(v), max(g.size or 1, b.size or 1))
+
+
+def negated(g: Term) -> Term:
+    return Term(f"-{_br(g, HADAMARD)}", f"-{_br(g, HADAMARD, True)}", HADAMARD,
+                lambda v: -g.fn(v), g.size)
+
+
+def square(a: Term) -> Term:
+    """``a^2`` entry by entry; in LaTeX a name with a superscript is bracketed, (h^{(t)})^2."""
+    bare = a.prec >= ATOM and "^" not in a.latex
+    return Term(f"{_br(a, ATOM)}^2", (a.latex if bare else rf"\left({a.latex}\right)") + "^{2}",
+                ATOM, lambda v: a.fn(v) ** 2, a.size)
+
+
+def minus(a: Term, b: Term) -> Term:
+    """``a - b`` of two printed values (1 - h(t)^2)."""
+    return Term(f"{a.text} - {_br(b, HADAMARD)}", rf"{a.latex} - {_br(b, HADAMARD, True)}", SUM,
+                lambda v: a.fn(v) - b.fn(v), max(a.size or 1, b.size or 1))
+
+
+def number(x: float) -> Term:
+    text = str(int(x)) if float(x).is_integer() else repr(float(x))
+    return Term(text, text, ATOM, lambda v: x, 1, one=(x == 1))
+
+
+def by_matrix(name: str, g: Term, transposed: bool, size: int | None = None) -> Term:
+    """``W^T g`` (``transposed``) or ``W g``: a gradient through a product with a parameter."""
+    t = "^T" if transposed else ""
+    lt = r"^{\top}" if transposed else ""
+    return Term(f"{name}{t} {_br(g, PRODUCT)}", f"{latex_name(name)}{lt} {_br(g, PRODUCT, True)}",
+                PRODUCT, lambda v: g.fn(v) @ (v.param(name) if transposed else v.param(name).T),
+                size)
+
+
+def outer(g: Term, x: Term) -> Term:
+    """``g x^T`` summed over the examples: a parameter matrix's share."""
+    left, lleft = ("", "") if g.one else (f"{_br(g, ATOM)} ", f"{_br(g, ATOM, True)} ")
+    return Term(f"{left}{_br(x, ATOM)}^T",
+                rf"{lleft}{{{_br(x, ATOM, True)}}}^{{\top}}", PRODUCT,
+                lambda v: np.einsum("bi,bj->ij", _rows(g.fn(v)), _rows(x.fn(v))), None)
+
+
+def dot(a: Term, g: Term) -> Term:
+    """``a^T g``, one number an example: the gradient reaching a size-1 operand."""
+    return Term(f"{_br(a, ATOM)}^T {_br(g, PRODUCT)}",
+                rf"{{{_br(a, ATOM, True)}}}^{{\top}} {_br(g, PRODUCT, True)}", PRODUCT,
+                lambda v: (a.fn(v) * g.fn(v)).sum(-1, keepdims=True), 1)
+
+
+def softmax_jacobian(s: Term, g: Term) -> Term:
+    """``(diag(s) - s s^T) g``: the softmax's Jacobian (symmetric) times g."""
+    st, sl = _br(s, ATOM), _br(s, ATOM, True)
+    return Term(f"(diag({s.text}) - {st} {st}^T) {_br(g, PRODUCT)}",
+                rf"\left(\operatorname{{diag}}\left({s.latex}\right) - {sl} {{{sl}}}^{{\top}}\right) "
+                f"{_br(g, PRODUCT, True)}", PRODUCT,
+                lambda v: _softmax_vjp(s.fn(v), g.fn(v)), s.size)
+
+
+def _softmax_vjp(s, g):
+    return s * g - s * (s * g).sum(-1, keepdims=True)
+
+
+def part(g: Term, lo: int, hi: int) -> Term:
+    """Rows lo+1 .. hi of g (counted from 1): what reaches one item of ``[a; b]``."""
+    return Term(f"{_br(g, ATOM)}[{lo + 1}:{hi}]", rf"{_br(g, ATOM, True)}_{{{lo + 1}:{hi}}}", ATOM,
+                lambda v: g.fn(v)[..., lo:hi], hi - lo)
+
+
+def summed(g: Term) -> Term:
+    """``1^T g``: g's entries added, where a size-1 operand was broadcast over a vector."""
+    return Term(f"1^T {_br(g, PRODUCT)}", rf"\mathbf{{1}}^{{\top}} {_br(g, PRODUCT, True)}",
+                PRODUCT, lambda v: g.fn(v).sum(-1, keepdims=True), 1)
+
+
+def total(terms: list[Term]) -> Term:
+    """The sum of the terms (a minus for a negated one)."""
+    if not terms:
+        return Term("0", "0", ATOM, lambda v: 0.0, None)
+    if len(terms) == 1:
+        return terms[0]
+    text, latex = terms[0].text, terms[0].latex
+    for t in terms[1:]:
+        neg = t.text.startswith("-")
+        text += (" - " + t.text[1:]) if neg else (" + " + t.text)
+        latex += (" - " + t.latex[1:]) if neg else (" + " + t.latex)
+    fns = [t.fn for t in terms]
+    return Term(text, latex, SUM, lambda v: sum(f(v) for f in fns), terms[0].size)
+
+
+def _rows(a):
+    return a if np.ndim(a) == 2 else np.reshape(a, (1, -1))
+
+
+# ============================================================================
+# Functions: f'(z) entry by entry, from the output y = f(z) where it is simplest
+# ============================================================================
+def _derivative(func: str, y: Term, z: Term) -> Term:
+    if func == "tanh":
+        return minus(number(1), square(y))
+    if func == "sigmoid":
+        return hadamard(y, minus(number(1), y))
+    if func == "relu":
+        return Term(f"1[{z.text} > 0]", rf"\mathbf{{1}}\left[{z.latex} > 0\right]", ATOM,
+                    lambda v: (z.fn(v) > 0).astype(float), z.size)
+    if func == "exp":
+        return y
+    if func == "log":
+        return divided(number(1), z)
+    if func == "softplus":
+        return Term(f"sigmoid({z.text})", rf"\sigma\left({z.latex}\right)", ATOM,
+                    lambda v: 1 / (1 + np.exp(-z.fn(v))), z.size)
+    if func == "sqrt":
+        return divided(number(1), scaled(number(2), y))
+    return None
+
+
+class Unsupported(RnnGraphError):
+    """A construct the derivations do not cover yet, located in the file."""
+
+
+@dataclass
+class Pulled:
+    """What reaches one read or parameter: ``leaf`` (a Ref or At node of the right side),
+    ``term`` its gradient, ``over`` True inside a sum over the steps (sum_t)."""
+
+    leaf: object
+    term: Term
+    over: bool = False
+
+
+class Rules:
+    """Reverse mode on one right side.  ``sizes(node)`` is the length of a value; ``params``
+    the parameters' shapes; ``out`` the node that reads the equation's own value (h(t)), so
+    that the outermost function's derivative is written with it (1 - h(t)^2)."""
+
+    def __init__(self, model, source):
+        self.model, self.source = model, source
+        self.params = model.param_shapes
+
+    def size(self, node) -> int:
+        m = self.model
+        if isinstance(node, (ast.Ref, ast.At)):
+            shape = self.params.get(node.name) or m.shape(node.name)
+            return shape[0]
+        if isinstance(node, (ast.Num, ast.Step)):
+            return 1
+        if isinstance(node, ast.Neg):
+            return self.size(node.operand)
+        if isinstance(node, ast.Concat):
+            return sum(self.size(i) for i in node.items)
+        if isinstance(node, ast.Call):
+            if node.func in ("cross_entropy", "binary_cross_entropy"):
+                return 1
+            return self.size(node.args[0])
+        if isinstance(node, ast.Binary):
+            if node.op == "@":
+                left = node.left
+                if ast.diagonal(left) is not None:
+                    return self.size(node.right)
+                if isinstance(left, ast.Transpose) and not self._is_matrix(left.operand):
+                    return 1
+                return self._rows(left)
+            return max(self.size(node.left), self.size(node.right))
+        raise self.unsupported(node, "this expression")
+
+    def _rows(self, a) -> int:
+        """The rows of a matrix expression of parameters (W, W^T, W1 + 2 W2)."""
+        if isinstance(a, ast.Ref):
+            return self.params[a.name][0]
+        if isinstance(a, ast.Transpose) and isinstance(a.operand, ast.Ref):
+            return self.params[a.operand.name][1]
+        ref = next(r for r in ast.walk(a) if isinstance(r, ast.Ref))
+        shape = self.params[ref.name]
+        flips = sum(isinstance(n, ast.Transpose) for n in ast.walk(a))
+        return shape[flips % 2]
+
+    def unsupported(self, node, what: str) -> Unsupported:
+        line, col = getattr(node, "pos", (1, 1))
+        return Unsupported(f"derivations do not cover {what} yet", self.source.location(line, col))
+
+    def value(self, node) -> Term:
+        return value(node, self.size(node))
+
+    def pull(self, rhs, g: Term, out_node) -> list[Pulled]:
+        found: list[Pulled] = []
+        self._pull(rhs, self._reduce(g, rhs), out_node, rhs, found, False)
+        return found
+
+    def _reduce(self, g: Term, node) -> Term:
+        return summed(g) if self.size(node) == 1 and (g.size or 1) > 1 else g
+
+    def _pull(self, node, g, out_node, top, found, over):
+        if isinstance(node, (ast.Num, ast.Step)):
+            return
+        if isinstance(node, (ast.Ref, ast.At)):
+            if getattr(node, "inner", None) or getattr(node, "child", None):
+                raise self.unsupported(node, "attention and trees")
+            found.append(Pulled(node, g, over))
+            return
+        rec = lambda n, gg: self._pull(n, gg, out_node, top, found, over)   # noqa: E731
+        if isinstance(node, ast.Neg):
+            rec(node.operand, negated(g))
+        elif isinstance(node, ast.Binary) and node.op in "+-":
+            rec(node.left, self._reduce(g, node.left))
+            rec(node.right, self._reduce(negated(g) if node.op == "-" else g, node.right))
+        elif isinstance(node, ast.Binary) and node.op == "*":
+            for a, b in ((node.left, node.right), (node.right, node.left)):
+                if is_number(a):
+                    continue
+                if self.size(a) == 1 and (g.size or 1) > 1:
+                    rec(a, dot(self.value(b), g))
+                else:
+                    rec(a, hadamard(self.value(b), g))
+        elif isinstance(node, ast.Binary) and node.op == "/":
+            a, b = node.left, node.right
+            if not is_number(a):
+                rec(a, self._reduce(divided(g, self.value(b)), a))
+            if not is_number(b):
+                share = hadamard(divided(self.value(a), square(self.value(b))), g)
+                rec(b, self._reduce(negated(share), b))
+        elif isinstance(node, ast.Binary) and node.op == "@":
+            self._product(node, g, rec, found, over)
+        elif isinstance(node, ast.Call):
+            self._call(node, g, out_node, top, rec, found)
+        elif isinstance(node, ast.Concat):
+            lo = 0
+            for item in node.items:
+                n = self.size(item)
+                rec(item, part(g, lo, lo + n))
+                lo += n
+        else:
+            raise self.unsupported(node, "this expression")
+
+    def _product(self, node, g, rec, found, over):
+        left, right = node.left, node.right
+        x = self.value(right)
+        d = ast.diagonal(left)
+        if d is not None:                                   # diag(v) h = v ⊙ h
+            rec(d, hadamard(x, g))
+            rec(right, hadamard(self.value(d), g))
+            return
+        if isinstance(left, ast.Transpose) and not self._is_matrix(left.operand):
+            inner = left.operand                            # a^T v, one number an example
+            rec(inner, scaled(x, g))
+            rec(right, scaled(self.value(inner), g))
+            return
+        if isinstance(left, ast.Ref):                       # W v
+            found.append(Pulled(left, outer(g, x), over))
+            rec(right, by_matrix(left.name, g, True, self.params[left.name][1]))
+            return
+        if isinstance(left, ast.Transpose) and isinstance(left.operand, ast.Ref):   # W^T v
+            found.append(Pulled(left.operand, outer(x, g), over))
+            rec(right, by_matrix(left.operand.name, g, False, self.params[left.operand.name][0]))
+            return
+        # A v for a matrix written as an expression, (W1 + 2 W2) h: A^T g to v, and to each
+        # parameter in A its share of the matrix g v^T
+        rec(right, self._through(left, g))
+        self._matrix_pull(left, outer(g, x), found, over)
+
+    def _is_matrix(self, node) -> bool:
+        return all(len(self.params.get(r.name, ())) == 2 for r in ast.walk(node)
+                   if isinstance(r, ast.Ref)) and any(isinstance(r, ast.Ref) for r in ast.walk(node))
+
+    def _through(self, a, g: Term) -> Term:
+        """``A^T g`` for a matrix expression A."""
+        text, latex = _TEXT.expr(a, POSTFIX), _LATEX.expr(a, POSTFIX)
+        return Term(f"{text}^T {_br(g, PRODUCT)}", rf"{{{latex}}}^{{\top}} {_br(g, PRODUCT, True)}",
+                    PRODUCT, lambda v: g.fn(v) @ v.evaluate(a, None), self._rows(ast.Transpose(a)))
+
+    def _matrix_pull(self, a, G: Term, found, over) -> None:
+        """The matrix gradient G of a matrix expression, spread over its parameters."""
+        if isinstance(a, ast.Ref):
+            found.append(Pulled(a, G, over))
+        elif isinstance(a, ast.Transpose):
+            self._matrix_pull(a.operand, Term(f"{_br(G, ATOM)}^T", rf"{{{_br(G, ATOM, True)}}}^{{\top}}",
+                                              ATOM, lambda v: G.fn(v).T, None), found, over)
+        elif isinstance(a, ast.Neg):
+            self._matrix_pull(a.operand, negated(G), found, over)
+        elif isinstance(a, ast.Binary) and a.op in "+-":
+            self._matrix_pull(a.left, G, found, over)
+            self._matrix_pull(a.right, negated(G) if a.op == "-" else G, found, over)
+        elif isinstance(a, ast.Binary) and a.op == "@":      # A B: G B^T to A, A^T G to B
+            lt, ll = _TEXT.expr(a.left, POSTFIX), _LATEX.expr(a.left, POSTFIX)
+            rt, rl = _TEXT.expr(a.right, POSTFIX), _LATEX.expr(a.right, POSTFIX)
+            self._matrix_pull(a.left, Term(f"{_br(G, ATOM)} {rt}^T", rf"{_br(G, ATOM, True)} {{{rl}}}^{{\top}}",
+                                           PRODUCT, lambda v: G.fn(v) @ v.evaluate(a.right, None).T,
+                                           None), found, over)
+            self._matrix_pull(a.right, Term(f"{lt}^T {_br(G, ATOM)}", rf"{{{ll}}}^{{\top}} {_br(G, ATOM, True)}",
+                                            PRODUCT, lambda v: v.evaluate(a.left, None).T @ G.fn(v),
+                                            None), found, over)
+        elif isinstance(a, ast.Binary) and a.op in "*/" and is_number(a.right if a.op == "/" or
+                                                                        is_number(a.right) else a.left):
+            number_side, matrix_side = (a.right, a.left) if is_number(a.right) else (a.left, a.right)
+            c = self.value(number_side)
+            share = divided(G, c) if a.op == "/" else scaled(c, G)
+            self._matrix_pull(matrix_side, share, found, over)
+        else:
+            raise self.unsupported(a, "this matrix")
+
+    def _call(self, node, g, out_node, top, rec, found):
+        f, args = node.func, node.args
+        z = self.value(args[0]) if args else None
+        y = self.value(out_node) if node is top and out_node is not None else self.value(node)
+        d = _derivative(f, y, z)
+        if d is not None:
+            rec(args[0], diag(d, g))
+        elif f == "softmax":
+            rec(args[0], softmax_jacobian(y, g))
+        elif f == "cross_entropy":
+            p, target = (self.value(a) for a in args)
+            rec(args[0], negated(scaled(divided(target, p), g)))
+            rec(args[1], negated(scaled(Term(f"log({p.text})", rf"\log {_br(p, ATOM, True)}", ATOM,
+                                             lambda v: np.log(p.fn(v)), p.size), g)))
+        elif f == "binary_cross_entropy":
+            p, target = (self.value(a) for a in args)
+            q = minus(number(1), p)
+            rec(args[0], scaled(divided(minus(p, target), hadamard(p, q)), g))
+            logs = Term(f"log({q.text}) - log({p.text})",
+                        rf"\log\left({q.latex}\right) - \log {_br(p, ATOM, True)}", SUM,
+                        lambda v: np.log(q.fn(v)) - np.log(p.fn(v)), p.size)
+            rec(args[1], scaled(logs, g))
+        elif self.model_function(f).over == "t":
+            n = f.startswith("mean")
+            share = g if not n else scaled(Term("1/τ", r"\frac{1}{\tau}", ATOM,
+                                                lambda v: 1 / v.steps, 1), g)
+            self._pull(args[0], share, None, None, found, True)
+        else:
+            raise self.unsupported(node, f"{f}()")
+
+    @staticmethod
+    def model_function(name):
+        from ..lang.functions import lookup
+        return lookup(name)
+
+
+def shifted(node, k: int):
+    """``node`` with every read along t moved by k steps: h(t-1) -> h(t) for k = 1."""
+    if isinstance(node, ast.Ref):
+        return replace(node, offset=node.offset + k) if node.offset is not None and k else node
+    if isinstance(node, ast.Step) and node.name == "t" and k:      # the step number, t + k
+        return ast.Binary("+" if k > 0 else "-", node, ast.Num(float(abs(k)), node.pos), node.pos)
+    kids = ast.children(node)
+    return ast.rebuild(node, [shifted(c, k) for c in kids]) if kids else node
+
+
+__all__ = ["ATOM", "HADAMARD", "PRODUCT", "SUM", "Pulled", "Rules", "Term", "Unsupported", "gradient",
+           "given", "one", "shifted", "total"]
