@@ -266,10 +266,12 @@ def _unroll_steps(text: str) -> int:
 
 
 def _export(args) -> int:
+    from .compile.jax_export import jax_source
     from .compile.torch_export import torch_source
 
     model = load(args.file, args.sizes, _limits(args))
-    return _write_text(torch_source(model).encode("utf-8"), args)
+    source = torch_source(model) if args.to == "torch" else jax_source(model)
+    return _write_text(source.encode("utf-8"), args)
 
 
 def _radii(text: str) -> tuple[float, ...]:
@@ -425,11 +427,13 @@ def build_parser() -> argparse.ArgumentParser:
     der.add_argument("--sizes", type=sizes_arg, default=None, metavar="x=10,h=32",
                      help="give or override sizes")
     der.set_defaults(run=_derive)
-    export = sub.add_parser("export", help="write the equations as a PyTorch module (autograd "
-                            "gives the gradients): train them with torch's optimizers")
+    export = sub.add_parser("export", help="write the equations as a PyTorch module or JAX "
+                            "functions (autograd gives the gradients): train them with the "
+                            "library's optimizers")
     export.add_argument("file", help=FILE_HELP)
-    export.add_argument("--to", choices=("torch",), default="torch",
-                        help="the library (torch; JAX is planned)")
+    export.add_argument("--to", choices=("torch", "jax"), default="torch",
+                        help="the library: torch (a torch.nn.Module) or jax (pure functions "
+                        "init and apply, each loop a lax.scan)")
     export.add_argument("-o", "--output", default=None,
                         help="the Python file to write (default: standard output)")
     export.add_argument("--sizes", type=sizes_arg, default=None, metavar="x=10,h=32",

@@ -269,6 +269,15 @@ class Model:
         from ..compile.torch_export import to_torch
         return to_torch(self.with_sizes(sizes) if sizes else self, dtype, device)
 
+    def to_jax(self, sizes: dict[str, int] | None = None):
+        """The equations as JAX's pure functions ``(init, apply)``: ``init(key, dtype)`` draws
+        the parameters as :meth:`compile`'s ``init_params`` does, ``apply(params, inputs,
+        initial=None, steps=None)`` returns every sequence and value; each loop is a
+        ``lax.scan``, so ``jax.jit``, ``jax.grad`` and ``jax.vmap`` take them.  Its source is
+        ``apply.source``; ``rnngraph export FILE --to jax`` writes it."""
+        from ..compile.jax_export import to_jax
+        return to_jax(self.with_sizes(sizes) if sizes else self)
+
     def to_text(self) -> str:
         """The canonical text; ``parse(m.to_text()) == m``."""
         given = self._given

@@ -8,8 +8,9 @@ PyTorch's autograd gives the backward pass, so a model written as equations trai
 torch's optimizers, on any device and dtype.  Verified against the NumPy compile: outputs and
 every gradient of every example that exports (tests/test_export.py).
 
-Not exported yet, each a message naming it: values over two indices (attention), whose
-(T, B, n) values at each step the list form does not hold, and recursive networks over trees.
+Attention: a value over two indices, e(u, t), holds at each u a (T, B, n) tensor of every
+step t; a read of a whole sequence over t is the stack of its steps.  Not exported yet (a
+message names it): recursive networks over trees.
 """
 from __future__ import annotations
 
@@ -84,11 +85,6 @@ class Model(torch.nn.Module):
 '''
 
 
-def _no_attention(model) -> RnnGraphError:
-    return RnnGraphError(f"{model.filename}: export to PyTorch does not take attention (a value "
-                         "over two indices, a sequence read whole) yet; compile it with NumPy")
-
-
 def _call(fn):
     return lambda a, t, at: Text(f"{fn}({', '.join(x.text for x in a)})", ATOM)
 
@@ -134,11 +130,9 @@ class TorchPrinter(Printer):
     def op_text(self, op, args, types, attrs):
         if op in TORCH:
             return TORCH[op](args, types, attrs)
-        if op == "softmax_steps":
-            raise _no_attention(self.model)
         text = lookup(op).py(args, types, attrs)
         if "np." in text.text or "keepdims" in text.text:
-            raise RnnGraphError(f"{self.model.filename}: export to PyTorch has no form of the "
+            raise RnnGraphError(f"{self.model.filename}: export to {self.NAME} has no form of the "
                                 f"op '{op}' yet")
         return text
 
@@ -148,8 +142,8 @@ class TorchPrinter(Printer):
             if len(self.model.shape(name)) == 2 and not self.fwd.type(e.out).lead:
                 # a matrix the same for every example (M = outer(a, b) of parameters): as it
                 # is, so that a product with it is one matrix's, not a batch's
-                return f"{indent}{target[:-5]} = ({text.text}).expand({self.dims(name)})"
-            return f"{indent}{target[:-5]} = ({text.text}).expand({self.B}, {self.dims(name)})"
+                return f"{indent}{target[:-5]} = {self.broadcast(f'({text.text})', self.dims(name))}"
+            return f"{indent}{target[:-5]} = {self.broadcast(f'({text.text})', f'{self.B}, {self.dims(name)}')}"
         if e.accumulate:                          # a sum over the steps: out of place
             return f"{indent}{target} = {target} + {text.at(ADD + 1)}"
         return super().statement(indent, e, target, text)
@@ -159,8 +153,9 @@ class TorchPrinter(Printer):
         return ", ".join(map(str, self.model.shape(name)))
 
     def home(self, h: Home) -> str:
-        if h.step == "all":
-            raise _no_attention(self.model)
+        if h.step == "all":                 # attention: every step of a sequence at once
+            T = self.lengths[self.along_of(h.name)]
+            return f"torch.stack({self.py[h.name]}[{self.P}:{T} + {self.P}])"
         return super().home(h)
 
     def module(self) -> str:
@@ -169,57 +164,84 @@ class TorchPrinter(Printer):
                           if self.sym[n].role != "parameter")
         from .source import docstring_text, tuple_text, wrap
         from .. import __version__
-        head = [f'"""{docstring_text(m.filename)}: the forward pass in PyTorch, exported by '
+        head = [f'"""{docstring_text(m.filename)}: the forward pass in {self.NAME}, exported by '
                 f'rnngraph {__version__}.', "", self.PATH, f"Sizes: {sizes}.",
                 "Vectors are rows: W x is x @ W.T, W being (size of result, size of x) as in PyTorch.",
-                '"""', "import torch"]
-        head += _HELPERS.split("\n")
+                '"""', *self.IMPORTS]
+        head += self.HELPERS.split("\n")
         head += [""] + wrap(f"PARAMETERS = {tuple_text(self.params)}")
         shapes = ", ".join(f'"{p}": {tuple(m.param_shapes[p])!r}' for p in self.params)
         head += wrap(f"SHAPES = {{{shapes}}}")
         head += wrap(f"INPUTS = {{{', '.join(repr(n) + ': ' + repr(self.at(n).along if self.sym[n].timed else None) for n in self.inputs)}}}")
         head += [f"INDICES = {tuple(self.lengths)!r}", f"TIMED = {bool(m.timed)}"]
-        return "\n".join(head + self.forward_torch()) + "\n" + _MODULE
+        return "\n".join(head + self.forward_torch()) + "\n" + self.TAIL
+
+    # -- how this library holds a sequence: a list of the steps' tensors ----------------
+    NAME = "PyTorch"
+    IMPORTS = ("import torch",)
+    HELPERS = _HELPERS
+    TAIL = _MODULE
+
+    def zeros_line(self) -> str:
+        return "    zeros = lambda *shape: like.new_zeros(shape)  # noqa: E731"
+
+    def input_sequence(self, n: str) -> str:
+        """A timed input padded with P zero steps before and F after."""
+        B, P, F = self.B, self.P, self.F
+        pad = f"[zeros({B}, {self.dims(n)})]"
+        return f'{pad} * {P} + list(inputs["{n}"].unbind(0))' + (f" + {pad} * {F}" if F else "")
+
+    def sequence_zeros(self, rows: str, dims: str, name: str | None = None) -> str:
+        if name is not None:            # e(u, t): at each u, every step t of the batch
+            t = self.fwd.type(Home(name))
+            dims = ", ".join([*self.lead_dims(t), *map(str, t.shape)])
+            return f"[zeros({dims})] * ({rows})"
+        return f"[zeros({self.B}, {dims})] * ({rows})"
+
+    def step_numbers(self) -> str:
+        return (f"[torch.full(({self.B}, 1), float(k), dtype=like.dtype, device=like.device) "
+                f"for k in range({1 - self.P}, {self.T} + {self.F + 1})]")
+
+    def number_of_steps(self) -> str:
+        return f"torch.full((1,), float({self.T}), dtype=like.dtype, device=like.device)"
+
+    def set_slot(self, name: str, slot, value: str) -> str:
+        return f"{name}[{slot}] = {value}"
+
+    def stacked(self, name: str, steps: str) -> str:
+        return f"torch.stack({name}[{steps}])"
 
     def forward_torch(self) -> list[str]:
         from .source import Namer, dict_lines, unpack_lines
         self.along = "t"
-        T, B, P, F = self.T, self.B, self.P, self.F
+        T, B = self.T, self.B
         self.namer = Namer(self.taken)
         more = self.more_lengths()
         lines = ["", "", f"def forward(params, inputs, initial, {T}, {B}{more}):",
-                 '    """Run the equations; every sequence a list of its steps\' tensors."""']
+                 f'    """Run the equations; {self.HELD}"""']
         lines += unpack_lines([self.py[p] for p in self.params], "(params[name] for name in PARAMETERS)")
-        lines += ["    like = next(iter(params.values()))",
-                  "    zeros = lambda *shape: like.new_zeros(shape)  # noqa: E731"]
+        lines += ["    like = next(iter(params.values()))", self.zeros_line()]
         for n in self.inputs:
             if self.at(n).sym[n].timed:
-                steps = f'list(inputs["{n}"].unbind(0))'
-                pad = f"[zeros({B}, {self.dims(n)})]"
-                lines.append(f"    {self.py[n]} = {pad} * {P} + {steps}" + (f" + {pad} * {F}" if F else ""))
+                lines.append(f"    {self.py[n]} = {self.input_sequence(n)}")
             else:
                 lines.append(f'    {self.py[n]} = inputs["{n}"]')
         for n in self.seqs:
-            lines.append(f"    {self.py[n]} = [zeros({B}, {self.dims(n)})] * ({self.at(n).T} + {P + F})")
+            lines.append(f"    {self.py[n]} = {self.sequence_zeros(f'{self.at(n).T} + {self.P + self.F}', self.dims(n), n)}")
         for n, prog in self.made.items():           # a loss's logits kept (lower.fuse_losses)
             if prog is self.fwd and n in self.fwd.timed and n not in self.stepped:
                 t = self.fwd.types[("home", n)]
-                lines.append(f"    {self.py[n]} = [zeros({B}, {t.shape[-1]})] * "
-                             f"({self.at(n).T} + {P + F})")
+                rows = f"{self.at(n).T} + {self.P + self.F}"
+                lines.append(f"    {self.py[n]} = {self.sequence_zeros(rows, str(t.shape[-1]))}")
         for n in self.stepped:
-            i = n.split("_", 1)[1]
-            self.along = i
-            if n.startswith(STEP_HOMES[1]):
-                lines.append(f"    {self.py[n]} = torch.full((1,), float({self.T}), dtype=like.dtype, "
-                             "device=like.device)")
-            else:
-                lines.append(f"    {self.py[n]} = [torch.full(({B}, 1), float(k), dtype=like.dtype, "
-                             f"device=like.device) for k in range({1 - P}, {self.T} + {F + 1})]")
+            self.along = n.split("_", 1)[1]
+            made = self.number_of_steps() if n.startswith(STEP_HOMES[1]) else self.step_numbers()
+            lines.append(f"    {self.py[n]} = {made}")
         self.along = "t"
         for key, (step, n) in self.slots.items():
             if key not in self.model.defined_slots:
                 lines.append(f'    if "{key}" in initial:')
-                lines.append(f'        {self.py[n]}[{self.slot(step)}] = initial["{key}"]')
+                lines.append(f'        {self.set_slot(self.py[n], self.slot(step), f"initial[{key!r}]")}')
         for n in self.values:
             if self.sym[n].over:
                 lines.append(f"    {self.py[n]} = zeros({B}, {self.dims(n)})")
@@ -229,23 +251,32 @@ class TorchPrinter(Printer):
                 return "Time-free values and initial values"
             return f"{self.shown(b.names)}: a loop " + ("forward" if b.direction > 0 else "backward")
         lines += self.blocks(self.fwd, title)
-        outs = [f'"{n}": torch.stack({self.py[n]}[{self.at(n).steps()}])' for n in self.seqs]
+        outs = [f'"{n}": {self.stacked(self.py[n], self.at(n).steps())}' for n in self.seqs]
         outs += [f'"{n}": {self.py[n]}' if len(self.model.shape(n)) == 2 and
                  not self.fwd.type(Home(n)).lead else      # a matrix the same for all, as NumPy's
-                 f'"{n}": {self.py[n]}.expand({B}, {self.dims(n)})' for n in self.values]
+                 f'"{n}": {self.broadcast(self.py[n], f"{B}, {self.dims(n)}")}' for n in self.values]
         lines += [""] + dict_lines("outputs", outs)
         return lines + ["    return outputs"]
+
+    HELD = "every sequence a list of its steps' tensors."
+
+    def broadcast(self, text: str, shape: str) -> str:
+        return f"{text}.expand({shape})"
+
+
+def exportable(model, library: str = "PyTorch"):
+    """``model`` with its sizes, or a message naming what ``library`` cannot take yet."""
+    model = model.require_sizes()
+    if any(d.tree for d in model.program.indices):
+        raise RnnGraphError(f"{model.filename}: export to {library} does not take a recursive "
+                            "network over a tree (tree n) yet; compile it with NumPy")
+    return model
 
 
 def torch_source(model, dtype: str = "float64") -> str:
     """The PyTorch module's source for ``model`` (sizes known)."""
     from ..check.analysis import parameter_order
-    model = model.require_sizes()
-    if any(isinstance(s.index, tuple) for s in model.symbols.values()):
-        raise _no_attention(model)
-    if any(d.tree for d in model.program.indices):
-        raise RnnGraphError(f"{model.filename}: export to PyTorch does not take a recursive "
-                            "network over a tree (tree n) yet; compile it with NumPy")
+    model = exportable(model)
     fwd = lower(model)
     return TorchPrinter(model, fwd, dtype, parameter_order(model)).module()
 

@@ -1,0 +1,207 @@
+"""The forward program printed as JAX: pure functions ``init`` and ``apply`` for jit, grad, vmap.
+
+``rnngraph export FILE --to jax`` and :meth:`rnngraph.Model.to_jax` (issue 21).  The same
+printer as the PyTorch export (rnngraph/compile/torch_export.py: the plain path's forward
+program, one statement an op), with JAX's arrays: a sequence is one array over the steps
+(P zero slots before step 1 for the initial values, F after T), written step by step with
+``h.at[t].set(...)``, and every loop is a ``lax.scan`` over the steps (``reverse=True`` for a
+recurrence backward in time) whose carry is the arrays the loop writes.  In a scan XLA updates
+those in place; reverse mode keeps what the nonlinear ops need per step, as for any scan.
+``jax.grad`` gives the backward pass; the functions are pure, so ``jit`` and ``vmap`` take them.
+
+Why arrays and scans, not PyTorch's lists: JAX traces a Python loop into one copy of its body
+a step (compile time growing with T) where a scan compiles the body once.
+"""
+from __future__ import annotations
+
+import re
+
+from ..errors import RnnGraphError
+from .lower import lower
+from .optable import ATOM, Text, lookup
+from .program import Home
+from .source import identifier
+from .torch_export import TorchPrinter, exportable
+
+#: NumPy's name in the op table's source, not already JAX's (the arguments' text is printed)
+_NP = re.compile(r"(?<![\w.])np\.")
+
+_HELPERS = '''
+
+def sigmoid(z):
+    return jax.nn.sigmoid(z)
+
+
+def softmax(z, axis=-1):
+    return jax.nn.softmax(z, axis)
+
+
+def log_softmax(z):
+    return jax.nn.log_softmax(z, -1)
+
+
+def cross_entropy(p, target):
+    return -(target * jnp.log(jnp.where(target == 0, 1, p))).sum(-1, keepdims=True)
+
+
+def softmax_cross_entropy(z, target):
+    return -(target * jax.nn.log_softmax(z, -1)).sum(-1, keepdims=True)
+
+
+def binary_cross_entropy(p, d):
+    return -(d * jnp.log(p) + (1 - d) * jnp.log(1 - p)).sum(-1, keepdims=True)
+
+
+def sigmoid_binary_cross_entropy(z, d):
+    return (jax.nn.softplus(z) - d * z).sum(-1, keepdims=True)
+
+
+def transposed(a):
+    return jnp.swapaxes(a, -1, -2)
+'''
+
+_FUNCTIONS = '''
+
+def init(key, dtype=jnp.float32):
+    """Every parameter, drawn as rnngraph's init_params draws them: uniform in +-1/sqrt(rows)
+    (PyTorch's recurrent layers' rule)."""
+    params = {}
+    for name, key in zip(PARAMETERS, jax.random.split(key, len(PARAMETERS))):
+        bound = 1 / SHAPES[name][0] ** 0.5
+        params[name] = jax.random.uniform(key, SHAPES[name], dtype, -bound, bound)
+    return params
+
+
+def apply(params, inputs, initial=None, steps=None):
+    """Run the equations on (T, B, n) inputs (and {"h(0)": (B, n)} initial values); return
+    every sequence (T, B, n) and value (B, n).  Pure: jit, grad and vmap take it (T and B
+    come from the inputs' shapes, which jit holds fixed)."""
+    lengths = dict(steps) if isinstance(steps, dict) else {}
+    if isinstance(steps, int):
+        lengths = {i: steps for i in INDICES}
+    batch = None
+    for name, index in INPUTS.items():
+        value = inputs[name]
+        if index is not None:
+            lengths.setdefault(index, value.shape[0])
+        batch = value.shape[-2]
+    for value in (initial or {}).values():
+        batch = value.shape[0] if batch is None else batch
+    missing = [i for i in INDICES if i not in lengths and TIMED]
+    if missing:
+        raise ValueError(f"no input gives the number of steps of {', '.join(missing)}: "
+                         "pass steps=")
+    return forward(params, inputs, initial or {},
+                   *(lengths.get(i, 0) for i in INDICES[:1]), batch or 1,
+                   *(lengths.get(i, 0) for i in INDICES[1:]))
+'''
+
+
+class JaxPrinter(TorchPrinter):
+    """Prints the forward program of ``model`` as JAX functions."""
+
+    PATH = "Exported to JAX: the forward pass as written, each loop a lax.scan; jax.grad " \
+           "gives the backward."
+    NAME = "JAX"
+    IMPORTS = ("import jax", "import jax.numpy as jnp", "from jax import lax")
+    HELPERS = _HELPERS
+    TAIL = _FUNCTIONS
+    HELD = "every sequence one array over its steps."
+
+    def home(self, h: Home) -> str:
+        # attention reads every step of a sequence over another index at once: one array's
+        # steps, h[1:T + 1], as NumPy's
+        return super(TorchPrinter, self).home(h)
+
+    def op_text(self, op, args, types, attrs):
+        if op == "norm":
+            keep = ", keepdims=True" if len(types[0].shape) == 1 else ""
+            return Text(f"jnp.linalg.norm({args[0].text}, axis=-1{keep})", ATOM)
+        text = lookup(op).py(args, types, attrs)
+        return Text(_NP.sub("jnp.", text.text), text.prec)
+
+    def zeros_line(self) -> str:
+        return "    zeros = lambda *shape: jnp.zeros(shape, like.dtype)  # noqa: E731"
+
+    def input_sequence(self, n: str) -> str:
+        B, P, F, d = self.B, self.P, self.F, self.dims(n)
+        parts = [f"zeros({P}, {B}, {d})", f'inputs["{n}"].astype(like.dtype)'] + \
+            ([f"zeros({F}, {B}, {d})"] if F else [])
+        return f"jnp.concatenate([{', '.join(parts)}])"
+
+    def sequence_zeros(self, rows: str, dims: str, name: str | None = None) -> str:
+        if name is not None:            # e(u, t): at each u, every step t of the batch
+            t = self.fwd.type(Home(name))
+            dims = ", ".join([*self.lead_dims(t), *map(str, t.shape)])
+            return f"zeros({rows}, {dims})"
+        return f"zeros({rows}, {self.B}, {dims})"
+
+    def step_numbers(self) -> str:
+        return (f"jnp.broadcast_to(jnp.arange({1 - self.P}, {self.T} + {self.F + 1}, dtype=like.dtype)"
+                f"[:, None, None], ({self.T} + {self.P + self.F}, {self.B}, 1))")
+
+    def number_of_steps(self) -> str:
+        return f"jnp.full((1,), {self.T}, like.dtype)"
+
+    def set_slot(self, name: str, slot, value: str) -> str:
+        return f"{name} = {name}.at[{slot}].set({value})"
+
+    def stacked(self, name: str, steps: str) -> str:
+        return f"{name}[{steps}]"
+
+    def broadcast(self, text: str, shape: str) -> str:
+        return f"jnp.broadcast_to({text}, ({shape}))"
+
+    def statement(self, indent, e, target, text):
+        if target.endswith("[...]") or e.accumulate or "[" not in target:
+            return super().statement(indent, e, target, text)
+        base, at = target.split("[", 1)               # h[t] = ...: h = h.at[t].set(...)
+        return f"{indent}{base} = {base}.at[{at[:-1]}].set({text.text})"
+
+    def blocks(self, prog, title) -> list[str]:
+        lines = []
+        for k, b in enumerate(prog.blocks, 1):
+            self.kind, self.along = b.kind, b.index
+            if b.kind in ("once", "all"):
+                body = self.block(prog, b, "    ")
+                if body:
+                    lines += ["", f"    # {title(b)}"] + body
+                continue
+            carry = list(dict.fromkeys(self.py[e.out.name] for e in b.eqns
+                                       if isinstance(e.out, Home)))
+            held = ", ".join(carry) + ("," if len(carry) == 1 else "")
+            t = self.var[b.index]
+            first, last = (str(self.P), f"{self.T} + {self.P}")
+            loop = self.namer("step_" + "_".join(identifier(n) for n in b.names)
+                              if len(b.names) <= 3 else f"loop_{k}")
+            body = self.block(prog, b, "        ")
+            lines += ["", f"    # {title(b)}", f"    def {loop}(carry, {t}):",
+                      f"        {held} = carry", *body, f"        return ({held}), None",
+                      f"    ({held}), _ = lax.scan({loop}, ({held}), jnp.arange({first}, {last})"
+                      + (", reverse=True)" if b.direction < 0 else ")")]
+        return lines
+
+
+def jax_source(model) -> str:
+    """The JAX module's source for ``model`` (sizes known): ``init`` and ``apply``."""
+    from ..check.analysis import parameter_order
+    model = exportable(model, "JAX")
+    return JaxPrinter(model, lower(model), "float32", parameter_order(model)).module()
+
+
+def to_jax(model):
+    """``model`` as JAX's pure functions ``(init, apply)``: ``init(key, dtype)`` draws the
+    parameters, ``apply(params, inputs, initial=None, steps=None)`` runs the equations."""
+    try:
+        import jax  # noqa: F401
+    except ImportError:
+        raise RnnGraphError("export to JAX needs jax: pip install jax") from None
+    source = jax_source(model)
+    namespace: dict = {}
+    filename = f"<rnngraph jax {model.filename}>"
+    import linecache
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(compile(source, filename, "exec"), namespace)
+    init, apply = namespace["init"], namespace["apply"]
+    apply.source = source
+    return init, apply

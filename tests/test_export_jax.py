@@ -1,0 +1,117 @@
+"""rnngraph export --to jax, Model.to_jax(): the equations as JAX's pure (init, apply).
+
+Every example that exports gives the NumPy compile's outputs and, through jax.grad, its
+gradients (parameters, inputs, initial values) within 1e-10 in float64; the functions run
+under jit, grad and vmap, each loop a lax.scan.  JAX is optional for users: these tests skip
+without it (CI installs a pinned CPU build).
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import rnngraph
+from rnngraph.cli import main
+
+jax = pytest.importorskip("jax", reason="JAX is the export's target: pip install jax==0.10.2")
+jnp = pytest.importorskip("jax.numpy")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import test_random_models as R  # noqa: E402
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+NOT_YET = {"tree"}
+EXPORTED = sorted(p.stem for p in EXAMPLES.glob("*.rnn") if p.stem not in NOT_YET)
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", False)
+
+
+def _problem(name):
+    m = rnngraph.load(EXAMPLES / f"{name}.rnn").require_sizes()
+    net = m.compile()
+    point = R._problem(net, m, seed=3)
+    steps = R._steps(m)
+    outs, pullback = net.vjp(*point, steps=steps)
+    cot = {k: np.random.default_rng(4).normal(size=v.shape) for k, v in outs.items()}
+    return m, point, steps, outs, cot, pullback(cot)
+
+
+@pytest.mark.parametrize("name", EXPORTED)
+def test_the_exported_functions_compute_what_the_numpy_compile_does(name):
+    m, point, steps, outs, cot, grads = _problem(name)
+    init, apply = m.to_jax()
+    params, inputs, initial = ({k: jnp.asarray(v) for k, v in d.items()} for d in point)
+    got = apply(params, inputs, initial, steps=steps)
+    assert set(got) == set(outs)
+    for k in outs:
+        assert np.allclose(np.asarray(got[k]), outs[k], rtol=1e-10, atol=1e-12), k
+
+    def total(p, i, ini):
+        o = apply(p, i, ini, steps=steps)
+        return sum((o[k] * cot[k]).sum() for k in cot)
+    theirs = {}
+    for d in jax.grad(total, argnums=(0, 1, 2))(params, inputs, initial):
+        theirs.update(d)
+    for k, want in grads.items():
+        assert np.allclose(np.asarray(theirs[k]), want, rtol=1e-10, atol=1e-12), k
+
+
+def test_jit_grad_and_vmap_take_the_functions():
+    """An LSTM: jit(grad) equals grad; vmap over a stack of parameter sets equals one call
+    each; the loops are scans (the backward state of a bidirectional RNN scans in reverse)."""
+    m = rnngraph.load(EXAMPLES / "lstm_dlbook.rnn")
+    init, apply = m.to_jax()
+    assert apply.source.count("lax.scan(") >= 1
+    assert "reverse=True" in rnngraph.load(EXAMPLES / "bidirectional.rnn").to_jax()[1].source
+    params = init(jax.random.PRNGKey(0), jnp.float64)
+    x = jax.random.normal(jax.random.PRNGKey(1), (9, 3, m.sizes["x"]), jnp.float64)
+
+    def loss(p, x):
+        return (apply(p, {"x": x})["h"] ** 2).sum()
+    g = jax.grad(loss)(params, x)
+    gj = jax.jit(jax.grad(loss))(params, x)
+    for k in g:
+        assert np.allclose(g[k], gj[k], rtol=1e-12, atol=1e-14), k
+    stack = jax.tree_util.tree_map(lambda *a: jnp.stack(a), params,
+                                   init(jax.random.PRNGKey(2), jnp.float64))
+    many = jax.vmap(loss, in_axes=(0, None))(stack, x)
+    assert np.allclose(many, [loss(params, x), loss(init(jax.random.PRNGKey(2), jnp.float64), x)])
+
+
+def test_init_draws_as_init_params():
+    """Uniform in +-1/sqrt(rows), every parameter of its shape."""
+    m = rnngraph.load(EXAMPLES / "torch_gru.rnn")
+    init, _ = m.to_jax()
+    params = init(jax.random.PRNGKey(0), jnp.float64)
+    assert {k: v.shape for k, v in params.items()} == m.compile().param_shapes
+    for k, v in params.items():
+        bound = 1 / v.shape[0] ** 0.5
+        assert float(jnp.abs(v).max()) <= bound and float(jnp.abs(v).max()) > 0.5 * bound, k
+
+
+def test_the_cli_writes_a_module(tmp_path):
+    out = tmp_path / "elman_jax.py"
+    assert main(["export", str(EXAMPLES / "elman.rnn"), "--to", "jax", "-o", str(out)]) == 0
+    spec = importlib.util.spec_from_file_location("elman_jax", out)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    source = out.read_text()
+    assert "# h(t) = tanh(" in source and "lax.scan(" in source
+    params = mod.init(jax.random.PRNGKey(0))
+    outs = mod.apply(params, {"x": jnp.ones((5, 2, 4)), "target": jnp.ones((5, 2, 5)) / 5})
+    assert outs["y"].shape == (5, 2, 5) and np.allclose(outs["y"].sum(-1), 1, atol=1e-6)
+
+
+def test_what_does_not_export_yet_says_so(capsys):
+    assert main(["export", str(EXAMPLES / "tree.rnn"), "--to", "jax"]) == 2
+    err = capsys.readouterr().err
+    assert "export to JAX does not take a recursive network over a tree" in err
+    assert "Traceback" not in err
