@@ -6,10 +6,12 @@ exports it to a torch.nn.Module (``Model.to_torch``) and torch's autograd, Adam 
 training loop do the rest.  The text is made here (a few sentences of the Deep Learning
 book's chapter 10 summary, repeated), so nothing is downloaded.
 
-    python examples/train_torch.py [--seconds 60] [--steps N]
+    python examples/train_torch.py [--seconds 60] [--steps N] [--jax]
 
 It prints the mean loss per character as it falls (from log(vocabulary) = 3.3 nats at the
-start) and a sample generated from the trained model.
+start) and a sample generated from the trained model.  With ``--jax`` the same model goes to
+JAX instead (``Model.to_jax``: pure init and apply, each loop a lax.scan), trained with
+optax's Adam under jax.jit(jax.value_and_grad(...)): it needs jax and optax.
 """
 from __future__ import annotations
 
@@ -58,15 +60,49 @@ def sample(net, chars: list[str], start: str, n: int) -> str:
     return text
 
 
+def train_jax(model, codes, chars, args) -> list[float]:
+    """The same training with JAX and optax: jit of the loss's value and gradient."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    init, apply = model.to_jax()
+    params = init(jax.random.PRNGKey(0))
+    opt = optax.adam(0.01)
+    state = opt.init(params)
+
+    @jax.jit
+    def update(params, state, x, k):
+        loss, grads = jax.value_and_grad(lambda p: apply(p, {"x": x, "k": k})["L"].mean())(params)
+        changes, state = opt.update(grads, state)
+        return optax.apply_updates(params, changes), state, loss
+
+    gen = torch.Generator().manual_seed(0)
+    losses, start, step = [], time.time(), 0
+    while (args.steps is None and time.time() - start < args.seconds) or \
+            (args.steps is not None and step < args.steps):
+        x, k = (jnp.asarray(a.numpy()) for a in batches(codes, len(chars), 40, 16, gen))
+        params, state, loss = update(params, state, x, k)
+        losses.append(float(loss))
+        step += 1
+        if step % 25 == 0:
+            print(f"step {step:4d}  loss {sum(losses[-25:]) / 25:.3f} nats a character "
+                  f"(uniform: {math.log(len(chars)):.2f}; JAX)")
+    return losses
+
+
 def main(argv=None) -> list[float]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60, help="train this long (default 60)")
     ap.add_argument("--steps", type=int, default=None, help="or this many Adam steps")
+    ap.add_argument("--jax", action="store_true", help="export to JAX and train with optax")
     args = ap.parse_args(argv)
     torch.manual_seed(0)
     chars = sorted(set(TEXT))
     codes = torch.tensor([chars.index(ch) for ch in TEXT])
     model = rnngraph.parse(EQUATIONS, "char_lstm.rnn", sizes={"x": len(chars), "h": 64, "y": len(chars)})
+    if args.jax:
+        return train_jax(model, codes, chars, args)
     net = model.to_torch()
     opt = torch.optim.Adam(net.parameters(), lr=0.01)
     gen = torch.Generator().manual_seed(0)

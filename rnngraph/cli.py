@@ -254,8 +254,8 @@ def _derive(args) -> int:
     if args.check:
         # the printed terms evaluated on a seeded run, against the compiled gradient
         diff = d.check()
-        print(f"checked: the printed terms, evaluated on random values, differ from the "
-              f"compiled gradient by at most {diff:.1e} (relative)", file=sys.stderr)
+        print(f"checked: the printed terms, evaluated on random values, differ from "
+              f"{d.against} by at most {diff:.1e} (relative)", file=sys.stderr)
     return _write_text((d.latex() if args.latex else d.text()).encode("utf-8"), args)
 
 

@@ -53,7 +53,7 @@ def test_the_matrix_form_is_the_books():
     """Elman (the book's 10.8-10.11): the lines of its section 10.2.2, in the file's names."""
     text = rnngraph.load(EXAMPLES / "elman.rnn").derive(form="matrix").text()
     lines = [line.strip() for line in text.splitlines()]
-    assert lines[0] == "L = Σ_t L(t); a term at a step outside 1..τ is zero"
+    assert lines[0] == "L = Σ_t L(t); a term of an equation at a step outside 1..τ is zero"
     for line in ["∇_o(t) L = (diag(y(t)) - y(t) y(t)^T) ∇_y(t) L",
                  "∇_h(t) L = W^T ∇_a(t+1) L + V^T ∇_o(t) L",
                  "∇_a(t) L = diag(1 - h(t)^2) ∇_h(t) L",
@@ -96,12 +96,101 @@ def test_grouped_by_loss_term_in_latex():
     assert [len(p) for p in d.groups.values()] == [1, 2]
 
 
-@pytest.mark.parametrize("wrt", ["x(1)", "h(0)", "h(1)"])
-def test_with_respect_to_a_value_at_a_step(wrt):
+@pytest.mark.parametrize("wrt, against, within", [
+    ("x(1)", "the compiled gradient", 1e-12), ("h(0)", "the compiled gradient", 1e-12),
+    ("h(1)", "central differences of the equations run again from h(1)", 1e-7)])
+def test_with_respect_to_a_value_at_a_step(wrt, against, within):
     """An input at a step and the initial value against the compiled gradient; a state inside
-    the run against the matrix form's recurrence, evaluated."""
+    the run, which the compiled model has no gradient for, against central differences of the
+    equations evaluated again from it (apart from the derivation's rules)."""
     d = rnngraph.load(EXAMPLES / "elman.rnn").derive(wrt=wrt, steps=3)
-    assert d.check() < 1e-12
+    assert d.check() < within and d.against == against
+
+
+DELAYED = "h(t) = tanh(W h(t-2) + U x(t))\ng(t) = tanh(V g(t+1) + U x(t))\nL(t) = v^T h(t) + v^T g(t)\n" \
+          "x: 2, h: 3, g: 3, L: 1\n"
+
+
+def test_initial_values_back_to_the_longest_delay():
+    m = rnngraph.parse(DELAYED)
+    assert m.derive(wrt="h(-1)", loss="L", steps=3).check() < 1e-12
+    with pytest.raises(rnngraph.RnnGraphError, match=r"the step is outside 1\.\.3"):
+        m.derive(wrt="g(0)", loss="L", steps=3)  # a backward state has no h(0)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("h(t) = tanh(outer(a, b) h(t-1) + U x(t))\nx: 2, h: 3, a: 3, b: 3\n", "this matrix"),
+    ("h(t) = tanh((h(t-1) x(t)^T) x(t))\nx: 3, h: 3\n", "this matrix"),
+])
+def test_what_is_not_covered_is_a_located_error(text, message):
+    with pytest.raises(Unsupported, match=message) as err:
+        rnngraph.parse(text, "m.rnn").derive(wrt="U" if "U" in text else "h(1)", loss="h")
+    assert err.value.line == 1 and err.value.column > 1
+
+
+def test_a_nan_gradient_fails_the_check():
+    """NaN (the square root of a negative number) in the gradients must not pass as agreement."""
+    m = rnngraph.parse("h(t) = tanh((t * W) h(t-1) + U x(t))\nL(t) = sqrt(-1 - h(t)^T h(t))\n"
+                       "x: 2, h: 3, L: 1\n")
+    with np.errstate(all="ignore"):
+        assert m.derive(form="matrix", loss="L").check() == float("inf")
+    ok = rnngraph.parse("h(t) = tanh((t * W) h(t-1) + U x(t))\nL(t) = v^T h(t)\nx: 2, h: 3, L: 1\n")
+    assert ok.derive(form="matrix", loss="L", steps=4).check() < 1e-12   # t in the matrix
+
+
+def test_matrix_expressions_with_transposes():
+    m = rnngraph.parse("h(t) = tanh((W1 W1^T) h(t-1) + W1 z(t))\nL(t) = v^T h(t)\nz: 1, h: 3, L: 1\n")
+    d = m.derive(form="matrix", loss="L")
+    assert "(W1 W1^T)^T" in d.text() and d.check() < 1e-12
+
+
+def test_long_unrolls_do_not_recurse():
+    """80 steps of a GRU in matrix form, and the paths counted through 12 layers over 60 steps."""
+    gru = rnngraph.load(EXAMPLES / "torch_gru.rnn")
+    assert gru.derive(loss="h", form="matrix", steps=80).check() < 1e-10
+    layers = "\n".join(f"h{k}(t) = tanh(W{k} h{k}(t-1) + U{k} h{k - 1}(t))" for k in range(1, 13))
+    deep = rnngraph.parse(layers.replace("h0(t)", "x(t)") + "\nL(t) = v^T h12(t)\n",
+                          sizes={"x": 2, "L": 1, **{f"h{k}": 2 for k in range(1, 13)}})
+    with pytest.raises(rnngraph.RnnGraphError, match="too many to print"):
+        deep.derive(wrt="x(1)", loss="L(60)", steps=60)
+
+
+@pytest.mark.parametrize("loss, message", [
+    ("x", "x is an input; name a variable an equation computes"),
+    ("W", "W is a parameter"),
+    ("h(0)", "a loss is at a step 1..2"),
+])
+def test_a_loss_is_computed_at_a_step_of_the_run(loss, message):
+    with pytest.raises(rnngraph.RnnGraphError, match=message):
+        rnngraph.load(EXAMPLES / "elman.rnn").derive(wrt="W", loss=loss)
+
+
+def test_the_matrix_form_takes_a_loss_at_every_step_and_a_parameter():
+    m = rnngraph.load(EXAMPLES / "elman.rnn")
+    with pytest.raises(rnngraph.RnnGraphError, match="the matrix form is for a loss at every step"):
+        m.derive(form="matrix", loss="L(2)")
+    with pytest.raises(rnngraph.RnnGraphError, match="name a parameter"):
+        m.derive(form="matrix", wrt="x(1)")
+    text = m.derive(form="matrix", wrt="W").text()
+    assert "∇_a(t) L = diag(1 - h(t)^2) ∇_h(t) L" in text and "∇_U L" not in text
+
+
+def test_printed_forms_of_sums_means_and_the_loss_itself():
+    halting = rnngraph.load(EXAMPLES / "halting.rnn").derive(wrt="w")
+    assert halting.text().startswith("∂(L + L_halt)/∂w = ")
+    mean = rnngraph.parse("h(t) = tanh(W h(t-1) + U x(t))\nC = mean_t(v^T h(t))\nx: 2, h: 3, C: 1\n")
+    d = mean.derive(form="matrix", loss="C")
+    assert "Σ_t h(t) (1 / τ)^T" in d.text() and d.check() < 1e-12
+    assert rnngraph.load(EXAMPLES / "elman.rnn").derive(wrt="L(1)", loss="L(1)").text() == \
+        "∂L(1)/∂L(1) = 1\n"
+
+
+def test_a_zero_gradient_is_no_false_alarm():
+    """b enters a softmax as the same number in every entry: its gradient is zero, rounding
+    alone; compared with the other gradients' size, not its own."""
+    m = rnngraph.parse("h(t) = tanh(W h(t-1) + U x(t))\nS = sum_t(b + V h(t))\ny = softmax(S)\n"
+                       "L = cross_entropy(y, d)\nx: 2, h: 3, b: 1, S: 3\n")
+    assert m.derive(form="matrix").check() < 1e-10
 
 
 def test_a_backward_state_and_the_last_step():
@@ -171,10 +260,15 @@ def test_the_cli_refuses_with_a_message(args, message, capsys):
 
 @pytest.mark.skipif(not shutil.which("pdflatex"), reason="pdflatex is not installed")
 def test_the_latex_compiles(tmp_path):
-    """Both forms' LaTeX, as printed, in a document with amsmath: pdflatex accepts it."""
-    model = rnngraph.load(EXAMPLES / "lstm_dlbook.rnn")
-    body = "\n".join(f"\\[\n{d.latex()}\\]" for d in (
-        model.derive(wrt="U_f", loss="h(2)"), model.derive(form="matrix", loss="h")))
+    """Every covered example's matrix form and a path form, as printed, in a document with
+    amsmath: pdflatex accepts them (accented names transposed, parts of concatenations)."""
+    blocks = []
+    for path in sorted(EXAMPLES.glob("*.rnn")):
+        if path.stem not in NOT_YET:
+            model = rnngraph.load(path)
+            blocks.append(model.derive(form="matrix", loss=_loss(model)))
+    blocks.append(rnngraph.load(EXAMPLES / "lstm_dlbook.rnn").derive(wrt="U_f", loss="h(2)"))
+    body = "\n".join(f"\\[\n{d.latex()}\\]" for d in blocks)
     (tmp_path / "d.tex").write_text("\\documentclass{article}\n\\usepackage{amsmath}\n"
                                     "\\begin{document}\n" + body + "\n\\end{document}\n")
     run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "d.tex"],

@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import networkx as nx
 import numpy as np
 
 from ..errors import RnnGraphError
@@ -71,6 +72,8 @@ class _Graph:
         self.rules = Rules(model, model.source)
         self.eqs = {(eq.name, eq.kind): eq for eq in model.equations}
         self.params = set(model.param_shapes)
+        self._reads_of: dict[Node, list[Node]] = {}
+        self._order: list[Node] | None = None
 
     def equation(self, node: Node):
         """The equation that computes ``node``, or None for a leaf (an input, a parameter,
@@ -113,7 +116,28 @@ class _Graph:
         return [(Node(leaf.name, s + leaf.offset), s)]
 
     def reads(self, node: Node) -> list[Node]:
-        return list(dict.fromkeys(r for r, _, _ in self.pulled(node, one())))
+        if node not in self._reads_of:
+            self._reads_of[node] = list(dict.fromkeys(r for r, _, _ in self.pulled(node, one())))
+        return self._reads_of[node]
+
+    def computed(self) -> list[Node]:
+        """Every value an equation computes over the steps."""
+        out = []
+        for (name, kind) in self.eqs:
+            steps = {"seq": range(1, self.steps + 1), "value": [None], "init": [0]}[kind]
+            out += [Node(name, s) for s in steps]
+        return out
+
+    def order(self) -> list[Node]:
+        """Every value, computed or read, each after what it reads (a topological order of the
+        unrolled graph, which NetworkX finds without recursion)."""
+        if self._order is None:
+            dag = nx.DiGraph()
+            for n in self.computed():
+                dag.add_node(n)
+                dag.add_edges_from((r, n) for r in self.reads(n))
+            self._order = list(nx.topological_sort(dag))
+        return self._order
 
     def vjp(self, a: Node, b: Node, cot, values: Values):
         """The partial derivative ∂a/∂b applied to the cotangent of a (a row vector times it)."""
@@ -139,11 +163,12 @@ def _supported(model) -> None:
                               src.location(line, col))
 
 
-_NODE = re.compile(r"\s*([^\s()]+)\s*(?:\(\s*(end|τ|\d+)\s*\))?\s*")
+_NODE = re.compile(r"\s*([^\s()]+)\s*(?:\(\s*(end|τ|-?\d+)\s*\))?\s*")
 
 
 def _node(model, text: str, steps: int, what: str) -> Node | list[Node]:
-    """``W``, ``x(2)``, ``h(0)``, ``L`` (every step of a sequence), ``h(end)``."""
+    """``W``, ``x(2)``, ``h(0)``, ``h(-1)`` (an initial value), ``L`` (every step of a
+    sequence), ``h(end)``."""
     m = _NODE.fullmatch(text)
     if not m or m.group(1) not in model.symbols:
         known = ", ".join(sorted(model.symbols))
@@ -157,16 +182,26 @@ def _node(model, text: str, steps: int, what: str) -> Node | list[Node]:
     if not sym.timed:
         raise RnnGraphError(f"{what} {text!r}: {name} has no steps")
     k = steps if step in ("end", "τ") else int(step)
-    if not (0 if sym.role == "state" else 1) <= k <= steps:
-        raise RnnGraphError(f"{what} {text!r}: the step is outside 1..{steps}"
-                            + (" (0: the initial value)" if sym.role == "state" else ""))
+    # a forward state's initial values are steps 0, -1, ... as far back as it is read
+    first = min([1] + [int(key[len(name) + 1:-1]) for key in model.initial_slots
+                       if key.startswith(name + "(")]) if sym.direction == "forward" else 1
+    if not first <= k <= steps:
+        initial = f" ({first}..0: its initial values)" if first < 1 else ""
+        raise RnnGraphError(f"{what} {text!r}: the step is outside {first}..{steps}{initial}")
     return Node(name, k)
 
 
 def _losses(model, loss: str | None, steps: int) -> list[Node]:
     if loss is not None:
         found = _node(model, loss, steps, "--loss")
-        return found if isinstance(found, list) else [found]
+        found = found if isinstance(found, list) else [found]
+        name = found[0].name
+        if not any(eq.name == name and eq.kind != "init" for eq in model.equations):
+            raise RnnGraphError(f"--loss {loss!r}: {name} is {'a parameter' if name in model.param_shapes else 'an input'}"
+                                "; name a variable an equation computes")
+        if any(n.step is not None and n.step < 1 for n in found):
+            raise RnnGraphError(f"--loss {loss!r}: a loss is at a step 1..{steps}")
+        return found
     read = {r.name for eq in model.equations for r in ast.walk(eq.rhs)
             if isinstance(r, (ast.Ref, ast.At))}
     roots = [n for n, s in model.symbols.items() if s.loss and n not in read]
@@ -184,14 +219,15 @@ def _loss_name(losses: list[Node]) -> str:
     names = list(dict.fromkeys(n.name for n in losses))
     if len(losses) == 1:
         return losses[0].text()
-    return names[0] if len(names) == 1 else " + ".join(names)
+    return names[0] if len(names) == 1 else "(" + " + ".join(names) + ")"
 
 
 def _loss_latex(losses: list[Node]) -> str:
     names = list(dict.fromkeys(n.name for n in losses))
     if len(losses) == 1:
         return losses[0].latex()
-    return latex_name(names[0]) if len(names) == 1 else " + ".join(map(latex_name, names))
+    return latex_name(names[0]) if len(names) == 1 else \
+        r"\left(" + " + ".join(map(latex_name, names)) + r"\right)"
 
 
 class Derivation:
@@ -253,15 +289,11 @@ class Paths(Derivation):
         if isinstance(target, list):
             raise RnnGraphError(f"--wrt {wrt!r}: {wrt} is a sequence: give a step, as --wrt {wrt}(1)")
         self.wrt = target
-        counts: dict[Node, int] = {}
-
-        def count(n: Node) -> int:          # the paths from n down to wrt, before listing them
-            if n == target:
-                return 1
-            if n not in counts:
-                counts[n] = 0 if g.equation(n) is None else sum(count(r) for r in g.reads(n))
-            return counts[n]
-
+        counts: dict[Node, int] = {}        # the paths from each value down to wrt, counted
+        for n in g.order():                 # before they are listed (what it reads first)
+            counts[n] = 1 if n == target else \
+                sum(counts.get(r, 0) for r in g.reads(n)) if g.equation(n) is not None else 0
+        count = lambda n: counts.get(n, 1 if n == target else 0)     # noqa: E731
         n_terms = sum(count(n) for n in self.losses)
         if n_terms > MAX_TERMS:
             raise RnnGraphError(f"{n_terms} paths from {target.text()} to the loss over {steps} "
@@ -293,7 +325,7 @@ class Paths(Derivation):
         for n, paths in self.groups.items():
             head = d(n.latex() if latex else n.text())
             terms = [(r" \, " if latex else " ").join(_partial(a, b, latex) for a, b in zip(p, p[1:]))
-                     for p in paths] or ["0"]
+                     or "1" for p in paths] or ["0"]
             rows.append((head, terms[0]))
             rows += [("", "+ " + t) for t in terms[1:]]
         return rows
@@ -327,14 +359,16 @@ class Paths(Derivation):
 
     def check(self, seed: int = 0, batch: int = 2) -> float:
         """The largest relative difference between the printed sum, evaluated, and the compiled
-        model's gradient (for a value inside the run, the matrix form's, evaluated)."""
+        model's gradient; for a value inside the run (h(1)), which the compiled model gives no
+        gradient for, central differences of the equations run again from it (float64)."""
         values = Values(self.model, self.steps, batch, seed)
         mine = self.evaluate(values)
         seeds = self._seeds(values, self.losses)
         ref = self._reference(values, self._compiled(values, seeds), self.wrt)
+        self.against = "the compiled gradient"
         if ref is None:
-            matrix = Matrix(self.model, loss=None, steps=self.steps, losses=self.losses)
-            ref = matrix.gradients(values)[self.wrt]
+            ref = values.differences(self.graph.order(), self.graph.equation, self.wrt, seeds)
+            self.against = f"central differences of the equations run again from {self.wrt.text()}"
         return _difference(mine, ref)
 
 
@@ -349,9 +383,14 @@ def _shaped(g, values: Values, node: Node):
     return np.broadcast_to(g, (values.batch, values.model.shape(node.name)[0]))
 
 
-def _difference(a, b) -> float:
+def _difference(a, b, scale: float = 0.0) -> float:
+    """max |a - b| relative to max |b| (or to ``scale``, where b is far smaller: a gradient
+    that is zero is compared with the others' size, not with its own rounding); NaN or Inf in
+    either is infinitely far."""
     a, b = np.asarray(a, float), np.asarray(b, float)
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return float("inf")
+    return float(np.max(np.abs(a - b), initial=0) / max(np.max(np.abs(b), initial=0), scale, 1e-300))
 
 
 class Matrix(Derivation):
@@ -359,11 +398,15 @@ class Matrix(Derivation):
 
     form = "matrix"
 
-    def __init__(self, model, loss: str | None = None, steps: int = 3, wrt: str | None = None,
-                 losses: list[Node] | None = None):
+    def __init__(self, model, loss: str | None = None, steps: int = 3, wrt: str | None = None):
         self.model, self.steps = model, steps
         self.graph = g = _Graph(model, steps)
-        self.losses = losses or _losses(model, loss, steps)
+        self.losses = _losses(model, loss, steps)
+        for n in self.losses:
+            if model.symbols[n.name].timed and sum(x.name == n.name for x in self.losses) < steps:
+                raise RnnGraphError(f"--loss {loss!r}: the matrix form is for a loss at every step "
+                                    f"(--loss {n.name}) or a time-free one; for one step, "
+                                    "print the paths")
         self.roots = {n.name for n in self.losses}
         # a loss at every step (or time-free) that nothing reads: its gradient is 1, printed so
         read = {r.name for eq in model.equations for r in ast.walk(eq.rhs)
@@ -386,9 +429,10 @@ class Matrix(Derivation):
                 self._place(eq, p)
         self.only = None
         if wrt is not None:
-            target = _node(model, wrt, steps, "--wrt")
-            if isinstance(target, Node) and target.name in g.params:
-                self.only = target.name
+            if wrt not in g.params:
+                raise RnnGraphError(f"--wrt {wrt!r}: with --matrix, name a parameter (every "
+                                    "variable's gradient is printed)")
+            self.only = wrt
 
     def _own(self, eq, k: int) -> Term:
         """∇ of what ``eq`` computes, at t - k for an equation over t."""
@@ -418,7 +462,7 @@ class Matrix(Derivation):
                     self.into.setdefault(name, []).append(_within(q.term, k, self.steps))
             return
         if isinstance(leaf, ast.At):        # h(end): the step's share, from every step of a sequence
-            term = _over_steps(p.term) if eq.kind == "seq" or p.over else p.term
+            term = _over_steps(p.term, "s") if eq.kind == "seq" or p.over else p.term
             self.into.setdefault(name, []).append(_at_step(term, leaf.step))
             return
         if leaf.offset is None:
@@ -438,8 +482,6 @@ class Matrix(Derivation):
             sym = self.model.symbols[n]
             lhs = gradient(n, 0 if sym.timed else None)
             lhs = lhs.latex if latex else lhs.text
-            if self.only is not None and n not in self.roots:
-                continue
             terms = self.into.get(n, [])
             if n in self.roots:             # the loss's own: 1, or ∂L/∂y(t) for a vector
                 own = "1" if self.model.shape(n)[0] == 1 else \
@@ -468,7 +510,7 @@ class Matrix(Derivation):
     def text(self) -> str:
         rows = self._rows(False)
         width = max(len(h) for h, _ in rows)
-        head = f"L = {self._header(False)}; a term at a step outside 1..τ is zero\n"
+        head = f"L = {self._header(False)}; a term of an equation at a step outside 1..τ is zero\n"
         return head + "\n".join(f"{h:>{width}} = {t}" for h, t in rows) + "\n"
 
     def latex(self) -> str:
@@ -503,6 +545,9 @@ class Matrix(Derivation):
             return out
 
         values.gradient = grad
+        for node in reversed(self.graph.order()):    # what reads a value before the value
+            if node.name not in values.params:
+                grad(node.name, node.step)
         out = {}
         for n, sym in model.symbols.items():
             if sym.role == "parameter":
@@ -525,11 +570,12 @@ class Matrix(Derivation):
 
     def check(self, seed: int = 0, batch: int = 2) -> float:
         """The largest relative difference, over the parameters, the inputs and the initial
-        values, between the printed gradients, evaluated, and the compiled model's."""
+        values, between the printed gradients, evaluated, and the compiled model's (relative
+        to the largest of them where one is zero)."""
         values = Values(self.model, self.steps, batch, seed)
         mine = self.gradients(values)
         grads = self._compiled(values, self._seeds(values, self.losses))
-        worst = 0.0
+        pairs = []
         for node, g in mine.items():
             initial = node.step is not None and node.step <= 0
             if initial and f"{node.name}({node.step})" not in grads:
@@ -537,8 +583,10 @@ class Matrix(Derivation):
             ref = self._reference(values, grads, node) if (
                 node.name in values.params or node.name in values.inputs or initial) else None
             if ref is not None:
-                worst = max(worst, _difference(g, ref))
-        return worst
+                pairs.append((g, ref))
+        scale = 1e-6 * max((float(np.max(np.abs(r), initial=0)) for _, r in pairs), default=0)
+        self.against = "the compiled gradient"
+        return max((_difference(g, r, scale) for g, r in pairs), default=0.0)
 
 
 def _within(term: Term, k: int, steps: int) -> Term:
@@ -559,9 +607,15 @@ def _at_step(term: Term, step) -> Term:
                 term.size)
 
 
-def _over_steps(term: Term) -> Term:
-    """Σ_t term: a parameter's (or a time-free value's) share from an equation over t."""
+_T = re.compile(r"(?<![A-Za-z0-9_\\])t(?![A-Za-z0-9_])")
+
+
+def _over_steps(term: Term, var: str = "t") -> Term:
+    """Σ_t term: a parameter's (or a time-free value's) share from an equation over t; with
+    ``var`` s, written Σ_s over s (inside [t = τ], where t is taken)."""
     fn = term.fn
+    if var != "t":
+        term = Term(_T.sub(var, term.text), _T.sub(var, term.latex), term.prec, fn, term.size)
 
     def evaluate(v):
         saved, out = v.step, 0
@@ -575,7 +629,7 @@ def _over_steps(term: Term) -> Term:
 
     text = term.text if term.prec > 1 else f"({term.text})"
     latex = term.latex if term.prec > 1 else rf"\left({term.latex}\right)"
-    return Term(f"Σ_t {text}", rf"\sum_{{t}} {latex}", 1, evaluate, term.size)
+    return Term(f"Σ_{var} {text}", rf"\sum_{{{var}}} {latex}", 1, evaluate, term.size)
 
 
 def derive(model, wrt: str | None = None, loss: str | None = None, steps: int = 2,

@@ -157,14 +157,14 @@ def outer(g: Term, x: Term) -> Term:
     """``g x^T`` summed over the examples: a parameter matrix's share."""
     left, lleft = ("", "") if g.one else (f"{_br(g, ATOM)} ", f"{_br(g, ATOM, True)} ")
     return Term(f"{left}{_br(x, ATOM)}^T",
-                rf"{lleft}{{{_br(x, ATOM, True)}}}^{{\top}}", PRODUCT,
+                lleft + _top(_br(x, ATOM, True)), PRODUCT,
                 lambda v: np.einsum("bi,bj->ij", _rows(g.fn(v)), _rows(x.fn(v))), None)
 
 
 def dot(a: Term, g: Term) -> Term:
     """``a^T g``, one number an example: the gradient reaching a size-1 operand."""
     return Term(f"{_br(a, ATOM)}^T {_br(g, PRODUCT)}",
-                rf"{{{_br(a, ATOM, True)}}}^{{\top}} {_br(g, PRODUCT, True)}", PRODUCT,
+                f"{_top(_br(a, ATOM, True))} {_br(g, PRODUCT, True)}", PRODUCT,
                 lambda v: (a.fn(v) * g.fn(v)).sum(-1, keepdims=True), 1)
 
 
@@ -172,7 +172,7 @@ def softmax_jacobian(s: Term, g: Term) -> Term:
     """``(diag(s) - s s^T) g``: the softmax's Jacobian (symmetric) times g."""
     st, sl = _br(s, ATOM), _br(s, ATOM, True)
     return Term(f"(diag({s.text}) - {st} {st}^T) {_br(g, PRODUCT)}",
-                rf"\left(\operatorname{{diag}}\left({s.latex}\right) - {sl} {{{sl}}}^{{\top}}\right) "
+                rf"\left(\operatorname{{diag}}\left({s.latex}\right) - {sl} {_top(sl)}\right) "
                 f"{_br(g, PRODUCT, True)}", PRODUCT,
                 lambda v: _softmax_vjp(s.fn(v), g.fn(v)), s.size)
 
@@ -183,7 +183,7 @@ def _softmax_vjp(s, g):
 
 def part(g: Term, lo: int, hi: int) -> Term:
     """Rows lo+1 .. hi of g (counted from 1): what reaches one item of ``[a; b]``."""
-    return Term(f"{_br(g, ATOM)}[{lo + 1}:{hi}]", rf"{_br(g, ATOM, True)}_{{{lo + 1}:{hi}}}", ATOM,
+    return Term(f"{_br(g, ATOM)}[{lo + 1}:{hi}]", rf"{{{_br(g, ATOM, True)}_{{{lo + 1}:{hi}}}}}", ATOM,
                 lambda v: g.fn(v)[..., lo:hi], hi - lo)
 
 
@@ -206,6 +206,21 @@ def total(terms: list[Term]) -> Term:
         latex += (" - " + t.latex[1:]) if neg else (" + " + t.latex)
     fns = [t.fn for t in terms]
     return Term(text, latex, SUM, lambda v: sum(f(v) for f in fns), terms[0].size)
+
+
+def _top(latex: str) -> str:
+    """``latex`` transposed: a name with a superscript takes the ⊤ into it, h^{(t)\top} (a
+    second superscript, {h^{(t)}}^{\top}, is an error under amsmath after an accent)."""
+    if latex.endswith("}") and "^{" in latex:
+        depth, i = 0, len(latex) - 1
+        while i >= 0:                   # the brace that opens the last group
+            depth += {"}": 1, "{": -1}.get(latex[i], 0)
+            if depth == 0:
+                break
+            i -= 1
+        if latex[i - 1:i] == "^":
+            return latex[:-1] + r"\top}"
+    return "{" + latex + "}^{\\top}"
 
 
 def _rows(a):
@@ -280,20 +295,27 @@ class Rules:
                     return self.size(node.right)
                 if isinstance(left, ast.Transpose) and not self._is_matrix(left.operand):
                     return 1
-                return self._rows(left)
+                return self._shape(left)[0]
             return max(self.size(node.left), self.size(node.right))
         raise self.unsupported(node, "this expression")
 
-    def _rows(self, a) -> int:
-        """The rows of a matrix expression of parameters (W, W^T, W1 + 2 W2)."""
-        if isinstance(a, ast.Ref):
-            return self.params[a.name][0]
-        if isinstance(a, ast.Transpose) and isinstance(a.operand, ast.Ref):
-            return self.params[a.operand.name][1]
-        ref = next(r for r in ast.walk(a) if isinstance(r, ast.Ref))
-        shape = self.params[ref.name]
-        flips = sum(isinstance(n, ast.Transpose) for n in ast.walk(a))
-        return shape[flips % 2]
+    def _shape(self, a) -> tuple[int, int]:
+        """(rows, columns) of a matrix written with parameters: W, W^T, W1 - 2 W2, W1 W2^T;
+        anything else in a product's left operand is not covered yet."""
+        if isinstance(a, ast.Ref) and len(self.params.get(a.name, ())) == 2:
+            return tuple(self.params[a.name])
+        if isinstance(a, ast.Transpose):
+            r, c = self._shape(a.operand)
+            return c, r
+        if isinstance(a, ast.Neg):
+            return self._shape(a.operand)
+        if isinstance(a, ast.Binary) and a.op in "+-":
+            return self._shape(a.left)
+        if isinstance(a, ast.Binary) and a.op in "*/" and (is_number(a.left) or is_number(a.right)):
+            return self._shape(a.right if is_number(a.left) else a.left)
+        if isinstance(a, ast.Binary) and a.op == "@":
+            return self._shape(a.left)[0], self._shape(a.right)[1]
+        raise self.unsupported(a, "this matrix (only parameters' matrices multiply a vector)")
 
     def unsupported(self, node, what: str) -> Unsupported:
         line, col = getattr(node, "pos", (1, 1))
@@ -365,7 +387,7 @@ class Rules:
             rec(inner, scaled(x, g))
             rec(right, scaled(self.value(inner), g))
             return
-        if isinstance(left, ast.Ref):                       # W v
+        if isinstance(left, ast.Ref) and len(self.params.get(left.name, ())) == 2:   # W v
             found.append(Pulled(left, outer(g, x), over))
             rec(right, by_matrix(left.name, g, True, self.params[left.name][1]))
             return
@@ -375,6 +397,7 @@ class Rules:
             return
         # A v for a matrix written as an expression, (W1 + 2 W2) h: A^T g to v, and to each
         # parameter in A its share of the matrix g v^T
+        self._shape(left)
         rec(right, self._through(left, g))
         self._matrix_pull(left, outer(g, x), found, over)
 
@@ -385,15 +408,15 @@ class Rules:
     def _through(self, a, g: Term) -> Term:
         """``A^T g`` for a matrix expression A."""
         text, latex = _TEXT.expr(a, POSTFIX), _LATEX.expr(a, POSTFIX)
-        return Term(f"{text}^T {_br(g, PRODUCT)}", rf"{{{latex}}}^{{\top}} {_br(g, PRODUCT, True)}",
-                    PRODUCT, lambda v: g.fn(v) @ v.evaluate(a, None), self._rows(ast.Transpose(a)))
+        return Term(f"{text}^T {_br(g, PRODUCT)}", f"{_top(latex)} {_br(g, PRODUCT, True)}",
+                    PRODUCT, lambda v: g.fn(v) @ v.evaluate(a, v.step), self._shape(a)[1])
 
     def _matrix_pull(self, a, G: Term, found, over) -> None:
         """The matrix gradient G of a matrix expression, spread over its parameters."""
         if isinstance(a, ast.Ref):
             found.append(Pulled(a, G, over))
         elif isinstance(a, ast.Transpose):
-            self._matrix_pull(a.operand, Term(f"{_br(G, ATOM)}^T", rf"{{{_br(G, ATOM, True)}}}^{{\top}}",
+            self._matrix_pull(a.operand, Term(f"{_br(G, ATOM)}^T", _top(_br(G, ATOM, True)),
                                               ATOM, lambda v: G.fn(v).T, None), found, over)
         elif isinstance(a, ast.Neg):
             self._matrix_pull(a.operand, negated(G), found, over)
@@ -403,11 +426,11 @@ class Rules:
         elif isinstance(a, ast.Binary) and a.op == "@":      # A B: G B^T to A, A^T G to B
             lt, ll = _TEXT.expr(a.left, POSTFIX), _LATEX.expr(a.left, POSTFIX)
             rt, rl = _TEXT.expr(a.right, POSTFIX), _LATEX.expr(a.right, POSTFIX)
-            self._matrix_pull(a.left, Term(f"{_br(G, ATOM)} {rt}^T", rf"{_br(G, ATOM, True)} {{{rl}}}^{{\top}}",
-                                           PRODUCT, lambda v: G.fn(v) @ v.evaluate(a.right, None).T,
+            self._matrix_pull(a.left, Term(f"{_br(G, ATOM)} {rt}^T", f"{_br(G, ATOM, True)} {_top(rl)}",
+                                           PRODUCT, lambda v: G.fn(v) @ v.evaluate(a.right, v.step).T,
                                            None), found, over)
-            self._matrix_pull(a.right, Term(f"{lt}^T {_br(G, ATOM)}", rf"{{{ll}}}^{{\top}} {_br(G, ATOM, True)}",
-                                            PRODUCT, lambda v: v.evaluate(a.left, None).T @ G.fn(v),
+            self._matrix_pull(a.right, Term(f"{lt}^T {_br(G, ATOM)}", f"{_top(ll)} {_br(G, ATOM, True)}",
+                                            PRODUCT, lambda v: v.evaluate(a.left, v.step).T @ G.fn(v),
                                             None), found, over)
         elif isinstance(a, ast.Binary) and a.op in "*/" and is_number(a.right if a.op == "/" or
                                                                         is_number(a.right) else a.left):
@@ -442,8 +465,7 @@ class Rules:
             rec(args[1], scaled(logs, g))
         elif self.model_function(f).over == "t":
             n = f.startswith("mean")
-            share = g if not n else scaled(Term("1/τ", r"\frac{1}{\tau}", ATOM,
-                                                lambda v: 1 / v.steps, 1), g)
+            share = g if not n else divided(g, Term("τ", r"\tau", ATOM, lambda v: v.steps, 1))
             self._pull(args[0], share, None, None, found, True)
         else:
             raise self.unsupported(node, f"{f}()")

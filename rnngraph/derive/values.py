@@ -62,6 +62,7 @@ class Values:
         self.pullback = pull
         self.step: int | None = None
         self.gradient = None            # (name, step) -> array: the derivation's, set by it
+        self.fixed: dict[tuple, np.ndarray] = {}    # values of a run again (differences)
         self._init = {eq.name: eq.rhs for eq in model.equations if eq.kind == "init"}
 
     def param(self, name: str):
@@ -71,6 +72,8 @@ class Values:
         """The value of ``name`` at ``step`` (None: time-free), zero outside the run."""
         if name in self.params:
             return self.params[name]
+        if (name, step) in self.fixed:
+            return self.fixed[name, step]
         n = self.model.shape(name)[0]
         if step is None:
             return self.outputs[name] if name in self.outputs else self.inputs[name]
@@ -136,3 +139,32 @@ class Values:
         """Whether ``node`` is a matrix of parameters (W, W^T, W1 - 2 W2, W1 W2)."""
         refs = [r for r in ast.walk(node) if isinstance(r, (ast.Ref, ast.At))]
         return bool(refs) and all(np.ndim(self.params.get(r.name)) == 2 for r in refs)
+
+    def differences(self, order, equation, node, seeds, eps: float = 1e-6):
+        """The gradient of L = Σ seed · loss with respect to ``node`` (a value inside the run,
+        which the compiled model gives no gradient for) by central differences: the equations
+        evaluated again, in ``order``, from the value moved by ±eps in each entry."""
+        base = np.broadcast_to(self.node(node.name, node.step), (self.batch, self.model.shape(node.name)[0]))
+        out = np.zeros(base.shape)
+        for i in range(base.shape[-1]):
+            ends = []
+            for sign in (1, -1):
+                moved = np.array(base, dtype=float)
+                moved[:, i] += sign * eps
+                ends.append(self._objective(order, equation, (node.name, node.step), moved, seeds))
+            out[:, i] = (ends[0] - ends[1]) / (2 * eps)
+        return out
+
+    def _objective(self, order, equation, key, value, seeds):
+        """Σ seed · loss for each example, the equations evaluated again with ``key`` fixed."""
+        self.fixed = {key: value}
+        try:
+            for n in order:
+                eq = equation(n)
+                if eq is None or (n.name, n.step) == key:
+                    continue
+                v = self.evaluate(eq.rhs, n.step)
+                self.fixed[n.name, n.step] = np.broadcast_to(v, (self.batch, self.model.shape(n.name)[0]))
+            return sum((s * self.fixed[n.name, n.step]).sum(-1) for n, s in seeds.items())
+        finally:
+            self.fixed = {}
