@@ -109,6 +109,9 @@ class JaxPrinter(TorchPrinter):
     HELD = "every sequence one array over its steps."
 
     def home(self, h: Home) -> str:
+        local = self.locals.get((h.name, h.offset)) if h.step is None else None
+        if local is not None:               # in a scan's body: this step's value, by name
+            return local
         # attention reads every step of a sequence over another index at once: one array's
         # steps, h[1:T + 1], as NumPy's
         return super(TorchPrinter, self).home(h)
@@ -153,10 +156,63 @@ class JaxPrinter(TorchPrinter):
         return f"jnp.broadcast_to({text}, ({shape}))"
 
     def statement(self, indent, e, target, text):
-        if target.endswith("[...]") or e.accumulate or "[" not in target:
+        if target.endswith("[...]") or e.accumulate or "[" not in target or e.out.offset == 0:
             return super().statement(indent, e, target, text)
-        base, at = target.split("[", 1)               # h[t] = ...: h = h.at[t].set(...)
+        base, at = target.split("[", 1)               # h[0] = ...: h = h.at[0].set(...)
         return f"{indent}{base} = {base}.at[{at[:-1]}].set({text.text})"
+
+    locals: dict = {}
+
+    def scan_lines(self, prog, b, loop: str, title: str) -> list[str]:
+        """A loop as a lax.scan whose body sees each step's values as names: what it reads of
+        other arrays at t + k comes in as the scan's xs (those arrays' steps, shifted); what it
+        writes goes out as ys, and the steps of its own values it reads again (h(t-1), h(t-2))
+        are carried, as are sums over the steps.  The arrays are put together after it: in
+        reverse mode a step's carry is a few vectors, not the whole arrays."""
+        T, P, sign = self.T, self.P, b.direction
+        homes = [e.out for e in b.eqns if isinstance(e.out, Home)]
+        written = list(dict.fromkeys(h.name for h in homes if h.offset is not None
+                                     and h.step is None))
+        sums = list(dict.fromkeys(e.out.name for e in b.eqns if isinstance(e.out, Home)
+                                  and e.accumulate))
+        reads = list(dict.fromkeys((a.name, a.offset) for e in b.eqns for a in e.args
+                                   if isinstance(a, Home) and a.step is None
+                                   and a.offset is not None))
+        depth = {n: max([-sign * k for m, k in reads if m == n] + [0]) for n in written}
+        outside = [key for key in reads if key[0] not in written]
+        namer, py = self.namer, self.py
+        names = {key: namer(f"{py[key[0]]}_{_step_word(key[1])}") for key in outside}
+        for n in written:
+            for j in range(depth[n] + 1):
+                names[n, -sign * j] = namer(f"{py[n]}_{_step_word(-sign * j)}")
+        carried = [names[n, -sign * j] for n in written for j in range(1, depth[n] + 1)]
+        after = [names[n, -sign * j] for n in written for j in range(depth[n])]
+        xs = [names[key] for key in outside]
+        self.locals = dict(names)
+        body = self.block(prog, b, "        ")
+        self.locals = {}
+        carried += [py[n] for n in sums]
+        after += [py[n] for n in sums]
+        ys = [names[n, 0] for n in written]
+
+        def tup(items):
+            return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+        steps = [f"{py[n]}_steps" for n in written]
+        start = [f"{py[n]}[{self.first_slot(j, sign)}]" for n in written
+                 for j in range(1, depth[n] + 1)] + [py[n] for n in sums]
+        slices = [f"{py[n]}[{P + k}:{T} + {P + k}]" for n, k in outside]
+        lines = ["", f"    # {title}", f"    def {loop}(carry, xs):",
+                 f"        {tup(carried)}, {tup(xs)} = carry, xs", *body,
+                 f"        return {tup(after)}, {tup(ys)}",
+                 f"    {tup(carried)}, {tup(steps)} = lax.scan({loop}, {tup(start)}, "
+                 f"{tup(slices)}{', reverse=True' if sign < 0 else ''}"
+                 f"{'' if slices else f', length={T}'})"]
+        lines += [f"    {py[n]} = {py[n]}.at[{P}:{T} + {P}].set({py[n]}_steps)" for n in written]
+        return lines
+
+    def first_slot(self, j: int, sign: int) -> str:
+        """The slot of h's step j before the scan's first (forward: step 1 - j; backward: T + j)."""
+        return str(self.P - j) if sign > 0 else f"{self.T} + {self.P - 1 + j}"
 
     def blocks(self, prog, title) -> list[str]:
         lines = []
@@ -167,19 +223,15 @@ class JaxPrinter(TorchPrinter):
                 if body:
                     lines += ["", f"    # {title(b)}"] + body
                 continue
-            carry = list(dict.fromkeys(self.py[e.out.name] for e in b.eqns
-                                       if isinstance(e.out, Home)))
-            held = ", ".join(carry) + ("," if len(carry) == 1 else "")
-            t = self.var[b.index]
-            first, last = (str(self.P), f"{self.T} + {self.P}")
             loop = self.namer("step_" + "_".join(identifier(n) for n in b.names)
                               if len(b.names) <= 3 else f"loop_{k}")
-            body = self.block(prog, b, "        ")
-            lines += ["", f"    # {title(b)}", f"    def {loop}(carry, {t}):",
-                      f"        {held} = carry", *body, f"        return ({held}), None",
-                      f"    ({held}), _ = lax.scan({loop}, ({held}), jnp.arange({first}, {last})"
-                      + (", reverse=True)" if b.direction < 0 else ")")]
+            lines += self.scan_lines(prog, b, loop, title(b))
         return lines
+
+
+def _step_word(k: int | None) -> str:
+    """h_t, h_tm1, x_tp1: a step's value in a scan's body, named by its offset."""
+    return "t" if not k else f"tm{-k}" if k < 0 else f"tp{k}"
 
 
 def jax_source(model) -> str:
