@@ -156,7 +156,7 @@ class JaxPrinter(TorchPrinter):
         return f"jnp.broadcast_to({text}, ({shape}))"
 
     def statement(self, indent, e, target, text):
-        if target.endswith("[...]") or e.accumulate or "[" not in target or e.out.offset == 0:
+        if target.endswith("[...]") or e.accumulate or "[" not in target:
             return super().statement(indent, e, target, text)
         base, at = target.split("[", 1)               # h[0] = ...: h = h.at[0].set(...)
         return f"{indent}{base} = {base}.at[{at[:-1]}].set({text.text})"
@@ -185,10 +185,10 @@ class JaxPrinter(TorchPrinter):
         for n in written:
             for j in range(depth[n] + 1):
                 names[n, -sign * j] = namer(f"{py[n]}_{_step_word(-sign * j)}")
+        self.locals = dict(names)
         carried = [names[n, -sign * j] for n in written for j in range(1, depth[n] + 1)]
         after = [names[n, -sign * j] for n in written for j in range(depth[n])]
         xs = [names[key] for key in outside]
-        self.locals = dict(names)
         body = self.block(prog, b, "        ")
         self.locals = {}
         carried += [py[n] for n in sums]
@@ -238,7 +238,10 @@ def jax_source(model) -> str:
     """The JAX module's source for ``model`` (sizes known): ``init`` and ``apply``."""
     from ..check.analysis import parameter_order
     model = exportable(model, "JAX")
-    return JaxPrinter(model, lower(model), "float32", parameter_order(model)).module()
+    # the plain program: XLA fuses a step's work itself (the stacked gates of the PyTorch
+    # export measured slower here: 145.6 against 130.6 ms at config A, jit(grad))
+    fwd = lower(model)
+    return JaxPrinter(model, fwd, "float32", parameter_order(model)).module()
 
 
 def to_jax(model):

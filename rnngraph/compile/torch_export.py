@@ -14,6 +14,8 @@ message names it): recursive networks over trees.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..errors import RnnGraphError
 from .lower import STEP_HOMES, lower
 from .numpy_plain import Printer
@@ -110,6 +112,8 @@ TORCH = {
     "dot": lambda a, t, at: Text(f"({a[0].at(MUL)} * {a[1].at(MUL + 1)}).sum(-1, keepdim=True)",
                                  ATOM),
     "sum_to": _sum_to, "concat": _concat,
+    # W_ii, W_if, W_io, W_ig stacked by rows (rnngraph/compile/pack.py)
+    "stack": lambda a, t, at: Text(f"torch.cat(({', '.join(x.text for x in a)}), 0)", ATOM),
     # a vector's norm, or each row's of a memory; torch's is 0 (not NaN) at 0, as the op
     # table's norm_grad
     "norm": lambda a, t, at: Text(f"torch.linalg.vector_norm({a[0].text}, dim=-1"
@@ -137,6 +141,8 @@ class TorchPrinter(Printer):
         return text
 
     def statement(self, indent, e, target, text):
+        if target.startswith("torch.stack("):     # every step at once: back into the list
+            return f"{indent}{target[12:-1]} = list(({text.text}).unbind(0))"
         if target.endswith("[...]"):              # a time-free value, in each lane of its size
             name = e.out.name
             if len(self.model.shape(name)) == 2 and not self.fwd.type(e.out).lead:
@@ -156,7 +162,28 @@ class TorchPrinter(Printer):
         if h.step == "all":                 # attention: every step of a sequence at once
             T = self.lengths[self.along_of(h.name)]
             return f"torch.stack({self.py[h.name]}[{self.P}:{T} + {self.P}])"
-        return super().home(h)
+        name, lanes = self.holder(h.name)
+        text = super().home(replace(h, name=name))
+        if self.kind == "all" and h.offset is not None and h.step is None:
+            text = f"torch.stack({text})"   # every step at once: the list's steps stacked
+        return text if lanes is None else f"{text}[..., {lanes[0]}:{lanes[1]}]"
+
+    def holder(self, n: str) -> tuple[str, tuple | None]:
+        """Where the value of ``n`` is: its own list, or for lanes of another's (i of the
+        stacked gates ifog, rnngraph/compile/pack.py) the list of a value written whose lanes
+        hold them, and which lanes there."""
+        if n not in self.fwd.views or n in self.written:
+            return n, None
+        base, lo, hi = self.fwd.views[n]
+        for w in self.written:
+            v = self.fwd.views.get(w)
+            if v and v[0] == base and v[1] <= lo and hi <= v[2]:
+                return w, (lo - v[1], hi - v[1])
+        return base, (lo, hi)
+
+    @property
+    def written(self) -> set:
+        return {e.out.name for b in self.fwd.blocks for e in b.eqns if isinstance(e.out, Home)}
 
     def module(self) -> str:
         m = self.model
@@ -227,6 +254,8 @@ class TorchPrinter(Printer):
             else:
                 lines.append(f'    {self.py[n]} = inputs["{n}"]')
         for n in self.seqs:
+            if self.holder(n)[0] != n:      # lanes of another's value: read from its list
+                continue
             lines.append(f"    {self.py[n]} = {self.sequence_zeros(f'{self.at(n).T} + {self.P + self.F}', self.dims(n), n)}")
         for n, prog in self.made.items():           # a loss's logits kept (lower.fuse_losses)
             if prog is self.fwd and n in self.fwd.timed and n not in self.stepped:
@@ -249,9 +278,15 @@ class TorchPrinter(Printer):
         def title(b):
             if b.kind == "once":
                 return "Time-free values and initial values"
+            if b.kind == "all":
+                return "Every step at once"
             return f"{self.shown(b.names)}: a loop " + ("forward" if b.direction > 0 else "backward")
-        lines += self.blocks(self.fwd, title)
-        outs = [f'"{n}": {self.stacked(self.py[n], self.at(n).steps())}' for n in self.seqs]
+        lines += self.slice_lines(self.fwd) + self.blocks(self.fwd, title)
+        outs = []
+        for n in self.seqs:
+            held, lanes = self.holder(n)
+            lanes = f"[..., {lanes[0]}:{lanes[1]}]" if lanes else ""
+            outs.append(f'"{n}": {self.stacked(self.py[held], self.at(n).steps())}{lanes}')
         outs += [f'"{n}": {self.py[n]}' if len(self.model.shape(n)) == 2 and
                  not self.fwd.type(Home(n)).lead else      # a matrix the same for all, as NumPy's
                  f'"{n}": {self.broadcast(self.py[n], f"{B}, {self.dims(n)}")}' for n in self.values]
@@ -277,8 +312,17 @@ def torch_source(model, dtype: str = "float64") -> str:
     """The PyTorch module's source for ``model`` (sizes known)."""
     from ..check.analysis import parameter_order
     model = exportable(model)
-    fwd = lower(model)
-    return TorchPrinter(model, fwd, dtype, parameter_order(model)).module()
+    return TorchPrinter(model, exported_program(model), dtype, parameter_order(model)).module()
+
+
+def exported_program(model):
+    """The forward program an export prints: the compiler's passes that change what is
+    computed, not how it is stored: gates stacked (one product with h(t-1) a step, one
+    sigmoid for three gates), the products with the inputs over every step at once before
+    the loop, as torch.nn.LSTM computes them."""
+    from .pack import pack
+    from .passes import fold_constants, hoist_invariants, split_loops
+    return split_loops(hoist_invariants(pack(fold_constants(lower(model)))))
 
 
 def to_torch(model, dtype: str = "float32", device=None):
