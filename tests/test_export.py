@@ -23,9 +23,7 @@ import test_random_models as R  # noqa: E402
 from test_torch_parity import GATES, STEMS  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-#: What does not export yet (a message says so, tested below): attention, trees
-NOT_YET = {"tree"}
-EXPORTED = sorted(p.stem for p in EXAMPLES.glob("*.rnn") if p.stem not in NOT_YET)
+EXPORTED = sorted(p.stem for p in EXAMPLES.glob("*.rnn"))
 
 
 @pytest.mark.parametrize("name", EXPORTED)
@@ -96,11 +94,27 @@ def test_the_cli_writes_a_module_that_trains(tmp_path, capsys):
     assert losses[-1] < 0.5 * losses[0]          # it learns the random labels of 48 steps
 
 
-def test_what_does_not_export_yet_says_so(capsys):
-    assert main(["export", str(EXAMPLES / "tree.rnn"), "--to", "torch"]) == 2
-    err = capsys.readouterr().err
-    assert "export to PyTorch does not take a recursive network over a tree" in err
-    assert "Traceback" not in err
+def test_a_given_tree():
+    """A recursive net over a tree given as nested tuples, and as a parent array: the NumPy
+    compile's outputs and, through autograd, its gradients."""
+    m = rnngraph.load(EXAMPLES / "tree.rnn").require_sizes()
+    net = m.compile()
+    module = m.to_torch(dtype="float64")
+    rng = np.random.default_rng(0)
+    params = net.init_params(seed=1)
+    with torch.no_grad():
+        for k, v in params.items():
+            module.params[k].copy_(torch.from_numpy(v))
+    x, y = rng.normal(size=(6, 2, m.sizes["x"])), rng.dirichlet(np.ones(m.sizes["y"]), 2)
+    for tree in (((0, (1, 2)), ((3, 4), 5)), [6, 6, 9, 8, 7, 7, 10, 8, 9, 10, -1]):
+        outs, pullback = net.vjp(params, {"x": x, "y": y}, tree=tree)
+        grads = pullback({"L": np.ones_like(outs["L"])})
+        module.zero_grad()
+        got = module({"x": torch.from_numpy(x), "y": torch.from_numpy(y)}, tree=tree)
+        assert np.allclose(got["h"].detach().numpy(), outs["h"], rtol=1e-12)
+        got["L"].sum().backward()
+        for k, p in module.params.items():
+            assert np.allclose(p.grad.numpy(), grads[k], rtol=1e-10, atol=1e-12), (tree, k)
 
 
 def test_the_training_example_runs_and_learns():

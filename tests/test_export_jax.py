@@ -23,8 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import test_random_models as R  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-NOT_YET = {"tree"}
-EXPORTED = sorted(p.stem for p in EXAMPLES.glob("*.rnn") if p.stem not in NOT_YET)
+EXPORTED = sorted(p.stem for p in EXAMPLES.glob("*.rnn"))
 
 
 @pytest.fixture(autouse=True)
@@ -110,11 +109,23 @@ def test_the_cli_writes_a_module(tmp_path):
     assert outs["y"].shape == (5, 2, 5) and np.allclose(outs["y"].sum(-1), 1, atol=1e-6)
 
 
-def test_what_does_not_export_yet_says_so(capsys):
-    assert main(["export", str(EXAMPLES / "tree.rnn"), "--to", "jax"]) == 2
-    err = capsys.readouterr().err
-    assert "export to JAX does not take a recursive network over a tree" in err
-    assert "Traceback" not in err
+def test_a_given_tree_under_jit():
+    """A recursive net over a tree given as nested tuples, and as a parent array: the NumPy
+    compile's outputs and gradients, with the tree fixed when jit traces."""
+    m = rnngraph.load(EXAMPLES / "tree.rnn").require_sizes()
+    net = m.compile()
+    init, apply = m.to_jax()
+    rng = np.random.default_rng(0)
+    params = net.init_params(seed=1)
+    x, y = rng.normal(size=(6, 2, m.sizes["x"])), rng.dirichlet(np.ones(m.sizes["y"]), 2)
+    for tree in (((0, (1, 2)), ((3, 4), 5)), [6, 6, 9, 8, 7, 7, 10, 8, 9, 10, -1]):
+        outs, pullback = net.vjp(params, {"x": x, "y": y}, tree=tree)
+        grads = pullback({"L": np.ones_like(outs["L"])})
+        loss = jax.jit(lambda p, x: apply(p, {"x": x, "y": y}, tree=tree)["L"].sum())
+        assert np.isclose(float(loss(params, x)), outs["L"].sum(), rtol=1e-12)
+        g = jax.grad(loss)(params, x)
+        for k in params:
+            assert np.allclose(g[k], grads[k], rtol=1e-10, atol=1e-12), (tree, k)
 
 
 def test_the_training_example_learns_with_jax_and_optax():

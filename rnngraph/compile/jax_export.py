@@ -9,6 +9,9 @@ recurrence backward in time) whose carry is the arrays the loop writes.  In a sc
 those in place; reverse mode keeps what the nonlinear ops need per step, as for any scan.
 ``jax.grad`` gives the backward pass; the functions are pure, so ``jit`` and ``vmap`` take them.
 
+Over a tree's nodes (tree n) a level is a Python loop's step (the tree is fixed when jit
+traces), its nodes gathered and set by index; the structure comes from rnngraph.
+
 Why arrays and scans, not PyTorch's lists: JAX traces a Python loop into one copy of its body
 a step (compile time growing with T) where a scan compiles the body once.
 """
@@ -21,7 +24,7 @@ from .lower import lower
 from .optable import ATOM, Text, lookup
 from .program import Home
 from .source import identifier
-from .torch_export import TorchPrinter, exportable
+from .torch_export import ARGUMENTS, TorchPrinter
 
 #: NumPy's name in the op table's source, not already JAX's (the arguments' text is printed)
 _NP = re.compile(r"(?<![\w.])np\.")
@@ -60,7 +63,7 @@ def transposed(a):
     return jnp.swapaxes(a, -1, -2)
 '''
 
-_FUNCTIONS = '''
+_FUNCTIONS = ARGUMENTS + '''
 
 def init(key, dtype=jnp.float32):
     """Every parameter, drawn as rnngraph's init_params draws them: uniform in +-1/sqrt(rows)
@@ -72,28 +75,13 @@ def init(key, dtype=jnp.float32):
     return params
 
 
-def apply(params, inputs, initial=None, steps=None):
+def apply(params, inputs, initial=None, steps=None, tree=None):
     """Run the equations on (T, B, n) inputs (and {"h(0)": (B, n)} initial values); return
     every sequence (T, B, n) and value (B, n).  Pure: jit, grad and vmap take it (T and B
-    come from the inputs' shapes, which jit holds fixed)."""
-    lengths = dict(steps) if isinstance(steps, dict) else {}
-    if isinstance(steps, int):
-        lengths = {i: steps for i in INDICES}
-    batch = None
-    for name, index in INPUTS.items():
-        value = inputs[name]
-        if index is not None:
-            lengths.setdefault(index, value.shape[0])
-        batch = value.shape[-2]
-    for value in (initial or {}).values():
-        batch = value.shape[0] if batch is None else batch
-    missing = [i for i in INDICES if i not in lengths and TIMED]
-    if missing:
-        raise ValueError(f"no input gives the number of steps of {', '.join(missing)}: "
-                         "pass steps=")
-    return forward(params, inputs, initial or {},
-                   *(lengths.get(i, 0) for i in INDICES[:1]), batch or 1,
-                   *(lengths.get(i, 0) for i in INDICES[1:]))
+    come from the inputs' shapes, which jit holds fixed).  Over a tree's nodes (tree n):
+    ``tree`` as rnngraph's forward takes it (nested tuples of the leaves' positions, a parent
+    array), by default the balanced tree over the inputs' steps; it is fixed when traced."""
+    return forward(params, *arguments(inputs, initial, steps, tree))
 '''
 
 
@@ -128,6 +116,9 @@ class JaxPrinter(TorchPrinter):
 
     def input_sequence(self, n: str) -> str:
         B, P, F, d = self.B, self.P, self.F, self.dims(n)
+        if self.along in self.trees:        # over a tree's nodes: the inputs at its leaves
+            return (f"zeros({self.T} + {P + F}, {B}, {d}).at[{self.trees[self.along][3]}]"
+                    f'.set(inputs["{n}"].astype(like.dtype))')
         parts = [f"zeros({P}, {B}, {d})", f'inputs["{n}"].astype(like.dtype)'] + \
             ([f"zeros({F}, {B}, {d})"] if F else [])
         return f"jnp.concatenate([{', '.join(parts)}])"
@@ -223,6 +214,11 @@ class JaxPrinter(TorchPrinter):
                 if body:
                     lines += ["", f"    # {title(b)}"] + body
                 continue
+            if b.index in self.trees:       # a tree: level by level, a Python loop (the
+                # structure is fixed when traced; a level's nodes in one product)
+                lines += ["", f"    # {title(b)}", f"    {self.loop(b)}"]
+                lines += self.block(prog, b, "        ")
+                continue
             loop = self.namer("step_" + "_".join(identifier(n) for n in b.names)
                               if len(b.names) <= 3 else f"loop_{k}")
             lines += self.scan_lines(prog, b, loop, title(b))
@@ -237,7 +233,7 @@ def _step_word(k: int | None) -> str:
 def jax_source(model) -> str:
     """The JAX module's source for ``model`` (sizes known): ``init`` and ``apply``."""
     from ..check.analysis import parameter_order
-    model = exportable(model, "JAX")
+    model = model.require_sizes()
     # the plain program: XLA fuses a step's work itself (the stacked gates of the PyTorch
     # export measured slower here: 145.6 against 130.6 ms at config A, jit(grad))
     fwd = lower(model)

@@ -9,8 +9,10 @@ torch's optimizers, on any device and dtype.  Verified against the NumPy compile
 every gradient of every example that exports (tests/test_export.py).
 
 Attention: a value over two indices, e(u, t), holds at each u a (T, B, n) tensor of every
-step t; a read of a whole sequence over t is the stack of its steps.  Not exported yet (a
-message names it): recursive networks over trees.
+step t; a read of a whole sequence over t is the stack of its steps.  Over a tree's nodes
+(tree n), a level's nodes are gathered from the list and their values scattered back; the
+tree's structure comes from rnngraph (rnngraph/graphs/trees.py), which the module imports
+for a model over a tree.
 """
 from __future__ import annotations
 
@@ -46,16 +48,63 @@ def binary_cross_entropy(p, d):
 
 def sigmoid_binary_cross_entropy(z, d):
     return (torch.nn.functional.softplus(z) - d * z).sum(-1, keepdim=True)
+
+
+def gather(steps, index):
+    """The values of the nodes ``index`` (a tree's level, their children), stacked."""
+    return torch.stack([steps[k] for k in index.tolist()])
+
+
+def scatter(steps, index, values):
+    """Each node of ``index`` its value, into the list of the nodes' values."""
+    for k, value in zip(index.tolist(), values.unbind(0)):
+        steps[k] = value
 '''
 
 
-_MODULE = '''
+#: Both exports' arguments: the steps of each index, the batch, a tree's structure.
+ARGUMENTS = '''
+
+def arguments(inputs, initial, steps, tree):
+    """forward's arguments: the inputs (with a tree's structure), the initial values, the
+    number of steps of the first index, the batch, the steps of the others."""
+    lengths = dict(steps) if isinstance(steps, dict) else {}
+    if isinstance(steps, int):
+        lengths = {i: steps for i in INDICES}
+    batch = None
+    for name, index in INPUTS.items():
+        value = inputs[name]
+        if index is not None:
+            lengths.setdefault(index, value.shape[0])
+        batch = value.shape[-2]
+    for value in (initial or {}).values():
+        batch = value.shape[0] if batch is None else batch
+    if TREES:                       # the tree's structure, from rnngraph (rnngraph/graphs/trees.py)
+        from rnngraph.graphs.trees import Tree, structure, trees_of
+        given = trees_of(tree, list(TREES))
+        inputs = dict(inputs)
+        for i in TREES:
+            shape = Tree.of(given[i], lengths.get(i)) if given.get(i) is not None \\
+                else Tree.balanced(lengths[i])
+            inputs[f"tree {i}"] = structure(shape, *TREE_SLOTS)
+            lengths[i] = shape.nodes
+    missing = [i for i in LOOPED if i not in lengths]
+    if missing:
+        raise ValueError(f"no input gives the number of steps of {', '.join(missing)}: "
+                         "pass steps=")
+    return (inputs, initial or {}, *(lengths.get(i, 0) for i in INDICES[:1]), batch or 1,
+            *(lengths.get(i, 0) for i in INDICES[1:]))
+'''
+
+
+_MODULE = ARGUMENTS + '''
 
 class Model(torch.nn.Module):
     """The equations as a torch.nn.Module: every parameter an nn.Parameter, drawn as
     rnngraph's init_params draws them (uniform in +-1/sqrt(rows), PyTorch's recurrent
-    layers' rule).  forward(inputs, initial=None, steps=None) takes (T, B, n) tensors,
-    {"h(0)": (B, n)} initial values, and returns every sequence (T, B, n) and value (B, n)."""
+    layers' rule).  forward(inputs, initial=None, steps=None, tree=None) takes (T, B, n)
+    tensors, {"h(0)": (B, n)} initial values (and over a tree's nodes the tree, as rnngraph's
+    forward takes it), and returns every sequence (T, B, n) and value (B, n)."""
 
     def __init__(self, dtype=torch.float32, device=None):
         super().__init__()
@@ -65,25 +114,8 @@ class Model(torch.nn.Module):
             self.params[name] = torch.nn.Parameter(
                 torch.empty(shape, dtype=dtype, device=device).uniform_(-bound, bound))
 
-    def forward(self, inputs, initial=None, steps=None):
-        lengths = dict(steps) if isinstance(steps, dict) else {}
-        if isinstance(steps, int):
-            lengths = {i: steps for i in INDICES}
-        batch = None
-        for name, index in INPUTS.items():
-            value = inputs[name]
-            if index is not None:
-                lengths.setdefault(index, value.shape[0])
-            batch = value.shape[-2]
-        for value in (initial or {}).values():
-            batch = value.shape[0] if batch is None else batch
-        missing = [i for i in INDICES if i not in lengths and TIMED]
-        if missing:
-            raise ValueError(f"no input gives the number of steps of {', '.join(missing)}: "
-                             "pass steps=")
-        return forward(dict(self.params), inputs, initial or {},
-                       *(lengths.get(i, 0) for i in INDICES[:1]), batch or 1,
-                       *(lengths.get(i, 0) for i in INDICES[1:]))
+    def forward(self, inputs, initial=None, steps=None, tree=None):
+        return forward(dict(self.params), *arguments(inputs, initial, steps, tree))
 '''
 
 
@@ -141,6 +173,8 @@ class TorchPrinter(Printer):
         return text
 
     def statement(self, indent, e, target, text):
+        if target.startswith("gather("):          # a tree's level: each node its value
+            return f"{indent}scatter({target[7:-1]}, {text.text})"
         if target.startswith("torch.stack("):     # every step at once: back into the list
             return f"{indent}{target[12:-1]} = list(({text.text}).unbind(0))"
         if target.endswith("[...]"):              # a time-free value, in each lane of its size
@@ -162,6 +196,10 @@ class TorchPrinter(Printer):
         if h.step == "all":                 # attention: every step of a sequence at once
             T = self.lengths[self.along_of(h.name)]
             return f"torch.stack({self.py[h.name]}[{self.P}:{T} + {self.P}])"
+        if self.along in self.trees and h.offset is not None and h.step is None:
+            _, left, right, _ = self.trees[self.along]      # a level's nodes, or their children
+            at = self.level if h.child is None else f"{left if h.child == 'left' else right}[{self.level}]"
+            return f"gather({self.py[h.name]}, {at})"
         name, lanes = self.holder(h.name)
         text = super().home(replace(h, name=name))
         if self.kind == "all" and h.offset is not None and h.step is None:
@@ -200,7 +238,12 @@ class TorchPrinter(Printer):
         shapes = ", ".join(f'"{p}": {tuple(m.param_shapes[p])!r}' for p in self.params)
         head += wrap(f"SHAPES = {{{shapes}}}")
         head += wrap(f"INPUTS = {{{', '.join(repr(n) + ': ' + repr(self.at(n).along if self.sym[n].timed else None) for n in self.inputs)}}}")
-        head += [f"INDICES = {tuple(self.lengths)!r}", f"TIMED = {bool(m.timed)}"]
+        looped = tuple(dict.fromkeys(self.along_of(n) for n in self.seqs))
+        head += [f"INDICES = {tuple(self.lengths)!r}", f"LOOPED = {looped!r}"]
+        if self.trees:
+            head += [f"TREES = {tuple(self.trees)!r}", f"TREE_SLOTS = ({self.P}, {self.F})"]
+        else:
+            head += ["TREES = ()"]
         return "\n".join(head + self.forward_torch()) + "\n" + self.TAIL
 
     # -- how this library holds a sequence: a list of the steps' tensors ----------------
@@ -213,8 +256,12 @@ class TorchPrinter(Printer):
         return "    zeros = lambda *shape: like.new_zeros(shape)  # noqa: E731"
 
     def input_sequence(self, n: str) -> str:
-        """A timed input padded with P zero steps before and F after."""
+        """A timed input padded with P zero steps before and F after; over a tree's nodes,
+        at its leaves."""
         B, P, F = self.B, self.P, self.F
+        if self.along in self.trees:
+            return (f"[zeros({B}, {self.dims(n)})] * ({self.T} + {P + F})\n"
+                    f'    scatter({self.py[n]}, {self.trees[self.along][3]}, inputs["{n}"])')
         pad = f"[zeros({B}, {self.dims(n)})]"
         return f'{pad} * {P} + list(inputs["{n}"].unbind(0))' + (f" + {pad} * {F}" if F else "")
 
@@ -248,6 +295,8 @@ class TorchPrinter(Printer):
                  f'    """Run the equations; {self.HELD}"""']
         lines += unpack_lines([self.py[p] for p in self.params], "(params[name] for name in PARAMETERS)")
         lines += ["    like = next(iter(params.values()))", self.zeros_line()]
+        for i, names in self.trees.items():     # a tree's structure (rnngraph/graphs/trees.py)
+            lines.append(f'    {", ".join(names)} = inputs["tree {i}"]')
         for n in self.inputs:
             if self.at(n).sym[n].timed:
                 lines.append(f"    {self.py[n]} = {self.input_sequence(n)}")
@@ -299,19 +348,10 @@ class TorchPrinter(Printer):
         return f"{text}.expand({shape})"
 
 
-def exportable(model, library: str = "PyTorch"):
-    """``model`` with its sizes, or a message naming what ``library`` cannot take yet."""
-    model = model.require_sizes()
-    if any(d.tree for d in model.program.indices):
-        raise RnnGraphError(f"{model.filename}: export to {library} does not take a recursive "
-                            "network over a tree (tree n) yet; compile it with NumPy")
-    return model
-
-
 def torch_source(model, dtype: str = "float64") -> str:
     """The PyTorch module's source for ``model`` (sizes known)."""
     from ..check.analysis import parameter_order
-    model = exportable(model)
+    model = model.require_sizes()
     return TorchPrinter(model, exported_program(model), dtype, parameter_order(model)).module()
 
 
