@@ -125,3 +125,11 @@ def test_the_training_example_runs_and_learns():
     spec.loader.exec_module(mod)
     losses = mod.main(["--steps", "80"])
     assert sum(losses[:5]) / 5 > 3.0 and sum(losses[-10:]) / 10 < 1.5
+
+
+def test_the_module_follows_its_parameters_dtype():
+    """net.to(torch.float64): the zeros it makes and its outputs are float64 too."""
+    net = rnngraph.load(EXAMPLES / "torch_gru.rnn").to_torch(sizes={"x": 3, "h": 4})
+    net.to(torch.float64)
+    out = net({"x": torch.randn(5, 2, 3, dtype=torch.float64)})
+    assert out["h"].dtype == torch.float64 and out["h"].shape == (5, 2, 4)

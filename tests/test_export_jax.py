@@ -138,3 +138,21 @@ def test_the_training_example_learns_with_jax_and_optax():
     spec.loader.exec_module(mod)
     losses = mod.main(["--steps", "80", "--jax"])
     assert sum(losses[:5]) / 5 > 3.0 and sum(losses[-10:]) / 10 < 1.5
+
+
+def test_the_readme_snippets_run(monkeypatch):
+    """The Scaling out section's two Python blocks: the PyTorch one gives gradients for every
+    parameter, the JAX one jit(grad)'s for every parameter, shaped as the file says."""
+    jax.config.update("jax_enable_x64", False)
+    readme = (EXAMPLES.parent / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Scaling out"):readme.index("## Gradient flow")]
+    blocks = [b.split("```", 1)[0] for b in section.split("```python\n")[1:]]
+    assert len(blocks) == 2
+    monkeypatch.chdir(EXAMPLES.parent)
+    ns = {}
+    exec(blocks[0], ns)
+    assert all(p.grad is not None for p in ns["net"].parameters())
+    ns = {}
+    exec(blocks[1], ns)
+    assert {k: v.shape for k, v in ns["grads"].items()} == {k: v.shape for k, v in ns["params"].items()}
+    assert float(sum(abs(g).sum() for g in ns["grads"].values())) > 0
