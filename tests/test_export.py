@@ -28,13 +28,7 @@ EXPORTED = sorted(p.stem for p in EXAMPLES.glob("*.rnn"))
 
 @pytest.mark.parametrize("name", EXPORTED)
 def test_the_exported_module_computes_what_the_numpy_compile_does(name):
-    m = rnngraph.load(EXAMPLES / f"{name}.rnn").require_sizes()
-    net = m.compile()
-    point = R._problem(net, m, seed=3)
-    steps = R._steps(m)
-    outs, pullback = net.vjp(*point, steps=steps)
-    cot = {k: np.random.default_rng(4).normal(size=v.shape) for k, v in outs.items()}
-    grads = pullback(cot)
+    m, point, steps, outs, cot, grads = R.example_problem(EXAMPLES / f"{name}.rnn")
     module = m.to_torch(dtype="float64")
     with torch.no_grad():
         for k, v in point[0].items():

@@ -33,19 +33,9 @@ def float64():
     jax.config.update("jax_enable_x64", False)
 
 
-def _problem(name):
-    m = rnngraph.load(EXAMPLES / f"{name}.rnn").require_sizes()
-    net = m.compile()
-    point = R._problem(net, m, seed=3)
-    steps = R._steps(m)
-    outs, pullback = net.vjp(*point, steps=steps)
-    cot = {k: np.random.default_rng(4).normal(size=v.shape) for k, v in outs.items()}
-    return m, point, steps, outs, cot, pullback(cot)
-
-
 @pytest.mark.parametrize("name", EXPORTED)
 def test_the_exported_functions_compute_what_the_numpy_compile_does(name):
-    m, point, steps, outs, cot, grads = _problem(name)
+    m, point, steps, outs, cot, grads = R.example_problem(EXAMPLES / f"{name}.rnn")
     init, apply = m.to_jax()
     params, inputs, initial = ({k: jnp.asarray(v) for k, v in d.items()} for d in point)
     got = apply(params, inputs, initial, steps=steps)

@@ -680,6 +680,18 @@ def _problem(net, model, seed, batch=B):
     return params, inputs, initial
 
 
+def example_problem(path):
+    """An example's NumPy compile run on a seeded problem, for the exports' tests: (model,
+    (params, inputs, initial), steps, outputs, cotangents, gradients)."""
+    model = rnngraph.load(path).require_sizes()
+    net = model.compile()
+    point = _problem(net, model, seed=3)
+    steps = _steps(model)
+    outs, pullback = net.vjp(*point, steps=steps)
+    cot = {k: np.random.default_rng(4).normal(size=v.shape) for k, v in outs.items()}
+    return model, point, steps, outs, cot, pullback(cot)
+
+
 def worst_directional_error(net, point, cot, seed, steps=None, directions=2, eps=1e-6):
     """Central differences along random directions in (params, inputs, initial) against the
     pullback's gradients contracted with them; the worst relative error.  ``steps``: T, for

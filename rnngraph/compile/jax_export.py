@@ -24,7 +24,7 @@ from .lower import lower
 from .optable import ATOM, Text, lookup
 from .program import Home
 from .source import identifier
-from .torch_export import ARGUMENTS, TorchPrinter
+from .torch_export import ARGUMENTS, TorchPrinter, run_source
 
 #: NumPy's name in the op table's source, not already JAX's (the arguments' text is printed)
 _NP = re.compile(r"(?<![\w.])np\.")
@@ -124,11 +124,7 @@ class JaxPrinter(TorchPrinter):
         return f"jnp.concatenate([{', '.join(parts)}])"
 
     def sequence_zeros(self, rows: str, dims: str, name: str | None = None) -> str:
-        if name is not None:            # e(u, t): at each u, every step t of the batch
-            t = self.fwd.type(Home(name))
-            dims = ", ".join([*self.lead_dims(t), *map(str, t.shape)])
-            return f"zeros({rows}, {dims})"
-        return f"zeros({rows}, {self.B}, {dims})"
+        return f"zeros({rows}, {self.step_shape(dims, name)})"
 
     def step_numbers(self) -> str:
         return (f"jnp.broadcast_to(jnp.arange({1 - self.P}, {self.T} + {self.F + 1}, dtype=like.dtype)"
@@ -205,24 +201,12 @@ class JaxPrinter(TorchPrinter):
         """The slot of h's step j before the scan's first (forward: step 1 - j; backward: T + j)."""
         return str(self.P - j) if sign > 0 else f"{self.T} + {self.P - 1 + j}"
 
-    def blocks(self, prog, title) -> list[str]:
-        lines = []
-        for k, b in enumerate(prog.blocks, 1):
-            self.kind, self.along = b.kind, b.index
-            if b.kind in ("once", "all"):
-                body = self.block(prog, b, "    ")
-                if body:
-                    lines += ["", f"    # {title(b)}"] + body
-                continue
-            if b.index in self.trees:       # a tree: level by level, a Python loop (the
-                # structure is fixed when traced; a level's nodes in one product)
-                lines += ["", f"    # {title(b)}", f"    {self.loop(b)}"]
-                lines += self.block(prog, b, "        ")
-                continue
-            loop = self.namer("step_" + "_".join(identifier(n) for n in b.names)
-                              if len(b.names) <= 3 else f"loop_{k}")
-            lines += self.scan_lines(prog, b, loop, title(b))
-        return lines
+    def loop_lines(self, prog, b, title: str) -> list[str]:
+        if b.index in self.trees:           # a tree: level by level, a Python loop (the
+            return super().loop_lines(prog, b, title)     # tree is fixed when traced)
+        loop = self.namer("step_" + "_".join(identifier(n) for n in b.names)
+                          if len(b.names) <= 3 else "loop")
+        return self.scan_lines(prog, b, loop, title)
 
 
 def _step_word(k: int | None) -> str:
@@ -248,11 +232,7 @@ def to_jax(model):
     except ImportError:
         raise RnnGraphError("export to JAX needs jax: pip install jax") from None
     source = jax_source(model)
-    namespace: dict = {}
-    filename = f"<rnngraph jax {model.filename}>"
-    import linecache
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    exec(compile(source, filename, "exec"), namespace)
+    namespace = run_source(source, f"jax {model.filename}")
     init, apply = namespace["init"], namespace["apply"]
     apply.source = source
     return init, apply

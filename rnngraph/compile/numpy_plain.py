@@ -395,9 +395,13 @@ class Printer:
                 if body:
                     lines += ["", f"    # {title(b)}"] + body
                 continue
-            lines += ["", f"    # {title(b)}", f"    {self.loop(b)}"]
-            lines += self.block(prog, b, "        ") or ["        pass"]
+            lines += self.loop_lines(prog, b, title(b))
         return lines
+
+    def loop_lines(self, prog, b, title: str) -> list[str]:
+        """A loop block: its loop and its statements (an exporter prints a library's loop)."""
+        return ["", f"    # {title}", f"    {self.loop(b)}",
+                *(self.block(prog, b, "        ") or ["        pass"])]
 
     # -- the module ------------------------------------------------------------------
     def steps(self, name: str | None = None) -> str:

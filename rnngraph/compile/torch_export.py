@@ -265,12 +265,16 @@ class TorchPrinter(Printer):
         pad = f"[zeros({B}, {self.dims(n)})]"
         return f'{pad} * {P} + list(inputs["{n}"].unbind(0))' + (f" + {pad} * {F}" if F else "")
 
+    def step_shape(self, dims: str, name: str | None = None) -> str:
+        """One step's shape: the batch's and ``dims``; for e(u, t) at one u, every step t of
+        the batch."""
+        if name is None:
+            return f"{self.B}, {dims}"
+        t = self.fwd.type(Home(name))
+        return ", ".join([*self.lead_dims(t), *map(str, t.shape)])
+
     def sequence_zeros(self, rows: str, dims: str, name: str | None = None) -> str:
-        if name is not None:            # e(u, t): at each u, every step t of the batch
-            t = self.fwd.type(Home(name))
-            dims = ", ".join([*self.lead_dims(t), *map(str, t.shape)])
-            return f"[zeros({dims})] * ({rows})"
-        return f"[zeros({self.B}, {dims})] * ({rows})"
+        return f"[zeros({self.step_shape(dims, name)})] * ({rows})"
 
     def step_numbers(self) -> str:
         return (f"[torch.full(({self.B}, 1), float(k), dtype=like.dtype, device=like.device) "
@@ -365,6 +369,16 @@ def exported_program(model):
     return split_loops(hoist_invariants(pack(fold_constants(lower(model)))))
 
 
+def run_source(source: str, label: str) -> dict:
+    """The namespace of the exported ``source``, its lines shown in tracebacks as ``label``."""
+    import linecache
+    filename = f"<rnngraph {label}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    namespace: dict = {}
+    exec(compile(source, filename, "exec"), namespace)
+    return namespace
+
+
 def to_torch(model, dtype: str = "float32", device=None):
     """``model`` as a ``torch.nn.Module`` (the class ``Model`` of :func:`torch_source`)."""
     try:
@@ -372,11 +386,7 @@ def to_torch(model, dtype: str = "float32", device=None):
     except ImportError:
         raise RnnGraphError("export to PyTorch needs torch: pip install torch") from None
     source = torch_source(model)
-    namespace: dict = {}
-    filename = f"<rnngraph torch {model.filename}>"
-    import linecache
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    exec(compile(source, filename, "exec"), namespace)
-    module = namespace["Model"](dtype=getattr(torch, dtype), device=device)
+    module = run_source(source, f"torch {model.filename}")["Model"](
+        dtype=getattr(torch, dtype), device=device)
     module.source = source
     return module
