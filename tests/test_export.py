@@ -127,3 +127,48 @@ def test_the_module_follows_its_parameters_dtype():
     net.to(torch.float64)
     out = net({"x": torch.randn(5, 2, 3, dtype=torch.float64)})
     assert out["h"].dtype == torch.float64 and out["h"].shape == (5, 2, 4)
+
+
+@pytest.mark.parametrize("name", sorted(R.REVIEWED))
+@pytest.mark.parametrize("batch", [3, 5])
+def test_reviewed_models_export_exactly(name, batch, tmp_path):
+    path = tmp_path / f"{name}.rnn"
+    path.write_text(R.REVIEWED[name])
+    m = rnngraph.load(path).require_sizes()
+    net = m.compile()
+    rng = np.random.default_rng(batch)
+    params = net.init_params(seed=2)
+    inputs = {"x": rng.normal(size=(5, batch, 3))}
+    if "d" in m.symbols:
+        inputs["d"] = rng.integers(0, 2, size=(5, batch, 4)).astype(float)   # exactly 0 and 1
+    outs, pullback = net.vjp(params, inputs)
+    grads = pullback({k: np.ones_like(v) for k, v in outs.items()})
+    module = m.to_torch(dtype="float64")
+    with torch.no_grad():
+        for k, v in params.items():
+            module.params[k].copy_(torch.from_numpy(v))
+    got = module({k: torch.from_numpy(v) for k, v in inputs.items()})
+    for k in outs:
+        assert np.allclose(got[k].detach().numpy(), outs[k], rtol=1e-10, atol=1e-12), k
+    if name == "bce":       # its gradient at a probability of exactly 0 is not a number
+        return
+    sum(v.sum() for v in got.values()).backward()
+    for k, p in module.params.items():
+        assert np.allclose(p.grad.numpy(), grads[k], rtol=1e-10, atol=1e-12), k
+
+
+@pytest.mark.parametrize("inputs, message", [
+    ({"x": torch.ones(6, 5)}, r"input 'x': \(T, B, n\) numbers"),
+    ({"x": torch.ones(6, 2, 5), "target": torch.zeros(6, 2, dtype=torch.long)}, "not class indices"),
+    ({"target": torch.ones(6, 2, 3)}, "no input 'x'"),
+])
+def test_the_module_refuses_what_it_cannot_take(inputs, message):
+    net = rnngraph.load(EXAMPLES / "elman.rnn").to_torch(sizes={"x": 5, "h": 4, "o": 3})
+    inputs = {"target": torch.ones(6, 2, 3), **inputs}
+    with pytest.raises(ValueError, match=message):
+        net(inputs)
+    good = {"x": torch.ones(6, 2, 5), "target": torch.ones(6, 2, 3)}
+    with pytest.raises(ValueError, match="no initial value 'h\\(1\\)'"):
+        net(good, {"h(1)": torch.ones(2, 4)})
+    with pytest.raises(ValueError, match="has 6 steps, but t has 3"):
+        net(good, steps=3)

@@ -680,6 +680,20 @@ def _problem(net, model, seed, batch=B):
     return params, inputs, initial
 
 
+# Models a review found the export got wrong: a total over the steps read by a later loop
+# through a matrix (its product printed for every step at once), a name with "np." in it,
+# names the module uses, a binary cross-entropy of a probability that is exactly 0 or 1.
+REVIEWED = {
+    "total": "x: 3, h: 4, g: 3\nh(t) = tanh(W h(t-1) + U x(t))\nM = mean_t(h(t))\n"
+             "g(t) = tanh(A g(t-1) + B M)\n",
+    "np_name": "x: 3, h: 4\nh(t) = tanh(W_inp x(t) + W h(t-1))\n",
+    "clashes": "x: 3, zeros: 4, like: 4\nzeros(t) = tanh(carry zeros(t-1) + xs x(t))\n"
+               "like(t) = sigmoid(lax like(t-1) + jnp zeros(t))\n",
+    "bce": "x: 3, h: 4, q: 4\nh(t) = tanh(W h(t-1) + U x(t))\nq(t) = relu(A h(t))\n"
+           "K(t) = binary_cross_entropy(q(t) / (1 + q(t)), d(t))\n",
+}
+
+
 def example_problem(path):
     """An example's NumPy compile run on a seeded problem, for the exports' tests: (model,
     (params, inputs, initial), steps, outputs, cotangents, gradients)."""

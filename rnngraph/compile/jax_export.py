@@ -52,7 +52,9 @@ def softmax_cross_entropy(z, target):
 
 
 def binary_cross_entropy(p, d):
-    return -(d * jnp.log(p) + (1 - d) * jnp.log(1 - p)).sum(-1, keepdims=True)
+    yes = jnp.where(d == 0, 0, d * jnp.log(jnp.where(d == 0, 1, p)))
+    no = jnp.where(d == 1, 0, (1 - d) * jnp.log(jnp.where(d == 1, 0.5, 1 - p)))
+    return -(yes + no).sum(-1, keepdims=True)
 
 
 def sigmoid_binary_cross_entropy(z, d):
@@ -94,6 +96,8 @@ class JaxPrinter(TorchPrinter):
     IMPORTS = ("import jax", "import jax.numpy as jnp", "from jax import lax")
     HELPERS = _HELPERS
     TAIL = _FUNCTIONS
+    RESERVED = TorchPrinter.RESERVED | {"jax", "jnp", "lax", "carry", "xs", "init", "apply",
+                                        "sigmoid", "transposed"}
     HELD = "every sequence one array over its steps."
 
     def home(self, h: Home) -> str:
@@ -184,7 +188,7 @@ class JaxPrinter(TorchPrinter):
 
         def tup(items):
             return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
-        steps = [f"{py[n]}_steps" for n in written]
+        steps = [namer(f"{py[n]}_steps") for n in written]
         start = [f"{py[n]}[{self.first_slot(j, sign)}]" for n in written
                  for j in range(1, depth[n] + 1)] + [py[n] for n in sums]
         slices = [f"{py[n]}[{P + k}:{T} + {P + k}]" for n, k in outside]
@@ -194,7 +198,7 @@ class JaxPrinter(TorchPrinter):
                  f"    {tup(carried)}, {tup(steps)} = lax.scan({loop}, {tup(start)}, "
                  f"{tup(slices)}{', reverse=True' if sign < 0 else ''}"
                  f"{'' if slices else f', length={T}'})"]
-        lines += [f"    {py[n]} = {py[n]}.at[{P}:{T} + {P}].set({py[n]}_steps)" for n in written]
+        lines += [f"    {py[n]} = {py[n]}.at[{P}:{T} + {P}].set({st})" for n, st in zip(written, steps)]
         return lines
 
     def first_slot(self, j: int, sign: int) -> str:

@@ -37,6 +37,8 @@ class Printer:
     """Prints the forward program ``fwd`` and backward program ``back`` of ``model``."""
 
     PATH = "The plain path: each equation as written, each loop step by step."
+    #: Names the printed module uses as they are (an exporter's add its own)
+    RESERVED = FIXED
 
     def __init__(self, model, fwd, back, dtype: str, params: list[str]):
         self.model, self.fwd, self.back, self.dtype = model, fwd, back, dtype
@@ -58,7 +60,7 @@ class Printer:
         self.slots = model.initial_slots
         self.P = max([1] + [-k for k in offsets] + [1 - s for s, _ in self.slots.values()])
         self.F = max([0] + offsets)
-        namer = self.namer = Namer(FIXED | set(keyword.kwlist))
+        namer = self.namer = Namer(self.RESERVED | set(keyword.kwlist))
         self.py = {n: namer(identifier(n)) for n in self.sym}
         # the length of each index: T for t, T_u for a declared u (index u); self.T is that
         # of the index being printed (``along``: a block's, an array's)

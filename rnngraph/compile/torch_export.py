@@ -16,11 +16,12 @@ for a model over a tree.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 from ..errors import RnnGraphError
 from .lower import STEP_HOMES, lower
-from .numpy_plain import Printer
+from .numpy_plain import FIXED, Printer
 from .optable import ADD, ATOM, MUL, Text, _sum_to_py, lookup
 from .program import Home
 
@@ -35,7 +36,7 @@ def log_softmax(z):
 
 
 def cross_entropy(p, target):
-    return -(target * torch.log(p)).sum(-1, keepdim=True)
+    return -(target * torch.log(torch.where(target == 0, 1, p))).sum(-1, keepdim=True)
 
 
 def softmax_cross_entropy(z, target):
@@ -43,7 +44,17 @@ def softmax_cross_entropy(z, target):
 
 
 def binary_cross_entropy(p, d):
-    return -(d * torch.log(p) + (1 - d) * torch.log(1 - p)).sum(-1, keepdim=True)
+    yes = torch.where(d == 0, 0, d * torch.log(torch.where(d == 0, 1, p)))
+    no = torch.where(d == 1, 0, (1 - d) * torch.log(torch.where(d == 1, 0.5, 1 - p)))
+    return -(yes + no).sum(-1, keepdim=True)
+
+
+def steps_of(value, dims, count):
+    """An every-step value's steps: (count, ...) as it is, or one value the same at every
+    step (a product with a time-free total) repeated."""
+    if value.dim() <= dims:
+        value = value.expand(count, *value.shape)
+    return list(value.unbind(0))
 
 
 def sigmoid_binary_cross_entropy(z, d):
@@ -73,10 +84,21 @@ def arguments(inputs, initial, steps, tree):
         lengths = {i: steps for i in INDICES}
     batch = None
     for name, index in INPUTS.items():
+        if name not in inputs:
+            raise ValueError(f"no input {name!r}: the model reads {', '.join(INPUTS)}")
         value = inputs[name]
-        if index is not None:
-            lengths.setdefault(index, value.shape[0])
+        if value.ndim != (3 if index is not None else 2) or "float" not in str(value.dtype):
+            raise ValueError(f"input {name!r}: {'(T, B, n)' if index is not None else '(B, n)'} numbers, "
+                             f"one-hot for a target (not class indices), with a batch axis; "
+                             f"not shape {tuple(value.shape)}")
+        if index is not None and lengths.setdefault(index, value.shape[0]) != value.shape[0]:
+            raise ValueError(f"input {name!r} has {value.shape[0]} steps, but {index} has "
+                             f"{lengths[index]}")
         batch = value.shape[-2]
+    unknown = set(initial or {}) - set(INITIAL)
+    if unknown:
+        raise ValueError(f"no initial value {sorted(unknown)[0]!r}: the model's are "
+                         f"{', '.join(INITIAL) or 'none'}")
     for value in (initial or {}).values():
         batch = value.shape[0] if batch is None else batch
     if TREES:                       # the tree's structure, from rnngraph (rnngraph/graphs/trees.py)
@@ -117,6 +139,10 @@ class Model(torch.nn.Module):
     def forward(self, inputs, initial=None, steps=None, tree=None):
         return forward(dict(self.params), *arguments(inputs, initial, steps, tree))
 '''
+
+
+#: NumPy's name in the op table's source (not a name that ends in np, W_inp.T)
+_NP = re.compile(r"(?<![\w.])np\.")
 
 
 def _call(fn):
@@ -167,7 +193,7 @@ class TorchPrinter(Printer):
         if op in TORCH:
             return TORCH[op](args, types, attrs)
         text = lookup(op).py(args, types, attrs)
-        if "np." in text.text or "keepdims" in text.text:
+        if _NP.search(text.text) or "keepdims=" in text.text:
             raise RnnGraphError(f"{self.model.filename}: export to {self.NAME} has no form of the "
                                 f"op '{op}' yet")
         return text
@@ -176,7 +202,10 @@ class TorchPrinter(Printer):
         if target.startswith("gather("):          # a tree's level: each node its value
             return f"{indent}scatter({target[7:-1]}, {text.text})"
         if target.startswith("torch.stack("):     # every step at once: back into the list
-            return f"{indent}{target[12:-1]} = list(({text.text}).unbind(0))"
+            steps = target[12:-1]
+            t = self.fwd.type(e.out)
+            dims = len(self.lead_dims(t)) + len(t.shape)
+            return f"{indent}{steps} = steps_of({text.text}, {dims}, len({steps}))"
         if target.endswith("[...]"):              # a time-free value, in each lane of its size
             name = e.out.name
             if len(self.model.shape(name)) == 2 and not self.fwd.type(e.out).lead:
@@ -240,6 +269,8 @@ class TorchPrinter(Printer):
         head += wrap(f"INPUTS = {{{', '.join(repr(n) + ': ' + repr(self.at(n).along if self.sym[n].timed else None) for n in self.inputs)}}}")
         looped = tuple(dict.fromkeys(self.along_of(n) for n in self.seqs))
         head += [f"INDICES = {tuple(self.lengths)!r}", f"LOOPED = {looped!r}"]
+        initial = tuple(k for k in self.slots if k not in self.model.defined_slots)
+        head += wrap(f"INITIAL = {initial!r}")
         if self.trees:
             head += [f"TREES = {tuple(self.trees)!r}", f"TREE_SLOTS = ({self.P}, {self.F})"]
         else:
@@ -249,6 +280,9 @@ class TorchPrinter(Printer):
     # -- how this library holds a sequence: a list of the steps' tensors ----------------
     NAME = "PyTorch"
     IMPORTS = ("import torch",)
+    RESERVED = FIXED | {"torch", "zeros", "like", "list", "next", "iter", "len", "dict", "float",
+                        "gather", "scatter", "steps_of", "arguments", "softmax", "log_softmax",
+                        "Model", "INDICES", "LOOPED", "TREES", "TREE_SLOTS", "SHAPES", "INPUTS"}
     HELPERS = _HELPERS
     TAIL = _MODULE
 
