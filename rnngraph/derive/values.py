@@ -5,29 +5,25 @@ right sides evaluated again at any step from its values.
 compiled (rnngraph/runtime/compiled.py) forward, and keeps its pullback for the gradients a
 derivation is compared with.  A printed term reads from it: ``value(node)`` evaluates a piece
 of an equation (``W h(t-1) + U x(t)``) at the current ``step`` from the run's values, which is
-written here with NumPy apart from the compiler (a forward value wrong in either shows as a
-difference), and ``gradient(name, step)`` asks the derivation being evaluated.
+written here with NumPy apart from the compiler, its functions the runtime's (a forward
+value wrong in either shows as a difference), and ``gradient(name, step)`` asks the derivation being evaluated.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..lang import ast
+from ..runtime import ops
 
 
-def _softmax(z):
-    e = np.exp(z - z.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
-
-
+#: The functions' numbers: the runtime's own (softmax shifted by its maximum, the losses'
+#: 0 log 0 = 0), not a second copy; what the derivation's rules check is the chain rule.
 _FUNCTIONS = {
     "tanh": np.tanh, "exp": np.exp, "log": np.log, "sqrt": np.sqrt,
-    "sigmoid": lambda z: 1 / (1 + np.exp(-z)),
+    "sigmoid": ops.sigmoid, "softmax": ops.softmax,
     "relu": lambda z: np.maximum(z, 0),
     "softplus": lambda z: np.logaddexp(0, z),
-    "softmax": _softmax,
-    "cross_entropy": lambda p, d: -(d * np.log(p)).sum(-1, keepdims=True),
-    "binary_cross_entropy": lambda p, d: -(d * np.log(p) + (1 - d) * np.log(1 - p)).sum(-1, keepdims=True),
+    "cross_entropy": ops.cross_entropy, "binary_cross_entropy": ops.binary_cross_entropy,
 }
 
 
