@@ -54,7 +54,7 @@ def compile(model, sizes: dict[str, int] | None = None, dtype: str = "float64",
                     optimize=optimize, backend=backend)
 
 
-def derive(model, wrt: str | None = None, loss: str | None = None, steps: int = 2,
+def derive(model, wrt: str | None = None, loss: str | None = None, steps: int | dict = 2,
            form: str = "paths"):
     """Backpropagation through time on paper: the chain rule for dL/d``wrt`` as a sum over
     the paths of the unrolled graph (``form="paths"``) or every gradient as matrices

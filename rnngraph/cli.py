@@ -259,9 +259,22 @@ def _derive(args) -> int:
     return _write_text((d.latex() if args.latex else d.text()).encode("utf-8"), args)
 
 
-def _unroll_steps(text: str) -> int:
+def _unroll_steps(text: str) -> int | dict:
+    """N, or one per index (t=3,u=2), each from 1 to 100: a derivation longer than that
+    is no longer read (and the paths form refuses far sooner)."""
+    if "=" in text:
+        out = {}
+        for part in text.split(","):
+            index, _, n = part.partition("=")
+            index = index.strip()
+            if not index.isidentifier() or index in out:
+                raise argparse.ArgumentTypeError(f"expected N or steps per index, as in t=3,u=2; "
+                                                 f"got {text!r}")
+            out[index] = _unroll_steps(n.strip())
+        return out
     if not text.isdigit() or not 1 <= int(text) <= 100:
-        raise argparse.ArgumentTypeError(f"--unroll is a whole number from 1 to 100, not {text!r}")
+        raise argparse.ArgumentTypeError(f"--unroll is a whole number from 1 to 100 (or one per "
+                                         f"index, t=3,u=2), not {text!r}")
     return int(text)
 
 
@@ -414,7 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the loss: a variable (its steps summed) or one step, E(2) (default: "
                      "the model's losses)")
     der.add_argument("--unroll", type=_unroll_steps, default=2, metavar="N",
-                     help="the steps unrolled (default 2)")
+                     help="the steps unrolled (default 2), or one number per index: t=3,u=2; a "
+                     "tree's is its leaves")
     der.add_argument("--matrix", action="store_true",
                      help="every gradient as vectors and matrices, the book's ∇_W L = Σ_t ...")
     der.add_argument("--latex", action="store_true",

@@ -19,10 +19,8 @@ from rnngraph.derive.calculus import Unsupported
 from test_random_models import random_models
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-# Not covered yet, each refused with a located message: several indices, a tree, a memory
-NOT_YET = {"attention": "several indices (u)", "attention_dot": "several indices (u)",
-           "seq2seq": "several indices (u)", "tree": "a tree (n)",
-           "ntm": "matrix-valued variables (M)"}
+# Not covered yet, each refused with a located message: a memory
+NOT_YET: dict[str, str] = {}
 
 
 def _loss(model) -> str | None:
@@ -118,14 +116,18 @@ def test_initial_values_back_to_the_longest_delay():
         m.derive(wrt="g(0)", loss="L", steps=3)  # a backward state has no h(0)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("h(t) = tanh(outer(a, b) h(t-1) + U x(t))\nx: 2, h: 3, a: 3, b: 3\n", "this matrix"),
-    ("h(t) = tanh((h(t-1) x(t)^T) x(t))\nx: 3, h: 3\n", "this matrix"),
+@pytest.mark.parametrize("text, wrt", [
+    ("h(t) = tanh(outer(a, b) h(t-1) + U x(t))\nx: 2, h: 3, a: 3, b: 3\n", "a"),
+    ("h(t) = tanh((h(t-1) x(t)^T) x(t) + U x(t))\nx: 3, h: 3\n", "U"),
+    ("M(t) = M(t-1) * sigmoid(P) + tanh(U x(t)) x(t)^T\nh(t) = tanh(M(t)^T q + cosine(M(t), x(t)))\n"
+     "M: 3x3, x: 3, P: 3x3, q: 3\n", "P"),
 ])
-def test_what_is_not_covered_is_a_located_error(text, message):
-    with pytest.raises(Unsupported, match=message) as err:
-        rnngraph.parse(text, "m.rnn").derive(wrt="U" if "U" in text else "h(1)", loss="h")
-    assert err.value.line == 1 and err.value.column > 1
+def test_matrices_with_a_value_per_example(text, wrt):
+    """Products with a matrix the steps compute (an outer product, a memory's rows and
+    columns, its cosine with a key): the printed forms evaluate to the compiled gradient."""
+    m = rnngraph.parse(text, "m.rnn")
+    assert m.derive(wrt=wrt, loss="h(2)", steps=2).check() < 1e-10
+    assert m.derive(loss="h", steps=3, form="matrix").check() < 1e-10
 
 
 def test_a_nan_gradient_fails_the_check():
@@ -245,7 +247,8 @@ def test_the_cli(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["tree.rnn", "--wrt", "W_l"], "tree.rnn:6:6: error: derivations cover models over one index t; not yet a tree (n)"),
+    (["attention.rnn", "--wrt", "v", "--unroll", "t=2,w=2"], "'w' is not an index of this model (its indices: t, u)"),
+    (["attention.rnn", "--wrt", "e(1)"], "e is e(u, t): give two steps, as e(1, 2)"),
     (["exercise.rnn", "--wrt", "Z", "--loss", "y"], "--wrt 'Z': not a name of the model"),
     (["exercise.rnn", "--wrt", "x", "--loss", "y"], "give a step, as --wrt x(1)"),
     (["exercise.rnn", "--wrt", "U"], "the model has no loss"),

@@ -201,9 +201,11 @@ def _first(sym) -> ast.Pos:
 
 
 # -- graphs and drawings -----------------------------------------------------------------
-def check_unroll(model, steps: int) -> None:
-    """Refuse to unroll ``model`` over more than ``max_unroll`` steps."""
+def check_unroll(model, steps: int | dict) -> None:
+    """Refuse to unroll ``model`` over more than ``max_unroll`` steps (of any index)."""
     cap = model.limits.max_unroll
+    if isinstance(steps, dict):
+        steps = max((n for n in steps.values() if isinstance(n, int)), default=1)
     if steps > cap:
         raise _at_start(model, f"unrolling over {_count(steps)} steps is more than the limit of "
                                f"{cap:,}; {_raise_it('unroll', steps)}")

@@ -15,9 +15,12 @@ function (rnngraph/derive/calculus.py), run on a seeded run of the model (values
 is compared with the compiled model's gradient (:meth:`Derivation.check`).  A factor of a path
 is evaluated as the vector-Jacobian product its equation gives, along the path from the loss.
 
-Covered: models over one index t (states forward and backward in time, delays, output
-feedback, sums over the steps, reads of the last step, time-free values); not yet several
-indices (attention), trees, matrix-valued states.
+Covered: every construct of the language.  States forward and backward in time, delays,
+output feedback, sums over the steps, reads of the last step, time-free values; several
+indices (an encoder over t, a decoder over u, attention's values over (u, t) with softmax_t,
+whose argument is read at every t' of t); trees (h(left(n)), h(root): what reaches a node
+comes from its parent p); matrix-valued states (a memory M(t), its outer products, rows,
+columns, cosine and norms).  A step of a value over two indices is a pair, e(2, 3).
 """
 from __future__ import annotations
 
@@ -30,8 +33,8 @@ import numpy as np
 from ..errors import RnnGraphError
 from ..lang import ast
 from ..lang.names import latex_name
-from .calculus import Pulled, Rules, Term, Unsupported, given, gradient, one, shifted, total
-from .values import Values
+from .calculus import EPS, PRODUCT, Rules, Term, Unsupported, given, gradient, one, renamed, shifted, total
+from .values import Steps, Values
 
 #: More terms than this is no longer a derivation anyone reads: the matrix form is shorter.
 MAX_TERMS = 256
@@ -39,16 +42,20 @@ MAX_TERMS = 256
 
 @dataclass(frozen=True)
 class Node:
-    """A value in the unrolled graph: ``name`` at ``step`` (None: time-free, or a parameter)."""
+    """A value in the unrolled graph: ``name`` at ``step`` (None: time-free, or a parameter;
+    a pair (u, t) for a value over two indices)."""
 
     name: str
-    step: int | None = None
+    step: int | tuple | None = None
+
+    def _at(self) -> str:
+        return ", ".join(map(str, self.step)) if isinstance(self.step, tuple) else str(self.step)
 
     def text(self) -> str:
-        return self.name if self.step is None else f"{self.name}({self.step})"
+        return self.name if self.step is None else f"{self.name}({self._at()})"
 
     def latex(self) -> str:
-        return latex_name(self.name, None if self.step is None else f"({self.step})")
+        return latex_name(self.name, None if self.step is None else f"({self._at()})")
 
 
 def _partial(a: Node, b: Node, latex: bool) -> str:
@@ -58,17 +65,18 @@ def _partial(a: Node, b: Node, latex: bool) -> str:
 
 
 class _Graph:
-    """The unrolled equations of ``model`` over ``steps`` steps: what each value reads."""
+    """The unrolled equations of ``model`` over ``steps`` steps (one number, or one per
+    index): what each value reads, and at which steps its terms are evaluated."""
 
-    def __init__(self, model, steps: int):
-        _supported(model)
+    def __init__(self, model, steps):
+        self.where = Steps(model, steps)
         for eq in model.equations:
             for r in ast.walk(eq.rhs):
-                if isinstance(r, ast.At) and r.step != "end" and int(r.step) > steps:
+                if isinstance(r, ast.At) and r.step != "end" and int(r.step) > self.where.last(r.name):
                     line, col = r.pos
                     raise RnnGraphError(f"{r.name}({r.step}) is read: unroll at least {r.step} "
                                         "steps", model.source.location(line, col))
-        self.model, self.steps = model, steps
+        self.model, self.steps = model, self.where.lengths["t"]
         self.rules = Rules(model, model.source)
         self.eqs = {(eq.name, eq.kind): eq for eq in model.equations}
         self.params = set(model.param_shapes)
@@ -80,40 +88,52 @@ class _Graph:
         an initial value given or zero)."""
         if node.step is None:
             return self.eqs.get((node.name, "value"))
-        if 1 <= node.step <= self.steps:
+        n = self.where.of(node.name)
+        if isinstance(node.step, tuple):
+            inside = all(1 <= k <= m for k, m in zip(node.step, n))
+        else:
+            inside = n is not None and 1 <= node.step <= n
+        if inside:
             return self.eqs.get((node.name, "seq"))
         return self.eqs.get((node.name, "init")) if node.step == 0 else None
 
+    def env(self, node: Node) -> dict:
+        """The steps of the indices where ``node``'s equation is evaluated."""
+        eq = self.equation(node)
+        if node.step is None or eq is None or eq.kind == "init":
+            return {}
+        end = {"end": self.where.lengths[eq.index]}
+        if isinstance(node.step, tuple):
+            return {eq.index: node.step[0], eq.inner: node.step[1], **end}
+        return {eq.index: node.step, **end}
+
     def out_node(self, eq, k: int = 0):
-        return {"seq": ast.Ref(eq.name, -k), "value": ast.Ref(eq.name, None),
-                "init": ast.At(eq.name, 0)}[eq.kind]
+        return {"seq": ast.Ref(eq.name, -k, index=eq.index, inner=eq.inner),
+                "value": ast.Ref(eq.name, None), "init": ast.At(eq.name, 0)}[eq.kind]
 
     def pulled(self, node: Node, g: Term):
-        """What ``node``'s equation passes back from its gradient g: (read node, the step its
-        term is evaluated at, the term)."""
+        """What ``node``'s equation passes back from its gradient g: (read node, the steps
+        its term is evaluated at, the term)."""
         eq = self.equation(node)
+        env = self.env(node)
         out = []
         for p in self.rules.pull(eq.rhs, g, self.out_node(eq)):
-            for read, at in self._reads(p, node):
+            for read, at in self._reads(p, env):
                 out.append((read, at, p.term))
         return out
 
-    def _reads(self, p, node: Node):
-        leaf, s = p.leaf, node.step
-        if p.over and (leaf.name in self.params or not isinstance(leaf, ast.Ref)
-                       or leaf.offset is None):
-            # inside sum_t, a parameter, a time-free value or h(end): read at every step
-            one = self._reads(Pulled(leaf, p.term), node)[0][0]
-            return [(one, r) for r in range(1, self.steps + 1)]
-        if leaf.name in self.params:
-            return [(Node(leaf.name), s)]
-        if isinstance(leaf, ast.At):
-            return [(Node(leaf.name, self.steps if leaf.step == "end" else int(leaf.step)), s)]
-        if leaf.offset is None:
-            return [(Node(leaf.name), s)]
-        if p.over:                          # inside sum_t: the read at every step
-            return [(Node(leaf.name, r + leaf.offset), r) for r in range(1, self.steps + 1)]
-        return [(Node(leaf.name, s + leaf.offset), s)]
+    def _reads(self, p, env: dict):
+        """Where ``p``'s read lands from ``env``: inside sum_t at every step of t, across a
+        softmax_t at every step t' of t; a parameter or a time-free value once a step."""
+        envs = [env]
+        if p.over:
+            # inside sum_t, end is the last step of t
+            n = self.where.lengths[p.over]
+            envs = [{**env, p.over: r, "end": n} for r in range(1, n + 1)]
+        if p.across:                        # softmax_t's argument, written at t'
+            j = p.across + "'"
+            envs = [{**e, j: r} for e in envs for r in range(1, self.where.lengths[j] + 1)]
+        return [(Node(p.leaf.name, self.where.where(p.leaf, e)), e) for e in envs]
 
     def reads(self, node: Node) -> list[Node]:
         if node not in self._reads_of:
@@ -124,7 +144,11 @@ class _Graph:
         """Every value an equation computes over the steps."""
         out = []
         for (name, kind) in self.eqs:
-            steps = {"seq": range(1, self.steps + 1), "value": [None], "init": [0]}[kind]
+            n = self.where.of(name)
+            if kind == "seq" and isinstance(n, tuple):
+                out += [Node(name, (u, t)) for u in range(1, n[0] + 1) for t in range(1, n[1] + 1)]
+                continue
+            steps = {"seq": range(1, (n or 0) + 1), "value": [None], "init": [0]}[kind]
             out += [Node(name, s) for s in steps]
         return out
 
@@ -144,63 +168,63 @@ class _Graph:
         result = 0
         for read, at, term in self.pulled(a, given(cot)):
             if read == b:
-                values.step = at
+                values.at = at
                 result = result + term.fn(values)
         return result
 
 
-def _supported(model) -> None:
-    src = model.source
-    for d in model.program.indices:
-        line, col = d.pos
-        raise Unsupported("derivations cover models over one index t; not yet "
-                          f"{'a tree' if d.tree else 'several indices'} ({d.name})",
-                          src.location(line, col))
-    for n, s in model.symbols.items():
-        if s.role != "parameter" and len(model.shape(n)) == 2:
-            line, col = s.pos
-            raise Unsupported(f"derivations do not cover matrix-valued variables ({n}) yet",
-                              src.location(line, col))
+_NODE = re.compile(r"\s*([^\s()]+)\s*(?:\(\s*(end|τ|root|-?\d+)\s*(?:,\s*(end|τ|-?\d+)\s*)?\))?\s*")
 
 
-_NODE = re.compile(r"\s*([^\s()]+)\s*(?:\(\s*(end|τ|-?\d+)\s*\))?\s*")
-
-
-def _node(model, text: str, steps: int, what: str) -> Node | list[Node]:
+def _node(model, text: str, where: Steps, what: str) -> Node | list[Node]:
     """``W``, ``x(2)``, ``h(0)``, ``h(-1)`` (an initial value), ``L`` (every step of a
-    sequence), ``h(end)``."""
+    sequence), ``h(end)``, ``h(root)``, ``e(2, 3)`` (a value over two indices)."""
     m = _NODE.fullmatch(text)
     if not m or m.group(1) not in model.symbols:
         known = ", ".join(sorted(model.symbols))
         raise RnnGraphError(f"{what} {text!r}: not a name of the model (it has {known})")
-    name, step = m.group(1), m.group(2)
+    name, step, inner = m.groups()
     sym = model.symbols[name]
+    n = where.of(name)
+    pair = isinstance(n, tuple)
     if step is None:
+        if pair:
+            return [Node(name, (u, t)) for u in range(1, n[0] + 1) for t in range(1, n[1] + 1)]
         if sym.timed:
-            return [Node(name, s) for s in range(1, steps + 1)]
+            return [Node(name, s) for s in range(1, n + 1)]
         return Node(name)
     if not sym.timed:
         raise RnnGraphError(f"{what} {text!r}: {name} has no steps")
-    k = steps if step in ("end", "τ") else int(step)
+    if pair != (inner is not None):
+        shape = f"{name}({', '.join(sym.index)})" if pair else f"{name}({sym.index})"
+        raise RnnGraphError(f"{what} {text!r}: {name} is {shape}: give "
+                            f"{'two steps, as ' + name + '(1, 2)' if pair else 'one step'}")
+    last = lambda k, m: m if k in ("end", "τ", "root") else int(k)      # noqa: E731
+    if pair:
+        node = Node(name, (last(step, n[0]), last(inner, n[1])))
+        if not all(1 <= k <= m for k, m in zip(node.step, n)):
+            raise RnnGraphError(f"{what} {text!r}: the steps are outside 1..{n[0]}, 1..{n[1]}")
+        return node
+    k = last(step, n)
     # a forward state's initial values are steps 0, -1, ... as far back as it is read
     first = min([1] + [int(key[len(name) + 1:-1]) for key in model.initial_slots
                        if key.startswith(name + "(")]) if sym.direction == "forward" else 1
-    if not first <= k <= steps:
+    if not first <= k <= n:
         initial = f" ({first}..0: its initial values)" if first < 1 else ""
-        raise RnnGraphError(f"{what} {text!r}: the step is outside {first}..{steps}{initial}")
+        raise RnnGraphError(f"{what} {text!r}: the step is outside {first}..{n}{initial}")
     return Node(name, k)
 
 
-def _losses(model, loss: str | None, steps: int) -> list[Node]:
+def _losses(model, loss: str | None, where: Steps) -> list[Node]:
     if loss is not None:
-        found = _node(model, loss, steps, "--loss")
+        found = _node(model, loss, where, "--loss")
         found = found if isinstance(found, list) else [found]
         name = found[0].name
         if not any(eq.name == name and eq.kind != "init" for eq in model.equations):
             raise RnnGraphError(f"--loss {loss!r}: {name} is {'a parameter' if name in model.param_shapes else 'an input'}"
                                 "; name a variable an equation computes")
-        if any(n.step is not None and n.step < 1 for n in found):
-            raise RnnGraphError(f"--loss {loss!r}: a loss is at a step 1..{steps}")
+        if any(isinstance(n.step, int) and n.step < 1 for n in found):
+            raise RnnGraphError(f"--loss {loss!r}: a loss is at a step 1..{where.last(name)}")
         return found
     read = {r.name for eq in model.equations for r in ast.walk(eq.rhs)
             if isinstance(r, (ast.Ref, ast.At))}
@@ -210,7 +234,7 @@ def _losses(model, loss: str | None, steps: int) -> list[Node]:
                             "(a variable, or one step of it: --loss y(2))")
     out = []
     for n in roots:
-        found = _node(model, n, steps, "--loss")
+        found = _node(model, n, where, "--loss")
         out += found if isinstance(found, list) else [found]
     return out
 
@@ -250,8 +274,8 @@ class Derivation:
         rng = np.random.default_rng(1)
         out = {}
         for n in losses:
-            size = self.model.shape(n.name)[0]
-            out[n] = np.ones((values.batch, 1)) if size == 1 else rng.normal(0, 1, (values.batch, size))
+            shape = tuple(self.model.shape(n.name))
+            out[n] = np.ones((values.batch, 1)) if shape == (1,) else rng.normal(0, 1, (values.batch, *shape))
         return out
 
     def _compiled(self, values: Values, seeds) -> dict:
@@ -284,8 +308,8 @@ class Paths(Derivation):
     def __init__(self, model, wrt: str, loss: str | None = None, steps: int = 2):
         self.model, self.steps = model, steps
         self.graph = g = _Graph(model, steps)
-        self.losses = _losses(model, loss, steps)
-        target = _node(model, wrt, steps, "--wrt")
+        self.losses = _losses(model, loss, g.where)
+        target = _node(model, wrt, g.where, "--wrt")
         if isinstance(target, list):
             raise RnnGraphError(f"--wrt {wrt!r}: {wrt} is a sequence: give a step, as --wrt {wrt}(1)")
         self.wrt = target
@@ -333,12 +357,14 @@ class Paths(Derivation):
     def text(self) -> str:
         rows = self._lines(False)
         width = max(len(h) for h, _ in rows)
-        return "\n".join(f"{h:>{width}} = {t}" if h else f"{'':>{width}} {t}"
-                         for h, t in rows) + "\n"
+        return "".join(f"{line}\n" for line in _tree_lines(self.graph.where)) + \
+            "\n".join(f"{h:>{width}} = {t}" if h else f"{'':>{width}} {t}"
+                      for h, t in rows) + "\n"
 
     def latex(self) -> str:
         rows = [f"{h} &= {t}" if h else rf"&\quad {t}" for h, t in self._lines(True)]
-        return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}\n"
+        return "".join(f"% {line}\n" for line in _tree_lines(self.graph.where)) + \
+            "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}\n"
 
     @property
     def terms(self) -> int:
@@ -364,12 +390,18 @@ class Paths(Derivation):
         values = Values(self.model, self.steps, batch, seed)
         mine = self.evaluate(values)
         seeds = self._seeds(values, self.losses)
-        ref = self._reference(values, self._compiled(values, seeds), self.wrt)
+        grads = self._compiled(values, seeds)
+        ref = self._reference(values, grads, self.wrt)
         self.against = "the compiled gradient"
         if ref is None:
-            ref = values.differences(self.graph.order(), self.graph.equation, self.wrt, seeds)
+            ref = values.differences(self.graph.order(), self.graph.equation, self.graph.env,
+                                     self.wrt, seeds)
             self.against = f"central differences of the equations run again from {self.wrt.text()}"
-        return _difference(mine, ref)
+            return _difference(mine, ref)
+        # a gradient that is zero (a bias inside softmax_t) is rounding alone: compared with
+        # the model's other gradients, as Matrix.check does
+        scale = 1e-4 * max((float(np.max(np.abs(g), initial=0)) for g in grads.values()), default=0)
+        return _difference(mine, ref, scale)
 
 
 def _shaped(g, values: Values, node: Node):
@@ -380,7 +412,7 @@ def _shaped(g, values: Values, node: Node):
         while g.ndim > len(shape):
             g = g.sum(0)
         return np.broadcast_to(g, shape)
-    return np.broadcast_to(g, (values.batch, values.model.shape(node.name)[0]))
+    return np.broadcast_to(g, (values.batch, *values.model.shape(node.name)))
 
 
 def _difference(a, b, scale: float = 0.0) -> float:
@@ -393,17 +425,31 @@ def _difference(a, b, scale: float = 0.0) -> float:
     return float(np.max(np.abs(a - b), initial=0) / max(np.max(np.abs(b), initial=0), scale, 1e-300))
 
 
+def _count(where: Steps, name: str) -> int:
+    n = where.of(name)
+    return n[0] * n[1] if isinstance(n, tuple) else n
+
+
 class Matrix(Derivation):
-    """Every gradient of the model, as vectors and matrices (the book's 10.2.2)."""
+    """Every gradient of the model, as vectors and matrices (the book's 10.2.2).
+
+    What reaches a value from an equation that reads it is that equation's term moved to
+    the value's steps: a read along an index k steps back comes from the equation k steps
+    on (h(t-1) in h(t)'s equation: from step t+1); the indices of the equation the value
+    does not have are summed (z(u, t) reads h(t): Σ_u); a read of one step (h(end),
+    h(root)) is that step's alone ([t = τ]); a tree node's children's reads come from its
+    parent p ([n = left(p)]); softmax_t's argument takes its Jacobian across the steps."""
 
     form = "matrix"
 
-    def __init__(self, model, loss: str | None = None, steps: int = 3, wrt: str | None = None):
+    def __init__(self, model, loss: str | None = None, steps=3, wrt: str | None = None):
         self.model, self.steps = model, steps
         self.graph = g = _Graph(model, steps)
-        self.losses = _losses(model, loss, steps)
+        self.where = g.where
+        self.losses = _losses(model, loss, g.where)
         for n in self.losses:
-            if model.symbols[n.name].timed and sum(x.name == n.name for x in self.losses) < steps:
+            if model.symbols[n.name].timed and \
+                    sum(x.name == n.name for x in self.losses) < _count(g.where, n.name):
                 raise RnnGraphError(f"--loss {loss!r}: the matrix form is for a loss at every step "
                                     f"(--loss {n.name}) or a time-free one; for one step, "
                                     "print the paths")
@@ -411,21 +457,14 @@ class Matrix(Derivation):
         # a loss at every step (or time-free) that nothing reads: its gradient is 1, printed so
         read = {r.name for eq in model.equations for r in ast.walk(eq.rhs)
                 if isinstance(r, (ast.Ref, ast.At))}
-        self.whole = {n for n in self.roots if n not in read and (
-            not self.model.symbols[n].timed or sum(x.name == n for x in self.losses) == steps)}
+        self.whole = {n for n in self.roots if n not in read}
         rules = g.rules
         # what reaches each name from each equation that reads it, per name
         self.into: dict[str, list[Term]] = {}
         self.param_terms: dict[str, list[Term]] = {}
         for eq in model.equations:
-            placed = set()              # a read twice in one equation (z(t) in a GRU's h) once
-            for p in rules.pull(eq.rhs, self._own(eq, 0), g.out_node(eq)):
-                key = (p.leaf.name, getattr(p.leaf, "offset", None), p.over)
-                if (eq.kind == "seq" or p.over) and isinstance(p.leaf, ast.Ref) \
-                        and p.leaf.offset is not None:
-                    if key in placed:
-                        continue
-                    placed.add(key)
+            self._placed: set = set()   # a read twice in one equation (z(t) in a GRU's h) once
+            for p in rules.pull(eq.rhs, self._own(eq), g.out_node(eq)):
                 self._place(eq, p)
         self.only = None
         if wrt is not None:
@@ -434,58 +473,185 @@ class Matrix(Derivation):
                                     "variable's gradient is printed)")
             self.only = wrt
 
-    def _own(self, eq, k: int) -> Term:
-        """∇ of what ``eq`` computes, at t - k for an equation over t."""
-        size = self.model.shape(eq.name)[0]
+    def _own(self, eq, index: str | None = None, k: int = 0) -> Term:
+        """∇ of what ``eq`` computes; moved k steps back along ``index`` (at t - k)."""
+        shape = self.model.shape(eq.name)
+        size = tuple(shape) if len(shape) == 2 else shape[0]
         if eq.name in self.whole and size == 1:
             return one()
         if eq.kind == "seq":
-            return gradient(eq.name, -k, size=size)
+            return gradient(eq.name, -k if index == eq.index else 0, eq.index, size, inner=eq.inner)
         return gradient(eq.name, None if eq.kind == "value" else 0, size=size, fixed=eq.kind == "init")
+
+    @staticmethod
+    def _indices(eq, p) -> list[str]:
+        """The indices ``p``'s term varies over: its equation's, and a sum's inside it."""
+        out = [] if eq.kind != "seq" else [eq.index] + ([eq.inner] if eq.inner else [])
+        return out + ([p.over] if p.over and p.over not in out else [])
+
+    def _has(self, name: str) -> list[str]:
+        """The indices of ``name``'s steps."""
+        i = self.model.symbols[name].index
+        return [] if i is None else list(i) if isinstance(i, tuple) else [i]
 
     def _place(self, eq, p) -> None:
         leaf, g = p.leaf, self.graph
         name = leaf.name
+        E = self._indices(eq, p) + ([p.across + "'"] if p.across else [])
+        into = self.into.setdefault
         if name in g.params:
-            term = p.term
-            if eq.kind == "seq" or p.over:
-                term = _over_steps(term)
-            self.param_terms.setdefault(name, []).append(term)
+            self.param_terms.setdefault(name, []).append(_summed(p.term, E, self.where))
             return
-        if (eq.kind == "seq" or p.over) and isinstance(leaf, ast.Ref) and leaf.offset is not None:
-            # read at t + k by the equation (or the summand of sum_t) at t: what reaches h(t)
-            # comes from step t - k, the equation moved by -k steps
-            k = leaf.offset
-            for q in g.rules.pull(shifted(eq.rhs, -k), self._own(eq, k), g.out_node(eq, k)):
-                if isinstance(q.leaf, ast.Ref) and q.leaf.name == name and q.leaf.offset == 0 \
-                        and q.over == p.over:
-                    self.into.setdefault(name, []).append(_within(q.term, k, self.steps))
-            return
-        if isinstance(leaf, ast.At):        # h(end): the step's share, from every step of a sequence
-            term = _over_steps(p.term, "s") if eq.kind == "seq" or p.over else p.term
-            self.into.setdefault(name, []).append(_at_step(term, leaf.step))
+        if p.across:
+            j = p.across + "'"
+            if eq.rhs.args[0] == ast.Ref(name, 0, index=eq.index, inner=eq.inner) \
+                    if isinstance(eq.rhs, ast.Call) and eq.kind == "seq" and \
+                    Rules.model_function(eq.rhs.func).across else False:
+                into(name, []).append(self._across(eq, p))       # a(u, t) = softmax_t(e(u, t))
+                return
+            if isinstance(leaf, ast.Ref) and j in (leaf.index, leaf.inner):
+                into(name, []).append(self._across_read(eq, p, E))
+                return
+        if isinstance(leaf, ast.At):        # h(end): that step's share, from every step of E
+            i = self._has(name)[0]
+            term = _summed(p.term, E, self.where, rename={i: "s"} if i in E else None)
+            into(name, []).append(_at_step(term, leaf, i, self.where))
             return
         if leaf.offset is None:
-            self.into.setdefault(name, []).append(_over_steps(p.term) if eq.kind == "seq" or p.over
-                                                  else p.term)
+            into(name, []).append(_summed(p.term, E, self.where))
             return
-        raise g.rules.unsupported(leaf, "this read")
+        N = self._has(name)
+        if leaf.child is not None:          # h(left(n)): from the parent's equation
+            key = (name, leaf.child, p.over, p.across)
+            if key in self._placed:         # both reads are in _from_parent's one term
+                return
+            self._placed.add(key)
+            into(name, []).append(_summed(self._from_parent(eq, p), [j for j in E if j not in N],
+                                          self.where))
+            return
+        i, k = leaf.index, leaf.offset
+        key = (name, k, i, leaf.inner, p.over, p.across)
+        if key in self._placed:         # the other read is found on pulling again, below
+            return
+        self._placed.add(key)
+        if k and i == eq.inner:
+            raise g.rules.unsupported(leaf, "a read moved along a value's second index")
+        # read at t + k by the equation (or the summand) at t: what reaches h(t) comes from
+        # step t - k, the equation moved by -k steps
+        rhs = shifted(eq.rhs, -k, i)
+        out = g.out_node(eq, k if i == eq.index else 0)
+        for q in g.rules.pull(rhs, self._own(eq, i, k), out):
+            r = q.leaf
+            if isinstance(r, ast.Ref) and r.name == name and r.offset == 0 and r.index == i \
+                    and r.inner == leaf.inner and r.child is None and q.over == p.over \
+                    and q.across == p.across:
+                term = _within(q.term, i, k, self.where)
+                into(name, []).append(_summed(term, [j for j in E if j not in N], self.where))
+
+    def _from_parent(self, eq, p) -> Term:
+        """What reaches tree node h(n) through its parent p's read h(left(p))."""
+        n, side = p.leaf.index, p.leaf.child
+        pv = self.where.parents[n]
+        rhs = renamed(eq.rhs, n, pv)
+        own = gradient(eq.name, 0, pv, self.model.shape(eq.name)[0])
+        terms = [q.term for q in self.graph.rules.pull(rhs, own, ast.Ref(eq.name, 0, index=pv))
+                 if isinstance(q.leaf, ast.Ref) and q.leaf.name == p.leaf.name and
+                 q.leaf.child == side and q.over == p.over]
+        term = total(terms)
+        fn, where = term.fn, self.where
+
+        def evaluate(v):
+            saved, out = v.at, 0.0
+            try:
+                for up in where.parents_of(n, v.at[n], side):
+                    v.at = {**saved, pv: up}
+                    out = out + fn(v)
+            finally:
+                v.at = saved
+            return out
+        body = term.text if term.prec > 1 else f"({term.text})"
+        lbody = term.latex if term.prec > 1 else rf"\left({term.latex}\right)"
+        return Term(f"Σ_{{{pv}: {side}({pv}) = {n}}} {body}",
+                    rf"\sum_{{{pv}:\, \operatorname{{{side}}}({pv}) = {n}}} {lbody}", 1, evaluate,
+                    term.size, sigma=True)
+
+    def _across_read(self, eq, p, E: list[str]) -> Term:
+        """What reaches e(u, t) read as e(u, t') inside softmax_t's argument, from the
+        equation at every step s of t: its term with t written s and t' written t."""
+        i, leaf = p.across, p.leaf
+        j = i + "'"
+        if leaf.offset and leaf.index == j:
+            raise self.graph.rules.unsupported(leaf, "a read moved along t inside softmax_t()")
+        fn, where = p.term.fn, self.where
+        t_ = re.compile(rf"(?<![A-Za-z0-9_\\]){re.escape(i)}(?![A-Za-z0-9_'])")
+        t_mark = re.compile(rf"(?<![A-Za-z0-9_\\]){re.escape(i)}'")
+
+        def moved(text):
+            return t_mark.sub(i, t_.sub("s", text))
+
+        def evaluate(v):
+            saved, out = v.at, 0.0
+            try:
+                for r in range(1, where.lengths[i] + 1):
+                    v.at = {**saved, i: r, j: saved[i]}
+                    out = out + fn(v)
+            finally:
+                v.at = saved
+            return out
+        body = p.term
+        text = body.text if body.prec > 1 else f"({body.text})"
+        latex = body.latex if body.prec > 1 else rf"\left({body.latex}\right)"
+        term = Term(f"Σ_s {moved(text)}", rf"\sum_{{s}} {moved(latex)}", 1, evaluate, body.size,
+                    sigma=True)
+        N = self._has(leaf.name)
+        return _summed(term, [x for x in E if x not in (i, j) and x not in N], self.where)
+
+    def _across(self, eq, p) -> Term:
+        """a(u, t) = softmax_t(e(u, t)): ∇_e(u, t) L = a(u, t) (∇_a(u, t) L - Σ_t' a(u, t')
+        ∇_a(u, t') L), the softmax's Jacobian across the steps of t."""
+        i = p.across
+        a = self.graph.rules.value(self.graph.out_node(eq))
+        ga = self._own(eq)
+        j = i + "'"
+        other = lambda s: s.replace(f", {i})", f", {j})").replace(f",{i})", f",{j})")  # noqa: E731
+        n = self.where
+
+        def evaluate(v):
+            saved, total_ = v.at, 0.0
+            try:
+                for r in range(1, n.lengths[i] + 1):
+                    v.at = {**saved, i: r}
+                    total_ = total_ + a.fn(v) * ga.fn(v)
+            finally:
+                v.at = saved
+            return a.fn(v) * (ga.fn(v) - total_)
+        text = f"{a.text} ({ga.text} - Σ_{j} {other(a.text)} {other(ga.text)})"
+        latex = (rf"{a.latex} \left({ga.latex} - \sum_{{{j}}} {other(a.latex)}\, "
+                 rf"{other(ga.latex)}\right)")
+        return Term(text, latex, PRODUCT, evaluate, 1)
 
     def _names(self) -> list[str]:
         """The variables whose gradient is printed: from the loss back, the inputs left out."""
         order = [eq.name for eq in self.model.equations]
         return [n for n in reversed(list(dict.fromkeys(order)))]
 
+    def _lhs(self, n: str) -> Term:
+        N = self._has(n)
+        if len(N) == 2:
+            return gradient(n, 0, N[0], inner=N[1])
+        return gradient(n, 0 if N else None, N[0] if N else "t")
+
     def _rows(self, latex: bool) -> list[tuple[str, str]]:
         rows = []
         for n in self._names():
-            sym = self.model.symbols[n]
-            lhs = gradient(n, 0 if sym.timed else None)
+            lhs = self._lhs(n)
             lhs = lhs.latex if latex else lhs.text
             terms = self.into.get(n, [])
             if n in self.roots:             # the loss's own: 1, or ∂L/∂y(t) for a vector
+                at = self._lhs(n).text[2:-2]
+                lat = self._lhs(n).latex[len(r"\nabla_{"):-len("} L")]
                 own = "1" if self.model.shape(n)[0] == 1 else \
-                    (rf"\frac{{\partial L}}{{\partial {latex_name(n, '(t)')}}}" if latex else f"∂L/∂{n}(t)")
+                    (rf"\frac{{\partial L}}{{\partial {lat}}}" if latex else f"∂L/∂{at}")
                 terms = [Term(own, own, 3, None)] + terms
             rhs = total(terms)
             rows.append((lhs, rhs.latex if latex else rhs.text))
@@ -500,47 +666,82 @@ class Matrix(Derivation):
     def _header(self, latex: bool) -> str:
         parts = []
         for n in dict.fromkeys(x.name for x in self.losses):
-            timed = self.model.symbols[n].timed
+            N = self._has(n)
+            at = self._lhs(n)
             if latex:
-                parts.append(rf"\sum_{{t}} {latex_name(n, '(t)')}" if timed else latex_name(n))
+                parts.append("".join(rf"\sum_{{{i}}} " for i in N) +
+                             (at.latex[len(r"\nabla_{"):-len("} L")] if N else latex_name(n)))
             else:
-                parts.append(f"Σ_t {n}(t)" if timed else n)
+                parts.append("".join(f"Σ_{i} " for i in N) + (at.text[2:-2] if N else n))
         return " + ".join(parts)
+
+    def _outside(self) -> str:
+        used = [i for i in self._all_indices() if any(
+            i in self._has(n) for n in self.model.symbols if self.model.symbols[n].timed)]
+        if len(used) > 1 or any(i in self.where.trees for i in used):
+            steps = ", ".join(f"{i} = 1..{self.where.lengths[i]}" for i in used)
+            return f"a term of an equation at a step outside {steps} is zero" + \
+                "".join(f"; {line}" for line in _tree_lines(self.where)) + self._epsilon()
+        return "a term of an equation at a step outside 1..τ is zero" + self._epsilon()
+
+    def _epsilon(self) -> str:
+        uses = any(isinstance(n, ast.Call) and n.func == "cosine"
+                   for eq in self.model.equations for n in ast.walk(eq.rhs))
+        return f"; ε = {EPS:g} (cosine's, as compiled)" if uses else ""
+
+    def _all_indices(self) -> list[str]:
+        return ["t"] + [d.name for d in self.model.program.indices]
 
     def text(self) -> str:
         rows = self._rows(False)
         width = max(len(h) for h, _ in rows)
-        head = f"L = {self._header(False)}; a term of an equation at a step outside 1..τ is zero\n"
+        head = f"L = {self._header(False)}; {self._outside()}\n"
         return head + "\n".join(f"{h:>{width}} = {t}" for h, t in rows) + "\n"
 
     def latex(self) -> str:
         rows = [f"L &= {self._header(True)}"] + [f"{h} &= {t}" for h, t in self._rows(True)]
-        return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}\n"
+        return "".join(f"% {line}\n" for line in _tree_lines(self.where)) + \
+            "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}\n"
+
+    def _env(self, name: str, step) -> dict:
+        N = self._has(name)
+        if step is None or step == 0 and not N:
+            return {}
+        end = {"end": self.where.lengths[N[0]]}
+        return {**dict(zip(N, step)), **end} if isinstance(step, tuple) else {N[0]: step, **end}
 
     def gradients(self, values: Values) -> dict:
         """Every printed gradient evaluated on ``values``: {Node: array} for each variable at
         each step (and its initial value), each parameter."""
         seeds = self._seeds(values, self.losses)
         memo: dict[tuple, np.ndarray] = {}
-        model, T = self.model, self.steps
+        model, where = self.model, self.where
+
+        def inside(name, step) -> bool:
+            n = where.of(name)
+            if step is None:
+                return True
+            if isinstance(step, tuple):
+                return all(1 <= k <= m for k, m in zip(step, n))
+            return -n <= step <= n + 1
 
         def grad(name, step):
             key = (name, step)
             if key in memo:
                 return memo[key]
-            size = model.shape(name)[0]
-            if step is not None and not (-T <= step <= T + 1):
-                out = np.zeros((values.batch, size))
+            size = model.shape(name)
+            if not inside(name, step):
+                out = np.zeros((values.batch, *size))
             else:
-                saved = values.step
-                values.step = step
+                saved = values.at
+                values.at = self._env(name, step)
                 try:
                     s = seeds.get(Node(name, step)) if name in self.roots else None
-                    out = np.zeros((values.batch, size)) if s is None else s
+                    out = np.zeros((values.batch, *size)) if s is None else s
                     for term in self.into.get(name, []):
                         out = out + term.fn(values)
                 finally:
-                    values.step = saved
+                    values.at = saved
             memo[key] = out
             return out
 
@@ -552,13 +753,18 @@ class Matrix(Derivation):
         for n, sym in model.symbols.items():
             if sym.role == "parameter":
                 continue
-            if sym.timed:
-                for s in range(self._first(values, n), T + 1):
+            steps = where.of(n)
+            if isinstance(steps, tuple):
+                for u in range(1, steps[0] + 1):
+                    for t in range(1, steps[1] + 1):
+                        out[Node(n, (u, t))] = grad(n, (u, t))
+            elif sym.timed:
+                for s in range(self._first(values, n), steps + 1):
                     out[Node(n, s)] = grad(n, s)
             else:
                 out[Node(n)] = grad(n, None)
         for w, terms in self.param_terms.items():
-            values.step = None
+            values.at = {}
             out[Node(w)] = _shaped(sum(t.fn(values) for t in terms), values, Node(w))
         return out
 
@@ -577,59 +783,90 @@ class Matrix(Derivation):
         grads = self._compiled(values, self._seeds(values, self.losses))
         pairs = []
         for node, g in mine.items():
-            initial = node.step is not None and node.step <= 0
+            initial = isinstance(node.step, int) and node.step <= 0
             if initial and f"{node.name}({node.step})" not in grads:
                 continue
             ref = self._reference(values, grads, node) if (
                 node.name in values.params or node.name in values.inputs or initial) else None
             if ref is not None:
                 pairs.append((g, ref))
-        scale = 1e-6 * max((float(np.max(np.abs(r), initial=0)) for _, r in pairs), default=0)
+        # a gradient that is zero is rounding alone, about 1e-16 of the terms that cancel in
+        # it, which are of the others' size: compared with 1e-4 of the largest, its rounding
+        # stays far under the 1e-10 a check is held to, and a real error far above it
+        scale = 1e-4 * max((float(np.max(np.abs(r), initial=0)) for _, r in pairs), default=0)
         self.against = "the compiled gradient"
         return max((_difference(g, r, scale) for g, r in pairs), default=0.0)
 
 
-def _within(term: Term, k: int, steps: int) -> Term:
-    """``term``, from the equation at step t - k, which exists only for t - k in 1..τ."""
+def _tree_lines(where: Steps) -> list[str]:
+    """What a tree's node numbers are: its leaves, and each inner node's children."""
+    out = []
+    for i, tree in where.trees.items():
+        if i in where.parents.values():
+            continue
+        inner = ", ".join(f"{k}: ({a + 1}, {b + 1})" for k, (a, b) in enumerate(tree.children, 1)
+                          if max(a, b) >= 0)
+        out.append(f"the tree over {i}: leaves 1..{tree.leaves}, then each node's children "
+                   f"(left, right) {inner}; {tree.nodes} the root")
+    return out
+
+
+def _within(term: Term, index: str, k: int, where: Steps) -> Term:
+    """``term``, from the equation k steps on along ``index``, which exists only for steps
+    1..τ of it."""
     fn = term.fn
     return Term(term.text, term.latex, term.prec,
-                lambda v: fn(v) if 1 <= v.step - k <= steps else 0.0, term.size, term.one)
+                lambda v: fn(v) if 1 <= v.at[index] - k <= where.lengths[index] else 0.0,
+                term.size, term.one)
 
 
-def _at_step(term: Term, step) -> Term:
-    """``term`` where a read is of one step (h(end)): at that step only, [t = τ] (...)."""
+def _at_step(term: Term, leaf, index: str, where: Steps) -> Term:
+    """``term`` where a read is of one step (h(end), h(root)): at that step only, [t = τ]
+    (...)."""
     fn = term.fn
-    text, latex = ("τ", r"\tau") if step == "end" else (str(step), str(step))
+    step = leaf.step
+    if getattr(leaf, "root", False):
+        text = latex = "root"
+    else:
+        text, latex = ("τ", r"\tau") if step == "end" else (str(step), str(step))
+        if step == "end" and index != "t":
+            text, latex = f"τ_{index}", rf"\tau_{{{index}}}"
+    last = where.lengths[index] if step == "end" else int(step)
     body = term.text if term.prec > 1 else f"({term.text})"
     lbody = term.latex if term.prec > 1 else rf"\left({term.latex}\right)"
-    return Term(f"[t = {text}] {body}", rf"[t = {latex}]\, {lbody}", 2,
-                lambda v: fn(v) if v.step == (v.steps if step == "end" else int(step)) else 0.0,
-                term.size)
+    return Term(f"[{index} = {text}] {body}", rf"[{index} = {latex}]\, {lbody}", 2,
+                lambda v: fn(v) if v.at[index] == last else 0.0, term.size)
 
 
-_T = re.compile(r"(?<![A-Za-z0-9_\\])t(?![A-Za-z0-9_])")
+def _summed(term: Term, indices: list[str], where: Steps, rename: dict | None = None) -> Term:
+    """Σ_t term over each of ``indices``: a parameter's (or a time-free value's) share from
+    an equation over t; an index in ``rename`` written so (Σ_s, inside [t = τ], where t
+    is taken)."""
+    for i in reversed(indices):
+        term = _over(term, i, (rename or {}).get(i, i), where)
+    return term
 
 
-def _over_steps(term: Term, var: str = "t") -> Term:
-    """Σ_t term: a parameter's (or a time-free value's) share from an equation over t; with
-    ``var`` s, written Σ_s over s (inside [t = τ], where t is taken)."""
+def _over(term: Term, index: str, var: str, where: Steps) -> Term:
     fn = term.fn
-    if var != "t":
-        term = Term(_T.sub(var, term.text), _T.sub(var, term.latex), term.prec, fn, term.size)
+    if var != index:
+        pattern = re.compile(rf"(?<![A-Za-z0-9_\\]){re.escape(index)}(?![A-Za-z0-9_])")
+        term = Term(pattern.sub(var, term.text), pattern.sub(var, term.latex), term.prec, fn,
+                    term.size)
 
     def evaluate(v):
-        saved, out = v.step, 0
+        saved, out = v.at, 0
         try:
-            for s in range(1, v.steps + 1):
-                v.step = s
+            for s in range(1, where.lengths[index] + 1):
+                v.at = {**saved, index: s, "end": where.lengths[index]}
                 out = out + fn(v)
         finally:
-            v.step = saved
+            v.at = saved
         return out
 
-    text = term.text if term.prec > 1 else f"({term.text})"
-    latex = term.latex if term.prec > 1 else rf"\left({term.latex}\right)"
-    return Term(f"Σ_{var} {text}", rf"\sum_{{{var}}} {latex}", 1, evaluate, term.size)
+    text = term.text if term.prec > 1 or term.sigma else f"({term.text})"
+    latex = term.latex if term.prec > 1 or term.sigma else rf"\left({term.latex}\right)"
+    return Term(f"Σ_{var} {text}", rf"\sum_{{{var}}} {latex}", 1, evaluate, term.size, sigma=True)
 
 
 def derive(model, wrt: str | None = None, loss: str | None = None, steps: int = 2,
