@@ -62,6 +62,54 @@ def test_the_matrix_form_is_the_books():
         assert line in lines, line
 
 
+def test_attention_couples_every_step_through_softmax_t():
+    """Bahdanau's attention over 2 encoder steps, 1 decoder step: v reaches L(1) through each
+    score e(1, t') and, softmax_t coupling the steps, each weight a(1, t) reads every score:
+    2 x 2 paths.  The matrix form is softmax's Jacobian across the steps, and the encoder
+    states take the contexts' gradient weighted by a(u, t)."""
+    m = rnngraph.load(EXAMPLES / "attention.rnn")
+    d = m.derive(wrt="v", loss="L(1)", steps={"t": 2, "u": 1})
+    assert d.terms == 4
+    assert "∂a(1, 2)/∂e(1, 1) ∂e(1, 1)/∂v" in d.text()
+    assert d.check() < 1e-12
+    matrix = m.derive(form="matrix", steps={"t": 4, "u": 3})
+    lines = [line.strip() for line in matrix.text().splitlines()]
+    assert lines[0] == "L = Σ_u L(u); a term of an equation at a step outside t = 1..4, u = 1..3 is zero"
+    assert "∇_e(u, t) L = a(u, t) (∇_a(u, t) L - Σ_t' a(u, t') ∇_a(u, t') L)" in lines
+    h = next(line for line in lines if line.startswith("∇_h(t) L"))
+    assert "[t = τ] W_s^T diag(1 - s(0)^2) ∇_s(0) L" in h and "Σ_u a(u, t) ∇_c(u) L" in h
+    assert matrix.check() < 1e-12
+
+
+def test_a_tree_node_takes_its_gradient_from_its_parent():
+    """The recursive net (the book's figure 10.14): over 4 leaves h(5) = f(h(1), h(2)),
+    h(6) = f(h(3), h(4)), h(7) the root; W_l reaches the loss through each inner node and its
+    left children's, as printed; the matrix form sends a node's gradient down from its parent."""
+    m = rnngraph.load(EXAMPLES / "tree.rnn")
+    d = m.derive(wrt="W_l", steps=4)
+    first, *rest = d.text().splitlines()
+    assert "5: (1, 2), 6: (3, 4), 7: (5, 6); 7 the root" in first
+    assert d.terms == 7 and d.check() < 1e-12      # W_l used at 7 nodes, each one path up
+    assert "+ ∂L/∂o ∂o/∂h(7) ∂h(7)/∂h(6) ∂h(6)/∂h(3) ∂h(3)/∂W_l" in d.text()
+    matrix = m.derive(form="matrix", steps=4)
+    assert "∇_h(n) L = Σ_{p: left(p) = n} W_l^T diag(1 - h(p)^2) ∇_h(p) L + Σ_{p: right(p) = n} " \
+        "W_r^T diag(1 - h(p)^2) ∇_h(p) L + [n = root] V^T (diag(o) - o o^T) ∇_o L" in matrix.text()
+    assert matrix.check() < 1e-12
+
+
+def test_a_memory_s_gradient_is_a_matrix():
+    """The NTM: ∇_M(t) L through the next write (erased entry by entry), the next read's columns
+    and the next addressing's cosine; checked against the compiled gradient and, for M(1)
+    inside the run, against central differences."""
+    m = rnngraph.load(EXAMPLES / "ntm.rnn")
+    matrix = m.derive(form="matrix", loss="y", steps=3)
+    line = next(x for x in matrix.text().splitlines() if x.startswith("∇_M(t) L"))
+    assert "(1 - w(t+1) e(t+1)^T) ⊙ ∇_M(t+1) L" in line and "w(t+1) (∇_r(t+1) L)^T" in line
+    assert matrix.check() < 1e-12
+    d = m.derive(wrt="M(1)", loss="y(2)", steps=2)
+    assert d.check() < 1e-7 and d.against.startswith("central differences")
+
+
 def test_the_exercise_expands_over_every_path_of_the_unrolled_drawing():
     """∂y(2)/∂U for the course's exercise: one term per path of the drawn unrolled graph from
     a use of U (h1(1), h1(2)) to y(2), printed as the sheets print them."""
@@ -233,6 +281,9 @@ def test_random_models_derive_to_their_gradient(text, data):
 
 
 def test_the_cli(tmp_path, capsys):
+    assert main(["derive", str(EXAMPLES / "seq2seq.rnn"), "--wrt", "W_c", "--unroll", "t=3,u=2"]) == 0
+    assert "∂L(2)/∂W_c = ∂L(2)/∂o(2) ∂o(2)/∂s(2) ∂s(2)/∂s(1) ∂s(1)/∂s(0) ∂s(0)/∂W_c" in \
+        capsys.readouterr().out
     ex = str(EXAMPLES / "exercise.rnn")
     assert main(["derive", ex, "--wrt", "U", "--loss", "y(2)", "--check"]) == 0
     out, err = capsys.readouterr()
@@ -291,7 +342,7 @@ def test_the_readme_prints_what_the_command_prints(capsys, monkeypatch):
     root = EXAMPLES.parent
     monkeypatch.chdir(root)
     blocks = (root / "README.md").read_text(encoding="utf-8").split("\n    $ rnngraph derive ")[1:]
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     for block in blocks:
         lines = block.split("\n\n")[0].split("\n")
         assert main(["derive", *shlex.split(lines[0])]) == 0
