@@ -256,7 +256,12 @@ def _derive(args) -> int:
         diff = d.check()
         print(f"checked: the printed terms, evaluated on random values, differ from "
               f"{d.against} by at most {diff:.1e} (relative)", file=sys.stderr)
-    return _write_text((d.latex() if args.latex else d.text()).encode("utf-8"), args)
+    status = _write_text((d.latex() if args.latex else d.text()).encode("utf-8"), args)
+    if args.check and not diff < 1e-6:     # NaN too: a check that failed fails the command
+        print("rnngraph: the check failed: the printed terms are not the gradient "
+              "(a bug in rnngraph: please report it with the input)", file=sys.stderr)
+        return 1
+    return status
 
 
 def _unroll_steps(text: str) -> int | dict:

@@ -19,7 +19,7 @@ from rnngraph.derive.calculus import Unsupported
 from test_random_models import random_models
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-# Not covered yet, each refused with a located message: a memory
+# Not covered yet, each refused with a located message: none of the examples
 NOT_YET: dict[str, str] = {}
 
 
@@ -176,6 +176,59 @@ def test_matrices_with_a_value_per_example(text, wrt):
     m = rnngraph.parse(text, "m.rnn")
     assert m.derive(wrt=wrt, loss="h(2)", steps=2).check() < 1e-10
     assert m.derive(loss="h", steps=3, form="matrix").check() < 1e-10
+
+
+@pytest.mark.parametrize("text, message, at", [
+    ("index u\nh(t) = tanh(W h(t-1) + U x(t))\ne(u, t) = s(u-1)^T h(t)\n"
+     "a(u, t) = exp(e(u, t)) / sum_t(exp(e(u, t)))\ns(u) = tanh(A s(u-1) + sum_t(a(u, t) * h(t)))\n"
+     "L(u) = cross_entropy(softmax(V s(u)), y(u))\nx: 2, h: 2, s: 2, y: 2, e: 1\n",
+     r"sum_t\(\) inside an equation over t \(write softmax_t", (4, 26)),
+    ("index u\nh(t) = tanh(W h(t-1) + U x(t))\ns(u) = tanh(A s(u-1) + B y(u-1))\n"
+     "J = sum_u(sum_t(s(u)^T tanh(G h(t))))\nx: 2, h: 2, s: 2, y: 2, J: 1\n",
+     "a sum over the steps inside another", (4, 5)),
+])
+def test_what_is_not_covered_is_a_located_error(text, message, at):
+    """A sum over the index of its own equation, and a sum inside another: refused where they
+    are written, in both forms, not derived wrong."""
+    m = rnngraph.parse(text, "m.rnn")
+    for form in ("paths", "matrix"):
+        with pytest.raises(Unsupported, match=message) as err:
+            m.derive(wrt="W", loss="J" if "J =" in text else "L", form=form,
+                     steps={"t": 3, "u": 2})
+        assert (err.value.line, err.value.column) == at
+
+
+def test_end_is_the_last_step_of_its_own_index():
+    """end in an equation over u is u's last step, also inside sum_t; in LaTeX τ_u (and
+    s(end) of a decoder state s^(τ_u)), τ for t's."""
+    m = rnngraph.parse("index u\nh(t) = tanh(W h(t-1) + U x(t))\n"
+                       "s(u) = tanh(A s(u-1) + D h(end) + r * (end - u) + sum_t(tanh(R h(t)) * (end - u)))\n"
+                       "o = softmax(V s(end))\nJ = cross_entropy(o, y)\nx: 3, h: 4, s: 4, y: 2, r: 1\n")
+    steps = {"t": 3, "u": 2}
+    matrix = m.derive(form="matrix", steps=steps)
+    assert matrix.check() < 1e-12
+    assert m.derive(wrt="R", steps=steps).check() < 1e-12
+    latex = matrix.latex()
+    assert r"\tau_{u} - u" in latex and r"s^{(\tau_{u})\top}" in latex and r"h^{(\tau)\top}" in latex
+
+
+def test_a_gate_times_a_memory_and_a_loss_over_pairs():
+    """A number an example times a matrix, along a path; a loss at values over two indices
+    (the weights a(u, t), whose sum over t is 1: every gradient zero, and so printed)."""
+    gm = rnngraph.parse("M: 3x3\nx: 3, h: 3, g: 1\ng(t) = sigmoid(W_g x(t))\n"
+                        "M(t) = g(t) * M(t-1) + x(t) x(t)^T\nh(t) = tanh(M(t) x(t))\n")
+    assert gm.derive(wrt="W_g", loss="h(2)", steps=2).check() < 1e-12
+    att = rnngraph.load(EXAMPLES / "attention.rnn")
+    d = att.derive(wrt="v", loss="a", steps={"t": 2, "u": 1})
+    assert d.terms == 4 and d.check() < 1e-6
+    assert att.derive(wrt="v", loss="e(1, 2)", steps={"t": 2, "u": 1}).check() < 1e-12
+
+
+def test_a_size_one_value_spread_over_a_vector():
+    """p = exp(cosine(h, x)) with p of size 3: exp's derivative is of the number, not of p."""
+    m = rnngraph.parse("x: 3, p: 3\nh(t) = tanh(W h(t-1) + U x(t))\np(t) = exp(cosine(h(t), x(t)))\n")
+    assert m.derive(form="matrix", loss="p", steps=3).check() < 1e-12
+    assert m.derive(wrt="W", loss="p(2)").check() < 1e-12
 
 
 def test_a_nan_gradient_fails_the_check():

@@ -78,6 +78,7 @@ class _Graph:
                                         "steps", model.source.location(line, col))
         self.model, self.steps = model, self.where.lengths["t"]
         self.rules = Rules(model, model.source)
+        _sums_covered(model, self.rules)
         self.eqs = {(eq.name, eq.kind): eq for eq in model.equations}
         self.params = set(model.param_shapes)
         self._reads_of: dict[Node, list[Node]] = {}
@@ -117,7 +118,7 @@ class _Graph:
         eq = self.equation(node)
         env = self.env(node)
         out = []
-        for p in self.rules.pull(eq.rhs, g, self.out_node(eq)):
+        for p in self.rules.pull(eq.rhs, g, self.out_node(eq), eq.index):
             for read, at in self._reads(p, env):
                 out.append((read, at, p.term))
         return out
@@ -129,7 +130,7 @@ class _Graph:
         if p.over:
             # inside sum_t, end is the last step of t
             n = self.where.lengths[p.over]
-            envs = [{**env, p.over: r, "end": n} for r in range(1, n + 1)]
+            envs = [{"end": n, **env, p.over: r} for r in range(1, n + 1)]
         if p.across:                        # softmax_t's argument, written at t'
             j = p.across + "'"
             envs = [{**e, j: r} for e in envs for r in range(1, self.where.lengths[j] + 1)]
@@ -171,6 +172,29 @@ class _Graph:
                 values.at = at
                 result = result + term.fn(values)
         return result
+
+
+def _steps_text(steps) -> str:
+    return ",".join(f"{i}={n}" for i, n in steps.items()) if isinstance(steps, dict) else str(steps)
+
+
+def _sums_covered(model, rules: Rules) -> None:
+    """Refuse, located, the sums the derivations do not cover yet: a sum inside another, and
+    a sum over the index of its own equation (a(u, t) = exp(e(u, t)) / sum_t(exp(e(u, t))),
+    whose t is another than the equation's; softmax_t says the same and is covered)."""
+    for eq in model.equations:
+        own = {eq.index, eq.inner} if eq.kind == "seq" else set()
+        for node in ast.walk(eq.rhs):
+            if not (isinstance(node, ast.Call) and Rules.model_function(node.func).over):
+                continue
+            over = Rules.model_function(node.func).over
+            if over in own:
+                raise rules.unsupported(node, f"{node.func}() inside an equation over {over} "
+                                        f"(write softmax_{over}(...) for weights normalised "
+                                        f"over {over})")
+            if any(isinstance(n, ast.Call) and n is not node and Rules.model_function(n.func).over
+                   for n in ast.walk(node)):
+                raise rules.unsupported(node, "a sum over the steps inside another")
 
 
 _NODE = re.compile(r"\s*([^\s()]+)\s*(?:\(\s*(end|τ|root|-?\d+)\s*(?:,\s*(end|τ|-?\d+)\s*)?\))?\s*")
@@ -286,7 +310,7 @@ class Derivation:
                 cot[n.name] = s
             else:
                 arr = cot.setdefault(n.name, np.zeros(values.outputs[n.name].shape))
-                arr[n.step - 1] = s
+                arr[tuple(k - 1 for k in n.step) if isinstance(n.step, tuple) else n.step - 1] = s
         return values.pullback(cot)
 
     def _reference(self, values, grads, node: Node):
@@ -320,7 +344,7 @@ class Paths(Derivation):
         count = lambda n: counts.get(n, 1 if n == target else 0)     # noqa: E731
         n_terms = sum(count(n) for n in self.losses)
         if n_terms > MAX_TERMS:
-            raise RnnGraphError(f"{n_terms} paths from {target.text()} to the loss over {steps} "
+            raise RnnGraphError(f"{n_terms} paths from {target.text()} to the loss over {_steps_text(steps)} "
                                 f"steps: too many to print (at most {MAX_TERMS}); unroll fewer "
                                 "steps, or print the matrix form (--matrix)")
         self.groups: dict[Node, list[list[Node]]] = {}
@@ -422,7 +446,9 @@ def _difference(a, b, scale: float = 0.0) -> float:
     a, b = np.asarray(a, float), np.asarray(b, float)
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         return float("inf")
-    return float(np.max(np.abs(a - b), initial=0) / max(np.max(np.abs(b), initial=0), scale, 1e-300))
+    # (and 1e-8 at least: where every gradient is zero, Σ_t a(u, t) = 1 for any weights,
+    # the printed terms are rounding of the O(1) values they multiply)
+    return float(np.max(np.abs(a - b), initial=0) / max(np.max(np.abs(b), initial=0), scale, 1e-8))
 
 
 def _count(where: Steps, name: str) -> int:
@@ -446,6 +472,9 @@ class Matrix(Derivation):
         self.model, self.steps = model, steps
         self.graph = g = _Graph(model, steps)
         self.where = g.where
+        # a step summed over beside t (Σ_s): a name the model does not use
+        self.fresh = next(n for n in ("s", "r", "q", "s_1", "s_2") if n not in model.symbols
+                          and n not in g.where.lengths)
         self.losses = _losses(model, loss, g.where)
         for n in self.losses:
             if model.symbols[n.name].timed and \
@@ -464,7 +493,8 @@ class Matrix(Derivation):
         self.param_terms: dict[str, list[Term]] = {}
         for eq in model.equations:
             self._placed: set = set()   # a read twice in one equation (z(t) in a GRU's h) once
-            for p in rules.pull(eq.rhs, self._own(eq), g.out_node(eq)):
+            self._end = _end_of(eq, g.where, model)
+            for p in rules.pull(eq.rhs, self._own(eq), g.out_node(eq), eq.index):
                 self._place(eq, p)
         self.only = None
         if wrt is not None:
@@ -498,27 +528,26 @@ class Matrix(Derivation):
         leaf, g = p.leaf, self.graph
         name = leaf.name
         E = self._indices(eq, p) + ([p.across + "'"] if p.across else [])
-        into = self.into.setdefault
         if name in g.params:
-            self.param_terms.setdefault(name, []).append(_summed(p.term, E, self.where))
+            self._into(name, _summed(p.term, E, self.where), self.param_terms)
             return
         if p.across:
             j = p.across + "'"
             if eq.rhs.args[0] == ast.Ref(name, 0, index=eq.index, inner=eq.inner) \
                     if isinstance(eq.rhs, ast.Call) and eq.kind == "seq" and \
                     Rules.model_function(eq.rhs.func).across else False:
-                into(name, []).append(self._across(eq, p))       # a(u, t) = softmax_t(e(u, t))
+                self._into(name, self._across(eq, p))       # a(u, t) = softmax_t(e(u, t))
                 return
             if isinstance(leaf, ast.Ref) and j in (leaf.index, leaf.inner):
-                into(name, []).append(self._across_read(eq, p, E))
+                self._into(name, self._across_read(eq, p, E))
                 return
         if isinstance(leaf, ast.At):        # h(end): that step's share, from every step of E
             i = self._has(name)[0]
-            term = _summed(p.term, E, self.where, rename={i: "s"} if i in E else None)
-            into(name, []).append(_at_step(term, leaf, i, self.where))
+            term = _summed(p.term, E, self.where, rename={i: self.fresh} if i in E else None)
+            self._into(name, _at_step(term, leaf, i, self.where))
             return
         if leaf.offset is None:
-            into(name, []).append(_summed(p.term, E, self.where))
+            self._into(name, _summed(p.term, E, self.where))
             return
         N = self._has(name)
         if leaf.child is not None:          # h(left(n)): from the parent's equation
@@ -526,7 +555,7 @@ class Matrix(Derivation):
             if key in self._placed:         # both reads are in _from_parent's one term
                 return
             self._placed.add(key)
-            into(name, []).append(_summed(self._from_parent(eq, p), [j for j in E if j not in N],
+            self._into(name, _summed(self._from_parent(eq, p), [j for j in E if j not in N],
                                           self.where))
             return
         i, k = leaf.index, leaf.offset
@@ -540,13 +569,28 @@ class Matrix(Derivation):
         # step t - k, the equation moved by -k steps
         rhs = shifted(eq.rhs, -k, i)
         out = g.out_node(eq, k if i == eq.index else 0)
-        for q in g.rules.pull(rhs, self._own(eq, i, k), out):
+        for q in g.rules.pull(rhs, self._own(eq, i, k), out, eq.index):
             r = q.leaf
             if isinstance(r, ast.Ref) and r.name == name and r.offset == 0 and r.index == i \
                     and r.inner == leaf.inner and r.child is None and q.over == p.over \
                     and q.across == p.across:
                 term = _within(q.term, i, k, self.where)
-                into(name, []).append(_summed(term, [j for j in E if j not in N], self.where))
+                self._into(name, _summed(term, [j for j in E if j not in N], self.where))
+
+    def _into(self, name: str, term: Term, table: dict | None = None) -> None:
+        """``term`` reaches ``name`` (a parameter's, into ``table``): evaluated where ``end``
+        is the last step of its equation's index, as the compiled model reads it."""
+        end, fn = self._end, term.fn
+        if end is not None:
+            def evaluate(v):
+                saved = v.at
+                v.at = {**saved, "end": end}
+                try:
+                    return fn(v)
+                finally:
+                    v.at = saved
+            term = Term(term.text, term.latex, term.prec, evaluate, term.size, term.one, term.sigma)
+        (self.into if table is None else table).setdefault(name, []).append(term)
 
     def _from_parent(self, eq, p) -> Term:
         """What reaches tree node h(n) through its parent p's read h(left(p))."""
@@ -586,8 +630,10 @@ class Matrix(Derivation):
         t_ = re.compile(rf"(?<![A-Za-z0-9_\\]){re.escape(i)}(?![A-Za-z0-9_'])")
         t_mark = re.compile(rf"(?<![A-Za-z0-9_\\]){re.escape(i)}'")
 
+        var = self.fresh
+
         def moved(text):
-            return t_mark.sub(i, t_.sub("s", text))
+            return t_mark.sub(i, t_.sub(var, text))
 
         def evaluate(v):
             saved, out = v.at, 0.0
@@ -601,8 +647,8 @@ class Matrix(Derivation):
         body = p.term
         text = body.text if body.prec > 1 else f"({body.text})"
         latex = body.latex if body.prec > 1 else rf"\left({body.latex}\right)"
-        term = Term(f"Σ_s {moved(text)}", rf"\sum_{{s}} {moved(latex)}", 1, evaluate, body.size,
-                    sigma=True)
+        term = Term(f"Σ_{var} {moved(text)}", rf"\sum_{{{var}}} {moved(latex)}", 1, evaluate,
+                    body.size, sigma=True)
         N = self._has(leaf.name)
         return _summed(term, [x for x in E if x not in (i, j) and x not in N], self.where)
 
@@ -625,10 +671,15 @@ class Matrix(Derivation):
             finally:
                 v.at = saved
             return a.fn(v) * (ga.fn(v) - total_)
-        text = f"{a.text} ({ga.text} - Σ_{j} {other(a.text)} {other(ga.text)})"
-        latex = (rf"{a.latex} \left({ga.latex} - \sum_{{{j}}} {other(a.latex)}\, "
-                 rf"{other(ga.latex)}\right)")
-        return Term(text, latex, PRODUCT, evaluate, 1)
+        if a.size == 1:
+            text = f"{a.text} ({ga.text} - Σ_{j} {other(a.text)} {other(ga.text)})"
+            latex = (rf"{a.latex} \left({ga.latex} - \sum_{{{j}}} {other(a.latex)}\, "
+                     rf"{other(ga.latex)}\right)")
+        else:                               # a weight per unit: entry by entry
+            text = f"{a.text} ⊙ ({ga.text} - Σ_{j} {other(a.text)} ⊙ {other(ga.text)})"
+            latex = (rf"{a.latex} \odot \left({ga.latex} - \sum_{{{j}}} {other(a.latex)} \odot "
+                     rf"{other(ga.latex)}\right)")
+        return Term(text, latex, PRODUCT, evaluate, a.size)
 
     def _names(self) -> list[str]:
         """The variables whose gradient is printed: from the loss back, the inputs left out."""
@@ -798,6 +849,15 @@ class Matrix(Derivation):
         return max((_difference(g, r, scale) for g, r in pairs), default=0.0)
 
 
+def _end_of(eq, where: Steps, model):
+    """What ``end`` is in ``eq``: the last step of its index, or of the index a time-free
+    value sums over (J = sum_t(...)); None where it has none."""
+    if eq.kind == "seq":
+        return where.lengths[eq.index]
+    over = model.symbols[eq.name].over
+    return where.lengths[over] if over else None
+
+
 def _tree_lines(where: Steps) -> list[str]:
     """What a tree's node numbers are: its leaves, and each inner node's children."""
     out = []
@@ -826,7 +886,7 @@ def _at_step(term: Term, leaf, index: str, where: Steps) -> Term:
     fn = term.fn
     step = leaf.step
     if getattr(leaf, "root", False):
-        text = latex = "root"
+        text, latex = "root", r"\operatorname{root}"
     else:
         text, latex = ("τ", r"\tau") if step == "end" else (str(step), str(step))
         if step == "end" and index != "t":
@@ -858,7 +918,7 @@ def _over(term: Term, index: str, var: str, where: Steps) -> Term:
         saved, out = v.at, 0
         try:
             for s in range(1, where.lengths[index] + 1):
-                v.at = {**saved, index: s, "end": where.lengths[index]}
+                v.at = {"end": where.lengths[index], **saved, index: s}
                 out = out + fn(v)
         finally:
             v.at = saved

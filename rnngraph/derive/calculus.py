@@ -37,6 +37,27 @@ SUM, HADAMARD, PRODUCT, ATOM = 1, 2, 3, 4
 _TEXT, _LATEX = TextPrinter(), LatexPrinter()
 
 
+class _IndexedLatex(LatexPrinter):
+    """LaTeX where ``end`` is the last step of its own index: τ over t, τ_u over u (the file's
+    ``end - u`` in an equation over u, ``s(end)`` of a decoder state s(u))."""
+
+    def __init__(self, model):
+        self.model, self.index = model, "t"
+
+    def _tau(self, index) -> str:
+        return r"\tau" if index in (None, "t") else rf"\tau_{{{index}}}"
+
+    def at(self, name, step):
+        if step == "end":
+            i = self.model.symbols[name].index if name in self.model.symbols else None
+            i = i[0] if isinstance(i, tuple) else i
+            return latex_name(name, f"({self._tau(i)})")
+        return super().at(name, step)
+
+    def step(self, name):
+        return self._tau(self.index) if name == "end" else super().step(name)
+
+
 @dataclass(frozen=True)
 class Term:
     """A vector of a derivation: ``text`` and ``latex`` print it, ``fn(values)`` evaluates it
@@ -101,14 +122,15 @@ def one() -> Term:
 
 def given(array, text: str = "g", latex: str = "g") -> Term:
     """A known cotangent (a path's product so far)."""
-    return Term(text, latex, ATOM, lambda v: array, np.shape(array)[-1])
+    shape = np.shape(array)
+    return Term(text, latex, ATOM, lambda v: array, tuple(shape[1:]) if len(shape) == 3 else shape[-1])
 
 
-def value(node, size: int) -> Term:
+def value(node, size: int, latex=_LATEX) -> Term:
     """A forward value, as the file writes it: ``h(t-1)``, ``W h(t-1) + U x(t)``."""
     p = precedence(node)
     prec = ATOM if p >= POSTFIX else SUM if p == 1 else PRODUCT if p == MATPROD else HADAMARD
-    return Term(_TEXT.expr(node), _LATEX.expr(node), prec, lambda v: v.value(node), size)
+    return Term(_TEXT.expr(node), latex.expr(node), prec, lambda v: v.value(node), size)
 
 
 def gradient(name: str, offset: int | None, index: str = "t", size: int | None = None,
@@ -390,6 +412,7 @@ class Rules:
         self.model, self.source = model, source
         self.params = model.param_shapes
         self._sizes: dict[int, tuple] = {}      # id(node) -> (node, its size), evaluated often
+        self.latex = _IndexedLatex(model)
 
     def size(self, node):
         """The length of a value, or (rows, columns) of a matrix: a memory M(t-1), an outer
@@ -493,10 +516,13 @@ class Rules:
         return Unsupported(f"derivations do not cover {what} yet", self.source.location(line, col))
 
     def value(self, node) -> Term:
-        return value(node, self.size(node))
+        return value(node, self.size(node), self.latex)
 
-    def pull(self, rhs, g: Term, out_node) -> list[Pulled]:
+    def pull(self, rhs, g: Term, out_node, index: str = "t") -> list[Pulled]:
+        """What reaches each read of ``rhs`` (an equation over ``index``) from its value's
+        gradient ``g``."""
         found: list[Pulled] = []
+        self.latex.index = index
         self._pull(rhs, self._reduce(g, rhs), out_node, rhs, found, None)
         return found
 
@@ -662,7 +688,8 @@ class Rules:
         if f == "cosine":
             return self._cosine(node, g, rec)
         z = self.value(args[0]) if args else None
-        y = self.value(out_node) if node is top and out_node is not None else self.value(node)
+        own = node is top and out_node is not None and self.size(out_node) == self.size(node)
+        y = self.value(out_node) if own else self.value(node)
         d = _derivative(f, y, z)
         if d is not None:
             rec(args[0], diag(d, g))
@@ -689,7 +716,8 @@ class Rules:
             share = g if not n else divided(g, tau)
             self._pull(args[0], share, None, None, found, i)
         elif self.model_function(f).across:
-            self._across(node, g, out_node if node is top else None, found, over)
+            self._across(node, g, out_node if node is top and self.size(out_node) == self.size(node)
+                         else None, found, over)
         else:
             raise self.unsupported(node, f"{f}()")
 
@@ -752,14 +780,22 @@ class Rules:
             x, y, gv, nx, ny, cos, s = parts(v)
             first = np.einsum("bij,bi->bj", x, s) if np.ndim(x) == 3 else s * x
             return first - entries(s * cos * nx) * y / ny
+        if not matrix(a.size):              # two vectors: one number an example
+            rec(node.args[0], Term(f"({g.text} / {d}) ({Bt} - {c.text} {nb} / {na} {A})",
+                                   rf"\left({g.latex} \oslash {ld}\right) \left({lb} - {c.latex} "
+                                   rf"{lnb} \oslash {lna}\, {la}\right)", PRODUCT, to_a, a.size))
+            rec(node.args[1], Term(f"({g.text} / {d}) ({A} - {c.text} {na} / {nb} {Bt})",
+                                   rf"\left({g.latex} \oslash {ld}\right) \left({la} - {c.latex} "
+                                   rf"{lna} \oslash {lnb}\, {lb}\right)", PRODUCT, to_b, b.size))
+            return
         rec(node.args[0], Term(f"diag({g.text} / {d}) (1 {Bt}^T - diag({c.text} {nb} / {na}) {A})",
                                rf"\operatorname{{diag}}\left({g.latex} \oslash {ld}\right) "
                                rf"\left(\mathbf{{1}} {_top(lb)} - \operatorname{{diag}}\left({c.latex} "
                                rf"{lnb} \oslash {lna}\right) {la}\right)", PRODUCT, to_a, a.size))
-        rec(node.args[1], Term(f"{A}^T ({g.text} / {d}) - ({g.text} / {d})^T ({c.text} {na}) {Bt} / {nb}",
+        rec(node.args[1], Term(f"{A}^T ({g.text} / {d}) - (({g.text} / {d})^T ({c.text} ⊙ {na})) {Bt} / {nb}",
                                rf"{_top(la)} \left({g.latex} \oslash {ld}\right) - "
-                               rf"{{\left({g.latex} \oslash {ld}\right)}}^{{\top}} \left({c.latex} "
-                               rf"{lna}\right) {lb} \oslash {lnb}", SUM, to_b, b.size))
+                               rf"\left({{\left({g.latex} \oslash {ld}\right)}}^{{\top}} \left({c.latex} "
+                               rf"\odot {lna}\right)\right) {lb} \oslash {lnb}", SUM, to_b, b.size))
 
     @staticmethod
     def model_function(name):

@@ -56,7 +56,8 @@ class Steps:
         self.lengths.update({i + "'": n for i, n in list(self.lengths.items())})
         self.parents: dict[str, str] = {}
         for n, tree in list(self.trees.items()):
-            p = self.parents[n] = "p" if "p" not in per else f"p_{n}"
+            p = self.parents[n] = next(c for c in ("p", "q", f"p_{n}", f"parent_{n}")
+                                       if c not in per and c not in model.symbols)
             self.trees[p], self.lengths[p] = tree, self.lengths[n]
 
     def parents_of(self, index: str, node: int, side: str) -> list[int]:
@@ -199,7 +200,8 @@ class Values:
             over, across = _over(f)
             if over:
                 n = self.lengths[over]
-                s = sum(self.evaluate(node.args[0], {**env, over: k, "end": n}) for k in range(1, n + 1))
+                # end stays the last step of the equation's index (a time-free value's: t's)
+                s = sum(self.evaluate(node.args[0], {"end": n, **env, over: k}) for k in range(1, n + 1))
                 return s / n if f.startswith("mean_") else s
             if across:                   # softmax_t(e(u, t)): e(u, 1..T) normalised, at t
                 z = np.stack([self.evaluate(node.args[0], {**env, across: k})
