@@ -102,10 +102,17 @@ class Numba(Optimized):
     def __init__(self, model, dtype: str):
         super().__init__(model, dtype)
         names = [n for p in self.printers for n in p.names]
+        kernels: dict[str, list[str]] = {}
+        for p in self.printers:
+            kernels.update(p.fuse.kernels)
         self.functions = "".join("\n\n" + "\n".join(f) + "\n"
-                                 for p in self.printers for f in p.functions)
+                                 for f in [*kernels.values(), *(f for p in self.printers
+                                                                for f in p.functions)])
         self.source += self.functions
         self.source += "\n\n" + "\n".join(wrap(f"LOOPS = {tuple_text(names)}")) + "\n"
+        self.source += "\n".join(wrap(f"KERNELS = {tuple_text(list(kernels))}")) + "\n"
+        steps = [n for p in self.printers for n in p.step_loops]
+        self.source += "\n".join(wrap(f"STEPS = {tuple_text(steps)}")) + "\n"
 
     def large_printer(self, model, back, dtype):
         return NumbaPrinter(model, self.forward, back, dtype, self.params,

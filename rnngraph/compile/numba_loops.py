@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 
+from .fuse import Fuser
 from .source import Namer, call_lines
 from .numpy_fast import FastPrinter
 from .optable import ATOM, Text, lookup
@@ -43,8 +44,11 @@ class NumbaPrinter(FastPrinter):
         super().__init__(model, fwd, back, dtype, params)
         self.jit = False                    # printing a Numba function's body
         self.step = "step"                  # its step index
+        self.widths: dict[str, int] = {}    # a vector's width, by the text an op writes it as
+        self.fuse = Fuser(self.widths)      # a step's elementwise runs, one kernel each
         self.functions: list[list[str]] = []     # each a function's lines
         self.names: list[str] = []               # and its name
+        self.step_loops: list[str] = []          # the loops for a batch of more than one
         # The functions are names of the module, named before any function is printed
         # so that no name of a function's own shadows them; apart from another printer's
         # functions of the same module (``functions``)
@@ -71,6 +75,7 @@ class NumbaPrinter(FastPrinter):
         self.step = self.namer("step")
         try:
             prelude, body = self.block(prog, block, " " * 8)
+            body = self.fuse(body)
             function = self.function(block, body) if body else None
         except NotInNumba:
             function = None
@@ -82,10 +87,11 @@ class NumbaPrinter(FastPrinter):
         again, loop = super().loop_block(prog, block, head + "    ")
         if again != prelude:                # the same statements, the same buffers
             return super().loop_block(prog, block, head)
-        name, lines, args = function
-        self.functions.append(lines)
+        name, lines, args, steps = function
+        self.functions += [lines, steps[1]]
         self.names.append(name)
-        call = call_lines(f"{head}if {self.B} != 1 or not {name}(", args, "):")
+        self.step_loops.append(steps[0])
+        call = call_lines(f"{head}if not ({name} if {self.B} == 1 else {steps[0]})(", args, "):")
         return prelude, call + loop
 
     def function(self, block, body: list[str]):
@@ -109,7 +115,8 @@ class NumbaPrinter(FastPrinter):
         tree = ast.parse("if 1:\n" + "\n".join(code))
         # What the body reads and does not bind (bind() refuses to rebind a caller's name)
         bound = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)
-                 and isinstance(n.ctx, ast.Store)} | _GLOBALS | {step} | set(params)
+                 and isinstance(n.ctx, ast.Store)} | _GLOBALS | {step} | set(params) | \
+            set(self.fuse.kernels)
         for node in ast.walk(tree):
             if isinstance(node, ast.Name) and node.id not in bound:
                 bound.add(node.id)
@@ -125,15 +132,60 @@ class NumbaPrinter(FastPrinter):
             '    Compiled by Numba, run for a batch of one; every array and number comes as',
             '    an argument."""',
             f"    for {step} in {steps}:"] + code + ["    return True"]
-        return name, lines, args
+        return name, lines, args, self.steps_function(name, params, views, body, forward, what)
+
+    def steps_function(self, name, params, views, body, forward, what):
+        """The same loop for a batch of more than one, in Python: each step's products in
+        NumPy's BLAS (jitops.dot called from Python is np.dot), the runs of elementwise ops
+        between them in the fused kernels (compile/fuse.py), each a call of a compiled
+        function.  Numba compiles its kernels before the first step writes anything (False:
+        one cannot be compiled, and the NumPy loop runs instead)."""
+        step = self.step
+        first = "0" if forward else f"{self.T} - 1"
+        known = set(params) | {v.split("=")[0].strip() for v in views}
+        ready = []
+        for node in ast.walk(ast.parse("if 1:\n" + "\n".join(body))):
+            if not isinstance(node, ast.Call):
+                continue
+            f = ast.unparse(node.func)
+            kernel = f in self.fuse.kernels or (f.startswith("jitops.") and f != "jitops.dot")
+            names = {n.id for a in node.args for n in ast.walk(a) if isinstance(n, ast.Name)}
+            if kernel and names <= known:
+                line = f"        jitops.ready({f}, {', '.join(ast.unparse(a) for a in node.args)})"
+                if line not in ready:
+                    ready.append(line)
+        steps = f"range({self.T})" if forward else f"range({self.T} - 1, -1, -1)"
+        title = f"steps_{name}"
+        lines = call_lines(f"def {title}(", params, "):") + [
+            f'    """{what}, for a batch of more than one: the products in NumPy, each run of',
+            '    elementwise ops in one compiled kernel."""',
+            f"    if {self.T} == 0:",
+            "        return True",
+            f"    {step} = {first}"] + [v[4:] for v in views] + ["    try:"] + \
+            (ready or ["        pass"]) + [
+            "    except Exception:                   # Numba cannot compile a kernel: NumPy's loop",
+            "        return False",
+            f"    for {step} in {steps}:"] + views + body + ["    return True"]
+        return title, lines
 
     # -- statements in a Numba function ------------------------------------------------
     @staticmethod
     def in_place(op: str) -> bool:
         return FastPrinter.in_place(op) or lookup(op).kernel is not None
 
+    def wide(self, dst: str, t=None) -> None:
+        """Note the width of what ``dst`` holds (of type ``t``, else the current op's out), for
+        the fusion of a step's runs (compile/fuse.py)."""
+        if t is None:
+            prog, block, e = self.at_eqn
+            t = prog.type(e.out, block)
+        if len(t.shape) == 1 and t.lead <= 1:
+            self.widths[dst] = t.shape[0]
+
     def call(self, e, args, types, dst: str, t) -> str:
         row = lookup(e.op)
+        if self.jit:
+            self.wide(dst, t)
         if not self.jit:
             if FastPrinter.in_place(e.op):
                 return super().call(e, args, types, dst, t)
@@ -167,17 +219,28 @@ class NumbaPrinter(FastPrinter):
         return super().bind(name, text)
 
     def add_into(self, dst: str, src: str) -> str:
-        return f"jitops.add({dst}, {src}, {dst})" if self.jit else super().add_into(dst, src)
+        if not self.jit:
+            return super().add_into(dst, src)
+        self.wide(dst)
+        return f"jitops.add({dst}, {src}, {dst})"
 
     def subtract_from(self, dst: str, x: Text) -> str:
-        return f"jitops.subtract({dst}, {x.text}, {dst})" if self.jit else \
-            super().subtract_from(dst, x)
+        if not self.jit:
+            return super().subtract_from(dst, x)
+        self.wide(dst)
+        return f"jitops.subtract({dst}, {x.text}, {dst})"
 
     def difference(self, dst: str, a: str, b: str) -> str:
-        return f"jitops.subtract({a}, {b}, {dst})" if self.jit else super().difference(dst, a, b)
+        if not self.jit:
+            return super().difference(dst, a, b)
+        self.wide(dst)
+        return f"jitops.subtract({a}, {b}, {dst})"
 
     def copy_into(self, dst: str, src: str) -> str:
-        return f"jitops.copy({src}, {dst})" if self.jit else super().copy_into(dst, src)
+        if not self.jit:
+            return super().copy_into(dst, src)
+        self.wide(dst)
+        return f"jitops.copy({src}, {dst})"
 
     def sum_rows(self, src: str, axes: str, dst: str) -> str:
         if not self.jit:

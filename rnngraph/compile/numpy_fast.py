@@ -378,6 +378,7 @@ class FastPrinter(Printer):
                 buffer(e)
         made = {e.out.name: e for e in block.eqns if isinstance(e.out, Tmp)}
         for i, e in enumerate(block.eqns):
+            self.at_eqn = (prog, block, e)  # for a printer that wants the op's types
             if e.origin != origin and e.origin is not None and i not in plan.skip:
                 lines += self.comment(e.origin, indent)
                 origin = e.origin

@@ -131,7 +131,7 @@ def _culprit(message: str) -> str:
                 next((line for line in lines if line), ""))
 
 
-def jit_loops(source: str, names, numba, model: str) -> dict:
+def jit_loops(source: str, names, numba, model: str, kernels=(), steps=()) -> dict:
     """{name: _JitLoop} for the loops ``names`` of the loops' module ``source``.
 
     Numba's cache of a function is keyed on its own file only, not on the functions it
@@ -139,8 +139,15 @@ def jit_loops(source: str, names, numba, model: str) -> dict:
     keep their machine code.  So the module's text (whose hash names its file) starts
     with the hash of jitops.py's."""
     module = _loops_module(f"# kernels: rnngraph/runtime/jitops.py {_kernels_hash()}\n" + source)
-    return {name: _JitLoop(getattr(module, name), numba, module.__file__ is not None, model)
-            for name in names}
+    cache = module.__file__ is not None
+    for k in kernels:                   # the fused kernels (compile/fuse.py), which the loops call
+        fn = getattr(module, k)
+        if not hasattr(fn, "py_func"):
+            setattr(module, k, numba.njit(fn, cache=cache, error_model="numpy"))
+    loops = {name: _JitLoop(getattr(module, name), numba, module.__file__ is not None, model)
+             for name in names}
+    # the loops for a batch of more than one: Python, calling the module's compiled kernels
+    return {**loops, **{name: getattr(module, name) for name in steps}}
 
 
 _KERNELS_HASH: list[str] = []

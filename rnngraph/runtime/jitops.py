@@ -260,7 +260,19 @@ def sum_rows(a, out):
 
 def dot(a, b, out):
     """``out[...] = a @ b``: np.dot into out when out is C-contiguous (Numba's np.dot
-    fails to compile with any other out), else a product copied into out's lanes."""
+    fails to compile with any other out), else a product copied into out's lanes.  Called
+    from Python (a loop for a batch of more than one, compile/numba_loops.py), NumPy's:
+    its BLAS, not the second thread pool Numba's np.dot would use."""
+    if out.flags.c_contiguous:
+        np.dot(a, b, out=out)
+    else:
+        out[...] = np.dot(a, b)
+
+
+def ready(kernel, *args):
+    """Compile ``kernel`` for the types of ``args`` now, before a loop's first step writes
+    anything (it raises if Numba cannot)."""
+    kernel.compile(tuple(numba.typeof(a) for a in args))
 
 
 @overload(dot, jit_options=_OPTS)
@@ -336,3 +348,46 @@ def softmax_grad(y, g, out, add):
         for j in range(cols):
             v = _at(y, i, j) * (_at(g, i, j) - total)
             _put(out, i, j, _at(out, i, j) + v if add else v)
+
+
+# -- for the fused kernels of rnngraph/compile/fuse.py ---------------------------------
+def apart(a, b):
+    """Whether ``a`` and ``b`` share no memory (True for a number): a fused kernel, which
+    goes element by element, keeps the ops' order only for operands apart from its results."""
+
+
+@overload(apart, jit_options=_OPTS)
+def _apart_impl(a, b):
+    if not (isinstance(a, types.Array) and isinstance(b, types.Array)):
+        return lambda a, b: True
+
+    def impl(a, b):
+        if a.size == 0 or b.size == 0:
+            return True
+        a_lo, a_hi = _span(a)
+        b_lo, b_hi = _span(b)
+        if a_hi <= b_lo or b_hi <= a_lo:
+            return True
+        # lanes of one buffer (a gate's columns beside another's): the same rows, the
+        # columns of each within a row apart
+        if a.ndim == 2 and b.ndim == 2 and a.strides[0] == b.strides[0] and \
+                a.strides[1] == a.itemsize and b.strides[1] == b.itemsize and a.strides[0] > 0:
+            period = a.strides[0]
+            r = (b_lo - a_lo) % period
+            return r >= a.shape[1] * a.itemsize and r + b.shape[1] * b.itemsize <= period
+        return False
+    return impl
+
+
+@numba.njit(**_OPTS)
+def _span(a):
+    """The first byte of ``a`` and one past its last."""
+    lo = a.ctypes.data
+    hi = lo
+    for k in range(a.ndim):
+        step = (a.shape[k] - 1) * a.strides[k]
+        if step < 0:
+            lo += step
+        else:
+            hi += step
+    return lo, hi + a.itemsize
