@@ -93,7 +93,7 @@ class Fuser:
 
         def flush():
             calls = [r for r in run if r[0] is not None]
-            if len(calls) >= 2:
+            if len(calls) >= 2 or any(c[0][0] in _VECTOR for c in calls):
                 out.extend(self.kernel([c[0] for c in calls]))
                 out.extend(line for r in run if r[0] is None for line in r[1])
             else:
@@ -120,7 +120,13 @@ class Fuser:
         return [indent + line if line.strip() else line for line in out]
 
     def kernel(self, calls) -> list[str]:
-        """The call of a kernel for ``calls`` [(kernel, operands, out, width)], made once."""
+        """The call of a kernel for ``calls`` [(kernel, operands, out, width)], made once.
+
+        The kernel goes over the rows; in each, a loop loads every operand the run reads
+        before writing into a contiguous buffer of the results' dtype, each op writes a
+        buffer of its own (consecutive arithmetic ops in one loop; exp, tanh and sigmoid by
+        jitops' vectorised vexp, vtanh, vsigmoid, never in place, which LLVM would not
+        vectorise), and a loop stores each result's last value."""
         params: list[str] = []              # the arrays and numbers it takes, by their text
 
         def param(text: str) -> str:
@@ -133,6 +139,7 @@ class Fuser:
                 if not _number(a):
                     param(ast.unparse(a))
             param(out)
+        p = {t: f"p{params.index(t)}" for t in params}
         written = list(dict.fromkeys(out for _, _, out, _ in calls))
         loaded: list[str] = []              # read before the run writes them
         done: set[str] = set()
@@ -142,41 +149,51 @@ class Fuser:
                 if not _number(a) and t not in done and t not in loaded:
                     loaded.append(t)
             done.add(out)
-        body, value = [], {}                # the register holding each text's latest value
+        numbers = list(dict.fromkeys(ast.unparse(a) for _, operands, _, _ in calls
+                                     for a in operands if _number(a)))
+        first = p[written[0]]
+        head = [f"rows, cols = jitops._size({first})"]
+        same = [f"jitops._size({p[w]}) != (rows, cols)" for w in written[1:]]
+        pairs = list(dict.fromkeys(tuple(sorted((w, o))) for w in written for o in params if o != w))
+        parts = same + [f"not jitops.apart({p[a]}, {p[b]})" for a, b in pairs]
+        if parts:                           # shapes that differ, or shared memory: one by one
+            head += ["if (" + parts[0]] + [f"        or {x}" for x in parts[1:]]
+            head[-1] += "):"
+            head += [f"    jitops.{k}({', '.join([ast.unparse(a) if _number(a) else p[ast.unparse(a)] for a in operands] + [p[out]])})"
+                     for k, operands, out, _ in calls] + ["    return"]
+        head += [f"like = np.empty(cols, {first}.dtype)"]
+        head += [f"c{n} = jitops.like({first}, {t})" for n, t in enumerate(numbers)]
+        head += [f"r{params.index(t)} = np.empty_like(like)" for t in loaded]
+        head += [f"x{n} = np.empty_like(like)" for n in range(len(calls))]
+        if any(k in _VECTOR for k, _, _, _ in calls):
+            head += ["e = np.empty_like(like)", "bits = jitops.scratch(like)"]
+        value: dict[str, str] = {}          # the buffer holding each text's latest value
+        loop = ["for i in range(rows):"]
+        loop += [f"    jitops.load({p[t]}, i, r{params.index(t)})" for t in loaded]
+        arithmetic: list[str] = []          # the statements of the loop being written
+
+        def close():
+            if arithmetic:
+                loop.extend(["    for j in range(cols):"] + [f"        {x}" for x in arithmetic])
+                arithmetic.clear()
+
         for n, (k, operands, out, _) in enumerate(calls):
             args = []
             for a in operands:
                 t = ast.unparse(a)
-                args.append(f"({t})" if _number(a) else value.get(t, f"r{params.index(t)}[j]"))
-            body.append(f"x{n} = {SCALAR[k][1].format(*args)}")
+                args.append(f"c{numbers.index(t)}" if _number(a) else
+                            value.get(t, f"r{params.index(t)}"))
+            if k in _VECTOR:
+                close()
+                loop.append(f"    jitops.{_VECTOR[k]}({args[0]}, x{n}, "
+                            f"{'' if k == 'exp' else 'e, '}bits)")
+            else:
+                row = [x if x.startswith("c") else f"{x}[j]" for x in args]
+                arithmetic.append(f"x{n}[j] = {SCALAR[k][1].format(*row)}")
             value[out] = f"x{n}"
-        p = {t: f"p{params.index(t)}" for t in params}
-        first = p[written[0]]
-        lines = [f"rows, cols = jitops._size({first})"]
-        same = [f"jitops._size({p[w]}) != (rows, cols)" for w in written[1:]]
-        pairs = list(dict.fromkeys(tuple(sorted((w, o))) for w in written for o in params if o != w))
-        apart = [f"jitops.apart({p[a]}, {p[b]})" for a, b in pairs]
-        guard = " or ".join(same + [f"not {a}" for a in apart])
-        if guard:
-            parts = same + [f"not {a}" for a in apart]
-            lines += ["if (" + parts[0]] + [f"        or {x}" for x in parts[1:-1]] + \
-                ([f"        or {parts[-1]}):"] if len(parts) > 1 else []) if len(parts) > 1 \
-                else [f"if {guard}:"]
-            lines += [f"    jitops.{k}({', '.join([ast.unparse(a) if _number(a) else p[ast.unparse(a)] for a in operands] + [p[out]])})"
-                      for k, operands, out, _ in calls]
-            lines += ["    return"]
-        for t in loaded:
-            lines.append(f"r{params.index(t)} = np.empty(cols)")
-        for t in written:
-            lines.append(f"w{params.index(t)} = np.empty(cols)")
-        lines += ["for i in range(rows):"]
-        lines += [f"    for j in range(cols):"] + \
-            [f"        r{params.index(t)}[j] = jitops._at({p[t]}, i, j)" for t in loaded] \
-            if loaded else []
-        lines += ["    for j in range(cols):"] + [f"        {b}" for b in body] + \
-            [f"        w{params.index(t)}[j] = {value[t]}" for t in written]
-        lines += ["    for j in range(cols):"] + \
-            [f"        jitops._put({p[t]}, i, j, w{params.index(t)}[j])" for t in written]
+        close()
+        loop += [f"    jitops.store({p[t]}, i, {value[t]})" for t in written]
+        lines = head + loop
         what = ", ".join(f"{k}" for k, _, _, _ in calls)
         digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()[:10]
         name = f"fused_{digest}"
@@ -185,6 +202,10 @@ class Fuser:
                                   f'    """{what}: one pass over the rows (compile/fuse.py)."""'] + \
                 [f"    {line}" for line in lines]
         return [f"{name}({', '.join(params)})"]
+
+
+#: The transcendental kernels, by jitops' vectorised form over a row buffer.
+_VECTOR = {"exp": "vexp", "tanh": "vtanh", "sigmoid": "vsigmoid"}
 
 
 def _width(run) -> int:

@@ -391,3 +391,190 @@ def _span(a):
         else:
             hi += step
     return lo, hi + a.itemsize
+
+
+# -- exp, tanh and sigmoid over a contiguous row buffer, vectorised (the fused kernels') --
+# The scalar _exp above does not vectorise on this machine (its bit casts): 3.4-4.6 ns a
+# value.  Here the power of two is built in a buffer of integers of the value's width
+# (2^k's exponent bits) read as floats, in a second loop, and each loop is straight-line
+# arithmetic over contiguous buffers, which LLVM vectorises (AVX2: 8 float32 or 4 float64
+# lanes): tanh of 32 x 256 float32 values in 5.4 us against NumPy's 22 (2 threads, this
+# machine).  float32 values are computed in float32 (Cephes' expf and tanhf, within 2 ulp
+# of NumPy's), float64 values in float64 (Cephes' exp and tanh, as _exp and _tanh).
+_F = np.float32
+_EXPF = (_F(1.9875691500e-4), _F(1.3981999507e-3), _F(8.3334519073e-3), _F(4.1665795894e-2),
+         _F(1.6666665459e-1), _F(5.0000001201e-1))
+_TANHF = (_F(-5.70498872745e-3), _F(2.06390887954e-2), _F(-5.37397155531e-2),
+          _F(1.33314422036e-1), _F(-3.33332819422e-1))
+
+
+def scratch(x):
+    """Integers of ``x``'s width, one a value: the powers of two of vexp."""
+
+
+@overload(scratch, jit_options=_OPTS)
+def _scratch_impl(x):
+    if x.dtype == types.float32:
+        return lambda x: np.empty(x.shape[0], np.int32)
+    return lambda x: np.empty(x.shape[0], np.int64)
+
+
+def vexp(x, out, bits):
+    """out[:] = exp(x) over contiguous buffers; ``bits``: scratch(x).  ``out`` must not be
+    ``x``: LLVM's check that two buffers do not overlap then sends the loop to its scalar
+    version (35 against 6 us for 8192 values)."""
+
+
+@overload(vexp, jit_options=_OPTS)
+def _vexp_impl(x, out, bits):
+    if x.dtype == types.float32:
+        def expf(x, out, bits):
+            p0, p1, p2, p3, p4, p5 = _EXPF
+            scale = bits.view(np.float32)
+            for j in range(x.shape[0]):
+                c = min(max(x[j], _F(-87.0)), _F(88.0))
+                k = np.floor(c * _F(1.4426950408889634) + _F(0.5))
+                r = c - k * _F(0.693359375) - k * _F(-2.12194440e-4)
+                p = ((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5
+                out[j] = p * r * r + r + _F(1.0)
+                bits[j] = (np.int32(k) + np.int32(127)) << np.int32(23)
+            for j in range(x.shape[0]):
+                out[j] = out[j] * scale[j]
+        return expf
+
+    def exp64(x, out, bits):
+        scale = bits.view(np.float64)
+        for j in range(x.shape[0]):
+            c = min(max(x[j], -708.0), 708.0)
+            k = np.floor(c * _LOG2E + 0.5)
+            r = c - k * _C1 - k * _C2
+            rr = r * r
+            p = r * ((_P0 * rr + _P1) * rr + _P2)
+            q = ((_Q0 * rr + _Q1) * rr + _Q2) * rr + _Q3
+            out[j] = 1.0 + 2.0 * (p / (q - p))
+            bits[j] = (np.int64(k) + np.int64(1023)) << np.int64(52)
+        for j in range(x.shape[0]):
+            out[j] = out[j] * scale[j]
+    return exp64
+
+
+def vtanh(x, out, e, bits):
+    """out[:] = tanh(x) over contiguous buffers, three of them apart; ``e``: a buffer like x,
+    ``bits``: scratch(x)."""
+
+
+@overload(vtanh, jit_options=_OPTS)
+def _vtanh_impl(x, out, e, bits):
+    if x.dtype == types.float32:
+        def tanhf(x, out, e, bits):
+            t0, t1, t2, t3, t4 = _TANHF
+            for j in range(x.shape[0]):
+                e[j] = _F(2.0) * abs(x[j])
+            vexp(e, out, bits)
+            for j in range(x.shape[0]):
+                a = x[j]
+                z = a * a
+                small = a + a * z * ((((t0 * z + t1) * z + t2) * z + t3) * z + t4)
+                big = _F(1.0) - _F(2.0) / (out[j] + _F(1.0))
+                big = -big if a < 0 else big
+                out[j] = small if abs(a) < _F(0.625) else big
+        return tanhf
+
+    def tanh64(x, out, e, bits):
+        for j in range(x.shape[0]):
+            e[j] = 2.0 * abs(x[j])
+        vexp(e, out, bits)
+        for j in range(x.shape[0]):
+            a = x[j]
+            z = a * a
+            small = a + a * (z * ((_TP0 * z + _TP1) * z + _TP2) / (((z + _TQ0) * z + _TQ1) * z + _TQ2))
+            big = 1.0 - 2.0 / (out[j] + 1.0)
+            big = -big if a < 0 else big
+            out[j] = small if abs(a) < 0.625 else big
+    return tanh64
+
+
+@numba.njit(**_OPTS)
+def vsigmoid(x, out, e, bits):
+    """out[:] = 1 / (1 + exp(-x)) over contiguous buffers, three of them apart."""
+    for j in range(x.shape[0]):
+        e[j] = -x[j]
+    vexp(e, out, bits)
+    for j in range(x.shape[0]):
+        out[j] = 1 / (1 + out[j])
+
+
+def like(x, value):
+    """``value`` as a number of ``x``'s dtype (a fused kernel's constants: float32 arithmetic
+    stays float32)."""
+
+
+@overload(like, jit_options=_OPTS)
+def _like_impl(x, value):
+    if x.dtype == types.float32:
+        return lambda x, value: np.float32(value)
+    return lambda x, value: np.float64(value)
+
+
+def load(a, i, row):
+    """row[:] = a's values at row i of the output it broadcasts to (a number, a bias row,
+    a column, a batch of one): each case its own loop without a branch, which LLVM
+    vectorises where _at's per-value choice kept it from it."""
+
+
+@overload(load, jit_options=_OPTS)
+def _load_impl(a, i, row):
+    if isinstance(a, types.Number):
+        def number(a, i, row):
+            for j in range(row.shape[0]):
+                row[j] = a
+        return number
+    if isinstance(a, types.Array) and a.ndim == 0:
+        def scalar(a, i, row):
+            v = a[()]
+            for j in range(row.shape[0]):
+                row[j] = v
+        return scalar
+    if isinstance(a, types.Array) and a.ndim == 1:
+        def vector(a, i, row):
+            if a.shape[0] == 1:
+                v = a[0]
+                for j in range(row.shape[0]):
+                    row[j] = v
+            else:
+                for j in range(row.shape[0]):
+                    row[j] = a[j]
+        return vector
+    if isinstance(a, types.Array) and a.ndim == 2:
+        def matrix(a, i, row):
+            k = 0 if a.shape[0] == 1 else i
+            if a.shape[1] == 1:
+                v = a[k, 0]
+                for j in range(row.shape[0]):
+                    row[j] = v
+            else:
+                src = a[k]
+                for j in range(row.shape[0]):
+                    row[j] = src[j]
+        return matrix
+    return None
+
+
+def store(out, i, row):
+    """out's row i (or out, 1-D) = row."""
+
+
+@overload(store, jit_options=_OPTS)
+def _store_impl(out, i, row):
+    if isinstance(out, types.Array) and out.ndim == 2:
+        def matrix(out, i, row):
+            dst = out[i]
+            for j in range(row.shape[0]):
+                dst[j] = row[j]
+        return matrix
+    if isinstance(out, types.Array) and out.ndim == 1:
+        def vector(out, i, row):
+            for j in range(row.shape[0]):
+                out[j] = row[j]
+        return vector
+    return None
