@@ -6,10 +6,10 @@ against finite differences and PyTorch (test_gradients.py, test_torch_parity.py)
 so here: the Numba backend agrees with it to rounding in float64 on models that
 reach every kind of loop (states read one and two steps away, a loop backward in
 time, a state another block reads, the GRU and the LSTM), with cotangents for every
-output and for one; Numba runs the loops for a batch of one and NumPy for larger
-ones (where NumPy is faster, see numba_loops.py); a loop Numba cannot compile
-runs in NumPy with a warning naming its line; and the machine code comes back from
-the cache in a new process.
+output and for one, at a batch of one (each loop one compiled function) and of more (a
+Python loop: the products in NumPy, each run of elementwise ops one fused kernel,
+rnngraph/compile/fuse.py); a loop Numba cannot compile runs in NumPy with a warning
+naming its line; and the machine code comes back from the cache in a new process.
 Skipped without numba and scipy (pip install 'rnngraph[numba]').
 """
 import json
@@ -51,20 +51,36 @@ def loops(net, *functions):
     return [space[name] for name in names]
 
 
+@pytest.mark.parametrize("B", [1, 3])
 @pytest.mark.parametrize("threshold", [0, 10 ** 9], ids=["derivatives in the loop", "before it"])
 @pytest.mark.parametrize("name", JIT)
-def test_numba_and_numpy_agree_to_rounding_with_every_cotangent(name, threshold):
+def test_numba_and_numpy_agree_to_rounding_with_every_cotangent(name, threshold, B):
     pytest.importorskip("numba")
     pytest.importorskip("scipy")
     m = model(name)
     jit, ref = per_step(m.compile(backend="numba"), threshold), m.compile()
     rng = np.random.default_rng(0)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")                 # no loop may fall back to NumPy
-        agree_to_rounding(jit, ref, problem(ref, m, rng, B=1), rng)
+        # no loop may fall back to NumPy (NumPy's products at B = 3 may say inf * 0, as the
+        # reference's do: this model's exp overflows)
+        warnings.simplefilter("ignore")
+        warnings.filterwarnings("error", message=".*Numba cannot compile")
+        agree_to_rounding(jit, ref, problem(ref, m, rng, B=B), rng)
     backward = jit._backward_large if threshold == 0 else jit._backward
-    ran = loops(jit, jit._forward, backward)
-    assert ran and all(f.run.signatures for f in ran)        # compiled, and ran
+    if B == 1:
+        ran = loops(jit, jit._forward, backward)
+        assert ran and all(f.run.signatures for f in ran)        # compiled, and ran
+    else:
+        assert jit._forward.__globals__["STEPS"]                  # the step loops ran, their
+        fused = kernels(jit)                                     # kernels compiled (those of
+        assert not fused or any(k.signatures for k in fused)     # the backward not run: not)
+
+
+def kernels(net):
+    """The fused kernels of a compiled model (rnngraph/compile/fuse.py), as Numba has them."""
+    space = net._forward.__globals__
+    loops_module = sys.modules[space[space["STEPS"][0]].__module__] if space.get("STEPS") else None
+    return [getattr(loops_module, k) for k in space.get("KERNELS", ())] if loops_module else []
 
 
 def test_numba_gradients_match_finite_differences_in_float64():
@@ -77,17 +93,25 @@ def test_numba_gradients_match_finite_differences_in_float64():
     assert all(f.run.signatures for f in loops(net, net._forward, net._backward))
 
 
-def test_larger_batches_run_the_numpy_loops_and_get_the_same_results():
+def test_larger_batches_run_the_fused_kernels_and_get_the_same_results():
+    """At a batch of 3 the loop functions Numba compiles for a batch of one do not run;
+    the step loops do, each run of a step's elementwise ops one kernel (the LSTM's cell
+    arithmetic, tanh to h, in one), in float64 and float32."""
     pytest.importorskip("numba")
     pytest.importorskip("scipy")
-    m = model("torch_gru")
-    jit, ref = m.compile(backend="numba"), m.compile()
-    p, inputs, initial = problem(ref, m, np.random.default_rng(2), B=3)
-    (outs, pull), (outs2, pull2) = jit.vjp(p, inputs, initial), ref.vjp(p, inputs, initial)
-    g, g2 = pull({"h": np.ones_like(outs["h"])}), pull2({"h": np.ones_like(outs2["h"])})
-    for n in g:
-        np.testing.assert_allclose(g[n], g2[n], rtol=1e-12, atol=1e-14, err_msg=n)
-    assert not any(f.run.signatures for f in loops(jit))     # nothing compiled
+    m = model("torch_lstm")
+    for dtype, rtol in (("float64", 1e-12), ("float32", 2e-5)):
+        jit, ref = m.compile(backend="numba", dtype=dtype), m.compile(dtype=dtype)
+        p, inputs, initial = problem(ref, m, np.random.default_rng(2), B=3)
+        (outs, pull), (outs2, pull2) = jit.vjp(p, inputs, initial), ref.vjp(p, inputs, initial)
+        g, g2 = pull({"h": np.ones_like(outs["h"])}), pull2({"h": np.ones_like(outs2["h"])})
+        for n in g:
+            np.testing.assert_allclose(g[n], g2[n], rtol=rtol, atol=rtol * 1e-2, err_msg=n)
+        assert not any(f.run.signatures for f in loops(jit))     # the batch-of-one loops: not
+        fused = kernels(jit)
+        assert any("tanh, multiply, multiply, add, tanh, multiply" in k.py_func.__doc__
+                   for k in fused)
+        assert all(k.signatures for k in fused)                # every kernel ran
 
 
 def test_numba_runs_float32_as_numpy_does():
@@ -186,9 +210,11 @@ def test_cli_prints_the_loops_numba_compiles(capsys):
     assert main(["compile", str(EXAMPLES / "torch_rnn.rnn"), "--backend", "numba"]) == 0
     out = capsys.readouterr().out
     assert out == model("torch_rnn").compile(backend="numba").source
-    assert "if B != 1 or not loop_h(T, " in out and "def loop_h(T, " in out
-    assert "if B != 1 or not back_h(T, " in out and "def back_h(T, " in out
+    assert "if not (loop_h if B == 1 else steps_loop_h)(T, " in out and "def loop_h(T, " in out
+    assert "if not (back_h if B == 1 else steps_back_h)(T, " in out and "def back_h(T, " in out
     assert 'LOOPS = ("loop_h", "back_h", "back_h_2")' in out      # back_h_2: backward_large's
+    assert 'STEPS = ("steps_loop_h", "steps_back_h", "steps_back_h_2")' in out
+    assert "def fused_" in out and "tanh: one pass over the rows" in out
 
 
 WITHOUT_NUMBA = """
@@ -261,6 +287,50 @@ def test_the_kernels_exp_and_tanh_give_numpys_values_specials_included():
             spacing = np.spacing(np.abs(ref[finite])).astype(np.float64)
             error = np.abs(out[finite].astype(np.float64) - ref[finite].astype(np.float64))
             assert (error <= ulps * spacing).all(), (name, dtype, (error / spacing).max())
+
+
+def test_the_row_kernels_of_the_fused_loops_give_numpys_values_specials_included():
+    """jitops.vexp, vtanh and vsigmoid (a fused kernel's, over a contiguous row, vectorised):
+    within 2 ulp of the float64 value in float32 and 4 in float64 (a subnormal result within
+    the smallest normal number), with inf, NaN and zeros as NumPy gives them."""
+    pytest.importorskip("numba")
+    pytest.importorskip("scipy")
+    import numba
+    from rnngraph.runtime import jitops
+
+    @numba.njit
+    def run(which, x, out):
+        e, bits = np.empty_like(x), jitops.scratch(x)
+        if which == 0:
+            jitops.vexp(x, out, bits)
+        elif which == 1:
+            jitops.vtanh(x, out, e, bits)
+        else:
+            jitops.vsigmoid(x, out, e, bits)
+
+    special = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-30, -1e-30, 88.7, 88.72, 88.73, -87.3,
+               -100.0, -103.9, -104.0, 709.78, 709.79, -745.1, -745.2, 0.625, -0.625]
+    x = np.concatenate([np.linspace(-800, 800, 40001), np.linspace(-20, 20, 40001), special])
+    for which, name in enumerate(("exp", "tanh", "sigmoid")):
+        for dtype, ulps in ((np.float64, 4), (np.float32, 2)):
+            a = x.astype(dtype)
+            out = np.empty_like(a)
+            run(which, a, out)
+            with np.errstate(all="ignore"):
+                wide = a.astype(np.float64)
+                ref = (np.exp(wide) if which == 0 else np.tanh(wide) if which == 1
+                       else 1 / (1 + np.exp(-wide))).astype(dtype)
+            np.testing.assert_array_equal(np.isnan(out), np.isnan(ref), err_msg=name)
+            edge = np.isinf(ref) | (ref == 0)
+            np.testing.assert_array_equal(out[edge], ref[edge], err_msg=name)
+            finite = np.isfinite(ref) & (ref != 0)
+            floor = np.finfo(dtype).tiny
+            spacing = np.spacing(np.maximum(np.abs(ref[finite]), floor)).astype(np.float64)
+            error = np.abs(out[finite].astype(np.float64) - ref[finite].astype(np.float64))
+            # a result below the smallest normal number: within it (NumPy's float32 sigmoid of
+            # -100 is 0 too, its exp(100) being inf)
+            assert ((error <= ulps * spacing) | (error <= floor)).all(), \
+                (name, dtype, (error / spacing).max())
 
 
 def test_the_cached_loops_follow_the_kernels_they_call(tmp_path, monkeypatch):

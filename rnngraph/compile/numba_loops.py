@@ -1,21 +1,21 @@
-"""The printer of ``backend="numba"``: the optimized module, its loops also as Numba functions.
+"""The printer of ``backend="numba"``: the optimized module, its loops also compiled.
 
-Each time loop is printed twice from the same IR block: as the optimized printer's
-NumPy loop, and as a function of its own that indexes the steps, takes every array
-and number it reads as an argument, and writes each op with the kernel the op
-table names (``jitops.tanh(a, out)``, rnngraph/runtime/jitops.py) where NumPy writes
-``np.tanh(a, out=out)``.  The generated code calls the function for a batch of
-one and runs the NumPy loop when the batch is larger or Numba cannot compile it
-(rnngraph/runtime/jit.py); a loop with an op that has no kernel and no nopython form in
-the op table (a loss, a concatenation) is printed in NumPy only.
+Each time loop is printed three times from the same IR block:
 
-Why batch one only: at batch 1 the NumPy loop is made of calls that each cost more
-than their arithmetic, and compiled loops took 0.40-0.47x the time (RNN, GRU,
-LSTM at hidden 128, forward + backward, bench/results.txt run 7); from batch 2 on
-they lost (1.25-1.8x the time): Numba's np.dot goes through SciPy's OpenBLAS, a
-second thread pool beside NumPy's, and the kernels run one number at a time on
-strided rows.  Fusing a step's elementwise work into one kernel at every batch
-size is issue 22.
+- the optimized printer's NumPy loop, which runs when Numba cannot compile a kernel;
+- for a batch of one, a function Numba compiles whole: it indexes the steps, takes every
+  array and number it reads as an argument, and writes each op with the kernel the op
+  table names (``jitops.tanh(a, out)``, rnngraph/runtime/jitops.py) where NumPy writes
+  ``np.tanh(a, out=out)``, the products too (at batch 1 each NumPy call costs more than
+  its arithmetic: 0.41-0.57x NumPy's time, RNN, GRU, LSTM at hidden 128);
+- for a larger batch, a Python loop over the steps whose products are NumPy's (its BLAS:
+  Numba's np.dot goes through SciPy's OpenBLAS, a second thread pool, 1.4x the time of a
+  32 x 256 by 256 x 1024 product here) and whose runs of elementwise ops between them are
+  each one kernel, fused (rnngraph/compile/fuse.py): a step is a GEMM and a pass or two
+  over memory, as in torch.nn.LSTM.
+
+A loop with an op that has no kernel and no nopython form in the op table (a loss, a
+concatenation) is printed in NumPy only.
 """
 from __future__ import annotations
 
@@ -75,8 +75,10 @@ class NumbaPrinter(FastPrinter):
         self.step = self.namer("step")
         try:
             prelude, body = self.block(prog, block, " " * 8)
-            body = self.fuse(body)
-            function = self.function(block, body) if body else None
+            # fused for a batch of more than one; at a batch of one the loop function calls the
+            # kernels op by op: a fused kernel's buffers and checks cost more than they save at
+            # a row of 128 (bench run of 6 December: LSTM B 0.69x NumPy's time fused, 0.58x not)
+            function = self.function(block, body, self.fuse(body)) if body else None
         except NotInNumba:
             function = None
         finally:
@@ -94,7 +96,7 @@ class NumbaPrinter(FastPrinter):
         call = call_lines(f"{head}if not ({name} if {self.B} == 1 else {steps[0]})(", args, "):")
         return prelude, call + loop
 
-    def function(self, block, body: list[str]):
+    def function(self, block, body: list[str], fused: list[str]):
         """The loop ``block`` (its statements ``body``) as a function
         ``def loop_h(T, h_tm1_all, ..., W, ONE):``: (its name, its lines, the call's
         arguments)."""
@@ -132,7 +134,7 @@ class NumbaPrinter(FastPrinter):
             '    Compiled by Numba, run for a batch of one; every array and number comes as',
             '    an argument."""',
             f"    for {step} in {steps}:"] + code + ["    return True"]
-        return name, lines, args, self.steps_function(name, params, views, body, forward, what)
+        return name, lines, args, self.steps_function(name, params, views, fused, forward, what)
 
     def steps_function(self, name, params, views, body, forward, what):
         """The same loop for a batch of more than one, in Python: each step's products in
@@ -163,7 +165,8 @@ class NumbaPrinter(FastPrinter):
             "        return True",
             f"    {step} = {first}"] + [v[4:] for v in views] + ["    try:"] + \
             (ready or ["        pass"]) + [
-            "    except Exception:                   # Numba cannot compile a kernel: NumPy's loop",
+            "    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop",
+            f"        jitops.cannot({what!r}, error)",
             "        return False",
             f"    for {step} in {steps}:"] + views + body + ["    return True"]
         return title, lines

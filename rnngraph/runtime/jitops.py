@@ -271,8 +271,21 @@ def dot(a, b, out):
 
 def ready(kernel, *args):
     """Compile ``kernel`` for the types of ``args`` now, before a loop's first step writes
-    anything (it raises if Numba cannot)."""
-    kernel.compile(tuple(numba.typeof(a) for a in args))
+    anything (it raises if Numba cannot).  Numba's advice while it compiles (performance,
+    deprecations) is not the user's, and must not stop a run that turns warnings into errors."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kernel.compile(tuple(numba.typeof(a) for a in args))
+
+
+def cannot(what: str, error: Exception) -> None:
+    """Say that a loop for a batch of more than one runs in NumPy: a kernel it calls could
+    not be compiled (as rnngraph/runtime/jit.py says of a loop for a batch of one)."""
+    import warnings
+    first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    warnings.warn(f"Numba cannot compile a kernel of the loop of {what} ({first}); that "
+                  "loop runs in NumPy", RuntimeWarning, stacklevel=3)
 
 
 @overload(dot, jit_options=_OPTS)
@@ -409,20 +422,22 @@ _TANHF = (_F(-5.70498872745e-3), _F(2.06390887954e-2), _F(-5.37397155531e-2),
 
 
 def scratch(x):
-    """Integers of ``x``'s width, one a value: the powers of two of vexp."""
+    """Integers of ``x``'s width, two a value: the powers of two of vexp."""
 
 
 @overload(scratch, jit_options=_OPTS)
 def _scratch_impl(x):
     if x.dtype == types.float32:
-        return lambda x: np.empty(x.shape[0], np.int32)
-    return lambda x: np.empty(x.shape[0], np.int64)
+        return lambda x: np.empty(2 * x.shape[0], np.int32)
+    return lambda x: np.empty(2 * x.shape[0], np.int64)
 
 
 def vexp(x, out, bits):
     """out[:] = exp(x) over contiguous buffers; ``bits``: scratch(x).  ``out`` must not be
     ``x``: LLVM's check that two buffers do not overlap then sends the loop to its scalar
-    version (35 against 6 us for 8192 values)."""
+    version (35 against 6 us for 8192 values).  2^k is two factors (each exponent in range,
+    so that results near overflow and subnormal ones come out right); inf above the largest
+    argument, 0 below the smallest, NaN for NaN."""
 
 
 @overload(vexp, jit_options=_OPTS)
@@ -430,31 +445,47 @@ def _vexp_impl(x, out, bits):
     if x.dtype == types.float32:
         def expf(x, out, bits):
             p0, p1, p2, p3, p4, p5 = _EXPF
+            n = x.shape[0]
             scale = bits.view(np.float32)
-            for j in range(x.shape[0]):
-                c = min(max(x[j], _F(-87.0)), _F(88.0))
+            for j in range(n):
+                c = min(max(x[j], _F(-104.0)), _F(88.75))
                 k = np.floor(c * _F(1.4426950408889634) + _F(0.5))
                 r = c - k * _F(0.693359375) - k * _F(-2.12194440e-4)
                 p = ((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5
                 out[j] = p * r * r + r + _F(1.0)
-                bits[j] = (np.int32(k) + np.int32(127)) << np.int32(23)
-            for j in range(x.shape[0]):
-                out[j] = out[j] * scale[j]
+                ki = np.int32(k)
+                half = ki >> np.int32(1)
+                bits[j] = (half + np.int32(127)) << np.int32(23)
+                bits[n + j] = (ki - half + np.int32(127)) << np.int32(23)
+            for j in range(n):
+                v = out[j] * scale[j] * scale[n + j]
+                a = x[j]
+                v = np.float32(np.inf) if a > _F(88.72283) else v
+                v = _F(0.0) if a < _F(-103.97208) else v
+                out[j] = a if a != a else v
         return expf
 
     def exp64(x, out, bits):
+        n = x.shape[0]
         scale = bits.view(np.float64)
-        for j in range(x.shape[0]):
-            c = min(max(x[j], -708.0), 708.0)
+        for j in range(n):
+            c = min(max(x[j], -746.0), 710.0)
             k = np.floor(c * _LOG2E + 0.5)
             r = c - k * _C1 - k * _C2
             rr = r * r
             p = r * ((_P0 * rr + _P1) * rr + _P2)
             q = ((_Q0 * rr + _Q1) * rr + _Q2) * rr + _Q3
             out[j] = 1.0 + 2.0 * (p / (q - p))
-            bits[j] = (np.int64(k) + np.int64(1023)) << np.int64(52)
-        for j in range(x.shape[0]):
-            out[j] = out[j] * scale[j]
+            ki = np.int64(k)
+            half = ki >> np.int64(1)
+            bits[j] = (half + np.int64(1023)) << np.int64(52)
+            bits[n + j] = (ki - half + np.int64(1023)) << np.int64(52)
+        for j in range(n):
+            v = out[j] * scale[j] * scale[n + j]
+            a = x[j]
+            v = np.inf if a > _MAXLOG else v
+            v = 0.0 if a < _MINLOG else v
+            out[j] = a if a != a else v
     return exp64
 
 
