@@ -422,14 +422,15 @@ _TANHF = (_F(-5.70498872745e-3), _F(2.06390887954e-2), _F(-5.37397155531e-2),
 
 
 def scratch(x):
-    """Integers of ``x``'s width, two a value: the powers of two of vexp."""
+    """Integers of ``x``'s width, two rows of them: the powers of two of vexp (rows, not one
+    row twice as long: an index j + n kept LLVM from vectorising, 41 against 7 us)."""
 
 
 @overload(scratch, jit_options=_OPTS)
 def _scratch_impl(x):
     if x.dtype == types.float32:
-        return lambda x: np.empty(2 * x.shape[0], np.int32)
-    return lambda x: np.empty(2 * x.shape[0], np.int64)
+        return lambda x: np.empty((2, x.shape[0]), np.int32)
+    return lambda x: np.empty((2, x.shape[0]), np.int64)
 
 
 def vexp(x, out, bits):
@@ -446,7 +447,8 @@ def _vexp_impl(x, out, bits):
         def expf(x, out, bits):
             p0, p1, p2, p3, p4, p5 = _EXPF
             n = x.shape[0]
-            scale = bits.view(np.float32)
+            low, high = bits[0], bits[1]
+            s1, s2 = low.view(np.float32), high.view(np.float32)
             for j in range(n):
                 c = min(max(x[j], _F(-104.0)), _F(88.75))
                 k = np.floor(c * _F(1.4426950408889634) + _F(0.5))
@@ -455,10 +457,10 @@ def _vexp_impl(x, out, bits):
                 out[j] = p * r * r + r + _F(1.0)
                 ki = np.int32(k)
                 half = ki >> np.int32(1)
-                bits[j] = (half + np.int32(127)) << np.int32(23)
-                bits[n + j] = (ki - half + np.int32(127)) << np.int32(23)
+                low[j] = (half + np.int32(127)) << np.int32(23)
+                high[j] = (ki - half + np.int32(127)) << np.int32(23)
             for j in range(n):
-                v = out[j] * scale[j] * scale[n + j]
+                v = out[j] * s1[j] * s2[j]
                 a = x[j]
                 v = np.float32(np.inf) if a > _F(88.72283) else v
                 v = _F(0.0) if a < _F(-103.97208) else v
@@ -467,7 +469,8 @@ def _vexp_impl(x, out, bits):
 
     def exp64(x, out, bits):
         n = x.shape[0]
-        scale = bits.view(np.float64)
+        low, high = bits[0], bits[1]
+        s1, s2 = low.view(np.float64), high.view(np.float64)
         for j in range(n):
             c = min(max(x[j], -746.0), 710.0)
             k = np.floor(c * _LOG2E + 0.5)
@@ -478,10 +481,10 @@ def _vexp_impl(x, out, bits):
             out[j] = 1.0 + 2.0 * (p / (q - p))
             ki = np.int64(k)
             half = ki >> np.int64(1)
-            bits[j] = (half + np.int64(1023)) << np.int64(52)
-            bits[n + j] = (ki - half + np.int64(1023)) << np.int64(52)
+            low[j] = (half + np.int64(1023)) << np.int64(52)
+            high[j] = (ki - half + np.int64(1023)) << np.int64(52)
         for j in range(n):
-            v = out[j] * scale[j] * scale[n + j]
+            v = out[j] * s1[j] * s2[j]
             a = x[j]
             v = np.inf if a > _MAXLOG else v
             v = 0.0 if a < _MINLOG else v
