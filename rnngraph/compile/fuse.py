@@ -7,8 +7,11 @@ replaces each run of such calls whose results have the same width by one call of
 kernel of its own, which goes over the rows once: it loads a row of each operand into a
 contiguous float64 buffer, computes every op of the run at every column (straight-line
 arithmetic, with rnngraph/runtime/jitops.py's exp and tanh, which LLVM vectorises on
-contiguous buffers), the values between the ops held in registers, and stores each
-result's row.  As torch.nn.LSTM does with a step's gate arithmetic.
+contiguous buffers), each op's values in a row buffer of its own, and stores each result's
+row.  As torch.nn.LSTM does with a step's gate arithmetic.  Only runs with an exp, tanh or
+sigmoid are fused: a run of arithmetic alone is printed as NumPy's calls (the loop runs in
+Python), which are as fast on a gate's lanes as a kernel's loads and stores (an LSTM's
+backward at batch 32 lost 7% fused); what pays is the vectorised exp.
 
 What is fused is read from the statements themselves (Python's ast): a call
 ``jitops.K(operands..., out)`` with K one of :data:`SCALAR` and ``out`` of a width the
@@ -68,8 +71,10 @@ class Fuser:
         self.kernels: dict[str, list[str]] = {}
 
     def __call__(self, lines: list[str]) -> list[str]:
-        """``lines`` (statements at one indentation, comments among them) with each run of
-        two or more fusable calls of one width replaced by a call of a kernel."""
+        """``lines`` (statements at one indentation, comments among them), for a loop run
+        from Python: each run of fusable calls of one width with an exp, tanh or sigmoid
+        replaced by a call of a kernel, the other kernel calls by NumPy's where it has
+        the op."""
         if not lines:
             return lines
         self.widths = {ast.unparse(ast.parse(k, mode="eval").body): w for k, w in self.given.items()}
@@ -93,11 +98,12 @@ class Fuser:
 
         def flush():
             calls = [r for r in run if r[0] is not None]
-            if len(calls) >= 2 or any(c[0][0] in _VECTOR for c in calls):
+            if any(c[0][0] in _VECTOR for c in calls):
                 out.extend(self.kernel([c[0] for c in calls]))
                 out.extend(line for r in run if r[0] is None for line in r[1])
-            else:
-                out.extend(line for r in run for line in r[1])
+            else:                           # arithmetic alone: NumPy's ufuncs are as fast
+                for r in run:
+                    out.extend(r[1] if r[0] is None else _in_numpy(r[1]))
             run.clear()
 
         for stmt, stmt_lines in items:
@@ -115,7 +121,7 @@ class Fuser:
             if info is not None:
                 run.append((info, stmt_lines))
             else:
-                out.extend(stmt_lines)
+                out.extend(_in_numpy(stmt_lines))
         flush()
         return [indent + line if line.strip() else line for line in out]
 
@@ -206,6 +212,39 @@ class Fuser:
 
 #: The transcendental kernels, by jitops' vectorised form over a row buffer.
 _VECTOR = {"exp": "vexp", "tanh": "vtanh", "sigmoid": "vsigmoid"}
+
+
+#: A kernel called from Python that NumPy has as a ufunc: NumPy's call (no dispatch into
+#: Numba, whose kernels go value by value on a gate's lanes).
+_UFUNC = {"add": "add", "subtract": "subtract", "multiply": "multiply", "divide": "divide",
+          "negative": "negative", "exp": "exp", "tanh": "tanh", "log": "log", "sqrt": "sqrt",
+          "maximum": "maximum"}
+
+
+class _ToNumpy(ast.NodeTransformer):
+    def visit_Call(self, node):
+        self.generic_visit(node)
+        f = node.func
+        if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id == "jitops" \
+                and not node.keywords and node.args:
+            *args, dst = node.args
+            if f.attr in _UFUNC:
+                return ast.Call(ast.Attribute(ast.Name("np", ast.Load()), _UFUNC[f.attr], ast.Load()),
+                                args, [ast.keyword("out", dst)])
+            if f.attr == "copy" and len(args) == 1:
+                return ast.Call(ast.Attribute(ast.Name("np", ast.Load()), "copyto", ast.Load()),
+                                [dst, args[0]], [])
+        return node
+
+
+def _in_numpy(lines: list[str]) -> list[str]:
+    """A statement of a loop's body, run from Python, its kernel calls NumPy's where NumPy
+    has the op (``jitops.multiply(a, b, out)``: ``np.multiply(a, b, out=out)``)."""
+    text = textwrap.dedent("\n".join(lines))
+    if "jitops." not in text:
+        return lines
+    tree = ast.fix_missing_locations(_ToNumpy().visit(ast.parse(text)))
+    return ast.unparse(tree).split("\n")
 
 
 def _width(run) -> int:
