@@ -5,9 +5,9 @@ call, ``jitops.sigmoid(ifo_t, ifo_t)``, ``jitops.multiply(f_t, c_tm1, c_t)``: a 
 the arrays each, the intermediate values stored as float32 and read back.  :func:`fuse`
 replaces each run of such calls whose results have the same width by one call of a
 kernel of its own, which goes over the rows once: it loads a row of each operand into a
-contiguous float64 buffer, computes every op of the run at every column (straight-line
-arithmetic, with rnngraph/runtime/jitops.py's exp and tanh, which LLVM vectorises on
-contiguous buffers), each op's values in a row buffer of its own, and stores each result's
+contiguous buffer of the arrays' dtype, computes every op of the run at every column
+(straight-line arithmetic, with rnngraph/runtime/jitops.py's vexp, vtanh and vsigmoid,
+which LLVM vectorises on contiguous buffers), each op's values in a row buffer of its own, and stores each result's
 row.  As torch.nn.LSTM does with a step's gate arithmetic.  Only runs with an exp, tanh or
 sigmoid are fused: a run of arithmetic alone is printed as NumPy's calls (the loop runs in
 Python), which are as fast on a gate's lanes as a kernel's loads and stores (an LSTM's
@@ -16,11 +16,11 @@ backward at batch 32 lost 7% fused); what pays is the vectorised exp.
 What is fused is read from the statements themselves (Python's ast): a call
 ``jitops.K(operands..., out)`` with K one of :data:`SCALAR` and ``out`` of a width the
 printer recorded.  Sequential semantics hold element by element: an op reads what an
-earlier op of the run wrote at the same row and column, from its register.  Where two
-operands of a kernel share memory (a view of another's lanes), which elementwise order
-would not keep, the kernel checks before its loop and then runs the calls one by one, as
-written (:func:`rnngraph.runtime.jitops.apart`); so it does where the results' shapes
-differ.  Intermediate values keep float64 within a run (NumPy's float32 path rounds each).
+earlier op of the run wrote at the same row and column, from its buffer.  Where two
+operands of a kernel share memory (views of overlapping lanes), which elementwise order
+would not keep, the kernel checks before its loop (:func:`rnngraph.runtime.jitops.apart`)
+and declines, returning False, and the loop runs the run's ops as NumPy's calls, which
+buffer overlapping operands; so it does where the results' shapes differ.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ import ast
 import hashlib
 import textwrap
 
-#: A kernel of rnngraph/runtime/jitops.py: (its operands, its value at one element, in float64).
+#: A kernel of rnngraph/runtime/jitops.py: (its operands, its value at one element).
 SCALAR = {
     "add": (2, "{0} + {1}"), "subtract": (2, "{0} - {1}"), "multiply": (2, "{0} * {1}"),
     "divide": (2, "{0} / {1}"), "negative": (1, "-{0}"), "copy": (1, "{0}"),
@@ -99,7 +99,10 @@ class Fuser:
         def flush():
             calls = [r for r in run if r[0] is not None]
             if any(c[0][0] in _VECTOR for c in calls):
-                out.extend(self.kernel([c[0] for c in calls]))
+                # the kernel, or where it declines (shared memory), NumPy's calls, which
+                # buffer overlapping operands as the ops one after the other do
+                out.extend(f"if not {line}:" for line in self.kernel([c[0] for c in calls]))
+                out.extend("    " + x for r in run if r[0] is not None for x in _in_numpy(r[1]))
                 out.extend(line for r in run if r[0] is None for line in r[1])
             else:                           # arithmetic alone: NumPy's ufuncs are as fast
                 for r in run:
@@ -162,11 +165,10 @@ class Fuser:
         same = [f"jitops._size({p[w]}) != (rows, cols)" for w in written[1:]]
         pairs = list(dict.fromkeys(tuple(sorted((w, o))) for w in written for o in params if o != w))
         parts = same + [f"not jitops.apart({p[a]}, {p[b]})" for a, b in pairs]
-        if parts:                           # shapes that differ, or shared memory: one by one
+        if parts:                           # shapes that differ, or shared memory: declined
             head += ["if (" + parts[0]] + [f"        or {x}" for x in parts[1:]]
             head[-1] += "):"
-            head += [f"    jitops.{k}({', '.join([ast.unparse(a) if _number(a) else p[ast.unparse(a)] for a in operands] + [p[out]])})"
-                     for k, operands, out, _ in calls] + ["    return"]
+            head += ["    return False"]
         head += [f"like = np.empty(cols, {first}.dtype)"]
         head += [f"c{n} = jitops.like({first}, {t})" for n, t in enumerate(numbers)]
         head += [f"r{params.index(t)} = np.empty_like(like)" for t in loaded]
@@ -199,7 +201,7 @@ class Fuser:
             value[out] = f"x{n}"
         close()
         loop += [f"    jitops.store({p[t]}, i, {value[t]})" for t in written]
-        lines = head + loop
+        lines = head + loop + ["return True"]
         what = ", ".join(f"{k}" for k, _, _, _ in calls)
         digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()[:10]
         name = f"fused_{digest}"
@@ -231,6 +233,13 @@ class _ToNumpy(ast.NodeTransformer):
             if f.attr in _UFUNC:
                 return ast.Call(ast.Attribute(ast.Name("np", ast.Load()), _UFUNC[f.attr], ast.Load()),
                                 args, [ast.keyword("out", dst)])
+            if f.attr == "sigmoid" and len(args) == 1:     # 1 / (1 + exp(-a)), into dst
+                np_ = lambda name, *xs: ast.Call(ast.Attribute(ast.Name("np", ast.Load()), name,  # noqa: E731
+                                                               ast.Load()), list(xs), [])
+                call = np_("divide", ast.Constant(1.0),
+                           np_("add", ast.Constant(1.0), np_("exp", np_("negative", args[0]))))
+                call.keywords = [ast.keyword("out", dst)]
+                return call
             if f.attr == "copy" and len(args) == 1:
                 return ast.Call(ast.Attribute(ast.Name("np", ast.Load()), "copyto", ast.Load()),
                                 [dst, args[0]], [])

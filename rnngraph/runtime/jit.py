@@ -115,7 +115,8 @@ def _outside() -> int:
     the code it generates: the user's line that called forward, vjp or a pullback."""
     here = os.path.dirname(os.path.dirname(__file__))       # the package: rnngraph/
     frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_code.co_filename.startswith((here, "<rnngraph")):
+    while frame is not None and (frame.f_code.co_filename.startswith((here, "<rnngraph")) or
+                                 "rnngraph_loops_" in frame.f_code.co_filename):
         frame, level = frame.f_back, level + 1
     return level
 

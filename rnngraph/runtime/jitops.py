@@ -269,23 +269,46 @@ def dot(a, b, out):
         out[...] = np.dot(a, b)
 
 
+_READY: dict = {}        # (kernel, the arguments' kinds) compiled: checked in a microsecond
+
+
+def _kind(a):
+    if isinstance(a, np.ndarray):
+        return (a.dtype.char, a.ndim, a.flags.c_contiguous, a.flags.f_contiguous)
+    return type(a)
+
+
 def ready(kernel, *args):
     """Compile ``kernel`` for the types of ``args`` now, before a loop's first step writes
-    anything (it raises if Numba cannot).  Numba's advice while it compiles (performance,
-    deprecations) is not the user's, and must not stop a run that turns warnings into errors."""
+    anything (it raises if Numba cannot); once for each kind of arguments (dtype, number of
+    axes, layout): Numba's typeof and compile cost 130-280 us a kernel, every call.
+    Numba's advice while it compiles (performance, deprecations) is not the user's, and
+    must not stop a run that turns warnings into errors."""
+    key = (id(kernel), tuple(_kind(a) for a in args))
+    if key in _READY:
+        return
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         kernel.compile(tuple(numba.typeof(a) for a in args))
+    _READY[key] = kernel                    # (held: its id is not reused while here)
+
+
+_WARNED: set = set()
 
 
 def cannot(what: str, error: Exception) -> None:
-    """Say that a loop for a batch of more than one runs in NumPy: a kernel it calls could
-    not be compiled (as rnngraph/runtime/jit.py says of a loop for a batch of one)."""
+    """Say, once a loop, that a loop for a batch of more than one runs in NumPy: a kernel it
+    calls could not be compiled (as rnngraph/runtime/jit.py says of a loop for a batch of
+    one, at the user's line, naming the code Numba could not compile)."""
     import warnings
-    first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
-    warnings.warn(f"Numba cannot compile a kernel of the loop of {what} ({first}); that "
-                  "loop runs in NumPy", RuntimeWarning, stacklevel=3)
+    from .jit import _culprit, _outside
+    culprit = _culprit(str(error))
+    if (what, culprit) in _WARNED:
+        return
+    _WARNED.add((what, culprit))
+    warnings.warn(f"Numba cannot compile a kernel of the loop of {what} ({culprit}); "
+                  "that loop runs in NumPy", RuntimeWarning, stacklevel=_outside())
 
 
 @overload(dot, jit_options=_OPTS)

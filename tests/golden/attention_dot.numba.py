@@ -79,7 +79,7 @@ def forward(params, inputs, initial, T, n_batch, T_u, prepared=None):
 
     # h(t): a loop forward in time
     W_h = np.empty((n_batch, 8), DTYPE)
-    if n_batch != 1 or not loop_h(T, h[0:T], h[1:T + 1], W_T, W_h):
+    if not (loop_h if n_batch == 1 else steps_loop_h)(T, h[0:T], h[1:T + 1], W_T, W_h):
         steps = zip(h[0:T], h[1:T + 1])
         for (h_tm1, h_t) in steps:
             # h(t) = tanh(W h(t-1) + U x(t) + b)
@@ -98,7 +98,7 @@ def forward(params, inputs, initial, T, n_batch, T_u, prepared=None):
 
     # s(u): a loop forward over u
     A_s = np.empty((n_batch, 8), DTYPE)
-    if n_batch != 1 or not loop_s(T_u, s[0:T_u], s[1:T_u + 1], A_T, A_s):
+    if not (loop_s if n_batch == 1 else steps_loop_s)(T_u, s[0:T_u], s[1:T_u + 1], A_T, A_s):
         steps = zip(s[0:T_u], s[1:T_u + 1])
         for (s_tm1, s_t) in steps:
             # s(u) = tanh(A s(u-1) + B y(u-1) + d)
@@ -276,8 +276,9 @@ def backward(params, tape, cotangents, T, n_batch, T_u):
 
     # s(u): back through the steps of u (backward)
     vecmat_dz_s_2 = np.empty((n_batch, 8), DTYPE)
-    if n_batch != 1 or not back_s(T_u, dz_s_2[1:T_u + 1], ds[1:T_u + 1], dz_s[1:T_u + 1],
-                                  ds[0:T_u], A, vecmat_dz_s_2):
+    if not (back_s if n_batch == 1 else steps_back_s)(T_u, dz_s_2[1:T_u + 1], ds[1:T_u + 1],
+                                                      dz_s[1:T_u + 1], ds[0:T_u], A,
+                                                      vecmat_dz_s_2):
         steps = zip(dz_s_2[1:T_u + 1][::-1], ds[1:T_u + 1][::-1], dz_s[1:T_u + 1][::-1],
                     ds[0:T_u][::-1])
         for (dz_s_2_t, ds_t_2, dz_s_t, ds_tm1) in steps:
@@ -310,8 +311,8 @@ def backward(params, tape, cotangents, T, n_batch, T_u):
 
     # h(t): back through time (backward)
     vecmat_dz_h_2 = np.empty((n_batch, 8), DTYPE)
-    if n_batch != 1 or not back_h(T, dz_h_2[1:T + 1], dh[1:T + 1], dz_h[1:T + 1], dh[0:T], W,
-                                  vecmat_dz_h_2):
+    if not (back_h if n_batch == 1 else steps_back_h)(T, dz_h_2[1:T + 1], dh[1:T + 1],
+                                                      dz_h[1:T + 1], dh[0:T], W, vecmat_dz_h_2):
         steps = zip(dz_h_2[1:T + 1][::-1], dh[1:T + 1][::-1], dz_h[1:T + 1][::-1], dh[0:T][::-1])
         for (dz_h_2_t, dh_t, dz_h_t, dh_tm1) in steps:
             # h(t) = tanh(W h(t-1) + U x(t) + b)
@@ -454,8 +455,9 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
     # s(u): back through the steps of u (backward)
     dz_s_2 = np.empty((n_batch, 8), DTYPE)
     vecmat_dz_s = np.empty((n_batch, 8), DTYPE)
-    if n_batch != 1 or not back_s_2(T_u, s[1:T_u + 1], dz_s[1:T_u + 1], ds[1:T_u + 1], ds[0:T_u],
-                                    dz_s_2, ONE, A, vecmat_dz_s):
+    if not (back_s_2 if n_batch == 1 else steps_back_s_2)(T_u, s[1:T_u + 1], dz_s[1:T_u + 1],
+                                                          ds[1:T_u + 1], ds[0:T_u], dz_s_2, ONE, A,
+                                                          vecmat_dz_s):
         steps = zip(s[1:T_u + 1][::-1], dz_s[1:T_u + 1][::-1], ds[1:T_u + 1][::-1],
                     ds[0:T_u][::-1])
         for (s_t_2, dz_s_t, ds_t_2, ds_tm1) in steps:
@@ -486,8 +488,9 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
     # h(t): back through time (backward)
     dz_h_2 = np.empty((n_batch, 8), DTYPE)
     vecmat_dz_h = np.empty((n_batch, 8), DTYPE)
-    if n_batch != 1 or not back_h_2(T, h[1:T + 1], dz_h[1:T + 1], dh[1:T + 1], dh[0:T], dz_h_2,
-                                    ONE, W, vecmat_dz_h):
+    if not (back_h_2 if n_batch == 1 else steps_back_h_2)(T, h[1:T + 1], dz_h[1:T + 1],
+                                                          dh[1:T + 1], dh[0:T], dz_h_2, ONE, W,
+                                                          vecmat_dz_h):
         steps = zip(h[1:T + 1][::-1], dz_h[1:T + 1][::-1], dh[1:T + 1][::-1], dh[0:T][::-1])
         for (h_t, dz_h_t, dh_t, dh_tm1) in steps:
             # h(t) = tanh(W h(t-1) + U x(t) + b)
@@ -513,6 +516,28 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
     return grads
 
 
+def fused_f97a3b57ed(p0, p1):
+    """add, tanh: one pass over the rows (compile/fuse.py)."""
+    rows, cols = jitops._size(p0)
+    if (not jitops.apart(p1, p0)):
+        return False
+    like = np.empty(cols, p0.dtype)
+    r0 = np.empty_like(like)
+    r1 = np.empty_like(like)
+    x0 = np.empty_like(like)
+    x1 = np.empty_like(like)
+    e = np.empty_like(like)
+    bits = jitops.scratch(like)
+    for i in range(rows):
+        jitops.load(p0, i, r0)
+        jitops.load(p1, i, r1)
+        for j in range(cols):
+            x0[j] = r0[j] + r1[j]
+        jitops.vtanh(x0, x1, e, bits)
+        jitops.store(p0, i, x1)
+    return True
+
+
 def loop_h(T, h_tm1_all, h_t_all, W_T, W_h):
     """The loop forward in time of h(t).
 
@@ -528,6 +553,30 @@ def loop_h(T, h_tm1_all, h_t_all, W_T, W_h):
     return True
 
 
+def steps_loop_h(T, h_tm1_all, h_t_all, W_T, W_h):
+    """h(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = 0
+    h_tm1 = h_tm1_all[step]
+    h_t = h_t_all[step]
+    try:
+        jitops.ready(fused_f97a3b57ed, h_t, W_h)
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('h(t)', error)
+        return False
+    for step in range(T):
+        h_tm1 = h_tm1_all[step]
+        h_t = h_t_all[step]
+        # h(t) = tanh(W h(t-1) + U x(t) + b)
+        jitops.dot(h_tm1, W_T, W_h)
+        if not fused_f97a3b57ed(h_t, W_h):
+            np.add(h_t, W_h, out=h_t)
+            np.tanh(h_t, out=h_t)
+    return True
+
+
 def loop_s(T_u, s_tm1_all, s_t_all, A_T, A_s):
     """The loop forward in time of s(u).
 
@@ -540,6 +589,30 @@ def loop_s(T_u, s_tm1_all, s_t_all, A_T, A_s):
         jitops.dot(s_tm1, A_T, A_s)
         jitops.add(s_t, A_s, s_t)
         jitops.tanh(s_t, s_t)
+    return True
+
+
+def steps_loop_s(T_u, s_tm1_all, s_t_all, A_T, A_s):
+    """s(u), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T_u == 0:
+        return True
+    step = 0
+    s_tm1 = s_tm1_all[step]
+    s_t = s_t_all[step]
+    try:
+        jitops.ready(fused_f97a3b57ed, s_t, A_s)
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('s(u)', error)
+        return False
+    for step in range(T_u):
+        s_tm1 = s_tm1_all[step]
+        s_t = s_t_all[step]
+        # s(u) = tanh(A s(u-1) + B y(u-1) + d)
+        jitops.dot(s_tm1, A_T, A_s)
+        if not fused_f97a3b57ed(s_t, A_s):
+            np.add(s_t, A_s, out=s_t)
+            np.tanh(s_t, out=s_t)
     return True
 
 
@@ -560,6 +633,33 @@ def back_s(T_u, dz_s_2_t_all, ds_t_2_all, dz_s_t_all, ds_tm1_all, A, vecmat_dz_s
     return True
 
 
+def steps_back_s(T_u, dz_s_2_t_all, ds_t_2_all, dz_s_t_all, ds_tm1_all, A, vecmat_dz_s_2):
+    """s(u), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T_u == 0:
+        return True
+    step = T_u - 1
+    dz_s_2_t = dz_s_2_t_all[step]
+    ds_t_2 = ds_t_2_all[step]
+    dz_s_t = dz_s_t_all[step]
+    ds_tm1 = ds_tm1_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('s(u)', error)
+        return False
+    for step in range(T_u - 1, -1, -1):
+        dz_s_2_t = dz_s_2_t_all[step]
+        ds_t_2 = ds_t_2_all[step]
+        dz_s_t = dz_s_t_all[step]
+        ds_tm1 = ds_tm1_all[step]
+        # s(u) = tanh(A s(u-1) + B y(u-1) + d)
+        np.multiply(ds_t_2, dz_s_t, out=dz_s_2_t)
+        jitops.dot(dz_s_2_t, A, vecmat_dz_s_2)
+        np.add(ds_tm1, vecmat_dz_s_2, out=ds_tm1)
+    return True
+
+
 def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, W, vecmat_dz_h_2):
     """The loop backward in time of h(t).
 
@@ -574,6 +674,33 @@ def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, W, vecmat_dz_h_2):
         jitops.multiply(dh_t, dz_h_t, dz_h_2_t)
         jitops.dot(dz_h_2_t, W, vecmat_dz_h_2)
         jitops.add(dh_tm1, vecmat_dz_h_2, dh_tm1)
+    return True
+
+
+def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, W, vecmat_dz_h_2):
+    """h(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = T - 1
+    dz_h_2_t = dz_h_2_t_all[step]
+    dh_t = dh_t_all[step]
+    dz_h_t = dz_h_t_all[step]
+    dh_tm1 = dh_tm1_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('h(t)', error)
+        return False
+    for step in range(T - 1, -1, -1):
+        dz_h_2_t = dz_h_2_t_all[step]
+        dh_t = dh_t_all[step]
+        dz_h_t = dz_h_t_all[step]
+        dh_tm1 = dh_tm1_all[step]
+        # h(t) = tanh(W h(t-1) + U x(t) + b)
+        np.multiply(dh_t, dz_h_t, out=dz_h_2_t)
+        jitops.dot(dz_h_2_t, W, vecmat_dz_h_2)
+        np.add(dh_tm1, vecmat_dz_h_2, out=dh_tm1)
     return True
 
 
@@ -596,6 +723,36 @@ def back_s_2(T_u, s_t_2_all, dz_s_t_all, ds_t_2_all, ds_tm1_all, dz_s_2, ONE, A,
     return True
 
 
+def steps_back_s_2(T_u, s_t_2_all, dz_s_t_all, ds_t_2_all, ds_tm1_all, dz_s_2, ONE, A,
+                   vecmat_dz_s):
+    """s(u), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T_u == 0:
+        return True
+    step = T_u - 1
+    s_t_2 = s_t_2_all[step]
+    dz_s_t = dz_s_t_all[step]
+    ds_t_2 = ds_t_2_all[step]
+    ds_tm1 = ds_tm1_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('s(u)', error)
+        return False
+    for step in range(T_u - 1, -1, -1):
+        s_t_2 = s_t_2_all[step]
+        dz_s_t = dz_s_t_all[step]
+        ds_t_2 = ds_t_2_all[step]
+        ds_tm1 = ds_tm1_all[step]
+        # s(u) = tanh(A s(u-1) + B y(u-1) + d)
+        np.multiply(s_t_2, s_t_2, out=dz_s_2)
+        np.subtract(ONE, dz_s_2, out=dz_s_t)
+        np.multiply(ds_t_2, dz_s_t, out=dz_s_t)
+        jitops.dot(dz_s_t, A, vecmat_dz_s)
+        np.add(ds_tm1, vecmat_dz_s, out=ds_tm1)
+    return True
+
+
 def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, W, vecmat_dz_h):
     """The loop backward in time of h(t).
 
@@ -615,4 +772,36 @@ def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, W, vecma
     return True
 
 
+def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, W, vecmat_dz_h):
+    """h(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = T - 1
+    h_t = h_t_all[step]
+    dz_h_t = dz_h_t_all[step]
+    dh_t = dh_t_all[step]
+    dh_tm1 = dh_tm1_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('h(t)', error)
+        return False
+    for step in range(T - 1, -1, -1):
+        h_t = h_t_all[step]
+        dz_h_t = dz_h_t_all[step]
+        dh_t = dh_t_all[step]
+        dh_tm1 = dh_tm1_all[step]
+        # h(t) = tanh(W h(t-1) + U x(t) + b)
+        np.multiply(h_t, h_t, out=dz_h_2)
+        np.subtract(ONE, dz_h_2, out=dz_h_t)
+        np.multiply(dh_t, dz_h_t, out=dz_h_t)
+        jitops.dot(dz_h_t, W, vecmat_dz_h)
+        np.add(dh_tm1, vecmat_dz_h, out=dh_tm1)
+    return True
+
+
 LOOPS = ("loop_h", "loop_s", "back_s", "back_h", "back_s_2", "back_h_2")
+KERNELS = ("fused_f97a3b57ed",)
+STEPS = ("steps_loop_h", "steps_loop_s", "steps_back_s", "steps_back_h", "steps_back_s_2",
+         "steps_back_h_2")

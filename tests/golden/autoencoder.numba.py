@@ -135,3 +135,5 @@ def backward_large(params, tape, cotangents, T, B):
 
 
 LOOPS = ()
+KERNELS = ()
+STEPS = ()

@@ -66,7 +66,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # h(t): a loop forward in time
     W_h_h = np.empty((B, 8), DTYPE)
-    if B != 1 or not loop_h(T, h[0:T], h[1:T + 1], W_h_T, W_h_h):
+    if not (loop_h if B == 1 else steps_loop_h)(T, h[0:T], h[1:T + 1], W_h_T, W_h_h):
         steps = zip(h[0:T], h[1:T + 1])
         for (h_tm1, h_t) in steps:
             # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
@@ -81,7 +81,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # g(t): a loop backward in time
     W_g_g = np.empty((B, 8), DTYPE)
-    if B != 1 or not loop_g(T, g[2:T + 2], g[1:T + 1], W_g_T, W_g_g):
+    if not (loop_g if B == 1 else steps_loop_g)(T, g[2:T + 2], g[1:T + 1], W_g_T, W_g_g):
         steps = zip(g[2:T + 2][::-1], g[1:T + 1][::-1])
         for (g_tp1, g_t) in steps:
             # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
@@ -144,7 +144,8 @@ def backward(params, tape, cotangents, T, B):
 
     # g(t): back through time (forward)
     dg_sum = np.zeros((B, 8), DTYPE)
-    if B != 1 or not back_g(T, dz_g_2[1:T + 1], dg[1:T + 1], dz_g[1:T + 1], dg_sum, W_g):
+    if not (back_g if B == 1 else steps_back_g)(T, dz_g_2[1:T + 1], dg[1:T + 1], dz_g[1:T + 1],
+                                                dg_sum, W_g):
         steps = zip(dz_g_2[1:T + 1], dg[1:T + 1], dz_g[1:T + 1])
         for (dz_g_2_t, dg_t, dz_g_t) in steps:
             # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
@@ -172,7 +173,8 @@ def backward(params, tape, cotangents, T, B):
 
     # h(t): back through time (backward)
     dh_sum = np.zeros((B, 8), DTYPE)
-    if B != 1 or not back_h(T, dz_h_2[1:T + 1], dh[1:T + 1], dz_h[1:T + 1], dh_sum, W_h):
+    if not (back_h if B == 1 else steps_back_h)(T, dz_h_2[1:T + 1], dh[1:T + 1], dz_h[1:T + 1],
+                                                dh_sum, W_h):
         steps = zip(dz_h_2[1:T + 1][::-1], dh[1:T + 1][::-1], dz_h[1:T + 1][::-1])
         for (dz_h_2_t, dh_t, dz_h_t) in steps:
             # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
@@ -234,7 +236,8 @@ def backward_large(params, tape, cotangents, T, B):
     # g(t): back through time (forward)
     dg_sum = np.zeros((B, 8), DTYPE)
     dz_g_2 = np.empty((B, 8), DTYPE)
-    if B != 1 or not back_g_2(T, g[1:T + 1], dz_g[1:T + 1], dg[1:T + 1], dz_g_2, ONE, dg_sum, W_g):
+    if not (back_g_2 if B == 1 else steps_back_g_2)(T, g[1:T + 1], dz_g[1:T + 1], dg[1:T + 1],
+                                                    dz_g_2, ONE, dg_sum, W_g):
         steps = zip(g[1:T + 1], dz_g[1:T + 1], dg[1:T + 1])
         for (g_t, dz_g_t, dg_t) in steps:
             # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
@@ -260,7 +263,8 @@ def backward_large(params, tape, cotangents, T, B):
     # h(t): back through time (backward)
     dh_sum = np.zeros((B, 8), DTYPE)
     dz_h_2 = np.empty((B, 8), DTYPE)
-    if B != 1 or not back_h_2(T, h[1:T + 1], dz_h[1:T + 1], dh[1:T + 1], dz_h_2, ONE, dh_sum, W_h):
+    if not (back_h_2 if B == 1 else steps_back_h_2)(T, h[1:T + 1], dz_h[1:T + 1], dh[1:T + 1],
+                                                    dz_h_2, ONE, dh_sum, W_h):
         steps = zip(h[1:T + 1][::-1], dz_h[1:T + 1][::-1], dh[1:T + 1][::-1])
         for (h_t, dz_h_t, dh_t) in steps:
             # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
@@ -289,6 +293,28 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
+def fused_f97a3b57ed(p0, p1):
+    """add, tanh: one pass over the rows (compile/fuse.py)."""
+    rows, cols = jitops._size(p0)
+    if (not jitops.apart(p1, p0)):
+        return False
+    like = np.empty(cols, p0.dtype)
+    r0 = np.empty_like(like)
+    r1 = np.empty_like(like)
+    x0 = np.empty_like(like)
+    x1 = np.empty_like(like)
+    e = np.empty_like(like)
+    bits = jitops.scratch(like)
+    for i in range(rows):
+        jitops.load(p0, i, r0)
+        jitops.load(p1, i, r1)
+        for j in range(cols):
+            x0[j] = r0[j] + r1[j]
+        jitops.vtanh(x0, x1, e, bits)
+        jitops.store(p0, i, x1)
+    return True
+
+
 def loop_h(T, h_tm1_all, h_t_all, W_h_T, W_h_h):
     """The loop forward in time of h(t).
 
@@ -304,6 +330,30 @@ def loop_h(T, h_tm1_all, h_t_all, W_h_T, W_h_h):
     return True
 
 
+def steps_loop_h(T, h_tm1_all, h_t_all, W_h_T, W_h_h):
+    """h(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = 0
+    h_tm1 = h_tm1_all[step]
+    h_t = h_t_all[step]
+    try:
+        jitops.ready(fused_f97a3b57ed, h_t, W_h_h)
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('h(t)', error)
+        return False
+    for step in range(T):
+        h_tm1 = h_tm1_all[step]
+        h_t = h_t_all[step]
+        # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
+        jitops.dot(h_tm1, W_h_T, W_h_h)
+        if not fused_f97a3b57ed(h_t, W_h_h):
+            np.add(h_t, W_h_h, out=h_t)
+            np.tanh(h_t, out=h_t)
+    return True
+
+
 def loop_g(T, g_tp1_all, g_t_all, W_g_T, W_g_g):
     """The loop backward in time of g(t).
 
@@ -316,6 +366,30 @@ def loop_g(T, g_tp1_all, g_t_all, W_g_T, W_g_g):
         jitops.dot(g_tp1, W_g_T, W_g_g)
         jitops.add(g_t, W_g_g, g_t)
         jitops.tanh(g_t, g_t)
+    return True
+
+
+def steps_loop_g(T, g_tp1_all, g_t_all, W_g_T, W_g_g):
+    """g(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = T - 1
+    g_tp1 = g_tp1_all[step]
+    g_t = g_t_all[step]
+    try:
+        jitops.ready(fused_f97a3b57ed, g_t, W_g_g)
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('g(t)', error)
+        return False
+    for step in range(T - 1, -1, -1):
+        g_tp1 = g_tp1_all[step]
+        g_t = g_t_all[step]
+        # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
+        jitops.dot(g_tp1, W_g_T, W_g_g)
+        if not fused_f97a3b57ed(g_t, W_g_g):
+            np.add(g_t, W_g_g, out=g_t)
+            np.tanh(g_t, out=g_t)
     return True
 
 
@@ -335,6 +409,31 @@ def back_g(T, dz_g_2_t_all, dg_t_all, dz_g_t_all, dg_sum, W_g):
     return True
 
 
+def steps_back_g(T, dz_g_2_t_all, dg_t_all, dz_g_t_all, dg_sum, W_g):
+    """g(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = 0
+    dz_g_2_t = dz_g_2_t_all[step]
+    dg_t = dg_t_all[step]
+    dz_g_t = dz_g_t_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('g(t)', error)
+        return False
+    for step in range(T):
+        dz_g_2_t = dz_g_2_t_all[step]
+        dg_t = dg_t_all[step]
+        dz_g_t = dz_g_t_all[step]
+        # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
+        np.add(dg_sum, dg_t, out=dg_sum)
+        np.multiply(dg_sum, dz_g_t, out=dz_g_2_t)
+        jitops.dot(dz_g_2_t, W_g, dg_sum)
+    return True
+
+
 def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, W_h):
     """The loop backward in time of h(t).
 
@@ -347,6 +446,31 @@ def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, W_h):
         # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
         jitops.add(dh_sum, dh_t, dh_sum)
         jitops.multiply(dh_sum, dz_h_t, dz_h_2_t)
+        jitops.dot(dz_h_2_t, W_h, dh_sum)
+    return True
+
+
+def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, W_h):
+    """h(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = T - 1
+    dz_h_2_t = dz_h_2_t_all[step]
+    dh_t = dh_t_all[step]
+    dz_h_t = dz_h_t_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('h(t)', error)
+        return False
+    for step in range(T - 1, -1, -1):
+        dz_h_2_t = dz_h_2_t_all[step]
+        dh_t = dh_t_all[step]
+        dz_h_t = dz_h_t_all[step]
+        # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
+        np.add(dh_sum, dh_t, out=dh_sum)
+        np.multiply(dh_sum, dz_h_t, out=dz_h_2_t)
         jitops.dot(dz_h_2_t, W_h, dh_sum)
     return True
 
@@ -369,6 +493,33 @@ def back_g_2(T, g_t_all, dz_g_t_all, dg_t_all, dz_g_2, ONE, dg_sum, W_g):
     return True
 
 
+def steps_back_g_2(T, g_t_all, dz_g_t_all, dg_t_all, dz_g_2, ONE, dg_sum, W_g):
+    """g(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = 0
+    g_t = g_t_all[step]
+    dz_g_t = dz_g_t_all[step]
+    dg_t = dg_t_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('g(t)', error)
+        return False
+    for step in range(T):
+        g_t = g_t_all[step]
+        dz_g_t = dz_g_t_all[step]
+        dg_t = dg_t_all[step]
+        # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
+        np.multiply(g_t, g_t, out=dz_g_2)
+        np.subtract(ONE, dz_g_2, out=dz_g_t)
+        np.add(dg_sum, dg_t, out=dg_sum)
+        np.multiply(dg_sum, dz_g_t, out=dz_g_t)
+        jitops.dot(dz_g_t, W_g, dg_sum)
+    return True
+
+
 def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dz_h_2, ONE, dh_sum, W_h):
     """The loop backward in time of h(t).
 
@@ -387,4 +538,34 @@ def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dz_h_2, ONE, dh_sum, W_h):
     return True
 
 
+def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dz_h_2, ONE, dh_sum, W_h):
+    """h(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = T - 1
+    h_t = h_t_all[step]
+    dz_h_t = dz_h_t_all[step]
+    dh_t = dh_t_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('h(t)', error)
+        return False
+    for step in range(T - 1, -1, -1):
+        h_t = h_t_all[step]
+        dz_h_t = dz_h_t_all[step]
+        dh_t = dh_t_all[step]
+        # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
+        np.multiply(h_t, h_t, out=dz_h_2)
+        np.subtract(ONE, dz_h_2, out=dz_h_t)
+        np.add(dh_sum, dh_t, out=dh_sum)
+        np.multiply(dh_sum, dz_h_t, out=dz_h_t)
+        jitops.dot(dz_h_t, W_h, dh_sum)
+    return True
+
+
 LOOPS = ("loop_h", "loop_g", "back_g", "back_h", "back_g_2", "back_h_2")
+KERNELS = ("fused_f97a3b57ed",)
+STEPS = ("steps_loop_h", "steps_loop_g", "steps_back_g", "steps_back_h", "steps_back_g_2",
+         "steps_back_h_2")

@@ -63,7 +63,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # h1(t): a loop forward in time
     W1_h1 = np.empty((B, 8), DTYPE)
-    if B != 1 or not loop_h1(T, h1[0:T], h1[1:T + 1], W1_T, W1_h1):
+    if not (loop_h1 if B == 1 else steps_loop_h1)(T, h1[0:T], h1[1:T + 1], W1_T, W1_h1):
         steps = zip(h1[0:T], h1[1:T + 1])
         for (h1_tm1, h1_t) in steps:
             # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
@@ -78,7 +78,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # h2(t): a loop forward in time
     W2_h2 = np.empty((B, 8), DTYPE)
-    if B != 1 or not loop_h2(T, h2[0:T], h2[1:T + 1], W2_T, W2_h2):
+    if not (loop_h2 if B == 1 else steps_loop_h2)(T, h2[0:T], h2[1:T + 1], W2_T, W2_h2):
         steps = zip(h2[0:T], h2[1:T + 1])
         for (h2_tm1, h2_t) in steps:
             # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
@@ -134,7 +134,8 @@ def backward(params, tape, cotangents, T, B):
 
     # h2(t): back through time (backward)
     dh2_sum = np.zeros((B, 8), DTYPE)
-    if B != 1 or not back_h2(T, dz_h2_2[1:T + 1], dh2[1:T + 1], dz_h2[1:T + 1], dh2_sum, W2):
+    if not (back_h2 if B == 1 else steps_back_h2)(T, dz_h2_2[1:T + 1], dh2[1:T + 1],
+                                                  dz_h2[1:T + 1], dh2_sum, W2):
         steps = zip(dz_h2_2[1:T + 1][::-1], dh2[1:T + 1][::-1], dz_h2[1:T + 1][::-1])
         for (dz_h2_2_t, dh2_t, dz_h2_t) in steps:
             # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
@@ -163,7 +164,8 @@ def backward(params, tape, cotangents, T, B):
 
     # h1(t): back through time (backward)
     dh1_sum = np.zeros((B, 8), DTYPE)
-    if B != 1 or not back_h1(T, dz_h1_2[1:T + 1], dh1[1:T + 1], dz_h1[1:T + 1], dh1_sum, W1):
+    if not (back_h1 if B == 1 else steps_back_h1)(T, dz_h1_2[1:T + 1], dh1[1:T + 1],
+                                                  dz_h1[1:T + 1], dh1_sum, W1):
         steps = zip(dz_h1_2[1:T + 1][::-1], dh1[1:T + 1][::-1], dz_h1[1:T + 1][::-1])
         for (dz_h1_2_t, dh1_t, dz_h1_t) in steps:
             # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
@@ -220,8 +222,8 @@ def backward_large(params, tape, cotangents, T, B):
     # h2(t): back through time (backward)
     dh2_sum = np.zeros((B, 8), DTYPE)
     dz_h2_2 = np.empty((B, 8), DTYPE)
-    if B != 1 or not back_h2_2(T, h2[1:T + 1], dz_h2[1:T + 1], dh2[1:T + 1], dz_h2_2, ONE, dh2_sum,
-                               W2):
+    if not (back_h2_2 if B == 1 else steps_back_h2_2)(T, h2[1:T + 1], dz_h2[1:T + 1], dh2[1:T + 1],
+                                                      dz_h2_2, ONE, dh2_sum, W2):
         steps = zip(h2[1:T + 1][::-1], dz_h2[1:T + 1][::-1], dh2[1:T + 1][::-1])
         for (h2_t, dz_h2_t, dh2_t) in steps:
             # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
@@ -248,8 +250,8 @@ def backward_large(params, tape, cotangents, T, B):
     # h1(t): back through time (backward)
     dh1_sum = np.zeros((B, 8), DTYPE)
     dz_h1_2 = np.empty((B, 8), DTYPE)
-    if B != 1 or not back_h1_2(T, h1[1:T + 1], dz_h1[1:T + 1], dh1[1:T + 1], dz_h1_2, ONE, dh1_sum,
-                               W1):
+    if not (back_h1_2 if B == 1 else steps_back_h1_2)(T, h1[1:T + 1], dz_h1[1:T + 1], dh1[1:T + 1],
+                                                      dz_h1_2, ONE, dh1_sum, W1):
         steps = zip(h1[1:T + 1][::-1], dz_h1[1:T + 1][::-1], dh1[1:T + 1][::-1])
         for (h1_t, dz_h1_t, dh1_t) in steps:
             # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
@@ -276,6 +278,28 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
+def fused_f97a3b57ed(p0, p1):
+    """add, tanh: one pass over the rows (compile/fuse.py)."""
+    rows, cols = jitops._size(p0)
+    if (not jitops.apart(p1, p0)):
+        return False
+    like = np.empty(cols, p0.dtype)
+    r0 = np.empty_like(like)
+    r1 = np.empty_like(like)
+    x0 = np.empty_like(like)
+    x1 = np.empty_like(like)
+    e = np.empty_like(like)
+    bits = jitops.scratch(like)
+    for i in range(rows):
+        jitops.load(p0, i, r0)
+        jitops.load(p1, i, r1)
+        for j in range(cols):
+            x0[j] = r0[j] + r1[j]
+        jitops.vtanh(x0, x1, e, bits)
+        jitops.store(p0, i, x1)
+    return True
+
+
 def loop_h1(T, h1_tm1_all, h1_t_all, W1_T, W1_h1):
     """The loop forward in time of h1(t).
 
@@ -291,6 +315,30 @@ def loop_h1(T, h1_tm1_all, h1_t_all, W1_T, W1_h1):
     return True
 
 
+def steps_loop_h1(T, h1_tm1_all, h1_t_all, W1_T, W1_h1):
+    """h1(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = 0
+    h1_tm1 = h1_tm1_all[step]
+    h1_t = h1_t_all[step]
+    try:
+        jitops.ready(fused_f97a3b57ed, h1_t, W1_h1)
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('h1(t)', error)
+        return False
+    for step in range(T):
+        h1_tm1 = h1_tm1_all[step]
+        h1_t = h1_t_all[step]
+        # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
+        jitops.dot(h1_tm1, W1_T, W1_h1)
+        if not fused_f97a3b57ed(h1_t, W1_h1):
+            np.add(h1_t, W1_h1, out=h1_t)
+            np.tanh(h1_t, out=h1_t)
+    return True
+
+
 def loop_h2(T, h2_tm1_all, h2_t_all, W2_T, W2_h2):
     """The loop forward in time of h2(t).
 
@@ -303,6 +351,30 @@ def loop_h2(T, h2_tm1_all, h2_t_all, W2_T, W2_h2):
         jitops.dot(h2_tm1, W2_T, W2_h2)
         jitops.add(h2_t, W2_h2, h2_t)
         jitops.tanh(h2_t, h2_t)
+    return True
+
+
+def steps_loop_h2(T, h2_tm1_all, h2_t_all, W2_T, W2_h2):
+    """h2(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = 0
+    h2_tm1 = h2_tm1_all[step]
+    h2_t = h2_t_all[step]
+    try:
+        jitops.ready(fused_f97a3b57ed, h2_t, W2_h2)
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('h2(t)', error)
+        return False
+    for step in range(T):
+        h2_tm1 = h2_tm1_all[step]
+        h2_t = h2_t_all[step]
+        # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
+        jitops.dot(h2_tm1, W2_T, W2_h2)
+        if not fused_f97a3b57ed(h2_t, W2_h2):
+            np.add(h2_t, W2_h2, out=h2_t)
+            np.tanh(h2_t, out=h2_t)
     return True
 
 
@@ -322,6 +394,31 @@ def back_h2(T, dz_h2_2_t_all, dh2_t_all, dz_h2_t_all, dh2_sum, W2):
     return True
 
 
+def steps_back_h2(T, dz_h2_2_t_all, dh2_t_all, dz_h2_t_all, dh2_sum, W2):
+    """h2(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = T - 1
+    dz_h2_2_t = dz_h2_2_t_all[step]
+    dh2_t = dh2_t_all[step]
+    dz_h2_t = dz_h2_t_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('h2(t)', error)
+        return False
+    for step in range(T - 1, -1, -1):
+        dz_h2_2_t = dz_h2_2_t_all[step]
+        dh2_t = dh2_t_all[step]
+        dz_h2_t = dz_h2_t_all[step]
+        # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
+        np.add(dh2_sum, dh2_t, out=dh2_sum)
+        np.multiply(dh2_sum, dz_h2_t, out=dz_h2_2_t)
+        jitops.dot(dz_h2_2_t, W2, dh2_sum)
+    return True
+
+
 def back_h1(T, dz_h1_2_t_all, dh1_t_all, dz_h1_t_all, dh1_sum, W1):
     """The loop backward in time of h1(t).
 
@@ -334,6 +431,31 @@ def back_h1(T, dz_h1_2_t_all, dh1_t_all, dz_h1_t_all, dh1_sum, W1):
         # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
         jitops.add(dh1_sum, dh1_t, dh1_sum)
         jitops.multiply(dh1_sum, dz_h1_t, dz_h1_2_t)
+        jitops.dot(dz_h1_2_t, W1, dh1_sum)
+    return True
+
+
+def steps_back_h1(T, dz_h1_2_t_all, dh1_t_all, dz_h1_t_all, dh1_sum, W1):
+    """h1(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = T - 1
+    dz_h1_2_t = dz_h1_2_t_all[step]
+    dh1_t = dh1_t_all[step]
+    dz_h1_t = dz_h1_t_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('h1(t)', error)
+        return False
+    for step in range(T - 1, -1, -1):
+        dz_h1_2_t = dz_h1_2_t_all[step]
+        dh1_t = dh1_t_all[step]
+        dz_h1_t = dz_h1_t_all[step]
+        # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
+        np.add(dh1_sum, dh1_t, out=dh1_sum)
+        np.multiply(dh1_sum, dz_h1_t, out=dz_h1_2_t)
         jitops.dot(dz_h1_2_t, W1, dh1_sum)
     return True
 
@@ -356,6 +478,33 @@ def back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dz_h2_2, ONE, dh2_sum, W2):
     return True
 
 
+def steps_back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dz_h2_2, ONE, dh2_sum, W2):
+    """h2(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = T - 1
+    h2_t = h2_t_all[step]
+    dz_h2_t = dz_h2_t_all[step]
+    dh2_t = dh2_t_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('h2(t)', error)
+        return False
+    for step in range(T - 1, -1, -1):
+        h2_t = h2_t_all[step]
+        dz_h2_t = dz_h2_t_all[step]
+        dh2_t = dh2_t_all[step]
+        # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
+        np.multiply(h2_t, h2_t, out=dz_h2_2)
+        np.subtract(ONE, dz_h2_2, out=dz_h2_t)
+        np.add(dh2_sum, dh2_t, out=dh2_sum)
+        np.multiply(dh2_sum, dz_h2_t, out=dz_h2_t)
+        jitops.dot(dz_h2_t, W2, dh2_sum)
+    return True
+
+
 def back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dz_h1_2, ONE, dh1_sum, W1):
     """The loop backward in time of h1(t).
 
@@ -374,4 +523,34 @@ def back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dz_h1_2, ONE, dh1_sum, W1):
     return True
 
 
+def steps_back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dz_h1_2, ONE, dh1_sum, W1):
+    """h1(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = T - 1
+    h1_t = h1_t_all[step]
+    dz_h1_t = dz_h1_t_all[step]
+    dh1_t = dh1_t_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('h1(t)', error)
+        return False
+    for step in range(T - 1, -1, -1):
+        h1_t = h1_t_all[step]
+        dz_h1_t = dz_h1_t_all[step]
+        dh1_t = dh1_t_all[step]
+        # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
+        np.multiply(h1_t, h1_t, out=dz_h1_2)
+        np.subtract(ONE, dz_h1_2, out=dz_h1_t)
+        np.add(dh1_sum, dh1_t, out=dh1_sum)
+        np.multiply(dh1_sum, dz_h1_t, out=dz_h1_t)
+        jitops.dot(dz_h1_t, W1, dh1_sum)
+    return True
+
+
 LOOPS = ("loop_h1", "loop_h2", "back_h2", "back_h1", "back_h2_2", "back_h1_2")
+KERNELS = ("fused_f97a3b57ed",)
+STEPS = ("steps_loop_h1", "steps_loop_h2", "steps_back_h2", "steps_back_h1", "steps_back_h2_2",
+         "steps_back_h1_2")

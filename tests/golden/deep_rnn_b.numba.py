@@ -63,7 +63,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
     # z(t), h(t): a loop forward in time
     W_h = np.empty((B, 8), DTYPE)
     W_z_z = np.empty((B, 8), DTYPE)
-    if B != 1 or not loop_z_h(T, h[0:T], z[1:T + 1], h[1:T + 1], W_T, W_h, b, W_z_T, W_z_z):
+    if not (loop_z_h if B == 1 else steps_loop_z_h)(T, h[0:T], z[1:T + 1], h[1:T + 1], W_T, W_h, b,
+                                                    W_z_T, W_z_z):
         steps = zip(h[0:T], z[1:T + 1], h[1:T + 1])
         for (h_tm1, z_t, h_t) in steps:
             # z(t) = tanh(W h(t-1) + b)
@@ -126,8 +127,9 @@ def backward(params, tape, cotangents, T, B):
     dh_sum = np.zeros((B, 8), DTYPE)
     dz = np.empty((B, 8), DTYPE)
     cot_z = cotangents.get("z", [None] * T)
-    if B != 1 or not back_z_h(T, dz_h_2[1:T + 1], dh[1:T + 1], dz_h[1:T + 1], cotangents.get("z"),
-                              dz_z_2[1:T + 1], dz_z[1:T + 1], dh_sum, W_z, dz, W):
+    if not (back_z_h if B == 1 else steps_back_z_h)(T, dz_h_2[1:T + 1], dh[1:T + 1], dz_h[1:T + 1],
+                                                    cotangents.get("z"), dz_z_2[1:T + 1],
+                                                    dz_z[1:T + 1], dh_sum, W_z, dz, W):
         steps = zip(dz_h_2[1:T + 1][::-1], dh[1:T + 1][::-1], dz_h[1:T + 1][::-1], cot_z[::-1],
                     dz_z_2[1:T + 1][::-1], dz_z[1:T + 1][::-1])
         for (dz_h_2_t, dh_t, dz_h_t, cot_z_t, dz_z_2_t, dz_z_t) in steps:
@@ -195,9 +197,10 @@ def backward_large(params, tape, cotangents, T, B):
     cot_z = cotangents.get("z", [None] * T)
     dz_h_2 = np.empty((B, 8), DTYPE)
     dz_z_2 = np.empty((B, 8), DTYPE)
-    if B != 1 or not back_z_h_2(T, h[1:T + 1], dz_h[1:T + 1], dh[1:T + 1], cotangents.get("z"),
-                                z[1:T + 1], dz_z[1:T + 1], dz_h_2, ONE, dh_sum, W_z, dz, dz_z_2,
-                                W):
+    if not (back_z_h_2 if B == 1 else steps_back_z_h_2)(T, h[1:T + 1], dz_h[1:T + 1], dh[1:T + 1],
+                                                        cotangents.get("z"), z[1:T + 1],
+                                                        dz_z[1:T + 1], dz_h_2, ONE, dh_sum, W_z,
+                                                        dz, dz_z_2, W):
         steps = zip(h[1:T + 1][::-1], dz_h[1:T + 1][::-1], dh[1:T + 1][::-1], cot_z[::-1],
                     z[1:T + 1][::-1], dz_z[1:T + 1][::-1])
         for (h_t, dz_h_t, dh_t, cot_z_t, z_t, dz_z_t) in steps:
@@ -236,6 +239,51 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
+def fused_98b8209a0d(p0, p1, p2):
+    """add, tanh: one pass over the rows (compile/fuse.py)."""
+    rows, cols = jitops._size(p2)
+    if (not jitops.apart(p0, p2)
+            or not jitops.apart(p1, p2)):
+        return False
+    like = np.empty(cols, p2.dtype)
+    r0 = np.empty_like(like)
+    r1 = np.empty_like(like)
+    x0 = np.empty_like(like)
+    x1 = np.empty_like(like)
+    e = np.empty_like(like)
+    bits = jitops.scratch(like)
+    for i in range(rows):
+        jitops.load(p0, i, r0)
+        jitops.load(p1, i, r1)
+        for j in range(cols):
+            x0[j] = r0[j] + r1[j]
+        jitops.vtanh(x0, x1, e, bits)
+        jitops.store(p2, i, x1)
+    return True
+
+
+def fused_f97a3b57ed(p0, p1):
+    """add, tanh: one pass over the rows (compile/fuse.py)."""
+    rows, cols = jitops._size(p0)
+    if (not jitops.apart(p1, p0)):
+        return False
+    like = np.empty(cols, p0.dtype)
+    r0 = np.empty_like(like)
+    r1 = np.empty_like(like)
+    x0 = np.empty_like(like)
+    x1 = np.empty_like(like)
+    e = np.empty_like(like)
+    bits = jitops.scratch(like)
+    for i in range(rows):
+        jitops.load(p0, i, r0)
+        jitops.load(p1, i, r1)
+        for j in range(cols):
+            x0[j] = r0[j] + r1[j]
+        jitops.vtanh(x0, x1, e, bits)
+        jitops.store(p0, i, x1)
+    return True
+
+
 def loop_z_h(T, h_tm1_all, z_t_all, h_t_all, W_T, W_h, b, W_z_T, W_z_z):
     """The loop forward in time of z(t), h(t).
 
@@ -253,6 +301,38 @@ def loop_z_h(T, h_tm1_all, z_t_all, h_t_all, W_T, W_h, b, W_z_T, W_z_z):
         jitops.dot(z_t, W_z_T, W_z_z)
         jitops.add(h_t, W_z_z, h_t)
         jitops.tanh(h_t, h_t)
+    return True
+
+
+def steps_loop_z_h(T, h_tm1_all, z_t_all, h_t_all, W_T, W_h, b, W_z_T, W_z_z):
+    """z(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = 0
+    h_tm1 = h_tm1_all[step]
+    z_t = z_t_all[step]
+    h_t = h_t_all[step]
+    try:
+        jitops.ready(fused_98b8209a0d, b, W_h, z_t)
+        jitops.ready(fused_f97a3b57ed, h_t, W_z_z)
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('z(t), h(t)', error)
+        return False
+    for step in range(T):
+        h_tm1 = h_tm1_all[step]
+        z_t = z_t_all[step]
+        h_t = h_t_all[step]
+        # z(t) = tanh(W h(t-1) + b)
+        jitops.dot(h_tm1, W_T, W_h)
+        if not fused_98b8209a0d(b, W_h, z_t):
+            np.add(b, W_h, out=z_t)
+            np.tanh(z_t, out=z_t)
+        # h(t) = tanh(W_z z(t) + U x(t) + b_h)
+        jitops.dot(z_t, W_z_T, W_z_z)
+        if not fused_f97a3b57ed(h_t, W_z_z):
+            np.add(h_t, W_z_z, out=h_t)
+            np.tanh(h_t, out=h_t)
     return True
 
 
@@ -276,6 +356,41 @@ def back_z_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, cot_z, dz_z_2_t_all, dz_z_t_
         if cot_z is not None:
             jitops.add(dz, cot_z[step], dz)
         jitops.multiply(dz, dz_z_t, dz_z_2_t)
+        jitops.dot(dz_z_2_t, W, dh_sum)
+    return True
+
+
+def steps_back_z_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, cot_z, dz_z_2_t_all, dz_z_t_all, dh_sum,
+                   W_z, dz, W):
+    """z(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = T - 1
+    dz_h_2_t = dz_h_2_t_all[step]
+    dh_t = dh_t_all[step]
+    dz_h_t = dz_h_t_all[step]
+    dz_z_2_t = dz_z_2_t_all[step]
+    dz_z_t = dz_z_t_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('z(t), h(t)', error)
+        return False
+    for step in range(T - 1, -1, -1):
+        dz_h_2_t = dz_h_2_t_all[step]
+        dh_t = dh_t_all[step]
+        dz_h_t = dz_h_t_all[step]
+        dz_z_2_t = dz_z_2_t_all[step]
+        dz_z_t = dz_z_t_all[step]
+        # h(t) = tanh(W_z z(t) + U x(t) + b_h)
+        np.add(dh_sum, dh_t, out=dh_sum)
+        np.multiply(dh_sum, dz_h_t, out=dz_h_2_t)
+        jitops.dot(dz_h_2_t, W_z, dz)
+        # z(t) = tanh(W h(t-1) + b)
+        if cot_z is not None:
+            np.add(dz, cot_z[step], out=dz)
+        np.multiply(dz, dz_z_t, out=dz_z_2_t)
         jitops.dot(dz_z_2_t, W, dh_sum)
     return True
 
@@ -308,4 +423,45 @@ def back_z_h_2(T, h_t_all, dz_h_t_all, dh_t_all, cot_z, z_t_all, dz_z_t_all, dz_
     return True
 
 
+def steps_back_z_h_2(T, h_t_all, dz_h_t_all, dh_t_all, cot_z, z_t_all, dz_z_t_all, dz_h_2, ONE,
+                     dh_sum, W_z, dz, dz_z_2, W):
+    """z(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = T - 1
+    h_t = h_t_all[step]
+    dz_h_t = dz_h_t_all[step]
+    dh_t = dh_t_all[step]
+    z_t = z_t_all[step]
+    dz_z_t = dz_z_t_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('z(t), h(t)', error)
+        return False
+    for step in range(T - 1, -1, -1):
+        h_t = h_t_all[step]
+        dz_h_t = dz_h_t_all[step]
+        dh_t = dh_t_all[step]
+        z_t = z_t_all[step]
+        dz_z_t = dz_z_t_all[step]
+        # h(t) = tanh(W_z z(t) + U x(t) + b_h)
+        np.multiply(h_t, h_t, out=dz_h_2)
+        np.subtract(ONE, dz_h_2, out=dz_h_t)
+        np.add(dh_sum, dh_t, out=dh_sum)
+        np.multiply(dh_sum, dz_h_t, out=dz_h_t)
+        jitops.dot(dz_h_t, W_z, dz)
+        # z(t) = tanh(W h(t-1) + b)
+        np.multiply(z_t, z_t, out=dz_z_2)
+        np.subtract(ONE, dz_z_2, out=dz_z_t)
+        if cot_z is not None:
+            np.add(dz, cot_z[step], out=dz)
+        np.multiply(dz, dz_z_t, out=dz_z_t)
+        jitops.dot(dz_z_t, W, dh_sum)
+    return True
+
+
 LOOPS = ("loop_z_h", "back_z_h", "back_z_h_2")
+KERNELS = ("fused_98b8209a0d", "fused_f97a3b57ed")
+STEPS = ("steps_loop_z_h", "steps_back_z_h", "steps_back_z_h_2")

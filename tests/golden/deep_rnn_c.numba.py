@@ -68,8 +68,9 @@ def forward(params, inputs, initial, T, B, prepared=None):
     slice_z_z_h_2 = z_z_h[..., 8:16]
     W_z_z = np.empty((B, 8), DTYPE)
     z_h_2 = np.empty((B, 8), DTYPE)
-    if B != 1 or not loop_z_h(T, h[0:T], z[1:T + 1], z_h[1:T + 1], h[1:T + 1], z_z_T, z_z_h, b,
-                              slice_z_z_h, W_z_T, W_z_z, z_h_2, slice_z_z_h_2):
+    if not (loop_z_h if B == 1 else steps_loop_z_h)(T, h[0:T], z[1:T + 1], z_h[1:T + 1],
+                                                    h[1:T + 1], z_z_T, z_z_h, b, slice_z_z_h,
+                                                    W_z_T, W_z_z, z_h_2, slice_z_z_h_2):
         steps = zip(h[0:T], z[1:T + 1], z_h[1:T + 1], h[1:T + 1])
         for (h_tm1, z_t, z_h_t, h_t) in steps:
             # z(t) = tanh(W h(t-1) + b)
@@ -137,9 +138,10 @@ def backward(params, tape, cotangents, T, B):
     dh_sum = np.zeros((B, 8), DTYPE)
     dz = np.empty((B, 8), DTYPE)
     cot_z = cotangents.get("z", [None] * T)
-    if B != 1 or not back_z_h(T, dz_h_3[1:T + 1], dh[1:T + 1], dz_h_2[1:T + 1],
-                              cotangents.get("z"), dz_z_3[1:T + 1], dz_z_2[1:T + 1],
-                              cat_dz_z_3[1:T + 1], dh_sum, W_z, dz, z_z):
+    if not (back_z_h if B == 1 else steps_back_z_h)(T, dz_h_3[1:T + 1], dh[1:T + 1],
+                                                    dz_h_2[1:T + 1], cotangents.get("z"),
+                                                    dz_z_3[1:T + 1], dz_z_2[1:T + 1],
+                                                    cat_dz_z_3[1:T + 1], dh_sum, W_z, dz, z_z):
         steps = zip(dz_h_3[1:T + 1][::-1], dh[1:T + 1][::-1], dz_h_2[1:T + 1][::-1], cot_z[::-1],
                     dz_z_3[1:T + 1][::-1], dz_z_2[1:T + 1][::-1], cat_dz_z_3[1:T + 1][::-1])
         for (dz_h_3_t, dh_t, dz_h_2_t, cot_z_t, dz_z_3_t, dz_z_2_t, cat_dz_z_3_t) in steps:
@@ -214,9 +216,11 @@ def backward_large(params, tape, cotangents, T, B):
     cot_z = cotangents.get("z", [None] * T)
     dz_h_3 = np.empty((B, 8), DTYPE)
     dz_z_3 = np.empty((B, 8), DTYPE)
-    if B != 1 or not back_z_h_2(T, h[1:T + 1], dz_h_2[1:T + 1], dh[1:T + 1], cotangents.get("z"),
-                                z[1:T + 1], dz_z_2[1:T + 1], cat_dz_z_2[1:T + 1], dz_h_3, ONE,
-                                dh_sum, W_z, dz, dz_z_3, z_z):
+    if not (back_z_h_2 if B == 1 else steps_back_z_h_2)(T, h[1:T + 1], dz_h_2[1:T + 1],
+                                                        dh[1:T + 1], cotangents.get("z"),
+                                                        z[1:T + 1], dz_z_2[1:T + 1],
+                                                        cat_dz_z_2[1:T + 1], dz_h_3, ONE, dh_sum,
+                                                        W_z, dz, dz_z_3, z_z):
         steps = zip(h[1:T + 1][::-1], dz_h_2[1:T + 1][::-1], dh[1:T + 1][::-1], cot_z[::-1],
                     z[1:T + 1][::-1], dz_z_2[1:T + 1][::-1], cat_dz_z_2[1:T + 1][::-1])
         for (h_t, dz_h_2_t, dh_t, cot_z_t, z_t, dz_z_2_t, cat_dz_z_2_t) in steps:
@@ -260,6 +264,63 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
+def fused_98b8209a0d(p0, p1, p2):
+    """add, tanh: one pass over the rows (compile/fuse.py)."""
+    rows, cols = jitops._size(p2)
+    if (not jitops.apart(p0, p2)
+            or not jitops.apart(p1, p2)):
+        return False
+    like = np.empty(cols, p2.dtype)
+    r0 = np.empty_like(like)
+    r1 = np.empty_like(like)
+    x0 = np.empty_like(like)
+    x1 = np.empty_like(like)
+    e = np.empty_like(like)
+    bits = jitops.scratch(like)
+    for i in range(rows):
+        jitops.load(p0, i, r0)
+        jitops.load(p1, i, r1)
+        for j in range(cols):
+            x0[j] = r0[j] + r1[j]
+        jitops.vtanh(x0, x1, e, bits)
+        jitops.store(p2, i, x1)
+    return True
+
+
+def fused_e805f0ea89(p0, p1, p2, p3, p4):
+    """add, add, tanh: one pass over the rows (compile/fuse.py)."""
+    rows, cols = jitops._size(p2)
+    if (jitops._size(p4) != (rows, cols)
+            or not jitops.apart(p2, p0)
+            or not jitops.apart(p1, p2)
+            or not jitops.apart(p3, p2)
+            or not jitops.apart(p4, p2)
+            or not jitops.apart(p4, p0)
+            or not jitops.apart(p1, p4)
+            or not jitops.apart(p4, p3)):
+        return False
+    like = np.empty(cols, p2.dtype)
+    r0 = np.empty_like(like)
+    r1 = np.empty_like(like)
+    r3 = np.empty_like(like)
+    x0 = np.empty_like(like)
+    x1 = np.empty_like(like)
+    x2 = np.empty_like(like)
+    e = np.empty_like(like)
+    bits = jitops.scratch(like)
+    for i in range(rows):
+        jitops.load(p0, i, r0)
+        jitops.load(p1, i, r1)
+        jitops.load(p3, i, r3)
+        for j in range(cols):
+            x0[j] = r0[j] + r1[j]
+            x1[j] = x0[j] + r3[j]
+        jitops.vtanh(x1, x2, e, bits)
+        jitops.store(p2, i, x0)
+        jitops.store(p4, i, x2)
+    return True
+
+
 def loop_z_h(T, h_tm1_all, z_t_all, z_h_t_all, h_t_all, z_z_T, z_z_h, b, slice_z_z_h, W_z_T, W_z_z,
              z_h_2, slice_z_z_h_2):
     """The loop forward in time of z(t), h(t).
@@ -285,6 +346,44 @@ def loop_z_h(T, h_tm1_all, z_t_all, z_h_t_all, h_t_all, z_z_T, z_z_h, b, slice_z
     return True
 
 
+def steps_loop_z_h(T, h_tm1_all, z_t_all, z_h_t_all, h_t_all, z_z_T, z_z_h, b, slice_z_z_h, W_z_T,
+                   W_z_z, z_h_2, slice_z_z_h_2):
+    """z(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = 0
+    h_tm1 = h_tm1_all[step]
+    z_t = z_t_all[step]
+    z_h_t = z_h_t_all[step]
+    h_t = h_t_all[step]
+    try:
+        jitops.ready(fused_98b8209a0d, b, slice_z_z_h, z_t)
+        jitops.ready(fused_e805f0ea89, z_h_t, W_z_z, z_h_2, slice_z_z_h_2, h_t)
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('z(t), h(t)', error)
+        return False
+    for step in range(T):
+        h_tm1 = h_tm1_all[step]
+        z_t = z_t_all[step]
+        z_h_t = z_h_t_all[step]
+        h_t = h_t_all[step]
+        # z(t) = tanh(W h(t-1) + b)
+        jitops.dot(h_tm1, z_z_T, z_z_h)
+        # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
+        # z(t) = tanh(W h(t-1) + b)
+        if not fused_98b8209a0d(b, slice_z_z_h, z_t):
+            np.add(b, slice_z_z_h, out=z_t)
+            np.tanh(z_t, out=z_t)
+        # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
+        jitops.dot(z_t, W_z_T, W_z_z)
+        if not fused_e805f0ea89(z_h_t, W_z_z, z_h_2, slice_z_z_h_2, h_t):
+            np.add(z_h_t, W_z_z, out=z_h_2)
+            np.add(z_h_2, slice_z_z_h_2, out=h_t)
+            np.tanh(h_t, out=h_t)
+    return True
+
+
 def back_z_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, cot_z, dz_z_3_t_all, dz_z_2_t_all,
              cat_dz_z_3_t_all, dh_sum, W_z, dz, z_z):
     """The loop backward in time of z(t), h(t).
@@ -306,6 +405,43 @@ def back_z_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, cot_z, dz_z_3_t_all, dz_z_
         if cot_z is not None:
             jitops.add(dz, cot_z[step], dz)
         jitops.multiply(dz, dz_z_2_t, dz_z_3_t)
+        jitops.dot(cat_dz_z_3_t, z_z, dh_sum)
+    return True
+
+
+def steps_back_z_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, cot_z, dz_z_3_t_all, dz_z_2_t_all,
+                   cat_dz_z_3_t_all, dh_sum, W_z, dz, z_z):
+    """z(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = T - 1
+    dz_h_3_t = dz_h_3_t_all[step]
+    dh_t = dh_t_all[step]
+    dz_h_2_t = dz_h_2_t_all[step]
+    dz_z_3_t = dz_z_3_t_all[step]
+    dz_z_2_t = dz_z_2_t_all[step]
+    cat_dz_z_3_t = cat_dz_z_3_t_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('z(t), h(t)', error)
+        return False
+    for step in range(T - 1, -1, -1):
+        dz_h_3_t = dz_h_3_t_all[step]
+        dh_t = dh_t_all[step]
+        dz_h_2_t = dz_h_2_t_all[step]
+        dz_z_3_t = dz_z_3_t_all[step]
+        dz_z_2_t = dz_z_2_t_all[step]
+        cat_dz_z_3_t = cat_dz_z_3_t_all[step]
+        # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
+        np.add(dh_sum, dh_t, out=dh_sum)
+        np.multiply(dh_sum, dz_h_2_t, out=dz_h_3_t)
+        jitops.dot(dz_h_3_t, W_z, dz)
+        # z(t) = tanh(W h(t-1) + b)
+        if cot_z is not None:
+            np.add(dz, cot_z[step], out=dz)
+        np.multiply(dz, dz_z_2_t, out=dz_z_3_t)
         jitops.dot(cat_dz_z_3_t, z_z, dh_sum)
     return True
 
@@ -339,4 +475,47 @@ def back_z_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, cot_z, z_t_all, dz_z_2_t_all,
     return True
 
 
+def steps_back_z_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, cot_z, z_t_all, dz_z_2_t_all,
+                     cat_dz_z_2_t_all, dz_h_3, ONE, dh_sum, W_z, dz, dz_z_3, z_z):
+    """z(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = T - 1
+    h_t = h_t_all[step]
+    dz_h_2_t = dz_h_2_t_all[step]
+    dh_t = dh_t_all[step]
+    z_t = z_t_all[step]
+    dz_z_2_t = dz_z_2_t_all[step]
+    cat_dz_z_2_t = cat_dz_z_2_t_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('z(t), h(t)', error)
+        return False
+    for step in range(T - 1, -1, -1):
+        h_t = h_t_all[step]
+        dz_h_2_t = dz_h_2_t_all[step]
+        dh_t = dh_t_all[step]
+        z_t = z_t_all[step]
+        dz_z_2_t = dz_z_2_t_all[step]
+        cat_dz_z_2_t = cat_dz_z_2_t_all[step]
+        # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
+        np.multiply(h_t, h_t, out=dz_h_3)
+        np.subtract(ONE, dz_h_3, out=dz_h_2_t)
+        np.add(dh_sum, dh_t, out=dh_sum)
+        np.multiply(dh_sum, dz_h_2_t, out=dz_h_2_t)
+        jitops.dot(dz_h_2_t, W_z, dz)
+        # z(t) = tanh(W h(t-1) + b)
+        np.multiply(z_t, z_t, out=dz_z_3)
+        np.subtract(ONE, dz_z_3, out=dz_z_2_t)
+        if cot_z is not None:
+            np.add(dz, cot_z[step], out=dz)
+        np.multiply(dz, dz_z_2_t, out=dz_z_2_t)
+        jitops.dot(cat_dz_z_2_t, z_z, dh_sum)
+    return True
+
+
 LOOPS = ("loop_z_h", "back_z_h", "back_z_h_2")
+KERNELS = ("fused_98b8209a0d", "fused_e805f0ea89")
+STEPS = ("steps_loop_z_h", "steps_back_z_h", "steps_back_z_h_2")

@@ -67,7 +67,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
     z_a[now] += b
 
     # a(t), h(t): a loop forward in time
-    if B != 1 or not loop_a_h(T, h[0:T], a[1:T + 1], z_a[1:T + 1], h[1:T + 1], W_T):
+    if not (loop_a_h if B == 1 else steps_loop_a_h)(T, h[0:T], a[1:T + 1], z_a[1:T + 1],
+                                                    h[1:T + 1], W_T):
         steps = zip(h[0:T], a[1:T + 1], z_a[1:T + 1], h[1:T + 1])
         for (h_tm1, a_t, z_a_t, h_t) in steps:
             # a(t) = b + W h(t-1) + U x(t)
@@ -165,7 +166,8 @@ def backward(params, tape, cotangents, T, B):
     # a(t), h(t): back through time (backward)
     dh_sum = np.zeros((B, 8), DTYPE)
     dz_h_2 = np.empty((B, 8), DTYPE)
-    if B != 1 or not back_a_h(T, dh[1:T + 1], dz_h[1:T + 1], da[1:T + 1], dh_sum, dz_h_2, W):
+    if not (back_a_h if B == 1 else steps_back_a_h)(T, dh[1:T + 1], dz_h[1:T + 1], da[1:T + 1],
+                                                    dh_sum, dz_h_2, W):
         steps = zip(dh[1:T + 1][::-1], dz_h[1:T + 1][::-1], da[1:T + 1][::-1])
         for (dh_t, dz_h_t, da_t) in steps:
             # h(t) = tanh(a(t))
@@ -258,8 +260,8 @@ def backward_large(params, tape, cotangents, T, B):
     dz_h = np.empty((B, 8), DTYPE)
     sub_dz_h = np.empty((B, 8), DTYPE)
     dz_h_2 = np.empty((B, 8), DTYPE)
-    if B != 1 or not back_a_h_2(T, h[1:T + 1], dh[1:T + 1], da[1:T + 1], dz_h, ONE, sub_dz_h,
-                                dh_sum, dz_h_2, W):
+    if not (back_a_h_2 if B == 1 else steps_back_a_h_2)(T, h[1:T + 1], dh[1:T + 1], da[1:T + 1],
+                                                        dz_h, ONE, sub_dz_h, dh_sum, dz_h_2, W):
         steps = zip(h[1:T + 1][::-1], dh[1:T + 1][::-1], da[1:T + 1][::-1])
         for (h_t, dh_t, da_t) in steps:
             # h(t) = tanh(a(t))
@@ -288,6 +290,32 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
+def fused_b22a18dd09(p0, p1, p2):
+    """add, tanh: one pass over the rows (compile/fuse.py)."""
+    rows, cols = jitops._size(p1)
+    if (jitops._size(p2) != (rows, cols)
+            or not jitops.apart(p1, p0)
+            or not jitops.apart(p1, p2)
+            or not jitops.apart(p2, p0)):
+        return False
+    like = np.empty(cols, p1.dtype)
+    r0 = np.empty_like(like)
+    r1 = np.empty_like(like)
+    x0 = np.empty_like(like)
+    x1 = np.empty_like(like)
+    e = np.empty_like(like)
+    bits = jitops.scratch(like)
+    for i in range(rows):
+        jitops.load(p0, i, r0)
+        jitops.load(p1, i, r1)
+        for j in range(cols):
+            x0[j] = r0[j] + r1[j]
+        jitops.vtanh(x0, x1, e, bits)
+        jitops.store(p1, i, x0)
+        jitops.store(p2, i, x1)
+    return True
+
+
 def loop_a_h(T, h_tm1_all, a_t_all, z_a_t_all, h_t_all, W_T):
     """The loop forward in time of a(t), h(t).
 
@@ -306,6 +334,35 @@ def loop_a_h(T, h_tm1_all, a_t_all, z_a_t_all, h_t_all, W_T):
     return True
 
 
+def steps_loop_a_h(T, h_tm1_all, a_t_all, z_a_t_all, h_t_all, W_T):
+    """a(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = 0
+    h_tm1 = h_tm1_all[step]
+    a_t = a_t_all[step]
+    z_a_t = z_a_t_all[step]
+    h_t = h_t_all[step]
+    try:
+        jitops.ready(fused_b22a18dd09, z_a_t, a_t, h_t)
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('a(t), h(t)', error)
+        return False
+    for step in range(T):
+        h_tm1 = h_tm1_all[step]
+        a_t = a_t_all[step]
+        z_a_t = z_a_t_all[step]
+        h_t = h_t_all[step]
+        # a(t) = b + W h(t-1) + U x(t)
+        jitops.dot(h_tm1, W_T, a_t)
+        if not fused_b22a18dd09(z_a_t, a_t, h_t):
+            np.add(z_a_t, a_t, out=a_t)
+            np.tanh(a_t, out=h_t)
+        # h(t) = tanh(a(t))
+    return True
+
+
 def back_a_h(T, dh_t_all, dz_h_t_all, da_t_all, dh_sum, dz_h_2, W):
     """The loop backward in time of a(t), h(t).
 
@@ -319,6 +376,33 @@ def back_a_h(T, dh_t_all, dz_h_t_all, da_t_all, dh_sum, dz_h_2, W):
         jitops.add(dh_sum, dh_t, dh_sum)
         jitops.multiply(dh_sum, dz_h_t, dz_h_2)
         jitops.add(da_t, dz_h_2, da_t)
+        # a(t) = b + W h(t-1) + U x(t)
+        jitops.dot(da_t, W, dh_sum)
+    return True
+
+
+def steps_back_a_h(T, dh_t_all, dz_h_t_all, da_t_all, dh_sum, dz_h_2, W):
+    """a(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = T - 1
+    dh_t = dh_t_all[step]
+    dz_h_t = dz_h_t_all[step]
+    da_t = da_t_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('a(t), h(t)', error)
+        return False
+    for step in range(T - 1, -1, -1):
+        dh_t = dh_t_all[step]
+        dz_h_t = dz_h_t_all[step]
+        da_t = da_t_all[step]
+        # h(t) = tanh(a(t))
+        np.add(dh_sum, dh_t, out=dh_sum)
+        np.multiply(dh_sum, dz_h_t, out=dz_h_2)
+        np.add(da_t, dz_h_2, out=da_t)
         # a(t) = b + W h(t-1) + U x(t)
         jitops.dot(da_t, W, dh_sum)
     return True
@@ -344,4 +428,35 @@ def back_a_h_2(T, h_t_all, dh_t_all, da_t_all, dz_h, ONE, sub_dz_h, dh_sum, dz_h
     return True
 
 
+def steps_back_a_h_2(T, h_t_all, dh_t_all, da_t_all, dz_h, ONE, sub_dz_h, dh_sum, dz_h_2, W):
+    """a(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = T - 1
+    h_t = h_t_all[step]
+    dh_t = dh_t_all[step]
+    da_t = da_t_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('a(t), h(t)', error)
+        return False
+    for step in range(T - 1, -1, -1):
+        h_t = h_t_all[step]
+        dh_t = dh_t_all[step]
+        da_t = da_t_all[step]
+        # h(t) = tanh(a(t))
+        np.multiply(h_t, h_t, out=dz_h)
+        np.subtract(ONE, dz_h, out=sub_dz_h)
+        np.add(dh_sum, dh_t, out=dh_sum)
+        np.multiply(dh_sum, sub_dz_h, out=dz_h_2)
+        np.add(da_t, dz_h_2, out=da_t)
+        # a(t) = b + W h(t-1) + U x(t)
+        jitops.dot(da_t, W, dh_sum)
+    return True
+
+
 LOOPS = ("loop_a_h", "back_a_h", "back_a_h_2")
+KERNELS = ("fused_b22a18dd09",)
+STEPS = ("steps_loop_a_h", "steps_back_a_h", "steps_back_a_h_2")

@@ -86,11 +86,14 @@ def forward(params, inputs, initial, n_steps, B, prepared=None):
     z_h2_2 = np.empty((B, 8), DTYPE)
     Q_h2 = np.empty((B, 3), DTYPE)
     z_y = np.empty((B, 3), DTYPE)
-    if B != 1 or not loop_h1_h2_y(n_steps, h1[0:n_steps], h2[0:n_steps], r31[1:n_steps + 1],
-                                  h1[1:n_steps + 1], y[0:n_steps], h2[1:n_steps + 1],
-                                  r35[1:n_steps + 1], y[1:n_steps + 1], V_T, V_h1, z_h1_2_T,
-                                  z_h1_2_h2, z_h1_5, slice_z_h1_2_h2, R_T, R_h1, T_T, T_y, c, z_h2,
-                                  slice_z_h1_2_h2_2, z_h2_2, Q_T, Q_h2, z_y):
+    if not (loop_h1_h2_y if B == 1 else steps_loop_h1_h2_y)(n_steps, h1[0:n_steps], h2[0:n_steps],
+                                                            r31[1:n_steps + 1], h1[1:n_steps + 1],
+                                                            y[0:n_steps], h2[1:n_steps + 1],
+                                                            r35[1:n_steps + 1], y[1:n_steps + 1],
+                                                            V_T, V_h1, z_h1_2_T, z_h1_2_h2, z_h1_5,
+                                                            slice_z_h1_2_h2, R_T, R_h1, T_T, T_y,
+                                                            c, z_h2, slice_z_h1_2_h2_2, z_h2_2,
+                                                            Q_T, Q_h2, z_y):
         steps = zip(h1[0:n_steps], h2[0:n_steps], r31[1:n_steps + 1], h1[1:n_steps + 1],
                     y[0:n_steps], h2[1:n_steps + 1], r35[1:n_steps + 1], y[1:n_steps + 1])
         for (h1_tm1, h2_tm1, r31_t, h1_t, y_tm1, h2_t, r35_t, y_t) in steps:
@@ -162,12 +165,17 @@ def backward(params, tape, cotangents, n_steps, B):
     dz_y_2 = np.empty((B, 3), DTYPE)
     vecmat_dz_y = np.empty((B, 8), DTYPE)
     vecmat_dz_h2_2 = np.empty((B, 8), DTYPE)
-    if B != 1 or not back_h1_h2_y(n_steps, cotangents.get("y"), y[1:n_steps + 1],
-                                  dz_y[1:n_steps + 1], cotangents.get("h2"),
-                                  dz_h2_2[1:n_steps + 1], dz_h2[1:n_steps + 1],
-                                  cotangents.get("h1"), dz_h1_5[1:n_steps + 1],
-                                  dz_h1_4[1:n_steps + 1], cat_dz_h1_5[1:n_steps + 1], dy, dz_y_2,
-                                  Q, vecmat_dz_y, dh2, T, R, vecmat_dz_h2_2, dh1, z_h1_2, V):
+    if not (back_h1_h2_y if B == 1 else steps_back_h1_h2_y)(n_steps, cotangents.get("y"),
+                                                            y[1:n_steps + 1], dz_y[1:n_steps + 1],
+                                                            cotangents.get("h2"),
+                                                            dz_h2_2[1:n_steps + 1],
+                                                            dz_h2[1:n_steps + 1],
+                                                            cotangents.get("h1"),
+                                                            dz_h1_5[1:n_steps + 1],
+                                                            dz_h1_4[1:n_steps + 1],
+                                                            cat_dz_h1_5[1:n_steps + 1], dy, dz_y_2,
+                                                            Q, vecmat_dz_y, dh2, T, R,
+                                                            vecmat_dz_h2_2, dh1, z_h1_2, V):
         steps = zip(cot_y[::-1], y[1:n_steps + 1][::-1], dz_y[1:n_steps + 1][::-1], cot_h2[::-1],
                     dz_h2_2[1:n_steps + 1][::-1], dz_h2[1:n_steps + 1][::-1], cot_h1[::-1],
                     dz_h1_5[1:n_steps + 1][::-1], dz_h1_4[1:n_steps + 1][::-1],
@@ -265,12 +273,19 @@ def backward_large(params, tape, cotangents, n_steps, B):
     dz_h2_2 = np.empty((B, 8), DTYPE)
     vecmat_dz_h2 = np.empty((B, 8), DTYPE)
     dz_h1_5 = np.empty((B, 8), DTYPE)
-    if B != 1 or not back_h1_h2_y_2(n_steps, cotangents.get("y"), y[1:n_steps + 1],
-                                    dz_y[1:n_steps + 1], cotangents.get("h2"), h2[1:n_steps + 1],
-                                    dz_h2[1:n_steps + 1], cotangents.get("h1"), h1[1:n_steps + 1],
-                                    dz_h1_4[1:n_steps + 1], cat_dz_h1_4[1:n_steps + 1], dy, dz_y_2,
-                                    Q, vecmat_dz_y, dh2, dz_h2_2, ONE, T, R, vecmat_dz_h2, dh1,
-                                    dz_h1_5, z_h1_2, V):
+    if not (back_h1_h2_y_2 if B == 1 else steps_back_h1_h2_y_2)(n_steps, cotangents.get("y"),
+                                                                y[1:n_steps + 1],
+                                                                dz_y[1:n_steps + 1],
+                                                                cotangents.get("h2"),
+                                                                h2[1:n_steps + 1],
+                                                                dz_h2[1:n_steps + 1],
+                                                                cotangents.get("h1"),
+                                                                h1[1:n_steps + 1],
+                                                                dz_h1_4[1:n_steps + 1],
+                                                                cat_dz_h1_4[1:n_steps + 1], dy,
+                                                                dz_y_2, Q, vecmat_dz_y, dh2,
+                                                                dz_h2_2, ONE, T, R, vecmat_dz_h2,
+                                                                dh1, dz_h1_5, z_h1_2, V):
         steps = zip(cot_y[::-1], y[1:n_steps + 1][::-1], dz_y[1:n_steps + 1][::-1], cot_h2[::-1],
                     h2[1:n_steps + 1][::-1], dz_h2[1:n_steps + 1][::-1], cot_h1[::-1],
                     h1[1:n_steps + 1][::-1], dz_h1_4[1:n_steps + 1][::-1],
@@ -339,6 +354,88 @@ def backward_large(params, tape, cotangents, n_steps, B):
     return grads
 
 
+def fused_0772ef037b(p0, p1, p2, p3, p4):
+    """add, add, tanh: one pass over the rows (compile/fuse.py)."""
+    rows, cols = jitops._size(p2)
+    if (jitops._size(p4) != (rows, cols)
+            or not jitops.apart(p0, p2)
+            or not jitops.apart(p1, p2)
+            or not jitops.apart(p3, p2)
+            or not jitops.apart(p4, p2)
+            or not jitops.apart(p4, p0)
+            or not jitops.apart(p1, p4)
+            or not jitops.apart(p4, p3)):
+        return False
+    like = np.empty(cols, p2.dtype)
+    r0 = np.empty_like(like)
+    r1 = np.empty_like(like)
+    r3 = np.empty_like(like)
+    x0 = np.empty_like(like)
+    x1 = np.empty_like(like)
+    x2 = np.empty_like(like)
+    e = np.empty_like(like)
+    bits = jitops.scratch(like)
+    for i in range(rows):
+        jitops.load(p0, i, r0)
+        jitops.load(p1, i, r1)
+        jitops.load(p3, i, r3)
+        for j in range(cols):
+            x0[j] = r0[j] + r1[j]
+            x1[j] = x0[j] + r3[j]
+        jitops.vtanh(x1, x2, e, bits)
+        jitops.store(p2, i, x0)
+        jitops.store(p4, i, x2)
+    return True
+
+
+def fused_c81f377d41(p0, p1, p2, p3, p4, p5, p6):
+    """add, add, add, tanh: one pass over the rows (compile/fuse.py)."""
+    rows, cols = jitops._size(p2)
+    if (jitops._size(p4) != (rows, cols)
+            or jitops._size(p6) != (rows, cols)
+            or not jitops.apart(p0, p2)
+            or not jitops.apart(p1, p2)
+            or not jitops.apart(p3, p2)
+            or not jitops.apart(p2, p4)
+            or not jitops.apart(p5, p2)
+            or not jitops.apart(p6, p2)
+            or not jitops.apart(p0, p4)
+            or not jitops.apart(p1, p4)
+            or not jitops.apart(p3, p4)
+            or not jitops.apart(p5, p4)
+            or not jitops.apart(p6, p4)
+            or not jitops.apart(p0, p6)
+            or not jitops.apart(p1, p6)
+            or not jitops.apart(p6, p3)
+            or not jitops.apart(p5, p6)):
+        return False
+    like = np.empty(cols, p2.dtype)
+    r0 = np.empty_like(like)
+    r1 = np.empty_like(like)
+    r3 = np.empty_like(like)
+    r5 = np.empty_like(like)
+    x0 = np.empty_like(like)
+    x1 = np.empty_like(like)
+    x2 = np.empty_like(like)
+    x3 = np.empty_like(like)
+    e = np.empty_like(like)
+    bits = jitops.scratch(like)
+    for i in range(rows):
+        jitops.load(p0, i, r0)
+        jitops.load(p1, i, r1)
+        jitops.load(p3, i, r3)
+        jitops.load(p5, i, r5)
+        for j in range(cols):
+            x0[j] = r0[j] + r1[j]
+            x1[j] = x0[j] + r3[j]
+            x2[j] = x1[j] + r5[j]
+        jitops.vtanh(x2, x3, e, bits)
+        jitops.store(p2, i, x0)
+        jitops.store(p4, i, x1)
+        jitops.store(p6, i, x3)
+    return True
+
+
 def loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_t_all, h1_t_all, y_tm1_all, h2_t_all,
                  r35_t_all, y_t_all, V_T, V_h1, z_h1_2_T, z_h1_2_h2, z_h1_5, slice_z_h1_2_h2, R_T,
                  R_h1, T_T, T_y, c, z_h2, slice_z_h1_2_h2_2, z_h2_2, Q_T, Q_h2, z_y):
@@ -373,6 +470,62 @@ def loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_t_all, h1_t_all, y_tm1_all
         # y(t) = softmax(P x(t) + Q h2(t) + d)
         jitops.dot(h2_t, Q_T, Q_h2)
         jitops.add(r35_t, Q_h2, z_y)
+        jitops.softmax(z_y, y_t)
+    return True
+
+
+def steps_loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_t_all, h1_t_all, y_tm1_all, h2_t_all,
+                       r35_t_all, y_t_all, V_T, V_h1, z_h1_2_T, z_h1_2_h2, z_h1_5, slice_z_h1_2_h2,
+                       R_T, R_h1, T_T, T_y, c, z_h2, slice_z_h1_2_h2_2, z_h2_2, Q_T, Q_h2, z_y):
+    """h1(t), h2(t), y(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if n_steps == 0:
+        return True
+    step = 0
+    h1_tm1 = h1_tm1_all[step]
+    h2_tm1 = h2_tm1_all[step]
+    r31_t = r31_t_all[step]
+    h1_t = h1_t_all[step]
+    y_tm1 = y_tm1_all[step]
+    h2_t = h2_t_all[step]
+    r35_t = r35_t_all[step]
+    y_t = y_t_all[step]
+    try:
+        jitops.ready(jitops.softmax, z_y, y_t)
+        jitops.ready(fused_0772ef037b, r31_t, V_h1, z_h1_5, slice_z_h1_2_h2, h1_t)
+        jitops.ready(fused_c81f377d41, c, R_h1, z_h2, slice_z_h1_2_h2_2, z_h2_2, T_y, h2_t)
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('h1(t), h2(t), y(t)', error)
+        return False
+    for step in range(n_steps):
+        h1_tm1 = h1_tm1_all[step]
+        h2_tm1 = h2_tm1_all[step]
+        r31_t = r31_t_all[step]
+        h1_t = h1_t_all[step]
+        y_tm1 = y_tm1_all[step]
+        h2_t = h2_t_all[step]
+        r35_t = r35_t_all[step]
+        y_t = y_t_all[step]
+        # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
+        jitops.dot(h1_tm1, V_T, V_h1)
+        jitops.dot(h2_tm1, z_h1_2_T, z_h1_2_h2)
+        # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
+        # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
+        if not fused_0772ef037b(r31_t, V_h1, z_h1_5, slice_z_h1_2_h2, h1_t):
+            np.add(r31_t, V_h1, out=z_h1_5)
+            np.add(z_h1_5, slice_z_h1_2_h2, out=h1_t)
+            np.tanh(h1_t, out=h1_t)
+        # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
+        jitops.dot(h1_t, R_T, R_h1)
+        jitops.dot(y_tm1, T_T, T_y)
+        if not fused_c81f377d41(c, R_h1, z_h2, slice_z_h1_2_h2_2, z_h2_2, T_y, h2_t):
+            np.add(c, R_h1, out=z_h2)
+            np.add(z_h2, slice_z_h1_2_h2_2, out=z_h2_2)
+            np.add(z_h2_2, T_y, out=h2_t)
+            np.tanh(h2_t, out=h2_t)
+        # y(t) = softmax(P x(t) + Q h2(t) + d)
+        jitops.dot(h2_t, Q_T, Q_h2)
+        np.add(r35_t, Q_h2, out=z_y)
         jitops.softmax(z_y, y_t)
     return True
 
@@ -412,6 +565,59 @@ def back_h1_h2_y(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, dz_h2_2_t_all, dz_
         if cot_h1 is not None:
             jitops.add(dh1, cot_h1[step], dh1)
         jitops.multiply(dh1, dz_h1_4_t, dz_h1_5_t)
+        jitops.dot(cat_dz_h1_5_t, z_h1_2, dh2)
+        jitops.dot(dz_h1_5_t, V, dh1)
+    return True
+
+
+def steps_back_h1_h2_y(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, dz_h2_2_t_all, dz_h2_t_all,
+                       cot_h1, dz_h1_5_t_all, dz_h1_4_t_all, cat_dz_h1_5_t_all, dy, dz_y_2, Q,
+                       vecmat_dz_y, dh2, T, R, vecmat_dz_h2_2, dh1, z_h1_2, V):
+    """h1(t), h2(t), y(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if n_steps == 0:
+        return True
+    step = n_steps - 1
+    y_t = y_t_all[step]
+    dz_y_t = dz_y_t_all[step]
+    dz_h2_2_t = dz_h2_2_t_all[step]
+    dz_h2_t = dz_h2_t_all[step]
+    dz_h1_5_t = dz_h1_5_t_all[step]
+    dz_h1_4_t = dz_h1_4_t_all[step]
+    cat_dz_h1_5_t = cat_dz_h1_5_t_all[step]
+    try:
+        jitops.ready(jitops.rowsum, dz_y_2)
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('h1(t), h2(t), y(t)', error)
+        return False
+    for step in range(n_steps - 1, -1, -1):
+        y_t = y_t_all[step]
+        dz_y_t = dz_y_t_all[step]
+        dz_h2_2_t = dz_h2_2_t_all[step]
+        dz_h2_t = dz_h2_t_all[step]
+        dz_h1_5_t = dz_h1_5_t_all[step]
+        dz_h1_4_t = dz_h1_4_t_all[step]
+        cat_dz_h1_5_t = cat_dz_h1_5_t_all[step]
+        # y(t) = softmax(P x(t) + Q h2(t) + d)
+        if cot_y is not None:
+            np.add(dy, cot_y[step], out=dy)
+        np.multiply(dy, y_t, out=dz_y_2)
+        rowsum_dz_y_2 = jitops.rowsum(dz_y_2)
+        np.subtract(dy, rowsum_dz_y_2, out=dz_y_t)
+        np.multiply(y_t, dz_y_t, out=dz_y_t)
+        jitops.dot(dz_y_t, Q, vecmat_dz_y)
+        np.add(dh2, vecmat_dz_y, out=dh2)
+        # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
+        if cot_h2 is not None:
+            np.add(dh2, cot_h2[step], out=dh2)
+        np.multiply(dh2, dz_h2_t, out=dz_h2_2_t)
+        jitops.dot(dz_h2_2_t, T, dy)
+        jitops.dot(dz_h2_2_t, R, vecmat_dz_h2_2)
+        np.add(dh1, vecmat_dz_h2_2, out=dh1)
+        # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
+        if cot_h1 is not None:
+            np.add(dh1, cot_h1[step], out=dh1)
+        np.multiply(dh1, dz_h1_4_t, out=dz_h1_5_t)
         jitops.dot(cat_dz_h1_5_t, z_h1_2, dh2)
         jitops.dot(dz_h1_5_t, V, dh1)
     return True
@@ -461,4 +667,64 @@ def back_h1_h2_y_2(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, h2_t_all, dz_h2_
     return True
 
 
+def steps_back_h1_h2_y_2(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, h2_t_all, dz_h2_t_all,
+                         cot_h1, h1_t_all, dz_h1_4_t_all, cat_dz_h1_4_t_all, dy, dz_y_2, Q,
+                         vecmat_dz_y, dh2, dz_h2_2, ONE, T, R, vecmat_dz_h2, dh1, dz_h1_5, z_h1_2,
+                         V):
+    """h1(t), h2(t), y(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if n_steps == 0:
+        return True
+    step = n_steps - 1
+    y_t = y_t_all[step]
+    dz_y_t = dz_y_t_all[step]
+    h2_t = h2_t_all[step]
+    dz_h2_t = dz_h2_t_all[step]
+    h1_t = h1_t_all[step]
+    dz_h1_4_t = dz_h1_4_t_all[step]
+    cat_dz_h1_4_t = cat_dz_h1_4_t_all[step]
+    try:
+        jitops.ready(jitops.rowsum, dz_y_2)
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('h1(t), h2(t), y(t)', error)
+        return False
+    for step in range(n_steps - 1, -1, -1):
+        y_t = y_t_all[step]
+        dz_y_t = dz_y_t_all[step]
+        h2_t = h2_t_all[step]
+        dz_h2_t = dz_h2_t_all[step]
+        h1_t = h1_t_all[step]
+        dz_h1_4_t = dz_h1_4_t_all[step]
+        cat_dz_h1_4_t = cat_dz_h1_4_t_all[step]
+        # y(t) = softmax(P x(t) + Q h2(t) + d)
+        if cot_y is not None:
+            np.add(dy, cot_y[step], out=dy)
+        np.multiply(dy, y_t, out=dz_y_2)
+        rowsum_dz_y_2 = jitops.rowsum(dz_y_2)
+        np.subtract(dy, rowsum_dz_y_2, out=dz_y_t)
+        np.multiply(y_t, dz_y_t, out=dz_y_t)
+        jitops.dot(dz_y_t, Q, vecmat_dz_y)
+        np.add(dh2, vecmat_dz_y, out=dh2)
+        # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
+        np.multiply(h2_t, h2_t, out=dz_h2_2)
+        np.subtract(ONE, dz_h2_2, out=dz_h2_t)
+        if cot_h2 is not None:
+            np.add(dh2, cot_h2[step], out=dh2)
+        np.multiply(dh2, dz_h2_t, out=dz_h2_t)
+        jitops.dot(dz_h2_t, T, dy)
+        jitops.dot(dz_h2_t, R, vecmat_dz_h2)
+        np.add(dh1, vecmat_dz_h2, out=dh1)
+        # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
+        np.multiply(h1_t, h1_t, out=dz_h1_5)
+        np.subtract(ONE, dz_h1_5, out=dz_h1_4_t)
+        if cot_h1 is not None:
+            np.add(dh1, cot_h1[step], out=dh1)
+        np.multiply(dh1, dz_h1_4_t, out=dz_h1_4_t)
+        jitops.dot(cat_dz_h1_4_t, z_h1_2, dh2)
+        jitops.dot(dz_h1_4_t, V, dh1)
+    return True
+
+
 LOOPS = ("loop_h1_h2_y", "back_h1_h2_y", "back_h1_h2_y_2")
+KERNELS = ("fused_0772ef037b", "fused_c81f377d41")
+STEPS = ("steps_loop_h1_h2_y", "steps_back_h1_h2_y", "steps_back_h1_h2_y_2")

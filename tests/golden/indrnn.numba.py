@@ -60,7 +60,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # h1(t): a loop forward in time
     z_h1 = np.empty((B, 8), DTYPE)
-    if B != 1 or not loop_h1(T, h1[0:T], h1[1:T + 1], u1, z_h1):
+    if not (loop_h1 if B == 1 else steps_loop_h1)(T, h1[0:T], h1[1:T + 1], u1, z_h1):
         steps = zip(h1[0:T], h1[1:T + 1])
         for (h1_tm1, h1_t) in steps:
             # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
@@ -75,7 +75,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # h2(t): a loop forward in time
     z_h2 = np.empty((B, 8), DTYPE)
-    if B != 1 or not loop_h2(T, h2[0:T], h2[1:T + 1], u2, z_h2):
+    if not (loop_h2 if B == 1 else steps_loop_h2)(T, h2[0:T], h2[1:T + 1], u2, z_h2):
         steps = zip(h2[0:T], h2[1:T + 1])
         for (h2_tm1, h2_t) in steps:
             # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
@@ -167,7 +167,8 @@ def backward(params, tape, cotangents, T, B):
 
     # h2(t): back through time (backward)
     dh2_sum = np.zeros((B, 8), DTYPE)
-    if B != 1 or not back_h2(T, dz_h2[1:T + 1], dh2[1:T + 1], positive_h2[1:T + 1], dh2_sum, u2):
+    if not (back_h2 if B == 1 else steps_back_h2)(T, dz_h2[1:T + 1], dh2[1:T + 1],
+                                                  positive_h2[1:T + 1], dh2_sum, u2):
         steps = zip(dz_h2[1:T + 1][::-1], dh2[1:T + 1][::-1], positive_h2[1:T + 1][::-1])
         for (dz_h2_t, dh2_t, positive_h2_t) in steps:
             # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
@@ -198,7 +199,8 @@ def backward(params, tape, cotangents, T, B):
 
     # h1(t): back through time (backward)
     dh1_sum = np.zeros((B, 8), DTYPE)
-    if B != 1 or not back_h1(T, dz_h1[1:T + 1], dh1[1:T + 1], positive_h1[1:T + 1], dh1_sum, u1):
+    if not (back_h1 if B == 1 else steps_back_h1)(T, dz_h1[1:T + 1], dh1[1:T + 1],
+                                                  positive_h1[1:T + 1], dh1_sum, u1):
         steps = zip(dz_h1[1:T + 1][::-1], dh1[1:T + 1][::-1], positive_h1[1:T + 1][::-1])
         for (dz_h1_t, dh1_t, positive_h1_t) in steps:
             # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
@@ -287,7 +289,8 @@ def backward_large(params, tape, cotangents, T, B):
 
     # h2(t): back through time (backward)
     dh2_sum = np.zeros((B, 8), DTYPE)
-    if B != 1 or not back_h2_2(T, h2[1:T + 1], dz_h2[1:T + 1], dh2[1:T + 1], dh2_sum, u2):
+    if not (back_h2_2 if B == 1 else steps_back_h2_2)(T, h2[1:T + 1], dz_h2[1:T + 1], dh2[1:T + 1],
+                                                      dh2_sum, u2):
         steps = zip(h2[1:T + 1][::-1], dz_h2[1:T + 1][::-1], dh2[1:T + 1][::-1])
         for (h2_t, dz_h2_t, dh2_t) in steps:
             # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
@@ -315,7 +318,8 @@ def backward_large(params, tape, cotangents, T, B):
 
     # h1(t): back through time (backward)
     dh1_sum = np.zeros((B, 8), DTYPE)
-    if B != 1 or not back_h1_2(T, h1[1:T + 1], dz_h1[1:T + 1], dh1[1:T + 1], dh1_sum, u1):
+    if not (back_h1_2 if B == 1 else steps_back_h1_2)(T, h1[1:T + 1], dz_h1[1:T + 1], dh1[1:T + 1],
+                                                      dh1_sum, u1):
         steps = zip(h1[1:T + 1][::-1], dz_h1[1:T + 1][::-1], dh1[1:T + 1][::-1])
         for (h1_t, dz_h1_t, dh1_t) in steps:
             # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
@@ -359,6 +363,29 @@ def loop_h1(T, h1_tm1_all, h1_t_all, u1, z_h1):
     return True
 
 
+def steps_loop_h1(T, h1_tm1_all, h1_t_all, u1, z_h1):
+    """h1(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = 0
+    h1_tm1 = h1_tm1_all[step]
+    h1_t = h1_t_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('h1(t)', error)
+        return False
+    for step in range(T):
+        h1_tm1 = h1_tm1_all[step]
+        h1_t = h1_t_all[step]
+        # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
+        np.multiply(u1, h1_tm1, out=z_h1)
+        np.add(h1_t, z_h1, out=h1_t)
+        np.maximum(h1_t, 0.0, out=h1_t)
+    return True
+
+
 def loop_h2(T, h2_tm1_all, h2_t_all, u2, z_h2):
     """The loop forward in time of h2(t).
 
@@ -371,6 +398,29 @@ def loop_h2(T, h2_tm1_all, h2_t_all, u2, z_h2):
         jitops.multiply(u2, h2_tm1, z_h2)
         jitops.add(h2_t, z_h2, h2_t)
         jitops.maximum(h2_t, 0.0, h2_t)
+    return True
+
+
+def steps_loop_h2(T, h2_tm1_all, h2_t_all, u2, z_h2):
+    """h2(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = 0
+    h2_tm1 = h2_tm1_all[step]
+    h2_t = h2_t_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('h2(t)', error)
+        return False
+    for step in range(T):
+        h2_tm1 = h2_tm1_all[step]
+        h2_t = h2_t_all[step]
+        # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
+        np.multiply(u2, h2_tm1, out=z_h2)
+        np.add(h2_t, z_h2, out=h2_t)
+        np.maximum(h2_t, 0.0, out=h2_t)
     return True
 
 
@@ -390,6 +440,31 @@ def back_h2(T, dz_h2_t_all, dh2_t_all, positive_h2_t_all, dh2_sum, u2):
     return True
 
 
+def steps_back_h2(T, dz_h2_t_all, dh2_t_all, positive_h2_t_all, dh2_sum, u2):
+    """h2(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = T - 1
+    dz_h2_t = dz_h2_t_all[step]
+    dh2_t = dh2_t_all[step]
+    positive_h2_t = positive_h2_t_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('h2(t)', error)
+        return False
+    for step in range(T - 1, -1, -1):
+        dz_h2_t = dz_h2_t_all[step]
+        dh2_t = dh2_t_all[step]
+        positive_h2_t = positive_h2_t_all[step]
+        # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
+        np.add(dh2_sum, dh2_t, out=dh2_sum)
+        np.multiply(dh2_sum, positive_h2_t, out=dz_h2_t)
+        np.multiply(u2, dz_h2_t, out=dh2_sum)
+    return True
+
+
 def back_h1(T, dz_h1_t_all, dh1_t_all, positive_h1_t_all, dh1_sum, u1):
     """The loop backward in time of h1(t).
 
@@ -403,6 +478,31 @@ def back_h1(T, dz_h1_t_all, dh1_t_all, positive_h1_t_all, dh1_sum, u1):
         jitops.add(dh1_sum, dh1_t, dh1_sum)
         jitops.multiply(dh1_sum, positive_h1_t, dz_h1_t)
         jitops.multiply(u1, dz_h1_t, dh1_sum)
+    return True
+
+
+def steps_back_h1(T, dz_h1_t_all, dh1_t_all, positive_h1_t_all, dh1_sum, u1):
+    """h1(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = T - 1
+    dz_h1_t = dz_h1_t_all[step]
+    dh1_t = dh1_t_all[step]
+    positive_h1_t = positive_h1_t_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('h1(t)', error)
+        return False
+    for step in range(T - 1, -1, -1):
+        dz_h1_t = dz_h1_t_all[step]
+        dh1_t = dh1_t_all[step]
+        positive_h1_t = positive_h1_t_all[step]
+        # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
+        np.add(dh1_sum, dh1_t, out=dh1_sum)
+        np.multiply(dh1_sum, positive_h1_t, out=dz_h1_t)
+        np.multiply(u1, dz_h1_t, out=dh1_sum)
     return True
 
 
@@ -423,6 +523,32 @@ def back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, u2):
     return True
 
 
+def steps_back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, u2):
+    """h2(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = T - 1
+    h2_t = h2_t_all[step]
+    dz_h2_t = dz_h2_t_all[step]
+    dh2_t = dh2_t_all[step]
+    try:
+        jitops.ready(jitops.positive, h2_t)
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('h2(t)', error)
+        return False
+    for step in range(T - 1, -1, -1):
+        h2_t = h2_t_all[step]
+        dz_h2_t = dz_h2_t_all[step]
+        dh2_t = dh2_t_all[step]
+        # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
+        positive_h2 = jitops.positive(h2_t)
+        np.add(dh2_sum, dh2_t, out=dh2_sum)
+        np.multiply(dh2_sum, positive_h2, out=dz_h2_t)
+        np.multiply(u2, dz_h2_t, out=dh2_sum)
+    return True
+
+
 def back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, u1):
     """The loop backward in time of h1(t).
 
@@ -440,4 +566,33 @@ def back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, u1):
     return True
 
 
+def steps_back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, u1):
+    """h1(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = T - 1
+    h1_t = h1_t_all[step]
+    dz_h1_t = dz_h1_t_all[step]
+    dh1_t = dh1_t_all[step]
+    try:
+        jitops.ready(jitops.positive, h1_t)
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('h1(t)', error)
+        return False
+    for step in range(T - 1, -1, -1):
+        h1_t = h1_t_all[step]
+        dz_h1_t = dz_h1_t_all[step]
+        dh1_t = dh1_t_all[step]
+        # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
+        positive_h1 = jitops.positive(h1_t)
+        np.add(dh1_sum, dh1_t, out=dh1_sum)
+        np.multiply(dh1_sum, positive_h1, out=dz_h1_t)
+        np.multiply(u1, dz_h1_t, out=dh1_sum)
+    return True
+
+
 LOOPS = ("loop_h1", "loop_h2", "back_h2", "back_h1", "back_h2_2", "back_h1_2")
+KERNELS = ()
+STEPS = ("steps_loop_h1", "steps_loop_h2", "steps_back_h2", "steps_back_h1", "steps_back_h2_2",
+         "steps_back_h1_2")

@@ -72,11 +72,25 @@ def forward(params, inputs, initial, T, B, prepared=None):
     slice_z_f_3_2 = z_f_3[..., 24:32]
     z_c = np.empty((B, 8), DTYPE)
     with np.errstate(over="ignore"):
-        if B != 1 or not loop_f_i_o_c_tilde_c_h(T, z_f_2[1:T + 1], h[0:T], x[1:T + 1],
-                                                fio[1:T + 1], c_tilde[1:T + 1], f[1:T + 1], c[0:T],
-                                                i[1:T + 1], c[1:T + 1], tanh_c[1:T + 1],
-                                                h[1:T + 1], o[1:T + 1], W_fioc_T, W_fioc_z_f_2,
-                                                z_f, z_f_3, slice_z_f_3, slice_z_f_3_2, z_c):
+        if not (loop_f_i_o_c_tilde_c_h if B == 1 else steps_loop_f_i_o_c_tilde_c_h)(T,
+                                                                                    z_f_2[1:T + 1],
+                                                                                    h[0:T],
+                                                                                    x[1:T + 1],
+                                                                                    fio[1:T + 1],
+                                                                                    c_tilde[1:T + 1],
+                                                                                    f[1:T + 1],
+                                                                                    c[0:T],
+                                                                                    i[1:T + 1],
+                                                                                    c[1:T + 1],
+                                                                                    tanh_c[1:T + 1],
+                                                                                    h[1:T + 1],
+                                                                                    o[1:T + 1],
+                                                                                    W_fioc_T,
+                                                                                    W_fioc_z_f_2,
+                                                                                    z_f, z_f_3,
+                                                                                    slice_z_f_3,
+                                                                                    slice_z_f_3_2,
+                                                                                    z_c):
             steps = zip(z_f_2[1:T + 1], h[0:T], x[1:T + 1], fio[1:T + 1], c_tilde[1:T + 1],
                         f[1:T + 1], c[0:T], i[1:T + 1], c[1:T + 1], tanh_c[1:T + 1], h[1:T + 1],
                         o[1:T + 1])
@@ -159,15 +173,28 @@ def backward(params, tape, cotangents, T, B):
     cot_f = cotangents.get("f", [None] * T)
     dz_h_2 = np.empty((B, 8), DTYPE)
     dz_h_3 = np.empty((B, 8), DTYPE)
-    if B != 1 or not back_f_i_o_c_tilde_c_h(T, cotangents.get("h"), tanh_c[1:T + 1], o[1:T + 1],
-                                            cotangents.get("o"), dz_h[1:T + 1],
-                                            cotangents.get("c"), c_tilde[1:T + 1], i[1:T + 1],
-                                            cotangents.get("i"), cotangents.get("c_tilde"), c[0:T],
-                                            f[1:T + 1], cotangents.get("f"), dz_f_3[1:T + 1],
-                                            dz_f_4[1:T + 1], dz_f_5[1:T + 1],
-                                            vecmat_dz_f_5[1:T + 1],
-                                            vecmat_dz_f_5[1:T + 1, ..., 0:8], dh, do, dz_h_2,
-                                            dz_h_3, dc, di, dc_tilde, df, dfio, W_fioc):
+    if not (back_f_i_o_c_tilde_c_h if B == 1 else steps_back_f_i_o_c_tilde_c_h)(T,
+                                                                                cotangents.get("h"),
+                                                                                tanh_c[1:T + 1],
+                                                                                o[1:T + 1],
+                                                                                cotangents.get("o"),
+                                                                                dz_h[1:T + 1],
+                                                                                cotangents.get("c"),
+                                                                                c_tilde[1:T + 1],
+                                                                                i[1:T + 1],
+                                                                                cotangents.get("i"),
+                                                                                cotangents.get("c_tilde"),
+                                                                                c[0:T], f[1:T + 1],
+                                                                                cotangents.get("f"),
+                                                                                dz_f_3[1:T + 1],
+                                                                                dz_f_4[1:T + 1],
+                                                                                dz_f_5[1:T + 1],
+                                                                                vecmat_dz_f_5[1:T + 1],
+                                                                                vecmat_dz_f_5[1:T + 1, ..., 0:8],
+                                                                                dh, do, dz_h_2,
+                                                                                dz_h_3, dc, di,
+                                                                                dc_tilde, df, dfio,
+                                                                                W_fioc):
         steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1],
                     dz_h[1:T + 1][::-1], cot_c[::-1], c_tilde[1:T + 1][::-1], i[1:T + 1][::-1],
                     cot_i[::-1], cot_c_tilde[::-1], c[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1],
@@ -277,16 +304,33 @@ def backward_large(params, tape, cotangents, T, B):
     sub_dz_f_4 = np.empty((B, 8), DTYPE)
     sub_fio = np.empty((B, 24), DTYPE)
     dz_f_5 = np.empty((B, 24), DTYPE)
-    if B != 1 or not back_f_i_o_c_tilde_c_h_2(T, cotangents.get("h"), tanh_c[1:T + 1], o[1:T + 1],
-                                              cotangents.get("o"), cotangents.get("c"),
-                                              c_tilde[1:T + 1], i[1:T + 1], cotangents.get("i"),
-                                              cotangents.get("c_tilde"), c[0:T], f[1:T + 1],
-                                              cotangents.get("f"), fio[1:T + 1], dz_f_3[1:T + 1],
-                                              vecmat_dz_f_3[1:T + 1],
-                                              vecmat_dz_f_3[1:T + 1, ..., 0:8], dh, do, dz_h,
-                                              dz_h_2, ONE, sub_dz_h_2, dz_h_3, dc, di, dc_tilde,
-                                              df, dz_f_4, sub_dz_f_4, sub_fio, dz_f_5, dfio,
-                                              W_fioc):
+    if not (back_f_i_o_c_tilde_c_h_2 if B == 1 else steps_back_f_i_o_c_tilde_c_h_2)(T,
+                                                                                    cotangents.get("h"),
+                                                                                    tanh_c[1:T + 1],
+                                                                                    o[1:T + 1],
+                                                                                    cotangents.get("o"),
+                                                                                    cotangents.get("c"),
+                                                                                    c_tilde[1:T + 1],
+                                                                                    i[1:T + 1],
+                                                                                    cotangents.get("i"),
+                                                                                    cotangents.get("c_tilde"),
+                                                                                    c[0:T],
+                                                                                    f[1:T + 1],
+                                                                                    cotangents.get("f"),
+                                                                                    fio[1:T + 1],
+                                                                                    dz_f_3[1:T + 1],
+                                                                                    vecmat_dz_f_3[1:T + 1],
+                                                                                    vecmat_dz_f_3[1:T + 1, ..., 0:8],
+                                                                                    dh, do, dz_h,
+                                                                                    dz_h_2, ONE,
+                                                                                    sub_dz_h_2,
+                                                                                    dz_h_3, dc, di,
+                                                                                    dc_tilde, df,
+                                                                                    dz_f_4,
+                                                                                    sub_dz_f_4,
+                                                                                    sub_fio,
+                                                                                    dz_f_5, dfio,
+                                                                                    W_fioc):
         steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1], cot_c[::-1],
                     c_tilde[1:T + 1][::-1], i[1:T + 1][::-1], cot_i[::-1], cot_c_tilde[::-1],
                     c[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1], fio[1:T + 1][::-1],
@@ -363,6 +407,102 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
+def fused_672d1cc34b(p0, p1):
+    """sigmoid: one pass over the rows (compile/fuse.py)."""
+    rows, cols = jitops._size(p1)
+    if (not jitops.apart(p1, p0)):
+        return False
+    like = np.empty(cols, p1.dtype)
+    r0 = np.empty_like(like)
+    x0 = np.empty_like(like)
+    e = np.empty_like(like)
+    bits = jitops.scratch(like)
+    for i in range(rows):
+        jitops.load(p0, i, r0)
+        jitops.vsigmoid(r0, x0, e, bits)
+        jitops.store(p1, i, x0)
+    return True
+
+
+def fused_8c314efd83(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9):
+    """tanh, multiply, multiply, add, tanh, multiply: one pass over the rows (compile/fuse.py)."""
+    rows, cols = jitops._size(p1)
+    if (jitops._size(p4) != (rows, cols)
+            or jitops._size(p6) != (rows, cols)
+            or jitops._size(p7) != (rows, cols)
+            or jitops._size(p9) != (rows, cols)
+            or not jitops.apart(p1, p0)
+            or not jitops.apart(p1, p2)
+            or not jitops.apart(p1, p3)
+            or not jitops.apart(p4, p1)
+            or not jitops.apart(p1, p5)
+            or not jitops.apart(p1, p6)
+            or not jitops.apart(p1, p7)
+            or not jitops.apart(p1, p8)
+            or not jitops.apart(p1, p9)
+            or not jitops.apart(p4, p0)
+            or not jitops.apart(p4, p2)
+            or not jitops.apart(p4, p3)
+            or not jitops.apart(p4, p5)
+            or not jitops.apart(p4, p6)
+            or not jitops.apart(p4, p7)
+            or not jitops.apart(p4, p8)
+            or not jitops.apart(p4, p9)
+            or not jitops.apart(p0, p6)
+            or not jitops.apart(p2, p6)
+            or not jitops.apart(p3, p6)
+            or not jitops.apart(p5, p6)
+            or not jitops.apart(p7, p6)
+            or not jitops.apart(p8, p6)
+            or not jitops.apart(p9, p6)
+            or not jitops.apart(p0, p7)
+            or not jitops.apart(p2, p7)
+            or not jitops.apart(p3, p7)
+            or not jitops.apart(p5, p7)
+            or not jitops.apart(p8, p7)
+            or not jitops.apart(p9, p7)
+            or not jitops.apart(p9, p0)
+            or not jitops.apart(p2, p9)
+            or not jitops.apart(p3, p9)
+            or not jitops.apart(p9, p5)
+            or not jitops.apart(p9, p8)):
+        return False
+    like = np.empty(cols, p1.dtype)
+    r0 = np.empty_like(like)
+    r2 = np.empty_like(like)
+    r3 = np.empty_like(like)
+    r5 = np.empty_like(like)
+    r8 = np.empty_like(like)
+    x0 = np.empty_like(like)
+    x1 = np.empty_like(like)
+    x2 = np.empty_like(like)
+    x3 = np.empty_like(like)
+    x4 = np.empty_like(like)
+    x5 = np.empty_like(like)
+    e = np.empty_like(like)
+    bits = jitops.scratch(like)
+    for i in range(rows):
+        jitops.load(p0, i, r0)
+        jitops.load(p2, i, r2)
+        jitops.load(p3, i, r3)
+        jitops.load(p5, i, r5)
+        jitops.load(p8, i, r8)
+        jitops.vtanh(r0, x0, e, bits)
+        for j in range(cols):
+            x1[j] = r2[j] * r3[j]
+            x2[j] = r5[j] * x0[j]
+            x3[j] = x1[j] + x2[j]
+        jitops.vtanh(x3, x4, e, bits)
+        for j in range(cols):
+            x5[j] = r8[j] * x4[j]
+        jitops.store(p1, i, x0)
+        jitops.store(p4, i, x3)
+        jitops.store(p6, i, x2)
+        jitops.store(p7, i, x4)
+        jitops.store(p9, i, x5)
+    return True
+
+
 def loop_f_i_o_c_tilde_c_h(T, z_f_2_t_all, h_tm1_all, x_t_all, fio_t_all, c_tilde_t_all, f_t_all,
                            c_tm1_all, i_t_all, c_t_all, tanh_c_t_all, h_t_all, o_t_all, W_fioc_T,
                            W_fioc_z_f_2, z_f, z_f_3, slice_z_f_3, slice_z_f_3_2, z_c):
@@ -400,6 +540,68 @@ def loop_f_i_o_c_tilde_c_h(T, z_f_2_t_all, h_tm1_all, x_t_all, fio_t_all, c_tild
         # h(t) = o(t) * tanh(c(t))
         jitops.tanh(c_t, tanh_c_t)
         jitops.multiply(o_t, tanh_c_t, h_t)
+    return True
+
+
+def steps_loop_f_i_o_c_tilde_c_h(T, z_f_2_t_all, h_tm1_all, x_t_all, fio_t_all, c_tilde_t_all,
+                                 f_t_all, c_tm1_all, i_t_all, c_t_all, tanh_c_t_all, h_t_all,
+                                 o_t_all, W_fioc_T, W_fioc_z_f_2, z_f, z_f_3, slice_z_f_3,
+                                 slice_z_f_3_2, z_c):
+    """f(t), i(t), o(t), c_tilde(t), c(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = 0
+    z_f_2_t = z_f_2_t_all[step]
+    h_tm1 = h_tm1_all[step]
+    x_t = x_t_all[step]
+    fio_t = fio_t_all[step]
+    c_tilde_t = c_tilde_t_all[step]
+    f_t = f_t_all[step]
+    c_tm1 = c_tm1_all[step]
+    i_t = i_t_all[step]
+    c_t = c_t_all[step]
+    tanh_c_t = tanh_c_t_all[step]
+    h_t = h_t_all[step]
+    o_t = o_t_all[step]
+    try:
+        jitops.ready(fused_672d1cc34b, slice_z_f_3, fio_t)
+        jitops.ready(fused_8c314efd83, slice_z_f_3_2, c_tilde_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t)
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('f(t), i(t), o(t), c_tilde(t), c(t), h(t)', error)
+        return False
+    for step in range(T):
+        z_f_2_t = z_f_2_t_all[step]
+        h_tm1 = h_tm1_all[step]
+        x_t = x_t_all[step]
+        fio_t = fio_t_all[step]
+        c_tilde_t = c_tilde_t_all[step]
+        f_t = f_t_all[step]
+        c_tm1 = c_tm1_all[step]
+        i_t = i_t_all[step]
+        c_t = c_t_all[step]
+        tanh_c_t = tanh_c_t_all[step]
+        h_t = h_t_all[step]
+        o_t = o_t_all[step]
+        # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
+        z_f_2_t[...] = np.concatenate((h_tm1, x_t), -1)
+        # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
+        # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
+        # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
+        # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
+        jitops.dot(z_f_2_t, W_fioc_T, W_fioc_z_f_2)
+        np.add(z_f, W_fioc_z_f_2, out=z_f_3)
+        if not fused_672d1cc34b(slice_z_f_3, fio_t):
+            np.divide(1.0, np.add(1.0, np.exp(np.negative(slice_z_f_3))), out=fio_t)
+        if not fused_8c314efd83(slice_z_f_3_2, c_tilde_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t):
+            np.tanh(slice_z_f_3_2, out=c_tilde_t)
+            np.multiply(f_t, c_tm1, out=c_t)
+            np.multiply(i_t, c_tilde_t, out=z_c)
+            np.add(c_t, z_c, out=c_t)
+            np.tanh(c_t, out=tanh_c_t)
+            np.multiply(o_t, tanh_c_t, out=h_t)
+        # c(t) = f(t) * c(t-1) + i(t) * c_tilde(t)
+        # h(t) = o(t) * tanh(c(t))
     return True
 
 
@@ -456,6 +658,80 @@ def back_f_i_o_c_tilde_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, c
         jitops.dot(dz_f_5_t, W_fioc, vecmat_dz_f_5_t)
         # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
         jitops.copy(vecmat_dz_f_5_0_8_t, dh)
+    return True
+
+
+def steps_back_f_i_o_c_tilde_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, cot_c,
+                                 c_tilde_t_all, i_t_all, cot_i, cot_c_tilde, c_tm1_all, f_t_all,
+                                 cot_f, dz_f_3_t_all, dz_f_4_t_all, dz_f_5_t_all,
+                                 vecmat_dz_f_5_t_all, vecmat_dz_f_5_0_8_t_all, dh, do, dz_h_2,
+                                 dz_h_3, dc, di, dc_tilde, df, dfio, W_fioc):
+    """f(t), i(t), o(t), c_tilde(t), c(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = T - 1
+    tanh_c_t = tanh_c_t_all[step]
+    o_t = o_t_all[step]
+    dz_h_t = dz_h_t_all[step]
+    c_tilde_t = c_tilde_t_all[step]
+    i_t = i_t_all[step]
+    c_tm1 = c_tm1_all[step]
+    f_t = f_t_all[step]
+    dz_f_3_t = dz_f_3_t_all[step]
+    dz_f_4_t = dz_f_4_t_all[step]
+    dz_f_5_t = dz_f_5_t_all[step]
+    vecmat_dz_f_5_t = vecmat_dz_f_5_t_all[step]
+    vecmat_dz_f_5_0_8_t = vecmat_dz_f_5_0_8_t_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('f(t), i(t), o(t), c_tilde(t), c(t), h(t)', error)
+        return False
+    for step in range(T - 1, -1, -1):
+        tanh_c_t = tanh_c_t_all[step]
+        o_t = o_t_all[step]
+        dz_h_t = dz_h_t_all[step]
+        c_tilde_t = c_tilde_t_all[step]
+        i_t = i_t_all[step]
+        c_tm1 = c_tm1_all[step]
+        f_t = f_t_all[step]
+        dz_f_3_t = dz_f_3_t_all[step]
+        dz_f_4_t = dz_f_4_t_all[step]
+        dz_f_5_t = dz_f_5_t_all[step]
+        vecmat_dz_f_5_t = vecmat_dz_f_5_t_all[step]
+        vecmat_dz_f_5_0_8_t = vecmat_dz_f_5_0_8_t_all[step]
+        # h(t) = o(t) * tanh(c(t))
+        if cot_h is not None:
+            np.add(dh, cot_h[step], out=dh)
+        np.multiply(dh, tanh_c_t, out=do)
+        np.multiply(o_t, dh, out=dz_h_2)
+        np.multiply(dz_h_2, dz_h_t, out=dz_h_3)
+        np.add(dc, dz_h_3, out=dc)
+        # c(t) = f(t) * c(t-1) + i(t) * c_tilde(t)
+        if cot_c is not None:
+            np.add(dc, cot_c[step], out=dc)
+        np.multiply(dc, c_tilde_t, out=di)
+        np.multiply(i_t, dc, out=dc_tilde)
+        np.multiply(dc, c_tm1, out=df)
+        np.multiply(f_t, dc, out=dc)
+        # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
+        # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
+        # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
+        # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
+        if cot_c_tilde is not None:
+            np.add(dc_tilde, cot_c_tilde[step], out=dc_tilde)
+        np.multiply(dc_tilde, dz_f_3_t, out=dz_f_5_t[..., 24:32])
+        if cot_f is not None:
+            np.add(df, cot_f[step], out=df)
+        if cot_i is not None:
+            np.add(di, cot_i[step], out=di)
+        if cot_o is not None:
+            np.add(do, cot_o[step], out=do)
+        np.multiply(dfio, dz_f_4_t, out=dz_f_5_t[..., 0:24])
+        jitops.dot(dz_f_5_t, W_fioc, vecmat_dz_f_5_t)
+        # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
+        np.copyto(dh, vecmat_dz_f_5_0_8_t)
     return True
 
 
@@ -519,4 +795,84 @@ def back_f_i_o_c_tilde_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, c_ti
     return True
 
 
+def steps_back_f_i_o_c_tilde_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, c_tilde_t_all,
+                                   i_t_all, cot_i, cot_c_tilde, c_tm1_all, f_t_all, cot_f,
+                                   fio_t_all, dz_f_3_t_all, vecmat_dz_f_3_t_all,
+                                   vecmat_dz_f_3_0_8_t_all, dh, do, dz_h, dz_h_2, ONE, sub_dz_h_2,
+                                   dz_h_3, dc, di, dc_tilde, df, dz_f_4, sub_dz_f_4, sub_fio,
+                                   dz_f_5, dfio, W_fioc):
+    """f(t), i(t), o(t), c_tilde(t), c(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = T - 1
+    tanh_c_t = tanh_c_t_all[step]
+    o_t = o_t_all[step]
+    c_tilde_t = c_tilde_t_all[step]
+    i_t = i_t_all[step]
+    c_tm1 = c_tm1_all[step]
+    f_t = f_t_all[step]
+    fio_t = fio_t_all[step]
+    dz_f_3_t = dz_f_3_t_all[step]
+    vecmat_dz_f_3_t = vecmat_dz_f_3_t_all[step]
+    vecmat_dz_f_3_0_8_t = vecmat_dz_f_3_0_8_t_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('f(t), i(t), o(t), c_tilde(t), c(t), h(t)', error)
+        return False
+    for step in range(T - 1, -1, -1):
+        tanh_c_t = tanh_c_t_all[step]
+        o_t = o_t_all[step]
+        c_tilde_t = c_tilde_t_all[step]
+        i_t = i_t_all[step]
+        c_tm1 = c_tm1_all[step]
+        f_t = f_t_all[step]
+        fio_t = fio_t_all[step]
+        dz_f_3_t = dz_f_3_t_all[step]
+        vecmat_dz_f_3_t = vecmat_dz_f_3_t_all[step]
+        vecmat_dz_f_3_0_8_t = vecmat_dz_f_3_0_8_t_all[step]
+        # h(t) = o(t) * tanh(c(t))
+        if cot_h is not None:
+            np.add(dh, cot_h[step], out=dh)
+        np.multiply(dh, tanh_c_t, out=do)
+        np.multiply(o_t, dh, out=dz_h)
+        np.multiply(tanh_c_t, tanh_c_t, out=dz_h_2)
+        np.subtract(ONE, dz_h_2, out=sub_dz_h_2)
+        np.multiply(dz_h, sub_dz_h_2, out=dz_h_3)
+        np.add(dc, dz_h_3, out=dc)
+        # c(t) = f(t) * c(t-1) + i(t) * c_tilde(t)
+        if cot_c is not None:
+            np.add(dc, cot_c[step], out=dc)
+        np.multiply(dc, c_tilde_t, out=di)
+        np.multiply(i_t, dc, out=dc_tilde)
+        np.multiply(dc, c_tm1, out=df)
+        np.multiply(f_t, dc, out=dc)
+        # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
+        # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
+        # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
+        # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
+        np.multiply(c_tilde_t, c_tilde_t, out=dz_f_4)
+        np.subtract(ONE, dz_f_4, out=sub_dz_f_4)
+        if cot_c_tilde is not None:
+            np.add(dc_tilde, cot_c_tilde[step], out=dc_tilde)
+        np.multiply(dc_tilde, sub_dz_f_4, out=dz_f_3_t[..., 24:32])
+        np.subtract(ONE, fio_t, out=sub_fio)
+        np.multiply(fio_t, sub_fio, out=dz_f_5)
+        if cot_f is not None:
+            np.add(df, cot_f[step], out=df)
+        if cot_i is not None:
+            np.add(di, cot_i[step], out=di)
+        if cot_o is not None:
+            np.add(do, cot_o[step], out=do)
+        np.multiply(dfio, dz_f_5, out=dz_f_3_t[..., 0:24])
+        jitops.dot(dz_f_3_t, W_fioc, vecmat_dz_f_3_t)
+        # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
+        np.copyto(dh, vecmat_dz_f_3_0_8_t)
+    return True
+
+
 LOOPS = ("loop_f_i_o_c_tilde_c_h", "back_f_i_o_c_tilde_c_h", "back_f_i_o_c_tilde_c_h_2")
+KERNELS = ("fused_672d1cc34b", "fused_8c314efd83")
+STEPS = ("steps_loop_f_i_o_c_tilde_c_h", "steps_back_f_i_o_c_tilde_c_h",
+         "steps_back_f_i_o_c_tilde_c_h_2")

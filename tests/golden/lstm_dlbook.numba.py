@@ -80,10 +80,14 @@ def forward(params, inputs, initial, T, B, prepared=None):
     slice_z_f_3_h_2 = z_f_3_h[..., 24:32]
     z_s_2 = np.empty((B, 8), DTYPE)
     with np.errstate(over="ignore"):
-        if B != 1 or not loop_f_g_q_s_h(T, h[0:T], fgq[1:T + 1], f[1:T + 1], s[0:T], z_s[1:T + 1],
-                                        g[1:T + 1], s[1:T + 1], tanh_s[1:T + 1], h[1:T + 1],
-                                        q[1:T + 1], z_f_3_T, z_f_3_h, slice_z_f_3_h,
-                                        slice_z_f_3_h_2, z_s_2):
+        if not (loop_f_g_q_s_h if B == 1 else steps_loop_f_g_q_s_h)(T, h[0:T], fgq[1:T + 1],
+                                                                    f[1:T + 1], s[0:T],
+                                                                    z_s[1:T + 1], g[1:T + 1],
+                                                                    s[1:T + 1], tanh_s[1:T + 1],
+                                                                    h[1:T + 1], q[1:T + 1],
+                                                                    z_f_3_T, z_f_3_h,
+                                                                    slice_z_f_3_h, slice_z_f_3_h_2,
+                                                                    z_s_2):
             steps = zip(h[0:T], fgq[1:T + 1], f[1:T + 1], s[0:T], z_s[1:T + 1], g[1:T + 1],
                         s[1:T + 1], tanh_s[1:T + 1], h[1:T + 1], q[1:T + 1])
             for (h_tm1, fgq_t, f_t, s_tm1, z_s_t, g_t, s_t, tanh_s_t, h_t, q_t) in steps:
@@ -167,12 +171,18 @@ def backward(params, tape, cotangents, T, B):
     cot_f = cotangents.get("f", [None] * T)
     dz_h_2 = np.empty((B, 8), DTYPE)
     dz_h_3 = np.empty((B, 8), DTYPE)
-    if B != 1 or not back_f_g_q_s_h(T, cotangents.get("h"), q[1:T + 1], tanh_s[1:T + 1],
-                                    cotangents.get("q"), dz_h[1:T + 1], cotangents.get("s"),
-                                    z_s[1:T + 1], g[1:T + 1], cotangents.get("g"), dz_s_3[1:T + 1],
-                                    dz_s_2[1:T + 1], s[0:T], f[1:T + 1], cotangents.get("f"),
-                                    dz_f_6[1:T + 1], dz_f_5[1:T + 1], cat_dz_f_6[1:T + 1], dh,
-                                    dz_h_2, dq, dz_h_3, ds, dg, df, dfgq, z_f_3):
+    if not (back_f_g_q_s_h if B == 1 else steps_back_f_g_q_s_h)(T, cotangents.get("h"), q[1:T + 1],
+                                                                tanh_s[1:T + 1],
+                                                                cotangents.get("q"), dz_h[1:T + 1],
+                                                                cotangents.get("s"), z_s[1:T + 1],
+                                                                g[1:T + 1], cotangents.get("g"),
+                                                                dz_s_3[1:T + 1], dz_s_2[1:T + 1],
+                                                                s[0:T], f[1:T + 1],
+                                                                cotangents.get("f"),
+                                                                dz_f_6[1:T + 1], dz_f_5[1:T + 1],
+                                                                cat_dz_f_6[1:T + 1], dh, dz_h_2,
+                                                                dq, dz_h_3, ds, dg, df, dfgq,
+                                                                z_f_3):
         steps = zip(cot_h[::-1], q[1:T + 1][::-1], tanh_s[1:T + 1][::-1], cot_q[::-1],
                     dz_h[1:T + 1][::-1], cot_s[::-1], z_s[1:T + 1][::-1], g[1:T + 1][::-1],
                     cot_g[::-1], dz_s_3[1:T + 1][::-1], dz_s_2[1:T + 1][::-1], s[0:T][::-1],
@@ -284,13 +294,21 @@ def backward_large(params, tape, cotangents, T, B):
     sub_z_s = np.empty((B, 8), DTYPE)
     dz_s_3 = np.empty((B, 8), DTYPE)
     sub_fgq = np.empty((B, 24), DTYPE)
-    if B != 1 or not back_f_g_q_s_h_2(T, cotangents.get("h"), q[1:T + 1], tanh_s[1:T + 1],
-                                      cotangents.get("q"), cotangents.get("s"), z_s[1:T + 1],
-                                      g[1:T + 1], cotangents.get("g"), dz_s_2[1:T + 1], s[0:T],
-                                      f[1:T + 1], cotangents.get("f"), fgq[1:T + 1],
-                                      dz_f_5[1:T + 1], cat_dz_f_5[1:T + 1], dh, dz_h, dq, dz_h_2,
-                                      ONE, sub_dz_h_2, dz_h_3, ds, dg, sub_z_s, dz_s_3, df,
-                                      sub_fgq, dfgq, z_f_3):
+    if not (back_f_g_q_s_h_2 if B == 1 else steps_back_f_g_q_s_h_2)(T, cotangents.get("h"),
+                                                                    q[1:T + 1], tanh_s[1:T + 1],
+                                                                    cotangents.get("q"),
+                                                                    cotangents.get("s"),
+                                                                    z_s[1:T + 1], g[1:T + 1],
+                                                                    cotangents.get("g"),
+                                                                    dz_s_2[1:T + 1], s[0:T],
+                                                                    f[1:T + 1],
+                                                                    cotangents.get("f"),
+                                                                    fgq[1:T + 1], dz_f_5[1:T + 1],
+                                                                    cat_dz_f_5[1:T + 1], dh, dz_h,
+                                                                    dq, dz_h_2, ONE, sub_dz_h_2,
+                                                                    dz_h_3, ds, dg, sub_z_s,
+                                                                    dz_s_3, df, sub_fgq, dfgq,
+                                                                    z_f_3):
         steps = zip(cot_h[::-1], q[1:T + 1][::-1], tanh_s[1:T + 1][::-1], cot_q[::-1], cot_s[::-1],
                     z_s[1:T + 1][::-1], g[1:T + 1][::-1], cot_g[::-1], dz_s_2[1:T + 1][::-1],
                     s[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1], fgq[1:T + 1][::-1],
@@ -371,6 +389,112 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
+def fused_f311534480(p0, p1):
+    """add, sigmoid: one pass over the rows (compile/fuse.py)."""
+    rows, cols = jitops._size(p0)
+    if (not jitops.apart(p0, p1)):
+        return False
+    like = np.empty(cols, p0.dtype)
+    r0 = np.empty_like(like)
+    r1 = np.empty_like(like)
+    x0 = np.empty_like(like)
+    x1 = np.empty_like(like)
+    e = np.empty_like(like)
+    bits = jitops.scratch(like)
+    for i in range(rows):
+        jitops.load(p0, i, r0)
+        jitops.load(p1, i, r1)
+        for j in range(cols):
+            x0[j] = r0[j] + r1[j]
+        jitops.vsigmoid(x0, x1, e, bits)
+        jitops.store(p0, i, x1)
+    return True
+
+
+def fused_1000e1d656(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9):
+    """multiply, add, sigmoid, multiply, add, tanh, multiply: one pass over the rows (compile/fuse.py)."""
+    rows, cols = jitops._size(p2)
+    if (jitops._size(p3) != (rows, cols)
+            or jitops._size(p6) != (rows, cols)
+            or jitops._size(p7) != (rows, cols)
+            or jitops._size(p9) != (rows, cols)
+            or not jitops.apart(p0, p2)
+            or not jitops.apart(p2, p1)
+            or not jitops.apart(p2, p3)
+            or not jitops.apart(p2, p4)
+            or not jitops.apart(p5, p2)
+            or not jitops.apart(p2, p6)
+            or not jitops.apart(p2, p7)
+            or not jitops.apart(p8, p2)
+            or not jitops.apart(p9, p2)
+            or not jitops.apart(p0, p3)
+            or not jitops.apart(p1, p3)
+            or not jitops.apart(p4, p3)
+            or not jitops.apart(p5, p3)
+            or not jitops.apart(p6, p3)
+            or not jitops.apart(p7, p3)
+            or not jitops.apart(p8, p3)
+            or not jitops.apart(p9, p3)
+            or not jitops.apart(p0, p6)
+            or not jitops.apart(p1, p6)
+            or not jitops.apart(p4, p6)
+            or not jitops.apart(p5, p6)
+            or not jitops.apart(p7, p6)
+            or not jitops.apart(p8, p6)
+            or not jitops.apart(p9, p6)
+            or not jitops.apart(p0, p7)
+            or not jitops.apart(p1, p7)
+            or not jitops.apart(p4, p7)
+            or not jitops.apart(p5, p7)
+            or not jitops.apart(p8, p7)
+            or not jitops.apart(p9, p7)
+            or not jitops.apart(p0, p9)
+            or not jitops.apart(p9, p1)
+            or not jitops.apart(p9, p4)
+            or not jitops.apart(p5, p9)
+            or not jitops.apart(p9, p8)):
+        return False
+    like = np.empty(cols, p2.dtype)
+    r0 = np.empty_like(like)
+    r1 = np.empty_like(like)
+    r3 = np.empty_like(like)
+    r4 = np.empty_like(like)
+    r5 = np.empty_like(like)
+    r8 = np.empty_like(like)
+    x0 = np.empty_like(like)
+    x1 = np.empty_like(like)
+    x2 = np.empty_like(like)
+    x3 = np.empty_like(like)
+    x4 = np.empty_like(like)
+    x5 = np.empty_like(like)
+    x6 = np.empty_like(like)
+    e = np.empty_like(like)
+    bits = jitops.scratch(like)
+    for i in range(rows):
+        jitops.load(p0, i, r0)
+        jitops.load(p1, i, r1)
+        jitops.load(p3, i, r3)
+        jitops.load(p4, i, r4)
+        jitops.load(p5, i, r5)
+        jitops.load(p8, i, r8)
+        for j in range(cols):
+            x0[j] = r0[j] * r1[j]
+            x1[j] = r3[j] + r4[j]
+        jitops.vsigmoid(x1, x2, e, bits)
+        for j in range(cols):
+            x3[j] = r5[j] * x2[j]
+            x4[j] = x0[j] + x3[j]
+        jitops.vtanh(x4, x5, e, bits)
+        for j in range(cols):
+            x6[j] = x5[j] * r8[j]
+        jitops.store(p2, i, x4)
+        jitops.store(p3, i, x2)
+        jitops.store(p6, i, x3)
+        jitops.store(p7, i, x5)
+        jitops.store(p9, i, x6)
+    return True
+
+
 def loop_f_g_q_s_h(T, h_tm1_all, fgq_t_all, f_t_all, s_tm1_all, z_s_t_all, g_t_all, s_t_all,
                    tanh_s_t_all, h_t_all, q_t_all, z_f_3_T, z_f_3_h, slice_z_f_3_h,
                    slice_z_f_3_h_2, z_s_2):
@@ -408,6 +532,65 @@ def loop_f_g_q_s_h(T, h_tm1_all, fgq_t_all, f_t_all, s_tm1_all, z_s_t_all, g_t_a
         # h(t) = tanh(s(t)) * q(t)
         jitops.tanh(s_t, tanh_s_t)
         jitops.multiply(tanh_s_t, q_t, h_t)
+    return True
+
+
+def steps_loop_f_g_q_s_h(T, h_tm1_all, fgq_t_all, f_t_all, s_tm1_all, z_s_t_all, g_t_all, s_t_all,
+                         tanh_s_t_all, h_t_all, q_t_all, z_f_3_T, z_f_3_h, slice_z_f_3_h,
+                         slice_z_f_3_h_2, z_s_2):
+    """f(t), g(t), q(t), s(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = 0
+    h_tm1 = h_tm1_all[step]
+    fgq_t = fgq_t_all[step]
+    f_t = f_t_all[step]
+    s_tm1 = s_tm1_all[step]
+    z_s_t = z_s_t_all[step]
+    g_t = g_t_all[step]
+    s_t = s_t_all[step]
+    tanh_s_t = tanh_s_t_all[step]
+    h_t = h_t_all[step]
+    q_t = q_t_all[step]
+    try:
+        jitops.ready(fused_f311534480, fgq_t, slice_z_f_3_h)
+        jitops.ready(fused_1000e1d656, f_t, s_tm1, s_t, z_s_t, slice_z_f_3_h_2, g_t, z_s_2, tanh_s_t, q_t, h_t)
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('f(t), g(t), q(t), s(t), h(t)', error)
+        return False
+    for step in range(T):
+        h_tm1 = h_tm1_all[step]
+        fgq_t = fgq_t_all[step]
+        f_t = f_t_all[step]
+        s_tm1 = s_tm1_all[step]
+        z_s_t = z_s_t_all[step]
+        g_t = g_t_all[step]
+        s_t = s_t_all[step]
+        tanh_s_t = tanh_s_t_all[step]
+        h_t = h_t_all[step]
+        q_t = q_t_all[step]
+        # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
+        # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
+        # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
+        jitops.dot(h_tm1, z_f_3_T, z_f_3_h)
+        # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
+        # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
+        # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
+        # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
+        if not fused_f311534480(fgq_t, slice_z_f_3_h):
+            np.add(fgq_t, slice_z_f_3_h, out=fgq_t)
+            np.divide(1.0, np.add(1.0, np.exp(np.negative(fgq_t))), out=fgq_t)
+        # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
+        if not fused_1000e1d656(f_t, s_tm1, s_t, z_s_t, slice_z_f_3_h_2, g_t, z_s_2, tanh_s_t, q_t, h_t):
+            np.multiply(f_t, s_tm1, out=s_t)
+            np.add(z_s_t, slice_z_f_3_h_2, out=z_s_t)
+            np.divide(1.0, np.add(1.0, np.exp(np.negative(z_s_t))), out=z_s_t)
+            np.multiply(g_t, z_s_t, out=z_s_2)
+            np.add(s_t, z_s_2, out=s_t)
+            np.tanh(s_t, out=tanh_s_t)
+            np.multiply(tanh_s_t, q_t, out=h_t)
+        # h(t) = tanh(s(t)) * q(t)
     return True
 
 
@@ -457,6 +640,74 @@ def back_f_g_q_s_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot_s, z_
         if cot_q is not None:
             jitops.add(dq, cot_q[step], dq)
         jitops.multiply(dfgq, dz_f_5_t, dz_f_6_t)
+        jitops.dot(cat_dz_f_6_t, z_f_3, dh)
+    return True
+
+
+def steps_back_f_g_q_s_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot_s, z_s_t_all,
+                         g_t_all, cot_g, dz_s_3_t_all, dz_s_2_t_all, s_tm1_all, f_t_all, cot_f,
+                         dz_f_6_t_all, dz_f_5_t_all, cat_dz_f_6_t_all, dh, dz_h_2, dq, dz_h_3, ds,
+                         dg, df, dfgq, z_f_3):
+    """f(t), g(t), q(t), s(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = T - 1
+    q_t = q_t_all[step]
+    tanh_s_t = tanh_s_t_all[step]
+    dz_h_t = dz_h_t_all[step]
+    z_s_t = z_s_t_all[step]
+    g_t = g_t_all[step]
+    dz_s_3_t = dz_s_3_t_all[step]
+    dz_s_2_t = dz_s_2_t_all[step]
+    s_tm1 = s_tm1_all[step]
+    f_t = f_t_all[step]
+    dz_f_6_t = dz_f_6_t_all[step]
+    dz_f_5_t = dz_f_5_t_all[step]
+    cat_dz_f_6_t = cat_dz_f_6_t_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('f(t), g(t), q(t), s(t), h(t)', error)
+        return False
+    for step in range(T - 1, -1, -1):
+        q_t = q_t_all[step]
+        tanh_s_t = tanh_s_t_all[step]
+        dz_h_t = dz_h_t_all[step]
+        z_s_t = z_s_t_all[step]
+        g_t = g_t_all[step]
+        dz_s_3_t = dz_s_3_t_all[step]
+        dz_s_2_t = dz_s_2_t_all[step]
+        s_tm1 = s_tm1_all[step]
+        f_t = f_t_all[step]
+        dz_f_6_t = dz_f_6_t_all[step]
+        dz_f_5_t = dz_f_5_t_all[step]
+        cat_dz_f_6_t = cat_dz_f_6_t_all[step]
+        # h(t) = tanh(s(t)) * q(t)
+        if cot_h is not None:
+            np.add(dh, cot_h[step], out=dh)
+        np.multiply(dh, q_t, out=dz_h_2)
+        np.multiply(tanh_s_t, dh, out=dq)
+        np.multiply(dz_h_2, dz_h_t, out=dz_h_3)
+        np.add(ds, dz_h_3, out=ds)
+        # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
+        if cot_s is not None:
+            np.add(ds, cot_s[step], out=ds)
+        np.multiply(ds, z_s_t, out=dg)
+        np.multiply(g_t, ds, out=dz_s_3_t)
+        np.multiply(dz_s_3_t, dz_s_2_t, out=dz_s_3_t)
+        np.multiply(ds, s_tm1, out=df)
+        np.multiply(f_t, ds, out=ds)
+        # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
+        # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
+        # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
+        if cot_f is not None:
+            np.add(df, cot_f[step], out=df)
+        if cot_g is not None:
+            np.add(dg, cot_g[step], out=dg)
+        if cot_q is not None:
+            np.add(dq, cot_q[step], out=dq)
+        np.multiply(dfgq, dz_f_5_t, out=dz_f_6_t)
         jitops.dot(cat_dz_f_6_t, z_f_3, dh)
     return True
 
@@ -515,4 +766,76 @@ def back_f_g_q_s_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, z_s_t_all, g
     return True
 
 
+def steps_back_f_g_q_s_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, z_s_t_all, g_t_all,
+                           cot_g, dz_s_2_t_all, s_tm1_all, f_t_all, cot_f, fgq_t_all, dz_f_5_t_all,
+                           cat_dz_f_5_t_all, dh, dz_h, dq, dz_h_2, ONE, sub_dz_h_2, dz_h_3, ds, dg,
+                           sub_z_s, dz_s_3, df, sub_fgq, dfgq, z_f_3):
+    """f(t), g(t), q(t), s(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = T - 1
+    q_t = q_t_all[step]
+    tanh_s_t = tanh_s_t_all[step]
+    z_s_t = z_s_t_all[step]
+    g_t = g_t_all[step]
+    dz_s_2_t = dz_s_2_t_all[step]
+    s_tm1 = s_tm1_all[step]
+    f_t = f_t_all[step]
+    fgq_t = fgq_t_all[step]
+    dz_f_5_t = dz_f_5_t_all[step]
+    cat_dz_f_5_t = cat_dz_f_5_t_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('f(t), g(t), q(t), s(t), h(t)', error)
+        return False
+    for step in range(T - 1, -1, -1):
+        q_t = q_t_all[step]
+        tanh_s_t = tanh_s_t_all[step]
+        z_s_t = z_s_t_all[step]
+        g_t = g_t_all[step]
+        dz_s_2_t = dz_s_2_t_all[step]
+        s_tm1 = s_tm1_all[step]
+        f_t = f_t_all[step]
+        fgq_t = fgq_t_all[step]
+        dz_f_5_t = dz_f_5_t_all[step]
+        cat_dz_f_5_t = cat_dz_f_5_t_all[step]
+        # h(t) = tanh(s(t)) * q(t)
+        if cot_h is not None:
+            np.add(dh, cot_h[step], out=dh)
+        np.multiply(dh, q_t, out=dz_h)
+        np.multiply(tanh_s_t, dh, out=dq)
+        np.multiply(tanh_s_t, tanh_s_t, out=dz_h_2)
+        np.subtract(ONE, dz_h_2, out=sub_dz_h_2)
+        np.multiply(dz_h, sub_dz_h_2, out=dz_h_3)
+        np.add(ds, dz_h_3, out=ds)
+        # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
+        if cot_s is not None:
+            np.add(ds, cot_s[step], out=ds)
+        np.multiply(ds, z_s_t, out=dg)
+        np.multiply(g_t, ds, out=dz_s_2_t)
+        np.subtract(ONE, z_s_t, out=sub_z_s)
+        np.multiply(z_s_t, sub_z_s, out=dz_s_3)
+        np.multiply(dz_s_2_t, dz_s_3, out=dz_s_2_t)
+        np.multiply(ds, s_tm1, out=df)
+        np.multiply(f_t, ds, out=ds)
+        # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
+        # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
+        # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
+        np.subtract(ONE, fgq_t, out=sub_fgq)
+        np.multiply(fgq_t, sub_fgq, out=dz_f_5_t)
+        if cot_f is not None:
+            np.add(df, cot_f[step], out=df)
+        if cot_g is not None:
+            np.add(dg, cot_g[step], out=dg)
+        if cot_q is not None:
+            np.add(dq, cot_q[step], out=dq)
+        np.multiply(dfgq, dz_f_5_t, out=dz_f_5_t)
+        jitops.dot(cat_dz_f_5_t, z_f_3, dh)
+    return True
+
+
 LOOPS = ("loop_f_g_q_s_h", "back_f_g_q_s_h", "back_f_g_q_s_h_2")
+KERNELS = ("fused_f311534480", "fused_1000e1d656")
+STEPS = ("steps_loop_f_g_q_s_h", "steps_back_f_g_q_s_h", "steps_back_f_g_q_s_h_2")

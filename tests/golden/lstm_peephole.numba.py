@@ -90,12 +90,17 @@ def forward(params, inputs, initial, T, B, prepared=None):
     z_q = np.empty((B, 8), DTYPE)
     z_q_2 = np.empty((B, 8), DTYPE)
     with np.errstate(over="ignore"):
-        if B != 1 or not loop_f_g_s_q_h(T, h[0:T], s[0:T], r47[1:T + 1], f[1:T + 1], r49[1:T + 1],
-                                        g[1:T + 1], z_s[1:T + 1], s[1:T + 1], r52[1:T + 1],
-                                        q[1:T + 1], tanh_s[1:T + 1], h[1:T + 1], z_f_2_T, z_f_2_h,
-                                        p_f, z_f_4, slice_z_f_2_h, z_f_5, p_g, z_g,
-                                        slice_z_f_2_h_2, z_g_2, slice_z_f_2_h_3, z_s_2, p_o, z_q,
-                                        slice_z_f_2_h_4, z_q_2):
+        if not (loop_f_g_s_q_h if B == 1 else steps_loop_f_g_s_q_h)(T, h[0:T], s[0:T],
+                                                                    r47[1:T + 1], f[1:T + 1],
+                                                                    r49[1:T + 1], g[1:T + 1],
+                                                                    z_s[1:T + 1], s[1:T + 1],
+                                                                    r52[1:T + 1], q[1:T + 1],
+                                                                    tanh_s[1:T + 1], h[1:T + 1],
+                                                                    z_f_2_T, z_f_2_h, p_f, z_f_4,
+                                                                    slice_z_f_2_h, z_f_5, p_g, z_g,
+                                                                    slice_z_f_2_h_2, z_g_2,
+                                                                    slice_z_f_2_h_3, z_s_2, p_o,
+                                                                    z_q, slice_z_f_2_h_4, z_q_2):
             steps = zip(h[0:T], s[0:T], r47[1:T + 1], f[1:T + 1], r49[1:T + 1], g[1:T + 1],
                         z_s[1:T + 1], s[1:T + 1], r52[1:T + 1], q[1:T + 1], tanh_s[1:T + 1],
                         h[1:T + 1])
@@ -208,14 +213,22 @@ def backward(params, tape, cotangents, T, B):
     dz_q_3 = np.empty((B, 8), DTYPE)
     dz_g_3 = np.empty((B, 8), DTYPE)
     dz_f_6 = np.empty((B, 8), DTYPE)
-    if B != 1 or not back_f_g_s_q_h(T, cotangents.get("h"), q[1:T + 1], tanh_s[1:T + 1],
-                                    cotangents.get("q"), dz_h[1:T + 1], cotangents.get("s"),
-                                    dz_q_2[1:T + 1], dz_q[1:T + 1], z_s[1:T + 1], g[1:T + 1],
-                                    cotangents.get("g"), dz_s_3[1:T + 1], dz_s_2[1:T + 1], s[0:T],
-                                    f[1:T + 1], cotangents.get("f"), dz_g_2[1:T + 1],
-                                    dz_g[1:T + 1], dz_f_5[1:T + 1], dz_f_4[1:T + 1],
-                                    cat_dz_f_5[1:T + 1], dh, dz_h_2, dq, dz_h_3, ds, p_o, dz_q_3,
-                                    dg, df, p_g, dz_g_3, p_f, dz_f_6, z_f_2):
+    if not (back_f_g_s_q_h if B == 1 else steps_back_f_g_s_q_h)(T, cotangents.get("h"), q[1:T + 1],
+                                                                tanh_s[1:T + 1],
+                                                                cotangents.get("q"), dz_h[1:T + 1],
+                                                                cotangents.get("s"),
+                                                                dz_q_2[1:T + 1], dz_q[1:T + 1],
+                                                                z_s[1:T + 1], g[1:T + 1],
+                                                                cotangents.get("g"),
+                                                                dz_s_3[1:T + 1], dz_s_2[1:T + 1],
+                                                                s[0:T], f[1:T + 1],
+                                                                cotangents.get("f"),
+                                                                dz_g_2[1:T + 1], dz_g[1:T + 1],
+                                                                dz_f_5[1:T + 1], dz_f_4[1:T + 1],
+                                                                cat_dz_f_5[1:T + 1], dh, dz_h_2,
+                                                                dq, dz_h_3, ds, p_o, dz_q_3, dg,
+                                                                df, p_g, dz_g_3, p_f, dz_f_6,
+                                                                z_f_2):
         steps = zip(cot_h[::-1], q[1:T + 1][::-1], tanh_s[1:T + 1][::-1], cot_q[::-1],
                     dz_h[1:T + 1][::-1], cot_s[::-1], dz_q_2[1:T + 1][::-1], dz_q[1:T + 1][::-1],
                     z_s[1:T + 1][::-1], g[1:T + 1][::-1], cot_g[::-1], dz_s_3[1:T + 1][::-1],
@@ -355,14 +368,23 @@ def backward_large(params, tape, cotangents, T, B):
     dz_g_2 = np.empty((B, 8), DTYPE)
     sub_f = np.empty((B, 8), DTYPE)
     dz_f_5 = np.empty((B, 8), DTYPE)
-    if B != 1 or not back_f_g_s_q_h_2(T, cotangents.get("h"), q[1:T + 1], tanh_s[1:T + 1],
-                                      cotangents.get("q"), cotangents.get("s"), dz_q[1:T + 1],
-                                      z_s[1:T + 1], g[1:T + 1], cotangents.get("g"),
-                                      dz_s_2[1:T + 1], s[0:T], f[1:T + 1], cotangents.get("f"),
-                                      dz_g[1:T + 1], dz_f_4[1:T + 1], cat_dz_f_4[1:T + 1], dh,
-                                      dz_h, dq, dz_h_2, ONE, sub_dz_h_2, dz_h_3, ds, sub_q, p_o,
-                                      dz_q_2, dg, sub_z_s, dz_s_3, df, sub_g, p_g, dz_g_2, sub_f,
-                                      p_f, dz_f_5, z_f_2):
+    if not (back_f_g_s_q_h_2 if B == 1 else steps_back_f_g_s_q_h_2)(T, cotangents.get("h"),
+                                                                    q[1:T + 1], tanh_s[1:T + 1],
+                                                                    cotangents.get("q"),
+                                                                    cotangents.get("s"),
+                                                                    dz_q[1:T + 1], z_s[1:T + 1],
+                                                                    g[1:T + 1],
+                                                                    cotangents.get("g"),
+                                                                    dz_s_2[1:T + 1], s[0:T],
+                                                                    f[1:T + 1],
+                                                                    cotangents.get("f"),
+                                                                    dz_g[1:T + 1], dz_f_4[1:T + 1],
+                                                                    cat_dz_f_4[1:T + 1], dh, dz_h,
+                                                                    dq, dz_h_2, ONE, sub_dz_h_2,
+                                                                    dz_h_3, ds, sub_q, p_o, dz_q_2,
+                                                                    dg, sub_z_s, dz_s_3, df, sub_g,
+                                                                    p_g, dz_g_2, sub_f, p_f,
+                                                                    dz_f_5, z_f_2):
         steps = zip(cot_h[::-1], q[1:T + 1][::-1], tanh_s[1:T + 1][::-1], cot_q[::-1], cot_s[::-1],
                     dz_q[1:T + 1][::-1], z_s[1:T + 1][::-1], g[1:T + 1][::-1], cot_g[::-1],
                     dz_s_2[1:T + 1][::-1], s[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1],
@@ -466,6 +488,356 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
+def fused_257f5e0030(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24):
+    """multiply, add, add, sigmoid, multiply, add, add, sigmoid, multiply, add, sigmoid, multiply, add, multiply, add, add, sigmoid, tanh, multiply: one pass over the rows (compile/fuse.py)."""
+    rows, cols = jitops._size(p2)
+    if (jitops._size(p5) != (rows, cols)
+            or jitops._size(p6) != (rows, cols)
+            or jitops._size(p8) != (rows, cols)
+            or jitops._size(p11) != (rows, cols)
+            or jitops._size(p12) != (rows, cols)
+            or jitops._size(p13) != (rows, cols)
+            or jitops._size(p14) != (rows, cols)
+            or jitops._size(p16) != (rows, cols)
+            or jitops._size(p18) != (rows, cols)
+            or jitops._size(p21) != (rows, cols)
+            or jitops._size(p22) != (rows, cols)
+            or jitops._size(p23) != (rows, cols)
+            or jitops._size(p24) != (rows, cols)
+            or not jitops.apart(p0, p2)
+            or not jitops.apart(p1, p2)
+            or not jitops.apart(p3, p2)
+            or not jitops.apart(p4, p2)
+            or not jitops.apart(p2, p5)
+            or not jitops.apart(p6, p2)
+            or not jitops.apart(p7, p2)
+            or not jitops.apart(p2, p8)
+            or not jitops.apart(p9, p2)
+            or not jitops.apart(p10, p2)
+            or not jitops.apart(p2, p11)
+            or not jitops.apart(p12, p2)
+            or not jitops.apart(p13, p2)
+            or not jitops.apart(p2, p14)
+            or not jitops.apart(p15, p2)
+            or not jitops.apart(p2, p16)
+            or not jitops.apart(p17, p2)
+            or not jitops.apart(p2, p18)
+            or not jitops.apart(p19, p2)
+            or not jitops.apart(p20, p2)
+            or not jitops.apart(p2, p21)
+            or not jitops.apart(p22, p2)
+            or not jitops.apart(p23, p2)
+            or not jitops.apart(p24, p2)
+            or not jitops.apart(p0, p5)
+            or not jitops.apart(p1, p5)
+            or not jitops.apart(p3, p5)
+            or not jitops.apart(p4, p5)
+            or not jitops.apart(p6, p5)
+            or not jitops.apart(p7, p5)
+            or not jitops.apart(p5, p8)
+            or not jitops.apart(p9, p5)
+            or not jitops.apart(p10, p5)
+            or not jitops.apart(p5, p11)
+            or not jitops.apart(p12, p5)
+            or not jitops.apart(p13, p5)
+            or not jitops.apart(p5, p14)
+            or not jitops.apart(p15, p5)
+            or not jitops.apart(p5, p16)
+            or not jitops.apart(p17, p5)
+            or not jitops.apart(p5, p18)
+            or not jitops.apart(p19, p5)
+            or not jitops.apart(p20, p5)
+            or not jitops.apart(p5, p21)
+            or not jitops.apart(p22, p5)
+            or not jitops.apart(p23, p5)
+            or not jitops.apart(p24, p5)
+            or not jitops.apart(p6, p0)
+            or not jitops.apart(p6, p1)
+            or not jitops.apart(p6, p3)
+            or not jitops.apart(p6, p4)
+            or not jitops.apart(p6, p7)
+            or not jitops.apart(p6, p8)
+            or not jitops.apart(p6, p9)
+            or not jitops.apart(p6, p10)
+            or not jitops.apart(p6, p11)
+            or not jitops.apart(p6, p12)
+            or not jitops.apart(p6, p13)
+            or not jitops.apart(p6, p14)
+            or not jitops.apart(p6, p15)
+            or not jitops.apart(p6, p16)
+            or not jitops.apart(p6, p17)
+            or not jitops.apart(p6, p18)
+            or not jitops.apart(p6, p19)
+            or not jitops.apart(p6, p20)
+            or not jitops.apart(p6, p21)
+            or not jitops.apart(p6, p22)
+            or not jitops.apart(p6, p23)
+            or not jitops.apart(p6, p24)
+            or not jitops.apart(p0, p8)
+            or not jitops.apart(p1, p8)
+            or not jitops.apart(p3, p8)
+            or not jitops.apart(p4, p8)
+            or not jitops.apart(p7, p8)
+            or not jitops.apart(p9, p8)
+            or not jitops.apart(p10, p8)
+            or not jitops.apart(p8, p11)
+            or not jitops.apart(p12, p8)
+            or not jitops.apart(p13, p8)
+            or not jitops.apart(p8, p14)
+            or not jitops.apart(p15, p8)
+            or not jitops.apart(p8, p16)
+            or not jitops.apart(p17, p8)
+            or not jitops.apart(p8, p18)
+            or not jitops.apart(p19, p8)
+            or not jitops.apart(p20, p8)
+            or not jitops.apart(p8, p21)
+            or not jitops.apart(p22, p8)
+            or not jitops.apart(p23, p8)
+            or not jitops.apart(p24, p8)
+            or not jitops.apart(p0, p11)
+            or not jitops.apart(p1, p11)
+            or not jitops.apart(p3, p11)
+            or not jitops.apart(p4, p11)
+            or not jitops.apart(p7, p11)
+            or not jitops.apart(p9, p11)
+            or not jitops.apart(p10, p11)
+            or not jitops.apart(p12, p11)
+            or not jitops.apart(p13, p11)
+            or not jitops.apart(p11, p14)
+            or not jitops.apart(p15, p11)
+            or not jitops.apart(p11, p16)
+            or not jitops.apart(p17, p11)
+            or not jitops.apart(p11, p18)
+            or not jitops.apart(p19, p11)
+            or not jitops.apart(p20, p11)
+            or not jitops.apart(p11, p21)
+            or not jitops.apart(p22, p11)
+            or not jitops.apart(p23, p11)
+            or not jitops.apart(p24, p11)
+            or not jitops.apart(p12, p0)
+            or not jitops.apart(p12, p1)
+            or not jitops.apart(p12, p3)
+            or not jitops.apart(p12, p4)
+            or not jitops.apart(p12, p7)
+            or not jitops.apart(p12, p9)
+            or not jitops.apart(p12, p10)
+            or not jitops.apart(p12, p13)
+            or not jitops.apart(p12, p14)
+            or not jitops.apart(p12, p15)
+            or not jitops.apart(p12, p16)
+            or not jitops.apart(p12, p17)
+            or not jitops.apart(p12, p18)
+            or not jitops.apart(p12, p19)
+            or not jitops.apart(p12, p20)
+            or not jitops.apart(p12, p21)
+            or not jitops.apart(p12, p22)
+            or not jitops.apart(p12, p23)
+            or not jitops.apart(p12, p24)
+            or not jitops.apart(p0, p13)
+            or not jitops.apart(p13, p1)
+            or not jitops.apart(p3, p13)
+            or not jitops.apart(p13, p4)
+            or not jitops.apart(p7, p13)
+            or not jitops.apart(p9, p13)
+            or not jitops.apart(p13, p10)
+            or not jitops.apart(p13, p14)
+            or not jitops.apart(p13, p15)
+            or not jitops.apart(p13, p16)
+            or not jitops.apart(p17, p13)
+            or not jitops.apart(p13, p18)
+            or not jitops.apart(p19, p13)
+            or not jitops.apart(p13, p20)
+            or not jitops.apart(p13, p21)
+            or not jitops.apart(p22, p13)
+            or not jitops.apart(p13, p23)
+            or not jitops.apart(p24, p13)
+            or not jitops.apart(p0, p14)
+            or not jitops.apart(p1, p14)
+            or not jitops.apart(p3, p14)
+            or not jitops.apart(p4, p14)
+            or not jitops.apart(p7, p14)
+            or not jitops.apart(p9, p14)
+            or not jitops.apart(p10, p14)
+            or not jitops.apart(p15, p14)
+            or not jitops.apart(p16, p14)
+            or not jitops.apart(p17, p14)
+            or not jitops.apart(p18, p14)
+            or not jitops.apart(p19, p14)
+            or not jitops.apart(p20, p14)
+            or not jitops.apart(p21, p14)
+            or not jitops.apart(p22, p14)
+            or not jitops.apart(p23, p14)
+            or not jitops.apart(p24, p14)
+            or not jitops.apart(p0, p16)
+            or not jitops.apart(p1, p16)
+            or not jitops.apart(p3, p16)
+            or not jitops.apart(p4, p16)
+            or not jitops.apart(p7, p16)
+            or not jitops.apart(p9, p16)
+            or not jitops.apart(p10, p16)
+            or not jitops.apart(p15, p16)
+            or not jitops.apart(p17, p16)
+            or not jitops.apart(p18, p16)
+            or not jitops.apart(p19, p16)
+            or not jitops.apart(p20, p16)
+            or not jitops.apart(p21, p16)
+            or not jitops.apart(p22, p16)
+            or not jitops.apart(p23, p16)
+            or not jitops.apart(p24, p16)
+            or not jitops.apart(p0, p18)
+            or not jitops.apart(p1, p18)
+            or not jitops.apart(p3, p18)
+            or not jitops.apart(p4, p18)
+            or not jitops.apart(p7, p18)
+            or not jitops.apart(p9, p18)
+            or not jitops.apart(p10, p18)
+            or not jitops.apart(p15, p18)
+            or not jitops.apart(p17, p18)
+            or not jitops.apart(p19, p18)
+            or not jitops.apart(p20, p18)
+            or not jitops.apart(p18, p21)
+            or not jitops.apart(p22, p18)
+            or not jitops.apart(p23, p18)
+            or not jitops.apart(p24, p18)
+            or not jitops.apart(p0, p21)
+            or not jitops.apart(p1, p21)
+            or not jitops.apart(p3, p21)
+            or not jitops.apart(p4, p21)
+            or not jitops.apart(p7, p21)
+            or not jitops.apart(p9, p21)
+            or not jitops.apart(p10, p21)
+            or not jitops.apart(p15, p21)
+            or not jitops.apart(p17, p21)
+            or not jitops.apart(p19, p21)
+            or not jitops.apart(p20, p21)
+            or not jitops.apart(p22, p21)
+            or not jitops.apart(p23, p21)
+            or not jitops.apart(p24, p21)
+            or not jitops.apart(p0, p22)
+            or not jitops.apart(p22, p1)
+            or not jitops.apart(p22, p3)
+            or not jitops.apart(p22, p4)
+            or not jitops.apart(p7, p22)
+            or not jitops.apart(p22, p9)
+            or not jitops.apart(p22, p10)
+            or not jitops.apart(p22, p15)
+            or not jitops.apart(p17, p22)
+            or not jitops.apart(p22, p19)
+            or not jitops.apart(p22, p20)
+            or not jitops.apart(p22, p23)
+            or not jitops.apart(p24, p22)
+            or not jitops.apart(p0, p23)
+            or not jitops.apart(p1, p23)
+            or not jitops.apart(p3, p23)
+            or not jitops.apart(p4, p23)
+            or not jitops.apart(p7, p23)
+            or not jitops.apart(p9, p23)
+            or not jitops.apart(p10, p23)
+            or not jitops.apart(p15, p23)
+            or not jitops.apart(p17, p23)
+            or not jitops.apart(p19, p23)
+            or not jitops.apart(p20, p23)
+            or not jitops.apart(p24, p23)
+            or not jitops.apart(p24, p0)
+            or not jitops.apart(p24, p1)
+            or not jitops.apart(p24, p3)
+            or not jitops.apart(p24, p4)
+            or not jitops.apart(p24, p7)
+            or not jitops.apart(p24, p9)
+            or not jitops.apart(p24, p10)
+            or not jitops.apart(p24, p15)
+            or not jitops.apart(p24, p17)
+            or not jitops.apart(p24, p19)
+            or not jitops.apart(p24, p20)):
+        return False
+    like = np.empty(cols, p2.dtype)
+    r0 = np.empty_like(like)
+    r1 = np.empty_like(like)
+    r3 = np.empty_like(like)
+    r4 = np.empty_like(like)
+    r7 = np.empty_like(like)
+    r9 = np.empty_like(like)
+    r10 = np.empty_like(like)
+    r14 = np.empty_like(like)
+    r15 = np.empty_like(like)
+    r17 = np.empty_like(like)
+    r19 = np.empty_like(like)
+    r20 = np.empty_like(like)
+    x0 = np.empty_like(like)
+    x1 = np.empty_like(like)
+    x2 = np.empty_like(like)
+    x3 = np.empty_like(like)
+    x4 = np.empty_like(like)
+    x5 = np.empty_like(like)
+    x6 = np.empty_like(like)
+    x7 = np.empty_like(like)
+    x8 = np.empty_like(like)
+    x9 = np.empty_like(like)
+    x10 = np.empty_like(like)
+    x11 = np.empty_like(like)
+    x12 = np.empty_like(like)
+    x13 = np.empty_like(like)
+    x14 = np.empty_like(like)
+    x15 = np.empty_like(like)
+    x16 = np.empty_like(like)
+    x17 = np.empty_like(like)
+    x18 = np.empty_like(like)
+    e = np.empty_like(like)
+    bits = jitops.scratch(like)
+    for i in range(rows):
+        jitops.load(p0, i, r0)
+        jitops.load(p1, i, r1)
+        jitops.load(p3, i, r3)
+        jitops.load(p4, i, r4)
+        jitops.load(p7, i, r7)
+        jitops.load(p9, i, r9)
+        jitops.load(p10, i, r10)
+        jitops.load(p14, i, r14)
+        jitops.load(p15, i, r15)
+        jitops.load(p17, i, r17)
+        jitops.load(p19, i, r19)
+        jitops.load(p20, i, r20)
+        for j in range(cols):
+            x0[j] = r0[j] * r1[j]
+            x1[j] = r3[j] + r4[j]
+            x2[j] = x1[j] + x0[j]
+        jitops.vsigmoid(x2, x3, e, bits)
+        for j in range(cols):
+            x4[j] = r7[j] * r1[j]
+            x5[j] = r9[j] + r10[j]
+            x6[j] = x5[j] + x4[j]
+        jitops.vsigmoid(x6, x7, e, bits)
+        for j in range(cols):
+            x8[j] = x3[j] * r1[j]
+            x9[j] = r14[j] + r15[j]
+        jitops.vsigmoid(x9, x10, e, bits)
+        for j in range(cols):
+            x11[j] = x7[j] * x10[j]
+            x12[j] = x8[j] + x11[j]
+            x13[j] = r17[j] * x12[j]
+            x14[j] = r19[j] + r20[j]
+            x15[j] = x14[j] + x13[j]
+        jitops.vsigmoid(x15, x16, e, bits)
+        jitops.vtanh(x12, x17, e, bits)
+        for j in range(cols):
+            x18[j] = x17[j] * x16[j]
+        jitops.store(p2, i, x0)
+        jitops.store(p5, i, x1)
+        jitops.store(p6, i, x3)
+        jitops.store(p8, i, x4)
+        jitops.store(p11, i, x5)
+        jitops.store(p12, i, x7)
+        jitops.store(p13, i, x12)
+        jitops.store(p14, i, x10)
+        jitops.store(p16, i, x11)
+        jitops.store(p18, i, x13)
+        jitops.store(p21, i, x14)
+        jitops.store(p22, i, x16)
+        jitops.store(p23, i, x17)
+        jitops.store(p24, i, x18)
+    return True
+
+
 def loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_t_all, f_t_all, r49_t_all, g_t_all, z_s_t_all,
                    s_t_all, r52_t_all, q_t_all, tanh_s_t_all, h_t_all, z_f_2_T, z_f_2_h, p_f,
                    z_f_4, slice_z_f_2_h, z_f_5, p_g, z_g, slice_z_f_2_h_2, z_g_2, slice_z_f_2_h_3,
@@ -516,6 +888,78 @@ def loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_t_all, f_t_all, r49_t_all, g_t_a
         # h(t) = tanh(s(t)) * q(t)
         jitops.tanh(s_t, tanh_s_t)
         jitops.multiply(tanh_s_t, q_t, h_t)
+    return True
+
+
+def steps_loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_t_all, f_t_all, r49_t_all, g_t_all,
+                         z_s_t_all, s_t_all, r52_t_all, q_t_all, tanh_s_t_all, h_t_all, z_f_2_T,
+                         z_f_2_h, p_f, z_f_4, slice_z_f_2_h, z_f_5, p_g, z_g, slice_z_f_2_h_2,
+                         z_g_2, slice_z_f_2_h_3, z_s_2, p_o, z_q, slice_z_f_2_h_4, z_q_2):
+    """f(t), g(t), s(t), q(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = 0
+    h_tm1 = h_tm1_all[step]
+    s_tm1 = s_tm1_all[step]
+    r47_t = r47_t_all[step]
+    f_t = f_t_all[step]
+    r49_t = r49_t_all[step]
+    g_t = g_t_all[step]
+    z_s_t = z_s_t_all[step]
+    s_t = s_t_all[step]
+    r52_t = r52_t_all[step]
+    q_t = q_t_all[step]
+    tanh_s_t = tanh_s_t_all[step]
+    h_t = h_t_all[step]
+    try:
+        jitops.ready(fused_257f5e0030, p_f, s_tm1, z_f_4, r47_t, slice_z_f_2_h, z_f_5, f_t, p_g, z_g, r49_t, slice_z_f_2_h_2, z_g_2, g_t, s_t, z_s_t, slice_z_f_2_h_3, z_s_2, p_o, z_q, r52_t, slice_z_f_2_h_4, z_q_2, q_t, tanh_s_t, h_t)
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('f(t), g(t), s(t), q(t), h(t)', error)
+        return False
+    for step in range(T):
+        h_tm1 = h_tm1_all[step]
+        s_tm1 = s_tm1_all[step]
+        r47_t = r47_t_all[step]
+        f_t = f_t_all[step]
+        r49_t = r49_t_all[step]
+        g_t = g_t_all[step]
+        z_s_t = z_s_t_all[step]
+        s_t = s_t_all[step]
+        r52_t = r52_t_all[step]
+        q_t = q_t_all[step]
+        tanh_s_t = tanh_s_t_all[step]
+        h_t = h_t_all[step]
+        # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
+        jitops.dot(h_tm1, z_f_2_T, z_f_2_h)
+        # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1) + diag(p_g) s(t-1))
+        # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
+        # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1) + diag(p_o) s(t))
+        # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
+        if not fused_257f5e0030(p_f, s_tm1, z_f_4, r47_t, slice_z_f_2_h, z_f_5, f_t, p_g, z_g, r49_t, slice_z_f_2_h_2, z_g_2, g_t, s_t, z_s_t, slice_z_f_2_h_3, z_s_2, p_o, z_q, r52_t, slice_z_f_2_h_4, z_q_2, q_t, tanh_s_t, h_t):
+            np.multiply(p_f, s_tm1, out=z_f_4)
+            np.add(r47_t, slice_z_f_2_h, out=z_f_5)
+            np.add(z_f_5, z_f_4, out=f_t)
+            np.divide(1.0, np.add(1.0, np.exp(np.negative(f_t))), out=f_t)
+            np.multiply(p_g, s_tm1, out=z_g)
+            np.add(r49_t, slice_z_f_2_h_2, out=z_g_2)
+            np.add(z_g_2, z_g, out=g_t)
+            np.divide(1.0, np.add(1.0, np.exp(np.negative(g_t))), out=g_t)
+            np.multiply(f_t, s_tm1, out=s_t)
+            np.add(z_s_t, slice_z_f_2_h_3, out=z_s_t)
+            np.divide(1.0, np.add(1.0, np.exp(np.negative(z_s_t))), out=z_s_t)
+            np.multiply(g_t, z_s_t, out=z_s_2)
+            np.add(s_t, z_s_2, out=s_t)
+            np.multiply(p_o, s_t, out=z_q)
+            np.add(r52_t, slice_z_f_2_h_4, out=z_q_2)
+            np.add(z_q_2, z_q, out=q_t)
+            np.divide(1.0, np.add(1.0, np.exp(np.negative(q_t))), out=q_t)
+            np.tanh(s_t, out=tanh_s_t)
+            np.multiply(tanh_s_t, q_t, out=h_t)
+        # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1) + diag(p_g) s(t-1))
+        # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
+        # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1) + diag(p_o) s(t))
+        # h(t) = tanh(s(t)) * q(t)
     return True
 
 
@@ -578,6 +1022,91 @@ def back_f_g_s_q_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot_s, dz
         jitops.multiply(df, dz_f_4_t, dz_f_5_t)
         jitops.multiply(p_f, dz_f_5_t, dz_f_6)
         jitops.add(ds, dz_f_6, ds)
+        jitops.dot(cat_dz_f_5_t, z_f_2, dh)
+    return True
+
+
+def steps_back_f_g_s_q_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot_s, dz_q_2_t_all,
+                         dz_q_t_all, z_s_t_all, g_t_all, cot_g, dz_s_3_t_all, dz_s_2_t_all,
+                         s_tm1_all, f_t_all, cot_f, dz_g_2_t_all, dz_g_t_all, dz_f_5_t_all,
+                         dz_f_4_t_all, cat_dz_f_5_t_all, dh, dz_h_2, dq, dz_h_3, ds, p_o, dz_q_3,
+                         dg, df, p_g, dz_g_3, p_f, dz_f_6, z_f_2):
+    """f(t), g(t), s(t), q(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = T - 1
+    q_t = q_t_all[step]
+    tanh_s_t = tanh_s_t_all[step]
+    dz_h_t = dz_h_t_all[step]
+    dz_q_2_t = dz_q_2_t_all[step]
+    dz_q_t = dz_q_t_all[step]
+    z_s_t = z_s_t_all[step]
+    g_t = g_t_all[step]
+    dz_s_3_t = dz_s_3_t_all[step]
+    dz_s_2_t = dz_s_2_t_all[step]
+    s_tm1 = s_tm1_all[step]
+    f_t = f_t_all[step]
+    dz_g_2_t = dz_g_2_t_all[step]
+    dz_g_t = dz_g_t_all[step]
+    dz_f_5_t = dz_f_5_t_all[step]
+    dz_f_4_t = dz_f_4_t_all[step]
+    cat_dz_f_5_t = cat_dz_f_5_t_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('f(t), g(t), s(t), q(t), h(t)', error)
+        return False
+    for step in range(T - 1, -1, -1):
+        q_t = q_t_all[step]
+        tanh_s_t = tanh_s_t_all[step]
+        dz_h_t = dz_h_t_all[step]
+        dz_q_2_t = dz_q_2_t_all[step]
+        dz_q_t = dz_q_t_all[step]
+        z_s_t = z_s_t_all[step]
+        g_t = g_t_all[step]
+        dz_s_3_t = dz_s_3_t_all[step]
+        dz_s_2_t = dz_s_2_t_all[step]
+        s_tm1 = s_tm1_all[step]
+        f_t = f_t_all[step]
+        dz_g_2_t = dz_g_2_t_all[step]
+        dz_g_t = dz_g_t_all[step]
+        dz_f_5_t = dz_f_5_t_all[step]
+        dz_f_4_t = dz_f_4_t_all[step]
+        cat_dz_f_5_t = cat_dz_f_5_t_all[step]
+        # h(t) = tanh(s(t)) * q(t)
+        if cot_h is not None:
+            np.add(dh, cot_h[step], out=dh)
+        np.multiply(dh, q_t, out=dz_h_2)
+        np.multiply(tanh_s_t, dh, out=dq)
+        np.multiply(dz_h_2, dz_h_t, out=dz_h_3)
+        np.add(ds, dz_h_3, out=ds)
+        # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1) + diag(p_o) s(t))
+        if cot_q is not None:
+            np.add(dq, cot_q[step], out=dq)
+        np.multiply(dq, dz_q_t, out=dz_q_2_t)
+        np.multiply(p_o, dz_q_2_t, out=dz_q_3)
+        np.add(ds, dz_q_3, out=ds)
+        # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
+        if cot_s is not None:
+            np.add(ds, cot_s[step], out=ds)
+        np.multiply(ds, z_s_t, out=dg)
+        np.multiply(g_t, ds, out=dz_s_3_t)
+        np.multiply(dz_s_3_t, dz_s_2_t, out=dz_s_3_t)
+        np.multiply(ds, s_tm1, out=df)
+        np.multiply(f_t, ds, out=ds)
+        # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1) + diag(p_g) s(t-1))
+        if cot_g is not None:
+            np.add(dg, cot_g[step], out=dg)
+        np.multiply(dg, dz_g_t, out=dz_g_2_t)
+        np.multiply(p_g, dz_g_2_t, out=dz_g_3)
+        np.add(ds, dz_g_3, out=ds)
+        # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
+        if cot_f is not None:
+            np.add(df, cot_f[step], out=df)
+        np.multiply(df, dz_f_4_t, out=dz_f_5_t)
+        np.multiply(p_f, dz_f_5_t, out=dz_f_6)
+        np.add(ds, dz_f_6, out=ds)
         jitops.dot(cat_dz_f_5_t, z_f_2, dh)
     return True
 
@@ -650,4 +1179,91 @@ def back_f_g_s_q_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, dz_q_t_all, 
     return True
 
 
+def steps_back_f_g_s_q_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, dz_q_t_all, z_s_t_all,
+                           g_t_all, cot_g, dz_s_2_t_all, s_tm1_all, f_t_all, cot_f, dz_g_t_all,
+                           dz_f_4_t_all, cat_dz_f_4_t_all, dh, dz_h, dq, dz_h_2, ONE, sub_dz_h_2,
+                           dz_h_3, ds, sub_q, p_o, dz_q_2, dg, sub_z_s, dz_s_3, df, sub_g, p_g,
+                           dz_g_2, sub_f, p_f, dz_f_5, z_f_2):
+    """f(t), g(t), s(t), q(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = T - 1
+    q_t = q_t_all[step]
+    tanh_s_t = tanh_s_t_all[step]
+    dz_q_t = dz_q_t_all[step]
+    z_s_t = z_s_t_all[step]
+    g_t = g_t_all[step]
+    dz_s_2_t = dz_s_2_t_all[step]
+    s_tm1 = s_tm1_all[step]
+    f_t = f_t_all[step]
+    dz_g_t = dz_g_t_all[step]
+    dz_f_4_t = dz_f_4_t_all[step]
+    cat_dz_f_4_t = cat_dz_f_4_t_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('f(t), g(t), s(t), q(t), h(t)', error)
+        return False
+    for step in range(T - 1, -1, -1):
+        q_t = q_t_all[step]
+        tanh_s_t = tanh_s_t_all[step]
+        dz_q_t = dz_q_t_all[step]
+        z_s_t = z_s_t_all[step]
+        g_t = g_t_all[step]
+        dz_s_2_t = dz_s_2_t_all[step]
+        s_tm1 = s_tm1_all[step]
+        f_t = f_t_all[step]
+        dz_g_t = dz_g_t_all[step]
+        dz_f_4_t = dz_f_4_t_all[step]
+        cat_dz_f_4_t = cat_dz_f_4_t_all[step]
+        # h(t) = tanh(s(t)) * q(t)
+        if cot_h is not None:
+            np.add(dh, cot_h[step], out=dh)
+        np.multiply(dh, q_t, out=dz_h)
+        np.multiply(tanh_s_t, dh, out=dq)
+        np.multiply(tanh_s_t, tanh_s_t, out=dz_h_2)
+        np.subtract(ONE, dz_h_2, out=sub_dz_h_2)
+        np.multiply(dz_h, sub_dz_h_2, out=dz_h_3)
+        np.add(ds, dz_h_3, out=ds)
+        # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1) + diag(p_o) s(t))
+        np.subtract(ONE, q_t, out=sub_q)
+        np.multiply(q_t, sub_q, out=dz_q_t)
+        if cot_q is not None:
+            np.add(dq, cot_q[step], out=dq)
+        np.multiply(dq, dz_q_t, out=dz_q_t)
+        np.multiply(p_o, dz_q_t, out=dz_q_2)
+        np.add(ds, dz_q_2, out=ds)
+        # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
+        if cot_s is not None:
+            np.add(ds, cot_s[step], out=ds)
+        np.multiply(ds, z_s_t, out=dg)
+        np.multiply(g_t, ds, out=dz_s_2_t)
+        np.subtract(ONE, z_s_t, out=sub_z_s)
+        np.multiply(z_s_t, sub_z_s, out=dz_s_3)
+        np.multiply(dz_s_2_t, dz_s_3, out=dz_s_2_t)
+        np.multiply(ds, s_tm1, out=df)
+        np.multiply(f_t, ds, out=ds)
+        # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1) + diag(p_g) s(t-1))
+        np.subtract(ONE, g_t, out=sub_g)
+        np.multiply(g_t, sub_g, out=dz_g_t)
+        if cot_g is not None:
+            np.add(dg, cot_g[step], out=dg)
+        np.multiply(dg, dz_g_t, out=dz_g_t)
+        np.multiply(p_g, dz_g_t, out=dz_g_2)
+        np.add(ds, dz_g_2, out=ds)
+        # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
+        np.subtract(ONE, f_t, out=sub_f)
+        np.multiply(f_t, sub_f, out=dz_f_4_t)
+        if cot_f is not None:
+            np.add(df, cot_f[step], out=df)
+        np.multiply(df, dz_f_4_t, out=dz_f_4_t)
+        np.multiply(p_f, dz_f_4_t, out=dz_f_5)
+        np.add(ds, dz_f_5, out=ds)
+        jitops.dot(cat_dz_f_4_t, z_f_2, dh)
+    return True
+
+
 LOOPS = ("loop_f_g_s_q_h", "back_f_g_s_q_h", "back_f_g_s_q_h_2")
+KERNELS = ("fused_257f5e0030",)
+STEPS = ("steps_loop_f_g_s_q_h", "steps_back_f_g_s_q_h", "steps_back_f_g_s_q_h_2")

@@ -60,7 +60,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # h(t), o(t): a loop forward in time
     W_o = np.empty((B, 8), DTYPE)
-    if B != 1 or not loop_h_o(T, o[0:T], h[1:T + 1], o[1:T + 1], W_T, W_o, V_T, c):
+    if not (loop_h_o if B == 1 else steps_loop_h_o)(T, o[0:T], h[1:T + 1], o[1:T + 1], W_T, W_o,
+                                                    V_T, c):
         steps = zip(o[0:T], h[1:T + 1], o[1:T + 1])
         for (o_tm1, h_t, o_t) in steps:
             # h(t) = tanh(W o(t-1) + U x(t) + b)
@@ -101,8 +102,9 @@ def backward(params, tape, cotangents, T, B):
     dh = np.empty((B, 8), DTYPE)
     cot_h = cotangents.get("h", [None] * T)
     vecmat_dz_h_2 = np.empty((B, 3), DTYPE)
-    if B != 1 or not back_h_o(T, do[1:T + 1], cotangents.get("h"), dz_h_2[1:T + 1], dz_h[1:T + 1],
-                              do[0:T], V, dh, W, vecmat_dz_h_2):
+    if not (back_h_o if B == 1 else steps_back_h_o)(T, do[1:T + 1], cotangents.get("h"),
+                                                    dz_h_2[1:T + 1], dz_h[1:T + 1], do[0:T], V, dh,
+                                                    W, vecmat_dz_h_2):
         steps = zip(do[1:T + 1][::-1], cot_h[::-1], dz_h_2[1:T + 1][::-1], dz_h[1:T + 1][::-1],
                     do[0:T][::-1])
         for (do_t, cot_h_t, dz_h_2_t, dz_h_t, do_tm1) in steps:
@@ -154,8 +156,9 @@ def backward_large(params, tape, cotangents, T, B):
     cot_h = cotangents.get("h", [None] * T)
     dz_h_2 = np.empty((B, 8), DTYPE)
     vecmat_dz_h = np.empty((B, 3), DTYPE)
-    if B != 1 or not back_h_o_2(T, do[1:T + 1], cotangents.get("h"), h[1:T + 1], dz_h[1:T + 1],
-                                do[0:T], V, dh, dz_h_2, ONE, W, vecmat_dz_h):
+    if not (back_h_o_2 if B == 1 else steps_back_h_o_2)(T, do[1:T + 1], cotangents.get("h"),
+                                                        h[1:T + 1], dz_h[1:T + 1], do[0:T], V, dh,
+                                                        dz_h_2, ONE, W, vecmat_dz_h):
         steps = zip(do[1:T + 1][::-1], cot_h[::-1], h[1:T + 1][::-1], dz_h[1:T + 1][::-1],
                     do[0:T][::-1])
         for (do_t, cot_h_t, h_t, dz_h_t, do_tm1) in steps:
@@ -189,6 +192,28 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
+def fused_f97a3b57ed(p0, p1):
+    """add, tanh: one pass over the rows (compile/fuse.py)."""
+    rows, cols = jitops._size(p0)
+    if (not jitops.apart(p1, p0)):
+        return False
+    like = np.empty(cols, p0.dtype)
+    r0 = np.empty_like(like)
+    r1 = np.empty_like(like)
+    x0 = np.empty_like(like)
+    x1 = np.empty_like(like)
+    e = np.empty_like(like)
+    bits = jitops.scratch(like)
+    for i in range(rows):
+        jitops.load(p0, i, r0)
+        jitops.load(p1, i, r1)
+        for j in range(cols):
+            x0[j] = r0[j] + r1[j]
+        jitops.vtanh(x0, x1, e, bits)
+        jitops.store(p0, i, x1)
+    return True
+
+
 def loop_h_o(T, o_tm1_all, h_t_all, o_t_all, W_T, W_o, V_T, c):
     """The loop forward in time of h(t), o(t).
 
@@ -205,6 +230,35 @@ def loop_h_o(T, o_tm1_all, h_t_all, o_t_all, W_T, W_o, V_T, c):
         # o(t) = V h(t) + c
         jitops.dot(h_t, V_T, o_t)
         jitops.add(c, o_t, o_t)
+    return True
+
+
+def steps_loop_h_o(T, o_tm1_all, h_t_all, o_t_all, W_T, W_o, V_T, c):
+    """h(t), o(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = 0
+    o_tm1 = o_tm1_all[step]
+    h_t = h_t_all[step]
+    o_t = o_t_all[step]
+    try:
+        jitops.ready(fused_f97a3b57ed, h_t, W_o)
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('h(t), o(t)', error)
+        return False
+    for step in range(T):
+        o_tm1 = o_tm1_all[step]
+        h_t = h_t_all[step]
+        o_t = o_t_all[step]
+        # h(t) = tanh(W o(t-1) + U x(t) + b)
+        jitops.dot(o_tm1, W_T, W_o)
+        if not fused_f97a3b57ed(h_t, W_o):
+            np.add(h_t, W_o, out=h_t)
+            np.tanh(h_t, out=h_t)
+        # o(t) = V h(t) + c
+        jitops.dot(h_t, V_T, o_t)
+        np.add(c, o_t, out=o_t)
     return True
 
 
@@ -226,6 +280,38 @@ def back_h_o(T, do_t_all, cot_h, dz_h_2_t_all, dz_h_t_all, do_tm1_all, V, dh, W,
         jitops.multiply(dh, dz_h_t, dz_h_2_t)
         jitops.dot(dz_h_2_t, W, vecmat_dz_h_2)
         jitops.add(do_tm1, vecmat_dz_h_2, do_tm1)
+    return True
+
+
+def steps_back_h_o(T, do_t_all, cot_h, dz_h_2_t_all, dz_h_t_all, do_tm1_all, V, dh, W,
+                   vecmat_dz_h_2):
+    """h(t), o(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = T - 1
+    do_t = do_t_all[step]
+    dz_h_2_t = dz_h_2_t_all[step]
+    dz_h_t = dz_h_t_all[step]
+    do_tm1 = do_tm1_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('h(t), o(t)', error)
+        return False
+    for step in range(T - 1, -1, -1):
+        do_t = do_t_all[step]
+        dz_h_2_t = dz_h_2_t_all[step]
+        dz_h_t = dz_h_t_all[step]
+        do_tm1 = do_tm1_all[step]
+        # o(t) = V h(t) + c
+        jitops.dot(do_t, V, dh)
+        # h(t) = tanh(W o(t-1) + U x(t) + b)
+        if cot_h is not None:
+            np.add(dh, cot_h[step], out=dh)
+        np.multiply(dh, dz_h_t, out=dz_h_2_t)
+        jitops.dot(dz_h_2_t, W, vecmat_dz_h_2)
+        np.add(do_tm1, vecmat_dz_h_2, out=do_tm1)
     return True
 
 
@@ -253,4 +339,40 @@ def back_h_o_2(T, do_t_all, cot_h, h_t_all, dz_h_t_all, do_tm1_all, V, dh, dz_h_
     return True
 
 
+def steps_back_h_o_2(T, do_t_all, cot_h, h_t_all, dz_h_t_all, do_tm1_all, V, dh, dz_h_2, ONE, W,
+                     vecmat_dz_h):
+    """h(t), o(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = T - 1
+    do_t = do_t_all[step]
+    h_t = h_t_all[step]
+    dz_h_t = dz_h_t_all[step]
+    do_tm1 = do_tm1_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('h(t), o(t)', error)
+        return False
+    for step in range(T - 1, -1, -1):
+        do_t = do_t_all[step]
+        h_t = h_t_all[step]
+        dz_h_t = dz_h_t_all[step]
+        do_tm1 = do_tm1_all[step]
+        # o(t) = V h(t) + c
+        jitops.dot(do_t, V, dh)
+        # h(t) = tanh(W o(t-1) + U x(t) + b)
+        np.multiply(h_t, h_t, out=dz_h_2)
+        np.subtract(ONE, dz_h_2, out=dz_h_t)
+        if cot_h is not None:
+            np.add(dh, cot_h[step], out=dh)
+        np.multiply(dh, dz_h_t, out=dz_h_t)
+        jitops.dot(dz_h_t, W, vecmat_dz_h)
+        np.add(do_tm1, vecmat_dz_h, out=do_tm1)
+    return True
+
+
 LOOPS = ("loop_h_o", "back_h_o", "back_h_o_2")
+KERNELS = ("fused_f97a3b57ed",)
+STEPS = ("steps_loop_h_o", "steps_back_h_o", "steps_back_h_o_2")

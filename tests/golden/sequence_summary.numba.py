@@ -60,7 +60,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # h(t): a loop forward in time
     W_h = np.empty((B, 8), DTYPE)
-    if B != 1 or not loop_h(T, h[0:T], h[1:T + 1], W_T, W_h):
+    if not (loop_h if B == 1 else steps_loop_h)(T, h[0:T], h[1:T + 1], W_T, W_h):
         steps = zip(h[0:T], h[1:T + 1])
         for (h_tm1, h_t) in steps:
             # h(t) = tanh(W h(t-1) + U x(t) + b)
@@ -145,8 +145,8 @@ def backward(params, tape, cotangents, T, B):
 
     # h(t): back through time (backward)
     vecmat_dz_h_2 = np.empty((B, 8), DTYPE)
-    if B != 1 or not back_h(T, dz_h_2[1:T + 1], dh[1:T + 1], dz_h[1:T + 1], dh[0:T], W,
-                            vecmat_dz_h_2):
+    if not (back_h if B == 1 else steps_back_h)(T, dz_h_2[1:T + 1], dh[1:T + 1], dz_h[1:T + 1],
+                                                dh[0:T], W, vecmat_dz_h_2):
         steps = zip(dz_h_2[1:T + 1][::-1], dh[1:T + 1][::-1], dz_h[1:T + 1][::-1], dh[0:T][::-1])
         for (dz_h_2_t, dh_t, dz_h_t, dh_tm1) in steps:
             # h(t) = tanh(W h(t-1) + U x(t) + b)
@@ -226,8 +226,8 @@ def backward_large(params, tape, cotangents, T, B):
     # h(t): back through time (backward)
     dz_h_2 = np.empty((B, 8), DTYPE)
     vecmat_dz_h = np.empty((B, 8), DTYPE)
-    if B != 1 or not back_h_2(T, h[1:T + 1], dz_h[1:T + 1], dh[1:T + 1], dh[0:T], dz_h_2, ONE, W,
-                              vecmat_dz_h):
+    if not (back_h_2 if B == 1 else steps_back_h_2)(T, h[1:T + 1], dz_h[1:T + 1], dh[1:T + 1],
+                                                    dh[0:T], dz_h_2, ONE, W, vecmat_dz_h):
         steps = zip(h[1:T + 1][::-1], dz_h[1:T + 1][::-1], dh[1:T + 1][::-1], dh[0:T][::-1])
         for (h_t, dz_h_t, dh_t, dh_tm1) in steps:
             # h(t) = tanh(W h(t-1) + U x(t) + b)
@@ -252,6 +252,28 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
+def fused_f97a3b57ed(p0, p1):
+    """add, tanh: one pass over the rows (compile/fuse.py)."""
+    rows, cols = jitops._size(p0)
+    if (not jitops.apart(p1, p0)):
+        return False
+    like = np.empty(cols, p0.dtype)
+    r0 = np.empty_like(like)
+    r1 = np.empty_like(like)
+    x0 = np.empty_like(like)
+    x1 = np.empty_like(like)
+    e = np.empty_like(like)
+    bits = jitops.scratch(like)
+    for i in range(rows):
+        jitops.load(p0, i, r0)
+        jitops.load(p1, i, r1)
+        for j in range(cols):
+            x0[j] = r0[j] + r1[j]
+        jitops.vtanh(x0, x1, e, bits)
+        jitops.store(p0, i, x1)
+    return True
+
+
 def loop_h(T, h_tm1_all, h_t_all, W_T, W_h):
     """The loop forward in time of h(t).
 
@@ -264,6 +286,30 @@ def loop_h(T, h_tm1_all, h_t_all, W_T, W_h):
         jitops.dot(h_tm1, W_T, W_h)
         jitops.add(h_t, W_h, h_t)
         jitops.tanh(h_t, h_t)
+    return True
+
+
+def steps_loop_h(T, h_tm1_all, h_t_all, W_T, W_h):
+    """h(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = 0
+    h_tm1 = h_tm1_all[step]
+    h_t = h_t_all[step]
+    try:
+        jitops.ready(fused_f97a3b57ed, h_t, W_h)
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('h(t)', error)
+        return False
+    for step in range(T):
+        h_tm1 = h_tm1_all[step]
+        h_t = h_t_all[step]
+        # h(t) = tanh(W h(t-1) + U x(t) + b)
+        jitops.dot(h_tm1, W_T, W_h)
+        if not fused_f97a3b57ed(h_t, W_h):
+            np.add(h_t, W_h, out=h_t)
+            np.tanh(h_t, out=h_t)
     return True
 
 
@@ -281,6 +327,33 @@ def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, W, vecmat_dz_h_2):
         jitops.multiply(dh_t, dz_h_t, dz_h_2_t)
         jitops.dot(dz_h_2_t, W, vecmat_dz_h_2)
         jitops.add(dh_tm1, vecmat_dz_h_2, dh_tm1)
+    return True
+
+
+def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, W, vecmat_dz_h_2):
+    """h(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = T - 1
+    dz_h_2_t = dz_h_2_t_all[step]
+    dh_t = dh_t_all[step]
+    dz_h_t = dz_h_t_all[step]
+    dh_tm1 = dh_tm1_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('h(t)', error)
+        return False
+    for step in range(T - 1, -1, -1):
+        dz_h_2_t = dz_h_2_t_all[step]
+        dh_t = dh_t_all[step]
+        dz_h_t = dz_h_t_all[step]
+        dh_tm1 = dh_tm1_all[step]
+        # h(t) = tanh(W h(t-1) + U x(t) + b)
+        np.multiply(dh_t, dz_h_t, out=dz_h_2_t)
+        jitops.dot(dz_h_2_t, W, vecmat_dz_h_2)
+        np.add(dh_tm1, vecmat_dz_h_2, out=dh_tm1)
     return True
 
 
@@ -303,4 +376,35 @@ def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, W, vecma
     return True
 
 
+def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, W, vecmat_dz_h):
+    """h(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = T - 1
+    h_t = h_t_all[step]
+    dz_h_t = dz_h_t_all[step]
+    dh_t = dh_t_all[step]
+    dh_tm1 = dh_tm1_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('h(t)', error)
+        return False
+    for step in range(T - 1, -1, -1):
+        h_t = h_t_all[step]
+        dz_h_t = dz_h_t_all[step]
+        dh_t = dh_t_all[step]
+        dh_tm1 = dh_tm1_all[step]
+        # h(t) = tanh(W h(t-1) + U x(t) + b)
+        np.multiply(h_t, h_t, out=dz_h_2)
+        np.subtract(ONE, dz_h_2, out=dz_h_t)
+        np.multiply(dh_t, dz_h_t, out=dz_h_t)
+        jitops.dot(dz_h_t, W, vecmat_dz_h)
+        np.add(dh_tm1, vecmat_dz_h, out=dh_tm1)
+    return True
+
+
 LOOPS = ("loop_h", "back_h", "back_h_2")
+KERNELS = ("fused_f97a3b57ed",)
+STEPS = ("steps_loop_h", "steps_back_h", "steps_back_h_2")

@@ -68,7 +68,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # h(t): a loop forward in time
     W_h = np.empty((B, 8), DTYPE)
-    if B != 1 or not loop_h(T, h[0:T], h[1:T + 1], W_T, W_h):
+    if not (loop_h if B == 1 else steps_loop_h)(T, h[0:T], h[1:T + 1], W_T, W_h):
         steps = zip(h[0:T], h[1:T + 1])
         for (h_tm1, h_t) in steps:
             # h(t) = tanh(W h(t-1) + U x(t) + R y(t-1) + b)
@@ -156,7 +156,8 @@ def backward(params, tape, cotangents, T, B):
 
     # h(t): back through time (backward)
     dh_sum = np.zeros((B, 8), DTYPE)
-    if B != 1 or not back_h(T, dz_h_2[1:T + 1], dh[1:T + 1], dz_h[1:T + 1], dh_sum, W):
+    if not (back_h if B == 1 else steps_back_h)(T, dz_h_2[1:T + 1], dh[1:T + 1], dz_h[1:T + 1],
+                                                dh_sum, W):
         steps = zip(dz_h_2[1:T + 1][::-1], dh[1:T + 1][::-1], dz_h[1:T + 1][::-1])
         for (dz_h_2_t, dh_t, dz_h_t) in steps:
             # h(t) = tanh(W h(t-1) + U x(t) + R y(t-1) + b)
@@ -243,7 +244,8 @@ def backward_large(params, tape, cotangents, T, B):
     # h(t): back through time (backward)
     dh_sum = np.zeros((B, 8), DTYPE)
     dz_h_2 = np.empty((B, 8), DTYPE)
-    if B != 1 or not back_h_2(T, h[1:T + 1], dz_h[1:T + 1], dh[1:T + 1], dz_h_2, ONE, dh_sum, W):
+    if not (back_h_2 if B == 1 else steps_back_h_2)(T, h[1:T + 1], dz_h[1:T + 1], dh[1:T + 1],
+                                                    dz_h_2, ONE, dh_sum, W):
         steps = zip(h[1:T + 1][::-1], dz_h[1:T + 1][::-1], dh[1:T + 1][::-1])
         for (h_t, dz_h_t, dh_t) in steps:
             # h(t) = tanh(W h(t-1) + U x(t) + R y(t-1) + b)
@@ -274,6 +276,28 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
+def fused_f97a3b57ed(p0, p1):
+    """add, tanh: one pass over the rows (compile/fuse.py)."""
+    rows, cols = jitops._size(p0)
+    if (not jitops.apart(p1, p0)):
+        return False
+    like = np.empty(cols, p0.dtype)
+    r0 = np.empty_like(like)
+    r1 = np.empty_like(like)
+    x0 = np.empty_like(like)
+    x1 = np.empty_like(like)
+    e = np.empty_like(like)
+    bits = jitops.scratch(like)
+    for i in range(rows):
+        jitops.load(p0, i, r0)
+        jitops.load(p1, i, r1)
+        for j in range(cols):
+            x0[j] = r0[j] + r1[j]
+        jitops.vtanh(x0, x1, e, bits)
+        jitops.store(p0, i, x1)
+    return True
+
+
 def loop_h(T, h_tm1_all, h_t_all, W_T, W_h):
     """The loop forward in time of h(t).
 
@@ -289,6 +313,30 @@ def loop_h(T, h_tm1_all, h_t_all, W_T, W_h):
     return True
 
 
+def steps_loop_h(T, h_tm1_all, h_t_all, W_T, W_h):
+    """h(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = 0
+    h_tm1 = h_tm1_all[step]
+    h_t = h_t_all[step]
+    try:
+        jitops.ready(fused_f97a3b57ed, h_t, W_h)
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('h(t)', error)
+        return False
+    for step in range(T):
+        h_tm1 = h_tm1_all[step]
+        h_t = h_t_all[step]
+        # h(t) = tanh(W h(t-1) + U x(t) + R y(t-1) + b)
+        jitops.dot(h_tm1, W_T, W_h)
+        if not fused_f97a3b57ed(h_t, W_h):
+            np.add(h_t, W_h, out=h_t)
+            np.tanh(h_t, out=h_t)
+    return True
+
+
 def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, W):
     """The loop backward in time of h(t).
 
@@ -301,6 +349,31 @@ def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, W):
         # h(t) = tanh(W h(t-1) + U x(t) + R y(t-1) + b)
         jitops.add(dh_sum, dh_t, dh_sum)
         jitops.multiply(dh_sum, dz_h_t, dz_h_2_t)
+        jitops.dot(dz_h_2_t, W, dh_sum)
+    return True
+
+
+def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, W):
+    """h(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = T - 1
+    dz_h_2_t = dz_h_2_t_all[step]
+    dh_t = dh_t_all[step]
+    dz_h_t = dz_h_t_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('h(t)', error)
+        return False
+    for step in range(T - 1, -1, -1):
+        dz_h_2_t = dz_h_2_t_all[step]
+        dh_t = dh_t_all[step]
+        dz_h_t = dz_h_t_all[step]
+        # h(t) = tanh(W h(t-1) + U x(t) + R y(t-1) + b)
+        np.add(dh_sum, dh_t, out=dh_sum)
+        np.multiply(dh_sum, dz_h_t, out=dz_h_2_t)
         jitops.dot(dz_h_2_t, W, dh_sum)
     return True
 
@@ -323,4 +396,33 @@ def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dz_h_2, ONE, dh_sum, W):
     return True
 
 
+def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dz_h_2, ONE, dh_sum, W):
+    """h(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = T - 1
+    h_t = h_t_all[step]
+    dz_h_t = dz_h_t_all[step]
+    dh_t = dh_t_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('h(t)', error)
+        return False
+    for step in range(T - 1, -1, -1):
+        h_t = h_t_all[step]
+        dz_h_t = dz_h_t_all[step]
+        dh_t = dh_t_all[step]
+        # h(t) = tanh(W h(t-1) + U x(t) + R y(t-1) + b)
+        np.multiply(h_t, h_t, out=dz_h_2)
+        np.subtract(ONE, dz_h_2, out=dz_h_t)
+        np.add(dh_sum, dh_t, out=dh_sum)
+        np.multiply(dh_sum, dz_h_t, out=dz_h_t)
+        jitops.dot(dz_h_t, W, dh_sum)
+    return True
+
+
 LOOPS = ("loop_h", "back_h", "back_h_2")
+KERNELS = ("fused_f97a3b57ed",)
+STEPS = ("steps_loop_h", "steps_back_h", "steps_back_h_2")

@@ -80,9 +80,12 @@ def forward(params, inputs, initial, T, B, prepared=None):
     slice_W_h_rzn_h_2 = W_h_rzn_h[..., 16:24]
     z_n_2 = np.empty((B, 8), DTYPE)
     with np.errstate(over="ignore"):
-        if B != 1 or not loop_r_z_n_h(T, h[0:T], rz[1:T + 1], z_n[1:T + 1], r[1:T + 1], n[1:T + 1],
-                                      z_h[1:T + 1], z[1:T + 1], h[1:T + 1], W_h_rzn_T, W_h_rzn_h,
-                                      slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2, z_n_2):
+        if not (loop_r_z_n_h if B == 1 else steps_loop_r_z_n_h)(T, h[0:T], rz[1:T + 1],
+                                                                z_n[1:T + 1], r[1:T + 1],
+                                                                n[1:T + 1], z_h[1:T + 1],
+                                                                z[1:T + 1], h[1:T + 1], W_h_rzn_T,
+                                                                W_h_rzn_h, slice_W_h_rzn_h, b_hn,
+                                                                slice_W_h_rzn_h_2, z_n_2):
             steps = zip(h[0:T], rz[1:T + 1], z_n[1:T + 1], r[1:T + 1], n[1:T + 1], z_h[1:T + 1],
                         z[1:T + 1], h[1:T + 1])
             for (h_tm1, rz_t, z_n_t, r_t, n_t, z_h_t, z_t, h_t) in steps:
@@ -158,11 +161,15 @@ def backward(params, tape, cotangents, T, B):
     cot_z = cotangents.get("z", [None] * T)
     cot_r = cotangents.get("r", [None] * T)
     dz_h_2 = np.empty((B, 8), DTYPE)
-    if B != 1 or not back_r_z_n_h(T, cotangents.get("n"), cotangents.get("h"), z_h[1:T + 1],
-                                  z[1:T + 1], cotangents.get("z"), dz_n_3[1:T + 1],
-                                  dz_n_2[1:T + 1], z_n[1:T + 1], dz_n_4[1:T + 1], r[1:T + 1],
-                                  cotangents.get("r"), dz_r_4[1:T + 1], dz_r_3[1:T + 1],
-                                  cat_dz_r_4[1:T + 1], dh, dz, dz_h_2, dn, dr, drz, W_h_rzn):
+    if not (back_r_z_n_h if B == 1 else steps_back_r_z_n_h)(T, cotangents.get("n"),
+                                                            cotangents.get("h"), z_h[1:T + 1],
+                                                            z[1:T + 1], cotangents.get("z"),
+                                                            dz_n_3[1:T + 1], dz_n_2[1:T + 1],
+                                                            z_n[1:T + 1], dz_n_4[1:T + 1],
+                                                            r[1:T + 1], cotangents.get("r"),
+                                                            dz_r_4[1:T + 1], dz_r_3[1:T + 1],
+                                                            cat_dz_r_4[1:T + 1], dh, dz, dz_h_2,
+                                                            dn, dr, drz, W_h_rzn):
         steps = zip(cot_n[::-1], cot_h[::-1], z_h[1:T + 1][::-1], z[1:T + 1][::-1], cot_z[::-1],
                     dz_n_3[1:T + 1][::-1], dz_n_2[1:T + 1][::-1], z_n[1:T + 1][::-1],
                     dz_n_4[1:T + 1][::-1], r[1:T + 1][::-1], cot_r[::-1], dz_r_4[1:T + 1][::-1],
@@ -267,11 +274,16 @@ def backward_large(params, tape, cotangents, T, B):
     dz_h_2 = np.empty((B, 8), DTYPE)
     dz_n_4 = np.empty((B, 8), DTYPE)
     sub_rz = np.empty((B, 16), DTYPE)
-    if B != 1 or not back_r_z_n_h_2(T, cotangents.get("n"), cotangents.get("h"), z_h[1:T + 1],
-                                    z[1:T + 1], cotangents.get("z"), n[1:T + 1], dz_n_2[1:T + 1],
-                                    z_n[1:T + 1], dz_n_3[1:T + 1], r[1:T + 1], cotangents.get("r"),
-                                    rz[1:T + 1], dz_r_3[1:T + 1], cat_dz_r_3[1:T + 1], dh, dz,
-                                    dz_h_2, dn, dz_n_4, ONE, dr, sub_rz, drz, W_h_rzn):
+    if not (back_r_z_n_h_2 if B == 1 else steps_back_r_z_n_h_2)(T, cotangents.get("n"),
+                                                                cotangents.get("h"), z_h[1:T + 1],
+                                                                z[1:T + 1], cotangents.get("z"),
+                                                                n[1:T + 1], dz_n_2[1:T + 1],
+                                                                z_n[1:T + 1], dz_n_3[1:T + 1],
+                                                                r[1:T + 1], cotangents.get("r"),
+                                                                rz[1:T + 1], dz_r_3[1:T + 1],
+                                                                cat_dz_r_3[1:T + 1], dh, dz,
+                                                                dz_h_2, dn, dz_n_4, ONE, dr,
+                                                                sub_rz, drz, W_h_rzn):
         steps = zip(cot_n[::-1], cot_h[::-1], z_h[1:T + 1][::-1], z[1:T + 1][::-1], cot_z[::-1],
                     n[1:T + 1][::-1], dz_n_2[1:T + 1][::-1], z_n[1:T + 1][::-1],
                     dz_n_3[1:T + 1][::-1], r[1:T + 1][::-1], cot_r[::-1], rz[1:T + 1][::-1],
@@ -345,6 +357,111 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
+def fused_f311534480(p0, p1):
+    """add, sigmoid: one pass over the rows (compile/fuse.py)."""
+    rows, cols = jitops._size(p0)
+    if (not jitops.apart(p0, p1)):
+        return False
+    like = np.empty(cols, p0.dtype)
+    r0 = np.empty_like(like)
+    r1 = np.empty_like(like)
+    x0 = np.empty_like(like)
+    x1 = np.empty_like(like)
+    e = np.empty_like(like)
+    bits = jitops.scratch(like)
+    for i in range(rows):
+        jitops.load(p0, i, r0)
+        jitops.load(p1, i, r1)
+        for j in range(cols):
+            x0[j] = r0[j] + r1[j]
+        jitops.vsigmoid(x0, x1, e, bits)
+        jitops.store(p0, i, x1)
+    return True
+
+
+def fused_725c8bd842(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9):
+    """add, multiply, add, tanh, subtract, multiply, add: one pass over the rows (compile/fuse.py)."""
+    rows, cols = jitops._size(p2)
+    if (jitops._size(p4) != (rows, cols)
+            or jitops._size(p5) != (rows, cols)
+            or jitops._size(p7) != (rows, cols)
+            or jitops._size(p9) != (rows, cols)
+            or not jitops.apart(p0, p2)
+            or not jitops.apart(p1, p2)
+            or not jitops.apart(p3, p2)
+            or not jitops.apart(p4, p2)
+            or not jitops.apart(p5, p2)
+            or not jitops.apart(p6, p2)
+            or not jitops.apart(p7, p2)
+            or not jitops.apart(p2, p8)
+            or not jitops.apart(p9, p2)
+            or not jitops.apart(p0, p4)
+            or not jitops.apart(p1, p4)
+            or not jitops.apart(p3, p4)
+            or not jitops.apart(p5, p4)
+            or not jitops.apart(p6, p4)
+            or not jitops.apart(p7, p4)
+            or not jitops.apart(p4, p8)
+            or not jitops.apart(p9, p4)
+            or not jitops.apart(p0, p5)
+            or not jitops.apart(p5, p1)
+            or not jitops.apart(p5, p3)
+            or not jitops.apart(p6, p5)
+            or not jitops.apart(p5, p7)
+            or not jitops.apart(p5, p8)
+            or not jitops.apart(p9, p5)
+            or not jitops.apart(p0, p7)
+            or not jitops.apart(p1, p7)
+            or not jitops.apart(p3, p7)
+            or not jitops.apart(p6, p7)
+            or not jitops.apart(p7, p8)
+            or not jitops.apart(p9, p7)
+            or not jitops.apart(p0, p9)
+            or not jitops.apart(p9, p1)
+            or not jitops.apart(p9, p3)
+            or not jitops.apart(p9, p6)
+            or not jitops.apart(p9, p8)):
+        return False
+    like = np.empty(cols, p2.dtype)
+    r0 = np.empty_like(like)
+    r1 = np.empty_like(like)
+    r3 = np.empty_like(like)
+    r5 = np.empty_like(like)
+    r6 = np.empty_like(like)
+    r8 = np.empty_like(like)
+    x0 = np.empty_like(like)
+    x1 = np.empty_like(like)
+    x2 = np.empty_like(like)
+    x3 = np.empty_like(like)
+    x4 = np.empty_like(like)
+    x5 = np.empty_like(like)
+    x6 = np.empty_like(like)
+    e = np.empty_like(like)
+    bits = jitops.scratch(like)
+    for i in range(rows):
+        jitops.load(p0, i, r0)
+        jitops.load(p1, i, r1)
+        jitops.load(p3, i, r3)
+        jitops.load(p5, i, r5)
+        jitops.load(p6, i, r6)
+        jitops.load(p8, i, r8)
+        for j in range(cols):
+            x0[j] = r0[j] + r1[j]
+            x1[j] = r3[j] * x0[j]
+            x2[j] = r5[j] + x1[j]
+        jitops.vtanh(x2, x3, e, bits)
+        for j in range(cols):
+            x4[j] = r6[j] - x3[j]
+            x5[j] = r8[j] * x4[j]
+            x6[j] = x3[j] + x5[j]
+        jitops.store(p2, i, x0)
+        jitops.store(p4, i, x1)
+        jitops.store(p5, i, x3)
+        jitops.store(p7, i, x4)
+        jitops.store(p9, i, x6)
+    return True
+
+
 def loop_r_z_n_h(T, h_tm1_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_t_all, z_t_all, h_t_all,
                  W_h_rzn_T, W_h_rzn_h, slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2, z_n_2):
     """The loop forward in time of r(t), z(t), n(t), h(t).
@@ -377,6 +494,59 @@ def loop_r_z_n_h(T, h_tm1_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_t_all,
         jitops.subtract(h_tm1, n_t, z_h_t)
         jitops.multiply(z_t, z_h_t, h_t)
         jitops.add(n_t, h_t, h_t)
+    return True
+
+
+def steps_loop_r_z_n_h(T, h_tm1_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_t_all, z_t_all,
+                       h_t_all, W_h_rzn_T, W_h_rzn_h, slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2,
+                       z_n_2):
+    """r(t), z(t), n(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = 0
+    h_tm1 = h_tm1_all[step]
+    rz_t = rz_t_all[step]
+    z_n_t = z_n_t_all[step]
+    r_t = r_t_all[step]
+    n_t = n_t_all[step]
+    z_h_t = z_h_t_all[step]
+    z_t = z_t_all[step]
+    h_t = h_t_all[step]
+    try:
+        jitops.ready(fused_f311534480, rz_t, slice_W_h_rzn_h)
+        jitops.ready(fused_725c8bd842, b_hn, slice_W_h_rzn_h_2, z_n_t, r_t, z_n_2, n_t, h_tm1, z_h_t, z_t, h_t)
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('r(t), z(t), n(t), h(t)', error)
+        return False
+    for step in range(T):
+        h_tm1 = h_tm1_all[step]
+        rz_t = rz_t_all[step]
+        z_n_t = z_n_t_all[step]
+        r_t = r_t_all[step]
+        n_t = n_t_all[step]
+        z_h_t = z_h_t_all[step]
+        z_t = z_t_all[step]
+        h_t = h_t_all[step]
+        # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
+        # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
+        jitops.dot(h_tm1, W_h_rzn_T, W_h_rzn_h)
+        # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
+        # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
+        # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
+        if not fused_f311534480(rz_t, slice_W_h_rzn_h):
+            np.add(rz_t, slice_W_h_rzn_h, out=rz_t)
+            np.divide(1.0, np.add(1.0, np.exp(np.negative(rz_t))), out=rz_t)
+        # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
+        if not fused_725c8bd842(b_hn, slice_W_h_rzn_h_2, z_n_t, r_t, z_n_2, n_t, h_tm1, z_h_t, z_t, h_t):
+            np.add(b_hn, slice_W_h_rzn_h_2, out=z_n_t)
+            np.multiply(r_t, z_n_t, out=z_n_2)
+            np.add(n_t, z_n_2, out=n_t)
+            np.tanh(n_t, out=n_t)
+            np.subtract(h_tm1, n_t, out=z_h_t)
+            np.multiply(z_t, z_h_t, out=h_t)
+            np.add(n_t, h_t, out=h_t)
+        # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
     return True
 
 
@@ -420,6 +590,65 @@ def back_r_z_n_h(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, dz_n_3_t_all, dz_n_
         jitops.dot(cat_dz_r_4_t, W_h_rzn, dh)
         # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
         jitops.add(dh, dz_h_2, dh)
+    return True
+
+
+def steps_back_r_z_n_h(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, dz_n_3_t_all, dz_n_2_t_all,
+                       z_n_t_all, dz_n_4_t_all, r_t_all, cot_r, dz_r_4_t_all, dz_r_3_t_all,
+                       cat_dz_r_4_t_all, dh, dz, dz_h_2, dn, dr, drz, W_h_rzn):
+    """r(t), z(t), n(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = T - 1
+    z_h_t = z_h_t_all[step]
+    z_t = z_t_all[step]
+    dz_n_3_t = dz_n_3_t_all[step]
+    dz_n_2_t = dz_n_2_t_all[step]
+    z_n_t = z_n_t_all[step]
+    dz_n_4_t = dz_n_4_t_all[step]
+    r_t = r_t_all[step]
+    dz_r_4_t = dz_r_4_t_all[step]
+    dz_r_3_t = dz_r_3_t_all[step]
+    cat_dz_r_4_t = cat_dz_r_4_t_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('r(t), z(t), n(t), h(t)', error)
+        return False
+    for step in range(T - 1, -1, -1):
+        z_h_t = z_h_t_all[step]
+        z_t = z_t_all[step]
+        dz_n_3_t = dz_n_3_t_all[step]
+        dz_n_2_t = dz_n_2_t_all[step]
+        z_n_t = z_n_t_all[step]
+        dz_n_4_t = dz_n_4_t_all[step]
+        r_t = r_t_all[step]
+        dz_r_4_t = dz_r_4_t_all[step]
+        dz_r_3_t = dz_r_3_t_all[step]
+        cat_dz_r_4_t = cat_dz_r_4_t_all[step]
+        if cot_h is not None:
+            np.add(dh, cot_h[step], out=dh)
+        # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
+        np.multiply(dh, z_h_t, out=dz)
+        np.multiply(z_t, dh, out=dz_h_2)
+        np.subtract(dh, dz_h_2, out=dn)
+        # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
+        if cot_n is not None:
+            np.add(dn, cot_n[step], out=dn)
+        np.multiply(dn, dz_n_2_t, out=dz_n_3_t)
+        np.multiply(dz_n_3_t, z_n_t, out=dr)
+        np.multiply(r_t, dz_n_3_t, out=dz_n_4_t)
+        # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
+        # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
+        if cot_r is not None:
+            np.add(dr, cot_r[step], out=dr)
+        if cot_z is not None:
+            np.add(dz, cot_z[step], out=dz)
+        np.multiply(drz, dz_r_3_t, out=dz_r_4_t)
+        jitops.dot(cat_dz_r_4_t, W_h_rzn, dh)
+        # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
+        np.add(dh, dz_h_2, out=dh)
     return True
 
 
@@ -470,4 +699,70 @@ def back_r_z_n_h_2(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, n_t_all, dz_n_2_t
     return True
 
 
+def steps_back_r_z_n_h_2(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, n_t_all, dz_n_2_t_all,
+                         z_n_t_all, dz_n_3_t_all, r_t_all, cot_r, rz_t_all, dz_r_3_t_all,
+                         cat_dz_r_3_t_all, dh, dz, dz_h_2, dn, dz_n_4, ONE, dr, sub_rz, drz,
+                         W_h_rzn):
+    """r(t), z(t), n(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = T - 1
+    z_h_t = z_h_t_all[step]
+    z_t = z_t_all[step]
+    n_t = n_t_all[step]
+    dz_n_2_t = dz_n_2_t_all[step]
+    z_n_t = z_n_t_all[step]
+    dz_n_3_t = dz_n_3_t_all[step]
+    r_t = r_t_all[step]
+    rz_t = rz_t_all[step]
+    dz_r_3_t = dz_r_3_t_all[step]
+    cat_dz_r_3_t = cat_dz_r_3_t_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('r(t), z(t), n(t), h(t)', error)
+        return False
+    for step in range(T - 1, -1, -1):
+        z_h_t = z_h_t_all[step]
+        z_t = z_t_all[step]
+        n_t = n_t_all[step]
+        dz_n_2_t = dz_n_2_t_all[step]
+        z_n_t = z_n_t_all[step]
+        dz_n_3_t = dz_n_3_t_all[step]
+        r_t = r_t_all[step]
+        rz_t = rz_t_all[step]
+        dz_r_3_t = dz_r_3_t_all[step]
+        cat_dz_r_3_t = cat_dz_r_3_t_all[step]
+        if cot_h is not None:
+            np.add(dh, cot_h[step], out=dh)
+        # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
+        np.multiply(dh, z_h_t, out=dz)
+        np.multiply(z_t, dh, out=dz_h_2)
+        np.subtract(dh, dz_h_2, out=dn)
+        # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
+        np.multiply(n_t, n_t, out=dz_n_4)
+        np.subtract(ONE, dz_n_4, out=dz_n_2_t)
+        if cot_n is not None:
+            np.add(dn, cot_n[step], out=dn)
+        np.multiply(dn, dz_n_2_t, out=dz_n_2_t)
+        np.multiply(dz_n_2_t, z_n_t, out=dr)
+        np.multiply(r_t, dz_n_2_t, out=dz_n_3_t)
+        # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
+        # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
+        np.subtract(ONE, rz_t, out=sub_rz)
+        np.multiply(rz_t, sub_rz, out=dz_r_3_t)
+        if cot_r is not None:
+            np.add(dr, cot_r[step], out=dr)
+        if cot_z is not None:
+            np.add(dz, cot_z[step], out=dz)
+        np.multiply(drz, dz_r_3_t, out=dz_r_3_t)
+        jitops.dot(cat_dz_r_3_t, W_h_rzn, dh)
+        # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
+        np.add(dh, dz_h_2, out=dh)
+    return True
+
+
 LOOPS = ("loop_r_z_n_h", "back_r_z_n_h", "back_r_z_n_h_2")
+KERNELS = ("fused_f311534480", "fused_725c8bd842")
+STEPS = ("steps_loop_r_z_n_h", "steps_back_r_z_n_h", "steps_back_r_z_n_h_2")

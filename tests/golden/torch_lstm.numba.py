@@ -85,10 +85,14 @@ def forward(params, inputs, initial, T, B, prepared=None):
     W_h_ifog_h = np.empty((B, 32), DTYPE)
     z_c = np.empty((B, 8), DTYPE)
     with np.errstate(over="ignore"):
-        if B != 1 or not loop_i_f_g_o_c_h(T, h[0:T], ifog[1:T + 1], ifo[1:T + 1], g[1:T + 1],
-                                          f[1:T + 1], c[0:T], i[1:T + 1], c[1:T + 1],
-                                          tanh_c[1:T + 1], h[1:T + 1], o[1:T + 1], W_h_ifog_T,
-                                          W_h_ifog_h, z_c):
+        if not (loop_i_f_g_o_c_h if B == 1 else steps_loop_i_f_g_o_c_h)(T, h[0:T], ifog[1:T + 1],
+                                                                        ifo[1:T + 1], g[1:T + 1],
+                                                                        f[1:T + 1], c[0:T],
+                                                                        i[1:T + 1], c[1:T + 1],
+                                                                        tanh_c[1:T + 1],
+                                                                        h[1:T + 1], o[1:T + 1],
+                                                                        W_h_ifog_T, W_h_ifog_h,
+                                                                        z_c):
             steps = zip(h[0:T], ifog[1:T + 1], ifo[1:T + 1], g[1:T + 1], f[1:T + 1], c[0:T],
                         i[1:T + 1], c[1:T + 1], tanh_c[1:T + 1], h[1:T + 1], o[1:T + 1])
             for (h_tm1, ifog_t, ifo_t, g_t, f_t, c_tm1, i_t, c_t, tanh_c_t, h_t, o_t) in steps:
@@ -167,12 +171,21 @@ def backward(params, tape, cotangents, T, B):
     cot_f = cotangents.get("f", [None] * T)
     dz_h_2 = np.empty((B, 8), DTYPE)
     dz_h_3 = np.empty((B, 8), DTYPE)
-    if B != 1 or not back_i_f_g_o_c_h(T, cotangents.get("h"), tanh_c[1:T + 1], o[1:T + 1],
-                                      cotangents.get("o"), dz_h[1:T + 1], cotangents.get("c"),
-                                      g[1:T + 1], i[1:T + 1], cotangents.get("i"),
-                                      cotangents.get("g"), c[0:T], f[1:T + 1], cotangents.get("f"),
-                                      dz_i_2[1:T + 1], dz_i_3[1:T + 1], dz_i_4[1:T + 1], dh, do,
-                                      dz_h_2, dz_h_3, dc, di, dg, df, difo, W_h_ifog):
+    if not (back_i_f_g_o_c_h if B == 1 else steps_back_i_f_g_o_c_h)(T, cotangents.get("h"),
+                                                                    tanh_c[1:T + 1], o[1:T + 1],
+                                                                    cotangents.get("o"),
+                                                                    dz_h[1:T + 1],
+                                                                    cotangents.get("c"),
+                                                                    g[1:T + 1], i[1:T + 1],
+                                                                    cotangents.get("i"),
+                                                                    cotangents.get("g"), c[0:T],
+                                                                    f[1:T + 1],
+                                                                    cotangents.get("f"),
+                                                                    dz_i_2[1:T + 1],
+                                                                    dz_i_3[1:T + 1],
+                                                                    dz_i_4[1:T + 1], dh, do,
+                                                                    dz_h_2, dz_h_3, dc, di, dg, df,
+                                                                    difo, W_h_ifog):
         steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1],
                     dz_h[1:T + 1][::-1], cot_c[::-1], g[1:T + 1][::-1], i[1:T + 1][::-1],
                     cot_i[::-1], cot_g[::-1], c[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1],
@@ -293,13 +306,23 @@ def backward_large(params, tape, cotangents, T, B):
     sub_dz_i_3 = np.empty((B, 8), DTYPE)
     sub_ifo = np.empty((B, 24), DTYPE)
     dz_i_4 = np.empty((B, 24), DTYPE)
-    if B != 1 or not back_i_f_g_o_c_h_2(T, cotangents.get("h"), tanh_c[1:T + 1], o[1:T + 1],
-                                        cotangents.get("o"), cotangents.get("c"), g[1:T + 1],
-                                        i[1:T + 1], cotangents.get("i"), cotangents.get("g"),
-                                        c[0:T], f[1:T + 1], cotangents.get("f"), ifo[1:T + 1],
-                                        dz_i_2[1:T + 1], dh, do, dz_h, dz_h_2, ONE, sub_dz_h_2,
-                                        dz_h_3, dc, di, dg, df, dz_i_3, sub_dz_i_3, sub_ifo,
-                                        dz_i_4, difo, W_h_ifog):
+    if not (back_i_f_g_o_c_h_2 if B == 1 else steps_back_i_f_g_o_c_h_2)(T, cotangents.get("h"),
+                                                                        tanh_c[1:T + 1],
+                                                                        o[1:T + 1],
+                                                                        cotangents.get("o"),
+                                                                        cotangents.get("c"),
+                                                                        g[1:T + 1], i[1:T + 1],
+                                                                        cotangents.get("i"),
+                                                                        cotangents.get("g"),
+                                                                        c[0:T], f[1:T + 1],
+                                                                        cotangents.get("f"),
+                                                                        ifo[1:T + 1],
+                                                                        dz_i_2[1:T + 1], dh, do,
+                                                                        dz_h, dz_h_2, ONE,
+                                                                        sub_dz_h_2, dz_h_3, dc, di,
+                                                                        dg, df, dz_i_3, sub_dz_i_3,
+                                                                        sub_ifo, dz_i_4, difo,
+                                                                        W_h_ifog):
         steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1], cot_c[::-1],
                     g[1:T + 1][::-1], i[1:T + 1][::-1], cot_i[::-1], cot_g[::-1], c[0:T][::-1],
                     f[1:T + 1][::-1], cot_f[::-1], ifo[1:T + 1][::-1], dz_i_2[1:T + 1][::-1])
@@ -387,6 +410,95 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
+def fused_d23ef609c9(p0):
+    """sigmoid: one pass over the rows (compile/fuse.py)."""
+    rows, cols = jitops._size(p0)
+    like = np.empty(cols, p0.dtype)
+    r0 = np.empty_like(like)
+    x0 = np.empty_like(like)
+    e = np.empty_like(like)
+    bits = jitops.scratch(like)
+    for i in range(rows):
+        jitops.load(p0, i, r0)
+        jitops.vsigmoid(r0, x0, e, bits)
+        jitops.store(p0, i, x0)
+    return True
+
+
+def fused_5967c17980(p0, p1, p2, p3, p4, p5, p6, p7, p8):
+    """tanh, multiply, multiply, add, tanh, multiply: one pass over the rows (compile/fuse.py)."""
+    rows, cols = jitops._size(p0)
+    if (jitops._size(p3) != (rows, cols)
+            or jitops._size(p5) != (rows, cols)
+            or jitops._size(p6) != (rows, cols)
+            or jitops._size(p8) != (rows, cols)
+            or not jitops.apart(p1, p0)
+            or not jitops.apart(p2, p0)
+            or not jitops.apart(p3, p0)
+            or not jitops.apart(p0, p4)
+            or not jitops.apart(p0, p5)
+            or not jitops.apart(p0, p6)
+            or not jitops.apart(p0, p7)
+            or not jitops.apart(p0, p8)
+            or not jitops.apart(p3, p1)
+            or not jitops.apart(p3, p2)
+            or not jitops.apart(p3, p4)
+            or not jitops.apart(p3, p5)
+            or not jitops.apart(p3, p6)
+            or not jitops.apart(p3, p7)
+            or not jitops.apart(p3, p8)
+            or not jitops.apart(p1, p5)
+            or not jitops.apart(p2, p5)
+            or not jitops.apart(p4, p5)
+            or not jitops.apart(p6, p5)
+            or not jitops.apart(p7, p5)
+            or not jitops.apart(p8, p5)
+            or not jitops.apart(p1, p6)
+            or not jitops.apart(p2, p6)
+            or not jitops.apart(p4, p6)
+            or not jitops.apart(p7, p6)
+            or not jitops.apart(p8, p6)
+            or not jitops.apart(p1, p8)
+            or not jitops.apart(p2, p8)
+            or not jitops.apart(p8, p4)
+            or not jitops.apart(p8, p7)):
+        return False
+    like = np.empty(cols, p0.dtype)
+    r0 = np.empty_like(like)
+    r1 = np.empty_like(like)
+    r2 = np.empty_like(like)
+    r4 = np.empty_like(like)
+    r7 = np.empty_like(like)
+    x0 = np.empty_like(like)
+    x1 = np.empty_like(like)
+    x2 = np.empty_like(like)
+    x3 = np.empty_like(like)
+    x4 = np.empty_like(like)
+    x5 = np.empty_like(like)
+    e = np.empty_like(like)
+    bits = jitops.scratch(like)
+    for i in range(rows):
+        jitops.load(p0, i, r0)
+        jitops.load(p1, i, r1)
+        jitops.load(p2, i, r2)
+        jitops.load(p4, i, r4)
+        jitops.load(p7, i, r7)
+        jitops.vtanh(r0, x0, e, bits)
+        for j in range(cols):
+            x1[j] = r1[j] * r2[j]
+            x2[j] = r4[j] * x0[j]
+            x3[j] = x1[j] + x2[j]
+        jitops.vtanh(x3, x4, e, bits)
+        for j in range(cols):
+            x5[j] = r7[j] * x4[j]
+        jitops.store(p0, i, x0)
+        jitops.store(p3, i, x3)
+        jitops.store(p5, i, x2)
+        jitops.store(p6, i, x4)
+        jitops.store(p8, i, x5)
+    return True
+
+
 def loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all, c_tm1_all, i_t_all,
                      c_t_all, tanh_c_t_all, h_t_all, o_t_all, W_h_ifog_T, W_h_ifog_h, z_c):
     """The loop forward in time of i(t), f(t), g(t), o(t), c(t), h(t).
@@ -420,6 +532,63 @@ def loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all, c_tm
         # h(t) = o(t) * tanh(c(t))
         jitops.tanh(c_t, tanh_c_t)
         jitops.multiply(o_t, tanh_c_t, h_t)
+    return True
+
+
+def steps_loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all, c_tm1_all,
+                           i_t_all, c_t_all, tanh_c_t_all, h_t_all, o_t_all, W_h_ifog_T,
+                           W_h_ifog_h, z_c):
+    """i(t), f(t), g(t), o(t), c(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = 0
+    h_tm1 = h_tm1_all[step]
+    ifog_t = ifog_t_all[step]
+    ifo_t = ifo_t_all[step]
+    g_t = g_t_all[step]
+    f_t = f_t_all[step]
+    c_tm1 = c_tm1_all[step]
+    i_t = i_t_all[step]
+    c_t = c_t_all[step]
+    tanh_c_t = tanh_c_t_all[step]
+    h_t = h_t_all[step]
+    o_t = o_t_all[step]
+    try:
+        jitops.ready(fused_d23ef609c9, ifo_t)
+        jitops.ready(fused_5967c17980, g_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t)
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('i(t), f(t), g(t), o(t), c(t), h(t)', error)
+        return False
+    for step in range(T):
+        h_tm1 = h_tm1_all[step]
+        ifog_t = ifog_t_all[step]
+        ifo_t = ifo_t_all[step]
+        g_t = g_t_all[step]
+        f_t = f_t_all[step]
+        c_tm1 = c_tm1_all[step]
+        i_t = i_t_all[step]
+        c_t = c_t_all[step]
+        tanh_c_t = tanh_c_t_all[step]
+        h_t = h_t_all[step]
+        o_t = o_t_all[step]
+        # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
+        # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
+        # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
+        # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
+        jitops.dot(h_tm1, W_h_ifog_T, W_h_ifog_h)
+        np.add(ifog_t, W_h_ifog_h, out=ifog_t)
+        if not fused_d23ef609c9(ifo_t):
+            np.divide(1.0, np.add(1.0, np.exp(np.negative(ifo_t))), out=ifo_t)
+        if not fused_5967c17980(g_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t):
+            np.tanh(g_t, out=g_t)
+            np.multiply(f_t, c_tm1, out=c_t)
+            np.multiply(i_t, g_t, out=z_c)
+            np.add(c_t, z_c, out=c_t)
+            np.tanh(c_t, out=tanh_c_t)
+            np.multiply(o_t, tanh_c_t, out=h_t)
+        # c(t) = f(t) * c(t-1) + i(t) * g(t)
+        # h(t) = o(t) * tanh(c(t))
     return True
 
 
@@ -469,6 +638,73 @@ def back_i_f_g_o_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, cot_c, 
         if cot_o is not None:
             jitops.add(do, cot_o[step], do)
         jitops.multiply(difo, dz_i_3_t, dz_i_4_t[..., 0:24])
+        jitops.dot(dz_i_4_t, W_h_ifog, dh)
+    return True
+
+
+def steps_back_i_f_g_o_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, cot_c, g_t_all,
+                           i_t_all, cot_i, cot_g, c_tm1_all, f_t_all, cot_f, dz_i_2_t_all,
+                           dz_i_3_t_all, dz_i_4_t_all, dh, do, dz_h_2, dz_h_3, dc, di, dg, df,
+                           difo, W_h_ifog):
+    """i(t), f(t), g(t), o(t), c(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = T - 1
+    tanh_c_t = tanh_c_t_all[step]
+    o_t = o_t_all[step]
+    dz_h_t = dz_h_t_all[step]
+    g_t = g_t_all[step]
+    i_t = i_t_all[step]
+    c_tm1 = c_tm1_all[step]
+    f_t = f_t_all[step]
+    dz_i_2_t = dz_i_2_t_all[step]
+    dz_i_3_t = dz_i_3_t_all[step]
+    dz_i_4_t = dz_i_4_t_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('i(t), f(t), g(t), o(t), c(t), h(t)', error)
+        return False
+    for step in range(T - 1, -1, -1):
+        tanh_c_t = tanh_c_t_all[step]
+        o_t = o_t_all[step]
+        dz_h_t = dz_h_t_all[step]
+        g_t = g_t_all[step]
+        i_t = i_t_all[step]
+        c_tm1 = c_tm1_all[step]
+        f_t = f_t_all[step]
+        dz_i_2_t = dz_i_2_t_all[step]
+        dz_i_3_t = dz_i_3_t_all[step]
+        dz_i_4_t = dz_i_4_t_all[step]
+        # h(t) = o(t) * tanh(c(t))
+        if cot_h is not None:
+            np.add(dh, cot_h[step], out=dh)
+        np.multiply(dh, tanh_c_t, out=do)
+        np.multiply(o_t, dh, out=dz_h_2)
+        np.multiply(dz_h_2, dz_h_t, out=dz_h_3)
+        np.add(dc, dz_h_3, out=dc)
+        # c(t) = f(t) * c(t-1) + i(t) * g(t)
+        if cot_c is not None:
+            np.add(dc, cot_c[step], out=dc)
+        np.multiply(dc, g_t, out=di)
+        np.multiply(i_t, dc, out=dg)
+        np.multiply(dc, c_tm1, out=df)
+        np.multiply(f_t, dc, out=dc)
+        # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
+        # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
+        # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
+        # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
+        if cot_g is not None:
+            np.add(dg, cot_g[step], out=dg)
+        np.multiply(dg, dz_i_2_t, out=dz_i_4_t[..., 24:32])
+        if cot_i is not None:
+            np.add(di, cot_i[step], out=di)
+        if cot_f is not None:
+            np.add(df, cot_f[step], out=df)
+        if cot_o is not None:
+            np.add(do, cot_o[step], out=do)
+        np.multiply(difo, dz_i_3_t, out=dz_i_4_t[..., 0:24])
         jitops.dot(dz_i_4_t, W_h_ifog, dh)
     return True
 
@@ -528,4 +764,75 @@ def back_i_f_g_o_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, g_t_all, i
     return True
 
 
+def steps_back_i_f_g_o_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, g_t_all, i_t_all,
+                             cot_i, cot_g, c_tm1_all, f_t_all, cot_f, ifo_t_all, dz_i_2_t_all, dh,
+                             do, dz_h, dz_h_2, ONE, sub_dz_h_2, dz_h_3, dc, di, dg, df, dz_i_3,
+                             sub_dz_i_3, sub_ifo, dz_i_4, difo, W_h_ifog):
+    """i(t), f(t), g(t), o(t), c(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    elementwise ops in one compiled kernel."""
+    if T == 0:
+        return True
+    step = T - 1
+    tanh_c_t = tanh_c_t_all[step]
+    o_t = o_t_all[step]
+    g_t = g_t_all[step]
+    i_t = i_t_all[step]
+    c_tm1 = c_tm1_all[step]
+    f_t = f_t_all[step]
+    ifo_t = ifo_t_all[step]
+    dz_i_2_t = dz_i_2_t_all[step]
+    try:
+        pass
+    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
+        jitops.cannot('i(t), f(t), g(t), o(t), c(t), h(t)', error)
+        return False
+    for step in range(T - 1, -1, -1):
+        tanh_c_t = tanh_c_t_all[step]
+        o_t = o_t_all[step]
+        g_t = g_t_all[step]
+        i_t = i_t_all[step]
+        c_tm1 = c_tm1_all[step]
+        f_t = f_t_all[step]
+        ifo_t = ifo_t_all[step]
+        dz_i_2_t = dz_i_2_t_all[step]
+        # h(t) = o(t) * tanh(c(t))
+        if cot_h is not None:
+            np.add(dh, cot_h[step], out=dh)
+        np.multiply(dh, tanh_c_t, out=do)
+        np.multiply(o_t, dh, out=dz_h)
+        np.multiply(tanh_c_t, tanh_c_t, out=dz_h_2)
+        np.subtract(ONE, dz_h_2, out=sub_dz_h_2)
+        np.multiply(dz_h, sub_dz_h_2, out=dz_h_3)
+        np.add(dc, dz_h_3, out=dc)
+        # c(t) = f(t) * c(t-1) + i(t) * g(t)
+        if cot_c is not None:
+            np.add(dc, cot_c[step], out=dc)
+        np.multiply(dc, g_t, out=di)
+        np.multiply(i_t, dc, out=dg)
+        np.multiply(dc, c_tm1, out=df)
+        np.multiply(f_t, dc, out=dc)
+        # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
+        # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
+        # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
+        # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
+        np.multiply(g_t, g_t, out=dz_i_3)
+        np.subtract(ONE, dz_i_3, out=sub_dz_i_3)
+        if cot_g is not None:
+            np.add(dg, cot_g[step], out=dg)
+        np.multiply(dg, sub_dz_i_3, out=dz_i_2_t[..., 24:32])
+        np.subtract(ONE, ifo_t, out=sub_ifo)
+        np.multiply(ifo_t, sub_ifo, out=dz_i_4)
+        if cot_i is not None:
+            np.add(di, cot_i[step], out=di)
+        if cot_f is not None:
+            np.add(df, cot_f[step], out=df)
+        if cot_o is not None:
+            np.add(do, cot_o[step], out=do)
+        np.multiply(difo, dz_i_4, out=dz_i_2_t[..., 0:24])
+        jitops.dot(dz_i_2_t, W_h_ifog, dh)
+    return True
+
+
 LOOPS = ("loop_i_f_g_o_c_h", "back_i_f_g_o_c_h", "back_i_f_g_o_c_h_2")
+KERNELS = ("fused_d23ef609c9", "fused_5967c17980")
+STEPS = ("steps_loop_i_f_g_o_c_h", "steps_back_i_f_g_o_c_h", "steps_back_i_f_g_o_c_h_2")

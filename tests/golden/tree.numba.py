@@ -214,3 +214,5 @@ def backward_large(params, tape, cotangents, T, B, T_n):
 
 
 LOOPS = ()
+KERNELS = ()
+STEPS = ()
