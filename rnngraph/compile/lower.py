@@ -22,6 +22,11 @@ from ..lang.printing import is_number
 from .optable import lookup
 from .program import NUMBER, Block, Const, Eqn, Home, Program, Tmp, Type
 
+#: cosine(a, b) = a.b / (|a| |b| + COSINE_EPS): finite where a row of a memory is zero
+#: (as at the start), where a.b / (|a| |b|) is 0 / 0; PyTorch's cosine_similarity takes the
+#: same 1e-8, as a floor on |a| |b| instead
+COSINE_EPS = 1e-8
+
 _BINARY = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
 
 #: The homes of the step values, by prefix (then the index): ``%step_t`` the number of each
@@ -177,11 +182,6 @@ class _Lowering:
             return "concat", tuple(self.expr(i, out, origin) for i in node.items)
         return "copy", (self.expr(node, out, origin),)
 
-    #: cosine(a, b) = a.b / (|a| |b| + COSINE_EPS): finite where a row of a memory is zero
-    #: (as at the start), where a.b / (|a| |b|) is 0 / 0; PyTorch's cosine_similarity takes the
-    #: same 1e-8, as a floor on |a| |b| instead
-    COSINE_EPS = 1e-8
-
     def cosine(self, args, out, origin):
         """cosine(M, k), one for each row of M, or cosine(u, v) of two vectors, from products
         and norms (their VJPs are the op table's)."""
@@ -191,7 +191,7 @@ class _Lowering:
         na = self.temporary(out, "norm", (a,), origin)
         nb = self.temporary(out, "norm", (b,), origin)
         den = self.temporary(out, "mul", (na, nb), origin)
-        den = self.temporary(out, "add", (den, Const(self.COSINE_EPS)), origin)
+        den = self.temporary(out, "add", (den, Const(COSINE_EPS)), origin)
         return "div", (num, den)
 
     def total(self, eq: ast.Equation, out: list) -> None:

@@ -33,7 +33,8 @@ import numpy as np
 from ..errors import RnnGraphError
 from ..lang import ast
 from ..lang.names import latex_name
-from .calculus import EPS, PRODUCT, Rules, Term, Unsupported, given, gradient, one, renamed, shifted, total
+from .calculus import (EPS, HADAMARD, PRODUCT, Rules, Term, Unsupported, _br, given, gradient, one,
+                       renamed, shifted, total)
 from .values import Steps, Values
 
 #: More terms than this is no longer a derivation anyone reads: the matrix form is shorter.
@@ -169,8 +170,7 @@ class _Graph:
         result = 0
         for read, at, term in self.pulled(a, given(cot)):
             if read == b:
-                values.at = at
-                result = result + term.fn(values)
+                result = result + values.at_steps(term.fn, at, replace=True)
         return result
 
 
@@ -582,14 +582,8 @@ class Matrix(Derivation):
         is the last step of its equation's index, as the compiled model reads it."""
         end, fn = self._end, term.fn
         if end is not None:
-            def evaluate(v):
-                saved = v.at
-                v.at = {**saved, "end": end}
-                try:
-                    return fn(v)
-                finally:
-                    v.at = saved
-            term = Term(term.text, term.latex, term.prec, evaluate, term.size, term.one, term.sigma)
+            term = Term(term.text, term.latex, term.prec, lambda v: v.at_steps(fn, {"end": end}),
+                        term.size, term.one, term.sigma)
         (self.into if table is None else table).setdefault(name, []).append(term)
 
     def _from_parent(self, eq, p) -> Term:
@@ -605,19 +599,10 @@ class Matrix(Derivation):
         fn, where = term.fn, self.where
 
         def evaluate(v):
-            saved, out = v.at, 0.0
-            try:
-                for up in where.parents_of(n, v.at[n], side):
-                    v.at = {**saved, pv: up}
-                    out = out + fn(v)
-            finally:
-                v.at = saved
-            return out
-        body = term.text if term.prec > 1 else f"({term.text})"
-        lbody = term.latex if term.prec > 1 else rf"\left({term.latex}\right)"
-        return Term(f"Σ_{{{pv}: {side}({pv}) = {n}}} {body}",
-                    rf"\sum_{{{pv}:\, \operatorname{{{side}}}({pv}) = {n}}} {lbody}", 1, evaluate,
-                    term.size, sigma=True)
+            return sum((v.at_steps(fn, {pv: up}) for up in where.parents_of(n, v.at[n], side)), 0.0)
+        return Term(f"Σ_{{{pv}: {side}({pv}) = {n}}} {_br(term, HADAMARD)}",
+                    rf"\sum_{{{pv}:\, \operatorname{{{side}}}({pv}) = {n}}} {_br(term, HADAMARD, True)}",
+                    1, evaluate, term.size, sigma=True)
 
     def _across_read(self, eq, p, E: list[str]) -> Term:
         """What reaches e(u, t) read as e(u, t') inside softmax_t's argument, from the
@@ -636,18 +621,11 @@ class Matrix(Derivation):
             return t_mark.sub(i, t_.sub(var, text))
 
         def evaluate(v):
-            saved, out = v.at, 0.0
-            try:
-                for r in range(1, where.lengths[i] + 1):
-                    v.at = {**saved, i: r, j: saved[i]}
-                    out = out + fn(v)
-            finally:
-                v.at = saved
-            return out
+            return sum((v.at_steps(fn, {i: r, j: v.at[i]}) for r in range(1, where.lengths[i] + 1)),
+                       0.0)
         body = p.term
-        text = body.text if body.prec > 1 else f"({body.text})"
-        latex = body.latex if body.prec > 1 else rf"\left({body.latex}\right)"
-        term = Term(f"Σ_{var} {moved(text)}", rf"\sum_{{{var}}} {moved(latex)}", 1, evaluate,
+        term = Term(f"Σ_{var} {moved(_br(body, HADAMARD))}",
+                    rf"\sum_{{{var}}} {moved(_br(body, HADAMARD, True))}", 1, evaluate,
                     body.size, sigma=True)
         N = self._has(leaf.name)
         return _summed(term, [x for x in E if x not in (i, j) and x not in N], self.where)
@@ -663,14 +641,9 @@ class Matrix(Derivation):
         n = self.where
 
         def evaluate(v):
-            saved, total_ = v.at, 0.0
-            try:
-                for r in range(1, n.lengths[i] + 1):
-                    v.at = {**saved, i: r}
-                    total_ = total_ + a.fn(v) * ga.fn(v)
-            finally:
-                v.at = saved
-            return a.fn(v) * (ga.fn(v) - total_)
+            weighted = sum((v.at_steps(lambda w: a.fn(w) * ga.fn(w), {i: r})
+                            for r in range(1, n.lengths[i] + 1)), 0.0)
+            return a.fn(v) * (ga.fn(v) - weighted)
         if a.size == 1:
             text = f"{a.text} ({ga.text} - Σ_{j} {other(a.text)} {other(ga.text)})"
             latex = (rf"{a.latex} \left({ga.latex} - \sum_{{{j}}} {other(a.latex)}\, "
@@ -781,18 +754,16 @@ class Matrix(Derivation):
             if key in memo:
                 return memo[key]
             size = model.shape(name)
+            def reaching(v):
+                s = seeds.get(Node(name, step)) if name in self.roots else None
+                out = np.zeros((values.batch, *size)) if s is None else s
+                for term in self.into.get(name, []):
+                    out = out + term.fn(v)
+                return out
             if not inside(name, step):
                 out = np.zeros((values.batch, *size))
             else:
-                saved = values.at
-                values.at = self._env(name, step)
-                try:
-                    s = seeds.get(Node(name, step)) if name in self.roots else None
-                    out = np.zeros((values.batch, *size)) if s is None else s
-                    for term in self.into.get(name, []):
-                        out = out + term.fn(values)
-                finally:
-                    values.at = saved
+                out = values.at_steps(reaching, self._env(name, step), replace=True)
             memo[key] = out
             return out
 
@@ -815,8 +786,8 @@ class Matrix(Derivation):
             else:
                 out[Node(n)] = grad(n, None)
         for w, terms in self.param_terms.items():
-            values.at = {}
-            out[Node(w)] = _shaped(sum(t.fn(values) for t in terms), values, Node(w))
+            total_ = values.at_steps(lambda v: sum(t.fn(v) for t in terms), {}, replace=True)
+            out[Node(w)] = _shaped(total_, values, Node(w))
         return out
 
     @staticmethod
@@ -892,9 +863,8 @@ def _at_step(term: Term, leaf, index: str, where: Steps) -> Term:
         if step == "end" and index != "t":
             text, latex = f"τ_{index}", rf"\tau_{{{index}}}"
     last = where.lengths[index] if step == "end" else int(step)
-    body = term.text if term.prec > 1 else f"({term.text})"
-    lbody = term.latex if term.prec > 1 else rf"\left({term.latex}\right)"
-    return Term(f"[{index} = {text}] {body}", rf"[{index} = {latex}]\, {lbody}", 2,
+    return Term(f"[{index} = {text}] {_br(term, HADAMARD)}",
+                rf"[{index} = {latex}]\, {_br(term, HADAMARD, True)}", 2,
                 lambda v: fn(v) if v.at[index] == last else 0.0, term.size)
 
 
@@ -914,15 +884,9 @@ def _over(term: Term, index: str, var: str, where: Steps) -> Term:
         term = Term(pattern.sub(var, term.text), pattern.sub(var, term.latex), term.prec, fn,
                     term.size)
 
-    def evaluate(v):
-        saved, out = v.at, 0
-        try:
-            for s in range(1, where.lengths[index] + 1):
-                v.at = {"end": where.lengths[index], **saved, index: s}
-                out = out + fn(v)
-        finally:
-            v.at = saved
-        return out
+    def evaluate(v):                    # end: its equation's, else the summed index's last
+        n = where.lengths[index]
+        return sum((v.at_steps(fn, {index: s, "end": v.at.get("end", n)}) for s in range(1, n + 1)), 0)
 
     text = term.text if term.prec > 1 or term.sigma else f"({term.text})"
     latex = term.latex if term.prec > 1 or term.sigma else rf"\left({term.latex}\right)"

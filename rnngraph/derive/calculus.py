@@ -24,6 +24,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..compile.lower import COSINE_EPS as EPS     # cosine(a, b) = a.b / (|a| |b| + EPS), as compiled
 from ..errors import RnnGraphError
 from ..lang import ast
 from ..lang.names import latex_name
@@ -93,13 +94,20 @@ def matrix(size) -> bool:
     return isinstance(size, tuple)
 
 
-def times(a, sa, b, sb):
-    """a * b entry by entry, of sizes sa and sb: a number an example, (B, 1), is spread over
-    a matrix's (B, N, W) as (B, 1, 1) (NumPy would align it with the columns instead)."""
+def spread(a, sa, b, sb):
+    """a and b, of sizes sa and sb, ready to combine entry by entry: a number an example,
+    (B, 1), is spread over a matrix's (B, N, W) as (B, 1, 1) (NumPy would align it with the
+    columns instead)."""
     if matrix(sb) and not matrix(sa) and np.ndim(a) == 2:
         a = a[..., None]
     elif matrix(sa) and not matrix(sb) and np.ndim(b) == 2:
         b = b[..., None]
+    return a, b
+
+
+def times(a, sa, b, sb):
+    """a * b entry by entry, of sizes sa and sb (see spread)."""
+    a, b = spread(a, sa, b, sb)
     return a * b
 
 
@@ -325,10 +333,6 @@ def _norms(x):
     n = np.linalg.norm(x, axis=-1)
     n = n if np.ndim(x) == 3 else n[..., None]
     return np.maximum(n, np.finfo(float).tiny)
-
-
-#: cosine(a, b) = a.b / (|a| |b| + ε), as the compiled model computes it (rnngraph/compile/lower.py)
-EPS = 1e-8
 
 
 def _batched(t: Term, v):
@@ -716,8 +720,7 @@ class Rules:
             share = g if not n else divided(g, tau)
             self._pull(args[0], share, None, None, found, i)
         elif self.model_function(f).across:
-            self._across(node, g, out_node if node is top and self.size(out_node) == self.size(node)
-                         else None, found, over)
+            self._across(node, g, out_node if own else None, found, over)
         else:
             raise self.unsupported(node, f"{f}()")
 
@@ -733,12 +736,7 @@ class Rules:
         y = self.value(out_node) if out_node is not None else self.value(node)
 
         def at_other(v):                    # y(u, t'): the weights at the step read
-            saved = v.at
-            v.at = {**saved, i: saved[j]}
-            try:
-                return y.fn(v)
-            finally:
-                v.at = saved
+            return v.at_steps(y.fn, {i: v.at[j]})
         mark = re.compile(rf"(?<![A-Za-z0-9_\\]){re.escape(i)}(?![A-Za-z0-9_'])")
         text = f"{_br(y, ATOM)} ([{i} = {j}] - {mark.sub(j, _br(y, ATOM))})"
         latex = rf"{_br(y, ATOM, True)} \left([{i} = {j}] - {mark.sub(j, _br(y, ATOM, True))}\right)"
@@ -827,4 +825,4 @@ def renamed(node, index: str, to: str):
 
 
 __all__ = ["ATOM", "HADAMARD", "PRODUCT", "SUM", "Pulled", "Rules", "Term", "Unsupported", "gradient",
-           "given", "one", "renamed", "shifted", "total"]
+           "given", "one", "renamed", "shifted", "spread", "total"]

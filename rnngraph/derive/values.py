@@ -16,7 +16,7 @@ from ..graphs.trees import Tree
 from ..graphs.unrolled import steps_of
 from ..lang import ast
 from ..runtime import ops
-from .calculus import EPS, Rules, times
+from .calculus import EPS, Rules, spread, times
 
 
 #: The functions' numbers: the runtime's own (softmax shifted by its maximum, the losses'
@@ -167,11 +167,20 @@ class Values:
     def value(self, node):
         return self.evaluate(node, self.at)
 
+    def at_steps(self, fn, changes: dict, replace: bool = False):
+        """``fn(self)`` evaluated at the steps ``changes`` (Steps' env) over the present ones
+        (``replace``: instead of them); the present ones are the steps again after."""
+        saved = self.at
+        self.at = dict(changes) if replace else {**saved, **changes}
+        try:
+            return fn(self)
+        finally:
+            self.at = saved
+
     def evaluate(self, node, env):
         """``node``, a piece of a right side, at ``env`` (the step of each index, Steps'),
         from the run's values."""
-        step = env
-        ev = lambda n: self.evaluate(n, step)       # noqa: E731
+        ev = lambda n: self.evaluate(n, env)        # noqa: E731
         if isinstance(node, ast.Num):
             return np.float64(node.value)
         if isinstance(node, ast.Step):
@@ -192,9 +201,9 @@ class Values:
             sa, sb = self.rules.size(node.left), self.rules.size(node.right)
             if node.op in "*/":
                 return times(a, sa, b if node.op == "*" else 1 / b, sb)
-            return (np.add if node.op == "+" else np.subtract)(*_spread(a, sa, b, sb))
+            return (np.add if node.op == "+" else np.subtract)(*spread(a, sa, b, sb))
         if isinstance(node, ast.Binary):
-            return self._product(node, step)
+            return self._product(node, env)
         if isinstance(node, ast.Call):
             f = node.func
             over, across = _over(f)
@@ -277,15 +286,6 @@ def _over(func: str):
     from ..lang.functions import lookup
     f = lookup(func)
     return f.over, f.across
-
-
-def _spread(a, sa, b, sb):
-    """a and b for + and -: a number an example spread over a matrix's entries."""
-    if isinstance(sb, tuple) and not isinstance(sa, tuple) and np.ndim(a) == 2:
-        a = a[..., None]
-    elif isinstance(sa, tuple) and not isinstance(sb, tuple) and np.ndim(b) == 2:
-        b = b[..., None]
-    return a, b
 
 
 def _rows(func: str, args):
