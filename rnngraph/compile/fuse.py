@@ -2,13 +2,13 @@
 
 A loop function of rnngraph/compile/numba_loops.py writes each op of a step as a kernel
 call, ``jitops.sigmoid(ifo_t, ifo_t)``, ``jitops.multiply(f_t, c_tm1, c_t)``: a pass over
-the arrays each, the intermediate values stored as float32 and read back.  :func:`fuse`
-replaces each run of such calls whose results have the same width by one call of a
-kernel of its own, which goes over the rows once: it loads a row of each operand into a
-contiguous buffer of the arrays' dtype, computes every op of the run at every column
-(straight-line arithmetic, with rnngraph/runtime/jitops.py's vexp, vtanh and vsigmoid,
-which LLVM vectorises on contiguous buffers), each op's values in a row buffer of its own, and stores each result's
-row.  As torch.nn.LSTM does with a step's gate arithmetic.  Only runs with an exp, tanh or
+the arrays each, the intermediate values stored as float32 and read back.  :class:`Fuser`
+replaces each run of such calls whose results have the same width by one call of a kernel
+of its own, which goes over the rows once: it loads a row of each operand into a contiguous
+buffer of the arrays' dtype, computes every op of the run at every column (straight-line
+arithmetic, with rnngraph/runtime/jitops.py's vexp, vtanh and vsigmoid, which LLVM
+vectorises on contiguous buffers), each op's values in a row buffer of its own, and stores
+each result's row.  As torch.nn.LSTM does with a step's gate arithmetic.  Only runs with an exp, tanh or
 sigmoid are fused: a run of arithmetic alone is printed as NumPy's calls (the loop runs in
 Python), which are as fast on a gate's lanes as a kernel's loads and stores (an LSTM's
 backward at batch 32 lost 7% fused); what pays is the vectorised exp.
@@ -28,15 +28,17 @@ import ast
 import hashlib
 import textwrap
 
-#: A kernel of rnngraph/runtime/jitops.py: (its operands, its value at one element).
+#: A kernel of rnngraph/runtime/jitops.py that a fused loop computes value by value: (its
+#: operands, its value at one element).
 SCALAR = {
     "add": (2, "{0} + {1}"), "subtract": (2, "{0} - {1}"), "multiply": (2, "{0} * {1}"),
     "divide": (2, "{0} / {1}"), "negative": (1, "-{0}"), "copy": (1, "{0}"),
-    "exp": (1, "jitops._exp({0})"), "tanh": (1, "jitops._tanh({0})"),
-    "sigmoid": (1, "1.0 / (1.0 + jitops._exp(-{0}))"), "maximum": (2, "max({0}, {1})"),
-    "log": (1, "np.log({0})"), "sqrt": (1, "np.sqrt({0})"),
+    "maximum": (2, "max({0}, {1})"), "log": (1, "np.log({0})"), "sqrt": (1, "np.sqrt({0})"),
     "softplus": (1, "max({0}, 0.0) + np.log1p(np.exp(-abs({0})))"),
 }
+
+#: The transcendental kernels (one operand), by jitops' vectorised form over a row buffer.
+_VECTOR = {"exp": "vexp", "tanh": "vtanh", "sigmoid": "vsigmoid"}
 
 
 def _number(node) -> bool:
@@ -52,9 +54,9 @@ def _fusable(stmt, widths: dict):
     call = stmt.value
     f = call.func
     if not (isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name)
-            and f.value.id == "jitops" and f.attr in SCALAR) or call.keywords:
+            and f.value.id == "jitops" and (f.attr in SCALAR or f.attr in _VECTOR)) or call.keywords:
         return None
-    if len(call.args) != SCALAR[f.attr][0] + 1:
+    if len(call.args) != (1 if f.attr in _VECTOR else SCALAR[f.attr][0]) + 1:
         return None
     out = ast.unparse(call.args[-1])
     width = widths.get(out)
@@ -77,7 +79,7 @@ class Fuser:
         the op."""
         if not lines:
             return lines
-        self.widths = {ast.unparse(ast.parse(k, mode="eval").body): w for k, w in self.given.items()}
+        widths = {ast.unparse(ast.parse(k, mode="eval").body): w for k, w in self.given.items()}
         indent = lines[0][:len(lines[0]) - len(lines[0].lstrip())]
         text = textwrap.dedent("\n".join(lines))
         try:
@@ -116,7 +118,7 @@ class Fuser:
                 else:
                     out.extend(stmt_lines)
                 continue
-            info = _fusable(stmt, self.widths)
+            info = _fusable(stmt, widths)
             if info is not None and (not run or _width(run) == info[3]):
                 run.append((info, stmt_lines))
                 continue
@@ -138,10 +140,9 @@ class Fuser:
         vectorise), and a loop stores each result's last value."""
         params: list[str] = []              # the arrays and numbers it takes, by their text
 
-        def param(text: str) -> str:
+        def param(text: str) -> None:
             if text not in params:
                 params.append(text)
-            return f"p{params.index(text)}"
 
         for k, operands, out, _ in calls:
             for a in operands:
@@ -212,15 +213,10 @@ class Fuser:
         return [f"{name}({', '.join(params)})"]
 
 
-#: The transcendental kernels, by jitops' vectorised form over a row buffer.
-_VECTOR = {"exp": "vexp", "tanh": "vtanh", "sigmoid": "vsigmoid"}
-
-
-#: A kernel called from Python that NumPy has as a ufunc: NumPy's call (no dispatch into
-#: Numba, whose kernels go value by value on a gate's lanes).
-_UFUNC = {"add": "add", "subtract": "subtract", "multiply": "multiply", "divide": "divide",
-          "negative": "negative", "exp": "exp", "tanh": "tanh", "log": "log", "sqrt": "sqrt",
-          "maximum": "maximum"}
+#: A kernel called from Python that NumPy has as a ufunc of the same name: NumPy's call (no
+#: dispatch into Numba, whose kernels go value by value on a gate's lanes).
+_UFUNC = {"add", "subtract", "multiply", "divide", "negative", "exp", "tanh", "log", "sqrt",
+          "maximum"}
 
 
 class _ToNumpy(ast.NodeTransformer):
@@ -231,7 +227,7 @@ class _ToNumpy(ast.NodeTransformer):
                 and not node.keywords and node.args:
             *args, dst = node.args
             if f.attr in _UFUNC:
-                return ast.Call(ast.Attribute(ast.Name("np", ast.Load()), _UFUNC[f.attr], ast.Load()),
+                return ast.Call(ast.Attribute(ast.Name("np", ast.Load()), f.attr, ast.Load()),
                                 args, [ast.keyword("out", dst)])
             if f.attr == "sigmoid" and len(args) == 1:     # 1 / (1 + exp(-a)), into dst
                 np_ = lambda name, *xs: ast.Call(ast.Attribute(ast.Name("np", ast.Load()), name,  # noqa: E731

@@ -187,12 +187,11 @@ class NumbaPrinter(FastPrinter):
 
     def call(self, e, args, types, dst: str, t) -> str:
         row = lookup(e.op)
-        if self.jit:
-            self.wide(dst, t)
         if not self.jit:
             if FastPrinter.in_place(e.op):
                 return super().call(e, args, types, dst, t)
             return f"{dst}[...] = {row.py(tuple(args), types, e.attrs).text}"
+        self.wide(dst, t)
         a = [x.text for x in args]
         if e.op == "matvec":
             return f"jitops.dot({a[1]}, {args[0].at(ATOM)}.T, {dst})"
