@@ -6,7 +6,8 @@ KIND is rnngraph, prepared (rnngraph given net.prepare(params), made before the
 timing as hand.py stacks its matrices in its constructor), plain (rnngraph with
 optimize=False), numba (rnngraph with backend="numba", the dict; its warm-up
 call compiles the loops or loads them from the cache), hand, torch, torchcell,
-jax or autograd; MODEL is RNN, LSTM or GRU; CONFIG is A or B (see CONFIGS).
+jax or autograd; MODEL is RNN, LSTM, GRU (examples/torch_*.rnn) or PEEPHOLE, GRUCHO
+(bench/cells.py: hand-written in torch and JAX only); CONFIG is A or B (see CONFIGS).
 The run is forward + backward with dL/dh = 1, float32.  Times: a warm-up, then
 repeated runs for about a second; the line carries their median in ms.
 ``--memory``: the peak of NumPy's allocations during the first run (tracemalloc),
@@ -35,9 +36,15 @@ CONFIGS = {"A": dict(B=32, m=128, n=256, T=100), "B": dict(B=1, m=64, n=128, T=2
 EXAMPLES = HERE.parent / "examples"
 
 
+def example(model):
+    """The file writing MODEL: examples/torch_*.rnn, or a cell of bench/cells.py."""
+    import cells
+    return EXAMPLES / f"{cells.EXAMPLES.get(model, 'torch_' + model.lower())}.rnn"
+
+
 def data(model, cfg, T, dtype):
     import rnngraph
-    rnn = rnngraph.load(EXAMPLES / f"torch_{model.lower()}.rnn")
+    rnn = rnngraph.load(example(model))
     net = rnn.compile(sizes={"x": cfg["m"], "h": cfg["n"]}, dtype="float64")
     p = net.init_params(seed=0)
     x = np.random.default_rng(1).normal(size=(T, cfg["B"], cfg["m"])).astype(dtype)
@@ -49,7 +56,7 @@ def make(kind, model, cfg, p, x, dH, dtype):
     """(run, result): run once; result() gives (h, grads) for the check."""
     if kind in ("rnngraph", "prepared", "plain", "numba"):
         import rnngraph
-        rnn = rnngraph.load(EXAMPLES / f"torch_{model.lower()}.rnn")
+        rnn = rnngraph.load(example(model))
         net = rnn.compile(sizes={"x": cfg["m"], "h": cfg["n"]}, dtype=dtype,
                           optimize=kind != "plain",
                           backend="numba" if kind == "numba" else "numpy")
@@ -63,10 +70,15 @@ def make(kind, model, cfg, p, x, dH, dtype):
         import hand
         net = hand.MODELS[model](p, dtype)
         return (lambda: net.run(x, dH)), (lambda: net.run(x, dH))
+    import cells
     import others
     if kind == "torch" or kind == "torchcell":
         import torch
         torch.set_num_threads(int(THREADS))
+    if model in cells.EXAMPLES:
+        if kind not in cells.MAKERS:
+            raise SystemExit(f"{kind}: no {model} (a cell no library ships)")
+        return cells.MAKERS[kind](model, p, dtype, x, dH)
     return others.MAKERS[kind](model, p, dtype, x, dH)
 
 
@@ -101,9 +113,11 @@ def relative_error(a, b):
 def check(kind, model, cfg, T):
     p, x, dH = data(model, cfg, T, "float64")
     h, grads = make(kind, model, cfg, p, x, dH, "float64")[1]()
+    import cells
     try:
-        import torch  # noqa: F401  (the reference, when installed)
-        ref = "torch"
+        import torch  # noqa: F401  (the reference, when installed: torch.nn.*, or for a
+        # cell no library ships the torch loop written by hand in bench/cells.py)
+        ref = "torchcell" if model in cells.EXAMPLES else "torch"
     except ImportError:
         ref = "rnngraph"
     h_ref, g_ref = make(ref, model, cfg, p, x, dH, "float64")[1]()

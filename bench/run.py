@@ -2,6 +2,10 @@
 
     python bench/run.py                # everything (about 20 minutes)
     python bench/run.py --rounds 3 --models LSTM --configs A   # a part of it
+    python bench/run.py --models PEEPHOLE GRUCHO --kinds rnngraph numba torchcell jax
+
+The last: cells no library ships (bench/cells.py: the book's peephole LSTM, Cho's GRU),
+against the same cells written by hand as a torch Python loop and in JAX.
 
 For each model (RNN, LSTM, GRU: examples/torch_*.rnn, PyTorch's equations) and
 configuration (A: batch 32, input 128, hidden 256, T 100; B: batch 1, input
@@ -55,7 +59,7 @@ LABELS = {"rnngraph": "rnngraph", "earlier": "rnngraph --earlier", "prepared": "
           "torchcell": "torch cell loop", "jax": "JAX jit(grad(scan))", "autograd": "HIPS autograd"}
 MODULES = {"numba": "numba", "earlier-numba": "numba", "torch": "torch", "torchcell": "torch", "jax": "jax",
            "autograd": "autograd"}
-GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
+GATES = {"RNN": 1, "LSTM": 4, "GRU": 3, "PEEPHOLE": 4, "GRUCHO": 3}
 
 sys.path.insert(0, str(HERE))
 from _measure import CONFIGS  # noqa: E402
@@ -149,7 +153,8 @@ def main():
         if k not in kinds:
             print(f"# {LABELS[k]}: not installed, column skipped (pip install {MODULES[k]})")
 
-    print("\n## Correctness: largest relative error against torch.nn.* in float64")
+    print("\n## Correctness: largest relative error in float64 against torch.nn.* (for PEEPHOLE "
+          "and GRUCHO against the torch loop of bench/cells.py)")
     for model in args.models:
         row = []
         for kind in kinds:

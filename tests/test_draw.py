@@ -170,7 +170,10 @@ UNROLLED_LABEL_BOUND: dict = {"seq2seq": (2, 2), "attention": (2, 1), "attention
 # its short edge into h sits by both edges that leave y: 0/1.
 # tree: h reads both its children through two loops on itself, W_l's and W_r's, whose labels
 # sit by both loops: 0/1.
-FOLDED_LABEL_BOUND: dict = {"lstm_concat": (1, 0), "teacher_forcing": (0, 1), "tree": (0, 1)}
+# gru_cho: W multiplies r(t) * h(t-1), so both r's edge and h's loop into h carry W; the
+# loop's label sits by both: 0/1.
+FOLDED_LABEL_BOUND: dict = {"lstm_concat": (1, 0), "teacher_forcing": (0, 1), "tree": (0, 1),
+                            "gru_cho": (0, 1)}
 
 
 def test_every_example_labels_beside_their_own_edge(every):

@@ -76,11 +76,17 @@ def test_numba_and_numpy_agree_to_rounding_with_every_cotangent(name, threshold,
         assert not fused or any(k.signatures for k in fused)     # the backward not run: not)
 
 
-def kernels(net):
-    """The fused kernels of a compiled model (rnngraph/compile/fuse.py), as Numba has them."""
+def kernels(net, *functions):
+    """The fused kernels of a compiled model (rnngraph/compile/fuse.py), as Numba has them:
+    all, or those the step loops that ``functions`` call call."""
     space = net._forward.__globals__
     loops_module = sys.modules[space[space["STEPS"][0]].__module__] if space.get("STEPS") else None
-    return [getattr(loops_module, k) for k in space.get("KERNELS", ())] if loops_module else []
+    names = space.get("KERNELS", ())
+    if functions:
+        steps = [getattr(loops_module, n) for f in functions for n in f.__code__.co_names
+                 if n in space.get("STEPS", ())]
+        names = [n for f in steps for n in f.__code__.co_names if n in names]
+    return [getattr(loops_module, k) for k in names] if loops_module else []
 
 
 def test_numba_gradients_match_finite_differences_in_float64():
@@ -95,8 +101,8 @@ def test_numba_gradients_match_finite_differences_in_float64():
 
 def test_larger_batches_run_the_fused_kernels_and_get_the_same_results():
     """At a batch of 3 the loop functions Numba compiles for a batch of one do not run;
-    the step loops do, each run of a step's elementwise ops one kernel (the LSTM's cell
-    arithmetic, tanh to h, in one), in float64 and float32."""
+    the step loops do, a step's elementwise ops between its products one kernel (the LSTM's
+    gates, its cell, tanh to h, in one), in float64 and float32."""
     pytest.importorskip("numba")
     pytest.importorskip("scipy")
     m = model("torch_lstm")
@@ -108,10 +114,12 @@ def test_larger_batches_run_the_fused_kernels_and_get_the_same_results():
         for n in g:
             np.testing.assert_allclose(g[n], g2[n], rtol=rtol, atol=rtol * 1e-2, err_msg=n)
         assert not any(f.run.signatures for f in loops(jit))     # the batch-of-one loops: not
-        fused = kernels(jit)
-        assert any("tanh, multiply, multiply, add, tanh, multiply" in k.py_func.__doc__
-                   for k in fused)
-        assert all(k.signatures for k in fused)                # every kernel ran
+        fused = kernels(jit, jit._forward)
+        assert any("sigmoid, tanh, multiply, multiply, add, tanh, multiply" in k.py_func.__doc__
+                   for k in fused)                      # a step's gates to h in one kernel
+        assert fused and all(k.signatures for k in fused)        # every kernel of theirs ran,
+        assert any(all(k.signatures for k in kernels(jit, b))    # and a backward's
+                   for b in (jit._backward, jit._backward_large))
 
 
 def test_numba_runs_float32_as_numpy_does():
@@ -261,32 +269,61 @@ def test_a_cache_folder_that_cannot_be_written_costs_the_cache_not_the_run(tmp_p
     assert blocked.read_text() == ""
 
 
-def test_the_kernels_exp_and_tanh_give_numpys_values_specials_included():
-    """rnngraph/runtime/jitops.py's exp and tanh are approximations of its own (LLVM vectorises
-    them, not libm's): within 4 ulp of NumPy's in float64, within 1 ulp of the float64
-    value in float32, with NumPy's inf, NaN, zeros (and their signs) and subnormals."""
+SPECIAL = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-30, -1e-30, 1e-300, 5e-324, 88.7, 88.72,
+           88.73, -87.3, -100.0, -103.9, -104.0, 709.78, 709.79, -745.1, -745.2, 0.625, -0.625]
+POINTS = np.concatenate([np.linspace(-800, 800, 40001), np.linspace(-20, 20, 40001), SPECIAL])
+
+
+def close_to_numpy(name, out, a, ulps):
+    """out, jitops' ``name`` of a, within ``ulps`` of the float64 value (a result below the
+    smallest normal number: within it; NumPy's float32 sigmoid of -100 is 0 too, its
+    exp(100) being inf), inf, NaN and zeros (and their signs) as NumPy gives them."""
+    dtype = a.dtype
+    with np.errstate(all="ignore"):
+        wide = a.astype(np.float64)
+        ref = (np.exp(wide) if name == "exp" else np.tanh(wide) if name == "tanh"
+               else 1 / (1 + np.exp(-wide))).astype(dtype)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(ref), err_msg=name)
+    ok = ~np.isnan(ref)
+    np.testing.assert_array_equal(np.signbit(out[ok]), np.signbit(ref[ok]), err_msg=name)
+    edge = np.isinf(ref) | (ref == 0)
+    np.testing.assert_array_equal(out[edge], ref[edge], err_msg=name)
+    finite = np.isfinite(ref) & (ref != 0)
+    floor = np.finfo(dtype).tiny
+    spacing = np.spacing(np.maximum(np.abs(ref[finite]), floor)).astype(np.float64)
+    error = np.abs(out[finite].astype(np.float64) - ref[finite].astype(np.float64))
+    assert ((error <= ulps * spacing) | (error <= floor)).all(), \
+        (name, dtype, (error / spacing).max())
+
+
+@pytest.mark.parametrize("layout", ["rows", "lanes in place", "a bias over rows"])
+def test_the_kernels_exp_tanh_sigmoid_give_numpys_values_specials_included(layout):
+    """rnngraph/runtime/jitops.py's exp, tanh and sigmoid (the loops' for a batch of one)
+    go a row at a time through vexp, vtanh, vsigmoid: within 2 ulp of the float64 value in
+    float32, 4 in float64, also on a gate's lanes written in place and on a row spread over
+    rows (a bias), with NumPy's inf, NaN, zeros and subnormals."""
     pytest.importorskip("numba")
     pytest.importorskip("scipy")
     from rnngraph.runtime import jitops
-    special = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-300, -1e-300, 5e-324, 709.78, 709.79,
-               -708.4, -720.0, -745.1, -745.2, 88.7, 88.8, -103.9, -104.0, 0.625, -0.625]
-    x = np.concatenate([np.linspace(-800, 800, 40001), np.linspace(-20, 20, 40001), special])
-    for name in ("exp", "tanh"):
-        for dtype, ulps in ((np.float64, 4), (np.float32, 1)):
-            a = x.astype(dtype)[None]
-            out = np.empty_like(a)
+    for name in ("exp", "tanh", "sigmoid"):
+        for dtype, ulps in ((np.float64, 4), (np.float32, 2)):
+            x = POINTS.astype(dtype)
+            n = x.size // 2
+            if layout == "rows":
+                a = x[: 2 * n].reshape(2, n)
+                out = np.empty_like(a)
+            elif layout == "lanes in place":        # lanes 1..n+1 of a (2, n + 3) buffer
+                buf = np.zeros((2, n + 3), dtype)
+                buf[:, 1:n + 1] = x[: 2 * n].reshape(2, n)
+                a = out = buf[:, 1:n + 1]
+                x = a.copy()
+            else:
+                a = x[:n]
+                out = np.empty((3, n), dtype)
             getattr(jitops, name)(a, out)
-            with np.errstate(all="ignore"):
-                ref = getattr(np, name)(a.astype(np.float64)).astype(dtype)
-            np.testing.assert_array_equal(np.isnan(out), np.isnan(ref), err_msg=name)
-            ok = ~np.isnan(ref)
-            np.testing.assert_array_equal(np.signbit(out[ok]), np.signbit(ref[ok]), err_msg=name)
-            np.testing.assert_array_equal(out[np.isinf(ref) | (ref == 0)],
-                                          ref[np.isinf(ref) | (ref == 0)], err_msg=name)
-            finite = np.isfinite(ref) & (ref != 0)
-            spacing = np.spacing(np.abs(ref[finite])).astype(np.float64)
-            error = np.abs(out[finite].astype(np.float64) - ref[finite].astype(np.float64))
-            assert (error <= ulps * spacing).all(), (name, dtype, (error / spacing).max())
+            want = np.broadcast_to(x[: 2 * n].reshape(2, n) if layout != "a bias over rows"
+                                   else x[:n], out.shape)
+            close_to_numpy(name, out, np.ascontiguousarray(want), ulps)
 
 
 def test_the_row_kernels_of_the_fused_loops_give_numpys_values_specials_included():
@@ -308,29 +345,12 @@ def test_the_row_kernels_of_the_fused_loops_give_numpys_values_specials_included
         else:
             jitops.vsigmoid(x, out, e, bits)
 
-    special = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-30, -1e-30, 88.7, 88.72, 88.73, -87.3,
-               -100.0, -103.9, -104.0, 709.78, 709.79, -745.1, -745.2, 0.625, -0.625]
-    x = np.concatenate([np.linspace(-800, 800, 40001), np.linspace(-20, 20, 40001), special])
     for which, name in enumerate(("exp", "tanh", "sigmoid")):
         for dtype, ulps in ((np.float64, 4), (np.float32, 2)):
-            a = x.astype(dtype)
+            a = POINTS.astype(dtype)
             out = np.empty_like(a)
             run(which, a, out)
-            with np.errstate(all="ignore"):
-                wide = a.astype(np.float64)
-                ref = (np.exp(wide) if which == 0 else np.tanh(wide) if which == 1
-                       else 1 / (1 + np.exp(-wide))).astype(dtype)
-            np.testing.assert_array_equal(np.isnan(out), np.isnan(ref), err_msg=name)
-            edge = np.isinf(ref) | (ref == 0)
-            np.testing.assert_array_equal(out[edge], ref[edge], err_msg=name)
-            finite = np.isfinite(ref) & (ref != 0)
-            floor = np.finfo(dtype).tiny
-            spacing = np.spacing(np.maximum(np.abs(ref[finite]), floor)).astype(np.float64)
-            error = np.abs(out[finite].astype(np.float64) - ref[finite].astype(np.float64))
-            # a result below the smallest normal number: within it (NumPy's float32 sigmoid of
-            # -100 is 0 too, its exp(100) being inf)
-            assert ((error <= ulps * spacing) | (error <= floor)).all(), \
-                (name, dtype, (error / spacing).max())
+            close_to_numpy(name, out, a, ulps)
 
 
 def test_the_cached_loops_follow_the_kernels_they_call(tmp_path, monkeypatch):

@@ -1,34 +1,40 @@
-"""A step's elementwise ops in one pass over memory (``backend="numba"``, issue 22).
+"""A step's elementwise ops between its products in one pass over memory (``backend="numba"``,
+issue 22).
 
-A loop function of rnngraph/compile/numba_loops.py writes each op of a step as a kernel
-call, ``jitops.sigmoid(ifo_t, ifo_t)``, ``jitops.multiply(f_t, c_tm1, c_t)``: a pass over
-the arrays each, the intermediate values stored as float32 and read back.  :class:`Fuser`
-replaces each run of such calls whose results have the same width by one call of a kernel
-of its own, which goes over the rows once: it loads a row of each operand into a contiguous
-buffer of the arrays' dtype, computes every op of the run at every column (straight-line
-arithmetic, with rnngraph/runtime/jitops.py's vexp, vtanh and vsigmoid, which LLVM
-vectorises on contiguous buffers), each op's values in a row buffer of its own, and stores
-each result's row.  As torch.nn.LSTM does with a step's gate arithmetic.  Only runs with an exp, tanh or
-sigmoid are fused: a run of arithmetic alone is printed as NumPy's calls (the loop runs in
-Python), which are as fast on a gate's lanes as a kernel's loads and stores (an LSTM's
-backward at batch 32 lost 7% fused); what pays is the vectorised exp.
+The loop printer of rnngraph/compile/numba_loops.py hands each elementwise op of a step to
+:meth:`Fuser.op` as it prints it (the jitops kernel, its operands, what it writes, that
+value's width, whether it is a step temporary of its own) and writes the token the Fuser
+gives back in the op's place.  From those lines the Fuser prints the loop's body twice:
 
-What is fused is read from the statements themselves (Python's ast): a call
-``jitops.K(operands..., out)`` with K one of :data:`SCALAR` and ``out`` of a width the
-printer recorded.  Sequential semantics hold element by element: an op reads what an
-earlier op of the run wrote at the same row and column, from its buffer.  Where two
-operands of a kernel share memory (views of overlapping lanes), which elementwise order
-would not keep, the kernel checks before its loop (:func:`rnngraph.runtime.jitops.apart`)
-and declines, returning False, and the loop runs the run's ops as NumPy's calls, which
-buffer overlapping operands; so it does where the results' shapes differ.
+- :meth:`Fuser.plain`: each op as a call of its jitops kernel (``jitops.tanh(a, out)``);
+- :meth:`Fuser.__call__`: each run of consecutive ops as one call of a kernel of its own,
+  which goes over the rows (the batch) once, every op of the run at each row, as
+  torch.nn.LSTM does with a step's gate arithmetic.  Widths may differ within a run (an
+  LSTM's gates 4n wide, its cell n): each op has a loop of its own over its row.
+
+In a kernel, an operand's row is read where it lies, through a view made from its pointer
+(jitops.row: Numba's views of a gate's lanes are typed layout A, whose loops do not
+vectorise, and counting references to them cost more than the arithmetic); each op writes a
+row buffer of its own (never in place: LLVM's overlap check sends an in-place loop to its
+scalar version) and stores it to its array at once, so that a later op reading the same
+memory through another view (a gate's lanes of a stacked buffer) reads the new values.  A
+step temporary that nothing outside the run reads (``1 - tanh(c)^2`` on its way into a
+gate's gradient) stays in its buffer and is not stored: the backward's runs wrote four
+such arrays a step.  exp, tanh and sigmoid are jitops' vectorised vexp, vtanh, vsigmoid.
+
+The kernel checks before its loop that going row by row keeps the ops' order (the arrays
+it writes share memory with no other operand, or only within the same row: lanes of one
+buffer; jitops.aligned) and their shapes; where not, it declines (returns False) and the
+ops run one by one (NumPy's calls from Python, jitops' kernels in a compiled loop), which
+buffer overlapping operands.
 """
 from __future__ import annotations
 
-import ast
 import hashlib
-import textwrap
+import re
+from dataclasses import dataclass
 
-#: A kernel of rnngraph/runtime/jitops.py that a fused loop computes value by value: (its
+#: A kernel of rnngraph/runtime/jitops.py that a fused kernel computes value by value: (its
 #: operands, its value at one element).
 SCALAR = {
     "add": (2, "{0} + {1}"), "subtract": (2, "{0} - {1}"), "multiply": (2, "{0} * {1}"),
@@ -40,217 +46,258 @@ SCALAR = {
 #: The transcendental kernels (one operand), by jitops' vectorised form over a row buffer.
 _VECTOR = {"exp": "vexp", "tanh": "vtanh", "sigmoid": "vsigmoid"}
 
+#: A kernel NumPy has as a ufunc of the same name: in a loop run from Python, an op left
+#: alone is NumPy's call (no dispatch into Numba for one op).
+_UFUNC = {"add", "subtract", "multiply", "divide", "exp", "tanh", "log", "sqrt", "maximum"}
 
-def _number(node) -> bool:
-    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
-        return True
-    return isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and _number(node.operand)
+_TOKEN = re.compile(r"^(\s*)@op(\d+)$")
+_NAME = re.compile(r"[A-Za-z_]\w*")
+_LITERAL = re.compile(r"^-?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$")
 
 
-def _fusable(stmt, widths: dict):
-    """(kernel, operand nodes, out text, width) of ``stmt`` if it is a kernel call to fuse."""
-    if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)):
-        return None
-    call = stmt.value
-    f = call.func
-    if not (isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name)
-            and f.value.id == "jitops" and (f.attr in SCALAR or f.attr in _VECTOR)) or call.keywords:
-        return None
-    if len(call.args) != (1 if f.attr in _VECTOR else SCALAR[f.attr][0]) + 1:
-        return None
-    out = ast.unparse(call.args[-1])
-    width = widths.get(out)
-    if width is None or _number(call.args[-1]):
-        return None
-    return f.attr, call.args[:-1], out, width
+@dataclass(frozen=True)
+class Op:
+    """An elementwise op of a step, as the printer hands it over."""
+    kernel: str                 # jitops' name for it: multiply, tanh, ...
+    args: tuple                 # its operands' texts: arrays, names of numbers, literals
+    out: str                    # the array it writes
+    width: int | None           # the values a row of ``out`` holds (None: not fused)
+    guard: str | None = None    # a name that may be None: then the op is not done (a user's
+    #                             cotangent given or not), and its last operand is not read
+    widths: tuple = ()          # each operand's width where the printer knows it: 1, a
+    #                             number a row (a column, a scalar) spread over the row
+
+    def lines(self, indent: str, compiled: bool) -> list[str]:
+        """The op as its jitops kernel's call (``compiled``: in a function Numba compiles),
+        else NumPy's, at ``indent``."""
+        call = self.jitops() if compiled else self.numpy()
+        if self.guard is None:
+            return [indent + call]
+        return [f"{indent}if {self.guard} is not None:", f"{indent}    {call}"]
+
+    def jitops(self) -> str:
+        return f"jitops.{self.kernel}({', '.join(self.args + (self.out,))})"
+
+    def numpy(self) -> str:
+        """The op as NumPy's call (a loop run from Python)."""
+        a = ", ".join(self.args)
+        if self.kernel == "negative":       # not np.negative: see optable's "neg"
+            return f"np.multiply({a}, -1.0, out={self.out})"
+        if self.kernel in _UFUNC:
+            return f"np.{self.kernel}({a}, out={self.out})"
+        if self.kernel == "sigmoid":
+            return f"np.divide(1.0, np.add(1.0, np.exp(np.negative({a}))), out={self.out})"
+        if self.kernel == "copy":
+            return f"np.copyto({self.out}, {a})"
+        return self.jitops()
+
+    def fusable(self) -> bool:
+        if self.width is None:
+            return False
+        if self.kernel in _VECTOR:
+            return len(self.args) == 1
+        return self.kernel in SCALAR and len(self.args) == SCALAR[self.kernel][0]
 
 
 class Fuser:
-    """Fuses the runs of a loop body's statements; the kernels it made, by name."""
+    """The ops of the loops being printed, and the kernels made of their runs, by name."""
 
-    def __init__(self, widths: dict):
-        self.given = widths                 # the printer's, filled as it prints
+    def __init__(self, numbers=()):
+        self.numbers = set(numbers)         # names bound to numbers (the printer's constants)
+        self.ops: list[Op] = []
+        # the buffers of the loop's temporaries that no other name views: a run's op writing
+        # one that nothing outside the run reads keeps it in its row buffer (the printer's)
+        self.scratch: set[str] = set()
+        # the loop's step buffers of gradients that no other name views (the printer's): a
+        # run keeps one in its row buffer between its ops and stores its last value only
+        self.owned: set[str] = set()
         self.kernels: dict[str, list[str]] = {}
 
-    def __call__(self, lines: list[str]) -> list[str]:
-        """``lines`` (statements at one indentation, comments among them), for a loop run
-        from Python: each run of fusable calls of one width with an exp, tanh or sigmoid
-        replaced by a call of a kernel, the other kernel calls by NumPy's where it has
-        the op."""
-        if not lines:
-            return lines
-        widths = {ast.unparse(ast.parse(k, mode="eval").body): w for k, w in self.given.items()}
-        indent = lines[0][:len(lines[0]) - len(lines[0].lstrip())]
-        text = textwrap.dedent("\n".join(lines))
-        try:
-            tree = ast.parse(text)
-        except SyntaxError:
-            return lines
-        src = text.split("\n")
-        items = []                          # (statement node or None, its lines)
+    def op(self, kernel: str, args, out: str, width: int | None, guard: str | None = None,
+           widths=()) -> str:
+        """The token that stands for this op in a loop body's lines."""
+        self.ops.append(Op(kernel, tuple(args), out, width, guard, tuple(widths)))
+        return f"@op{len(self.ops) - 1}"
+
+    def _items(self, lines):
+        """[(Op or None, line)] of ``lines``, indentation kept."""
+        out = []
+        for line in lines:
+            m = _TOKEN.match(line)
+            out.append((self.ops[int(m.group(2))], line[:len(m.group(1))]) if m else (None, line))
+        return out
+
+    def plain(self, lines: list[str]) -> list[str]:
+        """``lines`` with each op as its jitops kernel's call."""
+        return [x for op, line in self._items(lines)
+                for x in ([line] if op is None else op.lines(line, True))]
+
+    def __call__(self, lines: list[str], compiled: bool = False) -> list[str]:
+        """``lines`` with each run of consecutive ops (comments among them) one fused
+        kernel's call; where the kernel declines, the run's ops one by one: NumPy's calls
+        for a loop run from Python, jitops' kernels in a ``compiled`` one.  A run of one
+        arithmetic op is that op alone."""
+        items = self._items(lines)
+        runs: list[list[int]] = []          # each a run's item indices
         at = 0
-        for stmt in tree.body:
-            first = stmt.lineno - 1
-            items += [(None, [line]) for line in src[at:first]]       # comments
-            items.append((stmt, src[first:stmt.end_lineno]))
-            at = stmt.end_lineno
-        items += [(None, [line]) for line in src[at:]]
+        while at < len(items):
+            op, _ = items[at]
+            if op is None or not op.fusable() or compiled and op.guard:
+                at += 1
+                continue
+            indent = items[at][1]
+            own = self.scratch | self.owned
+            run, widths = [at], {op.out: op.width} if op.out in own else {}
+            at += 1
+            while at < len(items):
+                nxt, line = items[at]
+                if nxt is None and line.lstrip().startswith("#"):
+                    at += 1
+                    continue
+                # a run goes on with an op at its indentation that reads its temporaries at
+                # their width
+                if nxt is None or not nxt.fusable() or compiled and nxt.guard or line != indent or \
+                        any(widths.get(a, nxt.width) != nxt.width for a in nxt.args):
+                    break
+                run.append(at)
+                if nxt.out in own:
+                    widths[nxt.out] = nxt.width
+                at += 1
+            runs.append(run)
+        fused = {}
+        for run in runs:
+            ops = [items[k][0] for k in run if items[k][0] is not None]
+            if len(ops) > 1 or ops[0].kernel in _VECTOR:
+                fused[run[0]] = (run, ops)
         out: list[str] = []
-        run: list = []                      # (fusable info, lines) of the run so far
-
-        def flush():
-            calls = [r for r in run if r[0] is not None]
-            if any(c[0][0] in _VECTOR for c in calls):
-                # the kernel, or where it declines (shared memory), NumPy's calls, which
-                # buffer overlapping operands as the ops one after the other do
-                out.extend(f"if not {line}:" for line in self.kernel([c[0] for c in calls]))
-                out.extend("    " + x for r in run if r[0] is not None for x in _in_numpy(r[1]))
-                out.extend(line for r in run if r[0] is None for line in r[1])
-            else:                           # arithmetic alone: NumPy's ufuncs are as fast
-                for r in run:
-                    out.extend(r[1] if r[0] is None else _in_numpy(r[1]))
-            run.clear()
-
-        for stmt, stmt_lines in items:
-            if stmt is None:
-                if run:
-                    run.append((None, stmt_lines))
-                else:
-                    out.extend(stmt_lines)
+        skip: set[int] = set()
+        for k, (op, line) in enumerate(items):
+            if k in skip:
                 continue
-            info = _fusable(stmt, widths)
-            if info is not None and (not run or _width(run) == info[3]):
-                run.append((info, stmt_lines))
+            if k not in fused:
+                out += [line] if op is None else op.lines(line, compiled)
                 continue
-            flush()
-            if info is not None:
-                run.append((info, stmt_lines))
-            else:
-                out.extend(_in_numpy(stmt_lines))
-        flush()
-        return [indent + line if line.strip() else line for line in out]
+            run, ops = fused[k]
+            skip.update(run)
+            indent = line
+            outside = self._read_outside(items, set(run))
+            call = self.kernel(ops, outside)
+            out.append(f"{indent}if not {call}:")
+            out += [x for o in ops for x in o.lines(indent + "    ", compiled)]
+            out += [items[j][1] for j in run if items[j][0] is None]          # comments
+        return out
 
-    def kernel(self, calls) -> list[str]:
-        """The call of a kernel for ``calls`` [(kernel, operands, out, width)], made once.
+    def _read_outside(self, items, run: set) -> set:
+        """The names the items outside ``run`` mention (what they read or write)."""
+        names: set = set()
+        for k, (op, line) in enumerate(items):
+            if k in run:
+                continue
+            text = line if op is None else " ".join(op.args + (op.out,))
+            names.update(_NAME.findall(text))
+        return names
 
-        The kernel goes over the rows; in each, a loop loads every operand the run reads
-        before writing into a contiguous buffer of the results' dtype, each op writes a
-        buffer of its own (consecutive arithmetic ops in one loop; exp, tanh and sigmoid by
-        jitops' vectorised vexp, vtanh, vsigmoid, never in place, which LLVM would not
-        vectorise), and a loop stores each result's last value."""
-        params: list[str] = []              # the arrays and numbers it takes, by their text
+    def kernel(self, ops: list[Op], outside: set) -> str:
+        """The call of a kernel for the run ``ops``, made once (see the module's docstring);
+        ``outside``: names the rest of the loop mentions (a temporary among them is stored)."""
+        params: list[str] = []              # the arrays and named numbers it takes
 
         def param(text: str) -> None:
-            if text not in params:
+            if text not in params and not _LITERAL.match(text):
                 params.append(text)
 
-        for k, operands, out, _ in calls:
-            for a in operands:
-                if not _number(a):
-                    param(ast.unparse(a))
-            param(out)
+        given = {}                          # a guarded operand: its text, None or it
+        for o in ops:
+            if o.guard:
+                given[o.args[-1]] = f"None if {o.guard} is None else {o.args[-1]}"
+            for a in o.args:
+                param(given.get(a, a))
+            param(o.out)
         p = {t: f"p{params.index(t)}" for t in params}
-        written = list(dict.fromkeys(out for _, _, out, _ in calls))
-        loaded: list[str] = []              # read before the run writes them
-        done: set[str] = set()
-        for k, operands, out, _ in calls:
-            for a in operands:
-                t = ast.unparse(a)
-                if not _number(a) and t not in done and t not in loaded:
-                    loaded.append(t)
-            done.add(out)
-        numbers = list(dict.fromkeys(ast.unparse(a) for _, operands, _, _ in calls
-                                     for a in operands if _number(a)))
-        first = p[written[0]]
-        head = [f"rows, cols = jitops._size({first})"]
-        same = [f"jitops._size({p[w]}) != (rows, cols)" for w in written[1:]]
-        pairs = list(dict.fromkeys(tuple(sorted((w, o))) for w in written for o in params if o != w))
-        parts = same + [f"not jitops.apart({p[a]}, {p[b]})" for a, b in pairs]
-        if parts:                           # shapes that differ, or shared memory: declined
-            head += ["if (" + parts[0]] + [f"        or {x}" for x in parts[1:]]
-            head[-1] += "):"
-            head += ["    return False"]
-        head += [f"like = np.empty(cols, {first}.dtype)"]
-        head += [f"c{n} = jitops.like({first}, {t})" for n, t in enumerate(numbers)]
-        head += [f"r{params.index(t)} = np.empty_like(like)" for t in loaded]
-        head += [f"x{n} = np.empty_like(like)" for n in range(len(calls))]
-        if any(k in _VECTOR for k, _, _, _ in calls):
-            head += ["e = np.empty_like(like)", "bits = jitops.scratch(like)"]
-        value: dict[str, str] = {}          # the buffer holding each text's latest value
+        p.update({a: p[text] for a, text in given.items()})
+        last = {o.out: n for n, o in enumerate(ops)}
+        own = self.scratch | self.owned
+        # a value another name may view is stored as it is made; one of the run's own when
+        # it is made last, if it is a gradient's step buffer or read outside the run
+        stored = [o.out not in own or last[o.out] == n and (o.out in self.owned or o.out in outside)
+                  for n, o in enumerate(ops)]
+        kept = list(dict.fromkeys(o.out for o, s in zip(ops, stored) if s))
+        first = p[ops[0].out]
+        numbers = list(dict.fromkeys(a for o in ops for a in o.args
+                                     if _LITERAL.match(a) or a in self.numbers))
+        steps: dict = {}                    # (operand, width) -> its row step's name (1 or 0)
+        filled: dict = {}                   # (number, width) -> a row of it (an exp's operand)
         loop = ["for i in range(rows):"]
-        loop += [f"    jitops.load({p[t]}, i, r{params.index(t)})" for t in loaded]
-        arithmetic: list[str] = []          # the statements of the loop being written
-
-        def close():
-            if arithmetic:
-                loop.extend(["    for j in range(cols):"] + [f"        {x}" for x in arithmetic])
-                arithmetic.clear()
-
-        for n, (k, operands, out, _) in enumerate(calls):
+        value: dict[str, str] = {}          # a buffer holding a value of the run's own
+        for n, (o, store) in enumerate(zip(ops, stored)):
+            start = len(loop)
             args = []
-            for a in operands:
-                t = ast.unparse(a)
-                args.append(f"c{numbers.index(t)}" if _number(a) else
-                            value.get(t, f"r{params.index(t)}"))
-            if k in _VECTOR:
-                close()
-                loop.append(f"    jitops.{_VECTOR[k]}({args[0]}, x{n}, "
-                            f"{'' if k == 'exp' else 'e, '}bits)")
+            for k, a in enumerate(o.args):
+                spread = k < len(o.widths) and o.widths[k] == 1 and o.width != 1
+                if a in value and not spread:
+                    args.append(value[a])
+                elif a in numbers and o.kernel not in _VECTOR:
+                    args.append(f"c{numbers.index(a)}")
+                elif a in numbers:
+                    args.append(filled.setdefault((a, o.width), f"f{len(filled)}"))
+                elif spread:                # one number a row, over the row
+                    name = f"v{n}_{k}"
+                    loop.append(f"    {name} = jitops._at({value.get(a, p[a])}, i, 0)")
+                    args.append(name)
+                else:                       # the row itself, where it lies
+                    step = steps.setdefault((a, o.width), f"s{len(steps)}")
+                    name = f"r{n}_{k}"
+                    loop.append(f"    {name} = jitops._view({p[a]}, i * {step}, {o.width})")
+                    args.append(name)
+            # an op done only where its operand is given writes the buffer that holds its
+            # value so far (in place: element by element, as an add is), else its own
+            into = value.get(o.out, f"x{n}") if o.guard else f"x{n}"
+            if o.kernel in _VECTOR:
+                extra = "" if o.kernel == "exp" else f"e{o.width}, "
+                loop.append(f"    jitops.{_VECTOR[o.kernel]}({args[0]}, {into}, {extra}bits{o.width})")
             else:
-                row = [x if x.startswith("c") else f"{x}[j]" for x in args]
-                arithmetic.append(f"x{n}[j] = {SCALAR[k][1].format(*row)}")
-            value[out] = f"x{n}"
-        close()
-        loop += [f"    jitops.store({p[t]}, i, {value[t]})" for t in written]
+                scalars = [x if x[0] in "cv" else f"{x}[j]" for x in args]
+                loop += [f"    for j in range({o.width}):",
+                         f"        {into}[j] = {SCALAR[o.kernel][1].format(*scalars)}"]
+            if o.guard:
+                if o.out not in value:      # its value in memory: stored where it is made
+                    loop.append(f"    jitops.put_row({p[o.out]}, i, {into})")
+                loop[start:] = [f"    if {p[o.args[-1]]} is not None:"] + \
+                    ["    " + x for x in loop[start:]]
+                if o.out in value and store:
+                    loop.append(f"    jitops.put_row({p[o.out]}, i, {into})")
+                continue
+            if store:
+                loop.append(f"    jitops.put_row({p[o.out]}, i, {into})")
+            if o.out in own:                # no other name views it: its buffer holds it
+                value[o.out] = into
+        head = [f"rows = jitops._size({first})[0]"]
+        parts = [f"jitops._size({p[w]}) != (rows, {o.width})"
+                 for w, o in {o.out: o for o in ops}.items()]
+        parts += [f"not jitops.rows_contiguous({p[w]})" for w in kept]
+        arrays = [t for t in params if t not in self.numbers]
+        pairs = dict.fromkeys((w, o) for w in kept for o in arrays
+                              if o != w and not (o in kept and kept.index(o) < kept.index(w)))
+        parts += [f"not jitops.aligned({p[w]}, {p[o]})" for w, o in pairs]   # (symmetric)
+        head += [f"{s} = jitops.row_step({p[a]}, rows, {w})" for (a, w), s in steps.items()]
+        parts += [f"{s} < 0" for s in steps.values()]
+        head += ["if (" + parts[0]] + [f"        or {x}" for x in parts[1:]]
+        head[-1] += "):"
+        head += ["    return False", f"dtype = {first}.dtype"]
+        head += [f"c{n} = jitops.like({first}, {t if _LITERAL.match(t) else p[t]})"
+                 for n, t in enumerate(numbers)]
+        head += [f"x{n} = np.empty({o.width}, dtype)" for n, o in enumerate(ops)]
+        head += [x for (a, w), f in filled.items()
+                 for x in (f"{f} = np.empty({w}, dtype)", f"{f}[:] = c{numbers.index(a)}")]
+        vector_widths = list(dict.fromkeys(o.width for o in ops if o.kernel in _VECTOR))
+        head += [x for w in vector_widths
+                 for x in (f"e{w} = np.empty({w}, dtype)", f"bits{w} = jitops.scratch(e{w})")]
         lines = head + loop + ["return True"]
-        what = ", ".join(f"{k}" for k, _, _, _ in calls)
+        what = ", ".join(o.kernel for o in ops)
         digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()[:10]
         name = f"fused_{digest}"
         if name not in self.kernels:
             self.kernels[name] = [f"def {name}({', '.join(f'p{i}' for i in range(len(params)))}):",
                                   f'    """{what}: one pass over the rows (compile/fuse.py)."""'] + \
                 [f"    {line}" for line in lines]
-        return [f"{name}({', '.join(params)})"]
-
-
-#: A kernel called from Python that NumPy has as a ufunc of the same name: NumPy's call (no
-#: dispatch into Numba, whose kernels go value by value on a gate's lanes).
-_UFUNC = {"add", "subtract", "multiply", "divide", "negative", "exp", "tanh", "log", "sqrt",
-          "maximum"}
-
-
-class _ToNumpy(ast.NodeTransformer):
-    def visit_Call(self, node):
-        self.generic_visit(node)
-        f = node.func
-        if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id == "jitops" \
-                and not node.keywords and node.args:
-            *args, dst = node.args
-            if f.attr in _UFUNC:
-                return ast.Call(ast.Attribute(ast.Name("np", ast.Load()), f.attr, ast.Load()),
-                                args, [ast.keyword("out", dst)])
-            if f.attr == "sigmoid" and len(args) == 1:     # 1 / (1 + exp(-a)), into dst
-                np_ = lambda name, *xs: ast.Call(ast.Attribute(ast.Name("np", ast.Load()), name,  # noqa: E731
-                                                               ast.Load()), list(xs), [])
-                call = np_("divide", ast.Constant(1.0),
-                           np_("add", ast.Constant(1.0), np_("exp", np_("negative", args[0]))))
-                call.keywords = [ast.keyword("out", dst)]
-                return call
-            if f.attr == "copy" and len(args) == 1:
-                return ast.Call(ast.Attribute(ast.Name("np", ast.Load()), "copyto", ast.Load()),
-                                [dst, args[0]], [])
-        return node
-
-
-def _in_numpy(lines: list[str]) -> list[str]:
-    """A statement of a loop's body, run from Python, its kernel calls NumPy's where NumPy
-    has the op (``jitops.multiply(a, b, out)``: ``np.multiply(a, b, out=out)``)."""
-    text = textwrap.dedent("\n".join(lines))
-    if "jitops." not in text:
-        return lines
-    tree = ast.fix_missing_locations(_ToNumpy().visit(ast.parse(text)))
-    return ast.unparse(tree).split("\n")
-
-
-def _width(run) -> int:
-    return next(r[0][3] for r in run if r[0] is not None)
+        return f"{name}({', '.join(params)})"

@@ -10,9 +10,16 @@ Each time loop is printed three times from the same IR block:
   its arithmetic: 0.41-0.57x NumPy's time, RNN, GRU, LSTM at hidden 128);
 - for a larger batch, a Python loop over the steps whose products are NumPy's (its BLAS:
   Numba's np.dot goes through SciPy's OpenBLAS, a second thread pool, 1.4x the time of a
-  32 x 256 by 256 x 1024 product here) and whose runs of elementwise ops between them are
-  each one kernel, fused (rnngraph/compile/fuse.py): a step is a GEMM and a pass or two
-  over memory, as in torch.nn.LSTM.
+  32 x 256 by 256 x 1024 product here) and whose elementwise ops between two products are
+  one kernel (rnngraph/compile/fuse.py), forward and backward, the user's cotangents
+  added in it where given: a step is a GEMM and one pass over memory, as in
+  torch.nn.LSTM, and a step's temporaries stay in the kernel's row buffers.
+
+Each elementwise op goes to the Fuser as the printer writes it (:meth:`NumbaPrinter.op`),
+which prints the loop's body for both functions: op by op with jitops' kernels for a batch
+of one (fused there, the kernels' checks and buffers cost more than they save at a row of
+128: LSTM at batch 1 took 0.55x NumPy's time fused against 0.54x, the peephole LSTM 0.44x
+against 0.37x), fused for a larger batch.
 
 A loop with an op that has no kernel and no nopython form in the op table (a loss, a
 concatenation) is printed in NumPy only.
@@ -44,8 +51,8 @@ class NumbaPrinter(FastPrinter):
         super().__init__(model, fwd, back, dtype, params)
         self.jit = False                    # printing a Numba function's body
         self.step = "step"                  # its step index
-        self.widths: dict[str, int] = {}    # a vector's width, by the text an op writes it as
-        self.fuse = Fuser(self.widths)      # a step's elementwise runs, one kernel each
+        self.fuse = Fuser(self.consts.values())      # a step's elementwise ops, and their runs
+        self.scratch: set[str] = set()      # the loop's temporaries' buffers (see temporary)
         self.functions: list[list[str]] = []     # each a function's lines
         self.names: list[str] = []               # and its name
         self.step_loops: list[str] = []          # the loops for a batch of more than one
@@ -73,12 +80,14 @@ class NumbaPrinter(FastPrinter):
         saved = (set(self.namer.taken), set(self.bound_to))
         self.jit = True
         self.step = self.namer("step")
+        self.scratch = set()
         try:
             prelude, body = self.block(prog, block, " " * 8)
-            # fused for a batch of more than one; at a batch of one the loop function calls the
-            # kernels op by op: a fused kernel's buffers and checks cost more than they save at
-            # a row of 128 (bench run of 6 December: LSTM B 0.69x NumPy's time fused, 0.58x not)
-            function = self.function(block, body, self.fuse(body)) if body else None
+            self.fuse.scratch = self.scratch
+            self.fuse.owned = {self.buf[g.name] for g in self.local.values() if g.block is block
+                               and not any(w[0] == g.name for w in self.gviews.values())}
+            function = self.function(block, self.fuse.plain(body), self.fuse(body)) \
+                if body else None
         except NotInNumba:
             function = None
         finally:
@@ -176,14 +185,25 @@ class NumbaPrinter(FastPrinter):
     def in_place(op: str) -> bool:
         return FastPrinter.in_place(op) or lookup(op).kernel is not None
 
-    def wide(self, dst: str, t=None) -> None:
-        """Note the width of what ``dst`` holds (of type ``t``, else the current op's out), for
-        the fusion of a step's runs (compile/fuse.py)."""
+    def temporary(self, name: str) -> None:
+        if self.jit:
+            self.scratch.add(name)
+
+    def viewed(self, name: str) -> None:
+        if self.jit:                        # its lanes under other names: not the Fuser's alone
+            self.scratch.discard(name)
+
+    def op(self, kernel: str, args, dst: str, t=None, types=()) -> str:
+        """The elementwise op ``kernel`` writing ``dst`` (of type ``t``, else the current op's
+        out; its operands' ``types`` where known), handed to the Fuser (compile/fuse.py),
+        which prints it: its token."""
         if t is None:
             prog, block, e = self.at_eqn
             t = prog.type(e.out, block)
-        if len(t.shape) == 1 and t.lead <= 1:
-            self.widths[dst] = t.shape[0]
+        width = t.shape[0] if len(t.shape) == 1 and t.lead <= 1 else None
+        widths = [a.shape[0] if len(a.shape) == 1 else 1 if not a.shape else None
+                  for a in types]
+        return self.fuse.op(kernel, args, dst, width, widths=widths)
 
     def call(self, e, args, types, dst: str, t) -> str:
         row = lookup(e.op)
@@ -191,21 +211,22 @@ class NumbaPrinter(FastPrinter):
             if FastPrinter.in_place(e.op):
                 return super().call(e, args, types, dst, t)
             return f"{dst}[...] = {row.py(tuple(args), types, e.attrs).text}"
-        self.wide(dst, t)
         a = [x.text for x in args]
         if e.op == "matvec":
             return f"jitops.dot({a[1]}, {args[0].at(ATOM)}.T, {dst})"
         if e.op == "vecmat":
             return f"jitops.dot({a[0]}, {a[1]}, {dst})"
         if e.op == "relu":
-            return f"jitops.maximum({a[0]}, 0.0, {dst})"
+            return self.op("maximum", [a[0], "0.0"], dst, t, types)
         if e.op == "neg":
-            return f"jitops.negative({a[0]}, {dst})"
+            return self.op("negative", a, dst, t, types)
         if e.op == "copy":
-            return f"jitops.copy({a[0]}, {dst})"
+            return self.op("copy", a, dst, t, types)
         if row.kernel is None:
             raise NotInNumba(e.op)
-        return f"jitops.{row.kernel}({', '.join(a)}, {dst})"
+        if row.kernel in ("sum_rows", "rowsum", "softmax", "softmax_grad"):
+            return f"jitops.{row.kernel}({', '.join(a)}, {dst})"
+        return self.op(row.kernel, a, dst, t, types)
 
     def expr(self, row, args, types, attrs) -> str:
         if not self.jit:
@@ -223,26 +244,22 @@ class NumbaPrinter(FastPrinter):
     def add_into(self, dst: str, src: str) -> str:
         if not self.jit:
             return super().add_into(dst, src)
-        self.wide(dst)
-        return f"jitops.add({dst}, {src}, {dst})"
+        return self.op("add", [dst, src], dst)
 
     def subtract_from(self, dst: str, x: Text) -> str:
         if not self.jit:
             return super().subtract_from(dst, x)
-        self.wide(dst)
-        return f"jitops.subtract({dst}, {x.text}, {dst})"
+        return self.op("subtract", [dst, x.text], dst)
 
     def difference(self, dst: str, a: str, b: str) -> str:
         if not self.jit:
             return super().difference(dst, a, b)
-        self.wide(dst)
-        return f"jitops.subtract({a}, {b}, {dst})"
+        return self.op("subtract", [a, b], dst)
 
     def copy_into(self, dst: str, src: str) -> str:
         if not self.jit:
             return super().copy_into(dst, src)
-        self.wide(dst)
-        return f"jitops.copy({src}, {dst})"
+        return self.op("copy", [src], dst)
 
     def sum_rows(self, src: str, axes: str, dst: str) -> str:
         if not self.jit:
@@ -258,7 +275,10 @@ class NumbaPrinter(FastPrinter):
         buf = self.buf[unit]                # the user's cotangents: an array (T, B, n) or None
         cot = seed[1].removesuffix("[::-1]")
         given = f"{cot}[{self.step}]"
-        if how == "first":
+        if how == "first":                  # an op of the Fuser's never fused (width None)
             return [f"if {cot} is None:", f"    {buf}[...] = 0", "else:",
-                    f"    jitops.copy({given}, {buf})"]
-        return [f"if {cot} is not None:", f"    jitops.add({buf}, {given}, {buf})"]
+                    "    " + self.fuse.op("copy", [given], buf, None)]
+        # the user's cotangent at the step, added where given: fused with the ops beside it
+        t = self.back.types.get(("home", unit))
+        width = t.shape[0] if t is not None and len(t.shape) == 1 and t.lead <= 1 else None
+        return [self.fuse.op("add", [buf, given], buf, width, guard=cot)]

@@ -350,7 +350,10 @@ class FastPrinter(Printer):
 
         def buffer(e) -> str:
             """A buffer for the temporary ``e`` makes, made before the block."""
-            name = bound_name(e) or self.namer(self.wish(prog, e, texts))
+            name = bound_name(e)
+            if name is None:
+                name = self.namer(self.wish(prog, e, texts))
+                self.temporary(name)
             texts[e.out.name] = Text(name, ATOM)
             buffers.add(e.out.name)
             t = prog.type(e.out, block)
@@ -370,6 +373,7 @@ class FastPrinter(Printer):
             if where[0] == "home":
                 return self.home(where[1])
             _, whole, lo, hi = where
+            self.viewed(dest(whole))
             return f"{dest(whole)}[..., {lo}:{hi}]"
 
         for i in sorted(plan.skip):          # concatenations written by their pieces
@@ -414,6 +418,7 @@ class FastPrinter(Printer):
                     name = bound_name(e, (True, e.args[0], e.attrs)) or \
                         self.namer(self.wish(prog, e, texts))
                     texts[e.out.name] = Text(name, ATOM)
+                    self.viewed(args[0].text)
                     prelude.append(f"    {name} = {row.py(tuple(args), types, e.attrs).text}")
                     buffers.add(e.out.name)
                     continue
@@ -426,6 +431,8 @@ class FastPrinter(Printer):
                     stmt = self.sum_rows(args[0].text, axes, buffer(e))
                 else:
                     view = (True, e.args[0], e.attrs) if e.op in ("slice", "rowslice") else None
+                    if view:
+                        self.viewed(args[0].text)
                     name, copied = bound_name(e, view, copy=True) or \
                         (self.namer(self.wish(prog, e, texts)), False)
                     texts[e.out.name] = Text(name, ATOM)
@@ -461,6 +468,12 @@ class FastPrinter(Printer):
                     stmt = f"{dst}[...] = {self.expr(row, args, types, e.attrs)}"
             lines += [x for part in stmt.split("\n") for x in statement_lines(f"{indent}{part}")]
         return prelude, lines
+
+    def temporary(self, name: str) -> None:
+        """``name`` is a buffer of a temporary of the block being printed (made before it)."""
+
+    def viewed(self, name: str) -> None:
+        """Lanes of the buffer ``name`` are written or read under another name."""
 
     # The statements of a block other than an op's call (NumbaPrinter prints its own)
     def call(self, e, args, types, dst: str, t) -> str:

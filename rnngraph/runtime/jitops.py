@@ -1,7 +1,7 @@
 """The elementwise kernels of ``backend="numba"``'s loops: explicit loops over ``out``.
 
-A loop function (rnngraph/jitgen.py, ``jit_loop``) calls ``multiply(a, b, out)``
-where the NumPy loop calls ``np.multiply(a, b, out=out)``.  NumPy's ufuncs work in
+A loop function for a batch of one (rnngraph/compile/numba_loops.py) calls
+``multiply(a, b, out)`` where the NumPy loop calls ``np.multiply(a, b, out=out)``.  NumPy's ufuncs work in
 Numba's nopython mode too, but each call site makes Numba build a broadcasting
 kernel of its own: eight of them took 7.2-8.5 s to compile here, against 2.1 s
 for the same eight statements as calls of kernels like these (1.4 s once the
@@ -10,8 +10,11 @@ kernels are in Numba's cache, which they share across every model).
 ``out`` is 2-D (rows of a batch) or 1-D; an operand is a number, a 0-d array, or an
 array that broadcasts to ``out`` along its trailing axes (a bias row, a batch of 1).
 Anything else fails to compile, and the loop runs in NumPy (rnngraph/runtime/jit.py).
-exp and tanh are Cephes' approximations in float64, which LLVM vectorises (below);
-log is libm's.  Imported only for ``backend="numba"``: it imports numba.
+exp, tanh and sigmoid go a row at a time through vexp, vtanh and vsigmoid, Cephes'
+approximations in the values' own precision, which LLVM vectorises over a contiguous
+row (below); log is libm's.  Below them, what the fused kernels of
+rnngraph/compile/fuse.py are made of: row views from pointers, the checks that going row
+by row keeps the ops' order.  Imported only for ``backend="numba"``: it imports numba.
 """
 import math
 
@@ -73,34 +76,11 @@ def _put_impl(out, i, j, value):
     return None
 
 
-# -- exp and tanh that LLVM vectorises (Cephes' approximations, in float64) ------------
-# Numba's math.exp and math.tanh call libm one number at a time (7-16 ns each here):
-# tanh took 2.1 of the 3.1 us of an RNN step at hidden 128.  These are straight-line
-# float64 arithmetic, no branch and no call, which LLVM vectorises on a contiguous
-# buffer: Cephes' exp (a rational approximation on [-ln 2 / 2, ln 2 / 2] times 2^n;
-# n by the 1.5 * 2^52 rounding trick, 2^n built in the exponent bits in two factors,
-# so that subnormal results come out right) and tanh (Cephes' rational approximation
-# below |x| = 0.625, 1 - 2 / (exp(2|x|) + 1) above).  Within 2 ulp of NumPy's in
-# float64; float32 values, computed in float64 and rounded once, equal NumPy's on
-# 900,000 points from -800 to 800 (inf, -inf, NaN, -0 and subnormals included).
-
-@intrinsic
-def _as_float(typingctx, bits):
-    """The float64 whose bits are the int64 ``bits``."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-    return types.float64(types.int64), codegen
-
-
-@intrinsic
-def _as_int(typingctx, x):
-    """The int64 whose bits are the float64 ``x``."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(64))
-    return types.int64(types.float64), codegen
-
-
-_ROUND = 6755399441055744.0                 # 1.5 * 2^52: x + _ROUND rounds x to an integer
+# -- the constants of vexp and vtanh's float64 forms (below): Cephes' exp (a rational
+# approximation on [-ln 2 / 2, ln 2 / 2] times 2^n, 2^n built in the exponent bits in two
+# factors, so that subnormal results come out right) and tanh (Cephes' rational
+# approximation below |x| = 0.625, 1 - 2 / (exp(2|x|) + 1) above).  Numba's math.exp and
+# math.tanh call libm one number at a time (7-16 ns each here).
 _LOG2E = 1.4426950408889634073599
 _C1, _C2 = 6.93145751953125e-1, 1.42860682030941723212e-6      # ln 2 in two parts
 _P0, _P1, _P2 = 1.26177193074810590878e-4, 3.02994407707441961300e-2, 9.99999999999999999910e-1
@@ -109,36 +89,6 @@ _Q0, _Q1, _Q2, _Q3 = (3.00198505138664455042e-6, 2.52448340349684104192e-3,
 _MAXLOG, _MINLOG = 709.782712893384, -745.1332191019411
 _TP0, _TP1, _TP2 = -9.64399179425052238628e-1, -9.92877231001918586564e1, -1.61468768441708447952e3
 _TQ0, _TQ1, _TQ2 = 1.12811678491632931402e2, 2.23548839060100448583e3, 4.84406305325125486048e3
-
-
-@numba.njit(inline="always", **_OPTS)
-def _exp(x):
-    c = x if x > -746.0 else -746.0
-    c = c if c < 710.0 else 710.0              # (NaN goes on as NaN: selected at the end)
-    t = _LOG2E * c + _ROUND
-    n = t - _ROUND                              # round(c / ln 2)
-    r = c - n * _C1 - n * _C2
-    rr = r * r
-    p = r * ((_P0 * rr + _P1) * rr + _P2)
-    q = ((_Q0 * rr + _Q1) * rr + _Q2) * rr + _Q3
-    e = 1.0 + 2.0 * (p / (q - p))
-    k = (_as_int(t) << 13) >> 13                # n, from t's low bits
-    half = k >> 1
-    e = e * _as_float((half + 1023) << 52) * _as_float((k - half + 1023) << 52)
-    e = math.inf if x > _MAXLOG else e
-    e = 0.0 if x < _MINLOG else e
-    return x if x != x else e
-
-
-@numba.njit(inline="always", **_OPTS)
-def _tanh(x):
-    a = abs(x)
-    big = 1.0 - 2.0 / (_exp(2.0 * a) + 1.0)
-    big = -big if x < 0 else big
-    z = x * x
-    small = x + x * (z * ((_TP0 * z + _TP1) * z + _TP2) / (((z + _TQ0) * z + _TQ1) * z + _TQ2))
-    small = x if z == 0 else small             # tanh(-0) = -0
-    return small if a < 0.625 else big
 
 
 @numba.njit(**_OPTS)
@@ -183,29 +133,28 @@ def negative(a, out):
 
 @numba.njit(**_OPTS)
 def exp(a, out):
+    """exp, a row at a time by vexp (below; LLVM vectorises it over a contiguous row):
+    NumPy's to 2 ulp in float32, 4 in float64."""
     rows, cols = _size(out)
-    row = np.empty(cols)      # contiguous float64: LLVM vectorises _exp's loop (not on strides)
+    src, x = np.empty(cols, out.dtype), np.empty(cols, out.dtype)
+    bits = scratch(x)
+    step, direct = row_step(a, rows, cols), rows_contiguous(out)
     for i in range(rows):
-        for j in range(cols):
-            row[j] = _at(a, i, j)
-        for j in range(cols):
-            row[j] = _exp(row[j])
-        for j in range(cols):
-            _put(out, i, j, row[j])
+        vexp(_source(a, i, step, src), x, bits)
+        _sink(out, i, x, direct)
 
 
 @numba.njit(**_OPTS)
 def tanh(a, out):
+    """tanh, a row at a time by vtanh (as exp: at batch 1, 384 values of a gate took 0.64 us
+    against 1.3 value by value through a float64 buffer)."""
     rows, cols = _size(out)
-    row = np.empty(cols)      # as in exp (one kernel taking _exp or _tanh as an argument
-    #                           is not cached by Numba: "dynamic globals"; and was slower)
+    src, x, e = np.empty(cols, out.dtype), np.empty(cols, out.dtype), np.empty(cols, out.dtype)
+    bits = scratch(x)
+    step, direct = row_step(a, rows, cols), rows_contiguous(out)
     for i in range(rows):
-        for j in range(cols):
-            row[j] = _at(a, i, j)
-        for j in range(cols):
-            row[j] = _tanh(row[j])
-        for j in range(cols):
-            _put(out, i, j, row[j])
+        vtanh(_source(a, i, step, src), x, e, bits)
+        _sink(out, i, x, direct)
 
 
 @numba.njit(**_OPTS)
@@ -226,16 +175,48 @@ def sqrt(a, out):
 
 @numba.njit(**_OPTS)
 def sigmoid(a, out):
-    """1 / (1 + exp(-a)) in one pass, with the vectorised exp (see exp)."""
+    """1 / (1 + exp(-a)), a row at a time by vsigmoid (as exp)."""
     rows, cols = _size(out)
-    row = np.empty(cols)
+    src, x, e = np.empty(cols, out.dtype), np.empty(cols, out.dtype), np.empty(cols, out.dtype)
+    bits = scratch(x)
+    step, direct = row_step(a, rows, cols), rows_contiguous(out)
     for i in range(rows):
-        for j in range(cols):
-            row[j] = -_at(a, i, j)
-        for j in range(cols):
-            row[j] = 1.0 / (1.0 + _exp(row[j]))
-        for j in range(cols):
-            _put(out, i, j, row[j])
+        vsigmoid(_source(a, i, step, src), x, e, bits)
+        _sink(out, i, x, direct)
+
+
+def _source(a, i, step, src):
+    """Row i of ``a`` where it broadcasts to rows of src's length, as a contiguous array:
+    the row itself (``step``: row_step's, 0 or 1), else ``src`` filled with it."""
+
+
+@overload(_source, jit_options=_OPTS)
+def _source_impl(a, i, step, src):
+    if isinstance(a, types.Array) and a.ndim in (1, 2) and a.dtype == src.dtype:
+        def view(a, i, step, src):
+            if step >= 0:
+                return _view(a, i * step, src.shape[0])
+            for j in range(src.shape[0]):
+                src[j] = _at(a, i, j)
+            return src
+        return view
+
+    def filled(a, i, step, src):
+        for j in range(src.shape[0]):
+            src[j] = _at(a, i, j)
+        return src
+    return filled
+
+
+@numba.njit(inline="always", **_OPTS)
+def _sink(out, i, x, direct):
+    """out's row i = x: through its row itself where ``direct`` (rows_contiguous), else by
+    value."""
+    if direct:
+        put_row(out, i, x)
+    else:
+        for j in range(x.shape[0]):
+            _put(out, i, j, x[j])
 
 
 @numba.njit(**_OPTS)
@@ -387,31 +368,38 @@ def softmax_grad(y, g, out, add):
 
 
 # -- for the fused kernels of rnngraph/compile/fuse.py ---------------------------------
-def apart(a, b):
-    """Whether ``a`` and ``b`` share no memory (True for a number): a fused kernel, which
-    goes element by element, keeps the ops' order only for operands apart from its results."""
+def aligned(out, b):
+    """Whether a fused kernel (compile/fuse.py), which goes row by row, every op of its run
+    at a row before the next row, and stores each op's row as it computes it, keeps the
+    ops' order with ``out`` among the arrays it writes and ``b`` another of its operands:
+    they share no memory (a number shares none), or ``out`` has one row, or they share it
+    only within each row (lanes of one buffer, the same rows: a gate's columns beside or
+    over another's, a stacked gate and its parts)."""
 
 
-@overload(apart, jit_options=_OPTS)
-def _apart_impl(a, b):
-    if not (isinstance(a, types.Array) and isinstance(b, types.Array)):
-        return lambda a, b: True
+@overload(aligned, jit_options=_OPTS)
+def _aligned_impl(out, b):
+    if not (isinstance(out, types.Array) and isinstance(b, types.Array)):
+        return lambda out, b: True
 
-    def impl(a, b):
-        if a.size == 0 or b.size == 0:
+    def impl(out, b):
+        if out.size == 0 or b.size == 0 or out.ndim < 2 or out.shape[0] == 1:
             return True
-        a_lo, a_hi = _span(a)
+        a_lo, a_hi = _span(out)
         b_lo, b_hi = _span(b)
         if a_hi <= b_lo or b_hi <= a_lo:
             return True
-        # lanes of one buffer (a gate's columns beside another's): the same rows, the
-        # columns of each within a row apart
-        if a.ndim == 2 and b.ndim == 2 and a.strides[0] == b.strides[0] and \
-                a.strides[1] == a.itemsize and b.strides[1] == b.itemsize and a.strides[0] > 0:
-            period = a.strides[0]
-            r = (b_lo - a_lo) % period
-            return r >= a.shape[1] * a.itemsize and r + b.shape[1] * b.itemsize <= period
-        return False
+        if b.ndim != 2 or b.shape[0] != out.shape[0] or b.strides[0] != out.strides[0]:
+            return False
+        period = out.strides[0]
+        wide_a, wide_b = out.shape[1] * out.itemsize, b.shape[1] * b.itemsize
+        if period <= 0 or out.strides[1] != out.itemsize or b.strides[1] != b.itemsize or \
+                wide_a > period or wide_b > period:
+            return False
+        # row i of out and row k of b meet only where i = k: b's rows start less than a
+        # row's bytes after out's, and end before the next row of out starts
+        d = b_lo - a_lo
+        return wide_a - period <= d <= period - wide_b
     return impl
 
 
@@ -532,6 +520,7 @@ def _vtanh_impl(x, out, e, bits):
                 a = x[j]
                 z = a * a
                 small = a + a * z * ((((t0 * z + t1) * z + t2) * z + t3) * z + t4)
+                small = a if z == _F(0.0) else small         # tanh(-0) = -0
                 big = _F(1.0) - _F(2.0) / (out[j] + _F(1.0))
                 big = -big if a < 0 else big
                 out[j] = small if abs(a) < _F(0.625) else big
@@ -545,6 +534,7 @@ def _vtanh_impl(x, out, e, bits):
             a = x[j]
             z = a * a
             small = a + a * (z * ((_TP0 * z + _TP1) * z + _TP2) / (((z + _TQ0) * z + _TQ1) * z + _TQ2))
+            small = a if z == 0.0 else small            # tanh(-0) = -0
             big = 1.0 - 2.0 / (out[j] + 1.0)
             big = -big if a < 0 else big
             out[j] = small if abs(a) < 0.625 else big
@@ -573,65 +563,73 @@ def _like_impl(x, value):
     return lambda x, value: np.float64(value)
 
 
-def load(a, i, row):
-    """row[:] = a's values at row i of the output it broadcasts to (a number, a bias row,
-    a column, a batch of one): each case its own loop without a branch, which LLVM
-    vectorises where _at's per-value choice kept it from it."""
+@intrinsic
+def _row_pointer(typingctx, a, i):
+    """A pointer to the first value of row i of the 2-D array ``a`` (of ``a`` if 1-D)."""
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        if signature.args[0].ndim == 1:
+            return ary.data
+        stride = numba.core.cgutils.unpack_tuple(builder, ary.strides)[0]
+        at = builder.gep(builder.bitcast(ary.data, ir.IntType(8).as_pointer()),
+                         [builder.mul(args[1], stride)])
+        return builder.bitcast(at, ary.data.type)
+    return types.CPointer(a.dtype)(a, types.intp), codegen
 
 
-@overload(load, jit_options=_OPTS)
-def _load_impl(a, i, row):
-    if isinstance(a, types.Number):
-        def number(a, i, row):
-            for j in range(row.shape[0]):
-                row[j] = a
-        return number
-    if isinstance(a, types.Array) and a.ndim == 0:
-        def scalar(a, i, row):
-            v = a[()]
-            for j in range(row.shape[0]):
-                row[j] = v
-        return scalar
-    if isinstance(a, types.Array) and a.ndim == 1:
-        def vector(a, i, row):
-            if a.shape[0] == 1:
-                v = a[0]
-                for j in range(row.shape[0]):
-                    row[j] = v
-            else:
-                for j in range(row.shape[0]):
-                    row[j] = a[j]
-        return vector
+@numba.njit(inline="always", **_OPTS)
+def _view(a, i, cols):
+    """Row i of ``a`` (``a`` if 1-D), whose values are contiguous, as a 1-D array typed C:
+    made from its pointer, without the reference count of a view of ``a`` (whose atomic
+    updates cost more than the copy they save: 2.9 against 1.4 us for a multiply of two
+    32 x 256 lanes, NumPy's 5.1)."""
+    return numba.carray(_row_pointer(a, i), cols)
+
+
+def row_step(a, rows, cols):
+    """How a fused kernel (compile/fuse.py) of ``rows`` rows of ``cols`` values reads the
+    operand ``a`` through ``_view(a, i * step, cols)``: 1, its row i (an array of those
+    rows); 0, its one row at every row (a bias, a batch of one); -1, neither (its values
+    not contiguous within a row, or of another shape): the kernel declines."""
+
+
+@overload(row_step, jit_options=_OPTS)
+def _row_step_impl(a, rows, cols):
     if isinstance(a, types.Array) and a.ndim == 2:
-        def matrix(a, i, row):
-            k = 0 if a.shape[0] == 1 else i
-            if a.shape[1] == 1:
-                v = a[k, 0]
-                for j in range(row.shape[0]):
-                    row[j] = v
-            else:
-                src = a[k]
-                for j in range(row.shape[0]):
-                    row[j] = src[j]
+        def matrix(a, rows, cols):
+            if a.shape[1] != cols or (cols > 1 and a.strides[1] != a.itemsize):
+                return -1
+            return 0 if a.shape[0] == 1 else 1 if a.shape[0] == rows else -1
         return matrix
-    return None
+    if isinstance(a, types.Array) and a.ndim == 1:
+        return lambda a, rows, cols: 0 if a.shape[0] == cols and (
+            cols <= 1 or a.strides[0] == a.itemsize) else -1
+    if isinstance(a, (types.NoneType, types.Omitted)) or a is types.none:
+        return lambda a, rows, cols: 0       # a cotangent not given: not read
+    return lambda a, rows, cols: -1
 
 
-def store(out, i, row):
-    """out's row i (or out, 1-D) = row."""
+def rows_contiguous(out):
+    """Whether the values of each row of ``out`` (2-D, or 1-D: one row) are contiguous and
+    its rows apart from each other, so that a fused kernel writes its results there through
+    ``put_row``, a row at a time."""
 
 
-@overload(store, jit_options=_OPTS)
-def _store_impl(out, i, row):
-    if isinstance(out, types.Array) and out.ndim == 2:
-        def matrix(out, i, row):
-            dst = out[i]
-            for j in range(row.shape[0]):
-                dst[j] = row[j]
-        return matrix
-    if isinstance(out, types.Array) and out.ndim == 1:
-        def vector(out, i, row):
-            for j in range(row.shape[0]):
-                out[j] = row[j]
-        return vector
-    return None
+@overload(rows_contiguous, jit_options=_OPTS)
+def _rows_contiguous_impl(out):
+    if isinstance(out, types.Array) and out.ndim == 1 and out.mutable:
+        return lambda out: out.shape[0] <= 1 or out.strides[0] == out.itemsize
+    if isinstance(out, types.Array) and out.ndim == 2 and out.mutable:
+        return lambda out: (out.shape[1] <= 1 or out.strides[1] == out.itemsize) and (
+            out.shape[0] <= 1 or out.strides[0] >= out.shape[1] * out.itemsize)
+    return lambda out: False
+
+
+@numba.njit(**_OPTS)
+def put_row(out, i, values):
+    """out's row i (``out`` if 1-D) = values, a contiguous 1-D array; ``out``'s rows are
+    contiguous (``rows_contiguous``).  A loop over arrays typed C, which LLVM vectorises
+    (``store``'s, through layout A, went value by value)."""
+    dst = _view(out, i, values.shape[0])
+    for j in range(values.shape[0]):
+        dst[j] = values[j]

@@ -293,25 +293,116 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_f97a3b57ed(p0, p1):
+def fused_f24748ed92(p0, p1):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
-    rows, cols = jitops._size(p0)
-    if (not jitops.apart(p1, p0)):
+    rows = jitops._size(p0)[0]
+    s0 = jitops.row_step(p0, rows, 8)
+    s1 = jitops.row_step(p1, rows, 8)
+    if (jitops._size(p0) != (rows, 8)
+            or not jitops.rows_contiguous(p0)
+            or not jitops.aligned(p0, p1)
+            or s0 < 0
+            or s1 < 0):
         return False
-    like = np.empty(cols, p0.dtype)
-    r0 = np.empty_like(like)
-    r1 = np.empty_like(like)
-    x0 = np.empty_like(like)
-    x1 = np.empty_like(like)
-    e = np.empty_like(like)
-    bits = jitops.scratch(like)
+    dtype = p0.dtype
+    x0 = np.empty(8, dtype)
+    x1 = np.empty(8, dtype)
+    e8 = np.empty(8, dtype)
+    bits8 = jitops.scratch(e8)
     for i in range(rows):
-        jitops.load(p0, i, r0)
-        jitops.load(p1, i, r1)
-        for j in range(cols):
-            x0[j] = r0[j] + r1[j]
-        jitops.vtanh(x0, x1, e, bits)
-        jitops.store(p0, i, x1)
+        r0_0 = jitops._view(p0, i * s0, 8)
+        r0_1 = jitops._view(p1, i * s1, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(p0, i, x0)
+        r1_0 = jitops._view(p0, i * s0, 8)
+        jitops.vtanh(r1_0, x1, e8, bits8)
+        jitops.put_row(p0, i, x1)
+    return True
+
+
+def fused_504e733c2c(p0, p1, p2, p3):
+    """add, multiply: one pass over the rows (compile/fuse.py)."""
+    rows = jitops._size(p0)[0]
+    s0 = jitops.row_step(p0, rows, 8)
+    s1 = jitops.row_step(p1, rows, 8)
+    s2 = jitops.row_step(p2, rows, 8)
+    if (jitops._size(p0) != (rows, 8)
+            or jitops._size(p3) != (rows, 8)
+            or not jitops.rows_contiguous(p0)
+            or not jitops.rows_contiguous(p3)
+            or not jitops.aligned(p0, p1)
+            or not jitops.aligned(p0, p2)
+            or not jitops.aligned(p0, p3)
+            or not jitops.aligned(p3, p1)
+            or not jitops.aligned(p3, p2)
+            or s0 < 0
+            or s1 < 0
+            or s2 < 0):
+        return False
+    dtype = p0.dtype
+    x0 = np.empty(8, dtype)
+    x1 = np.empty(8, dtype)
+    for i in range(rows):
+        r0_0 = jitops._view(p0, i * s0, 8)
+        r0_1 = jitops._view(p1, i * s1, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(p0, i, x0)
+        r1_1 = jitops._view(p2, i * s2, 8)
+        for j in range(8):
+            x1[j] = x0[j] * r1_1[j]
+        jitops.put_row(p3, i, x1)
+    return True
+
+
+def fused_d5e81223b8(p0, p1, p2, p3, p4, p5):
+    """multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
+    rows = jitops._size(p1)[0]
+    s0 = jitops.row_step(p0, rows, 8)
+    s1 = jitops.row_step(p4, rows, 8)
+    s2 = jitops.row_step(p5, rows, 8)
+    s3 = jitops.row_step(p3, rows, 8)
+    if (jitops._size(p1) != (rows, 8)
+            or jitops._size(p3) != (rows, 8)
+            or jitops._size(p4) != (rows, 8)
+            or not jitops.rows_contiguous(p3)
+            or not jitops.rows_contiguous(p4)
+            or not jitops.aligned(p3, p0)
+            or not jitops.aligned(p3, p1)
+            or not jitops.aligned(p3, p4)
+            or not jitops.aligned(p3, p5)
+            or not jitops.aligned(p4, p0)
+            or not jitops.aligned(p4, p1)
+            or not jitops.aligned(p4, p5)
+            or s0 < 0
+            or s1 < 0
+            or s2 < 0
+            or s3 < 0):
+        return False
+    dtype = p1.dtype
+    c0 = jitops.like(p1, p2)
+    x0 = np.empty(8, dtype)
+    x1 = np.empty(8, dtype)
+    x2 = np.empty(8, dtype)
+    x3 = np.empty(8, dtype)
+    for i in range(rows):
+        r0_0 = jitops._view(p0, i * s0, 8)
+        r0_1 = jitops._view(p0, i * s0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] * r0_1[j]
+        for j in range(8):
+            x1[j] = c0 - x0[j]
+        jitops.put_row(p3, i, x1)
+        r2_0 = jitops._view(p4, i * s1, 8)
+        r2_1 = jitops._view(p5, i * s2, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] + r2_1[j]
+        jitops.put_row(p4, i, x2)
+        r3_1 = jitops._view(p3, i * s3, 8)
+        for j in range(8):
+            x3[j] = x2[j] * r3_1[j]
+        jitops.put_row(p3, i, x3)
     return True
 
 
@@ -339,7 +430,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_h_T, W_h_h):
     h_tm1 = h_tm1_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_f97a3b57ed, h_t, W_h_h)
+        jitops.ready(fused_f24748ed92, h_t, W_h_h)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -348,7 +439,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_h_T, W_h_h):
         h_t = h_t_all[step]
         # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
         jitops.dot(h_tm1, W_h_T, W_h_h)
-        if not fused_f97a3b57ed(h_t, W_h_h):
+        if not fused_f24748ed92(h_t, W_h_h):
             np.add(h_t, W_h_h, out=h_t)
             np.tanh(h_t, out=h_t)
     return True
@@ -378,7 +469,7 @@ def steps_loop_g(T, g_tp1_all, g_t_all, W_g_T, W_g_g):
     g_tp1 = g_tp1_all[step]
     g_t = g_t_all[step]
     try:
-        jitops.ready(fused_f97a3b57ed, g_t, W_g_g)
+        jitops.ready(fused_f24748ed92, g_t, W_g_g)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('g(t)', error)
         return False
@@ -387,7 +478,7 @@ def steps_loop_g(T, g_tp1_all, g_t_all, W_g_T, W_g_g):
         g_t = g_t_all[step]
         # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
         jitops.dot(g_tp1, W_g_T, W_g_g)
-        if not fused_f97a3b57ed(g_t, W_g_g):
+        if not fused_f24748ed92(g_t, W_g_g):
             np.add(g_t, W_g_g, out=g_t)
             np.tanh(g_t, out=g_t)
     return True
@@ -419,7 +510,7 @@ def steps_back_g(T, dz_g_2_t_all, dg_t_all, dz_g_t_all, dg_sum, W_g):
     dg_t = dg_t_all[step]
     dz_g_t = dz_g_t_all[step]
     try:
-        pass
+        jitops.ready(fused_504e733c2c, dg_sum, dg_t, dz_g_t, dz_g_2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('g(t)', error)
         return False
@@ -428,8 +519,9 @@ def steps_back_g(T, dz_g_2_t_all, dg_t_all, dz_g_t_all, dg_sum, W_g):
         dg_t = dg_t_all[step]
         dz_g_t = dz_g_t_all[step]
         # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-        np.add(dg_sum, dg_t, out=dg_sum)
-        np.multiply(dg_sum, dz_g_t, out=dz_g_2_t)
+        if not fused_504e733c2c(dg_sum, dg_t, dz_g_t, dz_g_2_t):
+            np.add(dg_sum, dg_t, out=dg_sum)
+            np.multiply(dg_sum, dz_g_t, out=dz_g_2_t)
         jitops.dot(dz_g_2_t, W_g, dg_sum)
     return True
 
@@ -460,7 +552,7 @@ def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, W_h):
     dh_t = dh_t_all[step]
     dz_h_t = dz_h_t_all[step]
     try:
-        pass
+        jitops.ready(fused_504e733c2c, dh_sum, dh_t, dz_h_t, dz_h_2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -469,8 +561,9 @@ def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, W_h):
         dh_t = dh_t_all[step]
         dz_h_t = dz_h_t_all[step]
         # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-        np.add(dh_sum, dh_t, out=dh_sum)
-        np.multiply(dh_sum, dz_h_t, out=dz_h_2_t)
+        if not fused_504e733c2c(dh_sum, dh_t, dz_h_t, dz_h_2_t):
+            np.add(dh_sum, dh_t, out=dh_sum)
+            np.multiply(dh_sum, dz_h_t, out=dz_h_2_t)
         jitops.dot(dz_h_2_t, W_h, dh_sum)
     return True
 
@@ -503,7 +596,7 @@ def steps_back_g_2(T, g_t_all, dz_g_t_all, dg_t_all, dz_g_2, ONE, dg_sum, W_g):
     dz_g_t = dz_g_t_all[step]
     dg_t = dg_t_all[step]
     try:
-        pass
+        jitops.ready(fused_d5e81223b8, g_t, dz_g_2, ONE, dz_g_t, dg_sum, dg_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('g(t)', error)
         return False
@@ -512,10 +605,11 @@ def steps_back_g_2(T, g_t_all, dz_g_t_all, dg_t_all, dz_g_2, ONE, dg_sum, W_g):
         dz_g_t = dz_g_t_all[step]
         dg_t = dg_t_all[step]
         # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-        np.multiply(g_t, g_t, out=dz_g_2)
-        np.subtract(ONE, dz_g_2, out=dz_g_t)
-        np.add(dg_sum, dg_t, out=dg_sum)
-        np.multiply(dg_sum, dz_g_t, out=dz_g_t)
+        if not fused_d5e81223b8(g_t, dz_g_2, ONE, dz_g_t, dg_sum, dg_t):
+            np.multiply(g_t, g_t, out=dz_g_2)
+            np.subtract(ONE, dz_g_2, out=dz_g_t)
+            np.add(dg_sum, dg_t, out=dg_sum)
+            np.multiply(dg_sum, dz_g_t, out=dz_g_t)
         jitops.dot(dz_g_t, W_g, dg_sum)
     return True
 
@@ -548,7 +642,7 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dz_h_2, ONE, dh_sum, W_h):
     dz_h_t = dz_h_t_all[step]
     dh_t = dh_t_all[step]
     try:
-        pass
+        jitops.ready(fused_d5e81223b8, h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -557,15 +651,16 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dz_h_2, ONE, dh_sum, W_h):
         dz_h_t = dz_h_t_all[step]
         dh_t = dh_t_all[step]
         # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-        np.multiply(h_t, h_t, out=dz_h_2)
-        np.subtract(ONE, dz_h_2, out=dz_h_t)
-        np.add(dh_sum, dh_t, out=dh_sum)
-        np.multiply(dh_sum, dz_h_t, out=dz_h_t)
+        if not fused_d5e81223b8(h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t):
+            np.multiply(h_t, h_t, out=dz_h_2)
+            np.subtract(ONE, dz_h_2, out=dz_h_t)
+            np.add(dh_sum, dh_t, out=dh_sum)
+            np.multiply(dh_sum, dz_h_t, out=dz_h_t)
         jitops.dot(dz_h_t, W_h, dh_sum)
     return True
 
 
 LOOPS = ("loop_h", "loop_g", "back_g", "back_h", "back_g_2", "back_h_2")
-KERNELS = ("fused_f97a3b57ed",)
+KERNELS = ("fused_f24748ed92", "fused_504e733c2c", "fused_d5e81223b8")
 STEPS = ("steps_loop_h", "steps_loop_g", "steps_back_g", "steps_back_h", "steps_back_g_2",
          "steps_back_h_2")

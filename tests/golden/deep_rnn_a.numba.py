@@ -278,25 +278,116 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_f97a3b57ed(p0, p1):
+def fused_f24748ed92(p0, p1):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
-    rows, cols = jitops._size(p0)
-    if (not jitops.apart(p1, p0)):
+    rows = jitops._size(p0)[0]
+    s0 = jitops.row_step(p0, rows, 8)
+    s1 = jitops.row_step(p1, rows, 8)
+    if (jitops._size(p0) != (rows, 8)
+            or not jitops.rows_contiguous(p0)
+            or not jitops.aligned(p0, p1)
+            or s0 < 0
+            or s1 < 0):
         return False
-    like = np.empty(cols, p0.dtype)
-    r0 = np.empty_like(like)
-    r1 = np.empty_like(like)
-    x0 = np.empty_like(like)
-    x1 = np.empty_like(like)
-    e = np.empty_like(like)
-    bits = jitops.scratch(like)
+    dtype = p0.dtype
+    x0 = np.empty(8, dtype)
+    x1 = np.empty(8, dtype)
+    e8 = np.empty(8, dtype)
+    bits8 = jitops.scratch(e8)
     for i in range(rows):
-        jitops.load(p0, i, r0)
-        jitops.load(p1, i, r1)
-        for j in range(cols):
-            x0[j] = r0[j] + r1[j]
-        jitops.vtanh(x0, x1, e, bits)
-        jitops.store(p0, i, x1)
+        r0_0 = jitops._view(p0, i * s0, 8)
+        r0_1 = jitops._view(p1, i * s1, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(p0, i, x0)
+        r1_0 = jitops._view(p0, i * s0, 8)
+        jitops.vtanh(r1_0, x1, e8, bits8)
+        jitops.put_row(p0, i, x1)
+    return True
+
+
+def fused_504e733c2c(p0, p1, p2, p3):
+    """add, multiply: one pass over the rows (compile/fuse.py)."""
+    rows = jitops._size(p0)[0]
+    s0 = jitops.row_step(p0, rows, 8)
+    s1 = jitops.row_step(p1, rows, 8)
+    s2 = jitops.row_step(p2, rows, 8)
+    if (jitops._size(p0) != (rows, 8)
+            or jitops._size(p3) != (rows, 8)
+            or not jitops.rows_contiguous(p0)
+            or not jitops.rows_contiguous(p3)
+            or not jitops.aligned(p0, p1)
+            or not jitops.aligned(p0, p2)
+            or not jitops.aligned(p0, p3)
+            or not jitops.aligned(p3, p1)
+            or not jitops.aligned(p3, p2)
+            or s0 < 0
+            or s1 < 0
+            or s2 < 0):
+        return False
+    dtype = p0.dtype
+    x0 = np.empty(8, dtype)
+    x1 = np.empty(8, dtype)
+    for i in range(rows):
+        r0_0 = jitops._view(p0, i * s0, 8)
+        r0_1 = jitops._view(p1, i * s1, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(p0, i, x0)
+        r1_1 = jitops._view(p2, i * s2, 8)
+        for j in range(8):
+            x1[j] = x0[j] * r1_1[j]
+        jitops.put_row(p3, i, x1)
+    return True
+
+
+def fused_d5e81223b8(p0, p1, p2, p3, p4, p5):
+    """multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
+    rows = jitops._size(p1)[0]
+    s0 = jitops.row_step(p0, rows, 8)
+    s1 = jitops.row_step(p4, rows, 8)
+    s2 = jitops.row_step(p5, rows, 8)
+    s3 = jitops.row_step(p3, rows, 8)
+    if (jitops._size(p1) != (rows, 8)
+            or jitops._size(p3) != (rows, 8)
+            or jitops._size(p4) != (rows, 8)
+            or not jitops.rows_contiguous(p3)
+            or not jitops.rows_contiguous(p4)
+            or not jitops.aligned(p3, p0)
+            or not jitops.aligned(p3, p1)
+            or not jitops.aligned(p3, p4)
+            or not jitops.aligned(p3, p5)
+            or not jitops.aligned(p4, p0)
+            or not jitops.aligned(p4, p1)
+            or not jitops.aligned(p4, p5)
+            or s0 < 0
+            or s1 < 0
+            or s2 < 0
+            or s3 < 0):
+        return False
+    dtype = p1.dtype
+    c0 = jitops.like(p1, p2)
+    x0 = np.empty(8, dtype)
+    x1 = np.empty(8, dtype)
+    x2 = np.empty(8, dtype)
+    x3 = np.empty(8, dtype)
+    for i in range(rows):
+        r0_0 = jitops._view(p0, i * s0, 8)
+        r0_1 = jitops._view(p0, i * s0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] * r0_1[j]
+        for j in range(8):
+            x1[j] = c0 - x0[j]
+        jitops.put_row(p3, i, x1)
+        r2_0 = jitops._view(p4, i * s1, 8)
+        r2_1 = jitops._view(p5, i * s2, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] + r2_1[j]
+        jitops.put_row(p4, i, x2)
+        r3_1 = jitops._view(p3, i * s3, 8)
+        for j in range(8):
+            x3[j] = x2[j] * r3_1[j]
+        jitops.put_row(p3, i, x3)
     return True
 
 
@@ -324,7 +415,7 @@ def steps_loop_h1(T, h1_tm1_all, h1_t_all, W1_T, W1_h1):
     h1_tm1 = h1_tm1_all[step]
     h1_t = h1_t_all[step]
     try:
-        jitops.ready(fused_f97a3b57ed, h1_t, W1_h1)
+        jitops.ready(fused_f24748ed92, h1_t, W1_h1)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h1(t)', error)
         return False
@@ -333,7 +424,7 @@ def steps_loop_h1(T, h1_tm1_all, h1_t_all, W1_T, W1_h1):
         h1_t = h1_t_all[step]
         # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
         jitops.dot(h1_tm1, W1_T, W1_h1)
-        if not fused_f97a3b57ed(h1_t, W1_h1):
+        if not fused_f24748ed92(h1_t, W1_h1):
             np.add(h1_t, W1_h1, out=h1_t)
             np.tanh(h1_t, out=h1_t)
     return True
@@ -363,7 +454,7 @@ def steps_loop_h2(T, h2_tm1_all, h2_t_all, W2_T, W2_h2):
     h2_tm1 = h2_tm1_all[step]
     h2_t = h2_t_all[step]
     try:
-        jitops.ready(fused_f97a3b57ed, h2_t, W2_h2)
+        jitops.ready(fused_f24748ed92, h2_t, W2_h2)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h2(t)', error)
         return False
@@ -372,7 +463,7 @@ def steps_loop_h2(T, h2_tm1_all, h2_t_all, W2_T, W2_h2):
         h2_t = h2_t_all[step]
         # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
         jitops.dot(h2_tm1, W2_T, W2_h2)
-        if not fused_f97a3b57ed(h2_t, W2_h2):
+        if not fused_f24748ed92(h2_t, W2_h2):
             np.add(h2_t, W2_h2, out=h2_t)
             np.tanh(h2_t, out=h2_t)
     return True
@@ -404,7 +495,7 @@ def steps_back_h2(T, dz_h2_2_t_all, dh2_t_all, dz_h2_t_all, dh2_sum, W2):
     dh2_t = dh2_t_all[step]
     dz_h2_t = dz_h2_t_all[step]
     try:
-        pass
+        jitops.ready(fused_504e733c2c, dh2_sum, dh2_t, dz_h2_t, dz_h2_2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h2(t)', error)
         return False
@@ -413,8 +504,9 @@ def steps_back_h2(T, dz_h2_2_t_all, dh2_t_all, dz_h2_t_all, dh2_sum, W2):
         dh2_t = dh2_t_all[step]
         dz_h2_t = dz_h2_t_all[step]
         # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
-        np.add(dh2_sum, dh2_t, out=dh2_sum)
-        np.multiply(dh2_sum, dz_h2_t, out=dz_h2_2_t)
+        if not fused_504e733c2c(dh2_sum, dh2_t, dz_h2_t, dz_h2_2_t):
+            np.add(dh2_sum, dh2_t, out=dh2_sum)
+            np.multiply(dh2_sum, dz_h2_t, out=dz_h2_2_t)
         jitops.dot(dz_h2_2_t, W2, dh2_sum)
     return True
 
@@ -445,7 +537,7 @@ def steps_back_h1(T, dz_h1_2_t_all, dh1_t_all, dz_h1_t_all, dh1_sum, W1):
     dh1_t = dh1_t_all[step]
     dz_h1_t = dz_h1_t_all[step]
     try:
-        pass
+        jitops.ready(fused_504e733c2c, dh1_sum, dh1_t, dz_h1_t, dz_h1_2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h1(t)', error)
         return False
@@ -454,8 +546,9 @@ def steps_back_h1(T, dz_h1_2_t_all, dh1_t_all, dz_h1_t_all, dh1_sum, W1):
         dh1_t = dh1_t_all[step]
         dz_h1_t = dz_h1_t_all[step]
         # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
-        np.add(dh1_sum, dh1_t, out=dh1_sum)
-        np.multiply(dh1_sum, dz_h1_t, out=dz_h1_2_t)
+        if not fused_504e733c2c(dh1_sum, dh1_t, dz_h1_t, dz_h1_2_t):
+            np.add(dh1_sum, dh1_t, out=dh1_sum)
+            np.multiply(dh1_sum, dz_h1_t, out=dz_h1_2_t)
         jitops.dot(dz_h1_2_t, W1, dh1_sum)
     return True
 
@@ -488,7 +581,7 @@ def steps_back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dz_h2_2, ONE, dh2_sum, 
     dz_h2_t = dz_h2_t_all[step]
     dh2_t = dh2_t_all[step]
     try:
-        pass
+        jitops.ready(fused_d5e81223b8, h2_t, dz_h2_2, ONE, dz_h2_t, dh2_sum, dh2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h2(t)', error)
         return False
@@ -497,10 +590,11 @@ def steps_back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dz_h2_2, ONE, dh2_sum, 
         dz_h2_t = dz_h2_t_all[step]
         dh2_t = dh2_t_all[step]
         # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
-        np.multiply(h2_t, h2_t, out=dz_h2_2)
-        np.subtract(ONE, dz_h2_2, out=dz_h2_t)
-        np.add(dh2_sum, dh2_t, out=dh2_sum)
-        np.multiply(dh2_sum, dz_h2_t, out=dz_h2_t)
+        if not fused_d5e81223b8(h2_t, dz_h2_2, ONE, dz_h2_t, dh2_sum, dh2_t):
+            np.multiply(h2_t, h2_t, out=dz_h2_2)
+            np.subtract(ONE, dz_h2_2, out=dz_h2_t)
+            np.add(dh2_sum, dh2_t, out=dh2_sum)
+            np.multiply(dh2_sum, dz_h2_t, out=dz_h2_t)
         jitops.dot(dz_h2_t, W2, dh2_sum)
     return True
 
@@ -533,7 +627,7 @@ def steps_back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dz_h1_2, ONE, dh1_sum, 
     dz_h1_t = dz_h1_t_all[step]
     dh1_t = dh1_t_all[step]
     try:
-        pass
+        jitops.ready(fused_d5e81223b8, h1_t, dz_h1_2, ONE, dz_h1_t, dh1_sum, dh1_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h1(t)', error)
         return False
@@ -542,15 +636,16 @@ def steps_back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dz_h1_2, ONE, dh1_sum, 
         dz_h1_t = dz_h1_t_all[step]
         dh1_t = dh1_t_all[step]
         # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
-        np.multiply(h1_t, h1_t, out=dz_h1_2)
-        np.subtract(ONE, dz_h1_2, out=dz_h1_t)
-        np.add(dh1_sum, dh1_t, out=dh1_sum)
-        np.multiply(dh1_sum, dz_h1_t, out=dz_h1_t)
+        if not fused_d5e81223b8(h1_t, dz_h1_2, ONE, dz_h1_t, dh1_sum, dh1_t):
+            np.multiply(h1_t, h1_t, out=dz_h1_2)
+            np.subtract(ONE, dz_h1_2, out=dz_h1_t)
+            np.add(dh1_sum, dh1_t, out=dh1_sum)
+            np.multiply(dh1_sum, dz_h1_t, out=dz_h1_t)
         jitops.dot(dz_h1_t, W1, dh1_sum)
     return True
 
 
 LOOPS = ("loop_h1", "loop_h2", "back_h2", "back_h1", "back_h2_2", "back_h1_2")
-KERNELS = ("fused_f97a3b57ed",)
+KERNELS = ("fused_f24748ed92", "fused_504e733c2c", "fused_d5e81223b8")
 STEPS = ("steps_loop_h1", "steps_loop_h2", "steps_back_h2", "steps_back_h1", "steps_back_h2_2",
          "steps_back_h1_2")

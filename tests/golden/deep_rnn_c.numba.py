@@ -264,60 +264,248 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_98b8209a0d(p0, p1, p2):
+def fused_cde88dc55b(p0, p1, p2):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
-    rows, cols = jitops._size(p2)
-    if (not jitops.apart(p0, p2)
-            or not jitops.apart(p1, p2)):
+    rows = jitops._size(p2)[0]
+    s0 = jitops.row_step(p0, rows, 8)
+    s1 = jitops.row_step(p1, rows, 8)
+    s2 = jitops.row_step(p2, rows, 8)
+    if (jitops._size(p2) != (rows, 8)
+            or not jitops.rows_contiguous(p2)
+            or not jitops.aligned(p2, p0)
+            or not jitops.aligned(p2, p1)
+            or s0 < 0
+            or s1 < 0
+            or s2 < 0):
         return False
-    like = np.empty(cols, p2.dtype)
-    r0 = np.empty_like(like)
-    r1 = np.empty_like(like)
-    x0 = np.empty_like(like)
-    x1 = np.empty_like(like)
-    e = np.empty_like(like)
-    bits = jitops.scratch(like)
+    dtype = p2.dtype
+    x0 = np.empty(8, dtype)
+    x1 = np.empty(8, dtype)
+    e8 = np.empty(8, dtype)
+    bits8 = jitops.scratch(e8)
     for i in range(rows):
-        jitops.load(p0, i, r0)
-        jitops.load(p1, i, r1)
-        for j in range(cols):
-            x0[j] = r0[j] + r1[j]
-        jitops.vtanh(x0, x1, e, bits)
-        jitops.store(p2, i, x1)
+        r0_0 = jitops._view(p0, i * s0, 8)
+        r0_1 = jitops._view(p1, i * s1, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(p2, i, x0)
+        r1_0 = jitops._view(p2, i * s2, 8)
+        jitops.vtanh(r1_0, x1, e8, bits8)
+        jitops.put_row(p2, i, x1)
     return True
 
 
-def fused_e805f0ea89(p0, p1, p2, p3, p4):
+def fused_d2da4d55c2(p0, p1, p2, p3, p4):
     """add, add, tanh: one pass over the rows (compile/fuse.py)."""
-    rows, cols = jitops._size(p2)
-    if (jitops._size(p4) != (rows, cols)
-            or not jitops.apart(p2, p0)
-            or not jitops.apart(p1, p2)
-            or not jitops.apart(p3, p2)
-            or not jitops.apart(p4, p2)
-            or not jitops.apart(p4, p0)
-            or not jitops.apart(p1, p4)
-            or not jitops.apart(p4, p3)):
+    rows = jitops._size(p2)[0]
+    s0 = jitops.row_step(p0, rows, 8)
+    s1 = jitops.row_step(p1, rows, 8)
+    s2 = jitops.row_step(p3, rows, 8)
+    s3 = jitops.row_step(p4, rows, 8)
+    if (jitops._size(p2) != (rows, 8)
+            or jitops._size(p4) != (rows, 8)
+            or not jitops.rows_contiguous(p4)
+            or not jitops.aligned(p4, p0)
+            or not jitops.aligned(p4, p1)
+            or not jitops.aligned(p4, p2)
+            or not jitops.aligned(p4, p3)
+            or s0 < 0
+            or s1 < 0
+            or s2 < 0
+            or s3 < 0):
         return False
-    like = np.empty(cols, p2.dtype)
-    r0 = np.empty_like(like)
-    r1 = np.empty_like(like)
-    r3 = np.empty_like(like)
-    x0 = np.empty_like(like)
-    x1 = np.empty_like(like)
-    x2 = np.empty_like(like)
-    e = np.empty_like(like)
-    bits = jitops.scratch(like)
+    dtype = p2.dtype
+    x0 = np.empty(8, dtype)
+    x1 = np.empty(8, dtype)
+    x2 = np.empty(8, dtype)
+    e8 = np.empty(8, dtype)
+    bits8 = jitops.scratch(e8)
     for i in range(rows):
-        jitops.load(p0, i, r0)
-        jitops.load(p1, i, r1)
-        jitops.load(p3, i, r3)
-        for j in range(cols):
-            x0[j] = r0[j] + r1[j]
-            x1[j] = x0[j] + r3[j]
-        jitops.vtanh(x1, x2, e, bits)
-        jitops.store(p2, i, x0)
-        jitops.store(p4, i, x2)
+        r0_0 = jitops._view(p0, i * s0, 8)
+        r0_1 = jitops._view(p1, i * s1, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        r1_1 = jitops._view(p3, i * s2, 8)
+        for j in range(8):
+            x1[j] = x0[j] + r1_1[j]
+        jitops.put_row(p4, i, x1)
+        r2_0 = jitops._view(p4, i * s3, 8)
+        jitops.vtanh(r2_0, x2, e8, bits8)
+        jitops.put_row(p4, i, x2)
+    return True
+
+
+def fused_504e733c2c(p0, p1, p2, p3):
+    """add, multiply: one pass over the rows (compile/fuse.py)."""
+    rows = jitops._size(p0)[0]
+    s0 = jitops.row_step(p0, rows, 8)
+    s1 = jitops.row_step(p1, rows, 8)
+    s2 = jitops.row_step(p2, rows, 8)
+    if (jitops._size(p0) != (rows, 8)
+            or jitops._size(p3) != (rows, 8)
+            or not jitops.rows_contiguous(p0)
+            or not jitops.rows_contiguous(p3)
+            or not jitops.aligned(p0, p1)
+            or not jitops.aligned(p0, p2)
+            or not jitops.aligned(p0, p3)
+            or not jitops.aligned(p3, p1)
+            or not jitops.aligned(p3, p2)
+            or s0 < 0
+            or s1 < 0
+            or s2 < 0):
+        return False
+    dtype = p0.dtype
+    x0 = np.empty(8, dtype)
+    x1 = np.empty(8, dtype)
+    for i in range(rows):
+        r0_0 = jitops._view(p0, i * s0, 8)
+        r0_1 = jitops._view(p1, i * s1, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(p0, i, x0)
+        r1_1 = jitops._view(p2, i * s2, 8)
+        for j in range(8):
+            x1[j] = x0[j] * r1_1[j]
+        jitops.put_row(p3, i, x1)
+    return True
+
+
+def fused_a201c1a89e(p0, p1, p2, p3):
+    """add, multiply: one pass over the rows (compile/fuse.py)."""
+    rows = jitops._size(p0)[0]
+    s0 = jitops.row_step(p0, rows, 8)
+    s1 = jitops.row_step(p1, rows, 8)
+    s2 = jitops.row_step(p2, rows, 8)
+    if (jitops._size(p0) != (rows, 8)
+            or jitops._size(p3) != (rows, 8)
+            or not jitops.rows_contiguous(p0)
+            or not jitops.rows_contiguous(p3)
+            or not jitops.aligned(p0, p1)
+            or not jitops.aligned(p0, p2)
+            or not jitops.aligned(p0, p3)
+            or not jitops.aligned(p3, p1)
+            or not jitops.aligned(p3, p2)
+            or s0 < 0
+            or s1 < 0
+            or s2 < 0):
+        return False
+    dtype = p0.dtype
+    x0 = np.empty(8, dtype)
+    x1 = np.empty(8, dtype)
+    for i in range(rows):
+        if p1 is not None:
+            r0_0 = jitops._view(p0, i * s0, 8)
+            r0_1 = jitops._view(p1, i * s1, 8)
+            for j in range(8):
+                x0[j] = r0_0[j] + r0_1[j]
+            jitops.put_row(p0, i, x0)
+        r1_0 = jitops._view(p0, i * s0, 8)
+        r1_1 = jitops._view(p2, i * s2, 8)
+        for j in range(8):
+            x1[j] = r1_0[j] * r1_1[j]
+        jitops.put_row(p3, i, x1)
+    return True
+
+
+def fused_d5e81223b8(p0, p1, p2, p3, p4, p5):
+    """multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
+    rows = jitops._size(p1)[0]
+    s0 = jitops.row_step(p0, rows, 8)
+    s1 = jitops.row_step(p4, rows, 8)
+    s2 = jitops.row_step(p5, rows, 8)
+    s3 = jitops.row_step(p3, rows, 8)
+    if (jitops._size(p1) != (rows, 8)
+            or jitops._size(p3) != (rows, 8)
+            or jitops._size(p4) != (rows, 8)
+            or not jitops.rows_contiguous(p3)
+            or not jitops.rows_contiguous(p4)
+            or not jitops.aligned(p3, p0)
+            or not jitops.aligned(p3, p1)
+            or not jitops.aligned(p3, p4)
+            or not jitops.aligned(p3, p5)
+            or not jitops.aligned(p4, p0)
+            or not jitops.aligned(p4, p1)
+            or not jitops.aligned(p4, p5)
+            or s0 < 0
+            or s1 < 0
+            or s2 < 0
+            or s3 < 0):
+        return False
+    dtype = p1.dtype
+    c0 = jitops.like(p1, p2)
+    x0 = np.empty(8, dtype)
+    x1 = np.empty(8, dtype)
+    x2 = np.empty(8, dtype)
+    x3 = np.empty(8, dtype)
+    for i in range(rows):
+        r0_0 = jitops._view(p0, i * s0, 8)
+        r0_1 = jitops._view(p0, i * s0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] * r0_1[j]
+        for j in range(8):
+            x1[j] = c0 - x0[j]
+        jitops.put_row(p3, i, x1)
+        r2_0 = jitops._view(p4, i * s1, 8)
+        r2_1 = jitops._view(p5, i * s2, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] + r2_1[j]
+        jitops.put_row(p4, i, x2)
+        r3_1 = jitops._view(p3, i * s3, 8)
+        for j in range(8):
+            x3[j] = x2[j] * r3_1[j]
+        jitops.put_row(p3, i, x3)
+    return True
+
+
+def fused_b205d3bb13(p0, p1, p2, p3, p4, p5):
+    """multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
+    rows = jitops._size(p1)[0]
+    s0 = jitops.row_step(p0, rows, 8)
+    s1 = jitops.row_step(p4, rows, 8)
+    s2 = jitops.row_step(p5, rows, 8)
+    s3 = jitops.row_step(p3, rows, 8)
+    if (jitops._size(p1) != (rows, 8)
+            or jitops._size(p3) != (rows, 8)
+            or jitops._size(p4) != (rows, 8)
+            or not jitops.rows_contiguous(p3)
+            or not jitops.rows_contiguous(p4)
+            or not jitops.aligned(p3, p0)
+            or not jitops.aligned(p3, p1)
+            or not jitops.aligned(p3, p4)
+            or not jitops.aligned(p3, p5)
+            or not jitops.aligned(p4, p0)
+            or not jitops.aligned(p4, p1)
+            or not jitops.aligned(p4, p5)
+            or s0 < 0
+            or s1 < 0
+            or s2 < 0
+            or s3 < 0):
+        return False
+    dtype = p1.dtype
+    c0 = jitops.like(p1, p2)
+    x0 = np.empty(8, dtype)
+    x1 = np.empty(8, dtype)
+    x2 = np.empty(8, dtype)
+    x3 = np.empty(8, dtype)
+    for i in range(rows):
+        r0_0 = jitops._view(p0, i * s0, 8)
+        r0_1 = jitops._view(p0, i * s0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] * r0_1[j]
+        for j in range(8):
+            x1[j] = c0 - x0[j]
+        jitops.put_row(p3, i, x1)
+        if p5 is not None:
+            r2_0 = jitops._view(p4, i * s1, 8)
+            r2_1 = jitops._view(p5, i * s2, 8)
+            for j in range(8):
+                x2[j] = r2_0[j] + r2_1[j]
+            jitops.put_row(p4, i, x2)
+        r3_0 = jitops._view(p4, i * s1, 8)
+        r3_1 = jitops._view(p3, i * s3, 8)
+        for j in range(8):
+            x3[j] = r3_0[j] * r3_1[j]
+        jitops.put_row(p3, i, x3)
     return True
 
 
@@ -358,8 +546,8 @@ def steps_loop_z_h(T, h_tm1_all, z_t_all, z_h_t_all, h_t_all, z_z_T, z_z_h, b, s
     z_h_t = z_h_t_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_98b8209a0d, b, slice_z_z_h, z_t)
-        jitops.ready(fused_e805f0ea89, z_h_t, W_z_z, z_h_2, slice_z_z_h_2, h_t)
+        jitops.ready(fused_cde88dc55b, b, slice_z_z_h, z_t)
+        jitops.ready(fused_d2da4d55c2, z_h_t, W_z_z, z_h_2, slice_z_z_h_2, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('z(t), h(t)', error)
         return False
@@ -372,12 +560,12 @@ def steps_loop_z_h(T, h_tm1_all, z_t_all, z_h_t_all, h_t_all, z_z_T, z_z_h, b, s
         jitops.dot(h_tm1, z_z_T, z_z_h)
         # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
         # z(t) = tanh(W h(t-1) + b)
-        if not fused_98b8209a0d(b, slice_z_z_h, z_t):
+        if not fused_cde88dc55b(b, slice_z_z_h, z_t):
             np.add(b, slice_z_z_h, out=z_t)
             np.tanh(z_t, out=z_t)
         # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
         jitops.dot(z_t, W_z_T, W_z_z)
-        if not fused_e805f0ea89(z_h_t, W_z_z, z_h_2, slice_z_z_h_2, h_t):
+        if not fused_d2da4d55c2(z_h_t, W_z_z, z_h_2, slice_z_z_h_2, h_t):
             np.add(z_h_t, W_z_z, out=z_h_2)
             np.add(z_h_2, slice_z_z_h_2, out=h_t)
             np.tanh(h_t, out=h_t)
@@ -423,7 +611,7 @@ def steps_back_z_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, cot_z, dz_z_3_t_all,
     dz_z_2_t = dz_z_2_t_all[step]
     cat_dz_z_3_t = cat_dz_z_3_t_all[step]
     try:
-        pass
+        jitops.ready(fused_504e733c2c, dh_sum, dh_t, dz_h_2_t, dz_h_3_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('z(t), h(t)', error)
         return False
@@ -435,13 +623,15 @@ def steps_back_z_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, cot_z, dz_z_3_t_all,
         dz_z_2_t = dz_z_2_t_all[step]
         cat_dz_z_3_t = cat_dz_z_3_t_all[step]
         # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
-        np.add(dh_sum, dh_t, out=dh_sum)
-        np.multiply(dh_sum, dz_h_2_t, out=dz_h_3_t)
+        if not fused_504e733c2c(dh_sum, dh_t, dz_h_2_t, dz_h_3_t):
+            np.add(dh_sum, dh_t, out=dh_sum)
+            np.multiply(dh_sum, dz_h_2_t, out=dz_h_3_t)
         jitops.dot(dz_h_3_t, W_z, dz)
         # z(t) = tanh(W h(t-1) + b)
-        if cot_z is not None:
-            np.add(dz, cot_z[step], out=dz)
-        np.multiply(dz, dz_z_2_t, out=dz_z_3_t)
+        if not fused_a201c1a89e(dz, None if cot_z is None else cot_z[step], dz_z_2_t, dz_z_3_t):
+            if cot_z is not None:
+                np.add(dz, cot_z[step], out=dz)
+            np.multiply(dz, dz_z_2_t, out=dz_z_3_t)
         jitops.dot(cat_dz_z_3_t, z_z, dh_sum)
     return True
 
@@ -489,7 +679,7 @@ def steps_back_z_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, cot_z, z_t_all, dz_z_2_
     dz_z_2_t = dz_z_2_t_all[step]
     cat_dz_z_2_t = cat_dz_z_2_t_all[step]
     try:
-        pass
+        jitops.ready(fused_d5e81223b8, h_t, dz_h_3, ONE, dz_h_2_t, dh_sum, dh_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('z(t), h(t)', error)
         return False
@@ -501,21 +691,24 @@ def steps_back_z_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, cot_z, z_t_all, dz_z_2_
         dz_z_2_t = dz_z_2_t_all[step]
         cat_dz_z_2_t = cat_dz_z_2_t_all[step]
         # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
-        np.multiply(h_t, h_t, out=dz_h_3)
-        np.subtract(ONE, dz_h_3, out=dz_h_2_t)
-        np.add(dh_sum, dh_t, out=dh_sum)
-        np.multiply(dh_sum, dz_h_2_t, out=dz_h_2_t)
+        if not fused_d5e81223b8(h_t, dz_h_3, ONE, dz_h_2_t, dh_sum, dh_t):
+            np.multiply(h_t, h_t, out=dz_h_3)
+            np.subtract(ONE, dz_h_3, out=dz_h_2_t)
+            np.add(dh_sum, dh_t, out=dh_sum)
+            np.multiply(dh_sum, dz_h_2_t, out=dz_h_2_t)
         jitops.dot(dz_h_2_t, W_z, dz)
         # z(t) = tanh(W h(t-1) + b)
-        np.multiply(z_t, z_t, out=dz_z_3)
-        np.subtract(ONE, dz_z_3, out=dz_z_2_t)
-        if cot_z is not None:
-            np.add(dz, cot_z[step], out=dz)
-        np.multiply(dz, dz_z_2_t, out=dz_z_2_t)
+        if not fused_b205d3bb13(z_t, dz_z_3, ONE, dz_z_2_t, dz, None if cot_z is None else cot_z[step]):
+            np.multiply(z_t, z_t, out=dz_z_3)
+            np.subtract(ONE, dz_z_3, out=dz_z_2_t)
+            if cot_z is not None:
+                np.add(dz, cot_z[step], out=dz)
+            np.multiply(dz, dz_z_2_t, out=dz_z_2_t)
         jitops.dot(cat_dz_z_2_t, z_z, dh_sum)
     return True
 
 
 LOOPS = ("loop_z_h", "back_z_h", "back_z_h_2")
-KERNELS = ("fused_98b8209a0d", "fused_e805f0ea89")
+KERNELS = ("fused_cde88dc55b", "fused_d2da4d55c2", "fused_504e733c2c", "fused_a201c1a89e",
+           "fused_d5e81223b8", "fused_b205d3bb13")
 STEPS = ("steps_loop_z_h", "steps_back_z_h", "steps_back_z_h_2")

@@ -290,29 +290,137 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_b22a18dd09(p0, p1, p2):
+def fused_91e1de36cb(p0, p1, p2):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
-    rows, cols = jitops._size(p1)
-    if (jitops._size(p2) != (rows, cols)
-            or not jitops.apart(p1, p0)
-            or not jitops.apart(p1, p2)
-            or not jitops.apart(p2, p0)):
+    rows = jitops._size(p1)[0]
+    s0 = jitops.row_step(p0, rows, 8)
+    s1 = jitops.row_step(p1, rows, 8)
+    if (jitops._size(p1) != (rows, 8)
+            or jitops._size(p2) != (rows, 8)
+            or not jitops.rows_contiguous(p1)
+            or not jitops.rows_contiguous(p2)
+            or not jitops.aligned(p1, p0)
+            or not jitops.aligned(p1, p2)
+            or not jitops.aligned(p2, p0)
+            or s0 < 0
+            or s1 < 0):
         return False
-    like = np.empty(cols, p1.dtype)
-    r0 = np.empty_like(like)
-    r1 = np.empty_like(like)
-    x0 = np.empty_like(like)
-    x1 = np.empty_like(like)
-    e = np.empty_like(like)
-    bits = jitops.scratch(like)
+    dtype = p1.dtype
+    x0 = np.empty(8, dtype)
+    x1 = np.empty(8, dtype)
+    e8 = np.empty(8, dtype)
+    bits8 = jitops.scratch(e8)
     for i in range(rows):
-        jitops.load(p0, i, r0)
-        jitops.load(p1, i, r1)
-        for j in range(cols):
-            x0[j] = r0[j] + r1[j]
-        jitops.vtanh(x0, x1, e, bits)
-        jitops.store(p1, i, x0)
-        jitops.store(p2, i, x1)
+        r0_0 = jitops._view(p0, i * s0, 8)
+        r0_1 = jitops._view(p1, i * s1, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(p1, i, x0)
+        r1_0 = jitops._view(p1, i * s1, 8)
+        jitops.vtanh(r1_0, x1, e8, bits8)
+        jitops.put_row(p2, i, x1)
+    return True
+
+
+def fused_11c5697ffc(p0, p1, p2, p3, p4):
+    """add, multiply, add: one pass over the rows (compile/fuse.py)."""
+    rows = jitops._size(p0)[0]
+    s0 = jitops.row_step(p0, rows, 8)
+    s1 = jitops.row_step(p1, rows, 8)
+    s2 = jitops.row_step(p2, rows, 8)
+    s3 = jitops.row_step(p4, rows, 8)
+    if (jitops._size(p0) != (rows, 8)
+            or jitops._size(p3) != (rows, 8)
+            or jitops._size(p4) != (rows, 8)
+            or not jitops.rows_contiguous(p0)
+            or not jitops.rows_contiguous(p4)
+            or not jitops.aligned(p0, p1)
+            or not jitops.aligned(p0, p2)
+            or not jitops.aligned(p0, p3)
+            or not jitops.aligned(p0, p4)
+            or not jitops.aligned(p4, p1)
+            or not jitops.aligned(p4, p2)
+            or not jitops.aligned(p4, p3)
+            or s0 < 0
+            or s1 < 0
+            or s2 < 0
+            or s3 < 0):
+        return False
+    dtype = p0.dtype
+    x0 = np.empty(8, dtype)
+    x1 = np.empty(8, dtype)
+    x2 = np.empty(8, dtype)
+    for i in range(rows):
+        r0_0 = jitops._view(p0, i * s0, 8)
+        r0_1 = jitops._view(p1, i * s1, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(p0, i, x0)
+        r1_1 = jitops._view(p2, i * s2, 8)
+        for j in range(8):
+            x1[j] = x0[j] * r1_1[j]
+        r2_0 = jitops._view(p4, i * s3, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] + x1[j]
+        jitops.put_row(p4, i, x2)
+    return True
+
+
+def fused_7212ef38d3(p0, p1, p2, p3, p4, p5, p6, p7):
+    """multiply, subtract, add, multiply, add: one pass over the rows (compile/fuse.py)."""
+    rows = jitops._size(p1)[0]
+    s0 = jitops.row_step(p0, rows, 8)
+    s1 = jitops.row_step(p4, rows, 8)
+    s2 = jitops.row_step(p5, rows, 8)
+    s3 = jitops.row_step(p7, rows, 8)
+    if (jitops._size(p1) != (rows, 8)
+            or jitops._size(p3) != (rows, 8)
+            or jitops._size(p4) != (rows, 8)
+            or jitops._size(p6) != (rows, 8)
+            or jitops._size(p7) != (rows, 8)
+            or not jitops.rows_contiguous(p4)
+            or not jitops.rows_contiguous(p7)
+            or not jitops.aligned(p4, p0)
+            or not jitops.aligned(p4, p1)
+            or not jitops.aligned(p4, p3)
+            or not jitops.aligned(p4, p5)
+            or not jitops.aligned(p4, p6)
+            or not jitops.aligned(p4, p7)
+            or not jitops.aligned(p7, p0)
+            or not jitops.aligned(p7, p1)
+            or not jitops.aligned(p7, p3)
+            or not jitops.aligned(p7, p5)
+            or not jitops.aligned(p7, p6)
+            or s0 < 0
+            or s1 < 0
+            or s2 < 0
+            or s3 < 0):
+        return False
+    dtype = p1.dtype
+    c0 = jitops.like(p1, p2)
+    x0 = np.empty(8, dtype)
+    x1 = np.empty(8, dtype)
+    x2 = np.empty(8, dtype)
+    x3 = np.empty(8, dtype)
+    x4 = np.empty(8, dtype)
+    for i in range(rows):
+        r0_0 = jitops._view(p0, i * s0, 8)
+        r0_1 = jitops._view(p0, i * s0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] * r0_1[j]
+        for j in range(8):
+            x1[j] = c0 - x0[j]
+        r2_0 = jitops._view(p4, i * s1, 8)
+        r2_1 = jitops._view(p5, i * s2, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] + r2_1[j]
+        jitops.put_row(p4, i, x2)
+        for j in range(8):
+            x3[j] = x2[j] * x1[j]
+        r4_0 = jitops._view(p7, i * s3, 8)
+        for j in range(8):
+            x4[j] = r4_0[j] + x3[j]
+        jitops.put_row(p7, i, x4)
     return True
 
 
@@ -345,7 +453,7 @@ def steps_loop_a_h(T, h_tm1_all, a_t_all, z_a_t_all, h_t_all, W_T):
     z_a_t = z_a_t_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_b22a18dd09, z_a_t, a_t, h_t)
+        jitops.ready(fused_91e1de36cb, z_a_t, a_t, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('a(t), h(t)', error)
         return False
@@ -356,7 +464,7 @@ def steps_loop_a_h(T, h_tm1_all, a_t_all, z_a_t_all, h_t_all, W_T):
         h_t = h_t_all[step]
         # a(t) = b + W h(t-1) + U x(t)
         jitops.dot(h_tm1, W_T, a_t)
-        if not fused_b22a18dd09(z_a_t, a_t, h_t):
+        if not fused_91e1de36cb(z_a_t, a_t, h_t):
             np.add(z_a_t, a_t, out=a_t)
             np.tanh(a_t, out=h_t)
         # h(t) = tanh(a(t))
@@ -391,7 +499,7 @@ def steps_back_a_h(T, dh_t_all, dz_h_t_all, da_t_all, dh_sum, dz_h_2, W):
     dz_h_t = dz_h_t_all[step]
     da_t = da_t_all[step]
     try:
-        pass
+        jitops.ready(fused_11c5697ffc, dh_sum, dh_t, dz_h_t, dz_h_2, da_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('a(t), h(t)', error)
         return False
@@ -400,9 +508,10 @@ def steps_back_a_h(T, dh_t_all, dz_h_t_all, da_t_all, dh_sum, dz_h_2, W):
         dz_h_t = dz_h_t_all[step]
         da_t = da_t_all[step]
         # h(t) = tanh(a(t))
-        np.add(dh_sum, dh_t, out=dh_sum)
-        np.multiply(dh_sum, dz_h_t, out=dz_h_2)
-        np.add(da_t, dz_h_2, out=da_t)
+        if not fused_11c5697ffc(dh_sum, dh_t, dz_h_t, dz_h_2, da_t):
+            np.add(dh_sum, dh_t, out=dh_sum)
+            np.multiply(dh_sum, dz_h_t, out=dz_h_2)
+            np.add(da_t, dz_h_2, out=da_t)
         # a(t) = b + W h(t-1) + U x(t)
         jitops.dot(da_t, W, dh_sum)
     return True
@@ -438,7 +547,7 @@ def steps_back_a_h_2(T, h_t_all, dh_t_all, da_t_all, dz_h, ONE, sub_dz_h, dh_sum
     dh_t = dh_t_all[step]
     da_t = da_t_all[step]
     try:
-        pass
+        jitops.ready(fused_7212ef38d3, h_t, dz_h, ONE, sub_dz_h, dh_sum, dh_t, dz_h_2, da_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('a(t), h(t)', error)
         return False
@@ -447,16 +556,17 @@ def steps_back_a_h_2(T, h_t_all, dh_t_all, da_t_all, dz_h, ONE, sub_dz_h, dh_sum
         dh_t = dh_t_all[step]
         da_t = da_t_all[step]
         # h(t) = tanh(a(t))
-        np.multiply(h_t, h_t, out=dz_h)
-        np.subtract(ONE, dz_h, out=sub_dz_h)
-        np.add(dh_sum, dh_t, out=dh_sum)
-        np.multiply(dh_sum, sub_dz_h, out=dz_h_2)
-        np.add(da_t, dz_h_2, out=da_t)
+        if not fused_7212ef38d3(h_t, dz_h, ONE, sub_dz_h, dh_sum, dh_t, dz_h_2, da_t):
+            np.multiply(h_t, h_t, out=dz_h)
+            np.subtract(ONE, dz_h, out=sub_dz_h)
+            np.add(dh_sum, dh_t, out=dh_sum)
+            np.multiply(dh_sum, sub_dz_h, out=dz_h_2)
+            np.add(da_t, dz_h_2, out=da_t)
         # a(t) = b + W h(t-1) + U x(t)
         jitops.dot(da_t, W, dh_sum)
     return True
 
 
 LOOPS = ("loop_a_h", "back_a_h", "back_a_h_2")
-KERNELS = ("fused_b22a18dd09",)
+KERNELS = ("fused_91e1de36cb", "fused_11c5697ffc", "fused_7212ef38d3")
 STEPS = ("steps_loop_a_h", "steps_back_a_h", "steps_back_a_h_2")

@@ -354,85 +354,264 @@ def backward_large(params, tape, cotangents, n_steps, B):
     return grads
 
 
-def fused_0772ef037b(p0, p1, p2, p3, p4):
+def fused_d2da4d55c2(p0, p1, p2, p3, p4):
     """add, add, tanh: one pass over the rows (compile/fuse.py)."""
-    rows, cols = jitops._size(p2)
-    if (jitops._size(p4) != (rows, cols)
-            or not jitops.apart(p0, p2)
-            or not jitops.apart(p1, p2)
-            or not jitops.apart(p3, p2)
-            or not jitops.apart(p4, p2)
-            or not jitops.apart(p4, p0)
-            or not jitops.apart(p1, p4)
-            or not jitops.apart(p4, p3)):
+    rows = jitops._size(p2)[0]
+    s0 = jitops.row_step(p0, rows, 8)
+    s1 = jitops.row_step(p1, rows, 8)
+    s2 = jitops.row_step(p3, rows, 8)
+    s3 = jitops.row_step(p4, rows, 8)
+    if (jitops._size(p2) != (rows, 8)
+            or jitops._size(p4) != (rows, 8)
+            or not jitops.rows_contiguous(p4)
+            or not jitops.aligned(p4, p0)
+            or not jitops.aligned(p4, p1)
+            or not jitops.aligned(p4, p2)
+            or not jitops.aligned(p4, p3)
+            or s0 < 0
+            or s1 < 0
+            or s2 < 0
+            or s3 < 0):
         return False
-    like = np.empty(cols, p2.dtype)
-    r0 = np.empty_like(like)
-    r1 = np.empty_like(like)
-    r3 = np.empty_like(like)
-    x0 = np.empty_like(like)
-    x1 = np.empty_like(like)
-    x2 = np.empty_like(like)
-    e = np.empty_like(like)
-    bits = jitops.scratch(like)
+    dtype = p2.dtype
+    x0 = np.empty(8, dtype)
+    x1 = np.empty(8, dtype)
+    x2 = np.empty(8, dtype)
+    e8 = np.empty(8, dtype)
+    bits8 = jitops.scratch(e8)
     for i in range(rows):
-        jitops.load(p0, i, r0)
-        jitops.load(p1, i, r1)
-        jitops.load(p3, i, r3)
-        for j in range(cols):
-            x0[j] = r0[j] + r1[j]
-            x1[j] = x0[j] + r3[j]
-        jitops.vtanh(x1, x2, e, bits)
-        jitops.store(p2, i, x0)
-        jitops.store(p4, i, x2)
+        r0_0 = jitops._view(p0, i * s0, 8)
+        r0_1 = jitops._view(p1, i * s1, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        r1_1 = jitops._view(p3, i * s2, 8)
+        for j in range(8):
+            x1[j] = x0[j] + r1_1[j]
+        jitops.put_row(p4, i, x1)
+        r2_0 = jitops._view(p4, i * s3, 8)
+        jitops.vtanh(r2_0, x2, e8, bits8)
+        jitops.put_row(p4, i, x2)
     return True
 
 
-def fused_c81f377d41(p0, p1, p2, p3, p4, p5, p6):
+def fused_08a522f0ca(p0, p1, p2, p3, p4, p5, p6):
     """add, add, add, tanh: one pass over the rows (compile/fuse.py)."""
-    rows, cols = jitops._size(p2)
-    if (jitops._size(p4) != (rows, cols)
-            or jitops._size(p6) != (rows, cols)
-            or not jitops.apart(p0, p2)
-            or not jitops.apart(p1, p2)
-            or not jitops.apart(p3, p2)
-            or not jitops.apart(p2, p4)
-            or not jitops.apart(p5, p2)
-            or not jitops.apart(p6, p2)
-            or not jitops.apart(p0, p4)
-            or not jitops.apart(p1, p4)
-            or not jitops.apart(p3, p4)
-            or not jitops.apart(p5, p4)
-            or not jitops.apart(p6, p4)
-            or not jitops.apart(p0, p6)
-            or not jitops.apart(p1, p6)
-            or not jitops.apart(p6, p3)
-            or not jitops.apart(p5, p6)):
+    rows = jitops._size(p2)[0]
+    s0 = jitops.row_step(p0, rows, 8)
+    s1 = jitops.row_step(p1, rows, 8)
+    s2 = jitops.row_step(p3, rows, 8)
+    s3 = jitops.row_step(p5, rows, 8)
+    s4 = jitops.row_step(p6, rows, 8)
+    if (jitops._size(p2) != (rows, 8)
+            or jitops._size(p4) != (rows, 8)
+            or jitops._size(p6) != (rows, 8)
+            or not jitops.rows_contiguous(p6)
+            or not jitops.aligned(p6, p0)
+            or not jitops.aligned(p6, p1)
+            or not jitops.aligned(p6, p2)
+            or not jitops.aligned(p6, p3)
+            or not jitops.aligned(p6, p4)
+            or not jitops.aligned(p6, p5)
+            or s0 < 0
+            or s1 < 0
+            or s2 < 0
+            or s3 < 0
+            or s4 < 0):
         return False
-    like = np.empty(cols, p2.dtype)
-    r0 = np.empty_like(like)
-    r1 = np.empty_like(like)
-    r3 = np.empty_like(like)
-    r5 = np.empty_like(like)
-    x0 = np.empty_like(like)
-    x1 = np.empty_like(like)
-    x2 = np.empty_like(like)
-    x3 = np.empty_like(like)
-    e = np.empty_like(like)
-    bits = jitops.scratch(like)
+    dtype = p2.dtype
+    x0 = np.empty(8, dtype)
+    x1 = np.empty(8, dtype)
+    x2 = np.empty(8, dtype)
+    x3 = np.empty(8, dtype)
+    e8 = np.empty(8, dtype)
+    bits8 = jitops.scratch(e8)
     for i in range(rows):
-        jitops.load(p0, i, r0)
-        jitops.load(p1, i, r1)
-        jitops.load(p3, i, r3)
-        jitops.load(p5, i, r5)
-        for j in range(cols):
-            x0[j] = r0[j] + r1[j]
-            x1[j] = x0[j] + r3[j]
-            x2[j] = x1[j] + r5[j]
-        jitops.vtanh(x2, x3, e, bits)
-        jitops.store(p2, i, x0)
-        jitops.store(p4, i, x1)
-        jitops.store(p6, i, x3)
+        r0_0 = jitops._view(p0, i * s0, 8)
+        r0_1 = jitops._view(p1, i * s1, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        r1_1 = jitops._view(p3, i * s2, 8)
+        for j in range(8):
+            x1[j] = x0[j] + r1_1[j]
+        r2_1 = jitops._view(p5, i * s3, 8)
+        for j in range(8):
+            x2[j] = x1[j] + r2_1[j]
+        jitops.put_row(p6, i, x2)
+        r3_0 = jitops._view(p6, i * s4, 8)
+        jitops.vtanh(r3_0, x3, e8, bits8)
+        jitops.put_row(p6, i, x3)
+    return True
+
+
+def fused_d159887cec(p0, p1, p2, p3):
+    """add, multiply: one pass over the rows (compile/fuse.py)."""
+    rows = jitops._size(p0)[0]
+    s0 = jitops.row_step(p0, rows, 3)
+    s1 = jitops.row_step(p1, rows, 3)
+    s2 = jitops.row_step(p2, rows, 3)
+    if (jitops._size(p0) != (rows, 3)
+            or jitops._size(p3) != (rows, 3)
+            or not jitops.rows_contiguous(p0)
+            or not jitops.rows_contiguous(p3)
+            or not jitops.aligned(p0, p1)
+            or not jitops.aligned(p0, p2)
+            or not jitops.aligned(p0, p3)
+            or not jitops.aligned(p3, p1)
+            or not jitops.aligned(p3, p2)
+            or s0 < 0
+            or s1 < 0
+            or s2 < 0):
+        return False
+    dtype = p0.dtype
+    x0 = np.empty(3, dtype)
+    x1 = np.empty(3, dtype)
+    for i in range(rows):
+        if p1 is not None:
+            r0_0 = jitops._view(p0, i * s0, 3)
+            r0_1 = jitops._view(p1, i * s1, 3)
+            for j in range(3):
+                x0[j] = r0_0[j] + r0_1[j]
+            jitops.put_row(p0, i, x0)
+        r1_0 = jitops._view(p0, i * s0, 3)
+        r1_1 = jitops._view(p2, i * s2, 3)
+        for j in range(3):
+            x1[j] = r1_0[j] * r1_1[j]
+        jitops.put_row(p3, i, x1)
+    return True
+
+
+def fused_4c0ee5b685(p0, p1, p2, p3):
+    """subtract, multiply: one pass over the rows (compile/fuse.py)."""
+    rows = jitops._size(p2)[0]
+    s0 = jitops.row_step(p0, rows, 3)
+    s1 = jitops.row_step(p3, rows, 3)
+    s2 = jitops.row_step(p2, rows, 3)
+    if (jitops._size(p2) != (rows, 3)
+            or not jitops.rows_contiguous(p2)
+            or not jitops.aligned(p2, p0)
+            or not jitops.aligned(p2, p1)
+            or not jitops.aligned(p2, p3)
+            or s0 < 0
+            or s1 < 0
+            or s2 < 0):
+        return False
+    dtype = p2.dtype
+    x0 = np.empty(3, dtype)
+    x1 = np.empty(3, dtype)
+    for i in range(rows):
+        r0_0 = jitops._view(p0, i * s0, 3)
+        v0_1 = jitops._at(p1, i, 0)
+        for j in range(3):
+            x0[j] = r0_0[j] - v0_1
+        jitops.put_row(p2, i, x0)
+        r1_0 = jitops._view(p3, i * s1, 3)
+        r1_1 = jitops._view(p2, i * s2, 3)
+        for j in range(3):
+            x1[j] = r1_0[j] * r1_1[j]
+        jitops.put_row(p2, i, x1)
+    return True
+
+
+def fused_cd5c5f0e5f(p0, p1, p2, p3, p4):
+    """add, add, multiply: one pass over the rows (compile/fuse.py)."""
+    rows = jitops._size(p0)[0]
+    s0 = jitops.row_step(p0, rows, 8)
+    s1 = jitops.row_step(p1, rows, 8)
+    s2 = jitops.row_step(p2, rows, 8)
+    s3 = jitops.row_step(p3, rows, 8)
+    if (jitops._size(p0) != (rows, 8)
+            or jitops._size(p4) != (rows, 8)
+            or not jitops.rows_contiguous(p0)
+            or not jitops.rows_contiguous(p4)
+            or not jitops.aligned(p0, p1)
+            or not jitops.aligned(p0, p2)
+            or not jitops.aligned(p0, p3)
+            or not jitops.aligned(p0, p4)
+            or not jitops.aligned(p4, p1)
+            or not jitops.aligned(p4, p2)
+            or not jitops.aligned(p4, p3)
+            or s0 < 0
+            or s1 < 0
+            or s2 < 0
+            or s3 < 0):
+        return False
+    dtype = p0.dtype
+    x0 = np.empty(8, dtype)
+    x1 = np.empty(8, dtype)
+    x2 = np.empty(8, dtype)
+    for i in range(rows):
+        r0_0 = jitops._view(p0, i * s0, 8)
+        r0_1 = jitops._view(p1, i * s1, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        if p2 is not None:
+            r1_1 = jitops._view(p2, i * s2, 8)
+            for j in range(8):
+                x0[j] = x0[j] + r1_1[j]
+        jitops.put_row(p0, i, x0)
+        r2_1 = jitops._view(p3, i * s3, 8)
+        for j in range(8):
+            x2[j] = x0[j] * r2_1[j]
+        jitops.put_row(p4, i, x2)
+    return True
+
+
+def fused_852c1b9406(p0, p1, p2, p3, p4, p5, p6):
+    """add, multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
+    rows = jitops._size(p0)[0]
+    s0 = jitops.row_step(p0, rows, 8)
+    s1 = jitops.row_step(p1, rows, 8)
+    s2 = jitops.row_step(p2, rows, 8)
+    s3 = jitops.row_step(p6, rows, 8)
+    s4 = jitops.row_step(p5, rows, 8)
+    if (jitops._size(p0) != (rows, 8)
+            or jitops._size(p3) != (rows, 8)
+            or jitops._size(p5) != (rows, 8)
+            or not jitops.rows_contiguous(p5)
+            or not jitops.rows_contiguous(p0)
+            or not jitops.aligned(p5, p0)
+            or not jitops.aligned(p5, p1)
+            or not jitops.aligned(p5, p2)
+            or not jitops.aligned(p5, p3)
+            or not jitops.aligned(p5, p6)
+            or not jitops.aligned(p0, p1)
+            or not jitops.aligned(p0, p2)
+            or not jitops.aligned(p0, p3)
+            or not jitops.aligned(p0, p6)
+            or s0 < 0
+            or s1 < 0
+            or s2 < 0
+            or s3 < 0
+            or s4 < 0):
+        return False
+    dtype = p0.dtype
+    c0 = jitops.like(p0, p4)
+    x0 = np.empty(8, dtype)
+    x1 = np.empty(8, dtype)
+    x2 = np.empty(8, dtype)
+    x3 = np.empty(8, dtype)
+    x4 = np.empty(8, dtype)
+    for i in range(rows):
+        r0_0 = jitops._view(p0, i * s0, 8)
+        r0_1 = jitops._view(p1, i * s1, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        r1_0 = jitops._view(p2, i * s2, 8)
+        r1_1 = jitops._view(p2, i * s2, 8)
+        for j in range(8):
+            x1[j] = r1_0[j] * r1_1[j]
+        for j in range(8):
+            x2[j] = c0 - x1[j]
+        jitops.put_row(p5, i, x2)
+        if p6 is not None:
+            r3_1 = jitops._view(p6, i * s3, 8)
+            for j in range(8):
+                x0[j] = x0[j] + r3_1[j]
+        jitops.put_row(p0, i, x0)
+        r4_1 = jitops._view(p5, i * s4, 8)
+        for j in range(8):
+            x4[j] = x0[j] * r4_1[j]
+        jitops.put_row(p5, i, x4)
     return True
 
 
@@ -492,8 +671,8 @@ def steps_loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_t_all, h1_t_all, y_t
     y_t = y_t_all[step]
     try:
         jitops.ready(jitops.softmax, z_y, y_t)
-        jitops.ready(fused_0772ef037b, r31_t, V_h1, z_h1_5, slice_z_h1_2_h2, h1_t)
-        jitops.ready(fused_c81f377d41, c, R_h1, z_h2, slice_z_h1_2_h2_2, z_h2_2, T_y, h2_t)
+        jitops.ready(fused_d2da4d55c2, r31_t, V_h1, z_h1_5, slice_z_h1_2_h2, h1_t)
+        jitops.ready(fused_08a522f0ca, c, R_h1, z_h2, slice_z_h1_2_h2_2, z_h2_2, T_y, h2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h1(t), h2(t), y(t)', error)
         return False
@@ -511,14 +690,14 @@ def steps_loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_t_all, h1_t_all, y_t
         jitops.dot(h2_tm1, z_h1_2_T, z_h1_2_h2)
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
         # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-        if not fused_0772ef037b(r31_t, V_h1, z_h1_5, slice_z_h1_2_h2, h1_t):
+        if not fused_d2da4d55c2(r31_t, V_h1, z_h1_5, slice_z_h1_2_h2, h1_t):
             np.add(r31_t, V_h1, out=z_h1_5)
             np.add(z_h1_5, slice_z_h1_2_h2, out=h1_t)
             np.tanh(h1_t, out=h1_t)
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
         jitops.dot(h1_t, R_T, R_h1)
         jitops.dot(y_tm1, T_T, T_y)
-        if not fused_c81f377d41(c, R_h1, z_h2, slice_z_h1_2_h2_2, z_h2_2, T_y, h2_t):
+        if not fused_08a522f0ca(c, R_h1, z_h2, slice_z_h1_2_h2_2, z_h2_2, T_y, h2_t):
             np.add(c, R_h1, out=z_h2)
             np.add(z_h2, slice_z_h1_2_h2_2, out=z_h2_2)
             np.add(z_h2_2, T_y, out=h2_t)
@@ -599,25 +778,29 @@ def steps_back_h1_h2_y(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, dz_h2_2_t_al
         dz_h1_4_t = dz_h1_4_t_all[step]
         cat_dz_h1_5_t = cat_dz_h1_5_t_all[step]
         # y(t) = softmax(P x(t) + Q h2(t) + d)
-        if cot_y is not None:
-            np.add(dy, cot_y[step], out=dy)
-        np.multiply(dy, y_t, out=dz_y_2)
+        if not fused_d159887cec(dy, None if cot_y is None else cot_y[step], y_t, dz_y_2):
+            if cot_y is not None:
+                np.add(dy, cot_y[step], out=dy)
+            np.multiply(dy, y_t, out=dz_y_2)
         rowsum_dz_y_2 = jitops.rowsum(dz_y_2)
-        np.subtract(dy, rowsum_dz_y_2, out=dz_y_t)
-        np.multiply(y_t, dz_y_t, out=dz_y_t)
+        if not fused_4c0ee5b685(dy, rowsum_dz_y_2, dz_y_t, y_t):
+            np.subtract(dy, rowsum_dz_y_2, out=dz_y_t)
+            np.multiply(y_t, dz_y_t, out=dz_y_t)
         jitops.dot(dz_y_t, Q, vecmat_dz_y)
-        np.add(dh2, vecmat_dz_y, out=dh2)
+        if not fused_cd5c5f0e5f(dh2, vecmat_dz_y, None if cot_h2 is None else cot_h2[step], dz_h2_t, dz_h2_2_t):
+            np.add(dh2, vecmat_dz_y, out=dh2)
+            if cot_h2 is not None:
+                np.add(dh2, cot_h2[step], out=dh2)
+            np.multiply(dh2, dz_h2_t, out=dz_h2_2_t)
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
-        if cot_h2 is not None:
-            np.add(dh2, cot_h2[step], out=dh2)
-        np.multiply(dh2, dz_h2_t, out=dz_h2_2_t)
         jitops.dot(dz_h2_2_t, T, dy)
         jitops.dot(dz_h2_2_t, R, vecmat_dz_h2_2)
-        np.add(dh1, vecmat_dz_h2_2, out=dh1)
+        if not fused_cd5c5f0e5f(dh1, vecmat_dz_h2_2, None if cot_h1 is None else cot_h1[step], dz_h1_4_t, dz_h1_5_t):
+            np.add(dh1, vecmat_dz_h2_2, out=dh1)
+            if cot_h1 is not None:
+                np.add(dh1, cot_h1[step], out=dh1)
+            np.multiply(dh1, dz_h1_4_t, out=dz_h1_5_t)
         # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-        if cot_h1 is not None:
-            np.add(dh1, cot_h1[step], out=dh1)
-        np.multiply(dh1, dz_h1_4_t, out=dz_h1_5_t)
         jitops.dot(cat_dz_h1_5_t, z_h1_2, dh2)
         jitops.dot(dz_h1_5_t, V, dh1)
     return True
@@ -697,34 +880,39 @@ def steps_back_h1_h2_y_2(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, h2_t_all, 
         dz_h1_4_t = dz_h1_4_t_all[step]
         cat_dz_h1_4_t = cat_dz_h1_4_t_all[step]
         # y(t) = softmax(P x(t) + Q h2(t) + d)
-        if cot_y is not None:
-            np.add(dy, cot_y[step], out=dy)
-        np.multiply(dy, y_t, out=dz_y_2)
+        if not fused_d159887cec(dy, None if cot_y is None else cot_y[step], y_t, dz_y_2):
+            if cot_y is not None:
+                np.add(dy, cot_y[step], out=dy)
+            np.multiply(dy, y_t, out=dz_y_2)
         rowsum_dz_y_2 = jitops.rowsum(dz_y_2)
-        np.subtract(dy, rowsum_dz_y_2, out=dz_y_t)
-        np.multiply(y_t, dz_y_t, out=dz_y_t)
+        if not fused_4c0ee5b685(dy, rowsum_dz_y_2, dz_y_t, y_t):
+            np.subtract(dy, rowsum_dz_y_2, out=dz_y_t)
+            np.multiply(y_t, dz_y_t, out=dz_y_t)
         jitops.dot(dz_y_t, Q, vecmat_dz_y)
-        np.add(dh2, vecmat_dz_y, out=dh2)
+        if not fused_852c1b9406(dh2, vecmat_dz_y, h2_t, dz_h2_2, ONE, dz_h2_t, None if cot_h2 is None else cot_h2[step]):
+            np.add(dh2, vecmat_dz_y, out=dh2)
+            np.multiply(h2_t, h2_t, out=dz_h2_2)
+            np.subtract(ONE, dz_h2_2, out=dz_h2_t)
+            if cot_h2 is not None:
+                np.add(dh2, cot_h2[step], out=dh2)
+            np.multiply(dh2, dz_h2_t, out=dz_h2_t)
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
-        np.multiply(h2_t, h2_t, out=dz_h2_2)
-        np.subtract(ONE, dz_h2_2, out=dz_h2_t)
-        if cot_h2 is not None:
-            np.add(dh2, cot_h2[step], out=dh2)
-        np.multiply(dh2, dz_h2_t, out=dz_h2_t)
         jitops.dot(dz_h2_t, T, dy)
         jitops.dot(dz_h2_t, R, vecmat_dz_h2)
-        np.add(dh1, vecmat_dz_h2, out=dh1)
+        if not fused_852c1b9406(dh1, vecmat_dz_h2, h1_t, dz_h1_5, ONE, dz_h1_4_t, None if cot_h1 is None else cot_h1[step]):
+            np.add(dh1, vecmat_dz_h2, out=dh1)
+            np.multiply(h1_t, h1_t, out=dz_h1_5)
+            np.subtract(ONE, dz_h1_5, out=dz_h1_4_t)
+            if cot_h1 is not None:
+                np.add(dh1, cot_h1[step], out=dh1)
+            np.multiply(dh1, dz_h1_4_t, out=dz_h1_4_t)
         # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-        np.multiply(h1_t, h1_t, out=dz_h1_5)
-        np.subtract(ONE, dz_h1_5, out=dz_h1_4_t)
-        if cot_h1 is not None:
-            np.add(dh1, cot_h1[step], out=dh1)
-        np.multiply(dh1, dz_h1_4_t, out=dz_h1_4_t)
         jitops.dot(cat_dz_h1_4_t, z_h1_2, dh2)
         jitops.dot(dz_h1_4_t, V, dh1)
     return True
 
 
 LOOPS = ("loop_h1_h2_y", "back_h1_h2_y", "back_h1_h2_y_2")
-KERNELS = ("fused_0772ef037b", "fused_c81f377d41")
+KERNELS = ("fused_d2da4d55c2", "fused_08a522f0ca", "fused_d159887cec", "fused_4c0ee5b685",
+           "fused_cd5c5f0e5f", "fused_852c1b9406")
 STEPS = ("steps_loop_h1_h2_y", "steps_back_h1_h2_y", "steps_back_h1_h2_y_2")

@@ -348,6 +348,89 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
+def fused_77356acc17(p0, p1, p2, p3):
+    """multiply, add, maximum: one pass over the rows (compile/fuse.py)."""
+    rows = jitops._size(p2)[0]
+    s0 = jitops.row_step(p0, rows, 8)
+    s1 = jitops.row_step(p1, rows, 8)
+    s2 = jitops.row_step(p3, rows, 8)
+    if (jitops._size(p2) != (rows, 8)
+            or jitops._size(p3) != (rows, 8)
+            or not jitops.rows_contiguous(p3)
+            or not jitops.aligned(p3, p0)
+            or not jitops.aligned(p3, p1)
+            or not jitops.aligned(p3, p2)
+            or s0 < 0
+            or s1 < 0
+            or s2 < 0):
+        return False
+    dtype = p2.dtype
+    c0 = jitops.like(p2, 0.0)
+    x0 = np.empty(8, dtype)
+    x1 = np.empty(8, dtype)
+    x2 = np.empty(8, dtype)
+    for i in range(rows):
+        r0_0 = jitops._view(p0, i * s0, 8)
+        r0_1 = jitops._view(p1, i * s1, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] * r0_1[j]
+        r1_0 = jitops._view(p3, i * s2, 8)
+        for j in range(8):
+            x1[j] = r1_0[j] + x0[j]
+        jitops.put_row(p3, i, x1)
+        r2_0 = jitops._view(p3, i * s2, 8)
+        for j in range(8):
+            x2[j] = max(r2_0[j], c0)
+        jitops.put_row(p3, i, x2)
+    return True
+
+
+def fused_63290ee398(p0, p1, p2, p3, p4):
+    """add, multiply, multiply: one pass over the rows (compile/fuse.py)."""
+    rows = jitops._size(p0)[0]
+    s0 = jitops.row_step(p0, rows, 8)
+    s1 = jitops.row_step(p1, rows, 8)
+    s2 = jitops.row_step(p2, rows, 8)
+    s3 = jitops.row_step(p4, rows, 8)
+    s4 = jitops.row_step(p3, rows, 8)
+    if (jitops._size(p0) != (rows, 8)
+            or jitops._size(p3) != (rows, 8)
+            or not jitops.rows_contiguous(p3)
+            or not jitops.rows_contiguous(p0)
+            or not jitops.aligned(p3, p0)
+            or not jitops.aligned(p3, p1)
+            or not jitops.aligned(p3, p2)
+            or not jitops.aligned(p3, p4)
+            or not jitops.aligned(p0, p1)
+            or not jitops.aligned(p0, p2)
+            or not jitops.aligned(p0, p4)
+            or s0 < 0
+            or s1 < 0
+            or s2 < 0
+            or s3 < 0
+            or s4 < 0):
+        return False
+    dtype = p0.dtype
+    x0 = np.empty(8, dtype)
+    x1 = np.empty(8, dtype)
+    x2 = np.empty(8, dtype)
+    for i in range(rows):
+        r0_0 = jitops._view(p0, i * s0, 8)
+        r0_1 = jitops._view(p1, i * s1, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        r1_1 = jitops._view(p2, i * s2, 8)
+        for j in range(8):
+            x1[j] = x0[j] * r1_1[j]
+        jitops.put_row(p3, i, x1)
+        r2_0 = jitops._view(p4, i * s3, 8)
+        r2_1 = jitops._view(p3, i * s4, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] * r2_1[j]
+        jitops.put_row(p0, i, x2)
+    return True
+
+
 def loop_h1(T, h1_tm1_all, h1_t_all, u1, z_h1):
     """The loop forward in time of h1(t).
 
@@ -372,7 +455,7 @@ def steps_loop_h1(T, h1_tm1_all, h1_t_all, u1, z_h1):
     h1_tm1 = h1_tm1_all[step]
     h1_t = h1_t_all[step]
     try:
-        pass
+        jitops.ready(fused_77356acc17, u1, h1_tm1, z_h1, h1_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h1(t)', error)
         return False
@@ -380,9 +463,10 @@ def steps_loop_h1(T, h1_tm1_all, h1_t_all, u1, z_h1):
         h1_tm1 = h1_tm1_all[step]
         h1_t = h1_t_all[step]
         # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
-        np.multiply(u1, h1_tm1, out=z_h1)
-        np.add(h1_t, z_h1, out=h1_t)
-        np.maximum(h1_t, 0.0, out=h1_t)
+        if not fused_77356acc17(u1, h1_tm1, z_h1, h1_t):
+            np.multiply(u1, h1_tm1, out=z_h1)
+            np.add(h1_t, z_h1, out=h1_t)
+            np.maximum(h1_t, 0.0, out=h1_t)
     return True
 
 
@@ -410,7 +494,7 @@ def steps_loop_h2(T, h2_tm1_all, h2_t_all, u2, z_h2):
     h2_tm1 = h2_tm1_all[step]
     h2_t = h2_t_all[step]
     try:
-        pass
+        jitops.ready(fused_77356acc17, u2, h2_tm1, z_h2, h2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h2(t)', error)
         return False
@@ -418,9 +502,10 @@ def steps_loop_h2(T, h2_tm1_all, h2_t_all, u2, z_h2):
         h2_tm1 = h2_tm1_all[step]
         h2_t = h2_t_all[step]
         # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
-        np.multiply(u2, h2_tm1, out=z_h2)
-        np.add(h2_t, z_h2, out=h2_t)
-        np.maximum(h2_t, 0.0, out=h2_t)
+        if not fused_77356acc17(u2, h2_tm1, z_h2, h2_t):
+            np.multiply(u2, h2_tm1, out=z_h2)
+            np.add(h2_t, z_h2, out=h2_t)
+            np.maximum(h2_t, 0.0, out=h2_t)
     return True
 
 
@@ -450,7 +535,7 @@ def steps_back_h2(T, dz_h2_t_all, dh2_t_all, positive_h2_t_all, dh2_sum, u2):
     dh2_t = dh2_t_all[step]
     positive_h2_t = positive_h2_t_all[step]
     try:
-        pass
+        jitops.ready(fused_63290ee398, dh2_sum, dh2_t, positive_h2_t, dz_h2_t, u2)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h2(t)', error)
         return False
@@ -459,9 +544,10 @@ def steps_back_h2(T, dz_h2_t_all, dh2_t_all, positive_h2_t_all, dh2_sum, u2):
         dh2_t = dh2_t_all[step]
         positive_h2_t = positive_h2_t_all[step]
         # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
-        np.add(dh2_sum, dh2_t, out=dh2_sum)
-        np.multiply(dh2_sum, positive_h2_t, out=dz_h2_t)
-        np.multiply(u2, dz_h2_t, out=dh2_sum)
+        if not fused_63290ee398(dh2_sum, dh2_t, positive_h2_t, dz_h2_t, u2):
+            np.add(dh2_sum, dh2_t, out=dh2_sum)
+            np.multiply(dh2_sum, positive_h2_t, out=dz_h2_t)
+            np.multiply(u2, dz_h2_t, out=dh2_sum)
     return True
 
 
@@ -491,7 +577,7 @@ def steps_back_h1(T, dz_h1_t_all, dh1_t_all, positive_h1_t_all, dh1_sum, u1):
     dh1_t = dh1_t_all[step]
     positive_h1_t = positive_h1_t_all[step]
     try:
-        pass
+        jitops.ready(fused_63290ee398, dh1_sum, dh1_t, positive_h1_t, dz_h1_t, u1)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h1(t)', error)
         return False
@@ -500,9 +586,10 @@ def steps_back_h1(T, dz_h1_t_all, dh1_t_all, positive_h1_t_all, dh1_sum, u1):
         dh1_t = dh1_t_all[step]
         positive_h1_t = positive_h1_t_all[step]
         # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
-        np.add(dh1_sum, dh1_t, out=dh1_sum)
-        np.multiply(dh1_sum, positive_h1_t, out=dz_h1_t)
-        np.multiply(u1, dz_h1_t, out=dh1_sum)
+        if not fused_63290ee398(dh1_sum, dh1_t, positive_h1_t, dz_h1_t, u1):
+            np.add(dh1_sum, dh1_t, out=dh1_sum)
+            np.multiply(dh1_sum, positive_h1_t, out=dz_h1_t)
+            np.multiply(u1, dz_h1_t, out=dh1_sum)
     return True
 
 
@@ -543,9 +630,10 @@ def steps_back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, u2):
         dh2_t = dh2_t_all[step]
         # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
         positive_h2 = jitops.positive(h2_t)
-        np.add(dh2_sum, dh2_t, out=dh2_sum)
-        np.multiply(dh2_sum, positive_h2, out=dz_h2_t)
-        np.multiply(u2, dz_h2_t, out=dh2_sum)
+        if not fused_63290ee398(dh2_sum, dh2_t, positive_h2, dz_h2_t, u2):
+            np.add(dh2_sum, dh2_t, out=dh2_sum)
+            np.multiply(dh2_sum, positive_h2, out=dz_h2_t)
+            np.multiply(u2, dz_h2_t, out=dh2_sum)
     return True
 
 
@@ -586,13 +674,14 @@ def steps_back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, u1):
         dh1_t = dh1_t_all[step]
         # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
         positive_h1 = jitops.positive(h1_t)
-        np.add(dh1_sum, dh1_t, out=dh1_sum)
-        np.multiply(dh1_sum, positive_h1, out=dz_h1_t)
-        np.multiply(u1, dz_h1_t, out=dh1_sum)
+        if not fused_63290ee398(dh1_sum, dh1_t, positive_h1, dz_h1_t, u1):
+            np.add(dh1_sum, dh1_t, out=dh1_sum)
+            np.multiply(dh1_sum, positive_h1, out=dz_h1_t)
+            np.multiply(u1, dz_h1_t, out=dh1_sum)
     return True
 
 
 LOOPS = ("loop_h1", "loop_h2", "back_h2", "back_h1", "back_h2_2", "back_h1_2")
-KERNELS = ()
+KERNELS = ("fused_77356acc17", "fused_63290ee398")
 STEPS = ("steps_loop_h1", "steps_loop_h2", "steps_back_h2", "steps_back_h1", "steps_back_h2_2",
          "steps_back_h1_2")

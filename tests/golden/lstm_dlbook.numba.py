@@ -389,109 +389,768 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_f311534480(p0, p1):
-    """add, sigmoid: one pass over the rows (compile/fuse.py)."""
-    rows, cols = jitops._size(p0)
-    if (not jitops.apart(p0, p1)):
+def fused_a67de8fe65(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
+    """add, sigmoid, multiply, add, sigmoid, multiply, add, tanh, multiply: one pass over the rows (compile/fuse.py)."""
+    rows = jitops._size(p0)[0]
+    s0 = jitops.row_step(p0, rows, 24)
+    s1 = jitops.row_step(p1, rows, 24)
+    s2 = jitops.row_step(p2, rows, 8)
+    s3 = jitops.row_step(p3, rows, 8)
+    s4 = jitops.row_step(p5, rows, 8)
+    s5 = jitops.row_step(p6, rows, 8)
+    s6 = jitops.row_step(p7, rows, 8)
+    s7 = jitops.row_step(p4, rows, 8)
+    s8 = jitops.row_step(p9, rows, 8)
+    s9 = jitops.row_step(p10, rows, 8)
+    if (jitops._size(p0) != (rows, 24)
+            or jitops._size(p4) != (rows, 8)
+            or jitops._size(p5) != (rows, 8)
+            or jitops._size(p8) != (rows, 8)
+            or jitops._size(p9) != (rows, 8)
+            or jitops._size(p11) != (rows, 8)
+            or not jitops.rows_contiguous(p0)
+            or not jitops.rows_contiguous(p4)
+            or not jitops.rows_contiguous(p5)
+            or not jitops.rows_contiguous(p9)
+            or not jitops.rows_contiguous(p11)
+            or not jitops.aligned(p0, p1)
+            or not jitops.aligned(p0, p2)
+            or not jitops.aligned(p0, p3)
+            or not jitops.aligned(p0, p4)
+            or not jitops.aligned(p0, p5)
+            or not jitops.aligned(p0, p6)
+            or not jitops.aligned(p0, p7)
+            or not jitops.aligned(p0, p8)
+            or not jitops.aligned(p0, p9)
+            or not jitops.aligned(p0, p10)
+            or not jitops.aligned(p0, p11)
+            or not jitops.aligned(p4, p1)
+            or not jitops.aligned(p4, p2)
+            or not jitops.aligned(p4, p3)
+            or not jitops.aligned(p4, p5)
+            or not jitops.aligned(p4, p6)
+            or not jitops.aligned(p4, p7)
+            or not jitops.aligned(p4, p8)
+            or not jitops.aligned(p4, p9)
+            or not jitops.aligned(p4, p10)
+            or not jitops.aligned(p4, p11)
+            or not jitops.aligned(p5, p1)
+            or not jitops.aligned(p5, p2)
+            or not jitops.aligned(p5, p3)
+            or not jitops.aligned(p5, p6)
+            or not jitops.aligned(p5, p7)
+            or not jitops.aligned(p5, p8)
+            or not jitops.aligned(p5, p9)
+            or not jitops.aligned(p5, p10)
+            or not jitops.aligned(p5, p11)
+            or not jitops.aligned(p9, p1)
+            or not jitops.aligned(p9, p2)
+            or not jitops.aligned(p9, p3)
+            or not jitops.aligned(p9, p6)
+            or not jitops.aligned(p9, p7)
+            or not jitops.aligned(p9, p8)
+            or not jitops.aligned(p9, p10)
+            or not jitops.aligned(p9, p11)
+            or not jitops.aligned(p11, p1)
+            or not jitops.aligned(p11, p2)
+            or not jitops.aligned(p11, p3)
+            or not jitops.aligned(p11, p6)
+            or not jitops.aligned(p11, p7)
+            or not jitops.aligned(p11, p8)
+            or not jitops.aligned(p11, p10)
+            or s0 < 0
+            or s1 < 0
+            or s2 < 0
+            or s3 < 0
+            or s4 < 0
+            or s5 < 0
+            or s6 < 0
+            or s7 < 0
+            or s8 < 0
+            or s9 < 0):
         return False
-    like = np.empty(cols, p0.dtype)
-    r0 = np.empty_like(like)
-    r1 = np.empty_like(like)
-    x0 = np.empty_like(like)
-    x1 = np.empty_like(like)
-    e = np.empty_like(like)
-    bits = jitops.scratch(like)
+    dtype = p0.dtype
+    x0 = np.empty(24, dtype)
+    x1 = np.empty(24, dtype)
+    x2 = np.empty(8, dtype)
+    x3 = np.empty(8, dtype)
+    x4 = np.empty(8, dtype)
+    x5 = np.empty(8, dtype)
+    x6 = np.empty(8, dtype)
+    x7 = np.empty(8, dtype)
+    x8 = np.empty(8, dtype)
+    e24 = np.empty(24, dtype)
+    bits24 = jitops.scratch(e24)
+    e8 = np.empty(8, dtype)
+    bits8 = jitops.scratch(e8)
     for i in range(rows):
-        jitops.load(p0, i, r0)
-        jitops.load(p1, i, r1)
-        for j in range(cols):
-            x0[j] = r0[j] + r1[j]
-        jitops.vsigmoid(x0, x1, e, bits)
-        jitops.store(p0, i, x1)
+        r0_0 = jitops._view(p0, i * s0, 24)
+        r0_1 = jitops._view(p1, i * s1, 24)
+        for j in range(24):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(p0, i, x0)
+        r1_0 = jitops._view(p0, i * s0, 24)
+        jitops.vsigmoid(r1_0, x1, e24, bits24)
+        jitops.put_row(p0, i, x1)
+        r2_0 = jitops._view(p2, i * s2, 8)
+        r2_1 = jitops._view(p3, i * s3, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] * r2_1[j]
+        jitops.put_row(p4, i, x2)
+        r3_0 = jitops._view(p5, i * s4, 8)
+        r3_1 = jitops._view(p6, i * s5, 8)
+        for j in range(8):
+            x3[j] = r3_0[j] + r3_1[j]
+        jitops.put_row(p5, i, x3)
+        r4_0 = jitops._view(p5, i * s4, 8)
+        jitops.vsigmoid(r4_0, x4, e8, bits8)
+        jitops.put_row(p5, i, x4)
+        r5_0 = jitops._view(p7, i * s6, 8)
+        r5_1 = jitops._view(p5, i * s4, 8)
+        for j in range(8):
+            x5[j] = r5_0[j] * r5_1[j]
+        r6_0 = jitops._view(p4, i * s7, 8)
+        for j in range(8):
+            x6[j] = r6_0[j] + x5[j]
+        jitops.put_row(p4, i, x6)
+        r7_0 = jitops._view(p4, i * s7, 8)
+        jitops.vtanh(r7_0, x7, e8, bits8)
+        jitops.put_row(p9, i, x7)
+        r8_0 = jitops._view(p9, i * s8, 8)
+        r8_1 = jitops._view(p10, i * s9, 8)
+        for j in range(8):
+            x8[j] = r8_0[j] * r8_1[j]
+        jitops.put_row(p11, i, x8)
     return True
 
 
-def fused_1000e1d656(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9):
-    """multiply, add, sigmoid, multiply, add, tanh, multiply: one pass over the rows (compile/fuse.py)."""
-    rows, cols = jitops._size(p2)
-    if (jitops._size(p3) != (rows, cols)
-            or jitops._size(p6) != (rows, cols)
-            or jitops._size(p7) != (rows, cols)
-            or jitops._size(p9) != (rows, cols)
-            or not jitops.apart(p0, p2)
-            or not jitops.apart(p2, p1)
-            or not jitops.apart(p2, p3)
-            or not jitops.apart(p2, p4)
-            or not jitops.apart(p5, p2)
-            or not jitops.apart(p2, p6)
-            or not jitops.apart(p2, p7)
-            or not jitops.apart(p8, p2)
-            or not jitops.apart(p9, p2)
-            or not jitops.apart(p0, p3)
-            or not jitops.apart(p1, p3)
-            or not jitops.apart(p4, p3)
-            or not jitops.apart(p5, p3)
-            or not jitops.apart(p6, p3)
-            or not jitops.apart(p7, p3)
-            or not jitops.apart(p8, p3)
-            or not jitops.apart(p9, p3)
-            or not jitops.apart(p0, p6)
-            or not jitops.apart(p1, p6)
-            or not jitops.apart(p4, p6)
-            or not jitops.apart(p5, p6)
-            or not jitops.apart(p7, p6)
-            or not jitops.apart(p8, p6)
-            or not jitops.apart(p9, p6)
-            or not jitops.apart(p0, p7)
-            or not jitops.apart(p1, p7)
-            or not jitops.apart(p4, p7)
-            or not jitops.apart(p5, p7)
-            or not jitops.apart(p8, p7)
-            or not jitops.apart(p9, p7)
-            or not jitops.apart(p0, p9)
-            or not jitops.apart(p9, p1)
-            or not jitops.apart(p9, p4)
-            or not jitops.apart(p5, p9)
-            or not jitops.apart(p9, p8)):
+def fused_1205a16162(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23):
+    """add, multiply, multiply, multiply, add, add, multiply, multiply, multiply, multiply, multiply, add, add, add, multiply: one pass over the rows (compile/fuse.py)."""
+    rows = jitops._size(p0)[0]
+    s0 = jitops.row_step(p0, rows, 8)
+    s1 = jitops.row_step(p1, rows, 8)
+    s2 = jitops.row_step(p2, rows, 8)
+    s3 = jitops.row_step(p4, rows, 8)
+    s4 = jitops.row_step(p6, rows, 8)
+    s5 = jitops.row_step(p8, rows, 8)
+    s6 = jitops.row_step(p9, rows, 8)
+    s7 = jitops.row_step(p10, rows, 8)
+    s8 = jitops.row_step(p12, rows, 8)
+    s9 = jitops.row_step(p13, rows, 8)
+    s10 = jitops.row_step(p14, rows, 8)
+    s11 = jitops.row_step(p15, rows, 8)
+    s12 = jitops.row_step(p17, rows, 8)
+    s13 = jitops.row_step(p16, rows, 8)
+    s14 = jitops.row_step(p18, rows, 8)
+    s15 = jitops.row_step(p11, rows, 8)
+    s16 = jitops.row_step(p19, rows, 8)
+    s17 = jitops.row_step(p5, rows, 8)
+    s18 = jitops.row_step(p20, rows, 8)
+    s19 = jitops.row_step(p21, rows, 24)
+    s20 = jitops.row_step(p22, rows, 24)
+    if (jitops._size(p0) != (rows, 8)
+            or jitops._size(p3) != (rows, 8)
+            or jitops._size(p5) != (rows, 8)
+            or jitops._size(p7) != (rows, 8)
+            or jitops._size(p8) != (rows, 8)
+            or jitops._size(p11) != (rows, 8)
+            or jitops._size(p13) != (rows, 8)
+            or jitops._size(p16) != (rows, 8)
+            or jitops._size(p23) != (rows, 24)
+            or not jitops.rows_contiguous(p0)
+            or not jitops.rows_contiguous(p5)
+            or not jitops.rows_contiguous(p11)
+            or not jitops.rows_contiguous(p13)
+            or not jitops.rows_contiguous(p16)
+            or not jitops.rows_contiguous(p8)
+            or not jitops.rows_contiguous(p23)
+            or not jitops.aligned(p0, p1)
+            or not jitops.aligned(p0, p2)
+            or not jitops.aligned(p0, p3)
+            or not jitops.aligned(p0, p4)
+            or not jitops.aligned(p0, p5)
+            or not jitops.aligned(p0, p6)
+            or not jitops.aligned(p0, p7)
+            or not jitops.aligned(p0, p8)
+            or not jitops.aligned(p0, p9)
+            or not jitops.aligned(p0, p10)
+            or not jitops.aligned(p0, p11)
+            or not jitops.aligned(p0, p12)
+            or not jitops.aligned(p0, p13)
+            or not jitops.aligned(p0, p14)
+            or not jitops.aligned(p0, p15)
+            or not jitops.aligned(p0, p16)
+            or not jitops.aligned(p0, p17)
+            or not jitops.aligned(p0, p18)
+            or not jitops.aligned(p0, p19)
+            or not jitops.aligned(p0, p20)
+            or not jitops.aligned(p0, p21)
+            or not jitops.aligned(p0, p22)
+            or not jitops.aligned(p0, p23)
+            or not jitops.aligned(p5, p1)
+            or not jitops.aligned(p5, p2)
+            or not jitops.aligned(p5, p3)
+            or not jitops.aligned(p5, p4)
+            or not jitops.aligned(p5, p6)
+            or not jitops.aligned(p5, p7)
+            or not jitops.aligned(p5, p8)
+            or not jitops.aligned(p5, p9)
+            or not jitops.aligned(p5, p10)
+            or not jitops.aligned(p5, p11)
+            or not jitops.aligned(p5, p12)
+            or not jitops.aligned(p5, p13)
+            or not jitops.aligned(p5, p14)
+            or not jitops.aligned(p5, p15)
+            or not jitops.aligned(p5, p16)
+            or not jitops.aligned(p5, p17)
+            or not jitops.aligned(p5, p18)
+            or not jitops.aligned(p5, p19)
+            or not jitops.aligned(p5, p20)
+            or not jitops.aligned(p5, p21)
+            or not jitops.aligned(p5, p22)
+            or not jitops.aligned(p5, p23)
+            or not jitops.aligned(p11, p1)
+            or not jitops.aligned(p11, p2)
+            or not jitops.aligned(p11, p3)
+            or not jitops.aligned(p11, p4)
+            or not jitops.aligned(p11, p6)
+            or not jitops.aligned(p11, p7)
+            or not jitops.aligned(p11, p8)
+            or not jitops.aligned(p11, p9)
+            or not jitops.aligned(p11, p10)
+            or not jitops.aligned(p11, p12)
+            or not jitops.aligned(p11, p13)
+            or not jitops.aligned(p11, p14)
+            or not jitops.aligned(p11, p15)
+            or not jitops.aligned(p11, p16)
+            or not jitops.aligned(p11, p17)
+            or not jitops.aligned(p11, p18)
+            or not jitops.aligned(p11, p19)
+            or not jitops.aligned(p11, p20)
+            or not jitops.aligned(p11, p21)
+            or not jitops.aligned(p11, p22)
+            or not jitops.aligned(p11, p23)
+            or not jitops.aligned(p13, p1)
+            or not jitops.aligned(p13, p2)
+            or not jitops.aligned(p13, p3)
+            or not jitops.aligned(p13, p4)
+            or not jitops.aligned(p13, p6)
+            or not jitops.aligned(p13, p7)
+            or not jitops.aligned(p13, p8)
+            or not jitops.aligned(p13, p9)
+            or not jitops.aligned(p13, p10)
+            or not jitops.aligned(p13, p12)
+            or not jitops.aligned(p13, p14)
+            or not jitops.aligned(p13, p15)
+            or not jitops.aligned(p13, p16)
+            or not jitops.aligned(p13, p17)
+            or not jitops.aligned(p13, p18)
+            or not jitops.aligned(p13, p19)
+            or not jitops.aligned(p13, p20)
+            or not jitops.aligned(p13, p21)
+            or not jitops.aligned(p13, p22)
+            or not jitops.aligned(p13, p23)
+            or not jitops.aligned(p16, p1)
+            or not jitops.aligned(p16, p2)
+            or not jitops.aligned(p16, p3)
+            or not jitops.aligned(p16, p4)
+            or not jitops.aligned(p16, p6)
+            or not jitops.aligned(p16, p7)
+            or not jitops.aligned(p16, p8)
+            or not jitops.aligned(p16, p9)
+            or not jitops.aligned(p16, p10)
+            or not jitops.aligned(p16, p12)
+            or not jitops.aligned(p16, p14)
+            or not jitops.aligned(p16, p15)
+            or not jitops.aligned(p16, p17)
+            or not jitops.aligned(p16, p18)
+            or not jitops.aligned(p16, p19)
+            or not jitops.aligned(p16, p20)
+            or not jitops.aligned(p16, p21)
+            or not jitops.aligned(p16, p22)
+            or not jitops.aligned(p16, p23)
+            or not jitops.aligned(p8, p1)
+            or not jitops.aligned(p8, p2)
+            or not jitops.aligned(p8, p3)
+            or not jitops.aligned(p8, p4)
+            or not jitops.aligned(p8, p6)
+            or not jitops.aligned(p8, p7)
+            or not jitops.aligned(p8, p9)
+            or not jitops.aligned(p8, p10)
+            or not jitops.aligned(p8, p12)
+            or not jitops.aligned(p8, p14)
+            or not jitops.aligned(p8, p15)
+            or not jitops.aligned(p8, p17)
+            or not jitops.aligned(p8, p18)
+            or not jitops.aligned(p8, p19)
+            or not jitops.aligned(p8, p20)
+            or not jitops.aligned(p8, p21)
+            or not jitops.aligned(p8, p22)
+            or not jitops.aligned(p8, p23)
+            or not jitops.aligned(p23, p1)
+            or not jitops.aligned(p23, p2)
+            or not jitops.aligned(p23, p3)
+            or not jitops.aligned(p23, p4)
+            or not jitops.aligned(p23, p6)
+            or not jitops.aligned(p23, p7)
+            or not jitops.aligned(p23, p9)
+            or not jitops.aligned(p23, p10)
+            or not jitops.aligned(p23, p12)
+            or not jitops.aligned(p23, p14)
+            or not jitops.aligned(p23, p15)
+            or not jitops.aligned(p23, p17)
+            or not jitops.aligned(p23, p18)
+            or not jitops.aligned(p23, p19)
+            or not jitops.aligned(p23, p20)
+            or not jitops.aligned(p23, p21)
+            or not jitops.aligned(p23, p22)
+            or s0 < 0
+            or s1 < 0
+            or s2 < 0
+            or s3 < 0
+            or s4 < 0
+            or s5 < 0
+            or s6 < 0
+            or s7 < 0
+            or s8 < 0
+            or s9 < 0
+            or s10 < 0
+            or s11 < 0
+            or s12 < 0
+            or s13 < 0
+            or s14 < 0
+            or s15 < 0
+            or s16 < 0
+            or s17 < 0
+            or s18 < 0
+            or s19 < 0
+            or s20 < 0):
         return False
-    like = np.empty(cols, p2.dtype)
-    r0 = np.empty_like(like)
-    r1 = np.empty_like(like)
-    r3 = np.empty_like(like)
-    r4 = np.empty_like(like)
-    r5 = np.empty_like(like)
-    r8 = np.empty_like(like)
-    x0 = np.empty_like(like)
-    x1 = np.empty_like(like)
-    x2 = np.empty_like(like)
-    x3 = np.empty_like(like)
-    x4 = np.empty_like(like)
-    x5 = np.empty_like(like)
-    x6 = np.empty_like(like)
-    e = np.empty_like(like)
-    bits = jitops.scratch(like)
+    dtype = p0.dtype
+    x0 = np.empty(8, dtype)
+    x1 = np.empty(8, dtype)
+    x2 = np.empty(8, dtype)
+    x3 = np.empty(8, dtype)
+    x4 = np.empty(8, dtype)
+    x5 = np.empty(8, dtype)
+    x6 = np.empty(8, dtype)
+    x7 = np.empty(8, dtype)
+    x8 = np.empty(8, dtype)
+    x9 = np.empty(8, dtype)
+    x10 = np.empty(8, dtype)
+    x11 = np.empty(8, dtype)
+    x12 = np.empty(8, dtype)
+    x13 = np.empty(8, dtype)
+    x14 = np.empty(24, dtype)
     for i in range(rows):
-        jitops.load(p0, i, r0)
-        jitops.load(p1, i, r1)
-        jitops.load(p3, i, r3)
-        jitops.load(p4, i, r4)
-        jitops.load(p5, i, r5)
-        jitops.load(p8, i, r8)
-        for j in range(cols):
-            x0[j] = r0[j] * r1[j]
-            x1[j] = r3[j] + r4[j]
-        jitops.vsigmoid(x1, x2, e, bits)
-        for j in range(cols):
-            x3[j] = r5[j] * x2[j]
-            x4[j] = x0[j] + x3[j]
-        jitops.vtanh(x4, x5, e, bits)
-        for j in range(cols):
-            x6[j] = x5[j] * r8[j]
-        jitops.store(p2, i, x4)
-        jitops.store(p3, i, x2)
-        jitops.store(p6, i, x3)
-        jitops.store(p7, i, x5)
-        jitops.store(p9, i, x6)
+        if p1 is not None:
+            r0_0 = jitops._view(p0, i * s0, 8)
+            r0_1 = jitops._view(p1, i * s1, 8)
+            for j in range(8):
+                x0[j] = r0_0[j] + r0_1[j]
+            jitops.put_row(p0, i, x0)
+        r1_0 = jitops._view(p0, i * s0, 8)
+        r1_1 = jitops._view(p2, i * s2, 8)
+        for j in range(8):
+            x1[j] = r1_0[j] * r1_1[j]
+        r2_0 = jitops._view(p4, i * s3, 8)
+        r2_1 = jitops._view(p0, i * s0, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] * r2_1[j]
+        jitops.put_row(p5, i, x2)
+        r3_1 = jitops._view(p6, i * s4, 8)
+        for j in range(8):
+            x3[j] = x1[j] * r3_1[j]
+        r4_0 = jitops._view(p8, i * s5, 8)
+        for j in range(8):
+            x4[j] = r4_0[j] + x3[j]
+        if p9 is not None:
+            r5_1 = jitops._view(p9, i * s6, 8)
+            for j in range(8):
+                x4[j] = x4[j] + r5_1[j]
+        r6_1 = jitops._view(p10, i * s7, 8)
+        for j in range(8):
+            x6[j] = x4[j] * r6_1[j]
+        jitops.put_row(p11, i, x6)
+        r7_0 = jitops._view(p12, i * s8, 8)
+        for j in range(8):
+            x7[j] = r7_0[j] * x4[j]
+        jitops.put_row(p13, i, x7)
+        r8_0 = jitops._view(p13, i * s9, 8)
+        r8_1 = jitops._view(p14, i * s10, 8)
+        for j in range(8):
+            x8[j] = r8_0[j] * r8_1[j]
+        jitops.put_row(p13, i, x8)
+        r9_1 = jitops._view(p15, i * s11, 8)
+        for j in range(8):
+            x9[j] = x4[j] * r9_1[j]
+        jitops.put_row(p16, i, x9)
+        r10_0 = jitops._view(p17, i * s12, 8)
+        for j in range(8):
+            x10[j] = r10_0[j] * x4[j]
+        jitops.put_row(p8, i, x10)
+        if p18 is not None:
+            r11_0 = jitops._view(p16, i * s13, 8)
+            r11_1 = jitops._view(p18, i * s14, 8)
+            for j in range(8):
+                x11[j] = r11_0[j] + r11_1[j]
+            jitops.put_row(p16, i, x11)
+        if p19 is not None:
+            r12_0 = jitops._view(p11, i * s15, 8)
+            r12_1 = jitops._view(p19, i * s16, 8)
+            for j in range(8):
+                x12[j] = r12_0[j] + r12_1[j]
+            jitops.put_row(p11, i, x12)
+        if p20 is not None:
+            r13_0 = jitops._view(p5, i * s17, 8)
+            r13_1 = jitops._view(p20, i * s18, 8)
+            for j in range(8):
+                x13[j] = r13_0[j] + r13_1[j]
+            jitops.put_row(p5, i, x13)
+        r14_0 = jitops._view(p21, i * s19, 24)
+        r14_1 = jitops._view(p22, i * s20, 24)
+        for j in range(24):
+            x14[j] = r14_0[j] * r14_1[j]
+        jitops.put_row(p23, i, x14)
+    return True
+
+
+def fused_f6b548f3fb(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24, p25, p26, p27):
+    """add, multiply, multiply, multiply, subtract, multiply, add, add, multiply, multiply, subtract, multiply, multiply, multiply, multiply, subtract, multiply, add, add, add, multiply: one pass over the rows (compile/fuse.py)."""
+    rows = jitops._size(p0)[0]
+    s0 = jitops.row_step(p0, rows, 8)
+    s1 = jitops.row_step(p1, rows, 8)
+    s2 = jitops.row_step(p2, rows, 8)
+    s3 = jitops.row_step(p4, rows, 8)
+    s4 = jitops.row_step(p10, rows, 8)
+    s5 = jitops.row_step(p11, rows, 8)
+    s6 = jitops.row_step(p12, rows, 8)
+    s7 = jitops.row_step(p14, rows, 8)
+    s8 = jitops.row_step(p15, rows, 8)
+    s9 = jitops.row_step(p18, rows, 8)
+    s10 = jitops.row_step(p20, rows, 8)
+    s11 = jitops.row_step(p21, rows, 24)
+    s12 = jitops.row_step(p19, rows, 8)
+    s13 = jitops.row_step(p24, rows, 8)
+    s14 = jitops.row_step(p13, rows, 8)
+    s15 = jitops.row_step(p25, rows, 8)
+    s16 = jitops.row_step(p5, rows, 8)
+    s17 = jitops.row_step(p26, rows, 8)
+    s18 = jitops.row_step(p27, rows, 24)
+    s19 = jitops.row_step(p23, rows, 24)
+    if (jitops._size(p0) != (rows, 8)
+            or jitops._size(p3) != (rows, 8)
+            or jitops._size(p5) != (rows, 8)
+            or jitops._size(p6) != (rows, 8)
+            or jitops._size(p8) != (rows, 8)
+            or jitops._size(p9) != (rows, 8)
+            or jitops._size(p10) != (rows, 8)
+            or jitops._size(p13) != (rows, 8)
+            or jitops._size(p15) != (rows, 8)
+            or jitops._size(p16) != (rows, 8)
+            or jitops._size(p17) != (rows, 8)
+            or jitops._size(p19) != (rows, 8)
+            or jitops._size(p22) != (rows, 24)
+            or jitops._size(p23) != (rows, 24)
+            or not jitops.rows_contiguous(p0)
+            or not jitops.rows_contiguous(p5)
+            or not jitops.rows_contiguous(p13)
+            or not jitops.rows_contiguous(p15)
+            or not jitops.rows_contiguous(p19)
+            or not jitops.rows_contiguous(p10)
+            or not jitops.rows_contiguous(p23)
+            or not jitops.aligned(p0, p1)
+            or not jitops.aligned(p0, p2)
+            or not jitops.aligned(p0, p3)
+            or not jitops.aligned(p0, p4)
+            or not jitops.aligned(p0, p5)
+            or not jitops.aligned(p0, p6)
+            or not jitops.aligned(p0, p8)
+            or not jitops.aligned(p0, p9)
+            or not jitops.aligned(p0, p10)
+            or not jitops.aligned(p0, p11)
+            or not jitops.aligned(p0, p12)
+            or not jitops.aligned(p0, p13)
+            or not jitops.aligned(p0, p14)
+            or not jitops.aligned(p0, p15)
+            or not jitops.aligned(p0, p16)
+            or not jitops.aligned(p0, p17)
+            or not jitops.aligned(p0, p18)
+            or not jitops.aligned(p0, p19)
+            or not jitops.aligned(p0, p20)
+            or not jitops.aligned(p0, p21)
+            or not jitops.aligned(p0, p22)
+            or not jitops.aligned(p0, p23)
+            or not jitops.aligned(p0, p24)
+            or not jitops.aligned(p0, p25)
+            or not jitops.aligned(p0, p26)
+            or not jitops.aligned(p0, p27)
+            or not jitops.aligned(p5, p1)
+            or not jitops.aligned(p5, p2)
+            or not jitops.aligned(p5, p3)
+            or not jitops.aligned(p5, p4)
+            or not jitops.aligned(p5, p6)
+            or not jitops.aligned(p5, p8)
+            or not jitops.aligned(p5, p9)
+            or not jitops.aligned(p5, p10)
+            or not jitops.aligned(p5, p11)
+            or not jitops.aligned(p5, p12)
+            or not jitops.aligned(p5, p13)
+            or not jitops.aligned(p5, p14)
+            or not jitops.aligned(p5, p15)
+            or not jitops.aligned(p5, p16)
+            or not jitops.aligned(p5, p17)
+            or not jitops.aligned(p5, p18)
+            or not jitops.aligned(p5, p19)
+            or not jitops.aligned(p5, p20)
+            or not jitops.aligned(p5, p21)
+            or not jitops.aligned(p5, p22)
+            or not jitops.aligned(p5, p23)
+            or not jitops.aligned(p5, p24)
+            or not jitops.aligned(p5, p25)
+            or not jitops.aligned(p5, p26)
+            or not jitops.aligned(p5, p27)
+            or not jitops.aligned(p13, p1)
+            or not jitops.aligned(p13, p2)
+            or not jitops.aligned(p13, p3)
+            or not jitops.aligned(p13, p4)
+            or not jitops.aligned(p13, p6)
+            or not jitops.aligned(p13, p8)
+            or not jitops.aligned(p13, p9)
+            or not jitops.aligned(p13, p10)
+            or not jitops.aligned(p13, p11)
+            or not jitops.aligned(p13, p12)
+            or not jitops.aligned(p13, p14)
+            or not jitops.aligned(p13, p15)
+            or not jitops.aligned(p13, p16)
+            or not jitops.aligned(p13, p17)
+            or not jitops.aligned(p13, p18)
+            or not jitops.aligned(p13, p19)
+            or not jitops.aligned(p13, p20)
+            or not jitops.aligned(p13, p21)
+            or not jitops.aligned(p13, p22)
+            or not jitops.aligned(p13, p23)
+            or not jitops.aligned(p13, p24)
+            or not jitops.aligned(p13, p25)
+            or not jitops.aligned(p13, p26)
+            or not jitops.aligned(p13, p27)
+            or not jitops.aligned(p15, p1)
+            or not jitops.aligned(p15, p2)
+            or not jitops.aligned(p15, p3)
+            or not jitops.aligned(p15, p4)
+            or not jitops.aligned(p15, p6)
+            or not jitops.aligned(p15, p8)
+            or not jitops.aligned(p15, p9)
+            or not jitops.aligned(p15, p10)
+            or not jitops.aligned(p15, p11)
+            or not jitops.aligned(p15, p12)
+            or not jitops.aligned(p15, p14)
+            or not jitops.aligned(p15, p16)
+            or not jitops.aligned(p15, p17)
+            or not jitops.aligned(p15, p18)
+            or not jitops.aligned(p15, p19)
+            or not jitops.aligned(p15, p20)
+            or not jitops.aligned(p15, p21)
+            or not jitops.aligned(p15, p22)
+            or not jitops.aligned(p15, p23)
+            or not jitops.aligned(p15, p24)
+            or not jitops.aligned(p15, p25)
+            or not jitops.aligned(p15, p26)
+            or not jitops.aligned(p15, p27)
+            or not jitops.aligned(p19, p1)
+            or not jitops.aligned(p19, p2)
+            or not jitops.aligned(p19, p3)
+            or not jitops.aligned(p19, p4)
+            or not jitops.aligned(p19, p6)
+            or not jitops.aligned(p19, p8)
+            or not jitops.aligned(p19, p9)
+            or not jitops.aligned(p19, p10)
+            or not jitops.aligned(p19, p11)
+            or not jitops.aligned(p19, p12)
+            or not jitops.aligned(p19, p14)
+            or not jitops.aligned(p19, p16)
+            or not jitops.aligned(p19, p17)
+            or not jitops.aligned(p19, p18)
+            or not jitops.aligned(p19, p20)
+            or not jitops.aligned(p19, p21)
+            or not jitops.aligned(p19, p22)
+            or not jitops.aligned(p19, p23)
+            or not jitops.aligned(p19, p24)
+            or not jitops.aligned(p19, p25)
+            or not jitops.aligned(p19, p26)
+            or not jitops.aligned(p19, p27)
+            or not jitops.aligned(p10, p1)
+            or not jitops.aligned(p10, p2)
+            or not jitops.aligned(p10, p3)
+            or not jitops.aligned(p10, p4)
+            or not jitops.aligned(p10, p6)
+            or not jitops.aligned(p10, p8)
+            or not jitops.aligned(p10, p9)
+            or not jitops.aligned(p10, p11)
+            or not jitops.aligned(p10, p12)
+            or not jitops.aligned(p10, p14)
+            or not jitops.aligned(p10, p16)
+            or not jitops.aligned(p10, p17)
+            or not jitops.aligned(p10, p18)
+            or not jitops.aligned(p10, p20)
+            or not jitops.aligned(p10, p21)
+            or not jitops.aligned(p10, p22)
+            or not jitops.aligned(p10, p23)
+            or not jitops.aligned(p10, p24)
+            or not jitops.aligned(p10, p25)
+            or not jitops.aligned(p10, p26)
+            or not jitops.aligned(p10, p27)
+            or not jitops.aligned(p23, p1)
+            or not jitops.aligned(p23, p2)
+            or not jitops.aligned(p23, p3)
+            or not jitops.aligned(p23, p4)
+            or not jitops.aligned(p23, p6)
+            or not jitops.aligned(p23, p8)
+            or not jitops.aligned(p23, p9)
+            or not jitops.aligned(p23, p11)
+            or not jitops.aligned(p23, p12)
+            or not jitops.aligned(p23, p14)
+            or not jitops.aligned(p23, p16)
+            or not jitops.aligned(p23, p17)
+            or not jitops.aligned(p23, p18)
+            or not jitops.aligned(p23, p20)
+            or not jitops.aligned(p23, p21)
+            or not jitops.aligned(p23, p22)
+            or not jitops.aligned(p23, p24)
+            or not jitops.aligned(p23, p25)
+            or not jitops.aligned(p23, p26)
+            or not jitops.aligned(p23, p27)
+            or s0 < 0
+            or s1 < 0
+            or s2 < 0
+            or s3 < 0
+            or s4 < 0
+            or s5 < 0
+            or s6 < 0
+            or s7 < 0
+            or s8 < 0
+            or s9 < 0
+            or s10 < 0
+            or s11 < 0
+            or s12 < 0
+            or s13 < 0
+            or s14 < 0
+            or s15 < 0
+            or s16 < 0
+            or s17 < 0
+            or s18 < 0
+            or s19 < 0):
+        return False
+    dtype = p0.dtype
+    c0 = jitops.like(p0, p7)
+    x0 = np.empty(8, dtype)
+    x1 = np.empty(8, dtype)
+    x2 = np.empty(8, dtype)
+    x3 = np.empty(8, dtype)
+    x4 = np.empty(8, dtype)
+    x5 = np.empty(8, dtype)
+    x6 = np.empty(8, dtype)
+    x7 = np.empty(8, dtype)
+    x8 = np.empty(8, dtype)
+    x9 = np.empty(8, dtype)
+    x10 = np.empty(8, dtype)
+    x11 = np.empty(8, dtype)
+    x12 = np.empty(8, dtype)
+    x13 = np.empty(8, dtype)
+    x14 = np.empty(8, dtype)
+    x15 = np.empty(24, dtype)
+    x16 = np.empty(24, dtype)
+    x17 = np.empty(8, dtype)
+    x18 = np.empty(8, dtype)
+    x19 = np.empty(8, dtype)
+    x20 = np.empty(24, dtype)
+    for i in range(rows):
+        if p1 is not None:
+            r0_0 = jitops._view(p0, i * s0, 8)
+            r0_1 = jitops._view(p1, i * s1, 8)
+            for j in range(8):
+                x0[j] = r0_0[j] + r0_1[j]
+            jitops.put_row(p0, i, x0)
+        r1_0 = jitops._view(p0, i * s0, 8)
+        r1_1 = jitops._view(p2, i * s2, 8)
+        for j in range(8):
+            x1[j] = r1_0[j] * r1_1[j]
+        r2_0 = jitops._view(p4, i * s3, 8)
+        r2_1 = jitops._view(p0, i * s0, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] * r2_1[j]
+        jitops.put_row(p5, i, x2)
+        r3_0 = jitops._view(p4, i * s3, 8)
+        r3_1 = jitops._view(p4, i * s3, 8)
+        for j in range(8):
+            x3[j] = r3_0[j] * r3_1[j]
+        for j in range(8):
+            x4[j] = c0 - x3[j]
+        for j in range(8):
+            x5[j] = x1[j] * x4[j]
+        r6_0 = jitops._view(p10, i * s4, 8)
+        for j in range(8):
+            x6[j] = r6_0[j] + x5[j]
+        if p11 is not None:
+            r7_1 = jitops._view(p11, i * s5, 8)
+            for j in range(8):
+                x6[j] = x6[j] + r7_1[j]
+        r8_1 = jitops._view(p12, i * s6, 8)
+        for j in range(8):
+            x8[j] = x6[j] * r8_1[j]
+        jitops.put_row(p13, i, x8)
+        r9_0 = jitops._view(p14, i * s7, 8)
+        for j in range(8):
+            x9[j] = r9_0[j] * x6[j]
+        jitops.put_row(p15, i, x9)
+        r10_1 = jitops._view(p12, i * s6, 8)
+        for j in range(8):
+            x10[j] = c0 - r10_1[j]
+        r11_0 = jitops._view(p12, i * s6, 8)
+        for j in range(8):
+            x11[j] = r11_0[j] * x10[j]
+        r12_0 = jitops._view(p15, i * s8, 8)
+        for j in range(8):
+            x12[j] = r12_0[j] * x11[j]
+        jitops.put_row(p15, i, x12)
+        r13_1 = jitops._view(p18, i * s9, 8)
+        for j in range(8):
+            x13[j] = x6[j] * r13_1[j]
+        jitops.put_row(p19, i, x13)
+        r14_0 = jitops._view(p20, i * s10, 8)
+        for j in range(8):
+            x14[j] = r14_0[j] * x6[j]
+        jitops.put_row(p10, i, x14)
+        r15_1 = jitops._view(p21, i * s11, 24)
+        for j in range(24):
+            x15[j] = c0 - r15_1[j]
+        r16_0 = jitops._view(p21, i * s11, 24)
+        for j in range(24):
+            x16[j] = r16_0[j] * x15[j]
+        jitops.put_row(p23, i, x16)
+        if p24 is not None:
+            r17_0 = jitops._view(p19, i * s12, 8)
+            r17_1 = jitops._view(p24, i * s13, 8)
+            for j in range(8):
+                x17[j] = r17_0[j] + r17_1[j]
+            jitops.put_row(p19, i, x17)
+        if p25 is not None:
+            r18_0 = jitops._view(p13, i * s14, 8)
+            r18_1 = jitops._view(p25, i * s15, 8)
+            for j in range(8):
+                x18[j] = r18_0[j] + r18_1[j]
+            jitops.put_row(p13, i, x18)
+        if p26 is not None:
+            r19_0 = jitops._view(p5, i * s16, 8)
+            r19_1 = jitops._view(p26, i * s17, 8)
+            for j in range(8):
+                x19[j] = r19_0[j] + r19_1[j]
+            jitops.put_row(p5, i, x19)
+        r20_0 = jitops._view(p27, i * s18, 24)
+        r20_1 = jitops._view(p23, i * s19, 24)
+        for j in range(24):
+            x20[j] = r20_0[j] * r20_1[j]
+        jitops.put_row(p23, i, x20)
     return True
 
 
@@ -554,8 +1213,7 @@ def steps_loop_f_g_q_s_h(T, h_tm1_all, fgq_t_all, f_t_all, s_tm1_all, z_s_t_all,
     h_t = h_t_all[step]
     q_t = q_t_all[step]
     try:
-        jitops.ready(fused_f311534480, fgq_t, slice_z_f_3_h)
-        jitops.ready(fused_1000e1d656, f_t, s_tm1, s_t, z_s_t, slice_z_f_3_h_2, g_t, z_s_2, tanh_s_t, q_t, h_t)
+        jitops.ready(fused_a67de8fe65, fgq_t, slice_z_f_3_h, f_t, s_tm1, s_t, z_s_t, slice_z_f_3_h_2, g_t, z_s_2, tanh_s_t, q_t, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('f(t), g(t), q(t), s(t), h(t)', error)
         return False
@@ -578,11 +1236,9 @@ def steps_loop_f_g_q_s_h(T, h_tm1_all, fgq_t_all, f_t_all, s_tm1_all, z_s_t_all,
         # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
         # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
         # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-        if not fused_f311534480(fgq_t, slice_z_f_3_h):
+        if not fused_a67de8fe65(fgq_t, slice_z_f_3_h, f_t, s_tm1, s_t, z_s_t, slice_z_f_3_h_2, g_t, z_s_2, tanh_s_t, q_t, h_t):
             np.add(fgq_t, slice_z_f_3_h, out=fgq_t)
             np.divide(1.0, np.add(1.0, np.exp(np.negative(fgq_t))), out=fgq_t)
-        # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
-        if not fused_1000e1d656(f_t, s_tm1, s_t, z_s_t, slice_z_f_3_h_2, g_t, z_s_2, tanh_s_t, q_t, h_t):
             np.multiply(f_t, s_tm1, out=s_t)
             np.add(z_s_t, slice_z_f_3_h_2, out=z_s_t)
             np.divide(1.0, np.add(1.0, np.exp(np.negative(z_s_t))), out=z_s_t)
@@ -590,6 +1246,7 @@ def steps_loop_f_g_q_s_h(T, h_tm1_all, fgq_t_all, f_t_all, s_tm1_all, z_s_t_all,
             np.add(s_t, z_s_2, out=s_t)
             np.tanh(s_t, out=tanh_s_t)
             np.multiply(tanh_s_t, q_t, out=h_t)
+        # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
         # h(t) = tanh(s(t)) * q(t)
     return True
 
@@ -684,30 +1341,31 @@ def steps_back_f_g_q_s_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot
         dz_f_5_t = dz_f_5_t_all[step]
         cat_dz_f_6_t = cat_dz_f_6_t_all[step]
         # h(t) = tanh(s(t)) * q(t)
-        if cot_h is not None:
-            np.add(dh, cot_h[step], out=dh)
-        np.multiply(dh, q_t, out=dz_h_2)
-        np.multiply(tanh_s_t, dh, out=dq)
-        np.multiply(dz_h_2, dz_h_t, out=dz_h_3)
-        np.add(ds, dz_h_3, out=ds)
+        if not fused_1205a16162(dh, None if cot_h is None else cot_h[step], q_t, dz_h_2, tanh_s_t, dq, dz_h_t, dz_h_3, ds, None if cot_s is None else cot_s[step], z_s_t, dg, g_t, dz_s_3_t, dz_s_2_t, s_tm1, df, f_t, None if cot_f is None else cot_f[step], None if cot_g is None else cot_g[step], None if cot_q is None else cot_q[step], dfgq, dz_f_5_t, dz_f_6_t):
+            if cot_h is not None:
+                np.add(dh, cot_h[step], out=dh)
+            np.multiply(dh, q_t, out=dz_h_2)
+            np.multiply(tanh_s_t, dh, out=dq)
+            np.multiply(dz_h_2, dz_h_t, out=dz_h_3)
+            np.add(ds, dz_h_3, out=ds)
+            if cot_s is not None:
+                np.add(ds, cot_s[step], out=ds)
+            np.multiply(ds, z_s_t, out=dg)
+            np.multiply(g_t, ds, out=dz_s_3_t)
+            np.multiply(dz_s_3_t, dz_s_2_t, out=dz_s_3_t)
+            np.multiply(ds, s_tm1, out=df)
+            np.multiply(f_t, ds, out=ds)
+            if cot_f is not None:
+                np.add(df, cot_f[step], out=df)
+            if cot_g is not None:
+                np.add(dg, cot_g[step], out=dg)
+            if cot_q is not None:
+                np.add(dq, cot_q[step], out=dq)
+            np.multiply(dfgq, dz_f_5_t, out=dz_f_6_t)
         # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
-        if cot_s is not None:
-            np.add(ds, cot_s[step], out=ds)
-        np.multiply(ds, z_s_t, out=dg)
-        np.multiply(g_t, ds, out=dz_s_3_t)
-        np.multiply(dz_s_3_t, dz_s_2_t, out=dz_s_3_t)
-        np.multiply(ds, s_tm1, out=df)
-        np.multiply(f_t, ds, out=ds)
         # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
         # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
         # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-        if cot_f is not None:
-            np.add(df, cot_f[step], out=df)
-        if cot_g is not None:
-            np.add(dg, cot_g[step], out=dg)
-        if cot_q is not None:
-            np.add(dq, cot_q[step], out=dq)
-        np.multiply(dfgq, dz_f_5_t, out=dz_f_6_t)
         jitops.dot(cat_dz_f_6_t, z_f_3, dh)
     return True
 
@@ -802,40 +1460,41 @@ def steps_back_f_g_q_s_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, z_s_t_
         dz_f_5_t = dz_f_5_t_all[step]
         cat_dz_f_5_t = cat_dz_f_5_t_all[step]
         # h(t) = tanh(s(t)) * q(t)
-        if cot_h is not None:
-            np.add(dh, cot_h[step], out=dh)
-        np.multiply(dh, q_t, out=dz_h)
-        np.multiply(tanh_s_t, dh, out=dq)
-        np.multiply(tanh_s_t, tanh_s_t, out=dz_h_2)
-        np.subtract(ONE, dz_h_2, out=sub_dz_h_2)
-        np.multiply(dz_h, sub_dz_h_2, out=dz_h_3)
-        np.add(ds, dz_h_3, out=ds)
+        if not fused_f6b548f3fb(dh, None if cot_h is None else cot_h[step], q_t, dz_h, tanh_s_t, dq, dz_h_2, ONE, sub_dz_h_2, dz_h_3, ds, None if cot_s is None else cot_s[step], z_s_t, dg, g_t, dz_s_2_t, sub_z_s, dz_s_3, s_tm1, df, f_t, fgq_t, sub_fgq, dz_f_5_t, None if cot_f is None else cot_f[step], None if cot_g is None else cot_g[step], None if cot_q is None else cot_q[step], dfgq):
+            if cot_h is not None:
+                np.add(dh, cot_h[step], out=dh)
+            np.multiply(dh, q_t, out=dz_h)
+            np.multiply(tanh_s_t, dh, out=dq)
+            np.multiply(tanh_s_t, tanh_s_t, out=dz_h_2)
+            np.subtract(ONE, dz_h_2, out=sub_dz_h_2)
+            np.multiply(dz_h, sub_dz_h_2, out=dz_h_3)
+            np.add(ds, dz_h_3, out=ds)
+            if cot_s is not None:
+                np.add(ds, cot_s[step], out=ds)
+            np.multiply(ds, z_s_t, out=dg)
+            np.multiply(g_t, ds, out=dz_s_2_t)
+            np.subtract(ONE, z_s_t, out=sub_z_s)
+            np.multiply(z_s_t, sub_z_s, out=dz_s_3)
+            np.multiply(dz_s_2_t, dz_s_3, out=dz_s_2_t)
+            np.multiply(ds, s_tm1, out=df)
+            np.multiply(f_t, ds, out=ds)
+            np.subtract(ONE, fgq_t, out=sub_fgq)
+            np.multiply(fgq_t, sub_fgq, out=dz_f_5_t)
+            if cot_f is not None:
+                np.add(df, cot_f[step], out=df)
+            if cot_g is not None:
+                np.add(dg, cot_g[step], out=dg)
+            if cot_q is not None:
+                np.add(dq, cot_q[step], out=dq)
+            np.multiply(dfgq, dz_f_5_t, out=dz_f_5_t)
         # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
-        if cot_s is not None:
-            np.add(ds, cot_s[step], out=ds)
-        np.multiply(ds, z_s_t, out=dg)
-        np.multiply(g_t, ds, out=dz_s_2_t)
-        np.subtract(ONE, z_s_t, out=sub_z_s)
-        np.multiply(z_s_t, sub_z_s, out=dz_s_3)
-        np.multiply(dz_s_2_t, dz_s_3, out=dz_s_2_t)
-        np.multiply(ds, s_tm1, out=df)
-        np.multiply(f_t, ds, out=ds)
         # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
         # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
         # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-        np.subtract(ONE, fgq_t, out=sub_fgq)
-        np.multiply(fgq_t, sub_fgq, out=dz_f_5_t)
-        if cot_f is not None:
-            np.add(df, cot_f[step], out=df)
-        if cot_g is not None:
-            np.add(dg, cot_g[step], out=dg)
-        if cot_q is not None:
-            np.add(dq, cot_q[step], out=dq)
-        np.multiply(dfgq, dz_f_5_t, out=dz_f_5_t)
         jitops.dot(cat_dz_f_5_t, z_f_3, dh)
     return True
 
 
 LOOPS = ("loop_f_g_q_s_h", "back_f_g_q_s_h", "back_f_g_q_s_h_2")
-KERNELS = ("fused_f311534480", "fused_1000e1d656")
+KERNELS = ("fused_a67de8fe65", "fused_1205a16162", "fused_f6b548f3fb")
 STEPS = ("steps_loop_f_g_q_s_h", "steps_back_f_g_q_s_h", "steps_back_f_g_q_s_h_2")

@@ -414,25 +414,153 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
     return grads
 
 
-def fused_f97a3b57ed(p0, p1):
+def fused_f24748ed92(p0, p1):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
-    rows, cols = jitops._size(p0)
-    if (not jitops.apart(p1, p0)):
+    rows = jitops._size(p0)[0]
+    s0 = jitops.row_step(p0, rows, 8)
+    s1 = jitops.row_step(p1, rows, 8)
+    if (jitops._size(p0) != (rows, 8)
+            or not jitops.rows_contiguous(p0)
+            or not jitops.aligned(p0, p1)
+            or s0 < 0
+            or s1 < 0):
         return False
-    like = np.empty(cols, p0.dtype)
-    r0 = np.empty_like(like)
-    r1 = np.empty_like(like)
-    x0 = np.empty_like(like)
-    x1 = np.empty_like(like)
-    e = np.empty_like(like)
-    bits = jitops.scratch(like)
+    dtype = p0.dtype
+    x0 = np.empty(8, dtype)
+    x1 = np.empty(8, dtype)
+    e8 = np.empty(8, dtype)
+    bits8 = jitops.scratch(e8)
     for i in range(rows):
-        jitops.load(p0, i, r0)
-        jitops.load(p1, i, r1)
-        for j in range(cols):
-            x0[j] = r0[j] + r1[j]
-        jitops.vtanh(x0, x1, e, bits)
-        jitops.store(p0, i, x1)
+        r0_0 = jitops._view(p0, i * s0, 8)
+        r0_1 = jitops._view(p1, i * s1, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(p0, i, x0)
+        r1_0 = jitops._view(p0, i * s0, 8)
+        jitops.vtanh(r1_0, x1, e8, bits8)
+        jitops.put_row(p0, i, x1)
+    return True
+
+
+def fused_504e733c2c(p0, p1, p2, p3):
+    """add, multiply: one pass over the rows (compile/fuse.py)."""
+    rows = jitops._size(p0)[0]
+    s0 = jitops.row_step(p0, rows, 8)
+    s1 = jitops.row_step(p1, rows, 8)
+    s2 = jitops.row_step(p2, rows, 8)
+    if (jitops._size(p0) != (rows, 8)
+            or jitops._size(p3) != (rows, 8)
+            or not jitops.rows_contiguous(p0)
+            or not jitops.rows_contiguous(p3)
+            or not jitops.aligned(p0, p1)
+            or not jitops.aligned(p0, p2)
+            or not jitops.aligned(p0, p3)
+            or not jitops.aligned(p3, p1)
+            or not jitops.aligned(p3, p2)
+            or s0 < 0
+            or s1 < 0
+            or s2 < 0):
+        return False
+    dtype = p0.dtype
+    x0 = np.empty(8, dtype)
+    x1 = np.empty(8, dtype)
+    for i in range(rows):
+        r0_0 = jitops._view(p0, i * s0, 8)
+        r0_1 = jitops._view(p1, i * s1, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(p0, i, x0)
+        r1_1 = jitops._view(p2, i * s2, 8)
+        for j in range(8):
+            x1[j] = x0[j] * r1_1[j]
+        jitops.put_row(p3, i, x1)
+    return True
+
+
+def fused_d5e81223b8(p0, p1, p2, p3, p4, p5):
+    """multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
+    rows = jitops._size(p1)[0]
+    s0 = jitops.row_step(p0, rows, 8)
+    s1 = jitops.row_step(p4, rows, 8)
+    s2 = jitops.row_step(p5, rows, 8)
+    s3 = jitops.row_step(p3, rows, 8)
+    if (jitops._size(p1) != (rows, 8)
+            or jitops._size(p3) != (rows, 8)
+            or jitops._size(p4) != (rows, 8)
+            or not jitops.rows_contiguous(p3)
+            or not jitops.rows_contiguous(p4)
+            or not jitops.aligned(p3, p0)
+            or not jitops.aligned(p3, p1)
+            or not jitops.aligned(p3, p4)
+            or not jitops.aligned(p3, p5)
+            or not jitops.aligned(p4, p0)
+            or not jitops.aligned(p4, p1)
+            or not jitops.aligned(p4, p5)
+            or s0 < 0
+            or s1 < 0
+            or s2 < 0
+            or s3 < 0):
+        return False
+    dtype = p1.dtype
+    c0 = jitops.like(p1, p2)
+    x0 = np.empty(8, dtype)
+    x1 = np.empty(8, dtype)
+    x2 = np.empty(8, dtype)
+    x3 = np.empty(8, dtype)
+    for i in range(rows):
+        r0_0 = jitops._view(p0, i * s0, 8)
+        r0_1 = jitops._view(p0, i * s0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] * r0_1[j]
+        for j in range(8):
+            x1[j] = c0 - x0[j]
+        jitops.put_row(p3, i, x1)
+        r2_0 = jitops._view(p4, i * s1, 8)
+        r2_1 = jitops._view(p5, i * s2, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] + r2_1[j]
+        jitops.put_row(p4, i, x2)
+        r3_1 = jitops._view(p3, i * s3, 8)
+        for j in range(8):
+            x3[j] = x2[j] * r3_1[j]
+        jitops.put_row(p3, i, x3)
+    return True
+
+
+def fused_fc907d3ff2(p0, p1, p2, p3, p4):
+    """multiply, subtract, multiply: one pass over the rows (compile/fuse.py)."""
+    rows = jitops._size(p1)[0]
+    s0 = jitops.row_step(p0, rows, 8)
+    s1 = jitops.row_step(p4, rows, 8)
+    s2 = jitops.row_step(p3, rows, 8)
+    if (jitops._size(p1) != (rows, 8)
+            or jitops._size(p3) != (rows, 8)
+            or not jitops.rows_contiguous(p3)
+            or not jitops.aligned(p3, p0)
+            or not jitops.aligned(p3, p1)
+            or not jitops.aligned(p3, p4)
+            or s0 < 0
+            or s1 < 0
+            or s2 < 0):
+        return False
+    dtype = p1.dtype
+    c0 = jitops.like(p1, p2)
+    x0 = np.empty(8, dtype)
+    x1 = np.empty(8, dtype)
+    x2 = np.empty(8, dtype)
+    for i in range(rows):
+        r0_0 = jitops._view(p0, i * s0, 8)
+        r0_1 = jitops._view(p0, i * s0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] * r0_1[j]
+        for j in range(8):
+            x1[j] = c0 - x0[j]
+        jitops.put_row(p3, i, x1)
+        r2_0 = jitops._view(p4, i * s1, 8)
+        r2_1 = jitops._view(p3, i * s2, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] * r2_1[j]
+        jitops.put_row(p3, i, x2)
     return True
 
 
@@ -460,7 +588,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_T, W_h):
     h_tm1 = h_tm1_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_f97a3b57ed, h_t, W_h)
+        jitops.ready(fused_f24748ed92, h_t, W_h)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -469,7 +597,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_T, W_h):
         h_t = h_t_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + b)
         jitops.dot(h_tm1, W_T, W_h)
-        if not fused_f97a3b57ed(h_t, W_h):
+        if not fused_f24748ed92(h_t, W_h):
             np.add(h_t, W_h, out=h_t)
             np.tanh(h_t, out=h_t)
     return True
@@ -499,7 +627,7 @@ def steps_loop_s(T_u, s_tm1_all, s_t_all, A_T, A_s):
     s_tm1 = s_tm1_all[step]
     s_t = s_t_all[step]
     try:
-        jitops.ready(fused_f97a3b57ed, s_t, A_s)
+        jitops.ready(fused_f24748ed92, s_t, A_s)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('s(u)', error)
         return False
@@ -508,7 +636,7 @@ def steps_loop_s(T_u, s_tm1_all, s_t_all, A_T, A_s):
         s_t = s_t_all[step]
         # s(u) = tanh(A s(u-1) + B y(u-1) + D C + e)
         jitops.dot(s_tm1, A_T, A_s)
-        if not fused_f97a3b57ed(s_t, A_s):
+        if not fused_f24748ed92(s_t, A_s):
             np.add(s_t, A_s, out=s_t)
             np.tanh(s_t, out=s_t)
     return True
@@ -540,7 +668,7 @@ def steps_back_s(T_u, dz_s_3_t_all, ds_t_all, dz_s_2_t_all, ds_sum, A):
     ds_t = ds_t_all[step]
     dz_s_2_t = dz_s_2_t_all[step]
     try:
-        pass
+        jitops.ready(fused_504e733c2c, ds_sum, ds_t, dz_s_2_t, dz_s_3_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('s(u)', error)
         return False
@@ -549,8 +677,9 @@ def steps_back_s(T_u, dz_s_3_t_all, ds_t_all, dz_s_2_t_all, ds_sum, A):
         ds_t = ds_t_all[step]
         dz_s_2_t = dz_s_2_t_all[step]
         # s(u) = tanh(A s(u-1) + B y(u-1) + D C + e)
-        np.add(ds_sum, ds_t, out=ds_sum)
-        np.multiply(ds_sum, dz_s_2_t, out=dz_s_3_t)
+        if not fused_504e733c2c(ds_sum, ds_t, dz_s_2_t, dz_s_3_t):
+            np.add(ds_sum, ds_t, out=ds_sum)
+            np.multiply(ds_sum, dz_s_2_t, out=dz_s_3_t)
         jitops.dot(dz_s_3_t, A, ds_sum)
     return True
 
@@ -627,7 +756,7 @@ def steps_back_s_2(T_u, s_t_all, dz_s_2_t_all, ds_t_all, dz_s_3, ONE, ds_sum, A)
     dz_s_2_t = dz_s_2_t_all[step]
     ds_t = ds_t_all[step]
     try:
-        pass
+        jitops.ready(fused_d5e81223b8, s_t, dz_s_3, ONE, dz_s_2_t, ds_sum, ds_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('s(u)', error)
         return False
@@ -636,10 +765,11 @@ def steps_back_s_2(T_u, s_t_all, dz_s_2_t_all, ds_t_all, dz_s_3, ONE, ds_sum, A)
         dz_s_2_t = dz_s_2_t_all[step]
         ds_t = ds_t_all[step]
         # s(u) = tanh(A s(u-1) + B y(u-1) + D C + e)
-        np.multiply(s_t, s_t, out=dz_s_3)
-        np.subtract(ONE, dz_s_3, out=dz_s_2_t)
-        np.add(ds_sum, ds_t, out=ds_sum)
-        np.multiply(ds_sum, dz_s_2_t, out=dz_s_2_t)
+        if not fused_d5e81223b8(s_t, dz_s_3, ONE, dz_s_2_t, ds_sum, ds_t):
+            np.multiply(s_t, s_t, out=dz_s_3)
+            np.subtract(ONE, dz_s_3, out=dz_s_2_t)
+            np.add(ds_sum, ds_t, out=ds_sum)
+            np.multiply(ds_sum, dz_s_2_t, out=dz_s_2_t)
         jitops.dot(dz_s_2_t, A, ds_sum)
     return True
 
@@ -674,7 +804,7 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, W,
     dh_t = dh_t_all[step]
     dh_tm1 = dh_tm1_all[step]
     try:
-        pass
+        jitops.ready(fused_fc907d3ff2, h_t, dz_h_2, ONE, dz_h_t, dh_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -684,15 +814,16 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, W,
         dh_t = dh_t_all[step]
         dh_tm1 = dh_tm1_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + b)
-        np.multiply(h_t, h_t, out=dz_h_2)
-        np.subtract(ONE, dz_h_2, out=dz_h_t)
-        np.multiply(dh_t, dz_h_t, out=dz_h_t)
+        if not fused_fc907d3ff2(h_t, dz_h_2, ONE, dz_h_t, dh_t):
+            np.multiply(h_t, h_t, out=dz_h_2)
+            np.subtract(ONE, dz_h_2, out=dz_h_t)
+            np.multiply(dh_t, dz_h_t, out=dz_h_t)
         jitops.dot(dz_h_t, W, vecmat_dz_h)
         np.add(dh_tm1, vecmat_dz_h, out=dh_tm1)
     return True
 
 
 LOOPS = ("loop_h", "loop_s", "back_s", "back_h", "back_s_2", "back_h_2")
-KERNELS = ("fused_f97a3b57ed",)
+KERNELS = ("fused_f24748ed92", "fused_504e733c2c", "fused_d5e81223b8", "fused_fc907d3ff2")
 STEPS = ("steps_loop_h", "steps_loop_s", "steps_back_s", "steps_back_h", "steps_back_s_2",
          "steps_back_h_2")

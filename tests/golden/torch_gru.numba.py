@@ -357,108 +357,655 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_f311534480(p0, p1):
-    """add, sigmoid: one pass over the rows (compile/fuse.py)."""
-    rows, cols = jitops._size(p0)
-    if (not jitops.apart(p0, p1)):
+def fused_d45c8c2d09(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
+    """add, sigmoid, add, multiply, add, tanh, subtract, multiply, add: one pass over the rows (compile/fuse.py)."""
+    rows = jitops._size(p0)[0]
+    s0 = jitops.row_step(p0, rows, 16)
+    s1 = jitops.row_step(p1, rows, 16)
+    s2 = jitops.row_step(p2, rows, 8)
+    s3 = jitops.row_step(p3, rows, 8)
+    s4 = jitops.row_step(p5, rows, 8)
+    s5 = jitops.row_step(p4, rows, 8)
+    s6 = jitops.row_step(p7, rows, 8)
+    s7 = jitops.row_step(p8, rows, 8)
+    s8 = jitops.row_step(p10, rows, 8)
+    s9 = jitops.row_step(p9, rows, 8)
+    s10 = jitops.row_step(p11, rows, 8)
+    if (jitops._size(p0) != (rows, 16)
+            or jitops._size(p4) != (rows, 8)
+            or jitops._size(p6) != (rows, 8)
+            or jitops._size(p7) != (rows, 8)
+            or jitops._size(p9) != (rows, 8)
+            or jitops._size(p11) != (rows, 8)
+            or not jitops.rows_contiguous(p0)
+            or not jitops.rows_contiguous(p4)
+            or not jitops.rows_contiguous(p7)
+            or not jitops.rows_contiguous(p9)
+            or not jitops.rows_contiguous(p11)
+            or not jitops.aligned(p0, p1)
+            or not jitops.aligned(p0, p2)
+            or not jitops.aligned(p0, p3)
+            or not jitops.aligned(p0, p4)
+            or not jitops.aligned(p0, p5)
+            or not jitops.aligned(p0, p6)
+            or not jitops.aligned(p0, p7)
+            or not jitops.aligned(p0, p8)
+            or not jitops.aligned(p0, p9)
+            or not jitops.aligned(p0, p10)
+            or not jitops.aligned(p0, p11)
+            or not jitops.aligned(p4, p1)
+            or not jitops.aligned(p4, p2)
+            or not jitops.aligned(p4, p3)
+            or not jitops.aligned(p4, p5)
+            or not jitops.aligned(p4, p6)
+            or not jitops.aligned(p4, p7)
+            or not jitops.aligned(p4, p8)
+            or not jitops.aligned(p4, p9)
+            or not jitops.aligned(p4, p10)
+            or not jitops.aligned(p4, p11)
+            or not jitops.aligned(p7, p1)
+            or not jitops.aligned(p7, p2)
+            or not jitops.aligned(p7, p3)
+            or not jitops.aligned(p7, p5)
+            or not jitops.aligned(p7, p6)
+            or not jitops.aligned(p7, p8)
+            or not jitops.aligned(p7, p9)
+            or not jitops.aligned(p7, p10)
+            or not jitops.aligned(p7, p11)
+            or not jitops.aligned(p9, p1)
+            or not jitops.aligned(p9, p2)
+            or not jitops.aligned(p9, p3)
+            or not jitops.aligned(p9, p5)
+            or not jitops.aligned(p9, p6)
+            or not jitops.aligned(p9, p8)
+            or not jitops.aligned(p9, p10)
+            or not jitops.aligned(p9, p11)
+            or not jitops.aligned(p11, p1)
+            or not jitops.aligned(p11, p2)
+            or not jitops.aligned(p11, p3)
+            or not jitops.aligned(p11, p5)
+            or not jitops.aligned(p11, p6)
+            or not jitops.aligned(p11, p8)
+            or not jitops.aligned(p11, p10)
+            or s0 < 0
+            or s1 < 0
+            or s2 < 0
+            or s3 < 0
+            or s4 < 0
+            or s5 < 0
+            or s6 < 0
+            or s7 < 0
+            or s8 < 0
+            or s9 < 0
+            or s10 < 0):
         return False
-    like = np.empty(cols, p0.dtype)
-    r0 = np.empty_like(like)
-    r1 = np.empty_like(like)
-    x0 = np.empty_like(like)
-    x1 = np.empty_like(like)
-    e = np.empty_like(like)
-    bits = jitops.scratch(like)
+    dtype = p0.dtype
+    x0 = np.empty(16, dtype)
+    x1 = np.empty(16, dtype)
+    x2 = np.empty(8, dtype)
+    x3 = np.empty(8, dtype)
+    x4 = np.empty(8, dtype)
+    x5 = np.empty(8, dtype)
+    x6 = np.empty(8, dtype)
+    x7 = np.empty(8, dtype)
+    x8 = np.empty(8, dtype)
+    e16 = np.empty(16, dtype)
+    bits16 = jitops.scratch(e16)
+    e8 = np.empty(8, dtype)
+    bits8 = jitops.scratch(e8)
     for i in range(rows):
-        jitops.load(p0, i, r0)
-        jitops.load(p1, i, r1)
-        for j in range(cols):
-            x0[j] = r0[j] + r1[j]
-        jitops.vsigmoid(x0, x1, e, bits)
-        jitops.store(p0, i, x1)
+        r0_0 = jitops._view(p0, i * s0, 16)
+        r0_1 = jitops._view(p1, i * s1, 16)
+        for j in range(16):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(p0, i, x0)
+        r1_0 = jitops._view(p0, i * s0, 16)
+        jitops.vsigmoid(r1_0, x1, e16, bits16)
+        jitops.put_row(p0, i, x1)
+        r2_0 = jitops._view(p2, i * s2, 8)
+        r2_1 = jitops._view(p3, i * s3, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] + r2_1[j]
+        jitops.put_row(p4, i, x2)
+        r3_0 = jitops._view(p5, i * s4, 8)
+        r3_1 = jitops._view(p4, i * s5, 8)
+        for j in range(8):
+            x3[j] = r3_0[j] * r3_1[j]
+        r4_0 = jitops._view(p7, i * s6, 8)
+        for j in range(8):
+            x4[j] = r4_0[j] + x3[j]
+        jitops.put_row(p7, i, x4)
+        r5_0 = jitops._view(p7, i * s6, 8)
+        jitops.vtanh(r5_0, x5, e8, bits8)
+        jitops.put_row(p7, i, x5)
+        r6_0 = jitops._view(p8, i * s7, 8)
+        r6_1 = jitops._view(p7, i * s6, 8)
+        for j in range(8):
+            x6[j] = r6_0[j] - r6_1[j]
+        jitops.put_row(p9, i, x6)
+        r7_0 = jitops._view(p10, i * s8, 8)
+        r7_1 = jitops._view(p9, i * s9, 8)
+        for j in range(8):
+            x7[j] = r7_0[j] * r7_1[j]
+        jitops.put_row(p11, i, x7)
+        r8_0 = jitops._view(p7, i * s6, 8)
+        r8_1 = jitops._view(p11, i * s10, 8)
+        for j in range(8):
+            x8[j] = r8_0[j] + r8_1[j]
+        jitops.put_row(p11, i, x8)
     return True
 
 
-def fused_725c8bd842(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9):
-    """add, multiply, add, tanh, subtract, multiply, add: one pass over the rows (compile/fuse.py)."""
-    rows, cols = jitops._size(p2)
-    if (jitops._size(p4) != (rows, cols)
-            or jitops._size(p5) != (rows, cols)
-            or jitops._size(p7) != (rows, cols)
-            or jitops._size(p9) != (rows, cols)
-            or not jitops.apart(p0, p2)
-            or not jitops.apart(p1, p2)
-            or not jitops.apart(p3, p2)
-            or not jitops.apart(p4, p2)
-            or not jitops.apart(p5, p2)
-            or not jitops.apart(p6, p2)
-            or not jitops.apart(p7, p2)
-            or not jitops.apart(p2, p8)
-            or not jitops.apart(p9, p2)
-            or not jitops.apart(p0, p4)
-            or not jitops.apart(p1, p4)
-            or not jitops.apart(p3, p4)
-            or not jitops.apart(p5, p4)
-            or not jitops.apart(p6, p4)
-            or not jitops.apart(p7, p4)
-            or not jitops.apart(p4, p8)
-            or not jitops.apart(p9, p4)
-            or not jitops.apart(p0, p5)
-            or not jitops.apart(p5, p1)
-            or not jitops.apart(p5, p3)
-            or not jitops.apart(p6, p5)
-            or not jitops.apart(p5, p7)
-            or not jitops.apart(p5, p8)
-            or not jitops.apart(p9, p5)
-            or not jitops.apart(p0, p7)
-            or not jitops.apart(p1, p7)
-            or not jitops.apart(p3, p7)
-            or not jitops.apart(p6, p7)
-            or not jitops.apart(p7, p8)
-            or not jitops.apart(p9, p7)
-            or not jitops.apart(p0, p9)
-            or not jitops.apart(p9, p1)
-            or not jitops.apart(p9, p3)
-            or not jitops.apart(p9, p6)
-            or not jitops.apart(p9, p8)):
+def fused_ce5ba55f13(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18):
+    """add, multiply, multiply, subtract, add, multiply, multiply, multiply, add, add, multiply: one pass over the rows (compile/fuse.py)."""
+    rows = jitops._size(p0)[0]
+    s0 = jitops.row_step(p0, rows, 8)
+    s1 = jitops.row_step(p1, rows, 8)
+    s2 = jitops.row_step(p2, rows, 8)
+    s3 = jitops.row_step(p4, rows, 8)
+    s4 = jitops.row_step(p7, rows, 8)
+    s5 = jitops.row_step(p8, rows, 8)
+    s6 = jitops.row_step(p9, rows, 8)
+    s7 = jitops.row_step(p10, rows, 8)
+    s8 = jitops.row_step(p12, rows, 8)
+    s9 = jitops.row_step(p11, rows, 8)
+    s10 = jitops.row_step(p14, rows, 8)
+    s11 = jitops.row_step(p3, rows, 8)
+    s12 = jitops.row_step(p15, rows, 8)
+    s13 = jitops.row_step(p16, rows, 16)
+    s14 = jitops.row_step(p17, rows, 16)
+    if (jitops._size(p0) != (rows, 8)
+            or jitops._size(p3) != (rows, 8)
+            or jitops._size(p5) != (rows, 8)
+            or jitops._size(p6) != (rows, 8)
+            or jitops._size(p9) != (rows, 8)
+            or jitops._size(p11) != (rows, 8)
+            or jitops._size(p13) != (rows, 8)
+            or jitops._size(p18) != (rows, 16)
+            or not jitops.rows_contiguous(p0)
+            or not jitops.rows_contiguous(p3)
+            or not jitops.rows_contiguous(p5)
+            or not jitops.rows_contiguous(p6)
+            or not jitops.rows_contiguous(p9)
+            or not jitops.rows_contiguous(p11)
+            or not jitops.rows_contiguous(p13)
+            or not jitops.rows_contiguous(p18)
+            or not jitops.aligned(p0, p1)
+            or not jitops.aligned(p0, p2)
+            or not jitops.aligned(p0, p3)
+            or not jitops.aligned(p0, p4)
+            or not jitops.aligned(p0, p5)
+            or not jitops.aligned(p0, p6)
+            or not jitops.aligned(p0, p7)
+            or not jitops.aligned(p0, p8)
+            or not jitops.aligned(p0, p9)
+            or not jitops.aligned(p0, p10)
+            or not jitops.aligned(p0, p11)
+            or not jitops.aligned(p0, p12)
+            or not jitops.aligned(p0, p13)
+            or not jitops.aligned(p0, p14)
+            or not jitops.aligned(p0, p15)
+            or not jitops.aligned(p0, p16)
+            or not jitops.aligned(p0, p17)
+            or not jitops.aligned(p0, p18)
+            or not jitops.aligned(p3, p1)
+            or not jitops.aligned(p3, p2)
+            or not jitops.aligned(p3, p4)
+            or not jitops.aligned(p3, p5)
+            or not jitops.aligned(p3, p6)
+            or not jitops.aligned(p3, p7)
+            or not jitops.aligned(p3, p8)
+            or not jitops.aligned(p3, p9)
+            or not jitops.aligned(p3, p10)
+            or not jitops.aligned(p3, p11)
+            or not jitops.aligned(p3, p12)
+            or not jitops.aligned(p3, p13)
+            or not jitops.aligned(p3, p14)
+            or not jitops.aligned(p3, p15)
+            or not jitops.aligned(p3, p16)
+            or not jitops.aligned(p3, p17)
+            or not jitops.aligned(p3, p18)
+            or not jitops.aligned(p5, p1)
+            or not jitops.aligned(p5, p2)
+            or not jitops.aligned(p5, p4)
+            or not jitops.aligned(p5, p6)
+            or not jitops.aligned(p5, p7)
+            or not jitops.aligned(p5, p8)
+            or not jitops.aligned(p5, p9)
+            or not jitops.aligned(p5, p10)
+            or not jitops.aligned(p5, p11)
+            or not jitops.aligned(p5, p12)
+            or not jitops.aligned(p5, p13)
+            or not jitops.aligned(p5, p14)
+            or not jitops.aligned(p5, p15)
+            or not jitops.aligned(p5, p16)
+            or not jitops.aligned(p5, p17)
+            or not jitops.aligned(p5, p18)
+            or not jitops.aligned(p6, p1)
+            or not jitops.aligned(p6, p2)
+            or not jitops.aligned(p6, p4)
+            or not jitops.aligned(p6, p7)
+            or not jitops.aligned(p6, p8)
+            or not jitops.aligned(p6, p9)
+            or not jitops.aligned(p6, p10)
+            or not jitops.aligned(p6, p11)
+            or not jitops.aligned(p6, p12)
+            or not jitops.aligned(p6, p13)
+            or not jitops.aligned(p6, p14)
+            or not jitops.aligned(p6, p15)
+            or not jitops.aligned(p6, p16)
+            or not jitops.aligned(p6, p17)
+            or not jitops.aligned(p6, p18)
+            or not jitops.aligned(p9, p1)
+            or not jitops.aligned(p9, p2)
+            or not jitops.aligned(p9, p4)
+            or not jitops.aligned(p9, p7)
+            or not jitops.aligned(p9, p8)
+            or not jitops.aligned(p9, p10)
+            or not jitops.aligned(p9, p11)
+            or not jitops.aligned(p9, p12)
+            or not jitops.aligned(p9, p13)
+            or not jitops.aligned(p9, p14)
+            or not jitops.aligned(p9, p15)
+            or not jitops.aligned(p9, p16)
+            or not jitops.aligned(p9, p17)
+            or not jitops.aligned(p9, p18)
+            or not jitops.aligned(p11, p1)
+            or not jitops.aligned(p11, p2)
+            or not jitops.aligned(p11, p4)
+            or not jitops.aligned(p11, p7)
+            or not jitops.aligned(p11, p8)
+            or not jitops.aligned(p11, p10)
+            or not jitops.aligned(p11, p12)
+            or not jitops.aligned(p11, p13)
+            or not jitops.aligned(p11, p14)
+            or not jitops.aligned(p11, p15)
+            or not jitops.aligned(p11, p16)
+            or not jitops.aligned(p11, p17)
+            or not jitops.aligned(p11, p18)
+            or not jitops.aligned(p13, p1)
+            or not jitops.aligned(p13, p2)
+            or not jitops.aligned(p13, p4)
+            or not jitops.aligned(p13, p7)
+            or not jitops.aligned(p13, p8)
+            or not jitops.aligned(p13, p10)
+            or not jitops.aligned(p13, p12)
+            or not jitops.aligned(p13, p14)
+            or not jitops.aligned(p13, p15)
+            or not jitops.aligned(p13, p16)
+            or not jitops.aligned(p13, p17)
+            or not jitops.aligned(p13, p18)
+            or not jitops.aligned(p18, p1)
+            or not jitops.aligned(p18, p2)
+            or not jitops.aligned(p18, p4)
+            or not jitops.aligned(p18, p7)
+            or not jitops.aligned(p18, p8)
+            or not jitops.aligned(p18, p10)
+            or not jitops.aligned(p18, p12)
+            or not jitops.aligned(p18, p14)
+            or not jitops.aligned(p18, p15)
+            or not jitops.aligned(p18, p16)
+            or not jitops.aligned(p18, p17)
+            or s0 < 0
+            or s1 < 0
+            or s2 < 0
+            or s3 < 0
+            or s4 < 0
+            or s5 < 0
+            or s6 < 0
+            or s7 < 0
+            or s8 < 0
+            or s9 < 0
+            or s10 < 0
+            or s11 < 0
+            or s12 < 0
+            or s13 < 0
+            or s14 < 0):
         return False
-    like = np.empty(cols, p2.dtype)
-    r0 = np.empty_like(like)
-    r1 = np.empty_like(like)
-    r3 = np.empty_like(like)
-    r5 = np.empty_like(like)
-    r6 = np.empty_like(like)
-    r8 = np.empty_like(like)
-    x0 = np.empty_like(like)
-    x1 = np.empty_like(like)
-    x2 = np.empty_like(like)
-    x3 = np.empty_like(like)
-    x4 = np.empty_like(like)
-    x5 = np.empty_like(like)
-    x6 = np.empty_like(like)
-    e = np.empty_like(like)
-    bits = jitops.scratch(like)
+    dtype = p0.dtype
+    x0 = np.empty(8, dtype)
+    x1 = np.empty(8, dtype)
+    x2 = np.empty(8, dtype)
+    x3 = np.empty(8, dtype)
+    x4 = np.empty(8, dtype)
+    x5 = np.empty(8, dtype)
+    x6 = np.empty(8, dtype)
+    x7 = np.empty(8, dtype)
+    x8 = np.empty(8, dtype)
+    x9 = np.empty(8, dtype)
+    x10 = np.empty(16, dtype)
     for i in range(rows):
-        jitops.load(p0, i, r0)
-        jitops.load(p1, i, r1)
-        jitops.load(p3, i, r3)
-        jitops.load(p5, i, r5)
-        jitops.load(p6, i, r6)
-        jitops.load(p8, i, r8)
-        for j in range(cols):
-            x0[j] = r0[j] + r1[j]
-            x1[j] = r3[j] * x0[j]
-            x2[j] = r5[j] + x1[j]
-        jitops.vtanh(x2, x3, e, bits)
-        for j in range(cols):
-            x4[j] = r6[j] - x3[j]
-            x5[j] = r8[j] * x4[j]
-            x6[j] = x3[j] + x5[j]
-        jitops.store(p2, i, x0)
-        jitops.store(p4, i, x1)
-        jitops.store(p5, i, x3)
-        jitops.store(p7, i, x4)
-        jitops.store(p9, i, x6)
+        if p1 is not None:
+            r0_0 = jitops._view(p0, i * s0, 8)
+            r0_1 = jitops._view(p1, i * s1, 8)
+            for j in range(8):
+                x0[j] = r0_0[j] + r0_1[j]
+            jitops.put_row(p0, i, x0)
+        r1_0 = jitops._view(p0, i * s0, 8)
+        r1_1 = jitops._view(p2, i * s2, 8)
+        for j in range(8):
+            x1[j] = r1_0[j] * r1_1[j]
+        jitops.put_row(p3, i, x1)
+        r2_0 = jitops._view(p4, i * s3, 8)
+        r2_1 = jitops._view(p0, i * s0, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] * r2_1[j]
+        jitops.put_row(p5, i, x2)
+        r3_0 = jitops._view(p0, i * s0, 8)
+        for j in range(8):
+            x3[j] = r3_0[j] - x2[j]
+        if p7 is not None:
+            r4_1 = jitops._view(p7, i * s4, 8)
+            for j in range(8):
+                x3[j] = x3[j] + r4_1[j]
+        jitops.put_row(p6, i, x3)
+        r5_1 = jitops._view(p8, i * s5, 8)
+        for j in range(8):
+            x5[j] = x3[j] * r5_1[j]
+        jitops.put_row(p9, i, x5)
+        r6_0 = jitops._view(p9, i * s6, 8)
+        r6_1 = jitops._view(p10, i * s7, 8)
+        for j in range(8):
+            x6[j] = r6_0[j] * r6_1[j]
+        jitops.put_row(p11, i, x6)
+        r7_0 = jitops._view(p12, i * s8, 8)
+        r7_1 = jitops._view(p9, i * s6, 8)
+        for j in range(8):
+            x7[j] = r7_0[j] * r7_1[j]
+        jitops.put_row(p13, i, x7)
+        if p14 is not None:
+            r8_0 = jitops._view(p11, i * s9, 8)
+            r8_1 = jitops._view(p14, i * s10, 8)
+            for j in range(8):
+                x8[j] = r8_0[j] + r8_1[j]
+            jitops.put_row(p11, i, x8)
+        if p15 is not None:
+            r9_0 = jitops._view(p3, i * s11, 8)
+            r9_1 = jitops._view(p15, i * s12, 8)
+            for j in range(8):
+                x9[j] = r9_0[j] + r9_1[j]
+            jitops.put_row(p3, i, x9)
+        r10_0 = jitops._view(p16, i * s13, 16)
+        r10_1 = jitops._view(p17, i * s14, 16)
+        for j in range(16):
+            x10[j] = r10_0[j] * r10_1[j]
+        jitops.put_row(p18, i, x10)
+    return True
+
+
+def fused_37fdf39362(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21):
+    """add, multiply, multiply, subtract, multiply, subtract, add, multiply, multiply, multiply, subtract, multiply, add, add, multiply: one pass over the rows (compile/fuse.py)."""
+    rows = jitops._size(p0)[0]
+    s0 = jitops.row_step(p0, rows, 8)
+    s1 = jitops.row_step(p1, rows, 8)
+    s2 = jitops.row_step(p2, rows, 8)
+    s3 = jitops.row_step(p4, rows, 8)
+    s4 = jitops.row_step(p7, rows, 8)
+    s5 = jitops.row_step(p11, rows, 8)
+    s6 = jitops.row_step(p10, rows, 8)
+    s7 = jitops.row_step(p12, rows, 8)
+    s8 = jitops.row_step(p14, rows, 8)
+    s9 = jitops.row_step(p16, rows, 16)
+    s10 = jitops.row_step(p13, rows, 8)
+    s11 = jitops.row_step(p19, rows, 8)
+    s12 = jitops.row_step(p3, rows, 8)
+    s13 = jitops.row_step(p20, rows, 8)
+    s14 = jitops.row_step(p21, rows, 16)
+    s15 = jitops.row_step(p18, rows, 16)
+    if (jitops._size(p0) != (rows, 8)
+            or jitops._size(p3) != (rows, 8)
+            or jitops._size(p5) != (rows, 8)
+            or jitops._size(p6) != (rows, 8)
+            or jitops._size(p8) != (rows, 8)
+            or jitops._size(p10) != (rows, 8)
+            or jitops._size(p13) != (rows, 8)
+            or jitops._size(p15) != (rows, 8)
+            or jitops._size(p17) != (rows, 16)
+            or jitops._size(p18) != (rows, 16)
+            or not jitops.rows_contiguous(p0)
+            or not jitops.rows_contiguous(p3)
+            or not jitops.rows_contiguous(p5)
+            or not jitops.rows_contiguous(p10)
+            or not jitops.rows_contiguous(p6)
+            or not jitops.rows_contiguous(p13)
+            or not jitops.rows_contiguous(p15)
+            or not jitops.rows_contiguous(p18)
+            or not jitops.aligned(p0, p1)
+            or not jitops.aligned(p0, p2)
+            or not jitops.aligned(p0, p3)
+            or not jitops.aligned(p0, p4)
+            or not jitops.aligned(p0, p5)
+            or not jitops.aligned(p0, p6)
+            or not jitops.aligned(p0, p7)
+            or not jitops.aligned(p0, p8)
+            or not jitops.aligned(p0, p10)
+            or not jitops.aligned(p0, p11)
+            or not jitops.aligned(p0, p12)
+            or not jitops.aligned(p0, p13)
+            or not jitops.aligned(p0, p14)
+            or not jitops.aligned(p0, p15)
+            or not jitops.aligned(p0, p16)
+            or not jitops.aligned(p0, p17)
+            or not jitops.aligned(p0, p18)
+            or not jitops.aligned(p0, p19)
+            or not jitops.aligned(p0, p20)
+            or not jitops.aligned(p0, p21)
+            or not jitops.aligned(p3, p1)
+            or not jitops.aligned(p3, p2)
+            or not jitops.aligned(p3, p4)
+            or not jitops.aligned(p3, p5)
+            or not jitops.aligned(p3, p6)
+            or not jitops.aligned(p3, p7)
+            or not jitops.aligned(p3, p8)
+            or not jitops.aligned(p3, p10)
+            or not jitops.aligned(p3, p11)
+            or not jitops.aligned(p3, p12)
+            or not jitops.aligned(p3, p13)
+            or not jitops.aligned(p3, p14)
+            or not jitops.aligned(p3, p15)
+            or not jitops.aligned(p3, p16)
+            or not jitops.aligned(p3, p17)
+            or not jitops.aligned(p3, p18)
+            or not jitops.aligned(p3, p19)
+            or not jitops.aligned(p3, p20)
+            or not jitops.aligned(p3, p21)
+            or not jitops.aligned(p5, p1)
+            or not jitops.aligned(p5, p2)
+            or not jitops.aligned(p5, p4)
+            or not jitops.aligned(p5, p6)
+            or not jitops.aligned(p5, p7)
+            or not jitops.aligned(p5, p8)
+            or not jitops.aligned(p5, p10)
+            or not jitops.aligned(p5, p11)
+            or not jitops.aligned(p5, p12)
+            or not jitops.aligned(p5, p13)
+            or not jitops.aligned(p5, p14)
+            or not jitops.aligned(p5, p15)
+            or not jitops.aligned(p5, p16)
+            or not jitops.aligned(p5, p17)
+            or not jitops.aligned(p5, p18)
+            or not jitops.aligned(p5, p19)
+            or not jitops.aligned(p5, p20)
+            or not jitops.aligned(p5, p21)
+            or not jitops.aligned(p10, p1)
+            or not jitops.aligned(p10, p2)
+            or not jitops.aligned(p10, p4)
+            or not jitops.aligned(p10, p6)
+            or not jitops.aligned(p10, p7)
+            or not jitops.aligned(p10, p8)
+            or not jitops.aligned(p10, p11)
+            or not jitops.aligned(p10, p12)
+            or not jitops.aligned(p10, p13)
+            or not jitops.aligned(p10, p14)
+            or not jitops.aligned(p10, p15)
+            or not jitops.aligned(p10, p16)
+            or not jitops.aligned(p10, p17)
+            or not jitops.aligned(p10, p18)
+            or not jitops.aligned(p10, p19)
+            or not jitops.aligned(p10, p20)
+            or not jitops.aligned(p10, p21)
+            or not jitops.aligned(p6, p1)
+            or not jitops.aligned(p6, p2)
+            or not jitops.aligned(p6, p4)
+            or not jitops.aligned(p6, p7)
+            or not jitops.aligned(p6, p8)
+            or not jitops.aligned(p6, p11)
+            or not jitops.aligned(p6, p12)
+            or not jitops.aligned(p6, p13)
+            or not jitops.aligned(p6, p14)
+            or not jitops.aligned(p6, p15)
+            or not jitops.aligned(p6, p16)
+            or not jitops.aligned(p6, p17)
+            or not jitops.aligned(p6, p18)
+            or not jitops.aligned(p6, p19)
+            or not jitops.aligned(p6, p20)
+            or not jitops.aligned(p6, p21)
+            or not jitops.aligned(p13, p1)
+            or not jitops.aligned(p13, p2)
+            or not jitops.aligned(p13, p4)
+            or not jitops.aligned(p13, p7)
+            or not jitops.aligned(p13, p8)
+            or not jitops.aligned(p13, p11)
+            or not jitops.aligned(p13, p12)
+            or not jitops.aligned(p13, p14)
+            or not jitops.aligned(p13, p15)
+            or not jitops.aligned(p13, p16)
+            or not jitops.aligned(p13, p17)
+            or not jitops.aligned(p13, p18)
+            or not jitops.aligned(p13, p19)
+            or not jitops.aligned(p13, p20)
+            or not jitops.aligned(p13, p21)
+            or not jitops.aligned(p15, p1)
+            or not jitops.aligned(p15, p2)
+            or not jitops.aligned(p15, p4)
+            or not jitops.aligned(p15, p7)
+            or not jitops.aligned(p15, p8)
+            or not jitops.aligned(p15, p11)
+            or not jitops.aligned(p15, p12)
+            or not jitops.aligned(p15, p14)
+            or not jitops.aligned(p15, p16)
+            or not jitops.aligned(p15, p17)
+            or not jitops.aligned(p15, p18)
+            or not jitops.aligned(p15, p19)
+            or not jitops.aligned(p15, p20)
+            or not jitops.aligned(p15, p21)
+            or not jitops.aligned(p18, p1)
+            or not jitops.aligned(p18, p2)
+            or not jitops.aligned(p18, p4)
+            or not jitops.aligned(p18, p7)
+            or not jitops.aligned(p18, p8)
+            or not jitops.aligned(p18, p11)
+            or not jitops.aligned(p18, p12)
+            or not jitops.aligned(p18, p14)
+            or not jitops.aligned(p18, p16)
+            or not jitops.aligned(p18, p17)
+            or not jitops.aligned(p18, p19)
+            or not jitops.aligned(p18, p20)
+            or not jitops.aligned(p18, p21)
+            or s0 < 0
+            or s1 < 0
+            or s2 < 0
+            or s3 < 0
+            or s4 < 0
+            or s5 < 0
+            or s6 < 0
+            or s7 < 0
+            or s8 < 0
+            or s9 < 0
+            or s10 < 0
+            or s11 < 0
+            or s12 < 0
+            or s13 < 0
+            or s14 < 0
+            or s15 < 0):
+        return False
+    dtype = p0.dtype
+    c0 = jitops.like(p0, p9)
+    x0 = np.empty(8, dtype)
+    x1 = np.empty(8, dtype)
+    x2 = np.empty(8, dtype)
+    x3 = np.empty(8, dtype)
+    x4 = np.empty(8, dtype)
+    x5 = np.empty(8, dtype)
+    x6 = np.empty(8, dtype)
+    x7 = np.empty(8, dtype)
+    x8 = np.empty(8, dtype)
+    x9 = np.empty(8, dtype)
+    x10 = np.empty(16, dtype)
+    x11 = np.empty(16, dtype)
+    x12 = np.empty(8, dtype)
+    x13 = np.empty(8, dtype)
+    x14 = np.empty(16, dtype)
+    for i in range(rows):
+        if p1 is not None:
+            r0_0 = jitops._view(p0, i * s0, 8)
+            r0_1 = jitops._view(p1, i * s1, 8)
+            for j in range(8):
+                x0[j] = r0_0[j] + r0_1[j]
+            jitops.put_row(p0, i, x0)
+        r1_0 = jitops._view(p0, i * s0, 8)
+        r1_1 = jitops._view(p2, i * s2, 8)
+        for j in range(8):
+            x1[j] = r1_0[j] * r1_1[j]
+        jitops.put_row(p3, i, x1)
+        r2_0 = jitops._view(p4, i * s3, 8)
+        r2_1 = jitops._view(p0, i * s0, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] * r2_1[j]
+        jitops.put_row(p5, i, x2)
+        r3_0 = jitops._view(p0, i * s0, 8)
+        for j in range(8):
+            x3[j] = r3_0[j] - x2[j]
+        r4_0 = jitops._view(p7, i * s4, 8)
+        r4_1 = jitops._view(p7, i * s4, 8)
+        for j in range(8):
+            x4[j] = r4_0[j] * r4_1[j]
+        for j in range(8):
+            x5[j] = c0 - x4[j]
+        jitops.put_row(p10, i, x5)
+        if p11 is not None:
+            r6_1 = jitops._view(p11, i * s5, 8)
+            for j in range(8):
+                x3[j] = x3[j] + r6_1[j]
+        jitops.put_row(p6, i, x3)
+        r7_1 = jitops._view(p10, i * s6, 8)
+        for j in range(8):
+            x7[j] = x3[j] * r7_1[j]
+        jitops.put_row(p10, i, x7)
+        r8_0 = jitops._view(p10, i * s6, 8)
+        r8_1 = jitops._view(p12, i * s7, 8)
+        for j in range(8):
+            x8[j] = r8_0[j] * r8_1[j]
+        jitops.put_row(p13, i, x8)
+        r9_0 = jitops._view(p14, i * s8, 8)
+        r9_1 = jitops._view(p10, i * s6, 8)
+        for j in range(8):
+            x9[j] = r9_0[j] * r9_1[j]
+        jitops.put_row(p15, i, x9)
+        r10_1 = jitops._view(p16, i * s9, 16)
+        for j in range(16):
+            x10[j] = c0 - r10_1[j]
+        r11_0 = jitops._view(p16, i * s9, 16)
+        for j in range(16):
+            x11[j] = r11_0[j] * x10[j]
+        jitops.put_row(p18, i, x11)
+        if p19 is not None:
+            r12_0 = jitops._view(p13, i * s10, 8)
+            r12_1 = jitops._view(p19, i * s11, 8)
+            for j in range(8):
+                x12[j] = r12_0[j] + r12_1[j]
+            jitops.put_row(p13, i, x12)
+        if p20 is not None:
+            r13_0 = jitops._view(p3, i * s12, 8)
+            r13_1 = jitops._view(p20, i * s13, 8)
+            for j in range(8):
+                x13[j] = r13_0[j] + r13_1[j]
+            jitops.put_row(p3, i, x13)
+        r14_0 = jitops._view(p21, i * s14, 16)
+        r14_1 = jitops._view(p18, i * s15, 16)
+        for j in range(16):
+            x14[j] = r14_0[j] * r14_1[j]
+        jitops.put_row(p18, i, x14)
     return True
 
 
@@ -514,8 +1061,7 @@ def steps_loop_r_z_n_h(T, h_tm1_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_
     z_t = z_t_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_f311534480, rz_t, slice_W_h_rzn_h)
-        jitops.ready(fused_725c8bd842, b_hn, slice_W_h_rzn_h_2, z_n_t, r_t, z_n_2, n_t, h_tm1, z_h_t, z_t, h_t)
+        jitops.ready(fused_d45c8c2d09, rz_t, slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2, z_n_t, r_t, z_n_2, n_t, h_tm1, z_h_t, z_t, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('r(t), z(t), n(t), h(t)', error)
         return False
@@ -534,11 +1080,9 @@ def steps_loop_r_z_n_h(T, h_tm1_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_
         # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
         # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
         # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-        if not fused_f311534480(rz_t, slice_W_h_rzn_h):
+        if not fused_d45c8c2d09(rz_t, slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2, z_n_t, r_t, z_n_2, n_t, h_tm1, z_h_t, z_t, h_t):
             np.add(rz_t, slice_W_h_rzn_h, out=rz_t)
             np.divide(1.0, np.add(1.0, np.exp(np.negative(rz_t))), out=rz_t)
-        # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
-        if not fused_725c8bd842(b_hn, slice_W_h_rzn_h_2, z_n_t, r_t, z_n_2, n_t, h_tm1, z_h_t, z_t, h_t):
             np.add(b_hn, slice_W_h_rzn_h_2, out=z_n_t)
             np.multiply(r_t, z_n_t, out=z_n_2)
             np.add(n_t, z_n_2, out=n_t)
@@ -546,6 +1090,7 @@ def steps_loop_r_z_n_h(T, h_tm1_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_
             np.subtract(h_tm1, n_t, out=z_h_t)
             np.multiply(z_t, z_h_t, out=h_t)
             np.add(n_t, h_t, out=h_t)
+        # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
         # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
     return True
 
@@ -627,25 +1172,26 @@ def steps_back_r_z_n_h(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, dz_n_3_t_all,
         dz_r_4_t = dz_r_4_t_all[step]
         dz_r_3_t = dz_r_3_t_all[step]
         cat_dz_r_4_t = cat_dz_r_4_t_all[step]
-        if cot_h is not None:
-            np.add(dh, cot_h[step], out=dh)
+        if not fused_ce5ba55f13(dh, None if cot_h is None else cot_h[step], z_h_t, dz, z_t, dz_h_2, dn, None if cot_n is None else cot_n[step], dz_n_2_t, dz_n_3_t, z_n_t, dr, r_t, dz_n_4_t, None if cot_r is None else cot_r[step], None if cot_z is None else cot_z[step], drz, dz_r_3_t, dz_r_4_t):
+            if cot_h is not None:
+                np.add(dh, cot_h[step], out=dh)
+            np.multiply(dh, z_h_t, out=dz)
+            np.multiply(z_t, dh, out=dz_h_2)
+            np.subtract(dh, dz_h_2, out=dn)
+            if cot_n is not None:
+                np.add(dn, cot_n[step], out=dn)
+            np.multiply(dn, dz_n_2_t, out=dz_n_3_t)
+            np.multiply(dz_n_3_t, z_n_t, out=dr)
+            np.multiply(r_t, dz_n_3_t, out=dz_n_4_t)
+            if cot_r is not None:
+                np.add(dr, cot_r[step], out=dr)
+            if cot_z is not None:
+                np.add(dz, cot_z[step], out=dz)
+            np.multiply(drz, dz_r_3_t, out=dz_r_4_t)
         # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
-        np.multiply(dh, z_h_t, out=dz)
-        np.multiply(z_t, dh, out=dz_h_2)
-        np.subtract(dh, dz_h_2, out=dn)
         # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
-        if cot_n is not None:
-            np.add(dn, cot_n[step], out=dn)
-        np.multiply(dn, dz_n_2_t, out=dz_n_3_t)
-        np.multiply(dz_n_3_t, z_n_t, out=dr)
-        np.multiply(r_t, dz_n_3_t, out=dz_n_4_t)
         # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
         # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-        if cot_r is not None:
-            np.add(dr, cot_r[step], out=dr)
-        if cot_z is not None:
-            np.add(dz, cot_z[step], out=dz)
-        np.multiply(drz, dz_r_3_t, out=dz_r_4_t)
         jitops.dot(cat_dz_r_4_t, W_h_rzn, dh)
         # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
         np.add(dh, dz_h_2, out=dh)
@@ -734,29 +1280,30 @@ def steps_back_r_z_n_h_2(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, n_t_all, dz
         rz_t = rz_t_all[step]
         dz_r_3_t = dz_r_3_t_all[step]
         cat_dz_r_3_t = cat_dz_r_3_t_all[step]
-        if cot_h is not None:
-            np.add(dh, cot_h[step], out=dh)
+        if not fused_37fdf39362(dh, None if cot_h is None else cot_h[step], z_h_t, dz, z_t, dz_h_2, dn, n_t, dz_n_4, ONE, dz_n_2_t, None if cot_n is None else cot_n[step], z_n_t, dr, r_t, dz_n_3_t, rz_t, sub_rz, dz_r_3_t, None if cot_r is None else cot_r[step], None if cot_z is None else cot_z[step], drz):
+            if cot_h is not None:
+                np.add(dh, cot_h[step], out=dh)
+            np.multiply(dh, z_h_t, out=dz)
+            np.multiply(z_t, dh, out=dz_h_2)
+            np.subtract(dh, dz_h_2, out=dn)
+            np.multiply(n_t, n_t, out=dz_n_4)
+            np.subtract(ONE, dz_n_4, out=dz_n_2_t)
+            if cot_n is not None:
+                np.add(dn, cot_n[step], out=dn)
+            np.multiply(dn, dz_n_2_t, out=dz_n_2_t)
+            np.multiply(dz_n_2_t, z_n_t, out=dr)
+            np.multiply(r_t, dz_n_2_t, out=dz_n_3_t)
+            np.subtract(ONE, rz_t, out=sub_rz)
+            np.multiply(rz_t, sub_rz, out=dz_r_3_t)
+            if cot_r is not None:
+                np.add(dr, cot_r[step], out=dr)
+            if cot_z is not None:
+                np.add(dz, cot_z[step], out=dz)
+            np.multiply(drz, dz_r_3_t, out=dz_r_3_t)
         # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
-        np.multiply(dh, z_h_t, out=dz)
-        np.multiply(z_t, dh, out=dz_h_2)
-        np.subtract(dh, dz_h_2, out=dn)
         # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
-        np.multiply(n_t, n_t, out=dz_n_4)
-        np.subtract(ONE, dz_n_4, out=dz_n_2_t)
-        if cot_n is not None:
-            np.add(dn, cot_n[step], out=dn)
-        np.multiply(dn, dz_n_2_t, out=dz_n_2_t)
-        np.multiply(dz_n_2_t, z_n_t, out=dr)
-        np.multiply(r_t, dz_n_2_t, out=dz_n_3_t)
         # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
         # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-        np.subtract(ONE, rz_t, out=sub_rz)
-        np.multiply(rz_t, sub_rz, out=dz_r_3_t)
-        if cot_r is not None:
-            np.add(dr, cot_r[step], out=dr)
-        if cot_z is not None:
-            np.add(dz, cot_z[step], out=dz)
-        np.multiply(drz, dz_r_3_t, out=dz_r_3_t)
         jitops.dot(cat_dz_r_3_t, W_h_rzn, dh)
         # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
         np.add(dh, dz_h_2, out=dh)
@@ -764,5 +1311,5 @@ def steps_back_r_z_n_h_2(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, n_t_all, dz
 
 
 LOOPS = ("loop_r_z_n_h", "back_r_z_n_h", "back_r_z_n_h_2")
-KERNELS = ("fused_f311534480", "fused_725c8bd842")
+KERNELS = ("fused_d45c8c2d09", "fused_ce5ba55f13", "fused_37fdf39362")
 STEPS = ("steps_loop_r_z_n_h", "steps_back_r_z_n_h", "steps_back_r_z_n_h_2")

@@ -410,92 +410,864 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_d23ef609c9(p0):
-    """sigmoid: one pass over the rows (compile/fuse.py)."""
-    rows, cols = jitops._size(p0)
-    like = np.empty(cols, p0.dtype)
-    r0 = np.empty_like(like)
-    x0 = np.empty_like(like)
-    e = np.empty_like(like)
-    bits = jitops.scratch(like)
+def fused_a02db32d1b(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
+    """add, sigmoid, tanh, multiply, multiply, add, tanh, multiply: one pass over the rows (compile/fuse.py)."""
+    rows = jitops._size(p0)[0]
+    s0 = jitops.row_step(p0, rows, 32)
+    s1 = jitops.row_step(p1, rows, 32)
+    s2 = jitops.row_step(p2, rows, 24)
+    s3 = jitops.row_step(p3, rows, 8)
+    s4 = jitops.row_step(p4, rows, 8)
+    s5 = jitops.row_step(p5, rows, 8)
+    s6 = jitops.row_step(p7, rows, 8)
+    s7 = jitops.row_step(p6, rows, 8)
+    s8 = jitops.row_step(p10, rows, 8)
+    s9 = jitops.row_step(p9, rows, 8)
+    if (jitops._size(p0) != (rows, 32)
+            or jitops._size(p2) != (rows, 24)
+            or jitops._size(p3) != (rows, 8)
+            or jitops._size(p6) != (rows, 8)
+            or jitops._size(p8) != (rows, 8)
+            or jitops._size(p9) != (rows, 8)
+            or jitops._size(p11) != (rows, 8)
+            or not jitops.rows_contiguous(p0)
+            or not jitops.rows_contiguous(p2)
+            or not jitops.rows_contiguous(p3)
+            or not jitops.rows_contiguous(p6)
+            or not jitops.rows_contiguous(p9)
+            or not jitops.rows_contiguous(p11)
+            or not jitops.aligned(p0, p1)
+            or not jitops.aligned(p0, p2)
+            or not jitops.aligned(p0, p3)
+            or not jitops.aligned(p0, p4)
+            or not jitops.aligned(p0, p5)
+            or not jitops.aligned(p0, p6)
+            or not jitops.aligned(p0, p7)
+            or not jitops.aligned(p0, p8)
+            or not jitops.aligned(p0, p9)
+            or not jitops.aligned(p0, p10)
+            or not jitops.aligned(p0, p11)
+            or not jitops.aligned(p2, p1)
+            or not jitops.aligned(p2, p3)
+            or not jitops.aligned(p2, p4)
+            or not jitops.aligned(p2, p5)
+            or not jitops.aligned(p2, p6)
+            or not jitops.aligned(p2, p7)
+            or not jitops.aligned(p2, p8)
+            or not jitops.aligned(p2, p9)
+            or not jitops.aligned(p2, p10)
+            or not jitops.aligned(p2, p11)
+            or not jitops.aligned(p3, p1)
+            or not jitops.aligned(p3, p4)
+            or not jitops.aligned(p3, p5)
+            or not jitops.aligned(p3, p6)
+            or not jitops.aligned(p3, p7)
+            or not jitops.aligned(p3, p8)
+            or not jitops.aligned(p3, p9)
+            or not jitops.aligned(p3, p10)
+            or not jitops.aligned(p3, p11)
+            or not jitops.aligned(p6, p1)
+            or not jitops.aligned(p6, p4)
+            or not jitops.aligned(p6, p5)
+            or not jitops.aligned(p6, p7)
+            or not jitops.aligned(p6, p8)
+            or not jitops.aligned(p6, p9)
+            or not jitops.aligned(p6, p10)
+            or not jitops.aligned(p6, p11)
+            or not jitops.aligned(p9, p1)
+            or not jitops.aligned(p9, p4)
+            or not jitops.aligned(p9, p5)
+            or not jitops.aligned(p9, p7)
+            or not jitops.aligned(p9, p8)
+            or not jitops.aligned(p9, p10)
+            or not jitops.aligned(p9, p11)
+            or not jitops.aligned(p11, p1)
+            or not jitops.aligned(p11, p4)
+            or not jitops.aligned(p11, p5)
+            or not jitops.aligned(p11, p7)
+            or not jitops.aligned(p11, p8)
+            or not jitops.aligned(p11, p10)
+            or s0 < 0
+            or s1 < 0
+            or s2 < 0
+            or s3 < 0
+            or s4 < 0
+            or s5 < 0
+            or s6 < 0
+            or s7 < 0
+            or s8 < 0
+            or s9 < 0):
+        return False
+    dtype = p0.dtype
+    x0 = np.empty(32, dtype)
+    x1 = np.empty(24, dtype)
+    x2 = np.empty(8, dtype)
+    x3 = np.empty(8, dtype)
+    x4 = np.empty(8, dtype)
+    x5 = np.empty(8, dtype)
+    x6 = np.empty(8, dtype)
+    x7 = np.empty(8, dtype)
+    e24 = np.empty(24, dtype)
+    bits24 = jitops.scratch(e24)
+    e8 = np.empty(8, dtype)
+    bits8 = jitops.scratch(e8)
     for i in range(rows):
-        jitops.load(p0, i, r0)
-        jitops.vsigmoid(r0, x0, e, bits)
-        jitops.store(p0, i, x0)
+        r0_0 = jitops._view(p0, i * s0, 32)
+        r0_1 = jitops._view(p1, i * s1, 32)
+        for j in range(32):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(p0, i, x0)
+        r1_0 = jitops._view(p2, i * s2, 24)
+        jitops.vsigmoid(r1_0, x1, e24, bits24)
+        jitops.put_row(p2, i, x1)
+        r2_0 = jitops._view(p3, i * s3, 8)
+        jitops.vtanh(r2_0, x2, e8, bits8)
+        jitops.put_row(p3, i, x2)
+        r3_0 = jitops._view(p4, i * s4, 8)
+        r3_1 = jitops._view(p5, i * s5, 8)
+        for j in range(8):
+            x3[j] = r3_0[j] * r3_1[j]
+        jitops.put_row(p6, i, x3)
+        r4_0 = jitops._view(p7, i * s6, 8)
+        r4_1 = jitops._view(p3, i * s3, 8)
+        for j in range(8):
+            x4[j] = r4_0[j] * r4_1[j]
+        r5_0 = jitops._view(p6, i * s7, 8)
+        for j in range(8):
+            x5[j] = r5_0[j] + x4[j]
+        jitops.put_row(p6, i, x5)
+        r6_0 = jitops._view(p6, i * s7, 8)
+        jitops.vtanh(r6_0, x6, e8, bits8)
+        jitops.put_row(p9, i, x6)
+        r7_0 = jitops._view(p10, i * s8, 8)
+        r7_1 = jitops._view(p9, i * s9, 8)
+        for j in range(8):
+            x7[j] = r7_0[j] * r7_1[j]
+        jitops.put_row(p11, i, x7)
     return True
 
 
-def fused_5967c17980(p0, p1, p2, p3, p4, p5, p6, p7, p8):
-    """tanh, multiply, multiply, add, tanh, multiply: one pass over the rows (compile/fuse.py)."""
-    rows, cols = jitops._size(p0)
-    if (jitops._size(p3) != (rows, cols)
-            or jitops._size(p5) != (rows, cols)
-            or jitops._size(p6) != (rows, cols)
-            or jitops._size(p8) != (rows, cols)
-            or not jitops.apart(p1, p0)
-            or not jitops.apart(p2, p0)
-            or not jitops.apart(p3, p0)
-            or not jitops.apart(p0, p4)
-            or not jitops.apart(p0, p5)
-            or not jitops.apart(p0, p6)
-            or not jitops.apart(p0, p7)
-            or not jitops.apart(p0, p8)
-            or not jitops.apart(p3, p1)
-            or not jitops.apart(p3, p2)
-            or not jitops.apart(p3, p4)
-            or not jitops.apart(p3, p5)
-            or not jitops.apart(p3, p6)
-            or not jitops.apart(p3, p7)
-            or not jitops.apart(p3, p8)
-            or not jitops.apart(p1, p5)
-            or not jitops.apart(p2, p5)
-            or not jitops.apart(p4, p5)
-            or not jitops.apart(p6, p5)
-            or not jitops.apart(p7, p5)
-            or not jitops.apart(p8, p5)
-            or not jitops.apart(p1, p6)
-            or not jitops.apart(p2, p6)
-            or not jitops.apart(p4, p6)
-            or not jitops.apart(p7, p6)
-            or not jitops.apart(p8, p6)
-            or not jitops.apart(p1, p8)
-            or not jitops.apart(p2, p8)
-            or not jitops.apart(p8, p4)
-            or not jitops.apart(p8, p7)):
+def fused_cc85ad7adb(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24, p25):
+    """add, multiply, multiply, multiply, add, add, multiply, multiply, multiply, multiply, add, multiply, add, add, add, multiply: one pass over the rows (compile/fuse.py)."""
+    rows = jitops._size(p0)[0]
+    s0 = jitops.row_step(p0, rows, 8)
+    s1 = jitops.row_step(p1, rows, 8)
+    s2 = jitops.row_step(p2, rows, 8)
+    s3 = jitops.row_step(p4, rows, 8)
+    s4 = jitops.row_step(p6, rows, 8)
+    s5 = jitops.row_step(p8, rows, 8)
+    s6 = jitops.row_step(p9, rows, 8)
+    s7 = jitops.row_step(p10, rows, 8)
+    s8 = jitops.row_step(p12, rows, 8)
+    s9 = jitops.row_step(p14, rows, 8)
+    s10 = jitops.row_step(p16, rows, 8)
+    s11 = jitops.row_step(p13, rows, 8)
+    s12 = jitops.row_step(p17, rows, 8)
+    s13 = jitops.row_step(p18, rows, 8)
+    s14 = jitops.row_step(p11, rows, 8)
+    s15 = jitops.row_step(p20, rows, 8)
+    s16 = jitops.row_step(p15, rows, 8)
+    s17 = jitops.row_step(p21, rows, 8)
+    s18 = jitops.row_step(p3, rows, 8)
+    s19 = jitops.row_step(p22, rows, 8)
+    s20 = jitops.row_step(p23, rows, 24)
+    s21 = jitops.row_step(p24, rows, 24)
+    if (jitops._size(p0) != (rows, 8)
+            or jitops._size(p3) != (rows, 8)
+            or jitops._size(p5) != (rows, 8)
+            or jitops._size(p7) != (rows, 8)
+            or jitops._size(p8) != (rows, 8)
+            or jitops._size(p11) != (rows, 8)
+            or jitops._size(p13) != (rows, 8)
+            or jitops._size(p15) != (rows, 8)
+            or jitops._size(p19) != (rows, 8)
+            or jitops._size(p25) != (rows, 24)
+            or not jitops.rows_contiguous(p0)
+            or not jitops.rows_contiguous(p3)
+            or not jitops.rows_contiguous(p11)
+            or not jitops.rows_contiguous(p13)
+            or not jitops.rows_contiguous(p15)
+            or not jitops.rows_contiguous(p8)
+            or not jitops.rows_contiguous(p19)
+            or not jitops.rows_contiguous(p25)
+            or not jitops.aligned(p0, p1)
+            or not jitops.aligned(p0, p2)
+            or not jitops.aligned(p0, p3)
+            or not jitops.aligned(p0, p4)
+            or not jitops.aligned(p0, p5)
+            or not jitops.aligned(p0, p6)
+            or not jitops.aligned(p0, p7)
+            or not jitops.aligned(p0, p8)
+            or not jitops.aligned(p0, p9)
+            or not jitops.aligned(p0, p10)
+            or not jitops.aligned(p0, p11)
+            or not jitops.aligned(p0, p12)
+            or not jitops.aligned(p0, p13)
+            or not jitops.aligned(p0, p14)
+            or not jitops.aligned(p0, p15)
+            or not jitops.aligned(p0, p16)
+            or not jitops.aligned(p0, p17)
+            or not jitops.aligned(p0, p18)
+            or not jitops.aligned(p0, p19)
+            or not jitops.aligned(p0, p20)
+            or not jitops.aligned(p0, p21)
+            or not jitops.aligned(p0, p22)
+            or not jitops.aligned(p0, p23)
+            or not jitops.aligned(p0, p24)
+            or not jitops.aligned(p0, p25)
+            or not jitops.aligned(p3, p1)
+            or not jitops.aligned(p3, p2)
+            or not jitops.aligned(p3, p4)
+            or not jitops.aligned(p3, p5)
+            or not jitops.aligned(p3, p6)
+            or not jitops.aligned(p3, p7)
+            or not jitops.aligned(p3, p8)
+            or not jitops.aligned(p3, p9)
+            or not jitops.aligned(p3, p10)
+            or not jitops.aligned(p3, p11)
+            or not jitops.aligned(p3, p12)
+            or not jitops.aligned(p3, p13)
+            or not jitops.aligned(p3, p14)
+            or not jitops.aligned(p3, p15)
+            or not jitops.aligned(p3, p16)
+            or not jitops.aligned(p3, p17)
+            or not jitops.aligned(p3, p18)
+            or not jitops.aligned(p3, p19)
+            or not jitops.aligned(p3, p20)
+            or not jitops.aligned(p3, p21)
+            or not jitops.aligned(p3, p22)
+            or not jitops.aligned(p3, p23)
+            or not jitops.aligned(p3, p24)
+            or not jitops.aligned(p3, p25)
+            or not jitops.aligned(p11, p1)
+            or not jitops.aligned(p11, p2)
+            or not jitops.aligned(p11, p4)
+            or not jitops.aligned(p11, p5)
+            or not jitops.aligned(p11, p6)
+            or not jitops.aligned(p11, p7)
+            or not jitops.aligned(p11, p8)
+            or not jitops.aligned(p11, p9)
+            or not jitops.aligned(p11, p10)
+            or not jitops.aligned(p11, p12)
+            or not jitops.aligned(p11, p13)
+            or not jitops.aligned(p11, p14)
+            or not jitops.aligned(p11, p15)
+            or not jitops.aligned(p11, p16)
+            or not jitops.aligned(p11, p17)
+            or not jitops.aligned(p11, p18)
+            or not jitops.aligned(p11, p19)
+            or not jitops.aligned(p11, p20)
+            or not jitops.aligned(p11, p21)
+            or not jitops.aligned(p11, p22)
+            or not jitops.aligned(p11, p23)
+            or not jitops.aligned(p11, p24)
+            or not jitops.aligned(p11, p25)
+            or not jitops.aligned(p13, p1)
+            or not jitops.aligned(p13, p2)
+            or not jitops.aligned(p13, p4)
+            or not jitops.aligned(p13, p5)
+            or not jitops.aligned(p13, p6)
+            or not jitops.aligned(p13, p7)
+            or not jitops.aligned(p13, p8)
+            or not jitops.aligned(p13, p9)
+            or not jitops.aligned(p13, p10)
+            or not jitops.aligned(p13, p12)
+            or not jitops.aligned(p13, p14)
+            or not jitops.aligned(p13, p15)
+            or not jitops.aligned(p13, p16)
+            or not jitops.aligned(p13, p17)
+            or not jitops.aligned(p13, p18)
+            or not jitops.aligned(p13, p19)
+            or not jitops.aligned(p13, p20)
+            or not jitops.aligned(p13, p21)
+            or not jitops.aligned(p13, p22)
+            or not jitops.aligned(p13, p23)
+            or not jitops.aligned(p13, p24)
+            or not jitops.aligned(p13, p25)
+            or not jitops.aligned(p15, p1)
+            or not jitops.aligned(p15, p2)
+            or not jitops.aligned(p15, p4)
+            or not jitops.aligned(p15, p5)
+            or not jitops.aligned(p15, p6)
+            or not jitops.aligned(p15, p7)
+            or not jitops.aligned(p15, p8)
+            or not jitops.aligned(p15, p9)
+            or not jitops.aligned(p15, p10)
+            or not jitops.aligned(p15, p12)
+            or not jitops.aligned(p15, p14)
+            or not jitops.aligned(p15, p16)
+            or not jitops.aligned(p15, p17)
+            or not jitops.aligned(p15, p18)
+            or not jitops.aligned(p15, p19)
+            or not jitops.aligned(p15, p20)
+            or not jitops.aligned(p15, p21)
+            or not jitops.aligned(p15, p22)
+            or not jitops.aligned(p15, p23)
+            or not jitops.aligned(p15, p24)
+            or not jitops.aligned(p15, p25)
+            or not jitops.aligned(p8, p1)
+            or not jitops.aligned(p8, p2)
+            or not jitops.aligned(p8, p4)
+            or not jitops.aligned(p8, p5)
+            or not jitops.aligned(p8, p6)
+            or not jitops.aligned(p8, p7)
+            or not jitops.aligned(p8, p9)
+            or not jitops.aligned(p8, p10)
+            or not jitops.aligned(p8, p12)
+            or not jitops.aligned(p8, p14)
+            or not jitops.aligned(p8, p16)
+            or not jitops.aligned(p8, p17)
+            or not jitops.aligned(p8, p18)
+            or not jitops.aligned(p8, p19)
+            or not jitops.aligned(p8, p20)
+            or not jitops.aligned(p8, p21)
+            or not jitops.aligned(p8, p22)
+            or not jitops.aligned(p8, p23)
+            or not jitops.aligned(p8, p24)
+            or not jitops.aligned(p8, p25)
+            or not jitops.aligned(p19, p1)
+            or not jitops.aligned(p19, p2)
+            or not jitops.aligned(p19, p4)
+            or not jitops.aligned(p19, p5)
+            or not jitops.aligned(p19, p6)
+            or not jitops.aligned(p19, p7)
+            or not jitops.aligned(p19, p9)
+            or not jitops.aligned(p19, p10)
+            or not jitops.aligned(p19, p12)
+            or not jitops.aligned(p19, p14)
+            or not jitops.aligned(p19, p16)
+            or not jitops.aligned(p19, p17)
+            or not jitops.aligned(p19, p18)
+            or not jitops.aligned(p19, p20)
+            or not jitops.aligned(p19, p21)
+            or not jitops.aligned(p19, p22)
+            or not jitops.aligned(p19, p23)
+            or not jitops.aligned(p19, p24)
+            or not jitops.aligned(p19, p25)
+            or not jitops.aligned(p25, p1)
+            or not jitops.aligned(p25, p2)
+            or not jitops.aligned(p25, p4)
+            or not jitops.aligned(p25, p5)
+            or not jitops.aligned(p25, p6)
+            or not jitops.aligned(p25, p7)
+            or not jitops.aligned(p25, p9)
+            or not jitops.aligned(p25, p10)
+            or not jitops.aligned(p25, p12)
+            or not jitops.aligned(p25, p14)
+            or not jitops.aligned(p25, p16)
+            or not jitops.aligned(p25, p17)
+            or not jitops.aligned(p25, p18)
+            or not jitops.aligned(p25, p20)
+            or not jitops.aligned(p25, p21)
+            or not jitops.aligned(p25, p22)
+            or not jitops.aligned(p25, p23)
+            or not jitops.aligned(p25, p24)
+            or s0 < 0
+            or s1 < 0
+            or s2 < 0
+            or s3 < 0
+            or s4 < 0
+            or s5 < 0
+            or s6 < 0
+            or s7 < 0
+            or s8 < 0
+            or s9 < 0
+            or s10 < 0
+            or s11 < 0
+            or s12 < 0
+            or s13 < 0
+            or s14 < 0
+            or s15 < 0
+            or s16 < 0
+            or s17 < 0
+            or s18 < 0
+            or s19 < 0
+            or s20 < 0
+            or s21 < 0):
         return False
-    like = np.empty(cols, p0.dtype)
-    r0 = np.empty_like(like)
-    r1 = np.empty_like(like)
-    r2 = np.empty_like(like)
-    r4 = np.empty_like(like)
-    r7 = np.empty_like(like)
-    x0 = np.empty_like(like)
-    x1 = np.empty_like(like)
-    x2 = np.empty_like(like)
-    x3 = np.empty_like(like)
-    x4 = np.empty_like(like)
-    x5 = np.empty_like(like)
-    e = np.empty_like(like)
-    bits = jitops.scratch(like)
+    dtype = p0.dtype
+    x0 = np.empty(8, dtype)
+    x1 = np.empty(8, dtype)
+    x2 = np.empty(8, dtype)
+    x3 = np.empty(8, dtype)
+    x4 = np.empty(8, dtype)
+    x5 = np.empty(8, dtype)
+    x6 = np.empty(8, dtype)
+    x7 = np.empty(8, dtype)
+    x8 = np.empty(8, dtype)
+    x9 = np.empty(8, dtype)
+    x10 = np.empty(8, dtype)
+    x11 = np.empty(8, dtype)
+    x12 = np.empty(8, dtype)
+    x13 = np.empty(8, dtype)
+    x14 = np.empty(8, dtype)
+    x15 = np.empty(24, dtype)
     for i in range(rows):
-        jitops.load(p0, i, r0)
-        jitops.load(p1, i, r1)
-        jitops.load(p2, i, r2)
-        jitops.load(p4, i, r4)
-        jitops.load(p7, i, r7)
-        jitops.vtanh(r0, x0, e, bits)
-        for j in range(cols):
-            x1[j] = r1[j] * r2[j]
-            x2[j] = r4[j] * x0[j]
-            x3[j] = x1[j] + x2[j]
-        jitops.vtanh(x3, x4, e, bits)
-        for j in range(cols):
-            x5[j] = r7[j] * x4[j]
-        jitops.store(p0, i, x0)
-        jitops.store(p3, i, x3)
-        jitops.store(p5, i, x2)
-        jitops.store(p6, i, x4)
-        jitops.store(p8, i, x5)
+        if p1 is not None:
+            r0_0 = jitops._view(p0, i * s0, 8)
+            r0_1 = jitops._view(p1, i * s1, 8)
+            for j in range(8):
+                x0[j] = r0_0[j] + r0_1[j]
+            jitops.put_row(p0, i, x0)
+        r1_0 = jitops._view(p0, i * s0, 8)
+        r1_1 = jitops._view(p2, i * s2, 8)
+        for j in range(8):
+            x1[j] = r1_0[j] * r1_1[j]
+        jitops.put_row(p3, i, x1)
+        r2_0 = jitops._view(p4, i * s3, 8)
+        r2_1 = jitops._view(p0, i * s0, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] * r2_1[j]
+        r3_1 = jitops._view(p6, i * s4, 8)
+        for j in range(8):
+            x3[j] = x2[j] * r3_1[j]
+        r4_0 = jitops._view(p8, i * s5, 8)
+        for j in range(8):
+            x4[j] = r4_0[j] + x3[j]
+        if p9 is not None:
+            r5_1 = jitops._view(p9, i * s6, 8)
+            for j in range(8):
+                x4[j] = x4[j] + r5_1[j]
+        r6_1 = jitops._view(p10, i * s7, 8)
+        for j in range(8):
+            x6[j] = x4[j] * r6_1[j]
+        jitops.put_row(p11, i, x6)
+        r7_0 = jitops._view(p12, i * s8, 8)
+        for j in range(8):
+            x7[j] = r7_0[j] * x4[j]
+        jitops.put_row(p13, i, x7)
+        r8_1 = jitops._view(p14, i * s9, 8)
+        for j in range(8):
+            x8[j] = x4[j] * r8_1[j]
+        jitops.put_row(p15, i, x8)
+        r9_0 = jitops._view(p16, i * s10, 8)
+        for j in range(8):
+            x9[j] = r9_0[j] * x4[j]
+        jitops.put_row(p8, i, x9)
+        if p17 is not None:
+            r10_0 = jitops._view(p13, i * s11, 8)
+            r10_1 = jitops._view(p17, i * s12, 8)
+            for j in range(8):
+                x10[j] = r10_0[j] + r10_1[j]
+            jitops.put_row(p13, i, x10)
+        r11_0 = jitops._view(p13, i * s11, 8)
+        r11_1 = jitops._view(p18, i * s13, 8)
+        for j in range(8):
+            x11[j] = r11_0[j] * r11_1[j]
+        jitops.put_row(p19, i, x11)
+        if p20 is not None:
+            r12_0 = jitops._view(p11, i * s14, 8)
+            r12_1 = jitops._view(p20, i * s15, 8)
+            for j in range(8):
+                x12[j] = r12_0[j] + r12_1[j]
+            jitops.put_row(p11, i, x12)
+        if p21 is not None:
+            r13_0 = jitops._view(p15, i * s16, 8)
+            r13_1 = jitops._view(p21, i * s17, 8)
+            for j in range(8):
+                x13[j] = r13_0[j] + r13_1[j]
+            jitops.put_row(p15, i, x13)
+        if p22 is not None:
+            r14_0 = jitops._view(p3, i * s18, 8)
+            r14_1 = jitops._view(p22, i * s19, 8)
+            for j in range(8):
+                x14[j] = r14_0[j] + r14_1[j]
+            jitops.put_row(p3, i, x14)
+        r15_0 = jitops._view(p23, i * s20, 24)
+        r15_1 = jitops._view(p24, i * s21, 24)
+        for j in range(24):
+            x15[j] = r15_0[j] * r15_1[j]
+        jitops.put_row(p25, i, x15)
+    return True
+
+
+def fused_7ece698b04(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24, p25, p26, p27, p28, p29, p30):
+    """add, multiply, multiply, multiply, subtract, multiply, add, add, multiply, multiply, multiply, multiply, multiply, subtract, add, multiply, subtract, multiply, add, add, add, multiply: one pass over the rows (compile/fuse.py)."""
+    rows = jitops._size(p0)[0]
+    s0 = jitops.row_step(p0, rows, 8)
+    s1 = jitops.row_step(p1, rows, 8)
+    s2 = jitops.row_step(p2, rows, 8)
+    s3 = jitops.row_step(p4, rows, 8)
+    s4 = jitops.row_step(p10, rows, 8)
+    s5 = jitops.row_step(p11, rows, 8)
+    s6 = jitops.row_step(p12, rows, 8)
+    s7 = jitops.row_step(p14, rows, 8)
+    s8 = jitops.row_step(p16, rows, 8)
+    s9 = jitops.row_step(p18, rows, 8)
+    s10 = jitops.row_step(p15, rows, 8)
+    s11 = jitops.row_step(p21, rows, 8)
+    s12 = jitops.row_step(p23, rows, 24)
+    s13 = jitops.row_step(p13, rows, 8)
+    s14 = jitops.row_step(p26, rows, 8)
+    s15 = jitops.row_step(p17, rows, 8)
+    s16 = jitops.row_step(p27, rows, 8)
+    s17 = jitops.row_step(p3, rows, 8)
+    s18 = jitops.row_step(p28, rows, 8)
+    s19 = jitops.row_step(p29, rows, 24)
+    if (jitops._size(p0) != (rows, 8)
+            or jitops._size(p3) != (rows, 8)
+            or jitops._size(p5) != (rows, 8)
+            or jitops._size(p6) != (rows, 8)
+            or jitops._size(p8) != (rows, 8)
+            or jitops._size(p9) != (rows, 8)
+            or jitops._size(p10) != (rows, 8)
+            or jitops._size(p13) != (rows, 8)
+            or jitops._size(p15) != (rows, 8)
+            or jitops._size(p17) != (rows, 8)
+            or jitops._size(p19) != (rows, 8)
+            or jitops._size(p20) != (rows, 8)
+            or jitops._size(p22) != (rows, 8)
+            or jitops._size(p24) != (rows, 24)
+            or jitops._size(p25) != (rows, 24)
+            or jitops._size(p30) != (rows, 24)
+            or not jitops.rows_contiguous(p0)
+            or not jitops.rows_contiguous(p3)
+            or not jitops.rows_contiguous(p13)
+            or not jitops.rows_contiguous(p15)
+            or not jitops.rows_contiguous(p17)
+            or not jitops.rows_contiguous(p10)
+            or not jitops.rows_contiguous(p22)
+            or not jitops.rows_contiguous(p30)
+            or not jitops.aligned(p0, p1)
+            or not jitops.aligned(p0, p2)
+            or not jitops.aligned(p0, p3)
+            or not jitops.aligned(p0, p4)
+            or not jitops.aligned(p0, p5)
+            or not jitops.aligned(p0, p6)
+            or not jitops.aligned(p0, p8)
+            or not jitops.aligned(p0, p9)
+            or not jitops.aligned(p0, p10)
+            or not jitops.aligned(p0, p11)
+            or not jitops.aligned(p0, p12)
+            or not jitops.aligned(p0, p13)
+            or not jitops.aligned(p0, p14)
+            or not jitops.aligned(p0, p15)
+            or not jitops.aligned(p0, p16)
+            or not jitops.aligned(p0, p17)
+            or not jitops.aligned(p0, p18)
+            or not jitops.aligned(p0, p19)
+            or not jitops.aligned(p0, p20)
+            or not jitops.aligned(p0, p21)
+            or not jitops.aligned(p0, p22)
+            or not jitops.aligned(p0, p23)
+            or not jitops.aligned(p0, p24)
+            or not jitops.aligned(p0, p25)
+            or not jitops.aligned(p0, p26)
+            or not jitops.aligned(p0, p27)
+            or not jitops.aligned(p0, p28)
+            or not jitops.aligned(p0, p29)
+            or not jitops.aligned(p0, p30)
+            or not jitops.aligned(p3, p1)
+            or not jitops.aligned(p3, p2)
+            or not jitops.aligned(p3, p4)
+            or not jitops.aligned(p3, p5)
+            or not jitops.aligned(p3, p6)
+            or not jitops.aligned(p3, p8)
+            or not jitops.aligned(p3, p9)
+            or not jitops.aligned(p3, p10)
+            or not jitops.aligned(p3, p11)
+            or not jitops.aligned(p3, p12)
+            or not jitops.aligned(p3, p13)
+            or not jitops.aligned(p3, p14)
+            or not jitops.aligned(p3, p15)
+            or not jitops.aligned(p3, p16)
+            or not jitops.aligned(p3, p17)
+            or not jitops.aligned(p3, p18)
+            or not jitops.aligned(p3, p19)
+            or not jitops.aligned(p3, p20)
+            or not jitops.aligned(p3, p21)
+            or not jitops.aligned(p3, p22)
+            or not jitops.aligned(p3, p23)
+            or not jitops.aligned(p3, p24)
+            or not jitops.aligned(p3, p25)
+            or not jitops.aligned(p3, p26)
+            or not jitops.aligned(p3, p27)
+            or not jitops.aligned(p3, p28)
+            or not jitops.aligned(p3, p29)
+            or not jitops.aligned(p3, p30)
+            or not jitops.aligned(p13, p1)
+            or not jitops.aligned(p13, p2)
+            or not jitops.aligned(p13, p4)
+            or not jitops.aligned(p13, p5)
+            or not jitops.aligned(p13, p6)
+            or not jitops.aligned(p13, p8)
+            or not jitops.aligned(p13, p9)
+            or not jitops.aligned(p13, p10)
+            or not jitops.aligned(p13, p11)
+            or not jitops.aligned(p13, p12)
+            or not jitops.aligned(p13, p14)
+            or not jitops.aligned(p13, p15)
+            or not jitops.aligned(p13, p16)
+            or not jitops.aligned(p13, p17)
+            or not jitops.aligned(p13, p18)
+            or not jitops.aligned(p13, p19)
+            or not jitops.aligned(p13, p20)
+            or not jitops.aligned(p13, p21)
+            or not jitops.aligned(p13, p22)
+            or not jitops.aligned(p13, p23)
+            or not jitops.aligned(p13, p24)
+            or not jitops.aligned(p13, p25)
+            or not jitops.aligned(p13, p26)
+            or not jitops.aligned(p13, p27)
+            or not jitops.aligned(p13, p28)
+            or not jitops.aligned(p13, p29)
+            or not jitops.aligned(p13, p30)
+            or not jitops.aligned(p15, p1)
+            or not jitops.aligned(p15, p2)
+            or not jitops.aligned(p15, p4)
+            or not jitops.aligned(p15, p5)
+            or not jitops.aligned(p15, p6)
+            or not jitops.aligned(p15, p8)
+            or not jitops.aligned(p15, p9)
+            or not jitops.aligned(p15, p10)
+            or not jitops.aligned(p15, p11)
+            or not jitops.aligned(p15, p12)
+            or not jitops.aligned(p15, p14)
+            or not jitops.aligned(p15, p16)
+            or not jitops.aligned(p15, p17)
+            or not jitops.aligned(p15, p18)
+            or not jitops.aligned(p15, p19)
+            or not jitops.aligned(p15, p20)
+            or not jitops.aligned(p15, p21)
+            or not jitops.aligned(p15, p22)
+            or not jitops.aligned(p15, p23)
+            or not jitops.aligned(p15, p24)
+            or not jitops.aligned(p15, p25)
+            or not jitops.aligned(p15, p26)
+            or not jitops.aligned(p15, p27)
+            or not jitops.aligned(p15, p28)
+            or not jitops.aligned(p15, p29)
+            or not jitops.aligned(p15, p30)
+            or not jitops.aligned(p17, p1)
+            or not jitops.aligned(p17, p2)
+            or not jitops.aligned(p17, p4)
+            or not jitops.aligned(p17, p5)
+            or not jitops.aligned(p17, p6)
+            or not jitops.aligned(p17, p8)
+            or not jitops.aligned(p17, p9)
+            or not jitops.aligned(p17, p10)
+            or not jitops.aligned(p17, p11)
+            or not jitops.aligned(p17, p12)
+            or not jitops.aligned(p17, p14)
+            or not jitops.aligned(p17, p16)
+            or not jitops.aligned(p17, p18)
+            or not jitops.aligned(p17, p19)
+            or not jitops.aligned(p17, p20)
+            or not jitops.aligned(p17, p21)
+            or not jitops.aligned(p17, p22)
+            or not jitops.aligned(p17, p23)
+            or not jitops.aligned(p17, p24)
+            or not jitops.aligned(p17, p25)
+            or not jitops.aligned(p17, p26)
+            or not jitops.aligned(p17, p27)
+            or not jitops.aligned(p17, p28)
+            or not jitops.aligned(p17, p29)
+            or not jitops.aligned(p17, p30)
+            or not jitops.aligned(p10, p1)
+            or not jitops.aligned(p10, p2)
+            or not jitops.aligned(p10, p4)
+            or not jitops.aligned(p10, p5)
+            or not jitops.aligned(p10, p6)
+            or not jitops.aligned(p10, p8)
+            or not jitops.aligned(p10, p9)
+            or not jitops.aligned(p10, p11)
+            or not jitops.aligned(p10, p12)
+            or not jitops.aligned(p10, p14)
+            or not jitops.aligned(p10, p16)
+            or not jitops.aligned(p10, p18)
+            or not jitops.aligned(p10, p19)
+            or not jitops.aligned(p10, p20)
+            or not jitops.aligned(p10, p21)
+            or not jitops.aligned(p10, p22)
+            or not jitops.aligned(p10, p23)
+            or not jitops.aligned(p10, p24)
+            or not jitops.aligned(p10, p25)
+            or not jitops.aligned(p10, p26)
+            or not jitops.aligned(p10, p27)
+            or not jitops.aligned(p10, p28)
+            or not jitops.aligned(p10, p29)
+            or not jitops.aligned(p10, p30)
+            or not jitops.aligned(p22, p1)
+            or not jitops.aligned(p22, p2)
+            or not jitops.aligned(p22, p4)
+            or not jitops.aligned(p22, p5)
+            or not jitops.aligned(p22, p6)
+            or not jitops.aligned(p22, p8)
+            or not jitops.aligned(p22, p9)
+            or not jitops.aligned(p22, p11)
+            or not jitops.aligned(p22, p12)
+            or not jitops.aligned(p22, p14)
+            or not jitops.aligned(p22, p16)
+            or not jitops.aligned(p22, p18)
+            or not jitops.aligned(p22, p19)
+            or not jitops.aligned(p22, p20)
+            or not jitops.aligned(p22, p21)
+            or not jitops.aligned(p22, p23)
+            or not jitops.aligned(p22, p24)
+            or not jitops.aligned(p22, p25)
+            or not jitops.aligned(p22, p26)
+            or not jitops.aligned(p22, p27)
+            or not jitops.aligned(p22, p28)
+            or not jitops.aligned(p22, p29)
+            or not jitops.aligned(p22, p30)
+            or not jitops.aligned(p30, p1)
+            or not jitops.aligned(p30, p2)
+            or not jitops.aligned(p30, p4)
+            or not jitops.aligned(p30, p5)
+            or not jitops.aligned(p30, p6)
+            or not jitops.aligned(p30, p8)
+            or not jitops.aligned(p30, p9)
+            or not jitops.aligned(p30, p11)
+            or not jitops.aligned(p30, p12)
+            or not jitops.aligned(p30, p14)
+            or not jitops.aligned(p30, p16)
+            or not jitops.aligned(p30, p18)
+            or not jitops.aligned(p30, p19)
+            or not jitops.aligned(p30, p20)
+            or not jitops.aligned(p30, p21)
+            or not jitops.aligned(p30, p23)
+            or not jitops.aligned(p30, p24)
+            or not jitops.aligned(p30, p25)
+            or not jitops.aligned(p30, p26)
+            or not jitops.aligned(p30, p27)
+            or not jitops.aligned(p30, p28)
+            or not jitops.aligned(p30, p29)
+            or s0 < 0
+            or s1 < 0
+            or s2 < 0
+            or s3 < 0
+            or s4 < 0
+            or s5 < 0
+            or s6 < 0
+            or s7 < 0
+            or s8 < 0
+            or s9 < 0
+            or s10 < 0
+            or s11 < 0
+            or s12 < 0
+            or s13 < 0
+            or s14 < 0
+            or s15 < 0
+            or s16 < 0
+            or s17 < 0
+            or s18 < 0
+            or s19 < 0):
+        return False
+    dtype = p0.dtype
+    c0 = jitops.like(p0, p7)
+    x0 = np.empty(8, dtype)
+    x1 = np.empty(8, dtype)
+    x2 = np.empty(8, dtype)
+    x3 = np.empty(8, dtype)
+    x4 = np.empty(8, dtype)
+    x5 = np.empty(8, dtype)
+    x6 = np.empty(8, dtype)
+    x7 = np.empty(8, dtype)
+    x8 = np.empty(8, dtype)
+    x9 = np.empty(8, dtype)
+    x10 = np.empty(8, dtype)
+    x11 = np.empty(8, dtype)
+    x12 = np.empty(8, dtype)
+    x13 = np.empty(8, dtype)
+    x14 = np.empty(8, dtype)
+    x15 = np.empty(8, dtype)
+    x16 = np.empty(24, dtype)
+    x17 = np.empty(24, dtype)
+    x18 = np.empty(8, dtype)
+    x19 = np.empty(8, dtype)
+    x20 = np.empty(8, dtype)
+    x21 = np.empty(24, dtype)
+    for i in range(rows):
+        if p1 is not None:
+            r0_0 = jitops._view(p0, i * s0, 8)
+            r0_1 = jitops._view(p1, i * s1, 8)
+            for j in range(8):
+                x0[j] = r0_0[j] + r0_1[j]
+            jitops.put_row(p0, i, x0)
+        r1_0 = jitops._view(p0, i * s0, 8)
+        r1_1 = jitops._view(p2, i * s2, 8)
+        for j in range(8):
+            x1[j] = r1_0[j] * r1_1[j]
+        jitops.put_row(p3, i, x1)
+        r2_0 = jitops._view(p4, i * s3, 8)
+        r2_1 = jitops._view(p0, i * s0, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] * r2_1[j]
+        r3_0 = jitops._view(p2, i * s2, 8)
+        r3_1 = jitops._view(p2, i * s2, 8)
+        for j in range(8):
+            x3[j] = r3_0[j] * r3_1[j]
+        for j in range(8):
+            x4[j] = c0 - x3[j]
+        for j in range(8):
+            x5[j] = x2[j] * x4[j]
+        r6_0 = jitops._view(p10, i * s4, 8)
+        for j in range(8):
+            x6[j] = r6_0[j] + x5[j]
+        if p11 is not None:
+            r7_1 = jitops._view(p11, i * s5, 8)
+            for j in range(8):
+                x6[j] = x6[j] + r7_1[j]
+        r8_1 = jitops._view(p12, i * s6, 8)
+        for j in range(8):
+            x8[j] = x6[j] * r8_1[j]
+        jitops.put_row(p13, i, x8)
+        r9_0 = jitops._view(p14, i * s7, 8)
+        for j in range(8):
+            x9[j] = r9_0[j] * x6[j]
+        jitops.put_row(p15, i, x9)
+        r10_1 = jitops._view(p16, i * s8, 8)
+        for j in range(8):
+            x10[j] = x6[j] * r10_1[j]
+        jitops.put_row(p17, i, x10)
+        r11_0 = jitops._view(p18, i * s9, 8)
+        for j in range(8):
+            x11[j] = r11_0[j] * x6[j]
+        jitops.put_row(p10, i, x11)
+        r12_0 = jitops._view(p12, i * s6, 8)
+        r12_1 = jitops._view(p12, i * s6, 8)
+        for j in range(8):
+            x12[j] = r12_0[j] * r12_1[j]
+        for j in range(8):
+            x13[j] = c0 - x12[j]
+        if p21 is not None:
+            r14_0 = jitops._view(p15, i * s10, 8)
+            r14_1 = jitops._view(p21, i * s11, 8)
+            for j in range(8):
+                x14[j] = r14_0[j] + r14_1[j]
+            jitops.put_row(p15, i, x14)
+        r15_0 = jitops._view(p15, i * s10, 8)
+        for j in range(8):
+            x15[j] = r15_0[j] * x13[j]
+        jitops.put_row(p22, i, x15)
+        r16_1 = jitops._view(p23, i * s12, 24)
+        for j in range(24):
+            x16[j] = c0 - r16_1[j]
+        r17_0 = jitops._view(p23, i * s12, 24)
+        for j in range(24):
+            x17[j] = r17_0[j] * x16[j]
+        if p26 is not None:
+            r18_0 = jitops._view(p13, i * s13, 8)
+            r18_1 = jitops._view(p26, i * s14, 8)
+            for j in range(8):
+                x18[j] = r18_0[j] + r18_1[j]
+            jitops.put_row(p13, i, x18)
+        if p27 is not None:
+            r19_0 = jitops._view(p17, i * s15, 8)
+            r19_1 = jitops._view(p27, i * s16, 8)
+            for j in range(8):
+                x19[j] = r19_0[j] + r19_1[j]
+            jitops.put_row(p17, i, x19)
+        if p28 is not None:
+            r20_0 = jitops._view(p3, i * s17, 8)
+            r20_1 = jitops._view(p28, i * s18, 8)
+            for j in range(8):
+                x20[j] = r20_0[j] + r20_1[j]
+            jitops.put_row(p3, i, x20)
+        r21_0 = jitops._view(p29, i * s19, 24)
+        for j in range(24):
+            x21[j] = r21_0[j] * x17[j]
+        jitops.put_row(p30, i, x21)
     return True
 
 
@@ -555,8 +1327,7 @@ def steps_loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all
     h_t = h_t_all[step]
     o_t = o_t_all[step]
     try:
-        jitops.ready(fused_d23ef609c9, ifo_t)
-        jitops.ready(fused_5967c17980, g_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t)
+        jitops.ready(fused_a02db32d1b, ifog_t, W_h_ifog_h, ifo_t, g_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('i(t), f(t), g(t), o(t), c(t), h(t)', error)
         return False
@@ -577,10 +1348,9 @@ def steps_loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all
         # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
         # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
         jitops.dot(h_tm1, W_h_ifog_T, W_h_ifog_h)
-        np.add(ifog_t, W_h_ifog_h, out=ifog_t)
-        if not fused_d23ef609c9(ifo_t):
+        if not fused_a02db32d1b(ifog_t, W_h_ifog_h, ifo_t, g_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t):
+            np.add(ifog_t, W_h_ifog_h, out=ifog_t)
             np.divide(1.0, np.add(1.0, np.exp(np.negative(ifo_t))), out=ifo_t)
-        if not fused_5967c17980(g_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t):
             np.tanh(g_t, out=g_t)
             np.multiply(f_t, c_tm1, out=c_t)
             np.multiply(i_t, g_t, out=z_c)
@@ -678,33 +1448,34 @@ def steps_back_i_f_g_o_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, c
         dz_i_3_t = dz_i_3_t_all[step]
         dz_i_4_t = dz_i_4_t_all[step]
         # h(t) = o(t) * tanh(c(t))
-        if cot_h is not None:
-            np.add(dh, cot_h[step], out=dh)
-        np.multiply(dh, tanh_c_t, out=do)
-        np.multiply(o_t, dh, out=dz_h_2)
-        np.multiply(dz_h_2, dz_h_t, out=dz_h_3)
-        np.add(dc, dz_h_3, out=dc)
+        if not fused_cc85ad7adb(dh, None if cot_h is None else cot_h[step], tanh_c_t, do, o_t, dz_h_2, dz_h_t, dz_h_3, dc, None if cot_c is None else cot_c[step], g_t, di, i_t, dg, c_tm1, df, f_t, None if cot_g is None else cot_g[step], dz_i_2_t, dz_i_4_t[..., 24:32], None if cot_i is None else cot_i[step], None if cot_f is None else cot_f[step], None if cot_o is None else cot_o[step], difo, dz_i_3_t, dz_i_4_t[..., 0:24]):
+            if cot_h is not None:
+                np.add(dh, cot_h[step], out=dh)
+            np.multiply(dh, tanh_c_t, out=do)
+            np.multiply(o_t, dh, out=dz_h_2)
+            np.multiply(dz_h_2, dz_h_t, out=dz_h_3)
+            np.add(dc, dz_h_3, out=dc)
+            if cot_c is not None:
+                np.add(dc, cot_c[step], out=dc)
+            np.multiply(dc, g_t, out=di)
+            np.multiply(i_t, dc, out=dg)
+            np.multiply(dc, c_tm1, out=df)
+            np.multiply(f_t, dc, out=dc)
+            if cot_g is not None:
+                np.add(dg, cot_g[step], out=dg)
+            np.multiply(dg, dz_i_2_t, out=dz_i_4_t[..., 24:32])
+            if cot_i is not None:
+                np.add(di, cot_i[step], out=di)
+            if cot_f is not None:
+                np.add(df, cot_f[step], out=df)
+            if cot_o is not None:
+                np.add(do, cot_o[step], out=do)
+            np.multiply(difo, dz_i_3_t, out=dz_i_4_t[..., 0:24])
         # c(t) = f(t) * c(t-1) + i(t) * g(t)
-        if cot_c is not None:
-            np.add(dc, cot_c[step], out=dc)
-        np.multiply(dc, g_t, out=di)
-        np.multiply(i_t, dc, out=dg)
-        np.multiply(dc, c_tm1, out=df)
-        np.multiply(f_t, dc, out=dc)
         # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
         # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
         # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
         # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
-        if cot_g is not None:
-            np.add(dg, cot_g[step], out=dg)
-        np.multiply(dg, dz_i_2_t, out=dz_i_4_t[..., 24:32])
-        if cot_i is not None:
-            np.add(di, cot_i[step], out=di)
-        if cot_f is not None:
-            np.add(df, cot_f[step], out=df)
-        if cot_o is not None:
-            np.add(do, cot_o[step], out=do)
-        np.multiply(difo, dz_i_3_t, out=dz_i_4_t[..., 0:24])
         jitops.dot(dz_i_4_t, W_h_ifog, dh)
     return True
 
@@ -796,43 +1567,44 @@ def steps_back_i_f_g_o_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, g_t_
         ifo_t = ifo_t_all[step]
         dz_i_2_t = dz_i_2_t_all[step]
         # h(t) = o(t) * tanh(c(t))
-        if cot_h is not None:
-            np.add(dh, cot_h[step], out=dh)
-        np.multiply(dh, tanh_c_t, out=do)
-        np.multiply(o_t, dh, out=dz_h)
-        np.multiply(tanh_c_t, tanh_c_t, out=dz_h_2)
-        np.subtract(ONE, dz_h_2, out=sub_dz_h_2)
-        np.multiply(dz_h, sub_dz_h_2, out=dz_h_3)
-        np.add(dc, dz_h_3, out=dc)
+        if not fused_7ece698b04(dh, None if cot_h is None else cot_h[step], tanh_c_t, do, o_t, dz_h, dz_h_2, ONE, sub_dz_h_2, dz_h_3, dc, None if cot_c is None else cot_c[step], g_t, di, i_t, dg, c_tm1, df, f_t, dz_i_3, sub_dz_i_3, None if cot_g is None else cot_g[step], dz_i_2_t[..., 24:32], ifo_t, sub_ifo, dz_i_4, None if cot_i is None else cot_i[step], None if cot_f is None else cot_f[step], None if cot_o is None else cot_o[step], difo, dz_i_2_t[..., 0:24]):
+            if cot_h is not None:
+                np.add(dh, cot_h[step], out=dh)
+            np.multiply(dh, tanh_c_t, out=do)
+            np.multiply(o_t, dh, out=dz_h)
+            np.multiply(tanh_c_t, tanh_c_t, out=dz_h_2)
+            np.subtract(ONE, dz_h_2, out=sub_dz_h_2)
+            np.multiply(dz_h, sub_dz_h_2, out=dz_h_3)
+            np.add(dc, dz_h_3, out=dc)
+            if cot_c is not None:
+                np.add(dc, cot_c[step], out=dc)
+            np.multiply(dc, g_t, out=di)
+            np.multiply(i_t, dc, out=dg)
+            np.multiply(dc, c_tm1, out=df)
+            np.multiply(f_t, dc, out=dc)
+            np.multiply(g_t, g_t, out=dz_i_3)
+            np.subtract(ONE, dz_i_3, out=sub_dz_i_3)
+            if cot_g is not None:
+                np.add(dg, cot_g[step], out=dg)
+            np.multiply(dg, sub_dz_i_3, out=dz_i_2_t[..., 24:32])
+            np.subtract(ONE, ifo_t, out=sub_ifo)
+            np.multiply(ifo_t, sub_ifo, out=dz_i_4)
+            if cot_i is not None:
+                np.add(di, cot_i[step], out=di)
+            if cot_f is not None:
+                np.add(df, cot_f[step], out=df)
+            if cot_o is not None:
+                np.add(do, cot_o[step], out=do)
+            np.multiply(difo, dz_i_4, out=dz_i_2_t[..., 0:24])
         # c(t) = f(t) * c(t-1) + i(t) * g(t)
-        if cot_c is not None:
-            np.add(dc, cot_c[step], out=dc)
-        np.multiply(dc, g_t, out=di)
-        np.multiply(i_t, dc, out=dg)
-        np.multiply(dc, c_tm1, out=df)
-        np.multiply(f_t, dc, out=dc)
         # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
         # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
         # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
         # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
-        np.multiply(g_t, g_t, out=dz_i_3)
-        np.subtract(ONE, dz_i_3, out=sub_dz_i_3)
-        if cot_g is not None:
-            np.add(dg, cot_g[step], out=dg)
-        np.multiply(dg, sub_dz_i_3, out=dz_i_2_t[..., 24:32])
-        np.subtract(ONE, ifo_t, out=sub_ifo)
-        np.multiply(ifo_t, sub_ifo, out=dz_i_4)
-        if cot_i is not None:
-            np.add(di, cot_i[step], out=di)
-        if cot_f is not None:
-            np.add(df, cot_f[step], out=df)
-        if cot_o is not None:
-            np.add(do, cot_o[step], out=do)
-        np.multiply(difo, dz_i_4, out=dz_i_2_t[..., 0:24])
         jitops.dot(dz_i_2_t, W_h_ifog, dh)
     return True
 
 
 LOOPS = ("loop_i_f_g_o_c_h", "back_i_f_g_o_c_h", "back_i_f_g_o_c_h_2")
-KERNELS = ("fused_d23ef609c9", "fused_5967c17980")
+KERNELS = ("fused_a02db32d1b", "fused_cc85ad7adb", "fused_7ece698b04")
 STEPS = ("steps_loop_i_f_g_o_c_h", "steps_back_i_f_g_o_c_h", "steps_back_i_f_g_o_c_h_2")

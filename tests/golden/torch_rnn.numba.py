@@ -173,25 +173,120 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_f97a3b57ed(p0, p1):
+def fused_f24748ed92(p0, p1):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
-    rows, cols = jitops._size(p0)
-    if (not jitops.apart(p1, p0)):
+    rows = jitops._size(p0)[0]
+    s0 = jitops.row_step(p0, rows, 8)
+    s1 = jitops.row_step(p1, rows, 8)
+    if (jitops._size(p0) != (rows, 8)
+            or not jitops.rows_contiguous(p0)
+            or not jitops.aligned(p0, p1)
+            or s0 < 0
+            or s1 < 0):
         return False
-    like = np.empty(cols, p0.dtype)
-    r0 = np.empty_like(like)
-    r1 = np.empty_like(like)
-    x0 = np.empty_like(like)
-    x1 = np.empty_like(like)
-    e = np.empty_like(like)
-    bits = jitops.scratch(like)
+    dtype = p0.dtype
+    x0 = np.empty(8, dtype)
+    x1 = np.empty(8, dtype)
+    e8 = np.empty(8, dtype)
+    bits8 = jitops.scratch(e8)
     for i in range(rows):
-        jitops.load(p0, i, r0)
-        jitops.load(p1, i, r1)
-        for j in range(cols):
-            x0[j] = r0[j] + r1[j]
-        jitops.vtanh(x0, x1, e, bits)
-        jitops.store(p0, i, x1)
+        r0_0 = jitops._view(p0, i * s0, 8)
+        r0_1 = jitops._view(p1, i * s1, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(p0, i, x0)
+        r1_0 = jitops._view(p0, i * s0, 8)
+        jitops.vtanh(r1_0, x1, e8, bits8)
+        jitops.put_row(p0, i, x1)
+    return True
+
+
+def fused_a201c1a89e(p0, p1, p2, p3):
+    """add, multiply: one pass over the rows (compile/fuse.py)."""
+    rows = jitops._size(p0)[0]
+    s0 = jitops.row_step(p0, rows, 8)
+    s1 = jitops.row_step(p1, rows, 8)
+    s2 = jitops.row_step(p2, rows, 8)
+    if (jitops._size(p0) != (rows, 8)
+            or jitops._size(p3) != (rows, 8)
+            or not jitops.rows_contiguous(p0)
+            or not jitops.rows_contiguous(p3)
+            or not jitops.aligned(p0, p1)
+            or not jitops.aligned(p0, p2)
+            or not jitops.aligned(p0, p3)
+            or not jitops.aligned(p3, p1)
+            or not jitops.aligned(p3, p2)
+            or s0 < 0
+            or s1 < 0
+            or s2 < 0):
+        return False
+    dtype = p0.dtype
+    x0 = np.empty(8, dtype)
+    x1 = np.empty(8, dtype)
+    for i in range(rows):
+        if p1 is not None:
+            r0_0 = jitops._view(p0, i * s0, 8)
+            r0_1 = jitops._view(p1, i * s1, 8)
+            for j in range(8):
+                x0[j] = r0_0[j] + r0_1[j]
+            jitops.put_row(p0, i, x0)
+        r1_0 = jitops._view(p0, i * s0, 8)
+        r1_1 = jitops._view(p2, i * s2, 8)
+        for j in range(8):
+            x1[j] = r1_0[j] * r1_1[j]
+        jitops.put_row(p3, i, x1)
+    return True
+
+
+def fused_b205d3bb13(p0, p1, p2, p3, p4, p5):
+    """multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
+    rows = jitops._size(p1)[0]
+    s0 = jitops.row_step(p0, rows, 8)
+    s1 = jitops.row_step(p4, rows, 8)
+    s2 = jitops.row_step(p5, rows, 8)
+    s3 = jitops.row_step(p3, rows, 8)
+    if (jitops._size(p1) != (rows, 8)
+            or jitops._size(p3) != (rows, 8)
+            or jitops._size(p4) != (rows, 8)
+            or not jitops.rows_contiguous(p3)
+            or not jitops.rows_contiguous(p4)
+            or not jitops.aligned(p3, p0)
+            or not jitops.aligned(p3, p1)
+            or not jitops.aligned(p3, p4)
+            or not jitops.aligned(p3, p5)
+            or not jitops.aligned(p4, p0)
+            or not jitops.aligned(p4, p1)
+            or not jitops.aligned(p4, p5)
+            or s0 < 0
+            or s1 < 0
+            or s2 < 0
+            or s3 < 0):
+        return False
+    dtype = p1.dtype
+    c0 = jitops.like(p1, p2)
+    x0 = np.empty(8, dtype)
+    x1 = np.empty(8, dtype)
+    x2 = np.empty(8, dtype)
+    x3 = np.empty(8, dtype)
+    for i in range(rows):
+        r0_0 = jitops._view(p0, i * s0, 8)
+        r0_1 = jitops._view(p0, i * s0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] * r0_1[j]
+        for j in range(8):
+            x1[j] = c0 - x0[j]
+        jitops.put_row(p3, i, x1)
+        if p5 is not None:
+            r2_0 = jitops._view(p4, i * s1, 8)
+            r2_1 = jitops._view(p5, i * s2, 8)
+            for j in range(8):
+                x2[j] = r2_0[j] + r2_1[j]
+            jitops.put_row(p4, i, x2)
+        r3_0 = jitops._view(p4, i * s1, 8)
+        r3_1 = jitops._view(p3, i * s3, 8)
+        for j in range(8):
+            x3[j] = r3_0[j] * r3_1[j]
+        jitops.put_row(p3, i, x3)
     return True
 
 
@@ -219,7 +314,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_hh_T, W_hh_h):
     h_tm1 = h_tm1_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_f97a3b57ed, h_t, W_hh_h)
+        jitops.ready(fused_f24748ed92, h_t, W_hh_h)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -228,7 +323,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_hh_T, W_hh_h):
         h_t = h_t_all[step]
         # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
         jitops.dot(h_tm1, W_hh_T, W_hh_h)
-        if not fused_f97a3b57ed(h_t, W_hh_h):
+        if not fused_f24748ed92(h_t, W_hh_h):
             np.add(h_t, W_hh_h, out=h_t)
             np.tanh(h_t, out=h_t)
     return True
@@ -267,9 +362,10 @@ def steps_back_h(T, dz_h_3_t_all, cot_h, dz_h_2_t_all, dh, W_hh):
         dz_h_3_t = dz_h_3_t_all[step]
         dz_h_2_t = dz_h_2_t_all[step]
         # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-        if cot_h is not None:
-            np.add(dh, cot_h[step], out=dh)
-        np.multiply(dh, dz_h_2_t, out=dz_h_3_t)
+        if not fused_a201c1a89e(dh, None if cot_h is None else cot_h[step], dz_h_2_t, dz_h_3_t):
+            if cot_h is not None:
+                np.add(dh, cot_h[step], out=dh)
+            np.multiply(dh, dz_h_2_t, out=dz_h_3_t)
         jitops.dot(dz_h_3_t, W_hh, dh)
     return True
 
@@ -309,15 +405,16 @@ def steps_back_h_2(T, h_t_all, dz_h_2_t_all, cot_h, dz_h_3, ONE, dh, W_hh):
         h_t = h_t_all[step]
         dz_h_2_t = dz_h_2_t_all[step]
         # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-        np.multiply(h_t, h_t, out=dz_h_3)
-        np.subtract(ONE, dz_h_3, out=dz_h_2_t)
-        if cot_h is not None:
-            np.add(dh, cot_h[step], out=dh)
-        np.multiply(dh, dz_h_2_t, out=dz_h_2_t)
+        if not fused_b205d3bb13(h_t, dz_h_3, ONE, dz_h_2_t, dh, None if cot_h is None else cot_h[step]):
+            np.multiply(h_t, h_t, out=dz_h_3)
+            np.subtract(ONE, dz_h_3, out=dz_h_2_t)
+            if cot_h is not None:
+                np.add(dh, cot_h[step], out=dh)
+            np.multiply(dh, dz_h_2_t, out=dz_h_2_t)
         jitops.dot(dz_h_2_t, W_hh, dh)
     return True
 
 
 LOOPS = ("loop_h", "back_h", "back_h_2")
-KERNELS = ("fused_f97a3b57ed",)
+KERNELS = ("fused_f24748ed92", "fused_a201c1a89e", "fused_b205d3bb13")
 STEPS = ("steps_loop_h", "steps_back_h", "steps_back_h_2")
