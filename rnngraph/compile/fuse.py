@@ -254,7 +254,7 @@ class Fuser:
             into = value.get(o.out, f"x{n}") if o.guard else f"x{n}"
             if o.kernel in _VECTOR:
                 extra = "" if o.kernel == "exp" else f"e{o.width}, "
-                loop.append(f"    jitops.{_VECTOR[o.kernel]}({args[0]}, {into}, {extra}bits{o.width})")
+                loop.append(f"    jitops.{_VECTOR[o.kernel]}({args[0]}, {into}, {extra}bits)")
             else:
                 scalars = [x if x[0] in "cv" else f"{x}[j]" for x in args]
                 loop += [f"    for j in range({o.width}):",
@@ -286,12 +286,19 @@ class Fuser:
         head += ["    return False", f"dtype = {first}.dtype"]
         head += [f"c{n} = jitops.like({first}, {t if _LITERAL.match(t) else p[t]})"
                  for n, t in enumerate(numbers)]
-        head += [f"x{n} = np.empty({o.width}, dtype)" for n, o in enumerate(ops)]
-        head += [x for (a, w), f in filled.items()
-                 for x in (f"{f} = np.empty({w}, dtype)", f"{f}[:] = c{numbers.index(a)}")]
+        # the row buffers: parts of one array (an allocation each cost as much as a batch of
+        # one's arithmetic), the integers of exp's powers of two one array for every width
         vector_widths = list(dict.fromkeys(o.width for o in ops if o.kernel in _VECTOR))
-        head += [x for w in vector_widths
-                 for x in (f"e{w} = np.empty({w}, dtype)", f"bits{w} = jitops.scratch(e{w})")]
+        rows_of = [(f"x{n}", o.width) for n, o in enumerate(ops)] + \
+            [(f, w) for (_, w), f in filled.items()] + [(f"e{w}", w) for w in vector_widths]
+        head += [f"space = np.empty({sum(w for _, w in rows_of)}, dtype)"]
+        at = 0
+        for buf, w in rows_of:
+            head.append(f"{buf} = space[{at}:{at + w}]")
+            at += w
+        head += [f"{f}[:] = c{numbers.index(a)}" for (a, _), f in filled.items()]
+        if vector_widths:
+            head += [f"bits = jitops.scratch(e{max(vector_widths)})"]
         lines = head + loop + ["return True"]
         what = ", ".join(o.kernel for o in ops)
         digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()[:10]

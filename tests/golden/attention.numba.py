@@ -554,7 +554,7 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
     return grads
 
 
-def fused_f24748ed92(p0, p1):
+def fused_ab89f856e2(p0, p1):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -566,10 +566,11 @@ def fused_f24748ed92(p0, p1):
             or s1 < 0):
         return False
     dtype = p0.dtype
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    e8 = np.empty(8, dtype)
-    bits8 = jitops.scratch(e8)
+    space = np.empty(24, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    e8 = space[16:24]
+    bits = jitops.scratch(e8)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -577,12 +578,12 @@ def fused_f24748ed92(p0, p1):
             x0[j] = r0_0[j] + r0_1[j]
         jitops.put_row(p0, i, x0)
         r1_0 = jitops._view(p0, i * s0, 8)
-        jitops.vtanh(r1_0, x1, e8, bits8)
+        jitops.vtanh(r1_0, x1, e8, bits)
         jitops.put_row(p0, i, x1)
     return True
 
 
-def fused_fc907d3ff2(p0, p1, p2, p3, p4):
+def fused_5b001235f6(p0, p1, p2, p3, p4):
     """multiply, subtract, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -600,9 +601,10 @@ def fused_fc907d3ff2(p0, p1, p2, p3, p4):
         return False
     dtype = p1.dtype
     c0 = jitops.like(p1, p2)
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    x2 = np.empty(8, dtype)
+    space = np.empty(24, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p0, i * s0, 8)
@@ -643,7 +645,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_T, W_h):
     h_tm1 = h_tm1_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_f24748ed92, h_t, W_h)
+        jitops.ready(fused_ab89f856e2, h_t, W_h)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -652,7 +654,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_T, W_h):
         h_t = h_t_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + b)
         jitops.dot(h_tm1, W_T, W_h)
-        if not fused_f24748ed92(h_t, W_h):
+        if not fused_ab89f856e2(h_t, W_h):
             np.add(h_t, W_h, out=h_t)
             np.tanh(h_t, out=h_t)
     return True
@@ -732,7 +734,7 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, W,
     dh_t = dh_t_all[step]
     dh_tm1 = dh_tm1_all[step]
     try:
-        jitops.ready(fused_fc907d3ff2, h_t, dz_h_2, ONE, dz_h_t, dh_t)
+        jitops.ready(fused_5b001235f6, h_t, dz_h_2, ONE, dz_h_t, dh_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -742,7 +744,7 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, W,
         dh_t = dh_t_all[step]
         dh_tm1 = dh_tm1_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + b)
-        if not fused_fc907d3ff2(h_t, dz_h_2, ONE, dz_h_t, dh_t):
+        if not fused_5b001235f6(h_t, dz_h_2, ONE, dz_h_t, dh_t):
             np.multiply(h_t, h_t, out=dz_h_2)
             np.subtract(ONE, dz_h_2, out=dz_h_t)
             np.multiply(dh_t, dz_h_t, out=dz_h_t)
@@ -752,5 +754,5 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, W,
 
 
 LOOPS = ("loop_h", "back_h", "back_h_2")
-KERNELS = ("fused_f24748ed92", "fused_fc907d3ff2")
+KERNELS = ("fused_ab89f856e2", "fused_5b001235f6")
 STEPS = ("steps_loop_h", "steps_back_h", "steps_back_h_2")

@@ -293,7 +293,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_f24748ed92(p0, p1):
+def fused_ab89f856e2(p0, p1):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -305,10 +305,11 @@ def fused_f24748ed92(p0, p1):
             or s1 < 0):
         return False
     dtype = p0.dtype
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    e8 = np.empty(8, dtype)
-    bits8 = jitops.scratch(e8)
+    space = np.empty(24, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    e8 = space[16:24]
+    bits = jitops.scratch(e8)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -316,12 +317,12 @@ def fused_f24748ed92(p0, p1):
             x0[j] = r0_0[j] + r0_1[j]
         jitops.put_row(p0, i, x0)
         r1_0 = jitops._view(p0, i * s0, 8)
-        jitops.vtanh(r1_0, x1, e8, bits8)
+        jitops.vtanh(r1_0, x1, e8, bits)
         jitops.put_row(p0, i, x1)
     return True
 
 
-def fused_504e733c2c(p0, p1, p2, p3):
+def fused_c53987d595(p0, p1, p2, p3):
     """add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -341,8 +342,9 @@ def fused_504e733c2c(p0, p1, p2, p3):
             or s2 < 0):
         return False
     dtype = p0.dtype
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
+    space = np.empty(16, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -356,7 +358,7 @@ def fused_504e733c2c(p0, p1, p2, p3):
     return True
 
 
-def fused_d5e81223b8(p0, p1, p2, p3, p4, p5):
+def fused_38bc5f63f6(p0, p1, p2, p3, p4, p5):
     """multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -382,10 +384,11 @@ def fused_d5e81223b8(p0, p1, p2, p3, p4, p5):
         return False
     dtype = p1.dtype
     c0 = jitops.like(p1, p2)
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    x2 = np.empty(8, dtype)
-    x3 = np.empty(8, dtype)
+    space = np.empty(32, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p0, i * s0, 8)
@@ -430,7 +433,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_h_T, W_h_h):
     h_tm1 = h_tm1_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_f24748ed92, h_t, W_h_h)
+        jitops.ready(fused_ab89f856e2, h_t, W_h_h)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -439,7 +442,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_h_T, W_h_h):
         h_t = h_t_all[step]
         # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
         jitops.dot(h_tm1, W_h_T, W_h_h)
-        if not fused_f24748ed92(h_t, W_h_h):
+        if not fused_ab89f856e2(h_t, W_h_h):
             np.add(h_t, W_h_h, out=h_t)
             np.tanh(h_t, out=h_t)
     return True
@@ -469,7 +472,7 @@ def steps_loop_g(T, g_tp1_all, g_t_all, W_g_T, W_g_g):
     g_tp1 = g_tp1_all[step]
     g_t = g_t_all[step]
     try:
-        jitops.ready(fused_f24748ed92, g_t, W_g_g)
+        jitops.ready(fused_ab89f856e2, g_t, W_g_g)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('g(t)', error)
         return False
@@ -478,7 +481,7 @@ def steps_loop_g(T, g_tp1_all, g_t_all, W_g_T, W_g_g):
         g_t = g_t_all[step]
         # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
         jitops.dot(g_tp1, W_g_T, W_g_g)
-        if not fused_f24748ed92(g_t, W_g_g):
+        if not fused_ab89f856e2(g_t, W_g_g):
             np.add(g_t, W_g_g, out=g_t)
             np.tanh(g_t, out=g_t)
     return True
@@ -510,7 +513,7 @@ def steps_back_g(T, dz_g_2_t_all, dg_t_all, dz_g_t_all, dg_sum, W_g):
     dg_t = dg_t_all[step]
     dz_g_t = dz_g_t_all[step]
     try:
-        jitops.ready(fused_504e733c2c, dg_sum, dg_t, dz_g_t, dz_g_2_t)
+        jitops.ready(fused_c53987d595, dg_sum, dg_t, dz_g_t, dz_g_2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('g(t)', error)
         return False
@@ -519,7 +522,7 @@ def steps_back_g(T, dz_g_2_t_all, dg_t_all, dz_g_t_all, dg_sum, W_g):
         dg_t = dg_t_all[step]
         dz_g_t = dz_g_t_all[step]
         # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-        if not fused_504e733c2c(dg_sum, dg_t, dz_g_t, dz_g_2_t):
+        if not fused_c53987d595(dg_sum, dg_t, dz_g_t, dz_g_2_t):
             np.add(dg_sum, dg_t, out=dg_sum)
             np.multiply(dg_sum, dz_g_t, out=dz_g_2_t)
         jitops.dot(dz_g_2_t, W_g, dg_sum)
@@ -552,7 +555,7 @@ def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, W_h):
     dh_t = dh_t_all[step]
     dz_h_t = dz_h_t_all[step]
     try:
-        jitops.ready(fused_504e733c2c, dh_sum, dh_t, dz_h_t, dz_h_2_t)
+        jitops.ready(fused_c53987d595, dh_sum, dh_t, dz_h_t, dz_h_2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -561,7 +564,7 @@ def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, W_h):
         dh_t = dh_t_all[step]
         dz_h_t = dz_h_t_all[step]
         # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-        if not fused_504e733c2c(dh_sum, dh_t, dz_h_t, dz_h_2_t):
+        if not fused_c53987d595(dh_sum, dh_t, dz_h_t, dz_h_2_t):
             np.add(dh_sum, dh_t, out=dh_sum)
             np.multiply(dh_sum, dz_h_t, out=dz_h_2_t)
         jitops.dot(dz_h_2_t, W_h, dh_sum)
@@ -596,7 +599,7 @@ def steps_back_g_2(T, g_t_all, dz_g_t_all, dg_t_all, dz_g_2, ONE, dg_sum, W_g):
     dz_g_t = dz_g_t_all[step]
     dg_t = dg_t_all[step]
     try:
-        jitops.ready(fused_d5e81223b8, g_t, dz_g_2, ONE, dz_g_t, dg_sum, dg_t)
+        jitops.ready(fused_38bc5f63f6, g_t, dz_g_2, ONE, dz_g_t, dg_sum, dg_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('g(t)', error)
         return False
@@ -605,7 +608,7 @@ def steps_back_g_2(T, g_t_all, dz_g_t_all, dg_t_all, dz_g_2, ONE, dg_sum, W_g):
         dz_g_t = dz_g_t_all[step]
         dg_t = dg_t_all[step]
         # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-        if not fused_d5e81223b8(g_t, dz_g_2, ONE, dz_g_t, dg_sum, dg_t):
+        if not fused_38bc5f63f6(g_t, dz_g_2, ONE, dz_g_t, dg_sum, dg_t):
             np.multiply(g_t, g_t, out=dz_g_2)
             np.subtract(ONE, dz_g_2, out=dz_g_t)
             np.add(dg_sum, dg_t, out=dg_sum)
@@ -642,7 +645,7 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dz_h_2, ONE, dh_sum, W_h):
     dz_h_t = dz_h_t_all[step]
     dh_t = dh_t_all[step]
     try:
-        jitops.ready(fused_d5e81223b8, h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t)
+        jitops.ready(fused_38bc5f63f6, h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -651,7 +654,7 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dz_h_2, ONE, dh_sum, W_h):
         dz_h_t = dz_h_t_all[step]
         dh_t = dh_t_all[step]
         # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-        if not fused_d5e81223b8(h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t):
+        if not fused_38bc5f63f6(h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t):
             np.multiply(h_t, h_t, out=dz_h_2)
             np.subtract(ONE, dz_h_2, out=dz_h_t)
             np.add(dh_sum, dh_t, out=dh_sum)
@@ -661,6 +664,6 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dz_h_2, ONE, dh_sum, W_h):
 
 
 LOOPS = ("loop_h", "loop_g", "back_g", "back_h", "back_g_2", "back_h_2")
-KERNELS = ("fused_f24748ed92", "fused_504e733c2c", "fused_d5e81223b8")
+KERNELS = ("fused_ab89f856e2", "fused_c53987d595", "fused_38bc5f63f6")
 STEPS = ("steps_loop_h", "steps_loop_g", "steps_back_g", "steps_back_h", "steps_back_g_2",
          "steps_back_h_2")

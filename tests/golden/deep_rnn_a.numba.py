@@ -278,7 +278,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_f24748ed92(p0, p1):
+def fused_ab89f856e2(p0, p1):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -290,10 +290,11 @@ def fused_f24748ed92(p0, p1):
             or s1 < 0):
         return False
     dtype = p0.dtype
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    e8 = np.empty(8, dtype)
-    bits8 = jitops.scratch(e8)
+    space = np.empty(24, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    e8 = space[16:24]
+    bits = jitops.scratch(e8)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -301,12 +302,12 @@ def fused_f24748ed92(p0, p1):
             x0[j] = r0_0[j] + r0_1[j]
         jitops.put_row(p0, i, x0)
         r1_0 = jitops._view(p0, i * s0, 8)
-        jitops.vtanh(r1_0, x1, e8, bits8)
+        jitops.vtanh(r1_0, x1, e8, bits)
         jitops.put_row(p0, i, x1)
     return True
 
 
-def fused_504e733c2c(p0, p1, p2, p3):
+def fused_c53987d595(p0, p1, p2, p3):
     """add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -326,8 +327,9 @@ def fused_504e733c2c(p0, p1, p2, p3):
             or s2 < 0):
         return False
     dtype = p0.dtype
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
+    space = np.empty(16, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -341,7 +343,7 @@ def fused_504e733c2c(p0, p1, p2, p3):
     return True
 
 
-def fused_d5e81223b8(p0, p1, p2, p3, p4, p5):
+def fused_38bc5f63f6(p0, p1, p2, p3, p4, p5):
     """multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -367,10 +369,11 @@ def fused_d5e81223b8(p0, p1, p2, p3, p4, p5):
         return False
     dtype = p1.dtype
     c0 = jitops.like(p1, p2)
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    x2 = np.empty(8, dtype)
-    x3 = np.empty(8, dtype)
+    space = np.empty(32, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p0, i * s0, 8)
@@ -415,7 +418,7 @@ def steps_loop_h1(T, h1_tm1_all, h1_t_all, W1_T, W1_h1):
     h1_tm1 = h1_tm1_all[step]
     h1_t = h1_t_all[step]
     try:
-        jitops.ready(fused_f24748ed92, h1_t, W1_h1)
+        jitops.ready(fused_ab89f856e2, h1_t, W1_h1)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h1(t)', error)
         return False
@@ -424,7 +427,7 @@ def steps_loop_h1(T, h1_tm1_all, h1_t_all, W1_T, W1_h1):
         h1_t = h1_t_all[step]
         # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
         jitops.dot(h1_tm1, W1_T, W1_h1)
-        if not fused_f24748ed92(h1_t, W1_h1):
+        if not fused_ab89f856e2(h1_t, W1_h1):
             np.add(h1_t, W1_h1, out=h1_t)
             np.tanh(h1_t, out=h1_t)
     return True
@@ -454,7 +457,7 @@ def steps_loop_h2(T, h2_tm1_all, h2_t_all, W2_T, W2_h2):
     h2_tm1 = h2_tm1_all[step]
     h2_t = h2_t_all[step]
     try:
-        jitops.ready(fused_f24748ed92, h2_t, W2_h2)
+        jitops.ready(fused_ab89f856e2, h2_t, W2_h2)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h2(t)', error)
         return False
@@ -463,7 +466,7 @@ def steps_loop_h2(T, h2_tm1_all, h2_t_all, W2_T, W2_h2):
         h2_t = h2_t_all[step]
         # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
         jitops.dot(h2_tm1, W2_T, W2_h2)
-        if not fused_f24748ed92(h2_t, W2_h2):
+        if not fused_ab89f856e2(h2_t, W2_h2):
             np.add(h2_t, W2_h2, out=h2_t)
             np.tanh(h2_t, out=h2_t)
     return True
@@ -495,7 +498,7 @@ def steps_back_h2(T, dz_h2_2_t_all, dh2_t_all, dz_h2_t_all, dh2_sum, W2):
     dh2_t = dh2_t_all[step]
     dz_h2_t = dz_h2_t_all[step]
     try:
-        jitops.ready(fused_504e733c2c, dh2_sum, dh2_t, dz_h2_t, dz_h2_2_t)
+        jitops.ready(fused_c53987d595, dh2_sum, dh2_t, dz_h2_t, dz_h2_2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h2(t)', error)
         return False
@@ -504,7 +507,7 @@ def steps_back_h2(T, dz_h2_2_t_all, dh2_t_all, dz_h2_t_all, dh2_sum, W2):
         dh2_t = dh2_t_all[step]
         dz_h2_t = dz_h2_t_all[step]
         # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
-        if not fused_504e733c2c(dh2_sum, dh2_t, dz_h2_t, dz_h2_2_t):
+        if not fused_c53987d595(dh2_sum, dh2_t, dz_h2_t, dz_h2_2_t):
             np.add(dh2_sum, dh2_t, out=dh2_sum)
             np.multiply(dh2_sum, dz_h2_t, out=dz_h2_2_t)
         jitops.dot(dz_h2_2_t, W2, dh2_sum)
@@ -537,7 +540,7 @@ def steps_back_h1(T, dz_h1_2_t_all, dh1_t_all, dz_h1_t_all, dh1_sum, W1):
     dh1_t = dh1_t_all[step]
     dz_h1_t = dz_h1_t_all[step]
     try:
-        jitops.ready(fused_504e733c2c, dh1_sum, dh1_t, dz_h1_t, dz_h1_2_t)
+        jitops.ready(fused_c53987d595, dh1_sum, dh1_t, dz_h1_t, dz_h1_2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h1(t)', error)
         return False
@@ -546,7 +549,7 @@ def steps_back_h1(T, dz_h1_2_t_all, dh1_t_all, dz_h1_t_all, dh1_sum, W1):
         dh1_t = dh1_t_all[step]
         dz_h1_t = dz_h1_t_all[step]
         # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
-        if not fused_504e733c2c(dh1_sum, dh1_t, dz_h1_t, dz_h1_2_t):
+        if not fused_c53987d595(dh1_sum, dh1_t, dz_h1_t, dz_h1_2_t):
             np.add(dh1_sum, dh1_t, out=dh1_sum)
             np.multiply(dh1_sum, dz_h1_t, out=dz_h1_2_t)
         jitops.dot(dz_h1_2_t, W1, dh1_sum)
@@ -581,7 +584,7 @@ def steps_back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dz_h2_2, ONE, dh2_sum, 
     dz_h2_t = dz_h2_t_all[step]
     dh2_t = dh2_t_all[step]
     try:
-        jitops.ready(fused_d5e81223b8, h2_t, dz_h2_2, ONE, dz_h2_t, dh2_sum, dh2_t)
+        jitops.ready(fused_38bc5f63f6, h2_t, dz_h2_2, ONE, dz_h2_t, dh2_sum, dh2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h2(t)', error)
         return False
@@ -590,7 +593,7 @@ def steps_back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dz_h2_2, ONE, dh2_sum, 
         dz_h2_t = dz_h2_t_all[step]
         dh2_t = dh2_t_all[step]
         # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
-        if not fused_d5e81223b8(h2_t, dz_h2_2, ONE, dz_h2_t, dh2_sum, dh2_t):
+        if not fused_38bc5f63f6(h2_t, dz_h2_2, ONE, dz_h2_t, dh2_sum, dh2_t):
             np.multiply(h2_t, h2_t, out=dz_h2_2)
             np.subtract(ONE, dz_h2_2, out=dz_h2_t)
             np.add(dh2_sum, dh2_t, out=dh2_sum)
@@ -627,7 +630,7 @@ def steps_back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dz_h1_2, ONE, dh1_sum, 
     dz_h1_t = dz_h1_t_all[step]
     dh1_t = dh1_t_all[step]
     try:
-        jitops.ready(fused_d5e81223b8, h1_t, dz_h1_2, ONE, dz_h1_t, dh1_sum, dh1_t)
+        jitops.ready(fused_38bc5f63f6, h1_t, dz_h1_2, ONE, dz_h1_t, dh1_sum, dh1_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h1(t)', error)
         return False
@@ -636,7 +639,7 @@ def steps_back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dz_h1_2, ONE, dh1_sum, 
         dz_h1_t = dz_h1_t_all[step]
         dh1_t = dh1_t_all[step]
         # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
-        if not fused_d5e81223b8(h1_t, dz_h1_2, ONE, dz_h1_t, dh1_sum, dh1_t):
+        if not fused_38bc5f63f6(h1_t, dz_h1_2, ONE, dz_h1_t, dh1_sum, dh1_t):
             np.multiply(h1_t, h1_t, out=dz_h1_2)
             np.subtract(ONE, dz_h1_2, out=dz_h1_t)
             np.add(dh1_sum, dh1_t, out=dh1_sum)
@@ -646,6 +649,6 @@ def steps_back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dz_h1_2, ONE, dh1_sum, 
 
 
 LOOPS = ("loop_h1", "loop_h2", "back_h2", "back_h1", "back_h2_2", "back_h1_2")
-KERNELS = ("fused_f24748ed92", "fused_504e733c2c", "fused_d5e81223b8")
+KERNELS = ("fused_ab89f856e2", "fused_c53987d595", "fused_38bc5f63f6")
 STEPS = ("steps_loop_h1", "steps_loop_h2", "steps_back_h2", "steps_back_h1", "steps_back_h2_2",
          "steps_back_h1_2")

@@ -239,7 +239,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_cde88dc55b(p0, p1, p2):
+def fused_e4e1cd97a1(p0, p1, p2):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p2)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -254,10 +254,11 @@ def fused_cde88dc55b(p0, p1, p2):
             or s2 < 0):
         return False
     dtype = p2.dtype
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    e8 = np.empty(8, dtype)
-    bits8 = jitops.scratch(e8)
+    space = np.empty(24, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    e8 = space[16:24]
+    bits = jitops.scratch(e8)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -265,12 +266,12 @@ def fused_cde88dc55b(p0, p1, p2):
             x0[j] = r0_0[j] + r0_1[j]
         jitops.put_row(p2, i, x0)
         r1_0 = jitops._view(p2, i * s2, 8)
-        jitops.vtanh(r1_0, x1, e8, bits8)
+        jitops.vtanh(r1_0, x1, e8, bits)
         jitops.put_row(p2, i, x1)
     return True
 
 
-def fused_f24748ed92(p0, p1):
+def fused_ab89f856e2(p0, p1):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -282,10 +283,11 @@ def fused_f24748ed92(p0, p1):
             or s1 < 0):
         return False
     dtype = p0.dtype
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    e8 = np.empty(8, dtype)
-    bits8 = jitops.scratch(e8)
+    space = np.empty(24, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    e8 = space[16:24]
+    bits = jitops.scratch(e8)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -293,12 +295,12 @@ def fused_f24748ed92(p0, p1):
             x0[j] = r0_0[j] + r0_1[j]
         jitops.put_row(p0, i, x0)
         r1_0 = jitops._view(p0, i * s0, 8)
-        jitops.vtanh(r1_0, x1, e8, bits8)
+        jitops.vtanh(r1_0, x1, e8, bits)
         jitops.put_row(p0, i, x1)
     return True
 
 
-def fused_504e733c2c(p0, p1, p2, p3):
+def fused_c53987d595(p0, p1, p2, p3):
     """add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -318,8 +320,9 @@ def fused_504e733c2c(p0, p1, p2, p3):
             or s2 < 0):
         return False
     dtype = p0.dtype
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
+    space = np.empty(16, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -333,7 +336,7 @@ def fused_504e733c2c(p0, p1, p2, p3):
     return True
 
 
-def fused_a201c1a89e(p0, p1, p2, p3):
+def fused_e87ab4feca(p0, p1, p2, p3):
     """add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -353,8 +356,9 @@ def fused_a201c1a89e(p0, p1, p2, p3):
             or s2 < 0):
         return False
     dtype = p0.dtype
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
+    space = np.empty(16, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
     for i in range(rows):
         if p1 is not None:
             r0_0 = jitops._view(p0, i * s0, 8)
@@ -370,7 +374,7 @@ def fused_a201c1a89e(p0, p1, p2, p3):
     return True
 
 
-def fused_d5e81223b8(p0, p1, p2, p3, p4, p5):
+def fused_38bc5f63f6(p0, p1, p2, p3, p4, p5):
     """multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -396,10 +400,11 @@ def fused_d5e81223b8(p0, p1, p2, p3, p4, p5):
         return False
     dtype = p1.dtype
     c0 = jitops.like(p1, p2)
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    x2 = np.empty(8, dtype)
-    x3 = np.empty(8, dtype)
+    space = np.empty(32, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p0, i * s0, 8)
@@ -420,7 +425,7 @@ def fused_d5e81223b8(p0, p1, p2, p3, p4, p5):
     return True
 
 
-def fused_b205d3bb13(p0, p1, p2, p3, p4, p5):
+def fused_5e58e15c7b(p0, p1, p2, p3, p4, p5):
     """multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -446,10 +451,11 @@ def fused_b205d3bb13(p0, p1, p2, p3, p4, p5):
         return False
     dtype = p1.dtype
     c0 = jitops.like(p1, p2)
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    x2 = np.empty(8, dtype)
-    x3 = np.empty(8, dtype)
+    space = np.empty(32, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p0, i * s0, 8)
@@ -502,8 +508,8 @@ def steps_loop_z_h(T, h_tm1_all, z_t_all, h_t_all, W_T, W_h, b, W_z_T, W_z_z):
     z_t = z_t_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_cde88dc55b, b, W_h, z_t)
-        jitops.ready(fused_f24748ed92, h_t, W_z_z)
+        jitops.ready(fused_e4e1cd97a1, b, W_h, z_t)
+        jitops.ready(fused_ab89f856e2, h_t, W_z_z)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('z(t), h(t)', error)
         return False
@@ -513,12 +519,12 @@ def steps_loop_z_h(T, h_tm1_all, z_t_all, h_t_all, W_T, W_h, b, W_z_T, W_z_z):
         h_t = h_t_all[step]
         # z(t) = tanh(W h(t-1) + b)
         jitops.dot(h_tm1, W_T, W_h)
-        if not fused_cde88dc55b(b, W_h, z_t):
+        if not fused_e4e1cd97a1(b, W_h, z_t):
             np.add(b, W_h, out=z_t)
             np.tanh(z_t, out=z_t)
         # h(t) = tanh(W_z z(t) + U x(t) + b_h)
         jitops.dot(z_t, W_z_T, W_z_z)
-        if not fused_f24748ed92(h_t, W_z_z):
+        if not fused_ab89f856e2(h_t, W_z_z):
             np.add(h_t, W_z_z, out=h_t)
             np.tanh(h_t, out=h_t)
     return True
@@ -561,7 +567,7 @@ def steps_back_z_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, cot_z, dz_z_2_t_all, d
     dz_z_2_t = dz_z_2_t_all[step]
     dz_z_t = dz_z_t_all[step]
     try:
-        jitops.ready(fused_504e733c2c, dh_sum, dh_t, dz_h_t, dz_h_2_t)
+        jitops.ready(fused_c53987d595, dh_sum, dh_t, dz_h_t, dz_h_2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('z(t), h(t)', error)
         return False
@@ -572,12 +578,12 @@ def steps_back_z_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, cot_z, dz_z_2_t_all, d
         dz_z_2_t = dz_z_2_t_all[step]
         dz_z_t = dz_z_t_all[step]
         # h(t) = tanh(W_z z(t) + U x(t) + b_h)
-        if not fused_504e733c2c(dh_sum, dh_t, dz_h_t, dz_h_2_t):
+        if not fused_c53987d595(dh_sum, dh_t, dz_h_t, dz_h_2_t):
             np.add(dh_sum, dh_t, out=dh_sum)
             np.multiply(dh_sum, dz_h_t, out=dz_h_2_t)
         jitops.dot(dz_h_2_t, W_z, dz)
         # z(t) = tanh(W h(t-1) + b)
-        if not fused_a201c1a89e(dz, None if cot_z is None else cot_z[step], dz_z_t, dz_z_2_t):
+        if not fused_e87ab4feca(dz, None if cot_z is None else cot_z[step], dz_z_t, dz_z_2_t):
             if cot_z is not None:
                 np.add(dz, cot_z[step], out=dz)
             np.multiply(dz, dz_z_t, out=dz_z_2_t)
@@ -626,7 +632,7 @@ def steps_back_z_h_2(T, h_t_all, dz_h_t_all, dh_t_all, cot_z, z_t_all, dz_z_t_al
     z_t = z_t_all[step]
     dz_z_t = dz_z_t_all[step]
     try:
-        jitops.ready(fused_d5e81223b8, h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t)
+        jitops.ready(fused_38bc5f63f6, h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('z(t), h(t)', error)
         return False
@@ -637,14 +643,14 @@ def steps_back_z_h_2(T, h_t_all, dz_h_t_all, dh_t_all, cot_z, z_t_all, dz_z_t_al
         z_t = z_t_all[step]
         dz_z_t = dz_z_t_all[step]
         # h(t) = tanh(W_z z(t) + U x(t) + b_h)
-        if not fused_d5e81223b8(h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t):
+        if not fused_38bc5f63f6(h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t):
             np.multiply(h_t, h_t, out=dz_h_2)
             np.subtract(ONE, dz_h_2, out=dz_h_t)
             np.add(dh_sum, dh_t, out=dh_sum)
             np.multiply(dh_sum, dz_h_t, out=dz_h_t)
         jitops.dot(dz_h_t, W_z, dz)
         # z(t) = tanh(W h(t-1) + b)
-        if not fused_b205d3bb13(z_t, dz_z_2, ONE, dz_z_t, dz, None if cot_z is None else cot_z[step]):
+        if not fused_5e58e15c7b(z_t, dz_z_2, ONE, dz_z_t, dz, None if cot_z is None else cot_z[step]):
             np.multiply(z_t, z_t, out=dz_z_2)
             np.subtract(ONE, dz_z_2, out=dz_z_t)
             if cot_z is not None:
@@ -655,6 +661,6 @@ def steps_back_z_h_2(T, h_t_all, dz_h_t_all, dh_t_all, cot_z, z_t_all, dz_z_t_al
 
 
 LOOPS = ("loop_z_h", "back_z_h", "back_z_h_2")
-KERNELS = ("fused_cde88dc55b", "fused_f24748ed92", "fused_504e733c2c", "fused_a201c1a89e",
-           "fused_d5e81223b8", "fused_b205d3bb13")
+KERNELS = ("fused_e4e1cd97a1", "fused_ab89f856e2", "fused_c53987d595", "fused_e87ab4feca",
+           "fused_38bc5f63f6", "fused_5e58e15c7b")
 STEPS = ("steps_loop_z_h", "steps_back_z_h", "steps_back_z_h_2")

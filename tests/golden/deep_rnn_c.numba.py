@@ -264,7 +264,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_cde88dc55b(p0, p1, p2):
+def fused_e4e1cd97a1(p0, p1, p2):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p2)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -279,10 +279,11 @@ def fused_cde88dc55b(p0, p1, p2):
             or s2 < 0):
         return False
     dtype = p2.dtype
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    e8 = np.empty(8, dtype)
-    bits8 = jitops.scratch(e8)
+    space = np.empty(24, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    e8 = space[16:24]
+    bits = jitops.scratch(e8)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -290,12 +291,12 @@ def fused_cde88dc55b(p0, p1, p2):
             x0[j] = r0_0[j] + r0_1[j]
         jitops.put_row(p2, i, x0)
         r1_0 = jitops._view(p2, i * s2, 8)
-        jitops.vtanh(r1_0, x1, e8, bits8)
+        jitops.vtanh(r1_0, x1, e8, bits)
         jitops.put_row(p2, i, x1)
     return True
 
 
-def fused_d2da4d55c2(p0, p1, p2, p3, p4):
+def fused_ab02d7b892(p0, p1, p2, p3, p4):
     """add, add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p2)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -315,11 +316,12 @@ def fused_d2da4d55c2(p0, p1, p2, p3, p4):
             or s3 < 0):
         return False
     dtype = p2.dtype
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    x2 = np.empty(8, dtype)
-    e8 = np.empty(8, dtype)
-    bits8 = jitops.scratch(e8)
+    space = np.empty(32, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    e8 = space[24:32]
+    bits = jitops.scratch(e8)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -330,12 +332,12 @@ def fused_d2da4d55c2(p0, p1, p2, p3, p4):
             x1[j] = x0[j] + r1_1[j]
         jitops.put_row(p4, i, x1)
         r2_0 = jitops._view(p4, i * s3, 8)
-        jitops.vtanh(r2_0, x2, e8, bits8)
+        jitops.vtanh(r2_0, x2, e8, bits)
         jitops.put_row(p4, i, x2)
     return True
 
 
-def fused_504e733c2c(p0, p1, p2, p3):
+def fused_c53987d595(p0, p1, p2, p3):
     """add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -355,8 +357,9 @@ def fused_504e733c2c(p0, p1, p2, p3):
             or s2 < 0):
         return False
     dtype = p0.dtype
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
+    space = np.empty(16, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -370,7 +373,7 @@ def fused_504e733c2c(p0, p1, p2, p3):
     return True
 
 
-def fused_a201c1a89e(p0, p1, p2, p3):
+def fused_e87ab4feca(p0, p1, p2, p3):
     """add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -390,8 +393,9 @@ def fused_a201c1a89e(p0, p1, p2, p3):
             or s2 < 0):
         return False
     dtype = p0.dtype
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
+    space = np.empty(16, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
     for i in range(rows):
         if p1 is not None:
             r0_0 = jitops._view(p0, i * s0, 8)
@@ -407,7 +411,7 @@ def fused_a201c1a89e(p0, p1, p2, p3):
     return True
 
 
-def fused_d5e81223b8(p0, p1, p2, p3, p4, p5):
+def fused_38bc5f63f6(p0, p1, p2, p3, p4, p5):
     """multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -433,10 +437,11 @@ def fused_d5e81223b8(p0, p1, p2, p3, p4, p5):
         return False
     dtype = p1.dtype
     c0 = jitops.like(p1, p2)
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    x2 = np.empty(8, dtype)
-    x3 = np.empty(8, dtype)
+    space = np.empty(32, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p0, i * s0, 8)
@@ -457,7 +462,7 @@ def fused_d5e81223b8(p0, p1, p2, p3, p4, p5):
     return True
 
 
-def fused_b205d3bb13(p0, p1, p2, p3, p4, p5):
+def fused_5e58e15c7b(p0, p1, p2, p3, p4, p5):
     """multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -483,10 +488,11 @@ def fused_b205d3bb13(p0, p1, p2, p3, p4, p5):
         return False
     dtype = p1.dtype
     c0 = jitops.like(p1, p2)
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    x2 = np.empty(8, dtype)
-    x3 = np.empty(8, dtype)
+    space = np.empty(32, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p0, i * s0, 8)
@@ -546,8 +552,8 @@ def steps_loop_z_h(T, h_tm1_all, z_t_all, z_h_t_all, h_t_all, z_z_T, z_z_h, b, s
     z_h_t = z_h_t_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_cde88dc55b, b, slice_z_z_h, z_t)
-        jitops.ready(fused_d2da4d55c2, z_h_t, W_z_z, z_h_2, slice_z_z_h_2, h_t)
+        jitops.ready(fused_e4e1cd97a1, b, slice_z_z_h, z_t)
+        jitops.ready(fused_ab02d7b892, z_h_t, W_z_z, z_h_2, slice_z_z_h_2, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('z(t), h(t)', error)
         return False
@@ -560,12 +566,12 @@ def steps_loop_z_h(T, h_tm1_all, z_t_all, z_h_t_all, h_t_all, z_z_T, z_z_h, b, s
         jitops.dot(h_tm1, z_z_T, z_z_h)
         # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
         # z(t) = tanh(W h(t-1) + b)
-        if not fused_cde88dc55b(b, slice_z_z_h, z_t):
+        if not fused_e4e1cd97a1(b, slice_z_z_h, z_t):
             np.add(b, slice_z_z_h, out=z_t)
             np.tanh(z_t, out=z_t)
         # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
         jitops.dot(z_t, W_z_T, W_z_z)
-        if not fused_d2da4d55c2(z_h_t, W_z_z, z_h_2, slice_z_z_h_2, h_t):
+        if not fused_ab02d7b892(z_h_t, W_z_z, z_h_2, slice_z_z_h_2, h_t):
             np.add(z_h_t, W_z_z, out=z_h_2)
             np.add(z_h_2, slice_z_z_h_2, out=h_t)
             np.tanh(h_t, out=h_t)
@@ -611,7 +617,7 @@ def steps_back_z_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, cot_z, dz_z_3_t_all,
     dz_z_2_t = dz_z_2_t_all[step]
     cat_dz_z_3_t = cat_dz_z_3_t_all[step]
     try:
-        jitops.ready(fused_504e733c2c, dh_sum, dh_t, dz_h_2_t, dz_h_3_t)
+        jitops.ready(fused_c53987d595, dh_sum, dh_t, dz_h_2_t, dz_h_3_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('z(t), h(t)', error)
         return False
@@ -623,12 +629,12 @@ def steps_back_z_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, cot_z, dz_z_3_t_all,
         dz_z_2_t = dz_z_2_t_all[step]
         cat_dz_z_3_t = cat_dz_z_3_t_all[step]
         # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
-        if not fused_504e733c2c(dh_sum, dh_t, dz_h_2_t, dz_h_3_t):
+        if not fused_c53987d595(dh_sum, dh_t, dz_h_2_t, dz_h_3_t):
             np.add(dh_sum, dh_t, out=dh_sum)
             np.multiply(dh_sum, dz_h_2_t, out=dz_h_3_t)
         jitops.dot(dz_h_3_t, W_z, dz)
         # z(t) = tanh(W h(t-1) + b)
-        if not fused_a201c1a89e(dz, None if cot_z is None else cot_z[step], dz_z_2_t, dz_z_3_t):
+        if not fused_e87ab4feca(dz, None if cot_z is None else cot_z[step], dz_z_2_t, dz_z_3_t):
             if cot_z is not None:
                 np.add(dz, cot_z[step], out=dz)
             np.multiply(dz, dz_z_2_t, out=dz_z_3_t)
@@ -679,7 +685,7 @@ def steps_back_z_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, cot_z, z_t_all, dz_z_2_
     dz_z_2_t = dz_z_2_t_all[step]
     cat_dz_z_2_t = cat_dz_z_2_t_all[step]
     try:
-        jitops.ready(fused_d5e81223b8, h_t, dz_h_3, ONE, dz_h_2_t, dh_sum, dh_t)
+        jitops.ready(fused_38bc5f63f6, h_t, dz_h_3, ONE, dz_h_2_t, dh_sum, dh_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('z(t), h(t)', error)
         return False
@@ -691,14 +697,14 @@ def steps_back_z_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, cot_z, z_t_all, dz_z_2_
         dz_z_2_t = dz_z_2_t_all[step]
         cat_dz_z_2_t = cat_dz_z_2_t_all[step]
         # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
-        if not fused_d5e81223b8(h_t, dz_h_3, ONE, dz_h_2_t, dh_sum, dh_t):
+        if not fused_38bc5f63f6(h_t, dz_h_3, ONE, dz_h_2_t, dh_sum, dh_t):
             np.multiply(h_t, h_t, out=dz_h_3)
             np.subtract(ONE, dz_h_3, out=dz_h_2_t)
             np.add(dh_sum, dh_t, out=dh_sum)
             np.multiply(dh_sum, dz_h_2_t, out=dz_h_2_t)
         jitops.dot(dz_h_2_t, W_z, dz)
         # z(t) = tanh(W h(t-1) + b)
-        if not fused_b205d3bb13(z_t, dz_z_3, ONE, dz_z_2_t, dz, None if cot_z is None else cot_z[step]):
+        if not fused_5e58e15c7b(z_t, dz_z_3, ONE, dz_z_2_t, dz, None if cot_z is None else cot_z[step]):
             np.multiply(z_t, z_t, out=dz_z_3)
             np.subtract(ONE, dz_z_3, out=dz_z_2_t)
             if cot_z is not None:
@@ -709,6 +715,6 @@ def steps_back_z_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, cot_z, z_t_all, dz_z_2_
 
 
 LOOPS = ("loop_z_h", "back_z_h", "back_z_h_2")
-KERNELS = ("fused_cde88dc55b", "fused_d2da4d55c2", "fused_504e733c2c", "fused_a201c1a89e",
-           "fused_d5e81223b8", "fused_b205d3bb13")
+KERNELS = ("fused_e4e1cd97a1", "fused_ab02d7b892", "fused_c53987d595", "fused_e87ab4feca",
+           "fused_38bc5f63f6", "fused_5e58e15c7b")
 STEPS = ("steps_loop_z_h", "steps_back_z_h", "steps_back_z_h_2")

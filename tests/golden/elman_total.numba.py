@@ -311,7 +311,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_91e1de36cb(p0, p1, p2):
+def fused_06435a5db0(p0, p1, p2):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -327,10 +327,11 @@ def fused_91e1de36cb(p0, p1, p2):
             or s1 < 0):
         return False
     dtype = p1.dtype
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    e8 = np.empty(8, dtype)
-    bits8 = jitops.scratch(e8)
+    space = np.empty(24, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    e8 = space[16:24]
+    bits = jitops.scratch(e8)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -338,12 +339,12 @@ def fused_91e1de36cb(p0, p1, p2):
             x0[j] = r0_0[j] + r0_1[j]
         jitops.put_row(p1, i, x0)
         r1_0 = jitops._view(p1, i * s1, 8)
-        jitops.vtanh(r1_0, x1, e8, bits8)
+        jitops.vtanh(r1_0, x1, e8, bits)
         jitops.put_row(p2, i, x1)
     return True
 
 
-def fused_11c5697ffc(p0, p1, p2, p3, p4):
+def fused_07919ae0bc(p0, p1, p2, p3, p4):
     """add, multiply, add: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -368,9 +369,10 @@ def fused_11c5697ffc(p0, p1, p2, p3, p4):
             or s3 < 0):
         return False
     dtype = p0.dtype
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    x2 = np.empty(8, dtype)
+    space = np.empty(24, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -387,7 +389,7 @@ def fused_11c5697ffc(p0, p1, p2, p3, p4):
     return True
 
 
-def fused_7212ef38d3(p0, p1, p2, p3, p4, p5, p6, p7):
+def fused_883edac761(p0, p1, p2, p3, p4, p5, p6, p7):
     """multiply, subtract, add, multiply, add: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -419,11 +421,12 @@ def fused_7212ef38d3(p0, p1, p2, p3, p4, p5, p6, p7):
         return False
     dtype = p1.dtype
     c0 = jitops.like(p1, p2)
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    x2 = np.empty(8, dtype)
-    x3 = np.empty(8, dtype)
-    x4 = np.empty(8, dtype)
+    space = np.empty(40, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
+    x4 = space[32:40]
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p0, i * s0, 8)
@@ -474,7 +477,7 @@ def steps_loop_a_h(T, h_tm1_all, a_t_all, z_a_t_all, h_t_all, W_T):
     z_a_t = z_a_t_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_91e1de36cb, z_a_t, a_t, h_t)
+        jitops.ready(fused_06435a5db0, z_a_t, a_t, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('a(t), h(t)', error)
         return False
@@ -485,7 +488,7 @@ def steps_loop_a_h(T, h_tm1_all, a_t_all, z_a_t_all, h_t_all, W_T):
         h_t = h_t_all[step]
         # a(t) = b + W h(t-1) + U x(t)
         jitops.dot(h_tm1, W_T, a_t)
-        if not fused_91e1de36cb(z_a_t, a_t, h_t):
+        if not fused_06435a5db0(z_a_t, a_t, h_t):
             np.add(z_a_t, a_t, out=a_t)
             np.tanh(a_t, out=h_t)
         # h(t) = tanh(a(t))
@@ -520,7 +523,7 @@ def steps_back_a_h(T, dh_t_all, dz_h_t_all, da_t_all, dh_sum, dz_h_2, W):
     dz_h_t = dz_h_t_all[step]
     da_t = da_t_all[step]
     try:
-        jitops.ready(fused_11c5697ffc, dh_sum, dh_t, dz_h_t, dz_h_2, da_t)
+        jitops.ready(fused_07919ae0bc, dh_sum, dh_t, dz_h_t, dz_h_2, da_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('a(t), h(t)', error)
         return False
@@ -529,7 +532,7 @@ def steps_back_a_h(T, dh_t_all, dz_h_t_all, da_t_all, dh_sum, dz_h_2, W):
         dz_h_t = dz_h_t_all[step]
         da_t = da_t_all[step]
         # h(t) = tanh(a(t))
-        if not fused_11c5697ffc(dh_sum, dh_t, dz_h_t, dz_h_2, da_t):
+        if not fused_07919ae0bc(dh_sum, dh_t, dz_h_t, dz_h_2, da_t):
             np.add(dh_sum, dh_t, out=dh_sum)
             np.multiply(dh_sum, dz_h_t, out=dz_h_2)
             np.add(da_t, dz_h_2, out=da_t)
@@ -568,7 +571,7 @@ def steps_back_a_h_2(T, h_t_all, dh_t_all, da_t_all, dz_h, ONE, sub_dz_h, dh_sum
     dh_t = dh_t_all[step]
     da_t = da_t_all[step]
     try:
-        jitops.ready(fused_7212ef38d3, h_t, dz_h, ONE, sub_dz_h, dh_sum, dh_t, dz_h_2, da_t)
+        jitops.ready(fused_883edac761, h_t, dz_h, ONE, sub_dz_h, dh_sum, dh_t, dz_h_2, da_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('a(t), h(t)', error)
         return False
@@ -577,7 +580,7 @@ def steps_back_a_h_2(T, h_t_all, dh_t_all, da_t_all, dz_h, ONE, sub_dz_h, dh_sum
         dh_t = dh_t_all[step]
         da_t = da_t_all[step]
         # h(t) = tanh(a(t))
-        if not fused_7212ef38d3(h_t, dz_h, ONE, sub_dz_h, dh_sum, dh_t, dz_h_2, da_t):
+        if not fused_883edac761(h_t, dz_h, ONE, sub_dz_h, dh_sum, dh_t, dz_h_2, da_t):
             np.multiply(h_t, h_t, out=dz_h)
             np.subtract(ONE, dz_h, out=sub_dz_h)
             np.add(dh_sum, dh_t, out=dh_sum)
@@ -589,5 +592,5 @@ def steps_back_a_h_2(T, h_t_all, dh_t_all, da_t_all, dz_h, ONE, sub_dz_h, dh_sum
 
 
 LOOPS = ("loop_a_h", "back_a_h", "back_a_h_2")
-KERNELS = ("fused_91e1de36cb", "fused_11c5697ffc", "fused_7212ef38d3")
+KERNELS = ("fused_06435a5db0", "fused_07919ae0bc", "fused_883edac761")
 STEPS = ("steps_loop_a_h", "steps_back_a_h", "steps_back_a_h_2")

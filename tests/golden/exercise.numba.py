@@ -354,7 +354,7 @@ def backward_large(params, tape, cotangents, n_steps, B):
     return grads
 
 
-def fused_d2da4d55c2(p0, p1, p2, p3, p4):
+def fused_ab02d7b892(p0, p1, p2, p3, p4):
     """add, add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p2)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -374,11 +374,12 @@ def fused_d2da4d55c2(p0, p1, p2, p3, p4):
             or s3 < 0):
         return False
     dtype = p2.dtype
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    x2 = np.empty(8, dtype)
-    e8 = np.empty(8, dtype)
-    bits8 = jitops.scratch(e8)
+    space = np.empty(32, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    e8 = space[24:32]
+    bits = jitops.scratch(e8)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -389,12 +390,12 @@ def fused_d2da4d55c2(p0, p1, p2, p3, p4):
             x1[j] = x0[j] + r1_1[j]
         jitops.put_row(p4, i, x1)
         r2_0 = jitops._view(p4, i * s3, 8)
-        jitops.vtanh(r2_0, x2, e8, bits8)
+        jitops.vtanh(r2_0, x2, e8, bits)
         jitops.put_row(p4, i, x2)
     return True
 
 
-def fused_08a522f0ca(p0, p1, p2, p3, p4, p5, p6):
+def fused_2af1a58f40(p0, p1, p2, p3, p4, p5, p6):
     """add, add, add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p2)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -419,12 +420,13 @@ def fused_08a522f0ca(p0, p1, p2, p3, p4, p5, p6):
             or s4 < 0):
         return False
     dtype = p2.dtype
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    x2 = np.empty(8, dtype)
-    x3 = np.empty(8, dtype)
-    e8 = np.empty(8, dtype)
-    bits8 = jitops.scratch(e8)
+    space = np.empty(40, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
+    e8 = space[32:40]
+    bits = jitops.scratch(e8)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -438,12 +440,12 @@ def fused_08a522f0ca(p0, p1, p2, p3, p4, p5, p6):
             x2[j] = x1[j] + r2_1[j]
         jitops.put_row(p6, i, x2)
         r3_0 = jitops._view(p6, i * s4, 8)
-        jitops.vtanh(r3_0, x3, e8, bits8)
+        jitops.vtanh(r3_0, x3, e8, bits)
         jitops.put_row(p6, i, x3)
     return True
 
 
-def fused_d159887cec(p0, p1, p2, p3):
+def fused_07cc5d62d5(p0, p1, p2, p3):
     """add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 3)
@@ -463,8 +465,9 @@ def fused_d159887cec(p0, p1, p2, p3):
             or s2 < 0):
         return False
     dtype = p0.dtype
-    x0 = np.empty(3, dtype)
-    x1 = np.empty(3, dtype)
+    space = np.empty(6, dtype)
+    x0 = space[0:3]
+    x1 = space[3:6]
     for i in range(rows):
         if p1 is not None:
             r0_0 = jitops._view(p0, i * s0, 3)
@@ -480,7 +483,7 @@ def fused_d159887cec(p0, p1, p2, p3):
     return True
 
 
-def fused_4c0ee5b685(p0, p1, p2, p3):
+def fused_71a39a94a1(p0, p1, p2, p3):
     """subtract, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p2)[0]
     s0 = jitops.row_step(p0, rows, 3)
@@ -496,8 +499,9 @@ def fused_4c0ee5b685(p0, p1, p2, p3):
             or s2 < 0):
         return False
     dtype = p2.dtype
-    x0 = np.empty(3, dtype)
-    x1 = np.empty(3, dtype)
+    space = np.empty(6, dtype)
+    x0 = space[0:3]
+    x1 = space[3:6]
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 3)
         v0_1 = jitops._at(p1, i, 0)
@@ -512,7 +516,7 @@ def fused_4c0ee5b685(p0, p1, p2, p3):
     return True
 
 
-def fused_cd5c5f0e5f(p0, p1, p2, p3, p4):
+def fused_b9d6c739ac(p0, p1, p2, p3, p4):
     """add, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -536,9 +540,10 @@ def fused_cd5c5f0e5f(p0, p1, p2, p3, p4):
             or s3 < 0):
         return False
     dtype = p0.dtype
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    x2 = np.empty(8, dtype)
+    space = np.empty(24, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -556,7 +561,7 @@ def fused_cd5c5f0e5f(p0, p1, p2, p3, p4):
     return True
 
 
-def fused_852c1b9406(p0, p1, p2, p3, p4, p5, p6):
+def fused_f8ebf7983b(p0, p1, p2, p3, p4, p5, p6):
     """add, multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -586,11 +591,12 @@ def fused_852c1b9406(p0, p1, p2, p3, p4, p5, p6):
         return False
     dtype = p0.dtype
     c0 = jitops.like(p0, p4)
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    x2 = np.empty(8, dtype)
-    x3 = np.empty(8, dtype)
-    x4 = np.empty(8, dtype)
+    space = np.empty(40, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
+    x4 = space[32:40]
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -671,8 +677,8 @@ def steps_loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_t_all, h1_t_all, y_t
     y_t = y_t_all[step]
     try:
         jitops.ready(jitops.softmax, z_y, y_t)
-        jitops.ready(fused_d2da4d55c2, r31_t, V_h1, z_h1_5, slice_z_h1_2_h2, h1_t)
-        jitops.ready(fused_08a522f0ca, c, R_h1, z_h2, slice_z_h1_2_h2_2, z_h2_2, T_y, h2_t)
+        jitops.ready(fused_ab02d7b892, r31_t, V_h1, z_h1_5, slice_z_h1_2_h2, h1_t)
+        jitops.ready(fused_2af1a58f40, c, R_h1, z_h2, slice_z_h1_2_h2_2, z_h2_2, T_y, h2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h1(t), h2(t), y(t)', error)
         return False
@@ -690,14 +696,14 @@ def steps_loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_t_all, h1_t_all, y_t
         jitops.dot(h2_tm1, z_h1_2_T, z_h1_2_h2)
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
         # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-        if not fused_d2da4d55c2(r31_t, V_h1, z_h1_5, slice_z_h1_2_h2, h1_t):
+        if not fused_ab02d7b892(r31_t, V_h1, z_h1_5, slice_z_h1_2_h2, h1_t):
             np.add(r31_t, V_h1, out=z_h1_5)
             np.add(z_h1_5, slice_z_h1_2_h2, out=h1_t)
             np.tanh(h1_t, out=h1_t)
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
         jitops.dot(h1_t, R_T, R_h1)
         jitops.dot(y_tm1, T_T, T_y)
-        if not fused_08a522f0ca(c, R_h1, z_h2, slice_z_h1_2_h2_2, z_h2_2, T_y, h2_t):
+        if not fused_2af1a58f40(c, R_h1, z_h2, slice_z_h1_2_h2_2, z_h2_2, T_y, h2_t):
             np.add(c, R_h1, out=z_h2)
             np.add(z_h2, slice_z_h1_2_h2_2, out=z_h2_2)
             np.add(z_h2_2, T_y, out=h2_t)
@@ -778,16 +784,16 @@ def steps_back_h1_h2_y(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, dz_h2_2_t_al
         dz_h1_4_t = dz_h1_4_t_all[step]
         cat_dz_h1_5_t = cat_dz_h1_5_t_all[step]
         # y(t) = softmax(P x(t) + Q h2(t) + d)
-        if not fused_d159887cec(dy, None if cot_y is None else cot_y[step], y_t, dz_y_2):
+        if not fused_07cc5d62d5(dy, None if cot_y is None else cot_y[step], y_t, dz_y_2):
             if cot_y is not None:
                 np.add(dy, cot_y[step], out=dy)
             np.multiply(dy, y_t, out=dz_y_2)
         rowsum_dz_y_2 = jitops.rowsum(dz_y_2)
-        if not fused_4c0ee5b685(dy, rowsum_dz_y_2, dz_y_t, y_t):
+        if not fused_71a39a94a1(dy, rowsum_dz_y_2, dz_y_t, y_t):
             np.subtract(dy, rowsum_dz_y_2, out=dz_y_t)
             np.multiply(y_t, dz_y_t, out=dz_y_t)
         jitops.dot(dz_y_t, Q, vecmat_dz_y)
-        if not fused_cd5c5f0e5f(dh2, vecmat_dz_y, None if cot_h2 is None else cot_h2[step], dz_h2_t, dz_h2_2_t):
+        if not fused_b9d6c739ac(dh2, vecmat_dz_y, None if cot_h2 is None else cot_h2[step], dz_h2_t, dz_h2_2_t):
             np.add(dh2, vecmat_dz_y, out=dh2)
             if cot_h2 is not None:
                 np.add(dh2, cot_h2[step], out=dh2)
@@ -795,7 +801,7 @@ def steps_back_h1_h2_y(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, dz_h2_2_t_al
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
         jitops.dot(dz_h2_2_t, T, dy)
         jitops.dot(dz_h2_2_t, R, vecmat_dz_h2_2)
-        if not fused_cd5c5f0e5f(dh1, vecmat_dz_h2_2, None if cot_h1 is None else cot_h1[step], dz_h1_4_t, dz_h1_5_t):
+        if not fused_b9d6c739ac(dh1, vecmat_dz_h2_2, None if cot_h1 is None else cot_h1[step], dz_h1_4_t, dz_h1_5_t):
             np.add(dh1, vecmat_dz_h2_2, out=dh1)
             if cot_h1 is not None:
                 np.add(dh1, cot_h1[step], out=dh1)
@@ -880,16 +886,16 @@ def steps_back_h1_h2_y_2(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, h2_t_all, 
         dz_h1_4_t = dz_h1_4_t_all[step]
         cat_dz_h1_4_t = cat_dz_h1_4_t_all[step]
         # y(t) = softmax(P x(t) + Q h2(t) + d)
-        if not fused_d159887cec(dy, None if cot_y is None else cot_y[step], y_t, dz_y_2):
+        if not fused_07cc5d62d5(dy, None if cot_y is None else cot_y[step], y_t, dz_y_2):
             if cot_y is not None:
                 np.add(dy, cot_y[step], out=dy)
             np.multiply(dy, y_t, out=dz_y_2)
         rowsum_dz_y_2 = jitops.rowsum(dz_y_2)
-        if not fused_4c0ee5b685(dy, rowsum_dz_y_2, dz_y_t, y_t):
+        if not fused_71a39a94a1(dy, rowsum_dz_y_2, dz_y_t, y_t):
             np.subtract(dy, rowsum_dz_y_2, out=dz_y_t)
             np.multiply(y_t, dz_y_t, out=dz_y_t)
         jitops.dot(dz_y_t, Q, vecmat_dz_y)
-        if not fused_852c1b9406(dh2, vecmat_dz_y, h2_t, dz_h2_2, ONE, dz_h2_t, None if cot_h2 is None else cot_h2[step]):
+        if not fused_f8ebf7983b(dh2, vecmat_dz_y, h2_t, dz_h2_2, ONE, dz_h2_t, None if cot_h2 is None else cot_h2[step]):
             np.add(dh2, vecmat_dz_y, out=dh2)
             np.multiply(h2_t, h2_t, out=dz_h2_2)
             np.subtract(ONE, dz_h2_2, out=dz_h2_t)
@@ -899,7 +905,7 @@ def steps_back_h1_h2_y_2(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, h2_t_all, 
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
         jitops.dot(dz_h2_t, T, dy)
         jitops.dot(dz_h2_t, R, vecmat_dz_h2)
-        if not fused_852c1b9406(dh1, vecmat_dz_h2, h1_t, dz_h1_5, ONE, dz_h1_4_t, None if cot_h1 is None else cot_h1[step]):
+        if not fused_f8ebf7983b(dh1, vecmat_dz_h2, h1_t, dz_h1_5, ONE, dz_h1_4_t, None if cot_h1 is None else cot_h1[step]):
             np.add(dh1, vecmat_dz_h2, out=dh1)
             np.multiply(h1_t, h1_t, out=dz_h1_5)
             np.subtract(ONE, dz_h1_5, out=dz_h1_4_t)
@@ -913,6 +919,6 @@ def steps_back_h1_h2_y_2(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, h2_t_all, 
 
 
 LOOPS = ("loop_h1_h2_y", "back_h1_h2_y", "back_h1_h2_y_2")
-KERNELS = ("fused_d2da4d55c2", "fused_08a522f0ca", "fused_d159887cec", "fused_4c0ee5b685",
-           "fused_cd5c5f0e5f", "fused_852c1b9406")
+KERNELS = ("fused_ab02d7b892", "fused_2af1a58f40", "fused_07cc5d62d5", "fused_71a39a94a1",
+           "fused_b9d6c739ac", "fused_f8ebf7983b")
 STEPS = ("steps_loop_h1_h2_y", "steps_back_h1_h2_y", "steps_back_h1_h2_y_2")

@@ -320,7 +320,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_40876b0fb9(p0, p1, p2, p3, p4):
+def fused_61efe698bf(p0, p1, p2, p3, p4):
     """add, sigmoid, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 16)
@@ -344,11 +344,12 @@ def fused_40876b0fb9(p0, p1, p2, p3, p4):
             or s3 < 0):
         return False
     dtype = p0.dtype
-    x0 = np.empty(16, dtype)
-    x1 = np.empty(16, dtype)
-    x2 = np.empty(8, dtype)
-    e16 = np.empty(16, dtype)
-    bits16 = jitops.scratch(e16)
+    space = np.empty(56, dtype)
+    x0 = space[0:16]
+    x1 = space[16:32]
+    x2 = space[32:40]
+    e16 = space[40:56]
+    bits = jitops.scratch(e16)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 16)
         r0_1 = jitops._view(p1, i * s1, 16)
@@ -356,7 +357,7 @@ def fused_40876b0fb9(p0, p1, p2, p3, p4):
             x0[j] = r0_0[j] + r0_1[j]
         jitops.put_row(p0, i, x0)
         r1_0 = jitops._view(p0, i * s0, 16)
-        jitops.vsigmoid(r1_0, x1, e16, bits16)
+        jitops.vsigmoid(r1_0, x1, e16, bits)
         jitops.put_row(p0, i, x1)
         r2_0 = jitops._view(p2, i * s2, 8)
         r2_1 = jitops._view(p3, i * s3, 8)
@@ -366,7 +367,7 @@ def fused_40876b0fb9(p0, p1, p2, p3, p4):
     return True
 
 
-def fused_0c74d68208(p0, p1, p2, p3, p4, p5):
+def fused_3b6147d769(p0, p1, p2, p3, p4, p5):
     """add, tanh, subtract, multiply, add: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -401,13 +402,14 @@ def fused_0c74d68208(p0, p1, p2, p3, p4, p5):
             or s5 < 0):
         return False
     dtype = p0.dtype
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    x2 = np.empty(8, dtype)
-    x3 = np.empty(8, dtype)
-    x4 = np.empty(8, dtype)
-    e8 = np.empty(8, dtype)
-    bits8 = jitops.scratch(e8)
+    space = np.empty(48, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
+    x4 = space[32:40]
+    e8 = space[40:48]
+    bits = jitops.scratch(e8)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -415,7 +417,7 @@ def fused_0c74d68208(p0, p1, p2, p3, p4, p5):
             x0[j] = r0_0[j] + r0_1[j]
         jitops.put_row(p0, i, x0)
         r1_0 = jitops._view(p0, i * s0, 8)
-        jitops.vtanh(r1_0, x1, e8, bits8)
+        jitops.vtanh(r1_0, x1, e8, bits)
         jitops.put_row(p0, i, x1)
         r2_0 = jitops._view(p2, i * s2, 8)
         r2_1 = jitops._view(p0, i * s0, 8)
@@ -435,7 +437,7 @@ def fused_0c74d68208(p0, p1, p2, p3, p4, p5):
     return True
 
 
-def fused_a77ac088f5(p0, p1, p2, p3, p4, p5, p6, p7, p8):
+def fused_d022ca73a3(p0, p1, p2, p3, p4, p5, p6, p7, p8):
     """add, multiply, multiply, negative, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -487,12 +489,13 @@ def fused_a77ac088f5(p0, p1, p2, p3, p4, p5, p6, p7, p8):
             or s5 < 0):
         return False
     dtype = p0.dtype
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    x2 = np.empty(8, dtype)
-    x3 = np.empty(8, dtype)
-    x4 = np.empty(8, dtype)
-    x5 = np.empty(8, dtype)
+    space = np.empty(48, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
+    x4 = space[32:40]
+    x5 = space[40:48]
     for i in range(rows):
         if p1 is not None:
             r0_0 = jitops._view(p0, i * s0, 8)
@@ -524,7 +527,7 @@ def fused_a77ac088f5(p0, p1, p2, p3, p4, p5, p6, p7, p8):
     return True
 
 
-def fused_4152b8391e(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10):
+def fused_fa790efb37(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10):
     """multiply, multiply, add, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p2)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -589,11 +592,12 @@ def fused_4152b8391e(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10):
             or s8 < 0):
         return False
     dtype = p2.dtype
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    x2 = np.empty(8, dtype)
-    x3 = np.empty(8, dtype)
-    x4 = np.empty(16, dtype)
+    space = np.empty(48, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
+    x4 = space[32:48]
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -625,7 +629,7 @@ def fused_4152b8391e(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10):
     return True
 
 
-def fused_5b6de0a26c(p0, p1, p2):
+def fused_98184ea32c(p0, p1, p2):
     """add, add: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -640,8 +644,9 @@ def fused_5b6de0a26c(p0, p1, p2):
             or s2 < 0):
         return False
     dtype = p0.dtype
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
+    space = np.empty(16, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -654,7 +659,7 @@ def fused_5b6de0a26c(p0, p1, p2):
     return True
 
 
-def fused_6c4f513955(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
+def fused_79c669e3f2(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
     """add, multiply, multiply, negative, add, multiply, subtract, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -717,14 +722,15 @@ def fused_6c4f513955(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
         return False
     dtype = p0.dtype
     c0 = jitops.like(p0, p10)
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    x2 = np.empty(8, dtype)
-    x3 = np.empty(8, dtype)
-    x4 = np.empty(8, dtype)
-    x5 = np.empty(8, dtype)
-    x6 = np.empty(8, dtype)
-    x7 = np.empty(8, dtype)
+    space = np.empty(64, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
+    x4 = space[32:40]
+    x5 = space[40:48]
+    x6 = space[48:56]
+    x7 = space[56:64]
     for i in range(rows):
         if p1 is not None:
             r0_0 = jitops._view(p0, i * s0, 8)
@@ -761,7 +767,7 @@ def fused_6c4f513955(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
     return True
 
 
-def fused_bb18f092eb(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12):
+def fused_c4943d959b(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12):
     """multiply, multiply, subtract, multiply, add, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p2)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -834,13 +840,14 @@ def fused_bb18f092eb(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12):
         return False
     dtype = p2.dtype
     c0 = jitops.like(p2, p5)
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    x2 = np.empty(16, dtype)
-    x3 = np.empty(16, dtype)
-    x4 = np.empty(8, dtype)
-    x5 = np.empty(8, dtype)
-    x6 = np.empty(16, dtype)
+    space = np.empty(80, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:32]
+    x3 = space[32:48]
+    x4 = space[48:56]
+    x5 = space[56:64]
+    x6 = space[64:80]
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -926,8 +933,8 @@ def steps_loop_u_r_h(T, h_tm1_all, ur_t_all, z_h_t_all, r_t_all, z_h_2_t_all, z_
     u_t = u_t_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_40876b0fb9, ur_t, W_ur_h, r_t, h_tm1, z_h_t)
-        jitops.ready(fused_0c74d68208, z_h_2_t, W_z_h, h_tm1, z_h_3_t, u_t, h_t)
+        jitops.ready(fused_61efe698bf, ur_t, W_ur_h, r_t, h_tm1, z_h_t)
+        jitops.ready(fused_3b6147d769, z_h_2_t, W_z_h, h_tm1, z_h_3_t, u_t, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('u(t), r(t), h(t)', error)
         return False
@@ -943,13 +950,13 @@ def steps_loop_u_r_h(T, h_tm1_all, ur_t_all, z_h_t_all, r_t_all, z_h_2_t_all, z_
         # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
         # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
         jitops.dot(h_tm1, W_ur_T, W_ur_h)
-        if not fused_40876b0fb9(ur_t, W_ur_h, r_t, h_tm1, z_h_t):
+        if not fused_61efe698bf(ur_t, W_ur_h, r_t, h_tm1, z_h_t):
             np.add(ur_t, W_ur_h, out=ur_t)
             np.divide(1.0, np.add(1.0, np.exp(np.negative(ur_t))), out=ur_t)
             np.multiply(r_t, h_tm1, out=z_h_t)
         # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
         jitops.dot(z_h_t, W_T, W_z_h)
-        if not fused_0c74d68208(z_h_2_t, W_z_h, h_tm1, z_h_3_t, u_t, h_t):
+        if not fused_3b6147d769(z_h_2_t, W_z_h, h_tm1, z_h_3_t, u_t, h_t):
             np.add(z_h_2_t, W_z_h, out=z_h_2_t)
             np.tanh(z_h_2_t, out=z_h_2_t)
             np.subtract(h_tm1, z_h_2_t, out=z_h_3_t)
@@ -1016,7 +1023,7 @@ def steps_back_u_r_h(T, cot_h, z_h_3_t_all, u_t_all, cot_u, dz_h_5_t_all, dz_h_4
     dz_u_5_t = dz_u_5_t_all[step]
     dz_u_4_t = dz_u_4_t_all[step]
     try:
-        jitops.ready(fused_5b6de0a26c, dh, dz_h_6, dz_h_7)
+        jitops.ready(fused_98184ea32c, dh, dz_h_6, dz_h_7)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('u(t), r(t), h(t)', error)
         return False
@@ -1030,7 +1037,7 @@ def steps_back_u_r_h(T, cot_h, z_h_3_t_all, u_t_all, cot_u, dz_h_5_t_all, dz_h_4
         dz_u_5_t = dz_u_5_t_all[step]
         dz_u_4_t = dz_u_4_t_all[step]
         # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
-        if not fused_a77ac088f5(dh, None if cot_h is None else cot_h[step], z_h_3_t, du, u_t, dz_h_6, neg_dz_h_6, dz_h_5_t, dz_h_4_t):
+        if not fused_d022ca73a3(dh, None if cot_h is None else cot_h[step], z_h_3_t, du, u_t, dz_h_6, neg_dz_h_6, dz_h_5_t, dz_h_4_t):
             if cot_h is not None:
                 np.add(dh, cot_h[step], out=dh)
             np.multiply(dh, z_h_3_t, out=du)
@@ -1039,7 +1046,7 @@ def steps_back_u_r_h(T, cot_h, z_h_3_t_all, u_t_all, cot_u, dz_h_5_t_all, dz_h_4
             np.add(dh, neg_dz_h_6, out=dz_h_5_t)
             np.multiply(dz_h_5_t, dz_h_4_t, out=dz_h_5_t)
         jitops.dot(dz_h_5_t, W, vecmat_dz_h_5)
-        if not fused_4152b8391e(vecmat_dz_h_5, h_tm1, dr, r_t, dz_h_7, du, None if cot_u is None else cot_u[step], None if cot_r is None else cot_r[step], dur, dz_u_4_t, dz_u_5_t):
+        if not fused_fa790efb37(vecmat_dz_h_5, h_tm1, dr, r_t, dz_h_7, du, None if cot_u is None else cot_u[step], None if cot_r is None else cot_r[step], dur, dz_u_4_t, dz_u_5_t):
             np.multiply(vecmat_dz_h_5, h_tm1, out=dr)
             np.multiply(r_t, vecmat_dz_h_5, out=dz_h_7)
             if cot_u is not None:
@@ -1051,7 +1058,7 @@ def steps_back_u_r_h(T, cot_h, z_h_3_t_all, u_t_all, cot_u, dz_h_5_t_all, dz_h_4
         # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
         jitops.dot(dz_u_5_t, W_ur, dh)
         # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
-        if not fused_5b6de0a26c(dh, dz_h_6, dz_h_7):
+        if not fused_98184ea32c(dh, dz_h_6, dz_h_7):
             np.add(dh, dz_h_6, out=dh)
             np.add(dh, dz_h_7, out=dh)
     return True
@@ -1119,7 +1126,7 @@ def steps_back_u_r_h_2(T, cot_h, z_h_3_t_all, u_t_all, cot_u, z_h_2_t_all, dz_h_
     ur_t = ur_t_all[step]
     dz_u_4_t = dz_u_4_t_all[step]
     try:
-        jitops.ready(fused_5b6de0a26c, dh, dz_h_5, dz_h_7)
+        jitops.ready(fused_98184ea32c, dh, dz_h_5, dz_h_7)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('u(t), r(t), h(t)', error)
         return False
@@ -1133,7 +1140,7 @@ def steps_back_u_r_h_2(T, cot_h, z_h_3_t_all, u_t_all, cot_u, z_h_2_t_all, dz_h_
         ur_t = ur_t_all[step]
         dz_u_4_t = dz_u_4_t_all[step]
         # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
-        if not fused_6c4f513955(dh, None if cot_h is None else cot_h[step], z_h_3_t, du, u_t, dz_h_5, neg_dz_h_5, dz_h_4_t, z_h_2_t, dz_h_6, ONE, sub_dz_h_6):
+        if not fused_79c669e3f2(dh, None if cot_h is None else cot_h[step], z_h_3_t, du, u_t, dz_h_5, neg_dz_h_5, dz_h_4_t, z_h_2_t, dz_h_6, ONE, sub_dz_h_6):
             if cot_h is not None:
                 np.add(dh, cot_h[step], out=dh)
             np.multiply(dh, z_h_3_t, out=du)
@@ -1144,7 +1151,7 @@ def steps_back_u_r_h_2(T, cot_h, z_h_3_t_all, u_t_all, cot_u, z_h_2_t_all, dz_h_
             np.subtract(ONE, dz_h_6, out=sub_dz_h_6)
             np.multiply(dz_h_4_t, sub_dz_h_6, out=dz_h_4_t)
         jitops.dot(dz_h_4_t, W, vecmat_dz_h_4)
-        if not fused_bb18f092eb(vecmat_dz_h_4, h_tm1, dr, r_t, dz_h_7, ONE, ur_t, sub_ur, dz_u_4_t, du, None if cot_u is None else cot_u[step], None if cot_r is None else cot_r[step], dur):
+        if not fused_c4943d959b(vecmat_dz_h_4, h_tm1, dr, r_t, dz_h_7, ONE, ur_t, sub_ur, dz_u_4_t, du, None if cot_u is None else cot_u[step], None if cot_r is None else cot_r[step], dur):
             np.multiply(vecmat_dz_h_4, h_tm1, out=dr)
             np.multiply(r_t, vecmat_dz_h_4, out=dz_h_7)
             np.subtract(ONE, ur_t, out=sub_ur)
@@ -1158,13 +1165,13 @@ def steps_back_u_r_h_2(T, cot_h, z_h_3_t_all, u_t_all, cot_u, z_h_2_t_all, dz_h_
         # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
         jitops.dot(dz_u_4_t, W_ur, dh)
         # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
-        if not fused_5b6de0a26c(dh, dz_h_5, dz_h_7):
+        if not fused_98184ea32c(dh, dz_h_5, dz_h_7):
             np.add(dh, dz_h_5, out=dh)
             np.add(dh, dz_h_7, out=dh)
     return True
 
 
 LOOPS = ("loop_u_r_h", "back_u_r_h", "back_u_r_h_2")
-KERNELS = ("fused_40876b0fb9", "fused_0c74d68208", "fused_a77ac088f5", "fused_4152b8391e",
-           "fused_5b6de0a26c", "fused_6c4f513955", "fused_bb18f092eb")
+KERNELS = ("fused_61efe698bf", "fused_3b6147d769", "fused_d022ca73a3", "fused_fa790efb37",
+           "fused_98184ea32c", "fused_79c669e3f2", "fused_c4943d959b")
 STEPS = ("steps_loop_u_r_h", "steps_back_u_r_h", "steps_back_u_r_h_2")

@@ -404,7 +404,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_f24748ed92(p0, p1):
+def fused_ab89f856e2(p0, p1):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -416,10 +416,11 @@ def fused_f24748ed92(p0, p1):
             or s1 < 0):
         return False
     dtype = p0.dtype
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    e8 = np.empty(8, dtype)
-    bits8 = jitops.scratch(e8)
+    space = np.empty(24, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    e8 = space[16:24]
+    bits = jitops.scratch(e8)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -427,12 +428,12 @@ def fused_f24748ed92(p0, p1):
             x0[j] = r0_0[j] + r0_1[j]
         jitops.put_row(p0, i, x0)
         r1_0 = jitops._view(p0, i * s0, 8)
-        jitops.vtanh(r1_0, x1, e8, bits8)
+        jitops.vtanh(r1_0, x1, e8, bits)
         jitops.put_row(p0, i, x1)
     return True
 
 
-def fused_504e733c2c(p0, p1, p2, p3):
+def fused_c53987d595(p0, p1, p2, p3):
     """add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -452,8 +453,9 @@ def fused_504e733c2c(p0, p1, p2, p3):
             or s2 < 0):
         return False
     dtype = p0.dtype
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
+    space = np.empty(16, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -467,7 +469,7 @@ def fused_504e733c2c(p0, p1, p2, p3):
     return True
 
 
-def fused_d5e81223b8(p0, p1, p2, p3, p4, p5):
+def fused_38bc5f63f6(p0, p1, p2, p3, p4, p5):
     """multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -493,10 +495,11 @@ def fused_d5e81223b8(p0, p1, p2, p3, p4, p5):
         return False
     dtype = p1.dtype
     c0 = jitops.like(p1, p2)
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    x2 = np.empty(8, dtype)
-    x3 = np.empty(8, dtype)
+    space = np.empty(32, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p0, i * s0, 8)
@@ -541,7 +544,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_T, W_h):
     h_tm1 = h_tm1_all[step_2]
     h_t = h_t_all[step_2]
     try:
-        jitops.ready(fused_f24748ed92, h_t, W_h)
+        jitops.ready(fused_ab89f856e2, h_t, W_h)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -550,7 +553,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_T, W_h):
         h_t = h_t_all[step_2]
         # h(t) = tanh(W h(t-1) + U x(t) + r * (end - t) + b)
         jitops.dot(h_tm1, W_T, W_h)
-        if not fused_f24748ed92(h_t, W_h):
+        if not fused_ab89f856e2(h_t, W_h):
             np.add(h_t, W_h, out=h_t)
             np.tanh(h_t, out=h_t)
     return True
@@ -582,7 +585,7 @@ def steps_back_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, dh_sum, W):
     dh_t = dh_t_all[step_2]
     dz_h_2_t = dz_h_2_t_all[step_2]
     try:
-        jitops.ready(fused_504e733c2c, dh_sum, dh_t, dz_h_2_t, dz_h_3_t)
+        jitops.ready(fused_c53987d595, dh_sum, dh_t, dz_h_2_t, dz_h_3_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -591,7 +594,7 @@ def steps_back_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, dh_sum, W):
         dh_t = dh_t_all[step_2]
         dz_h_2_t = dz_h_2_t_all[step_2]
         # h(t) = tanh(W h(t-1) + U x(t) + r * (end - t) + b)
-        if not fused_504e733c2c(dh_sum, dh_t, dz_h_2_t, dz_h_3_t):
+        if not fused_c53987d595(dh_sum, dh_t, dz_h_2_t, dz_h_3_t):
             np.add(dh_sum, dh_t, out=dh_sum)
             np.multiply(dh_sum, dz_h_2_t, out=dz_h_3_t)
         jitops.dot(dz_h_3_t, W, dh_sum)
@@ -626,7 +629,7 @@ def steps_back_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, dz_h_3, ONE, dh_sum, W):
     dz_h_2_t = dz_h_2_t_all[step_2]
     dh_t = dh_t_all[step_2]
     try:
-        jitops.ready(fused_d5e81223b8, h_t, dz_h_3, ONE, dz_h_2_t, dh_sum, dh_t)
+        jitops.ready(fused_38bc5f63f6, h_t, dz_h_3, ONE, dz_h_2_t, dh_sum, dh_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -635,7 +638,7 @@ def steps_back_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, dz_h_3, ONE, dh_sum, W):
         dz_h_2_t = dz_h_2_t_all[step_2]
         dh_t = dh_t_all[step_2]
         # h(t) = tanh(W h(t-1) + U x(t) + r * (end - t) + b)
-        if not fused_d5e81223b8(h_t, dz_h_3, ONE, dz_h_2_t, dh_sum, dh_t):
+        if not fused_38bc5f63f6(h_t, dz_h_3, ONE, dz_h_2_t, dh_sum, dh_t):
             np.multiply(h_t, h_t, out=dz_h_3)
             np.subtract(ONE, dz_h_3, out=dz_h_2_t)
             np.add(dh_sum, dh_t, out=dh_sum)
@@ -645,5 +648,5 @@ def steps_back_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, dz_h_3, ONE, dh_sum, W):
 
 
 LOOPS = ("loop_h", "back_h", "back_h_2")
-KERNELS = ("fused_f24748ed92", "fused_504e733c2c", "fused_d5e81223b8")
+KERNELS = ("fused_ab89f856e2", "fused_c53987d595", "fused_38bc5f63f6")
 STEPS = ("steps_loop_h", "steps_back_h", "steps_back_h_2")

@@ -348,7 +348,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_77356acc17(p0, p1, p2, p3):
+def fused_1a960f9f9d(p0, p1, p2, p3):
     """multiply, add, maximum: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p2)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -366,9 +366,10 @@ def fused_77356acc17(p0, p1, p2, p3):
         return False
     dtype = p2.dtype
     c0 = jitops.like(p2, 0.0)
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    x2 = np.empty(8, dtype)
+    space = np.empty(24, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -385,7 +386,7 @@ def fused_77356acc17(p0, p1, p2, p3):
     return True
 
 
-def fused_63290ee398(p0, p1, p2, p3, p4):
+def fused_84989f2490(p0, p1, p2, p3, p4):
     """add, multiply, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -411,9 +412,10 @@ def fused_63290ee398(p0, p1, p2, p3, p4):
             or s4 < 0):
         return False
     dtype = p0.dtype
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    x2 = np.empty(8, dtype)
+    space = np.empty(24, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -455,7 +457,7 @@ def steps_loop_h1(T, h1_tm1_all, h1_t_all, u1, z_h1):
     h1_tm1 = h1_tm1_all[step]
     h1_t = h1_t_all[step]
     try:
-        jitops.ready(fused_77356acc17, u1, h1_tm1, z_h1, h1_t)
+        jitops.ready(fused_1a960f9f9d, u1, h1_tm1, z_h1, h1_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h1(t)', error)
         return False
@@ -463,7 +465,7 @@ def steps_loop_h1(T, h1_tm1_all, h1_t_all, u1, z_h1):
         h1_tm1 = h1_tm1_all[step]
         h1_t = h1_t_all[step]
         # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
-        if not fused_77356acc17(u1, h1_tm1, z_h1, h1_t):
+        if not fused_1a960f9f9d(u1, h1_tm1, z_h1, h1_t):
             np.multiply(u1, h1_tm1, out=z_h1)
             np.add(h1_t, z_h1, out=h1_t)
             np.maximum(h1_t, 0.0, out=h1_t)
@@ -494,7 +496,7 @@ def steps_loop_h2(T, h2_tm1_all, h2_t_all, u2, z_h2):
     h2_tm1 = h2_tm1_all[step]
     h2_t = h2_t_all[step]
     try:
-        jitops.ready(fused_77356acc17, u2, h2_tm1, z_h2, h2_t)
+        jitops.ready(fused_1a960f9f9d, u2, h2_tm1, z_h2, h2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h2(t)', error)
         return False
@@ -502,7 +504,7 @@ def steps_loop_h2(T, h2_tm1_all, h2_t_all, u2, z_h2):
         h2_tm1 = h2_tm1_all[step]
         h2_t = h2_t_all[step]
         # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
-        if not fused_77356acc17(u2, h2_tm1, z_h2, h2_t):
+        if not fused_1a960f9f9d(u2, h2_tm1, z_h2, h2_t):
             np.multiply(u2, h2_tm1, out=z_h2)
             np.add(h2_t, z_h2, out=h2_t)
             np.maximum(h2_t, 0.0, out=h2_t)
@@ -535,7 +537,7 @@ def steps_back_h2(T, dz_h2_t_all, dh2_t_all, positive_h2_t_all, dh2_sum, u2):
     dh2_t = dh2_t_all[step]
     positive_h2_t = positive_h2_t_all[step]
     try:
-        jitops.ready(fused_63290ee398, dh2_sum, dh2_t, positive_h2_t, dz_h2_t, u2)
+        jitops.ready(fused_84989f2490, dh2_sum, dh2_t, positive_h2_t, dz_h2_t, u2)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h2(t)', error)
         return False
@@ -544,7 +546,7 @@ def steps_back_h2(T, dz_h2_t_all, dh2_t_all, positive_h2_t_all, dh2_sum, u2):
         dh2_t = dh2_t_all[step]
         positive_h2_t = positive_h2_t_all[step]
         # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
-        if not fused_63290ee398(dh2_sum, dh2_t, positive_h2_t, dz_h2_t, u2):
+        if not fused_84989f2490(dh2_sum, dh2_t, positive_h2_t, dz_h2_t, u2):
             np.add(dh2_sum, dh2_t, out=dh2_sum)
             np.multiply(dh2_sum, positive_h2_t, out=dz_h2_t)
             np.multiply(u2, dz_h2_t, out=dh2_sum)
@@ -577,7 +579,7 @@ def steps_back_h1(T, dz_h1_t_all, dh1_t_all, positive_h1_t_all, dh1_sum, u1):
     dh1_t = dh1_t_all[step]
     positive_h1_t = positive_h1_t_all[step]
     try:
-        jitops.ready(fused_63290ee398, dh1_sum, dh1_t, positive_h1_t, dz_h1_t, u1)
+        jitops.ready(fused_84989f2490, dh1_sum, dh1_t, positive_h1_t, dz_h1_t, u1)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h1(t)', error)
         return False
@@ -586,7 +588,7 @@ def steps_back_h1(T, dz_h1_t_all, dh1_t_all, positive_h1_t_all, dh1_sum, u1):
         dh1_t = dh1_t_all[step]
         positive_h1_t = positive_h1_t_all[step]
         # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
-        if not fused_63290ee398(dh1_sum, dh1_t, positive_h1_t, dz_h1_t, u1):
+        if not fused_84989f2490(dh1_sum, dh1_t, positive_h1_t, dz_h1_t, u1):
             np.add(dh1_sum, dh1_t, out=dh1_sum)
             np.multiply(dh1_sum, positive_h1_t, out=dz_h1_t)
             np.multiply(u1, dz_h1_t, out=dh1_sum)
@@ -630,7 +632,7 @@ def steps_back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, u2):
         dh2_t = dh2_t_all[step]
         # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
         positive_h2 = jitops.positive(h2_t)
-        if not fused_63290ee398(dh2_sum, dh2_t, positive_h2, dz_h2_t, u2):
+        if not fused_84989f2490(dh2_sum, dh2_t, positive_h2, dz_h2_t, u2):
             np.add(dh2_sum, dh2_t, out=dh2_sum)
             np.multiply(dh2_sum, positive_h2, out=dz_h2_t)
             np.multiply(u2, dz_h2_t, out=dh2_sum)
@@ -674,7 +676,7 @@ def steps_back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, u1):
         dh1_t = dh1_t_all[step]
         # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
         positive_h1 = jitops.positive(h1_t)
-        if not fused_63290ee398(dh1_sum, dh1_t, positive_h1, dz_h1_t, u1):
+        if not fused_84989f2490(dh1_sum, dh1_t, positive_h1, dz_h1_t, u1):
             np.add(dh1_sum, dh1_t, out=dh1_sum)
             np.multiply(dh1_sum, positive_h1, out=dz_h1_t)
             np.multiply(u1, dz_h1_t, out=dh1_sum)
@@ -682,6 +684,6 @@ def steps_back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, u1):
 
 
 LOOPS = ("loop_h1", "loop_h2", "back_h2", "back_h1", "back_h2_2", "back_h1_2")
-KERNELS = ("fused_77356acc17", "fused_63290ee398")
+KERNELS = ("fused_1a960f9f9d", "fused_84989f2490")
 STEPS = ("steps_loop_h1", "steps_loop_h2", "steps_back_h2", "steps_back_h1", "steps_back_h2_2",
          "steps_back_h1_2")

@@ -389,7 +389,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_a67de8fe65(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
+def fused_29d8d644a9(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
     """add, sigmoid, multiply, add, sigmoid, multiply, add, tanh, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 24)
@@ -470,19 +470,19 @@ def fused_a67de8fe65(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
             or s9 < 0):
         return False
     dtype = p0.dtype
-    x0 = np.empty(24, dtype)
-    x1 = np.empty(24, dtype)
-    x2 = np.empty(8, dtype)
-    x3 = np.empty(8, dtype)
-    x4 = np.empty(8, dtype)
-    x5 = np.empty(8, dtype)
-    x6 = np.empty(8, dtype)
-    x7 = np.empty(8, dtype)
-    x8 = np.empty(8, dtype)
-    e24 = np.empty(24, dtype)
-    bits24 = jitops.scratch(e24)
-    e8 = np.empty(8, dtype)
-    bits8 = jitops.scratch(e8)
+    space = np.empty(136, dtype)
+    x0 = space[0:24]
+    x1 = space[24:48]
+    x2 = space[48:56]
+    x3 = space[56:64]
+    x4 = space[64:72]
+    x5 = space[72:80]
+    x6 = space[80:88]
+    x7 = space[88:96]
+    x8 = space[96:104]
+    e24 = space[104:128]
+    e8 = space[128:136]
+    bits = jitops.scratch(e24)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 24)
         r0_1 = jitops._view(p1, i * s1, 24)
@@ -490,7 +490,7 @@ def fused_a67de8fe65(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
             x0[j] = r0_0[j] + r0_1[j]
         jitops.put_row(p0, i, x0)
         r1_0 = jitops._view(p0, i * s0, 24)
-        jitops.vsigmoid(r1_0, x1, e24, bits24)
+        jitops.vsigmoid(r1_0, x1, e24, bits)
         jitops.put_row(p0, i, x1)
         r2_0 = jitops._view(p2, i * s2, 8)
         r2_1 = jitops._view(p3, i * s3, 8)
@@ -503,7 +503,7 @@ def fused_a67de8fe65(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
             x3[j] = r3_0[j] + r3_1[j]
         jitops.put_row(p5, i, x3)
         r4_0 = jitops._view(p5, i * s4, 8)
-        jitops.vsigmoid(r4_0, x4, e8, bits8)
+        jitops.vsigmoid(r4_0, x4, e8, bits)
         jitops.put_row(p5, i, x4)
         r5_0 = jitops._view(p7, i * s6, 8)
         r5_1 = jitops._view(p5, i * s4, 8)
@@ -514,7 +514,7 @@ def fused_a67de8fe65(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
             x6[j] = r6_0[j] + x5[j]
         jitops.put_row(p4, i, x6)
         r7_0 = jitops._view(p4, i * s7, 8)
-        jitops.vtanh(r7_0, x7, e8, bits8)
+        jitops.vtanh(r7_0, x7, e8, bits)
         jitops.put_row(p9, i, x7)
         r8_0 = jitops._view(p9, i * s8, 8)
         r8_1 = jitops._view(p10, i * s9, 8)
@@ -524,7 +524,7 @@ def fused_a67de8fe65(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
     return True
 
 
-def fused_1205a16162(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23):
+def fused_125b0bebe6(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23):
     """add, multiply, multiply, multiply, add, add, multiply, multiply, multiply, multiply, multiply, add, add, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -727,21 +727,22 @@ def fused_1205a16162(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
             or s20 < 0):
         return False
     dtype = p0.dtype
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    x2 = np.empty(8, dtype)
-    x3 = np.empty(8, dtype)
-    x4 = np.empty(8, dtype)
-    x5 = np.empty(8, dtype)
-    x6 = np.empty(8, dtype)
-    x7 = np.empty(8, dtype)
-    x8 = np.empty(8, dtype)
-    x9 = np.empty(8, dtype)
-    x10 = np.empty(8, dtype)
-    x11 = np.empty(8, dtype)
-    x12 = np.empty(8, dtype)
-    x13 = np.empty(8, dtype)
-    x14 = np.empty(24, dtype)
+    space = np.empty(136, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
+    x4 = space[32:40]
+    x5 = space[40:48]
+    x6 = space[48:56]
+    x7 = space[56:64]
+    x8 = space[64:72]
+    x9 = space[72:80]
+    x10 = space[80:88]
+    x11 = space[88:96]
+    x12 = space[96:104]
+    x13 = space[104:112]
+    x14 = space[112:136]
     for i in range(rows):
         if p1 is not None:
             r0_0 = jitops._view(p0, i * s0, 8)
@@ -815,7 +816,7 @@ def fused_1205a16162(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
     return True
 
 
-def fused_f6b548f3fb(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24, p25, p26, p27):
+def fused_e63669e1c7(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24, p25, p26, p27):
     """add, multiply, multiply, multiply, subtract, multiply, add, add, multiply, multiply, subtract, multiply, multiply, multiply, multiply, subtract, multiply, add, add, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -1043,27 +1044,28 @@ def fused_f6b548f3fb(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
         return False
     dtype = p0.dtype
     c0 = jitops.like(p0, p7)
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    x2 = np.empty(8, dtype)
-    x3 = np.empty(8, dtype)
-    x4 = np.empty(8, dtype)
-    x5 = np.empty(8, dtype)
-    x6 = np.empty(8, dtype)
-    x7 = np.empty(8, dtype)
-    x8 = np.empty(8, dtype)
-    x9 = np.empty(8, dtype)
-    x10 = np.empty(8, dtype)
-    x11 = np.empty(8, dtype)
-    x12 = np.empty(8, dtype)
-    x13 = np.empty(8, dtype)
-    x14 = np.empty(8, dtype)
-    x15 = np.empty(24, dtype)
-    x16 = np.empty(24, dtype)
-    x17 = np.empty(8, dtype)
-    x18 = np.empty(8, dtype)
-    x19 = np.empty(8, dtype)
-    x20 = np.empty(24, dtype)
+    space = np.empty(216, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
+    x4 = space[32:40]
+    x5 = space[40:48]
+    x6 = space[48:56]
+    x7 = space[56:64]
+    x8 = space[64:72]
+    x9 = space[72:80]
+    x10 = space[80:88]
+    x11 = space[88:96]
+    x12 = space[96:104]
+    x13 = space[104:112]
+    x14 = space[112:120]
+    x15 = space[120:144]
+    x16 = space[144:168]
+    x17 = space[168:176]
+    x18 = space[176:184]
+    x19 = space[184:192]
+    x20 = space[192:216]
     for i in range(rows):
         if p1 is not None:
             r0_0 = jitops._view(p0, i * s0, 8)
@@ -1213,7 +1215,7 @@ def steps_loop_f_g_q_s_h(T, h_tm1_all, fgq_t_all, f_t_all, s_tm1_all, z_s_t_all,
     h_t = h_t_all[step]
     q_t = q_t_all[step]
     try:
-        jitops.ready(fused_a67de8fe65, fgq_t, slice_z_f_3_h, f_t, s_tm1, s_t, z_s_t, slice_z_f_3_h_2, g_t, z_s_2, tanh_s_t, q_t, h_t)
+        jitops.ready(fused_29d8d644a9, fgq_t, slice_z_f_3_h, f_t, s_tm1, s_t, z_s_t, slice_z_f_3_h_2, g_t, z_s_2, tanh_s_t, q_t, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('f(t), g(t), q(t), s(t), h(t)', error)
         return False
@@ -1236,7 +1238,7 @@ def steps_loop_f_g_q_s_h(T, h_tm1_all, fgq_t_all, f_t_all, s_tm1_all, z_s_t_all,
         # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
         # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
         # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-        if not fused_a67de8fe65(fgq_t, slice_z_f_3_h, f_t, s_tm1, s_t, z_s_t, slice_z_f_3_h_2, g_t, z_s_2, tanh_s_t, q_t, h_t):
+        if not fused_29d8d644a9(fgq_t, slice_z_f_3_h, f_t, s_tm1, s_t, z_s_t, slice_z_f_3_h_2, g_t, z_s_2, tanh_s_t, q_t, h_t):
             np.add(fgq_t, slice_z_f_3_h, out=fgq_t)
             np.divide(1.0, np.add(1.0, np.exp(np.negative(fgq_t))), out=fgq_t)
             np.multiply(f_t, s_tm1, out=s_t)
@@ -1341,7 +1343,7 @@ def steps_back_f_g_q_s_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot
         dz_f_5_t = dz_f_5_t_all[step]
         cat_dz_f_6_t = cat_dz_f_6_t_all[step]
         # h(t) = tanh(s(t)) * q(t)
-        if not fused_1205a16162(dh, None if cot_h is None else cot_h[step], q_t, dz_h_2, tanh_s_t, dq, dz_h_t, dz_h_3, ds, None if cot_s is None else cot_s[step], z_s_t, dg, g_t, dz_s_3_t, dz_s_2_t, s_tm1, df, f_t, None if cot_f is None else cot_f[step], None if cot_g is None else cot_g[step], None if cot_q is None else cot_q[step], dfgq, dz_f_5_t, dz_f_6_t):
+        if not fused_125b0bebe6(dh, None if cot_h is None else cot_h[step], q_t, dz_h_2, tanh_s_t, dq, dz_h_t, dz_h_3, ds, None if cot_s is None else cot_s[step], z_s_t, dg, g_t, dz_s_3_t, dz_s_2_t, s_tm1, df, f_t, None if cot_f is None else cot_f[step], None if cot_g is None else cot_g[step], None if cot_q is None else cot_q[step], dfgq, dz_f_5_t, dz_f_6_t):
             if cot_h is not None:
                 np.add(dh, cot_h[step], out=dh)
             np.multiply(dh, q_t, out=dz_h_2)
@@ -1460,7 +1462,7 @@ def steps_back_f_g_q_s_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, z_s_t_
         dz_f_5_t = dz_f_5_t_all[step]
         cat_dz_f_5_t = cat_dz_f_5_t_all[step]
         # h(t) = tanh(s(t)) * q(t)
-        if not fused_f6b548f3fb(dh, None if cot_h is None else cot_h[step], q_t, dz_h, tanh_s_t, dq, dz_h_2, ONE, sub_dz_h_2, dz_h_3, ds, None if cot_s is None else cot_s[step], z_s_t, dg, g_t, dz_s_2_t, sub_z_s, dz_s_3, s_tm1, df, f_t, fgq_t, sub_fgq, dz_f_5_t, None if cot_f is None else cot_f[step], None if cot_g is None else cot_g[step], None if cot_q is None else cot_q[step], dfgq):
+        if not fused_e63669e1c7(dh, None if cot_h is None else cot_h[step], q_t, dz_h, tanh_s_t, dq, dz_h_2, ONE, sub_dz_h_2, dz_h_3, ds, None if cot_s is None else cot_s[step], z_s_t, dg, g_t, dz_s_2_t, sub_z_s, dz_s_3, s_tm1, df, f_t, fgq_t, sub_fgq, dz_f_5_t, None if cot_f is None else cot_f[step], None if cot_g is None else cot_g[step], None if cot_q is None else cot_q[step], dfgq):
             if cot_h is not None:
                 np.add(dh, cot_h[step], out=dh)
             np.multiply(dh, q_t, out=dz_h)
@@ -1496,5 +1498,5 @@ def steps_back_f_g_q_s_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, z_s_t_
 
 
 LOOPS = ("loop_f_g_q_s_h", "back_f_g_q_s_h", "back_f_g_q_s_h_2")
-KERNELS = ("fused_a67de8fe65", "fused_1205a16162", "fused_f6b548f3fb")
+KERNELS = ("fused_29d8d644a9", "fused_125b0bebe6", "fused_e63669e1c7")
 STEPS = ("steps_loop_f_g_q_s_h", "steps_back_f_g_q_s_h", "steps_back_f_g_q_s_h_2")

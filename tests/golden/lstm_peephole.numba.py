@@ -488,7 +488,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_6ee1c7ce6b(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24):
+def fused_5991f2e28c(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24):
     """multiply, add, add, sigmoid, multiply, add, add, sigmoid, multiply, add, sigmoid, multiply, add, multiply, add, add, sigmoid, tanh, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p2)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -695,27 +695,28 @@ def fused_6ee1c7ce6b(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
             or s16 < 0):
         return False
     dtype = p2.dtype
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    x2 = np.empty(8, dtype)
-    x3 = np.empty(8, dtype)
-    x4 = np.empty(8, dtype)
-    x5 = np.empty(8, dtype)
-    x6 = np.empty(8, dtype)
-    x7 = np.empty(8, dtype)
-    x8 = np.empty(8, dtype)
-    x9 = np.empty(8, dtype)
-    x10 = np.empty(8, dtype)
-    x11 = np.empty(8, dtype)
-    x12 = np.empty(8, dtype)
-    x13 = np.empty(8, dtype)
-    x14 = np.empty(8, dtype)
-    x15 = np.empty(8, dtype)
-    x16 = np.empty(8, dtype)
-    x17 = np.empty(8, dtype)
-    x18 = np.empty(8, dtype)
-    e8 = np.empty(8, dtype)
-    bits8 = jitops.scratch(e8)
+    space = np.empty(160, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
+    x4 = space[32:40]
+    x5 = space[40:48]
+    x6 = space[48:56]
+    x7 = space[56:64]
+    x8 = space[64:72]
+    x9 = space[72:80]
+    x10 = space[80:88]
+    x11 = space[88:96]
+    x12 = space[96:104]
+    x13 = space[104:112]
+    x14 = space[112:120]
+    x15 = space[120:128]
+    x16 = space[128:136]
+    x17 = space[136:144]
+    x18 = space[144:152]
+    e8 = space[152:160]
+    bits = jitops.scratch(e8)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -729,7 +730,7 @@ def fused_6ee1c7ce6b(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
             x2[j] = x1[j] + x0[j]
         jitops.put_row(p6, i, x2)
         r3_0 = jitops._view(p6, i * s4, 8)
-        jitops.vsigmoid(r3_0, x3, e8, bits8)
+        jitops.vsigmoid(r3_0, x3, e8, bits)
         jitops.put_row(p6, i, x3)
         r4_0 = jitops._view(p7, i * s5, 8)
         r4_1 = jitops._view(p1, i * s1, 8)
@@ -743,7 +744,7 @@ def fused_6ee1c7ce6b(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
             x6[j] = x5[j] + x4[j]
         jitops.put_row(p12, i, x6)
         r7_0 = jitops._view(p12, i * s8, 8)
-        jitops.vsigmoid(r7_0, x7, e8, bits8)
+        jitops.vsigmoid(r7_0, x7, e8, bits)
         jitops.put_row(p12, i, x7)
         r8_0 = jitops._view(p6, i * s4, 8)
         r8_1 = jitops._view(p1, i * s1, 8)
@@ -756,7 +757,7 @@ def fused_6ee1c7ce6b(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
             x9[j] = r9_0[j] + r9_1[j]
         jitops.put_row(p14, i, x9)
         r10_0 = jitops._view(p14, i * s9, 8)
-        jitops.vsigmoid(r10_0, x10, e8, bits8)
+        jitops.vsigmoid(r10_0, x10, e8, bits)
         jitops.put_row(p14, i, x10)
         r11_0 = jitops._view(p12, i * s8, 8)
         r11_1 = jitops._view(p14, i * s9, 8)
@@ -778,10 +779,10 @@ def fused_6ee1c7ce6b(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
             x15[j] = x14[j] + x13[j]
         jitops.put_row(p22, i, x15)
         r16_0 = jitops._view(p22, i * s15, 8)
-        jitops.vsigmoid(r16_0, x16, e8, bits8)
+        jitops.vsigmoid(r16_0, x16, e8, bits)
         jitops.put_row(p22, i, x16)
         r17_0 = jitops._view(p13, i * s11, 8)
-        jitops.vtanh(r17_0, x17, e8, bits8)
+        jitops.vtanh(r17_0, x17, e8, bits)
         jitops.put_row(p23, i, x17)
         r18_0 = jitops._view(p23, i * s16, 8)
         r18_1 = jitops._view(p22, i * s15, 8)
@@ -791,7 +792,7 @@ def fused_6ee1c7ce6b(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
     return True
 
 
-def fused_77b988fc9a(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24, p25, p26, p27, p28, p29, p30, p31, p32):
+def fused_eb3ef11462(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24, p25, p26, p27, p28, p29, p30, p31, p32):
     """add, multiply, multiply, multiply, add, add, multiply, multiply, add, add, multiply, multiply, multiply, multiply, multiply, add, multiply, multiply, add, add, multiply, multiply, add: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -1121,29 +1122,30 @@ def fused_77b988fc9a(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
             or s24 < 0):
         return False
     dtype = p0.dtype
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    x2 = np.empty(8, dtype)
-    x3 = np.empty(8, dtype)
-    x4 = np.empty(8, dtype)
-    x5 = np.empty(8, dtype)
-    x6 = np.empty(8, dtype)
-    x7 = np.empty(8, dtype)
-    x8 = np.empty(8, dtype)
-    x9 = np.empty(8, dtype)
-    x10 = np.empty(8, dtype)
-    x11 = np.empty(8, dtype)
-    x12 = np.empty(8, dtype)
-    x13 = np.empty(8, dtype)
-    x14 = np.empty(8, dtype)
-    x15 = np.empty(8, dtype)
-    x16 = np.empty(8, dtype)
-    x17 = np.empty(8, dtype)
-    x18 = np.empty(8, dtype)
-    x19 = np.empty(8, dtype)
-    x20 = np.empty(8, dtype)
-    x21 = np.empty(8, dtype)
-    x22 = np.empty(8, dtype)
+    space = np.empty(184, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
+    x4 = space[32:40]
+    x5 = space[40:48]
+    x6 = space[48:56]
+    x7 = space[56:64]
+    x8 = space[64:72]
+    x9 = space[72:80]
+    x10 = space[80:88]
+    x11 = space[88:96]
+    x12 = space[96:104]
+    x13 = space[104:112]
+    x14 = space[112:120]
+    x15 = space[120:128]
+    x16 = space[128:136]
+    x17 = space[136:144]
+    x18 = space[144:152]
+    x19 = space[152:160]
+    x20 = space[160:168]
+    x21 = space[168:176]
+    x22 = space[176:184]
     for i in range(rows):
         if p1 is not None:
             r0_0 = jitops._view(p0, i * s0, 8)
@@ -1236,7 +1238,7 @@ def fused_77b988fc9a(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
     return True
 
 
-def fused_740a22b26d(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24, p25, p26, p27, p28, p29, p30, p31, p32, p33, p34, p35):
+def fused_a6cfab5c35(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24, p25, p26, p27, p28, p29, p30, p31, p32, p33, p34, p35):
     """add, multiply, multiply, multiply, subtract, multiply, add, subtract, multiply, add, multiply, multiply, add, add, multiply, multiply, subtract, multiply, multiply, multiply, multiply, subtract, multiply, add, multiply, multiply, add, subtract, multiply, add, multiply, multiply, add: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -1582,39 +1584,40 @@ def fused_740a22b26d(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
         return False
     dtype = p0.dtype
     c0 = jitops.like(p0, p7)
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    x2 = np.empty(8, dtype)
-    x3 = np.empty(8, dtype)
-    x4 = np.empty(8, dtype)
-    x5 = np.empty(8, dtype)
-    x6 = np.empty(8, dtype)
-    x7 = np.empty(8, dtype)
-    x8 = np.empty(8, dtype)
-    x9 = np.empty(8, dtype)
-    x10 = np.empty(8, dtype)
-    x11 = np.empty(8, dtype)
-    x12 = np.empty(8, dtype)
-    x13 = np.empty(8, dtype)
-    x14 = np.empty(8, dtype)
-    x15 = np.empty(8, dtype)
-    x16 = np.empty(8, dtype)
-    x17 = np.empty(8, dtype)
-    x18 = np.empty(8, dtype)
-    x19 = np.empty(8, dtype)
-    x20 = np.empty(8, dtype)
-    x21 = np.empty(8, dtype)
-    x22 = np.empty(8, dtype)
-    x23 = np.empty(8, dtype)
-    x24 = np.empty(8, dtype)
-    x25 = np.empty(8, dtype)
-    x26 = np.empty(8, dtype)
-    x27 = np.empty(8, dtype)
-    x28 = np.empty(8, dtype)
-    x29 = np.empty(8, dtype)
-    x30 = np.empty(8, dtype)
-    x31 = np.empty(8, dtype)
-    x32 = np.empty(8, dtype)
+    space = np.empty(264, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
+    x4 = space[32:40]
+    x5 = space[40:48]
+    x6 = space[48:56]
+    x7 = space[56:64]
+    x8 = space[64:72]
+    x9 = space[72:80]
+    x10 = space[80:88]
+    x11 = space[88:96]
+    x12 = space[96:104]
+    x13 = space[104:112]
+    x14 = space[112:120]
+    x15 = space[120:128]
+    x16 = space[128:136]
+    x17 = space[136:144]
+    x18 = space[144:152]
+    x19 = space[152:160]
+    x20 = space[160:168]
+    x21 = space[168:176]
+    x22 = space[176:184]
+    x23 = space[184:192]
+    x24 = space[192:200]
+    x25 = space[200:208]
+    x26 = space[208:216]
+    x27 = space[216:224]
+    x28 = space[224:232]
+    x29 = space[232:240]
+    x30 = space[240:248]
+    x31 = space[248:256]
+    x32 = space[256:264]
     for i in range(rows):
         if p1 is not None:
             r0_0 = jitops._view(p0, i * s0, 8)
@@ -1813,7 +1816,7 @@ def steps_loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_t_all, f_t_all, r49_t_all,
     tanh_s_t = tanh_s_t_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_6ee1c7ce6b, p_f, s_tm1, z_f_4, r47_t, slice_z_f_2_h, z_f_5, f_t, p_g, z_g, r49_t, slice_z_f_2_h_2, z_g_2, g_t, s_t, z_s_t, slice_z_f_2_h_3, z_s_2, p_o, z_q, r52_t, slice_z_f_2_h_4, z_q_2, q_t, tanh_s_t, h_t)
+        jitops.ready(fused_5991f2e28c, p_f, s_tm1, z_f_4, r47_t, slice_z_f_2_h, z_f_5, f_t, p_g, z_g, r49_t, slice_z_f_2_h_2, z_g_2, g_t, s_t, z_s_t, slice_z_f_2_h_3, z_s_2, p_o, z_q, r52_t, slice_z_f_2_h_4, z_q_2, q_t, tanh_s_t, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('f(t), g(t), s(t), q(t), h(t)', error)
         return False
@@ -1836,7 +1839,7 @@ def steps_loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_t_all, f_t_all, r49_t_all,
         # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
         # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1) + diag(p_o) s(t))
         # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
-        if not fused_6ee1c7ce6b(p_f, s_tm1, z_f_4, r47_t, slice_z_f_2_h, z_f_5, f_t, p_g, z_g, r49_t, slice_z_f_2_h_2, z_g_2, g_t, s_t, z_s_t, slice_z_f_2_h_3, z_s_2, p_o, z_q, r52_t, slice_z_f_2_h_4, z_q_2, q_t, tanh_s_t, h_t):
+        if not fused_5991f2e28c(p_f, s_tm1, z_f_4, r47_t, slice_z_f_2_h, z_f_5, f_t, p_g, z_g, r49_t, slice_z_f_2_h_2, z_g_2, g_t, s_t, z_s_t, slice_z_f_2_h_3, z_s_2, p_o, z_q, r52_t, slice_z_f_2_h_4, z_q_2, q_t, tanh_s_t, h_t):
             np.multiply(p_f, s_tm1, out=z_f_4)
             np.add(r47_t, slice_z_f_2_h, out=z_f_5)
             np.add(z_f_5, z_f_4, out=f_t)
@@ -1975,7 +1978,7 @@ def steps_back_f_g_s_q_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot
         dz_f_4_t = dz_f_4_t_all[step]
         cat_dz_f_5_t = cat_dz_f_5_t_all[step]
         # h(t) = tanh(s(t)) * q(t)
-        if not fused_77b988fc9a(dh, None if cot_h is None else cot_h[step], q_t, dz_h_2, tanh_s_t, dq, dz_h_t, dz_h_3, ds, None if cot_q is None else cot_q[step], dz_q_t, dz_q_2_t, p_o, dz_q_3, None if cot_s is None else cot_s[step], z_s_t, dg, g_t, dz_s_3_t, dz_s_2_t, s_tm1, df, f_t, None if cot_g is None else cot_g[step], dz_g_t, dz_g_2_t, p_g, dz_g_3, None if cot_f is None else cot_f[step], dz_f_4_t, dz_f_5_t, p_f, dz_f_6):
+        if not fused_eb3ef11462(dh, None if cot_h is None else cot_h[step], q_t, dz_h_2, tanh_s_t, dq, dz_h_t, dz_h_3, ds, None if cot_q is None else cot_q[step], dz_q_t, dz_q_2_t, p_o, dz_q_3, None if cot_s is None else cot_s[step], z_s_t, dg, g_t, dz_s_3_t, dz_s_2_t, s_tm1, df, f_t, None if cot_g is None else cot_g[step], dz_g_t, dz_g_2_t, p_g, dz_g_3, None if cot_f is None else cot_f[step], dz_f_4_t, dz_f_5_t, p_f, dz_f_6):
             if cot_h is not None:
                 np.add(dh, cot_h[step], out=dh)
             np.multiply(dh, q_t, out=dz_h_2)
@@ -2119,7 +2122,7 @@ def steps_back_f_g_s_q_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, dz_q_t
         dz_f_4_t = dz_f_4_t_all[step]
         cat_dz_f_4_t = cat_dz_f_4_t_all[step]
         # h(t) = tanh(s(t)) * q(t)
-        if not fused_740a22b26d(dh, None if cot_h is None else cot_h[step], q_t, dz_h, tanh_s_t, dq, dz_h_2, ONE, sub_dz_h_2, dz_h_3, ds, sub_q, dz_q_t, None if cot_q is None else cot_q[step], p_o, dz_q_2, None if cot_s is None else cot_s[step], z_s_t, dg, g_t, dz_s_2_t, sub_z_s, dz_s_3, s_tm1, df, f_t, sub_g, dz_g_t, None if cot_g is None else cot_g[step], p_g, dz_g_2, sub_f, dz_f_4_t, None if cot_f is None else cot_f[step], p_f, dz_f_5):
+        if not fused_a6cfab5c35(dh, None if cot_h is None else cot_h[step], q_t, dz_h, tanh_s_t, dq, dz_h_2, ONE, sub_dz_h_2, dz_h_3, ds, sub_q, dz_q_t, None if cot_q is None else cot_q[step], p_o, dz_q_2, None if cot_s is None else cot_s[step], z_s_t, dg, g_t, dz_s_2_t, sub_z_s, dz_s_3, s_tm1, df, f_t, sub_g, dz_g_t, None if cot_g is None else cot_g[step], p_g, dz_g_2, sub_f, dz_f_4_t, None if cot_f is None else cot_f[step], p_f, dz_f_5):
             if cot_h is not None:
                 np.add(dh, cot_h[step], out=dh)
             np.multiply(dh, q_t, out=dz_h)
@@ -2167,5 +2170,5 @@ def steps_back_f_g_s_q_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, dz_q_t
 
 
 LOOPS = ("loop_f_g_s_q_h", "back_f_g_s_q_h", "back_f_g_s_q_h_2")
-KERNELS = ("fused_6ee1c7ce6b", "fused_77b988fc9a", "fused_740a22b26d")
+KERNELS = ("fused_5991f2e28c", "fused_eb3ef11462", "fused_a6cfab5c35")
 STEPS = ("steps_loop_f_g_s_q_h", "steps_back_f_g_s_q_h", "steps_back_f_g_s_q_h_2")

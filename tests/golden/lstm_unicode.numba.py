@@ -415,7 +415,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_a02db32d1b(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
+def fused_67702477b9(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
     """add, sigmoid, tanh, multiply, multiply, add, tanh, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 32)
@@ -504,18 +504,18 @@ def fused_a02db32d1b(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
             or s9 < 0):
         return False
     dtype = p0.dtype
-    x0 = np.empty(32, dtype)
-    x1 = np.empty(24, dtype)
-    x2 = np.empty(8, dtype)
-    x3 = np.empty(8, dtype)
-    x4 = np.empty(8, dtype)
-    x5 = np.empty(8, dtype)
-    x6 = np.empty(8, dtype)
-    x7 = np.empty(8, dtype)
-    e24 = np.empty(24, dtype)
-    bits24 = jitops.scratch(e24)
-    e8 = np.empty(8, dtype)
-    bits8 = jitops.scratch(e8)
+    space = np.empty(136, dtype)
+    x0 = space[0:32]
+    x1 = space[32:56]
+    x2 = space[56:64]
+    x3 = space[64:72]
+    x4 = space[72:80]
+    x5 = space[80:88]
+    x6 = space[88:96]
+    x7 = space[96:104]
+    e24 = space[104:128]
+    e8 = space[128:136]
+    bits = jitops.scratch(e24)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 32)
         r0_1 = jitops._view(p1, i * s1, 32)
@@ -523,10 +523,10 @@ def fused_a02db32d1b(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
             x0[j] = r0_0[j] + r0_1[j]
         jitops.put_row(p0, i, x0)
         r1_0 = jitops._view(p2, i * s2, 24)
-        jitops.vsigmoid(r1_0, x1, e24, bits24)
+        jitops.vsigmoid(r1_0, x1, e24, bits)
         jitops.put_row(p2, i, x1)
         r2_0 = jitops._view(p3, i * s3, 8)
-        jitops.vtanh(r2_0, x2, e8, bits8)
+        jitops.vtanh(r2_0, x2, e8, bits)
         jitops.put_row(p3, i, x2)
         r3_0 = jitops._view(p4, i * s4, 8)
         r3_1 = jitops._view(p5, i * s5, 8)
@@ -542,7 +542,7 @@ def fused_a02db32d1b(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
             x5[j] = r5_0[j] + x4[j]
         jitops.put_row(p6, i, x5)
         r6_0 = jitops._view(p6, i * s7, 8)
-        jitops.vtanh(r6_0, x6, e8, bits8)
+        jitops.vtanh(r6_0, x6, e8, bits)
         jitops.put_row(p9, i, x6)
         r7_0 = jitops._view(p10, i * s8, 8)
         r7_1 = jitops._view(p9, i * s9, 8)
@@ -552,7 +552,7 @@ def fused_a02db32d1b(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
     return True
 
 
-def fused_bcb095cf39(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24, p25):
+def fused_52636b201d(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24, p25):
     """add, multiply, multiply, multiply, add, add, multiply, multiply, multiply, multiply, add, multiply, add, add, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -791,22 +791,23 @@ def fused_bcb095cf39(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
             or s21 < 0):
         return False
     dtype = p0.dtype
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    x2 = np.empty(8, dtype)
-    x3 = np.empty(8, dtype)
-    x4 = np.empty(8, dtype)
-    x5 = np.empty(8, dtype)
-    x6 = np.empty(8, dtype)
-    x7 = np.empty(8, dtype)
-    x8 = np.empty(8, dtype)
-    x9 = np.empty(8, dtype)
-    x10 = np.empty(8, dtype)
-    x11 = np.empty(8, dtype)
-    x12 = np.empty(8, dtype)
-    x13 = np.empty(8, dtype)
-    x14 = np.empty(8, dtype)
-    x15 = np.empty(24, dtype)
+    space = np.empty(144, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
+    x4 = space[32:40]
+    x5 = space[40:48]
+    x6 = space[48:56]
+    x7 = space[56:64]
+    x8 = space[64:72]
+    x9 = space[72:80]
+    x10 = space[80:88]
+    x11 = space[88:96]
+    x12 = space[96:104]
+    x13 = space[104:112]
+    x14 = space[112:120]
+    x15 = space[120:144]
     for i in range(rows):
         if p1 is not None:
             r0_0 = jitops._view(p0, i * s0, 8)
@@ -886,7 +887,7 @@ def fused_bcb095cf39(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
     return True
 
 
-def fused_feff163d10(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24, p25, p26, p27, p28, p29, p30):
+def fused_7cc3dfbbae(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24, p25, p26, p27, p28, p29, p30):
     """add, multiply, multiply, multiply, subtract, multiply, add, add, multiply, multiply, multiply, multiply, multiply, subtract, add, multiply, subtract, multiply, add, add, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -1160,28 +1161,29 @@ def fused_feff163d10(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
         return False
     dtype = p0.dtype
     c0 = jitops.like(p0, p7)
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    x2 = np.empty(8, dtype)
-    x3 = np.empty(8, dtype)
-    x4 = np.empty(8, dtype)
-    x5 = np.empty(8, dtype)
-    x6 = np.empty(8, dtype)
-    x7 = np.empty(8, dtype)
-    x8 = np.empty(8, dtype)
-    x9 = np.empty(8, dtype)
-    x10 = np.empty(8, dtype)
-    x11 = np.empty(8, dtype)
-    x12 = np.empty(8, dtype)
-    x13 = np.empty(8, dtype)
-    x14 = np.empty(8, dtype)
-    x15 = np.empty(8, dtype)
-    x16 = np.empty(24, dtype)
-    x17 = np.empty(24, dtype)
-    x18 = np.empty(8, dtype)
-    x19 = np.empty(8, dtype)
-    x20 = np.empty(8, dtype)
-    x21 = np.empty(24, dtype)
+    space = np.empty(224, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
+    x4 = space[32:40]
+    x5 = space[40:48]
+    x6 = space[48:56]
+    x7 = space[56:64]
+    x8 = space[64:72]
+    x9 = space[72:80]
+    x10 = space[80:88]
+    x11 = space[88:96]
+    x12 = space[96:104]
+    x13 = space[104:112]
+    x14 = space[112:120]
+    x15 = space[120:128]
+    x16 = space[128:152]
+    x17 = space[152:176]
+    x18 = space[176:184]
+    x19 = space[184:192]
+    x20 = space[192:200]
+    x21 = space[200:224]
     for i in range(rows):
         if p1 is not None:
             r0_0 = jitops._view(p0, i * s0, 8)
@@ -1333,7 +1335,7 @@ def steps_loop_f_i_o_c_tilde_c_h(T, h_tm1_all, f_i_o_c_tilde_t_all, fio_t_all, c
     h_t = h_t_all[step]
     o_t = o_t_all[step]
     try:
-        jitops.ready(fused_a02db32d1b, f_i_o_c_tilde_t, U_fioc_h, fio_t, c_tilde_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t)
+        jitops.ready(fused_67702477b9, f_i_o_c_tilde_t, U_fioc_h, fio_t, c_tilde_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('f(t), i(t), o(t), c_tilde(t), c(t), h(t)', error)
         return False
@@ -1354,7 +1356,7 @@ def steps_loop_f_i_o_c_tilde_c_h(T, h_tm1_all, f_i_o_c_tilde_t_all, fio_t_all, c
         # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
         # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
         jitops.dot(h_tm1, U_fioc_T, U_fioc_h)
-        if not fused_a02db32d1b(f_i_o_c_tilde_t, U_fioc_h, fio_t, c_tilde_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t):
+        if not fused_67702477b9(f_i_o_c_tilde_t, U_fioc_h, fio_t, c_tilde_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t):
             np.add(f_i_o_c_tilde_t, U_fioc_h, out=f_i_o_c_tilde_t)
             np.divide(1.0, np.add(1.0, np.exp(np.negative(fio_t))), out=fio_t)
             np.tanh(c_tilde_t, out=c_tilde_t)
@@ -1455,7 +1457,7 @@ def steps_back_f_i_o_c_tilde_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_
         dz_f_3_t = dz_f_3_t_all[step]
         dz_f_4_t = dz_f_4_t_all[step]
         # h(t) = o(t) * tanh(c(t))
-        if not fused_bcb095cf39(dh, None if cot_h is None else cot_h[step], tanh_c_t, do, o_t, dz_h_2, dz_h_t, dz_h_3, dc, None if cot_c is None else cot_c[step], c_tilde_t, di, i_t, dc_tilde, c_tm1, df, f_t, None if cot_c_tilde is None else cot_c_tilde[step], dz_f_2_t, dz_f_4_t[..., 24:32], None if cot_f is None else cot_f[step], None if cot_i is None else cot_i[step], None if cot_o is None else cot_o[step], dfio, dz_f_3_t, dz_f_4_t[..., 0:24]):
+        if not fused_52636b201d(dh, None if cot_h is None else cot_h[step], tanh_c_t, do, o_t, dz_h_2, dz_h_t, dz_h_3, dc, None if cot_c is None else cot_c[step], c_tilde_t, di, i_t, dc_tilde, c_tm1, df, f_t, None if cot_c_tilde is None else cot_c_tilde[step], dz_f_2_t, dz_f_4_t[..., 24:32], None if cot_f is None else cot_f[step], None if cot_i is None else cot_i[step], None if cot_o is None else cot_o[step], dfio, dz_f_3_t, dz_f_4_t[..., 0:24]):
             if cot_h is not None:
                 np.add(dh, cot_h[step], out=dh)
             np.multiply(dh, tanh_c_t, out=do)
@@ -1575,7 +1577,7 @@ def steps_back_f_i_o_c_tilde_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c
         fio_t = fio_t_all[step]
         dz_f_2_t = dz_f_2_t_all[step]
         # h(t) = o(t) * tanh(c(t))
-        if not fused_feff163d10(dh, None if cot_h is None else cot_h[step], tanh_c_t, do, o_t, dz_h, dz_h_2, ONE, sub_dz_h_2, dz_h_3, dc, None if cot_c is None else cot_c[step], c_tilde_t, di, i_t, dc_tilde, c_tm1, df, f_t, dz_f_3, sub_dz_f_3, None if cot_c_tilde is None else cot_c_tilde[step], dz_f_2_t[..., 24:32], fio_t, sub_fio, dz_f_4, None if cot_f is None else cot_f[step], None if cot_i is None else cot_i[step], None if cot_o is None else cot_o[step], dfio, dz_f_2_t[..., 0:24]):
+        if not fused_7cc3dfbbae(dh, None if cot_h is None else cot_h[step], tanh_c_t, do, o_t, dz_h, dz_h_2, ONE, sub_dz_h_2, dz_h_3, dc, None if cot_c is None else cot_c[step], c_tilde_t, di, i_t, dc_tilde, c_tm1, df, f_t, dz_f_3, sub_dz_f_3, None if cot_c_tilde is None else cot_c_tilde[step], dz_f_2_t[..., 24:32], fio_t, sub_fio, dz_f_4, None if cot_f is None else cot_f[step], None if cot_i is None else cot_i[step], None if cot_o is None else cot_o[step], dfio, dz_f_2_t[..., 0:24]):
             if cot_h is not None:
                 np.add(dh, cot_h[step], out=dh)
             np.multiply(dh, tanh_c_t, out=do)
@@ -1614,6 +1616,6 @@ def steps_back_f_i_o_c_tilde_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c
 
 
 LOOPS = ("loop_f_i_o_c_tilde_c_h", "back_f_i_o_c_tilde_c_h", "back_f_i_o_c_tilde_c_h_2")
-KERNELS = ("fused_a02db32d1b", "fused_bcb095cf39", "fused_feff163d10")
+KERNELS = ("fused_67702477b9", "fused_52636b201d", "fused_7cc3dfbbae")
 STEPS = ("steps_loop_f_i_o_c_tilde_c_h", "steps_back_f_i_o_c_tilde_c_h",
          "steps_back_f_i_o_c_tilde_c_h_2")

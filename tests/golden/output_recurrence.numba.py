@@ -192,7 +192,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_f24748ed92(p0, p1):
+def fused_ab89f856e2(p0, p1):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -204,10 +204,11 @@ def fused_f24748ed92(p0, p1):
             or s1 < 0):
         return False
     dtype = p0.dtype
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    e8 = np.empty(8, dtype)
-    bits8 = jitops.scratch(e8)
+    space = np.empty(24, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    e8 = space[16:24]
+    bits = jitops.scratch(e8)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -215,12 +216,12 @@ def fused_f24748ed92(p0, p1):
             x0[j] = r0_0[j] + r0_1[j]
         jitops.put_row(p0, i, x0)
         r1_0 = jitops._view(p0, i * s0, 8)
-        jitops.vtanh(r1_0, x1, e8, bits8)
+        jitops.vtanh(r1_0, x1, e8, bits)
         jitops.put_row(p0, i, x1)
     return True
 
 
-def fused_a201c1a89e(p0, p1, p2, p3):
+def fused_e87ab4feca(p0, p1, p2, p3):
     """add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -240,8 +241,9 @@ def fused_a201c1a89e(p0, p1, p2, p3):
             or s2 < 0):
         return False
     dtype = p0.dtype
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
+    space = np.empty(16, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
     for i in range(rows):
         if p1 is not None:
             r0_0 = jitops._view(p0, i * s0, 8)
@@ -257,7 +259,7 @@ def fused_a201c1a89e(p0, p1, p2, p3):
     return True
 
 
-def fused_b205d3bb13(p0, p1, p2, p3, p4, p5):
+def fused_5e58e15c7b(p0, p1, p2, p3, p4, p5):
     """multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -283,10 +285,11 @@ def fused_b205d3bb13(p0, p1, p2, p3, p4, p5):
         return False
     dtype = p1.dtype
     c0 = jitops.like(p1, p2)
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    x2 = np.empty(8, dtype)
-    x3 = np.empty(8, dtype)
+    space = np.empty(32, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p0, i * s0, 8)
@@ -338,7 +341,7 @@ def steps_loop_h_o(T, o_tm1_all, h_t_all, o_t_all, W_T, W_o, V_T, c):
     h_t = h_t_all[step]
     o_t = o_t_all[step]
     try:
-        jitops.ready(fused_f24748ed92, h_t, W_o)
+        jitops.ready(fused_ab89f856e2, h_t, W_o)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t), o(t)', error)
         return False
@@ -348,7 +351,7 @@ def steps_loop_h_o(T, o_tm1_all, h_t_all, o_t_all, W_T, W_o, V_T, c):
         o_t = o_t_all[step]
         # h(t) = tanh(W o(t-1) + U x(t) + b)
         jitops.dot(o_tm1, W_T, W_o)
-        if not fused_f24748ed92(h_t, W_o):
+        if not fused_ab89f856e2(h_t, W_o):
             np.add(h_t, W_o, out=h_t)
             np.tanh(h_t, out=h_t)
         # o(t) = V h(t) + c
@@ -402,7 +405,7 @@ def steps_back_h_o(T, do_t_all, cot_h, dz_h_2_t_all, dz_h_t_all, do_tm1_all, V, 
         # o(t) = V h(t) + c
         jitops.dot(do_t, V, dh)
         # h(t) = tanh(W o(t-1) + U x(t) + b)
-        if not fused_a201c1a89e(dh, None if cot_h is None else cot_h[step], dz_h_t, dz_h_2_t):
+        if not fused_e87ab4feca(dh, None if cot_h is None else cot_h[step], dz_h_t, dz_h_2_t):
             if cot_h is not None:
                 np.add(dh, cot_h[step], out=dh)
             np.multiply(dh, dz_h_t, out=dz_h_2_t)
@@ -459,7 +462,7 @@ def steps_back_h_o_2(T, do_t_all, cot_h, h_t_all, dz_h_t_all, do_tm1_all, V, dh,
         # o(t) = V h(t) + c
         jitops.dot(do_t, V, dh)
         # h(t) = tanh(W o(t-1) + U x(t) + b)
-        if not fused_b205d3bb13(h_t, dz_h_2, ONE, dz_h_t, dh, None if cot_h is None else cot_h[step]):
+        if not fused_5e58e15c7b(h_t, dz_h_2, ONE, dz_h_t, dh, None if cot_h is None else cot_h[step]):
             np.multiply(h_t, h_t, out=dz_h_2)
             np.subtract(ONE, dz_h_2, out=dz_h_t)
             if cot_h is not None:
@@ -471,5 +474,5 @@ def steps_back_h_o_2(T, do_t_all, cot_h, h_t_all, dz_h_t_all, do_tm1_all, V, dh,
 
 
 LOOPS = ("loop_h_o", "back_h_o", "back_h_o_2")
-KERNELS = ("fused_f24748ed92", "fused_a201c1a89e", "fused_b205d3bb13")
+KERNELS = ("fused_ab89f856e2", "fused_e87ab4feca", "fused_5e58e15c7b")
 STEPS = ("steps_loop_h_o", "steps_back_h_o", "steps_back_h_o_2")

@@ -414,7 +414,7 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
     return grads
 
 
-def fused_f24748ed92(p0, p1):
+def fused_ab89f856e2(p0, p1):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -426,10 +426,11 @@ def fused_f24748ed92(p0, p1):
             or s1 < 0):
         return False
     dtype = p0.dtype
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    e8 = np.empty(8, dtype)
-    bits8 = jitops.scratch(e8)
+    space = np.empty(24, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    e8 = space[16:24]
+    bits = jitops.scratch(e8)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -437,12 +438,12 @@ def fused_f24748ed92(p0, p1):
             x0[j] = r0_0[j] + r0_1[j]
         jitops.put_row(p0, i, x0)
         r1_0 = jitops._view(p0, i * s0, 8)
-        jitops.vtanh(r1_0, x1, e8, bits8)
+        jitops.vtanh(r1_0, x1, e8, bits)
         jitops.put_row(p0, i, x1)
     return True
 
 
-def fused_504e733c2c(p0, p1, p2, p3):
+def fused_c53987d595(p0, p1, p2, p3):
     """add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -462,8 +463,9 @@ def fused_504e733c2c(p0, p1, p2, p3):
             or s2 < 0):
         return False
     dtype = p0.dtype
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
+    space = np.empty(16, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -477,7 +479,7 @@ def fused_504e733c2c(p0, p1, p2, p3):
     return True
 
 
-def fused_d5e81223b8(p0, p1, p2, p3, p4, p5):
+def fused_38bc5f63f6(p0, p1, p2, p3, p4, p5):
     """multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -503,10 +505,11 @@ def fused_d5e81223b8(p0, p1, p2, p3, p4, p5):
         return False
     dtype = p1.dtype
     c0 = jitops.like(p1, p2)
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    x2 = np.empty(8, dtype)
-    x3 = np.empty(8, dtype)
+    space = np.empty(32, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p0, i * s0, 8)
@@ -527,7 +530,7 @@ def fused_d5e81223b8(p0, p1, p2, p3, p4, p5):
     return True
 
 
-def fused_fc907d3ff2(p0, p1, p2, p3, p4):
+def fused_5b001235f6(p0, p1, p2, p3, p4):
     """multiply, subtract, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -545,9 +548,10 @@ def fused_fc907d3ff2(p0, p1, p2, p3, p4):
         return False
     dtype = p1.dtype
     c0 = jitops.like(p1, p2)
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    x2 = np.empty(8, dtype)
+    space = np.empty(24, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p0, i * s0, 8)
@@ -588,7 +592,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_T, W_h):
     h_tm1 = h_tm1_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_f24748ed92, h_t, W_h)
+        jitops.ready(fused_ab89f856e2, h_t, W_h)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -597,7 +601,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_T, W_h):
         h_t = h_t_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + b)
         jitops.dot(h_tm1, W_T, W_h)
-        if not fused_f24748ed92(h_t, W_h):
+        if not fused_ab89f856e2(h_t, W_h):
             np.add(h_t, W_h, out=h_t)
             np.tanh(h_t, out=h_t)
     return True
@@ -627,7 +631,7 @@ def steps_loop_s(T_u, s_tm1_all, s_t_all, A_T, A_s):
     s_tm1 = s_tm1_all[step]
     s_t = s_t_all[step]
     try:
-        jitops.ready(fused_f24748ed92, s_t, A_s)
+        jitops.ready(fused_ab89f856e2, s_t, A_s)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('s(u)', error)
         return False
@@ -636,7 +640,7 @@ def steps_loop_s(T_u, s_tm1_all, s_t_all, A_T, A_s):
         s_t = s_t_all[step]
         # s(u) = tanh(A s(u-1) + B y(u-1) + D C + e)
         jitops.dot(s_tm1, A_T, A_s)
-        if not fused_f24748ed92(s_t, A_s):
+        if not fused_ab89f856e2(s_t, A_s):
             np.add(s_t, A_s, out=s_t)
             np.tanh(s_t, out=s_t)
     return True
@@ -668,7 +672,7 @@ def steps_back_s(T_u, dz_s_3_t_all, ds_t_all, dz_s_2_t_all, ds_sum, A):
     ds_t = ds_t_all[step]
     dz_s_2_t = dz_s_2_t_all[step]
     try:
-        jitops.ready(fused_504e733c2c, ds_sum, ds_t, dz_s_2_t, dz_s_3_t)
+        jitops.ready(fused_c53987d595, ds_sum, ds_t, dz_s_2_t, dz_s_3_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('s(u)', error)
         return False
@@ -677,7 +681,7 @@ def steps_back_s(T_u, dz_s_3_t_all, ds_t_all, dz_s_2_t_all, ds_sum, A):
         ds_t = ds_t_all[step]
         dz_s_2_t = dz_s_2_t_all[step]
         # s(u) = tanh(A s(u-1) + B y(u-1) + D C + e)
-        if not fused_504e733c2c(ds_sum, ds_t, dz_s_2_t, dz_s_3_t):
+        if not fused_c53987d595(ds_sum, ds_t, dz_s_2_t, dz_s_3_t):
             np.add(ds_sum, ds_t, out=ds_sum)
             np.multiply(ds_sum, dz_s_2_t, out=dz_s_3_t)
         jitops.dot(dz_s_3_t, A, ds_sum)
@@ -756,7 +760,7 @@ def steps_back_s_2(T_u, s_t_all, dz_s_2_t_all, ds_t_all, dz_s_3, ONE, ds_sum, A)
     dz_s_2_t = dz_s_2_t_all[step]
     ds_t = ds_t_all[step]
     try:
-        jitops.ready(fused_d5e81223b8, s_t, dz_s_3, ONE, dz_s_2_t, ds_sum, ds_t)
+        jitops.ready(fused_38bc5f63f6, s_t, dz_s_3, ONE, dz_s_2_t, ds_sum, ds_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('s(u)', error)
         return False
@@ -765,7 +769,7 @@ def steps_back_s_2(T_u, s_t_all, dz_s_2_t_all, ds_t_all, dz_s_3, ONE, ds_sum, A)
         dz_s_2_t = dz_s_2_t_all[step]
         ds_t = ds_t_all[step]
         # s(u) = tanh(A s(u-1) + B y(u-1) + D C + e)
-        if not fused_d5e81223b8(s_t, dz_s_3, ONE, dz_s_2_t, ds_sum, ds_t):
+        if not fused_38bc5f63f6(s_t, dz_s_3, ONE, dz_s_2_t, ds_sum, ds_t):
             np.multiply(s_t, s_t, out=dz_s_3)
             np.subtract(ONE, dz_s_3, out=dz_s_2_t)
             np.add(ds_sum, ds_t, out=ds_sum)
@@ -804,7 +808,7 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, W,
     dh_t = dh_t_all[step]
     dh_tm1 = dh_tm1_all[step]
     try:
-        jitops.ready(fused_fc907d3ff2, h_t, dz_h_2, ONE, dz_h_t, dh_t)
+        jitops.ready(fused_5b001235f6, h_t, dz_h_2, ONE, dz_h_t, dh_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -814,7 +818,7 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, W,
         dh_t = dh_t_all[step]
         dh_tm1 = dh_tm1_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + b)
-        if not fused_fc907d3ff2(h_t, dz_h_2, ONE, dz_h_t, dh_t):
+        if not fused_5b001235f6(h_t, dz_h_2, ONE, dz_h_t, dh_t):
             np.multiply(h_t, h_t, out=dz_h_2)
             np.subtract(ONE, dz_h_2, out=dz_h_t)
             np.multiply(dh_t, dz_h_t, out=dz_h_t)
@@ -824,6 +828,6 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, W,
 
 
 LOOPS = ("loop_h", "loop_s", "back_s", "back_h", "back_s_2", "back_h_2")
-KERNELS = ("fused_f24748ed92", "fused_504e733c2c", "fused_d5e81223b8", "fused_fc907d3ff2")
+KERNELS = ("fused_ab89f856e2", "fused_c53987d595", "fused_38bc5f63f6", "fused_5b001235f6")
 STEPS = ("steps_loop_h", "steps_loop_s", "steps_back_s", "steps_back_h", "steps_back_s_2",
          "steps_back_h_2")

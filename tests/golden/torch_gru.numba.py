@@ -357,7 +357,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_d45c8c2d09(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
+def fused_64fdc3f7fc(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
     """add, sigmoid, add, multiply, add, tanh, subtract, multiply, add: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 16)
@@ -440,19 +440,19 @@ def fused_d45c8c2d09(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
             or s10 < 0):
         return False
     dtype = p0.dtype
-    x0 = np.empty(16, dtype)
-    x1 = np.empty(16, dtype)
-    x2 = np.empty(8, dtype)
-    x3 = np.empty(8, dtype)
-    x4 = np.empty(8, dtype)
-    x5 = np.empty(8, dtype)
-    x6 = np.empty(8, dtype)
-    x7 = np.empty(8, dtype)
-    x8 = np.empty(8, dtype)
-    e16 = np.empty(16, dtype)
-    bits16 = jitops.scratch(e16)
-    e8 = np.empty(8, dtype)
-    bits8 = jitops.scratch(e8)
+    space = np.empty(112, dtype)
+    x0 = space[0:16]
+    x1 = space[16:32]
+    x2 = space[32:40]
+    x3 = space[40:48]
+    x4 = space[48:56]
+    x5 = space[56:64]
+    x6 = space[64:72]
+    x7 = space[72:80]
+    x8 = space[80:88]
+    e16 = space[88:104]
+    e8 = space[104:112]
+    bits = jitops.scratch(e16)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 16)
         r0_1 = jitops._view(p1, i * s1, 16)
@@ -460,7 +460,7 @@ def fused_d45c8c2d09(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
             x0[j] = r0_0[j] + r0_1[j]
         jitops.put_row(p0, i, x0)
         r1_0 = jitops._view(p0, i * s0, 16)
-        jitops.vsigmoid(r1_0, x1, e16, bits16)
+        jitops.vsigmoid(r1_0, x1, e16, bits)
         jitops.put_row(p0, i, x1)
         r2_0 = jitops._view(p2, i * s2, 8)
         r2_1 = jitops._view(p3, i * s3, 8)
@@ -476,7 +476,7 @@ def fused_d45c8c2d09(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
             x4[j] = r4_0[j] + x3[j]
         jitops.put_row(p7, i, x4)
         r5_0 = jitops._view(p7, i * s6, 8)
-        jitops.vtanh(r5_0, x5, e8, bits8)
+        jitops.vtanh(r5_0, x5, e8, bits)
         jitops.put_row(p7, i, x5)
         r6_0 = jitops._view(p8, i * s7, 8)
         r6_1 = jitops._view(p7, i * s6, 8)
@@ -496,7 +496,7 @@ def fused_d45c8c2d09(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
     return True
 
 
-def fused_ce5ba55f13(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18):
+def fused_1ac062b189(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18):
     """add, multiply, multiply, subtract, add, multiply, multiply, multiply, add, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -663,17 +663,18 @@ def fused_ce5ba55f13(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
             or s14 < 0):
         return False
     dtype = p0.dtype
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    x2 = np.empty(8, dtype)
-    x3 = np.empty(8, dtype)
-    x4 = np.empty(8, dtype)
-    x5 = np.empty(8, dtype)
-    x6 = np.empty(8, dtype)
-    x7 = np.empty(8, dtype)
-    x8 = np.empty(8, dtype)
-    x9 = np.empty(8, dtype)
-    x10 = np.empty(16, dtype)
+    space = np.empty(96, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
+    x4 = space[32:40]
+    x5 = space[40:48]
+    x6 = space[48:56]
+    x7 = space[56:64]
+    x8 = space[64:72]
+    x9 = space[72:80]
+    x10 = space[80:96]
     for i in range(rows):
         if p1 is not None:
             r0_0 = jitops._view(p0, i * s0, 8)
@@ -733,7 +734,7 @@ def fused_ce5ba55f13(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
     return True
 
 
-def fused_37fdf39362(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21):
+def fused_5c5d79f598(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21):
     """add, multiply, multiply, subtract, multiply, subtract, add, multiply, multiply, multiply, subtract, multiply, add, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -921,21 +922,22 @@ def fused_37fdf39362(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
         return False
     dtype = p0.dtype
     c0 = jitops.like(p0, p9)
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    x2 = np.empty(8, dtype)
-    x3 = np.empty(8, dtype)
-    x4 = np.empty(8, dtype)
-    x5 = np.empty(8, dtype)
-    x6 = np.empty(8, dtype)
-    x7 = np.empty(8, dtype)
-    x8 = np.empty(8, dtype)
-    x9 = np.empty(8, dtype)
-    x10 = np.empty(16, dtype)
-    x11 = np.empty(16, dtype)
-    x12 = np.empty(8, dtype)
-    x13 = np.empty(8, dtype)
-    x14 = np.empty(16, dtype)
+    space = np.empty(144, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
+    x4 = space[32:40]
+    x5 = space[40:48]
+    x6 = space[48:56]
+    x7 = space[56:64]
+    x8 = space[64:72]
+    x9 = space[72:80]
+    x10 = space[80:96]
+    x11 = space[96:112]
+    x12 = space[112:120]
+    x13 = space[120:128]
+    x14 = space[128:144]
     for i in range(rows):
         if p1 is not None:
             r0_0 = jitops._view(p0, i * s0, 8)
@@ -1061,7 +1063,7 @@ def steps_loop_r_z_n_h(T, h_tm1_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_
     z_t = z_t_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_d45c8c2d09, rz_t, slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2, z_n_t, r_t, z_n_2, n_t, h_tm1, z_h_t, z_t, h_t)
+        jitops.ready(fused_64fdc3f7fc, rz_t, slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2, z_n_t, r_t, z_n_2, n_t, h_tm1, z_h_t, z_t, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('r(t), z(t), n(t), h(t)', error)
         return False
@@ -1080,7 +1082,7 @@ def steps_loop_r_z_n_h(T, h_tm1_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_
         # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
         # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
         # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-        if not fused_d45c8c2d09(rz_t, slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2, z_n_t, r_t, z_n_2, n_t, h_tm1, z_h_t, z_t, h_t):
+        if not fused_64fdc3f7fc(rz_t, slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2, z_n_t, r_t, z_n_2, n_t, h_tm1, z_h_t, z_t, h_t):
             np.add(rz_t, slice_W_h_rzn_h, out=rz_t)
             np.divide(1.0, np.add(1.0, np.exp(np.negative(rz_t))), out=rz_t)
             np.add(b_hn, slice_W_h_rzn_h_2, out=z_n_t)
@@ -1172,7 +1174,7 @@ def steps_back_r_z_n_h(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, dz_n_3_t_all,
         dz_r_4_t = dz_r_4_t_all[step]
         dz_r_3_t = dz_r_3_t_all[step]
         cat_dz_r_4_t = cat_dz_r_4_t_all[step]
-        if not fused_ce5ba55f13(dh, None if cot_h is None else cot_h[step], z_h_t, dz, z_t, dz_h_2, dn, None if cot_n is None else cot_n[step], dz_n_2_t, dz_n_3_t, z_n_t, dr, r_t, dz_n_4_t, None if cot_r is None else cot_r[step], None if cot_z is None else cot_z[step], drz, dz_r_3_t, dz_r_4_t):
+        if not fused_1ac062b189(dh, None if cot_h is None else cot_h[step], z_h_t, dz, z_t, dz_h_2, dn, None if cot_n is None else cot_n[step], dz_n_2_t, dz_n_3_t, z_n_t, dr, r_t, dz_n_4_t, None if cot_r is None else cot_r[step], None if cot_z is None else cot_z[step], drz, dz_r_3_t, dz_r_4_t):
             if cot_h is not None:
                 np.add(dh, cot_h[step], out=dh)
             np.multiply(dh, z_h_t, out=dz)
@@ -1280,7 +1282,7 @@ def steps_back_r_z_n_h_2(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, n_t_all, dz
         rz_t = rz_t_all[step]
         dz_r_3_t = dz_r_3_t_all[step]
         cat_dz_r_3_t = cat_dz_r_3_t_all[step]
-        if not fused_37fdf39362(dh, None if cot_h is None else cot_h[step], z_h_t, dz, z_t, dz_h_2, dn, n_t, dz_n_4, ONE, dz_n_2_t, None if cot_n is None else cot_n[step], z_n_t, dr, r_t, dz_n_3_t, rz_t, sub_rz, dz_r_3_t, None if cot_r is None else cot_r[step], None if cot_z is None else cot_z[step], drz):
+        if not fused_5c5d79f598(dh, None if cot_h is None else cot_h[step], z_h_t, dz, z_t, dz_h_2, dn, n_t, dz_n_4, ONE, dz_n_2_t, None if cot_n is None else cot_n[step], z_n_t, dr, r_t, dz_n_3_t, rz_t, sub_rz, dz_r_3_t, None if cot_r is None else cot_r[step], None if cot_z is None else cot_z[step], drz):
             if cot_h is not None:
                 np.add(dh, cot_h[step], out=dh)
             np.multiply(dh, z_h_t, out=dz)
@@ -1311,5 +1313,5 @@ def steps_back_r_z_n_h_2(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, n_t_all, dz
 
 
 LOOPS = ("loop_r_z_n_h", "back_r_z_n_h", "back_r_z_n_h_2")
-KERNELS = ("fused_d45c8c2d09", "fused_ce5ba55f13", "fused_37fdf39362")
+KERNELS = ("fused_64fdc3f7fc", "fused_1ac062b189", "fused_5c5d79f598")
 STEPS = ("steps_loop_r_z_n_h", "steps_back_r_z_n_h", "steps_back_r_z_n_h_2")

@@ -410,7 +410,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_a02db32d1b(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
+def fused_67702477b9(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
     """add, sigmoid, tanh, multiply, multiply, add, tanh, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 32)
@@ -499,18 +499,18 @@ def fused_a02db32d1b(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
             or s9 < 0):
         return False
     dtype = p0.dtype
-    x0 = np.empty(32, dtype)
-    x1 = np.empty(24, dtype)
-    x2 = np.empty(8, dtype)
-    x3 = np.empty(8, dtype)
-    x4 = np.empty(8, dtype)
-    x5 = np.empty(8, dtype)
-    x6 = np.empty(8, dtype)
-    x7 = np.empty(8, dtype)
-    e24 = np.empty(24, dtype)
-    bits24 = jitops.scratch(e24)
-    e8 = np.empty(8, dtype)
-    bits8 = jitops.scratch(e8)
+    space = np.empty(136, dtype)
+    x0 = space[0:32]
+    x1 = space[32:56]
+    x2 = space[56:64]
+    x3 = space[64:72]
+    x4 = space[72:80]
+    x5 = space[80:88]
+    x6 = space[88:96]
+    x7 = space[96:104]
+    e24 = space[104:128]
+    e8 = space[128:136]
+    bits = jitops.scratch(e24)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 32)
         r0_1 = jitops._view(p1, i * s1, 32)
@@ -518,10 +518,10 @@ def fused_a02db32d1b(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
             x0[j] = r0_0[j] + r0_1[j]
         jitops.put_row(p0, i, x0)
         r1_0 = jitops._view(p2, i * s2, 24)
-        jitops.vsigmoid(r1_0, x1, e24, bits24)
+        jitops.vsigmoid(r1_0, x1, e24, bits)
         jitops.put_row(p2, i, x1)
         r2_0 = jitops._view(p3, i * s3, 8)
-        jitops.vtanh(r2_0, x2, e8, bits8)
+        jitops.vtanh(r2_0, x2, e8, bits)
         jitops.put_row(p3, i, x2)
         r3_0 = jitops._view(p4, i * s4, 8)
         r3_1 = jitops._view(p5, i * s5, 8)
@@ -537,7 +537,7 @@ def fused_a02db32d1b(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
             x5[j] = r5_0[j] + x4[j]
         jitops.put_row(p6, i, x5)
         r6_0 = jitops._view(p6, i * s7, 8)
-        jitops.vtanh(r6_0, x6, e8, bits8)
+        jitops.vtanh(r6_0, x6, e8, bits)
         jitops.put_row(p9, i, x6)
         r7_0 = jitops._view(p10, i * s8, 8)
         r7_1 = jitops._view(p9, i * s9, 8)
@@ -547,7 +547,7 @@ def fused_a02db32d1b(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
     return True
 
 
-def fused_cc85ad7adb(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24, p25):
+def fused_4c30f47dc7(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24, p25):
     """add, multiply, multiply, multiply, add, add, multiply, multiply, multiply, multiply, add, multiply, add, add, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -786,22 +786,23 @@ def fused_cc85ad7adb(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
             or s21 < 0):
         return False
     dtype = p0.dtype
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    x2 = np.empty(8, dtype)
-    x3 = np.empty(8, dtype)
-    x4 = np.empty(8, dtype)
-    x5 = np.empty(8, dtype)
-    x6 = np.empty(8, dtype)
-    x7 = np.empty(8, dtype)
-    x8 = np.empty(8, dtype)
-    x9 = np.empty(8, dtype)
-    x10 = np.empty(8, dtype)
-    x11 = np.empty(8, dtype)
-    x12 = np.empty(8, dtype)
-    x13 = np.empty(8, dtype)
-    x14 = np.empty(8, dtype)
-    x15 = np.empty(24, dtype)
+    space = np.empty(144, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
+    x4 = space[32:40]
+    x5 = space[40:48]
+    x6 = space[48:56]
+    x7 = space[56:64]
+    x8 = space[64:72]
+    x9 = space[72:80]
+    x10 = space[80:88]
+    x11 = space[88:96]
+    x12 = space[96:104]
+    x13 = space[104:112]
+    x14 = space[112:120]
+    x15 = space[120:144]
     for i in range(rows):
         if p1 is not None:
             r0_0 = jitops._view(p0, i * s0, 8)
@@ -881,7 +882,7 @@ def fused_cc85ad7adb(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
     return True
 
 
-def fused_7ece698b04(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24, p25, p26, p27, p28, p29, p30):
+def fused_080cfd1cd1(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24, p25, p26, p27, p28, p29, p30):
     """add, multiply, multiply, multiply, subtract, multiply, add, add, multiply, multiply, multiply, multiply, multiply, subtract, add, multiply, subtract, multiply, add, add, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -1155,28 +1156,29 @@ def fused_7ece698b04(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
         return False
     dtype = p0.dtype
     c0 = jitops.like(p0, p7)
-    x0 = np.empty(8, dtype)
-    x1 = np.empty(8, dtype)
-    x2 = np.empty(8, dtype)
-    x3 = np.empty(8, dtype)
-    x4 = np.empty(8, dtype)
-    x5 = np.empty(8, dtype)
-    x6 = np.empty(8, dtype)
-    x7 = np.empty(8, dtype)
-    x8 = np.empty(8, dtype)
-    x9 = np.empty(8, dtype)
-    x10 = np.empty(8, dtype)
-    x11 = np.empty(8, dtype)
-    x12 = np.empty(8, dtype)
-    x13 = np.empty(8, dtype)
-    x14 = np.empty(8, dtype)
-    x15 = np.empty(8, dtype)
-    x16 = np.empty(24, dtype)
-    x17 = np.empty(24, dtype)
-    x18 = np.empty(8, dtype)
-    x19 = np.empty(8, dtype)
-    x20 = np.empty(8, dtype)
-    x21 = np.empty(24, dtype)
+    space = np.empty(224, dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
+    x4 = space[32:40]
+    x5 = space[40:48]
+    x6 = space[48:56]
+    x7 = space[56:64]
+    x8 = space[64:72]
+    x9 = space[72:80]
+    x10 = space[80:88]
+    x11 = space[88:96]
+    x12 = space[96:104]
+    x13 = space[104:112]
+    x14 = space[112:120]
+    x15 = space[120:128]
+    x16 = space[128:152]
+    x17 = space[152:176]
+    x18 = space[176:184]
+    x19 = space[184:192]
+    x20 = space[192:200]
+    x21 = space[200:224]
     for i in range(rows):
         if p1 is not None:
             r0_0 = jitops._view(p0, i * s0, 8)
@@ -1327,7 +1329,7 @@ def steps_loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all
     h_t = h_t_all[step]
     o_t = o_t_all[step]
     try:
-        jitops.ready(fused_a02db32d1b, ifog_t, W_h_ifog_h, ifo_t, g_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t)
+        jitops.ready(fused_67702477b9, ifog_t, W_h_ifog_h, ifo_t, g_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('i(t), f(t), g(t), o(t), c(t), h(t)', error)
         return False
@@ -1348,7 +1350,7 @@ def steps_loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all
         # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
         # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
         jitops.dot(h_tm1, W_h_ifog_T, W_h_ifog_h)
-        if not fused_a02db32d1b(ifog_t, W_h_ifog_h, ifo_t, g_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t):
+        if not fused_67702477b9(ifog_t, W_h_ifog_h, ifo_t, g_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t):
             np.add(ifog_t, W_h_ifog_h, out=ifog_t)
             np.divide(1.0, np.add(1.0, np.exp(np.negative(ifo_t))), out=ifo_t)
             np.tanh(g_t, out=g_t)
@@ -1448,7 +1450,7 @@ def steps_back_i_f_g_o_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, c
         dz_i_3_t = dz_i_3_t_all[step]
         dz_i_4_t = dz_i_4_t_all[step]
         # h(t) = o(t) * tanh(c(t))
-        if not fused_cc85ad7adb(dh, None if cot_h is None else cot_h[step], tanh_c_t, do, o_t, dz_h_2, dz_h_t, dz_h_3, dc, None if cot_c is None else cot_c[step], g_t, di, i_t, dg, c_tm1, df, f_t, None if cot_g is None else cot_g[step], dz_i_2_t, dz_i_4_t[..., 24:32], None if cot_i is None else cot_i[step], None if cot_f is None else cot_f[step], None if cot_o is None else cot_o[step], difo, dz_i_3_t, dz_i_4_t[..., 0:24]):
+        if not fused_4c30f47dc7(dh, None if cot_h is None else cot_h[step], tanh_c_t, do, o_t, dz_h_2, dz_h_t, dz_h_3, dc, None if cot_c is None else cot_c[step], g_t, di, i_t, dg, c_tm1, df, f_t, None if cot_g is None else cot_g[step], dz_i_2_t, dz_i_4_t[..., 24:32], None if cot_i is None else cot_i[step], None if cot_f is None else cot_f[step], None if cot_o is None else cot_o[step], difo, dz_i_3_t, dz_i_4_t[..., 0:24]):
             if cot_h is not None:
                 np.add(dh, cot_h[step], out=dh)
             np.multiply(dh, tanh_c_t, out=do)
@@ -1567,7 +1569,7 @@ def steps_back_i_f_g_o_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, g_t_
         ifo_t = ifo_t_all[step]
         dz_i_2_t = dz_i_2_t_all[step]
         # h(t) = o(t) * tanh(c(t))
-        if not fused_7ece698b04(dh, None if cot_h is None else cot_h[step], tanh_c_t, do, o_t, dz_h, dz_h_2, ONE, sub_dz_h_2, dz_h_3, dc, None if cot_c is None else cot_c[step], g_t, di, i_t, dg, c_tm1, df, f_t, dz_i_3, sub_dz_i_3, None if cot_g is None else cot_g[step], dz_i_2_t[..., 24:32], ifo_t, sub_ifo, dz_i_4, None if cot_i is None else cot_i[step], None if cot_f is None else cot_f[step], None if cot_o is None else cot_o[step], difo, dz_i_2_t[..., 0:24]):
+        if not fused_080cfd1cd1(dh, None if cot_h is None else cot_h[step], tanh_c_t, do, o_t, dz_h, dz_h_2, ONE, sub_dz_h_2, dz_h_3, dc, None if cot_c is None else cot_c[step], g_t, di, i_t, dg, c_tm1, df, f_t, dz_i_3, sub_dz_i_3, None if cot_g is None else cot_g[step], dz_i_2_t[..., 24:32], ifo_t, sub_ifo, dz_i_4, None if cot_i is None else cot_i[step], None if cot_f is None else cot_f[step], None if cot_o is None else cot_o[step], difo, dz_i_2_t[..., 0:24]):
             if cot_h is not None:
                 np.add(dh, cot_h[step], out=dh)
             np.multiply(dh, tanh_c_t, out=do)
@@ -1606,5 +1608,5 @@ def steps_back_i_f_g_o_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, g_t_
 
 
 LOOPS = ("loop_i_f_g_o_c_h", "back_i_f_g_o_c_h", "back_i_f_g_o_c_h_2")
-KERNELS = ("fused_a02db32d1b", "fused_cc85ad7adb", "fused_7ece698b04")
+KERNELS = ("fused_67702477b9", "fused_4c30f47dc7", "fused_080cfd1cd1")
 STEPS = ("steps_loop_i_f_g_o_c_h", "steps_back_i_f_g_o_c_h", "steps_back_i_f_g_o_c_h_2")
