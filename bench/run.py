@@ -294,34 +294,40 @@ def extras(args):
 
 
 def first_numba_calls():
-    """backend="numba" compiles its loops at the first call for a batch of one: how long
-    that call takes in a fresh process with empty caches (NUMBA_CACHE_DIR and
-    RNNGRAPH_CACHE_DIR new folders: rnngraph/runtime/jitops.py's kernels compile too), then
-    in a second process from those caches, and a later call, for config B in float32."""
+    """backend="numba" compiles its loops at the first call (for a batch of one) or its fused
+    kernels (for a larger batch): how long that call takes in a fresh process with empty
+    caches (NUMBA_CACHE_DIR and RNNGRAPH_CACHE_DIR new folders: rnngraph/runtime/jitops.py's
+    kernels compile too), then in a second process from those caches, and a later call, for
+    configs B and A in float32."""
     print("\n## backend=\"numba\": the first call (forward + backward) of a fresh process, "
-          "config B, float32, s: with empty caches; from the caches; a later call")
+          "float32, s: with empty caches; from the caches; a later call")
     code = ("import sys, time, numpy as np, rnngraph\n"
-            "net = rnngraph.load(sys.argv[1]).compile(sizes={'x': 64, 'h': 128}, "
+            "m, n, T, B = map(int, sys.argv[2:])\n"
+            "net = rnngraph.load(sys.argv[1]).compile(sizes={'x': m, 'h': n}, "
             "dtype='float32', backend='numba')\n"
-            "p, x = net.init_params(seed=0), {'x': np.ones((200, 1, 64), np.float32)}\n"
+            "p, x = net.init_params(seed=0), {'x': np.ones((T, B, m), np.float32)}\n"
             "def run():\n"
             "    t = time.perf_counter()\n"
             "    outs, pull = net.vjp(p, x)\n"
             "    pull({'h': np.ones_like(outs['h'])})\n"
             "    return time.perf_counter() - t\n"
             "print(run(), run())\n")
-    for model in ("torch_rnn", "torch_lstm", "torch_gru"):
-        caches = tempfile.mkdtemp()
-        env = dict(ENV, NUMBA_CACHE_DIR=os.path.join(caches, "numba"),
-                   RNNGRAPH_CACHE_DIR=os.path.join(caches, "rnngraph"))
-        times = []
-        for _ in range(2):
-            done = subprocess.run([sys.executable, "-c", code,
-                                   str(ROOT / "examples" / f"{model}.rnn")],
-                                  capture_output=True, text=True, env=env, cwd=ROOT)
-            times.append(tuple(map(float, done.stdout.split())) if done.returncode == 0
-                         else (float("nan"), float("nan")))
-        print(f"{model}: {times[0][0]:.1f} s; {times[1][0]:.2f} s; {times[1][1] * 1e3:.2f} ms")
+    for config in ("B", "A"):
+        cfg = CONFIGS[config]
+        for model in ("torch_rnn", "torch_lstm", "torch_gru"):
+            caches = tempfile.mkdtemp()
+            env = dict(ENV, NUMBA_CACHE_DIR=os.path.join(caches, "numba"),
+                       RNNGRAPH_CACHE_DIR=os.path.join(caches, "rnngraph"))
+            times = []
+            for _ in range(2):
+                done = subprocess.run([sys.executable, "-c", code,
+                                       str(ROOT / "examples" / f"{model}.rnn"),
+                                       *map(str, (cfg["m"], cfg["n"], cfg["T"], cfg["B"]))],
+                                      capture_output=True, text=True, env=env, cwd=ROOT)
+                times.append(tuple(map(float, done.stdout.split())) if done.returncode == 0
+                             else (float("nan"), float("nan")))
+            print(f"{model} {config}: {times[0][0]:.1f} s; {times[1][0]:.2f} s; "
+                  f"{times[1][1] * 1e3:.2f} ms")
 
 
 if __name__ == "__main__":
