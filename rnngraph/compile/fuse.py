@@ -2,9 +2,11 @@
 issue 22).
 
 The loop printer of rnngraph/compile/numba_loops.py hands each elementwise op of a step to
-:meth:`Fuser.op` as it prints it (the jitops kernel, its operands, what it writes, that
-value's width, whether it is a step temporary of its own) and writes the token the Fuser
-gives back in the op's place.  From those lines the Fuser prints the loop's body twice:
+:meth:`Fuser.op` as it prints it (the jitops kernel, its operands, what it writes, the
+widths) and writes the token the Fuser gives back in the op's place; it also tells the
+Fuser which arrays are the loop's own (``scratch``: temporaries no other name views;
+``owned``: gradients' step buffers no other name views).  From those lines the Fuser
+prints the loop's body twice:
 
 - :meth:`Fuser.plain`: each op as a call of its jitops kernel (``jitops.tanh(a, out)``);
 - :meth:`Fuser.__call__`: each run of consecutive ops as one call of a kernel of its own,
@@ -13,14 +15,16 @@ gives back in the op's place.  From those lines the Fuser prints the loop's body
   LSTM's gates 4n wide, its cell n): each op has a loop of its own over its row.
 
 In a kernel, an operand's row is read where it lies, through a view made from its pointer
-(jitops.row: Numba's views of a gate's lanes are typed layout A, whose loops do not
-vectorise, and counting references to them cost more than the arithmetic); each op writes a
-row buffer of its own (never in place: LLVM's overlap check sends an in-place loop to its
-scalar version) and stores it to its array at once, so that a later op reading the same
-memory through another view (a gate's lanes of a stacked buffer) reads the new values.  A
-step temporary that nothing outside the run reads (``1 - tanh(c)^2`` on its way into a
-gate's gradient) stays in its buffer and is not stored: the backward's runs wrote four
-such arrays a step.  exp, tanh and sigmoid are jitops' vectorised vexp, vtanh, vsigmoid.
+(jitops.row_step and _view: Numba's views of a gate's lanes are typed layout A, whose loops
+do not vectorise, and counting references to them cost more than the arithmetic); each op
+writes a row buffer of its own (not in place: LLVM's overlap check sends an in-place loop
+to its scalar version) and stores it to its array at once, so that a later op reading the
+same memory through another view (a gate's lanes of a stacked buffer) reads the new
+values.  An array of the loop's own is read from its buffer instead and stored once: a
+temporary only if something outside the run reads it (``1 - tanh(c)^2`` on its way into a
+gate's gradient is not: the backward's runs wrote four such arrays a step), a gradient's
+step buffer at its last write.  exp, tanh and sigmoid are jitops' vectorised vexp, vtanh,
+vsigmoid.
 
 The kernel checks before its loop that going row by row keeps the ops' order (the arrays
 it writes share memory with no other operand, or only within the same row: lanes of one
