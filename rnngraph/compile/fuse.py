@@ -29,8 +29,7 @@ vsigmoid.
 The kernel checks before its loop that going row by row keeps the ops' order (the arrays
 it writes share memory with no other operand, or only within the same row: lanes of one
 buffer; jitops.aligned) and their shapes; where not, it declines (returns False) and the
-ops run one by one (NumPy's calls from Python, jitops' kernels in a compiled loop), which
-buffer overlapping operands.
+ops run one by one as NumPy's calls, which buffer overlapping operands.
 """
 from __future__ import annotations
 
@@ -136,21 +135,25 @@ class Fuser:
         return [x for op, line in self._items(lines)
                 for x in ([line] if op is None else op.lines(line, True))]
 
-    def __call__(self, lines: list[str], compiled: bool = False) -> list[str]:
-        """``lines`` with each run of consecutive ops (comments among them) one fused
-        kernel's call; where the kernel declines, the run's ops one by one: NumPy's calls
-        for a loop run from Python, jitops' kernels in a ``compiled`` one.  A run of one
-        arithmetic op is that op alone."""
+    @property
+    def own(self) -> set:
+        """The arrays no other name of the loop views: a run reads them from its buffers."""
+        return self.scratch | self.owned
+
+    def __call__(self, lines: list[str]) -> list[str]:
+        """``lines``, of a loop run from Python, with each run of consecutive ops (comments
+        among them) one fused kernel's call; where the kernel declines, the run's ops one
+        by one as NumPy's calls.  A run of one arithmetic op is NumPy's call alone."""
         items = self._items(lines)
         runs: list[list[int]] = []          # each a run's item indices
         at = 0
         while at < len(items):
             op, _ = items[at]
-            if op is None or not op.fusable() or compiled and op.guard:
+            if op is None or not op.fusable():
                 at += 1
                 continue
             indent = items[at][1]
-            own = self.scratch | self.owned
+            own = self.own
             run, widths = [at], {op.out: op.width} if op.out in own else {}
             at += 1
             while at < len(items):
@@ -160,7 +163,7 @@ class Fuser:
                     continue
                 # a run goes on with an op at its indentation that reads its temporaries at
                 # their width
-                if nxt is None or not nxt.fusable() or compiled and nxt.guard or line != indent or \
+                if nxt is None or not nxt.fusable() or line != indent or \
                         any(widths.get(a, nxt.width) != nxt.width for a in nxt.args):
                     break
                 run.append(at)
@@ -179,7 +182,7 @@ class Fuser:
             if k in skip:
                 continue
             if k not in fused:
-                out += [line] if op is None else op.lines(line, compiled)
+                out += [line] if op is None else op.lines(line, False)
                 continue
             run, ops = fused[k]
             skip.update(run)
@@ -187,7 +190,7 @@ class Fuser:
             outside = self._read_outside(items, set(run))
             call = self.kernel(ops, outside)
             out.append(f"{indent}if not {call}:")
-            out += [x for o in ops for x in o.lines(indent + "    ", compiled)]
+            out += [x for o in ops for x in o.lines(indent + "    ", False)]
             out += [items[j][1] for j in run if items[j][0] is None]          # comments
         return out
 
@@ -220,7 +223,7 @@ class Fuser:
         p = {t: f"p{params.index(t)}" for t in params}
         p.update({a: p[text] for a, text in given.items()})
         last = {o.out: n for n, o in enumerate(ops)}
-        own = self.scratch | self.owned
+        own = self.own
         # a value another name may view is stored as it is made; one of the run's own when
         # it is made last, if it is a gradient's step buffer or read outside the run
         stored = [o.out not in own or last[o.out] == n and (o.out in self.owned or o.out in outside)

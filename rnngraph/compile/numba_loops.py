@@ -52,7 +52,6 @@ class NumbaPrinter(FastPrinter):
         self.jit = False                    # printing a Numba function's body
         self.step = "step"                  # its step index
         self.fuse = Fuser(self.consts.values())      # a step's elementwise ops, and their runs
-        self.scratch: set[str] = set()      # the loop's temporaries' buffers (see temporary)
         self.functions: list[list[str]] = []     # each a function's lines
         self.names: list[str] = []               # and its name
         self.step_loops: list[str] = []          # the loops for a batch of more than one
@@ -80,10 +79,9 @@ class NumbaPrinter(FastPrinter):
         saved = (set(self.namer.taken), set(self.bound_to))
         self.jit = True
         self.step = self.namer("step")
-        self.scratch = set()
+        self.fuse.scratch = set()           # the loop's temporaries' buffers (see temporary)
         try:
             prelude, body = self.block(prog, block, " " * 8)
-            self.fuse.scratch = self.scratch
             self.fuse.owned = {self.buf[g.name] for g in self.local.values() if g.block is block
                                and not any(w[0] == g.name for w in self.gviews.values())}
             function = self.function(block, self.fuse.plain(body), self.fuse(body)) \
@@ -187,11 +185,11 @@ class NumbaPrinter(FastPrinter):
 
     def temporary(self, name: str) -> None:
         if self.jit:
-            self.scratch.add(name)
+            self.fuse.scratch.add(name)
 
     def viewed(self, name: str) -> None:
         if self.jit:                        # its lanes under other names: not the Fuser's alone
-            self.scratch.discard(name)
+            self.fuse.scratch.discard(name)
 
     def op(self, kernel: str, args, dst: str, t=None, types=()) -> str:
         """The elementwise op ``kernel`` writing ``dst`` (of type ``t``, else the current op's
@@ -200,10 +198,9 @@ class NumbaPrinter(FastPrinter):
         if t is None:
             prog, block, e = self.at_eqn
             t = prog.type(e.out, block)
-        width = t.shape[0] if len(t.shape) == 1 and t.lead <= 1 else None
         widths = [a.shape[0] if len(a.shape) == 1 else 1 if not a.shape else None
                   for a in types]
-        return self.fuse.op(kernel, args, dst, width, widths=widths)
+        return self.fuse.op(kernel, args, dst, _width(t), widths=widths)
 
     def call(self, e, args, types, dst: str, t) -> str:
         row = lookup(e.op)
@@ -280,5 +277,10 @@ class NumbaPrinter(FastPrinter):
                     "    " + self.fuse.op("copy", [given], buf, None)]
         # the user's cotangent at the step, added where given: fused with the ops beside it
         t = self.back.types.get(("home", unit))
-        width = t.shape[0] if t is not None and len(t.shape) == 1 and t.lead <= 1 else None
-        return [self.fuse.op("add", [buf, given], buf, width, guard=cot)]
+        return [self.fuse.op("add", [buf, given], buf, _width(t), guard=cot)]
+
+
+def _width(t):
+    """The values a batch row of a value of type ``t`` holds, for the Fuser: None unless it is
+    a vector over the batch (a matrix per example, a value over the steps: not fused)."""
+    return t.shape[0] if t is not None and len(t.shape) == 1 and t.lead <= 1 else None

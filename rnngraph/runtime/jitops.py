@@ -138,26 +138,14 @@ def negative(a, out):
 def exp(a, out):
     """exp, a row at a time by vexp (below; LLVM vectorises it over a contiguous row):
     NumPy's to 2 ulp in float32, 4 in float64."""
-    rows, cols = _size(out)
-    src, x = np.empty(cols, out.dtype), np.empty(cols, out.dtype)
-    bits = scratch(x)
-    step, direct = row_step(a, rows, cols), rows_contiguous(out)
-    for i in range(rows):
-        vexp(_source(a, i, step, src), x, bits)
-        _sink(out, i, x, direct)
+    _by_rows(0, a, out)
 
 
 @numba.njit(**_OPTS)
 def tanh(a, out):
     """tanh, a row at a time by vtanh (as exp: at batch 1, 384 values of a gate took 0.64 us
     against 1.3 value by value through a float64 buffer)."""
-    rows, cols = _size(out)
-    src, x, e = np.empty(cols, out.dtype), np.empty(cols, out.dtype), np.empty(cols, out.dtype)
-    bits = scratch(x)
-    step, direct = row_step(a, rows, cols), rows_contiguous(out)
-    for i in range(rows):
-        vtanh(_source(a, i, step, src), x, e, bits)
-        _sink(out, i, x, direct)
+    _by_rows(1, a, out)
 
 
 @numba.njit(**_OPTS)
@@ -179,12 +167,28 @@ def sqrt(a, out):
 @numba.njit(**_OPTS)
 def sigmoid(a, out):
     """1 / (1 + exp(-a)), a row at a time by vsigmoid (as exp)."""
+    _by_rows(2, a, out)
+
+
+@numba.njit(**_OPTS)
+def _by_rows(which, a, out):
+    """out = exp (``which`` 0), tanh (1) or sigmoid (2) of a, a row at a time: each row of a
+    read where it lies (or filled in ``src``), computed into ``x`` by the row kernel and
+    stored.  One body for the three (a kernel handed in as an argument is not cached by
+    Numba: "dynamic globals"); the choice is a branch a row."""
     rows, cols = _size(out)
-    src, x, e = np.empty(cols, out.dtype), np.empty(cols, out.dtype), np.empty(cols, out.dtype)
+    src, x = np.empty(cols, out.dtype), np.empty(cols, out.dtype)
+    e = np.empty(cols if which else 0, out.dtype)
     bits = scratch(x)
     step, direct = row_step(a, rows, cols), rows_contiguous(out)
     for i in range(rows):
-        vsigmoid(_source(a, i, step, src), x, e, bits)
+        row = _source(a, i, step, src)
+        if which == 0:
+            vexp(row, x, bits)
+        elif which == 1:
+            vtanh(row, x, e, bits)
+        else:
+            vsigmoid(row, x, e, bits)
         _sink(out, i, x, direct)
 
 
@@ -197,18 +201,17 @@ def _source(a, i, step, src):
 def _source_impl(a, i, step, src):
     if isinstance(a, types.Array) and a.ndim in (1, 2) and a.dtype == src.dtype:
         def view(a, i, step, src):
-            if step >= 0:
-                return _view(a, i * step, src.shape[0])
-            for j in range(src.shape[0]):
-                src[j] = _at(a, i, j)
-            return src
+            return _view(a, i * step, src.shape[0]) if step >= 0 else _filled(a, i, src)
         return view
+    return lambda a, i, step, src: _filled(a, i, src)
 
-    def filled(a, i, step, src):
-        for j in range(src.shape[0]):
-            src[j] = _at(a, i, j)
-        return src
-    return filled
+
+@numba.njit(inline="always", **_OPTS)
+def _filled(a, i, src):
+    """src = a's values at row i of the output it broadcasts to."""
+    for j in range(src.shape[0]):
+        src[j] = _at(a, i, j)
+    return src
 
 
 @numba.njit(inline="always", **_OPTS)
