@@ -213,6 +213,21 @@ def test_gru_backward_loop_writes_what_it_alone_fills():
     assert "np.concatenate" not in backward
 
 
+def test_gradients_a_stacked_product_reads_together_are_written_side_by_side():
+    """Cho's GRU: the loop backward in time writes the update and reset gates' gradient and
+    the candidate's into lanes of one array over the steps, which the stacked input weights'
+    gradient and x's read whole (layout._concat_arrays): no concatenation of 3n lanes a
+    call, and the gradients the same as the plain path's."""
+    net = rnngraph.load(EXAMPLES / "gru_cho.rnn").compile()
+    backward = net.source[net.source.index("def backward"):]
+    assert "np.concatenate" not in backward
+    assert re.search(r"cat_\w+ = WORK\.empty\(\(T \+ 1, B, 24\)", backward)
+    model = rnngraph.load(EXAMPLES / "gru_cho.rnn")
+    plain = model.compile(optimize=False)
+    rng = np.random.default_rng(3)
+    agree_to_rounding(net, plain, problem(plain, model, rng, T=5, B=2), rng)
+
+
 def test_a_product_read_by_two_gradients_is_not_moved_into_one():
     """Found by the random-model test: v2(t-1) gets the gradient of the sum through W0 and
     v1(t)'s; the earlier generator's text peephole once wrote W0's product into dv2 alone, leaving x's and v1's

@@ -149,6 +149,75 @@ def test_an_op_on_a_cotangent_is_done_where_it_is_given(given):
     np.testing.assert_allclose(dg, want * g, rtol=1e-14)
 
 
+def written_out(tokens_of, fuser, names):
+    """A function Numba compiles, of ``names``, whose body is the Fuser's lines for a loop
+    function run for a batch of one (Fuser.plain: each run of ops written out, checked and
+    given its buffers once, before the loop over the steps)."""
+    taken = set(names)
+
+    def fresh(wish):
+        name, n = wish, 2
+        while name in taken:
+            name, n = f"{wish}_{n}", n + 1
+        taken.add(name)
+        return name
+
+    before, body = fuser.plain(tokens_of, fresh)
+    source = "\n".join([f"def run({', '.join(names)}):"] + ["    " + x for x in before] + body +
+                       ["    return True"])
+    space = {"np": np, "jitops": jitops}
+    exec(source, space)
+    return numba.njit(space["run"], error_model="numpy"), source
+
+
+@pytest.mark.parametrize("layout", ["lanes", "apart"])
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-13), (np.float32, 3e-6)])
+def test_a_run_written_out_for_a_batch_of_one_gives_what_its_ops_give(layout, dtype, rtol):
+    """At a batch of one the loop function has each run written out in its body (no kernel
+    call, no check a step): RUN gives what NumPy's calls one after the other give, a
+    temporary read after the run stored, one not read left alone; an operand whose row is not
+    contiguous makes the function decline before it writes anything."""
+    fuser = Fuser({"ONE"})
+    fuser.scratch = {"tmp", "z"}
+    tokens = ["    " + fuser.op(k, a, o, w, widths=ws) for k, a, o, w, ws in RUN]
+    names = sorted(arrays(dtype, layout, 1))
+    run, source = written_out(tokens + ["    tmp[0, 0] += 0.0"], fuser, names)
+    assert "jitops.multiply" not in source and "fused_" not in source
+    ref = arrays(dtype, layout, 1)
+    sequential(ref)
+    mine = arrays(dtype, layout, 1)
+    z = mine["z"].copy()
+    assert run(*(mine[n] for n in names))
+    for k in ("big", "c", "t", "tmp", "h", "e"):
+        np.testing.assert_allclose(mine[k], ref[k], rtol=rtol, atol=rtol, err_msg=k)
+    np.testing.assert_array_equal(mine["z"], z)                 # i * g: in its buffer only
+    odd = arrays(dtype, layout, 1)
+    odd["prod"] = np.asfortranarray(np.repeat(odd["prod"], 2, 0))[:1]   # its row strided
+    kept = {k: v.copy() for k, v in odd.items() if isinstance(v, np.ndarray)}
+    assert not run(*(odd[n] for n in names))
+    for k, v in kept.items():
+        np.testing.assert_array_equal(odd[k], v, err_msg=k)
+
+
+@pytest.mark.parametrize("given", [False, True])
+def test_a_cotangent_op_written_out_is_done_where_it_is_given(given):
+    """dc += cot[step] in a loop function for a batch of one: the op where the user gives the
+    cotangent (the function compiled for an array), nothing where not (for None)."""
+    fuser = Fuser()
+    fuser.owned = {"dc"}
+    tokens = ["    " + fuser.op("multiply", ("dc", "f"), "dc", W),
+              "    " + fuser.op("add", ("dc", "cot[step]"), "dc", W, guard="cot"),
+              "    " + fuser.op("multiply", ("dc", "g"), "dg", W)]
+    run, _ = written_out(tokens, fuser, ["dc", "f", "g", "dg", "cot", "step"])
+    rng = np.random.default_rng(0)
+    dc, f, g, dg = (rng.normal(size=(1, W)) for _ in range(4))
+    cot = rng.normal(size=(2, 1, W)) if given else None
+    want = dc * f + (cot[1] if given else 0)
+    assert run(dc, f, g, dg, cot, 1)
+    np.testing.assert_allclose(dc, want, rtol=1e-14)
+    np.testing.assert_allclose(dg, want * g, rtol=1e-14)
+
+
 def test_lanes_are_told_from_memory_shared_across_rows():
     """jitops.aligned: lanes of one buffer, a gate and the stacked gates over it share memory
     only within a row (the kernel may go row by row); rows shifted against each other do

@@ -89,6 +89,50 @@ def kernels(net, *functions):
     return [getattr(loops_module, k) for k in names] if loops_module else []
 
 
+@pytest.mark.parametrize("B", [1, 3])
+def test_strided_parameters_and_cotangents_run_the_compiled_loops_and_agree(B, monkeypatch):
+    """A parameter or cotangent whose rows are not contiguous (a transposed matrix, every
+    other number of a longer array, a reversed view) is copied C-ordered once a call, so the
+    loops' kernels, which read rows through their pointers, run (they would hand the call
+    to NumPy's loop otherwise): the same gradients as for the arrays C-ordered."""
+    pytest.importorskip("numba")
+    pytest.importorskip("scipy")
+    m = model("torch_lstm")
+    net = m.compile(backend="numba")
+    rng = np.random.default_rng(2)
+    params, inputs, initial = problem(net, m, rng, B=B)
+    outs, pull = net.vjp(params, inputs, initial)
+    cot = {n: rng.normal(size=outs[n].shape) for n in outs}
+    want = pull(cot)
+
+    def strided(a):
+        if a.ndim == 2:
+            return np.asfortranarray(a)             # last axis stride = a row's bytes
+        wide = np.empty(a.shape[:-1] + (2 * a.shape[-1],))
+        wide[..., ::2] = a
+        return wide[..., ::2]
+
+    space = net._forward.__globals__
+    module = sys.modules[space[space["STEPS"][0]].__module__]
+    declined = []
+    for where, names in ((space, space["LOOPS"] + space["STEPS"]), (vars(module), space["KERNELS"])):
+        for name in names:
+            def record(*args, _f=where[name], _n=name):
+                done = _f(*args)
+                if not done:
+                    declined.append(_n)
+                return done
+            record.compile = getattr(where[name], "compile", None)    # (jitops.ready's)
+            monkeypatch.setitem(where, name, record)
+    odd = {k: strided(v) for k, v in params.items()}
+    assert any(not v.flags.c_contiguous for v in odd.values())
+    outs2, pull2 = net.vjp(odd, inputs, initial)
+    got = pull2({n: np.flip(np.flip(c, -1).copy(), -1) for n, c in cot.items()})
+    assert not declined
+    for n in want:
+        np.testing.assert_allclose(got[n], want[n], rtol=1e-12, atol=1e-14, err_msg=n)
+
+
 def test_numba_gradients_match_finite_differences_in_float64():
     pytest.importorskip("numba")
     pytest.importorskip("scipy")
@@ -351,6 +395,40 @@ def test_the_row_kernels_of_the_fused_loops_give_numpys_values_specials_included
             out = np.empty_like(a)
             run(which, a, out)
             close_to_numpy(name, out, a, ulps)
+
+
+def test_a_row_times_a_transposed_matrix_in_a_loop_is_blas_product_to_rounding():
+    """jitops.dot(h, W.T, out) in a loop for a batch of one (W x(t): the loop reads W itself,
+    no copy of W^T) multiplies h by W's rows, four at a time, its sums reassociated: within
+    rounding of the float64 product for every number of rows (4k and the rows left over) and
+    of columns, float32 and float64; NaN and inf reach the rows they touch; with more than
+    one row (and any other layout) it is np.dot."""
+    pytest.importorskip("numba")
+    pytest.importorskip("scipy")
+    import numba
+    from rnngraph.runtime import jitops
+
+    @numba.njit
+    def times(h, W, out):
+        jitops.dot(h, W.T, out)
+
+    rng = np.random.default_rng(5)
+    for dtype, eps in ((np.float32, 2.0 ** -23), (np.float64, 2.0 ** -52)):
+        for rows, cols in ((1, 1), (3, 5), (4, 8), (7, 128), (130, 64), (512, 128)):
+            W = rng.standard_normal((rows, cols)).astype(dtype)
+            for B in (1, 3):
+                h = rng.standard_normal((B, cols)).astype(dtype)
+                out = np.full((B, rows), np.nan, dtype)
+                times(h, W, out)
+                exact = h.astype(np.float64) @ W.T.astype(np.float64)
+                bound = 2 * cols * eps * (np.abs(h).astype(np.float64) @ np.abs(W.T))
+                assert (np.abs(out - exact) <= bound + 1e-300).all(), (dtype, rows, cols, B)
+    W = rng.standard_normal((9, 6))
+    W[2, 3], W[7, 0] = np.nan, np.inf
+    h = rng.standard_normal((1, 6))
+    out = np.zeros((1, 9))
+    times(h, W, out)
+    assert np.isnan(out[0, 2]) and np.isinf(out[0, 7]) and np.isfinite(np.delete(out[0], [2, 7])).all()
 
 
 def test_the_cached_loops_follow_the_kernels_they_call(tmp_path, monkeypatch):

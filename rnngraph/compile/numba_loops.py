@@ -16,10 +16,11 @@ Each time loop is printed three times from the same IR block:
   torch.nn.LSTM, and a step's temporaries stay in the kernel's row buffers.
 
 Each elementwise op goes to the Fuser as the printer writes it (:meth:`NumbaPrinter.op`),
-which prints the loop's body for both functions: op by op with jitops' kernels for a batch
-of one (fused there, the kernels' checks and buffers cost more than they save at a row of
-128: LSTM at batch 1 took 0.55x NumPy's time fused against 0.54x, the peephole LSTM 0.44x
-against 0.37x), fused for a larger batch.
+which prints the loop's body for both functions: for a batch of one each run of ops written
+out in the loop function, its operands checked and its row buffers made once before the
+loop over the steps (a kernel called a step, its checks and buffers, cost more than a row
+of 128's arithmetic: the LSTM at batch 1 took 0.55x NumPy's time with kernels, 0.54x op by
+op; written out, 0.88x the op-by-op time), fused kernels for a larger batch.
 
 A loop with an op that has no kernel and no nopython form in the op table (a loss, a
 concatenation) is printed in NumPy only.
@@ -39,8 +40,9 @@ class NotInNumba(Exception):
     """A statement Numba's nopython mode cannot run: its loop stays in NumPy."""
 
 
-#: Names a loop function finds in its module (rnngraph/runtime/jit.py's module of loops).
-_GLOBALS = {"np", "jitops", "range"}
+#: Names a loop function finds in its module (rnngraph/runtime/jit.py's module of loops), and
+#: the builtins the runs of ops written out in it call (compile/fuse.py's SCALAR).
+_GLOBALS = {"np", "jitops", "range", "max", "abs"}
 
 
 class NumbaPrinter(FastPrinter):
@@ -84,7 +86,7 @@ class NumbaPrinter(FastPrinter):
             prelude, body = self.block(prog, block, " " * 8)
             self.fuse.owned = {self.buf[g.name] for g in self.local.values() if g.block is block
                                and not any(w[0] == g.name for w in self.gviews.values())}
-            function = self.function(block, self.fuse.plain(body), self.fuse(body)) \
+            function = self.function(block, self.fuse.plain(body, self.namer), self.fuse(body)) \
                 if body else None
         except NotInNumba:
             function = None
@@ -103,12 +105,15 @@ class NumbaPrinter(FastPrinter):
         call = call_lines(f"{head}if not ({name} if {self.B} == 1 else {steps[0]})(", args, "):")
         return prelude, call + loop
 
-    def function(self, block, body: list[str], fused: list[str]):
-        """The loop ``block`` (its statements ``body``) as a function
-        ``def loop_h(T, h_tm1_all, ..., W, ONE):``: (its name, its lines, the call's
-        arguments)."""
+    def function(self, block, plain, fused: list[str]):
+        """The loop ``block`` as a function ``def loop_h(T, h_tm1_all, ..., W, ONE):``
+        (``plain``: the lines its runs of ops need before the loop, which check the arrays
+        at the first step, and its statements; Fuser.plain): (its name, its lines, the
+        call's arguments)."""
+        before, body = plain
         forward = block.direction > 0
         step = self.step
+        first = "0" if forward else f"{self.T} - 1"
         views, params, args = [], [self.T], [self.T]
         for key, (view, walk) in self.at_step.items():
             array = walk.removesuffix("[::-1]")
@@ -121,7 +126,12 @@ class NumbaPrinter(FastPrinter):
             params.append(steps)
             args.append(array)
         code = views + body
-        tree = ast.parse("if 1:\n" + "\n".join(code))
+        # the runs' checks and buffers, once: at the first step (no step, nothing to do)
+        start = [f"    if {self.T} == 0:", "        return True", f"    {step} = {first}"] + \
+            [v[4:] for v in views] + ["    " + x for x in before] if before else []
+        steps = f"range({self.T})" if forward else f"range({self.T} - 1, -1, -1)"
+        loop = start + [f"    for {step} in {steps}:"] + code
+        tree = ast.parse("if 1:\n" + "\n".join(loop))
         # What the body reads and does not bind (bind() refuses to rebind a caller's name)
         bound = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)
                  and isinstance(n.ctx, ast.Store)} | _GLOBALS | {step} | set(params) | \
@@ -131,7 +141,6 @@ class NumbaPrinter(FastPrinter):
                 bound.add(node.id)
                 params.append(node.id)
                 args.append(node.id)
-        steps = f"range({self.T})" if forward else f"range({self.T} - 1, -1, -1)"
         what = self.shown(block.names) or "the values of every step"
         way = "forward" if forward else "backward"
         name = self.loop_names[id(block)]
@@ -139,8 +148,7 @@ class NumbaPrinter(FastPrinter):
             f'    """The loop {way} in time of {what}.',
             '',
             '    Compiled by Numba, run for a batch of one; every array and number comes as',
-            '    an argument."""',
-            f"    for {step} in {steps}:"] + code + ["    return True"]
+            '    an argument."""'] + loop + ["    return True"]
         return name, lines, args, self.steps_function(name, params, views, fused, forward, what)
 
     def steps_function(self, name, params, views, body, forward, what):

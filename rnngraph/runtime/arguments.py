@@ -71,6 +71,15 @@ def _unknown(kind: str, name, known) -> RnnGraphError:
     return RnnGraphError(f"unknown {kind} '{name}'{hint} (the {kinds} are: {listing})")
 
 
+def _rows(a: np.ndarray) -> np.ndarray:
+    """``a``, or a C-ordered copy if its last axis is not contiguous (a strided or transposed
+    view): backend="numba"'s kernels read a parameter's or a cotangent's rows through their
+    pointers, and run NumPy's loop instead for any other layout."""
+    if a.ndim and a.shape[-1] > 1 and a.strides[-1] != a.itemsize:
+        return np.ascontiguousarray(a)
+    return a
+
+
 class Arguments:
     """The checks of one compiled model's arguments; ``expected`` the shape of each input,
     as its messages say it (Compiled.inputs)."""
@@ -119,7 +128,7 @@ class Arguments:
             if a.shape != shape:
                 raise RnnGraphError(f"parameter '{name}' has shape {shape_text(a.shape)}; "
                                     f"expected {shape_text(shape)}")
-            out[name] = self._finite(a.astype(self.dtype, copy=False), f"parameter '{name}'")
+            out[name] = self._finite(_rows(a.astype(self.dtype, copy=False)), f"parameter '{name}'")
         return out
 
     def _array(self, value, what: str) -> np.ndarray:
@@ -381,7 +390,7 @@ class Arguments:
             if a.shape != outs[name].shape:
                 raise RnnGraphError(f"the cotangent for '{name}' has shape {shape_text(a.shape)}; expected "
                                     f"{shape_text(outs[name].shape)}, the shape of outputs['{name}']")
-            a = self._finite(a.astype(self.dtype, copy=False), f"the cotangent for '{name}'")
+            a = self._finite(_rows(a.astype(self.dtype, copy=False)), f"the cotangent for '{name}'")
             if name in squeezed:
                 a = np.expand_dims(a, self.batch_axis(name))
             cot[name] = a

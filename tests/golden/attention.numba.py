@@ -17,30 +17,21 @@ DTYPE = np.float32
 MINUS_ONE = DTYPE(-1)
 ONE = DTYPE(1)
 PARAMETERS = ("W", "U", "b", "W_a", "U_a", "v", "A", "B", "C", "d", "V", "k", "W_s", "b_s")
-PREPARE = ("W", "W_a", "v", "A", "B", "C")
-TAPE = ("h", "z", "e", "a", "c", "s", "o", "L", "x", "y", "transpose_v", "z_z", "W_T", "z_z_T",
-        "transpose_v_T", "B_T", "C_T", "U_a_h", "z_c", "z_o")
+PREPARE = ("W_a", "v", "A")
+TAPE = ("h", "z", "e", "a", "c", "s", "o", "L", "x", "y", "transpose_v", "z_z", "U_a_h", "z_c",
+        "z_o")
 
 
 def prepare(params):
     """What forward computes from the parameters alone, in the order it unpacks
     them: made each call, or once by Compiled.prepare for calls with the same
     parameters."""
-    W, W_a, v, A, B, C = (params[name] for name in PREPARE)
+    W_a, v, A = (params[name] for name in PREPARE)
     # e(u, t) = v^T z(u, t)
     transpose_v = v.T
     # z(u, t) = tanh(W_a s(u-1) + U_a h(t))
     z_z = np.concatenate((W_a, A), 0)
-    # h(t) = tanh(W h(t-1) + U x(t) + b)
-    W_T = transposed(W)
-    # z(u, t) = tanh(W_a s(u-1) + U_a h(t))
-    z_z_T = transposed(z_z)
-    # e(u, t) = v^T z(u, t)
-    transpose_v_T = transposed(transpose_v)
-    # s(u) = tanh(A s(u-1) + B y(u-1) + C c(u) + d)
-    B_T = transposed(B)
-    C_T = transposed(C)
-    return (transpose_v, z_z, W_T, z_z_T, transpose_v_T, B_T, C_T)
+    return (transpose_v, z_z)
 
 
 def forward(params, inputs, initial, T, n_batch, T_u, prepared=None):
@@ -49,7 +40,7 @@ def forward(params, inputs, initial, T, n_batch, T_u, prepared=None):
     W, U, b, W_a, U_a, v, A, B, C, d, V, k, W_s, b_s = (params[name] for name in PARAMETERS)
 
     # Values of the parameters alone (see prepare)
-    (transpose_v, z_z, W_T, z_z_T, transpose_v_T, B_T, C_T) = prepare(params) if prepared is None else prepared
+    transpose_v, z_z = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now, now_u = slice(1, T + 1), slice(1, T_u + 1)
 
@@ -88,11 +79,11 @@ def forward(params, inputs, initial, T, n_batch, T_u, prepared=None):
 
     # h(t): a loop forward in time
     W_h = np.empty((n_batch, 8), DTYPE)
-    if not (loop_h if n_batch == 1 else steps_loop_h)(T, h[0:T], h[1:T + 1], W_T, W_h):
+    if not (loop_h if n_batch == 1 else steps_loop_h)(T, h[0:T], h[1:T + 1], W_h, W):
         steps = zip(h[0:T], h[1:T + 1])
         for (h_tm1, h_t) in steps:
             # h(t) = tanh(W h(t-1) + U x(t) + b)
-            np.dot(h_tm1, W_T, out=W_h)
+            np.dot(h_tm1, W.T, out=W_h)
             h_t += W_h
             np.tanh(h_t, out=h_t)
 
@@ -118,13 +109,13 @@ def forward(params, inputs, initial, T, n_batch, T_u, prepared=None):
                 y[0:T_u], s[1:T_u + 1])
     for (s_tm1, z_t, e_t, a_t, z_c_t, c_t, y_tm1, s_t) in steps:
         # z(u, t) = tanh(W_a s(u-1) + U_a h(t))
-        np.dot(s_tm1, z_z_T, out=z_z_s)
+        np.dot(s_tm1, z_z.T, out=z_z_s)
         # s(u) = tanh(A s(u-1) + B y(u-1) + C c(u) + d)
         # z(u, t) = tanh(W_a s(u-1) + U_a h(t))
         np.add(U_a_h, slice_z_z_s, out=z_t)
         np.tanh(z_t, out=z_t)
         # e(u, t) = v^T z(u, t)
-        np.dot(z_t.reshape(-1, 10), transpose_v_T, out=e_t.reshape(-1, 1))
+        np.dot(z_t.reshape(-1, 10), transpose_v.T, out=e_t.reshape(-1, 1))
         # a(u, t) = softmax_t(e(u, t))
         a_t[...] = softmax(e_t, -3)
         # c(u) = sum_t(a(u, t) * h(t))
@@ -132,8 +123,8 @@ def forward(params, inputs, initial, T, n_batch, T_u, prepared=None):
         z_c_2 = z_c_t.sum(0)
         np.copyto(c_t, z_c_2)
         # s(u) = tanh(A s(u-1) + B y(u-1) + C c(u) + d)
-        np.dot(y_tm1, B_T, out=B_y)
-        np.dot(c_t, C_T, out=C_c)
+        np.dot(y_tm1, B.T, out=B_y)
+        np.dot(c_t, C.T, out=C_c)
         np.add(d, B_y, out=z_s_2)
         np.add(z_s_2, slice_z_z_s_2, out=z_s_3)
         np.add(z_s_3, C_c, out=s_t)
@@ -154,9 +145,7 @@ def forward(params, inputs, initial, T, n_batch, T_u, prepared=None):
     outputs = {"h": h[1:T + 1], "s": s[1:T_u + 1], "z": z[1:T_u + 1], "e": e[1:T_u + 1],
                "a": a[1:T_u + 1], "c": c[1:T_u + 1], "o": o[1:T_u + 1], "L": L[1:T_u + 1]}
     tape = {"h": h, "z": z, "e": e, "a": a, "c": c, "s": s, "o": o, "L": L, "x": x, "y": y,
-            "transpose_v": transpose_v, "z_z": z_z, "W_T": W_T, "z_z_T": z_z_T,
-            "transpose_v_T": transpose_v_T, "B_T": B_T, "C_T": C_T, "U_a_h": U_a_h, "z_c": z_c,
-            "z_o": z_o}
+            "transpose_v": transpose_v, "z_z": z_z, "U_a_h": U_a_h, "z_c": z_c, "z_o": z_o}
     return outputs, tape
 
 
@@ -164,8 +153,7 @@ def backward(params, tape, cotangents, T, n_batch, T_u):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     W, U, b, W_a, U_a, v, A, B, C, d, V, k, W_s, b_s = (params[name] for name in PARAMETERS)
-    (h, z, e, a, c, s, o, L, x, y, transpose_v, z_z, W_T, z_z_T,
-     transpose_v_T, B_T, C_T, U_a_h, z_c, z_o) = (tape[name] for name in TAPE)
+    h, z, e, a, c, s, o, L, x, y, transpose_v, z_z, U_a_h, z_c, z_o = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now, now_u = slice(0, T), slice(1, T + 1), slice(1, T_u + 1)
 
@@ -362,8 +350,7 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     W, U, b, W_a, U_a, v, A, B, C, d, V, k, W_s, b_s = (params[name] for name in PARAMETERS)
-    (h, z, e, a, c, s, o, L, x, y, transpose_v, z_z, W_T, z_z_T,
-     transpose_v_T, B_T, C_T, U_a_h, z_c, z_o) = (tape[name] for name in TAPE)
+    h, z, e, a, c, s, o, L, x, y, transpose_v, z_z, U_a_h, z_c, z_o = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now, now_u = slice(0, T), slice(1, T + 1), slice(1, T_u + 1)
 
@@ -554,7 +541,7 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
     return grads
 
 
-def fused_ab89f856e2(p0, p1):
+def fused_1d93b948a7(p0, p1):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -565,8 +552,7 @@ def fused_ab89f856e2(p0, p1):
             or s0 < 0
             or s1 < 0):
         return False
-    dtype = p0.dtype
-    space = np.empty(24, dtype)
+    space = np.empty(24, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     e8 = space[16:24]
@@ -583,7 +569,7 @@ def fused_ab89f856e2(p0, p1):
     return True
 
 
-def fused_5b001235f6(p0, p1, p2, p3, p4):
+def fused_06af03bdab(p0, p1, p2, p3, p4):
     """multiply, subtract, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -599,9 +585,8 @@ def fused_5b001235f6(p0, p1, p2, p3, p4):
             or s1 < 0
             or s2 < 0):
         return False
-    dtype = p1.dtype
     c0 = jitops.like(p1, p2)
-    space = np.empty(24, dtype)
+    space = np.empty(24, p1.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -621,22 +606,43 @@ def fused_5b001235f6(p0, p1, p2, p3, p4):
     return True
 
 
-def loop_h(T, h_tm1_all, h_t_all, W_T, W_h):
+def loop_h(T, h_tm1_all, h_t_all, W_h, W):
     """The loop forward in time of h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = 0
+    h_tm1 = h_tm1_all[step]
+    h_t = h_t_all[step]
+    if (jitops._size(h_t) != (1, 8)
+            or not jitops.rows_contiguous(h_t)
+            or jitops.row_step(h_t, 1, 8) < 0
+            or jitops.row_step(W_h, 1, 8) < 0):
+        return False
+    space = np.empty(24, h_t.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    e8 = space[16:24]
+    bits = jitops.scratch(e8)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         h_t = h_t_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + b)
-        jitops.dot(h_tm1, W_T, W_h)
-        jitops.add(h_t, W_h, h_t)
-        jitops.tanh(h_t, h_t)
+        jitops.dot(h_tm1, W.T, W_h)
+        r0_0 = jitops._view(h_t, 0, 8)
+        r0_1 = jitops._view(W_h, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(h_t, 0, x0)
+        r1_0 = jitops._view(h_t, 0, 8)
+        jitops.vtanh(r1_0, x1, e8, bits)
+        jitops.put_row(h_t, 0, x1)
     return True
 
 
-def steps_loop_h(T, h_tm1_all, h_t_all, W_T, W_h):
+def steps_loop_h(T, h_tm1_all, h_t_all, W_h, W):
     """h(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -645,7 +651,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_T, W_h):
     h_tm1 = h_tm1_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_ab89f856e2, h_t, W_h)
+        jitops.ready(fused_1d93b948a7, h_t, W_h)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -653,8 +659,8 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_T, W_h):
         h_tm1 = h_tm1_all[step]
         h_t = h_t_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + b)
-        jitops.dot(h_tm1, W_T, W_h)
-        if not fused_ab89f856e2(h_t, W_h):
+        jitops.dot(h_tm1, W.T, W_h)
+        if not fused_1d93b948a7(h_t, W_h):
             np.add(h_t, W_h, out=h_t)
             np.tanh(h_t, out=h_t)
     return True
@@ -665,15 +671,44 @@ def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, W, vecmat_dz_h_2):
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    dz_h_2_t = dz_h_2_t_all[step]
+    dh_t = dh_t_all[step]
+    dz_h_t = dz_h_t_all[step]
+    dh_tm1 = dh_tm1_all[step]
+    if (jitops._size(dz_h_2_t) != (1, 8)
+            or not jitops.rows_contiguous(dz_h_2_t)
+            or jitops.row_step(dh_t, 1, 8) < 0
+            or jitops.row_step(dz_h_t, 1, 8) < 0):
+        return False
+    space = np.empty(8, dz_h_2_t.dtype)
+    x0 = space[0:8]
+    if (jitops._size(dh_tm1) != (1, 8)
+            or not jitops.rows_contiguous(dh_tm1)
+            or jitops.row_step(dh_tm1, 1, 8) < 0
+            or jitops.row_step(vecmat_dz_h_2, 1, 8) < 0):
+        return False
+    space_2 = np.empty(8, dh_tm1.dtype)
+    x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
         dz_h_2_t = dz_h_2_t_all[step]
         dh_t = dh_t_all[step]
         dz_h_t = dz_h_t_all[step]
         dh_tm1 = dh_tm1_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + b)
-        jitops.multiply(dh_t, dz_h_t, dz_h_2_t)
+        r0_0 = jitops._view(dh_t, 0, 8)
+        r0_1 = jitops._view(dz_h_t, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] * r0_1[j]
+        jitops.put_row(dz_h_2_t, 0, x0)
         jitops.dot(dz_h_2_t, W, vecmat_dz_h_2)
-        jitops.add(dh_tm1, vecmat_dz_h_2, dh_tm1)
+        r0_0_2 = jitops._view(dh_tm1, 0, 8)
+        r0_1_2 = jitops._view(vecmat_dz_h_2, 0, 8)
+        for j_2 in range(8):
+            x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+        jitops.put_row(dh_tm1, 0, x0_2)
     return True
 
 
@@ -709,17 +744,56 @@ def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, W, vecma
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    h_t = h_t_all[step]
+    dz_h_t = dz_h_t_all[step]
+    dh_t = dh_t_all[step]
+    dh_tm1 = dh_tm1_all[step]
+    if (jitops._size(dz_h_2) != (1, 8)
+            or jitops._size(dz_h_t) != (1, 8)
+            or not jitops.rows_contiguous(dz_h_t)
+            or jitops.row_step(h_t, 1, 8) < 0
+            or jitops.row_step(dh_t, 1, 8) < 0
+            or jitops.row_step(dz_h_t, 1, 8) < 0):
+        return False
+    c0 = jitops.like(dz_h_2, ONE)
+    space = np.empty(24, dz_h_2.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    if (jitops._size(dh_tm1) != (1, 8)
+            or not jitops.rows_contiguous(dh_tm1)
+            or jitops.row_step(dh_tm1, 1, 8) < 0
+            or jitops.row_step(vecmat_dz_h, 1, 8) < 0):
+        return False
+    space_2 = np.empty(8, dh_tm1.dtype)
+    x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
         h_t = h_t_all[step]
         dz_h_t = dz_h_t_all[step]
         dh_t = dh_t_all[step]
         dh_tm1 = dh_tm1_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + b)
-        jitops.multiply(h_t, h_t, dz_h_2)
-        jitops.subtract(ONE, dz_h_2, dz_h_t)
-        jitops.multiply(dh_t, dz_h_t, dz_h_t)
+        r0_0 = jitops._view(h_t, 0, 8)
+        r0_1 = jitops._view(h_t, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] * r0_1[j]
+        for j in range(8):
+            x1[j] = c0 - x0[j]
+        jitops.put_row(dz_h_t, 0, x1)
+        r2_0 = jitops._view(dh_t, 0, 8)
+        r2_1 = jitops._view(dz_h_t, 0, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] * r2_1[j]
+        jitops.put_row(dz_h_t, 0, x2)
         jitops.dot(dz_h_t, W, vecmat_dz_h)
-        jitops.add(dh_tm1, vecmat_dz_h, dh_tm1)
+        r0_0_2 = jitops._view(dh_tm1, 0, 8)
+        r0_1_2 = jitops._view(vecmat_dz_h, 0, 8)
+        for j_2 in range(8):
+            x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+        jitops.put_row(dh_tm1, 0, x0_2)
     return True
 
 
@@ -734,7 +808,7 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, W,
     dh_t = dh_t_all[step]
     dh_tm1 = dh_tm1_all[step]
     try:
-        jitops.ready(fused_5b001235f6, h_t, dz_h_2, ONE, dz_h_t, dh_t)
+        jitops.ready(fused_06af03bdab, h_t, dz_h_2, ONE, dz_h_t, dh_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -744,7 +818,7 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, W,
         dh_t = dh_t_all[step]
         dh_tm1 = dh_tm1_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + b)
-        if not fused_5b001235f6(h_t, dz_h_2, ONE, dz_h_t, dh_t):
+        if not fused_06af03bdab(h_t, dz_h_2, ONE, dz_h_t, dh_t):
             np.multiply(h_t, h_t, out=dz_h_2)
             np.subtract(ONE, dz_h_2, out=dz_h_t)
             np.multiply(dh_t, dz_h_t, out=dz_h_t)
@@ -754,5 +828,5 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, W,
 
 
 LOOPS = ("loop_h", "back_h", "back_h_2")
-KERNELS = ("fused_ab89f856e2", "fused_5b001235f6")
+KERNELS = ("fused_1d93b948a7", "fused_06af03bdab")
 STEPS = ("steps_loop_h", "steps_back_h", "steps_back_h_2")

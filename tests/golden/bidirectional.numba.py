@@ -17,28 +17,19 @@ DTYPE = np.float32
 MINUS_ONE = DTYPE(-1)
 ONE = DTYPE(1)
 PARAMETERS = ("W_h", "U_h", "b_h", "W_g", "U_g", "b_g", "V_h", "V_g", "c")
-PREPARE = ("W_h", "W_g")
-TAPE = ("h", "g", "o", "x", "W_h_T", "W_g_T")
+TAPE = ("h", "g", "o", "x")
 
 
 def prepare(params):
     """What forward computes from the parameters alone, in the order it unpacks
     them: made each call, or once by Compiled.prepare for calls with the same
     parameters."""
-    W_h, W_g = (params[name] for name in PREPARE)
-    # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-    W_h_T = transposed(W_h)
-    # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-    W_g_T = transposed(W_g)
-    return (W_h_T, W_g_T)
+    return ()
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
     """Run the equations over steps 1..T for a batch of B; return (outputs, tape)."""
     W_h, U_h, b_h, W_g, U_g, b_g, V_h, V_g, c = (params[name] for name in PARAMETERS)
-
-    # Values of the parameters alone (see prepare)
-    W_h_T, W_g_T = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
@@ -66,11 +57,11 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # h(t): a loop forward in time
     W_h_h = np.empty((B, 8), DTYPE)
-    if not (loop_h if B == 1 else steps_loop_h)(T, h[0:T], h[1:T + 1], W_h_T, W_h_h):
+    if not (loop_h if B == 1 else steps_loop_h)(T, h[0:T], h[1:T + 1], W_h_h, W_h):
         steps = zip(h[0:T], h[1:T + 1])
         for (h_tm1, h_t) in steps:
             # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-            np.dot(h_tm1, W_h_T, out=W_h_h)
+            np.dot(h_tm1, W_h.T, out=W_h_h)
             h_t += W_h_h
             np.tanh(h_t, out=h_t)
 
@@ -81,11 +72,11 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # g(t): a loop backward in time
     W_g_g = np.empty((B, 8), DTYPE)
-    if not (loop_g if B == 1 else steps_loop_g)(T, g[2:T + 2], g[1:T + 1], W_g_T, W_g_g):
+    if not (loop_g if B == 1 else steps_loop_g)(T, g[2:T + 2], g[1:T + 1], W_g_g, W_g):
         steps = zip(g[2:T + 2][::-1], g[1:T + 1][::-1])
         for (g_tp1, g_t) in steps:
             # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-            np.dot(g_tp1, W_g_T, out=W_g_g)
+            np.dot(g_tp1, W_g.T, out=W_g_g)
             g_t += W_g_g
             np.tanh(g_t, out=g_t)
 
@@ -99,7 +90,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
     o[now] += c
 
     outputs = {"h": h[1:T + 1], "g": g[1:T + 1], "o": o[1:T + 1]}
-    tape = {"h": h, "g": g, "o": o, "x": x, "W_h_T": W_h_T, "W_g_T": W_g_T}
+    tape = {"h": h, "g": g, "o": o, "x": x}
     return outputs, tape
 
 
@@ -107,7 +98,7 @@ def backward(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     W_h, U_h, b_h, W_g, U_g, b_g, V_h, V_g, c = (params[name] for name in PARAMETERS)
-    h, g, o, x, W_h_T, W_g_T = (tape[name] for name in TAPE)
+    h, g, o, x = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now, tp1 = slice(0, T), slice(1, T + 1), slice(2, T + 2)
 
@@ -205,7 +196,7 @@ def backward_large(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     W_h, U_h, b_h, W_g, U_g, b_g, V_h, V_g, c = (params[name] for name in PARAMETERS)
-    h, g, o, x, W_h_T, W_g_T = (tape[name] for name in TAPE)
+    h, g, o, x = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now, tp1 = slice(0, T), slice(1, T + 1), slice(2, T + 2)
 
@@ -293,7 +284,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_ab89f856e2(p0, p1):
+def fused_1d93b948a7(p0, p1):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -304,8 +295,7 @@ def fused_ab89f856e2(p0, p1):
             or s0 < 0
             or s1 < 0):
         return False
-    dtype = p0.dtype
-    space = np.empty(24, dtype)
+    space = np.empty(24, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     e8 = space[16:24]
@@ -322,7 +312,7 @@ def fused_ab89f856e2(p0, p1):
     return True
 
 
-def fused_c53987d595(p0, p1, p2, p3):
+def fused_1c9eb92bb5(p0, p1, p2, p3):
     """add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -341,8 +331,7 @@ def fused_c53987d595(p0, p1, p2, p3):
             or s1 < 0
             or s2 < 0):
         return False
-    dtype = p0.dtype
-    space = np.empty(16, dtype)
+    space = np.empty(16, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     for i in range(rows):
@@ -358,7 +347,7 @@ def fused_c53987d595(p0, p1, p2, p3):
     return True
 
 
-def fused_38bc5f63f6(p0, p1, p2, p3, p4, p5):
+def fused_feb837d675(p0, p1, p2, p3, p4, p5):
     """multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -382,9 +371,8 @@ def fused_38bc5f63f6(p0, p1, p2, p3, p4, p5):
             or s2 < 0
             or s3 < 0):
         return False
-    dtype = p1.dtype
     c0 = jitops.like(p1, p2)
-    space = np.empty(32, dtype)
+    space = np.empty(32, p1.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -409,22 +397,43 @@ def fused_38bc5f63f6(p0, p1, p2, p3, p4, p5):
     return True
 
 
-def loop_h(T, h_tm1_all, h_t_all, W_h_T, W_h_h):
+def loop_h(T, h_tm1_all, h_t_all, W_h_h, W_h):
     """The loop forward in time of h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = 0
+    h_tm1 = h_tm1_all[step]
+    h_t = h_t_all[step]
+    if (jitops._size(h_t) != (1, 8)
+            or not jitops.rows_contiguous(h_t)
+            or jitops.row_step(h_t, 1, 8) < 0
+            or jitops.row_step(W_h_h, 1, 8) < 0):
+        return False
+    space = np.empty(24, h_t.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    e8 = space[16:24]
+    bits = jitops.scratch(e8)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         h_t = h_t_all[step]
         # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-        jitops.dot(h_tm1, W_h_T, W_h_h)
-        jitops.add(h_t, W_h_h, h_t)
-        jitops.tanh(h_t, h_t)
+        jitops.dot(h_tm1, W_h.T, W_h_h)
+        r0_0 = jitops._view(h_t, 0, 8)
+        r0_1 = jitops._view(W_h_h, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(h_t, 0, x0)
+        r1_0 = jitops._view(h_t, 0, 8)
+        jitops.vtanh(r1_0, x1, e8, bits)
+        jitops.put_row(h_t, 0, x1)
     return True
 
 
-def steps_loop_h(T, h_tm1_all, h_t_all, W_h_T, W_h_h):
+def steps_loop_h(T, h_tm1_all, h_t_all, W_h_h, W_h):
     """h(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -433,7 +442,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_h_T, W_h_h):
     h_tm1 = h_tm1_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_ab89f856e2, h_t, W_h_h)
+        jitops.ready(fused_1d93b948a7, h_t, W_h_h)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -441,29 +450,50 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_h_T, W_h_h):
         h_tm1 = h_tm1_all[step]
         h_t = h_t_all[step]
         # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-        jitops.dot(h_tm1, W_h_T, W_h_h)
-        if not fused_ab89f856e2(h_t, W_h_h):
+        jitops.dot(h_tm1, W_h.T, W_h_h)
+        if not fused_1d93b948a7(h_t, W_h_h):
             np.add(h_t, W_h_h, out=h_t)
             np.tanh(h_t, out=h_t)
     return True
 
 
-def loop_g(T, g_tp1_all, g_t_all, W_g_T, W_g_g):
+def loop_g(T, g_tp1_all, g_t_all, W_g_g, W_g):
     """The loop backward in time of g(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    g_tp1 = g_tp1_all[step]
+    g_t = g_t_all[step]
+    if (jitops._size(g_t) != (1, 8)
+            or not jitops.rows_contiguous(g_t)
+            or jitops.row_step(g_t, 1, 8) < 0
+            or jitops.row_step(W_g_g, 1, 8) < 0):
+        return False
+    space = np.empty(24, g_t.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    e8 = space[16:24]
+    bits = jitops.scratch(e8)
     for step in range(T - 1, -1, -1):
         g_tp1 = g_tp1_all[step]
         g_t = g_t_all[step]
         # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-        jitops.dot(g_tp1, W_g_T, W_g_g)
-        jitops.add(g_t, W_g_g, g_t)
-        jitops.tanh(g_t, g_t)
+        jitops.dot(g_tp1, W_g.T, W_g_g)
+        r0_0 = jitops._view(g_t, 0, 8)
+        r0_1 = jitops._view(W_g_g, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(g_t, 0, x0)
+        r1_0 = jitops._view(g_t, 0, 8)
+        jitops.vtanh(r1_0, x1, e8, bits)
+        jitops.put_row(g_t, 0, x1)
     return True
 
 
-def steps_loop_g(T, g_tp1_all, g_t_all, W_g_T, W_g_g):
+def steps_loop_g(T, g_tp1_all, g_t_all, W_g_g, W_g):
     """g(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -472,7 +502,7 @@ def steps_loop_g(T, g_tp1_all, g_t_all, W_g_T, W_g_g):
     g_tp1 = g_tp1_all[step]
     g_t = g_t_all[step]
     try:
-        jitops.ready(fused_ab89f856e2, g_t, W_g_g)
+        jitops.ready(fused_1d93b948a7, g_t, W_g_g)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('g(t)', error)
         return False
@@ -480,8 +510,8 @@ def steps_loop_g(T, g_tp1_all, g_t_all, W_g_T, W_g_g):
         g_tp1 = g_tp1_all[step]
         g_t = g_t_all[step]
         # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-        jitops.dot(g_tp1, W_g_T, W_g_g)
-        if not fused_ab89f856e2(g_t, W_g_g):
+        jitops.dot(g_tp1, W_g.T, W_g_g)
+        if not fused_1d93b948a7(g_t, W_g_g):
             np.add(g_t, W_g_g, out=g_t)
             np.tanh(g_t, out=g_t)
     return True
@@ -492,13 +522,37 @@ def back_g(T, dz_g_2_t_all, dg_t_all, dz_g_t_all, dg_sum, W_g):
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = 0
+    dz_g_2_t = dz_g_2_t_all[step]
+    dg_t = dg_t_all[step]
+    dz_g_t = dz_g_t_all[step]
+    if (jitops._size(dg_sum) != (1, 8)
+            or jitops._size(dz_g_2_t) != (1, 8)
+            or not jitops.rows_contiguous(dg_sum)
+            or not jitops.rows_contiguous(dz_g_2_t)
+            or jitops.row_step(dg_sum, 1, 8) < 0
+            or jitops.row_step(dg_t, 1, 8) < 0
+            or jitops.row_step(dz_g_t, 1, 8) < 0):
+        return False
+    space = np.empty(16, dg_sum.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
     for step in range(T):
         dz_g_2_t = dz_g_2_t_all[step]
         dg_t = dg_t_all[step]
         dz_g_t = dz_g_t_all[step]
         # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-        jitops.add(dg_sum, dg_t, dg_sum)
-        jitops.multiply(dg_sum, dz_g_t, dz_g_2_t)
+        r0_0 = jitops._view(dg_sum, 0, 8)
+        r0_1 = jitops._view(dg_t, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(dg_sum, 0, x0)
+        r1_1 = jitops._view(dz_g_t, 0, 8)
+        for j in range(8):
+            x1[j] = x0[j] * r1_1[j]
+        jitops.put_row(dz_g_2_t, 0, x1)
         jitops.dot(dz_g_2_t, W_g, dg_sum)
     return True
 
@@ -513,7 +567,7 @@ def steps_back_g(T, dz_g_2_t_all, dg_t_all, dz_g_t_all, dg_sum, W_g):
     dg_t = dg_t_all[step]
     dz_g_t = dz_g_t_all[step]
     try:
-        jitops.ready(fused_c53987d595, dg_sum, dg_t, dz_g_t, dz_g_2_t)
+        jitops.ready(fused_1c9eb92bb5, dg_sum, dg_t, dz_g_t, dz_g_2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('g(t)', error)
         return False
@@ -522,7 +576,7 @@ def steps_back_g(T, dz_g_2_t_all, dg_t_all, dz_g_t_all, dg_sum, W_g):
         dg_t = dg_t_all[step]
         dz_g_t = dz_g_t_all[step]
         # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-        if not fused_c53987d595(dg_sum, dg_t, dz_g_t, dz_g_2_t):
+        if not fused_1c9eb92bb5(dg_sum, dg_t, dz_g_t, dz_g_2_t):
             np.add(dg_sum, dg_t, out=dg_sum)
             np.multiply(dg_sum, dz_g_t, out=dz_g_2_t)
         jitops.dot(dz_g_2_t, W_g, dg_sum)
@@ -534,13 +588,37 @@ def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, W_h):
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    dz_h_2_t = dz_h_2_t_all[step]
+    dh_t = dh_t_all[step]
+    dz_h_t = dz_h_t_all[step]
+    if (jitops._size(dh_sum) != (1, 8)
+            or jitops._size(dz_h_2_t) != (1, 8)
+            or not jitops.rows_contiguous(dh_sum)
+            or not jitops.rows_contiguous(dz_h_2_t)
+            or jitops.row_step(dh_sum, 1, 8) < 0
+            or jitops.row_step(dh_t, 1, 8) < 0
+            or jitops.row_step(dz_h_t, 1, 8) < 0):
+        return False
+    space = np.empty(16, dh_sum.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
     for step in range(T - 1, -1, -1):
         dz_h_2_t = dz_h_2_t_all[step]
         dh_t = dh_t_all[step]
         dz_h_t = dz_h_t_all[step]
         # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-        jitops.add(dh_sum, dh_t, dh_sum)
-        jitops.multiply(dh_sum, dz_h_t, dz_h_2_t)
+        r0_0 = jitops._view(dh_sum, 0, 8)
+        r0_1 = jitops._view(dh_t, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(dh_sum, 0, x0)
+        r1_1 = jitops._view(dz_h_t, 0, 8)
+        for j in range(8):
+            x1[j] = x0[j] * r1_1[j]
+        jitops.put_row(dz_h_2_t, 0, x1)
         jitops.dot(dz_h_2_t, W_h, dh_sum)
     return True
 
@@ -555,7 +633,7 @@ def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, W_h):
     dh_t = dh_t_all[step]
     dz_h_t = dz_h_t_all[step]
     try:
-        jitops.ready(fused_c53987d595, dh_sum, dh_t, dz_h_t, dz_h_2_t)
+        jitops.ready(fused_1c9eb92bb5, dh_sum, dh_t, dz_h_t, dz_h_2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -564,7 +642,7 @@ def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, W_h):
         dh_t = dh_t_all[step]
         dz_h_t = dz_h_t_all[step]
         # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-        if not fused_c53987d595(dh_sum, dh_t, dz_h_t, dz_h_2_t):
+        if not fused_1c9eb92bb5(dh_sum, dh_t, dz_h_t, dz_h_2_t):
             np.add(dh_sum, dh_t, out=dh_sum)
             np.multiply(dh_sum, dz_h_t, out=dz_h_2_t)
         jitops.dot(dz_h_2_t, W_h, dh_sum)
@@ -576,15 +654,49 @@ def back_g_2(T, g_t_all, dz_g_t_all, dg_t_all, dz_g_2, ONE, dg_sum, W_g):
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = 0
+    g_t = g_t_all[step]
+    dz_g_t = dz_g_t_all[step]
+    dg_t = dg_t_all[step]
+    if (jitops._size(dz_g_2) != (1, 8)
+            or jitops._size(dz_g_t) != (1, 8)
+            or jitops._size(dg_sum) != (1, 8)
+            or not jitops.rows_contiguous(dz_g_t)
+            or not jitops.rows_contiguous(dg_sum)
+            or jitops.row_step(g_t, 1, 8) < 0
+            or jitops.row_step(dg_sum, 1, 8) < 0
+            or jitops.row_step(dg_t, 1, 8) < 0
+            or jitops.row_step(dz_g_t, 1, 8) < 0):
+        return False
+    c0 = jitops.like(dz_g_2, ONE)
+    space = np.empty(32, dz_g_2.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
     for step in range(T):
         g_t = g_t_all[step]
         dz_g_t = dz_g_t_all[step]
         dg_t = dg_t_all[step]
         # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-        jitops.multiply(g_t, g_t, dz_g_2)
-        jitops.subtract(ONE, dz_g_2, dz_g_t)
-        jitops.add(dg_sum, dg_t, dg_sum)
-        jitops.multiply(dg_sum, dz_g_t, dz_g_t)
+        r0_0 = jitops._view(g_t, 0, 8)
+        r0_1 = jitops._view(g_t, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] * r0_1[j]
+        for j in range(8):
+            x1[j] = c0 - x0[j]
+        jitops.put_row(dz_g_t, 0, x1)
+        r2_0 = jitops._view(dg_sum, 0, 8)
+        r2_1 = jitops._view(dg_t, 0, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] + r2_1[j]
+        jitops.put_row(dg_sum, 0, x2)
+        r3_1 = jitops._view(dz_g_t, 0, 8)
+        for j in range(8):
+            x3[j] = x2[j] * r3_1[j]
+        jitops.put_row(dz_g_t, 0, x3)
         jitops.dot(dz_g_t, W_g, dg_sum)
     return True
 
@@ -599,7 +711,7 @@ def steps_back_g_2(T, g_t_all, dz_g_t_all, dg_t_all, dz_g_2, ONE, dg_sum, W_g):
     dz_g_t = dz_g_t_all[step]
     dg_t = dg_t_all[step]
     try:
-        jitops.ready(fused_38bc5f63f6, g_t, dz_g_2, ONE, dz_g_t, dg_sum, dg_t)
+        jitops.ready(fused_feb837d675, g_t, dz_g_2, ONE, dz_g_t, dg_sum, dg_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('g(t)', error)
         return False
@@ -608,7 +720,7 @@ def steps_back_g_2(T, g_t_all, dz_g_t_all, dg_t_all, dz_g_2, ONE, dg_sum, W_g):
         dz_g_t = dz_g_t_all[step]
         dg_t = dg_t_all[step]
         # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-        if not fused_38bc5f63f6(g_t, dz_g_2, ONE, dz_g_t, dg_sum, dg_t):
+        if not fused_feb837d675(g_t, dz_g_2, ONE, dz_g_t, dg_sum, dg_t):
             np.multiply(g_t, g_t, out=dz_g_2)
             np.subtract(ONE, dz_g_2, out=dz_g_t)
             np.add(dg_sum, dg_t, out=dg_sum)
@@ -622,15 +734,49 @@ def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dz_h_2, ONE, dh_sum, W_h):
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    h_t = h_t_all[step]
+    dz_h_t = dz_h_t_all[step]
+    dh_t = dh_t_all[step]
+    if (jitops._size(dz_h_2) != (1, 8)
+            or jitops._size(dz_h_t) != (1, 8)
+            or jitops._size(dh_sum) != (1, 8)
+            or not jitops.rows_contiguous(dz_h_t)
+            or not jitops.rows_contiguous(dh_sum)
+            or jitops.row_step(h_t, 1, 8) < 0
+            or jitops.row_step(dh_sum, 1, 8) < 0
+            or jitops.row_step(dh_t, 1, 8) < 0
+            or jitops.row_step(dz_h_t, 1, 8) < 0):
+        return False
+    c0 = jitops.like(dz_h_2, ONE)
+    space = np.empty(32, dz_h_2.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
     for step in range(T - 1, -1, -1):
         h_t = h_t_all[step]
         dz_h_t = dz_h_t_all[step]
         dh_t = dh_t_all[step]
         # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-        jitops.multiply(h_t, h_t, dz_h_2)
-        jitops.subtract(ONE, dz_h_2, dz_h_t)
-        jitops.add(dh_sum, dh_t, dh_sum)
-        jitops.multiply(dh_sum, dz_h_t, dz_h_t)
+        r0_0 = jitops._view(h_t, 0, 8)
+        r0_1 = jitops._view(h_t, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] * r0_1[j]
+        for j in range(8):
+            x1[j] = c0 - x0[j]
+        jitops.put_row(dz_h_t, 0, x1)
+        r2_0 = jitops._view(dh_sum, 0, 8)
+        r2_1 = jitops._view(dh_t, 0, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] + r2_1[j]
+        jitops.put_row(dh_sum, 0, x2)
+        r3_1 = jitops._view(dz_h_t, 0, 8)
+        for j in range(8):
+            x3[j] = x2[j] * r3_1[j]
+        jitops.put_row(dz_h_t, 0, x3)
         jitops.dot(dz_h_t, W_h, dh_sum)
     return True
 
@@ -645,7 +791,7 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dz_h_2, ONE, dh_sum, W_h):
     dz_h_t = dz_h_t_all[step]
     dh_t = dh_t_all[step]
     try:
-        jitops.ready(fused_38bc5f63f6, h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t)
+        jitops.ready(fused_feb837d675, h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -654,7 +800,7 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dz_h_2, ONE, dh_sum, W_h):
         dz_h_t = dz_h_t_all[step]
         dh_t = dh_t_all[step]
         # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-        if not fused_38bc5f63f6(h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t):
+        if not fused_feb837d675(h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t):
             np.multiply(h_t, h_t, out=dz_h_2)
             np.subtract(ONE, dz_h_2, out=dz_h_t)
             np.add(dh_sum, dh_t, out=dh_sum)
@@ -664,6 +810,6 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dz_h_2, ONE, dh_sum, W_h):
 
 
 LOOPS = ("loop_h", "loop_g", "back_g", "back_h", "back_g_2", "back_h_2")
-KERNELS = ("fused_ab89f856e2", "fused_c53987d595", "fused_38bc5f63f6")
+KERNELS = ("fused_1d93b948a7", "fused_1c9eb92bb5", "fused_feb837d675")
 STEPS = ("steps_loop_h", "steps_loop_g", "steps_back_g", "steps_back_h", "steps_back_g_2",
          "steps_back_h_2")

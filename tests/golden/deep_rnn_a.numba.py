@@ -17,28 +17,19 @@ DTYPE = np.float32
 MINUS_ONE = DTYPE(-1)
 ONE = DTYPE(1)
 PARAMETERS = ("W1", "U1", "b1", "W2", "U2", "b2", "V", "c")
-PREPARE = ("W1", "W2")
-TAPE = ("h1", "h2", "o", "x", "W1_T", "W2_T")
+TAPE = ("h1", "h2", "o", "x")
 
 
 def prepare(params):
     """What forward computes from the parameters alone, in the order it unpacks
     them: made each call, or once by Compiled.prepare for calls with the same
     parameters."""
-    W1, W2 = (params[name] for name in PREPARE)
-    # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
-    W1_T = transposed(W1)
-    # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
-    W2_T = transposed(W2)
-    return (W1_T, W2_T)
+    return ()
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
     """Run the equations over steps 1..T for a batch of B; return (outputs, tape)."""
     W1, U1, b1, W2, U2, b2, V, c = (params[name] for name in PARAMETERS)
-
-    # Values of the parameters alone (see prepare)
-    W1_T, W2_T = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
@@ -63,11 +54,11 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # h1(t): a loop forward in time
     W1_h1 = np.empty((B, 8), DTYPE)
-    if not (loop_h1 if B == 1 else steps_loop_h1)(T, h1[0:T], h1[1:T + 1], W1_T, W1_h1):
+    if not (loop_h1 if B == 1 else steps_loop_h1)(T, h1[0:T], h1[1:T + 1], W1_h1, W1):
         steps = zip(h1[0:T], h1[1:T + 1])
         for (h1_tm1, h1_t) in steps:
             # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
-            np.dot(h1_tm1, W1_T, out=W1_h1)
+            np.dot(h1_tm1, W1.T, out=W1_h1)
             h1_t += W1_h1
             np.tanh(h1_t, out=h1_t)
 
@@ -78,11 +69,11 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # h2(t): a loop forward in time
     W2_h2 = np.empty((B, 8), DTYPE)
-    if not (loop_h2 if B == 1 else steps_loop_h2)(T, h2[0:T], h2[1:T + 1], W2_T, W2_h2):
+    if not (loop_h2 if B == 1 else steps_loop_h2)(T, h2[0:T], h2[1:T + 1], W2_h2, W2):
         steps = zip(h2[0:T], h2[1:T + 1])
         for (h2_tm1, h2_t) in steps:
             # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
-            np.dot(h2_tm1, W2_T, out=W2_h2)
+            np.dot(h2_tm1, W2.T, out=W2_h2)
             h2_t += W2_h2
             np.tanh(h2_t, out=h2_t)
 
@@ -92,7 +83,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
     o[now] += c
 
     outputs = {"h1": h1[1:T + 1], "h2": h2[1:T + 1], "o": o[1:T + 1]}
-    tape = {"h1": h1, "h2": h2, "o": o, "x": x, "W1_T": W1_T, "W2_T": W2_T}
+    tape = {"h1": h1, "h2": h2, "o": o, "x": x}
     return outputs, tape
 
 
@@ -100,7 +91,7 @@ def backward(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     W1, U1, b1, W2, U2, b2, V, c = (params[name] for name in PARAMETERS)
-    h1, h2, o, x, W1_T, W2_T = (tape[name] for name in TAPE)
+    h1, h2, o, x = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -194,7 +185,7 @@ def backward_large(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     W1, U1, b1, W2, U2, b2, V, c = (params[name] for name in PARAMETERS)
-    h1, h2, o, x, W1_T, W2_T = (tape[name] for name in TAPE)
+    h1, h2, o, x = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -278,7 +269,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_ab89f856e2(p0, p1):
+def fused_1d93b948a7(p0, p1):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -289,8 +280,7 @@ def fused_ab89f856e2(p0, p1):
             or s0 < 0
             or s1 < 0):
         return False
-    dtype = p0.dtype
-    space = np.empty(24, dtype)
+    space = np.empty(24, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     e8 = space[16:24]
@@ -307,7 +297,7 @@ def fused_ab89f856e2(p0, p1):
     return True
 
 
-def fused_c53987d595(p0, p1, p2, p3):
+def fused_1c9eb92bb5(p0, p1, p2, p3):
     """add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -326,8 +316,7 @@ def fused_c53987d595(p0, p1, p2, p3):
             or s1 < 0
             or s2 < 0):
         return False
-    dtype = p0.dtype
-    space = np.empty(16, dtype)
+    space = np.empty(16, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     for i in range(rows):
@@ -343,7 +332,7 @@ def fused_c53987d595(p0, p1, p2, p3):
     return True
 
 
-def fused_38bc5f63f6(p0, p1, p2, p3, p4, p5):
+def fused_feb837d675(p0, p1, p2, p3, p4, p5):
     """multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -367,9 +356,8 @@ def fused_38bc5f63f6(p0, p1, p2, p3, p4, p5):
             or s2 < 0
             or s3 < 0):
         return False
-    dtype = p1.dtype
     c0 = jitops.like(p1, p2)
-    space = np.empty(32, dtype)
+    space = np.empty(32, p1.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -394,22 +382,43 @@ def fused_38bc5f63f6(p0, p1, p2, p3, p4, p5):
     return True
 
 
-def loop_h1(T, h1_tm1_all, h1_t_all, W1_T, W1_h1):
+def loop_h1(T, h1_tm1_all, h1_t_all, W1_h1, W1):
     """The loop forward in time of h1(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = 0
+    h1_tm1 = h1_tm1_all[step]
+    h1_t = h1_t_all[step]
+    if (jitops._size(h1_t) != (1, 8)
+            or not jitops.rows_contiguous(h1_t)
+            or jitops.row_step(h1_t, 1, 8) < 0
+            or jitops.row_step(W1_h1, 1, 8) < 0):
+        return False
+    space = np.empty(24, h1_t.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    e8 = space[16:24]
+    bits = jitops.scratch(e8)
     for step in range(T):
         h1_tm1 = h1_tm1_all[step]
         h1_t = h1_t_all[step]
         # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
-        jitops.dot(h1_tm1, W1_T, W1_h1)
-        jitops.add(h1_t, W1_h1, h1_t)
-        jitops.tanh(h1_t, h1_t)
+        jitops.dot(h1_tm1, W1.T, W1_h1)
+        r0_0 = jitops._view(h1_t, 0, 8)
+        r0_1 = jitops._view(W1_h1, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(h1_t, 0, x0)
+        r1_0 = jitops._view(h1_t, 0, 8)
+        jitops.vtanh(r1_0, x1, e8, bits)
+        jitops.put_row(h1_t, 0, x1)
     return True
 
 
-def steps_loop_h1(T, h1_tm1_all, h1_t_all, W1_T, W1_h1):
+def steps_loop_h1(T, h1_tm1_all, h1_t_all, W1_h1, W1):
     """h1(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -418,7 +427,7 @@ def steps_loop_h1(T, h1_tm1_all, h1_t_all, W1_T, W1_h1):
     h1_tm1 = h1_tm1_all[step]
     h1_t = h1_t_all[step]
     try:
-        jitops.ready(fused_ab89f856e2, h1_t, W1_h1)
+        jitops.ready(fused_1d93b948a7, h1_t, W1_h1)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h1(t)', error)
         return False
@@ -426,29 +435,50 @@ def steps_loop_h1(T, h1_tm1_all, h1_t_all, W1_T, W1_h1):
         h1_tm1 = h1_tm1_all[step]
         h1_t = h1_t_all[step]
         # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
-        jitops.dot(h1_tm1, W1_T, W1_h1)
-        if not fused_ab89f856e2(h1_t, W1_h1):
+        jitops.dot(h1_tm1, W1.T, W1_h1)
+        if not fused_1d93b948a7(h1_t, W1_h1):
             np.add(h1_t, W1_h1, out=h1_t)
             np.tanh(h1_t, out=h1_t)
     return True
 
 
-def loop_h2(T, h2_tm1_all, h2_t_all, W2_T, W2_h2):
+def loop_h2(T, h2_tm1_all, h2_t_all, W2_h2, W2):
     """The loop forward in time of h2(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = 0
+    h2_tm1 = h2_tm1_all[step]
+    h2_t = h2_t_all[step]
+    if (jitops._size(h2_t) != (1, 8)
+            or not jitops.rows_contiguous(h2_t)
+            or jitops.row_step(h2_t, 1, 8) < 0
+            or jitops.row_step(W2_h2, 1, 8) < 0):
+        return False
+    space = np.empty(24, h2_t.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    e8 = space[16:24]
+    bits = jitops.scratch(e8)
     for step in range(T):
         h2_tm1 = h2_tm1_all[step]
         h2_t = h2_t_all[step]
         # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
-        jitops.dot(h2_tm1, W2_T, W2_h2)
-        jitops.add(h2_t, W2_h2, h2_t)
-        jitops.tanh(h2_t, h2_t)
+        jitops.dot(h2_tm1, W2.T, W2_h2)
+        r0_0 = jitops._view(h2_t, 0, 8)
+        r0_1 = jitops._view(W2_h2, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(h2_t, 0, x0)
+        r1_0 = jitops._view(h2_t, 0, 8)
+        jitops.vtanh(r1_0, x1, e8, bits)
+        jitops.put_row(h2_t, 0, x1)
     return True
 
 
-def steps_loop_h2(T, h2_tm1_all, h2_t_all, W2_T, W2_h2):
+def steps_loop_h2(T, h2_tm1_all, h2_t_all, W2_h2, W2):
     """h2(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -457,7 +487,7 @@ def steps_loop_h2(T, h2_tm1_all, h2_t_all, W2_T, W2_h2):
     h2_tm1 = h2_tm1_all[step]
     h2_t = h2_t_all[step]
     try:
-        jitops.ready(fused_ab89f856e2, h2_t, W2_h2)
+        jitops.ready(fused_1d93b948a7, h2_t, W2_h2)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h2(t)', error)
         return False
@@ -465,8 +495,8 @@ def steps_loop_h2(T, h2_tm1_all, h2_t_all, W2_T, W2_h2):
         h2_tm1 = h2_tm1_all[step]
         h2_t = h2_t_all[step]
         # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
-        jitops.dot(h2_tm1, W2_T, W2_h2)
-        if not fused_ab89f856e2(h2_t, W2_h2):
+        jitops.dot(h2_tm1, W2.T, W2_h2)
+        if not fused_1d93b948a7(h2_t, W2_h2):
             np.add(h2_t, W2_h2, out=h2_t)
             np.tanh(h2_t, out=h2_t)
     return True
@@ -477,13 +507,37 @@ def back_h2(T, dz_h2_2_t_all, dh2_t_all, dz_h2_t_all, dh2_sum, W2):
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    dz_h2_2_t = dz_h2_2_t_all[step]
+    dh2_t = dh2_t_all[step]
+    dz_h2_t = dz_h2_t_all[step]
+    if (jitops._size(dh2_sum) != (1, 8)
+            or jitops._size(dz_h2_2_t) != (1, 8)
+            or not jitops.rows_contiguous(dh2_sum)
+            or not jitops.rows_contiguous(dz_h2_2_t)
+            or jitops.row_step(dh2_sum, 1, 8) < 0
+            or jitops.row_step(dh2_t, 1, 8) < 0
+            or jitops.row_step(dz_h2_t, 1, 8) < 0):
+        return False
+    space = np.empty(16, dh2_sum.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
     for step in range(T - 1, -1, -1):
         dz_h2_2_t = dz_h2_2_t_all[step]
         dh2_t = dh2_t_all[step]
         dz_h2_t = dz_h2_t_all[step]
         # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
-        jitops.add(dh2_sum, dh2_t, dh2_sum)
-        jitops.multiply(dh2_sum, dz_h2_t, dz_h2_2_t)
+        r0_0 = jitops._view(dh2_sum, 0, 8)
+        r0_1 = jitops._view(dh2_t, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(dh2_sum, 0, x0)
+        r1_1 = jitops._view(dz_h2_t, 0, 8)
+        for j in range(8):
+            x1[j] = x0[j] * r1_1[j]
+        jitops.put_row(dz_h2_2_t, 0, x1)
         jitops.dot(dz_h2_2_t, W2, dh2_sum)
     return True
 
@@ -498,7 +552,7 @@ def steps_back_h2(T, dz_h2_2_t_all, dh2_t_all, dz_h2_t_all, dh2_sum, W2):
     dh2_t = dh2_t_all[step]
     dz_h2_t = dz_h2_t_all[step]
     try:
-        jitops.ready(fused_c53987d595, dh2_sum, dh2_t, dz_h2_t, dz_h2_2_t)
+        jitops.ready(fused_1c9eb92bb5, dh2_sum, dh2_t, dz_h2_t, dz_h2_2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h2(t)', error)
         return False
@@ -507,7 +561,7 @@ def steps_back_h2(T, dz_h2_2_t_all, dh2_t_all, dz_h2_t_all, dh2_sum, W2):
         dh2_t = dh2_t_all[step]
         dz_h2_t = dz_h2_t_all[step]
         # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
-        if not fused_c53987d595(dh2_sum, dh2_t, dz_h2_t, dz_h2_2_t):
+        if not fused_1c9eb92bb5(dh2_sum, dh2_t, dz_h2_t, dz_h2_2_t):
             np.add(dh2_sum, dh2_t, out=dh2_sum)
             np.multiply(dh2_sum, dz_h2_t, out=dz_h2_2_t)
         jitops.dot(dz_h2_2_t, W2, dh2_sum)
@@ -519,13 +573,37 @@ def back_h1(T, dz_h1_2_t_all, dh1_t_all, dz_h1_t_all, dh1_sum, W1):
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    dz_h1_2_t = dz_h1_2_t_all[step]
+    dh1_t = dh1_t_all[step]
+    dz_h1_t = dz_h1_t_all[step]
+    if (jitops._size(dh1_sum) != (1, 8)
+            or jitops._size(dz_h1_2_t) != (1, 8)
+            or not jitops.rows_contiguous(dh1_sum)
+            or not jitops.rows_contiguous(dz_h1_2_t)
+            or jitops.row_step(dh1_sum, 1, 8) < 0
+            or jitops.row_step(dh1_t, 1, 8) < 0
+            or jitops.row_step(dz_h1_t, 1, 8) < 0):
+        return False
+    space = np.empty(16, dh1_sum.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
     for step in range(T - 1, -1, -1):
         dz_h1_2_t = dz_h1_2_t_all[step]
         dh1_t = dh1_t_all[step]
         dz_h1_t = dz_h1_t_all[step]
         # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
-        jitops.add(dh1_sum, dh1_t, dh1_sum)
-        jitops.multiply(dh1_sum, dz_h1_t, dz_h1_2_t)
+        r0_0 = jitops._view(dh1_sum, 0, 8)
+        r0_1 = jitops._view(dh1_t, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(dh1_sum, 0, x0)
+        r1_1 = jitops._view(dz_h1_t, 0, 8)
+        for j in range(8):
+            x1[j] = x0[j] * r1_1[j]
+        jitops.put_row(dz_h1_2_t, 0, x1)
         jitops.dot(dz_h1_2_t, W1, dh1_sum)
     return True
 
@@ -540,7 +618,7 @@ def steps_back_h1(T, dz_h1_2_t_all, dh1_t_all, dz_h1_t_all, dh1_sum, W1):
     dh1_t = dh1_t_all[step]
     dz_h1_t = dz_h1_t_all[step]
     try:
-        jitops.ready(fused_c53987d595, dh1_sum, dh1_t, dz_h1_t, dz_h1_2_t)
+        jitops.ready(fused_1c9eb92bb5, dh1_sum, dh1_t, dz_h1_t, dz_h1_2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h1(t)', error)
         return False
@@ -549,7 +627,7 @@ def steps_back_h1(T, dz_h1_2_t_all, dh1_t_all, dz_h1_t_all, dh1_sum, W1):
         dh1_t = dh1_t_all[step]
         dz_h1_t = dz_h1_t_all[step]
         # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
-        if not fused_c53987d595(dh1_sum, dh1_t, dz_h1_t, dz_h1_2_t):
+        if not fused_1c9eb92bb5(dh1_sum, dh1_t, dz_h1_t, dz_h1_2_t):
             np.add(dh1_sum, dh1_t, out=dh1_sum)
             np.multiply(dh1_sum, dz_h1_t, out=dz_h1_2_t)
         jitops.dot(dz_h1_2_t, W1, dh1_sum)
@@ -561,15 +639,49 @@ def back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dz_h2_2, ONE, dh2_sum, W2):
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    h2_t = h2_t_all[step]
+    dz_h2_t = dz_h2_t_all[step]
+    dh2_t = dh2_t_all[step]
+    if (jitops._size(dz_h2_2) != (1, 8)
+            or jitops._size(dz_h2_t) != (1, 8)
+            or jitops._size(dh2_sum) != (1, 8)
+            or not jitops.rows_contiguous(dz_h2_t)
+            or not jitops.rows_contiguous(dh2_sum)
+            or jitops.row_step(h2_t, 1, 8) < 0
+            or jitops.row_step(dh2_sum, 1, 8) < 0
+            or jitops.row_step(dh2_t, 1, 8) < 0
+            or jitops.row_step(dz_h2_t, 1, 8) < 0):
+        return False
+    c0 = jitops.like(dz_h2_2, ONE)
+    space = np.empty(32, dz_h2_2.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
     for step in range(T - 1, -1, -1):
         h2_t = h2_t_all[step]
         dz_h2_t = dz_h2_t_all[step]
         dh2_t = dh2_t_all[step]
         # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
-        jitops.multiply(h2_t, h2_t, dz_h2_2)
-        jitops.subtract(ONE, dz_h2_2, dz_h2_t)
-        jitops.add(dh2_sum, dh2_t, dh2_sum)
-        jitops.multiply(dh2_sum, dz_h2_t, dz_h2_t)
+        r0_0 = jitops._view(h2_t, 0, 8)
+        r0_1 = jitops._view(h2_t, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] * r0_1[j]
+        for j in range(8):
+            x1[j] = c0 - x0[j]
+        jitops.put_row(dz_h2_t, 0, x1)
+        r2_0 = jitops._view(dh2_sum, 0, 8)
+        r2_1 = jitops._view(dh2_t, 0, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] + r2_1[j]
+        jitops.put_row(dh2_sum, 0, x2)
+        r3_1 = jitops._view(dz_h2_t, 0, 8)
+        for j in range(8):
+            x3[j] = x2[j] * r3_1[j]
+        jitops.put_row(dz_h2_t, 0, x3)
         jitops.dot(dz_h2_t, W2, dh2_sum)
     return True
 
@@ -584,7 +696,7 @@ def steps_back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dz_h2_2, ONE, dh2_sum, 
     dz_h2_t = dz_h2_t_all[step]
     dh2_t = dh2_t_all[step]
     try:
-        jitops.ready(fused_38bc5f63f6, h2_t, dz_h2_2, ONE, dz_h2_t, dh2_sum, dh2_t)
+        jitops.ready(fused_feb837d675, h2_t, dz_h2_2, ONE, dz_h2_t, dh2_sum, dh2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h2(t)', error)
         return False
@@ -593,7 +705,7 @@ def steps_back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dz_h2_2, ONE, dh2_sum, 
         dz_h2_t = dz_h2_t_all[step]
         dh2_t = dh2_t_all[step]
         # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
-        if not fused_38bc5f63f6(h2_t, dz_h2_2, ONE, dz_h2_t, dh2_sum, dh2_t):
+        if not fused_feb837d675(h2_t, dz_h2_2, ONE, dz_h2_t, dh2_sum, dh2_t):
             np.multiply(h2_t, h2_t, out=dz_h2_2)
             np.subtract(ONE, dz_h2_2, out=dz_h2_t)
             np.add(dh2_sum, dh2_t, out=dh2_sum)
@@ -607,15 +719,49 @@ def back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dz_h1_2, ONE, dh1_sum, W1):
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    h1_t = h1_t_all[step]
+    dz_h1_t = dz_h1_t_all[step]
+    dh1_t = dh1_t_all[step]
+    if (jitops._size(dz_h1_2) != (1, 8)
+            or jitops._size(dz_h1_t) != (1, 8)
+            or jitops._size(dh1_sum) != (1, 8)
+            or not jitops.rows_contiguous(dz_h1_t)
+            or not jitops.rows_contiguous(dh1_sum)
+            or jitops.row_step(h1_t, 1, 8) < 0
+            or jitops.row_step(dh1_sum, 1, 8) < 0
+            or jitops.row_step(dh1_t, 1, 8) < 0
+            or jitops.row_step(dz_h1_t, 1, 8) < 0):
+        return False
+    c0 = jitops.like(dz_h1_2, ONE)
+    space = np.empty(32, dz_h1_2.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
     for step in range(T - 1, -1, -1):
         h1_t = h1_t_all[step]
         dz_h1_t = dz_h1_t_all[step]
         dh1_t = dh1_t_all[step]
         # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
-        jitops.multiply(h1_t, h1_t, dz_h1_2)
-        jitops.subtract(ONE, dz_h1_2, dz_h1_t)
-        jitops.add(dh1_sum, dh1_t, dh1_sum)
-        jitops.multiply(dh1_sum, dz_h1_t, dz_h1_t)
+        r0_0 = jitops._view(h1_t, 0, 8)
+        r0_1 = jitops._view(h1_t, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] * r0_1[j]
+        for j in range(8):
+            x1[j] = c0 - x0[j]
+        jitops.put_row(dz_h1_t, 0, x1)
+        r2_0 = jitops._view(dh1_sum, 0, 8)
+        r2_1 = jitops._view(dh1_t, 0, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] + r2_1[j]
+        jitops.put_row(dh1_sum, 0, x2)
+        r3_1 = jitops._view(dz_h1_t, 0, 8)
+        for j in range(8):
+            x3[j] = x2[j] * r3_1[j]
+        jitops.put_row(dz_h1_t, 0, x3)
         jitops.dot(dz_h1_t, W1, dh1_sum)
     return True
 
@@ -630,7 +776,7 @@ def steps_back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dz_h1_2, ONE, dh1_sum, 
     dz_h1_t = dz_h1_t_all[step]
     dh1_t = dh1_t_all[step]
     try:
-        jitops.ready(fused_38bc5f63f6, h1_t, dz_h1_2, ONE, dz_h1_t, dh1_sum, dh1_t)
+        jitops.ready(fused_feb837d675, h1_t, dz_h1_2, ONE, dz_h1_t, dh1_sum, dh1_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h1(t)', error)
         return False
@@ -639,7 +785,7 @@ def steps_back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dz_h1_2, ONE, dh1_sum, 
         dz_h1_t = dz_h1_t_all[step]
         dh1_t = dh1_t_all[step]
         # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
-        if not fused_38bc5f63f6(h1_t, dz_h1_2, ONE, dz_h1_t, dh1_sum, dh1_t):
+        if not fused_feb837d675(h1_t, dz_h1_2, ONE, dz_h1_t, dh1_sum, dh1_t):
             np.multiply(h1_t, h1_t, out=dz_h1_2)
             np.subtract(ONE, dz_h1_2, out=dz_h1_t)
             np.add(dh1_sum, dh1_t, out=dh1_sum)
@@ -649,6 +795,6 @@ def steps_back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dz_h1_2, ONE, dh1_sum, 
 
 
 LOOPS = ("loop_h1", "loop_h2", "back_h2", "back_h1", "back_h2_2", "back_h1_2")
-KERNELS = ("fused_ab89f856e2", "fused_c53987d595", "fused_38bc5f63f6")
+KERNELS = ("fused_1d93b948a7", "fused_1c9eb92bb5", "fused_feb837d675")
 STEPS = ("steps_loop_h1", "steps_loop_h2", "steps_back_h2", "steps_back_h1", "steps_back_h2_2",
          "steps_back_h1_2")

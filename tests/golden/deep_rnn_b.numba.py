@@ -17,28 +17,19 @@ DTYPE = np.float32
 MINUS_ONE = DTYPE(-1)
 ONE = DTYPE(1)
 PARAMETERS = ("W", "b", "W_z", "U", "b_h", "V", "c")
-PREPARE = ("W", "W_z")
-TAPE = ("z", "h", "o", "x", "W_T", "W_z_T")
+TAPE = ("z", "h", "o", "x")
 
 
 def prepare(params):
     """What forward computes from the parameters alone, in the order it unpacks
     them: made each call, or once by Compiled.prepare for calls with the same
     parameters."""
-    W, W_z = (params[name] for name in PREPARE)
-    # z(t) = tanh(W h(t-1) + b)
-    W_T = transposed(W)
-    # h(t) = tanh(W_z z(t) + U x(t) + b_h)
-    W_z_T = transposed(W_z)
-    return (W_T, W_z_T)
+    return ()
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
     """Run the equations over steps 1..T for a batch of B; return (outputs, tape)."""
     W, b, W_z, U, b_h, V, c = (params[name] for name in PARAMETERS)
-
-    # Values of the parameters alone (see prepare)
-    W_T, W_z_T = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
@@ -63,16 +54,16 @@ def forward(params, inputs, initial, T, B, prepared=None):
     # z(t), h(t): a loop forward in time
     W_h = np.empty((B, 8), DTYPE)
     W_z_z = np.empty((B, 8), DTYPE)
-    if not (loop_z_h if B == 1 else steps_loop_z_h)(T, h[0:T], z[1:T + 1], h[1:T + 1], W_T, W_h, b,
-                                                    W_z_T, W_z_z):
+    if not (loop_z_h if B == 1 else steps_loop_z_h)(T, h[0:T], z[1:T + 1], h[1:T + 1], W_h, b,
+                                                    W_z_z, W, W_z):
         steps = zip(h[0:T], z[1:T + 1], h[1:T + 1])
         for (h_tm1, z_t, h_t) in steps:
             # z(t) = tanh(W h(t-1) + b)
-            np.dot(h_tm1, W_T, out=W_h)
+            np.dot(h_tm1, W.T, out=W_h)
             np.add(b, W_h, out=z_t)
             np.tanh(z_t, out=z_t)
             # h(t) = tanh(W_z z(t) + U x(t) + b_h)
-            np.dot(z_t, W_z_T, out=W_z_z)
+            np.dot(z_t, W_z.T, out=W_z_z)
             h_t += W_z_z
             np.tanh(h_t, out=h_t)
 
@@ -82,7 +73,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
     o[now] += c
 
     outputs = {"h": h[1:T + 1], "z": z[1:T + 1], "o": o[1:T + 1]}
-    tape = {"z": z, "h": h, "o": o, "x": x, "W_T": W_T, "W_z_T": W_z_T}
+    tape = {"z": z, "h": h, "o": o, "x": x}
     return outputs, tape
 
 
@@ -90,7 +81,7 @@ def backward(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     W, b, W_z, U, b_h, V, c = (params[name] for name in PARAMETERS)
-    z, h, o, x, W_T, W_z_T = (tape[name] for name in TAPE)
+    z, h, o, x = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -129,7 +120,7 @@ def backward(params, tape, cotangents, T, B):
     cot_z = cotangents.get("z", [None] * T)
     if not (back_z_h if B == 1 else steps_back_z_h)(T, dz_h_2[1:T + 1], dh[1:T + 1], dz_h[1:T + 1],
                                                     cotangents.get("z"), dz_z_2[1:T + 1],
-                                                    dz_z[1:T + 1], dh_sum, W_z, dz, W):
+                                                    dz_z[1:T + 1], dh_sum, dz, W_z, W):
         steps = zip(dz_h_2[1:T + 1][::-1], dh[1:T + 1][::-1], dz_h[1:T + 1][::-1], cot_z[::-1],
                     dz_z_2[1:T + 1][::-1], dz_z[1:T + 1][::-1])
         for (dz_h_2_t, dh_t, dz_h_t, cot_z_t, dz_z_2_t, dz_z_t) in steps:
@@ -168,7 +159,7 @@ def backward_large(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     W, b, W_z, U, b_h, V, c = (params[name] for name in PARAMETERS)
-    z, h, o, x, W_T, W_z_T = (tape[name] for name in TAPE)
+    z, h, o, x = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -199,8 +190,8 @@ def backward_large(params, tape, cotangents, T, B):
     dz_z_2 = np.empty((B, 8), DTYPE)
     if not (back_z_h_2 if B == 1 else steps_back_z_h_2)(T, h[1:T + 1], dz_h[1:T + 1], dh[1:T + 1],
                                                         cotangents.get("z"), z[1:T + 1],
-                                                        dz_z[1:T + 1], dz_h_2, ONE, dh_sum, W_z,
-                                                        dz, dz_z_2, W):
+                                                        dz_z[1:T + 1], dz_h_2, ONE, dz_z_2, dh_sum,
+                                                        W_z, dz, W):
         steps = zip(h[1:T + 1][::-1], dz_h[1:T + 1][::-1], dh[1:T + 1][::-1], cot_z[::-1],
                     z[1:T + 1][::-1], dz_z[1:T + 1][::-1])
         for (h_t, dz_h_t, dh_t, cot_z_t, z_t, dz_z_t) in steps:
@@ -239,7 +230,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_e4e1cd97a1(p0, p1, p2):
+def fused_551b6408ea(p0, p1, p2):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p2)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -253,8 +244,7 @@ def fused_e4e1cd97a1(p0, p1, p2):
             or s1 < 0
             or s2 < 0):
         return False
-    dtype = p2.dtype
-    space = np.empty(24, dtype)
+    space = np.empty(24, p2.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     e8 = space[16:24]
@@ -271,7 +261,7 @@ def fused_e4e1cd97a1(p0, p1, p2):
     return True
 
 
-def fused_ab89f856e2(p0, p1):
+def fused_1d93b948a7(p0, p1):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -282,8 +272,7 @@ def fused_ab89f856e2(p0, p1):
             or s0 < 0
             or s1 < 0):
         return False
-    dtype = p0.dtype
-    space = np.empty(24, dtype)
+    space = np.empty(24, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     e8 = space[16:24]
@@ -300,7 +289,7 @@ def fused_ab89f856e2(p0, p1):
     return True
 
 
-def fused_c53987d595(p0, p1, p2, p3):
+def fused_1c9eb92bb5(p0, p1, p2, p3):
     """add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -319,8 +308,7 @@ def fused_c53987d595(p0, p1, p2, p3):
             or s1 < 0
             or s2 < 0):
         return False
-    dtype = p0.dtype
-    space = np.empty(16, dtype)
+    space = np.empty(16, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     for i in range(rows):
@@ -336,7 +324,7 @@ def fused_c53987d595(p0, p1, p2, p3):
     return True
 
 
-def fused_e87ab4feca(p0, p1, p2, p3):
+def fused_617619d8b3(p0, p1, p2, p3):
     """add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -355,8 +343,7 @@ def fused_e87ab4feca(p0, p1, p2, p3):
             or s1 < 0
             or s2 < 0):
         return False
-    dtype = p0.dtype
-    space = np.empty(16, dtype)
+    space = np.empty(16, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     for i in range(rows):
@@ -374,7 +361,7 @@ def fused_e87ab4feca(p0, p1, p2, p3):
     return True
 
 
-def fused_38bc5f63f6(p0, p1, p2, p3, p4, p5):
+def fused_feb837d675(p0, p1, p2, p3, p4, p5):
     """multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -398,9 +385,8 @@ def fused_38bc5f63f6(p0, p1, p2, p3, p4, p5):
             or s2 < 0
             or s3 < 0):
         return False
-    dtype = p1.dtype
     c0 = jitops.like(p1, p2)
-    space = np.empty(32, dtype)
+    space = np.empty(32, p1.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -425,7 +411,7 @@ def fused_38bc5f63f6(p0, p1, p2, p3, p4, p5):
     return True
 
 
-def fused_5e58e15c7b(p0, p1, p2, p3, p4, p5):
+def fused_25e466825a(p0, p1, p2, p3, p4, p5):
     """multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -449,9 +435,8 @@ def fused_5e58e15c7b(p0, p1, p2, p3, p4, p5):
             or s2 < 0
             or s3 < 0):
         return False
-    dtype = p1.dtype
     c0 = jitops.like(p1, p2)
-    space = np.empty(32, dtype)
+    space = np.empty(32, p1.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -478,27 +463,66 @@ def fused_5e58e15c7b(p0, p1, p2, p3, p4, p5):
     return True
 
 
-def loop_z_h(T, h_tm1_all, z_t_all, h_t_all, W_T, W_h, b, W_z_T, W_z_z):
+def loop_z_h(T, h_tm1_all, z_t_all, h_t_all, W_h, b, W_z_z, W, W_z):
     """The loop forward in time of z(t), h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = 0
+    h_tm1 = h_tm1_all[step]
+    z_t = z_t_all[step]
+    h_t = h_t_all[step]
+    if (jitops._size(z_t) != (1, 8)
+            or not jitops.rows_contiguous(z_t)
+            or jitops.row_step(b, 1, 8) < 0
+            or jitops.row_step(W_h, 1, 8) < 0
+            or jitops.row_step(z_t, 1, 8) < 0):
+        return False
+    space = np.empty(24, z_t.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    e8 = space[16:24]
+    bits = jitops.scratch(e8)
+    if (jitops._size(h_t) != (1, 8)
+            or not jitops.rows_contiguous(h_t)
+            or jitops.row_step(h_t, 1, 8) < 0
+            or jitops.row_step(W_z_z, 1, 8) < 0):
+        return False
+    space_2 = np.empty(24, h_t.dtype)
+    x0_2 = space_2[0:8]
+    x1_2 = space_2[8:16]
+    e8_2 = space_2[16:24]
+    bits_2 = jitops.scratch(e8_2)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         z_t = z_t_all[step]
         h_t = h_t_all[step]
         # z(t) = tanh(W h(t-1) + b)
-        jitops.dot(h_tm1, W_T, W_h)
-        jitops.add(b, W_h, z_t)
-        jitops.tanh(z_t, z_t)
+        jitops.dot(h_tm1, W.T, W_h)
+        r0_0 = jitops._view(b, 0, 8)
+        r0_1 = jitops._view(W_h, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(z_t, 0, x0)
+        r1_0 = jitops._view(z_t, 0, 8)
+        jitops.vtanh(r1_0, x1, e8, bits)
+        jitops.put_row(z_t, 0, x1)
         # h(t) = tanh(W_z z(t) + U x(t) + b_h)
-        jitops.dot(z_t, W_z_T, W_z_z)
-        jitops.add(h_t, W_z_z, h_t)
-        jitops.tanh(h_t, h_t)
+        jitops.dot(z_t, W_z.T, W_z_z)
+        r0_0_2 = jitops._view(h_t, 0, 8)
+        r0_1_2 = jitops._view(W_z_z, 0, 8)
+        for j_2 in range(8):
+            x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+        jitops.put_row(h_t, 0, x0_2)
+        r1_0_2 = jitops._view(h_t, 0, 8)
+        jitops.vtanh(r1_0_2, x1_2, e8_2, bits_2)
+        jitops.put_row(h_t, 0, x1_2)
     return True
 
 
-def steps_loop_z_h(T, h_tm1_all, z_t_all, h_t_all, W_T, W_h, b, W_z_T, W_z_z):
+def steps_loop_z_h(T, h_tm1_all, z_t_all, h_t_all, W_h, b, W_z_z, W, W_z):
     """z(t), h(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -508,8 +532,8 @@ def steps_loop_z_h(T, h_tm1_all, z_t_all, h_t_all, W_T, W_h, b, W_z_T, W_z_z):
     z_t = z_t_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_e4e1cd97a1, b, W_h, z_t)
-        jitops.ready(fused_ab89f856e2, h_t, W_z_z)
+        jitops.ready(fused_551b6408ea, b, W_h, z_t)
+        jitops.ready(fused_1d93b948a7, h_t, W_z_z)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('z(t), h(t)', error)
         return False
@@ -518,24 +542,56 @@ def steps_loop_z_h(T, h_tm1_all, z_t_all, h_t_all, W_T, W_h, b, W_z_T, W_z_z):
         z_t = z_t_all[step]
         h_t = h_t_all[step]
         # z(t) = tanh(W h(t-1) + b)
-        jitops.dot(h_tm1, W_T, W_h)
-        if not fused_e4e1cd97a1(b, W_h, z_t):
+        jitops.dot(h_tm1, W.T, W_h)
+        if not fused_551b6408ea(b, W_h, z_t):
             np.add(b, W_h, out=z_t)
             np.tanh(z_t, out=z_t)
         # h(t) = tanh(W_z z(t) + U x(t) + b_h)
-        jitops.dot(z_t, W_z_T, W_z_z)
-        if not fused_ab89f856e2(h_t, W_z_z):
+        jitops.dot(z_t, W_z.T, W_z_z)
+        if not fused_1d93b948a7(h_t, W_z_z):
             np.add(h_t, W_z_z, out=h_t)
             np.tanh(h_t, out=h_t)
     return True
 
 
-def back_z_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, cot_z, dz_z_2_t_all, dz_z_t_all, dh_sum, W_z,
-             dz, W):
+def back_z_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, cot_z, dz_z_2_t_all, dz_z_t_all, dh_sum, dz,
+             W_z, W):
     """The loop backward in time of z(t), h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    dz_h_2_t = dz_h_2_t_all[step]
+    dh_t = dh_t_all[step]
+    dz_h_t = dz_h_t_all[step]
+    dz_z_2_t = dz_z_2_t_all[step]
+    dz_z_t = dz_z_t_all[step]
+    if (jitops._size(dh_sum) != (1, 8)
+            or jitops._size(dz_h_2_t) != (1, 8)
+            or not jitops.rows_contiguous(dh_sum)
+            or not jitops.rows_contiguous(dz_h_2_t)
+            or jitops.row_step(dh_sum, 1, 8) < 0
+            or jitops.row_step(dh_t, 1, 8) < 0
+            or jitops.row_step(dz_h_t, 1, 8) < 0):
+        return False
+    space = np.empty(16, dh_sum.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    if (jitops._size(dz) != (1, 8)
+            or jitops._size(dz_z_2_t) != (1, 8)
+            or not jitops.rows_contiguous(dz)
+            or not jitops.rows_contiguous(dz_z_2_t)
+            or jitops.row_step(dz, 1, 8) < 0
+            or jitops.row_step(dz_z_t, 1, 8) < 0):
+        return False
+    if cot_z is not None:
+        if jitops.row_step(cot_z[step], 1, 8) < 0:
+            return False
+    space_2 = np.empty(16, dz.dtype)
+    x0_2 = space_2[0:8]
+    x1_2 = space_2[8:16]
     for step in range(T - 1, -1, -1):
         dz_h_2_t = dz_h_2_t_all[step]
         dh_t = dh_t_all[step]
@@ -543,19 +599,34 @@ def back_z_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, cot_z, dz_z_2_t_all, dz_z_t_
         dz_z_2_t = dz_z_2_t_all[step]
         dz_z_t = dz_z_t_all[step]
         # h(t) = tanh(W_z z(t) + U x(t) + b_h)
-        jitops.add(dh_sum, dh_t, dh_sum)
-        jitops.multiply(dh_sum, dz_h_t, dz_h_2_t)
+        r0_0 = jitops._view(dh_sum, 0, 8)
+        r0_1 = jitops._view(dh_t, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(dh_sum, 0, x0)
+        r1_1 = jitops._view(dz_h_t, 0, 8)
+        for j in range(8):
+            x1[j] = x0[j] * r1_1[j]
+        jitops.put_row(dz_h_2_t, 0, x1)
         jitops.dot(dz_h_2_t, W_z, dz)
         # z(t) = tanh(W h(t-1) + b)
         if cot_z is not None:
-            jitops.add(dz, cot_z[step], dz)
-        jitops.multiply(dz, dz_z_t, dz_z_2_t)
+            r0_0_2 = jitops._view(dz, 0, 8)
+            r0_1_2 = jitops._view(cot_z[step], 0, 8)
+            for j_2 in range(8):
+                x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+            jitops.put_row(dz, 0, x0_2)
+        r1_0 = jitops._view(dz, 0, 8)
+        r1_1_2 = jitops._view(dz_z_t, 0, 8)
+        for j_2 in range(8):
+            x1_2[j_2] = r1_0[j_2] * r1_1_2[j_2]
+        jitops.put_row(dz_z_2_t, 0, x1_2)
         jitops.dot(dz_z_2_t, W, dh_sum)
     return True
 
 
 def steps_back_z_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, cot_z, dz_z_2_t_all, dz_z_t_all, dh_sum,
-                   W_z, dz, W):
+                   dz, W_z, W):
     """z(t), h(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -567,7 +638,7 @@ def steps_back_z_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, cot_z, dz_z_2_t_all, d
     dz_z_2_t = dz_z_2_t_all[step]
     dz_z_t = dz_z_t_all[step]
     try:
-        jitops.ready(fused_c53987d595, dh_sum, dh_t, dz_h_t, dz_h_2_t)
+        jitops.ready(fused_1c9eb92bb5, dh_sum, dh_t, dz_h_t, dz_h_2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('z(t), h(t)', error)
         return False
@@ -578,12 +649,12 @@ def steps_back_z_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, cot_z, dz_z_2_t_all, d
         dz_z_2_t = dz_z_2_t_all[step]
         dz_z_t = dz_z_t_all[step]
         # h(t) = tanh(W_z z(t) + U x(t) + b_h)
-        if not fused_c53987d595(dh_sum, dh_t, dz_h_t, dz_h_2_t):
+        if not fused_1c9eb92bb5(dh_sum, dh_t, dz_h_t, dz_h_2_t):
             np.add(dh_sum, dh_t, out=dh_sum)
             np.multiply(dh_sum, dz_h_t, out=dz_h_2_t)
         jitops.dot(dz_h_2_t, W_z, dz)
         # z(t) = tanh(W h(t-1) + b)
-        if not fused_e87ab4feca(dz, None if cot_z is None else cot_z[step], dz_z_t, dz_z_2_t):
+        if not fused_617619d8b3(dz, None if cot_z is None else cot_z[step], dz_z_t, dz_z_2_t):
             if cot_z is not None:
                 np.add(dz, cot_z[step], out=dz)
             np.multiply(dz, dz_z_t, out=dz_z_2_t)
@@ -591,12 +662,54 @@ def steps_back_z_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, cot_z, dz_z_2_t_all, d
     return True
 
 
-def back_z_h_2(T, h_t_all, dz_h_t_all, dh_t_all, cot_z, z_t_all, dz_z_t_all, dz_h_2, ONE, dh_sum,
-               W_z, dz, dz_z_2, W):
+def back_z_h_2(T, h_t_all, dz_h_t_all, dh_t_all, cot_z, z_t_all, dz_z_t_all, dz_h_2, ONE, dz_z_2,
+               dh_sum, W_z, dz, W):
     """The loop backward in time of z(t), h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    h_t = h_t_all[step]
+    dz_h_t = dz_h_t_all[step]
+    dh_t = dh_t_all[step]
+    z_t = z_t_all[step]
+    dz_z_t = dz_z_t_all[step]
+    if (jitops._size(dz_h_2) != (1, 8)
+            or jitops._size(dz_h_t) != (1, 8)
+            or jitops._size(dh_sum) != (1, 8)
+            or not jitops.rows_contiguous(dz_h_t)
+            or not jitops.rows_contiguous(dh_sum)
+            or jitops.row_step(h_t, 1, 8) < 0
+            or jitops.row_step(dh_sum, 1, 8) < 0
+            or jitops.row_step(dh_t, 1, 8) < 0
+            or jitops.row_step(dz_h_t, 1, 8) < 0):
+        return False
+    c0 = jitops.like(dz_h_2, ONE)
+    space = np.empty(32, dz_h_2.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
+    if (jitops._size(dz_z_2) != (1, 8)
+            or jitops._size(dz_z_t) != (1, 8)
+            or jitops._size(dz) != (1, 8)
+            or not jitops.rows_contiguous(dz_z_t)
+            or not jitops.rows_contiguous(dz)
+            or jitops.row_step(z_t, 1, 8) < 0
+            or jitops.row_step(dz, 1, 8) < 0
+            or jitops.row_step(dz_z_t, 1, 8) < 0):
+        return False
+    if cot_z is not None:
+        if jitops.row_step(cot_z[step], 1, 8) < 0:
+            return False
+    c0_2 = jitops.like(dz_z_2, ONE)
+    space_2 = np.empty(32, dz_z_2.dtype)
+    x0_2 = space_2[0:8]
+    x1_2 = space_2[8:16]
+    x2_2 = space_2[16:24]
+    x3_2 = space_2[24:32]
     for step in range(T - 1, -1, -1):
         h_t = h_t_all[step]
         dz_h_t = dz_h_t_all[step]
@@ -604,23 +717,48 @@ def back_z_h_2(T, h_t_all, dz_h_t_all, dh_t_all, cot_z, z_t_all, dz_z_t_all, dz_
         z_t = z_t_all[step]
         dz_z_t = dz_z_t_all[step]
         # h(t) = tanh(W_z z(t) + U x(t) + b_h)
-        jitops.multiply(h_t, h_t, dz_h_2)
-        jitops.subtract(ONE, dz_h_2, dz_h_t)
-        jitops.add(dh_sum, dh_t, dh_sum)
-        jitops.multiply(dh_sum, dz_h_t, dz_h_t)
+        r0_0 = jitops._view(h_t, 0, 8)
+        r0_1 = jitops._view(h_t, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] * r0_1[j]
+        for j in range(8):
+            x1[j] = c0 - x0[j]
+        jitops.put_row(dz_h_t, 0, x1)
+        r2_0 = jitops._view(dh_sum, 0, 8)
+        r2_1 = jitops._view(dh_t, 0, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] + r2_1[j]
+        jitops.put_row(dh_sum, 0, x2)
+        r3_1 = jitops._view(dz_h_t, 0, 8)
+        for j in range(8):
+            x3[j] = x2[j] * r3_1[j]
+        jitops.put_row(dz_h_t, 0, x3)
         jitops.dot(dz_h_t, W_z, dz)
         # z(t) = tanh(W h(t-1) + b)
-        jitops.multiply(z_t, z_t, dz_z_2)
-        jitops.subtract(ONE, dz_z_2, dz_z_t)
+        r0_0_2 = jitops._view(z_t, 0, 8)
+        r0_1_2 = jitops._view(z_t, 0, 8)
+        for j_2 in range(8):
+            x0_2[j_2] = r0_0_2[j_2] * r0_1_2[j_2]
+        for j_2 in range(8):
+            x1_2[j_2] = c0_2 - x0_2[j_2]
+        jitops.put_row(dz_z_t, 0, x1_2)
         if cot_z is not None:
-            jitops.add(dz, cot_z[step], dz)
-        jitops.multiply(dz, dz_z_t, dz_z_t)
+            r2_0_2 = jitops._view(dz, 0, 8)
+            r2_1_2 = jitops._view(cot_z[step], 0, 8)
+            for j_2 in range(8):
+                x2_2[j_2] = r2_0_2[j_2] + r2_1_2[j_2]
+            jitops.put_row(dz, 0, x2_2)
+        r3_0 = jitops._view(dz, 0, 8)
+        r3_1_2 = jitops._view(dz_z_t, 0, 8)
+        for j_2 in range(8):
+            x3_2[j_2] = r3_0[j_2] * r3_1_2[j_2]
+        jitops.put_row(dz_z_t, 0, x3_2)
         jitops.dot(dz_z_t, W, dh_sum)
     return True
 
 
 def steps_back_z_h_2(T, h_t_all, dz_h_t_all, dh_t_all, cot_z, z_t_all, dz_z_t_all, dz_h_2, ONE,
-                     dh_sum, W_z, dz, dz_z_2, W):
+                     dz_z_2, dh_sum, W_z, dz, W):
     """z(t), h(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -632,7 +770,7 @@ def steps_back_z_h_2(T, h_t_all, dz_h_t_all, dh_t_all, cot_z, z_t_all, dz_z_t_al
     z_t = z_t_all[step]
     dz_z_t = dz_z_t_all[step]
     try:
-        jitops.ready(fused_38bc5f63f6, h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t)
+        jitops.ready(fused_feb837d675, h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('z(t), h(t)', error)
         return False
@@ -643,14 +781,14 @@ def steps_back_z_h_2(T, h_t_all, dz_h_t_all, dh_t_all, cot_z, z_t_all, dz_z_t_al
         z_t = z_t_all[step]
         dz_z_t = dz_z_t_all[step]
         # h(t) = tanh(W_z z(t) + U x(t) + b_h)
-        if not fused_38bc5f63f6(h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t):
+        if not fused_feb837d675(h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t):
             np.multiply(h_t, h_t, out=dz_h_2)
             np.subtract(ONE, dz_h_2, out=dz_h_t)
             np.add(dh_sum, dh_t, out=dh_sum)
             np.multiply(dh_sum, dz_h_t, out=dz_h_t)
         jitops.dot(dz_h_t, W_z, dz)
         # z(t) = tanh(W h(t-1) + b)
-        if not fused_5e58e15c7b(z_t, dz_z_2, ONE, dz_z_t, dz, None if cot_z is None else cot_z[step]):
+        if not fused_25e466825a(z_t, dz_z_2, ONE, dz_z_t, dz, None if cot_z is None else cot_z[step]):
             np.multiply(z_t, z_t, out=dz_z_2)
             np.subtract(ONE, dz_z_2, out=dz_z_t)
             if cot_z is not None:
@@ -661,6 +799,6 @@ def steps_back_z_h_2(T, h_t_all, dz_h_t_all, dh_t_all, cot_z, z_t_all, dz_z_t_al
 
 
 LOOPS = ("loop_z_h", "back_z_h", "back_z_h_2")
-KERNELS = ("fused_e4e1cd97a1", "fused_ab89f856e2", "fused_c53987d595", "fused_e87ab4feca",
-           "fused_38bc5f63f6", "fused_5e58e15c7b")
+KERNELS = ("fused_551b6408ea", "fused_1d93b948a7", "fused_1c9eb92bb5", "fused_617619d8b3",
+           "fused_feb837d675", "fused_25e466825a")
 STEPS = ("steps_loop_z_h", "steps_back_z_h", "steps_back_z_h_2")

@@ -17,21 +17,18 @@ DTYPE = np.float32
 MINUS_ONE = DTYPE(-1)
 ONE = DTYPE(1)
 PARAMETERS = ("W", "b", "W_z", "S", "U", "b_h", "V", "c")
-PREPARE = ("W", "W_z", "S")
-TAPE = ("z", "h", "o", "x", "z_z", "z_z_T", "W_z_T", "z_h")
+PREPARE = ("W", "S")
+TAPE = ("z", "h", "o", "x", "z_z", "z_h")
 
 
 def prepare(params):
     """What forward computes from the parameters alone, in the order it unpacks
     them: made each call, or once by Compiled.prepare for calls with the same
     parameters."""
-    W, W_z, S = (params[name] for name in PREPARE)
+    W, S = (params[name] for name in PREPARE)
     # z(t) = tanh(W h(t-1) + b)
     z_z = np.concatenate((W, S), 0)
-    z_z_T = transposed(z_z)
-    # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
-    W_z_T = transposed(W_z)
-    return (z_z, z_z_T, W_z_T)
+    return (z_z,)
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
@@ -39,7 +36,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
     W, b, W_z, S, U, b_h, V, c = (params[name] for name in PARAMETERS)
 
     # Values of the parameters alone (see prepare)
-    z_z, z_z_T, W_z_T = prepare(params) if prepared is None else prepared
+    z_z, = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
@@ -69,18 +66,18 @@ def forward(params, inputs, initial, T, B, prepared=None):
     W_z_z = np.empty((B, 8), DTYPE)
     z_h_2 = np.empty((B, 8), DTYPE)
     if not (loop_z_h if B == 1 else steps_loop_z_h)(T, h[0:T], z[1:T + 1], z_h[1:T + 1],
-                                                    h[1:T + 1], z_z_T, z_z_h, b, slice_z_z_h,
-                                                    W_z_T, W_z_z, z_h_2, slice_z_z_h_2):
+                                                    h[1:T + 1], z_h_2, z_z_h, b, slice_z_z_h,
+                                                    W_z_z, slice_z_z_h_2, z_z, W_z):
         steps = zip(h[0:T], z[1:T + 1], z_h[1:T + 1], h[1:T + 1])
         for (h_tm1, z_t, z_h_t, h_t) in steps:
             # z(t) = tanh(W h(t-1) + b)
-            np.dot(h_tm1, z_z_T, out=z_z_h)
+            np.dot(h_tm1, z_z.T, out=z_z_h)
             # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
             # z(t) = tanh(W h(t-1) + b)
             np.add(b, slice_z_z_h, out=z_t)
             np.tanh(z_t, out=z_t)
             # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
-            np.dot(z_t, W_z_T, out=W_z_z)
+            np.dot(z_t, W_z.T, out=W_z_z)
             np.add(z_h_t, W_z_z, out=z_h_2)
             np.add(z_h_2, slice_z_z_h_2, out=h_t)
             np.tanh(h_t, out=h_t)
@@ -91,7 +88,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
     o[now] += c
 
     outputs = {"z": z[1:T + 1], "h": h[1:T + 1], "o": o[1:T + 1]}
-    tape = {"z": z, "h": h, "o": o, "x": x, "z_z": z_z, "z_z_T": z_z_T, "W_z_T": W_z_T, "z_h": z_h}
+    tape = {"z": z, "h": h, "o": o, "x": x, "z_z": z_z, "z_h": z_h}
     return outputs, tape
 
 
@@ -99,7 +96,7 @@ def backward(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     W, b, W_z, S, U, b_h, V, c = (params[name] for name in PARAMETERS)
-    z, h, o, x, z_z, z_z_T, W_z_T, z_h = (tape[name] for name in TAPE)
+    z, h, o, x, z_z, z_h = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -141,7 +138,7 @@ def backward(params, tape, cotangents, T, B):
     if not (back_z_h if B == 1 else steps_back_z_h)(T, dz_h_3[1:T + 1], dh[1:T + 1],
                                                     dz_h_2[1:T + 1], cotangents.get("z"),
                                                     dz_z_3[1:T + 1], dz_z_2[1:T + 1],
-                                                    cat_dz_z_3[1:T + 1], dh_sum, W_z, dz, z_z):
+                                                    cat_dz_z_3[1:T + 1], dh_sum, dz, W_z, z_z):
         steps = zip(dz_h_3[1:T + 1][::-1], dh[1:T + 1][::-1], dz_h_2[1:T + 1][::-1], cot_z[::-1],
                     dz_z_3[1:T + 1][::-1], dz_z_2[1:T + 1][::-1], cat_dz_z_3[1:T + 1][::-1])
         for (dz_h_3_t, dh_t, dz_h_2_t, cot_z_t, dz_z_3_t, dz_z_2_t, cat_dz_z_3_t) in steps:
@@ -185,7 +182,7 @@ def backward_large(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     W, b, W_z, S, U, b_h, V, c = (params[name] for name in PARAMETERS)
-    z, h, o, x, z_z, z_z_T, W_z_T, z_h = (tape[name] for name in TAPE)
+    z, h, o, x, z_z, z_h = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -219,8 +216,8 @@ def backward_large(params, tape, cotangents, T, B):
     if not (back_z_h_2 if B == 1 else steps_back_z_h_2)(T, h[1:T + 1], dz_h_2[1:T + 1],
                                                         dh[1:T + 1], cotangents.get("z"),
                                                         z[1:T + 1], dz_z_2[1:T + 1],
-                                                        cat_dz_z_2[1:T + 1], dz_h_3, ONE, dh_sum,
-                                                        W_z, dz, dz_z_3, z_z):
+                                                        cat_dz_z_2[1:T + 1], dz_h_3, ONE, dz_z_3,
+                                                        dh_sum, W_z, dz, z_z):
         steps = zip(h[1:T + 1][::-1], dz_h_2[1:T + 1][::-1], dh[1:T + 1][::-1], cot_z[::-1],
                     z[1:T + 1][::-1], dz_z_2[1:T + 1][::-1], cat_dz_z_2[1:T + 1][::-1])
         for (h_t, dz_h_2_t, dh_t, cot_z_t, z_t, dz_z_2_t, cat_dz_z_2_t) in steps:
@@ -264,7 +261,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_e4e1cd97a1(p0, p1, p2):
+def fused_551b6408ea(p0, p1, p2):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p2)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -278,8 +275,7 @@ def fused_e4e1cd97a1(p0, p1, p2):
             or s1 < 0
             or s2 < 0):
         return False
-    dtype = p2.dtype
-    space = np.empty(24, dtype)
+    space = np.empty(24, p2.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     e8 = space[16:24]
@@ -296,7 +292,7 @@ def fused_e4e1cd97a1(p0, p1, p2):
     return True
 
 
-def fused_ab02d7b892(p0, p1, p2, p3, p4):
+def fused_bfb59ed914(p0, p1, p2, p3, p4):
     """add, add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p2)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -315,8 +311,7 @@ def fused_ab02d7b892(p0, p1, p2, p3, p4):
             or s2 < 0
             or s3 < 0):
         return False
-    dtype = p2.dtype
-    space = np.empty(32, dtype)
+    space = np.empty(32, p2.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -337,7 +332,7 @@ def fused_ab02d7b892(p0, p1, p2, p3, p4):
     return True
 
 
-def fused_c53987d595(p0, p1, p2, p3):
+def fused_1c9eb92bb5(p0, p1, p2, p3):
     """add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -356,8 +351,7 @@ def fused_c53987d595(p0, p1, p2, p3):
             or s1 < 0
             or s2 < 0):
         return False
-    dtype = p0.dtype
-    space = np.empty(16, dtype)
+    space = np.empty(16, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     for i in range(rows):
@@ -373,7 +367,7 @@ def fused_c53987d595(p0, p1, p2, p3):
     return True
 
 
-def fused_e87ab4feca(p0, p1, p2, p3):
+def fused_617619d8b3(p0, p1, p2, p3):
     """add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -392,8 +386,7 @@ def fused_e87ab4feca(p0, p1, p2, p3):
             or s1 < 0
             or s2 < 0):
         return False
-    dtype = p0.dtype
-    space = np.empty(16, dtype)
+    space = np.empty(16, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     for i in range(rows):
@@ -411,7 +404,7 @@ def fused_e87ab4feca(p0, p1, p2, p3):
     return True
 
 
-def fused_38bc5f63f6(p0, p1, p2, p3, p4, p5):
+def fused_feb837d675(p0, p1, p2, p3, p4, p5):
     """multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -435,9 +428,8 @@ def fused_38bc5f63f6(p0, p1, p2, p3, p4, p5):
             or s2 < 0
             or s3 < 0):
         return False
-    dtype = p1.dtype
     c0 = jitops.like(p1, p2)
-    space = np.empty(32, dtype)
+    space = np.empty(32, p1.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -462,7 +454,7 @@ def fused_38bc5f63f6(p0, p1, p2, p3, p4, p5):
     return True
 
 
-def fused_5e58e15c7b(p0, p1, p2, p3, p4, p5):
+def fused_25e466825a(p0, p1, p2, p3, p4, p5):
     """multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -486,9 +478,8 @@ def fused_5e58e15c7b(p0, p1, p2, p3, p4, p5):
             or s2 < 0
             or s3 < 0):
         return False
-    dtype = p1.dtype
     c0 = jitops.like(p1, p2)
-    space = np.empty(32, dtype)
+    space = np.empty(32, p1.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -515,33 +506,79 @@ def fused_5e58e15c7b(p0, p1, p2, p3, p4, p5):
     return True
 
 
-def loop_z_h(T, h_tm1_all, z_t_all, z_h_t_all, h_t_all, z_z_T, z_z_h, b, slice_z_z_h, W_z_T, W_z_z,
-             z_h_2, slice_z_z_h_2):
+def loop_z_h(T, h_tm1_all, z_t_all, z_h_t_all, h_t_all, z_h_2, z_z_h, b, slice_z_z_h, W_z_z,
+             slice_z_z_h_2, z_z, W_z):
     """The loop forward in time of z(t), h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = 0
+    h_tm1 = h_tm1_all[step]
+    z_t = z_t_all[step]
+    z_h_t = z_h_t_all[step]
+    h_t = h_t_all[step]
+    if (jitops._size(z_t) != (1, 8)
+            or not jitops.rows_contiguous(z_t)
+            or jitops.row_step(b, 1, 8) < 0
+            or jitops.row_step(slice_z_z_h, 1, 8) < 0
+            or jitops.row_step(z_t, 1, 8) < 0):
+        return False
+    space = np.empty(24, z_t.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    e8 = space[16:24]
+    bits = jitops.scratch(e8)
+    if (jitops._size(z_h_2) != (1, 8)
+            or jitops._size(h_t) != (1, 8)
+            or not jitops.rows_contiguous(h_t)
+            or jitops.row_step(z_h_t, 1, 8) < 0
+            or jitops.row_step(W_z_z, 1, 8) < 0
+            or jitops.row_step(slice_z_z_h_2, 1, 8) < 0
+            or jitops.row_step(h_t, 1, 8) < 0):
+        return False
+    space_2 = np.empty(32, z_h_2.dtype)
+    x0_2 = space_2[0:8]
+    x1_2 = space_2[8:16]
+    x2 = space_2[16:24]
+    e8_2 = space_2[24:32]
+    bits_2 = jitops.scratch(e8_2)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         z_t = z_t_all[step]
         z_h_t = z_h_t_all[step]
         h_t = h_t_all[step]
         # z(t) = tanh(W h(t-1) + b)
-        jitops.dot(h_tm1, z_z_T, z_z_h)
+        jitops.dot(h_tm1, z_z.T, z_z_h)
         # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
         # z(t) = tanh(W h(t-1) + b)
-        jitops.add(b, slice_z_z_h, z_t)
-        jitops.tanh(z_t, z_t)
+        r0_0 = jitops._view(b, 0, 8)
+        r0_1 = jitops._view(slice_z_z_h, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(z_t, 0, x0)
+        r1_0 = jitops._view(z_t, 0, 8)
+        jitops.vtanh(r1_0, x1, e8, bits)
+        jitops.put_row(z_t, 0, x1)
         # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
-        jitops.dot(z_t, W_z_T, W_z_z)
-        jitops.add(z_h_t, W_z_z, z_h_2)
-        jitops.add(z_h_2, slice_z_z_h_2, h_t)
-        jitops.tanh(h_t, h_t)
+        jitops.dot(z_t, W_z.T, W_z_z)
+        r0_0_2 = jitops._view(z_h_t, 0, 8)
+        r0_1_2 = jitops._view(W_z_z, 0, 8)
+        for j_2 in range(8):
+            x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+        r1_1 = jitops._view(slice_z_z_h_2, 0, 8)
+        for j_2 in range(8):
+            x1_2[j_2] = x0_2[j_2] + r1_1[j_2]
+        jitops.put_row(h_t, 0, x1_2)
+        r2_0 = jitops._view(h_t, 0, 8)
+        jitops.vtanh(r2_0, x2, e8_2, bits_2)
+        jitops.put_row(h_t, 0, x2)
     return True
 
 
-def steps_loop_z_h(T, h_tm1_all, z_t_all, z_h_t_all, h_t_all, z_z_T, z_z_h, b, slice_z_z_h, W_z_T,
-                   W_z_z, z_h_2, slice_z_z_h_2):
+def steps_loop_z_h(T, h_tm1_all, z_t_all, z_h_t_all, h_t_all, z_h_2, z_z_h, b, slice_z_z_h, W_z_z,
+                   slice_z_z_h_2, z_z, W_z):
     """z(t), h(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -552,8 +589,8 @@ def steps_loop_z_h(T, h_tm1_all, z_t_all, z_h_t_all, h_t_all, z_z_T, z_z_h, b, s
     z_h_t = z_h_t_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_e4e1cd97a1, b, slice_z_z_h, z_t)
-        jitops.ready(fused_ab02d7b892, z_h_t, W_z_z, z_h_2, slice_z_z_h_2, h_t)
+        jitops.ready(fused_551b6408ea, b, slice_z_z_h, z_t)
+        jitops.ready(fused_bfb59ed914, z_h_t, W_z_z, z_h_2, slice_z_z_h_2, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('z(t), h(t)', error)
         return False
@@ -563,15 +600,15 @@ def steps_loop_z_h(T, h_tm1_all, z_t_all, z_h_t_all, h_t_all, z_z_T, z_z_h, b, s
         z_h_t = z_h_t_all[step]
         h_t = h_t_all[step]
         # z(t) = tanh(W h(t-1) + b)
-        jitops.dot(h_tm1, z_z_T, z_z_h)
+        jitops.dot(h_tm1, z_z.T, z_z_h)
         # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
         # z(t) = tanh(W h(t-1) + b)
-        if not fused_e4e1cd97a1(b, slice_z_z_h, z_t):
+        if not fused_551b6408ea(b, slice_z_z_h, z_t):
             np.add(b, slice_z_z_h, out=z_t)
             np.tanh(z_t, out=z_t)
         # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
-        jitops.dot(z_t, W_z_T, W_z_z)
-        if not fused_ab02d7b892(z_h_t, W_z_z, z_h_2, slice_z_z_h_2, h_t):
+        jitops.dot(z_t, W_z.T, W_z_z)
+        if not fused_bfb59ed914(z_h_t, W_z_z, z_h_2, slice_z_z_h_2, h_t):
             np.add(z_h_t, W_z_z, out=z_h_2)
             np.add(z_h_2, slice_z_z_h_2, out=h_t)
             np.tanh(h_t, out=h_t)
@@ -579,11 +616,44 @@ def steps_loop_z_h(T, h_tm1_all, z_t_all, z_h_t_all, h_t_all, z_z_T, z_z_h, b, s
 
 
 def back_z_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, cot_z, dz_z_3_t_all, dz_z_2_t_all,
-             cat_dz_z_3_t_all, dh_sum, W_z, dz, z_z):
+             cat_dz_z_3_t_all, dh_sum, dz, W_z, z_z):
     """The loop backward in time of z(t), h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    dz_h_3_t = dz_h_3_t_all[step]
+    dh_t = dh_t_all[step]
+    dz_h_2_t = dz_h_2_t_all[step]
+    dz_z_3_t = dz_z_3_t_all[step]
+    dz_z_2_t = dz_z_2_t_all[step]
+    cat_dz_z_3_t = cat_dz_z_3_t_all[step]
+    if (jitops._size(dh_sum) != (1, 8)
+            or jitops._size(dz_h_3_t) != (1, 8)
+            or not jitops.rows_contiguous(dh_sum)
+            or not jitops.rows_contiguous(dz_h_3_t)
+            or jitops.row_step(dh_sum, 1, 8) < 0
+            or jitops.row_step(dh_t, 1, 8) < 0
+            or jitops.row_step(dz_h_2_t, 1, 8) < 0):
+        return False
+    space = np.empty(16, dh_sum.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    if (jitops._size(dz) != (1, 8)
+            or jitops._size(dz_z_3_t) != (1, 8)
+            or not jitops.rows_contiguous(dz)
+            or not jitops.rows_contiguous(dz_z_3_t)
+            or jitops.row_step(dz, 1, 8) < 0
+            or jitops.row_step(dz_z_2_t, 1, 8) < 0):
+        return False
+    if cot_z is not None:
+        if jitops.row_step(cot_z[step], 1, 8) < 0:
+            return False
+    space_2 = np.empty(16, dz.dtype)
+    x0_2 = space_2[0:8]
+    x1_2 = space_2[8:16]
     for step in range(T - 1, -1, -1):
         dz_h_3_t = dz_h_3_t_all[step]
         dh_t = dh_t_all[step]
@@ -592,19 +662,34 @@ def back_z_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, cot_z, dz_z_3_t_all, dz_z_
         dz_z_2_t = dz_z_2_t_all[step]
         cat_dz_z_3_t = cat_dz_z_3_t_all[step]
         # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
-        jitops.add(dh_sum, dh_t, dh_sum)
-        jitops.multiply(dh_sum, dz_h_2_t, dz_h_3_t)
+        r0_0 = jitops._view(dh_sum, 0, 8)
+        r0_1 = jitops._view(dh_t, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(dh_sum, 0, x0)
+        r1_1 = jitops._view(dz_h_2_t, 0, 8)
+        for j in range(8):
+            x1[j] = x0[j] * r1_1[j]
+        jitops.put_row(dz_h_3_t, 0, x1)
         jitops.dot(dz_h_3_t, W_z, dz)
         # z(t) = tanh(W h(t-1) + b)
         if cot_z is not None:
-            jitops.add(dz, cot_z[step], dz)
-        jitops.multiply(dz, dz_z_2_t, dz_z_3_t)
+            r0_0_2 = jitops._view(dz, 0, 8)
+            r0_1_2 = jitops._view(cot_z[step], 0, 8)
+            for j_2 in range(8):
+                x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+            jitops.put_row(dz, 0, x0_2)
+        r1_0 = jitops._view(dz, 0, 8)
+        r1_1_2 = jitops._view(dz_z_2_t, 0, 8)
+        for j_2 in range(8):
+            x1_2[j_2] = r1_0[j_2] * r1_1_2[j_2]
+        jitops.put_row(dz_z_3_t, 0, x1_2)
         jitops.dot(cat_dz_z_3_t, z_z, dh_sum)
     return True
 
 
 def steps_back_z_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, cot_z, dz_z_3_t_all, dz_z_2_t_all,
-                   cat_dz_z_3_t_all, dh_sum, W_z, dz, z_z):
+                   cat_dz_z_3_t_all, dh_sum, dz, W_z, z_z):
     """z(t), h(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -617,7 +702,7 @@ def steps_back_z_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, cot_z, dz_z_3_t_all,
     dz_z_2_t = dz_z_2_t_all[step]
     cat_dz_z_3_t = cat_dz_z_3_t_all[step]
     try:
-        jitops.ready(fused_c53987d595, dh_sum, dh_t, dz_h_2_t, dz_h_3_t)
+        jitops.ready(fused_1c9eb92bb5, dh_sum, dh_t, dz_h_2_t, dz_h_3_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('z(t), h(t)', error)
         return False
@@ -629,12 +714,12 @@ def steps_back_z_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, cot_z, dz_z_3_t_all,
         dz_z_2_t = dz_z_2_t_all[step]
         cat_dz_z_3_t = cat_dz_z_3_t_all[step]
         # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
-        if not fused_c53987d595(dh_sum, dh_t, dz_h_2_t, dz_h_3_t):
+        if not fused_1c9eb92bb5(dh_sum, dh_t, dz_h_2_t, dz_h_3_t):
             np.add(dh_sum, dh_t, out=dh_sum)
             np.multiply(dh_sum, dz_h_2_t, out=dz_h_3_t)
         jitops.dot(dz_h_3_t, W_z, dz)
         # z(t) = tanh(W h(t-1) + b)
-        if not fused_e87ab4feca(dz, None if cot_z is None else cot_z[step], dz_z_2_t, dz_z_3_t):
+        if not fused_617619d8b3(dz, None if cot_z is None else cot_z[step], dz_z_2_t, dz_z_3_t):
             if cot_z is not None:
                 np.add(dz, cot_z[step], out=dz)
             np.multiply(dz, dz_z_2_t, out=dz_z_3_t)
@@ -643,11 +728,54 @@ def steps_back_z_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, cot_z, dz_z_3_t_all,
 
 
 def back_z_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, cot_z, z_t_all, dz_z_2_t_all, cat_dz_z_2_t_all,
-               dz_h_3, ONE, dh_sum, W_z, dz, dz_z_3, z_z):
+               dz_h_3, ONE, dz_z_3, dh_sum, W_z, dz, z_z):
     """The loop backward in time of z(t), h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    h_t = h_t_all[step]
+    dz_h_2_t = dz_h_2_t_all[step]
+    dh_t = dh_t_all[step]
+    z_t = z_t_all[step]
+    dz_z_2_t = dz_z_2_t_all[step]
+    cat_dz_z_2_t = cat_dz_z_2_t_all[step]
+    if (jitops._size(dz_h_3) != (1, 8)
+            or jitops._size(dz_h_2_t) != (1, 8)
+            or jitops._size(dh_sum) != (1, 8)
+            or not jitops.rows_contiguous(dz_h_2_t)
+            or not jitops.rows_contiguous(dh_sum)
+            or jitops.row_step(h_t, 1, 8) < 0
+            or jitops.row_step(dh_sum, 1, 8) < 0
+            or jitops.row_step(dh_t, 1, 8) < 0
+            or jitops.row_step(dz_h_2_t, 1, 8) < 0):
+        return False
+    c0 = jitops.like(dz_h_3, ONE)
+    space = np.empty(32, dz_h_3.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
+    if (jitops._size(dz_z_3) != (1, 8)
+            or jitops._size(dz_z_2_t) != (1, 8)
+            or jitops._size(dz) != (1, 8)
+            or not jitops.rows_contiguous(dz_z_2_t)
+            or not jitops.rows_contiguous(dz)
+            or jitops.row_step(z_t, 1, 8) < 0
+            or jitops.row_step(dz, 1, 8) < 0
+            or jitops.row_step(dz_z_2_t, 1, 8) < 0):
+        return False
+    if cot_z is not None:
+        if jitops.row_step(cot_z[step], 1, 8) < 0:
+            return False
+    c0_2 = jitops.like(dz_z_3, ONE)
+    space_2 = np.empty(32, dz_z_3.dtype)
+    x0_2 = space_2[0:8]
+    x1_2 = space_2[8:16]
+    x2_2 = space_2[16:24]
+    x3_2 = space_2[24:32]
     for step in range(T - 1, -1, -1):
         h_t = h_t_all[step]
         dz_h_2_t = dz_h_2_t_all[step]
@@ -656,23 +784,48 @@ def back_z_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, cot_z, z_t_all, dz_z_2_t_all,
         dz_z_2_t = dz_z_2_t_all[step]
         cat_dz_z_2_t = cat_dz_z_2_t_all[step]
         # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
-        jitops.multiply(h_t, h_t, dz_h_3)
-        jitops.subtract(ONE, dz_h_3, dz_h_2_t)
-        jitops.add(dh_sum, dh_t, dh_sum)
-        jitops.multiply(dh_sum, dz_h_2_t, dz_h_2_t)
+        r0_0 = jitops._view(h_t, 0, 8)
+        r0_1 = jitops._view(h_t, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] * r0_1[j]
+        for j in range(8):
+            x1[j] = c0 - x0[j]
+        jitops.put_row(dz_h_2_t, 0, x1)
+        r2_0 = jitops._view(dh_sum, 0, 8)
+        r2_1 = jitops._view(dh_t, 0, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] + r2_1[j]
+        jitops.put_row(dh_sum, 0, x2)
+        r3_1 = jitops._view(dz_h_2_t, 0, 8)
+        for j in range(8):
+            x3[j] = x2[j] * r3_1[j]
+        jitops.put_row(dz_h_2_t, 0, x3)
         jitops.dot(dz_h_2_t, W_z, dz)
         # z(t) = tanh(W h(t-1) + b)
-        jitops.multiply(z_t, z_t, dz_z_3)
-        jitops.subtract(ONE, dz_z_3, dz_z_2_t)
+        r0_0_2 = jitops._view(z_t, 0, 8)
+        r0_1_2 = jitops._view(z_t, 0, 8)
+        for j_2 in range(8):
+            x0_2[j_2] = r0_0_2[j_2] * r0_1_2[j_2]
+        for j_2 in range(8):
+            x1_2[j_2] = c0_2 - x0_2[j_2]
+        jitops.put_row(dz_z_2_t, 0, x1_2)
         if cot_z is not None:
-            jitops.add(dz, cot_z[step], dz)
-        jitops.multiply(dz, dz_z_2_t, dz_z_2_t)
+            r2_0_2 = jitops._view(dz, 0, 8)
+            r2_1_2 = jitops._view(cot_z[step], 0, 8)
+            for j_2 in range(8):
+                x2_2[j_2] = r2_0_2[j_2] + r2_1_2[j_2]
+            jitops.put_row(dz, 0, x2_2)
+        r3_0 = jitops._view(dz, 0, 8)
+        r3_1_2 = jitops._view(dz_z_2_t, 0, 8)
+        for j_2 in range(8):
+            x3_2[j_2] = r3_0[j_2] * r3_1_2[j_2]
+        jitops.put_row(dz_z_2_t, 0, x3_2)
         jitops.dot(cat_dz_z_2_t, z_z, dh_sum)
     return True
 
 
 def steps_back_z_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, cot_z, z_t_all, dz_z_2_t_all,
-                     cat_dz_z_2_t_all, dz_h_3, ONE, dh_sum, W_z, dz, dz_z_3, z_z):
+                     cat_dz_z_2_t_all, dz_h_3, ONE, dz_z_3, dh_sum, W_z, dz, z_z):
     """z(t), h(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -685,7 +838,7 @@ def steps_back_z_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, cot_z, z_t_all, dz_z_2_
     dz_z_2_t = dz_z_2_t_all[step]
     cat_dz_z_2_t = cat_dz_z_2_t_all[step]
     try:
-        jitops.ready(fused_38bc5f63f6, h_t, dz_h_3, ONE, dz_h_2_t, dh_sum, dh_t)
+        jitops.ready(fused_feb837d675, h_t, dz_h_3, ONE, dz_h_2_t, dh_sum, dh_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('z(t), h(t)', error)
         return False
@@ -697,14 +850,14 @@ def steps_back_z_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, cot_z, z_t_all, dz_z_2_
         dz_z_2_t = dz_z_2_t_all[step]
         cat_dz_z_2_t = cat_dz_z_2_t_all[step]
         # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
-        if not fused_38bc5f63f6(h_t, dz_h_3, ONE, dz_h_2_t, dh_sum, dh_t):
+        if not fused_feb837d675(h_t, dz_h_3, ONE, dz_h_2_t, dh_sum, dh_t):
             np.multiply(h_t, h_t, out=dz_h_3)
             np.subtract(ONE, dz_h_3, out=dz_h_2_t)
             np.add(dh_sum, dh_t, out=dh_sum)
             np.multiply(dh_sum, dz_h_2_t, out=dz_h_2_t)
         jitops.dot(dz_h_2_t, W_z, dz)
         # z(t) = tanh(W h(t-1) + b)
-        if not fused_5e58e15c7b(z_t, dz_z_3, ONE, dz_z_2_t, dz, None if cot_z is None else cot_z[step]):
+        if not fused_25e466825a(z_t, dz_z_3, ONE, dz_z_2_t, dz, None if cot_z is None else cot_z[step]):
             np.multiply(z_t, z_t, out=dz_z_3)
             np.subtract(ONE, dz_z_3, out=dz_z_2_t)
             if cot_z is not None:
@@ -715,6 +868,6 @@ def steps_back_z_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, cot_z, z_t_all, dz_z_2_
 
 
 LOOPS = ("loop_z_h", "back_z_h", "back_z_h_2")
-KERNELS = ("fused_e4e1cd97a1", "fused_ab02d7b892", "fused_c53987d595", "fused_e87ab4feca",
-           "fused_38bc5f63f6", "fused_5e58e15c7b")
+KERNELS = ("fused_551b6408ea", "fused_bfb59ed914", "fused_1c9eb92bb5", "fused_617619d8b3",
+           "fused_feb837d675", "fused_25e466825a")
 STEPS = ("steps_loop_z_h", "steps_back_z_h", "steps_back_z_h_2")

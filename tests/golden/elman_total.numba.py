@@ -17,26 +17,19 @@ DTYPE = np.float32
 MINUS_ONE = DTYPE(-1)
 ONE = DTYPE(1)
 PARAMETERS = ("b", "W", "U", "c", "V")
-PREPARE = ("W",)
-TAPE = ("a", "h", "o", "y_hat", "L", "L_total", "x", "y", "W_T", "z_a")
+TAPE = ("a", "h", "o", "y_hat", "L", "L_total", "x", "y", "z_a")
 
 
 def prepare(params):
     """What forward computes from the parameters alone, in the order it unpacks
     them: made each call, or once by Compiled.prepare for calls with the same
     parameters."""
-    W, = (params[name] for name in PREPARE)
-    # a(t) = b + W h(t-1) + U x(t)
-    W_T = transposed(W)
-    return (W_T,)
+    return ()
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
     """Run the equations over steps 1..T for a batch of B; return (outputs, tape)."""
     b, W, U, c, V = (params[name] for name in PARAMETERS)
-
-    # Values of the parameters alone (see prepare)
-    W_T, = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
@@ -69,11 +62,11 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # a(t), h(t): a loop forward in time
     if not (loop_a_h if B == 1 else steps_loop_a_h)(T, h[0:T], a[1:T + 1], z_a[1:T + 1],
-                                                    h[1:T + 1], W_T):
+                                                    h[1:T + 1], W):
         steps = zip(h[0:T], a[1:T + 1], z_a[1:T + 1], h[1:T + 1])
         for (h_tm1, a_t, z_a_t, h_t) in steps:
             # a(t) = b + W h(t-1) + U x(t)
-            np.dot(h_tm1, W_T, out=a_t)
+            np.dot(h_tm1, W.T, out=a_t)
             a_t += z_a_t
             # h(t) = tanh(a(t))
             np.tanh(a_t, out=h_t)
@@ -99,7 +92,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
     outputs = {"a": a[1:T + 1], "h": h[1:T + 1], "o": o[1:T + 1], "y_hat": y_hat[1:T + 1],
                "L": L[1:T + 1], "L_total": L_total}
     tape = {"a": a, "h": h, "o": o, "y_hat": y_hat, "L": L, "L_total": L_total, "x": x, "y": y,
-            "W_T": W_T, "z_a": z_a}
+            "z_a": z_a}
     return outputs, tape
 
 
@@ -107,7 +100,7 @@ def backward(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     b, W, U, c, V = (params[name] for name in PARAMETERS)
-    a, h, o, y_hat, L, L_total, x, y, W_T, z_a = (tape[name] for name in TAPE)
+    a, h, o, y_hat, L, L_total, x, y, z_a = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -181,7 +174,7 @@ def backward(params, tape, cotangents, T, B):
     dh_sum = np.zeros((B, 8), DTYPE)
     dz_h_2 = np.empty((B, 8), DTYPE)
     if not (back_a_h if B == 1 else steps_back_a_h)(T, dh[1:T + 1], dz_h[1:T + 1], da[1:T + 1],
-                                                    dh_sum, dz_h_2, W):
+                                                    dh_sum, W, dz_h_2):
         steps = zip(dh[1:T + 1][::-1], dz_h[1:T + 1][::-1], da[1:T + 1][::-1])
         for (dh_t, dz_h_t, da_t) in steps:
             # h(t) = tanh(a(t))
@@ -212,7 +205,7 @@ def backward_large(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     b, W, U, c, V = (params[name] for name in PARAMETERS)
-    a, h, o, y_hat, L, L_total, x, y, W_T, z_a = (tape[name] for name in TAPE)
+    a, h, o, y_hat, L, L_total, x, y, z_a = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -282,7 +275,7 @@ def backward_large(params, tape, cotangents, T, B):
     sub_dz_h = np.empty((B, 8), DTYPE)
     dz_h_2 = np.empty((B, 8), DTYPE)
     if not (back_a_h_2 if B == 1 else steps_back_a_h_2)(T, h[1:T + 1], dh[1:T + 1], da[1:T + 1],
-                                                        dz_h, ONE, sub_dz_h, dh_sum, dz_h_2, W):
+                                                        dz_h, ONE, dh_sum, W, sub_dz_h, dz_h_2):
         steps = zip(h[1:T + 1][::-1], dh[1:T + 1][::-1], da[1:T + 1][::-1])
         for (h_t, dh_t, da_t) in steps:
             # h(t) = tanh(a(t))
@@ -311,7 +304,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_06435a5db0(p0, p1, p2):
+def fused_b6f51c1737(p0, p1, p2):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -326,8 +319,7 @@ def fused_06435a5db0(p0, p1, p2):
             or s0 < 0
             or s1 < 0):
         return False
-    dtype = p1.dtype
-    space = np.empty(24, dtype)
+    space = np.empty(24, p1.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     e8 = space[16:24]
@@ -344,7 +336,7 @@ def fused_06435a5db0(p0, p1, p2):
     return True
 
 
-def fused_07919ae0bc(p0, p1, p2, p3, p4):
+def fused_10aa23783a(p0, p1, p2, p3, p4):
     """add, multiply, add: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -368,8 +360,7 @@ def fused_07919ae0bc(p0, p1, p2, p3, p4):
             or s2 < 0
             or s3 < 0):
         return False
-    dtype = p0.dtype
-    space = np.empty(24, dtype)
+    space = np.empty(24, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -389,7 +380,7 @@ def fused_07919ae0bc(p0, p1, p2, p3, p4):
     return True
 
 
-def fused_883edac761(p0, p1, p2, p3, p4, p5, p6, p7):
+def fused_a2979f3a9e(p0, p1, p2, p3, p4, p5, p6, p7):
     """multiply, subtract, add, multiply, add: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -419,9 +410,8 @@ def fused_883edac761(p0, p1, p2, p3, p4, p5, p6, p7):
             or s2 < 0
             or s3 < 0):
         return False
-    dtype = p1.dtype
     c0 = jitops.like(p1, p2)
-    space = np.empty(40, dtype)
+    space = np.empty(40, p1.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -448,25 +438,50 @@ def fused_883edac761(p0, p1, p2, p3, p4, p5, p6, p7):
     return True
 
 
-def loop_a_h(T, h_tm1_all, a_t_all, z_a_t_all, h_t_all, W_T):
+def loop_a_h(T, h_tm1_all, a_t_all, z_a_t_all, h_t_all, W):
     """The loop forward in time of a(t), h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = 0
+    h_tm1 = h_tm1_all[step]
+    a_t = a_t_all[step]
+    z_a_t = z_a_t_all[step]
+    h_t = h_t_all[step]
+    if (jitops._size(a_t) != (1, 8)
+            or jitops._size(h_t) != (1, 8)
+            or not jitops.rows_contiguous(a_t)
+            or not jitops.rows_contiguous(h_t)
+            or jitops.row_step(z_a_t, 1, 8) < 0
+            or jitops.row_step(a_t, 1, 8) < 0):
+        return False
+    space = np.empty(24, a_t.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    e8 = space[16:24]
+    bits = jitops.scratch(e8)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         a_t = a_t_all[step]
         z_a_t = z_a_t_all[step]
         h_t = h_t_all[step]
         # a(t) = b + W h(t-1) + U x(t)
-        jitops.dot(h_tm1, W_T, a_t)
-        jitops.add(z_a_t, a_t, a_t)
+        jitops.dot(h_tm1, W.T, a_t)
+        r0_0 = jitops._view(z_a_t, 0, 8)
+        r0_1 = jitops._view(a_t, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(a_t, 0, x0)
+        r1_0 = jitops._view(a_t, 0, 8)
+        jitops.vtanh(r1_0, x1, e8, bits)
+        jitops.put_row(h_t, 0, x1)
         # h(t) = tanh(a(t))
-        jitops.tanh(a_t, h_t)
     return True
 
 
-def steps_loop_a_h(T, h_tm1_all, a_t_all, z_a_t_all, h_t_all, W_T):
+def steps_loop_a_h(T, h_tm1_all, a_t_all, z_a_t_all, h_t_all, W):
     """a(t), h(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -477,7 +492,7 @@ def steps_loop_a_h(T, h_tm1_all, a_t_all, z_a_t_all, h_t_all, W_T):
     z_a_t = z_a_t_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_06435a5db0, z_a_t, a_t, h_t)
+        jitops.ready(fused_b6f51c1737, z_a_t, a_t, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('a(t), h(t)', error)
         return False
@@ -487,33 +502,62 @@ def steps_loop_a_h(T, h_tm1_all, a_t_all, z_a_t_all, h_t_all, W_T):
         z_a_t = z_a_t_all[step]
         h_t = h_t_all[step]
         # a(t) = b + W h(t-1) + U x(t)
-        jitops.dot(h_tm1, W_T, a_t)
-        if not fused_06435a5db0(z_a_t, a_t, h_t):
+        jitops.dot(h_tm1, W.T, a_t)
+        if not fused_b6f51c1737(z_a_t, a_t, h_t):
             np.add(z_a_t, a_t, out=a_t)
             np.tanh(a_t, out=h_t)
         # h(t) = tanh(a(t))
     return True
 
 
-def back_a_h(T, dh_t_all, dz_h_t_all, da_t_all, dh_sum, dz_h_2, W):
+def back_a_h(T, dh_t_all, dz_h_t_all, da_t_all, dh_sum, W, dz_h_2):
     """The loop backward in time of a(t), h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    dh_t = dh_t_all[step]
+    dz_h_t = dz_h_t_all[step]
+    da_t = da_t_all[step]
+    if (jitops._size(dh_sum) != (1, 8)
+            or jitops._size(dz_h_2) != (1, 8)
+            or jitops._size(da_t) != (1, 8)
+            or not jitops.rows_contiguous(dh_sum)
+            or not jitops.rows_contiguous(da_t)
+            or jitops.row_step(dh_sum, 1, 8) < 0
+            or jitops.row_step(dh_t, 1, 8) < 0
+            or jitops.row_step(dz_h_t, 1, 8) < 0
+            or jitops.row_step(da_t, 1, 8) < 0):
+        return False
+    space = np.empty(24, dh_sum.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
     for step in range(T - 1, -1, -1):
         dh_t = dh_t_all[step]
         dz_h_t = dz_h_t_all[step]
         da_t = da_t_all[step]
         # h(t) = tanh(a(t))
-        jitops.add(dh_sum, dh_t, dh_sum)
-        jitops.multiply(dh_sum, dz_h_t, dz_h_2)
-        jitops.add(da_t, dz_h_2, da_t)
+        r0_0 = jitops._view(dh_sum, 0, 8)
+        r0_1 = jitops._view(dh_t, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(dh_sum, 0, x0)
+        r1_1 = jitops._view(dz_h_t, 0, 8)
+        for j in range(8):
+            x1[j] = x0[j] * r1_1[j]
+        r2_0 = jitops._view(da_t, 0, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] + x1[j]
+        jitops.put_row(da_t, 0, x2)
         # a(t) = b + W h(t-1) + U x(t)
         jitops.dot(da_t, W, dh_sum)
     return True
 
 
-def steps_back_a_h(T, dh_t_all, dz_h_t_all, da_t_all, dh_sum, dz_h_2, W):
+def steps_back_a_h(T, dh_t_all, dz_h_t_all, da_t_all, dh_sum, W, dz_h_2):
     """a(t), h(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -523,7 +567,7 @@ def steps_back_a_h(T, dh_t_all, dz_h_t_all, da_t_all, dh_sum, dz_h_2, W):
     dz_h_t = dz_h_t_all[step]
     da_t = da_t_all[step]
     try:
-        jitops.ready(fused_07919ae0bc, dh_sum, dh_t, dz_h_t, dz_h_2, da_t)
+        jitops.ready(fused_10aa23783a, dh_sum, dh_t, dz_h_t, dz_h_2, da_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('a(t), h(t)', error)
         return False
@@ -532,7 +576,7 @@ def steps_back_a_h(T, dh_t_all, dz_h_t_all, da_t_all, dh_sum, dz_h_2, W):
         dz_h_t = dz_h_t_all[step]
         da_t = da_t_all[step]
         # h(t) = tanh(a(t))
-        if not fused_07919ae0bc(dh_sum, dh_t, dz_h_t, dz_h_2, da_t):
+        if not fused_10aa23783a(dh_sum, dh_t, dz_h_t, dz_h_2, da_t):
             np.add(dh_sum, dh_t, out=dh_sum)
             np.multiply(dh_sum, dz_h_t, out=dz_h_2)
             np.add(da_t, dz_h_2, out=da_t)
@@ -541,27 +585,64 @@ def steps_back_a_h(T, dh_t_all, dz_h_t_all, da_t_all, dh_sum, dz_h_2, W):
     return True
 
 
-def back_a_h_2(T, h_t_all, dh_t_all, da_t_all, dz_h, ONE, sub_dz_h, dh_sum, dz_h_2, W):
+def back_a_h_2(T, h_t_all, dh_t_all, da_t_all, dz_h, ONE, dh_sum, W, sub_dz_h, dz_h_2):
     """The loop backward in time of a(t), h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    h_t = h_t_all[step]
+    dh_t = dh_t_all[step]
+    da_t = da_t_all[step]
+    if (jitops._size(dz_h) != (1, 8)
+            or jitops._size(sub_dz_h) != (1, 8)
+            or jitops._size(dh_sum) != (1, 8)
+            or jitops._size(dz_h_2) != (1, 8)
+            or jitops._size(da_t) != (1, 8)
+            or not jitops.rows_contiguous(dh_sum)
+            or not jitops.rows_contiguous(da_t)
+            or jitops.row_step(h_t, 1, 8) < 0
+            or jitops.row_step(dh_sum, 1, 8) < 0
+            or jitops.row_step(dh_t, 1, 8) < 0
+            or jitops.row_step(da_t, 1, 8) < 0):
+        return False
+    c0 = jitops.like(dz_h, ONE)
+    space = np.empty(40, dz_h.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
+    x4 = space[32:40]
     for step in range(T - 1, -1, -1):
         h_t = h_t_all[step]
         dh_t = dh_t_all[step]
         da_t = da_t_all[step]
         # h(t) = tanh(a(t))
-        jitops.multiply(h_t, h_t, dz_h)
-        jitops.subtract(ONE, dz_h, sub_dz_h)
-        jitops.add(dh_sum, dh_t, dh_sum)
-        jitops.multiply(dh_sum, sub_dz_h, dz_h_2)
-        jitops.add(da_t, dz_h_2, da_t)
+        r0_0 = jitops._view(h_t, 0, 8)
+        r0_1 = jitops._view(h_t, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] * r0_1[j]
+        for j in range(8):
+            x1[j] = c0 - x0[j]
+        r2_0 = jitops._view(dh_sum, 0, 8)
+        r2_1 = jitops._view(dh_t, 0, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] + r2_1[j]
+        jitops.put_row(dh_sum, 0, x2)
+        for j in range(8):
+            x3[j] = x2[j] * x1[j]
+        r4_0 = jitops._view(da_t, 0, 8)
+        for j in range(8):
+            x4[j] = r4_0[j] + x3[j]
+        jitops.put_row(da_t, 0, x4)
         # a(t) = b + W h(t-1) + U x(t)
         jitops.dot(da_t, W, dh_sum)
     return True
 
 
-def steps_back_a_h_2(T, h_t_all, dh_t_all, da_t_all, dz_h, ONE, sub_dz_h, dh_sum, dz_h_2, W):
+def steps_back_a_h_2(T, h_t_all, dh_t_all, da_t_all, dz_h, ONE, dh_sum, W, sub_dz_h, dz_h_2):
     """a(t), h(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -571,7 +652,7 @@ def steps_back_a_h_2(T, h_t_all, dh_t_all, da_t_all, dz_h, ONE, sub_dz_h, dh_sum
     dh_t = dh_t_all[step]
     da_t = da_t_all[step]
     try:
-        jitops.ready(fused_883edac761, h_t, dz_h, ONE, sub_dz_h, dh_sum, dh_t, dz_h_2, da_t)
+        jitops.ready(fused_a2979f3a9e, h_t, dz_h, ONE, sub_dz_h, dh_sum, dh_t, dz_h_2, da_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('a(t), h(t)', error)
         return False
@@ -580,7 +661,7 @@ def steps_back_a_h_2(T, h_t_all, dh_t_all, da_t_all, dz_h, ONE, sub_dz_h, dh_sum
         dh_t = dh_t_all[step]
         da_t = da_t_all[step]
         # h(t) = tanh(a(t))
-        if not fused_883edac761(h_t, dz_h, ONE, sub_dz_h, dh_sum, dh_t, dz_h_2, da_t):
+        if not fused_a2979f3a9e(h_t, dz_h, ONE, sub_dz_h, dh_sum, dh_t, dz_h_2, da_t):
             np.multiply(h_t, h_t, out=dz_h)
             np.subtract(ONE, dz_h, out=sub_dz_h)
             np.add(dh_sum, dh_t, out=dh_sum)
@@ -592,5 +673,5 @@ def steps_back_a_h_2(T, h_t_all, dh_t_all, da_t_all, dz_h, ONE, sub_dz_h, dh_sum
 
 
 LOOPS = ("loop_a_h", "back_a_h", "back_a_h_2")
-KERNELS = ("fused_06435a5db0", "fused_07919ae0bc", "fused_883edac761")
+KERNELS = ("fused_b6f51c1737", "fused_10aa23783a", "fused_a2979f3a9e")
 STEPS = ("steps_loop_a_h", "steps_back_a_h", "steps_back_a_h_2")

@@ -17,28 +17,20 @@ DTYPE = np.float32
 MINUS_ONE = DTYPE(-1)
 ONE = DTYPE(1)
 PARAMETERS = ("U", "V", "W", "b", "R", "S", "T", "c", "P", "Q", "d")
-PREPARE = ("U", "V", "W", "b", "R", "S", "T", "P", "Q", "d")
-TAPE = ("h1", "h2", "y", "x", "r31_r35", "z_h1", "z_h1_2", "z_h1_3", "V_T", "z_h1_2_T", "R_T",
-        "T_T", "Q_T", "r31", "r35")
+PREPARE = ("U", "W", "b", "S", "P", "d")
+TAPE = ("h1", "h2", "y", "x", "r31_r35", "z_h1", "z_h1_2", "z_h1_3", "r31", "r35")
 
 
 def prepare(params):
     """What forward computes from the parameters alone, in the order it unpacks
     them: made each call, or once by Compiled.prepare for calls with the same
     parameters."""
-    U, V, W, b, R, S, T, P, Q, d = (params[name] for name in PREPARE)
+    U, W, b, S, P, d = (params[name] for name in PREPARE)
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
     z_h1 = np.concatenate((U, P), 0)
     z_h1_2 = np.concatenate((W, S), 0)
     z_h1_3 = np.concatenate((b, d), -1)
-    V_T = transposed(V)
-    z_h1_2_T = transposed(z_h1_2)
-    # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
-    R_T = transposed(R)
-    T_T = transposed(T)
-    # y(t) = softmax(P x(t) + Q h2(t) + d)
-    Q_T = transposed(Q)
-    return (z_h1, z_h1_2, z_h1_3, V_T, z_h1_2_T, R_T, T_T, Q_T)
+    return (z_h1, z_h1_2, z_h1_3)
 
 
 def forward(params, inputs, initial, n_steps, B, prepared=None):
@@ -46,7 +38,7 @@ def forward(params, inputs, initial, n_steps, B, prepared=None):
     U, V, W, b, R, S, T, c, P, Q, d = (params[name] for name in PARAMETERS)
 
     # Values of the parameters alone (see prepare)
-    (z_h1, z_h1_2, z_h1_3, V_T, z_h1_2_T, R_T, T_T, Q_T) = prepare(params) if prepared is None else prepared
+    z_h1, z_h1_2, z_h1_3 = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, n_steps + 1)
 
@@ -90,37 +82,36 @@ def forward(params, inputs, initial, n_steps, B, prepared=None):
                                                             r31[1:n_steps + 1], h1[1:n_steps + 1],
                                                             y[0:n_steps], h2[1:n_steps + 1],
                                                             r35[1:n_steps + 1], y[1:n_steps + 1],
-                                                            V_T, V_h1, z_h1_2_T, z_h1_2_h2, z_h1_5,
-                                                            slice_z_h1_2_h2, R_T, R_h1, T_T, T_y,
-                                                            c, z_h2, slice_z_h1_2_h2_2, z_h2_2,
-                                                            Q_T, Q_h2, z_y):
+                                                            z_h1_5, z_h2, z_y, V_h1, z_h1_2_h2,
+                                                            slice_z_h1_2_h2, R_h1, T_y, c,
+                                                            slice_z_h1_2_h2_2, Q_h2, z_h2_2, V,
+                                                            z_h1_2, R, T, Q):
         steps = zip(h1[0:n_steps], h2[0:n_steps], r31[1:n_steps + 1], h1[1:n_steps + 1],
                     y[0:n_steps], h2[1:n_steps + 1], r35[1:n_steps + 1], y[1:n_steps + 1])
         for (h1_tm1, h2_tm1, r31_t, h1_t, y_tm1, h2_t, r35_t, y_t) in steps:
             # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-            np.dot(h1_tm1, V_T, out=V_h1)
-            np.dot(h2_tm1, z_h1_2_T, out=z_h1_2_h2)
+            np.dot(h1_tm1, V.T, out=V_h1)
+            np.dot(h2_tm1, z_h1_2.T, out=z_h1_2_h2)
             # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
             # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
             np.add(r31_t, V_h1, out=z_h1_5)
             np.add(z_h1_5, slice_z_h1_2_h2, out=h1_t)
             np.tanh(h1_t, out=h1_t)
             # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
-            np.dot(h1_t, R_T, out=R_h1)
-            np.dot(y_tm1, T_T, out=T_y)
+            np.dot(h1_t, R.T, out=R_h1)
+            np.dot(y_tm1, T.T, out=T_y)
             np.add(c, R_h1, out=z_h2)
             np.add(z_h2, slice_z_h1_2_h2_2, out=z_h2_2)
             np.add(z_h2_2, T_y, out=h2_t)
             np.tanh(h2_t, out=h2_t)
             # y(t) = softmax(P x(t) + Q h2(t) + d)
-            np.dot(h2_t, Q_T, out=Q_h2)
+            np.dot(h2_t, Q.T, out=Q_h2)
             np.add(r35_t, Q_h2, out=z_y)
             y_t[...] = softmax(z_y)
 
     outputs = {"h1": h1[1:n_steps + 1], "h2": h2[1:n_steps + 1], "y": y[1:n_steps + 1]}
     tape = {"h1": h1, "h2": h2, "y": y, "x": x, "r31_r35": r31_r35, "z_h1": z_h1, "z_h1_2": z_h1_2,
-            "z_h1_3": z_h1_3, "V_T": V_T, "z_h1_2_T": z_h1_2_T, "R_T": R_T, "T_T": T_T, "Q_T": Q_T,
-            "r31": r31, "r35": r35}
+            "z_h1_3": z_h1_3, "r31": r31, "r35": r35}
     return outputs, tape
 
 
@@ -128,8 +119,7 @@ def backward(params, tape, cotangents, n_steps, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     U, V, W, b, R, S, T, c, P, Q, d = (params[name] for name in PARAMETERS)
-    (h1, h2, y, x, r31_r35, z_h1, z_h1_2, z_h1_3, V_T, z_h1_2_T,
-     R_T, T_T, Q_T, r31, r35) = (tape[name] for name in TAPE)
+    h1, h2, y, x, r31_r35, z_h1, z_h1_2, z_h1_3, r31, r35 = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, n_steps), slice(1, n_steps + 1)
 
@@ -173,9 +163,9 @@ def backward(params, tape, cotangents, n_steps, B):
                                                             cotangents.get("h1"),
                                                             dz_h1_5[1:n_steps + 1],
                                                             dz_h1_4[1:n_steps + 1],
-                                                            cat_dz_h1_5[1:n_steps + 1], dy, dz_y_2,
-                                                            Q, vecmat_dz_y, dh2, T, R,
-                                                            vecmat_dz_h2_2, dh1, z_h1_2, V):
+                                                            cat_dz_h1_5[1:n_steps + 1], dy, dh2,
+                                                            dh1, dz_y_2, Q, vecmat_dz_y, T, R,
+                                                            vecmat_dz_h2_2, z_h1_2, V):
         steps = zip(cot_y[::-1], y[1:n_steps + 1][::-1], dz_y[1:n_steps + 1][::-1], cot_h2[::-1],
                     dz_h2_2[1:n_steps + 1][::-1], dz_h2[1:n_steps + 1][::-1], cot_h1[::-1],
                     dz_h1_5[1:n_steps + 1][::-1], dz_h1_4[1:n_steps + 1][::-1],
@@ -244,8 +234,7 @@ def backward_large(params, tape, cotangents, n_steps, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     U, V, W, b, R, S, T, c, P, Q, d = (params[name] for name in PARAMETERS)
-    (h1, h2, y, x, r31_r35, z_h1, z_h1_2, z_h1_3, V_T, z_h1_2_T,
-     R_T, T_T, Q_T, r31, r35) = (tape[name] for name in TAPE)
+    h1, h2, y, x, r31_r35, z_h1, z_h1_2, z_h1_3, r31, r35 = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, n_steps), slice(1, n_steps + 1)
 
@@ -282,10 +271,10 @@ def backward_large(params, tape, cotangents, n_steps, B):
                                                                 cotangents.get("h1"),
                                                                 h1[1:n_steps + 1],
                                                                 dz_h1_4[1:n_steps + 1],
-                                                                cat_dz_h1_4[1:n_steps + 1], dy,
-                                                                dz_y_2, Q, vecmat_dz_y, dh2,
-                                                                dz_h2_2, ONE, T, R, vecmat_dz_h2,
-                                                                dh1, dz_h1_5, z_h1_2, V):
+                                                                cat_dz_h1_4[1:n_steps + 1], dh2,
+                                                                ONE, dh1, dy, dz_y_2, Q,
+                                                                vecmat_dz_y, T, R, vecmat_dz_h2,
+                                                                z_h1_2, V, dz_h2_2, dz_h1_5):
         steps = zip(cot_y[::-1], y[1:n_steps + 1][::-1], dz_y[1:n_steps + 1][::-1], cot_h2[::-1],
                     h2[1:n_steps + 1][::-1], dz_h2[1:n_steps + 1][::-1], cot_h1[::-1],
                     h1[1:n_steps + 1][::-1], dz_h1_4[1:n_steps + 1][::-1],
@@ -354,7 +343,7 @@ def backward_large(params, tape, cotangents, n_steps, B):
     return grads
 
 
-def fused_ab02d7b892(p0, p1, p2, p3, p4):
+def fused_bfb59ed914(p0, p1, p2, p3, p4):
     """add, add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p2)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -373,8 +362,7 @@ def fused_ab02d7b892(p0, p1, p2, p3, p4):
             or s2 < 0
             or s3 < 0):
         return False
-    dtype = p2.dtype
-    space = np.empty(32, dtype)
+    space = np.empty(32, p2.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -395,7 +383,7 @@ def fused_ab02d7b892(p0, p1, p2, p3, p4):
     return True
 
 
-def fused_2af1a58f40(p0, p1, p2, p3, p4, p5, p6):
+def fused_8b76f48ac2(p0, p1, p2, p3, p4, p5, p6):
     """add, add, add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p2)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -419,8 +407,7 @@ def fused_2af1a58f40(p0, p1, p2, p3, p4, p5, p6):
             or s3 < 0
             or s4 < 0):
         return False
-    dtype = p2.dtype
-    space = np.empty(40, dtype)
+    space = np.empty(40, p2.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -445,7 +432,7 @@ def fused_2af1a58f40(p0, p1, p2, p3, p4, p5, p6):
     return True
 
 
-def fused_07cc5d62d5(p0, p1, p2, p3):
+def fused_7ee9d9986f(p0, p1, p2, p3):
     """add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 3)
@@ -464,8 +451,7 @@ def fused_07cc5d62d5(p0, p1, p2, p3):
             or s1 < 0
             or s2 < 0):
         return False
-    dtype = p0.dtype
-    space = np.empty(6, dtype)
+    space = np.empty(6, p0.dtype)
     x0 = space[0:3]
     x1 = space[3:6]
     for i in range(rows):
@@ -483,7 +469,7 @@ def fused_07cc5d62d5(p0, p1, p2, p3):
     return True
 
 
-def fused_71a39a94a1(p0, p1, p2, p3):
+def fused_96bcd3f7a6(p0, p1, p2, p3):
     """subtract, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p2)[0]
     s0 = jitops.row_step(p0, rows, 3)
@@ -498,8 +484,7 @@ def fused_71a39a94a1(p0, p1, p2, p3):
             or s1 < 0
             or s2 < 0):
         return False
-    dtype = p2.dtype
-    space = np.empty(6, dtype)
+    space = np.empty(6, p2.dtype)
     x0 = space[0:3]
     x1 = space[3:6]
     for i in range(rows):
@@ -516,7 +501,7 @@ def fused_71a39a94a1(p0, p1, p2, p3):
     return True
 
 
-def fused_b9d6c739ac(p0, p1, p2, p3, p4):
+def fused_fa52c8bd02(p0, p1, p2, p3, p4):
     """add, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -539,8 +524,7 @@ def fused_b9d6c739ac(p0, p1, p2, p3, p4):
             or s2 < 0
             or s3 < 0):
         return False
-    dtype = p0.dtype
-    space = np.empty(24, dtype)
+    space = np.empty(24, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -561,7 +545,7 @@ def fused_b9d6c739ac(p0, p1, p2, p3, p4):
     return True
 
 
-def fused_f8ebf7983b(p0, p1, p2, p3, p4, p5, p6):
+def fused_9009dfdffe(p0, p1, p2, p3, p4, p5, p6):
     """add, multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -589,9 +573,8 @@ def fused_f8ebf7983b(p0, p1, p2, p3, p4, p5, p6):
             or s3 < 0
             or s4 < 0):
         return False
-    dtype = p0.dtype
     c0 = jitops.like(p0, p4)
-    space = np.empty(40, dtype)
+    space = np.empty(40, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -622,12 +605,61 @@ def fused_f8ebf7983b(p0, p1, p2, p3, p4, p5, p6):
 
 
 def loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_t_all, h1_t_all, y_tm1_all, h2_t_all,
-                 r35_t_all, y_t_all, V_T, V_h1, z_h1_2_T, z_h1_2_h2, z_h1_5, slice_z_h1_2_h2, R_T,
-                 R_h1, T_T, T_y, c, z_h2, slice_z_h1_2_h2_2, z_h2_2, Q_T, Q_h2, z_y):
+                 r35_t_all, y_t_all, z_h1_5, z_h2, z_y, V_h1, z_h1_2_h2, slice_z_h1_2_h2, R_h1,
+                 T_y, c, slice_z_h1_2_h2_2, Q_h2, z_h2_2, V, z_h1_2, R, T, Q):
     """The loop forward in time of h1(t), h2(t), y(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if n_steps == 0:
+        return True
+    step = 0
+    h1_tm1 = h1_tm1_all[step]
+    h2_tm1 = h2_tm1_all[step]
+    r31_t = r31_t_all[step]
+    h1_t = h1_t_all[step]
+    y_tm1 = y_tm1_all[step]
+    h2_t = h2_t_all[step]
+    r35_t = r35_t_all[step]
+    y_t = y_t_all[step]
+    if (jitops._size(z_h1_5) != (1, 8)
+            or jitops._size(h1_t) != (1, 8)
+            or not jitops.rows_contiguous(h1_t)
+            or jitops.row_step(r31_t, 1, 8) < 0
+            or jitops.row_step(V_h1, 1, 8) < 0
+            or jitops.row_step(slice_z_h1_2_h2, 1, 8) < 0
+            or jitops.row_step(h1_t, 1, 8) < 0):
+        return False
+    space = np.empty(32, z_h1_5.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    e8 = space[24:32]
+    bits = jitops.scratch(e8)
+    if (jitops._size(z_h2) != (1, 8)
+            or jitops._size(z_h2_2) != (1, 8)
+            or jitops._size(h2_t) != (1, 8)
+            or not jitops.rows_contiguous(h2_t)
+            or jitops.row_step(c, 1, 8) < 0
+            or jitops.row_step(R_h1, 1, 8) < 0
+            or jitops.row_step(slice_z_h1_2_h2_2, 1, 8) < 0
+            or jitops.row_step(T_y, 1, 8) < 0
+            or jitops.row_step(h2_t, 1, 8) < 0):
+        return False
+    space_2 = np.empty(40, z_h2.dtype)
+    x0_2 = space_2[0:8]
+    x1_2 = space_2[8:16]
+    x2_2 = space_2[16:24]
+    x3 = space_2[24:32]
+    e8_2 = space_2[32:40]
+    bits_2 = jitops.scratch(e8_2)
+    if (jitops._size(z_y) != (1, 3)
+            or not jitops.rows_contiguous(z_y)
+            or jitops.row_step(r35_t, 1, 3) < 0
+            or jitops.row_step(Q_h2, 1, 3) < 0):
+        return False
+    space_3 = np.empty(3, z_y.dtype)
+    x0_3 = space_3[0:3]
     for step in range(n_steps):
         h1_tm1 = h1_tm1_all[step]
         h2_tm1 = h2_tm1_all[step]
@@ -638,30 +670,52 @@ def loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_t_all, h1_t_all, y_tm1_all
         r35_t = r35_t_all[step]
         y_t = y_t_all[step]
         # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-        jitops.dot(h1_tm1, V_T, V_h1)
-        jitops.dot(h2_tm1, z_h1_2_T, z_h1_2_h2)
+        jitops.dot(h1_tm1, V.T, V_h1)
+        jitops.dot(h2_tm1, z_h1_2.T, z_h1_2_h2)
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
         # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-        jitops.add(r31_t, V_h1, z_h1_5)
-        jitops.add(z_h1_5, slice_z_h1_2_h2, h1_t)
-        jitops.tanh(h1_t, h1_t)
+        r0_0 = jitops._view(r31_t, 0, 8)
+        r0_1 = jitops._view(V_h1, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        r1_1 = jitops._view(slice_z_h1_2_h2, 0, 8)
+        for j in range(8):
+            x1[j] = x0[j] + r1_1[j]
+        jitops.put_row(h1_t, 0, x1)
+        r2_0 = jitops._view(h1_t, 0, 8)
+        jitops.vtanh(r2_0, x2, e8, bits)
+        jitops.put_row(h1_t, 0, x2)
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
-        jitops.dot(h1_t, R_T, R_h1)
-        jitops.dot(y_tm1, T_T, T_y)
-        jitops.add(c, R_h1, z_h2)
-        jitops.add(z_h2, slice_z_h1_2_h2_2, z_h2_2)
-        jitops.add(z_h2_2, T_y, h2_t)
-        jitops.tanh(h2_t, h2_t)
+        jitops.dot(h1_t, R.T, R_h1)
+        jitops.dot(y_tm1, T.T, T_y)
+        r0_0_2 = jitops._view(c, 0, 8)
+        r0_1_2 = jitops._view(R_h1, 0, 8)
+        for j_2 in range(8):
+            x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+        r1_1_2 = jitops._view(slice_z_h1_2_h2_2, 0, 8)
+        for j_2 in range(8):
+            x1_2[j_2] = x0_2[j_2] + r1_1_2[j_2]
+        r2_1 = jitops._view(T_y, 0, 8)
+        for j_2 in range(8):
+            x2_2[j_2] = x1_2[j_2] + r2_1[j_2]
+        jitops.put_row(h2_t, 0, x2_2)
+        r3_0 = jitops._view(h2_t, 0, 8)
+        jitops.vtanh(r3_0, x3, e8_2, bits_2)
+        jitops.put_row(h2_t, 0, x3)
         # y(t) = softmax(P x(t) + Q h2(t) + d)
-        jitops.dot(h2_t, Q_T, Q_h2)
-        jitops.add(r35_t, Q_h2, z_y)
+        jitops.dot(h2_t, Q.T, Q_h2)
+        r0_0_3 = jitops._view(r35_t, 0, 3)
+        r0_1_3 = jitops._view(Q_h2, 0, 3)
+        for j_3 in range(3):
+            x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
+        jitops.put_row(z_y, 0, x0_3)
         jitops.softmax(z_y, y_t)
     return True
 
 
 def steps_loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_t_all, h1_t_all, y_tm1_all, h2_t_all,
-                       r35_t_all, y_t_all, V_T, V_h1, z_h1_2_T, z_h1_2_h2, z_h1_5, slice_z_h1_2_h2,
-                       R_T, R_h1, T_T, T_y, c, z_h2, slice_z_h1_2_h2_2, z_h2_2, Q_T, Q_h2, z_y):
+                       r35_t_all, y_t_all, z_h1_5, z_h2, z_y, V_h1, z_h1_2_h2, slice_z_h1_2_h2,
+                       R_h1, T_y, c, slice_z_h1_2_h2_2, Q_h2, z_h2_2, V, z_h1_2, R, T, Q):
     """h1(t), h2(t), y(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if n_steps == 0:
@@ -677,8 +731,8 @@ def steps_loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_t_all, h1_t_all, y_t
     y_t = y_t_all[step]
     try:
         jitops.ready(jitops.softmax, z_y, y_t)
-        jitops.ready(fused_ab02d7b892, r31_t, V_h1, z_h1_5, slice_z_h1_2_h2, h1_t)
-        jitops.ready(fused_2af1a58f40, c, R_h1, z_h2, slice_z_h1_2_h2_2, z_h2_2, T_y, h2_t)
+        jitops.ready(fused_bfb59ed914, r31_t, V_h1, z_h1_5, slice_z_h1_2_h2, h1_t)
+        jitops.ready(fused_8b76f48ac2, c, R_h1, z_h2, slice_z_h1_2_h2_2, z_h2_2, T_y, h2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h1(t), h2(t), y(t)', error)
         return False
@@ -692,36 +746,96 @@ def steps_loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_t_all, h1_t_all, y_t
         r35_t = r35_t_all[step]
         y_t = y_t_all[step]
         # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-        jitops.dot(h1_tm1, V_T, V_h1)
-        jitops.dot(h2_tm1, z_h1_2_T, z_h1_2_h2)
+        jitops.dot(h1_tm1, V.T, V_h1)
+        jitops.dot(h2_tm1, z_h1_2.T, z_h1_2_h2)
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
         # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-        if not fused_ab02d7b892(r31_t, V_h1, z_h1_5, slice_z_h1_2_h2, h1_t):
+        if not fused_bfb59ed914(r31_t, V_h1, z_h1_5, slice_z_h1_2_h2, h1_t):
             np.add(r31_t, V_h1, out=z_h1_5)
             np.add(z_h1_5, slice_z_h1_2_h2, out=h1_t)
             np.tanh(h1_t, out=h1_t)
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
-        jitops.dot(h1_t, R_T, R_h1)
-        jitops.dot(y_tm1, T_T, T_y)
-        if not fused_2af1a58f40(c, R_h1, z_h2, slice_z_h1_2_h2_2, z_h2_2, T_y, h2_t):
+        jitops.dot(h1_t, R.T, R_h1)
+        jitops.dot(y_tm1, T.T, T_y)
+        if not fused_8b76f48ac2(c, R_h1, z_h2, slice_z_h1_2_h2_2, z_h2_2, T_y, h2_t):
             np.add(c, R_h1, out=z_h2)
             np.add(z_h2, slice_z_h1_2_h2_2, out=z_h2_2)
             np.add(z_h2_2, T_y, out=h2_t)
             np.tanh(h2_t, out=h2_t)
         # y(t) = softmax(P x(t) + Q h2(t) + d)
-        jitops.dot(h2_t, Q_T, Q_h2)
+        jitops.dot(h2_t, Q.T, Q_h2)
         np.add(r35_t, Q_h2, out=z_y)
         jitops.softmax(z_y, y_t)
     return True
 
 
 def back_h1_h2_y(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, dz_h2_2_t_all, dz_h2_t_all, cot_h1,
-                 dz_h1_5_t_all, dz_h1_4_t_all, cat_dz_h1_5_t_all, dy, dz_y_2, Q, vecmat_dz_y, dh2,
-                 T, R, vecmat_dz_h2_2, dh1, z_h1_2, V):
+                 dz_h1_5_t_all, dz_h1_4_t_all, cat_dz_h1_5_t_all, dy, dh2, dh1, dz_y_2, Q,
+                 vecmat_dz_y, T, R, vecmat_dz_h2_2, z_h1_2, V):
     """The loop backward in time of h1(t), h2(t), y(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if n_steps == 0:
+        return True
+    step = n_steps - 1
+    y_t = y_t_all[step]
+    dz_y_t = dz_y_t_all[step]
+    dz_h2_2_t = dz_h2_2_t_all[step]
+    dz_h2_t = dz_h2_t_all[step]
+    dz_h1_5_t = dz_h1_5_t_all[step]
+    dz_h1_4_t = dz_h1_4_t_all[step]
+    cat_dz_h1_5_t = cat_dz_h1_5_t_all[step]
+    if (jitops._size(dy) != (1, 3)
+            or jitops._size(dz_y_2) != (1, 3)
+            or not jitops.rows_contiguous(dy)
+            or not jitops.rows_contiguous(dz_y_2)
+            or jitops.row_step(dy, 1, 3) < 0
+            or jitops.row_step(y_t, 1, 3) < 0):
+        return False
+    if cot_y is not None:
+        if jitops.row_step(cot_y[step], 1, 3) < 0:
+            return False
+    space = np.empty(6, dy.dtype)
+    x0 = space[0:3]
+    x1 = space[3:6]
+    if (jitops._size(dz_y_t) != (1, 3)
+            or not jitops.rows_contiguous(dz_y_t)
+            or jitops.row_step(y_t, 1, 3) < 0
+            or jitops.row_step(dz_y_t, 1, 3) < 0):
+        return False
+    space_2 = np.empty(3, dz_y_t.dtype)
+    x0_2 = space_2[0:3]
+    if (jitops._size(dh2) != (1, 8)
+            or jitops._size(dz_h2_2_t) != (1, 8)
+            or not jitops.rows_contiguous(dh2)
+            or not jitops.rows_contiguous(dz_h2_2_t)
+            or jitops.row_step(dh2, 1, 8) < 0
+            or jitops.row_step(vecmat_dz_y, 1, 8) < 0
+            or jitops.row_step(dz_h2_t, 1, 8) < 0):
+        return False
+    if cot_h2 is not None:
+        if jitops.row_step(cot_h2[step], 1, 8) < 0:
+            return False
+    space_3 = np.empty(24, dh2.dtype)
+    x0_3 = space_3[0:8]
+    x1_2 = space_3[8:16]
+    x2 = space_3[16:24]
+    if (jitops._size(dh1) != (1, 8)
+            or jitops._size(dz_h1_5_t) != (1, 8)
+            or not jitops.rows_contiguous(dh1)
+            or not jitops.rows_contiguous(dz_h1_5_t)
+            or jitops.row_step(dh1, 1, 8) < 0
+            or jitops.row_step(vecmat_dz_h2_2, 1, 8) < 0
+            or jitops.row_step(dz_h1_4_t, 1, 8) < 0):
+        return False
+    if cot_h1 is not None:
+        if jitops.row_step(cot_h1[step], 1, 8) < 0:
+            return False
+    space_4 = np.empty(24, dh1.dtype)
+    x0_4 = space_4[0:8]
+    x1_3 = space_4[8:16]
+    x2_2 = space_4[16:24]
     for step in range(n_steps - 1, -1, -1):
         y_t = y_t_all[step]
         dz_y_t = dz_y_t_all[step]
@@ -732,32 +846,62 @@ def back_h1_h2_y(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, dz_h2_2_t_all, dz_
         cat_dz_h1_5_t = cat_dz_h1_5_t_all[step]
         # y(t) = softmax(P x(t) + Q h2(t) + d)
         if cot_y is not None:
-            jitops.add(dy, cot_y[step], dy)
-        jitops.multiply(dy, y_t, dz_y_2)
+            r0_0 = jitops._view(dy, 0, 3)
+            r0_1 = jitops._view(cot_y[step], 0, 3)
+            for j in range(3):
+                x0[j] = r0_0[j] + r0_1[j]
+            jitops.put_row(dy, 0, x0)
+        r1_0 = jitops._view(dy, 0, 3)
+        r1_1 = jitops._view(y_t, 0, 3)
+        for j in range(3):
+            x1[j] = r1_0[j] * r1_1[j]
+        jitops.put_row(dz_y_2, 0, x1)
         rowsum_dz_y_2 = jitops.rowsum(dz_y_2)
         jitops.subtract(dy, rowsum_dz_y_2, dz_y_t)
-        jitops.multiply(y_t, dz_y_t, dz_y_t)
+        r0_0_2 = jitops._view(y_t, 0, 3)
+        r0_1_2 = jitops._view(dz_y_t, 0, 3)
+        for j_2 in range(3):
+            x0_2[j_2] = r0_0_2[j_2] * r0_1_2[j_2]
+        jitops.put_row(dz_y_t, 0, x0_2)
         jitops.dot(dz_y_t, Q, vecmat_dz_y)
-        jitops.add(dh2, vecmat_dz_y, dh2)
-        # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
+        r0_0_3 = jitops._view(dh2, 0, 8)
+        r0_1_3 = jitops._view(vecmat_dz_y, 0, 8)
+        for j_3 in range(8):
+            x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
         if cot_h2 is not None:
-            jitops.add(dh2, cot_h2[step], dh2)
-        jitops.multiply(dh2, dz_h2_t, dz_h2_2_t)
+            r1_1_2 = jitops._view(cot_h2[step], 0, 8)
+            for j_3 in range(8):
+                x0_3[j_3] = x0_3[j_3] + r1_1_2[j_3]
+        jitops.put_row(dh2, 0, x0_3)
+        r2_1 = jitops._view(dz_h2_t, 0, 8)
+        for j_3 in range(8):
+            x2[j_3] = x0_3[j_3] * r2_1[j_3]
+        jitops.put_row(dz_h2_2_t, 0, x2)
+        # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
         jitops.dot(dz_h2_2_t, T, dy)
         jitops.dot(dz_h2_2_t, R, vecmat_dz_h2_2)
-        jitops.add(dh1, vecmat_dz_h2_2, dh1)
-        # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
+        r0_0_4 = jitops._view(dh1, 0, 8)
+        r0_1_4 = jitops._view(vecmat_dz_h2_2, 0, 8)
+        for j_4 in range(8):
+            x0_4[j_4] = r0_0_4[j_4] + r0_1_4[j_4]
         if cot_h1 is not None:
-            jitops.add(dh1, cot_h1[step], dh1)
-        jitops.multiply(dh1, dz_h1_4_t, dz_h1_5_t)
+            r1_1_3 = jitops._view(cot_h1[step], 0, 8)
+            for j_4 in range(8):
+                x0_4[j_4] = x0_4[j_4] + r1_1_3[j_4]
+        jitops.put_row(dh1, 0, x0_4)
+        r2_1_2 = jitops._view(dz_h1_4_t, 0, 8)
+        for j_4 in range(8):
+            x2_2[j_4] = x0_4[j_4] * r2_1_2[j_4]
+        jitops.put_row(dz_h1_5_t, 0, x2_2)
+        # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
         jitops.dot(cat_dz_h1_5_t, z_h1_2, dh2)
         jitops.dot(dz_h1_5_t, V, dh1)
     return True
 
 
 def steps_back_h1_h2_y(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, dz_h2_2_t_all, dz_h2_t_all,
-                       cot_h1, dz_h1_5_t_all, dz_h1_4_t_all, cat_dz_h1_5_t_all, dy, dz_y_2, Q,
-                       vecmat_dz_y, dh2, T, R, vecmat_dz_h2_2, dh1, z_h1_2, V):
+                       cot_h1, dz_h1_5_t_all, dz_h1_4_t_all, cat_dz_h1_5_t_all, dy, dh2, dh1,
+                       dz_y_2, Q, vecmat_dz_y, T, R, vecmat_dz_h2_2, z_h1_2, V):
     """h1(t), h2(t), y(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if n_steps == 0:
@@ -784,16 +928,16 @@ def steps_back_h1_h2_y(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, dz_h2_2_t_al
         dz_h1_4_t = dz_h1_4_t_all[step]
         cat_dz_h1_5_t = cat_dz_h1_5_t_all[step]
         # y(t) = softmax(P x(t) + Q h2(t) + d)
-        if not fused_07cc5d62d5(dy, None if cot_y is None else cot_y[step], y_t, dz_y_2):
+        if not fused_7ee9d9986f(dy, None if cot_y is None else cot_y[step], y_t, dz_y_2):
             if cot_y is not None:
                 np.add(dy, cot_y[step], out=dy)
             np.multiply(dy, y_t, out=dz_y_2)
         rowsum_dz_y_2 = jitops.rowsum(dz_y_2)
-        if not fused_71a39a94a1(dy, rowsum_dz_y_2, dz_y_t, y_t):
+        if not fused_96bcd3f7a6(dy, rowsum_dz_y_2, dz_y_t, y_t):
             np.subtract(dy, rowsum_dz_y_2, out=dz_y_t)
             np.multiply(y_t, dz_y_t, out=dz_y_t)
         jitops.dot(dz_y_t, Q, vecmat_dz_y)
-        if not fused_b9d6c739ac(dh2, vecmat_dz_y, None if cot_h2 is None else cot_h2[step], dz_h2_t, dz_h2_2_t):
+        if not fused_fa52c8bd02(dh2, vecmat_dz_y, None if cot_h2 is None else cot_h2[step], dz_h2_t, dz_h2_2_t):
             np.add(dh2, vecmat_dz_y, out=dh2)
             if cot_h2 is not None:
                 np.add(dh2, cot_h2[step], out=dh2)
@@ -801,7 +945,7 @@ def steps_back_h1_h2_y(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, dz_h2_2_t_al
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
         jitops.dot(dz_h2_2_t, T, dy)
         jitops.dot(dz_h2_2_t, R, vecmat_dz_h2_2)
-        if not fused_b9d6c739ac(dh1, vecmat_dz_h2_2, None if cot_h1 is None else cot_h1[step], dz_h1_4_t, dz_h1_5_t):
+        if not fused_fa52c8bd02(dh1, vecmat_dz_h2_2, None if cot_h1 is None else cot_h1[step], dz_h1_4_t, dz_h1_5_t):
             np.add(dh1, vecmat_dz_h2_2, out=dh1)
             if cot_h1 is not None:
                 np.add(dh1, cot_h1[step], out=dh1)
@@ -813,12 +957,82 @@ def steps_back_h1_h2_y(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, dz_h2_2_t_al
 
 
 def back_h1_h2_y_2(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, h2_t_all, dz_h2_t_all, cot_h1,
-                   h1_t_all, dz_h1_4_t_all, cat_dz_h1_4_t_all, dy, dz_y_2, Q, vecmat_dz_y, dh2,
-                   dz_h2_2, ONE, T, R, vecmat_dz_h2, dh1, dz_h1_5, z_h1_2, V):
+                   h1_t_all, dz_h1_4_t_all, cat_dz_h1_4_t_all, dh2, ONE, dh1, dy, dz_y_2, Q,
+                   vecmat_dz_y, T, R, vecmat_dz_h2, z_h1_2, V, dz_h2_2, dz_h1_5):
     """The loop backward in time of h1(t), h2(t), y(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if n_steps == 0:
+        return True
+    step = n_steps - 1
+    y_t = y_t_all[step]
+    dz_y_t = dz_y_t_all[step]
+    h2_t = h2_t_all[step]
+    dz_h2_t = dz_h2_t_all[step]
+    h1_t = h1_t_all[step]
+    dz_h1_4_t = dz_h1_4_t_all[step]
+    cat_dz_h1_4_t = cat_dz_h1_4_t_all[step]
+    if (jitops._size(dy) != (1, 3)
+            or jitops._size(dz_y_2) != (1, 3)
+            or not jitops.rows_contiguous(dy)
+            or not jitops.rows_contiguous(dz_y_2)
+            or jitops.row_step(dy, 1, 3) < 0
+            or jitops.row_step(y_t, 1, 3) < 0):
+        return False
+    if cot_y is not None:
+        if jitops.row_step(cot_y[step], 1, 3) < 0:
+            return False
+    space = np.empty(6, dy.dtype)
+    x0 = space[0:3]
+    x1 = space[3:6]
+    if (jitops._size(dz_y_t) != (1, 3)
+            or not jitops.rows_contiguous(dz_y_t)
+            or jitops.row_step(y_t, 1, 3) < 0
+            or jitops.row_step(dz_y_t, 1, 3) < 0):
+        return False
+    space_2 = np.empty(3, dz_y_t.dtype)
+    x0_2 = space_2[0:3]
+    if (jitops._size(dh2) != (1, 8)
+            or jitops._size(dz_h2_2) != (1, 8)
+            or jitops._size(dz_h2_t) != (1, 8)
+            or not jitops.rows_contiguous(dz_h2_t)
+            or not jitops.rows_contiguous(dh2)
+            or jitops.row_step(dh2, 1, 8) < 0
+            or jitops.row_step(vecmat_dz_y, 1, 8) < 0
+            or jitops.row_step(h2_t, 1, 8) < 0
+            or jitops.row_step(dz_h2_t, 1, 8) < 0):
+        return False
+    if cot_h2 is not None:
+        if jitops.row_step(cot_h2[step], 1, 8) < 0:
+            return False
+    c0 = jitops.like(dh2, ONE)
+    space_3 = np.empty(40, dh2.dtype)
+    x0_3 = space_3[0:8]
+    x1_2 = space_3[8:16]
+    x2 = space_3[16:24]
+    x3 = space_3[24:32]
+    x4 = space_3[32:40]
+    if (jitops._size(dh1) != (1, 8)
+            or jitops._size(dz_h1_5) != (1, 8)
+            or jitops._size(dz_h1_4_t) != (1, 8)
+            or not jitops.rows_contiguous(dz_h1_4_t)
+            or not jitops.rows_contiguous(dh1)
+            or jitops.row_step(dh1, 1, 8) < 0
+            or jitops.row_step(vecmat_dz_h2, 1, 8) < 0
+            or jitops.row_step(h1_t, 1, 8) < 0
+            or jitops.row_step(dz_h1_4_t, 1, 8) < 0):
+        return False
+    if cot_h1 is not None:
+        if jitops.row_step(cot_h1[step], 1, 8) < 0:
+            return False
+    c0_2 = jitops.like(dh1, ONE)
+    space_4 = np.empty(40, dh1.dtype)
+    x0_4 = space_4[0:8]
+    x1_3 = space_4[8:16]
+    x2_2 = space_4[16:24]
+    x3_2 = space_4[24:32]
+    x4_2 = space_4[32:40]
     for step in range(n_steps - 1, -1, -1):
         y_t = y_t_all[step]
         dz_y_t = dz_y_t_all[step]
@@ -829,37 +1043,76 @@ def back_h1_h2_y_2(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, h2_t_all, dz_h2_
         cat_dz_h1_4_t = cat_dz_h1_4_t_all[step]
         # y(t) = softmax(P x(t) + Q h2(t) + d)
         if cot_y is not None:
-            jitops.add(dy, cot_y[step], dy)
-        jitops.multiply(dy, y_t, dz_y_2)
+            r0_0 = jitops._view(dy, 0, 3)
+            r0_1 = jitops._view(cot_y[step], 0, 3)
+            for j in range(3):
+                x0[j] = r0_0[j] + r0_1[j]
+            jitops.put_row(dy, 0, x0)
+        r1_0 = jitops._view(dy, 0, 3)
+        r1_1 = jitops._view(y_t, 0, 3)
+        for j in range(3):
+            x1[j] = r1_0[j] * r1_1[j]
+        jitops.put_row(dz_y_2, 0, x1)
         rowsum_dz_y_2 = jitops.rowsum(dz_y_2)
         jitops.subtract(dy, rowsum_dz_y_2, dz_y_t)
-        jitops.multiply(y_t, dz_y_t, dz_y_t)
+        r0_0_2 = jitops._view(y_t, 0, 3)
+        r0_1_2 = jitops._view(dz_y_t, 0, 3)
+        for j_2 in range(3):
+            x0_2[j_2] = r0_0_2[j_2] * r0_1_2[j_2]
+        jitops.put_row(dz_y_t, 0, x0_2)
         jitops.dot(dz_y_t, Q, vecmat_dz_y)
-        jitops.add(dh2, vecmat_dz_y, dh2)
-        # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
-        jitops.multiply(h2_t, h2_t, dz_h2_2)
-        jitops.subtract(ONE, dz_h2_2, dz_h2_t)
+        r0_0_3 = jitops._view(dh2, 0, 8)
+        r0_1_3 = jitops._view(vecmat_dz_y, 0, 8)
+        for j_3 in range(8):
+            x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
+        r1_0_2 = jitops._view(h2_t, 0, 8)
+        r1_1_2 = jitops._view(h2_t, 0, 8)
+        for j_3 in range(8):
+            x1_2[j_3] = r1_0_2[j_3] * r1_1_2[j_3]
+        for j_3 in range(8):
+            x2[j_3] = c0 - x1_2[j_3]
+        jitops.put_row(dz_h2_t, 0, x2)
         if cot_h2 is not None:
-            jitops.add(dh2, cot_h2[step], dh2)
-        jitops.multiply(dh2, dz_h2_t, dz_h2_t)
+            r3_1 = jitops._view(cot_h2[step], 0, 8)
+            for j_3 in range(8):
+                x0_3[j_3] = x0_3[j_3] + r3_1[j_3]
+        jitops.put_row(dh2, 0, x0_3)
+        r4_1 = jitops._view(dz_h2_t, 0, 8)
+        for j_3 in range(8):
+            x4[j_3] = x0_3[j_3] * r4_1[j_3]
+        jitops.put_row(dz_h2_t, 0, x4)
+        # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
         jitops.dot(dz_h2_t, T, dy)
         jitops.dot(dz_h2_t, R, vecmat_dz_h2)
-        jitops.add(dh1, vecmat_dz_h2, dh1)
-        # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-        jitops.multiply(h1_t, h1_t, dz_h1_5)
-        jitops.subtract(ONE, dz_h1_5, dz_h1_4_t)
+        r0_0_4 = jitops._view(dh1, 0, 8)
+        r0_1_4 = jitops._view(vecmat_dz_h2, 0, 8)
+        for j_4 in range(8):
+            x0_4[j_4] = r0_0_4[j_4] + r0_1_4[j_4]
+        r1_0_3 = jitops._view(h1_t, 0, 8)
+        r1_1_3 = jitops._view(h1_t, 0, 8)
+        for j_4 in range(8):
+            x1_3[j_4] = r1_0_3[j_4] * r1_1_3[j_4]
+        for j_4 in range(8):
+            x2_2[j_4] = c0_2 - x1_3[j_4]
+        jitops.put_row(dz_h1_4_t, 0, x2_2)
         if cot_h1 is not None:
-            jitops.add(dh1, cot_h1[step], dh1)
-        jitops.multiply(dh1, dz_h1_4_t, dz_h1_4_t)
+            r3_1_2 = jitops._view(cot_h1[step], 0, 8)
+            for j_4 in range(8):
+                x0_4[j_4] = x0_4[j_4] + r3_1_2[j_4]
+        jitops.put_row(dh1, 0, x0_4)
+        r4_1_2 = jitops._view(dz_h1_4_t, 0, 8)
+        for j_4 in range(8):
+            x4_2[j_4] = x0_4[j_4] * r4_1_2[j_4]
+        jitops.put_row(dz_h1_4_t, 0, x4_2)
+        # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
         jitops.dot(cat_dz_h1_4_t, z_h1_2, dh2)
         jitops.dot(dz_h1_4_t, V, dh1)
     return True
 
 
 def steps_back_h1_h2_y_2(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, h2_t_all, dz_h2_t_all,
-                         cot_h1, h1_t_all, dz_h1_4_t_all, cat_dz_h1_4_t_all, dy, dz_y_2, Q,
-                         vecmat_dz_y, dh2, dz_h2_2, ONE, T, R, vecmat_dz_h2, dh1, dz_h1_5, z_h1_2,
-                         V):
+                         cot_h1, h1_t_all, dz_h1_4_t_all, cat_dz_h1_4_t_all, dh2, ONE, dh1, dy,
+                         dz_y_2, Q, vecmat_dz_y, T, R, vecmat_dz_h2, z_h1_2, V, dz_h2_2, dz_h1_5):
     """h1(t), h2(t), y(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if n_steps == 0:
@@ -886,16 +1139,16 @@ def steps_back_h1_h2_y_2(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, h2_t_all, 
         dz_h1_4_t = dz_h1_4_t_all[step]
         cat_dz_h1_4_t = cat_dz_h1_4_t_all[step]
         # y(t) = softmax(P x(t) + Q h2(t) + d)
-        if not fused_07cc5d62d5(dy, None if cot_y is None else cot_y[step], y_t, dz_y_2):
+        if not fused_7ee9d9986f(dy, None if cot_y is None else cot_y[step], y_t, dz_y_2):
             if cot_y is not None:
                 np.add(dy, cot_y[step], out=dy)
             np.multiply(dy, y_t, out=dz_y_2)
         rowsum_dz_y_2 = jitops.rowsum(dz_y_2)
-        if not fused_71a39a94a1(dy, rowsum_dz_y_2, dz_y_t, y_t):
+        if not fused_96bcd3f7a6(dy, rowsum_dz_y_2, dz_y_t, y_t):
             np.subtract(dy, rowsum_dz_y_2, out=dz_y_t)
             np.multiply(y_t, dz_y_t, out=dz_y_t)
         jitops.dot(dz_y_t, Q, vecmat_dz_y)
-        if not fused_f8ebf7983b(dh2, vecmat_dz_y, h2_t, dz_h2_2, ONE, dz_h2_t, None if cot_h2 is None else cot_h2[step]):
+        if not fused_9009dfdffe(dh2, vecmat_dz_y, h2_t, dz_h2_2, ONE, dz_h2_t, None if cot_h2 is None else cot_h2[step]):
             np.add(dh2, vecmat_dz_y, out=dh2)
             np.multiply(h2_t, h2_t, out=dz_h2_2)
             np.subtract(ONE, dz_h2_2, out=dz_h2_t)
@@ -905,7 +1158,7 @@ def steps_back_h1_h2_y_2(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, h2_t_all, 
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
         jitops.dot(dz_h2_t, T, dy)
         jitops.dot(dz_h2_t, R, vecmat_dz_h2)
-        if not fused_f8ebf7983b(dh1, vecmat_dz_h2, h1_t, dz_h1_5, ONE, dz_h1_4_t, None if cot_h1 is None else cot_h1[step]):
+        if not fused_9009dfdffe(dh1, vecmat_dz_h2, h1_t, dz_h1_5, ONE, dz_h1_4_t, None if cot_h1 is None else cot_h1[step]):
             np.add(dh1, vecmat_dz_h2, out=dh1)
             np.multiply(h1_t, h1_t, out=dz_h1_5)
             np.subtract(ONE, dz_h1_5, out=dz_h1_4_t)
@@ -919,6 +1172,6 @@ def steps_back_h1_h2_y_2(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, h2_t_all, 
 
 
 LOOPS = ("loop_h1_h2_y", "back_h1_h2_y", "back_h1_h2_y_2")
-KERNELS = ("fused_ab02d7b892", "fused_2af1a58f40", "fused_07cc5d62d5", "fused_71a39a94a1",
-           "fused_b9d6c739ac", "fused_f8ebf7983b")
+KERNELS = ("fused_bfb59ed914", "fused_8b76f48ac2", "fused_7ee9d9986f", "fused_96bcd3f7a6",
+           "fused_fa52c8bd02", "fused_9009dfdffe")
 STEPS = ("steps_loop_h1_h2_y", "steps_back_h1_h2_y", "steps_back_h1_h2_y_2")

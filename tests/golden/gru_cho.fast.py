@@ -116,8 +116,10 @@ def backward(params, tape, cotangents, T, B):
     dx[:1] = 0
     dz_h_4 = WORK.empty((T + 1, B, 8), DTYPE, "dz_h_4")   # every step written
     dz_u_4 = WORK.empty((T + 1, B, 16), DTYPE, "dz_u_4")   # every step written
-    dz_h_5 = WORK.empty((T + 1, B, 8), DTYPE, "dz_h_5")   # every step written
-    dz_u_5 = WORK.empty((T + 1, B, 16), DTYPE, "dz_u_5")   # every step written
+    cat_dz_u_5 = WORK.empty((T + 1, B, 24), DTYPE, "cat_dz_u_5")
+    cat_dz_u_5[:1] = 0
+    dz_u_5 = cat_dz_u_5[..., 0:16]
+    dz_h_5 = cat_dz_u_5[..., 16:24]
 
     # Every step at once
     # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
@@ -183,9 +185,8 @@ def backward(params, tape, cotangents, T, B):
     # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
     # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
     sum_rows(dz_u_5[now], (0, 1), dz_u)
-    dz_u_6 = np.concatenate((dz_u_5[now], dz_h_5[now]), -1)
-    dz_u_2 = dz_u_6.reshape(-1, 24).T @ x[now].reshape(-1, 4)
-    np.dot(dz_u_6.reshape(-1, 24), z_u_2, out=dx[now].reshape(-1, 4))
+    dz_u_2 = cat_dz_u_5[now].reshape(-1, 24).T @ x[now].reshape(-1, 4)
+    np.dot(cat_dz_u_5[now].reshape(-1, 24), z_u_2, out=dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
@@ -215,8 +216,10 @@ def backward_large(params, tape, cotangents, T, B):
     # Gradients start at zero, and at the cotangents for the outputs
     dx = WORK.empty(x.shape, DTYPE, "dx")
     dx[:1] = 0
-    dz_h_4 = WORK.empty((T + 1, B, 8), DTYPE, "dz_h_4")   # every step written
-    dz_u_4 = WORK.empty((T + 1, B, 16), DTYPE, "dz_u_4")   # every step written
+    cat_dz_u_4 = WORK.empty((T + 1, B, 24), DTYPE, "cat_dz_u_4")
+    cat_dz_u_4[:1] = 0
+    dz_u_4 = cat_dz_u_4[..., 0:16]
+    dz_h_4 = cat_dz_u_4[..., 16:24]
 
     # u(t), r(t), h(t): back through time (backward)
     dh = np.zeros((B, 8), DTYPE)
@@ -280,9 +283,8 @@ def backward_large(params, tape, cotangents, T, B):
     # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
     # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
     sum_rows(dz_u_4[now], (0, 1), dz_u)
-    dz_u_5 = np.concatenate((dz_u_4[now], dz_h_4[now]), -1)
-    dz_u_2 = dz_u_5.reshape(-1, 24).T @ x[now].reshape(-1, 4)
-    np.dot(dz_u_5.reshape(-1, 24), z_u_2, out=dx[now].reshape(-1, 4))
+    dz_u_2 = cat_dz_u_4[now].reshape(-1, 24).T @ x[now].reshape(-1, 4)
+    np.dot(cat_dz_u_4[now].reshape(-1, 24), z_u_2, out=dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))

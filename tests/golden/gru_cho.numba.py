@@ -17,26 +17,23 @@ DTYPE = np.float32
 MINUS_ONE = DTYPE(-1)
 ONE = DTYPE(1)
 PARAMETERS = ("b_u", "U_u", "W_u", "b_r", "U_r", "W_r", "b", "U", "W")
-PREPARE = ("b_u", "U_u", "W_u", "b_r", "U_r", "W_r", "b", "U", "W")
-TAPE = ("u", "r", "h", "x", "ur_16", "z_u", "W_ur", "z_u_2", "z_u_3", "W_ur_T", "W_T", "ur", "z_h",
-        "z_h_2", "z_h_3")
+PREPARE = ("b_u", "U_u", "W_u", "b_r", "U_r", "W_r", "b", "U")
+TAPE = ("u", "r", "h", "x", "ur_16", "z_u", "W_ur", "z_u_2", "z_u_3", "ur", "z_h", "z_h_2",
+        "z_h_3")
 
 
 def prepare(params):
     """What forward computes from the parameters alone, in the order it unpacks
     them: made each call, or once by Compiled.prepare for calls with the same
     parameters."""
-    b_u, U_u, W_u, b_r, U_r, W_r, b, U, W = (params[name] for name in PREPARE)
+    b_u, U_u, W_u, b_r, U_r, W_r, b, U = (params[name] for name in PREPARE)
     # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
     # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
     z_u = np.concatenate((b_u, b_r), -1)
     W_ur = np.concatenate((W_u, W_r), 0)
     z_u_2 = np.concatenate((U_u, U_r, U), 0)
     z_u_3 = np.concatenate((z_u, b), -1)
-    W_ur_T = transposed(W_ur)
-    # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
-    W_T = transposed(W)
-    return (z_u, W_ur, z_u_2, z_u_3, W_ur_T, W_T)
+    return (z_u, W_ur, z_u_2, z_u_3)
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
@@ -44,7 +41,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
     b_u, U_u, W_u, b_r, U_r, W_r, b, U, W = (params[name] for name in PARAMETERS)
 
     # Values of the parameters alone (see prepare)
-    z_u, W_ur, z_u_2, z_u_3, W_ur_T, W_T = prepare(params) if prepared is None else prepared
+    z_u, W_ur, z_u_2, z_u_3 = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
@@ -78,13 +75,13 @@ def forward(params, inputs, initial, T, B, prepared=None):
         if not (loop_u_r_h if B == 1 else steps_loop_u_r_h)(T, h[0:T], ur[1:T + 1], z_h[1:T + 1],
                                                             r[1:T + 1], z_h_2[1:T + 1],
                                                             z_h_3[1:T + 1], u[1:T + 1], h[1:T + 1],
-                                                            W_ur_T, W_ur_h, W_T, W_z_h):
+                                                            W_ur_h, W_z_h, W_ur, W):
             steps = zip(h[0:T], ur[1:T + 1], z_h[1:T + 1], r[1:T + 1], z_h_2[1:T + 1],
                         z_h_3[1:T + 1], u[1:T + 1], h[1:T + 1])
             for (h_tm1, ur_t, z_h_t, r_t, z_h_2_t, z_h_3_t, u_t, h_t) in steps:
                 # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
                 # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
-                np.dot(h_tm1, W_ur_T, out=W_ur_h)
+                np.dot(h_tm1, W_ur.T, out=W_ur_h)
                 ur_t += W_ur_h
                 np.negative(ur_t, out=ur_t)
                 np.exp(ur_t, out=ur_t)
@@ -92,7 +89,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
                 np.divide(ONE, ur_t, out=ur_t)
                 # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
                 np.multiply(r_t, h_tm1, out=z_h_t)
-                np.dot(z_h_t, W_T, out=W_z_h)
+                np.dot(z_h_t, W.T, out=W_z_h)
                 z_h_2_t += W_z_h
                 np.tanh(z_h_2_t, out=z_h_2_t)
                 np.subtract(h_tm1, z_h_2_t, out=z_h_3_t)
@@ -101,8 +98,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     outputs = {"u": u[1:T + 1], "r": r[1:T + 1], "h": h[1:T + 1]}
     tape = {"u": u, "r": r, "h": h, "x": x, "ur_16": ur_16, "z_u": z_u, "W_ur": W_ur,
-            "z_u_2": z_u_2, "z_u_3": z_u_3, "W_ur_T": W_ur_T, "W_T": W_T, "ur": ur, "z_h": z_h,
-            "z_h_2": z_h_2, "z_h_3": z_h_3}
+            "z_u_2": z_u_2, "z_u_3": z_u_3, "ur": ur, "z_h": z_h, "z_h_2": z_h_2, "z_h_3": z_h_3}
     return outputs, tape
 
 
@@ -110,8 +106,8 @@ def backward(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     b_u, U_u, W_u, b_r, U_r, W_r, b, U, W = (params[name] for name in PARAMETERS)
-    (u, r, h, x, ur_16, z_u, W_ur, z_u_2, z_u_3, W_ur_T, W_T, ur,
-     z_h, z_h_2, z_h_3) = (tape[name] for name in TAPE)
+    (u, r, h, x, ur_16, z_u, W_ur, z_u_2, z_u_3, ur, z_h, z_h_2,
+     z_h_3) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -120,8 +116,10 @@ def backward(params, tape, cotangents, T, B):
     dx[:1] = 0
     dz_h_4 = WORK.empty((T + 1, B, 8), DTYPE, "dz_h_4")   # every step written
     dz_u_4 = WORK.empty((T + 1, B, 16), DTYPE, "dz_u_4")   # every step written
-    dz_h_5 = WORK.empty((T + 1, B, 8), DTYPE, "dz_h_5")   # every step written
-    dz_u_5 = WORK.empty((T + 1, B, 16), DTYPE, "dz_u_5")   # every step written
+    cat_dz_u_5 = WORK.empty((T + 1, B, 24), DTYPE, "cat_dz_u_5")
+    cat_dz_u_5[:1] = 0
+    dz_u_5 = cat_dz_u_5[..., 0:16]
+    dz_h_5 = cat_dz_u_5[..., 16:24]
 
     # Every step at once
     # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
@@ -148,9 +146,9 @@ def backward(params, tape, cotangents, T, B):
                                                         u[1:T + 1], cotangents.get("u"),
                                                         dz_h_5[1:T + 1], dz_h_4[1:T + 1], h[0:T],
                                                         r[1:T + 1], cotangents.get("r"),
-                                                        dz_u_5[1:T + 1], dz_u_4[1:T + 1], dh, du,
-                                                        dz_h_6, neg_dz_h_6, W, vecmat_dz_h_5, dr,
-                                                        dz_h_7, dur, W_ur):
+                                                        dz_u_5[1:T + 1], dz_u_4[1:T + 1], dh, dr,
+                                                        du, dz_h_6, W, vecmat_dz_h_5, dz_h_7, dur,
+                                                        W_ur, neg_dz_h_6):
         steps = zip(cot_h[::-1], z_h_3[1:T + 1][::-1], u[1:T + 1][::-1], cot_u[::-1],
                     dz_h_5[1:T + 1][::-1], dz_h_4[1:T + 1][::-1], h[0:T][::-1], r[1:T + 1][::-1],
                     cot_r[::-1], dz_u_5[1:T + 1][::-1], dz_u_4[1:T + 1][::-1])
@@ -194,9 +192,8 @@ def backward(params, tape, cotangents, T, B):
     # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
     # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
     sum_rows(dz_u_5[now], (0, 1), dz_u)
-    dz_u_6 = np.concatenate((dz_u_5[now], dz_h_5[now]), -1)
-    dz_u_2 = dz_u_6.reshape(-1, 24).T @ x[now].reshape(-1, 4)
-    np.dot(dz_u_6.reshape(-1, 24), z_u_2, out=dx[now].reshape(-1, 4))
+    dz_u_2 = cat_dz_u_5[now].reshape(-1, 24).T @ x[now].reshape(-1, 4)
+    np.dot(cat_dz_u_5[now].reshape(-1, 24), z_u_2, out=dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
@@ -218,16 +215,18 @@ def backward_large(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     b_u, U_u, W_u, b_r, U_r, W_r, b, U, W = (params[name] for name in PARAMETERS)
-    (u, r, h, x, ur_16, z_u, W_ur, z_u_2, z_u_3, W_ur_T, W_T, ur,
-     z_h, z_h_2, z_h_3) = (tape[name] for name in TAPE)
+    (u, r, h, x, ur_16, z_u, W_ur, z_u_2, z_u_3, ur, z_h, z_h_2,
+     z_h_3) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
     dx = WORK.empty(x.shape, DTYPE, "dx")
     dx[:1] = 0
-    dz_h_4 = WORK.empty((T + 1, B, 8), DTYPE, "dz_h_4")   # every step written
-    dz_u_4 = WORK.empty((T + 1, B, 16), DTYPE, "dz_u_4")   # every step written
+    cat_dz_u_4 = WORK.empty((T + 1, B, 24), DTYPE, "cat_dz_u_4")
+    cat_dz_u_4[:1] = 0
+    dz_u_4 = cat_dz_u_4[..., 0:16]
+    dz_h_4 = cat_dz_u_4[..., 16:24]
 
     # u(t), r(t), h(t): back through time (backward)
     dh = np.zeros((B, 8), DTYPE)
@@ -249,10 +248,10 @@ def backward_large(params, tape, cotangents, T, B):
                                                             z_h_2[1:T + 1], dz_h_4[1:T + 1],
                                                             h[0:T], r[1:T + 1],
                                                             cotangents.get("r"), ur[1:T + 1],
-                                                            dz_u_4[1:T + 1], dh, du, dz_h_5,
-                                                            neg_dz_h_5, dz_h_6, ONE, sub_dz_h_6, W,
-                                                            vecmat_dz_h_4, dr, dz_h_7, sub_ur, dur,
-                                                            W_ur):
+                                                            dz_u_4[1:T + 1], dh, ONE, dr, du,
+                                                            dz_h_5, W, vecmat_dz_h_4, dz_h_7, dur,
+                                                            W_ur, neg_dz_h_5, dz_h_6, sub_dz_h_6,
+                                                            sub_ur):
         steps = zip(cot_h[::-1], z_h_3[1:T + 1][::-1], u[1:T + 1][::-1], cot_u[::-1],
                     z_h_2[1:T + 1][::-1], dz_h_4[1:T + 1][::-1], h[0:T][::-1], r[1:T + 1][::-1],
                     cot_r[::-1], ur[1:T + 1][::-1], dz_u_4[1:T + 1][::-1])
@@ -300,9 +299,8 @@ def backward_large(params, tape, cotangents, T, B):
     # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
     # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
     sum_rows(dz_u_4[now], (0, 1), dz_u)
-    dz_u_5 = np.concatenate((dz_u_4[now], dz_h_4[now]), -1)
-    dz_u_2 = dz_u_5.reshape(-1, 24).T @ x[now].reshape(-1, 4)
-    np.dot(dz_u_5.reshape(-1, 24), z_u_2, out=dx[now].reshape(-1, 4))
+    dz_u_2 = cat_dz_u_4[now].reshape(-1, 24).T @ x[now].reshape(-1, 4)
+    np.dot(cat_dz_u_4[now].reshape(-1, 24), z_u_2, out=dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
@@ -320,7 +318,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_61efe698bf(p0, p1, p2, p3, p4):
+def fused_d8ccc2ca69(p0, p1, p2, p3, p4):
     """add, sigmoid, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 16)
@@ -343,8 +341,7 @@ def fused_61efe698bf(p0, p1, p2, p3, p4):
             or s2 < 0
             or s3 < 0):
         return False
-    dtype = p0.dtype
-    space = np.empty(56, dtype)
+    space = np.empty(56, p0.dtype)
     x0 = space[0:16]
     x1 = space[16:32]
     x2 = space[32:40]
@@ -367,7 +364,7 @@ def fused_61efe698bf(p0, p1, p2, p3, p4):
     return True
 
 
-def fused_3b6147d769(p0, p1, p2, p3, p4, p5):
+def fused_267e4a523c(p0, p1, p2, p3, p4, p5):
     """add, tanh, subtract, multiply, add: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -401,8 +398,7 @@ def fused_3b6147d769(p0, p1, p2, p3, p4, p5):
             or s4 < 0
             or s5 < 0):
         return False
-    dtype = p0.dtype
-    space = np.empty(48, dtype)
+    space = np.empty(48, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -437,7 +433,7 @@ def fused_3b6147d769(p0, p1, p2, p3, p4, p5):
     return True
 
 
-def fused_d022ca73a3(p0, p1, p2, p3, p4, p5, p6, p7, p8):
+def fused_b399603950(p0, p1, p2, p3, p4, p5, p6, p7, p8):
     """add, multiply, multiply, negative, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -488,8 +484,7 @@ def fused_d022ca73a3(p0, p1, p2, p3, p4, p5, p6, p7, p8):
             or s4 < 0
             or s5 < 0):
         return False
-    dtype = p0.dtype
-    space = np.empty(48, dtype)
+    space = np.empty(48, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -527,7 +522,7 @@ def fused_d022ca73a3(p0, p1, p2, p3, p4, p5, p6, p7, p8):
     return True
 
 
-def fused_fa790efb37(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10):
+def fused_d363311f0c(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10):
     """multiply, multiply, add, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p2)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -591,8 +586,7 @@ def fused_fa790efb37(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10):
             or s7 < 0
             or s8 < 0):
         return False
-    dtype = p2.dtype
-    space = np.empty(48, dtype)
+    space = np.empty(48, p2.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -629,7 +623,7 @@ def fused_fa790efb37(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10):
     return True
 
 
-def fused_98184ea32c(p0, p1, p2):
+def fused_4edbcf3387(p0, p1, p2):
     """add, add: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -643,8 +637,7 @@ def fused_98184ea32c(p0, p1, p2):
             or s1 < 0
             or s2 < 0):
         return False
-    dtype = p0.dtype
-    space = np.empty(16, dtype)
+    space = np.empty(16, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     for i in range(rows):
@@ -659,7 +652,7 @@ def fused_98184ea32c(p0, p1, p2):
     return True
 
 
-def fused_79c669e3f2(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
+def fused_ffc63ab9eb(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
     """add, multiply, multiply, negative, add, multiply, subtract, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -720,9 +713,8 @@ def fused_79c669e3f2(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
             or s4 < 0
             or s5 < 0):
         return False
-    dtype = p0.dtype
     c0 = jitops.like(p0, p10)
-    space = np.empty(64, dtype)
+    space = np.empty(64, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -767,7 +759,7 @@ def fused_79c669e3f2(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
     return True
 
 
-def fused_c4943d959b(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12):
+def fused_e2581483c0(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12):
     """multiply, multiply, subtract, multiply, add, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p2)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -838,9 +830,8 @@ def fused_c4943d959b(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12):
             or s8 < 0
             or s9 < 0):
         return False
-    dtype = p2.dtype
     c0 = jitops.like(p2, p5)
-    space = np.empty(80, dtype)
+    space = np.empty(80, p2.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:32]
@@ -887,11 +878,58 @@ def fused_c4943d959b(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12):
 
 
 def loop_u_r_h(T, h_tm1_all, ur_t_all, z_h_t_all, r_t_all, z_h_2_t_all, z_h_3_t_all, u_t_all,
-               h_t_all, W_ur_T, W_ur_h, W_T, W_z_h):
+               h_t_all, W_ur_h, W_z_h, W_ur, W):
     """The loop forward in time of u(t), r(t), h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = 0
+    h_tm1 = h_tm1_all[step]
+    ur_t = ur_t_all[step]
+    z_h_t = z_h_t_all[step]
+    r_t = r_t_all[step]
+    z_h_2_t = z_h_2_t_all[step]
+    z_h_3_t = z_h_3_t_all[step]
+    u_t = u_t_all[step]
+    h_t = h_t_all[step]
+    if (jitops._size(ur_t) != (1, 16)
+            or jitops._size(z_h_t) != (1, 8)
+            or not jitops.rows_contiguous(ur_t)
+            or not jitops.rows_contiguous(z_h_t)
+            or jitops.row_step(ur_t, 1, 16) < 0
+            or jitops.row_step(W_ur_h, 1, 16) < 0
+            or jitops.row_step(r_t, 1, 8) < 0
+            or jitops.row_step(h_tm1, 1, 8) < 0):
+        return False
+    space = np.empty(56, ur_t.dtype)
+    x0 = space[0:16]
+    x1 = space[16:32]
+    x2 = space[32:40]
+    e16 = space[40:56]
+    bits = jitops.scratch(e16)
+    if (jitops._size(z_h_2_t) != (1, 8)
+            or jitops._size(z_h_3_t) != (1, 8)
+            or jitops._size(h_t) != (1, 8)
+            or not jitops.rows_contiguous(z_h_2_t)
+            or not jitops.rows_contiguous(z_h_3_t)
+            or not jitops.rows_contiguous(h_t)
+            or jitops.row_step(z_h_2_t, 1, 8) < 0
+            or jitops.row_step(W_z_h, 1, 8) < 0
+            or jitops.row_step(h_tm1, 1, 8) < 0
+            or jitops.row_step(u_t, 1, 8) < 0
+            or jitops.row_step(z_h_3_t, 1, 8) < 0
+            or jitops.row_step(h_t, 1, 8) < 0):
+        return False
+    space_2 = np.empty(48, z_h_2_t.dtype)
+    x0_2 = space_2[0:8]
+    x1_2 = space_2[8:16]
+    x2_2 = space_2[16:24]
+    x3 = space_2[24:32]
+    x4 = space_2[32:40]
+    e8 = space_2[40:48]
+    bits_2 = jitops.scratch(e8)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         ur_t = ur_t_all[step]
@@ -903,22 +941,50 @@ def loop_u_r_h(T, h_tm1_all, ur_t_all, z_h_t_all, r_t_all, z_h_2_t_all, z_h_3_t_
         h_t = h_t_all[step]
         # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
         # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
-        jitops.dot(h_tm1, W_ur_T, W_ur_h)
-        jitops.add(ur_t, W_ur_h, ur_t)
-        jitops.sigmoid(ur_t, ur_t)
+        jitops.dot(h_tm1, W_ur.T, W_ur_h)
+        r0_0 = jitops._view(ur_t, 0, 16)
+        r0_1 = jitops._view(W_ur_h, 0, 16)
+        for j in range(16):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(ur_t, 0, x0)
+        r1_0 = jitops._view(ur_t, 0, 16)
+        jitops.vsigmoid(r1_0, x1, e16, bits)
+        jitops.put_row(ur_t, 0, x1)
+        r2_0 = jitops._view(r_t, 0, 8)
+        r2_1 = jitops._view(h_tm1, 0, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] * r2_1[j]
+        jitops.put_row(z_h_t, 0, x2)
         # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
-        jitops.multiply(r_t, h_tm1, z_h_t)
-        jitops.dot(z_h_t, W_T, W_z_h)
-        jitops.add(z_h_2_t, W_z_h, z_h_2_t)
-        jitops.tanh(z_h_2_t, z_h_2_t)
-        jitops.subtract(h_tm1, z_h_2_t, z_h_3_t)
-        jitops.multiply(u_t, z_h_3_t, h_t)
-        jitops.add(z_h_2_t, h_t, h_t)
+        jitops.dot(z_h_t, W.T, W_z_h)
+        r0_0_2 = jitops._view(z_h_2_t, 0, 8)
+        r0_1_2 = jitops._view(W_z_h, 0, 8)
+        for j_2 in range(8):
+            x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+        jitops.put_row(z_h_2_t, 0, x0_2)
+        r1_0_2 = jitops._view(z_h_2_t, 0, 8)
+        jitops.vtanh(r1_0_2, x1_2, e8, bits_2)
+        jitops.put_row(z_h_2_t, 0, x1_2)
+        r2_0_2 = jitops._view(h_tm1, 0, 8)
+        r2_1_2 = jitops._view(z_h_2_t, 0, 8)
+        for j_2 in range(8):
+            x2_2[j_2] = r2_0_2[j_2] - r2_1_2[j_2]
+        jitops.put_row(z_h_3_t, 0, x2_2)
+        r3_0 = jitops._view(u_t, 0, 8)
+        r3_1 = jitops._view(z_h_3_t, 0, 8)
+        for j_2 in range(8):
+            x3[j_2] = r3_0[j_2] * r3_1[j_2]
+        jitops.put_row(h_t, 0, x3)
+        r4_0 = jitops._view(z_h_2_t, 0, 8)
+        r4_1 = jitops._view(h_t, 0, 8)
+        for j_2 in range(8):
+            x4[j_2] = r4_0[j_2] + r4_1[j_2]
+        jitops.put_row(h_t, 0, x4)
     return True
 
 
 def steps_loop_u_r_h(T, h_tm1_all, ur_t_all, z_h_t_all, r_t_all, z_h_2_t_all, z_h_3_t_all, u_t_all,
-                     h_t_all, W_ur_T, W_ur_h, W_T, W_z_h):
+                     h_t_all, W_ur_h, W_z_h, W_ur, W):
     """u(t), r(t), h(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -933,8 +999,8 @@ def steps_loop_u_r_h(T, h_tm1_all, ur_t_all, z_h_t_all, r_t_all, z_h_2_t_all, z_
     u_t = u_t_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_61efe698bf, ur_t, W_ur_h, r_t, h_tm1, z_h_t)
-        jitops.ready(fused_3b6147d769, z_h_2_t, W_z_h, h_tm1, z_h_3_t, u_t, h_t)
+        jitops.ready(fused_d8ccc2ca69, ur_t, W_ur_h, r_t, h_tm1, z_h_t)
+        jitops.ready(fused_267e4a523c, z_h_2_t, W_z_h, h_tm1, z_h_3_t, u_t, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('u(t), r(t), h(t)', error)
         return False
@@ -949,14 +1015,14 @@ def steps_loop_u_r_h(T, h_tm1_all, ur_t_all, z_h_t_all, r_t_all, z_h_2_t_all, z_
         h_t = h_t_all[step]
         # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
         # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
-        jitops.dot(h_tm1, W_ur_T, W_ur_h)
-        if not fused_61efe698bf(ur_t, W_ur_h, r_t, h_tm1, z_h_t):
+        jitops.dot(h_tm1, W_ur.T, W_ur_h)
+        if not fused_d8ccc2ca69(ur_t, W_ur_h, r_t, h_tm1, z_h_t):
             np.add(ur_t, W_ur_h, out=ur_t)
             np.divide(1.0, np.add(1.0, np.exp(np.negative(ur_t))), out=ur_t)
             np.multiply(r_t, h_tm1, out=z_h_t)
         # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
-        jitops.dot(z_h_t, W_T, W_z_h)
-        if not fused_3b6147d769(z_h_2_t, W_z_h, h_tm1, z_h_3_t, u_t, h_t):
+        jitops.dot(z_h_t, W.T, W_z_h)
+        if not fused_267e4a523c(z_h_2_t, W_z_h, h_tm1, z_h_3_t, u_t, h_t):
             np.add(z_h_2_t, W_z_h, out=z_h_2_t)
             np.tanh(z_h_2_t, out=z_h_2_t)
             np.subtract(h_tm1, z_h_2_t, out=z_h_3_t)
@@ -966,12 +1032,85 @@ def steps_loop_u_r_h(T, h_tm1_all, ur_t_all, z_h_t_all, r_t_all, z_h_2_t_all, z_
 
 
 def back_u_r_h(T, cot_h, z_h_3_t_all, u_t_all, cot_u, dz_h_5_t_all, dz_h_4_t_all, h_tm1_all,
-               r_t_all, cot_r, dz_u_5_t_all, dz_u_4_t_all, dh, du, dz_h_6, neg_dz_h_6, W,
-               vecmat_dz_h_5, dr, dz_h_7, dur, W_ur):
+               r_t_all, cot_r, dz_u_5_t_all, dz_u_4_t_all, dh, dr, du, dz_h_6, W, vecmat_dz_h_5,
+               dz_h_7, dur, W_ur, neg_dz_h_6):
     """The loop backward in time of u(t), r(t), h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    z_h_3_t = z_h_3_t_all[step]
+    u_t = u_t_all[step]
+    dz_h_5_t = dz_h_5_t_all[step]
+    dz_h_4_t = dz_h_4_t_all[step]
+    h_tm1 = h_tm1_all[step]
+    r_t = r_t_all[step]
+    dz_u_5_t = dz_u_5_t_all[step]
+    dz_u_4_t = dz_u_4_t_all[step]
+    if (jitops._size(dh) != (1, 8)
+            or jitops._size(du) != (1, 8)
+            or jitops._size(dz_h_6) != (1, 8)
+            or jitops._size(neg_dz_h_6) != (1, 8)
+            or jitops._size(dz_h_5_t) != (1, 8)
+            or not jitops.rows_contiguous(dh)
+            or not jitops.rows_contiguous(du)
+            or not jitops.rows_contiguous(dz_h_6)
+            or not jitops.rows_contiguous(dz_h_5_t)
+            or jitops.row_step(dh, 1, 8) < 0
+            or jitops.row_step(z_h_3_t, 1, 8) < 0
+            or jitops.row_step(u_t, 1, 8) < 0
+            or jitops.row_step(dz_h_5_t, 1, 8) < 0
+            or jitops.row_step(dz_h_4_t, 1, 8) < 0):
+        return False
+    if cot_h is not None:
+        if jitops.row_step(cot_h[step], 1, 8) < 0:
+            return False
+    space = np.empty(48, dh.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
+    x4 = space[32:40]
+    x5 = space[40:48]
+    if (jitops._size(dr) != (1, 8)
+            or jitops._size(dz_h_7) != (1, 8)
+            or jitops._size(du) != (1, 8)
+            or jitops._size(dz_u_5_t) != (1, 16)
+            or not jitops.rows_contiguous(dr)
+            or not jitops.rows_contiguous(dz_h_7)
+            or not jitops.rows_contiguous(du)
+            or not jitops.rows_contiguous(dz_u_5_t)
+            or jitops.row_step(vecmat_dz_h_5, 1, 8) < 0
+            or jitops.row_step(h_tm1, 1, 8) < 0
+            or jitops.row_step(r_t, 1, 8) < 0
+            or jitops.row_step(du, 1, 8) < 0
+            or jitops.row_step(dr, 1, 8) < 0
+            or jitops.row_step(dur, 1, 16) < 0
+            or jitops.row_step(dz_u_4_t, 1, 16) < 0):
+        return False
+    if cot_u is not None:
+        if jitops.row_step(cot_u[step], 1, 8) < 0:
+            return False
+    if cot_r is not None:
+        if jitops.row_step(cot_r[step], 1, 8) < 0:
+            return False
+    space_2 = np.empty(48, dr.dtype)
+    x0_2 = space_2[0:8]
+    x1_2 = space_2[8:16]
+    x2_2 = space_2[16:24]
+    x3_2 = space_2[24:32]
+    x4_2 = space_2[32:48]
+    if (jitops._size(dh) != (1, 8)
+            or not jitops.rows_contiguous(dh)
+            or jitops.row_step(dh, 1, 8) < 0
+            or jitops.row_step(dz_h_6, 1, 8) < 0
+            or jitops.row_step(dz_h_7, 1, 8) < 0):
+        return False
+    space_3 = np.empty(16, dh.dtype)
+    x0_3 = space_3[0:8]
+    x1_3 = space_3[8:16]
     for step in range(T - 1, -1, -1):
         z_h_3_t = z_h_3_t_all[step]
         u_t = u_t_all[step]
@@ -983,32 +1122,78 @@ def back_u_r_h(T, cot_h, z_h_3_t_all, u_t_all, cot_u, dz_h_5_t_all, dz_h_4_t_all
         dz_u_4_t = dz_u_4_t_all[step]
         # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
         if cot_h is not None:
-            jitops.add(dh, cot_h[step], dh)
-        jitops.multiply(dh, z_h_3_t, du)
-        jitops.multiply(u_t, dh, dz_h_6)
-        jitops.negative(dz_h_6, neg_dz_h_6)
-        jitops.add(dh, neg_dz_h_6, dz_h_5_t)
-        jitops.multiply(dz_h_5_t, dz_h_4_t, dz_h_5_t)
+            r0_0 = jitops._view(dh, 0, 8)
+            r0_1 = jitops._view(cot_h[step], 0, 8)
+            for j in range(8):
+                x0[j] = r0_0[j] + r0_1[j]
+            jitops.put_row(dh, 0, x0)
+        r1_0 = jitops._view(dh, 0, 8)
+        r1_1 = jitops._view(z_h_3_t, 0, 8)
+        for j in range(8):
+            x1[j] = r1_0[j] * r1_1[j]
+        jitops.put_row(du, 0, x1)
+        r2_0 = jitops._view(u_t, 0, 8)
+        r2_1 = jitops._view(dh, 0, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] * r2_1[j]
+        jitops.put_row(dz_h_6, 0, x2)
+        for j in range(8):
+            x3[j] = -x2[j]
+        r4_0 = jitops._view(dh, 0, 8)
+        for j in range(8):
+            x4[j] = r4_0[j] + x3[j]
+        jitops.put_row(dz_h_5_t, 0, x4)
+        r5_0 = jitops._view(dz_h_5_t, 0, 8)
+        r5_1 = jitops._view(dz_h_4_t, 0, 8)
+        for j in range(8):
+            x5[j] = r5_0[j] * r5_1[j]
+        jitops.put_row(dz_h_5_t, 0, x5)
         jitops.dot(dz_h_5_t, W, vecmat_dz_h_5)
-        jitops.multiply(vecmat_dz_h_5, h_tm1, dr)
-        jitops.multiply(r_t, vecmat_dz_h_5, dz_h_7)
+        r0_0_2 = jitops._view(vecmat_dz_h_5, 0, 8)
+        r0_1_2 = jitops._view(h_tm1, 0, 8)
+        for j_2 in range(8):
+            x0_2[j_2] = r0_0_2[j_2] * r0_1_2[j_2]
+        jitops.put_row(dr, 0, x0_2)
+        r1_0_2 = jitops._view(r_t, 0, 8)
+        r1_1_2 = jitops._view(vecmat_dz_h_5, 0, 8)
+        for j_2 in range(8):
+            x1_2[j_2] = r1_0_2[j_2] * r1_1_2[j_2]
+        jitops.put_row(dz_h_7, 0, x1_2)
+        if cot_u is not None:
+            r2_0_2 = jitops._view(du, 0, 8)
+            r2_1_2 = jitops._view(cot_u[step], 0, 8)
+            for j_2 in range(8):
+                x2_2[j_2] = r2_0_2[j_2] + r2_1_2[j_2]
+            jitops.put_row(du, 0, x2_2)
+        if cot_r is not None:
+            r3_0 = jitops._view(dr, 0, 8)
+            r3_1 = jitops._view(cot_r[step], 0, 8)
+            for j_2 in range(8):
+                x3_2[j_2] = r3_0[j_2] + r3_1[j_2]
+            jitops.put_row(dr, 0, x3_2)
+        r4_0_2 = jitops._view(dur, 0, 16)
+        r4_1 = jitops._view(dz_u_4_t, 0, 16)
+        for j_2 in range(16):
+            x4_2[j_2] = r4_0_2[j_2] * r4_1[j_2]
+        jitops.put_row(dz_u_5_t, 0, x4_2)
         # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
         # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
-        if cot_u is not None:
-            jitops.add(du, cot_u[step], du)
-        if cot_r is not None:
-            jitops.add(dr, cot_r[step], dr)
-        jitops.multiply(dur, dz_u_4_t, dz_u_5_t)
         jitops.dot(dz_u_5_t, W_ur, dh)
         # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
-        jitops.add(dh, dz_h_6, dh)
-        jitops.add(dh, dz_h_7, dh)
+        r0_0_3 = jitops._view(dh, 0, 8)
+        r0_1_3 = jitops._view(dz_h_6, 0, 8)
+        for j_3 in range(8):
+            x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
+        r1_1_3 = jitops._view(dz_h_7, 0, 8)
+        for j_3 in range(8):
+            x1_3[j_3] = x0_3[j_3] + r1_1_3[j_3]
+        jitops.put_row(dh, 0, x1_3)
     return True
 
 
 def steps_back_u_r_h(T, cot_h, z_h_3_t_all, u_t_all, cot_u, dz_h_5_t_all, dz_h_4_t_all, h_tm1_all,
-                     r_t_all, cot_r, dz_u_5_t_all, dz_u_4_t_all, dh, du, dz_h_6, neg_dz_h_6, W,
-                     vecmat_dz_h_5, dr, dz_h_7, dur, W_ur):
+                     r_t_all, cot_r, dz_u_5_t_all, dz_u_4_t_all, dh, dr, du, dz_h_6, W,
+                     vecmat_dz_h_5, dz_h_7, dur, W_ur, neg_dz_h_6):
     """u(t), r(t), h(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -1023,7 +1208,7 @@ def steps_back_u_r_h(T, cot_h, z_h_3_t_all, u_t_all, cot_u, dz_h_5_t_all, dz_h_4
     dz_u_5_t = dz_u_5_t_all[step]
     dz_u_4_t = dz_u_4_t_all[step]
     try:
-        jitops.ready(fused_98184ea32c, dh, dz_h_6, dz_h_7)
+        jitops.ready(fused_4edbcf3387, dh, dz_h_6, dz_h_7)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('u(t), r(t), h(t)', error)
         return False
@@ -1037,7 +1222,7 @@ def steps_back_u_r_h(T, cot_h, z_h_3_t_all, u_t_all, cot_u, dz_h_5_t_all, dz_h_4
         dz_u_5_t = dz_u_5_t_all[step]
         dz_u_4_t = dz_u_4_t_all[step]
         # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
-        if not fused_d022ca73a3(dh, None if cot_h is None else cot_h[step], z_h_3_t, du, u_t, dz_h_6, neg_dz_h_6, dz_h_5_t, dz_h_4_t):
+        if not fused_b399603950(dh, None if cot_h is None else cot_h[step], z_h_3_t, du, u_t, dz_h_6, neg_dz_h_6, dz_h_5_t, dz_h_4_t):
             if cot_h is not None:
                 np.add(dh, cot_h[step], out=dh)
             np.multiply(dh, z_h_3_t, out=du)
@@ -1046,7 +1231,7 @@ def steps_back_u_r_h(T, cot_h, z_h_3_t_all, u_t_all, cot_u, dz_h_5_t_all, dz_h_4
             np.add(dh, neg_dz_h_6, out=dz_h_5_t)
             np.multiply(dz_h_5_t, dz_h_4_t, out=dz_h_5_t)
         jitops.dot(dz_h_5_t, W, vecmat_dz_h_5)
-        if not fused_fa790efb37(vecmat_dz_h_5, h_tm1, dr, r_t, dz_h_7, du, None if cot_u is None else cot_u[step], None if cot_r is None else cot_r[step], dur, dz_u_4_t, dz_u_5_t):
+        if not fused_d363311f0c(vecmat_dz_h_5, h_tm1, dr, r_t, dz_h_7, du, None if cot_u is None else cot_u[step], None if cot_r is None else cot_r[step], dur, dz_u_4_t, dz_u_5_t):
             np.multiply(vecmat_dz_h_5, h_tm1, out=dr)
             np.multiply(r_t, vecmat_dz_h_5, out=dz_h_7)
             if cot_u is not None:
@@ -1058,19 +1243,102 @@ def steps_back_u_r_h(T, cot_h, z_h_3_t_all, u_t_all, cot_u, dz_h_5_t_all, dz_h_4
         # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
         jitops.dot(dz_u_5_t, W_ur, dh)
         # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
-        if not fused_98184ea32c(dh, dz_h_6, dz_h_7):
+        if not fused_4edbcf3387(dh, dz_h_6, dz_h_7):
             np.add(dh, dz_h_6, out=dh)
             np.add(dh, dz_h_7, out=dh)
     return True
 
 
 def back_u_r_h_2(T, cot_h, z_h_3_t_all, u_t_all, cot_u, z_h_2_t_all, dz_h_4_t_all, h_tm1_all,
-                 r_t_all, cot_r, ur_t_all, dz_u_4_t_all, dh, du, dz_h_5, neg_dz_h_5, dz_h_6, ONE,
-                 sub_dz_h_6, W, vecmat_dz_h_4, dr, dz_h_7, sub_ur, dur, W_ur):
+                 r_t_all, cot_r, ur_t_all, dz_u_4_t_all, dh, ONE, dr, du, dz_h_5, W, vecmat_dz_h_4,
+                 dz_h_7, dur, W_ur, neg_dz_h_5, dz_h_6, sub_dz_h_6, sub_ur):
     """The loop backward in time of u(t), r(t), h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    z_h_3_t = z_h_3_t_all[step]
+    u_t = u_t_all[step]
+    z_h_2_t = z_h_2_t_all[step]
+    dz_h_4_t = dz_h_4_t_all[step]
+    h_tm1 = h_tm1_all[step]
+    r_t = r_t_all[step]
+    ur_t = ur_t_all[step]
+    dz_u_4_t = dz_u_4_t_all[step]
+    if (jitops._size(dh) != (1, 8)
+            or jitops._size(du) != (1, 8)
+            or jitops._size(dz_h_5) != (1, 8)
+            or jitops._size(neg_dz_h_5) != (1, 8)
+            or jitops._size(dz_h_4_t) != (1, 8)
+            or jitops._size(dz_h_6) != (1, 8)
+            or jitops._size(sub_dz_h_6) != (1, 8)
+            or not jitops.rows_contiguous(dh)
+            or not jitops.rows_contiguous(du)
+            or not jitops.rows_contiguous(dz_h_5)
+            or not jitops.rows_contiguous(dz_h_4_t)
+            or jitops.row_step(dh, 1, 8) < 0
+            or jitops.row_step(z_h_3_t, 1, 8) < 0
+            or jitops.row_step(u_t, 1, 8) < 0
+            or jitops.row_step(z_h_2_t, 1, 8) < 0
+            or jitops.row_step(dz_h_4_t, 1, 8) < 0):
+        return False
+    if cot_h is not None:
+        if jitops.row_step(cot_h[step], 1, 8) < 0:
+            return False
+    c0 = jitops.like(dh, ONE)
+    space = np.empty(64, dh.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
+    x4 = space[32:40]
+    x5 = space[40:48]
+    x6 = space[48:56]
+    x7 = space[56:64]
+    if (jitops._size(dr) != (1, 8)
+            or jitops._size(dz_h_7) != (1, 8)
+            or jitops._size(sub_ur) != (1, 16)
+            or jitops._size(dz_u_4_t) != (1, 16)
+            or jitops._size(du) != (1, 8)
+            or not jitops.rows_contiguous(dr)
+            or not jitops.rows_contiguous(dz_h_7)
+            or not jitops.rows_contiguous(dz_u_4_t)
+            or not jitops.rows_contiguous(du)
+            or jitops.row_step(vecmat_dz_h_4, 1, 8) < 0
+            or jitops.row_step(h_tm1, 1, 8) < 0
+            or jitops.row_step(r_t, 1, 8) < 0
+            or jitops.row_step(ur_t, 1, 16) < 0
+            or jitops.row_step(du, 1, 8) < 0
+            or jitops.row_step(dr, 1, 8) < 0
+            or jitops.row_step(dur, 1, 16) < 0
+            or jitops.row_step(dz_u_4_t, 1, 16) < 0):
+        return False
+    if cot_u is not None:
+        if jitops.row_step(cot_u[step], 1, 8) < 0:
+            return False
+    if cot_r is not None:
+        if jitops.row_step(cot_r[step], 1, 8) < 0:
+            return False
+    c0_2 = jitops.like(dr, ONE)
+    space_2 = np.empty(80, dr.dtype)
+    x0_2 = space_2[0:8]
+    x1_2 = space_2[8:16]
+    x2_2 = space_2[16:32]
+    x3_2 = space_2[32:48]
+    x4_2 = space_2[48:56]
+    x5_2 = space_2[56:64]
+    x6_2 = space_2[64:80]
+    if (jitops._size(dh) != (1, 8)
+            or not jitops.rows_contiguous(dh)
+            or jitops.row_step(dh, 1, 8) < 0
+            or jitops.row_step(dz_h_5, 1, 8) < 0
+            or jitops.row_step(dz_h_7, 1, 8) < 0):
+        return False
+    space_3 = np.empty(16, dh.dtype)
+    x0_3 = space_3[0:8]
+    x1_3 = space_3[8:16]
     for step in range(T - 1, -1, -1):
         z_h_3_t = z_h_3_t_all[step]
         u_t = u_t_all[step]
@@ -1082,36 +1350,90 @@ def back_u_r_h_2(T, cot_h, z_h_3_t_all, u_t_all, cot_u, z_h_2_t_all, dz_h_4_t_al
         dz_u_4_t = dz_u_4_t_all[step]
         # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
         if cot_h is not None:
-            jitops.add(dh, cot_h[step], dh)
-        jitops.multiply(dh, z_h_3_t, du)
-        jitops.multiply(u_t, dh, dz_h_5)
-        jitops.negative(dz_h_5, neg_dz_h_5)
-        jitops.add(dh, neg_dz_h_5, dz_h_4_t)
-        jitops.multiply(z_h_2_t, z_h_2_t, dz_h_6)
-        jitops.subtract(ONE, dz_h_6, sub_dz_h_6)
-        jitops.multiply(dz_h_4_t, sub_dz_h_6, dz_h_4_t)
+            r0_0 = jitops._view(dh, 0, 8)
+            r0_1 = jitops._view(cot_h[step], 0, 8)
+            for j in range(8):
+                x0[j] = r0_0[j] + r0_1[j]
+            jitops.put_row(dh, 0, x0)
+        r1_0 = jitops._view(dh, 0, 8)
+        r1_1 = jitops._view(z_h_3_t, 0, 8)
+        for j in range(8):
+            x1[j] = r1_0[j] * r1_1[j]
+        jitops.put_row(du, 0, x1)
+        r2_0 = jitops._view(u_t, 0, 8)
+        r2_1 = jitops._view(dh, 0, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] * r2_1[j]
+        jitops.put_row(dz_h_5, 0, x2)
+        for j in range(8):
+            x3[j] = -x2[j]
+        r4_0 = jitops._view(dh, 0, 8)
+        for j in range(8):
+            x4[j] = r4_0[j] + x3[j]
+        jitops.put_row(dz_h_4_t, 0, x4)
+        r5_0 = jitops._view(z_h_2_t, 0, 8)
+        r5_1 = jitops._view(z_h_2_t, 0, 8)
+        for j in range(8):
+            x5[j] = r5_0[j] * r5_1[j]
+        for j in range(8):
+            x6[j] = c0 - x5[j]
+        r7_0 = jitops._view(dz_h_4_t, 0, 8)
+        for j in range(8):
+            x7[j] = r7_0[j] * x6[j]
+        jitops.put_row(dz_h_4_t, 0, x7)
         jitops.dot(dz_h_4_t, W, vecmat_dz_h_4)
-        jitops.multiply(vecmat_dz_h_4, h_tm1, dr)
-        jitops.multiply(r_t, vecmat_dz_h_4, dz_h_7)
+        r0_0_2 = jitops._view(vecmat_dz_h_4, 0, 8)
+        r0_1_2 = jitops._view(h_tm1, 0, 8)
+        for j_2 in range(8):
+            x0_2[j_2] = r0_0_2[j_2] * r0_1_2[j_2]
+        jitops.put_row(dr, 0, x0_2)
+        r1_0_2 = jitops._view(r_t, 0, 8)
+        r1_1_2 = jitops._view(vecmat_dz_h_4, 0, 8)
+        for j_2 in range(8):
+            x1_2[j_2] = r1_0_2[j_2] * r1_1_2[j_2]
+        jitops.put_row(dz_h_7, 0, x1_2)
+        r2_1_2 = jitops._view(ur_t, 0, 16)
+        for j_2 in range(16):
+            x2_2[j_2] = c0_2 - r2_1_2[j_2]
+        r3_0 = jitops._view(ur_t, 0, 16)
+        for j_2 in range(16):
+            x3_2[j_2] = r3_0[j_2] * x2_2[j_2]
+        jitops.put_row(dz_u_4_t, 0, x3_2)
+        if cot_u is not None:
+            r4_0_2 = jitops._view(du, 0, 8)
+            r4_1 = jitops._view(cot_u[step], 0, 8)
+            for j_2 in range(8):
+                x4_2[j_2] = r4_0_2[j_2] + r4_1[j_2]
+            jitops.put_row(du, 0, x4_2)
+        if cot_r is not None:
+            r5_0_2 = jitops._view(dr, 0, 8)
+            r5_1_2 = jitops._view(cot_r[step], 0, 8)
+            for j_2 in range(8):
+                x5_2[j_2] = r5_0_2[j_2] + r5_1_2[j_2]
+            jitops.put_row(dr, 0, x5_2)
+        r6_0 = jitops._view(dur, 0, 16)
+        r6_1 = jitops._view(dz_u_4_t, 0, 16)
+        for j_2 in range(16):
+            x6_2[j_2] = r6_0[j_2] * r6_1[j_2]
+        jitops.put_row(dz_u_4_t, 0, x6_2)
         # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
         # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
-        jitops.subtract(ONE, ur_t, sub_ur)
-        jitops.multiply(ur_t, sub_ur, dz_u_4_t)
-        if cot_u is not None:
-            jitops.add(du, cot_u[step], du)
-        if cot_r is not None:
-            jitops.add(dr, cot_r[step], dr)
-        jitops.multiply(dur, dz_u_4_t, dz_u_4_t)
         jitops.dot(dz_u_4_t, W_ur, dh)
         # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
-        jitops.add(dh, dz_h_5, dh)
-        jitops.add(dh, dz_h_7, dh)
+        r0_0_3 = jitops._view(dh, 0, 8)
+        r0_1_3 = jitops._view(dz_h_5, 0, 8)
+        for j_3 in range(8):
+            x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
+        r1_1_3 = jitops._view(dz_h_7, 0, 8)
+        for j_3 in range(8):
+            x1_3[j_3] = x0_3[j_3] + r1_1_3[j_3]
+        jitops.put_row(dh, 0, x1_3)
     return True
 
 
 def steps_back_u_r_h_2(T, cot_h, z_h_3_t_all, u_t_all, cot_u, z_h_2_t_all, dz_h_4_t_all, h_tm1_all,
-                       r_t_all, cot_r, ur_t_all, dz_u_4_t_all, dh, du, dz_h_5, neg_dz_h_5, dz_h_6,
-                       ONE, sub_dz_h_6, W, vecmat_dz_h_4, dr, dz_h_7, sub_ur, dur, W_ur):
+                       r_t_all, cot_r, ur_t_all, dz_u_4_t_all, dh, ONE, dr, du, dz_h_5, W,
+                       vecmat_dz_h_4, dz_h_7, dur, W_ur, neg_dz_h_5, dz_h_6, sub_dz_h_6, sub_ur):
     """u(t), r(t), h(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -1126,7 +1448,7 @@ def steps_back_u_r_h_2(T, cot_h, z_h_3_t_all, u_t_all, cot_u, z_h_2_t_all, dz_h_
     ur_t = ur_t_all[step]
     dz_u_4_t = dz_u_4_t_all[step]
     try:
-        jitops.ready(fused_98184ea32c, dh, dz_h_5, dz_h_7)
+        jitops.ready(fused_4edbcf3387, dh, dz_h_5, dz_h_7)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('u(t), r(t), h(t)', error)
         return False
@@ -1140,7 +1462,7 @@ def steps_back_u_r_h_2(T, cot_h, z_h_3_t_all, u_t_all, cot_u, z_h_2_t_all, dz_h_
         ur_t = ur_t_all[step]
         dz_u_4_t = dz_u_4_t_all[step]
         # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
-        if not fused_79c669e3f2(dh, None if cot_h is None else cot_h[step], z_h_3_t, du, u_t, dz_h_5, neg_dz_h_5, dz_h_4_t, z_h_2_t, dz_h_6, ONE, sub_dz_h_6):
+        if not fused_ffc63ab9eb(dh, None if cot_h is None else cot_h[step], z_h_3_t, du, u_t, dz_h_5, neg_dz_h_5, dz_h_4_t, z_h_2_t, dz_h_6, ONE, sub_dz_h_6):
             if cot_h is not None:
                 np.add(dh, cot_h[step], out=dh)
             np.multiply(dh, z_h_3_t, out=du)
@@ -1151,7 +1473,7 @@ def steps_back_u_r_h_2(T, cot_h, z_h_3_t_all, u_t_all, cot_u, z_h_2_t_all, dz_h_
             np.subtract(ONE, dz_h_6, out=sub_dz_h_6)
             np.multiply(dz_h_4_t, sub_dz_h_6, out=dz_h_4_t)
         jitops.dot(dz_h_4_t, W, vecmat_dz_h_4)
-        if not fused_c4943d959b(vecmat_dz_h_4, h_tm1, dr, r_t, dz_h_7, ONE, ur_t, sub_ur, dz_u_4_t, du, None if cot_u is None else cot_u[step], None if cot_r is None else cot_r[step], dur):
+        if not fused_e2581483c0(vecmat_dz_h_4, h_tm1, dr, r_t, dz_h_7, ONE, ur_t, sub_ur, dz_u_4_t, du, None if cot_u is None else cot_u[step], None if cot_r is None else cot_r[step], dur):
             np.multiply(vecmat_dz_h_4, h_tm1, out=dr)
             np.multiply(r_t, vecmat_dz_h_4, out=dz_h_7)
             np.subtract(ONE, ur_t, out=sub_ur)
@@ -1165,13 +1487,13 @@ def steps_back_u_r_h_2(T, cot_h, z_h_3_t_all, u_t_all, cot_u, z_h_2_t_all, dz_h_
         # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
         jitops.dot(dz_u_4_t, W_ur, dh)
         # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
-        if not fused_98184ea32c(dh, dz_h_5, dz_h_7):
+        if not fused_4edbcf3387(dh, dz_h_5, dz_h_7):
             np.add(dh, dz_h_5, out=dh)
             np.add(dh, dz_h_7, out=dh)
     return True
 
 
 LOOPS = ("loop_u_r_h", "back_u_r_h", "back_u_r_h_2")
-KERNELS = ("fused_61efe698bf", "fused_3b6147d769", "fused_d022ca73a3", "fused_fa790efb37",
-           "fused_98184ea32c", "fused_79c669e3f2", "fused_c4943d959b")
+KERNELS = ("fused_d8ccc2ca69", "fused_267e4a523c", "fused_b399603950", "fused_d363311f0c",
+           "fused_4edbcf3387", "fused_ffc63ab9eb", "fused_e2581483c0")
 STEPS = ("steps_loop_u_r_h", "steps_back_u_r_h", "steps_back_u_r_h_2")

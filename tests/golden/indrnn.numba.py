@@ -60,7 +60,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # h1(t): a loop forward in time
     z_h1 = np.empty((B, 8), DTYPE)
-    if not (loop_h1 if B == 1 else steps_loop_h1)(T, h1[0:T], h1[1:T + 1], u1, z_h1):
+    if not (loop_h1 if B == 1 else steps_loop_h1)(T, h1[0:T], h1[1:T + 1], z_h1, u1):
         steps = zip(h1[0:T], h1[1:T + 1])
         for (h1_tm1, h1_t) in steps:
             # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
@@ -75,7 +75,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # h2(t): a loop forward in time
     z_h2 = np.empty((B, 8), DTYPE)
-    if not (loop_h2 if B == 1 else steps_loop_h2)(T, h2[0:T], h2[1:T + 1], u2, z_h2):
+    if not (loop_h2 if B == 1 else steps_loop_h2)(T, h2[0:T], h2[1:T + 1], z_h2, u2):
         steps = zip(h2[0:T], h2[1:T + 1])
         for (h2_tm1, h2_t) in steps:
             # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
@@ -348,7 +348,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_1a960f9f9d(p0, p1, p2, p3):
+def fused_26d6db237f(p0, p1, p2, p3):
     """multiply, add, maximum: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p2)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -364,9 +364,8 @@ def fused_1a960f9f9d(p0, p1, p2, p3):
             or s1 < 0
             or s2 < 0):
         return False
-    dtype = p2.dtype
     c0 = jitops.like(p2, 0.0)
-    space = np.empty(24, dtype)
+    space = np.empty(24, p2.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -386,7 +385,7 @@ def fused_1a960f9f9d(p0, p1, p2, p3):
     return True
 
 
-def fused_84989f2490(p0, p1, p2, p3, p4):
+def fused_01da112abe(p0, p1, p2, p3, p4):
     """add, multiply, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -411,8 +410,7 @@ def fused_84989f2490(p0, p1, p2, p3, p4):
             or s3 < 0
             or s4 < 0):
         return False
-    dtype = p0.dtype
-    space = np.empty(24, dtype)
+    space = np.empty(24, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -433,22 +431,48 @@ def fused_84989f2490(p0, p1, p2, p3, p4):
     return True
 
 
-def loop_h1(T, h1_tm1_all, h1_t_all, u1, z_h1):
+def loop_h1(T, h1_tm1_all, h1_t_all, z_h1, u1):
     """The loop forward in time of h1(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = 0
+    h1_tm1 = h1_tm1_all[step]
+    h1_t = h1_t_all[step]
+    if (jitops._size(z_h1) != (1, 8)
+            or jitops._size(h1_t) != (1, 8)
+            or not jitops.rows_contiguous(h1_t)
+            or jitops.row_step(u1, 1, 8) < 0
+            or jitops.row_step(h1_tm1, 1, 8) < 0
+            or jitops.row_step(h1_t, 1, 8) < 0):
+        return False
+    c0 = jitops.like(z_h1, 0.0)
+    space = np.empty(24, z_h1.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
     for step in range(T):
         h1_tm1 = h1_tm1_all[step]
         h1_t = h1_t_all[step]
         # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
-        jitops.multiply(u1, h1_tm1, z_h1)
-        jitops.add(h1_t, z_h1, h1_t)
-        jitops.maximum(h1_t, 0.0, h1_t)
+        r0_0 = jitops._view(u1, 0, 8)
+        r0_1 = jitops._view(h1_tm1, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] * r0_1[j]
+        r1_0 = jitops._view(h1_t, 0, 8)
+        for j in range(8):
+            x1[j] = r1_0[j] + x0[j]
+        jitops.put_row(h1_t, 0, x1)
+        r2_0 = jitops._view(h1_t, 0, 8)
+        for j in range(8):
+            x2[j] = max(r2_0[j], c0)
+        jitops.put_row(h1_t, 0, x2)
     return True
 
 
-def steps_loop_h1(T, h1_tm1_all, h1_t_all, u1, z_h1):
+def steps_loop_h1(T, h1_tm1_all, h1_t_all, z_h1, u1):
     """h1(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -457,7 +481,7 @@ def steps_loop_h1(T, h1_tm1_all, h1_t_all, u1, z_h1):
     h1_tm1 = h1_tm1_all[step]
     h1_t = h1_t_all[step]
     try:
-        jitops.ready(fused_1a960f9f9d, u1, h1_tm1, z_h1, h1_t)
+        jitops.ready(fused_26d6db237f, u1, h1_tm1, z_h1, h1_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h1(t)', error)
         return False
@@ -465,29 +489,55 @@ def steps_loop_h1(T, h1_tm1_all, h1_t_all, u1, z_h1):
         h1_tm1 = h1_tm1_all[step]
         h1_t = h1_t_all[step]
         # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
-        if not fused_1a960f9f9d(u1, h1_tm1, z_h1, h1_t):
+        if not fused_26d6db237f(u1, h1_tm1, z_h1, h1_t):
             np.multiply(u1, h1_tm1, out=z_h1)
             np.add(h1_t, z_h1, out=h1_t)
             np.maximum(h1_t, 0.0, out=h1_t)
     return True
 
 
-def loop_h2(T, h2_tm1_all, h2_t_all, u2, z_h2):
+def loop_h2(T, h2_tm1_all, h2_t_all, z_h2, u2):
     """The loop forward in time of h2(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = 0
+    h2_tm1 = h2_tm1_all[step]
+    h2_t = h2_t_all[step]
+    if (jitops._size(z_h2) != (1, 8)
+            or jitops._size(h2_t) != (1, 8)
+            or not jitops.rows_contiguous(h2_t)
+            or jitops.row_step(u2, 1, 8) < 0
+            or jitops.row_step(h2_tm1, 1, 8) < 0
+            or jitops.row_step(h2_t, 1, 8) < 0):
+        return False
+    c0 = jitops.like(z_h2, 0.0)
+    space = np.empty(24, z_h2.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
     for step in range(T):
         h2_tm1 = h2_tm1_all[step]
         h2_t = h2_t_all[step]
         # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
-        jitops.multiply(u2, h2_tm1, z_h2)
-        jitops.add(h2_t, z_h2, h2_t)
-        jitops.maximum(h2_t, 0.0, h2_t)
+        r0_0 = jitops._view(u2, 0, 8)
+        r0_1 = jitops._view(h2_tm1, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] * r0_1[j]
+        r1_0 = jitops._view(h2_t, 0, 8)
+        for j in range(8):
+            x1[j] = r1_0[j] + x0[j]
+        jitops.put_row(h2_t, 0, x1)
+        r2_0 = jitops._view(h2_t, 0, 8)
+        for j in range(8):
+            x2[j] = max(r2_0[j], c0)
+        jitops.put_row(h2_t, 0, x2)
     return True
 
 
-def steps_loop_h2(T, h2_tm1_all, h2_t_all, u2, z_h2):
+def steps_loop_h2(T, h2_tm1_all, h2_t_all, z_h2, u2):
     """h2(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -496,7 +546,7 @@ def steps_loop_h2(T, h2_tm1_all, h2_t_all, u2, z_h2):
     h2_tm1 = h2_tm1_all[step]
     h2_t = h2_t_all[step]
     try:
-        jitops.ready(fused_1a960f9f9d, u2, h2_tm1, z_h2, h2_t)
+        jitops.ready(fused_26d6db237f, u2, h2_tm1, z_h2, h2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h2(t)', error)
         return False
@@ -504,7 +554,7 @@ def steps_loop_h2(T, h2_tm1_all, h2_t_all, u2, z_h2):
         h2_tm1 = h2_tm1_all[step]
         h2_t = h2_t_all[step]
         # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
-        if not fused_1a960f9f9d(u2, h2_tm1, z_h2, h2_t):
+        if not fused_26d6db237f(u2, h2_tm1, z_h2, h2_t):
             np.multiply(u2, h2_tm1, out=z_h2)
             np.add(h2_t, z_h2, out=h2_t)
             np.maximum(h2_t, 0.0, out=h2_t)
@@ -516,14 +566,44 @@ def back_h2(T, dz_h2_t_all, dh2_t_all, positive_h2_t_all, dh2_sum, u2):
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    dz_h2_t = dz_h2_t_all[step]
+    dh2_t = dh2_t_all[step]
+    positive_h2_t = positive_h2_t_all[step]
+    if (jitops._size(dh2_sum) != (1, 8)
+            or jitops._size(dz_h2_t) != (1, 8)
+            or not jitops.rows_contiguous(dz_h2_t)
+            or not jitops.rows_contiguous(dh2_sum)
+            or jitops.row_step(dh2_sum, 1, 8) < 0
+            or jitops.row_step(dh2_t, 1, 8) < 0
+            or jitops.row_step(positive_h2_t, 1, 8) < 0
+            or jitops.row_step(u2, 1, 8) < 0
+            or jitops.row_step(dz_h2_t, 1, 8) < 0):
+        return False
+    space = np.empty(24, dh2_sum.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
     for step in range(T - 1, -1, -1):
         dz_h2_t = dz_h2_t_all[step]
         dh2_t = dh2_t_all[step]
         positive_h2_t = positive_h2_t_all[step]
         # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
-        jitops.add(dh2_sum, dh2_t, dh2_sum)
-        jitops.multiply(dh2_sum, positive_h2_t, dz_h2_t)
-        jitops.multiply(u2, dz_h2_t, dh2_sum)
+        r0_0 = jitops._view(dh2_sum, 0, 8)
+        r0_1 = jitops._view(dh2_t, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        r1_1 = jitops._view(positive_h2_t, 0, 8)
+        for j in range(8):
+            x1[j] = x0[j] * r1_1[j]
+        jitops.put_row(dz_h2_t, 0, x1)
+        r2_0 = jitops._view(u2, 0, 8)
+        r2_1 = jitops._view(dz_h2_t, 0, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] * r2_1[j]
+        jitops.put_row(dh2_sum, 0, x2)
     return True
 
 
@@ -537,7 +617,7 @@ def steps_back_h2(T, dz_h2_t_all, dh2_t_all, positive_h2_t_all, dh2_sum, u2):
     dh2_t = dh2_t_all[step]
     positive_h2_t = positive_h2_t_all[step]
     try:
-        jitops.ready(fused_84989f2490, dh2_sum, dh2_t, positive_h2_t, dz_h2_t, u2)
+        jitops.ready(fused_01da112abe, dh2_sum, dh2_t, positive_h2_t, dz_h2_t, u2)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h2(t)', error)
         return False
@@ -546,7 +626,7 @@ def steps_back_h2(T, dz_h2_t_all, dh2_t_all, positive_h2_t_all, dh2_sum, u2):
         dh2_t = dh2_t_all[step]
         positive_h2_t = positive_h2_t_all[step]
         # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
-        if not fused_84989f2490(dh2_sum, dh2_t, positive_h2_t, dz_h2_t, u2):
+        if not fused_01da112abe(dh2_sum, dh2_t, positive_h2_t, dz_h2_t, u2):
             np.add(dh2_sum, dh2_t, out=dh2_sum)
             np.multiply(dh2_sum, positive_h2_t, out=dz_h2_t)
             np.multiply(u2, dz_h2_t, out=dh2_sum)
@@ -558,14 +638,44 @@ def back_h1(T, dz_h1_t_all, dh1_t_all, positive_h1_t_all, dh1_sum, u1):
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    dz_h1_t = dz_h1_t_all[step]
+    dh1_t = dh1_t_all[step]
+    positive_h1_t = positive_h1_t_all[step]
+    if (jitops._size(dh1_sum) != (1, 8)
+            or jitops._size(dz_h1_t) != (1, 8)
+            or not jitops.rows_contiguous(dz_h1_t)
+            or not jitops.rows_contiguous(dh1_sum)
+            or jitops.row_step(dh1_sum, 1, 8) < 0
+            or jitops.row_step(dh1_t, 1, 8) < 0
+            or jitops.row_step(positive_h1_t, 1, 8) < 0
+            or jitops.row_step(u1, 1, 8) < 0
+            or jitops.row_step(dz_h1_t, 1, 8) < 0):
+        return False
+    space = np.empty(24, dh1_sum.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
     for step in range(T - 1, -1, -1):
         dz_h1_t = dz_h1_t_all[step]
         dh1_t = dh1_t_all[step]
         positive_h1_t = positive_h1_t_all[step]
         # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
-        jitops.add(dh1_sum, dh1_t, dh1_sum)
-        jitops.multiply(dh1_sum, positive_h1_t, dz_h1_t)
-        jitops.multiply(u1, dz_h1_t, dh1_sum)
+        r0_0 = jitops._view(dh1_sum, 0, 8)
+        r0_1 = jitops._view(dh1_t, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        r1_1 = jitops._view(positive_h1_t, 0, 8)
+        for j in range(8):
+            x1[j] = x0[j] * r1_1[j]
+        jitops.put_row(dz_h1_t, 0, x1)
+        r2_0 = jitops._view(u1, 0, 8)
+        r2_1 = jitops._view(dz_h1_t, 0, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] * r2_1[j]
+        jitops.put_row(dh1_sum, 0, x2)
     return True
 
 
@@ -579,7 +689,7 @@ def steps_back_h1(T, dz_h1_t_all, dh1_t_all, positive_h1_t_all, dh1_sum, u1):
     dh1_t = dh1_t_all[step]
     positive_h1_t = positive_h1_t_all[step]
     try:
-        jitops.ready(fused_84989f2490, dh1_sum, dh1_t, positive_h1_t, dz_h1_t, u1)
+        jitops.ready(fused_01da112abe, dh1_sum, dh1_t, positive_h1_t, dz_h1_t, u1)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h1(t)', error)
         return False
@@ -588,7 +698,7 @@ def steps_back_h1(T, dz_h1_t_all, dh1_t_all, positive_h1_t_all, dh1_sum, u1):
         dh1_t = dh1_t_all[step]
         positive_h1_t = positive_h1_t_all[step]
         # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
-        if not fused_84989f2490(dh1_sum, dh1_t, positive_h1_t, dz_h1_t, u1):
+        if not fused_01da112abe(dh1_sum, dh1_t, positive_h1_t, dz_h1_t, u1):
             np.add(dh1_sum, dh1_t, out=dh1_sum)
             np.multiply(dh1_sum, positive_h1_t, out=dz_h1_t)
             np.multiply(u1, dz_h1_t, out=dh1_sum)
@@ -600,15 +710,43 @@ def back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, u2):
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    h2_t = h2_t_all[step]
+    dz_h2_t = dz_h2_t_all[step]
+    dh2_t = dh2_t_all[step]
+    if (jitops._size(dh2_sum) != (1, 8)
+            or not jitops.rows_contiguous(dh2_sum)
+            or jitops.row_step(dh2_sum, 1, 8) < 0
+            or jitops.row_step(dh2_t, 1, 8) < 0):
+        return False
+    space = np.empty(8, dh2_sum.dtype)
+    x0 = space[0:8]
+    if (jitops._size(dh2_sum) != (1, 8)
+            or not jitops.rows_contiguous(dh2_sum)
+            or jitops.row_step(u2, 1, 8) < 0
+            or jitops.row_step(dz_h2_t, 1, 8) < 0):
+        return False
+    space_2 = np.empty(8, dh2_sum.dtype)
+    x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
         h2_t = h2_t_all[step]
         dz_h2_t = dz_h2_t_all[step]
         dh2_t = dh2_t_all[step]
         # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
         positive_h2 = jitops.positive(h2_t)
-        jitops.add(dh2_sum, dh2_t, dh2_sum)
+        r0_0 = jitops._view(dh2_sum, 0, 8)
+        r0_1 = jitops._view(dh2_t, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(dh2_sum, 0, x0)
         jitops.multiply(dh2_sum, positive_h2, dz_h2_t)
-        jitops.multiply(u2, dz_h2_t, dh2_sum)
+        r0_0_2 = jitops._view(u2, 0, 8)
+        r0_1_2 = jitops._view(dz_h2_t, 0, 8)
+        for j_2 in range(8):
+            x0_2[j_2] = r0_0_2[j_2] * r0_1_2[j_2]
+        jitops.put_row(dh2_sum, 0, x0_2)
     return True
 
 
@@ -632,7 +770,7 @@ def steps_back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, u2):
         dh2_t = dh2_t_all[step]
         # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
         positive_h2 = jitops.positive(h2_t)
-        if not fused_84989f2490(dh2_sum, dh2_t, positive_h2, dz_h2_t, u2):
+        if not fused_01da112abe(dh2_sum, dh2_t, positive_h2, dz_h2_t, u2):
             np.add(dh2_sum, dh2_t, out=dh2_sum)
             np.multiply(dh2_sum, positive_h2, out=dz_h2_t)
             np.multiply(u2, dz_h2_t, out=dh2_sum)
@@ -644,15 +782,43 @@ def back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, u1):
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    h1_t = h1_t_all[step]
+    dz_h1_t = dz_h1_t_all[step]
+    dh1_t = dh1_t_all[step]
+    if (jitops._size(dh1_sum) != (1, 8)
+            or not jitops.rows_contiguous(dh1_sum)
+            or jitops.row_step(dh1_sum, 1, 8) < 0
+            or jitops.row_step(dh1_t, 1, 8) < 0):
+        return False
+    space = np.empty(8, dh1_sum.dtype)
+    x0 = space[0:8]
+    if (jitops._size(dh1_sum) != (1, 8)
+            or not jitops.rows_contiguous(dh1_sum)
+            or jitops.row_step(u1, 1, 8) < 0
+            or jitops.row_step(dz_h1_t, 1, 8) < 0):
+        return False
+    space_2 = np.empty(8, dh1_sum.dtype)
+    x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
         h1_t = h1_t_all[step]
         dz_h1_t = dz_h1_t_all[step]
         dh1_t = dh1_t_all[step]
         # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
         positive_h1 = jitops.positive(h1_t)
-        jitops.add(dh1_sum, dh1_t, dh1_sum)
+        r0_0 = jitops._view(dh1_sum, 0, 8)
+        r0_1 = jitops._view(dh1_t, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(dh1_sum, 0, x0)
         jitops.multiply(dh1_sum, positive_h1, dz_h1_t)
-        jitops.multiply(u1, dz_h1_t, dh1_sum)
+        r0_0_2 = jitops._view(u1, 0, 8)
+        r0_1_2 = jitops._view(dz_h1_t, 0, 8)
+        for j_2 in range(8):
+            x0_2[j_2] = r0_0_2[j_2] * r0_1_2[j_2]
+        jitops.put_row(dh1_sum, 0, x0_2)
     return True
 
 
@@ -676,7 +842,7 @@ def steps_back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, u1):
         dh1_t = dh1_t_all[step]
         # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
         positive_h1 = jitops.positive(h1_t)
-        if not fused_84989f2490(dh1_sum, dh1_t, positive_h1, dz_h1_t, u1):
+        if not fused_01da112abe(dh1_sum, dh1_t, positive_h1, dz_h1_t, u1):
             np.add(dh1_sum, dh1_t, out=dh1_sum)
             np.multiply(dh1_sum, positive_h1, out=dz_h1_t)
             np.multiply(u1, dz_h1_t, out=dh1_sum)
@@ -684,6 +850,6 @@ def steps_back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, u1):
 
 
 LOOPS = ("loop_h1", "loop_h2", "back_h2", "back_h1", "back_h2_2", "back_h1_2")
-KERNELS = ("fused_1a960f9f9d", "fused_84989f2490")
+KERNELS = ("fused_26d6db237f", "fused_01da112abe")
 STEPS = ("steps_loop_h1", "steps_loop_h2", "steps_back_h2", "steps_back_h1", "steps_back_h2_2",
          "steps_back_h1_2")

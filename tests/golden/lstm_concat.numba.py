@@ -18,8 +18,8 @@ MINUS_ONE = DTYPE(-1)
 ONE = DTYPE(1)
 PARAMETERS = ("W_f", "b_f", "W_i", "b_i", "W_o", "b_o", "W_c", "b_c")
 PREPARE = ("W_f", "b_f", "W_i", "b_i", "W_o", "b_o", "W_c", "b_c")
-TAPE = ("f", "i", "o", "c_tilde", "c", "h", "x", "f_i_o_c_tilde", "z_f", "W_fioc", "W_fioc_T",
-        "z_f_2", "fio", "tanh_c")
+TAPE = ("f", "i", "o", "c_tilde", "c", "h", "x", "f_i_o_c_tilde", "z_f", "W_fioc", "z_f_2", "fio",
+        "tanh_c")
 
 
 def prepare(params):
@@ -33,8 +33,7 @@ def prepare(params):
     # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
     z_f = np.concatenate((b_f, b_i, b_o, b_c), -1)
     W_fioc = np.concatenate((W_f, W_i, W_o, W_c), 0)
-    W_fioc_T = transposed(W_fioc)
-    return (z_f, W_fioc, W_fioc_T)
+    return (z_f, W_fioc)
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
@@ -42,7 +41,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
     W_f, b_f, W_i, b_i, W_o, b_o, W_c, b_c = (params[name] for name in PARAMETERS)
 
     # Values of the parameters alone (see prepare)
-    z_f, W_fioc, W_fioc_T = prepare(params) if prepared is None else prepared
+    z_f, W_fioc = prepare(params) if prepared is None else prepared
 
     # Sequences are arrays (T + 1, B, n): step t is index t, the slots
     # before step 1 hold initial values (or zeros), those after step T zeros
@@ -85,12 +84,12 @@ def forward(params, inputs, initial, T, B, prepared=None):
                                                                                     tanh_c[1:T + 1],
                                                                                     h[1:T + 1],
                                                                                     o[1:T + 1],
-                                                                                    W_fioc_T,
+                                                                                    z_f_3,
                                                                                     W_fioc_z_f_2,
-                                                                                    z_f, z_f_3,
+                                                                                    z_f,
                                                                                     slice_z_f_3,
                                                                                     slice_z_f_3_2,
-                                                                                    z_c):
+                                                                                    z_c, W_fioc):
             steps = zip(z_f_2[1:T + 1], h[0:T], x[1:T + 1], fio[1:T + 1], c_tilde[1:T + 1],
                         f[1:T + 1], c[0:T], i[1:T + 1], c[1:T + 1], tanh_c[1:T + 1], h[1:T + 1],
                         o[1:T + 1])
@@ -102,7 +101,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
                 # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
                 # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
                 # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
-                np.dot(z_f_2_t, W_fioc_T, out=W_fioc_z_f_2)
+                np.dot(z_f_2_t, W_fioc.T, out=W_fioc_z_f_2)
                 np.add(z_f, W_fioc_z_f_2, out=z_f_3)
                 np.negative(slice_z_f_3, out=fio_t)
                 np.exp(fio_t, out=fio_t)
@@ -120,8 +119,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
     outputs = {"f": f[1:T + 1], "i": i[1:T + 1], "o": o[1:T + 1], "c_tilde": c_tilde[1:T + 1],
                "c": c[1:T + 1], "h": h[1:T + 1]}
     tape = {"f": f, "i": i, "o": o, "c_tilde": c_tilde, "c": c, "h": h, "x": x,
-            "f_i_o_c_tilde": f_i_o_c_tilde, "z_f": z_f, "W_fioc": W_fioc, "W_fioc_T": W_fioc_T,
-            "z_f_2": z_f_2, "fio": fio, "tanh_c": tanh_c}
+            "f_i_o_c_tilde": f_i_o_c_tilde, "z_f": z_f, "W_fioc": W_fioc, "z_f_2": z_f_2,
+            "fio": fio, "tanh_c": tanh_c}
     return outputs, tape
 
 
@@ -129,8 +128,8 @@ def backward(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     W_f, b_f, W_i, b_i, W_o, b_o, W_c, b_c = (params[name] for name in PARAMETERS)
-    (f, i, o, c_tilde, c, h, x, f_i_o_c_tilde, z_f, W_fioc,
-     W_fioc_T, z_f_2, fio, tanh_c) = (tape[name] for name in TAPE)
+    (f, i, o, c_tilde, c, h, x, f_i_o_c_tilde, z_f, W_fioc, z_f_2,
+     fio, tanh_c) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
@@ -191,10 +190,10 @@ def backward(params, tape, cotangents, T, B):
                                                                                 dz_f_5[1:T + 1],
                                                                                 vecmat_dz_f_5[1:T + 1],
                                                                                 vecmat_dz_f_5[1:T + 1, ..., 0:8],
-                                                                                dh, do, dz_h_2,
-                                                                                dz_h_3, dc, di,
+                                                                                dh, do, dc, di,
                                                                                 dc_tilde, df, dfio,
-                                                                                W_fioc):
+                                                                                W_fioc, dz_h_2,
+                                                                                dz_h_3):
         steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1],
                     dz_h[1:T + 1][::-1], cot_c[::-1], c_tilde[1:T + 1][::-1], i[1:T + 1][::-1],
                     cot_i[::-1], cot_c_tilde[::-1], c[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1],
@@ -270,8 +269,8 @@ def backward_large(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     W_f, b_f, W_i, b_i, W_o, b_o, W_c, b_c = (params[name] for name in PARAMETERS)
-    (f, i, o, c_tilde, c, h, x, f_i_o_c_tilde, z_f, W_fioc,
-     W_fioc_T, z_f_2, fio, tanh_c) = (tape[name] for name in TAPE)
+    (f, i, o, c_tilde, c, h, x, f_i_o_c_tilde, z_f, W_fioc, z_f_2,
+     fio, tanh_c) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
@@ -321,16 +320,16 @@ def backward_large(params, tape, cotangents, T, B):
                                                                                     dz_f_3[1:T + 1],
                                                                                     vecmat_dz_f_3[1:T + 1],
                                                                                     vecmat_dz_f_3[1:T + 1, ..., 0:8],
-                                                                                    dh, do, dz_h,
-                                                                                    dz_h_2, ONE,
-                                                                                    sub_dz_h_2,
-                                                                                    dz_h_3, dc, di,
+                                                                                    dh, ONE, do,
+                                                                                    dc, di,
                                                                                     dc_tilde, df,
-                                                                                    dz_f_4,
+                                                                                    dfio, W_fioc,
+                                                                                    dz_h, dz_h_2,
+                                                                                    sub_dz_h_2,
+                                                                                    dz_h_3, dz_f_4,
                                                                                     sub_dz_f_4,
                                                                                     sub_fio,
-                                                                                    dz_f_5, dfio,
-                                                                                    W_fioc):
+                                                                                    dz_f_5):
         steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1], cot_c[::-1],
                     c_tilde[1:T + 1][::-1], i[1:T + 1][::-1], cot_i[::-1], cot_c_tilde[::-1],
                     c[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1], fio[1:T + 1][::-1],
@@ -407,7 +406,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_3945ce50fa(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14):
+def fused_da5c4dc7b4(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14):
     """add, sigmoid, tanh, multiply, multiply, add, tanh, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p2)[0]
     s0 = jitops.row_step(p0, rows, 32)
@@ -515,8 +514,7 @@ def fused_3945ce50fa(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
             or s9 < 0
             or s10 < 0):
         return False
-    dtype = p2.dtype
-    space = np.empty(136, dtype)
+    space = np.empty(136, p2.dtype)
     x0 = space[0:32]
     x1 = space[32:56]
     x2 = space[56:64]
@@ -564,7 +562,7 @@ def fused_3945ce50fa(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
     return True
 
 
-def fused_52636b201d(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24, p25):
+def fused_9fdda24a44(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24, p25):
     """add, multiply, multiply, multiply, add, add, multiply, multiply, multiply, multiply, add, multiply, add, add, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -802,8 +800,7 @@ def fused_52636b201d(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
             or s20 < 0
             or s21 < 0):
         return False
-    dtype = p0.dtype
-    space = np.empty(144, dtype)
+    space = np.empty(144, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -899,7 +896,7 @@ def fused_52636b201d(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
     return True
 
 
-def fused_7cc3dfbbae(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24, p25, p26, p27, p28, p29, p30):
+def fused_835d1e9d92(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24, p25, p26, p27, p28, p29, p30):
     """add, multiply, multiply, multiply, subtract, multiply, add, add, multiply, multiply, multiply, multiply, multiply, subtract, add, multiply, subtract, multiply, add, add, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -1171,9 +1168,8 @@ def fused_7cc3dfbbae(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
             or s18 < 0
             or s19 < 0):
         return False
-    dtype = p0.dtype
     c0 = jitops.like(p0, p7)
-    space = np.empty(224, dtype)
+    space = np.empty(224, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -1291,12 +1287,64 @@ def fused_7cc3dfbbae(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
 
 
 def loop_f_i_o_c_tilde_c_h(T, z_f_2_t_all, h_tm1_all, x_t_all, fio_t_all, c_tilde_t_all, f_t_all,
-                           c_tm1_all, i_t_all, c_t_all, tanh_c_t_all, h_t_all, o_t_all, W_fioc_T,
-                           W_fioc_z_f_2, z_f, z_f_3, slice_z_f_3, slice_z_f_3_2, z_c):
+                           c_tm1_all, i_t_all, c_t_all, tanh_c_t_all, h_t_all, o_t_all, z_f_3,
+                           W_fioc_z_f_2, z_f, slice_z_f_3, slice_z_f_3_2, z_c, W_fioc):
     """The loop forward in time of f(t), i(t), o(t), c_tilde(t), c(t), h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = 0
+    z_f_2_t = z_f_2_t_all[step]
+    h_tm1 = h_tm1_all[step]
+    x_t = x_t_all[step]
+    fio_t = fio_t_all[step]
+    c_tilde_t = c_tilde_t_all[step]
+    f_t = f_t_all[step]
+    c_tm1 = c_tm1_all[step]
+    i_t = i_t_all[step]
+    c_t = c_t_all[step]
+    tanh_c_t = tanh_c_t_all[step]
+    h_t = h_t_all[step]
+    o_t = o_t_all[step]
+    if (jitops._size(z_f_3) != (1, 32)
+            or jitops._size(fio_t) != (1, 24)
+            or jitops._size(c_tilde_t) != (1, 8)
+            or jitops._size(c_t) != (1, 8)
+            or jitops._size(z_c) != (1, 8)
+            or jitops._size(tanh_c_t) != (1, 8)
+            or jitops._size(h_t) != (1, 8)
+            or not jitops.rows_contiguous(z_f_3)
+            or not jitops.rows_contiguous(fio_t)
+            or not jitops.rows_contiguous(c_tilde_t)
+            or not jitops.rows_contiguous(c_t)
+            or not jitops.rows_contiguous(tanh_c_t)
+            or not jitops.rows_contiguous(h_t)
+            or jitops.row_step(z_f, 1, 32) < 0
+            or jitops.row_step(W_fioc_z_f_2, 1, 32) < 0
+            or jitops.row_step(slice_z_f_3, 1, 24) < 0
+            or jitops.row_step(slice_z_f_3_2, 1, 8) < 0
+            or jitops.row_step(f_t, 1, 8) < 0
+            or jitops.row_step(c_tm1, 1, 8) < 0
+            or jitops.row_step(i_t, 1, 8) < 0
+            or jitops.row_step(c_tilde_t, 1, 8) < 0
+            or jitops.row_step(c_t, 1, 8) < 0
+            or jitops.row_step(o_t, 1, 8) < 0
+            or jitops.row_step(tanh_c_t, 1, 8) < 0):
+        return False
+    space = np.empty(136, z_f_3.dtype)
+    x0 = space[0:32]
+    x1 = space[32:56]
+    x2 = space[56:64]
+    x3 = space[64:72]
+    x4 = space[72:80]
+    x5 = space[80:88]
+    x6 = space[88:96]
+    x7 = space[96:104]
+    e24 = space[104:128]
+    e8 = space[128:136]
+    bits = jitops.scratch(e24)
     for step in range(T):
         z_f_2_t = z_f_2_t_all[step]
         h_tm1 = h_tm1_all[step]
@@ -1316,24 +1364,48 @@ def loop_f_i_o_c_tilde_c_h(T, z_f_2_t_all, h_tm1_all, x_t_all, fio_t_all, c_tild
         # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
         # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
         # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
-        jitops.dot(z_f_2_t, W_fioc_T, W_fioc_z_f_2)
-        jitops.add(z_f, W_fioc_z_f_2, z_f_3)
-        jitops.sigmoid(slice_z_f_3, fio_t)
-        jitops.tanh(slice_z_f_3_2, c_tilde_t)
+        jitops.dot(z_f_2_t, W_fioc.T, W_fioc_z_f_2)
+        r0_0 = jitops._view(z_f, 0, 32)
+        r0_1 = jitops._view(W_fioc_z_f_2, 0, 32)
+        for j in range(32):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(z_f_3, 0, x0)
+        r1_0 = jitops._view(slice_z_f_3, 0, 24)
+        jitops.vsigmoid(r1_0, x1, e24, bits)
+        jitops.put_row(fio_t, 0, x1)
+        r2_0 = jitops._view(slice_z_f_3_2, 0, 8)
+        jitops.vtanh(r2_0, x2, e8, bits)
+        jitops.put_row(c_tilde_t, 0, x2)
+        r3_0 = jitops._view(f_t, 0, 8)
+        r3_1 = jitops._view(c_tm1, 0, 8)
+        for j in range(8):
+            x3[j] = r3_0[j] * r3_1[j]
+        jitops.put_row(c_t, 0, x3)
+        r4_0 = jitops._view(i_t, 0, 8)
+        r4_1 = jitops._view(c_tilde_t, 0, 8)
+        for j in range(8):
+            x4[j] = r4_0[j] * r4_1[j]
+        r5_0 = jitops._view(c_t, 0, 8)
+        for j in range(8):
+            x5[j] = r5_0[j] + x4[j]
+        jitops.put_row(c_t, 0, x5)
+        r6_0 = jitops._view(c_t, 0, 8)
+        jitops.vtanh(r6_0, x6, e8, bits)
+        jitops.put_row(tanh_c_t, 0, x6)
+        r7_0 = jitops._view(o_t, 0, 8)
+        r7_1 = jitops._view(tanh_c_t, 0, 8)
+        for j in range(8):
+            x7[j] = r7_0[j] * r7_1[j]
+        jitops.put_row(h_t, 0, x7)
         # c(t) = f(t) * c(t-1) + i(t) * c_tilde(t)
-        jitops.multiply(f_t, c_tm1, c_t)
-        jitops.multiply(i_t, c_tilde_t, z_c)
-        jitops.add(c_t, z_c, c_t)
         # h(t) = o(t) * tanh(c(t))
-        jitops.tanh(c_t, tanh_c_t)
-        jitops.multiply(o_t, tanh_c_t, h_t)
     return True
 
 
 def steps_loop_f_i_o_c_tilde_c_h(T, z_f_2_t_all, h_tm1_all, x_t_all, fio_t_all, c_tilde_t_all,
                                  f_t_all, c_tm1_all, i_t_all, c_t_all, tanh_c_t_all, h_t_all,
-                                 o_t_all, W_fioc_T, W_fioc_z_f_2, z_f, z_f_3, slice_z_f_3,
-                                 slice_z_f_3_2, z_c):
+                                 o_t_all, z_f_3, W_fioc_z_f_2, z_f, slice_z_f_3, slice_z_f_3_2,
+                                 z_c, W_fioc):
     """f(t), i(t), o(t), c_tilde(t), c(t), h(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -1352,7 +1424,7 @@ def steps_loop_f_i_o_c_tilde_c_h(T, z_f_2_t_all, h_tm1_all, x_t_all, fio_t_all, 
     h_t = h_t_all[step]
     o_t = o_t_all[step]
     try:
-        jitops.ready(fused_3945ce50fa, z_f, W_fioc_z_f_2, z_f_3, slice_z_f_3, fio_t, slice_z_f_3_2, c_tilde_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t)
+        jitops.ready(fused_da5c4dc7b4, z_f, W_fioc_z_f_2, z_f_3, slice_z_f_3, fio_t, slice_z_f_3_2, c_tilde_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('f(t), i(t), o(t), c_tilde(t), c(t), h(t)', error)
         return False
@@ -1375,8 +1447,8 @@ def steps_loop_f_i_o_c_tilde_c_h(T, z_f_2_t_all, h_tm1_all, x_t_all, fio_t_all, 
         # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
         # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
         # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
-        jitops.dot(z_f_2_t, W_fioc_T, W_fioc_z_f_2)
-        if not fused_3945ce50fa(z_f, W_fioc_z_f_2, z_f_3, slice_z_f_3, fio_t, slice_z_f_3_2, c_tilde_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t):
+        jitops.dot(z_f_2_t, W_fioc.T, W_fioc_z_f_2)
+        if not fused_da5c4dc7b4(z_f, W_fioc_z_f_2, z_f_3, slice_z_f_3, fio_t, slice_z_f_3_2, c_tilde_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t):
             np.add(z_f, W_fioc_z_f_2, out=z_f_3)
             np.divide(1.0, np.add(1.0, np.exp(np.negative(slice_z_f_3))), out=fio_t)
             np.tanh(slice_z_f_3_2, out=c_tilde_t)
@@ -1393,12 +1465,103 @@ def steps_loop_f_i_o_c_tilde_c_h(T, z_f_2_t_all, h_tm1_all, x_t_all, fio_t_all, 
 def back_f_i_o_c_tilde_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, cot_c,
                            c_tilde_t_all, i_t_all, cot_i, cot_c_tilde, c_tm1_all, f_t_all, cot_f,
                            dz_f_3_t_all, dz_f_4_t_all, dz_f_5_t_all, vecmat_dz_f_5_t_all,
-                           vecmat_dz_f_5_0_8_t_all, dh, do, dz_h_2, dz_h_3, dc, di, dc_tilde, df,
-                           dfio, W_fioc):
+                           vecmat_dz_f_5_0_8_t_all, dh, do, dc, di, dc_tilde, df, dfio, W_fioc,
+                           dz_h_2, dz_h_3):
     """The loop backward in time of f(t), i(t), o(t), c_tilde(t), c(t), h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    tanh_c_t = tanh_c_t_all[step]
+    o_t = o_t_all[step]
+    dz_h_t = dz_h_t_all[step]
+    c_tilde_t = c_tilde_t_all[step]
+    i_t = i_t_all[step]
+    c_tm1 = c_tm1_all[step]
+    f_t = f_t_all[step]
+    dz_f_3_t = dz_f_3_t_all[step]
+    dz_f_4_t = dz_f_4_t_all[step]
+    dz_f_5_t = dz_f_5_t_all[step]
+    vecmat_dz_f_5_t = vecmat_dz_f_5_t_all[step]
+    vecmat_dz_f_5_0_8_t = vecmat_dz_f_5_0_8_t_all[step]
+    if (jitops._size(dh) != (1, 8)
+            or jitops._size(do) != (1, 8)
+            or jitops._size(dz_h_2) != (1, 8)
+            or jitops._size(dz_h_3) != (1, 8)
+            or jitops._size(dc) != (1, 8)
+            or jitops._size(di) != (1, 8)
+            or jitops._size(dc_tilde) != (1, 8)
+            or jitops._size(df) != (1, 8)
+            or jitops._size(dz_f_5_t[..., 24:32]) != (1, 8)
+            or jitops._size(dz_f_5_t[..., 0:24]) != (1, 24)
+            or not jitops.rows_contiguous(dh)
+            or not jitops.rows_contiguous(do)
+            or not jitops.rows_contiguous(di)
+            or not jitops.rows_contiguous(dc_tilde)
+            or not jitops.rows_contiguous(df)
+            or not jitops.rows_contiguous(dc)
+            or not jitops.rows_contiguous(dz_f_5_t[..., 24:32])
+            or not jitops.rows_contiguous(dz_f_5_t[..., 0:24])
+            or jitops.row_step(dh, 1, 8) < 0
+            or jitops.row_step(tanh_c_t, 1, 8) < 0
+            or jitops.row_step(o_t, 1, 8) < 0
+            or jitops.row_step(dz_h_t, 1, 8) < 0
+            or jitops.row_step(dc, 1, 8) < 0
+            or jitops.row_step(c_tilde_t, 1, 8) < 0
+            or jitops.row_step(i_t, 1, 8) < 0
+            or jitops.row_step(c_tm1, 1, 8) < 0
+            or jitops.row_step(f_t, 1, 8) < 0
+            or jitops.row_step(dc_tilde, 1, 8) < 0
+            or jitops.row_step(dz_f_3_t, 1, 8) < 0
+            or jitops.row_step(df, 1, 8) < 0
+            or jitops.row_step(di, 1, 8) < 0
+            or jitops.row_step(do, 1, 8) < 0
+            or jitops.row_step(dfio, 1, 24) < 0
+            or jitops.row_step(dz_f_4_t, 1, 24) < 0):
+        return False
+    if cot_h is not None:
+        if jitops.row_step(cot_h[step], 1, 8) < 0:
+            return False
+    if cot_c is not None:
+        if jitops.row_step(cot_c[step], 1, 8) < 0:
+            return False
+    if cot_c_tilde is not None:
+        if jitops.row_step(cot_c_tilde[step], 1, 8) < 0:
+            return False
+    if cot_f is not None:
+        if jitops.row_step(cot_f[step], 1, 8) < 0:
+            return False
+    if cot_i is not None:
+        if jitops.row_step(cot_i[step], 1, 8) < 0:
+            return False
+    if cot_o is not None:
+        if jitops.row_step(cot_o[step], 1, 8) < 0:
+            return False
+    space = np.empty(144, dh.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
+    x4 = space[32:40]
+    x5 = space[40:48]
+    x6 = space[48:56]
+    x7 = space[56:64]
+    x8 = space[64:72]
+    x9 = space[72:80]
+    x10 = space[80:88]
+    x11 = space[88:96]
+    x12 = space[96:104]
+    x13 = space[104:112]
+    x14 = space[112:120]
+    x15 = space[120:144]
+    if (jitops._size(dh) != (1, 8)
+            or not jitops.rows_contiguous(dh)
+            or jitops.row_step(vecmat_dz_f_5_0_8_t, 1, 8) < 0):
+        return False
+    space_2 = np.empty(8, dh.dtype)
+    x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
         tanh_c_t = tanh_c_t_all[step]
         o_t = o_t_all[step]
@@ -1414,43 +1577,99 @@ def back_f_i_o_c_tilde_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, c
         vecmat_dz_f_5_0_8_t = vecmat_dz_f_5_0_8_t_all[step]
         # h(t) = o(t) * tanh(c(t))
         if cot_h is not None:
-            jitops.add(dh, cot_h[step], dh)
-        jitops.multiply(dh, tanh_c_t, do)
-        jitops.multiply(o_t, dh, dz_h_2)
-        jitops.multiply(dz_h_2, dz_h_t, dz_h_3)
-        jitops.add(dc, dz_h_3, dc)
-        # c(t) = f(t) * c(t-1) + i(t) * c_tilde(t)
+            r0_0 = jitops._view(dh, 0, 8)
+            r0_1 = jitops._view(cot_h[step], 0, 8)
+            for j in range(8):
+                x0[j] = r0_0[j] + r0_1[j]
+            jitops.put_row(dh, 0, x0)
+        r1_0 = jitops._view(dh, 0, 8)
+        r1_1 = jitops._view(tanh_c_t, 0, 8)
+        for j in range(8):
+            x1[j] = r1_0[j] * r1_1[j]
+        jitops.put_row(do, 0, x1)
+        r2_0 = jitops._view(o_t, 0, 8)
+        r2_1 = jitops._view(dh, 0, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] * r2_1[j]
+        r3_1 = jitops._view(dz_h_t, 0, 8)
+        for j in range(8):
+            x3[j] = x2[j] * r3_1[j]
+        r4_0 = jitops._view(dc, 0, 8)
+        for j in range(8):
+            x4[j] = r4_0[j] + x3[j]
         if cot_c is not None:
-            jitops.add(dc, cot_c[step], dc)
-        jitops.multiply(dc, c_tilde_t, di)
-        jitops.multiply(i_t, dc, dc_tilde)
-        jitops.multiply(dc, c_tm1, df)
-        jitops.multiply(f_t, dc, dc)
+            r5_1 = jitops._view(cot_c[step], 0, 8)
+            for j in range(8):
+                x4[j] = x4[j] + r5_1[j]
+        r6_1 = jitops._view(c_tilde_t, 0, 8)
+        for j in range(8):
+            x6[j] = x4[j] * r6_1[j]
+        jitops.put_row(di, 0, x6)
+        r7_0 = jitops._view(i_t, 0, 8)
+        for j in range(8):
+            x7[j] = r7_0[j] * x4[j]
+        jitops.put_row(dc_tilde, 0, x7)
+        r8_1 = jitops._view(c_tm1, 0, 8)
+        for j in range(8):
+            x8[j] = x4[j] * r8_1[j]
+        jitops.put_row(df, 0, x8)
+        r9_0 = jitops._view(f_t, 0, 8)
+        for j in range(8):
+            x9[j] = r9_0[j] * x4[j]
+        jitops.put_row(dc, 0, x9)
+        if cot_c_tilde is not None:
+            r10_0 = jitops._view(dc_tilde, 0, 8)
+            r10_1 = jitops._view(cot_c_tilde[step], 0, 8)
+            for j in range(8):
+                x10[j] = r10_0[j] + r10_1[j]
+            jitops.put_row(dc_tilde, 0, x10)
+        r11_0 = jitops._view(dc_tilde, 0, 8)
+        r11_1 = jitops._view(dz_f_3_t, 0, 8)
+        for j in range(8):
+            x11[j] = r11_0[j] * r11_1[j]
+        jitops.put_row(dz_f_5_t[..., 24:32], 0, x11)
+        if cot_f is not None:
+            r12_0 = jitops._view(df, 0, 8)
+            r12_1 = jitops._view(cot_f[step], 0, 8)
+            for j in range(8):
+                x12[j] = r12_0[j] + r12_1[j]
+            jitops.put_row(df, 0, x12)
+        if cot_i is not None:
+            r13_0 = jitops._view(di, 0, 8)
+            r13_1 = jitops._view(cot_i[step], 0, 8)
+            for j in range(8):
+                x13[j] = r13_0[j] + r13_1[j]
+            jitops.put_row(di, 0, x13)
+        if cot_o is not None:
+            r14_0 = jitops._view(do, 0, 8)
+            r14_1 = jitops._view(cot_o[step], 0, 8)
+            for j in range(8):
+                x14[j] = r14_0[j] + r14_1[j]
+            jitops.put_row(do, 0, x14)
+        r15_0 = jitops._view(dfio, 0, 24)
+        r15_1 = jitops._view(dz_f_4_t, 0, 24)
+        for j in range(24):
+            x15[j] = r15_0[j] * r15_1[j]
+        jitops.put_row(dz_f_5_t[..., 0:24], 0, x15)
+        # c(t) = f(t) * c(t-1) + i(t) * c_tilde(t)
         # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
         # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
         # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
         # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
-        if cot_c_tilde is not None:
-            jitops.add(dc_tilde, cot_c_tilde[step], dc_tilde)
-        jitops.multiply(dc_tilde, dz_f_3_t, dz_f_5_t[..., 24:32])
-        if cot_f is not None:
-            jitops.add(df, cot_f[step], df)
-        if cot_i is not None:
-            jitops.add(di, cot_i[step], di)
-        if cot_o is not None:
-            jitops.add(do, cot_o[step], do)
-        jitops.multiply(dfio, dz_f_4_t, dz_f_5_t[..., 0:24])
         jitops.dot(dz_f_5_t, W_fioc, vecmat_dz_f_5_t)
         # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
-        jitops.copy(vecmat_dz_f_5_0_8_t, dh)
+        r0_0_2 = jitops._view(vecmat_dz_f_5_0_8_t, 0, 8)
+        for j_2 in range(8):
+            x0_2[j_2] = r0_0_2[j_2]
+        jitops.put_row(dh, 0, x0_2)
     return True
 
 
 def steps_back_f_i_o_c_tilde_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, cot_c,
                                  c_tilde_t_all, i_t_all, cot_i, cot_c_tilde, c_tm1_all, f_t_all,
                                  cot_f, dz_f_3_t_all, dz_f_4_t_all, dz_f_5_t_all,
-                                 vecmat_dz_f_5_t_all, vecmat_dz_f_5_0_8_t_all, dh, do, dz_h_2,
-                                 dz_h_3, dc, di, dc_tilde, df, dfio, W_fioc):
+                                 vecmat_dz_f_5_t_all, vecmat_dz_f_5_0_8_t_all, dh, do, dc, di,
+                                 dc_tilde, df, dfio, W_fioc, dz_h_2, dz_h_3):
     """f(t), i(t), o(t), c_tilde(t), c(t), h(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -1487,7 +1706,7 @@ def steps_back_f_i_o_c_tilde_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_
         vecmat_dz_f_5_t = vecmat_dz_f_5_t_all[step]
         vecmat_dz_f_5_0_8_t = vecmat_dz_f_5_0_8_t_all[step]
         # h(t) = o(t) * tanh(c(t))
-        if not fused_52636b201d(dh, None if cot_h is None else cot_h[step], tanh_c_t, do, o_t, dz_h_2, dz_h_t, dz_h_3, dc, None if cot_c is None else cot_c[step], c_tilde_t, di, i_t, dc_tilde, c_tm1, df, f_t, None if cot_c_tilde is None else cot_c_tilde[step], dz_f_3_t, dz_f_5_t[..., 24:32], None if cot_f is None else cot_f[step], None if cot_i is None else cot_i[step], None if cot_o is None else cot_o[step], dfio, dz_f_4_t, dz_f_5_t[..., 0:24]):
+        if not fused_9fdda24a44(dh, None if cot_h is None else cot_h[step], tanh_c_t, do, o_t, dz_h_2, dz_h_t, dz_h_3, dc, None if cot_c is None else cot_c[step], c_tilde_t, di, i_t, dc_tilde, c_tm1, df, f_t, None if cot_c_tilde is None else cot_c_tilde[step], dz_f_3_t, dz_f_5_t[..., 24:32], None if cot_f is None else cot_f[step], None if cot_i is None else cot_i[step], None if cot_o is None else cot_o[step], dfio, dz_f_4_t, dz_f_5_t[..., 0:24]):
             if cot_h is not None:
                 np.add(dh, cot_h[step], out=dh)
             np.multiply(dh, tanh_c_t, out=do)
@@ -1523,13 +1742,113 @@ def steps_back_f_i_o_c_tilde_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_
 
 def back_f_i_o_c_tilde_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, c_tilde_t_all, i_t_all,
                              cot_i, cot_c_tilde, c_tm1_all, f_t_all, cot_f, fio_t_all,
-                             dz_f_3_t_all, vecmat_dz_f_3_t_all, vecmat_dz_f_3_0_8_t_all, dh, do,
-                             dz_h, dz_h_2, ONE, sub_dz_h_2, dz_h_3, dc, di, dc_tilde, df, dz_f_4,
-                             sub_dz_f_4, sub_fio, dz_f_5, dfio, W_fioc):
+                             dz_f_3_t_all, vecmat_dz_f_3_t_all, vecmat_dz_f_3_0_8_t_all, dh, ONE,
+                             do, dc, di, dc_tilde, df, dfio, W_fioc, dz_h, dz_h_2, sub_dz_h_2,
+                             dz_h_3, dz_f_4, sub_dz_f_4, sub_fio, dz_f_5):
     """The loop backward in time of f(t), i(t), o(t), c_tilde(t), c(t), h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    tanh_c_t = tanh_c_t_all[step]
+    o_t = o_t_all[step]
+    c_tilde_t = c_tilde_t_all[step]
+    i_t = i_t_all[step]
+    c_tm1 = c_tm1_all[step]
+    f_t = f_t_all[step]
+    fio_t = fio_t_all[step]
+    dz_f_3_t = dz_f_3_t_all[step]
+    vecmat_dz_f_3_t = vecmat_dz_f_3_t_all[step]
+    vecmat_dz_f_3_0_8_t = vecmat_dz_f_3_0_8_t_all[step]
+    if (jitops._size(dh) != (1, 8)
+            or jitops._size(do) != (1, 8)
+            or jitops._size(dz_h) != (1, 8)
+            or jitops._size(dz_h_2) != (1, 8)
+            or jitops._size(sub_dz_h_2) != (1, 8)
+            or jitops._size(dz_h_3) != (1, 8)
+            or jitops._size(dc) != (1, 8)
+            or jitops._size(di) != (1, 8)
+            or jitops._size(dc_tilde) != (1, 8)
+            or jitops._size(df) != (1, 8)
+            or jitops._size(dz_f_4) != (1, 8)
+            or jitops._size(sub_dz_f_4) != (1, 8)
+            or jitops._size(dz_f_3_t[..., 24:32]) != (1, 8)
+            or jitops._size(sub_fio) != (1, 24)
+            or jitops._size(dz_f_5) != (1, 24)
+            or jitops._size(dz_f_3_t[..., 0:24]) != (1, 24)
+            or not jitops.rows_contiguous(dh)
+            or not jitops.rows_contiguous(do)
+            or not jitops.rows_contiguous(di)
+            or not jitops.rows_contiguous(dc_tilde)
+            or not jitops.rows_contiguous(df)
+            or not jitops.rows_contiguous(dc)
+            or not jitops.rows_contiguous(dz_f_3_t[..., 24:32])
+            or not jitops.rows_contiguous(dz_f_3_t[..., 0:24])
+            or jitops.row_step(dh, 1, 8) < 0
+            or jitops.row_step(tanh_c_t, 1, 8) < 0
+            or jitops.row_step(o_t, 1, 8) < 0
+            or jitops.row_step(dc, 1, 8) < 0
+            or jitops.row_step(c_tilde_t, 1, 8) < 0
+            or jitops.row_step(i_t, 1, 8) < 0
+            or jitops.row_step(c_tm1, 1, 8) < 0
+            or jitops.row_step(f_t, 1, 8) < 0
+            or jitops.row_step(dc_tilde, 1, 8) < 0
+            or jitops.row_step(fio_t, 1, 24) < 0
+            or jitops.row_step(df, 1, 8) < 0
+            or jitops.row_step(di, 1, 8) < 0
+            or jitops.row_step(do, 1, 8) < 0
+            or jitops.row_step(dfio, 1, 24) < 0):
+        return False
+    if cot_h is not None:
+        if jitops.row_step(cot_h[step], 1, 8) < 0:
+            return False
+    if cot_c is not None:
+        if jitops.row_step(cot_c[step], 1, 8) < 0:
+            return False
+    if cot_c_tilde is not None:
+        if jitops.row_step(cot_c_tilde[step], 1, 8) < 0:
+            return False
+    if cot_f is not None:
+        if jitops.row_step(cot_f[step], 1, 8) < 0:
+            return False
+    if cot_i is not None:
+        if jitops.row_step(cot_i[step], 1, 8) < 0:
+            return False
+    if cot_o is not None:
+        if jitops.row_step(cot_o[step], 1, 8) < 0:
+            return False
+    c0 = jitops.like(dh, ONE)
+    space = np.empty(224, dh.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
+    x4 = space[32:40]
+    x5 = space[40:48]
+    x6 = space[48:56]
+    x7 = space[56:64]
+    x8 = space[64:72]
+    x9 = space[72:80]
+    x10 = space[80:88]
+    x11 = space[88:96]
+    x12 = space[96:104]
+    x13 = space[104:112]
+    x14 = space[112:120]
+    x15 = space[120:128]
+    x16 = space[128:152]
+    x17 = space[152:176]
+    x18 = space[176:184]
+    x19 = space[184:192]
+    x20 = space[192:200]
+    x21 = space[200:224]
+    if (jitops._size(dh) != (1, 8)
+            or not jitops.rows_contiguous(dh)
+            or jitops.row_step(vecmat_dz_f_3_0_8_t, 1, 8) < 0):
+        return False
+    space_2 = np.empty(8, dh.dtype)
+    x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
         tanh_c_t = tanh_c_t_all[step]
         o_t = o_t_all[step]
@@ -1543,50 +1862,115 @@ def back_f_i_o_c_tilde_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, c_ti
         vecmat_dz_f_3_0_8_t = vecmat_dz_f_3_0_8_t_all[step]
         # h(t) = o(t) * tanh(c(t))
         if cot_h is not None:
-            jitops.add(dh, cot_h[step], dh)
-        jitops.multiply(dh, tanh_c_t, do)
-        jitops.multiply(o_t, dh, dz_h)
-        jitops.multiply(tanh_c_t, tanh_c_t, dz_h_2)
-        jitops.subtract(ONE, dz_h_2, sub_dz_h_2)
-        jitops.multiply(dz_h, sub_dz_h_2, dz_h_3)
-        jitops.add(dc, dz_h_3, dc)
-        # c(t) = f(t) * c(t-1) + i(t) * c_tilde(t)
+            r0_0 = jitops._view(dh, 0, 8)
+            r0_1 = jitops._view(cot_h[step], 0, 8)
+            for j in range(8):
+                x0[j] = r0_0[j] + r0_1[j]
+            jitops.put_row(dh, 0, x0)
+        r1_0 = jitops._view(dh, 0, 8)
+        r1_1 = jitops._view(tanh_c_t, 0, 8)
+        for j in range(8):
+            x1[j] = r1_0[j] * r1_1[j]
+        jitops.put_row(do, 0, x1)
+        r2_0 = jitops._view(o_t, 0, 8)
+        r2_1 = jitops._view(dh, 0, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] * r2_1[j]
+        r3_0 = jitops._view(tanh_c_t, 0, 8)
+        r3_1 = jitops._view(tanh_c_t, 0, 8)
+        for j in range(8):
+            x3[j] = r3_0[j] * r3_1[j]
+        for j in range(8):
+            x4[j] = c0 - x3[j]
+        for j in range(8):
+            x5[j] = x2[j] * x4[j]
+        r6_0 = jitops._view(dc, 0, 8)
+        for j in range(8):
+            x6[j] = r6_0[j] + x5[j]
         if cot_c is not None:
-            jitops.add(dc, cot_c[step], dc)
-        jitops.multiply(dc, c_tilde_t, di)
-        jitops.multiply(i_t, dc, dc_tilde)
-        jitops.multiply(dc, c_tm1, df)
-        jitops.multiply(f_t, dc, dc)
+            r7_1 = jitops._view(cot_c[step], 0, 8)
+            for j in range(8):
+                x6[j] = x6[j] + r7_1[j]
+        r8_1 = jitops._view(c_tilde_t, 0, 8)
+        for j in range(8):
+            x8[j] = x6[j] * r8_1[j]
+        jitops.put_row(di, 0, x8)
+        r9_0 = jitops._view(i_t, 0, 8)
+        for j in range(8):
+            x9[j] = r9_0[j] * x6[j]
+        jitops.put_row(dc_tilde, 0, x9)
+        r10_1 = jitops._view(c_tm1, 0, 8)
+        for j in range(8):
+            x10[j] = x6[j] * r10_1[j]
+        jitops.put_row(df, 0, x10)
+        r11_0 = jitops._view(f_t, 0, 8)
+        for j in range(8):
+            x11[j] = r11_0[j] * x6[j]
+        jitops.put_row(dc, 0, x11)
+        r12_0 = jitops._view(c_tilde_t, 0, 8)
+        r12_1 = jitops._view(c_tilde_t, 0, 8)
+        for j in range(8):
+            x12[j] = r12_0[j] * r12_1[j]
+        for j in range(8):
+            x13[j] = c0 - x12[j]
+        if cot_c_tilde is not None:
+            r14_0 = jitops._view(dc_tilde, 0, 8)
+            r14_1 = jitops._view(cot_c_tilde[step], 0, 8)
+            for j in range(8):
+                x14[j] = r14_0[j] + r14_1[j]
+            jitops.put_row(dc_tilde, 0, x14)
+        r15_0 = jitops._view(dc_tilde, 0, 8)
+        for j in range(8):
+            x15[j] = r15_0[j] * x13[j]
+        jitops.put_row(dz_f_3_t[..., 24:32], 0, x15)
+        r16_1 = jitops._view(fio_t, 0, 24)
+        for j in range(24):
+            x16[j] = c0 - r16_1[j]
+        r17_0 = jitops._view(fio_t, 0, 24)
+        for j in range(24):
+            x17[j] = r17_0[j] * x16[j]
+        if cot_f is not None:
+            r18_0 = jitops._view(df, 0, 8)
+            r18_1 = jitops._view(cot_f[step], 0, 8)
+            for j in range(8):
+                x18[j] = r18_0[j] + r18_1[j]
+            jitops.put_row(df, 0, x18)
+        if cot_i is not None:
+            r19_0 = jitops._view(di, 0, 8)
+            r19_1 = jitops._view(cot_i[step], 0, 8)
+            for j in range(8):
+                x19[j] = r19_0[j] + r19_1[j]
+            jitops.put_row(di, 0, x19)
+        if cot_o is not None:
+            r20_0 = jitops._view(do, 0, 8)
+            r20_1 = jitops._view(cot_o[step], 0, 8)
+            for j in range(8):
+                x20[j] = r20_0[j] + r20_1[j]
+            jitops.put_row(do, 0, x20)
+        r21_0 = jitops._view(dfio, 0, 24)
+        for j in range(24):
+            x21[j] = r21_0[j] * x17[j]
+        jitops.put_row(dz_f_3_t[..., 0:24], 0, x21)
+        # c(t) = f(t) * c(t-1) + i(t) * c_tilde(t)
         # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
         # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
         # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
         # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
-        jitops.multiply(c_tilde_t, c_tilde_t, dz_f_4)
-        jitops.subtract(ONE, dz_f_4, sub_dz_f_4)
-        if cot_c_tilde is not None:
-            jitops.add(dc_tilde, cot_c_tilde[step], dc_tilde)
-        jitops.multiply(dc_tilde, sub_dz_f_4, dz_f_3_t[..., 24:32])
-        jitops.subtract(ONE, fio_t, sub_fio)
-        jitops.multiply(fio_t, sub_fio, dz_f_5)
-        if cot_f is not None:
-            jitops.add(df, cot_f[step], df)
-        if cot_i is not None:
-            jitops.add(di, cot_i[step], di)
-        if cot_o is not None:
-            jitops.add(do, cot_o[step], do)
-        jitops.multiply(dfio, dz_f_5, dz_f_3_t[..., 0:24])
         jitops.dot(dz_f_3_t, W_fioc, vecmat_dz_f_3_t)
         # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
-        jitops.copy(vecmat_dz_f_3_0_8_t, dh)
+        r0_0_2 = jitops._view(vecmat_dz_f_3_0_8_t, 0, 8)
+        for j_2 in range(8):
+            x0_2[j_2] = r0_0_2[j_2]
+        jitops.put_row(dh, 0, x0_2)
     return True
 
 
 def steps_back_f_i_o_c_tilde_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, c_tilde_t_all,
                                    i_t_all, cot_i, cot_c_tilde, c_tm1_all, f_t_all, cot_f,
                                    fio_t_all, dz_f_3_t_all, vecmat_dz_f_3_t_all,
-                                   vecmat_dz_f_3_0_8_t_all, dh, do, dz_h, dz_h_2, ONE, sub_dz_h_2,
-                                   dz_h_3, dc, di, dc_tilde, df, dz_f_4, sub_dz_f_4, sub_fio,
-                                   dz_f_5, dfio, W_fioc):
+                                   vecmat_dz_f_3_0_8_t_all, dh, ONE, do, dc, di, dc_tilde, df,
+                                   dfio, W_fioc, dz_h, dz_h_2, sub_dz_h_2, dz_h_3, dz_f_4,
+                                   sub_dz_f_4, sub_fio, dz_f_5):
     """f(t), i(t), o(t), c_tilde(t), c(t), h(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -1619,7 +2003,7 @@ def steps_back_f_i_o_c_tilde_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c
         vecmat_dz_f_3_t = vecmat_dz_f_3_t_all[step]
         vecmat_dz_f_3_0_8_t = vecmat_dz_f_3_0_8_t_all[step]
         # h(t) = o(t) * tanh(c(t))
-        if not fused_7cc3dfbbae(dh, None if cot_h is None else cot_h[step], tanh_c_t, do, o_t, dz_h, dz_h_2, ONE, sub_dz_h_2, dz_h_3, dc, None if cot_c is None else cot_c[step], c_tilde_t, di, i_t, dc_tilde, c_tm1, df, f_t, dz_f_4, sub_dz_f_4, None if cot_c_tilde is None else cot_c_tilde[step], dz_f_3_t[..., 24:32], fio_t, sub_fio, dz_f_5, None if cot_f is None else cot_f[step], None if cot_i is None else cot_i[step], None if cot_o is None else cot_o[step], dfio, dz_f_3_t[..., 0:24]):
+        if not fused_835d1e9d92(dh, None if cot_h is None else cot_h[step], tanh_c_t, do, o_t, dz_h, dz_h_2, ONE, sub_dz_h_2, dz_h_3, dc, None if cot_c is None else cot_c[step], c_tilde_t, di, i_t, dc_tilde, c_tm1, df, f_t, dz_f_4, sub_dz_f_4, None if cot_c_tilde is None else cot_c_tilde[step], dz_f_3_t[..., 24:32], fio_t, sub_fio, dz_f_5, None if cot_f is None else cot_f[step], None if cot_i is None else cot_i[step], None if cot_o is None else cot_o[step], dfio, dz_f_3_t[..., 0:24]):
             if cot_h is not None:
                 np.add(dh, cot_h[step], out=dh)
             np.multiply(dh, tanh_c_t, out=do)
@@ -1660,6 +2044,6 @@ def steps_back_f_i_o_c_tilde_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c
 
 
 LOOPS = ("loop_f_i_o_c_tilde_c_h", "back_f_i_o_c_tilde_c_h", "back_f_i_o_c_tilde_c_h_2")
-KERNELS = ("fused_3945ce50fa", "fused_52636b201d", "fused_7cc3dfbbae")
+KERNELS = ("fused_da5c4dc7b4", "fused_9fdda24a44", "fused_835d1e9d92")
 STEPS = ("steps_loop_f_i_o_c_tilde_c_h", "steps_back_f_i_o_c_tilde_c_h",
          "steps_back_f_i_o_c_tilde_c_h_2")

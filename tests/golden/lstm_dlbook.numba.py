@@ -18,8 +18,8 @@ MINUS_ONE = DTYPE(-1)
 ONE = DTYPE(1)
 PARAMETERS = ("b_f", "U_f", "W_f", "b_g", "U_g", "W_g", "b_o", "U_o", "W_o", "b", "U", "W")
 PREPARE = ("b_f", "U_f", "W_f", "b_g", "U_g", "W_g", "b_o", "U_o", "W_o", "b", "U", "W")
-TAPE = ("f", "g", "q", "s", "h", "x", "fgq_18", "z_f", "z_f_2", "z_f_3", "z_f_4", "z_f_3_T", "fgq",
-        "z_s", "tanh_s")
+TAPE = ("f", "g", "q", "s", "h", "x", "fgq_18", "z_f", "z_f_2", "z_f_3", "z_f_4", "fgq", "z_s",
+        "tanh_s")
 
 
 def prepare(params):
@@ -34,8 +34,7 @@ def prepare(params):
     z_f_2 = np.concatenate((U_f, U_g, U_o, U), 0)
     z_f_3 = np.concatenate((W_f, W_g, W_o, W), 0)
     z_f_4 = np.concatenate((z_f, b), -1)
-    z_f_3_T = transposed(z_f_3)
-    return (z_f, z_f_2, z_f_3, z_f_4, z_f_3_T)
+    return (z_f, z_f_2, z_f_3, z_f_4)
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
@@ -43,7 +42,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
     b_f, U_f, W_f, b_g, U_g, W_g, b_o, U_o, W_o, b, U, W = (params[name] for name in PARAMETERS)
 
     # Values of the parameters alone (see prepare)
-    z_f, z_f_2, z_f_3, z_f_4, z_f_3_T = prepare(params) if prepared is None else prepared
+    z_f, z_f_2, z_f_3, z_f_4 = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
@@ -85,16 +84,15 @@ def forward(params, inputs, initial, T, B, prepared=None):
                                                                     z_s[1:T + 1], g[1:T + 1],
                                                                     s[1:T + 1], tanh_s[1:T + 1],
                                                                     h[1:T + 1], q[1:T + 1],
-                                                                    z_f_3_T, z_f_3_h,
-                                                                    slice_z_f_3_h, slice_z_f_3_h_2,
-                                                                    z_s_2):
+                                                                    z_f_3_h, slice_z_f_3_h,
+                                                                    slice_z_f_3_h_2, z_s_2, z_f_3):
             steps = zip(h[0:T], fgq[1:T + 1], f[1:T + 1], s[0:T], z_s[1:T + 1], g[1:T + 1],
                         s[1:T + 1], tanh_s[1:T + 1], h[1:T + 1], q[1:T + 1])
             for (h_tm1, fgq_t, f_t, s_tm1, z_s_t, g_t, s_t, tanh_s_t, h_t, q_t) in steps:
                 # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
                 # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
                 # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-                np.dot(h_tm1, z_f_3_T, out=z_f_3_h)
+                np.dot(h_tm1, z_f_3.T, out=z_f_3_h)
                 # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
                 # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
                 # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
@@ -119,8 +117,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     outputs = {"f": f[1:T + 1], "g": g[1:T + 1], "q": q[1:T + 1], "s": s[1:T + 1], "h": h[1:T + 1]}
     tape = {"f": f, "g": g, "q": q, "s": s, "h": h, "x": x, "fgq_18": fgq_18, "z_f": z_f,
-            "z_f_2": z_f_2, "z_f_3": z_f_3, "z_f_4": z_f_4, "z_f_3_T": z_f_3_T, "fgq": fgq,
-            "z_s": z_s, "tanh_s": tanh_s}
+            "z_f_2": z_f_2, "z_f_3": z_f_3, "z_f_4": z_f_4, "fgq": fgq, "z_s": z_s,
+            "tanh_s": tanh_s}
     return outputs, tape
 
 
@@ -128,8 +126,8 @@ def backward(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     b_f, U_f, W_f, b_g, U_g, W_g, b_o, U_o, W_o, b, U, W = (params[name] for name in PARAMETERS)
-    (f, g, q, s, h, x, fgq_18, z_f, z_f_2, z_f_3, z_f_4, z_f_3_T,
-     fgq, z_s, tanh_s) = (tape[name] for name in TAPE)
+    (f, g, q, s, h, x, fgq_18, z_f, z_f_2, z_f_3, z_f_4, fgq, z_s,
+     tanh_s) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -180,9 +178,9 @@ def backward(params, tape, cotangents, T, B):
                                                                 s[0:T], f[1:T + 1],
                                                                 cotangents.get("f"),
                                                                 dz_f_6[1:T + 1], dz_f_5[1:T + 1],
-                                                                cat_dz_f_6[1:T + 1], dh, dz_h_2,
-                                                                dq, dz_h_3, ds, dg, df, dfgq,
-                                                                z_f_3):
+                                                                cat_dz_f_6[1:T + 1], dh, dq, ds,
+                                                                dg, df, dfgq, z_f_3, dz_h_2,
+                                                                dz_h_3):
         steps = zip(cot_h[::-1], q[1:T + 1][::-1], tanh_s[1:T + 1][::-1], cot_q[::-1],
                     dz_h[1:T + 1][::-1], cot_s[::-1], z_s[1:T + 1][::-1], g[1:T + 1][::-1],
                     cot_g[::-1], dz_s_3[1:T + 1][::-1], dz_s_2[1:T + 1][::-1], s[0:T][::-1],
@@ -262,8 +260,8 @@ def backward_large(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     b_f, U_f, W_f, b_g, U_g, W_g, b_o, U_o, W_o, b, U, W = (params[name] for name in PARAMETERS)
-    (f, g, q, s, h, x, fgq_18, z_f, z_f_2, z_f_3, z_f_4, z_f_3_T,
-     fgq, z_s, tanh_s) = (tape[name] for name in TAPE)
+    (f, g, q, s, h, x, fgq_18, z_f, z_f_2, z_f_3, z_f_4, fgq, z_s,
+     tanh_s) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -304,11 +302,11 @@ def backward_large(params, tape, cotangents, T, B):
                                                                     f[1:T + 1],
                                                                     cotangents.get("f"),
                                                                     fgq[1:T + 1], dz_f_5[1:T + 1],
-                                                                    cat_dz_f_5[1:T + 1], dh, dz_h,
-                                                                    dq, dz_h_2, ONE, sub_dz_h_2,
-                                                                    dz_h_3, ds, dg, sub_z_s,
-                                                                    dz_s_3, df, sub_fgq, dfgq,
-                                                                    z_f_3):
+                                                                    cat_dz_f_5[1:T + 1], dh, ONE,
+                                                                    dq, ds, dg, df, dfgq, z_f_3,
+                                                                    dz_h, dz_h_2, sub_dz_h_2,
+                                                                    dz_h_3, sub_z_s, dz_s_3,
+                                                                    sub_fgq):
         steps = zip(cot_h[::-1], q[1:T + 1][::-1], tanh_s[1:T + 1][::-1], cot_q[::-1], cot_s[::-1],
                     z_s[1:T + 1][::-1], g[1:T + 1][::-1], cot_g[::-1], dz_s_2[1:T + 1][::-1],
                     s[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1], fgq[1:T + 1][::-1],
@@ -389,7 +387,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_29d8d644a9(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
+def fused_a9caf3d76f(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
     """add, sigmoid, multiply, add, sigmoid, multiply, add, tanh, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 24)
@@ -469,8 +467,7 @@ def fused_29d8d644a9(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
             or s8 < 0
             or s9 < 0):
         return False
-    dtype = p0.dtype
-    space = np.empty(136, dtype)
+    space = np.empty(136, p0.dtype)
     x0 = space[0:24]
     x1 = space[24:48]
     x2 = space[48:56]
@@ -524,7 +521,7 @@ def fused_29d8d644a9(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
     return True
 
 
-def fused_125b0bebe6(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23):
+def fused_d74149c30a(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23):
     """add, multiply, multiply, multiply, add, add, multiply, multiply, multiply, multiply, multiply, add, add, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -726,8 +723,7 @@ def fused_125b0bebe6(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
             or s19 < 0
             or s20 < 0):
         return False
-    dtype = p0.dtype
-    space = np.empty(136, dtype)
+    space = np.empty(136, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -816,7 +812,7 @@ def fused_125b0bebe6(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
     return True
 
 
-def fused_e63669e1c7(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24, p25, p26, p27):
+def fused_08974cfbb6(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24, p25, p26, p27):
     """add, multiply, multiply, multiply, subtract, multiply, add, add, multiply, multiply, subtract, multiply, multiply, multiply, multiply, subtract, multiply, add, add, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -1042,9 +1038,8 @@ def fused_e63669e1c7(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
             or s18 < 0
             or s19 < 0):
         return False
-    dtype = p0.dtype
     c0 = jitops.like(p0, p7)
-    space = np.empty(216, dtype)
+    space = np.empty(216, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -1157,12 +1152,60 @@ def fused_e63669e1c7(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
 
 
 def loop_f_g_q_s_h(T, h_tm1_all, fgq_t_all, f_t_all, s_tm1_all, z_s_t_all, g_t_all, s_t_all,
-                   tanh_s_t_all, h_t_all, q_t_all, z_f_3_T, z_f_3_h, slice_z_f_3_h,
-                   slice_z_f_3_h_2, z_s_2):
+                   tanh_s_t_all, h_t_all, q_t_all, z_f_3_h, slice_z_f_3_h, slice_z_f_3_h_2, z_s_2,
+                   z_f_3):
     """The loop forward in time of f(t), g(t), q(t), s(t), h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = 0
+    h_tm1 = h_tm1_all[step]
+    fgq_t = fgq_t_all[step]
+    f_t = f_t_all[step]
+    s_tm1 = s_tm1_all[step]
+    z_s_t = z_s_t_all[step]
+    g_t = g_t_all[step]
+    s_t = s_t_all[step]
+    tanh_s_t = tanh_s_t_all[step]
+    h_t = h_t_all[step]
+    q_t = q_t_all[step]
+    if (jitops._size(fgq_t) != (1, 24)
+            or jitops._size(s_t) != (1, 8)
+            or jitops._size(z_s_t) != (1, 8)
+            or jitops._size(z_s_2) != (1, 8)
+            or jitops._size(tanh_s_t) != (1, 8)
+            or jitops._size(h_t) != (1, 8)
+            or not jitops.rows_contiguous(fgq_t)
+            or not jitops.rows_contiguous(s_t)
+            or not jitops.rows_contiguous(z_s_t)
+            or not jitops.rows_contiguous(tanh_s_t)
+            or not jitops.rows_contiguous(h_t)
+            or jitops.row_step(fgq_t, 1, 24) < 0
+            or jitops.row_step(slice_z_f_3_h, 1, 24) < 0
+            or jitops.row_step(f_t, 1, 8) < 0
+            or jitops.row_step(s_tm1, 1, 8) < 0
+            or jitops.row_step(z_s_t, 1, 8) < 0
+            or jitops.row_step(slice_z_f_3_h_2, 1, 8) < 0
+            or jitops.row_step(g_t, 1, 8) < 0
+            or jitops.row_step(s_t, 1, 8) < 0
+            or jitops.row_step(tanh_s_t, 1, 8) < 0
+            or jitops.row_step(q_t, 1, 8) < 0):
+        return False
+    space = np.empty(136, fgq_t.dtype)
+    x0 = space[0:24]
+    x1 = space[24:48]
+    x2 = space[48:56]
+    x3 = space[56:64]
+    x4 = space[64:72]
+    x5 = space[72:80]
+    x6 = space[80:88]
+    x7 = space[88:96]
+    x8 = space[96:104]
+    e24 = space[104:128]
+    e8 = space[128:136]
+    bits = jitops.scratch(e24)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         fgq_t = fgq_t_all[step]
@@ -1177,28 +1220,56 @@ def loop_f_g_q_s_h(T, h_tm1_all, fgq_t_all, f_t_all, s_tm1_all, z_s_t_all, g_t_a
         # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
         # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
         # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-        jitops.dot(h_tm1, z_f_3_T, z_f_3_h)
+        jitops.dot(h_tm1, z_f_3.T, z_f_3_h)
         # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
         # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
         # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
         # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-        jitops.add(fgq_t, slice_z_f_3_h, fgq_t)
-        jitops.sigmoid(fgq_t, fgq_t)
+        r0_0 = jitops._view(fgq_t, 0, 24)
+        r0_1 = jitops._view(slice_z_f_3_h, 0, 24)
+        for j in range(24):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(fgq_t, 0, x0)
+        r1_0 = jitops._view(fgq_t, 0, 24)
+        jitops.vsigmoid(r1_0, x1, e24, bits)
+        jitops.put_row(fgq_t, 0, x1)
+        r2_0 = jitops._view(f_t, 0, 8)
+        r2_1 = jitops._view(s_tm1, 0, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] * r2_1[j]
+        jitops.put_row(s_t, 0, x2)
+        r3_0 = jitops._view(z_s_t, 0, 8)
+        r3_1 = jitops._view(slice_z_f_3_h_2, 0, 8)
+        for j in range(8):
+            x3[j] = r3_0[j] + r3_1[j]
+        jitops.put_row(z_s_t, 0, x3)
+        r4_0 = jitops._view(z_s_t, 0, 8)
+        jitops.vsigmoid(r4_0, x4, e8, bits)
+        jitops.put_row(z_s_t, 0, x4)
+        r5_0 = jitops._view(g_t, 0, 8)
+        r5_1 = jitops._view(z_s_t, 0, 8)
+        for j in range(8):
+            x5[j] = r5_0[j] * r5_1[j]
+        r6_0 = jitops._view(s_t, 0, 8)
+        for j in range(8):
+            x6[j] = r6_0[j] + x5[j]
+        jitops.put_row(s_t, 0, x6)
+        r7_0 = jitops._view(s_t, 0, 8)
+        jitops.vtanh(r7_0, x7, e8, bits)
+        jitops.put_row(tanh_s_t, 0, x7)
+        r8_0 = jitops._view(tanh_s_t, 0, 8)
+        r8_1 = jitops._view(q_t, 0, 8)
+        for j in range(8):
+            x8[j] = r8_0[j] * r8_1[j]
+        jitops.put_row(h_t, 0, x8)
         # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
-        jitops.multiply(f_t, s_tm1, s_t)
-        jitops.add(z_s_t, slice_z_f_3_h_2, z_s_t)
-        jitops.sigmoid(z_s_t, z_s_t)
-        jitops.multiply(g_t, z_s_t, z_s_2)
-        jitops.add(s_t, z_s_2, s_t)
         # h(t) = tanh(s(t)) * q(t)
-        jitops.tanh(s_t, tanh_s_t)
-        jitops.multiply(tanh_s_t, q_t, h_t)
     return True
 
 
 def steps_loop_f_g_q_s_h(T, h_tm1_all, fgq_t_all, f_t_all, s_tm1_all, z_s_t_all, g_t_all, s_t_all,
-                         tanh_s_t_all, h_t_all, q_t_all, z_f_3_T, z_f_3_h, slice_z_f_3_h,
-                         slice_z_f_3_h_2, z_s_2):
+                         tanh_s_t_all, h_t_all, q_t_all, z_f_3_h, slice_z_f_3_h, slice_z_f_3_h_2,
+                         z_s_2, z_f_3):
     """f(t), g(t), q(t), s(t), h(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -1215,7 +1286,7 @@ def steps_loop_f_g_q_s_h(T, h_tm1_all, fgq_t_all, f_t_all, s_tm1_all, z_s_t_all,
     h_t = h_t_all[step]
     q_t = q_t_all[step]
     try:
-        jitops.ready(fused_29d8d644a9, fgq_t, slice_z_f_3_h, f_t, s_tm1, s_t, z_s_t, slice_z_f_3_h_2, g_t, z_s_2, tanh_s_t, q_t, h_t)
+        jitops.ready(fused_a9caf3d76f, fgq_t, slice_z_f_3_h, f_t, s_tm1, s_t, z_s_t, slice_z_f_3_h_2, g_t, z_s_2, tanh_s_t, q_t, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('f(t), g(t), q(t), s(t), h(t)', error)
         return False
@@ -1233,12 +1304,12 @@ def steps_loop_f_g_q_s_h(T, h_tm1_all, fgq_t_all, f_t_all, s_tm1_all, z_s_t_all,
         # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
         # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
         # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-        jitops.dot(h_tm1, z_f_3_T, z_f_3_h)
+        jitops.dot(h_tm1, z_f_3.T, z_f_3_h)
         # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
         # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
         # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
         # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-        if not fused_29d8d644a9(fgq_t, slice_z_f_3_h, f_t, s_tm1, s_t, z_s_t, slice_z_f_3_h_2, g_t, z_s_2, tanh_s_t, q_t, h_t):
+        if not fused_a9caf3d76f(fgq_t, slice_z_f_3_h, f_t, s_tm1, s_t, z_s_t, slice_z_f_3_h_2, g_t, z_s_2, tanh_s_t, q_t, h_t):
             np.add(fgq_t, slice_z_f_3_h, out=fgq_t)
             np.divide(1.0, np.add(1.0, np.exp(np.negative(fgq_t))), out=fgq_t)
             np.multiply(f_t, s_tm1, out=s_t)
@@ -1255,12 +1326,91 @@ def steps_loop_f_g_q_s_h(T, h_tm1_all, fgq_t_all, f_t_all, s_tm1_all, z_s_t_all,
 
 def back_f_g_q_s_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot_s, z_s_t_all, g_t_all,
                    cot_g, dz_s_3_t_all, dz_s_2_t_all, s_tm1_all, f_t_all, cot_f, dz_f_6_t_all,
-                   dz_f_5_t_all, cat_dz_f_6_t_all, dh, dz_h_2, dq, dz_h_3, ds, dg, df, dfgq,
-                   z_f_3):
+                   dz_f_5_t_all, cat_dz_f_6_t_all, dh, dq, ds, dg, df, dfgq, z_f_3, dz_h_2,
+                   dz_h_3):
     """The loop backward in time of f(t), g(t), q(t), s(t), h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    q_t = q_t_all[step]
+    tanh_s_t = tanh_s_t_all[step]
+    dz_h_t = dz_h_t_all[step]
+    z_s_t = z_s_t_all[step]
+    g_t = g_t_all[step]
+    dz_s_3_t = dz_s_3_t_all[step]
+    dz_s_2_t = dz_s_2_t_all[step]
+    s_tm1 = s_tm1_all[step]
+    f_t = f_t_all[step]
+    dz_f_6_t = dz_f_6_t_all[step]
+    dz_f_5_t = dz_f_5_t_all[step]
+    cat_dz_f_6_t = cat_dz_f_6_t_all[step]
+    if (jitops._size(dh) != (1, 8)
+            or jitops._size(dz_h_2) != (1, 8)
+            or jitops._size(dq) != (1, 8)
+            or jitops._size(dz_h_3) != (1, 8)
+            or jitops._size(ds) != (1, 8)
+            or jitops._size(dg) != (1, 8)
+            or jitops._size(dz_s_3_t) != (1, 8)
+            or jitops._size(df) != (1, 8)
+            or jitops._size(dz_f_6_t) != (1, 24)
+            or not jitops.rows_contiguous(dh)
+            or not jitops.rows_contiguous(dq)
+            or not jitops.rows_contiguous(dg)
+            or not jitops.rows_contiguous(dz_s_3_t)
+            or not jitops.rows_contiguous(df)
+            or not jitops.rows_contiguous(ds)
+            or not jitops.rows_contiguous(dz_f_6_t)
+            or jitops.row_step(dh, 1, 8) < 0
+            or jitops.row_step(q_t, 1, 8) < 0
+            or jitops.row_step(tanh_s_t, 1, 8) < 0
+            or jitops.row_step(dz_h_t, 1, 8) < 0
+            or jitops.row_step(ds, 1, 8) < 0
+            or jitops.row_step(z_s_t, 1, 8) < 0
+            or jitops.row_step(g_t, 1, 8) < 0
+            or jitops.row_step(dz_s_3_t, 1, 8) < 0
+            or jitops.row_step(dz_s_2_t, 1, 8) < 0
+            or jitops.row_step(s_tm1, 1, 8) < 0
+            or jitops.row_step(f_t, 1, 8) < 0
+            or jitops.row_step(df, 1, 8) < 0
+            or jitops.row_step(dg, 1, 8) < 0
+            or jitops.row_step(dq, 1, 8) < 0
+            or jitops.row_step(dfgq, 1, 24) < 0
+            or jitops.row_step(dz_f_5_t, 1, 24) < 0):
+        return False
+    if cot_h is not None:
+        if jitops.row_step(cot_h[step], 1, 8) < 0:
+            return False
+    if cot_s is not None:
+        if jitops.row_step(cot_s[step], 1, 8) < 0:
+            return False
+    if cot_f is not None:
+        if jitops.row_step(cot_f[step], 1, 8) < 0:
+            return False
+    if cot_g is not None:
+        if jitops.row_step(cot_g[step], 1, 8) < 0:
+            return False
+    if cot_q is not None:
+        if jitops.row_step(cot_q[step], 1, 8) < 0:
+            return False
+    space = np.empty(136, dh.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
+    x4 = space[32:40]
+    x5 = space[40:48]
+    x6 = space[48:56]
+    x7 = space[56:64]
+    x8 = space[64:72]
+    x9 = space[72:80]
+    x10 = space[80:88]
+    x11 = space[88:96]
+    x12 = space[96:104]
+    x13 = space[104:112]
+    x14 = space[112:136]
     for step in range(T - 1, -1, -1):
         q_t = q_t_all[step]
         tanh_s_t = tanh_s_t_all[step]
@@ -1276,37 +1426,86 @@ def back_f_g_q_s_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot_s, z_
         cat_dz_f_6_t = cat_dz_f_6_t_all[step]
         # h(t) = tanh(s(t)) * q(t)
         if cot_h is not None:
-            jitops.add(dh, cot_h[step], dh)
-        jitops.multiply(dh, q_t, dz_h_2)
-        jitops.multiply(tanh_s_t, dh, dq)
-        jitops.multiply(dz_h_2, dz_h_t, dz_h_3)
-        jitops.add(ds, dz_h_3, ds)
-        # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
+            r0_0 = jitops._view(dh, 0, 8)
+            r0_1 = jitops._view(cot_h[step], 0, 8)
+            for j in range(8):
+                x0[j] = r0_0[j] + r0_1[j]
+            jitops.put_row(dh, 0, x0)
+        r1_0 = jitops._view(dh, 0, 8)
+        r1_1 = jitops._view(q_t, 0, 8)
+        for j in range(8):
+            x1[j] = r1_0[j] * r1_1[j]
+        r2_0 = jitops._view(tanh_s_t, 0, 8)
+        r2_1 = jitops._view(dh, 0, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] * r2_1[j]
+        jitops.put_row(dq, 0, x2)
+        r3_1 = jitops._view(dz_h_t, 0, 8)
+        for j in range(8):
+            x3[j] = x1[j] * r3_1[j]
+        r4_0 = jitops._view(ds, 0, 8)
+        for j in range(8):
+            x4[j] = r4_0[j] + x3[j]
         if cot_s is not None:
-            jitops.add(ds, cot_s[step], ds)
-        jitops.multiply(ds, z_s_t, dg)
-        jitops.multiply(g_t, ds, dz_s_3_t)
-        jitops.multiply(dz_s_3_t, dz_s_2_t, dz_s_3_t)
-        jitops.multiply(ds, s_tm1, df)
-        jitops.multiply(f_t, ds, ds)
+            r5_1 = jitops._view(cot_s[step], 0, 8)
+            for j in range(8):
+                x4[j] = x4[j] + r5_1[j]
+        r6_1 = jitops._view(z_s_t, 0, 8)
+        for j in range(8):
+            x6[j] = x4[j] * r6_1[j]
+        jitops.put_row(dg, 0, x6)
+        r7_0 = jitops._view(g_t, 0, 8)
+        for j in range(8):
+            x7[j] = r7_0[j] * x4[j]
+        jitops.put_row(dz_s_3_t, 0, x7)
+        r8_0 = jitops._view(dz_s_3_t, 0, 8)
+        r8_1 = jitops._view(dz_s_2_t, 0, 8)
+        for j in range(8):
+            x8[j] = r8_0[j] * r8_1[j]
+        jitops.put_row(dz_s_3_t, 0, x8)
+        r9_1 = jitops._view(s_tm1, 0, 8)
+        for j in range(8):
+            x9[j] = x4[j] * r9_1[j]
+        jitops.put_row(df, 0, x9)
+        r10_0 = jitops._view(f_t, 0, 8)
+        for j in range(8):
+            x10[j] = r10_0[j] * x4[j]
+        jitops.put_row(ds, 0, x10)
+        if cot_f is not None:
+            r11_0 = jitops._view(df, 0, 8)
+            r11_1 = jitops._view(cot_f[step], 0, 8)
+            for j in range(8):
+                x11[j] = r11_0[j] + r11_1[j]
+            jitops.put_row(df, 0, x11)
+        if cot_g is not None:
+            r12_0 = jitops._view(dg, 0, 8)
+            r12_1 = jitops._view(cot_g[step], 0, 8)
+            for j in range(8):
+                x12[j] = r12_0[j] + r12_1[j]
+            jitops.put_row(dg, 0, x12)
+        if cot_q is not None:
+            r13_0 = jitops._view(dq, 0, 8)
+            r13_1 = jitops._view(cot_q[step], 0, 8)
+            for j in range(8):
+                x13[j] = r13_0[j] + r13_1[j]
+            jitops.put_row(dq, 0, x13)
+        r14_0 = jitops._view(dfgq, 0, 24)
+        r14_1 = jitops._view(dz_f_5_t, 0, 24)
+        for j in range(24):
+            x14[j] = r14_0[j] * r14_1[j]
+        jitops.put_row(dz_f_6_t, 0, x14)
+        # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
         # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
         # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
         # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-        if cot_f is not None:
-            jitops.add(df, cot_f[step], df)
-        if cot_g is not None:
-            jitops.add(dg, cot_g[step], dg)
-        if cot_q is not None:
-            jitops.add(dq, cot_q[step], dq)
-        jitops.multiply(dfgq, dz_f_5_t, dz_f_6_t)
         jitops.dot(cat_dz_f_6_t, z_f_3, dh)
     return True
 
 
 def steps_back_f_g_q_s_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot_s, z_s_t_all,
                          g_t_all, cot_g, dz_s_3_t_all, dz_s_2_t_all, s_tm1_all, f_t_all, cot_f,
-                         dz_f_6_t_all, dz_f_5_t_all, cat_dz_f_6_t_all, dh, dz_h_2, dq, dz_h_3, ds,
-                         dg, df, dfgq, z_f_3):
+                         dz_f_6_t_all, dz_f_5_t_all, cat_dz_f_6_t_all, dh, dq, ds, dg, df, dfgq,
+                         z_f_3, dz_h_2, dz_h_3):
     """f(t), g(t), q(t), s(t), h(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -1343,7 +1542,7 @@ def steps_back_f_g_q_s_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot
         dz_f_5_t = dz_f_5_t_all[step]
         cat_dz_f_6_t = cat_dz_f_6_t_all[step]
         # h(t) = tanh(s(t)) * q(t)
-        if not fused_125b0bebe6(dh, None if cot_h is None else cot_h[step], q_t, dz_h_2, tanh_s_t, dq, dz_h_t, dz_h_3, ds, None if cot_s is None else cot_s[step], z_s_t, dg, g_t, dz_s_3_t, dz_s_2_t, s_tm1, df, f_t, None if cot_f is None else cot_f[step], None if cot_g is None else cot_g[step], None if cot_q is None else cot_q[step], dfgq, dz_f_5_t, dz_f_6_t):
+        if not fused_d74149c30a(dh, None if cot_h is None else cot_h[step], q_t, dz_h_2, tanh_s_t, dq, dz_h_t, dz_h_3, ds, None if cot_s is None else cot_s[step], z_s_t, dg, g_t, dz_s_3_t, dz_s_2_t, s_tm1, df, f_t, None if cot_f is None else cot_f[step], None if cot_g is None else cot_g[step], None if cot_q is None else cot_q[step], dfgq, dz_f_5_t, dz_f_6_t):
             if cot_h is not None:
                 np.add(dh, cot_h[step], out=dh)
             np.multiply(dh, q_t, out=dz_h_2)
@@ -1374,12 +1573,100 @@ def steps_back_f_g_q_s_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot
 
 def back_f_g_q_s_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, z_s_t_all, g_t_all, cot_g,
                      dz_s_2_t_all, s_tm1_all, f_t_all, cot_f, fgq_t_all, dz_f_5_t_all,
-                     cat_dz_f_5_t_all, dh, dz_h, dq, dz_h_2, ONE, sub_dz_h_2, dz_h_3, ds, dg,
-                     sub_z_s, dz_s_3, df, sub_fgq, dfgq, z_f_3):
+                     cat_dz_f_5_t_all, dh, ONE, dq, ds, dg, df, dfgq, z_f_3, dz_h, dz_h_2,
+                     sub_dz_h_2, dz_h_3, sub_z_s, dz_s_3, sub_fgq):
     """The loop backward in time of f(t), g(t), q(t), s(t), h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    q_t = q_t_all[step]
+    tanh_s_t = tanh_s_t_all[step]
+    z_s_t = z_s_t_all[step]
+    g_t = g_t_all[step]
+    dz_s_2_t = dz_s_2_t_all[step]
+    s_tm1 = s_tm1_all[step]
+    f_t = f_t_all[step]
+    fgq_t = fgq_t_all[step]
+    dz_f_5_t = dz_f_5_t_all[step]
+    cat_dz_f_5_t = cat_dz_f_5_t_all[step]
+    if (jitops._size(dh) != (1, 8)
+            or jitops._size(dz_h) != (1, 8)
+            or jitops._size(dq) != (1, 8)
+            or jitops._size(dz_h_2) != (1, 8)
+            or jitops._size(sub_dz_h_2) != (1, 8)
+            or jitops._size(dz_h_3) != (1, 8)
+            or jitops._size(ds) != (1, 8)
+            or jitops._size(dg) != (1, 8)
+            or jitops._size(dz_s_2_t) != (1, 8)
+            or jitops._size(sub_z_s) != (1, 8)
+            or jitops._size(dz_s_3) != (1, 8)
+            or jitops._size(df) != (1, 8)
+            or jitops._size(sub_fgq) != (1, 24)
+            or jitops._size(dz_f_5_t) != (1, 24)
+            or not jitops.rows_contiguous(dh)
+            or not jitops.rows_contiguous(dq)
+            or not jitops.rows_contiguous(dg)
+            or not jitops.rows_contiguous(dz_s_2_t)
+            or not jitops.rows_contiguous(df)
+            or not jitops.rows_contiguous(ds)
+            or not jitops.rows_contiguous(dz_f_5_t)
+            or jitops.row_step(dh, 1, 8) < 0
+            or jitops.row_step(q_t, 1, 8) < 0
+            or jitops.row_step(tanh_s_t, 1, 8) < 0
+            or jitops.row_step(ds, 1, 8) < 0
+            or jitops.row_step(z_s_t, 1, 8) < 0
+            or jitops.row_step(g_t, 1, 8) < 0
+            or jitops.row_step(dz_s_2_t, 1, 8) < 0
+            or jitops.row_step(s_tm1, 1, 8) < 0
+            or jitops.row_step(f_t, 1, 8) < 0
+            or jitops.row_step(fgq_t, 1, 24) < 0
+            or jitops.row_step(df, 1, 8) < 0
+            or jitops.row_step(dg, 1, 8) < 0
+            or jitops.row_step(dq, 1, 8) < 0
+            or jitops.row_step(dfgq, 1, 24) < 0
+            or jitops.row_step(dz_f_5_t, 1, 24) < 0):
+        return False
+    if cot_h is not None:
+        if jitops.row_step(cot_h[step], 1, 8) < 0:
+            return False
+    if cot_s is not None:
+        if jitops.row_step(cot_s[step], 1, 8) < 0:
+            return False
+    if cot_f is not None:
+        if jitops.row_step(cot_f[step], 1, 8) < 0:
+            return False
+    if cot_g is not None:
+        if jitops.row_step(cot_g[step], 1, 8) < 0:
+            return False
+    if cot_q is not None:
+        if jitops.row_step(cot_q[step], 1, 8) < 0:
+            return False
+    c0 = jitops.like(dh, ONE)
+    space = np.empty(216, dh.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
+    x4 = space[32:40]
+    x5 = space[40:48]
+    x6 = space[48:56]
+    x7 = space[56:64]
+    x8 = space[64:72]
+    x9 = space[72:80]
+    x10 = space[80:88]
+    x11 = space[88:96]
+    x12 = space[96:104]
+    x13 = space[104:112]
+    x14 = space[112:120]
+    x15 = space[120:144]
+    x16 = space[144:168]
+    x17 = space[168:176]
+    x18 = space[176:184]
+    x19 = space[184:192]
+    x20 = space[192:216]
     for step in range(T - 1, -1, -1):
         q_t = q_t_all[step]
         tanh_s_t = tanh_s_t_all[step]
@@ -1393,43 +1680,103 @@ def back_f_g_q_s_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, z_s_t_all, g
         cat_dz_f_5_t = cat_dz_f_5_t_all[step]
         # h(t) = tanh(s(t)) * q(t)
         if cot_h is not None:
-            jitops.add(dh, cot_h[step], dh)
-        jitops.multiply(dh, q_t, dz_h)
-        jitops.multiply(tanh_s_t, dh, dq)
-        jitops.multiply(tanh_s_t, tanh_s_t, dz_h_2)
-        jitops.subtract(ONE, dz_h_2, sub_dz_h_2)
-        jitops.multiply(dz_h, sub_dz_h_2, dz_h_3)
-        jitops.add(ds, dz_h_3, ds)
-        # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
+            r0_0 = jitops._view(dh, 0, 8)
+            r0_1 = jitops._view(cot_h[step], 0, 8)
+            for j in range(8):
+                x0[j] = r0_0[j] + r0_1[j]
+            jitops.put_row(dh, 0, x0)
+        r1_0 = jitops._view(dh, 0, 8)
+        r1_1 = jitops._view(q_t, 0, 8)
+        for j in range(8):
+            x1[j] = r1_0[j] * r1_1[j]
+        r2_0 = jitops._view(tanh_s_t, 0, 8)
+        r2_1 = jitops._view(dh, 0, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] * r2_1[j]
+        jitops.put_row(dq, 0, x2)
+        r3_0 = jitops._view(tanh_s_t, 0, 8)
+        r3_1 = jitops._view(tanh_s_t, 0, 8)
+        for j in range(8):
+            x3[j] = r3_0[j] * r3_1[j]
+        for j in range(8):
+            x4[j] = c0 - x3[j]
+        for j in range(8):
+            x5[j] = x1[j] * x4[j]
+        r6_0 = jitops._view(ds, 0, 8)
+        for j in range(8):
+            x6[j] = r6_0[j] + x5[j]
         if cot_s is not None:
-            jitops.add(ds, cot_s[step], ds)
-        jitops.multiply(ds, z_s_t, dg)
-        jitops.multiply(g_t, ds, dz_s_2_t)
-        jitops.subtract(ONE, z_s_t, sub_z_s)
-        jitops.multiply(z_s_t, sub_z_s, dz_s_3)
-        jitops.multiply(dz_s_2_t, dz_s_3, dz_s_2_t)
-        jitops.multiply(ds, s_tm1, df)
-        jitops.multiply(f_t, ds, ds)
+            r7_1 = jitops._view(cot_s[step], 0, 8)
+            for j in range(8):
+                x6[j] = x6[j] + r7_1[j]
+        r8_1 = jitops._view(z_s_t, 0, 8)
+        for j in range(8):
+            x8[j] = x6[j] * r8_1[j]
+        jitops.put_row(dg, 0, x8)
+        r9_0 = jitops._view(g_t, 0, 8)
+        for j in range(8):
+            x9[j] = r9_0[j] * x6[j]
+        jitops.put_row(dz_s_2_t, 0, x9)
+        r10_1 = jitops._view(z_s_t, 0, 8)
+        for j in range(8):
+            x10[j] = c0 - r10_1[j]
+        r11_0 = jitops._view(z_s_t, 0, 8)
+        for j in range(8):
+            x11[j] = r11_0[j] * x10[j]
+        r12_0 = jitops._view(dz_s_2_t, 0, 8)
+        for j in range(8):
+            x12[j] = r12_0[j] * x11[j]
+        jitops.put_row(dz_s_2_t, 0, x12)
+        r13_1 = jitops._view(s_tm1, 0, 8)
+        for j in range(8):
+            x13[j] = x6[j] * r13_1[j]
+        jitops.put_row(df, 0, x13)
+        r14_0 = jitops._view(f_t, 0, 8)
+        for j in range(8):
+            x14[j] = r14_0[j] * x6[j]
+        jitops.put_row(ds, 0, x14)
+        r15_1 = jitops._view(fgq_t, 0, 24)
+        for j in range(24):
+            x15[j] = c0 - r15_1[j]
+        r16_0 = jitops._view(fgq_t, 0, 24)
+        for j in range(24):
+            x16[j] = r16_0[j] * x15[j]
+        jitops.put_row(dz_f_5_t, 0, x16)
+        if cot_f is not None:
+            r17_0 = jitops._view(df, 0, 8)
+            r17_1 = jitops._view(cot_f[step], 0, 8)
+            for j in range(8):
+                x17[j] = r17_0[j] + r17_1[j]
+            jitops.put_row(df, 0, x17)
+        if cot_g is not None:
+            r18_0 = jitops._view(dg, 0, 8)
+            r18_1 = jitops._view(cot_g[step], 0, 8)
+            for j in range(8):
+                x18[j] = r18_0[j] + r18_1[j]
+            jitops.put_row(dg, 0, x18)
+        if cot_q is not None:
+            r19_0 = jitops._view(dq, 0, 8)
+            r19_1 = jitops._view(cot_q[step], 0, 8)
+            for j in range(8):
+                x19[j] = r19_0[j] + r19_1[j]
+            jitops.put_row(dq, 0, x19)
+        r20_0 = jitops._view(dfgq, 0, 24)
+        r20_1 = jitops._view(dz_f_5_t, 0, 24)
+        for j in range(24):
+            x20[j] = r20_0[j] * r20_1[j]
+        jitops.put_row(dz_f_5_t, 0, x20)
+        # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
         # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
         # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
         # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-        jitops.subtract(ONE, fgq_t, sub_fgq)
-        jitops.multiply(fgq_t, sub_fgq, dz_f_5_t)
-        if cot_f is not None:
-            jitops.add(df, cot_f[step], df)
-        if cot_g is not None:
-            jitops.add(dg, cot_g[step], dg)
-        if cot_q is not None:
-            jitops.add(dq, cot_q[step], dq)
-        jitops.multiply(dfgq, dz_f_5_t, dz_f_5_t)
         jitops.dot(cat_dz_f_5_t, z_f_3, dh)
     return True
 
 
 def steps_back_f_g_q_s_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, z_s_t_all, g_t_all,
                            cot_g, dz_s_2_t_all, s_tm1_all, f_t_all, cot_f, fgq_t_all, dz_f_5_t_all,
-                           cat_dz_f_5_t_all, dh, dz_h, dq, dz_h_2, ONE, sub_dz_h_2, dz_h_3, ds, dg,
-                           sub_z_s, dz_s_3, df, sub_fgq, dfgq, z_f_3):
+                           cat_dz_f_5_t_all, dh, ONE, dq, ds, dg, df, dfgq, z_f_3, dz_h, dz_h_2,
+                           sub_dz_h_2, dz_h_3, sub_z_s, dz_s_3, sub_fgq):
     """f(t), g(t), q(t), s(t), h(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -1462,7 +1809,7 @@ def steps_back_f_g_q_s_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, z_s_t_
         dz_f_5_t = dz_f_5_t_all[step]
         cat_dz_f_5_t = cat_dz_f_5_t_all[step]
         # h(t) = tanh(s(t)) * q(t)
-        if not fused_e63669e1c7(dh, None if cot_h is None else cot_h[step], q_t, dz_h, tanh_s_t, dq, dz_h_2, ONE, sub_dz_h_2, dz_h_3, ds, None if cot_s is None else cot_s[step], z_s_t, dg, g_t, dz_s_2_t, sub_z_s, dz_s_3, s_tm1, df, f_t, fgq_t, sub_fgq, dz_f_5_t, None if cot_f is None else cot_f[step], None if cot_g is None else cot_g[step], None if cot_q is None else cot_q[step], dfgq):
+        if not fused_08974cfbb6(dh, None if cot_h is None else cot_h[step], q_t, dz_h, tanh_s_t, dq, dz_h_2, ONE, sub_dz_h_2, dz_h_3, ds, None if cot_s is None else cot_s[step], z_s_t, dg, g_t, dz_s_2_t, sub_z_s, dz_s_3, s_tm1, df, f_t, fgq_t, sub_fgq, dz_f_5_t, None if cot_f is None else cot_f[step], None if cot_g is None else cot_g[step], None if cot_q is None else cot_q[step], dfgq):
             if cot_h is not None:
                 np.add(dh, cot_h[step], out=dh)
             np.multiply(dh, q_t, out=dz_h)
@@ -1498,5 +1845,5 @@ def steps_back_f_g_q_s_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, z_s_t_
 
 
 LOOPS = ("loop_f_g_q_s_h", "back_f_g_q_s_h", "back_f_g_q_s_h_2")
-KERNELS = ("fused_29d8d644a9", "fused_125b0bebe6", "fused_e63669e1c7")
+KERNELS = ("fused_a9caf3d76f", "fused_d74149c30a", "fused_08974cfbb6")
 STEPS = ("steps_loop_f_g_q_s_h", "steps_back_f_g_q_s_h", "steps_back_f_g_q_s_h_2")

@@ -19,8 +19,8 @@ ONE = DTYPE(1)
 PARAMETERS = ("b_f", "U_f", "W_f", "p_f", "b_g", "U_g", "W_g", "p_g", "b", "U", "W", "b_o", "U_o",
               "W_o", "p_o")
 PREPARE = ("b_f", "U_f", "W_f", "b_g", "U_g", "W_g", "b", "U", "W", "b_o", "U_o", "W_o")
-TAPE = ("f", "g", "s", "q", "h", "x", "r47_r49_18_r52", "z_f", "z_f_2", "z_f_3", "z_f_2_T", "z_s",
-        "tanh_s", "r47", "r49", "r52")
+TAPE = ("f", "g", "s", "q", "h", "x", "r47_r49_18_r52", "z_f", "z_f_2", "z_f_3", "z_s", "tanh_s",
+        "r47", "r49", "r52")
 
 
 def prepare(params):
@@ -32,8 +32,7 @@ def prepare(params):
     z_f = np.concatenate((U_f, U_g, U, U_o), 0)
     z_f_2 = np.concatenate((W_f, W_g, W, W_o), 0)
     z_f_3 = np.concatenate((b_f, b_g, b, b_o), -1)
-    z_f_2_T = transposed(z_f_2)
-    return (z_f, z_f_2, z_f_3, z_f_2_T)
+    return (z_f, z_f_2, z_f_3)
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
@@ -42,7 +41,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
      U_o, W_o, p_o) = (params[name] for name in PARAMETERS)
 
     # Values of the parameters alone (see prepare)
-    z_f, z_f_2, z_f_3, z_f_2_T = prepare(params) if prepared is None else prepared
+    z_f, z_f_2, z_f_3 = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
@@ -96,18 +95,20 @@ def forward(params, inputs, initial, T, B, prepared=None):
                                                                     z_s[1:T + 1], s[1:T + 1],
                                                                     r52[1:T + 1], q[1:T + 1],
                                                                     tanh_s[1:T + 1], h[1:T + 1],
-                                                                    z_f_2_T, z_f_2_h, p_f, z_f_4,
-                                                                    slice_z_f_2_h, z_f_5, p_g, z_g,
-                                                                    slice_z_f_2_h_2, z_g_2,
-                                                                    slice_z_f_2_h_3, z_s_2, p_o,
-                                                                    z_q, slice_z_f_2_h_4, z_q_2):
+                                                                    z_f_4, z_f_2_h, p_f,
+                                                                    slice_z_f_2_h, p_g,
+                                                                    slice_z_f_2_h_2,
+                                                                    slice_z_f_2_h_3, p_o,
+                                                                    slice_z_f_2_h_4, z_f_5, z_g,
+                                                                    z_g_2, z_s_2, z_q, z_q_2,
+                                                                    z_f_2):
             steps = zip(h[0:T], s[0:T], r47[1:T + 1], f[1:T + 1], r49[1:T + 1], g[1:T + 1],
                         z_s[1:T + 1], s[1:T + 1], r52[1:T + 1], q[1:T + 1], tanh_s[1:T + 1],
                         h[1:T + 1])
             for (h_tm1, s_tm1, r47_t, f_t, r49_t, g_t, z_s_t, s_t, r52_t, q_t, tanh_s_t,
                  h_t) in steps:
                 # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
-                np.dot(h_tm1, z_f_2_T, out=z_f_2_h)
+                np.dot(h_tm1, z_f_2.T, out=z_f_2_h)
                 # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1) + diag(p_g) s(t-1))
                 # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
                 # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1) + diag(p_o) s(t))
@@ -150,8 +151,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     outputs = {"f": f[1:T + 1], "g": g[1:T + 1], "s": s[1:T + 1], "q": q[1:T + 1], "h": h[1:T + 1]}
     tape = {"f": f, "g": g, "s": s, "q": q, "h": h, "x": x, "r47_r49_18_r52": r47_r49_18_r52,
-            "z_f": z_f, "z_f_2": z_f_2, "z_f_3": z_f_3, "z_f_2_T": z_f_2_T, "z_s": z_s,
-            "tanh_s": tanh_s, "r47": r47, "r49": r49, "r52": r52}
+            "z_f": z_f, "z_f_2": z_f_2, "z_f_3": z_f_3, "z_s": z_s, "tanh_s": tanh_s, "r47": r47,
+            "r49": r49, "r52": r52}
     return outputs, tape
 
 
@@ -160,8 +161,8 @@ def backward(params, tape, cotangents, T, B):
     initial values: the blocks of forward in reverse, loops backward in time."""
     (b_f, U_f, W_f, p_f, b_g, U_g, W_g, p_g, b, U, W, b_o,
      U_o, W_o, p_o) = (params[name] for name in PARAMETERS)
-    (f, g, s, q, h, x, r47_r49_18_r52, z_f, z_f_2, z_f_3, z_f_2_T,
-     z_s, tanh_s, r47, r49, r52) = (tape[name] for name in TAPE)
+    (f, g, s, q, h, x, r47_r49_18_r52, z_f, z_f_2, z_f_3, z_s,
+     tanh_s, r47, r49, r52) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -225,10 +226,10 @@ def backward(params, tape, cotangents, T, B):
                                                                 cotangents.get("f"),
                                                                 dz_g_2[1:T + 1], dz_g[1:T + 1],
                                                                 dz_f_5[1:T + 1], dz_f_4[1:T + 1],
-                                                                cat_dz_f_5[1:T + 1], dh, dz_h_2,
-                                                                dq, dz_h_3, ds, p_o, dz_q_3, dg,
-                                                                df, p_g, dz_g_3, p_f, dz_f_6,
-                                                                z_f_2):
+                                                                cat_dz_f_5[1:T + 1], dh, ds, dq,
+                                                                p_o, dg, p_g, df, p_f, z_f_2,
+                                                                dz_h_2, dz_h_3, dz_q_3, dz_g_3,
+                                                                dz_f_6):
         steps = zip(cot_h[::-1], q[1:T + 1][::-1], tanh_s[1:T + 1][::-1], cot_q[::-1],
                     dz_h[1:T + 1][::-1], cot_s[::-1], dz_q_2[1:T + 1][::-1], dz_q[1:T + 1][::-1],
                     z_s[1:T + 1][::-1], g[1:T + 1][::-1], cot_g[::-1], dz_s_3[1:T + 1][::-1],
@@ -330,8 +331,8 @@ def backward_large(params, tape, cotangents, T, B):
     initial values: the blocks of forward in reverse, loops backward in time."""
     (b_f, U_f, W_f, p_f, b_g, U_g, W_g, p_g, b, U, W, b_o,
      U_o, W_o, p_o) = (params[name] for name in PARAMETERS)
-    (f, g, s, q, h, x, r47_r49_18_r52, z_f, z_f_2, z_f_3, z_f_2_T,
-     z_s, tanh_s, r47, r49, r52) = (tape[name] for name in TAPE)
+    (f, g, s, q, h, x, r47_r49_18_r52, z_f, z_f_2, z_f_3, z_s,
+     tanh_s, r47, r49, r52) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -379,12 +380,12 @@ def backward_large(params, tape, cotangents, T, B):
                                                                     f[1:T + 1],
                                                                     cotangents.get("f"),
                                                                     dz_g[1:T + 1], dz_f_4[1:T + 1],
-                                                                    cat_dz_f_4[1:T + 1], dh, dz_h,
-                                                                    dq, dz_h_2, ONE, sub_dz_h_2,
-                                                                    dz_h_3, ds, sub_q, p_o, dz_q_2,
-                                                                    dg, sub_z_s, dz_s_3, df, sub_g,
-                                                                    p_g, dz_g_2, sub_f, p_f,
-                                                                    dz_f_5, z_f_2):
+                                                                    cat_dz_f_4[1:T + 1], dh, ONE,
+                                                                    ds, dq, p_o, dg, p_g, df, p_f,
+                                                                    z_f_2, dz_h, dz_h_2,
+                                                                    sub_dz_h_2, dz_h_3, sub_q,
+                                                                    dz_q_2, sub_z_s, dz_s_3, sub_g,
+                                                                    dz_g_2, sub_f, dz_f_5):
         steps = zip(cot_h[::-1], q[1:T + 1][::-1], tanh_s[1:T + 1][::-1], cot_q[::-1], cot_s[::-1],
                     dz_q[1:T + 1][::-1], z_s[1:T + 1][::-1], g[1:T + 1][::-1], cot_g[::-1],
                     dz_s_2[1:T + 1][::-1], s[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1],
@@ -488,7 +489,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_5991f2e28c(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24):
+def fused_e5fcfc3fd5(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24):
     """multiply, add, add, sigmoid, multiply, add, add, sigmoid, multiply, add, sigmoid, multiply, add, multiply, add, add, sigmoid, tanh, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p2)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -694,8 +695,7 @@ def fused_5991f2e28c(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
             or s15 < 0
             or s16 < 0):
         return False
-    dtype = p2.dtype
-    space = np.empty(160, dtype)
+    space = np.empty(160, p2.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -792,7 +792,7 @@ def fused_5991f2e28c(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
     return True
 
 
-def fused_eb3ef11462(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24, p25, p26, p27, p28, p29, p30, p31, p32):
+def fused_de7006e738(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24, p25, p26, p27, p28, p29, p30, p31, p32):
     """add, multiply, multiply, multiply, add, add, multiply, multiply, add, add, multiply, multiply, multiply, multiply, multiply, add, multiply, multiply, add, add, multiply, multiply, add: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -1121,8 +1121,7 @@ def fused_eb3ef11462(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
             or s23 < 0
             or s24 < 0):
         return False
-    dtype = p0.dtype
-    space = np.empty(184, dtype)
+    space = np.empty(184, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -1238,7 +1237,7 @@ def fused_eb3ef11462(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
     return True
 
 
-def fused_a6cfab5c35(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24, p25, p26, p27, p28, p29, p30, p31, p32, p33, p34, p35):
+def fused_799f740222(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24, p25, p26, p27, p28, p29, p30, p31, p32, p33, p34, p35):
     """add, multiply, multiply, multiply, subtract, multiply, add, subtract, multiply, add, multiply, multiply, add, add, multiply, multiply, subtract, multiply, multiply, multiply, multiply, subtract, multiply, add, multiply, multiply, add, subtract, multiply, add, multiply, multiply, add: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -1582,9 +1581,8 @@ def fused_a6cfab5c35(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
             or s18 < 0
             or s19 < 0):
         return False
-    dtype = p0.dtype
     c0 = jitops.like(p0, p7)
-    space = np.empty(264, dtype)
+    space = np.empty(264, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -1742,13 +1740,89 @@ def fused_a6cfab5c35(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
 
 
 def loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_t_all, f_t_all, r49_t_all, g_t_all, z_s_t_all,
-                   s_t_all, r52_t_all, q_t_all, tanh_s_t_all, h_t_all, z_f_2_T, z_f_2_h, p_f,
-                   z_f_4, slice_z_f_2_h, z_f_5, p_g, z_g, slice_z_f_2_h_2, z_g_2, slice_z_f_2_h_3,
-                   z_s_2, p_o, z_q, slice_z_f_2_h_4, z_q_2):
+                   s_t_all, r52_t_all, q_t_all, tanh_s_t_all, h_t_all, z_f_4, z_f_2_h, p_f,
+                   slice_z_f_2_h, p_g, slice_z_f_2_h_2, slice_z_f_2_h_3, p_o, slice_z_f_2_h_4,
+                   z_f_5, z_g, z_g_2, z_s_2, z_q, z_q_2, z_f_2):
     """The loop forward in time of f(t), g(t), s(t), q(t), h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = 0
+    h_tm1 = h_tm1_all[step]
+    s_tm1 = s_tm1_all[step]
+    r47_t = r47_t_all[step]
+    f_t = f_t_all[step]
+    r49_t = r49_t_all[step]
+    g_t = g_t_all[step]
+    z_s_t = z_s_t_all[step]
+    s_t = s_t_all[step]
+    r52_t = r52_t_all[step]
+    q_t = q_t_all[step]
+    tanh_s_t = tanh_s_t_all[step]
+    h_t = h_t_all[step]
+    if (jitops._size(z_f_4) != (1, 8)
+            or jitops._size(z_f_5) != (1, 8)
+            or jitops._size(f_t) != (1, 8)
+            or jitops._size(z_g) != (1, 8)
+            or jitops._size(z_g_2) != (1, 8)
+            or jitops._size(g_t) != (1, 8)
+            or jitops._size(s_t) != (1, 8)
+            or jitops._size(z_s_t) != (1, 8)
+            or jitops._size(z_s_2) != (1, 8)
+            or jitops._size(z_q) != (1, 8)
+            or jitops._size(z_q_2) != (1, 8)
+            or jitops._size(q_t) != (1, 8)
+            or jitops._size(tanh_s_t) != (1, 8)
+            or jitops._size(h_t) != (1, 8)
+            or not jitops.rows_contiguous(f_t)
+            or not jitops.rows_contiguous(g_t)
+            or not jitops.rows_contiguous(s_t)
+            or not jitops.rows_contiguous(z_s_t)
+            or not jitops.rows_contiguous(q_t)
+            or not jitops.rows_contiguous(tanh_s_t)
+            or not jitops.rows_contiguous(h_t)
+            or jitops.row_step(p_f, 1, 8) < 0
+            or jitops.row_step(s_tm1, 1, 8) < 0
+            or jitops.row_step(r47_t, 1, 8) < 0
+            or jitops.row_step(slice_z_f_2_h, 1, 8) < 0
+            or jitops.row_step(f_t, 1, 8) < 0
+            or jitops.row_step(p_g, 1, 8) < 0
+            or jitops.row_step(r49_t, 1, 8) < 0
+            or jitops.row_step(slice_z_f_2_h_2, 1, 8) < 0
+            or jitops.row_step(g_t, 1, 8) < 0
+            or jitops.row_step(z_s_t, 1, 8) < 0
+            or jitops.row_step(slice_z_f_2_h_3, 1, 8) < 0
+            or jitops.row_step(s_t, 1, 8) < 0
+            or jitops.row_step(p_o, 1, 8) < 0
+            or jitops.row_step(r52_t, 1, 8) < 0
+            or jitops.row_step(slice_z_f_2_h_4, 1, 8) < 0
+            or jitops.row_step(q_t, 1, 8) < 0
+            or jitops.row_step(tanh_s_t, 1, 8) < 0):
+        return False
+    space = np.empty(160, z_f_4.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
+    x4 = space[32:40]
+    x5 = space[40:48]
+    x6 = space[48:56]
+    x7 = space[56:64]
+    x8 = space[64:72]
+    x9 = space[72:80]
+    x10 = space[80:88]
+    x11 = space[88:96]
+    x12 = space[96:104]
+    x13 = space[104:112]
+    x14 = space[112:120]
+    x15 = space[120:128]
+    x16 = space[128:136]
+    x17 = space[136:144]
+    x18 = space[144:152]
+    e8 = space[152:160]
+    bits = jitops.scratch(e8)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         s_tm1 = s_tm1_all[step]
@@ -1763,41 +1837,93 @@ def loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_t_all, f_t_all, r49_t_all, g_t_a
         tanh_s_t = tanh_s_t_all[step]
         h_t = h_t_all[step]
         # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
-        jitops.dot(h_tm1, z_f_2_T, z_f_2_h)
+        jitops.dot(h_tm1, z_f_2.T, z_f_2_h)
         # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1) + diag(p_g) s(t-1))
         # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
         # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1) + diag(p_o) s(t))
         # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
-        jitops.multiply(p_f, s_tm1, z_f_4)
-        jitops.add(r47_t, slice_z_f_2_h, z_f_5)
-        jitops.add(z_f_5, z_f_4, f_t)
-        jitops.sigmoid(f_t, f_t)
+        r0_0 = jitops._view(p_f, 0, 8)
+        r0_1 = jitops._view(s_tm1, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] * r0_1[j]
+        r1_0 = jitops._view(r47_t, 0, 8)
+        r1_1 = jitops._view(slice_z_f_2_h, 0, 8)
+        for j in range(8):
+            x1[j] = r1_0[j] + r1_1[j]
+        for j in range(8):
+            x2[j] = x1[j] + x0[j]
+        jitops.put_row(f_t, 0, x2)
+        r3_0 = jitops._view(f_t, 0, 8)
+        jitops.vsigmoid(r3_0, x3, e8, bits)
+        jitops.put_row(f_t, 0, x3)
+        r4_0 = jitops._view(p_g, 0, 8)
+        r4_1 = jitops._view(s_tm1, 0, 8)
+        for j in range(8):
+            x4[j] = r4_0[j] * r4_1[j]
+        r5_0 = jitops._view(r49_t, 0, 8)
+        r5_1 = jitops._view(slice_z_f_2_h_2, 0, 8)
+        for j in range(8):
+            x5[j] = r5_0[j] + r5_1[j]
+        for j in range(8):
+            x6[j] = x5[j] + x4[j]
+        jitops.put_row(g_t, 0, x6)
+        r7_0 = jitops._view(g_t, 0, 8)
+        jitops.vsigmoid(r7_0, x7, e8, bits)
+        jitops.put_row(g_t, 0, x7)
+        r8_0 = jitops._view(f_t, 0, 8)
+        r8_1 = jitops._view(s_tm1, 0, 8)
+        for j in range(8):
+            x8[j] = r8_0[j] * r8_1[j]
+        jitops.put_row(s_t, 0, x8)
+        r9_0 = jitops._view(z_s_t, 0, 8)
+        r9_1 = jitops._view(slice_z_f_2_h_3, 0, 8)
+        for j in range(8):
+            x9[j] = r9_0[j] + r9_1[j]
+        jitops.put_row(z_s_t, 0, x9)
+        r10_0 = jitops._view(z_s_t, 0, 8)
+        jitops.vsigmoid(r10_0, x10, e8, bits)
+        jitops.put_row(z_s_t, 0, x10)
+        r11_0 = jitops._view(g_t, 0, 8)
+        r11_1 = jitops._view(z_s_t, 0, 8)
+        for j in range(8):
+            x11[j] = r11_0[j] * r11_1[j]
+        r12_0 = jitops._view(s_t, 0, 8)
+        for j in range(8):
+            x12[j] = r12_0[j] + x11[j]
+        jitops.put_row(s_t, 0, x12)
+        r13_0 = jitops._view(p_o, 0, 8)
+        r13_1 = jitops._view(s_t, 0, 8)
+        for j in range(8):
+            x13[j] = r13_0[j] * r13_1[j]
+        r14_0 = jitops._view(r52_t, 0, 8)
+        r14_1 = jitops._view(slice_z_f_2_h_4, 0, 8)
+        for j in range(8):
+            x14[j] = r14_0[j] + r14_1[j]
+        for j in range(8):
+            x15[j] = x14[j] + x13[j]
+        jitops.put_row(q_t, 0, x15)
+        r16_0 = jitops._view(q_t, 0, 8)
+        jitops.vsigmoid(r16_0, x16, e8, bits)
+        jitops.put_row(q_t, 0, x16)
+        r17_0 = jitops._view(s_t, 0, 8)
+        jitops.vtanh(r17_0, x17, e8, bits)
+        jitops.put_row(tanh_s_t, 0, x17)
+        r18_0 = jitops._view(tanh_s_t, 0, 8)
+        r18_1 = jitops._view(q_t, 0, 8)
+        for j in range(8):
+            x18[j] = r18_0[j] * r18_1[j]
+        jitops.put_row(h_t, 0, x18)
         # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1) + diag(p_g) s(t-1))
-        jitops.multiply(p_g, s_tm1, z_g)
-        jitops.add(r49_t, slice_z_f_2_h_2, z_g_2)
-        jitops.add(z_g_2, z_g, g_t)
-        jitops.sigmoid(g_t, g_t)
         # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
-        jitops.multiply(f_t, s_tm1, s_t)
-        jitops.add(z_s_t, slice_z_f_2_h_3, z_s_t)
-        jitops.sigmoid(z_s_t, z_s_t)
-        jitops.multiply(g_t, z_s_t, z_s_2)
-        jitops.add(s_t, z_s_2, s_t)
         # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1) + diag(p_o) s(t))
-        jitops.multiply(p_o, s_t, z_q)
-        jitops.add(r52_t, slice_z_f_2_h_4, z_q_2)
-        jitops.add(z_q_2, z_q, q_t)
-        jitops.sigmoid(q_t, q_t)
         # h(t) = tanh(s(t)) * q(t)
-        jitops.tanh(s_t, tanh_s_t)
-        jitops.multiply(tanh_s_t, q_t, h_t)
     return True
 
 
 def steps_loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_t_all, f_t_all, r49_t_all, g_t_all,
-                         z_s_t_all, s_t_all, r52_t_all, q_t_all, tanh_s_t_all, h_t_all, z_f_2_T,
-                         z_f_2_h, p_f, z_f_4, slice_z_f_2_h, z_f_5, p_g, z_g, slice_z_f_2_h_2,
-                         z_g_2, slice_z_f_2_h_3, z_s_2, p_o, z_q, slice_z_f_2_h_4, z_q_2):
+                         z_s_t_all, s_t_all, r52_t_all, q_t_all, tanh_s_t_all, h_t_all, z_f_4,
+                         z_f_2_h, p_f, slice_z_f_2_h, p_g, slice_z_f_2_h_2, slice_z_f_2_h_3, p_o,
+                         slice_z_f_2_h_4, z_f_5, z_g, z_g_2, z_s_2, z_q, z_q_2, z_f_2):
     """f(t), g(t), s(t), q(t), h(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -1816,7 +1942,7 @@ def steps_loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_t_all, f_t_all, r49_t_all,
     tanh_s_t = tanh_s_t_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_5991f2e28c, p_f, s_tm1, z_f_4, r47_t, slice_z_f_2_h, z_f_5, f_t, p_g, z_g, r49_t, slice_z_f_2_h_2, z_g_2, g_t, s_t, z_s_t, slice_z_f_2_h_3, z_s_2, p_o, z_q, r52_t, slice_z_f_2_h_4, z_q_2, q_t, tanh_s_t, h_t)
+        jitops.ready(fused_e5fcfc3fd5, p_f, s_tm1, z_f_4, r47_t, slice_z_f_2_h, z_f_5, f_t, p_g, z_g, r49_t, slice_z_f_2_h_2, z_g_2, g_t, s_t, z_s_t, slice_z_f_2_h_3, z_s_2, p_o, z_q, r52_t, slice_z_f_2_h_4, z_q_2, q_t, tanh_s_t, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('f(t), g(t), s(t), q(t), h(t)', error)
         return False
@@ -1834,12 +1960,12 @@ def steps_loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_t_all, f_t_all, r49_t_all,
         tanh_s_t = tanh_s_t_all[step]
         h_t = h_t_all[step]
         # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
-        jitops.dot(h_tm1, z_f_2_T, z_f_2_h)
+        jitops.dot(h_tm1, z_f_2.T, z_f_2_h)
         # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1) + diag(p_g) s(t-1))
         # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
         # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1) + diag(p_o) s(t))
         # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
-        if not fused_5991f2e28c(p_f, s_tm1, z_f_4, r47_t, slice_z_f_2_h, z_f_5, f_t, p_g, z_g, r49_t, slice_z_f_2_h_2, z_g_2, g_t, s_t, z_s_t, slice_z_f_2_h_3, z_s_2, p_o, z_q, r52_t, slice_z_f_2_h_4, z_q_2, q_t, tanh_s_t, h_t):
+        if not fused_e5fcfc3fd5(p_f, s_tm1, z_f_4, r47_t, slice_z_f_2_h, z_f_5, f_t, p_g, z_g, r49_t, slice_z_f_2_h_2, z_g_2, g_t, s_t, z_s_t, slice_z_f_2_h_3, z_s_2, p_o, z_q, r52_t, slice_z_f_2_h_4, z_q_2, q_t, tanh_s_t, h_t):
             np.multiply(p_f, s_tm1, out=z_f_4)
             np.add(r47_t, slice_z_f_2_h, out=z_f_5)
             np.add(z_f_5, z_f_4, out=f_t)
@@ -1869,12 +1995,114 @@ def steps_loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_t_all, f_t_all, r49_t_all,
 def back_f_g_s_q_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot_s, dz_q_2_t_all,
                    dz_q_t_all, z_s_t_all, g_t_all, cot_g, dz_s_3_t_all, dz_s_2_t_all, s_tm1_all,
                    f_t_all, cot_f, dz_g_2_t_all, dz_g_t_all, dz_f_5_t_all, dz_f_4_t_all,
-                   cat_dz_f_5_t_all, dh, dz_h_2, dq, dz_h_3, ds, p_o, dz_q_3, dg, df, p_g, dz_g_3,
-                   p_f, dz_f_6, z_f_2):
+                   cat_dz_f_5_t_all, dh, ds, dq, p_o, dg, p_g, df, p_f, z_f_2, dz_h_2, dz_h_3,
+                   dz_q_3, dz_g_3, dz_f_6):
     """The loop backward in time of f(t), g(t), s(t), q(t), h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    q_t = q_t_all[step]
+    tanh_s_t = tanh_s_t_all[step]
+    dz_h_t = dz_h_t_all[step]
+    dz_q_2_t = dz_q_2_t_all[step]
+    dz_q_t = dz_q_t_all[step]
+    z_s_t = z_s_t_all[step]
+    g_t = g_t_all[step]
+    dz_s_3_t = dz_s_3_t_all[step]
+    dz_s_2_t = dz_s_2_t_all[step]
+    s_tm1 = s_tm1_all[step]
+    f_t = f_t_all[step]
+    dz_g_2_t = dz_g_2_t_all[step]
+    dz_g_t = dz_g_t_all[step]
+    dz_f_5_t = dz_f_5_t_all[step]
+    dz_f_4_t = dz_f_4_t_all[step]
+    cat_dz_f_5_t = cat_dz_f_5_t_all[step]
+    if (jitops._size(dh) != (1, 8)
+            or jitops._size(dz_h_2) != (1, 8)
+            or jitops._size(dq) != (1, 8)
+            or jitops._size(dz_h_3) != (1, 8)
+            or jitops._size(ds) != (1, 8)
+            or jitops._size(dz_q_2_t) != (1, 8)
+            or jitops._size(dz_q_3) != (1, 8)
+            or jitops._size(dg) != (1, 8)
+            or jitops._size(dz_s_3_t) != (1, 8)
+            or jitops._size(df) != (1, 8)
+            or jitops._size(dz_g_2_t) != (1, 8)
+            or jitops._size(dz_g_3) != (1, 8)
+            or jitops._size(dz_f_5_t) != (1, 8)
+            or jitops._size(dz_f_6) != (1, 8)
+            or not jitops.rows_contiguous(dh)
+            or not jitops.rows_contiguous(dq)
+            or not jitops.rows_contiguous(dz_q_2_t)
+            or not jitops.rows_contiguous(dz_s_3_t)
+            or not jitops.rows_contiguous(dg)
+            or not jitops.rows_contiguous(dz_g_2_t)
+            or not jitops.rows_contiguous(df)
+            or not jitops.rows_contiguous(dz_f_5_t)
+            or not jitops.rows_contiguous(ds)
+            or jitops.row_step(dh, 1, 8) < 0
+            or jitops.row_step(q_t, 1, 8) < 0
+            or jitops.row_step(tanh_s_t, 1, 8) < 0
+            or jitops.row_step(dz_h_t, 1, 8) < 0
+            or jitops.row_step(ds, 1, 8) < 0
+            or jitops.row_step(dz_q_t, 1, 8) < 0
+            or jitops.row_step(p_o, 1, 8) < 0
+            or jitops.row_step(dz_q_2_t, 1, 8) < 0
+            or jitops.row_step(z_s_t, 1, 8) < 0
+            or jitops.row_step(g_t, 1, 8) < 0
+            or jitops.row_step(dz_s_3_t, 1, 8) < 0
+            or jitops.row_step(dz_s_2_t, 1, 8) < 0
+            or jitops.row_step(s_tm1, 1, 8) < 0
+            or jitops.row_step(f_t, 1, 8) < 0
+            or jitops.row_step(dz_g_t, 1, 8) < 0
+            or jitops.row_step(p_g, 1, 8) < 0
+            or jitops.row_step(dz_g_2_t, 1, 8) < 0
+            or jitops.row_step(dz_f_4_t, 1, 8) < 0
+            or jitops.row_step(p_f, 1, 8) < 0
+            or jitops.row_step(dz_f_5_t, 1, 8) < 0):
+        return False
+    if cot_h is not None:
+        if jitops.row_step(cot_h[step], 1, 8) < 0:
+            return False
+    if cot_q is not None:
+        if jitops.row_step(cot_q[step], 1, 8) < 0:
+            return False
+    if cot_s is not None:
+        if jitops.row_step(cot_s[step], 1, 8) < 0:
+            return False
+    if cot_g is not None:
+        if jitops.row_step(cot_g[step], 1, 8) < 0:
+            return False
+    if cot_f is not None:
+        if jitops.row_step(cot_f[step], 1, 8) < 0:
+            return False
+    space = np.empty(184, dh.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
+    x4 = space[32:40]
+    x5 = space[40:48]
+    x6 = space[48:56]
+    x7 = space[56:64]
+    x8 = space[64:72]
+    x9 = space[72:80]
+    x10 = space[80:88]
+    x11 = space[88:96]
+    x12 = space[96:104]
+    x13 = space[104:112]
+    x14 = space[112:120]
+    x15 = space[120:128]
+    x16 = space[128:136]
+    x17 = space[136:144]
+    x18 = space[144:152]
+    x19 = space[152:160]
+    x20 = space[160:168]
+    x21 = space[168:176]
+    x22 = space[176:184]
     for step in range(T - 1, -1, -1):
         q_t = q_t_all[step]
         tanh_s_t = tanh_s_t_all[step]
@@ -1894,37 +2122,97 @@ def back_f_g_s_q_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot_s, dz
         cat_dz_f_5_t = cat_dz_f_5_t_all[step]
         # h(t) = tanh(s(t)) * q(t)
         if cot_h is not None:
-            jitops.add(dh, cot_h[step], dh)
-        jitops.multiply(dh, q_t, dz_h_2)
-        jitops.multiply(tanh_s_t, dh, dq)
-        jitops.multiply(dz_h_2, dz_h_t, dz_h_3)
-        jitops.add(ds, dz_h_3, ds)
-        # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1) + diag(p_o) s(t))
+            r0_0 = jitops._view(dh, 0, 8)
+            r0_1 = jitops._view(cot_h[step], 0, 8)
+            for j in range(8):
+                x0[j] = r0_0[j] + r0_1[j]
+            jitops.put_row(dh, 0, x0)
+        r1_0 = jitops._view(dh, 0, 8)
+        r1_1 = jitops._view(q_t, 0, 8)
+        for j in range(8):
+            x1[j] = r1_0[j] * r1_1[j]
+        r2_0 = jitops._view(tanh_s_t, 0, 8)
+        r2_1 = jitops._view(dh, 0, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] * r2_1[j]
+        r3_1 = jitops._view(dz_h_t, 0, 8)
+        for j in range(8):
+            x3[j] = x1[j] * r3_1[j]
+        r4_0 = jitops._view(ds, 0, 8)
+        for j in range(8):
+            x4[j] = r4_0[j] + x3[j]
         if cot_q is not None:
-            jitops.add(dq, cot_q[step], dq)
-        jitops.multiply(dq, dz_q_t, dz_q_2_t)
-        jitops.multiply(p_o, dz_q_2_t, dz_q_3)
-        jitops.add(ds, dz_q_3, ds)
-        # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
+            r5_1 = jitops._view(cot_q[step], 0, 8)
+            for j in range(8):
+                x2[j] = x2[j] + r5_1[j]
+        jitops.put_row(dq, 0, x2)
+        r6_1 = jitops._view(dz_q_t, 0, 8)
+        for j in range(8):
+            x6[j] = x2[j] * r6_1[j]
+        jitops.put_row(dz_q_2_t, 0, x6)
+        r7_0 = jitops._view(p_o, 0, 8)
+        r7_1 = jitops._view(dz_q_2_t, 0, 8)
+        for j in range(8):
+            x7[j] = r7_0[j] * r7_1[j]
+        for j in range(8):
+            x8[j] = x4[j] + x7[j]
         if cot_s is not None:
-            jitops.add(ds, cot_s[step], ds)
-        jitops.multiply(ds, z_s_t, dg)
-        jitops.multiply(g_t, ds, dz_s_3_t)
-        jitops.multiply(dz_s_3_t, dz_s_2_t, dz_s_3_t)
-        jitops.multiply(ds, s_tm1, df)
-        jitops.multiply(f_t, ds, ds)
-        # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1) + diag(p_g) s(t-1))
+            r9_1 = jitops._view(cot_s[step], 0, 8)
+            for j in range(8):
+                x8[j] = x8[j] + r9_1[j]
+        r10_1 = jitops._view(z_s_t, 0, 8)
+        for j in range(8):
+            x10[j] = x8[j] * r10_1[j]
+        r11_0 = jitops._view(g_t, 0, 8)
+        for j in range(8):
+            x11[j] = r11_0[j] * x8[j]
+        jitops.put_row(dz_s_3_t, 0, x11)
+        r12_0 = jitops._view(dz_s_3_t, 0, 8)
+        r12_1 = jitops._view(dz_s_2_t, 0, 8)
+        for j in range(8):
+            x12[j] = r12_0[j] * r12_1[j]
+        jitops.put_row(dz_s_3_t, 0, x12)
+        r13_1 = jitops._view(s_tm1, 0, 8)
+        for j in range(8):
+            x13[j] = x8[j] * r13_1[j]
+        r14_0 = jitops._view(f_t, 0, 8)
+        for j in range(8):
+            x14[j] = r14_0[j] * x8[j]
         if cot_g is not None:
-            jitops.add(dg, cot_g[step], dg)
-        jitops.multiply(dg, dz_g_t, dz_g_2_t)
-        jitops.multiply(p_g, dz_g_2_t, dz_g_3)
-        jitops.add(ds, dz_g_3, ds)
-        # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
+            r15_1 = jitops._view(cot_g[step], 0, 8)
+            for j in range(8):
+                x10[j] = x10[j] + r15_1[j]
+        jitops.put_row(dg, 0, x10)
+        r16_1 = jitops._view(dz_g_t, 0, 8)
+        for j in range(8):
+            x16[j] = x10[j] * r16_1[j]
+        jitops.put_row(dz_g_2_t, 0, x16)
+        r17_0 = jitops._view(p_g, 0, 8)
+        r17_1 = jitops._view(dz_g_2_t, 0, 8)
+        for j in range(8):
+            x17[j] = r17_0[j] * r17_1[j]
+        for j in range(8):
+            x18[j] = x14[j] + x17[j]
         if cot_f is not None:
-            jitops.add(df, cot_f[step], df)
-        jitops.multiply(df, dz_f_4_t, dz_f_5_t)
-        jitops.multiply(p_f, dz_f_5_t, dz_f_6)
-        jitops.add(ds, dz_f_6, ds)
+            r19_1 = jitops._view(cot_f[step], 0, 8)
+            for j in range(8):
+                x13[j] = x13[j] + r19_1[j]
+        jitops.put_row(df, 0, x13)
+        r20_1 = jitops._view(dz_f_4_t, 0, 8)
+        for j in range(8):
+            x20[j] = x13[j] * r20_1[j]
+        jitops.put_row(dz_f_5_t, 0, x20)
+        r21_0 = jitops._view(p_f, 0, 8)
+        r21_1 = jitops._view(dz_f_5_t, 0, 8)
+        for j in range(8):
+            x21[j] = r21_0[j] * r21_1[j]
+        for j in range(8):
+            x22[j] = x18[j] + x21[j]
+        jitops.put_row(ds, 0, x22)
+        # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1) + diag(p_o) s(t))
+        # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
+        # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1) + diag(p_g) s(t-1))
+        # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
         jitops.dot(cat_dz_f_5_t, z_f_2, dh)
     return True
 
@@ -1932,8 +2220,8 @@ def back_f_g_s_q_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot_s, dz
 def steps_back_f_g_s_q_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot_s, dz_q_2_t_all,
                          dz_q_t_all, z_s_t_all, g_t_all, cot_g, dz_s_3_t_all, dz_s_2_t_all,
                          s_tm1_all, f_t_all, cot_f, dz_g_2_t_all, dz_g_t_all, dz_f_5_t_all,
-                         dz_f_4_t_all, cat_dz_f_5_t_all, dh, dz_h_2, dq, dz_h_3, ds, p_o, dz_q_3,
-                         dg, df, p_g, dz_g_3, p_f, dz_f_6, z_f_2):
+                         dz_f_4_t_all, cat_dz_f_5_t_all, dh, ds, dq, p_o, dg, p_g, df, p_f, z_f_2,
+                         dz_h_2, dz_h_3, dz_q_3, dz_g_3, dz_f_6):
     """f(t), g(t), s(t), q(t), h(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -1978,7 +2266,7 @@ def steps_back_f_g_s_q_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot
         dz_f_4_t = dz_f_4_t_all[step]
         cat_dz_f_5_t = cat_dz_f_5_t_all[step]
         # h(t) = tanh(s(t)) * q(t)
-        if not fused_eb3ef11462(dh, None if cot_h is None else cot_h[step], q_t, dz_h_2, tanh_s_t, dq, dz_h_t, dz_h_3, ds, None if cot_q is None else cot_q[step], dz_q_t, dz_q_2_t, p_o, dz_q_3, None if cot_s is None else cot_s[step], z_s_t, dg, g_t, dz_s_3_t, dz_s_2_t, s_tm1, df, f_t, None if cot_g is None else cot_g[step], dz_g_t, dz_g_2_t, p_g, dz_g_3, None if cot_f is None else cot_f[step], dz_f_4_t, dz_f_5_t, p_f, dz_f_6):
+        if not fused_de7006e738(dh, None if cot_h is None else cot_h[step], q_t, dz_h_2, tanh_s_t, dq, dz_h_t, dz_h_3, ds, None if cot_q is None else cot_q[step], dz_q_t, dz_q_2_t, p_o, dz_q_3, None if cot_s is None else cot_s[step], z_s_t, dg, g_t, dz_s_3_t, dz_s_2_t, s_tm1, df, f_t, None if cot_g is None else cot_g[step], dz_g_t, dz_g_2_t, p_g, dz_g_3, None if cot_f is None else cot_f[step], dz_f_4_t, dz_f_5_t, p_f, dz_f_6):
             if cot_h is not None:
                 np.add(dh, cot_h[step], out=dh)
             np.multiply(dh, q_t, out=dz_h_2)
@@ -2017,13 +2305,123 @@ def steps_back_f_g_s_q_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot
 
 def back_f_g_s_q_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, dz_q_t_all, z_s_t_all, g_t_all,
                      cot_g, dz_s_2_t_all, s_tm1_all, f_t_all, cot_f, dz_g_t_all, dz_f_4_t_all,
-                     cat_dz_f_4_t_all, dh, dz_h, dq, dz_h_2, ONE, sub_dz_h_2, dz_h_3, ds, sub_q,
-                     p_o, dz_q_2, dg, sub_z_s, dz_s_3, df, sub_g, p_g, dz_g_2, sub_f, p_f, dz_f_5,
-                     z_f_2):
+                     cat_dz_f_4_t_all, dh, ONE, ds, dq, p_o, dg, p_g, df, p_f, z_f_2, dz_h, dz_h_2,
+                     sub_dz_h_2, dz_h_3, sub_q, dz_q_2, sub_z_s, dz_s_3, sub_g, dz_g_2, sub_f,
+                     dz_f_5):
     """The loop backward in time of f(t), g(t), s(t), q(t), h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    q_t = q_t_all[step]
+    tanh_s_t = tanh_s_t_all[step]
+    dz_q_t = dz_q_t_all[step]
+    z_s_t = z_s_t_all[step]
+    g_t = g_t_all[step]
+    dz_s_2_t = dz_s_2_t_all[step]
+    s_tm1 = s_tm1_all[step]
+    f_t = f_t_all[step]
+    dz_g_t = dz_g_t_all[step]
+    dz_f_4_t = dz_f_4_t_all[step]
+    cat_dz_f_4_t = cat_dz_f_4_t_all[step]
+    if (jitops._size(dh) != (1, 8)
+            or jitops._size(dz_h) != (1, 8)
+            or jitops._size(dq) != (1, 8)
+            or jitops._size(dz_h_2) != (1, 8)
+            or jitops._size(sub_dz_h_2) != (1, 8)
+            or jitops._size(dz_h_3) != (1, 8)
+            or jitops._size(ds) != (1, 8)
+            or jitops._size(sub_q) != (1, 8)
+            or jitops._size(dz_q_t) != (1, 8)
+            or jitops._size(dz_q_2) != (1, 8)
+            or jitops._size(dg) != (1, 8)
+            or jitops._size(dz_s_2_t) != (1, 8)
+            or jitops._size(sub_z_s) != (1, 8)
+            or jitops._size(dz_s_3) != (1, 8)
+            or jitops._size(df) != (1, 8)
+            or jitops._size(sub_g) != (1, 8)
+            or jitops._size(dz_g_t) != (1, 8)
+            or jitops._size(dz_g_2) != (1, 8)
+            or jitops._size(sub_f) != (1, 8)
+            or jitops._size(dz_f_4_t) != (1, 8)
+            or jitops._size(dz_f_5) != (1, 8)
+            or not jitops.rows_contiguous(dh)
+            or not jitops.rows_contiguous(dz_q_t)
+            or not jitops.rows_contiguous(dq)
+            or not jitops.rows_contiguous(dz_s_2_t)
+            or not jitops.rows_contiguous(dz_g_t)
+            or not jitops.rows_contiguous(dg)
+            or not jitops.rows_contiguous(dz_f_4_t)
+            or not jitops.rows_contiguous(df)
+            or not jitops.rows_contiguous(ds)
+            or jitops.row_step(dh, 1, 8) < 0
+            or jitops.row_step(q_t, 1, 8) < 0
+            or jitops.row_step(tanh_s_t, 1, 8) < 0
+            or jitops.row_step(ds, 1, 8) < 0
+            or jitops.row_step(dz_q_t, 1, 8) < 0
+            or jitops.row_step(p_o, 1, 8) < 0
+            or jitops.row_step(z_s_t, 1, 8) < 0
+            or jitops.row_step(g_t, 1, 8) < 0
+            or jitops.row_step(dz_s_2_t, 1, 8) < 0
+            or jitops.row_step(s_tm1, 1, 8) < 0
+            or jitops.row_step(f_t, 1, 8) < 0
+            or jitops.row_step(dz_g_t, 1, 8) < 0
+            or jitops.row_step(p_g, 1, 8) < 0
+            or jitops.row_step(dz_f_4_t, 1, 8) < 0
+            or jitops.row_step(p_f, 1, 8) < 0):
+        return False
+    if cot_h is not None:
+        if jitops.row_step(cot_h[step], 1, 8) < 0:
+            return False
+    if cot_q is not None:
+        if jitops.row_step(cot_q[step], 1, 8) < 0:
+            return False
+    if cot_s is not None:
+        if jitops.row_step(cot_s[step], 1, 8) < 0:
+            return False
+    if cot_g is not None:
+        if jitops.row_step(cot_g[step], 1, 8) < 0:
+            return False
+    if cot_f is not None:
+        if jitops.row_step(cot_f[step], 1, 8) < 0:
+            return False
+    c0 = jitops.like(dh, ONE)
+    space = np.empty(264, dh.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
+    x4 = space[32:40]
+    x5 = space[40:48]
+    x6 = space[48:56]
+    x7 = space[56:64]
+    x8 = space[64:72]
+    x9 = space[72:80]
+    x10 = space[80:88]
+    x11 = space[88:96]
+    x12 = space[96:104]
+    x13 = space[104:112]
+    x14 = space[112:120]
+    x15 = space[120:128]
+    x16 = space[128:136]
+    x17 = space[136:144]
+    x18 = space[144:152]
+    x19 = space[152:160]
+    x20 = space[160:168]
+    x21 = space[168:176]
+    x22 = space[176:184]
+    x23 = space[184:192]
+    x24 = space[192:200]
+    x25 = space[200:208]
+    x26 = space[208:216]
+    x27 = space[216:224]
+    x28 = space[224:232]
+    x29 = space[232:240]
+    x30 = space[240:248]
+    x31 = space[248:256]
+    x32 = space[256:264]
     for step in range(T - 1, -1, -1):
         q_t = q_t_all[step]
         tanh_s_t = tanh_s_t_all[step]
@@ -2038,56 +2436,137 @@ def back_f_g_s_q_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, dz_q_t_all, 
         cat_dz_f_4_t = cat_dz_f_4_t_all[step]
         # h(t) = tanh(s(t)) * q(t)
         if cot_h is not None:
-            jitops.add(dh, cot_h[step], dh)
-        jitops.multiply(dh, q_t, dz_h)
-        jitops.multiply(tanh_s_t, dh, dq)
-        jitops.multiply(tanh_s_t, tanh_s_t, dz_h_2)
-        jitops.subtract(ONE, dz_h_2, sub_dz_h_2)
-        jitops.multiply(dz_h, sub_dz_h_2, dz_h_3)
-        jitops.add(ds, dz_h_3, ds)
-        # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1) + diag(p_o) s(t))
-        jitops.subtract(ONE, q_t, sub_q)
-        jitops.multiply(q_t, sub_q, dz_q_t)
+            r0_0 = jitops._view(dh, 0, 8)
+            r0_1 = jitops._view(cot_h[step], 0, 8)
+            for j in range(8):
+                x0[j] = r0_0[j] + r0_1[j]
+            jitops.put_row(dh, 0, x0)
+        r1_0 = jitops._view(dh, 0, 8)
+        r1_1 = jitops._view(q_t, 0, 8)
+        for j in range(8):
+            x1[j] = r1_0[j] * r1_1[j]
+        r2_0 = jitops._view(tanh_s_t, 0, 8)
+        r2_1 = jitops._view(dh, 0, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] * r2_1[j]
+        r3_0 = jitops._view(tanh_s_t, 0, 8)
+        r3_1 = jitops._view(tanh_s_t, 0, 8)
+        for j in range(8):
+            x3[j] = r3_0[j] * r3_1[j]
+        for j in range(8):
+            x4[j] = c0 - x3[j]
+        for j in range(8):
+            x5[j] = x1[j] * x4[j]
+        r6_0 = jitops._view(ds, 0, 8)
+        for j in range(8):
+            x6[j] = r6_0[j] + x5[j]
+        r7_1 = jitops._view(q_t, 0, 8)
+        for j in range(8):
+            x7[j] = c0 - r7_1[j]
+        r8_0 = jitops._view(q_t, 0, 8)
+        for j in range(8):
+            x8[j] = r8_0[j] * x7[j]
+        jitops.put_row(dz_q_t, 0, x8)
         if cot_q is not None:
-            jitops.add(dq, cot_q[step], dq)
-        jitops.multiply(dq, dz_q_t, dz_q_t)
-        jitops.multiply(p_o, dz_q_t, dz_q_2)
-        jitops.add(ds, dz_q_2, ds)
-        # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
+            r9_1 = jitops._view(cot_q[step], 0, 8)
+            for j in range(8):
+                x2[j] = x2[j] + r9_1[j]
+        jitops.put_row(dq, 0, x2)
+        r10_1 = jitops._view(dz_q_t, 0, 8)
+        for j in range(8):
+            x10[j] = x2[j] * r10_1[j]
+        jitops.put_row(dz_q_t, 0, x10)
+        r11_0 = jitops._view(p_o, 0, 8)
+        r11_1 = jitops._view(dz_q_t, 0, 8)
+        for j in range(8):
+            x11[j] = r11_0[j] * r11_1[j]
+        for j in range(8):
+            x12[j] = x6[j] + x11[j]
         if cot_s is not None:
-            jitops.add(ds, cot_s[step], ds)
-        jitops.multiply(ds, z_s_t, dg)
-        jitops.multiply(g_t, ds, dz_s_2_t)
-        jitops.subtract(ONE, z_s_t, sub_z_s)
-        jitops.multiply(z_s_t, sub_z_s, dz_s_3)
-        jitops.multiply(dz_s_2_t, dz_s_3, dz_s_2_t)
-        jitops.multiply(ds, s_tm1, df)
-        jitops.multiply(f_t, ds, ds)
-        # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1) + diag(p_g) s(t-1))
-        jitops.subtract(ONE, g_t, sub_g)
-        jitops.multiply(g_t, sub_g, dz_g_t)
+            r13_1 = jitops._view(cot_s[step], 0, 8)
+            for j in range(8):
+                x12[j] = x12[j] + r13_1[j]
+        r14_1 = jitops._view(z_s_t, 0, 8)
+        for j in range(8):
+            x14[j] = x12[j] * r14_1[j]
+        r15_0 = jitops._view(g_t, 0, 8)
+        for j in range(8):
+            x15[j] = r15_0[j] * x12[j]
+        jitops.put_row(dz_s_2_t, 0, x15)
+        r16_1 = jitops._view(z_s_t, 0, 8)
+        for j in range(8):
+            x16[j] = c0 - r16_1[j]
+        r17_0 = jitops._view(z_s_t, 0, 8)
+        for j in range(8):
+            x17[j] = r17_0[j] * x16[j]
+        r18_0 = jitops._view(dz_s_2_t, 0, 8)
+        for j in range(8):
+            x18[j] = r18_0[j] * x17[j]
+        jitops.put_row(dz_s_2_t, 0, x18)
+        r19_1 = jitops._view(s_tm1, 0, 8)
+        for j in range(8):
+            x19[j] = x12[j] * r19_1[j]
+        r20_0 = jitops._view(f_t, 0, 8)
+        for j in range(8):
+            x20[j] = r20_0[j] * x12[j]
+        r21_1 = jitops._view(g_t, 0, 8)
+        for j in range(8):
+            x21[j] = c0 - r21_1[j]
+        r22_0 = jitops._view(g_t, 0, 8)
+        for j in range(8):
+            x22[j] = r22_0[j] * x21[j]
+        jitops.put_row(dz_g_t, 0, x22)
         if cot_g is not None:
-            jitops.add(dg, cot_g[step], dg)
-        jitops.multiply(dg, dz_g_t, dz_g_t)
-        jitops.multiply(p_g, dz_g_t, dz_g_2)
-        jitops.add(ds, dz_g_2, ds)
-        # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
-        jitops.subtract(ONE, f_t, sub_f)
-        jitops.multiply(f_t, sub_f, dz_f_4_t)
+            r23_1 = jitops._view(cot_g[step], 0, 8)
+            for j in range(8):
+                x14[j] = x14[j] + r23_1[j]
+        jitops.put_row(dg, 0, x14)
+        r24_1 = jitops._view(dz_g_t, 0, 8)
+        for j in range(8):
+            x24[j] = x14[j] * r24_1[j]
+        jitops.put_row(dz_g_t, 0, x24)
+        r25_0 = jitops._view(p_g, 0, 8)
+        r25_1 = jitops._view(dz_g_t, 0, 8)
+        for j in range(8):
+            x25[j] = r25_0[j] * r25_1[j]
+        for j in range(8):
+            x26[j] = x20[j] + x25[j]
+        r27_1 = jitops._view(f_t, 0, 8)
+        for j in range(8):
+            x27[j] = c0 - r27_1[j]
+        r28_0 = jitops._view(f_t, 0, 8)
+        for j in range(8):
+            x28[j] = r28_0[j] * x27[j]
+        jitops.put_row(dz_f_4_t, 0, x28)
         if cot_f is not None:
-            jitops.add(df, cot_f[step], df)
-        jitops.multiply(df, dz_f_4_t, dz_f_4_t)
-        jitops.multiply(p_f, dz_f_4_t, dz_f_5)
-        jitops.add(ds, dz_f_5, ds)
+            r29_1 = jitops._view(cot_f[step], 0, 8)
+            for j in range(8):
+                x19[j] = x19[j] + r29_1[j]
+        jitops.put_row(df, 0, x19)
+        r30_1 = jitops._view(dz_f_4_t, 0, 8)
+        for j in range(8):
+            x30[j] = x19[j] * r30_1[j]
+        jitops.put_row(dz_f_4_t, 0, x30)
+        r31_0 = jitops._view(p_f, 0, 8)
+        r31_1 = jitops._view(dz_f_4_t, 0, 8)
+        for j in range(8):
+            x31[j] = r31_0[j] * r31_1[j]
+        for j in range(8):
+            x32[j] = x26[j] + x31[j]
+        jitops.put_row(ds, 0, x32)
+        # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1) + diag(p_o) s(t))
+        # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
+        # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1) + diag(p_g) s(t-1))
+        # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
         jitops.dot(cat_dz_f_4_t, z_f_2, dh)
     return True
 
 
 def steps_back_f_g_s_q_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, dz_q_t_all, z_s_t_all,
                            g_t_all, cot_g, dz_s_2_t_all, s_tm1_all, f_t_all, cot_f, dz_g_t_all,
-                           dz_f_4_t_all, cat_dz_f_4_t_all, dh, dz_h, dq, dz_h_2, ONE, sub_dz_h_2,
-                           dz_h_3, ds, sub_q, p_o, dz_q_2, dg, sub_z_s, dz_s_3, df, sub_g, p_g,
-                           dz_g_2, sub_f, p_f, dz_f_5, z_f_2):
+                           dz_f_4_t_all, cat_dz_f_4_t_all, dh, ONE, ds, dq, p_o, dg, p_g, df, p_f,
+                           z_f_2, dz_h, dz_h_2, sub_dz_h_2, dz_h_3, sub_q, dz_q_2, sub_z_s, dz_s_3,
+                           sub_g, dz_g_2, sub_f, dz_f_5):
     """f(t), g(t), s(t), q(t), h(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -2122,7 +2601,7 @@ def steps_back_f_g_s_q_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, dz_q_t
         dz_f_4_t = dz_f_4_t_all[step]
         cat_dz_f_4_t = cat_dz_f_4_t_all[step]
         # h(t) = tanh(s(t)) * q(t)
-        if not fused_a6cfab5c35(dh, None if cot_h is None else cot_h[step], q_t, dz_h, tanh_s_t, dq, dz_h_2, ONE, sub_dz_h_2, dz_h_3, ds, sub_q, dz_q_t, None if cot_q is None else cot_q[step], p_o, dz_q_2, None if cot_s is None else cot_s[step], z_s_t, dg, g_t, dz_s_2_t, sub_z_s, dz_s_3, s_tm1, df, f_t, sub_g, dz_g_t, None if cot_g is None else cot_g[step], p_g, dz_g_2, sub_f, dz_f_4_t, None if cot_f is None else cot_f[step], p_f, dz_f_5):
+        if not fused_799f740222(dh, None if cot_h is None else cot_h[step], q_t, dz_h, tanh_s_t, dq, dz_h_2, ONE, sub_dz_h_2, dz_h_3, ds, sub_q, dz_q_t, None if cot_q is None else cot_q[step], p_o, dz_q_2, None if cot_s is None else cot_s[step], z_s_t, dg, g_t, dz_s_2_t, sub_z_s, dz_s_3, s_tm1, df, f_t, sub_g, dz_g_t, None if cot_g is None else cot_g[step], p_g, dz_g_2, sub_f, dz_f_4_t, None if cot_f is None else cot_f[step], p_f, dz_f_5):
             if cot_h is not None:
                 np.add(dh, cot_h[step], out=dh)
             np.multiply(dh, q_t, out=dz_h)
@@ -2170,5 +2649,5 @@ def steps_back_f_g_s_q_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, dz_q_t
 
 
 LOOPS = ("loop_f_g_s_q_h", "back_f_g_s_q_h", "back_f_g_s_q_h_2")
-KERNELS = ("fused_5991f2e28c", "fused_eb3ef11462", "fused_a6cfab5c35")
+KERNELS = ("fused_e5fcfc3fd5", "fused_de7006e738", "fused_799f740222")
 STEPS = ("steps_loop_f_g_s_q_h", "steps_back_f_g_s_q_h", "steps_back_f_g_s_q_h_2")

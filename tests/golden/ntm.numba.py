@@ -19,18 +19,16 @@ C_1e_08 = DTYPE(1e-08)
 ONE = DTYPE(1)
 PARAMETERS = ("W_h", "U_h", "V_h", "b_h", "W_k", "b_k", "W_β", "b_β", "W_g", "b_g", "W_e", "b_e",
               "W_a", "b_a", "W_y", "U_y", "b_y", "M0")
-PREPARE = ("W_h", "V_h", "W_k", "b_k", "W_β", "b_β", "W_g", "b_g", "W_e", "b_e", "W_a", "b_a")
+PREPARE = ("W_k", "b_k", "W_β", "b_β", "W_g", "b_g", "W_e", "b_e", "W_a", "b_a")
 TAPE = ("h", "k", "β", "g", "c", "w", "r", "e", "a", "M", "y", "x", "kabetage", "z_k", "W_kabetage",
-        "W_h_T", "V_h_T", "W_kabetage_T", "z_h", "ka", "z_k_2", "ge", "norm_M", "norm_k", "z_c",
-        "z_c_2", "z_w", "z_M")
+        "z_h", "ka", "z_k_2", "ge", "norm_M", "norm_k", "z_c", "z_c_2", "z_w", "z_M")
 
 
 def prepare(params):
     """What forward computes from the parameters alone, in the order it unpacks
     them: made each call, or once by Compiled.prepare for calls with the same
     parameters."""
-    (W_h, V_h, W_k, b_k, W_beta, b_beta, W_g, b_g, W_e, b_e,
-     W_a, b_a) = (params[name] for name in PREPARE)
+    W_k, b_k, W_beta, b_beta, W_g, b_g, W_e, b_e, W_a, b_a = (params[name] for name in PREPARE)
     # k(t) = tanh(W_k h(t) + b_k)
     # β(t) = softplus(W_β h(t) + b_β)
     # g(t) = sigmoid(W_g h(t) + b_g)
@@ -38,16 +36,7 @@ def prepare(params):
     # a(t) = tanh(W_a h(t) + b_a)
     z_k = np.concatenate((b_k, b_a, b_beta, b_g, b_e), -1)
     W_kabetage = np.concatenate((W_k, W_a, W_beta, W_g, W_e), 0)
-    # h(t) = tanh(W_h h(t-1) + U_h x(t) + V_h r(t-1) + b_h)
-    W_h_T = transposed(W_h)
-    V_h_T = transposed(V_h)
-    # k(t) = tanh(W_k h(t) + b_k)
-    # β(t) = softplus(W_β h(t) + b_β)
-    # g(t) = sigmoid(W_g h(t) + b_g)
-    # e(t) = sigmoid(W_e h(t) + b_e)
-    # a(t) = tanh(W_a h(t) + b_a)
-    W_kabetage_T = transposed(W_kabetage)
-    return (z_k, W_kabetage, W_h_T, V_h_T, W_kabetage_T)
+    return (z_k, W_kabetage)
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
@@ -56,7 +45,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
      b_g, W_e, b_e, W_a, b_a, W_y, U_y, b_y, M0) = (params[name] for name in PARAMETERS)
 
     # Values of the parameters alone (see prepare)
-    z_k, W_kabetage, W_h_T, V_h_T, W_kabetage_T = prepare(params) if prepared is None else prepared
+    z_k, W_kabetage = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
@@ -126,8 +115,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
         for (h_tm1, r_tm1, z_h_t, h_t, ka_t, z_k_2_t, beta_t, ge_t, M_tm1, k_t, norm_M_t, norm_k_t,
              z_c_t, z_c_2_t, c_t, z_w_t, w_tm1, g_t, w_t, r_t, e_t, z_M_t, a_t, M_t) in steps:
             # h(t) = tanh(W_h h(t-1) + U_h x(t) + V_h r(t-1) + b_h)
-            np.dot(h_tm1, W_h_T, out=W_h_h)
-            np.dot(r_tm1, V_h_T, out=V_h_r)
+            np.dot(h_tm1, W_h.T, out=W_h_h)
+            np.dot(r_tm1, V_h.T, out=V_h_r)
             np.add(z_h_t, W_h_h, out=z_h_2)
             np.add(z_h_2, V_h_r, out=h_t)
             np.tanh(h_t, out=h_t)
@@ -136,7 +125,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
             # g(t) = sigmoid(W_g h(t) + b_g)
             # e(t) = sigmoid(W_e h(t) + b_e)
             # a(t) = tanh(W_a h(t) + b_a)
-            np.dot(h_t, W_kabetage_T, out=W_kabetage_h)
+            np.dot(h_t, W_kabetage.T, out=W_kabetage_h)
             np.add(z_k, W_kabetage_h, out=z_k_3)
             np.tanh(slice_z_k_3, out=ka_t)
             z_k_2_t[...] = z_k_3[..., 32:33]
@@ -183,9 +172,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
                "β": beta[1:T + 1], "g": g[1:T + 1], "e": e[1:T + 1], "c": c[1:T + 1],
                "w": w[1:T + 1], "r": r[1:T + 1], "y": y[1:T + 1]}
     tape = {"h": h, "k": k, "β": beta, "g": g, "c": c, "w": w, "r": r, "e": e, "a": a, "M": M,
-            "y": y, "x": x, "kabetage": kabetage, "z_k": z_k, "W_kabetage": W_kabetage,
-            "W_h_T": W_h_T, "V_h_T": V_h_T, "W_kabetage_T": W_kabetage_T, "z_h": z_h, "ka": ka,
-            "z_k_2": z_k_2, "ge": ge, "norm_M": norm_M, "norm_k": norm_k, "z_c": z_c,
+            "y": y, "x": x, "kabetage": kabetage, "z_k": z_k, "W_kabetage": W_kabetage, "z_h": z_h,
+            "ka": ka, "z_k_2": z_k_2, "ge": ge, "norm_M": norm_M, "norm_k": norm_k, "z_c": z_c,
             "z_c_2": z_c_2, "z_w": z_w, "z_M": z_M}
     return outputs, tape
 
@@ -196,8 +184,8 @@ def backward(params, tape, cotangents, T, B):
     (W_h, U_h, V_h, b_h, W_k, b_k, W_beta, b_beta, W_g,
      b_g, W_e, b_e, W_a, b_a, W_y, U_y, b_y, M0) = (params[name] for name in PARAMETERS)
     (h, k, beta, g, c, w, r, e, a, M, y, x, kabetage, z_k,
-     W_kabetage, W_h_T, V_h_T, W_kabetage_T, z_h, ka, z_k_2, ge,
-     norm_M, norm_k, z_c, z_c_2, z_w, z_M) = (tape[name] for name in TAPE)
+     W_kabetage, z_h, ka, z_k_2, ge, norm_M, norm_k, z_c, z_c_2,
+     z_w, z_M) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -443,8 +431,8 @@ def backward_large(params, tape, cotangents, T, B):
     (W_h, U_h, V_h, b_h, W_k, b_k, W_beta, b_beta, W_g,
      b_g, W_e, b_e, W_a, b_a, W_y, U_y, b_y, M0) = (params[name] for name in PARAMETERS)
     (h, k, beta, g, c, w, r, e, a, M, y, x, kabetage, z_k,
-     W_kabetage, W_h_T, V_h_T, W_kabetage_T, z_h, ka, z_k_2, ge,
-     norm_M, norm_k, z_c, z_c_2, z_w, z_M) = (tape[name] for name in TAPE)
+     W_kabetage, z_h, ka, z_k_2, ge, norm_M, norm_k, z_c, z_c_2,
+     z_w, z_M) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 

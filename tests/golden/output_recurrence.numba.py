@@ -17,28 +17,19 @@ DTYPE = np.float32
 MINUS_ONE = DTYPE(-1)
 ONE = DTYPE(1)
 PARAMETERS = ("W", "U", "b", "V", "c")
-PREPARE = ("W", "V")
-TAPE = ("h", "o", "x", "W_T", "V_T")
+TAPE = ("h", "o", "x")
 
 
 def prepare(params):
     """What forward computes from the parameters alone, in the order it unpacks
     them: made each call, or once by Compiled.prepare for calls with the same
     parameters."""
-    W, V = (params[name] for name in PREPARE)
-    # h(t) = tanh(W o(t-1) + U x(t) + b)
-    W_T = transposed(W)
-    # o(t) = V h(t) + c
-    V_T = transposed(V)
-    return (W_T, V_T)
+    return ()
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
     """Run the equations over steps 1..T for a batch of B; return (outputs, tape)."""
     W, U, b, V, c = (params[name] for name in PARAMETERS)
-
-    # Values of the parameters alone (see prepare)
-    W_T, V_T = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
@@ -60,20 +51,20 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # h(t), o(t): a loop forward in time
     W_o = np.empty((B, 8), DTYPE)
-    if not (loop_h_o if B == 1 else steps_loop_h_o)(T, o[0:T], h[1:T + 1], o[1:T + 1], W_T, W_o,
-                                                    V_T, c):
+    if not (loop_h_o if B == 1 else steps_loop_h_o)(T, o[0:T], h[1:T + 1], o[1:T + 1], W_o, c, W,
+                                                    V):
         steps = zip(o[0:T], h[1:T + 1], o[1:T + 1])
         for (o_tm1, h_t, o_t) in steps:
             # h(t) = tanh(W o(t-1) + U x(t) + b)
-            np.dot(o_tm1, W_T, out=W_o)
+            np.dot(o_tm1, W.T, out=W_o)
             h_t += W_o
             np.tanh(h_t, out=h_t)
             # o(t) = V h(t) + c
-            np.dot(h_t, V_T, out=o_t)
+            np.dot(h_t, V.T, out=o_t)
             o_t += c
 
     outputs = {"h": h[1:T + 1], "o": o[1:T + 1]}
-    tape = {"h": h, "o": o, "x": x, "W_T": W_T, "V_T": V_T}
+    tape = {"h": h, "o": o, "x": x}
     return outputs, tape
 
 
@@ -81,7 +72,7 @@ def backward(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     W, U, b, V, c = (params[name] for name in PARAMETERS)
-    h, o, x, W_T, V_T = (tape[name] for name in TAPE)
+    h, o, x = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -103,7 +94,7 @@ def backward(params, tape, cotangents, T, B):
     cot_h = cotangents.get("h", [None] * T)
     vecmat_dz_h_2 = np.empty((B, 3), DTYPE)
     if not (back_h_o if B == 1 else steps_back_h_o)(T, do[1:T + 1], cotangents.get("h"),
-                                                    dz_h_2[1:T + 1], dz_h[1:T + 1], do[0:T], V, dh,
+                                                    dz_h_2[1:T + 1], dz_h[1:T + 1], do[0:T], dh, V,
                                                     W, vecmat_dz_h_2):
         steps = zip(do[1:T + 1][::-1], cot_h[::-1], dz_h_2[1:T + 1][::-1], dz_h[1:T + 1][::-1],
                     do[0:T][::-1])
@@ -140,7 +131,7 @@ def backward_large(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     W, U, b, V, c = (params[name] for name in PARAMETERS)
-    h, o, x, W_T, V_T = (tape[name] for name in TAPE)
+    h, o, x = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -157,8 +148,8 @@ def backward_large(params, tape, cotangents, T, B):
     dz_h_2 = np.empty((B, 8), DTYPE)
     vecmat_dz_h = np.empty((B, 3), DTYPE)
     if not (back_h_o_2 if B == 1 else steps_back_h_o_2)(T, do[1:T + 1], cotangents.get("h"),
-                                                        h[1:T + 1], dz_h[1:T + 1], do[0:T], V, dh,
-                                                        dz_h_2, ONE, W, vecmat_dz_h):
+                                                        h[1:T + 1], dz_h[1:T + 1], do[0:T], dz_h_2,
+                                                        ONE, V, dh, W, vecmat_dz_h):
         steps = zip(do[1:T + 1][::-1], cot_h[::-1], h[1:T + 1][::-1], dz_h[1:T + 1][::-1],
                     do[0:T][::-1])
         for (do_t, cot_h_t, h_t, dz_h_t, do_tm1) in steps:
@@ -192,7 +183,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_ab89f856e2(p0, p1):
+def fused_1d93b948a7(p0, p1):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -203,8 +194,7 @@ def fused_ab89f856e2(p0, p1):
             or s0 < 0
             or s1 < 0):
         return False
-    dtype = p0.dtype
-    space = np.empty(24, dtype)
+    space = np.empty(24, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     e8 = space[16:24]
@@ -221,7 +211,7 @@ def fused_ab89f856e2(p0, p1):
     return True
 
 
-def fused_e87ab4feca(p0, p1, p2, p3):
+def fused_617619d8b3(p0, p1, p2, p3):
     """add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -240,8 +230,7 @@ def fused_e87ab4feca(p0, p1, p2, p3):
             or s1 < 0
             or s2 < 0):
         return False
-    dtype = p0.dtype
-    space = np.empty(16, dtype)
+    space = np.empty(16, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     for i in range(rows):
@@ -259,7 +248,7 @@ def fused_e87ab4feca(p0, p1, p2, p3):
     return True
 
 
-def fused_5e58e15c7b(p0, p1, p2, p3, p4, p5):
+def fused_25e466825a(p0, p1, p2, p3, p4, p5):
     """multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -283,9 +272,8 @@ def fused_5e58e15c7b(p0, p1, p2, p3, p4, p5):
             or s2 < 0
             or s3 < 0):
         return False
-    dtype = p1.dtype
     c0 = jitops.like(p1, p2)
-    space = np.empty(32, dtype)
+    space = np.empty(32, p1.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -312,26 +300,59 @@ def fused_5e58e15c7b(p0, p1, p2, p3, p4, p5):
     return True
 
 
-def loop_h_o(T, o_tm1_all, h_t_all, o_t_all, W_T, W_o, V_T, c):
+def loop_h_o(T, o_tm1_all, h_t_all, o_t_all, W_o, c, W, V):
     """The loop forward in time of h(t), o(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = 0
+    o_tm1 = o_tm1_all[step]
+    h_t = h_t_all[step]
+    o_t = o_t_all[step]
+    if (jitops._size(h_t) != (1, 8)
+            or not jitops.rows_contiguous(h_t)
+            or jitops.row_step(h_t, 1, 8) < 0
+            or jitops.row_step(W_o, 1, 8) < 0):
+        return False
+    space = np.empty(24, h_t.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    e8 = space[16:24]
+    bits = jitops.scratch(e8)
+    if (jitops._size(o_t) != (1, 3)
+            or not jitops.rows_contiguous(o_t)
+            or jitops.row_step(c, 1, 3) < 0
+            or jitops.row_step(o_t, 1, 3) < 0):
+        return False
+    space_2 = np.empty(3, o_t.dtype)
+    x0_2 = space_2[0:3]
     for step in range(T):
         o_tm1 = o_tm1_all[step]
         h_t = h_t_all[step]
         o_t = o_t_all[step]
         # h(t) = tanh(W o(t-1) + U x(t) + b)
-        jitops.dot(o_tm1, W_T, W_o)
-        jitops.add(h_t, W_o, h_t)
-        jitops.tanh(h_t, h_t)
+        jitops.dot(o_tm1, W.T, W_o)
+        r0_0 = jitops._view(h_t, 0, 8)
+        r0_1 = jitops._view(W_o, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(h_t, 0, x0)
+        r1_0 = jitops._view(h_t, 0, 8)
+        jitops.vtanh(r1_0, x1, e8, bits)
+        jitops.put_row(h_t, 0, x1)
         # o(t) = V h(t) + c
-        jitops.dot(h_t, V_T, o_t)
-        jitops.add(c, o_t, o_t)
+        jitops.dot(h_t, V.T, o_t)
+        r0_0_2 = jitops._view(c, 0, 3)
+        r0_1_2 = jitops._view(o_t, 0, 3)
+        for j_2 in range(3):
+            x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+        jitops.put_row(o_t, 0, x0_2)
     return True
 
 
-def steps_loop_h_o(T, o_tm1_all, h_t_all, o_t_all, W_T, W_o, V_T, c):
+def steps_loop_h_o(T, o_tm1_all, h_t_all, o_t_all, W_o, c, W, V):
     """h(t), o(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -341,7 +362,7 @@ def steps_loop_h_o(T, o_tm1_all, h_t_all, o_t_all, W_T, W_o, V_T, c):
     h_t = h_t_all[step]
     o_t = o_t_all[step]
     try:
-        jitops.ready(fused_ab89f856e2, h_t, W_o)
+        jitops.ready(fused_1d93b948a7, h_t, W_o)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t), o(t)', error)
         return False
@@ -350,21 +371,48 @@ def steps_loop_h_o(T, o_tm1_all, h_t_all, o_t_all, W_T, W_o, V_T, c):
         h_t = h_t_all[step]
         o_t = o_t_all[step]
         # h(t) = tanh(W o(t-1) + U x(t) + b)
-        jitops.dot(o_tm1, W_T, W_o)
-        if not fused_ab89f856e2(h_t, W_o):
+        jitops.dot(o_tm1, W.T, W_o)
+        if not fused_1d93b948a7(h_t, W_o):
             np.add(h_t, W_o, out=h_t)
             np.tanh(h_t, out=h_t)
         # o(t) = V h(t) + c
-        jitops.dot(h_t, V_T, o_t)
+        jitops.dot(h_t, V.T, o_t)
         np.add(c, o_t, out=o_t)
     return True
 
 
-def back_h_o(T, do_t_all, cot_h, dz_h_2_t_all, dz_h_t_all, do_tm1_all, V, dh, W, vecmat_dz_h_2):
+def back_h_o(T, do_t_all, cot_h, dz_h_2_t_all, dz_h_t_all, do_tm1_all, dh, V, W, vecmat_dz_h_2):
     """The loop backward in time of h(t), o(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    do_t = do_t_all[step]
+    dz_h_2_t = dz_h_2_t_all[step]
+    dz_h_t = dz_h_t_all[step]
+    do_tm1 = do_tm1_all[step]
+    if (jitops._size(dh) != (1, 8)
+            or jitops._size(dz_h_2_t) != (1, 8)
+            or not jitops.rows_contiguous(dh)
+            or not jitops.rows_contiguous(dz_h_2_t)
+            or jitops.row_step(dh, 1, 8) < 0
+            or jitops.row_step(dz_h_t, 1, 8) < 0):
+        return False
+    if cot_h is not None:
+        if jitops.row_step(cot_h[step], 1, 8) < 0:
+            return False
+    space = np.empty(16, dh.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    if (jitops._size(do_tm1) != (1, 3)
+            or not jitops.rows_contiguous(do_tm1)
+            or jitops.row_step(do_tm1, 1, 3) < 0
+            or jitops.row_step(vecmat_dz_h_2, 1, 3) < 0):
+        return False
+    space_2 = np.empty(3, do_tm1.dtype)
+    x0_2 = space_2[0:3]
     for step in range(T - 1, -1, -1):
         do_t = do_t_all[step]
         dz_h_2_t = dz_h_2_t_all[step]
@@ -374,14 +422,26 @@ def back_h_o(T, do_t_all, cot_h, dz_h_2_t_all, dz_h_t_all, do_tm1_all, V, dh, W,
         jitops.dot(do_t, V, dh)
         # h(t) = tanh(W o(t-1) + U x(t) + b)
         if cot_h is not None:
-            jitops.add(dh, cot_h[step], dh)
-        jitops.multiply(dh, dz_h_t, dz_h_2_t)
+            r0_0 = jitops._view(dh, 0, 8)
+            r0_1 = jitops._view(cot_h[step], 0, 8)
+            for j in range(8):
+                x0[j] = r0_0[j] + r0_1[j]
+            jitops.put_row(dh, 0, x0)
+        r1_0 = jitops._view(dh, 0, 8)
+        r1_1 = jitops._view(dz_h_t, 0, 8)
+        for j in range(8):
+            x1[j] = r1_0[j] * r1_1[j]
+        jitops.put_row(dz_h_2_t, 0, x1)
         jitops.dot(dz_h_2_t, W, vecmat_dz_h_2)
-        jitops.add(do_tm1, vecmat_dz_h_2, do_tm1)
+        r0_0_2 = jitops._view(do_tm1, 0, 3)
+        r0_1_2 = jitops._view(vecmat_dz_h_2, 0, 3)
+        for j_2 in range(3):
+            x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+        jitops.put_row(do_tm1, 0, x0_2)
     return True
 
 
-def steps_back_h_o(T, do_t_all, cot_h, dz_h_2_t_all, dz_h_t_all, do_tm1_all, V, dh, W,
+def steps_back_h_o(T, do_t_all, cot_h, dz_h_2_t_all, dz_h_t_all, do_tm1_all, dh, V, W,
                    vecmat_dz_h_2):
     """h(t), o(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
@@ -405,7 +465,7 @@ def steps_back_h_o(T, do_t_all, cot_h, dz_h_2_t_all, dz_h_t_all, do_tm1_all, V, 
         # o(t) = V h(t) + c
         jitops.dot(do_t, V, dh)
         # h(t) = tanh(W o(t-1) + U x(t) + b)
-        if not fused_e87ab4feca(dh, None if cot_h is None else cot_h[step], dz_h_t, dz_h_2_t):
+        if not fused_617619d8b3(dh, None if cot_h is None else cot_h[step], dz_h_t, dz_h_2_t):
             if cot_h is not None:
                 np.add(dh, cot_h[step], out=dh)
             np.multiply(dh, dz_h_t, out=dz_h_2_t)
@@ -414,12 +474,44 @@ def steps_back_h_o(T, do_t_all, cot_h, dz_h_2_t_all, dz_h_t_all, do_tm1_all, V, 
     return True
 
 
-def back_h_o_2(T, do_t_all, cot_h, h_t_all, dz_h_t_all, do_tm1_all, V, dh, dz_h_2, ONE, W,
+def back_h_o_2(T, do_t_all, cot_h, h_t_all, dz_h_t_all, do_tm1_all, dz_h_2, ONE, V, dh, W,
                vecmat_dz_h):
     """The loop backward in time of h(t), o(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    do_t = do_t_all[step]
+    h_t = h_t_all[step]
+    dz_h_t = dz_h_t_all[step]
+    do_tm1 = do_tm1_all[step]
+    if (jitops._size(dz_h_2) != (1, 8)
+            or jitops._size(dz_h_t) != (1, 8)
+            or jitops._size(dh) != (1, 8)
+            or not jitops.rows_contiguous(dz_h_t)
+            or not jitops.rows_contiguous(dh)
+            or jitops.row_step(h_t, 1, 8) < 0
+            or jitops.row_step(dh, 1, 8) < 0
+            or jitops.row_step(dz_h_t, 1, 8) < 0):
+        return False
+    if cot_h is not None:
+        if jitops.row_step(cot_h[step], 1, 8) < 0:
+            return False
+    c0 = jitops.like(dz_h_2, ONE)
+    space = np.empty(32, dz_h_2.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
+    if (jitops._size(do_tm1) != (1, 3)
+            or not jitops.rows_contiguous(do_tm1)
+            or jitops.row_step(do_tm1, 1, 3) < 0
+            or jitops.row_step(vecmat_dz_h, 1, 3) < 0):
+        return False
+    space_2 = np.empty(3, do_tm1.dtype)
+    x0_2 = space_2[0:3]
     for step in range(T - 1, -1, -1):
         do_t = do_t_all[step]
         h_t = h_t_all[step]
@@ -428,17 +520,34 @@ def back_h_o_2(T, do_t_all, cot_h, h_t_all, dz_h_t_all, do_tm1_all, V, dh, dz_h_
         # o(t) = V h(t) + c
         jitops.dot(do_t, V, dh)
         # h(t) = tanh(W o(t-1) + U x(t) + b)
-        jitops.multiply(h_t, h_t, dz_h_2)
-        jitops.subtract(ONE, dz_h_2, dz_h_t)
+        r0_0 = jitops._view(h_t, 0, 8)
+        r0_1 = jitops._view(h_t, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] * r0_1[j]
+        for j in range(8):
+            x1[j] = c0 - x0[j]
+        jitops.put_row(dz_h_t, 0, x1)
         if cot_h is not None:
-            jitops.add(dh, cot_h[step], dh)
-        jitops.multiply(dh, dz_h_t, dz_h_t)
+            r2_0 = jitops._view(dh, 0, 8)
+            r2_1 = jitops._view(cot_h[step], 0, 8)
+            for j in range(8):
+                x2[j] = r2_0[j] + r2_1[j]
+            jitops.put_row(dh, 0, x2)
+        r3_0 = jitops._view(dh, 0, 8)
+        r3_1 = jitops._view(dz_h_t, 0, 8)
+        for j in range(8):
+            x3[j] = r3_0[j] * r3_1[j]
+        jitops.put_row(dz_h_t, 0, x3)
         jitops.dot(dz_h_t, W, vecmat_dz_h)
-        jitops.add(do_tm1, vecmat_dz_h, do_tm1)
+        r0_0_2 = jitops._view(do_tm1, 0, 3)
+        r0_1_2 = jitops._view(vecmat_dz_h, 0, 3)
+        for j_2 in range(3):
+            x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+        jitops.put_row(do_tm1, 0, x0_2)
     return True
 
 
-def steps_back_h_o_2(T, do_t_all, cot_h, h_t_all, dz_h_t_all, do_tm1_all, V, dh, dz_h_2, ONE, W,
+def steps_back_h_o_2(T, do_t_all, cot_h, h_t_all, dz_h_t_all, do_tm1_all, dz_h_2, ONE, V, dh, W,
                      vecmat_dz_h):
     """h(t), o(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
@@ -462,7 +571,7 @@ def steps_back_h_o_2(T, do_t_all, cot_h, h_t_all, dz_h_t_all, do_tm1_all, V, dh,
         # o(t) = V h(t) + c
         jitops.dot(do_t, V, dh)
         # h(t) = tanh(W o(t-1) + U x(t) + b)
-        if not fused_5e58e15c7b(h_t, dz_h_2, ONE, dz_h_t, dh, None if cot_h is None else cot_h[step]):
+        if not fused_25e466825a(h_t, dz_h_2, ONE, dz_h_t, dh, None if cot_h is None else cot_h[step]):
             np.multiply(h_t, h_t, out=dz_h_2)
             np.subtract(ONE, dz_h_2, out=dz_h_t)
             if cot_h is not None:
@@ -474,5 +583,5 @@ def steps_back_h_o_2(T, do_t_all, cot_h, h_t_all, dz_h_t_all, do_tm1_all, V, dh,
 
 
 LOOPS = ("loop_h_o", "back_h_o", "back_h_o_2")
-KERNELS = ("fused_ab89f856e2", "fused_e87ab4feca", "fused_5e58e15c7b")
+KERNELS = ("fused_1d93b948a7", "fused_617619d8b3", "fused_25e466825a")
 STEPS = ("steps_loop_h_o", "steps_back_h_o", "steps_back_h_o_2")

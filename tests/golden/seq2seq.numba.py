@@ -17,29 +17,20 @@ DTYPE = np.float32
 MINUS_ONE = DTYPE(-1)
 ONE = DTYPE(1)
 PARAMETERS = ("W", "U", "b", "A", "B", "D", "e", "V", "c", "W_c", "b_c")
-PREPARE = ("W", "A")
-TAPE = ("h", "C", "s", "o", "L", "x", "y", "W_T", "A_T", "z_s", "z_o")
+TAPE = ("h", "C", "s", "o", "L", "x", "y", "z_s", "z_o")
 
 
 def prepare(params):
     """What forward computes from the parameters alone, in the order it unpacks
     them: made each call, or once by Compiled.prepare for calls with the same
     parameters."""
-    W, A = (params[name] for name in PREPARE)
-    # h(t) = tanh(W h(t-1) + U x(t) + b)
-    W_T = transposed(W)
-    # s(u) = tanh(A s(u-1) + B y(u-1) + D C + e)
-    A_T = transposed(A)
-    return (W_T, A_T)
+    return ()
 
 
 def forward(params, inputs, initial, T, n_batch, T_u, prepared=None):
     """Run the equations over steps 1..T of t and steps 1..T_u of u
     for a batch of n_batch; return (outputs, tape)."""
     W, U, b, A, B, D, e, V, c, W_c, b_c = (params[name] for name in PARAMETERS)
-
-    # Values of the parameters alone (see prepare)
-    W_T, A_T = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now, tm1_u, now_u = slice(1, T + 1), slice(0, T_u), slice(1, T_u + 1)
 
@@ -70,11 +61,11 @@ def forward(params, inputs, initial, T, n_batch, T_u, prepared=None):
 
     # h(t): a loop forward in time
     W_h = np.empty((n_batch, 8), DTYPE)
-    if not (loop_h if n_batch == 1 else steps_loop_h)(T, h[0:T], h[1:T + 1], W_T, W_h):
+    if not (loop_h if n_batch == 1 else steps_loop_h)(T, h[0:T], h[1:T + 1], W_h, W):
         steps = zip(h[0:T], h[1:T + 1])
         for (h_tm1, h_t) in steps:
             # h(t) = tanh(W h(t-1) + U x(t) + b)
-            np.dot(h_tm1, W_T, out=W_h)
+            np.dot(h_tm1, W.T, out=W_h)
             h_t += W_h
             np.tanh(h_t, out=h_t)
 
@@ -99,11 +90,11 @@ def forward(params, inputs, initial, T, n_batch, T_u, prepared=None):
 
     # s(u): a loop forward over u
     A_s = np.empty((n_batch, 8), DTYPE)
-    if not (loop_s if n_batch == 1 else steps_loop_s)(T_u, s[0:T_u], s[1:T_u + 1], A_T, A_s):
+    if not (loop_s if n_batch == 1 else steps_loop_s)(T_u, s[0:T_u], s[1:T_u + 1], A_s, A):
         steps = zip(s[0:T_u], s[1:T_u + 1])
         for (s_tm1, s_t) in steps:
             # s(u) = tanh(A s(u-1) + B y(u-1) + D C + e)
-            np.dot(s_tm1, A_T, out=A_s)
+            np.dot(s_tm1, A.T, out=A_s)
             s_t += A_s
             np.tanh(s_t, out=s_t)
 
@@ -120,8 +111,7 @@ def forward(params, inputs, initial, T, n_batch, T_u, prepared=None):
     L[now_u][...] = softmax_cross_entropy(z_o[now_u], y[now_u])
 
     outputs = {"h": h[1:T + 1], "s": s[1:T_u + 1], "o": o[1:T_u + 1], "L": L[1:T_u + 1], "C": C}
-    tape = {"h": h, "C": C, "s": s, "o": o, "L": L, "x": x, "y": y, "W_T": W_T, "A_T": A_T,
-            "z_s": z_s, "z_o": z_o}
+    tape = {"h": h, "C": C, "s": s, "o": o, "L": L, "x": x, "y": y, "z_s": z_s, "z_o": z_o}
     return outputs, tape
 
 
@@ -129,7 +119,7 @@ def backward(params, tape, cotangents, T, n_batch, T_u):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     W, U, b, A, B, D, e, V, c, W_c, b_c = (params[name] for name in PARAMETERS)
-    h, C, s, o, L, x, y, W_T, A_T, z_s, z_o = (tape[name] for name in TAPE)
+    h, C, s, o, L, x, y, z_s, z_o = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now, tm1_u, now_u = slice(0, T), slice(1, T + 1), slice(0, T_u), slice(1, T_u + 1)
 
@@ -276,7 +266,7 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     W, U, b, A, B, D, e, V, c, W_c, b_c = (params[name] for name in PARAMETERS)
-    h, C, s, o, L, x, y, W_T, A_T, z_s, z_o = (tape[name] for name in TAPE)
+    h, C, s, o, L, x, y, z_s, z_o = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now, tm1_u, now_u = slice(0, T), slice(1, T + 1), slice(0, T_u), slice(1, T_u + 1)
 
@@ -414,7 +404,7 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
     return grads
 
 
-def fused_ab89f856e2(p0, p1):
+def fused_1d93b948a7(p0, p1):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -425,8 +415,7 @@ def fused_ab89f856e2(p0, p1):
             or s0 < 0
             or s1 < 0):
         return False
-    dtype = p0.dtype
-    space = np.empty(24, dtype)
+    space = np.empty(24, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     e8 = space[16:24]
@@ -443,7 +432,7 @@ def fused_ab89f856e2(p0, p1):
     return True
 
 
-def fused_c53987d595(p0, p1, p2, p3):
+def fused_1c9eb92bb5(p0, p1, p2, p3):
     """add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -462,8 +451,7 @@ def fused_c53987d595(p0, p1, p2, p3):
             or s1 < 0
             or s2 < 0):
         return False
-    dtype = p0.dtype
-    space = np.empty(16, dtype)
+    space = np.empty(16, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     for i in range(rows):
@@ -479,7 +467,7 @@ def fused_c53987d595(p0, p1, p2, p3):
     return True
 
 
-def fused_38bc5f63f6(p0, p1, p2, p3, p4, p5):
+def fused_feb837d675(p0, p1, p2, p3, p4, p5):
     """multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -503,9 +491,8 @@ def fused_38bc5f63f6(p0, p1, p2, p3, p4, p5):
             or s2 < 0
             or s3 < 0):
         return False
-    dtype = p1.dtype
     c0 = jitops.like(p1, p2)
-    space = np.empty(32, dtype)
+    space = np.empty(32, p1.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -530,7 +517,7 @@ def fused_38bc5f63f6(p0, p1, p2, p3, p4, p5):
     return True
 
 
-def fused_5b001235f6(p0, p1, p2, p3, p4):
+def fused_06af03bdab(p0, p1, p2, p3, p4):
     """multiply, subtract, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -546,9 +533,8 @@ def fused_5b001235f6(p0, p1, p2, p3, p4):
             or s1 < 0
             or s2 < 0):
         return False
-    dtype = p1.dtype
     c0 = jitops.like(p1, p2)
-    space = np.empty(24, dtype)
+    space = np.empty(24, p1.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -568,22 +554,43 @@ def fused_5b001235f6(p0, p1, p2, p3, p4):
     return True
 
 
-def loop_h(T, h_tm1_all, h_t_all, W_T, W_h):
+def loop_h(T, h_tm1_all, h_t_all, W_h, W):
     """The loop forward in time of h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = 0
+    h_tm1 = h_tm1_all[step]
+    h_t = h_t_all[step]
+    if (jitops._size(h_t) != (1, 8)
+            or not jitops.rows_contiguous(h_t)
+            or jitops.row_step(h_t, 1, 8) < 0
+            or jitops.row_step(W_h, 1, 8) < 0):
+        return False
+    space = np.empty(24, h_t.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    e8 = space[16:24]
+    bits = jitops.scratch(e8)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         h_t = h_t_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + b)
-        jitops.dot(h_tm1, W_T, W_h)
-        jitops.add(h_t, W_h, h_t)
-        jitops.tanh(h_t, h_t)
+        jitops.dot(h_tm1, W.T, W_h)
+        r0_0 = jitops._view(h_t, 0, 8)
+        r0_1 = jitops._view(W_h, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(h_t, 0, x0)
+        r1_0 = jitops._view(h_t, 0, 8)
+        jitops.vtanh(r1_0, x1, e8, bits)
+        jitops.put_row(h_t, 0, x1)
     return True
 
 
-def steps_loop_h(T, h_tm1_all, h_t_all, W_T, W_h):
+def steps_loop_h(T, h_tm1_all, h_t_all, W_h, W):
     """h(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -592,7 +599,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_T, W_h):
     h_tm1 = h_tm1_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_ab89f856e2, h_t, W_h)
+        jitops.ready(fused_1d93b948a7, h_t, W_h)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -600,29 +607,50 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_T, W_h):
         h_tm1 = h_tm1_all[step]
         h_t = h_t_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + b)
-        jitops.dot(h_tm1, W_T, W_h)
-        if not fused_ab89f856e2(h_t, W_h):
+        jitops.dot(h_tm1, W.T, W_h)
+        if not fused_1d93b948a7(h_t, W_h):
             np.add(h_t, W_h, out=h_t)
             np.tanh(h_t, out=h_t)
     return True
 
 
-def loop_s(T_u, s_tm1_all, s_t_all, A_T, A_s):
+def loop_s(T_u, s_tm1_all, s_t_all, A_s, A):
     """The loop forward in time of s(u).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T_u == 0:
+        return True
+    step = 0
+    s_tm1 = s_tm1_all[step]
+    s_t = s_t_all[step]
+    if (jitops._size(s_t) != (1, 8)
+            or not jitops.rows_contiguous(s_t)
+            or jitops.row_step(s_t, 1, 8) < 0
+            or jitops.row_step(A_s, 1, 8) < 0):
+        return False
+    space = np.empty(24, s_t.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    e8 = space[16:24]
+    bits = jitops.scratch(e8)
     for step in range(T_u):
         s_tm1 = s_tm1_all[step]
         s_t = s_t_all[step]
         # s(u) = tanh(A s(u-1) + B y(u-1) + D C + e)
-        jitops.dot(s_tm1, A_T, A_s)
-        jitops.add(s_t, A_s, s_t)
-        jitops.tanh(s_t, s_t)
+        jitops.dot(s_tm1, A.T, A_s)
+        r0_0 = jitops._view(s_t, 0, 8)
+        r0_1 = jitops._view(A_s, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(s_t, 0, x0)
+        r1_0 = jitops._view(s_t, 0, 8)
+        jitops.vtanh(r1_0, x1, e8, bits)
+        jitops.put_row(s_t, 0, x1)
     return True
 
 
-def steps_loop_s(T_u, s_tm1_all, s_t_all, A_T, A_s):
+def steps_loop_s(T_u, s_tm1_all, s_t_all, A_s, A):
     """s(u), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T_u == 0:
@@ -631,7 +659,7 @@ def steps_loop_s(T_u, s_tm1_all, s_t_all, A_T, A_s):
     s_tm1 = s_tm1_all[step]
     s_t = s_t_all[step]
     try:
-        jitops.ready(fused_ab89f856e2, s_t, A_s)
+        jitops.ready(fused_1d93b948a7, s_t, A_s)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('s(u)', error)
         return False
@@ -639,8 +667,8 @@ def steps_loop_s(T_u, s_tm1_all, s_t_all, A_T, A_s):
         s_tm1 = s_tm1_all[step]
         s_t = s_t_all[step]
         # s(u) = tanh(A s(u-1) + B y(u-1) + D C + e)
-        jitops.dot(s_tm1, A_T, A_s)
-        if not fused_ab89f856e2(s_t, A_s):
+        jitops.dot(s_tm1, A.T, A_s)
+        if not fused_1d93b948a7(s_t, A_s):
             np.add(s_t, A_s, out=s_t)
             np.tanh(s_t, out=s_t)
     return True
@@ -651,13 +679,37 @@ def back_s(T_u, dz_s_3_t_all, ds_t_all, dz_s_2_t_all, ds_sum, A):
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T_u == 0:
+        return True
+    step = T_u - 1
+    dz_s_3_t = dz_s_3_t_all[step]
+    ds_t = ds_t_all[step]
+    dz_s_2_t = dz_s_2_t_all[step]
+    if (jitops._size(ds_sum) != (1, 8)
+            or jitops._size(dz_s_3_t) != (1, 8)
+            or not jitops.rows_contiguous(ds_sum)
+            or not jitops.rows_contiguous(dz_s_3_t)
+            or jitops.row_step(ds_sum, 1, 8) < 0
+            or jitops.row_step(ds_t, 1, 8) < 0
+            or jitops.row_step(dz_s_2_t, 1, 8) < 0):
+        return False
+    space = np.empty(16, ds_sum.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
     for step in range(T_u - 1, -1, -1):
         dz_s_3_t = dz_s_3_t_all[step]
         ds_t = ds_t_all[step]
         dz_s_2_t = dz_s_2_t_all[step]
         # s(u) = tanh(A s(u-1) + B y(u-1) + D C + e)
-        jitops.add(ds_sum, ds_t, ds_sum)
-        jitops.multiply(ds_sum, dz_s_2_t, dz_s_3_t)
+        r0_0 = jitops._view(ds_sum, 0, 8)
+        r0_1 = jitops._view(ds_t, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(ds_sum, 0, x0)
+        r1_1 = jitops._view(dz_s_2_t, 0, 8)
+        for j in range(8):
+            x1[j] = x0[j] * r1_1[j]
+        jitops.put_row(dz_s_3_t, 0, x1)
         jitops.dot(dz_s_3_t, A, ds_sum)
     return True
 
@@ -672,7 +724,7 @@ def steps_back_s(T_u, dz_s_3_t_all, ds_t_all, dz_s_2_t_all, ds_sum, A):
     ds_t = ds_t_all[step]
     dz_s_2_t = dz_s_2_t_all[step]
     try:
-        jitops.ready(fused_c53987d595, ds_sum, ds_t, dz_s_2_t, dz_s_3_t)
+        jitops.ready(fused_1c9eb92bb5, ds_sum, ds_t, dz_s_2_t, dz_s_3_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('s(u)', error)
         return False
@@ -681,7 +733,7 @@ def steps_back_s(T_u, dz_s_3_t_all, ds_t_all, dz_s_2_t_all, ds_sum, A):
         ds_t = ds_t_all[step]
         dz_s_2_t = dz_s_2_t_all[step]
         # s(u) = tanh(A s(u-1) + B y(u-1) + D C + e)
-        if not fused_c53987d595(ds_sum, ds_t, dz_s_2_t, dz_s_3_t):
+        if not fused_1c9eb92bb5(ds_sum, ds_t, dz_s_2_t, dz_s_3_t):
             np.add(ds_sum, ds_t, out=ds_sum)
             np.multiply(ds_sum, dz_s_2_t, out=dz_s_3_t)
         jitops.dot(dz_s_3_t, A, ds_sum)
@@ -693,15 +745,44 @@ def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, W, vecmat_dz_h_2):
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    dz_h_2_t = dz_h_2_t_all[step]
+    dh_t = dh_t_all[step]
+    dz_h_t = dz_h_t_all[step]
+    dh_tm1 = dh_tm1_all[step]
+    if (jitops._size(dz_h_2_t) != (1, 8)
+            or not jitops.rows_contiguous(dz_h_2_t)
+            or jitops.row_step(dh_t, 1, 8) < 0
+            or jitops.row_step(dz_h_t, 1, 8) < 0):
+        return False
+    space = np.empty(8, dz_h_2_t.dtype)
+    x0 = space[0:8]
+    if (jitops._size(dh_tm1) != (1, 8)
+            or not jitops.rows_contiguous(dh_tm1)
+            or jitops.row_step(dh_tm1, 1, 8) < 0
+            or jitops.row_step(vecmat_dz_h_2, 1, 8) < 0):
+        return False
+    space_2 = np.empty(8, dh_tm1.dtype)
+    x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
         dz_h_2_t = dz_h_2_t_all[step]
         dh_t = dh_t_all[step]
         dz_h_t = dz_h_t_all[step]
         dh_tm1 = dh_tm1_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + b)
-        jitops.multiply(dh_t, dz_h_t, dz_h_2_t)
+        r0_0 = jitops._view(dh_t, 0, 8)
+        r0_1 = jitops._view(dz_h_t, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] * r0_1[j]
+        jitops.put_row(dz_h_2_t, 0, x0)
         jitops.dot(dz_h_2_t, W, vecmat_dz_h_2)
-        jitops.add(dh_tm1, vecmat_dz_h_2, dh_tm1)
+        r0_0_2 = jitops._view(dh_tm1, 0, 8)
+        r0_1_2 = jitops._view(vecmat_dz_h_2, 0, 8)
+        for j_2 in range(8):
+            x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+        jitops.put_row(dh_tm1, 0, x0_2)
     return True
 
 
@@ -737,15 +818,49 @@ def back_s_2(T_u, s_t_all, dz_s_2_t_all, ds_t_all, dz_s_3, ONE, ds_sum, A):
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T_u == 0:
+        return True
+    step = T_u - 1
+    s_t = s_t_all[step]
+    dz_s_2_t = dz_s_2_t_all[step]
+    ds_t = ds_t_all[step]
+    if (jitops._size(dz_s_3) != (1, 8)
+            or jitops._size(dz_s_2_t) != (1, 8)
+            or jitops._size(ds_sum) != (1, 8)
+            or not jitops.rows_contiguous(dz_s_2_t)
+            or not jitops.rows_contiguous(ds_sum)
+            or jitops.row_step(s_t, 1, 8) < 0
+            or jitops.row_step(ds_sum, 1, 8) < 0
+            or jitops.row_step(ds_t, 1, 8) < 0
+            or jitops.row_step(dz_s_2_t, 1, 8) < 0):
+        return False
+    c0 = jitops.like(dz_s_3, ONE)
+    space = np.empty(32, dz_s_3.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
     for step in range(T_u - 1, -1, -1):
         s_t = s_t_all[step]
         dz_s_2_t = dz_s_2_t_all[step]
         ds_t = ds_t_all[step]
         # s(u) = tanh(A s(u-1) + B y(u-1) + D C + e)
-        jitops.multiply(s_t, s_t, dz_s_3)
-        jitops.subtract(ONE, dz_s_3, dz_s_2_t)
-        jitops.add(ds_sum, ds_t, ds_sum)
-        jitops.multiply(ds_sum, dz_s_2_t, dz_s_2_t)
+        r0_0 = jitops._view(s_t, 0, 8)
+        r0_1 = jitops._view(s_t, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] * r0_1[j]
+        for j in range(8):
+            x1[j] = c0 - x0[j]
+        jitops.put_row(dz_s_2_t, 0, x1)
+        r2_0 = jitops._view(ds_sum, 0, 8)
+        r2_1 = jitops._view(ds_t, 0, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] + r2_1[j]
+        jitops.put_row(ds_sum, 0, x2)
+        r3_1 = jitops._view(dz_s_2_t, 0, 8)
+        for j in range(8):
+            x3[j] = x2[j] * r3_1[j]
+        jitops.put_row(dz_s_2_t, 0, x3)
         jitops.dot(dz_s_2_t, A, ds_sum)
     return True
 
@@ -760,7 +875,7 @@ def steps_back_s_2(T_u, s_t_all, dz_s_2_t_all, ds_t_all, dz_s_3, ONE, ds_sum, A)
     dz_s_2_t = dz_s_2_t_all[step]
     ds_t = ds_t_all[step]
     try:
-        jitops.ready(fused_38bc5f63f6, s_t, dz_s_3, ONE, dz_s_2_t, ds_sum, ds_t)
+        jitops.ready(fused_feb837d675, s_t, dz_s_3, ONE, dz_s_2_t, ds_sum, ds_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('s(u)', error)
         return False
@@ -769,7 +884,7 @@ def steps_back_s_2(T_u, s_t_all, dz_s_2_t_all, ds_t_all, dz_s_3, ONE, ds_sum, A)
         dz_s_2_t = dz_s_2_t_all[step]
         ds_t = ds_t_all[step]
         # s(u) = tanh(A s(u-1) + B y(u-1) + D C + e)
-        if not fused_38bc5f63f6(s_t, dz_s_3, ONE, dz_s_2_t, ds_sum, ds_t):
+        if not fused_feb837d675(s_t, dz_s_3, ONE, dz_s_2_t, ds_sum, ds_t):
             np.multiply(s_t, s_t, out=dz_s_3)
             np.subtract(ONE, dz_s_3, out=dz_s_2_t)
             np.add(ds_sum, ds_t, out=ds_sum)
@@ -783,17 +898,56 @@ def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, W, vecma
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    h_t = h_t_all[step]
+    dz_h_t = dz_h_t_all[step]
+    dh_t = dh_t_all[step]
+    dh_tm1 = dh_tm1_all[step]
+    if (jitops._size(dz_h_2) != (1, 8)
+            or jitops._size(dz_h_t) != (1, 8)
+            or not jitops.rows_contiguous(dz_h_t)
+            or jitops.row_step(h_t, 1, 8) < 0
+            or jitops.row_step(dh_t, 1, 8) < 0
+            or jitops.row_step(dz_h_t, 1, 8) < 0):
+        return False
+    c0 = jitops.like(dz_h_2, ONE)
+    space = np.empty(24, dz_h_2.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    if (jitops._size(dh_tm1) != (1, 8)
+            or not jitops.rows_contiguous(dh_tm1)
+            or jitops.row_step(dh_tm1, 1, 8) < 0
+            or jitops.row_step(vecmat_dz_h, 1, 8) < 0):
+        return False
+    space_2 = np.empty(8, dh_tm1.dtype)
+    x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
         h_t = h_t_all[step]
         dz_h_t = dz_h_t_all[step]
         dh_t = dh_t_all[step]
         dh_tm1 = dh_tm1_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + b)
-        jitops.multiply(h_t, h_t, dz_h_2)
-        jitops.subtract(ONE, dz_h_2, dz_h_t)
-        jitops.multiply(dh_t, dz_h_t, dz_h_t)
+        r0_0 = jitops._view(h_t, 0, 8)
+        r0_1 = jitops._view(h_t, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] * r0_1[j]
+        for j in range(8):
+            x1[j] = c0 - x0[j]
+        jitops.put_row(dz_h_t, 0, x1)
+        r2_0 = jitops._view(dh_t, 0, 8)
+        r2_1 = jitops._view(dz_h_t, 0, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] * r2_1[j]
+        jitops.put_row(dz_h_t, 0, x2)
         jitops.dot(dz_h_t, W, vecmat_dz_h)
-        jitops.add(dh_tm1, vecmat_dz_h, dh_tm1)
+        r0_0_2 = jitops._view(dh_tm1, 0, 8)
+        r0_1_2 = jitops._view(vecmat_dz_h, 0, 8)
+        for j_2 in range(8):
+            x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+        jitops.put_row(dh_tm1, 0, x0_2)
     return True
 
 
@@ -808,7 +962,7 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, W,
     dh_t = dh_t_all[step]
     dh_tm1 = dh_tm1_all[step]
     try:
-        jitops.ready(fused_5b001235f6, h_t, dz_h_2, ONE, dz_h_t, dh_t)
+        jitops.ready(fused_06af03bdab, h_t, dz_h_2, ONE, dz_h_t, dh_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -818,7 +972,7 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, W,
         dh_t = dh_t_all[step]
         dh_tm1 = dh_tm1_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + b)
-        if not fused_5b001235f6(h_t, dz_h_2, ONE, dz_h_t, dh_t):
+        if not fused_06af03bdab(h_t, dz_h_2, ONE, dz_h_t, dh_t):
             np.multiply(h_t, h_t, out=dz_h_2)
             np.subtract(ONE, dz_h_2, out=dz_h_t)
             np.multiply(dh_t, dz_h_t, out=dz_h_t)
@@ -828,6 +982,6 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, W,
 
 
 LOOPS = ("loop_h", "loop_s", "back_s", "back_h", "back_s_2", "back_h_2")
-KERNELS = ("fused_ab89f856e2", "fused_c53987d595", "fused_38bc5f63f6", "fused_5b001235f6")
+KERNELS = ("fused_1d93b948a7", "fused_1c9eb92bb5", "fused_feb837d675", "fused_06af03bdab")
 STEPS = ("steps_loop_h", "steps_loop_s", "steps_back_s", "steps_back_h", "steps_back_s_2",
          "steps_back_h_2")

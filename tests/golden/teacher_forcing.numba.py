@@ -17,26 +17,19 @@ DTYPE = np.float32
 MINUS_ONE = DTYPE(-1)
 ONE = DTYPE(1)
 PARAMETERS = ("W", "U", "R", "b", "V", "c")
-PREPARE = ("W",)
-TAPE = ("h", "o", "L", "x", "y", "W_T", "z_o")
+TAPE = ("h", "o", "L", "x", "y", "z_o")
 
 
 def prepare(params):
     """What forward computes from the parameters alone, in the order it unpacks
     them: made each call, or once by Compiled.prepare for calls with the same
     parameters."""
-    W, = (params[name] for name in PREPARE)
-    # h(t) = tanh(W h(t-1) + U x(t) + R y(t-1) + b)
-    W_T = transposed(W)
-    return (W_T,)
+    return ()
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
     """Run the equations over steps 1..T for a batch of B; return (outputs, tape)."""
     W, U, R, b, V, c = (params[name] for name in PARAMETERS)
-
-    # Values of the parameters alone (see prepare)
-    W_T, = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -68,11 +61,11 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # h(t): a loop forward in time
     W_h = np.empty((B, 8), DTYPE)
-    if not (loop_h if B == 1 else steps_loop_h)(T, h[0:T], h[1:T + 1], W_T, W_h):
+    if not (loop_h if B == 1 else steps_loop_h)(T, h[0:T], h[1:T + 1], W_h, W):
         steps = zip(h[0:T], h[1:T + 1])
         for (h_tm1, h_t) in steps:
             # h(t) = tanh(W h(t-1) + U x(t) + R y(t-1) + b)
-            np.dot(h_tm1, W_T, out=W_h)
+            np.dot(h_tm1, W.T, out=W_h)
             h_t += W_h
             np.tanh(h_t, out=h_t)
 
@@ -89,7 +82,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
     L[now][...] = softmax_cross_entropy(z_o[now], y[now])
 
     outputs = {"h": h[1:T + 1], "o": o[1:T + 1], "L": L[1:T + 1]}
-    tape = {"h": h, "o": o, "L": L, "x": x, "y": y, "W_T": W_T, "z_o": z_o}
+    tape = {"h": h, "o": o, "L": L, "x": x, "y": y, "z_o": z_o}
     return outputs, tape
 
 
@@ -97,7 +90,7 @@ def backward(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     W, U, R, b, V, c = (params[name] for name in PARAMETERS)
-    h, o, L, x, y, W_T, z_o = (tape[name] for name in TAPE)
+    h, o, L, x, y, z_o = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -190,7 +183,7 @@ def backward_large(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     W, U, R, b, V, c = (params[name] for name in PARAMETERS)
-    h, o, L, x, y, W_T, z_o = (tape[name] for name in TAPE)
+    h, o, L, x, y, z_o = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -276,7 +269,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_ab89f856e2(p0, p1):
+def fused_1d93b948a7(p0, p1):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -287,8 +280,7 @@ def fused_ab89f856e2(p0, p1):
             or s0 < 0
             or s1 < 0):
         return False
-    dtype = p0.dtype
-    space = np.empty(24, dtype)
+    space = np.empty(24, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     e8 = space[16:24]
@@ -305,7 +297,7 @@ def fused_ab89f856e2(p0, p1):
     return True
 
 
-def fused_c53987d595(p0, p1, p2, p3):
+def fused_1c9eb92bb5(p0, p1, p2, p3):
     """add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -324,8 +316,7 @@ def fused_c53987d595(p0, p1, p2, p3):
             or s1 < 0
             or s2 < 0):
         return False
-    dtype = p0.dtype
-    space = np.empty(16, dtype)
+    space = np.empty(16, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     for i in range(rows):
@@ -341,7 +332,7 @@ def fused_c53987d595(p0, p1, p2, p3):
     return True
 
 
-def fused_38bc5f63f6(p0, p1, p2, p3, p4, p5):
+def fused_feb837d675(p0, p1, p2, p3, p4, p5):
     """multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -365,9 +356,8 @@ def fused_38bc5f63f6(p0, p1, p2, p3, p4, p5):
             or s2 < 0
             or s3 < 0):
         return False
-    dtype = p1.dtype
     c0 = jitops.like(p1, p2)
-    space = np.empty(32, dtype)
+    space = np.empty(32, p1.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -392,22 +382,43 @@ def fused_38bc5f63f6(p0, p1, p2, p3, p4, p5):
     return True
 
 
-def loop_h(T, h_tm1_all, h_t_all, W_T, W_h):
+def loop_h(T, h_tm1_all, h_t_all, W_h, W):
     """The loop forward in time of h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = 0
+    h_tm1 = h_tm1_all[step]
+    h_t = h_t_all[step]
+    if (jitops._size(h_t) != (1, 8)
+            or not jitops.rows_contiguous(h_t)
+            or jitops.row_step(h_t, 1, 8) < 0
+            or jitops.row_step(W_h, 1, 8) < 0):
+        return False
+    space = np.empty(24, h_t.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    e8 = space[16:24]
+    bits = jitops.scratch(e8)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         h_t = h_t_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + R y(t-1) + b)
-        jitops.dot(h_tm1, W_T, W_h)
-        jitops.add(h_t, W_h, h_t)
-        jitops.tanh(h_t, h_t)
+        jitops.dot(h_tm1, W.T, W_h)
+        r0_0 = jitops._view(h_t, 0, 8)
+        r0_1 = jitops._view(W_h, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(h_t, 0, x0)
+        r1_0 = jitops._view(h_t, 0, 8)
+        jitops.vtanh(r1_0, x1, e8, bits)
+        jitops.put_row(h_t, 0, x1)
     return True
 
 
-def steps_loop_h(T, h_tm1_all, h_t_all, W_T, W_h):
+def steps_loop_h(T, h_tm1_all, h_t_all, W_h, W):
     """h(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -416,7 +427,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_T, W_h):
     h_tm1 = h_tm1_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_ab89f856e2, h_t, W_h)
+        jitops.ready(fused_1d93b948a7, h_t, W_h)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -424,8 +435,8 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_T, W_h):
         h_tm1 = h_tm1_all[step]
         h_t = h_t_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + R y(t-1) + b)
-        jitops.dot(h_tm1, W_T, W_h)
-        if not fused_ab89f856e2(h_t, W_h):
+        jitops.dot(h_tm1, W.T, W_h)
+        if not fused_1d93b948a7(h_t, W_h):
             np.add(h_t, W_h, out=h_t)
             np.tanh(h_t, out=h_t)
     return True
@@ -436,13 +447,37 @@ def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, W):
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    dz_h_2_t = dz_h_2_t_all[step]
+    dh_t = dh_t_all[step]
+    dz_h_t = dz_h_t_all[step]
+    if (jitops._size(dh_sum) != (1, 8)
+            or jitops._size(dz_h_2_t) != (1, 8)
+            or not jitops.rows_contiguous(dh_sum)
+            or not jitops.rows_contiguous(dz_h_2_t)
+            or jitops.row_step(dh_sum, 1, 8) < 0
+            or jitops.row_step(dh_t, 1, 8) < 0
+            or jitops.row_step(dz_h_t, 1, 8) < 0):
+        return False
+    space = np.empty(16, dh_sum.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
     for step in range(T - 1, -1, -1):
         dz_h_2_t = dz_h_2_t_all[step]
         dh_t = dh_t_all[step]
         dz_h_t = dz_h_t_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + R y(t-1) + b)
-        jitops.add(dh_sum, dh_t, dh_sum)
-        jitops.multiply(dh_sum, dz_h_t, dz_h_2_t)
+        r0_0 = jitops._view(dh_sum, 0, 8)
+        r0_1 = jitops._view(dh_t, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(dh_sum, 0, x0)
+        r1_1 = jitops._view(dz_h_t, 0, 8)
+        for j in range(8):
+            x1[j] = x0[j] * r1_1[j]
+        jitops.put_row(dz_h_2_t, 0, x1)
         jitops.dot(dz_h_2_t, W, dh_sum)
     return True
 
@@ -457,7 +492,7 @@ def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, W):
     dh_t = dh_t_all[step]
     dz_h_t = dz_h_t_all[step]
     try:
-        jitops.ready(fused_c53987d595, dh_sum, dh_t, dz_h_t, dz_h_2_t)
+        jitops.ready(fused_1c9eb92bb5, dh_sum, dh_t, dz_h_t, dz_h_2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -466,7 +501,7 @@ def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, W):
         dh_t = dh_t_all[step]
         dz_h_t = dz_h_t_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + R y(t-1) + b)
-        if not fused_c53987d595(dh_sum, dh_t, dz_h_t, dz_h_2_t):
+        if not fused_1c9eb92bb5(dh_sum, dh_t, dz_h_t, dz_h_2_t):
             np.add(dh_sum, dh_t, out=dh_sum)
             np.multiply(dh_sum, dz_h_t, out=dz_h_2_t)
         jitops.dot(dz_h_2_t, W, dh_sum)
@@ -478,15 +513,49 @@ def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dz_h_2, ONE, dh_sum, W):
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    h_t = h_t_all[step]
+    dz_h_t = dz_h_t_all[step]
+    dh_t = dh_t_all[step]
+    if (jitops._size(dz_h_2) != (1, 8)
+            or jitops._size(dz_h_t) != (1, 8)
+            or jitops._size(dh_sum) != (1, 8)
+            or not jitops.rows_contiguous(dz_h_t)
+            or not jitops.rows_contiguous(dh_sum)
+            or jitops.row_step(h_t, 1, 8) < 0
+            or jitops.row_step(dh_sum, 1, 8) < 0
+            or jitops.row_step(dh_t, 1, 8) < 0
+            or jitops.row_step(dz_h_t, 1, 8) < 0):
+        return False
+    c0 = jitops.like(dz_h_2, ONE)
+    space = np.empty(32, dz_h_2.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
     for step in range(T - 1, -1, -1):
         h_t = h_t_all[step]
         dz_h_t = dz_h_t_all[step]
         dh_t = dh_t_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + R y(t-1) + b)
-        jitops.multiply(h_t, h_t, dz_h_2)
-        jitops.subtract(ONE, dz_h_2, dz_h_t)
-        jitops.add(dh_sum, dh_t, dh_sum)
-        jitops.multiply(dh_sum, dz_h_t, dz_h_t)
+        r0_0 = jitops._view(h_t, 0, 8)
+        r0_1 = jitops._view(h_t, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] * r0_1[j]
+        for j in range(8):
+            x1[j] = c0 - x0[j]
+        jitops.put_row(dz_h_t, 0, x1)
+        r2_0 = jitops._view(dh_sum, 0, 8)
+        r2_1 = jitops._view(dh_t, 0, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] + r2_1[j]
+        jitops.put_row(dh_sum, 0, x2)
+        r3_1 = jitops._view(dz_h_t, 0, 8)
+        for j in range(8):
+            x3[j] = x2[j] * r3_1[j]
+        jitops.put_row(dz_h_t, 0, x3)
         jitops.dot(dz_h_t, W, dh_sum)
     return True
 
@@ -501,7 +570,7 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dz_h_2, ONE, dh_sum, W):
     dz_h_t = dz_h_t_all[step]
     dh_t = dh_t_all[step]
     try:
-        jitops.ready(fused_38bc5f63f6, h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t)
+        jitops.ready(fused_feb837d675, h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -510,7 +579,7 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dz_h_2, ONE, dh_sum, W):
         dz_h_t = dz_h_t_all[step]
         dh_t = dh_t_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + R y(t-1) + b)
-        if not fused_38bc5f63f6(h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t):
+        if not fused_feb837d675(h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t):
             np.multiply(h_t, h_t, out=dz_h_2)
             np.subtract(ONE, dz_h_2, out=dz_h_t)
             np.add(dh_sum, dh_t, out=dh_sum)
@@ -520,5 +589,5 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dz_h_2, ONE, dh_sum, W):
 
 
 LOOPS = ("loop_h", "back_h", "back_h_2")
-KERNELS = ("fused_ab89f856e2", "fused_c53987d595", "fused_38bc5f63f6")
+KERNELS = ("fused_1d93b948a7", "fused_1c9eb92bb5", "fused_feb837d675")
 STEPS = ("steps_loop_h", "steps_back_h", "steps_back_h_2")

@@ -19,8 +19,7 @@ ONE = DTYPE(1)
 PARAMETERS = ("W_ir", "b_ir", "W_hr", "b_hr", "W_iz", "b_iz", "W_hz", "b_hz", "W_in", "b_in",
               "W_hn", "b_hn")
 PREPARE = ("W_ir", "b_ir", "W_hr", "b_hr", "W_iz", "b_iz", "W_hz", "b_hz", "W_in", "b_in", "W_hn")
-TAPE = ("r", "z", "n", "h", "x", "rz_n", "z_r", "W_i_rzn", "W_h_rzn", "z_r_2", "W_h_rzn_T", "rz",
-        "z_n", "z_h")
+TAPE = ("r", "z", "n", "h", "x", "rz_n", "z_r", "W_i_rzn", "W_h_rzn", "z_r_2", "rz", "z_n", "z_h")
 
 
 def prepare(params):
@@ -37,8 +36,7 @@ def prepare(params):
     W_i_rzn = np.concatenate((W_ir, W_iz, W_in), 0)
     W_h_rzn = np.concatenate((W_hr, W_hz, W_hn), 0)
     z_r_2 = np.concatenate((z_r, b_in), -1)
-    W_h_rzn_T = transposed(W_h_rzn)
-    return (z_r, W_i_rzn, W_h_rzn, z_r_2, W_h_rzn_T)
+    return (z_r, W_i_rzn, W_h_rzn, z_r_2)
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
@@ -47,7 +45,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
      b_in, W_hn, b_hn) = (params[name] for name in PARAMETERS)
 
     # Values of the parameters alone (see prepare)
-    z_r, W_i_rzn, W_h_rzn, z_r_2, W_h_rzn_T = prepare(params) if prepared is None else prepared
+    z_r, W_i_rzn, W_h_rzn, z_r_2 = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
@@ -83,15 +81,15 @@ def forward(params, inputs, initial, T, B, prepared=None):
         if not (loop_r_z_n_h if B == 1 else steps_loop_r_z_n_h)(T, h[0:T], rz[1:T + 1],
                                                                 z_n[1:T + 1], r[1:T + 1],
                                                                 n[1:T + 1], z_h[1:T + 1],
-                                                                z[1:T + 1], h[1:T + 1], W_h_rzn_T,
-                                                                W_h_rzn_h, slice_W_h_rzn_h, b_hn,
-                                                                slice_W_h_rzn_h_2, z_n_2):
+                                                                z[1:T + 1], h[1:T + 1], W_h_rzn_h,
+                                                                slice_W_h_rzn_h, b_hn,
+                                                                slice_W_h_rzn_h_2, z_n_2, W_h_rzn):
             steps = zip(h[0:T], rz[1:T + 1], z_n[1:T + 1], r[1:T + 1], n[1:T + 1], z_h[1:T + 1],
                         z[1:T + 1], h[1:T + 1])
             for (h_tm1, rz_t, z_n_t, r_t, n_t, z_h_t, z_t, h_t) in steps:
                 # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
                 # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-                np.dot(h_tm1, W_h_rzn_T, out=W_h_rzn_h)
+                np.dot(h_tm1, W_h_rzn.T, out=W_h_rzn_h)
                 # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
                 # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
                 # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
@@ -112,8 +110,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     outputs = {"r": r[1:T + 1], "z": z[1:T + 1], "n": n[1:T + 1], "h": h[1:T + 1]}
     tape = {"r": r, "z": z, "n": n, "h": h, "x": x, "rz_n": rz_n, "z_r": z_r, "W_i_rzn": W_i_rzn,
-            "W_h_rzn": W_h_rzn, "z_r_2": z_r_2, "W_h_rzn_T": W_h_rzn_T, "rz": rz, "z_n": z_n,
-            "z_h": z_h}
+            "W_h_rzn": W_h_rzn, "z_r_2": z_r_2, "rz": rz, "z_n": z_n, "z_h": z_h}
     return outputs, tape
 
 
@@ -122,8 +119,7 @@ def backward(params, tape, cotangents, T, B):
     initial values: the blocks of forward in reverse, loops backward in time."""
     (W_ir, b_ir, W_hr, b_hr, W_iz, b_iz, W_hz, b_hz, W_in,
      b_in, W_hn, b_hn) = (params[name] for name in PARAMETERS)
-    (r, z, n, h, x, rz_n, z_r, W_i_rzn, W_h_rzn, z_r_2, W_h_rzn_T,
-     rz, z_n, z_h) = (tape[name] for name in TAPE)
+    r, z, n, h, x, rz_n, z_r, W_i_rzn, W_h_rzn, z_r_2, rz, z_n, z_h = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -244,8 +240,7 @@ def backward_large(params, tape, cotangents, T, B):
     initial values: the blocks of forward in reverse, loops backward in time."""
     (W_ir, b_ir, W_hr, b_hr, W_iz, b_iz, W_hz, b_hz, W_in,
      b_in, W_hn, b_hn) = (params[name] for name in PARAMETERS)
-    (r, z, n, h, x, rz_n, z_r, W_i_rzn, W_h_rzn, z_r_2, W_h_rzn_T,
-     rz, z_n, z_h) = (tape[name] for name in TAPE)
+    r, z, n, h, x, rz_n, z_r, W_i_rzn, W_h_rzn, z_r_2, rz, z_n, z_h = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -281,9 +276,9 @@ def backward_large(params, tape, cotangents, T, B):
                                                                 z_n[1:T + 1], dz_n_3[1:T + 1],
                                                                 r[1:T + 1], cotangents.get("r"),
                                                                 rz[1:T + 1], dz_r_3[1:T + 1],
-                                                                cat_dz_r_3[1:T + 1], dh, dz,
-                                                                dz_h_2, dn, dz_n_4, ONE, dr,
-                                                                sub_rz, drz, W_h_rzn):
+                                                                cat_dz_r_3[1:T + 1], dh, ONE, dz,
+                                                                dz_h_2, dn, dr, drz, W_h_rzn,
+                                                                dz_n_4, sub_rz):
         steps = zip(cot_n[::-1], cot_h[::-1], z_h[1:T + 1][::-1], z[1:T + 1][::-1], cot_z[::-1],
                     n[1:T + 1][::-1], dz_n_2[1:T + 1][::-1], z_n[1:T + 1][::-1],
                     dz_n_3[1:T + 1][::-1], r[1:T + 1][::-1], cot_r[::-1], rz[1:T + 1][::-1],
@@ -357,7 +352,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_64fdc3f7fc(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
+def fused_0ee035087e(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
     """add, sigmoid, add, multiply, add, tanh, subtract, multiply, add: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 16)
@@ -439,8 +434,7 @@ def fused_64fdc3f7fc(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
             or s9 < 0
             or s10 < 0):
         return False
-    dtype = p0.dtype
-    space = np.empty(112, dtype)
+    space = np.empty(112, p0.dtype)
     x0 = space[0:16]
     x1 = space[16:32]
     x2 = space[32:40]
@@ -496,7 +490,7 @@ def fused_64fdc3f7fc(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
     return True
 
 
-def fused_1ac062b189(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18):
+def fused_3c5eeb19ab(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18):
     """add, multiply, multiply, subtract, add, multiply, multiply, multiply, add, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -662,8 +656,7 @@ def fused_1ac062b189(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
             or s13 < 0
             or s14 < 0):
         return False
-    dtype = p0.dtype
-    space = np.empty(96, dtype)
+    space = np.empty(96, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -734,7 +727,7 @@ def fused_1ac062b189(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
     return True
 
 
-def fused_5c5d79f598(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21):
+def fused_dc55855277(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21):
     """add, multiply, multiply, subtract, multiply, subtract, add, multiply, multiply, multiply, subtract, multiply, add, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -920,9 +913,8 @@ def fused_5c5d79f598(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
             or s14 < 0
             or s15 < 0):
         return False
-    dtype = p0.dtype
     c0 = jitops.like(p0, p9)
-    space = np.empty(144, dtype)
+    space = np.empty(144, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -1012,11 +1004,58 @@ def fused_5c5d79f598(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
 
 
 def loop_r_z_n_h(T, h_tm1_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_t_all, z_t_all, h_t_all,
-                 W_h_rzn_T, W_h_rzn_h, slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2, z_n_2):
+                 W_h_rzn_h, slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2, z_n_2, W_h_rzn):
     """The loop forward in time of r(t), z(t), n(t), h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = 0
+    h_tm1 = h_tm1_all[step]
+    rz_t = rz_t_all[step]
+    z_n_t = z_n_t_all[step]
+    r_t = r_t_all[step]
+    n_t = n_t_all[step]
+    z_h_t = z_h_t_all[step]
+    z_t = z_t_all[step]
+    h_t = h_t_all[step]
+    if (jitops._size(rz_t) != (1, 16)
+            or jitops._size(z_n_t) != (1, 8)
+            or jitops._size(z_n_2) != (1, 8)
+            or jitops._size(n_t) != (1, 8)
+            or jitops._size(z_h_t) != (1, 8)
+            or jitops._size(h_t) != (1, 8)
+            or not jitops.rows_contiguous(rz_t)
+            or not jitops.rows_contiguous(z_n_t)
+            or not jitops.rows_contiguous(n_t)
+            or not jitops.rows_contiguous(z_h_t)
+            or not jitops.rows_contiguous(h_t)
+            or jitops.row_step(rz_t, 1, 16) < 0
+            or jitops.row_step(slice_W_h_rzn_h, 1, 16) < 0
+            or jitops.row_step(b_hn, 1, 8) < 0
+            or jitops.row_step(slice_W_h_rzn_h_2, 1, 8) < 0
+            or jitops.row_step(r_t, 1, 8) < 0
+            or jitops.row_step(z_n_t, 1, 8) < 0
+            or jitops.row_step(n_t, 1, 8) < 0
+            or jitops.row_step(h_tm1, 1, 8) < 0
+            or jitops.row_step(z_t, 1, 8) < 0
+            or jitops.row_step(z_h_t, 1, 8) < 0
+            or jitops.row_step(h_t, 1, 8) < 0):
+        return False
+    space = np.empty(112, rz_t.dtype)
+    x0 = space[0:16]
+    x1 = space[16:32]
+    x2 = space[32:40]
+    x3 = space[40:48]
+    x4 = space[48:56]
+    x5 = space[56:64]
+    x6 = space[64:72]
+    x7 = space[72:80]
+    x8 = space[80:88]
+    e16 = space[88:104]
+    e8 = space[104:112]
+    bits = jitops.scratch(e16)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         rz_t = rz_t_all[step]
@@ -1028,27 +1067,57 @@ def loop_r_z_n_h(T, h_tm1_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_t_all,
         h_t = h_t_all[step]
         # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
         # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-        jitops.dot(h_tm1, W_h_rzn_T, W_h_rzn_h)
+        jitops.dot(h_tm1, W_h_rzn.T, W_h_rzn_h)
         # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
         # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
         # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-        jitops.add(rz_t, slice_W_h_rzn_h, rz_t)
-        jitops.sigmoid(rz_t, rz_t)
+        r0_0 = jitops._view(rz_t, 0, 16)
+        r0_1 = jitops._view(slice_W_h_rzn_h, 0, 16)
+        for j in range(16):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(rz_t, 0, x0)
+        r1_0 = jitops._view(rz_t, 0, 16)
+        jitops.vsigmoid(r1_0, x1, e16, bits)
+        jitops.put_row(rz_t, 0, x1)
+        r2_0 = jitops._view(b_hn, 0, 8)
+        r2_1 = jitops._view(slice_W_h_rzn_h_2, 0, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] + r2_1[j]
+        jitops.put_row(z_n_t, 0, x2)
+        r3_0 = jitops._view(r_t, 0, 8)
+        r3_1 = jitops._view(z_n_t, 0, 8)
+        for j in range(8):
+            x3[j] = r3_0[j] * r3_1[j]
+        r4_0 = jitops._view(n_t, 0, 8)
+        for j in range(8):
+            x4[j] = r4_0[j] + x3[j]
+        jitops.put_row(n_t, 0, x4)
+        r5_0 = jitops._view(n_t, 0, 8)
+        jitops.vtanh(r5_0, x5, e8, bits)
+        jitops.put_row(n_t, 0, x5)
+        r6_0 = jitops._view(h_tm1, 0, 8)
+        r6_1 = jitops._view(n_t, 0, 8)
+        for j in range(8):
+            x6[j] = r6_0[j] - r6_1[j]
+        jitops.put_row(z_h_t, 0, x6)
+        r7_0 = jitops._view(z_t, 0, 8)
+        r7_1 = jitops._view(z_h_t, 0, 8)
+        for j in range(8):
+            x7[j] = r7_0[j] * r7_1[j]
+        jitops.put_row(h_t, 0, x7)
+        r8_0 = jitops._view(n_t, 0, 8)
+        r8_1 = jitops._view(h_t, 0, 8)
+        for j in range(8):
+            x8[j] = r8_0[j] + r8_1[j]
+        jitops.put_row(h_t, 0, x8)
         # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
-        jitops.add(b_hn, slice_W_h_rzn_h_2, z_n_t)
-        jitops.multiply(r_t, z_n_t, z_n_2)
-        jitops.add(n_t, z_n_2, n_t)
-        jitops.tanh(n_t, n_t)
         # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
-        jitops.subtract(h_tm1, n_t, z_h_t)
-        jitops.multiply(z_t, z_h_t, h_t)
-        jitops.add(n_t, h_t, h_t)
     return True
 
 
 def steps_loop_r_z_n_h(T, h_tm1_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_t_all, z_t_all,
-                       h_t_all, W_h_rzn_T, W_h_rzn_h, slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2,
-                       z_n_2):
+                       h_t_all, W_h_rzn_h, slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2, z_n_2,
+                       W_h_rzn):
     """r(t), z(t), n(t), h(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -1063,7 +1132,7 @@ def steps_loop_r_z_n_h(T, h_tm1_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_
     z_t = z_t_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_64fdc3f7fc, rz_t, slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2, z_n_t, r_t, z_n_2, n_t, h_tm1, z_h_t, z_t, h_t)
+        jitops.ready(fused_0ee035087e, rz_t, slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2, z_n_t, r_t, z_n_2, n_t, h_tm1, z_h_t, z_t, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('r(t), z(t), n(t), h(t)', error)
         return False
@@ -1078,11 +1147,11 @@ def steps_loop_r_z_n_h(T, h_tm1_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_
         h_t = h_t_all[step]
         # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
         # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-        jitops.dot(h_tm1, W_h_rzn_T, W_h_rzn_h)
+        jitops.dot(h_tm1, W_h_rzn.T, W_h_rzn_h)
         # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
         # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
         # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-        if not fused_64fdc3f7fc(rz_t, slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2, z_n_t, r_t, z_n_2, n_t, h_tm1, z_h_t, z_t, h_t):
+        if not fused_0ee035087e(rz_t, slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2, z_n_t, r_t, z_n_2, n_t, h_tm1, z_h_t, z_t, h_t):
             np.add(rz_t, slice_W_h_rzn_h, out=rz_t)
             np.divide(1.0, np.add(1.0, np.exp(np.negative(rz_t))), out=rz_t)
             np.add(b_hn, slice_W_h_rzn_h_2, out=z_n_t)
@@ -1104,6 +1173,78 @@ def back_r_z_n_h(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, dz_n_3_t_all, dz_n_
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    z_h_t = z_h_t_all[step]
+    z_t = z_t_all[step]
+    dz_n_3_t = dz_n_3_t_all[step]
+    dz_n_2_t = dz_n_2_t_all[step]
+    z_n_t = z_n_t_all[step]
+    dz_n_4_t = dz_n_4_t_all[step]
+    r_t = r_t_all[step]
+    dz_r_4_t = dz_r_4_t_all[step]
+    dz_r_3_t = dz_r_3_t_all[step]
+    cat_dz_r_4_t = cat_dz_r_4_t_all[step]
+    if (jitops._size(dh) != (1, 8)
+            or jitops._size(dz) != (1, 8)
+            or jitops._size(dz_h_2) != (1, 8)
+            or jitops._size(dn) != (1, 8)
+            or jitops._size(dz_n_3_t) != (1, 8)
+            or jitops._size(dr) != (1, 8)
+            or jitops._size(dz_n_4_t) != (1, 8)
+            or jitops._size(dz_r_4_t) != (1, 16)
+            or not jitops.rows_contiguous(dh)
+            or not jitops.rows_contiguous(dz)
+            or not jitops.rows_contiguous(dz_h_2)
+            or not jitops.rows_contiguous(dn)
+            or not jitops.rows_contiguous(dz_n_3_t)
+            or not jitops.rows_contiguous(dr)
+            or not jitops.rows_contiguous(dz_n_4_t)
+            or not jitops.rows_contiguous(dz_r_4_t)
+            or jitops.row_step(dh, 1, 8) < 0
+            or jitops.row_step(z_h_t, 1, 8) < 0
+            or jitops.row_step(z_t, 1, 8) < 0
+            or jitops.row_step(dz_n_2_t, 1, 8) < 0
+            or jitops.row_step(dz_n_3_t, 1, 8) < 0
+            or jitops.row_step(z_n_t, 1, 8) < 0
+            or jitops.row_step(r_t, 1, 8) < 0
+            or jitops.row_step(dr, 1, 8) < 0
+            or jitops.row_step(dz, 1, 8) < 0
+            or jitops.row_step(drz, 1, 16) < 0
+            or jitops.row_step(dz_r_3_t, 1, 16) < 0):
+        return False
+    if cot_h is not None:
+        if jitops.row_step(cot_h[step], 1, 8) < 0:
+            return False
+    if cot_n is not None:
+        if jitops.row_step(cot_n[step], 1, 8) < 0:
+            return False
+    if cot_r is not None:
+        if jitops.row_step(cot_r[step], 1, 8) < 0:
+            return False
+    if cot_z is not None:
+        if jitops.row_step(cot_z[step], 1, 8) < 0:
+            return False
+    space = np.empty(96, dh.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
+    x4 = space[32:40]
+    x5 = space[40:48]
+    x6 = space[48:56]
+    x7 = space[56:64]
+    x8 = space[64:72]
+    x9 = space[72:80]
+    x10 = space[80:96]
+    if (jitops._size(dh) != (1, 8)
+            or not jitops.rows_contiguous(dh)
+            or jitops.row_step(dh, 1, 8) < 0
+            or jitops.row_step(dz_h_2, 1, 8) < 0):
+        return False
+    space_2 = np.empty(8, dh.dtype)
+    x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
         z_h_t = z_h_t_all[step]
         z_t = z_t_all[step]
@@ -1116,27 +1257,71 @@ def back_r_z_n_h(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, dz_n_3_t_all, dz_n_
         dz_r_3_t = dz_r_3_t_all[step]
         cat_dz_r_4_t = cat_dz_r_4_t_all[step]
         if cot_h is not None:
-            jitops.add(dh, cot_h[step], dh)
-        # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
-        jitops.multiply(dh, z_h_t, dz)
-        jitops.multiply(z_t, dh, dz_h_2)
-        jitops.subtract(dh, dz_h_2, dn)
-        # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
+            r0_0 = jitops._view(dh, 0, 8)
+            r0_1 = jitops._view(cot_h[step], 0, 8)
+            for j in range(8):
+                x0[j] = r0_0[j] + r0_1[j]
+            jitops.put_row(dh, 0, x0)
+        r1_0 = jitops._view(dh, 0, 8)
+        r1_1 = jitops._view(z_h_t, 0, 8)
+        for j in range(8):
+            x1[j] = r1_0[j] * r1_1[j]
+        jitops.put_row(dz, 0, x1)
+        r2_0 = jitops._view(z_t, 0, 8)
+        r2_1 = jitops._view(dh, 0, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] * r2_1[j]
+        jitops.put_row(dz_h_2, 0, x2)
+        r3_0 = jitops._view(dh, 0, 8)
+        for j in range(8):
+            x3[j] = r3_0[j] - x2[j]
         if cot_n is not None:
-            jitops.add(dn, cot_n[step], dn)
-        jitops.multiply(dn, dz_n_2_t, dz_n_3_t)
-        jitops.multiply(dz_n_3_t, z_n_t, dr)
-        jitops.multiply(r_t, dz_n_3_t, dz_n_4_t)
+            r4_1 = jitops._view(cot_n[step], 0, 8)
+            for j in range(8):
+                x3[j] = x3[j] + r4_1[j]
+        jitops.put_row(dn, 0, x3)
+        r5_1 = jitops._view(dz_n_2_t, 0, 8)
+        for j in range(8):
+            x5[j] = x3[j] * r5_1[j]
+        jitops.put_row(dz_n_3_t, 0, x5)
+        r6_0 = jitops._view(dz_n_3_t, 0, 8)
+        r6_1 = jitops._view(z_n_t, 0, 8)
+        for j in range(8):
+            x6[j] = r6_0[j] * r6_1[j]
+        jitops.put_row(dr, 0, x6)
+        r7_0 = jitops._view(r_t, 0, 8)
+        r7_1 = jitops._view(dz_n_3_t, 0, 8)
+        for j in range(8):
+            x7[j] = r7_0[j] * r7_1[j]
+        jitops.put_row(dz_n_4_t, 0, x7)
+        if cot_r is not None:
+            r8_0 = jitops._view(dr, 0, 8)
+            r8_1 = jitops._view(cot_r[step], 0, 8)
+            for j in range(8):
+                x8[j] = r8_0[j] + r8_1[j]
+            jitops.put_row(dr, 0, x8)
+        if cot_z is not None:
+            r9_0 = jitops._view(dz, 0, 8)
+            r9_1 = jitops._view(cot_z[step], 0, 8)
+            for j in range(8):
+                x9[j] = r9_0[j] + r9_1[j]
+            jitops.put_row(dz, 0, x9)
+        r10_0 = jitops._view(drz, 0, 16)
+        r10_1 = jitops._view(dz_r_3_t, 0, 16)
+        for j in range(16):
+            x10[j] = r10_0[j] * r10_1[j]
+        jitops.put_row(dz_r_4_t, 0, x10)
+        # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
+        # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
         # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
         # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-        if cot_r is not None:
-            jitops.add(dr, cot_r[step], dr)
-        if cot_z is not None:
-            jitops.add(dz, cot_z[step], dz)
-        jitops.multiply(drz, dz_r_3_t, dz_r_4_t)
         jitops.dot(cat_dz_r_4_t, W_h_rzn, dh)
         # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
-        jitops.add(dh, dz_h_2, dh)
+        r0_0_2 = jitops._view(dh, 0, 8)
+        r0_1_2 = jitops._view(dz_h_2, 0, 8)
+        for j_2 in range(8):
+            x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+        jitops.put_row(dh, 0, x0_2)
     return True
 
 
@@ -1174,7 +1359,7 @@ def steps_back_r_z_n_h(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, dz_n_3_t_all,
         dz_r_4_t = dz_r_4_t_all[step]
         dz_r_3_t = dz_r_3_t_all[step]
         cat_dz_r_4_t = cat_dz_r_4_t_all[step]
-        if not fused_1ac062b189(dh, None if cot_h is None else cot_h[step], z_h_t, dz, z_t, dz_h_2, dn, None if cot_n is None else cot_n[step], dz_n_2_t, dz_n_3_t, z_n_t, dr, r_t, dz_n_4_t, None if cot_r is None else cot_r[step], None if cot_z is None else cot_z[step], drz, dz_r_3_t, dz_r_4_t):
+        if not fused_3c5eeb19ab(dh, None if cot_h is None else cot_h[step], z_h_t, dz, z_t, dz_h_2, dn, None if cot_n is None else cot_n[step], dz_n_2_t, dz_n_3_t, z_n_t, dr, r_t, dz_n_4_t, None if cot_r is None else cot_r[step], None if cot_z is None else cot_z[step], drz, dz_r_3_t, dz_r_4_t):
             if cot_h is not None:
                 np.add(dh, cot_h[step], out=dh)
             np.multiply(dh, z_h_t, out=dz)
@@ -1201,12 +1386,92 @@ def steps_back_r_z_n_h(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, dz_n_3_t_all,
 
 
 def back_r_z_n_h_2(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, n_t_all, dz_n_2_t_all, z_n_t_all,
-                   dz_n_3_t_all, r_t_all, cot_r, rz_t_all, dz_r_3_t_all, cat_dz_r_3_t_all, dh, dz,
-                   dz_h_2, dn, dz_n_4, ONE, dr, sub_rz, drz, W_h_rzn):
+                   dz_n_3_t_all, r_t_all, cot_r, rz_t_all, dz_r_3_t_all, cat_dz_r_3_t_all, dh, ONE,
+                   dz, dz_h_2, dn, dr, drz, W_h_rzn, dz_n_4, sub_rz):
     """The loop backward in time of r(t), z(t), n(t), h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    z_h_t = z_h_t_all[step]
+    z_t = z_t_all[step]
+    n_t = n_t_all[step]
+    dz_n_2_t = dz_n_2_t_all[step]
+    z_n_t = z_n_t_all[step]
+    dz_n_3_t = dz_n_3_t_all[step]
+    r_t = r_t_all[step]
+    rz_t = rz_t_all[step]
+    dz_r_3_t = dz_r_3_t_all[step]
+    cat_dz_r_3_t = cat_dz_r_3_t_all[step]
+    if (jitops._size(dh) != (1, 8)
+            or jitops._size(dz) != (1, 8)
+            or jitops._size(dz_h_2) != (1, 8)
+            or jitops._size(dn) != (1, 8)
+            or jitops._size(dz_n_4) != (1, 8)
+            or jitops._size(dz_n_2_t) != (1, 8)
+            or jitops._size(dr) != (1, 8)
+            or jitops._size(dz_n_3_t) != (1, 8)
+            or jitops._size(sub_rz) != (1, 16)
+            or jitops._size(dz_r_3_t) != (1, 16)
+            or not jitops.rows_contiguous(dh)
+            or not jitops.rows_contiguous(dz)
+            or not jitops.rows_contiguous(dz_h_2)
+            or not jitops.rows_contiguous(dz_n_2_t)
+            or not jitops.rows_contiguous(dn)
+            or not jitops.rows_contiguous(dr)
+            or not jitops.rows_contiguous(dz_n_3_t)
+            or not jitops.rows_contiguous(dz_r_3_t)
+            or jitops.row_step(dh, 1, 8) < 0
+            or jitops.row_step(z_h_t, 1, 8) < 0
+            or jitops.row_step(z_t, 1, 8) < 0
+            or jitops.row_step(n_t, 1, 8) < 0
+            or jitops.row_step(dz_n_2_t, 1, 8) < 0
+            or jitops.row_step(z_n_t, 1, 8) < 0
+            or jitops.row_step(r_t, 1, 8) < 0
+            or jitops.row_step(rz_t, 1, 16) < 0
+            or jitops.row_step(dr, 1, 8) < 0
+            or jitops.row_step(dz, 1, 8) < 0
+            or jitops.row_step(drz, 1, 16) < 0
+            or jitops.row_step(dz_r_3_t, 1, 16) < 0):
+        return False
+    if cot_h is not None:
+        if jitops.row_step(cot_h[step], 1, 8) < 0:
+            return False
+    if cot_n is not None:
+        if jitops.row_step(cot_n[step], 1, 8) < 0:
+            return False
+    if cot_r is not None:
+        if jitops.row_step(cot_r[step], 1, 8) < 0:
+            return False
+    if cot_z is not None:
+        if jitops.row_step(cot_z[step], 1, 8) < 0:
+            return False
+    c0 = jitops.like(dh, ONE)
+    space = np.empty(144, dh.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
+    x4 = space[32:40]
+    x5 = space[40:48]
+    x6 = space[48:56]
+    x7 = space[56:64]
+    x8 = space[64:72]
+    x9 = space[72:80]
+    x10 = space[80:96]
+    x11 = space[96:112]
+    x12 = space[112:120]
+    x13 = space[120:128]
+    x14 = space[128:144]
+    if (jitops._size(dh) != (1, 8)
+            or not jitops.rows_contiguous(dh)
+            or jitops.row_step(dh, 1, 8) < 0
+            or jitops.row_step(dz_h_2, 1, 8) < 0):
+        return False
+    space_2 = np.empty(8, dh.dtype)
+    x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
         z_h_t = z_h_t_all[step]
         z_t = z_t_all[step]
@@ -1219,38 +1484,92 @@ def back_r_z_n_h_2(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, n_t_all, dz_n_2_t
         dz_r_3_t = dz_r_3_t_all[step]
         cat_dz_r_3_t = cat_dz_r_3_t_all[step]
         if cot_h is not None:
-            jitops.add(dh, cot_h[step], dh)
-        # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
-        jitops.multiply(dh, z_h_t, dz)
-        jitops.multiply(z_t, dh, dz_h_2)
-        jitops.subtract(dh, dz_h_2, dn)
-        # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
-        jitops.multiply(n_t, n_t, dz_n_4)
-        jitops.subtract(ONE, dz_n_4, dz_n_2_t)
+            r0_0 = jitops._view(dh, 0, 8)
+            r0_1 = jitops._view(cot_h[step], 0, 8)
+            for j in range(8):
+                x0[j] = r0_0[j] + r0_1[j]
+            jitops.put_row(dh, 0, x0)
+        r1_0 = jitops._view(dh, 0, 8)
+        r1_1 = jitops._view(z_h_t, 0, 8)
+        for j in range(8):
+            x1[j] = r1_0[j] * r1_1[j]
+        jitops.put_row(dz, 0, x1)
+        r2_0 = jitops._view(z_t, 0, 8)
+        r2_1 = jitops._view(dh, 0, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] * r2_1[j]
+        jitops.put_row(dz_h_2, 0, x2)
+        r3_0 = jitops._view(dh, 0, 8)
+        for j in range(8):
+            x3[j] = r3_0[j] - x2[j]
+        r4_0 = jitops._view(n_t, 0, 8)
+        r4_1 = jitops._view(n_t, 0, 8)
+        for j in range(8):
+            x4[j] = r4_0[j] * r4_1[j]
+        for j in range(8):
+            x5[j] = c0 - x4[j]
+        jitops.put_row(dz_n_2_t, 0, x5)
         if cot_n is not None:
-            jitops.add(dn, cot_n[step], dn)
-        jitops.multiply(dn, dz_n_2_t, dz_n_2_t)
-        jitops.multiply(dz_n_2_t, z_n_t, dr)
-        jitops.multiply(r_t, dz_n_2_t, dz_n_3_t)
+            r6_1 = jitops._view(cot_n[step], 0, 8)
+            for j in range(8):
+                x3[j] = x3[j] + r6_1[j]
+        jitops.put_row(dn, 0, x3)
+        r7_1 = jitops._view(dz_n_2_t, 0, 8)
+        for j in range(8):
+            x7[j] = x3[j] * r7_1[j]
+        jitops.put_row(dz_n_2_t, 0, x7)
+        r8_0 = jitops._view(dz_n_2_t, 0, 8)
+        r8_1 = jitops._view(z_n_t, 0, 8)
+        for j in range(8):
+            x8[j] = r8_0[j] * r8_1[j]
+        jitops.put_row(dr, 0, x8)
+        r9_0 = jitops._view(r_t, 0, 8)
+        r9_1 = jitops._view(dz_n_2_t, 0, 8)
+        for j in range(8):
+            x9[j] = r9_0[j] * r9_1[j]
+        jitops.put_row(dz_n_3_t, 0, x9)
+        r10_1 = jitops._view(rz_t, 0, 16)
+        for j in range(16):
+            x10[j] = c0 - r10_1[j]
+        r11_0 = jitops._view(rz_t, 0, 16)
+        for j in range(16):
+            x11[j] = r11_0[j] * x10[j]
+        jitops.put_row(dz_r_3_t, 0, x11)
+        if cot_r is not None:
+            r12_0 = jitops._view(dr, 0, 8)
+            r12_1 = jitops._view(cot_r[step], 0, 8)
+            for j in range(8):
+                x12[j] = r12_0[j] + r12_1[j]
+            jitops.put_row(dr, 0, x12)
+        if cot_z is not None:
+            r13_0 = jitops._view(dz, 0, 8)
+            r13_1 = jitops._view(cot_z[step], 0, 8)
+            for j in range(8):
+                x13[j] = r13_0[j] + r13_1[j]
+            jitops.put_row(dz, 0, x13)
+        r14_0 = jitops._view(drz, 0, 16)
+        r14_1 = jitops._view(dz_r_3_t, 0, 16)
+        for j in range(16):
+            x14[j] = r14_0[j] * r14_1[j]
+        jitops.put_row(dz_r_3_t, 0, x14)
+        # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
+        # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
         # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
         # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-        jitops.subtract(ONE, rz_t, sub_rz)
-        jitops.multiply(rz_t, sub_rz, dz_r_3_t)
-        if cot_r is not None:
-            jitops.add(dr, cot_r[step], dr)
-        if cot_z is not None:
-            jitops.add(dz, cot_z[step], dz)
-        jitops.multiply(drz, dz_r_3_t, dz_r_3_t)
         jitops.dot(cat_dz_r_3_t, W_h_rzn, dh)
         # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
-        jitops.add(dh, dz_h_2, dh)
+        r0_0_2 = jitops._view(dh, 0, 8)
+        r0_1_2 = jitops._view(dz_h_2, 0, 8)
+        for j_2 in range(8):
+            x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+        jitops.put_row(dh, 0, x0_2)
     return True
 
 
 def steps_back_r_z_n_h_2(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, n_t_all, dz_n_2_t_all,
                          z_n_t_all, dz_n_3_t_all, r_t_all, cot_r, rz_t_all, dz_r_3_t_all,
-                         cat_dz_r_3_t_all, dh, dz, dz_h_2, dn, dz_n_4, ONE, dr, sub_rz, drz,
-                         W_h_rzn):
+                         cat_dz_r_3_t_all, dh, ONE, dz, dz_h_2, dn, dr, drz, W_h_rzn, dz_n_4,
+                         sub_rz):
     """r(t), z(t), n(t), h(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -1282,7 +1601,7 @@ def steps_back_r_z_n_h_2(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, n_t_all, dz
         rz_t = rz_t_all[step]
         dz_r_3_t = dz_r_3_t_all[step]
         cat_dz_r_3_t = cat_dz_r_3_t_all[step]
-        if not fused_5c5d79f598(dh, None if cot_h is None else cot_h[step], z_h_t, dz, z_t, dz_h_2, dn, n_t, dz_n_4, ONE, dz_n_2_t, None if cot_n is None else cot_n[step], z_n_t, dr, r_t, dz_n_3_t, rz_t, sub_rz, dz_r_3_t, None if cot_r is None else cot_r[step], None if cot_z is None else cot_z[step], drz):
+        if not fused_dc55855277(dh, None if cot_h is None else cot_h[step], z_h_t, dz, z_t, dz_h_2, dn, n_t, dz_n_4, ONE, dz_n_2_t, None if cot_n is None else cot_n[step], z_n_t, dr, r_t, dz_n_3_t, rz_t, sub_rz, dz_r_3_t, None if cot_r is None else cot_r[step], None if cot_z is None else cot_z[step], drz):
             if cot_h is not None:
                 np.add(dh, cot_h[step], out=dh)
             np.multiply(dh, z_h_t, out=dz)
@@ -1313,5 +1632,5 @@ def steps_back_r_z_n_h_2(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, n_t_all, dz
 
 
 LOOPS = ("loop_r_z_n_h", "back_r_z_n_h", "back_r_z_n_h_2")
-KERNELS = ("fused_64fdc3f7fc", "fused_1ac062b189", "fused_5c5d79f598")
+KERNELS = ("fused_0ee035087e", "fused_3c5eeb19ab", "fused_dc55855277")
 STEPS = ("steps_loop_r_z_n_h", "steps_back_r_z_n_h", "steps_back_r_z_n_h_2")

@@ -20,8 +20,7 @@ PARAMETERS = ("W_ii", "b_ii", "W_hi", "b_hi", "W_if", "b_if", "W_hf", "b_hf", "W
               "W_hg", "b_hg", "W_io", "b_io", "W_ho", "b_ho")
 PREPARE = ("W_ii", "b_ii", "W_hi", "b_hi", "W_if", "b_if", "W_hf", "b_hf", "W_ig", "b_ig", "W_hg",
            "b_hg", "W_io", "b_io", "W_ho", "b_ho")
-TAPE = ("i", "f", "g", "o", "c", "h", "x", "ifog", "W_i_ifog", "W_h_ifog", "z_i", "W_h_ifog_T",
-        "ifo", "tanh_c")
+TAPE = ("i", "f", "g", "o", "c", "h", "x", "ifog", "W_i_ifog", "W_h_ifog", "z_i", "ifo", "tanh_c")
 
 
 def prepare(params):
@@ -39,8 +38,7 @@ def prepare(params):
     W_i_ifog = np.concatenate((W_ii, W_if, W_io, W_ig), 0)
     W_h_ifog = np.concatenate((W_hi, W_hf, W_ho, W_hg), 0)
     z_i = z_i_2 + z_i_3
-    W_h_ifog_T = transposed(W_h_ifog)
-    return (W_i_ifog, W_h_ifog, z_i, W_h_ifog_T)
+    return (W_i_ifog, W_h_ifog, z_i)
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
@@ -49,7 +47,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
      b_ig, W_hg, b_hg, W_io, b_io, W_ho, b_ho) = (params[name] for name in PARAMETERS)
 
     # Values of the parameters alone (see prepare)
-    W_i_ifog, W_h_ifog, z_i, W_h_ifog_T = prepare(params) if prepared is None else prepared
+    W_i_ifog, W_h_ifog, z_i = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
@@ -91,8 +89,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
                                                                         i[1:T + 1], c[1:T + 1],
                                                                         tanh_c[1:T + 1],
                                                                         h[1:T + 1], o[1:T + 1],
-                                                                        W_h_ifog_T, W_h_ifog_h,
-                                                                        z_c):
+                                                                        W_h_ifog_h, z_c, W_h_ifog):
             steps = zip(h[0:T], ifog[1:T + 1], ifo[1:T + 1], g[1:T + 1], f[1:T + 1], c[0:T],
                         i[1:T + 1], c[1:T + 1], tanh_c[1:T + 1], h[1:T + 1], o[1:T + 1])
             for (h_tm1, ifog_t, ifo_t, g_t, f_t, c_tm1, i_t, c_t, tanh_c_t, h_t, o_t) in steps:
@@ -100,7 +97,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
                 # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
                 # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
                 # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
-                np.dot(h_tm1, W_h_ifog_T, out=W_h_ifog_h)
+                np.dot(h_tm1, W_h_ifog.T, out=W_h_ifog_h)
                 ifog_t += W_h_ifog_h
                 np.negative(ifo_t, out=ifo_t)
                 np.exp(ifo_t, out=ifo_t)
@@ -118,8 +115,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
     outputs = {"i": i[1:T + 1], "f": f[1:T + 1], "o": o[1:T + 1], "g": g[1:T + 1], "c": c[1:T + 1],
                "h": h[1:T + 1]}
     tape = {"i": i, "f": f, "g": g, "o": o, "c": c, "h": h, "x": x, "ifog": ifog,
-            "W_i_ifog": W_i_ifog, "W_h_ifog": W_h_ifog, "z_i": z_i, "W_h_ifog_T": W_h_ifog_T,
-            "ifo": ifo, "tanh_c": tanh_c}
+            "W_i_ifog": W_i_ifog, "W_h_ifog": W_h_ifog, "z_i": z_i, "ifo": ifo, "tanh_c": tanh_c}
     return outputs, tape
 
 
@@ -128,8 +124,7 @@ def backward(params, tape, cotangents, T, B):
     initial values: the blocks of forward in reverse, loops backward in time."""
     (W_ii, b_ii, W_hi, b_hi, W_if, b_if, W_hf, b_hf, W_ig,
      b_ig, W_hg, b_hg, W_io, b_io, W_ho, b_ho) = (params[name] for name in PARAMETERS)
-    (i, f, g, o, c, h, x, ifog, W_i_ifog, W_h_ifog, z_i,
-     W_h_ifog_T, ifo, tanh_c) = (tape[name] for name in TAPE)
+    i, f, g, o, c, h, x, ifog, W_i_ifog, W_h_ifog, z_i, ifo, tanh_c = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -183,9 +178,9 @@ def backward(params, tape, cotangents, T, B):
                                                                     cotangents.get("f"),
                                                                     dz_i_2[1:T + 1],
                                                                     dz_i_3[1:T + 1],
-                                                                    dz_i_4[1:T + 1], dh, do,
-                                                                    dz_h_2, dz_h_3, dc, di, dg, df,
-                                                                    difo, W_h_ifog):
+                                                                    dz_i_4[1:T + 1], dh, do, dc,
+                                                                    di, dg, df, difo, W_h_ifog,
+                                                                    dz_h_2, dz_h_3):
         steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1],
                     dz_h[1:T + 1][::-1], cot_c[::-1], g[1:T + 1][::-1], i[1:T + 1][::-1],
                     cot_i[::-1], cot_g[::-1], c[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1],
@@ -273,8 +268,7 @@ def backward_large(params, tape, cotangents, T, B):
     initial values: the blocks of forward in reverse, loops backward in time."""
     (W_ii, b_ii, W_hi, b_hi, W_if, b_if, W_hf, b_hf, W_ig,
      b_ig, W_hg, b_hg, W_io, b_io, W_ho, b_ho) = (params[name] for name in PARAMETERS)
-    (i, f, g, o, c, h, x, ifog, W_i_ifog, W_h_ifog, z_i,
-     W_h_ifog_T, ifo, tanh_c) = (tape[name] for name in TAPE)
+    i, f, g, o, c, h, x, ifog, W_i_ifog, W_h_ifog, z_i, ifo, tanh_c = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -317,12 +311,12 @@ def backward_large(params, tape, cotangents, T, B):
                                                                         c[0:T], f[1:T + 1],
                                                                         cotangents.get("f"),
                                                                         ifo[1:T + 1],
-                                                                        dz_i_2[1:T + 1], dh, do,
-                                                                        dz_h, dz_h_2, ONE,
-                                                                        sub_dz_h_2, dz_h_3, dc, di,
-                                                                        dg, df, dz_i_3, sub_dz_i_3,
-                                                                        sub_ifo, dz_i_4, difo,
-                                                                        W_h_ifog):
+                                                                        dz_i_2[1:T + 1], dh, ONE,
+                                                                        do, dc, di, dg, df, difo,
+                                                                        W_h_ifog, dz_h, dz_h_2,
+                                                                        sub_dz_h_2, dz_h_3, dz_i_3,
+                                                                        sub_dz_i_3, sub_ifo,
+                                                                        dz_i_4):
         steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1], cot_c[::-1],
                     g[1:T + 1][::-1], i[1:T + 1][::-1], cot_i[::-1], cot_g[::-1], c[0:T][::-1],
                     f[1:T + 1][::-1], cot_f[::-1], ifo[1:T + 1][::-1], dz_i_2[1:T + 1][::-1])
@@ -410,7 +404,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_67702477b9(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
+def fused_d85993347f(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
     """add, sigmoid, tanh, multiply, multiply, add, tanh, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 32)
@@ -498,8 +492,7 @@ def fused_67702477b9(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
             or s8 < 0
             or s9 < 0):
         return False
-    dtype = p0.dtype
-    space = np.empty(136, dtype)
+    space = np.empty(136, p0.dtype)
     x0 = space[0:32]
     x1 = space[32:56]
     x2 = space[56:64]
@@ -547,7 +540,7 @@ def fused_67702477b9(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
     return True
 
 
-def fused_4c30f47dc7(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24, p25):
+def fused_2e04714c81(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24, p25):
     """add, multiply, multiply, multiply, add, add, multiply, multiply, multiply, multiply, add, multiply, add, add, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -785,8 +778,7 @@ def fused_4c30f47dc7(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
             or s20 < 0
             or s21 < 0):
         return False
-    dtype = p0.dtype
-    space = np.empty(144, dtype)
+    space = np.empty(144, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -882,7 +874,7 @@ def fused_4c30f47dc7(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
     return True
 
 
-def fused_080cfd1cd1(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24, p25, p26, p27, p28, p29, p30):
+def fused_86cd0ad6d4(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24, p25, p26, p27, p28, p29, p30):
     """add, multiply, multiply, multiply, subtract, multiply, add, add, multiply, multiply, multiply, multiply, multiply, subtract, add, multiply, subtract, multiply, add, add, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -1154,9 +1146,8 @@ def fused_080cfd1cd1(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
             or s18 < 0
             or s19 < 0):
         return False
-    dtype = p0.dtype
     c0 = jitops.like(p0, p7)
-    space = np.empty(224, dtype)
+    space = np.empty(224, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -1274,11 +1265,61 @@ def fused_080cfd1cd1(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
 
 
 def loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all, c_tm1_all, i_t_all,
-                     c_t_all, tanh_c_t_all, h_t_all, o_t_all, W_h_ifog_T, W_h_ifog_h, z_c):
+                     c_t_all, tanh_c_t_all, h_t_all, o_t_all, W_h_ifog_h, z_c, W_h_ifog):
     """The loop forward in time of i(t), f(t), g(t), o(t), c(t), h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = 0
+    h_tm1 = h_tm1_all[step]
+    ifog_t = ifog_t_all[step]
+    ifo_t = ifo_t_all[step]
+    g_t = g_t_all[step]
+    f_t = f_t_all[step]
+    c_tm1 = c_tm1_all[step]
+    i_t = i_t_all[step]
+    c_t = c_t_all[step]
+    tanh_c_t = tanh_c_t_all[step]
+    h_t = h_t_all[step]
+    o_t = o_t_all[step]
+    if (jitops._size(ifog_t) != (1, 32)
+            or jitops._size(ifo_t) != (1, 24)
+            or jitops._size(g_t) != (1, 8)
+            or jitops._size(c_t) != (1, 8)
+            or jitops._size(z_c) != (1, 8)
+            or jitops._size(tanh_c_t) != (1, 8)
+            or jitops._size(h_t) != (1, 8)
+            or not jitops.rows_contiguous(ifog_t)
+            or not jitops.rows_contiguous(ifo_t)
+            or not jitops.rows_contiguous(g_t)
+            or not jitops.rows_contiguous(c_t)
+            or not jitops.rows_contiguous(tanh_c_t)
+            or not jitops.rows_contiguous(h_t)
+            or jitops.row_step(ifog_t, 1, 32) < 0
+            or jitops.row_step(W_h_ifog_h, 1, 32) < 0
+            or jitops.row_step(ifo_t, 1, 24) < 0
+            or jitops.row_step(g_t, 1, 8) < 0
+            or jitops.row_step(f_t, 1, 8) < 0
+            or jitops.row_step(c_tm1, 1, 8) < 0
+            or jitops.row_step(i_t, 1, 8) < 0
+            or jitops.row_step(c_t, 1, 8) < 0
+            or jitops.row_step(o_t, 1, 8) < 0
+            or jitops.row_step(tanh_c_t, 1, 8) < 0):
+        return False
+    space = np.empty(136, ifog_t.dtype)
+    x0 = space[0:32]
+    x1 = space[32:56]
+    x2 = space[56:64]
+    x3 = space[64:72]
+    x4 = space[72:80]
+    x5 = space[80:88]
+    x6 = space[88:96]
+    x7 = space[96:104]
+    e24 = space[104:128]
+    e8 = space[128:136]
+    bits = jitops.scratch(e24)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         ifog_t = ifog_t_all[step]
@@ -1295,23 +1336,47 @@ def loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all, c_tm
         # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
         # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
         # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
-        jitops.dot(h_tm1, W_h_ifog_T, W_h_ifog_h)
-        jitops.add(ifog_t, W_h_ifog_h, ifog_t)
-        jitops.sigmoid(ifo_t, ifo_t)
-        jitops.tanh(g_t, g_t)
+        jitops.dot(h_tm1, W_h_ifog.T, W_h_ifog_h)
+        r0_0 = jitops._view(ifog_t, 0, 32)
+        r0_1 = jitops._view(W_h_ifog_h, 0, 32)
+        for j in range(32):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(ifog_t, 0, x0)
+        r1_0 = jitops._view(ifo_t, 0, 24)
+        jitops.vsigmoid(r1_0, x1, e24, bits)
+        jitops.put_row(ifo_t, 0, x1)
+        r2_0 = jitops._view(g_t, 0, 8)
+        jitops.vtanh(r2_0, x2, e8, bits)
+        jitops.put_row(g_t, 0, x2)
+        r3_0 = jitops._view(f_t, 0, 8)
+        r3_1 = jitops._view(c_tm1, 0, 8)
+        for j in range(8):
+            x3[j] = r3_0[j] * r3_1[j]
+        jitops.put_row(c_t, 0, x3)
+        r4_0 = jitops._view(i_t, 0, 8)
+        r4_1 = jitops._view(g_t, 0, 8)
+        for j in range(8):
+            x4[j] = r4_0[j] * r4_1[j]
+        r5_0 = jitops._view(c_t, 0, 8)
+        for j in range(8):
+            x5[j] = r5_0[j] + x4[j]
+        jitops.put_row(c_t, 0, x5)
+        r6_0 = jitops._view(c_t, 0, 8)
+        jitops.vtanh(r6_0, x6, e8, bits)
+        jitops.put_row(tanh_c_t, 0, x6)
+        r7_0 = jitops._view(o_t, 0, 8)
+        r7_1 = jitops._view(tanh_c_t, 0, 8)
+        for j in range(8):
+            x7[j] = r7_0[j] * r7_1[j]
+        jitops.put_row(h_t, 0, x7)
         # c(t) = f(t) * c(t-1) + i(t) * g(t)
-        jitops.multiply(f_t, c_tm1, c_t)
-        jitops.multiply(i_t, g_t, z_c)
-        jitops.add(c_t, z_c, c_t)
         # h(t) = o(t) * tanh(c(t))
-        jitops.tanh(c_t, tanh_c_t)
-        jitops.multiply(o_t, tanh_c_t, h_t)
     return True
 
 
 def steps_loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all, c_tm1_all,
-                           i_t_all, c_t_all, tanh_c_t_all, h_t_all, o_t_all, W_h_ifog_T,
-                           W_h_ifog_h, z_c):
+                           i_t_all, c_t_all, tanh_c_t_all, h_t_all, o_t_all, W_h_ifog_h, z_c,
+                           W_h_ifog):
     """i(t), f(t), g(t), o(t), c(t), h(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -1329,7 +1394,7 @@ def steps_loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all
     h_t = h_t_all[step]
     o_t = o_t_all[step]
     try:
-        jitops.ready(fused_67702477b9, ifog_t, W_h_ifog_h, ifo_t, g_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t)
+        jitops.ready(fused_d85993347f, ifog_t, W_h_ifog_h, ifo_t, g_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('i(t), f(t), g(t), o(t), c(t), h(t)', error)
         return False
@@ -1349,8 +1414,8 @@ def steps_loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all
         # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
         # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
         # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
-        jitops.dot(h_tm1, W_h_ifog_T, W_h_ifog_h)
-        if not fused_67702477b9(ifog_t, W_h_ifog_h, ifo_t, g_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t):
+        jitops.dot(h_tm1, W_h_ifog.T, W_h_ifog_h)
+        if not fused_d85993347f(ifog_t, W_h_ifog_h, ifo_t, g_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t):
             np.add(ifog_t, W_h_ifog_h, out=ifog_t)
             np.divide(1.0, np.add(1.0, np.exp(np.negative(ifo_t))), out=ifo_t)
             np.tanh(g_t, out=g_t)
@@ -1366,11 +1431,94 @@ def steps_loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all
 
 def back_i_f_g_o_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, cot_c, g_t_all, i_t_all,
                      cot_i, cot_g, c_tm1_all, f_t_all, cot_f, dz_i_2_t_all, dz_i_3_t_all,
-                     dz_i_4_t_all, dh, do, dz_h_2, dz_h_3, dc, di, dg, df, difo, W_h_ifog):
+                     dz_i_4_t_all, dh, do, dc, di, dg, df, difo, W_h_ifog, dz_h_2, dz_h_3):
     """The loop backward in time of i(t), f(t), g(t), o(t), c(t), h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    tanh_c_t = tanh_c_t_all[step]
+    o_t = o_t_all[step]
+    dz_h_t = dz_h_t_all[step]
+    g_t = g_t_all[step]
+    i_t = i_t_all[step]
+    c_tm1 = c_tm1_all[step]
+    f_t = f_t_all[step]
+    dz_i_2_t = dz_i_2_t_all[step]
+    dz_i_3_t = dz_i_3_t_all[step]
+    dz_i_4_t = dz_i_4_t_all[step]
+    if (jitops._size(dh) != (1, 8)
+            or jitops._size(do) != (1, 8)
+            or jitops._size(dz_h_2) != (1, 8)
+            or jitops._size(dz_h_3) != (1, 8)
+            or jitops._size(dc) != (1, 8)
+            or jitops._size(di) != (1, 8)
+            or jitops._size(dg) != (1, 8)
+            or jitops._size(df) != (1, 8)
+            or jitops._size(dz_i_4_t[..., 24:32]) != (1, 8)
+            or jitops._size(dz_i_4_t[..., 0:24]) != (1, 24)
+            or not jitops.rows_contiguous(dh)
+            or not jitops.rows_contiguous(do)
+            or not jitops.rows_contiguous(di)
+            or not jitops.rows_contiguous(dg)
+            or not jitops.rows_contiguous(df)
+            or not jitops.rows_contiguous(dc)
+            or not jitops.rows_contiguous(dz_i_4_t[..., 24:32])
+            or not jitops.rows_contiguous(dz_i_4_t[..., 0:24])
+            or jitops.row_step(dh, 1, 8) < 0
+            or jitops.row_step(tanh_c_t, 1, 8) < 0
+            or jitops.row_step(o_t, 1, 8) < 0
+            or jitops.row_step(dz_h_t, 1, 8) < 0
+            or jitops.row_step(dc, 1, 8) < 0
+            or jitops.row_step(g_t, 1, 8) < 0
+            or jitops.row_step(i_t, 1, 8) < 0
+            or jitops.row_step(c_tm1, 1, 8) < 0
+            or jitops.row_step(f_t, 1, 8) < 0
+            or jitops.row_step(dg, 1, 8) < 0
+            or jitops.row_step(dz_i_2_t, 1, 8) < 0
+            or jitops.row_step(di, 1, 8) < 0
+            or jitops.row_step(df, 1, 8) < 0
+            or jitops.row_step(do, 1, 8) < 0
+            or jitops.row_step(difo, 1, 24) < 0
+            or jitops.row_step(dz_i_3_t, 1, 24) < 0):
+        return False
+    if cot_h is not None:
+        if jitops.row_step(cot_h[step], 1, 8) < 0:
+            return False
+    if cot_c is not None:
+        if jitops.row_step(cot_c[step], 1, 8) < 0:
+            return False
+    if cot_g is not None:
+        if jitops.row_step(cot_g[step], 1, 8) < 0:
+            return False
+    if cot_i is not None:
+        if jitops.row_step(cot_i[step], 1, 8) < 0:
+            return False
+    if cot_f is not None:
+        if jitops.row_step(cot_f[step], 1, 8) < 0:
+            return False
+    if cot_o is not None:
+        if jitops.row_step(cot_o[step], 1, 8) < 0:
+            return False
+    space = np.empty(144, dh.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
+    x4 = space[32:40]
+    x5 = space[40:48]
+    x6 = space[48:56]
+    x7 = space[56:64]
+    x8 = space[64:72]
+    x9 = space[72:80]
+    x10 = space[80:88]
+    x11 = space[88:96]
+    x12 = space[96:104]
+    x13 = space[104:112]
+    x14 = space[112:120]
+    x15 = space[120:144]
     for step in range(T - 1, -1, -1):
         tanh_c_t = tanh_c_t_all[step]
         o_t = o_t_all[step]
@@ -1384,40 +1532,93 @@ def back_i_f_g_o_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, cot_c, 
         dz_i_4_t = dz_i_4_t_all[step]
         # h(t) = o(t) * tanh(c(t))
         if cot_h is not None:
-            jitops.add(dh, cot_h[step], dh)
-        jitops.multiply(dh, tanh_c_t, do)
-        jitops.multiply(o_t, dh, dz_h_2)
-        jitops.multiply(dz_h_2, dz_h_t, dz_h_3)
-        jitops.add(dc, dz_h_3, dc)
-        # c(t) = f(t) * c(t-1) + i(t) * g(t)
+            r0_0 = jitops._view(dh, 0, 8)
+            r0_1 = jitops._view(cot_h[step], 0, 8)
+            for j in range(8):
+                x0[j] = r0_0[j] + r0_1[j]
+            jitops.put_row(dh, 0, x0)
+        r1_0 = jitops._view(dh, 0, 8)
+        r1_1 = jitops._view(tanh_c_t, 0, 8)
+        for j in range(8):
+            x1[j] = r1_0[j] * r1_1[j]
+        jitops.put_row(do, 0, x1)
+        r2_0 = jitops._view(o_t, 0, 8)
+        r2_1 = jitops._view(dh, 0, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] * r2_1[j]
+        r3_1 = jitops._view(dz_h_t, 0, 8)
+        for j in range(8):
+            x3[j] = x2[j] * r3_1[j]
+        r4_0 = jitops._view(dc, 0, 8)
+        for j in range(8):
+            x4[j] = r4_0[j] + x3[j]
         if cot_c is not None:
-            jitops.add(dc, cot_c[step], dc)
-        jitops.multiply(dc, g_t, di)
-        jitops.multiply(i_t, dc, dg)
-        jitops.multiply(dc, c_tm1, df)
-        jitops.multiply(f_t, dc, dc)
+            r5_1 = jitops._view(cot_c[step], 0, 8)
+            for j in range(8):
+                x4[j] = x4[j] + r5_1[j]
+        r6_1 = jitops._view(g_t, 0, 8)
+        for j in range(8):
+            x6[j] = x4[j] * r6_1[j]
+        jitops.put_row(di, 0, x6)
+        r7_0 = jitops._view(i_t, 0, 8)
+        for j in range(8):
+            x7[j] = r7_0[j] * x4[j]
+        jitops.put_row(dg, 0, x7)
+        r8_1 = jitops._view(c_tm1, 0, 8)
+        for j in range(8):
+            x8[j] = x4[j] * r8_1[j]
+        jitops.put_row(df, 0, x8)
+        r9_0 = jitops._view(f_t, 0, 8)
+        for j in range(8):
+            x9[j] = r9_0[j] * x4[j]
+        jitops.put_row(dc, 0, x9)
+        if cot_g is not None:
+            r10_0 = jitops._view(dg, 0, 8)
+            r10_1 = jitops._view(cot_g[step], 0, 8)
+            for j in range(8):
+                x10[j] = r10_0[j] + r10_1[j]
+            jitops.put_row(dg, 0, x10)
+        r11_0 = jitops._view(dg, 0, 8)
+        r11_1 = jitops._view(dz_i_2_t, 0, 8)
+        for j in range(8):
+            x11[j] = r11_0[j] * r11_1[j]
+        jitops.put_row(dz_i_4_t[..., 24:32], 0, x11)
+        if cot_i is not None:
+            r12_0 = jitops._view(di, 0, 8)
+            r12_1 = jitops._view(cot_i[step], 0, 8)
+            for j in range(8):
+                x12[j] = r12_0[j] + r12_1[j]
+            jitops.put_row(di, 0, x12)
+        if cot_f is not None:
+            r13_0 = jitops._view(df, 0, 8)
+            r13_1 = jitops._view(cot_f[step], 0, 8)
+            for j in range(8):
+                x13[j] = r13_0[j] + r13_1[j]
+            jitops.put_row(df, 0, x13)
+        if cot_o is not None:
+            r14_0 = jitops._view(do, 0, 8)
+            r14_1 = jitops._view(cot_o[step], 0, 8)
+            for j in range(8):
+                x14[j] = r14_0[j] + r14_1[j]
+            jitops.put_row(do, 0, x14)
+        r15_0 = jitops._view(difo, 0, 24)
+        r15_1 = jitops._view(dz_i_3_t, 0, 24)
+        for j in range(24):
+            x15[j] = r15_0[j] * r15_1[j]
+        jitops.put_row(dz_i_4_t[..., 0:24], 0, x15)
+        # c(t) = f(t) * c(t-1) + i(t) * g(t)
         # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
         # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
         # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
         # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
-        if cot_g is not None:
-            jitops.add(dg, cot_g[step], dg)
-        jitops.multiply(dg, dz_i_2_t, dz_i_4_t[..., 24:32])
-        if cot_i is not None:
-            jitops.add(di, cot_i[step], di)
-        if cot_f is not None:
-            jitops.add(df, cot_f[step], df)
-        if cot_o is not None:
-            jitops.add(do, cot_o[step], do)
-        jitops.multiply(difo, dz_i_3_t, dz_i_4_t[..., 0:24])
         jitops.dot(dz_i_4_t, W_h_ifog, dh)
     return True
 
 
 def steps_back_i_f_g_o_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, cot_c, g_t_all,
                            i_t_all, cot_i, cot_g, c_tm1_all, f_t_all, cot_f, dz_i_2_t_all,
-                           dz_i_3_t_all, dz_i_4_t_all, dh, do, dz_h_2, dz_h_3, dc, di, dg, df,
-                           difo, W_h_ifog):
+                           dz_i_3_t_all, dz_i_4_t_all, dh, do, dc, di, dg, df, difo, W_h_ifog,
+                           dz_h_2, dz_h_3):
     """i(t), f(t), g(t), o(t), c(t), h(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -1450,7 +1651,7 @@ def steps_back_i_f_g_o_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, c
         dz_i_3_t = dz_i_3_t_all[step]
         dz_i_4_t = dz_i_4_t_all[step]
         # h(t) = o(t) * tanh(c(t))
-        if not fused_4c30f47dc7(dh, None if cot_h is None else cot_h[step], tanh_c_t, do, o_t, dz_h_2, dz_h_t, dz_h_3, dc, None if cot_c is None else cot_c[step], g_t, di, i_t, dg, c_tm1, df, f_t, None if cot_g is None else cot_g[step], dz_i_2_t, dz_i_4_t[..., 24:32], None if cot_i is None else cot_i[step], None if cot_f is None else cot_f[step], None if cot_o is None else cot_o[step], difo, dz_i_3_t, dz_i_4_t[..., 0:24]):
+        if not fused_2e04714c81(dh, None if cot_h is None else cot_h[step], tanh_c_t, do, o_t, dz_h_2, dz_h_t, dz_h_3, dc, None if cot_c is None else cot_c[step], g_t, di, i_t, dg, c_tm1, df, f_t, None if cot_g is None else cot_g[step], dz_i_2_t, dz_i_4_t[..., 24:32], None if cot_i is None else cot_i[step], None if cot_f is None else cot_f[step], None if cot_o is None else cot_o[step], difo, dz_i_3_t, dz_i_4_t[..., 0:24]):
             if cot_h is not None:
                 np.add(dh, cot_h[step], out=dh)
             np.multiply(dh, tanh_c_t, out=do)
@@ -1483,13 +1684,105 @@ def steps_back_i_f_g_o_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, c
 
 
 def back_i_f_g_o_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, g_t_all, i_t_all, cot_i,
-                       cot_g, c_tm1_all, f_t_all, cot_f, ifo_t_all, dz_i_2_t_all, dh, do, dz_h,
-                       dz_h_2, ONE, sub_dz_h_2, dz_h_3, dc, di, dg, df, dz_i_3, sub_dz_i_3,
-                       sub_ifo, dz_i_4, difo, W_h_ifog):
+                       cot_g, c_tm1_all, f_t_all, cot_f, ifo_t_all, dz_i_2_t_all, dh, ONE, do, dc,
+                       di, dg, df, difo, W_h_ifog, dz_h, dz_h_2, sub_dz_h_2, dz_h_3, dz_i_3,
+                       sub_dz_i_3, sub_ifo, dz_i_4):
     """The loop backward in time of i(t), f(t), g(t), o(t), c(t), h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    tanh_c_t = tanh_c_t_all[step]
+    o_t = o_t_all[step]
+    g_t = g_t_all[step]
+    i_t = i_t_all[step]
+    c_tm1 = c_tm1_all[step]
+    f_t = f_t_all[step]
+    ifo_t = ifo_t_all[step]
+    dz_i_2_t = dz_i_2_t_all[step]
+    if (jitops._size(dh) != (1, 8)
+            or jitops._size(do) != (1, 8)
+            or jitops._size(dz_h) != (1, 8)
+            or jitops._size(dz_h_2) != (1, 8)
+            or jitops._size(sub_dz_h_2) != (1, 8)
+            or jitops._size(dz_h_3) != (1, 8)
+            or jitops._size(dc) != (1, 8)
+            or jitops._size(di) != (1, 8)
+            or jitops._size(dg) != (1, 8)
+            or jitops._size(df) != (1, 8)
+            or jitops._size(dz_i_3) != (1, 8)
+            or jitops._size(sub_dz_i_3) != (1, 8)
+            or jitops._size(dz_i_2_t[..., 24:32]) != (1, 8)
+            or jitops._size(sub_ifo) != (1, 24)
+            or jitops._size(dz_i_4) != (1, 24)
+            or jitops._size(dz_i_2_t[..., 0:24]) != (1, 24)
+            or not jitops.rows_contiguous(dh)
+            or not jitops.rows_contiguous(do)
+            or not jitops.rows_contiguous(di)
+            or not jitops.rows_contiguous(dg)
+            or not jitops.rows_contiguous(df)
+            or not jitops.rows_contiguous(dc)
+            or not jitops.rows_contiguous(dz_i_2_t[..., 24:32])
+            or not jitops.rows_contiguous(dz_i_2_t[..., 0:24])
+            or jitops.row_step(dh, 1, 8) < 0
+            or jitops.row_step(tanh_c_t, 1, 8) < 0
+            or jitops.row_step(o_t, 1, 8) < 0
+            or jitops.row_step(dc, 1, 8) < 0
+            or jitops.row_step(g_t, 1, 8) < 0
+            or jitops.row_step(i_t, 1, 8) < 0
+            or jitops.row_step(c_tm1, 1, 8) < 0
+            or jitops.row_step(f_t, 1, 8) < 0
+            or jitops.row_step(dg, 1, 8) < 0
+            or jitops.row_step(ifo_t, 1, 24) < 0
+            or jitops.row_step(di, 1, 8) < 0
+            or jitops.row_step(df, 1, 8) < 0
+            or jitops.row_step(do, 1, 8) < 0
+            or jitops.row_step(difo, 1, 24) < 0):
+        return False
+    if cot_h is not None:
+        if jitops.row_step(cot_h[step], 1, 8) < 0:
+            return False
+    if cot_c is not None:
+        if jitops.row_step(cot_c[step], 1, 8) < 0:
+            return False
+    if cot_g is not None:
+        if jitops.row_step(cot_g[step], 1, 8) < 0:
+            return False
+    if cot_i is not None:
+        if jitops.row_step(cot_i[step], 1, 8) < 0:
+            return False
+    if cot_f is not None:
+        if jitops.row_step(cot_f[step], 1, 8) < 0:
+            return False
+    if cot_o is not None:
+        if jitops.row_step(cot_o[step], 1, 8) < 0:
+            return False
+    c0 = jitops.like(dh, ONE)
+    space = np.empty(224, dh.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
+    x4 = space[32:40]
+    x5 = space[40:48]
+    x6 = space[48:56]
+    x7 = space[56:64]
+    x8 = space[64:72]
+    x9 = space[72:80]
+    x10 = space[80:88]
+    x11 = space[88:96]
+    x12 = space[96:104]
+    x13 = space[104:112]
+    x14 = space[112:120]
+    x15 = space[120:128]
+    x16 = space[128:152]
+    x17 = space[152:176]
+    x18 = space[176:184]
+    x19 = space[184:192]
+    x20 = space[192:200]
+    x21 = space[200:224]
     for step in range(T - 1, -1, -1):
         tanh_c_t = tanh_c_t_all[step]
         o_t = o_t_all[step]
@@ -1501,46 +1794,108 @@ def back_i_f_g_o_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, g_t_all, i
         dz_i_2_t = dz_i_2_t_all[step]
         # h(t) = o(t) * tanh(c(t))
         if cot_h is not None:
-            jitops.add(dh, cot_h[step], dh)
-        jitops.multiply(dh, tanh_c_t, do)
-        jitops.multiply(o_t, dh, dz_h)
-        jitops.multiply(tanh_c_t, tanh_c_t, dz_h_2)
-        jitops.subtract(ONE, dz_h_2, sub_dz_h_2)
-        jitops.multiply(dz_h, sub_dz_h_2, dz_h_3)
-        jitops.add(dc, dz_h_3, dc)
-        # c(t) = f(t) * c(t-1) + i(t) * g(t)
+            r0_0 = jitops._view(dh, 0, 8)
+            r0_1 = jitops._view(cot_h[step], 0, 8)
+            for j in range(8):
+                x0[j] = r0_0[j] + r0_1[j]
+            jitops.put_row(dh, 0, x0)
+        r1_0 = jitops._view(dh, 0, 8)
+        r1_1 = jitops._view(tanh_c_t, 0, 8)
+        for j in range(8):
+            x1[j] = r1_0[j] * r1_1[j]
+        jitops.put_row(do, 0, x1)
+        r2_0 = jitops._view(o_t, 0, 8)
+        r2_1 = jitops._view(dh, 0, 8)
+        for j in range(8):
+            x2[j] = r2_0[j] * r2_1[j]
+        r3_0 = jitops._view(tanh_c_t, 0, 8)
+        r3_1 = jitops._view(tanh_c_t, 0, 8)
+        for j in range(8):
+            x3[j] = r3_0[j] * r3_1[j]
+        for j in range(8):
+            x4[j] = c0 - x3[j]
+        for j in range(8):
+            x5[j] = x2[j] * x4[j]
+        r6_0 = jitops._view(dc, 0, 8)
+        for j in range(8):
+            x6[j] = r6_0[j] + x5[j]
         if cot_c is not None:
-            jitops.add(dc, cot_c[step], dc)
-        jitops.multiply(dc, g_t, di)
-        jitops.multiply(i_t, dc, dg)
-        jitops.multiply(dc, c_tm1, df)
-        jitops.multiply(f_t, dc, dc)
+            r7_1 = jitops._view(cot_c[step], 0, 8)
+            for j in range(8):
+                x6[j] = x6[j] + r7_1[j]
+        r8_1 = jitops._view(g_t, 0, 8)
+        for j in range(8):
+            x8[j] = x6[j] * r8_1[j]
+        jitops.put_row(di, 0, x8)
+        r9_0 = jitops._view(i_t, 0, 8)
+        for j in range(8):
+            x9[j] = r9_0[j] * x6[j]
+        jitops.put_row(dg, 0, x9)
+        r10_1 = jitops._view(c_tm1, 0, 8)
+        for j in range(8):
+            x10[j] = x6[j] * r10_1[j]
+        jitops.put_row(df, 0, x10)
+        r11_0 = jitops._view(f_t, 0, 8)
+        for j in range(8):
+            x11[j] = r11_0[j] * x6[j]
+        jitops.put_row(dc, 0, x11)
+        r12_0 = jitops._view(g_t, 0, 8)
+        r12_1 = jitops._view(g_t, 0, 8)
+        for j in range(8):
+            x12[j] = r12_0[j] * r12_1[j]
+        for j in range(8):
+            x13[j] = c0 - x12[j]
+        if cot_g is not None:
+            r14_0 = jitops._view(dg, 0, 8)
+            r14_1 = jitops._view(cot_g[step], 0, 8)
+            for j in range(8):
+                x14[j] = r14_0[j] + r14_1[j]
+            jitops.put_row(dg, 0, x14)
+        r15_0 = jitops._view(dg, 0, 8)
+        for j in range(8):
+            x15[j] = r15_0[j] * x13[j]
+        jitops.put_row(dz_i_2_t[..., 24:32], 0, x15)
+        r16_1 = jitops._view(ifo_t, 0, 24)
+        for j in range(24):
+            x16[j] = c0 - r16_1[j]
+        r17_0 = jitops._view(ifo_t, 0, 24)
+        for j in range(24):
+            x17[j] = r17_0[j] * x16[j]
+        if cot_i is not None:
+            r18_0 = jitops._view(di, 0, 8)
+            r18_1 = jitops._view(cot_i[step], 0, 8)
+            for j in range(8):
+                x18[j] = r18_0[j] + r18_1[j]
+            jitops.put_row(di, 0, x18)
+        if cot_f is not None:
+            r19_0 = jitops._view(df, 0, 8)
+            r19_1 = jitops._view(cot_f[step], 0, 8)
+            for j in range(8):
+                x19[j] = r19_0[j] + r19_1[j]
+            jitops.put_row(df, 0, x19)
+        if cot_o is not None:
+            r20_0 = jitops._view(do, 0, 8)
+            r20_1 = jitops._view(cot_o[step], 0, 8)
+            for j in range(8):
+                x20[j] = r20_0[j] + r20_1[j]
+            jitops.put_row(do, 0, x20)
+        r21_0 = jitops._view(difo, 0, 24)
+        for j in range(24):
+            x21[j] = r21_0[j] * x17[j]
+        jitops.put_row(dz_i_2_t[..., 0:24], 0, x21)
+        # c(t) = f(t) * c(t-1) + i(t) * g(t)
         # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
         # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
         # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
         # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
-        jitops.multiply(g_t, g_t, dz_i_3)
-        jitops.subtract(ONE, dz_i_3, sub_dz_i_3)
-        if cot_g is not None:
-            jitops.add(dg, cot_g[step], dg)
-        jitops.multiply(dg, sub_dz_i_3, dz_i_2_t[..., 24:32])
-        jitops.subtract(ONE, ifo_t, sub_ifo)
-        jitops.multiply(ifo_t, sub_ifo, dz_i_4)
-        if cot_i is not None:
-            jitops.add(di, cot_i[step], di)
-        if cot_f is not None:
-            jitops.add(df, cot_f[step], df)
-        if cot_o is not None:
-            jitops.add(do, cot_o[step], do)
-        jitops.multiply(difo, dz_i_4, dz_i_2_t[..., 0:24])
         jitops.dot(dz_i_2_t, W_h_ifog, dh)
     return True
 
 
 def steps_back_i_f_g_o_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, g_t_all, i_t_all,
                              cot_i, cot_g, c_tm1_all, f_t_all, cot_f, ifo_t_all, dz_i_2_t_all, dh,
-                             do, dz_h, dz_h_2, ONE, sub_dz_h_2, dz_h_3, dc, di, dg, df, dz_i_3,
-                             sub_dz_i_3, sub_ifo, dz_i_4, difo, W_h_ifog):
+                             ONE, do, dc, di, dg, df, difo, W_h_ifog, dz_h, dz_h_2, sub_dz_h_2,
+                             dz_h_3, dz_i_3, sub_dz_i_3, sub_ifo, dz_i_4):
     """i(t), f(t), g(t), o(t), c(t), h(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -1569,7 +1924,7 @@ def steps_back_i_f_g_o_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, g_t_
         ifo_t = ifo_t_all[step]
         dz_i_2_t = dz_i_2_t_all[step]
         # h(t) = o(t) * tanh(c(t))
-        if not fused_080cfd1cd1(dh, None if cot_h is None else cot_h[step], tanh_c_t, do, o_t, dz_h, dz_h_2, ONE, sub_dz_h_2, dz_h_3, dc, None if cot_c is None else cot_c[step], g_t, di, i_t, dg, c_tm1, df, f_t, dz_i_3, sub_dz_i_3, None if cot_g is None else cot_g[step], dz_i_2_t[..., 24:32], ifo_t, sub_ifo, dz_i_4, None if cot_i is None else cot_i[step], None if cot_f is None else cot_f[step], None if cot_o is None else cot_o[step], difo, dz_i_2_t[..., 0:24]):
+        if not fused_86cd0ad6d4(dh, None if cot_h is None else cot_h[step], tanh_c_t, do, o_t, dz_h, dz_h_2, ONE, sub_dz_h_2, dz_h_3, dc, None if cot_c is None else cot_c[step], g_t, di, i_t, dg, c_tm1, df, f_t, dz_i_3, sub_dz_i_3, None if cot_g is None else cot_g[step], dz_i_2_t[..., 24:32], ifo_t, sub_ifo, dz_i_4, None if cot_i is None else cot_i[step], None if cot_f is None else cot_f[step], None if cot_o is None else cot_o[step], difo, dz_i_2_t[..., 0:24]):
             if cot_h is not None:
                 np.add(dh, cot_h[step], out=dh)
             np.multiply(dh, tanh_c_t, out=do)
@@ -1608,5 +1963,5 @@ def steps_back_i_f_g_o_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, g_t_
 
 
 LOOPS = ("loop_i_f_g_o_c_h", "back_i_f_g_o_c_h", "back_i_f_g_o_c_h_2")
-KERNELS = ("fused_67702477b9", "fused_4c30f47dc7", "fused_080cfd1cd1")
+KERNELS = ("fused_d85993347f", "fused_2e04714c81", "fused_86cd0ad6d4")
 STEPS = ("steps_loop_i_f_g_o_c_h", "steps_back_i_f_g_o_c_h", "steps_back_i_f_g_o_c_h_2")

@@ -17,19 +17,18 @@ DTYPE = np.float32
 MINUS_ONE = DTYPE(-1)
 ONE = DTYPE(1)
 PARAMETERS = ("W_ih", "b_ih", "W_hh", "b_hh")
-PREPARE = ("b_ih", "W_hh", "b_hh")
-TAPE = ("h", "x", "z_h", "W_hh_T")
+PREPARE = ("b_ih", "b_hh")
+TAPE = ("h", "x", "z_h")
 
 
 def prepare(params):
     """What forward computes from the parameters alone, in the order it unpacks
     them: made each call, or once by Compiled.prepare for calls with the same
     parameters."""
-    b_ih, W_hh, b_hh = (params[name] for name in PREPARE)
+    b_ih, b_hh = (params[name] for name in PREPARE)
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
     z_h = b_ih + b_hh
-    W_hh_T = transposed(W_hh)
-    return (z_h, W_hh_T)
+    return (z_h,)
 
 
 def forward(params, inputs, initial, T, B, prepared=None):
@@ -37,7 +36,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
     W_ih, b_ih, W_hh, b_hh = (params[name] for name in PARAMETERS)
 
     # Values of the parameters alone (see prepare)
-    z_h, W_hh_T = prepare(params) if prepared is None else prepared
+    z_h, = prepare(params) if prepared is None else prepared
     # The steps t + k of the blocks that run every step at once
     now = slice(1, T + 1)
 
@@ -57,16 +56,16 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # h(t): a loop forward in time
     W_hh_h = np.empty((B, 8), DTYPE)
-    if not (loop_h if B == 1 else steps_loop_h)(T, h[0:T], h[1:T + 1], W_hh_T, W_hh_h):
+    if not (loop_h if B == 1 else steps_loop_h)(T, h[0:T], h[1:T + 1], W_hh_h, W_hh):
         steps = zip(h[0:T], h[1:T + 1])
         for (h_tm1, h_t) in steps:
             # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-            np.dot(h_tm1, W_hh_T, out=W_hh_h)
+            np.dot(h_tm1, W_hh.T, out=W_hh_h)
             h_t += W_hh_h
             np.tanh(h_t, out=h_t)
 
     outputs = {"h": h[1:T + 1]}
-    tape = {"h": h, "x": x, "z_h": z_h, "W_hh_T": W_hh_T}
+    tape = {"h": h, "x": x, "z_h": z_h}
     return outputs, tape
 
 
@@ -74,7 +73,7 @@ def backward(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     W_ih, b_ih, W_hh, b_hh = (params[name] for name in PARAMETERS)
-    h, x, z_h, W_hh_T = (tape[name] for name in TAPE)
+    h, x, z_h = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -127,7 +126,7 @@ def backward_large(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     W_ih, b_ih, W_hh, b_hh = (params[name] for name in PARAMETERS)
-    h, x, z_h, W_hh_T = (tape[name] for name in TAPE)
+    h, x, z_h = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
@@ -173,7 +172,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_ab89f856e2(p0, p1):
+def fused_1d93b948a7(p0, p1):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -184,8 +183,7 @@ def fused_ab89f856e2(p0, p1):
             or s0 < 0
             or s1 < 0):
         return False
-    dtype = p0.dtype
-    space = np.empty(24, dtype)
+    space = np.empty(24, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     e8 = space[16:24]
@@ -202,7 +200,7 @@ def fused_ab89f856e2(p0, p1):
     return True
 
 
-def fused_e87ab4feca(p0, p1, p2, p3):
+def fused_617619d8b3(p0, p1, p2, p3):
     """add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -221,8 +219,7 @@ def fused_e87ab4feca(p0, p1, p2, p3):
             or s1 < 0
             or s2 < 0):
         return False
-    dtype = p0.dtype
-    space = np.empty(16, dtype)
+    space = np.empty(16, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     for i in range(rows):
@@ -240,7 +237,7 @@ def fused_e87ab4feca(p0, p1, p2, p3):
     return True
 
 
-def fused_5e58e15c7b(p0, p1, p2, p3, p4, p5):
+def fused_25e466825a(p0, p1, p2, p3, p4, p5):
     """multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -264,9 +261,8 @@ def fused_5e58e15c7b(p0, p1, p2, p3, p4, p5):
             or s2 < 0
             or s3 < 0):
         return False
-    dtype = p1.dtype
     c0 = jitops.like(p1, p2)
-    space = np.empty(32, dtype)
+    space = np.empty(32, p1.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -293,22 +289,43 @@ def fused_5e58e15c7b(p0, p1, p2, p3, p4, p5):
     return True
 
 
-def loop_h(T, h_tm1_all, h_t_all, W_hh_T, W_hh_h):
+def loop_h(T, h_tm1_all, h_t_all, W_hh_h, W_hh):
     """The loop forward in time of h(t).
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = 0
+    h_tm1 = h_tm1_all[step]
+    h_t = h_t_all[step]
+    if (jitops._size(h_t) != (1, 8)
+            or not jitops.rows_contiguous(h_t)
+            or jitops.row_step(h_t, 1, 8) < 0
+            or jitops.row_step(W_hh_h, 1, 8) < 0):
+        return False
+    space = np.empty(24, h_t.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    e8 = space[16:24]
+    bits = jitops.scratch(e8)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         h_t = h_t_all[step]
         # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-        jitops.dot(h_tm1, W_hh_T, W_hh_h)
-        jitops.add(h_t, W_hh_h, h_t)
-        jitops.tanh(h_t, h_t)
+        jitops.dot(h_tm1, W_hh.T, W_hh_h)
+        r0_0 = jitops._view(h_t, 0, 8)
+        r0_1 = jitops._view(W_hh_h, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] + r0_1[j]
+        jitops.put_row(h_t, 0, x0)
+        r1_0 = jitops._view(h_t, 0, 8)
+        jitops.vtanh(r1_0, x1, e8, bits)
+        jitops.put_row(h_t, 0, x1)
     return True
 
 
-def steps_loop_h(T, h_tm1_all, h_t_all, W_hh_T, W_hh_h):
+def steps_loop_h(T, h_tm1_all, h_t_all, W_hh_h, W_hh):
     """h(t), for a batch of more than one: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -317,7 +334,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_hh_T, W_hh_h):
     h_tm1 = h_tm1_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_ab89f856e2, h_t, W_hh_h)
+        jitops.ready(fused_1d93b948a7, h_t, W_hh_h)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -325,8 +342,8 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_hh_T, W_hh_h):
         h_tm1 = h_tm1_all[step]
         h_t = h_t_all[step]
         # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-        jitops.dot(h_tm1, W_hh_T, W_hh_h)
-        if not fused_ab89f856e2(h_t, W_hh_h):
+        jitops.dot(h_tm1, W_hh.T, W_hh_h)
+        if not fused_1d93b948a7(h_t, W_hh_h):
             np.add(h_t, W_hh_h, out=h_t)
             np.tanh(h_t, out=h_t)
     return True
@@ -337,13 +354,39 @@ def back_h(T, dz_h_3_t_all, cot_h, dz_h_2_t_all, dh, W_hh):
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    dz_h_3_t = dz_h_3_t_all[step]
+    dz_h_2_t = dz_h_2_t_all[step]
+    if (jitops._size(dh) != (1, 8)
+            or jitops._size(dz_h_3_t) != (1, 8)
+            or not jitops.rows_contiguous(dh)
+            or not jitops.rows_contiguous(dz_h_3_t)
+            or jitops.row_step(dh, 1, 8) < 0
+            or jitops.row_step(dz_h_2_t, 1, 8) < 0):
+        return False
+    if cot_h is not None:
+        if jitops.row_step(cot_h[step], 1, 8) < 0:
+            return False
+    space = np.empty(16, dh.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
     for step in range(T - 1, -1, -1):
         dz_h_3_t = dz_h_3_t_all[step]
         dz_h_2_t = dz_h_2_t_all[step]
         # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
         if cot_h is not None:
-            jitops.add(dh, cot_h[step], dh)
-        jitops.multiply(dh, dz_h_2_t, dz_h_3_t)
+            r0_0 = jitops._view(dh, 0, 8)
+            r0_1 = jitops._view(cot_h[step], 0, 8)
+            for j in range(8):
+                x0[j] = r0_0[j] + r0_1[j]
+            jitops.put_row(dh, 0, x0)
+        r1_0 = jitops._view(dh, 0, 8)
+        r1_1 = jitops._view(dz_h_2_t, 0, 8)
+        for j in range(8):
+            x1[j] = r1_0[j] * r1_1[j]
+        jitops.put_row(dz_h_3_t, 0, x1)
         jitops.dot(dz_h_3_t, W_hh, dh)
     return True
 
@@ -365,7 +408,7 @@ def steps_back_h(T, dz_h_3_t_all, cot_h, dz_h_2_t_all, dh, W_hh):
         dz_h_3_t = dz_h_3_t_all[step]
         dz_h_2_t = dz_h_2_t_all[step]
         # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-        if not fused_e87ab4feca(dh, None if cot_h is None else cot_h[step], dz_h_2_t, dz_h_3_t):
+        if not fused_617619d8b3(dh, None if cot_h is None else cot_h[step], dz_h_2_t, dz_h_3_t):
             if cot_h is not None:
                 np.add(dh, cot_h[step], out=dh)
             np.multiply(dh, dz_h_2_t, out=dz_h_3_t)
@@ -378,15 +421,51 @@ def back_h_2(T, h_t_all, dz_h_2_t_all, cot_h, dz_h_3, ONE, dh, W_hh):
 
     Compiled by Numba, run for a batch of one; every array and number comes as
     an argument."""
+    if T == 0:
+        return True
+    step = T - 1
+    h_t = h_t_all[step]
+    dz_h_2_t = dz_h_2_t_all[step]
+    if (jitops._size(dz_h_3) != (1, 8)
+            or jitops._size(dz_h_2_t) != (1, 8)
+            or jitops._size(dh) != (1, 8)
+            or not jitops.rows_contiguous(dz_h_2_t)
+            or not jitops.rows_contiguous(dh)
+            or jitops.row_step(h_t, 1, 8) < 0
+            or jitops.row_step(dh, 1, 8) < 0
+            or jitops.row_step(dz_h_2_t, 1, 8) < 0):
+        return False
+    if cot_h is not None:
+        if jitops.row_step(cot_h[step], 1, 8) < 0:
+            return False
+    c0 = jitops.like(dz_h_3, ONE)
+    space = np.empty(32, dz_h_3.dtype)
+    x0 = space[0:8]
+    x1 = space[8:16]
+    x2 = space[16:24]
+    x3 = space[24:32]
     for step in range(T - 1, -1, -1):
         h_t = h_t_all[step]
         dz_h_2_t = dz_h_2_t_all[step]
         # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-        jitops.multiply(h_t, h_t, dz_h_3)
-        jitops.subtract(ONE, dz_h_3, dz_h_2_t)
+        r0_0 = jitops._view(h_t, 0, 8)
+        r0_1 = jitops._view(h_t, 0, 8)
+        for j in range(8):
+            x0[j] = r0_0[j] * r0_1[j]
+        for j in range(8):
+            x1[j] = c0 - x0[j]
+        jitops.put_row(dz_h_2_t, 0, x1)
         if cot_h is not None:
-            jitops.add(dh, cot_h[step], dh)
-        jitops.multiply(dh, dz_h_2_t, dz_h_2_t)
+            r2_0 = jitops._view(dh, 0, 8)
+            r2_1 = jitops._view(cot_h[step], 0, 8)
+            for j in range(8):
+                x2[j] = r2_0[j] + r2_1[j]
+            jitops.put_row(dh, 0, x2)
+        r3_0 = jitops._view(dh, 0, 8)
+        r3_1 = jitops._view(dz_h_2_t, 0, 8)
+        for j in range(8):
+            x3[j] = r3_0[j] * r3_1[j]
+        jitops.put_row(dz_h_2_t, 0, x3)
         jitops.dot(dz_h_2_t, W_hh, dh)
     return True
 
@@ -408,7 +487,7 @@ def steps_back_h_2(T, h_t_all, dz_h_2_t_all, cot_h, dz_h_3, ONE, dh, W_hh):
         h_t = h_t_all[step]
         dz_h_2_t = dz_h_2_t_all[step]
         # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-        if not fused_5e58e15c7b(h_t, dz_h_3, ONE, dz_h_2_t, dh, None if cot_h is None else cot_h[step]):
+        if not fused_25e466825a(h_t, dz_h_3, ONE, dz_h_2_t, dh, None if cot_h is None else cot_h[step]):
             np.multiply(h_t, h_t, out=dz_h_3)
             np.subtract(ONE, dz_h_3, out=dz_h_2_t)
             if cot_h is not None:
@@ -419,5 +498,5 @@ def steps_back_h_2(T, h_t_all, dz_h_2_t_all, cot_h, dz_h_3, ONE, dh, W_hh):
 
 
 LOOPS = ("loop_h", "back_h", "back_h_2")
-KERNELS = ("fused_ab89f856e2", "fused_e87ab4feca", "fused_5e58e15c7b")
+KERNELS = ("fused_1d93b948a7", "fused_617619d8b3", "fused_25e466825a")
 STEPS = ("steps_loop_h", "steps_back_h", "steps_back_h_2")

@@ -19,29 +19,20 @@ ONE = DTYPE(1)
 PARAMETERS = ("W_l", "W_r", "U", "b", "V", "c")
 TREES = ('n',)
 TREE_SLOTS = (1, 0)
-PREPARE = ("W_l", "W_r", "U")
-TAPE = ("h", "o", "L", "x", "y", "W_l_T", "W_r_T", "U_T", "z_o")
+TAPE = ("h", "o", "L", "x", "y", "z_o")
 
 
 def prepare(params):
     """What forward computes from the parameters alone, in the order it unpacks
     them: made each call, or once by Compiled.prepare for calls with the same
     parameters."""
-    W_l, W_r, U = (params[name] for name in PREPARE)
-    # h(n) = tanh(W_l h(left(n)) + W_r h(right(n)) + U x(n) + b)
-    W_l_T = transposed(W_l)
-    W_r_T = transposed(W_r)
-    U_T = transposed(U)
-    return (W_l_T, W_r_T, U_T)
+    return ()
 
 
 def forward(params, inputs, initial, T, B, T_n, prepared=None):
     """Run the equations over steps 1..T of t and steps 1..T_n of n
     for a batch of B; return (outputs, tape)."""
     W_l, W_r, U, b, V, c = (params[name] for name in PARAMETERS)
-
-    # Values of the parameters alone (see prepare)
-    W_l_T, W_r_T, U_T = prepare(params) if prepared is None else prepared
 
     # Sequences are arrays (T + 1, B, n): step t is index t, the slots
     # before step 1 hold initial values (or zeros), those after step T zeros
@@ -58,7 +49,7 @@ def forward(params, inputs, initial, T, B, T_n, prepared=None):
     # h(n): a loop forward over n
     for at in levels_n:
         # h(n) = tanh(W_l h(left(n)) + W_r h(right(n)) + U x(n) + b)
-        h[at] = np.tanh(b + x[at] @ U_T + h[left_n[at]] @ W_l_T + h[right_n[at]] @ W_r_T)
+        h[at] = np.tanh(b + x[at] @ U.T + h[left_n[at]] @ W_l.T + h[right_n[at]] @ W_r.T)
 
     # Time-free values and initial values
     V_h = np.empty((B, 4), DTYPE)
@@ -70,8 +61,7 @@ def forward(params, inputs, initial, T, B, T_n, prepared=None):
     L[...] = softmax_cross_entropy(z_o, y)
 
     outputs = {"h": h[1:T_n + 1], "o": o, "L": L}
-    tape = {"h": h, "o": o, "L": L, "x": x, "y": y, "W_l_T": W_l_T, "W_r_T": W_r_T, "U_T": U_T,
-            "z_o": z_o, "tree n": inputs["tree n"]}
+    tape = {"h": h, "o": o, "L": L, "x": x, "y": y, "z_o": z_o, "tree n": inputs["tree n"]}
     return outputs, tape
 
 
@@ -79,7 +69,7 @@ def backward(params, tape, cotangents, T, B, T_n):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     W_l, W_r, U, b, V, c = (params[name] for name in PARAMETERS)
-    h, o, L, x, y, W_l_T, W_r_T, U_T, z_o = (tape[name] for name in TAPE)
+    h, o, L, x, y, z_o = (tape[name] for name in TAPE)
     levels_n, left_n, right_n, leaves_n = tape["tree n"]
 
     # Gradients start at zero, and at the cotangents for the outputs
@@ -148,7 +138,7 @@ def backward_large(params, tape, cotangents, T, B, T_n):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     W_l, W_r, U, b, V, c = (params[name] for name in PARAMETERS)
-    h, o, L, x, y, W_l_T, W_r_T, U_T, z_o = (tape[name] for name in TAPE)
+    h, o, L, x, y, z_o = (tape[name] for name in TAPE)
     levels_n, left_n, right_n, leaves_n = tape["tree n"]
 
     # Gradients start at zero, and at the cotangents for the outputs
