@@ -133,6 +133,22 @@ def test_strided_parameters_and_cotangents_run_the_compiled_loops_and_agree(B, m
         np.testing.assert_allclose(got[n], want[n], rtol=1e-12, atol=1e-14, err_msg=n)
 
 
+def test_model_names_like_the_loop_functions_globals_still_compile():
+    """A parameter named max, abs or jitops (names the loop functions' module uses: builtins
+    the written-out runs call, the kernels' module) is renamed, and the loops compile."""
+    pytest.importorskip("numba")
+    pytest.importorskip("scipy")
+    m = rnngraph.parse("h(t) = tanh(W h(t-1) + U x(t) + jitops) * max + abs\n"
+                       "x: 3, h: 4, max: 4, abs: 4, jitops: 4")
+    net, ref = m.compile(backend="numba"), m.compile()
+    rng = np.random.default_rng(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        agree_to_rounding(net, ref, problem(ref, m, rng, B=1), rng)
+    ran = loops(net, net._forward, net._backward)
+    assert ran and all(f.run.signatures for f in ran)
+
+
 def test_numba_gradients_match_finite_differences_in_float64():
     pytest.importorskip("numba")
     pytest.importorskip("scipy")

@@ -46,6 +46,8 @@ _GLOBALS = {"np", "jitops", "range", "max", "abs"}
 
 
 class NumbaPrinter(FastPrinter):
+    #: and the names of its loop functions' module (``_GLOBALS``): a model's ``max`` is renamed
+    RESERVED = FastPrinter.RESERVED | _GLOBALS
     PATH = ("The optimized path: loops run their recurrence only, each op in place; "
             "each loop also as a function Numba compiles, run for a batch of one.")
 
