@@ -145,7 +145,7 @@ def test_model_names_like_the_loop_functions_globals_still_compile():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         agree_to_rounding(net, ref, problem(ref, m, rng, B=1), rng)
-    ran = loops(net, net._forward, net._backward)
+    ran = loops(net, net._forward, net._backward_large)      # (per_step 0: numba's default)
     assert ran and all(f.run.signatures for f in ran)
 
 
@@ -154,9 +154,12 @@ def test_numba_gradients_match_finite_differences_in_float64():
     pytest.importorskip("scipy")
     m = model("torch_lstm")
     net = m.compile(backend="numba")
-    assert worst_directional_error(net, m, seed=7, B=1) <= TOLERANCE
-    assert worst_directional_error(net, m, seed=8, batched=False) <= TOLERANCE
-    assert all(f.run.signatures for f in loops(net, net._forward, net._backward))
+    # the derivatives in the loop (numba's default, per_step 0) and before it
+    for threshold, backward in ((0, net._backward_large), (10 ** 9, net._backward)):
+        net.per_step = threshold
+        assert worst_directional_error(net, m, seed=7, B=1) <= TOLERANCE
+        assert worst_directional_error(net, m, seed=8, batched=False) <= TOLERANCE
+        assert all(f.run.signatures for f in loops(net, net._forward, backward))
 
 
 def test_larger_batches_run_the_fused_kernels_and_get_the_same_results():
@@ -234,7 +237,7 @@ net = rnngraph.load(sys.argv[1]).compile(sizes={"x": int(sys.argv[2]), "h": 5}, 
 outs, pull = net.vjp(net.init_params(seed=0), {"x": np.ones((4, 1, int(sys.argv[2])))})
 pull({"h": np.ones_like(outs["h"])})
 space = net._forward.__globals__
-ran = [n for f in (net._forward, net._backward) for n in f.__code__.co_names if n in space["LOOPS"]]
+ran = [n for f in (net._forward, net._backward_large) for n in f.__code__.co_names if n in space["LOOPS"]]
 stats = [space[name].run.stats for name in ran]
 print(json.dumps([sum(s.cache_hits.values()) for s in stats]))
 """
@@ -323,7 +326,7 @@ def test_a_cache_folder_that_cannot_be_written_costs_the_cache_not_the_run(tmp_p
         warnings.simplefilter("error")
         (outs, pull), (outs2, pull2) = jit.vjp(p, u), ref.vjp(p, u)
         g, g2 = pull({"q": np.ones_like(outs["q"])}), pull2({"q": np.ones_like(outs2["q"])})
-    assert all(f.run.signatures for f in loops(jit, jit._forward, jit._backward))  # not cached
+    assert all(f.run.signatures for f in loops(jit, jit._forward, jit._backward_large))  # not cached
     for n in g:
         np.testing.assert_allclose(g[n], g2[n], rtol=1e-12, err_msg=n)
     assert blocked.read_text() == ""
