@@ -165,20 +165,12 @@ class Fuser:
                     fused[part[0]] = (part, [items[i][0] for i in part if items[i][0]])
                 part = []
         before: list[str] = []
-        out: list[str] = []
-        skip: set[int] = set()
-        for k, (op, line) in enumerate(items):
-            if k in skip:
-                continue
-            if k not in fused:
-                out += [line] if op is None else op.lines(line, True)
-                continue
-            run, ops = fused[k]
-            skip.update(run)
+
+        def written(run, ops, indent):
             setup, body = self.inline(ops, self._read_outside(items, set(run)), fresh)
-            before += setup
-            out += [items[j][1] for j in run if items[j][0] is None]          # comments
-            out += [line + x for x in body]
+            before.extend(setup)
+            return [items[j][1] for j in run if items[j][0] is None] + [indent + x for x in body]
+        out = self._print(items, fused, True, written)
         return before, out
 
     @property
@@ -228,23 +220,29 @@ class Fuser:
         among them) one fused kernel's call; where the kernel declines, the run's ops one
         by one as NumPy's calls.  A run of one arithmetic op is NumPy's call alone."""
         items = self._items(lines)
-        fused = self._runs(items, singles=False)
+
+        def called(run, ops, indent):
+            call = self.kernel(ops, self._read_outside(items, set(run)))
+            return [f"{indent}if not {call}:"] + \
+                [x for o in ops for x in o.lines(indent + "    ", False)] + \
+                [items[j][1] for j in run if items[j][0] is None]          # comments
+        return self._print(items, self._runs(items, singles=False), False, called)
+
+    @staticmethod
+    def _print(items, fused: dict, compiled: bool, runs) -> list[str]:
+        """The lines of ``items``: each run of ``fused`` as ``runs(run, ops, indent)`` prints
+        it, every other op as its jitops kernel's call (``compiled``) or NumPy's."""
         out: list[str] = []
         skip: set[int] = set()
         for k, (op, line) in enumerate(items):
             if k in skip:
                 continue
             if k not in fused:
-                out += [line] if op is None else op.lines(line, False)
+                out += [line] if op is None else op.lines(line, compiled)
                 continue
             run, ops = fused[k]
             skip.update(run)
-            indent = line
-            outside = self._read_outside(items, set(run))
-            call = self.kernel(ops, outside)
-            out.append(f"{indent}if not {call}:")
-            out += [x for o in ops for x in o.lines(indent + "    ", False)]
-            out += [items[j][1] for j in run if items[j][0] is None]          # comments
+            out += runs(run, ops, line)
         return out
 
     def _read_outside(self, items, run: set) -> set:
