@@ -218,6 +218,24 @@ def test_a_cotangent_op_written_out_is_done_where_it_is_given(given):
     np.testing.assert_allclose(dg, want * g, rtol=1e-14)
 
 
+def test_an_op_reading_a_value_the_step_binds_stays_a_kernel_call_at_batch_one():
+    """relu's derivative is a value the step binds (pos = jitops.positive(u)), which does not
+    exist before the loop, where a written-out run's operands are checked: an op reading it,
+    whole or through a view, is its jitops kernel's call; the op after it is written out."""
+    fuser = Fuser()
+    tokens = ["    pos = jitops.positive(u)",
+              "    " + fuser.op("multiply", ("d", "pos[..., 0:4]"), "d", W),
+              "    " + fuser.op("multiply", ("d", "g"), "e", W)]
+    run, source = written_out(tokens, fuser, ["u", "d", "g", "e"])
+    assert "jitops.multiply(d, pos[..., 0:4], d)" in source
+    rng = np.random.default_rng(0)
+    u, d, g, e = (rng.normal(size=(1, W)) for _ in range(4))
+    want = d * (u > 0)
+    assert run(u, d, g, e)
+    np.testing.assert_allclose(d, want, rtol=1e-15)
+    np.testing.assert_allclose(e, want * g, rtol=1e-15)
+
+
 def test_lanes_are_told_from_memory_shared_across_rows():
     """jitops.aligned: lanes of one buffer, a gate and the stacked gates over it share memory
     only within a row (the kernel may go row by row); rows shifted against each other do

@@ -158,7 +158,8 @@ class Fuser:
             part: list[int] = []
             for j in run + [None]:
                 op = None if j is None else items[j][0]
-                if j is not None and (op is None or not bound & set(op.args + (op.out,))):
+                if j is not None and (op is None or not bound & set(
+                        _NAME.findall(" ".join(op.args + (op.out,))))):
                     part.append(j)
                     continue
                 if any(items[i][0] for i in part):
