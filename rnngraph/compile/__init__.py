@@ -123,10 +123,11 @@ class Numba(Optimized):
     @staticmethod
     def loop_products(forward):
         """The products in loops by W itself, not a copy of W^T: for a batch of one the loop
-        function's jitops.dot multiplies by W's rows (faster than BLAS by the copy: Cho's
-        GRU's forward loop 709 against 892 us, float32, hidden 128); for a larger batch
-        NumPy's np.dot(h, W.T) is as fast as by the copy (32 x 256 by 256 x 1024: 175
-        against 176 us), and no call copies W^T (1 MB at hidden 256 for an LSTM)."""
+        function's jitops.dot multiplies by W's rows (jitops._times_rows: as fast as BLAS by
+        the copy, within the noise of this machine; a whole call 0.96-0.99x the time with
+        the copy, float32, hidden 128); for a larger batch NumPy's np.dot(h, W.T) is as fast
+        as by the copy (32 x 256 by 256 x 1024: 175 against 176 us); and no call copies W^T
+        (1 MB at hidden 256 for an LSTM)."""
         return forward
 
     def large_printer(self, model, back, dtype):

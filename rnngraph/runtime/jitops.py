@@ -326,9 +326,10 @@ def _times_rows(a, w, out):
     (W x(t), the forward products of a loop), four of W's rows a pass, so that a[0] is read
     once for four and each row streams from the cache once.  Reassociated: LLVM keeps each
     sum in vector lanes (8 float32 at a time) and adds the lanes at the end, as BLAS does.
-    Against Numba's np.dot of a by a C-ordered copy of W^T (BLAS), float32, in a loop of
-    200 steps: 256 x 128 1.31 against 1.70 us, 512 x 128 2.65 against 2.88; Cho's GRU's
-    forward loop at batch 1 709 against 892 us; and W^T is not copied."""
+    Against Numba's np.dot of a by a C-ordered copy of W^T (BLAS), float32, best of runs
+    that moved 10-30% between processes: 256 x 128 1.31-1.79 against 1.70-1.80 us, 128 x
+    128 0.65-0.69 against 0.83-0.95, 512 x 128 2.65-3.88 against 2.88-3.76; a whole call
+    at batch 1 0.96-0.99x the time; and W^T is not copied each call."""
     rows, n = w.shape
     x, o = a[0], out[0]
     zero = like(w, 0.0)
