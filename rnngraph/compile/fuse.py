@@ -352,7 +352,7 @@ class Fuser:
             setup += [f"bits = jitops.scratch(e{max(vector_widths)})"]
         checks = dict(first=first, sizes=sizes, kept=[p[w] for w in kept], pairs=list(pairs),
                       steps={s: (p[a], w) for (a, w), s in steps.items()},
-                      given={p[a]: o.guard for o in ops if o.guard for a in o.args[-1:]})
+                      given={p[o.args[-1]]: (o.guard, o.args[-1]) for o in ops if o.guard})
         return params, checks, setup, loop
 
     def kernel(self, ops: list[Op], outside: set) -> str:
@@ -360,16 +360,12 @@ class Fuser:
         ``outside``: names the rest of the loop mentions (a temporary among them is stored)."""
         params, c, setup, loop = self._code(ops, outside)
         head = [f"rows = jitops._size({c['first']})[0]"]
-        parts = [f"jitops._size({w}) != (rows, {n})" for w, n in c["sizes"]]
-        parts += [f"not jitops.rows_contiguous({w})" for w in c["kept"]]
-        parts += [f"not jitops.aligned({w}, {o})" for w, o in c["pairs"]]     # (symmetric)
         head += [f"{s} = jitops.row_step({a}, rows, {w})" for s, (a, w) in c["steps"].items()]
+        parts = _shapes(c, "rows")
+        parts += [f"not jitops.aligned({w}, {o})" for w, o in c["pairs"]]     # (symmetric)
         parts += [f"{s} < 0" for s in c["steps"]]
-        head += ["if (" + parts[0]] + [f"        or {x}" for x in parts[1:]]
-        head[-1] += "):"
-        head += ["    return False"]
-        lines = head + setup + ["for i in range(rows):"] + ["    " + x for x in loop] + \
-            ["return True"]
+        lines = head + _decline(parts) + setup + ["for i in range(rows):"] + \
+            ["    " + x for x in loop] + ["return True"]
         what = ", ".join(o.kernel for o in ops)
         digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()[:10]
         name = f"fused_{digest}"
@@ -391,12 +387,12 @@ class Fuser:
         params, c, setup, loop = self._code(ops, outside)
         names: dict = {}
 
+        given = c["given"]                  # a cotangent's operand: (its guard, its text)
+
         def local(m):
             word = m.group(0)
             if re.fullmatch(r"p\d+", word):
-                text = params[int(word[1:])]
-                given = c["given"].get(word)
-                return text if given is None else re.sub(r"^None if \S+ is None else ", "", text)
+                return given[word][1] if word in given else params[int(word[1:])]
             if word not in names:
                 names[word] = fresh(word)
             return names[word]
@@ -408,22 +404,31 @@ class Fuser:
             done = []
             for x in lines:
                 m = re.match(r"^(\s*)if (p\d+) is not None:$", x)
-                if m and m.group(2) in c["given"]:
-                    done.append(f"{m.group(1)}if {c['given'][m.group(2)]} is not None:")
+                if m and m.group(2) in given:    # the name the user's None stands in
+                    done.append(f"{m.group(1)}if {given[m.group(2)][0]} is not None:")
                 else:
                     done.append(_LOCAL.sub(local, x))
             return done
 
-        checks = [f"jitops._size({w}) != (1, {n})" for w, n in c["sizes"]]
-        checks += [f"not jitops.rows_contiguous({w})" for w in c["kept"]]
-        checks += [f"jitops.row_step({a}, 1, {w}) < 0" for a, w in c["steps"].values()
-                   if a not in c["given"]]
-        before = ["if (" + checks[0]] + [f"        or {x}" for x in checks[1:]]
-        before[-1] += "):"
-        before += ["    return False"]
+        rows = [(a, w) for a, w in c["steps"].values() if a not in given]
+        before = _decline(_shapes(c, "1") + [f"jitops.row_step({a}, 1, {w}) < 0" for a, w in rows])
         for a, w in c["steps"].values():    # a cotangent the user gives: where given
-            if a in c["given"]:
-                before += [f"if {c['given'][a]} is not None:",
-                           f"    if jitops.row_step({a}, 1, {w}) < 0:",
-                           "        return False"]
+            if a in given:
+                before += [f"if {given[a][0]} is not None:"] + \
+                    ["    " + x for x in _decline([f"jitops.row_step({a}, 1, {w}) < 0"])]
         return out(before + setup), out(loop)
+
+
+def _shapes(c, rows: str) -> list[str]:
+    """The conditions on which a run's code declines for its shapes (``c``: Fuser._code's
+    checks; ``rows``: the text of the number of rows): what it writes not ``rows`` by its
+    width, or a row of what it stores not contiguous."""
+    return [f"jitops._size({w}) != ({rows}, {n})" for w, n in c["sizes"]] + \
+        [f"not jitops.rows_contiguous({w})" for w in c["kept"]]
+
+
+def _decline(conditions: list[str]) -> list[str]:
+    """``if (a or b ...): return False``, one condition a line."""
+    lines = ["if (" + conditions[0]] + [f"        or {x}" for x in conditions[1:]]
+    lines[-1] += "):"
+    return lines + ["    return False"]

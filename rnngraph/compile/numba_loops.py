@@ -115,7 +115,6 @@ class NumbaPrinter(FastPrinter):
         before, body = plain
         forward = block.direction > 0
         step = self.step
-        first = "0" if forward else f"{self.T} - 1"
         views, params, args = [], [self.T], [self.T]
         for key, (view, walk) in self.at_step.items():
             array = walk.removesuffix("[::-1]")
@@ -129,10 +128,8 @@ class NumbaPrinter(FastPrinter):
             args.append(array)
         code = views + body
         # the runs' checks and buffers, once: at the first step (no step, nothing to do)
-        start = [f"    if {self.T} == 0:", "        return True", f"    {step} = {first}"] + \
-            [v[4:] for v in views] + ["    " + x for x in before] if before else []
-        steps = f"range({self.T})" if forward else f"range({self.T} - 1, -1, -1)"
-        loop = start + [f"    for {step} in {steps}:"] + code
+        start = self.first_step(views, forward) + ["    " + x for x in before] if before else []
+        loop = start + [f"    for {step} in {self.step_range(forward)}:"] + code
         tree = ast.parse("if 1:\n" + "\n".join(loop))
         # What the body reads and does not bind (bind() refuses to rebind a caller's name)
         bound = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)
@@ -160,7 +157,6 @@ class NumbaPrinter(FastPrinter):
         function.  Numba compiles its kernels before the first step writes anything (False:
         one cannot be compiled, and the NumPy loop runs instead)."""
         step = self.step
-        first = "0" if forward else f"{self.T} - 1"
         known = set(params) | {v.split("=")[0].strip() for v in views}
         ready = []
         for node in ast.walk(ast.parse("if 1:\n" + "\n".join(body))):
@@ -173,20 +169,27 @@ class NumbaPrinter(FastPrinter):
                 line = f"        jitops.ready({f}, {', '.join(ast.unparse(a) for a in node.args)})"
                 if line not in ready:
                     ready.append(line)
-        steps = f"range({self.T})" if forward else f"range({self.T} - 1, -1, -1)"
         title = f"steps_{name}"
         lines = call_lines(f"def {title}(", params, "):") + [
             f'    """{what}, for a batch of more than one: the products in NumPy, each run of',
-            '    elementwise ops in one compiled kernel."""',
-            f"    if {self.T} == 0:",
-            "        return True",
-            f"    {step} = {first}"] + [v[4:] for v in views] + ["    try:"] + \
-            (ready or ["        pass"]) + [
+            '    elementwise ops in one compiled kernel."""'] + \
+            self.first_step(views, forward) + ["    try:"] + (ready or ["        pass"]) + [
             "    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop",
             f"        jitops.cannot({what!r}, error)",
             "        return False",
-            f"    for {step} in {steps}:"] + views + body + ["    return True"]
+            f"    for {step} in {self.step_range(forward)}:"] + views + body + ["    return True"]
         return title, lines
+
+    def step_range(self, forward: bool) -> str:
+        """The steps a loop function goes over, in its direction."""
+        return f"range({self.T})" if forward else f"range({self.T} - 1, -1, -1)"
+
+    def first_step(self, views: list[str], forward: bool) -> list[str]:
+        """A loop function's lines before its loop that make the first step's views (what a
+        kernel is compiled for, a run's arrays checked on), returning at once without steps."""
+        first = "0" if forward else f"{self.T} - 1"
+        return [f"    if {self.T} == 0:", "        return True", f"    {self.step} = {first}"] + \
+            [v[4:] for v in views]
 
     # -- statements in a Numba function ------------------------------------------------
     @staticmethod

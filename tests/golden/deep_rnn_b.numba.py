@@ -587,7 +587,7 @@ def back_z_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, cot_z, dz_z_2_t_all, dz_z_t_
             or jitops.row_step(dz_z_t, 1, 8) < 0):
         return False
     if cot_z is not None:
-        if jitops.row_step(cot_z[step], 1, 8) < 0:
+        if (jitops.row_step(cot_z[step], 1, 8) < 0):
             return False
     space_2 = np.empty(16, dz.dtype)
     x0_2 = space_2[0:8]
@@ -702,7 +702,7 @@ def back_z_h_2(T, h_t_all, dz_h_t_all, dh_t_all, cot_z, z_t_all, dz_z_t_all, dz_
             or jitops.row_step(dz_z_t, 1, 8) < 0):
         return False
     if cot_z is not None:
-        if jitops.row_step(cot_z[step], 1, 8) < 0:
+        if (jitops.row_step(cot_z[step], 1, 8) < 0):
             return False
     c0_2 = jitops.like(dz_z_2, ONE)
     space_2 = np.empty(32, dz_z_2.dtype)

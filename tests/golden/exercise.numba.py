@@ -794,7 +794,7 @@ def back_h1_h2_y(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, dz_h2_2_t_all, dz_
             or jitops.row_step(y_t, 1, 3) < 0):
         return False
     if cot_y is not None:
-        if jitops.row_step(cot_y[step], 1, 3) < 0:
+        if (jitops.row_step(cot_y[step], 1, 3) < 0):
             return False
     space = np.empty(6, dy.dtype)
     x0 = space[0:3]
@@ -815,7 +815,7 @@ def back_h1_h2_y(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, dz_h2_2_t_all, dz_
             or jitops.row_step(dz_h2_t, 1, 8) < 0):
         return False
     if cot_h2 is not None:
-        if jitops.row_step(cot_h2[step], 1, 8) < 0:
+        if (jitops.row_step(cot_h2[step], 1, 8) < 0):
             return False
     space_3 = np.empty(24, dh2.dtype)
     x0_3 = space_3[0:8]
@@ -830,7 +830,7 @@ def back_h1_h2_y(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, dz_h2_2_t_all, dz_
             or jitops.row_step(dz_h1_4_t, 1, 8) < 0):
         return False
     if cot_h1 is not None:
-        if jitops.row_step(cot_h1[step], 1, 8) < 0:
+        if (jitops.row_step(cot_h1[step], 1, 8) < 0):
             return False
     space_4 = np.empty(24, dh1.dtype)
     x0_4 = space_4[0:8]
@@ -981,7 +981,7 @@ def back_h1_h2_y_2(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, h2_t_all, dz_h2_
             or jitops.row_step(y_t, 1, 3) < 0):
         return False
     if cot_y is not None:
-        if jitops.row_step(cot_y[step], 1, 3) < 0:
+        if (jitops.row_step(cot_y[step], 1, 3) < 0):
             return False
     space = np.empty(6, dy.dtype)
     x0 = space[0:3]
@@ -1004,7 +1004,7 @@ def back_h1_h2_y_2(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, h2_t_all, dz_h2_
             or jitops.row_step(dz_h2_t, 1, 8) < 0):
         return False
     if cot_h2 is not None:
-        if jitops.row_step(cot_h2[step], 1, 8) < 0:
+        if (jitops.row_step(cot_h2[step], 1, 8) < 0):
             return False
     c0 = jitops.like(dh2, ONE)
     space_3 = np.empty(40, dh2.dtype)
@@ -1024,7 +1024,7 @@ def back_h1_h2_y_2(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, h2_t_all, dz_h2_
             or jitops.row_step(dz_h1_4_t, 1, 8) < 0):
         return False
     if cot_h1 is not None:
-        if jitops.row_step(cot_h1[step], 1, 8) < 0:
+        if (jitops.row_step(cot_h1[step], 1, 8) < 0):
             return False
     c0_2 = jitops.like(dh1, ONE)
     space_4 = np.empty(40, dh1.dtype)

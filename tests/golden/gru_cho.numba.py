@@ -1065,7 +1065,7 @@ def back_u_r_h(T, cot_h, z_h_3_t_all, u_t_all, cot_u, dz_h_5_t_all, dz_h_4_t_all
             or jitops.row_step(dz_h_4_t, 1, 8) < 0):
         return False
     if cot_h is not None:
-        if jitops.row_step(cot_h[step], 1, 8) < 0:
+        if (jitops.row_step(cot_h[step], 1, 8) < 0):
             return False
     space = np.empty(48, dh.dtype)
     x0 = space[0:8]
@@ -1091,10 +1091,10 @@ def back_u_r_h(T, cot_h, z_h_3_t_all, u_t_all, cot_u, dz_h_5_t_all, dz_h_4_t_all
             or jitops.row_step(dz_u_4_t, 1, 16) < 0):
         return False
     if cot_u is not None:
-        if jitops.row_step(cot_u[step], 1, 8) < 0:
+        if (jitops.row_step(cot_u[step], 1, 8) < 0):
             return False
     if cot_r is not None:
-        if jitops.row_step(cot_r[step], 1, 8) < 0:
+        if (jitops.row_step(cot_r[step], 1, 8) < 0):
             return False
     space_2 = np.empty(48, dr.dtype)
     x0_2 = space_2[0:8]
@@ -1285,7 +1285,7 @@ def back_u_r_h_2(T, cot_h, z_h_3_t_all, u_t_all, cot_u, z_h_2_t_all, dz_h_4_t_al
             or jitops.row_step(dz_h_4_t, 1, 8) < 0):
         return False
     if cot_h is not None:
-        if jitops.row_step(cot_h[step], 1, 8) < 0:
+        if (jitops.row_step(cot_h[step], 1, 8) < 0):
             return False
     c0 = jitops.like(dh, ONE)
     space = np.empty(64, dh.dtype)
@@ -1316,10 +1316,10 @@ def back_u_r_h_2(T, cot_h, z_h_3_t_all, u_t_all, cot_u, z_h_2_t_all, dz_h_4_t_al
             or jitops.row_step(dz_u_4_t, 1, 16) < 0):
         return False
     if cot_u is not None:
-        if jitops.row_step(cot_u[step], 1, 8) < 0:
+        if (jitops.row_step(cot_u[step], 1, 8) < 0):
             return False
     if cot_r is not None:
-        if jitops.row_step(cot_r[step], 1, 8) < 0:
+        if (jitops.row_step(cot_r[step], 1, 8) < 0):
             return False
     c0_2 = jitops.like(dr, ONE)
     space_2 = np.empty(80, dr.dtype)

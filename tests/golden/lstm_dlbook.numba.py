@@ -1381,19 +1381,19 @@ def back_f_g_q_s_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot_s, z_
             or jitops.row_step(dz_f_5_t, 1, 24) < 0):
         return False
     if cot_h is not None:
-        if jitops.row_step(cot_h[step], 1, 8) < 0:
+        if (jitops.row_step(cot_h[step], 1, 8) < 0):
             return False
     if cot_s is not None:
-        if jitops.row_step(cot_s[step], 1, 8) < 0:
+        if (jitops.row_step(cot_s[step], 1, 8) < 0):
             return False
     if cot_f is not None:
-        if jitops.row_step(cot_f[step], 1, 8) < 0:
+        if (jitops.row_step(cot_f[step], 1, 8) < 0):
             return False
     if cot_g is not None:
-        if jitops.row_step(cot_g[step], 1, 8) < 0:
+        if (jitops.row_step(cot_g[step], 1, 8) < 0):
             return False
     if cot_q is not None:
-        if jitops.row_step(cot_q[step], 1, 8) < 0:
+        if (jitops.row_step(cot_q[step], 1, 8) < 0):
             return False
     space = np.empty(136, dh.dtype)
     x0 = space[0:8]
@@ -1630,19 +1630,19 @@ def back_f_g_q_s_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, z_s_t_all, g
             or jitops.row_step(dz_f_5_t, 1, 24) < 0):
         return False
     if cot_h is not None:
-        if jitops.row_step(cot_h[step], 1, 8) < 0:
+        if (jitops.row_step(cot_h[step], 1, 8) < 0):
             return False
     if cot_s is not None:
-        if jitops.row_step(cot_s[step], 1, 8) < 0:
+        if (jitops.row_step(cot_s[step], 1, 8) < 0):
             return False
     if cot_f is not None:
-        if jitops.row_step(cot_f[step], 1, 8) < 0:
+        if (jitops.row_step(cot_f[step], 1, 8) < 0):
             return False
     if cot_g is not None:
-        if jitops.row_step(cot_g[step], 1, 8) < 0:
+        if (jitops.row_step(cot_g[step], 1, 8) < 0):
             return False
     if cot_q is not None:
-        if jitops.row_step(cot_q[step], 1, 8) < 0:
+        if (jitops.row_step(cot_q[step], 1, 8) < 0):
             return False
     c0 = jitops.like(dh, ONE)
     space = np.empty(216, dh.dtype)

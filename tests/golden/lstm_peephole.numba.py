@@ -2065,19 +2065,19 @@ def back_f_g_s_q_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot_s, dz
             or jitops.row_step(dz_f_5_t, 1, 8) < 0):
         return False
     if cot_h is not None:
-        if jitops.row_step(cot_h[step], 1, 8) < 0:
+        if (jitops.row_step(cot_h[step], 1, 8) < 0):
             return False
     if cot_q is not None:
-        if jitops.row_step(cot_q[step], 1, 8) < 0:
+        if (jitops.row_step(cot_q[step], 1, 8) < 0):
             return False
     if cot_s is not None:
-        if jitops.row_step(cot_s[step], 1, 8) < 0:
+        if (jitops.row_step(cot_s[step], 1, 8) < 0):
             return False
     if cot_g is not None:
-        if jitops.row_step(cot_g[step], 1, 8) < 0:
+        if (jitops.row_step(cot_g[step], 1, 8) < 0):
             return False
     if cot_f is not None:
-        if jitops.row_step(cot_f[step], 1, 8) < 0:
+        if (jitops.row_step(cot_f[step], 1, 8) < 0):
             return False
     space = np.empty(184, dh.dtype)
     x0 = space[0:8]
@@ -2373,19 +2373,19 @@ def back_f_g_s_q_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, dz_q_t_all, 
             or jitops.row_step(p_f, 1, 8) < 0):
         return False
     if cot_h is not None:
-        if jitops.row_step(cot_h[step], 1, 8) < 0:
+        if (jitops.row_step(cot_h[step], 1, 8) < 0):
             return False
     if cot_q is not None:
-        if jitops.row_step(cot_q[step], 1, 8) < 0:
+        if (jitops.row_step(cot_q[step], 1, 8) < 0):
             return False
     if cot_s is not None:
-        if jitops.row_step(cot_s[step], 1, 8) < 0:
+        if (jitops.row_step(cot_s[step], 1, 8) < 0):
             return False
     if cot_g is not None:
-        if jitops.row_step(cot_g[step], 1, 8) < 0:
+        if (jitops.row_step(cot_g[step], 1, 8) < 0):
             return False
     if cot_f is not None:
-        if jitops.row_step(cot_f[step], 1, 8) < 0:
+        if (jitops.row_step(cot_f[step], 1, 8) < 0):
             return False
     c0 = jitops.like(dh, ONE)
     space = np.empty(264, dh.dtype)

@@ -1497,22 +1497,22 @@ def back_f_i_o_c_tilde_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, c
             or jitops.row_step(dz_f_3_t, 1, 24) < 0):
         return False
     if cot_h is not None:
-        if jitops.row_step(cot_h[step], 1, 8) < 0:
+        if (jitops.row_step(cot_h[step], 1, 8) < 0):
             return False
     if cot_c is not None:
-        if jitops.row_step(cot_c[step], 1, 8) < 0:
+        if (jitops.row_step(cot_c[step], 1, 8) < 0):
             return False
     if cot_c_tilde is not None:
-        if jitops.row_step(cot_c_tilde[step], 1, 8) < 0:
+        if (jitops.row_step(cot_c_tilde[step], 1, 8) < 0):
             return False
     if cot_f is not None:
-        if jitops.row_step(cot_f[step], 1, 8) < 0:
+        if (jitops.row_step(cot_f[step], 1, 8) < 0):
             return False
     if cot_i is not None:
-        if jitops.row_step(cot_i[step], 1, 8) < 0:
+        if (jitops.row_step(cot_i[step], 1, 8) < 0):
             return False
     if cot_o is not None:
-        if jitops.row_step(cot_o[step], 1, 8) < 0:
+        if (jitops.row_step(cot_o[step], 1, 8) < 0):
             return False
     space = np.empty(144, dh.dtype)
     x0 = space[0:8]
@@ -1754,22 +1754,22 @@ def back_f_i_o_c_tilde_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, c_ti
             or jitops.row_step(dfio, 1, 24) < 0):
         return False
     if cot_h is not None:
-        if jitops.row_step(cot_h[step], 1, 8) < 0:
+        if (jitops.row_step(cot_h[step], 1, 8) < 0):
             return False
     if cot_c is not None:
-        if jitops.row_step(cot_c[step], 1, 8) < 0:
+        if (jitops.row_step(cot_c[step], 1, 8) < 0):
             return False
     if cot_c_tilde is not None:
-        if jitops.row_step(cot_c_tilde[step], 1, 8) < 0:
+        if (jitops.row_step(cot_c_tilde[step], 1, 8) < 0):
             return False
     if cot_f is not None:
-        if jitops.row_step(cot_f[step], 1, 8) < 0:
+        if (jitops.row_step(cot_f[step], 1, 8) < 0):
             return False
     if cot_i is not None:
-        if jitops.row_step(cot_i[step], 1, 8) < 0:
+        if (jitops.row_step(cot_i[step], 1, 8) < 0):
             return False
     if cot_o is not None:
-        if jitops.row_step(cot_o[step], 1, 8) < 0:
+        if (jitops.row_step(cot_o[step], 1, 8) < 0):
             return False
     c0 = jitops.like(dh, ONE)
     space = np.empty(224, dh.dtype)

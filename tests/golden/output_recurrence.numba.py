@@ -401,7 +401,7 @@ def back_h_o(T, do_t_all, cot_h, dz_h_2_t_all, dz_h_t_all, do_tm1_all, dh, V, W,
             or jitops.row_step(dz_h_t, 1, 8) < 0):
         return False
     if cot_h is not None:
-        if jitops.row_step(cot_h[step], 1, 8) < 0:
+        if (jitops.row_step(cot_h[step], 1, 8) < 0):
             return False
     space = np.empty(16, dh.dtype)
     x0 = space[0:8]
@@ -497,7 +497,7 @@ def back_h_o_2(T, do_t_all, cot_h, h_t_all, dz_h_t_all, do_tm1_all, dz_h_2, ONE,
             or jitops.row_step(dz_h_t, 1, 8) < 0):
         return False
     if cot_h is not None:
-        if jitops.row_step(cot_h[step], 1, 8) < 0:
+        if (jitops.row_step(cot_h[step], 1, 8) < 0):
             return False
     c0 = jitops.like(dz_h_2, ONE)
     space = np.empty(32, dz_h_2.dtype)

@@ -1215,16 +1215,16 @@ def back_r_z_n_h(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, dz_n_3_t_all, dz_n_
             or jitops.row_step(dz_r_3_t, 1, 16) < 0):
         return False
     if cot_h is not None:
-        if jitops.row_step(cot_h[step], 1, 8) < 0:
+        if (jitops.row_step(cot_h[step], 1, 8) < 0):
             return False
     if cot_n is not None:
-        if jitops.row_step(cot_n[step], 1, 8) < 0:
+        if (jitops.row_step(cot_n[step], 1, 8) < 0):
             return False
     if cot_r is not None:
-        if jitops.row_step(cot_r[step], 1, 8) < 0:
+        if (jitops.row_step(cot_r[step], 1, 8) < 0):
             return False
     if cot_z is not None:
-        if jitops.row_step(cot_z[step], 1, 8) < 0:
+        if (jitops.row_step(cot_z[step], 1, 8) < 0):
             return False
     space = np.empty(96, dh.dtype)
     x0 = space[0:8]
@@ -1437,16 +1437,16 @@ def back_r_z_n_h_2(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, n_t_all, dz_n_2_t
             or jitops.row_step(dz_r_3_t, 1, 16) < 0):
         return False
     if cot_h is not None:
-        if jitops.row_step(cot_h[step], 1, 8) < 0:
+        if (jitops.row_step(cot_h[step], 1, 8) < 0):
             return False
     if cot_n is not None:
-        if jitops.row_step(cot_n[step], 1, 8) < 0:
+        if (jitops.row_step(cot_n[step], 1, 8) < 0):
             return False
     if cot_r is not None:
-        if jitops.row_step(cot_r[step], 1, 8) < 0:
+        if (jitops.row_step(cot_r[step], 1, 8) < 0):
             return False
     if cot_z is not None:
-        if jitops.row_step(cot_z[step], 1, 8) < 0:
+        if (jitops.row_step(cot_z[step], 1, 8) < 0):
             return False
     c0 = jitops.like(dh, ONE)
     space = np.empty(144, dh.dtype)

@@ -367,7 +367,7 @@ def back_h(T, dz_h_3_t_all, cot_h, dz_h_2_t_all, dh, W_hh):
             or jitops.row_step(dz_h_2_t, 1, 8) < 0):
         return False
     if cot_h is not None:
-        if jitops.row_step(cot_h[step], 1, 8) < 0:
+        if (jitops.row_step(cot_h[step], 1, 8) < 0):
             return False
     space = np.empty(16, dh.dtype)
     x0 = space[0:8]
@@ -436,7 +436,7 @@ def back_h_2(T, h_t_all, dz_h_2_t_all, cot_h, dz_h_3, ONE, dh, W_hh):
             or jitops.row_step(dz_h_2_t, 1, 8) < 0):
         return False
     if cot_h is not None:
-        if jitops.row_step(cot_h[step], 1, 8) < 0:
+        if (jitops.row_step(cot_h[step], 1, 8) < 0):
             return False
     c0 = jitops.like(dz_h_3, ONE)
     space = np.empty(32, dz_h_3.dtype)
