@@ -1,13 +1,14 @@
 """One measurement in its own process: prints one JSON line.
 
-    python bench/_measure.py KIND MODEL CONFIG [--steps T] [--memory] [--check]
+    python bench/_measure.py KIND MODEL CONFIG [--steps T] [--batch B] [--memory] [--check]
 
 KIND is rnngraph, prepared (rnngraph given net.prepare(params), made before the
 timing as hand.py stacks its matrices in its constructor), plain (rnngraph with
 optimize=False), numba (rnngraph with backend="numba", the dict; its warm-up
 call compiles the loops or loads them from the cache), hand, torch, torchcell,
 jax or autograd; MODEL is RNN, LSTM, GRU (examples/torch_*.rnn) or PEEPHOLE, GRUCHO
-(bench/cells.py: hand-written in torch and JAX only); CONFIG is A or B (see CONFIGS).
+(bench/cells.py: hand-written in torch and JAX only); CONFIG is A or B (see CONFIGS),
+``--batch`` another batch size at its sizes (bench/batches.py).
 The run is forward + backward with dL/dh = 1, float32.  Times: a warm-up, then
 repeated runs for about a second; the line carries their median in ms.
 ``--memory``: the peak of NumPy's allocations during the first run (tracemalloc),
@@ -136,11 +137,12 @@ def main():
     ap.add_argument("model")
     ap.add_argument("config")
     ap.add_argument("--steps", type=int)
+    ap.add_argument("--batch", type=int)
     ap.add_argument("--memory", action="store_true")
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--budget", type=float, default=1.0)
     a = ap.parse_args()
-    cfg = CONFIGS[a.config]
+    cfg = dict(CONFIGS[a.config], **({"B": a.batch} if a.batch else {}))
     T = a.steps or cfg["T"]
     if a.check:
         print(json.dumps(check(a.kind, a.model, cfg, min(T, 20))))

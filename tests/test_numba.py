@@ -6,9 +6,9 @@ against finite differences and PyTorch (test_gradients.py, test_torch_parity.py)
 so here: the Numba backend agrees with it to rounding in float64 on models that
 reach every kind of loop (states read one and two steps away, a loop backward in
 time, a state another block reads, the GRU and the LSTM), with cotangents for every
-output and for one, at a batch of one (each loop one compiled function) and of more (a
-Python loop: the products in NumPy, each run of elementwise ops one fused kernel,
-rnngraph/compile/fuse.py); a loop Numba cannot compile runs in NumPy with a warning
+output and for one, at batches up to SMALL (each loop one compiled function: a batch of
+one, and of three rows) and larger (a Python loop: the products in NumPy, each run of
+elementwise ops one fused kernel, rnngraph/compile/fuse.py); a loop Numba cannot compile runs in NumPy with a warning
 naming its line; and the machine code comes back from the cache in a new process.
 Skipped without numba and scipy (pip install 'rnngraph[numba]').
 """
@@ -26,6 +26,12 @@ import rnngraph
 from rnngraph.errors import RnnGraphError
 from test_fast import CORNERS, agree_to_rounding, per_step, problem
 from test_gradients import TOLERANCE, worst_directional_error
+
+from rnngraph.compile.numba_loops import SMALL
+
+#: The batches of the tests: one, a few rows (the loops compiled whole), more than SMALL
+#: (the Python loop over the steps, its fused kernels)
+BATCHES = [1, 3, SMALL + 1]
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 ROOT = EXAMPLES.parent
@@ -51,7 +57,7 @@ def loops(net, *functions):
     return [space[name] for name in names]
 
 
-@pytest.mark.parametrize("B", [1, 3])
+@pytest.mark.parametrize("B", BATCHES)
 @pytest.mark.parametrize("threshold", [0, 10 ** 9], ids=["derivatives in the loop", "before it"])
 @pytest.mark.parametrize("name", JIT)
 def test_numba_and_numpy_agree_to_rounding_with_every_cotangent(name, threshold, B):
@@ -67,7 +73,7 @@ def test_numba_and_numpy_agree_to_rounding_with_every_cotangent(name, threshold,
         warnings.filterwarnings("error", message=".*Numba cannot compile")
         agree_to_rounding(jit, ref, problem(ref, m, rng, B=B), rng)
     backward = jit._backward_large if threshold == 0 else jit._backward
-    if B == 1:
+    if B <= SMALL:
         ran = loops(jit, jit._forward, backward)
         assert ran and all(f.run.signatures for f in ran)        # compiled, and ran
     else:
@@ -89,7 +95,7 @@ def kernels(net, *functions):
     return [getattr(loops_module, k) for k in names] if loops_module else []
 
 
-@pytest.mark.parametrize("B", [1, 3])
+@pytest.mark.parametrize("B", BATCHES)
 def test_strided_parameters_and_cotangents_run_the_compiled_loops_and_agree(B, monkeypatch):
     """A parameter or cotangent whose rows are not contiguous (a transposed matrix, every
     other number of a longer array, a reversed view) is copied C-ordered once a call, so the
@@ -163,7 +169,7 @@ def test_numba_gradients_match_finite_differences_in_float64():
 
 
 def test_larger_batches_run_the_fused_kernels_and_get_the_same_results():
-    """At a batch of 3 the loop functions Numba compiles for a batch of one do not run;
+    """At a batch larger than SMALL the loop functions Numba compiles whole do not run;
     the step loops do, a step's elementwise ops between its products one kernel (the LSTM's
     gates, its cell, tanh to h, in one), in float64 and float32."""
     pytest.importorskip("numba")
@@ -171,12 +177,12 @@ def test_larger_batches_run_the_fused_kernels_and_get_the_same_results():
     m = model("torch_lstm")
     for dtype, rtol in (("float64", 1e-12), ("float32", 2e-5)):
         jit, ref = m.compile(backend="numba", dtype=dtype), m.compile(dtype=dtype)
-        p, inputs, initial = problem(ref, m, np.random.default_rng(2), B=3)
+        p, inputs, initial = problem(ref, m, np.random.default_rng(2), B=SMALL + 1)
         (outs, pull), (outs2, pull2) = jit.vjp(p, inputs, initial), ref.vjp(p, inputs, initial)
         g, g2 = pull({"h": np.ones_like(outs["h"])}), pull2({"h": np.ones_like(outs2["h"])})
         for n in g:
             np.testing.assert_allclose(g[n], g2[n], rtol=rtol, atol=rtol * 1e-2, err_msg=n)
-        assert not any(f.run.signatures for f in loops(jit))     # the batch-of-one loops: not
+        assert not any(f.run.signatures for f in loops(jit))     # the loops compiled whole: not
         fused = kernels(jit, jit._forward)
         assert any("sigmoid, tanh, multiply, multiply, add, tanh, multiply" in k.py_func.__doc__
                    for k in fused)                      # a step's gates to h in one kernel
@@ -281,8 +287,8 @@ def test_cli_prints_the_loops_numba_compiles(capsys):
     assert main(["compile", str(EXAMPLES / "torch_rnn.rnn"), "--backend", "numba"]) == 0
     out = capsys.readouterr().out
     assert out == model("torch_rnn").compile(backend="numba").source
-    assert "if not (loop_h if B == 1 else steps_loop_h)(T, " in out and "def loop_h(T, " in out
-    assert "if not (back_h if B == 1 else steps_back_h)(T, " in out and "def back_h(T, " in out
+    assert f"if not (loop_h if B <= {SMALL} else steps_loop_h)(T, " in out and "def loop_h(T, " in out
+    assert f"if not (back_h if B <= {SMALL} else steps_back_h)(T, " in out and "def back_h(T, " in out
     assert 'LOOPS = ("loop_h", "back_h", "back_h_2")' in out      # back_h_2: backward_large's
     assert 'STEPS = ("steps_loop_h", "steps_back_h", "steps_back_h_2")' in out
     assert "def fused_" in out and "tanh: one pass over the rows" in out
@@ -416,12 +422,13 @@ def test_the_row_kernels_of_the_fused_loops_give_numpys_values_specials_included
             close_to_numpy(name, out, a, ulps)
 
 
-def test_a_row_times_a_transposed_matrix_in_a_loop_is_blas_product_to_rounding():
-    """jitops.dot(h, W.T, out) in a loop for a batch of one (W x(t): the loop reads W itself,
-    no copy of W^T) multiplies h by W's rows, four at a time, its sums reassociated: within
-    rounding of the float64 product for every number of rows (4k and the rows left over) and
-    of columns, float32 and float64; NaN and inf reach the rows they touch; with more than
-    one row (and any other layout) it is np.dot."""
+def test_products_in_a_compiled_loop_are_the_product_to_rounding_at_every_batch():
+    """jitops.dot in a loop Numba compiles: h W^T (jitops._times_rows, the loop reads W
+    itself, no copy of W^T) and g W (_rows_times from two rows up) go by W's rows, four
+    at a time, two rows of the batch a pass over W, their sums reassociated: within
+    rounding of the float64 product for every number of rows (4k and the rows left over),
+    columns and batch rows (an odd one left over, more than jitops._BY_ROWS: np.dot),
+    float32 and float64; NaN and inf reach the values they touch."""
     pytest.importorskip("numba")
     pytest.importorskip("scipy")
     import numba
@@ -431,23 +438,47 @@ def test_a_row_times_a_transposed_matrix_in_a_loop_is_blas_product_to_rounding()
     def times(h, W, out):
         jitops.dot(h, W.T, out)
 
+    @numba.njit
+    def by(g, W, out):
+        jitops.dot(g, W, out)
+
     rng = np.random.default_rng(5)
     for dtype, eps in ((np.float32, 2.0 ** -23), (np.float64, 2.0 ** -52)):
         for rows, cols in ((1, 1), (3, 5), (4, 8), (7, 128), (130, 64), (512, 128)):
             W = rng.standard_normal((rows, cols)).astype(dtype)
-            for B in (1, 3):
-                h = rng.standard_normal((B, cols)).astype(dtype)
-                out = np.full((B, rows), np.nan, dtype)
-                times(h, W, out)
-                exact = h.astype(np.float64) @ W.T.astype(np.float64)
-                bound = 2 * cols * eps * (np.abs(h).astype(np.float64) @ np.abs(W.T))
-                assert (np.abs(out - exact) <= bound + 1e-300).all(), (dtype, rows, cols, B)
+            for B in (1, 2, 3, jitops._BY_ROWS, jitops._BY_ROWS + 1):
+                for f, a, M in ((times, rng.standard_normal((B, cols)), W.T),
+                                (by, rng.standard_normal((B, rows)), W)):
+                    a = a.astype(dtype)
+                    out = np.full((B, M.shape[1]), np.nan, dtype)
+                    f(a, W, out)
+                    exact = a.astype(np.float64) @ M.astype(np.float64)
+                    bound = 2 * M.shape[0] * eps * (np.abs(a).astype(np.float64) @ np.abs(M))
+                    assert (np.abs(out - exact) <= bound + 1e-300).all(), (f, dtype, rows, cols, B)
     W = rng.standard_normal((9, 6))
     W[2, 3], W[7, 0] = np.nan, np.inf
-    h = rng.standard_normal((1, 6))
-    out = np.zeros((1, 9))
-    times(h, W, out)
-    assert np.isnan(out[0, 2]) and np.isinf(out[0, 7]) and np.isfinite(np.delete(out[0], [2, 7])).all()
+    for B in (1, 2, 3):
+        h = rng.standard_normal((B, 6))
+        out = np.zeros((B, 9))
+        times(h, W, out)
+        assert np.isnan(out[:, 2]).all() and np.isinf(out[:, 7]).all()
+        assert np.isfinite(np.delete(out, [2, 7], 1)).all()
+        g = rng.standard_normal((B, 9))
+        out = np.zeros((B, 6))
+        by(g, W, out)
+        assert np.isnan(out[:, 3]).all() and np.isinf(out[:, 0]).all()
+        assert np.isfinite(np.delete(out, [0, 3], 1)).all()
+
+
+def test_the_loops_compiled_whole_take_as_many_rows_as_their_weights_allow():
+    """A loop's products go two rows of the batch a pass over its weights where it runs
+    compiled whole: up to SMALL rows for an LSTM of hidden 128 (256 KiB of weights a step
+    in float32), 4 at hidden 256 (1 MiB), 2 at 512; above, the Python loop over the steps
+    with NumPy's GEMM (NumbaPrinter.small_batch)."""
+    m = model("torch_lstm")
+    for n, rows in ((128, SMALL), (256, 4), (512, 2)):
+        text = m.compile(backend="numba", sizes={"x": 16, "h": n}, dtype="float32").source
+        assert f"if not (loop_i_f_g_o_c_h if B <= {rows} else steps_loop_i_f_g_o_c_h)(" in text, n
 
 
 def test_the_cached_loops_follow_the_kernels_they_call(tmp_path, monkeypatch):

@@ -33,6 +33,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import rnngraph
+from rnngraph.compile.numba_loops import SMALL
 from rnngraph.runtime.compiled import Compiled
 
 
@@ -819,8 +820,8 @@ def check_numba(text: str, batch: int = 1) -> None:
     """backend="numba" at batch 1, where its loops run compiled: every loop compiled
     (none left to NumPy), outputs and gradients the plain path's to rounding in float64,
     outputs within float32's rounding, gradients that match central differences; at batch
-    3, where the step loops run in Python with fused kernels (compile/fuse.py), the same
-    agreement."""
+    3, where the compiled loops go over the rows, and at SMALL + 1, where the step loops
+    run in Python with fused kernels (compile/fuse.py), the same agreement."""
     model = rnngraph.parse(text, "random.rnn").require_sizes()
     plain = Compiled(model, "float64", optimize=False)
     point = _problem(plain, model, seed=3, batch=batch)
@@ -857,3 +858,4 @@ def test_random_models_on_numba(text):
     pytest.importorskip("scipy")
     check_numba(text)
     check_numba(text, batch=3)
+    check_numba(text, batch=SMALL + 1)

@@ -100,7 +100,7 @@ class Optimized(Plain):
 
 class Numba(Optimized):
     """The optimized path with each loop also a function Numba compiles, which the
-    module calls for a batch of one (rnngraph/compile/numba_loops.py); ``LOOPS`` names
+    module calls for a batch of a few rows (rnngraph/compile/numba_loops.py); ``LOOPS`` names
     them, for Compiled to hand them to Numba (rnngraph/runtime/jit.py)."""
 
     PRINTER = NumbaPrinter
@@ -122,8 +122,8 @@ class Numba(Optimized):
 
     @staticmethod
     def loop_products(forward):
-        """The products in loops by W itself, not a copy of W^T: for a batch of one the loop
-        function's jitops.dot multiplies by W's rows (jitops._times_rows: as fast as BLAS by
+        """The products in loops by W itself, not a copy of W^T: for a batch of a few rows the
+        loop function's jitops.dot multiplies by W's rows (jitops._times_rows: as fast as BLAS by
         the copy, within the noise of this machine; a whole call 0.96-0.99x the time with
         the copy, float32, hidden 128); for a larger batch NumPy's np.dot(h, W.T) is as fast
         as by the copy (32 x 256 by 256 x 1024: 175 against 176 us); and no call copies W^T

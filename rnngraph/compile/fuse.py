@@ -8,9 +8,9 @@ Fuser which arrays are the loop's own (``scratch``: temporaries no other name vi
 ``owned``: gradients' step buffers no other name views).  From those lines the Fuser
 prints the loop's body twice:
 
-- :meth:`Fuser.plain`, for a function Numba compiles whole, run at a batch of one: each run
-  of ops written out in its place, row 0 only, the checks and the row buffers before the
-  loop over the steps (they hold at every step: a step's arrays are views of the same
+- :meth:`Fuser.plain`, for a function Numba compiles whole, run at a batch of a few rows:
+  each run of ops written out in its place, a row at a time, the checks and the row buffers
+  before the loop over the steps (they hold at every step: a step's arrays are views of the same
   arrays); an op that does not fuse as a call of its jitops kernel (``jitops.tanh(a, out)``);
 - :meth:`Fuser.__call__`: each run of consecutive ops as one call of a kernel of its own,
   which goes over the rows (the batch) once, every op of the run at each row, as
@@ -32,9 +32,8 @@ vsigmoid.
 The kernel checks before its loop that going row by row keeps the ops' order (the arrays
 it writes share memory with no other operand, or only within the same row: lanes of one
 buffer; jitops.aligned) and their shapes; where not, it declines (returns False) and the
-ops run one by one as NumPy's calls, which buffer overlapping operands.  Written out for a
-batch of one, the same checks but aligned (one row: no order across rows to keep) come
-before the first step; where one fails the loop function returns False before it writes
+ops run one by one as NumPy's calls, which buffer overlapping operands.  Written out in a
+loop function, the same checks come before the first step; where one fails the loop function returns False before it writes
 anything, and NumPy's loop runs.  An op reading a value the step binds (a nopython
 expression of the op table: relu's derivative) is its kernel's call there, since that
 value does not exist before the loop.
@@ -67,7 +66,7 @@ _LITERAL = re.compile(r"^-?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$")
 _BINDS = re.compile(r"^\s*([A-Za-z_]\w*)\s*=[^=]")
 #: The names of a run's code (:meth:`Fuser._code`): its operands p0, p1, ..., its row buffers,
 #: views, constants and scratch, which :meth:`Fuser.inline` renames into the loop function's.
-_LOCAL = re.compile(r"\b(p\d+|x\d+|r\d+_\d+|v\d+_\d+|c\d+|f\d+|e\d+|s\d+|space|bits|j)\b")
+_LOCAL = re.compile(r"\b(p\d+|x\d+|r\d+_\d+|v\d+_\d+|c\d+|f\d+|e\d+|s\d+|space|bits|rows|i|j)\b")
 
 
 @dataclass(frozen=True)
@@ -143,7 +142,7 @@ class Fuser:
         return out
 
     def plain(self, lines: list[str], fresh) -> tuple[list[str], list[str]]:
-        """``lines`` of a loop function run for a batch of one, with each run of consecutive
+        """``lines`` of a loop function run for a batch of a few rows, with each run of consecutive
         ops written out in its place (:meth:`inline`; one op alone too: a jitops kernel's
         call and its checks cost more than the arithmetic of a row of 128), an op that does
         not fuse as its jitops kernel's call; and the lines the runs need before the loop
@@ -376,7 +375,7 @@ class Fuser:
         return f"{name}({', '.join(params)})"
 
     def inline(self, ops: list[Op], outside: set, fresh) -> tuple[list[str], list[str]]:
-        """The run ``ops`` written out in a loop function for a batch of one: (the lines
+        """The run ``ops`` written out in a loop function, a row at a time: (the lines
         before the loop over the steps, which check the step's arrays once and make the row
         buffers once, their values being the same at every step; the lines of a step).  A
         call of a jitops kernel an op, or of a fused kernel a step, with its checks and its
@@ -398,9 +397,6 @@ class Fuser:
             return names[word]
 
         def out(lines):
-            # the only row is row 0
-            lines = [re.sub(r"\bi \* s\d+\b", "0", x) for x in lines]
-            lines = [re.sub(r"\bi\b", "0", x) for x in lines]
             done = []
             for x in lines:
                 m = re.match(r"^(\s*)if (p\d+) is not None:$", x)
@@ -410,13 +406,22 @@ class Fuser:
                     done.append(_LOCAL.sub(local, x))
             return done
 
-        rows = [(a, w) for a, w in c["steps"].values() if a not in given]
-        before = _decline(_shapes(c, "1") + [f"jitops.row_step({a}, 1, {w}) < 0" for a, w in rows])
-        for a, w in c["steps"].values():    # a cotangent the user gives: where given
+        # the rows, their steps and the checks once, on the first step's arrays; an operand the
+        # user may give (a cotangent) only where given (its step 0 where not: never read)
+        mine = {s: aw for s, aw in c["steps"].items() if aw[0] not in given}
+        before = [f"rows = jitops._size({c['first']})[0]"]
+        before += [f"{s} = jitops.row_step({a}, rows, {w})" for s, (a, w) in mine.items()]
+        pairs = [(w, o) for w, o in c["pairs"] if w not in given and o not in given]
+        before += _decline(_shapes(c, "rows") + [f"not jitops.aligned({w}, {o})" for w, o in pairs] +
+                           [f"{s} < 0" for s in mine])
+        for s, (a, w) in c["steps"].items():
             if a in given:
-                before += [f"if {given[a][0]} is not None:"] + \
-                    ["    " + x for x in _decline([f"jitops.row_step({a}, 1, {w}) < 0"])]
-        return out(before + setup), out(loop)
+                mates = [o for x, o in c["pairs"] if x == a] + [x for x, o in c["pairs"] if o == a]
+                before += [f"{s} = 0", f"if {given[a][0]} is not None:",
+                           f"    {s} = jitops.row_step({a}, rows, {w})"] + \
+                    ["    " + x for x in _decline([f"{s} < 0"] + [f"not jitops.aligned({m}, {a})"
+                                                                   for m in mates])]
+        return out(before + setup), out(["for i in range(rows):"] + ["    " + x for x in loop])
 
 
 def _shapes(c, rows: str) -> list[str]:

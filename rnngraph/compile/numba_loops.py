@@ -3,11 +3,13 @@
 Each time loop is printed three times from the same IR block:
 
 - the optimized printer's NumPy loop, which runs when Numba cannot compile a kernel;
-- for a batch of one, a function Numba compiles whole: it indexes the steps, takes every
-  array and number it reads as an argument, and writes each op with the kernel the op
-  table names (``jitops.tanh(a, out)``, rnngraph/runtime/jitops.py) where NumPy writes
-  ``np.tanh(a, out=out)``, the products too (at batch 1 each NumPy call costs more than
-  its arithmetic: 0.41-0.57x NumPy's time, RNN, GRU, LSTM at hidden 128);
+- for a batch of one to a few rows (at most SMALL: :meth:`NumbaPrinter.small_batch`), a
+  function Numba compiles whole: it indexes the steps, takes every array and number it
+  reads as an argument, and writes each op with the kernel the op table names
+  (``jitops.tanh(a, out)``, rnngraph/runtime/jitops.py) where NumPy writes ``np.tanh(a,
+  out=out)``, the products too, by W's rows (at batch 1 each NumPy call costs more than
+  its arithmetic: 0.41-0.57x NumPy's time, RNN, GRU, LSTM at hidden 128; at 2-8 rows
+  NumPy's GEMM packs W every call: 22 us for 2 rows of 512 x 128, one row 4.5);
 - for a larger batch, a Python loop over the steps whose products are NumPy's (its BLAS:
   Numba's np.dot goes through SciPy's OpenBLAS, a second thread pool, 1.4x the time of a
   32 x 256 by 256 x 1024 product here) and whose elementwise ops between two products are
@@ -16,9 +18,9 @@ Each time loop is printed three times from the same IR block:
   torch.nn.LSTM, and a step's temporaries stay in the kernel's row buffers.
 
 Each elementwise op goes to the Fuser as the printer writes it (:meth:`NumbaPrinter.op`),
-which prints the loop's body for both functions: for a batch of one each run of ops written
-out in the loop function, its operands checked and its row buffers made once before the
-loop over the steps (a kernel called a step, its checks and buffers, cost more than a row
+which prints the loop's body for both functions: in the function compiled whole each run of
+ops written out, a row at a time, its operands checked and its row buffers made once before
+the loop over the steps (a kernel called a step, its checks and buffers, cost more than a row
 of 128's arithmetic: the LSTM at batch 1 took 0.55x NumPy's time with kernels, 0.54x op by
 op; written out, 0.88x the op-by-op time), fused kernels for a larger batch.
 
@@ -28,12 +30,23 @@ concatenation) is printed in NumPy only.
 from __future__ import annotations
 
 import ast
+import math
+
+import numpy as np
 
 from .fuse import Fuser
 from .source import Namer, call_lines
 from .numpy_fast import FastPrinter
 from .optable import ATOM, Text, lookup
 from .passes import matrices_per_example, whole_sequences
+
+
+#: The largest batch the loop functions Numba compiles whole run (see the module's docstring
+#: and small_batch); a larger one runs the Python loop over the steps with NumPy's products.
+SMALL = 8
+#: The bytes of weights a step's products may read, in passes over them (two rows of the
+#: batch a pass), for a loop compiled whole (small_batch)
+PASSES_BYTES = 2 << 20
 
 
 class NotInNumba(Exception):
@@ -49,7 +62,7 @@ class NumbaPrinter(FastPrinter):
     #: and the names of its loop functions' module (``_GLOBALS``): a model's ``max`` is renamed
     RESERVED = FastPrinter.RESERVED | _GLOBALS
     PATH = ("The optimized path: loops run their recurrence only, each op in place; "
-            "each loop also as a function Numba compiles, run for a batch of one.")
+            "each loop also as a function Numba compiles, run for a batch of a few rows.")
 
     def __init__(self, model, fwd, back, dtype: str, params: list[str], functions=None):
         super().__init__(model, fwd, back, dtype, params)
@@ -84,6 +97,7 @@ class NumbaPrinter(FastPrinter):
         self.jit = True
         self.step = self.namer("step")
         self.fuse.scratch = set()           # the loop's temporaries' buffers (see temporary)
+        self.weights = 0                    # the bytes of the matrices its products read
         try:
             prelude, body = self.block(prog, block, " " * 8)
             self.fuse.owned = {self.buf[g.name] for g in self.local.values() if g.block is block
@@ -104,8 +118,22 @@ class NumbaPrinter(FastPrinter):
         self.functions += [lines, steps[1]]
         self.names.append(name)
         self.step_loops.append(steps[0])
-        call = call_lines(f"{head}if not ({name} if {self.B} == 1 else {steps[0]})(", args, "):")
+        call = call_lines(f"{head}if not ({name} if {self.B} <= {self.small_batch()} else {steps[0]})(",
+                          args, "):")
         return prelude, call + loop
+
+    def small_batch(self) -> int:
+        """The largest batch the loop just printed runs compiled whole (at least 2, at most
+        SMALL): its products go by rows, two rows of the batch a pass over the weights
+        (jitops._times_rows, _rows_times), where NumPy's GEMM reads them once but packs them
+        every call and the Python loop costs a few microseconds a step; so as many rows
+        as keep the passes' bytes within PASSES_BYTES.  Measured (LSTM, float32, T 200,
+        forward and backward, the Python loop's time / the compiled loop's): hidden 128 (a
+        step's weights 256 KiB) batch 2 3.5-3.9x, 4 1.9x, 6 1.8x, 8 1.1x, 12 1.0x, 16 0.85x;
+        hidden 256 (1 MiB) batch 2 2.4-2.7x, 4 1.4-1.7x, 8 0.8x."""
+        if not self.weights:
+            return SMALL
+        return max(2, min(SMALL, 2 * (PASSES_BYTES // self.weights)))
 
     def function(self, block, plain, fused: list[str]):
         """The loop ``block`` as a function ``def loop_h(T, h_tm1_all, ..., W, ONE):``
@@ -146,7 +174,7 @@ class NumbaPrinter(FastPrinter):
         lines = call_lines(f"def {name}(", params, "):") + [
             f'    """The loop {way} in time of {what}.',
             '',
-            '    Compiled by Numba, run for a batch of one; every array and number comes as',
+            '    Compiled by Numba, run for a batch of a few rows; every array and number comes as',
             '    an argument."""'] + loop + ["    return True"]
         return name, lines, args, self.steps_function(name, params, views, fused, forward, what)
 
@@ -222,6 +250,9 @@ class NumbaPrinter(FastPrinter):
                 return super().call(e, args, types, dst, t)
             return f"{dst}[...] = {row.py(tuple(args), types, e.attrs).text}"
         a = [x.text for x in args]
+        if e.op in ("matvec", "vecmat"):
+            shape = types[0 if e.op == "matvec" else 1].shape
+            self.weights += math.prod(shape) * np.dtype(self.dtype).itemsize
         if e.op == "matvec":
             return f"jitops.dot({a[1]}, {args[0].at(ATOM)}.T, {dst})"
         if e.op == "vecmat":

@@ -4,7 +4,7 @@
 own (``jit_loop``) and their module (``loops_module``); here that module becomes a
 file of the cache folder, named by the hash of its text, so that Numba's cache of
 its machine code serves every later process, size and dtype; each loop becomes a
-:class:`_JitLoop`, which the generated code calls for a batch of one.  Numba is
+:class:`_JitLoop`, which the generated code calls for a batch of a few rows.  Numba is
 imported by :func:`numba_or_error` only: the NumPy backend needs none of this.
 """
 from __future__ import annotations
@@ -93,14 +93,15 @@ class _JitLoop:
     def __call__(self, *args) -> bool:
         if self.run is None:
             return False
-        compiled = len(self.run.signatures)
+        # (the overloads' dict: len(signatures) builds a list of types, 5-10 us a call)
+        compiled = len(self.run.overloads)
         try:
             with warnings.catch_warnings():   # Numba's advice on layouts is not the user's
                 warnings.simplefilter("ignore", self.advice)
                 self.run(*args)
             return True
         except Exception as e:
-            if len(self.run.signatures) > compiled:
+            if len(self.run.overloads) > compiled:
                 raise                         # compiled, then failed while running: not ours
             self.run = None                   # failed to compile, before any step ran
             what = self.doc.splitlines()[0].rstrip(".")

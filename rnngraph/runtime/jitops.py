@@ -1,6 +1,6 @@
 """The elementwise kernels of ``backend="numba"``'s loops: explicit loops over ``out``.
 
-A loop function for a batch of one (rnngraph/compile/numba_loops.py) calls
+A loop function for a batch of a few rows (rnngraph/compile/numba_loops.py) calls
 ``multiply(a, b, out)`` where the NumPy loop calls ``np.multiply(a, b, out=out)``.  NumPy's ufuncs work in
 Numba's nopython mode too, but each call site makes Numba build a broadcasting
 kernel of its own: eight of them took 7.2-8.5 s to compile here, against 2.1 s
@@ -249,9 +249,18 @@ def dot(a, b, out):
     """``out[...] = a @ b``: np.dot into out when out is C-contiguous (Numba's np.dot
     fails to compile with any other out), else a product copied into out's lanes.  Called
     from Python (a loop for a batch of more than one, compile/numba_loops.py), NumPy's:
-    its BLAS, not the second thread pool Numba's np.dot would use."""
+    its BLAS, not the second thread pool Numba's np.dot would use.
+
+    Two or three rows go row by row, each a matrix-vector product: OpenBLAS's GEMM packs
+    W every call, which for so few rows costs more than reading W once a row.  Measured
+    (float32, W 512 x 128, each way): 2 rows 22.8 against 10.3 us, 3 rows 30.5 against
+    16.1; 4 rows 19.2 against 19.7 and 8 rows 17.5 against 39.9, where GEMM stays."""
     if out.flags.c_contiguous:
-        np.dot(a, b, out=out)
+        if 1 < a.shape[0] < 4 and a.ndim == 2 == out.ndim:
+            for i in range(a.shape[0]):
+                np.dot(a[i], b, out=out[i])
+        else:
+            np.dot(a, b, out=out)
     else:
         out[...] = np.dot(a, b)
 
@@ -298,21 +307,29 @@ def cannot(what: str, error: Exception) -> None:
                   "that loop runs in NumPy", RuntimeWarning, stacklevel=_outside())
 
 
+#: The most rows a compiled loop's product takes row by row (see dot, _times_rows).
+_BY_ROWS = 8
+
+
 @overload(dot, jit_options=_OPTS)
 def _dot_impl(a, b, out):
     if isinstance(out, types.Array) and out.layout == "C":
         if isinstance(a, types.Array) and a.ndim == 2 and isinstance(b, types.Array) and \
                 b.ndim == 2 and b.layout == "F" and a.dtype == b.dtype == out.dtype:
-            def rows_of(a, b, out):           # a @ W.T, W C-ordered: a row times W's rows
-                if a.shape[0] == 1 and out.shape[0] == 1 and a.shape[1] == b.shape[0] and \
+            def rows_of(a, b, out):           # a @ W.T, W C-ordered: rows times W's rows
+                if a.shape[0] == out.shape[0] <= _BY_ROWS and a.shape[1] == b.shape[0] and \
                         b.shape[1] == out.shape[1]:
                     _times_rows(a, b.T, out)
                 else:
                     np.dot(a, b, out)
             return rows_of
 
-        def into(a, b, out):
-            np.dot(a, b, out)
+        def into(a, b, out):                  # g @ W: rows by W's rows, two rows a pass
+            if 1 < a.shape[0] == out.shape[0] <= _BY_ROWS and a.shape[1] == b.shape[0] and \
+                    b.shape[1] == out.shape[1]:
+                _rows_times(a, b, out)
+            else:
+                np.dot(a, b, out)
         return into
 
     def copied(a, b, out):
@@ -322,17 +339,30 @@ def _dot_impl(a, b, out):
 
 @numba.njit(**dict(_OPTS, fastmath={"contract", "reassoc"}))
 def _times_rows(a, w, out):
-    """out[0, i] = a[0] . w[i] for each row i of the C-ordered w: a batch of one times W^T
-    (W x(t), the forward products of a loop), four of W's rows a pass, so that a[0] is read
-    once for four and each row streams from the cache once.  Reassociated: LLVM keeps each
-    sum in vector lanes (8 float32 at a time) and adds the lanes at the end, as BLAS does.
-    Against Numba's np.dot of a by a C-ordered copy of W^T (BLAS), float32, best of runs
-    that moved 10-30% between processes: 256 x 128 1.31-1.79 against 1.70-1.80 us, 128 x
-    128 0.65-0.69 against 0.83-0.95, 512 x 128 2.65-3.88 against 2.88-3.76; a whole call
-    at batch 1 0.96-0.99x the time; and W^T is not copied each call."""
-    rows, n = w.shape
-    x, o = a[0], out[0]
+    """out[b, i] = a[b] . w[i] for each row i of the C-ordered w: rows of a batch times W^T
+    (W x(t), the forward products of a compiled loop), four of W's rows a pass, so that a
+    row of a is read once for four and each row of W streams from the cache once for two
+    rows of a.  Reassociated: LLVM keeps each sum in vector lanes (8 float32 at a time)
+    and adds the lanes at the end, as BLAS does.
+
+    Against Numba's np.dot of a by a C-ordered copy of W^T (BLAS), float32, one row, best
+    of runs that moved 10-30% between processes: 256 x 128 1.31-1.79 against 1.70-1.80 us,
+    128 x 128 0.65-0.69 against 0.83-0.95, 512 x 128 2.65-3.88 against 2.88-3.76; a whole
+    call at batch 1 0.96-0.99x the time; and W^T is not copied each call.  Two rows of a
+    a pass over W against one: 2 rows of 512 x 128 5.1 against 7.3 us, 4 rows 10.1 against
+    14.2, 8 rows of 1024 x 256 92 against 147 (W read from the cache half as often)."""
     zero = like(w, 0.0)
+    b = 0
+    while b + 2 <= a.shape[0]:
+        _two_rows(a[b], a[b + 1], w, out[b], out[b + 1], zero)
+        b += 2
+    if b < a.shape[0]:
+        _one_row(a[b], w, out[b], zero)
+
+
+@numba.njit(inline="always", **dict(_OPTS, fastmath={"contract", "reassoc"}))
+def _one_row(x, w, o, zero):
+    rows, n = w.shape
     i = 0
     while i + 4 <= rows:
         s0, s1, s2, s3 = zero, zero, zero, zero
@@ -349,6 +379,77 @@ def _times_rows(a, w, out):
         for k in range(n):
             s += w[i, k] * x[k]
         o[i] = s
+        i += 1
+
+
+@numba.njit(inline="always", **dict(_OPTS, fastmath={"contract", "reassoc"}))
+def _two_rows(x, y, w, o, q, zero):
+    rows, n = w.shape
+    i = 0
+    while i + 4 <= rows:
+        s0, s1, s2, s3 = zero, zero, zero, zero
+        t0, t1, t2, t3 = zero, zero, zero, zero
+        for k in range(n):
+            v, u = x[k], y[k]
+            w0, w1, w2, w3 = w[i, k], w[i + 1, k], w[i + 2, k], w[i + 3, k]
+            s0 += w0 * v
+            s1 += w1 * v
+            s2 += w2 * v
+            s3 += w3 * v
+            t0 += w0 * u
+            t1 += w1 * u
+            t2 += w2 * u
+            t3 += w3 * u
+        o[i], o[i + 1], o[i + 2], o[i + 3] = s0, s1, s2, s3
+        q[i], q[i + 1], q[i + 2], q[i + 3] = t0, t1, t2, t3
+        i += 4
+    while i < rows:
+        s, t = zero, zero
+        for k in range(n):
+            s += w[i, k] * x[k]
+            t += w[i, k] * y[k]
+        o[i], q[i] = s, t
+        i += 1
+
+
+@numba.njit(**dict(_OPTS, fastmath={"contract", "reassoc"}))
+def _rows_times(a, w, out):
+    """out[b] = a[b] @ w for each row b of a (g W: the backward's products of a compiled
+    loop for a batch of a few), two rows of a a pass over w, four of w's rows at a time, so
+    that each row of w streams from the cache once for two rows (BLAS's GEMM packs w every
+    call: 22 against 4.5 us for 2 rows of 512 x 128 where one row takes a matrix-vector
+    product; see dot); an odd last row is BLAS's matrix-vector product.  Against that
+    product a row, float32: 2 rows of 512 x 128 5.3 against 7.1 us, 4 rows 10.6 against
+    15.6, 8 rows of 1024 x 256 95 against 152."""
+    zero = like(w, 0.0)
+    b = 0
+    while b + 2 <= a.shape[0]:
+        _two_rows_by(a[b], a[b + 1], w, out[b], out[b + 1], zero)
+        b += 2
+    if b < a.shape[0]:
+        np.dot(a[b], w, out[b])
+
+
+@numba.njit(inline="always", **dict(_OPTS, fastmath={"contract", "reassoc"}))
+def _two_rows_by(d, e, w, o, q, zero):
+    m, n = w.shape
+    for k in range(n):
+        o[k] = zero
+        q[k] = zero
+    i = 0
+    while i + 4 <= m:
+        c0, c1, c2, c3 = d[i], d[i + 1], d[i + 2], d[i + 3]
+        e0, e1, e2, e3 = e[i], e[i + 1], e[i + 2], e[i + 3]
+        for k in range(n):
+            w0, w1, w2, w3 = w[i, k], w[i + 1, k], w[i + 2, k], w[i + 3, k]
+            o[k] += c0 * w0 + c1 * w1 + c2 * w2 + c3 * w3
+            q[k] += e0 * w0 + e1 * w1 + e2 * w2 + e3 * w3
+        i += 4
+    while i < m:
+        c, f = d[i], e[i]
+        for k in range(n):
+            o[k] += c * w[i, k]
+            q[k] += f * w[i, k]
         i += 1
 
 
