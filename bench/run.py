@@ -294,8 +294,8 @@ def extras(args):
 
 
 def first_numba_calls():
-    """backend="numba" compiles its loops at the first call (for a batch of one) or its fused
-    kernels (for a larger batch): how long that call takes in a fresh process with empty
+    """backend="numba" compiles its loops at the first call (for a batch of a few rows) or its
+    fused kernels (for a larger batch): how long that call takes in a fresh process with empty
     caches (NUMBA_CACHE_DIR and RNNGRAPH_CACHE_DIR new folders: rnngraph/runtime/jitops.py's
     kernels compile too), then in a second process from those caches, and a later call, for
     configs B and A in float32."""

@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +72,9 @@ def test_numba_and_numpy_agree_to_rounding_with_every_cotangent(name, threshold,
         # reference's do: this model's exp overflows)
         warnings.simplefilter("ignore")
         warnings.filterwarnings("error", message=".*Numba cannot compile")
-        agree_to_rounding(jit, ref, problem(ref, m, rng, B=B), rng)
+        with watching(jit) as declined:
+            agree_to_rounding(jit, ref, problem(ref, m, rng, B=B), rng)
+    assert not declined                                          # every loop ran compiled
     backward = jit._backward_large if threshold == 0 else jit._backward
     if B <= SMALL:
         ran = loops(jit, jit._forward, backward)
@@ -80,6 +83,32 @@ def test_numba_and_numpy_agree_to_rounding_with_every_cotangent(name, threshold,
         assert jit._forward.__globals__["STEPS"]                  # the step loops ran, their
         fused = kernels(jit)                                     # kernels compiled (those of
         assert not fused or any(k.signatures for k in fused)     # the backward not run: not)
+
+
+@contextmanager
+def watching(net):
+    """The names of the loops compiled whole, the step loops and the fused kernels of ``net``
+    that return False while inside (they decline: their checks fail, and NumPy's loop or
+    ops run instead: right numbers, and none of the speed)."""
+    space = net._forward.__globals__
+    module = sys.modules[space[space["STEPS"][0]].__module__] if space.get("STEPS") else None
+    targets = [(space, n) for n in (*space.get("LOOPS", ()), *space.get("STEPS", ()))]
+    targets += [(vars(module), k) for k in space.get("KERNELS", ())] if module else []
+    declined, saved = [], []
+    for where, name in targets:
+        def record(*args, _f=where[name], _n=name):
+            done = _f(*args)
+            if not done:
+                declined.append(_n)
+            return done
+        record.compile = getattr(where[name], "compile", None)    # (jitops.ready's)
+        saved.append((where, name, where[name]))
+        where[name] = record
+    try:
+        yield declined
+    finally:
+        for where, name, f in saved:
+            where[name] = f
 
 
 def kernels(net, *functions):
@@ -96,7 +125,7 @@ def kernels(net, *functions):
 
 
 @pytest.mark.parametrize("B", BATCHES)
-def test_strided_parameters_and_cotangents_run_the_compiled_loops_and_agree(B, monkeypatch):
+def test_strided_parameters_and_cotangents_run_the_compiled_loops_and_agree(B):
     """A parameter or cotangent whose rows are not contiguous (a transposed matrix, every
     other number of a longer array, a reversed view) is copied C-ordered once a call, so the
     loops' kernels, which read rows through their pointers, run (they would hand the call
@@ -118,22 +147,11 @@ def test_strided_parameters_and_cotangents_run_the_compiled_loops_and_agree(B, m
         wide[..., ::2] = a
         return wide[..., ::2]
 
-    space = net._forward.__globals__
-    module = sys.modules[space[space["STEPS"][0]].__module__]
-    declined = []
-    for where, names in ((space, space["LOOPS"] + space["STEPS"]), (vars(module), space["KERNELS"])):
-        for name in names:
-            def record(*args, _f=where[name], _n=name):
-                done = _f(*args)
-                if not done:
-                    declined.append(_n)
-                return done
-            record.compile = getattr(where[name], "compile", None)    # (jitops.ready's)
-            monkeypatch.setitem(where, name, record)
     odd = {k: strided(v) for k, v in params.items()}
     assert any(not v.flags.c_contiguous for v in odd.values())
-    outs2, pull2 = net.vjp(odd, inputs, initial)
-    got = pull2({n: np.flip(np.flip(c, -1).copy(), -1) for n, c in cot.items()})
+    with watching(net) as declined:
+        outs2, pull2 = net.vjp(odd, inputs, initial)
+        got = pull2({n: np.flip(np.flip(c, -1).copy(), -1) for n, c in cot.items()})
     assert not declined
     for n in want:
         np.testing.assert_allclose(got[n], want[n], rtol=1e-12, atol=1e-14, err_msg=n)
@@ -473,12 +491,18 @@ def test_products_in_a_compiled_loop_are_the_product_to_rounding_at_every_batch(
 def test_the_loops_compiled_whole_take_as_many_rows_as_their_weights_allow():
     """A loop's products go two rows of the batch a pass over its weights where it runs
     compiled whole: up to SMALL rows for an LSTM of hidden 128 (256 KiB of weights a step
-    in float32), 4 at hidden 256 (1 MiB), 2 at 512; above, the Python loop over the steps
-    with NumPy's GEMM (NumbaPrinter.small_batch)."""
+    in float32), 4 at hidden 256 (1 MiB), 2 at 512, half as many in float64; above, the
+    Python loop over the steps with NumPy's GEMM (NumbaPrinter.small_batch)."""
+    pytest.importorskip("numba")
+    pytest.importorskip("scipy")
+    from rnngraph.runtime import jitops
     m = model("torch_lstm")
-    for n, rows in ((128, SMALL), (256, 4), (512, 2)):
-        text = m.compile(backend="numba", sizes={"x": 16, "h": n}, dtype="float32").source
+    for n, dtype, rows in ((128, "float32", SMALL), (256, "float32", 4), (512, "float32", 2),
+                           (128, "float64", SMALL), (256, "float64", 2)):
+        text = m.compile(backend="numba", sizes={"x": 16, "h": n}, dtype=dtype).source
         assert f"if not (loop_i_f_g_o_c_h if B <= {rows} else steps_loop_i_f_g_o_c_h)(" in text, n
+    assert jitops._BY_ROWS >= SMALL      # else the compiled loops' products for the rows above
+    #                                      _BY_ROWS would be Numba's np.dot: 1.4-4x the time
 
 
 def test_the_cached_loops_follow_the_kernels_they_call(tmp_path, monkeypatch):

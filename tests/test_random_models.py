@@ -35,6 +35,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import rnngraph
 from rnngraph.compile.numba_loops import SMALL
 from rnngraph.runtime.compiled import Compiled
+from test_numba import watching
 
 
 #: Names a model may use that the generated code uses for its own things.
@@ -833,10 +834,11 @@ def check_numba(text: str, batch: int = 1) -> None:
         nets = {dtype: Compiled(model, dtype, backend="numba") for dtype in ("float64", "float32")}
         for dtype, net in nets.items():
             cast = lambda d: {k: v.astype(dtype) for k, v in d.items()}  # noqa: E731
-            with warnings.catch_warnings():     # no kernel left to NumPy at batch 3 either
-                warnings.filterwarnings("error", message=".*Numba cannot compile")
+            with warnings.catch_warnings(), watching(net) as declined:  # no loop, no kernel
+                warnings.filterwarnings("error", message=".*Numba cannot compile")   # left to NumPy
                 jit_outs, jit_pullback = net.vjp(*map(cast, point), steps=steps)
                 jit_grads = jit_pullback(cast(cot))
+            assert not declined, ("declined", declined, batch, text)
             loops = net._forward.__globals__["LOOPS"]
             ran = [n for n in loops if net._forward.__globals__[n].run is not None]
             assert ran == list(loops), ("a loop left to NumPy", text)    # (compiled or not yet)

@@ -358,12 +358,7 @@ class Fuser:
         """The call of a kernel for the run ``ops``, made once (see the module's docstring);
         ``outside``: names the rest of the loop mentions (a temporary among them is stored)."""
         params, c, setup, loop = self._code(ops, outside)
-        head = [f"rows = jitops._size({c['first']})[0]"]
-        head += [f"{s} = jitops.row_step({a}, rows, {w})" for s, (a, w) in c["steps"].items()]
-        parts = _shapes(c, "rows")
-        parts += [f"not jitops.aligned({w}, {o})" for w, o in c["pairs"]]     # (symmetric)
-        parts += [f"{s} < 0" for s in c["steps"]]
-        lines = head + _decline(parts) + setup + ["for i in range(rows):"] + \
+        lines = _prologue(c, {}) + setup + ["for i in range(rows):"] + \
             ["    " + x for x in loop] + ["return True"]
         what = ", ".join(o.kernel for o in ops)
         digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()[:10]
@@ -406,22 +401,33 @@ class Fuser:
                     done.append(_LOCAL.sub(local, x))
             return done
 
-        # the rows, their steps and the checks once, on the first step's arrays; an operand the
-        # user may give (a cotangent) only where given (its step 0 where not: never read)
-        mine = {s: aw for s, aw in c["steps"].items() if aw[0] not in given}
-        before = [f"rows = jitops._size({c['first']})[0]"]
-        before += [f"{s} = jitops.row_step({a}, rows, {w})" for s, (a, w) in mine.items()]
-        pairs = [(w, o) for w, o in c["pairs"] if w not in given and o not in given]
-        before += _decline(_shapes(c, "rows") + [f"not jitops.aligned({w}, {o})" for w, o in pairs] +
-                           [f"{s} < 0" for s in mine])
-        for s, (a, w) in c["steps"].items():
-            if a in given:
-                mates = [o for x, o in c["pairs"] if x == a] + [x for x, o in c["pairs"] if o == a]
-                before += [f"{s} = 0", f"if {given[a][0]} is not None:",
-                           f"    {s} = jitops.row_step({a}, rows, {w})"] + \
-                    ["    " + x for x in _decline([f"{s} < 0"] + [f"not jitops.aligned({m}, {a})"
-                                                                   for m in mates])]
+        # the rows, their steps and the checks once, on the first step's arrays
+        before = _prologue(c, given)
         return out(before + setup), out(["for i in range(rows):"] + ["    " + x for x in loop])
+
+
+def _prologue(c, given: dict) -> list[str]:
+    """A run's lines before its rows (``c``: Fuser._code's checks): the rows, each operand's
+    row step, and the decline on its shapes, its steps and the aliasing across rows
+    (jitops.aligned, symmetric: each pair once).  ``given``: the operands a user may give or
+    not (a cotangent, written out as ``cot[step]``, which cannot be read where the user's
+    None stands): each checked only where given, its step 0 where not (never read).  A
+    kernel takes such an operand as an argument that may be None, which row_step and
+    aligned take: its ``given`` is empty."""
+    mine = {s: aw for s, aw in c["steps"].items() if aw[0] not in given}
+    lines = [f"rows = jitops._size({c['first']})[0]"]
+    lines += [f"{s} = jitops.row_step({a}, rows, {w})" for s, (a, w) in mine.items()]
+    pairs = [(w, o) for w, o in c["pairs"] if o not in given]    # (a given one is never written)
+    lines += _decline(_shapes(c, "rows") + [f"not jitops.aligned({w}, {o})" for w, o in pairs] +
+                      [f"{s} < 0" for s in mine])
+    for s, (a, w) in c["steps"].items():
+        if a in given:
+            mates = [x for x, o in c["pairs"] if o == a]
+            lines += [f"{s} = 0", f"if {given[a][0]} is not None:",
+                      f"    {s} = jitops.row_step({a}, rows, {w})"] + \
+                ["    " + x for x in _decline([f"{s} < 0"] + [f"not jitops.aligned({m}, {a})"
+                                                           for m in mates])]
+    return lines
 
 
 def _shapes(c, rows: str) -> list[str]:

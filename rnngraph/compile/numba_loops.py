@@ -71,7 +71,7 @@ class NumbaPrinter(FastPrinter):
         self.fuse = Fuser(self.consts.values())      # a step's elementwise ops, and their runs
         self.functions: list[list[str]] = []     # each a function's lines
         self.names: list[str] = []               # and its name
-        self.step_loops: list[str] = []          # the loops for a batch of more than one
+        self.step_loops: list[str] = []          # the loops for a larger batch
         # The functions are names of the module, named before any function is printed
         # so that no name of a function's own shadows them; apart from another printer's
         # functions of the same module (``functions``)
@@ -86,8 +86,8 @@ class NumbaPrinter(FastPrinter):
 
     # -- a loop twice ---------------------------------------------------------------
     def loop_block(self, prog, block, head: str):
-        """The NumPy loop, behind ``if B != 1 or not loop_h(...):`` when the block
-        prints as a Numba function (see the module's docstring)."""
+        """The NumPy loop, behind ``if not (loop_h if B <= 8 else steps_loop_h)(...):``
+        when the block prints as a Numba function (see the module's docstring)."""
         if whole_sequences(prog, block) or matrices_per_example(prog, block):
             # attention's values over every t at one u: (T, B, n) arrays, or a memory's
             # (B, N, W), which the kernels of rnngraph/runtime/jitops.py (rows x lanes) do not
@@ -179,7 +179,7 @@ class NumbaPrinter(FastPrinter):
         return name, lines, args, self.steps_function(name, params, views, fused, forward, what)
 
     def steps_function(self, name, params, views, body, forward, what):
-        """The same loop for a batch of more than one, in Python: each step's products in
+        """The same loop for a larger batch, in Python: each step's products in
         NumPy's BLAS (jitops.dot called from Python is np.dot), the runs of elementwise ops
         between them in the fused kernels (compile/fuse.py), each a call of a compiled
         function.  Numba compiles its kernels before the first step writes anything (False:
@@ -199,7 +199,7 @@ class NumbaPrinter(FastPrinter):
                     ready.append(line)
         title = f"steps_{name}"
         lines = call_lines(f"def {title}(", params, "):") + [
-            f'    """{what}, for a batch of more than one: the products in NumPy, each run of',
+            f'    """{what}, for a larger batch: the products in NumPy, each run of',
             '    elementwise ops in one compiled kernel."""'] + \
             self.first_step(views, forward) + ["    try:"] + (ready or ["        pass"]) + [
             "    except Exception as error:          # Numba cannot compile a kernel: NumPy's loop",

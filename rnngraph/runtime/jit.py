@@ -147,7 +147,7 @@ def jit_loops(source: str, names, numba, model: str, kernels=(), steps=()) -> di
         if not hasattr(fn, "py_func"):
             setattr(module, k, numba.njit(fn, cache=cache, error_model="numpy"))
     loops = {name: _JitLoop(getattr(module, name), numba, cache, model) for name in names}
-    # the loops for a batch of more than one: Python, calling the module's compiled kernels
+    # the loops for a larger batch: Python, calling the module's compiled kernels
     return {**loops, **{name: getattr(module, name) for name in steps}}
 
 

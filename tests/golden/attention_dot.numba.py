@@ -614,7 +614,7 @@ def loop_h(T, h_tm1_all, h_t_all, W_h, W):
 
 
 def steps_loop_h(T, h_tm1_all, h_t_all, W_h, W):
-    """h(t), for a batch of more than one: the products in NumPy, each run of
+    """h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -679,7 +679,7 @@ def loop_s(T_u, s_tm1_all, s_t_all, A_s, A):
 
 
 def steps_loop_s(T_u, s_tm1_all, s_t_all, A_s, A):
-    """s(u), for a batch of more than one: the products in NumPy, each run of
+    """s(u), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T_u == 0:
         return True
@@ -760,7 +760,7 @@ def back_s(T_u, dz_s_2_t_all, ds_t_2_all, dz_s_t_all, ds_tm1_all, vecmat_dz_s_2,
 
 
 def steps_back_s(T_u, dz_s_2_t_all, ds_t_2_all, dz_s_t_all, ds_tm1_all, vecmat_dz_s_2, A):
-    """s(u), for a batch of more than one: the products in NumPy, each run of
+    """s(u), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T_u == 0:
         return True
@@ -844,7 +844,7 @@ def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, vecmat_dz_h_2, W):
 
 
 def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, vecmat_dz_h_2, W):
-    """h(t), for a batch of more than one: the products in NumPy, each run of
+    """h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -943,7 +943,7 @@ def back_s_2(T_u, s_t_2_all, dz_s_t_all, ds_t_2_all, ds_tm1_all, dz_s_2, ONE, ve
 
 def steps_back_s_2(T_u, s_t_2_all, dz_s_t_all, ds_t_2_all, ds_tm1_all, dz_s_2, ONE, vecmat_dz_s,
                    A):
-    """s(u), for a batch of more than one: the products in NumPy, each run of
+    """s(u), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T_u == 0:
         return True
@@ -1044,7 +1044,7 @@ def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, vecmat_d
 
 
 def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, vecmat_dz_h, W):
-    """h(t), for a batch of more than one: the products in NumPy, each run of
+    """h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True

@@ -439,7 +439,7 @@ def loop_h(T, h_tm1_all, h_t_all, W_h_h, W_h):
 
 
 def steps_loop_h(T, h_tm1_all, h_t_all, W_h_h, W_h):
-    """h(t), for a batch of more than one: the products in NumPy, each run of
+    """h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -504,7 +504,7 @@ def loop_g(T, g_tp1_all, g_t_all, W_g_g, W_g):
 
 
 def steps_loop_g(T, g_tp1_all, g_t_all, W_g_g, W_g):
-    """g(t), for a batch of more than one: the products in NumPy, each run of
+    """g(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -578,7 +578,7 @@ def back_g(T, dz_g_2_t_all, dg_t_all, dz_g_t_all, dg_sum, W_g):
 
 
 def steps_back_g(T, dz_g_2_t_all, dg_t_all, dz_g_t_all, dg_sum, W_g):
-    """g(t), for a batch of more than one: the products in NumPy, each run of
+    """g(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -654,7 +654,7 @@ def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, W_h):
 
 
 def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, W_h):
-    """h(t), for a batch of more than one: the products in NumPy, each run of
+    """h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -745,7 +745,7 @@ def back_g_2(T, g_t_all, dz_g_t_all, dg_t_all, dg_sum, dz_g_2, ONE, W_g):
 
 
 def steps_back_g_2(T, g_t_all, dz_g_t_all, dg_t_all, dg_sum, dz_g_2, ONE, W_g):
-    """g(t), for a batch of more than one: the products in NumPy, each run of
+    """g(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -838,7 +838,7 @@ def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_sum, dz_h_2, ONE, W_h):
 
 
 def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_sum, dz_h_2, ONE, W_h):
-    """h(t), for a batch of more than one: the products in NumPy, each run of
+    """h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True

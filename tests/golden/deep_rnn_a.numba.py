@@ -424,7 +424,7 @@ def loop_h1(T, h1_tm1_all, h1_t_all, W1_h1, W1):
 
 
 def steps_loop_h1(T, h1_tm1_all, h1_t_all, W1_h1, W1):
-    """h1(t), for a batch of more than one: the products in NumPy, each run of
+    """h1(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -489,7 +489,7 @@ def loop_h2(T, h2_tm1_all, h2_t_all, W2_h2, W2):
 
 
 def steps_loop_h2(T, h2_tm1_all, h2_t_all, W2_h2, W2):
-    """h2(t), for a batch of more than one: the products in NumPy, each run of
+    """h2(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -563,7 +563,7 @@ def back_h2(T, dz_h2_2_t_all, dh2_t_all, dz_h2_t_all, dh2_sum, W2):
 
 
 def steps_back_h2(T, dz_h2_2_t_all, dh2_t_all, dz_h2_t_all, dh2_sum, W2):
-    """h2(t), for a batch of more than one: the products in NumPy, each run of
+    """h2(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -639,7 +639,7 @@ def back_h1(T, dz_h1_2_t_all, dh1_t_all, dz_h1_t_all, dh1_sum, W1):
 
 
 def steps_back_h1(T, dz_h1_2_t_all, dh1_t_all, dz_h1_t_all, dh1_sum, W1):
-    """h1(t), for a batch of more than one: the products in NumPy, each run of
+    """h1(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -730,7 +730,7 @@ def back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, dz_h2_2, ONE, W2):
 
 
 def steps_back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, dz_h2_2, ONE, W2):
-    """h2(t), for a batch of more than one: the products in NumPy, each run of
+    """h2(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -823,7 +823,7 @@ def back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, dz_h1_2, ONE, W1):
 
 
 def steps_back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, dz_h1_2, ONE, W1):
-    """h1(t), for a batch of more than one: the products in NumPy, each run of
+    """h1(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True

@@ -535,7 +535,7 @@ def loop_z_h(T, h_tm1_all, z_t_all, h_t_all, b, W_h, W_z_z, W, W_z):
 
 
 def steps_loop_z_h(T, h_tm1_all, z_t_all, h_t_all, b, W_h, W_z_z, W, W_z):
-    """z(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    """z(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -660,7 +660,7 @@ def back_z_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, cot_z, dz_z_2_t_all, dz_z_t_
 
 def steps_back_z_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, cot_z, dz_z_2_t_all, dz_z_t_all, dh_sum,
                    dz, W_z, W):
-    """z(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    """z(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -819,7 +819,7 @@ def back_z_h_2(T, h_t_all, dz_h_t_all, dh_t_all, cot_z, z_t_all, dz_z_t_all, dh_
 
 def steps_back_z_h_2(T, h_t_all, dz_h_t_all, dh_t_all, cot_z, z_t_all, dz_z_t_all, dh_sum, dz_h_2,
                      ONE, dz, dz_z_2, W_z, W):
-    """z(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    """z(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True

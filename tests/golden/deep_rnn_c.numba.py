@@ -596,7 +596,7 @@ def loop_z_h(T, h_tm1_all, z_t_all, z_h_t_all, h_t_all, b, slice_z_z_h, W_z_z, s
 
 def steps_loop_z_h(T, h_tm1_all, z_t_all, z_h_t_all, h_t_all, b, slice_z_z_h, W_z_z, slice_z_z_h_2,
                    z_h_2, z_z_h, z_z, W_z):
-    """z(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    """z(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -728,7 +728,7 @@ def back_z_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, cot_z, dz_z_3_t_all, dz_z_
 
 def steps_back_z_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, cot_z, dz_z_3_t_all, dz_z_2_t_all,
                    cat_dz_z_3_t_all, dh_sum, dz, W_z, z_z):
-    """z(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    """z(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -891,7 +891,7 @@ def back_z_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, cot_z, z_t_all, dz_z_2_t_all,
 
 def steps_back_z_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, cot_z, z_t_all, dz_z_2_t_all,
                      cat_dz_z_2_t_all, dh_sum, dz_h_3, ONE, dz, dz_z_3, W_z, z_z):
-    """z(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    """z(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True

@@ -467,7 +467,7 @@ def loop_a_h(T, h_tm1_all, a_t_all, z_a_t_all, h_t_all, W):
 
 
 def steps_loop_a_h(T, h_tm1_all, a_t_all, z_a_t_all, h_t_all, W):
-    """a(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    """a(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -556,7 +556,7 @@ def back_a_h(T, dh_t_all, dz_h_t_all, da_t_all, dh_sum, W, dz_h_2):
 
 
 def steps_back_a_h(T, dh_t_all, dz_h_t_all, da_t_all, dh_sum, W, dz_h_2):
-    """a(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    """a(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -658,7 +658,7 @@ def back_a_h_2(T, h_t_all, dh_t_all, da_t_all, dh_sum, dz_h, ONE, W, sub_dz_h, d
 
 
 def steps_back_a_h_2(T, h_t_all, dh_t_all, da_t_all, dh_sum, dz_h, ONE, W, sub_dz_h, dz_h_2):
-    """a(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    """a(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True

@@ -745,7 +745,7 @@ def loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_t_all, h1_t_all, y_tm1_all
 def steps_loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_t_all, h1_t_all, y_tm1_all, h2_t_all,
                        r35_t_all, y_t_all, V_h1, slice_z_h1_2_h2, c, R_h1, slice_z_h1_2_h2_2, T_y,
                        Q_h2, z_h1_5, z_h2, z_y, z_h1_2_h2, z_h2_2, V, z_h1_2, R, T, Q):
-    """h1(t), h2(t), y(t), for a batch of more than one: the products in NumPy, each run of
+    """h1(t), h2(t), y(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if n_steps == 0:
         return True
@@ -975,7 +975,7 @@ def back_h1_h2_y(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, dz_h2_2_t_all, dz_
 def steps_back_h1_h2_y(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, dz_h2_2_t_all, dz_h2_t_all,
                        cot_h1, dz_h1_5_t_all, dz_h1_4_t_all, cat_dz_h1_5_t_all, dy, dh2,
                        vecmat_dz_y, dh1, vecmat_dz_h2_2, dz_y_2, Q, T, R, z_h1_2, V):
-    """h1(t), h2(t), y(t), for a batch of more than one: the products in NumPy, each run of
+    """h1(t), h2(t), y(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if n_steps == 0:
         return True
@@ -1236,7 +1236,7 @@ def back_h1_h2_y_2(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, h2_t_all, dz_h2_
 def steps_back_h1_h2_y_2(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, h2_t_all, dz_h2_t_all,
                          cot_h1, h1_t_all, dz_h1_4_t_all, cat_dz_h1_4_t_all, dy, dh2, vecmat_dz_y,
                          ONE, dh1, vecmat_dz_h2, dz_y_2, Q, T, R, z_h1_2, V, dz_h2_2, dz_h1_5):
-    """h1(t), h2(t), y(t), for a batch of more than one: the products in NumPy, each run of
+    """h1(t), h2(t), y(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if n_steps == 0:
         return True

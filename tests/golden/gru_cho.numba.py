@@ -1018,7 +1018,7 @@ def loop_u_r_h(T, h_tm1_all, ur_t_all, z_h_t_all, r_t_all, z_h_2_t_all, z_h_3_t_
 
 def steps_loop_u_r_h(T, h_tm1_all, ur_t_all, z_h_t_all, r_t_all, z_h_2_t_all, z_h_3_t_all, u_t_all,
                      h_t_all, W_ur_h, W_z_h, W_ur, W):
-    """u(t), r(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    """u(t), r(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -1316,7 +1316,7 @@ def back_u_r_h(T, cot_h, z_h_3_t_all, u_t_all, cot_u, dz_h_5_t_all, dz_h_4_t_all
 def steps_back_u_r_h(T, cot_h, z_h_3_t_all, u_t_all, cot_u, dz_h_5_t_all, dz_h_4_t_all, h_tm1_all,
                      r_t_all, cot_r, dz_u_5_t_all, dz_u_4_t_all, dh, vecmat_dz_h_5, du, dr, dur,
                      dz_h_6, dz_h_7, W, W_ur, neg_dz_h_6):
-    """u(t), r(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    """u(t), r(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -1658,7 +1658,7 @@ def back_u_r_h_2(T, cot_h, z_h_3_t_all, u_t_all, cot_u, z_h_2_t_all, dz_h_4_t_al
 def steps_back_u_r_h_2(T, cot_h, z_h_3_t_all, u_t_all, cot_u, z_h_2_t_all, dz_h_4_t_all, h_tm1_all,
                        r_t_all, cot_r, ur_t_all, dz_u_4_t_all, dh, ONE, vecmat_dz_h_4, du, dr, dur,
                        dz_h_5, dz_h_7, W, W_ur, neg_dz_h_5, dz_h_6, sub_dz_h_6, sub_ur):
-    """u(t), r(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    """u(t), r(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True

@@ -557,7 +557,7 @@ def loop_h(T, h_tm1_all, h_t_all, W_h, W):
 
 
 def steps_loop_h(T, h_tm1_all, h_t_all, W_h, W):
-    """h(t), for a batch of more than one: the products in NumPy, each run of
+    """h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -631,7 +631,7 @@ def back_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, dh_sum, W):
 
 
 def steps_back_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, dh_sum, W):
-    """h(t), for a batch of more than one: the products in NumPy, each run of
+    """h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -722,7 +722,7 @@ def back_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, dh_sum, dz_h_3, ONE, W):
 
 
 def steps_back_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, dh_sum, dz_h_3, ONE, W):
-    """h(t), for a batch of more than one: the products in NumPy, each run of
+    """h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True

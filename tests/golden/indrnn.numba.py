@@ -481,7 +481,7 @@ def loop_h1(T, h1_tm1_all, h1_t_all, u1, z_h1):
 
 
 def steps_loop_h1(T, h1_tm1_all, h1_t_all, u1, z_h1):
-    """h1(t), for a batch of more than one: the products in NumPy, each run of
+    """h1(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -554,7 +554,7 @@ def loop_h2(T, h2_tm1_all, h2_t_all, u2, z_h2):
 
 
 def steps_loop_h2(T, h2_tm1_all, h2_t_all, u2, z_h2):
-    """h2(t), for a batch of more than one: the products in NumPy, each run of
+    """h2(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -638,7 +638,7 @@ def back_h2(T, dz_h2_t_all, dh2_t_all, positive_h2_t_all, dh2_sum, u2):
 
 
 def steps_back_h2(T, dz_h2_t_all, dh2_t_all, positive_h2_t_all, dh2_sum, u2):
-    """h2(t), for a batch of more than one: the products in NumPy, each run of
+    """h2(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -724,7 +724,7 @@ def back_h1(T, dz_h1_t_all, dh1_t_all, positive_h1_t_all, dh1_sum, u1):
 
 
 def steps_back_h1(T, dz_h1_t_all, dh1_t_all, positive_h1_t_all, dh1_sum, u1):
-    """h1(t), for a batch of more than one: the products in NumPy, each run of
+    """h1(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -806,7 +806,7 @@ def back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, u2):
 
 
 def steps_back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, u2):
-    """h2(t), for a batch of more than one: the products in NumPy, each run of
+    """h2(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -889,7 +889,7 @@ def back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, u1):
 
 
 def steps_back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, u1):
-    """h1(t), for a batch of more than one: the products in NumPy, each run of
+    """h1(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True

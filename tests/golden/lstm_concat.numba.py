@@ -1488,7 +1488,7 @@ def steps_loop_f_i_o_c_tilde_c_h(T, z_f_2_t_all, h_tm1_all, x_t_all, fio_t_all, 
                                  f_t_all, c_tm1_all, i_t_all, c_t_all, tanh_c_t_all, h_t_all,
                                  o_t_all, z_f, W_fioc_z_f_2, slice_z_f_3, slice_z_f_3_2, z_f_3,
                                  z_c, W_fioc):
-    """f(t), i(t), o(t), c_tilde(t), c(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    """f(t), i(t), o(t), c_tilde(t), c(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -1958,7 +1958,7 @@ def steps_back_f_i_o_c_tilde_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_
                                  cot_f, dz_f_3_t_all, dz_f_4_t_all, dz_f_5_t_all,
                                  vecmat_dz_f_5_t_all, vecmat_dz_f_5_0_8_t_all, dh, dc, dc_tilde,
                                  df, di, do, dfio, W_fioc, dz_h_2, dz_h_3):
-    """f(t), i(t), o(t), c_tilde(t), c(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    """f(t), i(t), o(t), c_tilde(t), c(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -2495,7 +2495,7 @@ def steps_back_f_i_o_c_tilde_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c
                                    vecmat_dz_f_3_0_8_t_all, dh, dc, dc_tilde, df, di, do, dfio,
                                    ONE, W_fioc, dz_h, dz_h_2, sub_dz_h_2, dz_h_3, dz_f_4,
                                    sub_dz_f_4, sub_fio, dz_f_5):
-    """f(t), i(t), o(t), c_tilde(t), c(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    """f(t), i(t), o(t), c_tilde(t), c(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True

@@ -1327,7 +1327,7 @@ def loop_f_g_q_s_h(T, h_tm1_all, fgq_t_all, f_t_all, s_tm1_all, z_s_t_all, g_t_a
 def steps_loop_f_g_q_s_h(T, h_tm1_all, fgq_t_all, f_t_all, s_tm1_all, z_s_t_all, g_t_all, s_t_all,
                          tanh_s_t_all, h_t_all, q_t_all, slice_z_f_3_h, slice_z_f_3_h_2, z_f_3_h,
                          z_s_2, z_f_3):
-    """f(t), g(t), q(t), s(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    """f(t), g(t), q(t), s(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -1731,7 +1731,7 @@ def steps_back_f_g_q_s_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot
                          g_t_all, cot_g, dz_s_3_t_all, dz_s_2_t_all, s_tm1_all, f_t_all, cot_f,
                          dz_f_6_t_all, dz_f_5_t_all, cat_dz_f_6_t_all, dh, ds, df, dg, dq, dfgq,
                          z_f_3, dz_h_2, dz_h_3):
-    """f(t), g(t), q(t), s(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    """f(t), g(t), q(t), s(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -2190,7 +2190,7 @@ def steps_back_f_g_q_s_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, z_s_t_
                            cot_g, dz_s_2_t_all, s_tm1_all, f_t_all, cot_f, fgq_t_all, dz_f_5_t_all,
                            cat_dz_f_5_t_all, dh, ds, df, dg, dq, dfgq, ONE, z_f_3, dz_h, dz_h_2,
                            sub_dz_h_2, dz_h_3, sub_z_s, dz_s_3, sub_fgq):
-    """f(t), g(t), q(t), s(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    """f(t), g(t), q(t), s(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True

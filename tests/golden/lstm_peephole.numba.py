@@ -2090,7 +2090,7 @@ def steps_loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_t_all, f_t_all, r49_t_all,
                          slice_z_f_2_h, p_g, slice_z_f_2_h_2, slice_z_f_2_h_3, p_o,
                          slice_z_f_2_h_4, z_f_4, z_f_2_h, z_f_5, z_g, z_g_2, z_s_2, z_q, z_q_2,
                          z_f_2):
-    """f(t), g(t), s(t), q(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    """f(t), g(t), s(t), q(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -2672,7 +2672,7 @@ def steps_back_f_g_s_q_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot
                          s_tm1_all, f_t_all, cot_f, dz_g_2_t_all, dz_g_t_all, dz_f_5_t_all,
                          dz_f_4_t_all, cat_dz_f_5_t_all, dh, ds, p_o, p_g, p_f, z_f_2, dz_h_2, dq,
                          dz_h_3, dz_q_3, dg, df, dz_g_3, dz_f_6):
-    """f(t), g(t), s(t), q(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    """f(t), g(t), s(t), q(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -3314,7 +3314,7 @@ def steps_back_f_g_s_q_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, dz_q_t
                            dz_f_4_t_all, cat_dz_f_4_t_all, dh, ds, p_o, p_g, p_f, ONE, z_f_2, dz_h,
                            dq, dz_h_2, sub_dz_h_2, dz_h_3, sub_q, dz_q_2, dg, sub_z_s, dz_s_3, df,
                            sub_g, dz_g_2, sub_f, dz_f_5):
-    """f(t), g(t), s(t), q(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    """f(t), g(t), s(t), q(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True

@@ -1451,7 +1451,7 @@ def loop_f_i_o_c_tilde_c_h(T, h_tm1_all, f_i_o_c_tilde_t_all, fio_t_all, c_tilde
 def steps_loop_f_i_o_c_tilde_c_h(T, h_tm1_all, f_i_o_c_tilde_t_all, fio_t_all, c_tilde_t_all,
                                  f_t_all, c_tm1_all, i_t_all, c_t_all, tanh_c_t_all, h_t_all,
                                  o_t_all, U_fioc_h, z_c, U_fioc):
-    """f(t), i(t), o(t), c_tilde(t), c(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    """f(t), i(t), o(t), c_tilde(t), c(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -1896,7 +1896,7 @@ def steps_back_f_i_o_c_tilde_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_
                                  c_tilde_t_all, i_t_all, cot_i, cot_c_tilde, c_tm1_all, f_t_all,
                                  cot_f, dz_f_2_t_all, dz_f_3_t_all, dz_f_4_t_all, dh, dc, dc_tilde,
                                  df, di, do, dfio, U_fioc, dz_h_2, dz_h_3):
-    """f(t), i(t), o(t), c_tilde(t), c(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    """f(t), i(t), o(t), c_tilde(t), c(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -2406,7 +2406,7 @@ def steps_back_f_i_o_c_tilde_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c
                                    fio_t_all, dz_f_2_t_all, dh, dc, dc_tilde, df, di, do, dfio,
                                    ONE, U_fioc, dz_h, dz_h_2, sub_dz_h_2, dz_h_3, dz_f_3,
                                    sub_dz_f_3, sub_fio, dz_f_4):
-    """f(t), i(t), o(t), c_tilde(t), c(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    """f(t), i(t), o(t), c_tilde(t), c(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True

@@ -363,7 +363,7 @@ def loop_h_o(T, o_tm1_all, h_t_all, o_t_all, W_o, c, W, V):
 
 
 def steps_loop_h_o(T, o_tm1_all, h_t_all, o_t_all, W_o, c, W, V):
-    """h(t), o(t), for a batch of more than one: the products in NumPy, each run of
+    """h(t), o(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -469,7 +469,7 @@ def back_h_o(T, do_t_all, cot_h, dz_h_2_t_all, dz_h_t_all, do_tm1_all, dh, vecma
 
 def steps_back_h_o(T, do_t_all, cot_h, dz_h_2_t_all, dz_h_t_all, do_tm1_all, dh, vecmat_dz_h_2, V,
                    W):
-    """h(t), o(t), for a batch of more than one: the products in NumPy, each run of
+    """h(t), o(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -594,7 +594,7 @@ def back_h_o_2(T, do_t_all, cot_h, h_t_all, dz_h_t_all, do_tm1_all, dh, dz_h_2, 
 
 def steps_back_h_o_2(T, do_t_all, cot_h, h_t_all, dz_h_t_all, do_tm1_all, dh, dz_h_2, ONE,
                      vecmat_dz_h, V, W):
-    """h(t), o(t), for a batch of more than one: the products in NumPy, each run of
+    """h(t), o(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True

@@ -596,7 +596,7 @@ def loop_h(T, h_tm1_all, h_t_all, W_h, W):
 
 
 def steps_loop_h(T, h_tm1_all, h_t_all, W_h, W):
-    """h(t), for a batch of more than one: the products in NumPy, each run of
+    """h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -661,7 +661,7 @@ def loop_s(T_u, s_tm1_all, s_t_all, A_s, A):
 
 
 def steps_loop_s(T_u, s_tm1_all, s_t_all, A_s, A):
-    """s(u), for a batch of more than one: the products in NumPy, each run of
+    """s(u), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T_u == 0:
         return True
@@ -735,7 +735,7 @@ def back_s(T_u, dz_s_3_t_all, ds_t_all, dz_s_2_t_all, ds_sum, A):
 
 
 def steps_back_s(T_u, dz_s_3_t_all, ds_t_all, dz_s_2_t_all, ds_sum, A):
-    """s(u), for a batch of more than one: the products in NumPy, each run of
+    """s(u), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T_u == 0:
         return True
@@ -818,7 +818,7 @@ def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, vecmat_dz_h_2, W):
 
 
 def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, vecmat_dz_h_2, W):
-    """h(t), for a batch of more than one: the products in NumPy, each run of
+    """h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -910,7 +910,7 @@ def back_s_2(T_u, s_t_all, dz_s_2_t_all, ds_t_all, ds_sum, dz_s_3, ONE, A):
 
 
 def steps_back_s_2(T_u, s_t_all, dz_s_2_t_all, ds_t_all, ds_sum, dz_s_3, ONE, A):
-    """s(u), for a batch of more than one: the products in NumPy, each run of
+    """s(u), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T_u == 0:
         return True
@@ -1009,7 +1009,7 @@ def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, vecmat_d
 
 
 def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, vecmat_dz_h, W):
-    """h(t), for a batch of more than one: the products in NumPy, each run of
+    """h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True

@@ -352,7 +352,7 @@ def loop_h(T, h_tm1_all, h_t_all, W_h, W):
 
 
 def steps_loop_h(T, h_tm1_all, h_t_all, W_h, W):
-    """h(t), for a batch of more than one: the products in NumPy, each run of
+    """h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -433,7 +433,7 @@ def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, vecmat_dz_h_2, W):
 
 
 def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, vecmat_dz_h_2, W):
-    """h(t), for a batch of more than one: the products in NumPy, each run of
+    """h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -531,7 +531,7 @@ def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, vecmat_d
 
 
 def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, vecmat_dz_h, W):
-    """h(t), for a batch of more than one: the products in NumPy, each run of
+    """h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True

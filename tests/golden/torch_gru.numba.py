@@ -1177,7 +1177,7 @@ def loop_r_z_n_h(T, h_tm1_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_t_all,
 def steps_loop_r_z_n_h(T, h_tm1_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_t_all, z_t_all,
                        h_t_all, slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2, W_h_rzn_h, z_n_2,
                        W_h_rzn):
-    """r(t), z(t), n(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    """r(t), z(t), n(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -1529,7 +1529,7 @@ def back_r_z_n_h(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, dz_n_3_t_all, dz_n_
 def steps_back_r_z_n_h(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, dz_n_3_t_all, dz_n_2_t_all,
                        z_n_t_all, dz_n_4_t_all, r_t_all, cot_r, dz_r_4_t_all, dz_r_3_t_all,
                        cat_dz_r_4_t_all, dh, dr, dz, drz, dz_h_2, W_h_rzn, dn):
-    """r(t), z(t), n(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    """r(t), z(t), n(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -1930,7 +1930,7 @@ def steps_back_r_z_n_h_2(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, n_t_all, dz
                          z_n_t_all, dz_n_3_t_all, r_t_all, cot_r, rz_t_all, dz_r_3_t_all,
                          cat_dz_r_3_t_all, dh, dr, dz, drz, ONE, dz_h_2, W_h_rzn, dn, dz_n_4,
                          sub_rz):
-    """r(t), z(t), n(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    """r(t), z(t), n(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True

@@ -1440,7 +1440,7 @@ def loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all, c_tm
 def steps_loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all, c_tm1_all,
                            i_t_all, c_t_all, tanh_c_t_all, h_t_all, o_t_all, W_h_ifog_h, z_c,
                            W_h_ifog):
-    """i(t), f(t), g(t), o(t), c(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    """i(t), f(t), g(t), o(t), c(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -1884,7 +1884,7 @@ def steps_back_i_f_g_o_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, c
                            i_t_all, cot_i, cot_g, c_tm1_all, f_t_all, cot_f, dz_i_2_t_all,
                            dz_i_3_t_all, dz_i_4_t_all, dh, dc, dg, di, df, do, difo, W_h_ifog,
                            dz_h_2, dz_h_3):
-    """i(t), f(t), g(t), o(t), c(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    """i(t), f(t), g(t), o(t), c(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -2393,7 +2393,7 @@ def steps_back_i_f_g_o_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, g_t_
                              cot_i, cot_g, c_tm1_all, f_t_all, cot_f, ifo_t_all, dz_i_2_t_all, dh,
                              dc, dg, di, df, do, difo, ONE, W_h_ifog, dz_h, dz_h_2, sub_dz_h_2,
                              dz_h_3, dz_i_3, sub_dz_i_3, sub_ifo, dz_i_4):
-    """i(t), f(t), g(t), o(t), c(t), h(t), for a batch of more than one: the products in NumPy, each run of
+    """i(t), f(t), g(t), o(t), c(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True

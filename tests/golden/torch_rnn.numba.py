@@ -331,7 +331,7 @@ def loop_h(T, h_tm1_all, h_t_all, W_hh_h, W_hh):
 
 
 def steps_loop_h(T, h_tm1_all, h_t_all, W_hh_h, W_hh):
-    """h(t), for a batch of more than one: the products in NumPy, each run of
+    """h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -408,7 +408,7 @@ def back_h(T, dz_h_3_t_all, cot_h, dz_h_2_t_all, dh, W_hh):
 
 
 def steps_back_h(T, dz_h_3_t_all, cot_h, dz_h_2_t_all, dh, W_hh):
-    """h(t), for a batch of more than one: the products in NumPy, each run of
+    """h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
@@ -501,7 +501,7 @@ def back_h_2(T, h_t_all, dz_h_2_t_all, cot_h, dh, dz_h_3, ONE, W_hh):
 
 
 def steps_back_h_2(T, h_t_all, dz_h_2_t_all, cot_h, dh, dz_h_3, ONE, W_hh):
-    """h(t), for a batch of more than one: the products in NumPy, each run of
+    """h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
