@@ -8,7 +8,8 @@ reach every kind of loop (states read one and two steps away, a loop backward in
 time, a state another block reads, the GRU and the LSTM), with cotangents for every
 output and for one, at batches up to SMALL (each loop one compiled function: a batch of
 one, and of three rows) and larger (a Python loop: the products in NumPy, each run of
-elementwise ops one fused kernel, rnngraph/compile/fuse.py); a loop Numba cannot compile runs in NumPy with a warning
+elementwise ops one fused kernel, rnngraph/compile/fuse.py); a loop Numba cannot compile
+runs in NumPy with a warning
 naming its line; and the machine code comes back from the cache in a new process.
 Skipped without numba and scipy (pip install 'rnngraph[numba]').
 """
@@ -305,8 +306,9 @@ def test_cli_prints_the_loops_numba_compiles(capsys):
     assert main(["compile", str(EXAMPLES / "torch_rnn.rnn"), "--backend", "numba"]) == 0
     out = capsys.readouterr().out
     assert out == model("torch_rnn").compile(backend="numba").source
-    assert f"if not (loop_h if B <= {SMALL} else steps_loop_h)(T, " in out and "def loop_h(T, " in out
-    assert f"if not (back_h if B <= {SMALL} else steps_back_h)(T, " in out and "def back_h(T, " in out
+    assert f"if not (loop_h if B <= {SMALL} else steps_loop_h)(T, " in out
+    assert f"if not (back_h if B <= {SMALL} else steps_back_h)(T, " in out
+    assert "def loop_h(T, " in out and "def back_h(T, " in out
     assert 'LOOPS = ("loop_h", "back_h", "back_h_2")' in out      # back_h_2: backward_large's
     assert 'STEPS = ("steps_loop_h", "steps_back_h", "steps_back_h_2")' in out
     assert "def fused_" in out and "tanh: one pass over the rows" in out

@@ -33,10 +33,10 @@ The kernel checks before its loop that going row by row keeps the ops' order (th
 it writes share memory with no other operand, or only within the same row: lanes of one
 buffer; jitops.aligned) and their shapes; where not, it declines (returns False) and the
 ops run one by one as NumPy's calls, which buffer overlapping operands.  Written out in a
-loop function, the same checks come before the first step; where one fails the loop function returns False before it writes
-anything, and NumPy's loop runs.  An op reading a value the step binds (a nopython
-expression of the op table: relu's derivative) is its kernel's call there, since that
-value does not exist before the loop.
+loop function, the same checks come before the first step; where one fails the loop
+function returns False before it writes anything, and NumPy's loop runs.  An op reading a
+value the step binds (a nopython expression of the op table: relu's derivative) is its
+kernel's call there, since that value does not exist before the loop.
 """
 from __future__ import annotations
 

@@ -118,8 +118,8 @@ class NumbaPrinter(FastPrinter):
         self.functions += [lines, steps[1]]
         self.names.append(name)
         self.step_loops.append(steps[0])
-        call = call_lines(f"{head}if not ({name} if {self.B} <= {self.small_batch()} else {steps[0]})(",
-                          args, "):")
+        small = self.small_batch()
+        call = call_lines(f"{head}if not ({name} if {self.B} <= {small} else {steps[0]})(", args, "):")
         return prelude, call + loop
 
     def small_batch(self) -> int:
@@ -128,9 +128,10 @@ class NumbaPrinter(FastPrinter):
         (jitops._times_rows, _rows_times), where NumPy's GEMM reads them once but packs them
         every call and the Python loop costs a few microseconds a step; so as many rows
         as keep the passes' bytes within PASSES_BYTES.  Measured (LSTM, float32, T 200,
-        forward and backward, the Python loop's time / the compiled loop's): hidden 128 (a
-        step's weights 256 KiB) batch 2 3.5-3.9x, 4 1.9x, 6 1.8x, 8 1.1x, 12 1.0x, 16 0.85x;
-        hidden 256 (1 MiB) batch 2 2.4-2.7x, 4 1.4-1.7x, 8 0.8x."""
+        forward and backward, the Python loop's time / the compiled loop's, two or four
+        runs): hidden 128 (a step's weights 256 KiB) batch 2 3.5-3.9x, 4 1.9-2.0x, 6
+        1.7-1.8x, 8 1.03-1.19x, 12 1.0-1.05x, 16 0.81-0.91x; hidden 256 (1 MiB) batch 2
+        2.4-2.8x, 4 1.4-1.7x, 8 0.7-0.9x."""
         if not self.weights:
             return SMALL
         return max(2, min(SMALL, 2 * (PASSES_BYTES // self.weights)))
