@@ -541,14 +541,13 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
     return grads
 
 
-def fused_1d93b948a7(p0, p1):
+def fused_a05073ece7(p0, p1):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
     s1 = jitops.row_step(p1, rows, 8)
     if (jitops._size(p0) != (rows, 8)
             or not jitops.rows_contiguous(p0)
-            or not jitops.aligned(p0, p1)
             or s0 < 0
             or s1 < 0):
         return False
@@ -569,7 +568,7 @@ def fused_1d93b948a7(p0, p1):
     return True
 
 
-def fused_06af03bdab(p0, p1, p2, p3, p4):
+def fused_c6e653770d(p0, p1, p2, p3, p4):
     """multiply, subtract, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -579,7 +578,6 @@ def fused_06af03bdab(p0, p1, p2, p3, p4):
             or jitops._size(p3) != (rows, 8)
             or not jitops.rows_contiguous(p3)
             or not jitops.aligned(p3, p0)
-            or not jitops.aligned(p3, p1)
             or not jitops.aligned(p3, p4)
             or s0 < 0
             or s1 < 0
@@ -621,7 +619,6 @@ def loop_h(T, h_tm1_all, h_t_all, W_h, W):
     s1 = jitops.row_step(W_h, rows, 8)
     if (jitops._size(h_t) != (rows, 8)
             or not jitops.rows_contiguous(h_t)
-            or not jitops.aligned(h_t, W_h)
             or s0 < 0
             or s1 < 0):
         return False
@@ -656,7 +653,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_h, W):
     h_tm1 = h_tm1_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_1d93b948a7, h_t, W_h)
+        jitops.ready(fused_a05073ece7, h_t, W_h)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -665,7 +662,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_h, W):
         h_t = h_t_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + b)
         jitops.dot(h_tm1, W.T, W_h)
-        if not fused_1d93b948a7(h_t, W_h):
+        if not fused_a05073ece7(h_t, W_h):
             np.add(h_t, W_h, out=h_t)
             np.tanh(h_t, out=h_t)
     return True
@@ -700,7 +697,6 @@ def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, vecmat_dz_h_2, W):
     s1_2 = jitops.row_step(vecmat_dz_h_2, rows_2, 8)
     if (jitops._size(dh_tm1) != (rows_2, 8)
             or not jitops.rows_contiguous(dh_tm1)
-            or not jitops.aligned(dh_tm1, vecmat_dz_h_2)
             or s0_2 < 0
             or s1_2 < 0):
         return False
@@ -775,7 +771,6 @@ def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, vecmat_d
             or jitops._size(dz_h_t) != (rows, 8)
             or not jitops.rows_contiguous(dz_h_t)
             or not jitops.aligned(dz_h_t, h_t)
-            or not jitops.aligned(dz_h_t, dz_h_2)
             or not jitops.aligned(dz_h_t, dh_t)
             or s0 < 0
             or s1 < 0
@@ -791,7 +786,6 @@ def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, vecmat_d
     s1_2 = jitops.row_step(vecmat_dz_h, rows_2, 8)
     if (jitops._size(dh_tm1) != (rows_2, 8)
             or not jitops.rows_contiguous(dh_tm1)
-            or not jitops.aligned(dh_tm1, vecmat_dz_h)
             or s0_2 < 0
             or s1_2 < 0):
         return False
@@ -837,7 +831,7 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, ve
     dh_t = dh_t_all[step]
     dh_tm1 = dh_tm1_all[step]
     try:
-        jitops.ready(fused_06af03bdab, h_t, dz_h_2, ONE, dz_h_t, dh_t)
+        jitops.ready(fused_c6e653770d, h_t, dz_h_2, ONE, dz_h_t, dh_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -847,7 +841,7 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, ve
         dh_t = dh_t_all[step]
         dh_tm1 = dh_tm1_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + b)
-        if not fused_06af03bdab(h_t, dz_h_2, ONE, dz_h_t, dh_t):
+        if not fused_c6e653770d(h_t, dz_h_2, ONE, dz_h_t, dh_t):
             np.multiply(h_t, h_t, out=dz_h_2)
             np.subtract(ONE, dz_h_2, out=dz_h_t)
             np.multiply(dh_t, dz_h_t, out=dz_h_t)
@@ -857,5 +851,5 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, ve
 
 
 LOOPS = ("loop_h", "back_h", "back_h_2")
-KERNELS = ("fused_1d93b948a7", "fused_06af03bdab")
+KERNELS = ("fused_a05073ece7", "fused_c6e653770d")
 STEPS = ("steps_loop_h", "steps_back_h", "steps_back_h_2")

@@ -507,14 +507,13 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
     return grads
 
 
-def fused_1d93b948a7(p0, p1):
+def fused_a05073ece7(p0, p1):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
     s1 = jitops.row_step(p1, rows, 8)
     if (jitops._size(p0) != (rows, 8)
             or not jitops.rows_contiguous(p0)
-            or not jitops.aligned(p0, p1)
             or s0 < 0
             or s1 < 0):
         return False
@@ -535,7 +534,7 @@ def fused_1d93b948a7(p0, p1):
     return True
 
 
-def fused_06af03bdab(p0, p1, p2, p3, p4):
+def fused_c6e653770d(p0, p1, p2, p3, p4):
     """multiply, subtract, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -545,7 +544,6 @@ def fused_06af03bdab(p0, p1, p2, p3, p4):
             or jitops._size(p3) != (rows, 8)
             or not jitops.rows_contiguous(p3)
             or not jitops.aligned(p3, p0)
-            or not jitops.aligned(p3, p1)
             or not jitops.aligned(p3, p4)
             or s0 < 0
             or s1 < 0
@@ -587,7 +585,6 @@ def loop_h(T, h_tm1_all, h_t_all, W_h, W):
     s1 = jitops.row_step(W_h, rows, 8)
     if (jitops._size(h_t) != (rows, 8)
             or not jitops.rows_contiguous(h_t)
-            or not jitops.aligned(h_t, W_h)
             or s0 < 0
             or s1 < 0):
         return False
@@ -622,7 +619,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_h, W):
     h_tm1 = h_tm1_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_1d93b948a7, h_t, W_h)
+        jitops.ready(fused_a05073ece7, h_t, W_h)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -631,7 +628,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_h, W):
         h_t = h_t_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + b)
         jitops.dot(h_tm1, W.T, W_h)
-        if not fused_1d93b948a7(h_t, W_h):
+        if not fused_a05073ece7(h_t, W_h):
             np.add(h_t, W_h, out=h_t)
             np.tanh(h_t, out=h_t)
     return True
@@ -652,7 +649,6 @@ def loop_s(T_u, s_tm1_all, s_t_all, A_s, A):
     s1 = jitops.row_step(A_s, rows, 8)
     if (jitops._size(s_t) != (rows, 8)
             or not jitops.rows_contiguous(s_t)
-            or not jitops.aligned(s_t, A_s)
             or s0 < 0
             or s1 < 0):
         return False
@@ -687,7 +683,7 @@ def steps_loop_s(T_u, s_tm1_all, s_t_all, A_s, A):
     s_tm1 = s_tm1_all[step]
     s_t = s_t_all[step]
     try:
-        jitops.ready(fused_1d93b948a7, s_t, A_s)
+        jitops.ready(fused_a05073ece7, s_t, A_s)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('s(u)', error)
         return False
@@ -696,7 +692,7 @@ def steps_loop_s(T_u, s_tm1_all, s_t_all, A_s, A):
         s_t = s_t_all[step]
         # s(u) = tanh(A s(u-1) + B y(u-1) + d)
         jitops.dot(s_tm1, A.T, A_s)
-        if not fused_1d93b948a7(s_t, A_s):
+        if not fused_a05073ece7(s_t, A_s):
             np.add(s_t, A_s, out=s_t)
             np.tanh(s_t, out=s_t)
     return True
@@ -731,7 +727,6 @@ def back_s(T_u, dz_s_2_t_all, ds_t_2_all, dz_s_t_all, ds_tm1_all, vecmat_dz_s_2,
     s1_2 = jitops.row_step(vecmat_dz_s_2, rows_2, 8)
     if (jitops._size(ds_tm1) != (rows_2, 8)
             or not jitops.rows_contiguous(ds_tm1)
-            or not jitops.aligned(ds_tm1, vecmat_dz_s_2)
             or s0_2 < 0
             or s1_2 < 0):
         return False
@@ -815,7 +810,6 @@ def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, vecmat_dz_h_2, W):
     s1_2 = jitops.row_step(vecmat_dz_h_2, rows_2, 8)
     if (jitops._size(dh_tm1) != (rows_2, 8)
             or not jitops.rows_contiguous(dh_tm1)
-            or not jitops.aligned(dh_tm1, vecmat_dz_h_2)
             or s0_2 < 0
             or s1_2 < 0):
         return False
@@ -890,7 +884,6 @@ def back_s_2(T_u, s_t_2_all, dz_s_t_all, ds_t_2_all, ds_tm1_all, dz_s_2, ONE, ve
             or jitops._size(dz_s_t) != (rows, 8)
             or not jitops.rows_contiguous(dz_s_t)
             or not jitops.aligned(dz_s_t, s_t_2)
-            or not jitops.aligned(dz_s_t, dz_s_2)
             or not jitops.aligned(dz_s_t, ds_t_2)
             or s0 < 0
             or s1 < 0
@@ -906,7 +899,6 @@ def back_s_2(T_u, s_t_2_all, dz_s_t_all, ds_t_2_all, ds_tm1_all, dz_s_2, ONE, ve
     s1_2 = jitops.row_step(vecmat_dz_s, rows_2, 8)
     if (jitops._size(ds_tm1) != (rows_2, 8)
             or not jitops.rows_contiguous(ds_tm1)
-            or not jitops.aligned(ds_tm1, vecmat_dz_s)
             or s0_2 < 0
             or s1_2 < 0):
         return False
@@ -953,7 +945,7 @@ def steps_back_s_2(T_u, s_t_2_all, dz_s_t_all, ds_t_2_all, ds_tm1_all, dz_s_2, O
     ds_t_2 = ds_t_2_all[step]
     ds_tm1 = ds_tm1_all[step]
     try:
-        jitops.ready(fused_06af03bdab, s_t_2, dz_s_2, ONE, dz_s_t, ds_t_2)
+        jitops.ready(fused_c6e653770d, s_t_2, dz_s_2, ONE, dz_s_t, ds_t_2)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('s(u)', error)
         return False
@@ -963,7 +955,7 @@ def steps_back_s_2(T_u, s_t_2_all, dz_s_t_all, ds_t_2_all, ds_tm1_all, dz_s_2, O
         ds_t_2 = ds_t_2_all[step]
         ds_tm1 = ds_tm1_all[step]
         # s(u) = tanh(A s(u-1) + B y(u-1) + d)
-        if not fused_06af03bdab(s_t_2, dz_s_2, ONE, dz_s_t, ds_t_2):
+        if not fused_c6e653770d(s_t_2, dz_s_2, ONE, dz_s_t, ds_t_2):
             np.multiply(s_t_2, s_t_2, out=dz_s_2)
             np.subtract(ONE, dz_s_2, out=dz_s_t)
             np.multiply(ds_t_2, dz_s_t, out=dz_s_t)
@@ -992,7 +984,6 @@ def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, vecmat_d
             or jitops._size(dz_h_t) != (rows, 8)
             or not jitops.rows_contiguous(dz_h_t)
             or not jitops.aligned(dz_h_t, h_t)
-            or not jitops.aligned(dz_h_t, dz_h_2)
             or not jitops.aligned(dz_h_t, dh_t)
             or s0 < 0
             or s1 < 0
@@ -1008,7 +999,6 @@ def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, vecmat_d
     s1_2 = jitops.row_step(vecmat_dz_h, rows_2, 8)
     if (jitops._size(dh_tm1) != (rows_2, 8)
             or not jitops.rows_contiguous(dh_tm1)
-            or not jitops.aligned(dh_tm1, vecmat_dz_h)
             or s0_2 < 0
             or s1_2 < 0):
         return False
@@ -1054,7 +1044,7 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, ve
     dh_t = dh_t_all[step]
     dh_tm1 = dh_tm1_all[step]
     try:
-        jitops.ready(fused_06af03bdab, h_t, dz_h_2, ONE, dz_h_t, dh_t)
+        jitops.ready(fused_c6e653770d, h_t, dz_h_2, ONE, dz_h_t, dh_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -1064,7 +1054,7 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, ve
         dh_t = dh_t_all[step]
         dh_tm1 = dh_tm1_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + b)
-        if not fused_06af03bdab(h_t, dz_h_2, ONE, dz_h_t, dh_t):
+        if not fused_c6e653770d(h_t, dz_h_2, ONE, dz_h_t, dh_t):
             np.multiply(h_t, h_t, out=dz_h_2)
             np.subtract(ONE, dz_h_2, out=dz_h_t)
             np.multiply(dh_t, dz_h_t, out=dz_h_t)
@@ -1074,6 +1064,6 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, ve
 
 
 LOOPS = ("loop_h", "loop_s", "back_s", "back_h", "back_s_2", "back_h_2")
-KERNELS = ("fused_1d93b948a7", "fused_06af03bdab")
+KERNELS = ("fused_a05073ece7", "fused_c6e653770d")
 STEPS = ("steps_loop_h", "steps_loop_s", "steps_back_s", "steps_back_h", "steps_back_s_2",
          "steps_back_h_2")

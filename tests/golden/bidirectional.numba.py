@@ -284,14 +284,13 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_1d93b948a7(p0, p1):
+def fused_a05073ece7(p0, p1):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
     s1 = jitops.row_step(p1, rows, 8)
     if (jitops._size(p0) != (rows, 8)
             or not jitops.rows_contiguous(p0)
-            or not jitops.aligned(p0, p1)
             or s0 < 0
             or s1 < 0):
         return False
@@ -312,7 +311,7 @@ def fused_1d93b948a7(p0, p1):
     return True
 
 
-def fused_1c9eb92bb5(p0, p1, p2, p3):
+def fused_b4add68eff(p0, p1, p2, p3):
     """add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -322,9 +321,6 @@ def fused_1c9eb92bb5(p0, p1, p2, p3):
             or jitops._size(p3) != (rows, 8)
             or not jitops.rows_contiguous(p0)
             or not jitops.rows_contiguous(p3)
-            or not jitops.aligned(p0, p1)
-            or not jitops.aligned(p0, p2)
-            or not jitops.aligned(p0, p3)
             or not jitops.aligned(p3, p1)
             or not jitops.aligned(p3, p2)
             or s0 < 0
@@ -347,7 +343,7 @@ def fused_1c9eb92bb5(p0, p1, p2, p3):
     return True
 
 
-def fused_feb837d675(p0, p1, p2, p3, p4, p5):
+def fused_ad76f4f865(p0, p1, p2, p3, p4, p5):
     """multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -360,12 +356,7 @@ def fused_feb837d675(p0, p1, p2, p3, p4, p5):
             or not jitops.rows_contiguous(p3)
             or not jitops.rows_contiguous(p4)
             or not jitops.aligned(p3, p0)
-            or not jitops.aligned(p3, p1)
-            or not jitops.aligned(p3, p4)
             or not jitops.aligned(p3, p5)
-            or not jitops.aligned(p4, p0)
-            or not jitops.aligned(p4, p1)
-            or not jitops.aligned(p4, p5)
             or s0 < 0
             or s1 < 0
             or s2 < 0
@@ -412,7 +403,6 @@ def loop_h(T, h_tm1_all, h_t_all, W_h_h, W_h):
     s1 = jitops.row_step(W_h_h, rows, 8)
     if (jitops._size(h_t) != (rows, 8)
             or not jitops.rows_contiguous(h_t)
-            or not jitops.aligned(h_t, W_h_h)
             or s0 < 0
             or s1 < 0):
         return False
@@ -447,7 +437,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_h_h, W_h):
     h_tm1 = h_tm1_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_1d93b948a7, h_t, W_h_h)
+        jitops.ready(fused_a05073ece7, h_t, W_h_h)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -456,7 +446,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_h_h, W_h):
         h_t = h_t_all[step]
         # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
         jitops.dot(h_tm1, W_h.T, W_h_h)
-        if not fused_1d93b948a7(h_t, W_h_h):
+        if not fused_a05073ece7(h_t, W_h_h):
             np.add(h_t, W_h_h, out=h_t)
             np.tanh(h_t, out=h_t)
     return True
@@ -477,7 +467,6 @@ def loop_g(T, g_tp1_all, g_t_all, W_g_g, W_g):
     s1 = jitops.row_step(W_g_g, rows, 8)
     if (jitops._size(g_t) != (rows, 8)
             or not jitops.rows_contiguous(g_t)
-            or not jitops.aligned(g_t, W_g_g)
             or s0 < 0
             or s1 < 0):
         return False
@@ -512,7 +501,7 @@ def steps_loop_g(T, g_tp1_all, g_t_all, W_g_g, W_g):
     g_tp1 = g_tp1_all[step]
     g_t = g_t_all[step]
     try:
-        jitops.ready(fused_1d93b948a7, g_t, W_g_g)
+        jitops.ready(fused_a05073ece7, g_t, W_g_g)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('g(t)', error)
         return False
@@ -521,7 +510,7 @@ def steps_loop_g(T, g_tp1_all, g_t_all, W_g_g, W_g):
         g_t = g_t_all[step]
         # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
         jitops.dot(g_tp1, W_g.T, W_g_g)
-        if not fused_1d93b948a7(g_t, W_g_g):
+        if not fused_a05073ece7(g_t, W_g_g):
             np.add(g_t, W_g_g, out=g_t)
             np.tanh(g_t, out=g_t)
     return True
@@ -546,9 +535,6 @@ def back_g(T, dz_g_2_t_all, dg_t_all, dz_g_t_all, dg_sum, W_g):
             or jitops._size(dz_g_2_t) != (rows, 8)
             or not jitops.rows_contiguous(dg_sum)
             or not jitops.rows_contiguous(dz_g_2_t)
-            or not jitops.aligned(dg_sum, dg_t)
-            or not jitops.aligned(dg_sum, dz_g_t)
-            or not jitops.aligned(dg_sum, dz_g_2_t)
             or not jitops.aligned(dz_g_2_t, dg_t)
             or not jitops.aligned(dz_g_2_t, dz_g_t)
             or s0 < 0
@@ -587,7 +573,7 @@ def steps_back_g(T, dz_g_2_t_all, dg_t_all, dz_g_t_all, dg_sum, W_g):
     dg_t = dg_t_all[step]
     dz_g_t = dz_g_t_all[step]
     try:
-        jitops.ready(fused_1c9eb92bb5, dg_sum, dg_t, dz_g_t, dz_g_2_t)
+        jitops.ready(fused_b4add68eff, dg_sum, dg_t, dz_g_t, dz_g_2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('g(t)', error)
         return False
@@ -596,7 +582,7 @@ def steps_back_g(T, dz_g_2_t_all, dg_t_all, dz_g_t_all, dg_sum, W_g):
         dg_t = dg_t_all[step]
         dz_g_t = dz_g_t_all[step]
         # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-        if not fused_1c9eb92bb5(dg_sum, dg_t, dz_g_t, dz_g_2_t):
+        if not fused_b4add68eff(dg_sum, dg_t, dz_g_t, dz_g_2_t):
             np.add(dg_sum, dg_t, out=dg_sum)
             np.multiply(dg_sum, dz_g_t, out=dz_g_2_t)
         jitops.dot(dz_g_2_t, W_g, dg_sum)
@@ -622,9 +608,6 @@ def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, W_h):
             or jitops._size(dz_h_2_t) != (rows, 8)
             or not jitops.rows_contiguous(dh_sum)
             or not jitops.rows_contiguous(dz_h_2_t)
-            or not jitops.aligned(dh_sum, dh_t)
-            or not jitops.aligned(dh_sum, dz_h_t)
-            or not jitops.aligned(dh_sum, dz_h_2_t)
             or not jitops.aligned(dz_h_2_t, dh_t)
             or not jitops.aligned(dz_h_2_t, dz_h_t)
             or s0 < 0
@@ -663,7 +646,7 @@ def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, W_h):
     dh_t = dh_t_all[step]
     dz_h_t = dz_h_t_all[step]
     try:
-        jitops.ready(fused_1c9eb92bb5, dh_sum, dh_t, dz_h_t, dz_h_2_t)
+        jitops.ready(fused_b4add68eff, dh_sum, dh_t, dz_h_t, dz_h_2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -672,7 +655,7 @@ def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, W_h):
         dh_t = dh_t_all[step]
         dz_h_t = dz_h_t_all[step]
         # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-        if not fused_1c9eb92bb5(dh_sum, dh_t, dz_h_t, dz_h_2_t):
+        if not fused_b4add68eff(dh_sum, dh_t, dz_h_t, dz_h_2_t):
             np.add(dh_sum, dh_t, out=dh_sum)
             np.multiply(dh_sum, dz_h_t, out=dz_h_2_t)
         jitops.dot(dz_h_2_t, W_h, dh_sum)
@@ -701,12 +684,7 @@ def back_g_2(T, g_t_all, dz_g_t_all, dg_t_all, dg_sum, dz_g_2, ONE, W_g):
             or not jitops.rows_contiguous(dz_g_t)
             or not jitops.rows_contiguous(dg_sum)
             or not jitops.aligned(dz_g_t, g_t)
-            or not jitops.aligned(dz_g_t, dz_g_2)
-            or not jitops.aligned(dz_g_t, dg_sum)
             or not jitops.aligned(dz_g_t, dg_t)
-            or not jitops.aligned(dg_sum, g_t)
-            or not jitops.aligned(dg_sum, dz_g_2)
-            or not jitops.aligned(dg_sum, dg_t)
             or s0 < 0
             or s1 < 0
             or s2 < 0
@@ -754,7 +732,7 @@ def steps_back_g_2(T, g_t_all, dz_g_t_all, dg_t_all, dg_sum, dz_g_2, ONE, W_g):
     dz_g_t = dz_g_t_all[step]
     dg_t = dg_t_all[step]
     try:
-        jitops.ready(fused_feb837d675, g_t, dz_g_2, ONE, dz_g_t, dg_sum, dg_t)
+        jitops.ready(fused_ad76f4f865, g_t, dz_g_2, ONE, dz_g_t, dg_sum, dg_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('g(t)', error)
         return False
@@ -763,7 +741,7 @@ def steps_back_g_2(T, g_t_all, dz_g_t_all, dg_t_all, dg_sum, dz_g_2, ONE, W_g):
         dz_g_t = dz_g_t_all[step]
         dg_t = dg_t_all[step]
         # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-        if not fused_feb837d675(g_t, dz_g_2, ONE, dz_g_t, dg_sum, dg_t):
+        if not fused_ad76f4f865(g_t, dz_g_2, ONE, dz_g_t, dg_sum, dg_t):
             np.multiply(g_t, g_t, out=dz_g_2)
             np.subtract(ONE, dz_g_2, out=dz_g_t)
             np.add(dg_sum, dg_t, out=dg_sum)
@@ -794,12 +772,7 @@ def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_sum, dz_h_2, ONE, W_h):
             or not jitops.rows_contiguous(dz_h_t)
             or not jitops.rows_contiguous(dh_sum)
             or not jitops.aligned(dz_h_t, h_t)
-            or not jitops.aligned(dz_h_t, dz_h_2)
-            or not jitops.aligned(dz_h_t, dh_sum)
             or not jitops.aligned(dz_h_t, dh_t)
-            or not jitops.aligned(dh_sum, h_t)
-            or not jitops.aligned(dh_sum, dz_h_2)
-            or not jitops.aligned(dh_sum, dh_t)
             or s0 < 0
             or s1 < 0
             or s2 < 0
@@ -847,7 +820,7 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_sum, dz_h_2, ONE, W_h):
     dz_h_t = dz_h_t_all[step]
     dh_t = dh_t_all[step]
     try:
-        jitops.ready(fused_feb837d675, h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t)
+        jitops.ready(fused_ad76f4f865, h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -856,7 +829,7 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_sum, dz_h_2, ONE, W_h):
         dz_h_t = dz_h_t_all[step]
         dh_t = dh_t_all[step]
         # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-        if not fused_feb837d675(h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t):
+        if not fused_ad76f4f865(h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t):
             np.multiply(h_t, h_t, out=dz_h_2)
             np.subtract(ONE, dz_h_2, out=dz_h_t)
             np.add(dh_sum, dh_t, out=dh_sum)
@@ -866,6 +839,6 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_sum, dz_h_2, ONE, W_h):
 
 
 LOOPS = ("loop_h", "loop_g", "back_g", "back_h", "back_g_2", "back_h_2")
-KERNELS = ("fused_1d93b948a7", "fused_1c9eb92bb5", "fused_feb837d675")
+KERNELS = ("fused_a05073ece7", "fused_b4add68eff", "fused_ad76f4f865")
 STEPS = ("steps_loop_h", "steps_loop_g", "steps_back_g", "steps_back_h", "steps_back_g_2",
          "steps_back_h_2")

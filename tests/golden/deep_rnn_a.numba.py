@@ -269,14 +269,13 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_1d93b948a7(p0, p1):
+def fused_a05073ece7(p0, p1):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
     s1 = jitops.row_step(p1, rows, 8)
     if (jitops._size(p0) != (rows, 8)
             or not jitops.rows_contiguous(p0)
-            or not jitops.aligned(p0, p1)
             or s0 < 0
             or s1 < 0):
         return False
@@ -297,7 +296,7 @@ def fused_1d93b948a7(p0, p1):
     return True
 
 
-def fused_1c9eb92bb5(p0, p1, p2, p3):
+def fused_b4add68eff(p0, p1, p2, p3):
     """add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -307,9 +306,6 @@ def fused_1c9eb92bb5(p0, p1, p2, p3):
             or jitops._size(p3) != (rows, 8)
             or not jitops.rows_contiguous(p0)
             or not jitops.rows_contiguous(p3)
-            or not jitops.aligned(p0, p1)
-            or not jitops.aligned(p0, p2)
-            or not jitops.aligned(p0, p3)
             or not jitops.aligned(p3, p1)
             or not jitops.aligned(p3, p2)
             or s0 < 0
@@ -332,7 +328,7 @@ def fused_1c9eb92bb5(p0, p1, p2, p3):
     return True
 
 
-def fused_feb837d675(p0, p1, p2, p3, p4, p5):
+def fused_ad76f4f865(p0, p1, p2, p3, p4, p5):
     """multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -345,12 +341,7 @@ def fused_feb837d675(p0, p1, p2, p3, p4, p5):
             or not jitops.rows_contiguous(p3)
             or not jitops.rows_contiguous(p4)
             or not jitops.aligned(p3, p0)
-            or not jitops.aligned(p3, p1)
-            or not jitops.aligned(p3, p4)
             or not jitops.aligned(p3, p5)
-            or not jitops.aligned(p4, p0)
-            or not jitops.aligned(p4, p1)
-            or not jitops.aligned(p4, p5)
             or s0 < 0
             or s1 < 0
             or s2 < 0
@@ -397,7 +388,6 @@ def loop_h1(T, h1_tm1_all, h1_t_all, W1_h1, W1):
     s1 = jitops.row_step(W1_h1, rows, 8)
     if (jitops._size(h1_t) != (rows, 8)
             or not jitops.rows_contiguous(h1_t)
-            or not jitops.aligned(h1_t, W1_h1)
             or s0 < 0
             or s1 < 0):
         return False
@@ -432,7 +422,7 @@ def steps_loop_h1(T, h1_tm1_all, h1_t_all, W1_h1, W1):
     h1_tm1 = h1_tm1_all[step]
     h1_t = h1_t_all[step]
     try:
-        jitops.ready(fused_1d93b948a7, h1_t, W1_h1)
+        jitops.ready(fused_a05073ece7, h1_t, W1_h1)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h1(t)', error)
         return False
@@ -441,7 +431,7 @@ def steps_loop_h1(T, h1_tm1_all, h1_t_all, W1_h1, W1):
         h1_t = h1_t_all[step]
         # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
         jitops.dot(h1_tm1, W1.T, W1_h1)
-        if not fused_1d93b948a7(h1_t, W1_h1):
+        if not fused_a05073ece7(h1_t, W1_h1):
             np.add(h1_t, W1_h1, out=h1_t)
             np.tanh(h1_t, out=h1_t)
     return True
@@ -462,7 +452,6 @@ def loop_h2(T, h2_tm1_all, h2_t_all, W2_h2, W2):
     s1 = jitops.row_step(W2_h2, rows, 8)
     if (jitops._size(h2_t) != (rows, 8)
             or not jitops.rows_contiguous(h2_t)
-            or not jitops.aligned(h2_t, W2_h2)
             or s0 < 0
             or s1 < 0):
         return False
@@ -497,7 +486,7 @@ def steps_loop_h2(T, h2_tm1_all, h2_t_all, W2_h2, W2):
     h2_tm1 = h2_tm1_all[step]
     h2_t = h2_t_all[step]
     try:
-        jitops.ready(fused_1d93b948a7, h2_t, W2_h2)
+        jitops.ready(fused_a05073ece7, h2_t, W2_h2)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h2(t)', error)
         return False
@@ -506,7 +495,7 @@ def steps_loop_h2(T, h2_tm1_all, h2_t_all, W2_h2, W2):
         h2_t = h2_t_all[step]
         # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
         jitops.dot(h2_tm1, W2.T, W2_h2)
-        if not fused_1d93b948a7(h2_t, W2_h2):
+        if not fused_a05073ece7(h2_t, W2_h2):
             np.add(h2_t, W2_h2, out=h2_t)
             np.tanh(h2_t, out=h2_t)
     return True
@@ -531,9 +520,6 @@ def back_h2(T, dz_h2_2_t_all, dh2_t_all, dz_h2_t_all, dh2_sum, W2):
             or jitops._size(dz_h2_2_t) != (rows, 8)
             or not jitops.rows_contiguous(dh2_sum)
             or not jitops.rows_contiguous(dz_h2_2_t)
-            or not jitops.aligned(dh2_sum, dh2_t)
-            or not jitops.aligned(dh2_sum, dz_h2_t)
-            or not jitops.aligned(dh2_sum, dz_h2_2_t)
             or not jitops.aligned(dz_h2_2_t, dh2_t)
             or not jitops.aligned(dz_h2_2_t, dz_h2_t)
             or s0 < 0
@@ -572,7 +558,7 @@ def steps_back_h2(T, dz_h2_2_t_all, dh2_t_all, dz_h2_t_all, dh2_sum, W2):
     dh2_t = dh2_t_all[step]
     dz_h2_t = dz_h2_t_all[step]
     try:
-        jitops.ready(fused_1c9eb92bb5, dh2_sum, dh2_t, dz_h2_t, dz_h2_2_t)
+        jitops.ready(fused_b4add68eff, dh2_sum, dh2_t, dz_h2_t, dz_h2_2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h2(t)', error)
         return False
@@ -581,7 +567,7 @@ def steps_back_h2(T, dz_h2_2_t_all, dh2_t_all, dz_h2_t_all, dh2_sum, W2):
         dh2_t = dh2_t_all[step]
         dz_h2_t = dz_h2_t_all[step]
         # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
-        if not fused_1c9eb92bb5(dh2_sum, dh2_t, dz_h2_t, dz_h2_2_t):
+        if not fused_b4add68eff(dh2_sum, dh2_t, dz_h2_t, dz_h2_2_t):
             np.add(dh2_sum, dh2_t, out=dh2_sum)
             np.multiply(dh2_sum, dz_h2_t, out=dz_h2_2_t)
         jitops.dot(dz_h2_2_t, W2, dh2_sum)
@@ -607,9 +593,6 @@ def back_h1(T, dz_h1_2_t_all, dh1_t_all, dz_h1_t_all, dh1_sum, W1):
             or jitops._size(dz_h1_2_t) != (rows, 8)
             or not jitops.rows_contiguous(dh1_sum)
             or not jitops.rows_contiguous(dz_h1_2_t)
-            or not jitops.aligned(dh1_sum, dh1_t)
-            or not jitops.aligned(dh1_sum, dz_h1_t)
-            or not jitops.aligned(dh1_sum, dz_h1_2_t)
             or not jitops.aligned(dz_h1_2_t, dh1_t)
             or not jitops.aligned(dz_h1_2_t, dz_h1_t)
             or s0 < 0
@@ -648,7 +631,7 @@ def steps_back_h1(T, dz_h1_2_t_all, dh1_t_all, dz_h1_t_all, dh1_sum, W1):
     dh1_t = dh1_t_all[step]
     dz_h1_t = dz_h1_t_all[step]
     try:
-        jitops.ready(fused_1c9eb92bb5, dh1_sum, dh1_t, dz_h1_t, dz_h1_2_t)
+        jitops.ready(fused_b4add68eff, dh1_sum, dh1_t, dz_h1_t, dz_h1_2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h1(t)', error)
         return False
@@ -657,7 +640,7 @@ def steps_back_h1(T, dz_h1_2_t_all, dh1_t_all, dz_h1_t_all, dh1_sum, W1):
         dh1_t = dh1_t_all[step]
         dz_h1_t = dz_h1_t_all[step]
         # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
-        if not fused_1c9eb92bb5(dh1_sum, dh1_t, dz_h1_t, dz_h1_2_t):
+        if not fused_b4add68eff(dh1_sum, dh1_t, dz_h1_t, dz_h1_2_t):
             np.add(dh1_sum, dh1_t, out=dh1_sum)
             np.multiply(dh1_sum, dz_h1_t, out=dz_h1_2_t)
         jitops.dot(dz_h1_2_t, W1, dh1_sum)
@@ -686,12 +669,7 @@ def back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, dz_h2_2, ONE, W2):
             or not jitops.rows_contiguous(dz_h2_t)
             or not jitops.rows_contiguous(dh2_sum)
             or not jitops.aligned(dz_h2_t, h2_t)
-            or not jitops.aligned(dz_h2_t, dz_h2_2)
-            or not jitops.aligned(dz_h2_t, dh2_sum)
             or not jitops.aligned(dz_h2_t, dh2_t)
-            or not jitops.aligned(dh2_sum, h2_t)
-            or not jitops.aligned(dh2_sum, dz_h2_2)
-            or not jitops.aligned(dh2_sum, dh2_t)
             or s0 < 0
             or s1 < 0
             or s2 < 0
@@ -739,7 +717,7 @@ def steps_back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, dz_h2_2, ONE, 
     dz_h2_t = dz_h2_t_all[step]
     dh2_t = dh2_t_all[step]
     try:
-        jitops.ready(fused_feb837d675, h2_t, dz_h2_2, ONE, dz_h2_t, dh2_sum, dh2_t)
+        jitops.ready(fused_ad76f4f865, h2_t, dz_h2_2, ONE, dz_h2_t, dh2_sum, dh2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h2(t)', error)
         return False
@@ -748,7 +726,7 @@ def steps_back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, dz_h2_2, ONE, 
         dz_h2_t = dz_h2_t_all[step]
         dh2_t = dh2_t_all[step]
         # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
-        if not fused_feb837d675(h2_t, dz_h2_2, ONE, dz_h2_t, dh2_sum, dh2_t):
+        if not fused_ad76f4f865(h2_t, dz_h2_2, ONE, dz_h2_t, dh2_sum, dh2_t):
             np.multiply(h2_t, h2_t, out=dz_h2_2)
             np.subtract(ONE, dz_h2_2, out=dz_h2_t)
             np.add(dh2_sum, dh2_t, out=dh2_sum)
@@ -779,12 +757,7 @@ def back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, dz_h1_2, ONE, W1):
             or not jitops.rows_contiguous(dz_h1_t)
             or not jitops.rows_contiguous(dh1_sum)
             or not jitops.aligned(dz_h1_t, h1_t)
-            or not jitops.aligned(dz_h1_t, dz_h1_2)
-            or not jitops.aligned(dz_h1_t, dh1_sum)
             or not jitops.aligned(dz_h1_t, dh1_t)
-            or not jitops.aligned(dh1_sum, h1_t)
-            or not jitops.aligned(dh1_sum, dz_h1_2)
-            or not jitops.aligned(dh1_sum, dh1_t)
             or s0 < 0
             or s1 < 0
             or s2 < 0
@@ -832,7 +805,7 @@ def steps_back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, dz_h1_2, ONE, 
     dz_h1_t = dz_h1_t_all[step]
     dh1_t = dh1_t_all[step]
     try:
-        jitops.ready(fused_feb837d675, h1_t, dz_h1_2, ONE, dz_h1_t, dh1_sum, dh1_t)
+        jitops.ready(fused_ad76f4f865, h1_t, dz_h1_2, ONE, dz_h1_t, dh1_sum, dh1_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h1(t)', error)
         return False
@@ -841,7 +814,7 @@ def steps_back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, dz_h1_2, ONE, 
         dz_h1_t = dz_h1_t_all[step]
         dh1_t = dh1_t_all[step]
         # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
-        if not fused_feb837d675(h1_t, dz_h1_2, ONE, dz_h1_t, dh1_sum, dh1_t):
+        if not fused_ad76f4f865(h1_t, dz_h1_2, ONE, dz_h1_t, dh1_sum, dh1_t):
             np.multiply(h1_t, h1_t, out=dz_h1_2)
             np.subtract(ONE, dz_h1_2, out=dz_h1_t)
             np.add(dh1_sum, dh1_t, out=dh1_sum)
@@ -851,6 +824,6 @@ def steps_back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, dz_h1_2, ONE, 
 
 
 LOOPS = ("loop_h1", "loop_h2", "back_h2", "back_h1", "back_h2_2", "back_h1_2")
-KERNELS = ("fused_1d93b948a7", "fused_1c9eb92bb5", "fused_feb837d675")
+KERNELS = ("fused_a05073ece7", "fused_b4add68eff", "fused_ad76f4f865")
 STEPS = ("steps_loop_h1", "steps_loop_h2", "steps_back_h2", "steps_back_h1", "steps_back_h2_2",
          "steps_back_h1_2")

@@ -230,7 +230,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_551b6408ea(p0, p1, p2):
+def fused_855ba098c8(p0, p1, p2):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p2)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -239,7 +239,6 @@ def fused_551b6408ea(p0, p1, p2):
     if (jitops._size(p2) != (rows, 8)
             or not jitops.rows_contiguous(p2)
             or not jitops.aligned(p2, p0)
-            or not jitops.aligned(p2, p1)
             or s0 < 0
             or s1 < 0
             or s2 < 0):
@@ -261,14 +260,13 @@ def fused_551b6408ea(p0, p1, p2):
     return True
 
 
-def fused_1d93b948a7(p0, p1):
+def fused_a05073ece7(p0, p1):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
     s1 = jitops.row_step(p1, rows, 8)
     if (jitops._size(p0) != (rows, 8)
             or not jitops.rows_contiguous(p0)
-            or not jitops.aligned(p0, p1)
             or s0 < 0
             or s1 < 0):
         return False
@@ -289,7 +287,7 @@ def fused_1d93b948a7(p0, p1):
     return True
 
 
-def fused_1c9eb92bb5(p0, p1, p2, p3):
+def fused_b4add68eff(p0, p1, p2, p3):
     """add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -299,9 +297,6 @@ def fused_1c9eb92bb5(p0, p1, p2, p3):
             or jitops._size(p3) != (rows, 8)
             or not jitops.rows_contiguous(p0)
             or not jitops.rows_contiguous(p3)
-            or not jitops.aligned(p0, p1)
-            or not jitops.aligned(p0, p2)
-            or not jitops.aligned(p0, p3)
             or not jitops.aligned(p3, p1)
             or not jitops.aligned(p3, p2)
             or s0 < 0
@@ -324,7 +319,7 @@ def fused_1c9eb92bb5(p0, p1, p2, p3):
     return True
 
 
-def fused_617619d8b3(p0, p1, p2, p3):
+def fused_e16a51c597(p0, p1, p2, p3):
     """add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -334,9 +329,6 @@ def fused_617619d8b3(p0, p1, p2, p3):
             or jitops._size(p3) != (rows, 8)
             or not jitops.rows_contiguous(p0)
             or not jitops.rows_contiguous(p3)
-            or not jitops.aligned(p0, p1)
-            or not jitops.aligned(p0, p2)
-            or not jitops.aligned(p0, p3)
             or not jitops.aligned(p3, p1)
             or not jitops.aligned(p3, p2)
             or s0 < 0
@@ -361,7 +353,7 @@ def fused_617619d8b3(p0, p1, p2, p3):
     return True
 
 
-def fused_feb837d675(p0, p1, p2, p3, p4, p5):
+def fused_ad76f4f865(p0, p1, p2, p3, p4, p5):
     """multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -374,12 +366,7 @@ def fused_feb837d675(p0, p1, p2, p3, p4, p5):
             or not jitops.rows_contiguous(p3)
             or not jitops.rows_contiguous(p4)
             or not jitops.aligned(p3, p0)
-            or not jitops.aligned(p3, p1)
-            or not jitops.aligned(p3, p4)
             or not jitops.aligned(p3, p5)
-            or not jitops.aligned(p4, p0)
-            or not jitops.aligned(p4, p1)
-            or not jitops.aligned(p4, p5)
             or s0 < 0
             or s1 < 0
             or s2 < 0
@@ -411,7 +398,7 @@ def fused_feb837d675(p0, p1, p2, p3, p4, p5):
     return True
 
 
-def fused_25e466825a(p0, p1, p2, p3, p4, p5):
+def fused_6d03b8a9ac(p0, p1, p2, p3, p4, p5):
     """multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -424,12 +411,7 @@ def fused_25e466825a(p0, p1, p2, p3, p4, p5):
             or not jitops.rows_contiguous(p3)
             or not jitops.rows_contiguous(p4)
             or not jitops.aligned(p3, p0)
-            or not jitops.aligned(p3, p1)
-            or not jitops.aligned(p3, p4)
             or not jitops.aligned(p3, p5)
-            or not jitops.aligned(p4, p0)
-            or not jitops.aligned(p4, p1)
-            or not jitops.aligned(p4, p5)
             or s0 < 0
             or s1 < 0
             or s2 < 0
@@ -481,7 +463,6 @@ def loop_z_h(T, h_tm1_all, z_t_all, h_t_all, b, W_h, W_z_z, W, W_z):
     if (jitops._size(z_t) != (rows, 8)
             or not jitops.rows_contiguous(z_t)
             or not jitops.aligned(z_t, b)
-            or not jitops.aligned(z_t, W_h)
             or s0 < 0
             or s1 < 0
             or s2 < 0):
@@ -496,7 +477,6 @@ def loop_z_h(T, h_tm1_all, z_t_all, h_t_all, b, W_h, W_z_z, W, W_z):
     s1_2 = jitops.row_step(W_z_z, rows_2, 8)
     if (jitops._size(h_t) != (rows_2, 8)
             or not jitops.rows_contiguous(h_t)
-            or not jitops.aligned(h_t, W_z_z)
             or s0_2 < 0
             or s1_2 < 0):
         return False
@@ -544,8 +524,8 @@ def steps_loop_z_h(T, h_tm1_all, z_t_all, h_t_all, b, W_h, W_z_z, W, W_z):
     z_t = z_t_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_551b6408ea, b, W_h, z_t)
-        jitops.ready(fused_1d93b948a7, h_t, W_z_z)
+        jitops.ready(fused_855ba098c8, b, W_h, z_t)
+        jitops.ready(fused_a05073ece7, h_t, W_z_z)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('z(t), h(t)', error)
         return False
@@ -555,12 +535,12 @@ def steps_loop_z_h(T, h_tm1_all, z_t_all, h_t_all, b, W_h, W_z_z, W, W_z):
         h_t = h_t_all[step]
         # z(t) = tanh(W h(t-1) + b)
         jitops.dot(h_tm1, W.T, W_h)
-        if not fused_551b6408ea(b, W_h, z_t):
+        if not fused_855ba098c8(b, W_h, z_t):
             np.add(b, W_h, out=z_t)
             np.tanh(z_t, out=z_t)
         # h(t) = tanh(W_z z(t) + U x(t) + b_h)
         jitops.dot(z_t, W_z.T, W_z_z)
-        if not fused_1d93b948a7(h_t, W_z_z):
+        if not fused_a05073ece7(h_t, W_z_z):
             np.add(h_t, W_z_z, out=h_t)
             np.tanh(h_t, out=h_t)
     return True
@@ -588,9 +568,6 @@ def back_z_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, cot_z, dz_z_2_t_all, dz_z_t_
             or jitops._size(dz_h_2_t) != (rows, 8)
             or not jitops.rows_contiguous(dh_sum)
             or not jitops.rows_contiguous(dz_h_2_t)
-            or not jitops.aligned(dh_sum, dh_t)
-            or not jitops.aligned(dh_sum, dz_h_t)
-            or not jitops.aligned(dh_sum, dz_h_2_t)
             or not jitops.aligned(dz_h_2_t, dh_t)
             or not jitops.aligned(dz_h_2_t, dz_h_t)
             or s0 < 0
@@ -607,8 +584,6 @@ def back_z_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, cot_z, dz_z_2_t_all, dz_z_t_
             or jitops._size(dz_z_2_t) != (rows_2, 8)
             or not jitops.rows_contiguous(dz)
             or not jitops.rows_contiguous(dz_z_2_t)
-            or not jitops.aligned(dz, dz_z_t)
-            or not jitops.aligned(dz, dz_z_2_t)
             or not jitops.aligned(dz_z_2_t, dz_z_t)
             or s0_2 < 0
             or s2_2 < 0):
@@ -617,7 +592,6 @@ def back_z_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, cot_z, dz_z_2_t_all, dz_z_t_
     if cot_z is not None:
         s1_2 = jitops.row_step(cot_z[step], rows_2, 8)
         if (s1_2 < 0
-                or not jitops.aligned(dz, cot_z[step])
                 or not jitops.aligned(dz_z_2_t, cot_z[step])):
             return False
     space_2 = np.empty(16, dz.dtype)
@@ -671,7 +645,7 @@ def steps_back_z_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, cot_z, dz_z_2_t_all, d
     dz_z_2_t = dz_z_2_t_all[step]
     dz_z_t = dz_z_t_all[step]
     try:
-        jitops.ready(fused_1c9eb92bb5, dh_sum, dh_t, dz_h_t, dz_h_2_t)
+        jitops.ready(fused_b4add68eff, dh_sum, dh_t, dz_h_t, dz_h_2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('z(t), h(t)', error)
         return False
@@ -682,12 +656,12 @@ def steps_back_z_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, cot_z, dz_z_2_t_all, d
         dz_z_2_t = dz_z_2_t_all[step]
         dz_z_t = dz_z_t_all[step]
         # h(t) = tanh(W_z z(t) + U x(t) + b_h)
-        if not fused_1c9eb92bb5(dh_sum, dh_t, dz_h_t, dz_h_2_t):
+        if not fused_b4add68eff(dh_sum, dh_t, dz_h_t, dz_h_2_t):
             np.add(dh_sum, dh_t, out=dh_sum)
             np.multiply(dh_sum, dz_h_t, out=dz_h_2_t)
         jitops.dot(dz_h_2_t, W_z, dz)
         # z(t) = tanh(W h(t-1) + b)
-        if not fused_617619d8b3(dz, None if cot_z is None else cot_z[step], dz_z_t, dz_z_2_t):
+        if not fused_e16a51c597(dz, None if cot_z is None else cot_z[step], dz_z_t, dz_z_2_t):
             if cot_z is not None:
                 np.add(dz, cot_z[step], out=dz)
             np.multiply(dz, dz_z_t, out=dz_z_2_t)
@@ -720,12 +694,7 @@ def back_z_h_2(T, h_t_all, dz_h_t_all, dh_t_all, cot_z, z_t_all, dz_z_t_all, dh_
             or not jitops.rows_contiguous(dz_h_t)
             or not jitops.rows_contiguous(dh_sum)
             or not jitops.aligned(dz_h_t, h_t)
-            or not jitops.aligned(dz_h_t, dz_h_2)
-            or not jitops.aligned(dz_h_t, dh_sum)
             or not jitops.aligned(dz_h_t, dh_t)
-            or not jitops.aligned(dh_sum, h_t)
-            or not jitops.aligned(dh_sum, dz_h_2)
-            or not jitops.aligned(dh_sum, dh_t)
             or s0 < 0
             or s1 < 0
             or s2 < 0
@@ -747,10 +716,6 @@ def back_z_h_2(T, h_t_all, dz_h_t_all, dh_t_all, cot_z, z_t_all, dz_z_t_all, dh_
             or not jitops.rows_contiguous(dz_z_t)
             or not jitops.rows_contiguous(dz)
             or not jitops.aligned(dz_z_t, z_t)
-            or not jitops.aligned(dz_z_t, dz_z_2)
-            or not jitops.aligned(dz_z_t, dz)
-            or not jitops.aligned(dz, z_t)
-            or not jitops.aligned(dz, dz_z_2)
             or s0_2 < 0
             or s1_2 < 0
             or s3_2 < 0):
@@ -759,8 +724,7 @@ def back_z_h_2(T, h_t_all, dz_h_t_all, dh_t_all, cot_z, z_t_all, dz_z_t_all, dh_
     if cot_z is not None:
         s2_2 = jitops.row_step(cot_z[step], rows_2, 8)
         if (s2_2 < 0
-                or not jitops.aligned(dz_z_t, cot_z[step])
-                or not jitops.aligned(dz, cot_z[step])):
+                or not jitops.aligned(dz_z_t, cot_z[step])):
             return False
     c0_2 = jitops.like(dz_z_2, ONE)
     space_2 = np.empty(32, dz_z_2.dtype)
@@ -830,7 +794,7 @@ def steps_back_z_h_2(T, h_t_all, dz_h_t_all, dh_t_all, cot_z, z_t_all, dz_z_t_al
     z_t = z_t_all[step]
     dz_z_t = dz_z_t_all[step]
     try:
-        jitops.ready(fused_feb837d675, h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t)
+        jitops.ready(fused_ad76f4f865, h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('z(t), h(t)', error)
         return False
@@ -841,14 +805,14 @@ def steps_back_z_h_2(T, h_t_all, dz_h_t_all, dh_t_all, cot_z, z_t_all, dz_z_t_al
         z_t = z_t_all[step]
         dz_z_t = dz_z_t_all[step]
         # h(t) = tanh(W_z z(t) + U x(t) + b_h)
-        if not fused_feb837d675(h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t):
+        if not fused_ad76f4f865(h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t):
             np.multiply(h_t, h_t, out=dz_h_2)
             np.subtract(ONE, dz_h_2, out=dz_h_t)
             np.add(dh_sum, dh_t, out=dh_sum)
             np.multiply(dh_sum, dz_h_t, out=dz_h_t)
         jitops.dot(dz_h_t, W_z, dz)
         # z(t) = tanh(W h(t-1) + b)
-        if not fused_25e466825a(z_t, dz_z_2, ONE, dz_z_t, dz, None if cot_z is None else cot_z[step]):
+        if not fused_6d03b8a9ac(z_t, dz_z_2, ONE, dz_z_t, dz, None if cot_z is None else cot_z[step]):
             np.multiply(z_t, z_t, out=dz_z_2)
             np.subtract(ONE, dz_z_2, out=dz_z_t)
             if cot_z is not None:
@@ -859,6 +823,6 @@ def steps_back_z_h_2(T, h_t_all, dz_h_t_all, dh_t_all, cot_z, z_t_all, dz_z_t_al
 
 
 LOOPS = ("loop_z_h", "back_z_h", "back_z_h_2")
-KERNELS = ("fused_551b6408ea", "fused_1d93b948a7", "fused_1c9eb92bb5", "fused_617619d8b3",
-           "fused_feb837d675", "fused_25e466825a")
+KERNELS = ("fused_855ba098c8", "fused_a05073ece7", "fused_b4add68eff", "fused_e16a51c597",
+           "fused_ad76f4f865", "fused_6d03b8a9ac")
 STEPS = ("steps_loop_z_h", "steps_back_z_h", "steps_back_z_h_2")

@@ -292,7 +292,7 @@ def fused_551b6408ea(p0, p1, p2):
     return True
 
 
-def fused_bfb59ed914(p0, p1, p2, p3, p4):
+def fused_3dfcf41d82(p0, p1, p2, p3, p4):
     """add, add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p2)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -303,8 +303,6 @@ def fused_bfb59ed914(p0, p1, p2, p3, p4):
             or jitops._size(p4) != (rows, 8)
             or not jitops.rows_contiguous(p4)
             or not jitops.aligned(p4, p0)
-            or not jitops.aligned(p4, p1)
-            or not jitops.aligned(p4, p2)
             or not jitops.aligned(p4, p3)
             or s0 < 0
             or s1 < 0
@@ -332,7 +330,7 @@ def fused_bfb59ed914(p0, p1, p2, p3, p4):
     return True
 
 
-def fused_1c9eb92bb5(p0, p1, p2, p3):
+def fused_b4add68eff(p0, p1, p2, p3):
     """add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -342,9 +340,6 @@ def fused_1c9eb92bb5(p0, p1, p2, p3):
             or jitops._size(p3) != (rows, 8)
             or not jitops.rows_contiguous(p0)
             or not jitops.rows_contiguous(p3)
-            or not jitops.aligned(p0, p1)
-            or not jitops.aligned(p0, p2)
-            or not jitops.aligned(p0, p3)
             or not jitops.aligned(p3, p1)
             or not jitops.aligned(p3, p2)
             or s0 < 0
@@ -367,7 +362,7 @@ def fused_1c9eb92bb5(p0, p1, p2, p3):
     return True
 
 
-def fused_617619d8b3(p0, p1, p2, p3):
+def fused_e16a51c597(p0, p1, p2, p3):
     """add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -377,9 +372,6 @@ def fused_617619d8b3(p0, p1, p2, p3):
             or jitops._size(p3) != (rows, 8)
             or not jitops.rows_contiguous(p0)
             or not jitops.rows_contiguous(p3)
-            or not jitops.aligned(p0, p1)
-            or not jitops.aligned(p0, p2)
-            or not jitops.aligned(p0, p3)
             or not jitops.aligned(p3, p1)
             or not jitops.aligned(p3, p2)
             or s0 < 0
@@ -404,7 +396,7 @@ def fused_617619d8b3(p0, p1, p2, p3):
     return True
 
 
-def fused_feb837d675(p0, p1, p2, p3, p4, p5):
+def fused_ad76f4f865(p0, p1, p2, p3, p4, p5):
     """multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -417,12 +409,7 @@ def fused_feb837d675(p0, p1, p2, p3, p4, p5):
             or not jitops.rows_contiguous(p3)
             or not jitops.rows_contiguous(p4)
             or not jitops.aligned(p3, p0)
-            or not jitops.aligned(p3, p1)
-            or not jitops.aligned(p3, p4)
             or not jitops.aligned(p3, p5)
-            or not jitops.aligned(p4, p0)
-            or not jitops.aligned(p4, p1)
-            or not jitops.aligned(p4, p5)
             or s0 < 0
             or s1 < 0
             or s2 < 0
@@ -454,7 +441,7 @@ def fused_feb837d675(p0, p1, p2, p3, p4, p5):
     return True
 
 
-def fused_25e466825a(p0, p1, p2, p3, p4, p5):
+def fused_6d03b8a9ac(p0, p1, p2, p3, p4, p5):
     """multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -467,12 +454,7 @@ def fused_25e466825a(p0, p1, p2, p3, p4, p5):
             or not jitops.rows_contiguous(p3)
             or not jitops.rows_contiguous(p4)
             or not jitops.aligned(p3, p0)
-            or not jitops.aligned(p3, p1)
-            or not jitops.aligned(p3, p4)
             or not jitops.aligned(p3, p5)
-            or not jitops.aligned(p4, p0)
-            or not jitops.aligned(p4, p1)
-            or not jitops.aligned(p4, p5)
             or s0 < 0
             or s1 < 0
             or s2 < 0
@@ -545,8 +527,6 @@ def loop_z_h(T, h_tm1_all, z_t_all, z_h_t_all, h_t_all, b, slice_z_z_h, W_z_z, s
             or jitops._size(h_t) != (rows_2, 8)
             or not jitops.rows_contiguous(h_t)
             or not jitops.aligned(h_t, z_h_t)
-            or not jitops.aligned(h_t, W_z_z)
-            or not jitops.aligned(h_t, z_h_2)
             or not jitops.aligned(h_t, slice_z_z_h_2)
             or s0_2 < 0
             or s1_2 < 0
@@ -607,7 +587,7 @@ def steps_loop_z_h(T, h_tm1_all, z_t_all, z_h_t_all, h_t_all, b, slice_z_z_h, W_
     h_t = h_t_all[step]
     try:
         jitops.ready(fused_551b6408ea, b, slice_z_z_h, z_t)
-        jitops.ready(fused_bfb59ed914, z_h_t, W_z_z, z_h_2, slice_z_z_h_2, h_t)
+        jitops.ready(fused_3dfcf41d82, z_h_t, W_z_z, z_h_2, slice_z_z_h_2, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('z(t), h(t)', error)
         return False
@@ -625,7 +605,7 @@ def steps_loop_z_h(T, h_tm1_all, z_t_all, z_h_t_all, h_t_all, b, slice_z_z_h, W_
             np.tanh(z_t, out=z_t)
         # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
         jitops.dot(z_t, W_z.T, W_z_z)
-        if not fused_bfb59ed914(z_h_t, W_z_z, z_h_2, slice_z_z_h_2, h_t):
+        if not fused_3dfcf41d82(z_h_t, W_z_z, z_h_2, slice_z_z_h_2, h_t):
             np.add(z_h_t, W_z_z, out=z_h_2)
             np.add(z_h_2, slice_z_z_h_2, out=h_t)
             np.tanh(h_t, out=h_t)
@@ -655,9 +635,6 @@ def back_z_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, cot_z, dz_z_3_t_all, dz_z_
             or jitops._size(dz_h_3_t) != (rows, 8)
             or not jitops.rows_contiguous(dh_sum)
             or not jitops.rows_contiguous(dz_h_3_t)
-            or not jitops.aligned(dh_sum, dh_t)
-            or not jitops.aligned(dh_sum, dz_h_2_t)
-            or not jitops.aligned(dh_sum, dz_h_3_t)
             or not jitops.aligned(dz_h_3_t, dh_t)
             or not jitops.aligned(dz_h_3_t, dz_h_2_t)
             or s0 < 0
@@ -674,8 +651,6 @@ def back_z_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, cot_z, dz_z_3_t_all, dz_z_
             or jitops._size(dz_z_3_t) != (rows_2, 8)
             or not jitops.rows_contiguous(dz)
             or not jitops.rows_contiguous(dz_z_3_t)
-            or not jitops.aligned(dz, dz_z_2_t)
-            or not jitops.aligned(dz, dz_z_3_t)
             or not jitops.aligned(dz_z_3_t, dz_z_2_t)
             or s0_2 < 0
             or s2_2 < 0):
@@ -684,7 +659,6 @@ def back_z_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, cot_z, dz_z_3_t_all, dz_z_
     if cot_z is not None:
         s1_2 = jitops.row_step(cot_z[step], rows_2, 8)
         if (s1_2 < 0
-                or not jitops.aligned(dz, cot_z[step])
                 or not jitops.aligned(dz_z_3_t, cot_z[step])):
             return False
     space_2 = np.empty(16, dz.dtype)
@@ -740,7 +714,7 @@ def steps_back_z_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, cot_z, dz_z_3_t_all,
     dz_z_2_t = dz_z_2_t_all[step]
     cat_dz_z_3_t = cat_dz_z_3_t_all[step]
     try:
-        jitops.ready(fused_1c9eb92bb5, dh_sum, dh_t, dz_h_2_t, dz_h_3_t)
+        jitops.ready(fused_b4add68eff, dh_sum, dh_t, dz_h_2_t, dz_h_3_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('z(t), h(t)', error)
         return False
@@ -752,12 +726,12 @@ def steps_back_z_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, cot_z, dz_z_3_t_all,
         dz_z_2_t = dz_z_2_t_all[step]
         cat_dz_z_3_t = cat_dz_z_3_t_all[step]
         # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
-        if not fused_1c9eb92bb5(dh_sum, dh_t, dz_h_2_t, dz_h_3_t):
+        if not fused_b4add68eff(dh_sum, dh_t, dz_h_2_t, dz_h_3_t):
             np.add(dh_sum, dh_t, out=dh_sum)
             np.multiply(dh_sum, dz_h_2_t, out=dz_h_3_t)
         jitops.dot(dz_h_3_t, W_z, dz)
         # z(t) = tanh(W h(t-1) + b)
-        if not fused_617619d8b3(dz, None if cot_z is None else cot_z[step], dz_z_2_t, dz_z_3_t):
+        if not fused_e16a51c597(dz, None if cot_z is None else cot_z[step], dz_z_2_t, dz_z_3_t):
             if cot_z is not None:
                 np.add(dz, cot_z[step], out=dz)
             np.multiply(dz, dz_z_2_t, out=dz_z_3_t)
@@ -791,12 +765,7 @@ def back_z_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, cot_z, z_t_all, dz_z_2_t_all,
             or not jitops.rows_contiguous(dz_h_2_t)
             or not jitops.rows_contiguous(dh_sum)
             or not jitops.aligned(dz_h_2_t, h_t)
-            or not jitops.aligned(dz_h_2_t, dz_h_3)
-            or not jitops.aligned(dz_h_2_t, dh_sum)
             or not jitops.aligned(dz_h_2_t, dh_t)
-            or not jitops.aligned(dh_sum, h_t)
-            or not jitops.aligned(dh_sum, dz_h_3)
-            or not jitops.aligned(dh_sum, dh_t)
             or s0 < 0
             or s1 < 0
             or s2 < 0
@@ -818,10 +787,6 @@ def back_z_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, cot_z, z_t_all, dz_z_2_t_all,
             or not jitops.rows_contiguous(dz_z_2_t)
             or not jitops.rows_contiguous(dz)
             or not jitops.aligned(dz_z_2_t, z_t)
-            or not jitops.aligned(dz_z_2_t, dz_z_3)
-            or not jitops.aligned(dz_z_2_t, dz)
-            or not jitops.aligned(dz, z_t)
-            or not jitops.aligned(dz, dz_z_3)
             or s0_2 < 0
             or s1_2 < 0
             or s3_2 < 0):
@@ -830,8 +795,7 @@ def back_z_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, cot_z, z_t_all, dz_z_2_t_all,
     if cot_z is not None:
         s2_2 = jitops.row_step(cot_z[step], rows_2, 8)
         if (s2_2 < 0
-                or not jitops.aligned(dz_z_2_t, cot_z[step])
-                or not jitops.aligned(dz, cot_z[step])):
+                or not jitops.aligned(dz_z_2_t, cot_z[step])):
             return False
     c0_2 = jitops.like(dz_z_3, ONE)
     space_2 = np.empty(32, dz_z_3.dtype)
@@ -903,7 +867,7 @@ def steps_back_z_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, cot_z, z_t_all, dz_z_2_
     dz_z_2_t = dz_z_2_t_all[step]
     cat_dz_z_2_t = cat_dz_z_2_t_all[step]
     try:
-        jitops.ready(fused_feb837d675, h_t, dz_h_3, ONE, dz_h_2_t, dh_sum, dh_t)
+        jitops.ready(fused_ad76f4f865, h_t, dz_h_3, ONE, dz_h_2_t, dh_sum, dh_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('z(t), h(t)', error)
         return False
@@ -915,14 +879,14 @@ def steps_back_z_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, cot_z, z_t_all, dz_z_2_
         dz_z_2_t = dz_z_2_t_all[step]
         cat_dz_z_2_t = cat_dz_z_2_t_all[step]
         # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
-        if not fused_feb837d675(h_t, dz_h_3, ONE, dz_h_2_t, dh_sum, dh_t):
+        if not fused_ad76f4f865(h_t, dz_h_3, ONE, dz_h_2_t, dh_sum, dh_t):
             np.multiply(h_t, h_t, out=dz_h_3)
             np.subtract(ONE, dz_h_3, out=dz_h_2_t)
             np.add(dh_sum, dh_t, out=dh_sum)
             np.multiply(dh_sum, dz_h_2_t, out=dz_h_2_t)
         jitops.dot(dz_h_2_t, W_z, dz)
         # z(t) = tanh(W h(t-1) + b)
-        if not fused_25e466825a(z_t, dz_z_3, ONE, dz_z_2_t, dz, None if cot_z is None else cot_z[step]):
+        if not fused_6d03b8a9ac(z_t, dz_z_3, ONE, dz_z_2_t, dz, None if cot_z is None else cot_z[step]):
             np.multiply(z_t, z_t, out=dz_z_3)
             np.subtract(ONE, dz_z_3, out=dz_z_2_t)
             if cot_z is not None:
@@ -933,6 +897,6 @@ def steps_back_z_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, cot_z, z_t_all, dz_z_2_
 
 
 LOOPS = ("loop_z_h", "back_z_h", "back_z_h_2")
-KERNELS = ("fused_551b6408ea", "fused_bfb59ed914", "fused_1c9eb92bb5", "fused_617619d8b3",
-           "fused_feb837d675", "fused_25e466825a")
+KERNELS = ("fused_551b6408ea", "fused_3dfcf41d82", "fused_b4add68eff", "fused_e16a51c597",
+           "fused_ad76f4f865", "fused_6d03b8a9ac")
 STEPS = ("steps_loop_z_h", "steps_back_z_h", "steps_back_z_h_2")

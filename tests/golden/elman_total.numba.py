@@ -336,7 +336,7 @@ def fused_b6f51c1737(p0, p1, p2):
     return True
 
 
-def fused_10aa23783a(p0, p1, p2, p3, p4):
+def fused_af1c82c7ed(p0, p1, p2, p3, p4):
     """add, multiply, add: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -348,13 +348,8 @@ def fused_10aa23783a(p0, p1, p2, p3, p4):
             or jitops._size(p4) != (rows, 8)
             or not jitops.rows_contiguous(p0)
             or not jitops.rows_contiguous(p4)
-            or not jitops.aligned(p0, p1)
-            or not jitops.aligned(p0, p2)
-            or not jitops.aligned(p0, p3)
-            or not jitops.aligned(p0, p4)
             or not jitops.aligned(p4, p1)
             or not jitops.aligned(p4, p2)
-            or not jitops.aligned(p4, p3)
             or s0 < 0
             or s1 < 0
             or s2 < 0
@@ -380,7 +375,7 @@ def fused_10aa23783a(p0, p1, p2, p3, p4):
     return True
 
 
-def fused_a2979f3a9e(p0, p1, p2, p3, p4, p5, p6, p7):
+def fused_64d7b0ccf6(p0, p1, p2, p3, p4, p5, p6, p7):
     """multiply, subtract, add, multiply, add: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -394,17 +389,8 @@ def fused_a2979f3a9e(p0, p1, p2, p3, p4, p5, p6, p7):
             or jitops._size(p7) != (rows, 8)
             or not jitops.rows_contiguous(p4)
             or not jitops.rows_contiguous(p7)
-            or not jitops.aligned(p4, p0)
-            or not jitops.aligned(p4, p1)
-            or not jitops.aligned(p4, p3)
-            or not jitops.aligned(p4, p5)
-            or not jitops.aligned(p4, p6)
-            or not jitops.aligned(p4, p7)
             or not jitops.aligned(p7, p0)
-            or not jitops.aligned(p7, p1)
-            or not jitops.aligned(p7, p3)
             or not jitops.aligned(p7, p5)
-            or not jitops.aligned(p7, p6)
             or s0 < 0
             or s1 < 0
             or s2 < 0
@@ -538,13 +524,8 @@ def back_a_h(T, dh_t_all, dz_h_t_all, da_t_all, dh_sum, W, dz_h_2):
             or jitops._size(da_t) != (rows, 8)
             or not jitops.rows_contiguous(dh_sum)
             or not jitops.rows_contiguous(da_t)
-            or not jitops.aligned(dh_sum, dh_t)
-            or not jitops.aligned(dh_sum, dz_h_t)
-            or not jitops.aligned(dh_sum, dz_h_2)
-            or not jitops.aligned(dh_sum, da_t)
             or not jitops.aligned(da_t, dh_t)
             or not jitops.aligned(da_t, dz_h_t)
-            or not jitops.aligned(da_t, dz_h_2)
             or s0 < 0
             or s1 < 0
             or s2 < 0
@@ -587,7 +568,7 @@ def steps_back_a_h(T, dh_t_all, dz_h_t_all, da_t_all, dh_sum, W, dz_h_2):
     dz_h_t = dz_h_t_all[step]
     da_t = da_t_all[step]
     try:
-        jitops.ready(fused_10aa23783a, dh_sum, dh_t, dz_h_t, dz_h_2, da_t)
+        jitops.ready(fused_af1c82c7ed, dh_sum, dh_t, dz_h_t, dz_h_2, da_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('a(t), h(t)', error)
         return False
@@ -596,7 +577,7 @@ def steps_back_a_h(T, dh_t_all, dz_h_t_all, da_t_all, dh_sum, W, dz_h_2):
         dz_h_t = dz_h_t_all[step]
         da_t = da_t_all[step]
         # h(t) = tanh(a(t))
-        if not fused_10aa23783a(dh_sum, dh_t, dz_h_t, dz_h_2, da_t):
+        if not fused_af1c82c7ed(dh_sum, dh_t, dz_h_t, dz_h_2, da_t):
             np.add(dh_sum, dh_t, out=dh_sum)
             np.multiply(dh_sum, dz_h_t, out=dz_h_2)
             np.add(da_t, dz_h_2, out=da_t)
@@ -628,17 +609,8 @@ def back_a_h_2(T, h_t_all, dh_t_all, da_t_all, dh_sum, dz_h, ONE, W, sub_dz_h, d
             or jitops._size(da_t) != (rows, 8)
             or not jitops.rows_contiguous(dh_sum)
             or not jitops.rows_contiguous(da_t)
-            or not jitops.aligned(dh_sum, h_t)
-            or not jitops.aligned(dh_sum, dz_h)
-            or not jitops.aligned(dh_sum, sub_dz_h)
-            or not jitops.aligned(dh_sum, dh_t)
-            or not jitops.aligned(dh_sum, dz_h_2)
-            or not jitops.aligned(dh_sum, da_t)
             or not jitops.aligned(da_t, h_t)
-            or not jitops.aligned(da_t, dz_h)
-            or not jitops.aligned(da_t, sub_dz_h)
             or not jitops.aligned(da_t, dh_t)
-            or not jitops.aligned(da_t, dz_h_2)
             or s0 < 0
             or s1 < 0
             or s2 < 0
@@ -689,7 +661,7 @@ def steps_back_a_h_2(T, h_t_all, dh_t_all, da_t_all, dh_sum, dz_h, ONE, W, sub_d
     dh_t = dh_t_all[step]
     da_t = da_t_all[step]
     try:
-        jitops.ready(fused_a2979f3a9e, h_t, dz_h, ONE, sub_dz_h, dh_sum, dh_t, dz_h_2, da_t)
+        jitops.ready(fused_64d7b0ccf6, h_t, dz_h, ONE, sub_dz_h, dh_sum, dh_t, dz_h_2, da_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('a(t), h(t)', error)
         return False
@@ -698,7 +670,7 @@ def steps_back_a_h_2(T, h_t_all, dh_t_all, da_t_all, dh_sum, dz_h, ONE, W, sub_d
         dh_t = dh_t_all[step]
         da_t = da_t_all[step]
         # h(t) = tanh(a(t))
-        if not fused_a2979f3a9e(h_t, dz_h, ONE, sub_dz_h, dh_sum, dh_t, dz_h_2, da_t):
+        if not fused_64d7b0ccf6(h_t, dz_h, ONE, sub_dz_h, dh_sum, dh_t, dz_h_2, da_t):
             np.multiply(h_t, h_t, out=dz_h)
             np.subtract(ONE, dz_h, out=sub_dz_h)
             np.add(dh_sum, dh_t, out=dh_sum)
@@ -710,5 +682,5 @@ def steps_back_a_h_2(T, h_t_all, dh_t_all, da_t_all, dh_sum, dz_h, ONE, W, sub_d
 
 
 LOOPS = ("loop_a_h", "back_a_h", "back_a_h_2")
-KERNELS = ("fused_b6f51c1737", "fused_10aa23783a", "fused_a2979f3a9e")
+KERNELS = ("fused_b6f51c1737", "fused_af1c82c7ed", "fused_64d7b0ccf6")
 STEPS = ("steps_loop_a_h", "steps_back_a_h", "steps_back_a_h_2")

@@ -343,7 +343,7 @@ def backward_large(params, tape, cotangents, n_steps, B):
     return grads
 
 
-def fused_bfb59ed914(p0, p1, p2, p3, p4):
+def fused_3dfcf41d82(p0, p1, p2, p3, p4):
     """add, add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p2)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -354,8 +354,6 @@ def fused_bfb59ed914(p0, p1, p2, p3, p4):
             or jitops._size(p4) != (rows, 8)
             or not jitops.rows_contiguous(p4)
             or not jitops.aligned(p4, p0)
-            or not jitops.aligned(p4, p1)
-            or not jitops.aligned(p4, p2)
             or not jitops.aligned(p4, p3)
             or s0 < 0
             or s1 < 0
@@ -383,7 +381,7 @@ def fused_bfb59ed914(p0, p1, p2, p3, p4):
     return True
 
 
-def fused_8b76f48ac2(p0, p1, p2, p3, p4, p5, p6):
+def fused_eea62e6125(p0, p1, p2, p3, p4, p5, p6):
     """add, add, add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p2)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -396,11 +394,7 @@ def fused_8b76f48ac2(p0, p1, p2, p3, p4, p5, p6):
             or jitops._size(p6) != (rows, 8)
             or not jitops.rows_contiguous(p6)
             or not jitops.aligned(p6, p0)
-            or not jitops.aligned(p6, p1)
-            or not jitops.aligned(p6, p2)
             or not jitops.aligned(p6, p3)
-            or not jitops.aligned(p6, p4)
-            or not jitops.aligned(p6, p5)
             or s0 < 0
             or s1 < 0
             or s2 < 0
@@ -432,7 +426,7 @@ def fused_8b76f48ac2(p0, p1, p2, p3, p4, p5, p6):
     return True
 
 
-def fused_7ee9d9986f(p0, p1, p2, p3):
+def fused_dd78f6c1c5(p0, p1, p2, p3):
     """add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 3)
@@ -442,11 +436,6 @@ def fused_7ee9d9986f(p0, p1, p2, p3):
             or jitops._size(p3) != (rows, 3)
             or not jitops.rows_contiguous(p0)
             or not jitops.rows_contiguous(p3)
-            or not jitops.aligned(p0, p1)
-            or not jitops.aligned(p0, p2)
-            or not jitops.aligned(p0, p3)
-            or not jitops.aligned(p3, p1)
-            or not jitops.aligned(p3, p2)
             or s0 < 0
             or s1 < 0
             or s2 < 0):
@@ -469,7 +458,7 @@ def fused_7ee9d9986f(p0, p1, p2, p3):
     return True
 
 
-def fused_96bcd3f7a6(p0, p1, p2, p3):
+def fused_3aa79b1342(p0, p1, p2, p3):
     """subtract, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p2)[0]
     s0 = jitops.row_step(p0, rows, 3)
@@ -477,7 +466,6 @@ def fused_96bcd3f7a6(p0, p1, p2, p3):
     s2 = jitops.row_step(p2, rows, 3)
     if (jitops._size(p2) != (rows, 3)
             or not jitops.rows_contiguous(p2)
-            or not jitops.aligned(p2, p0)
             or not jitops.aligned(p2, p1)
             or not jitops.aligned(p2, p3)
             or s0 < 0
@@ -501,7 +489,7 @@ def fused_96bcd3f7a6(p0, p1, p2, p3):
     return True
 
 
-def fused_fa52c8bd02(p0, p1, p2, p3, p4):
+def fused_2fb251185e(p0, p1, p2, p3, p4):
     """add, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -512,11 +500,6 @@ def fused_fa52c8bd02(p0, p1, p2, p3, p4):
             or jitops._size(p4) != (rows, 8)
             or not jitops.rows_contiguous(p0)
             or not jitops.rows_contiguous(p4)
-            or not jitops.aligned(p0, p1)
-            or not jitops.aligned(p0, p2)
-            or not jitops.aligned(p0, p3)
-            or not jitops.aligned(p0, p4)
-            or not jitops.aligned(p4, p1)
             or not jitops.aligned(p4, p2)
             or not jitops.aligned(p4, p3)
             or s0 < 0
@@ -545,7 +528,7 @@ def fused_fa52c8bd02(p0, p1, p2, p3, p4):
     return True
 
 
-def fused_9009dfdffe(p0, p1, p2, p3, p4, p5, p6):
+def fused_89b6675d5c(p0, p1, p2, p3, p4, p5, p6):
     """add, multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -558,15 +541,8 @@ def fused_9009dfdffe(p0, p1, p2, p3, p4, p5, p6):
             or jitops._size(p5) != (rows, 8)
             or not jitops.rows_contiguous(p5)
             or not jitops.rows_contiguous(p0)
-            or not jitops.aligned(p5, p0)
-            or not jitops.aligned(p5, p1)
             or not jitops.aligned(p5, p2)
-            or not jitops.aligned(p5, p3)
             or not jitops.aligned(p5, p6)
-            or not jitops.aligned(p0, p1)
-            or not jitops.aligned(p0, p2)
-            or not jitops.aligned(p0, p3)
-            or not jitops.aligned(p0, p6)
             or s0 < 0
             or s1 < 0
             or s2 < 0
@@ -631,8 +607,6 @@ def loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_t_all, h1_t_all, y_tm1_all
             or jitops._size(h1_t) != (rows, 8)
             or not jitops.rows_contiguous(h1_t)
             or not jitops.aligned(h1_t, r31_t)
-            or not jitops.aligned(h1_t, V_h1)
-            or not jitops.aligned(h1_t, z_h1_5)
             or not jitops.aligned(h1_t, slice_z_h1_2_h2)
             or s0 < 0
             or s1 < 0
@@ -656,11 +630,7 @@ def loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_t_all, h1_t_all, y_tm1_all
             or jitops._size(h2_t) != (rows_2, 8)
             or not jitops.rows_contiguous(h2_t)
             or not jitops.aligned(h2_t, c)
-            or not jitops.aligned(h2_t, R_h1)
-            or not jitops.aligned(h2_t, z_h2)
             or not jitops.aligned(h2_t, slice_z_h1_2_h2_2)
-            or not jitops.aligned(h2_t, z_h2_2)
-            or not jitops.aligned(h2_t, T_y)
             or s0_2 < 0
             or s1_2 < 0
             or s2_2 < 0
@@ -679,8 +649,6 @@ def loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_t_all, h1_t_all, y_tm1_all
     s1_3 = jitops.row_step(Q_h2, rows_3, 3)
     if (jitops._size(z_y) != (rows_3, 3)
             or not jitops.rows_contiguous(z_y)
-            or not jitops.aligned(z_y, r35_t)
-            or not jitops.aligned(z_y, Q_h2)
             or s0_3 < 0
             or s1_3 < 0):
         return False
@@ -760,8 +728,8 @@ def steps_loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_t_all, h1_t_all, y_t
     y_t = y_t_all[step]
     try:
         jitops.ready(jitops.softmax, z_y, y_t)
-        jitops.ready(fused_bfb59ed914, r31_t, V_h1, z_h1_5, slice_z_h1_2_h2, h1_t)
-        jitops.ready(fused_8b76f48ac2, c, R_h1, z_h2, slice_z_h1_2_h2_2, z_h2_2, T_y, h2_t)
+        jitops.ready(fused_3dfcf41d82, r31_t, V_h1, z_h1_5, slice_z_h1_2_h2, h1_t)
+        jitops.ready(fused_eea62e6125, c, R_h1, z_h2, slice_z_h1_2_h2_2, z_h2_2, T_y, h2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h1(t), h2(t), y(t)', error)
         return False
@@ -779,14 +747,14 @@ def steps_loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_t_all, h1_t_all, y_t
         jitops.dot(h2_tm1, z_h1_2.T, z_h1_2_h2)
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
         # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-        if not fused_bfb59ed914(r31_t, V_h1, z_h1_5, slice_z_h1_2_h2, h1_t):
+        if not fused_3dfcf41d82(r31_t, V_h1, z_h1_5, slice_z_h1_2_h2, h1_t):
             np.add(r31_t, V_h1, out=z_h1_5)
             np.add(z_h1_5, slice_z_h1_2_h2, out=h1_t)
             np.tanh(h1_t, out=h1_t)
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
         jitops.dot(h1_t, R.T, R_h1)
         jitops.dot(y_tm1, T.T, T_y)
-        if not fused_8b76f48ac2(c, R_h1, z_h2, slice_z_h1_2_h2_2, z_h2_2, T_y, h2_t):
+        if not fused_eea62e6125(c, R_h1, z_h2, slice_z_h1_2_h2_2, z_h2_2, T_y, h2_t):
             np.add(c, R_h1, out=z_h2)
             np.add(z_h2, slice_z_h1_2_h2_2, out=z_h2_2)
             np.add(z_h2_2, T_y, out=h2_t)
@@ -822,18 +790,13 @@ def back_h1_h2_y(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, dz_h2_2_t_all, dz_
             or jitops._size(dz_y_2) != (rows, 3)
             or not jitops.rows_contiguous(dy)
             or not jitops.rows_contiguous(dz_y_2)
-            or not jitops.aligned(dy, y_t)
-            or not jitops.aligned(dy, dz_y_2)
-            or not jitops.aligned(dz_y_2, y_t)
             or s0 < 0
             or s2 < 0):
         return False
     s1 = 0
     if cot_y is not None:
         s1 = jitops.row_step(cot_y[step], rows, 3)
-        if (s1 < 0
-                or not jitops.aligned(dy, cot_y[step])
-                or not jitops.aligned(dz_y_2, cot_y[step])):
+        if (s1 < 0):
             return False
     space = np.empty(6, dy.dtype)
     x0 = space[0:3]
@@ -857,10 +820,6 @@ def back_h1_h2_y(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, dz_h2_2_t_all, dz_
             or jitops._size(dz_h2_2_t) != (rows_3, 8)
             or not jitops.rows_contiguous(dh2)
             or not jitops.rows_contiguous(dz_h2_2_t)
-            or not jitops.aligned(dh2, vecmat_dz_y)
-            or not jitops.aligned(dh2, dz_h2_t)
-            or not jitops.aligned(dh2, dz_h2_2_t)
-            or not jitops.aligned(dz_h2_2_t, vecmat_dz_y)
             or not jitops.aligned(dz_h2_2_t, dz_h2_t)
             or s0_3 < 0
             or s1_3 < 0
@@ -870,7 +829,6 @@ def back_h1_h2_y(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, dz_h2_2_t_all, dz_
     if cot_h2 is not None:
         s2_2 = jitops.row_step(cot_h2[step], rows_3, 8)
         if (s2_2 < 0
-                or not jitops.aligned(dh2, cot_h2[step])
                 or not jitops.aligned(dz_h2_2_t, cot_h2[step])):
             return False
     space_3 = np.empty(24, dh2.dtype)
@@ -885,10 +843,6 @@ def back_h1_h2_y(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, dz_h2_2_t_all, dz_
             or jitops._size(dz_h1_5_t) != (rows_4, 8)
             or not jitops.rows_contiguous(dh1)
             or not jitops.rows_contiguous(dz_h1_5_t)
-            or not jitops.aligned(dh1, vecmat_dz_h2_2)
-            or not jitops.aligned(dh1, dz_h1_4_t)
-            or not jitops.aligned(dh1, dz_h1_5_t)
-            or not jitops.aligned(dz_h1_5_t, vecmat_dz_h2_2)
             or not jitops.aligned(dz_h1_5_t, dz_h1_4_t)
             or s0_4 < 0
             or s1_4 < 0
@@ -898,7 +852,6 @@ def back_h1_h2_y(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, dz_h2_2_t_all, dz_
     if cot_h1 is not None:
         s2_3 = jitops.row_step(cot_h1[step], rows_4, 8)
         if (s2_3 < 0
-                or not jitops.aligned(dh1, cot_h1[step])
                 or not jitops.aligned(dz_h1_5_t, cot_h1[step])):
             return False
     space_4 = np.empty(24, dh1.dtype)
@@ -1001,16 +954,16 @@ def steps_back_h1_h2_y(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, dz_h2_2_t_al
         dz_h1_4_t = dz_h1_4_t_all[step]
         cat_dz_h1_5_t = cat_dz_h1_5_t_all[step]
         # y(t) = softmax(P x(t) + Q h2(t) + d)
-        if not fused_7ee9d9986f(dy, None if cot_y is None else cot_y[step], y_t, dz_y_2):
+        if not fused_dd78f6c1c5(dy, None if cot_y is None else cot_y[step], y_t, dz_y_2):
             if cot_y is not None:
                 np.add(dy, cot_y[step], out=dy)
             np.multiply(dy, y_t, out=dz_y_2)
         rowsum_dz_y_2 = jitops.rowsum(dz_y_2)
-        if not fused_96bcd3f7a6(dy, rowsum_dz_y_2, dz_y_t, y_t):
+        if not fused_3aa79b1342(dy, rowsum_dz_y_2, dz_y_t, y_t):
             np.subtract(dy, rowsum_dz_y_2, out=dz_y_t)
             np.multiply(y_t, dz_y_t, out=dz_y_t)
         jitops.dot(dz_y_t, Q, vecmat_dz_y)
-        if not fused_fa52c8bd02(dh2, vecmat_dz_y, None if cot_h2 is None else cot_h2[step], dz_h2_t, dz_h2_2_t):
+        if not fused_2fb251185e(dh2, vecmat_dz_y, None if cot_h2 is None else cot_h2[step], dz_h2_t, dz_h2_2_t):
             np.add(dh2, vecmat_dz_y, out=dh2)
             if cot_h2 is not None:
                 np.add(dh2, cot_h2[step], out=dh2)
@@ -1018,7 +971,7 @@ def steps_back_h1_h2_y(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, dz_h2_2_t_al
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
         jitops.dot(dz_h2_2_t, T, dy)
         jitops.dot(dz_h2_2_t, R, vecmat_dz_h2_2)
-        if not fused_fa52c8bd02(dh1, vecmat_dz_h2_2, None if cot_h1 is None else cot_h1[step], dz_h1_4_t, dz_h1_5_t):
+        if not fused_2fb251185e(dh1, vecmat_dz_h2_2, None if cot_h1 is None else cot_h1[step], dz_h1_4_t, dz_h1_5_t):
             np.add(dh1, vecmat_dz_h2_2, out=dh1)
             if cot_h1 is not None:
                 np.add(dh1, cot_h1[step], out=dh1)
@@ -1053,18 +1006,13 @@ def back_h1_h2_y_2(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, h2_t_all, dz_h2_
             or jitops._size(dz_y_2) != (rows, 3)
             or not jitops.rows_contiguous(dy)
             or not jitops.rows_contiguous(dz_y_2)
-            or not jitops.aligned(dy, y_t)
-            or not jitops.aligned(dy, dz_y_2)
-            or not jitops.aligned(dz_y_2, y_t)
             or s0 < 0
             or s2 < 0):
         return False
     s1 = 0
     if cot_y is not None:
         s1 = jitops.row_step(cot_y[step], rows, 3)
-        if (s1 < 0
-                or not jitops.aligned(dy, cot_y[step])
-                or not jitops.aligned(dz_y_2, cot_y[step])):
+        if (s1 < 0):
             return False
     space = np.empty(6, dy.dtype)
     x0 = space[0:3]
@@ -1090,13 +1038,7 @@ def back_h1_h2_y_2(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, h2_t_all, dz_h2_
             or jitops._size(dz_h2_t) != (rows_3, 8)
             or not jitops.rows_contiguous(dz_h2_t)
             or not jitops.rows_contiguous(dh2)
-            or not jitops.aligned(dz_h2_t, dh2)
-            or not jitops.aligned(dz_h2_t, vecmat_dz_y)
             or not jitops.aligned(dz_h2_t, h2_t)
-            or not jitops.aligned(dz_h2_t, dz_h2_2)
-            or not jitops.aligned(dh2, vecmat_dz_y)
-            or not jitops.aligned(dh2, h2_t)
-            or not jitops.aligned(dh2, dz_h2_2)
             or s0_3 < 0
             or s1_3 < 0
             or s2_2 < 0
@@ -1106,8 +1048,7 @@ def back_h1_h2_y_2(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, h2_t_all, dz_h2_
     if cot_h2 is not None:
         s3 = jitops.row_step(cot_h2[step], rows_3, 8)
         if (s3 < 0
-                or not jitops.aligned(dz_h2_t, cot_h2[step])
-                or not jitops.aligned(dh2, cot_h2[step])):
+                or not jitops.aligned(dz_h2_t, cot_h2[step])):
             return False
     c0 = jitops.like(dh2, ONE)
     space_3 = np.empty(40, dh2.dtype)
@@ -1126,13 +1067,7 @@ def back_h1_h2_y_2(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, h2_t_all, dz_h2_
             or jitops._size(dz_h1_4_t) != (rows_4, 8)
             or not jitops.rows_contiguous(dz_h1_4_t)
             or not jitops.rows_contiguous(dh1)
-            or not jitops.aligned(dz_h1_4_t, dh1)
-            or not jitops.aligned(dz_h1_4_t, vecmat_dz_h2)
             or not jitops.aligned(dz_h1_4_t, h1_t)
-            or not jitops.aligned(dz_h1_4_t, dz_h1_5)
-            or not jitops.aligned(dh1, vecmat_dz_h2)
-            or not jitops.aligned(dh1, h1_t)
-            or not jitops.aligned(dh1, dz_h1_5)
             or s0_4 < 0
             or s1_4 < 0
             or s2_3 < 0
@@ -1142,8 +1077,7 @@ def back_h1_h2_y_2(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, h2_t_all, dz_h2_
     if cot_h1 is not None:
         s3_2 = jitops.row_step(cot_h1[step], rows_4, 8)
         if (s3_2 < 0
-                or not jitops.aligned(dz_h1_4_t, cot_h1[step])
-                or not jitops.aligned(dh1, cot_h1[step])):
+                or not jitops.aligned(dz_h1_4_t, cot_h1[step])):
             return False
     c0_2 = jitops.like(dh1, ONE)
     space_4 = np.empty(40, dh1.dtype)
@@ -1262,16 +1196,16 @@ def steps_back_h1_h2_y_2(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, h2_t_all, 
         dz_h1_4_t = dz_h1_4_t_all[step]
         cat_dz_h1_4_t = cat_dz_h1_4_t_all[step]
         # y(t) = softmax(P x(t) + Q h2(t) + d)
-        if not fused_7ee9d9986f(dy, None if cot_y is None else cot_y[step], y_t, dz_y_2):
+        if not fused_dd78f6c1c5(dy, None if cot_y is None else cot_y[step], y_t, dz_y_2):
             if cot_y is not None:
                 np.add(dy, cot_y[step], out=dy)
             np.multiply(dy, y_t, out=dz_y_2)
         rowsum_dz_y_2 = jitops.rowsum(dz_y_2)
-        if not fused_96bcd3f7a6(dy, rowsum_dz_y_2, dz_y_t, y_t):
+        if not fused_3aa79b1342(dy, rowsum_dz_y_2, dz_y_t, y_t):
             np.subtract(dy, rowsum_dz_y_2, out=dz_y_t)
             np.multiply(y_t, dz_y_t, out=dz_y_t)
         jitops.dot(dz_y_t, Q, vecmat_dz_y)
-        if not fused_9009dfdffe(dh2, vecmat_dz_y, h2_t, dz_h2_2, ONE, dz_h2_t, None if cot_h2 is None else cot_h2[step]):
+        if not fused_89b6675d5c(dh2, vecmat_dz_y, h2_t, dz_h2_2, ONE, dz_h2_t, None if cot_h2 is None else cot_h2[step]):
             np.add(dh2, vecmat_dz_y, out=dh2)
             np.multiply(h2_t, h2_t, out=dz_h2_2)
             np.subtract(ONE, dz_h2_2, out=dz_h2_t)
@@ -1281,7 +1215,7 @@ def steps_back_h1_h2_y_2(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, h2_t_all, 
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
         jitops.dot(dz_h2_t, T, dy)
         jitops.dot(dz_h2_t, R, vecmat_dz_h2)
-        if not fused_9009dfdffe(dh1, vecmat_dz_h2, h1_t, dz_h1_5, ONE, dz_h1_4_t, None if cot_h1 is None else cot_h1[step]):
+        if not fused_89b6675d5c(dh1, vecmat_dz_h2, h1_t, dz_h1_5, ONE, dz_h1_4_t, None if cot_h1 is None else cot_h1[step]):
             np.add(dh1, vecmat_dz_h2, out=dh1)
             np.multiply(h1_t, h1_t, out=dz_h1_5)
             np.subtract(ONE, dz_h1_5, out=dz_h1_4_t)
@@ -1295,6 +1229,6 @@ def steps_back_h1_h2_y_2(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, h2_t_all, 
 
 
 LOOPS = ("loop_h1_h2_y", "back_h1_h2_y", "back_h1_h2_y_2")
-KERNELS = ("fused_bfb59ed914", "fused_8b76f48ac2", "fused_7ee9d9986f", "fused_96bcd3f7a6",
-           "fused_fa52c8bd02", "fused_9009dfdffe")
+KERNELS = ("fused_3dfcf41d82", "fused_eea62e6125", "fused_dd78f6c1c5", "fused_3aa79b1342",
+           "fused_2fb251185e", "fused_89b6675d5c")
 STEPS = ("steps_loop_h1_h2_y", "steps_back_h1_h2_y", "steps_back_h1_h2_y_2")

@@ -318,7 +318,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_d8ccc2ca69(p0, p1, p2, p3, p4):
+def fused_353cbca091(p0, p1, p2, p3, p4):
     """add, sigmoid, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 16)
@@ -329,11 +329,9 @@ def fused_d8ccc2ca69(p0, p1, p2, p3, p4):
             or jitops._size(p4) != (rows, 8)
             or not jitops.rows_contiguous(p0)
             or not jitops.rows_contiguous(p4)
-            or not jitops.aligned(p0, p1)
             or not jitops.aligned(p0, p2)
             or not jitops.aligned(p0, p3)
             or not jitops.aligned(p0, p4)
-            or not jitops.aligned(p4, p1)
             or not jitops.aligned(p4, p2)
             or not jitops.aligned(p4, p3)
             or s0 < 0
@@ -364,7 +362,7 @@ def fused_d8ccc2ca69(p0, p1, p2, p3, p4):
     return True
 
 
-def fused_267e4a523c(p0, p1, p2, p3, p4, p5):
+def fused_808cc126d9(p0, p1, p2, p3, p4, p5):
     """add, tanh, subtract, multiply, add: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -379,16 +377,13 @@ def fused_267e4a523c(p0, p1, p2, p3, p4, p5):
             or not jitops.rows_contiguous(p0)
             or not jitops.rows_contiguous(p3)
             or not jitops.rows_contiguous(p5)
-            or not jitops.aligned(p0, p1)
             or not jitops.aligned(p0, p2)
             or not jitops.aligned(p0, p3)
             or not jitops.aligned(p0, p4)
             or not jitops.aligned(p0, p5)
-            or not jitops.aligned(p3, p1)
             or not jitops.aligned(p3, p2)
             or not jitops.aligned(p3, p4)
             or not jitops.aligned(p3, p5)
-            or not jitops.aligned(p5, p1)
             or not jitops.aligned(p5, p2)
             or not jitops.aligned(p5, p4)
             or s0 < 0
@@ -433,7 +428,7 @@ def fused_267e4a523c(p0, p1, p2, p3, p4, p5):
     return True
 
 
-def fused_b399603950(p0, p1, p2, p3, p4, p5, p6, p7, p8):
+def fused_e2d8f55bc9(p0, p1, p2, p3, p4, p5, p6, p7, p8):
     """add, multiply, multiply, negative, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -451,31 +446,14 @@ def fused_b399603950(p0, p1, p2, p3, p4, p5, p6, p7, p8):
             or not jitops.rows_contiguous(p3)
             or not jitops.rows_contiguous(p5)
             or not jitops.rows_contiguous(p7)
-            or not jitops.aligned(p0, p1)
-            or not jitops.aligned(p0, p2)
-            or not jitops.aligned(p0, p3)
-            or not jitops.aligned(p0, p4)
-            or not jitops.aligned(p0, p5)
-            or not jitops.aligned(p0, p6)
-            or not jitops.aligned(p0, p7)
-            or not jitops.aligned(p0, p8)
             or not jitops.aligned(p3, p1)
             or not jitops.aligned(p3, p2)
             or not jitops.aligned(p3, p4)
-            or not jitops.aligned(p3, p5)
-            or not jitops.aligned(p3, p6)
             or not jitops.aligned(p3, p7)
             or not jitops.aligned(p3, p8)
-            or not jitops.aligned(p5, p1)
-            or not jitops.aligned(p5, p2)
-            or not jitops.aligned(p5, p4)
-            or not jitops.aligned(p5, p6)
-            or not jitops.aligned(p5, p7)
-            or not jitops.aligned(p5, p8)
             or not jitops.aligned(p7, p1)
             or not jitops.aligned(p7, p2)
             or not jitops.aligned(p7, p4)
-            or not jitops.aligned(p7, p6)
             or not jitops.aligned(p7, p8)
             or s0 < 0
             or s1 < 0
@@ -522,7 +500,7 @@ def fused_b399603950(p0, p1, p2, p3, p4, p5, p6, p7, p8):
     return True
 
 
-def fused_d363311f0c(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10):
+def fused_0569174592(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10):
     """multiply, multiply, add, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p2)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -542,26 +520,14 @@ def fused_d363311f0c(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10):
             or not jitops.rows_contiguous(p4)
             or not jitops.rows_contiguous(p5)
             or not jitops.rows_contiguous(p10)
-            or not jitops.aligned(p2, p0)
             or not jitops.aligned(p2, p1)
             or not jitops.aligned(p2, p3)
-            or not jitops.aligned(p2, p4)
             or not jitops.aligned(p2, p5)
             or not jitops.aligned(p2, p6)
             or not jitops.aligned(p2, p7)
             or not jitops.aligned(p2, p8)
             or not jitops.aligned(p2, p9)
             or not jitops.aligned(p2, p10)
-            or not jitops.aligned(p4, p0)
-            or not jitops.aligned(p4, p1)
-            or not jitops.aligned(p4, p3)
-            or not jitops.aligned(p4, p5)
-            or not jitops.aligned(p4, p6)
-            or not jitops.aligned(p4, p7)
-            or not jitops.aligned(p4, p8)
-            or not jitops.aligned(p4, p9)
-            or not jitops.aligned(p4, p10)
-            or not jitops.aligned(p5, p0)
             or not jitops.aligned(p5, p1)
             or not jitops.aligned(p5, p3)
             or not jitops.aligned(p5, p6)
@@ -569,7 +535,6 @@ def fused_d363311f0c(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10):
             or not jitops.aligned(p5, p8)
             or not jitops.aligned(p5, p9)
             or not jitops.aligned(p5, p10)
-            or not jitops.aligned(p10, p0)
             or not jitops.aligned(p10, p1)
             or not jitops.aligned(p10, p3)
             or not jitops.aligned(p10, p6)
@@ -623,7 +588,7 @@ def fused_d363311f0c(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10):
     return True
 
 
-def fused_4edbcf3387(p0, p1, p2):
+def fused_2cad4809ec(p0, p1, p2):
     """add, add: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -631,8 +596,6 @@ def fused_4edbcf3387(p0, p1, p2):
     s2 = jitops.row_step(p2, rows, 8)
     if (jitops._size(p0) != (rows, 8)
             or not jitops.rows_contiguous(p0)
-            or not jitops.aligned(p0, p1)
-            or not jitops.aligned(p0, p2)
             or s0 < 0
             or s1 < 0
             or s2 < 0):
@@ -652,7 +615,7 @@ def fused_4edbcf3387(p0, p1, p2):
     return True
 
 
-def fused_ffc63ab9eb(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
+def fused_d97257aa71(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
     """add, multiply, multiply, negative, add, multiply, subtract, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -672,40 +635,15 @@ def fused_ffc63ab9eb(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
             or not jitops.rows_contiguous(p3)
             or not jitops.rows_contiguous(p5)
             or not jitops.rows_contiguous(p7)
-            or not jitops.aligned(p0, p1)
-            or not jitops.aligned(p0, p2)
-            or not jitops.aligned(p0, p3)
-            or not jitops.aligned(p0, p4)
-            or not jitops.aligned(p0, p5)
-            or not jitops.aligned(p0, p6)
-            or not jitops.aligned(p0, p7)
-            or not jitops.aligned(p0, p8)
-            or not jitops.aligned(p0, p9)
-            or not jitops.aligned(p0, p11)
             or not jitops.aligned(p3, p1)
             or not jitops.aligned(p3, p2)
             or not jitops.aligned(p3, p4)
-            or not jitops.aligned(p3, p5)
-            or not jitops.aligned(p3, p6)
             or not jitops.aligned(p3, p7)
             or not jitops.aligned(p3, p8)
-            or not jitops.aligned(p3, p9)
-            or not jitops.aligned(p3, p11)
-            or not jitops.aligned(p5, p1)
-            or not jitops.aligned(p5, p2)
-            or not jitops.aligned(p5, p4)
-            or not jitops.aligned(p5, p6)
-            or not jitops.aligned(p5, p7)
-            or not jitops.aligned(p5, p8)
-            or not jitops.aligned(p5, p9)
-            or not jitops.aligned(p5, p11)
             or not jitops.aligned(p7, p1)
             or not jitops.aligned(p7, p2)
             or not jitops.aligned(p7, p4)
-            or not jitops.aligned(p7, p6)
             or not jitops.aligned(p7, p8)
-            or not jitops.aligned(p7, p9)
-            or not jitops.aligned(p7, p11)
             or s0 < 0
             or s1 < 0
             or s2 < 0
@@ -759,7 +697,7 @@ def fused_ffc63ab9eb(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
     return True
 
 
-def fused_e2581483c0(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12):
+def fused_aaa9c2dcfa(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12):
     """multiply, multiply, subtract, multiply, add, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p2)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -781,41 +719,24 @@ def fused_e2581483c0(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12):
             or not jitops.rows_contiguous(p4)
             or not jitops.rows_contiguous(p8)
             or not jitops.rows_contiguous(p9)
-            or not jitops.aligned(p2, p0)
             or not jitops.aligned(p2, p1)
             or not jitops.aligned(p2, p3)
-            or not jitops.aligned(p2, p4)
             or not jitops.aligned(p2, p6)
-            or not jitops.aligned(p2, p7)
             or not jitops.aligned(p2, p8)
             or not jitops.aligned(p2, p9)
             or not jitops.aligned(p2, p10)
             or not jitops.aligned(p2, p11)
             or not jitops.aligned(p2, p12)
-            or not jitops.aligned(p4, p0)
-            or not jitops.aligned(p4, p1)
-            or not jitops.aligned(p4, p3)
-            or not jitops.aligned(p4, p6)
-            or not jitops.aligned(p4, p7)
-            or not jitops.aligned(p4, p8)
-            or not jitops.aligned(p4, p9)
-            or not jitops.aligned(p4, p10)
-            or not jitops.aligned(p4, p11)
-            or not jitops.aligned(p4, p12)
-            or not jitops.aligned(p8, p0)
             or not jitops.aligned(p8, p1)
             or not jitops.aligned(p8, p3)
             or not jitops.aligned(p8, p6)
-            or not jitops.aligned(p8, p7)
             or not jitops.aligned(p8, p9)
             or not jitops.aligned(p8, p10)
             or not jitops.aligned(p8, p11)
             or not jitops.aligned(p8, p12)
-            or not jitops.aligned(p9, p0)
             or not jitops.aligned(p9, p1)
             or not jitops.aligned(p9, p3)
             or not jitops.aligned(p9, p6)
-            or not jitops.aligned(p9, p7)
             or not jitops.aligned(p9, p10)
             or not jitops.aligned(p9, p11)
             or not jitops.aligned(p9, p12)
@@ -903,11 +824,9 @@ def loop_u_r_h(T, h_tm1_all, ur_t_all, z_h_t_all, r_t_all, z_h_2_t_all, z_h_3_t_
             or jitops._size(z_h_t) != (rows, 8)
             or not jitops.rows_contiguous(ur_t)
             or not jitops.rows_contiguous(z_h_t)
-            or not jitops.aligned(ur_t, W_ur_h)
             or not jitops.aligned(ur_t, r_t)
             or not jitops.aligned(ur_t, h_tm1)
             or not jitops.aligned(ur_t, z_h_t)
-            or not jitops.aligned(z_h_t, W_ur_h)
             or not jitops.aligned(z_h_t, r_t)
             or not jitops.aligned(z_h_t, h_tm1)
             or s0 < 0
@@ -934,16 +853,13 @@ def loop_u_r_h(T, h_tm1_all, ur_t_all, z_h_t_all, r_t_all, z_h_2_t_all, z_h_3_t_
             or not jitops.rows_contiguous(z_h_2_t)
             or not jitops.rows_contiguous(z_h_3_t)
             or not jitops.rows_contiguous(h_t)
-            or not jitops.aligned(z_h_2_t, W_z_h)
             or not jitops.aligned(z_h_2_t, h_tm1)
             or not jitops.aligned(z_h_2_t, z_h_3_t)
             or not jitops.aligned(z_h_2_t, u_t)
             or not jitops.aligned(z_h_2_t, h_t)
-            or not jitops.aligned(z_h_3_t, W_z_h)
             or not jitops.aligned(z_h_3_t, h_tm1)
             or not jitops.aligned(z_h_3_t, u_t)
             or not jitops.aligned(z_h_3_t, h_t)
-            or not jitops.aligned(h_t, W_z_h)
             or not jitops.aligned(h_t, h_tm1)
             or not jitops.aligned(h_t, u_t)
             or s0_2 < 0
@@ -1032,8 +948,8 @@ def steps_loop_u_r_h(T, h_tm1_all, ur_t_all, z_h_t_all, r_t_all, z_h_2_t_all, z_
     u_t = u_t_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_d8ccc2ca69, ur_t, W_ur_h, r_t, h_tm1, z_h_t)
-        jitops.ready(fused_267e4a523c, z_h_2_t, W_z_h, h_tm1, z_h_3_t, u_t, h_t)
+        jitops.ready(fused_353cbca091, ur_t, W_ur_h, r_t, h_tm1, z_h_t)
+        jitops.ready(fused_808cc126d9, z_h_2_t, W_z_h, h_tm1, z_h_3_t, u_t, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('u(t), r(t), h(t)', error)
         return False
@@ -1049,13 +965,13 @@ def steps_loop_u_r_h(T, h_tm1_all, ur_t_all, z_h_t_all, r_t_all, z_h_2_t_all, z_
         # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
         # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
         jitops.dot(h_tm1, W_ur.T, W_ur_h)
-        if not fused_d8ccc2ca69(ur_t, W_ur_h, r_t, h_tm1, z_h_t):
+        if not fused_353cbca091(ur_t, W_ur_h, r_t, h_tm1, z_h_t):
             np.add(ur_t, W_ur_h, out=ur_t)
             np.divide(1.0, np.add(1.0, np.exp(np.negative(ur_t))), out=ur_t)
             np.multiply(r_t, h_tm1, out=z_h_t)
         # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
         jitops.dot(z_h_t, W.T, W_z_h)
-        if not fused_267e4a523c(z_h_2_t, W_z_h, h_tm1, z_h_3_t, u_t, h_t):
+        if not fused_808cc126d9(z_h_2_t, W_z_h, h_tm1, z_h_3_t, u_t, h_t):
             np.add(z_h_2_t, W_z_h, out=z_h_2_t)
             np.tanh(z_h_2_t, out=z_h_2_t)
             np.subtract(h_tm1, z_h_2_t, out=z_h_3_t)
@@ -1097,27 +1013,12 @@ def back_u_r_h(T, cot_h, z_h_3_t_all, u_t_all, cot_u, dz_h_5_t_all, dz_h_4_t_all
             or not jitops.rows_contiguous(du)
             or not jitops.rows_contiguous(dz_h_6)
             or not jitops.rows_contiguous(dz_h_5_t)
-            or not jitops.aligned(dh, z_h_3_t)
-            or not jitops.aligned(dh, du)
-            or not jitops.aligned(dh, u_t)
-            or not jitops.aligned(dh, dz_h_6)
-            or not jitops.aligned(dh, neg_dz_h_6)
-            or not jitops.aligned(dh, dz_h_5_t)
-            or not jitops.aligned(dh, dz_h_4_t)
             or not jitops.aligned(du, z_h_3_t)
             or not jitops.aligned(du, u_t)
-            or not jitops.aligned(du, dz_h_6)
-            or not jitops.aligned(du, neg_dz_h_6)
             or not jitops.aligned(du, dz_h_5_t)
             or not jitops.aligned(du, dz_h_4_t)
-            or not jitops.aligned(dz_h_6, z_h_3_t)
-            or not jitops.aligned(dz_h_6, u_t)
-            or not jitops.aligned(dz_h_6, neg_dz_h_6)
-            or not jitops.aligned(dz_h_6, dz_h_5_t)
-            or not jitops.aligned(dz_h_6, dz_h_4_t)
             or not jitops.aligned(dz_h_5_t, z_h_3_t)
             or not jitops.aligned(dz_h_5_t, u_t)
-            or not jitops.aligned(dz_h_5_t, neg_dz_h_6)
             or not jitops.aligned(dz_h_5_t, dz_h_4_t)
             or s0 < 0
             or s2 < 0
@@ -1129,9 +1030,7 @@ def back_u_r_h(T, cot_h, z_h_3_t_all, u_t_all, cot_u, dz_h_5_t_all, dz_h_4_t_all
     if cot_h is not None:
         s1 = jitops.row_step(cot_h[step], rows, 8)
         if (s1 < 0
-                or not jitops.aligned(dh, cot_h[step])
                 or not jitops.aligned(du, cot_h[step])
-                or not jitops.aligned(dz_h_6, cot_h[step])
                 or not jitops.aligned(dz_h_5_t, cot_h[step])):
             return False
     space = np.empty(48, dh.dtype)
@@ -1157,28 +1056,17 @@ def back_u_r_h(T, cot_h, z_h_3_t_all, u_t_all, cot_u, dz_h_5_t_all, dz_h_4_t_all
             or not jitops.rows_contiguous(dz_h_7)
             or not jitops.rows_contiguous(du)
             or not jitops.rows_contiguous(dz_u_5_t)
-            or not jitops.aligned(dr, vecmat_dz_h_5)
             or not jitops.aligned(dr, h_tm1)
             or not jitops.aligned(dr, r_t)
-            or not jitops.aligned(dr, dz_h_7)
             or not jitops.aligned(dr, du)
             or not jitops.aligned(dr, dur)
             or not jitops.aligned(dr, dz_u_4_t)
             or not jitops.aligned(dr, dz_u_5_t)
-            or not jitops.aligned(dz_h_7, vecmat_dz_h_5)
-            or not jitops.aligned(dz_h_7, h_tm1)
-            or not jitops.aligned(dz_h_7, r_t)
-            or not jitops.aligned(dz_h_7, du)
-            or not jitops.aligned(dz_h_7, dur)
-            or not jitops.aligned(dz_h_7, dz_u_4_t)
-            or not jitops.aligned(dz_h_7, dz_u_5_t)
-            or not jitops.aligned(du, vecmat_dz_h_5)
             or not jitops.aligned(du, h_tm1)
             or not jitops.aligned(du, r_t)
             or not jitops.aligned(du, dur)
             or not jitops.aligned(du, dz_u_4_t)
             or not jitops.aligned(du, dz_u_5_t)
-            or not jitops.aligned(dz_u_5_t, vecmat_dz_h_5)
             or not jitops.aligned(dz_u_5_t, h_tm1)
             or not jitops.aligned(dz_u_5_t, r_t)
             or not jitops.aligned(dz_u_5_t, dur)
@@ -1196,7 +1084,6 @@ def back_u_r_h(T, cot_h, z_h_3_t_all, u_t_all, cot_u, dz_h_5_t_all, dz_h_4_t_all
         s4_2 = jitops.row_step(cot_u[step], rows_2, 8)
         if (s4_2 < 0
                 or not jitops.aligned(dr, cot_u[step])
-                or not jitops.aligned(dz_h_7, cot_u[step])
                 or not jitops.aligned(du, cot_u[step])
                 or not jitops.aligned(dz_u_5_t, cot_u[step])):
             return False
@@ -1205,7 +1092,6 @@ def back_u_r_h(T, cot_h, z_h_3_t_all, u_t_all, cot_u, dz_h_5_t_all, dz_h_4_t_all
         s6 = jitops.row_step(cot_r[step], rows_2, 8)
         if (s6 < 0
                 or not jitops.aligned(dr, cot_r[step])
-                or not jitops.aligned(dz_h_7, cot_r[step])
                 or not jitops.aligned(du, cot_r[step])
                 or not jitops.aligned(dz_u_5_t, cot_r[step])):
             return False
@@ -1221,8 +1107,6 @@ def back_u_r_h(T, cot_h, z_h_3_t_all, u_t_all, cot_u, dz_h_5_t_all, dz_h_4_t_all
     s2_3 = jitops.row_step(dz_h_7, rows_3, 8)
     if (jitops._size(dh) != (rows_3, 8)
             or not jitops.rows_contiguous(dh)
-            or not jitops.aligned(dh, dz_h_6)
-            or not jitops.aligned(dh, dz_h_7)
             or s0_3 < 0
             or s1_3 < 0
             or s2_3 < 0):
@@ -1330,7 +1214,7 @@ def steps_back_u_r_h(T, cot_h, z_h_3_t_all, u_t_all, cot_u, dz_h_5_t_all, dz_h_4
     dz_u_5_t = dz_u_5_t_all[step]
     dz_u_4_t = dz_u_4_t_all[step]
     try:
-        jitops.ready(fused_4edbcf3387, dh, dz_h_6, dz_h_7)
+        jitops.ready(fused_2cad4809ec, dh, dz_h_6, dz_h_7)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('u(t), r(t), h(t)', error)
         return False
@@ -1344,7 +1228,7 @@ def steps_back_u_r_h(T, cot_h, z_h_3_t_all, u_t_all, cot_u, dz_h_5_t_all, dz_h_4
         dz_u_5_t = dz_u_5_t_all[step]
         dz_u_4_t = dz_u_4_t_all[step]
         # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
-        if not fused_b399603950(dh, None if cot_h is None else cot_h[step], z_h_3_t, du, u_t, dz_h_6, neg_dz_h_6, dz_h_5_t, dz_h_4_t):
+        if not fused_e2d8f55bc9(dh, None if cot_h is None else cot_h[step], z_h_3_t, du, u_t, dz_h_6, neg_dz_h_6, dz_h_5_t, dz_h_4_t):
             if cot_h is not None:
                 np.add(dh, cot_h[step], out=dh)
             np.multiply(dh, z_h_3_t, out=du)
@@ -1353,7 +1237,7 @@ def steps_back_u_r_h(T, cot_h, z_h_3_t_all, u_t_all, cot_u, dz_h_5_t_all, dz_h_4
             np.add(dh, neg_dz_h_6, out=dz_h_5_t)
             np.multiply(dz_h_5_t, dz_h_4_t, out=dz_h_5_t)
         jitops.dot(dz_h_5_t, W, vecmat_dz_h_5)
-        if not fused_d363311f0c(vecmat_dz_h_5, h_tm1, dr, r_t, dz_h_7, du, None if cot_u is None else cot_u[step], None if cot_r is None else cot_r[step], dur, dz_u_4_t, dz_u_5_t):
+        if not fused_0569174592(vecmat_dz_h_5, h_tm1, dr, r_t, dz_h_7, du, None if cot_u is None else cot_u[step], None if cot_r is None else cot_r[step], dur, dz_u_4_t, dz_u_5_t):
             np.multiply(vecmat_dz_h_5, h_tm1, out=dr)
             np.multiply(r_t, vecmat_dz_h_5, out=dz_h_7)
             if cot_u is not None:
@@ -1365,7 +1249,7 @@ def steps_back_u_r_h(T, cot_h, z_h_3_t_all, u_t_all, cot_u, dz_h_5_t_all, dz_h_4
         # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
         jitops.dot(dz_u_5_t, W_ur, dh)
         # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
-        if not fused_4edbcf3387(dh, dz_h_6, dz_h_7):
+        if not fused_2cad4809ec(dh, dz_h_6, dz_h_7):
             np.add(dh, dz_h_6, out=dh)
             np.add(dh, dz_h_7, out=dh)
     return True
@@ -1406,36 +1290,13 @@ def back_u_r_h_2(T, cot_h, z_h_3_t_all, u_t_all, cot_u, z_h_2_t_all, dz_h_4_t_al
             or not jitops.rows_contiguous(du)
             or not jitops.rows_contiguous(dz_h_5)
             or not jitops.rows_contiguous(dz_h_4_t)
-            or not jitops.aligned(dh, z_h_3_t)
-            or not jitops.aligned(dh, du)
-            or not jitops.aligned(dh, u_t)
-            or not jitops.aligned(dh, dz_h_5)
-            or not jitops.aligned(dh, neg_dz_h_5)
-            or not jitops.aligned(dh, dz_h_4_t)
-            or not jitops.aligned(dh, z_h_2_t)
-            or not jitops.aligned(dh, dz_h_6)
-            or not jitops.aligned(dh, sub_dz_h_6)
             or not jitops.aligned(du, z_h_3_t)
             or not jitops.aligned(du, u_t)
-            or not jitops.aligned(du, dz_h_5)
-            or not jitops.aligned(du, neg_dz_h_5)
             or not jitops.aligned(du, dz_h_4_t)
             or not jitops.aligned(du, z_h_2_t)
-            or not jitops.aligned(du, dz_h_6)
-            or not jitops.aligned(du, sub_dz_h_6)
-            or not jitops.aligned(dz_h_5, z_h_3_t)
-            or not jitops.aligned(dz_h_5, u_t)
-            or not jitops.aligned(dz_h_5, neg_dz_h_5)
-            or not jitops.aligned(dz_h_5, dz_h_4_t)
-            or not jitops.aligned(dz_h_5, z_h_2_t)
-            or not jitops.aligned(dz_h_5, dz_h_6)
-            or not jitops.aligned(dz_h_5, sub_dz_h_6)
             or not jitops.aligned(dz_h_4_t, z_h_3_t)
             or not jitops.aligned(dz_h_4_t, u_t)
-            or not jitops.aligned(dz_h_4_t, neg_dz_h_5)
             or not jitops.aligned(dz_h_4_t, z_h_2_t)
-            or not jitops.aligned(dz_h_4_t, dz_h_6)
-            or not jitops.aligned(dz_h_4_t, sub_dz_h_6)
             or s0 < 0
             or s2 < 0
             or s3 < 0
@@ -1446,9 +1307,7 @@ def back_u_r_h_2(T, cot_h, z_h_3_t_all, u_t_all, cot_u, z_h_2_t_all, dz_h_4_t_al
     if cot_h is not None:
         s1 = jitops.row_step(cot_h[step], rows, 8)
         if (s1 < 0
-                or not jitops.aligned(dh, cot_h[step])
                 or not jitops.aligned(du, cot_h[step])
-                or not jitops.aligned(dz_h_5, cot_h[step])
                 or not jitops.aligned(dz_h_4_t, cot_h[step])):
             return False
     c0 = jitops.like(dh, ONE)
@@ -1479,35 +1338,20 @@ def back_u_r_h_2(T, cot_h, z_h_3_t_all, u_t_all, cot_u, z_h_2_t_all, dz_h_4_t_al
             or not jitops.rows_contiguous(dz_h_7)
             or not jitops.rows_contiguous(dz_u_4_t)
             or not jitops.rows_contiguous(du)
-            or not jitops.aligned(dr, vecmat_dz_h_4)
             or not jitops.aligned(dr, h_tm1)
             or not jitops.aligned(dr, r_t)
-            or not jitops.aligned(dr, dz_h_7)
             or not jitops.aligned(dr, ur_t)
-            or not jitops.aligned(dr, sub_ur)
             or not jitops.aligned(dr, dz_u_4_t)
             or not jitops.aligned(dr, du)
             or not jitops.aligned(dr, dur)
-            or not jitops.aligned(dz_h_7, vecmat_dz_h_4)
-            or not jitops.aligned(dz_h_7, h_tm1)
-            or not jitops.aligned(dz_h_7, r_t)
-            or not jitops.aligned(dz_h_7, ur_t)
-            or not jitops.aligned(dz_h_7, sub_ur)
-            or not jitops.aligned(dz_h_7, dz_u_4_t)
-            or not jitops.aligned(dz_h_7, du)
-            or not jitops.aligned(dz_h_7, dur)
-            or not jitops.aligned(dz_u_4_t, vecmat_dz_h_4)
             or not jitops.aligned(dz_u_4_t, h_tm1)
             or not jitops.aligned(dz_u_4_t, r_t)
             or not jitops.aligned(dz_u_4_t, ur_t)
-            or not jitops.aligned(dz_u_4_t, sub_ur)
             or not jitops.aligned(dz_u_4_t, du)
             or not jitops.aligned(dz_u_4_t, dur)
-            or not jitops.aligned(du, vecmat_dz_h_4)
             or not jitops.aligned(du, h_tm1)
             or not jitops.aligned(du, r_t)
             or not jitops.aligned(du, ur_t)
-            or not jitops.aligned(du, sub_ur)
             or not jitops.aligned(du, dur)
             or s0_2 < 0
             or s1_2 < 0
@@ -1523,7 +1367,6 @@ def back_u_r_h_2(T, cot_h, z_h_3_t_all, u_t_all, cot_u, z_h_2_t_all, dz_h_4_t_al
         s5_2 = jitops.row_step(cot_u[step], rows_2, 8)
         if (s5_2 < 0
                 or not jitops.aligned(dr, cot_u[step])
-                or not jitops.aligned(dz_h_7, cot_u[step])
                 or not jitops.aligned(dz_u_4_t, cot_u[step])
                 or not jitops.aligned(du, cot_u[step])):
             return False
@@ -1532,7 +1375,6 @@ def back_u_r_h_2(T, cot_h, z_h_3_t_all, u_t_all, cot_u, z_h_2_t_all, dz_h_4_t_al
         s7 = jitops.row_step(cot_r[step], rows_2, 8)
         if (s7 < 0
                 or not jitops.aligned(dr, cot_r[step])
-                or not jitops.aligned(dz_h_7, cot_r[step])
                 or not jitops.aligned(dz_u_4_t, cot_r[step])
                 or not jitops.aligned(du, cot_r[step])):
             return False
@@ -1551,8 +1393,6 @@ def back_u_r_h_2(T, cot_h, z_h_3_t_all, u_t_all, cot_u, z_h_2_t_all, dz_h_4_t_al
     s2_3 = jitops.row_step(dz_h_7, rows_3, 8)
     if (jitops._size(dh) != (rows_3, 8)
             or not jitops.rows_contiguous(dh)
-            or not jitops.aligned(dh, dz_h_5)
-            or not jitops.aligned(dh, dz_h_7)
             or s0_3 < 0
             or s1_3 < 0
             or s2_3 < 0):
@@ -1672,7 +1512,7 @@ def steps_back_u_r_h_2(T, cot_h, z_h_3_t_all, u_t_all, cot_u, z_h_2_t_all, dz_h_
     ur_t = ur_t_all[step]
     dz_u_4_t = dz_u_4_t_all[step]
     try:
-        jitops.ready(fused_4edbcf3387, dh, dz_h_5, dz_h_7)
+        jitops.ready(fused_2cad4809ec, dh, dz_h_5, dz_h_7)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('u(t), r(t), h(t)', error)
         return False
@@ -1686,7 +1526,7 @@ def steps_back_u_r_h_2(T, cot_h, z_h_3_t_all, u_t_all, cot_u, z_h_2_t_all, dz_h_
         ur_t = ur_t_all[step]
         dz_u_4_t = dz_u_4_t_all[step]
         # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
-        if not fused_ffc63ab9eb(dh, None if cot_h is None else cot_h[step], z_h_3_t, du, u_t, dz_h_5, neg_dz_h_5, dz_h_4_t, z_h_2_t, dz_h_6, ONE, sub_dz_h_6):
+        if not fused_d97257aa71(dh, None if cot_h is None else cot_h[step], z_h_3_t, du, u_t, dz_h_5, neg_dz_h_5, dz_h_4_t, z_h_2_t, dz_h_6, ONE, sub_dz_h_6):
             if cot_h is not None:
                 np.add(dh, cot_h[step], out=dh)
             np.multiply(dh, z_h_3_t, out=du)
@@ -1697,7 +1537,7 @@ def steps_back_u_r_h_2(T, cot_h, z_h_3_t_all, u_t_all, cot_u, z_h_2_t_all, dz_h_
             np.subtract(ONE, dz_h_6, out=sub_dz_h_6)
             np.multiply(dz_h_4_t, sub_dz_h_6, out=dz_h_4_t)
         jitops.dot(dz_h_4_t, W, vecmat_dz_h_4)
-        if not fused_e2581483c0(vecmat_dz_h_4, h_tm1, dr, r_t, dz_h_7, ONE, ur_t, sub_ur, dz_u_4_t, du, None if cot_u is None else cot_u[step], None if cot_r is None else cot_r[step], dur):
+        if not fused_aaa9c2dcfa(vecmat_dz_h_4, h_tm1, dr, r_t, dz_h_7, ONE, ur_t, sub_ur, dz_u_4_t, du, None if cot_u is None else cot_u[step], None if cot_r is None else cot_r[step], dur):
             np.multiply(vecmat_dz_h_4, h_tm1, out=dr)
             np.multiply(r_t, vecmat_dz_h_4, out=dz_h_7)
             np.subtract(ONE, ur_t, out=sub_ur)
@@ -1711,13 +1551,13 @@ def steps_back_u_r_h_2(T, cot_h, z_h_3_t_all, u_t_all, cot_u, z_h_2_t_all, dz_h_
         # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
         jitops.dot(dz_u_4_t, W_ur, dh)
         # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
-        if not fused_4edbcf3387(dh, dz_h_5, dz_h_7):
+        if not fused_2cad4809ec(dh, dz_h_5, dz_h_7):
             np.add(dh, dz_h_5, out=dh)
             np.add(dh, dz_h_7, out=dh)
     return True
 
 
 LOOPS = ("loop_u_r_h", "back_u_r_h", "back_u_r_h_2")
-KERNELS = ("fused_d8ccc2ca69", "fused_267e4a523c", "fused_b399603950", "fused_d363311f0c",
-           "fused_4edbcf3387", "fused_ffc63ab9eb", "fused_e2581483c0")
+KERNELS = ("fused_353cbca091", "fused_808cc126d9", "fused_e2d8f55bc9", "fused_0569174592",
+           "fused_2cad4809ec", "fused_d97257aa71", "fused_aaa9c2dcfa")
 STEPS = ("steps_loop_u_r_h", "steps_back_u_r_h", "steps_back_u_r_h_2")

@@ -402,14 +402,13 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_1d93b948a7(p0, p1):
+def fused_a05073ece7(p0, p1):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
     s1 = jitops.row_step(p1, rows, 8)
     if (jitops._size(p0) != (rows, 8)
             or not jitops.rows_contiguous(p0)
-            or not jitops.aligned(p0, p1)
             or s0 < 0
             or s1 < 0):
         return False
@@ -430,7 +429,7 @@ def fused_1d93b948a7(p0, p1):
     return True
 
 
-def fused_1c9eb92bb5(p0, p1, p2, p3):
+def fused_b4add68eff(p0, p1, p2, p3):
     """add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -440,9 +439,6 @@ def fused_1c9eb92bb5(p0, p1, p2, p3):
             or jitops._size(p3) != (rows, 8)
             or not jitops.rows_contiguous(p0)
             or not jitops.rows_contiguous(p3)
-            or not jitops.aligned(p0, p1)
-            or not jitops.aligned(p0, p2)
-            or not jitops.aligned(p0, p3)
             or not jitops.aligned(p3, p1)
             or not jitops.aligned(p3, p2)
             or s0 < 0
@@ -465,7 +461,7 @@ def fused_1c9eb92bb5(p0, p1, p2, p3):
     return True
 
 
-def fused_feb837d675(p0, p1, p2, p3, p4, p5):
+def fused_ad76f4f865(p0, p1, p2, p3, p4, p5):
     """multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -478,12 +474,7 @@ def fused_feb837d675(p0, p1, p2, p3, p4, p5):
             or not jitops.rows_contiguous(p3)
             or not jitops.rows_contiguous(p4)
             or not jitops.aligned(p3, p0)
-            or not jitops.aligned(p3, p1)
-            or not jitops.aligned(p3, p4)
             or not jitops.aligned(p3, p5)
-            or not jitops.aligned(p4, p0)
-            or not jitops.aligned(p4, p1)
-            or not jitops.aligned(p4, p5)
             or s0 < 0
             or s1 < 0
             or s2 < 0
@@ -530,7 +521,6 @@ def loop_h(T, h_tm1_all, h_t_all, W_h, W):
     s1 = jitops.row_step(W_h, rows, 8)
     if (jitops._size(h_t) != (rows, 8)
             or not jitops.rows_contiguous(h_t)
-            or not jitops.aligned(h_t, W_h)
             or s0 < 0
             or s1 < 0):
         return False
@@ -565,7 +555,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_h, W):
     h_tm1 = h_tm1_all[step_2]
     h_t = h_t_all[step_2]
     try:
-        jitops.ready(fused_1d93b948a7, h_t, W_h)
+        jitops.ready(fused_a05073ece7, h_t, W_h)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -574,7 +564,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_h, W):
         h_t = h_t_all[step_2]
         # h(t) = tanh(W h(t-1) + U x(t) + r * (end - t) + b)
         jitops.dot(h_tm1, W.T, W_h)
-        if not fused_1d93b948a7(h_t, W_h):
+        if not fused_a05073ece7(h_t, W_h):
             np.add(h_t, W_h, out=h_t)
             np.tanh(h_t, out=h_t)
     return True
@@ -599,9 +589,6 @@ def back_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, dh_sum, W):
             or jitops._size(dz_h_3_t) != (rows, 8)
             or not jitops.rows_contiguous(dh_sum)
             or not jitops.rows_contiguous(dz_h_3_t)
-            or not jitops.aligned(dh_sum, dh_t)
-            or not jitops.aligned(dh_sum, dz_h_2_t)
-            or not jitops.aligned(dh_sum, dz_h_3_t)
             or not jitops.aligned(dz_h_3_t, dh_t)
             or not jitops.aligned(dz_h_3_t, dz_h_2_t)
             or s0 < 0
@@ -640,7 +627,7 @@ def steps_back_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, dh_sum, W):
     dh_t = dh_t_all[step_2]
     dz_h_2_t = dz_h_2_t_all[step_2]
     try:
-        jitops.ready(fused_1c9eb92bb5, dh_sum, dh_t, dz_h_2_t, dz_h_3_t)
+        jitops.ready(fused_b4add68eff, dh_sum, dh_t, dz_h_2_t, dz_h_3_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -649,7 +636,7 @@ def steps_back_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, dh_sum, W):
         dh_t = dh_t_all[step_2]
         dz_h_2_t = dz_h_2_t_all[step_2]
         # h(t) = tanh(W h(t-1) + U x(t) + r * (end - t) + b)
-        if not fused_1c9eb92bb5(dh_sum, dh_t, dz_h_2_t, dz_h_3_t):
+        if not fused_b4add68eff(dh_sum, dh_t, dz_h_2_t, dz_h_3_t):
             np.add(dh_sum, dh_t, out=dh_sum)
             np.multiply(dh_sum, dz_h_2_t, out=dz_h_3_t)
         jitops.dot(dz_h_3_t, W, dh_sum)
@@ -678,12 +665,7 @@ def back_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, dh_sum, dz_h_3, ONE, W):
             or not jitops.rows_contiguous(dz_h_2_t)
             or not jitops.rows_contiguous(dh_sum)
             or not jitops.aligned(dz_h_2_t, h_t)
-            or not jitops.aligned(dz_h_2_t, dz_h_3)
-            or not jitops.aligned(dz_h_2_t, dh_sum)
             or not jitops.aligned(dz_h_2_t, dh_t)
-            or not jitops.aligned(dh_sum, h_t)
-            or not jitops.aligned(dh_sum, dz_h_3)
-            or not jitops.aligned(dh_sum, dh_t)
             or s0 < 0
             or s1 < 0
             or s2 < 0
@@ -731,7 +713,7 @@ def steps_back_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, dh_sum, dz_h_3, ONE, W):
     dz_h_2_t = dz_h_2_t_all[step_2]
     dh_t = dh_t_all[step_2]
     try:
-        jitops.ready(fused_feb837d675, h_t, dz_h_3, ONE, dz_h_2_t, dh_sum, dh_t)
+        jitops.ready(fused_ad76f4f865, h_t, dz_h_3, ONE, dz_h_2_t, dh_sum, dh_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -740,7 +722,7 @@ def steps_back_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, dh_sum, dz_h_3, ONE, W):
         dz_h_2_t = dz_h_2_t_all[step_2]
         dh_t = dh_t_all[step_2]
         # h(t) = tanh(W h(t-1) + U x(t) + r * (end - t) + b)
-        if not fused_feb837d675(h_t, dz_h_3, ONE, dz_h_2_t, dh_sum, dh_t):
+        if not fused_ad76f4f865(h_t, dz_h_3, ONE, dz_h_2_t, dh_sum, dh_t):
             np.multiply(h_t, h_t, out=dz_h_3)
             np.subtract(ONE, dz_h_3, out=dz_h_2_t)
             np.add(dh_sum, dh_t, out=dh_sum)
@@ -750,5 +732,5 @@ def steps_back_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, dh_sum, dz_h_3, ONE, W):
 
 
 LOOPS = ("loop_h", "back_h", "back_h_2")
-KERNELS = ("fused_1d93b948a7", "fused_1c9eb92bb5", "fused_feb837d675")
+KERNELS = ("fused_a05073ece7", "fused_b4add68eff", "fused_ad76f4f865")
 STEPS = ("steps_loop_h", "steps_back_h", "steps_back_h_2")

@@ -348,7 +348,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_26d6db237f(p0, p1, p2, p3):
+def fused_e776219cc2(p0, p1, p2, p3):
     """multiply, add, maximum: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p2)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -359,7 +359,6 @@ def fused_26d6db237f(p0, p1, p2, p3):
             or not jitops.rows_contiguous(p3)
             or not jitops.aligned(p3, p0)
             or not jitops.aligned(p3, p1)
-            or not jitops.aligned(p3, p2)
             or s0 < 0
             or s1 < 0
             or s2 < 0):
@@ -385,7 +384,7 @@ def fused_26d6db237f(p0, p1, p2, p3):
     return True
 
 
-def fused_01da112abe(p0, p1, p2, p3, p4):
+def fused_c990c7e917(p0, p1, p2, p3, p4):
     """add, multiply, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -397,13 +396,9 @@ def fused_01da112abe(p0, p1, p2, p3, p4):
             or jitops._size(p3) != (rows, 8)
             or not jitops.rows_contiguous(p3)
             or not jitops.rows_contiguous(p0)
-            or not jitops.aligned(p3, p0)
             or not jitops.aligned(p3, p1)
             or not jitops.aligned(p3, p2)
             or not jitops.aligned(p3, p4)
-            or not jitops.aligned(p0, p1)
-            or not jitops.aligned(p0, p2)
-            or not jitops.aligned(p0, p4)
             or s0 < 0
             or s1 < 0
             or s2 < 0
@@ -450,7 +445,6 @@ def loop_h1(T, h1_tm1_all, h1_t_all, u1, z_h1):
             or not jitops.rows_contiguous(h1_t)
             or not jitops.aligned(h1_t, u1)
             or not jitops.aligned(h1_t, h1_tm1)
-            or not jitops.aligned(h1_t, z_h1)
             or s0 < 0
             or s1 < 0
             or s2 < 0):
@@ -489,7 +483,7 @@ def steps_loop_h1(T, h1_tm1_all, h1_t_all, u1, z_h1):
     h1_tm1 = h1_tm1_all[step]
     h1_t = h1_t_all[step]
     try:
-        jitops.ready(fused_26d6db237f, u1, h1_tm1, z_h1, h1_t)
+        jitops.ready(fused_e776219cc2, u1, h1_tm1, z_h1, h1_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h1(t)', error)
         return False
@@ -497,7 +491,7 @@ def steps_loop_h1(T, h1_tm1_all, h1_t_all, u1, z_h1):
         h1_tm1 = h1_tm1_all[step]
         h1_t = h1_t_all[step]
         # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
-        if not fused_26d6db237f(u1, h1_tm1, z_h1, h1_t):
+        if not fused_e776219cc2(u1, h1_tm1, z_h1, h1_t):
             np.multiply(u1, h1_tm1, out=z_h1)
             np.add(h1_t, z_h1, out=h1_t)
             np.maximum(h1_t, 0.0, out=h1_t)
@@ -523,7 +517,6 @@ def loop_h2(T, h2_tm1_all, h2_t_all, u2, z_h2):
             or not jitops.rows_contiguous(h2_t)
             or not jitops.aligned(h2_t, u2)
             or not jitops.aligned(h2_t, h2_tm1)
-            or not jitops.aligned(h2_t, z_h2)
             or s0 < 0
             or s1 < 0
             or s2 < 0):
@@ -562,7 +555,7 @@ def steps_loop_h2(T, h2_tm1_all, h2_t_all, u2, z_h2):
     h2_tm1 = h2_tm1_all[step]
     h2_t = h2_t_all[step]
     try:
-        jitops.ready(fused_26d6db237f, u2, h2_tm1, z_h2, h2_t)
+        jitops.ready(fused_e776219cc2, u2, h2_tm1, z_h2, h2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h2(t)', error)
         return False
@@ -570,7 +563,7 @@ def steps_loop_h2(T, h2_tm1_all, h2_t_all, u2, z_h2):
         h2_tm1 = h2_tm1_all[step]
         h2_t = h2_t_all[step]
         # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
-        if not fused_26d6db237f(u2, h2_tm1, z_h2, h2_t):
+        if not fused_e776219cc2(u2, h2_tm1, z_h2, h2_t):
             np.multiply(u2, h2_tm1, out=z_h2)
             np.add(h2_t, z_h2, out=h2_t)
             np.maximum(h2_t, 0.0, out=h2_t)
@@ -598,13 +591,9 @@ def back_h2(T, dz_h2_t_all, dh2_t_all, positive_h2_t_all, dh2_sum, u2):
             or jitops._size(dz_h2_t) != (rows, 8)
             or not jitops.rows_contiguous(dz_h2_t)
             or not jitops.rows_contiguous(dh2_sum)
-            or not jitops.aligned(dz_h2_t, dh2_sum)
             or not jitops.aligned(dz_h2_t, dh2_t)
             or not jitops.aligned(dz_h2_t, positive_h2_t)
             or not jitops.aligned(dz_h2_t, u2)
-            or not jitops.aligned(dh2_sum, dh2_t)
-            or not jitops.aligned(dh2_sum, positive_h2_t)
-            or not jitops.aligned(dh2_sum, u2)
             or s0 < 0
             or s1 < 0
             or s2 < 0
@@ -647,7 +636,7 @@ def steps_back_h2(T, dz_h2_t_all, dh2_t_all, positive_h2_t_all, dh2_sum, u2):
     dh2_t = dh2_t_all[step]
     positive_h2_t = positive_h2_t_all[step]
     try:
-        jitops.ready(fused_01da112abe, dh2_sum, dh2_t, positive_h2_t, dz_h2_t, u2)
+        jitops.ready(fused_c990c7e917, dh2_sum, dh2_t, positive_h2_t, dz_h2_t, u2)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h2(t)', error)
         return False
@@ -656,7 +645,7 @@ def steps_back_h2(T, dz_h2_t_all, dh2_t_all, positive_h2_t_all, dh2_sum, u2):
         dh2_t = dh2_t_all[step]
         positive_h2_t = positive_h2_t_all[step]
         # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
-        if not fused_01da112abe(dh2_sum, dh2_t, positive_h2_t, dz_h2_t, u2):
+        if not fused_c990c7e917(dh2_sum, dh2_t, positive_h2_t, dz_h2_t, u2):
             np.add(dh2_sum, dh2_t, out=dh2_sum)
             np.multiply(dh2_sum, positive_h2_t, out=dz_h2_t)
             np.multiply(u2, dz_h2_t, out=dh2_sum)
@@ -684,13 +673,9 @@ def back_h1(T, dz_h1_t_all, dh1_t_all, positive_h1_t_all, dh1_sum, u1):
             or jitops._size(dz_h1_t) != (rows, 8)
             or not jitops.rows_contiguous(dz_h1_t)
             or not jitops.rows_contiguous(dh1_sum)
-            or not jitops.aligned(dz_h1_t, dh1_sum)
             or not jitops.aligned(dz_h1_t, dh1_t)
             or not jitops.aligned(dz_h1_t, positive_h1_t)
             or not jitops.aligned(dz_h1_t, u1)
-            or not jitops.aligned(dh1_sum, dh1_t)
-            or not jitops.aligned(dh1_sum, positive_h1_t)
-            or not jitops.aligned(dh1_sum, u1)
             or s0 < 0
             or s1 < 0
             or s2 < 0
@@ -733,7 +718,7 @@ def steps_back_h1(T, dz_h1_t_all, dh1_t_all, positive_h1_t_all, dh1_sum, u1):
     dh1_t = dh1_t_all[step]
     positive_h1_t = positive_h1_t_all[step]
     try:
-        jitops.ready(fused_01da112abe, dh1_sum, dh1_t, positive_h1_t, dz_h1_t, u1)
+        jitops.ready(fused_c990c7e917, dh1_sum, dh1_t, positive_h1_t, dz_h1_t, u1)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h1(t)', error)
         return False
@@ -742,7 +727,7 @@ def steps_back_h1(T, dz_h1_t_all, dh1_t_all, positive_h1_t_all, dh1_sum, u1):
         dh1_t = dh1_t_all[step]
         positive_h1_t = positive_h1_t_all[step]
         # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
-        if not fused_01da112abe(dh1_sum, dh1_t, positive_h1_t, dz_h1_t, u1):
+        if not fused_c990c7e917(dh1_sum, dh1_t, positive_h1_t, dz_h1_t, u1):
             np.add(dh1_sum, dh1_t, out=dh1_sum)
             np.multiply(dh1_sum, positive_h1_t, out=dz_h1_t)
             np.multiply(u1, dz_h1_t, out=dh1_sum)
@@ -765,7 +750,6 @@ def back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, u2):
     s1 = jitops.row_step(dh2_t, rows, 8)
     if (jitops._size(dh2_sum) != (rows, 8)
             or not jitops.rows_contiguous(dh2_sum)
-            or not jitops.aligned(dh2_sum, dh2_t)
             or s0 < 0
             or s1 < 0):
         return False
@@ -776,8 +760,6 @@ def back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, u2):
     s1_2 = jitops.row_step(dz_h2_t, rows_2, 8)
     if (jitops._size(dh2_sum) != (rows_2, 8)
             or not jitops.rows_contiguous(dh2_sum)
-            or not jitops.aligned(dh2_sum, u2)
-            or not jitops.aligned(dh2_sum, dz_h2_t)
             or s0_2 < 0
             or s1_2 < 0):
         return False
@@ -825,7 +807,7 @@ def steps_back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, u2):
         dh2_t = dh2_t_all[step]
         # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
         positive_h2 = jitops.positive(h2_t)
-        if not fused_01da112abe(dh2_sum, dh2_t, positive_h2, dz_h2_t, u2):
+        if not fused_c990c7e917(dh2_sum, dh2_t, positive_h2, dz_h2_t, u2):
             np.add(dh2_sum, dh2_t, out=dh2_sum)
             np.multiply(dh2_sum, positive_h2, out=dz_h2_t)
             np.multiply(u2, dz_h2_t, out=dh2_sum)
@@ -848,7 +830,6 @@ def back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, u1):
     s1 = jitops.row_step(dh1_t, rows, 8)
     if (jitops._size(dh1_sum) != (rows, 8)
             or not jitops.rows_contiguous(dh1_sum)
-            or not jitops.aligned(dh1_sum, dh1_t)
             or s0 < 0
             or s1 < 0):
         return False
@@ -859,8 +840,6 @@ def back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, u1):
     s1_2 = jitops.row_step(dz_h1_t, rows_2, 8)
     if (jitops._size(dh1_sum) != (rows_2, 8)
             or not jitops.rows_contiguous(dh1_sum)
-            or not jitops.aligned(dh1_sum, u1)
-            or not jitops.aligned(dh1_sum, dz_h1_t)
             or s0_2 < 0
             or s1_2 < 0):
         return False
@@ -908,7 +887,7 @@ def steps_back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, u1):
         dh1_t = dh1_t_all[step]
         # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
         positive_h1 = jitops.positive(h1_t)
-        if not fused_01da112abe(dh1_sum, dh1_t, positive_h1, dz_h1_t, u1):
+        if not fused_c990c7e917(dh1_sum, dh1_t, positive_h1, dz_h1_t, u1):
             np.add(dh1_sum, dh1_t, out=dh1_sum)
             np.multiply(dh1_sum, positive_h1, out=dz_h1_t)
             np.multiply(u1, dz_h1_t, out=dh1_sum)
@@ -916,6 +895,6 @@ def steps_back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, u1):
 
 
 LOOPS = ("loop_h1", "loop_h2", "back_h2", "back_h1", "back_h2_2", "back_h1_2")
-KERNELS = ("fused_26d6db237f", "fused_01da112abe")
+KERNELS = ("fused_e776219cc2", "fused_c990c7e917")
 STEPS = ("steps_loop_h1", "steps_loop_h2", "steps_back_h2", "steps_back_h1", "steps_back_h2_2",
          "steps_back_h1_2")

@@ -183,14 +183,13 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_1d93b948a7(p0, p1):
+def fused_a05073ece7(p0, p1):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
     s1 = jitops.row_step(p1, rows, 8)
     if (jitops._size(p0) != (rows, 8)
             or not jitops.rows_contiguous(p0)
-            or not jitops.aligned(p0, p1)
             or s0 < 0
             or s1 < 0):
         return False
@@ -211,7 +210,7 @@ def fused_1d93b948a7(p0, p1):
     return True
 
 
-def fused_617619d8b3(p0, p1, p2, p3):
+def fused_e16a51c597(p0, p1, p2, p3):
     """add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -221,9 +220,6 @@ def fused_617619d8b3(p0, p1, p2, p3):
             or jitops._size(p3) != (rows, 8)
             or not jitops.rows_contiguous(p0)
             or not jitops.rows_contiguous(p3)
-            or not jitops.aligned(p0, p1)
-            or not jitops.aligned(p0, p2)
-            or not jitops.aligned(p0, p3)
             or not jitops.aligned(p3, p1)
             or not jitops.aligned(p3, p2)
             or s0 < 0
@@ -248,7 +244,7 @@ def fused_617619d8b3(p0, p1, p2, p3):
     return True
 
 
-def fused_25e466825a(p0, p1, p2, p3, p4, p5):
+def fused_6d03b8a9ac(p0, p1, p2, p3, p4, p5):
     """multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -261,12 +257,7 @@ def fused_25e466825a(p0, p1, p2, p3, p4, p5):
             or not jitops.rows_contiguous(p3)
             or not jitops.rows_contiguous(p4)
             or not jitops.aligned(p3, p0)
-            or not jitops.aligned(p3, p1)
-            or not jitops.aligned(p3, p4)
             or not jitops.aligned(p3, p5)
-            or not jitops.aligned(p4, p0)
-            or not jitops.aligned(p4, p1)
-            or not jitops.aligned(p4, p5)
             or s0 < 0
             or s1 < 0
             or s2 < 0
@@ -316,7 +307,6 @@ def loop_h_o(T, o_tm1_all, h_t_all, o_t_all, W_o, c, W, V):
     s1 = jitops.row_step(W_o, rows, 8)
     if (jitops._size(h_t) != (rows, 8)
             or not jitops.rows_contiguous(h_t)
-            or not jitops.aligned(h_t, W_o)
             or s0 < 0
             or s1 < 0):
         return False
@@ -372,7 +362,7 @@ def steps_loop_h_o(T, o_tm1_all, h_t_all, o_t_all, W_o, c, W, V):
     h_t = h_t_all[step]
     o_t = o_t_all[step]
     try:
-        jitops.ready(fused_1d93b948a7, h_t, W_o)
+        jitops.ready(fused_a05073ece7, h_t, W_o)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t), o(t)', error)
         return False
@@ -382,7 +372,7 @@ def steps_loop_h_o(T, o_tm1_all, h_t_all, o_t_all, W_o, c, W, V):
         o_t = o_t_all[step]
         # h(t) = tanh(W o(t-1) + U x(t) + b)
         jitops.dot(o_tm1, W.T, W_o)
-        if not fused_1d93b948a7(h_t, W_o):
+        if not fused_a05073ece7(h_t, W_o):
             np.add(h_t, W_o, out=h_t)
             np.tanh(h_t, out=h_t)
         # o(t) = V h(t) + c
@@ -410,8 +400,6 @@ def back_h_o(T, do_t_all, cot_h, dz_h_2_t_all, dz_h_t_all, do_tm1_all, dh, vecma
             or jitops._size(dz_h_2_t) != (rows, 8)
             or not jitops.rows_contiguous(dh)
             or not jitops.rows_contiguous(dz_h_2_t)
-            or not jitops.aligned(dh, dz_h_t)
-            or not jitops.aligned(dh, dz_h_2_t)
             or not jitops.aligned(dz_h_2_t, dz_h_t)
             or s0 < 0
             or s2 < 0):
@@ -420,7 +408,6 @@ def back_h_o(T, do_t_all, cot_h, dz_h_2_t_all, dz_h_t_all, do_tm1_all, dh, vecma
     if cot_h is not None:
         s1 = jitops.row_step(cot_h[step], rows, 8)
         if (s1 < 0
-                or not jitops.aligned(dh, cot_h[step])
                 or not jitops.aligned(dz_h_2_t, cot_h[step])):
             return False
     space = np.empty(16, dh.dtype)
@@ -431,7 +418,6 @@ def back_h_o(T, do_t_all, cot_h, dz_h_2_t_all, dz_h_t_all, do_tm1_all, dh, vecma
     s1_2 = jitops.row_step(vecmat_dz_h_2, rows_2, 3)
     if (jitops._size(do_tm1) != (rows_2, 3)
             or not jitops.rows_contiguous(do_tm1)
-            or not jitops.aligned(do_tm1, vecmat_dz_h_2)
             or s0_2 < 0
             or s1_2 < 0):
         return False
@@ -491,7 +477,7 @@ def steps_back_h_o(T, do_t_all, cot_h, dz_h_2_t_all, dz_h_t_all, do_tm1_all, dh,
         # o(t) = V h(t) + c
         jitops.dot(do_t, V, dh)
         # h(t) = tanh(W o(t-1) + U x(t) + b)
-        if not fused_617619d8b3(dh, None if cot_h is None else cot_h[step], dz_h_t, dz_h_2_t):
+        if not fused_e16a51c597(dh, None if cot_h is None else cot_h[step], dz_h_t, dz_h_2_t):
             if cot_h is not None:
                 np.add(dh, cot_h[step], out=dh)
             np.multiply(dh, dz_h_t, out=dz_h_2_t)
@@ -523,10 +509,6 @@ def back_h_o_2(T, do_t_all, cot_h, h_t_all, dz_h_t_all, do_tm1_all, dh, dz_h_2, 
             or not jitops.rows_contiguous(dz_h_t)
             or not jitops.rows_contiguous(dh)
             or not jitops.aligned(dz_h_t, h_t)
-            or not jitops.aligned(dz_h_t, dz_h_2)
-            or not jitops.aligned(dz_h_t, dh)
-            or not jitops.aligned(dh, h_t)
-            or not jitops.aligned(dh, dz_h_2)
             or s0 < 0
             or s1 < 0
             or s3 < 0):
@@ -535,8 +517,7 @@ def back_h_o_2(T, do_t_all, cot_h, h_t_all, dz_h_t_all, do_tm1_all, dh, dz_h_2, 
     if cot_h is not None:
         s2 = jitops.row_step(cot_h[step], rows, 8)
         if (s2 < 0
-                or not jitops.aligned(dz_h_t, cot_h[step])
-                or not jitops.aligned(dh, cot_h[step])):
+                or not jitops.aligned(dz_h_t, cot_h[step])):
             return False
     c0 = jitops.like(dz_h_2, ONE)
     space = np.empty(32, dz_h_2.dtype)
@@ -549,7 +530,6 @@ def back_h_o_2(T, do_t_all, cot_h, h_t_all, dz_h_t_all, do_tm1_all, dh, dz_h_2, 
     s1_2 = jitops.row_step(vecmat_dz_h, rows_2, 3)
     if (jitops._size(do_tm1) != (rows_2, 3)
             or not jitops.rows_contiguous(do_tm1)
-            or not jitops.aligned(do_tm1, vecmat_dz_h)
             or s0_2 < 0
             or s1_2 < 0):
         return False
@@ -616,7 +596,7 @@ def steps_back_h_o_2(T, do_t_all, cot_h, h_t_all, dz_h_t_all, do_tm1_all, dh, dz
         # o(t) = V h(t) + c
         jitops.dot(do_t, V, dh)
         # h(t) = tanh(W o(t-1) + U x(t) + b)
-        if not fused_25e466825a(h_t, dz_h_2, ONE, dz_h_t, dh, None if cot_h is None else cot_h[step]):
+        if not fused_6d03b8a9ac(h_t, dz_h_2, ONE, dz_h_t, dh, None if cot_h is None else cot_h[step]):
             np.multiply(h_t, h_t, out=dz_h_2)
             np.subtract(ONE, dz_h_2, out=dz_h_t)
             if cot_h is not None:
@@ -628,5 +608,5 @@ def steps_back_h_o_2(T, do_t_all, cot_h, h_t_all, dz_h_t_all, do_tm1_all, dh, dz
 
 
 LOOPS = ("loop_h_o", "back_h_o", "back_h_o_2")
-KERNELS = ("fused_1d93b948a7", "fused_617619d8b3", "fused_25e466825a")
+KERNELS = ("fused_a05073ece7", "fused_e16a51c597", "fused_6d03b8a9ac")
 STEPS = ("steps_loop_h_o", "steps_back_h_o", "steps_back_h_o_2")

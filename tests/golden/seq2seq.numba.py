@@ -404,14 +404,13 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
     return grads
 
 
-def fused_1d93b948a7(p0, p1):
+def fused_a05073ece7(p0, p1):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
     s1 = jitops.row_step(p1, rows, 8)
     if (jitops._size(p0) != (rows, 8)
             or not jitops.rows_contiguous(p0)
-            or not jitops.aligned(p0, p1)
             or s0 < 0
             or s1 < 0):
         return False
@@ -432,7 +431,7 @@ def fused_1d93b948a7(p0, p1):
     return True
 
 
-def fused_1c9eb92bb5(p0, p1, p2, p3):
+def fused_b4add68eff(p0, p1, p2, p3):
     """add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -442,9 +441,6 @@ def fused_1c9eb92bb5(p0, p1, p2, p3):
             or jitops._size(p3) != (rows, 8)
             or not jitops.rows_contiguous(p0)
             or not jitops.rows_contiguous(p3)
-            or not jitops.aligned(p0, p1)
-            or not jitops.aligned(p0, p2)
-            or not jitops.aligned(p0, p3)
             or not jitops.aligned(p3, p1)
             or not jitops.aligned(p3, p2)
             or s0 < 0
@@ -467,7 +463,7 @@ def fused_1c9eb92bb5(p0, p1, p2, p3):
     return True
 
 
-def fused_feb837d675(p0, p1, p2, p3, p4, p5):
+def fused_ad76f4f865(p0, p1, p2, p3, p4, p5):
     """multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -480,12 +476,7 @@ def fused_feb837d675(p0, p1, p2, p3, p4, p5):
             or not jitops.rows_contiguous(p3)
             or not jitops.rows_contiguous(p4)
             or not jitops.aligned(p3, p0)
-            or not jitops.aligned(p3, p1)
-            or not jitops.aligned(p3, p4)
             or not jitops.aligned(p3, p5)
-            or not jitops.aligned(p4, p0)
-            or not jitops.aligned(p4, p1)
-            or not jitops.aligned(p4, p5)
             or s0 < 0
             or s1 < 0
             or s2 < 0
@@ -517,7 +508,7 @@ def fused_feb837d675(p0, p1, p2, p3, p4, p5):
     return True
 
 
-def fused_06af03bdab(p0, p1, p2, p3, p4):
+def fused_c6e653770d(p0, p1, p2, p3, p4):
     """multiply, subtract, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -527,7 +518,6 @@ def fused_06af03bdab(p0, p1, p2, p3, p4):
             or jitops._size(p3) != (rows, 8)
             or not jitops.rows_contiguous(p3)
             or not jitops.aligned(p3, p0)
-            or not jitops.aligned(p3, p1)
             or not jitops.aligned(p3, p4)
             or s0 < 0
             or s1 < 0
@@ -569,7 +559,6 @@ def loop_h(T, h_tm1_all, h_t_all, W_h, W):
     s1 = jitops.row_step(W_h, rows, 8)
     if (jitops._size(h_t) != (rows, 8)
             or not jitops.rows_contiguous(h_t)
-            or not jitops.aligned(h_t, W_h)
             or s0 < 0
             or s1 < 0):
         return False
@@ -604,7 +593,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_h, W):
     h_tm1 = h_tm1_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_1d93b948a7, h_t, W_h)
+        jitops.ready(fused_a05073ece7, h_t, W_h)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -613,7 +602,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_h, W):
         h_t = h_t_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + b)
         jitops.dot(h_tm1, W.T, W_h)
-        if not fused_1d93b948a7(h_t, W_h):
+        if not fused_a05073ece7(h_t, W_h):
             np.add(h_t, W_h, out=h_t)
             np.tanh(h_t, out=h_t)
     return True
@@ -634,7 +623,6 @@ def loop_s(T_u, s_tm1_all, s_t_all, A_s, A):
     s1 = jitops.row_step(A_s, rows, 8)
     if (jitops._size(s_t) != (rows, 8)
             or not jitops.rows_contiguous(s_t)
-            or not jitops.aligned(s_t, A_s)
             or s0 < 0
             or s1 < 0):
         return False
@@ -669,7 +657,7 @@ def steps_loop_s(T_u, s_tm1_all, s_t_all, A_s, A):
     s_tm1 = s_tm1_all[step]
     s_t = s_t_all[step]
     try:
-        jitops.ready(fused_1d93b948a7, s_t, A_s)
+        jitops.ready(fused_a05073ece7, s_t, A_s)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('s(u)', error)
         return False
@@ -678,7 +666,7 @@ def steps_loop_s(T_u, s_tm1_all, s_t_all, A_s, A):
         s_t = s_t_all[step]
         # s(u) = tanh(A s(u-1) + B y(u-1) + D C + e)
         jitops.dot(s_tm1, A.T, A_s)
-        if not fused_1d93b948a7(s_t, A_s):
+        if not fused_a05073ece7(s_t, A_s):
             np.add(s_t, A_s, out=s_t)
             np.tanh(s_t, out=s_t)
     return True
@@ -703,9 +691,6 @@ def back_s(T_u, dz_s_3_t_all, ds_t_all, dz_s_2_t_all, ds_sum, A):
             or jitops._size(dz_s_3_t) != (rows, 8)
             or not jitops.rows_contiguous(ds_sum)
             or not jitops.rows_contiguous(dz_s_3_t)
-            or not jitops.aligned(ds_sum, ds_t)
-            or not jitops.aligned(ds_sum, dz_s_2_t)
-            or not jitops.aligned(ds_sum, dz_s_3_t)
             or not jitops.aligned(dz_s_3_t, ds_t)
             or not jitops.aligned(dz_s_3_t, dz_s_2_t)
             or s0 < 0
@@ -744,7 +729,7 @@ def steps_back_s(T_u, dz_s_3_t_all, ds_t_all, dz_s_2_t_all, ds_sum, A):
     ds_t = ds_t_all[step]
     dz_s_2_t = dz_s_2_t_all[step]
     try:
-        jitops.ready(fused_1c9eb92bb5, ds_sum, ds_t, dz_s_2_t, dz_s_3_t)
+        jitops.ready(fused_b4add68eff, ds_sum, ds_t, dz_s_2_t, dz_s_3_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('s(u)', error)
         return False
@@ -753,7 +738,7 @@ def steps_back_s(T_u, dz_s_3_t_all, ds_t_all, dz_s_2_t_all, ds_sum, A):
         ds_t = ds_t_all[step]
         dz_s_2_t = dz_s_2_t_all[step]
         # s(u) = tanh(A s(u-1) + B y(u-1) + D C + e)
-        if not fused_1c9eb92bb5(ds_sum, ds_t, dz_s_2_t, dz_s_3_t):
+        if not fused_b4add68eff(ds_sum, ds_t, dz_s_2_t, dz_s_3_t):
             np.add(ds_sum, ds_t, out=ds_sum)
             np.multiply(ds_sum, dz_s_2_t, out=dz_s_3_t)
         jitops.dot(dz_s_3_t, A, ds_sum)
@@ -789,7 +774,6 @@ def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, vecmat_dz_h_2, W):
     s1_2 = jitops.row_step(vecmat_dz_h_2, rows_2, 8)
     if (jitops._size(dh_tm1) != (rows_2, 8)
             or not jitops.rows_contiguous(dh_tm1)
-            or not jitops.aligned(dh_tm1, vecmat_dz_h_2)
             or s0_2 < 0
             or s1_2 < 0):
         return False
@@ -866,12 +850,7 @@ def back_s_2(T_u, s_t_all, dz_s_2_t_all, ds_t_all, ds_sum, dz_s_3, ONE, A):
             or not jitops.rows_contiguous(dz_s_2_t)
             or not jitops.rows_contiguous(ds_sum)
             or not jitops.aligned(dz_s_2_t, s_t)
-            or not jitops.aligned(dz_s_2_t, dz_s_3)
-            or not jitops.aligned(dz_s_2_t, ds_sum)
             or not jitops.aligned(dz_s_2_t, ds_t)
-            or not jitops.aligned(ds_sum, s_t)
-            or not jitops.aligned(ds_sum, dz_s_3)
-            or not jitops.aligned(ds_sum, ds_t)
             or s0 < 0
             or s1 < 0
             or s2 < 0
@@ -919,7 +898,7 @@ def steps_back_s_2(T_u, s_t_all, dz_s_2_t_all, ds_t_all, ds_sum, dz_s_3, ONE, A)
     dz_s_2_t = dz_s_2_t_all[step]
     ds_t = ds_t_all[step]
     try:
-        jitops.ready(fused_feb837d675, s_t, dz_s_3, ONE, dz_s_2_t, ds_sum, ds_t)
+        jitops.ready(fused_ad76f4f865, s_t, dz_s_3, ONE, dz_s_2_t, ds_sum, ds_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('s(u)', error)
         return False
@@ -928,7 +907,7 @@ def steps_back_s_2(T_u, s_t_all, dz_s_2_t_all, ds_t_all, ds_sum, dz_s_3, ONE, A)
         dz_s_2_t = dz_s_2_t_all[step]
         ds_t = ds_t_all[step]
         # s(u) = tanh(A s(u-1) + B y(u-1) + D C + e)
-        if not fused_feb837d675(s_t, dz_s_3, ONE, dz_s_2_t, ds_sum, ds_t):
+        if not fused_ad76f4f865(s_t, dz_s_3, ONE, dz_s_2_t, ds_sum, ds_t):
             np.multiply(s_t, s_t, out=dz_s_3)
             np.subtract(ONE, dz_s_3, out=dz_s_2_t)
             np.add(ds_sum, ds_t, out=ds_sum)
@@ -957,7 +936,6 @@ def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, vecmat_d
             or jitops._size(dz_h_t) != (rows, 8)
             or not jitops.rows_contiguous(dz_h_t)
             or not jitops.aligned(dz_h_t, h_t)
-            or not jitops.aligned(dz_h_t, dz_h_2)
             or not jitops.aligned(dz_h_t, dh_t)
             or s0 < 0
             or s1 < 0
@@ -973,7 +951,6 @@ def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, vecmat_d
     s1_2 = jitops.row_step(vecmat_dz_h, rows_2, 8)
     if (jitops._size(dh_tm1) != (rows_2, 8)
             or not jitops.rows_contiguous(dh_tm1)
-            or not jitops.aligned(dh_tm1, vecmat_dz_h)
             or s0_2 < 0
             or s1_2 < 0):
         return False
@@ -1019,7 +996,7 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, ve
     dh_t = dh_t_all[step]
     dh_tm1 = dh_tm1_all[step]
     try:
-        jitops.ready(fused_06af03bdab, h_t, dz_h_2, ONE, dz_h_t, dh_t)
+        jitops.ready(fused_c6e653770d, h_t, dz_h_2, ONE, dz_h_t, dh_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -1029,7 +1006,7 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, ve
         dh_t = dh_t_all[step]
         dh_tm1 = dh_tm1_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + b)
-        if not fused_06af03bdab(h_t, dz_h_2, ONE, dz_h_t, dh_t):
+        if not fused_c6e653770d(h_t, dz_h_2, ONE, dz_h_t, dh_t):
             np.multiply(h_t, h_t, out=dz_h_2)
             np.subtract(ONE, dz_h_2, out=dz_h_t)
             np.multiply(dh_t, dz_h_t, out=dz_h_t)
@@ -1039,6 +1016,6 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, ve
 
 
 LOOPS = ("loop_h", "loop_s", "back_s", "back_h", "back_s_2", "back_h_2")
-KERNELS = ("fused_1d93b948a7", "fused_1c9eb92bb5", "fused_feb837d675", "fused_06af03bdab")
+KERNELS = ("fused_a05073ece7", "fused_b4add68eff", "fused_ad76f4f865", "fused_c6e653770d")
 STEPS = ("steps_loop_h", "steps_loop_s", "steps_back_s", "steps_back_h", "steps_back_s_2",
          "steps_back_h_2")

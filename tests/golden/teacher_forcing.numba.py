@@ -269,14 +269,13 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_1d93b948a7(p0, p1):
+def fused_a05073ece7(p0, p1):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
     s1 = jitops.row_step(p1, rows, 8)
     if (jitops._size(p0) != (rows, 8)
             or not jitops.rows_contiguous(p0)
-            or not jitops.aligned(p0, p1)
             or s0 < 0
             or s1 < 0):
         return False
@@ -297,7 +296,7 @@ def fused_1d93b948a7(p0, p1):
     return True
 
 
-def fused_1c9eb92bb5(p0, p1, p2, p3):
+def fused_b4add68eff(p0, p1, p2, p3):
     """add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -307,9 +306,6 @@ def fused_1c9eb92bb5(p0, p1, p2, p3):
             or jitops._size(p3) != (rows, 8)
             or not jitops.rows_contiguous(p0)
             or not jitops.rows_contiguous(p3)
-            or not jitops.aligned(p0, p1)
-            or not jitops.aligned(p0, p2)
-            or not jitops.aligned(p0, p3)
             or not jitops.aligned(p3, p1)
             or not jitops.aligned(p3, p2)
             or s0 < 0
@@ -332,7 +328,7 @@ def fused_1c9eb92bb5(p0, p1, p2, p3):
     return True
 
 
-def fused_feb837d675(p0, p1, p2, p3, p4, p5):
+def fused_ad76f4f865(p0, p1, p2, p3, p4, p5):
     """multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -345,12 +341,7 @@ def fused_feb837d675(p0, p1, p2, p3, p4, p5):
             or not jitops.rows_contiguous(p3)
             or not jitops.rows_contiguous(p4)
             or not jitops.aligned(p3, p0)
-            or not jitops.aligned(p3, p1)
-            or not jitops.aligned(p3, p4)
             or not jitops.aligned(p3, p5)
-            or not jitops.aligned(p4, p0)
-            or not jitops.aligned(p4, p1)
-            or not jitops.aligned(p4, p5)
             or s0 < 0
             or s1 < 0
             or s2 < 0
@@ -397,7 +388,6 @@ def loop_h(T, h_tm1_all, h_t_all, W_h, W):
     s1 = jitops.row_step(W_h, rows, 8)
     if (jitops._size(h_t) != (rows, 8)
             or not jitops.rows_contiguous(h_t)
-            or not jitops.aligned(h_t, W_h)
             or s0 < 0
             or s1 < 0):
         return False
@@ -432,7 +422,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_h, W):
     h_tm1 = h_tm1_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_1d93b948a7, h_t, W_h)
+        jitops.ready(fused_a05073ece7, h_t, W_h)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -441,7 +431,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_h, W):
         h_t = h_t_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + R y(t-1) + b)
         jitops.dot(h_tm1, W.T, W_h)
-        if not fused_1d93b948a7(h_t, W_h):
+        if not fused_a05073ece7(h_t, W_h):
             np.add(h_t, W_h, out=h_t)
             np.tanh(h_t, out=h_t)
     return True
@@ -466,9 +456,6 @@ def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, W):
             or jitops._size(dz_h_2_t) != (rows, 8)
             or not jitops.rows_contiguous(dh_sum)
             or not jitops.rows_contiguous(dz_h_2_t)
-            or not jitops.aligned(dh_sum, dh_t)
-            or not jitops.aligned(dh_sum, dz_h_t)
-            or not jitops.aligned(dh_sum, dz_h_2_t)
             or not jitops.aligned(dz_h_2_t, dh_t)
             or not jitops.aligned(dz_h_2_t, dz_h_t)
             or s0 < 0
@@ -507,7 +494,7 @@ def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, W):
     dh_t = dh_t_all[step]
     dz_h_t = dz_h_t_all[step]
     try:
-        jitops.ready(fused_1c9eb92bb5, dh_sum, dh_t, dz_h_t, dz_h_2_t)
+        jitops.ready(fused_b4add68eff, dh_sum, dh_t, dz_h_t, dz_h_2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -516,7 +503,7 @@ def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, W):
         dh_t = dh_t_all[step]
         dz_h_t = dz_h_t_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + R y(t-1) + b)
-        if not fused_1c9eb92bb5(dh_sum, dh_t, dz_h_t, dz_h_2_t):
+        if not fused_b4add68eff(dh_sum, dh_t, dz_h_t, dz_h_2_t):
             np.add(dh_sum, dh_t, out=dh_sum)
             np.multiply(dh_sum, dz_h_t, out=dz_h_2_t)
         jitops.dot(dz_h_2_t, W, dh_sum)
@@ -545,12 +532,7 @@ def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_sum, dz_h_2, ONE, W):
             or not jitops.rows_contiguous(dz_h_t)
             or not jitops.rows_contiguous(dh_sum)
             or not jitops.aligned(dz_h_t, h_t)
-            or not jitops.aligned(dz_h_t, dz_h_2)
-            or not jitops.aligned(dz_h_t, dh_sum)
             or not jitops.aligned(dz_h_t, dh_t)
-            or not jitops.aligned(dh_sum, h_t)
-            or not jitops.aligned(dh_sum, dz_h_2)
-            or not jitops.aligned(dh_sum, dh_t)
             or s0 < 0
             or s1 < 0
             or s2 < 0
@@ -598,7 +580,7 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_sum, dz_h_2, ONE, W):
     dz_h_t = dz_h_t_all[step]
     dh_t = dh_t_all[step]
     try:
-        jitops.ready(fused_feb837d675, h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t)
+        jitops.ready(fused_ad76f4f865, h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -607,7 +589,7 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_sum, dz_h_2, ONE, W):
         dz_h_t = dz_h_t_all[step]
         dh_t = dh_t_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + R y(t-1) + b)
-        if not fused_feb837d675(h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t):
+        if not fused_ad76f4f865(h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t):
             np.multiply(h_t, h_t, out=dz_h_2)
             np.subtract(ONE, dz_h_2, out=dz_h_t)
             np.add(dh_sum, dh_t, out=dh_sum)
@@ -617,5 +599,5 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_sum, dz_h_2, ONE, W):
 
 
 LOOPS = ("loop_h", "back_h", "back_h_2")
-KERNELS = ("fused_1d93b948a7", "fused_1c9eb92bb5", "fused_feb837d675")
+KERNELS = ("fused_a05073ece7", "fused_b4add68eff", "fused_ad76f4f865")
 STEPS = ("steps_loop_h", "steps_back_h", "steps_back_h_2")

@@ -172,14 +172,13 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_1d93b948a7(p0, p1):
+def fused_a05073ece7(p0, p1):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
     s1 = jitops.row_step(p1, rows, 8)
     if (jitops._size(p0) != (rows, 8)
             or not jitops.rows_contiguous(p0)
-            or not jitops.aligned(p0, p1)
             or s0 < 0
             or s1 < 0):
         return False
@@ -200,7 +199,7 @@ def fused_1d93b948a7(p0, p1):
     return True
 
 
-def fused_617619d8b3(p0, p1, p2, p3):
+def fused_e16a51c597(p0, p1, p2, p3):
     """add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -210,9 +209,6 @@ def fused_617619d8b3(p0, p1, p2, p3):
             or jitops._size(p3) != (rows, 8)
             or not jitops.rows_contiguous(p0)
             or not jitops.rows_contiguous(p3)
-            or not jitops.aligned(p0, p1)
-            or not jitops.aligned(p0, p2)
-            or not jitops.aligned(p0, p3)
             or not jitops.aligned(p3, p1)
             or not jitops.aligned(p3, p2)
             or s0 < 0
@@ -237,7 +233,7 @@ def fused_617619d8b3(p0, p1, p2, p3):
     return True
 
 
-def fused_25e466825a(p0, p1, p2, p3, p4, p5):
+def fused_6d03b8a9ac(p0, p1, p2, p3, p4, p5):
     """multiply, subtract, add, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p1)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -250,12 +246,7 @@ def fused_25e466825a(p0, p1, p2, p3, p4, p5):
             or not jitops.rows_contiguous(p3)
             or not jitops.rows_contiguous(p4)
             or not jitops.aligned(p3, p0)
-            or not jitops.aligned(p3, p1)
-            or not jitops.aligned(p3, p4)
             or not jitops.aligned(p3, p5)
-            or not jitops.aligned(p4, p0)
-            or not jitops.aligned(p4, p1)
-            or not jitops.aligned(p4, p5)
             or s0 < 0
             or s1 < 0
             or s2 < 0
@@ -304,7 +295,6 @@ def loop_h(T, h_tm1_all, h_t_all, W_hh_h, W_hh):
     s1 = jitops.row_step(W_hh_h, rows, 8)
     if (jitops._size(h_t) != (rows, 8)
             or not jitops.rows_contiguous(h_t)
-            or not jitops.aligned(h_t, W_hh_h)
             or s0 < 0
             or s1 < 0):
         return False
@@ -339,7 +329,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_hh_h, W_hh):
     h_tm1 = h_tm1_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_1d93b948a7, h_t, W_hh_h)
+        jitops.ready(fused_a05073ece7, h_t, W_hh_h)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -348,7 +338,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_hh_h, W_hh):
         h_t = h_t_all[step]
         # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
         jitops.dot(h_tm1, W_hh.T, W_hh_h)
-        if not fused_1d93b948a7(h_t, W_hh_h):
+        if not fused_a05073ece7(h_t, W_hh_h):
             np.add(h_t, W_hh_h, out=h_t)
             np.tanh(h_t, out=h_t)
     return True
@@ -371,8 +361,6 @@ def back_h(T, dz_h_3_t_all, cot_h, dz_h_2_t_all, dh, W_hh):
             or jitops._size(dz_h_3_t) != (rows, 8)
             or not jitops.rows_contiguous(dh)
             or not jitops.rows_contiguous(dz_h_3_t)
-            or not jitops.aligned(dh, dz_h_2_t)
-            or not jitops.aligned(dh, dz_h_3_t)
             or not jitops.aligned(dz_h_3_t, dz_h_2_t)
             or s0 < 0
             or s2 < 0):
@@ -381,7 +369,6 @@ def back_h(T, dz_h_3_t_all, cot_h, dz_h_2_t_all, dh, W_hh):
     if cot_h is not None:
         s1 = jitops.row_step(cot_h[step], rows, 8)
         if (s1 < 0
-                or not jitops.aligned(dh, cot_h[step])
                 or not jitops.aligned(dz_h_3_t, cot_h[step])):
             return False
     space = np.empty(16, dh.dtype)
@@ -424,7 +411,7 @@ def steps_back_h(T, dz_h_3_t_all, cot_h, dz_h_2_t_all, dh, W_hh):
         dz_h_3_t = dz_h_3_t_all[step]
         dz_h_2_t = dz_h_2_t_all[step]
         # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-        if not fused_617619d8b3(dh, None if cot_h is None else cot_h[step], dz_h_2_t, dz_h_3_t):
+        if not fused_e16a51c597(dh, None if cot_h is None else cot_h[step], dz_h_2_t, dz_h_3_t):
             if cot_h is not None:
                 np.add(dh, cot_h[step], out=dh)
             np.multiply(dh, dz_h_2_t, out=dz_h_3_t)
@@ -452,10 +439,6 @@ def back_h_2(T, h_t_all, dz_h_2_t_all, cot_h, dh, dz_h_3, ONE, W_hh):
             or not jitops.rows_contiguous(dz_h_2_t)
             or not jitops.rows_contiguous(dh)
             or not jitops.aligned(dz_h_2_t, h_t)
-            or not jitops.aligned(dz_h_2_t, dz_h_3)
-            or not jitops.aligned(dz_h_2_t, dh)
-            or not jitops.aligned(dh, h_t)
-            or not jitops.aligned(dh, dz_h_3)
             or s0 < 0
             or s1 < 0
             or s3 < 0):
@@ -464,8 +447,7 @@ def back_h_2(T, h_t_all, dz_h_2_t_all, cot_h, dh, dz_h_3, ONE, W_hh):
     if cot_h is not None:
         s2 = jitops.row_step(cot_h[step], rows, 8)
         if (s2 < 0
-                or not jitops.aligned(dz_h_2_t, cot_h[step])
-                or not jitops.aligned(dh, cot_h[step])):
+                or not jitops.aligned(dz_h_2_t, cot_h[step])):
             return False
     c0 = jitops.like(dz_h_3, ONE)
     space = np.empty(32, dz_h_3.dtype)
@@ -517,7 +499,7 @@ def steps_back_h_2(T, h_t_all, dz_h_2_t_all, cot_h, dh, dz_h_3, ONE, W_hh):
         h_t = h_t_all[step]
         dz_h_2_t = dz_h_2_t_all[step]
         # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-        if not fused_25e466825a(h_t, dz_h_3, ONE, dz_h_2_t, dh, None if cot_h is None else cot_h[step]):
+        if not fused_6d03b8a9ac(h_t, dz_h_3, ONE, dz_h_2_t, dh, None if cot_h is None else cot_h[step]):
             np.multiply(h_t, h_t, out=dz_h_3)
             np.subtract(ONE, dz_h_3, out=dz_h_2_t)
             if cot_h is not None:
@@ -528,5 +510,5 @@ def steps_back_h_2(T, h_t_all, dz_h_2_t_all, cot_h, dh, dz_h_3, ONE, W_hh):
 
 
 LOOPS = ("loop_h", "back_h", "back_h_2")
-KERNELS = ("fused_1d93b948a7", "fused_617619d8b3", "fused_25e466825a")
+KERNELS = ("fused_a05073ece7", "fused_e16a51c597", "fused_6d03b8a9ac")
 STEPS = ("steps_loop_h", "steps_back_h", "steps_back_h_2")
