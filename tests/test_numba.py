@@ -86,13 +86,20 @@ def test_numba_and_numpy_agree_to_rounding_with_every_cotangent(name, threshold,
         assert not fused or any(k.signatures for k in fused)     # the backward not run: not)
 
 
+def loops_module(net):
+    """The module of a compiled model's loop functions and fused kernels (rnngraph/runtime/
+    jit.py's, named by its text's hash), or None if the model has no step loops."""
+    space = net._forward.__globals__
+    return sys.modules[space[space["STEPS"][0]].__module__] if space.get("STEPS") else None
+
+
 @contextmanager
 def watching(net):
     """The names of the loops compiled whole, the step loops and the fused kernels of ``net``
     that return False while inside (they decline: their checks fail, and NumPy's loop or
     ops run instead: right numbers, and none of the speed)."""
     space = net._forward.__globals__
-    module = sys.modules[space[space["STEPS"][0]].__module__] if space.get("STEPS") else None
+    module = loops_module(net)
     targets = [(space, n) for n in (*space.get("LOOPS", ()), *space.get("STEPS", ()))]
     targets += [(vars(module), k) for k in space.get("KERNELS", ())] if module else []
     declined, saved = [], []
@@ -116,13 +123,13 @@ def kernels(net, *functions):
     """The fused kernels of a compiled model (rnngraph/compile/fuse.py), as Numba has them:
     all, or those the step loops that ``functions`` call call."""
     space = net._forward.__globals__
-    loops_module = sys.modules[space[space["STEPS"][0]].__module__] if space.get("STEPS") else None
+    module = loops_module(net)
     names = space.get("KERNELS", ())
     if functions:
-        steps = [getattr(loops_module, n) for f in functions for n in f.__code__.co_names
+        steps = [getattr(module, n) for f in functions for n in f.__code__.co_names
                  if n in space.get("STEPS", ())]
         names = [n for f in steps for n in f.__code__.co_names if n in names]
-    return [getattr(loops_module, k) for k in names] if loops_module else []
+    return [getattr(module, k) for k in names] if module else []
 
 
 @pytest.mark.parametrize("B", BATCHES)

@@ -97,7 +97,6 @@ class NumbaPrinter(FastPrinter):
         self.jit = True
         self.step = self.namer("step")
         self.fuse.scratch = set()           # the loop's temporaries' buffers (see temporary)
-        self.weights = 0                    # the bytes of the matrices its products read
         try:
             prelude, body = self.block(prog, block, " " * 8)
             self.fuse.owned = {self.buf[g.name] for g in self.local.values() if g.block is block
@@ -118,12 +117,12 @@ class NumbaPrinter(FastPrinter):
         self.functions += [lines, steps[1]]
         self.names.append(name)
         self.step_loops.append(steps[0])
-        small = self.small_batch()
+        small = self.small_batch(prog, block)
         call = call_lines(f"{head}if not ({name} if {self.B} <= {small} else {steps[0]})(", args, "):")
         return prelude, call + loop
 
-    def small_batch(self) -> int:
-        """The largest batch the loop just printed runs compiled whole (at least 2, at most
+    def small_batch(self, prog, block) -> int:
+        """The largest batch the loop ``block`` runs compiled whole (at least 2, at most
         SMALL): its products go by rows, two rows of the batch a pass over the weights
         (jitops._times_rows, _rows_times), where NumPy's GEMM reads them once but packs them
         every call and the Python loop costs a few microseconds a step; so as many rows
@@ -132,9 +131,12 @@ class NumbaPrinter(FastPrinter):
         runs): hidden 128 (a step's weights 256 KiB) batch 2 3.5-3.9x, 4 1.9-2.0x, 6
         1.7-1.8x, 8 1.03-1.19x, 12 1.0-1.05x, 16 0.81-0.91x; hidden 256 (1 MiB) batch 2
         2.4-2.8x, 4 1.4-1.7x, 8 0.7-0.9x."""
-        if not self.weights:
+        weights = sum(math.prod(prog.type(e.args[0 if e.op == "matvec" else 1], block).shape)
+                      for e in block.eqns if e.op in ("matvec", "vecmat"))
+        if not weights:
             return SMALL
-        return max(2, min(SMALL, 2 * (PASSES_BYTES // self.weights)))
+        weights *= np.dtype(self.dtype).itemsize
+        return max(2, min(SMALL, 2 * (PASSES_BYTES // weights)))
 
     def function(self, block, plain, fused: list[str]):
         """The loop ``block`` as a function ``def loop_h(T, h_tm1_all, ..., W, ONE):``
@@ -251,9 +253,6 @@ class NumbaPrinter(FastPrinter):
                 return super().call(e, args, types, dst, t)
             return f"{dst}[...] = {row.py(tuple(args), types, e.attrs).text}"
         a = [x.text for x in args]
-        if e.op in ("matvec", "vecmat"):
-            shape = types[0 if e.op == "matvec" else 1].shape
-            self.weights += math.prod(shape) * np.dtype(self.dtype).itemsize
         if e.op == "matvec":
             return f"jitops.dot({a[1]}, {args[0].at(ATOM)}.T, {dst})"
         if e.op == "vecmat":

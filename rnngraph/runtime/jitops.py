@@ -310,7 +310,9 @@ def cannot(what: str, error: Exception) -> None:
                   "that loop runs in NumPy", RuntimeWarning, stacklevel=_outside())
 
 
-#: The most rows a compiled loop's product takes row by row (see dot, _times_rows).
+#: The most rows a compiled loop's product takes row by row (see dot, _times_rows): at least
+#: compile/numba_loops.py's SMALL (test_numba checks it).  Not imported from there: Numba's
+#: cache of these kernels is keyed on this file's text, which must change with it.
 _BY_ROWS = 8
 
 
