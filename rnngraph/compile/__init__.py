@@ -14,7 +14,8 @@ import math
 from ..check.analysis import parameter_order
 from .autodiff import backward, taped
 from .cse import cse
-from .layout import (carried_products_first, concat_views, preactivations_in_place,
+from .layout import (bias_sums_in_loops, biases_in_loops, carried_products_first,
+                     concat_views, preactivations_in_place,
                      sink_carried_writes, sums_side_by_side, transposed_in_loops)
 from .lower import lower
 from .numba_loops import NumbaPrinter
@@ -119,6 +120,16 @@ class Numba(Optimized):
         self.source += "\n".join(wrap(f"KERNELS = {tuple_text(list(kernels))}")) + "\n"
         steps = [n for p in self.printers for n in p.step_loops]
         self.source += "\n".join(wrap(f"STEPS = {tuple_text(steps)}")) + "\n"
+
+    def programs(self, model):
+        forward, back = super().programs(model)
+        return biases_in_loops(forward), back
+
+    @staticmethod
+    def reverse(back, lanewise_in_loop: bool = False):
+        """The optimized path's passes, then each bias's gradient summed in its loop
+        (layout.bias_sums_in_loops), as the bias is added there in the forward program."""
+        return bias_sums_in_loops(Optimized.reverse(back, lanewise_in_loop))
 
     @staticmethod
     def loop_products(forward):

@@ -158,6 +158,7 @@ def backward(params, tape, cotangents, T, n_batch, T_u):
     tm1, now, now_u = slice(0, T), slice(1, T + 1), slice(1, T_u + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
+    db = np.zeros_like(b, DTYPE)
     dB = np.zeros_like(B, DTYPE)
     dC = np.zeros_like(C, DTYPE)
     dd = np.zeros_like(d, DTYPE)
@@ -313,23 +314,25 @@ def backward(params, tape, cotangents, T, n_batch, T_u):
 
     # h(t): back through time (backward)
     vecmat_dz_h_2 = np.empty((n_batch, 8), DTYPE)
+    dz_h_3 = np.empty((8,), DTYPE)
     if not (back_h if n_batch <= 8 else steps_back_h)(T, dz_h_2[1:T + 1], dh[1:T + 1],
-                                                      dz_h[1:T + 1], dh[0:T], vecmat_dz_h_2, W):
+                                                      dz_h[1:T + 1], dh[0:T], vecmat_dz_h_2, db,
+                                                      dz_h_3, W):
         steps = zip(dz_h_2[1:T + 1][::-1], dh[1:T + 1][::-1], dz_h[1:T + 1][::-1], dh[0:T][::-1])
         for (dz_h_2_t, dh_t, dz_h_t, dh_tm1) in steps:
             # h(t) = tanh(W h(t-1) + U x(t) + b)
             np.multiply(dh_t, dz_h_t, out=dz_h_2_t)
             np.dot(dz_h_2_t, W, out=vecmat_dz_h_2)
             dh_tm1 += vecmat_dz_h_2
+            sum_rows(dz_h_2_t, 0, dz_h_3)
+            db += dz_h_3
 
     # Every step at once
     # h(t) = tanh(W h(t-1) + U x(t) + b)
     dW = dz_h_2[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    db = np.empty((8,), DTYPE)
     # h(t) = tanh(W h(t-1) + U x(t) + b)
-    sum_rows(dz_h_2[now], (0, 1), db)
     dU = dz_h_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(dz_h_2[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
 
@@ -355,6 +358,7 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
     tm1, now, now_u = slice(0, T), slice(1, T + 1), slice(1, T_u + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
+    db = np.zeros_like(b, DTYPE)
     dB = np.zeros_like(B, DTYPE)
     dC = np.zeros_like(C, DTYPE)
     dd = np.zeros_like(d, DTYPE)
@@ -505,9 +509,10 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
     # h(t): back through time (backward)
     dz_h_2 = np.empty((n_batch, 8), DTYPE)
     vecmat_dz_h = np.empty((n_batch, 8), DTYPE)
+    dz_h_3 = np.empty((8,), DTYPE)
     if not (back_h_2 if n_batch <= 8 else steps_back_h_2)(T, h[1:T + 1], dz_h[1:T + 1],
                                                           dh[1:T + 1], dh[0:T], dz_h_2, ONE,
-                                                          vecmat_dz_h, W):
+                                                          vecmat_dz_h, db, dz_h_3, W):
         steps = zip(h[1:T + 1][::-1], dz_h[1:T + 1][::-1], dh[1:T + 1][::-1], dh[0:T][::-1])
         for (h_t, dz_h_t, dh_t, dh_tm1) in steps:
             # h(t) = tanh(W h(t-1) + U x(t) + b)
@@ -516,15 +521,15 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
             dz_h_t *= dh_t
             np.dot(dz_h_t, W, out=vecmat_dz_h)
             dh_tm1 += vecmat_dz_h
+            sum_rows(dz_h_t, 0, dz_h_3)
+            db += dz_h_3
 
     # Every step at once
     # h(t) = tanh(W h(t-1) + U x(t) + b)
     dW = dz_h[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    db = np.empty((8,), DTYPE)
     # h(t) = tanh(W h(t-1) + U x(t) + b)
-    sum_rows(dz_h[now], (0, 1), db)
     dU = dz_h[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(dz_h[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
 
@@ -668,7 +673,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_h, W):
     return True
 
 
-def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, vecmat_dz_h_2, W):
+def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, vecmat_dz_h_2, db, dz_h_3, W):
     """The loop backward in time of h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -702,6 +707,16 @@ def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, vecmat_dz_h_2, W):
         return False
     space_2 = np.empty(8, dh_tm1.dtype)
     x0_2 = space_2[0:8]
+    rows_3 = jitops._size(db)[0]
+    s0_3 = jitops.row_step(db, rows_3, 8)
+    s1_3 = jitops.row_step(dz_h_3, rows_3, 8)
+    if (jitops._size(db) != (rows_3, 8)
+            or not jitops.rows_contiguous(db)
+            or s0_3 < 0
+            or s1_3 < 0):
+        return False
+    space_3 = np.empty(8, db.dtype)
+    x0_3 = space_3[0:8]
     for step in range(T - 1, -1, -1):
         dz_h_2_t = dz_h_2_t_all[step]
         dh_t = dh_t_all[step]
@@ -721,10 +736,17 @@ def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, vecmat_dz_h_2, W):
             for j_2 in range(8):
                 x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
             jitops.put_row(dh_tm1, i_2, x0_2)
+        jitops.sum_rows(dz_h_2_t, dz_h_3)
+        for i_3 in range(rows_3):
+            r0_0_3 = jitops._view(db, i_3 * s0_3, 8)
+            r0_1_3 = jitops._view(dz_h_3, i_3 * s1_3, 8)
+            for j_3 in range(8):
+                x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
+            jitops.put_row(db, i_3, x0_3)
     return True
 
 
-def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, vecmat_dz_h_2, W):
+def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, vecmat_dz_h_2, db, dz_h_3, W):
     """h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -735,7 +757,7 @@ def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, vecmat_dz_h_
     dz_h_t = dz_h_t_all[step]
     dh_tm1 = dh_tm1_all[step]
     try:
-        pass
+        jitops.ready(jitops.sum_rows, dz_h_2_t, dz_h_3)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -748,10 +770,13 @@ def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, vecmat_dz_h_
         np.multiply(dh_t, dz_h_t, out=dz_h_2_t)
         jitops.dot(dz_h_2_t, W, vecmat_dz_h_2)
         np.add(dh_tm1, vecmat_dz_h_2, out=dh_tm1)
+        jitops.sum_rows(dz_h_2_t, dz_h_3)
+        np.add(db, dz_h_3, out=db)
     return True
 
 
-def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, vecmat_dz_h, W):
+def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, vecmat_dz_h, db, dz_h_3,
+             W):
     """The loop backward in time of h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -791,6 +816,16 @@ def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, vecmat_d
         return False
     space_2 = np.empty(8, dh_tm1.dtype)
     x0_2 = space_2[0:8]
+    rows_3 = jitops._size(db)[0]
+    s0_3 = jitops.row_step(db, rows_3, 8)
+    s1_3 = jitops.row_step(dz_h_3, rows_3, 8)
+    if (jitops._size(db) != (rows_3, 8)
+            or not jitops.rows_contiguous(db)
+            or s0_3 < 0
+            or s1_3 < 0):
+        return False
+    space_3 = np.empty(8, db.dtype)
+    x0_3 = space_3[0:8]
     for step in range(T - 1, -1, -1):
         h_t = h_t_all[step]
         dz_h_t = dz_h_t_all[step]
@@ -817,10 +852,18 @@ def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, vecmat_d
             for j_2 in range(8):
                 x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
             jitops.put_row(dh_tm1, i_2, x0_2)
+        jitops.sum_rows(dz_h_t, dz_h_3)
+        for i_3 in range(rows_3):
+            r0_0_3 = jitops._view(db, i_3 * s0_3, 8)
+            r0_1_3 = jitops._view(dz_h_3, i_3 * s1_3, 8)
+            for j_3 in range(8):
+                x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
+            jitops.put_row(db, i_3, x0_3)
     return True
 
 
-def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, vecmat_dz_h, W):
+def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, vecmat_dz_h, db,
+                   dz_h_3, W):
     """h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -831,6 +874,7 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, ve
     dh_t = dh_t_all[step]
     dh_tm1 = dh_tm1_all[step]
     try:
+        jitops.ready(jitops.sum_rows, dz_h_t, dz_h_3)
         jitops.ready(fused_c6e653770d, h_t, dz_h_2, ONE, dz_h_t, dh_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
@@ -847,6 +891,8 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, ve
             np.multiply(dh_t, dz_h_t, out=dz_h_t)
         jitops.dot(dz_h_t, W, vecmat_dz_h)
         np.add(dh_tm1, vecmat_dz_h, out=dh_tm1)
+        jitops.sum_rows(dz_h_t, dz_h_3)
+        np.add(db, dz_h_3, out=db)
     return True
 
 

@@ -151,6 +151,8 @@ def backward(params, tape, cotangents, T, n_batch, T_u):
     tm1, now, tm1_u, now_u = slice(0, T), slice(1, T + 1), slice(0, T_u), slice(1, T_u + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
+    db = np.zeros_like(b, DTYPE)
+    dd = np.zeros_like(d, DTYPE)
     dh = WORK.zeros(h.shape, DTYPE, "dh")
     ds = WORK.zeros(s.shape, DTYPE, "ds")
     de = WORK.zeros(e.shape, DTYPE, "de")
@@ -267,9 +269,10 @@ def backward(params, tape, cotangents, T, n_batch, T_u):
 
     # s(u): back through the steps of u (backward)
     vecmat_dz_s_2 = np.empty((n_batch, 8), DTYPE)
+    dz_s_3 = np.empty((8,), DTYPE)
     if not (back_s if n_batch <= 8 else steps_back_s)(T_u, dz_s_2[1:T_u + 1], ds[1:T_u + 1],
                                                       dz_s[1:T_u + 1], ds[0:T_u], vecmat_dz_s_2,
-                                                      A):
+                                                      dd, dz_s_3, A):
         steps = zip(dz_s_2[1:T_u + 1][::-1], ds[1:T_u + 1][::-1], dz_s[1:T_u + 1][::-1],
                     ds[0:T_u][::-1])
         for (dz_s_2_t, ds_t_2, dz_s_t, ds_tm1) in steps:
@@ -277,16 +280,16 @@ def backward(params, tape, cotangents, T, n_batch, T_u):
             np.multiply(ds_t_2, dz_s_t, out=dz_s_2_t)
             np.dot(dz_s_2_t, A, out=vecmat_dz_s_2)
             ds_tm1 += vecmat_dz_s_2
+            sum_rows(dz_s_2_t, 0, dz_s_3)
+            dd += dz_s_3
 
     # Every step at once
     # s(u) = tanh(A s(u-1) + B y(u-1) + d)
     dA = dz_s_2[now_u].reshape(-1, 8).T @ s[tm1_u].reshape(-1, 8)
 
     # Every step at once
-    dd = np.empty((8,), DTYPE)
     vecmat_dz_s_2_2 = WORK.empty((T_u, n_batch, 5), DTYPE, "vecmat_dz_s_2_2")
     # s(u) = tanh(A s(u-1) + B y(u-1) + d)
-    sum_rows(dz_s_2[now_u], (0, 1), dd)
     dB = dz_s_2[now_u].reshape(-1, 8).T @ y[tm1_u].reshape(-1, 5)
     np.dot(dz_s_2[now_u].reshape(-1, 8), B, out=vecmat_dz_s_2_2.reshape(-1, 5))
     dy[tm1_u] += vecmat_dz_s_2_2
@@ -302,23 +305,25 @@ def backward(params, tape, cotangents, T, n_batch, T_u):
 
     # h(t): back through time (backward)
     vecmat_dz_h_2 = np.empty((n_batch, 8), DTYPE)
+    dz_h_3 = np.empty((8,), DTYPE)
     if not (back_h if n_batch <= 8 else steps_back_h)(T, dz_h_2[1:T + 1], dh[1:T + 1],
-                                                      dz_h[1:T + 1], dh[0:T], vecmat_dz_h_2, W):
+                                                      dz_h[1:T + 1], dh[0:T], vecmat_dz_h_2, db,
+                                                      dz_h_3, W):
         steps = zip(dz_h_2[1:T + 1][::-1], dh[1:T + 1][::-1], dz_h[1:T + 1][::-1], dh[0:T][::-1])
         for (dz_h_2_t, dh_t, dz_h_t, dh_tm1) in steps:
             # h(t) = tanh(W h(t-1) + U x(t) + b)
             np.multiply(dh_t, dz_h_t, out=dz_h_2_t)
             np.dot(dz_h_2_t, W, out=vecmat_dz_h_2)
             dh_tm1 += vecmat_dz_h_2
+            sum_rows(dz_h_2_t, 0, dz_h_3)
+            db += dz_h_3
 
     # Every step at once
     # h(t) = tanh(W h(t-1) + U x(t) + b)
     dW = dz_h_2[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    db = np.empty((8,), DTYPE)
     # h(t) = tanh(W h(t-1) + U x(t) + b)
-    sum_rows(dz_h_2[now], (0, 1), db)
     dU = dz_h_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(dz_h_2[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
 
@@ -336,6 +341,8 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
     tm1, now, tm1_u, now_u = slice(0, T), slice(1, T + 1), slice(0, T_u), slice(1, T_u + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
+    db = np.zeros_like(b, DTYPE)
+    dd = np.zeros_like(d, DTYPE)
     dh = WORK.zeros(h.shape, DTYPE, "dh")
     ds = WORK.zeros(s.shape, DTYPE, "ds")
     de = WORK.zeros(e.shape, DTYPE, "de")
@@ -446,9 +453,10 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
     # s(u): back through the steps of u (backward)
     dz_s_2 = np.empty((n_batch, 8), DTYPE)
     vecmat_dz_s = np.empty((n_batch, 8), DTYPE)
+    dz_s_3 = np.empty((8,), DTYPE)
     if not (back_s_2 if n_batch <= 8 else steps_back_s_2)(T_u, s[1:T_u + 1], dz_s[1:T_u + 1],
                                                           ds[1:T_u + 1], ds[0:T_u], dz_s_2, ONE,
-                                                          vecmat_dz_s, A):
+                                                          vecmat_dz_s, dd, dz_s_3, A):
         steps = zip(s[1:T_u + 1][::-1], dz_s[1:T_u + 1][::-1], ds[1:T_u + 1][::-1],
                     ds[0:T_u][::-1])
         for (s_t_2, dz_s_t, ds_t_2, ds_tm1) in steps:
@@ -458,16 +466,16 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
             dz_s_t *= ds_t_2
             np.dot(dz_s_t, A, out=vecmat_dz_s)
             ds_tm1 += vecmat_dz_s
+            sum_rows(dz_s_t, 0, dz_s_3)
+            dd += dz_s_3
 
     # Every step at once
     # s(u) = tanh(A s(u-1) + B y(u-1) + d)
     dA = dz_s[now_u].reshape(-1, 8).T @ s[tm1_u].reshape(-1, 8)
 
     # Every step at once
-    dd = np.empty((8,), DTYPE)
     vecmat_dz_s_2 = WORK.empty((T_u, n_batch, 5), DTYPE, "vecmat_dz_s_2")
     # s(u) = tanh(A s(u-1) + B y(u-1) + d)
-    sum_rows(dz_s[now_u], (0, 1), dd)
     dB = dz_s[now_u].reshape(-1, 8).T @ y[tm1_u].reshape(-1, 5)
     np.dot(dz_s[now_u].reshape(-1, 8), B, out=vecmat_dz_s_2.reshape(-1, 5))
     dy[tm1_u] += vecmat_dz_s_2
@@ -479,9 +487,10 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
     # h(t): back through time (backward)
     dz_h_2 = np.empty((n_batch, 8), DTYPE)
     vecmat_dz_h = np.empty((n_batch, 8), DTYPE)
+    dz_h_3 = np.empty((8,), DTYPE)
     if not (back_h_2 if n_batch <= 8 else steps_back_h_2)(T, h[1:T + 1], dz_h[1:T + 1],
                                                           dh[1:T + 1], dh[0:T], dz_h_2, ONE,
-                                                          vecmat_dz_h, W):
+                                                          vecmat_dz_h, db, dz_h_3, W):
         steps = zip(h[1:T + 1][::-1], dz_h[1:T + 1][::-1], dh[1:T + 1][::-1], dh[0:T][::-1])
         for (h_t, dz_h_t, dh_t, dh_tm1) in steps:
             # h(t) = tanh(W h(t-1) + U x(t) + b)
@@ -490,15 +499,15 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
             dz_h_t *= dh_t
             np.dot(dz_h_t, W, out=vecmat_dz_h)
             dh_tm1 += vecmat_dz_h
+            sum_rows(dz_h_t, 0, dz_h_3)
+            db += dz_h_3
 
     # Every step at once
     # h(t) = tanh(W h(t-1) + U x(t) + b)
     dW = dz_h[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    db = np.empty((8,), DTYPE)
     # h(t) = tanh(W h(t-1) + U x(t) + b)
-    sum_rows(dz_h[now], (0, 1), db)
     dU = dz_h[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(dz_h[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
 
@@ -698,7 +707,7 @@ def steps_loop_s(T_u, s_tm1_all, s_t_all, A_s, A):
     return True
 
 
-def back_s(T_u, dz_s_2_t_all, ds_t_2_all, dz_s_t_all, ds_tm1_all, vecmat_dz_s_2, A):
+def back_s(T_u, dz_s_2_t_all, ds_t_2_all, dz_s_t_all, ds_tm1_all, vecmat_dz_s_2, dd, dz_s_3, A):
     """The loop backward in time of s(u).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -732,6 +741,16 @@ def back_s(T_u, dz_s_2_t_all, ds_t_2_all, dz_s_t_all, ds_tm1_all, vecmat_dz_s_2,
         return False
     space_2 = np.empty(8, ds_tm1.dtype)
     x0_2 = space_2[0:8]
+    rows_3 = jitops._size(dd)[0]
+    s0_3 = jitops.row_step(dd, rows_3, 8)
+    s1_3 = jitops.row_step(dz_s_3, rows_3, 8)
+    if (jitops._size(dd) != (rows_3, 8)
+            or not jitops.rows_contiguous(dd)
+            or s0_3 < 0
+            or s1_3 < 0):
+        return False
+    space_3 = np.empty(8, dd.dtype)
+    x0_3 = space_3[0:8]
     for step in range(T_u - 1, -1, -1):
         dz_s_2_t = dz_s_2_t_all[step]
         ds_t_2 = ds_t_2_all[step]
@@ -751,10 +770,18 @@ def back_s(T_u, dz_s_2_t_all, ds_t_2_all, dz_s_t_all, ds_tm1_all, vecmat_dz_s_2,
             for j_2 in range(8):
                 x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
             jitops.put_row(ds_tm1, i_2, x0_2)
+        jitops.sum_rows(dz_s_2_t, dz_s_3)
+        for i_3 in range(rows_3):
+            r0_0_3 = jitops._view(dd, i_3 * s0_3, 8)
+            r0_1_3 = jitops._view(dz_s_3, i_3 * s1_3, 8)
+            for j_3 in range(8):
+                x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
+            jitops.put_row(dd, i_3, x0_3)
     return True
 
 
-def steps_back_s(T_u, dz_s_2_t_all, ds_t_2_all, dz_s_t_all, ds_tm1_all, vecmat_dz_s_2, A):
+def steps_back_s(T_u, dz_s_2_t_all, ds_t_2_all, dz_s_t_all, ds_tm1_all, vecmat_dz_s_2, dd, dz_s_3,
+                 A):
     """s(u), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T_u == 0:
@@ -765,7 +792,7 @@ def steps_back_s(T_u, dz_s_2_t_all, ds_t_2_all, dz_s_t_all, ds_tm1_all, vecmat_d
     dz_s_t = dz_s_t_all[step]
     ds_tm1 = ds_tm1_all[step]
     try:
-        pass
+        jitops.ready(jitops.sum_rows, dz_s_2_t, dz_s_3)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('s(u)', error)
         return False
@@ -778,10 +805,12 @@ def steps_back_s(T_u, dz_s_2_t_all, ds_t_2_all, dz_s_t_all, ds_tm1_all, vecmat_d
         np.multiply(ds_t_2, dz_s_t, out=dz_s_2_t)
         jitops.dot(dz_s_2_t, A, vecmat_dz_s_2)
         np.add(ds_tm1, vecmat_dz_s_2, out=ds_tm1)
+        jitops.sum_rows(dz_s_2_t, dz_s_3)
+        np.add(dd, dz_s_3, out=dd)
     return True
 
 
-def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, vecmat_dz_h_2, W):
+def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, vecmat_dz_h_2, db, dz_h_3, W):
     """The loop backward in time of h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -815,6 +844,16 @@ def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, vecmat_dz_h_2, W):
         return False
     space_2 = np.empty(8, dh_tm1.dtype)
     x0_2 = space_2[0:8]
+    rows_3 = jitops._size(db)[0]
+    s0_3 = jitops.row_step(db, rows_3, 8)
+    s1_3 = jitops.row_step(dz_h_3, rows_3, 8)
+    if (jitops._size(db) != (rows_3, 8)
+            or not jitops.rows_contiguous(db)
+            or s0_3 < 0
+            or s1_3 < 0):
+        return False
+    space_3 = np.empty(8, db.dtype)
+    x0_3 = space_3[0:8]
     for step in range(T - 1, -1, -1):
         dz_h_2_t = dz_h_2_t_all[step]
         dh_t = dh_t_all[step]
@@ -834,10 +873,17 @@ def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, vecmat_dz_h_2, W):
             for j_2 in range(8):
                 x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
             jitops.put_row(dh_tm1, i_2, x0_2)
+        jitops.sum_rows(dz_h_2_t, dz_h_3)
+        for i_3 in range(rows_3):
+            r0_0_3 = jitops._view(db, i_3 * s0_3, 8)
+            r0_1_3 = jitops._view(dz_h_3, i_3 * s1_3, 8)
+            for j_3 in range(8):
+                x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
+            jitops.put_row(db, i_3, x0_3)
     return True
 
 
-def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, vecmat_dz_h_2, W):
+def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, vecmat_dz_h_2, db, dz_h_3, W):
     """h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -848,7 +894,7 @@ def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, vecmat_dz_h_
     dz_h_t = dz_h_t_all[step]
     dh_tm1 = dh_tm1_all[step]
     try:
-        pass
+        jitops.ready(jitops.sum_rows, dz_h_2_t, dz_h_3)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -861,10 +907,13 @@ def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, vecmat_dz_h_
         np.multiply(dh_t, dz_h_t, out=dz_h_2_t)
         jitops.dot(dz_h_2_t, W, vecmat_dz_h_2)
         np.add(dh_tm1, vecmat_dz_h_2, out=dh_tm1)
+        jitops.sum_rows(dz_h_2_t, dz_h_3)
+        np.add(db, dz_h_3, out=db)
     return True
 
 
-def back_s_2(T_u, s_t_2_all, dz_s_t_all, ds_t_2_all, ds_tm1_all, dz_s_2, ONE, vecmat_dz_s, A):
+def back_s_2(T_u, s_t_2_all, dz_s_t_all, ds_t_2_all, ds_tm1_all, dz_s_2, ONE, vecmat_dz_s, dd,
+             dz_s_3, A):
     """The loop backward in time of s(u).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -904,6 +953,16 @@ def back_s_2(T_u, s_t_2_all, dz_s_t_all, ds_t_2_all, ds_tm1_all, dz_s_2, ONE, ve
         return False
     space_2 = np.empty(8, ds_tm1.dtype)
     x0_2 = space_2[0:8]
+    rows_3 = jitops._size(dd)[0]
+    s0_3 = jitops.row_step(dd, rows_3, 8)
+    s1_3 = jitops.row_step(dz_s_3, rows_3, 8)
+    if (jitops._size(dd) != (rows_3, 8)
+            or not jitops.rows_contiguous(dd)
+            or s0_3 < 0
+            or s1_3 < 0):
+        return False
+    space_3 = np.empty(8, dd.dtype)
+    x0_3 = space_3[0:8]
     for step in range(T_u - 1, -1, -1):
         s_t_2 = s_t_2_all[step]
         dz_s_t = dz_s_t_all[step]
@@ -930,11 +989,18 @@ def back_s_2(T_u, s_t_2_all, dz_s_t_all, ds_t_2_all, ds_tm1_all, dz_s_2, ONE, ve
             for j_2 in range(8):
                 x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
             jitops.put_row(ds_tm1, i_2, x0_2)
+        jitops.sum_rows(dz_s_t, dz_s_3)
+        for i_3 in range(rows_3):
+            r0_0_3 = jitops._view(dd, i_3 * s0_3, 8)
+            r0_1_3 = jitops._view(dz_s_3, i_3 * s1_3, 8)
+            for j_3 in range(8):
+                x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
+            jitops.put_row(dd, i_3, x0_3)
     return True
 
 
 def steps_back_s_2(T_u, s_t_2_all, dz_s_t_all, ds_t_2_all, ds_tm1_all, dz_s_2, ONE, vecmat_dz_s,
-                   A):
+                   dd, dz_s_3, A):
     """s(u), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T_u == 0:
@@ -945,6 +1011,7 @@ def steps_back_s_2(T_u, s_t_2_all, dz_s_t_all, ds_t_2_all, ds_tm1_all, dz_s_2, O
     ds_t_2 = ds_t_2_all[step]
     ds_tm1 = ds_tm1_all[step]
     try:
+        jitops.ready(jitops.sum_rows, dz_s_t, dz_s_3)
         jitops.ready(fused_c6e653770d, s_t_2, dz_s_2, ONE, dz_s_t, ds_t_2)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('s(u)', error)
@@ -961,10 +1028,13 @@ def steps_back_s_2(T_u, s_t_2_all, dz_s_t_all, ds_t_2_all, ds_tm1_all, dz_s_2, O
             np.multiply(ds_t_2, dz_s_t, out=dz_s_t)
         jitops.dot(dz_s_t, A, vecmat_dz_s)
         np.add(ds_tm1, vecmat_dz_s, out=ds_tm1)
+        jitops.sum_rows(dz_s_t, dz_s_3)
+        np.add(dd, dz_s_3, out=dd)
     return True
 
 
-def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, vecmat_dz_h, W):
+def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, vecmat_dz_h, db, dz_h_3,
+             W):
     """The loop backward in time of h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -1004,6 +1074,16 @@ def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, vecmat_d
         return False
     space_2 = np.empty(8, dh_tm1.dtype)
     x0_2 = space_2[0:8]
+    rows_3 = jitops._size(db)[0]
+    s0_3 = jitops.row_step(db, rows_3, 8)
+    s1_3 = jitops.row_step(dz_h_3, rows_3, 8)
+    if (jitops._size(db) != (rows_3, 8)
+            or not jitops.rows_contiguous(db)
+            or s0_3 < 0
+            or s1_3 < 0):
+        return False
+    space_3 = np.empty(8, db.dtype)
+    x0_3 = space_3[0:8]
     for step in range(T - 1, -1, -1):
         h_t = h_t_all[step]
         dz_h_t = dz_h_t_all[step]
@@ -1030,10 +1110,18 @@ def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, vecmat_d
             for j_2 in range(8):
                 x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
             jitops.put_row(dh_tm1, i_2, x0_2)
+        jitops.sum_rows(dz_h_t, dz_h_3)
+        for i_3 in range(rows_3):
+            r0_0_3 = jitops._view(db, i_3 * s0_3, 8)
+            r0_1_3 = jitops._view(dz_h_3, i_3 * s1_3, 8)
+            for j_3 in range(8):
+                x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
+            jitops.put_row(db, i_3, x0_3)
     return True
 
 
-def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, vecmat_dz_h, W):
+def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, vecmat_dz_h, db,
+                   dz_h_3, W):
     """h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -1044,6 +1132,7 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, ve
     dh_t = dh_t_all[step]
     dh_tm1 = dh_tm1_all[step]
     try:
+        jitops.ready(jitops.sum_rows, dz_h_t, dz_h_3)
         jitops.ready(fused_c6e653770d, h_t, dz_h_2, ONE, dz_h_t, dh_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
@@ -1060,6 +1149,8 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, ve
             np.multiply(dh_t, dz_h_t, out=dz_h_t)
         jitops.dot(dz_h_t, W, vecmat_dz_h)
         np.add(dh_tm1, vecmat_dz_h, out=dh_tm1)
+        jitops.sum_rows(dz_h_t, dz_h_3)
+        np.add(db, dz_h_3, out=db)
     return True
 
 

@@ -103,6 +103,8 @@ def backward(params, tape, cotangents, T, B):
     tm1, now, tp1 = slice(0, T), slice(1, T + 1), slice(2, T + 2)
 
     # Gradients start at zero, and at the cotangents for the outputs
+    db_h = np.zeros_like(b_h, DTYPE)
+    db_g = np.zeros_like(b_g, DTYPE)
     dh = WORK.zeros(h.shape, DTYPE, "dh")
     dg = WORK.zeros(g.shape, DTYPE, "dg")
     do = WORK.zeros(o.shape, DTYPE, "do")
@@ -135,24 +137,25 @@ def backward(params, tape, cotangents, T, B):
 
     # g(t): back through time (forward)
     dg_sum = np.zeros((B, 8), DTYPE)
+    dz_g_3 = np.empty((8,), DTYPE)
     if not (back_g if B <= 8 else steps_back_g)(T, dz_g_2[1:T + 1], dg[1:T + 1], dz_g[1:T + 1],
-                                                dg_sum, W_g):
+                                                dg_sum, db_g, dz_g_3, W_g):
         steps = zip(dz_g_2[1:T + 1], dg[1:T + 1], dz_g[1:T + 1])
         for (dz_g_2_t, dg_t, dz_g_t) in steps:
             # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
             dg_sum += dg_t
             np.multiply(dg_sum, dz_g_t, out=dz_g_2_t)
             np.dot(dz_g_2_t, W_g, out=dg_sum)
+            sum_rows(dz_g_2_t, 0, dz_g_3)
+            db_g += dz_g_3
 
     # Every step at once
     # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
     dW_g = dz_g_2[now].reshape(-1, 8).T @ g[tp1].reshape(-1, 8)
 
     # Every step at once
-    db_g = np.empty((8,), DTYPE)
     vecmat_dz_g_2 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_g_2")
     # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-    sum_rows(dz_g_2[now], (0, 1), db_g)
     dU_g = dz_g_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(dz_g_2[now].reshape(-1, 8), U_g, out=vecmat_dz_g_2.reshape(-1, 4))
     dx[now] += vecmat_dz_g_2
@@ -164,14 +167,17 @@ def backward(params, tape, cotangents, T, B):
 
     # h(t): back through time (backward)
     dh_sum = np.zeros((B, 8), DTYPE)
+    dz_h_3 = np.empty((8,), DTYPE)
     if not (back_h if B <= 8 else steps_back_h)(T, dz_h_2[1:T + 1], dh[1:T + 1], dz_h[1:T + 1],
-                                                dh_sum, W_h):
+                                                dh_sum, db_h, dz_h_3, W_h):
         steps = zip(dz_h_2[1:T + 1][::-1], dh[1:T + 1][::-1], dz_h[1:T + 1][::-1])
         for (dz_h_2_t, dh_t, dz_h_t) in steps:
             # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
             dh_sum += dh_t
             np.multiply(dh_sum, dz_h_t, out=dz_h_2_t)
             np.dot(dz_h_2_t, W_h, out=dh_sum)
+            sum_rows(dz_h_2_t, 0, dz_h_3)
+            db_h += dz_h_3
     dh_sum += dh[0]
 
     # Every step at once
@@ -179,10 +185,8 @@ def backward(params, tape, cotangents, T, B):
     dW_h = dz_h_2[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    db_h = np.empty((8,), DTYPE)
     vecmat_dz_h_2 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_h_2")
     # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-    sum_rows(dz_h_2[now], (0, 1), db_h)
     dU_h = dz_h_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(dz_h_2[now].reshape(-1, 8), U_h, out=vecmat_dz_h_2.reshape(-1, 4))
     dx[now] += vecmat_dz_h_2
@@ -201,6 +205,8 @@ def backward_large(params, tape, cotangents, T, B):
     tm1, now, tp1 = slice(0, T), slice(1, T + 1), slice(2, T + 2)
 
     # Gradients start at zero, and at the cotangents for the outputs
+    db_h = np.zeros_like(b_h, DTYPE)
+    db_g = np.zeros_like(b_g, DTYPE)
     dh = WORK.zeros(h.shape, DTYPE, "dh")
     dg = WORK.zeros(g.shape, DTYPE, "dg")
     do = WORK.zeros(o.shape, DTYPE, "do")
@@ -227,8 +233,9 @@ def backward_large(params, tape, cotangents, T, B):
     # g(t): back through time (forward)
     dg_sum = np.zeros((B, 8), DTYPE)
     dz_g_2 = np.empty((B, 8), DTYPE)
+    dz_g_3 = np.empty((8,), DTYPE)
     if not (back_g_2 if B <= 8 else steps_back_g_2)(T, g[1:T + 1], dz_g[1:T + 1], dg[1:T + 1],
-                                                    dg_sum, dz_g_2, ONE, W_g):
+                                                    dg_sum, dz_g_2, ONE, db_g, dz_g_3, W_g):
         steps = zip(g[1:T + 1], dz_g[1:T + 1], dg[1:T + 1])
         for (g_t, dz_g_t, dg_t) in steps:
             # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
@@ -237,16 +244,16 @@ def backward_large(params, tape, cotangents, T, B):
             dg_sum += dg_t
             dz_g_t *= dg_sum
             np.dot(dz_g_t, W_g, out=dg_sum)
+            sum_rows(dz_g_t, 0, dz_g_3)
+            db_g += dz_g_3
 
     # Every step at once
     # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
     dW_g = dz_g[now].reshape(-1, 8).T @ g[tp1].reshape(-1, 8)
 
     # Every step at once
-    db_g = np.empty((8,), DTYPE)
     vecmat_dz_g = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_g")
     # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-    sum_rows(dz_g[now], (0, 1), db_g)
     dU_g = dz_g[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(dz_g[now].reshape(-1, 8), U_g, out=vecmat_dz_g.reshape(-1, 4))
     dx[now] += vecmat_dz_g
@@ -254,8 +261,9 @@ def backward_large(params, tape, cotangents, T, B):
     # h(t): back through time (backward)
     dh_sum = np.zeros((B, 8), DTYPE)
     dz_h_2 = np.empty((B, 8), DTYPE)
+    dz_h_3 = np.empty((8,), DTYPE)
     if not (back_h_2 if B <= 8 else steps_back_h_2)(T, h[1:T + 1], dz_h[1:T + 1], dh[1:T + 1],
-                                                    dh_sum, dz_h_2, ONE, W_h):
+                                                    dh_sum, dz_h_2, ONE, db_h, dz_h_3, W_h):
         steps = zip(h[1:T + 1][::-1], dz_h[1:T + 1][::-1], dh[1:T + 1][::-1])
         for (h_t, dz_h_t, dh_t) in steps:
             # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
@@ -264,6 +272,8 @@ def backward_large(params, tape, cotangents, T, B):
             dh_sum += dh_t
             dz_h_t *= dh_sum
             np.dot(dz_h_t, W_h, out=dh_sum)
+            sum_rows(dz_h_t, 0, dz_h_3)
+            db_h += dz_h_3
     dh_sum += dh[0]
 
     # Every step at once
@@ -271,10 +281,8 @@ def backward_large(params, tape, cotangents, T, B):
     dW_h = dz_h[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    db_h = np.empty((8,), DTYPE)
     vecmat_dz_h = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_h")
     # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-    sum_rows(dz_h[now], (0, 1), db_h)
     dU_h = dz_h[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(dz_h[now].reshape(-1, 8), U_h, out=vecmat_dz_h.reshape(-1, 4))
     dx[now] += vecmat_dz_h
@@ -516,7 +524,7 @@ def steps_loop_g(T, g_tp1_all, g_t_all, W_g_g, W_g):
     return True
 
 
-def back_g(T, dz_g_2_t_all, dg_t_all, dz_g_t_all, dg_sum, W_g):
+def back_g(T, dz_g_2_t_all, dg_t_all, dz_g_t_all, dg_sum, db_g, dz_g_3, W_g):
     """The loop forward in time of g(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -544,6 +552,16 @@ def back_g(T, dz_g_2_t_all, dg_t_all, dz_g_t_all, dg_sum, W_g):
     space = np.empty(16, dg_sum.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
+    rows_2 = jitops._size(db_g)[0]
+    s0_2 = jitops.row_step(db_g, rows_2, 8)
+    s1_2 = jitops.row_step(dz_g_3, rows_2, 8)
+    if (jitops._size(db_g) != (rows_2, 8)
+            or not jitops.rows_contiguous(db_g)
+            or s0_2 < 0
+            or s1_2 < 0):
+        return False
+    space_2 = np.empty(8, db_g.dtype)
+    x0_2 = space_2[0:8]
     for step in range(T):
         dz_g_2_t = dz_g_2_t_all[step]
         dg_t = dg_t_all[step]
@@ -560,10 +578,17 @@ def back_g(T, dz_g_2_t_all, dg_t_all, dz_g_t_all, dg_sum, W_g):
                 x1[j] = x0[j] * r1_1[j]
             jitops.put_row(dz_g_2_t, i, x1)
         jitops.dot(dz_g_2_t, W_g, dg_sum)
+        jitops.sum_rows(dz_g_2_t, dz_g_3)
+        for i_2 in range(rows_2):
+            r0_0_2 = jitops._view(db_g, i_2 * s0_2, 8)
+            r0_1_2 = jitops._view(dz_g_3, i_2 * s1_2, 8)
+            for j_2 in range(8):
+                x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+            jitops.put_row(db_g, i_2, x0_2)
     return True
 
 
-def steps_back_g(T, dz_g_2_t_all, dg_t_all, dz_g_t_all, dg_sum, W_g):
+def steps_back_g(T, dz_g_2_t_all, dg_t_all, dz_g_t_all, dg_sum, db_g, dz_g_3, W_g):
     """g(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -573,6 +598,7 @@ def steps_back_g(T, dz_g_2_t_all, dg_t_all, dz_g_t_all, dg_sum, W_g):
     dg_t = dg_t_all[step]
     dz_g_t = dz_g_t_all[step]
     try:
+        jitops.ready(jitops.sum_rows, dz_g_2_t, dz_g_3)
         jitops.ready(fused_b4add68eff, dg_sum, dg_t, dz_g_t, dz_g_2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('g(t)', error)
@@ -586,10 +612,12 @@ def steps_back_g(T, dz_g_2_t_all, dg_t_all, dz_g_t_all, dg_sum, W_g):
             np.add(dg_sum, dg_t, out=dg_sum)
             np.multiply(dg_sum, dz_g_t, out=dz_g_2_t)
         jitops.dot(dz_g_2_t, W_g, dg_sum)
+        jitops.sum_rows(dz_g_2_t, dz_g_3)
+        np.add(db_g, dz_g_3, out=db_g)
     return True
 
 
-def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, W_h):
+def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, db_h, dz_h_3, W_h):
     """The loop backward in time of h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -617,6 +645,16 @@ def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, W_h):
     space = np.empty(16, dh_sum.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
+    rows_2 = jitops._size(db_h)[0]
+    s0_2 = jitops.row_step(db_h, rows_2, 8)
+    s1_2 = jitops.row_step(dz_h_3, rows_2, 8)
+    if (jitops._size(db_h) != (rows_2, 8)
+            or not jitops.rows_contiguous(db_h)
+            or s0_2 < 0
+            or s1_2 < 0):
+        return False
+    space_2 = np.empty(8, db_h.dtype)
+    x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
         dz_h_2_t = dz_h_2_t_all[step]
         dh_t = dh_t_all[step]
@@ -633,10 +671,17 @@ def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, W_h):
                 x1[j] = x0[j] * r1_1[j]
             jitops.put_row(dz_h_2_t, i, x1)
         jitops.dot(dz_h_2_t, W_h, dh_sum)
+        jitops.sum_rows(dz_h_2_t, dz_h_3)
+        for i_2 in range(rows_2):
+            r0_0_2 = jitops._view(db_h, i_2 * s0_2, 8)
+            r0_1_2 = jitops._view(dz_h_3, i_2 * s1_2, 8)
+            for j_2 in range(8):
+                x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+            jitops.put_row(db_h, i_2, x0_2)
     return True
 
 
-def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, W_h):
+def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, db_h, dz_h_3, W_h):
     """h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -646,6 +691,7 @@ def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, W_h):
     dh_t = dh_t_all[step]
     dz_h_t = dz_h_t_all[step]
     try:
+        jitops.ready(jitops.sum_rows, dz_h_2_t, dz_h_3)
         jitops.ready(fused_b4add68eff, dh_sum, dh_t, dz_h_t, dz_h_2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
@@ -659,10 +705,12 @@ def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, W_h):
             np.add(dh_sum, dh_t, out=dh_sum)
             np.multiply(dh_sum, dz_h_t, out=dz_h_2_t)
         jitops.dot(dz_h_2_t, W_h, dh_sum)
+        jitops.sum_rows(dz_h_2_t, dz_h_3)
+        np.add(db_h, dz_h_3, out=db_h)
     return True
 
 
-def back_g_2(T, g_t_all, dz_g_t_all, dg_t_all, dg_sum, dz_g_2, ONE, W_g):
+def back_g_2(T, g_t_all, dz_g_t_all, dg_t_all, dg_sum, dz_g_2, ONE, db_g, dz_g_3, W_g):
     """The loop forward in time of g(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -696,6 +744,16 @@ def back_g_2(T, g_t_all, dz_g_t_all, dg_t_all, dg_sum, dz_g_2, ONE, W_g):
     x1 = space[8:16]
     x2 = space[16:24]
     x3 = space[24:32]
+    rows_2 = jitops._size(db_g)[0]
+    s0_2 = jitops.row_step(db_g, rows_2, 8)
+    s1_2 = jitops.row_step(dz_g_3, rows_2, 8)
+    if (jitops._size(db_g) != (rows_2, 8)
+            or not jitops.rows_contiguous(db_g)
+            or s0_2 < 0
+            or s1_2 < 0):
+        return False
+    space_2 = np.empty(8, db_g.dtype)
+    x0_2 = space_2[0:8]
     for step in range(T):
         g_t = g_t_all[step]
         dz_g_t = dz_g_t_all[step]
@@ -719,10 +777,17 @@ def back_g_2(T, g_t_all, dz_g_t_all, dg_t_all, dg_sum, dz_g_2, ONE, W_g):
                 x3[j] = x2[j] * r3_1[j]
             jitops.put_row(dz_g_t, i, x3)
         jitops.dot(dz_g_t, W_g, dg_sum)
+        jitops.sum_rows(dz_g_t, dz_g_3)
+        for i_2 in range(rows_2):
+            r0_0_2 = jitops._view(db_g, i_2 * s0_2, 8)
+            r0_1_2 = jitops._view(dz_g_3, i_2 * s1_2, 8)
+            for j_2 in range(8):
+                x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+            jitops.put_row(db_g, i_2, x0_2)
     return True
 
 
-def steps_back_g_2(T, g_t_all, dz_g_t_all, dg_t_all, dg_sum, dz_g_2, ONE, W_g):
+def steps_back_g_2(T, g_t_all, dz_g_t_all, dg_t_all, dg_sum, dz_g_2, ONE, db_g, dz_g_3, W_g):
     """g(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -732,6 +797,7 @@ def steps_back_g_2(T, g_t_all, dz_g_t_all, dg_t_all, dg_sum, dz_g_2, ONE, W_g):
     dz_g_t = dz_g_t_all[step]
     dg_t = dg_t_all[step]
     try:
+        jitops.ready(jitops.sum_rows, dz_g_t, dz_g_3)
         jitops.ready(fused_ad76f4f865, g_t, dz_g_2, ONE, dz_g_t, dg_sum, dg_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('g(t)', error)
@@ -747,10 +813,12 @@ def steps_back_g_2(T, g_t_all, dz_g_t_all, dg_t_all, dg_sum, dz_g_2, ONE, W_g):
             np.add(dg_sum, dg_t, out=dg_sum)
             np.multiply(dg_sum, dz_g_t, out=dz_g_t)
         jitops.dot(dz_g_t, W_g, dg_sum)
+        jitops.sum_rows(dz_g_t, dz_g_3)
+        np.add(db_g, dz_g_3, out=db_g)
     return True
 
 
-def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_sum, dz_h_2, ONE, W_h):
+def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_sum, dz_h_2, ONE, db_h, dz_h_3, W_h):
     """The loop backward in time of h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -784,6 +852,16 @@ def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_sum, dz_h_2, ONE, W_h):
     x1 = space[8:16]
     x2 = space[16:24]
     x3 = space[24:32]
+    rows_2 = jitops._size(db_h)[0]
+    s0_2 = jitops.row_step(db_h, rows_2, 8)
+    s1_2 = jitops.row_step(dz_h_3, rows_2, 8)
+    if (jitops._size(db_h) != (rows_2, 8)
+            or not jitops.rows_contiguous(db_h)
+            or s0_2 < 0
+            or s1_2 < 0):
+        return False
+    space_2 = np.empty(8, db_h.dtype)
+    x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
         h_t = h_t_all[step]
         dz_h_t = dz_h_t_all[step]
@@ -807,10 +885,17 @@ def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_sum, dz_h_2, ONE, W_h):
                 x3[j] = x2[j] * r3_1[j]
             jitops.put_row(dz_h_t, i, x3)
         jitops.dot(dz_h_t, W_h, dh_sum)
+        jitops.sum_rows(dz_h_t, dz_h_3)
+        for i_2 in range(rows_2):
+            r0_0_2 = jitops._view(db_h, i_2 * s0_2, 8)
+            r0_1_2 = jitops._view(dz_h_3, i_2 * s1_2, 8)
+            for j_2 in range(8):
+                x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+            jitops.put_row(db_h, i_2, x0_2)
     return True
 
 
-def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_sum, dz_h_2, ONE, W_h):
+def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_sum, dz_h_2, ONE, db_h, dz_h_3, W_h):
     """h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -820,6 +905,7 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_sum, dz_h_2, ONE, W_h):
     dz_h_t = dz_h_t_all[step]
     dh_t = dh_t_all[step]
     try:
+        jitops.ready(jitops.sum_rows, dz_h_t, dz_h_3)
         jitops.ready(fused_ad76f4f865, h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
@@ -835,6 +921,8 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_sum, dz_h_2, ONE, W_h):
             np.add(dh_sum, dh_t, out=dh_sum)
             np.multiply(dh_sum, dz_h_t, out=dz_h_t)
         jitops.dot(dz_h_t, W_h, dh_sum)
+        jitops.sum_rows(dz_h_t, dz_h_3)
+        np.add(db_h, dz_h_3, out=db_h)
     return True
 
 

@@ -96,6 +96,8 @@ def backward(params, tape, cotangents, T, B):
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
+    db1 = np.zeros_like(b1, DTYPE)
+    db2 = np.zeros_like(b2, DTYPE)
     dh1 = WORK.zeros(h1.shape, DTYPE, "dh1")
     dh2 = WORK.zeros(h2.shape, DTYPE, "dh2")
     do = WORK.zeros(o.shape, DTYPE, "do")
@@ -125,14 +127,17 @@ def backward(params, tape, cotangents, T, B):
 
     # h2(t): back through time (backward)
     dh2_sum = np.zeros((B, 8), DTYPE)
+    dz_h2_3 = np.empty((8,), DTYPE)
     if not (back_h2 if B <= 8 else steps_back_h2)(T, dz_h2_2[1:T + 1], dh2[1:T + 1],
-                                                  dz_h2[1:T + 1], dh2_sum, W2):
+                                                  dz_h2[1:T + 1], dh2_sum, db2, dz_h2_3, W2):
         steps = zip(dz_h2_2[1:T + 1][::-1], dh2[1:T + 1][::-1], dz_h2[1:T + 1][::-1])
         for (dz_h2_2_t, dh2_t, dz_h2_t) in steps:
             # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
             dh2_sum += dh2_t
             np.multiply(dh2_sum, dz_h2_t, out=dz_h2_2_t)
             np.dot(dz_h2_2_t, W2, out=dh2_sum)
+            sum_rows(dz_h2_2_t, 0, dz_h2_3)
+            db2 += dz_h2_3
     dh2_sum += dh2[0]
 
     # Every step at once
@@ -140,10 +145,8 @@ def backward(params, tape, cotangents, T, B):
     dW2 = dz_h2_2[now].reshape(-1, 8).T @ h2[tm1].reshape(-1, 8)
 
     # Every step at once
-    db2 = np.empty((8,), DTYPE)
     vecmat_dz_h2_2 = WORK.empty((T, B, 8), DTYPE, "vecmat_dz_h2_2")
     # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
-    sum_rows(dz_h2_2[now], (0, 1), db2)
     dU2 = dz_h2_2[now].reshape(-1, 8).T @ h1[now].reshape(-1, 8)
     np.dot(dz_h2_2[now].reshape(-1, 8), U2, out=vecmat_dz_h2_2.reshape(-1, 8))
     dh1[now] += vecmat_dz_h2_2
@@ -155,14 +158,17 @@ def backward(params, tape, cotangents, T, B):
 
     # h1(t): back through time (backward)
     dh1_sum = np.zeros((B, 8), DTYPE)
+    dz_h1_3 = np.empty((8,), DTYPE)
     if not (back_h1 if B <= 8 else steps_back_h1)(T, dz_h1_2[1:T + 1], dh1[1:T + 1],
-                                                  dz_h1[1:T + 1], dh1_sum, W1):
+                                                  dz_h1[1:T + 1], dh1_sum, db1, dz_h1_3, W1):
         steps = zip(dz_h1_2[1:T + 1][::-1], dh1[1:T + 1][::-1], dz_h1[1:T + 1][::-1])
         for (dz_h1_2_t, dh1_t, dz_h1_t) in steps:
             # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
             dh1_sum += dh1_t
             np.multiply(dh1_sum, dz_h1_t, out=dz_h1_2_t)
             np.dot(dz_h1_2_t, W1, out=dh1_sum)
+            sum_rows(dz_h1_2_t, 0, dz_h1_3)
+            db1 += dz_h1_3
     dh1_sum += dh1[0]
 
     # Every step at once
@@ -170,9 +176,7 @@ def backward(params, tape, cotangents, T, B):
     dW1 = dz_h1_2[now].reshape(-1, 8).T @ h1[tm1].reshape(-1, 8)
 
     # Every step at once
-    db1 = np.empty((8,), DTYPE)
     # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
-    sum_rows(dz_h1_2[now], (0, 1), db1)
     dU1 = dz_h1_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(dz_h1_2[now].reshape(-1, 8), U1, out=dx[now].reshape(-1, 4))
 
@@ -190,6 +194,8 @@ def backward_large(params, tape, cotangents, T, B):
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
+    db1 = np.zeros_like(b1, DTYPE)
+    db2 = np.zeros_like(b2, DTYPE)
     dh1 = WORK.zeros(h1.shape, DTYPE, "dh1")
     dh2 = WORK.zeros(h2.shape, DTYPE, "dh2")
     do = WORK.zeros(o.shape, DTYPE, "do")
@@ -213,8 +219,9 @@ def backward_large(params, tape, cotangents, T, B):
     # h2(t): back through time (backward)
     dh2_sum = np.zeros((B, 8), DTYPE)
     dz_h2_2 = np.empty((B, 8), DTYPE)
+    dz_h2_3 = np.empty((8,), DTYPE)
     if not (back_h2_2 if B <= 8 else steps_back_h2_2)(T, h2[1:T + 1], dz_h2[1:T + 1], dh2[1:T + 1],
-                                                      dh2_sum, dz_h2_2, ONE, W2):
+                                                      dh2_sum, dz_h2_2, ONE, db2, dz_h2_3, W2):
         steps = zip(h2[1:T + 1][::-1], dz_h2[1:T + 1][::-1], dh2[1:T + 1][::-1])
         for (h2_t, dz_h2_t, dh2_t) in steps:
             # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
@@ -223,6 +230,8 @@ def backward_large(params, tape, cotangents, T, B):
             dh2_sum += dh2_t
             dz_h2_t *= dh2_sum
             np.dot(dz_h2_t, W2, out=dh2_sum)
+            sum_rows(dz_h2_t, 0, dz_h2_3)
+            db2 += dz_h2_3
     dh2_sum += dh2[0]
 
     # Every step at once
@@ -230,10 +239,8 @@ def backward_large(params, tape, cotangents, T, B):
     dW2 = dz_h2[now].reshape(-1, 8).T @ h2[tm1].reshape(-1, 8)
 
     # Every step at once
-    db2 = np.empty((8,), DTYPE)
     vecmat_dz_h2 = WORK.empty((T, B, 8), DTYPE, "vecmat_dz_h2")
     # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
-    sum_rows(dz_h2[now], (0, 1), db2)
     dU2 = dz_h2[now].reshape(-1, 8).T @ h1[now].reshape(-1, 8)
     np.dot(dz_h2[now].reshape(-1, 8), U2, out=vecmat_dz_h2.reshape(-1, 8))
     dh1[now] += vecmat_dz_h2
@@ -241,8 +248,9 @@ def backward_large(params, tape, cotangents, T, B):
     # h1(t): back through time (backward)
     dh1_sum = np.zeros((B, 8), DTYPE)
     dz_h1_2 = np.empty((B, 8), DTYPE)
+    dz_h1_3 = np.empty((8,), DTYPE)
     if not (back_h1_2 if B <= 8 else steps_back_h1_2)(T, h1[1:T + 1], dz_h1[1:T + 1], dh1[1:T + 1],
-                                                      dh1_sum, dz_h1_2, ONE, W1):
+                                                      dh1_sum, dz_h1_2, ONE, db1, dz_h1_3, W1):
         steps = zip(h1[1:T + 1][::-1], dz_h1[1:T + 1][::-1], dh1[1:T + 1][::-1])
         for (h1_t, dz_h1_t, dh1_t) in steps:
             # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
@@ -251,6 +259,8 @@ def backward_large(params, tape, cotangents, T, B):
             dh1_sum += dh1_t
             dz_h1_t *= dh1_sum
             np.dot(dz_h1_t, W1, out=dh1_sum)
+            sum_rows(dz_h1_t, 0, dz_h1_3)
+            db1 += dz_h1_3
     dh1_sum += dh1[0]
 
     # Every step at once
@@ -258,9 +268,7 @@ def backward_large(params, tape, cotangents, T, B):
     dW1 = dz_h1[now].reshape(-1, 8).T @ h1[tm1].reshape(-1, 8)
 
     # Every step at once
-    db1 = np.empty((8,), DTYPE)
     # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
-    sum_rows(dz_h1[now], (0, 1), db1)
     dU1 = dz_h1[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(dz_h1[now].reshape(-1, 8), U1, out=dx[now].reshape(-1, 4))
 
@@ -501,7 +509,7 @@ def steps_loop_h2(T, h2_tm1_all, h2_t_all, W2_h2, W2):
     return True
 
 
-def back_h2(T, dz_h2_2_t_all, dh2_t_all, dz_h2_t_all, dh2_sum, W2):
+def back_h2(T, dz_h2_2_t_all, dh2_t_all, dz_h2_t_all, dh2_sum, db2, dz_h2_3, W2):
     """The loop backward in time of h2(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -529,6 +537,16 @@ def back_h2(T, dz_h2_2_t_all, dh2_t_all, dz_h2_t_all, dh2_sum, W2):
     space = np.empty(16, dh2_sum.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
+    rows_2 = jitops._size(db2)[0]
+    s0_2 = jitops.row_step(db2, rows_2, 8)
+    s1_2 = jitops.row_step(dz_h2_3, rows_2, 8)
+    if (jitops._size(db2) != (rows_2, 8)
+            or not jitops.rows_contiguous(db2)
+            or s0_2 < 0
+            or s1_2 < 0):
+        return False
+    space_2 = np.empty(8, db2.dtype)
+    x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
         dz_h2_2_t = dz_h2_2_t_all[step]
         dh2_t = dh2_t_all[step]
@@ -545,10 +563,17 @@ def back_h2(T, dz_h2_2_t_all, dh2_t_all, dz_h2_t_all, dh2_sum, W2):
                 x1[j] = x0[j] * r1_1[j]
             jitops.put_row(dz_h2_2_t, i, x1)
         jitops.dot(dz_h2_2_t, W2, dh2_sum)
+        jitops.sum_rows(dz_h2_2_t, dz_h2_3)
+        for i_2 in range(rows_2):
+            r0_0_2 = jitops._view(db2, i_2 * s0_2, 8)
+            r0_1_2 = jitops._view(dz_h2_3, i_2 * s1_2, 8)
+            for j_2 in range(8):
+                x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+            jitops.put_row(db2, i_2, x0_2)
     return True
 
 
-def steps_back_h2(T, dz_h2_2_t_all, dh2_t_all, dz_h2_t_all, dh2_sum, W2):
+def steps_back_h2(T, dz_h2_2_t_all, dh2_t_all, dz_h2_t_all, dh2_sum, db2, dz_h2_3, W2):
     """h2(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -558,6 +583,7 @@ def steps_back_h2(T, dz_h2_2_t_all, dh2_t_all, dz_h2_t_all, dh2_sum, W2):
     dh2_t = dh2_t_all[step]
     dz_h2_t = dz_h2_t_all[step]
     try:
+        jitops.ready(jitops.sum_rows, dz_h2_2_t, dz_h2_3)
         jitops.ready(fused_b4add68eff, dh2_sum, dh2_t, dz_h2_t, dz_h2_2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h2(t)', error)
@@ -571,10 +597,12 @@ def steps_back_h2(T, dz_h2_2_t_all, dh2_t_all, dz_h2_t_all, dh2_sum, W2):
             np.add(dh2_sum, dh2_t, out=dh2_sum)
             np.multiply(dh2_sum, dz_h2_t, out=dz_h2_2_t)
         jitops.dot(dz_h2_2_t, W2, dh2_sum)
+        jitops.sum_rows(dz_h2_2_t, dz_h2_3)
+        np.add(db2, dz_h2_3, out=db2)
     return True
 
 
-def back_h1(T, dz_h1_2_t_all, dh1_t_all, dz_h1_t_all, dh1_sum, W1):
+def back_h1(T, dz_h1_2_t_all, dh1_t_all, dz_h1_t_all, dh1_sum, db1, dz_h1_3, W1):
     """The loop backward in time of h1(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -602,6 +630,16 @@ def back_h1(T, dz_h1_2_t_all, dh1_t_all, dz_h1_t_all, dh1_sum, W1):
     space = np.empty(16, dh1_sum.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
+    rows_2 = jitops._size(db1)[0]
+    s0_2 = jitops.row_step(db1, rows_2, 8)
+    s1_2 = jitops.row_step(dz_h1_3, rows_2, 8)
+    if (jitops._size(db1) != (rows_2, 8)
+            or not jitops.rows_contiguous(db1)
+            or s0_2 < 0
+            or s1_2 < 0):
+        return False
+    space_2 = np.empty(8, db1.dtype)
+    x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
         dz_h1_2_t = dz_h1_2_t_all[step]
         dh1_t = dh1_t_all[step]
@@ -618,10 +656,17 @@ def back_h1(T, dz_h1_2_t_all, dh1_t_all, dz_h1_t_all, dh1_sum, W1):
                 x1[j] = x0[j] * r1_1[j]
             jitops.put_row(dz_h1_2_t, i, x1)
         jitops.dot(dz_h1_2_t, W1, dh1_sum)
+        jitops.sum_rows(dz_h1_2_t, dz_h1_3)
+        for i_2 in range(rows_2):
+            r0_0_2 = jitops._view(db1, i_2 * s0_2, 8)
+            r0_1_2 = jitops._view(dz_h1_3, i_2 * s1_2, 8)
+            for j_2 in range(8):
+                x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+            jitops.put_row(db1, i_2, x0_2)
     return True
 
 
-def steps_back_h1(T, dz_h1_2_t_all, dh1_t_all, dz_h1_t_all, dh1_sum, W1):
+def steps_back_h1(T, dz_h1_2_t_all, dh1_t_all, dz_h1_t_all, dh1_sum, db1, dz_h1_3, W1):
     """h1(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -631,6 +676,7 @@ def steps_back_h1(T, dz_h1_2_t_all, dh1_t_all, dz_h1_t_all, dh1_sum, W1):
     dh1_t = dh1_t_all[step]
     dz_h1_t = dz_h1_t_all[step]
     try:
+        jitops.ready(jitops.sum_rows, dz_h1_2_t, dz_h1_3)
         jitops.ready(fused_b4add68eff, dh1_sum, dh1_t, dz_h1_t, dz_h1_2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h1(t)', error)
@@ -644,10 +690,12 @@ def steps_back_h1(T, dz_h1_2_t_all, dh1_t_all, dz_h1_t_all, dh1_sum, W1):
             np.add(dh1_sum, dh1_t, out=dh1_sum)
             np.multiply(dh1_sum, dz_h1_t, out=dz_h1_2_t)
         jitops.dot(dz_h1_2_t, W1, dh1_sum)
+        jitops.sum_rows(dz_h1_2_t, dz_h1_3)
+        np.add(db1, dz_h1_3, out=db1)
     return True
 
 
-def back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, dz_h2_2, ONE, W2):
+def back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, dz_h2_2, ONE, db2, dz_h2_3, W2):
     """The loop backward in time of h2(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -681,6 +729,16 @@ def back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, dz_h2_2, ONE, W2):
     x1 = space[8:16]
     x2 = space[16:24]
     x3 = space[24:32]
+    rows_2 = jitops._size(db2)[0]
+    s0_2 = jitops.row_step(db2, rows_2, 8)
+    s1_2 = jitops.row_step(dz_h2_3, rows_2, 8)
+    if (jitops._size(db2) != (rows_2, 8)
+            or not jitops.rows_contiguous(db2)
+            or s0_2 < 0
+            or s1_2 < 0):
+        return False
+    space_2 = np.empty(8, db2.dtype)
+    x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
         h2_t = h2_t_all[step]
         dz_h2_t = dz_h2_t_all[step]
@@ -704,10 +762,17 @@ def back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, dz_h2_2, ONE, W2):
                 x3[j] = x2[j] * r3_1[j]
             jitops.put_row(dz_h2_t, i, x3)
         jitops.dot(dz_h2_t, W2, dh2_sum)
+        jitops.sum_rows(dz_h2_t, dz_h2_3)
+        for i_2 in range(rows_2):
+            r0_0_2 = jitops._view(db2, i_2 * s0_2, 8)
+            r0_1_2 = jitops._view(dz_h2_3, i_2 * s1_2, 8)
+            for j_2 in range(8):
+                x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+            jitops.put_row(db2, i_2, x0_2)
     return True
 
 
-def steps_back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, dz_h2_2, ONE, W2):
+def steps_back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, dz_h2_2, ONE, db2, dz_h2_3, W2):
     """h2(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -717,6 +782,7 @@ def steps_back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, dz_h2_2, ONE, 
     dz_h2_t = dz_h2_t_all[step]
     dh2_t = dh2_t_all[step]
     try:
+        jitops.ready(jitops.sum_rows, dz_h2_t, dz_h2_3)
         jitops.ready(fused_ad76f4f865, h2_t, dz_h2_2, ONE, dz_h2_t, dh2_sum, dh2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h2(t)', error)
@@ -732,10 +798,12 @@ def steps_back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, dz_h2_2, ONE, 
             np.add(dh2_sum, dh2_t, out=dh2_sum)
             np.multiply(dh2_sum, dz_h2_t, out=dz_h2_t)
         jitops.dot(dz_h2_t, W2, dh2_sum)
+        jitops.sum_rows(dz_h2_t, dz_h2_3)
+        np.add(db2, dz_h2_3, out=db2)
     return True
 
 
-def back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, dz_h1_2, ONE, W1):
+def back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, dz_h1_2, ONE, db1, dz_h1_3, W1):
     """The loop backward in time of h1(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -769,6 +837,16 @@ def back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, dz_h1_2, ONE, W1):
     x1 = space[8:16]
     x2 = space[16:24]
     x3 = space[24:32]
+    rows_2 = jitops._size(db1)[0]
+    s0_2 = jitops.row_step(db1, rows_2, 8)
+    s1_2 = jitops.row_step(dz_h1_3, rows_2, 8)
+    if (jitops._size(db1) != (rows_2, 8)
+            or not jitops.rows_contiguous(db1)
+            or s0_2 < 0
+            or s1_2 < 0):
+        return False
+    space_2 = np.empty(8, db1.dtype)
+    x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
         h1_t = h1_t_all[step]
         dz_h1_t = dz_h1_t_all[step]
@@ -792,10 +870,17 @@ def back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, dz_h1_2, ONE, W1):
                 x3[j] = x2[j] * r3_1[j]
             jitops.put_row(dz_h1_t, i, x3)
         jitops.dot(dz_h1_t, W1, dh1_sum)
+        jitops.sum_rows(dz_h1_t, dz_h1_3)
+        for i_2 in range(rows_2):
+            r0_0_2 = jitops._view(db1, i_2 * s0_2, 8)
+            r0_1_2 = jitops._view(dz_h1_3, i_2 * s1_2, 8)
+            for j_2 in range(8):
+                x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+            jitops.put_row(db1, i_2, x0_2)
     return True
 
 
-def steps_back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, dz_h1_2, ONE, W1):
+def steps_back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, dz_h1_2, ONE, db1, dz_h1_3, W1):
     """h1(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -805,6 +890,7 @@ def steps_back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, dz_h1_2, ONE, 
     dz_h1_t = dz_h1_t_all[step]
     dh1_t = dh1_t_all[step]
     try:
+        jitops.ready(jitops.sum_rows, dz_h1_t, dz_h1_3)
         jitops.ready(fused_ad76f4f865, h1_t, dz_h1_2, ONE, dz_h1_t, dh1_sum, dh1_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h1(t)', error)
@@ -820,6 +906,8 @@ def steps_back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, dz_h1_2, ONE, 
             np.add(dh1_sum, dh1_t, out=dh1_sum)
             np.multiply(dh1_sum, dz_h1_t, out=dz_h1_t)
         jitops.dot(dz_h1_t, W1, dh1_sum)
+        jitops.sum_rows(dz_h1_t, dz_h1_3)
+        np.add(db1, dz_h1_3, out=db1)
     return True
 
 

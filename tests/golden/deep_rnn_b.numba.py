@@ -86,6 +86,8 @@ def backward(params, tape, cotangents, T, B):
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
+    db = np.zeros_like(b, DTYPE)
+    db_h = np.zeros_like(b_h, DTYPE)
     dh = WORK.zeros(h.shape, DTYPE, "dh")
     do = WORK.zeros(o.shape, DTYPE, "do")
     dx = WORK.empty(x.shape, DTYPE, "dx")
@@ -118,9 +120,12 @@ def backward(params, tape, cotangents, T, B):
     dh_sum = np.zeros((B, 8), DTYPE)
     dz = np.empty((B, 8), DTYPE)
     cot_z = cotangents.get("z", [None] * T)
+    dz_z_3 = np.empty((8,), DTYPE)
+    dz_h_3 = np.empty((8,), DTYPE)
     if not (back_z_h if B <= 8 else steps_back_z_h)(T, dz_h_2[1:T + 1], dh[1:T + 1], dz_h[1:T + 1],
                                                     cotangents.get("z"), dz_z_2[1:T + 1],
-                                                    dz_z[1:T + 1], dh_sum, dz, W_z, W):
+                                                    dz_z[1:T + 1], dh_sum, dz, db, dz_z_3, db_h,
+                                                    dz_h_3, W_z, W):
         steps = zip(dz_h_2[1:T + 1][::-1], dh[1:T + 1][::-1], dz_h[1:T + 1][::-1], cot_z[::-1],
                     dz_z_2[1:T + 1][::-1], dz_z[1:T + 1][::-1])
         for (dz_h_2_t, dh_t, dz_h_t, cot_z_t, dz_z_2_t, dz_z_t) in steps:
@@ -133,20 +138,21 @@ def backward(params, tape, cotangents, T, B):
                 dz += cot_z_t
             np.multiply(dz, dz_z_t, out=dz_z_2_t)
             np.dot(dz_z_2_t, W, out=dh_sum)
+            sum_rows(dz_z_2_t, 0, dz_z_3)
+            db += dz_z_3
+            # h(t) = tanh(W_z z(t) + U x(t) + b_h)
+            sum_rows(dz_h_2_t, 0, dz_h_3)
+            db_h += dz_h_3
     dh_sum += dh[0]
 
     # Every step at once
-    db = np.empty((8,), DTYPE)
     # h(t) = tanh(W_z z(t) + U x(t) + b_h)
     dW_z = dz_h_2[now].reshape(-1, 8).T @ z[now].reshape(-1, 8)
     # z(t) = tanh(W h(t-1) + b)
-    sum_rows(dz_z_2[now], (0, 1), db)
     dW = dz_z_2[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    db_h = np.empty((8,), DTYPE)
     # h(t) = tanh(W_z z(t) + U x(t) + b_h)
-    sum_rows(dz_h_2[now], (0, 1), db_h)
     dU = dz_h_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(dz_h_2[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
 
@@ -164,6 +170,8 @@ def backward_large(params, tape, cotangents, T, B):
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
+    db = np.zeros_like(b, DTYPE)
+    db_h = np.zeros_like(b_h, DTYPE)
     dh = WORK.zeros(h.shape, DTYPE, "dh")
     do = WORK.zeros(o.shape, DTYPE, "do")
     dx = WORK.empty(x.shape, DTYPE, "dx")
@@ -188,10 +196,12 @@ def backward_large(params, tape, cotangents, T, B):
     cot_z = cotangents.get("z", [None] * T)
     dz_h_2 = np.empty((B, 8), DTYPE)
     dz_z_2 = np.empty((B, 8), DTYPE)
+    dz_z_3 = np.empty((8,), DTYPE)
+    dz_h_3 = np.empty((8,), DTYPE)
     if not (back_z_h_2 if B <= 8 else steps_back_z_h_2)(T, h[1:T + 1], dz_h[1:T + 1], dh[1:T + 1],
                                                         cotangents.get("z"), z[1:T + 1],
                                                         dz_z[1:T + 1], dh_sum, dz_h_2, ONE, dz,
-                                                        dz_z_2, W_z, W):
+                                                        dz_z_2, db, dz_z_3, db_h, dz_h_3, W_z, W):
         steps = zip(h[1:T + 1][::-1], dz_h[1:T + 1][::-1], dh[1:T + 1][::-1], cot_z[::-1],
                     z[1:T + 1][::-1], dz_z[1:T + 1][::-1])
         for (h_t, dz_h_t, dh_t, cot_z_t, z_t, dz_z_t) in steps:
@@ -208,20 +218,21 @@ def backward_large(params, tape, cotangents, T, B):
                 dz += cot_z_t
             dz_z_t *= dz
             np.dot(dz_z_t, W, out=dh_sum)
+            sum_rows(dz_z_t, 0, dz_z_3)
+            db += dz_z_3
+            # h(t) = tanh(W_z z(t) + U x(t) + b_h)
+            sum_rows(dz_h_t, 0, dz_h_3)
+            db_h += dz_h_3
     dh_sum += dh[0]
 
     # Every step at once
-    db = np.empty((8,), DTYPE)
     # h(t) = tanh(W_z z(t) + U x(t) + b_h)
     dW_z = dz_h[now].reshape(-1, 8).T @ z[now].reshape(-1, 8)
     # z(t) = tanh(W h(t-1) + b)
-    sum_rows(dz_z[now], (0, 1), db)
     dW = dz_z[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    db_h = np.empty((8,), DTYPE)
     # h(t) = tanh(W_z z(t) + U x(t) + b_h)
-    sum_rows(dz_h[now], (0, 1), db_h)
     dU = dz_h[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(dz_h[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
 
@@ -547,7 +558,7 @@ def steps_loop_z_h(T, h_tm1_all, z_t_all, h_t_all, b, W_h, W_z_z, W, W_z):
 
 
 def back_z_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, cot_z, dz_z_2_t_all, dz_z_t_all, dh_sum, dz,
-             W_z, W):
+             db, dz_z_3, db_h, dz_h_3, W_z, W):
     """The loop backward in time of z(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -597,6 +608,26 @@ def back_z_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, cot_z, dz_z_2_t_all, dz_z_t_
     space_2 = np.empty(16, dz.dtype)
     x0_2 = space_2[0:8]
     x1_2 = space_2[8:16]
+    rows_3 = jitops._size(db)[0]
+    s0_3 = jitops.row_step(db, rows_3, 8)
+    s1_3 = jitops.row_step(dz_z_3, rows_3, 8)
+    if (jitops._size(db) != (rows_3, 8)
+            or not jitops.rows_contiguous(db)
+            or s0_3 < 0
+            or s1_3 < 0):
+        return False
+    space_3 = np.empty(8, db.dtype)
+    x0_3 = space_3[0:8]
+    rows_4 = jitops._size(db_h)[0]
+    s0_4 = jitops.row_step(db_h, rows_4, 8)
+    s1_4 = jitops.row_step(dz_h_3, rows_4, 8)
+    if (jitops._size(db_h) != (rows_4, 8)
+            or not jitops.rows_contiguous(db_h)
+            or s0_4 < 0
+            or s1_4 < 0):
+        return False
+    space_4 = np.empty(8, db_h.dtype)
+    x0_4 = space_4[0:8]
     for step in range(T - 1, -1, -1):
         dz_h_2_t = dz_h_2_t_all[step]
         dh_t = dh_t_all[step]
@@ -629,11 +660,26 @@ def back_z_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, cot_z, dz_z_2_t_all, dz_z_t_
                 x1_2[j_2] = r1_0[j_2] * r1_1_2[j_2]
             jitops.put_row(dz_z_2_t, i_2, x1_2)
         jitops.dot(dz_z_2_t, W, dh_sum)
+        jitops.sum_rows(dz_z_2_t, dz_z_3)
+        for i_3 in range(rows_3):
+            r0_0_3 = jitops._view(db, i_3 * s0_3, 8)
+            r0_1_3 = jitops._view(dz_z_3, i_3 * s1_3, 8)
+            for j_3 in range(8):
+                x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
+            jitops.put_row(db, i_3, x0_3)
+        # h(t) = tanh(W_z z(t) + U x(t) + b_h)
+        jitops.sum_rows(dz_h_2_t, dz_h_3)
+        for i_4 in range(rows_4):
+            r0_0_4 = jitops._view(db_h, i_4 * s0_4, 8)
+            r0_1_4 = jitops._view(dz_h_3, i_4 * s1_4, 8)
+            for j_4 in range(8):
+                x0_4[j_4] = r0_0_4[j_4] + r0_1_4[j_4]
+            jitops.put_row(db_h, i_4, x0_4)
     return True
 
 
 def steps_back_z_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, cot_z, dz_z_2_t_all, dz_z_t_all, dh_sum,
-                   dz, W_z, W):
+                   dz, db, dz_z_3, db_h, dz_h_3, W_z, W):
     """z(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -645,6 +691,8 @@ def steps_back_z_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, cot_z, dz_z_2_t_all, d
     dz_z_2_t = dz_z_2_t_all[step]
     dz_z_t = dz_z_t_all[step]
     try:
+        jitops.ready(jitops.sum_rows, dz_z_2_t, dz_z_3)
+        jitops.ready(jitops.sum_rows, dz_h_2_t, dz_h_3)
         jitops.ready(fused_b4add68eff, dh_sum, dh_t, dz_h_t, dz_h_2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('z(t), h(t)', error)
@@ -666,11 +714,16 @@ def steps_back_z_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, cot_z, dz_z_2_t_all, d
                 np.add(dz, cot_z[step], out=dz)
             np.multiply(dz, dz_z_t, out=dz_z_2_t)
         jitops.dot(dz_z_2_t, W, dh_sum)
+        jitops.sum_rows(dz_z_2_t, dz_z_3)
+        np.add(db, dz_z_3, out=db)
+        # h(t) = tanh(W_z z(t) + U x(t) + b_h)
+        jitops.sum_rows(dz_h_2_t, dz_h_3)
+        np.add(db_h, dz_h_3, out=db_h)
     return True
 
 
 def back_z_h_2(T, h_t_all, dz_h_t_all, dh_t_all, cot_z, z_t_all, dz_z_t_all, dh_sum, dz_h_2, ONE,
-               dz, dz_z_2, W_z, W):
+               dz, dz_z_2, db, dz_z_3, db_h, dz_h_3, W_z, W):
     """The loop backward in time of z(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -732,6 +785,26 @@ def back_z_h_2(T, h_t_all, dz_h_t_all, dh_t_all, cot_z, z_t_all, dz_z_t_all, dh_
     x1_2 = space_2[8:16]
     x2_2 = space_2[16:24]
     x3_2 = space_2[24:32]
+    rows_3 = jitops._size(db)[0]
+    s0_3 = jitops.row_step(db, rows_3, 8)
+    s1_3 = jitops.row_step(dz_z_3, rows_3, 8)
+    if (jitops._size(db) != (rows_3, 8)
+            or not jitops.rows_contiguous(db)
+            or s0_3 < 0
+            or s1_3 < 0):
+        return False
+    space_3 = np.empty(8, db.dtype)
+    x0_3 = space_3[0:8]
+    rows_4 = jitops._size(db_h)[0]
+    s0_4 = jitops.row_step(db_h, rows_4, 8)
+    s1_4 = jitops.row_step(dz_h_3, rows_4, 8)
+    if (jitops._size(db_h) != (rows_4, 8)
+            or not jitops.rows_contiguous(db_h)
+            or s0_4 < 0
+            or s1_4 < 0):
+        return False
+    space_4 = np.empty(8, db_h.dtype)
+    x0_4 = space_4[0:8]
     for step in range(T - 1, -1, -1):
         h_t = h_t_all[step]
         dz_h_t = dz_h_t_all[step]
@@ -778,11 +851,26 @@ def back_z_h_2(T, h_t_all, dz_h_t_all, dh_t_all, cot_z, z_t_all, dz_z_t_all, dh_
                 x3_2[j_2] = r3_0[j_2] * r3_1_2[j_2]
             jitops.put_row(dz_z_t, i_2, x3_2)
         jitops.dot(dz_z_t, W, dh_sum)
+        jitops.sum_rows(dz_z_t, dz_z_3)
+        for i_3 in range(rows_3):
+            r0_0_3 = jitops._view(db, i_3 * s0_3, 8)
+            r0_1_3 = jitops._view(dz_z_3, i_3 * s1_3, 8)
+            for j_3 in range(8):
+                x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
+            jitops.put_row(db, i_3, x0_3)
+        # h(t) = tanh(W_z z(t) + U x(t) + b_h)
+        jitops.sum_rows(dz_h_t, dz_h_3)
+        for i_4 in range(rows_4):
+            r0_0_4 = jitops._view(db_h, i_4 * s0_4, 8)
+            r0_1_4 = jitops._view(dz_h_3, i_4 * s1_4, 8)
+            for j_4 in range(8):
+                x0_4[j_4] = r0_0_4[j_4] + r0_1_4[j_4]
+            jitops.put_row(db_h, i_4, x0_4)
     return True
 
 
 def steps_back_z_h_2(T, h_t_all, dz_h_t_all, dh_t_all, cot_z, z_t_all, dz_z_t_all, dh_sum, dz_h_2,
-                     ONE, dz, dz_z_2, W_z, W):
+                     ONE, dz, dz_z_2, db, dz_z_3, db_h, dz_h_3, W_z, W):
     """z(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -794,6 +882,8 @@ def steps_back_z_h_2(T, h_t_all, dz_h_t_all, dh_t_all, cot_z, z_t_all, dz_z_t_al
     z_t = z_t_all[step]
     dz_z_t = dz_z_t_all[step]
     try:
+        jitops.ready(jitops.sum_rows, dz_z_t, dz_z_3)
+        jitops.ready(jitops.sum_rows, dz_h_t, dz_h_3)
         jitops.ready(fused_ad76f4f865, h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('z(t), h(t)', error)
@@ -819,6 +909,11 @@ def steps_back_z_h_2(T, h_t_all, dz_h_t_all, dh_t_all, cot_z, z_t_all, dz_z_t_al
                 np.add(dz, cot_z[step], out=dz)
             np.multiply(dz, dz_z_t, out=dz_z_t)
         jitops.dot(dz_z_t, W, dh_sum)
+        jitops.sum_rows(dz_z_t, dz_z_3)
+        np.add(db, dz_z_3, out=db)
+        # h(t) = tanh(W_z z(t) + U x(t) + b_h)
+        jitops.sum_rows(dz_h_t, dz_h_3)
+        np.add(db_h, dz_h_3, out=db_h)
     return True
 
 

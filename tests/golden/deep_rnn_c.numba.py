@@ -18,7 +18,7 @@ MINUS_ONE = DTYPE(-1)
 ONE = DTYPE(1)
 PARAMETERS = ("W", "b", "W_z", "S", "U", "b_h", "V", "c")
 PREPARE = ("W", "S")
-TAPE = ("z", "h", "o", "x", "z_z", "z_h")
+TAPE = ("z", "h", "o", "x", "z_z", "U_x")
 
 
 def prepare(params):
@@ -51,25 +51,24 @@ def forward(params, inputs, initial, T, B, prepared=None):
     h[:1] = 0
     o = WORK.empty((T + 1, B, 3), DTYPE, "o")
     o[:1] = 0
-    z_h = WORK.empty((T + 1, B, 8), DTYPE, "z_h")   # every step written
+    U_x = WORK.empty((T + 1, B, 8), DTYPE, "U_x")   # every step written
     h[0] = initial["h(0)"]
 
     # Every step at once: what does not depend on the loop after it
     # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
-    np.dot(x[now].reshape(-1, 4), U.T, out=z_h[now].reshape(-1, 8))
-    z_h[now] += b_h
+    np.dot(x[now].reshape(-1, 4), U.T, out=U_x[now].reshape(-1, 8))
 
     # z(t), h(t): a loop forward in time
     z_z_h = np.empty((B, 16), DTYPE)
     slice_z_z_h = z_z_h[..., 0:8]
     slice_z_z_h_2 = z_z_h[..., 8:16]
     W_z_z = np.empty((B, 8), DTYPE)
-    z_h_2 = np.empty((B, 8), DTYPE)
-    if not (loop_z_h if B <= 8 else steps_loop_z_h)(T, h[0:T], z[1:T + 1], z_h[1:T + 1],
-                                                    h[1:T + 1], b, slice_z_z_h, W_z_z,
-                                                    slice_z_z_h_2, z_h_2, z_z_h, z_z, W_z):
-        steps = zip(h[0:T], z[1:T + 1], z_h[1:T + 1], h[1:T + 1])
-        for (h_tm1, z_t, z_h_t, h_t) in steps:
+    z_h = np.empty((B, 8), DTYPE)
+    if not (loop_z_h if B <= 8 else steps_loop_z_h)(T, h[0:T], z[1:T + 1], U_x[1:T + 1],
+                                                    h[1:T + 1], b, slice_z_z_h, b_h, W_z_z,
+                                                    slice_z_z_h_2, z_z_h, z_h, z_z, W_z):
+        steps = zip(h[0:T], z[1:T + 1], U_x[1:T + 1], h[1:T + 1])
+        for (h_tm1, z_t, U_x_t, h_t) in steps:
             # z(t) = tanh(W h(t-1) + b)
             np.dot(h_tm1, z_z.T, out=z_z_h)
             # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
@@ -78,8 +77,9 @@ def forward(params, inputs, initial, T, B, prepared=None):
             np.tanh(z_t, out=z_t)
             # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
             np.dot(z_t, W_z.T, out=W_z_z)
-            np.add(z_h_t, W_z_z, out=z_h_2)
-            np.add(z_h_2, slice_z_z_h_2, out=h_t)
+            U_x_t += b_h
+            np.add(U_x_t, W_z_z, out=z_h)
+            np.add(z_h, slice_z_z_h_2, out=h_t)
             np.tanh(h_t, out=h_t)
 
     # Every step at once: o(t)
@@ -88,7 +88,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
     o[now] += c
 
     outputs = {"z": z[1:T + 1], "h": h[1:T + 1], "o": o[1:T + 1]}
-    tape = {"z": z, "h": h, "o": o, "x": x, "z_z": z_z, "z_h": z_h}
+    tape = {"z": z, "h": h, "o": o, "x": x, "z_z": z_z, "U_x": U_x}
     return outputs, tape
 
 
@@ -96,21 +96,23 @@ def backward(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     W, b, W_z, S, U, b_h, V, c = (params[name] for name in PARAMETERS)
-    z, h, o, x, z_z, z_h = (tape[name] for name in TAPE)
+    z, h, o, x, z_z, U_x = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
+    db = np.zeros_like(b, DTYPE)
+    db_h = np.zeros_like(b_h, DTYPE)
     dh = WORK.zeros(h.shape, DTYPE, "dh")
     do = WORK.zeros(o.shape, DTYPE, "do")
     dx = WORK.empty(x.shape, DTYPE, "dx")
     dx[:1] = 0
-    dz_h_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_h_2")   # every step written
+    dz_h = WORK.empty((T + 1, B, 8), DTYPE, "dz_h")   # every step written
     dz_z_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_z_2")   # every step written
     cat_dz_z_3 = WORK.empty((T + 1, B, 16), DTYPE, "cat_dz_z_3")
     cat_dz_z_3[:1] = 0
     dz_z_3 = cat_dz_z_3[..., 0:8]
-    dz_h_3 = cat_dz_z_3[..., 8:16]
+    dz_h_2 = cat_dz_z_3[..., 8:16]
     dh[1:T + 1] = cotangents.get("h", 0)
     do[1:T + 1] = cotangents.get("o", 0)
 
@@ -125,8 +127,8 @@ def backward(params, tape, cotangents, T, B):
 
     # Every step at once
     # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
-    np.multiply(h[now], h[now], out=dz_h_2[now])
-    np.subtract(ONE, dz_h_2[now], out=dz_h_2[now])
+    np.multiply(h[now], h[now], out=dz_h[now])
+    np.subtract(ONE, dz_h[now], out=dz_h[now])
     # z(t) = tanh(W h(t-1) + b)
     np.multiply(z[now], z[now], out=dz_z_2[now])
     np.subtract(ONE, dz_z_2[now], out=dz_z_2[now])
@@ -135,38 +137,41 @@ def backward(params, tape, cotangents, T, B):
     dh_sum = np.zeros((B, 8), DTYPE)
     dz = np.empty((B, 8), DTYPE)
     cot_z = cotangents.get("z", [None] * T)
-    if not (back_z_h if B <= 8 else steps_back_z_h)(T, dz_h_3[1:T + 1], dh[1:T + 1],
-                                                    dz_h_2[1:T + 1], cotangents.get("z"),
-                                                    dz_z_3[1:T + 1], dz_z_2[1:T + 1],
-                                                    cat_dz_z_3[1:T + 1], dh_sum, dz, W_z, z_z):
-        steps = zip(dz_h_3[1:T + 1][::-1], dh[1:T + 1][::-1], dz_h_2[1:T + 1][::-1], cot_z[::-1],
+    dz_z_4 = np.empty((8,), DTYPE)
+    dz_h_3 = np.empty((8,), DTYPE)
+    if not (back_z_h if B <= 8 else steps_back_z_h)(T, dz_h_2[1:T + 1], dh[1:T + 1], dz_h[1:T + 1],
+                                                    cotangents.get("z"), dz_z_3[1:T + 1],
+                                                    dz_z_2[1:T + 1], cat_dz_z_3[1:T + 1], dh_sum,
+                                                    dz, db, dz_z_4, db_h, dz_h_3, W_z, z_z):
+        steps = zip(dz_h_2[1:T + 1][::-1], dh[1:T + 1][::-1], dz_h[1:T + 1][::-1], cot_z[::-1],
                     dz_z_3[1:T + 1][::-1], dz_z_2[1:T + 1][::-1], cat_dz_z_3[1:T + 1][::-1])
-        for (dz_h_3_t, dh_t, dz_h_2_t, cot_z_t, dz_z_3_t, dz_z_2_t, cat_dz_z_3_t) in steps:
+        for (dz_h_2_t, dh_t, dz_h_t, cot_z_t, dz_z_3_t, dz_z_2_t, cat_dz_z_3_t) in steps:
             # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
             dh_sum += dh_t
-            np.multiply(dh_sum, dz_h_2_t, out=dz_h_3_t)
-            np.dot(dz_h_3_t, W_z, out=dz)
+            np.multiply(dh_sum, dz_h_t, out=dz_h_2_t)
+            np.dot(dz_h_2_t, W_z, out=dz)
             # z(t) = tanh(W h(t-1) + b)
             if cot_z_t is not None:
                 dz += cot_z_t
             np.multiply(dz, dz_z_2_t, out=dz_z_3_t)
             np.dot(cat_dz_z_3_t, z_z, out=dh_sum)
+            sum_rows(dz_z_3_t, 0, dz_z_4)
+            db += dz_z_4
+            # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
+            sum_rows(dz_h_2_t, 0, dz_h_3)
+            db_h += dz_h_3
     dh_sum += dh[0]
 
     # Every step at once
-    db = np.empty((8,), DTYPE)
     # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
-    dW_z = dz_h_3[now].reshape(-1, 8).T @ z[now].reshape(-1, 8)
+    dW_z = dz_h_2[now].reshape(-1, 8).T @ z[now].reshape(-1, 8)
     # z(t) = tanh(W h(t-1) + b)
-    sum_rows(dz_z_3[now], (0, 1), db)
     dz_z = cat_dz_z_3[now].reshape(-1, 16).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    db_h = np.empty((8,), DTYPE)
     # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
-    sum_rows(dz_h_3[now], (0, 1), db_h)
-    dU = dz_h_3[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h_3[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
+    dU = dz_h_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
+    np.dot(dz_h_2[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # z(t) = tanh(W h(t-1) + b)
@@ -182,11 +187,13 @@ def backward_large(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     W, b, W_z, S, U, b_h, V, c = (params[name] for name in PARAMETERS)
-    z, h, o, x, z_z, z_h = (tape[name] for name in TAPE)
+    z, h, o, x, z_z, U_x = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
+    db = np.zeros_like(b, DTYPE)
+    db_h = np.zeros_like(b_h, DTYPE)
     dh = WORK.zeros(h.shape, DTYPE, "dh")
     do = WORK.zeros(o.shape, DTYPE, "do")
     dx = WORK.empty(x.shape, DTYPE, "dx")
@@ -194,7 +201,7 @@ def backward_large(params, tape, cotangents, T, B):
     cat_dz_z_2 = WORK.empty((T + 1, B, 16), DTYPE, "cat_dz_z_2")
     cat_dz_z_2[:1] = 0
     dz_z_2 = cat_dz_z_2[..., 0:8]
-    dz_h_2 = cat_dz_z_2[..., 8:16]
+    dz_h = cat_dz_z_2[..., 8:16]
     dh[1:T + 1] = cotangents.get("h", 0)
     do[1:T + 1] = cotangents.get("o", 0)
 
@@ -211,22 +218,24 @@ def backward_large(params, tape, cotangents, T, B):
     dh_sum = np.zeros((B, 8), DTYPE)
     dz = np.empty((B, 8), DTYPE)
     cot_z = cotangents.get("z", [None] * T)
-    dz_h_3 = np.empty((B, 8), DTYPE)
+    dz_h_2 = np.empty((B, 8), DTYPE)
     dz_z_3 = np.empty((B, 8), DTYPE)
-    if not (back_z_h_2 if B <= 8 else steps_back_z_h_2)(T, h[1:T + 1], dz_h_2[1:T + 1],
-                                                        dh[1:T + 1], cotangents.get("z"),
-                                                        z[1:T + 1], dz_z_2[1:T + 1],
-                                                        cat_dz_z_2[1:T + 1], dh_sum, dz_h_3, ONE,
-                                                        dz, dz_z_3, W_z, z_z):
-        steps = zip(h[1:T + 1][::-1], dz_h_2[1:T + 1][::-1], dh[1:T + 1][::-1], cot_z[::-1],
+    dz_z_4 = np.empty((8,), DTYPE)
+    dz_h_3 = np.empty((8,), DTYPE)
+    if not (back_z_h_2 if B <= 8 else steps_back_z_h_2)(T, h[1:T + 1], dz_h[1:T + 1], dh[1:T + 1],
+                                                        cotangents.get("z"), z[1:T + 1],
+                                                        dz_z_2[1:T + 1], cat_dz_z_2[1:T + 1],
+                                                        dh_sum, dz_h_2, ONE, dz, dz_z_3, db,
+                                                        dz_z_4, db_h, dz_h_3, W_z, z_z):
+        steps = zip(h[1:T + 1][::-1], dz_h[1:T + 1][::-1], dh[1:T + 1][::-1], cot_z[::-1],
                     z[1:T + 1][::-1], dz_z_2[1:T + 1][::-1], cat_dz_z_2[1:T + 1][::-1])
-        for (h_t, dz_h_2_t, dh_t, cot_z_t, z_t, dz_z_2_t, cat_dz_z_2_t) in steps:
+        for (h_t, dz_h_t, dh_t, cot_z_t, z_t, dz_z_2_t, cat_dz_z_2_t) in steps:
             # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
-            np.multiply(h_t, h_t, out=dz_h_3)
-            np.subtract(ONE, dz_h_3, out=dz_h_2_t)
+            np.multiply(h_t, h_t, out=dz_h_2)
+            np.subtract(ONE, dz_h_2, out=dz_h_t)
             dh_sum += dh_t
-            dz_h_2_t *= dh_sum
-            np.dot(dz_h_2_t, W_z, out=dz)
+            dz_h_t *= dh_sum
+            np.dot(dz_h_t, W_z, out=dz)
             # z(t) = tanh(W h(t-1) + b)
             np.multiply(z_t, z_t, out=dz_z_3)
             np.subtract(ONE, dz_z_3, out=dz_z_2_t)
@@ -234,22 +243,23 @@ def backward_large(params, tape, cotangents, T, B):
                 dz += cot_z_t
             dz_z_2_t *= dz
             np.dot(cat_dz_z_2_t, z_z, out=dh_sum)
+            sum_rows(dz_z_2_t, 0, dz_z_4)
+            db += dz_z_4
+            # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
+            sum_rows(dz_h_t, 0, dz_h_3)
+            db_h += dz_h_3
     dh_sum += dh[0]
 
     # Every step at once
-    db = np.empty((8,), DTYPE)
     # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
-    dW_z = dz_h_2[now].reshape(-1, 8).T @ z[now].reshape(-1, 8)
+    dW_z = dz_h[now].reshape(-1, 8).T @ z[now].reshape(-1, 8)
     # z(t) = tanh(W h(t-1) + b)
-    sum_rows(dz_z_2[now], (0, 1), db)
     dz_z = cat_dz_z_2[now].reshape(-1, 16).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    db_h = np.empty((8,), DTYPE)
     # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
-    sum_rows(dz_h_2[now], (0, 1), db_h)
-    dU = dz_h_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h_2[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
+    dU = dz_h[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
+    np.dot(dz_h[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # z(t) = tanh(W h(t-1) + b)
@@ -292,41 +302,54 @@ def fused_551b6408ea(p0, p1, p2):
     return True
 
 
-def fused_3dfcf41d82(p0, p1, p2, p3, p4):
-    """add, add, tanh: one pass over the rows (compile/fuse.py)."""
-    rows = jitops._size(p2)[0]
+def fused_bc3abb1909(p0, p1, p2, p3, p4, p5):
+    """add, add, add, tanh: one pass over the rows (compile/fuse.py)."""
+    rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
     s1 = jitops.row_step(p1, rows, 8)
-    s2 = jitops.row_step(p3, rows, 8)
+    s2 = jitops.row_step(p2, rows, 8)
     s3 = jitops.row_step(p4, rows, 8)
-    if (jitops._size(p2) != (rows, 8)
-            or jitops._size(p4) != (rows, 8)
-            or not jitops.rows_contiguous(p4)
-            or not jitops.aligned(p4, p0)
-            or not jitops.aligned(p4, p3)
+    s4 = jitops.row_step(p5, rows, 8)
+    if (jitops._size(p0) != (rows, 8)
+            or jitops._size(p3) != (rows, 8)
+            or jitops._size(p5) != (rows, 8)
+            or not jitops.rows_contiguous(p0)
+            or not jitops.rows_contiguous(p5)
+            or not jitops.aligned(p0, p1)
+            or not jitops.aligned(p0, p4)
+            or not jitops.aligned(p0, p5)
+            or not jitops.aligned(p5, p1)
+            or not jitops.aligned(p5, p4)
             or s0 < 0
             or s1 < 0
             or s2 < 0
-            or s3 < 0):
+            or s3 < 0
+            or s4 < 0):
         return False
-    space = np.empty(32, p2.dtype)
+    space = np.empty(40, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
-    e8 = space[24:32]
+    x3 = space[24:32]
+    e8 = space[32:40]
     bits = jitops.scratch(e8)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
         for j in range(8):
             x0[j] = r0_0[j] + r0_1[j]
-        r1_1 = jitops._view(p3, i * s2, 8)
+        jitops.put_row(p0, i, x0)
+        r1_0 = jitops._view(p0, i * s0, 8)
+        r1_1 = jitops._view(p2, i * s2, 8)
         for j in range(8):
-            x1[j] = x0[j] + r1_1[j]
-        jitops.put_row(p4, i, x1)
-        r2_0 = jitops._view(p4, i * s3, 8)
-        jitops.vtanh(r2_0, x2, e8, bits)
-        jitops.put_row(p4, i, x2)
+            x1[j] = r1_0[j] + r1_1[j]
+        r2_1 = jitops._view(p4, i * s3, 8)
+        for j in range(8):
+            x2[j] = x1[j] + r2_1[j]
+        jitops.put_row(p5, i, x2)
+        r3_0 = jitops._view(p5, i * s4, 8)
+        jitops.vtanh(r3_0, x3, e8, bits)
+        jitops.put_row(p5, i, x3)
     return True
 
 
@@ -488,8 +511,8 @@ def fused_6d03b8a9ac(p0, p1, p2, p3, p4, p5):
     return True
 
 
-def loop_z_h(T, h_tm1_all, z_t_all, z_h_t_all, h_t_all, b, slice_z_z_h, W_z_z, slice_z_z_h_2,
-             z_h_2, z_z_h, z_z, W_z):
+def loop_z_h(T, h_tm1_all, z_t_all, U_x_t_all, h_t_all, b, slice_z_z_h, b_h, W_z_z, slice_z_z_h_2,
+             z_z_h, z_h, z_z, W_z):
     """The loop forward in time of z(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -499,7 +522,7 @@ def loop_z_h(T, h_tm1_all, z_t_all, z_h_t_all, h_t_all, b, slice_z_z_h, W_z_z, s
     step = 0
     h_tm1 = h_tm1_all[step]
     z_t = z_t_all[step]
-    z_h_t = z_h_t_all[step]
+    U_x_t = U_x_t_all[step]
     h_t = h_t_all[step]
     rows = jitops._size(z_t)[0]
     s0 = jitops.row_step(b, rows, 8)
@@ -518,31 +541,39 @@ def loop_z_h(T, h_tm1_all, z_t_all, z_h_t_all, h_t_all, b, slice_z_z_h, W_z_z, s
     x1 = space[8:16]
     e8 = space[16:24]
     bits = jitops.scratch(e8)
-    rows_2 = jitops._size(z_h_2)[0]
-    s0_2 = jitops.row_step(z_h_t, rows_2, 8)
-    s1_2 = jitops.row_step(W_z_z, rows_2, 8)
-    s2_2 = jitops.row_step(slice_z_z_h_2, rows_2, 8)
-    s3 = jitops.row_step(h_t, rows_2, 8)
-    if (jitops._size(z_h_2) != (rows_2, 8)
+    rows_2 = jitops._size(U_x_t)[0]
+    s0_2 = jitops.row_step(U_x_t, rows_2, 8)
+    s1_2 = jitops.row_step(b_h, rows_2, 8)
+    s2_2 = jitops.row_step(W_z_z, rows_2, 8)
+    s3 = jitops.row_step(slice_z_z_h_2, rows_2, 8)
+    s4 = jitops.row_step(h_t, rows_2, 8)
+    if (jitops._size(U_x_t) != (rows_2, 8)
+            or jitops._size(z_h) != (rows_2, 8)
             or jitops._size(h_t) != (rows_2, 8)
+            or not jitops.rows_contiguous(U_x_t)
             or not jitops.rows_contiguous(h_t)
-            or not jitops.aligned(h_t, z_h_t)
+            or not jitops.aligned(U_x_t, b_h)
+            or not jitops.aligned(U_x_t, slice_z_z_h_2)
+            or not jitops.aligned(U_x_t, h_t)
+            or not jitops.aligned(h_t, b_h)
             or not jitops.aligned(h_t, slice_z_z_h_2)
             or s0_2 < 0
             or s1_2 < 0
             or s2_2 < 0
-            or s3 < 0):
+            or s3 < 0
+            or s4 < 0):
         return False
-    space_2 = np.empty(32, z_h_2.dtype)
+    space_2 = np.empty(40, U_x_t.dtype)
     x0_2 = space_2[0:8]
     x1_2 = space_2[8:16]
     x2 = space_2[16:24]
-    e8_2 = space_2[24:32]
+    x3 = space_2[24:32]
+    e8_2 = space_2[32:40]
     bits_2 = jitops.scratch(e8_2)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         z_t = z_t_all[step]
-        z_h_t = z_h_t_all[step]
+        U_x_t = U_x_t_all[step]
         h_t = h_t_all[step]
         # z(t) = tanh(W h(t-1) + b)
         jitops.dot(h_tm1, z_z.T, z_z_h)
@@ -560,22 +591,27 @@ def loop_z_h(T, h_tm1_all, z_t_all, z_h_t_all, h_t_all, b, slice_z_z_h, W_z_z, s
         # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
         jitops.dot(z_t, W_z.T, W_z_z)
         for i_2 in range(rows_2):
-            r0_0_2 = jitops._view(z_h_t, i_2 * s0_2, 8)
-            r0_1_2 = jitops._view(W_z_z, i_2 * s1_2, 8)
+            r0_0_2 = jitops._view(U_x_t, i_2 * s0_2, 8)
+            r0_1_2 = jitops._view(b_h, i_2 * s1_2, 8)
             for j_2 in range(8):
                 x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
-            r1_1 = jitops._view(slice_z_z_h_2, i_2 * s2_2, 8)
+            jitops.put_row(U_x_t, i_2, x0_2)
+            r1_0_2 = jitops._view(U_x_t, i_2 * s0_2, 8)
+            r1_1 = jitops._view(W_z_z, i_2 * s2_2, 8)
             for j_2 in range(8):
-                x1_2[j_2] = x0_2[j_2] + r1_1[j_2]
-            jitops.put_row(h_t, i_2, x1_2)
-            r2_0 = jitops._view(h_t, i_2 * s3, 8)
-            jitops.vtanh(r2_0, x2, e8_2, bits_2)
+                x1_2[j_2] = r1_0_2[j_2] + r1_1[j_2]
+            r2_1 = jitops._view(slice_z_z_h_2, i_2 * s3, 8)
+            for j_2 in range(8):
+                x2[j_2] = x1_2[j_2] + r2_1[j_2]
             jitops.put_row(h_t, i_2, x2)
+            r3_0 = jitops._view(h_t, i_2 * s4, 8)
+            jitops.vtanh(r3_0, x3, e8_2, bits_2)
+            jitops.put_row(h_t, i_2, x3)
     return True
 
 
-def steps_loop_z_h(T, h_tm1_all, z_t_all, z_h_t_all, h_t_all, b, slice_z_z_h, W_z_z, slice_z_z_h_2,
-                   z_h_2, z_z_h, z_z, W_z):
+def steps_loop_z_h(T, h_tm1_all, z_t_all, U_x_t_all, h_t_all, b, slice_z_z_h, b_h, W_z_z,
+                   slice_z_z_h_2, z_z_h, z_h, z_z, W_z):
     """z(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -583,18 +619,18 @@ def steps_loop_z_h(T, h_tm1_all, z_t_all, z_h_t_all, h_t_all, b, slice_z_z_h, W_
     step = 0
     h_tm1 = h_tm1_all[step]
     z_t = z_t_all[step]
-    z_h_t = z_h_t_all[step]
+    U_x_t = U_x_t_all[step]
     h_t = h_t_all[step]
     try:
         jitops.ready(fused_551b6408ea, b, slice_z_z_h, z_t)
-        jitops.ready(fused_3dfcf41d82, z_h_t, W_z_z, z_h_2, slice_z_z_h_2, h_t)
+        jitops.ready(fused_bc3abb1909, U_x_t, b_h, W_z_z, z_h, slice_z_z_h_2, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('z(t), h(t)', error)
         return False
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         z_t = z_t_all[step]
-        z_h_t = z_h_t_all[step]
+        U_x_t = U_x_t_all[step]
         h_t = h_t_all[step]
         # z(t) = tanh(W h(t-1) + b)
         jitops.dot(h_tm1, z_z.T, z_z_h)
@@ -605,15 +641,16 @@ def steps_loop_z_h(T, h_tm1_all, z_t_all, z_h_t_all, h_t_all, b, slice_z_z_h, W_
             np.tanh(z_t, out=z_t)
         # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
         jitops.dot(z_t, W_z.T, W_z_z)
-        if not fused_3dfcf41d82(z_h_t, W_z_z, z_h_2, slice_z_z_h_2, h_t):
-            np.add(z_h_t, W_z_z, out=z_h_2)
-            np.add(z_h_2, slice_z_z_h_2, out=h_t)
+        if not fused_bc3abb1909(U_x_t, b_h, W_z_z, z_h, slice_z_z_h_2, h_t):
+            np.add(U_x_t, b_h, out=U_x_t)
+            np.add(U_x_t, W_z_z, out=z_h)
+            np.add(z_h, slice_z_z_h_2, out=h_t)
             np.tanh(h_t, out=h_t)
     return True
 
 
-def back_z_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, cot_z, dz_z_3_t_all, dz_z_2_t_all,
-             cat_dz_z_3_t_all, dh_sum, dz, W_z, z_z):
+def back_z_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, cot_z, dz_z_3_t_all, dz_z_2_t_all,
+             cat_dz_z_3_t_all, dh_sum, dz, db, dz_z_4, db_h, dz_h_3, W_z, z_z):
     """The loop backward in time of z(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -621,22 +658,22 @@ def back_z_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, cot_z, dz_z_3_t_all, dz_z_
     if T == 0:
         return True
     step = T - 1
-    dz_h_3_t = dz_h_3_t_all[step]
-    dh_t = dh_t_all[step]
     dz_h_2_t = dz_h_2_t_all[step]
+    dh_t = dh_t_all[step]
+    dz_h_t = dz_h_t_all[step]
     dz_z_3_t = dz_z_3_t_all[step]
     dz_z_2_t = dz_z_2_t_all[step]
     cat_dz_z_3_t = cat_dz_z_3_t_all[step]
     rows = jitops._size(dh_sum)[0]
     s0 = jitops.row_step(dh_sum, rows, 8)
     s1 = jitops.row_step(dh_t, rows, 8)
-    s2 = jitops.row_step(dz_h_2_t, rows, 8)
+    s2 = jitops.row_step(dz_h_t, rows, 8)
     if (jitops._size(dh_sum) != (rows, 8)
-            or jitops._size(dz_h_3_t) != (rows, 8)
+            or jitops._size(dz_h_2_t) != (rows, 8)
             or not jitops.rows_contiguous(dh_sum)
-            or not jitops.rows_contiguous(dz_h_3_t)
-            or not jitops.aligned(dz_h_3_t, dh_t)
-            or not jitops.aligned(dz_h_3_t, dz_h_2_t)
+            or not jitops.rows_contiguous(dz_h_2_t)
+            or not jitops.aligned(dz_h_2_t, dh_t)
+            or not jitops.aligned(dz_h_2_t, dz_h_t)
             or s0 < 0
             or s1 < 0
             or s2 < 0):
@@ -664,10 +701,30 @@ def back_z_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, cot_z, dz_z_3_t_all, dz_z_
     space_2 = np.empty(16, dz.dtype)
     x0_2 = space_2[0:8]
     x1_2 = space_2[8:16]
+    rows_3 = jitops._size(db)[0]
+    s0_3 = jitops.row_step(db, rows_3, 8)
+    s1_3 = jitops.row_step(dz_z_4, rows_3, 8)
+    if (jitops._size(db) != (rows_3, 8)
+            or not jitops.rows_contiguous(db)
+            or s0_3 < 0
+            or s1_3 < 0):
+        return False
+    space_3 = np.empty(8, db.dtype)
+    x0_3 = space_3[0:8]
+    rows_4 = jitops._size(db_h)[0]
+    s0_4 = jitops.row_step(db_h, rows_4, 8)
+    s1_4 = jitops.row_step(dz_h_3, rows_4, 8)
+    if (jitops._size(db_h) != (rows_4, 8)
+            or not jitops.rows_contiguous(db_h)
+            or s0_4 < 0
+            or s1_4 < 0):
+        return False
+    space_4 = np.empty(8, db_h.dtype)
+    x0_4 = space_4[0:8]
     for step in range(T - 1, -1, -1):
-        dz_h_3_t = dz_h_3_t_all[step]
-        dh_t = dh_t_all[step]
         dz_h_2_t = dz_h_2_t_all[step]
+        dh_t = dh_t_all[step]
+        dz_h_t = dz_h_t_all[step]
         dz_z_3_t = dz_z_3_t_all[step]
         dz_z_2_t = dz_z_2_t_all[step]
         cat_dz_z_3_t = cat_dz_z_3_t_all[step]
@@ -678,11 +735,11 @@ def back_z_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, cot_z, dz_z_3_t_all, dz_z_
             for j in range(8):
                 x0[j] = r0_0[j] + r0_1[j]
             jitops.put_row(dh_sum, i, x0)
-            r1_1 = jitops._view(dz_h_2_t, i * s2, 8)
+            r1_1 = jitops._view(dz_h_t, i * s2, 8)
             for j in range(8):
                 x1[j] = x0[j] * r1_1[j]
-            jitops.put_row(dz_h_3_t, i, x1)
-        jitops.dot(dz_h_3_t, W_z, dz)
+            jitops.put_row(dz_h_2_t, i, x1)
+        jitops.dot(dz_h_2_t, W_z, dz)
         # z(t) = tanh(W h(t-1) + b)
         for i_2 in range(rows_2):
             if cot_z is not None:
@@ -697,50 +754,72 @@ def back_z_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, cot_z, dz_z_3_t_all, dz_z_
                 x1_2[j_2] = r1_0[j_2] * r1_1_2[j_2]
             jitops.put_row(dz_z_3_t, i_2, x1_2)
         jitops.dot(cat_dz_z_3_t, z_z, dh_sum)
+        jitops.sum_rows(dz_z_3_t, dz_z_4)
+        for i_3 in range(rows_3):
+            r0_0_3 = jitops._view(db, i_3 * s0_3, 8)
+            r0_1_3 = jitops._view(dz_z_4, i_3 * s1_3, 8)
+            for j_3 in range(8):
+                x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
+            jitops.put_row(db, i_3, x0_3)
+        # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
+        jitops.sum_rows(dz_h_2_t, dz_h_3)
+        for i_4 in range(rows_4):
+            r0_0_4 = jitops._view(db_h, i_4 * s0_4, 8)
+            r0_1_4 = jitops._view(dz_h_3, i_4 * s1_4, 8)
+            for j_4 in range(8):
+                x0_4[j_4] = r0_0_4[j_4] + r0_1_4[j_4]
+            jitops.put_row(db_h, i_4, x0_4)
     return True
 
 
-def steps_back_z_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, cot_z, dz_z_3_t_all, dz_z_2_t_all,
-                   cat_dz_z_3_t_all, dh_sum, dz, W_z, z_z):
+def steps_back_z_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, cot_z, dz_z_3_t_all, dz_z_2_t_all,
+                   cat_dz_z_3_t_all, dh_sum, dz, db, dz_z_4, db_h, dz_h_3, W_z, z_z):
     """z(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
     step = T - 1
-    dz_h_3_t = dz_h_3_t_all[step]
-    dh_t = dh_t_all[step]
     dz_h_2_t = dz_h_2_t_all[step]
+    dh_t = dh_t_all[step]
+    dz_h_t = dz_h_t_all[step]
     dz_z_3_t = dz_z_3_t_all[step]
     dz_z_2_t = dz_z_2_t_all[step]
     cat_dz_z_3_t = cat_dz_z_3_t_all[step]
     try:
-        jitops.ready(fused_b4add68eff, dh_sum, dh_t, dz_h_2_t, dz_h_3_t)
+        jitops.ready(jitops.sum_rows, dz_z_3_t, dz_z_4)
+        jitops.ready(jitops.sum_rows, dz_h_2_t, dz_h_3)
+        jitops.ready(fused_b4add68eff, dh_sum, dh_t, dz_h_t, dz_h_2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('z(t), h(t)', error)
         return False
     for step in range(T - 1, -1, -1):
-        dz_h_3_t = dz_h_3_t_all[step]
-        dh_t = dh_t_all[step]
         dz_h_2_t = dz_h_2_t_all[step]
+        dh_t = dh_t_all[step]
+        dz_h_t = dz_h_t_all[step]
         dz_z_3_t = dz_z_3_t_all[step]
         dz_z_2_t = dz_z_2_t_all[step]
         cat_dz_z_3_t = cat_dz_z_3_t_all[step]
         # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
-        if not fused_b4add68eff(dh_sum, dh_t, dz_h_2_t, dz_h_3_t):
+        if not fused_b4add68eff(dh_sum, dh_t, dz_h_t, dz_h_2_t):
             np.add(dh_sum, dh_t, out=dh_sum)
-            np.multiply(dh_sum, dz_h_2_t, out=dz_h_3_t)
-        jitops.dot(dz_h_3_t, W_z, dz)
+            np.multiply(dh_sum, dz_h_t, out=dz_h_2_t)
+        jitops.dot(dz_h_2_t, W_z, dz)
         # z(t) = tanh(W h(t-1) + b)
         if not fused_e16a51c597(dz, None if cot_z is None else cot_z[step], dz_z_2_t, dz_z_3_t):
             if cot_z is not None:
                 np.add(dz, cot_z[step], out=dz)
             np.multiply(dz, dz_z_2_t, out=dz_z_3_t)
         jitops.dot(cat_dz_z_3_t, z_z, dh_sum)
+        jitops.sum_rows(dz_z_3_t, dz_z_4)
+        np.add(db, dz_z_4, out=db)
+        # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
+        jitops.sum_rows(dz_h_2_t, dz_h_3)
+        np.add(db_h, dz_h_3, out=db_h)
     return True
 
 
-def back_z_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, cot_z, z_t_all, dz_z_2_t_all, cat_dz_z_2_t_all,
-               dh_sum, dz_h_3, ONE, dz, dz_z_3, W_z, z_z):
+def back_z_h_2(T, h_t_all, dz_h_t_all, dh_t_all, cot_z, z_t_all, dz_z_2_t_all, cat_dz_z_2_t_all,
+               dh_sum, dz_h_2, ONE, dz, dz_z_3, db, dz_z_4, db_h, dz_h_3, W_z, z_z):
     """The loop backward in time of z(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -749,30 +828,30 @@ def back_z_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, cot_z, z_t_all, dz_z_2_t_all,
         return True
     step = T - 1
     h_t = h_t_all[step]
-    dz_h_2_t = dz_h_2_t_all[step]
+    dz_h_t = dz_h_t_all[step]
     dh_t = dh_t_all[step]
     z_t = z_t_all[step]
     dz_z_2_t = dz_z_2_t_all[step]
     cat_dz_z_2_t = cat_dz_z_2_t_all[step]
-    rows = jitops._size(dz_h_3)[0]
+    rows = jitops._size(dz_h_2)[0]
     s0 = jitops.row_step(h_t, rows, 8)
     s1 = jitops.row_step(dh_sum, rows, 8)
     s2 = jitops.row_step(dh_t, rows, 8)
-    s3 = jitops.row_step(dz_h_2_t, rows, 8)
-    if (jitops._size(dz_h_3) != (rows, 8)
-            or jitops._size(dz_h_2_t) != (rows, 8)
+    s3 = jitops.row_step(dz_h_t, rows, 8)
+    if (jitops._size(dz_h_2) != (rows, 8)
+            or jitops._size(dz_h_t) != (rows, 8)
             or jitops._size(dh_sum) != (rows, 8)
-            or not jitops.rows_contiguous(dz_h_2_t)
+            or not jitops.rows_contiguous(dz_h_t)
             or not jitops.rows_contiguous(dh_sum)
-            or not jitops.aligned(dz_h_2_t, h_t)
-            or not jitops.aligned(dz_h_2_t, dh_t)
+            or not jitops.aligned(dz_h_t, h_t)
+            or not jitops.aligned(dz_h_t, dh_t)
             or s0 < 0
             or s1 < 0
             or s2 < 0
             or s3 < 0):
         return False
-    c0 = jitops.like(dz_h_3, ONE)
-    space = np.empty(32, dz_h_3.dtype)
+    c0 = jitops.like(dz_h_2, ONE)
+    space = np.empty(32, dz_h_2.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
@@ -803,9 +882,29 @@ def back_z_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, cot_z, z_t_all, dz_z_2_t_all,
     x1_2 = space_2[8:16]
     x2_2 = space_2[16:24]
     x3_2 = space_2[24:32]
+    rows_3 = jitops._size(db)[0]
+    s0_3 = jitops.row_step(db, rows_3, 8)
+    s1_3 = jitops.row_step(dz_z_4, rows_3, 8)
+    if (jitops._size(db) != (rows_3, 8)
+            or not jitops.rows_contiguous(db)
+            or s0_3 < 0
+            or s1_3 < 0):
+        return False
+    space_3 = np.empty(8, db.dtype)
+    x0_3 = space_3[0:8]
+    rows_4 = jitops._size(db_h)[0]
+    s0_4 = jitops.row_step(db_h, rows_4, 8)
+    s1_4 = jitops.row_step(dz_h_3, rows_4, 8)
+    if (jitops._size(db_h) != (rows_4, 8)
+            or not jitops.rows_contiguous(db_h)
+            or s0_4 < 0
+            or s1_4 < 0):
+        return False
+    space_4 = np.empty(8, db_h.dtype)
+    x0_4 = space_4[0:8]
     for step in range(T - 1, -1, -1):
         h_t = h_t_all[step]
-        dz_h_2_t = dz_h_2_t_all[step]
+        dz_h_t = dz_h_t_all[step]
         dh_t = dh_t_all[step]
         z_t = z_t_all[step]
         dz_z_2_t = dz_z_2_t_all[step]
@@ -818,17 +917,17 @@ def back_z_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, cot_z, z_t_all, dz_z_2_t_all,
                 x0[j] = r0_0[j] * r0_1[j]
             for j in range(8):
                 x1[j] = c0 - x0[j]
-            jitops.put_row(dz_h_2_t, i, x1)
+            jitops.put_row(dz_h_t, i, x1)
             r2_0 = jitops._view(dh_sum, i * s1, 8)
             r2_1 = jitops._view(dh_t, i * s2, 8)
             for j in range(8):
                 x2[j] = r2_0[j] + r2_1[j]
             jitops.put_row(dh_sum, i, x2)
-            r3_1 = jitops._view(dz_h_2_t, i * s3, 8)
+            r3_1 = jitops._view(dz_h_t, i * s3, 8)
             for j in range(8):
                 x3[j] = x2[j] * r3_1[j]
-            jitops.put_row(dz_h_2_t, i, x3)
-        jitops.dot(dz_h_2_t, W_z, dz)
+            jitops.put_row(dz_h_t, i, x3)
+        jitops.dot(dz_h_t, W_z, dz)
         # z(t) = tanh(W h(t-1) + b)
         for i_2 in range(rows_2):
             r0_0_2 = jitops._view(z_t, i_2 * s0_2, 8)
@@ -850,41 +949,59 @@ def back_z_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, cot_z, z_t_all, dz_z_2_t_all,
                 x3_2[j_2] = r3_0[j_2] * r3_1_2[j_2]
             jitops.put_row(dz_z_2_t, i_2, x3_2)
         jitops.dot(cat_dz_z_2_t, z_z, dh_sum)
+        jitops.sum_rows(dz_z_2_t, dz_z_4)
+        for i_3 in range(rows_3):
+            r0_0_3 = jitops._view(db, i_3 * s0_3, 8)
+            r0_1_3 = jitops._view(dz_z_4, i_3 * s1_3, 8)
+            for j_3 in range(8):
+                x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
+            jitops.put_row(db, i_3, x0_3)
+        # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
+        jitops.sum_rows(dz_h_t, dz_h_3)
+        for i_4 in range(rows_4):
+            r0_0_4 = jitops._view(db_h, i_4 * s0_4, 8)
+            r0_1_4 = jitops._view(dz_h_3, i_4 * s1_4, 8)
+            for j_4 in range(8):
+                x0_4[j_4] = r0_0_4[j_4] + r0_1_4[j_4]
+            jitops.put_row(db_h, i_4, x0_4)
     return True
 
 
-def steps_back_z_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, cot_z, z_t_all, dz_z_2_t_all,
-                     cat_dz_z_2_t_all, dh_sum, dz_h_3, ONE, dz, dz_z_3, W_z, z_z):
+def steps_back_z_h_2(T, h_t_all, dz_h_t_all, dh_t_all, cot_z, z_t_all, dz_z_2_t_all,
+                     cat_dz_z_2_t_all, dh_sum, dz_h_2, ONE, dz, dz_z_3, db, dz_z_4, db_h, dz_h_3,
+                     W_z, z_z):
     """z(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
     step = T - 1
     h_t = h_t_all[step]
-    dz_h_2_t = dz_h_2_t_all[step]
+    dz_h_t = dz_h_t_all[step]
     dh_t = dh_t_all[step]
     z_t = z_t_all[step]
     dz_z_2_t = dz_z_2_t_all[step]
     cat_dz_z_2_t = cat_dz_z_2_t_all[step]
     try:
-        jitops.ready(fused_ad76f4f865, h_t, dz_h_3, ONE, dz_h_2_t, dh_sum, dh_t)
+        jitops.ready(jitops.sum_rows, dz_z_2_t, dz_z_4)
+        jitops.ready(jitops.sum_rows, dz_h_t, dz_h_3)
+        jitops.ready(fused_ad76f4f865, h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('z(t), h(t)', error)
         return False
     for step in range(T - 1, -1, -1):
         h_t = h_t_all[step]
-        dz_h_2_t = dz_h_2_t_all[step]
+        dz_h_t = dz_h_t_all[step]
         dh_t = dh_t_all[step]
         z_t = z_t_all[step]
         dz_z_2_t = dz_z_2_t_all[step]
         cat_dz_z_2_t = cat_dz_z_2_t_all[step]
         # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
-        if not fused_ad76f4f865(h_t, dz_h_3, ONE, dz_h_2_t, dh_sum, dh_t):
-            np.multiply(h_t, h_t, out=dz_h_3)
-            np.subtract(ONE, dz_h_3, out=dz_h_2_t)
+        if not fused_ad76f4f865(h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t):
+            np.multiply(h_t, h_t, out=dz_h_2)
+            np.subtract(ONE, dz_h_2, out=dz_h_t)
             np.add(dh_sum, dh_t, out=dh_sum)
-            np.multiply(dh_sum, dz_h_2_t, out=dz_h_2_t)
-        jitops.dot(dz_h_2_t, W_z, dz)
+            np.multiply(dh_sum, dz_h_t, out=dz_h_t)
+        jitops.dot(dz_h_t, W_z, dz)
         # z(t) = tanh(W h(t-1) + b)
         if not fused_6d03b8a9ac(z_t, dz_z_3, ONE, dz_z_2_t, dz, None if cot_z is None else cot_z[step]):
             np.multiply(z_t, z_t, out=dz_z_3)
@@ -893,10 +1010,15 @@ def steps_back_z_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, cot_z, z_t_all, dz_z_2_
                 np.add(dz, cot_z[step], out=dz)
             np.multiply(dz, dz_z_2_t, out=dz_z_2_t)
         jitops.dot(cat_dz_z_2_t, z_z, dh_sum)
+        jitops.sum_rows(dz_z_2_t, dz_z_4)
+        np.add(db, dz_z_4, out=db)
+        # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
+        jitops.sum_rows(dz_h_t, dz_h_3)
+        np.add(db_h, dz_h_3, out=db_h)
     return True
 
 
 LOOPS = ("loop_z_h", "back_z_h", "back_z_h_2")
-KERNELS = ("fused_551b6408ea", "fused_3dfcf41d82", "fused_b4add68eff", "fused_e16a51c597",
+KERNELS = ("fused_551b6408ea", "fused_bc3abb1909", "fused_b4add68eff", "fused_e16a51c597",
            "fused_ad76f4f865", "fused_6d03b8a9ac")
 STEPS = ("steps_loop_z_h", "steps_back_z_h", "steps_back_z_h_2")

@@ -17,7 +17,7 @@ DTYPE = np.float32
 MINUS_ONE = DTYPE(-1)
 ONE = DTYPE(1)
 PARAMETERS = ("b", "W", "U", "c", "V")
-TAPE = ("a", "h", "o", "y", "L", "x", "target", "z_a")
+TAPE = ("a", "h", "o", "y", "L", "x", "target", "U_x")
 
 
 def prepare(params):
@@ -51,22 +51,22 @@ def forward(params, inputs, initial, T, B, prepared=None):
     y[:1] = 0
     L = WORK.empty((T + 1, B, 1), DTYPE, "L")
     L[:1] = 0
-    z_a = WORK.empty((T + 1, B, 8), DTYPE, "z_a")   # every step written
+    U_x = WORK.empty((T + 1, B, 8), DTYPE, "U_x")   # every step written
     h[0] = initial["h(0)"]
 
     # Every step at once: what does not depend on the loop after it
     # a(t) = b + W h(t-1) + U x(t)
-    np.dot(x[now].reshape(-1, 4), U.T, out=z_a[now].reshape(-1, 8))
-    z_a[now] += b
+    np.dot(x[now].reshape(-1, 4), U.T, out=U_x[now].reshape(-1, 8))
 
     # a(t), h(t): a loop forward in time
-    if not (loop_a_h if B <= 8 else steps_loop_a_h)(T, h[0:T], a[1:T + 1], z_a[1:T + 1],
-                                                    h[1:T + 1], W):
-        steps = zip(h[0:T], a[1:T + 1], z_a[1:T + 1], h[1:T + 1])
-        for (h_tm1, a_t, z_a_t, h_t) in steps:
+    if not (loop_a_h if B <= 8 else steps_loop_a_h)(T, h[0:T], U_x[1:T + 1], a[1:T + 1],
+                                                    h[1:T + 1], b, W):
+        steps = zip(h[0:T], U_x[1:T + 1], a[1:T + 1], h[1:T + 1])
+        for (h_tm1, U_x_t, a_t, h_t) in steps:
             # a(t) = b + W h(t-1) + U x(t)
             np.dot(h_tm1, W.T, out=a_t)
-            a_t += z_a_t
+            U_x_t += b
+            a_t += U_x_t
             # h(t) = tanh(a(t))
             np.tanh(a_t, out=h_t)
 
@@ -84,7 +84,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
     L[now][...] = softmax_cross_entropy(o[now], target[now])
 
     outputs = {"a": a[1:T + 1], "h": h[1:T + 1], "o": o[1:T + 1], "y": y[1:T + 1], "L": L[1:T + 1]}
-    tape = {"a": a, "h": h, "o": o, "y": y, "L": L, "x": x, "target": target, "z_a": z_a}
+    tape = {"a": a, "h": h, "o": o, "y": y, "L": L, "x": x, "target": target, "U_x": U_x}
     return outputs, tape
 
 
@@ -92,11 +92,12 @@ def backward(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     b, W, U, c, V = (params[name] for name in PARAMETERS)
-    a, h, o, y, L, x, target, z_a = (tape[name] for name in TAPE)
+    a, h, o, y, L, x, target, U_x = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
+    db = np.zeros_like(b, DTYPE)
     da = WORK.zeros(a.shape, DTYPE, "da")
     dh = WORK.zeros(h.shape, DTYPE, "dh")
     do = WORK.zeros(o.shape, DTYPE, "do")
@@ -158,8 +159,9 @@ def backward(params, tape, cotangents, T, B):
     # a(t), h(t): back through time (backward)
     dh_sum = np.zeros((B, 8), DTYPE)
     dz_h_2 = np.empty((B, 8), DTYPE)
+    dz_a = np.empty((8,), DTYPE)
     if not (back_a_h if B <= 8 else steps_back_a_h)(T, dh[1:T + 1], dz_h[1:T + 1], da[1:T + 1],
-                                                    dh_sum, W, dz_h_2):
+                                                    dh_sum, db, dz_a, W, dz_h_2):
         steps = zip(dh[1:T + 1][::-1], dz_h[1:T + 1][::-1], da[1:T + 1][::-1])
         for (dh_t, dz_h_t, da_t) in steps:
             # h(t) = tanh(a(t))
@@ -168,6 +170,8 @@ def backward(params, tape, cotangents, T, B):
             da_t += dz_h_2
             # a(t) = b + W h(t-1) + U x(t)
             np.dot(da_t, W, out=dh_sum)
+            sum_rows(da_t, 0, dz_a)
+            db += dz_a
     dh_sum += dh[0]
 
     # Every step at once
@@ -175,9 +179,7 @@ def backward(params, tape, cotangents, T, B):
     dW = da[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    db = np.empty((8,), DTYPE)
     # a(t) = b + W h(t-1) + U x(t)
-    sum_rows(da[now], (0, 1), db)
     dU = da[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(da[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
 
@@ -190,11 +192,12 @@ def backward_large(params, tape, cotangents, T, B):
     """Cotangents of the outputs -> gradients of the parameters, the inputs and the
     initial values: the blocks of forward in reverse, loops backward in time."""
     b, W, U, c, V = (params[name] for name in PARAMETERS)
-    a, h, o, y, L, x, target, z_a = (tape[name] for name in TAPE)
+    a, h, o, y, L, x, target, U_x = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
+    db = np.zeros_like(b, DTYPE)
     da = WORK.zeros(a.shape, DTYPE, "da")
     dh = WORK.zeros(h.shape, DTYPE, "dh")
     do = WORK.zeros(o.shape, DTYPE, "do")
@@ -252,8 +255,10 @@ def backward_large(params, tape, cotangents, T, B):
     dz_h = np.empty((B, 8), DTYPE)
     sub_dz_h = np.empty((B, 8), DTYPE)
     dz_h_2 = np.empty((B, 8), DTYPE)
+    dz_a = np.empty((8,), DTYPE)
     if not (back_a_h_2 if B <= 8 else steps_back_a_h_2)(T, h[1:T + 1], dh[1:T + 1], da[1:T + 1],
-                                                        dh_sum, dz_h, ONE, W, sub_dz_h, dz_h_2):
+                                                        dh_sum, dz_h, ONE, db, dz_a, W, sub_dz_h,
+                                                        dz_h_2):
         steps = zip(h[1:T + 1][::-1], dh[1:T + 1][::-1], da[1:T + 1][::-1])
         for (h_t, dh_t, da_t) in steps:
             # h(t) = tanh(a(t))
@@ -264,6 +269,8 @@ def backward_large(params, tape, cotangents, T, B):
             da_t += dz_h_2
             # a(t) = b + W h(t-1) + U x(t)
             np.dot(da_t, W, out=dh_sum)
+            sum_rows(da_t, 0, dz_a)
+            db += dz_a
     dh_sum += dh[0]
 
     # Every step at once
@@ -271,9 +278,7 @@ def backward_large(params, tape, cotangents, T, B):
     dW = da[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    db = np.empty((8,), DTYPE)
     # a(t) = b + W h(t-1) + U x(t)
-    sum_rows(da[now], (0, 1), db)
     dU = da[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(da[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
 
@@ -282,35 +287,48 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_b6f51c1737(p0, p1, p2):
-    """add, tanh: one pass over the rows (compile/fuse.py)."""
-    rows = jitops._size(p1)[0]
+def fused_7feb82ceb6(p0, p1, p2, p3):
+    """add, add, tanh: one pass over the rows (compile/fuse.py)."""
+    rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
     s1 = jitops.row_step(p1, rows, 8)
-    if (jitops._size(p1) != (rows, 8)
+    s2 = jitops.row_step(p2, rows, 8)
+    if (jitops._size(p0) != (rows, 8)
             or jitops._size(p2) != (rows, 8)
-            or not jitops.rows_contiguous(p1)
+            or jitops._size(p3) != (rows, 8)
+            or not jitops.rows_contiguous(p0)
             or not jitops.rows_contiguous(p2)
-            or not jitops.aligned(p1, p0)
-            or not jitops.aligned(p1, p2)
-            or not jitops.aligned(p2, p0)
+            or not jitops.rows_contiguous(p3)
+            or not jitops.aligned(p0, p1)
+            or not jitops.aligned(p0, p2)
+            or not jitops.aligned(p0, p3)
+            or not jitops.aligned(p2, p1)
+            or not jitops.aligned(p2, p3)
+            or not jitops.aligned(p3, p1)
             or s0 < 0
-            or s1 < 0):
+            or s1 < 0
+            or s2 < 0):
         return False
-    space = np.empty(24, p1.dtype)
+    space = np.empty(32, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
-    e8 = space[16:24]
+    x2 = space[16:24]
+    e8 = space[24:32]
     bits = jitops.scratch(e8)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
         for j in range(8):
             x0[j] = r0_0[j] + r0_1[j]
-        jitops.put_row(p1, i, x0)
-        r1_0 = jitops._view(p1, i * s1, 8)
-        jitops.vtanh(r1_0, x1, e8, bits)
+        jitops.put_row(p0, i, x0)
+        r1_0 = jitops._view(p0, i * s0, 8)
+        r1_1 = jitops._view(p2, i * s2, 8)
+        for j in range(8):
+            x1[j] = r1_0[j] + r1_1[j]
         jitops.put_row(p2, i, x1)
+        r2_0 = jitops._view(p2, i * s2, 8)
+        jitops.vtanh(r2_0, x2, e8, bits)
+        jitops.put_row(p3, i, x2)
     return True
 
 
@@ -402,7 +420,7 @@ def fused_64d7b0ccf6(p0, p1, p2, p3, p4, p5, p6, p7):
     return True
 
 
-def loop_a_h(T, h_tm1_all, a_t_all, z_a_t_all, h_t_all, W):
+def loop_a_h(T, h_tm1_all, U_x_t_all, a_t_all, h_t_all, b, W):
     """The loop forward in time of a(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -411,77 +429,91 @@ def loop_a_h(T, h_tm1_all, a_t_all, z_a_t_all, h_t_all, W):
         return True
     step = 0
     h_tm1 = h_tm1_all[step]
+    U_x_t = U_x_t_all[step]
     a_t = a_t_all[step]
-    z_a_t = z_a_t_all[step]
     h_t = h_t_all[step]
-    rows = jitops._size(a_t)[0]
-    s0 = jitops.row_step(z_a_t, rows, 8)
-    s1 = jitops.row_step(a_t, rows, 8)
-    if (jitops._size(a_t) != (rows, 8)
+    rows = jitops._size(U_x_t)[0]
+    s0 = jitops.row_step(U_x_t, rows, 8)
+    s1 = jitops.row_step(b, rows, 8)
+    s2 = jitops.row_step(a_t, rows, 8)
+    if (jitops._size(U_x_t) != (rows, 8)
+            or jitops._size(a_t) != (rows, 8)
             or jitops._size(h_t) != (rows, 8)
+            or not jitops.rows_contiguous(U_x_t)
             or not jitops.rows_contiguous(a_t)
             or not jitops.rows_contiguous(h_t)
-            or not jitops.aligned(a_t, z_a_t)
+            or not jitops.aligned(U_x_t, b)
+            or not jitops.aligned(U_x_t, a_t)
+            or not jitops.aligned(U_x_t, h_t)
+            or not jitops.aligned(a_t, b)
             or not jitops.aligned(a_t, h_t)
-            or not jitops.aligned(h_t, z_a_t)
+            or not jitops.aligned(h_t, b)
             or s0 < 0
-            or s1 < 0):
+            or s1 < 0
+            or s2 < 0):
         return False
-    space = np.empty(24, a_t.dtype)
+    space = np.empty(32, U_x_t.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
-    e8 = space[16:24]
+    x2 = space[16:24]
+    e8 = space[24:32]
     bits = jitops.scratch(e8)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
+        U_x_t = U_x_t_all[step]
         a_t = a_t_all[step]
-        z_a_t = z_a_t_all[step]
         h_t = h_t_all[step]
         # a(t) = b + W h(t-1) + U x(t)
         jitops.dot(h_tm1, W.T, a_t)
         for i in range(rows):
-            r0_0 = jitops._view(z_a_t, i * s0, 8)
-            r0_1 = jitops._view(a_t, i * s1, 8)
+            r0_0 = jitops._view(U_x_t, i * s0, 8)
+            r0_1 = jitops._view(b, i * s1, 8)
             for j in range(8):
                 x0[j] = r0_0[j] + r0_1[j]
-            jitops.put_row(a_t, i, x0)
-            r1_0 = jitops._view(a_t, i * s1, 8)
-            jitops.vtanh(r1_0, x1, e8, bits)
-            jitops.put_row(h_t, i, x1)
+            jitops.put_row(U_x_t, i, x0)
+            r1_0 = jitops._view(U_x_t, i * s0, 8)
+            r1_1 = jitops._view(a_t, i * s2, 8)
+            for j in range(8):
+                x1[j] = r1_0[j] + r1_1[j]
+            jitops.put_row(a_t, i, x1)
+            r2_0 = jitops._view(a_t, i * s2, 8)
+            jitops.vtanh(r2_0, x2, e8, bits)
+            jitops.put_row(h_t, i, x2)
         # h(t) = tanh(a(t))
     return True
 
 
-def steps_loop_a_h(T, h_tm1_all, a_t_all, z_a_t_all, h_t_all, W):
+def steps_loop_a_h(T, h_tm1_all, U_x_t_all, a_t_all, h_t_all, b, W):
     """a(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
     step = 0
     h_tm1 = h_tm1_all[step]
+    U_x_t = U_x_t_all[step]
     a_t = a_t_all[step]
-    z_a_t = z_a_t_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_b6f51c1737, z_a_t, a_t, h_t)
+        jitops.ready(fused_7feb82ceb6, U_x_t, b, a_t, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('a(t), h(t)', error)
         return False
     for step in range(T):
         h_tm1 = h_tm1_all[step]
+        U_x_t = U_x_t_all[step]
         a_t = a_t_all[step]
-        z_a_t = z_a_t_all[step]
         h_t = h_t_all[step]
         # a(t) = b + W h(t-1) + U x(t)
         jitops.dot(h_tm1, W.T, a_t)
-        if not fused_b6f51c1737(z_a_t, a_t, h_t):
-            np.add(z_a_t, a_t, out=a_t)
+        if not fused_7feb82ceb6(U_x_t, b, a_t, h_t):
+            np.add(U_x_t, b, out=U_x_t)
+            np.add(U_x_t, a_t, out=a_t)
             np.tanh(a_t, out=h_t)
         # h(t) = tanh(a(t))
     return True
 
 
-def back_a_h(T, dh_t_all, dz_h_t_all, da_t_all, dh_sum, W, dz_h_2):
+def back_a_h(T, dh_t_all, dz_h_t_all, da_t_all, dh_sum, db, dz_a, W, dz_h_2):
     """The loop backward in time of a(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -513,6 +545,16 @@ def back_a_h(T, dh_t_all, dz_h_t_all, da_t_all, dh_sum, W, dz_h_2):
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
+    rows_2 = jitops._size(db)[0]
+    s0_2 = jitops.row_step(db, rows_2, 8)
+    s1_2 = jitops.row_step(dz_a, rows_2, 8)
+    if (jitops._size(db) != (rows_2, 8)
+            or not jitops.rows_contiguous(db)
+            or s0_2 < 0
+            or s1_2 < 0):
+        return False
+    space_2 = np.empty(8, db.dtype)
+    x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
         dh_t = dh_t_all[step]
         dz_h_t = dz_h_t_all[step]
@@ -533,10 +575,17 @@ def back_a_h(T, dh_t_all, dz_h_t_all, da_t_all, dh_sum, W, dz_h_2):
             jitops.put_row(da_t, i, x2)
         # a(t) = b + W h(t-1) + U x(t)
         jitops.dot(da_t, W, dh_sum)
+        jitops.sum_rows(da_t, dz_a)
+        for i_2 in range(rows_2):
+            r0_0_2 = jitops._view(db, i_2 * s0_2, 8)
+            r0_1_2 = jitops._view(dz_a, i_2 * s1_2, 8)
+            for j_2 in range(8):
+                x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+            jitops.put_row(db, i_2, x0_2)
     return True
 
 
-def steps_back_a_h(T, dh_t_all, dz_h_t_all, da_t_all, dh_sum, W, dz_h_2):
+def steps_back_a_h(T, dh_t_all, dz_h_t_all, da_t_all, dh_sum, db, dz_a, W, dz_h_2):
     """a(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -546,6 +595,7 @@ def steps_back_a_h(T, dh_t_all, dz_h_t_all, da_t_all, dh_sum, W, dz_h_2):
     dz_h_t = dz_h_t_all[step]
     da_t = da_t_all[step]
     try:
+        jitops.ready(jitops.sum_rows, da_t, dz_a)
         jitops.ready(fused_af1c82c7ed, dh_sum, dh_t, dz_h_t, dz_h_2, da_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('a(t), h(t)', error)
@@ -561,10 +611,12 @@ def steps_back_a_h(T, dh_t_all, dz_h_t_all, da_t_all, dh_sum, W, dz_h_2):
             np.add(da_t, dz_h_2, out=da_t)
         # a(t) = b + W h(t-1) + U x(t)
         jitops.dot(da_t, W, dh_sum)
+        jitops.sum_rows(da_t, dz_a)
+        np.add(db, dz_a, out=db)
     return True
 
 
-def back_a_h_2(T, h_t_all, dh_t_all, da_t_all, dh_sum, dz_h, ONE, W, sub_dz_h, dz_h_2):
+def back_a_h_2(T, h_t_all, dh_t_all, da_t_all, dh_sum, dz_h, ONE, db, dz_a, W, sub_dz_h, dz_h_2):
     """The loop backward in time of a(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -601,6 +653,16 @@ def back_a_h_2(T, h_t_all, dh_t_all, da_t_all, dh_sum, dz_h, ONE, W, sub_dz_h, d
     x2 = space[16:24]
     x3 = space[24:32]
     x4 = space[32:40]
+    rows_2 = jitops._size(db)[0]
+    s0_2 = jitops.row_step(db, rows_2, 8)
+    s1_2 = jitops.row_step(dz_a, rows_2, 8)
+    if (jitops._size(db) != (rows_2, 8)
+            or not jitops.rows_contiguous(db)
+            or s0_2 < 0
+            or s1_2 < 0):
+        return False
+    space_2 = np.empty(8, db.dtype)
+    x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
         h_t = h_t_all[step]
         dh_t = dh_t_all[step]
@@ -626,10 +688,18 @@ def back_a_h_2(T, h_t_all, dh_t_all, da_t_all, dh_sum, dz_h, ONE, W, sub_dz_h, d
             jitops.put_row(da_t, i, x4)
         # a(t) = b + W h(t-1) + U x(t)
         jitops.dot(da_t, W, dh_sum)
+        jitops.sum_rows(da_t, dz_a)
+        for i_2 in range(rows_2):
+            r0_0_2 = jitops._view(db, i_2 * s0_2, 8)
+            r0_1_2 = jitops._view(dz_a, i_2 * s1_2, 8)
+            for j_2 in range(8):
+                x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+            jitops.put_row(db, i_2, x0_2)
     return True
 
 
-def steps_back_a_h_2(T, h_t_all, dh_t_all, da_t_all, dh_sum, dz_h, ONE, W, sub_dz_h, dz_h_2):
+def steps_back_a_h_2(T, h_t_all, dh_t_all, da_t_all, dh_sum, dz_h, ONE, db, dz_a, W, sub_dz_h,
+                     dz_h_2):
     """a(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -639,6 +709,7 @@ def steps_back_a_h_2(T, h_t_all, dh_t_all, da_t_all, dh_sum, dz_h, ONE, W, sub_d
     dh_t = dh_t_all[step]
     da_t = da_t_all[step]
     try:
+        jitops.ready(jitops.sum_rows, da_t, dz_a)
         jitops.ready(fused_64d7b0ccf6, h_t, dz_h, ONE, sub_dz_h, dh_sum, dh_t, dz_h_2, da_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('a(t), h(t)', error)
@@ -656,9 +727,11 @@ def steps_back_a_h_2(T, h_t_all, dh_t_all, da_t_all, dh_sum, dz_h, ONE, W, sub_d
             np.add(da_t, dz_h_2, out=da_t)
         # a(t) = b + W h(t-1) + U x(t)
         jitops.dot(da_t, W, dh_sum)
+        jitops.sum_rows(da_t, dz_a)
+        np.add(db, dz_a, out=db)
     return True
 
 
 LOOPS = ("loop_a_h", "back_a_h", "back_a_h_2")
-KERNELS = ("fused_b6f51c1737", "fused_af1c82c7ed", "fused_64d7b0ccf6")
+KERNELS = ("fused_7feb82ceb6", "fused_af1c82c7ed", "fused_64d7b0ccf6")
 STEPS = ("steps_loop_a_h", "steps_back_a_h", "steps_back_a_h_2")

@@ -64,7 +64,6 @@ def forward(params, inputs, initial, n_steps, B, prepared=None):
     # Every step at once: what does not depend on the loop after it
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
     np.dot(x[now].reshape(-1, 4), z_h1.T, out=r31_r35[now].reshape(-1, 11))
-    r31_r35[now] += z_h1_3
 
     # h1(t), h2(t), y(t): a loop forward in time
     V_h1 = np.empty((B, 8), DTYPE)
@@ -79,21 +78,24 @@ def forward(params, inputs, initial, n_steps, B, prepared=None):
     Q_h2 = np.empty((B, 3), DTYPE)
     z_y = np.empty((B, 3), DTYPE)
     if not (loop_h1_h2_y if B <= 8 else steps_loop_h1_h2_y)(n_steps, h1[0:n_steps], h2[0:n_steps],
+                                                            r31_r35[1:n_steps + 1],
                                                             r31[1:n_steps + 1], h1[1:n_steps + 1],
                                                             y[0:n_steps], h2[1:n_steps + 1],
                                                             r35[1:n_steps + 1], y[1:n_steps + 1],
-                                                            V_h1, slice_z_h1_2_h2, c, R_h1,
-                                                            slice_z_h1_2_h2_2, T_y, Q_h2, z_h1_5,
-                                                            z_h2, z_y, z_h1_2_h2, z_h2_2, V,
+                                                            z_h1_3, V_h1, slice_z_h1_2_h2, c, R_h1,
+                                                            slice_z_h1_2_h2_2, T_y, Q_h2, z_h2,
+                                                            z_y, z_h1_2_h2, z_h1_5, z_h2_2, V,
                                                             z_h1_2, R, T, Q):
-        steps = zip(h1[0:n_steps], h2[0:n_steps], r31[1:n_steps + 1], h1[1:n_steps + 1],
-                    y[0:n_steps], h2[1:n_steps + 1], r35[1:n_steps + 1], y[1:n_steps + 1])
-        for (h1_tm1, h2_tm1, r31_t, h1_t, y_tm1, h2_t, r35_t, y_t) in steps:
+        steps = zip(h1[0:n_steps], h2[0:n_steps], r31_r35[1:n_steps + 1], r31[1:n_steps + 1],
+                    h1[1:n_steps + 1], y[0:n_steps], h2[1:n_steps + 1], r35[1:n_steps + 1],
+                    y[1:n_steps + 1])
+        for (h1_tm1, h2_tm1, r31_r35_t, r31_t, h1_t, y_tm1, h2_t, r35_t, y_t) in steps:
             # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
             np.dot(h1_tm1, V.T, out=V_h1)
             np.dot(h2_tm1, z_h1_2.T, out=z_h1_2_h2)
             # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
             # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
+            r31_r35_t += z_h1_3
             np.add(r31_t, V_h1, out=z_h1_5)
             np.add(z_h1_5, slice_z_h1_2_h2, out=h1_t)
             np.tanh(h1_t, out=h1_t)
@@ -124,6 +126,9 @@ def backward(params, tape, cotangents, n_steps, B):
     tm1, now = slice(0, n_steps), slice(1, n_steps + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
+    db = np.zeros_like(b, DTYPE)
+    dc = np.zeros_like(c, DTYPE)
+    dd = np.zeros_like(d, DTYPE)
     dx = WORK.empty(x.shape, DTYPE, "dx")
     dx[:1] = 0
     dz_h2 = WORK.empty((n_steps + 1, B, 8), DTYPE, "dz_h2")   # every step written
@@ -155,6 +160,9 @@ def backward(params, tape, cotangents, n_steps, B):
     dz_y_2 = np.empty((B, 3), DTYPE)
     vecmat_dz_y = np.empty((B, 8), DTYPE)
     vecmat_dz_h2_2 = np.empty((B, 8), DTYPE)
+    dz_h2_3 = np.empty((8,), DTYPE)
+    dz_y_3 = np.empty((3,), DTYPE)
+    dz_h1_6 = np.empty((8,), DTYPE)
     if not (back_h1_h2_y if B <= 8 else steps_back_h1_h2_y)(n_steps, cotangents.get("y"),
                                                             y[1:n_steps + 1], dz_y[1:n_steps + 1],
                                                             cotangents.get("h2"),
@@ -164,7 +172,8 @@ def backward(params, tape, cotangents, n_steps, B):
                                                             dz_h1_5[1:n_steps + 1],
                                                             dz_h1_4[1:n_steps + 1],
                                                             cat_dz_h1_5[1:n_steps + 1], dy, dh2,
-                                                            vecmat_dz_y, dh1, vecmat_dz_h2_2,
+                                                            vecmat_dz_y, dh1, vecmat_dz_h2_2, dc,
+                                                            dz_h2_3, dd, dz_y_3, db, dz_h1_6,
                                                             dz_y_2, Q, T, R, z_h1_2, V):
         steps = zip(cot_y[::-1], y[1:n_steps + 1][::-1], dz_y[1:n_steps + 1][::-1], cot_h2[::-1],
                     dz_h2_2[1:n_steps + 1][::-1], dz_h2[1:n_steps + 1][::-1], cot_h1[::-1],
@@ -194,13 +203,20 @@ def backward(params, tape, cotangents, n_steps, B):
             np.multiply(dh1, dz_h1_4_t, out=dz_h1_5_t)
             np.dot(cat_dz_h1_5_t, z_h1_2, out=dh2)
             np.dot(dz_h1_5_t, V, out=dh1)
+            # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
+            sum_rows(dz_h2_2_t, 0, dz_h2_3)
+            dc += dz_h2_3
+            # y(t) = softmax(P x(t) + Q h2(t) + d)
+            sum_rows(dz_y_t, 0, dz_y_3)
+            dd += dz_y_3
+            # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
+            sum_rows(dz_h1_5_t, 0, dz_h1_6)
+            db += dz_h1_6
 
     # Every step at once
-    dc = np.empty((8,), DTYPE)
     # y(t) = softmax(P x(t) + Q h2(t) + d)
     dQ = dz_y[now].reshape(-1, 3).T @ h2[now].reshape(-1, 8)
     # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
-    sum_rows(dz_h2_2[now], (0, 1), dc)
     dT = dz_h2_2[now].reshape(-1, 8).T @ y[tm1].reshape(-1, 3)
     dR = dz_h2_2[now].reshape(-1, 8).T @ h1[now].reshape(-1, 8)
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
@@ -208,12 +224,7 @@ def backward(params, tape, cotangents, n_steps, B):
     dV = dz_h1_5[now].reshape(-1, 8).T @ h1[tm1].reshape(-1, 8)
 
     # Every step at once
-    dd = np.empty((3,), DTYPE)
-    db = np.empty((8,), DTYPE)
-    # y(t) = softmax(P x(t) + Q h2(t) + d)
-    sum_rows(dz_y[now], (0, 1), dd)
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-    sum_rows(dz_h1_5[now], (0, 1), db)
     np.copyto(z_h1_4[now], dz_h1_5[now])
     dz_h1 = cat_z_h1_4[now].reshape(-1, 11).T @ x[now].reshape(-1, 4)
     np.dot(cat_z_h1_4[now].reshape(-1, 11), z_h1, out=dx[now].reshape(-1, 4))
@@ -239,6 +250,9 @@ def backward_large(params, tape, cotangents, n_steps, B):
     tm1, now = slice(0, n_steps), slice(1, n_steps + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
+    db = np.zeros_like(b, DTYPE)
+    dc = np.zeros_like(c, DTYPE)
+    dd = np.zeros_like(d, DTYPE)
     dx = WORK.empty(x.shape, DTYPE, "dx")
     dx[:1] = 0
     cat_dz_h1_4 = WORK.empty((n_steps + 1, B, 16), DTYPE, "cat_dz_h1_4")
@@ -262,6 +276,9 @@ def backward_large(params, tape, cotangents, n_steps, B):
     dz_h2_2 = np.empty((B, 8), DTYPE)
     vecmat_dz_h2 = np.empty((B, 8), DTYPE)
     dz_h1_5 = np.empty((B, 8), DTYPE)
+    dz_h2_3 = np.empty((8,), DTYPE)
+    dz_y_3 = np.empty((3,), DTYPE)
+    dz_h1_6 = np.empty((8,), DTYPE)
     if not (back_h1_h2_y_2 if B <= 8 else steps_back_h1_h2_y_2)(n_steps, cotangents.get("y"),
                                                                 y[1:n_steps + 1],
                                                                 dz_y[1:n_steps + 1],
@@ -273,8 +290,9 @@ def backward_large(params, tape, cotangents, n_steps, B):
                                                                 dz_h1_4[1:n_steps + 1],
                                                                 cat_dz_h1_4[1:n_steps + 1], dy,
                                                                 dh2, vecmat_dz_y, ONE, dh1,
-                                                                vecmat_dz_h2, dz_y_2, Q, T, R,
-                                                                z_h1_2, V, dz_h2_2, dz_h1_5):
+                                                                vecmat_dz_h2, dc, dz_h2_3, dd,
+                                                                dz_y_3, db, dz_h1_6, dz_y_2, Q, T,
+                                                                R, z_h1_2, V, dz_h2_2, dz_h1_5):
         steps = zip(cot_y[::-1], y[1:n_steps + 1][::-1], dz_y[1:n_steps + 1][::-1], cot_h2[::-1],
                     h2[1:n_steps + 1][::-1], dz_h2[1:n_steps + 1][::-1], cot_h1[::-1],
                     h1[1:n_steps + 1][::-1], dz_h1_4[1:n_steps + 1][::-1],
@@ -307,13 +325,20 @@ def backward_large(params, tape, cotangents, n_steps, B):
             dz_h1_4_t *= dh1
             np.dot(cat_dz_h1_4_t, z_h1_2, out=dh2)
             np.dot(dz_h1_4_t, V, out=dh1)
+            # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
+            sum_rows(dz_h2_t, 0, dz_h2_3)
+            dc += dz_h2_3
+            # y(t) = softmax(P x(t) + Q h2(t) + d)
+            sum_rows(dz_y_t, 0, dz_y_3)
+            dd += dz_y_3
+            # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
+            sum_rows(dz_h1_4_t, 0, dz_h1_6)
+            db += dz_h1_6
 
     # Every step at once
-    dc = np.empty((8,), DTYPE)
     # y(t) = softmax(P x(t) + Q h2(t) + d)
     dQ = dz_y[now].reshape(-1, 3).T @ h2[now].reshape(-1, 8)
     # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
-    sum_rows(dz_h2[now], (0, 1), dc)
     dT = dz_h2[now].reshape(-1, 8).T @ y[tm1].reshape(-1, 3)
     dR = dz_h2[now].reshape(-1, 8).T @ h1[now].reshape(-1, 8)
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
@@ -321,12 +346,7 @@ def backward_large(params, tape, cotangents, n_steps, B):
     dV = dz_h1_4[now].reshape(-1, 8).T @ h1[tm1].reshape(-1, 8)
 
     # Every step at once
-    dd = np.empty((3,), DTYPE)
-    db = np.empty((8,), DTYPE)
-    # y(t) = softmax(P x(t) + Q h2(t) + d)
-    sum_rows(dz_y[now], (0, 1), dd)
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-    sum_rows(dz_h1_4[now], (0, 1), db)
     np.copyto(z_h1_4[now], dz_h1_4[now])
     dz_h1 = cat_z_h1_4[now].reshape(-1, 11).T @ x[now].reshape(-1, 4)
     np.dot(cat_z_h1_4[now].reshape(-1, 11), z_h1, out=dx[now].reshape(-1, 4))
@@ -343,41 +363,58 @@ def backward_large(params, tape, cotangents, n_steps, B):
     return grads
 
 
-def fused_3dfcf41d82(p0, p1, p2, p3, p4):
-    """add, add, tanh: one pass over the rows (compile/fuse.py)."""
-    rows = jitops._size(p2)[0]
-    s0 = jitops.row_step(p0, rows, 8)
-    s1 = jitops.row_step(p1, rows, 8)
-    s2 = jitops.row_step(p3, rows, 8)
-    s3 = jitops.row_step(p4, rows, 8)
-    if (jitops._size(p2) != (rows, 8)
+def fused_3a03a6003a(p0, p1, p2, p3, p4, p5, p6):
+    """add, add, add, tanh: one pass over the rows (compile/fuse.py)."""
+    rows = jitops._size(p0)[0]
+    s0 = jitops.row_step(p0, rows, 11)
+    s1 = jitops.row_step(p1, rows, 11)
+    s2 = jitops.row_step(p2, rows, 8)
+    s3 = jitops.row_step(p3, rows, 8)
+    s4 = jitops.row_step(p5, rows, 8)
+    s5 = jitops.row_step(p6, rows, 8)
+    if (jitops._size(p0) != (rows, 11)
             or jitops._size(p4) != (rows, 8)
-            or not jitops.rows_contiguous(p4)
-            or not jitops.aligned(p4, p0)
-            or not jitops.aligned(p4, p3)
+            or jitops._size(p6) != (rows, 8)
+            or not jitops.rows_contiguous(p0)
+            or not jitops.rows_contiguous(p6)
+            or not jitops.aligned(p0, p1)
+            or not jitops.aligned(p0, p2)
+            or not jitops.aligned(p0, p5)
+            or not jitops.aligned(p0, p6)
+            or not jitops.aligned(p6, p1)
+            or not jitops.aligned(p6, p2)
+            or not jitops.aligned(p6, p5)
             or s0 < 0
             or s1 < 0
             or s2 < 0
-            or s3 < 0):
+            or s3 < 0
+            or s4 < 0
+            or s5 < 0):
         return False
-    space = np.empty(32, p2.dtype)
-    x0 = space[0:8]
-    x1 = space[8:16]
-    x2 = space[16:24]
-    e8 = space[24:32]
+    space = np.empty(43, p0.dtype)
+    x0 = space[0:11]
+    x1 = space[11:19]
+    x2 = space[19:27]
+    x3 = space[27:35]
+    e8 = space[35:43]
     bits = jitops.scratch(e8)
     for i in range(rows):
-        r0_0 = jitops._view(p0, i * s0, 8)
-        r0_1 = jitops._view(p1, i * s1, 8)
-        for j in range(8):
+        r0_0 = jitops._view(p0, i * s0, 11)
+        r0_1 = jitops._view(p1, i * s1, 11)
+        for j in range(11):
             x0[j] = r0_0[j] + r0_1[j]
-        r1_1 = jitops._view(p3, i * s2, 8)
+        jitops.put_row(p0, i, x0)
+        r1_0 = jitops._view(p2, i * s2, 8)
+        r1_1 = jitops._view(p3, i * s3, 8)
         for j in range(8):
-            x1[j] = x0[j] + r1_1[j]
-        jitops.put_row(p4, i, x1)
-        r2_0 = jitops._view(p4, i * s3, 8)
-        jitops.vtanh(r2_0, x2, e8, bits)
-        jitops.put_row(p4, i, x2)
+            x1[j] = r1_0[j] + r1_1[j]
+        r2_1 = jitops._view(p5, i * s4, 8)
+        for j in range(8):
+            x2[j] = x1[j] + r2_1[j]
+        jitops.put_row(p6, i, x2)
+        r3_0 = jitops._view(p6, i * s5, 8)
+        jitops.vtanh(r3_0, x3, e8, bits)
+        jitops.put_row(p6, i, x3)
     return True
 
 
@@ -580,9 +617,10 @@ def fused_89b6675d5c(p0, p1, p2, p3, p4, p5, p6):
     return True
 
 
-def loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_t_all, h1_t_all, y_tm1_all, h2_t_all,
-                 r35_t_all, y_t_all, V_h1, slice_z_h1_2_h2, c, R_h1, slice_z_h1_2_h2_2, T_y, Q_h2,
-                 z_h1_5, z_h2, z_y, z_h1_2_h2, z_h2_2, V, z_h1_2, R, T, Q):
+def loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_r35_t_all, r31_t_all, h1_t_all, y_tm1_all,
+                 h2_t_all, r35_t_all, y_t_all, z_h1_3, V_h1, slice_z_h1_2_h2, c, R_h1,
+                 slice_z_h1_2_h2_2, T_y, Q_h2, z_h2, z_y, z_h1_2_h2, z_h1_5, z_h2_2, V, z_h1_2, R,
+                 T, Q):
     """The loop forward in time of h1(t), h2(t), y(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -592,39 +630,52 @@ def loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_t_all, h1_t_all, y_tm1_all
     step = 0
     h1_tm1 = h1_tm1_all[step]
     h2_tm1 = h2_tm1_all[step]
+    r31_r35_t = r31_r35_t_all[step]
     r31_t = r31_t_all[step]
     h1_t = h1_t_all[step]
     y_tm1 = y_tm1_all[step]
     h2_t = h2_t_all[step]
     r35_t = r35_t_all[step]
     y_t = y_t_all[step]
-    rows = jitops._size(z_h1_5)[0]
-    s0 = jitops.row_step(r31_t, rows, 8)
-    s1 = jitops.row_step(V_h1, rows, 8)
-    s2 = jitops.row_step(slice_z_h1_2_h2, rows, 8)
-    s3 = jitops.row_step(h1_t, rows, 8)
-    if (jitops._size(z_h1_5) != (rows, 8)
+    rows = jitops._size(r31_r35_t)[0]
+    s0 = jitops.row_step(r31_r35_t, rows, 11)
+    s1 = jitops.row_step(z_h1_3, rows, 11)
+    s2 = jitops.row_step(r31_t, rows, 8)
+    s3 = jitops.row_step(V_h1, rows, 8)
+    s4 = jitops.row_step(slice_z_h1_2_h2, rows, 8)
+    s5 = jitops.row_step(h1_t, rows, 8)
+    if (jitops._size(r31_r35_t) != (rows, 11)
+            or jitops._size(z_h1_5) != (rows, 8)
             or jitops._size(h1_t) != (rows, 8)
+            or not jitops.rows_contiguous(r31_r35_t)
             or not jitops.rows_contiguous(h1_t)
+            or not jitops.aligned(r31_r35_t, z_h1_3)
+            or not jitops.aligned(r31_r35_t, r31_t)
+            or not jitops.aligned(r31_r35_t, slice_z_h1_2_h2)
+            or not jitops.aligned(r31_r35_t, h1_t)
+            or not jitops.aligned(h1_t, z_h1_3)
             or not jitops.aligned(h1_t, r31_t)
             or not jitops.aligned(h1_t, slice_z_h1_2_h2)
             or s0 < 0
             or s1 < 0
             or s2 < 0
-            or s3 < 0):
+            or s3 < 0
+            or s4 < 0
+            or s5 < 0):
         return False
-    space = np.empty(32, z_h1_5.dtype)
-    x0 = space[0:8]
-    x1 = space[8:16]
-    x2 = space[16:24]
-    e8 = space[24:32]
+    space = np.empty(43, r31_r35_t.dtype)
+    x0 = space[0:11]
+    x1 = space[11:19]
+    x2 = space[19:27]
+    x3 = space[27:35]
+    e8 = space[35:43]
     bits = jitops.scratch(e8)
     rows_2 = jitops._size(z_h2)[0]
     s0_2 = jitops.row_step(c, rows_2, 8)
     s1_2 = jitops.row_step(R_h1, rows_2, 8)
     s2_2 = jitops.row_step(slice_z_h1_2_h2_2, rows_2, 8)
     s3_2 = jitops.row_step(T_y, rows_2, 8)
-    s4 = jitops.row_step(h2_t, rows_2, 8)
+    s4_2 = jitops.row_step(h2_t, rows_2, 8)
     if (jitops._size(z_h2) != (rows_2, 8)
             or jitops._size(z_h2_2) != (rows_2, 8)
             or jitops._size(h2_t) != (rows_2, 8)
@@ -635,13 +686,13 @@ def loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_t_all, h1_t_all, y_tm1_all
             or s1_2 < 0
             or s2_2 < 0
             or s3_2 < 0
-            or s4 < 0):
+            or s4_2 < 0):
         return False
     space_2 = np.empty(40, z_h2.dtype)
     x0_2 = space_2[0:8]
     x1_2 = space_2[8:16]
     x2_2 = space_2[16:24]
-    x3 = space_2[24:32]
+    x3_2 = space_2[24:32]
     e8_2 = space_2[32:40]
     bits_2 = jitops.scratch(e8_2)
     rows_3 = jitops._size(z_y)[0]
@@ -657,6 +708,7 @@ def loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_t_all, h1_t_all, y_tm1_all
     for step in range(n_steps):
         h1_tm1 = h1_tm1_all[step]
         h2_tm1 = h2_tm1_all[step]
+        r31_r35_t = r31_r35_t_all[step]
         r31_t = r31_t_all[step]
         h1_t = h1_t_all[step]
         y_tm1 = y_tm1_all[step]
@@ -669,17 +721,22 @@ def loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_t_all, h1_t_all, y_tm1_all
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
         # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
         for i in range(rows):
-            r0_0 = jitops._view(r31_t, i * s0, 8)
-            r0_1 = jitops._view(V_h1, i * s1, 8)
-            for j in range(8):
+            r0_0 = jitops._view(r31_r35_t, i * s0, 11)
+            r0_1 = jitops._view(z_h1_3, i * s1, 11)
+            for j in range(11):
                 x0[j] = r0_0[j] + r0_1[j]
-            r1_1 = jitops._view(slice_z_h1_2_h2, i * s2, 8)
+            jitops.put_row(r31_r35_t, i, x0)
+            r1_0 = jitops._view(r31_t, i * s2, 8)
+            r1_1 = jitops._view(V_h1, i * s3, 8)
             for j in range(8):
-                x1[j] = x0[j] + r1_1[j]
-            jitops.put_row(h1_t, i, x1)
-            r2_0 = jitops._view(h1_t, i * s3, 8)
-            jitops.vtanh(r2_0, x2, e8, bits)
+                x1[j] = r1_0[j] + r1_1[j]
+            r2_1 = jitops._view(slice_z_h1_2_h2, i * s4, 8)
+            for j in range(8):
+                x2[j] = x1[j] + r2_1[j]
             jitops.put_row(h1_t, i, x2)
+            r3_0 = jitops._view(h1_t, i * s5, 8)
+            jitops.vtanh(r3_0, x3, e8, bits)
+            jitops.put_row(h1_t, i, x3)
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
         jitops.dot(h1_t, R.T, R_h1)
         jitops.dot(y_tm1, T.T, T_y)
@@ -691,13 +748,13 @@ def loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_t_all, h1_t_all, y_tm1_all
             r1_1_2 = jitops._view(slice_z_h1_2_h2_2, i_2 * s2_2, 8)
             for j_2 in range(8):
                 x1_2[j_2] = x0_2[j_2] + r1_1_2[j_2]
-            r2_1 = jitops._view(T_y, i_2 * s3_2, 8)
+            r2_1_2 = jitops._view(T_y, i_2 * s3_2, 8)
             for j_2 in range(8):
-                x2_2[j_2] = x1_2[j_2] + r2_1[j_2]
+                x2_2[j_2] = x1_2[j_2] + r2_1_2[j_2]
             jitops.put_row(h2_t, i_2, x2_2)
-            r3_0 = jitops._view(h2_t, i_2 * s4, 8)
-            jitops.vtanh(r3_0, x3, e8_2, bits_2)
-            jitops.put_row(h2_t, i_2, x3)
+            r3_0_2 = jitops._view(h2_t, i_2 * s4_2, 8)
+            jitops.vtanh(r3_0_2, x3_2, e8_2, bits_2)
+            jitops.put_row(h2_t, i_2, x3_2)
         # y(t) = softmax(P x(t) + Q h2(t) + d)
         jitops.dot(h2_t, Q.T, Q_h2)
         for i_3 in range(rows_3):
@@ -710,9 +767,10 @@ def loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_t_all, h1_t_all, y_tm1_all
     return True
 
 
-def steps_loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_t_all, h1_t_all, y_tm1_all, h2_t_all,
-                       r35_t_all, y_t_all, V_h1, slice_z_h1_2_h2, c, R_h1, slice_z_h1_2_h2_2, T_y,
-                       Q_h2, z_h1_5, z_h2, z_y, z_h1_2_h2, z_h2_2, V, z_h1_2, R, T, Q):
+def steps_loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_r35_t_all, r31_t_all, h1_t_all,
+                       y_tm1_all, h2_t_all, r35_t_all, y_t_all, z_h1_3, V_h1, slice_z_h1_2_h2, c,
+                       R_h1, slice_z_h1_2_h2_2, T_y, Q_h2, z_h2, z_y, z_h1_2_h2, z_h1_5, z_h2_2, V,
+                       z_h1_2, R, T, Q):
     """h1(t), h2(t), y(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if n_steps == 0:
@@ -720,6 +778,7 @@ def steps_loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_t_all, h1_t_all, y_t
     step = 0
     h1_tm1 = h1_tm1_all[step]
     h2_tm1 = h2_tm1_all[step]
+    r31_r35_t = r31_r35_t_all[step]
     r31_t = r31_t_all[step]
     h1_t = h1_t_all[step]
     y_tm1 = y_tm1_all[step]
@@ -728,7 +787,7 @@ def steps_loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_t_all, h1_t_all, y_t
     y_t = y_t_all[step]
     try:
         jitops.ready(jitops.softmax, z_y, y_t)
-        jitops.ready(fused_3dfcf41d82, r31_t, V_h1, z_h1_5, slice_z_h1_2_h2, h1_t)
+        jitops.ready(fused_3a03a6003a, r31_r35_t, z_h1_3, r31_t, V_h1, z_h1_5, slice_z_h1_2_h2, h1_t)
         jitops.ready(fused_eea62e6125, c, R_h1, z_h2, slice_z_h1_2_h2_2, z_h2_2, T_y, h2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h1(t), h2(t), y(t)', error)
@@ -736,6 +795,7 @@ def steps_loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_t_all, h1_t_all, y_t
     for step in range(n_steps):
         h1_tm1 = h1_tm1_all[step]
         h2_tm1 = h2_tm1_all[step]
+        r31_r35_t = r31_r35_t_all[step]
         r31_t = r31_t_all[step]
         h1_t = h1_t_all[step]
         y_tm1 = y_tm1_all[step]
@@ -747,7 +807,8 @@ def steps_loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_t_all, h1_t_all, y_t
         jitops.dot(h2_tm1, z_h1_2.T, z_h1_2_h2)
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
         # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-        if not fused_3dfcf41d82(r31_t, V_h1, z_h1_5, slice_z_h1_2_h2, h1_t):
+        if not fused_3a03a6003a(r31_r35_t, z_h1_3, r31_t, V_h1, z_h1_5, slice_z_h1_2_h2, h1_t):
+            np.add(r31_r35_t, z_h1_3, out=r31_r35_t)
             np.add(r31_t, V_h1, out=z_h1_5)
             np.add(z_h1_5, slice_z_h1_2_h2, out=h1_t)
             np.tanh(h1_t, out=h1_t)
@@ -768,7 +829,7 @@ def steps_loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_t_all, h1_t_all, y_t
 
 def back_h1_h2_y(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, dz_h2_2_t_all, dz_h2_t_all, cot_h1,
                  dz_h1_5_t_all, dz_h1_4_t_all, cat_dz_h1_5_t_all, dy, dh2, vecmat_dz_y, dh1,
-                 vecmat_dz_h2_2, dz_y_2, Q, T, R, z_h1_2, V):
+                 vecmat_dz_h2_2, dc, dz_h2_3, dd, dz_y_3, db, dz_h1_6, dz_y_2, Q, T, R, z_h1_2, V):
     """The loop backward in time of h1(t), h2(t), y(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -858,6 +919,36 @@ def back_h1_h2_y(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, dz_h2_2_t_all, dz_
     x0_4 = space_4[0:8]
     x1_3 = space_4[8:16]
     x2_2 = space_4[16:24]
+    rows_5 = jitops._size(dc)[0]
+    s0_5 = jitops.row_step(dc, rows_5, 8)
+    s1_5 = jitops.row_step(dz_h2_3, rows_5, 8)
+    if (jitops._size(dc) != (rows_5, 8)
+            or not jitops.rows_contiguous(dc)
+            or s0_5 < 0
+            or s1_5 < 0):
+        return False
+    space_5 = np.empty(8, dc.dtype)
+    x0_5 = space_5[0:8]
+    rows_6 = jitops._size(dd)[0]
+    s0_6 = jitops.row_step(dd, rows_6, 3)
+    s1_6 = jitops.row_step(dz_y_3, rows_6, 3)
+    if (jitops._size(dd) != (rows_6, 3)
+            or not jitops.rows_contiguous(dd)
+            or s0_6 < 0
+            or s1_6 < 0):
+        return False
+    space_6 = np.empty(3, dd.dtype)
+    x0_6 = space_6[0:3]
+    rows_7 = jitops._size(db)[0]
+    s0_7 = jitops.row_step(db, rows_7, 8)
+    s1_7 = jitops.row_step(dz_h1_6, rows_7, 8)
+    if (jitops._size(db) != (rows_7, 8)
+            or not jitops.rows_contiguous(db)
+            or s0_7 < 0
+            or s1_7 < 0):
+        return False
+    space_7 = np.empty(8, db.dtype)
+    x0_7 = space_7[0:8]
     for step in range(n_steps - 1, -1, -1):
         y_t = y_t_all[step]
         dz_y_t = dz_y_t_all[step]
@@ -922,12 +1013,37 @@ def back_h1_h2_y(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, dz_h2_2_t_all, dz_
         # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
         jitops.dot(cat_dz_h1_5_t, z_h1_2, dh2)
         jitops.dot(dz_h1_5_t, V, dh1)
+        # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
+        jitops.sum_rows(dz_h2_2_t, dz_h2_3)
+        for i_5 in range(rows_5):
+            r0_0_5 = jitops._view(dc, i_5 * s0_5, 8)
+            r0_1_5 = jitops._view(dz_h2_3, i_5 * s1_5, 8)
+            for j_5 in range(8):
+                x0_5[j_5] = r0_0_5[j_5] + r0_1_5[j_5]
+            jitops.put_row(dc, i_5, x0_5)
+        # y(t) = softmax(P x(t) + Q h2(t) + d)
+        jitops.sum_rows(dz_y_t, dz_y_3)
+        for i_6 in range(rows_6):
+            r0_0_6 = jitops._view(dd, i_6 * s0_6, 3)
+            r0_1_6 = jitops._view(dz_y_3, i_6 * s1_6, 3)
+            for j_6 in range(3):
+                x0_6[j_6] = r0_0_6[j_6] + r0_1_6[j_6]
+            jitops.put_row(dd, i_6, x0_6)
+        # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
+        jitops.sum_rows(dz_h1_5_t, dz_h1_6)
+        for i_7 in range(rows_7):
+            r0_0_7 = jitops._view(db, i_7 * s0_7, 8)
+            r0_1_7 = jitops._view(dz_h1_6, i_7 * s1_7, 8)
+            for j_7 in range(8):
+                x0_7[j_7] = r0_0_7[j_7] + r0_1_7[j_7]
+            jitops.put_row(db, i_7, x0_7)
     return True
 
 
 def steps_back_h1_h2_y(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, dz_h2_2_t_all, dz_h2_t_all,
                        cot_h1, dz_h1_5_t_all, dz_h1_4_t_all, cat_dz_h1_5_t_all, dy, dh2,
-                       vecmat_dz_y, dh1, vecmat_dz_h2_2, dz_y_2, Q, T, R, z_h1_2, V):
+                       vecmat_dz_y, dh1, vecmat_dz_h2_2, dc, dz_h2_3, dd, dz_y_3, db, dz_h1_6,
+                       dz_y_2, Q, T, R, z_h1_2, V):
     """h1(t), h2(t), y(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if n_steps == 0:
@@ -942,6 +1058,9 @@ def steps_back_h1_h2_y(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, dz_h2_2_t_al
     cat_dz_h1_5_t = cat_dz_h1_5_t_all[step]
     try:
         jitops.ready(jitops.rowsum, dz_y_2)
+        jitops.ready(jitops.sum_rows, dz_h2_2_t, dz_h2_3)
+        jitops.ready(jitops.sum_rows, dz_y_t, dz_y_3)
+        jitops.ready(jitops.sum_rows, dz_h1_5_t, dz_h1_6)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h1(t), h2(t), y(t)', error)
         return False
@@ -979,12 +1098,22 @@ def steps_back_h1_h2_y(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, dz_h2_2_t_al
         # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
         jitops.dot(cat_dz_h1_5_t, z_h1_2, dh2)
         jitops.dot(dz_h1_5_t, V, dh1)
+        # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
+        jitops.sum_rows(dz_h2_2_t, dz_h2_3)
+        np.add(dc, dz_h2_3, out=dc)
+        # y(t) = softmax(P x(t) + Q h2(t) + d)
+        jitops.sum_rows(dz_y_t, dz_y_3)
+        np.add(dd, dz_y_3, out=dd)
+        # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
+        jitops.sum_rows(dz_h1_5_t, dz_h1_6)
+        np.add(db, dz_h1_6, out=db)
     return True
 
 
 def back_h1_h2_y_2(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, h2_t_all, dz_h2_t_all, cot_h1,
                    h1_t_all, dz_h1_4_t_all, cat_dz_h1_4_t_all, dy, dh2, vecmat_dz_y, ONE, dh1,
-                   vecmat_dz_h2, dz_y_2, Q, T, R, z_h1_2, V, dz_h2_2, dz_h1_5):
+                   vecmat_dz_h2, dc, dz_h2_3, dd, dz_y_3, db, dz_h1_6, dz_y_2, Q, T, R, z_h1_2, V,
+                   dz_h2_2, dz_h1_5):
     """The loop backward in time of h1(t), h2(t), y(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -1086,6 +1215,36 @@ def back_h1_h2_y_2(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, h2_t_all, dz_h2_
     x2_2 = space_4[16:24]
     x3_2 = space_4[24:32]
     x4_2 = space_4[32:40]
+    rows_5 = jitops._size(dc)[0]
+    s0_5 = jitops.row_step(dc, rows_5, 8)
+    s1_5 = jitops.row_step(dz_h2_3, rows_5, 8)
+    if (jitops._size(dc) != (rows_5, 8)
+            or not jitops.rows_contiguous(dc)
+            or s0_5 < 0
+            or s1_5 < 0):
+        return False
+    space_5 = np.empty(8, dc.dtype)
+    x0_5 = space_5[0:8]
+    rows_6 = jitops._size(dd)[0]
+    s0_6 = jitops.row_step(dd, rows_6, 3)
+    s1_6 = jitops.row_step(dz_y_3, rows_6, 3)
+    if (jitops._size(dd) != (rows_6, 3)
+            or not jitops.rows_contiguous(dd)
+            or s0_6 < 0
+            or s1_6 < 0):
+        return False
+    space_6 = np.empty(3, dd.dtype)
+    x0_6 = space_6[0:3]
+    rows_7 = jitops._size(db)[0]
+    s0_7 = jitops.row_step(db, rows_7, 8)
+    s1_7 = jitops.row_step(dz_h1_6, rows_7, 8)
+    if (jitops._size(db) != (rows_7, 8)
+            or not jitops.rows_contiguous(db)
+            or s0_7 < 0
+            or s1_7 < 0):
+        return False
+    space_7 = np.empty(8, db.dtype)
+    x0_7 = space_7[0:8]
     for step in range(n_steps - 1, -1, -1):
         y_t = y_t_all[step]
         dz_y_t = dz_y_t_all[step]
@@ -1164,12 +1323,37 @@ def back_h1_h2_y_2(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, h2_t_all, dz_h2_
         # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
         jitops.dot(cat_dz_h1_4_t, z_h1_2, dh2)
         jitops.dot(dz_h1_4_t, V, dh1)
+        # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
+        jitops.sum_rows(dz_h2_t, dz_h2_3)
+        for i_5 in range(rows_5):
+            r0_0_5 = jitops._view(dc, i_5 * s0_5, 8)
+            r0_1_5 = jitops._view(dz_h2_3, i_5 * s1_5, 8)
+            for j_5 in range(8):
+                x0_5[j_5] = r0_0_5[j_5] + r0_1_5[j_5]
+            jitops.put_row(dc, i_5, x0_5)
+        # y(t) = softmax(P x(t) + Q h2(t) + d)
+        jitops.sum_rows(dz_y_t, dz_y_3)
+        for i_6 in range(rows_6):
+            r0_0_6 = jitops._view(dd, i_6 * s0_6, 3)
+            r0_1_6 = jitops._view(dz_y_3, i_6 * s1_6, 3)
+            for j_6 in range(3):
+                x0_6[j_6] = r0_0_6[j_6] + r0_1_6[j_6]
+            jitops.put_row(dd, i_6, x0_6)
+        # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
+        jitops.sum_rows(dz_h1_4_t, dz_h1_6)
+        for i_7 in range(rows_7):
+            r0_0_7 = jitops._view(db, i_7 * s0_7, 8)
+            r0_1_7 = jitops._view(dz_h1_6, i_7 * s1_7, 8)
+            for j_7 in range(8):
+                x0_7[j_7] = r0_0_7[j_7] + r0_1_7[j_7]
+            jitops.put_row(db, i_7, x0_7)
     return True
 
 
 def steps_back_h1_h2_y_2(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, h2_t_all, dz_h2_t_all,
                          cot_h1, h1_t_all, dz_h1_4_t_all, cat_dz_h1_4_t_all, dy, dh2, vecmat_dz_y,
-                         ONE, dh1, vecmat_dz_h2, dz_y_2, Q, T, R, z_h1_2, V, dz_h2_2, dz_h1_5):
+                         ONE, dh1, vecmat_dz_h2, dc, dz_h2_3, dd, dz_y_3, db, dz_h1_6, dz_y_2, Q,
+                         T, R, z_h1_2, V, dz_h2_2, dz_h1_5):
     """h1(t), h2(t), y(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if n_steps == 0:
@@ -1184,6 +1368,9 @@ def steps_back_h1_h2_y_2(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, h2_t_all, 
     cat_dz_h1_4_t = cat_dz_h1_4_t_all[step]
     try:
         jitops.ready(jitops.rowsum, dz_y_2)
+        jitops.ready(jitops.sum_rows, dz_h2_t, dz_h2_3)
+        jitops.ready(jitops.sum_rows, dz_y_t, dz_y_3)
+        jitops.ready(jitops.sum_rows, dz_h1_4_t, dz_h1_6)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h1(t), h2(t), y(t)', error)
         return False
@@ -1225,10 +1412,19 @@ def steps_back_h1_h2_y_2(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, h2_t_all, 
         # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
         jitops.dot(cat_dz_h1_4_t, z_h1_2, dh2)
         jitops.dot(dz_h1_4_t, V, dh1)
+        # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
+        jitops.sum_rows(dz_h2_t, dz_h2_3)
+        np.add(dc, dz_h2_3, out=dc)
+        # y(t) = softmax(P x(t) + Q h2(t) + d)
+        jitops.sum_rows(dz_y_t, dz_y_3)
+        np.add(dd, dz_y_3, out=dd)
+        # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
+        jitops.sum_rows(dz_h1_4_t, dz_h1_6)
+        np.add(db, dz_h1_6, out=db)
     return True
 
 
 LOOPS = ("loop_h1_h2_y", "back_h1_h2_y", "back_h1_h2_y_2")
-KERNELS = ("fused_3dfcf41d82", "fused_eea62e6125", "fused_dd78f6c1c5", "fused_3aa79b1342",
+KERNELS = ("fused_3a03a6003a", "fused_eea62e6125", "fused_dd78f6c1c5", "fused_3aa79b1342",
            "fused_2fb251185e", "fused_89b6675d5c")
 STEPS = ("steps_loop_h1_h2_y", "steps_back_h1_h2_y", "steps_back_h1_h2_y_2")

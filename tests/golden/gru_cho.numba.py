@@ -66,22 +66,23 @@ def forward(params, inputs, initial, T, B, prepared=None):
     # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
     # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
     np.dot(x[now].reshape(-1, 4), z_u_2.T, out=ur_16[now].reshape(-1, 24))
-    ur_16[now] += z_u_3
 
     # u(t), r(t), h(t): a loop forward in time
     W_ur_h = np.empty((B, 16), DTYPE)
     W_z_h = np.empty((B, 8), DTYPE)
     with np.errstate(over="ignore"):
-        if not (loop_u_r_h if B <= 8 else steps_loop_u_r_h)(T, h[0:T], ur[1:T + 1], z_h[1:T + 1],
-                                                            r[1:T + 1], z_h_2[1:T + 1],
-                                                            z_h_3[1:T + 1], u[1:T + 1], h[1:T + 1],
-                                                            W_ur_h, W_z_h, W_ur, W):
-            steps = zip(h[0:T], ur[1:T + 1], z_h[1:T + 1], r[1:T + 1], z_h_2[1:T + 1],
-                        z_h_3[1:T + 1], u[1:T + 1], h[1:T + 1])
-            for (h_tm1, ur_t, z_h_t, r_t, z_h_2_t, z_h_3_t, u_t, h_t) in steps:
+        if not (loop_u_r_h if B <= 8 else steps_loop_u_r_h)(T, h[0:T], ur_16[1:T + 1], ur[1:T + 1],
+                                                            z_h[1:T + 1], r[1:T + 1],
+                                                            z_h_2[1:T + 1], z_h_3[1:T + 1],
+                                                            u[1:T + 1], h[1:T + 1], z_u_3, W_ur_h,
+                                                            W_z_h, W_ur, W):
+            steps = zip(h[0:T], ur_16[1:T + 1], ur[1:T + 1], z_h[1:T + 1], r[1:T + 1],
+                        z_h_2[1:T + 1], z_h_3[1:T + 1], u[1:T + 1], h[1:T + 1])
+            for (h_tm1, ur_16_t, ur_t, z_h_t, r_t, z_h_2_t, z_h_3_t, u_t, h_t) in steps:
                 # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
                 # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
                 np.dot(h_tm1, W_ur.T, out=W_ur_h)
+                ur_16_t += z_u_3
                 ur_t += W_ur_h
                 np.negative(ur_t, out=ur_t)
                 np.exp(ur_t, out=ur_t)
@@ -112,8 +113,10 @@ def backward(params, tape, cotangents, T, B):
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
+    db = np.zeros_like(b, DTYPE)
     dx = WORK.empty(x.shape, DTYPE, "dx")
     dx[:1] = 0
+    dz_u = WORK.zeros(z_u.shape, DTYPE, "dz_u")
     dz_h_4 = WORK.empty((T + 1, B, 8), DTYPE, "dz_h_4")   # every step written
     dz_u_4 = WORK.empty((T + 1, B, 16), DTYPE, "dz_u_4")   # every step written
     cat_dz_u_5 = WORK.empty((T + 1, B, 24), DTYPE, "cat_dz_u_5")
@@ -142,13 +145,16 @@ def backward(params, tape, cotangents, T, B):
     neg_dz_h_6 = np.empty((B, 8), DTYPE)
     vecmat_dz_h_5 = np.empty((B, 8), DTYPE)
     dz_h_7 = np.empty((B, 8), DTYPE)
+    dz_h_8 = np.empty((8,), DTYPE)
+    dz_u_6 = np.empty((16,), DTYPE)
     if not (back_u_r_h if B <= 8 else steps_back_u_r_h)(T, cotangents.get("h"), z_h_3[1:T + 1],
                                                         u[1:T + 1], cotangents.get("u"),
                                                         dz_h_5[1:T + 1], dz_h_4[1:T + 1], h[0:T],
                                                         r[1:T + 1], cotangents.get("r"),
                                                         dz_u_5[1:T + 1], dz_u_4[1:T + 1], dh,
                                                         vecmat_dz_h_5, du, dr, dur, dz_h_6, dz_h_7,
-                                                        W, W_ur, neg_dz_h_6):
+                                                        db, dz_h_8, dz_u, dz_u_6, W, W_ur,
+                                                        neg_dz_h_6):
         steps = zip(cot_h[::-1], z_h_3[1:T + 1][::-1], u[1:T + 1][::-1], cot_u[::-1],
                     dz_h_5[1:T + 1][::-1], dz_h_4[1:T + 1][::-1], h[0:T][::-1], r[1:T + 1][::-1],
                     cot_r[::-1], dz_u_5[1:T + 1][::-1], dz_u_4[1:T + 1][::-1])
@@ -176,6 +182,12 @@ def backward(params, tape, cotangents, T, B):
             # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
             dh += dz_h_6
             dh += dz_h_7
+            sum_rows(dz_h_5_t, 0, dz_h_8)
+            db += dz_h_8
+            # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
+            # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
+            sum_rows(dz_u_5_t, 0, dz_u_6)
+            dz_u += dz_u_6
 
     # Every step at once
     # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
@@ -185,13 +197,8 @@ def backward(params, tape, cotangents, T, B):
     dW_ur = dz_u_5[now].reshape(-1, 16).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    db = np.empty((8,), DTYPE)
-    dz_u = np.empty((16,), DTYPE)
-    # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
-    sum_rows(dz_h_5[now], (0, 1), db)
     # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
     # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
-    sum_rows(dz_u_5[now], (0, 1), dz_u)
     dz_u_2 = cat_dz_u_5[now].reshape(-1, 24).T @ x[now].reshape(-1, 4)
     np.dot(cat_dz_u_5[now].reshape(-1, 24), z_u_2, out=dx[now].reshape(-1, 4))
 
@@ -221,8 +228,10 @@ def backward_large(params, tape, cotangents, T, B):
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
+    db = np.zeros_like(b, DTYPE)
     dx = WORK.empty(x.shape, DTYPE, "dx")
     dx[:1] = 0
+    dz_u = WORK.zeros(z_u.shape, DTYPE, "dz_u")
     cat_dz_u_4 = WORK.empty((T + 1, B, 24), DTYPE, "cat_dz_u_4")
     cat_dz_u_4[:1] = 0
     dz_u_4 = cat_dz_u_4[..., 0:16]
@@ -243,6 +252,8 @@ def backward_large(params, tape, cotangents, T, B):
     vecmat_dz_h_4 = np.empty((B, 8), DTYPE)
     dz_h_7 = np.empty((B, 8), DTYPE)
     sub_ur = np.empty((B, 16), DTYPE)
+    dz_h_8 = np.empty((8,), DTYPE)
+    dz_u_5 = np.empty((16,), DTYPE)
     if not (back_u_r_h_2 if B <= 8 else steps_back_u_r_h_2)(T, cotangents.get("h"), z_h_3[1:T + 1],
                                                             u[1:T + 1], cotangents.get("u"),
                                                             z_h_2[1:T + 1], dz_h_4[1:T + 1],
@@ -250,8 +261,9 @@ def backward_large(params, tape, cotangents, T, B):
                                                             cotangents.get("r"), ur[1:T + 1],
                                                             dz_u_4[1:T + 1], dh, ONE,
                                                             vecmat_dz_h_4, du, dr, dur, dz_h_5,
-                                                            dz_h_7, W, W_ur, neg_dz_h_5, dz_h_6,
-                                                            sub_dz_h_6, sub_ur):
+                                                            dz_h_7, db, dz_h_8, dz_u, dz_u_5, W,
+                                                            W_ur, neg_dz_h_5, dz_h_6, sub_dz_h_6,
+                                                            sub_ur):
         steps = zip(cot_h[::-1], z_h_3[1:T + 1][::-1], u[1:T + 1][::-1], cot_u[::-1],
                     z_h_2[1:T + 1][::-1], dz_h_4[1:T + 1][::-1], h[0:T][::-1], r[1:T + 1][::-1],
                     cot_r[::-1], ur[1:T + 1][::-1], dz_u_4[1:T + 1][::-1])
@@ -283,6 +295,12 @@ def backward_large(params, tape, cotangents, T, B):
             # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
             dh += dz_h_5
             dh += dz_h_7
+            sum_rows(dz_h_4_t, 0, dz_h_8)
+            db += dz_h_8
+            # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
+            # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
+            sum_rows(dz_u_4_t, 0, dz_u_5)
+            dz_u += dz_u_5
 
     # Every step at once
     # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
@@ -292,13 +310,8 @@ def backward_large(params, tape, cotangents, T, B):
     dW_ur = dz_u_4[now].reshape(-1, 16).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    db = np.empty((8,), DTYPE)
-    dz_u = np.empty((16,), DTYPE)
-    # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
-    sum_rows(dz_h_4[now], (0, 1), db)
     # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
     # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
-    sum_rows(dz_u_4[now], (0, 1), dz_u)
     dz_u_2 = cat_dz_u_4[now].reshape(-1, 24).T @ x[now].reshape(-1, 4)
     np.dot(cat_dz_u_4[now].reshape(-1, 24), z_u_2, out=dx[now].reshape(-1, 4))
 
@@ -318,47 +331,66 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_353cbca091(p0, p1, p2, p3, p4):
-    """add, sigmoid, multiply: one pass over the rows (compile/fuse.py)."""
+def fused_bfa8dfc040(p0, p1, p2, p3, p4, p5, p6):
+    """add, add, sigmoid, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
-    s0 = jitops.row_step(p0, rows, 16)
-    s1 = jitops.row_step(p1, rows, 16)
-    s2 = jitops.row_step(p2, rows, 8)
-    s3 = jitops.row_step(p3, rows, 8)
-    if (jitops._size(p0) != (rows, 16)
-            or jitops._size(p4) != (rows, 8)
+    s0 = jitops.row_step(p0, rows, 24)
+    s1 = jitops.row_step(p1, rows, 24)
+    s2 = jitops.row_step(p2, rows, 16)
+    s3 = jitops.row_step(p3, rows, 16)
+    s4 = jitops.row_step(p4, rows, 8)
+    s5 = jitops.row_step(p5, rows, 8)
+    if (jitops._size(p0) != (rows, 24)
+            or jitops._size(p2) != (rows, 16)
+            or jitops._size(p6) != (rows, 8)
             or not jitops.rows_contiguous(p0)
-            or not jitops.rows_contiguous(p4)
+            or not jitops.rows_contiguous(p2)
+            or not jitops.rows_contiguous(p6)
+            or not jitops.aligned(p0, p1)
             or not jitops.aligned(p0, p2)
-            or not jitops.aligned(p0, p3)
             or not jitops.aligned(p0, p4)
-            or not jitops.aligned(p4, p2)
-            or not jitops.aligned(p4, p3)
+            or not jitops.aligned(p0, p5)
+            or not jitops.aligned(p0, p6)
+            or not jitops.aligned(p2, p1)
+            or not jitops.aligned(p2, p4)
+            or not jitops.aligned(p2, p5)
+            or not jitops.aligned(p2, p6)
+            or not jitops.aligned(p6, p1)
+            or not jitops.aligned(p6, p4)
+            or not jitops.aligned(p6, p5)
             or s0 < 0
             or s1 < 0
             or s2 < 0
-            or s3 < 0):
+            or s3 < 0
+            or s4 < 0
+            or s5 < 0):
         return False
-    space = np.empty(56, p0.dtype)
-    x0 = space[0:16]
-    x1 = space[16:32]
-    x2 = space[32:40]
-    e16 = space[40:56]
+    space = np.empty(80, p0.dtype)
+    x0 = space[0:24]
+    x1 = space[24:40]
+    x2 = space[40:56]
+    x3 = space[56:64]
+    e16 = space[64:80]
     bits = jitops.scratch(e16)
     for i in range(rows):
-        r0_0 = jitops._view(p0, i * s0, 16)
-        r0_1 = jitops._view(p1, i * s1, 16)
-        for j in range(16):
+        r0_0 = jitops._view(p0, i * s0, 24)
+        r0_1 = jitops._view(p1, i * s1, 24)
+        for j in range(24):
             x0[j] = r0_0[j] + r0_1[j]
         jitops.put_row(p0, i, x0)
-        r1_0 = jitops._view(p0, i * s0, 16)
-        jitops.vsigmoid(r1_0, x1, e16, bits)
-        jitops.put_row(p0, i, x1)
-        r2_0 = jitops._view(p2, i * s2, 8)
-        r2_1 = jitops._view(p3, i * s3, 8)
+        r1_0 = jitops._view(p2, i * s2, 16)
+        r1_1 = jitops._view(p3, i * s3, 16)
+        for j in range(16):
+            x1[j] = r1_0[j] + r1_1[j]
+        jitops.put_row(p2, i, x1)
+        r2_0 = jitops._view(p2, i * s2, 16)
+        jitops.vsigmoid(r2_0, x2, e16, bits)
+        jitops.put_row(p2, i, x2)
+        r3_0 = jitops._view(p4, i * s4, 8)
+        r3_1 = jitops._view(p5, i * s5, 8)
         for j in range(8):
-            x2[j] = r2_0[j] * r2_1[j]
-        jitops.put_row(p4, i, x2)
+            x3[j] = r3_0[j] * r3_1[j]
+        jitops.put_row(p6, i, x3)
     return True
 
 
@@ -798,8 +830,8 @@ def fused_aaa9c2dcfa(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12):
     return True
 
 
-def loop_u_r_h(T, h_tm1_all, ur_t_all, z_h_t_all, r_t_all, z_h_2_t_all, z_h_3_t_all, u_t_all,
-               h_t_all, W_ur_h, W_z_h, W_ur, W):
+def loop_u_r_h(T, h_tm1_all, ur_16_t_all, ur_t_all, z_h_t_all, r_t_all, z_h_2_t_all, z_h_3_t_all,
+               u_t_all, h_t_all, z_u_3, W_ur_h, W_z_h, W_ur, W):
     """The loop forward in time of u(t), r(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -808,6 +840,7 @@ def loop_u_r_h(T, h_tm1_all, ur_t_all, z_h_t_all, r_t_all, z_h_2_t_all, z_h_3_t_
         return True
     step = 0
     h_tm1 = h_tm1_all[step]
+    ur_16_t = ur_16_t_all[step]
     ur_t = ur_t_all[step]
     z_h_t = z_h_t_all[step]
     r_t = r_t_all[step]
@@ -815,38 +848,52 @@ def loop_u_r_h(T, h_tm1_all, ur_t_all, z_h_t_all, r_t_all, z_h_2_t_all, z_h_3_t_
     z_h_3_t = z_h_3_t_all[step]
     u_t = u_t_all[step]
     h_t = h_t_all[step]
-    rows = jitops._size(ur_t)[0]
-    s0 = jitops.row_step(ur_t, rows, 16)
-    s1 = jitops.row_step(W_ur_h, rows, 16)
-    s2 = jitops.row_step(r_t, rows, 8)
-    s3 = jitops.row_step(h_tm1, rows, 8)
-    if (jitops._size(ur_t) != (rows, 16)
+    rows = jitops._size(ur_16_t)[0]
+    s0 = jitops.row_step(ur_16_t, rows, 24)
+    s1 = jitops.row_step(z_u_3, rows, 24)
+    s2 = jitops.row_step(ur_t, rows, 16)
+    s3 = jitops.row_step(W_ur_h, rows, 16)
+    s4 = jitops.row_step(r_t, rows, 8)
+    s5 = jitops.row_step(h_tm1, rows, 8)
+    if (jitops._size(ur_16_t) != (rows, 24)
+            or jitops._size(ur_t) != (rows, 16)
             or jitops._size(z_h_t) != (rows, 8)
+            or not jitops.rows_contiguous(ur_16_t)
             or not jitops.rows_contiguous(ur_t)
             or not jitops.rows_contiguous(z_h_t)
+            or not jitops.aligned(ur_16_t, z_u_3)
+            or not jitops.aligned(ur_16_t, ur_t)
+            or not jitops.aligned(ur_16_t, r_t)
+            or not jitops.aligned(ur_16_t, h_tm1)
+            or not jitops.aligned(ur_16_t, z_h_t)
+            or not jitops.aligned(ur_t, z_u_3)
             or not jitops.aligned(ur_t, r_t)
             or not jitops.aligned(ur_t, h_tm1)
             or not jitops.aligned(ur_t, z_h_t)
+            or not jitops.aligned(z_h_t, z_u_3)
             or not jitops.aligned(z_h_t, r_t)
             or not jitops.aligned(z_h_t, h_tm1)
             or s0 < 0
             or s1 < 0
             or s2 < 0
-            or s3 < 0):
+            or s3 < 0
+            or s4 < 0
+            or s5 < 0):
         return False
-    space = np.empty(56, ur_t.dtype)
-    x0 = space[0:16]
-    x1 = space[16:32]
-    x2 = space[32:40]
-    e16 = space[40:56]
+    space = np.empty(80, ur_16_t.dtype)
+    x0 = space[0:24]
+    x1 = space[24:40]
+    x2 = space[40:56]
+    x3 = space[56:64]
+    e16 = space[64:80]
     bits = jitops.scratch(e16)
     rows_2 = jitops._size(z_h_2_t)[0]
     s0_2 = jitops.row_step(z_h_2_t, rows_2, 8)
     s1_2 = jitops.row_step(W_z_h, rows_2, 8)
     s2_2 = jitops.row_step(h_tm1, rows_2, 8)
     s3_2 = jitops.row_step(u_t, rows_2, 8)
-    s4 = jitops.row_step(z_h_3_t, rows_2, 8)
-    s5 = jitops.row_step(h_t, rows_2, 8)
+    s4_2 = jitops.row_step(z_h_3_t, rows_2, 8)
+    s5_2 = jitops.row_step(h_t, rows_2, 8)
     if (jitops._size(z_h_2_t) != (rows_2, 8)
             or jitops._size(z_h_3_t) != (rows_2, 8)
             or jitops._size(h_t) != (rows_2, 8)
@@ -866,19 +913,20 @@ def loop_u_r_h(T, h_tm1_all, ur_t_all, z_h_t_all, r_t_all, z_h_2_t_all, z_h_3_t_
             or s1_2 < 0
             or s2_2 < 0
             or s3_2 < 0
-            or s4 < 0
-            or s5 < 0):
+            or s4_2 < 0
+            or s5_2 < 0):
         return False
     space_2 = np.empty(48, z_h_2_t.dtype)
     x0_2 = space_2[0:8]
     x1_2 = space_2[8:16]
     x2_2 = space_2[16:24]
-    x3 = space_2[24:32]
+    x3_2 = space_2[24:32]
     x4 = space_2[32:40]
     e8 = space_2[40:48]
     bits_2 = jitops.scratch(e8)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
+        ur_16_t = ur_16_t_all[step]
         ur_t = ur_t_all[step]
         z_h_t = z_h_t_all[step]
         r_t = r_t_all[step]
@@ -890,19 +938,24 @@ def loop_u_r_h(T, h_tm1_all, ur_t_all, z_h_t_all, r_t_all, z_h_2_t_all, z_h_3_t_
         # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
         jitops.dot(h_tm1, W_ur.T, W_ur_h)
         for i in range(rows):
-            r0_0 = jitops._view(ur_t, i * s0, 16)
-            r0_1 = jitops._view(W_ur_h, i * s1, 16)
-            for j in range(16):
+            r0_0 = jitops._view(ur_16_t, i * s0, 24)
+            r0_1 = jitops._view(z_u_3, i * s1, 24)
+            for j in range(24):
                 x0[j] = r0_0[j] + r0_1[j]
-            jitops.put_row(ur_t, i, x0)
-            r1_0 = jitops._view(ur_t, i * s0, 16)
-            jitops.vsigmoid(r1_0, x1, e16, bits)
+            jitops.put_row(ur_16_t, i, x0)
+            r1_0 = jitops._view(ur_t, i * s2, 16)
+            r1_1 = jitops._view(W_ur_h, i * s3, 16)
+            for j in range(16):
+                x1[j] = r1_0[j] + r1_1[j]
             jitops.put_row(ur_t, i, x1)
-            r2_0 = jitops._view(r_t, i * s2, 8)
-            r2_1 = jitops._view(h_tm1, i * s3, 8)
+            r2_0 = jitops._view(ur_t, i * s2, 16)
+            jitops.vsigmoid(r2_0, x2, e16, bits)
+            jitops.put_row(ur_t, i, x2)
+            r3_0 = jitops._view(r_t, i * s4, 8)
+            r3_1 = jitops._view(h_tm1, i * s5, 8)
             for j in range(8):
-                x2[j] = r2_0[j] * r2_1[j]
-            jitops.put_row(z_h_t, i, x2)
+                x3[j] = r3_0[j] * r3_1[j]
+            jitops.put_row(z_h_t, i, x3)
         # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
         jitops.dot(z_h_t, W.T, W_z_h)
         for i_2 in range(rows_2):
@@ -915,31 +968,32 @@ def loop_u_r_h(T, h_tm1_all, ur_t_all, z_h_t_all, r_t_all, z_h_2_t_all, z_h_3_t_
             jitops.vtanh(r1_0_2, x1_2, e8, bits_2)
             jitops.put_row(z_h_2_t, i_2, x1_2)
             r2_0_2 = jitops._view(h_tm1, i_2 * s2_2, 8)
-            r2_1_2 = jitops._view(z_h_2_t, i_2 * s0_2, 8)
+            r2_1 = jitops._view(z_h_2_t, i_2 * s0_2, 8)
             for j_2 in range(8):
-                x2_2[j_2] = r2_0_2[j_2] - r2_1_2[j_2]
+                x2_2[j_2] = r2_0_2[j_2] - r2_1[j_2]
             jitops.put_row(z_h_3_t, i_2, x2_2)
-            r3_0 = jitops._view(u_t, i_2 * s3_2, 8)
-            r3_1 = jitops._view(z_h_3_t, i_2 * s4, 8)
+            r3_0_2 = jitops._view(u_t, i_2 * s3_2, 8)
+            r3_1_2 = jitops._view(z_h_3_t, i_2 * s4_2, 8)
             for j_2 in range(8):
-                x3[j_2] = r3_0[j_2] * r3_1[j_2]
-            jitops.put_row(h_t, i_2, x3)
+                x3_2[j_2] = r3_0_2[j_2] * r3_1_2[j_2]
+            jitops.put_row(h_t, i_2, x3_2)
             r4_0 = jitops._view(z_h_2_t, i_2 * s0_2, 8)
-            r4_1 = jitops._view(h_t, i_2 * s5, 8)
+            r4_1 = jitops._view(h_t, i_2 * s5_2, 8)
             for j_2 in range(8):
                 x4[j_2] = r4_0[j_2] + r4_1[j_2]
             jitops.put_row(h_t, i_2, x4)
     return True
 
 
-def steps_loop_u_r_h(T, h_tm1_all, ur_t_all, z_h_t_all, r_t_all, z_h_2_t_all, z_h_3_t_all, u_t_all,
-                     h_t_all, W_ur_h, W_z_h, W_ur, W):
+def steps_loop_u_r_h(T, h_tm1_all, ur_16_t_all, ur_t_all, z_h_t_all, r_t_all, z_h_2_t_all,
+                     z_h_3_t_all, u_t_all, h_t_all, z_u_3, W_ur_h, W_z_h, W_ur, W):
     """u(t), r(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
     step = 0
     h_tm1 = h_tm1_all[step]
+    ur_16_t = ur_16_t_all[step]
     ur_t = ur_t_all[step]
     z_h_t = z_h_t_all[step]
     r_t = r_t_all[step]
@@ -948,13 +1002,14 @@ def steps_loop_u_r_h(T, h_tm1_all, ur_t_all, z_h_t_all, r_t_all, z_h_2_t_all, z_
     u_t = u_t_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_353cbca091, ur_t, W_ur_h, r_t, h_tm1, z_h_t)
+        jitops.ready(fused_bfa8dfc040, ur_16_t, z_u_3, ur_t, W_ur_h, r_t, h_tm1, z_h_t)
         jitops.ready(fused_808cc126d9, z_h_2_t, W_z_h, h_tm1, z_h_3_t, u_t, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('u(t), r(t), h(t)', error)
         return False
     for step in range(T):
         h_tm1 = h_tm1_all[step]
+        ur_16_t = ur_16_t_all[step]
         ur_t = ur_t_all[step]
         z_h_t = z_h_t_all[step]
         r_t = r_t_all[step]
@@ -965,7 +1020,8 @@ def steps_loop_u_r_h(T, h_tm1_all, ur_t_all, z_h_t_all, r_t_all, z_h_2_t_all, z_
         # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
         # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
         jitops.dot(h_tm1, W_ur.T, W_ur_h)
-        if not fused_353cbca091(ur_t, W_ur_h, r_t, h_tm1, z_h_t):
+        if not fused_bfa8dfc040(ur_16_t, z_u_3, ur_t, W_ur_h, r_t, h_tm1, z_h_t):
+            np.add(ur_16_t, z_u_3, out=ur_16_t)
             np.add(ur_t, W_ur_h, out=ur_t)
             np.divide(1.0, np.add(1.0, np.exp(np.negative(ur_t))), out=ur_t)
             np.multiply(r_t, h_tm1, out=z_h_t)
@@ -982,7 +1038,7 @@ def steps_loop_u_r_h(T, h_tm1_all, ur_t_all, z_h_t_all, r_t_all, z_h_2_t_all, z_
 
 def back_u_r_h(T, cot_h, z_h_3_t_all, u_t_all, cot_u, dz_h_5_t_all, dz_h_4_t_all, h_tm1_all,
                r_t_all, cot_r, dz_u_5_t_all, dz_u_4_t_all, dh, vecmat_dz_h_5, du, dr, dur, dz_h_6,
-               dz_h_7, W, W_ur, neg_dz_h_6):
+               dz_h_7, db, dz_h_8, dz_u, dz_u_6, W, W_ur, neg_dz_h_6):
     """The loop backward in time of u(t), r(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -1114,6 +1170,26 @@ def back_u_r_h(T, cot_h, z_h_3_t_all, u_t_all, cot_u, dz_h_5_t_all, dz_h_4_t_all
     space_3 = np.empty(16, dh.dtype)
     x0_3 = space_3[0:8]
     x1_3 = space_3[8:16]
+    rows_4 = jitops._size(db)[0]
+    s0_4 = jitops.row_step(db, rows_4, 8)
+    s1_4 = jitops.row_step(dz_h_8, rows_4, 8)
+    if (jitops._size(db) != (rows_4, 8)
+            or not jitops.rows_contiguous(db)
+            or s0_4 < 0
+            or s1_4 < 0):
+        return False
+    space_4 = np.empty(8, db.dtype)
+    x0_4 = space_4[0:8]
+    rows_5 = jitops._size(dz_u)[0]
+    s0_5 = jitops.row_step(dz_u, rows_5, 16)
+    s1_5 = jitops.row_step(dz_u_6, rows_5, 16)
+    if (jitops._size(dz_u) != (rows_5, 16)
+            or not jitops.rows_contiguous(dz_u)
+            or s0_5 < 0
+            or s1_5 < 0):
+        return False
+    space_5 = np.empty(16, dz_u.dtype)
+    x0_5 = space_5[0:16]
     for step in range(T - 1, -1, -1):
         z_h_3_t = z_h_3_t_all[step]
         u_t = u_t_all[step]
@@ -1194,12 +1270,28 @@ def back_u_r_h(T, cot_h, z_h_3_t_all, u_t_all, cot_u, dz_h_5_t_all, dz_h_4_t_all
             for j_3 in range(8):
                 x1_3[j_3] = x0_3[j_3] + r1_1_3[j_3]
             jitops.put_row(dh, i_3, x1_3)
+        jitops.sum_rows(dz_h_5_t, dz_h_8)
+        for i_4 in range(rows_4):
+            r0_0_4 = jitops._view(db, i_4 * s0_4, 8)
+            r0_1_4 = jitops._view(dz_h_8, i_4 * s1_4, 8)
+            for j_4 in range(8):
+                x0_4[j_4] = r0_0_4[j_4] + r0_1_4[j_4]
+            jitops.put_row(db, i_4, x0_4)
+        # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
+        # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
+        jitops.sum_rows(dz_u_5_t, dz_u_6)
+        for i_5 in range(rows_5):
+            r0_0_5 = jitops._view(dz_u, i_5 * s0_5, 16)
+            r0_1_5 = jitops._view(dz_u_6, i_5 * s1_5, 16)
+            for j_5 in range(16):
+                x0_5[j_5] = r0_0_5[j_5] + r0_1_5[j_5]
+            jitops.put_row(dz_u, i_5, x0_5)
     return True
 
 
 def steps_back_u_r_h(T, cot_h, z_h_3_t_all, u_t_all, cot_u, dz_h_5_t_all, dz_h_4_t_all, h_tm1_all,
                      r_t_all, cot_r, dz_u_5_t_all, dz_u_4_t_all, dh, vecmat_dz_h_5, du, dr, dur,
-                     dz_h_6, dz_h_7, W, W_ur, neg_dz_h_6):
+                     dz_h_6, dz_h_7, db, dz_h_8, dz_u, dz_u_6, W, W_ur, neg_dz_h_6):
     """u(t), r(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -1214,6 +1306,8 @@ def steps_back_u_r_h(T, cot_h, z_h_3_t_all, u_t_all, cot_u, dz_h_5_t_all, dz_h_4
     dz_u_5_t = dz_u_5_t_all[step]
     dz_u_4_t = dz_u_4_t_all[step]
     try:
+        jitops.ready(jitops.sum_rows, dz_h_5_t, dz_h_8)
+        jitops.ready(jitops.sum_rows, dz_u_5_t, dz_u_6)
         jitops.ready(fused_2cad4809ec, dh, dz_h_6, dz_h_7)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('u(t), r(t), h(t)', error)
@@ -1252,12 +1346,19 @@ def steps_back_u_r_h(T, cot_h, z_h_3_t_all, u_t_all, cot_u, dz_h_5_t_all, dz_h_4
         if not fused_2cad4809ec(dh, dz_h_6, dz_h_7):
             np.add(dh, dz_h_6, out=dh)
             np.add(dh, dz_h_7, out=dh)
+        jitops.sum_rows(dz_h_5_t, dz_h_8)
+        np.add(db, dz_h_8, out=db)
+        # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
+        # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
+        jitops.sum_rows(dz_u_5_t, dz_u_6)
+        np.add(dz_u, dz_u_6, out=dz_u)
     return True
 
 
 def back_u_r_h_2(T, cot_h, z_h_3_t_all, u_t_all, cot_u, z_h_2_t_all, dz_h_4_t_all, h_tm1_all,
                  r_t_all, cot_r, ur_t_all, dz_u_4_t_all, dh, ONE, vecmat_dz_h_4, du, dr, dur,
-                 dz_h_5, dz_h_7, W, W_ur, neg_dz_h_5, dz_h_6, sub_dz_h_6, sub_ur):
+                 dz_h_5, dz_h_7, db, dz_h_8, dz_u, dz_u_5, W, W_ur, neg_dz_h_5, dz_h_6, sub_dz_h_6,
+                 sub_ur):
     """The loop backward in time of u(t), r(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -1400,6 +1501,26 @@ def back_u_r_h_2(T, cot_h, z_h_3_t_all, u_t_all, cot_u, z_h_2_t_all, dz_h_4_t_al
     space_3 = np.empty(16, dh.dtype)
     x0_3 = space_3[0:8]
     x1_3 = space_3[8:16]
+    rows_4 = jitops._size(db)[0]
+    s0_4 = jitops.row_step(db, rows_4, 8)
+    s1_4 = jitops.row_step(dz_h_8, rows_4, 8)
+    if (jitops._size(db) != (rows_4, 8)
+            or not jitops.rows_contiguous(db)
+            or s0_4 < 0
+            or s1_4 < 0):
+        return False
+    space_4 = np.empty(8, db.dtype)
+    x0_4 = space_4[0:8]
+    rows_5 = jitops._size(dz_u)[0]
+    s0_5 = jitops.row_step(dz_u, rows_5, 16)
+    s1_5 = jitops.row_step(dz_u_5, rows_5, 16)
+    if (jitops._size(dz_u) != (rows_5, 16)
+            or not jitops.rows_contiguous(dz_u)
+            or s0_5 < 0
+            or s1_5 < 0):
+        return False
+    space_5 = np.empty(16, dz_u.dtype)
+    x0_5 = space_5[0:16]
     for step in range(T - 1, -1, -1):
         z_h_3_t = z_h_3_t_all[step]
         u_t = u_t_all[step]
@@ -1492,12 +1613,29 @@ def back_u_r_h_2(T, cot_h, z_h_3_t_all, u_t_all, cot_u, z_h_2_t_all, dz_h_4_t_al
             for j_3 in range(8):
                 x1_3[j_3] = x0_3[j_3] + r1_1_3[j_3]
             jitops.put_row(dh, i_3, x1_3)
+        jitops.sum_rows(dz_h_4_t, dz_h_8)
+        for i_4 in range(rows_4):
+            r0_0_4 = jitops._view(db, i_4 * s0_4, 8)
+            r0_1_4 = jitops._view(dz_h_8, i_4 * s1_4, 8)
+            for j_4 in range(8):
+                x0_4[j_4] = r0_0_4[j_4] + r0_1_4[j_4]
+            jitops.put_row(db, i_4, x0_4)
+        # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
+        # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
+        jitops.sum_rows(dz_u_4_t, dz_u_5)
+        for i_5 in range(rows_5):
+            r0_0_5 = jitops._view(dz_u, i_5 * s0_5, 16)
+            r0_1_5 = jitops._view(dz_u_5, i_5 * s1_5, 16)
+            for j_5 in range(16):
+                x0_5[j_5] = r0_0_5[j_5] + r0_1_5[j_5]
+            jitops.put_row(dz_u, i_5, x0_5)
     return True
 
 
 def steps_back_u_r_h_2(T, cot_h, z_h_3_t_all, u_t_all, cot_u, z_h_2_t_all, dz_h_4_t_all, h_tm1_all,
                        r_t_all, cot_r, ur_t_all, dz_u_4_t_all, dh, ONE, vecmat_dz_h_4, du, dr, dur,
-                       dz_h_5, dz_h_7, W, W_ur, neg_dz_h_5, dz_h_6, sub_dz_h_6, sub_ur):
+                       dz_h_5, dz_h_7, db, dz_h_8, dz_u, dz_u_5, W, W_ur, neg_dz_h_5, dz_h_6,
+                       sub_dz_h_6, sub_ur):
     """u(t), r(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -1512,6 +1650,8 @@ def steps_back_u_r_h_2(T, cot_h, z_h_3_t_all, u_t_all, cot_u, z_h_2_t_all, dz_h_
     ur_t = ur_t_all[step]
     dz_u_4_t = dz_u_4_t_all[step]
     try:
+        jitops.ready(jitops.sum_rows, dz_h_4_t, dz_h_8)
+        jitops.ready(jitops.sum_rows, dz_u_4_t, dz_u_5)
         jitops.ready(fused_2cad4809ec, dh, dz_h_5, dz_h_7)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('u(t), r(t), h(t)', error)
@@ -1554,10 +1694,16 @@ def steps_back_u_r_h_2(T, cot_h, z_h_3_t_all, u_t_all, cot_u, z_h_2_t_all, dz_h_
         if not fused_2cad4809ec(dh, dz_h_5, dz_h_7):
             np.add(dh, dz_h_5, out=dh)
             np.add(dh, dz_h_7, out=dh)
+        jitops.sum_rows(dz_h_4_t, dz_h_8)
+        np.add(db, dz_h_8, out=db)
+        # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
+        # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
+        jitops.sum_rows(dz_u_4_t, dz_u_5)
+        np.add(dz_u, dz_u_5, out=dz_u)
     return True
 
 
 LOOPS = ("loop_u_r_h", "back_u_r_h", "back_u_r_h_2")
-KERNELS = ("fused_353cbca091", "fused_808cc126d9", "fused_e2d8f55bc9", "fused_0569174592",
+KERNELS = ("fused_bfa8dfc040", "fused_808cc126d9", "fused_e2d8f55bc9", "fused_0569174592",
            "fused_2cad4809ec", "fused_d97257aa71", "fused_aaa9c2dcfa")
 STEPS = ("steps_loop_u_r_h", "steps_back_u_r_h", "steps_back_u_r_h_2")

@@ -137,6 +137,7 @@ def backward(params, tape, cotangents, T, B):
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
+    db = np.zeros_like(b, DTYPE)
     dh = WORK.zeros(h.shape, DTYPE, "dh")
     do = WORK.zeros(o.shape, DTYPE, "do")
     dp = WORK.zeros(p.shape, DTYPE, "dp")
@@ -232,14 +233,17 @@ def backward(params, tape, cotangents, T, B):
 
     # h(t): back through time (backward)
     dh_sum = np.zeros((B, 8), DTYPE)
+    dz_h_4 = np.empty((8,), DTYPE)
     if not (back_h if B <= 8 else steps_back_h)(T, dz_h_3[1:T + 1], dh[1:T + 1], dz_h_2[1:T + 1],
-                                                dh_sum, W):
+                                                dh_sum, db, dz_h_4, W):
         steps = zip(dz_h_3[1:T + 1][::-1], dh[1:T + 1][::-1], dz_h_2[1:T + 1][::-1])
         for (dz_h_3_t, dh_t, dz_h_2_t) in steps:
             # h(t) = tanh(W h(t-1) + U x(t) + r * (end - t) + b)
             dh_sum += dh_t
             np.multiply(dh_sum, dz_h_2_t, out=dz_h_3_t)
             np.dot(dz_h_3_t, W, out=dh_sum)
+            sum_rows(dz_h_3_t, 0, dz_h_4)
+            db += dz_h_4
     dh_sum += dh[0]
 
     # Every step at once
@@ -247,13 +251,11 @@ def backward(params, tape, cotangents, T, B):
     dW = dz_h_3[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    db = np.empty((8,), DTYPE)
-    dz_h_4 = WORK.empty((T, B, 8), DTYPE, "dz_h_4")
+    dz_h_5 = WORK.empty((T, B, 8), DTYPE, "dz_h_5")
     dr = np.empty((8,), DTYPE)
     # h(t) = tanh(W h(t-1) + U x(t) + r * (end - t) + b)
-    sum_rows(dz_h_3[now], (0, 1), db)
-    np.multiply(dz_h_3[now], z_h[now], out=dz_h_4)
-    sum_rows(dz_h_4, (0, 1), dr)
+    np.multiply(dz_h_3[now], z_h[now], out=dz_h_5)
+    sum_rows(dz_h_5, (0, 1), dr)
     dU = dz_h_3[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(dz_h_3[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
 
@@ -276,6 +278,7 @@ def backward_large(params, tape, cotangents, T, B):
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
+    db = np.zeros_like(b, DTYPE)
     dh = WORK.zeros(h.shape, DTYPE, "dh")
     do = WORK.zeros(o.shape, DTYPE, "do")
     dp = WORK.zeros(p.shape, DTYPE, "dp")
@@ -366,8 +369,9 @@ def backward_large(params, tape, cotangents, T, B):
     # h(t): back through time (backward)
     dh_sum = np.zeros((B, 8), DTYPE)
     dz_h_3 = np.empty((B, 8), DTYPE)
+    dz_h_4 = np.empty((8,), DTYPE)
     if not (back_h_2 if B <= 8 else steps_back_h_2)(T, h[1:T + 1], dz_h_2[1:T + 1], dh[1:T + 1],
-                                                    dh_sum, dz_h_3, ONE, W):
+                                                    dh_sum, dz_h_3, ONE, db, dz_h_4, W):
         steps = zip(h[1:T + 1][::-1], dz_h_2[1:T + 1][::-1], dh[1:T + 1][::-1])
         for (h_t, dz_h_2_t, dh_t) in steps:
             # h(t) = tanh(W h(t-1) + U x(t) + r * (end - t) + b)
@@ -376,6 +380,8 @@ def backward_large(params, tape, cotangents, T, B):
             dh_sum += dh_t
             dz_h_2_t *= dh_sum
             np.dot(dz_h_2_t, W, out=dh_sum)
+            sum_rows(dz_h_2_t, 0, dz_h_4)
+            db += dz_h_4
     dh_sum += dh[0]
 
     # Every step at once
@@ -383,13 +389,11 @@ def backward_large(params, tape, cotangents, T, B):
     dW = dz_h_2[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    db = np.empty((8,), DTYPE)
-    dz_h_4 = WORK.empty((T, B, 8), DTYPE, "dz_h_4")
+    dz_h_5 = WORK.empty((T, B, 8), DTYPE, "dz_h_5")
     dr = np.empty((8,), DTYPE)
     # h(t) = tanh(W h(t-1) + U x(t) + r * (end - t) + b)
-    sum_rows(dz_h_2[now], (0, 1), db)
-    np.multiply(dz_h_2[now], z_h[now], out=dz_h_4)
-    sum_rows(dz_h_4, (0, 1), dr)
+    np.multiply(dz_h_2[now], z_h[now], out=dz_h_5)
+    sum_rows(dz_h_5, (0, 1), dr)
     dU = dz_h_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(dz_h_2[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
 
@@ -570,7 +574,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_h, W):
     return True
 
 
-def back_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, dh_sum, W):
+def back_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, dh_sum, db, dz_h_4, W):
     """The loop backward in time of h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -598,6 +602,16 @@ def back_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, dh_sum, W):
     space = np.empty(16, dh_sum.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
+    rows_2 = jitops._size(db)[0]
+    s0_2 = jitops.row_step(db, rows_2, 8)
+    s1_2 = jitops.row_step(dz_h_4, rows_2, 8)
+    if (jitops._size(db) != (rows_2, 8)
+            or not jitops.rows_contiguous(db)
+            or s0_2 < 0
+            or s1_2 < 0):
+        return False
+    space_2 = np.empty(8, db.dtype)
+    x0_2 = space_2[0:8]
     for step_2 in range(T - 1, -1, -1):
         dz_h_3_t = dz_h_3_t_all[step_2]
         dh_t = dh_t_all[step_2]
@@ -614,10 +628,17 @@ def back_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, dh_sum, W):
                 x1[j] = x0[j] * r1_1[j]
             jitops.put_row(dz_h_3_t, i, x1)
         jitops.dot(dz_h_3_t, W, dh_sum)
+        jitops.sum_rows(dz_h_3_t, dz_h_4)
+        for i_2 in range(rows_2):
+            r0_0_2 = jitops._view(db, i_2 * s0_2, 8)
+            r0_1_2 = jitops._view(dz_h_4, i_2 * s1_2, 8)
+            for j_2 in range(8):
+                x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+            jitops.put_row(db, i_2, x0_2)
     return True
 
 
-def steps_back_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, dh_sum, W):
+def steps_back_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, dh_sum, db, dz_h_4, W):
     """h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -627,6 +648,7 @@ def steps_back_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, dh_sum, W):
     dh_t = dh_t_all[step_2]
     dz_h_2_t = dz_h_2_t_all[step_2]
     try:
+        jitops.ready(jitops.sum_rows, dz_h_3_t, dz_h_4)
         jitops.ready(fused_b4add68eff, dh_sum, dh_t, dz_h_2_t, dz_h_3_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
@@ -640,10 +662,12 @@ def steps_back_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, dh_sum, W):
             np.add(dh_sum, dh_t, out=dh_sum)
             np.multiply(dh_sum, dz_h_2_t, out=dz_h_3_t)
         jitops.dot(dz_h_3_t, W, dh_sum)
+        jitops.sum_rows(dz_h_3_t, dz_h_4)
+        np.add(db, dz_h_4, out=db)
     return True
 
 
-def back_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, dh_sum, dz_h_3, ONE, W):
+def back_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, dh_sum, dz_h_3, ONE, db, dz_h_4, W):
     """The loop backward in time of h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -677,6 +701,16 @@ def back_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, dh_sum, dz_h_3, ONE, W):
     x1 = space[8:16]
     x2 = space[16:24]
     x3 = space[24:32]
+    rows_2 = jitops._size(db)[0]
+    s0_2 = jitops.row_step(db, rows_2, 8)
+    s1_2 = jitops.row_step(dz_h_4, rows_2, 8)
+    if (jitops._size(db) != (rows_2, 8)
+            or not jitops.rows_contiguous(db)
+            or s0_2 < 0
+            or s1_2 < 0):
+        return False
+    space_2 = np.empty(8, db.dtype)
+    x0_2 = space_2[0:8]
     for step_2 in range(T - 1, -1, -1):
         h_t = h_t_all[step_2]
         dz_h_2_t = dz_h_2_t_all[step_2]
@@ -700,10 +734,17 @@ def back_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, dh_sum, dz_h_3, ONE, W):
                 x3[j] = x2[j] * r3_1[j]
             jitops.put_row(dz_h_2_t, i, x3)
         jitops.dot(dz_h_2_t, W, dh_sum)
+        jitops.sum_rows(dz_h_2_t, dz_h_4)
+        for i_2 in range(rows_2):
+            r0_0_2 = jitops._view(db, i_2 * s0_2, 8)
+            r0_1_2 = jitops._view(dz_h_4, i_2 * s1_2, 8)
+            for j_2 in range(8):
+                x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+            jitops.put_row(db, i_2, x0_2)
     return True
 
 
-def steps_back_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, dh_sum, dz_h_3, ONE, W):
+def steps_back_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, dh_sum, dz_h_3, ONE, db, dz_h_4, W):
     """h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -713,6 +754,7 @@ def steps_back_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, dh_sum, dz_h_3, ONE, W):
     dz_h_2_t = dz_h_2_t_all[step_2]
     dh_t = dh_t_all[step_2]
     try:
+        jitops.ready(jitops.sum_rows, dz_h_2_t, dz_h_4)
         jitops.ready(fused_ad76f4f865, h_t, dz_h_3, ONE, dz_h_2_t, dh_sum, dh_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
@@ -728,6 +770,8 @@ def steps_back_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, dh_sum, dz_h_3, ONE, W):
             np.add(dh_sum, dh_t, out=dh_sum)
             np.multiply(dh_sum, dz_h_2_t, out=dz_h_2_t)
         jitops.dot(dz_h_2_t, W, dh_sum)
+        jitops.sum_rows(dz_h_2_t, dz_h_4)
+        np.add(db, dz_h_4, out=db)
     return True
 
 

@@ -109,6 +109,8 @@ def backward(params, tape, cotangents, T, B):
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
+    db1 = np.zeros_like(b1, DTYPE)
+    db2 = np.zeros_like(b2, DTYPE)
     dh1 = WORK.zeros(h1.shape, DTYPE, "dh1")
     dh2 = WORK.zeros(h2.shape, DTYPE, "dh2")
     dy = WORK.zeros(y.shape, DTYPE, "dy")
@@ -167,28 +169,29 @@ def backward(params, tape, cotangents, T, B):
 
     # h2(t): back through time (backward)
     dh2_sum = np.zeros((B, 8), DTYPE)
+    dz_h2_2 = np.empty((8,), DTYPE)
     if not (back_h2 if B <= 8 else steps_back_h2)(T, dz_h2[1:T + 1], dh2[1:T + 1],
-                                                  positive_h2[1:T + 1], dh2_sum, u2):
+                                                  positive_h2[1:T + 1], dh2_sum, u2, db2, dz_h2_2):
         steps = zip(dz_h2[1:T + 1][::-1], dh2[1:T + 1][::-1], positive_h2[1:T + 1][::-1])
         for (dz_h2_t, dh2_t, positive_h2_t) in steps:
             # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
             dh2_sum += dh2_t
             np.multiply(dh2_sum, positive_h2_t, out=dz_h2_t)
             np.multiply(u2, dz_h2_t, out=dh2_sum)
+            sum_rows(dz_h2_t, 0, dz_h2_2)
+            db2 += dz_h2_2
     dh2_sum += dh2[0]
 
     # Every step at once
-    dz_h2_2 = WORK.empty((T, B, 8), DTYPE, "dz_h2_2")
+    dz_h2_3 = WORK.empty((T, B, 8), DTYPE, "dz_h2_3")
     du2 = np.empty((8,), DTYPE)
     # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
-    np.multiply(dz_h2[now], h2[tm1], out=dz_h2_2)
-    sum_rows(dz_h2_2, (0, 1), du2)
+    np.multiply(dz_h2[now], h2[tm1], out=dz_h2_3)
+    sum_rows(dz_h2_3, (0, 1), du2)
 
     # Every step at once
-    db2 = np.empty((8,), DTYPE)
     vecmat_dz_h2 = WORK.empty((T, B, 8), DTYPE, "vecmat_dz_h2")
     # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
-    sum_rows(dz_h2[now], (0, 1), db2)
     dW2 = dz_h2[now].reshape(-1, 8).T @ h1[now].reshape(-1, 8)
     np.dot(dz_h2[now].reshape(-1, 8), W2, out=vecmat_dz_h2.reshape(-1, 8))
     dh1[now] += vecmat_dz_h2
@@ -199,27 +202,28 @@ def backward(params, tape, cotangents, T, B):
 
     # h1(t): back through time (backward)
     dh1_sum = np.zeros((B, 8), DTYPE)
+    dz_h1_2 = np.empty((8,), DTYPE)
     if not (back_h1 if B <= 8 else steps_back_h1)(T, dz_h1[1:T + 1], dh1[1:T + 1],
-                                                  positive_h1[1:T + 1], dh1_sum, u1):
+                                                  positive_h1[1:T + 1], dh1_sum, u1, db1, dz_h1_2):
         steps = zip(dz_h1[1:T + 1][::-1], dh1[1:T + 1][::-1], positive_h1[1:T + 1][::-1])
         for (dz_h1_t, dh1_t, positive_h1_t) in steps:
             # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
             dh1_sum += dh1_t
             np.multiply(dh1_sum, positive_h1_t, out=dz_h1_t)
             np.multiply(u1, dz_h1_t, out=dh1_sum)
+            sum_rows(dz_h1_t, 0, dz_h1_2)
+            db1 += dz_h1_2
     dh1_sum += dh1[0]
 
     # Every step at once
-    dz_h1_2 = WORK.empty((T, B, 8), DTYPE, "dz_h1_2")
+    dz_h1_3 = WORK.empty((T, B, 8), DTYPE, "dz_h1_3")
     du1 = np.empty((8,), DTYPE)
     # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
-    np.multiply(dz_h1[now], h1[tm1], out=dz_h1_2)
-    sum_rows(dz_h1_2, (0, 1), du1)
+    np.multiply(dz_h1[now], h1[tm1], out=dz_h1_3)
+    sum_rows(dz_h1_3, (0, 1), du1)
 
     # Every step at once
-    db1 = np.empty((8,), DTYPE)
     # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
-    sum_rows(dz_h1[now], (0, 1), db1)
     dW1 = dz_h1[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(dz_h1[now].reshape(-1, 8), W1, out=dx[now].reshape(-1, 4))
 
@@ -237,6 +241,8 @@ def backward_large(params, tape, cotangents, T, B):
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
+    db1 = np.zeros_like(b1, DTYPE)
+    db2 = np.zeros_like(b2, DTYPE)
     dh1 = WORK.zeros(h1.shape, DTYPE, "dh1")
     dh2 = WORK.zeros(h2.shape, DTYPE, "dh2")
     dy = WORK.zeros(y.shape, DTYPE, "dy")
@@ -289,8 +295,9 @@ def backward_large(params, tape, cotangents, T, B):
 
     # h2(t): back through time (backward)
     dh2_sum = np.zeros((B, 8), DTYPE)
+    dz_h2_2 = np.empty((8,), DTYPE)
     if not (back_h2_2 if B <= 8 else steps_back_h2_2)(T, h2[1:T + 1], dz_h2[1:T + 1], dh2[1:T + 1],
-                                                      dh2_sum, u2):
+                                                      dh2_sum, u2, db2, dz_h2_2):
         steps = zip(h2[1:T + 1][::-1], dz_h2[1:T + 1][::-1], dh2[1:T + 1][::-1])
         for (h2_t, dz_h2_t, dh2_t) in steps:
             # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
@@ -298,28 +305,29 @@ def backward_large(params, tape, cotangents, T, B):
             dh2_sum += dh2_t
             np.multiply(dh2_sum, positive_h2, out=dz_h2_t)
             np.multiply(u2, dz_h2_t, out=dh2_sum)
+            sum_rows(dz_h2_t, 0, dz_h2_2)
+            db2 += dz_h2_2
     dh2_sum += dh2[0]
 
     # Every step at once
-    dz_h2_2 = WORK.empty((T, B, 8), DTYPE, "dz_h2_2")
+    dz_h2_3 = WORK.empty((T, B, 8), DTYPE, "dz_h2_3")
     du2 = np.empty((8,), DTYPE)
     # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
-    np.multiply(dz_h2[now], h2[tm1], out=dz_h2_2)
-    sum_rows(dz_h2_2, (0, 1), du2)
+    np.multiply(dz_h2[now], h2[tm1], out=dz_h2_3)
+    sum_rows(dz_h2_3, (0, 1), du2)
 
     # Every step at once
-    db2 = np.empty((8,), DTYPE)
     vecmat_dz_h2 = WORK.empty((T, B, 8), DTYPE, "vecmat_dz_h2")
     # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
-    sum_rows(dz_h2[now], (0, 1), db2)
     dW2 = dz_h2[now].reshape(-1, 8).T @ h1[now].reshape(-1, 8)
     np.dot(dz_h2[now].reshape(-1, 8), W2, out=vecmat_dz_h2.reshape(-1, 8))
     dh1[now] += vecmat_dz_h2
 
     # h1(t): back through time (backward)
     dh1_sum = np.zeros((B, 8), DTYPE)
+    dz_h1_2 = np.empty((8,), DTYPE)
     if not (back_h1_2 if B <= 8 else steps_back_h1_2)(T, h1[1:T + 1], dz_h1[1:T + 1], dh1[1:T + 1],
-                                                      dh1_sum, u1):
+                                                      dh1_sum, u1, db1, dz_h1_2):
         steps = zip(h1[1:T + 1][::-1], dz_h1[1:T + 1][::-1], dh1[1:T + 1][::-1])
         for (h1_t, dz_h1_t, dh1_t) in steps:
             # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
@@ -327,19 +335,19 @@ def backward_large(params, tape, cotangents, T, B):
             dh1_sum += dh1_t
             np.multiply(dh1_sum, positive_h1, out=dz_h1_t)
             np.multiply(u1, dz_h1_t, out=dh1_sum)
+            sum_rows(dz_h1_t, 0, dz_h1_2)
+            db1 += dz_h1_2
     dh1_sum += dh1[0]
 
     # Every step at once
-    dz_h1_2 = WORK.empty((T, B, 8), DTYPE, "dz_h1_2")
+    dz_h1_3 = WORK.empty((T, B, 8), DTYPE, "dz_h1_3")
     du1 = np.empty((8,), DTYPE)
     # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
-    np.multiply(dz_h1[now], h1[tm1], out=dz_h1_2)
-    sum_rows(dz_h1_2, (0, 1), du1)
+    np.multiply(dz_h1[now], h1[tm1], out=dz_h1_3)
+    sum_rows(dz_h1_3, (0, 1), du1)
 
     # Every step at once
-    db1 = np.empty((8,), DTYPE)
     # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
-    sum_rows(dz_h1[now], (0, 1), db1)
     dW1 = dz_h1[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(dz_h1[now].reshape(-1, 8), W1, out=dx[now].reshape(-1, 4))
 
@@ -570,7 +578,7 @@ def steps_loop_h2(T, h2_tm1_all, h2_t_all, u2, z_h2):
     return True
 
 
-def back_h2(T, dz_h2_t_all, dh2_t_all, positive_h2_t_all, dh2_sum, u2):
+def back_h2(T, dz_h2_t_all, dh2_t_all, positive_h2_t_all, dh2_sum, u2, db2, dz_h2_2):
     """The loop backward in time of h2(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -604,6 +612,16 @@ def back_h2(T, dz_h2_t_all, dh2_t_all, positive_h2_t_all, dh2_sum, u2):
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
+    rows_2 = jitops._size(db2)[0]
+    s0_2 = jitops.row_step(db2, rows_2, 8)
+    s1_2 = jitops.row_step(dz_h2_2, rows_2, 8)
+    if (jitops._size(db2) != (rows_2, 8)
+            or not jitops.rows_contiguous(db2)
+            or s0_2 < 0
+            or s1_2 < 0):
+        return False
+    space_2 = np.empty(8, db2.dtype)
+    x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
         dz_h2_t = dz_h2_t_all[step]
         dh2_t = dh2_t_all[step]
@@ -623,10 +641,17 @@ def back_h2(T, dz_h2_t_all, dh2_t_all, positive_h2_t_all, dh2_sum, u2):
             for j in range(8):
                 x2[j] = r2_0[j] * r2_1[j]
             jitops.put_row(dh2_sum, i, x2)
+        jitops.sum_rows(dz_h2_t, dz_h2_2)
+        for i_2 in range(rows_2):
+            r0_0_2 = jitops._view(db2, i_2 * s0_2, 8)
+            r0_1_2 = jitops._view(dz_h2_2, i_2 * s1_2, 8)
+            for j_2 in range(8):
+                x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+            jitops.put_row(db2, i_2, x0_2)
     return True
 
 
-def steps_back_h2(T, dz_h2_t_all, dh2_t_all, positive_h2_t_all, dh2_sum, u2):
+def steps_back_h2(T, dz_h2_t_all, dh2_t_all, positive_h2_t_all, dh2_sum, u2, db2, dz_h2_2):
     """h2(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -636,6 +661,7 @@ def steps_back_h2(T, dz_h2_t_all, dh2_t_all, positive_h2_t_all, dh2_sum, u2):
     dh2_t = dh2_t_all[step]
     positive_h2_t = positive_h2_t_all[step]
     try:
+        jitops.ready(jitops.sum_rows, dz_h2_t, dz_h2_2)
         jitops.ready(fused_c990c7e917, dh2_sum, dh2_t, positive_h2_t, dz_h2_t, u2)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h2(t)', error)
@@ -649,10 +675,12 @@ def steps_back_h2(T, dz_h2_t_all, dh2_t_all, positive_h2_t_all, dh2_sum, u2):
             np.add(dh2_sum, dh2_t, out=dh2_sum)
             np.multiply(dh2_sum, positive_h2_t, out=dz_h2_t)
             np.multiply(u2, dz_h2_t, out=dh2_sum)
+        jitops.sum_rows(dz_h2_t, dz_h2_2)
+        np.add(db2, dz_h2_2, out=db2)
     return True
 
 
-def back_h1(T, dz_h1_t_all, dh1_t_all, positive_h1_t_all, dh1_sum, u1):
+def back_h1(T, dz_h1_t_all, dh1_t_all, positive_h1_t_all, dh1_sum, u1, db1, dz_h1_2):
     """The loop backward in time of h1(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -686,6 +714,16 @@ def back_h1(T, dz_h1_t_all, dh1_t_all, positive_h1_t_all, dh1_sum, u1):
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
+    rows_2 = jitops._size(db1)[0]
+    s0_2 = jitops.row_step(db1, rows_2, 8)
+    s1_2 = jitops.row_step(dz_h1_2, rows_2, 8)
+    if (jitops._size(db1) != (rows_2, 8)
+            or not jitops.rows_contiguous(db1)
+            or s0_2 < 0
+            or s1_2 < 0):
+        return False
+    space_2 = np.empty(8, db1.dtype)
+    x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
         dz_h1_t = dz_h1_t_all[step]
         dh1_t = dh1_t_all[step]
@@ -705,10 +743,17 @@ def back_h1(T, dz_h1_t_all, dh1_t_all, positive_h1_t_all, dh1_sum, u1):
             for j in range(8):
                 x2[j] = r2_0[j] * r2_1[j]
             jitops.put_row(dh1_sum, i, x2)
+        jitops.sum_rows(dz_h1_t, dz_h1_2)
+        for i_2 in range(rows_2):
+            r0_0_2 = jitops._view(db1, i_2 * s0_2, 8)
+            r0_1_2 = jitops._view(dz_h1_2, i_2 * s1_2, 8)
+            for j_2 in range(8):
+                x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+            jitops.put_row(db1, i_2, x0_2)
     return True
 
 
-def steps_back_h1(T, dz_h1_t_all, dh1_t_all, positive_h1_t_all, dh1_sum, u1):
+def steps_back_h1(T, dz_h1_t_all, dh1_t_all, positive_h1_t_all, dh1_sum, u1, db1, dz_h1_2):
     """h1(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -718,6 +763,7 @@ def steps_back_h1(T, dz_h1_t_all, dh1_t_all, positive_h1_t_all, dh1_sum, u1):
     dh1_t = dh1_t_all[step]
     positive_h1_t = positive_h1_t_all[step]
     try:
+        jitops.ready(jitops.sum_rows, dz_h1_t, dz_h1_2)
         jitops.ready(fused_c990c7e917, dh1_sum, dh1_t, positive_h1_t, dz_h1_t, u1)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h1(t)', error)
@@ -731,10 +777,12 @@ def steps_back_h1(T, dz_h1_t_all, dh1_t_all, positive_h1_t_all, dh1_sum, u1):
             np.add(dh1_sum, dh1_t, out=dh1_sum)
             np.multiply(dh1_sum, positive_h1_t, out=dz_h1_t)
             np.multiply(u1, dz_h1_t, out=dh1_sum)
+        jitops.sum_rows(dz_h1_t, dz_h1_2)
+        np.add(db1, dz_h1_2, out=db1)
     return True
 
 
-def back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, u2):
+def back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, u2, db2, dz_h2_2):
     """The loop backward in time of h2(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -765,6 +813,16 @@ def back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, u2):
         return False
     space_2 = np.empty(8, dh2_sum.dtype)
     x0_2 = space_2[0:8]
+    rows_3 = jitops._size(db2)[0]
+    s0_3 = jitops.row_step(db2, rows_3, 8)
+    s1_3 = jitops.row_step(dz_h2_2, rows_3, 8)
+    if (jitops._size(db2) != (rows_3, 8)
+            or not jitops.rows_contiguous(db2)
+            or s0_3 < 0
+            or s1_3 < 0):
+        return False
+    space_3 = np.empty(8, db2.dtype)
+    x0_3 = space_3[0:8]
     for step in range(T - 1, -1, -1):
         h2_t = h2_t_all[step]
         dz_h2_t = dz_h2_t_all[step]
@@ -784,10 +842,17 @@ def back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, u2):
             for j_2 in range(8):
                 x0_2[j_2] = r0_0_2[j_2] * r0_1_2[j_2]
             jitops.put_row(dh2_sum, i_2, x0_2)
+        jitops.sum_rows(dz_h2_t, dz_h2_2)
+        for i_3 in range(rows_3):
+            r0_0_3 = jitops._view(db2, i_3 * s0_3, 8)
+            r0_1_3 = jitops._view(dz_h2_2, i_3 * s1_3, 8)
+            for j_3 in range(8):
+                x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
+            jitops.put_row(db2, i_3, x0_3)
     return True
 
 
-def steps_back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, u2):
+def steps_back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, u2, db2, dz_h2_2):
     """h2(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -798,6 +863,7 @@ def steps_back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, u2):
     dh2_t = dh2_t_all[step]
     try:
         jitops.ready(jitops.positive, h2_t)
+        jitops.ready(jitops.sum_rows, dz_h2_t, dz_h2_2)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h2(t)', error)
         return False
@@ -811,10 +877,12 @@ def steps_back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, u2):
             np.add(dh2_sum, dh2_t, out=dh2_sum)
             np.multiply(dh2_sum, positive_h2, out=dz_h2_t)
             np.multiply(u2, dz_h2_t, out=dh2_sum)
+        jitops.sum_rows(dz_h2_t, dz_h2_2)
+        np.add(db2, dz_h2_2, out=db2)
     return True
 
 
-def back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, u1):
+def back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, u1, db1, dz_h1_2):
     """The loop backward in time of h1(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -845,6 +913,16 @@ def back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, u1):
         return False
     space_2 = np.empty(8, dh1_sum.dtype)
     x0_2 = space_2[0:8]
+    rows_3 = jitops._size(db1)[0]
+    s0_3 = jitops.row_step(db1, rows_3, 8)
+    s1_3 = jitops.row_step(dz_h1_2, rows_3, 8)
+    if (jitops._size(db1) != (rows_3, 8)
+            or not jitops.rows_contiguous(db1)
+            or s0_3 < 0
+            or s1_3 < 0):
+        return False
+    space_3 = np.empty(8, db1.dtype)
+    x0_3 = space_3[0:8]
     for step in range(T - 1, -1, -1):
         h1_t = h1_t_all[step]
         dz_h1_t = dz_h1_t_all[step]
@@ -864,10 +942,17 @@ def back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, u1):
             for j_2 in range(8):
                 x0_2[j_2] = r0_0_2[j_2] * r0_1_2[j_2]
             jitops.put_row(dh1_sum, i_2, x0_2)
+        jitops.sum_rows(dz_h1_t, dz_h1_2)
+        for i_3 in range(rows_3):
+            r0_0_3 = jitops._view(db1, i_3 * s0_3, 8)
+            r0_1_3 = jitops._view(dz_h1_2, i_3 * s1_3, 8)
+            for j_3 in range(8):
+                x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
+            jitops.put_row(db1, i_3, x0_3)
     return True
 
 
-def steps_back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, u1):
+def steps_back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, u1, db1, dz_h1_2):
     """h1(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -878,6 +963,7 @@ def steps_back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, u1):
     dh1_t = dh1_t_all[step]
     try:
         jitops.ready(jitops.positive, h1_t)
+        jitops.ready(jitops.sum_rows, dz_h1_t, dz_h1_2)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h1(t)', error)
         return False
@@ -891,6 +977,8 @@ def steps_back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, u1):
             np.add(dh1_sum, dh1_t, out=dh1_sum)
             np.multiply(dh1_sum, positive_h1, out=dz_h1_t)
             np.multiply(u1, dz_h1_t, out=dh1_sum)
+        jitops.sum_rows(dz_h1_t, dz_h1_2)
+        np.add(db1, dz_h1_2, out=db1)
     return True
 
 

@@ -136,6 +136,7 @@ def backward(params, tape, cotangents, T, B):
     # Gradients start at zero, and at the cotangents for the outputs
     dx = WORK.empty(x.shape, DTYPE, "dx")
     dx[:1] = 0
+    dz_f = WORK.zeros(z_f.shape, DTYPE, "dz_f")
     dz_h = WORK.empty((T + 1, B, 8), DTYPE, "dz_h")   # every step written
     dz_f_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_f_3")   # every step written
     dz_f_4 = WORK.empty((T + 1, B, 24), DTYPE, "dz_f_4")   # every step written
@@ -172,6 +173,7 @@ def backward(params, tape, cotangents, T, B):
     cot_f = cotangents.get("f", [None] * T)
     dz_h_2 = np.empty((B, 8), DTYPE)
     dz_h_3 = np.empty((B, 8), DTYPE)
+    dz_f_6 = np.empty((32,), DTYPE)
     if not (back_f_i_o_c_tilde_c_h if B <= 8 else steps_back_f_i_o_c_tilde_c_h)(T,
                                                                                 cotangents.get("h"),
                                                                                 tanh_c[1:T + 1],
@@ -192,6 +194,7 @@ def backward(params, tape, cotangents, T, B):
                                                                                 vecmat_dz_f_5[1:T + 1, ..., 0:8],
                                                                                 dh, dc, dc_tilde,
                                                                                 df, di, do, dfio,
+                                                                                dz_f, dz_f_6,
                                                                                 W_fioc, dz_h_2,
                                                                                 dz_h_3):
         steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1],
@@ -233,14 +236,18 @@ def backward(params, tape, cotangents, T, B):
             np.dot(dz_f_5_t, W_fioc, out=vecmat_dz_f_5_t)
             # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
             np.copyto(dh, vecmat_dz_f_5_0_8_t)
+            # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
+            # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
+            # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
+            # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
+            sum_rows(dz_f_5_t, 0, dz_f_6)
+            dz_f += dz_f_6
 
     # Every step at once
-    dz_f = np.empty((32,), DTYPE)
     # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
     # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
     # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
     # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
-    sum_rows(dz_f_5[now], (0, 1), dz_f)
     dW_fioc = dz_f_5[now].reshape(-1, 32).T @ z_f_2[now].reshape(-1, 12)
     # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
     slice_vecmat_dz_f_5 = vecmat_dz_f_5[now][..., 8:12]
@@ -277,6 +284,7 @@ def backward_large(params, tape, cotangents, T, B):
     # Gradients start at zero, and at the cotangents for the outputs
     dx = WORK.empty(x.shape, DTYPE, "dx")
     dx[:1] = 0
+    dz_f = WORK.zeros(z_f.shape, DTYPE, "dz_f")
     dz_f_3 = WORK.empty((T + 1, B, 32), DTYPE, "dz_f_3")   # every step written
     vecmat_dz_f_3 = WORK.empty((T + 1, B, 12), DTYPE, "vecmat_dz_f_3")   # every step written
 
@@ -303,6 +311,7 @@ def backward_large(params, tape, cotangents, T, B):
     sub_dz_f_4 = np.empty((B, 8), DTYPE)
     sub_fio = np.empty((B, 24), DTYPE)
     dz_f_5 = np.empty((B, 24), DTYPE)
+    dz_f_6 = np.empty((32,), DTYPE)
     if not (back_f_i_o_c_tilde_c_h_2 if B <= 8 else steps_back_f_i_o_c_tilde_c_h_2)(T,
                                                                                     cotangents.get("h"),
                                                                                     tanh_c[1:T + 1],
@@ -323,7 +332,8 @@ def backward_large(params, tape, cotangents, T, B):
                                                                                     dh, dc,
                                                                                     dc_tilde, df,
                                                                                     di, do, dfio,
-                                                                                    ONE, W_fioc,
+                                                                                    ONE, dz_f,
+                                                                                    dz_f_6, W_fioc,
                                                                                     dz_h, dz_h_2,
                                                                                     sub_dz_h_2,
                                                                                     dz_h_3, dz_f_4,
@@ -374,14 +384,18 @@ def backward_large(params, tape, cotangents, T, B):
             np.dot(dz_f_3_t, W_fioc, out=vecmat_dz_f_3_t)
             # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
             np.copyto(dh, vecmat_dz_f_3_0_8_t)
+            # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
+            # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
+            # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
+            # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
+            sum_rows(dz_f_3_t, 0, dz_f_6)
+            dz_f += dz_f_6
 
     # Every step at once
-    dz_f = np.empty((32,), DTYPE)
     # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
     # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
     # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
     # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
-    sum_rows(dz_f_3[now], (0, 1), dz_f)
     dW_fioc = dz_f_3[now].reshape(-1, 32).T @ z_f_2[now].reshape(-1, 12)
     # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
     slice_vecmat_dz_f_3 = vecmat_dz_f_3[now][..., 8:12]
@@ -1357,8 +1371,8 @@ def steps_loop_f_i_o_c_tilde_c_h(T, z_f_2_t_all, h_tm1_all, x_t_all, fio_t_all, 
 def back_f_i_o_c_tilde_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, cot_c,
                            c_tilde_t_all, i_t_all, cot_i, cot_c_tilde, c_tm1_all, f_t_all, cot_f,
                            dz_f_3_t_all, dz_f_4_t_all, dz_f_5_t_all, vecmat_dz_f_5_t_all,
-                           vecmat_dz_f_5_0_8_t_all, dh, dc, dc_tilde, df, di, do, dfio, W_fioc,
-                           dz_h_2, dz_h_3):
+                           vecmat_dz_f_5_0_8_t_all, dh, dc, dc_tilde, df, di, do, dfio, dz_f,
+                           dz_f_6, W_fioc, dz_h_2, dz_h_3):
     """The loop backward in time of f(t), i(t), o(t), c_tilde(t), c(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -1596,6 +1610,16 @@ def back_f_i_o_c_tilde_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, c
         return False
     space_2 = np.empty(8, dh.dtype)
     x0_2 = space_2[0:8]
+    rows_3 = jitops._size(dz_f)[0]
+    s0_3 = jitops.row_step(dz_f, rows_3, 32)
+    s1_2 = jitops.row_step(dz_f_6, rows_3, 32)
+    if (jitops._size(dz_f) != (rows_3, 32)
+            or not jitops.rows_contiguous(dz_f)
+            or s0_3 < 0
+            or s1_2 < 0):
+        return False
+    space_3 = np.empty(32, dz_f.dtype)
+    x0_3 = space_3[0:32]
     for step in range(T - 1, -1, -1):
         tanh_c_t = tanh_c_t_all[step]
         o_t = o_t_all[step]
@@ -1698,6 +1722,17 @@ def back_f_i_o_c_tilde_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, c
             for j_2 in range(8):
                 x0_2[j_2] = r0_0_2[j_2]
             jitops.put_row(dh, i_3, x0_2)
+        # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
+        # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
+        # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
+        # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
+        jitops.sum_rows(dz_f_5_t, dz_f_6)
+        for i_4 in range(rows_3):
+            r0_0_3 = jitops._view(dz_f, i_4 * s0_3, 32)
+            r0_1_2 = jitops._view(dz_f_6, i_4 * s1_2, 32)
+            for j_3 in range(32):
+                x0_3[j_3] = r0_0_3[j_3] + r0_1_2[j_3]
+            jitops.put_row(dz_f, i_4, x0_3)
     return True
 
 
@@ -1705,7 +1740,7 @@ def steps_back_f_i_o_c_tilde_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_
                                  c_tilde_t_all, i_t_all, cot_i, cot_c_tilde, c_tm1_all, f_t_all,
                                  cot_f, dz_f_3_t_all, dz_f_4_t_all, dz_f_5_t_all,
                                  vecmat_dz_f_5_t_all, vecmat_dz_f_5_0_8_t_all, dh, dc, dc_tilde,
-                                 df, di, do, dfio, W_fioc, dz_h_2, dz_h_3):
+                                 df, di, do, dfio, dz_f, dz_f_6, W_fioc, dz_h_2, dz_h_3):
     """f(t), i(t), o(t), c_tilde(t), c(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -1724,7 +1759,7 @@ def steps_back_f_i_o_c_tilde_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_
     vecmat_dz_f_5_t = vecmat_dz_f_5_t_all[step]
     vecmat_dz_f_5_0_8_t = vecmat_dz_f_5_0_8_t_all[step]
     try:
-        pass
+        jitops.ready(jitops.sum_rows, dz_f_5_t, dz_f_6)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('f(t), i(t), o(t), c_tilde(t), c(t), h(t)', error)
         return False
@@ -1773,14 +1808,20 @@ def steps_back_f_i_o_c_tilde_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_
         jitops.dot(dz_f_5_t, W_fioc, vecmat_dz_f_5_t)
         # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
         np.copyto(dh, vecmat_dz_f_5_0_8_t)
+        # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
+        # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
+        # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
+        # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
+        jitops.sum_rows(dz_f_5_t, dz_f_6)
+        np.add(dz_f, dz_f_6, out=dz_f)
     return True
 
 
 def back_f_i_o_c_tilde_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, c_tilde_t_all, i_t_all,
                              cot_i, cot_c_tilde, c_tm1_all, f_t_all, cot_f, fio_t_all,
                              dz_f_3_t_all, vecmat_dz_f_3_t_all, vecmat_dz_f_3_0_8_t_all, dh, dc,
-                             dc_tilde, df, di, do, dfio, ONE, W_fioc, dz_h, dz_h_2, sub_dz_h_2,
-                             dz_h_3, dz_f_4, sub_dz_f_4, sub_fio, dz_f_5):
+                             dc_tilde, df, di, do, dfio, ONE, dz_f, dz_f_6, W_fioc, dz_h, dz_h_2,
+                             sub_dz_h_2, dz_h_3, dz_f_4, sub_dz_f_4, sub_fio, dz_f_5):
     """The loop backward in time of f(t), i(t), o(t), c_tilde(t), c(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -2013,6 +2054,16 @@ def back_f_i_o_c_tilde_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, c_ti
         return False
     space_2 = np.empty(8, dh.dtype)
     x0_2 = space_2[0:8]
+    rows_3 = jitops._size(dz_f)[0]
+    s0_3 = jitops.row_step(dz_f, rows_3, 32)
+    s1_2 = jitops.row_step(dz_f_6, rows_3, 32)
+    if (jitops._size(dz_f) != (rows_3, 32)
+            or not jitops.rows_contiguous(dz_f)
+            or s0_3 < 0
+            or s1_2 < 0):
+        return False
+    space_3 = np.empty(32, dz_f.dtype)
+    x0_3 = space_3[0:32]
     for step in range(T - 1, -1, -1):
         tanh_c_t = tanh_c_t_all[step]
         o_t = o_t_all[step]
@@ -2128,6 +2179,17 @@ def back_f_i_o_c_tilde_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, c_ti
             for j_2 in range(8):
                 x0_2[j_2] = r0_0_2[j_2]
             jitops.put_row(dh, i_3, x0_2)
+        # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
+        # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
+        # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
+        # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
+        jitops.sum_rows(dz_f_3_t, dz_f_6)
+        for i_4 in range(rows_3):
+            r0_0_3 = jitops._view(dz_f, i_4 * s0_3, 32)
+            r0_1_2 = jitops._view(dz_f_6, i_4 * s1_2, 32)
+            for j_3 in range(32):
+                x0_3[j_3] = r0_0_3[j_3] + r0_1_2[j_3]
+            jitops.put_row(dz_f, i_4, x0_3)
     return True
 
 
@@ -2135,8 +2197,8 @@ def steps_back_f_i_o_c_tilde_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c
                                    i_t_all, cot_i, cot_c_tilde, c_tm1_all, f_t_all, cot_f,
                                    fio_t_all, dz_f_3_t_all, vecmat_dz_f_3_t_all,
                                    vecmat_dz_f_3_0_8_t_all, dh, dc, dc_tilde, df, di, do, dfio,
-                                   ONE, W_fioc, dz_h, dz_h_2, sub_dz_h_2, dz_h_3, dz_f_4,
-                                   sub_dz_f_4, sub_fio, dz_f_5):
+                                   ONE, dz_f, dz_f_6, W_fioc, dz_h, dz_h_2, sub_dz_h_2, dz_h_3,
+                                   dz_f_4, sub_dz_f_4, sub_fio, dz_f_5):
     """f(t), i(t), o(t), c_tilde(t), c(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -2153,7 +2215,7 @@ def steps_back_f_i_o_c_tilde_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c
     vecmat_dz_f_3_t = vecmat_dz_f_3_t_all[step]
     vecmat_dz_f_3_0_8_t = vecmat_dz_f_3_0_8_t_all[step]
     try:
-        pass
+        jitops.ready(jitops.sum_rows, dz_f_3_t, dz_f_6)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('f(t), i(t), o(t), c_tilde(t), c(t), h(t)', error)
         return False
@@ -2206,6 +2268,12 @@ def steps_back_f_i_o_c_tilde_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c
         jitops.dot(dz_f_3_t, W_fioc, vecmat_dz_f_3_t)
         # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
         np.copyto(dh, vecmat_dz_f_3_0_8_t)
+        # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
+        # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
+        # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
+        # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
+        jitops.sum_rows(dz_f_3_t, dz_f_6)
+        np.add(dz_f, dz_f_6, out=dz_f)
     return True
 
 

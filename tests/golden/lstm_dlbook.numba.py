@@ -71,7 +71,6 @@ def forward(params, inputs, initial, T, B, prepared=None):
     # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
     # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
     np.dot(x[now].reshape(-1, 4), z_f_2.T, out=fgq_18[now].reshape(-1, 32))
-    fgq_18[now] += z_f_4
 
     # f(t), g(t), q(t), s(t), h(t): a loop forward in time
     z_f_3_h = np.empty((B, 32), DTYPE)
@@ -79,16 +78,17 @@ def forward(params, inputs, initial, T, B, prepared=None):
     slice_z_f_3_h_2 = z_f_3_h[..., 24:32]
     z_s_2 = np.empty((B, 8), DTYPE)
     with np.errstate(over="ignore"):
-        if not (loop_f_g_q_s_h if B <= 8 else steps_loop_f_g_q_s_h)(T, h[0:T], fgq[1:T + 1],
-                                                                    f[1:T + 1], s[0:T],
-                                                                    z_s[1:T + 1], g[1:T + 1],
-                                                                    s[1:T + 1], tanh_s[1:T + 1],
-                                                                    h[1:T + 1], q[1:T + 1],
+        if not (loop_f_g_q_s_h if B <= 8 else steps_loop_f_g_q_s_h)(T, h[0:T], fgq_18[1:T + 1],
+                                                                    fgq[1:T + 1], f[1:T + 1],
+                                                                    s[0:T], z_s[1:T + 1],
+                                                                    g[1:T + 1], s[1:T + 1],
+                                                                    tanh_s[1:T + 1], h[1:T + 1],
+                                                                    q[1:T + 1], z_f_4,
                                                                     slice_z_f_3_h, slice_z_f_3_h_2,
                                                                     z_f_3_h, z_s_2, z_f_3):
-            steps = zip(h[0:T], fgq[1:T + 1], f[1:T + 1], s[0:T], z_s[1:T + 1], g[1:T + 1],
-                        s[1:T + 1], tanh_s[1:T + 1], h[1:T + 1], q[1:T + 1])
-            for (h_tm1, fgq_t, f_t, s_tm1, z_s_t, g_t, s_t, tanh_s_t, h_t, q_t) in steps:
+            steps = zip(h[0:T], fgq_18[1:T + 1], fgq[1:T + 1], f[1:T + 1], s[0:T], z_s[1:T + 1],
+                        g[1:T + 1], s[1:T + 1], tanh_s[1:T + 1], h[1:T + 1], q[1:T + 1])
+            for (h_tm1, fgq_18_t, fgq_t, f_t, s_tm1, z_s_t, g_t, s_t, tanh_s_t, h_t, q_t) in steps:
                 # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
                 # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
                 # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
@@ -97,6 +97,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
                 # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
                 # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
                 # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
+                fgq_18_t += z_f_4
                 fgq_t += slice_z_f_3_h
                 np.negative(fgq_t, out=fgq_t)
                 np.exp(fgq_t, out=fgq_t)
@@ -132,8 +133,10 @@ def backward(params, tape, cotangents, T, B):
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
+    db = np.zeros_like(b, DTYPE)
     dx = WORK.empty(x.shape, DTYPE, "dx")
     dx[:1] = 0
+    dz_f = WORK.zeros(z_f.shape, DTYPE, "dz_f")
     dz_h = WORK.empty((T + 1, B, 8), DTYPE, "dz_h")   # every step written
     dz_s_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_s_2")   # every step written
     dz_f_5 = WORK.empty((T + 1, B, 24), DTYPE, "dz_f_5")   # every step written
@@ -169,6 +172,8 @@ def backward(params, tape, cotangents, T, B):
     cot_f = cotangents.get("f", [None] * T)
     dz_h_2 = np.empty((B, 8), DTYPE)
     dz_h_3 = np.empty((B, 8), DTYPE)
+    dz_s_4 = np.empty((8,), DTYPE)
+    dz_f_7 = np.empty((24,), DTYPE)
     if not (back_f_g_q_s_h if B <= 8 else steps_back_f_g_q_s_h)(T, cotangents.get("h"), q[1:T + 1],
                                                                 tanh_s[1:T + 1],
                                                                 cotangents.get("q"), dz_h[1:T + 1],
@@ -179,8 +184,8 @@ def backward(params, tape, cotangents, T, B):
                                                                 cotangents.get("f"),
                                                                 dz_f_6[1:T + 1], dz_f_5[1:T + 1],
                                                                 cat_dz_f_6[1:T + 1], dh, ds, df,
-                                                                dg, dq, dfgq, z_f_3, dz_h_2,
-                                                                dz_h_3):
+                                                                dg, dq, dfgq, db, dz_s_4, dz_f,
+                                                                dz_f_7, z_f_3, dz_h_2, dz_h_3):
         steps = zip(cot_h[::-1], q[1:T + 1][::-1], tanh_s[1:T + 1][::-1], cot_q[::-1],
                     dz_h[1:T + 1][::-1], cot_s[::-1], z_s[1:T + 1][::-1], g[1:T + 1][::-1],
                     cot_g[::-1], dz_s_3[1:T + 1][::-1], dz_s_2[1:T + 1][::-1], s[0:T][::-1],
@@ -214,6 +219,14 @@ def backward(params, tape, cotangents, T, B):
                 dq += cot_q_t
             np.multiply(dfgq, dz_f_5_t, out=dz_f_6_t)
             np.dot(cat_dz_f_6_t, z_f_3, out=dh)
+            # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
+            sum_rows(dz_s_3_t, 0, dz_s_4)
+            db += dz_s_4
+            # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
+            # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
+            # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
+            sum_rows(dz_f_6_t, 0, dz_f_7)
+            dz_f += dz_f_7
 
     # Every step at once
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
@@ -222,17 +235,12 @@ def backward(params, tape, cotangents, T, B):
     dz_f_3 = cat_dz_f_6[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    db = np.empty((8,), DTYPE)
-    dz_f = np.empty((24,), DTYPE)
-    # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
-    sum_rows(dz_s_3[now], (0, 1), db)
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
     # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
     # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-    sum_rows(dz_f_6[now], (0, 1), dz_f)
-    dz_f_7 = np.concatenate((dz_f_6[now], dz_s_3[now]), -1)
-    dz_f_2 = dz_f_7.reshape(-1, 32).T @ x[now].reshape(-1, 4)
-    np.dot(dz_f_7.reshape(-1, 32), z_f_2, out=dx[now].reshape(-1, 4))
+    dz_f_8 = np.concatenate((dz_f_6[now], dz_s_3[now]), -1)
+    dz_f_2 = dz_f_8.reshape(-1, 32).T @ x[now].reshape(-1, 4)
+    np.dot(dz_f_8.reshape(-1, 32), z_f_2, out=dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
@@ -266,8 +274,10 @@ def backward_large(params, tape, cotangents, T, B):
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
+    db = np.zeros_like(b, DTYPE)
     dx = WORK.empty(x.shape, DTYPE, "dx")
     dx[:1] = 0
+    dz_f = WORK.zeros(z_f.shape, DTYPE, "dz_f")
     cat_dz_f_5 = WORK.empty((T + 1, B, 32), DTYPE, "cat_dz_f_5")
     cat_dz_f_5[:1] = 0
     dz_f_5 = cat_dz_f_5[..., 0:24]
@@ -292,6 +302,8 @@ def backward_large(params, tape, cotangents, T, B):
     sub_z_s = np.empty((B, 8), DTYPE)
     dz_s_3 = np.empty((B, 8), DTYPE)
     sub_fgq = np.empty((B, 24), DTYPE)
+    dz_s_4 = np.empty((8,), DTYPE)
+    dz_f_6 = np.empty((24,), DTYPE)
     if not (back_f_g_q_s_h_2 if B <= 8 else steps_back_f_g_q_s_h_2)(T, cotangents.get("h"),
                                                                     q[1:T + 1], tanh_s[1:T + 1],
                                                                     cotangents.get("q"),
@@ -303,7 +315,8 @@ def backward_large(params, tape, cotangents, T, B):
                                                                     cotangents.get("f"),
                                                                     fgq[1:T + 1], dz_f_5[1:T + 1],
                                                                     cat_dz_f_5[1:T + 1], dh, ds,
-                                                                    df, dg, dq, dfgq, ONE, z_f_3,
+                                                                    df, dg, dq, dfgq, ONE, db,
+                                                                    dz_s_4, dz_f, dz_f_6, z_f_3,
                                                                     dz_h, dz_h_2, sub_dz_h_2,
                                                                     dz_h_3, sub_z_s, dz_s_3,
                                                                     sub_fgq):
@@ -345,6 +358,14 @@ def backward_large(params, tape, cotangents, T, B):
                 dq += cot_q_t
             dz_f_5_t *= dfgq
             np.dot(cat_dz_f_5_t, z_f_3, out=dh)
+            # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
+            sum_rows(dz_s_2_t, 0, dz_s_4)
+            db += dz_s_4
+            # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
+            # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
+            # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
+            sum_rows(dz_f_5_t, 0, dz_f_6)
+            dz_f += dz_f_6
 
     # Every step at once
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
@@ -353,17 +374,12 @@ def backward_large(params, tape, cotangents, T, B):
     dz_f_3 = cat_dz_f_5[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    db = np.empty((8,), DTYPE)
-    dz_f = np.empty((24,), DTYPE)
-    # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
-    sum_rows(dz_s_2[now], (0, 1), db)
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
     # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
     # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-    sum_rows(dz_f_5[now], (0, 1), dz_f)
-    dz_f_6 = np.concatenate((dz_f_5[now], dz_s_2[now]), -1)
-    dz_f_2 = dz_f_6.reshape(-1, 32).T @ x[now].reshape(-1, 4)
-    np.dot(dz_f_6.reshape(-1, 32), z_f_2, out=dx[now].reshape(-1, 4))
+    dz_f_7 = np.concatenate((dz_f_5[now], dz_s_2[now]), -1)
+    dz_f_2 = dz_f_7.reshape(-1, 32).T @ x[now].reshape(-1, 4)
+    np.dot(dz_f_7.reshape(-1, 32), z_f_2, out=dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
@@ -387,30 +403,34 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_0a0ac25c92(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
-    """add, sigmoid, multiply, add, sigmoid, multiply, add, tanh, multiply: one pass over the rows (compile/fuse.py)."""
+def fused_c7108ae5af(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13):
+    """add, add, sigmoid, multiply, add, sigmoid, multiply, add, tanh, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
-    s0 = jitops.row_step(p0, rows, 24)
-    s1 = jitops.row_step(p1, rows, 24)
-    s2 = jitops.row_step(p2, rows, 8)
-    s3 = jitops.row_step(p3, rows, 8)
-    s4 = jitops.row_step(p5, rows, 8)
-    s5 = jitops.row_step(p6, rows, 8)
+    s0 = jitops.row_step(p0, rows, 32)
+    s1 = jitops.row_step(p1, rows, 32)
+    s2 = jitops.row_step(p2, rows, 24)
+    s3 = jitops.row_step(p3, rows, 24)
+    s4 = jitops.row_step(p4, rows, 8)
+    s5 = jitops.row_step(p5, rows, 8)
     s6 = jitops.row_step(p7, rows, 8)
-    s7 = jitops.row_step(p4, rows, 8)
+    s7 = jitops.row_step(p8, rows, 8)
     s8 = jitops.row_step(p9, rows, 8)
-    s9 = jitops.row_step(p10, rows, 8)
-    if (jitops._size(p0) != (rows, 24)
-            or jitops._size(p4) != (rows, 8)
-            or jitops._size(p5) != (rows, 8)
-            or jitops._size(p8) != (rows, 8)
-            or jitops._size(p9) != (rows, 8)
+    s9 = jitops.row_step(p6, rows, 8)
+    s10 = jitops.row_step(p11, rows, 8)
+    s11 = jitops.row_step(p12, rows, 8)
+    if (jitops._size(p0) != (rows, 32)
+            or jitops._size(p2) != (rows, 24)
+            or jitops._size(p6) != (rows, 8)
+            or jitops._size(p7) != (rows, 8)
+            or jitops._size(p10) != (rows, 8)
             or jitops._size(p11) != (rows, 8)
+            or jitops._size(p13) != (rows, 8)
             or not jitops.rows_contiguous(p0)
-            or not jitops.rows_contiguous(p4)
-            or not jitops.rows_contiguous(p5)
-            or not jitops.rows_contiguous(p9)
+            or not jitops.rows_contiguous(p2)
+            or not jitops.rows_contiguous(p6)
+            or not jitops.rows_contiguous(p7)
             or not jitops.rows_contiguous(p11)
+            or not jitops.rows_contiguous(p13)
             or not jitops.aligned(p0, p1)
             or not jitops.aligned(p0, p2)
             or not jitops.aligned(p0, p3)
@@ -418,39 +438,56 @@ def fused_0a0ac25c92(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
             or not jitops.aligned(p0, p5)
             or not jitops.aligned(p0, p6)
             or not jitops.aligned(p0, p7)
+            or not jitops.aligned(p0, p8)
             or not jitops.aligned(p0, p9)
-            or not jitops.aligned(p0, p10)
             or not jitops.aligned(p0, p11)
-            or not jitops.aligned(p4, p1)
-            or not jitops.aligned(p4, p2)
-            or not jitops.aligned(p4, p3)
-            or not jitops.aligned(p4, p5)
-            or not jitops.aligned(p4, p6)
-            or not jitops.aligned(p4, p7)
-            or not jitops.aligned(p4, p9)
-            or not jitops.aligned(p4, p10)
-            or not jitops.aligned(p4, p11)
-            or not jitops.aligned(p5, p1)
-            or not jitops.aligned(p5, p2)
-            or not jitops.aligned(p5, p3)
-            or not jitops.aligned(p5, p6)
-            or not jitops.aligned(p5, p7)
-            or not jitops.aligned(p5, p9)
-            or not jitops.aligned(p5, p10)
-            or not jitops.aligned(p5, p11)
-            or not jitops.aligned(p9, p1)
-            or not jitops.aligned(p9, p2)
-            or not jitops.aligned(p9, p3)
-            or not jitops.aligned(p9, p6)
-            or not jitops.aligned(p9, p7)
-            or not jitops.aligned(p9, p10)
-            or not jitops.aligned(p9, p11)
+            or not jitops.aligned(p0, p12)
+            or not jitops.aligned(p0, p13)
+            or not jitops.aligned(p2, p1)
+            or not jitops.aligned(p2, p3)
+            or not jitops.aligned(p2, p4)
+            or not jitops.aligned(p2, p5)
+            or not jitops.aligned(p2, p6)
+            or not jitops.aligned(p2, p7)
+            or not jitops.aligned(p2, p8)
+            or not jitops.aligned(p2, p9)
+            or not jitops.aligned(p2, p11)
+            or not jitops.aligned(p2, p12)
+            or not jitops.aligned(p2, p13)
+            or not jitops.aligned(p6, p1)
+            or not jitops.aligned(p6, p3)
+            or not jitops.aligned(p6, p4)
+            or not jitops.aligned(p6, p5)
+            or not jitops.aligned(p6, p7)
+            or not jitops.aligned(p6, p8)
+            or not jitops.aligned(p6, p9)
+            or not jitops.aligned(p6, p11)
+            or not jitops.aligned(p6, p12)
+            or not jitops.aligned(p6, p13)
+            or not jitops.aligned(p7, p1)
+            or not jitops.aligned(p7, p3)
+            or not jitops.aligned(p7, p4)
+            or not jitops.aligned(p7, p5)
+            or not jitops.aligned(p7, p8)
+            or not jitops.aligned(p7, p9)
+            or not jitops.aligned(p7, p11)
+            or not jitops.aligned(p7, p12)
+            or not jitops.aligned(p7, p13)
             or not jitops.aligned(p11, p1)
-            or not jitops.aligned(p11, p2)
             or not jitops.aligned(p11, p3)
-            or not jitops.aligned(p11, p6)
-            or not jitops.aligned(p11, p7)
-            or not jitops.aligned(p11, p10)
+            or not jitops.aligned(p11, p4)
+            or not jitops.aligned(p11, p5)
+            or not jitops.aligned(p11, p8)
+            or not jitops.aligned(p11, p9)
+            or not jitops.aligned(p11, p12)
+            or not jitops.aligned(p11, p13)
+            or not jitops.aligned(p13, p1)
+            or not jitops.aligned(p13, p3)
+            or not jitops.aligned(p13, p4)
+            or not jitops.aligned(p13, p5)
+            or not jitops.aligned(p13, p8)
+            or not jitops.aligned(p13, p9)
+            or not jitops.aligned(p13, p12)
             or s0 < 0
             or s1 < 0
             or s2 < 0
@@ -460,59 +497,67 @@ def fused_0a0ac25c92(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
             or s6 < 0
             or s7 < 0
             or s8 < 0
-            or s9 < 0):
+            or s9 < 0
+            or s10 < 0
+            or s11 < 0):
         return False
-    space = np.empty(136, p0.dtype)
-    x0 = space[0:24]
-    x1 = space[24:48]
-    x2 = space[48:56]
-    x3 = space[56:64]
-    x4 = space[64:72]
-    x5 = space[72:80]
-    x6 = space[80:88]
-    x7 = space[88:96]
-    x8 = space[96:104]
-    e24 = space[104:128]
-    e8 = space[128:136]
+    space = np.empty(168, p0.dtype)
+    x0 = space[0:32]
+    x1 = space[32:56]
+    x2 = space[56:80]
+    x3 = space[80:88]
+    x4 = space[88:96]
+    x5 = space[96:104]
+    x6 = space[104:112]
+    x7 = space[112:120]
+    x8 = space[120:128]
+    x9 = space[128:136]
+    e24 = space[136:160]
+    e8 = space[160:168]
     bits = jitops.scratch(e24)
     for i in range(rows):
-        r0_0 = jitops._view(p0, i * s0, 24)
-        r0_1 = jitops._view(p1, i * s1, 24)
-        for j in range(24):
+        r0_0 = jitops._view(p0, i * s0, 32)
+        r0_1 = jitops._view(p1, i * s1, 32)
+        for j in range(32):
             x0[j] = r0_0[j] + r0_1[j]
         jitops.put_row(p0, i, x0)
-        r1_0 = jitops._view(p0, i * s0, 24)
-        jitops.vsigmoid(r1_0, x1, e24, bits)
-        jitops.put_row(p0, i, x1)
-        r2_0 = jitops._view(p2, i * s2, 8)
-        r2_1 = jitops._view(p3, i * s3, 8)
+        r1_0 = jitops._view(p2, i * s2, 24)
+        r1_1 = jitops._view(p3, i * s3, 24)
+        for j in range(24):
+            x1[j] = r1_0[j] + r1_1[j]
+        jitops.put_row(p2, i, x1)
+        r2_0 = jitops._view(p2, i * s2, 24)
+        jitops.vsigmoid(r2_0, x2, e24, bits)
+        jitops.put_row(p2, i, x2)
+        r3_0 = jitops._view(p4, i * s4, 8)
+        r3_1 = jitops._view(p5, i * s5, 8)
         for j in range(8):
-            x2[j] = r2_0[j] * r2_1[j]
-        jitops.put_row(p4, i, x2)
-        r3_0 = jitops._view(p5, i * s4, 8)
-        r3_1 = jitops._view(p6, i * s5, 8)
+            x3[j] = r3_0[j] * r3_1[j]
+        jitops.put_row(p6, i, x3)
+        r4_0 = jitops._view(p7, i * s6, 8)
+        r4_1 = jitops._view(p8, i * s7, 8)
         for j in range(8):
-            x3[j] = r3_0[j] + r3_1[j]
-        jitops.put_row(p5, i, x3)
-        r4_0 = jitops._view(p5, i * s4, 8)
-        jitops.vsigmoid(r4_0, x4, e8, bits)
-        jitops.put_row(p5, i, x4)
+            x4[j] = r4_0[j] + r4_1[j]
+        jitops.put_row(p7, i, x4)
         r5_0 = jitops._view(p7, i * s6, 8)
-        r5_1 = jitops._view(p5, i * s4, 8)
+        jitops.vsigmoid(r5_0, x5, e8, bits)
+        jitops.put_row(p7, i, x5)
+        r6_0 = jitops._view(p9, i * s8, 8)
+        r6_1 = jitops._view(p7, i * s6, 8)
         for j in range(8):
-            x5[j] = r5_0[j] * r5_1[j]
-        r6_0 = jitops._view(p4, i * s7, 8)
+            x6[j] = r6_0[j] * r6_1[j]
+        r7_0 = jitops._view(p6, i * s9, 8)
         for j in range(8):
-            x6[j] = r6_0[j] + x5[j]
-        jitops.put_row(p4, i, x6)
-        r7_0 = jitops._view(p4, i * s7, 8)
-        jitops.vtanh(r7_0, x7, e8, bits)
-        jitops.put_row(p9, i, x7)
-        r8_0 = jitops._view(p9, i * s8, 8)
-        r8_1 = jitops._view(p10, i * s9, 8)
-        for j in range(8):
-            x8[j] = r8_0[j] * r8_1[j]
+            x7[j] = r7_0[j] + x6[j]
+        jitops.put_row(p6, i, x7)
+        r8_0 = jitops._view(p6, i * s9, 8)
+        jitops.vtanh(r8_0, x8, e8, bits)
         jitops.put_row(p11, i, x8)
+        r9_0 = jitops._view(p11, i * s10, 8)
+        r9_1 = jitops._view(p12, i * s11, 8)
+        for j in range(8):
+            x9[j] = r9_0[j] * r9_1[j]
+        jitops.put_row(p13, i, x9)
     return True
 
 
@@ -1005,9 +1050,9 @@ def fused_92b3062caf(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
     return True
 
 
-def loop_f_g_q_s_h(T, h_tm1_all, fgq_t_all, f_t_all, s_tm1_all, z_s_t_all, g_t_all, s_t_all,
-                   tanh_s_t_all, h_t_all, q_t_all, slice_z_f_3_h, slice_z_f_3_h_2, z_f_3_h, z_s_2,
-                   z_f_3):
+def loop_f_g_q_s_h(T, h_tm1_all, fgq_18_t_all, fgq_t_all, f_t_all, s_tm1_all, z_s_t_all, g_t_all,
+                   s_t_all, tanh_s_t_all, h_t_all, q_t_all, z_f_4, slice_z_f_3_h, slice_z_f_3_h_2,
+                   z_f_3_h, z_s_2, z_f_3):
     """The loop forward in time of f(t), g(t), q(t), s(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -1016,6 +1061,7 @@ def loop_f_g_q_s_h(T, h_tm1_all, fgq_t_all, f_t_all, s_tm1_all, z_s_t_all, g_t_a
         return True
     step = 0
     h_tm1 = h_tm1_all[step]
+    fgq_18_t = fgq_18_t_all[step]
     fgq_t = fgq_t_all[step]
     f_t = f_t_all[step]
     s_tm1 = s_tm1_all[step]
@@ -1025,28 +1071,45 @@ def loop_f_g_q_s_h(T, h_tm1_all, fgq_t_all, f_t_all, s_tm1_all, z_s_t_all, g_t_a
     tanh_s_t = tanh_s_t_all[step]
     h_t = h_t_all[step]
     q_t = q_t_all[step]
-    rows = jitops._size(fgq_t)[0]
-    s0 = jitops.row_step(fgq_t, rows, 24)
-    s1 = jitops.row_step(slice_z_f_3_h, rows, 24)
-    s2 = jitops.row_step(f_t, rows, 8)
-    s3 = jitops.row_step(s_tm1, rows, 8)
-    s4 = jitops.row_step(z_s_t, rows, 8)
-    s5 = jitops.row_step(slice_z_f_3_h_2, rows, 8)
-    s6 = jitops.row_step(g_t, rows, 8)
-    s7 = jitops.row_step(s_t, rows, 8)
-    s8 = jitops.row_step(tanh_s_t, rows, 8)
-    s9 = jitops.row_step(q_t, rows, 8)
-    if (jitops._size(fgq_t) != (rows, 24)
+    rows = jitops._size(fgq_18_t)[0]
+    s0 = jitops.row_step(fgq_18_t, rows, 32)
+    s1 = jitops.row_step(z_f_4, rows, 32)
+    s2 = jitops.row_step(fgq_t, rows, 24)
+    s3 = jitops.row_step(slice_z_f_3_h, rows, 24)
+    s4 = jitops.row_step(f_t, rows, 8)
+    s5 = jitops.row_step(s_tm1, rows, 8)
+    s6 = jitops.row_step(z_s_t, rows, 8)
+    s7 = jitops.row_step(slice_z_f_3_h_2, rows, 8)
+    s8 = jitops.row_step(g_t, rows, 8)
+    s9 = jitops.row_step(s_t, rows, 8)
+    s10 = jitops.row_step(tanh_s_t, rows, 8)
+    s11 = jitops.row_step(q_t, rows, 8)
+    if (jitops._size(fgq_18_t) != (rows, 32)
+            or jitops._size(fgq_t) != (rows, 24)
             or jitops._size(s_t) != (rows, 8)
             or jitops._size(z_s_t) != (rows, 8)
             or jitops._size(z_s_2) != (rows, 8)
             or jitops._size(tanh_s_t) != (rows, 8)
             or jitops._size(h_t) != (rows, 8)
+            or not jitops.rows_contiguous(fgq_18_t)
             or not jitops.rows_contiguous(fgq_t)
             or not jitops.rows_contiguous(s_t)
             or not jitops.rows_contiguous(z_s_t)
             or not jitops.rows_contiguous(tanh_s_t)
             or not jitops.rows_contiguous(h_t)
+            or not jitops.aligned(fgq_18_t, z_f_4)
+            or not jitops.aligned(fgq_18_t, fgq_t)
+            or not jitops.aligned(fgq_18_t, slice_z_f_3_h)
+            or not jitops.aligned(fgq_18_t, f_t)
+            or not jitops.aligned(fgq_18_t, s_tm1)
+            or not jitops.aligned(fgq_18_t, s_t)
+            or not jitops.aligned(fgq_18_t, z_s_t)
+            or not jitops.aligned(fgq_18_t, slice_z_f_3_h_2)
+            or not jitops.aligned(fgq_18_t, g_t)
+            or not jitops.aligned(fgq_18_t, tanh_s_t)
+            or not jitops.aligned(fgq_18_t, q_t)
+            or not jitops.aligned(fgq_18_t, h_t)
+            or not jitops.aligned(fgq_t, z_f_4)
             or not jitops.aligned(fgq_t, slice_z_f_3_h)
             or not jitops.aligned(fgq_t, f_t)
             or not jitops.aligned(fgq_t, s_tm1)
@@ -1057,6 +1120,7 @@ def loop_f_g_q_s_h(T, h_tm1_all, fgq_t_all, f_t_all, s_tm1_all, z_s_t_all, g_t_a
             or not jitops.aligned(fgq_t, tanh_s_t)
             or not jitops.aligned(fgq_t, q_t)
             or not jitops.aligned(fgq_t, h_t)
+            or not jitops.aligned(s_t, z_f_4)
             or not jitops.aligned(s_t, slice_z_f_3_h)
             or not jitops.aligned(s_t, f_t)
             or not jitops.aligned(s_t, s_tm1)
@@ -1066,6 +1130,7 @@ def loop_f_g_q_s_h(T, h_tm1_all, fgq_t_all, f_t_all, s_tm1_all, z_s_t_all, g_t_a
             or not jitops.aligned(s_t, tanh_s_t)
             or not jitops.aligned(s_t, q_t)
             or not jitops.aligned(s_t, h_t)
+            or not jitops.aligned(z_s_t, z_f_4)
             or not jitops.aligned(z_s_t, slice_z_f_3_h)
             or not jitops.aligned(z_s_t, f_t)
             or not jitops.aligned(z_s_t, s_tm1)
@@ -1074,6 +1139,7 @@ def loop_f_g_q_s_h(T, h_tm1_all, fgq_t_all, f_t_all, s_tm1_all, z_s_t_all, g_t_a
             or not jitops.aligned(z_s_t, tanh_s_t)
             or not jitops.aligned(z_s_t, q_t)
             or not jitops.aligned(z_s_t, h_t)
+            or not jitops.aligned(tanh_s_t, z_f_4)
             or not jitops.aligned(tanh_s_t, slice_z_f_3_h)
             or not jitops.aligned(tanh_s_t, f_t)
             or not jitops.aligned(tanh_s_t, s_tm1)
@@ -1081,6 +1147,7 @@ def loop_f_g_q_s_h(T, h_tm1_all, fgq_t_all, f_t_all, s_tm1_all, z_s_t_all, g_t_a
             or not jitops.aligned(tanh_s_t, g_t)
             or not jitops.aligned(tanh_s_t, q_t)
             or not jitops.aligned(tanh_s_t, h_t)
+            or not jitops.aligned(h_t, z_f_4)
             or not jitops.aligned(h_t, slice_z_f_3_h)
             or not jitops.aligned(h_t, f_t)
             or not jitops.aligned(h_t, s_tm1)
@@ -1096,23 +1163,27 @@ def loop_f_g_q_s_h(T, h_tm1_all, fgq_t_all, f_t_all, s_tm1_all, z_s_t_all, g_t_a
             or s6 < 0
             or s7 < 0
             or s8 < 0
-            or s9 < 0):
+            or s9 < 0
+            or s10 < 0
+            or s11 < 0):
         return False
-    space = np.empty(136, fgq_t.dtype)
-    x0 = space[0:24]
-    x1 = space[24:48]
-    x2 = space[48:56]
-    x3 = space[56:64]
-    x4 = space[64:72]
-    x5 = space[72:80]
-    x6 = space[80:88]
-    x7 = space[88:96]
-    x8 = space[96:104]
-    e24 = space[104:128]
-    e8 = space[128:136]
+    space = np.empty(168, fgq_18_t.dtype)
+    x0 = space[0:32]
+    x1 = space[32:56]
+    x2 = space[56:80]
+    x3 = space[80:88]
+    x4 = space[88:96]
+    x5 = space[96:104]
+    x6 = space[104:112]
+    x7 = space[112:120]
+    x8 = space[120:128]
+    x9 = space[128:136]
+    e24 = space[136:160]
+    e8 = space[160:168]
     bits = jitops.scratch(e24)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
+        fgq_18_t = fgq_18_t_all[step]
         fgq_t = fgq_t_all[step]
         f_t = f_t_all[step]
         s_tm1 = s_tm1_all[step]
@@ -1131,57 +1202,63 @@ def loop_f_g_q_s_h(T, h_tm1_all, fgq_t_all, f_t_all, s_tm1_all, z_s_t_all, g_t_a
         # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
         # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
         for i in range(rows):
-            r0_0 = jitops._view(fgq_t, i * s0, 24)
-            r0_1 = jitops._view(slice_z_f_3_h, i * s1, 24)
-            for j in range(24):
+            r0_0 = jitops._view(fgq_18_t, i * s0, 32)
+            r0_1 = jitops._view(z_f_4, i * s1, 32)
+            for j in range(32):
                 x0[j] = r0_0[j] + r0_1[j]
-            jitops.put_row(fgq_t, i, x0)
-            r1_0 = jitops._view(fgq_t, i * s0, 24)
-            jitops.vsigmoid(r1_0, x1, e24, bits)
+            jitops.put_row(fgq_18_t, i, x0)
+            r1_0 = jitops._view(fgq_t, i * s2, 24)
+            r1_1 = jitops._view(slice_z_f_3_h, i * s3, 24)
+            for j in range(24):
+                x1[j] = r1_0[j] + r1_1[j]
             jitops.put_row(fgq_t, i, x1)
-            r2_0 = jitops._view(f_t, i * s2, 8)
-            r2_1 = jitops._view(s_tm1, i * s3, 8)
+            r2_0 = jitops._view(fgq_t, i * s2, 24)
+            jitops.vsigmoid(r2_0, x2, e24, bits)
+            jitops.put_row(fgq_t, i, x2)
+            r3_0 = jitops._view(f_t, i * s4, 8)
+            r3_1 = jitops._view(s_tm1, i * s5, 8)
             for j in range(8):
-                x2[j] = r2_0[j] * r2_1[j]
-            jitops.put_row(s_t, i, x2)
-            r3_0 = jitops._view(z_s_t, i * s4, 8)
-            r3_1 = jitops._view(slice_z_f_3_h_2, i * s5, 8)
+                x3[j] = r3_0[j] * r3_1[j]
+            jitops.put_row(s_t, i, x3)
+            r4_0 = jitops._view(z_s_t, i * s6, 8)
+            r4_1 = jitops._view(slice_z_f_3_h_2, i * s7, 8)
             for j in range(8):
-                x3[j] = r3_0[j] + r3_1[j]
-            jitops.put_row(z_s_t, i, x3)
-            r4_0 = jitops._view(z_s_t, i * s4, 8)
-            jitops.vsigmoid(r4_0, x4, e8, bits)
+                x4[j] = r4_0[j] + r4_1[j]
             jitops.put_row(z_s_t, i, x4)
-            r5_0 = jitops._view(g_t, i * s6, 8)
-            r5_1 = jitops._view(z_s_t, i * s4, 8)
+            r5_0 = jitops._view(z_s_t, i * s6, 8)
+            jitops.vsigmoid(r5_0, x5, e8, bits)
+            jitops.put_row(z_s_t, i, x5)
+            r6_0 = jitops._view(g_t, i * s8, 8)
+            r6_1 = jitops._view(z_s_t, i * s6, 8)
             for j in range(8):
-                x5[j] = r5_0[j] * r5_1[j]
-            r6_0 = jitops._view(s_t, i * s7, 8)
+                x6[j] = r6_0[j] * r6_1[j]
+            r7_0 = jitops._view(s_t, i * s9, 8)
             for j in range(8):
-                x6[j] = r6_0[j] + x5[j]
-            jitops.put_row(s_t, i, x6)
-            r7_0 = jitops._view(s_t, i * s7, 8)
-            jitops.vtanh(r7_0, x7, e8, bits)
-            jitops.put_row(tanh_s_t, i, x7)
-            r8_0 = jitops._view(tanh_s_t, i * s8, 8)
-            r8_1 = jitops._view(q_t, i * s9, 8)
+                x7[j] = r7_0[j] + x6[j]
+            jitops.put_row(s_t, i, x7)
+            r8_0 = jitops._view(s_t, i * s9, 8)
+            jitops.vtanh(r8_0, x8, e8, bits)
+            jitops.put_row(tanh_s_t, i, x8)
+            r9_0 = jitops._view(tanh_s_t, i * s10, 8)
+            r9_1 = jitops._view(q_t, i * s11, 8)
             for j in range(8):
-                x8[j] = r8_0[j] * r8_1[j]
-            jitops.put_row(h_t, i, x8)
+                x9[j] = r9_0[j] * r9_1[j]
+            jitops.put_row(h_t, i, x9)
         # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
         # h(t) = tanh(s(t)) * q(t)
     return True
 
 
-def steps_loop_f_g_q_s_h(T, h_tm1_all, fgq_t_all, f_t_all, s_tm1_all, z_s_t_all, g_t_all, s_t_all,
-                         tanh_s_t_all, h_t_all, q_t_all, slice_z_f_3_h, slice_z_f_3_h_2, z_f_3_h,
-                         z_s_2, z_f_3):
+def steps_loop_f_g_q_s_h(T, h_tm1_all, fgq_18_t_all, fgq_t_all, f_t_all, s_tm1_all, z_s_t_all,
+                         g_t_all, s_t_all, tanh_s_t_all, h_t_all, q_t_all, z_f_4, slice_z_f_3_h,
+                         slice_z_f_3_h_2, z_f_3_h, z_s_2, z_f_3):
     """f(t), g(t), q(t), s(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
     step = 0
     h_tm1 = h_tm1_all[step]
+    fgq_18_t = fgq_18_t_all[step]
     fgq_t = fgq_t_all[step]
     f_t = f_t_all[step]
     s_tm1 = s_tm1_all[step]
@@ -1192,12 +1269,13 @@ def steps_loop_f_g_q_s_h(T, h_tm1_all, fgq_t_all, f_t_all, s_tm1_all, z_s_t_all,
     h_t = h_t_all[step]
     q_t = q_t_all[step]
     try:
-        jitops.ready(fused_0a0ac25c92, fgq_t, slice_z_f_3_h, f_t, s_tm1, s_t, z_s_t, slice_z_f_3_h_2, g_t, z_s_2, tanh_s_t, q_t, h_t)
+        jitops.ready(fused_c7108ae5af, fgq_18_t, z_f_4, fgq_t, slice_z_f_3_h, f_t, s_tm1, s_t, z_s_t, slice_z_f_3_h_2, g_t, z_s_2, tanh_s_t, q_t, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('f(t), g(t), q(t), s(t), h(t)', error)
         return False
     for step in range(T):
         h_tm1 = h_tm1_all[step]
+        fgq_18_t = fgq_18_t_all[step]
         fgq_t = fgq_t_all[step]
         f_t = f_t_all[step]
         s_tm1 = s_tm1_all[step]
@@ -1215,7 +1293,8 @@ def steps_loop_f_g_q_s_h(T, h_tm1_all, fgq_t_all, f_t_all, s_tm1_all, z_s_t_all,
         # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
         # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
         # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-        if not fused_0a0ac25c92(fgq_t, slice_z_f_3_h, f_t, s_tm1, s_t, z_s_t, slice_z_f_3_h_2, g_t, z_s_2, tanh_s_t, q_t, h_t):
+        if not fused_c7108ae5af(fgq_18_t, z_f_4, fgq_t, slice_z_f_3_h, f_t, s_tm1, s_t, z_s_t, slice_z_f_3_h_2, g_t, z_s_2, tanh_s_t, q_t, h_t):
+            np.add(fgq_18_t, z_f_4, out=fgq_18_t)
             np.add(fgq_t, slice_z_f_3_h, out=fgq_t)
             np.divide(1.0, np.add(1.0, np.exp(np.negative(fgq_t))), out=fgq_t)
             np.multiply(f_t, s_tm1, out=s_t)
@@ -1232,8 +1311,8 @@ def steps_loop_f_g_q_s_h(T, h_tm1_all, fgq_t_all, f_t_all, s_tm1_all, z_s_t_all,
 
 def back_f_g_q_s_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot_s, z_s_t_all, g_t_all,
                    cot_g, dz_s_3_t_all, dz_s_2_t_all, s_tm1_all, f_t_all, cot_f, dz_f_6_t_all,
-                   dz_f_5_t_all, cat_dz_f_6_t_all, dh, ds, df, dg, dq, dfgq, z_f_3, dz_h_2,
-                   dz_h_3):
+                   dz_f_5_t_all, cat_dz_f_6_t_all, dh, ds, df, dg, dq, dfgq, db, dz_s_4, dz_f,
+                   dz_f_7, z_f_3, dz_h_2, dz_h_3):
     """The loop backward in time of f(t), g(t), q(t), s(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -1429,6 +1508,26 @@ def back_f_g_q_s_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot_s, z_
     x12 = space[96:104]
     x13 = space[104:112]
     x14 = space[112:136]
+    rows_2 = jitops._size(db)[0]
+    s0_2 = jitops.row_step(db, rows_2, 8)
+    s1_2 = jitops.row_step(dz_s_4, rows_2, 8)
+    if (jitops._size(db) != (rows_2, 8)
+            or not jitops.rows_contiguous(db)
+            or s0_2 < 0
+            or s1_2 < 0):
+        return False
+    space_2 = np.empty(8, db.dtype)
+    x0_2 = space_2[0:8]
+    rows_3 = jitops._size(dz_f)[0]
+    s0_3 = jitops.row_step(dz_f, rows_3, 24)
+    s1_3 = jitops.row_step(dz_f_7, rows_3, 24)
+    if (jitops._size(dz_f) != (rows_3, 24)
+            or not jitops.rows_contiguous(dz_f)
+            or s0_3 < 0
+            or s1_3 < 0):
+        return False
+    space_3 = np.empty(24, dz_f.dtype)
+    x0_3 = space_3[0:24]
     for step in range(T - 1, -1, -1):
         q_t = q_t_all[step]
         tanh_s_t = tanh_s_t_all[step]
@@ -1518,13 +1617,31 @@ def back_f_g_q_s_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot_s, z_
         # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
         # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
         jitops.dot(cat_dz_f_6_t, z_f_3, dh)
+        # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
+        jitops.sum_rows(dz_s_3_t, dz_s_4)
+        for i_2 in range(rows_2):
+            r0_0_2 = jitops._view(db, i_2 * s0_2, 8)
+            r0_1_2 = jitops._view(dz_s_4, i_2 * s1_2, 8)
+            for j_2 in range(8):
+                x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+            jitops.put_row(db, i_2, x0_2)
+        # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
+        # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
+        # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
+        jitops.sum_rows(dz_f_6_t, dz_f_7)
+        for i_3 in range(rows_3):
+            r0_0_3 = jitops._view(dz_f, i_3 * s0_3, 24)
+            r0_1_3 = jitops._view(dz_f_7, i_3 * s1_3, 24)
+            for j_3 in range(24):
+                x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
+            jitops.put_row(dz_f, i_3, x0_3)
     return True
 
 
 def steps_back_f_g_q_s_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot_s, z_s_t_all,
                          g_t_all, cot_g, dz_s_3_t_all, dz_s_2_t_all, s_tm1_all, f_t_all, cot_f,
                          dz_f_6_t_all, dz_f_5_t_all, cat_dz_f_6_t_all, dh, ds, df, dg, dq, dfgq,
-                         z_f_3, dz_h_2, dz_h_3):
+                         db, dz_s_4, dz_f, dz_f_7, z_f_3, dz_h_2, dz_h_3):
     """f(t), g(t), q(t), s(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -1543,7 +1660,8 @@ def steps_back_f_g_q_s_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot
     dz_f_5_t = dz_f_5_t_all[step]
     cat_dz_f_6_t = cat_dz_f_6_t_all[step]
     try:
-        pass
+        jitops.ready(jitops.sum_rows, dz_s_3_t, dz_s_4)
+        jitops.ready(jitops.sum_rows, dz_f_6_t, dz_f_7)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('f(t), g(t), q(t), s(t), h(t)', error)
         return False
@@ -1587,13 +1705,21 @@ def steps_back_f_g_q_s_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot
         # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
         # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
         jitops.dot(cat_dz_f_6_t, z_f_3, dh)
+        # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
+        jitops.sum_rows(dz_s_3_t, dz_s_4)
+        np.add(db, dz_s_4, out=db)
+        # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
+        # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
+        # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
+        jitops.sum_rows(dz_f_6_t, dz_f_7)
+        np.add(dz_f, dz_f_7, out=dz_f)
     return True
 
 
 def back_f_g_q_s_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, z_s_t_all, g_t_all, cot_g,
                      dz_s_2_t_all, s_tm1_all, f_t_all, cot_f, fgq_t_all, dz_f_5_t_all,
-                     cat_dz_f_5_t_all, dh, ds, df, dg, dq, dfgq, ONE, z_f_3, dz_h, dz_h_2,
-                     sub_dz_h_2, dz_h_3, sub_z_s, dz_s_3, sub_fgq):
+                     cat_dz_f_5_t_all, dh, ds, df, dg, dq, dfgq, ONE, db, dz_s_4, dz_f, dz_f_6,
+                     z_f_3, dz_h, dz_h_2, sub_dz_h_2, dz_h_3, sub_z_s, dz_s_3, sub_fgq):
     """The loop backward in time of f(t), g(t), q(t), s(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -1787,6 +1913,26 @@ def back_f_g_q_s_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, z_s_t_all, g
     x18 = space[176:184]
     x19 = space[184:192]
     x20 = space[192:216]
+    rows_2 = jitops._size(db)[0]
+    s0_2 = jitops.row_step(db, rows_2, 8)
+    s1_2 = jitops.row_step(dz_s_4, rows_2, 8)
+    if (jitops._size(db) != (rows_2, 8)
+            or not jitops.rows_contiguous(db)
+            or s0_2 < 0
+            or s1_2 < 0):
+        return False
+    space_2 = np.empty(8, db.dtype)
+    x0_2 = space_2[0:8]
+    rows_3 = jitops._size(dz_f)[0]
+    s0_3 = jitops.row_step(dz_f, rows_3, 24)
+    s1_3 = jitops.row_step(dz_f_6, rows_3, 24)
+    if (jitops._size(dz_f) != (rows_3, 24)
+            or not jitops.rows_contiguous(dz_f)
+            or s0_3 < 0
+            or s1_3 < 0):
+        return False
+    space_3 = np.empty(24, dz_f.dtype)
+    x0_3 = space_3[0:24]
     for step in range(T - 1, -1, -1):
         q_t = q_t_all[step]
         tanh_s_t = tanh_s_t_all[step]
@@ -1891,13 +2037,32 @@ def back_f_g_q_s_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, z_s_t_all, g
         # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
         # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
         jitops.dot(cat_dz_f_5_t, z_f_3, dh)
+        # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
+        jitops.sum_rows(dz_s_2_t, dz_s_4)
+        for i_2 in range(rows_2):
+            r0_0_2 = jitops._view(db, i_2 * s0_2, 8)
+            r0_1_2 = jitops._view(dz_s_4, i_2 * s1_2, 8)
+            for j_2 in range(8):
+                x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+            jitops.put_row(db, i_2, x0_2)
+        # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
+        # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
+        # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
+        jitops.sum_rows(dz_f_5_t, dz_f_6)
+        for i_3 in range(rows_3):
+            r0_0_3 = jitops._view(dz_f, i_3 * s0_3, 24)
+            r0_1_3 = jitops._view(dz_f_6, i_3 * s1_3, 24)
+            for j_3 in range(24):
+                x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
+            jitops.put_row(dz_f, i_3, x0_3)
     return True
 
 
 def steps_back_f_g_q_s_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, z_s_t_all, g_t_all,
                            cot_g, dz_s_2_t_all, s_tm1_all, f_t_all, cot_f, fgq_t_all, dz_f_5_t_all,
-                           cat_dz_f_5_t_all, dh, ds, df, dg, dq, dfgq, ONE, z_f_3, dz_h, dz_h_2,
-                           sub_dz_h_2, dz_h_3, sub_z_s, dz_s_3, sub_fgq):
+                           cat_dz_f_5_t_all, dh, ds, df, dg, dq, dfgq, ONE, db, dz_s_4, dz_f,
+                           dz_f_6, z_f_3, dz_h, dz_h_2, sub_dz_h_2, dz_h_3, sub_z_s, dz_s_3,
+                           sub_fgq):
     """f(t), g(t), q(t), s(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -1914,7 +2079,8 @@ def steps_back_f_g_q_s_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, z_s_t_
     dz_f_5_t = dz_f_5_t_all[step]
     cat_dz_f_5_t = cat_dz_f_5_t_all[step]
     try:
-        pass
+        jitops.ready(jitops.sum_rows, dz_s_2_t, dz_s_4)
+        jitops.ready(jitops.sum_rows, dz_f_5_t, dz_f_6)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('f(t), g(t), q(t), s(t), h(t)', error)
         return False
@@ -1962,9 +2128,17 @@ def steps_back_f_g_q_s_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, z_s_t_
         # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
         # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
         jitops.dot(cat_dz_f_5_t, z_f_3, dh)
+        # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
+        jitops.sum_rows(dz_s_2_t, dz_s_4)
+        np.add(db, dz_s_4, out=db)
+        # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
+        # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
+        # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
+        jitops.sum_rows(dz_f_5_t, dz_f_6)
+        np.add(dz_f, dz_f_6, out=dz_f)
     return True
 
 
 LOOPS = ("loop_f_g_q_s_h", "back_f_g_q_s_h", "back_f_g_q_s_h_2")
-KERNELS = ("fused_0a0ac25c92", "fused_9512dbdad1", "fused_92b3062caf")
+KERNELS = ("fused_c7108ae5af", "fused_9512dbdad1", "fused_92b3062caf")
 STEPS = ("steps_loop_f_g_q_s_h", "steps_back_f_g_q_s_h", "steps_back_f_g_q_s_h_2")

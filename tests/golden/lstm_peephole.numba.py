@@ -73,7 +73,6 @@ def forward(params, inputs, initial, T, B, prepared=None):
     # Every step at once: what does not depend on the loop after it
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
     np.dot(x[now].reshape(-1, 4), z_f.T, out=r47_r49_18_r52[now].reshape(-1, 32))
-    r47_r49_18_r52[now] += z_f_3
 
     # f(t), g(t), s(t), q(t), h(t): a loop forward in time
     z_f_2_h = np.empty((B, 32), DTYPE)
@@ -90,22 +89,23 @@ def forward(params, inputs, initial, T, B, prepared=None):
     z_q_2 = np.empty((B, 8), DTYPE)
     with np.errstate(over="ignore"):
         if not (loop_f_g_s_q_h if B <= 8 else steps_loop_f_g_s_q_h)(T, h[0:T], s[0:T],
+                                                                    r47_r49_18_r52[1:T + 1],
                                                                     r47[1:T + 1], f[1:T + 1],
                                                                     r49[1:T + 1], g[1:T + 1],
                                                                     z_s[1:T + 1], s[1:T + 1],
                                                                     r52[1:T + 1], q[1:T + 1],
                                                                     tanh_s[1:T + 1], h[1:T + 1],
-                                                                    p_f, slice_z_f_2_h, p_g,
+                                                                    p_f, z_f_3, slice_z_f_2_h, p_g,
                                                                     slice_z_f_2_h_2,
                                                                     slice_z_f_2_h_3, p_o,
                                                                     slice_z_f_2_h_4, z_f_4,
                                                                     z_f_2_h, z_f_5, z_g, z_g_2,
                                                                     z_s_2, z_q, z_q_2, z_f_2):
-            steps = zip(h[0:T], s[0:T], r47[1:T + 1], f[1:T + 1], r49[1:T + 1], g[1:T + 1],
-                        z_s[1:T + 1], s[1:T + 1], r52[1:T + 1], q[1:T + 1], tanh_s[1:T + 1],
-                        h[1:T + 1])
-            for (h_tm1, s_tm1, r47_t, f_t, r49_t, g_t, z_s_t, s_t, r52_t, q_t, tanh_s_t,
-                 h_t) in steps:
+            steps = zip(h[0:T], s[0:T], r47_r49_18_r52[1:T + 1], r47[1:T + 1], f[1:T + 1],
+                        r49[1:T + 1], g[1:T + 1], z_s[1:T + 1], s[1:T + 1], r52[1:T + 1],
+                        q[1:T + 1], tanh_s[1:T + 1], h[1:T + 1])
+            for (h_tm1, s_tm1, r47_r49_18_r52_t, r47_t, f_t, r49_t, g_t, z_s_t, s_t, r52_t, q_t,
+                 tanh_s_t, h_t) in steps:
                 # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
                 np.dot(h_tm1, z_f_2.T, out=z_f_2_h)
                 # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1) + diag(p_g) s(t-1))
@@ -113,6 +113,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
                 # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1) + diag(p_o) s(t))
                 # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
                 np.multiply(p_f, s_tm1, out=z_f_4)
+                r47_r49_18_r52_t += z_f_3
                 np.add(r47_t, slice_z_f_2_h, out=z_f_5)
                 np.add(z_f_5, z_f_4, out=f_t)
                 np.negative(f_t, out=f_t)
@@ -166,6 +167,10 @@ def backward(params, tape, cotangents, T, B):
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
+    db_f = np.zeros_like(b_f, DTYPE)
+    db_g = np.zeros_like(b_g, DTYPE)
+    db = np.zeros_like(b, DTYPE)
+    db_o = np.zeros_like(b_o, DTYPE)
     dx = WORK.empty(x.shape, DTYPE, "dx")
     dx[:1] = 0
     dz_h = WORK.empty((T + 1, B, 8), DTYPE, "dz_h")   # every step written
@@ -213,6 +218,10 @@ def backward(params, tape, cotangents, T, B):
     dz_q_3 = np.empty((B, 8), DTYPE)
     dz_g_3 = np.empty((B, 8), DTYPE)
     dz_f_6 = np.empty((B, 8), DTYPE)
+    dz_q_4 = np.empty((8,), DTYPE)
+    dz_s_4 = np.empty((8,), DTYPE)
+    dz_g_4 = np.empty((8,), DTYPE)
+    dz_f_7 = np.empty((8,), DTYPE)
     if not (back_f_g_s_q_h if B <= 8 else steps_back_f_g_s_q_h)(T, cotangents.get("h"), q[1:T + 1],
                                                                 tanh_s[1:T + 1],
                                                                 cotangents.get("q"), dz_h[1:T + 1],
@@ -226,9 +235,10 @@ def backward(params, tape, cotangents, T, B):
                                                                 dz_g_2[1:T + 1], dz_g[1:T + 1],
                                                                 dz_f_5[1:T + 1], dz_f_4[1:T + 1],
                                                                 cat_dz_f_5[1:T + 1], dh, ds, p_o,
-                                                                p_g, p_f, z_f_2, dz_h_2, dq,
-                                                                dz_h_3, dz_q_3, dg, df, dz_g_3,
-                                                                dz_f_6):
+                                                                p_g, p_f, db_o, dz_q_4, db, dz_s_4,
+                                                                db_g, dz_g_4, db_f, dz_f_7, z_f_2,
+                                                                dz_h_2, dq, dz_h_3, dz_q_3, dg, df,
+                                                                dz_g_3, dz_f_6):
         steps = zip(cot_h[::-1], q[1:T + 1][::-1], tanh_s[1:T + 1][::-1], cot_q[::-1],
                     dz_h[1:T + 1][::-1], cot_s[::-1], dz_q_2[1:T + 1][::-1], dz_q[1:T + 1][::-1],
                     z_s[1:T + 1][::-1], g[1:T + 1][::-1], cot_g[::-1], dz_s_3[1:T + 1][::-1],
@@ -272,41 +282,42 @@ def backward(params, tape, cotangents, T, B):
             np.multiply(p_f, dz_f_5_t, out=dz_f_6)
             ds += dz_f_6
             np.dot(cat_dz_f_5_t, z_f_2, out=dh)
+            # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1) + diag(p_o) s(t))
+            sum_rows(dz_q_2_t, 0, dz_q_4)
+            db_o += dz_q_4
+            # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
+            sum_rows(dz_s_3_t, 0, dz_s_4)
+            db += dz_s_4
+            # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1) + diag(p_g) s(t-1))
+            sum_rows(dz_g_2_t, 0, dz_g_4)
+            db_g += dz_g_4
+            # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
+            sum_rows(dz_f_5_t, 0, dz_f_7)
+            db_f += dz_f_7
 
     # Every step at once
-    dz_q_4 = WORK.empty((T, B, 8), DTYPE, "dz_q_4")
+    dz_q_5 = WORK.empty((T, B, 8), DTYPE, "dz_q_5")
     dp_o = np.empty((8,), DTYPE)
-    dz_g_4 = WORK.empty((T, B, 8), DTYPE, "dz_g_4")
+    dz_g_5 = WORK.empty((T, B, 8), DTYPE, "dz_g_5")
     dp_g = np.empty((8,), DTYPE)
-    dz_f_7 = WORK.empty((T, B, 8), DTYPE, "dz_f_7")
+    dz_f_8 = WORK.empty((T, B, 8), DTYPE, "dz_f_8")
     dp_f = np.empty((8,), DTYPE)
     # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1) + diag(p_o) s(t))
-    np.multiply(dz_q_2[now], s[now], out=dz_q_4)
-    sum_rows(dz_q_4, (0, 1), dp_o)
+    np.multiply(dz_q_2[now], s[now], out=dz_q_5)
+    sum_rows(dz_q_5, (0, 1), dp_o)
     # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1) + diag(p_g) s(t-1))
-    np.multiply(dz_g_2[now], s[tm1], out=dz_g_4)
-    sum_rows(dz_g_4, (0, 1), dp_g)
+    np.multiply(dz_g_2[now], s[tm1], out=dz_g_5)
+    sum_rows(dz_g_5, (0, 1), dp_g)
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
-    np.multiply(dz_f_5[now], s[tm1], out=dz_f_7)
-    sum_rows(dz_f_7, (0, 1), dp_f)
+    np.multiply(dz_f_5[now], s[tm1], out=dz_f_8)
+    sum_rows(dz_f_8, (0, 1), dp_f)
     dz_f_2 = cat_dz_f_5[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    db_o = np.empty((8,), DTYPE)
-    db = np.empty((8,), DTYPE)
-    db_g = np.empty((8,), DTYPE)
-    db_f = np.empty((8,), DTYPE)
-    # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1) + diag(p_o) s(t))
-    sum_rows(dz_q_2[now], (0, 1), db_o)
-    # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
-    sum_rows(dz_s_3[now], (0, 1), db)
-    # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1) + diag(p_g) s(t-1))
-    sum_rows(dz_g_2[now], (0, 1), db_g)
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
-    sum_rows(dz_f_5[now], (0, 1), db_f)
-    dz_f_8 = np.concatenate((dz_f_5[now], dz_g_2[now], dz_s_3[now], dz_q_2[now]), -1)
-    dz_f = dz_f_8.reshape(-1, 32).T @ x[now].reshape(-1, 4)
-    np.dot(dz_f_8.reshape(-1, 32), z_f, out=dx[now].reshape(-1, 4))
+    dz_f_9 = np.concatenate((dz_f_5[now], dz_g_2[now], dz_s_3[now], dz_q_2[now]), -1)
+    dz_f = dz_f_9.reshape(-1, 32).T @ x[now].reshape(-1, 4)
+    np.dot(dz_f_9.reshape(-1, 32), z_f, out=dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
@@ -336,6 +347,10 @@ def backward_large(params, tape, cotangents, T, B):
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
+    db_f = np.zeros_like(b_f, DTYPE)
+    db_g = np.zeros_like(b_g, DTYPE)
+    db = np.zeros_like(b, DTYPE)
+    db_o = np.zeros_like(b_o, DTYPE)
     dx = WORK.empty(x.shape, DTYPE, "dx")
     dx[:1] = 0
     cat_dz_f_4 = WORK.empty((T + 1, B, 32), DTYPE, "cat_dz_f_4")
@@ -368,6 +383,10 @@ def backward_large(params, tape, cotangents, T, B):
     dz_g_2 = np.empty((B, 8), DTYPE)
     sub_f = np.empty((B, 8), DTYPE)
     dz_f_5 = np.empty((B, 8), DTYPE)
+    dz_q_3 = np.empty((8,), DTYPE)
+    dz_s_4 = np.empty((8,), DTYPE)
+    dz_g_3 = np.empty((8,), DTYPE)
+    dz_f_6 = np.empty((8,), DTYPE)
     if not (back_f_g_s_q_h_2 if B <= 8 else steps_back_f_g_s_q_h_2)(T, cotangents.get("h"),
                                                                     q[1:T + 1], tanh_s[1:T + 1],
                                                                     cotangents.get("q"),
@@ -380,7 +399,9 @@ def backward_large(params, tape, cotangents, T, B):
                                                                     cotangents.get("f"),
                                                                     dz_g[1:T + 1], dz_f_4[1:T + 1],
                                                                     cat_dz_f_4[1:T + 1], dh, ds,
-                                                                    p_o, p_g, p_f, ONE, z_f_2,
+                                                                    p_o, p_g, p_f, ONE, db_o,
+                                                                    dz_q_3, db, dz_s_4, db_g,
+                                                                    dz_g_3, db_f, dz_f_6, z_f_2,
                                                                     dz_h, dq, dz_h_2, sub_dz_h_2,
                                                                     dz_h_3, sub_q, dz_q_2, dg,
                                                                     sub_z_s, dz_s_3, df, sub_g,
@@ -435,41 +456,42 @@ def backward_large(params, tape, cotangents, T, B):
             np.multiply(p_f, dz_f_4_t, out=dz_f_5)
             ds += dz_f_5
             np.dot(cat_dz_f_4_t, z_f_2, out=dh)
+            # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1) + diag(p_o) s(t))
+            sum_rows(dz_q_t, 0, dz_q_3)
+            db_o += dz_q_3
+            # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
+            sum_rows(dz_s_2_t, 0, dz_s_4)
+            db += dz_s_4
+            # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1) + diag(p_g) s(t-1))
+            sum_rows(dz_g_t, 0, dz_g_3)
+            db_g += dz_g_3
+            # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
+            sum_rows(dz_f_4_t, 0, dz_f_6)
+            db_f += dz_f_6
 
     # Every step at once
-    dz_q_3 = WORK.empty((T, B, 8), DTYPE, "dz_q_3")
+    dz_q_4 = WORK.empty((T, B, 8), DTYPE, "dz_q_4")
     dp_o = np.empty((8,), DTYPE)
-    dz_g_3 = WORK.empty((T, B, 8), DTYPE, "dz_g_3")
+    dz_g_4 = WORK.empty((T, B, 8), DTYPE, "dz_g_4")
     dp_g = np.empty((8,), DTYPE)
-    dz_f_6 = WORK.empty((T, B, 8), DTYPE, "dz_f_6")
+    dz_f_7 = WORK.empty((T, B, 8), DTYPE, "dz_f_7")
     dp_f = np.empty((8,), DTYPE)
     # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1) + diag(p_o) s(t))
-    np.multiply(dz_q[now], s[now], out=dz_q_3)
-    sum_rows(dz_q_3, (0, 1), dp_o)
+    np.multiply(dz_q[now], s[now], out=dz_q_4)
+    sum_rows(dz_q_4, (0, 1), dp_o)
     # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1) + diag(p_g) s(t-1))
-    np.multiply(dz_g[now], s[tm1], out=dz_g_3)
-    sum_rows(dz_g_3, (0, 1), dp_g)
+    np.multiply(dz_g[now], s[tm1], out=dz_g_4)
+    sum_rows(dz_g_4, (0, 1), dp_g)
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
-    np.multiply(dz_f_4[now], s[tm1], out=dz_f_6)
-    sum_rows(dz_f_6, (0, 1), dp_f)
+    np.multiply(dz_f_4[now], s[tm1], out=dz_f_7)
+    sum_rows(dz_f_7, (0, 1), dp_f)
     dz_f_2 = cat_dz_f_4[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    db_o = np.empty((8,), DTYPE)
-    db = np.empty((8,), DTYPE)
-    db_g = np.empty((8,), DTYPE)
-    db_f = np.empty((8,), DTYPE)
-    # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1) + diag(p_o) s(t))
-    sum_rows(dz_q[now], (0, 1), db_o)
-    # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
-    sum_rows(dz_s_2[now], (0, 1), db)
-    # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1) + diag(p_g) s(t-1))
-    sum_rows(dz_g[now], (0, 1), db_g)
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
-    sum_rows(dz_f_4[now], (0, 1), db_f)
-    dz_f_7 = np.concatenate((dz_f_4[now], dz_g[now], dz_s_2[now], dz_q[now]), -1)
-    dz_f = dz_f_7.reshape(-1, 32).T @ x[now].reshape(-1, 4)
-    np.dot(dz_f_7.reshape(-1, 32), z_f, out=dx[now].reshape(-1, 4))
+    dz_f_8 = np.concatenate((dz_f_4[now], dz_g[now], dz_s_2[now], dz_q[now]), -1)
+    dz_f = dz_f_8.reshape(-1, 32).T @ x[now].reshape(-1, 4)
+    np.dot(dz_f_8.reshape(-1, 32), z_f, out=dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
@@ -488,145 +510,175 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_bbe12ca014(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24):
-    """multiply, add, add, sigmoid, multiply, add, add, sigmoid, multiply, add, sigmoid, multiply, add, multiply, add, add, sigmoid, tanh, multiply: one pass over the rows (compile/fuse.py)."""
+def fused_19f0211be6(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24, p25, p26):
+    """multiply, add, add, add, sigmoid, multiply, add, add, sigmoid, multiply, add, sigmoid, multiply, add, multiply, add, add, sigmoid, tanh, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p2)[0]
     s0 = jitops.row_step(p0, rows, 8)
     s1 = jitops.row_step(p1, rows, 8)
-    s2 = jitops.row_step(p3, rows, 8)
-    s3 = jitops.row_step(p4, rows, 8)
-    s4 = jitops.row_step(p6, rows, 8)
-    s5 = jitops.row_step(p7, rows, 8)
-    s6 = jitops.row_step(p9, rows, 8)
-    s7 = jitops.row_step(p10, rows, 8)
-    s8 = jitops.row_step(p12, rows, 8)
-    s9 = jitops.row_step(p14, rows, 8)
-    s10 = jitops.row_step(p15, rows, 8)
-    s11 = jitops.row_step(p13, rows, 8)
+    s2 = jitops.row_step(p3, rows, 32)
+    s3 = jitops.row_step(p4, rows, 32)
+    s4 = jitops.row_step(p5, rows, 8)
+    s5 = jitops.row_step(p6, rows, 8)
+    s6 = jitops.row_step(p8, rows, 8)
+    s7 = jitops.row_step(p9, rows, 8)
+    s8 = jitops.row_step(p11, rows, 8)
+    s9 = jitops.row_step(p12, rows, 8)
+    s10 = jitops.row_step(p14, rows, 8)
+    s11 = jitops.row_step(p16, rows, 8)
     s12 = jitops.row_step(p17, rows, 8)
-    s13 = jitops.row_step(p19, rows, 8)
-    s14 = jitops.row_step(p20, rows, 8)
-    s15 = jitops.row_step(p22, rows, 8)
-    s16 = jitops.row_step(p23, rows, 8)
+    s13 = jitops.row_step(p15, rows, 8)
+    s14 = jitops.row_step(p19, rows, 8)
+    s15 = jitops.row_step(p21, rows, 8)
+    s16 = jitops.row_step(p22, rows, 8)
+    s17 = jitops.row_step(p24, rows, 8)
+    s18 = jitops.row_step(p25, rows, 8)
     if (jitops._size(p2) != (rows, 8)
-            or jitops._size(p5) != (rows, 8)
-            or jitops._size(p6) != (rows, 8)
+            or jitops._size(p3) != (rows, 32)
+            or jitops._size(p7) != (rows, 8)
             or jitops._size(p8) != (rows, 8)
-            or jitops._size(p11) != (rows, 8)
-            or jitops._size(p12) != (rows, 8)
+            or jitops._size(p10) != (rows, 8)
             or jitops._size(p13) != (rows, 8)
             or jitops._size(p14) != (rows, 8)
+            or jitops._size(p15) != (rows, 8)
             or jitops._size(p16) != (rows, 8)
             or jitops._size(p18) != (rows, 8)
-            or jitops._size(p21) != (rows, 8)
-            or jitops._size(p22) != (rows, 8)
+            or jitops._size(p20) != (rows, 8)
             or jitops._size(p23) != (rows, 8)
             or jitops._size(p24) != (rows, 8)
-            or not jitops.rows_contiguous(p6)
-            or not jitops.rows_contiguous(p12)
-            or not jitops.rows_contiguous(p13)
+            or jitops._size(p25) != (rows, 8)
+            or jitops._size(p26) != (rows, 8)
+            or not jitops.rows_contiguous(p3)
+            or not jitops.rows_contiguous(p8)
             or not jitops.rows_contiguous(p14)
-            or not jitops.rows_contiguous(p22)
-            or not jitops.rows_contiguous(p23)
+            or not jitops.rows_contiguous(p15)
+            or not jitops.rows_contiguous(p16)
             or not jitops.rows_contiguous(p24)
-            or not jitops.aligned(p6, p0)
-            or not jitops.aligned(p6, p1)
-            or not jitops.aligned(p6, p3)
-            or not jitops.aligned(p6, p4)
-            or not jitops.aligned(p6, p7)
-            or not jitops.aligned(p6, p9)
-            or not jitops.aligned(p6, p10)
-            or not jitops.aligned(p6, p12)
-            or not jitops.aligned(p6, p13)
-            or not jitops.aligned(p6, p14)
-            or not jitops.aligned(p6, p15)
-            or not jitops.aligned(p6, p17)
-            or not jitops.aligned(p6, p19)
-            or not jitops.aligned(p6, p20)
-            or not jitops.aligned(p6, p22)
-            or not jitops.aligned(p6, p23)
-            or not jitops.aligned(p6, p24)
-            or not jitops.aligned(p12, p0)
-            or not jitops.aligned(p12, p1)
-            or not jitops.aligned(p12, p3)
-            or not jitops.aligned(p12, p4)
-            or not jitops.aligned(p12, p7)
-            or not jitops.aligned(p12, p9)
-            or not jitops.aligned(p12, p10)
-            or not jitops.aligned(p12, p13)
-            or not jitops.aligned(p12, p14)
-            or not jitops.aligned(p12, p15)
-            or not jitops.aligned(p12, p17)
-            or not jitops.aligned(p12, p19)
-            or not jitops.aligned(p12, p20)
-            or not jitops.aligned(p12, p22)
-            or not jitops.aligned(p12, p23)
-            or not jitops.aligned(p12, p24)
-            or not jitops.aligned(p13, p0)
-            or not jitops.aligned(p13, p1)
-            or not jitops.aligned(p13, p3)
-            or not jitops.aligned(p13, p4)
-            or not jitops.aligned(p13, p7)
-            or not jitops.aligned(p13, p9)
-            or not jitops.aligned(p13, p10)
-            or not jitops.aligned(p13, p14)
-            or not jitops.aligned(p13, p15)
-            or not jitops.aligned(p13, p17)
-            or not jitops.aligned(p13, p19)
-            or not jitops.aligned(p13, p20)
-            or not jitops.aligned(p13, p22)
-            or not jitops.aligned(p13, p23)
-            or not jitops.aligned(p13, p24)
+            or not jitops.rows_contiguous(p25)
+            or not jitops.rows_contiguous(p26)
+            or not jitops.aligned(p3, p0)
+            or not jitops.aligned(p3, p1)
+            or not jitops.aligned(p3, p4)
+            or not jitops.aligned(p3, p5)
+            or not jitops.aligned(p3, p6)
+            or not jitops.aligned(p3, p8)
+            or not jitops.aligned(p3, p9)
+            or not jitops.aligned(p3, p11)
+            or not jitops.aligned(p3, p12)
+            or not jitops.aligned(p3, p14)
+            or not jitops.aligned(p3, p15)
+            or not jitops.aligned(p3, p16)
+            or not jitops.aligned(p3, p17)
+            or not jitops.aligned(p3, p19)
+            or not jitops.aligned(p3, p21)
+            or not jitops.aligned(p3, p22)
+            or not jitops.aligned(p3, p24)
+            or not jitops.aligned(p3, p25)
+            or not jitops.aligned(p3, p26)
+            or not jitops.aligned(p8, p0)
+            or not jitops.aligned(p8, p1)
+            or not jitops.aligned(p8, p4)
+            or not jitops.aligned(p8, p5)
+            or not jitops.aligned(p8, p6)
+            or not jitops.aligned(p8, p9)
+            or not jitops.aligned(p8, p11)
+            or not jitops.aligned(p8, p12)
+            or not jitops.aligned(p8, p14)
+            or not jitops.aligned(p8, p15)
+            or not jitops.aligned(p8, p16)
+            or not jitops.aligned(p8, p17)
+            or not jitops.aligned(p8, p19)
+            or not jitops.aligned(p8, p21)
+            or not jitops.aligned(p8, p22)
+            or not jitops.aligned(p8, p24)
+            or not jitops.aligned(p8, p25)
+            or not jitops.aligned(p8, p26)
             or not jitops.aligned(p14, p0)
             or not jitops.aligned(p14, p1)
-            or not jitops.aligned(p14, p3)
             or not jitops.aligned(p14, p4)
-            or not jitops.aligned(p14, p7)
+            or not jitops.aligned(p14, p5)
+            or not jitops.aligned(p14, p6)
             or not jitops.aligned(p14, p9)
-            or not jitops.aligned(p14, p10)
+            or not jitops.aligned(p14, p11)
+            or not jitops.aligned(p14, p12)
             or not jitops.aligned(p14, p15)
+            or not jitops.aligned(p14, p16)
             or not jitops.aligned(p14, p17)
             or not jitops.aligned(p14, p19)
-            or not jitops.aligned(p14, p20)
+            or not jitops.aligned(p14, p21)
             or not jitops.aligned(p14, p22)
-            or not jitops.aligned(p14, p23)
             or not jitops.aligned(p14, p24)
-            or not jitops.aligned(p22, p0)
-            or not jitops.aligned(p22, p1)
-            or not jitops.aligned(p22, p3)
-            or not jitops.aligned(p22, p4)
-            or not jitops.aligned(p22, p7)
-            or not jitops.aligned(p22, p9)
-            or not jitops.aligned(p22, p10)
-            or not jitops.aligned(p22, p15)
-            or not jitops.aligned(p22, p17)
-            or not jitops.aligned(p22, p19)
-            or not jitops.aligned(p22, p20)
-            or not jitops.aligned(p22, p23)
-            or not jitops.aligned(p22, p24)
-            or not jitops.aligned(p23, p0)
-            or not jitops.aligned(p23, p1)
-            or not jitops.aligned(p23, p3)
-            or not jitops.aligned(p23, p4)
-            or not jitops.aligned(p23, p7)
-            or not jitops.aligned(p23, p9)
-            or not jitops.aligned(p23, p10)
-            or not jitops.aligned(p23, p15)
-            or not jitops.aligned(p23, p17)
-            or not jitops.aligned(p23, p19)
-            or not jitops.aligned(p23, p20)
-            or not jitops.aligned(p23, p24)
+            or not jitops.aligned(p14, p25)
+            or not jitops.aligned(p14, p26)
+            or not jitops.aligned(p15, p0)
+            or not jitops.aligned(p15, p1)
+            or not jitops.aligned(p15, p4)
+            or not jitops.aligned(p15, p5)
+            or not jitops.aligned(p15, p6)
+            or not jitops.aligned(p15, p9)
+            or not jitops.aligned(p15, p11)
+            or not jitops.aligned(p15, p12)
+            or not jitops.aligned(p15, p16)
+            or not jitops.aligned(p15, p17)
+            or not jitops.aligned(p15, p19)
+            or not jitops.aligned(p15, p21)
+            or not jitops.aligned(p15, p22)
+            or not jitops.aligned(p15, p24)
+            or not jitops.aligned(p15, p25)
+            or not jitops.aligned(p15, p26)
+            or not jitops.aligned(p16, p0)
+            or not jitops.aligned(p16, p1)
+            or not jitops.aligned(p16, p4)
+            or not jitops.aligned(p16, p5)
+            or not jitops.aligned(p16, p6)
+            or not jitops.aligned(p16, p9)
+            or not jitops.aligned(p16, p11)
+            or not jitops.aligned(p16, p12)
+            or not jitops.aligned(p16, p17)
+            or not jitops.aligned(p16, p19)
+            or not jitops.aligned(p16, p21)
+            or not jitops.aligned(p16, p22)
+            or not jitops.aligned(p16, p24)
+            or not jitops.aligned(p16, p25)
+            or not jitops.aligned(p16, p26)
             or not jitops.aligned(p24, p0)
             or not jitops.aligned(p24, p1)
-            or not jitops.aligned(p24, p3)
             or not jitops.aligned(p24, p4)
-            or not jitops.aligned(p24, p7)
+            or not jitops.aligned(p24, p5)
+            or not jitops.aligned(p24, p6)
             or not jitops.aligned(p24, p9)
-            or not jitops.aligned(p24, p10)
-            or not jitops.aligned(p24, p15)
+            or not jitops.aligned(p24, p11)
+            or not jitops.aligned(p24, p12)
             or not jitops.aligned(p24, p17)
             or not jitops.aligned(p24, p19)
-            or not jitops.aligned(p24, p20)
+            or not jitops.aligned(p24, p21)
+            or not jitops.aligned(p24, p22)
+            or not jitops.aligned(p24, p25)
+            or not jitops.aligned(p24, p26)
+            or not jitops.aligned(p25, p0)
+            or not jitops.aligned(p25, p1)
+            or not jitops.aligned(p25, p4)
+            or not jitops.aligned(p25, p5)
+            or not jitops.aligned(p25, p6)
+            or not jitops.aligned(p25, p9)
+            or not jitops.aligned(p25, p11)
+            or not jitops.aligned(p25, p12)
+            or not jitops.aligned(p25, p17)
+            or not jitops.aligned(p25, p19)
+            or not jitops.aligned(p25, p21)
+            or not jitops.aligned(p25, p22)
+            or not jitops.aligned(p25, p26)
+            or not jitops.aligned(p26, p0)
+            or not jitops.aligned(p26, p1)
+            or not jitops.aligned(p26, p4)
+            or not jitops.aligned(p26, p5)
+            or not jitops.aligned(p26, p6)
+            or not jitops.aligned(p26, p9)
+            or not jitops.aligned(p26, p11)
+            or not jitops.aligned(p26, p12)
+            or not jitops.aligned(p26, p17)
+            or not jitops.aligned(p26, p19)
+            or not jitops.aligned(p26, p21)
+            or not jitops.aligned(p26, p22)
             or s0 < 0
             or s1 < 0
             or s2 < 0
@@ -643,102 +695,110 @@ def fused_bbe12ca014(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
             or s13 < 0
             or s14 < 0
             or s15 < 0
-            or s16 < 0):
+            or s16 < 0
+            or s17 < 0
+            or s18 < 0):
         return False
-    space = np.empty(160, p2.dtype)
+    space = np.empty(192, p2.dtype)
     x0 = space[0:8]
-    x1 = space[8:16]
-    x2 = space[16:24]
-    x3 = space[24:32]
-    x4 = space[32:40]
-    x5 = space[40:48]
-    x6 = space[48:56]
-    x7 = space[56:64]
-    x8 = space[64:72]
-    x9 = space[72:80]
-    x10 = space[80:88]
-    x11 = space[88:96]
-    x12 = space[96:104]
-    x13 = space[104:112]
-    x14 = space[112:120]
-    x15 = space[120:128]
-    x16 = space[128:136]
-    x17 = space[136:144]
-    x18 = space[144:152]
-    e8 = space[152:160]
+    x1 = space[8:40]
+    x2 = space[40:48]
+    x3 = space[48:56]
+    x4 = space[56:64]
+    x5 = space[64:72]
+    x6 = space[72:80]
+    x7 = space[80:88]
+    x8 = space[88:96]
+    x9 = space[96:104]
+    x10 = space[104:112]
+    x11 = space[112:120]
+    x12 = space[120:128]
+    x13 = space[128:136]
+    x14 = space[136:144]
+    x15 = space[144:152]
+    x16 = space[152:160]
+    x17 = space[160:168]
+    x18 = space[168:176]
+    x19 = space[176:184]
+    e8 = space[184:192]
     bits = jitops.scratch(e8)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
         for j in range(8):
             x0[j] = r0_0[j] * r0_1[j]
-        r1_0 = jitops._view(p3, i * s2, 8)
-        r1_1 = jitops._view(p4, i * s3, 8)
-        for j in range(8):
+        r1_0 = jitops._view(p3, i * s2, 32)
+        r1_1 = jitops._view(p4, i * s3, 32)
+        for j in range(32):
             x1[j] = r1_0[j] + r1_1[j]
+        jitops.put_row(p3, i, x1)
+        r2_0 = jitops._view(p5, i * s4, 8)
+        r2_1 = jitops._view(p6, i * s5, 8)
         for j in range(8):
-            x2[j] = x1[j] + x0[j]
-        jitops.put_row(p6, i, x2)
-        r3_0 = jitops._view(p6, i * s4, 8)
-        jitops.vsigmoid(r3_0, x3, e8, bits)
-        jitops.put_row(p6, i, x3)
-        r4_0 = jitops._view(p7, i * s5, 8)
-        r4_1 = jitops._view(p1, i * s1, 8)
+            x2[j] = r2_0[j] + r2_1[j]
         for j in range(8):
-            x4[j] = r4_0[j] * r4_1[j]
-        r5_0 = jitops._view(p9, i * s6, 8)
-        r5_1 = jitops._view(p10, i * s7, 8)
+            x3[j] = x2[j] + x0[j]
+        jitops.put_row(p8, i, x3)
+        r4_0 = jitops._view(p8, i * s6, 8)
+        jitops.vsigmoid(r4_0, x4, e8, bits)
+        jitops.put_row(p8, i, x4)
+        r5_0 = jitops._view(p9, i * s7, 8)
+        r5_1 = jitops._view(p1, i * s1, 8)
         for j in range(8):
-            x5[j] = r5_0[j] + r5_1[j]
+            x5[j] = r5_0[j] * r5_1[j]
+        r6_0 = jitops._view(p11, i * s8, 8)
+        r6_1 = jitops._view(p12, i * s9, 8)
         for j in range(8):
-            x6[j] = x5[j] + x4[j]
-        jitops.put_row(p12, i, x6)
-        r7_0 = jitops._view(p12, i * s8, 8)
-        jitops.vsigmoid(r7_0, x7, e8, bits)
-        jitops.put_row(p12, i, x7)
-        r8_0 = jitops._view(p6, i * s4, 8)
-        r8_1 = jitops._view(p1, i * s1, 8)
+            x6[j] = r6_0[j] + r6_1[j]
         for j in range(8):
-            x8[j] = r8_0[j] * r8_1[j]
-        jitops.put_row(p13, i, x8)
-        r9_0 = jitops._view(p14, i * s9, 8)
-        r9_1 = jitops._view(p15, i * s10, 8)
+            x7[j] = x6[j] + x5[j]
+        jitops.put_row(p14, i, x7)
+        r8_0 = jitops._view(p14, i * s10, 8)
+        jitops.vsigmoid(r8_0, x8, e8, bits)
+        jitops.put_row(p14, i, x8)
+        r9_0 = jitops._view(p8, i * s6, 8)
+        r9_1 = jitops._view(p1, i * s1, 8)
         for j in range(8):
-            x9[j] = r9_0[j] + r9_1[j]
-        jitops.put_row(p14, i, x9)
-        r10_0 = jitops._view(p14, i * s9, 8)
-        jitops.vsigmoid(r10_0, x10, e8, bits)
-        jitops.put_row(p14, i, x10)
-        r11_0 = jitops._view(p12, i * s8, 8)
-        r11_1 = jitops._view(p14, i * s9, 8)
+            x9[j] = r9_0[j] * r9_1[j]
+        jitops.put_row(p15, i, x9)
+        r10_0 = jitops._view(p16, i * s11, 8)
+        r10_1 = jitops._view(p17, i * s12, 8)
         for j in range(8):
-            x11[j] = r11_0[j] * r11_1[j]
-        r12_0 = jitops._view(p13, i * s11, 8)
+            x10[j] = r10_0[j] + r10_1[j]
+        jitops.put_row(p16, i, x10)
+        r11_0 = jitops._view(p16, i * s11, 8)
+        jitops.vsigmoid(r11_0, x11, e8, bits)
+        jitops.put_row(p16, i, x11)
+        r12_0 = jitops._view(p14, i * s10, 8)
+        r12_1 = jitops._view(p16, i * s11, 8)
         for j in range(8):
-            x12[j] = r12_0[j] + x11[j]
-        jitops.put_row(p13, i, x12)
-        r13_0 = jitops._view(p17, i * s12, 8)
-        r13_1 = jitops._view(p13, i * s11, 8)
+            x12[j] = r12_0[j] * r12_1[j]
+        r13_0 = jitops._view(p15, i * s13, 8)
         for j in range(8):
-            x13[j] = r13_0[j] * r13_1[j]
-        r14_0 = jitops._view(p19, i * s13, 8)
-        r14_1 = jitops._view(p20, i * s14, 8)
+            x13[j] = r13_0[j] + x12[j]
+        jitops.put_row(p15, i, x13)
+        r14_0 = jitops._view(p19, i * s14, 8)
+        r14_1 = jitops._view(p15, i * s13, 8)
         for j in range(8):
-            x14[j] = r14_0[j] + r14_1[j]
+            x14[j] = r14_0[j] * r14_1[j]
+        r15_0 = jitops._view(p21, i * s15, 8)
+        r15_1 = jitops._view(p22, i * s16, 8)
         for j in range(8):
-            x15[j] = x14[j] + x13[j]
-        jitops.put_row(p22, i, x15)
-        r16_0 = jitops._view(p22, i * s15, 8)
-        jitops.vsigmoid(r16_0, x16, e8, bits)
-        jitops.put_row(p22, i, x16)
-        r17_0 = jitops._view(p13, i * s11, 8)
-        jitops.vtanh(r17_0, x17, e8, bits)
-        jitops.put_row(p23, i, x17)
-        r18_0 = jitops._view(p23, i * s16, 8)
-        r18_1 = jitops._view(p22, i * s15, 8)
+            x15[j] = r15_0[j] + r15_1[j]
         for j in range(8):
-            x18[j] = r18_0[j] * r18_1[j]
-        jitops.put_row(p24, i, x18)
+            x16[j] = x15[j] + x14[j]
+        jitops.put_row(p24, i, x16)
+        r17_0 = jitops._view(p24, i * s17, 8)
+        jitops.vsigmoid(r17_0, x17, e8, bits)
+        jitops.put_row(p24, i, x17)
+        r18_0 = jitops._view(p15, i * s13, 8)
+        jitops.vtanh(r18_0, x18, e8, bits)
+        jitops.put_row(p25, i, x18)
+        r19_0 = jitops._view(p25, i * s18, 8)
+        r19_1 = jitops._view(p24, i * s17, 8)
+        for j in range(8):
+            x19[j] = r19_0[j] * r19_1[j]
+        jitops.put_row(p26, i, x19)
     return True
 
 
@@ -1311,10 +1371,10 @@ def fused_d0715ae0d5(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
     return True
 
 
-def loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_t_all, f_t_all, r49_t_all, g_t_all, z_s_t_all,
-                   s_t_all, r52_t_all, q_t_all, tanh_s_t_all, h_t_all, p_f, slice_z_f_2_h, p_g,
-                   slice_z_f_2_h_2, slice_z_f_2_h_3, p_o, slice_z_f_2_h_4, z_f_4, z_f_2_h, z_f_5,
-                   z_g, z_g_2, z_s_2, z_q, z_q_2, z_f_2):
+def loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_r49_18_r52_t_all, r47_t_all, f_t_all, r49_t_all,
+                   g_t_all, z_s_t_all, s_t_all, r52_t_all, q_t_all, tanh_s_t_all, h_t_all, p_f,
+                   z_f_3, slice_z_f_2_h, p_g, slice_z_f_2_h_2, slice_z_f_2_h_3, p_o,
+                   slice_z_f_2_h_4, z_f_4, z_f_2_h, z_f_5, z_g, z_g_2, z_s_2, z_q, z_q_2, z_f_2):
     """The loop forward in time of f(t), g(t), s(t), q(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -1324,6 +1384,7 @@ def loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_t_all, f_t_all, r49_t_all, g_t_a
     step = 0
     h_tm1 = h_tm1_all[step]
     s_tm1 = s_tm1_all[step]
+    r47_r49_18_r52_t = r47_r49_18_r52_t_all[step]
     r47_t = r47_t_all[step]
     f_t = f_t_all[step]
     r49_t = r49_t_all[step]
@@ -1337,22 +1398,25 @@ def loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_t_all, f_t_all, r49_t_all, g_t_a
     rows = jitops._size(z_f_4)[0]
     s0 = jitops.row_step(p_f, rows, 8)
     s1 = jitops.row_step(s_tm1, rows, 8)
-    s2 = jitops.row_step(r47_t, rows, 8)
-    s3 = jitops.row_step(slice_z_f_2_h, rows, 8)
-    s4 = jitops.row_step(f_t, rows, 8)
-    s5 = jitops.row_step(p_g, rows, 8)
-    s6 = jitops.row_step(r49_t, rows, 8)
-    s7 = jitops.row_step(slice_z_f_2_h_2, rows, 8)
-    s8 = jitops.row_step(g_t, rows, 8)
-    s9 = jitops.row_step(z_s_t, rows, 8)
-    s10 = jitops.row_step(slice_z_f_2_h_3, rows, 8)
-    s11 = jitops.row_step(s_t, rows, 8)
-    s12 = jitops.row_step(p_o, rows, 8)
-    s13 = jitops.row_step(r52_t, rows, 8)
-    s14 = jitops.row_step(slice_z_f_2_h_4, rows, 8)
-    s15 = jitops.row_step(q_t, rows, 8)
-    s16 = jitops.row_step(tanh_s_t, rows, 8)
+    s2 = jitops.row_step(r47_r49_18_r52_t, rows, 32)
+    s3 = jitops.row_step(z_f_3, rows, 32)
+    s4 = jitops.row_step(r47_t, rows, 8)
+    s5 = jitops.row_step(slice_z_f_2_h, rows, 8)
+    s6 = jitops.row_step(f_t, rows, 8)
+    s7 = jitops.row_step(p_g, rows, 8)
+    s8 = jitops.row_step(r49_t, rows, 8)
+    s9 = jitops.row_step(slice_z_f_2_h_2, rows, 8)
+    s10 = jitops.row_step(g_t, rows, 8)
+    s11 = jitops.row_step(z_s_t, rows, 8)
+    s12 = jitops.row_step(slice_z_f_2_h_3, rows, 8)
+    s13 = jitops.row_step(s_t, rows, 8)
+    s14 = jitops.row_step(p_o, rows, 8)
+    s15 = jitops.row_step(r52_t, rows, 8)
+    s16 = jitops.row_step(slice_z_f_2_h_4, rows, 8)
+    s17 = jitops.row_step(q_t, rows, 8)
+    s18 = jitops.row_step(tanh_s_t, rows, 8)
     if (jitops._size(z_f_4) != (rows, 8)
+            or jitops._size(r47_r49_18_r52_t) != (rows, 32)
             or jitops._size(z_f_5) != (rows, 8)
             or jitops._size(f_t) != (rows, 8)
             or jitops._size(z_g) != (rows, 8)
@@ -1366,6 +1430,7 @@ def loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_t_all, f_t_all, r49_t_all, g_t_a
             or jitops._size(q_t) != (rows, 8)
             or jitops._size(tanh_s_t) != (rows, 8)
             or jitops._size(h_t) != (rows, 8)
+            or not jitops.rows_contiguous(r47_r49_18_r52_t)
             or not jitops.rows_contiguous(f_t)
             or not jitops.rows_contiguous(g_t)
             or not jitops.rows_contiguous(s_t)
@@ -1373,8 +1438,28 @@ def loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_t_all, f_t_all, r49_t_all, g_t_a
             or not jitops.rows_contiguous(q_t)
             or not jitops.rows_contiguous(tanh_s_t)
             or not jitops.rows_contiguous(h_t)
+            or not jitops.aligned(r47_r49_18_r52_t, p_f)
+            or not jitops.aligned(r47_r49_18_r52_t, s_tm1)
+            or not jitops.aligned(r47_r49_18_r52_t, z_f_3)
+            or not jitops.aligned(r47_r49_18_r52_t, r47_t)
+            or not jitops.aligned(r47_r49_18_r52_t, slice_z_f_2_h)
+            or not jitops.aligned(r47_r49_18_r52_t, f_t)
+            or not jitops.aligned(r47_r49_18_r52_t, p_g)
+            or not jitops.aligned(r47_r49_18_r52_t, r49_t)
+            or not jitops.aligned(r47_r49_18_r52_t, slice_z_f_2_h_2)
+            or not jitops.aligned(r47_r49_18_r52_t, g_t)
+            or not jitops.aligned(r47_r49_18_r52_t, s_t)
+            or not jitops.aligned(r47_r49_18_r52_t, z_s_t)
+            or not jitops.aligned(r47_r49_18_r52_t, slice_z_f_2_h_3)
+            or not jitops.aligned(r47_r49_18_r52_t, p_o)
+            or not jitops.aligned(r47_r49_18_r52_t, r52_t)
+            or not jitops.aligned(r47_r49_18_r52_t, slice_z_f_2_h_4)
+            or not jitops.aligned(r47_r49_18_r52_t, q_t)
+            or not jitops.aligned(r47_r49_18_r52_t, tanh_s_t)
+            or not jitops.aligned(r47_r49_18_r52_t, h_t)
             or not jitops.aligned(f_t, p_f)
             or not jitops.aligned(f_t, s_tm1)
+            or not jitops.aligned(f_t, z_f_3)
             or not jitops.aligned(f_t, r47_t)
             or not jitops.aligned(f_t, slice_z_f_2_h)
             or not jitops.aligned(f_t, p_g)
@@ -1392,6 +1477,7 @@ def loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_t_all, f_t_all, r49_t_all, g_t_a
             or not jitops.aligned(f_t, h_t)
             or not jitops.aligned(g_t, p_f)
             or not jitops.aligned(g_t, s_tm1)
+            or not jitops.aligned(g_t, z_f_3)
             or not jitops.aligned(g_t, r47_t)
             or not jitops.aligned(g_t, slice_z_f_2_h)
             or not jitops.aligned(g_t, p_g)
@@ -1408,6 +1494,7 @@ def loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_t_all, f_t_all, r49_t_all, g_t_a
             or not jitops.aligned(g_t, h_t)
             or not jitops.aligned(s_t, p_f)
             or not jitops.aligned(s_t, s_tm1)
+            or not jitops.aligned(s_t, z_f_3)
             or not jitops.aligned(s_t, r47_t)
             or not jitops.aligned(s_t, slice_z_f_2_h)
             or not jitops.aligned(s_t, p_g)
@@ -1423,6 +1510,7 @@ def loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_t_all, f_t_all, r49_t_all, g_t_a
             or not jitops.aligned(s_t, h_t)
             or not jitops.aligned(z_s_t, p_f)
             or not jitops.aligned(z_s_t, s_tm1)
+            or not jitops.aligned(z_s_t, z_f_3)
             or not jitops.aligned(z_s_t, r47_t)
             or not jitops.aligned(z_s_t, slice_z_f_2_h)
             or not jitops.aligned(z_s_t, p_g)
@@ -1437,6 +1525,7 @@ def loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_t_all, f_t_all, r49_t_all, g_t_a
             or not jitops.aligned(z_s_t, h_t)
             or not jitops.aligned(q_t, p_f)
             or not jitops.aligned(q_t, s_tm1)
+            or not jitops.aligned(q_t, z_f_3)
             or not jitops.aligned(q_t, r47_t)
             or not jitops.aligned(q_t, slice_z_f_2_h)
             or not jitops.aligned(q_t, p_g)
@@ -1450,6 +1539,7 @@ def loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_t_all, f_t_all, r49_t_all, g_t_a
             or not jitops.aligned(q_t, h_t)
             or not jitops.aligned(tanh_s_t, p_f)
             or not jitops.aligned(tanh_s_t, s_tm1)
+            or not jitops.aligned(tanh_s_t, z_f_3)
             or not jitops.aligned(tanh_s_t, r47_t)
             or not jitops.aligned(tanh_s_t, slice_z_f_2_h)
             or not jitops.aligned(tanh_s_t, p_g)
@@ -1462,6 +1552,7 @@ def loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_t_all, f_t_all, r49_t_all, g_t_a
             or not jitops.aligned(tanh_s_t, h_t)
             or not jitops.aligned(h_t, p_f)
             or not jitops.aligned(h_t, s_tm1)
+            or not jitops.aligned(h_t, z_f_3)
             or not jitops.aligned(h_t, r47_t)
             or not jitops.aligned(h_t, slice_z_f_2_h)
             or not jitops.aligned(h_t, p_g)
@@ -1487,33 +1578,37 @@ def loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_t_all, f_t_all, r49_t_all, g_t_a
             or s13 < 0
             or s14 < 0
             or s15 < 0
-            or s16 < 0):
+            or s16 < 0
+            or s17 < 0
+            or s18 < 0):
         return False
-    space = np.empty(160, z_f_4.dtype)
+    space = np.empty(192, z_f_4.dtype)
     x0 = space[0:8]
-    x1 = space[8:16]
-    x2 = space[16:24]
-    x3 = space[24:32]
-    x4 = space[32:40]
-    x5 = space[40:48]
-    x6 = space[48:56]
-    x7 = space[56:64]
-    x8 = space[64:72]
-    x9 = space[72:80]
-    x10 = space[80:88]
-    x11 = space[88:96]
-    x12 = space[96:104]
-    x13 = space[104:112]
-    x14 = space[112:120]
-    x15 = space[120:128]
-    x16 = space[128:136]
-    x17 = space[136:144]
-    x18 = space[144:152]
-    e8 = space[152:160]
+    x1 = space[8:40]
+    x2 = space[40:48]
+    x3 = space[48:56]
+    x4 = space[56:64]
+    x5 = space[64:72]
+    x6 = space[72:80]
+    x7 = space[80:88]
+    x8 = space[88:96]
+    x9 = space[96:104]
+    x10 = space[104:112]
+    x11 = space[112:120]
+    x12 = space[120:128]
+    x13 = space[128:136]
+    x14 = space[136:144]
+    x15 = space[144:152]
+    x16 = space[152:160]
+    x17 = space[160:168]
+    x18 = space[168:176]
+    x19 = space[176:184]
+    e8 = space[184:192]
     bits = jitops.scratch(e8)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         s_tm1 = s_tm1_all[step]
+        r47_r49_18_r52_t = r47_r49_18_r52_t_all[step]
         r47_t = r47_t_all[step]
         f_t = f_t_all[step]
         r49_t = r49_t_all[step]
@@ -1535,73 +1630,78 @@ def loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_t_all, f_t_all, r49_t_all, g_t_a
             r0_1 = jitops._view(s_tm1, i * s1, 8)
             for j in range(8):
                 x0[j] = r0_0[j] * r0_1[j]
-            r1_0 = jitops._view(r47_t, i * s2, 8)
-            r1_1 = jitops._view(slice_z_f_2_h, i * s3, 8)
-            for j in range(8):
+            r1_0 = jitops._view(r47_r49_18_r52_t, i * s2, 32)
+            r1_1 = jitops._view(z_f_3, i * s3, 32)
+            for j in range(32):
                 x1[j] = r1_0[j] + r1_1[j]
+            jitops.put_row(r47_r49_18_r52_t, i, x1)
+            r2_0 = jitops._view(r47_t, i * s4, 8)
+            r2_1 = jitops._view(slice_z_f_2_h, i * s5, 8)
             for j in range(8):
-                x2[j] = x1[j] + x0[j]
-            jitops.put_row(f_t, i, x2)
-            r3_0 = jitops._view(f_t, i * s4, 8)
-            jitops.vsigmoid(r3_0, x3, e8, bits)
+                x2[j] = r2_0[j] + r2_1[j]
+            for j in range(8):
+                x3[j] = x2[j] + x0[j]
             jitops.put_row(f_t, i, x3)
-            r4_0 = jitops._view(p_g, i * s5, 8)
-            r4_1 = jitops._view(s_tm1, i * s1, 8)
+            r4_0 = jitops._view(f_t, i * s6, 8)
+            jitops.vsigmoid(r4_0, x4, e8, bits)
+            jitops.put_row(f_t, i, x4)
+            r5_0 = jitops._view(p_g, i * s7, 8)
+            r5_1 = jitops._view(s_tm1, i * s1, 8)
             for j in range(8):
-                x4[j] = r4_0[j] * r4_1[j]
-            r5_0 = jitops._view(r49_t, i * s6, 8)
-            r5_1 = jitops._view(slice_z_f_2_h_2, i * s7, 8)
+                x5[j] = r5_0[j] * r5_1[j]
+            r6_0 = jitops._view(r49_t, i * s8, 8)
+            r6_1 = jitops._view(slice_z_f_2_h_2, i * s9, 8)
             for j in range(8):
-                x5[j] = r5_0[j] + r5_1[j]
+                x6[j] = r6_0[j] + r6_1[j]
             for j in range(8):
-                x6[j] = x5[j] + x4[j]
-            jitops.put_row(g_t, i, x6)
-            r7_0 = jitops._view(g_t, i * s8, 8)
-            jitops.vsigmoid(r7_0, x7, e8, bits)
+                x7[j] = x6[j] + x5[j]
             jitops.put_row(g_t, i, x7)
-            r8_0 = jitops._view(f_t, i * s4, 8)
-            r8_1 = jitops._view(s_tm1, i * s1, 8)
+            r8_0 = jitops._view(g_t, i * s10, 8)
+            jitops.vsigmoid(r8_0, x8, e8, bits)
+            jitops.put_row(g_t, i, x8)
+            r9_0 = jitops._view(f_t, i * s6, 8)
+            r9_1 = jitops._view(s_tm1, i * s1, 8)
             for j in range(8):
-                x8[j] = r8_0[j] * r8_1[j]
-            jitops.put_row(s_t, i, x8)
-            r9_0 = jitops._view(z_s_t, i * s9, 8)
-            r9_1 = jitops._view(slice_z_f_2_h_3, i * s10, 8)
+                x9[j] = r9_0[j] * r9_1[j]
+            jitops.put_row(s_t, i, x9)
+            r10_0 = jitops._view(z_s_t, i * s11, 8)
+            r10_1 = jitops._view(slice_z_f_2_h_3, i * s12, 8)
             for j in range(8):
-                x9[j] = r9_0[j] + r9_1[j]
-            jitops.put_row(z_s_t, i, x9)
-            r10_0 = jitops._view(z_s_t, i * s9, 8)
-            jitops.vsigmoid(r10_0, x10, e8, bits)
+                x10[j] = r10_0[j] + r10_1[j]
             jitops.put_row(z_s_t, i, x10)
-            r11_0 = jitops._view(g_t, i * s8, 8)
-            r11_1 = jitops._view(z_s_t, i * s9, 8)
+            r11_0 = jitops._view(z_s_t, i * s11, 8)
+            jitops.vsigmoid(r11_0, x11, e8, bits)
+            jitops.put_row(z_s_t, i, x11)
+            r12_0 = jitops._view(g_t, i * s10, 8)
+            r12_1 = jitops._view(z_s_t, i * s11, 8)
             for j in range(8):
-                x11[j] = r11_0[j] * r11_1[j]
-            r12_0 = jitops._view(s_t, i * s11, 8)
+                x12[j] = r12_0[j] * r12_1[j]
+            r13_0 = jitops._view(s_t, i * s13, 8)
             for j in range(8):
-                x12[j] = r12_0[j] + x11[j]
-            jitops.put_row(s_t, i, x12)
-            r13_0 = jitops._view(p_o, i * s12, 8)
-            r13_1 = jitops._view(s_t, i * s11, 8)
+                x13[j] = r13_0[j] + x12[j]
+            jitops.put_row(s_t, i, x13)
+            r14_0 = jitops._view(p_o, i * s14, 8)
+            r14_1 = jitops._view(s_t, i * s13, 8)
             for j in range(8):
-                x13[j] = r13_0[j] * r13_1[j]
-            r14_0 = jitops._view(r52_t, i * s13, 8)
-            r14_1 = jitops._view(slice_z_f_2_h_4, i * s14, 8)
+                x14[j] = r14_0[j] * r14_1[j]
+            r15_0 = jitops._view(r52_t, i * s15, 8)
+            r15_1 = jitops._view(slice_z_f_2_h_4, i * s16, 8)
             for j in range(8):
-                x14[j] = r14_0[j] + r14_1[j]
+                x15[j] = r15_0[j] + r15_1[j]
             for j in range(8):
-                x15[j] = x14[j] + x13[j]
-            jitops.put_row(q_t, i, x15)
-            r16_0 = jitops._view(q_t, i * s15, 8)
-            jitops.vsigmoid(r16_0, x16, e8, bits)
+                x16[j] = x15[j] + x14[j]
             jitops.put_row(q_t, i, x16)
-            r17_0 = jitops._view(s_t, i * s11, 8)
-            jitops.vtanh(r17_0, x17, e8, bits)
-            jitops.put_row(tanh_s_t, i, x17)
-            r18_0 = jitops._view(tanh_s_t, i * s16, 8)
-            r18_1 = jitops._view(q_t, i * s15, 8)
+            r17_0 = jitops._view(q_t, i * s17, 8)
+            jitops.vsigmoid(r17_0, x17, e8, bits)
+            jitops.put_row(q_t, i, x17)
+            r18_0 = jitops._view(s_t, i * s13, 8)
+            jitops.vtanh(r18_0, x18, e8, bits)
+            jitops.put_row(tanh_s_t, i, x18)
+            r19_0 = jitops._view(tanh_s_t, i * s18, 8)
+            r19_1 = jitops._view(q_t, i * s17, 8)
             for j in range(8):
-                x18[j] = r18_0[j] * r18_1[j]
-            jitops.put_row(h_t, i, x18)
+                x19[j] = r19_0[j] * r19_1[j]
+            jitops.put_row(h_t, i, x19)
         # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1) + diag(p_g) s(t-1))
         # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
         # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1) + diag(p_o) s(t))
@@ -1609,11 +1709,11 @@ def loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_t_all, f_t_all, r49_t_all, g_t_a
     return True
 
 
-def steps_loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_t_all, f_t_all, r49_t_all, g_t_all,
-                         z_s_t_all, s_t_all, r52_t_all, q_t_all, tanh_s_t_all, h_t_all, p_f,
-                         slice_z_f_2_h, p_g, slice_z_f_2_h_2, slice_z_f_2_h_3, p_o,
-                         slice_z_f_2_h_4, z_f_4, z_f_2_h, z_f_5, z_g, z_g_2, z_s_2, z_q, z_q_2,
-                         z_f_2):
+def steps_loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_r49_18_r52_t_all, r47_t_all, f_t_all,
+                         r49_t_all, g_t_all, z_s_t_all, s_t_all, r52_t_all, q_t_all, tanh_s_t_all,
+                         h_t_all, p_f, z_f_3, slice_z_f_2_h, p_g, slice_z_f_2_h_2, slice_z_f_2_h_3,
+                         p_o, slice_z_f_2_h_4, z_f_4, z_f_2_h, z_f_5, z_g, z_g_2, z_s_2, z_q,
+                         z_q_2, z_f_2):
     """f(t), g(t), s(t), q(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -1621,6 +1721,7 @@ def steps_loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_t_all, f_t_all, r49_t_all,
     step = 0
     h_tm1 = h_tm1_all[step]
     s_tm1 = s_tm1_all[step]
+    r47_r49_18_r52_t = r47_r49_18_r52_t_all[step]
     r47_t = r47_t_all[step]
     f_t = f_t_all[step]
     r49_t = r49_t_all[step]
@@ -1632,13 +1733,14 @@ def steps_loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_t_all, f_t_all, r49_t_all,
     tanh_s_t = tanh_s_t_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_bbe12ca014, p_f, s_tm1, z_f_4, r47_t, slice_z_f_2_h, z_f_5, f_t, p_g, z_g, r49_t, slice_z_f_2_h_2, z_g_2, g_t, s_t, z_s_t, slice_z_f_2_h_3, z_s_2, p_o, z_q, r52_t, slice_z_f_2_h_4, z_q_2, q_t, tanh_s_t, h_t)
+        jitops.ready(fused_19f0211be6, p_f, s_tm1, z_f_4, r47_r49_18_r52_t, z_f_3, r47_t, slice_z_f_2_h, z_f_5, f_t, p_g, z_g, r49_t, slice_z_f_2_h_2, z_g_2, g_t, s_t, z_s_t, slice_z_f_2_h_3, z_s_2, p_o, z_q, r52_t, slice_z_f_2_h_4, z_q_2, q_t, tanh_s_t, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('f(t), g(t), s(t), q(t), h(t)', error)
         return False
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         s_tm1 = s_tm1_all[step]
+        r47_r49_18_r52_t = r47_r49_18_r52_t_all[step]
         r47_t = r47_t_all[step]
         f_t = f_t_all[step]
         r49_t = r49_t_all[step]
@@ -1655,8 +1757,9 @@ def steps_loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_t_all, f_t_all, r49_t_all,
         # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
         # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1) + diag(p_o) s(t))
         # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
-        if not fused_bbe12ca014(p_f, s_tm1, z_f_4, r47_t, slice_z_f_2_h, z_f_5, f_t, p_g, z_g, r49_t, slice_z_f_2_h_2, z_g_2, g_t, s_t, z_s_t, slice_z_f_2_h_3, z_s_2, p_o, z_q, r52_t, slice_z_f_2_h_4, z_q_2, q_t, tanh_s_t, h_t):
+        if not fused_19f0211be6(p_f, s_tm1, z_f_4, r47_r49_18_r52_t, z_f_3, r47_t, slice_z_f_2_h, z_f_5, f_t, p_g, z_g, r49_t, slice_z_f_2_h_2, z_g_2, g_t, s_t, z_s_t, slice_z_f_2_h_3, z_s_2, p_o, z_q, r52_t, slice_z_f_2_h_4, z_q_2, q_t, tanh_s_t, h_t):
             np.multiply(p_f, s_tm1, out=z_f_4)
+            np.add(r47_r49_18_r52_t, z_f_3, out=r47_r49_18_r52_t)
             np.add(r47_t, slice_z_f_2_h, out=z_f_5)
             np.add(z_f_5, z_f_4, out=f_t)
             np.divide(1.0, np.add(1.0, np.exp(np.negative(f_t))), out=f_t)
@@ -1685,8 +1788,8 @@ def steps_loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_t_all, f_t_all, r49_t_all,
 def back_f_g_s_q_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot_s, dz_q_2_t_all,
                    dz_q_t_all, z_s_t_all, g_t_all, cot_g, dz_s_3_t_all, dz_s_2_t_all, s_tm1_all,
                    f_t_all, cot_f, dz_g_2_t_all, dz_g_t_all, dz_f_5_t_all, dz_f_4_t_all,
-                   cat_dz_f_5_t_all, dh, ds, p_o, p_g, p_f, z_f_2, dz_h_2, dq, dz_h_3, dz_q_3, dg,
-                   df, dz_g_3, dz_f_6):
+                   cat_dz_f_5_t_all, dh, ds, p_o, p_g, p_f, db_o, dz_q_4, db, dz_s_4, db_g, dz_g_4,
+                   db_f, dz_f_7, z_f_2, dz_h_2, dq, dz_h_3, dz_q_3, dg, df, dz_g_3, dz_f_6):
     """The loop backward in time of f(t), g(t), s(t), q(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -1906,6 +2009,46 @@ def back_f_g_s_q_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot_s, dz
     x20 = space[160:168]
     x21 = space[168:176]
     x22 = space[176:184]
+    rows_2 = jitops._size(db_o)[0]
+    s0_2 = jitops.row_step(db_o, rows_2, 8)
+    s1_2 = jitops.row_step(dz_q_4, rows_2, 8)
+    if (jitops._size(db_o) != (rows_2, 8)
+            or not jitops.rows_contiguous(db_o)
+            or s0_2 < 0
+            or s1_2 < 0):
+        return False
+    space_2 = np.empty(8, db_o.dtype)
+    x0_2 = space_2[0:8]
+    rows_3 = jitops._size(db)[0]
+    s0_3 = jitops.row_step(db, rows_3, 8)
+    s1_3 = jitops.row_step(dz_s_4, rows_3, 8)
+    if (jitops._size(db) != (rows_3, 8)
+            or not jitops.rows_contiguous(db)
+            or s0_3 < 0
+            or s1_3 < 0):
+        return False
+    space_3 = np.empty(8, db.dtype)
+    x0_3 = space_3[0:8]
+    rows_4 = jitops._size(db_g)[0]
+    s0_4 = jitops.row_step(db_g, rows_4, 8)
+    s1_4 = jitops.row_step(dz_g_4, rows_4, 8)
+    if (jitops._size(db_g) != (rows_4, 8)
+            or not jitops.rows_contiguous(db_g)
+            or s0_4 < 0
+            or s1_4 < 0):
+        return False
+    space_4 = np.empty(8, db_g.dtype)
+    x0_4 = space_4[0:8]
+    rows_5 = jitops._size(db_f)[0]
+    s0_5 = jitops.row_step(db_f, rows_5, 8)
+    s1_5 = jitops.row_step(dz_f_7, rows_5, 8)
+    if (jitops._size(db_f) != (rows_5, 8)
+            or not jitops.rows_contiguous(db_f)
+            or s0_5 < 0
+            or s1_5 < 0):
+        return False
+    space_5 = np.empty(8, db_f.dtype)
+    x0_5 = space_5[0:8]
     for step in range(T - 1, -1, -1):
         q_t = q_t_all[step]
         tanh_s_t = tanh_s_t_all[step]
@@ -2018,14 +2161,47 @@ def back_f_g_s_q_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot_s, dz
         # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1) + diag(p_g) s(t-1))
         # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
         jitops.dot(cat_dz_f_5_t, z_f_2, dh)
+        # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1) + diag(p_o) s(t))
+        jitops.sum_rows(dz_q_2_t, dz_q_4)
+        for i_2 in range(rows_2):
+            r0_0_2 = jitops._view(db_o, i_2 * s0_2, 8)
+            r0_1_2 = jitops._view(dz_q_4, i_2 * s1_2, 8)
+            for j_2 in range(8):
+                x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+            jitops.put_row(db_o, i_2, x0_2)
+        # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
+        jitops.sum_rows(dz_s_3_t, dz_s_4)
+        for i_3 in range(rows_3):
+            r0_0_3 = jitops._view(db, i_3 * s0_3, 8)
+            r0_1_3 = jitops._view(dz_s_4, i_3 * s1_3, 8)
+            for j_3 in range(8):
+                x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
+            jitops.put_row(db, i_3, x0_3)
+        # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1) + diag(p_g) s(t-1))
+        jitops.sum_rows(dz_g_2_t, dz_g_4)
+        for i_4 in range(rows_4):
+            r0_0_4 = jitops._view(db_g, i_4 * s0_4, 8)
+            r0_1_4 = jitops._view(dz_g_4, i_4 * s1_4, 8)
+            for j_4 in range(8):
+                x0_4[j_4] = r0_0_4[j_4] + r0_1_4[j_4]
+            jitops.put_row(db_g, i_4, x0_4)
+        # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
+        jitops.sum_rows(dz_f_5_t, dz_f_7)
+        for i_5 in range(rows_5):
+            r0_0_5 = jitops._view(db_f, i_5 * s0_5, 8)
+            r0_1_5 = jitops._view(dz_f_7, i_5 * s1_5, 8)
+            for j_5 in range(8):
+                x0_5[j_5] = r0_0_5[j_5] + r0_1_5[j_5]
+            jitops.put_row(db_f, i_5, x0_5)
     return True
 
 
 def steps_back_f_g_s_q_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot_s, dz_q_2_t_all,
                          dz_q_t_all, z_s_t_all, g_t_all, cot_g, dz_s_3_t_all, dz_s_2_t_all,
                          s_tm1_all, f_t_all, cot_f, dz_g_2_t_all, dz_g_t_all, dz_f_5_t_all,
-                         dz_f_4_t_all, cat_dz_f_5_t_all, dh, ds, p_o, p_g, p_f, z_f_2, dz_h_2, dq,
-                         dz_h_3, dz_q_3, dg, df, dz_g_3, dz_f_6):
+                         dz_f_4_t_all, cat_dz_f_5_t_all, dh, ds, p_o, p_g, p_f, db_o, dz_q_4, db,
+                         dz_s_4, db_g, dz_g_4, db_f, dz_f_7, z_f_2, dz_h_2, dq, dz_h_3, dz_q_3, dg,
+                         df, dz_g_3, dz_f_6):
     """f(t), g(t), s(t), q(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -2048,7 +2224,10 @@ def steps_back_f_g_s_q_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot
     dz_f_4_t = dz_f_4_t_all[step]
     cat_dz_f_5_t = cat_dz_f_5_t_all[step]
     try:
-        pass
+        jitops.ready(jitops.sum_rows, dz_q_2_t, dz_q_4)
+        jitops.ready(jitops.sum_rows, dz_s_3_t, dz_s_4)
+        jitops.ready(jitops.sum_rows, dz_g_2_t, dz_g_4)
+        jitops.ready(jitops.sum_rows, dz_f_5_t, dz_f_7)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('f(t), g(t), s(t), q(t), h(t)', error)
         return False
@@ -2104,14 +2283,26 @@ def steps_back_f_g_s_q_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot
         # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1) + diag(p_g) s(t-1))
         # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
         jitops.dot(cat_dz_f_5_t, z_f_2, dh)
+        # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1) + diag(p_o) s(t))
+        jitops.sum_rows(dz_q_2_t, dz_q_4)
+        np.add(db_o, dz_q_4, out=db_o)
+        # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
+        jitops.sum_rows(dz_s_3_t, dz_s_4)
+        np.add(db, dz_s_4, out=db)
+        # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1) + diag(p_g) s(t-1))
+        jitops.sum_rows(dz_g_2_t, dz_g_4)
+        np.add(db_g, dz_g_4, out=db_g)
+        # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
+        jitops.sum_rows(dz_f_5_t, dz_f_7)
+        np.add(db_f, dz_f_7, out=db_f)
     return True
 
 
 def back_f_g_s_q_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, dz_q_t_all, z_s_t_all, g_t_all,
                      cot_g, dz_s_2_t_all, s_tm1_all, f_t_all, cot_f, dz_g_t_all, dz_f_4_t_all,
-                     cat_dz_f_4_t_all, dh, ds, p_o, p_g, p_f, ONE, z_f_2, dz_h, dq, dz_h_2,
-                     sub_dz_h_2, dz_h_3, sub_q, dz_q_2, dg, sub_z_s, dz_s_3, df, sub_g, dz_g_2,
-                     sub_f, dz_f_5):
+                     cat_dz_f_4_t_all, dh, ds, p_o, p_g, p_f, ONE, db_o, dz_q_3, db, dz_s_4, db_g,
+                     dz_g_3, db_f, dz_f_6, z_f_2, dz_h, dq, dz_h_2, sub_dz_h_2, dz_h_3, sub_q,
+                     dz_q_2, dg, sub_z_s, dz_s_3, df, sub_g, dz_g_2, sub_f, dz_f_5):
     """The loop backward in time of f(t), g(t), s(t), q(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -2314,6 +2505,46 @@ def back_f_g_s_q_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, dz_q_t_all, 
     x30 = space[240:248]
     x31 = space[248:256]
     x32 = space[256:264]
+    rows_2 = jitops._size(db_o)[0]
+    s0_2 = jitops.row_step(db_o, rows_2, 8)
+    s1_2 = jitops.row_step(dz_q_3, rows_2, 8)
+    if (jitops._size(db_o) != (rows_2, 8)
+            or not jitops.rows_contiguous(db_o)
+            or s0_2 < 0
+            or s1_2 < 0):
+        return False
+    space_2 = np.empty(8, db_o.dtype)
+    x0_2 = space_2[0:8]
+    rows_3 = jitops._size(db)[0]
+    s0_3 = jitops.row_step(db, rows_3, 8)
+    s1_3 = jitops.row_step(dz_s_4, rows_3, 8)
+    if (jitops._size(db) != (rows_3, 8)
+            or not jitops.rows_contiguous(db)
+            or s0_3 < 0
+            or s1_3 < 0):
+        return False
+    space_3 = np.empty(8, db.dtype)
+    x0_3 = space_3[0:8]
+    rows_4 = jitops._size(db_g)[0]
+    s0_4 = jitops.row_step(db_g, rows_4, 8)
+    s1_4 = jitops.row_step(dz_g_3, rows_4, 8)
+    if (jitops._size(db_g) != (rows_4, 8)
+            or not jitops.rows_contiguous(db_g)
+            or s0_4 < 0
+            or s1_4 < 0):
+        return False
+    space_4 = np.empty(8, db_g.dtype)
+    x0_4 = space_4[0:8]
+    rows_5 = jitops._size(db_f)[0]
+    s0_5 = jitops.row_step(db_f, rows_5, 8)
+    s1_5 = jitops.row_step(dz_f_6, rows_5, 8)
+    if (jitops._size(db_f) != (rows_5, 8)
+            or not jitops.rows_contiguous(db_f)
+            or s0_5 < 0
+            or s1_5 < 0):
+        return False
+    space_5 = np.empty(8, db_f.dtype)
+    x0_5 = space_5[0:8]
     for step in range(T - 1, -1, -1):
         q_t = q_t_all[step]
         tanh_s_t = tanh_s_t_all[step]
@@ -2452,14 +2683,47 @@ def back_f_g_s_q_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, dz_q_t_all, 
         # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1) + diag(p_g) s(t-1))
         # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
         jitops.dot(cat_dz_f_4_t, z_f_2, dh)
+        # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1) + diag(p_o) s(t))
+        jitops.sum_rows(dz_q_t, dz_q_3)
+        for i_2 in range(rows_2):
+            r0_0_2 = jitops._view(db_o, i_2 * s0_2, 8)
+            r0_1_2 = jitops._view(dz_q_3, i_2 * s1_2, 8)
+            for j_2 in range(8):
+                x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+            jitops.put_row(db_o, i_2, x0_2)
+        # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
+        jitops.sum_rows(dz_s_2_t, dz_s_4)
+        for i_3 in range(rows_3):
+            r0_0_3 = jitops._view(db, i_3 * s0_3, 8)
+            r0_1_3 = jitops._view(dz_s_4, i_3 * s1_3, 8)
+            for j_3 in range(8):
+                x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
+            jitops.put_row(db, i_3, x0_3)
+        # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1) + diag(p_g) s(t-1))
+        jitops.sum_rows(dz_g_t, dz_g_3)
+        for i_4 in range(rows_4):
+            r0_0_4 = jitops._view(db_g, i_4 * s0_4, 8)
+            r0_1_4 = jitops._view(dz_g_3, i_4 * s1_4, 8)
+            for j_4 in range(8):
+                x0_4[j_4] = r0_0_4[j_4] + r0_1_4[j_4]
+            jitops.put_row(db_g, i_4, x0_4)
+        # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
+        jitops.sum_rows(dz_f_4_t, dz_f_6)
+        for i_5 in range(rows_5):
+            r0_0_5 = jitops._view(db_f, i_5 * s0_5, 8)
+            r0_1_5 = jitops._view(dz_f_6, i_5 * s1_5, 8)
+            for j_5 in range(8):
+                x0_5[j_5] = r0_0_5[j_5] + r0_1_5[j_5]
+            jitops.put_row(db_f, i_5, x0_5)
     return True
 
 
 def steps_back_f_g_s_q_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, dz_q_t_all, z_s_t_all,
                            g_t_all, cot_g, dz_s_2_t_all, s_tm1_all, f_t_all, cot_f, dz_g_t_all,
-                           dz_f_4_t_all, cat_dz_f_4_t_all, dh, ds, p_o, p_g, p_f, ONE, z_f_2, dz_h,
-                           dq, dz_h_2, sub_dz_h_2, dz_h_3, sub_q, dz_q_2, dg, sub_z_s, dz_s_3, df,
-                           sub_g, dz_g_2, sub_f, dz_f_5):
+                           dz_f_4_t_all, cat_dz_f_4_t_all, dh, ds, p_o, p_g, p_f, ONE, db_o,
+                           dz_q_3, db, dz_s_4, db_g, dz_g_3, db_f, dz_f_6, z_f_2, dz_h, dq, dz_h_2,
+                           sub_dz_h_2, dz_h_3, sub_q, dz_q_2, dg, sub_z_s, dz_s_3, df, sub_g,
+                           dz_g_2, sub_f, dz_f_5):
     """f(t), g(t), s(t), q(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -2477,7 +2741,10 @@ def steps_back_f_g_s_q_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, dz_q_t
     dz_f_4_t = dz_f_4_t_all[step]
     cat_dz_f_4_t = cat_dz_f_4_t_all[step]
     try:
-        pass
+        jitops.ready(jitops.sum_rows, dz_q_t, dz_q_3)
+        jitops.ready(jitops.sum_rows, dz_s_2_t, dz_s_4)
+        jitops.ready(jitops.sum_rows, dz_g_t, dz_g_3)
+        jitops.ready(jitops.sum_rows, dz_f_4_t, dz_f_6)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('f(t), g(t), s(t), q(t), h(t)', error)
         return False
@@ -2538,9 +2805,21 @@ def steps_back_f_g_s_q_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, dz_q_t
         # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1) + diag(p_g) s(t-1))
         # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
         jitops.dot(cat_dz_f_4_t, z_f_2, dh)
+        # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1) + diag(p_o) s(t))
+        jitops.sum_rows(dz_q_t, dz_q_3)
+        np.add(db_o, dz_q_3, out=db_o)
+        # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
+        jitops.sum_rows(dz_s_2_t, dz_s_4)
+        np.add(db, dz_s_4, out=db)
+        # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1) + diag(p_g) s(t-1))
+        jitops.sum_rows(dz_g_t, dz_g_3)
+        np.add(db_g, dz_g_3, out=db_g)
+        # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
+        jitops.sum_rows(dz_f_4_t, dz_f_6)
+        np.add(db_f, dz_f_6, out=db_f)
     return True
 
 
 LOOPS = ("loop_f_g_s_q_h", "back_f_g_s_q_h", "back_f_g_s_q_h_2")
-KERNELS = ("fused_bbe12ca014", "fused_0415441864", "fused_d0715ae0d5")
+KERNELS = ("fused_19f0211be6", "fused_0415441864", "fused_d0715ae0d5")
 STEPS = ("steps_loop_f_g_s_q_h", "steps_back_f_g_s_q_h", "steps_back_f_g_s_q_h_2")

@@ -73,7 +73,6 @@ def forward(params, inputs, initial, T, B, prepared=None):
     # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
     # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
     np.dot(x[now].reshape(-1, 4), W_fioc.T, out=f_i_o_c_tilde[now].reshape(-1, 32))
-    f_i_o_c_tilde[now] += z_f
 
     # f(t), i(t), o(t), c_tilde(t), c(t), h(t): a loop forward in time
     U_fioc_h = np.empty((B, 32), DTYPE)
@@ -90,8 +89,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
                                                                                     tanh_c[1:T + 1],
                                                                                     h[1:T + 1],
                                                                                     o[1:T + 1],
-                                                                                    U_fioc_h, z_c,
-                                                                                    U_fioc):
+                                                                                    z_f, U_fioc_h,
+                                                                                    z_c, U_fioc):
             steps = zip(h[0:T], f_i_o_c_tilde[1:T + 1], fio[1:T + 1], c_tilde[1:T + 1], f[1:T + 1],
                         c[0:T], i[1:T + 1], c[1:T + 1], tanh_c[1:T + 1], h[1:T + 1], o[1:T + 1])
             for (h_tm1, f_i_o_c_tilde_t, fio_t, c_tilde_t, f_t, c_tm1, i_t, c_t, tanh_c_t, h_t,
@@ -101,6 +100,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
                 # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
                 # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
                 np.dot(h_tm1, U_fioc.T, out=U_fioc_h)
+                f_i_o_c_tilde_t += z_f
                 f_i_o_c_tilde_t += U_fioc_h
                 np.negative(fio_t, out=fio_t)
                 np.exp(fio_t, out=fio_t)
@@ -136,6 +136,7 @@ def backward(params, tape, cotangents, T, B):
     # Gradients start at zero, and at the cotangents for the outputs
     dx = WORK.empty(x.shape, DTYPE, "dx")
     dx[:1] = 0
+    dz_f = WORK.zeros(z_f.shape, DTYPE, "dz_f")
     dz_h = WORK.empty((T + 1, B, 8), DTYPE, "dz_h")   # every step written
     dz_f_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_f_2")   # every step written
     dz_f_3 = WORK.empty((T + 1, B, 24), DTYPE, "dz_f_3")   # every step written
@@ -171,6 +172,7 @@ def backward(params, tape, cotangents, T, B):
     cot_f = cotangents.get("f", [None] * T)
     dz_h_2 = np.empty((B, 8), DTYPE)
     dz_h_3 = np.empty((B, 8), DTYPE)
+    dz_f_5 = np.empty((32,), DTYPE)
     if not (back_f_i_o_c_tilde_c_h if B <= 8 else steps_back_f_i_o_c_tilde_c_h)(T,
                                                                                 cotangents.get("h"),
                                                                                 tanh_c[1:T + 1],
@@ -189,6 +191,7 @@ def backward(params, tape, cotangents, T, B):
                                                                                 dz_f_4[1:T + 1],
                                                                                 dh, dc, dc_tilde,
                                                                                 df, di, do, dfio,
+                                                                                dz_f, dz_f_5,
                                                                                 U_fioc, dz_h_2,
                                                                                 dz_h_3):
         steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1],
@@ -226,6 +229,8 @@ def backward(params, tape, cotangents, T, B):
                 do += cot_o_t
             np.multiply(dfio, dz_f_3_t, out=dz_f_4_t[..., 0:24])
             np.dot(dz_f_4_t, U_fioc, out=dh)
+            sum_rows(dz_f_4_t, 0, dz_f_5)
+            dz_f += dz_f_5
 
     # Every step at once
     # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
@@ -235,12 +240,10 @@ def backward(params, tape, cotangents, T, B):
     dU_fioc = dz_f_4[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    dz_f = np.empty((32,), DTYPE)
     # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
     # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
     # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
     # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
-    sum_rows(dz_f_4[now], (0, 1), dz_f)
     dW_fioc = dz_f_4[now].reshape(-1, 32).T @ x[now].reshape(-1, 4)
     np.dot(dz_f_4[now].reshape(-1, 32), W_fioc, out=dx[now].reshape(-1, 4))
 
@@ -281,6 +284,7 @@ def backward_large(params, tape, cotangents, T, B):
     # Gradients start at zero, and at the cotangents for the outputs
     dx = WORK.empty(x.shape, DTYPE, "dx")
     dx[:1] = 0
+    dz_f = WORK.zeros(z_f.shape, DTYPE, "dz_f")
     dz_f_2 = WORK.empty((T + 1, B, 32), DTYPE, "dz_f_2")   # every step written
 
     # f(t), i(t), o(t), c_tilde(t), c(t), h(t): back through time (backward)
@@ -306,6 +310,7 @@ def backward_large(params, tape, cotangents, T, B):
     sub_dz_f_3 = np.empty((B, 8), DTYPE)
     sub_fio = np.empty((B, 24), DTYPE)
     dz_f_4 = np.empty((B, 24), DTYPE)
+    dz_f_5 = np.empty((32,), DTYPE)
     if not (back_f_i_o_c_tilde_c_h_2 if B <= 8 else steps_back_f_i_o_c_tilde_c_h_2)(T,
                                                                                     cotangents.get("h"),
                                                                                     tanh_c[1:T + 1],
@@ -324,7 +329,8 @@ def backward_large(params, tape, cotangents, T, B):
                                                                                     dh, dc,
                                                                                     dc_tilde, df,
                                                                                     di, do, dfio,
-                                                                                    ONE, U_fioc,
+                                                                                    ONE, dz_f,
+                                                                                    dz_f_5, U_fioc,
                                                                                     dz_h, dz_h_2,
                                                                                     sub_dz_h_2,
                                                                                     dz_h_3, dz_f_3,
@@ -372,6 +378,8 @@ def backward_large(params, tape, cotangents, T, B):
                 do += cot_o_t
             np.multiply(dfio, dz_f_4, out=dz_f_2_t[..., 0:24])
             np.dot(dz_f_2_t, U_fioc, out=dh)
+            sum_rows(dz_f_2_t, 0, dz_f_5)
+            dz_f += dz_f_5
 
     # Every step at once
     # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
@@ -381,12 +389,10 @@ def backward_large(params, tape, cotangents, T, B):
     dU_fioc = dz_f_2[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    dz_f = np.empty((32,), DTYPE)
     # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
     # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
     # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
     # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
-    sum_rows(dz_f_2[now], (0, 1), dz_f)
     dW_fioc = dz_f_2[now].reshape(-1, 32).T @ x[now].reshape(-1, 4)
     np.dot(dz_f_2[now].reshape(-1, 32), W_fioc, out=dx[now].reshape(-1, 4))
 
@@ -414,71 +420,78 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_0914f2b4b1(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
-    """add, sigmoid, tanh, multiply, multiply, add, tanh, multiply: one pass over the rows (compile/fuse.py)."""
+def fused_6483d308e1(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12):
+    """add, add, sigmoid, tanh, multiply, multiply, add, tanh, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 32)
     s1 = jitops.row_step(p1, rows, 32)
-    s2 = jitops.row_step(p2, rows, 24)
-    s3 = jitops.row_step(p3, rows, 8)
+    s2 = jitops.row_step(p2, rows, 32)
+    s3 = jitops.row_step(p3, rows, 24)
     s4 = jitops.row_step(p4, rows, 8)
     s5 = jitops.row_step(p5, rows, 8)
-    s6 = jitops.row_step(p7, rows, 8)
-    s7 = jitops.row_step(p6, rows, 8)
-    s8 = jitops.row_step(p10, rows, 8)
-    s9 = jitops.row_step(p9, rows, 8)
+    s6 = jitops.row_step(p6, rows, 8)
+    s7 = jitops.row_step(p8, rows, 8)
+    s8 = jitops.row_step(p7, rows, 8)
+    s9 = jitops.row_step(p11, rows, 8)
+    s10 = jitops.row_step(p10, rows, 8)
     if (jitops._size(p0) != (rows, 32)
-            or jitops._size(p2) != (rows, 24)
-            or jitops._size(p3) != (rows, 8)
-            or jitops._size(p6) != (rows, 8)
-            or jitops._size(p8) != (rows, 8)
+            or jitops._size(p3) != (rows, 24)
+            or jitops._size(p4) != (rows, 8)
+            or jitops._size(p7) != (rows, 8)
             or jitops._size(p9) != (rows, 8)
-            or jitops._size(p11) != (rows, 8)
+            or jitops._size(p10) != (rows, 8)
+            or jitops._size(p12) != (rows, 8)
             or not jitops.rows_contiguous(p0)
-            or not jitops.rows_contiguous(p2)
             or not jitops.rows_contiguous(p3)
-            or not jitops.rows_contiguous(p6)
-            or not jitops.rows_contiguous(p9)
-            or not jitops.rows_contiguous(p11)
-            or not jitops.aligned(p0, p2)
+            or not jitops.rows_contiguous(p4)
+            or not jitops.rows_contiguous(p7)
+            or not jitops.rows_contiguous(p10)
+            or not jitops.rows_contiguous(p12)
+            or not jitops.aligned(p0, p1)
             or not jitops.aligned(p0, p3)
             or not jitops.aligned(p0, p4)
             or not jitops.aligned(p0, p5)
             or not jitops.aligned(p0, p6)
             or not jitops.aligned(p0, p7)
-            or not jitops.aligned(p0, p9)
+            or not jitops.aligned(p0, p8)
             or not jitops.aligned(p0, p10)
             or not jitops.aligned(p0, p11)
-            or not jitops.aligned(p2, p3)
-            or not jitops.aligned(p2, p4)
-            or not jitops.aligned(p2, p5)
-            or not jitops.aligned(p2, p6)
-            or not jitops.aligned(p2, p7)
-            or not jitops.aligned(p2, p9)
-            or not jitops.aligned(p2, p10)
-            or not jitops.aligned(p2, p11)
+            or not jitops.aligned(p0, p12)
+            or not jitops.aligned(p3, p1)
             or not jitops.aligned(p3, p4)
             or not jitops.aligned(p3, p5)
             or not jitops.aligned(p3, p6)
             or not jitops.aligned(p3, p7)
-            or not jitops.aligned(p3, p9)
+            or not jitops.aligned(p3, p8)
             or not jitops.aligned(p3, p10)
             or not jitops.aligned(p3, p11)
-            or not jitops.aligned(p6, p4)
-            or not jitops.aligned(p6, p5)
-            or not jitops.aligned(p6, p7)
-            or not jitops.aligned(p6, p9)
-            or not jitops.aligned(p6, p10)
-            or not jitops.aligned(p6, p11)
-            or not jitops.aligned(p9, p4)
-            or not jitops.aligned(p9, p5)
-            or not jitops.aligned(p9, p7)
-            or not jitops.aligned(p9, p10)
-            or not jitops.aligned(p9, p11)
-            or not jitops.aligned(p11, p4)
-            or not jitops.aligned(p11, p5)
-            or not jitops.aligned(p11, p7)
-            or not jitops.aligned(p11, p10)
+            or not jitops.aligned(p3, p12)
+            or not jitops.aligned(p4, p1)
+            or not jitops.aligned(p4, p5)
+            or not jitops.aligned(p4, p6)
+            or not jitops.aligned(p4, p7)
+            or not jitops.aligned(p4, p8)
+            or not jitops.aligned(p4, p10)
+            or not jitops.aligned(p4, p11)
+            or not jitops.aligned(p4, p12)
+            or not jitops.aligned(p7, p1)
+            or not jitops.aligned(p7, p5)
+            or not jitops.aligned(p7, p6)
+            or not jitops.aligned(p7, p8)
+            or not jitops.aligned(p7, p10)
+            or not jitops.aligned(p7, p11)
+            or not jitops.aligned(p7, p12)
+            or not jitops.aligned(p10, p1)
+            or not jitops.aligned(p10, p5)
+            or not jitops.aligned(p10, p6)
+            or not jitops.aligned(p10, p8)
+            or not jitops.aligned(p10, p11)
+            or not jitops.aligned(p10, p12)
+            or not jitops.aligned(p12, p1)
+            or not jitops.aligned(p12, p5)
+            or not jitops.aligned(p12, p6)
+            or not jitops.aligned(p12, p8)
+            or not jitops.aligned(p12, p11)
             or s0 < 0
             or s1 < 0
             or s2 < 0
@@ -488,19 +501,21 @@ def fused_0914f2b4b1(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
             or s6 < 0
             or s7 < 0
             or s8 < 0
-            or s9 < 0):
+            or s9 < 0
+            or s10 < 0):
         return False
-    space = np.empty(136, p0.dtype)
+    space = np.empty(168, p0.dtype)
     x0 = space[0:32]
-    x1 = space[32:56]
-    x2 = space[56:64]
-    x3 = space[64:72]
-    x4 = space[72:80]
-    x5 = space[80:88]
-    x6 = space[88:96]
-    x7 = space[96:104]
-    e24 = space[104:128]
-    e8 = space[128:136]
+    x1 = space[32:64]
+    x2 = space[64:88]
+    x3 = space[88:96]
+    x4 = space[96:104]
+    x5 = space[104:112]
+    x6 = space[112:120]
+    x7 = space[120:128]
+    x8 = space[128:136]
+    e24 = space[136:160]
+    e8 = space[160:168]
     bits = jitops.scratch(e24)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 32)
@@ -508,33 +523,38 @@ def fused_0914f2b4b1(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
         for j in range(32):
             x0[j] = r0_0[j] + r0_1[j]
         jitops.put_row(p0, i, x0)
-        r1_0 = jitops._view(p2, i * s2, 24)
-        jitops.vsigmoid(r1_0, x1, e24, bits)
-        jitops.put_row(p2, i, x1)
-        r2_0 = jitops._view(p3, i * s3, 8)
-        jitops.vtanh(r2_0, x2, e8, bits)
+        r1_0 = jitops._view(p0, i * s0, 32)
+        r1_1 = jitops._view(p2, i * s2, 32)
+        for j in range(32):
+            x1[j] = r1_0[j] + r1_1[j]
+        jitops.put_row(p0, i, x1)
+        r2_0 = jitops._view(p3, i * s3, 24)
+        jitops.vsigmoid(r2_0, x2, e24, bits)
         jitops.put_row(p3, i, x2)
         r3_0 = jitops._view(p4, i * s4, 8)
-        r3_1 = jitops._view(p5, i * s5, 8)
-        for j in range(8):
-            x3[j] = r3_0[j] * r3_1[j]
-        jitops.put_row(p6, i, x3)
-        r4_0 = jitops._view(p7, i * s6, 8)
-        r4_1 = jitops._view(p3, i * s3, 8)
+        jitops.vtanh(r3_0, x3, e8, bits)
+        jitops.put_row(p4, i, x3)
+        r4_0 = jitops._view(p5, i * s5, 8)
+        r4_1 = jitops._view(p6, i * s6, 8)
         for j in range(8):
             x4[j] = r4_0[j] * r4_1[j]
-        r5_0 = jitops._view(p6, i * s7, 8)
+        jitops.put_row(p7, i, x4)
+        r5_0 = jitops._view(p8, i * s7, 8)
+        r5_1 = jitops._view(p4, i * s4, 8)
         for j in range(8):
-            x5[j] = r5_0[j] + x4[j]
-        jitops.put_row(p6, i, x5)
-        r6_0 = jitops._view(p6, i * s7, 8)
-        jitops.vtanh(r6_0, x6, e8, bits)
-        jitops.put_row(p9, i, x6)
-        r7_0 = jitops._view(p10, i * s8, 8)
-        r7_1 = jitops._view(p9, i * s9, 8)
+            x5[j] = r5_0[j] * r5_1[j]
+        r6_0 = jitops._view(p7, i * s8, 8)
         for j in range(8):
-            x7[j] = r7_0[j] * r7_1[j]
-        jitops.put_row(p11, i, x7)
+            x6[j] = r6_0[j] + x5[j]
+        jitops.put_row(p7, i, x6)
+        r7_0 = jitops._view(p7, i * s8, 8)
+        jitops.vtanh(r7_0, x7, e8, bits)
+        jitops.put_row(p10, i, x7)
+        r8_0 = jitops._view(p11, i * s9, 8)
+        r8_1 = jitops._view(p10, i * s10, 8)
+        for j in range(8):
+            x8[j] = r8_0[j] * r8_1[j]
+        jitops.put_row(p12, i, x8)
     return True
 
 
@@ -1097,8 +1117,8 @@ def fused_2a8ae34629(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
 
 
 def loop_f_i_o_c_tilde_c_h(T, h_tm1_all, f_i_o_c_tilde_t_all, fio_t_all, c_tilde_t_all, f_t_all,
-                           c_tm1_all, i_t_all, c_t_all, tanh_c_t_all, h_t_all, o_t_all, U_fioc_h,
-                           z_c, U_fioc):
+                           c_tm1_all, i_t_all, c_t_all, tanh_c_t_all, h_t_all, o_t_all, z_f,
+                           U_fioc_h, z_c, U_fioc):
     """The loop forward in time of f(t), i(t), o(t), c_tilde(t), c(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -1119,15 +1139,16 @@ def loop_f_i_o_c_tilde_c_h(T, h_tm1_all, f_i_o_c_tilde_t_all, fio_t_all, c_tilde
     o_t = o_t_all[step]
     rows = jitops._size(f_i_o_c_tilde_t)[0]
     s0 = jitops.row_step(f_i_o_c_tilde_t, rows, 32)
-    s1 = jitops.row_step(U_fioc_h, rows, 32)
-    s2 = jitops.row_step(fio_t, rows, 24)
-    s3 = jitops.row_step(c_tilde_t, rows, 8)
-    s4 = jitops.row_step(f_t, rows, 8)
-    s5 = jitops.row_step(c_tm1, rows, 8)
-    s6 = jitops.row_step(i_t, rows, 8)
-    s7 = jitops.row_step(c_t, rows, 8)
-    s8 = jitops.row_step(o_t, rows, 8)
-    s9 = jitops.row_step(tanh_c_t, rows, 8)
+    s1 = jitops.row_step(z_f, rows, 32)
+    s2 = jitops.row_step(U_fioc_h, rows, 32)
+    s3 = jitops.row_step(fio_t, rows, 24)
+    s4 = jitops.row_step(c_tilde_t, rows, 8)
+    s5 = jitops.row_step(f_t, rows, 8)
+    s6 = jitops.row_step(c_tm1, rows, 8)
+    s7 = jitops.row_step(i_t, rows, 8)
+    s8 = jitops.row_step(c_t, rows, 8)
+    s9 = jitops.row_step(o_t, rows, 8)
+    s10 = jitops.row_step(tanh_c_t, rows, 8)
     if (jitops._size(f_i_o_c_tilde_t) != (rows, 32)
             or jitops._size(fio_t) != (rows, 24)
             or jitops._size(c_tilde_t) != (rows, 8)
@@ -1141,6 +1162,7 @@ def loop_f_i_o_c_tilde_c_h(T, h_tm1_all, f_i_o_c_tilde_t_all, fio_t_all, c_tilde
             or not jitops.rows_contiguous(c_t)
             or not jitops.rows_contiguous(tanh_c_t)
             or not jitops.rows_contiguous(h_t)
+            or not jitops.aligned(f_i_o_c_tilde_t, z_f)
             or not jitops.aligned(f_i_o_c_tilde_t, fio_t)
             or not jitops.aligned(f_i_o_c_tilde_t, c_tilde_t)
             or not jitops.aligned(f_i_o_c_tilde_t, f_t)
@@ -1150,6 +1172,7 @@ def loop_f_i_o_c_tilde_c_h(T, h_tm1_all, f_i_o_c_tilde_t_all, fio_t_all, c_tilde
             or not jitops.aligned(f_i_o_c_tilde_t, tanh_c_t)
             or not jitops.aligned(f_i_o_c_tilde_t, o_t)
             or not jitops.aligned(f_i_o_c_tilde_t, h_t)
+            or not jitops.aligned(fio_t, z_f)
             or not jitops.aligned(fio_t, c_tilde_t)
             or not jitops.aligned(fio_t, f_t)
             or not jitops.aligned(fio_t, c_tm1)
@@ -1158,6 +1181,7 @@ def loop_f_i_o_c_tilde_c_h(T, h_tm1_all, f_i_o_c_tilde_t_all, fio_t_all, c_tilde
             or not jitops.aligned(fio_t, tanh_c_t)
             or not jitops.aligned(fio_t, o_t)
             or not jitops.aligned(fio_t, h_t)
+            or not jitops.aligned(c_tilde_t, z_f)
             or not jitops.aligned(c_tilde_t, f_t)
             or not jitops.aligned(c_tilde_t, c_tm1)
             or not jitops.aligned(c_tilde_t, c_t)
@@ -1165,17 +1189,20 @@ def loop_f_i_o_c_tilde_c_h(T, h_tm1_all, f_i_o_c_tilde_t_all, fio_t_all, c_tilde
             or not jitops.aligned(c_tilde_t, tanh_c_t)
             or not jitops.aligned(c_tilde_t, o_t)
             or not jitops.aligned(c_tilde_t, h_t)
+            or not jitops.aligned(c_t, z_f)
             or not jitops.aligned(c_t, f_t)
             or not jitops.aligned(c_t, c_tm1)
             or not jitops.aligned(c_t, i_t)
             or not jitops.aligned(c_t, tanh_c_t)
             or not jitops.aligned(c_t, o_t)
             or not jitops.aligned(c_t, h_t)
+            or not jitops.aligned(tanh_c_t, z_f)
             or not jitops.aligned(tanh_c_t, f_t)
             or not jitops.aligned(tanh_c_t, c_tm1)
             or not jitops.aligned(tanh_c_t, i_t)
             or not jitops.aligned(tanh_c_t, o_t)
             or not jitops.aligned(tanh_c_t, h_t)
+            or not jitops.aligned(h_t, z_f)
             or not jitops.aligned(h_t, f_t)
             or not jitops.aligned(h_t, c_tm1)
             or not jitops.aligned(h_t, i_t)
@@ -1189,19 +1216,21 @@ def loop_f_i_o_c_tilde_c_h(T, h_tm1_all, f_i_o_c_tilde_t_all, fio_t_all, c_tilde
             or s6 < 0
             or s7 < 0
             or s8 < 0
-            or s9 < 0):
+            or s9 < 0
+            or s10 < 0):
         return False
-    space = np.empty(136, f_i_o_c_tilde_t.dtype)
+    space = np.empty(168, f_i_o_c_tilde_t.dtype)
     x0 = space[0:32]
-    x1 = space[32:56]
-    x2 = space[56:64]
-    x3 = space[64:72]
-    x4 = space[72:80]
-    x5 = space[80:88]
-    x6 = space[88:96]
-    x7 = space[96:104]
-    e24 = space[104:128]
-    e8 = space[128:136]
+    x1 = space[32:64]
+    x2 = space[64:88]
+    x3 = space[88:96]
+    x4 = space[96:104]
+    x5 = space[104:112]
+    x6 = space[112:120]
+    x7 = space[120:128]
+    x8 = space[128:136]
+    e24 = space[136:160]
+    e8 = space[160:168]
     bits = jitops.scratch(e24)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
@@ -1222,37 +1251,42 @@ def loop_f_i_o_c_tilde_c_h(T, h_tm1_all, f_i_o_c_tilde_t_all, fio_t_all, c_tilde
         jitops.dot(h_tm1, U_fioc.T, U_fioc_h)
         for i_2 in range(rows):
             r0_0 = jitops._view(f_i_o_c_tilde_t, i_2 * s0, 32)
-            r0_1 = jitops._view(U_fioc_h, i_2 * s1, 32)
+            r0_1 = jitops._view(z_f, i_2 * s1, 32)
             for j in range(32):
                 x0[j] = r0_0[j] + r0_1[j]
             jitops.put_row(f_i_o_c_tilde_t, i_2, x0)
-            r1_0 = jitops._view(fio_t, i_2 * s2, 24)
-            jitops.vsigmoid(r1_0, x1, e24, bits)
-            jitops.put_row(fio_t, i_2, x1)
-            r2_0 = jitops._view(c_tilde_t, i_2 * s3, 8)
-            jitops.vtanh(r2_0, x2, e8, bits)
-            jitops.put_row(c_tilde_t, i_2, x2)
-            r3_0 = jitops._view(f_t, i_2 * s4, 8)
-            r3_1 = jitops._view(c_tm1, i_2 * s5, 8)
-            for j in range(8):
-                x3[j] = r3_0[j] * r3_1[j]
-            jitops.put_row(c_t, i_2, x3)
-            r4_0 = jitops._view(i_t, i_2 * s6, 8)
-            r4_1 = jitops._view(c_tilde_t, i_2 * s3, 8)
+            r1_0 = jitops._view(f_i_o_c_tilde_t, i_2 * s0, 32)
+            r1_1 = jitops._view(U_fioc_h, i_2 * s2, 32)
+            for j in range(32):
+                x1[j] = r1_0[j] + r1_1[j]
+            jitops.put_row(f_i_o_c_tilde_t, i_2, x1)
+            r2_0 = jitops._view(fio_t, i_2 * s3, 24)
+            jitops.vsigmoid(r2_0, x2, e24, bits)
+            jitops.put_row(fio_t, i_2, x2)
+            r3_0 = jitops._view(c_tilde_t, i_2 * s4, 8)
+            jitops.vtanh(r3_0, x3, e8, bits)
+            jitops.put_row(c_tilde_t, i_2, x3)
+            r4_0 = jitops._view(f_t, i_2 * s5, 8)
+            r4_1 = jitops._view(c_tm1, i_2 * s6, 8)
             for j in range(8):
                 x4[j] = r4_0[j] * r4_1[j]
-            r5_0 = jitops._view(c_t, i_2 * s7, 8)
+            jitops.put_row(c_t, i_2, x4)
+            r5_0 = jitops._view(i_t, i_2 * s7, 8)
+            r5_1 = jitops._view(c_tilde_t, i_2 * s4, 8)
             for j in range(8):
-                x5[j] = r5_0[j] + x4[j]
-            jitops.put_row(c_t, i_2, x5)
-            r6_0 = jitops._view(c_t, i_2 * s7, 8)
-            jitops.vtanh(r6_0, x6, e8, bits)
-            jitops.put_row(tanh_c_t, i_2, x6)
-            r7_0 = jitops._view(o_t, i_2 * s8, 8)
-            r7_1 = jitops._view(tanh_c_t, i_2 * s9, 8)
+                x5[j] = r5_0[j] * r5_1[j]
+            r6_0 = jitops._view(c_t, i_2 * s8, 8)
             for j in range(8):
-                x7[j] = r7_0[j] * r7_1[j]
-            jitops.put_row(h_t, i_2, x7)
+                x6[j] = r6_0[j] + x5[j]
+            jitops.put_row(c_t, i_2, x6)
+            r7_0 = jitops._view(c_t, i_2 * s8, 8)
+            jitops.vtanh(r7_0, x7, e8, bits)
+            jitops.put_row(tanh_c_t, i_2, x7)
+            r8_0 = jitops._view(o_t, i_2 * s9, 8)
+            r8_1 = jitops._view(tanh_c_t, i_2 * s10, 8)
+            for j in range(8):
+                x8[j] = r8_0[j] * r8_1[j]
+            jitops.put_row(h_t, i_2, x8)
         # c(t) = f(t) * c(t-1) + i(t) * c_tilde(t)
         # h(t) = o(t) * tanh(c(t))
     return True
@@ -1260,7 +1294,7 @@ def loop_f_i_o_c_tilde_c_h(T, h_tm1_all, f_i_o_c_tilde_t_all, fio_t_all, c_tilde
 
 def steps_loop_f_i_o_c_tilde_c_h(T, h_tm1_all, f_i_o_c_tilde_t_all, fio_t_all, c_tilde_t_all,
                                  f_t_all, c_tm1_all, i_t_all, c_t_all, tanh_c_t_all, h_t_all,
-                                 o_t_all, U_fioc_h, z_c, U_fioc):
+                                 o_t_all, z_f, U_fioc_h, z_c, U_fioc):
     """f(t), i(t), o(t), c_tilde(t), c(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -1278,7 +1312,7 @@ def steps_loop_f_i_o_c_tilde_c_h(T, h_tm1_all, f_i_o_c_tilde_t_all, fio_t_all, c
     h_t = h_t_all[step]
     o_t = o_t_all[step]
     try:
-        jitops.ready(fused_0914f2b4b1, f_i_o_c_tilde_t, U_fioc_h, fio_t, c_tilde_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t)
+        jitops.ready(fused_6483d308e1, f_i_o_c_tilde_t, z_f, U_fioc_h, fio_t, c_tilde_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('f(t), i(t), o(t), c_tilde(t), c(t), h(t)', error)
         return False
@@ -1299,7 +1333,8 @@ def steps_loop_f_i_o_c_tilde_c_h(T, h_tm1_all, f_i_o_c_tilde_t_all, fio_t_all, c
         # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
         # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
         jitops.dot(h_tm1, U_fioc.T, U_fioc_h)
-        if not fused_0914f2b4b1(f_i_o_c_tilde_t, U_fioc_h, fio_t, c_tilde_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t):
+        if not fused_6483d308e1(f_i_o_c_tilde_t, z_f, U_fioc_h, fio_t, c_tilde_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t):
+            np.add(f_i_o_c_tilde_t, z_f, out=f_i_o_c_tilde_t)
             np.add(f_i_o_c_tilde_t, U_fioc_h, out=f_i_o_c_tilde_t)
             np.divide(1.0, np.add(1.0, np.exp(np.negative(fio_t))), out=fio_t)
             np.tanh(c_tilde_t, out=c_tilde_t)
@@ -1316,7 +1351,7 @@ def steps_loop_f_i_o_c_tilde_c_h(T, h_tm1_all, f_i_o_c_tilde_t_all, fio_t_all, c
 def back_f_i_o_c_tilde_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, cot_c,
                            c_tilde_t_all, i_t_all, cot_i, cot_c_tilde, c_tm1_all, f_t_all, cot_f,
                            dz_f_2_t_all, dz_f_3_t_all, dz_f_4_t_all, dh, dc, dc_tilde, df, di, do,
-                           dfio, U_fioc, dz_h_2, dz_h_3):
+                           dfio, dz_f, dz_f_5, U_fioc, dz_h_2, dz_h_3):
     """The loop backward in time of f(t), i(t), o(t), c_tilde(t), c(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -1544,6 +1579,16 @@ def back_f_i_o_c_tilde_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, c
     x13 = space[104:112]
     x14 = space[112:120]
     x15 = space[120:144]
+    rows_2 = jitops._size(dz_f)[0]
+    s0_2 = jitops.row_step(dz_f, rows_2, 32)
+    s1_2 = jitops.row_step(dz_f_5, rows_2, 32)
+    if (jitops._size(dz_f) != (rows_2, 32)
+            or not jitops.rows_contiguous(dz_f)
+            or s0_2 < 0
+            or s1_2 < 0):
+        return False
+    space_2 = np.empty(32, dz_f.dtype)
+    x0_2 = space_2[0:32]
     for step in range(T - 1, -1, -1):
         tanh_c_t = tanh_c_t_all[step]
         o_t = o_t_all[step]
@@ -1638,13 +1683,20 @@ def back_f_i_o_c_tilde_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, c
         # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
         # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
         jitops.dot(dz_f_4_t, U_fioc, dh)
+        jitops.sum_rows(dz_f_4_t, dz_f_5)
+        for i_3 in range(rows_2):
+            r0_0_2 = jitops._view(dz_f, i_3 * s0_2, 32)
+            r0_1_2 = jitops._view(dz_f_5, i_3 * s1_2, 32)
+            for j_2 in range(32):
+                x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+            jitops.put_row(dz_f, i_3, x0_2)
     return True
 
 
 def steps_back_f_i_o_c_tilde_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, cot_c,
                                  c_tilde_t_all, i_t_all, cot_i, cot_c_tilde, c_tm1_all, f_t_all,
                                  cot_f, dz_f_2_t_all, dz_f_3_t_all, dz_f_4_t_all, dh, dc, dc_tilde,
-                                 df, di, do, dfio, U_fioc, dz_h_2, dz_h_3):
+                                 df, di, do, dfio, dz_f, dz_f_5, U_fioc, dz_h_2, dz_h_3):
     """f(t), i(t), o(t), c_tilde(t), c(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -1661,7 +1713,7 @@ def steps_back_f_i_o_c_tilde_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_
     dz_f_3_t = dz_f_3_t_all[step]
     dz_f_4_t = dz_f_4_t_all[step]
     try:
-        pass
+        jitops.ready(jitops.sum_rows, dz_f_4_t, dz_f_5)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('f(t), i(t), o(t), c_tilde(t), c(t), h(t)', error)
         return False
@@ -1706,13 +1758,16 @@ def steps_back_f_i_o_c_tilde_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_
         # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
         # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
         jitops.dot(dz_f_4_t, U_fioc, dh)
+        jitops.sum_rows(dz_f_4_t, dz_f_5)
+        np.add(dz_f, dz_f_5, out=dz_f)
     return True
 
 
 def back_f_i_o_c_tilde_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, c_tilde_t_all, i_t_all,
                              cot_i, cot_c_tilde, c_tm1_all, f_t_all, cot_f, fio_t_all,
-                             dz_f_2_t_all, dh, dc, dc_tilde, df, di, do, dfio, ONE, U_fioc, dz_h,
-                             dz_h_2, sub_dz_h_2, dz_h_3, dz_f_3, sub_dz_f_3, sub_fio, dz_f_4):
+                             dz_f_2_t_all, dh, dc, dc_tilde, df, di, do, dfio, ONE, dz_f, dz_f_5,
+                             U_fioc, dz_h, dz_h_2, sub_dz_h_2, dz_h_3, dz_f_3, sub_dz_f_3, sub_fio,
+                             dz_f_4):
     """The loop backward in time of f(t), i(t), o(t), c_tilde(t), c(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -1935,6 +1990,16 @@ def back_f_i_o_c_tilde_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, c_ti
     x19 = space[184:192]
     x20 = space[192:200]
     x21 = space[200:224]
+    rows_2 = jitops._size(dz_f)[0]
+    s0_2 = jitops.row_step(dz_f, rows_2, 32)
+    s1_2 = jitops.row_step(dz_f_5, rows_2, 32)
+    if (jitops._size(dz_f) != (rows_2, 32)
+            or not jitops.rows_contiguous(dz_f)
+            or s0_2 < 0
+            or s1_2 < 0):
+        return False
+    space_2 = np.empty(32, dz_f.dtype)
+    x0_2 = space_2[0:32]
     for step in range(T - 1, -1, -1):
         tanh_c_t = tanh_c_t_all[step]
         o_t = o_t_all[step]
@@ -2042,14 +2107,21 @@ def back_f_i_o_c_tilde_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, c_ti
         # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
         # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
         jitops.dot(dz_f_2_t, U_fioc, dh)
+        jitops.sum_rows(dz_f_2_t, dz_f_5)
+        for i_3 in range(rows_2):
+            r0_0_2 = jitops._view(dz_f, i_3 * s0_2, 32)
+            r0_1_2 = jitops._view(dz_f_5, i_3 * s1_2, 32)
+            for j_2 in range(32):
+                x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+            jitops.put_row(dz_f, i_3, x0_2)
     return True
 
 
 def steps_back_f_i_o_c_tilde_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, c_tilde_t_all,
                                    i_t_all, cot_i, cot_c_tilde, c_tm1_all, f_t_all, cot_f,
                                    fio_t_all, dz_f_2_t_all, dh, dc, dc_tilde, df, di, do, dfio,
-                                   ONE, U_fioc, dz_h, dz_h_2, sub_dz_h_2, dz_h_3, dz_f_3,
-                                   sub_dz_f_3, sub_fio, dz_f_4):
+                                   ONE, dz_f, dz_f_5, U_fioc, dz_h, dz_h_2, sub_dz_h_2, dz_h_3,
+                                   dz_f_3, sub_dz_f_3, sub_fio, dz_f_4):
     """f(t), i(t), o(t), c_tilde(t), c(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -2064,7 +2136,7 @@ def steps_back_f_i_o_c_tilde_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c
     fio_t = fio_t_all[step]
     dz_f_2_t = dz_f_2_t_all[step]
     try:
-        pass
+        jitops.ready(jitops.sum_rows, dz_f_2_t, dz_f_5)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('f(t), i(t), o(t), c_tilde(t), c(t), h(t)', error)
         return False
@@ -2113,10 +2185,12 @@ def steps_back_f_i_o_c_tilde_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c
         # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
         # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
         jitops.dot(dz_f_2_t, U_fioc, dh)
+        jitops.sum_rows(dz_f_2_t, dz_f_5)
+        np.add(dz_f, dz_f_5, out=dz_f)
     return True
 
 
 LOOPS = ("loop_f_i_o_c_tilde_c_h", "back_f_i_o_c_tilde_c_h", "back_f_i_o_c_tilde_c_h_2")
-KERNELS = ("fused_0914f2b4b1", "fused_3a9717e087", "fused_2a8ae34629")
+KERNELS = ("fused_6483d308e1", "fused_3a9717e087", "fused_2a8ae34629")
 STEPS = ("steps_loop_f_i_o_c_tilde_c_h", "steps_back_f_i_o_c_tilde_c_h",
          "steps_back_f_i_o_c_tilde_c_h_2")

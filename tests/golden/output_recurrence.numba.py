@@ -47,16 +47,16 @@ def forward(params, inputs, initial, T, B, prepared=None):
     # Every step at once: what does not depend on the loop after it
     # h(t) = tanh(W o(t-1) + U x(t) + b)
     np.dot(x[now].reshape(-1, 4), U.T, out=h[now].reshape(-1, 8))
-    h[now] += b
 
     # h(t), o(t): a loop forward in time
     W_o = np.empty((B, 8), DTYPE)
-    if not (loop_h_o if B <= 8 else steps_loop_h_o)(T, o[0:T], h[1:T + 1], o[1:T + 1], W_o, c, W,
-                                                    V):
+    if not (loop_h_o if B <= 8 else steps_loop_h_o)(T, o[0:T], h[1:T + 1], o[1:T + 1], b, W_o, c,
+                                                    W, V):
         steps = zip(o[0:T], h[1:T + 1], o[1:T + 1])
         for (o_tm1, h_t, o_t) in steps:
             # h(t) = tanh(W o(t-1) + U x(t) + b)
             np.dot(o_tm1, W.T, out=W_o)
+            h_t += b
             h_t += W_o
             np.tanh(h_t, out=h_t)
             # o(t) = V h(t) + c
@@ -77,6 +77,7 @@ def backward(params, tape, cotangents, T, B):
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
+    db = np.zeros_like(b, DTYPE)
     do = WORK.zeros(o.shape, DTYPE, "do")
     dx = WORK.empty(x.shape, DTYPE, "dx")
     dx[:1] = 0
@@ -93,9 +94,10 @@ def backward(params, tape, cotangents, T, B):
     dh = np.empty((B, 8), DTYPE)
     cot_h = cotangents.get("h", [None] * T)
     vecmat_dz_h_2 = np.empty((B, 3), DTYPE)
+    dz_h_3 = np.empty((8,), DTYPE)
     if not (back_h_o if B <= 8 else steps_back_h_o)(T, do[1:T + 1], cotangents.get("h"),
                                                     dz_h_2[1:T + 1], dz_h[1:T + 1], do[0:T], dh,
-                                                    vecmat_dz_h_2, V, W):
+                                                    vecmat_dz_h_2, db, dz_h_3, V, W):
         steps = zip(do[1:T + 1][::-1], cot_h[::-1], dz_h_2[1:T + 1][::-1], dz_h[1:T + 1][::-1],
                     do[0:T][::-1])
         for (do_t, cot_h_t, dz_h_2_t, dz_h_t, do_tm1) in steps:
@@ -107,6 +109,8 @@ def backward(params, tape, cotangents, T, B):
             np.multiply(dh, dz_h_t, out=dz_h_2_t)
             np.dot(dz_h_2_t, W, out=vecmat_dz_h_2)
             do_tm1 += vecmat_dz_h_2
+            sum_rows(dz_h_2_t, 0, dz_h_3)
+            db += dz_h_3
 
     # Every step at once
     dc = np.empty((3,), DTYPE)
@@ -117,9 +121,7 @@ def backward(params, tape, cotangents, T, B):
     dW = dz_h_2[now].reshape(-1, 8).T @ o[tm1].reshape(-1, 3)
 
     # Every step at once
-    db = np.empty((8,), DTYPE)
     # h(t) = tanh(W o(t-1) + U x(t) + b)
-    sum_rows(dz_h_2[now], (0, 1), db)
     dU = dz_h_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(dz_h_2[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
 
@@ -136,6 +138,7 @@ def backward_large(params, tape, cotangents, T, B):
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
+    db = np.zeros_like(b, DTYPE)
     do = WORK.zeros(o.shape, DTYPE, "do")
     dx = WORK.empty(x.shape, DTYPE, "dx")
     dx[:1] = 0
@@ -147,9 +150,11 @@ def backward_large(params, tape, cotangents, T, B):
     cot_h = cotangents.get("h", [None] * T)
     dz_h_2 = np.empty((B, 8), DTYPE)
     vecmat_dz_h = np.empty((B, 3), DTYPE)
+    dz_h_3 = np.empty((8,), DTYPE)
     if not (back_h_o_2 if B <= 8 else steps_back_h_o_2)(T, do[1:T + 1], cotangents.get("h"),
                                                         h[1:T + 1], dz_h[1:T + 1], do[0:T], dh,
-                                                        dz_h_2, ONE, vecmat_dz_h, V, W):
+                                                        dz_h_2, ONE, vecmat_dz_h, db, dz_h_3, V,
+                                                        W):
         steps = zip(do[1:T + 1][::-1], cot_h[::-1], h[1:T + 1][::-1], dz_h[1:T + 1][::-1],
                     do[0:T][::-1])
         for (do_t, cot_h_t, h_t, dz_h_t, do_tm1) in steps:
@@ -163,6 +168,8 @@ def backward_large(params, tape, cotangents, T, B):
             dz_h_t *= dh
             np.dot(dz_h_t, W, out=vecmat_dz_h)
             do_tm1 += vecmat_dz_h
+            sum_rows(dz_h_t, 0, dz_h_3)
+            db += dz_h_3
 
     # Every step at once
     dc = np.empty((3,), DTYPE)
@@ -173,9 +180,7 @@ def backward_large(params, tape, cotangents, T, B):
     dW = dz_h[now].reshape(-1, 8).T @ o[tm1].reshape(-1, 3)
 
     # Every step at once
-    db = np.empty((8,), DTYPE)
     # h(t) = tanh(W o(t-1) + U x(t) + b)
-    sum_rows(dz_h[now], (0, 1), db)
     dU = dz_h[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(dz_h[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
 
@@ -183,20 +188,24 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_a05073ece7(p0, p1):
-    """add, tanh: one pass over the rows (compile/fuse.py)."""
+def fused_a3a4204caa(p0, p1, p2):
+    """add, add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
     s1 = jitops.row_step(p1, rows, 8)
+    s2 = jitops.row_step(p2, rows, 8)
     if (jitops._size(p0) != (rows, 8)
             or not jitops.rows_contiguous(p0)
+            or not jitops.aligned(p0, p1)
             or s0 < 0
-            or s1 < 0):
+            or s1 < 0
+            or s2 < 0):
         return False
-    space = np.empty(24, p0.dtype)
+    space = np.empty(32, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
-    e8 = space[16:24]
+    x2 = space[16:24]
+    e8 = space[24:32]
     bits = jitops.scratch(e8)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
@@ -205,8 +214,13 @@ def fused_a05073ece7(p0, p1):
             x0[j] = r0_0[j] + r0_1[j]
         jitops.put_row(p0, i, x0)
         r1_0 = jitops._view(p0, i * s0, 8)
-        jitops.vtanh(r1_0, x1, e8, bits)
+        r1_1 = jitops._view(p2, i * s2, 8)
+        for j in range(8):
+            x1[j] = r1_0[j] + r1_1[j]
         jitops.put_row(p0, i, x1)
+        r2_0 = jitops._view(p0, i * s0, 8)
+        jitops.vtanh(r2_0, x2, e8, bits)
+        jitops.put_row(p0, i, x2)
     return True
 
 
@@ -291,7 +305,7 @@ def fused_6d03b8a9ac(p0, p1, p2, p3, p4, p5):
     return True
 
 
-def loop_h_o(T, o_tm1_all, h_t_all, o_t_all, W_o, c, W, V):
+def loop_h_o(T, o_tm1_all, h_t_all, o_t_all, b, W_o, c, W, V):
     """The loop forward in time of h(t), o(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -304,16 +318,20 @@ def loop_h_o(T, o_tm1_all, h_t_all, o_t_all, W_o, c, W, V):
     o_t = o_t_all[step]
     rows = jitops._size(h_t)[0]
     s0 = jitops.row_step(h_t, rows, 8)
-    s1 = jitops.row_step(W_o, rows, 8)
+    s1 = jitops.row_step(b, rows, 8)
+    s2 = jitops.row_step(W_o, rows, 8)
     if (jitops._size(h_t) != (rows, 8)
             or not jitops.rows_contiguous(h_t)
+            or not jitops.aligned(h_t, b)
             or s0 < 0
-            or s1 < 0):
+            or s1 < 0
+            or s2 < 0):
         return False
-    space = np.empty(24, h_t.dtype)
+    space = np.empty(32, h_t.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
-    e8 = space[16:24]
+    x2 = space[16:24]
+    e8 = space[24:32]
     bits = jitops.scratch(e8)
     rows_2 = jitops._size(o_t)[0]
     s0_2 = jitops.row_step(c, rows_2, 3)
@@ -334,13 +352,18 @@ def loop_h_o(T, o_tm1_all, h_t_all, o_t_all, W_o, c, W, V):
         jitops.dot(o_tm1, W.T, W_o)
         for i in range(rows):
             r0_0 = jitops._view(h_t, i * s0, 8)
-            r0_1 = jitops._view(W_o, i * s1, 8)
+            r0_1 = jitops._view(b, i * s1, 8)
             for j in range(8):
                 x0[j] = r0_0[j] + r0_1[j]
             jitops.put_row(h_t, i, x0)
             r1_0 = jitops._view(h_t, i * s0, 8)
-            jitops.vtanh(r1_0, x1, e8, bits)
+            r1_1 = jitops._view(W_o, i * s2, 8)
+            for j in range(8):
+                x1[j] = r1_0[j] + r1_1[j]
             jitops.put_row(h_t, i, x1)
+            r2_0 = jitops._view(h_t, i * s0, 8)
+            jitops.vtanh(r2_0, x2, e8, bits)
+            jitops.put_row(h_t, i, x2)
         # o(t) = V h(t) + c
         jitops.dot(h_t, V.T, o_t)
         for i_2 in range(rows_2):
@@ -352,7 +375,7 @@ def loop_h_o(T, o_tm1_all, h_t_all, o_t_all, W_o, c, W, V):
     return True
 
 
-def steps_loop_h_o(T, o_tm1_all, h_t_all, o_t_all, W_o, c, W, V):
+def steps_loop_h_o(T, o_tm1_all, h_t_all, o_t_all, b, W_o, c, W, V):
     """h(t), o(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -362,7 +385,7 @@ def steps_loop_h_o(T, o_tm1_all, h_t_all, o_t_all, W_o, c, W, V):
     h_t = h_t_all[step]
     o_t = o_t_all[step]
     try:
-        jitops.ready(fused_a05073ece7, h_t, W_o)
+        jitops.ready(fused_a3a4204caa, h_t, b, W_o)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t), o(t)', error)
         return False
@@ -372,7 +395,8 @@ def steps_loop_h_o(T, o_tm1_all, h_t_all, o_t_all, W_o, c, W, V):
         o_t = o_t_all[step]
         # h(t) = tanh(W o(t-1) + U x(t) + b)
         jitops.dot(o_tm1, W.T, W_o)
-        if not fused_a05073ece7(h_t, W_o):
+        if not fused_a3a4204caa(h_t, b, W_o):
+            np.add(h_t, b, out=h_t)
             np.add(h_t, W_o, out=h_t)
             np.tanh(h_t, out=h_t)
         # o(t) = V h(t) + c
@@ -381,7 +405,8 @@ def steps_loop_h_o(T, o_tm1_all, h_t_all, o_t_all, W_o, c, W, V):
     return True
 
 
-def back_h_o(T, do_t_all, cot_h, dz_h_2_t_all, dz_h_t_all, do_tm1_all, dh, vecmat_dz_h_2, V, W):
+def back_h_o(T, do_t_all, cot_h, dz_h_2_t_all, dz_h_t_all, do_tm1_all, dh, vecmat_dz_h_2, db,
+             dz_h_3, V, W):
     """The loop backward in time of h(t), o(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -423,6 +448,16 @@ def back_h_o(T, do_t_all, cot_h, dz_h_2_t_all, dz_h_t_all, do_tm1_all, dh, vecma
         return False
     space_2 = np.empty(3, do_tm1.dtype)
     x0_2 = space_2[0:3]
+    rows_3 = jitops._size(db)[0]
+    s0_3 = jitops.row_step(db, rows_3, 8)
+    s1_3 = jitops.row_step(dz_h_3, rows_3, 8)
+    if (jitops._size(db) != (rows_3, 8)
+            or not jitops.rows_contiguous(db)
+            or s0_3 < 0
+            or s1_3 < 0):
+        return False
+    space_3 = np.empty(8, db.dtype)
+    x0_3 = space_3[0:8]
     for step in range(T - 1, -1, -1):
         do_t = do_t_all[step]
         dz_h_2_t = dz_h_2_t_all[step]
@@ -450,11 +485,18 @@ def back_h_o(T, do_t_all, cot_h, dz_h_2_t_all, dz_h_t_all, do_tm1_all, dh, vecma
             for j_2 in range(3):
                 x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
             jitops.put_row(do_tm1, i_2, x0_2)
+        jitops.sum_rows(dz_h_2_t, dz_h_3)
+        for i_3 in range(rows_3):
+            r0_0_3 = jitops._view(db, i_3 * s0_3, 8)
+            r0_1_3 = jitops._view(dz_h_3, i_3 * s1_3, 8)
+            for j_3 in range(8):
+                x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
+            jitops.put_row(db, i_3, x0_3)
     return True
 
 
-def steps_back_h_o(T, do_t_all, cot_h, dz_h_2_t_all, dz_h_t_all, do_tm1_all, dh, vecmat_dz_h_2, V,
-                   W):
+def steps_back_h_o(T, do_t_all, cot_h, dz_h_2_t_all, dz_h_t_all, do_tm1_all, dh, vecmat_dz_h_2, db,
+                   dz_h_3, V, W):
     """h(t), o(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -465,7 +507,7 @@ def steps_back_h_o(T, do_t_all, cot_h, dz_h_2_t_all, dz_h_t_all, do_tm1_all, dh,
     dz_h_t = dz_h_t_all[step]
     do_tm1 = do_tm1_all[step]
     try:
-        pass
+        jitops.ready(jitops.sum_rows, dz_h_2_t, dz_h_3)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t), o(t)', error)
         return False
@@ -483,11 +525,13 @@ def steps_back_h_o(T, do_t_all, cot_h, dz_h_2_t_all, dz_h_t_all, do_tm1_all, dh,
             np.multiply(dh, dz_h_t, out=dz_h_2_t)
         jitops.dot(dz_h_2_t, W, vecmat_dz_h_2)
         np.add(do_tm1, vecmat_dz_h_2, out=do_tm1)
+        jitops.sum_rows(dz_h_2_t, dz_h_3)
+        np.add(db, dz_h_3, out=db)
     return True
 
 
 def back_h_o_2(T, do_t_all, cot_h, h_t_all, dz_h_t_all, do_tm1_all, dh, dz_h_2, ONE, vecmat_dz_h,
-               V, W):
+               db, dz_h_3, V, W):
     """The loop backward in time of h(t), o(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -535,6 +579,16 @@ def back_h_o_2(T, do_t_all, cot_h, h_t_all, dz_h_t_all, do_tm1_all, dh, dz_h_2, 
         return False
     space_2 = np.empty(3, do_tm1.dtype)
     x0_2 = space_2[0:3]
+    rows_3 = jitops._size(db)[0]
+    s0_3 = jitops.row_step(db, rows_3, 8)
+    s1_3 = jitops.row_step(dz_h_3, rows_3, 8)
+    if (jitops._size(db) != (rows_3, 8)
+            or not jitops.rows_contiguous(db)
+            or s0_3 < 0
+            or s1_3 < 0):
+        return False
+    space_3 = np.empty(8, db.dtype)
+    x0_3 = space_3[0:8]
     for step in range(T - 1, -1, -1):
         do_t = do_t_all[step]
         h_t = h_t_all[step]
@@ -569,11 +623,18 @@ def back_h_o_2(T, do_t_all, cot_h, h_t_all, dz_h_t_all, do_tm1_all, dh, dz_h_2, 
             for j_2 in range(3):
                 x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
             jitops.put_row(do_tm1, i_2, x0_2)
+        jitops.sum_rows(dz_h_t, dz_h_3)
+        for i_3 in range(rows_3):
+            r0_0_3 = jitops._view(db, i_3 * s0_3, 8)
+            r0_1_3 = jitops._view(dz_h_3, i_3 * s1_3, 8)
+            for j_3 in range(8):
+                x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
+            jitops.put_row(db, i_3, x0_3)
     return True
 
 
 def steps_back_h_o_2(T, do_t_all, cot_h, h_t_all, dz_h_t_all, do_tm1_all, dh, dz_h_2, ONE,
-                     vecmat_dz_h, V, W):
+                     vecmat_dz_h, db, dz_h_3, V, W):
     """h(t), o(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -584,7 +645,7 @@ def steps_back_h_o_2(T, do_t_all, cot_h, h_t_all, dz_h_t_all, do_tm1_all, dh, dz
     dz_h_t = dz_h_t_all[step]
     do_tm1 = do_tm1_all[step]
     try:
-        pass
+        jitops.ready(jitops.sum_rows, dz_h_t, dz_h_3)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t), o(t)', error)
         return False
@@ -604,9 +665,11 @@ def steps_back_h_o_2(T, do_t_all, cot_h, h_t_all, dz_h_t_all, do_tm1_all, dh, dz
             np.multiply(dh, dz_h_t, out=dz_h_t)
         jitops.dot(dz_h_t, W, vecmat_dz_h)
         np.add(do_tm1, vecmat_dz_h, out=do_tm1)
+        jitops.sum_rows(dz_h_t, dz_h_3)
+        np.add(db, dz_h_3, out=db)
     return True
 
 
 LOOPS = ("loop_h_o", "back_h_o", "back_h_o_2")
-KERNELS = ("fused_a05073ece7", "fused_e16a51c597", "fused_6d03b8a9ac")
+KERNELS = ("fused_a3a4204caa", "fused_e16a51c597", "fused_6d03b8a9ac")
 STEPS = ("steps_loop_h_o", "steps_back_h_o", "steps_back_h_o_2")

@@ -95,6 +95,7 @@ def backward(params, tape, cotangents, T, B):
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
+    db = np.zeros_like(b, DTYPE)
     dh = WORK.zeros(h.shape, DTYPE, "dh")
     do = WORK.zeros(o.shape, DTYPE, "do")
     dL = WORK.zeros(L.shape, DTYPE, "dL")
@@ -149,14 +150,17 @@ def backward(params, tape, cotangents, T, B):
 
     # h(t): back through time (backward)
     dh_sum = np.zeros((B, 8), DTYPE)
+    dz_h_3 = np.empty((8,), DTYPE)
     if not (back_h if B <= 8 else steps_back_h)(T, dz_h_2[1:T + 1], dh[1:T + 1], dz_h[1:T + 1],
-                                                dh_sum, W):
+                                                dh_sum, db, dz_h_3, W):
         steps = zip(dz_h_2[1:T + 1][::-1], dh[1:T + 1][::-1], dz_h[1:T + 1][::-1])
         for (dz_h_2_t, dh_t, dz_h_t) in steps:
             # h(t) = tanh(W h(t-1) + U x(t) + R y(t-1) + b)
             dh_sum += dh_t
             np.multiply(dh_sum, dz_h_t, out=dz_h_2_t)
             np.dot(dz_h_2_t, W, out=dh_sum)
+            sum_rows(dz_h_2_t, 0, dz_h_3)
+            db += dz_h_3
     dh_sum += dh[0]
 
     # Every step at once
@@ -164,10 +168,8 @@ def backward(params, tape, cotangents, T, B):
     dW = dz_h_2[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    db = np.empty((8,), DTYPE)
     vecmat_dz_h_2 = WORK.empty((T, B, 3), DTYPE, "vecmat_dz_h_2")
     # h(t) = tanh(W h(t-1) + U x(t) + R y(t-1) + b)
-    sum_rows(dz_h_2[now], (0, 1), db)
     dR = dz_h_2[now].reshape(-1, 8).T @ y[tm1].reshape(-1, 3)
     np.dot(dz_h_2[now].reshape(-1, 8), R, out=vecmat_dz_h_2.reshape(-1, 3))
     dy[tm1] += vecmat_dz_h_2
@@ -188,6 +190,7 @@ def backward_large(params, tape, cotangents, T, B):
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
+    db = np.zeros_like(b, DTYPE)
     dh = WORK.zeros(h.shape, DTYPE, "dh")
     do = WORK.zeros(o.shape, DTYPE, "do")
     dL = WORK.zeros(L.shape, DTYPE, "dL")
@@ -237,8 +240,9 @@ def backward_large(params, tape, cotangents, T, B):
     # h(t): back through time (backward)
     dh_sum = np.zeros((B, 8), DTYPE)
     dz_h_2 = np.empty((B, 8), DTYPE)
+    dz_h_3 = np.empty((8,), DTYPE)
     if not (back_h_2 if B <= 8 else steps_back_h_2)(T, h[1:T + 1], dz_h[1:T + 1], dh[1:T + 1],
-                                                    dh_sum, dz_h_2, ONE, W):
+                                                    dh_sum, dz_h_2, ONE, db, dz_h_3, W):
         steps = zip(h[1:T + 1][::-1], dz_h[1:T + 1][::-1], dh[1:T + 1][::-1])
         for (h_t, dz_h_t, dh_t) in steps:
             # h(t) = tanh(W h(t-1) + U x(t) + R y(t-1) + b)
@@ -247,6 +251,8 @@ def backward_large(params, tape, cotangents, T, B):
             dh_sum += dh_t
             dz_h_t *= dh_sum
             np.dot(dz_h_t, W, out=dh_sum)
+            sum_rows(dz_h_t, 0, dz_h_3)
+            db += dz_h_3
     dh_sum += dh[0]
 
     # Every step at once
@@ -254,10 +260,8 @@ def backward_large(params, tape, cotangents, T, B):
     dW = dz_h[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    db = np.empty((8,), DTYPE)
     vecmat_dz_h = WORK.empty((T, B, 3), DTYPE, "vecmat_dz_h")
     # h(t) = tanh(W h(t-1) + U x(t) + R y(t-1) + b)
-    sum_rows(dz_h[now], (0, 1), db)
     dR = dz_h[now].reshape(-1, 8).T @ y[tm1].reshape(-1, 3)
     np.dot(dz_h[now].reshape(-1, 8), R, out=vecmat_dz_h.reshape(-1, 3))
     dy[tm1] += vecmat_dz_h
@@ -437,7 +441,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_h, W):
     return True
 
 
-def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, W):
+def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, db, dz_h_3, W):
     """The loop backward in time of h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -465,6 +469,16 @@ def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, W):
     space = np.empty(16, dh_sum.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
+    rows_2 = jitops._size(db)[0]
+    s0_2 = jitops.row_step(db, rows_2, 8)
+    s1_2 = jitops.row_step(dz_h_3, rows_2, 8)
+    if (jitops._size(db) != (rows_2, 8)
+            or not jitops.rows_contiguous(db)
+            or s0_2 < 0
+            or s1_2 < 0):
+        return False
+    space_2 = np.empty(8, db.dtype)
+    x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
         dz_h_2_t = dz_h_2_t_all[step]
         dh_t = dh_t_all[step]
@@ -481,10 +495,17 @@ def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, W):
                 x1[j] = x0[j] * r1_1[j]
             jitops.put_row(dz_h_2_t, i, x1)
         jitops.dot(dz_h_2_t, W, dh_sum)
+        jitops.sum_rows(dz_h_2_t, dz_h_3)
+        for i_2 in range(rows_2):
+            r0_0_2 = jitops._view(db, i_2 * s0_2, 8)
+            r0_1_2 = jitops._view(dz_h_3, i_2 * s1_2, 8)
+            for j_2 in range(8):
+                x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+            jitops.put_row(db, i_2, x0_2)
     return True
 
 
-def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, W):
+def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, db, dz_h_3, W):
     """h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -494,6 +515,7 @@ def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, W):
     dh_t = dh_t_all[step]
     dz_h_t = dz_h_t_all[step]
     try:
+        jitops.ready(jitops.sum_rows, dz_h_2_t, dz_h_3)
         jitops.ready(fused_b4add68eff, dh_sum, dh_t, dz_h_t, dz_h_2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
@@ -507,10 +529,12 @@ def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, W):
             np.add(dh_sum, dh_t, out=dh_sum)
             np.multiply(dh_sum, dz_h_t, out=dz_h_2_t)
         jitops.dot(dz_h_2_t, W, dh_sum)
+        jitops.sum_rows(dz_h_2_t, dz_h_3)
+        np.add(db, dz_h_3, out=db)
     return True
 
 
-def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_sum, dz_h_2, ONE, W):
+def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_sum, dz_h_2, ONE, db, dz_h_3, W):
     """The loop backward in time of h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -544,6 +568,16 @@ def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_sum, dz_h_2, ONE, W):
     x1 = space[8:16]
     x2 = space[16:24]
     x3 = space[24:32]
+    rows_2 = jitops._size(db)[0]
+    s0_2 = jitops.row_step(db, rows_2, 8)
+    s1_2 = jitops.row_step(dz_h_3, rows_2, 8)
+    if (jitops._size(db) != (rows_2, 8)
+            or not jitops.rows_contiguous(db)
+            or s0_2 < 0
+            or s1_2 < 0):
+        return False
+    space_2 = np.empty(8, db.dtype)
+    x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
         h_t = h_t_all[step]
         dz_h_t = dz_h_t_all[step]
@@ -567,10 +601,17 @@ def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_sum, dz_h_2, ONE, W):
                 x3[j] = x2[j] * r3_1[j]
             jitops.put_row(dz_h_t, i, x3)
         jitops.dot(dz_h_t, W, dh_sum)
+        jitops.sum_rows(dz_h_t, dz_h_3)
+        for i_2 in range(rows_2):
+            r0_0_2 = jitops._view(db, i_2 * s0_2, 8)
+            r0_1_2 = jitops._view(dz_h_3, i_2 * s1_2, 8)
+            for j_2 in range(8):
+                x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+            jitops.put_row(db, i_2, x0_2)
     return True
 
 
-def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_sum, dz_h_2, ONE, W):
+def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_sum, dz_h_2, ONE, db, dz_h_3, W):
     """h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -580,6 +621,7 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_sum, dz_h_2, ONE, W):
     dz_h_t = dz_h_t_all[step]
     dh_t = dh_t_all[step]
     try:
+        jitops.ready(jitops.sum_rows, dz_h_t, dz_h_3)
         jitops.ready(fused_ad76f4f865, h_t, dz_h_2, ONE, dz_h_t, dh_sum, dh_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
@@ -595,6 +637,8 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_sum, dz_h_2, ONE, W):
             np.add(dh_sum, dh_t, out=dh_sum)
             np.multiply(dh_sum, dz_h_t, out=dz_h_t)
         jitops.dot(dz_h_t, W, dh_sum)
+        jitops.sum_rows(dz_h_t, dz_h_3)
+        np.add(db, dz_h_3, out=db)
     return True
 
 

@@ -70,7 +70,6 @@ def forward(params, inputs, initial, T, B, prepared=None):
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
     np.dot(x[now].reshape(-1, 4), W_i_rzn.T, out=rz_n[now].reshape(-1, 24))
-    rz_n[now] += z_r_2
 
     # r(t), z(t), n(t), h(t): a loop forward in time
     W_h_rzn_h = np.empty((B, 24), DTYPE)
@@ -78,22 +77,23 @@ def forward(params, inputs, initial, T, B, prepared=None):
     slice_W_h_rzn_h_2 = W_h_rzn_h[..., 16:24]
     z_n_2 = np.empty((B, 8), DTYPE)
     with np.errstate(over="ignore"):
-        if not (loop_r_z_n_h if B <= 8 else steps_loop_r_z_n_h)(T, h[0:T], rz[1:T + 1],
-                                                                z_n[1:T + 1], r[1:T + 1],
-                                                                n[1:T + 1], z_h[1:T + 1],
-                                                                z[1:T + 1], h[1:T + 1],
-                                                                slice_W_h_rzn_h, b_hn,
-                                                                slice_W_h_rzn_h_2, W_h_rzn_h,
+        if not (loop_r_z_n_h if B <= 8 else steps_loop_r_z_n_h)(T, h[0:T], rz_n[1:T + 1],
+                                                                rz[1:T + 1], z_n[1:T + 1],
+                                                                r[1:T + 1], n[1:T + 1],
+                                                                z_h[1:T + 1], z[1:T + 1],
+                                                                h[1:T + 1], z_r_2, slice_W_h_rzn_h,
+                                                                b_hn, slice_W_h_rzn_h_2, W_h_rzn_h,
                                                                 z_n_2, W_h_rzn):
-            steps = zip(h[0:T], rz[1:T + 1], z_n[1:T + 1], r[1:T + 1], n[1:T + 1], z_h[1:T + 1],
-                        z[1:T + 1], h[1:T + 1])
-            for (h_tm1, rz_t, z_n_t, r_t, n_t, z_h_t, z_t, h_t) in steps:
+            steps = zip(h[0:T], rz_n[1:T + 1], rz[1:T + 1], z_n[1:T + 1], r[1:T + 1], n[1:T + 1],
+                        z_h[1:T + 1], z[1:T + 1], h[1:T + 1])
+            for (h_tm1, rz_n_t, rz_t, z_n_t, r_t, n_t, z_h_t, z_t, h_t) in steps:
                 # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
                 # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
                 np.dot(h_tm1, W_h_rzn.T, out=W_h_rzn_h)
                 # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
                 # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
                 # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
+                rz_n_t += z_r_2
                 rz_t += slice_W_h_rzn_h
                 np.negative(rz_t, out=rz_t)
                 np.exp(rz_t, out=rz_t)
@@ -125,8 +125,11 @@ def backward(params, tape, cotangents, T, B):
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
+    db_in = np.zeros_like(b_in, DTYPE)
+    db_hn = np.zeros_like(b_hn, DTYPE)
     dx = WORK.empty(x.shape, DTYPE, "dx")
     dx[:1] = 0
+    dz_r = WORK.zeros(z_r.shape, DTYPE, "dz_r")
     dz_n_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_n_2")   # every step written
     dz_r_3 = WORK.empty((T + 1, B, 16), DTYPE, "dz_r_3")   # every step written
     cat_dz_r_4 = WORK.empty((T + 1, B, 24), DTYPE, "cat_dz_r_4")
@@ -158,6 +161,9 @@ def backward(params, tape, cotangents, T, B):
     cot_z = cotangents.get("z", [None] * T)
     cot_r = cotangents.get("r", [None] * T)
     dz_h_2 = np.empty((B, 8), DTYPE)
+    dz_n_5 = np.empty((8,), DTYPE)
+    dz_n_6 = np.empty((8,), DTYPE)
+    dz_r_5 = np.empty((16,), DTYPE)
     if not (back_r_z_n_h if B <= 8 else steps_back_r_z_n_h)(T, cotangents.get("n"),
                                                             cotangents.get("h"), z_h[1:T + 1],
                                                             z[1:T + 1], cotangents.get("z"),
@@ -166,7 +172,8 @@ def backward(params, tape, cotangents, T, B):
                                                             r[1:T + 1], cotangents.get("r"),
                                                             dz_r_4[1:T + 1], dz_r_3[1:T + 1],
                                                             cat_dz_r_4[1:T + 1], dh, dr, dz, drz,
-                                                            dz_h_2, W_h_rzn, dn):
+                                                            dz_h_2, db_hn, dz_n_5, db_in, dz_n_6,
+                                                            dz_r, dz_r_5, W_h_rzn, dn):
         steps = zip(cot_n[::-1], cot_h[::-1], z_h[1:T + 1][::-1], z[1:T + 1][::-1], cot_z[::-1],
                     dz_n_3[1:T + 1][::-1], dz_n_2[1:T + 1][::-1], z_n[1:T + 1][::-1],
                     dz_n_4[1:T + 1][::-1], r[1:T + 1][::-1], cot_r[::-1], dz_r_4[1:T + 1][::-1],
@@ -195,23 +202,24 @@ def backward(params, tape, cotangents, T, B):
             np.dot(cat_dz_r_4_t, W_h_rzn, out=dh)
             # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
             dh += dz_h_2
+            # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
+            sum_rows(dz_n_4_t, 0, dz_n_5)
+            db_hn += dz_n_5
+            sum_rows(dz_n_3_t, 0, dz_n_6)
+            db_in += dz_n_6
+            # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
+            # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
+            sum_rows(dz_r_4_t, 0, dz_r_5)
+            dz_r += dz_r_5
 
     # Every step at once
-    db_hn = np.empty((8,), DTYPE)
-    # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
-    sum_rows(dz_n_4[now], (0, 1), db_hn)
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
     dW_h_rzn = cat_dz_r_4[now].reshape(-1, 24).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    db_in = np.empty((8,), DTYPE)
-    dz_r = np.empty((16,), DTYPE)
-    # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
-    sum_rows(dz_n_3[now], (0, 1), db_in)
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    sum_rows(dz_r_4[now], (0, 1), dz_r)
     np.copyto(z_r_3[now], dz_r_4[now])
     dW_i_rzn = cat_z_r_3[now].reshape(-1, 24).T @ x[now].reshape(-1, 4)
     np.dot(cat_z_r_3[now].reshape(-1, 24), W_i_rzn, out=dx[now].reshape(-1, 4))
@@ -246,8 +254,11 @@ def backward_large(params, tape, cotangents, T, B):
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
+    db_in = np.zeros_like(b_in, DTYPE)
+    db_hn = np.zeros_like(b_hn, DTYPE)
     dx = WORK.empty(x.shape, DTYPE, "dx")
     dx[:1] = 0
+    dz_r = WORK.zeros(z_r.shape, DTYPE, "dz_r")
     cat_dz_r_3 = WORK.empty((T + 1, B, 24), DTYPE, "cat_dz_r_3")
     cat_dz_r_3[:1] = 0
     cat_z_r_3 = WORK.empty((T + 1, B, 24), DTYPE, "cat_z_r_3")
@@ -270,6 +281,9 @@ def backward_large(params, tape, cotangents, T, B):
     dz_h_2 = np.empty((B, 8), DTYPE)
     dz_n_4 = np.empty((B, 8), DTYPE)
     sub_rz = np.empty((B, 16), DTYPE)
+    dz_n_5 = np.empty((8,), DTYPE)
+    dz_n_6 = np.empty((8,), DTYPE)
+    dz_r_4 = np.empty((16,), DTYPE)
     if not (back_r_z_n_h_2 if B <= 8 else steps_back_r_z_n_h_2)(T, cotangents.get("n"),
                                                                 cotangents.get("h"), z_h[1:T + 1],
                                                                 z[1:T + 1], cotangents.get("z"),
@@ -278,8 +292,9 @@ def backward_large(params, tape, cotangents, T, B):
                                                                 r[1:T + 1], cotangents.get("r"),
                                                                 rz[1:T + 1], dz_r_3[1:T + 1],
                                                                 cat_dz_r_3[1:T + 1], dh, dr, dz,
-                                                                drz, ONE, dz_h_2, W_h_rzn, dn,
-                                                                dz_n_4, sub_rz):
+                                                                drz, ONE, dz_h_2, db_hn, dz_n_5,
+                                                                db_in, dz_n_6, dz_r, dz_r_4,
+                                                                W_h_rzn, dn, dz_n_4, sub_rz):
         steps = zip(cot_n[::-1], cot_h[::-1], z_h[1:T + 1][::-1], z[1:T + 1][::-1], cot_z[::-1],
                     n[1:T + 1][::-1], dz_n_2[1:T + 1][::-1], z_n[1:T + 1][::-1],
                     dz_n_3[1:T + 1][::-1], r[1:T + 1][::-1], cot_r[::-1], rz[1:T + 1][::-1],
@@ -312,23 +327,24 @@ def backward_large(params, tape, cotangents, T, B):
             np.dot(cat_dz_r_3_t, W_h_rzn, out=dh)
             # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
             dh += dz_h_2
+            # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
+            sum_rows(dz_n_3_t, 0, dz_n_5)
+            db_hn += dz_n_5
+            sum_rows(dz_n_2_t, 0, dz_n_6)
+            db_in += dz_n_6
+            # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
+            # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
+            sum_rows(dz_r_3_t, 0, dz_r_4)
+            dz_r += dz_r_4
 
     # Every step at once
-    db_hn = np.empty((8,), DTYPE)
-    # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
-    sum_rows(dz_n_3[now], (0, 1), db_hn)
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
     dW_h_rzn = cat_dz_r_3[now].reshape(-1, 24).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    db_in = np.empty((8,), DTYPE)
-    dz_r = np.empty((16,), DTYPE)
-    # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
-    sum_rows(dz_n_2[now], (0, 1), db_in)
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    sum_rows(dz_r_3[now], (0, 1), dz_r)
     np.copyto(z_r_3[now], dz_r_3[now])
     dW_i_rzn = cat_z_r_3[now].reshape(-1, 24).T @ x[now].reshape(-1, 4)
     np.dot(cat_z_r_3[now].reshape(-1, 24), W_i_rzn, out=dx[now].reshape(-1, 4))
@@ -353,71 +369,92 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_7a6edf8778(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
-    """add, sigmoid, add, multiply, add, tanh, subtract, multiply, add: one pass over the rows (compile/fuse.py)."""
+def fused_e87d4a82b9(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13):
+    """add, add, sigmoid, add, multiply, add, tanh, subtract, multiply, add: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
-    s0 = jitops.row_step(p0, rows, 16)
-    s1 = jitops.row_step(p1, rows, 16)
-    s2 = jitops.row_step(p2, rows, 8)
-    s3 = jitops.row_step(p3, rows, 8)
-    s4 = jitops.row_step(p5, rows, 8)
-    s5 = jitops.row_step(p4, rows, 8)
+    s0 = jitops.row_step(p0, rows, 24)
+    s1 = jitops.row_step(p1, rows, 24)
+    s2 = jitops.row_step(p2, rows, 16)
+    s3 = jitops.row_step(p3, rows, 16)
+    s4 = jitops.row_step(p4, rows, 8)
+    s5 = jitops.row_step(p5, rows, 8)
     s6 = jitops.row_step(p7, rows, 8)
-    s7 = jitops.row_step(p8, rows, 8)
-    s8 = jitops.row_step(p10, rows, 8)
-    s9 = jitops.row_step(p9, rows, 8)
-    s10 = jitops.row_step(p11, rows, 8)
-    if (jitops._size(p0) != (rows, 16)
-            or jitops._size(p4) != (rows, 8)
+    s7 = jitops.row_step(p6, rows, 8)
+    s8 = jitops.row_step(p9, rows, 8)
+    s9 = jitops.row_step(p10, rows, 8)
+    s10 = jitops.row_step(p12, rows, 8)
+    s11 = jitops.row_step(p11, rows, 8)
+    s12 = jitops.row_step(p13, rows, 8)
+    if (jitops._size(p0) != (rows, 24)
+            or jitops._size(p2) != (rows, 16)
             or jitops._size(p6) != (rows, 8)
-            or jitops._size(p7) != (rows, 8)
+            or jitops._size(p8) != (rows, 8)
             or jitops._size(p9) != (rows, 8)
             or jitops._size(p11) != (rows, 8)
+            or jitops._size(p13) != (rows, 8)
             or not jitops.rows_contiguous(p0)
-            or not jitops.rows_contiguous(p4)
-            or not jitops.rows_contiguous(p7)
+            or not jitops.rows_contiguous(p2)
+            or not jitops.rows_contiguous(p6)
             or not jitops.rows_contiguous(p9)
             or not jitops.rows_contiguous(p11)
+            or not jitops.rows_contiguous(p13)
             or not jitops.aligned(p0, p1)
             or not jitops.aligned(p0, p2)
             or not jitops.aligned(p0, p3)
             or not jitops.aligned(p0, p4)
             or not jitops.aligned(p0, p5)
+            or not jitops.aligned(p0, p6)
             or not jitops.aligned(p0, p7)
-            or not jitops.aligned(p0, p8)
             or not jitops.aligned(p0, p9)
             or not jitops.aligned(p0, p10)
             or not jitops.aligned(p0, p11)
-            or not jitops.aligned(p4, p1)
-            or not jitops.aligned(p4, p2)
-            or not jitops.aligned(p4, p3)
-            or not jitops.aligned(p4, p5)
-            or not jitops.aligned(p4, p7)
-            or not jitops.aligned(p4, p8)
-            or not jitops.aligned(p4, p9)
-            or not jitops.aligned(p4, p10)
-            or not jitops.aligned(p4, p11)
-            or not jitops.aligned(p7, p1)
-            or not jitops.aligned(p7, p2)
-            or not jitops.aligned(p7, p3)
-            or not jitops.aligned(p7, p5)
-            or not jitops.aligned(p7, p8)
-            or not jitops.aligned(p7, p9)
-            or not jitops.aligned(p7, p10)
-            or not jitops.aligned(p7, p11)
+            or not jitops.aligned(p0, p12)
+            or not jitops.aligned(p0, p13)
+            or not jitops.aligned(p2, p1)
+            or not jitops.aligned(p2, p3)
+            or not jitops.aligned(p2, p4)
+            or not jitops.aligned(p2, p5)
+            or not jitops.aligned(p2, p6)
+            or not jitops.aligned(p2, p7)
+            or not jitops.aligned(p2, p9)
+            or not jitops.aligned(p2, p10)
+            or not jitops.aligned(p2, p11)
+            or not jitops.aligned(p2, p12)
+            or not jitops.aligned(p2, p13)
+            or not jitops.aligned(p6, p1)
+            or not jitops.aligned(p6, p3)
+            or not jitops.aligned(p6, p4)
+            or not jitops.aligned(p6, p5)
+            or not jitops.aligned(p6, p7)
+            or not jitops.aligned(p6, p9)
+            or not jitops.aligned(p6, p10)
+            or not jitops.aligned(p6, p11)
+            or not jitops.aligned(p6, p12)
+            or not jitops.aligned(p6, p13)
             or not jitops.aligned(p9, p1)
-            or not jitops.aligned(p9, p2)
             or not jitops.aligned(p9, p3)
+            or not jitops.aligned(p9, p4)
             or not jitops.aligned(p9, p5)
-            or not jitops.aligned(p9, p8)
+            or not jitops.aligned(p9, p7)
             or not jitops.aligned(p9, p10)
             or not jitops.aligned(p9, p11)
+            or not jitops.aligned(p9, p12)
+            or not jitops.aligned(p9, p13)
             or not jitops.aligned(p11, p1)
-            or not jitops.aligned(p11, p2)
             or not jitops.aligned(p11, p3)
+            or not jitops.aligned(p11, p4)
             or not jitops.aligned(p11, p5)
-            or not jitops.aligned(p11, p8)
+            or not jitops.aligned(p11, p7)
             or not jitops.aligned(p11, p10)
+            or not jitops.aligned(p11, p12)
+            or not jitops.aligned(p11, p13)
+            or not jitops.aligned(p13, p1)
+            or not jitops.aligned(p13, p3)
+            or not jitops.aligned(p13, p4)
+            or not jitops.aligned(p13, p5)
+            or not jitops.aligned(p13, p7)
+            or not jitops.aligned(p13, p10)
+            or not jitops.aligned(p13, p12)
             or s0 < 0
             or s1 < 0
             or s2 < 0
@@ -428,61 +465,69 @@ def fused_7a6edf8778(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
             or s7 < 0
             or s8 < 0
             or s9 < 0
-            or s10 < 0):
+            or s10 < 0
+            or s11 < 0
+            or s12 < 0):
         return False
-    space = np.empty(112, p0.dtype)
-    x0 = space[0:16]
-    x1 = space[16:32]
-    x2 = space[32:40]
-    x3 = space[40:48]
-    x4 = space[48:56]
-    x5 = space[56:64]
-    x6 = space[64:72]
-    x7 = space[72:80]
-    x8 = space[80:88]
-    e16 = space[88:104]
-    e8 = space[104:112]
+    space = np.empty(136, p0.dtype)
+    x0 = space[0:24]
+    x1 = space[24:40]
+    x2 = space[40:56]
+    x3 = space[56:64]
+    x4 = space[64:72]
+    x5 = space[72:80]
+    x6 = space[80:88]
+    x7 = space[88:96]
+    x8 = space[96:104]
+    x9 = space[104:112]
+    e16 = space[112:128]
+    e8 = space[128:136]
     bits = jitops.scratch(e16)
     for i in range(rows):
-        r0_0 = jitops._view(p0, i * s0, 16)
-        r0_1 = jitops._view(p1, i * s1, 16)
-        for j in range(16):
+        r0_0 = jitops._view(p0, i * s0, 24)
+        r0_1 = jitops._view(p1, i * s1, 24)
+        for j in range(24):
             x0[j] = r0_0[j] + r0_1[j]
         jitops.put_row(p0, i, x0)
-        r1_0 = jitops._view(p0, i * s0, 16)
-        jitops.vsigmoid(r1_0, x1, e16, bits)
-        jitops.put_row(p0, i, x1)
-        r2_0 = jitops._view(p2, i * s2, 8)
-        r2_1 = jitops._view(p3, i * s3, 8)
+        r1_0 = jitops._view(p2, i * s2, 16)
+        r1_1 = jitops._view(p3, i * s3, 16)
+        for j in range(16):
+            x1[j] = r1_0[j] + r1_1[j]
+        jitops.put_row(p2, i, x1)
+        r2_0 = jitops._view(p2, i * s2, 16)
+        jitops.vsigmoid(r2_0, x2, e16, bits)
+        jitops.put_row(p2, i, x2)
+        r3_0 = jitops._view(p4, i * s4, 8)
+        r3_1 = jitops._view(p5, i * s5, 8)
         for j in range(8):
-            x2[j] = r2_0[j] + r2_1[j]
-        jitops.put_row(p4, i, x2)
-        r3_0 = jitops._view(p5, i * s4, 8)
-        r3_1 = jitops._view(p4, i * s5, 8)
-        for j in range(8):
-            x3[j] = r3_0[j] * r3_1[j]
+            x3[j] = r3_0[j] + r3_1[j]
+        jitops.put_row(p6, i, x3)
         r4_0 = jitops._view(p7, i * s6, 8)
+        r4_1 = jitops._view(p6, i * s7, 8)
         for j in range(8):
-            x4[j] = r4_0[j] + x3[j]
-        jitops.put_row(p7, i, x4)
-        r5_0 = jitops._view(p7, i * s6, 8)
-        jitops.vtanh(r5_0, x5, e8, bits)
-        jitops.put_row(p7, i, x5)
-        r6_0 = jitops._view(p8, i * s7, 8)
-        r6_1 = jitops._view(p7, i * s6, 8)
+            x4[j] = r4_0[j] * r4_1[j]
+        r5_0 = jitops._view(p9, i * s8, 8)
         for j in range(8):
-            x6[j] = r6_0[j] - r6_1[j]
+            x5[j] = r5_0[j] + x4[j]
+        jitops.put_row(p9, i, x5)
+        r6_0 = jitops._view(p9, i * s8, 8)
+        jitops.vtanh(r6_0, x6, e8, bits)
         jitops.put_row(p9, i, x6)
-        r7_0 = jitops._view(p10, i * s8, 8)
-        r7_1 = jitops._view(p9, i * s9, 8)
+        r7_0 = jitops._view(p10, i * s9, 8)
+        r7_1 = jitops._view(p9, i * s8, 8)
         for j in range(8):
-            x7[j] = r7_0[j] * r7_1[j]
+            x7[j] = r7_0[j] - r7_1[j]
         jitops.put_row(p11, i, x7)
-        r8_0 = jitops._view(p7, i * s6, 8)
-        r8_1 = jitops._view(p11, i * s10, 8)
+        r8_0 = jitops._view(p12, i * s10, 8)
+        r8_1 = jitops._view(p11, i * s11, 8)
         for j in range(8):
-            x8[j] = r8_0[j] + r8_1[j]
-        jitops.put_row(p11, i, x8)
+            x8[j] = r8_0[j] * r8_1[j]
+        jitops.put_row(p13, i, x8)
+        r9_0 = jitops._view(p9, i * s8, 8)
+        r9_1 = jitops._view(p13, i * s12, 8)
+        for j in range(8):
+            x9[j] = r9_0[j] + r9_1[j]
+        jitops.put_row(p13, i, x9)
     return True
 
 
@@ -881,8 +926,9 @@ def fused_3c25fe6b7e(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
     return True
 
 
-def loop_r_z_n_h(T, h_tm1_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_t_all, z_t_all, h_t_all,
-                 slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2, W_h_rzn_h, z_n_2, W_h_rzn):
+def loop_r_z_n_h(T, h_tm1_all, rz_n_t_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_t_all,
+                 z_t_all, h_t_all, z_r_2, slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2, W_h_rzn_h,
+                 z_n_2, W_h_rzn):
     """The loop forward in time of r(t), z(t), n(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -891,6 +937,7 @@ def loop_r_z_n_h(T, h_tm1_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_t_all,
         return True
     step = 0
     h_tm1 = h_tm1_all[step]
+    rz_n_t = rz_n_t_all[step]
     rz_t = rz_t_all[step]
     z_n_t = z_n_t_all[step]
     r_t = r_t_all[step]
@@ -898,29 +945,46 @@ def loop_r_z_n_h(T, h_tm1_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_t_all,
     z_h_t = z_h_t_all[step]
     z_t = z_t_all[step]
     h_t = h_t_all[step]
-    rows = jitops._size(rz_t)[0]
-    s0 = jitops.row_step(rz_t, rows, 16)
-    s1 = jitops.row_step(slice_W_h_rzn_h, rows, 16)
-    s2 = jitops.row_step(b_hn, rows, 8)
-    s3 = jitops.row_step(slice_W_h_rzn_h_2, rows, 8)
-    s4 = jitops.row_step(r_t, rows, 8)
-    s5 = jitops.row_step(z_n_t, rows, 8)
-    s6 = jitops.row_step(n_t, rows, 8)
-    s7 = jitops.row_step(h_tm1, rows, 8)
-    s8 = jitops.row_step(z_t, rows, 8)
-    s9 = jitops.row_step(z_h_t, rows, 8)
-    s10 = jitops.row_step(h_t, rows, 8)
-    if (jitops._size(rz_t) != (rows, 16)
+    rows = jitops._size(rz_n_t)[0]
+    s0 = jitops.row_step(rz_n_t, rows, 24)
+    s1 = jitops.row_step(z_r_2, rows, 24)
+    s2 = jitops.row_step(rz_t, rows, 16)
+    s3 = jitops.row_step(slice_W_h_rzn_h, rows, 16)
+    s4 = jitops.row_step(b_hn, rows, 8)
+    s5 = jitops.row_step(slice_W_h_rzn_h_2, rows, 8)
+    s6 = jitops.row_step(r_t, rows, 8)
+    s7 = jitops.row_step(z_n_t, rows, 8)
+    s8 = jitops.row_step(n_t, rows, 8)
+    s9 = jitops.row_step(h_tm1, rows, 8)
+    s10 = jitops.row_step(z_t, rows, 8)
+    s11 = jitops.row_step(z_h_t, rows, 8)
+    s12 = jitops.row_step(h_t, rows, 8)
+    if (jitops._size(rz_n_t) != (rows, 24)
+            or jitops._size(rz_t) != (rows, 16)
             or jitops._size(z_n_t) != (rows, 8)
             or jitops._size(z_n_2) != (rows, 8)
             or jitops._size(n_t) != (rows, 8)
             or jitops._size(z_h_t) != (rows, 8)
             or jitops._size(h_t) != (rows, 8)
+            or not jitops.rows_contiguous(rz_n_t)
             or not jitops.rows_contiguous(rz_t)
             or not jitops.rows_contiguous(z_n_t)
             or not jitops.rows_contiguous(n_t)
             or not jitops.rows_contiguous(z_h_t)
             or not jitops.rows_contiguous(h_t)
+            or not jitops.aligned(rz_n_t, z_r_2)
+            or not jitops.aligned(rz_n_t, rz_t)
+            or not jitops.aligned(rz_n_t, slice_W_h_rzn_h)
+            or not jitops.aligned(rz_n_t, b_hn)
+            or not jitops.aligned(rz_n_t, slice_W_h_rzn_h_2)
+            or not jitops.aligned(rz_n_t, z_n_t)
+            or not jitops.aligned(rz_n_t, r_t)
+            or not jitops.aligned(rz_n_t, n_t)
+            or not jitops.aligned(rz_n_t, h_tm1)
+            or not jitops.aligned(rz_n_t, z_h_t)
+            or not jitops.aligned(rz_n_t, z_t)
+            or not jitops.aligned(rz_n_t, h_t)
+            or not jitops.aligned(rz_t, z_r_2)
             or not jitops.aligned(rz_t, slice_W_h_rzn_h)
             or not jitops.aligned(rz_t, b_hn)
             or not jitops.aligned(rz_t, slice_W_h_rzn_h_2)
@@ -931,6 +995,7 @@ def loop_r_z_n_h(T, h_tm1_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_t_all,
             or not jitops.aligned(rz_t, z_h_t)
             or not jitops.aligned(rz_t, z_t)
             or not jitops.aligned(rz_t, h_t)
+            or not jitops.aligned(z_n_t, z_r_2)
             or not jitops.aligned(z_n_t, slice_W_h_rzn_h)
             or not jitops.aligned(z_n_t, b_hn)
             or not jitops.aligned(z_n_t, slice_W_h_rzn_h_2)
@@ -940,6 +1005,7 @@ def loop_r_z_n_h(T, h_tm1_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_t_all,
             or not jitops.aligned(z_n_t, z_h_t)
             or not jitops.aligned(z_n_t, z_t)
             or not jitops.aligned(z_n_t, h_t)
+            or not jitops.aligned(n_t, z_r_2)
             or not jitops.aligned(n_t, slice_W_h_rzn_h)
             or not jitops.aligned(n_t, b_hn)
             or not jitops.aligned(n_t, slice_W_h_rzn_h_2)
@@ -948,6 +1014,7 @@ def loop_r_z_n_h(T, h_tm1_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_t_all,
             or not jitops.aligned(n_t, z_h_t)
             or not jitops.aligned(n_t, z_t)
             or not jitops.aligned(n_t, h_t)
+            or not jitops.aligned(z_h_t, z_r_2)
             or not jitops.aligned(z_h_t, slice_W_h_rzn_h)
             or not jitops.aligned(z_h_t, b_hn)
             or not jitops.aligned(z_h_t, slice_W_h_rzn_h_2)
@@ -955,6 +1022,7 @@ def loop_r_z_n_h(T, h_tm1_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_t_all,
             or not jitops.aligned(z_h_t, h_tm1)
             or not jitops.aligned(z_h_t, z_t)
             or not jitops.aligned(z_h_t, h_t)
+            or not jitops.aligned(h_t, z_r_2)
             or not jitops.aligned(h_t, slice_W_h_rzn_h)
             or not jitops.aligned(h_t, b_hn)
             or not jitops.aligned(h_t, slice_W_h_rzn_h_2)
@@ -971,23 +1039,27 @@ def loop_r_z_n_h(T, h_tm1_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_t_all,
             or s7 < 0
             or s8 < 0
             or s9 < 0
-            or s10 < 0):
+            or s10 < 0
+            or s11 < 0
+            or s12 < 0):
         return False
-    space = np.empty(112, rz_t.dtype)
-    x0 = space[0:16]
-    x1 = space[16:32]
-    x2 = space[32:40]
-    x3 = space[40:48]
-    x4 = space[48:56]
-    x5 = space[56:64]
-    x6 = space[64:72]
-    x7 = space[72:80]
-    x8 = space[80:88]
-    e16 = space[88:104]
-    e8 = space[104:112]
+    space = np.empty(136, rz_n_t.dtype)
+    x0 = space[0:24]
+    x1 = space[24:40]
+    x2 = space[40:56]
+    x3 = space[56:64]
+    x4 = space[64:72]
+    x5 = space[72:80]
+    x6 = space[80:88]
+    x7 = space[88:96]
+    x8 = space[96:104]
+    x9 = space[104:112]
+    e16 = space[112:128]
+    e8 = space[128:136]
     bits = jitops.scratch(e16)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
+        rz_n_t = rz_n_t_all[step]
         rz_t = rz_t_all[step]
         z_n_t = z_n_t_all[step]
         r_t = r_t_all[step]
@@ -1002,59 +1074,65 @@ def loop_r_z_n_h(T, h_tm1_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_t_all,
         # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
         # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
         for i in range(rows):
-            r0_0 = jitops._view(rz_t, i * s0, 16)
-            r0_1 = jitops._view(slice_W_h_rzn_h, i * s1, 16)
-            for j in range(16):
+            r0_0 = jitops._view(rz_n_t, i * s0, 24)
+            r0_1 = jitops._view(z_r_2, i * s1, 24)
+            for j in range(24):
                 x0[j] = r0_0[j] + r0_1[j]
-            jitops.put_row(rz_t, i, x0)
-            r1_0 = jitops._view(rz_t, i * s0, 16)
-            jitops.vsigmoid(r1_0, x1, e16, bits)
+            jitops.put_row(rz_n_t, i, x0)
+            r1_0 = jitops._view(rz_t, i * s2, 16)
+            r1_1 = jitops._view(slice_W_h_rzn_h, i * s3, 16)
+            for j in range(16):
+                x1[j] = r1_0[j] + r1_1[j]
             jitops.put_row(rz_t, i, x1)
-            r2_0 = jitops._view(b_hn, i * s2, 8)
-            r2_1 = jitops._view(slice_W_h_rzn_h_2, i * s3, 8)
+            r2_0 = jitops._view(rz_t, i * s2, 16)
+            jitops.vsigmoid(r2_0, x2, e16, bits)
+            jitops.put_row(rz_t, i, x2)
+            r3_0 = jitops._view(b_hn, i * s4, 8)
+            r3_1 = jitops._view(slice_W_h_rzn_h_2, i * s5, 8)
             for j in range(8):
-                x2[j] = r2_0[j] + r2_1[j]
-            jitops.put_row(z_n_t, i, x2)
-            r3_0 = jitops._view(r_t, i * s4, 8)
-            r3_1 = jitops._view(z_n_t, i * s5, 8)
+                x3[j] = r3_0[j] + r3_1[j]
+            jitops.put_row(z_n_t, i, x3)
+            r4_0 = jitops._view(r_t, i * s6, 8)
+            r4_1 = jitops._view(z_n_t, i * s7, 8)
             for j in range(8):
-                x3[j] = r3_0[j] * r3_1[j]
-            r4_0 = jitops._view(n_t, i * s6, 8)
+                x4[j] = r4_0[j] * r4_1[j]
+            r5_0 = jitops._view(n_t, i * s8, 8)
             for j in range(8):
-                x4[j] = r4_0[j] + x3[j]
-            jitops.put_row(n_t, i, x4)
-            r5_0 = jitops._view(n_t, i * s6, 8)
-            jitops.vtanh(r5_0, x5, e8, bits)
+                x5[j] = r5_0[j] + x4[j]
             jitops.put_row(n_t, i, x5)
-            r6_0 = jitops._view(h_tm1, i * s7, 8)
-            r6_1 = jitops._view(n_t, i * s6, 8)
+            r6_0 = jitops._view(n_t, i * s8, 8)
+            jitops.vtanh(r6_0, x6, e8, bits)
+            jitops.put_row(n_t, i, x6)
+            r7_0 = jitops._view(h_tm1, i * s9, 8)
+            r7_1 = jitops._view(n_t, i * s8, 8)
             for j in range(8):
-                x6[j] = r6_0[j] - r6_1[j]
-            jitops.put_row(z_h_t, i, x6)
-            r7_0 = jitops._view(z_t, i * s8, 8)
-            r7_1 = jitops._view(z_h_t, i * s9, 8)
+                x7[j] = r7_0[j] - r7_1[j]
+            jitops.put_row(z_h_t, i, x7)
+            r8_0 = jitops._view(z_t, i * s10, 8)
+            r8_1 = jitops._view(z_h_t, i * s11, 8)
             for j in range(8):
-                x7[j] = r7_0[j] * r7_1[j]
-            jitops.put_row(h_t, i, x7)
-            r8_0 = jitops._view(n_t, i * s6, 8)
-            r8_1 = jitops._view(h_t, i * s10, 8)
-            for j in range(8):
-                x8[j] = r8_0[j] + r8_1[j]
+                x8[j] = r8_0[j] * r8_1[j]
             jitops.put_row(h_t, i, x8)
+            r9_0 = jitops._view(n_t, i * s8, 8)
+            r9_1 = jitops._view(h_t, i * s12, 8)
+            for j in range(8):
+                x9[j] = r9_0[j] + r9_1[j]
+            jitops.put_row(h_t, i, x9)
         # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
         # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
     return True
 
 
-def steps_loop_r_z_n_h(T, h_tm1_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_t_all, z_t_all,
-                       h_t_all, slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2, W_h_rzn_h, z_n_2,
-                       W_h_rzn):
+def steps_loop_r_z_n_h(T, h_tm1_all, rz_n_t_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_t_all,
+                       z_t_all, h_t_all, z_r_2, slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2,
+                       W_h_rzn_h, z_n_2, W_h_rzn):
     """r(t), z(t), n(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
         return True
     step = 0
     h_tm1 = h_tm1_all[step]
+    rz_n_t = rz_n_t_all[step]
     rz_t = rz_t_all[step]
     z_n_t = z_n_t_all[step]
     r_t = r_t_all[step]
@@ -1063,12 +1141,13 @@ def steps_loop_r_z_n_h(T, h_tm1_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_
     z_t = z_t_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_7a6edf8778, rz_t, slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2, z_n_t, r_t, z_n_2, n_t, h_tm1, z_h_t, z_t, h_t)
+        jitops.ready(fused_e87d4a82b9, rz_n_t, z_r_2, rz_t, slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2, z_n_t, r_t, z_n_2, n_t, h_tm1, z_h_t, z_t, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('r(t), z(t), n(t), h(t)', error)
         return False
     for step in range(T):
         h_tm1 = h_tm1_all[step]
+        rz_n_t = rz_n_t_all[step]
         rz_t = rz_t_all[step]
         z_n_t = z_n_t_all[step]
         r_t = r_t_all[step]
@@ -1082,7 +1161,8 @@ def steps_loop_r_z_n_h(T, h_tm1_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_
         # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
         # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
         # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-        if not fused_7a6edf8778(rz_t, slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2, z_n_t, r_t, z_n_2, n_t, h_tm1, z_h_t, z_t, h_t):
+        if not fused_e87d4a82b9(rz_n_t, z_r_2, rz_t, slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2, z_n_t, r_t, z_n_2, n_t, h_tm1, z_h_t, z_t, h_t):
+            np.add(rz_n_t, z_r_2, out=rz_n_t)
             np.add(rz_t, slice_W_h_rzn_h, out=rz_t)
             np.divide(1.0, np.add(1.0, np.exp(np.negative(rz_t))), out=rz_t)
             np.add(b_hn, slice_W_h_rzn_h_2, out=z_n_t)
@@ -1099,7 +1179,7 @@ def steps_loop_r_z_n_h(T, h_tm1_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_
 
 def back_r_z_n_h(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, dz_n_3_t_all, dz_n_2_t_all, z_n_t_all,
                  dz_n_4_t_all, r_t_all, cot_r, dz_r_4_t_all, dz_r_3_t_all, cat_dz_r_4_t_all, dh,
-                 dr, dz, drz, dz_h_2, W_h_rzn, dn):
+                 dr, dz, drz, dz_h_2, db_hn, dz_n_5, db_in, dz_n_6, dz_r, dz_r_5, W_h_rzn, dn):
     """The loop backward in time of r(t), z(t), n(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -1264,6 +1344,36 @@ def back_r_z_n_h(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, dz_n_3_t_all, dz_n_
         return False
     space_2 = np.empty(8, dh.dtype)
     x0_2 = space_2[0:8]
+    rows_3 = jitops._size(db_hn)[0]
+    s0_3 = jitops.row_step(db_hn, rows_3, 8)
+    s1_3 = jitops.row_step(dz_n_5, rows_3, 8)
+    if (jitops._size(db_hn) != (rows_3, 8)
+            or not jitops.rows_contiguous(db_hn)
+            or s0_3 < 0
+            or s1_3 < 0):
+        return False
+    space_3 = np.empty(8, db_hn.dtype)
+    x0_3 = space_3[0:8]
+    rows_4 = jitops._size(db_in)[0]
+    s0_4 = jitops.row_step(db_in, rows_4, 8)
+    s1_4 = jitops.row_step(dz_n_6, rows_4, 8)
+    if (jitops._size(db_in) != (rows_4, 8)
+            or not jitops.rows_contiguous(db_in)
+            or s0_4 < 0
+            or s1_4 < 0):
+        return False
+    space_4 = np.empty(8, db_in.dtype)
+    x0_4 = space_4[0:8]
+    rows_5 = jitops._size(dz_r)[0]
+    s0_5 = jitops.row_step(dz_r, rows_5, 16)
+    s1_5 = jitops.row_step(dz_r_5, rows_5, 16)
+    if (jitops._size(dz_r) != (rows_5, 16)
+            or not jitops.rows_contiguous(dz_r)
+            or s0_5 < 0
+            or s1_5 < 0):
+        return False
+    space_5 = np.empty(16, dz_r.dtype)
+    x0_5 = space_5[0:16]
     for step in range(T - 1, -1, -1):
         z_h_t = z_h_t_all[step]
         z_t = z_t_all[step]
@@ -1343,12 +1453,37 @@ def back_r_z_n_h(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, dz_n_3_t_all, dz_n_
             for j_2 in range(8):
                 x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
             jitops.put_row(dh, i_2, x0_2)
+        # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
+        jitops.sum_rows(dz_n_4_t, dz_n_5)
+        for i_3 in range(rows_3):
+            r0_0_3 = jitops._view(db_hn, i_3 * s0_3, 8)
+            r0_1_3 = jitops._view(dz_n_5, i_3 * s1_3, 8)
+            for j_3 in range(8):
+                x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
+            jitops.put_row(db_hn, i_3, x0_3)
+        jitops.sum_rows(dz_n_3_t, dz_n_6)
+        for i_4 in range(rows_4):
+            r0_0_4 = jitops._view(db_in, i_4 * s0_4, 8)
+            r0_1_4 = jitops._view(dz_n_6, i_4 * s1_4, 8)
+            for j_4 in range(8):
+                x0_4[j_4] = r0_0_4[j_4] + r0_1_4[j_4]
+            jitops.put_row(db_in, i_4, x0_4)
+        # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
+        # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
+        jitops.sum_rows(dz_r_4_t, dz_r_5)
+        for i_5 in range(rows_5):
+            r0_0_5 = jitops._view(dz_r, i_5 * s0_5, 16)
+            r0_1_5 = jitops._view(dz_r_5, i_5 * s1_5, 16)
+            for j_5 in range(16):
+                x0_5[j_5] = r0_0_5[j_5] + r0_1_5[j_5]
+            jitops.put_row(dz_r, i_5, x0_5)
     return True
 
 
 def steps_back_r_z_n_h(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, dz_n_3_t_all, dz_n_2_t_all,
                        z_n_t_all, dz_n_4_t_all, r_t_all, cot_r, dz_r_4_t_all, dz_r_3_t_all,
-                       cat_dz_r_4_t_all, dh, dr, dz, drz, dz_h_2, W_h_rzn, dn):
+                       cat_dz_r_4_t_all, dh, dr, dz, drz, dz_h_2, db_hn, dz_n_5, db_in, dz_n_6,
+                       dz_r, dz_r_5, W_h_rzn, dn):
     """r(t), z(t), n(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -1365,7 +1500,9 @@ def steps_back_r_z_n_h(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, dz_n_3_t_all,
     dz_r_3_t = dz_r_3_t_all[step]
     cat_dz_r_4_t = cat_dz_r_4_t_all[step]
     try:
-        pass
+        jitops.ready(jitops.sum_rows, dz_n_4_t, dz_n_5)
+        jitops.ready(jitops.sum_rows, dz_n_3_t, dz_n_6)
+        jitops.ready(jitops.sum_rows, dz_r_4_t, dz_r_5)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('r(t), z(t), n(t), h(t)', error)
         return False
@@ -1403,12 +1540,22 @@ def steps_back_r_z_n_h(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, dz_n_3_t_all,
         jitops.dot(cat_dz_r_4_t, W_h_rzn, dh)
         # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
         np.add(dh, dz_h_2, out=dh)
+        # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
+        jitops.sum_rows(dz_n_4_t, dz_n_5)
+        np.add(db_hn, dz_n_5, out=db_hn)
+        jitops.sum_rows(dz_n_3_t, dz_n_6)
+        np.add(db_in, dz_n_6, out=db_in)
+        # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
+        # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
+        jitops.sum_rows(dz_r_4_t, dz_r_5)
+        np.add(dz_r, dz_r_5, out=dz_r)
     return True
 
 
 def back_r_z_n_h_2(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, n_t_all, dz_n_2_t_all, z_n_t_all,
                    dz_n_3_t_all, r_t_all, cot_r, rz_t_all, dz_r_3_t_all, cat_dz_r_3_t_all, dh, dr,
-                   dz, drz, ONE, dz_h_2, W_h_rzn, dn, dz_n_4, sub_rz):
+                   dz, drz, ONE, dz_h_2, db_hn, dz_n_5, db_in, dz_n_6, dz_r, dz_r_4, W_h_rzn, dn,
+                   dz_n_4, sub_rz):
     """The loop backward in time of r(t), z(t), n(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -1582,6 +1729,36 @@ def back_r_z_n_h_2(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, n_t_all, dz_n_2_t
         return False
     space_2 = np.empty(8, dh.dtype)
     x0_2 = space_2[0:8]
+    rows_3 = jitops._size(db_hn)[0]
+    s0_3 = jitops.row_step(db_hn, rows_3, 8)
+    s1_3 = jitops.row_step(dz_n_5, rows_3, 8)
+    if (jitops._size(db_hn) != (rows_3, 8)
+            or not jitops.rows_contiguous(db_hn)
+            or s0_3 < 0
+            or s1_3 < 0):
+        return False
+    space_3 = np.empty(8, db_hn.dtype)
+    x0_3 = space_3[0:8]
+    rows_4 = jitops._size(db_in)[0]
+    s0_4 = jitops.row_step(db_in, rows_4, 8)
+    s1_4 = jitops.row_step(dz_n_6, rows_4, 8)
+    if (jitops._size(db_in) != (rows_4, 8)
+            or not jitops.rows_contiguous(db_in)
+            or s0_4 < 0
+            or s1_4 < 0):
+        return False
+    space_4 = np.empty(8, db_in.dtype)
+    x0_4 = space_4[0:8]
+    rows_5 = jitops._size(dz_r)[0]
+    s0_5 = jitops.row_step(dz_r, rows_5, 16)
+    s1_5 = jitops.row_step(dz_r_4, rows_5, 16)
+    if (jitops._size(dz_r) != (rows_5, 16)
+            or not jitops.rows_contiguous(dz_r)
+            or s0_5 < 0
+            or s1_5 < 0):
+        return False
+    space_5 = np.empty(16, dz_r.dtype)
+    x0_5 = space_5[0:16]
     for step in range(T - 1, -1, -1):
         z_h_t = z_h_t_all[step]
         z_t = z_t_all[step]
@@ -1675,13 +1852,37 @@ def back_r_z_n_h_2(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, n_t_all, dz_n_2_t
             for j_2 in range(8):
                 x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
             jitops.put_row(dh, i_2, x0_2)
+        # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
+        jitops.sum_rows(dz_n_3_t, dz_n_5)
+        for i_3 in range(rows_3):
+            r0_0_3 = jitops._view(db_hn, i_3 * s0_3, 8)
+            r0_1_3 = jitops._view(dz_n_5, i_3 * s1_3, 8)
+            for j_3 in range(8):
+                x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
+            jitops.put_row(db_hn, i_3, x0_3)
+        jitops.sum_rows(dz_n_2_t, dz_n_6)
+        for i_4 in range(rows_4):
+            r0_0_4 = jitops._view(db_in, i_4 * s0_4, 8)
+            r0_1_4 = jitops._view(dz_n_6, i_4 * s1_4, 8)
+            for j_4 in range(8):
+                x0_4[j_4] = r0_0_4[j_4] + r0_1_4[j_4]
+            jitops.put_row(db_in, i_4, x0_4)
+        # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
+        # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
+        jitops.sum_rows(dz_r_3_t, dz_r_4)
+        for i_5 in range(rows_5):
+            r0_0_5 = jitops._view(dz_r, i_5 * s0_5, 16)
+            r0_1_5 = jitops._view(dz_r_4, i_5 * s1_5, 16)
+            for j_5 in range(16):
+                x0_5[j_5] = r0_0_5[j_5] + r0_1_5[j_5]
+            jitops.put_row(dz_r, i_5, x0_5)
     return True
 
 
 def steps_back_r_z_n_h_2(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, n_t_all, dz_n_2_t_all,
                          z_n_t_all, dz_n_3_t_all, r_t_all, cot_r, rz_t_all, dz_r_3_t_all,
-                         cat_dz_r_3_t_all, dh, dr, dz, drz, ONE, dz_h_2, W_h_rzn, dn, dz_n_4,
-                         sub_rz):
+                         cat_dz_r_3_t_all, dh, dr, dz, drz, ONE, dz_h_2, db_hn, dz_n_5, db_in,
+                         dz_n_6, dz_r, dz_r_4, W_h_rzn, dn, dz_n_4, sub_rz):
     """r(t), z(t), n(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -1698,7 +1899,9 @@ def steps_back_r_z_n_h_2(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, n_t_all, dz
     dz_r_3_t = dz_r_3_t_all[step]
     cat_dz_r_3_t = cat_dz_r_3_t_all[step]
     try:
-        pass
+        jitops.ready(jitops.sum_rows, dz_n_3_t, dz_n_5)
+        jitops.ready(jitops.sum_rows, dz_n_2_t, dz_n_6)
+        jitops.ready(jitops.sum_rows, dz_r_3_t, dz_r_4)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('r(t), z(t), n(t), h(t)', error)
         return False
@@ -1740,9 +1943,18 @@ def steps_back_r_z_n_h_2(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, n_t_all, dz
         jitops.dot(cat_dz_r_3_t, W_h_rzn, dh)
         # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
         np.add(dh, dz_h_2, out=dh)
+        # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
+        jitops.sum_rows(dz_n_3_t, dz_n_5)
+        np.add(db_hn, dz_n_5, out=db_hn)
+        jitops.sum_rows(dz_n_2_t, dz_n_6)
+        np.add(db_in, dz_n_6, out=db_in)
+        # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
+        # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
+        jitops.sum_rows(dz_r_3_t, dz_r_4)
+        np.add(dz_r, dz_r_4, out=dz_r)
     return True
 
 
 LOOPS = ("loop_r_z_n_h", "back_r_z_n_h", "back_r_z_n_h_2")
-KERNELS = ("fused_7a6edf8778", "fused_8c1431ea7d", "fused_3c25fe6b7e")
+KERNELS = ("fused_e87d4a82b9", "fused_8c1431ea7d", "fused_3c25fe6b7e")
 STEPS = ("steps_loop_r_z_n_h", "steps_back_r_z_n_h", "steps_back_r_z_n_h_2")

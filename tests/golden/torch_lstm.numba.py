@@ -77,7 +77,6 @@ def forward(params, inputs, initial, T, B, prepared=None):
     # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
     # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
     np.dot(x[now].reshape(-1, 4), W_i_ifog.T, out=ifog[now].reshape(-1, 32))
-    ifog[now] += z_i
 
     # i(t), f(t), g(t), o(t), c(t), h(t): a loop forward in time
     W_h_ifog_h = np.empty((B, 32), DTYPE)
@@ -89,7 +88,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
                                                                         i[1:T + 1], c[1:T + 1],
                                                                         tanh_c[1:T + 1],
                                                                         h[1:T + 1], o[1:T + 1],
-                                                                        W_h_ifog_h, z_c, W_h_ifog):
+                                                                        z_i, W_h_ifog_h, z_c,
+                                                                        W_h_ifog):
             steps = zip(h[0:T], ifog[1:T + 1], ifo[1:T + 1], g[1:T + 1], f[1:T + 1], c[0:T],
                         i[1:T + 1], c[1:T + 1], tanh_c[1:T + 1], h[1:T + 1], o[1:T + 1])
             for (h_tm1, ifog_t, ifo_t, g_t, f_t, c_tm1, i_t, c_t, tanh_c_t, h_t, o_t) in steps:
@@ -98,6 +98,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
                 # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
                 # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
                 np.dot(h_tm1, W_h_ifog.T, out=W_h_ifog_h)
+                ifog_t += z_i
                 ifog_t += W_h_ifog_h
                 np.negative(ifo_t, out=ifo_t)
                 np.exp(ifo_t, out=ifo_t)
@@ -131,6 +132,7 @@ def backward(params, tape, cotangents, T, B):
     # Gradients start at zero, and at the cotangents for the outputs
     dx = WORK.empty(x.shape, DTYPE, "dx")
     dx[:1] = 0
+    dz_i = WORK.zeros(z_i.shape, DTYPE, "dz_i")
     dz_h = WORK.empty((T + 1, B, 8), DTYPE, "dz_h")   # every step written
     dz_i_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_i_2")   # every step written
     dz_i_3 = WORK.empty((T + 1, B, 24), DTYPE, "dz_i_3")   # every step written
@@ -166,6 +168,7 @@ def backward(params, tape, cotangents, T, B):
     cot_f = cotangents.get("f", [None] * T)
     dz_h_2 = np.empty((B, 8), DTYPE)
     dz_h_3 = np.empty((B, 8), DTYPE)
+    dz_i_5 = np.empty((32,), DTYPE)
     if not (back_i_f_g_o_c_h if B <= 8 else steps_back_i_f_g_o_c_h)(T, cotangents.get("h"),
                                                                     tanh_c[1:T + 1], o[1:T + 1],
                                                                     cotangents.get("o"),
@@ -179,8 +182,8 @@ def backward(params, tape, cotangents, T, B):
                                                                     dz_i_2[1:T + 1],
                                                                     dz_i_3[1:T + 1],
                                                                     dz_i_4[1:T + 1], dh, dc, dg,
-                                                                    di, df, do, difo, W_h_ifog,
-                                                                    dz_h_2, dz_h_3):
+                                                                    di, df, do, difo, dz_i, dz_i_5,
+                                                                    W_h_ifog, dz_h_2, dz_h_3):
         steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1],
                     dz_h[1:T + 1][::-1], cot_c[::-1], g[1:T + 1][::-1], i[1:T + 1][::-1],
                     cot_i[::-1], cot_g[::-1], c[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1],
@@ -216,6 +219,8 @@ def backward(params, tape, cotangents, T, B):
                 do += cot_o_t
             np.multiply(difo, dz_i_3_t, out=dz_i_4_t[..., 0:24])
             np.dot(dz_i_4_t, W_h_ifog, out=dh)
+            sum_rows(dz_i_4_t, 0, dz_i_5)
+            dz_i += dz_i_5
 
     # Every step at once
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
@@ -225,12 +230,10 @@ def backward(params, tape, cotangents, T, B):
     dW_h_ifog = dz_i_4[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    dz_i = np.empty((32,), DTYPE)
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
     # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
     # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
     # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
-    sum_rows(dz_i_4[now], (0, 1), dz_i)
     dW_i_ifog = dz_i_4[now].reshape(-1, 32).T @ x[now].reshape(-1, 4)
     np.dot(dz_i_4[now].reshape(-1, 32), W_i_ifog, out=dx[now].reshape(-1, 4))
 
@@ -275,6 +278,7 @@ def backward_large(params, tape, cotangents, T, B):
     # Gradients start at zero, and at the cotangents for the outputs
     dx = WORK.empty(x.shape, DTYPE, "dx")
     dx[:1] = 0
+    dz_i = WORK.zeros(z_i.shape, DTYPE, "dz_i")
     dz_i_2 = WORK.empty((T + 1, B, 32), DTYPE, "dz_i_2")   # every step written
 
     # i(t), f(t), g(t), o(t), c(t), h(t): back through time (backward)
@@ -300,6 +304,7 @@ def backward_large(params, tape, cotangents, T, B):
     sub_dz_i_3 = np.empty((B, 8), DTYPE)
     sub_ifo = np.empty((B, 24), DTYPE)
     dz_i_4 = np.empty((B, 24), DTYPE)
+    dz_i_5 = np.empty((32,), DTYPE)
     if not (back_i_f_g_o_c_h_2 if B <= 8 else steps_back_i_f_g_o_c_h_2)(T, cotangents.get("h"),
                                                                         tanh_c[1:T + 1],
                                                                         o[1:T + 1],
@@ -313,10 +318,10 @@ def backward_large(params, tape, cotangents, T, B):
                                                                         ifo[1:T + 1],
                                                                         dz_i_2[1:T + 1], dh, dc,
                                                                         dg, di, df, do, difo, ONE,
-                                                                        W_h_ifog, dz_h, dz_h_2,
-                                                                        sub_dz_h_2, dz_h_3, dz_i_3,
-                                                                        sub_dz_i_3, sub_ifo,
-                                                                        dz_i_4):
+                                                                        dz_i, dz_i_5, W_h_ifog,
+                                                                        dz_h, dz_h_2, sub_dz_h_2,
+                                                                        dz_h_3, dz_i_3, sub_dz_i_3,
+                                                                        sub_ifo, dz_i_4):
         steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1], cot_c[::-1],
                     g[1:T + 1][::-1], i[1:T + 1][::-1], cot_i[::-1], cot_g[::-1], c[0:T][::-1],
                     f[1:T + 1][::-1], cot_f[::-1], ifo[1:T + 1][::-1], dz_i_2[1:T + 1][::-1])
@@ -357,6 +362,8 @@ def backward_large(params, tape, cotangents, T, B):
                 do += cot_o_t
             np.multiply(difo, dz_i_4, out=dz_i_2_t[..., 0:24])
             np.dot(dz_i_2_t, W_h_ifog, out=dh)
+            sum_rows(dz_i_2_t, 0, dz_i_5)
+            dz_i += dz_i_5
 
     # Every step at once
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
@@ -366,12 +373,10 @@ def backward_large(params, tape, cotangents, T, B):
     dW_h_ifog = dz_i_2[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    dz_i = np.empty((32,), DTYPE)
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
     # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
     # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
     # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
-    sum_rows(dz_i_2[now], (0, 1), dz_i)
     dW_i_ifog = dz_i_2[now].reshape(-1, 32).T @ x[now].reshape(-1, 4)
     np.dot(dz_i_2[now].reshape(-1, 32), W_i_ifog, out=dx[now].reshape(-1, 4))
 
@@ -404,71 +409,78 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_0914f2b4b1(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
-    """add, sigmoid, tanh, multiply, multiply, add, tanh, multiply: one pass over the rows (compile/fuse.py)."""
+def fused_6483d308e1(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12):
+    """add, add, sigmoid, tanh, multiply, multiply, add, tanh, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 32)
     s1 = jitops.row_step(p1, rows, 32)
-    s2 = jitops.row_step(p2, rows, 24)
-    s3 = jitops.row_step(p3, rows, 8)
+    s2 = jitops.row_step(p2, rows, 32)
+    s3 = jitops.row_step(p3, rows, 24)
     s4 = jitops.row_step(p4, rows, 8)
     s5 = jitops.row_step(p5, rows, 8)
-    s6 = jitops.row_step(p7, rows, 8)
-    s7 = jitops.row_step(p6, rows, 8)
-    s8 = jitops.row_step(p10, rows, 8)
-    s9 = jitops.row_step(p9, rows, 8)
+    s6 = jitops.row_step(p6, rows, 8)
+    s7 = jitops.row_step(p8, rows, 8)
+    s8 = jitops.row_step(p7, rows, 8)
+    s9 = jitops.row_step(p11, rows, 8)
+    s10 = jitops.row_step(p10, rows, 8)
     if (jitops._size(p0) != (rows, 32)
-            or jitops._size(p2) != (rows, 24)
-            or jitops._size(p3) != (rows, 8)
-            or jitops._size(p6) != (rows, 8)
-            or jitops._size(p8) != (rows, 8)
+            or jitops._size(p3) != (rows, 24)
+            or jitops._size(p4) != (rows, 8)
+            or jitops._size(p7) != (rows, 8)
             or jitops._size(p9) != (rows, 8)
-            or jitops._size(p11) != (rows, 8)
+            or jitops._size(p10) != (rows, 8)
+            or jitops._size(p12) != (rows, 8)
             or not jitops.rows_contiguous(p0)
-            or not jitops.rows_contiguous(p2)
             or not jitops.rows_contiguous(p3)
-            or not jitops.rows_contiguous(p6)
-            or not jitops.rows_contiguous(p9)
-            or not jitops.rows_contiguous(p11)
-            or not jitops.aligned(p0, p2)
+            or not jitops.rows_contiguous(p4)
+            or not jitops.rows_contiguous(p7)
+            or not jitops.rows_contiguous(p10)
+            or not jitops.rows_contiguous(p12)
+            or not jitops.aligned(p0, p1)
             or not jitops.aligned(p0, p3)
             or not jitops.aligned(p0, p4)
             or not jitops.aligned(p0, p5)
             or not jitops.aligned(p0, p6)
             or not jitops.aligned(p0, p7)
-            or not jitops.aligned(p0, p9)
+            or not jitops.aligned(p0, p8)
             or not jitops.aligned(p0, p10)
             or not jitops.aligned(p0, p11)
-            or not jitops.aligned(p2, p3)
-            or not jitops.aligned(p2, p4)
-            or not jitops.aligned(p2, p5)
-            or not jitops.aligned(p2, p6)
-            or not jitops.aligned(p2, p7)
-            or not jitops.aligned(p2, p9)
-            or not jitops.aligned(p2, p10)
-            or not jitops.aligned(p2, p11)
+            or not jitops.aligned(p0, p12)
+            or not jitops.aligned(p3, p1)
             or not jitops.aligned(p3, p4)
             or not jitops.aligned(p3, p5)
             or not jitops.aligned(p3, p6)
             or not jitops.aligned(p3, p7)
-            or not jitops.aligned(p3, p9)
+            or not jitops.aligned(p3, p8)
             or not jitops.aligned(p3, p10)
             or not jitops.aligned(p3, p11)
-            or not jitops.aligned(p6, p4)
-            or not jitops.aligned(p6, p5)
-            or not jitops.aligned(p6, p7)
-            or not jitops.aligned(p6, p9)
-            or not jitops.aligned(p6, p10)
-            or not jitops.aligned(p6, p11)
-            or not jitops.aligned(p9, p4)
-            or not jitops.aligned(p9, p5)
-            or not jitops.aligned(p9, p7)
-            or not jitops.aligned(p9, p10)
-            or not jitops.aligned(p9, p11)
-            or not jitops.aligned(p11, p4)
-            or not jitops.aligned(p11, p5)
-            or not jitops.aligned(p11, p7)
-            or not jitops.aligned(p11, p10)
+            or not jitops.aligned(p3, p12)
+            or not jitops.aligned(p4, p1)
+            or not jitops.aligned(p4, p5)
+            or not jitops.aligned(p4, p6)
+            or not jitops.aligned(p4, p7)
+            or not jitops.aligned(p4, p8)
+            or not jitops.aligned(p4, p10)
+            or not jitops.aligned(p4, p11)
+            or not jitops.aligned(p4, p12)
+            or not jitops.aligned(p7, p1)
+            or not jitops.aligned(p7, p5)
+            or not jitops.aligned(p7, p6)
+            or not jitops.aligned(p7, p8)
+            or not jitops.aligned(p7, p10)
+            or not jitops.aligned(p7, p11)
+            or not jitops.aligned(p7, p12)
+            or not jitops.aligned(p10, p1)
+            or not jitops.aligned(p10, p5)
+            or not jitops.aligned(p10, p6)
+            or not jitops.aligned(p10, p8)
+            or not jitops.aligned(p10, p11)
+            or not jitops.aligned(p10, p12)
+            or not jitops.aligned(p12, p1)
+            or not jitops.aligned(p12, p5)
+            or not jitops.aligned(p12, p6)
+            or not jitops.aligned(p12, p8)
+            or not jitops.aligned(p12, p11)
             or s0 < 0
             or s1 < 0
             or s2 < 0
@@ -478,19 +490,21 @@ def fused_0914f2b4b1(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
             or s6 < 0
             or s7 < 0
             or s8 < 0
-            or s9 < 0):
+            or s9 < 0
+            or s10 < 0):
         return False
-    space = np.empty(136, p0.dtype)
+    space = np.empty(168, p0.dtype)
     x0 = space[0:32]
-    x1 = space[32:56]
-    x2 = space[56:64]
-    x3 = space[64:72]
-    x4 = space[72:80]
-    x5 = space[80:88]
-    x6 = space[88:96]
-    x7 = space[96:104]
-    e24 = space[104:128]
-    e8 = space[128:136]
+    x1 = space[32:64]
+    x2 = space[64:88]
+    x3 = space[88:96]
+    x4 = space[96:104]
+    x5 = space[104:112]
+    x6 = space[112:120]
+    x7 = space[120:128]
+    x8 = space[128:136]
+    e24 = space[136:160]
+    e8 = space[160:168]
     bits = jitops.scratch(e24)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 32)
@@ -498,33 +512,38 @@ def fused_0914f2b4b1(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11):
         for j in range(32):
             x0[j] = r0_0[j] + r0_1[j]
         jitops.put_row(p0, i, x0)
-        r1_0 = jitops._view(p2, i * s2, 24)
-        jitops.vsigmoid(r1_0, x1, e24, bits)
-        jitops.put_row(p2, i, x1)
-        r2_0 = jitops._view(p3, i * s3, 8)
-        jitops.vtanh(r2_0, x2, e8, bits)
+        r1_0 = jitops._view(p0, i * s0, 32)
+        r1_1 = jitops._view(p2, i * s2, 32)
+        for j in range(32):
+            x1[j] = r1_0[j] + r1_1[j]
+        jitops.put_row(p0, i, x1)
+        r2_0 = jitops._view(p3, i * s3, 24)
+        jitops.vsigmoid(r2_0, x2, e24, bits)
         jitops.put_row(p3, i, x2)
         r3_0 = jitops._view(p4, i * s4, 8)
-        r3_1 = jitops._view(p5, i * s5, 8)
-        for j in range(8):
-            x3[j] = r3_0[j] * r3_1[j]
-        jitops.put_row(p6, i, x3)
-        r4_0 = jitops._view(p7, i * s6, 8)
-        r4_1 = jitops._view(p3, i * s3, 8)
+        jitops.vtanh(r3_0, x3, e8, bits)
+        jitops.put_row(p4, i, x3)
+        r4_0 = jitops._view(p5, i * s5, 8)
+        r4_1 = jitops._view(p6, i * s6, 8)
         for j in range(8):
             x4[j] = r4_0[j] * r4_1[j]
-        r5_0 = jitops._view(p6, i * s7, 8)
+        jitops.put_row(p7, i, x4)
+        r5_0 = jitops._view(p8, i * s7, 8)
+        r5_1 = jitops._view(p4, i * s4, 8)
         for j in range(8):
-            x5[j] = r5_0[j] + x4[j]
-        jitops.put_row(p6, i, x5)
-        r6_0 = jitops._view(p6, i * s7, 8)
-        jitops.vtanh(r6_0, x6, e8, bits)
-        jitops.put_row(p9, i, x6)
-        r7_0 = jitops._view(p10, i * s8, 8)
-        r7_1 = jitops._view(p9, i * s9, 8)
+            x5[j] = r5_0[j] * r5_1[j]
+        r6_0 = jitops._view(p7, i * s8, 8)
         for j in range(8):
-            x7[j] = r7_0[j] * r7_1[j]
-        jitops.put_row(p11, i, x7)
+            x6[j] = r6_0[j] + x5[j]
+        jitops.put_row(p7, i, x6)
+        r7_0 = jitops._view(p7, i * s8, 8)
+        jitops.vtanh(r7_0, x7, e8, bits)
+        jitops.put_row(p10, i, x7)
+        r8_0 = jitops._view(p11, i * s9, 8)
+        r8_1 = jitops._view(p10, i * s10, 8)
+        for j in range(8):
+            x8[j] = r8_0[j] * r8_1[j]
+        jitops.put_row(p12, i, x8)
     return True
 
 
@@ -1087,7 +1106,7 @@ def fused_ac48c182ba(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
 
 
 def loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all, c_tm1_all, i_t_all,
-                     c_t_all, tanh_c_t_all, h_t_all, o_t_all, W_h_ifog_h, z_c, W_h_ifog):
+                     c_t_all, tanh_c_t_all, h_t_all, o_t_all, z_i, W_h_ifog_h, z_c, W_h_ifog):
     """The loop forward in time of i(t), f(t), g(t), o(t), c(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -1108,15 +1127,16 @@ def loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all, c_tm
     o_t = o_t_all[step]
     rows = jitops._size(ifog_t)[0]
     s0 = jitops.row_step(ifog_t, rows, 32)
-    s1 = jitops.row_step(W_h_ifog_h, rows, 32)
-    s2 = jitops.row_step(ifo_t, rows, 24)
-    s3 = jitops.row_step(g_t, rows, 8)
-    s4 = jitops.row_step(f_t, rows, 8)
-    s5 = jitops.row_step(c_tm1, rows, 8)
-    s6 = jitops.row_step(i_t, rows, 8)
-    s7 = jitops.row_step(c_t, rows, 8)
-    s8 = jitops.row_step(o_t, rows, 8)
-    s9 = jitops.row_step(tanh_c_t, rows, 8)
+    s1 = jitops.row_step(z_i, rows, 32)
+    s2 = jitops.row_step(W_h_ifog_h, rows, 32)
+    s3 = jitops.row_step(ifo_t, rows, 24)
+    s4 = jitops.row_step(g_t, rows, 8)
+    s5 = jitops.row_step(f_t, rows, 8)
+    s6 = jitops.row_step(c_tm1, rows, 8)
+    s7 = jitops.row_step(i_t, rows, 8)
+    s8 = jitops.row_step(c_t, rows, 8)
+    s9 = jitops.row_step(o_t, rows, 8)
+    s10 = jitops.row_step(tanh_c_t, rows, 8)
     if (jitops._size(ifog_t) != (rows, 32)
             or jitops._size(ifo_t) != (rows, 24)
             or jitops._size(g_t) != (rows, 8)
@@ -1130,6 +1150,7 @@ def loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all, c_tm
             or not jitops.rows_contiguous(c_t)
             or not jitops.rows_contiguous(tanh_c_t)
             or not jitops.rows_contiguous(h_t)
+            or not jitops.aligned(ifog_t, z_i)
             or not jitops.aligned(ifog_t, ifo_t)
             or not jitops.aligned(ifog_t, g_t)
             or not jitops.aligned(ifog_t, f_t)
@@ -1139,6 +1160,7 @@ def loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all, c_tm
             or not jitops.aligned(ifog_t, tanh_c_t)
             or not jitops.aligned(ifog_t, o_t)
             or not jitops.aligned(ifog_t, h_t)
+            or not jitops.aligned(ifo_t, z_i)
             or not jitops.aligned(ifo_t, g_t)
             or not jitops.aligned(ifo_t, f_t)
             or not jitops.aligned(ifo_t, c_tm1)
@@ -1147,6 +1169,7 @@ def loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all, c_tm
             or not jitops.aligned(ifo_t, tanh_c_t)
             or not jitops.aligned(ifo_t, o_t)
             or not jitops.aligned(ifo_t, h_t)
+            or not jitops.aligned(g_t, z_i)
             or not jitops.aligned(g_t, f_t)
             or not jitops.aligned(g_t, c_tm1)
             or not jitops.aligned(g_t, c_t)
@@ -1154,17 +1177,20 @@ def loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all, c_tm
             or not jitops.aligned(g_t, tanh_c_t)
             or not jitops.aligned(g_t, o_t)
             or not jitops.aligned(g_t, h_t)
+            or not jitops.aligned(c_t, z_i)
             or not jitops.aligned(c_t, f_t)
             or not jitops.aligned(c_t, c_tm1)
             or not jitops.aligned(c_t, i_t)
             or not jitops.aligned(c_t, tanh_c_t)
             or not jitops.aligned(c_t, o_t)
             or not jitops.aligned(c_t, h_t)
+            or not jitops.aligned(tanh_c_t, z_i)
             or not jitops.aligned(tanh_c_t, f_t)
             or not jitops.aligned(tanh_c_t, c_tm1)
             or not jitops.aligned(tanh_c_t, i_t)
             or not jitops.aligned(tanh_c_t, o_t)
             or not jitops.aligned(tanh_c_t, h_t)
+            or not jitops.aligned(h_t, z_i)
             or not jitops.aligned(h_t, f_t)
             or not jitops.aligned(h_t, c_tm1)
             or not jitops.aligned(h_t, i_t)
@@ -1178,19 +1204,21 @@ def loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all, c_tm
             or s6 < 0
             or s7 < 0
             or s8 < 0
-            or s9 < 0):
+            or s9 < 0
+            or s10 < 0):
         return False
-    space = np.empty(136, ifog_t.dtype)
+    space = np.empty(168, ifog_t.dtype)
     x0 = space[0:32]
-    x1 = space[32:56]
-    x2 = space[56:64]
-    x3 = space[64:72]
-    x4 = space[72:80]
-    x5 = space[80:88]
-    x6 = space[88:96]
-    x7 = space[96:104]
-    e24 = space[104:128]
-    e8 = space[128:136]
+    x1 = space[32:64]
+    x2 = space[64:88]
+    x3 = space[88:96]
+    x4 = space[96:104]
+    x5 = space[104:112]
+    x6 = space[112:120]
+    x7 = space[120:128]
+    x8 = space[128:136]
+    e24 = space[136:160]
+    e8 = space[160:168]
     bits = jitops.scratch(e24)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
@@ -1211,44 +1239,49 @@ def loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all, c_tm
         jitops.dot(h_tm1, W_h_ifog.T, W_h_ifog_h)
         for i_2 in range(rows):
             r0_0 = jitops._view(ifog_t, i_2 * s0, 32)
-            r0_1 = jitops._view(W_h_ifog_h, i_2 * s1, 32)
+            r0_1 = jitops._view(z_i, i_2 * s1, 32)
             for j in range(32):
                 x0[j] = r0_0[j] + r0_1[j]
             jitops.put_row(ifog_t, i_2, x0)
-            r1_0 = jitops._view(ifo_t, i_2 * s2, 24)
-            jitops.vsigmoid(r1_0, x1, e24, bits)
-            jitops.put_row(ifo_t, i_2, x1)
-            r2_0 = jitops._view(g_t, i_2 * s3, 8)
-            jitops.vtanh(r2_0, x2, e8, bits)
-            jitops.put_row(g_t, i_2, x2)
-            r3_0 = jitops._view(f_t, i_2 * s4, 8)
-            r3_1 = jitops._view(c_tm1, i_2 * s5, 8)
-            for j in range(8):
-                x3[j] = r3_0[j] * r3_1[j]
-            jitops.put_row(c_t, i_2, x3)
-            r4_0 = jitops._view(i_t, i_2 * s6, 8)
-            r4_1 = jitops._view(g_t, i_2 * s3, 8)
+            r1_0 = jitops._view(ifog_t, i_2 * s0, 32)
+            r1_1 = jitops._view(W_h_ifog_h, i_2 * s2, 32)
+            for j in range(32):
+                x1[j] = r1_0[j] + r1_1[j]
+            jitops.put_row(ifog_t, i_2, x1)
+            r2_0 = jitops._view(ifo_t, i_2 * s3, 24)
+            jitops.vsigmoid(r2_0, x2, e24, bits)
+            jitops.put_row(ifo_t, i_2, x2)
+            r3_0 = jitops._view(g_t, i_2 * s4, 8)
+            jitops.vtanh(r3_0, x3, e8, bits)
+            jitops.put_row(g_t, i_2, x3)
+            r4_0 = jitops._view(f_t, i_2 * s5, 8)
+            r4_1 = jitops._view(c_tm1, i_2 * s6, 8)
             for j in range(8):
                 x4[j] = r4_0[j] * r4_1[j]
-            r5_0 = jitops._view(c_t, i_2 * s7, 8)
+            jitops.put_row(c_t, i_2, x4)
+            r5_0 = jitops._view(i_t, i_2 * s7, 8)
+            r5_1 = jitops._view(g_t, i_2 * s4, 8)
             for j in range(8):
-                x5[j] = r5_0[j] + x4[j]
-            jitops.put_row(c_t, i_2, x5)
-            r6_0 = jitops._view(c_t, i_2 * s7, 8)
-            jitops.vtanh(r6_0, x6, e8, bits)
-            jitops.put_row(tanh_c_t, i_2, x6)
-            r7_0 = jitops._view(o_t, i_2 * s8, 8)
-            r7_1 = jitops._view(tanh_c_t, i_2 * s9, 8)
+                x5[j] = r5_0[j] * r5_1[j]
+            r6_0 = jitops._view(c_t, i_2 * s8, 8)
             for j in range(8):
-                x7[j] = r7_0[j] * r7_1[j]
-            jitops.put_row(h_t, i_2, x7)
+                x6[j] = r6_0[j] + x5[j]
+            jitops.put_row(c_t, i_2, x6)
+            r7_0 = jitops._view(c_t, i_2 * s8, 8)
+            jitops.vtanh(r7_0, x7, e8, bits)
+            jitops.put_row(tanh_c_t, i_2, x7)
+            r8_0 = jitops._view(o_t, i_2 * s9, 8)
+            r8_1 = jitops._view(tanh_c_t, i_2 * s10, 8)
+            for j in range(8):
+                x8[j] = r8_0[j] * r8_1[j]
+            jitops.put_row(h_t, i_2, x8)
         # c(t) = f(t) * c(t-1) + i(t) * g(t)
         # h(t) = o(t) * tanh(c(t))
     return True
 
 
 def steps_loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all, c_tm1_all,
-                           i_t_all, c_t_all, tanh_c_t_all, h_t_all, o_t_all, W_h_ifog_h, z_c,
+                           i_t_all, c_t_all, tanh_c_t_all, h_t_all, o_t_all, z_i, W_h_ifog_h, z_c,
                            W_h_ifog):
     """i(t), f(t), g(t), o(t), c(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
@@ -1267,7 +1300,7 @@ def steps_loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all
     h_t = h_t_all[step]
     o_t = o_t_all[step]
     try:
-        jitops.ready(fused_0914f2b4b1, ifog_t, W_h_ifog_h, ifo_t, g_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t)
+        jitops.ready(fused_6483d308e1, ifog_t, z_i, W_h_ifog_h, ifo_t, g_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('i(t), f(t), g(t), o(t), c(t), h(t)', error)
         return False
@@ -1288,7 +1321,8 @@ def steps_loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all
         # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
         # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
         jitops.dot(h_tm1, W_h_ifog.T, W_h_ifog_h)
-        if not fused_0914f2b4b1(ifog_t, W_h_ifog_h, ifo_t, g_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t):
+        if not fused_6483d308e1(ifog_t, z_i, W_h_ifog_h, ifo_t, g_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t):
+            np.add(ifog_t, z_i, out=ifog_t)
             np.add(ifog_t, W_h_ifog_h, out=ifog_t)
             np.divide(1.0, np.add(1.0, np.exp(np.negative(ifo_t))), out=ifo_t)
             np.tanh(g_t, out=g_t)
@@ -1304,7 +1338,8 @@ def steps_loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all
 
 def back_i_f_g_o_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, cot_c, g_t_all, i_t_all,
                      cot_i, cot_g, c_tm1_all, f_t_all, cot_f, dz_i_2_t_all, dz_i_3_t_all,
-                     dz_i_4_t_all, dh, dc, dg, di, df, do, difo, W_h_ifog, dz_h_2, dz_h_3):
+                     dz_i_4_t_all, dh, dc, dg, di, df, do, difo, dz_i, dz_i_5, W_h_ifog, dz_h_2,
+                     dz_h_3):
     """The loop backward in time of i(t), f(t), g(t), o(t), c(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -1532,6 +1567,16 @@ def back_i_f_g_o_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, cot_c, 
     x13 = space[104:112]
     x14 = space[112:120]
     x15 = space[120:144]
+    rows_2 = jitops._size(dz_i)[0]
+    s0_2 = jitops.row_step(dz_i, rows_2, 32)
+    s1_2 = jitops.row_step(dz_i_5, rows_2, 32)
+    if (jitops._size(dz_i) != (rows_2, 32)
+            or not jitops.rows_contiguous(dz_i)
+            or s0_2 < 0
+            or s1_2 < 0):
+        return False
+    space_2 = np.empty(32, dz_i.dtype)
+    x0_2 = space_2[0:32]
     for step in range(T - 1, -1, -1):
         tanh_c_t = tanh_c_t_all[step]
         o_t = o_t_all[step]
@@ -1626,13 +1671,20 @@ def back_i_f_g_o_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, cot_c, 
         # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
         # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
         jitops.dot(dz_i_4_t, W_h_ifog, dh)
+        jitops.sum_rows(dz_i_4_t, dz_i_5)
+        for i_3 in range(rows_2):
+            r0_0_2 = jitops._view(dz_i, i_3 * s0_2, 32)
+            r0_1_2 = jitops._view(dz_i_5, i_3 * s1_2, 32)
+            for j_2 in range(32):
+                x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+            jitops.put_row(dz_i, i_3, x0_2)
     return True
 
 
 def steps_back_i_f_g_o_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, cot_c, g_t_all,
                            i_t_all, cot_i, cot_g, c_tm1_all, f_t_all, cot_f, dz_i_2_t_all,
-                           dz_i_3_t_all, dz_i_4_t_all, dh, dc, dg, di, df, do, difo, W_h_ifog,
-                           dz_h_2, dz_h_3):
+                           dz_i_3_t_all, dz_i_4_t_all, dh, dc, dg, di, df, do, difo, dz_i, dz_i_5,
+                           W_h_ifog, dz_h_2, dz_h_3):
     """i(t), f(t), g(t), o(t), c(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -1649,7 +1701,7 @@ def steps_back_i_f_g_o_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, c
     dz_i_3_t = dz_i_3_t_all[step]
     dz_i_4_t = dz_i_4_t_all[step]
     try:
-        pass
+        jitops.ready(jitops.sum_rows, dz_i_4_t, dz_i_5)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('i(t), f(t), g(t), o(t), c(t), h(t)', error)
         return False
@@ -1694,13 +1746,15 @@ def steps_back_i_f_g_o_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, c
         # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
         # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
         jitops.dot(dz_i_4_t, W_h_ifog, dh)
+        jitops.sum_rows(dz_i_4_t, dz_i_5)
+        np.add(dz_i, dz_i_5, out=dz_i)
     return True
 
 
 def back_i_f_g_o_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, g_t_all, i_t_all, cot_i,
                        cot_g, c_tm1_all, f_t_all, cot_f, ifo_t_all, dz_i_2_t_all, dh, dc, dg, di,
-                       df, do, difo, ONE, W_h_ifog, dz_h, dz_h_2, sub_dz_h_2, dz_h_3, dz_i_3,
-                       sub_dz_i_3, sub_ifo, dz_i_4):
+                       df, do, difo, ONE, dz_i, dz_i_5, W_h_ifog, dz_h, dz_h_2, sub_dz_h_2, dz_h_3,
+                       dz_i_3, sub_dz_i_3, sub_ifo, dz_i_4):
     """The loop backward in time of i(t), f(t), g(t), o(t), c(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -1923,6 +1977,16 @@ def back_i_f_g_o_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, g_t_all, i
     x19 = space[184:192]
     x20 = space[192:200]
     x21 = space[200:224]
+    rows_2 = jitops._size(dz_i)[0]
+    s0_2 = jitops.row_step(dz_i, rows_2, 32)
+    s1_2 = jitops.row_step(dz_i_5, rows_2, 32)
+    if (jitops._size(dz_i) != (rows_2, 32)
+            or not jitops.rows_contiguous(dz_i)
+            or s0_2 < 0
+            or s1_2 < 0):
+        return False
+    space_2 = np.empty(32, dz_i.dtype)
+    x0_2 = space_2[0:32]
     for step in range(T - 1, -1, -1):
         tanh_c_t = tanh_c_t_all[step]
         o_t = o_t_all[step]
@@ -2030,13 +2094,20 @@ def back_i_f_g_o_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, g_t_all, i
         # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
         # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
         jitops.dot(dz_i_2_t, W_h_ifog, dh)
+        jitops.sum_rows(dz_i_2_t, dz_i_5)
+        for i_3 in range(rows_2):
+            r0_0_2 = jitops._view(dz_i, i_3 * s0_2, 32)
+            r0_1_2 = jitops._view(dz_i_5, i_3 * s1_2, 32)
+            for j_2 in range(32):
+                x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+            jitops.put_row(dz_i, i_3, x0_2)
     return True
 
 
 def steps_back_i_f_g_o_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, g_t_all, i_t_all,
                              cot_i, cot_g, c_tm1_all, f_t_all, cot_f, ifo_t_all, dz_i_2_t_all, dh,
-                             dc, dg, di, df, do, difo, ONE, W_h_ifog, dz_h, dz_h_2, sub_dz_h_2,
-                             dz_h_3, dz_i_3, sub_dz_i_3, sub_ifo, dz_i_4):
+                             dc, dg, di, df, do, difo, ONE, dz_i, dz_i_5, W_h_ifog, dz_h, dz_h_2,
+                             sub_dz_h_2, dz_h_3, dz_i_3, sub_dz_i_3, sub_ifo, dz_i_4):
     """i(t), f(t), g(t), o(t), c(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -2051,7 +2122,7 @@ def steps_back_i_f_g_o_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, g_t_
     ifo_t = ifo_t_all[step]
     dz_i_2_t = dz_i_2_t_all[step]
     try:
-        pass
+        jitops.ready(jitops.sum_rows, dz_i_2_t, dz_i_5)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('i(t), f(t), g(t), o(t), c(t), h(t)', error)
         return False
@@ -2100,9 +2171,11 @@ def steps_back_i_f_g_o_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, g_t_
         # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
         # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
         jitops.dot(dz_i_2_t, W_h_ifog, dh)
+        jitops.sum_rows(dz_i_2_t, dz_i_5)
+        np.add(dz_i, dz_i_5, out=dz_i)
     return True
 
 
 LOOPS = ("loop_i_f_g_o_c_h", "back_i_f_g_o_c_h", "back_i_f_g_o_c_h_2")
-KERNELS = ("fused_0914f2b4b1", "fused_a482979518", "fused_ac48c182ba")
+KERNELS = ("fused_6483d308e1", "fused_a482979518", "fused_ac48c182ba")
 STEPS = ("steps_loop_i_f_g_o_c_h", "steps_back_i_f_g_o_c_h", "steps_back_i_f_g_o_c_h_2")

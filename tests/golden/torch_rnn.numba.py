@@ -80,6 +80,7 @@ def backward(params, tape, cotangents, T, B):
     # Gradients start at zero, and at the cotangents for the outputs
     dx = WORK.empty(x.shape, DTYPE, "dx")
     dx[:1] = 0
+    dz_h = WORK.zeros(z_h.shape, DTYPE, "dz_h")
     dz_h_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_h_2")   # every step written
     dz_h_3 = WORK.empty((T + 1, B, 8), DTYPE, "dz_h_3")   # every step written
 
@@ -91,8 +92,9 @@ def backward(params, tape, cotangents, T, B):
     # h(t): back through time (backward)
     dh = np.zeros((B, 8), DTYPE)
     cot_h = cotangents.get("h", [None] * T)
+    dz_h_4 = np.empty((8,), DTYPE)
     if not (back_h if B <= 8 else steps_back_h)(T, dz_h_3[1:T + 1], cotangents.get("h"),
-                                                dz_h_2[1:T + 1], dh, W_hh):
+                                                dz_h_2[1:T + 1], dh, dz_h, dz_h_4, W_hh):
         steps = zip(dz_h_3[1:T + 1][::-1], cot_h[::-1], dz_h_2[1:T + 1][::-1])
         for (dz_h_3_t, cot_h_t, dz_h_2_t) in steps:
             # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
@@ -100,15 +102,15 @@ def backward(params, tape, cotangents, T, B):
                 dh += cot_h_t
             np.multiply(dh, dz_h_2_t, out=dz_h_3_t)
             np.dot(dz_h_3_t, W_hh, out=dh)
+            sum_rows(dz_h_3_t, 0, dz_h_4)
+            dz_h += dz_h_4
 
     # Every step at once
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
     dW_hh = dz_h_3[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    dz_h = np.empty((8,), DTYPE)
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-    sum_rows(dz_h_3[now], (0, 1), dz_h)
     dW_ih = dz_h_3[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(dz_h_3[now].reshape(-1, 8), W_ih, out=dx[now].reshape(-1, 4))
 
@@ -133,14 +135,17 @@ def backward_large(params, tape, cotangents, T, B):
     # Gradients start at zero, and at the cotangents for the outputs
     dx = WORK.empty(x.shape, DTYPE, "dx")
     dx[:1] = 0
+    dz_h = WORK.zeros(z_h.shape, DTYPE, "dz_h")
     dz_h_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_h_2")   # every step written
 
     # h(t): back through time (backward)
     dh = np.zeros((B, 8), DTYPE)
     cot_h = cotangents.get("h", [None] * T)
     dz_h_3 = np.empty((B, 8), DTYPE)
+    dz_h_4 = np.empty((8,), DTYPE)
     if not (back_h_2 if B <= 8 else steps_back_h_2)(T, h[1:T + 1], dz_h_2[1:T + 1],
-                                                    cotangents.get("h"), dh, dz_h_3, ONE, W_hh):
+                                                    cotangents.get("h"), dh, dz_h_3, ONE, dz_h,
+                                                    dz_h_4, W_hh):
         steps = zip(h[1:T + 1][::-1], dz_h_2[1:T + 1][::-1], cot_h[::-1])
         for (h_t, dz_h_2_t, cot_h_t) in steps:
             # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
@@ -150,15 +155,15 @@ def backward_large(params, tape, cotangents, T, B):
                 dh += cot_h_t
             dz_h_2_t *= dh
             np.dot(dz_h_2_t, W_hh, out=dh)
+            sum_rows(dz_h_2_t, 0, dz_h_4)
+            dz_h += dz_h_4
 
     # Every step at once
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
     dW_hh = dz_h_2[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
-    dz_h = np.empty((8,), DTYPE)
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-    sum_rows(dz_h_2[now], (0, 1), dz_h)
     dW_ih = dz_h_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
     np.dot(dz_h_2[now].reshape(-1, 8), W_ih, out=dx[now].reshape(-1, 4))
 
@@ -344,7 +349,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_hh_h, W_hh):
     return True
 
 
-def back_h(T, dz_h_3_t_all, cot_h, dz_h_2_t_all, dh, W_hh):
+def back_h(T, dz_h_3_t_all, cot_h, dz_h_2_t_all, dh, dz_h, dz_h_4, W_hh):
     """The loop backward in time of h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -374,6 +379,16 @@ def back_h(T, dz_h_3_t_all, cot_h, dz_h_2_t_all, dh, W_hh):
     space = np.empty(16, dh.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
+    rows_2 = jitops._size(dz_h)[0]
+    s0_2 = jitops.row_step(dz_h, rows_2, 8)
+    s1_2 = jitops.row_step(dz_h_4, rows_2, 8)
+    if (jitops._size(dz_h) != (rows_2, 8)
+            or not jitops.rows_contiguous(dz_h)
+            or s0_2 < 0
+            or s1_2 < 0):
+        return False
+    space_2 = np.empty(8, dz_h.dtype)
+    x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
         dz_h_3_t = dz_h_3_t_all[step]
         dz_h_2_t = dz_h_2_t_all[step]
@@ -391,10 +406,17 @@ def back_h(T, dz_h_3_t_all, cot_h, dz_h_2_t_all, dh, W_hh):
                 x1[j] = r1_0[j] * r1_1[j]
             jitops.put_row(dz_h_3_t, i, x1)
         jitops.dot(dz_h_3_t, W_hh, dh)
+        jitops.sum_rows(dz_h_3_t, dz_h_4)
+        for i_2 in range(rows_2):
+            r0_0_2 = jitops._view(dz_h, i_2 * s0_2, 8)
+            r0_1_2 = jitops._view(dz_h_4, i_2 * s1_2, 8)
+            for j_2 in range(8):
+                x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+            jitops.put_row(dz_h, i_2, x0_2)
     return True
 
 
-def steps_back_h(T, dz_h_3_t_all, cot_h, dz_h_2_t_all, dh, W_hh):
+def steps_back_h(T, dz_h_3_t_all, cot_h, dz_h_2_t_all, dh, dz_h, dz_h_4, W_hh):
     """h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -403,7 +425,7 @@ def steps_back_h(T, dz_h_3_t_all, cot_h, dz_h_2_t_all, dh, W_hh):
     dz_h_3_t = dz_h_3_t_all[step]
     dz_h_2_t = dz_h_2_t_all[step]
     try:
-        pass
+        jitops.ready(jitops.sum_rows, dz_h_3_t, dz_h_4)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -416,10 +438,12 @@ def steps_back_h(T, dz_h_3_t_all, cot_h, dz_h_2_t_all, dh, W_hh):
                 np.add(dh, cot_h[step], out=dh)
             np.multiply(dh, dz_h_2_t, out=dz_h_3_t)
         jitops.dot(dz_h_3_t, W_hh, dh)
+        jitops.sum_rows(dz_h_3_t, dz_h_4)
+        np.add(dz_h, dz_h_4, out=dz_h)
     return True
 
 
-def back_h_2(T, h_t_all, dz_h_2_t_all, cot_h, dh, dz_h_3, ONE, W_hh):
+def back_h_2(T, h_t_all, dz_h_2_t_all, cot_h, dh, dz_h_3, ONE, dz_h, dz_h_4, W_hh):
     """The loop backward in time of h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -455,6 +479,16 @@ def back_h_2(T, h_t_all, dz_h_2_t_all, cot_h, dh, dz_h_3, ONE, W_hh):
     x1 = space[8:16]
     x2 = space[16:24]
     x3 = space[24:32]
+    rows_2 = jitops._size(dz_h)[0]
+    s0_2 = jitops.row_step(dz_h, rows_2, 8)
+    s1_2 = jitops.row_step(dz_h_4, rows_2, 8)
+    if (jitops._size(dz_h) != (rows_2, 8)
+            or not jitops.rows_contiguous(dz_h)
+            or s0_2 < 0
+            or s1_2 < 0):
+        return False
+    space_2 = np.empty(8, dz_h.dtype)
+    x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
         h_t = h_t_all[step]
         dz_h_2_t = dz_h_2_t_all[step]
@@ -479,10 +513,17 @@ def back_h_2(T, h_t_all, dz_h_2_t_all, cot_h, dh, dz_h_3, ONE, W_hh):
                 x3[j] = r3_0[j] * r3_1[j]
             jitops.put_row(dz_h_2_t, i, x3)
         jitops.dot(dz_h_2_t, W_hh, dh)
+        jitops.sum_rows(dz_h_2_t, dz_h_4)
+        for i_2 in range(rows_2):
+            r0_0_2 = jitops._view(dz_h, i_2 * s0_2, 8)
+            r0_1_2 = jitops._view(dz_h_4, i_2 * s1_2, 8)
+            for j_2 in range(8):
+                x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
+            jitops.put_row(dz_h, i_2, x0_2)
     return True
 
 
-def steps_back_h_2(T, h_t_all, dz_h_2_t_all, cot_h, dh, dz_h_3, ONE, W_hh):
+def steps_back_h_2(T, h_t_all, dz_h_2_t_all, cot_h, dh, dz_h_3, ONE, dz_h, dz_h_4, W_hh):
     """h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -491,7 +532,7 @@ def steps_back_h_2(T, h_t_all, dz_h_2_t_all, cot_h, dh, dz_h_3, ONE, W_hh):
     h_t = h_t_all[step]
     dz_h_2_t = dz_h_2_t_all[step]
     try:
-        pass
+        jitops.ready(jitops.sum_rows, dz_h_2_t, dz_h_4)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -506,6 +547,8 @@ def steps_back_h_2(T, h_t_all, dz_h_2_t_all, cot_h, dh, dz_h_3, ONE, W_hh):
                 np.add(dh, cot_h[step], out=dh)
             np.multiply(dh, dz_h_2_t, out=dz_h_2_t)
         jitops.dot(dz_h_2_t, W_hh, dh)
+        jitops.sum_rows(dz_h_2_t, dz_h_4)
+        np.add(dz_h, dz_h_4, out=dz_h)
     return True
 
 
