@@ -514,6 +514,48 @@ def test_the_loops_compiled_whole_take_as_many_rows_as_their_weights_allow():
     #                                      _BY_ROWS would be Numba's np.dot: 1.4-4x the time
 
 
+@pytest.mark.parametrize("name", ["torch_rnn", "torch_gru", "torch_lstm", "gru_cho", "exercise",
+                                  "bidirectional"])
+def test_the_numba_backend_adds_biases_and_sums_their_gradients_in_the_loops(name):
+    """Where a loop reads a product of every step plus a bias (U x(t) + b, then + W h(t-1)),
+    backend="numba" adds the bias in that loop and sums the bias's gradient in the loop of
+    the backward pass that makes its steps (compile/layout.py: biases_in_loops,
+    bias_sums_in_loops): no pass over every step's values for either, where the NumPy
+    backend makes one for each; and the two backends' gradients agree (as every model of
+    test_numba_and_numpy_agree_to_rounding_with_every_cotangent and the random models)."""
+    from rnngraph.compile import Numba, Optimized
+    from rnngraph.compile.program import Home
+
+    def passes(c):
+        """The bias adds and the sums over the steps of a loop's values, in every-step blocks."""
+        f = c.forward
+        adds = [e for b in f.blocks if b.kind == "all" for e in b.eqns if e.op == "add"
+                and any(isinstance(a, Home) and a.offset is None and a.step is None
+                        and a.name not in f.timed for a in e.args)
+                and f.blocks.index(b) + 1 < len(f.blocks)
+                and f.blocks[f.blocks.index(b) + 1].kind == "loop"]
+        sums = [e for p in c.printers for b in p.back.blocks if b.kind == "all" for e in b.eqns
+                if e.op == "sum_to" and e.attrs[0] == 0 and isinstance(e.args[0], Home)
+                and any(isinstance(x.out, Home) and x.out.name == e.args[0].name
+                        for blk in p.back.blocks if blk.kind == "loop" for x in blk.eqns)]
+        return adds, sums
+
+    m = model(name)
+    numpy_adds, numpy_sums = passes(Optimized(m, "float64"))
+    numba_adds, numba_sums = passes(Numba(m, "float64"))
+    assert numpy_adds and numpy_sums
+    assert not numba_adds and not numba_sums, (numba_adds, numba_sums)
+    pytest.importorskip("numba")
+    pytest.importorskip("scipy")
+    jit, ref = m.compile(backend="numba"), m.compile()
+    p, inputs, initial = problem(ref, m, np.random.default_rng(5), B=1)
+    (outs, pull), (outs2, pull2) = jit.vjp(p, inputs, initial), ref.vjp(p, inputs, initial)
+    g = pull({n: np.ones_like(v) for n, v in outs.items()})
+    g2 = pull2({n: np.ones_like(v) for n, v in outs2.items()})
+    for n in g2:
+        np.testing.assert_allclose(g[n], g2[n], rtol=1e-12, atol=1e-13, err_msg=n)
+
+
 def test_the_cached_loops_follow_the_kernels_they_call(tmp_path, monkeypatch):
     """Numba keys a function's cache on its own file: the loops' file is named by the
     kernels' text too, so a new rnngraph/runtime/jitops.py gets loops compiled with it."""

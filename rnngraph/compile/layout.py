@@ -8,13 +8,16 @@
   read, so that one buffer holds both (memory.local_gradients).
 - ``preactivations_in_place``: a loop's sum computed in its activations' array.
 - ``transposed_in_loops``: W^T made once, C-ordered, for a loop's products.
+- ``biases_in_loops``, ``bias_sums_in_loops`` (backend="numba"): a bias added to a
+  product of every step, and a bias's gradient summed over the steps, in the loop that
+  reads or makes those steps, where each step's row is in cache.
 """
 from __future__ import annotations
 
 from dataclasses import replace
 
 from .optable import lookup
-from .passes import copy_program
+from .passes import copy_program, matrices_per_example, whole_sequences
 from .program import Block, Eqn, Home, Program, Tmp, Type
 
 
@@ -375,6 +378,14 @@ def _aliases(prog: Program, name: str) -> set:
     return {base} | {v for v, w in prog.views.items() if w[0] == base}
 
 
+def _compiled(prog: Program, b: Block) -> bool:
+    """Whether ``b`` is a loop that the numba backend can print as a function Numba compiles
+    (numba_loops.NumbaPrinter.loop_block): not one NumPy runs alone, where each op moved
+    into it would cost a call a step."""
+    return b.kind == "loop" and not whole_sequences(prog, b) and \
+        not matrices_per_example(prog, b)
+
+
 def _touches(e: Eqn, names: set) -> list:
     """The homes of ``names`` that ``e`` reads or writes."""
     return [a for a in (e.out, *e.args) if isinstance(a, Home) and a.name in names]
@@ -391,7 +402,7 @@ def biases_in_loops(fwd: Program) -> Program:
     out = copy_program(fwd)
     for k, b in enumerate(out.blocks[:-1]):
         loop = out.blocks[k + 1]
-        if b.kind != "all" or loop.kind != "loop" or loop.index != b.index:
+        if b.kind != "all" or not _compiled(out, loop) or loop.index != b.index:
             continue
         for i in reversed(range(len(b.eqns))):
             plan = _bias_to_move(out, b, i, loop)
@@ -409,7 +420,8 @@ def biases_in_loops(fwd: Program) -> Program:
 def _bias_to_move(prog: Program, b: Block, i: int, loop: Block):
     """(index of the product, the bias, where the loop first reads the sum) if ``b``'s
     equation ``i`` is ``H(t) = add bias %p``: %p a product of ``b`` read only there, the bias
-    time-free, H read in ``loop`` at step t alone, and not after ``i`` in ``b``."""
+    time-free, H written in ``loop`` at step t alone and read there at t or at a step the
+    loop has made, and not after ``i`` in ``b``."""
     e = b.eqns[i]
     H = e.out
     if e.op != "add" or e.accumulate or not isinstance(H, Home) or H.offset != 0 \
@@ -432,10 +444,13 @@ def _bias_to_move(prog: Program, b: Block, i: int, loop: Block):
     first = None
     for r, x in enumerate(loop.eqns):
         seen = _touches(x, names)
-        if any(a.offset != 0 or a.step is not None or a.grad for a in seen):
+        # H(t) itself, or a step the loop has made (H(t-1) going forward): its bias added
+        if any(a.step is not None or a.grad or a.offset is None or a.offset * loop.direction > 0
+               or a.offset and a is x.out for a in seen):
             return None
-        if seen and first is None:
-            if x.out in seen and not x.accumulate and not any(a in x.args for a in seen):
+        now = [a for a in seen if a.offset == 0]
+        if now and first is None:
+            if x.out in now and not x.accumulate and not any(a in x.args for a in now):
                 return None                 # overwritten before any read: nothing to add to
             first = r
     return None if first is None else (maker[0], bias, first)
@@ -456,7 +471,7 @@ def bias_sums_in_loops(back: Program) -> Program:
             continue
         m = before[-1]
         loop = out.blocks[m]
-        if loop.index != b.index:
+        if loop.index != b.index or not _compiled(out, loop):
             continue
         moved = [i for i in range(len(b.eqns) - 1) if _sum_to_move(out, k, m, i)]
         loop.eqns += [x for i in moved for x in b.eqns[i:i + 2]]

@@ -75,15 +75,15 @@ def forward(params, inputs, initial, T, n_batch, T_u, prepared=None):
     # Every step at once: what does not depend on the loop after it
     # h(t) = tanh(W h(t-1) + U x(t) + b)
     np.dot(x[now].reshape(-1, 4), U.T, out=h[now].reshape(-1, 8))
-    h[now] += b
 
     # h(t): a loop forward in time
     W_h = np.empty((n_batch, 8), DTYPE)
-    if not (loop_h if n_batch <= 8 else steps_loop_h)(T, h[0:T], h[1:T + 1], W_h, W):
+    if not (loop_h if n_batch <= 8 else steps_loop_h)(T, h[0:T], h[1:T + 1], b, W_h, W):
         steps = zip(h[0:T], h[1:T + 1])
         for (h_tm1, h_t) in steps:
             # h(t) = tanh(W h(t-1) + U x(t) + b)
             np.dot(h_tm1, W.T, out=W_h)
+            h_t += b
             h_t += W_h
             np.tanh(h_t, out=h_t)
 
@@ -546,20 +546,24 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
     return grads
 
 
-def fused_a05073ece7(p0, p1):
-    """add, tanh: one pass over the rows (compile/fuse.py)."""
+def fused_a3a4204caa(p0, p1, p2):
+    """add, add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
     s1 = jitops.row_step(p1, rows, 8)
+    s2 = jitops.row_step(p2, rows, 8)
     if (jitops._size(p0) != (rows, 8)
             or not jitops.rows_contiguous(p0)
+            or not jitops.aligned(p0, p1)
             or s0 < 0
-            or s1 < 0):
+            or s1 < 0
+            or s2 < 0):
         return False
-    space = np.empty(24, p0.dtype)
+    space = np.empty(32, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
-    e8 = space[16:24]
+    x2 = space[16:24]
+    e8 = space[24:32]
     bits = jitops.scratch(e8)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
@@ -568,8 +572,13 @@ def fused_a05073ece7(p0, p1):
             x0[j] = r0_0[j] + r0_1[j]
         jitops.put_row(p0, i, x0)
         r1_0 = jitops._view(p0, i * s0, 8)
-        jitops.vtanh(r1_0, x1, e8, bits)
+        r1_1 = jitops._view(p2, i * s2, 8)
+        for j in range(8):
+            x1[j] = r1_0[j] + r1_1[j]
         jitops.put_row(p0, i, x1)
+        r2_0 = jitops._view(p0, i * s0, 8)
+        jitops.vtanh(r2_0, x2, e8, bits)
+        jitops.put_row(p0, i, x2)
     return True
 
 
@@ -609,7 +618,7 @@ def fused_c6e653770d(p0, p1, p2, p3, p4):
     return True
 
 
-def loop_h(T, h_tm1_all, h_t_all, W_h, W):
+def loop_h(T, h_tm1_all, h_t_all, b, W_h, W):
     """The loop forward in time of h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -621,16 +630,20 @@ def loop_h(T, h_tm1_all, h_t_all, W_h, W):
     h_t = h_t_all[step]
     rows = jitops._size(h_t)[0]
     s0 = jitops.row_step(h_t, rows, 8)
-    s1 = jitops.row_step(W_h, rows, 8)
+    s1 = jitops.row_step(b, rows, 8)
+    s2 = jitops.row_step(W_h, rows, 8)
     if (jitops._size(h_t) != (rows, 8)
             or not jitops.rows_contiguous(h_t)
+            or not jitops.aligned(h_t, b)
             or s0 < 0
-            or s1 < 0):
+            or s1 < 0
+            or s2 < 0):
         return False
-    space = np.empty(24, h_t.dtype)
+    space = np.empty(32, h_t.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
-    e8 = space[16:24]
+    x2 = space[16:24]
+    e8 = space[24:32]
     bits = jitops.scratch(e8)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
@@ -639,17 +652,22 @@ def loop_h(T, h_tm1_all, h_t_all, W_h, W):
         jitops.dot(h_tm1, W.T, W_h)
         for i in range(rows):
             r0_0 = jitops._view(h_t, i * s0, 8)
-            r0_1 = jitops._view(W_h, i * s1, 8)
+            r0_1 = jitops._view(b, i * s1, 8)
             for j in range(8):
                 x0[j] = r0_0[j] + r0_1[j]
             jitops.put_row(h_t, i, x0)
             r1_0 = jitops._view(h_t, i * s0, 8)
-            jitops.vtanh(r1_0, x1, e8, bits)
+            r1_1 = jitops._view(W_h, i * s2, 8)
+            for j in range(8):
+                x1[j] = r1_0[j] + r1_1[j]
             jitops.put_row(h_t, i, x1)
+            r2_0 = jitops._view(h_t, i * s0, 8)
+            jitops.vtanh(r2_0, x2, e8, bits)
+            jitops.put_row(h_t, i, x2)
     return True
 
 
-def steps_loop_h(T, h_tm1_all, h_t_all, W_h, W):
+def steps_loop_h(T, h_tm1_all, h_t_all, b, W_h, W):
     """h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -658,7 +676,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_h, W):
     h_tm1 = h_tm1_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_a05073ece7, h_t, W_h)
+        jitops.ready(fused_a3a4204caa, h_t, b, W_h)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -667,7 +685,8 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_h, W):
         h_t = h_t_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + b)
         jitops.dot(h_tm1, W.T, W_h)
-        if not fused_a05073ece7(h_t, W_h):
+        if not fused_a3a4204caa(h_t, b, W_h):
+            np.add(h_t, b, out=h_t)
             np.add(h_t, W_h, out=h_t)
             np.tanh(h_t, out=h_t)
     return True
@@ -897,5 +916,5 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, ve
 
 
 LOOPS = ("loop_h", "back_h", "back_h_2")
-KERNELS = ("fused_a05073ece7", "fused_c6e653770d")
+KERNELS = ("fused_a3a4204caa", "fused_c6e653770d")
 STEPS = ("steps_loop_h", "steps_back_h", "steps_back_h_2")

@@ -53,30 +53,30 @@ def forward(params, inputs, initial, T, B, prepared=None):
     # Every step at once: what does not depend on the loop after it
     # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
     np.dot(x[now].reshape(-1, 4), U_h.T, out=h[now].reshape(-1, 8))
-    h[now] += b_h
 
     # h(t): a loop forward in time
     W_h_h = np.empty((B, 8), DTYPE)
-    if not (loop_h if B <= 8 else steps_loop_h)(T, h[0:T], h[1:T + 1], W_h_h, W_h):
+    if not (loop_h if B <= 8 else steps_loop_h)(T, h[0:T], h[1:T + 1], b_h, W_h_h, W_h):
         steps = zip(h[0:T], h[1:T + 1])
         for (h_tm1, h_t) in steps:
             # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
             np.dot(h_tm1, W_h.T, out=W_h_h)
+            h_t += b_h
             h_t += W_h_h
             np.tanh(h_t, out=h_t)
 
     # Every step at once: what does not depend on the loop after it
     # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
     np.dot(x[now].reshape(-1, 4), U_g.T, out=g[now].reshape(-1, 8))
-    g[now] += b_g
 
     # g(t): a loop backward in time
     W_g_g = np.empty((B, 8), DTYPE)
-    if not (loop_g if B <= 8 else steps_loop_g)(T, g[2:T + 2], g[1:T + 1], W_g_g, W_g):
+    if not (loop_g if B <= 8 else steps_loop_g)(T, g[2:T + 2], g[1:T + 1], b_g, W_g_g, W_g):
         steps = zip(g[2:T + 2][::-1], g[1:T + 1][::-1])
         for (g_tp1, g_t) in steps:
             # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
             np.dot(g_tp1, W_g.T, out=W_g_g)
+            g_t += b_g
             g_t += W_g_g
             np.tanh(g_t, out=g_t)
 
@@ -292,20 +292,24 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_a05073ece7(p0, p1):
-    """add, tanh: one pass over the rows (compile/fuse.py)."""
+def fused_a3a4204caa(p0, p1, p2):
+    """add, add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
     s1 = jitops.row_step(p1, rows, 8)
+    s2 = jitops.row_step(p2, rows, 8)
     if (jitops._size(p0) != (rows, 8)
             or not jitops.rows_contiguous(p0)
+            or not jitops.aligned(p0, p1)
             or s0 < 0
-            or s1 < 0):
+            or s1 < 0
+            or s2 < 0):
         return False
-    space = np.empty(24, p0.dtype)
+    space = np.empty(32, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
-    e8 = space[16:24]
+    x2 = space[16:24]
+    e8 = space[24:32]
     bits = jitops.scratch(e8)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
@@ -314,8 +318,13 @@ def fused_a05073ece7(p0, p1):
             x0[j] = r0_0[j] + r0_1[j]
         jitops.put_row(p0, i, x0)
         r1_0 = jitops._view(p0, i * s0, 8)
-        jitops.vtanh(r1_0, x1, e8, bits)
+        r1_1 = jitops._view(p2, i * s2, 8)
+        for j in range(8):
+            x1[j] = r1_0[j] + r1_1[j]
         jitops.put_row(p0, i, x1)
+        r2_0 = jitops._view(p0, i * s0, 8)
+        jitops.vtanh(r2_0, x2, e8, bits)
+        jitops.put_row(p0, i, x2)
     return True
 
 
@@ -396,7 +405,7 @@ def fused_ad76f4f865(p0, p1, p2, p3, p4, p5):
     return True
 
 
-def loop_h(T, h_tm1_all, h_t_all, W_h_h, W_h):
+def loop_h(T, h_tm1_all, h_t_all, b_h, W_h_h, W_h):
     """The loop forward in time of h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -408,16 +417,20 @@ def loop_h(T, h_tm1_all, h_t_all, W_h_h, W_h):
     h_t = h_t_all[step]
     rows = jitops._size(h_t)[0]
     s0 = jitops.row_step(h_t, rows, 8)
-    s1 = jitops.row_step(W_h_h, rows, 8)
+    s1 = jitops.row_step(b_h, rows, 8)
+    s2 = jitops.row_step(W_h_h, rows, 8)
     if (jitops._size(h_t) != (rows, 8)
             or not jitops.rows_contiguous(h_t)
+            or not jitops.aligned(h_t, b_h)
             or s0 < 0
-            or s1 < 0):
+            or s1 < 0
+            or s2 < 0):
         return False
-    space = np.empty(24, h_t.dtype)
+    space = np.empty(32, h_t.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
-    e8 = space[16:24]
+    x2 = space[16:24]
+    e8 = space[24:32]
     bits = jitops.scratch(e8)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
@@ -426,17 +439,22 @@ def loop_h(T, h_tm1_all, h_t_all, W_h_h, W_h):
         jitops.dot(h_tm1, W_h.T, W_h_h)
         for i in range(rows):
             r0_0 = jitops._view(h_t, i * s0, 8)
-            r0_1 = jitops._view(W_h_h, i * s1, 8)
+            r0_1 = jitops._view(b_h, i * s1, 8)
             for j in range(8):
                 x0[j] = r0_0[j] + r0_1[j]
             jitops.put_row(h_t, i, x0)
             r1_0 = jitops._view(h_t, i * s0, 8)
-            jitops.vtanh(r1_0, x1, e8, bits)
+            r1_1 = jitops._view(W_h_h, i * s2, 8)
+            for j in range(8):
+                x1[j] = r1_0[j] + r1_1[j]
             jitops.put_row(h_t, i, x1)
+            r2_0 = jitops._view(h_t, i * s0, 8)
+            jitops.vtanh(r2_0, x2, e8, bits)
+            jitops.put_row(h_t, i, x2)
     return True
 
 
-def steps_loop_h(T, h_tm1_all, h_t_all, W_h_h, W_h):
+def steps_loop_h(T, h_tm1_all, h_t_all, b_h, W_h_h, W_h):
     """h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -445,7 +463,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_h_h, W_h):
     h_tm1 = h_tm1_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_a05073ece7, h_t, W_h_h)
+        jitops.ready(fused_a3a4204caa, h_t, b_h, W_h_h)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -454,13 +472,14 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_h_h, W_h):
         h_t = h_t_all[step]
         # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
         jitops.dot(h_tm1, W_h.T, W_h_h)
-        if not fused_a05073ece7(h_t, W_h_h):
+        if not fused_a3a4204caa(h_t, b_h, W_h_h):
+            np.add(h_t, b_h, out=h_t)
             np.add(h_t, W_h_h, out=h_t)
             np.tanh(h_t, out=h_t)
     return True
 
 
-def loop_g(T, g_tp1_all, g_t_all, W_g_g, W_g):
+def loop_g(T, g_tp1_all, g_t_all, b_g, W_g_g, W_g):
     """The loop backward in time of g(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -472,16 +491,20 @@ def loop_g(T, g_tp1_all, g_t_all, W_g_g, W_g):
     g_t = g_t_all[step]
     rows = jitops._size(g_t)[0]
     s0 = jitops.row_step(g_t, rows, 8)
-    s1 = jitops.row_step(W_g_g, rows, 8)
+    s1 = jitops.row_step(b_g, rows, 8)
+    s2 = jitops.row_step(W_g_g, rows, 8)
     if (jitops._size(g_t) != (rows, 8)
             or not jitops.rows_contiguous(g_t)
+            or not jitops.aligned(g_t, b_g)
             or s0 < 0
-            or s1 < 0):
+            or s1 < 0
+            or s2 < 0):
         return False
-    space = np.empty(24, g_t.dtype)
+    space = np.empty(32, g_t.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
-    e8 = space[16:24]
+    x2 = space[16:24]
+    e8 = space[24:32]
     bits = jitops.scratch(e8)
     for step in range(T - 1, -1, -1):
         g_tp1 = g_tp1_all[step]
@@ -490,17 +513,22 @@ def loop_g(T, g_tp1_all, g_t_all, W_g_g, W_g):
         jitops.dot(g_tp1, W_g.T, W_g_g)
         for i in range(rows):
             r0_0 = jitops._view(g_t, i * s0, 8)
-            r0_1 = jitops._view(W_g_g, i * s1, 8)
+            r0_1 = jitops._view(b_g, i * s1, 8)
             for j in range(8):
                 x0[j] = r0_0[j] + r0_1[j]
             jitops.put_row(g_t, i, x0)
             r1_0 = jitops._view(g_t, i * s0, 8)
-            jitops.vtanh(r1_0, x1, e8, bits)
+            r1_1 = jitops._view(W_g_g, i * s2, 8)
+            for j in range(8):
+                x1[j] = r1_0[j] + r1_1[j]
             jitops.put_row(g_t, i, x1)
+            r2_0 = jitops._view(g_t, i * s0, 8)
+            jitops.vtanh(r2_0, x2, e8, bits)
+            jitops.put_row(g_t, i, x2)
     return True
 
 
-def steps_loop_g(T, g_tp1_all, g_t_all, W_g_g, W_g):
+def steps_loop_g(T, g_tp1_all, g_t_all, b_g, W_g_g, W_g):
     """g(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -509,7 +537,7 @@ def steps_loop_g(T, g_tp1_all, g_t_all, W_g_g, W_g):
     g_tp1 = g_tp1_all[step]
     g_t = g_t_all[step]
     try:
-        jitops.ready(fused_a05073ece7, g_t, W_g_g)
+        jitops.ready(fused_a3a4204caa, g_t, b_g, W_g_g)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('g(t)', error)
         return False
@@ -518,7 +546,8 @@ def steps_loop_g(T, g_tp1_all, g_t_all, W_g_g, W_g):
         g_t = g_t_all[step]
         # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
         jitops.dot(g_tp1, W_g.T, W_g_g)
-        if not fused_a05073ece7(g_t, W_g_g):
+        if not fused_a3a4204caa(g_t, b_g, W_g_g):
+            np.add(g_t, b_g, out=g_t)
             np.add(g_t, W_g_g, out=g_t)
             np.tanh(g_t, out=g_t)
     return True
@@ -927,6 +956,6 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_sum, dz_h_2, ONE, db_h, 
 
 
 LOOPS = ("loop_h", "loop_g", "back_g", "back_h", "back_g_2", "back_h_2")
-KERNELS = ("fused_a05073ece7", "fused_b4add68eff", "fused_ad76f4f865")
+KERNELS = ("fused_a3a4204caa", "fused_b4add68eff", "fused_ad76f4f865")
 STEPS = ("steps_loop_h", "steps_loop_g", "steps_back_g", "steps_back_h", "steps_back_g_2",
          "steps_back_h_2")

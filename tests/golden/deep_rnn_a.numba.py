@@ -50,30 +50,30 @@ def forward(params, inputs, initial, T, B, prepared=None):
     # Every step at once: what does not depend on the loop after it
     # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
     np.dot(x[now].reshape(-1, 4), U1.T, out=h1[now].reshape(-1, 8))
-    h1[now] += b1
 
     # h1(t): a loop forward in time
     W1_h1 = np.empty((B, 8), DTYPE)
-    if not (loop_h1 if B <= 8 else steps_loop_h1)(T, h1[0:T], h1[1:T + 1], W1_h1, W1):
+    if not (loop_h1 if B <= 8 else steps_loop_h1)(T, h1[0:T], h1[1:T + 1], b1, W1_h1, W1):
         steps = zip(h1[0:T], h1[1:T + 1])
         for (h1_tm1, h1_t) in steps:
             # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
             np.dot(h1_tm1, W1.T, out=W1_h1)
+            h1_t += b1
             h1_t += W1_h1
             np.tanh(h1_t, out=h1_t)
 
     # Every step at once: what does not depend on the loop after it
     # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
     np.dot(h1[now].reshape(-1, 8), U2.T, out=h2[now].reshape(-1, 8))
-    h2[now] += b2
 
     # h2(t): a loop forward in time
     W2_h2 = np.empty((B, 8), DTYPE)
-    if not (loop_h2 if B <= 8 else steps_loop_h2)(T, h2[0:T], h2[1:T + 1], W2_h2, W2):
+    if not (loop_h2 if B <= 8 else steps_loop_h2)(T, h2[0:T], h2[1:T + 1], b2, W2_h2, W2):
         steps = zip(h2[0:T], h2[1:T + 1])
         for (h2_tm1, h2_t) in steps:
             # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
             np.dot(h2_tm1, W2.T, out=W2_h2)
+            h2_t += b2
             h2_t += W2_h2
             np.tanh(h2_t, out=h2_t)
 
@@ -277,20 +277,24 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_a05073ece7(p0, p1):
-    """add, tanh: one pass over the rows (compile/fuse.py)."""
+def fused_a3a4204caa(p0, p1, p2):
+    """add, add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
     s1 = jitops.row_step(p1, rows, 8)
+    s2 = jitops.row_step(p2, rows, 8)
     if (jitops._size(p0) != (rows, 8)
             or not jitops.rows_contiguous(p0)
+            or not jitops.aligned(p0, p1)
             or s0 < 0
-            or s1 < 0):
+            or s1 < 0
+            or s2 < 0):
         return False
-    space = np.empty(24, p0.dtype)
+    space = np.empty(32, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
-    e8 = space[16:24]
+    x2 = space[16:24]
+    e8 = space[24:32]
     bits = jitops.scratch(e8)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
@@ -299,8 +303,13 @@ def fused_a05073ece7(p0, p1):
             x0[j] = r0_0[j] + r0_1[j]
         jitops.put_row(p0, i, x0)
         r1_0 = jitops._view(p0, i * s0, 8)
-        jitops.vtanh(r1_0, x1, e8, bits)
+        r1_1 = jitops._view(p2, i * s2, 8)
+        for j in range(8):
+            x1[j] = r1_0[j] + r1_1[j]
         jitops.put_row(p0, i, x1)
+        r2_0 = jitops._view(p0, i * s0, 8)
+        jitops.vtanh(r2_0, x2, e8, bits)
+        jitops.put_row(p0, i, x2)
     return True
 
 
@@ -381,7 +390,7 @@ def fused_ad76f4f865(p0, p1, p2, p3, p4, p5):
     return True
 
 
-def loop_h1(T, h1_tm1_all, h1_t_all, W1_h1, W1):
+def loop_h1(T, h1_tm1_all, h1_t_all, b1, W1_h1, W1):
     """The loop forward in time of h1(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -393,16 +402,20 @@ def loop_h1(T, h1_tm1_all, h1_t_all, W1_h1, W1):
     h1_t = h1_t_all[step]
     rows = jitops._size(h1_t)[0]
     s0 = jitops.row_step(h1_t, rows, 8)
-    s1 = jitops.row_step(W1_h1, rows, 8)
+    s1 = jitops.row_step(b1, rows, 8)
+    s2 = jitops.row_step(W1_h1, rows, 8)
     if (jitops._size(h1_t) != (rows, 8)
             or not jitops.rows_contiguous(h1_t)
+            or not jitops.aligned(h1_t, b1)
             or s0 < 0
-            or s1 < 0):
+            or s1 < 0
+            or s2 < 0):
         return False
-    space = np.empty(24, h1_t.dtype)
+    space = np.empty(32, h1_t.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
-    e8 = space[16:24]
+    x2 = space[16:24]
+    e8 = space[24:32]
     bits = jitops.scratch(e8)
     for step in range(T):
         h1_tm1 = h1_tm1_all[step]
@@ -411,17 +424,22 @@ def loop_h1(T, h1_tm1_all, h1_t_all, W1_h1, W1):
         jitops.dot(h1_tm1, W1.T, W1_h1)
         for i in range(rows):
             r0_0 = jitops._view(h1_t, i * s0, 8)
-            r0_1 = jitops._view(W1_h1, i * s1, 8)
+            r0_1 = jitops._view(b1, i * s1, 8)
             for j in range(8):
                 x0[j] = r0_0[j] + r0_1[j]
             jitops.put_row(h1_t, i, x0)
             r1_0 = jitops._view(h1_t, i * s0, 8)
-            jitops.vtanh(r1_0, x1, e8, bits)
+            r1_1 = jitops._view(W1_h1, i * s2, 8)
+            for j in range(8):
+                x1[j] = r1_0[j] + r1_1[j]
             jitops.put_row(h1_t, i, x1)
+            r2_0 = jitops._view(h1_t, i * s0, 8)
+            jitops.vtanh(r2_0, x2, e8, bits)
+            jitops.put_row(h1_t, i, x2)
     return True
 
 
-def steps_loop_h1(T, h1_tm1_all, h1_t_all, W1_h1, W1):
+def steps_loop_h1(T, h1_tm1_all, h1_t_all, b1, W1_h1, W1):
     """h1(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -430,7 +448,7 @@ def steps_loop_h1(T, h1_tm1_all, h1_t_all, W1_h1, W1):
     h1_tm1 = h1_tm1_all[step]
     h1_t = h1_t_all[step]
     try:
-        jitops.ready(fused_a05073ece7, h1_t, W1_h1)
+        jitops.ready(fused_a3a4204caa, h1_t, b1, W1_h1)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h1(t)', error)
         return False
@@ -439,13 +457,14 @@ def steps_loop_h1(T, h1_tm1_all, h1_t_all, W1_h1, W1):
         h1_t = h1_t_all[step]
         # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
         jitops.dot(h1_tm1, W1.T, W1_h1)
-        if not fused_a05073ece7(h1_t, W1_h1):
+        if not fused_a3a4204caa(h1_t, b1, W1_h1):
+            np.add(h1_t, b1, out=h1_t)
             np.add(h1_t, W1_h1, out=h1_t)
             np.tanh(h1_t, out=h1_t)
     return True
 
 
-def loop_h2(T, h2_tm1_all, h2_t_all, W2_h2, W2):
+def loop_h2(T, h2_tm1_all, h2_t_all, b2, W2_h2, W2):
     """The loop forward in time of h2(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -457,16 +476,20 @@ def loop_h2(T, h2_tm1_all, h2_t_all, W2_h2, W2):
     h2_t = h2_t_all[step]
     rows = jitops._size(h2_t)[0]
     s0 = jitops.row_step(h2_t, rows, 8)
-    s1 = jitops.row_step(W2_h2, rows, 8)
+    s1 = jitops.row_step(b2, rows, 8)
+    s2 = jitops.row_step(W2_h2, rows, 8)
     if (jitops._size(h2_t) != (rows, 8)
             or not jitops.rows_contiguous(h2_t)
+            or not jitops.aligned(h2_t, b2)
             or s0 < 0
-            or s1 < 0):
+            or s1 < 0
+            or s2 < 0):
         return False
-    space = np.empty(24, h2_t.dtype)
+    space = np.empty(32, h2_t.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
-    e8 = space[16:24]
+    x2 = space[16:24]
+    e8 = space[24:32]
     bits = jitops.scratch(e8)
     for step in range(T):
         h2_tm1 = h2_tm1_all[step]
@@ -475,17 +498,22 @@ def loop_h2(T, h2_tm1_all, h2_t_all, W2_h2, W2):
         jitops.dot(h2_tm1, W2.T, W2_h2)
         for i in range(rows):
             r0_0 = jitops._view(h2_t, i * s0, 8)
-            r0_1 = jitops._view(W2_h2, i * s1, 8)
+            r0_1 = jitops._view(b2, i * s1, 8)
             for j in range(8):
                 x0[j] = r0_0[j] + r0_1[j]
             jitops.put_row(h2_t, i, x0)
             r1_0 = jitops._view(h2_t, i * s0, 8)
-            jitops.vtanh(r1_0, x1, e8, bits)
+            r1_1 = jitops._view(W2_h2, i * s2, 8)
+            for j in range(8):
+                x1[j] = r1_0[j] + r1_1[j]
             jitops.put_row(h2_t, i, x1)
+            r2_0 = jitops._view(h2_t, i * s0, 8)
+            jitops.vtanh(r2_0, x2, e8, bits)
+            jitops.put_row(h2_t, i, x2)
     return True
 
 
-def steps_loop_h2(T, h2_tm1_all, h2_t_all, W2_h2, W2):
+def steps_loop_h2(T, h2_tm1_all, h2_t_all, b2, W2_h2, W2):
     """h2(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -494,7 +522,7 @@ def steps_loop_h2(T, h2_tm1_all, h2_t_all, W2_h2, W2):
     h2_tm1 = h2_tm1_all[step]
     h2_t = h2_t_all[step]
     try:
-        jitops.ready(fused_a05073ece7, h2_t, W2_h2)
+        jitops.ready(fused_a3a4204caa, h2_t, b2, W2_h2)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h2(t)', error)
         return False
@@ -503,7 +531,8 @@ def steps_loop_h2(T, h2_tm1_all, h2_t_all, W2_h2, W2):
         h2_t = h2_t_all[step]
         # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
         jitops.dot(h2_tm1, W2.T, W2_h2)
-        if not fused_a05073ece7(h2_t, W2_h2):
+        if not fused_a3a4204caa(h2_t, b2, W2_h2):
+            np.add(h2_t, b2, out=h2_t)
             np.add(h2_t, W2_h2, out=h2_t)
             np.tanh(h2_t, out=h2_t)
     return True
@@ -912,6 +941,6 @@ def steps_back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, dz_h1_2, ONE, 
 
 
 LOOPS = ("loop_h1", "loop_h2", "back_h2", "back_h1", "back_h2_2", "back_h1_2")
-KERNELS = ("fused_a05073ece7", "fused_b4add68eff", "fused_ad76f4f865")
+KERNELS = ("fused_a3a4204caa", "fused_b4add68eff", "fused_ad76f4f865")
 STEPS = ("steps_loop_h1", "steps_loop_h2", "steps_back_h2", "steps_back_h1", "steps_back_h2_2",
          "steps_back_h1_2")

@@ -49,12 +49,11 @@ def forward(params, inputs, initial, T, B, prepared=None):
     # Every step at once: what does not depend on the loop after it
     # h(t) = tanh(W_z z(t) + U x(t) + b_h)
     np.dot(x[now].reshape(-1, 4), U.T, out=h[now].reshape(-1, 8))
-    h[now] += b_h
 
     # z(t), h(t): a loop forward in time
     W_h = np.empty((B, 8), DTYPE)
     W_z_z = np.empty((B, 8), DTYPE)
-    if not (loop_z_h if B <= 8 else steps_loop_z_h)(T, h[0:T], z[1:T + 1], h[1:T + 1], b, W_h,
+    if not (loop_z_h if B <= 8 else steps_loop_z_h)(T, h[0:T], z[1:T + 1], h[1:T + 1], b, W_h, b_h,
                                                     W_z_z, W, W_z):
         steps = zip(h[0:T], z[1:T + 1], h[1:T + 1])
         for (h_tm1, z_t, h_t) in steps:
@@ -64,6 +63,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
             np.tanh(z_t, out=z_t)
             # h(t) = tanh(W_z z(t) + U x(t) + b_h)
             np.dot(z_t, W_z.T, out=W_z_z)
+            h_t += b_h
             h_t += W_z_z
             np.tanh(h_t, out=h_t)
 
@@ -271,20 +271,24 @@ def fused_855ba098c8(p0, p1, p2):
     return True
 
 
-def fused_a05073ece7(p0, p1):
-    """add, tanh: one pass over the rows (compile/fuse.py)."""
+def fused_a3a4204caa(p0, p1, p2):
+    """add, add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
     s1 = jitops.row_step(p1, rows, 8)
+    s2 = jitops.row_step(p2, rows, 8)
     if (jitops._size(p0) != (rows, 8)
             or not jitops.rows_contiguous(p0)
+            or not jitops.aligned(p0, p1)
             or s0 < 0
-            or s1 < 0):
+            or s1 < 0
+            or s2 < 0):
         return False
-    space = np.empty(24, p0.dtype)
+    space = np.empty(32, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
-    e8 = space[16:24]
+    x2 = space[16:24]
+    e8 = space[24:32]
     bits = jitops.scratch(e8)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
@@ -293,8 +297,13 @@ def fused_a05073ece7(p0, p1):
             x0[j] = r0_0[j] + r0_1[j]
         jitops.put_row(p0, i, x0)
         r1_0 = jitops._view(p0, i * s0, 8)
-        jitops.vtanh(r1_0, x1, e8, bits)
+        r1_1 = jitops._view(p2, i * s2, 8)
+        for j in range(8):
+            x1[j] = r1_0[j] + r1_1[j]
         jitops.put_row(p0, i, x1)
+        r2_0 = jitops._view(p0, i * s0, 8)
+        jitops.vtanh(r2_0, x2, e8, bits)
+        jitops.put_row(p0, i, x2)
     return True
 
 
@@ -456,7 +465,7 @@ def fused_6d03b8a9ac(p0, p1, p2, p3, p4, p5):
     return True
 
 
-def loop_z_h(T, h_tm1_all, z_t_all, h_t_all, b, W_h, W_z_z, W, W_z):
+def loop_z_h(T, h_tm1_all, z_t_all, h_t_all, b, W_h, b_h, W_z_z, W, W_z):
     """The loop forward in time of z(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -485,16 +494,20 @@ def loop_z_h(T, h_tm1_all, z_t_all, h_t_all, b, W_h, W_z_z, W, W_z):
     bits = jitops.scratch(e8)
     rows_2 = jitops._size(h_t)[0]
     s0_2 = jitops.row_step(h_t, rows_2, 8)
-    s1_2 = jitops.row_step(W_z_z, rows_2, 8)
+    s1_2 = jitops.row_step(b_h, rows_2, 8)
+    s2_2 = jitops.row_step(W_z_z, rows_2, 8)
     if (jitops._size(h_t) != (rows_2, 8)
             or not jitops.rows_contiguous(h_t)
+            or not jitops.aligned(h_t, b_h)
             or s0_2 < 0
-            or s1_2 < 0):
+            or s1_2 < 0
+            or s2_2 < 0):
         return False
-    space_2 = np.empty(24, h_t.dtype)
+    space_2 = np.empty(32, h_t.dtype)
     x0_2 = space_2[0:8]
     x1_2 = space_2[8:16]
-    e8_2 = space_2[16:24]
+    x2 = space_2[16:24]
+    e8_2 = space_2[24:32]
     bits_2 = jitops.scratch(e8_2)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
@@ -515,17 +528,22 @@ def loop_z_h(T, h_tm1_all, z_t_all, h_t_all, b, W_h, W_z_z, W, W_z):
         jitops.dot(z_t, W_z.T, W_z_z)
         for i_2 in range(rows_2):
             r0_0_2 = jitops._view(h_t, i_2 * s0_2, 8)
-            r0_1_2 = jitops._view(W_z_z, i_2 * s1_2, 8)
+            r0_1_2 = jitops._view(b_h, i_2 * s1_2, 8)
             for j_2 in range(8):
                 x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
             jitops.put_row(h_t, i_2, x0_2)
             r1_0_2 = jitops._view(h_t, i_2 * s0_2, 8)
-            jitops.vtanh(r1_0_2, x1_2, e8_2, bits_2)
+            r1_1 = jitops._view(W_z_z, i_2 * s2_2, 8)
+            for j_2 in range(8):
+                x1_2[j_2] = r1_0_2[j_2] + r1_1[j_2]
             jitops.put_row(h_t, i_2, x1_2)
+            r2_0 = jitops._view(h_t, i_2 * s0_2, 8)
+            jitops.vtanh(r2_0, x2, e8_2, bits_2)
+            jitops.put_row(h_t, i_2, x2)
     return True
 
 
-def steps_loop_z_h(T, h_tm1_all, z_t_all, h_t_all, b, W_h, W_z_z, W, W_z):
+def steps_loop_z_h(T, h_tm1_all, z_t_all, h_t_all, b, W_h, b_h, W_z_z, W, W_z):
     """z(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -536,7 +554,7 @@ def steps_loop_z_h(T, h_tm1_all, z_t_all, h_t_all, b, W_h, W_z_z, W, W_z):
     h_t = h_t_all[step]
     try:
         jitops.ready(fused_855ba098c8, b, W_h, z_t)
-        jitops.ready(fused_a05073ece7, h_t, W_z_z)
+        jitops.ready(fused_a3a4204caa, h_t, b_h, W_z_z)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('z(t), h(t)', error)
         return False
@@ -551,7 +569,8 @@ def steps_loop_z_h(T, h_tm1_all, z_t_all, h_t_all, b, W_h, W_z_z, W, W_z):
             np.tanh(z_t, out=z_t)
         # h(t) = tanh(W_z z(t) + U x(t) + b_h)
         jitops.dot(z_t, W_z.T, W_z_z)
-        if not fused_a05073ece7(h_t, W_z_z):
+        if not fused_a3a4204caa(h_t, b_h, W_z_z):
+            np.add(h_t, b_h, out=h_t)
             np.add(h_t, W_z_z, out=h_t)
             np.tanh(h_t, out=h_t)
     return True
@@ -918,6 +937,6 @@ def steps_back_z_h_2(T, h_t_all, dz_h_t_all, dh_t_all, cot_z, z_t_all, dz_z_t_al
 
 
 LOOPS = ("loop_z_h", "back_z_h", "back_z_h_2")
-KERNELS = ("fused_855ba098c8", "fused_a05073ece7", "fused_b4add68eff", "fused_e16a51c597",
+KERNELS = ("fused_855ba098c8", "fused_a3a4204caa", "fused_b4add68eff", "fused_e16a51c597",
            "fused_ad76f4f865", "fused_6d03b8a9ac")
 STEPS = ("steps_loop_z_h", "steps_back_z_h", "steps_back_z_h_2")

@@ -56,30 +56,30 @@ def forward(params, inputs, initial, T, B, prepared=None):
     # Every step at once: what does not depend on the loop after it
     # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
     np.dot(x[now].reshape(-1, 4), W1.T, out=h1[now].reshape(-1, 8))
-    h1[now] += b1
 
     # h1(t): a loop forward in time
     z_h1 = np.empty((B, 8), DTYPE)
-    if not (loop_h1 if B <= 8 else steps_loop_h1)(T, h1[0:T], h1[1:T + 1], u1, z_h1):
+    if not (loop_h1 if B <= 8 else steps_loop_h1)(T, h1[0:T], h1[1:T + 1], u1, b1, z_h1):
         steps = zip(h1[0:T], h1[1:T + 1])
         for (h1_tm1, h1_t) in steps:
             # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
             np.multiply(u1, h1_tm1, out=z_h1)
+            h1_t += b1
             h1_t += z_h1
             np.maximum(h1_t, 0, out=h1_t)
 
     # Every step at once: what does not depend on the loop after it
     # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
     np.dot(h1[now].reshape(-1, 8), W2.T, out=h2[now].reshape(-1, 8))
-    h2[now] += b2
 
     # h2(t): a loop forward in time
     z_h2 = np.empty((B, 8), DTYPE)
-    if not (loop_h2 if B <= 8 else steps_loop_h2)(T, h2[0:T], h2[1:T + 1], u2, z_h2):
+    if not (loop_h2 if B <= 8 else steps_loop_h2)(T, h2[0:T], h2[1:T + 1], u2, b2, z_h2):
         steps = zip(h2[0:T], h2[1:T + 1])
         for (h2_tm1, h2_t) in steps:
             # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
             np.multiply(u2, h2_tm1, out=z_h2)
+            h2_t += b2
             h2_t += z_h2
             np.maximum(h2_t, 0, out=h2_t)
 
@@ -356,39 +356,48 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_e776219cc2(p0, p1, p2, p3):
-    """multiply, add, maximum: one pass over the rows (compile/fuse.py)."""
+def fused_070e359103(p0, p1, p2, p3, p4):
+    """multiply, add, add, maximum: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p2)[0]
     s0 = jitops.row_step(p0, rows, 8)
     s1 = jitops.row_step(p1, rows, 8)
     s2 = jitops.row_step(p3, rows, 8)
+    s3 = jitops.row_step(p4, rows, 8)
     if (jitops._size(p2) != (rows, 8)
             or jitops._size(p3) != (rows, 8)
             or not jitops.rows_contiguous(p3)
             or not jitops.aligned(p3, p0)
             or not jitops.aligned(p3, p1)
+            or not jitops.aligned(p3, p4)
             or s0 < 0
             or s1 < 0
-            or s2 < 0):
+            or s2 < 0
+            or s3 < 0):
         return False
     c0 = jitops.like(p2, 0.0)
-    space = np.empty(24, p2.dtype)
+    space = np.empty(32, p2.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
+    x3 = space[24:32]
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
         for j in range(8):
             x0[j] = r0_0[j] * r0_1[j]
         r1_0 = jitops._view(p3, i * s2, 8)
+        r1_1 = jitops._view(p4, i * s3, 8)
         for j in range(8):
-            x1[j] = r1_0[j] + x0[j]
+            x1[j] = r1_0[j] + r1_1[j]
         jitops.put_row(p3, i, x1)
         r2_0 = jitops._view(p3, i * s2, 8)
         for j in range(8):
-            x2[j] = max(r2_0[j], c0)
+            x2[j] = r2_0[j] + x0[j]
         jitops.put_row(p3, i, x2)
+        r3_0 = jitops._view(p3, i * s2, 8)
+        for j in range(8):
+            x3[j] = max(r3_0[j], c0)
+        jitops.put_row(p3, i, x3)
     return True
 
 
@@ -434,7 +443,7 @@ def fused_c990c7e917(p0, p1, p2, p3, p4):
     return True
 
 
-def loop_h1(T, h1_tm1_all, h1_t_all, u1, z_h1):
+def loop_h1(T, h1_tm1_all, h1_t_all, u1, b1, z_h1):
     """The loop forward in time of h1(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -448,20 +457,24 @@ def loop_h1(T, h1_tm1_all, h1_t_all, u1, z_h1):
     s0 = jitops.row_step(u1, rows, 8)
     s1 = jitops.row_step(h1_tm1, rows, 8)
     s2 = jitops.row_step(h1_t, rows, 8)
+    s3 = jitops.row_step(b1, rows, 8)
     if (jitops._size(z_h1) != (rows, 8)
             or jitops._size(h1_t) != (rows, 8)
             or not jitops.rows_contiguous(h1_t)
             or not jitops.aligned(h1_t, u1)
             or not jitops.aligned(h1_t, h1_tm1)
+            or not jitops.aligned(h1_t, b1)
             or s0 < 0
             or s1 < 0
-            or s2 < 0):
+            or s2 < 0
+            or s3 < 0):
         return False
     c0 = jitops.like(z_h1, 0.0)
-    space = np.empty(24, z_h1.dtype)
+    space = np.empty(32, z_h1.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
+    x3 = space[24:32]
     for step in range(T):
         h1_tm1 = h1_tm1_all[step]
         h1_t = h1_t_all[step]
@@ -472,17 +485,22 @@ def loop_h1(T, h1_tm1_all, h1_t_all, u1, z_h1):
             for j in range(8):
                 x0[j] = r0_0[j] * r0_1[j]
             r1_0 = jitops._view(h1_t, i * s2, 8)
+            r1_1 = jitops._view(b1, i * s3, 8)
             for j in range(8):
-                x1[j] = r1_0[j] + x0[j]
+                x1[j] = r1_0[j] + r1_1[j]
             jitops.put_row(h1_t, i, x1)
             r2_0 = jitops._view(h1_t, i * s2, 8)
             for j in range(8):
-                x2[j] = max(r2_0[j], c0)
+                x2[j] = r2_0[j] + x0[j]
             jitops.put_row(h1_t, i, x2)
+            r3_0 = jitops._view(h1_t, i * s2, 8)
+            for j in range(8):
+                x3[j] = max(r3_0[j], c0)
+            jitops.put_row(h1_t, i, x3)
     return True
 
 
-def steps_loop_h1(T, h1_tm1_all, h1_t_all, u1, z_h1):
+def steps_loop_h1(T, h1_tm1_all, h1_t_all, u1, b1, z_h1):
     """h1(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -491,7 +509,7 @@ def steps_loop_h1(T, h1_tm1_all, h1_t_all, u1, z_h1):
     h1_tm1 = h1_tm1_all[step]
     h1_t = h1_t_all[step]
     try:
-        jitops.ready(fused_e776219cc2, u1, h1_tm1, z_h1, h1_t)
+        jitops.ready(fused_070e359103, u1, h1_tm1, z_h1, h1_t, b1)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h1(t)', error)
         return False
@@ -499,14 +517,15 @@ def steps_loop_h1(T, h1_tm1_all, h1_t_all, u1, z_h1):
         h1_tm1 = h1_tm1_all[step]
         h1_t = h1_t_all[step]
         # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
-        if not fused_e776219cc2(u1, h1_tm1, z_h1, h1_t):
+        if not fused_070e359103(u1, h1_tm1, z_h1, h1_t, b1):
             np.multiply(u1, h1_tm1, out=z_h1)
+            np.add(h1_t, b1, out=h1_t)
             np.add(h1_t, z_h1, out=h1_t)
             np.maximum(h1_t, 0.0, out=h1_t)
     return True
 
 
-def loop_h2(T, h2_tm1_all, h2_t_all, u2, z_h2):
+def loop_h2(T, h2_tm1_all, h2_t_all, u2, b2, z_h2):
     """The loop forward in time of h2(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -520,20 +539,24 @@ def loop_h2(T, h2_tm1_all, h2_t_all, u2, z_h2):
     s0 = jitops.row_step(u2, rows, 8)
     s1 = jitops.row_step(h2_tm1, rows, 8)
     s2 = jitops.row_step(h2_t, rows, 8)
+    s3 = jitops.row_step(b2, rows, 8)
     if (jitops._size(z_h2) != (rows, 8)
             or jitops._size(h2_t) != (rows, 8)
             or not jitops.rows_contiguous(h2_t)
             or not jitops.aligned(h2_t, u2)
             or not jitops.aligned(h2_t, h2_tm1)
+            or not jitops.aligned(h2_t, b2)
             or s0 < 0
             or s1 < 0
-            or s2 < 0):
+            or s2 < 0
+            or s3 < 0):
         return False
     c0 = jitops.like(z_h2, 0.0)
-    space = np.empty(24, z_h2.dtype)
+    space = np.empty(32, z_h2.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
+    x3 = space[24:32]
     for step in range(T):
         h2_tm1 = h2_tm1_all[step]
         h2_t = h2_t_all[step]
@@ -544,17 +567,22 @@ def loop_h2(T, h2_tm1_all, h2_t_all, u2, z_h2):
             for j in range(8):
                 x0[j] = r0_0[j] * r0_1[j]
             r1_0 = jitops._view(h2_t, i * s2, 8)
+            r1_1 = jitops._view(b2, i * s3, 8)
             for j in range(8):
-                x1[j] = r1_0[j] + x0[j]
+                x1[j] = r1_0[j] + r1_1[j]
             jitops.put_row(h2_t, i, x1)
             r2_0 = jitops._view(h2_t, i * s2, 8)
             for j in range(8):
-                x2[j] = max(r2_0[j], c0)
+                x2[j] = r2_0[j] + x0[j]
             jitops.put_row(h2_t, i, x2)
+            r3_0 = jitops._view(h2_t, i * s2, 8)
+            for j in range(8):
+                x3[j] = max(r3_0[j], c0)
+            jitops.put_row(h2_t, i, x3)
     return True
 
 
-def steps_loop_h2(T, h2_tm1_all, h2_t_all, u2, z_h2):
+def steps_loop_h2(T, h2_tm1_all, h2_t_all, u2, b2, z_h2):
     """h2(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -563,7 +591,7 @@ def steps_loop_h2(T, h2_tm1_all, h2_t_all, u2, z_h2):
     h2_tm1 = h2_tm1_all[step]
     h2_t = h2_t_all[step]
     try:
-        jitops.ready(fused_e776219cc2, u2, h2_tm1, z_h2, h2_t)
+        jitops.ready(fused_070e359103, u2, h2_tm1, z_h2, h2_t, b2)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h2(t)', error)
         return False
@@ -571,8 +599,9 @@ def steps_loop_h2(T, h2_tm1_all, h2_t_all, u2, z_h2):
         h2_tm1 = h2_tm1_all[step]
         h2_t = h2_t_all[step]
         # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
-        if not fused_e776219cc2(u2, h2_tm1, z_h2, h2_t):
+        if not fused_070e359103(u2, h2_tm1, z_h2, h2_t, b2):
             np.multiply(u2, h2_tm1, out=z_h2)
+            np.add(h2_t, b2, out=h2_t)
             np.add(h2_t, z_h2, out=h2_t)
             np.maximum(h2_t, 0.0, out=h2_t)
     return True
@@ -983,6 +1012,6 @@ def steps_back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, u1, db1, dz_h1
 
 
 LOOPS = ("loop_h1", "loop_h2", "back_h2", "back_h1", "back_h2_2", "back_h1_2")
-KERNELS = ("fused_e776219cc2", "fused_c990c7e917")
+KERNELS = ("fused_070e359103", "fused_c990c7e917")
 STEPS = ("steps_loop_h1", "steps_loop_h2", "steps_back_h2", "steps_back_h1", "steps_back_h2_2",
          "steps_back_h1_2")

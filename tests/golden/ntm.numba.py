@@ -21,7 +21,7 @@ PARAMETERS = ("W_h", "U_h", "V_h", "b_h", "W_k", "b_k", "W_β", "b_β", "W_g", "
               "W_a", "b_a", "W_y", "U_y", "b_y", "M0")
 PREPARE = ("W_k", "b_k", "W_β", "b_β", "W_g", "b_g", "W_e", "b_e", "W_a", "b_a")
 TAPE = ("h", "k", "β", "g", "c", "w", "r", "e", "a", "M", "y", "x", "kabetage", "z_k", "W_kabetage",
-        "U_h_x", "ka", "z_k_2", "ge", "norm_M", "norm_k", "z_c", "z_c_2", "z_w", "z_M")
+        "z_h", "ka", "z_k_2", "ge", "norm_M", "norm_k", "z_c", "z_c_2", "z_w", "z_M")
 
 
 def prepare(params):
@@ -68,7 +68,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
     y[:1] = 0
     kabetage = WORK.empty((T + 1, B, 50), DTYPE, "kabetage")
     kabetage[:1] = 0
-    U_h_x = WORK.empty((T + 1, B, 32), DTYPE, "U_h_x")   # every step written
+    z_h = WORK.empty((T + 1, B, 32), DTYPE, "z_h")   # every step written
     z_k_2 = WORK.empty((T + 1, B, 1), DTYPE, "z_k_2")   # every step written
     norm_M = WORK.empty((T + 1, B, 8), DTYPE, "norm_M")   # every step written
     norm_k = WORK.empty((T + 1, B, 1), DTYPE, "norm_k")   # every step written
@@ -93,12 +93,13 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # Every step at once: what does not depend on the loop after it
     # h(t) = tanh(W_h h(t-1) + U_h x(t) + V_h r(t-1) + b_h)
-    np.dot(x[now].reshape(-1, 8), U_h.T, out=U_h_x[now].reshape(-1, 32))
+    np.dot(x[now].reshape(-1, 8), U_h.T, out=z_h[now].reshape(-1, 32))
+    z_h[now] += b_h
 
     # h(t), k(t), β(t), g(t), c(t), w(t), r(t), e(t), a(t), M(t): a loop forward in time
     W_h_h = np.empty((B, 32), DTYPE)
     V_h_r = np.empty((B, 32), DTYPE)
-    z_h = np.empty((B, 32), DTYPE)
+    z_h_2 = np.empty((B, 32), DTYPE)
     W_kabetage_h = np.empty((B, 50), DTYPE)
     z_k_3 = np.empty((B, 50), DTYPE)
     slice_z_k_3 = z_k_3[..., 0:32]
@@ -106,20 +107,18 @@ def forward(params, inputs, initial, T, B, prepared=None):
     z_c_4 = np.empty((B, 8), DTYPE)
     z_w_2 = np.empty((B, 8), DTYPE)
     with np.errstate(over="ignore"):
-        steps = zip(h[0:T], r[0:T], U_h_x[1:T + 1], h[1:T + 1], ka[1:T + 1], z_k_2[1:T + 1],
+        steps = zip(h[0:T], r[0:T], z_h[1:T + 1], h[1:T + 1], ka[1:T + 1], z_k_2[1:T + 1],
                     beta[1:T + 1], ge[1:T + 1], M[0:T], k[1:T + 1], norm_M[1:T + 1],
                     norm_k[1:T + 1], z_c[1:T + 1], z_c_2[1:T + 1], c[1:T + 1], z_w[1:T + 1], w[0:T],
                     g[1:T + 1], w[1:T + 1], r[1:T + 1], e[1:T + 1], z_M[1:T + 1], a[1:T + 1],
                     M[1:T + 1])
-        for (h_tm1, r_tm1, U_h_x_t, h_t, ka_t, z_k_2_t, beta_t, ge_t, M_tm1, k_t, norm_M_t,
-             norm_k_t, z_c_t, z_c_2_t, c_t, z_w_t, w_tm1, g_t, w_t, r_t, e_t, z_M_t, a_t,
-             M_t) in steps:
+        for (h_tm1, r_tm1, z_h_t, h_t, ka_t, z_k_2_t, beta_t, ge_t, M_tm1, k_t, norm_M_t, norm_k_t,
+             z_c_t, z_c_2_t, c_t, z_w_t, w_tm1, g_t, w_t, r_t, e_t, z_M_t, a_t, M_t) in steps:
             # h(t) = tanh(W_h h(t-1) + U_h x(t) + V_h r(t-1) + b_h)
             np.dot(h_tm1, W_h.T, out=W_h_h)
             np.dot(r_tm1, V_h.T, out=V_h_r)
-            U_h_x_t += b_h
-            np.add(U_h_x_t, W_h_h, out=z_h)
-            np.add(z_h, V_h_r, out=h_t)
+            np.add(z_h_t, W_h_h, out=z_h_2)
+            np.add(z_h_2, V_h_r, out=h_t)
             np.tanh(h_t, out=h_t)
             # k(t) = tanh(W_k h(t) + b_k)
             # β(t) = softplus(W_β h(t) + b_β)
@@ -173,9 +172,9 @@ def forward(params, inputs, initial, T, B, prepared=None):
                "β": beta[1:T + 1], "g": g[1:T + 1], "e": e[1:T + 1], "c": c[1:T + 1],
                "w": w[1:T + 1], "r": r[1:T + 1], "y": y[1:T + 1]}
     tape = {"h": h, "k": k, "β": beta, "g": g, "c": c, "w": w, "r": r, "e": e, "a": a, "M": M,
-            "y": y, "x": x, "kabetage": kabetage, "z_k": z_k, "W_kabetage": W_kabetage,
-            "U_h_x": U_h_x, "ka": ka, "z_k_2": z_k_2, "ge": ge, "norm_M": norm_M, "norm_k": norm_k,
-            "z_c": z_c, "z_c_2": z_c_2, "z_w": z_w, "z_M": z_M}
+            "y": y, "x": x, "kabetage": kabetage, "z_k": z_k, "W_kabetage": W_kabetage, "z_h": z_h,
+            "ka": ka, "z_k_2": z_k_2, "ge": ge, "norm_M": norm_M, "norm_k": norm_k, "z_c": z_c,
+            "z_c_2": z_c_2, "z_w": z_w, "z_M": z_M}
     return outputs, tape
 
 
@@ -185,25 +184,23 @@ def backward(params, tape, cotangents, T, B):
     (W_h, U_h, V_h, b_h, W_k, b_k, W_beta, b_beta, W_g,
      b_g, W_e, b_e, W_a, b_a, W_y, U_y, b_y, M0) = (params[name] for name in PARAMETERS)
     (h, k, beta, g, c, w, r, e, a, M, y, x, kabetage, z_k,
-     W_kabetage, U_h_x, ka, z_k_2, ge, norm_M, norm_k, z_c, z_c_2,
+     W_kabetage, z_h, ka, z_k_2, ge, norm_M, norm_k, z_c, z_c_2,
      z_w, z_M) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
-    db_h = np.zeros_like(b_h, DTYPE)
     dh = WORK.zeros(h.shape, DTYPE, "dh")
     dr = WORK.zeros(r.shape, DTYPE, "dr")
     dy = WORK.zeros(y.shape, DTYPE, "dy")
     dx = WORK.empty(x.shape, DTYPE, "dx")
     dx[:1] = 0
-    dz_k = WORK.zeros(z_k.shape, DTYPE, "dz_k")
     dz_k_3 = WORK.empty((T + 1, B, 17), DTYPE, "dz_k_3")   # every step written
     sigmoid_z_k_2 = WORK.empty((T + 1, B, 1), DTYPE, "sigmoid_z_k_2")   # every step written
     dz_k_4 = WORK.empty((T + 1, B, 32), DTYPE, "dz_k_4")   # every step written
-    dz_h = WORK.empty((T + 1, B, 32), DTYPE, "dz_h")   # every step written
-    dz_k_5 = WORK.empty((T + 1, B, 50), DTYPE, "dz_k_5")   # every step written
     dz_h_2 = WORK.empty((T + 1, B, 32), DTYPE, "dz_h_2")   # every step written
+    dz_k_5 = WORK.empty((T + 1, B, 50), DTYPE, "dz_k_5")   # every step written
+    dz_h_3 = WORK.empty((T + 1, B, 32), DTYPE, "dz_h_3")   # every step written
     dh[1:T + 1] = cotangents.get("h", 0)
     dr[1:T + 1] = cotangents.get("r", 0)
     dy[1:T + 1] = cotangents.get("y", 0)
@@ -244,8 +241,8 @@ def backward(params, tape, cotangents, T, B):
         np.multiply(ka[now], ka[now], out=dz_k_4[now])
         np.subtract(ONE, dz_k_4[now], out=dz_k_4[now])
         # h(t) = tanh(W_h h(t-1) + U_h x(t) + V_h r(t-1) + b_h)
-        np.multiply(h[now], h[now], out=dz_h[now])
-        np.subtract(ONE, dz_h[now], out=dz_h[now])
+        np.multiply(h[now], h[now], out=dz_h_2[now])
+        np.subtract(ONE, dz_h_2[now], out=dz_h_2[now])
 
     # h(t), k(t), β(t), g(t), c(t), w(t), r(t), e(t), a(t), M(t): back through time (backward)
     dr_sum = np.zeros((B, 16), DTYPE)
@@ -286,19 +283,17 @@ def backward(params, tape, cotangents, T, B):
     dz_c_12 = np.empty((B, 8), DTYPE)
     dz_c_13 = np.empty((B, 8), DTYPE)
     vecmat_dz_k_5 = np.empty((B, 32), DTYPE)
-    dz_k_6 = np.empty((50,), DTYPE)
-    dz_h_3 = np.empty((32,), DTYPE)
     steps = zip(cot_M[::-1], a[1:T + 1][::-1], w[1:T + 1][::-1], cot_w[::-1], cot_a[::-1],
                 z_M[1:T + 1][::-1], M[0:T][::-1], e[1:T + 1][::-1], cot_e[::-1], dr[1:T + 1][::-1],
                 z_w[1:T + 1][::-1], g[1:T + 1][::-1], cot_g[::-1], cot_c[::-1], c[1:T + 1][::-1],
                 z_c_2[1:T + 1][::-1], beta[1:T + 1][::-1], cot_beta[::-1], z_c[1:T + 1][::-1],
                 norm_k[1:T + 1][::-1], norm_M[1:T + 1][::-1], k[1:T + 1][::-1], cot_k[::-1],
                 dz_k_3[1:T + 1][::-1], sigmoid_z_k_2[1:T + 1][::-1], dz_k_4[1:T + 1][::-1],
-                dz_k_5[1:T + 1][::-1], dh[1:T + 1][::-1], dz_h_2[1:T + 1][::-1],
-                dz_h[1:T + 1][::-1])
+                dz_k_5[1:T + 1][::-1], dh[1:T + 1][::-1], dz_h_3[1:T + 1][::-1],
+                dz_h_2[1:T + 1][::-1])
     for (cot_M_t, a_t, w_t, cot_w_t, cot_a_t, z_M_t, M_tm1, e_t, cot_e_t, dr_t, z_w_t, g_t, cot_g_t,
          cot_c_t, c_t, z_c_2_t, beta_t, cot_beta_t, z_c_t, norm_k_t, norm_M_t, k_t, cot_k_t,
-         dz_k_3_t, sigmoid_z_k_2_t, dz_k_4_t, dz_k_5_t, dh_t, dz_h_2_t, dz_h_t) in steps:
+         dz_k_3_t, sigmoid_z_k_2_t, dz_k_4_t, dz_k_5_t, dh_t, dz_h_3_t, dz_h_2_t) in steps:
         # M(t) = M(t-1) * (1 - w(t) e(t)^T) + w(t) a(t)^T
         if cot_M_t is not None:
             dM += cot_M_t
@@ -378,37 +373,31 @@ def backward(params, tape, cotangents, T, B):
         dh_sum += vecmat_dz_k_5
         # h(t) = tanh(W_h h(t-1) + U_h x(t) + V_h r(t-1) + b_h)
         dh_sum += dh_t
-        np.multiply(dh_sum, dz_h_t, out=dz_h_2_t)
-        np.dot(dz_h_2_t, V_h, out=dr_sum)
-        np.dot(dz_h_2_t, W_h, out=dh_sum)
-        # k(t) = tanh(W_k h(t) + b_k)
-        # β(t) = softplus(W_β h(t) + b_β)
-        # g(t) = sigmoid(W_g h(t) + b_g)
-        # e(t) = sigmoid(W_e h(t) + b_e)
-        # a(t) = tanh(W_a h(t) + b_a)
-        sum_rows(dz_k_5_t, 0, dz_k_6)
-        dz_k += dz_k_6
-        # h(t) = tanh(W_h h(t-1) + U_h x(t) + V_h r(t-1) + b_h)
-        sum_rows(dz_h_2_t, 0, dz_h_3)
-        db_h += dz_h_3
+        np.multiply(dh_sum, dz_h_2_t, out=dz_h_3_t)
+        np.dot(dz_h_3_t, V_h, out=dr_sum)
+        np.dot(dz_h_3_t, W_h, out=dh_sum)
     dr_sum += dr[0]
     dh_sum += dh[0]
 
     # Every step at once
+    dz_k = np.empty((50,), DTYPE)
     # k(t) = tanh(W_k h(t) + b_k)
     # β(t) = softplus(W_β h(t) + b_β)
     # g(t) = sigmoid(W_g h(t) + b_g)
     # e(t) = sigmoid(W_e h(t) + b_e)
     # a(t) = tanh(W_a h(t) + b_a)
+    sum_rows(dz_k_5[now], (0, 1), dz_k)
     dW_kabetage = dz_k_5[now].reshape(-1, 50).T @ h[now].reshape(-1, 32)
     # h(t) = tanh(W_h h(t-1) + U_h x(t) + V_h r(t-1) + b_h)
-    dV_h = dz_h_2[now].reshape(-1, 32).T @ r[tm1].reshape(-1, 16)
-    dW_h = dz_h_2[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 32)
+    dV_h = dz_h_3[now].reshape(-1, 32).T @ r[tm1].reshape(-1, 16)
+    dW_h = dz_h_3[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 32)
 
     # Every step at once
+    db_h = np.empty((32,), DTYPE)
     # h(t) = tanh(W_h h(t-1) + U_h x(t) + V_h r(t-1) + b_h)
-    dU_h = dz_h_2[now].reshape(-1, 32).T @ x[now].reshape(-1, 8)
-    np.dot(dz_h_2[now].reshape(-1, 32), U_h, out=dx[now].reshape(-1, 8))
+    sum_rows(dz_h_3[now], (0, 1), db_h)
+    dU_h = dz_h_3[now].reshape(-1, 32).T @ x[now].reshape(-1, 8)
+    np.dot(dz_h_3[now].reshape(-1, 32), U_h, out=dx[now].reshape(-1, 8))
 
     # The time-free values and initial values, in reverse
     # k(t) = tanh(W_k h(t) + b_k)
@@ -442,21 +431,19 @@ def backward_large(params, tape, cotangents, T, B):
     (W_h, U_h, V_h, b_h, W_k, b_k, W_beta, b_beta, W_g,
      b_g, W_e, b_e, W_a, b_a, W_y, U_y, b_y, M0) = (params[name] for name in PARAMETERS)
     (h, k, beta, g, c, w, r, e, a, M, y, x, kabetage, z_k,
-     W_kabetage, U_h_x, ka, z_k_2, ge, norm_M, norm_k, z_c, z_c_2,
+     W_kabetage, z_h, ka, z_k_2, ge, norm_M, norm_k, z_c, z_c_2,
      z_w, z_M) = (tape[name] for name in TAPE)
     # The steps t + k of the blocks that run every step at once
     tm1, now = slice(0, T), slice(1, T + 1)
 
     # Gradients start at zero, and at the cotangents for the outputs
-    db_h = np.zeros_like(b_h, DTYPE)
     dh = WORK.zeros(h.shape, DTYPE, "dh")
     dr = WORK.zeros(r.shape, DTYPE, "dr")
     dy = WORK.zeros(y.shape, DTYPE, "dy")
     dx = WORK.empty(x.shape, DTYPE, "dx")
     dx[:1] = 0
-    dz_k = WORK.zeros(z_k.shape, DTYPE, "dz_k")
     dz_k_3 = WORK.empty((T + 1, B, 50), DTYPE, "dz_k_3")   # every step written
-    dz_h = WORK.empty((T + 1, B, 32), DTYPE, "dz_h")   # every step written
+    dz_h_2 = WORK.empty((T + 1, B, 32), DTYPE, "dz_h_2")   # every step written
     dh[1:T + 1] = cotangents.get("h", 0)
     dr[1:T + 1] = cotangents.get("r", 0)
     dy[1:T + 1] = cotangents.get("y", 0)
@@ -525,9 +512,7 @@ def backward_large(params, tape, cotangents, T, B):
     dz_k_5 = np.empty((B, 32), DTYPE)
     sub_dz_k_5 = np.empty((B, 32), DTYPE)
     vecmat_dz_k_3 = np.empty((B, 32), DTYPE)
-    dz_h_2 = np.empty((B, 32), DTYPE)
-    dz_k_6 = np.empty((50,), DTYPE)
-    dz_h_3 = np.empty((32,), DTYPE)
+    dz_h_3 = np.empty((B, 32), DTYPE)
     with np.errstate(over="ignore"):
         steps = zip(cot_M[::-1], a[1:T + 1][::-1], w[1:T + 1][::-1], cot_w[::-1], cot_a[::-1],
                     z_M[1:T + 1][::-1], M[0:T][::-1], e[1:T + 1][::-1], cot_e[::-1],
@@ -536,10 +521,10 @@ def backward_large(params, tape, cotangents, T, B):
                     cot_beta[::-1], z_c[1:T + 1][::-1], norm_k[1:T + 1][::-1],
                     norm_M[1:T + 1][::-1], k[1:T + 1][::-1], cot_k[::-1], ge[1:T + 1][::-1],
                     z_k_2[1:T + 1][::-1], ka[1:T + 1][::-1], dz_k_3[1:T + 1][::-1],
-                    dh[1:T + 1][::-1], h[1:T + 1][::-1], dz_h[1:T + 1][::-1])
+                    dh[1:T + 1][::-1], h[1:T + 1][::-1], dz_h_2[1:T + 1][::-1])
         for (cot_M_t, a_t, w_t, cot_w_t, cot_a_t, z_M_t, M_tm1, e_t, cot_e_t, dr_t, z_w_t, g_t,
              cot_g_t, cot_c_t, c_t, z_c_2_t, beta_t, cot_beta_t, z_c_t, norm_k_t, norm_M_t, k_t,
-             cot_k_t, ge_t, z_k_2_t, ka_t, dz_k_3_t, dh_t, h_t, dz_h_t) in steps:
+             cot_k_t, ge_t, z_k_2_t, ka_t, dz_k_3_t, dh_t, h_t, dz_h_2_t) in steps:
             # M(t) = M(t-1) * (1 - w(t) e(t)^T) + w(t) a(t)^T
             if cot_M_t is not None:
                 dM += cot_M_t
@@ -626,40 +611,34 @@ def backward_large(params, tape, cotangents, T, B):
             np.dot(dz_k_3_t, W_kabetage, out=vecmat_dz_k_3)
             dh_sum += vecmat_dz_k_3
             # h(t) = tanh(W_h h(t-1) + U_h x(t) + V_h r(t-1) + b_h)
-            np.multiply(h_t, h_t, out=dz_h_2)
-            np.subtract(ONE, dz_h_2, out=dz_h_t)
+            np.multiply(h_t, h_t, out=dz_h_3)
+            np.subtract(ONE, dz_h_3, out=dz_h_2_t)
             dh_sum += dh_t
-            dz_h_t *= dh_sum
-            np.dot(dz_h_t, V_h, out=dr_sum)
-            np.dot(dz_h_t, W_h, out=dh_sum)
-            # k(t) = tanh(W_k h(t) + b_k)
-            # β(t) = softplus(W_β h(t) + b_β)
-            # g(t) = sigmoid(W_g h(t) + b_g)
-            # e(t) = sigmoid(W_e h(t) + b_e)
-            # a(t) = tanh(W_a h(t) + b_a)
-            sum_rows(dz_k_3_t, 0, dz_k_6)
-            dz_k += dz_k_6
-            # h(t) = tanh(W_h h(t-1) + U_h x(t) + V_h r(t-1) + b_h)
-            sum_rows(dz_h_t, 0, dz_h_3)
-            db_h += dz_h_3
+            dz_h_2_t *= dh_sum
+            np.dot(dz_h_2_t, V_h, out=dr_sum)
+            np.dot(dz_h_2_t, W_h, out=dh_sum)
     dr_sum += dr[0]
     dh_sum += dh[0]
 
     # Every step at once
+    dz_k = np.empty((50,), DTYPE)
     # k(t) = tanh(W_k h(t) + b_k)
     # β(t) = softplus(W_β h(t) + b_β)
     # g(t) = sigmoid(W_g h(t) + b_g)
     # e(t) = sigmoid(W_e h(t) + b_e)
     # a(t) = tanh(W_a h(t) + b_a)
+    sum_rows(dz_k_3[now], (0, 1), dz_k)
     dW_kabetage = dz_k_3[now].reshape(-1, 50).T @ h[now].reshape(-1, 32)
     # h(t) = tanh(W_h h(t-1) + U_h x(t) + V_h r(t-1) + b_h)
-    dV_h = dz_h[now].reshape(-1, 32).T @ r[tm1].reshape(-1, 16)
-    dW_h = dz_h[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 32)
+    dV_h = dz_h_2[now].reshape(-1, 32).T @ r[tm1].reshape(-1, 16)
+    dW_h = dz_h_2[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 32)
 
     # Every step at once
+    db_h = np.empty((32,), DTYPE)
     # h(t) = tanh(W_h h(t-1) + U_h x(t) + V_h r(t-1) + b_h)
-    dU_h = dz_h[now].reshape(-1, 32).T @ x[now].reshape(-1, 8)
-    np.dot(dz_h[now].reshape(-1, 32), U_h, out=dx[now].reshape(-1, 8))
+    sum_rows(dz_h_2[now], (0, 1), db_h)
+    dU_h = dz_h_2[now].reshape(-1, 32).T @ x[now].reshape(-1, 8)
+    np.dot(dz_h_2[now].reshape(-1, 32), U_h, out=dx[now].reshape(-1, 8))
 
     # The time-free values and initial values, in reverse
     # k(t) = tanh(W_k h(t) + b_k)

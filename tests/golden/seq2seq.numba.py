@@ -57,15 +57,15 @@ def forward(params, inputs, initial, T, n_batch, T_u, prepared=None):
     # Every step at once: what does not depend on the loop after it
     # h(t) = tanh(W h(t-1) + U x(t) + b)
     np.dot(x[now].reshape(-1, 4), U.T, out=h[now].reshape(-1, 8))
-    h[now] += b
 
     # h(t): a loop forward in time
     W_h = np.empty((n_batch, 8), DTYPE)
-    if not (loop_h if n_batch <= 8 else steps_loop_h)(T, h[0:T], h[1:T + 1], W_h, W):
+    if not (loop_h if n_batch <= 8 else steps_loop_h)(T, h[0:T], h[1:T + 1], b, W_h, W):
         steps = zip(h[0:T], h[1:T + 1])
         for (h_tm1, h_t) in steps:
             # h(t) = tanh(W h(t-1) + U x(t) + b)
             np.dot(h_tm1, W.T, out=W_h)
+            h_t += b
             h_t += W_h
             np.tanh(h_t, out=h_t)
 
@@ -86,15 +86,15 @@ def forward(params, inputs, initial, T, n_batch, T_u, prepared=None):
     # Every step at once: what does not depend on the loop after it
     # s(u) = tanh(A s(u-1) + B y(u-1) + D C + e)
     np.dot(y[tm1_u].reshape(-1, 5), B.T, out=s[now_u].reshape(-1, 8))
-    s[now_u] += z_s
 
     # s(u): a loop forward over u
     A_s = np.empty((n_batch, 8), DTYPE)
-    if not (loop_s if n_batch <= 8 else steps_loop_s)(T_u, s[0:T_u], s[1:T_u + 1], A_s, A):
+    if not (loop_s if n_batch <= 8 else steps_loop_s)(T_u, s[0:T_u], s[1:T_u + 1], z_s, A_s, A):
         steps = zip(s[0:T_u], s[1:T_u + 1])
         for (s_tm1, s_t) in steps:
             # s(u) = tanh(A s(u-1) + B y(u-1) + D C + e)
             np.dot(s_tm1, A.T, out=A_s)
+            s_t += z_s
             s_t += A_s
             np.tanh(s_t, out=s_t)
 
@@ -409,20 +409,24 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
     return grads
 
 
-def fused_a05073ece7(p0, p1):
-    """add, tanh: one pass over the rows (compile/fuse.py)."""
+def fused_a3a4204caa(p0, p1, p2):
+    """add, add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
     s1 = jitops.row_step(p1, rows, 8)
+    s2 = jitops.row_step(p2, rows, 8)
     if (jitops._size(p0) != (rows, 8)
             or not jitops.rows_contiguous(p0)
+            or not jitops.aligned(p0, p1)
             or s0 < 0
-            or s1 < 0):
+            or s1 < 0
+            or s2 < 0):
         return False
-    space = np.empty(24, p0.dtype)
+    space = np.empty(32, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
-    e8 = space[16:24]
+    x2 = space[16:24]
+    e8 = space[24:32]
     bits = jitops.scratch(e8)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
@@ -431,8 +435,13 @@ def fused_a05073ece7(p0, p1):
             x0[j] = r0_0[j] + r0_1[j]
         jitops.put_row(p0, i, x0)
         r1_0 = jitops._view(p0, i * s0, 8)
-        jitops.vtanh(r1_0, x1, e8, bits)
+        r1_1 = jitops._view(p2, i * s2, 8)
+        for j in range(8):
+            x1[j] = r1_0[j] + r1_1[j]
         jitops.put_row(p0, i, x1)
+        r2_0 = jitops._view(p0, i * s0, 8)
+        jitops.vtanh(r2_0, x2, e8, bits)
+        jitops.put_row(p0, i, x2)
     return True
 
 
@@ -549,7 +558,7 @@ def fused_c6e653770d(p0, p1, p2, p3, p4):
     return True
 
 
-def loop_h(T, h_tm1_all, h_t_all, W_h, W):
+def loop_h(T, h_tm1_all, h_t_all, b, W_h, W):
     """The loop forward in time of h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -561,16 +570,20 @@ def loop_h(T, h_tm1_all, h_t_all, W_h, W):
     h_t = h_t_all[step]
     rows = jitops._size(h_t)[0]
     s0 = jitops.row_step(h_t, rows, 8)
-    s1 = jitops.row_step(W_h, rows, 8)
+    s1 = jitops.row_step(b, rows, 8)
+    s2 = jitops.row_step(W_h, rows, 8)
     if (jitops._size(h_t) != (rows, 8)
             or not jitops.rows_contiguous(h_t)
+            or not jitops.aligned(h_t, b)
             or s0 < 0
-            or s1 < 0):
+            or s1 < 0
+            or s2 < 0):
         return False
-    space = np.empty(24, h_t.dtype)
+    space = np.empty(32, h_t.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
-    e8 = space[16:24]
+    x2 = space[16:24]
+    e8 = space[24:32]
     bits = jitops.scratch(e8)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
@@ -579,17 +592,22 @@ def loop_h(T, h_tm1_all, h_t_all, W_h, W):
         jitops.dot(h_tm1, W.T, W_h)
         for i in range(rows):
             r0_0 = jitops._view(h_t, i * s0, 8)
-            r0_1 = jitops._view(W_h, i * s1, 8)
+            r0_1 = jitops._view(b, i * s1, 8)
             for j in range(8):
                 x0[j] = r0_0[j] + r0_1[j]
             jitops.put_row(h_t, i, x0)
             r1_0 = jitops._view(h_t, i * s0, 8)
-            jitops.vtanh(r1_0, x1, e8, bits)
+            r1_1 = jitops._view(W_h, i * s2, 8)
+            for j in range(8):
+                x1[j] = r1_0[j] + r1_1[j]
             jitops.put_row(h_t, i, x1)
+            r2_0 = jitops._view(h_t, i * s0, 8)
+            jitops.vtanh(r2_0, x2, e8, bits)
+            jitops.put_row(h_t, i, x2)
     return True
 
 
-def steps_loop_h(T, h_tm1_all, h_t_all, W_h, W):
+def steps_loop_h(T, h_tm1_all, h_t_all, b, W_h, W):
     """h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -598,7 +616,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_h, W):
     h_tm1 = h_tm1_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_a05073ece7, h_t, W_h)
+        jitops.ready(fused_a3a4204caa, h_t, b, W_h)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -607,13 +625,14 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_h, W):
         h_t = h_t_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + b)
         jitops.dot(h_tm1, W.T, W_h)
-        if not fused_a05073ece7(h_t, W_h):
+        if not fused_a3a4204caa(h_t, b, W_h):
+            np.add(h_t, b, out=h_t)
             np.add(h_t, W_h, out=h_t)
             np.tanh(h_t, out=h_t)
     return True
 
 
-def loop_s(T_u, s_tm1_all, s_t_all, A_s, A):
+def loop_s(T_u, s_tm1_all, s_t_all, z_s, A_s, A):
     """The loop forward in time of s(u).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -625,16 +644,20 @@ def loop_s(T_u, s_tm1_all, s_t_all, A_s, A):
     s_t = s_t_all[step]
     rows = jitops._size(s_t)[0]
     s0 = jitops.row_step(s_t, rows, 8)
-    s1 = jitops.row_step(A_s, rows, 8)
+    s1 = jitops.row_step(z_s, rows, 8)
+    s2 = jitops.row_step(A_s, rows, 8)
     if (jitops._size(s_t) != (rows, 8)
             or not jitops.rows_contiguous(s_t)
+            or not jitops.aligned(s_t, z_s)
             or s0 < 0
-            or s1 < 0):
+            or s1 < 0
+            or s2 < 0):
         return False
-    space = np.empty(24, s_t.dtype)
+    space = np.empty(32, s_t.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
-    e8 = space[16:24]
+    x2 = space[16:24]
+    e8 = space[24:32]
     bits = jitops.scratch(e8)
     for step in range(T_u):
         s_tm1 = s_tm1_all[step]
@@ -643,17 +666,22 @@ def loop_s(T_u, s_tm1_all, s_t_all, A_s, A):
         jitops.dot(s_tm1, A.T, A_s)
         for i in range(rows):
             r0_0 = jitops._view(s_t, i * s0, 8)
-            r0_1 = jitops._view(A_s, i * s1, 8)
+            r0_1 = jitops._view(z_s, i * s1, 8)
             for j in range(8):
                 x0[j] = r0_0[j] + r0_1[j]
             jitops.put_row(s_t, i, x0)
             r1_0 = jitops._view(s_t, i * s0, 8)
-            jitops.vtanh(r1_0, x1, e8, bits)
+            r1_1 = jitops._view(A_s, i * s2, 8)
+            for j in range(8):
+                x1[j] = r1_0[j] + r1_1[j]
             jitops.put_row(s_t, i, x1)
+            r2_0 = jitops._view(s_t, i * s0, 8)
+            jitops.vtanh(r2_0, x2, e8, bits)
+            jitops.put_row(s_t, i, x2)
     return True
 
 
-def steps_loop_s(T_u, s_tm1_all, s_t_all, A_s, A):
+def steps_loop_s(T_u, s_tm1_all, s_t_all, z_s, A_s, A):
     """s(u), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T_u == 0:
@@ -662,7 +690,7 @@ def steps_loop_s(T_u, s_tm1_all, s_t_all, A_s, A):
     s_tm1 = s_tm1_all[step]
     s_t = s_t_all[step]
     try:
-        jitops.ready(fused_a05073ece7, s_t, A_s)
+        jitops.ready(fused_a3a4204caa, s_t, z_s, A_s)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('s(u)', error)
         return False
@@ -671,7 +699,8 @@ def steps_loop_s(T_u, s_tm1_all, s_t_all, A_s, A):
         s_t = s_t_all[step]
         # s(u) = tanh(A s(u-1) + B y(u-1) + D C + e)
         jitops.dot(s_tm1, A.T, A_s)
-        if not fused_a05073ece7(s_t, A_s):
+        if not fused_a3a4204caa(s_t, z_s, A_s):
+            np.add(s_t, z_s, out=s_t)
             np.add(s_t, A_s, out=s_t)
             np.tanh(s_t, out=s_t)
     return True
@@ -1062,6 +1091,6 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, ve
 
 
 LOOPS = ("loop_h", "loop_s", "back_s", "back_h", "back_s_2", "back_h_2")
-KERNELS = ("fused_a05073ece7", "fused_b4add68eff", "fused_ad76f4f865", "fused_c6e653770d")
+KERNELS = ("fused_a3a4204caa", "fused_b4add68eff", "fused_ad76f4f865", "fused_c6e653770d")
 STEPS = ("steps_loop_h", "steps_loop_s", "steps_back_s", "steps_back_h", "steps_back_s_2",
          "steps_back_h_2")

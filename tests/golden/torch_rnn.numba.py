@@ -52,15 +52,15 @@ def forward(params, inputs, initial, T, B, prepared=None):
     # Every step at once: what does not depend on the loop after it
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
     np.dot(x[now].reshape(-1, 4), W_ih.T, out=h[now].reshape(-1, 8))
-    h[now] += z_h
 
     # h(t): a loop forward in time
     W_hh_h = np.empty((B, 8), DTYPE)
-    if not (loop_h if B <= 8 else steps_loop_h)(T, h[0:T], h[1:T + 1], W_hh_h, W_hh):
+    if not (loop_h if B <= 8 else steps_loop_h)(T, h[0:T], h[1:T + 1], z_h, W_hh_h, W_hh):
         steps = zip(h[0:T], h[1:T + 1])
         for (h_tm1, h_t) in steps:
             # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
             np.dot(h_tm1, W_hh.T, out=W_hh_h)
+            h_t += z_h
             h_t += W_hh_h
             np.tanh(h_t, out=h_t)
 
@@ -177,20 +177,24 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_a05073ece7(p0, p1):
-    """add, tanh: one pass over the rows (compile/fuse.py)."""
+def fused_a3a4204caa(p0, p1, p2):
+    """add, add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
     s1 = jitops.row_step(p1, rows, 8)
+    s2 = jitops.row_step(p2, rows, 8)
     if (jitops._size(p0) != (rows, 8)
             or not jitops.rows_contiguous(p0)
+            or not jitops.aligned(p0, p1)
             or s0 < 0
-            or s1 < 0):
+            or s1 < 0
+            or s2 < 0):
         return False
-    space = np.empty(24, p0.dtype)
+    space = np.empty(32, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
-    e8 = space[16:24]
+    x2 = space[16:24]
+    e8 = space[24:32]
     bits = jitops.scratch(e8)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
@@ -199,8 +203,13 @@ def fused_a05073ece7(p0, p1):
             x0[j] = r0_0[j] + r0_1[j]
         jitops.put_row(p0, i, x0)
         r1_0 = jitops._view(p0, i * s0, 8)
-        jitops.vtanh(r1_0, x1, e8, bits)
+        r1_1 = jitops._view(p2, i * s2, 8)
+        for j in range(8):
+            x1[j] = r1_0[j] + r1_1[j]
         jitops.put_row(p0, i, x1)
+        r2_0 = jitops._view(p0, i * s0, 8)
+        jitops.vtanh(r2_0, x2, e8, bits)
+        jitops.put_row(p0, i, x2)
     return True
 
 
@@ -285,7 +294,7 @@ def fused_6d03b8a9ac(p0, p1, p2, p3, p4, p5):
     return True
 
 
-def loop_h(T, h_tm1_all, h_t_all, W_hh_h, W_hh):
+def loop_h(T, h_tm1_all, h_t_all, z_h, W_hh_h, W_hh):
     """The loop forward in time of h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -297,16 +306,20 @@ def loop_h(T, h_tm1_all, h_t_all, W_hh_h, W_hh):
     h_t = h_t_all[step]
     rows = jitops._size(h_t)[0]
     s0 = jitops.row_step(h_t, rows, 8)
-    s1 = jitops.row_step(W_hh_h, rows, 8)
+    s1 = jitops.row_step(z_h, rows, 8)
+    s2 = jitops.row_step(W_hh_h, rows, 8)
     if (jitops._size(h_t) != (rows, 8)
             or not jitops.rows_contiguous(h_t)
+            or not jitops.aligned(h_t, z_h)
             or s0 < 0
-            or s1 < 0):
+            or s1 < 0
+            or s2 < 0):
         return False
-    space = np.empty(24, h_t.dtype)
+    space = np.empty(32, h_t.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
-    e8 = space[16:24]
+    x2 = space[16:24]
+    e8 = space[24:32]
     bits = jitops.scratch(e8)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
@@ -315,17 +328,22 @@ def loop_h(T, h_tm1_all, h_t_all, W_hh_h, W_hh):
         jitops.dot(h_tm1, W_hh.T, W_hh_h)
         for i in range(rows):
             r0_0 = jitops._view(h_t, i * s0, 8)
-            r0_1 = jitops._view(W_hh_h, i * s1, 8)
+            r0_1 = jitops._view(z_h, i * s1, 8)
             for j in range(8):
                 x0[j] = r0_0[j] + r0_1[j]
             jitops.put_row(h_t, i, x0)
             r1_0 = jitops._view(h_t, i * s0, 8)
-            jitops.vtanh(r1_0, x1, e8, bits)
+            r1_1 = jitops._view(W_hh_h, i * s2, 8)
+            for j in range(8):
+                x1[j] = r1_0[j] + r1_1[j]
             jitops.put_row(h_t, i, x1)
+            r2_0 = jitops._view(h_t, i * s0, 8)
+            jitops.vtanh(r2_0, x2, e8, bits)
+            jitops.put_row(h_t, i, x2)
     return True
 
 
-def steps_loop_h(T, h_tm1_all, h_t_all, W_hh_h, W_hh):
+def steps_loop_h(T, h_tm1_all, h_t_all, z_h, W_hh_h, W_hh):
     """h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -334,7 +352,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_hh_h, W_hh):
     h_tm1 = h_tm1_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_a05073ece7, h_t, W_hh_h)
+        jitops.ready(fused_a3a4204caa, h_t, z_h, W_hh_h)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -343,7 +361,8 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_hh_h, W_hh):
         h_t = h_t_all[step]
         # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
         jitops.dot(h_tm1, W_hh.T, W_hh_h)
-        if not fused_a05073ece7(h_t, W_hh_h):
+        if not fused_a3a4204caa(h_t, z_h, W_hh_h):
+            np.add(h_t, z_h, out=h_t)
             np.add(h_t, W_hh_h, out=h_t)
             np.tanh(h_t, out=h_t)
     return True
@@ -553,5 +572,5 @@ def steps_back_h_2(T, h_t_all, dz_h_2_t_all, cot_h, dh, dz_h_3, ONE, dz_h, dz_h_
 
 
 LOOPS = ("loop_h", "back_h", "back_h_2")
-KERNELS = ("fused_a05073ece7", "fused_e16a51c597", "fused_6d03b8a9ac")
+KERNELS = ("fused_a3a4204caa", "fused_e16a51c597", "fused_6d03b8a9ac")
 STEPS = ("steps_loop_h", "steps_back_h", "steps_back_h_2")
