@@ -122,6 +122,8 @@ class Numba(Optimized):
         self.source += "\n".join(wrap(f"STEPS = {tuple_text(steps)}")) + "\n"
 
     def programs(self, model):
+        """The optimized path's programs, each bias added in the loop that reads its sum
+        (layout.biases_in_loops): in a loop Numba compiles an op costs no call a step."""
         forward, back = super().programs(model)
         return biases_in_loops(forward), back
 

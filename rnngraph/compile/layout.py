@@ -396,9 +396,9 @@ def biases_in_loops(fwd: Program) -> Program:
     input projection U x(t) + b, to which the loop adds W h(t-1)) added in that loop
     instead, at each step, in the run of elementwise ops that first reads it, where the
     step's row is in cache: NumPy's pass over every step's values (T, B, n) cost 51 of
-    Cho's GRU's 2100 us at batch 1, hidden 128, just after the product; in the loop a
-    pass over a row of 384 in L1.  For the loops Numba compiles, whose runs of ops cost no
-    call each (in NumPy's loop it would cost a call a step)."""
+    Cho's GRU's 2100 us at batch 1, hidden 128, just after the product; in the loop
+    10-30 us.  For the loops Numba compiles, whose runs of ops cost no call each (in
+    NumPy's loop it would cost a call a step)."""
     out = copy_program(fwd)
     for k, b in enumerate(out.blocks[:-1]):
         loop = out.blocks[k + 1]
@@ -460,8 +460,11 @@ def bias_sums_in_loops(back: Program) -> Program:
     """A gradient summed over every step after the loop that computed its steps (a bias's:
     ``%g = sum_to X(t); db += %g``, X written by the loop at step t) summed in that loop,
     a step's rows as they are made: after it, NumPy's sum over (T, B, n) read those rows
-    back out of the cache, 43-48 us each of Cho's GRU's 2100 at batch 1, hidden 128.  For
-    the loops Numba compiles, like biases_in_loops."""
+    back out of the cache, 43-48 us each of Cho's GRU's 2100 at batch 1, hidden 128; in
+    the loop both took 25 us.  For the loops Numba compiles, like biases_in_loops.  The
+    sum adds one step after another (one rounding a step, as np.sum over the steps; the
+    gemv it replaces kept partial sums): float32 sums of random rows, median relative
+    error 2.0e-7 against 9.5e-8 over 200 steps, 1.5e-6 against 5.9e-7 over 10^4."""
     out = copy_program(back)
     for k, b in enumerate(out.blocks):
         if b.kind != "all":
