@@ -514,46 +514,106 @@ def test_the_loops_compiled_whole_take_as_many_rows_as_their_weights_allow():
     #                                      _BY_ROWS would be Numba's np.dot: 1.4-4x the time
 
 
+#: Models for the passes that move work into the compiled loops (compile/numba_layout.py):
+#: (text, bias adds left before a loop, sums of a loop's steps left after it), in the numba
+#: backend's programs (the sums: in its two backward programs together); the NumPy
+#: backend's keep them all outside the loops.
+MOVES = {
+    "Elman (h(t-1) read in the loop: its bias added a step before)":
+        ("h(t) = tanh(W h(t-1) + U x(t) + b)\nx: 3, h: 4", 0, 0),
+    "two loops, one backward in time, one bias":
+        ("a(t) = tanh(U x(t) + b + W a(t-1))\ng(t) = tanh(V x(t) + b + R g(t+1))\n"
+         "x: 3, a: 4, g: 4", 0, 0),
+    "a sum read two steps back and after the loop":
+        ("a(t) = U x(t) + b\nh(t) = tanh(W h(t-1) + a(t)) * a(t-2)\ny(t) = V a(t) + h(t)\n"
+         "x: 3, h: 4, y: 4", 0, 0),
+    "a linear state (its cotangent also written a step back: summed after the loop)":
+        ("h(t) = W h(t-1) + U x(t) + b\nx: 3, h: 4", 0, 2),
+    "a bias of size 1 (added to every lane: stays out)":
+        ("h(t) = tanh(W h(t-1) + U x(t) + a)\nx: 3, h: 4, a: 1", 1, 2),
+}
+
+
+def moved(c):
+    """The bias adds in every-step blocks just before a loop, and the sums over the steps
+    of a value a backward loop writes, in every-step blocks, of the programs of ``c``."""
+    from rnngraph.compile.program import Home
+    f = c.forward
+    adds = [e for k, b in enumerate(f.blocks[:-1]) if b.kind == "all"
+            and f.blocks[k + 1].kind == "loop" for e in b.eqns if e.op == "add"
+            and any(isinstance(a, Home) and a.offset is None and a.step is None
+                    and a.name not in f.timed for a in e.args)]
+    sums = [e for p in c.printers for b in p.back.blocks if b.kind == "all" for e in b.eqns
+            if e.op == "sum_to" and e.attrs[0] == 0 and isinstance(e.args[0], Home)
+            and any(isinstance(x.out, Home) and x.out.name == e.args[0].name
+                    for blk in p.back.blocks if blk.kind == "loop" for x in blk.eqns)]
+    return adds, sums
+
+
 @pytest.mark.parametrize("name", ["torch_rnn", "torch_gru", "torch_lstm", "gru_cho", "exercise",
-                                  "bidirectional"])
+                                  "bidirectional", *MOVES])
 def test_the_numba_backend_adds_biases_and_sums_their_gradients_in_the_loops(name):
     """Where a loop reads a product of every step plus a bias (U x(t) + b, then + W h(t-1)),
     backend="numba" adds the bias in that loop and sums the bias's gradient in the loop of
-    the backward pass that makes its steps (compile/layout.py: biases_in_loops,
-    bias_sums_in_loops): no pass over every step's values for either, where the NumPy
-    backend makes one for each; and the two backends' gradients agree (as every model of
-    test_numba_and_numpy_agree_to_rounding_with_every_cotangent and the random models)."""
+    the backward pass that makes its steps (compile/numba_layout.py): no pass over every
+    step's values for either, where the NumPy backend makes one for each; not where that
+    would change a value (MOVES); and the two backends agree, outputs and gradients, at
+    every batch of BATCHES, no compiled loop declining."""
     from rnngraph.compile import Numba, Optimized
-    from rnngraph.compile.program import Home
-
-    def passes(c):
-        """The bias adds and the sums over the steps of a loop's values, in every-step blocks."""
-        f = c.forward
-        adds = [e for b in f.blocks if b.kind == "all" for e in b.eqns if e.op == "add"
-                and any(isinstance(a, Home) and a.offset is None and a.step is None
-                        and a.name not in f.timed for a in e.args)
-                and f.blocks.index(b) + 1 < len(f.blocks)
-                and f.blocks[f.blocks.index(b) + 1].kind == "loop"]
-        sums = [e for p in c.printers for b in p.back.blocks if b.kind == "all" for e in b.eqns
-                if e.op == "sum_to" and e.attrs[0] == 0 and isinstance(e.args[0], Home)
-                and any(isinstance(x.out, Home) and x.out.name == e.args[0].name
-                        for blk in p.back.blocks if blk.kind == "loop" for x in blk.eqns)]
-        return adds, sums
-
-    m = model(name)
-    numpy_adds, numpy_sums = passes(Optimized(m, "float64"))
-    numba_adds, numba_sums = passes(Numba(m, "float64"))
-    assert numpy_adds and numpy_sums
-    assert not numba_adds and not numba_sums, (numba_adds, numba_sums)
+    text, adds, sums = MOVES.get(name, (None, 0, 0))
+    m = rnngraph.parse(text) if text else model(name)
+    numpy_adds, numpy_sums = moved(Optimized(m, "float64"))
+    numba_adds, numba_sums = moved(Numba(m, "float64"))
+    assert numpy_adds and len(numpy_sums) >= sums and (numpy_sums or text)
+    assert (len(numba_adds), len(numba_sums)) == (adds, sums), (numba_adds, numba_sums)
     pytest.importorskip("numba")
     pytest.importorskip("scipy")
     jit, ref = m.compile(backend="numba"), m.compile()
-    p, inputs, initial = problem(ref, m, np.random.default_rng(5), B=1)
+    for B in BATCHES:
+        p, inputs, initial = problem(ref, m, np.random.default_rng(B), B=B)
+        with watching(jit) as declined:
+            outs, pull = jit.vjp(p, inputs, initial)
+            g = pull({n: np.ones_like(v) for n, v in outs.items()})
+        outs2, pull2 = ref.vjp(p, inputs, initial)
+        g2 = pull2({n: np.ones_like(v) for n, v in outs2.items()})
+        assert not declined, (B, declined)
+        for n in outs2:
+            np.testing.assert_allclose(outs[n], outs2[n], rtol=1e-12, atol=1e-13, err_msg=n)
+        for n in g2:
+            np.testing.assert_allclose(g[n], g2[n], rtol=1e-12, atol=1e-12, err_msg=(B, n))
+
+
+def test_a_compiled_loop_that_declines_leaves_its_steps_to_numpys_loop():
+    """A loop function's checks of its arrays may decline before its first step (returning
+    False): the generated code then runs NumPy's loop, and the numbers are NumPy's."""
+    numba = pytest.importorskip("numba")
+    pytest.importorskip("scipy")
+    m = model("torch_gru")
+    jit, ref = m.compile(backend="numba"), m.compile()
+    p, inputs, initial = problem(ref, m, np.random.default_rng(3), B=1)
+    declines = numba.njit(lambda *arrays: False)
+    for f in loops(jit):
+        f.run = declines
     (outs, pull), (outs2, pull2) = jit.vjp(p, inputs, initial), ref.vjp(p, inputs, initial)
-    g = pull({n: np.ones_like(v) for n, v in outs.items()})
-    g2 = pull2({n: np.ones_like(v) for n, v in outs2.items()})
+    g, g2 = pull({"h": np.ones_like(outs["h"])}), pull2({"h": np.ones_like(outs2["h"])})
     for n in g2:
         np.testing.assert_allclose(g[n], g2[n], rtol=1e-12, atol=1e-13, err_msg=n)
+    np.testing.assert_allclose(outs["h"], outs2["h"], rtol=1e-12, atol=1e-13)
+
+
+def test_jitops_sum_rows_sums_rows_of_any_layout():
+    """The sum of a step's rows in a compiled loop (a bias's gradient): rows of a wider
+    array's lanes, strided values, one column, no rows, reversed rows."""
+    pytest.importorskip("numba")
+    from rnngraph.runtime import jitops
+    wide = np.random.default_rng(4).normal(size=(5, 12))
+    for a in (wide, wide[:, 3:9], wide[:, ::3], wide[:, 4:5], wide[:0, :6], wide[::-1, 2:7]):
+        out = np.full(a.shape[1], np.nan)
+        jitops.sum_rows(a, out)
+        np.testing.assert_allclose(out, a.sum(0), rtol=1e-14, atol=1e-14)
+    out = np.full((6, 2), np.nan)[:, 0]                    # a strided out
+    jitops.sum_rows(wide[:, :6], out)
+    np.testing.assert_allclose(out, wide[:, :6].sum(0), rtol=1e-14)
 
 
 def test_the_cached_loops_follow_the_kernels_they_call(tmp_path, monkeypatch):

@@ -14,10 +14,10 @@ import math
 from ..check.analysis import parameter_order
 from .autodiff import backward, taped
 from .cse import cse
-from .layout import (bias_sums_in_loops, biases_in_loops, carried_products_first,
-                     concat_views, preactivations_in_place,
+from .layout import (carried_products_first, concat_views, preactivations_in_place,
                      sink_carried_writes, sums_side_by_side, transposed_in_loops)
 from .lower import lower
+from .numba_layout import bias_sums_in_loops, biases_in_loops
 from .numba_loops import NumbaPrinter
 from .numpy_fast import FastPrinter
 from .numpy_plain import Printer
@@ -123,14 +123,14 @@ class Numba(Optimized):
 
     def programs(self, model):
         """The optimized path's programs, each bias added in the loop that reads its sum
-        (layout.biases_in_loops): in a loop Numba compiles an op costs no call a step."""
+        (numba_layout.biases_in_loops): in a loop Numba compiles an op costs no call a step."""
         forward, back = super().programs(model)
         return biases_in_loops(forward), back
 
     @staticmethod
     def reverse(back, lanewise_in_loop: bool = False):
         """The optimized path's passes, then each bias's gradient summed in its loop
-        (layout.bias_sums_in_loops), as the bias is added there in the forward program."""
+        (numba_layout.bias_sums_in_loops), as the bias is added there in the forward program."""
         return bias_sums_in_loops(Optimized.reverse(back, lanewise_in_loop))
 
     @staticmethod

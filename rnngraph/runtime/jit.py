@@ -82,8 +82,9 @@ def _source_file(source: str, name: str) -> str | None:
 class _JitLoop:
     """A time loop of the generated module (``LOOPS``) run by Numba, compiled on its first
     call.  A call returns True when the loop ran; False when Numba cannot compile it (an
-    op its nopython mode lacks), said once in a warning, and the generated code runs the
-    same loop in NumPy: slower, never wrong."""
+    op its nopython mode lacks), said once in a warning, or when the loop's checks of its
+    arrays decline before its first step: then the generated code runs the same loop in
+    NumPy, slower, never wrong."""
 
     def __init__(self, fn, numba, cache: bool, model: str):
         self.model, self.doc = model, fn.__doc__
@@ -98,8 +99,10 @@ class _JitLoop:
         try:
             with warnings.catch_warnings():   # Numba's advice on layouts is not the user's
                 warnings.simplefilter("ignore", self.advice)
-                self.run(*args)
-            return True
+                ran = self.run(*args)
+            # False: the loop's checks of its arrays declined before any step ran (a shape
+            # or a layout its runs of ops do not take), and the caller runs NumPy's loop
+            return bool(ran)
         except Exception as e:
             if len(self.run.overloads) > compiled:
                 raise                         # compiled, then failed while running: not ours
