@@ -77,7 +77,7 @@ def biases_in_loops(fwd: Program) -> Program:
     """A bias added to a product of every step just before the loop that reads it (an
     input projection U x(t) + b, to which the loop adds W h(t-1)) added in that loop
     instead, at each step, just before the loop's first equation on that step's sum (in
-    the models here, the run of elementwise ops that adds W h(t-1)), where the step's row
+    the examples, the run of elementwise ops that adds W h(t-1)), where the step's row
     is in cache: NumPy's pass over every step's values (T, B, n) cost 51 of Cho's GRU's
     2100 us at batch 1, hidden 128, just after the product; in the loop 10-30 us.  Above
     the batches a loop runs compiled whole, its fused kernels add it (the LSTM at batch
@@ -170,8 +170,8 @@ def bias_sums_in_loops(back: Program) -> Program:
 
 def _sum_to_move(prog: Program, k: int, m: int, i: int) -> bool:
     """Whether equations ``i``, ``i + 1`` of block ``k`` are ``%g = sum_to X(t); G += %g``, X a
-    home the loop ``m`` writes at step t alone and nothing between writes, G time-free and
-    read by none of those blocks."""
+    home the loop ``m`` writes at step t alone and nothing between writes, G time-free,
+    and none of those blocks reads G or writes it but by +=."""
     b = prog.blocks[k]
     s, a = b.eqns[i], b.eqns[i + 1]
     X = s.args[0] if s.args else None
@@ -192,7 +192,11 @@ def _sum_to_move(prog: Program, k: int, m: int, i: int) -> bool:
     between = [x for blk in prog.blocks[m + 1:k] for x in blk.eqns] + b.eqns[:i]
     if any(isinstance(x.out, Home) and x.out.name in names for x in between):
         return False
-    gs = _aliases(prog, G.name)                 # G's lanes: read, or written but by +=
-    return not any(any(a.grad == G.grad for a in _touches(x, gs) if a is not x.out)
-                   or x.out in _touches(x, gs) and x.out.grad == G.grad and not x.accumulate
-                   for x in loop.eqns + between)
+    gs = _aliases(prog, G.name)             # G's lanes: none read, none written but by +=
+    for x in loop.eqns + between:
+        if any(isinstance(a, Home) and a.name in gs and a.grad == G.grad for a in x.args):
+            return False
+        if isinstance(x.out, Home) and x.out.name in gs and x.out.grad == G.grad \
+                and not x.accumulate:
+            return False
+    return True
