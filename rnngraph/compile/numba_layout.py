@@ -56,7 +56,7 @@ from .program import Block, Eqn, Home, Program, Tmp
 def _aliases(prog: Program, name: str) -> set:
     """The homes whose lanes overlap ``name``'s: its base, the base's views."""
     base = prog.views.get(name, (name,))[0]
-    return {base} | {v for v, w in prog.views.items() if w[0] == base}
+    return {base, *prog.within(base)}
 
 
 def _compiled(prog: Program, b: Block) -> bool:

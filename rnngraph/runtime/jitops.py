@@ -239,24 +239,18 @@ def softplus(a, out):
 def sum_rows(a, out):
     """out (1-D) = the sum of a's rows: through rows typed C when each row's values are
     contiguous (a batch's rows at a step; LLVM vectorises those loops: a bias's gradient
-    summed in a compiled loop, layout.bias_sums_in_loops), else value by value."""
+    summed in a compiled loop, compile/numba_layout.bias_sums_in_loops), else value by
+    value."""
     cols = out.shape[0]
+    for j in range(cols):
+        out[j] = 0
     if cols > 1 and (a.strides[1] != a.itemsize or out.strides[0] != out.itemsize):
-        for j in range(cols):
-            out[j] = 0
         for i in range(a.shape[0]):
             for j in range(cols):
                 out[j] += a[i, j]
         return
     dst = _view(out, 0, cols)
-    if a.shape[0] == 0:
-        for j in range(cols):
-            dst[j] = 0
-        return
-    first = _view(a, 0, cols)
-    for j in range(cols):
-        dst[j] = first[j]
-    for i in range(1, a.shape[0]):
+    for i in range(a.shape[0]):
         row = _view(a, i, cols)
         for j in range(cols):
             dst[j] += row[j]
