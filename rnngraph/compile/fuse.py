@@ -66,7 +66,7 @@ _LITERAL = re.compile(r"^-?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$")
 _BINDS = re.compile(r"^\s*([A-Za-z_]\w*)\s*=[^=]")
 #: The names of a run's code (:meth:`Fuser._code`): its operands p0, p1, ..., its row buffers,
 #: views, constants and scratch, which :meth:`Fuser.inline` renames into the loop function's.
-_LOCAL = re.compile(r"\b(p\d+|x\d+|r\d+_\d+|v\d+_\d+|c\d+|f\d+|e\d+|s\d+|space|bits|rows|i|j)\b")
+_LOCAL = re.compile(r"\b(p\d+|x\d+|r\d+_\d+|v\d+_\d+|c\d+|f\d+|s\d+|space|bits|rows|i|j)\b")
 
 
 @dataclass(frozen=True)
@@ -312,8 +312,7 @@ class Fuser:
             # value so far (in place: element by element, as an add is), else its own
             into = value.get(o.out, f"x{n}") if o.guard else f"x{n}"
             if o.kernel in _VECTOR:
-                extra = "" if o.kernel == "exp" else f"e{o.width}, "
-                loop.append(f"jitops.{_VECTOR[o.kernel]}({args[0]}, {into}, {extra}bits)")
+                loop.append(f"jitops.{_VECTOR[o.kernel]}({args[0]}, {into}, bits)")
             else:
                 scalars = [x if x[0] in "cv" else f"{x}[j]" for x in args]
                 loop += [f"for j in range({o.width}):",
@@ -341,9 +340,9 @@ class Fuser:
                               and w not in own and o not in own)
         # the row buffers: parts of one array (an allocation each cost as much as a batch of
         # one's arithmetic), the integers of exp's powers of two one array for every width
-        vector_widths = list(dict.fromkeys(o.width for o in ops if o.kernel in _VECTOR))
+        vectors = [(o.width, n) for n, o in enumerate(ops) if o.kernel in _VECTOR]
         rows_of = [(f"x{n}", o.width) for n, o in enumerate(ops)] + \
-            [(f, w) for (_, w), f in filled.items()] + [(f"e{w}", w) for w in vector_widths]
+            [(f, w) for (_, w), f in filled.items()]
         setup = [f"space = np.empty({sum(w for _, w in rows_of)}, {first}.dtype)"]
         at = 0
         for buf, w in rows_of:
@@ -352,8 +351,8 @@ class Fuser:
         setup = [f"c{n} = jitops.like({first}, {t if _LITERAL.match(t) else p[t]})"
                  for n, t in enumerate(numbers)] + setup
         setup += [f"{f}[:] = c{numbers.index(a)}" for (a, _), f in filled.items()]
-        if vector_widths:
-            setup += [f"bits = jitops.scratch(e{max(vector_widths)})"]
+        if vectors:
+            setup += [f"bits = jitops.scratch(x{max(vectors)[1]})"]
         checks = dict(first=first, sizes=sizes, kept=[p[w] for w in kept], pairs=list(pairs),
                       steps={s: (p[a], w) for (a, w), s in steps.items()},
                       given={p[o.args[-1]]: (o.guard, o.args[-1]) for o in ops if o.guard})

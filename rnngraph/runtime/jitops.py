@@ -178,7 +178,6 @@ def _by_rows(which, a, out):
     Numba: "dynamic globals"); the choice is a branch a row."""
     rows, cols = _size(out)
     src, x = np.empty(cols, out.dtype), np.empty(cols, out.dtype)
-    e = np.empty(cols if which else 0, out.dtype)
     bits = scratch(x)
     step, direct = row_step(a, rows, cols), rows_contiguous(out)
     for i in range(rows):
@@ -186,9 +185,9 @@ def _by_rows(which, a, out):
         if which == 0:
             vexp(row, x, bits)
         elif which == 1:
-            vtanh(row, x, e, bits)
+            vtanh(row, x, bits)
         else:
-            vsigmoid(row, x, e, bits)
+            vsigmoid(row, x, bits)
         _sink(out, i, x, direct)
 
 
@@ -668,52 +667,116 @@ def _vexp_impl(x, out, bits):
     return exp64
 
 
-def vtanh(x, out, e, bits):
-    """out[:] = tanh(x) over contiguous buffers, three of them apart; ``e``: a buffer like x,
-    ``bits``: scratch(x)."""
+def vtanh(x, out, bits):
+    """out[:] = tanh(x) over contiguous buffers apart; ``bits``: scratch(x).  exp(2|x|)'s
+    two loops with tanh's own arithmetic inside them (not vexp on a buffer of 2|x| and a
+    third loop: 0.47 against 0.66 ns a float32 value, 768 of them); 2|x| is held at 44,
+    where tanh is 1 in either precision, so that one factor 2^k is in range."""
 
 
 @overload(vtanh, jit_options=_FMA)
-def _vtanh_impl(x, out, e, bits):
+def _vtanh_impl(x, out, bits):
     if x.dtype == types.float32:
-        def tanhf(x, out, e, bits):
+        def tanhf(x, out, bits):
+            p0, p1, p2, p3, p4, p5 = _EXPF
             t0, t1, t2, t3, t4 = _TANHF
+            low = bits[0]
+            s = low.view(np.float32)
             for j in range(x.shape[0]):
-                e[j] = _F(2.0) * abs(x[j])
-            vexp(e, out, bits)
+                c = min(_F(2.0) * abs(x[j]), _F(44.0))
+                k = np.floor(c * _F(1.4426950408889634) + _F(0.5))
+                r = c - k * _F(0.693359375) - k * _F(-2.12194440e-4)
+                p = ((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5
+                out[j] = p * r * r + r + _F(1.0)
+                low[j] = (np.int32(k) + np.int32(127)) << np.int32(23)
             for j in range(x.shape[0]):
                 a = x[j]
                 z = a * a
                 small = a + a * z * ((((t0 * z + t1) * z + t2) * z + t3) * z + t4)
                 small = a if z == _F(0.0) else small         # tanh(-0) = -0
-                big = _F(1.0) - _F(2.0) / (out[j] + _F(1.0))
+                big = _F(1.0) - _F(2.0) / (out[j] * s[j] + _F(1.0))
                 big = -big if a < 0 else big
-                out[j] = small if abs(a) < _F(0.625) else big
+                v = small if abs(a) < _F(0.625) else big
+                out[j] = a if a != a else v
         return tanhf
 
-    def tanh64(x, out, e, bits):
+    def tanh64(x, out, bits):
+        low = bits[0]
+        s = low.view(np.float64)
         for j in range(x.shape[0]):
-            e[j] = 2.0 * abs(x[j])
-        vexp(e, out, bits)
+            c = min(2.0 * abs(x[j]), 44.0)
+            k = np.floor(c * _LOG2E + 0.5)
+            r = c - k * _C1 - k * _C2
+            rr = r * r
+            p = r * ((_P0 * rr + _P1) * rr + _P2)
+            q = ((_Q0 * rr + _Q1) * rr + _Q2) * rr + _Q3
+            out[j] = 1.0 + 2.0 * (p / (q - p))
+            low[j] = (np.int64(k) + np.int64(1023)) << np.int64(52)
         for j in range(x.shape[0]):
             a = x[j]
             z = a * a
             small = a + a * (z * ((_TP0 * z + _TP1) * z + _TP2) / (((z + _TQ0) * z + _TQ1) * z + _TQ2))
             small = a if z == 0.0 else small            # tanh(-0) = -0
-            big = 1.0 - 2.0 / (out[j] + 1.0)
+            big = 1.0 - 2.0 / (out[j] * s[j] + 1.0)
             big = -big if a < 0 else big
-            out[j] = small if abs(a) < 0.625 else big
+            v = small if abs(a) < 0.625 else big
+            out[j] = a if a != a else v
     return tanh64
 
 
-@numba.njit(**_FMA)
-def vsigmoid(x, out, e, bits):
-    """out[:] = 1 / (1 + exp(-x)) over contiguous buffers, three of them apart."""
-    for j in range(x.shape[0]):
-        e[j] = -x[j]
-    vexp(e, out, bits)
-    for j in range(x.shape[0]):
-        out[j] = 1 / (1 + out[j])
+def vsigmoid(x, out, bits):
+    """out[:] = 1 / (1 + exp(-x)) over contiguous buffers apart; ``bits``: scratch(x).
+    exp(-x)'s two loops with the negation and the quotient inside them (0.38 against 0.75
+    ns a float32 value, 768 of them).  -x is held within [-87, 88] so that one factor 2^k
+    is in range: below, 1 / (1 + exp(-x)) is 1 in either precision; above, the value is
+    subnormal (within the smallest normal number of it), and 0 where exp(-x) overflows, as
+    NumPy's.  In float32 the quotient is corrected for the rounding of 1 + e (a two-sum:
+    within 2 ulp, as the float64 quotient that cost 0.53 ns a value)."""
+
+
+@overload(vsigmoid, jit_options=_FMA)
+def _vsigmoid_impl(x, out, bits):
+    if x.dtype == types.float32:
+        def sigmoidf(x, out, bits):
+            p0, p1, p2, p3, p4, p5 = _EXPF
+            low = bits[0]
+            s = low.view(np.float32)
+            for j in range(x.shape[0]):
+                c = min(max(-x[j], _F(-87.0)), _F(88.0))
+                k = np.floor(c * _F(1.4426950408889634) + _F(0.5))
+                r = c - k * _F(0.693359375) - k * _F(-2.12194440e-4)
+                p = ((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5
+                out[j] = p * r * r + r + _F(1.0)
+                low[j] = (np.int32(k) + np.int32(127)) << np.int32(23)
+            for j in range(x.shape[0]):
+                e = out[j] * s[j]
+                d = _F(1.0) + e
+                err = min(e, _F(1.0)) - (d - max(e, _F(1.0)))     # 1 + e = d + err exactly
+                q = _F(1.0) / d
+                v = q - q * q * err
+                a = x[j]
+                v = _F(0.0) if a < _F(-88.72283) else v
+                out[j] = a if a != a else v
+        return sigmoidf
+
+    def sigmoid64(x, out, bits):
+        low = bits[0]
+        s = low.view(np.float64)
+        for j in range(x.shape[0]):
+            c = min(max(-x[j], -708.0), 709.0)
+            k = np.floor(c * _LOG2E + 0.5)
+            r = c - k * _C1 - k * _C2
+            rr = r * r
+            p = r * ((_P0 * rr + _P1) * rr + _P2)
+            q = ((_Q0 * rr + _Q1) * rr + _Q2) * rr + _Q3
+            out[j] = 1.0 + 2.0 * (p / (q - p))
+            low[j] = (np.int64(k) + np.int64(1023)) << np.int64(52)
+        for j in range(x.shape[0]):
+            v = 1.0 / (1.0 + out[j] * s[j])
+            a = x[j]
+            v = 0.0 if a < -_MAXLOG else v
+            out[j] = a if a != a else v
+    return sigmoid64
 
 
 def like(x, value):

@@ -546,7 +546,7 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
     return grads
 
 
-def fused_a3a4204caa(p0, p1, p2):
+def fused_1e7aba2197(p0, p1, p2):
     """add, add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -559,12 +559,11 @@ def fused_a3a4204caa(p0, p1, p2):
             or s1 < 0
             or s2 < 0):
         return False
-    space = np.empty(32, p0.dtype)
+    space = np.empty(24, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
-    e8 = space[24:32]
-    bits = jitops.scratch(e8)
+    bits = jitops.scratch(x2)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -577,7 +576,7 @@ def fused_a3a4204caa(p0, p1, p2):
             x1[j] = r1_0[j] + r1_1[j]
         jitops.put_row(p0, i, x1)
         r2_0 = jitops._view(p0, i * s0, 8)
-        jitops.vtanh(r2_0, x2, e8, bits)
+        jitops.vtanh(r2_0, x2, bits)
         jitops.put_row(p0, i, x2)
     return True
 
@@ -639,12 +638,11 @@ def loop_h(T, h_tm1_all, h_t_all, b, W_h, W):
             or s1 < 0
             or s2 < 0):
         return False
-    space = np.empty(32, h_t.dtype)
+    space = np.empty(24, h_t.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
-    e8 = space[24:32]
-    bits = jitops.scratch(e8)
+    bits = jitops.scratch(x2)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         h_t = h_t_all[step]
@@ -662,7 +660,7 @@ def loop_h(T, h_tm1_all, h_t_all, b, W_h, W):
                 x1[j] = r1_0[j] + r1_1[j]
             jitops.put_row(h_t, i, x1)
             r2_0 = jitops._view(h_t, i * s0, 8)
-            jitops.vtanh(r2_0, x2, e8, bits)
+            jitops.vtanh(r2_0, x2, bits)
             jitops.put_row(h_t, i, x2)
     return True
 
@@ -676,7 +674,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, b, W_h, W):
     h_tm1 = h_tm1_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_a3a4204caa, h_t, b, W_h)
+        jitops.ready(fused_1e7aba2197, h_t, b, W_h)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -685,7 +683,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, b, W_h, W):
         h_t = h_t_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + b)
         jitops.dot(h_tm1, W.T, W_h)
-        if not fused_a3a4204caa(h_t, b, W_h):
+        if not fused_1e7aba2197(h_t, b, W_h):
             np.add(h_t, b, out=h_t)
             np.add(h_t, W_h, out=h_t)
             np.tanh(h_t, out=h_t)
@@ -916,5 +914,5 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, ve
 
 
 LOOPS = ("loop_h", "back_h", "back_h_2")
-KERNELS = ("fused_a3a4204caa", "fused_c6e653770d")
+KERNELS = ("fused_1e7aba2197", "fused_c6e653770d")
 STEPS = ("steps_loop_h", "steps_back_h", "steps_back_h_2")

@@ -516,7 +516,7 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
     return grads
 
 
-def fused_a3a4204caa(p0, p1, p2):
+def fused_1e7aba2197(p0, p1, p2):
     """add, add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -529,12 +529,11 @@ def fused_a3a4204caa(p0, p1, p2):
             or s1 < 0
             or s2 < 0):
         return False
-    space = np.empty(32, p0.dtype)
+    space = np.empty(24, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
-    e8 = space[24:32]
-    bits = jitops.scratch(e8)
+    bits = jitops.scratch(x2)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -547,7 +546,7 @@ def fused_a3a4204caa(p0, p1, p2):
             x1[j] = r1_0[j] + r1_1[j]
         jitops.put_row(p0, i, x1)
         r2_0 = jitops._view(p0, i * s0, 8)
-        jitops.vtanh(r2_0, x2, e8, bits)
+        jitops.vtanh(r2_0, x2, bits)
         jitops.put_row(p0, i, x2)
     return True
 
@@ -609,12 +608,11 @@ def loop_h(T, h_tm1_all, h_t_all, b, W_h, W):
             or s1 < 0
             or s2 < 0):
         return False
-    space = np.empty(32, h_t.dtype)
+    space = np.empty(24, h_t.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
-    e8 = space[24:32]
-    bits = jitops.scratch(e8)
+    bits = jitops.scratch(x2)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         h_t = h_t_all[step]
@@ -632,7 +630,7 @@ def loop_h(T, h_tm1_all, h_t_all, b, W_h, W):
                 x1[j] = r1_0[j] + r1_1[j]
             jitops.put_row(h_t, i, x1)
             r2_0 = jitops._view(h_t, i * s0, 8)
-            jitops.vtanh(r2_0, x2, e8, bits)
+            jitops.vtanh(r2_0, x2, bits)
             jitops.put_row(h_t, i, x2)
     return True
 
@@ -646,7 +644,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, b, W_h, W):
     h_tm1 = h_tm1_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_a3a4204caa, h_t, b, W_h)
+        jitops.ready(fused_1e7aba2197, h_t, b, W_h)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -655,7 +653,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, b, W_h, W):
         h_t = h_t_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + b)
         jitops.dot(h_tm1, W.T, W_h)
-        if not fused_a3a4204caa(h_t, b, W_h):
+        if not fused_1e7aba2197(h_t, b, W_h):
             np.add(h_t, b, out=h_t)
             np.add(h_t, W_h, out=h_t)
             np.tanh(h_t, out=h_t)
@@ -683,12 +681,11 @@ def loop_s(T_u, s_tm1_all, s_t_all, d, A_s, A):
             or s1 < 0
             or s2 < 0):
         return False
-    space = np.empty(32, s_t.dtype)
+    space = np.empty(24, s_t.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
-    e8 = space[24:32]
-    bits = jitops.scratch(e8)
+    bits = jitops.scratch(x2)
     for step in range(T_u):
         s_tm1 = s_tm1_all[step]
         s_t = s_t_all[step]
@@ -706,7 +703,7 @@ def loop_s(T_u, s_tm1_all, s_t_all, d, A_s, A):
                 x1[j] = r1_0[j] + r1_1[j]
             jitops.put_row(s_t, i, x1)
             r2_0 = jitops._view(s_t, i * s0, 8)
-            jitops.vtanh(r2_0, x2, e8, bits)
+            jitops.vtanh(r2_0, x2, bits)
             jitops.put_row(s_t, i, x2)
     return True
 
@@ -720,7 +717,7 @@ def steps_loop_s(T_u, s_tm1_all, s_t_all, d, A_s, A):
     s_tm1 = s_tm1_all[step]
     s_t = s_t_all[step]
     try:
-        jitops.ready(fused_a3a4204caa, s_t, d, A_s)
+        jitops.ready(fused_1e7aba2197, s_t, d, A_s)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('s(u)', error)
         return False
@@ -729,7 +726,7 @@ def steps_loop_s(T_u, s_tm1_all, s_t_all, d, A_s, A):
         s_t = s_t_all[step]
         # s(u) = tanh(A s(u-1) + B y(u-1) + d)
         jitops.dot(s_tm1, A.T, A_s)
-        if not fused_a3a4204caa(s_t, d, A_s):
+        if not fused_1e7aba2197(s_t, d, A_s):
             np.add(s_t, d, out=s_t)
             np.add(s_t, A_s, out=s_t)
             np.tanh(s_t, out=s_t)
@@ -1184,6 +1181,6 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, ve
 
 
 LOOPS = ("loop_h", "loop_s", "back_s", "back_h", "back_s_2", "back_h_2")
-KERNELS = ("fused_a3a4204caa", "fused_c6e653770d")
+KERNELS = ("fused_1e7aba2197", "fused_c6e653770d")
 STEPS = ("steps_loop_h", "steps_loop_s", "steps_back_s", "steps_back_h", "steps_back_s_2",
          "steps_back_h_2")

@@ -292,7 +292,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_a3a4204caa(p0, p1, p2):
+def fused_1e7aba2197(p0, p1, p2):
     """add, add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -305,12 +305,11 @@ def fused_a3a4204caa(p0, p1, p2):
             or s1 < 0
             or s2 < 0):
         return False
-    space = np.empty(32, p0.dtype)
+    space = np.empty(24, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
-    e8 = space[24:32]
-    bits = jitops.scratch(e8)
+    bits = jitops.scratch(x2)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -323,7 +322,7 @@ def fused_a3a4204caa(p0, p1, p2):
             x1[j] = r1_0[j] + r1_1[j]
         jitops.put_row(p0, i, x1)
         r2_0 = jitops._view(p0, i * s0, 8)
-        jitops.vtanh(r2_0, x2, e8, bits)
+        jitops.vtanh(r2_0, x2, bits)
         jitops.put_row(p0, i, x2)
     return True
 
@@ -426,12 +425,11 @@ def loop_h(T, h_tm1_all, h_t_all, b_h, W_h_h, W_h):
             or s1 < 0
             or s2 < 0):
         return False
-    space = np.empty(32, h_t.dtype)
+    space = np.empty(24, h_t.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
-    e8 = space[24:32]
-    bits = jitops.scratch(e8)
+    bits = jitops.scratch(x2)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         h_t = h_t_all[step]
@@ -449,7 +447,7 @@ def loop_h(T, h_tm1_all, h_t_all, b_h, W_h_h, W_h):
                 x1[j] = r1_0[j] + r1_1[j]
             jitops.put_row(h_t, i, x1)
             r2_0 = jitops._view(h_t, i * s0, 8)
-            jitops.vtanh(r2_0, x2, e8, bits)
+            jitops.vtanh(r2_0, x2, bits)
             jitops.put_row(h_t, i, x2)
     return True
 
@@ -463,7 +461,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, b_h, W_h_h, W_h):
     h_tm1 = h_tm1_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_a3a4204caa, h_t, b_h, W_h_h)
+        jitops.ready(fused_1e7aba2197, h_t, b_h, W_h_h)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -472,7 +470,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, b_h, W_h_h, W_h):
         h_t = h_t_all[step]
         # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
         jitops.dot(h_tm1, W_h.T, W_h_h)
-        if not fused_a3a4204caa(h_t, b_h, W_h_h):
+        if not fused_1e7aba2197(h_t, b_h, W_h_h):
             np.add(h_t, b_h, out=h_t)
             np.add(h_t, W_h_h, out=h_t)
             np.tanh(h_t, out=h_t)
@@ -500,12 +498,11 @@ def loop_g(T, g_tp1_all, g_t_all, b_g, W_g_g, W_g):
             or s1 < 0
             or s2 < 0):
         return False
-    space = np.empty(32, g_t.dtype)
+    space = np.empty(24, g_t.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
-    e8 = space[24:32]
-    bits = jitops.scratch(e8)
+    bits = jitops.scratch(x2)
     for step in range(T - 1, -1, -1):
         g_tp1 = g_tp1_all[step]
         g_t = g_t_all[step]
@@ -523,7 +520,7 @@ def loop_g(T, g_tp1_all, g_t_all, b_g, W_g_g, W_g):
                 x1[j] = r1_0[j] + r1_1[j]
             jitops.put_row(g_t, i, x1)
             r2_0 = jitops._view(g_t, i * s0, 8)
-            jitops.vtanh(r2_0, x2, e8, bits)
+            jitops.vtanh(r2_0, x2, bits)
             jitops.put_row(g_t, i, x2)
     return True
 
@@ -537,7 +534,7 @@ def steps_loop_g(T, g_tp1_all, g_t_all, b_g, W_g_g, W_g):
     g_tp1 = g_tp1_all[step]
     g_t = g_t_all[step]
     try:
-        jitops.ready(fused_a3a4204caa, g_t, b_g, W_g_g)
+        jitops.ready(fused_1e7aba2197, g_t, b_g, W_g_g)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('g(t)', error)
         return False
@@ -546,7 +543,7 @@ def steps_loop_g(T, g_tp1_all, g_t_all, b_g, W_g_g, W_g):
         g_t = g_t_all[step]
         # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
         jitops.dot(g_tp1, W_g.T, W_g_g)
-        if not fused_a3a4204caa(g_t, b_g, W_g_g):
+        if not fused_1e7aba2197(g_t, b_g, W_g_g):
             np.add(g_t, b_g, out=g_t)
             np.add(g_t, W_g_g, out=g_t)
             np.tanh(g_t, out=g_t)
@@ -956,6 +953,6 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_sum, dz_h_2, ONE, db_h, 
 
 
 LOOPS = ("loop_h", "loop_g", "back_g", "back_h", "back_g_2", "back_h_2")
-KERNELS = ("fused_a3a4204caa", "fused_b4add68eff", "fused_ad76f4f865")
+KERNELS = ("fused_1e7aba2197", "fused_b4add68eff", "fused_ad76f4f865")
 STEPS = ("steps_loop_h", "steps_loop_g", "steps_back_g", "steps_back_h", "steps_back_g_2",
          "steps_back_h_2")

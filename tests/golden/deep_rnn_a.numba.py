@@ -277,7 +277,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_a3a4204caa(p0, p1, p2):
+def fused_1e7aba2197(p0, p1, p2):
     """add, add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -290,12 +290,11 @@ def fused_a3a4204caa(p0, p1, p2):
             or s1 < 0
             or s2 < 0):
         return False
-    space = np.empty(32, p0.dtype)
+    space = np.empty(24, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
-    e8 = space[24:32]
-    bits = jitops.scratch(e8)
+    bits = jitops.scratch(x2)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -308,7 +307,7 @@ def fused_a3a4204caa(p0, p1, p2):
             x1[j] = r1_0[j] + r1_1[j]
         jitops.put_row(p0, i, x1)
         r2_0 = jitops._view(p0, i * s0, 8)
-        jitops.vtanh(r2_0, x2, e8, bits)
+        jitops.vtanh(r2_0, x2, bits)
         jitops.put_row(p0, i, x2)
     return True
 
@@ -411,12 +410,11 @@ def loop_h1(T, h1_tm1_all, h1_t_all, b1, W1_h1, W1):
             or s1 < 0
             or s2 < 0):
         return False
-    space = np.empty(32, h1_t.dtype)
+    space = np.empty(24, h1_t.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
-    e8 = space[24:32]
-    bits = jitops.scratch(e8)
+    bits = jitops.scratch(x2)
     for step in range(T):
         h1_tm1 = h1_tm1_all[step]
         h1_t = h1_t_all[step]
@@ -434,7 +432,7 @@ def loop_h1(T, h1_tm1_all, h1_t_all, b1, W1_h1, W1):
                 x1[j] = r1_0[j] + r1_1[j]
             jitops.put_row(h1_t, i, x1)
             r2_0 = jitops._view(h1_t, i * s0, 8)
-            jitops.vtanh(r2_0, x2, e8, bits)
+            jitops.vtanh(r2_0, x2, bits)
             jitops.put_row(h1_t, i, x2)
     return True
 
@@ -448,7 +446,7 @@ def steps_loop_h1(T, h1_tm1_all, h1_t_all, b1, W1_h1, W1):
     h1_tm1 = h1_tm1_all[step]
     h1_t = h1_t_all[step]
     try:
-        jitops.ready(fused_a3a4204caa, h1_t, b1, W1_h1)
+        jitops.ready(fused_1e7aba2197, h1_t, b1, W1_h1)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h1(t)', error)
         return False
@@ -457,7 +455,7 @@ def steps_loop_h1(T, h1_tm1_all, h1_t_all, b1, W1_h1, W1):
         h1_t = h1_t_all[step]
         # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
         jitops.dot(h1_tm1, W1.T, W1_h1)
-        if not fused_a3a4204caa(h1_t, b1, W1_h1):
+        if not fused_1e7aba2197(h1_t, b1, W1_h1):
             np.add(h1_t, b1, out=h1_t)
             np.add(h1_t, W1_h1, out=h1_t)
             np.tanh(h1_t, out=h1_t)
@@ -485,12 +483,11 @@ def loop_h2(T, h2_tm1_all, h2_t_all, b2, W2_h2, W2):
             or s1 < 0
             or s2 < 0):
         return False
-    space = np.empty(32, h2_t.dtype)
+    space = np.empty(24, h2_t.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
-    e8 = space[24:32]
-    bits = jitops.scratch(e8)
+    bits = jitops.scratch(x2)
     for step in range(T):
         h2_tm1 = h2_tm1_all[step]
         h2_t = h2_t_all[step]
@@ -508,7 +505,7 @@ def loop_h2(T, h2_tm1_all, h2_t_all, b2, W2_h2, W2):
                 x1[j] = r1_0[j] + r1_1[j]
             jitops.put_row(h2_t, i, x1)
             r2_0 = jitops._view(h2_t, i * s0, 8)
-            jitops.vtanh(r2_0, x2, e8, bits)
+            jitops.vtanh(r2_0, x2, bits)
             jitops.put_row(h2_t, i, x2)
     return True
 
@@ -522,7 +519,7 @@ def steps_loop_h2(T, h2_tm1_all, h2_t_all, b2, W2_h2, W2):
     h2_tm1 = h2_tm1_all[step]
     h2_t = h2_t_all[step]
     try:
-        jitops.ready(fused_a3a4204caa, h2_t, b2, W2_h2)
+        jitops.ready(fused_1e7aba2197, h2_t, b2, W2_h2)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h2(t)', error)
         return False
@@ -531,7 +528,7 @@ def steps_loop_h2(T, h2_tm1_all, h2_t_all, b2, W2_h2, W2):
         h2_t = h2_t_all[step]
         # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
         jitops.dot(h2_tm1, W2.T, W2_h2)
-        if not fused_a3a4204caa(h2_t, b2, W2_h2):
+        if not fused_1e7aba2197(h2_t, b2, W2_h2):
             np.add(h2_t, b2, out=h2_t)
             np.add(h2_t, W2_h2, out=h2_t)
             np.tanh(h2_t, out=h2_t)
@@ -941,6 +938,6 @@ def steps_back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, dz_h1_2, ONE, 
 
 
 LOOPS = ("loop_h1", "loop_h2", "back_h2", "back_h1", "back_h2_2", "back_h1_2")
-KERNELS = ("fused_a3a4204caa", "fused_b4add68eff", "fused_ad76f4f865")
+KERNELS = ("fused_1e7aba2197", "fused_b4add68eff", "fused_ad76f4f865")
 STEPS = ("steps_loop_h1", "steps_loop_h2", "steps_back_h2", "steps_back_h1", "steps_back_h2_2",
          "steps_back_h1_2")

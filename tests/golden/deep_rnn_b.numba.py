@@ -241,7 +241,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_855ba098c8(p0, p1, p2):
+def fused_e17997b3d9(p0, p1, p2):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p2)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -254,11 +254,10 @@ def fused_855ba098c8(p0, p1, p2):
             or s1 < 0
             or s2 < 0):
         return False
-    space = np.empty(24, p2.dtype)
+    space = np.empty(16, p2.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
-    e8 = space[16:24]
-    bits = jitops.scratch(e8)
+    bits = jitops.scratch(x1)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -266,12 +265,12 @@ def fused_855ba098c8(p0, p1, p2):
             x0[j] = r0_0[j] + r0_1[j]
         jitops.put_row(p2, i, x0)
         r1_0 = jitops._view(p2, i * s2, 8)
-        jitops.vtanh(r1_0, x1, e8, bits)
+        jitops.vtanh(r1_0, x1, bits)
         jitops.put_row(p2, i, x1)
     return True
 
 
-def fused_a3a4204caa(p0, p1, p2):
+def fused_1e7aba2197(p0, p1, p2):
     """add, add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -284,12 +283,11 @@ def fused_a3a4204caa(p0, p1, p2):
             or s1 < 0
             or s2 < 0):
         return False
-    space = np.empty(32, p0.dtype)
+    space = np.empty(24, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
-    e8 = space[24:32]
-    bits = jitops.scratch(e8)
+    bits = jitops.scratch(x2)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -302,7 +300,7 @@ def fused_a3a4204caa(p0, p1, p2):
             x1[j] = r1_0[j] + r1_1[j]
         jitops.put_row(p0, i, x1)
         r2_0 = jitops._view(p0, i * s0, 8)
-        jitops.vtanh(r2_0, x2, e8, bits)
+        jitops.vtanh(r2_0, x2, bits)
         jitops.put_row(p0, i, x2)
     return True
 
@@ -487,11 +485,10 @@ def loop_z_h(T, h_tm1_all, z_t_all, h_t_all, b, W_h, b_h, W_z_z, W, W_z):
             or s1 < 0
             or s2 < 0):
         return False
-    space = np.empty(24, z_t.dtype)
+    space = np.empty(16, z_t.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
-    e8 = space[16:24]
-    bits = jitops.scratch(e8)
+    bits = jitops.scratch(x1)
     rows_2 = jitops._size(h_t)[0]
     s0_2 = jitops.row_step(h_t, rows_2, 8)
     s1_2 = jitops.row_step(b_h, rows_2, 8)
@@ -503,12 +500,11 @@ def loop_z_h(T, h_tm1_all, z_t_all, h_t_all, b, W_h, b_h, W_z_z, W, W_z):
             or s1_2 < 0
             or s2_2 < 0):
         return False
-    space_2 = np.empty(32, h_t.dtype)
+    space_2 = np.empty(24, h_t.dtype)
     x0_2 = space_2[0:8]
     x1_2 = space_2[8:16]
     x2 = space_2[16:24]
-    e8_2 = space_2[24:32]
-    bits_2 = jitops.scratch(e8_2)
+    bits_2 = jitops.scratch(x2)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         z_t = z_t_all[step]
@@ -522,7 +518,7 @@ def loop_z_h(T, h_tm1_all, z_t_all, h_t_all, b, W_h, b_h, W_z_z, W, W_z):
                 x0[j] = r0_0[j] + r0_1[j]
             jitops.put_row(z_t, i, x0)
             r1_0 = jitops._view(z_t, i * s2, 8)
-            jitops.vtanh(r1_0, x1, e8, bits)
+            jitops.vtanh(r1_0, x1, bits)
             jitops.put_row(z_t, i, x1)
         # h(t) = tanh(W_z z(t) + U x(t) + b_h)
         jitops.dot(z_t, W_z.T, W_z_z)
@@ -538,7 +534,7 @@ def loop_z_h(T, h_tm1_all, z_t_all, h_t_all, b, W_h, b_h, W_z_z, W, W_z):
                 x1_2[j_2] = r1_0_2[j_2] + r1_1[j_2]
             jitops.put_row(h_t, i_2, x1_2)
             r2_0 = jitops._view(h_t, i_2 * s0_2, 8)
-            jitops.vtanh(r2_0, x2, e8_2, bits_2)
+            jitops.vtanh(r2_0, x2, bits_2)
             jitops.put_row(h_t, i_2, x2)
     return True
 
@@ -553,8 +549,8 @@ def steps_loop_z_h(T, h_tm1_all, z_t_all, h_t_all, b, W_h, b_h, W_z_z, W, W_z):
     z_t = z_t_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_855ba098c8, b, W_h, z_t)
-        jitops.ready(fused_a3a4204caa, h_t, b_h, W_z_z)
+        jitops.ready(fused_e17997b3d9, b, W_h, z_t)
+        jitops.ready(fused_1e7aba2197, h_t, b_h, W_z_z)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('z(t), h(t)', error)
         return False
@@ -564,12 +560,12 @@ def steps_loop_z_h(T, h_tm1_all, z_t_all, h_t_all, b, W_h, b_h, W_z_z, W, W_z):
         h_t = h_t_all[step]
         # z(t) = tanh(W h(t-1) + b)
         jitops.dot(h_tm1, W.T, W_h)
-        if not fused_855ba098c8(b, W_h, z_t):
+        if not fused_e17997b3d9(b, W_h, z_t):
             np.add(b, W_h, out=z_t)
             np.tanh(z_t, out=z_t)
         # h(t) = tanh(W_z z(t) + U x(t) + b_h)
         jitops.dot(z_t, W_z.T, W_z_z)
-        if not fused_a3a4204caa(h_t, b_h, W_z_z):
+        if not fused_1e7aba2197(h_t, b_h, W_z_z):
             np.add(h_t, b_h, out=h_t)
             np.add(h_t, W_z_z, out=h_t)
             np.tanh(h_t, out=h_t)
@@ -937,6 +933,6 @@ def steps_back_z_h_2(T, h_t_all, dz_h_t_all, dh_t_all, cot_z, z_t_all, dz_z_t_al
 
 
 LOOPS = ("loop_z_h", "back_z_h", "back_z_h_2")
-KERNELS = ("fused_855ba098c8", "fused_a3a4204caa", "fused_b4add68eff", "fused_e16a51c597",
+KERNELS = ("fused_e17997b3d9", "fused_1e7aba2197", "fused_b4add68eff", "fused_e16a51c597",
            "fused_ad76f4f865", "fused_6d03b8a9ac")
 STEPS = ("steps_loop_z_h", "steps_back_z_h", "steps_back_z_h_2")

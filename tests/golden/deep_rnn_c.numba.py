@@ -271,7 +271,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_551b6408ea(p0, p1, p2):
+def fused_1eb7b2ef9c(p0, p1, p2):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p2)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -285,11 +285,10 @@ def fused_551b6408ea(p0, p1, p2):
             or s1 < 0
             or s2 < 0):
         return False
-    space = np.empty(24, p2.dtype)
+    space = np.empty(16, p2.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
-    e8 = space[16:24]
-    bits = jitops.scratch(e8)
+    bits = jitops.scratch(x1)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -297,12 +296,12 @@ def fused_551b6408ea(p0, p1, p2):
             x0[j] = r0_0[j] + r0_1[j]
         jitops.put_row(p2, i, x0)
         r1_0 = jitops._view(p2, i * s2, 8)
-        jitops.vtanh(r1_0, x1, e8, bits)
+        jitops.vtanh(r1_0, x1, bits)
         jitops.put_row(p2, i, x1)
     return True
 
 
-def fused_bc3abb1909(p0, p1, p2, p3, p4, p5):
+def fused_2fc79f0f00(p0, p1, p2, p3, p4, p5):
     """add, add, add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -326,13 +325,12 @@ def fused_bc3abb1909(p0, p1, p2, p3, p4, p5):
             or s3 < 0
             or s4 < 0):
         return False
-    space = np.empty(40, p0.dtype)
+    space = np.empty(32, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
     x3 = space[24:32]
-    e8 = space[32:40]
-    bits = jitops.scratch(e8)
+    bits = jitops.scratch(x3)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -348,7 +346,7 @@ def fused_bc3abb1909(p0, p1, p2, p3, p4, p5):
             x2[j] = x1[j] + r2_1[j]
         jitops.put_row(p5, i, x2)
         r3_0 = jitops._view(p5, i * s4, 8)
-        jitops.vtanh(r3_0, x3, e8, bits)
+        jitops.vtanh(r3_0, x3, bits)
         jitops.put_row(p5, i, x3)
     return True
 
@@ -536,11 +534,10 @@ def loop_z_h(T, h_tm1_all, z_t_all, U_x_t_all, h_t_all, b, slice_z_z_h, b_h, W_z
             or s1 < 0
             or s2 < 0):
         return False
-    space = np.empty(24, z_t.dtype)
+    space = np.empty(16, z_t.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
-    e8 = space[16:24]
-    bits = jitops.scratch(e8)
+    bits = jitops.scratch(x1)
     rows_2 = jitops._size(U_x_t)[0]
     s0_2 = jitops.row_step(U_x_t, rows_2, 8)
     s1_2 = jitops.row_step(b_h, rows_2, 8)
@@ -563,13 +560,12 @@ def loop_z_h(T, h_tm1_all, z_t_all, U_x_t_all, h_t_all, b, slice_z_z_h, b_h, W_z
             or s3 < 0
             or s4 < 0):
         return False
-    space_2 = np.empty(40, U_x_t.dtype)
+    space_2 = np.empty(32, U_x_t.dtype)
     x0_2 = space_2[0:8]
     x1_2 = space_2[8:16]
     x2 = space_2[16:24]
     x3 = space_2[24:32]
-    e8_2 = space_2[32:40]
-    bits_2 = jitops.scratch(e8_2)
+    bits_2 = jitops.scratch(x3)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         z_t = z_t_all[step]
@@ -586,7 +582,7 @@ def loop_z_h(T, h_tm1_all, z_t_all, U_x_t_all, h_t_all, b, slice_z_z_h, b_h, W_z
                 x0[j] = r0_0[j] + r0_1[j]
             jitops.put_row(z_t, i, x0)
             r1_0 = jitops._view(z_t, i * s2, 8)
-            jitops.vtanh(r1_0, x1, e8, bits)
+            jitops.vtanh(r1_0, x1, bits)
             jitops.put_row(z_t, i, x1)
         # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
         jitops.dot(z_t, W_z.T, W_z_z)
@@ -605,7 +601,7 @@ def loop_z_h(T, h_tm1_all, z_t_all, U_x_t_all, h_t_all, b, slice_z_z_h, b_h, W_z
                 x2[j_2] = x1_2[j_2] + r2_1[j_2]
             jitops.put_row(h_t, i_2, x2)
             r3_0 = jitops._view(h_t, i_2 * s4, 8)
-            jitops.vtanh(r3_0, x3, e8_2, bits_2)
+            jitops.vtanh(r3_0, x3, bits_2)
             jitops.put_row(h_t, i_2, x3)
     return True
 
@@ -622,8 +618,8 @@ def steps_loop_z_h(T, h_tm1_all, z_t_all, U_x_t_all, h_t_all, b, slice_z_z_h, b_
     U_x_t = U_x_t_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_551b6408ea, b, slice_z_z_h, z_t)
-        jitops.ready(fused_bc3abb1909, U_x_t, b_h, W_z_z, z_h, slice_z_z_h_2, h_t)
+        jitops.ready(fused_1eb7b2ef9c, b, slice_z_z_h, z_t)
+        jitops.ready(fused_2fc79f0f00, U_x_t, b_h, W_z_z, z_h, slice_z_z_h_2, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('z(t), h(t)', error)
         return False
@@ -636,12 +632,12 @@ def steps_loop_z_h(T, h_tm1_all, z_t_all, U_x_t_all, h_t_all, b, slice_z_z_h, b_
         jitops.dot(h_tm1, z_z.T, z_z_h)
         # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
         # z(t) = tanh(W h(t-1) + b)
-        if not fused_551b6408ea(b, slice_z_z_h, z_t):
+        if not fused_1eb7b2ef9c(b, slice_z_z_h, z_t):
             np.add(b, slice_z_z_h, out=z_t)
             np.tanh(z_t, out=z_t)
         # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
         jitops.dot(z_t, W_z.T, W_z_z)
-        if not fused_bc3abb1909(U_x_t, b_h, W_z_z, z_h, slice_z_z_h_2, h_t):
+        if not fused_2fc79f0f00(U_x_t, b_h, W_z_z, z_h, slice_z_z_h_2, h_t):
             np.add(U_x_t, b_h, out=U_x_t)
             np.add(U_x_t, W_z_z, out=z_h)
             np.add(z_h, slice_z_z_h_2, out=h_t)
@@ -1019,6 +1015,6 @@ def steps_back_z_h_2(T, h_t_all, dz_h_t_all, dh_t_all, cot_z, z_t_all, dz_z_2_t_
 
 
 LOOPS = ("loop_z_h", "back_z_h", "back_z_h_2")
-KERNELS = ("fused_551b6408ea", "fused_bc3abb1909", "fused_b4add68eff", "fused_e16a51c597",
+KERNELS = ("fused_1eb7b2ef9c", "fused_2fc79f0f00", "fused_b4add68eff", "fused_e16a51c597",
            "fused_ad76f4f865", "fused_6d03b8a9ac")
 STEPS = ("steps_loop_z_h", "steps_back_z_h", "steps_back_z_h_2")

@@ -309,7 +309,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_7feb82ceb6(p0, p1, p2, p3):
+def fused_f821b5ab15(p0, p1, p2, p3):
     """add, add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -331,12 +331,11 @@ def fused_7feb82ceb6(p0, p1, p2, p3):
             or s1 < 0
             or s2 < 0):
         return False
-    space = np.empty(32, p0.dtype)
+    space = np.empty(24, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
-    e8 = space[24:32]
-    bits = jitops.scratch(e8)
+    bits = jitops.scratch(x2)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -349,7 +348,7 @@ def fused_7feb82ceb6(p0, p1, p2, p3):
             x1[j] = r1_0[j] + r1_1[j]
         jitops.put_row(p2, i, x1)
         r2_0 = jitops._view(p2, i * s2, 8)
-        jitops.vtanh(r2_0, x2, e8, bits)
+        jitops.vtanh(r2_0, x2, bits)
         jitops.put_row(p3, i, x2)
     return True
 
@@ -474,12 +473,11 @@ def loop_a_h(T, h_tm1_all, U_x_t_all, a_t_all, h_t_all, b, W):
             or s1 < 0
             or s2 < 0):
         return False
-    space = np.empty(32, U_x_t.dtype)
+    space = np.empty(24, U_x_t.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
-    e8 = space[24:32]
-    bits = jitops.scratch(e8)
+    bits = jitops.scratch(x2)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         U_x_t = U_x_t_all[step]
@@ -499,7 +497,7 @@ def loop_a_h(T, h_tm1_all, U_x_t_all, a_t_all, h_t_all, b, W):
                 x1[j] = r1_0[j] + r1_1[j]
             jitops.put_row(a_t, i, x1)
             r2_0 = jitops._view(a_t, i * s2, 8)
-            jitops.vtanh(r2_0, x2, e8, bits)
+            jitops.vtanh(r2_0, x2, bits)
             jitops.put_row(h_t, i, x2)
         # h(t) = tanh(a(t))
     return True
@@ -516,7 +514,7 @@ def steps_loop_a_h(T, h_tm1_all, U_x_t_all, a_t_all, h_t_all, b, W):
     a_t = a_t_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_7feb82ceb6, U_x_t, b, a_t, h_t)
+        jitops.ready(fused_f821b5ab15, U_x_t, b, a_t, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('a(t), h(t)', error)
         return False
@@ -527,7 +525,7 @@ def steps_loop_a_h(T, h_tm1_all, U_x_t_all, a_t_all, h_t_all, b, W):
         h_t = h_t_all[step]
         # a(t) = b + W h(t-1) + U x(t)
         jitops.dot(h_tm1, W.T, a_t)
-        if not fused_7feb82ceb6(U_x_t, b, a_t, h_t):
+        if not fused_f821b5ab15(U_x_t, b, a_t, h_t):
             np.add(U_x_t, b, out=U_x_t)
             np.add(U_x_t, a_t, out=a_t)
             np.tanh(a_t, out=h_t)
@@ -755,5 +753,5 @@ def steps_back_a_h_2(T, h_t_all, dh_t_all, da_t_all, dh_sum, dz_h, ONE, db, dz_a
 
 
 LOOPS = ("loop_a_h", "back_a_h", "back_a_h_2")
-KERNELS = ("fused_7feb82ceb6", "fused_af1c82c7ed", "fused_64d7b0ccf6")
+KERNELS = ("fused_f821b5ab15", "fused_af1c82c7ed", "fused_64d7b0ccf6")
 STEPS = ("steps_loop_a_h", "steps_back_a_h", "steps_back_a_h_2")

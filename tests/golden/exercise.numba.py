@@ -363,7 +363,7 @@ def backward_large(params, tape, cotangents, n_steps, B):
     return grads
 
 
-def fused_3a03a6003a(p0, p1, p2, p3, p4, p5, p6):
+def fused_45559b1f7b(p0, p1, p2, p3, p4, p5, p6):
     """add, add, add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 11)
@@ -391,13 +391,12 @@ def fused_3a03a6003a(p0, p1, p2, p3, p4, p5, p6):
             or s4 < 0
             or s5 < 0):
         return False
-    space = np.empty(43, p0.dtype)
+    space = np.empty(35, p0.dtype)
     x0 = space[0:11]
     x1 = space[11:19]
     x2 = space[19:27]
     x3 = space[27:35]
-    e8 = space[35:43]
-    bits = jitops.scratch(e8)
+    bits = jitops.scratch(x3)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 11)
         r0_1 = jitops._view(p1, i * s1, 11)
@@ -413,12 +412,12 @@ def fused_3a03a6003a(p0, p1, p2, p3, p4, p5, p6):
             x2[j] = x1[j] + r2_1[j]
         jitops.put_row(p6, i, x2)
         r3_0 = jitops._view(p6, i * s5, 8)
-        jitops.vtanh(r3_0, x3, e8, bits)
+        jitops.vtanh(r3_0, x3, bits)
         jitops.put_row(p6, i, x3)
     return True
 
 
-def fused_eea62e6125(p0, p1, p2, p3, p4, p5, p6):
+def fused_84ea4c6c88(p0, p1, p2, p3, p4, p5, p6):
     """add, add, add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p2)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -438,13 +437,12 @@ def fused_eea62e6125(p0, p1, p2, p3, p4, p5, p6):
             or s3 < 0
             or s4 < 0):
         return False
-    space = np.empty(40, p2.dtype)
+    space = np.empty(32, p2.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
     x3 = space[24:32]
-    e8 = space[32:40]
-    bits = jitops.scratch(e8)
+    bits = jitops.scratch(x3)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -458,7 +456,7 @@ def fused_eea62e6125(p0, p1, p2, p3, p4, p5, p6):
             x2[j] = x1[j] + r2_1[j]
         jitops.put_row(p6, i, x2)
         r3_0 = jitops._view(p6, i * s4, 8)
-        jitops.vtanh(r3_0, x3, e8, bits)
+        jitops.vtanh(r3_0, x3, bits)
         jitops.put_row(p6, i, x3)
     return True
 
@@ -663,13 +661,12 @@ def loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_r35_t_all, r31_t_all, h1_t
             or s4 < 0
             or s5 < 0):
         return False
-    space = np.empty(43, r31_r35_t.dtype)
+    space = np.empty(35, r31_r35_t.dtype)
     x0 = space[0:11]
     x1 = space[11:19]
     x2 = space[19:27]
     x3 = space[27:35]
-    e8 = space[35:43]
-    bits = jitops.scratch(e8)
+    bits = jitops.scratch(x3)
     rows_2 = jitops._size(z_h2)[0]
     s0_2 = jitops.row_step(c, rows_2, 8)
     s1_2 = jitops.row_step(R_h1, rows_2, 8)
@@ -688,13 +685,12 @@ def loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_r35_t_all, r31_t_all, h1_t
             or s3_2 < 0
             or s4_2 < 0):
         return False
-    space_2 = np.empty(40, z_h2.dtype)
+    space_2 = np.empty(32, z_h2.dtype)
     x0_2 = space_2[0:8]
     x1_2 = space_2[8:16]
     x2_2 = space_2[16:24]
     x3_2 = space_2[24:32]
-    e8_2 = space_2[32:40]
-    bits_2 = jitops.scratch(e8_2)
+    bits_2 = jitops.scratch(x3_2)
     rows_3 = jitops._size(z_y)[0]
     s0_3 = jitops.row_step(r35_t, rows_3, 3)
     s1_3 = jitops.row_step(Q_h2, rows_3, 3)
@@ -735,7 +731,7 @@ def loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_r35_t_all, r31_t_all, h1_t
                 x2[j] = x1[j] + r2_1[j]
             jitops.put_row(h1_t, i, x2)
             r3_0 = jitops._view(h1_t, i * s5, 8)
-            jitops.vtanh(r3_0, x3, e8, bits)
+            jitops.vtanh(r3_0, x3, bits)
             jitops.put_row(h1_t, i, x3)
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
         jitops.dot(h1_t, R.T, R_h1)
@@ -753,7 +749,7 @@ def loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_r35_t_all, r31_t_all, h1_t
                 x2_2[j_2] = x1_2[j_2] + r2_1_2[j_2]
             jitops.put_row(h2_t, i_2, x2_2)
             r3_0_2 = jitops._view(h2_t, i_2 * s4_2, 8)
-            jitops.vtanh(r3_0_2, x3_2, e8_2, bits_2)
+            jitops.vtanh(r3_0_2, x3_2, bits_2)
             jitops.put_row(h2_t, i_2, x3_2)
         # y(t) = softmax(P x(t) + Q h2(t) + d)
         jitops.dot(h2_t, Q.T, Q_h2)
@@ -787,8 +783,8 @@ def steps_loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_r35_t_all, r31_t_all
     y_t = y_t_all[step]
     try:
         jitops.ready(jitops.softmax, z_y, y_t)
-        jitops.ready(fused_3a03a6003a, r31_r35_t, z_h1_3, r31_t, V_h1, z_h1_5, slice_z_h1_2_h2, h1_t)
-        jitops.ready(fused_eea62e6125, c, R_h1, z_h2, slice_z_h1_2_h2_2, z_h2_2, T_y, h2_t)
+        jitops.ready(fused_45559b1f7b, r31_r35_t, z_h1_3, r31_t, V_h1, z_h1_5, slice_z_h1_2_h2, h1_t)
+        jitops.ready(fused_84ea4c6c88, c, R_h1, z_h2, slice_z_h1_2_h2_2, z_h2_2, T_y, h2_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h1(t), h2(t), y(t)', error)
         return False
@@ -807,7 +803,7 @@ def steps_loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_r35_t_all, r31_t_all
         jitops.dot(h2_tm1, z_h1_2.T, z_h1_2_h2)
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
         # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-        if not fused_3a03a6003a(r31_r35_t, z_h1_3, r31_t, V_h1, z_h1_5, slice_z_h1_2_h2, h1_t):
+        if not fused_45559b1f7b(r31_r35_t, z_h1_3, r31_t, V_h1, z_h1_5, slice_z_h1_2_h2, h1_t):
             np.add(r31_r35_t, z_h1_3, out=r31_r35_t)
             np.add(r31_t, V_h1, out=z_h1_5)
             np.add(z_h1_5, slice_z_h1_2_h2, out=h1_t)
@@ -815,7 +811,7 @@ def steps_loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_r35_t_all, r31_t_all
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
         jitops.dot(h1_t, R.T, R_h1)
         jitops.dot(y_tm1, T.T, T_y)
-        if not fused_eea62e6125(c, R_h1, z_h2, slice_z_h1_2_h2_2, z_h2_2, T_y, h2_t):
+        if not fused_84ea4c6c88(c, R_h1, z_h2, slice_z_h1_2_h2_2, z_h2_2, T_y, h2_t):
             np.add(c, R_h1, out=z_h2)
             np.add(z_h2, slice_z_h1_2_h2_2, out=z_h2_2)
             np.add(z_h2_2, T_y, out=h2_t)
@@ -1425,6 +1421,6 @@ def steps_back_h1_h2_y_2(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, h2_t_all, 
 
 
 LOOPS = ("loop_h1_h2_y", "back_h1_h2_y", "back_h1_h2_y_2")
-KERNELS = ("fused_3a03a6003a", "fused_eea62e6125", "fused_dd78f6c1c5", "fused_3aa79b1342",
+KERNELS = ("fused_45559b1f7b", "fused_84ea4c6c88", "fused_dd78f6c1c5", "fused_3aa79b1342",
            "fused_2fb251185e", "fused_89b6675d5c")
 STEPS = ("steps_loop_h1_h2_y", "steps_back_h1_h2_y", "steps_back_h1_h2_y_2")

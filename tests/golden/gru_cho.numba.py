@@ -331,7 +331,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_bfa8dfc040(p0, p1, p2, p3, p4, p5, p6):
+def fused_5c8e730199(p0, p1, p2, p3, p4, p5, p6):
     """add, add, sigmoid, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 24)
@@ -365,13 +365,12 @@ def fused_bfa8dfc040(p0, p1, p2, p3, p4, p5, p6):
             or s4 < 0
             or s5 < 0):
         return False
-    space = np.empty(80, p0.dtype)
+    space = np.empty(64, p0.dtype)
     x0 = space[0:24]
     x1 = space[24:40]
     x2 = space[40:56]
     x3 = space[56:64]
-    e16 = space[64:80]
-    bits = jitops.scratch(e16)
+    bits = jitops.scratch(x2)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 24)
         r0_1 = jitops._view(p1, i * s1, 24)
@@ -384,7 +383,7 @@ def fused_bfa8dfc040(p0, p1, p2, p3, p4, p5, p6):
             x1[j] = r1_0[j] + r1_1[j]
         jitops.put_row(p2, i, x1)
         r2_0 = jitops._view(p2, i * s2, 16)
-        jitops.vsigmoid(r2_0, x2, e16, bits)
+        jitops.vsigmoid(r2_0, x2, bits)
         jitops.put_row(p2, i, x2)
         r3_0 = jitops._view(p4, i * s4, 8)
         r3_1 = jitops._view(p5, i * s5, 8)
@@ -394,7 +393,7 @@ def fused_bfa8dfc040(p0, p1, p2, p3, p4, p5, p6):
     return True
 
 
-def fused_808cc126d9(p0, p1, p2, p3, p4, p5):
+def fused_7fdfb838d4(p0, p1, p2, p3, p4, p5):
     """add, tanh, subtract, multiply, add: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -425,14 +424,13 @@ def fused_808cc126d9(p0, p1, p2, p3, p4, p5):
             or s4 < 0
             or s5 < 0):
         return False
-    space = np.empty(48, p0.dtype)
+    space = np.empty(40, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
     x3 = space[24:32]
     x4 = space[32:40]
-    e8 = space[40:48]
-    bits = jitops.scratch(e8)
+    bits = jitops.scratch(x1)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -440,7 +438,7 @@ def fused_808cc126d9(p0, p1, p2, p3, p4, p5):
             x0[j] = r0_0[j] + r0_1[j]
         jitops.put_row(p0, i, x0)
         r1_0 = jitops._view(p0, i * s0, 8)
-        jitops.vtanh(r1_0, x1, e8, bits)
+        jitops.vtanh(r1_0, x1, bits)
         jitops.put_row(p0, i, x1)
         r2_0 = jitops._view(p2, i * s2, 8)
         r2_1 = jitops._view(p0, i * s0, 8)
@@ -880,13 +878,12 @@ def loop_u_r_h(T, h_tm1_all, ur_16_t_all, ur_t_all, z_h_t_all, r_t_all, z_h_2_t_
             or s4 < 0
             or s5 < 0):
         return False
-    space = np.empty(80, ur_16_t.dtype)
+    space = np.empty(64, ur_16_t.dtype)
     x0 = space[0:24]
     x1 = space[24:40]
     x2 = space[40:56]
     x3 = space[56:64]
-    e16 = space[64:80]
-    bits = jitops.scratch(e16)
+    bits = jitops.scratch(x2)
     rows_2 = jitops._size(z_h_2_t)[0]
     s0_2 = jitops.row_step(z_h_2_t, rows_2, 8)
     s1_2 = jitops.row_step(W_z_h, rows_2, 8)
@@ -916,14 +913,13 @@ def loop_u_r_h(T, h_tm1_all, ur_16_t_all, ur_t_all, z_h_t_all, r_t_all, z_h_2_t_
             or s4_2 < 0
             or s5_2 < 0):
         return False
-    space_2 = np.empty(48, z_h_2_t.dtype)
+    space_2 = np.empty(40, z_h_2_t.dtype)
     x0_2 = space_2[0:8]
     x1_2 = space_2[8:16]
     x2_2 = space_2[16:24]
     x3_2 = space_2[24:32]
     x4 = space_2[32:40]
-    e8 = space_2[40:48]
-    bits_2 = jitops.scratch(e8)
+    bits_2 = jitops.scratch(x1_2)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         ur_16_t = ur_16_t_all[step]
@@ -949,7 +945,7 @@ def loop_u_r_h(T, h_tm1_all, ur_16_t_all, ur_t_all, z_h_t_all, r_t_all, z_h_2_t_
                 x1[j] = r1_0[j] + r1_1[j]
             jitops.put_row(ur_t, i, x1)
             r2_0 = jitops._view(ur_t, i * s2, 16)
-            jitops.vsigmoid(r2_0, x2, e16, bits)
+            jitops.vsigmoid(r2_0, x2, bits)
             jitops.put_row(ur_t, i, x2)
             r3_0 = jitops._view(r_t, i * s4, 8)
             r3_1 = jitops._view(h_tm1, i * s5, 8)
@@ -965,7 +961,7 @@ def loop_u_r_h(T, h_tm1_all, ur_16_t_all, ur_t_all, z_h_t_all, r_t_all, z_h_2_t_
                 x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
             jitops.put_row(z_h_2_t, i_2, x0_2)
             r1_0_2 = jitops._view(z_h_2_t, i_2 * s0_2, 8)
-            jitops.vtanh(r1_0_2, x1_2, e8, bits_2)
+            jitops.vtanh(r1_0_2, x1_2, bits_2)
             jitops.put_row(z_h_2_t, i_2, x1_2)
             r2_0_2 = jitops._view(h_tm1, i_2 * s2_2, 8)
             r2_1 = jitops._view(z_h_2_t, i_2 * s0_2, 8)
@@ -1002,8 +998,8 @@ def steps_loop_u_r_h(T, h_tm1_all, ur_16_t_all, ur_t_all, z_h_t_all, r_t_all, z_
     u_t = u_t_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_bfa8dfc040, ur_16_t, z_u_3, ur_t, W_ur_h, r_t, h_tm1, z_h_t)
-        jitops.ready(fused_808cc126d9, z_h_2_t, W_z_h, h_tm1, z_h_3_t, u_t, h_t)
+        jitops.ready(fused_5c8e730199, ur_16_t, z_u_3, ur_t, W_ur_h, r_t, h_tm1, z_h_t)
+        jitops.ready(fused_7fdfb838d4, z_h_2_t, W_z_h, h_tm1, z_h_3_t, u_t, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('u(t), r(t), h(t)', error)
         return False
@@ -1020,14 +1016,14 @@ def steps_loop_u_r_h(T, h_tm1_all, ur_16_t_all, ur_t_all, z_h_t_all, r_t_all, z_
         # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
         # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
         jitops.dot(h_tm1, W_ur.T, W_ur_h)
-        if not fused_bfa8dfc040(ur_16_t, z_u_3, ur_t, W_ur_h, r_t, h_tm1, z_h_t):
+        if not fused_5c8e730199(ur_16_t, z_u_3, ur_t, W_ur_h, r_t, h_tm1, z_h_t):
             np.add(ur_16_t, z_u_3, out=ur_16_t)
             np.add(ur_t, W_ur_h, out=ur_t)
             np.divide(1.0, np.add(1.0, np.exp(np.negative(ur_t))), out=ur_t)
             np.multiply(r_t, h_tm1, out=z_h_t)
         # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
         jitops.dot(z_h_t, W.T, W_z_h)
-        if not fused_808cc126d9(z_h_2_t, W_z_h, h_tm1, z_h_3_t, u_t, h_t):
+        if not fused_7fdfb838d4(z_h_2_t, W_z_h, h_tm1, z_h_3_t, u_t, h_t):
             np.add(z_h_2_t, W_z_h, out=z_h_2_t)
             np.tanh(z_h_2_t, out=z_h_2_t)
             np.subtract(h_tm1, z_h_2_t, out=z_h_3_t)
@@ -1704,6 +1700,6 @@ def steps_back_u_r_h_2(T, cot_h, z_h_3_t_all, u_t_all, cot_u, z_h_2_t_all, dz_h_
 
 
 LOOPS = ("loop_u_r_h", "back_u_r_h", "back_u_r_h_2")
-KERNELS = ("fused_bfa8dfc040", "fused_808cc126d9", "fused_e2d8f55bc9", "fused_0569174592",
+KERNELS = ("fused_5c8e730199", "fused_7fdfb838d4", "fused_e2d8f55bc9", "fused_0569174592",
            "fused_2cad4809ec", "fused_d97257aa71", "fused_aaa9c2dcfa")
 STEPS = ("steps_loop_u_r_h", "steps_back_u_r_h", "steps_back_u_r_h_2")

@@ -406,7 +406,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_a05073ece7(p0, p1):
+def fused_88ff1eea3c(p0, p1):
     """add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -416,11 +416,10 @@ def fused_a05073ece7(p0, p1):
             or s0 < 0
             or s1 < 0):
         return False
-    space = np.empty(24, p0.dtype)
+    space = np.empty(16, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
-    e8 = space[16:24]
-    bits = jitops.scratch(e8)
+    bits = jitops.scratch(x1)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -428,7 +427,7 @@ def fused_a05073ece7(p0, p1):
             x0[j] = r0_0[j] + r0_1[j]
         jitops.put_row(p0, i, x0)
         r1_0 = jitops._view(p0, i * s0, 8)
-        jitops.vtanh(r1_0, x1, e8, bits)
+        jitops.vtanh(r1_0, x1, bits)
         jitops.put_row(p0, i, x1)
     return True
 
@@ -528,11 +527,10 @@ def loop_h(T, h_tm1_all, h_t_all, W_h, W):
             or s0 < 0
             or s1 < 0):
         return False
-    space = np.empty(24, h_t.dtype)
+    space = np.empty(16, h_t.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
-    e8 = space[16:24]
-    bits = jitops.scratch(e8)
+    bits = jitops.scratch(x1)
     for step_2 in range(T):
         h_tm1 = h_tm1_all[step_2]
         h_t = h_t_all[step_2]
@@ -545,7 +543,7 @@ def loop_h(T, h_tm1_all, h_t_all, W_h, W):
                 x0[j] = r0_0[j] + r0_1[j]
             jitops.put_row(h_t, i, x0)
             r1_0 = jitops._view(h_t, i * s0, 8)
-            jitops.vtanh(r1_0, x1, e8, bits)
+            jitops.vtanh(r1_0, x1, bits)
             jitops.put_row(h_t, i, x1)
     return True
 
@@ -559,7 +557,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_h, W):
     h_tm1 = h_tm1_all[step_2]
     h_t = h_t_all[step_2]
     try:
-        jitops.ready(fused_a05073ece7, h_t, W_h)
+        jitops.ready(fused_88ff1eea3c, h_t, W_h)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t)', error)
         return False
@@ -568,7 +566,7 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_h, W):
         h_t = h_t_all[step_2]
         # h(t) = tanh(W h(t-1) + U x(t) + r * (end - t) + b)
         jitops.dot(h_tm1, W.T, W_h)
-        if not fused_a05073ece7(h_t, W_h):
+        if not fused_88ff1eea3c(h_t, W_h):
             np.add(h_t, W_h, out=h_t)
             np.tanh(h_t, out=h_t)
     return True
@@ -776,5 +774,5 @@ def steps_back_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, dh_sum, dz_h_3, ONE, db, 
 
 
 LOOPS = ("loop_h", "back_h", "back_h_2")
-KERNELS = ("fused_a05073ece7", "fused_b4add68eff", "fused_ad76f4f865")
+KERNELS = ("fused_88ff1eea3c", "fused_b4add68eff", "fused_ad76f4f865")
 STEPS = ("steps_loop_h", "steps_back_h", "steps_back_h_2")

@@ -420,7 +420,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_335258df7e(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14):
+def fused_8f4721f65d(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14):
     """add, sigmoid, tanh, multiply, multiply, add, tanh, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p2)[0]
     s0 = jitops.row_step(p0, rows, 32)
@@ -516,7 +516,7 @@ def fused_335258df7e(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
             or s9 < 0
             or s10 < 0):
         return False
-    space = np.empty(136, p2.dtype)
+    space = np.empty(104, p2.dtype)
     x0 = space[0:32]
     x1 = space[32:56]
     x2 = space[56:64]
@@ -525,9 +525,7 @@ def fused_335258df7e(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
     x5 = space[80:88]
     x6 = space[88:96]
     x7 = space[96:104]
-    e24 = space[104:128]
-    e8 = space[128:136]
-    bits = jitops.scratch(e24)
+    bits = jitops.scratch(x1)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 32)
         r0_1 = jitops._view(p1, i * s1, 32)
@@ -535,10 +533,10 @@ def fused_335258df7e(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
             x0[j] = r0_0[j] + r0_1[j]
         jitops.put_row(p2, i, x0)
         r1_0 = jitops._view(p3, i * s2, 24)
-        jitops.vsigmoid(r1_0, x1, e24, bits)
+        jitops.vsigmoid(r1_0, x1, bits)
         jitops.put_row(p4, i, x1)
         r2_0 = jitops._view(p5, i * s3, 8)
-        jitops.vtanh(r2_0, x2, e8, bits)
+        jitops.vtanh(r2_0, x2, bits)
         jitops.put_row(p6, i, x2)
         r3_0 = jitops._view(p7, i * s4, 8)
         r3_1 = jitops._view(p8, i * s5, 8)
@@ -554,7 +552,7 @@ def fused_335258df7e(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
             x5[j] = r5_0[j] + x4[j]
         jitops.put_row(p9, i, x5)
         r6_0 = jitops._view(p9, i * s8, 8)
-        jitops.vtanh(r6_0, x6, e8, bits)
+        jitops.vtanh(r6_0, x6, bits)
         jitops.put_row(p12, i, x6)
         r7_0 = jitops._view(p13, i * s9, 8)
         r7_1 = jitops._view(p12, i * s10, 8)
@@ -1238,7 +1236,7 @@ def loop_f_i_o_c_tilde_c_h(T, z_f_2_t_all, h_tm1_all, x_t_all, fio_t_all, c_tild
             or s9 < 0
             or s10 < 0):
         return False
-    space = np.empty(136, z_f_3.dtype)
+    space = np.empty(104, z_f_3.dtype)
     x0 = space[0:32]
     x1 = space[32:56]
     x2 = space[56:64]
@@ -1247,9 +1245,7 @@ def loop_f_i_o_c_tilde_c_h(T, z_f_2_t_all, h_tm1_all, x_t_all, fio_t_all, c_tild
     x5 = space[80:88]
     x6 = space[88:96]
     x7 = space[96:104]
-    e24 = space[104:128]
-    e8 = space[128:136]
-    bits = jitops.scratch(e24)
+    bits = jitops.scratch(x1)
     for step in range(T):
         z_f_2_t = z_f_2_t_all[step]
         h_tm1 = h_tm1_all[step]
@@ -1277,10 +1273,10 @@ def loop_f_i_o_c_tilde_c_h(T, z_f_2_t_all, h_tm1_all, x_t_all, fio_t_all, c_tild
                 x0[j] = r0_0[j] + r0_1[j]
             jitops.put_row(z_f_3, i_2, x0)
             r1_0 = jitops._view(slice_z_f_3, i_2 * s2, 24)
-            jitops.vsigmoid(r1_0, x1, e24, bits)
+            jitops.vsigmoid(r1_0, x1, bits)
             jitops.put_row(fio_t, i_2, x1)
             r2_0 = jitops._view(slice_z_f_3_2, i_2 * s3, 8)
-            jitops.vtanh(r2_0, x2, e8, bits)
+            jitops.vtanh(r2_0, x2, bits)
             jitops.put_row(c_tilde_t, i_2, x2)
             r3_0 = jitops._view(f_t, i_2 * s4, 8)
             r3_1 = jitops._view(c_tm1, i_2 * s5, 8)
@@ -1296,7 +1292,7 @@ def loop_f_i_o_c_tilde_c_h(T, z_f_2_t_all, h_tm1_all, x_t_all, fio_t_all, c_tild
                 x5[j] = r5_0[j] + x4[j]
             jitops.put_row(c_t, i_2, x5)
             r6_0 = jitops._view(c_t, i_2 * s8, 8)
-            jitops.vtanh(r6_0, x6, e8, bits)
+            jitops.vtanh(r6_0, x6, bits)
             jitops.put_row(tanh_c_t, i_2, x6)
             r7_0 = jitops._view(o_t, i_2 * s9, 8)
             r7_1 = jitops._view(tanh_c_t, i_2 * s10, 8)
@@ -1330,7 +1326,7 @@ def steps_loop_f_i_o_c_tilde_c_h(T, z_f_2_t_all, h_tm1_all, x_t_all, fio_t_all, 
     h_t = h_t_all[step]
     o_t = o_t_all[step]
     try:
-        jitops.ready(fused_335258df7e, z_f, W_fioc_z_f_2, z_f_3, slice_z_f_3, fio_t, slice_z_f_3_2, c_tilde_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t)
+        jitops.ready(fused_8f4721f65d, z_f, W_fioc_z_f_2, z_f_3, slice_z_f_3, fio_t, slice_z_f_3_2, c_tilde_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('f(t), i(t), o(t), c_tilde(t), c(t), h(t)', error)
         return False
@@ -1354,7 +1350,7 @@ def steps_loop_f_i_o_c_tilde_c_h(T, z_f_2_t_all, h_tm1_all, x_t_all, fio_t_all, 
         # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
         # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
         jitops.dot(z_f_2_t, W_fioc.T, W_fioc_z_f_2)
-        if not fused_335258df7e(z_f, W_fioc_z_f_2, z_f_3, slice_z_f_3, fio_t, slice_z_f_3_2, c_tilde_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t):
+        if not fused_8f4721f65d(z_f, W_fioc_z_f_2, z_f_3, slice_z_f_3, fio_t, slice_z_f_3_2, c_tilde_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t):
             np.add(z_f, W_fioc_z_f_2, out=z_f_3)
             np.divide(1.0, np.add(1.0, np.exp(np.negative(slice_z_f_3))), out=fio_t)
             np.tanh(slice_z_f_3_2, out=c_tilde_t)
@@ -2278,6 +2274,6 @@ def steps_back_f_i_o_c_tilde_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c
 
 
 LOOPS = ("loop_f_i_o_c_tilde_c_h", "back_f_i_o_c_tilde_c_h", "back_f_i_o_c_tilde_c_h_2")
-KERNELS = ("fused_335258df7e", "fused_3a9717e087", "fused_2a8ae34629")
+KERNELS = ("fused_8f4721f65d", "fused_3a9717e087", "fused_2a8ae34629")
 STEPS = ("steps_loop_f_i_o_c_tilde_c_h", "steps_back_f_i_o_c_tilde_c_h",
          "steps_back_f_i_o_c_tilde_c_h_2")

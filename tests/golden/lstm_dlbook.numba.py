@@ -403,7 +403,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_c7108ae5af(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13):
+def fused_5d636c4d78(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13):
     """add, add, sigmoid, multiply, add, sigmoid, multiply, add, tanh, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 32)
@@ -501,7 +501,7 @@ def fused_c7108ae5af(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13)
             or s10 < 0
             or s11 < 0):
         return False
-    space = np.empty(168, p0.dtype)
+    space = np.empty(136, p0.dtype)
     x0 = space[0:32]
     x1 = space[32:56]
     x2 = space[56:80]
@@ -512,9 +512,7 @@ def fused_c7108ae5af(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13)
     x7 = space[112:120]
     x8 = space[120:128]
     x9 = space[128:136]
-    e24 = space[136:160]
-    e8 = space[160:168]
-    bits = jitops.scratch(e24)
+    bits = jitops.scratch(x2)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 32)
         r0_1 = jitops._view(p1, i * s1, 32)
@@ -527,7 +525,7 @@ def fused_c7108ae5af(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13)
             x1[j] = r1_0[j] + r1_1[j]
         jitops.put_row(p2, i, x1)
         r2_0 = jitops._view(p2, i * s2, 24)
-        jitops.vsigmoid(r2_0, x2, e24, bits)
+        jitops.vsigmoid(r2_0, x2, bits)
         jitops.put_row(p2, i, x2)
         r3_0 = jitops._view(p4, i * s4, 8)
         r3_1 = jitops._view(p5, i * s5, 8)
@@ -540,7 +538,7 @@ def fused_c7108ae5af(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13)
             x4[j] = r4_0[j] + r4_1[j]
         jitops.put_row(p7, i, x4)
         r5_0 = jitops._view(p7, i * s6, 8)
-        jitops.vsigmoid(r5_0, x5, e8, bits)
+        jitops.vsigmoid(r5_0, x5, bits)
         jitops.put_row(p7, i, x5)
         r6_0 = jitops._view(p9, i * s8, 8)
         r6_1 = jitops._view(p7, i * s6, 8)
@@ -551,7 +549,7 @@ def fused_c7108ae5af(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13)
             x7[j] = r7_0[j] + x6[j]
         jitops.put_row(p6, i, x7)
         r8_0 = jitops._view(p6, i * s9, 8)
-        jitops.vtanh(r8_0, x8, e8, bits)
+        jitops.vtanh(r8_0, x8, bits)
         jitops.put_row(p11, i, x8)
         r9_0 = jitops._view(p11, i * s10, 8)
         r9_1 = jitops._view(p12, i * s11, 8)
@@ -1167,7 +1165,7 @@ def loop_f_g_q_s_h(T, h_tm1_all, fgq_18_t_all, fgq_t_all, f_t_all, s_tm1_all, z_
             or s10 < 0
             or s11 < 0):
         return False
-    space = np.empty(168, fgq_18_t.dtype)
+    space = np.empty(136, fgq_18_t.dtype)
     x0 = space[0:32]
     x1 = space[32:56]
     x2 = space[56:80]
@@ -1178,9 +1176,7 @@ def loop_f_g_q_s_h(T, h_tm1_all, fgq_18_t_all, fgq_t_all, f_t_all, s_tm1_all, z_
     x7 = space[112:120]
     x8 = space[120:128]
     x9 = space[128:136]
-    e24 = space[136:160]
-    e8 = space[160:168]
-    bits = jitops.scratch(e24)
+    bits = jitops.scratch(x2)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         fgq_18_t = fgq_18_t_all[step]
@@ -1213,7 +1209,7 @@ def loop_f_g_q_s_h(T, h_tm1_all, fgq_18_t_all, fgq_t_all, f_t_all, s_tm1_all, z_
                 x1[j] = r1_0[j] + r1_1[j]
             jitops.put_row(fgq_t, i, x1)
             r2_0 = jitops._view(fgq_t, i * s2, 24)
-            jitops.vsigmoid(r2_0, x2, e24, bits)
+            jitops.vsigmoid(r2_0, x2, bits)
             jitops.put_row(fgq_t, i, x2)
             r3_0 = jitops._view(f_t, i * s4, 8)
             r3_1 = jitops._view(s_tm1, i * s5, 8)
@@ -1226,7 +1222,7 @@ def loop_f_g_q_s_h(T, h_tm1_all, fgq_18_t_all, fgq_t_all, f_t_all, s_tm1_all, z_
                 x4[j] = r4_0[j] + r4_1[j]
             jitops.put_row(z_s_t, i, x4)
             r5_0 = jitops._view(z_s_t, i * s6, 8)
-            jitops.vsigmoid(r5_0, x5, e8, bits)
+            jitops.vsigmoid(r5_0, x5, bits)
             jitops.put_row(z_s_t, i, x5)
             r6_0 = jitops._view(g_t, i * s8, 8)
             r6_1 = jitops._view(z_s_t, i * s6, 8)
@@ -1237,7 +1233,7 @@ def loop_f_g_q_s_h(T, h_tm1_all, fgq_18_t_all, fgq_t_all, f_t_all, s_tm1_all, z_
                 x7[j] = r7_0[j] + x6[j]
             jitops.put_row(s_t, i, x7)
             r8_0 = jitops._view(s_t, i * s9, 8)
-            jitops.vtanh(r8_0, x8, e8, bits)
+            jitops.vtanh(r8_0, x8, bits)
             jitops.put_row(tanh_s_t, i, x8)
             r9_0 = jitops._view(tanh_s_t, i * s10, 8)
             r9_1 = jitops._view(q_t, i * s11, 8)
@@ -1269,7 +1265,7 @@ def steps_loop_f_g_q_s_h(T, h_tm1_all, fgq_18_t_all, fgq_t_all, f_t_all, s_tm1_a
     h_t = h_t_all[step]
     q_t = q_t_all[step]
     try:
-        jitops.ready(fused_c7108ae5af, fgq_18_t, z_f_4, fgq_t, slice_z_f_3_h, f_t, s_tm1, s_t, z_s_t, slice_z_f_3_h_2, g_t, z_s_2, tanh_s_t, q_t, h_t)
+        jitops.ready(fused_5d636c4d78, fgq_18_t, z_f_4, fgq_t, slice_z_f_3_h, f_t, s_tm1, s_t, z_s_t, slice_z_f_3_h_2, g_t, z_s_2, tanh_s_t, q_t, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('f(t), g(t), q(t), s(t), h(t)', error)
         return False
@@ -1293,7 +1289,7 @@ def steps_loop_f_g_q_s_h(T, h_tm1_all, fgq_18_t_all, fgq_t_all, f_t_all, s_tm1_a
         # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
         # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
         # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-        if not fused_c7108ae5af(fgq_18_t, z_f_4, fgq_t, slice_z_f_3_h, f_t, s_tm1, s_t, z_s_t, slice_z_f_3_h_2, g_t, z_s_2, tanh_s_t, q_t, h_t):
+        if not fused_5d636c4d78(fgq_18_t, z_f_4, fgq_t, slice_z_f_3_h, f_t, s_tm1, s_t, z_s_t, slice_z_f_3_h_2, g_t, z_s_2, tanh_s_t, q_t, h_t):
             np.add(fgq_18_t, z_f_4, out=fgq_18_t)
             np.add(fgq_t, slice_z_f_3_h, out=fgq_t)
             np.divide(1.0, np.add(1.0, np.exp(np.negative(fgq_t))), out=fgq_t)
@@ -2140,5 +2136,5 @@ def steps_back_f_g_q_s_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, z_s_t_
 
 
 LOOPS = ("loop_f_g_q_s_h", "back_f_g_q_s_h", "back_f_g_q_s_h_2")
-KERNELS = ("fused_c7108ae5af", "fused_9512dbdad1", "fused_92b3062caf")
+KERNELS = ("fused_5d636c4d78", "fused_9512dbdad1", "fused_92b3062caf")
 STEPS = ("steps_loop_f_g_q_s_h", "steps_back_f_g_q_s_h", "steps_back_f_g_q_s_h_2")

@@ -510,7 +510,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_19f0211be6(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24, p25, p26):
+def fused_5ca6a9e024(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15, p16, p17, p18, p19, p20, p21, p22, p23, p24, p25, p26):
     """multiply, add, add, add, sigmoid, multiply, add, add, sigmoid, multiply, add, sigmoid, multiply, add, multiply, add, add, sigmoid, tanh, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p2)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -699,7 +699,7 @@ def fused_19f0211be6(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
             or s17 < 0
             or s18 < 0):
         return False
-    space = np.empty(192, p2.dtype)
+    space = np.empty(184, p2.dtype)
     x0 = space[0:8]
     x1 = space[8:40]
     x2 = space[40:48]
@@ -720,8 +720,7 @@ def fused_19f0211be6(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
     x17 = space[160:168]
     x18 = space[168:176]
     x19 = space[176:184]
-    e8 = space[184:192]
-    bits = jitops.scratch(e8)
+    bits = jitops.scratch(x18)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -740,7 +739,7 @@ def fused_19f0211be6(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
             x3[j] = x2[j] + x0[j]
         jitops.put_row(p8, i, x3)
         r4_0 = jitops._view(p8, i * s6, 8)
-        jitops.vsigmoid(r4_0, x4, e8, bits)
+        jitops.vsigmoid(r4_0, x4, bits)
         jitops.put_row(p8, i, x4)
         r5_0 = jitops._view(p9, i * s7, 8)
         r5_1 = jitops._view(p1, i * s1, 8)
@@ -754,7 +753,7 @@ def fused_19f0211be6(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
             x7[j] = x6[j] + x5[j]
         jitops.put_row(p14, i, x7)
         r8_0 = jitops._view(p14, i * s10, 8)
-        jitops.vsigmoid(r8_0, x8, e8, bits)
+        jitops.vsigmoid(r8_0, x8, bits)
         jitops.put_row(p14, i, x8)
         r9_0 = jitops._view(p8, i * s6, 8)
         r9_1 = jitops._view(p1, i * s1, 8)
@@ -767,7 +766,7 @@ def fused_19f0211be6(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
             x10[j] = r10_0[j] + r10_1[j]
         jitops.put_row(p16, i, x10)
         r11_0 = jitops._view(p16, i * s11, 8)
-        jitops.vsigmoid(r11_0, x11, e8, bits)
+        jitops.vsigmoid(r11_0, x11, bits)
         jitops.put_row(p16, i, x11)
         r12_0 = jitops._view(p14, i * s10, 8)
         r12_1 = jitops._view(p16, i * s11, 8)
@@ -789,10 +788,10 @@ def fused_19f0211be6(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
             x16[j] = x15[j] + x14[j]
         jitops.put_row(p24, i, x16)
         r17_0 = jitops._view(p24, i * s17, 8)
-        jitops.vsigmoid(r17_0, x17, e8, bits)
+        jitops.vsigmoid(r17_0, x17, bits)
         jitops.put_row(p24, i, x17)
         r18_0 = jitops._view(p15, i * s13, 8)
-        jitops.vtanh(r18_0, x18, e8, bits)
+        jitops.vtanh(r18_0, x18, bits)
         jitops.put_row(p25, i, x18)
         r19_0 = jitops._view(p25, i * s18, 8)
         r19_1 = jitops._view(p24, i * s17, 8)
@@ -1582,7 +1581,7 @@ def loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_r49_18_r52_t_all, r47_t_all, f_t
             or s17 < 0
             or s18 < 0):
         return False
-    space = np.empty(192, z_f_4.dtype)
+    space = np.empty(184, z_f_4.dtype)
     x0 = space[0:8]
     x1 = space[8:40]
     x2 = space[40:48]
@@ -1603,8 +1602,7 @@ def loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_r49_18_r52_t_all, r47_t_all, f_t
     x17 = space[160:168]
     x18 = space[168:176]
     x19 = space[176:184]
-    e8 = space[184:192]
-    bits = jitops.scratch(e8)
+    bits = jitops.scratch(x18)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         s_tm1 = s_tm1_all[step]
@@ -1643,7 +1641,7 @@ def loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_r49_18_r52_t_all, r47_t_all, f_t
                 x3[j] = x2[j] + x0[j]
             jitops.put_row(f_t, i, x3)
             r4_0 = jitops._view(f_t, i * s6, 8)
-            jitops.vsigmoid(r4_0, x4, e8, bits)
+            jitops.vsigmoid(r4_0, x4, bits)
             jitops.put_row(f_t, i, x4)
             r5_0 = jitops._view(p_g, i * s7, 8)
             r5_1 = jitops._view(s_tm1, i * s1, 8)
@@ -1657,7 +1655,7 @@ def loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_r49_18_r52_t_all, r47_t_all, f_t
                 x7[j] = x6[j] + x5[j]
             jitops.put_row(g_t, i, x7)
             r8_0 = jitops._view(g_t, i * s10, 8)
-            jitops.vsigmoid(r8_0, x8, e8, bits)
+            jitops.vsigmoid(r8_0, x8, bits)
             jitops.put_row(g_t, i, x8)
             r9_0 = jitops._view(f_t, i * s6, 8)
             r9_1 = jitops._view(s_tm1, i * s1, 8)
@@ -1670,7 +1668,7 @@ def loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_r49_18_r52_t_all, r47_t_all, f_t
                 x10[j] = r10_0[j] + r10_1[j]
             jitops.put_row(z_s_t, i, x10)
             r11_0 = jitops._view(z_s_t, i * s11, 8)
-            jitops.vsigmoid(r11_0, x11, e8, bits)
+            jitops.vsigmoid(r11_0, x11, bits)
             jitops.put_row(z_s_t, i, x11)
             r12_0 = jitops._view(g_t, i * s10, 8)
             r12_1 = jitops._view(z_s_t, i * s11, 8)
@@ -1692,10 +1690,10 @@ def loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_r49_18_r52_t_all, r47_t_all, f_t
                 x16[j] = x15[j] + x14[j]
             jitops.put_row(q_t, i, x16)
             r17_0 = jitops._view(q_t, i * s17, 8)
-            jitops.vsigmoid(r17_0, x17, e8, bits)
+            jitops.vsigmoid(r17_0, x17, bits)
             jitops.put_row(q_t, i, x17)
             r18_0 = jitops._view(s_t, i * s13, 8)
-            jitops.vtanh(r18_0, x18, e8, bits)
+            jitops.vtanh(r18_0, x18, bits)
             jitops.put_row(tanh_s_t, i, x18)
             r19_0 = jitops._view(tanh_s_t, i * s18, 8)
             r19_1 = jitops._view(q_t, i * s17, 8)
@@ -1733,7 +1731,7 @@ def steps_loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_r49_18_r52_t_all, r47_t_al
     tanh_s_t = tanh_s_t_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_19f0211be6, p_f, s_tm1, z_f_4, r47_r49_18_r52_t, z_f_3, r47_t, slice_z_f_2_h, z_f_5, f_t, p_g, z_g, r49_t, slice_z_f_2_h_2, z_g_2, g_t, s_t, z_s_t, slice_z_f_2_h_3, z_s_2, p_o, z_q, r52_t, slice_z_f_2_h_4, z_q_2, q_t, tanh_s_t, h_t)
+        jitops.ready(fused_5ca6a9e024, p_f, s_tm1, z_f_4, r47_r49_18_r52_t, z_f_3, r47_t, slice_z_f_2_h, z_f_5, f_t, p_g, z_g, r49_t, slice_z_f_2_h_2, z_g_2, g_t, s_t, z_s_t, slice_z_f_2_h_3, z_s_2, p_o, z_q, r52_t, slice_z_f_2_h_4, z_q_2, q_t, tanh_s_t, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('f(t), g(t), s(t), q(t), h(t)', error)
         return False
@@ -1757,7 +1755,7 @@ def steps_loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_r49_18_r52_t_all, r47_t_al
         # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
         # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1) + diag(p_o) s(t))
         # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
-        if not fused_19f0211be6(p_f, s_tm1, z_f_4, r47_r49_18_r52_t, z_f_3, r47_t, slice_z_f_2_h, z_f_5, f_t, p_g, z_g, r49_t, slice_z_f_2_h_2, z_g_2, g_t, s_t, z_s_t, slice_z_f_2_h_3, z_s_2, p_o, z_q, r52_t, slice_z_f_2_h_4, z_q_2, q_t, tanh_s_t, h_t):
+        if not fused_5ca6a9e024(p_f, s_tm1, z_f_4, r47_r49_18_r52_t, z_f_3, r47_t, slice_z_f_2_h, z_f_5, f_t, p_g, z_g, r49_t, slice_z_f_2_h_2, z_g_2, g_t, s_t, z_s_t, slice_z_f_2_h_3, z_s_2, p_o, z_q, r52_t, slice_z_f_2_h_4, z_q_2, q_t, tanh_s_t, h_t):
             np.multiply(p_f, s_tm1, out=z_f_4)
             np.add(r47_r49_18_r52_t, z_f_3, out=r47_r49_18_r52_t)
             np.add(r47_t, slice_z_f_2_h, out=z_f_5)
@@ -2821,5 +2819,5 @@ def steps_back_f_g_s_q_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, dz_q_t
 
 
 LOOPS = ("loop_f_g_s_q_h", "back_f_g_s_q_h", "back_f_g_s_q_h_2")
-KERNELS = ("fused_19f0211be6", "fused_0415441864", "fused_d0715ae0d5")
+KERNELS = ("fused_5ca6a9e024", "fused_0415441864", "fused_d0715ae0d5")
 STEPS = ("steps_loop_f_g_s_q_h", "steps_back_f_g_s_q_h", "steps_back_f_g_s_q_h_2")

@@ -420,7 +420,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_6483d308e1(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12):
+def fused_d22872c775(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12):
     """add, add, sigmoid, tanh, multiply, multiply, add, tanh, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 32)
@@ -504,7 +504,7 @@ def fused_6483d308e1(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12):
             or s9 < 0
             or s10 < 0):
         return False
-    space = np.empty(168, p0.dtype)
+    space = np.empty(136, p0.dtype)
     x0 = space[0:32]
     x1 = space[32:64]
     x2 = space[64:88]
@@ -514,9 +514,7 @@ def fused_6483d308e1(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12):
     x6 = space[112:120]
     x7 = space[120:128]
     x8 = space[128:136]
-    e24 = space[136:160]
-    e8 = space[160:168]
-    bits = jitops.scratch(e24)
+    bits = jitops.scratch(x2)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 32)
         r0_1 = jitops._view(p1, i * s1, 32)
@@ -529,10 +527,10 @@ def fused_6483d308e1(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12):
             x1[j] = r1_0[j] + r1_1[j]
         jitops.put_row(p0, i, x1)
         r2_0 = jitops._view(p3, i * s3, 24)
-        jitops.vsigmoid(r2_0, x2, e24, bits)
+        jitops.vsigmoid(r2_0, x2, bits)
         jitops.put_row(p3, i, x2)
         r3_0 = jitops._view(p4, i * s4, 8)
-        jitops.vtanh(r3_0, x3, e8, bits)
+        jitops.vtanh(r3_0, x3, bits)
         jitops.put_row(p4, i, x3)
         r4_0 = jitops._view(p5, i * s5, 8)
         r4_1 = jitops._view(p6, i * s6, 8)
@@ -548,7 +546,7 @@ def fused_6483d308e1(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12):
             x6[j] = r6_0[j] + x5[j]
         jitops.put_row(p7, i, x6)
         r7_0 = jitops._view(p7, i * s8, 8)
-        jitops.vtanh(r7_0, x7, e8, bits)
+        jitops.vtanh(r7_0, x7, bits)
         jitops.put_row(p10, i, x7)
         r8_0 = jitops._view(p11, i * s9, 8)
         r8_1 = jitops._view(p10, i * s10, 8)
@@ -1219,7 +1217,7 @@ def loop_f_i_o_c_tilde_c_h(T, h_tm1_all, f_i_o_c_tilde_t_all, fio_t_all, c_tilde
             or s9 < 0
             or s10 < 0):
         return False
-    space = np.empty(168, f_i_o_c_tilde_t.dtype)
+    space = np.empty(136, f_i_o_c_tilde_t.dtype)
     x0 = space[0:32]
     x1 = space[32:64]
     x2 = space[64:88]
@@ -1229,9 +1227,7 @@ def loop_f_i_o_c_tilde_c_h(T, h_tm1_all, f_i_o_c_tilde_t_all, fio_t_all, c_tilde
     x6 = space[112:120]
     x7 = space[120:128]
     x8 = space[128:136]
-    e24 = space[136:160]
-    e8 = space[160:168]
-    bits = jitops.scratch(e24)
+    bits = jitops.scratch(x2)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         f_i_o_c_tilde_t = f_i_o_c_tilde_t_all[step]
@@ -1261,10 +1257,10 @@ def loop_f_i_o_c_tilde_c_h(T, h_tm1_all, f_i_o_c_tilde_t_all, fio_t_all, c_tilde
                 x1[j] = r1_0[j] + r1_1[j]
             jitops.put_row(f_i_o_c_tilde_t, i_2, x1)
             r2_0 = jitops._view(fio_t, i_2 * s3, 24)
-            jitops.vsigmoid(r2_0, x2, e24, bits)
+            jitops.vsigmoid(r2_0, x2, bits)
             jitops.put_row(fio_t, i_2, x2)
             r3_0 = jitops._view(c_tilde_t, i_2 * s4, 8)
-            jitops.vtanh(r3_0, x3, e8, bits)
+            jitops.vtanh(r3_0, x3, bits)
             jitops.put_row(c_tilde_t, i_2, x3)
             r4_0 = jitops._view(f_t, i_2 * s5, 8)
             r4_1 = jitops._view(c_tm1, i_2 * s6, 8)
@@ -1280,7 +1276,7 @@ def loop_f_i_o_c_tilde_c_h(T, h_tm1_all, f_i_o_c_tilde_t_all, fio_t_all, c_tilde
                 x6[j] = r6_0[j] + x5[j]
             jitops.put_row(c_t, i_2, x6)
             r7_0 = jitops._view(c_t, i_2 * s8, 8)
-            jitops.vtanh(r7_0, x7, e8, bits)
+            jitops.vtanh(r7_0, x7, bits)
             jitops.put_row(tanh_c_t, i_2, x7)
             r8_0 = jitops._view(o_t, i_2 * s9, 8)
             r8_1 = jitops._view(tanh_c_t, i_2 * s10, 8)
@@ -1312,7 +1308,7 @@ def steps_loop_f_i_o_c_tilde_c_h(T, h_tm1_all, f_i_o_c_tilde_t_all, fio_t_all, c
     h_t = h_t_all[step]
     o_t = o_t_all[step]
     try:
-        jitops.ready(fused_6483d308e1, f_i_o_c_tilde_t, z_f, U_fioc_h, fio_t, c_tilde_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t)
+        jitops.ready(fused_d22872c775, f_i_o_c_tilde_t, z_f, U_fioc_h, fio_t, c_tilde_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('f(t), i(t), o(t), c_tilde(t), c(t), h(t)', error)
         return False
@@ -1333,7 +1329,7 @@ def steps_loop_f_i_o_c_tilde_c_h(T, h_tm1_all, f_i_o_c_tilde_t_all, fio_t_all, c
         # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
         # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
         jitops.dot(h_tm1, U_fioc.T, U_fioc_h)
-        if not fused_6483d308e1(f_i_o_c_tilde_t, z_f, U_fioc_h, fio_t, c_tilde_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t):
+        if not fused_d22872c775(f_i_o_c_tilde_t, z_f, U_fioc_h, fio_t, c_tilde_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t):
             np.add(f_i_o_c_tilde_t, z_f, out=f_i_o_c_tilde_t)
             np.add(f_i_o_c_tilde_t, U_fioc_h, out=f_i_o_c_tilde_t)
             np.divide(1.0, np.add(1.0, np.exp(np.negative(fio_t))), out=fio_t)
@@ -2191,6 +2187,6 @@ def steps_back_f_i_o_c_tilde_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c
 
 
 LOOPS = ("loop_f_i_o_c_tilde_c_h", "back_f_i_o_c_tilde_c_h", "back_f_i_o_c_tilde_c_h_2")
-KERNELS = ("fused_6483d308e1", "fused_3a9717e087", "fused_2a8ae34629")
+KERNELS = ("fused_d22872c775", "fused_3a9717e087", "fused_2a8ae34629")
 STEPS = ("steps_loop_f_i_o_c_tilde_c_h", "steps_back_f_i_o_c_tilde_c_h",
          "steps_back_f_i_o_c_tilde_c_h_2")

@@ -188,7 +188,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_a3a4204caa(p0, p1, p2):
+def fused_1e7aba2197(p0, p1, p2):
     """add, add, tanh: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 8)
@@ -201,12 +201,11 @@ def fused_a3a4204caa(p0, p1, p2):
             or s1 < 0
             or s2 < 0):
         return False
-    space = np.empty(32, p0.dtype)
+    space = np.empty(24, p0.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
-    e8 = space[24:32]
-    bits = jitops.scratch(e8)
+    bits = jitops.scratch(x2)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 8)
         r0_1 = jitops._view(p1, i * s1, 8)
@@ -219,7 +218,7 @@ def fused_a3a4204caa(p0, p1, p2):
             x1[j] = r1_0[j] + r1_1[j]
         jitops.put_row(p0, i, x1)
         r2_0 = jitops._view(p0, i * s0, 8)
-        jitops.vtanh(r2_0, x2, e8, bits)
+        jitops.vtanh(r2_0, x2, bits)
         jitops.put_row(p0, i, x2)
     return True
 
@@ -327,12 +326,11 @@ def loop_h_o(T, o_tm1_all, h_t_all, o_t_all, b, W_o, c, W, V):
             or s1 < 0
             or s2 < 0):
         return False
-    space = np.empty(32, h_t.dtype)
+    space = np.empty(24, h_t.dtype)
     x0 = space[0:8]
     x1 = space[8:16]
     x2 = space[16:24]
-    e8 = space[24:32]
-    bits = jitops.scratch(e8)
+    bits = jitops.scratch(x2)
     rows_2 = jitops._size(o_t)[0]
     s0_2 = jitops.row_step(c, rows_2, 3)
     s1_2 = jitops.row_step(o_t, rows_2, 3)
@@ -362,7 +360,7 @@ def loop_h_o(T, o_tm1_all, h_t_all, o_t_all, b, W_o, c, W, V):
                 x1[j] = r1_0[j] + r1_1[j]
             jitops.put_row(h_t, i, x1)
             r2_0 = jitops._view(h_t, i * s0, 8)
-            jitops.vtanh(r2_0, x2, e8, bits)
+            jitops.vtanh(r2_0, x2, bits)
             jitops.put_row(h_t, i, x2)
         # o(t) = V h(t) + c
         jitops.dot(h_t, V.T, o_t)
@@ -385,7 +383,7 @@ def steps_loop_h_o(T, o_tm1_all, h_t_all, o_t_all, b, W_o, c, W, V):
     h_t = h_t_all[step]
     o_t = o_t_all[step]
     try:
-        jitops.ready(fused_a3a4204caa, h_t, b, W_o)
+        jitops.ready(fused_1e7aba2197, h_t, b, W_o)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('h(t), o(t)', error)
         return False
@@ -395,7 +393,7 @@ def steps_loop_h_o(T, o_tm1_all, h_t_all, o_t_all, b, W_o, c, W, V):
         o_t = o_t_all[step]
         # h(t) = tanh(W o(t-1) + U x(t) + b)
         jitops.dot(o_tm1, W.T, W_o)
-        if not fused_a3a4204caa(h_t, b, W_o):
+        if not fused_1e7aba2197(h_t, b, W_o):
             np.add(h_t, b, out=h_t)
             np.add(h_t, W_o, out=h_t)
             np.tanh(h_t, out=h_t)
@@ -671,5 +669,5 @@ def steps_back_h_o_2(T, do_t_all, cot_h, h_t_all, dz_h_t_all, do_tm1_all, dh, dz
 
 
 LOOPS = ("loop_h_o", "back_h_o", "back_h_o_2")
-KERNELS = ("fused_a3a4204caa", "fused_e16a51c597", "fused_6d03b8a9ac")
+KERNELS = ("fused_1e7aba2197", "fused_e16a51c597", "fused_6d03b8a9ac")
 STEPS = ("steps_loop_h_o", "steps_back_h_o", "steps_back_h_o_2")

@@ -369,7 +369,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_e87d4a82b9(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13):
+def fused_8c81f33a69(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13):
     """add, add, sigmoid, add, multiply, add, tanh, subtract, multiply, add: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 24)
@@ -469,7 +469,7 @@ def fused_e87d4a82b9(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13)
             or s11 < 0
             or s12 < 0):
         return False
-    space = np.empty(136, p0.dtype)
+    space = np.empty(112, p0.dtype)
     x0 = space[0:24]
     x1 = space[24:40]
     x2 = space[40:56]
@@ -480,9 +480,7 @@ def fused_e87d4a82b9(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13)
     x7 = space[88:96]
     x8 = space[96:104]
     x9 = space[104:112]
-    e16 = space[112:128]
-    e8 = space[128:136]
-    bits = jitops.scratch(e16)
+    bits = jitops.scratch(x2)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 24)
         r0_1 = jitops._view(p1, i * s1, 24)
@@ -495,7 +493,7 @@ def fused_e87d4a82b9(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13)
             x1[j] = r1_0[j] + r1_1[j]
         jitops.put_row(p2, i, x1)
         r2_0 = jitops._view(p2, i * s2, 16)
-        jitops.vsigmoid(r2_0, x2, e16, bits)
+        jitops.vsigmoid(r2_0, x2, bits)
         jitops.put_row(p2, i, x2)
         r3_0 = jitops._view(p4, i * s4, 8)
         r3_1 = jitops._view(p5, i * s5, 8)
@@ -511,7 +509,7 @@ def fused_e87d4a82b9(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13)
             x5[j] = r5_0[j] + x4[j]
         jitops.put_row(p9, i, x5)
         r6_0 = jitops._view(p9, i * s8, 8)
-        jitops.vtanh(r6_0, x6, e8, bits)
+        jitops.vtanh(r6_0, x6, bits)
         jitops.put_row(p9, i, x6)
         r7_0 = jitops._view(p10, i * s9, 8)
         r7_1 = jitops._view(p9, i * s8, 8)
@@ -1043,7 +1041,7 @@ def loop_r_z_n_h(T, h_tm1_all, rz_n_t_all, rz_t_all, z_n_t_all, r_t_all, n_t_all
             or s11 < 0
             or s12 < 0):
         return False
-    space = np.empty(136, rz_n_t.dtype)
+    space = np.empty(112, rz_n_t.dtype)
     x0 = space[0:24]
     x1 = space[24:40]
     x2 = space[40:56]
@@ -1054,9 +1052,7 @@ def loop_r_z_n_h(T, h_tm1_all, rz_n_t_all, rz_t_all, z_n_t_all, r_t_all, n_t_all
     x7 = space[88:96]
     x8 = space[96:104]
     x9 = space[104:112]
-    e16 = space[112:128]
-    e8 = space[128:136]
-    bits = jitops.scratch(e16)
+    bits = jitops.scratch(x2)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         rz_n_t = rz_n_t_all[step]
@@ -1085,7 +1081,7 @@ def loop_r_z_n_h(T, h_tm1_all, rz_n_t_all, rz_t_all, z_n_t_all, r_t_all, n_t_all
                 x1[j] = r1_0[j] + r1_1[j]
             jitops.put_row(rz_t, i, x1)
             r2_0 = jitops._view(rz_t, i * s2, 16)
-            jitops.vsigmoid(r2_0, x2, e16, bits)
+            jitops.vsigmoid(r2_0, x2, bits)
             jitops.put_row(rz_t, i, x2)
             r3_0 = jitops._view(b_hn, i * s4, 8)
             r3_1 = jitops._view(slice_W_h_rzn_h_2, i * s5, 8)
@@ -1101,7 +1097,7 @@ def loop_r_z_n_h(T, h_tm1_all, rz_n_t_all, rz_t_all, z_n_t_all, r_t_all, n_t_all
                 x5[j] = r5_0[j] + x4[j]
             jitops.put_row(n_t, i, x5)
             r6_0 = jitops._view(n_t, i * s8, 8)
-            jitops.vtanh(r6_0, x6, e8, bits)
+            jitops.vtanh(r6_0, x6, bits)
             jitops.put_row(n_t, i, x6)
             r7_0 = jitops._view(h_tm1, i * s9, 8)
             r7_1 = jitops._view(n_t, i * s8, 8)
@@ -1141,7 +1137,7 @@ def steps_loop_r_z_n_h(T, h_tm1_all, rz_n_t_all, rz_t_all, z_n_t_all, r_t_all, n
     z_t = z_t_all[step]
     h_t = h_t_all[step]
     try:
-        jitops.ready(fused_e87d4a82b9, rz_n_t, z_r_2, rz_t, slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2, z_n_t, r_t, z_n_2, n_t, h_tm1, z_h_t, z_t, h_t)
+        jitops.ready(fused_8c81f33a69, rz_n_t, z_r_2, rz_t, slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2, z_n_t, r_t, z_n_2, n_t, h_tm1, z_h_t, z_t, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('r(t), z(t), n(t), h(t)', error)
         return False
@@ -1161,7 +1157,7 @@ def steps_loop_r_z_n_h(T, h_tm1_all, rz_n_t_all, rz_t_all, z_n_t_all, r_t_all, n
         # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
         # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
         # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-        if not fused_e87d4a82b9(rz_n_t, z_r_2, rz_t, slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2, z_n_t, r_t, z_n_2, n_t, h_tm1, z_h_t, z_t, h_t):
+        if not fused_8c81f33a69(rz_n_t, z_r_2, rz_t, slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2, z_n_t, r_t, z_n_2, n_t, h_tm1, z_h_t, z_t, h_t):
             np.add(rz_n_t, z_r_2, out=rz_n_t)
             np.add(rz_t, slice_W_h_rzn_h, out=rz_t)
             np.divide(1.0, np.add(1.0, np.exp(np.negative(rz_t))), out=rz_t)
@@ -1956,5 +1952,5 @@ def steps_back_r_z_n_h_2(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, n_t_all, dz
 
 
 LOOPS = ("loop_r_z_n_h", "back_r_z_n_h", "back_r_z_n_h_2")
-KERNELS = ("fused_e87d4a82b9", "fused_8c1431ea7d", "fused_3c25fe6b7e")
+KERNELS = ("fused_8c81f33a69", "fused_8c1431ea7d", "fused_3c25fe6b7e")
 STEPS = ("steps_loop_r_z_n_h", "steps_back_r_z_n_h", "steps_back_r_z_n_h_2")

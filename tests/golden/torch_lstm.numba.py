@@ -409,7 +409,7 @@ def backward_large(params, tape, cotangents, T, B):
     return grads
 
 
-def fused_6483d308e1(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12):
+def fused_d22872c775(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12):
     """add, add, sigmoid, tanh, multiply, multiply, add, tanh, multiply: one pass over the rows (compile/fuse.py)."""
     rows = jitops._size(p0)[0]
     s0 = jitops.row_step(p0, rows, 32)
@@ -493,7 +493,7 @@ def fused_6483d308e1(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12):
             or s9 < 0
             or s10 < 0):
         return False
-    space = np.empty(168, p0.dtype)
+    space = np.empty(136, p0.dtype)
     x0 = space[0:32]
     x1 = space[32:64]
     x2 = space[64:88]
@@ -503,9 +503,7 @@ def fused_6483d308e1(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12):
     x6 = space[112:120]
     x7 = space[120:128]
     x8 = space[128:136]
-    e24 = space[136:160]
-    e8 = space[160:168]
-    bits = jitops.scratch(e24)
+    bits = jitops.scratch(x2)
     for i in range(rows):
         r0_0 = jitops._view(p0, i * s0, 32)
         r0_1 = jitops._view(p1, i * s1, 32)
@@ -518,10 +516,10 @@ def fused_6483d308e1(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12):
             x1[j] = r1_0[j] + r1_1[j]
         jitops.put_row(p0, i, x1)
         r2_0 = jitops._view(p3, i * s3, 24)
-        jitops.vsigmoid(r2_0, x2, e24, bits)
+        jitops.vsigmoid(r2_0, x2, bits)
         jitops.put_row(p3, i, x2)
         r3_0 = jitops._view(p4, i * s4, 8)
-        jitops.vtanh(r3_0, x3, e8, bits)
+        jitops.vtanh(r3_0, x3, bits)
         jitops.put_row(p4, i, x3)
         r4_0 = jitops._view(p5, i * s5, 8)
         r4_1 = jitops._view(p6, i * s6, 8)
@@ -537,7 +535,7 @@ def fused_6483d308e1(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12):
             x6[j] = r6_0[j] + x5[j]
         jitops.put_row(p7, i, x6)
         r7_0 = jitops._view(p7, i * s8, 8)
-        jitops.vtanh(r7_0, x7, e8, bits)
+        jitops.vtanh(r7_0, x7, bits)
         jitops.put_row(p10, i, x7)
         r8_0 = jitops._view(p11, i * s9, 8)
         r8_1 = jitops._view(p10, i * s10, 8)
@@ -1207,7 +1205,7 @@ def loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all, c_tm
             or s9 < 0
             or s10 < 0):
         return False
-    space = np.empty(168, ifog_t.dtype)
+    space = np.empty(136, ifog_t.dtype)
     x0 = space[0:32]
     x1 = space[32:64]
     x2 = space[64:88]
@@ -1217,9 +1215,7 @@ def loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all, c_tm
     x6 = space[112:120]
     x7 = space[120:128]
     x8 = space[128:136]
-    e24 = space[136:160]
-    e8 = space[160:168]
-    bits = jitops.scratch(e24)
+    bits = jitops.scratch(x2)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         ifog_t = ifog_t_all[step]
@@ -1249,10 +1245,10 @@ def loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all, c_tm
                 x1[j] = r1_0[j] + r1_1[j]
             jitops.put_row(ifog_t, i_2, x1)
             r2_0 = jitops._view(ifo_t, i_2 * s3, 24)
-            jitops.vsigmoid(r2_0, x2, e24, bits)
+            jitops.vsigmoid(r2_0, x2, bits)
             jitops.put_row(ifo_t, i_2, x2)
             r3_0 = jitops._view(g_t, i_2 * s4, 8)
-            jitops.vtanh(r3_0, x3, e8, bits)
+            jitops.vtanh(r3_0, x3, bits)
             jitops.put_row(g_t, i_2, x3)
             r4_0 = jitops._view(f_t, i_2 * s5, 8)
             r4_1 = jitops._view(c_tm1, i_2 * s6, 8)
@@ -1268,7 +1264,7 @@ def loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all, c_tm
                 x6[j] = r6_0[j] + x5[j]
             jitops.put_row(c_t, i_2, x6)
             r7_0 = jitops._view(c_t, i_2 * s8, 8)
-            jitops.vtanh(r7_0, x7, e8, bits)
+            jitops.vtanh(r7_0, x7, bits)
             jitops.put_row(tanh_c_t, i_2, x7)
             r8_0 = jitops._view(o_t, i_2 * s9, 8)
             r8_1 = jitops._view(tanh_c_t, i_2 * s10, 8)
@@ -1300,7 +1296,7 @@ def steps_loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all
     h_t = h_t_all[step]
     o_t = o_t_all[step]
     try:
-        jitops.ready(fused_6483d308e1, ifog_t, z_i, W_h_ifog_h, ifo_t, g_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t)
+        jitops.ready(fused_d22872c775, ifog_t, z_i, W_h_ifog_h, ifo_t, g_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t)
     except Exception as error:          # Numba cannot compile a kernel: NumPy's loop
         jitops.cannot('i(t), f(t), g(t), o(t), c(t), h(t)', error)
         return False
@@ -1321,7 +1317,7 @@ def steps_loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all
         # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
         # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
         jitops.dot(h_tm1, W_h_ifog.T, W_h_ifog_h)
-        if not fused_6483d308e1(ifog_t, z_i, W_h_ifog_h, ifo_t, g_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t):
+        if not fused_d22872c775(ifog_t, z_i, W_h_ifog_h, ifo_t, g_t, f_t, c_tm1, c_t, i_t, z_c, tanh_c_t, o_t, h_t):
             np.add(ifog_t, z_i, out=ifog_t)
             np.add(ifog_t, W_h_ifog_h, out=ifog_t)
             np.divide(1.0, np.add(1.0, np.exp(np.negative(ifo_t))), out=ifo_t)
@@ -2177,5 +2173,5 @@ def steps_back_i_f_g_o_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, g_t_
 
 
 LOOPS = ("loop_i_f_g_o_c_h", "back_i_f_g_o_c_h", "back_i_f_g_o_c_h_2")
-KERNELS = ("fused_6483d308e1", "fused_a482979518", "fused_ac48c182ba")
+KERNELS = ("fused_d22872c775", "fused_a482979518", "fused_ac48c182ba")
 STEPS = ("steps_loop_i_f_g_o_c_h", "steps_back_i_f_g_o_c_h", "steps_back_i_f_g_o_c_h_2")
