@@ -497,6 +497,42 @@ def test_products_in_a_compiled_loop_are_the_product_to_rounding_at_every_batch(
         assert np.isfinite(np.delete(out, [0, 3], 1)).all()
 
 
+def test_products_from_python_are_the_product_in_either_form_and_keep_the_faster():
+    """jitops.dot called from the loop for a larger batch: from jitops._TUNED rows on, the
+    product is ``a @ b`` or ``(b^T @ a^T)^T`` (jitops.transpose copying the result), the
+    form its first call of those shapes timed faster, kept for the process.  Either form
+    is the product to rounding, for h W^T (b the view W.T) and g W, float32 and float64,
+    rows and columns not multiples of transpose's blocks of 8, a lane of a wider array as
+    a; the choice is made once for each kind of operands."""
+    pytest.importorskip("numba")
+    pytest.importorskip("scipy")
+    from rnngraph.runtime import jitops
+    rng = np.random.default_rng(7)
+    for dtype, eps in ((np.float32, 2.0 ** -23), (np.float64, 2.0 ** -52)):
+        for B, k, n in ((jitops._TUNED, 8, 16), (13, 37, 21), (32, 64, 256)):
+            W = rng.standard_normal((n, k)).astype(dtype)
+            wide = rng.standard_normal((B, k + 3)).astype(dtype)
+            for a, b in ((wide[:, 1:k + 1], W.T), (rng.standard_normal((B, n)).astype(dtype), W)):
+                key = (a.shape, b.shape, b.flags.c_contiguous, np.dtype(dtype).char)
+                jitops._FORMS.pop(key, None)
+                out = np.full((B, b.shape[1]), np.nan, dtype)
+                jitops.dot(a, b, out)
+                assert key in jitops._FORMS
+                exact = a.astype(np.float64) @ b.astype(np.float64)
+                bound = 2 * b.shape[0] * eps * (np.abs(a).astype(np.float64) @ np.abs(b))
+                for form in (False, True):
+                    jitops._FORMS[key] = form
+                    out[...] = np.nan
+                    jitops.dot(a, b, out)
+                    assert (np.abs(out - exact) <= bound + 1e-300).all(), (dtype, B, k, n, form)
+                jitops._FORMS.pop(key)
+    for m, n in ((1024, 32), (13, 9), (3, 17), (8, 8), (0, 4)):
+        a = rng.standard_normal((m, n)).astype(np.float32)
+        out = np.full((n, m), np.nan, np.float32)
+        jitops.transpose(a, out)
+        assert np.array_equal(out, a.T), (m, n)
+
+
 def test_the_loops_compiled_whole_take_as_many_rows_as_their_weights_allow():
     """A loop's products go two rows of the batch a pass over its weights where it runs
     compiled whole: up to SMALL rows for an LSTM of hidden 128 (256 KiB of weights a step
