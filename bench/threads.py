@@ -36,17 +36,15 @@ def child():
     def body(P, G, H, lo, hi):
         n = H.shape[1]
         x = np.empty(3 * n, P.dtype)
-        e = np.empty(3 * n, P.dtype)
         bits = jitops.scratch(x)
         y = np.empty(n, P.dtype)
-        e2 = np.empty(n, P.dtype)
         for i in range(lo, hi):
             r = jitops._view(P, i, 4 * n)
-            jitops.vsigmoid(r[:3 * n], x, e, bits)
-            jitops.vtanh(r[3 * n:], y, e2, bits)
+            jitops.vsigmoid(r[:3 * n], x, bits)
+            jitops.vtanh(r[3 * n:], y, bits)
             for j in range(n):
                 G[i, j] = x[j] * y[j] + x[n + j] * G[i, j]
-            jitops.vtanh(G[i], y, e2, bits)
+            jitops.vtanh(G[i], y, bits)
             for j in range(n):
                 H[i, j] = x[2 * n + j] * y[j]
 

@@ -267,7 +267,7 @@ def dot(a, b, out):
     16.1; 4 rows 19.2 against 19.7 and 8 rows 17.5 against 39.9, where GEMM stays.  (The
     loops run batches of 2 compiled whole: here 3 rows come where a loop's weights are
     large, NumbaPrinter.small_batch: an LSTM of hidden 512 at batch 3 took 69-71 ms against
-    125.)  From _TUNED rows on, the product takes the form that :func:`_tune` found faster
+    125.)  From _TUNED rows on, the product takes the form that :func:`_form` found faster
     for its shapes: ``a @ b`` or ``(b^T @ a^T)^T``."""
     if out.flags.c_contiguous:
         if 1 < a.shape[0] < 4 and a.ndim == 2 == out.ndim:
