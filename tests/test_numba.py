@@ -502,7 +502,7 @@ def test_products_from_python_are_the_product_in_either_form_and_keep_the_faster
     product is ``a @ b`` or ``(b^T @ a^T)^T`` (jitops.transpose copying the result), the
     form its first call of those shapes timed faster, kept for the process.  Either form
     is the product to rounding, for h W^T (b the view W.T) and g W, float32 and float64,
-    rows and columns not multiples of transpose's blocks of 8, a lane of a wider array as
+    rows and columns not multiples of transpose's blocks of 16, a lane of a wider array as
     a; the choice is made once for each kind of operands."""
     pytest.importorskip("numba")
     pytest.importorskip("scipy")
@@ -526,7 +526,7 @@ def test_products_from_python_are_the_product_in_either_form_and_keep_the_faster
                     jitops.dot(a, b, out)
                     assert (np.abs(out - exact) <= bound + 1e-300).all(), (dtype, B, k, n, form)
                 jitops._FORMS.pop(key)
-    for m, n in ((1024, 32), (13, 9), (3, 17), (8, 8), (0, 4)):
+    for m, n in ((1024, 32), (13, 9), (3, 17), (8, 8), (0, 4), (1000, 33), (40, 8)):
         a = rng.standard_normal((m, n)).astype(np.float32)
         out = np.full((n, m), np.nan, np.float32)
         jitops.transpose(a, out)
