@@ -668,6 +668,44 @@ def _scratch_impl(x):
     return lambda x: np.empty((2, x.shape[0]), np.int64)
 
 
+def _reduced(c):
+    """exp(c) = m 2^k for c within exp's range: (m, k), k an integer of c's width (Cephes'
+    reduction and polynomial: expf's in float32, exp's in float64)."""
+
+
+@overload(_reduced, jit_options=_FMA)
+def _reduced_impl(c):
+    if c == types.float32:
+        def expf(c):
+            p0, p1, p2, p3, p4, p5 = _EXPF
+            k = np.floor(c * _F(1.4426950408889634) + _F(0.5))
+            r = c - k * _F(0.693359375) - k * _F(-2.12194440e-4)
+            p = ((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5
+            return p * r * r + r + _F(1.0), np.int32(k)
+        return expf
+
+    def exp64(c):
+        k = np.floor(c * _LOG2E + 0.5)
+        r = c - k * _C1 - k * _C2
+        rr = r * r
+        p = r * ((_P0 * rr + _P1) * rr + _P2)
+        q = ((_Q0 * rr + _Q1) * rr + _Q2) * rr + _Q3
+        return 1.0 + 2.0 * (p / (q - p)), np.int64(k)
+    return exp64
+
+
+def _two_to(x, k):
+    """The bits of 2^k as a float of x's dtype (k within its exponents' range; k's type is
+    no guide: Numba makes int32 arithmetic int64)."""
+
+
+@overload(_two_to, jit_options=_OPTS)
+def _two_to_impl(x, k):
+    if x.dtype == types.float32:
+        return lambda x, k: (k + np.int32(127)) << np.int32(23)
+    return lambda x, k: (k + np.int64(1023)) << np.int64(52)
+
+
 def vexp(x, out, bits):
     """out[:] = exp(x) over contiguous buffers; ``bits``: scratch(x).  ``out`` must not be
     ``x``: LLVM's check that two buffers do not overlap then sends the loop to its scalar
@@ -680,21 +718,15 @@ def vexp(x, out, bits):
 def _vexp_impl(x, out, bits):
     if x.dtype == types.float32:
         def expf(x, out, bits):
-            p0, p1, p2, p3, p4, p5 = _EXPF
-            n = x.shape[0]
             low, high = bits[0], bits[1]
             s1, s2 = low.view(np.float32), high.view(np.float32)
-            for j in range(n):
-                c = min(max(x[j], _F(-104.0)), _F(88.75))
-                k = np.floor(c * _F(1.4426950408889634) + _F(0.5))
-                r = c - k * _F(0.693359375) - k * _F(-2.12194440e-4)
-                p = ((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5
-                out[j] = p * r * r + r + _F(1.0)
-                ki = np.int32(k)
-                half = ki >> np.int32(1)
-                low[j] = (half + np.int32(127)) << np.int32(23)
-                high[j] = (ki - half + np.int32(127)) << np.int32(23)
-            for j in range(n):
+            for j in range(x.shape[0]):
+                m, k = _reduced(min(max(x[j], _F(-104.0)), _F(88.75)))
+                out[j] = m
+                half = k >> np.int32(1)
+                low[j] = _two_to(x, half)
+                high[j] = _two_to(x, k - half)
+            for j in range(x.shape[0]):
                 v = out[j] * s1[j] * s2[j]
                 a = x[j]
                 v = np.float32(np.inf) if a > _F(88.72283) else v
@@ -703,22 +735,15 @@ def _vexp_impl(x, out, bits):
         return expf
 
     def exp64(x, out, bits):
-        n = x.shape[0]
         low, high = bits[0], bits[1]
         s1, s2 = low.view(np.float64), high.view(np.float64)
-        for j in range(n):
-            c = min(max(x[j], -746.0), 710.0)
-            k = np.floor(c * _LOG2E + 0.5)
-            r = c - k * _C1 - k * _C2
-            rr = r * r
-            p = r * ((_P0 * rr + _P1) * rr + _P2)
-            q = ((_Q0 * rr + _Q1) * rr + _Q2) * rr + _Q3
-            out[j] = 1.0 + 2.0 * (p / (q - p))
-            ki = np.int64(k)
-            half = ki >> np.int64(1)
-            low[j] = (half + np.int64(1023)) << np.int64(52)
-            high[j] = (ki - half + np.int64(1023)) << np.int64(52)
-        for j in range(n):
+        for j in range(x.shape[0]):
+            m, k = _reduced(min(max(x[j], -746.0), 710.0))
+            out[j] = m
+            half = k >> np.int64(1)
+            low[j] = _two_to(x, half)
+            high[j] = _two_to(x, k - half)
+        for j in range(x.shape[0]):
             v = out[j] * s1[j] * s2[j]
             a = x[j]
             v = np.inf if a > _MAXLOG else v
@@ -738,17 +763,13 @@ def vtanh(x, out, bits):
 def _vtanh_impl(x, out, bits):
     if x.dtype == types.float32:
         def tanhf(x, out, bits):
-            p0, p1, p2, p3, p4, p5 = _EXPF
             t0, t1, t2, t3, t4 = _TANHF
             low = bits[0]
             s = low.view(np.float32)
             for j in range(x.shape[0]):
-                c = min(_F(2.0) * abs(x[j]), _F(44.0))
-                k = np.floor(c * _F(1.4426950408889634) + _F(0.5))
-                r = c - k * _F(0.693359375) - k * _F(-2.12194440e-4)
-                p = ((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5
-                out[j] = p * r * r + r + _F(1.0)
-                low[j] = (np.int32(k) + np.int32(127)) << np.int32(23)
+                m, k = _reduced(min(_F(2.0) * abs(x[j]), _F(44.0)))
+                out[j] = m
+                low[j] = _two_to(x, k)
             for j in range(x.shape[0]):
                 a = x[j]
                 z = a * a
@@ -764,14 +785,9 @@ def _vtanh_impl(x, out, bits):
         low = bits[0]
         s = low.view(np.float64)
         for j in range(x.shape[0]):
-            c = min(2.0 * abs(x[j]), 44.0)
-            k = np.floor(c * _LOG2E + 0.5)
-            r = c - k * _C1 - k * _C2
-            rr = r * r
-            p = r * ((_P0 * rr + _P1) * rr + _P2)
-            q = ((_Q0 * rr + _Q1) * rr + _Q2) * rr + _Q3
-            out[j] = 1.0 + 2.0 * (p / (q - p))
-            low[j] = (np.int64(k) + np.int64(1023)) << np.int64(52)
+            m, k = _reduced(min(2.0 * abs(x[j]), 44.0))
+            out[j] = m
+            low[j] = _two_to(x, k)
         for j in range(x.shape[0]):
             a = x[j]
             z = a * a
@@ -787,27 +803,24 @@ def _vtanh_impl(x, out, bits):
 def vsigmoid(x, out, bits):
     """out[:] = 1 / (1 + exp(-x)) over contiguous buffers apart; ``bits``: scratch(x).
     exp(-x)'s two loops with the negation and the quotient inside them (0.38 against 0.75
-    ns a float32 value, 768 of them).  -x is held within [-87, 88] so that one factor 2^k
-    is in range: below, 1 / (1 + exp(-x)) is 1 in either precision; above, the value is
-    subnormal (within the smallest normal number of it), and 0 where exp(-x) overflows, as
-    NumPy's.  In float32 the quotient is corrected for the rounding of 1 + e (a two-sum:
-    within 2 ulp, as the float64 quotient that cost 0.53 ns a value)."""
+    ns a float32 value, 768 of them).  -x is held within [-87, 88] (float32; [-708, 709]
+    float64) so that one factor 2^k is in range: below, 1 / (1 + exp(-x)) is 1 in either
+    precision; above, the value is subnormal (within the smallest normal number of it),
+    and 0 where exp(-x) overflows, as NumPy's.  In float32 the quotient is corrected for the
+    rounding of 1 + e (a two-sum: within 2 ulp, as the float64 quotient that cost 0.53 ns a
+    value)."""
 
 
 @overload(vsigmoid, jit_options=_FMA)
 def _vsigmoid_impl(x, out, bits):
     if x.dtype == types.float32:
         def sigmoidf(x, out, bits):
-            p0, p1, p2, p3, p4, p5 = _EXPF
             low = bits[0]
             s = low.view(np.float32)
             for j in range(x.shape[0]):
-                c = min(max(-x[j], _F(-87.0)), _F(88.0))
-                k = np.floor(c * _F(1.4426950408889634) + _F(0.5))
-                r = c - k * _F(0.693359375) - k * _F(-2.12194440e-4)
-                p = ((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5
-                out[j] = p * r * r + r + _F(1.0)
-                low[j] = (np.int32(k) + np.int32(127)) << np.int32(23)
+                m, k = _reduced(min(max(-x[j], _F(-87.0)), _F(88.0)))
+                out[j] = m
+                low[j] = _two_to(x, k)
             for j in range(x.shape[0]):
                 e = out[j] * s[j]
                 d = _F(1.0) + e
@@ -823,14 +836,9 @@ def _vsigmoid_impl(x, out, bits):
         low = bits[0]
         s = low.view(np.float64)
         for j in range(x.shape[0]):
-            c = min(max(-x[j], -708.0), 709.0)
-            k = np.floor(c * _LOG2E + 0.5)
-            r = c - k * _C1 - k * _C2
-            rr = r * r
-            p = r * ((_P0 * rr + _P1) * rr + _P2)
-            q = ((_Q0 * rr + _Q1) * rr + _Q2) * rr + _Q3
-            out[j] = 1.0 + 2.0 * (p / (q - p))
-            low[j] = (np.int64(k) + np.int64(1023)) << np.int64(52)
+            m, k = _reduced(min(max(-x[j], -708.0), 709.0))
+            out[j] = m
+            low[j] = _two_to(x, k)
         for j in range(x.shape[0]):
             v = 1.0 / (1.0 + out[j] * s[j])
             a = x[j]
