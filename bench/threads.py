@@ -11,12 +11,14 @@ installed here), since NumPy's OpenBLAS keeps threads of its own waiting after e
 
     python bench/threads.py          (needs numba: pip install 'rnngraph[numba]')
 
-Measured on 2026-12-06 (2 cores), a step (GEMM + kernel), best of 7 runs of 100 steps, two
-runs of this script: GEMM alone 130-235 us; with the kernel on one thread 174-209 us; on two
-threads 7.9-8.2 ms with the omp layer's defaults (its threads spin, and so do OpenBLAS's),
-216-224 us with omp and OMP_WAIT_POLICY=passive, 266-304 us with workqueue.  The kernel
-alone: 43-49 us on one thread, 47-143 on two.  So the kernels stay on one thread: two
-threads do not pay at this size beside NumPy's BLAS, and cost 40x where two pools spin.
+Measured on 2026-12-06 (2 cores, AVX2), a step (GEMM + kernel), best of 7 runs of 100 steps,
+two runs of this script: GEMM alone 130-235 us; with the kernel on one thread 174-209 us; on
+two threads 7.9-8.2 ms with the omp layer's defaults (its threads spin, and so do
+OpenBLAS's), 216-224 us with omp and OMP_WAIT_POLICY=passive, 266-304 us with workqueue.  The
+kernel alone: 43-49 us on one thread, 47-143 on two.  On 2026-12-07 (2 cores, a Zen 4): one
+thread 165-166 us, two 8.4 ms (omp's defaults), 179 (passive), 238 (workqueue); the kernel
+alone 18-22 us on one thread, 29-63 on two.  So the kernels stay on one thread: two threads
+do not pay at this size beside NumPy's BLAS, and cost 40x where two pools spin.
 """
 import os
 import subprocess

@@ -497,27 +497,36 @@ def test_products_in_a_compiled_loop_are_the_product_to_rounding_at_every_batch(
         assert np.isfinite(np.delete(out, [0, 3], 1)).all()
 
 
-def test_products_from_python_are_the_product_in_either_form_and_keep_the_faster():
+def test_products_from_python_are_the_product_in_either_form_and_keep_the_faster(monkeypatch):
     """jitops.dot called from the loop for a larger batch: from jitops._TUNED rows on, the
     product is ``a @ b`` or ``(b^T @ a^T)^T`` (jitops.transpose copying the result), the
-    form its first call of those shapes timed faster, kept for the process.  Either form
-    is the product to rounding, for h W^T (b the view W.T) and g W, float32 and float64,
-    rows and columns not multiples of transpose's blocks of 16, a lane of a wider array as
-    a; the choice is made once for each kind of operands."""
+    form its first call of those operands timed faster, kept for the process: a second
+    call times nothing.  Either form is the product to rounding, for h W^T (b the view W.T)
+    and g W, float32 and float64, rows and columns not multiples of transpose's blocks of
+    16, a lane of a wider array as a; transpose refuses an out of another shape; with
+    RNNGRAPH_PRODUCTS=plain every product is ``a @ b``, never timed."""
     pytest.importorskip("numba")
     pytest.importorskip("scipy")
+    import time
     from rnngraph.runtime import jitops
+    monkeypatch.setattr(jitops, "_FORMS", {})
+    timed = []
+    clock = time.perf_counter
+    monkeypatch.setattr(time, "perf_counter", lambda: timed.append(1) or clock())
     rng = np.random.default_rng(7)
     for dtype, eps in ((np.float32, 2.0 ** -23), (np.float64, 2.0 ** -52)):
         for B, k, n in ((jitops._TUNED, 8, 16), (13, 37, 21), (32, 64, 256)):
             W = rng.standard_normal((n, k)).astype(dtype)
             wide = rng.standard_normal((B, k + 3)).astype(dtype)
             for a, b in ((wide[:, 1:k + 1], W.T), (rng.standard_normal((B, n)).astype(dtype), W)):
-                key = (a.shape, b.shape, b.flags.c_contiguous, np.dtype(dtype).char)
-                jitops._FORMS.pop(key, None)
                 out = np.full((B, b.shape[1]), np.nan, dtype)
+                before = len(jitops._FORMS)
                 jitops.dot(a, b, out)
-                assert key in jitops._FORMS
+                assert len(jitops._FORMS) == before + 1 and timed
+                key = next(reversed(jitops._FORMS))
+                timed.clear()
+                jitops.dot(a, b, out)
+                assert not timed, "timed again"
                 exact = a.astype(np.float64) @ b.astype(np.float64)
                 bound = 2 * b.shape[0] * eps * (np.abs(a).astype(np.float64) @ np.abs(b))
                 for form in (False, True):
@@ -525,12 +534,21 @@ def test_products_from_python_are_the_product_in_either_form_and_keep_the_faster
                     out[...] = np.nan
                     jitops.dot(a, b, out)
                     assert (np.abs(out - exact) <= bound + 1e-300).all(), (dtype, B, k, n, form)
-                jitops._FORMS.pop(key)
-    for m, n in ((1024, 32), (13, 9), (3, 17), (8, 8), (0, 4), (1000, 33), (40, 8)):
-        a = rng.standard_normal((m, n)).astype(np.float32)
-        out = np.full((n, m), np.nan, np.float32)
-        jitops.transpose(a, out)
-        assert np.array_equal(out, a.T), (m, n)
+    for dtype in (np.float32, np.float64):
+        for m, n in ((1024, 32), (13, 9), (3, 17), (8, 8), (0, 4), (1000, 33), (40, 8)):
+            a = rng.standard_normal((m, n)).astype(dtype)
+            out = np.full((n, m), np.nan, dtype)
+            jitops.transpose(a, out)
+            assert np.array_equal(out, a.T), (m, n)
+    with pytest.raises(ValueError):
+        jitops.transpose(np.zeros((3, 4)), np.zeros((3, 4)))
+    monkeypatch.setattr(jitops, "_PLAIN", True)        # RNNGRAPH_PRODUCTS=plain: no timing
+    jitops._FORMS.clear()
+    timed.clear()
+    a, b = rng.standard_normal((32, 64)), rng.standard_normal((64, 48))
+    out = np.empty((32, 48))
+    jitops.dot(a, b, out)
+    assert not timed and not jitops._FORMS and np.allclose(out, a @ b)
 
 
 def test_the_loops_compiled_whole_take_as_many_rows_as_their_weights_allow():

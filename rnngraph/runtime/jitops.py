@@ -17,6 +17,7 @@ rnngraph/compile/fuse.py are made of: row views from pointers, the checks that g
 by row keeps the ops' order.  Imported only for ``backend="numba"``: it imports numba.
 """
 import math
+import os
 
 import numba
 import numpy as np
@@ -285,8 +286,11 @@ def dot(a, b, out):
 
 #: The fewest rows whose product :func:`dot` makes in the faster of its two forms
 _TUNED = 8
-#: (a's shape, b's shape and order, dtype) -> whether the form (b^T a^T)^T is faster
+#: (the operands' shapes and strides, dtypes) -> whether the form (b^T a^T)^T is faster
 _FORMS: dict = {}
+#: RNNGRAPH_PRODUCTS=plain: every product a @ b, never timed (the same bits from run to run
+#: whatever the machine's load: see _form)
+_PLAIN = os.environ.get("RNNGRAPH_PRODUCTS", "") == "plain"
 
 
 def _form(a, b, out) -> bool:
@@ -294,23 +298,28 @@ def _form(a, b, out) -> bool:
     rows by a wide matrix ((32, 256) by (256, 1024), an LSTM's step) in one of the two
     forms much faster than in the other, and which one depends on the machine: on a Zen 4,
     float32, 2 threads, 98 us (and 10 to transpose the (1024, 32) result) against 152.
-    Timed once for each kind of operands, at their first product (a few runs of each form,
-    the faster by its best run, about 2 ms), then kept for the process.  Both forms sum
-    each value over the same terms in the same order in OpenBLAS's kernels: on the shapes
-    measured (8 to 64 rows, 128 to 1024 columns) they gave the same bits."""
-    key = (a.shape, b.shape, b.flags.c_contiguous, out.dtype.char)
+    Timed once for each kind of operands, at their first product (a few runs of each form
+    into buffers of its own, the faster by its best run, about 2 ms), then kept for the
+    process.  With NumPy's OpenBLAS on the shapes measured (8 to 64 rows, 128 to 1024
+    columns, a Zen 4) both forms gave the same bits; another BLAS, or OpenBLAS's kernels
+    for other shapes, may round them differently, and a choice made under load may differ
+    from one process to the next: RNNGRAPH_PRODUCTS=plain keeps every product ``a @ b``."""
+    if _PLAIN:
+        return False
+    key = (a.shape, a.strides, b.shape, b.strides, a.dtype.char, b.dtype.char, out.dtype.char)
     if key not in _FORMS:
         import time
-        t = np.empty(out.shape[::-1], out.dtype)
+        into = np.empty_like(out)
         best = [math.inf, math.inf]
         for _ in range(4):
             for way in (0, 1):
                 start = time.perf_counter()
-                if way:
+                if way:                     # as dot does it, its buffer made each call
+                    t = np.empty(out.shape[::-1], out.dtype)
                     np.dot(b.T, a.T, out=t)
-                    transpose(t, out)
+                    transpose(t, into)
                 else:
-                    np.dot(a, b, out=out)
+                    np.dot(a, b, out=into)
                 best[way] = min(best[way], time.perf_counter() - start)
         _FORMS[key] = best[1] < best[0]
     return _FORMS[key]
@@ -324,6 +333,8 @@ def transpose(a, out):
     float32 in 9.9 us, against 22.8 in blocks of 8 x 8, 22 for np.copyto(out, a.T) and 98
     going down out's columns; (768, 32) 7.0, (256, 32) 2.5."""
     m, n = a.shape
+    if out.shape != (n, m):
+        raise ValueError("transpose: out is not shaped as a.T")
     mb, nb = m - m % 16, n - n % 16
     for i0 in range(0, mb, 16):
         for j0 in range(0, nb, 16):
@@ -642,13 +653,13 @@ def _span(a):
 
 
 # -- exp, tanh and sigmoid over a contiguous row buffer, vectorised (the fused kernels') --
-# The scalar _exp above does not vectorise on this machine (its bit casts): 3.4-4.6 ns a
-# value.  Here the power of two is built in a buffer of integers of the value's width
-# (2^k's exponent bits) read as floats, in a second loop, and each loop is straight-line
-# arithmetic over contiguous buffers, which LLVM vectorises (AVX2: 8 float32 or 4 float64
-# lanes): tanh of 32 x 256 float32 values in 12 us against NumPy's 22 (2 threads, this
-# machine).  float32 values are computed in float32 (Cephes' expf and tanhf, within 2 ulp
-# of NumPy's), float64 values in float64 (Cephes' exp and tanh, as _exp and _tanh).
+# exp computed value by value with its power of two made by bit casts did not vectorise
+# (3.4-4.6 ns a value on an AVX2 machine).  Here the power of two is built in a buffer of
+# integers of the value's width (2^k's exponent bits) read as floats, in a second loop, and
+# each loop is straight-line arithmetic over contiguous buffers, which LLVM vectorises (8
+# float32 or 4 float64 lanes on AVX2): tanh of 32 x 256 float32 values in 12 us against
+# NumPy's 22 there.  float32 values are computed in float32 (Cephes' expf and tanhf, within
+# 2 ulp of the float64 value), float64 values in float64 (Cephes' exp and tanh).
 _F = np.float32
 _EXPF = (_F(1.9875691500e-4), _F(1.3981999507e-3), _F(8.3334519073e-3), _F(4.1665795894e-2),
          _F(1.6666665459e-1), _F(5.0000001201e-1))
@@ -712,6 +723,7 @@ def vexp(x, out, bits):
     version (35 against 6 us for 8192 values).  2^k is two factors (each exponent in range,
     so that results near overflow and subnormal ones come out right); inf above the largest
     argument, 0 below the smallest, NaN for NaN."""
+    raise TypeError("jitops.vexp runs in Numba's compiled code only")
 
 
 @overload(vexp, jit_options=_FMA)
@@ -757,6 +769,7 @@ def vtanh(x, out, bits):
     two loops with tanh's own arithmetic inside them (not vexp on a buffer of 2|x| and a
     third loop: 0.47 against 0.66 ns a float32 value, 768 of them); 2|x| is held at 44,
     where tanh is 1 in either precision, so that one factor 2^k is in range."""
+    raise TypeError("jitops.vtanh runs in Numba's compiled code only")
 
 
 @overload(vtanh, jit_options=_FMA)
@@ -803,12 +816,14 @@ def _vtanh_impl(x, out, bits):
 def vsigmoid(x, out, bits):
     """out[:] = 1 / (1 + exp(-x)) over contiguous buffers apart; ``bits``: scratch(x).
     exp(-x)'s two loops with the negation and the quotient inside them (0.38 against 0.75
-    ns a float32 value, 768 of them).  -x is held within [-87, 88] (float32; [-708, 709]
-    float64) so that one factor 2^k is in range: below, 1 / (1 + exp(-x)) is 1 in either
-    precision; above, the value is subnormal (within the smallest normal number of it),
-    and 0 where exp(-x) overflows, as NumPy's.  In float32 the quotient is corrected for the
+    ns a float32 value, 768 of them).  -x is held within [-87, 88.37] (float32; [-708,
+    709.43] float64), where one factor 2^k is in range (k at most 127, 1023): below, 1 / (1
+    + exp(-x)) is 1 in either precision; above, the value is subnormal, held at its value at
+    the bound (4.2e-39 in float32 for x in (-88.72, -88.37), where it falls to 2.9e-39: within
+    the smallest normal number), and 0 where exp(-x) overflows, as NumPy's.  In float32 the quotient is corrected for the
     rounding of 1 + e (a two-sum: within 2 ulp, as the float64 quotient that cost 0.53 ns a
     value)."""
+    raise TypeError("jitops.vsigmoid runs in Numba's compiled code only")
 
 
 @overload(vsigmoid, jit_options=_FMA)
@@ -818,7 +833,7 @@ def _vsigmoid_impl(x, out, bits):
             low = bits[0]
             s = low.view(np.float32)
             for j in range(x.shape[0]):
-                m, k = _reduced(min(max(-x[j], _F(-87.0)), _F(88.0)))
+                m, k = _reduced(min(max(-x[j], _F(-87.0)), _F(88.37)))
                 out[j] = m
                 low[j] = _two_to(x, k)
             for j in range(x.shape[0]):
@@ -836,7 +851,7 @@ def _vsigmoid_impl(x, out, bits):
         low = bits[0]
         s = low.view(np.float64)
         for j in range(x.shape[0]):
-            m, k = _reduced(min(max(-x[j], -708.0), 709.0))
+            m, k = _reduced(min(max(-x[j], -708.0), 709.43))
             out[j] = m
             low[j] = _two_to(x, k)
         for j in range(x.shape[0]):
