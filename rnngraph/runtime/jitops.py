@@ -819,10 +819,10 @@ def vsigmoid(x, out, bits):
     ns a float32 value, 768 of them).  -x is held within [-87, 88.37] (float32; [-708,
     709.43] float64), where one factor 2^k is in range (k at most 127, 1023): below, 1 / (1
     + exp(-x)) is 1 in either precision; above, the value is subnormal, held at its value at
-    the bound (4.2e-39 in float32 for x in (-88.72, -88.37), where it falls to 2.9e-39: within
-    the smallest normal number), and 0 where exp(-x) overflows, as NumPy's.  In float32 the quotient is corrected for the
-    rounding of 1 + e (a two-sum: within 2 ulp, as the float64 quotient that cost 0.53 ns a
-    value)."""
+    the bound (4.2e-39 in float32 for x in (-88.72, -88.37), where it falls to 2.9e-39:
+    within the smallest normal number), and 0 where exp(-x) overflows, as NumPy's.  In
+    float32 the quotient is corrected for the rounding of 1 + e (a two-sum: within 2 ulp,
+    as the float64 quotient that cost 0.53 ns a value)."""
     raise TypeError("jitops.vsigmoid runs in Numba's compiled code only")
 
 
