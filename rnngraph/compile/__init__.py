@@ -137,10 +137,12 @@ class Numba(Optimized):
     def loop_products(forward):
         """The products in loops by W itself, not a copy of W^T: for a batch of a few rows the
         loop function's jitops.dot multiplies by W's rows (jitops._times_rows: as fast as BLAS by
-        the copy, within the noise of this machine; a whole call 0.96-0.99x the time with
-        the copy, float32, hidden 128); for a larger batch NumPy's np.dot(h, W.T) is as fast
-        as by the copy (32 x 256 by 256 x 1024: 175 against 176 us); and no call copies W^T
-        (1 MB at hidden 256 for an LSTM)."""
+        the copy, within the noise of an AVX2 machine; a whole call 0.96-0.99x the time with
+        the copy, float32, hidden 128); for a larger batch jitops.dot takes the faster of
+        h @ W.T and (W @ h^T)^T, timed at its first call (jitops._form: on a Zen 4, 32 x 256
+        by 256 x 1024, 98 + 10 us to transpose against 153-167 for h @ W.T and 120-133 by a
+        copy of W^T; on an AVX2 machine h @ W.T was as fast as by the copy, 175 against 176);
+        and no call copies W^T (1 MB at hidden 256 for an LSTM)."""
         return forward
 
     def large_printer(self, model, back, dtype):
