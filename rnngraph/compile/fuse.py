@@ -339,7 +339,8 @@ class Fuser:
                               if o != w and not (o in kept and kept.index(o) < kept.index(w))
                               and w not in own and o not in own)
         # the row buffers: parts of one array (an allocation each cost as much as a batch of
-        # one's arithmetic), the integers of exp's powers of two one array for every width
+        # one's arithmetic); the integers of exp's powers of two (exp, tanh and sigmoid
+        # alike) one array, as wide as the widest of those ops
         vectors = [(o.width, n) for n, o in enumerate(ops) if o.kernel in _VECTOR]
         rows_of = [(f"x{n}", o.width) for n, o in enumerate(ops)] + \
             [(f, w) for (_, w), f in filled.items()]
