@@ -275,9 +275,7 @@ def dot(a, b, out):
             for i in range(a.shape[0]):
                 np.dot(a[i], b, out=out[i])
         elif a.shape[0] >= _TUNED and a.ndim == 2 == out.ndim == b.ndim and _form(a, b, out):
-            t = np.empty(out.shape[::-1], out.dtype)
-            np.dot(b.T, a.T, out=t)
-            transpose(t, out)
+            _by_transposes(a, b, out)
         else:
             np.dot(a, b, out=out)
     else:
@@ -314,15 +312,20 @@ def _form(a, b, out) -> bool:
         for _ in range(4):
             for way in (0, 1):
                 start = time.perf_counter()
-                if way:                     # as dot does it, its buffer made each call
-                    t = np.empty(out.shape[::-1], out.dtype)
-                    np.dot(b.T, a.T, out=t)
-                    transpose(t, into)
+                if way:
+                    _by_transposes(a, b, into)
                 else:
                     np.dot(a, b, out=into)
                 best[way] = min(best[way], time.perf_counter() - start)
         _FORMS[key] = best[1] < best[0]
     return _FORMS[key]
+
+
+def _by_transposes(a, b, out):
+    """out[...] = a @ b made as b^T @ a^T (into a buffer made each call) and transposed."""
+    t = np.empty(out.shape[::-1], out.dtype)
+    np.dot(b.T, a.T, out=t)
+    transpose(t, out)
 
 
 @numba.njit(**_OPTS)
