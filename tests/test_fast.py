@@ -228,6 +228,34 @@ def test_gradients_a_stacked_product_reads_together_are_written_side_by_side():
     agree_to_rounding(net, plain, problem(plain, model, rng, T=5, B=2), rng)
 
 
+@pytest.mark.parametrize("example", ["lstm_peephole", "lstm_dlbook", "no_input_to_q"])
+def test_gradients_already_side_by_side_are_read_in_place(example):
+    """The peephole LSTM and the Deep Learning book's: the loop writes the gates' gradients
+    into lanes of one array, which the recurrent weights' gradient reads whole; the input
+    weights' gradient and x's read the same lanes, not a concatenation of them made again
+    every call (layout._lanes_in_order).  A peephole weight's gradient, the sum over steps
+    and batch of dz(t) * s(t-1), is one einsum with no (T, B, n) product
+    (layout.sums_of_products).  Gradients as the plain path's, at a batch of one too
+    (where einsum's "..." had failed).  Without U_o x(t) the input weights' gradient reads
+    the first three gates' lanes alone (no_input_to_q)."""
+    if example == "no_input_to_q":
+        text = (EXAMPLES / "lstm_peephole.rnn").read_text()
+        model = rnngraph.parse(text.replace("sigmoid(b_o + U_o x(t) + ", "sigmoid(b_o + "))
+    else:
+        model = rnngraph.load(EXAMPLES / f"{example}.rnn")
+    net, plain = model.compile(), model.compile(optimize=False)
+    backward = net.source[net.source.index("def backward"):]
+    assert "np.concatenate" not in backward
+    if example == "no_input_to_q":
+        assert re.search(r"(\w+) = (cat_\w+)\[\.\.\., 0:24\]\n", backward)
+    if example != "lstm_dlbook":
+        for p in ("p_f", "p_g", "p_o"):
+            assert re.search(rf'd{p} = np\.einsum\("tuj,tuj->j", ', backward), p
+    rng = np.random.default_rng(4)
+    for B in (1, 2):
+        agree_to_rounding(net, plain, problem(plain, model, rng, T=5, B=B), rng)
+
+
 def test_a_product_read_by_two_gradients_is_not_moved_into_one():
     """Found by the random-model test: v2(t-1) gets the gradient of the sum through W0 and
     v1(t)'s; the earlier generator's text peephole once wrote W0's product into dv2 alone, leaving x's and v1's

@@ -15,7 +15,8 @@ from ..check.analysis import parameter_order
 from .autodiff import backward, taped
 from .cse import cse
 from .layout import (carried_products_first, concat_views, preactivations_in_place,
-                     sink_carried_writes, sums_side_by_side, transposed_in_loops)
+                     sink_carried_writes, sums_of_products, sums_side_by_side,
+                     transposed_in_loops)
 from .lower import lower
 from .numba_layout import bias_sums_in_loops, biases_in_loops
 from .numba_loops import NumbaPrinter
@@ -95,8 +96,8 @@ class Optimized(Plain):
     @staticmethod
     def reverse(back, lanewise_in_loop: bool = False):
         """The passes of the backward program."""
-        return concat_views(carried_products_first(sink_carried_writes(propagate_copies(
-            split_loops(hoist_invariants(drop_dead(back)), lanewise_in_loop)))))
+        return sums_of_products(concat_views(carried_products_first(sink_carried_writes(
+            propagate_copies(split_loops(hoist_invariants(drop_dead(back)), lanewise_in_loop))))))
 
 
 class Numba(Optimized):

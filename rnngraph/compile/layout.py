@@ -8,6 +8,7 @@
   read, so that one buffer holds both (memory.local_gradients).
 - ``preactivations_in_place``: a loop's sum computed in its activations' array.
 - ``transposed_in_loops``: W^T made once, C-ordered, for a loop's products.
+- ``sums_of_products``: sum_to(a * b) over every step and the batch in one pass.
 
 The numba backend's own layout passes are in numba_layout.py.
 """
@@ -17,7 +18,7 @@ from dataclasses import replace
 
 from .optable import lookup
 from .passes import copy_program
-from .program import Block, Eqn, Home, Program, Tmp, Type
+from .program import Block, Eqn, Home, Program, Tmp, Type, count_uses
 
 
 def concat_views(prog: Program) -> Program:
@@ -78,7 +79,16 @@ def _concat_arrays(out: Program, writes: dict, bases: set) -> None:
                     and a.name.startswith("%") and a.name not in bases
                     and a.name in out.timed and len(writes.get(a.key, ())) == 1
                     and out.types[("home", a.name)].lead == 1]
-            if len(made) != len(e.args) or all(a.name in out.views for a in made):
+            if len(made) != len(e.args):
+                continue
+            whole = _lanes_in_order(out, made)
+            if whole is not None:           # the pieces are lanes of one array, side by side
+                b.eqns.remove(e)
+                b.eqns[:] = [replace(x, args=tuple(whole if a == e.out else a for a in x.args))
+                             for x in b.eqns]
+                out.types.pop(("tmp", e.out.name), None)
+                continue
+            if all(a.name in out.views for a in made):
                 continue
             base = f"%c{e.out.name[1:]}"
             total = sum(out.types[("home", a.name)].shape[-1] for a in made)
@@ -103,6 +113,59 @@ def _concat_arrays(out: Program, writes: dict, bases: set) -> None:
             b.eqns[:] = [replace(x, args=tuple(whole if a == e.out else a for a in x.args))
                          for x in b.eqns]
             out.types.pop(("tmp", e.out.name), None)
+
+
+def _lanes_in_order(out: Program, pieces) -> Home | None:
+    """The lanes of one array that ``pieces`` are, in their order and side by side (as a
+    peephole LSTM's backward writes its four gates' cotangents into one array for the
+    recurrent weights' product, and the input weights' product concatenated them again:
+    2.6 ms of 67 a call at batch 32, hidden 256, T 100), as a Home; else None."""
+    lanes = [out.views.get(a.name) for a in pieces]
+    if any(v is None for v in lanes) or len({v[0] for v in lanes}) != 1 \
+            or any(v[2] != w[1] for v, w in zip(lanes, lanes[1:])):
+        return None
+    base, lo, hi = lanes[0][0], lanes[0][1], lanes[-1][2]
+    if base in out.views:
+        return None
+    if (lo, hi) == (0, out.types[("home", base)].shape[-1]):
+        return Home(base, 0)
+    name = f"{base}_{lo}_{hi}"
+    out.types[("home", name)] = Type(1, (hi - lo,))
+    out.timed.add(name)
+    out.views[name] = (base, lo, hi)
+    return Home(name, 0)
+
+
+def sums_of_products(prog: Program) -> Program:
+    """In a block over every step, ``sum_to(a * b)`` down to no leading axis, a and b of the
+    product's type (nothing broadcast) and the product read nowhere else, as one op
+    (sum_products: np.einsum), which reads a and b once and writes no (T, B, n) product: a
+    peephole weight's gradient, the sum of dz(t) * s(t-1).  A peephole LSTM at batch 32,
+    hidden 256, T 100, float32, three of them: 0.17 against 0.62 ms each (np.multiply
+    into a buffer, then ops.sum_rows), all three 2.4 ms of its 67 a call.  einsum adds the
+    rows one after another; the gemv of sum_rows kept partial sums: a largest relative
+    error of 2.6e-6 against 8.7e-7 over those 3200 rows in float32."""
+    out = copy_program(prog)
+    for b in out.blocks:
+        if b.kind != "all":
+            continue
+        uses = count_uses(b.eqns)
+        made = {e.out.name: e for e in b.eqns if isinstance(e.out, Tmp)}
+        drop = set()
+        for i, e in enumerate(b.eqns):
+            x = e.args[0] if e.args else None
+            m = made.get(x.name) if isinstance(x, Tmp) else None
+            if e.op != "sum_to" or m is None or m.op != "mul" or uses[x.name] != 1:
+                continue
+            t = out.type(x, b)
+            if e.attrs != (0, t.shape) or not 1 <= len(t.shape) <= 2 or not t.lead \
+                    or any(out.type(a, b) != t for a in m.args):
+                continue
+            b.eqns[i] = replace(e, op="sum_products", args=m.args, attrs=())
+            drop.add(id(m))
+        b.eqns = [e for e in b.eqns if id(e) not in drop]
+    out.check()
+    return out
 
 
 def sink_carried_writes(prog: Program) -> Program:

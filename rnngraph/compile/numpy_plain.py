@@ -129,6 +129,11 @@ class Printer:
                 self.made[base] = back
                 self.py[base] = namer(f"cat_{self.py[first]}")
                 self.d[base] = namer("d" + self.py[base])
+        for v, (base, lo, hi) in back.views.items():    # lanes read, written by their pieces
+            if v not in self.py:
+                self.made[v] = back
+                self.py[v] = namer(f"{self.py[base]}_{lo}_{hi}")
+                self.d[v] = namer("d" + self.py[v])
         self.taken = set(namer.taken)       # each function names its temporaries afresh
 
     @property

@@ -399,6 +399,18 @@ def _sum_to_nopython(a, types, attrs):
 # its VJP (forward, in a sum over the steps: J = sum_t(f)) spreads g back over what it summed
 _row("sum_to", lambda t, at: Type(at[0], at[1]), _sum_to_py,
      lambda b, e, g: (b.op("spread", g, e.args[0]),), nopython=_sum_to_nopython)
+# Only in gradients, made by layout.sums_of_products: sum_to(a * b) over every leading axis,
+# a and b of one type, in one pass with no (T, B, n) product between (a peephole weight's
+# gradient, the sum over steps and batch of dz(t) * s(t-1))
+def _sum_products_py(a, t, at):
+    # the leading axes by letters of their own: NumPy 2.4's einsum("...j,...j->j") fails
+    # when one of the axes "..." stands for has size 1 (a batch of one)
+    lanes = "ij"[2 - len(t[0].shape):]
+    spec = "tuvw"[:t[0].lead] + lanes
+    return Text(f'np.einsum("{spec},{spec}->{lanes}", {a[0].text}, {a[1].text})', ATOM)
+
+
+_row("sum_products", lambda t, at: Type(0, t[0].shape), _sum_products_py, None)
 # g broadcast to the shape of ``like`` (a copy: what reads it may write it in place)
 _row("spread", lambda t, at: t[1],
      lambda a, t, at: Text(f"np.broadcast_to({a[0].text}, {a[1].at(ATOM)}.shape).copy()", ATOM), None)

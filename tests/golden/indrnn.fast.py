@@ -173,11 +173,8 @@ def backward(params, tape, cotangents, T, B):
     dh2_sum += dh2[0]
 
     # Every step at once
-    dz_h2_2 = WORK.empty((T, B, 8), DTYPE, "dz_h2_2")
-    du2 = np.empty((8,), DTYPE)
     # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
-    np.multiply(dz_h2[now], h2[tm1], out=dz_h2_2)
-    sum_rows(dz_h2_2, (0, 1), du2)
+    du2 = np.einsum("tuj,tuj->j", dz_h2[now], h2[tm1])
 
     # Every step at once
     db2 = np.empty((8,), DTYPE)
@@ -203,11 +200,8 @@ def backward(params, tape, cotangents, T, B):
     dh1_sum += dh1[0]
 
     # Every step at once
-    dz_h1_2 = WORK.empty((T, B, 8), DTYPE, "dz_h1_2")
-    du1 = np.empty((8,), DTYPE)
     # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
-    np.multiply(dz_h1[now], h1[tm1], out=dz_h1_2)
-    sum_rows(dz_h1_2, (0, 1), du1)
+    du1 = np.einsum("tuj,tuj->j", dz_h1[now], h1[tm1])
 
     # Every step at once
     db1 = np.empty((8,), DTYPE)
@@ -291,11 +285,8 @@ def backward_large(params, tape, cotangents, T, B):
     dh2_sum += dh2[0]
 
     # Every step at once
-    dz_h2_2 = WORK.empty((T, B, 8), DTYPE, "dz_h2_2")
-    du2 = np.empty((8,), DTYPE)
     # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
-    np.multiply(dz_h2[now], h2[tm1], out=dz_h2_2)
-    sum_rows(dz_h2_2, (0, 1), du2)
+    du2 = np.einsum("tuj,tuj->j", dz_h2[now], h2[tm1])
 
     # Every step at once
     db2 = np.empty((8,), DTYPE)
@@ -318,11 +309,8 @@ def backward_large(params, tape, cotangents, T, B):
     dh1_sum += dh1[0]
 
     # Every step at once
-    dz_h1_2 = WORK.empty((T, B, 8), DTYPE, "dz_h1_2")
-    du1 = np.empty((8,), DTYPE)
     # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
-    np.multiply(dz_h1[now], h1[tm1], out=dz_h1_2)
-    sum_rows(dz_h1_2, (0, 1), du1)
+    du1 = np.einsum("tuj,tuj->j", dz_h1[now], h1[tm1])
 
     # Every step at once
     db1 = np.empty((8,), DTYPE)

@@ -183,11 +183,8 @@ def backward(params, tape, cotangents, T, B):
     dh2_sum += dh2[0]
 
     # Every step at once
-    dz_h2_3 = WORK.empty((T, B, 8), DTYPE, "dz_h2_3")
-    du2 = np.empty((8,), DTYPE)
     # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
-    np.multiply(dz_h2[now], h2[tm1], out=dz_h2_3)
-    sum_rows(dz_h2_3, (0, 1), du2)
+    du2 = np.einsum("tuj,tuj->j", dz_h2[now], h2[tm1])
 
     # Every step at once
     vecmat_dz_h2 = WORK.empty((T, B, 8), DTYPE, "vecmat_dz_h2")
@@ -216,11 +213,8 @@ def backward(params, tape, cotangents, T, B):
     dh1_sum += dh1[0]
 
     # Every step at once
-    dz_h1_3 = WORK.empty((T, B, 8), DTYPE, "dz_h1_3")
-    du1 = np.empty((8,), DTYPE)
     # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
-    np.multiply(dz_h1[now], h1[tm1], out=dz_h1_3)
-    sum_rows(dz_h1_3, (0, 1), du1)
+    du1 = np.einsum("tuj,tuj->j", dz_h1[now], h1[tm1])
 
     # Every step at once
     # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
@@ -310,11 +304,8 @@ def backward_large(params, tape, cotangents, T, B):
     dh2_sum += dh2[0]
 
     # Every step at once
-    dz_h2_3 = WORK.empty((T, B, 8), DTYPE, "dz_h2_3")
-    du2 = np.empty((8,), DTYPE)
     # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
-    np.multiply(dz_h2[now], h2[tm1], out=dz_h2_3)
-    sum_rows(dz_h2_3, (0, 1), du2)
+    du2 = np.einsum("tuj,tuj->j", dz_h2[now], h2[tm1])
 
     # Every step at once
     vecmat_dz_h2 = WORK.empty((T, B, 8), DTYPE, "vecmat_dz_h2")
@@ -340,11 +331,8 @@ def backward_large(params, tape, cotangents, T, B):
     dh1_sum += dh1[0]
 
     # Every step at once
-    dz_h1_3 = WORK.empty((T, B, 8), DTYPE, "dz_h1_3")
-    du1 = np.empty((8,), DTYPE)
     # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
-    np.multiply(dz_h1[now], h1[tm1], out=dz_h1_3)
-    sum_rows(dz_h1_3, (0, 1), du1)
+    du1 = np.einsum("tuj,tuj->j", dz_h1[now], h1[tm1])
 
     # Every step at once
     # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)

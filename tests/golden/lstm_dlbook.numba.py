@@ -238,9 +238,8 @@ def backward(params, tape, cotangents, T, B):
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
     # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
     # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-    dz_f_8 = np.concatenate((dz_f_6[now], dz_s_3[now]), -1)
-    dz_f_2 = dz_f_8.reshape(-1, 32).T @ x[now].reshape(-1, 4)
-    np.dot(dz_f_8.reshape(-1, 32), z_f_2, out=dx[now].reshape(-1, 4))
+    dz_f_2 = cat_dz_f_6[now].reshape(-1, 32).T @ x[now].reshape(-1, 4)
+    np.dot(cat_dz_f_6[now].reshape(-1, 32), z_f_2, out=dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
@@ -377,9 +376,8 @@ def backward_large(params, tape, cotangents, T, B):
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
     # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
     # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-    dz_f_7 = np.concatenate((dz_f_5[now], dz_s_2[now]), -1)
-    dz_f_2 = dz_f_7.reshape(-1, 32).T @ x[now].reshape(-1, 4)
-    np.dot(dz_f_7.reshape(-1, 32), z_f_2, out=dx[now].reshape(-1, 4))
+    dz_f_2 = cat_dz_f_5[now].reshape(-1, 32).T @ x[now].reshape(-1, 4)
+    np.dot(cat_dz_f_5[now].reshape(-1, 32), z_f_2, out=dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))

@@ -246,21 +246,12 @@ def backward(params, tape, cotangents, T, B):
         np.dot(cat_dz_f_5_t, z_f_2, out=dh)
 
     # Every step at once
-    dz_q_4 = WORK.empty((T, B, 8), DTYPE, "dz_q_4")
-    dp_o = np.empty((8,), DTYPE)
-    dz_g_4 = WORK.empty((T, B, 8), DTYPE, "dz_g_4")
-    dp_g = np.empty((8,), DTYPE)
-    dz_f_7 = WORK.empty((T, B, 8), DTYPE, "dz_f_7")
-    dp_f = np.empty((8,), DTYPE)
     # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1) + diag(p_o) s(t))
-    np.multiply(dz_q_2[now], s[now], out=dz_q_4)
-    sum_rows(dz_q_4, (0, 1), dp_o)
+    dp_o = np.einsum("tuj,tuj->j", dz_q_2[now], s[now])
     # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1) + diag(p_g) s(t-1))
-    np.multiply(dz_g_2[now], s[tm1], out=dz_g_4)
-    sum_rows(dz_g_4, (0, 1), dp_g)
+    dp_g = np.einsum("tuj,tuj->j", dz_g_2[now], s[tm1])
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
-    np.multiply(dz_f_5[now], s[tm1], out=dz_f_7)
-    sum_rows(dz_f_7, (0, 1), dp_f)
+    dp_f = np.einsum("tuj,tuj->j", dz_f_5[now], s[tm1])
     dz_f_2 = cat_dz_f_5[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
@@ -276,9 +267,8 @@ def backward(params, tape, cotangents, T, B):
     sum_rows(dz_g_2[now], (0, 1), db_g)
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
     sum_rows(dz_f_5[now], (0, 1), db_f)
-    dz_f_8 = np.concatenate((dz_f_5[now], dz_g_2[now], dz_s_3[now], dz_q_2[now]), -1)
-    dz_f = dz_f_8.reshape(-1, 32).T @ x[now].reshape(-1, 4)
-    np.dot(dz_f_8.reshape(-1, 32), z_f, out=dx[now].reshape(-1, 4))
+    dz_f = cat_dz_f_5[now].reshape(-1, 32).T @ x[now].reshape(-1, 4)
+    np.dot(cat_dz_f_5[now].reshape(-1, 32), z_f, out=dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
@@ -392,21 +382,12 @@ def backward_large(params, tape, cotangents, T, B):
         np.dot(cat_dz_f_4_t, z_f_2, out=dh)
 
     # Every step at once
-    dz_q_3 = WORK.empty((T, B, 8), DTYPE, "dz_q_3")
-    dp_o = np.empty((8,), DTYPE)
-    dz_g_3 = WORK.empty((T, B, 8), DTYPE, "dz_g_3")
-    dp_g = np.empty((8,), DTYPE)
-    dz_f_6 = WORK.empty((T, B, 8), DTYPE, "dz_f_6")
-    dp_f = np.empty((8,), DTYPE)
     # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1) + diag(p_o) s(t))
-    np.multiply(dz_q[now], s[now], out=dz_q_3)
-    sum_rows(dz_q_3, (0, 1), dp_o)
+    dp_o = np.einsum("tuj,tuj->j", dz_q[now], s[now])
     # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1) + diag(p_g) s(t-1))
-    np.multiply(dz_g[now], s[tm1], out=dz_g_3)
-    sum_rows(dz_g_3, (0, 1), dp_g)
+    dp_g = np.einsum("tuj,tuj->j", dz_g[now], s[tm1])
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
-    np.multiply(dz_f_4[now], s[tm1], out=dz_f_6)
-    sum_rows(dz_f_6, (0, 1), dp_f)
+    dp_f = np.einsum("tuj,tuj->j", dz_f_4[now], s[tm1])
     dz_f_2 = cat_dz_f_4[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
 
     # Every step at once
@@ -422,9 +403,8 @@ def backward_large(params, tape, cotangents, T, B):
     sum_rows(dz_g[now], (0, 1), db_g)
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
     sum_rows(dz_f_4[now], (0, 1), db_f)
-    dz_f_7 = np.concatenate((dz_f_4[now], dz_g[now], dz_s_2[now], dz_q[now]), -1)
-    dz_f = dz_f_7.reshape(-1, 32).T @ x[now].reshape(-1, 4)
-    np.dot(dz_f_7.reshape(-1, 32), z_f, out=dx[now].reshape(-1, 4))
+    dz_f = cat_dz_f_4[now].reshape(-1, 32).T @ x[now].reshape(-1, 4)
+    np.dot(cat_dz_f_4[now].reshape(-1, 32), z_f, out=dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
