@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 THREADS = "2"          # the machine's cores; the same for every library (see run.py)
-for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "RNNGRAPH_THREADS"):
     os.environ.setdefault(var, THREADS)
 
 import numpy as np  # noqa: E402

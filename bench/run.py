@@ -49,7 +49,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 THREADS = "2"
 ENV = dict(os.environ, OMP_NUM_THREADS=THREADS, OPENBLAS_NUM_THREADS=THREADS,
-           MKL_NUM_THREADS=THREADS,
+           MKL_NUM_THREADS=THREADS, RNNGRAPH_THREADS=THREADS,
            XLA_FLAGS="--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads=" + THREADS)
 KINDS = ["rnngraph", "earlier", "prepared", "numba", "earlier-numba", "hand", "torch", "torchcell", "jax", "autograd"]
 LABELS = {"rnngraph": "rnngraph", "earlier": "rnngraph --earlier", "prepared": "rnngraph prepared",

@@ -77,8 +77,8 @@ def test_numba_and_numpy_agree_to_rounding_with_every_cotangent(name, threshold,
             agree_to_rounding(jit, ref, problem(ref, m, rng, B=B), rng)
     assert not declined                                          # every loop ran compiled
     backward = jit._backward_large if threshold == 0 else jit._backward
-    if B <= SMALL:
-        ran = loops(jit, jit._forward, backward)
+    ran = loops(jit, jit._forward, backward)
+    if B <= SMALL or all(f.parts(B) > 1 for f in ran):           # (above SMALL: in parts)
         assert ran and all(f.run.signatures for f in ran)        # compiled, and ran
     else:
         assert jit._forward.__globals__["STEPS"]                  # the step loops ran, their
@@ -110,6 +110,7 @@ def watching(net):
                 declined.append(_n)
             return done
         record.compile = getattr(where[name], "compile", None)    # (jitops.ready's)
+        record.parts = getattr(where[name], "parts", None)        # (the call's choice of loop)
         saved.append((where, name, where[name]))
         where[name] = record
     try:
@@ -194,12 +195,14 @@ def test_numba_gradients_match_finite_differences_in_float64():
         assert all(f.run.signatures for f in loops(net, net._forward, backward))
 
 
-def test_larger_batches_run_the_fused_kernels_and_get_the_same_results():
-    """At a batch larger than SMALL the loop functions Numba compiles whole do not run;
-    the step loops do, a step's elementwise ops between its products one kernel (the LSTM's
-    gates, its cell, tanh to h, in one), in float64 and float32."""
+def test_larger_batches_run_the_fused_kernels_and_get_the_same_results(monkeypatch):
+    """At a batch larger than SMALL on one thread (RNNGRAPH_THREADS=1: no parts) the loop
+    functions Numba compiles whole do not run; the step loops do, a step's elementwise ops
+    between its products one kernel (the LSTM's gates, its cell, tanh to h, in one), in
+    float64 and float32."""
     pytest.importorskip("numba")
     pytest.importorskip("scipy")
+    monkeypatch.setenv("RNNGRAPH_THREADS", "1")
     m = model("torch_lstm")
     for dtype, rtol in (("float64", 1e-12), ("float32", 2e-5)):
         jit, ref = m.compile(backend="numba", dtype=dtype), m.compile(dtype=dtype)
@@ -313,11 +316,13 @@ def test_cli_prints_the_loops_numba_compiles(capsys):
     assert main(["compile", str(EXAMPLES / "torch_rnn.rnn"), "--backend", "numba"]) == 0
     out = capsys.readouterr().out
     assert out == model("torch_rnn").compile(backend="numba").source
-    assert f"if not (loop_h if B <= {SMALL} else steps_loop_h)(T, " in out
-    assert f"if not (back_h if B <= {SMALL} else steps_back_h)(T, " in out
+    assert f"run = loop_h if B <= {SMALL} or loop_h.parts(B) > 1 else steps_loop_h\n" in out
+    assert f"run = back_h if B <= {SMALL} or back_h.parts(B) > 1 else steps_back_h\n" in out
+    assert "if not run(T, " in out
     assert "def loop_h(T, " in out and "def back_h(T, " in out
     assert 'LOOPS = ("loop_h", "back_h", "back_h_2")' in out      # back_h_2: backward_large's
     assert 'STEPS = ("steps_loop_h", "steps_back_h", "steps_back_h_2")' in out
+    assert "SPLIT = {\n    'loop_h': 'T" in out                   # each argument's kind
     assert "def fused_" in out and "tanh: one pass over the rows" in out
 
 
@@ -497,6 +502,109 @@ def test_products_in_a_compiled_loop_are_the_product_to_rounding_at_every_batch(
         assert np.isfinite(np.delete(out, [0, 3], 1)).all()
 
 
+def test_gemm_is_the_product_to_rounding_in_blocks_and_the_columns_left_over():
+    """jitops.gemm, a loop's product for more rows than jitops._BY_ROWS (g W directly, h W^T
+    by a C-ordered W^T made before the loop: dot_t, transposed_if): within rounding of the
+    float64 product for rows in blocks of 6 and those left over, columns in blocks of 64
+    bytes x 4 and those left over, a strided left operand, float32 and float64; no product
+    at all (k = 0) is zeros; NaN and inf reach the values they touch."""
+    pytest.importorskip("numba")
+    pytest.importorskip("scipy")
+    from rnngraph.runtime import jitops
+    rng = np.random.default_rng(7)
+    for dtype, eps in ((np.float32, 2.0 ** -23), (np.float64, 2.0 ** -52)):
+        for m, k, n in ((1, 3, 5), (7, 5, 64), (9, 33, 70), (13, 256, 1024), (6, 17, 129),
+                        (32, 1024, 256), (5, 0, 64)):
+            a = rng.standard_normal((m, k + 3)).astype(dtype)[:, 1:k + 1]     # rows apart
+            b = rng.standard_normal((k, n)).astype(dtype)
+            exact = a.astype(np.float64) @ b.astype(np.float64)
+            bound = 2 * max(k, 1) * eps * (np.abs(a).astype(np.float64) @ np.abs(b))
+            out = np.full((m, n), np.nan, dtype)
+            jitops.gemm(a, b, out)
+            assert (np.abs(out - exact) <= bound + 1e-300).all(), ("gemm", dtype, m, k, n)
+            w = np.ascontiguousarray(b.T)                       # h W^T, W (n, k) as a weight
+            wt = jitops.transposed_if(w, m > jitops._BY_ROWS)
+            assert (wt.shape == (k, n)) == (m > jitops._BY_ROWS)
+            out = np.full((m, n), np.nan, dtype)
+            jitops.dot_t(np.ascontiguousarray(a), w, wt, out)
+            assert (np.abs(out - exact) <= bound + 1e-300).all(), ("dot_t", dtype, m, k, n)
+    b = rng.standard_normal((6, 70))
+    b[2, 3], b[4, 66] = np.nan, np.inf
+    out = np.zeros((9, 70))
+    jitops.gemm(rng.standard_normal((9, 6)), b, out)
+    assert np.isnan(out[:, 3]).all() and np.isinf(out[:, 66]).all()
+    assert np.isfinite(np.delete(out, [3, 66], 1)).all()
+
+
+@pytest.mark.parametrize("name", ["torch_lstm", "gru_cho", "lstm_peephole", "seq2seq",
+                                  "output_recurrence"])
+def test_a_batch_runs_in_parts_on_threads_and_gets_the_same_results(name, monkeypatch):
+    """With two threads a loop compiled whole runs its batch in two parts at once
+    (_JitLoop.split: each part its rows, every step, a bias's gradient summed in each part
+    and added after), at a batch above SMALL too, where one thread runs the Python loop over
+    the steps: outputs and every gradient as the NumPy backend's to rounding in float64,
+    with cotangents of every output; RNNGRAPH_THREADS=1 runs every loop whole.  Another
+    thread running Python (it might be in a BLAS call: jit.may_split) keeps it whole too."""
+    pytest.importorskip("numba")
+    pytest.importorskip("scipy")
+    import threading
+
+    from rnngraph.runtime import jit
+    m = model(name)
+    net, ref = m.compile(backend="numba"), m.compile()
+    space = net._forward.__globals__
+    runs = [space[n] for n in space["LOOPS"]]
+    monkeypatch.setattr(jit, "may_split", lambda: True)          # (whatever else runs here)
+    for threads, B in (("2", SMALL + 1), ("2", 4), ("1", 4)):
+        monkeypatch.setenv("RNNGRAPH_THREADS", threads)
+        for f in runs:
+            f.ran_parts = 0
+        rng = np.random.default_rng(3)
+        agree_to_rounding(net, ref, problem(ref, m, rng, B=B), rng)
+        parts = {f.ran_parts for f in runs if f.kinds and f.ran_parts}   # (those that ran)
+        assert parts == ({2} if threads == "2" else {1}), (threads, B, parts)
+        assert any(f.kinds and "a" in f.kinds for f in runs) or name == "seq2seq"
+    monkeypatch.undo()
+    monkeypatch.setenv("RNNGRAPH_THREADS", "2")
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert not jit.may_split() and all(f.parts(SMALL + 1) == 1 for f in runs)
+    finally:
+        stop.set()
+        other.join()
+
+
+def _parts_in_a_child(name):
+    """(in a forked process) The largest difference of a model's h from the NumPy
+    backend's, its loops run in parts; and the parts of its forward loop's last run."""
+    from rnngraph.runtime import jit
+    jit.may_split = lambda: True
+    m = model(name)
+    net, ref = m.compile(backend="numba"), m.compile()
+    p, inputs, initial = problem(ref, m, np.random.default_rng(1), B=SMALL + 1)
+    h = net.forward(p, inputs, initial)["h"]
+    loop = net._forward.__globals__[net._forward.__globals__["LOOPS"][0]]
+    return float(np.abs(h - ref.forward(p, inputs, initial)["h"]).max()), loop.ran_parts
+
+
+def test_a_forked_process_runs_its_loops_in_parts_too(monkeypatch):
+    """A process forked after a loop ran in parts (a data loader's workers) has no threads
+    of its parent's pool: it makes a pool of its own, and does not wait forever on one."""
+    pytest.importorskip("numba")
+    pytest.importorskip("scipy")
+    import multiprocessing
+
+    from rnngraph.runtime import jit
+    monkeypatch.setattr(jit, "may_split", lambda: True)
+    monkeypatch.setenv("RNNGRAPH_THREADS", "2")
+    assert _parts_in_a_child("torch_lstm")[1] == 2           # here: the pool made, used
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        error, parts = pool.apply_async(_parts_in_a_child, ("torch_lstm",)).get(timeout=300)
+    assert parts == 2 and error < 1e-12
+
+
 def test_products_from_python_are_the_product_in_either_form_and_keep_the_faster(monkeypatch):
     """jitops.dot called from the loop for a larger batch: from jitops._TUNED rows on, the
     product is ``a @ b`` or ``(b^T @ a^T)^T`` (jitops.transpose copying the result), the
@@ -563,7 +671,8 @@ def test_the_loops_compiled_whole_take_as_many_rows_as_their_weights_allow():
     for n, dtype, rows in ((128, "float32", SMALL), (256, "float32", 4), (512, "float32", 2),
                            (128, "float64", SMALL), (256, "float64", 2)):
         text = m.compile(backend="numba", sizes={"x": 16, "h": n}, dtype=dtype).source
-        assert f"if not (loop_i_f_g_o_c_h if B <= {rows} else steps_loop_i_f_g_o_c_h)(" in text, n
+        assert (f"run = loop_i_f_g_o_c_h if B <= {rows} or loop_i_f_g_o_c_h.parts(B) > 1 "
+                "else steps_loop_i_f_g_o_c_h\n") in text, n
     assert jitops._BY_ROWS >= SMALL      # else the compiled loops' products for the rows above
     #                                      _BY_ROWS would be Numba's np.dot: 1.4-4x the time
 

@@ -121,6 +121,9 @@ class Numba(Optimized):
         self.source += "\n".join(wrap(f"KERNELS = {tuple_text(list(kernels))}")) + "\n"
         steps = [n for p in self.printers for n in p.step_loops]
         self.source += "\n".join(wrap(f"STEPS = {tuple_text(steps)}")) + "\n"
+        split = {k: v for p in self.printers for k, v in p.split.items()}
+        self.source += "\n".join(["SPLIT = {"] + [f"    {k!r}: {v!r}," for k, v in split.items()]
+                                 + ["}"]) + "\n"
 
     def programs(self, model):
         """The optimized path's programs, each bias added in the loop that reads its sum

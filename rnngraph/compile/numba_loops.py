@@ -9,13 +9,17 @@ Each time loop is printed three times from the same IR block:
   (``jitops.tanh(a, out)``, rnngraph/runtime/jitops.py) where NumPy writes ``np.tanh(a,
   out=out)``, the products too, by W's rows (at batch 1 each NumPy call costs more than
   its arithmetic: 0.41-0.57x NumPy's time, RNN, GRU, LSTM at hidden 128; at 2-8 rows
-  NumPy's GEMM packs W every call: 22 us for 2 rows of 512 x 128, one row 4.5);
-- for a larger batch, a Python loop over the steps whose products are NumPy's (its BLAS:
-  Numba's np.dot goes through SciPy's OpenBLAS, a second thread pool, 1.4x the time of a
-  32 x 256 by 256 x 1024 product here) and whose elementwise ops between two products are
-  one kernel (rnngraph/compile/fuse.py), forward and backward, the user's cotangents
-  added in it where given: a step is a GEMM and one pass over memory, as in
-  torch.nn.LSTM, and a step's temporaries stay in the kernel's row buffers.
+  NumPy's GEMM packs W every call: 22 us for 2 rows of 512 x 128, one row 4.5).  The
+  same function runs a batch of any size in parts on threads, a part's rows each
+  (rnngraph/runtime/jit.py, _JitLoop.split; :meth:`NumbaPrinter.kinds` says what each
+  argument is to a part), its products for more than jitops._BY_ROWS rows jitops.gemm
+  (h W^T by a C-ordered W^T made before the loop: jitops.dot_t);
+- for a larger batch on one thread, a Python loop over the steps whose products are
+  NumPy's (its BLAS: Numba's np.dot goes through SciPy's OpenBLAS, a second thread pool,
+  1.4x the time of a 32 x 256 by 256 x 1024 product here) and whose elementwise ops
+  between two products are one kernel (rnngraph/compile/fuse.py), forward and backward,
+  the user's cotangents added in it where given: a step is a GEMM and one pass over
+  memory, as in torch.nn.LSTM, and a step's temporaries stay in the kernel's row buffers.
 
 Each elementwise op goes to the Fuser as the printer writes it (:meth:`NumbaPrinter.op`),
 which prints the loop's body for both functions: in the function compiled whole each run of
@@ -31,13 +35,15 @@ from __future__ import annotations
 
 import ast
 import math
+import re
 
 import numpy as np
 
 from .fuse import Fuser
-from .source import Namer, call_lines
+from .source import Namer, call_lines, wrap
 from .numpy_fast import FastPrinter
 from .optable import ATOM, Text, lookup
+from .program import Home
 from .passes import matrices_per_example, whole_sequences
 
 
@@ -72,6 +78,7 @@ class NumbaPrinter(FastPrinter):
         self.functions: list[list[str]] = []     # each a function's lines
         self.names: list[str] = []               # and its name
         self.step_loops: list[str] = []          # the loops for a larger batch
+        self.split: dict[str, str] = {}          # each loop function's arguments' kinds
         # The functions are names of the module, named before any function is printed
         # so that no name of a function's own shadows them; apart from another printer's
         # functions of the same module (``functions``)
@@ -99,6 +106,7 @@ class NumbaPrinter(FastPrinter):
         self.fuse.scratch = set()           # the loop's temporaries' buffers (see temporary)
         try:
             prelude, body = self.block(prog, block, " " * 8)
+            self.prelude = prelude
             self.fuse.owned = {self.buf[g.name] for g in self.local.values() if g.block is block
                                and not any(w[0] == g.name for w in self.gviews.values())}
             function = self.function(block, self.fuse.plain(body, self.namer), self.fuse(body)) \
@@ -118,8 +126,13 @@ class NumbaPrinter(FastPrinter):
         self.names.append(name)
         self.step_loops.append(steps[0])
         small = self.small_batch(prog, block)
-        call = call_lines(f"{head}if not ({name} if {self.B} <= {small} else {steps[0]})(", args, "):")
-        return prelude, call + loop
+        # compiled whole for a few rows, or where the batch runs in parts on threads
+        # (rnngraph/runtime/jit.py, _JitLoop.parts); else the steps' loop in Python
+        run = self.namer("run")
+        pick = wrap(f"{head}{run} = {name} if {self.B} <= {small} or {name}.parts({self.B}) > 1 "
+                    f"else {steps[0]}")
+        call = call_lines(f"{head}if not {run}(", args, "):")
+        return prelude, pick + call + loop
 
     def small_batch(self, prog, block) -> int:
         """The largest batch the loop ``block`` runs compiled whole (at least 2, at most
@@ -157,9 +170,22 @@ class NumbaPrinter(FastPrinter):
             views.append(f"        {view} = {steps}[{step}]")
             params.append(steps)
             args.append(array)
+        # A product by W^T for a larger batch: gemm of a C-ordered W^T made once before the
+        # loop (jitops.dot_t, transposed_if); for a few rows by W's rows, as before
+        wide: dict[str, str] = {}
+
+        def by_gemm(m):
+            if m.group(2) not in wide:
+                wide[m.group(2)] = self.namer(f"{m.group(2)}_T")
+            return f"jitops.dot_t({m.group(1)}, {m.group(2)}, {wide[m.group(2)]}, "
+        sequences = [p for p in params[1:] if p.endswith("_all")]
+        if sequences:
+            body = [re.sub(r"jitops\.dot\(([^,()]+), (\w+)\.T, ", by_gemm, x) for x in body]
         code = views + body
         # the runs' checks and buffers, once: at the first step (no step, nothing to do)
         start = self.first_step(views, forward) + ["    " + x for x in before] if before else []
+        start += [f"    {t} = jitops.transposed_if({w}, {sequences[0]}.shape[1] > jitops._BY_ROWS)"
+                  for w, t in wide.items()]
         loop = start + [f"    for {step} in {self.step_range(forward)}:"] + code
         tree = ast.parse("if 1:\n" + "\n".join(loop))
         # What the body reads and does not bind (bind() refuses to rebind a caller's name)
@@ -174,12 +200,62 @@ class NumbaPrinter(FastPrinter):
         what = self.shown(block.names) or "the values of every step"
         way = "forward" if forward else "backward"
         name = self.loop_names[id(block)]
+        self.split[name] = self.kinds(block, params)
         lines = call_lines(f"def {name}(", params, "):") + [
             f'    """The loop {way} in time of {what}.',
             '',
             '    Compiled by Numba, run for a batch of a few rows; every array and number comes as',
             '    an argument."""'] + loop + ["    return True"]
         return name, lines, args, self.steps_function(name, params, views, fused, forward, what)
+
+    def kinds(self, block, params) -> str:
+        """What each argument of a loop function is to a run over a part of the batch's rows
+        (rnngraph/runtime/jit.py, _JitLoop.split), a letter each: ``T`` the steps; ``s`` a
+        sequence or the user's cotangents, (T, B, n) or None, its rows on axis 1; ``r`` a
+        buffer of the batch's rows, (B, n) or a view of one (the prelude makes it); ``a`` a
+        parameter's gradient the loop adds to (a part adds into zeros of its own, added to
+        it after); ``p`` a buffer with no batch axis the loop writes before it reads (a
+        bias's sum of a step); ``c`` read alone (a parameter, a value made from them, a
+        constant); ``?`` none of those: that loop runs whole."""
+        made = {}
+        for line in self.prelude + self.local_buffers(block):
+            m = re.match(r"\s*(\w+) = (.*)$", line)
+            if m:
+                made[m.group(1)] = m.group(2)
+        B = re.escape(self.B)
+
+        def batch(name, seen=()):
+            text = made.get(name, "")
+            view = re.match(r"(\w+)\[\.\.\., \d+:\d+\]$", text)
+            if view and view.group(1) not in seen:
+                return batch(view.group(1), (*seen, name))
+            return "r" if re.search(rf"\(\({B},", text) else \
+                "p" if re.match(r"np\.(empty|zeros)\(\(\d+,\)", text) else None
+        alone, sums, rows = set(self.consts.values()), set(), set()
+        for prog in (self.fwd, self.back):
+            for (kind, n), t in prog.types.items():
+                if kind == "home" and t.lead == 0 and n not in prog.timed:
+                    if n in self.py:
+                        alone.add(self.py[n])
+                    if n in self.d:
+                        sums.add(self.d[n])
+                elif kind == "home" and t.lead == 1 and t.over is None and n not in prog.timed \
+                        and n in self.py:
+                    rows.add(self.py[n])       # a value of each example (an encoder's summary)
+        # a time-free value the loop writes: summed into (a gradient), else not split
+        written: dict[str, bool] = {}
+        for e in block.eqns:
+            if isinstance(e.out, Home) and e.out.offset is None and e.out.step is None:
+                name = (self.d if e.out.grad else self.py).get(e.out.name)
+                written[name] = written.get(name, True) and e.accumulate
+        sequences = {v.removesuffix("[::-1]") for _, v in self.at_step.values()}
+        kinds = ["T"]
+        for p in params[1:]:
+            kind = "s" if p.endswith("_all") or p in sequences else batch(p) if p in made else \
+                "r" if p in rows else ("a" if written[p] and p in sums else None) \
+                if p in written else "c" if p in alone else None
+            kinds.append(kind or "?")
+        return "".join(kinds)
 
     def steps_function(self, name, params, views, body, forward, what):
         """The same loop for a larger batch, in Python: each step's products in

@@ -413,17 +413,166 @@ def _dot_impl(a, b, out):
                     np.dot(a, b, out)
             return rows_of
 
-        def into(a, b, out):                  # g @ W: rows by W's rows, two rows a pass
-            if 1 < a.shape[0] == out.shape[0] <= _BY_ROWS and a.shape[1] == b.shape[0] and \
-                    b.shape[1] == out.shape[1]:
-                _rows_times(a, b, out)
-            else:
-                np.dot(a, b, out)
-        return into
+        if isinstance(a, types.Array) and a.ndim == 2 and isinstance(b, types.Array) and \
+                b.ndim == 2 and a.dtype == b.dtype == out.dtype and \
+                out.dtype in (types.float32, types.float64):
+            def into(a, b, out):              # g @ W: a few rows by W's rows, more by gemm
+                if a.shape[1] != b.shape[0] or out.shape != (a.shape[0], b.shape[1]):
+                    np.dot(a, b, out)         # (and its error)
+                elif a.shape[0] > _BY_ROWS and (b.shape[1] <= 1 or b.strides[1] == b.itemsize):
+                    gemm(a, b, out)
+                elif 1 < a.shape[0] <= _BY_ROWS:
+                    _rows_times(a, b, out)
+                else:
+                    np.dot(a, b, out)
+            return into
+
+        def into_any(a, b, out):
+            np.dot(a, b, out)
+        return into_any
 
     def copied(a, b, out):
         out[...] = np.dot(a, b)
     return copied
+
+
+#: A block of gemm's result: rows of 1 to 6 by this many vectors of 64 bytes (16 float32, 8
+#: float64 each): with 6 rows, 24 of the 32 vector registers of AVX-512 hold the sums
+_VECTORS = 4
+_VECTOR_BYTES = 64
+
+
+def _gemm_block(rows: int):
+    """An intrinsic ``block(a, b, out, i0, j0)``: out[i0:i0 + rows, j0:j0 + c] = a[i0:i0 +
+    rows] @ b[:, j0:j0 + c], c = _VECTORS vectors of 64 bytes, the sums in ``rows x
+    _VECTORS`` vector registers (allocas, which LLVM promotes) for the whole of the
+    product's length k: at each k, _VECTORS loads of b's row and one broadcast of a's value a
+    row, each multiplied into its row's sums (llvm.fma).  No bounds checks: ``gemm``
+    calls it only where the block lies inside a, b and out, b's and out's rows contiguous."""
+    @intrinsic
+    def block(typingctx, a, b, out, i0, j0):
+        dt = b.dtype
+
+        def codegen(context, builder, sig, args):
+            cgutils = numba.core.cgutils
+            A = context.make_array(sig.args[0])(context, builder, args[0])
+            B = context.make_array(sig.args[1])(context, builder, args[1])
+            O = context.make_array(sig.args[2])(context, builder, args[2])
+            fty = context.get_data_type(dt)
+            size = context.get_abi_sizeof(fty)
+            lanes = _VECTOR_BYTES // size
+            vty = ir.VectorType(fty, lanes)
+            intp = context.get_value_type(types.intp)
+            byte = ir.IntType(8).as_pointer()
+            k_len = cgutils.unpack_tuple(builder, A.shape)[1]
+            a_rows, a_cols = cgutils.unpack_tuple(builder, A.strides)
+            b_rows = cgutils.unpack_tuple(builder, B.strides)[0]
+            o_rows = cgutils.unpack_tuple(builder, O.strides)[0]
+            zero = ir.Constant(vty, [ir.Constant(fty, 0.0)] * lanes)
+            sums = [[cgutils.alloca_once_value(builder, zero) for _ in range(_VECTORS)]
+                    for _ in range(rows)]
+            fma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vty, [vty] * 3), f"llvm.fma.v{lanes}f{8 * size}")
+            spread = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
+            at_j0 = builder.mul(args[4], ir.Constant(intp, size))
+            a0 = builder.gep(builder.bitcast(A.data, byte), [builder.mul(args[3], a_rows)])
+            b0 = builder.gep(builder.bitcast(B.data, byte), [at_j0])
+
+            def vector(row, v):
+                at = builder.gep(row, [ir.Constant(intp, v * _VECTOR_BYTES)])
+                return builder.bitcast(at, vty.as_pointer())
+
+            with cgutils.for_range(builder, k_len) as loop:
+                k = loop.index
+                b_k = builder.gep(b0, [builder.mul(k, b_rows)])
+                bs = [builder.load(vector(b_k, v), align=size) for v in range(_VECTORS)]
+                a_k = builder.gep(a0, [builder.mul(k, a_cols)])
+                for r in range(rows):
+                    at = builder.gep(a_k, [builder.mul(ir.Constant(intp, r), a_rows)])
+                    x = builder.load(builder.bitcast(at, fty.as_pointer()))
+                    x = builder.insert_element(ir.Constant(vty, ir.Undefined), x,
+                                               ir.Constant(ir.IntType(32), 0))
+                    x = builder.shuffle_vector(x, ir.Constant(vty, ir.Undefined), spread)
+                    for v in range(_VECTORS):
+                        builder.store(builder.call(fma, [x, bs[v], builder.load(sums[r][v])]),
+                                      sums[r][v])
+            o0 = builder.gep(builder.bitcast(O.data, byte),
+                             [builder.add(builder.mul(args[3], o_rows), at_j0)])
+            for r in range(rows):
+                row = builder.gep(o0, [builder.mul(ir.Constant(intp, r), o_rows)])
+                for v in range(_VECTORS):
+                    builder.store(builder.load(sums[r][v]), vector(row, v), align=size)
+            return context.get_dummy_value()
+        return types.none(a, b, out, types.intp, types.intp), codegen
+    return block
+
+
+_BLOCK1, _BLOCK2, _BLOCK3, _BLOCK4, _BLOCK5, _BLOCK6 = (_gemm_block(r) for r in range(1, 7))
+
+
+@numba.njit(**dict(_OPTS, fastmath={"contract", "reassoc"}))
+def gemm(a, b, out):
+    """out = a @ b, b's and out's rows contiguous (a's values any strides apart): a matrix
+    product on one thread, in blocks of 6 rows by 64 bytes x _VECTORS of columns, each
+    block's sums in registers over the whole length of the product (_gemm_block).  The
+    product of a loop compiled whole for a larger batch (dot), where NumPy's BLAS packs b
+    at every call and Numba's np.dot would start a second pool of threads.  Measured
+    (float32, a Zen 4, one thread): (16, 256) by (256, 1024) 74 us, 114 GFLOP/s, against
+    179 for OpenBLAS on one thread and 112 on two; (16, 1024) by (1024, 256) 72 against
+    116 and 78; two threads each a half of (32, 256) by (256, 1024) 80-90 against
+    OpenBLAS's best form on two threads, 108.  The last columns, fewer than a block, go
+    row by row (LLVM vectorises the loop over them)."""
+    m, n = out.shape
+    width = _VECTORS * _VECTOR_BYTES // b.itemsize
+    full = n - n % width
+    for j0 in range(0, full, width):
+        i0 = 0
+        while i0 + 6 <= m:
+            _BLOCK6(a, b, out, i0, j0)
+            i0 += 6
+        left = m - i0
+        if left == 5:
+            _BLOCK5(a, b, out, i0, j0)
+        elif left == 4:
+            _BLOCK4(a, b, out, i0, j0)
+        elif left == 3:
+            _BLOCK3(a, b, out, i0, j0)
+        elif left == 2:
+            _BLOCK2(a, b, out, i0, j0)
+        elif left == 1:
+            _BLOCK1(a, b, out, i0, j0)
+    if full < n:
+        zero = like(out, 0.0)
+        for i in range(m):
+            o = out[i, full:]
+            for j in range(n - full):
+                o[j] = zero
+            for k in range(a.shape[1]):
+                x = a[i, k]
+                w = b[k, full:]
+                for j in range(n - full):
+                    o[j] += x * w[j]
+
+
+@numba.njit(**_OPTS)
+def transposed_if(w, wide):
+    """A C-ordered copy of w.T if ``wide`` (a loop's batch takes gemm: dot_t), else w
+    itself: made once a call of a loop compiled whole, before its first step."""
+    if not wide:
+        return w
+    t = np.empty((w.shape[1], w.shape[0]), w.dtype)
+    transpose(np.ascontiguousarray(w), t)
+    return t
+
+
+@numba.njit(**_OPTS)
+def dot_t(a, w, wt, out):
+    """out = a @ w.T in a loop compiled whole: for a few rows by w's rows (dot), for more
+    by gemm of wt, w.T made C-ordered before the loop (transposed_if: the same test)."""
+    if a.shape[0] > _BY_ROWS:
+        gemm(a, wt, out)
+    else:
+        dot(a, w.T, out)
 
 
 @numba.njit(**dict(_OPTS, fastmath={"contract", "reassoc"}))

@@ -78,7 +78,8 @@ def forward(params, inputs, initial, T, n_batch, T_u, prepared=None):
 
     # h(t): a loop forward in time
     W_h = np.empty((n_batch, 8), DTYPE)
-    if not (loop_h if n_batch <= 8 else steps_loop_h)(T, h[0:T], h[1:T + 1], b, W_h, W):
+    run = loop_h if n_batch <= 8 or loop_h.parts(n_batch) > 1 else steps_loop_h
+    if not run(T, h[0:T], h[1:T + 1], b, W_h, W):
         steps = zip(h[0:T], h[1:T + 1])
         for (h_tm1, h_t) in steps:
             # h(t) = tanh(W h(t-1) + U x(t) + b)
@@ -315,9 +316,9 @@ def backward(params, tape, cotangents, T, n_batch, T_u):
     # h(t): back through time (backward)
     vecmat_dz_h_2 = np.empty((n_batch, 8), DTYPE)
     dz_h_3 = np.empty((8,), DTYPE)
-    if not (back_h if n_batch <= 8 else steps_back_h)(T, dz_h_2[1:T + 1], dh[1:T + 1],
-                                                      dz_h[1:T + 1], dh[0:T], vecmat_dz_h_2, db,
-                                                      dz_h_3, W):
+    run = back_h if n_batch <= 8 or back_h.parts(n_batch) > 1 else steps_back_h
+    if not run(T, dz_h_2[1:T + 1], dh[1:T + 1], dz_h[1:T + 1], dh[0:T], vecmat_dz_h_2, db, dz_h_3,
+               W):
         steps = zip(dz_h_2[1:T + 1][::-1], dh[1:T + 1][::-1], dz_h[1:T + 1][::-1], dh[0:T][::-1])
         for (dz_h_2_t, dh_t, dz_h_t, dh_tm1) in steps:
             # h(t) = tanh(W h(t-1) + U x(t) + b)
@@ -510,9 +511,9 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
     dz_h_2 = np.empty((n_batch, 8), DTYPE)
     vecmat_dz_h = np.empty((n_batch, 8), DTYPE)
     dz_h_3 = np.empty((8,), DTYPE)
-    if not (back_h_2 if n_batch <= 8 else steps_back_h_2)(T, h[1:T + 1], dz_h[1:T + 1],
-                                                          dh[1:T + 1], dh[0:T], dz_h_2, ONE,
-                                                          vecmat_dz_h, db, dz_h_3, W):
+    run = back_h_2 if n_batch <= 8 or back_h_2.parts(n_batch) > 1 else steps_back_h_2
+    if not run(T, h[1:T + 1], dz_h[1:T + 1], dh[1:T + 1], dh[0:T], dz_h_2, ONE, vecmat_dz_h, db,
+               dz_h_3, W):
         steps = zip(h[1:T + 1][::-1], dz_h[1:T + 1][::-1], dh[1:T + 1][::-1], dh[0:T][::-1])
         for (h_t, dz_h_t, dh_t, dh_tm1) in steps:
             # h(t) = tanh(W h(t-1) + U x(t) + b)
@@ -643,11 +644,12 @@ def loop_h(T, h_tm1_all, h_t_all, b, W_h, W):
     x1 = space[8:16]
     x2 = space[16:24]
     bits = jitops.scratch(x2)
+    W_T = jitops.transposed_if(W, h_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         h_t = h_t_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + b)
-        jitops.dot(h_tm1, W.T, W_h)
+        jitops.dot_t(h_tm1, W, W_T, W_h)
         for i in range(rows):
             r0_0 = jitops._view(h_t, i * s0, 8)
             r0_1 = jitops._view(b, i * s1, 8)
@@ -916,3 +918,8 @@ def steps_back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, ve
 LOOPS = ("loop_h", "back_h", "back_h_2")
 KERNELS = ("fused_1e7aba2197", "fused_c6e653770d")
 STEPS = ("steps_loop_h", "steps_back_h", "steps_back_h_2")
+SPLIT = {
+    'loop_h': 'Tsscrc',
+    'back_h': 'Tssssrapc',
+    'back_h_2': 'Tssssrcrapc',
+}

@@ -69,7 +69,8 @@ def forward(params, inputs, initial, T, n_batch, T_u, prepared=None):
 
     # h(t): a loop forward in time
     W_h = np.empty((n_batch, 8), DTYPE)
-    if not (loop_h if n_batch <= 8 else steps_loop_h)(T, h[0:T], h[1:T + 1], b, W_h, W):
+    run = loop_h if n_batch <= 8 or loop_h.parts(n_batch) > 1 else steps_loop_h
+    if not run(T, h[0:T], h[1:T + 1], b, W_h, W):
         steps = zip(h[0:T], h[1:T + 1])
         for (h_tm1, h_t) in steps:
             # h(t) = tanh(W h(t-1) + U x(t) + b)
@@ -88,7 +89,8 @@ def forward(params, inputs, initial, T, n_batch, T_u, prepared=None):
 
     # s(u): a loop forward over u
     A_s = np.empty((n_batch, 8), DTYPE)
-    if not (loop_s if n_batch <= 8 else steps_loop_s)(T_u, s[0:T_u], s[1:T_u + 1], d, A_s, A):
+    run_2 = loop_s if n_batch <= 8 or loop_s.parts(n_batch) > 1 else steps_loop_s
+    if not run_2(T_u, s[0:T_u], s[1:T_u + 1], d, A_s, A):
         steps = zip(s[0:T_u], s[1:T_u + 1])
         for (s_tm1, s_t) in steps:
             # s(u) = tanh(A s(u-1) + B y(u-1) + d)
@@ -270,9 +272,9 @@ def backward(params, tape, cotangents, T, n_batch, T_u):
     # s(u): back through the steps of u (backward)
     vecmat_dz_s_2 = np.empty((n_batch, 8), DTYPE)
     dz_s_3 = np.empty((8,), DTYPE)
-    if not (back_s if n_batch <= 8 else steps_back_s)(T_u, dz_s_2[1:T_u + 1], ds[1:T_u + 1],
-                                                      dz_s[1:T_u + 1], ds[0:T_u], vecmat_dz_s_2,
-                                                      dd, dz_s_3, A):
+    run = back_s if n_batch <= 8 or back_s.parts(n_batch) > 1 else steps_back_s
+    if not run(T_u, dz_s_2[1:T_u + 1], ds[1:T_u + 1], dz_s[1:T_u + 1], ds[0:T_u], vecmat_dz_s_2,
+               dd, dz_s_3, A):
         steps = zip(dz_s_2[1:T_u + 1][::-1], ds[1:T_u + 1][::-1], dz_s[1:T_u + 1][::-1],
                     ds[0:T_u][::-1])
         for (dz_s_2_t, ds_t_2, dz_s_t, ds_tm1) in steps:
@@ -306,9 +308,9 @@ def backward(params, tape, cotangents, T, n_batch, T_u):
     # h(t): back through time (backward)
     vecmat_dz_h_2 = np.empty((n_batch, 8), DTYPE)
     dz_h_3 = np.empty((8,), DTYPE)
-    if not (back_h if n_batch <= 8 else steps_back_h)(T, dz_h_2[1:T + 1], dh[1:T + 1],
-                                                      dz_h[1:T + 1], dh[0:T], vecmat_dz_h_2, db,
-                                                      dz_h_3, W):
+    run_2 = back_h if n_batch <= 8 or back_h.parts(n_batch) > 1 else steps_back_h
+    if not run_2(T, dz_h_2[1:T + 1], dh[1:T + 1], dz_h[1:T + 1], dh[0:T], vecmat_dz_h_2, db,
+                 dz_h_3, W):
         steps = zip(dz_h_2[1:T + 1][::-1], dh[1:T + 1][::-1], dz_h[1:T + 1][::-1], dh[0:T][::-1])
         for (dz_h_2_t, dh_t, dz_h_t, dh_tm1) in steps:
             # h(t) = tanh(W h(t-1) + U x(t) + b)
@@ -454,9 +456,9 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
     dz_s_2 = np.empty((n_batch, 8), DTYPE)
     vecmat_dz_s = np.empty((n_batch, 8), DTYPE)
     dz_s_3 = np.empty((8,), DTYPE)
-    if not (back_s_2 if n_batch <= 8 else steps_back_s_2)(T_u, s[1:T_u + 1], dz_s[1:T_u + 1],
-                                                          ds[1:T_u + 1], ds[0:T_u], dz_s_2, ONE,
-                                                          vecmat_dz_s, dd, dz_s_3, A):
+    run = back_s_2 if n_batch <= 8 or back_s_2.parts(n_batch) > 1 else steps_back_s_2
+    if not run(T_u, s[1:T_u + 1], dz_s[1:T_u + 1], ds[1:T_u + 1], ds[0:T_u], dz_s_2, ONE,
+               vecmat_dz_s, dd, dz_s_3, A):
         steps = zip(s[1:T_u + 1][::-1], dz_s[1:T_u + 1][::-1], ds[1:T_u + 1][::-1],
                     ds[0:T_u][::-1])
         for (s_t_2, dz_s_t, ds_t_2, ds_tm1) in steps:
@@ -488,9 +490,9 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
     dz_h_2 = np.empty((n_batch, 8), DTYPE)
     vecmat_dz_h = np.empty((n_batch, 8), DTYPE)
     dz_h_3 = np.empty((8,), DTYPE)
-    if not (back_h_2 if n_batch <= 8 else steps_back_h_2)(T, h[1:T + 1], dz_h[1:T + 1],
-                                                          dh[1:T + 1], dh[0:T], dz_h_2, ONE,
-                                                          vecmat_dz_h, db, dz_h_3, W):
+    run_2 = back_h_2 if n_batch <= 8 or back_h_2.parts(n_batch) > 1 else steps_back_h_2
+    if not run_2(T, h[1:T + 1], dz_h[1:T + 1], dh[1:T + 1], dh[0:T], dz_h_2, ONE, vecmat_dz_h, db,
+                 dz_h_3, W):
         steps = zip(h[1:T + 1][::-1], dz_h[1:T + 1][::-1], dh[1:T + 1][::-1], dh[0:T][::-1])
         for (h_t, dz_h_t, dh_t, dh_tm1) in steps:
             # h(t) = tanh(W h(t-1) + U x(t) + b)
@@ -613,11 +615,12 @@ def loop_h(T, h_tm1_all, h_t_all, b, W_h, W):
     x1 = space[8:16]
     x2 = space[16:24]
     bits = jitops.scratch(x2)
+    W_T = jitops.transposed_if(W, h_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         h_t = h_t_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + b)
-        jitops.dot(h_tm1, W.T, W_h)
+        jitops.dot_t(h_tm1, W, W_T, W_h)
         for i in range(rows):
             r0_0 = jitops._view(h_t, i * s0, 8)
             r0_1 = jitops._view(b, i * s1, 8)
@@ -686,11 +689,12 @@ def loop_s(T_u, s_tm1_all, s_t_all, d, A_s, A):
     x1 = space[8:16]
     x2 = space[16:24]
     bits = jitops.scratch(x2)
+    A_T = jitops.transposed_if(A, s_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T_u):
         s_tm1 = s_tm1_all[step]
         s_t = s_t_all[step]
         # s(u) = tanh(A s(u-1) + B y(u-1) + d)
-        jitops.dot(s_tm1, A.T, A_s)
+        jitops.dot_t(s_tm1, A, A_T, A_s)
         for i in range(rows):
             r0_0 = jitops._view(s_t, i * s0, 8)
             r0_1 = jitops._view(d, i * s1, 8)
@@ -1184,3 +1188,11 @@ LOOPS = ("loop_h", "loop_s", "back_s", "back_h", "back_s_2", "back_h_2")
 KERNELS = ("fused_1e7aba2197", "fused_c6e653770d")
 STEPS = ("steps_loop_h", "steps_loop_s", "steps_back_s", "steps_back_h", "steps_back_s_2",
          "steps_back_h_2")
+SPLIT = {
+    'loop_h': 'Tsscrc',
+    'loop_s': 'Tsscrc',
+    'back_s': 'Tssssrapc',
+    'back_h': 'Tssssrapc',
+    'back_s_2': 'Tssssrcrapc',
+    'back_h_2': 'Tssssrcrapc',
+}

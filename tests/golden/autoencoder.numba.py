@@ -137,3 +137,5 @@ def backward_large(params, tape, cotangents, T, B):
 LOOPS = ()
 KERNELS = ()
 STEPS = ()
+SPLIT = {
+}

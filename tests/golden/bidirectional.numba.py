@@ -56,7 +56,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # h(t): a loop forward in time
     W_h_h = np.empty((B, 8), DTYPE)
-    if not (loop_h if B <= 8 else steps_loop_h)(T, h[0:T], h[1:T + 1], b_h, W_h_h, W_h):
+    run = loop_h if B <= 8 or loop_h.parts(B) > 1 else steps_loop_h
+    if not run(T, h[0:T], h[1:T + 1], b_h, W_h_h, W_h):
         steps = zip(h[0:T], h[1:T + 1])
         for (h_tm1, h_t) in steps:
             # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
@@ -71,7 +72,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # g(t): a loop backward in time
     W_g_g = np.empty((B, 8), DTYPE)
-    if not (loop_g if B <= 8 else steps_loop_g)(T, g[2:T + 2], g[1:T + 1], b_g, W_g_g, W_g):
+    run_2 = loop_g if B <= 8 or loop_g.parts(B) > 1 else steps_loop_g
+    if not run_2(T, g[2:T + 2], g[1:T + 1], b_g, W_g_g, W_g):
         steps = zip(g[2:T + 2][::-1], g[1:T + 1][::-1])
         for (g_tp1, g_t) in steps:
             # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
@@ -138,8 +140,8 @@ def backward(params, tape, cotangents, T, B):
     # g(t): back through time (forward)
     dg_sum = np.zeros((B, 8), DTYPE)
     dz_g_3 = np.empty((8,), DTYPE)
-    if not (back_g if B <= 8 else steps_back_g)(T, dz_g_2[1:T + 1], dg[1:T + 1], dz_g[1:T + 1],
-                                                dg_sum, db_g, dz_g_3, W_g):
+    run = back_g if B <= 8 or back_g.parts(B) > 1 else steps_back_g
+    if not run(T, dz_g_2[1:T + 1], dg[1:T + 1], dz_g[1:T + 1], dg_sum, db_g, dz_g_3, W_g):
         steps = zip(dz_g_2[1:T + 1], dg[1:T + 1], dz_g[1:T + 1])
         for (dz_g_2_t, dg_t, dz_g_t) in steps:
             # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
@@ -168,8 +170,8 @@ def backward(params, tape, cotangents, T, B):
     # h(t): back through time (backward)
     dh_sum = np.zeros((B, 8), DTYPE)
     dz_h_3 = np.empty((8,), DTYPE)
-    if not (back_h if B <= 8 else steps_back_h)(T, dz_h_2[1:T + 1], dh[1:T + 1], dz_h[1:T + 1],
-                                                dh_sum, db_h, dz_h_3, W_h):
+    run_2 = back_h if B <= 8 or back_h.parts(B) > 1 else steps_back_h
+    if not run_2(T, dz_h_2[1:T + 1], dh[1:T + 1], dz_h[1:T + 1], dh_sum, db_h, dz_h_3, W_h):
         steps = zip(dz_h_2[1:T + 1][::-1], dh[1:T + 1][::-1], dz_h[1:T + 1][::-1])
         for (dz_h_2_t, dh_t, dz_h_t) in steps:
             # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
@@ -234,8 +236,8 @@ def backward_large(params, tape, cotangents, T, B):
     dg_sum = np.zeros((B, 8), DTYPE)
     dz_g_2 = np.empty((B, 8), DTYPE)
     dz_g_3 = np.empty((8,), DTYPE)
-    if not (back_g_2 if B <= 8 else steps_back_g_2)(T, g[1:T + 1], dz_g[1:T + 1], dg[1:T + 1],
-                                                    dg_sum, dz_g_2, ONE, db_g, dz_g_3, W_g):
+    run = back_g_2 if B <= 8 or back_g_2.parts(B) > 1 else steps_back_g_2
+    if not run(T, g[1:T + 1], dz_g[1:T + 1], dg[1:T + 1], dg_sum, dz_g_2, ONE, db_g, dz_g_3, W_g):
         steps = zip(g[1:T + 1], dz_g[1:T + 1], dg[1:T + 1])
         for (g_t, dz_g_t, dg_t) in steps:
             # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
@@ -262,8 +264,9 @@ def backward_large(params, tape, cotangents, T, B):
     dh_sum = np.zeros((B, 8), DTYPE)
     dz_h_2 = np.empty((B, 8), DTYPE)
     dz_h_3 = np.empty((8,), DTYPE)
-    if not (back_h_2 if B <= 8 else steps_back_h_2)(T, h[1:T + 1], dz_h[1:T + 1], dh[1:T + 1],
-                                                    dh_sum, dz_h_2, ONE, db_h, dz_h_3, W_h):
+    run_2 = back_h_2 if B <= 8 or back_h_2.parts(B) > 1 else steps_back_h_2
+    if not run_2(T, h[1:T + 1], dz_h[1:T + 1], dh[1:T + 1], dh_sum, dz_h_2, ONE, db_h, dz_h_3,
+                 W_h):
         steps = zip(h[1:T + 1][::-1], dz_h[1:T + 1][::-1], dh[1:T + 1][::-1])
         for (h_t, dz_h_t, dh_t) in steps:
             # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
@@ -430,11 +433,12 @@ def loop_h(T, h_tm1_all, h_t_all, b_h, W_h_h, W_h):
     x1 = space[8:16]
     x2 = space[16:24]
     bits = jitops.scratch(x2)
+    W_h_T = jitops.transposed_if(W_h, h_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         h_t = h_t_all[step]
         # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-        jitops.dot(h_tm1, W_h.T, W_h_h)
+        jitops.dot_t(h_tm1, W_h, W_h_T, W_h_h)
         for i in range(rows):
             r0_0 = jitops._view(h_t, i * s0, 8)
             r0_1 = jitops._view(b_h, i * s1, 8)
@@ -503,11 +507,12 @@ def loop_g(T, g_tp1_all, g_t_all, b_g, W_g_g, W_g):
     x1 = space[8:16]
     x2 = space[16:24]
     bits = jitops.scratch(x2)
+    W_g_T = jitops.transposed_if(W_g, g_tp1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T - 1, -1, -1):
         g_tp1 = g_tp1_all[step]
         g_t = g_t_all[step]
         # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-        jitops.dot(g_tp1, W_g.T, W_g_g)
+        jitops.dot_t(g_tp1, W_g, W_g_T, W_g_g)
         for i in range(rows):
             r0_0 = jitops._view(g_t, i * s0, 8)
             r0_1 = jitops._view(b_g, i * s1, 8)
@@ -956,3 +961,11 @@ LOOPS = ("loop_h", "loop_g", "back_g", "back_h", "back_g_2", "back_h_2")
 KERNELS = ("fused_1e7aba2197", "fused_b4add68eff", "fused_ad76f4f865")
 STEPS = ("steps_loop_h", "steps_loop_g", "steps_back_g", "steps_back_h", "steps_back_g_2",
          "steps_back_h_2")
+SPLIT = {
+    'loop_h': 'Tsscrc',
+    'loop_g': 'Tsscrc',
+    'back_g': 'Tsssrapc',
+    'back_h': 'Tsssrapc',
+    'back_g_2': 'Tsssrrcapc',
+    'back_h_2': 'Tsssrrcapc',
+}

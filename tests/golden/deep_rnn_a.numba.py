@@ -53,7 +53,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # h1(t): a loop forward in time
     W1_h1 = np.empty((B, 8), DTYPE)
-    if not (loop_h1 if B <= 8 else steps_loop_h1)(T, h1[0:T], h1[1:T + 1], b1, W1_h1, W1):
+    run = loop_h1 if B <= 8 or loop_h1.parts(B) > 1 else steps_loop_h1
+    if not run(T, h1[0:T], h1[1:T + 1], b1, W1_h1, W1):
         steps = zip(h1[0:T], h1[1:T + 1])
         for (h1_tm1, h1_t) in steps:
             # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
@@ -68,7 +69,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # h2(t): a loop forward in time
     W2_h2 = np.empty((B, 8), DTYPE)
-    if not (loop_h2 if B <= 8 else steps_loop_h2)(T, h2[0:T], h2[1:T + 1], b2, W2_h2, W2):
+    run_2 = loop_h2 if B <= 8 or loop_h2.parts(B) > 1 else steps_loop_h2
+    if not run_2(T, h2[0:T], h2[1:T + 1], b2, W2_h2, W2):
         steps = zip(h2[0:T], h2[1:T + 1])
         for (h2_tm1, h2_t) in steps:
             # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
@@ -128,8 +130,8 @@ def backward(params, tape, cotangents, T, B):
     # h2(t): back through time (backward)
     dh2_sum = np.zeros((B, 8), DTYPE)
     dz_h2_3 = np.empty((8,), DTYPE)
-    if not (back_h2 if B <= 8 else steps_back_h2)(T, dz_h2_2[1:T + 1], dh2[1:T + 1],
-                                                  dz_h2[1:T + 1], dh2_sum, db2, dz_h2_3, W2):
+    run = back_h2 if B <= 8 or back_h2.parts(B) > 1 else steps_back_h2
+    if not run(T, dz_h2_2[1:T + 1], dh2[1:T + 1], dz_h2[1:T + 1], dh2_sum, db2, dz_h2_3, W2):
         steps = zip(dz_h2_2[1:T + 1][::-1], dh2[1:T + 1][::-1], dz_h2[1:T + 1][::-1])
         for (dz_h2_2_t, dh2_t, dz_h2_t) in steps:
             # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
@@ -159,8 +161,8 @@ def backward(params, tape, cotangents, T, B):
     # h1(t): back through time (backward)
     dh1_sum = np.zeros((B, 8), DTYPE)
     dz_h1_3 = np.empty((8,), DTYPE)
-    if not (back_h1 if B <= 8 else steps_back_h1)(T, dz_h1_2[1:T + 1], dh1[1:T + 1],
-                                                  dz_h1[1:T + 1], dh1_sum, db1, dz_h1_3, W1):
+    run_2 = back_h1 if B <= 8 or back_h1.parts(B) > 1 else steps_back_h1
+    if not run_2(T, dz_h1_2[1:T + 1], dh1[1:T + 1], dz_h1[1:T + 1], dh1_sum, db1, dz_h1_3, W1):
         steps = zip(dz_h1_2[1:T + 1][::-1], dh1[1:T + 1][::-1], dz_h1[1:T + 1][::-1])
         for (dz_h1_2_t, dh1_t, dz_h1_t) in steps:
             # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
@@ -220,8 +222,9 @@ def backward_large(params, tape, cotangents, T, B):
     dh2_sum = np.zeros((B, 8), DTYPE)
     dz_h2_2 = np.empty((B, 8), DTYPE)
     dz_h2_3 = np.empty((8,), DTYPE)
-    if not (back_h2_2 if B <= 8 else steps_back_h2_2)(T, h2[1:T + 1], dz_h2[1:T + 1], dh2[1:T + 1],
-                                                      dh2_sum, dz_h2_2, ONE, db2, dz_h2_3, W2):
+    run = back_h2_2 if B <= 8 or back_h2_2.parts(B) > 1 else steps_back_h2_2
+    if not run(T, h2[1:T + 1], dz_h2[1:T + 1], dh2[1:T + 1], dh2_sum, dz_h2_2, ONE, db2, dz_h2_3,
+               W2):
         steps = zip(h2[1:T + 1][::-1], dz_h2[1:T + 1][::-1], dh2[1:T + 1][::-1])
         for (h2_t, dz_h2_t, dh2_t) in steps:
             # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
@@ -249,8 +252,9 @@ def backward_large(params, tape, cotangents, T, B):
     dh1_sum = np.zeros((B, 8), DTYPE)
     dz_h1_2 = np.empty((B, 8), DTYPE)
     dz_h1_3 = np.empty((8,), DTYPE)
-    if not (back_h1_2 if B <= 8 else steps_back_h1_2)(T, h1[1:T + 1], dz_h1[1:T + 1], dh1[1:T + 1],
-                                                      dh1_sum, dz_h1_2, ONE, db1, dz_h1_3, W1):
+    run_2 = back_h1_2 if B <= 8 or back_h1_2.parts(B) > 1 else steps_back_h1_2
+    if not run_2(T, h1[1:T + 1], dz_h1[1:T + 1], dh1[1:T + 1], dh1_sum, dz_h1_2, ONE, db1, dz_h1_3,
+                 W1):
         steps = zip(h1[1:T + 1][::-1], dz_h1[1:T + 1][::-1], dh1[1:T + 1][::-1])
         for (h1_t, dz_h1_t, dh1_t) in steps:
             # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
@@ -415,11 +419,12 @@ def loop_h1(T, h1_tm1_all, h1_t_all, b1, W1_h1, W1):
     x1 = space[8:16]
     x2 = space[16:24]
     bits = jitops.scratch(x2)
+    W1_T = jitops.transposed_if(W1, h1_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T):
         h1_tm1 = h1_tm1_all[step]
         h1_t = h1_t_all[step]
         # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
-        jitops.dot(h1_tm1, W1.T, W1_h1)
+        jitops.dot_t(h1_tm1, W1, W1_T, W1_h1)
         for i in range(rows):
             r0_0 = jitops._view(h1_t, i * s0, 8)
             r0_1 = jitops._view(b1, i * s1, 8)
@@ -488,11 +493,12 @@ def loop_h2(T, h2_tm1_all, h2_t_all, b2, W2_h2, W2):
     x1 = space[8:16]
     x2 = space[16:24]
     bits = jitops.scratch(x2)
+    W2_T = jitops.transposed_if(W2, h2_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T):
         h2_tm1 = h2_tm1_all[step]
         h2_t = h2_t_all[step]
         # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
-        jitops.dot(h2_tm1, W2.T, W2_h2)
+        jitops.dot_t(h2_tm1, W2, W2_T, W2_h2)
         for i in range(rows):
             r0_0 = jitops._view(h2_t, i * s0, 8)
             r0_1 = jitops._view(b2, i * s1, 8)
@@ -941,3 +947,11 @@ LOOPS = ("loop_h1", "loop_h2", "back_h2", "back_h1", "back_h2_2", "back_h1_2")
 KERNELS = ("fused_1e7aba2197", "fused_b4add68eff", "fused_ad76f4f865")
 STEPS = ("steps_loop_h1", "steps_loop_h2", "steps_back_h2", "steps_back_h1", "steps_back_h2_2",
          "steps_back_h1_2")
+SPLIT = {
+    'loop_h1': 'Tsscrc',
+    'loop_h2': 'Tsscrc',
+    'back_h2': 'Tsssrapc',
+    'back_h1': 'Tsssrapc',
+    'back_h2_2': 'Tsssrrcapc',
+    'back_h1_2': 'Tsssrrcapc',
+}

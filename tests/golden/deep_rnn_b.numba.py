@@ -53,8 +53,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
     # z(t), h(t): a loop forward in time
     W_h = np.empty((B, 8), DTYPE)
     W_z_z = np.empty((B, 8), DTYPE)
-    if not (loop_z_h if B <= 8 else steps_loop_z_h)(T, h[0:T], z[1:T + 1], h[1:T + 1], b, W_h, b_h,
-                                                    W_z_z, W, W_z):
+    run = loop_z_h if B <= 8 or loop_z_h.parts(B) > 1 else steps_loop_z_h
+    if not run(T, h[0:T], z[1:T + 1], h[1:T + 1], b, W_h, b_h, W_z_z, W, W_z):
         steps = zip(h[0:T], z[1:T + 1], h[1:T + 1])
         for (h_tm1, z_t, h_t) in steps:
             # z(t) = tanh(W h(t-1) + b)
@@ -122,10 +122,9 @@ def backward(params, tape, cotangents, T, B):
     cot_z = cotangents.get("z", [None] * T)
     dz_z_3 = np.empty((8,), DTYPE)
     dz_h_3 = np.empty((8,), DTYPE)
-    if not (back_z_h if B <= 8 else steps_back_z_h)(T, dz_h_2[1:T + 1], dh[1:T + 1], dz_h[1:T + 1],
-                                                    cotangents.get("z"), dz_z_2[1:T + 1],
-                                                    dz_z[1:T + 1], dh_sum, dz, db, dz_z_3, db_h,
-                                                    dz_h_3, W_z, W):
+    run = back_z_h if B <= 8 or back_z_h.parts(B) > 1 else steps_back_z_h
+    if not run(T, dz_h_2[1:T + 1], dh[1:T + 1], dz_h[1:T + 1], cotangents.get("z"),
+               dz_z_2[1:T + 1], dz_z[1:T + 1], dh_sum, dz, db, dz_z_3, db_h, dz_h_3, W_z, W):
         steps = zip(dz_h_2[1:T + 1][::-1], dh[1:T + 1][::-1], dz_h[1:T + 1][::-1], cot_z[::-1],
                     dz_z_2[1:T + 1][::-1], dz_z[1:T + 1][::-1])
         for (dz_h_2_t, dh_t, dz_h_t, cot_z_t, dz_z_2_t, dz_z_t) in steps:
@@ -198,10 +197,9 @@ def backward_large(params, tape, cotangents, T, B):
     dz_z_2 = np.empty((B, 8), DTYPE)
     dz_z_3 = np.empty((8,), DTYPE)
     dz_h_3 = np.empty((8,), DTYPE)
-    if not (back_z_h_2 if B <= 8 else steps_back_z_h_2)(T, h[1:T + 1], dz_h[1:T + 1], dh[1:T + 1],
-                                                        cotangents.get("z"), z[1:T + 1],
-                                                        dz_z[1:T + 1], dh_sum, dz_h_2, ONE, dz,
-                                                        dz_z_2, db, dz_z_3, db_h, dz_h_3, W_z, W):
+    run = back_z_h_2 if B <= 8 or back_z_h_2.parts(B) > 1 else steps_back_z_h_2
+    if not run(T, h[1:T + 1], dz_h[1:T + 1], dh[1:T + 1], cotangents.get("z"), z[1:T + 1],
+               dz_z[1:T + 1], dh_sum, dz_h_2, ONE, dz, dz_z_2, db, dz_z_3, db_h, dz_h_3, W_z, W):
         steps = zip(h[1:T + 1][::-1], dz_h[1:T + 1][::-1], dh[1:T + 1][::-1], cot_z[::-1],
                     z[1:T + 1][::-1], dz_z[1:T + 1][::-1])
         for (h_t, dz_h_t, dh_t, cot_z_t, z_t, dz_z_t) in steps:
@@ -505,12 +503,14 @@ def loop_z_h(T, h_tm1_all, z_t_all, h_t_all, b, W_h, b_h, W_z_z, W, W_z):
     x1_2 = space_2[8:16]
     x2 = space_2[16:24]
     bits_2 = jitops.scratch(x2)
+    W_T = jitops.transposed_if(W, h_tm1_all.shape[1] > jitops._BY_ROWS)
+    W_z_T = jitops.transposed_if(W_z, h_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         z_t = z_t_all[step]
         h_t = h_t_all[step]
         # z(t) = tanh(W h(t-1) + b)
-        jitops.dot(h_tm1, W.T, W_h)
+        jitops.dot_t(h_tm1, W, W_T, W_h)
         for i in range(rows):
             r0_0 = jitops._view(b, i * s0, 8)
             r0_1 = jitops._view(W_h, i * s1, 8)
@@ -521,7 +521,7 @@ def loop_z_h(T, h_tm1_all, z_t_all, h_t_all, b, W_h, b_h, W_z_z, W, W_z):
             jitops.vtanh(r1_0, x1, bits)
             jitops.put_row(z_t, i, x1)
         # h(t) = tanh(W_z z(t) + U x(t) + b_h)
-        jitops.dot(z_t, W_z.T, W_z_z)
+        jitops.dot_t(z_t, W_z, W_z_T, W_z_z)
         for i_2 in range(rows_2):
             r0_0_2 = jitops._view(h_t, i_2 * s0_2, 8)
             r0_1_2 = jitops._view(b_h, i_2 * s1_2, 8)
@@ -936,3 +936,8 @@ LOOPS = ("loop_z_h", "back_z_h", "back_z_h_2")
 KERNELS = ("fused_e17997b3d9", "fused_1e7aba2197", "fused_b4add68eff", "fused_e16a51c597",
            "fused_ad76f4f865", "fused_6d03b8a9ac")
 STEPS = ("steps_loop_z_h", "steps_back_z_h", "steps_back_z_h_2")
+SPLIT = {
+    'loop_z_h': 'Tssscrcrcc',
+    'back_z_h': 'Tssssssrrapapcc',
+    'back_z_h_2': 'Tssssssrrcrrapapcc',
+}

@@ -64,9 +64,9 @@ def forward(params, inputs, initial, T, B, prepared=None):
     slice_z_z_h_2 = z_z_h[..., 8:16]
     W_z_z = np.empty((B, 8), DTYPE)
     z_h = np.empty((B, 8), DTYPE)
-    if not (loop_z_h if B <= 8 else steps_loop_z_h)(T, h[0:T], z[1:T + 1], U_x[1:T + 1],
-                                                    h[1:T + 1], b, slice_z_z_h, b_h, W_z_z,
-                                                    slice_z_z_h_2, z_z_h, z_h, z_z, W_z):
+    run = loop_z_h if B <= 8 or loop_z_h.parts(B) > 1 else steps_loop_z_h
+    if not run(T, h[0:T], z[1:T + 1], U_x[1:T + 1], h[1:T + 1], b, slice_z_z_h, b_h, W_z_z,
+               slice_z_z_h_2, z_z, W_z, z_z_h, z_h):
         steps = zip(h[0:T], z[1:T + 1], U_x[1:T + 1], h[1:T + 1])
         for (h_tm1, z_t, U_x_t, h_t) in steps:
             # z(t) = tanh(W h(t-1) + b)
@@ -139,10 +139,10 @@ def backward(params, tape, cotangents, T, B):
     cot_z = cotangents.get("z", [None] * T)
     dz_z_4 = np.empty((8,), DTYPE)
     dz_h_3 = np.empty((8,), DTYPE)
-    if not (back_z_h if B <= 8 else steps_back_z_h)(T, dz_h_2[1:T + 1], dh[1:T + 1], dz_h[1:T + 1],
-                                                    cotangents.get("z"), dz_z_3[1:T + 1],
-                                                    dz_z_2[1:T + 1], cat_dz_z_3[1:T + 1], dh_sum,
-                                                    dz, db, dz_z_4, db_h, dz_h_3, W_z, z_z):
+    run = back_z_h if B <= 8 or back_z_h.parts(B) > 1 else steps_back_z_h
+    if not run(T, dz_h_2[1:T + 1], dh[1:T + 1], dz_h[1:T + 1], cotangents.get("z"),
+               dz_z_3[1:T + 1], dz_z_2[1:T + 1], cat_dz_z_3[1:T + 1], dh_sum, dz, db, dz_z_4, db_h,
+               dz_h_3, W_z, z_z):
         steps = zip(dz_h_2[1:T + 1][::-1], dh[1:T + 1][::-1], dz_h[1:T + 1][::-1], cot_z[::-1],
                     dz_z_3[1:T + 1][::-1], dz_z_2[1:T + 1][::-1], cat_dz_z_3[1:T + 1][::-1])
         for (dz_h_2_t, dh_t, dz_h_t, cot_z_t, dz_z_3_t, dz_z_2_t, cat_dz_z_3_t) in steps:
@@ -222,11 +222,10 @@ def backward_large(params, tape, cotangents, T, B):
     dz_z_3 = np.empty((B, 8), DTYPE)
     dz_z_4 = np.empty((8,), DTYPE)
     dz_h_3 = np.empty((8,), DTYPE)
-    if not (back_z_h_2 if B <= 8 else steps_back_z_h_2)(T, h[1:T + 1], dz_h[1:T + 1], dh[1:T + 1],
-                                                        cotangents.get("z"), z[1:T + 1],
-                                                        dz_z_2[1:T + 1], cat_dz_z_2[1:T + 1],
-                                                        dh_sum, dz_h_2, ONE, dz, dz_z_3, db,
-                                                        dz_z_4, db_h, dz_h_3, W_z, z_z):
+    run = back_z_h_2 if B <= 8 or back_z_h_2.parts(B) > 1 else steps_back_z_h_2
+    if not run(T, h[1:T + 1], dz_h[1:T + 1], dh[1:T + 1], cotangents.get("z"), z[1:T + 1],
+               dz_z_2[1:T + 1], cat_dz_z_2[1:T + 1], dh_sum, dz_h_2, ONE, dz, dz_z_3, db, dz_z_4,
+               db_h, dz_h_3, W_z, z_z):
         steps = zip(h[1:T + 1][::-1], dz_h[1:T + 1][::-1], dh[1:T + 1][::-1], cot_z[::-1],
                     z[1:T + 1][::-1], dz_z_2[1:T + 1][::-1], cat_dz_z_2[1:T + 1][::-1])
         for (h_t, dz_h_t, dh_t, cot_z_t, z_t, dz_z_2_t, cat_dz_z_2_t) in steps:
@@ -510,7 +509,7 @@ def fused_6d03b8a9ac(p0, p1, p2, p3, p4, p5):
 
 
 def loop_z_h(T, h_tm1_all, z_t_all, U_x_t_all, h_t_all, b, slice_z_z_h, b_h, W_z_z, slice_z_z_h_2,
-             z_z_h, z_h, z_z, W_z):
+             z_z, W_z, z_z_h, z_h):
     """The loop forward in time of z(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -566,13 +565,15 @@ def loop_z_h(T, h_tm1_all, z_t_all, U_x_t_all, h_t_all, b, slice_z_z_h, b_h, W_z
     x2 = space_2[16:24]
     x3 = space_2[24:32]
     bits_2 = jitops.scratch(x3)
+    z_z_T = jitops.transposed_if(z_z, h_tm1_all.shape[1] > jitops._BY_ROWS)
+    W_z_T = jitops.transposed_if(W_z, h_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         z_t = z_t_all[step]
         U_x_t = U_x_t_all[step]
         h_t = h_t_all[step]
         # z(t) = tanh(W h(t-1) + b)
-        jitops.dot(h_tm1, z_z.T, z_z_h)
+        jitops.dot_t(h_tm1, z_z, z_z_T, z_z_h)
         # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
         # z(t) = tanh(W h(t-1) + b)
         for i in range(rows):
@@ -585,7 +586,7 @@ def loop_z_h(T, h_tm1_all, z_t_all, U_x_t_all, h_t_all, b, slice_z_z_h, b_h, W_z
             jitops.vtanh(r1_0, x1, bits)
             jitops.put_row(z_t, i, x1)
         # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
-        jitops.dot(z_t, W_z.T, W_z_z)
+        jitops.dot_t(z_t, W_z, W_z_T, W_z_z)
         for i_2 in range(rows_2):
             r0_0_2 = jitops._view(U_x_t, i_2 * s0_2, 8)
             r0_1_2 = jitops._view(b_h, i_2 * s1_2, 8)
@@ -607,7 +608,7 @@ def loop_z_h(T, h_tm1_all, z_t_all, U_x_t_all, h_t_all, b, slice_z_z_h, b_h, W_z
 
 
 def steps_loop_z_h(T, h_tm1_all, z_t_all, U_x_t_all, h_t_all, b, slice_z_z_h, b_h, W_z_z,
-                   slice_z_z_h_2, z_z_h, z_h, z_z, W_z):
+                   slice_z_z_h_2, z_z, W_z, z_z_h, z_h):
     """z(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -1018,3 +1019,8 @@ LOOPS = ("loop_z_h", "back_z_h", "back_z_h_2")
 KERNELS = ("fused_1eb7b2ef9c", "fused_2fc79f0f00", "fused_b4add68eff", "fused_e16a51c597",
            "fused_ad76f4f865", "fused_6d03b8a9ac")
 STEPS = ("steps_loop_z_h", "steps_back_z_h", "steps_back_z_h_2")
+SPLIT = {
+    'loop_z_h': 'Tsssscrcrrccrr',
+    'back_z_h': 'Tsssssssrrapapcc',
+    'back_z_h_2': 'Tsssssssrrcrrapapcc',
+}

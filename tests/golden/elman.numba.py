@@ -59,8 +59,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
     np.dot(x[now].reshape(-1, 4), U.T, out=U_x[now].reshape(-1, 8))
 
     # a(t), h(t): a loop forward in time
-    if not (loop_a_h if B <= 8 else steps_loop_a_h)(T, h[0:T], U_x[1:T + 1], a[1:T + 1],
-                                                    h[1:T + 1], b, W):
+    run = loop_a_h if B <= 8 or loop_a_h.parts(B) > 1 else steps_loop_a_h
+    if not run(T, h[0:T], U_x[1:T + 1], a[1:T + 1], h[1:T + 1], b, W):
         steps = zip(h[0:T], U_x[1:T + 1], a[1:T + 1], h[1:T + 1])
         for (h_tm1, U_x_t, a_t, h_t) in steps:
             # a(t) = b + W h(t-1) + U x(t)
@@ -160,8 +160,8 @@ def backward(params, tape, cotangents, T, B):
     dh_sum = np.zeros((B, 8), DTYPE)
     dz_h_2 = np.empty((B, 8), DTYPE)
     dz_a = np.empty((8,), DTYPE)
-    if not (back_a_h if B <= 8 else steps_back_a_h)(T, dh[1:T + 1], dz_h[1:T + 1], da[1:T + 1],
-                                                    dh_sum, db, dz_a, W, dz_h_2):
+    run = back_a_h if B <= 8 or back_a_h.parts(B) > 1 else steps_back_a_h
+    if not run(T, dh[1:T + 1], dz_h[1:T + 1], da[1:T + 1], dh_sum, db, dz_a, W, dz_h_2):
         steps = zip(dh[1:T + 1][::-1], dz_h[1:T + 1][::-1], da[1:T + 1][::-1])
         for (dh_t, dz_h_t, da_t) in steps:
             # h(t) = tanh(a(t))
@@ -256,9 +256,9 @@ def backward_large(params, tape, cotangents, T, B):
     sub_dz_h = np.empty((B, 8), DTYPE)
     dz_h_2 = np.empty((B, 8), DTYPE)
     dz_a = np.empty((8,), DTYPE)
-    if not (back_a_h_2 if B <= 8 else steps_back_a_h_2)(T, h[1:T + 1], dh[1:T + 1], da[1:T + 1],
-                                                        dh_sum, dz_h, ONE, db, dz_a, W, sub_dz_h,
-                                                        dz_h_2):
+    run = back_a_h_2 if B <= 8 or back_a_h_2.parts(B) > 1 else steps_back_a_h_2
+    if not run(T, h[1:T + 1], dh[1:T + 1], da[1:T + 1], dh_sum, dz_h, ONE, db, dz_a, W, sub_dz_h,
+               dz_h_2):
         steps = zip(h[1:T + 1][::-1], dh[1:T + 1][::-1], da[1:T + 1][::-1])
         for (h_t, dh_t, da_t) in steps:
             # h(t) = tanh(a(t))
@@ -456,13 +456,14 @@ def loop_a_h(T, h_tm1_all, U_x_t_all, a_t_all, h_t_all, b, W):
     x1 = space[8:16]
     x2 = space[16:24]
     bits = jitops.scratch(x2)
+    W_T = jitops.transposed_if(W, h_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         U_x_t = U_x_t_all[step]
         a_t = a_t_all[step]
         h_t = h_t_all[step]
         # a(t) = b + W h(t-1) + U x(t)
-        jitops.dot(h_tm1, W.T, a_t)
+        jitops.dot_t(h_tm1, W, W_T, a_t)
         for i in range(rows):
             r0_0 = jitops._view(U_x_t, i * s0, 8)
             r0_1 = jitops._view(b, i * s1, 8)
@@ -733,3 +734,8 @@ def steps_back_a_h_2(T, h_t_all, dh_t_all, da_t_all, dh_sum, dz_h, ONE, db, dz_a
 LOOPS = ("loop_a_h", "back_a_h", "back_a_h_2")
 KERNELS = ("fused_f821b5ab15", "fused_af1c82c7ed", "fused_64d7b0ccf6")
 STEPS = ("steps_loop_a_h", "steps_back_a_h", "steps_back_a_h_2")
+SPLIT = {
+    'loop_a_h': 'Tsssscc',
+    'back_a_h': 'Tsssrapcr',
+    'back_a_h_2': 'Tsssrrcapcrr',
+}

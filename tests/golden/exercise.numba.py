@@ -77,15 +77,11 @@ def forward(params, inputs, initial, n_steps, B, prepared=None):
     z_h2_2 = np.empty((B, 8), DTYPE)
     Q_h2 = np.empty((B, 3), DTYPE)
     z_y = np.empty((B, 3), DTYPE)
-    if not (loop_h1_h2_y if B <= 8 else steps_loop_h1_h2_y)(n_steps, h1[0:n_steps], h2[0:n_steps],
-                                                            r31_r35[1:n_steps + 1],
-                                                            r31[1:n_steps + 1], h1[1:n_steps + 1],
-                                                            y[0:n_steps], h2[1:n_steps + 1],
-                                                            r35[1:n_steps + 1], y[1:n_steps + 1],
-                                                            z_h1_3, V_h1, slice_z_h1_2_h2, c, R_h1,
-                                                            slice_z_h1_2_h2_2, T_y, Q_h2, z_h2,
-                                                            z_y, z_h1_2_h2, z_h1_5, z_h2_2, V,
-                                                            z_h1_2, R, T, Q):
+    run = loop_h1_h2_y if B <= 8 or loop_h1_h2_y.parts(B) > 1 else steps_loop_h1_h2_y
+    if not run(n_steps, h1[0:n_steps], h2[0:n_steps], r31_r35[1:n_steps + 1], r31[1:n_steps + 1],
+               h1[1:n_steps + 1], y[0:n_steps], h2[1:n_steps + 1], r35[1:n_steps + 1],
+               y[1:n_steps + 1], z_h1_3, V_h1, slice_z_h1_2_h2, c, R_h1, slice_z_h1_2_h2_2, T_y,
+               Q_h2, V, z_h1_2, R, T, Q, z_h2, z_y, z_h1_2_h2, z_h1_5, z_h2_2):
         steps = zip(h1[0:n_steps], h2[0:n_steps], r31_r35[1:n_steps + 1], r31[1:n_steps + 1],
                     h1[1:n_steps + 1], y[0:n_steps], h2[1:n_steps + 1], r35[1:n_steps + 1],
                     y[1:n_steps + 1])
@@ -163,18 +159,12 @@ def backward(params, tape, cotangents, n_steps, B):
     dz_h2_3 = np.empty((8,), DTYPE)
     dz_y_3 = np.empty((3,), DTYPE)
     dz_h1_6 = np.empty((8,), DTYPE)
-    if not (back_h1_h2_y if B <= 8 else steps_back_h1_h2_y)(n_steps, cotangents.get("y"),
-                                                            y[1:n_steps + 1], dz_y[1:n_steps + 1],
-                                                            cotangents.get("h2"),
-                                                            dz_h2_2[1:n_steps + 1],
-                                                            dz_h2[1:n_steps + 1],
-                                                            cotangents.get("h1"),
-                                                            dz_h1_5[1:n_steps + 1],
-                                                            dz_h1_4[1:n_steps + 1],
-                                                            cat_dz_h1_5[1:n_steps + 1], dy, dh2,
-                                                            vecmat_dz_y, dh1, vecmat_dz_h2_2, dc,
-                                                            dz_h2_3, dd, dz_y_3, db, dz_h1_6,
-                                                            dz_y_2, Q, T, R, z_h1_2, V):
+    run = back_h1_h2_y if B <= 8 or back_h1_h2_y.parts(B) > 1 else steps_back_h1_h2_y
+    if not run(n_steps, cotangents.get("y"), y[1:n_steps + 1], dz_y[1:n_steps + 1],
+               cotangents.get("h2"), dz_h2_2[1:n_steps + 1], dz_h2[1:n_steps + 1],
+               cotangents.get("h1"), dz_h1_5[1:n_steps + 1], dz_h1_4[1:n_steps + 1],
+               cat_dz_h1_5[1:n_steps + 1], dy, dh2, vecmat_dz_y, dh1, vecmat_dz_h2_2, dc, dz_h2_3,
+               dd, dz_y_3, db, dz_h1_6, dz_y_2, Q, T, R, z_h1_2, V):
         steps = zip(cot_y[::-1], y[1:n_steps + 1][::-1], dz_y[1:n_steps + 1][::-1], cot_h2[::-1],
                     dz_h2_2[1:n_steps + 1][::-1], dz_h2[1:n_steps + 1][::-1], cot_h1[::-1],
                     dz_h1_5[1:n_steps + 1][::-1], dz_h1_4[1:n_steps + 1][::-1],
@@ -279,20 +269,12 @@ def backward_large(params, tape, cotangents, n_steps, B):
     dz_h2_3 = np.empty((8,), DTYPE)
     dz_y_3 = np.empty((3,), DTYPE)
     dz_h1_6 = np.empty((8,), DTYPE)
-    if not (back_h1_h2_y_2 if B <= 8 else steps_back_h1_h2_y_2)(n_steps, cotangents.get("y"),
-                                                                y[1:n_steps + 1],
-                                                                dz_y[1:n_steps + 1],
-                                                                cotangents.get("h2"),
-                                                                h2[1:n_steps + 1],
-                                                                dz_h2[1:n_steps + 1],
-                                                                cotangents.get("h1"),
-                                                                h1[1:n_steps + 1],
-                                                                dz_h1_4[1:n_steps + 1],
-                                                                cat_dz_h1_4[1:n_steps + 1], dy,
-                                                                dh2, vecmat_dz_y, ONE, dh1,
-                                                                vecmat_dz_h2, dc, dz_h2_3, dd,
-                                                                dz_y_3, db, dz_h1_6, dz_y_2, Q, T,
-                                                                R, z_h1_2, V, dz_h2_2, dz_h1_5):
+    run = back_h1_h2_y_2 if B <= 8 or back_h1_h2_y_2.parts(B) > 1 else steps_back_h1_h2_y_2
+    if not run(n_steps, cotangents.get("y"), y[1:n_steps + 1], dz_y[1:n_steps + 1],
+               cotangents.get("h2"), h2[1:n_steps + 1], dz_h2[1:n_steps + 1], cotangents.get("h1"),
+               h1[1:n_steps + 1], dz_h1_4[1:n_steps + 1], cat_dz_h1_4[1:n_steps + 1], dy, dh2,
+               vecmat_dz_y, ONE, dh1, vecmat_dz_h2, dc, dz_h2_3, dd, dz_y_3, db, dz_h1_6, dz_y_2,
+               Q, T, R, z_h1_2, V, dz_h2_2, dz_h1_5):
         steps = zip(cot_y[::-1], y[1:n_steps + 1][::-1], dz_y[1:n_steps + 1][::-1], cot_h2[::-1],
                     h2[1:n_steps + 1][::-1], dz_h2[1:n_steps + 1][::-1], cot_h1[::-1],
                     h1[1:n_steps + 1][::-1], dz_h1_4[1:n_steps + 1][::-1],
@@ -617,8 +599,8 @@ def fused_89b6675d5c(p0, p1, p2, p3, p4, p5, p6):
 
 def loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_r35_t_all, r31_t_all, h1_t_all, y_tm1_all,
                  h2_t_all, r35_t_all, y_t_all, z_h1_3, V_h1, slice_z_h1_2_h2, c, R_h1,
-                 slice_z_h1_2_h2_2, T_y, Q_h2, z_h2, z_y, z_h1_2_h2, z_h1_5, z_h2_2, V, z_h1_2, R,
-                 T, Q):
+                 slice_z_h1_2_h2_2, T_y, Q_h2, V, z_h1_2, R, T, Q, z_h2, z_y, z_h1_2_h2, z_h1_5,
+                 z_h2_2):
     """The loop forward in time of h1(t), h2(t), y(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -701,6 +683,11 @@ def loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_r35_t_all, r31_t_all, h1_t
         return False
     space_3 = np.empty(3, z_y.dtype)
     x0_3 = space_3[0:3]
+    V_T = jitops.transposed_if(V, h1_tm1_all.shape[1] > jitops._BY_ROWS)
+    z_h1_2_T = jitops.transposed_if(z_h1_2, h1_tm1_all.shape[1] > jitops._BY_ROWS)
+    R_T = jitops.transposed_if(R, h1_tm1_all.shape[1] > jitops._BY_ROWS)
+    T_T = jitops.transposed_if(T, h1_tm1_all.shape[1] > jitops._BY_ROWS)
+    Q_T = jitops.transposed_if(Q, h1_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(n_steps):
         h1_tm1 = h1_tm1_all[step]
         h2_tm1 = h2_tm1_all[step]
@@ -712,8 +699,8 @@ def loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_r35_t_all, r31_t_all, h1_t
         r35_t = r35_t_all[step]
         y_t = y_t_all[step]
         # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-        jitops.dot(h1_tm1, V.T, V_h1)
-        jitops.dot(h2_tm1, z_h1_2.T, z_h1_2_h2)
+        jitops.dot_t(h1_tm1, V, V_T, V_h1)
+        jitops.dot_t(h2_tm1, z_h1_2, z_h1_2_T, z_h1_2_h2)
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
         # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
         for i in range(rows):
@@ -734,8 +721,8 @@ def loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_r35_t_all, r31_t_all, h1_t
             jitops.vtanh(r3_0, x3, bits)
             jitops.put_row(h1_t, i, x3)
         # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
-        jitops.dot(h1_t, R.T, R_h1)
-        jitops.dot(y_tm1, T.T, T_y)
+        jitops.dot_t(h1_t, R, R_T, R_h1)
+        jitops.dot_t(y_tm1, T, T_T, T_y)
         for i_2 in range(rows_2):
             r0_0_2 = jitops._view(c, i_2 * s0_2, 8)
             r0_1_2 = jitops._view(R_h1, i_2 * s1_2, 8)
@@ -752,7 +739,7 @@ def loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_r35_t_all, r31_t_all, h1_t
             jitops.vtanh(r3_0_2, x3_2, bits_2)
             jitops.put_row(h2_t, i_2, x3_2)
         # y(t) = softmax(P x(t) + Q h2(t) + d)
-        jitops.dot(h2_t, Q.T, Q_h2)
+        jitops.dot_t(h2_t, Q, Q_T, Q_h2)
         for i_3 in range(rows_3):
             r0_0_3 = jitops._view(r35_t, i_3 * s0_3, 3)
             r0_1_3 = jitops._view(Q_h2, i_3 * s1_3, 3)
@@ -765,8 +752,8 @@ def loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_r35_t_all, r31_t_all, h1_t
 
 def steps_loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_r35_t_all, r31_t_all, h1_t_all,
                        y_tm1_all, h2_t_all, r35_t_all, y_t_all, z_h1_3, V_h1, slice_z_h1_2_h2, c,
-                       R_h1, slice_z_h1_2_h2_2, T_y, Q_h2, z_h2, z_y, z_h1_2_h2, z_h1_5, z_h2_2, V,
-                       z_h1_2, R, T, Q):
+                       R_h1, slice_z_h1_2_h2_2, T_y, Q_h2, V, z_h1_2, R, T, Q, z_h2, z_y,
+                       z_h1_2_h2, z_h1_5, z_h2_2):
     """h1(t), h2(t), y(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if n_steps == 0:
@@ -1424,3 +1411,8 @@ LOOPS = ("loop_h1_h2_y", "back_h1_h2_y", "back_h1_h2_y_2")
 KERNELS = ("fused_45559b1f7b", "fused_84ea4c6c88", "fused_dd78f6c1c5", "fused_3aa79b1342",
            "fused_2fb251185e", "fused_89b6675d5c")
 STEPS = ("steps_loop_h1_h2_y", "steps_back_h1_h2_y", "steps_back_h1_h2_y_2")
+SPLIT = {
+    'loop_h1_h2_y': 'Tssssssssscrrcrrrrcccccrrrrr',
+    'back_h1_h2_y': 'Tssssssssssrrrrrapapaprccccc',
+    'back_h1_h2_y_2': 'Tssssssssssrrrcrrapapaprcccccrr',
+}

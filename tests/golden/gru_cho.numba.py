@@ -71,11 +71,10 @@ def forward(params, inputs, initial, T, B, prepared=None):
     W_ur_h = np.empty((B, 16), DTYPE)
     W_z_h = np.empty((B, 8), DTYPE)
     with np.errstate(over="ignore"):
-        if not (loop_u_r_h if B <= 8 else steps_loop_u_r_h)(T, h[0:T], ur_16[1:T + 1], ur[1:T + 1],
-                                                            z_h[1:T + 1], r[1:T + 1],
-                                                            z_h_2[1:T + 1], z_h_3[1:T + 1],
-                                                            u[1:T + 1], h[1:T + 1], z_u_3, W_ur_h,
-                                                            W_z_h, W_ur, W):
+        run = loop_u_r_h if B <= 8 or loop_u_r_h.parts(B) > 1 else steps_loop_u_r_h
+        if not run(T, h[0:T], ur_16[1:T + 1], ur[1:T + 1], z_h[1:T + 1], r[1:T + 1],
+                   z_h_2[1:T + 1], z_h_3[1:T + 1], u[1:T + 1], h[1:T + 1], z_u_3, W_ur_h, W_z_h,
+                   W_ur, W):
             steps = zip(h[0:T], ur_16[1:T + 1], ur[1:T + 1], z_h[1:T + 1], r[1:T + 1],
                         z_h_2[1:T + 1], z_h_3[1:T + 1], u[1:T + 1], h[1:T + 1])
             for (h_tm1, ur_16_t, ur_t, z_h_t, r_t, z_h_2_t, z_h_3_t, u_t, h_t) in steps:
@@ -147,14 +146,11 @@ def backward(params, tape, cotangents, T, B):
     dz_h_7 = np.empty((B, 8), DTYPE)
     dz_h_8 = np.empty((8,), DTYPE)
     dz_u_6 = np.empty((16,), DTYPE)
-    if not (back_u_r_h if B <= 8 else steps_back_u_r_h)(T, cotangents.get("h"), z_h_3[1:T + 1],
-                                                        u[1:T + 1], cotangents.get("u"),
-                                                        dz_h_5[1:T + 1], dz_h_4[1:T + 1], h[0:T],
-                                                        r[1:T + 1], cotangents.get("r"),
-                                                        dz_u_5[1:T + 1], dz_u_4[1:T + 1], dh,
-                                                        vecmat_dz_h_5, du, dr, dur, dz_h_6, dz_h_7,
-                                                        db, dz_h_8, dz_u, dz_u_6, W, W_ur,
-                                                        neg_dz_h_6):
+    run = back_u_r_h if B <= 8 or back_u_r_h.parts(B) > 1 else steps_back_u_r_h
+    if not run(T, cotangents.get("h"), z_h_3[1:T + 1], u[1:T + 1], cotangents.get("u"),
+               dz_h_5[1:T + 1], dz_h_4[1:T + 1], h[0:T], r[1:T + 1], cotangents.get("r"),
+               dz_u_5[1:T + 1], dz_u_4[1:T + 1], dh, vecmat_dz_h_5, du, dr, dur, dz_h_6, dz_h_7,
+               db, dz_h_8, dz_u, dz_u_6, W, W_ur, neg_dz_h_6):
         steps = zip(cot_h[::-1], z_h_3[1:T + 1][::-1], u[1:T + 1][::-1], cot_u[::-1],
                     dz_h_5[1:T + 1][::-1], dz_h_4[1:T + 1][::-1], h[0:T][::-1], r[1:T + 1][::-1],
                     cot_r[::-1], dz_u_5[1:T + 1][::-1], dz_u_4[1:T + 1][::-1])
@@ -254,16 +250,11 @@ def backward_large(params, tape, cotangents, T, B):
     sub_ur = np.empty((B, 16), DTYPE)
     dz_h_8 = np.empty((8,), DTYPE)
     dz_u_5 = np.empty((16,), DTYPE)
-    if not (back_u_r_h_2 if B <= 8 else steps_back_u_r_h_2)(T, cotangents.get("h"), z_h_3[1:T + 1],
-                                                            u[1:T + 1], cotangents.get("u"),
-                                                            z_h_2[1:T + 1], dz_h_4[1:T + 1],
-                                                            h[0:T], r[1:T + 1],
-                                                            cotangents.get("r"), ur[1:T + 1],
-                                                            dz_u_4[1:T + 1], dh, ONE,
-                                                            vecmat_dz_h_4, du, dr, dur, dz_h_5,
-                                                            dz_h_7, db, dz_h_8, dz_u, dz_u_5, W,
-                                                            W_ur, neg_dz_h_5, dz_h_6, sub_dz_h_6,
-                                                            sub_ur):
+    run = back_u_r_h_2 if B <= 8 or back_u_r_h_2.parts(B) > 1 else steps_back_u_r_h_2
+    if not run(T, cotangents.get("h"), z_h_3[1:T + 1], u[1:T + 1], cotangents.get("u"),
+               z_h_2[1:T + 1], dz_h_4[1:T + 1], h[0:T], r[1:T + 1], cotangents.get("r"),
+               ur[1:T + 1], dz_u_4[1:T + 1], dh, ONE, vecmat_dz_h_4, du, dr, dur, dz_h_5, dz_h_7,
+               db, dz_h_8, dz_u, dz_u_5, W, W_ur, neg_dz_h_5, dz_h_6, sub_dz_h_6, sub_ur):
         steps = zip(cot_h[::-1], z_h_3[1:T + 1][::-1], u[1:T + 1][::-1], cot_u[::-1],
                     z_h_2[1:T + 1][::-1], dz_h_4[1:T + 1][::-1], h[0:T][::-1], r[1:T + 1][::-1],
                     cot_r[::-1], ur[1:T + 1][::-1], dz_u_4[1:T + 1][::-1])
@@ -920,6 +911,8 @@ def loop_u_r_h(T, h_tm1_all, ur_16_t_all, ur_t_all, z_h_t_all, r_t_all, z_h_2_t_
     x3_2 = space_2[24:32]
     x4 = space_2[32:40]
     bits_2 = jitops.scratch(x1_2)
+    W_ur_T = jitops.transposed_if(W_ur, h_tm1_all.shape[1] > jitops._BY_ROWS)
+    W_T = jitops.transposed_if(W, h_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         ur_16_t = ur_16_t_all[step]
@@ -932,7 +925,7 @@ def loop_u_r_h(T, h_tm1_all, ur_16_t_all, ur_t_all, z_h_t_all, r_t_all, z_h_2_t_
         h_t = h_t_all[step]
         # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
         # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
-        jitops.dot(h_tm1, W_ur.T, W_ur_h)
+        jitops.dot_t(h_tm1, W_ur, W_ur_T, W_ur_h)
         for i in range(rows):
             r0_0 = jitops._view(ur_16_t, i * s0, 24)
             r0_1 = jitops._view(z_u_3, i * s1, 24)
@@ -953,7 +946,7 @@ def loop_u_r_h(T, h_tm1_all, ur_16_t_all, ur_t_all, z_h_t_all, r_t_all, z_h_2_t_
                 x3[j] = r3_0[j] * r3_1[j]
             jitops.put_row(z_h_t, i, x3)
         # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
-        jitops.dot(z_h_t, W.T, W_z_h)
+        jitops.dot_t(z_h_t, W, W_T, W_z_h)
         for i_2 in range(rows_2):
             r0_0_2 = jitops._view(z_h_2_t, i_2 * s0_2, 8)
             r0_1_2 = jitops._view(W_z_h, i_2 * s1_2, 8)
@@ -1703,3 +1696,8 @@ LOOPS = ("loop_u_r_h", "back_u_r_h", "back_u_r_h_2")
 KERNELS = ("fused_5c8e730199", "fused_7fdfb838d4", "fused_e2d8f55bc9", "fused_0569174592",
            "fused_2cad4809ec", "fused_d97257aa71", "fused_aaa9c2dcfa")
 STEPS = ("steps_loop_u_r_h", "steps_back_u_r_h", "steps_back_u_r_h_2")
+SPLIT = {
+    'loop_u_r_h': 'Tssssssssscrrcc',
+    'back_u_r_h': 'Tsssssssssssrrrrrrrapapccr',
+    'back_u_r_h_2': 'Tsssssssssssrcrrrrrrapapccrrrr',
+}

@@ -83,7 +83,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # h(t): a loop forward in time
     W_h = np.empty((B, 8), DTYPE)
-    if not (loop_h if B <= 8 else steps_loop_h)(T, h[0:T], h[1:T + 1], W_h, W):
+    run = loop_h if B <= 8 or loop_h.parts(B) > 1 else steps_loop_h
+    if not run(T, h[0:T], h[1:T + 1], W_h, W):
         steps = zip(h[0:T], h[1:T + 1])
         for (h_tm1, h_t) in steps:
             # h(t) = tanh(W h(t-1) + U x(t) + r * (end - t) + b)
@@ -234,8 +235,8 @@ def backward(params, tape, cotangents, T, B):
     # h(t): back through time (backward)
     dh_sum = np.zeros((B, 8), DTYPE)
     dz_h_4 = np.empty((8,), DTYPE)
-    if not (back_h if B <= 8 else steps_back_h)(T, dz_h_3[1:T + 1], dh[1:T + 1], dz_h_2[1:T + 1],
-                                                dh_sum, db, dz_h_4, W):
+    run = back_h if B <= 8 or back_h.parts(B) > 1 else steps_back_h
+    if not run(T, dz_h_3[1:T + 1], dh[1:T + 1], dz_h_2[1:T + 1], dh_sum, db, dz_h_4, W):
         steps = zip(dz_h_3[1:T + 1][::-1], dh[1:T + 1][::-1], dz_h_2[1:T + 1][::-1])
         for (dz_h_3_t, dh_t, dz_h_2_t) in steps:
             # h(t) = tanh(W h(t-1) + U x(t) + r * (end - t) + b)
@@ -370,8 +371,8 @@ def backward_large(params, tape, cotangents, T, B):
     dh_sum = np.zeros((B, 8), DTYPE)
     dz_h_3 = np.empty((B, 8), DTYPE)
     dz_h_4 = np.empty((8,), DTYPE)
-    if not (back_h_2 if B <= 8 else steps_back_h_2)(T, h[1:T + 1], dz_h_2[1:T + 1], dh[1:T + 1],
-                                                    dh_sum, dz_h_3, ONE, db, dz_h_4, W):
+    run = back_h_2 if B <= 8 or back_h_2.parts(B) > 1 else steps_back_h_2
+    if not run(T, h[1:T + 1], dz_h_2[1:T + 1], dh[1:T + 1], dh_sum, dz_h_3, ONE, db, dz_h_4, W):
         steps = zip(h[1:T + 1][::-1], dz_h_2[1:T + 1][::-1], dh[1:T + 1][::-1])
         for (h_t, dz_h_2_t, dh_t) in steps:
             # h(t) = tanh(W h(t-1) + U x(t) + r * (end - t) + b)
@@ -531,11 +532,12 @@ def loop_h(T, h_tm1_all, h_t_all, W_h, W):
     x0 = space[0:8]
     x1 = space[8:16]
     bits = jitops.scratch(x1)
+    W_T = jitops.transposed_if(W, h_tm1_all.shape[1] > jitops._BY_ROWS)
     for step_2 in range(T):
         h_tm1 = h_tm1_all[step_2]
         h_t = h_t_all[step_2]
         # h(t) = tanh(W h(t-1) + U x(t) + r * (end - t) + b)
-        jitops.dot(h_tm1, W.T, W_h)
+        jitops.dot_t(h_tm1, W, W_T, W_h)
         for i in range(rows):
             r0_0 = jitops._view(h_t, i * s0, 8)
             r0_1 = jitops._view(W_h, i * s1, 8)
@@ -776,3 +778,8 @@ def steps_back_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, dh_sum, dz_h_3, ONE, db, 
 LOOPS = ("loop_h", "back_h", "back_h_2")
 KERNELS = ("fused_88ff1eea3c", "fused_b4add68eff", "fused_ad76f4f865")
 STEPS = ("steps_loop_h", "steps_back_h", "steps_back_h_2")
+SPLIT = {
+    'loop_h': 'Tssrc',
+    'back_h': 'Tsssrapc',
+    'back_h_2': 'Tsssrrcapc',
+}

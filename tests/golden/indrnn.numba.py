@@ -59,7 +59,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # h1(t): a loop forward in time
     z_h1 = np.empty((B, 8), DTYPE)
-    if not (loop_h1 if B <= 8 else steps_loop_h1)(T, h1[0:T], h1[1:T + 1], u1, b1, z_h1):
+    run = loop_h1 if B <= 8 or loop_h1.parts(B) > 1 else steps_loop_h1
+    if not run(T, h1[0:T], h1[1:T + 1], u1, b1, z_h1):
         steps = zip(h1[0:T], h1[1:T + 1])
         for (h1_tm1, h1_t) in steps:
             # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
@@ -74,7 +75,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # h2(t): a loop forward in time
     z_h2 = np.empty((B, 8), DTYPE)
-    if not (loop_h2 if B <= 8 else steps_loop_h2)(T, h2[0:T], h2[1:T + 1], u2, b2, z_h2):
+    run_2 = loop_h2 if B <= 8 or loop_h2.parts(B) > 1 else steps_loop_h2
+    if not run_2(T, h2[0:T], h2[1:T + 1], u2, b2, z_h2):
         steps = zip(h2[0:T], h2[1:T + 1])
         for (h2_tm1, h2_t) in steps:
             # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
@@ -170,8 +172,8 @@ def backward(params, tape, cotangents, T, B):
     # h2(t): back through time (backward)
     dh2_sum = np.zeros((B, 8), DTYPE)
     dz_h2_2 = np.empty((8,), DTYPE)
-    if not (back_h2 if B <= 8 else steps_back_h2)(T, dz_h2[1:T + 1], dh2[1:T + 1],
-                                                  positive_h2[1:T + 1], dh2_sum, u2, db2, dz_h2_2):
+    run = back_h2 if B <= 8 or back_h2.parts(B) > 1 else steps_back_h2
+    if not run(T, dz_h2[1:T + 1], dh2[1:T + 1], positive_h2[1:T + 1], dh2_sum, u2, db2, dz_h2_2):
         steps = zip(dz_h2[1:T + 1][::-1], dh2[1:T + 1][::-1], positive_h2[1:T + 1][::-1])
         for (dz_h2_t, dh2_t, positive_h2_t) in steps:
             # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
@@ -200,8 +202,8 @@ def backward(params, tape, cotangents, T, B):
     # h1(t): back through time (backward)
     dh1_sum = np.zeros((B, 8), DTYPE)
     dz_h1_2 = np.empty((8,), DTYPE)
-    if not (back_h1 if B <= 8 else steps_back_h1)(T, dz_h1[1:T + 1], dh1[1:T + 1],
-                                                  positive_h1[1:T + 1], dh1_sum, u1, db1, dz_h1_2):
+    run_2 = back_h1 if B <= 8 or back_h1.parts(B) > 1 else steps_back_h1
+    if not run_2(T, dz_h1[1:T + 1], dh1[1:T + 1], positive_h1[1:T + 1], dh1_sum, u1, db1, dz_h1_2):
         steps = zip(dz_h1[1:T + 1][::-1], dh1[1:T + 1][::-1], positive_h1[1:T + 1][::-1])
         for (dz_h1_t, dh1_t, positive_h1_t) in steps:
             # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
@@ -290,8 +292,8 @@ def backward_large(params, tape, cotangents, T, B):
     # h2(t): back through time (backward)
     dh2_sum = np.zeros((B, 8), DTYPE)
     dz_h2_2 = np.empty((8,), DTYPE)
-    if not (back_h2_2 if B <= 8 else steps_back_h2_2)(T, h2[1:T + 1], dz_h2[1:T + 1], dh2[1:T + 1],
-                                                      dh2_sum, u2, db2, dz_h2_2):
+    run = back_h2_2 if B <= 8 or back_h2_2.parts(B) > 1 else steps_back_h2_2
+    if not run(T, h2[1:T + 1], dz_h2[1:T + 1], dh2[1:T + 1], dh2_sum, u2, db2, dz_h2_2):
         steps = zip(h2[1:T + 1][::-1], dz_h2[1:T + 1][::-1], dh2[1:T + 1][::-1])
         for (h2_t, dz_h2_t, dh2_t) in steps:
             # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
@@ -317,8 +319,8 @@ def backward_large(params, tape, cotangents, T, B):
     # h1(t): back through time (backward)
     dh1_sum = np.zeros((B, 8), DTYPE)
     dz_h1_2 = np.empty((8,), DTYPE)
-    if not (back_h1_2 if B <= 8 else steps_back_h1_2)(T, h1[1:T + 1], dz_h1[1:T + 1], dh1[1:T + 1],
-                                                      dh1_sum, u1, db1, dz_h1_2):
+    run_2 = back_h1_2 if B <= 8 or back_h1_2.parts(B) > 1 else steps_back_h1_2
+    if not run_2(T, h1[1:T + 1], dz_h1[1:T + 1], dh1[1:T + 1], dh1_sum, u1, db1, dz_h1_2):
         steps = zip(h1[1:T + 1][::-1], dz_h1[1:T + 1][::-1], dh1[1:T + 1][::-1])
         for (h1_t, dz_h1_t, dh1_t) in steps:
             # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
@@ -1003,3 +1005,11 @@ LOOPS = ("loop_h1", "loop_h2", "back_h2", "back_h1", "back_h2_2", "back_h1_2")
 KERNELS = ("fused_070e359103", "fused_c990c7e917")
 STEPS = ("steps_loop_h1", "steps_loop_h2", "steps_back_h2", "steps_back_h1", "steps_back_h2_2",
          "steps_back_h1_2")
+SPLIT = {
+    'loop_h1': 'Tssccr',
+    'loop_h2': 'Tssccr',
+    'back_h2': 'Tsssrcap',
+    'back_h1': 'Tsssrcap',
+    'back_h2_2': 'Tsssrcap',
+    'back_h1_2': 'Tsssrcap',
+}

@@ -71,25 +71,10 @@ def forward(params, inputs, initial, T, B, prepared=None):
     slice_z_f_3_2 = z_f_3[..., 24:32]
     z_c = np.empty((B, 8), DTYPE)
     with np.errstate(over="ignore"):
-        if not (loop_f_i_o_c_tilde_c_h if B <= 8 else steps_loop_f_i_o_c_tilde_c_h)(T,
-                                                                                    z_f_2[1:T + 1],
-                                                                                    h[0:T],
-                                                                                    x[1:T + 1],
-                                                                                    fio[1:T + 1],
-                                                                                    c_tilde[1:T + 1],
-                                                                                    f[1:T + 1],
-                                                                                    c[0:T],
-                                                                                    i[1:T + 1],
-                                                                                    c[1:T + 1],
-                                                                                    tanh_c[1:T + 1],
-                                                                                    h[1:T + 1],
-                                                                                    o[1:T + 1],
-                                                                                    z_f,
-                                                                                    W_fioc_z_f_2,
-                                                                                    slice_z_f_3,
-                                                                                    slice_z_f_3_2,
-                                                                                    z_f_3, z_c,
-                                                                                    W_fioc):
+        run = loop_f_i_o_c_tilde_c_h if B <= 8 or loop_f_i_o_c_tilde_c_h.parts(B) > 1 else steps_loop_f_i_o_c_tilde_c_h
+        if not run(T, z_f_2[1:T + 1], h[0:T], x[1:T + 1], fio[1:T + 1], c_tilde[1:T + 1],
+                   f[1:T + 1], c[0:T], i[1:T + 1], c[1:T + 1], tanh_c[1:T + 1], h[1:T + 1],
+                   o[1:T + 1], z_f, W_fioc_z_f_2, slice_z_f_3, slice_z_f_3_2, W_fioc, z_f_3, z_c):
             steps = zip(z_f_2[1:T + 1], h[0:T], x[1:T + 1], fio[1:T + 1], c_tilde[1:T + 1],
                         f[1:T + 1], c[0:T], i[1:T + 1], c[1:T + 1], tanh_c[1:T + 1], h[1:T + 1],
                         o[1:T + 1])
@@ -174,29 +159,13 @@ def backward(params, tape, cotangents, T, B):
     dz_h_2 = np.empty((B, 8), DTYPE)
     dz_h_3 = np.empty((B, 8), DTYPE)
     dz_f_6 = np.empty((32,), DTYPE)
-    if not (back_f_i_o_c_tilde_c_h if B <= 8 else steps_back_f_i_o_c_tilde_c_h)(T,
-                                                                                cotangents.get("h"),
-                                                                                tanh_c[1:T + 1],
-                                                                                o[1:T + 1],
-                                                                                cotangents.get("o"),
-                                                                                dz_h[1:T + 1],
-                                                                                cotangents.get("c"),
-                                                                                c_tilde[1:T + 1],
-                                                                                i[1:T + 1],
-                                                                                cotangents.get("i"),
-                                                                                cotangents.get("c_tilde"),
-                                                                                c[0:T], f[1:T + 1],
-                                                                                cotangents.get("f"),
-                                                                                dz_f_3[1:T + 1],
-                                                                                dz_f_4[1:T + 1],
-                                                                                dz_f_5[1:T + 1],
-                                                                                vecmat_dz_f_5[1:T + 1],
-                                                                                vecmat_dz_f_5[1:T + 1, ..., 0:8],
-                                                                                dh, dc, dc_tilde,
-                                                                                df, di, do, dfio,
-                                                                                dz_f, dz_f_6,
-                                                                                W_fioc, dz_h_2,
-                                                                                dz_h_3):
+    run = back_f_i_o_c_tilde_c_h if B <= 8 or back_f_i_o_c_tilde_c_h.parts(B) > 1 else steps_back_f_i_o_c_tilde_c_h
+    if not run(T, cotangents.get("h"), tanh_c[1:T + 1], o[1:T + 1], cotangents.get("o"),
+               dz_h[1:T + 1], cotangents.get("c"), c_tilde[1:T + 1], i[1:T + 1],
+               cotangents.get("i"), cotangents.get("c_tilde"), c[0:T], f[1:T + 1],
+               cotangents.get("f"), dz_f_3[1:T + 1], dz_f_4[1:T + 1], dz_f_5[1:T + 1],
+               vecmat_dz_f_5[1:T + 1], vecmat_dz_f_5[1:T + 1, ..., 0:8], dh, dc, dc_tilde, df, di,
+               do, dfio, dz_f, dz_f_6, W_fioc, dz_h_2, dz_h_3):
         steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1],
                     dz_h[1:T + 1][::-1], cot_c[::-1], c_tilde[1:T + 1][::-1], i[1:T + 1][::-1],
                     cot_i[::-1], cot_c_tilde[::-1], c[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1],
@@ -312,34 +281,13 @@ def backward_large(params, tape, cotangents, T, B):
     sub_fio = np.empty((B, 24), DTYPE)
     dz_f_5 = np.empty((B, 24), DTYPE)
     dz_f_6 = np.empty((32,), DTYPE)
-    if not (back_f_i_o_c_tilde_c_h_2 if B <= 8 else steps_back_f_i_o_c_tilde_c_h_2)(T,
-                                                                                    cotangents.get("h"),
-                                                                                    tanh_c[1:T + 1],
-                                                                                    o[1:T + 1],
-                                                                                    cotangents.get("o"),
-                                                                                    cotangents.get("c"),
-                                                                                    c_tilde[1:T + 1],
-                                                                                    i[1:T + 1],
-                                                                                    cotangents.get("i"),
-                                                                                    cotangents.get("c_tilde"),
-                                                                                    c[0:T],
-                                                                                    f[1:T + 1],
-                                                                                    cotangents.get("f"),
-                                                                                    fio[1:T + 1],
-                                                                                    dz_f_3[1:T + 1],
-                                                                                    vecmat_dz_f_3[1:T + 1],
-                                                                                    vecmat_dz_f_3[1:T + 1, ..., 0:8],
-                                                                                    dh, dc,
-                                                                                    dc_tilde, df,
-                                                                                    di, do, dfio,
-                                                                                    ONE, dz_f,
-                                                                                    dz_f_6, W_fioc,
-                                                                                    dz_h, dz_h_2,
-                                                                                    sub_dz_h_2,
-                                                                                    dz_h_3, dz_f_4,
-                                                                                    sub_dz_f_4,
-                                                                                    sub_fio,
-                                                                                    dz_f_5):
+    run = back_f_i_o_c_tilde_c_h_2 if B <= 8 or back_f_i_o_c_tilde_c_h_2.parts(B) > 1 else steps_back_f_i_o_c_tilde_c_h_2
+    if not run(T, cotangents.get("h"), tanh_c[1:T + 1], o[1:T + 1], cotangents.get("o"),
+               cotangents.get("c"), c_tilde[1:T + 1], i[1:T + 1], cotangents.get("i"),
+               cotangents.get("c_tilde"), c[0:T], f[1:T + 1], cotangents.get("f"), fio[1:T + 1],
+               dz_f_3[1:T + 1], vecmat_dz_f_3[1:T + 1], vecmat_dz_f_3[1:T + 1, ..., 0:8], dh, dc,
+               dc_tilde, df, di, do, dfio, ONE, dz_f, dz_f_6, W_fioc, dz_h, dz_h_2, sub_dz_h_2,
+               dz_h_3, dz_f_4, sub_dz_f_4, sub_fio, dz_f_5):
         steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1], cot_c[::-1],
                     c_tilde[1:T + 1][::-1], i[1:T + 1][::-1], cot_i[::-1], cot_c_tilde[::-1],
                     c[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1], fio[1:T + 1][::-1],
@@ -1122,7 +1070,7 @@ def fused_2a8ae34629(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
 
 def loop_f_i_o_c_tilde_c_h(T, z_f_2_t_all, h_tm1_all, x_t_all, fio_t_all, c_tilde_t_all, f_t_all,
                            c_tm1_all, i_t_all, c_t_all, tanh_c_t_all, h_t_all, o_t_all, z_f,
-                           W_fioc_z_f_2, slice_z_f_3, slice_z_f_3_2, z_f_3, z_c, W_fioc):
+                           W_fioc_z_f_2, slice_z_f_3, slice_z_f_3_2, W_fioc, z_f_3, z_c):
     """The loop forward in time of f(t), i(t), o(t), c_tilde(t), c(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -1246,6 +1194,7 @@ def loop_f_i_o_c_tilde_c_h(T, z_f_2_t_all, h_tm1_all, x_t_all, fio_t_all, c_tild
     x6 = space[88:96]
     x7 = space[96:104]
     bits = jitops.scratch(x1)
+    W_fioc_T = jitops.transposed_if(W_fioc, z_f_2_t_all.shape[1] > jitops._BY_ROWS)
     for step in range(T):
         z_f_2_t = z_f_2_t_all[step]
         h_tm1 = h_tm1_all[step]
@@ -1265,7 +1214,7 @@ def loop_f_i_o_c_tilde_c_h(T, z_f_2_t_all, h_tm1_all, x_t_all, fio_t_all, c_tild
         # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
         # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
         # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
-        jitops.dot(z_f_2_t, W_fioc.T, W_fioc_z_f_2)
+        jitops.dot_t(z_f_2_t, W_fioc, W_fioc_T, W_fioc_z_f_2)
         for i_2 in range(rows):
             r0_0 = jitops._view(z_f, i_2 * s0, 32)
             r0_1 = jitops._view(W_fioc_z_f_2, i_2 * s1, 32)
@@ -1306,8 +1255,8 @@ def loop_f_i_o_c_tilde_c_h(T, z_f_2_t_all, h_tm1_all, x_t_all, fio_t_all, c_tild
 
 def steps_loop_f_i_o_c_tilde_c_h(T, z_f_2_t_all, h_tm1_all, x_t_all, fio_t_all, c_tilde_t_all,
                                  f_t_all, c_tm1_all, i_t_all, c_t_all, tanh_c_t_all, h_t_all,
-                                 o_t_all, z_f, W_fioc_z_f_2, slice_z_f_3, slice_z_f_3_2, z_f_3,
-                                 z_c, W_fioc):
+                                 o_t_all, z_f, W_fioc_z_f_2, slice_z_f_3, slice_z_f_3_2, W_fioc,
+                                 z_f_3, z_c):
     """f(t), i(t), o(t), c_tilde(t), c(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -2277,3 +2226,8 @@ LOOPS = ("loop_f_i_o_c_tilde_c_h", "back_f_i_o_c_tilde_c_h", "back_f_i_o_c_tilde
 KERNELS = ("fused_8f4721f65d", "fused_3a9717e087", "fused_2a8ae34629")
 STEPS = ("steps_loop_f_i_o_c_tilde_c_h", "steps_back_f_i_o_c_tilde_c_h",
          "steps_back_f_i_o_c_tilde_c_h_2")
+SPLIT = {
+    'loop_f_i_o_c_tilde_c_h': 'Tsssssssssssscrrrcrr',
+    'back_f_i_o_c_tilde_c_h': 'Tssssssssssssssssssrrrrrrrapcrr',
+    'back_f_i_o_c_tilde_c_h_2': 'Tssssssssssssssssrrrrrrrcapcrrrrrrrr',
+}

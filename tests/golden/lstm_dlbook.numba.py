@@ -78,14 +78,10 @@ def forward(params, inputs, initial, T, B, prepared=None):
     slice_z_f_3_h_2 = z_f_3_h[..., 24:32]
     z_s_2 = np.empty((B, 8), DTYPE)
     with np.errstate(over="ignore"):
-        if not (loop_f_g_q_s_h if B <= 8 else steps_loop_f_g_q_s_h)(T, h[0:T], fgq_18[1:T + 1],
-                                                                    fgq[1:T + 1], f[1:T + 1],
-                                                                    s[0:T], z_s[1:T + 1],
-                                                                    g[1:T + 1], s[1:T + 1],
-                                                                    tanh_s[1:T + 1], h[1:T + 1],
-                                                                    q[1:T + 1], z_f_4,
-                                                                    slice_z_f_3_h, slice_z_f_3_h_2,
-                                                                    z_f_3_h, z_s_2, z_f_3):
+        run = loop_f_g_q_s_h if B <= 8 or loop_f_g_q_s_h.parts(B) > 1 else steps_loop_f_g_q_s_h
+        if not run(T, h[0:T], fgq_18[1:T + 1], fgq[1:T + 1], f[1:T + 1], s[0:T], z_s[1:T + 1],
+                   g[1:T + 1], s[1:T + 1], tanh_s[1:T + 1], h[1:T + 1], q[1:T + 1], z_f_4,
+                   slice_z_f_3_h, slice_z_f_3_h_2, z_f_3, z_f_3_h, z_s_2):
             steps = zip(h[0:T], fgq_18[1:T + 1], fgq[1:T + 1], f[1:T + 1], s[0:T], z_s[1:T + 1],
                         g[1:T + 1], s[1:T + 1], tanh_s[1:T + 1], h[1:T + 1], q[1:T + 1])
             for (h_tm1, fgq_18_t, fgq_t, f_t, s_tm1, z_s_t, g_t, s_t, tanh_s_t, h_t, q_t) in steps:
@@ -174,18 +170,12 @@ def backward(params, tape, cotangents, T, B):
     dz_h_3 = np.empty((B, 8), DTYPE)
     dz_s_4 = np.empty((8,), DTYPE)
     dz_f_7 = np.empty((24,), DTYPE)
-    if not (back_f_g_q_s_h if B <= 8 else steps_back_f_g_q_s_h)(T, cotangents.get("h"), q[1:T + 1],
-                                                                tanh_s[1:T + 1],
-                                                                cotangents.get("q"), dz_h[1:T + 1],
-                                                                cotangents.get("s"), z_s[1:T + 1],
-                                                                g[1:T + 1], cotangents.get("g"),
-                                                                dz_s_3[1:T + 1], dz_s_2[1:T + 1],
-                                                                s[0:T], f[1:T + 1],
-                                                                cotangents.get("f"),
-                                                                dz_f_6[1:T + 1], dz_f_5[1:T + 1],
-                                                                cat_dz_f_6[1:T + 1], dh, ds, df,
-                                                                dg, dq, dfgq, db, dz_s_4, dz_f,
-                                                                dz_f_7, z_f_3, dz_h_2, dz_h_3):
+    run = back_f_g_q_s_h if B <= 8 or back_f_g_q_s_h.parts(B) > 1 else steps_back_f_g_q_s_h
+    if not run(T, cotangents.get("h"), q[1:T + 1], tanh_s[1:T + 1], cotangents.get("q"),
+               dz_h[1:T + 1], cotangents.get("s"), z_s[1:T + 1], g[1:T + 1], cotangents.get("g"),
+               dz_s_3[1:T + 1], dz_s_2[1:T + 1], s[0:T], f[1:T + 1], cotangents.get("f"),
+               dz_f_6[1:T + 1], dz_f_5[1:T + 1], cat_dz_f_6[1:T + 1], dh, ds, df, dg, dq, dfgq, db,
+               dz_s_4, dz_f, dz_f_7, z_f_3, dz_h_2, dz_h_3):
         steps = zip(cot_h[::-1], q[1:T + 1][::-1], tanh_s[1:T + 1][::-1], cot_q[::-1],
                     dz_h[1:T + 1][::-1], cot_s[::-1], z_s[1:T + 1][::-1], g[1:T + 1][::-1],
                     cot_g[::-1], dz_s_3[1:T + 1][::-1], dz_s_2[1:T + 1][::-1], s[0:T][::-1],
@@ -303,22 +293,12 @@ def backward_large(params, tape, cotangents, T, B):
     sub_fgq = np.empty((B, 24), DTYPE)
     dz_s_4 = np.empty((8,), DTYPE)
     dz_f_6 = np.empty((24,), DTYPE)
-    if not (back_f_g_q_s_h_2 if B <= 8 else steps_back_f_g_q_s_h_2)(T, cotangents.get("h"),
-                                                                    q[1:T + 1], tanh_s[1:T + 1],
-                                                                    cotangents.get("q"),
-                                                                    cotangents.get("s"),
-                                                                    z_s[1:T + 1], g[1:T + 1],
-                                                                    cotangents.get("g"),
-                                                                    dz_s_2[1:T + 1], s[0:T],
-                                                                    f[1:T + 1],
-                                                                    cotangents.get("f"),
-                                                                    fgq[1:T + 1], dz_f_5[1:T + 1],
-                                                                    cat_dz_f_5[1:T + 1], dh, ds,
-                                                                    df, dg, dq, dfgq, ONE, db,
-                                                                    dz_s_4, dz_f, dz_f_6, z_f_3,
-                                                                    dz_h, dz_h_2, sub_dz_h_2,
-                                                                    dz_h_3, sub_z_s, dz_s_3,
-                                                                    sub_fgq):
+    run = back_f_g_q_s_h_2 if B <= 8 or back_f_g_q_s_h_2.parts(B) > 1 else steps_back_f_g_q_s_h_2
+    if not run(T, cotangents.get("h"), q[1:T + 1], tanh_s[1:T + 1], cotangents.get("q"),
+               cotangents.get("s"), z_s[1:T + 1], g[1:T + 1], cotangents.get("g"), dz_s_2[1:T + 1],
+               s[0:T], f[1:T + 1], cotangents.get("f"), fgq[1:T + 1], dz_f_5[1:T + 1],
+               cat_dz_f_5[1:T + 1], dh, ds, df, dg, dq, dfgq, ONE, db, dz_s_4, dz_f, dz_f_6, z_f_3,
+               dz_h, dz_h_2, sub_dz_h_2, dz_h_3, sub_z_s, dz_s_3, sub_fgq):
         steps = zip(cot_h[::-1], q[1:T + 1][::-1], tanh_s[1:T + 1][::-1], cot_q[::-1], cot_s[::-1],
                     z_s[1:T + 1][::-1], g[1:T + 1][::-1], cot_g[::-1], dz_s_2[1:T + 1][::-1],
                     s[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1], fgq[1:T + 1][::-1],
@@ -1048,7 +1028,7 @@ def fused_92b3062caf(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
 
 def loop_f_g_q_s_h(T, h_tm1_all, fgq_18_t_all, fgq_t_all, f_t_all, s_tm1_all, z_s_t_all, g_t_all,
                    s_t_all, tanh_s_t_all, h_t_all, q_t_all, z_f_4, slice_z_f_3_h, slice_z_f_3_h_2,
-                   z_f_3_h, z_s_2, z_f_3):
+                   z_f_3, z_f_3_h, z_s_2):
     """The loop forward in time of f(t), g(t), q(t), s(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -1175,6 +1155,7 @@ def loop_f_g_q_s_h(T, h_tm1_all, fgq_18_t_all, fgq_t_all, f_t_all, s_tm1_all, z_
     x8 = space[120:128]
     x9 = space[128:136]
     bits = jitops.scratch(x2)
+    z_f_3_T = jitops.transposed_if(z_f_3, h_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         fgq_18_t = fgq_18_t_all[step]
@@ -1190,7 +1171,7 @@ def loop_f_g_q_s_h(T, h_tm1_all, fgq_18_t_all, fgq_t_all, f_t_all, s_tm1_all, z_
         # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
         # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
         # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-        jitops.dot(h_tm1, z_f_3.T, z_f_3_h)
+        jitops.dot_t(h_tm1, z_f_3, z_f_3_T, z_f_3_h)
         # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
         # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
         # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
@@ -1245,7 +1226,7 @@ def loop_f_g_q_s_h(T, h_tm1_all, fgq_18_t_all, fgq_t_all, f_t_all, s_tm1_all, z_
 
 def steps_loop_f_g_q_s_h(T, h_tm1_all, fgq_18_t_all, fgq_t_all, f_t_all, s_tm1_all, z_s_t_all,
                          g_t_all, s_t_all, tanh_s_t_all, h_t_all, q_t_all, z_f_4, slice_z_f_3_h,
-                         slice_z_f_3_h_2, z_f_3_h, z_s_2, z_f_3):
+                         slice_z_f_3_h_2, z_f_3, z_f_3_h, z_s_2):
     """f(t), g(t), q(t), s(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -2136,3 +2117,8 @@ def steps_back_f_g_q_s_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, z_s_t_
 LOOPS = ("loop_f_g_q_s_h", "back_f_g_q_s_h", "back_f_g_q_s_h_2")
 KERNELS = ("fused_5d636c4d78", "fused_9512dbdad1", "fused_92b3062caf")
 STEPS = ("steps_loop_f_g_q_s_h", "steps_back_f_g_q_s_h", "steps_back_f_g_q_s_h_2")
+SPLIT = {
+    'loop_f_g_q_s_h': 'Tssssssssssscrrcrr',
+    'back_f_g_q_s_h': 'Tsssssssssssssssssrrrrrrapapcrr',
+    'back_f_g_q_s_h_2': 'Tsssssssssssssssrrrrrrcapapcrrrrrrr',
+}

@@ -88,19 +88,12 @@ def forward(params, inputs, initial, T, B, prepared=None):
     z_q = np.empty((B, 8), DTYPE)
     z_q_2 = np.empty((B, 8), DTYPE)
     with np.errstate(over="ignore"):
-        if not (loop_f_g_s_q_h if B <= 8 else steps_loop_f_g_s_q_h)(T, h[0:T], s[0:T],
-                                                                    r47_r49_18_r52[1:T + 1],
-                                                                    r47[1:T + 1], f[1:T + 1],
-                                                                    r49[1:T + 1], g[1:T + 1],
-                                                                    z_s[1:T + 1], s[1:T + 1],
-                                                                    r52[1:T + 1], q[1:T + 1],
-                                                                    tanh_s[1:T + 1], h[1:T + 1],
-                                                                    p_f, z_f_3, slice_z_f_2_h, p_g,
-                                                                    slice_z_f_2_h_2,
-                                                                    slice_z_f_2_h_3, p_o,
-                                                                    slice_z_f_2_h_4, z_f_4,
-                                                                    z_f_2_h, z_f_5, z_g, z_g_2,
-                                                                    z_s_2, z_q, z_q_2, z_f_2):
+        run = loop_f_g_s_q_h if B <= 8 or loop_f_g_s_q_h.parts(B) > 1 else steps_loop_f_g_s_q_h
+        if not run(T, h[0:T], s[0:T], r47_r49_18_r52[1:T + 1], r47[1:T + 1], f[1:T + 1],
+                   r49[1:T + 1], g[1:T + 1], z_s[1:T + 1], s[1:T + 1], r52[1:T + 1], q[1:T + 1],
+                   tanh_s[1:T + 1], h[1:T + 1], p_f, z_f_3, slice_z_f_2_h, p_g, slice_z_f_2_h_2,
+                   slice_z_f_2_h_3, p_o, slice_z_f_2_h_4, z_f_2, z_f_4, z_f_2_h, z_f_5, z_g, z_g_2,
+                   z_s_2, z_q, z_q_2):
             steps = zip(h[0:T], s[0:T], r47_r49_18_r52[1:T + 1], r47[1:T + 1], f[1:T + 1],
                         r49[1:T + 1], g[1:T + 1], z_s[1:T + 1], s[1:T + 1], r52[1:T + 1],
                         q[1:T + 1], tanh_s[1:T + 1], h[1:T + 1])
@@ -222,23 +215,14 @@ def backward(params, tape, cotangents, T, B):
     dz_s_4 = np.empty((8,), DTYPE)
     dz_g_4 = np.empty((8,), DTYPE)
     dz_f_7 = np.empty((8,), DTYPE)
-    if not (back_f_g_s_q_h if B <= 8 else steps_back_f_g_s_q_h)(T, cotangents.get("h"), q[1:T + 1],
-                                                                tanh_s[1:T + 1],
-                                                                cotangents.get("q"), dz_h[1:T + 1],
-                                                                cotangents.get("s"),
-                                                                dz_q_2[1:T + 1], dz_q[1:T + 1],
-                                                                z_s[1:T + 1], g[1:T + 1],
-                                                                cotangents.get("g"),
-                                                                dz_s_3[1:T + 1], dz_s_2[1:T + 1],
-                                                                s[0:T], f[1:T + 1],
-                                                                cotangents.get("f"),
-                                                                dz_g_2[1:T + 1], dz_g[1:T + 1],
-                                                                dz_f_5[1:T + 1], dz_f_4[1:T + 1],
-                                                                cat_dz_f_5[1:T + 1], dh, ds, p_o,
-                                                                p_g, p_f, db_o, dz_q_4, db, dz_s_4,
-                                                                db_g, dz_g_4, db_f, dz_f_7, z_f_2,
-                                                                dz_h_2, dq, dz_h_3, dz_q_3, dg, df,
-                                                                dz_g_3, dz_f_6):
+    run = back_f_g_s_q_h if B <= 8 or back_f_g_s_q_h.parts(B) > 1 else steps_back_f_g_s_q_h
+    if not run(T, cotangents.get("h"), q[1:T + 1], tanh_s[1:T + 1], cotangents.get("q"),
+               dz_h[1:T + 1], cotangents.get("s"), dz_q_2[1:T + 1], dz_q[1:T + 1], z_s[1:T + 1],
+               g[1:T + 1], cotangents.get("g"), dz_s_3[1:T + 1], dz_s_2[1:T + 1], s[0:T],
+               f[1:T + 1], cotangents.get("f"), dz_g_2[1:T + 1], dz_g[1:T + 1], dz_f_5[1:T + 1],
+               dz_f_4[1:T + 1], cat_dz_f_5[1:T + 1], dh, ds, p_o, p_g, p_f, db_o, dz_q_4, db,
+               dz_s_4, db_g, dz_g_4, db_f, dz_f_7, z_f_2, dz_h_2, dq, dz_h_3, dz_q_3, dg, df,
+               dz_g_3, dz_f_6):
         steps = zip(cot_h[::-1], q[1:T + 1][::-1], tanh_s[1:T + 1][::-1], cot_q[::-1],
                     dz_h[1:T + 1][::-1], cot_s[::-1], dz_q_2[1:T + 1][::-1], dz_q[1:T + 1][::-1],
                     z_s[1:T + 1][::-1], g[1:T + 1][::-1], cot_g[::-1], dz_s_3[1:T + 1][::-1],
@@ -377,25 +361,13 @@ def backward_large(params, tape, cotangents, T, B):
     dz_s_4 = np.empty((8,), DTYPE)
     dz_g_3 = np.empty((8,), DTYPE)
     dz_f_6 = np.empty((8,), DTYPE)
-    if not (back_f_g_s_q_h_2 if B <= 8 else steps_back_f_g_s_q_h_2)(T, cotangents.get("h"),
-                                                                    q[1:T + 1], tanh_s[1:T + 1],
-                                                                    cotangents.get("q"),
-                                                                    cotangents.get("s"),
-                                                                    dz_q[1:T + 1], z_s[1:T + 1],
-                                                                    g[1:T + 1],
-                                                                    cotangents.get("g"),
-                                                                    dz_s_2[1:T + 1], s[0:T],
-                                                                    f[1:T + 1],
-                                                                    cotangents.get("f"),
-                                                                    dz_g[1:T + 1], dz_f_4[1:T + 1],
-                                                                    cat_dz_f_4[1:T + 1], dh, ds,
-                                                                    p_o, p_g, p_f, ONE, db_o,
-                                                                    dz_q_3, db, dz_s_4, db_g,
-                                                                    dz_g_3, db_f, dz_f_6, z_f_2,
-                                                                    dz_h, dq, dz_h_2, sub_dz_h_2,
-                                                                    dz_h_3, sub_q, dz_q_2, dg,
-                                                                    sub_z_s, dz_s_3, df, sub_g,
-                                                                    dz_g_2, sub_f, dz_f_5):
+    run = back_f_g_s_q_h_2 if B <= 8 or back_f_g_s_q_h_2.parts(B) > 1 else steps_back_f_g_s_q_h_2
+    if not run(T, cotangents.get("h"), q[1:T + 1], tanh_s[1:T + 1], cotangents.get("q"),
+               cotangents.get("s"), dz_q[1:T + 1], z_s[1:T + 1], g[1:T + 1], cotangents.get("g"),
+               dz_s_2[1:T + 1], s[0:T], f[1:T + 1], cotangents.get("f"), dz_g[1:T + 1],
+               dz_f_4[1:T + 1], cat_dz_f_4[1:T + 1], dh, ds, p_o, p_g, p_f, ONE, db_o, dz_q_3, db,
+               dz_s_4, db_g, dz_g_3, db_f, dz_f_6, z_f_2, dz_h, dq, dz_h_2, sub_dz_h_2, dz_h_3,
+               sub_q, dz_q_2, dg, sub_z_s, dz_s_3, df, sub_g, dz_g_2, sub_f, dz_f_5):
         steps = zip(cot_h[::-1], q[1:T + 1][::-1], tanh_s[1:T + 1][::-1], cot_q[::-1], cot_s[::-1],
                     dz_q[1:T + 1][::-1], z_s[1:T + 1][::-1], g[1:T + 1][::-1], cot_g[::-1],
                     dz_s_2[1:T + 1][::-1], s[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1],
@@ -1353,7 +1325,7 @@ def fused_d0715ae0d5(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
 def loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_r49_18_r52_t_all, r47_t_all, f_t_all, r49_t_all,
                    g_t_all, z_s_t_all, s_t_all, r52_t_all, q_t_all, tanh_s_t_all, h_t_all, p_f,
                    z_f_3, slice_z_f_2_h, p_g, slice_z_f_2_h_2, slice_z_f_2_h_3, p_o,
-                   slice_z_f_2_h_4, z_f_4, z_f_2_h, z_f_5, z_g, z_g_2, z_s_2, z_q, z_q_2, z_f_2):
+                   slice_z_f_2_h_4, z_f_2, z_f_4, z_f_2_h, z_f_5, z_g, z_g_2, z_s_2, z_q, z_q_2):
     """The loop forward in time of f(t), g(t), s(t), q(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -1583,6 +1555,7 @@ def loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_r49_18_r52_t_all, r47_t_all, f_t
     x18 = space[168:176]
     x19 = space[176:184]
     bits = jitops.scratch(x18)
+    z_f_2_T = jitops.transposed_if(z_f_2, h_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         s_tm1 = s_tm1_all[step]
@@ -1598,7 +1571,7 @@ def loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_r49_18_r52_t_all, r47_t_all, f_t
         tanh_s_t = tanh_s_t_all[step]
         h_t = h_t_all[step]
         # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
-        jitops.dot(h_tm1, z_f_2.T, z_f_2_h)
+        jitops.dot_t(h_tm1, z_f_2, z_f_2_T, z_f_2_h)
         # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1) + diag(p_g) s(t-1))
         # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
         # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1) + diag(p_o) s(t))
@@ -1690,8 +1663,8 @@ def loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_r49_18_r52_t_all, r47_t_all, f_t
 def steps_loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_r49_18_r52_t_all, r47_t_all, f_t_all,
                          r49_t_all, g_t_all, z_s_t_all, s_t_all, r52_t_all, q_t_all, tanh_s_t_all,
                          h_t_all, p_f, z_f_3, slice_z_f_2_h, p_g, slice_z_f_2_h_2, slice_z_f_2_h_3,
-                         p_o, slice_z_f_2_h_4, z_f_4, z_f_2_h, z_f_5, z_g, z_g_2, z_s_2, z_q,
-                         z_q_2, z_f_2):
+                         p_o, slice_z_f_2_h_4, z_f_2, z_f_4, z_f_2_h, z_f_5, z_g, z_g_2, z_s_2,
+                         z_q, z_q_2):
     """f(t), g(t), s(t), q(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -2801,3 +2774,8 @@ def steps_back_f_g_s_q_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, dz_q_t
 LOOPS = ("loop_f_g_s_q_h", "back_f_g_s_q_h", "back_f_g_s_q_h_2")
 KERNELS = ("fused_5ca6a9e024", "fused_0415441864", "fused_d0715ae0d5")
 STEPS = ("steps_loop_f_g_s_q_h", "steps_back_f_g_s_q_h", "steps_back_f_g_s_q_h_2")
+SPLIT = {
+    'loop_f_g_s_q_h': 'Tsssssssssssssccrcrrcrcrrrrrrrr',
+    'back_f_g_s_q_h': 'Tsssssssssssssssssssssrrcccapapapapcrrrrrrrr',
+    'back_f_g_s_q_h_2': 'Tssssssssssssssssrrccccapapapapcrrrrrrrrrrrrrrr',
+}

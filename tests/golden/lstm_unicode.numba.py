@@ -78,19 +78,10 @@ def forward(params, inputs, initial, T, B, prepared=None):
     U_fioc_h = np.empty((B, 32), DTYPE)
     z_c = np.empty((B, 8), DTYPE)
     with np.errstate(over="ignore"):
-        if not (loop_f_i_o_c_tilde_c_h if B <= 8 else steps_loop_f_i_o_c_tilde_c_h)(T, h[0:T],
-                                                                                    f_i_o_c_tilde[1:T + 1],
-                                                                                    fio[1:T + 1],
-                                                                                    c_tilde[1:T + 1],
-                                                                                    f[1:T + 1],
-                                                                                    c[0:T],
-                                                                                    i[1:T + 1],
-                                                                                    c[1:T + 1],
-                                                                                    tanh_c[1:T + 1],
-                                                                                    h[1:T + 1],
-                                                                                    o[1:T + 1],
-                                                                                    z_f, U_fioc_h,
-                                                                                    z_c, U_fioc):
+        run = loop_f_i_o_c_tilde_c_h if B <= 8 or loop_f_i_o_c_tilde_c_h.parts(B) > 1 else steps_loop_f_i_o_c_tilde_c_h
+        if not run(T, h[0:T], f_i_o_c_tilde[1:T + 1], fio[1:T + 1], c_tilde[1:T + 1], f[1:T + 1],
+                   c[0:T], i[1:T + 1], c[1:T + 1], tanh_c[1:T + 1], h[1:T + 1], o[1:T + 1], z_f,
+                   U_fioc_h, U_fioc, z_c):
             steps = zip(h[0:T], f_i_o_c_tilde[1:T + 1], fio[1:T + 1], c_tilde[1:T + 1], f[1:T + 1],
                         c[0:T], i[1:T + 1], c[1:T + 1], tanh_c[1:T + 1], h[1:T + 1], o[1:T + 1])
             for (h_tm1, f_i_o_c_tilde_t, fio_t, c_tilde_t, f_t, c_tm1, i_t, c_t, tanh_c_t, h_t,
@@ -173,27 +164,12 @@ def backward(params, tape, cotangents, T, B):
     dz_h_2 = np.empty((B, 8), DTYPE)
     dz_h_3 = np.empty((B, 8), DTYPE)
     dz_f_5 = np.empty((32,), DTYPE)
-    if not (back_f_i_o_c_tilde_c_h if B <= 8 else steps_back_f_i_o_c_tilde_c_h)(T,
-                                                                                cotangents.get("h"),
-                                                                                tanh_c[1:T + 1],
-                                                                                o[1:T + 1],
-                                                                                cotangents.get("o"),
-                                                                                dz_h[1:T + 1],
-                                                                                cotangents.get("c"),
-                                                                                c_tilde[1:T + 1],
-                                                                                i[1:T + 1],
-                                                                                cotangents.get("i"),
-                                                                                cotangents.get("c_tilde"),
-                                                                                c[0:T], f[1:T + 1],
-                                                                                cotangents.get("f"),
-                                                                                dz_f_2[1:T + 1],
-                                                                                dz_f_3[1:T + 1],
-                                                                                dz_f_4[1:T + 1],
-                                                                                dh, dc, dc_tilde,
-                                                                                df, di, do, dfio,
-                                                                                dz_f, dz_f_5,
-                                                                                U_fioc, dz_h_2,
-                                                                                dz_h_3):
+    run = back_f_i_o_c_tilde_c_h if B <= 8 or back_f_i_o_c_tilde_c_h.parts(B) > 1 else steps_back_f_i_o_c_tilde_c_h
+    if not run(T, cotangents.get("h"), tanh_c[1:T + 1], o[1:T + 1], cotangents.get("o"),
+               dz_h[1:T + 1], cotangents.get("c"), c_tilde[1:T + 1], i[1:T + 1],
+               cotangents.get("i"), cotangents.get("c_tilde"), c[0:T], f[1:T + 1],
+               cotangents.get("f"), dz_f_2[1:T + 1], dz_f_3[1:T + 1], dz_f_4[1:T + 1], dh, dc,
+               dc_tilde, df, di, do, dfio, dz_f, dz_f_5, U_fioc, dz_h_2, dz_h_3):
         steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1],
                     dz_h[1:T + 1][::-1], cot_c[::-1], c_tilde[1:T + 1][::-1], i[1:T + 1][::-1],
                     cot_i[::-1], cot_c_tilde[::-1], c[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1],
@@ -311,32 +287,12 @@ def backward_large(params, tape, cotangents, T, B):
     sub_fio = np.empty((B, 24), DTYPE)
     dz_f_4 = np.empty((B, 24), DTYPE)
     dz_f_5 = np.empty((32,), DTYPE)
-    if not (back_f_i_o_c_tilde_c_h_2 if B <= 8 else steps_back_f_i_o_c_tilde_c_h_2)(T,
-                                                                                    cotangents.get("h"),
-                                                                                    tanh_c[1:T + 1],
-                                                                                    o[1:T + 1],
-                                                                                    cotangents.get("o"),
-                                                                                    cotangents.get("c"),
-                                                                                    c_tilde[1:T + 1],
-                                                                                    i[1:T + 1],
-                                                                                    cotangents.get("i"),
-                                                                                    cotangents.get("c_tilde"),
-                                                                                    c[0:T],
-                                                                                    f[1:T + 1],
-                                                                                    cotangents.get("f"),
-                                                                                    fio[1:T + 1],
-                                                                                    dz_f_2[1:T + 1],
-                                                                                    dh, dc,
-                                                                                    dc_tilde, df,
-                                                                                    di, do, dfio,
-                                                                                    ONE, dz_f,
-                                                                                    dz_f_5, U_fioc,
-                                                                                    dz_h, dz_h_2,
-                                                                                    sub_dz_h_2,
-                                                                                    dz_h_3, dz_f_3,
-                                                                                    sub_dz_f_3,
-                                                                                    sub_fio,
-                                                                                    dz_f_4):
+    run = back_f_i_o_c_tilde_c_h_2 if B <= 8 or back_f_i_o_c_tilde_c_h_2.parts(B) > 1 else steps_back_f_i_o_c_tilde_c_h_2
+    if not run(T, cotangents.get("h"), tanh_c[1:T + 1], o[1:T + 1], cotangents.get("o"),
+               cotangents.get("c"), c_tilde[1:T + 1], i[1:T + 1], cotangents.get("i"),
+               cotangents.get("c_tilde"), c[0:T], f[1:T + 1], cotangents.get("f"), fio[1:T + 1],
+               dz_f_2[1:T + 1], dh, dc, dc_tilde, df, di, do, dfio, ONE, dz_f, dz_f_5, U_fioc,
+               dz_h, dz_h_2, sub_dz_h_2, dz_h_3, dz_f_3, sub_dz_f_3, sub_fio, dz_f_4):
         steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1], cot_c[::-1],
                     c_tilde[1:T + 1][::-1], i[1:T + 1][::-1], cot_i[::-1], cot_c_tilde[::-1],
                     c[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1], fio[1:T + 1][::-1],
@@ -1116,7 +1072,7 @@ def fused_2a8ae34629(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
 
 def loop_f_i_o_c_tilde_c_h(T, h_tm1_all, f_i_o_c_tilde_t_all, fio_t_all, c_tilde_t_all, f_t_all,
                            c_tm1_all, i_t_all, c_t_all, tanh_c_t_all, h_t_all, o_t_all, z_f,
-                           U_fioc_h, z_c, U_fioc):
+                           U_fioc_h, U_fioc, z_c):
     """The loop forward in time of f(t), i(t), o(t), c_tilde(t), c(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -1228,6 +1184,7 @@ def loop_f_i_o_c_tilde_c_h(T, h_tm1_all, f_i_o_c_tilde_t_all, fio_t_all, c_tilde
     x7 = space[120:128]
     x8 = space[128:136]
     bits = jitops.scratch(x2)
+    U_fioc_T = jitops.transposed_if(U_fioc, h_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         f_i_o_c_tilde_t = f_i_o_c_tilde_t_all[step]
@@ -1244,7 +1201,7 @@ def loop_f_i_o_c_tilde_c_h(T, h_tm1_all, f_i_o_c_tilde_t_all, fio_t_all, c_tilde
         # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
         # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
         # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
-        jitops.dot(h_tm1, U_fioc.T, U_fioc_h)
+        jitops.dot_t(h_tm1, U_fioc, U_fioc_T, U_fioc_h)
         for i_2 in range(rows):
             r0_0 = jitops._view(f_i_o_c_tilde_t, i_2 * s0, 32)
             r0_1 = jitops._view(z_f, i_2 * s1, 32)
@@ -1290,7 +1247,7 @@ def loop_f_i_o_c_tilde_c_h(T, h_tm1_all, f_i_o_c_tilde_t_all, fio_t_all, c_tilde
 
 def steps_loop_f_i_o_c_tilde_c_h(T, h_tm1_all, f_i_o_c_tilde_t_all, fio_t_all, c_tilde_t_all,
                                  f_t_all, c_tm1_all, i_t_all, c_t_all, tanh_c_t_all, h_t_all,
-                                 o_t_all, z_f, U_fioc_h, z_c, U_fioc):
+                                 o_t_all, z_f, U_fioc_h, U_fioc, z_c):
     """f(t), i(t), o(t), c_tilde(t), c(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -2190,3 +2147,8 @@ LOOPS = ("loop_f_i_o_c_tilde_c_h", "back_f_i_o_c_tilde_c_h", "back_f_i_o_c_tilde
 KERNELS = ("fused_d22872c775", "fused_3a9717e087", "fused_2a8ae34629")
 STEPS = ("steps_loop_f_i_o_c_tilde_c_h", "steps_back_f_i_o_c_tilde_c_h",
          "steps_back_f_i_o_c_tilde_c_h_2")
+SPLIT = {
+    'loop_f_i_o_c_tilde_c_h': 'Tssssssssssscrcr',
+    'back_f_i_o_c_tilde_c_h': 'Tssssssssssssssssrrrrrrrapcrr',
+    'back_f_i_o_c_tilde_c_h_2': 'Tssssssssssssssrrrrrrrcapcrrrrrrrr',
+}

@@ -669,3 +669,5 @@ def backward_large(params, tape, cotangents, T, B):
 LOOPS = ()
 KERNELS = ()
 STEPS = ()
+SPLIT = {
+}

@@ -50,8 +50,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # h(t), o(t): a loop forward in time
     W_o = np.empty((B, 8), DTYPE)
-    if not (loop_h_o if B <= 8 else steps_loop_h_o)(T, o[0:T], h[1:T + 1], o[1:T + 1], b, W_o, c,
-                                                    W, V):
+    run = loop_h_o if B <= 8 or loop_h_o.parts(B) > 1 else steps_loop_h_o
+    if not run(T, o[0:T], h[1:T + 1], o[1:T + 1], b, W_o, c, W, V):
         steps = zip(o[0:T], h[1:T + 1], o[1:T + 1])
         for (o_tm1, h_t, o_t) in steps:
             # h(t) = tanh(W o(t-1) + U x(t) + b)
@@ -95,9 +95,9 @@ def backward(params, tape, cotangents, T, B):
     cot_h = cotangents.get("h", [None] * T)
     vecmat_dz_h_2 = np.empty((B, 3), DTYPE)
     dz_h_3 = np.empty((8,), DTYPE)
-    if not (back_h_o if B <= 8 else steps_back_h_o)(T, do[1:T + 1], cotangents.get("h"),
-                                                    dz_h_2[1:T + 1], dz_h[1:T + 1], do[0:T], dh,
-                                                    vecmat_dz_h_2, db, dz_h_3, V, W):
+    run = back_h_o if B <= 8 or back_h_o.parts(B) > 1 else steps_back_h_o
+    if not run(T, do[1:T + 1], cotangents.get("h"), dz_h_2[1:T + 1], dz_h[1:T + 1], do[0:T], dh,
+               vecmat_dz_h_2, db, dz_h_3, V, W):
         steps = zip(do[1:T + 1][::-1], cot_h[::-1], dz_h_2[1:T + 1][::-1], dz_h[1:T + 1][::-1],
                     do[0:T][::-1])
         for (do_t, cot_h_t, dz_h_2_t, dz_h_t, do_tm1) in steps:
@@ -151,10 +151,9 @@ def backward_large(params, tape, cotangents, T, B):
     dz_h_2 = np.empty((B, 8), DTYPE)
     vecmat_dz_h = np.empty((B, 3), DTYPE)
     dz_h_3 = np.empty((8,), DTYPE)
-    if not (back_h_o_2 if B <= 8 else steps_back_h_o_2)(T, do[1:T + 1], cotangents.get("h"),
-                                                        h[1:T + 1], dz_h[1:T + 1], do[0:T], dh,
-                                                        dz_h_2, ONE, vecmat_dz_h, db, dz_h_3, V,
-                                                        W):
+    run = back_h_o_2 if B <= 8 or back_h_o_2.parts(B) > 1 else steps_back_h_o_2
+    if not run(T, do[1:T + 1], cotangents.get("h"), h[1:T + 1], dz_h[1:T + 1], do[0:T], dh, dz_h_2,
+               ONE, vecmat_dz_h, db, dz_h_3, V, W):
         steps = zip(do[1:T + 1][::-1], cot_h[::-1], h[1:T + 1][::-1], dz_h[1:T + 1][::-1],
                     do[0:T][::-1])
         for (do_t, cot_h_t, h_t, dz_h_t, do_tm1) in steps:
@@ -342,12 +341,14 @@ def loop_h_o(T, o_tm1_all, h_t_all, o_t_all, b, W_o, c, W, V):
         return False
     space_2 = np.empty(3, o_t.dtype)
     x0_2 = space_2[0:3]
+    W_T = jitops.transposed_if(W, o_tm1_all.shape[1] > jitops._BY_ROWS)
+    V_T = jitops.transposed_if(V, o_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T):
         o_tm1 = o_tm1_all[step]
         h_t = h_t_all[step]
         o_t = o_t_all[step]
         # h(t) = tanh(W o(t-1) + U x(t) + b)
-        jitops.dot(o_tm1, W.T, W_o)
+        jitops.dot_t(o_tm1, W, W_T, W_o)
         for i in range(rows):
             r0_0 = jitops._view(h_t, i * s0, 8)
             r0_1 = jitops._view(b, i * s1, 8)
@@ -363,7 +364,7 @@ def loop_h_o(T, o_tm1_all, h_t_all, o_t_all, b, W_o, c, W, V):
             jitops.vtanh(r2_0, x2, bits)
             jitops.put_row(h_t, i, x2)
         # o(t) = V h(t) + c
-        jitops.dot(h_t, V.T, o_t)
+        jitops.dot_t(h_t, V, V_T, o_t)
         for i_2 in range(rows_2):
             r0_0_2 = jitops._view(c, i_2 * s0_2, 3)
             r0_1_2 = jitops._view(o_t, i_2 * s1_2, 3)
@@ -671,3 +672,8 @@ def steps_back_h_o_2(T, do_t_all, cot_h, h_t_all, dz_h_t_all, do_tm1_all, dh, dz
 LOOPS = ("loop_h_o", "back_h_o", "back_h_o_2")
 KERNELS = ("fused_1e7aba2197", "fused_e16a51c597", "fused_6d03b8a9ac")
 STEPS = ("steps_loop_h_o", "steps_back_h_o", "steps_back_h_o_2")
+SPLIT = {
+    'loop_h_o': 'Tssscrccc',
+    'back_h_o': 'Tsssssrrapcc',
+    'back_h_o_2': 'Tsssssrrcrapcc',
+}

@@ -144,3 +144,5 @@ def backward_large(params, tape, cotangents, T, B):
 LOOPS = ()
 KERNELS = ()
 STEPS = ()
+SPLIT = {
+}

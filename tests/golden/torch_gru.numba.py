@@ -77,13 +77,10 @@ def forward(params, inputs, initial, T, B, prepared=None):
     slice_W_h_rzn_h_2 = W_h_rzn_h[..., 16:24]
     z_n_2 = np.empty((B, 8), DTYPE)
     with np.errstate(over="ignore"):
-        if not (loop_r_z_n_h if B <= 8 else steps_loop_r_z_n_h)(T, h[0:T], rz_n[1:T + 1],
-                                                                rz[1:T + 1], z_n[1:T + 1],
-                                                                r[1:T + 1], n[1:T + 1],
-                                                                z_h[1:T + 1], z[1:T + 1],
-                                                                h[1:T + 1], z_r_2, slice_W_h_rzn_h,
-                                                                b_hn, slice_W_h_rzn_h_2, W_h_rzn_h,
-                                                                z_n_2, W_h_rzn):
+        run = loop_r_z_n_h if B <= 8 or loop_r_z_n_h.parts(B) > 1 else steps_loop_r_z_n_h
+        if not run(T, h[0:T], rz_n[1:T + 1], rz[1:T + 1], z_n[1:T + 1], r[1:T + 1], n[1:T + 1],
+                   z_h[1:T + 1], z[1:T + 1], h[1:T + 1], z_r_2, slice_W_h_rzn_h, b_hn,
+                   slice_W_h_rzn_h_2, W_h_rzn, W_h_rzn_h, z_n_2):
             steps = zip(h[0:T], rz_n[1:T + 1], rz[1:T + 1], z_n[1:T + 1], r[1:T + 1], n[1:T + 1],
                         z_h[1:T + 1], z[1:T + 1], h[1:T + 1])
             for (h_tm1, rz_n_t, rz_t, z_n_t, r_t, n_t, z_h_t, z_t, h_t) in steps:
@@ -164,16 +161,12 @@ def backward(params, tape, cotangents, T, B):
     dz_n_5 = np.empty((8,), DTYPE)
     dz_n_6 = np.empty((8,), DTYPE)
     dz_r_5 = np.empty((16,), DTYPE)
-    if not (back_r_z_n_h if B <= 8 else steps_back_r_z_n_h)(T, cotangents.get("n"),
-                                                            cotangents.get("h"), z_h[1:T + 1],
-                                                            z[1:T + 1], cotangents.get("z"),
-                                                            dz_n_3[1:T + 1], dz_n_2[1:T + 1],
-                                                            z_n[1:T + 1], dz_n_4[1:T + 1],
-                                                            r[1:T + 1], cotangents.get("r"),
-                                                            dz_r_4[1:T + 1], dz_r_3[1:T + 1],
-                                                            cat_dz_r_4[1:T + 1], dh, dr, dz, drz,
-                                                            dz_h_2, db_hn, dz_n_5, db_in, dz_n_6,
-                                                            dz_r, dz_r_5, W_h_rzn, dn):
+    run = back_r_z_n_h if B <= 8 or back_r_z_n_h.parts(B) > 1 else steps_back_r_z_n_h
+    if not run(T, cotangents.get("n"), cotangents.get("h"), z_h[1:T + 1], z[1:T + 1],
+               cotangents.get("z"), dz_n_3[1:T + 1], dz_n_2[1:T + 1], z_n[1:T + 1],
+               dz_n_4[1:T + 1], r[1:T + 1], cotangents.get("r"), dz_r_4[1:T + 1], dz_r_3[1:T + 1],
+               cat_dz_r_4[1:T + 1], dh, dr, dz, drz, dz_h_2, db_hn, dz_n_5, db_in, dz_n_6, dz_r,
+               dz_r_5, W_h_rzn, dn):
         steps = zip(cot_n[::-1], cot_h[::-1], z_h[1:T + 1][::-1], z[1:T + 1][::-1], cot_z[::-1],
                     dz_n_3[1:T + 1][::-1], dz_n_2[1:T + 1][::-1], z_n[1:T + 1][::-1],
                     dz_n_4[1:T + 1][::-1], r[1:T + 1][::-1], cot_r[::-1], dz_r_4[1:T + 1][::-1],
@@ -284,17 +277,12 @@ def backward_large(params, tape, cotangents, T, B):
     dz_n_5 = np.empty((8,), DTYPE)
     dz_n_6 = np.empty((8,), DTYPE)
     dz_r_4 = np.empty((16,), DTYPE)
-    if not (back_r_z_n_h_2 if B <= 8 else steps_back_r_z_n_h_2)(T, cotangents.get("n"),
-                                                                cotangents.get("h"), z_h[1:T + 1],
-                                                                z[1:T + 1], cotangents.get("z"),
-                                                                n[1:T + 1], dz_n_2[1:T + 1],
-                                                                z_n[1:T + 1], dz_n_3[1:T + 1],
-                                                                r[1:T + 1], cotangents.get("r"),
-                                                                rz[1:T + 1], dz_r_3[1:T + 1],
-                                                                cat_dz_r_3[1:T + 1], dh, dr, dz,
-                                                                drz, ONE, dz_h_2, db_hn, dz_n_5,
-                                                                db_in, dz_n_6, dz_r, dz_r_4,
-                                                                W_h_rzn, dn, dz_n_4, sub_rz):
+    run = back_r_z_n_h_2 if B <= 8 or back_r_z_n_h_2.parts(B) > 1 else steps_back_r_z_n_h_2
+    if not run(T, cotangents.get("n"), cotangents.get("h"), z_h[1:T + 1], z[1:T + 1],
+               cotangents.get("z"), n[1:T + 1], dz_n_2[1:T + 1], z_n[1:T + 1], dz_n_3[1:T + 1],
+               r[1:T + 1], cotangents.get("r"), rz[1:T + 1], dz_r_3[1:T + 1], cat_dz_r_3[1:T + 1],
+               dh, dr, dz, drz, ONE, dz_h_2, db_hn, dz_n_5, db_in, dz_n_6, dz_r, dz_r_4, W_h_rzn,
+               dn, dz_n_4, sub_rz):
         steps = zip(cot_n[::-1], cot_h[::-1], z_h[1:T + 1][::-1], z[1:T + 1][::-1], cot_z[::-1],
                     n[1:T + 1][::-1], dz_n_2[1:T + 1][::-1], z_n[1:T + 1][::-1],
                     dz_n_3[1:T + 1][::-1], r[1:T + 1][::-1], cot_r[::-1], rz[1:T + 1][::-1],
@@ -925,8 +913,8 @@ def fused_3c25fe6b7e(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
 
 
 def loop_r_z_n_h(T, h_tm1_all, rz_n_t_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_t_all,
-                 z_t_all, h_t_all, z_r_2, slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2, W_h_rzn_h,
-                 z_n_2, W_h_rzn):
+                 z_t_all, h_t_all, z_r_2, slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2, W_h_rzn,
+                 W_h_rzn_h, z_n_2):
     """The loop forward in time of r(t), z(t), n(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -1053,6 +1041,7 @@ def loop_r_z_n_h(T, h_tm1_all, rz_n_t_all, rz_t_all, z_n_t_all, r_t_all, n_t_all
     x8 = space[96:104]
     x9 = space[104:112]
     bits = jitops.scratch(x2)
+    W_h_rzn_T = jitops.transposed_if(W_h_rzn, h_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         rz_n_t = rz_n_t_all[step]
@@ -1065,7 +1054,7 @@ def loop_r_z_n_h(T, h_tm1_all, rz_n_t_all, rz_t_all, z_n_t_all, r_t_all, n_t_all
         h_t = h_t_all[step]
         # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
         # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-        jitops.dot(h_tm1, W_h_rzn.T, W_h_rzn_h)
+        jitops.dot_t(h_tm1, W_h_rzn, W_h_rzn_T, W_h_rzn_h)
         # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
         # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
         # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
@@ -1120,8 +1109,8 @@ def loop_r_z_n_h(T, h_tm1_all, rz_n_t_all, rz_t_all, z_n_t_all, r_t_all, n_t_all
 
 
 def steps_loop_r_z_n_h(T, h_tm1_all, rz_n_t_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_t_all,
-                       z_t_all, h_t_all, z_r_2, slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2,
-                       W_h_rzn_h, z_n_2, W_h_rzn):
+                       z_t_all, h_t_all, z_r_2, slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2, W_h_rzn,
+                       W_h_rzn_h, z_n_2):
     """r(t), z(t), n(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -1954,3 +1943,8 @@ def steps_back_r_z_n_h_2(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, n_t_all, dz
 LOOPS = ("loop_r_z_n_h", "back_r_z_n_h", "back_r_z_n_h_2")
 KERNELS = ("fused_8c81f33a69", "fused_8c1431ea7d", "fused_3c25fe6b7e")
 STEPS = ("steps_loop_r_z_n_h", "steps_back_r_z_n_h", "steps_back_r_z_n_h_2")
+SPLIT = {
+    'loop_r_z_n_h': 'Tssssssssscrcrcrr',
+    'back_r_z_n_h': 'Tssssssssssssssrrrrrapapapcr',
+    'back_r_z_n_h_2': 'Tssssssssssssssrrrrcrapapapcrrr',
+}

@@ -82,14 +82,10 @@ def forward(params, inputs, initial, T, B, prepared=None):
     W_h_ifog_h = np.empty((B, 32), DTYPE)
     z_c = np.empty((B, 8), DTYPE)
     with np.errstate(over="ignore"):
-        if not (loop_i_f_g_o_c_h if B <= 8 else steps_loop_i_f_g_o_c_h)(T, h[0:T], ifog[1:T + 1],
-                                                                        ifo[1:T + 1], g[1:T + 1],
-                                                                        f[1:T + 1], c[0:T],
-                                                                        i[1:T + 1], c[1:T + 1],
-                                                                        tanh_c[1:T + 1],
-                                                                        h[1:T + 1], o[1:T + 1],
-                                                                        z_i, W_h_ifog_h, z_c,
-                                                                        W_h_ifog):
+        run = loop_i_f_g_o_c_h if B <= 8 or loop_i_f_g_o_c_h.parts(B) > 1 else steps_loop_i_f_g_o_c_h
+        if not run(T, h[0:T], ifog[1:T + 1], ifo[1:T + 1], g[1:T + 1], f[1:T + 1], c[0:T],
+                   i[1:T + 1], c[1:T + 1], tanh_c[1:T + 1], h[1:T + 1], o[1:T + 1], z_i,
+                   W_h_ifog_h, W_h_ifog, z_c):
             steps = zip(h[0:T], ifog[1:T + 1], ifo[1:T + 1], g[1:T + 1], f[1:T + 1], c[0:T],
                         i[1:T + 1], c[1:T + 1], tanh_c[1:T + 1], h[1:T + 1], o[1:T + 1])
             for (h_tm1, ifog_t, ifo_t, g_t, f_t, c_tm1, i_t, c_t, tanh_c_t, h_t, o_t) in steps:
@@ -169,21 +165,12 @@ def backward(params, tape, cotangents, T, B):
     dz_h_2 = np.empty((B, 8), DTYPE)
     dz_h_3 = np.empty((B, 8), DTYPE)
     dz_i_5 = np.empty((32,), DTYPE)
-    if not (back_i_f_g_o_c_h if B <= 8 else steps_back_i_f_g_o_c_h)(T, cotangents.get("h"),
-                                                                    tanh_c[1:T + 1], o[1:T + 1],
-                                                                    cotangents.get("o"),
-                                                                    dz_h[1:T + 1],
-                                                                    cotangents.get("c"),
-                                                                    g[1:T + 1], i[1:T + 1],
-                                                                    cotangents.get("i"),
-                                                                    cotangents.get("g"), c[0:T],
-                                                                    f[1:T + 1],
-                                                                    cotangents.get("f"),
-                                                                    dz_i_2[1:T + 1],
-                                                                    dz_i_3[1:T + 1],
-                                                                    dz_i_4[1:T + 1], dh, dc, dg,
-                                                                    di, df, do, difo, dz_i, dz_i_5,
-                                                                    W_h_ifog, dz_h_2, dz_h_3):
+    run = back_i_f_g_o_c_h if B <= 8 or back_i_f_g_o_c_h.parts(B) > 1 else steps_back_i_f_g_o_c_h
+    if not run(T, cotangents.get("h"), tanh_c[1:T + 1], o[1:T + 1], cotangents.get("o"),
+               dz_h[1:T + 1], cotangents.get("c"), g[1:T + 1], i[1:T + 1], cotangents.get("i"),
+               cotangents.get("g"), c[0:T], f[1:T + 1], cotangents.get("f"), dz_i_2[1:T + 1],
+               dz_i_3[1:T + 1], dz_i_4[1:T + 1], dh, dc, dg, di, df, do, difo, dz_i, dz_i_5,
+               W_h_ifog, dz_h_2, dz_h_3):
         steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1],
                     dz_h[1:T + 1][::-1], cot_c[::-1], g[1:T + 1][::-1], i[1:T + 1][::-1],
                     cot_i[::-1], cot_g[::-1], c[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1],
@@ -305,23 +292,12 @@ def backward_large(params, tape, cotangents, T, B):
     sub_ifo = np.empty((B, 24), DTYPE)
     dz_i_4 = np.empty((B, 24), DTYPE)
     dz_i_5 = np.empty((32,), DTYPE)
-    if not (back_i_f_g_o_c_h_2 if B <= 8 else steps_back_i_f_g_o_c_h_2)(T, cotangents.get("h"),
-                                                                        tanh_c[1:T + 1],
-                                                                        o[1:T + 1],
-                                                                        cotangents.get("o"),
-                                                                        cotangents.get("c"),
-                                                                        g[1:T + 1], i[1:T + 1],
-                                                                        cotangents.get("i"),
-                                                                        cotangents.get("g"),
-                                                                        c[0:T], f[1:T + 1],
-                                                                        cotangents.get("f"),
-                                                                        ifo[1:T + 1],
-                                                                        dz_i_2[1:T + 1], dh, dc,
-                                                                        dg, di, df, do, difo, ONE,
-                                                                        dz_i, dz_i_5, W_h_ifog,
-                                                                        dz_h, dz_h_2, sub_dz_h_2,
-                                                                        dz_h_3, dz_i_3, sub_dz_i_3,
-                                                                        sub_ifo, dz_i_4):
+    run = back_i_f_g_o_c_h_2 if B <= 8 or back_i_f_g_o_c_h_2.parts(B) > 1 else steps_back_i_f_g_o_c_h_2
+    if not run(T, cotangents.get("h"), tanh_c[1:T + 1], o[1:T + 1], cotangents.get("o"),
+               cotangents.get("c"), g[1:T + 1], i[1:T + 1], cotangents.get("i"),
+               cotangents.get("g"), c[0:T], f[1:T + 1], cotangents.get("f"), ifo[1:T + 1],
+               dz_i_2[1:T + 1], dh, dc, dg, di, df, do, difo, ONE, dz_i, dz_i_5, W_h_ifog, dz_h,
+               dz_h_2, sub_dz_h_2, dz_h_3, dz_i_3, sub_dz_i_3, sub_ifo, dz_i_4):
         steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1], cot_c[::-1],
                     g[1:T + 1][::-1], i[1:T + 1][::-1], cot_i[::-1], cot_g[::-1], c[0:T][::-1],
                     f[1:T + 1][::-1], cot_f[::-1], ifo[1:T + 1][::-1], dz_i_2[1:T + 1][::-1])
@@ -1104,7 +1080,7 @@ def fused_ac48c182ba(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
 
 
 def loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all, c_tm1_all, i_t_all,
-                     c_t_all, tanh_c_t_all, h_t_all, o_t_all, z_i, W_h_ifog_h, z_c, W_h_ifog):
+                     c_t_all, tanh_c_t_all, h_t_all, o_t_all, z_i, W_h_ifog_h, W_h_ifog, z_c):
     """The loop forward in time of i(t), f(t), g(t), o(t), c(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
@@ -1216,6 +1192,7 @@ def loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all, c_tm
     x7 = space[120:128]
     x8 = space[128:136]
     bits = jitops.scratch(x2)
+    W_h_ifog_T = jitops.transposed_if(W_h_ifog, h_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         ifog_t = ifog_t_all[step]
@@ -1232,7 +1209,7 @@ def loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all, c_tm
         # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
         # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
         # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
-        jitops.dot(h_tm1, W_h_ifog.T, W_h_ifog_h)
+        jitops.dot_t(h_tm1, W_h_ifog, W_h_ifog_T, W_h_ifog_h)
         for i_2 in range(rows):
             r0_0 = jitops._view(ifog_t, i_2 * s0, 32)
             r0_1 = jitops._view(z_i, i_2 * s1, 32)
@@ -1277,8 +1254,8 @@ def loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all, c_tm
 
 
 def steps_loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all, c_tm1_all,
-                           i_t_all, c_t_all, tanh_c_t_all, h_t_all, o_t_all, z_i, W_h_ifog_h, z_c,
-                           W_h_ifog):
+                           i_t_all, c_t_all, tanh_c_t_all, h_t_all, o_t_all, z_i, W_h_ifog_h,
+                           W_h_ifog, z_c):
     """i(t), f(t), g(t), o(t), c(t), h(t), for a larger batch: the products in NumPy, each run of
     elementwise ops in one compiled kernel."""
     if T == 0:
@@ -2175,3 +2152,8 @@ def steps_back_i_f_g_o_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, g_t_
 LOOPS = ("loop_i_f_g_o_c_h", "back_i_f_g_o_c_h", "back_i_f_g_o_c_h_2")
 KERNELS = ("fused_d22872c775", "fused_a482979518", "fused_ac48c182ba")
 STEPS = ("steps_loop_i_f_g_o_c_h", "steps_back_i_f_g_o_c_h", "steps_back_i_f_g_o_c_h_2")
+SPLIT = {
+    'loop_i_f_g_o_c_h': 'Tssssssssssscrcr',
+    'back_i_f_g_o_c_h': 'Tssssssssssssssssrrrrrrrapcrr',
+    'back_i_f_g_o_c_h_2': 'Tssssssssssssssrrrrrrrcapcrrrrrrrr',
+}

@@ -55,7 +55,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # h(t): a loop forward in time
     W_hh_h = np.empty((B, 8), DTYPE)
-    if not (loop_h if B <= 8 else steps_loop_h)(T, h[0:T], h[1:T + 1], z_h, W_hh_h, W_hh):
+    run = loop_h if B <= 8 or loop_h.parts(B) > 1 else steps_loop_h
+    if not run(T, h[0:T], h[1:T + 1], z_h, W_hh_h, W_hh):
         steps = zip(h[0:T], h[1:T + 1])
         for (h_tm1, h_t) in steps:
             # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
@@ -93,8 +94,8 @@ def backward(params, tape, cotangents, T, B):
     dh = np.zeros((B, 8), DTYPE)
     cot_h = cotangents.get("h", [None] * T)
     dz_h_4 = np.empty((8,), DTYPE)
-    if not (back_h if B <= 8 else steps_back_h)(T, dz_h_3[1:T + 1], cotangents.get("h"),
-                                                dz_h_2[1:T + 1], dh, dz_h, dz_h_4, W_hh):
+    run = back_h if B <= 8 or back_h.parts(B) > 1 else steps_back_h
+    if not run(T, dz_h_3[1:T + 1], cotangents.get("h"), dz_h_2[1:T + 1], dh, dz_h, dz_h_4, W_hh):
         steps = zip(dz_h_3[1:T + 1][::-1], cot_h[::-1], dz_h_2[1:T + 1][::-1])
         for (dz_h_3_t, cot_h_t, dz_h_2_t) in steps:
             # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
@@ -143,9 +144,9 @@ def backward_large(params, tape, cotangents, T, B):
     cot_h = cotangents.get("h", [None] * T)
     dz_h_3 = np.empty((B, 8), DTYPE)
     dz_h_4 = np.empty((8,), DTYPE)
-    if not (back_h_2 if B <= 8 else steps_back_h_2)(T, h[1:T + 1], dz_h_2[1:T + 1],
-                                                    cotangents.get("h"), dh, dz_h_3, ONE, dz_h,
-                                                    dz_h_4, W_hh):
+    run = back_h_2 if B <= 8 or back_h_2.parts(B) > 1 else steps_back_h_2
+    if not run(T, h[1:T + 1], dz_h_2[1:T + 1], cotangents.get("h"), dh, dz_h_3, ONE, dz_h, dz_h_4,
+               W_hh):
         steps = zip(h[1:T + 1][::-1], dz_h_2[1:T + 1][::-1], cot_h[::-1])
         for (h_t, dz_h_2_t, cot_h_t) in steps:
             # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
@@ -319,11 +320,12 @@ def loop_h(T, h_tm1_all, h_t_all, z_h, W_hh_h, W_hh):
     x1 = space[8:16]
     x2 = space[16:24]
     bits = jitops.scratch(x2)
+    W_hh_T = jitops.transposed_if(W_hh, h_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T):
         h_tm1 = h_tm1_all[step]
         h_t = h_t_all[step]
         # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-        jitops.dot(h_tm1, W_hh.T, W_hh_h)
+        jitops.dot_t(h_tm1, W_hh, W_hh_T, W_hh_h)
         for i in range(rows):
             r0_0 = jitops._view(h_t, i * s0, 8)
             r0_1 = jitops._view(z_h, i * s1, 8)
@@ -572,3 +574,8 @@ def steps_back_h_2(T, h_t_all, dz_h_2_t_all, cot_h, dh, dz_h_3, ONE, dz_h, dz_h_
 LOOPS = ("loop_h", "back_h", "back_h_2")
 KERNELS = ("fused_1e7aba2197", "fused_e16a51c597", "fused_6d03b8a9ac")
 STEPS = ("steps_loop_h", "steps_back_h", "steps_back_h_2")
+SPLIT = {
+    'loop_h': 'Tsscrc',
+    'back_h': 'Tsssrapc',
+    'back_h_2': 'Tsssrrcapc',
+}

@@ -206,3 +206,5 @@ def backward_large(params, tape, cotangents, T, B, T_n):
 LOOPS = ()
 KERNELS = ()
 STEPS = ()
+SPLIT = {
+}
