@@ -534,6 +534,11 @@ def test_gemm_is_the_product_to_rounding_in_blocks_and_the_columns_left_over():
     jitops.gemm(rng.standard_normal((9, 6)), b, out)
     assert np.isnan(out[:, 3]).all() and np.isinf(out[:, 66]).all()
     assert np.isfinite(np.delete(out, [3, 66], 1)).all()
+    for a, b, out in ((np.ones((9, 6)), np.ones((70, 6)).T, np.zeros((9, 70))),   # b's rows apart
+                      (np.ones((9, 5)), np.ones((6, 70)), np.zeros((9, 70))),     # not a @ b
+                      (np.ones((9, 6)), np.ones((6, 70)), np.zeros((70, 9)).T)):  # out's rows apart
+        with pytest.raises(ValueError, match="gemm"):              # not memory out of bounds
+            jitops.gemm(a, b, out)
 
 
 @pytest.mark.parametrize("name", ["torch_lstm", "gru_cho", "lstm_peephole", "seq2seq",

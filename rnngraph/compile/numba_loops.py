@@ -159,7 +159,7 @@ class NumbaPrinter(FastPrinter):
         before, body = plain
         forward = block.direction > 0
         step = self.step
-        views, params, args = [], [self.T], [self.T]
+        views, params, args, stepped = [], [self.T], [self.T], []
         for key, (view, walk) in self.at_step.items():
             array = walk.removesuffix("[::-1]")
             if key[0] == "seed" and not self.local_of(key[1]).seeded:
@@ -167,6 +167,7 @@ class NumbaPrinter(FastPrinter):
                 args.append(f'cotangents.get("{key[1]}")')
                 continue
             steps = self.namer(f"{view}_all")
+            stepped.append(steps)
             views.append(f"        {view} = {steps}[{step}]")
             params.append(steps)
             args.append(array)
@@ -178,7 +179,7 @@ class NumbaPrinter(FastPrinter):
             if m.group(2) not in wide:
                 wide[m.group(2)] = self.namer(f"{m.group(2)}_T")
             return f"jitops.dot_t({m.group(1)}, {m.group(2)}, {wide[m.group(2)]}, "
-        sequences = [p for p in params[1:] if p.endswith("_all")]
+        sequences = [p for p in params[1:] if p in stepped]
         if sequences:
             body = [re.sub(r"jitops\.dot\(([^,()]+), (\w+)\.T, ", by_gemm, x) for x in body]
         code = views + body
@@ -200,7 +201,7 @@ class NumbaPrinter(FastPrinter):
         what = self.shown(block.names) or "the values of every step"
         way = "forward" if forward else "backward"
         name = self.loop_names[id(block)]
-        self.split[name] = self.kinds(block, params)
+        self.split[name] = self.kinds(block, params, set(stepped))
         lines = call_lines(f"def {name}(", params, "):") + [
             f'    """The loop {way} in time of {what}.',
             '',
@@ -208,7 +209,7 @@ class NumbaPrinter(FastPrinter):
             '    an argument."""'] + loop + ["    return True"]
         return name, lines, args, self.steps_function(name, params, views, fused, forward, what)
 
-    def kinds(self, block, params) -> str:
+    def kinds(self, block, params, stepped) -> str:
         """What each argument of a loop function is to a run over a part of the batch's rows
         (rnngraph/runtime/jit.py, _JitLoop.split), a letter each: ``T`` the steps; ``s`` a
         sequence or the user's cotangents, (T, B, n) or None, its rows on axis 1; ``r`` a
@@ -251,7 +252,7 @@ class NumbaPrinter(FastPrinter):
         sequences = {v.removesuffix("[::-1]") for _, v in self.at_step.values()}
         kinds = ["T"]
         for p in params[1:]:
-            kind = "s" if p.endswith("_all") or p in sequences else batch(p) if p in made else \
+            kind = "s" if p in stepped or p in sequences else batch(p) if p in made else \
                 "r" if p in rows else ("a" if written[p] and p in sums else None) \
                 if p in written else "c" if p in alone else None
             kinds.append(kind or "?")

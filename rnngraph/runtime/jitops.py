@@ -523,6 +523,9 @@ def gemm(a, b, out):
     OpenBLAS's best form on two threads, 108.  The last columns, fewer than a block, go
     row by row (LLVM vectorises the loop over them)."""
     m, n = out.shape
+    if a.shape != (m, b.shape[0]) or b.shape[1] != n or (n > 1 and (
+            (b.shape[0] and b.strides[1] != b.itemsize) or (m and out.strides[1] != out.itemsize))):
+        raise ValueError("gemm: out is not a @ b, or b's or out's rows are not contiguous")
     width = _VECTORS * _VECTOR_BYTES // b.itemsize
     full = n - n % width
     for j0 in range(0, full, width):
@@ -568,8 +571,9 @@ def transposed_if(w, wide):
 @numba.njit(**_OPTS)
 def dot_t(a, w, wt, out):
     """out = a @ w.T in a loop compiled whole: for a few rows by w's rows (dot), for more
-    by gemm of wt, w.T made C-ordered before the loop (transposed_if: the same test)."""
-    if a.shape[0] > _BY_ROWS:
+    by gemm of wt, w.T made C-ordered before the loop (transposed_if: the same test; were
+    wt w itself, by w's rows too)."""
+    if a.shape[0] > _BY_ROWS and wt.ctypes.data != w.ctypes.data:
         gemm(a, wt, out)
     else:
         dot(a, w.T, out)
