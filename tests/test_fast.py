@@ -228,7 +228,13 @@ def test_gradients_a_stacked_product_reads_together_are_written_side_by_side():
     agree_to_rounding(net, plain, problem(plain, model, rng, T=5, B=2), rng)
 
 
-@pytest.mark.parametrize("example", ["lstm_peephole", "lstm_dlbook", "no_input_to_q"])
+#: The peephole LSTM without one gate's input product: the input weights' gradient reads
+#: the other gates' lanes alone, the first three (q's left out) or the last three (f's)
+LEFT_OUT = {"no_input_to_q": ("sigmoid(b_o + U_o x(t) + ", "sigmoid(b_o + ", "0:24"),
+            "no_input_to_f": ("sigmoid(b_f + U_f x(t) + ", "sigmoid(b_f + ", "8:32")}
+
+
+@pytest.mark.parametrize("example", ["lstm_peephole", "lstm_dlbook", *LEFT_OUT])
 def test_gradients_already_side_by_side_are_read_in_place(example):
     """The peephole LSTM and the Deep Learning book's: the loop writes the gates' gradients
     into lanes of one array, which the recurrent weights' gradient reads whole; the input
@@ -236,24 +242,28 @@ def test_gradients_already_side_by_side_are_read_in_place(example):
     every call (layout._lanes_in_order).  A peephole weight's gradient, the sum over steps
     and batch of dz(t) * s(t-1), is one einsum with no (T, B, n) product
     (layout.sums_of_products).  Gradients as the plain path's, at a batch of one too
-    (where einsum's "..." had failed).  Without U_o x(t) the input weights' gradient reads
-    the first three gates' lanes alone (no_input_to_q)."""
-    if example == "no_input_to_q":
+    (where einsum's "..." had failed), by both backward functions.  Without U_o x(t) (or
+    U_f x(t)) the input weights' gradient and x's read the other gates' lanes alone
+    (LEFT_OUT)."""
+    if example in LEFT_OUT:
         text = (EXAMPLES / "lstm_peephole.rnn").read_text()
-        model = rnngraph.parse(text.replace("sigmoid(b_o + U_o x(t) + ", "sigmoid(b_o + "))
+        model = rnngraph.parse(text.replace(*LEFT_OUT[example][:2]))
     else:
         model = rnngraph.load(EXAMPLES / f"{example}.rnn")
     net, plain = model.compile(), model.compile(optimize=False)
     backward = net.source[net.source.index("def backward"):]
     assert "np.concatenate" not in backward
-    if example == "no_input_to_q":
-        assert re.search(r"(\w+) = (cat_\w+)\[\.\.\., 0:24\]\n", backward)
+    if example in LEFT_OUT:
+        lanes = re.search(rf"(\w+) = (cat_\w+)\[\.\.\., {LEFT_OUT[example][2]}\]\n", backward)
+        assert lanes and f"{lanes.group(1)}[now].reshape(-1, 24)" in backward   # read there
     if example != "lstm_dlbook":
         for p in ("p_f", "p_g", "p_o"):
             assert re.search(rf'd{p} = np\.einsum\("tuj,tuj->j", ', backward), p
     rng = np.random.default_rng(4)
-    for B in (1, 2):
-        agree_to_rounding(net, plain, problem(plain, model, rng, T=5, B=B), rng)
+    for threshold in (0, 10 ** 9):             # backward_large, backward
+        per_step(net, threshold)
+        for B in (1, 2):
+            agree_to_rounding(net, plain, problem(plain, model, rng, T=5, B=B), rng)
 
 
 def test_a_product_read_by_two_gradients_is_not_moved_into_one():

@@ -245,6 +245,25 @@ def test_a_number_per_example_scales_every_entry(optimize):
         rnngraph.parse("M: 3x2\nM(t) = v * M(t-1)\nv: 2")       # a vector: along rows or columns?
 
 
+@pytest.mark.parametrize("optimize", [False, True])
+def test_a_weight_per_entry_of_a_memory_gets_its_gradient_in_one_pass(optimize):
+    """P * M(t-1), P a parameter matrix (one weight per entry): P's gradient, the sum over
+    steps and batch of dM(t) * M(t-1), is one einsum over both of a matrix's axes in the
+    optimized path (layout.sums_of_products), and matches central differences, at a batch
+    of one too."""
+    m = rnngraph.parse("M: 3x4\nx: 4, h: 3, P: 3x4\nh(t) = tanh(W h(t-1) + U x(t))\n"
+                       "M(t) = tanh(P * M(t-1) + outer(h(t), x(t)))\n", "weights.rnn")
+    net = m.compile(dtype="float64", optimize=optimize)
+    assert ('np.einsum("tuij,tuij->ij", ' in net.source) == optimize
+    params, inputs, initial = _point(net, m, seed=10)
+    for batch in (slice(None), slice(0, 1)):
+        point = (params, {n: v[:, batch] for n, v in inputs.items()},
+                 {n: v[batch] for n, v in initial.items()})
+        outs, _ = net.vjp(*point)
+        cot = {k: np.random.default_rng(11).normal(size=v.shape) for k, v in outs.items()}
+        assert worst_directional_error(net, point, cot, seed=12) < 1e-6
+
+
 def test_a_memory_from_a_number_and_from_parameters():
     """M(t) = t and M = s (a size-1 value in every entry), sizes given as a list or with
     NumPy's integers, and a matrix the same for every example exported to PyTorch."""

@@ -3,12 +3,16 @@
 - ``concat_views``: a concatenation of values that nothing else writes, each computed
   into its lanes of the result instead (a GRU's backward step concatenates the
   cotangents of its gates' sums, r and z then n, to multiply them by the stacked
-  matrix at once: they are now written there).
+  matrix at once: they are now written there); over every step, the pieces' array
+  itself where they are its lanes side by side already.
 - ``sink_carried_writes``: a gradient for the next step written after this step's last
   read, so that one buffer holds both (memory.local_gradients).
+- ``carried_products_first``: the product's write of such a gradient first, so that it
+  writes the buffer itself.
 - ``preactivations_in_place``: a loop's sum computed in its activations' array.
 - ``transposed_in_loops``: W^T made once, C-ordered, for a loop's products.
-- ``sums_of_products``: sum_to(a * b) over every step and the batch in one pass.
+- ``sums_of_products``: sum_to(a * b) over every leading axis (the steps, the batch) in
+  one pass.
 
 The numba backend's own layout passes are in numba_layout.py.
 """
@@ -68,7 +72,10 @@ def _concat_arrays(out: Program, writes: dict, bases: set) -> None:
     recurrent one reads [d(r, z), r dn]: one (T, B, 3n) array and a copy of 2n lanes,
     where np.concatenate made a (T, B, 3n) temporary beside dn's (T, B, n) array.  When
     no piece is lanes yet (Cho's GRU: [d(u, r), dh~], each written by the loop), all are
-    lanes of the new array and nothing is copied (36 us a call at hidden 128, T 200)."""
+    lanes of the new array and nothing is copied (36 us a call at hidden 128, T 200).
+    When every piece is lanes of one array already, in order and side by side (a
+    peephole LSTM's gates, written for the recurrent weights' product), the
+    concatenation reads those lanes (_lanes_in_order)."""
     for k, b in enumerate(out.blocks):
         if b.kind != "all":
             continue
