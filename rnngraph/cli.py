@@ -402,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                       help="the arrays' dtype (default float64)")
     comp.add_argument("--backend", choices=("numpy", "numba"), default="numpy",
-                      help="numba: also the loops Numba compiles for a batch of a few rows")
+                      help="numba: also the loops Numba compiles (a few rows; more in parts on threads)")
     comp.add_argument("--plain", action="store_true",
                       help="no optimisation: every block a loop over t (for debugging)")
     comp.set_defaults(run=_compile)

@@ -146,7 +146,9 @@ class Numba(Optimized):
         h @ W.T and (W @ h^T)^T, timed at its first call (jitops._form: on a Zen 4, 32 x 256
         by 256 x 1024, 98 + 10 us to transpose against 153-167 for h @ W.T and 120-133 by a
         copy of W^T; on an AVX2 machine h @ W.T was as fast as by the copy, 175 against 176);
-        and no call copies W^T (1 MB at hidden 256 for an LSTM)."""
+        and no call copies W^T (1 MB at hidden 256 for an LSTM), but a loop run in parts with
+        more than jitops._BY_ROWS rows a part, once a call before its steps (jitops.gemm by
+        a C-ordered W^T: transposed_if)."""
         return forward
 
     def large_printer(self, model, back, dtype):

@@ -9,8 +9,9 @@ Each time loop is printed three times from the same IR block:
   (``jitops.tanh(a, out)``, rnngraph/runtime/jitops.py) where NumPy writes ``np.tanh(a,
   out=out)``, the products too, by W's rows (at batch 1 each NumPy call costs more than
   its arithmetic: 0.41-0.57x NumPy's time, RNN, GRU, LSTM at hidden 128; at 2-8 rows
-  NumPy's GEMM packs W every call: 22 us for 2 rows of 512 x 128, one row 4.5).  The
-  same function runs a batch of any size in parts on threads, a part's rows each
+  NumPy's GEMM packs W every call: 22 us for 2 rows of 512 x 128, one row 4.5).  Where
+  rnngraph/runtime/jit.py's may_split, the same function runs a batch of any size in
+  parts on threads, a part's rows each
   (rnngraph/runtime/jit.py, _JitLoop.split; :meth:`NumbaPrinter.kinds` says what each
   argument is to a part), its products for more than jitops._BY_ROWS rows jitops.gemm
   (h W^T by a C-ordered W^T made before the loop: jitops.dot_t);
@@ -68,7 +69,8 @@ class NumbaPrinter(FastPrinter):
     #: and the names of its loop functions' module (``_GLOBALS``): a model's ``max`` is renamed
     RESERVED = FastPrinter.RESERVED | _GLOBALS
     PATH = ("The optimized path: loops run their recurrence only, each op in place; "
-            "each loop also as a function Numba compiles, run for a batch of a few rows.")
+            "each loop also as a function Numba compiles, run for a batch of a few rows, "
+            "or of more rows in parts on threads.")
 
     def __init__(self, model, fwd, back, dtype: str, params: list[str], functions=None):
         super().__init__(model, fwd, back, dtype, params)

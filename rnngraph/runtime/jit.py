@@ -4,7 +4,8 @@
 own (``jit_loop``) and their module (``loops_module``); here that module becomes a
 file of the cache folder, named by the hash of its text, so that Numba's cache of
 its machine code serves every later process, size and dtype; each loop becomes a
-:class:`_JitLoop`, which the generated code calls for a batch of a few rows.  Numba is
+:class:`_JitLoop`, which the generated code calls for a batch of a few rows, or of more
+rows run in parts on threads (where :func:`may_split`).  Numba is
 imported by :func:`numba_or_error` only: the NumPy backend needs none of this.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ import tempfile
 import threading
 import types
 import warnings
+from concurrent.futures import wait
 
 import numpy as np
 
@@ -101,33 +103,30 @@ _PREFIX = "rnngraph-loop"
 
 
 def _openblas() -> list:
-    """blas_thread_shutdown_ of each OpenBLAS loaded (NumPy's, SciPy's), through ctypes
-    with the GIL held (PyDLL); none where /proc/self/maps does not say (not Linux)."""
-    if _BLAS is None:
-        import ctypes
-        found = []
-        try:
-            with open("/proc/self/maps", encoding="utf-8") as f:
-                paths = {line.split()[-1] for line in f if "openblas" in line.lower()
-                         and line.rstrip().endswith(".so")}
-        except OSError:
-            paths = set()
-        for path in sorted(paths):
+    """blas_thread_shutdown_ of each OpenBLAS loaded now (NumPy's; SciPy's, which loads
+    with the first loop Numba compiles), through ctypes with the GIL held (PyDLL); none
+    where /proc/self/maps does not say (not Linux), or where one lacks it (never split)."""
+    import ctypes
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as f:
+            paths = {line.split(None, 5)[-1].strip() for line in f
+                     if "openblas" in line.lower() and ".so" in line}
+    except OSError:
+        return []
+    found = []
+    for path in sorted(paths):
+        if path not in _BLAS:
             try:
-                found.append(ctypes.PyDLL(path).blas_thread_shutdown_)
+                _BLAS[path] = ctypes.PyDLL(path).blas_thread_shutdown_
             except (OSError, AttributeError):
-                return _remember_blas([])       # an OpenBLAS without it: never split
-        return _remember_blas(found)
-    return _BLAS
-
-
-_BLAS = None
-
-
-def _remember_blas(found: list) -> list:
-    global _BLAS
-    _BLAS = found
+                _BLAS[path] = None
+        if _BLAS[path] is None:
+            return []
+        found.append(_BLAS[path])
     return found
+
+
+_BLAS: dict = {}          # a library's path -> its blas_thread_shutdown_ (None: it has none)
 
 
 def may_split() -> bool:
@@ -185,6 +184,9 @@ class _JitLoop:
         self.model, self.doc = model, fn.__doc__
         self.run = numba.njit(fn, cache=cache, error_model="numpy", nogil=True)
         self.advice = numba.core.errors.NumbaPerformanceWarning
+        # what a loop that cannot be compiled raises; anything else (a MemoryError, a part's
+        # ValueError, KeyboardInterrupt) may come after some steps wrote: never NumPy's loop
+        self.cannot = numba.core.errors.NumbaError
         self.kinds = kinds if kinds and "?" not in kinds else None
         self.ran_parts = 0                      # the parts of the last run in parts
 
@@ -206,7 +208,7 @@ class _JitLoop:
             # or a layout its runs of ops do not take), and the caller runs NumPy's loop
             return bool(ran)
         except Exception as e:
-            if len(self.run.overloads) > compiled:
+            if len(self.run.overloads) > compiled or not isinstance(e, self.cannot):
                 raise                         # compiled, then failed while running: not ours
             self.run = None                   # failed to compile, before any step ran
             what = self.doc.splitlines()[0].rstrip(".")
@@ -243,12 +245,17 @@ class _JitLoop:
                     call.append(a)
             calls.append(call)
         quiet_blas()
-        pool = _pool(parts - 1)
-        others = [pool.submit(self.run, *call) for call in calls[1:]]
+        try:
+            pool = _pool(parts - 1)
+            others = [pool.submit(self.run, *call) for call in calls[1:]]
+        except RuntimeError:                    # (the pool shut down: the interpreter's exit)
+            self.ran_parts = 1
+            return self.run(*args)
         try:
             ran = [self.run(*calls[0])]
         finally:                                # every part finished before anything else
-            ran += [f.result() for f in others]
+            wait(others)
+        ran += [f.result() for f in others]
         if not any(ran):
             return False                        # each declined before its first step
         if not all(ran):

@@ -1,8 +1,8 @@
 """The elementwise kernels of ``backend="numba"``'s loops: explicit loops over ``out``.
 
-A loop function for a batch of a few rows (rnngraph/compile/numba_loops.py) calls
-``multiply(a, b, out)`` where the NumPy loop calls ``np.multiply(a, b, out=out)``.  NumPy's ufuncs work in
-Numba's nopython mode too, but each call site makes Numba build a broadcasting
+A loop function for a batch of a few rows, or a part of a larger one
+(rnngraph/compile/numba_loops.py) calls ``multiply(a, b, out)`` where the NumPy loop
+calls ``np.multiply(a, b, out=out)``.  NumPy's ufuncs work in Numba's nopython mode too, but each call site makes Numba build a broadcasting
 kernel of its own: eight of them took 7.2-8.5 s to compile here, against 2.1 s
 for the same eight statements as calls of kernels like these (1.4 s once the
 kernels are in Numba's cache, which they share across every model).
@@ -286,8 +286,8 @@ def dot(a, b, out):
 _TUNED = 8
 #: (the operands' shapes and strides, dtypes) -> whether the form (b^T a^T)^T is faster
 _FORMS: dict = {}
-#: RNNGRAPH_PRODUCTS=plain: every product a @ b, never timed (the same bits from run to run
-#: whatever the machine's load: see _form)
+#: RNNGRAPH_PRODUCTS=plain: every product a @ b, never timed (with RNNGRAPH_THREADS=1, the
+#: same bits from run to run whatever the machine's load: see _form)
 _PLAIN = os.environ.get("RNNGRAPH_PRODUCTS", "") == "plain"
 
 
@@ -400,9 +400,22 @@ def cannot(what: str, error: Exception) -> None:
 _BY_ROWS = 8
 
 
+@numba.njit(**_OPTS)
+def _dot_into(a, b, out):
+    np.dot(a, b, out)
+
+
+@numba.njit(**_OPTS)
+def _dot_copied(a, b, out):
+    out[...] = np.dot(a, b)
+
+
 @overload(dot, jit_options=_OPTS)
 def _dot_impl(a, b, out):
-    if isinstance(out, types.Array) and out.layout == "C":
+    # out of layout C, or A (a step of a sequence cut into rows: a part of a batch,
+    # jit._JitLoop.split): the row kernels and gemm write any rows; NumPy's dot only C
+    if isinstance(out, types.Array) and out.layout in ("C", "A") and out.ndim == 2:
+        whole = _dot_into if out.layout == "C" else _dot_copied
         if isinstance(a, types.Array) and a.ndim == 2 and isinstance(b, types.Array) and \
                 b.ndim == 2 and b.layout == "F" and a.dtype == b.dtype == out.dtype:
             def rows_of(a, b, out):           # a @ W.T, W C-ordered: rows times W's rows
@@ -410,7 +423,7 @@ def _dot_impl(a, b, out):
                         b.shape[1] == out.shape[1]:
                     _times_rows(a, b.T, out)
                 else:
-                    np.dot(a, b, out)
+                    whole(a, b, out)
             return rows_of
 
         if isinstance(a, types.Array) and a.ndim == 2 and isinstance(b, types.Array) and \
@@ -418,18 +431,17 @@ def _dot_impl(a, b, out):
                 out.dtype in (types.float32, types.float64):
             def into(a, b, out):              # g @ W: a few rows by W's rows, more by gemm
                 if a.shape[1] != b.shape[0] or out.shape != (a.shape[0], b.shape[1]):
-                    np.dot(a, b, out)         # (and its error)
-                elif a.shape[0] > _BY_ROWS and (b.shape[1] <= 1 or b.strides[1] == b.itemsize):
+                    whole(a, b, out)          # (and its error)
+                elif a.shape[0] > _BY_ROWS and (b.shape[1] <= 1 or b.strides[1] == b.itemsize) \
+                        and (out.shape[1] <= 1 or out.strides[1] == out.itemsize):
                     gemm(a, b, out)
                 elif 1 < a.shape[0] <= _BY_ROWS:
                     _rows_times(a, b, out)
                 else:
-                    np.dot(a, b, out)
+                    whole(a, b, out)
             return into
 
-        def into_any(a, b, out):
-            np.dot(a, b, out)
-        return into_any
+        return whole
 
     def copied(a, b, out):
         out[...] = np.dot(a, b)
@@ -669,7 +681,7 @@ def _rows_times(a, w, out):
         _two_rows_by(a[b], a[b + 1], w, out[b], out[b + 1], zero)
         b += 2
     if b < a.shape[0]:
-        np.dot(a[b], w, out[b])
+        out[b, :] = np.dot(a[b], w)           # (any layout of out: a part's rows too)
 
 
 @numba.njit(inline="always", **dict(_OPTS, fastmath={"contract", "reassoc"}))
