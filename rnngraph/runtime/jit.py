@@ -245,10 +245,15 @@ class _JitLoop:
                     call.append(a)
             calls.append(call)
         quiet_blas()
+        others: list = []
         try:
             pool = _pool(parts - 1)
-            others = [pool.submit(self.run, *call) for call in calls[1:]]
+            for call in calls[1:]:
+                others.append(pool.submit(self.run, *call))
         except RuntimeError:                    # (the pool shut down: the interpreter's exit)
+            wait(others)
+            if others:                          # some parts ran: the rows cannot be rerun
+                raise
             self.ran_parts = 1
             return self.run(*args)
         try:
