@@ -184,8 +184,9 @@ class _JitLoop:
         self.model, self.doc = model, fn.__doc__
         self.run = numba.njit(fn, cache=cache, error_model="numpy", nogil=True)
         self.advice = numba.core.errors.NumbaPerformanceWarning
-        # what a loop that cannot be compiled raises; anything else (a MemoryError, a part's
-        # ValueError, KeyboardInterrupt) may come after some steps wrote: never NumPy's loop
+        # what a loop that cannot be compiled raises (or any error raised while Numba
+        # compiles); anything else (a MemoryError, gemm's ValueError) may come after some
+        # steps wrote: never NumPy's loop
         self.cannot = numba.core.errors.NumbaError
         self.kinds = kinds if kinds and "?" not in kinds else None
         self.ran_parts = 0                      # the parts of the last run in parts
@@ -208,7 +209,7 @@ class _JitLoop:
             # or a layout its runs of ops do not take), and the caller runs NumPy's loop
             return bool(ran)
         except Exception as e:
-            if len(self.run.overloads) > compiled or not isinstance(e, self.cannot):
+            if len(self.run.overloads) > compiled or not _compiling(e, self.cannot):
                 raise                         # compiled, then failed while running: not ours
             self.run = None                   # failed to compile, before any step ran
             what = self.doc.splitlines()[0].rstrip(".")
@@ -269,6 +270,20 @@ class _JitLoop:
             a += part
         self.ran_parts = parts
         return True
+
+
+def _compiling(error: Exception, numba_error) -> bool:
+    """Whether ``error`` came from compiling a loop (a Numba error, or any error raised on
+    the way through Numba's dispatcher compiling: a name its typing cannot find raises
+    AttributeError), not from a compiled loop that ran."""
+    if isinstance(error, numba_error):
+        return True
+    tb = error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == "_compile_for_args":
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _outside() -> int:
