@@ -602,6 +602,35 @@ def test_the_loops_may_run_in_parts_here_and_put_openblas_to_sleep():
     assert done.stdout.strip() == "ok", done.stderr
 
 
+def test_openblas_is_looked_for_again_only_after_an_import():
+    """/proc/self/maps, which says which OpenBLAS libraries are loaded, is read once and
+    again only after an import (a read took 1.2 ms here, three a call of a loop run in
+    parts: 7 ms of the LSTM's 48 at batch 32), and the read after ``import scipy.linalg``
+    finds SciPy's OpenBLAS too, whose threads quiet_blas then puts to sleep as well."""
+    pytest.importorskip("numba")
+    pytest.importorskip("scipy")
+    if not sys.platform.startswith("linux"):
+        pytest.skip("parts only where /proc/self/maps names the BLAS")
+    code = ("import builtins\n"
+            "import numpy as np\n"
+            "from rnngraph.runtime import jit\n"
+            "reads, real = [], builtins.open\n"
+            "def counted(path, *args, **kw):\n"
+            "    reads.extend([path] if path == '/proc/self/maps' else [])\n"
+            "    return real(path, *args, **kw)\n"
+            "builtins.open = counted\n"
+            "ok = jit.may_split() and jit.may_split()\n"
+            "jit.quiet_blas()\n"
+            "numpy_only, first = len(jit._openblas()), len(reads)\n"
+            "import scipy.linalg\n"
+            "print(ok, first, numpy_only, len(jit._openblas()), len(reads))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    ok, first, numpy_only, with_scipy, reads = done.stdout.split()
+    assert (ok, first, reads) == ("True", "1", "2"), done.stderr
+    assert int(with_scipy) == int(numpy_only) + 1
+
+
 def _parts_in_a_child(name):
     """(in a forked process) The largest difference of a model's h from the NumPy
     backend's, its loops run in parts; and the parts of its forward loop's last run."""

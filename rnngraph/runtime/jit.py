@@ -105,28 +105,40 @@ _PREFIX = "rnngraph-loop"
 def _openblas() -> list:
     """blas_thread_shutdown_ of each OpenBLAS loaded now (NumPy's; SciPy's, which loads
     with the first loop Numba compiles), through ctypes with the GIL held (PyDLL); none
-    where /proc/self/maps does not say (not Linux), or where one lacks it (never split)."""
+    where /proc/self/maps does not say (not Linux), or where one lacks it (never split).
+
+    The maps are read again only where a module was imported since (a library comes with
+    an import: SciPy's OpenBLAS with numba's first compile), or in a forked process: a read
+    took 1.2 ms here (923 mappings once Numba and LLVM are loaded), and a loop run in
+    parts asked three times a call (the call site, split, quiet_blas), 7 ms of the LSTM's
+    48 at batch 32."""
+    key = (len(sys.modules), os.getpid())
+    if _FOUND and _FOUND[0] == key:
+        return _FOUND[1]
     import ctypes
     try:
         with open("/proc/self/maps", encoding="utf-8") as f:
             paths = {line.split(None, 5)[-1].strip() for line in f
                      if "openblas" in line.lower() and ".so" in line}
     except OSError:
-        return []
+        paths = None
     found = []
-    for path in sorted(paths):
+    for path in sorted(paths or ()):
         if path not in _BLAS:
             try:
                 _BLAS[path] = ctypes.PyDLL(path).blas_thread_shutdown_
             except (OSError, AttributeError):
                 _BLAS[path] = None
         if _BLAS[path] is None:
-            return []
+            found = []
+            break
         found.append(_BLAS[path])
+    _FOUND[:] = [key, found]
     return found
 
 
 _BLAS: dict = {}          # a library's path -> its blas_thread_shutdown_ (None: it has none)
+_FOUND: list = []         # [(modules imported, pid) when the maps were read, _openblas()]
 
 
 def may_split() -> bool:
