@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -552,8 +553,6 @@ def test_a_batch_runs_in_parts_on_threads_and_gets_the_same_results(name, monkey
     thread running Python (it might be in a BLAS call: jit.may_split) keeps it whole too."""
     pytest.importorskip("numba")
     pytest.importorskip("scipy")
-    import threading
-
     from rnngraph.runtime import jit
     m = model(name)
     net, ref = m.compile(backend="numba"), m.compile()
@@ -579,6 +578,41 @@ def test_a_batch_runs_in_parts_on_threads_and_gets_the_same_results(name, monkey
     finally:
         stop.set()
         other.join()
+
+
+def test_a_notebooks_threads_do_not_keep_the_loops_on_one_thread():
+    """A Jupyter kernel's threads (ipykernel's classes; its I/O threads, plain Threads whose
+    target is ipykernel's) and tqdm's monitor call no BLAS: the loops still run in parts
+    beside them; beside any other thread of the program, not."""
+    pytest.importorskip("numba")
+    from rnngraph.runtime import jit
+    if not jit._openblas():
+        pytest.skip("parts only where /proc/self/maps names OpenBLAS")
+    assert jit.may_split()
+    stop = threading.Event()
+
+    def wait_here():
+        stop.wait()
+    Heartbeat = type("Heartbeat", (threading.Thread,), {"__module__": "ipykernel.heartbeat"})
+
+    def waiting_in(module):                 # a function of that module, which waits
+        space = {"__name__": module, "stop": stop}
+        exec("def wait_here():\n    stop.wait()\n", space)
+        return space["wait_here"]
+    io, monitor = waiting_in("ipykernel.iostream"), waiting_in("tqdm._monitor")
+    kernel = [Heartbeat(target=wait_here), threading.Thread(target=io),
+              threading.Thread(target=monitor)]
+    try:
+        for t in kernel:
+            t.start()
+        assert jit.may_split()
+        other = threading.Thread(target=wait_here)     # the program's own: it might
+        other.start()
+        assert not jit.may_split()
+    finally:
+        stop.set()
+        for t in kernel + [other]:
+            t.join()
 
 
 def test_the_loops_may_run_in_parts_here_and_put_openblas_to_sleep():
