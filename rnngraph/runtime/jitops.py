@@ -603,12 +603,30 @@ def _times_rows(a, w, out):
     a pass over W against one: 2 rows of 512 x 128 5.1 against 7.3 us, 4 rows 10.1 against
     14.2, 8 rows of 1024 x 256 92 against 147 (W read from the cache half as often)."""
     zero = like(w, 0.0)
+    k, n = a.shape[1], out.shape[1]
     b = 0
+    if _rows_apart(a) and _rows_apart(out):       # (typed C: LLVM vectorises over them)
+        while b + 2 <= a.shape[0]:
+            _two_rows(_view(a, b, k), _view(a, b + 1, k), w, _view(out, b, n),
+                      _view(out, b + 1, n), zero)
+            b += 2
+        if b < a.shape[0]:
+            _one_row(_view(a, b, k), w, _view(out, b, n), zero)
+        return
     while b + 2 <= a.shape[0]:
         _two_rows(a[b], a[b + 1], w, out[b], out[b + 1], zero)
         b += 2
     if b < a.shape[0]:
         _one_row(a[b], w, out[b], zero)
+
+
+@numba.njit(inline="always", **_OPTS)
+def _rows_apart(a):
+    """Whether each row's values of the 2-D ``a`` are contiguous: a part's rows of a step
+    (jit._JitLoop.split), typed A, read through _view as rows typed C.  The forward product
+    of the LSTM's parts at batch 6 (3 rows a part) took 8.7 ms a call by rows typed A,
+    against 3.3 for the whole batch on one thread."""
+    return a.shape[1] <= 1 or a.strides[1] == a.itemsize
 
 
 @numba.njit(inline="always", **dict(_OPTS, fastmath={"contract", "reassoc"}))
@@ -673,12 +691,39 @@ def _rows_times(a, w, out):
     product a row, float32: 2 rows of 512 x 128 5.3 against 7.1 us, 4 rows 10.6 against
     15.6, 8 rows of 1024 x 256 95 against 152."""
     zero = like(w, 0.0)
+    k, n = a.shape[1], out.shape[1]
     b = 0
+    if _rows_apart(a) and _rows_apart(out):
+        while b + 2 <= a.shape[0]:
+            _two_rows_by(_view(a, b, k), _view(a, b + 1, k), w, _view(out, b, n),
+                         _view(out, b + 1, n), zero)
+            b += 2
+        if b < a.shape[0]:
+            _one_row_by(_view(a, b, k), w, _view(out, b, n), zero)
+        return
     while b + 2 <= a.shape[0]:
         _two_rows_by(a[b], a[b + 1], w, out[b], out[b + 1], zero)
         b += 2
     if b < a.shape[0]:
-        out[b, :] = np.dot(a[b], w)           # (any layout of out: a part's rows too)
+        _one_row_by(a[b], w, out[b], zero)
+
+
+@numba.njit(inline="always", **dict(_OPTS, fastmath={"contract", "reassoc"}))
+def _one_row_by(d, w, o, zero):
+    m, n = w.shape
+    for k in range(n):
+        o[k] = zero
+    i = 0
+    while i + 4 <= m:
+        c0, c1, c2, c3 = d[i], d[i + 1], d[i + 2], d[i + 3]
+        for k in range(n):
+            o[k] += c0 * w[i, k] + c1 * w[i + 1, k] + c2 * w[i + 2, k] + c3 * w[i + 3, k]
+        i += 4
+    while i < m:
+        c = d[i]
+        for k in range(n):
+            o[k] += c * w[i, k]
+        i += 1
 
 
 @numba.njit(inline="always", **dict(_OPTS, fastmath={"contract", "reassoc"}))
