@@ -457,10 +457,10 @@ def test_the_row_kernels_of_the_fused_loops_give_numpys_values_specials_included
 
 def test_products_in_a_compiled_loop_are_the_product_to_rounding_at_every_batch():
     """jitops.dot in a loop Numba compiles: h W^T (jitops._times_rows, the loop reads W
-    itself, no copy of W^T) and g W (_rows_times from two rows up) go by W's rows, four
-    at a time, two rows of the batch a pass over W, their sums reassociated: within
+    itself, no copy of W^T) and g W (_rows_times) go by W's rows for up to jitops._BY_ROWS
+    rows, four at a time, two rows of the batch a pass over W, their sums reassociated: within
     rounding of the float64 product for every number of rows (4k and the rows left over),
-    columns and batch rows (an odd one left over, more than jitops._BY_ROWS: np.dot),
+    columns and batch rows (an odd one left over; more than jitops._BY_ROWS: gemm),
     float32 and float64; NaN and inf reach the values they touch."""
     pytest.importorskip("numba")
     pytest.importorskip("scipy")

@@ -7,9 +7,10 @@ Each time loop is printed three times from the same IR block:
   function Numba compiles whole: it indexes the steps, takes every array and number it
   reads as an argument, and writes each op with the kernel the op table names
   (``jitops.tanh(a, out)``, rnngraph/runtime/jitops.py) where NumPy writes ``np.tanh(a,
-  out=out)``, the products too, by W's rows (at batch 1 each NumPy call costs more than
-  its arithmetic: 0.41-0.57x NumPy's time, RNN, GRU, LSTM at hidden 128; at 2-8 rows
-  NumPy's GEMM packs W every call: 22 us for 2 rows of 512 x 128, one row 4.5).  Where
+  out=out)``, the products too, by W's rows for one or two rows, by jitops.gemm for more
+  (at batch 1 each NumPy call costs more than its arithmetic: 0.41-0.57x NumPy's time,
+  RNN, GRU, LSTM at hidden 128; at 2-8 rows NumPy's GEMM packs W every call: 22 us for 2
+  rows of 512 x 128, one row 4.5).  Where
   rnngraph/runtime/jit.py's may_split, the same function runs a batch of any size in
   parts on threads, a part's rows each
   (rnngraph/runtime/jit.py, _JitLoop.split; :meth:`NumbaPrinter.kinds` says what each
@@ -138,8 +139,9 @@ class NumbaPrinter(FastPrinter):
 
     def small_batch(self, prog, block) -> int:
         """The largest batch the loop ``block`` runs compiled whole (at least 2, at most
-        SMALL): its products go by rows, two rows of the batch a pass over the weights
-        (jitops._times_rows, _rows_times), where NumPy's GEMM reads them once but packs them
+        SMALL): its products went by rows, two rows of the batch a pass over the weights
+        (jitops._times_rows, _rows_times; now only for up to jitops._BY_ROWS rows, gemm for
+        more, not measured again for this choice), where NumPy's GEMM reads them once but packs them
         every call and the Python loop costs a few microseconds a step; so as many rows
         as keep the passes' bytes within PASSES_BYTES.  Measured (LSTM, float32, T 200,
         forward and backward, the Python loop's time / the compiled loop's, two or four

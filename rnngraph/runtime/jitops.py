@@ -394,10 +394,13 @@ def cannot(what: str, error: Exception) -> None:
                   "that loop runs in NumPy", RuntimeWarning, stacklevel=_outside())
 
 
-#: The most rows a compiled loop's product takes row by row (see dot, _times_rows): at least
-#: compile/numba_loops.py's SMALL (test_numba checks it).  Not imported from there: Numba's
-#: cache of these kernels is keyed on this file's text, which must change with it.
-_BY_ROWS = 8
+#: The most rows a compiled loop's product takes row by row (see dot, _times_rows, _rows_times:
+#: two rows of the batch a pass over W), more by gemm (h W^T by a C-ordered W^T made once a
+#: call: transposed_if).  Measured (LSTM, config B's sizes, numba, 4 alternating processes,
+#: 8 against 2): batch 3 5.2-5.7 ms against 3.8-4.8 (a loop compiled whole), batch 6 7.6-9.3
+#: against 6.5-7.8 (two parts of 3 rows), batch 16 18-31 against 16-25; batches 1 and 2 go
+#: by rows either way.
+_BY_ROWS = 2
 
 
 @numba.njit(**_OPTS)
