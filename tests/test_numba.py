@@ -503,6 +503,25 @@ def test_products_in_a_compiled_loop_are_the_product_to_rounding_at_every_batch(
         assert np.isfinite(np.delete(out, [0, 3], 1)).all()
 
 
+def test_a_product_into_an_out_of_another_layout_is_numpys_then_a_copy():
+    """jitops.dot into an out the row kernels and gemm do not write (Fortran-ordered, 1-D):
+    NumPy's dot, then a copy (an overload that handed back a compiled function instead of
+    a plain one failed to compile there, and the loop fell back to NumPy)."""
+    pytest.importorskip("numba")
+    pytest.importorskip("scipy")
+    import numba
+    from rnngraph.runtime import jitops
+
+    @numba.njit
+    def product(a, b, out):
+        jitops.dot(a, b, out)
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((3, 5)), rng.standard_normal((5, 4))
+    for out, x in ((np.zeros((3, 4), order="F"), a), (np.zeros(4), a[0])):
+        product(x, b, out)
+        assert np.allclose(out, x @ b, rtol=1e-14, atol=0)
+
+
 def test_gemm_is_the_product_to_rounding_in_blocks_and_the_columns_left_over():
     """jitops.gemm, a loop's product for more rows than jitops._BY_ROWS (g W directly, h W^T
     by a C-ordered W^T made before the loop: dot_t, transposed_if): within rounding of the
@@ -583,7 +602,8 @@ def test_a_batch_runs_in_parts_on_threads_and_gets_the_same_results(name, monkey
 def test_a_notebooks_threads_do_not_keep_the_loops_on_one_thread():
     """A Jupyter kernel's threads (ipykernel's classes; its I/O threads, plain Threads whose
     target is ipykernel's) and tqdm's monitor call no BLAS: the loops still run in parts
-    beside them; beside any other thread of the program, not."""
+    beside them; beside any other thread of the program, or a kernel's thread that runs a
+    user's code (a subshell), not."""
     pytest.importorskip("numba")
     from rnngraph.runtime import jit
     if not jit._openblas():
@@ -594,46 +614,63 @@ def test_a_notebooks_threads_do_not_keep_the_loops_on_one_thread():
     def wait_here():
         stop.wait()
     Heartbeat = type("Heartbeat", (threading.Thread,), {"__module__": "ipykernel.heartbeat"})
+    Subshell = type("SubshellThread", (threading.Thread,), {"__module__": "ipykernel.subshell"})
 
-    def waiting_in(module):                 # a function of that module, which waits
+    def waiting_in(module, name):           # a function of that module, which waits
         space = {"__name__": module, "stop": stop}
-        exec("def wait_here():\n    stop.wait()\n", space)
-        return space["wait_here"]
-    io, monitor = waiting_in("ipykernel.iostream"), waiting_in("tqdm._monitor")
-    kernel = [Heartbeat(target=wait_here), threading.Thread(target=io),
-              threading.Thread(target=monitor)]
+        exec(f"class {name.split('.')[0]}:\n    def wait_here():\n        stop.wait()\n", space)
+        f = getattr(space[name.split(".")[0]], "wait_here")
+        f.__qualname__ = name
+        return f
+    io = waiting_in("ipykernel.iostream", "OutStream._watch_pipe_fd")
+    TMonitor = type("TMonitor", (threading.Thread,), {"__module__": "tqdm._monitor",
+                                                       "run": lambda self: stop.wait()})
+    kernel = [Heartbeat(target=wait_here), threading.Thread(target=io), TMonitor()]
+    done = threading.Event()
+    others = [threading.Thread(target=done.wait), Subshell(target=done.wait)]
     try:
         for t in kernel:
             t.start()
         assert jit.may_split()
-        other = threading.Thread(target=wait_here)     # the program's own: it might
-        other.start()
-        assert not jit.may_split()
+        for other in others:                # the program's own, a subshell's: they might
+            other.start()
+            assert not jit.may_split(), other
+            done.set()
+            other.join()
+            done.clear()
+            assert all(t.is_alive() for t in kernel) and jit.may_split()
     finally:
         stop.set()
-        for t in kernel + [other]:
-            t.join()
+        done.set()
+        for t in kernel + others:
+            if t.ident:
+                t.join()
 
 
 def test_the_loops_may_run_in_parts_here_and_put_openblas_to_sleep():
     """In a process with no thread but its own (a script, this check's child), on Linux with
     NumPy's OpenBLAS: jit.may_split finds OpenBLAS's blas_thread_shutdown_, quiet_blas calls
     it, and NumPy's next product starts OpenBLAS's threads again (the same product)."""
+    done = _in_a_child("import numpy as np\n"
+                       "from rnngraph.runtime import jit\n"
+                       "a = np.ones((300, 300))\n"
+                       "before = a @ a\n"
+                       "assert jit.may_split(), 'may_split'\n"
+                       "jit.quiet_blas()\n"
+                       "assert np.array_equal(a @ a, before)\n"
+                       "print('ok')\n")
+    assert done.stdout.strip() == "ok", done.stderr
+
+
+def _in_a_child(code: str):
+    """``code`` run by a new Python (a process with no thread but its own), on Linux with
+    numba and scipy (else the test is skipped): its completed process."""
     pytest.importorskip("numba")
     pytest.importorskip("scipy")
     if not sys.platform.startswith("linux"):
         pytest.skip("parts only where /proc/self/maps names the BLAS")
-    code = ("import numpy as np\n"
-            "from rnngraph.runtime import jit\n"
-            "a = np.ones((300, 300))\n"
-            "before = a @ a\n"
-            "assert jit.may_split(), 'may_split'\n"
-            "jit.quiet_blas()\n"
-            "assert np.array_equal(a @ a, before)\n"
-            "print('ok')\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=ROOT, timeout=120)
-    assert done.stdout.strip() == "ok", done.stderr
 
 
 def test_openblas_is_looked_for_again_only_after_an_import():
@@ -641,25 +678,19 @@ def test_openblas_is_looked_for_again_only_after_an_import():
     again only after an import (a read took 1.2 ms here, three a call of a loop run in
     parts: 7 ms of the LSTM's 48 at batch 32), and the read after ``import scipy.linalg``
     finds SciPy's OpenBLAS too, whose threads quiet_blas then puts to sleep as well."""
-    pytest.importorskip("numba")
-    pytest.importorskip("scipy")
-    if not sys.platform.startswith("linux"):
-        pytest.skip("parts only where /proc/self/maps names the BLAS")
-    code = ("import builtins\n"
-            "import numpy as np\n"
-            "from rnngraph.runtime import jit\n"
-            "reads, real = [], builtins.open\n"
-            "def counted(path, *args, **kw):\n"
-            "    reads.extend([path] if path == '/proc/self/maps' else [])\n"
-            "    return real(path, *args, **kw)\n"
-            "builtins.open = counted\n"
-            "ok = jit.may_split() and jit.may_split()\n"
-            "jit.quiet_blas()\n"
-            "numpy_only, first = len(jit._openblas()), len(reads)\n"
-            "import scipy.linalg\n"
-            "print(ok, first, numpy_only, len(jit._openblas()), len(reads))\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120)
+    done = _in_a_child("import builtins\n"
+                       "import numpy as np\n"
+                       "from rnngraph.runtime import jit\n"
+                       "reads, real = [], builtins.open\n"
+                       "def counted(path, *args, **kw):\n"
+                       "    reads.extend([path] if path == '/proc/self/maps' else [])\n"
+                       "    return real(path, *args, **kw)\n"
+                       "builtins.open = counted\n"
+                       "ok = jit.may_split() and jit.may_split()\n"
+                       "jit.quiet_blas()\n"
+                       "numpy_only, first = len(jit._openblas()), len(reads)\n"
+                       "import scipy.linalg\n"
+                       "print(ok, first, numpy_only, len(jit._openblas()), len(reads))\n")
     ok, first, numpy_only, with_scipy, reads = done.stdout.split()
     assert (ok, first, reads) == ("True", "1", "2"), done.stderr
     assert int(with_scipy) == int(numpy_only) + 1
@@ -762,8 +793,9 @@ def test_the_loops_compiled_whole_take_as_many_rows_as_their_weights_allow():
         text = m.compile(backend="numba", sizes={"x": 16, "h": n}, dtype=dtype).source
         assert (f"run = loop_i_f_g_o_c_h if B <= {rows} or loop_i_f_g_o_c_h.parts(B) > 1 "
                 "else steps_loop_i_f_g_o_c_h\n") in text, n
-    assert jitops._BY_ROWS >= SMALL      # else the compiled loops' products for the rows above
-    #                                      _BY_ROWS would be Numba's np.dot: 1.4-4x the time
+    # the products by W^T go through dot_t, which takes jitops.gemm for more than _BY_ROWS
+    # rows (by a C-ordered W^T made once a call), never Numba's np.dot (1.4-4x the time)
+    assert "jitops.dot_t(" in text and "jitops.transposed_if(" in text
 
 
 #: Models for the passes that move work into the compiled loops (compile/numba_layout.py):

@@ -150,22 +150,28 @@ def may_split() -> bool:
     return bool(_openblas()) and all(_calls_no_blas(t) for t in threading.enumerate())
 
 
-#: The packages whose threads never call BLAS: a Jupyter kernel's (ipykernel 7: its I/O,
-#: the pipes it reads, heartbeat, control, shell channel and parent poller; IPython's
-#: history saving), and tqdm's monitor.  A notebook has them all the time: the numba
-#: LSTM at batch 32 (hidden 256, T 100) in a kernel took 47.8-55.8 ms a call in parts
-#: against 61.3-66.6 on one thread, when they counted as threads that might.
-_NO_BLAS = frozenset({"ipykernel", "IPython", "tqdm"})
+#: Threads that never call BLAS, by their class or, for a plain Thread, their target (module
+#: and qualified name): a Jupyter kernel's (ipykernel 7: its I/O thread and the two that read
+#: the pipes of stdout and stderr, heartbeat, control, shell channel, parent poller;
+#: IPython's history saving) and tqdm's monitor.  A notebook has them all the time: the
+#: numba LSTM at batch 32 (hidden 256, T 100) in a kernel took 47.8-55.8 ms a call in parts
+#: against 61.3-66.6 on one thread, when they counted as threads that might.  Named one by
+#: one, not by package: ipykernel's subshells (SubshellThread) and IPython's background
+#: jobs run a user's code, which may.
+_NO_BLAS = frozenset({
+    "ipykernel.iostream.IOPubThread._thread_main", "ipykernel.iostream.OutStream._watch_pipe_fd",
+    "ipykernel.heartbeat.Heartbeat", "ipykernel.control.ControlThread",
+    "ipykernel.shellchannel.ShellChannelThread", "ipykernel.parentpoller.ParentPollerUnix",
+    "ipykernel.parentpoller.ParentPollerWindows", "IPython.core.history.HistorySavingThread",
+    "tqdm._monitor.TMonitor"})
 
 
 def _calls_no_blas(t: threading.Thread) -> bool:
-    """Whether the thread ``t`` is the caller's, a part's, or one of _NO_BLAS's: by its
-    class's module, or for a plain Thread its target's (ipykernel's I/O threads)."""
+    """Whether the thread ``t`` is the caller's, a part's, or one of _NO_BLAS."""
     if t is threading.current_thread() or t.name.startswith(_PREFIX):
         return True
-    owner = type(t).__module__ if type(t) is not threading.Thread else \
-        getattr(getattr(t, "_target", None), "__module__", None)
-    return (owner or "").split(".")[0] in _NO_BLAS
+    what = type(t) if type(t) is not threading.Thread else getattr(t, "_target", None)
+    return f"{getattr(what, '__module__', '')}.{getattr(what, '__qualname__', '')}" in _NO_BLAS
 
 
 def quiet_blas() -> None:

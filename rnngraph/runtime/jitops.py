@@ -444,8 +444,13 @@ def _dot_impl(a, b, out):
                     whole(a, b, out)
             return into
 
-        return whole
-    return _dot_copied                        # (any other out: NumPy's dot, then a copy)
+        def as_is(a, b, out):                 # (an overload returns a function, not a
+            whole(a, b, out)                  # dispatcher: Numba refuses one)
+        return as_is
+
+    def copied(a, b, out):                    # any other out: NumPy's dot, then a copy
+        _dot_copied(a, b, out)
+    return copied
 
 
 #: A block of gemm's result: rows of 1 to 6 by this many vectors of 64 bytes (16 float32, 8
@@ -690,12 +695,14 @@ def _rows_times(a, w, out):
     loop for a batch of a few), two rows of a a pass over w, four of w's rows at a time, so
     that each row of w streams from the cache once for two rows (BLAS's GEMM packs w every
     call: 22 against 4.5 us for 2 rows of 512 x 128 where one row takes a matrix-vector
-    product; see dot); an odd last row is BLAS's matrix-vector product.  Against that
-    product a row, float32: 2 rows of 512 x 128 5.3 against 7.1 us, 4 rows 10.6 against
+    product; see dot); an odd last row alone (_one_row_by, not SciPy's BLAS, whose gemv
+    starts OpenBLAS's threads beside a loop's parts).  Against that product a row, float32: 2 rows of 512 x 128 5.3 against 7.1 us, 4 rows 10.6 against
     15.6, 8 rows of 1024 x 256 95 against 152."""
     zero = like(w, 0.0)
     k, n = a.shape[1], out.shape[1]
     b = 0
+    # (_times_rows's driver with the other kernels: a kernel handed in as an argument is not
+    # cached by Numba, "dynamic globals", see _by_rows)
     if _rows_apart(a) and _rows_apart(out):
         while b + 2 <= a.shape[0]:
             _two_rows_by(_view(a, b, k), _view(a, b + 1, k), w, _view(out, b, n),
