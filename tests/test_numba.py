@@ -599,52 +599,34 @@ def test_a_batch_runs_in_parts_on_threads_and_gets_the_same_results(name, monkey
         other.join()
 
 
-def test_a_notebooks_threads_do_not_keep_the_loops_on_one_thread():
+def test_a_notebooks_threads_do_not_keep_the_loops_on_one_thread(monkeypatch):
     """A Jupyter kernel's threads (ipykernel's classes; its I/O threads, plain Threads whose
     target is ipykernel's) and tqdm's monitor call no BLAS: the loops still run in parts
     beside them; beside any other thread of the program, or a kernel's thread that runs a
-    user's code (a subshell), not."""
+    user's code (a subshell), not.  (The threads as may_split sees them, made, not run:
+    whatever else this process runs.)"""
     pytest.importorskip("numba")
     from rnngraph.runtime import jit
-    if not jit._openblas():
-        pytest.skip("parts only where /proc/self/maps names OpenBLAS")
-    assert jit.may_split()
-    stop = threading.Event()
 
-    def wait_here():
-        stop.wait()
-    Heartbeat = type("Heartbeat", (threading.Thread,), {"__module__": "ipykernel.heartbeat"})
-    Subshell = type("SubshellThread", (threading.Thread,), {"__module__": "ipykernel.subshell"})
-
-    def waiting_in(module, name):           # a function of that module, which waits
-        space = {"__name__": module, "stop": stop}
-        exec(f"class {name.split('.')[0]}:\n    def wait_here():\n        stop.wait()\n", space)
+    def made_in(module, name):              # a function of that module
+        space = {"__name__": module}
+        exec(f"class {name.split('.')[0]}:\n    def wait_here():\n        pass\n", space)
         f = getattr(space[name.split(".")[0]], "wait_here")
         f.__qualname__ = name
         return f
-    io = waiting_in("ipykernel.iostream", "OutStream._watch_pipe_fd")
-    TMonitor = type("TMonitor", (threading.Thread,), {"__module__": "tqdm._monitor",
-                                                       "run": lambda self: stop.wait()})
-    kernel = [Heartbeat(target=wait_here), threading.Thread(target=io), TMonitor()]
-    done = threading.Event()
-    others = [threading.Thread(target=done.wait), Subshell(target=done.wait)]
-    try:
-        for t in kernel:
-            t.start()
-        assert jit.may_split()
-        for other in others:                # the program's own, a subshell's: they might
-            other.start()
-            assert not jit.may_split(), other
-            done.set()
-            other.join()
-            done.clear()
-            assert all(t.is_alive() for t in kernel) and jit.may_split()
-    finally:
-        stop.set()
-        done.set()
-        for t in kernel + others:
-            if t.ident:
-                t.join()
+    Heartbeat = type("Heartbeat", (threading.Thread,), {"__module__": "ipykernel.heartbeat"})
+    TMonitor = type("TMonitor", (threading.Thread,), {"__module__": "tqdm._monitor"})
+    Subshell = type("SubshellThread", (threading.Thread,), {"__module__": "ipykernel.subshell"})
+    io = made_in("ipykernel.iostream", "OutStream._watch_pipe_fd")
+    kernel = [Heartbeat(), threading.Thread(target=io), TMonitor()]
+    me = threading.current_thread()
+    monkeypatch.setattr(jit, "_openblas", lambda: [print])      # (an OpenBLAS found)
+    monkeypatch.setattr(threading, "enumerate", lambda: [me, *kernel])
+    assert jit.may_split()
+    for other in (threading.Thread(target=print), Subshell(), threading.Thread(
+            target=made_in("ipykernel.subshell", "SubshellThread.run"))):
+        monkeypatch.setattr(threading, "enumerate", lambda: [me, *kernel, other])
+        assert not jit.may_split(), other
 
 
 def test_the_loops_may_run_in_parts_here_and_put_openblas_to_sleep():
