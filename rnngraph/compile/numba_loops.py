@@ -141,8 +141,8 @@ class NumbaPrinter(FastPrinter):
         """The largest batch the loop ``block`` runs compiled whole (at least 2, at most
         SMALL): its products went by rows, two rows of the batch a pass over the weights
         (jitops._times_rows, _rows_times; now only for up to jitops._BY_ROWS rows, gemm for
-        more, not measured again for this choice), where NumPy's GEMM reads them once but packs them
-        every call and the Python loop costs a few microseconds a step; so as many rows
+        more, not measured again for this choice), where NumPy's GEMM reads them once but
+        packs them every call and the Python loop costs a few microseconds a step; so as many rows
         as keep the passes' bytes within PASSES_BYTES.  Measured (LSTM, float32, T 200,
         forward and backward, the Python loop's time / the compiled loop's, two or four
         runs): hidden 128 (a step's weights 256 KiB) batch 2 3.5-3.9x, 4 1.9-2.0x, 6

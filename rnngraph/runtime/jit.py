@@ -121,9 +121,9 @@ def _openblas() -> list:
             paths = {line.split(None, 5)[-1].strip() for line in f
                      if "openblas" in line.lower() and ".so" in line}
     except OSError:
-        paths = None
+        paths = set()
     found = []
-    for path in sorted(paths or ()):
+    for path in sorted(paths):
         if path not in _BLAS:
             try:
                 _BLAS[path] = ctypes.PyDLL(path).blas_thread_shutdown_

@@ -613,7 +613,11 @@ def _times_rows(a, w, out):
     zero = like(w, 0.0)
     k, n = a.shape[1], out.shape[1]
     b = 0
-    if _rows_apart(a) and _rows_apart(out):       # (typed C: LLVM vectorises over them)
+    # rows whose values are contiguous (a part's rows of a step, jit._JitLoop.split, typed A)
+    # read as rows typed C (_view), over which LLVM vectorises: the LSTM's forward product
+    # in parts at batch 6 (3 rows a part) took 8.7 ms a call by rows typed A, against 3.3
+    # for the whole batch on one thread
+    if rows_contiguous(a) and rows_contiguous(out):
         while b + 2 <= a.shape[0]:
             _two_rows(_view(a, b, k), _view(a, b + 1, k), w, _view(out, b, n),
                       _view(out, b + 1, n), zero)
@@ -626,15 +630,6 @@ def _times_rows(a, w, out):
         b += 2
     if b < a.shape[0]:
         _one_row(a[b], w, out[b], zero)
-
-
-@numba.njit(inline="always", **_OPTS)
-def _rows_apart(a):
-    """Whether each row's values of the 2-D ``a`` are contiguous: a part's rows of a step
-    (jit._JitLoop.split), typed A, read through _view as rows typed C.  The forward product
-    of the LSTM's parts at batch 6 (3 rows a part) took 8.7 ms a call by rows typed A,
-    against 3.3 for the whole batch on one thread."""
-    return a.shape[1] <= 1 or a.strides[1] == a.itemsize
 
 
 @numba.njit(inline="always", **dict(_OPTS, fastmath={"contract", "reassoc"}))
@@ -696,14 +691,15 @@ def _rows_times(a, w, out):
     that each row of w streams from the cache once for two rows (BLAS's GEMM packs w every
     call: 22 against 4.5 us for 2 rows of 512 x 128 where one row takes a matrix-vector
     product; see dot); an odd last row alone (_one_row_by, not SciPy's BLAS, whose gemv
-    starts OpenBLAS's threads beside a loop's parts).  Against that product a row, float32: 2 rows of 512 x 128 5.3 against 7.1 us, 4 rows 10.6 against
-    15.6, 8 rows of 1024 x 256 95 against 152."""
+    starts OpenBLAS's threads beside a loop's parts).  Against that product a row,
+    float32: 2 rows of 512 x 128 5.3 against 7.1 us, 4 rows 10.6 against 15.6, 8 rows of
+    1024 x 256 95 against 152."""
     zero = like(w, 0.0)
     k, n = a.shape[1], out.shape[1]
     b = 0
     # (_times_rows's driver with the other kernels: a kernel handed in as an argument is not
     # cached by Numba, "dynamic globals", see _by_rows)
-    if _rows_apart(a) and _rows_apart(out):
+    if rows_contiguous(a) and rows_contiguous(out):
         while b + 2 <= a.shape[0]:
             _two_rows_by(_view(a, b, k), _view(a, b + 1, k), w, _view(out, b, n),
                          _view(out, b + 1, n), zero)
