@@ -599,6 +599,50 @@ def test_a_batch_runs_in_parts_on_threads_and_gets_the_same_results(name, monkey
         other.join()
 
 
+@pytest.mark.parametrize("name", ["torch_lstm", "gru_cho", "output_recurrence"])
+def test_a_batch_of_one_or_two_runs_its_large_products_in_halves_on_two_cores(name, monkeypatch):
+    """At a batch of one or two rows, with two threads, a loop's products by large weights
+    run in two halves of the weights' rows, the second on a helper thread (the loop's half_
+    function; jitops.dot_t_halves, dot_halves, other_half): with every product large here
+    (HALF_BYTES 0), outputs and every gradient as the NumPy backend's to rounding in float64,
+    with cotangents of every output.  One thread, or a batch run in parts, runs no helper;
+    a helper that cannot be compiled leaves both halves to the loop, the same numbers; a
+    loop that declines before its first step stops its helper, and NumPy's loop runs."""
+    numba = pytest.importorskip("numba")
+    pytest.importorskip("scipy")
+    from rnngraph.compile import numba_loops
+    from rnngraph.runtime import jit
+    monkeypatch.setattr(numba_loops, "HALF_BYTES", 0)
+    m = model(name)
+    net, ref = m.compile(backend="numba"), m.compile()
+    runs = loops(net)
+    helped = [f for f in runs if f.helper is not None]
+    assert helped, "no loop with a product in halves"
+    monkeypatch.setattr(jit, "may_split", lambda: True)          # (whatever else runs here)
+    for threads, B in (("2", 1), ("2", 2), ("1", 1), ("2", 4)):
+        monkeypatch.setenv("RNNGRAPH_THREADS", threads)
+        for f in helped:
+            f.ran_halves = None
+        rng = np.random.default_rng(3)
+        agree_to_rounding(net, ref, problem(ref, m, rng, B=B), rng)
+        ran = {f.ran_halves for f in helped if f.ran_halves is not None}   # (those that ran)
+        assert ran == {threads == "2" and B <= 2}, (threads, B, ran)
+    monkeypatch.setenv("RNNGRAPH_THREADS", "2")
+    fails = numba.njit(lambda *args: args[0] + "a helper Numba cannot type")
+    for f in helped:
+        f.helper, f.ran_halves = fails, None
+    rng = np.random.default_rng(4)
+    agree_to_rounding(net, ref, problem(ref, m, rng, B=1), rng)
+    ran = [f for f in helped if f.ran_halves is not None]
+    assert ran and all(f.helper is None and not f.ran_halves for f in ran)
+    net = m.compile(backend="numba")
+    declines = numba.njit(lambda *arrays: False)
+    for f in loops(net):
+        f.run = declines if f.helper is not None else f.run
+    rng = np.random.default_rng(5)
+    agree_to_rounding(net, ref, problem(ref, m, rng, B=1), rng)
+
+
 def test_a_notebooks_threads_do_not_keep_the_loops_on_one_thread(monkeypatch):
     """A Jupyter kernel's threads (ipykernel's classes; its I/O threads, plain Threads whose
     target is ipykernel's) and tqdm's monitor call no BLAS: the loops still run in parts

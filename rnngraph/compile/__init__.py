@@ -124,6 +124,9 @@ class Numba(Optimized):
         split = {k: v for p in self.printers for k, v in p.split.items()}
         self.source += "\n".join(["SPLIT = {"] + [f"    {k!r}: {v!r}," for k, v in split.items()]
                                  + ["}"]) + "\n"
+        helpers = {k: v for p in self.printers for k, v in p.helpers.items()}
+        self.source += "\n".join(["HELPERS = {"] + [f"    {k!r}: {v!r}," for k, v in helpers.items()]
+                                 + ["}"]) + "\n"
 
     def programs(self, model):
         """The optimized path's programs, each bias added in the loop that reads its sum

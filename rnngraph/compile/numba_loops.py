@@ -15,7 +15,11 @@ Each time loop is printed three times from the same IR block:
   parts on threads, a part's rows each
   (rnngraph/runtime/jit.py, _JitLoop.split; :meth:`NumbaPrinter.kinds` says what each
   argument is to a part), its products for more than jitops._BY_ROWS rows jitops.gemm
-  (h W^T by a C-ordered W^T made before the loop: jitops.dot_t);
+  (h W^T by a C-ordered W^T made before the loop: jitops.dot_t); for a batch of one or two
+  rows, with a second thread, its products by weights of HALF_BYTES or more in two halves
+  of the weights' rows, the second on a helper thread, the loop's ``half_`` function
+  (:meth:`NumbaPrinter.halves`; jitops.dot_t_halves): one core reads a step's weights
+  from its L2 cache at its read rate, and two read them at twice it;
 - for a larger batch on one thread, a Python loop over the steps whose products are
   NumPy's (its BLAS: Numba's np.dot goes through SciPy's OpenBLAS, a second thread pool,
   1.4x the time of a 32 x 256 by 256 x 1024 product here) and whose elementwise ops
@@ -55,6 +59,13 @@ SMALL = 8
 #: The bytes of weights a step's products may read, in passes over them (two rows of the
 #: batch a pass), for a loop compiled whole (small_batch)
 PASSES_BYTES = 2 << 20
+#: The fewest bytes of weights whose products a loop compiled whole splits in halves on
+#: two cores at a batch of one or two rows (rnngraph/runtime/jitops.py, dot_t_halves):
+#: below it the helper's waits and the vectors moved between the cores cost what the half
+#: saves.  Measured (float32, hidden 128, T 200, the loop alone, alternating runs, tenth
+#: percentile): the LSTM's 512 x 128 (256 KiB) forward 768 against 677 us, backward 744
+#: against 587; Cho's GRU's 256 x 128 and 128 x 128 forward 580 against 567.
+HALF_BYTES = 256 << 10
 
 
 class NotInNumba(Exception):
@@ -82,6 +93,8 @@ class NumbaPrinter(FastPrinter):
         self.names: list[str] = []               # and its name
         self.step_loops: list[str] = []          # the loops for a larger batch
         self.split: dict[str, str] = {}          # each loop function's arguments' kinds
+        self.helpers: dict[str, str] = {}        # a loop function -> its half_ function
+        self.big: set[str] = set()               # weights whose products go in halves
         # The functions are names of the module, named before any function is printed
         # so that no name of a function's own shadows them; apart from another printer's
         # functions of the same module (``functions``)
@@ -186,17 +199,29 @@ class NumbaPrinter(FastPrinter):
         sequences = [p for p in params[1:] if p in stepped]
         if sequences:
             body = [re.sub(r"jitops\.dot\(([^,()]+), (\w+)\.T, ", by_gemm, x) for x in body]
+        halves, turn = self.namer("halves"), self.namer("turn")
+        # names the loop binds (but a step's views): the helper, which runs none of the loop's
+        # other statements, cannot read them
+        inner = {n.id for text in ("\n".join(before), "if 1:\n" + "\n".join(body))
+                 for n in ast.walk(ast.parse(text))
+                 if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)} - {
+            v.split("=")[0].strip() for v in views}
+        body, helper, transposes = self.halves(body, inner, halves, turn)
         code = views + body
         # the runs' checks and buffers, once: at the first step (no step, nothing to do)
         start = self.first_step(views, forward) + ["    " + x for x in before] if before else []
         start += [f"    {t} = jitops.transposed_if({w}, {sequences[0]}.shape[1] > jitops._BY_ROWS)"
                   for w, t in wide.items()]
+        start += [f"    {t} = jitops.transposed_if({w}, {halves}.shape[0] > 0)"
+                  for w, t in transposes.items()]
+        if helper:
+            start.append(f"    {turn} = 0")
         loop = start + [f"    for {step} in {self.step_range(forward)}:"] + code
         tree = ast.parse("if 1:\n" + "\n".join(loop))
         # What the body reads and does not bind (bind() refuses to rebind a caller's name)
         bound = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)
                  and isinstance(n.ctx, ast.Store)} | _GLOBALS | {step} | set(params) | \
-            set(self.fuse.kernels)
+            set(self.fuse.kernels) | {halves}
         for node in ast.walk(tree):
             if isinstance(node, ast.Name) and node.id not in bound:
                 bound.add(node.id)
@@ -206,12 +231,53 @@ class NumbaPrinter(FastPrinter):
         way = "forward" if forward else "backward"
         name = self.loop_names[id(block)]
         self.split[name] = self.kinds(block, params, set(stepped))
-        lines = call_lines(f"def {name}(", params, "):") + [
+        lines = call_lines(f"def {name}(", params + [halves], "):") + [
             f'    """The loop {way} in time of {what}.',
             '',
             '    Compiled by Numba, run for a batch of a few rows; every array and number comes as',
-            '    an argument."""'] + loop + ["    return True"]
+            '    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""'] + \
+            loop + ["    return True"]
+        if helper:
+            title = self.helpers[name] = self.namer(f"half_{name}")
+            lines += ["", ""] + call_lines(f"def {title}(", params + [halves], "):") + [
+                f'    """The other half of each large product of {name}, step by step: the',
+                '    helper of a batch of one or two rows (jitops.other_half)."""'] + \
+                [f"    {t} = jitops.transposed_if({w}, True)" for w, t in transposes.items()] + \
+                [f"    {turn} = 0", f"    for {step} in {self.step_range(forward)}:"] + \
+                views + helper + ["    return True"]
         return name, lines, args, self.steps_function(name, params, views, fused, forward, what)
+
+    def halves(self, body: list[str], inner: set[str], halves: str, turn: str):
+        """The loop's statements with each product by large weights (``self.big``) in
+        halves (jitops.dot_t_halves, dot_halves), the helper's statements (other_half) and
+        the transposes the backward products take ({weights: name}).  A product goes in
+        halves where it runs every step (not under an ``if``) and the helper can name its
+        operands (the loop's arguments, its views of a step); the helper's statements count
+        the products in the same order."""
+        out, helper, transposes = [], [], {}
+        for line in body:
+            m = re.fullmatch(r"        jitops\.dot(_t)?\(([^,()]+), (\w+), (?:(\w+), )?([^,()]+)\)",
+                             line)
+            names = {n.id for x in (m.group(2, 3, 5) if m else ())
+                     for n in ast.walk(ast.parse(x, mode="eval")) if isinstance(n, ast.Name)}
+            if not m or m.group(3) not in self.big or names & inner or \
+                    (m.group(1) is None) != (m.group(4) is None):
+                out.append(line)
+                continue
+            t, a, w, wt, o = m.groups()
+            if t is None:                   # g W: by the rows of W^T, made once a call
+                if w not in transposes:
+                    transposes[w] = self.namer(f"{w}_H")
+                wt, rows = transposes[w], transposes[w]
+            else:
+                rows = w
+            kernel = "dot_t_halves" if t else "dot_halves"
+            out += [f"        {turn} += 1",
+                    f"        jitops.{kernel}({a}, {w}, {wt}, {o}, {halves}, {turn})"]
+            helper += [f"        {turn} += 1",
+                       f"        if not jitops.other_half({a}, {rows}, {o}, {halves}, {turn}):",
+                       "            return False"]
+        return out, helper, transposes
 
     def kinds(self, block, params, stepped) -> str:
         """What each argument of a loop function is to a run over a part of the batch's rows
@@ -334,9 +400,12 @@ class NumbaPrinter(FastPrinter):
                 return super().call(e, args, types, dst, t)
             return f"{dst}[...] = {row.py(tuple(args), types, e.attrs).text}"
         a = [x.text for x in args]
-        if e.op == "matvec":
-            return f"jitops.dot({a[1]}, {args[0].at(ATOM)}.T, {dst})"
-        if e.op == "vecmat":
+        if e.op in ("matvec", "vecmat"):
+            w = 0 if e.op == "matvec" else 1
+            if math.prod(types[w].shape) * np.dtype(self.dtype).itemsize >= HALF_BYTES:
+                self.big.add(args[w].at(ATOM))
+            if e.op == "matvec":
+                return f"jitops.dot({a[1]}, {args[0].at(ATOM)}.T, {dst})"
             return f"jitops.dot({a[0]}, {a[1]}, {dst})"
         if e.op == "relu":
             return self.op("maximum", [a[0], "0.0"], dst, t, types)

@@ -126,7 +126,8 @@ class Compiled:
         if numba:
             namespace.update(jit_loops(gen.loops_module(), namespace["LOOPS"], numba,
                                        model.filename, namespace.get("KERNELS", ()),
-                                       namespace.get("STEPS", ()), namespace.get("SPLIT")))
+                                       namespace.get("STEPS", ()), namespace.get("SPLIT"),
+                                       namespace.get("HELPERS")))
         self._forward, self._backward = namespace["forward"], namespace["backward"]
         # each tree's index: the slots its arrays have before its first node and after its last
         self._trees = {i: namespace["TREE_SLOTS"] for i in namespace.get("TREES", ())}

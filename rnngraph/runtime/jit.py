@@ -5,7 +5,8 @@ own (``jit_loop``) and their module (``loops_module``); here that module becomes
 file of the cache folder, named by the hash of its text, so that Numba's cache of
 its machine code serves every later process, size and dtype; each loop becomes a
 :class:`_JitLoop`, which the generated code calls for a batch of a few rows, or of more
-rows run in parts on threads (where :func:`may_split`).  Numba is
+rows run in parts on threads (where :func:`may_split`), or of one or two rows with a
+helper thread computing half of each large product (_JitLoop._in_halves).  Numba is
 imported by :func:`numba_or_error` only: the NumPy backend needs none of this.
 """
 from __future__ import annotations
@@ -195,6 +196,13 @@ def _pool(workers: int):
         return _POOL[0][1]
 
 
+#: An empty ``halves`` (rnngraph/runtime/jitops.py, dot_t_halves): a loop with no helper
+_NO_HALVES = np.zeros(0, np.int64)
+#: The most rows of a batch whose loop runs its large products in halves on two cores
+#: (_JitLoop._in_halves): a batch of more runs in parts of its rows where it may
+HALVES_ROWS = 2
+
+
 class _JitLoop:
     """A time loop of the generated module (``LOOPS``) run by Numba, compiled on its first
     call.  A call returns True when the loop ran; False when Numba cannot compile it (an
@@ -215,9 +223,13 @@ class _JitLoop:
     threads, and the step's elementwise ops written out beside it; the loops 10.1 and 10.8
     ms against 17.7 and 19 for the steps' loops in Python, a call 46-48 against 62-64."""
 
-    def __init__(self, fn, numba, cache: bool, model: str, kinds: str | None = None):
+    def __init__(self, fn, numba, cache: bool, model: str, kinds: str | None = None,
+                 helper=None):
         self.model, self.doc = model, fn.__doc__
         self.run = numba.njit(fn, cache=cache, error_model="numpy", nogil=True)
+        # the other halves of its large products at a batch of one or two rows (_in_halves)
+        self.helper = None if helper is None else \
+            numba.njit(helper, cache=cache, error_model="numpy", nogil=True)
         self.advice = numba.core.errors.NumbaPerformanceWarning
         # what a loop that cannot be compiled raises (or any error raised while Numba
         # compiles); anything else (a MemoryError, gemm's ValueError) may come after some
@@ -225,6 +237,7 @@ class _JitLoop:
         self.cannot = numba.core.errors.NumbaError
         self.kinds = kinds if kinds and "?" not in kinds else None
         self.ran_parts = 0                      # the parts of the last run in parts
+        self.ran_halves = False                 # whether the last run had its helper
 
     def parts(self, B: int) -> int:
         """How many parts a call with a batch of B rows runs in: at least 2 rows a part."""
@@ -258,11 +271,15 @@ class _JitLoop:
         B = next((a.shape[1] for k, a in zip(self.kinds or "", args)
                   if k == "s" and a is not None), 0)
         parts = self.parts(B)
+        self.ran_halves = False
         if parts < 2 or not all(a is None or a.ndim >= 2 and a.shape[1] == B if k == "s" else
                                 a.shape[0] == B if k == "r" else True
                                 for k, a in zip(self.kinds, args)):
             self.ran_parts = 1
-            return self.run(*args)
+            if self.helper is not None and 0 < B <= HALVES_ROWS and threads() > 1 and \
+                    may_split():
+                return self._in_halves(args)
+            return self.run(*args, _NO_HALVES)
         calls, sums = [], []
         for p in range(parts):
             lo, hi = B * p // parts, B * (p + 1) // parts
@@ -285,15 +302,15 @@ class _JitLoop:
         try:
             pool = _pool(parts - 1)
             for call in calls[1:]:
-                others.append(pool.submit(self.run, *call))
+                others.append(pool.submit(self.run, *call, _NO_HALVES))
         except RuntimeError:                    # (the pool shut down: the interpreter's exit)
             wait(others)
             if others:                          # some parts ran: the rows cannot be rerun
                 raise
             self.ran_parts = 1
-            return self.run(*args)
+            return self.run(*args, _NO_HALVES)
         try:
-            ran = [self.run(*calls[0])]
+            ran = [self.run(*calls[0], _NO_HALVES)]
         finally:                                # every part finished before anything else
             wait(others)
         ran += [f.result() for f in others]
@@ -305,6 +322,36 @@ class _JitLoop:
             a += part
         self.ran_parts = parts
         return True
+
+    def _in_halves(self, args) -> bool:
+        """The loop over ``args`` on this thread, with its helper on the pool's: each large
+        product of a step in two halves of its weights' rows, one on each core
+        (rnngraph/runtime/jitops.py, dot_t_halves).  OpenBLAS's threads put to sleep first,
+        as for parts (quiet_blas): one spinning on the helper's core would halve it.  If the
+        helper raises (Numba cannot compile it), STOP tells the loop, which computes both
+        halves; the helper is not tried again.  The products come out the same to rounding
+        as on one thread (the backward's in another order)."""
+        from . import jitops
+        halves = np.zeros(jitops.HALVES, np.int64)
+        quiet_blas()
+        try:
+            helper = _pool(1).submit(self.helper, *args, halves)
+        except RuntimeError:                    # (the pool shut down: the interpreter's exit)
+            return self.run(*args, _NO_HALVES)
+        helper.add_done_callback(lambda _: halves.__setitem__(jitops.STOP, 1))
+        try:
+            ran = self.run(*args, halves)
+        finally:                                # the helper stopped, if still waiting
+            halves[jitops.STOP] = 1
+            wait([helper])
+        error = helper.exception()
+        if error is not None:
+            if not _compiling(error, self.cannot):
+                raise error
+            self.helper = None                  # (the loop computed both halves)
+        else:
+            self.ran_halves = bool(ran)
+        return ran
 
 
 def _compiling(error: Exception, numba_error) -> bool:
@@ -343,7 +390,8 @@ def _culprit(message: str) -> str:
                 next((line for line in lines if line), ""))
 
 
-def jit_loops(source: str, names, numba, model: str, kernels=(), steps=(), split=None) -> dict:
+def jit_loops(source: str, names, numba, model: str, kernels=(), steps=(), split=None,
+              helpers=None) -> dict:
     """{name: _JitLoop} for the loops ``names`` of the loops' module ``source``.
 
     Numba's cache of a function is keyed on its own file only, not on the functions it
@@ -356,7 +404,9 @@ def jit_loops(source: str, names, numba, model: str, kernels=(), steps=(), split
         fn = getattr(module, k)
         if not hasattr(fn, "py_func"):
             setattr(module, k, numba.njit(fn, cache=cache, error_model="numpy"))
-    loops = {name: _JitLoop(getattr(module, name), numba, cache, model, (split or {}).get(name))
+    helpers = helpers or {}
+    loops = {name: _JitLoop(getattr(module, name), numba, cache, model, (split or {}).get(name),
+                            getattr(module, helpers[name]) if name in helpers else None)
              for name in names}
     # the loops for a larger batch: Python, calling the module's compiled kernels
     return {**loops, **{name: getattr(module, name) for name in steps}}

@@ -139,3 +139,5 @@ KERNELS = ()
 STEPS = ()
 SPLIT = {
 }
+HELPERS = {
+}

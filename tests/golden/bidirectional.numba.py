@@ -407,11 +407,11 @@ def fused_ad76f4f865(p0, p1, p2, p3, p4, p5):
     return True
 
 
-def loop_h(T, h_tm1_all, h_t_all, b_h, W_h_h, W_h):
+def loop_h(T, h_tm1_all, h_t_all, b_h, W_h_h, W_h, halves):
     """The loop forward in time of h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = 0
@@ -481,11 +481,11 @@ def steps_loop_h(T, h_tm1_all, h_t_all, b_h, W_h_h, W_h):
     return True
 
 
-def loop_g(T, g_tp1_all, g_t_all, b_g, W_g_g, W_g):
+def loop_g(T, g_tp1_all, g_t_all, b_g, W_g_g, W_g, halves):
     """The loop backward in time of g(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -555,11 +555,11 @@ def steps_loop_g(T, g_tp1_all, g_t_all, b_g, W_g_g, W_g):
     return True
 
 
-def back_g(T, dz_g_2_t_all, dg_t_all, dz_g_t_all, dg_sum, db_g, dz_g_3, W_g):
+def back_g(T, dz_g_2_t_all, dg_t_all, dz_g_t_all, dg_sum, db_g, dz_g_3, W_g, halves):
     """The loop forward in time of g(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = 0
@@ -648,11 +648,11 @@ def steps_back_g(T, dz_g_2_t_all, dg_t_all, dz_g_t_all, dg_sum, db_g, dz_g_3, W_
     return True
 
 
-def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, db_h, dz_h_3, W_h):
+def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, db_h, dz_h_3, W_h, halves):
     """The loop backward in time of h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -741,11 +741,11 @@ def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, db_h, dz_h_3, W_
     return True
 
 
-def back_g_2(T, g_t_all, dz_g_t_all, dg_t_all, dg_sum, dz_g_2, ONE, db_g, dz_g_3, W_g):
+def back_g_2(T, g_t_all, dz_g_t_all, dg_t_all, dg_sum, dz_g_2, ONE, db_g, dz_g_3, W_g, halves):
     """The loop forward in time of g(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = 0
@@ -849,11 +849,11 @@ def steps_back_g_2(T, g_t_all, dz_g_t_all, dg_t_all, dg_sum, dz_g_2, ONE, db_g, 
     return True
 
 
-def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_sum, dz_h_2, ONE, db_h, dz_h_3, W_h):
+def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_sum, dz_h_2, ONE, db_h, dz_h_3, W_h, halves):
     """The loop backward in time of h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -968,4 +968,6 @@ SPLIT = {
     'back_h': 'Tsssrapc',
     'back_g_2': 'Tsssrrcapc',
     'back_h_2': 'Tsssrrcapc',
+}
+HELPERS = {
 }

@@ -393,11 +393,11 @@ def fused_ad76f4f865(p0, p1, p2, p3, p4, p5):
     return True
 
 
-def loop_h1(T, h1_tm1_all, h1_t_all, b1, W1_h1, W1):
+def loop_h1(T, h1_tm1_all, h1_t_all, b1, W1_h1, W1, halves):
     """The loop forward in time of h1(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = 0
@@ -467,11 +467,11 @@ def steps_loop_h1(T, h1_tm1_all, h1_t_all, b1, W1_h1, W1):
     return True
 
 
-def loop_h2(T, h2_tm1_all, h2_t_all, b2, W2_h2, W2):
+def loop_h2(T, h2_tm1_all, h2_t_all, b2, W2_h2, W2, halves):
     """The loop forward in time of h2(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = 0
@@ -541,11 +541,11 @@ def steps_loop_h2(T, h2_tm1_all, h2_t_all, b2, W2_h2, W2):
     return True
 
 
-def back_h2(T, dz_h2_2_t_all, dh2_t_all, dz_h2_t_all, dh2_sum, db2, dz_h2_3, W2):
+def back_h2(T, dz_h2_2_t_all, dh2_t_all, dz_h2_t_all, dh2_sum, db2, dz_h2_3, W2, halves):
     """The loop backward in time of h2(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -634,11 +634,11 @@ def steps_back_h2(T, dz_h2_2_t_all, dh2_t_all, dz_h2_t_all, dh2_sum, db2, dz_h2_
     return True
 
 
-def back_h1(T, dz_h1_2_t_all, dh1_t_all, dz_h1_t_all, dh1_sum, db1, dz_h1_3, W1):
+def back_h1(T, dz_h1_2_t_all, dh1_t_all, dz_h1_t_all, dh1_sum, db1, dz_h1_3, W1, halves):
     """The loop backward in time of h1(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -727,11 +727,12 @@ def steps_back_h1(T, dz_h1_2_t_all, dh1_t_all, dz_h1_t_all, dh1_sum, db1, dz_h1_
     return True
 
 
-def back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, dz_h2_2, ONE, db2, dz_h2_3, W2):
+def back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, dz_h2_2, ONE, db2, dz_h2_3, W2,
+              halves):
     """The loop backward in time of h2(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -835,11 +836,12 @@ def steps_back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, dz_h2_2, ONE, 
     return True
 
 
-def back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, dz_h1_2, ONE, db1, dz_h1_3, W1):
+def back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, dz_h1_2, ONE, db1, dz_h1_3, W1,
+              halves):
     """The loop backward in time of h1(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -954,4 +956,6 @@ SPLIT = {
     'back_h1': 'Tsssrapc',
     'back_h2_2': 'Tsssrrcapc',
     'back_h1_2': 'Tsssrrcapc',
+}
+HELPERS = {
 }

@@ -461,11 +461,11 @@ def fused_6d03b8a9ac(p0, p1, p2, p3, p4, p5):
     return True
 
 
-def loop_z_h(T, h_tm1_all, z_t_all, h_t_all, b, W_h, b_h, W_z_z, W, W_z):
+def loop_z_h(T, h_tm1_all, z_t_all, h_t_all, b, W_h, b_h, W_z_z, W, W_z, halves):
     """The loop forward in time of z(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = 0
@@ -573,11 +573,11 @@ def steps_loop_z_h(T, h_tm1_all, z_t_all, h_t_all, b, W_h, b_h, W_z_z, W, W_z):
 
 
 def back_z_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, cot_z, dz_z_2_t_all, dz_z_t_all, dh_sum, dz,
-             db, dz_z_3, db_h, dz_h_3, W_z, W):
+             db, dz_z_3, db_h, dz_h_3, W_z, W, halves):
     """The loop backward in time of z(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -738,11 +738,11 @@ def steps_back_z_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, cot_z, dz_z_2_t_all, d
 
 
 def back_z_h_2(T, h_t_all, dz_h_t_all, dh_t_all, cot_z, z_t_all, dz_z_t_all, dh_sum, dz_h_2, ONE,
-               dz, dz_z_2, db, dz_z_3, db_h, dz_h_3, W_z, W):
+               dz, dz_z_2, db, dz_z_3, db_h, dz_h_3, W_z, W, halves):
     """The loop backward in time of z(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -940,4 +940,6 @@ SPLIT = {
     'loop_z_h': 'Tssscrcrcc',
     'back_z_h': 'Tssssssrrapapcc',
     'back_z_h_2': 'Tssssssrrcrrapapcc',
+}
+HELPERS = {
 }

@@ -509,11 +509,11 @@ def fused_6d03b8a9ac(p0, p1, p2, p3, p4, p5):
 
 
 def loop_z_h(T, h_tm1_all, z_t_all, U_x_t_all, h_t_all, b, slice_z_z_h, b_h, W_z_z, slice_z_z_h_2,
-             z_z, W_z, z_z_h, z_h):
+             z_z, W_z, z_z_h, z_h, halves):
     """The loop forward in time of z(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = 0
@@ -647,11 +647,11 @@ def steps_loop_z_h(T, h_tm1_all, z_t_all, U_x_t_all, h_t_all, b, slice_z_z_h, b_
 
 
 def back_z_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, cot_z, dz_z_3_t_all, dz_z_2_t_all,
-             cat_dz_z_3_t_all, dh_sum, dz, db, dz_z_4, db_h, dz_h_3, W_z, z_z):
+             cat_dz_z_3_t_all, dh_sum, dz, db, dz_z_4, db_h, dz_h_3, W_z, z_z, halves):
     """The loop backward in time of z(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -816,11 +816,11 @@ def steps_back_z_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, cot_z, dz_z_3_t_all, d
 
 
 def back_z_h_2(T, h_t_all, dz_h_t_all, dh_t_all, cot_z, z_t_all, dz_z_2_t_all, cat_dz_z_2_t_all,
-               dh_sum, dz_h_2, ONE, dz, dz_z_3, db, dz_z_4, db_h, dz_h_3, W_z, z_z):
+               dh_sum, dz_h_2, ONE, dz, dz_z_3, db, dz_z_4, db_h, dz_h_3, W_z, z_z, halves):
     """The loop backward in time of z(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -1023,4 +1023,6 @@ SPLIT = {
     'loop_z_h': 'Tsssscrcrrccrr',
     'back_z_h': 'Tsssssssrrapapcc',
     'back_z_h_2': 'Tsssssssrrcrrapapcc',
+}
+HELPERS = {
 }

@@ -419,11 +419,11 @@ def fused_64d7b0ccf6(p0, p1, p2, p3, p4, p5, p6, p7):
     return True
 
 
-def loop_a_h(T, h_tm1_all, U_x_t_all, a_t_all, h_t_all, b, W):
+def loop_a_h(T, h_tm1_all, U_x_t_all, a_t_all, h_t_all, b, W, halves):
     """The loop forward in time of a(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = 0
@@ -512,11 +512,11 @@ def steps_loop_a_h(T, h_tm1_all, U_x_t_all, a_t_all, h_t_all, b, W):
     return True
 
 
-def back_a_h(T, dh_t_all, dz_h_t_all, da_t_all, dh_sum, db, dz_a, W, dz_h_2):
+def back_a_h(T, dh_t_all, dz_h_t_all, da_t_all, dh_sum, db, dz_a, W, dz_h_2, halves):
     """The loop backward in time of a(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -615,11 +615,12 @@ def steps_back_a_h(T, dh_t_all, dz_h_t_all, da_t_all, dh_sum, db, dz_a, W, dz_h_
     return True
 
 
-def back_a_h_2(T, h_t_all, dh_t_all, da_t_all, dh_sum, dz_h, ONE, db, dz_a, W, sub_dz_h, dz_h_2):
+def back_a_h_2(T, h_t_all, dh_t_all, da_t_all, dh_sum, dz_h, ONE, db, dz_a, W, sub_dz_h, dz_h_2,
+               halves):
     """The loop backward in time of a(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -738,4 +739,6 @@ SPLIT = {
     'loop_a_h': 'Tsssscc',
     'back_a_h': 'Tsssrapcr',
     'back_a_h_2': 'Tsssrrcapcrr',
+}
+HELPERS = {
 }

@@ -600,11 +600,11 @@ def fused_89b6675d5c(p0, p1, p2, p3, p4, p5, p6):
 def loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_r35_t_all, r31_t_all, h1_t_all, y_tm1_all,
                  h2_t_all, r35_t_all, y_t_all, z_h1_3, V_h1, slice_z_h1_2_h2, c, R_h1,
                  slice_z_h1_2_h2_2, T_y, Q_h2, V, z_h1_2, R, T, Q, z_h2, z_y, z_h1_2_h2, z_h1_5,
-                 z_h2_2):
+                 z_h2_2, halves):
     """The loop forward in time of h1(t), h2(t), y(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if n_steps == 0:
         return True
     step = 0
@@ -812,11 +812,12 @@ def steps_loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_r35_t_all, r31_t_all
 
 def back_h1_h2_y(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, dz_h2_2_t_all, dz_h2_t_all, cot_h1,
                  dz_h1_5_t_all, dz_h1_4_t_all, cat_dz_h1_5_t_all, dy, dh2, vecmat_dz_y, dh1,
-                 vecmat_dz_h2_2, dc, dz_h2_3, dd, dz_y_3, db, dz_h1_6, dz_y_2, Q, T, R, z_h1_2, V):
+                 vecmat_dz_h2_2, dc, dz_h2_3, dd, dz_y_3, db, dz_h1_6, dz_y_2, Q, T, R, z_h1_2, V,
+                 halves):
     """The loop backward in time of h1(t), h2(t), y(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if n_steps == 0:
         return True
     step = n_steps - 1
@@ -1096,11 +1097,11 @@ def steps_back_h1_h2_y(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, dz_h2_2_t_al
 def back_h1_h2_y_2(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, h2_t_all, dz_h2_t_all, cot_h1,
                    h1_t_all, dz_h1_4_t_all, cat_dz_h1_4_t_all, dy, dh2, vecmat_dz_y, ONE, dh1,
                    vecmat_dz_h2, dc, dz_h2_3, dd, dz_y_3, db, dz_h1_6, dz_y_2, Q, T, R, z_h1_2, V,
-                   dz_h2_2, dz_h1_5):
+                   dz_h2_2, dz_h1_5, halves):
     """The loop backward in time of h1(t), h2(t), y(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if n_steps == 0:
         return True
     step = n_steps - 1
@@ -1415,4 +1416,6 @@ SPLIT = {
     'loop_h1_h2_y': 'Tssssssssscrrcrrrrcccccrrrrr',
     'back_h1_h2_y': 'Tssssssssssrrrrrapapaprccccc',
     'back_h1_h2_y_2': 'Tssssssssssrrrcrrapapaprcccccrr',
+}
+HELPERS = {
 }

@@ -820,11 +820,11 @@ def fused_aaa9c2dcfa(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12):
 
 
 def loop_u_r_h(T, h_tm1_all, ur_16_t_all, ur_t_all, z_h_t_all, r_t_all, z_h_2_t_all, z_h_3_t_all,
-               u_t_all, h_t_all, z_u_3, W_ur_h, W_z_h, W_ur, W):
+               u_t_all, h_t_all, z_u_3, W_ur_h, W_z_h, W_ur, W, halves):
     """The loop forward in time of u(t), r(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = 0
@@ -1027,11 +1027,11 @@ def steps_loop_u_r_h(T, h_tm1_all, ur_16_t_all, ur_t_all, z_h_t_all, r_t_all, z_
 
 def back_u_r_h(T, cot_h, z_h_3_t_all, u_t_all, cot_u, dz_h_5_t_all, dz_h_4_t_all, h_tm1_all,
                r_t_all, cot_r, dz_u_5_t_all, dz_u_4_t_all, dh, vecmat_dz_h_5, du, dr, dur, dz_h_6,
-               dz_h_7, db, dz_h_8, dz_u, dz_u_6, W, W_ur, neg_dz_h_6):
+               dz_h_7, db, dz_h_8, dz_u, dz_u_6, W, W_ur, neg_dz_h_6, halves):
     """The loop backward in time of u(t), r(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -1347,11 +1347,11 @@ def steps_back_u_r_h(T, cot_h, z_h_3_t_all, u_t_all, cot_u, dz_h_5_t_all, dz_h_4
 def back_u_r_h_2(T, cot_h, z_h_3_t_all, u_t_all, cot_u, z_h_2_t_all, dz_h_4_t_all, h_tm1_all,
                  r_t_all, cot_r, ur_t_all, dz_u_4_t_all, dh, ONE, vecmat_dz_h_4, du, dr, dur,
                  dz_h_5, dz_h_7, db, dz_h_8, dz_u, dz_u_5, W, W_ur, neg_dz_h_5, dz_h_6, sub_dz_h_6,
-                 sub_ur):
+                 sub_ur, halves):
     """The loop backward in time of u(t), r(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -1700,4 +1700,6 @@ SPLIT = {
     'loop_u_r_h': 'Tssssssssscrrcc',
     'back_u_r_h': 'Tsssssssssssrrrrrrrapapccr',
     'back_u_r_h_2': 'Tsssssssssssrcrrrrrrapapccrrrr',
+}
+HELPERS = {
 }

@@ -433,11 +433,11 @@ def fused_c990c7e917(p0, p1, p2, p3, p4):
     return True
 
 
-def loop_h1(T, h1_tm1_all, h1_t_all, u1, b1, z_h1):
+def loop_h1(T, h1_tm1_all, h1_t_all, u1, b1, z_h1, halves):
     """The loop forward in time of h1(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = 0
@@ -515,11 +515,11 @@ def steps_loop_h1(T, h1_tm1_all, h1_t_all, u1, b1, z_h1):
     return True
 
 
-def loop_h2(T, h2_tm1_all, h2_t_all, u2, b2, z_h2):
+def loop_h2(T, h2_tm1_all, h2_t_all, u2, b2, z_h2, halves):
     """The loop forward in time of h2(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = 0
@@ -597,11 +597,11 @@ def steps_loop_h2(T, h2_tm1_all, h2_t_all, u2, b2, z_h2):
     return True
 
 
-def back_h2(T, dz_h2_t_all, dh2_t_all, positive_h2_t_all, dh2_sum, u2, db2, dz_h2_2):
+def back_h2(T, dz_h2_t_all, dh2_t_all, positive_h2_t_all, dh2_sum, u2, db2, dz_h2_2, halves):
     """The loop backward in time of h2(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -699,11 +699,11 @@ def steps_back_h2(T, dz_h2_t_all, dh2_t_all, positive_h2_t_all, dh2_sum, u2, db2
     return True
 
 
-def back_h1(T, dz_h1_t_all, dh1_t_all, positive_h1_t_all, dh1_sum, u1, db1, dz_h1_2):
+def back_h1(T, dz_h1_t_all, dh1_t_all, positive_h1_t_all, dh1_sum, u1, db1, dz_h1_2, halves):
     """The loop backward in time of h1(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -801,11 +801,11 @@ def steps_back_h1(T, dz_h1_t_all, dh1_t_all, positive_h1_t_all, dh1_sum, u1, db1
     return True
 
 
-def back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, u2, db2, dz_h2_2):
+def back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, u2, db2, dz_h2_2, halves):
     """The loop backward in time of h2(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -901,11 +901,11 @@ def steps_back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, u2, db2, dz_h2
     return True
 
 
-def back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, u1, db1, dz_h1_2):
+def back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, u1, db1, dz_h1_2, halves):
     """The loop backward in time of h1(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -1012,4 +1012,6 @@ SPLIT = {
     'back_h1': 'Tsssrcap',
     'back_h2_2': 'Tsssrcap',
     'back_h1_2': 'Tsssrcap',
+}
+HELPERS = {
 }

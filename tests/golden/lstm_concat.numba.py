@@ -1070,11 +1070,11 @@ def fused_2a8ae34629(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
 
 def loop_f_i_o_c_tilde_c_h(T, z_f_2_t_all, h_tm1_all, x_t_all, fio_t_all, c_tilde_t_all, f_t_all,
                            c_tm1_all, i_t_all, c_t_all, tanh_c_t_all, h_t_all, o_t_all, z_f,
-                           W_fioc_z_f_2, slice_z_f_3, slice_z_f_3_2, W_fioc, z_f_3, z_c):
+                           W_fioc_z_f_2, slice_z_f_3, slice_z_f_3_2, W_fioc, z_f_3, z_c, halves):
     """The loop forward in time of f(t), i(t), o(t), c_tilde(t), c(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = 0
@@ -1317,11 +1317,11 @@ def back_f_i_o_c_tilde_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, c
                            c_tilde_t_all, i_t_all, cot_i, cot_c_tilde, c_tm1_all, f_t_all, cot_f,
                            dz_f_3_t_all, dz_f_4_t_all, dz_f_5_t_all, vecmat_dz_f_5_t_all,
                            vecmat_dz_f_5_0_8_t_all, dh, dc, dc_tilde, df, di, do, dfio, dz_f,
-                           dz_f_6, W_fioc, dz_h_2, dz_h_3):
+                           dz_f_6, W_fioc, dz_h_2, dz_h_3, halves):
     """The loop backward in time of f(t), i(t), o(t), c_tilde(t), c(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -1766,11 +1766,11 @@ def back_f_i_o_c_tilde_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, c_ti
                              cot_i, cot_c_tilde, c_tm1_all, f_t_all, cot_f, fio_t_all,
                              dz_f_3_t_all, vecmat_dz_f_3_t_all, vecmat_dz_f_3_0_8_t_all, dh, dc,
                              dc_tilde, df, di, do, dfio, ONE, dz_f, dz_f_6, W_fioc, dz_h, dz_h_2,
-                             sub_dz_h_2, dz_h_3, dz_f_4, sub_dz_f_4, sub_fio, dz_f_5):
+                             sub_dz_h_2, dz_h_3, dz_f_4, sub_dz_f_4, sub_fio, dz_f_5, halves):
     """The loop backward in time of f(t), i(t), o(t), c_tilde(t), c(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -2230,4 +2230,6 @@ SPLIT = {
     'loop_f_i_o_c_tilde_c_h': 'Tsssssssssssscrrrcrr',
     'back_f_i_o_c_tilde_c_h': 'Tssssssssssssssssssrrrrrrrapcrr',
     'back_f_i_o_c_tilde_c_h_2': 'Tssssssssssssssssrrrrrrrcapcrrrrrrrr',
+}
+HELPERS = {
 }

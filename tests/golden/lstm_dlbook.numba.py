@@ -1028,11 +1028,11 @@ def fused_92b3062caf(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
 
 def loop_f_g_q_s_h(T, h_tm1_all, fgq_18_t_all, fgq_t_all, f_t_all, s_tm1_all, z_s_t_all, g_t_all,
                    s_t_all, tanh_s_t_all, h_t_all, q_t_all, z_f_4, slice_z_f_3_h, slice_z_f_3_h_2,
-                   z_f_3, z_f_3_h, z_s_2):
+                   z_f_3, z_f_3_h, z_s_2, halves):
     """The loop forward in time of f(t), g(t), q(t), s(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = 0
@@ -1287,11 +1287,11 @@ def steps_loop_f_g_q_s_h(T, h_tm1_all, fgq_18_t_all, fgq_t_all, f_t_all, s_tm1_a
 def back_f_g_q_s_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot_s, z_s_t_all, g_t_all,
                    cot_g, dz_s_3_t_all, dz_s_2_t_all, s_tm1_all, f_t_all, cot_f, dz_f_6_t_all,
                    dz_f_5_t_all, cat_dz_f_6_t_all, dh, ds, df, dg, dq, dfgq, db, dz_s_4, dz_f,
-                   dz_f_7, z_f_3, dz_h_2, dz_h_3):
+                   dz_f_7, z_f_3, dz_h_2, dz_h_3, halves):
     """The loop backward in time of f(t), g(t), q(t), s(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -1694,11 +1694,11 @@ def steps_back_f_g_q_s_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot
 def back_f_g_q_s_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, z_s_t_all, g_t_all, cot_g,
                      dz_s_2_t_all, s_tm1_all, f_t_all, cot_f, fgq_t_all, dz_f_5_t_all,
                      cat_dz_f_5_t_all, dh, ds, df, dg, dq, dfgq, ONE, db, dz_s_4, dz_f, dz_f_6,
-                     z_f_3, dz_h, dz_h_2, sub_dz_h_2, dz_h_3, sub_z_s, dz_s_3, sub_fgq):
+                     z_f_3, dz_h, dz_h_2, sub_dz_h_2, dz_h_3, sub_z_s, dz_s_3, sub_fgq, halves):
     """The loop backward in time of f(t), g(t), q(t), s(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -2121,4 +2121,6 @@ SPLIT = {
     'loop_f_g_q_s_h': 'Tssssssssssscrrcrr',
     'back_f_g_q_s_h': 'Tsssssssssssssssssrrrrrrapapcrr',
     'back_f_g_q_s_h_2': 'Tsssssssssssssssrrrrrrcapapcrrrrrrr',
+}
+HELPERS = {
 }

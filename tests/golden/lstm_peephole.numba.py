@@ -1325,11 +1325,12 @@ def fused_d0715ae0d5(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
 def loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_r49_18_r52_t_all, r47_t_all, f_t_all, r49_t_all,
                    g_t_all, z_s_t_all, s_t_all, r52_t_all, q_t_all, tanh_s_t_all, h_t_all, p_f,
                    z_f_3, slice_z_f_2_h, p_g, slice_z_f_2_h_2, slice_z_f_2_h_3, p_o,
-                   slice_z_f_2_h_4, z_f_2, z_f_4, z_f_2_h, z_f_5, z_g, z_g_2, z_s_2, z_q, z_q_2):
+                   slice_z_f_2_h_4, z_f_2, z_f_4, z_f_2_h, z_f_5, z_g, z_g_2, z_s_2, z_q, z_q_2,
+                   halves):
     """The loop forward in time of f(t), g(t), s(t), q(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = 0
@@ -1740,11 +1741,12 @@ def back_f_g_s_q_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot_s, dz
                    dz_q_t_all, z_s_t_all, g_t_all, cot_g, dz_s_3_t_all, dz_s_2_t_all, s_tm1_all,
                    f_t_all, cot_f, dz_g_2_t_all, dz_g_t_all, dz_f_5_t_all, dz_f_4_t_all,
                    cat_dz_f_5_t_all, dh, ds, p_o, p_g, p_f, db_o, dz_q_4, db, dz_s_4, db_g, dz_g_4,
-                   db_f, dz_f_7, z_f_2, dz_h_2, dq, dz_h_3, dz_q_3, dg, df, dz_g_3, dz_f_6):
+                   db_f, dz_f_7, z_f_2, dz_h_2, dq, dz_h_3, dz_q_3, dg, df, dz_g_3, dz_f_6,
+                   halves):
     """The loop backward in time of f(t), g(t), s(t), q(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -2253,11 +2255,11 @@ def back_f_g_s_q_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, dz_q_t_all, 
                      cot_g, dz_s_2_t_all, s_tm1_all, f_t_all, cot_f, dz_g_t_all, dz_f_4_t_all,
                      cat_dz_f_4_t_all, dh, ds, p_o, p_g, p_f, ONE, db_o, dz_q_3, db, dz_s_4, db_g,
                      dz_g_3, db_f, dz_f_6, z_f_2, dz_h, dq, dz_h_2, sub_dz_h_2, dz_h_3, sub_q,
-                     dz_q_2, dg, sub_z_s, dz_s_3, df, sub_g, dz_g_2, sub_f, dz_f_5):
+                     dz_q_2, dg, sub_z_s, dz_s_3, df, sub_g, dz_g_2, sub_f, dz_f_5, halves):
     """The loop backward in time of f(t), g(t), s(t), q(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -2778,4 +2780,6 @@ SPLIT = {
     'loop_f_g_s_q_h': 'Tsssssssssssssccrcrrcrcrrrrrrrr',
     'back_f_g_s_q_h': 'Tsssssssssssssssssssssrrcccapapapapcrrrrrrrr',
     'back_f_g_s_q_h_2': 'Tssssssssssssssssrrccccapapapapcrrrrrrrrrrrrrrr',
+}
+HELPERS = {
 }

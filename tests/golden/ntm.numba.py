@@ -671,3 +671,5 @@ KERNELS = ()
 STEPS = ()
 SPLIT = {
 }
+HELPERS = {
+}

@@ -303,11 +303,11 @@ def fused_6d03b8a9ac(p0, p1, p2, p3, p4, p5):
     return True
 
 
-def loop_h_o(T, o_tm1_all, h_t_all, o_t_all, b, W_o, c, W, V):
+def loop_h_o(T, o_tm1_all, h_t_all, o_t_all, b, W_o, c, W, V, halves):
     """The loop forward in time of h(t), o(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = 0
@@ -405,11 +405,11 @@ def steps_loop_h_o(T, o_tm1_all, h_t_all, o_t_all, b, W_o, c, W, V):
 
 
 def back_h_o(T, do_t_all, cot_h, dz_h_2_t_all, dz_h_t_all, do_tm1_all, dh, vecmat_dz_h_2, db,
-             dz_h_3, V, W):
+             dz_h_3, V, W, halves):
     """The loop backward in time of h(t), o(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -530,11 +530,11 @@ def steps_back_h_o(T, do_t_all, cot_h, dz_h_2_t_all, dz_h_t_all, do_tm1_all, dh,
 
 
 def back_h_o_2(T, do_t_all, cot_h, h_t_all, dz_h_t_all, do_tm1_all, dh, dz_h_2, ONE, vecmat_dz_h,
-               db, dz_h_3, V, W):
+               db, dz_h_3, V, W, halves):
     """The loop backward in time of h(t), o(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -676,4 +676,6 @@ SPLIT = {
     'loop_h_o': 'Tssscrccc',
     'back_h_o': 'Tsssssrrapcc',
     'back_h_o_2': 'Tsssssrrcrapcc',
+}
+HELPERS = {
 }

@@ -559,11 +559,11 @@ def fused_c6e653770d(p0, p1, p2, p3, p4):
     return True
 
 
-def loop_h(T, h_tm1_all, h_t_all, b, W_h, W):
+def loop_h(T, h_tm1_all, h_t_all, b, W_h, W, halves):
     """The loop forward in time of h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = 0
@@ -633,11 +633,11 @@ def steps_loop_h(T, h_tm1_all, h_t_all, b, W_h, W):
     return True
 
 
-def loop_s(T_u, s_tm1_all, s_t_all, z_s, A_s, A):
+def loop_s(T_u, s_tm1_all, s_t_all, z_s, A_s, A, halves):
     """The loop forward in time of s(u).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T_u == 0:
         return True
     step = 0
@@ -707,11 +707,11 @@ def steps_loop_s(T_u, s_tm1_all, s_t_all, z_s, A_s, A):
     return True
 
 
-def back_s(T_u, dz_s_3_t_all, ds_t_all, dz_s_2_t_all, ds_sum, A):
+def back_s(T_u, dz_s_3_t_all, ds_t_all, dz_s_2_t_all, ds_sum, A, halves):
     """The loop backward in time of s(u).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T_u == 0:
         return True
     step = T_u - 1
@@ -780,11 +780,12 @@ def steps_back_s(T_u, dz_s_3_t_all, ds_t_all, dz_s_2_t_all, ds_sum, A):
     return True
 
 
-def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, vecmat_dz_h_2, db, dz_h_3, W):
+def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, vecmat_dz_h_2, db, dz_h_3, W,
+           halves):
     """The loop backward in time of h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -882,11 +883,11 @@ def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, vecmat_dz_h_
     return True
 
 
-def back_s_2(T_u, s_t_all, dz_s_2_t_all, ds_t_all, ds_sum, dz_s_3, ONE, A):
+def back_s_2(T_u, s_t_all, dz_s_2_t_all, ds_t_all, ds_sum, dz_s_3, ONE, A, halves):
     """The loop backward in time of s(u).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T_u == 0:
         return True
     step = T_u - 1
@@ -970,12 +971,12 @@ def steps_back_s_2(T_u, s_t_all, dz_s_2_t_all, ds_t_all, ds_sum, dz_s_3, ONE, A)
     return True
 
 
-def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, vecmat_dz_h, db, dz_h_3,
-             W):
+def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, vecmat_dz_h, db, dz_h_3, W,
+             halves):
     """The loop backward in time of h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -1102,4 +1103,6 @@ SPLIT = {
     'back_h': 'Tssssrapc',
     'back_s_2': 'Tsssrrcc',
     'back_h_2': 'Tssssrcrapc',
+}
+HELPERS = {
 }

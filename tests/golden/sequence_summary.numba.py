@@ -323,11 +323,11 @@ def fused_c6e653770d(p0, p1, p2, p3, p4):
     return True
 
 
-def loop_h(T, h_tm1_all, h_t_all, b, W_h, W):
+def loop_h(T, h_tm1_all, h_t_all, b, W_h, W, halves):
     """The loop forward in time of h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = 0
@@ -397,11 +397,12 @@ def steps_loop_h(T, h_tm1_all, h_t_all, b, W_h, W):
     return True
 
 
-def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, vecmat_dz_h_2, db, dz_h_3, W):
+def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, vecmat_dz_h_2, db, dz_h_3, W,
+           halves):
     """The loop backward in time of h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -499,12 +500,12 @@ def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, vecmat_dz_h_
     return True
 
 
-def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, vecmat_dz_h, db, dz_h_3,
-             W):
+def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, vecmat_dz_h, db, dz_h_3, W,
+             halves):
     """The loop backward in time of h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -627,4 +628,6 @@ SPLIT = {
     'loop_h': 'Tsscrc',
     'back_h': 'Tssssrapc',
     'back_h_2': 'Tssssrcrapc',
+}
+HELPERS = {
 }

@@ -146,3 +146,5 @@ KERNELS = ()
 STEPS = ()
 SPLIT = {
 }
+HELPERS = {
+}

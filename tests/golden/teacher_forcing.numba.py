@@ -377,11 +377,11 @@ def fused_ad76f4f865(p0, p1, p2, p3, p4, p5):
     return True
 
 
-def loop_h(T, h_tm1_all, h_t_all, W_h, W):
+def loop_h(T, h_tm1_all, h_t_all, W_h, W, halves):
     """The loop forward in time of h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = 0
@@ -441,11 +441,11 @@ def steps_loop_h(T, h_tm1_all, h_t_all, W_h, W):
     return True
 
 
-def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, db, dz_h_3, W):
+def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, db, dz_h_3, W, halves):
     """The loop backward in time of h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -534,11 +534,11 @@ def steps_back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, db, dz_h_3, W):
     return True
 
 
-def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_sum, dz_h_2, ONE, db, dz_h_3, W):
+def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_sum, dz_h_2, ONE, db, dz_h_3, W, halves):
     """The loop backward in time of h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -649,4 +649,6 @@ SPLIT = {
     'loop_h': 'Tssrc',
     'back_h': 'Tsssrapc',
     'back_h_2': 'Tsssrrcapc',
+}
+HELPERS = {
 }

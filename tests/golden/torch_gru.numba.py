@@ -914,11 +914,11 @@ def fused_3c25fe6b7e(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
 
 def loop_r_z_n_h(T, h_tm1_all, rz_n_t_all, rz_t_all, z_n_t_all, r_t_all, n_t_all, z_h_t_all,
                  z_t_all, h_t_all, z_r_2, slice_W_h_rzn_h, b_hn, slice_W_h_rzn_h_2, W_h_rzn,
-                 W_h_rzn_h, z_n_2):
+                 W_h_rzn_h, z_n_2, halves):
     """The loop forward in time of r(t), z(t), n(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = 0
@@ -1164,11 +1164,12 @@ def steps_loop_r_z_n_h(T, h_tm1_all, rz_n_t_all, rz_t_all, z_n_t_all, r_t_all, n
 
 def back_r_z_n_h(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, dz_n_3_t_all, dz_n_2_t_all, z_n_t_all,
                  dz_n_4_t_all, r_t_all, cot_r, dz_r_4_t_all, dz_r_3_t_all, cat_dz_r_4_t_all, dh,
-                 dr, dz, drz, dz_h_2, db_hn, dz_n_5, db_in, dz_n_6, dz_r, dz_r_5, W_h_rzn, dn):
+                 dr, dz, drz, dz_h_2, db_hn, dz_n_5, db_in, dz_n_6, dz_r, dz_r_5, W_h_rzn, dn,
+                 halves):
     """The loop backward in time of r(t), z(t), n(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -1540,11 +1541,11 @@ def steps_back_r_z_n_h(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, dz_n_3_t_all,
 def back_r_z_n_h_2(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, n_t_all, dz_n_2_t_all, z_n_t_all,
                    dz_n_3_t_all, r_t_all, cot_r, rz_t_all, dz_r_3_t_all, cat_dz_r_3_t_all, dh, dr,
                    dz, drz, ONE, dz_h_2, db_hn, dz_n_5, db_in, dz_n_6, dz_r, dz_r_4, W_h_rzn, dn,
-                   dz_n_4, sub_rz):
+                   dz_n_4, sub_rz, halves):
     """The loop backward in time of r(t), z(t), n(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -1947,4 +1948,6 @@ SPLIT = {
     'loop_r_z_n_h': 'Tssssssssscrcrcrr',
     'back_r_z_n_h': 'Tssssssssssssssrrrrrapapapcr',
     'back_r_z_n_h_2': 'Tssssssssssssssrrrrcrapapapcrrr',
+}
+HELPERS = {
 }

@@ -1080,11 +1080,12 @@ def fused_ac48c182ba(p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13,
 
 
 def loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all, c_tm1_all, i_t_all,
-                     c_t_all, tanh_c_t_all, h_t_all, o_t_all, z_i, W_h_ifog_h, W_h_ifog, z_c):
+                     c_t_all, tanh_c_t_all, h_t_all, o_t_all, z_i, W_h_ifog_h, W_h_ifog, z_c,
+                     halves):
     """The loop forward in time of i(t), f(t), g(t), o(t), c(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = 0
@@ -1312,11 +1313,11 @@ def steps_loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all
 def back_i_f_g_o_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, cot_c, g_t_all, i_t_all,
                      cot_i, cot_g, c_tm1_all, f_t_all, cot_f, dz_i_2_t_all, dz_i_3_t_all,
                      dz_i_4_t_all, dh, dc, dg, di, df, do, difo, dz_i, dz_i_5, W_h_ifog, dz_h_2,
-                     dz_h_3):
+                     dz_h_3, halves):
     """The loop backward in time of i(t), f(t), g(t), o(t), c(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -1727,11 +1728,11 @@ def steps_back_i_f_g_o_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, c
 def back_i_f_g_o_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, g_t_all, i_t_all, cot_i,
                        cot_g, c_tm1_all, f_t_all, cot_f, ifo_t_all, dz_i_2_t_all, dh, dc, dg, di,
                        df, do, difo, ONE, dz_i, dz_i_5, W_h_ifog, dz_h, dz_h_2, sub_dz_h_2, dz_h_3,
-                       dz_i_3, sub_dz_i_3, sub_ifo, dz_i_4):
+                       dz_i_3, sub_dz_i_3, sub_ifo, dz_i_4, halves):
     """The loop backward in time of i(t), f(t), g(t), o(t), c(t), h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -2156,4 +2157,6 @@ SPLIT = {
     'loop_i_f_g_o_c_h': 'Tssssssssssscrcr',
     'back_i_f_g_o_c_h': 'Tssssssssssssssssrrrrrrrapcrr',
     'back_i_f_g_o_c_h_2': 'Tssssssssssssssrrrrrrrcapcrrrrrrrr',
+}
+HELPERS = {
 }

@@ -294,11 +294,11 @@ def fused_6d03b8a9ac(p0, p1, p2, p3, p4, p5):
     return True
 
 
-def loop_h(T, h_tm1_all, h_t_all, z_h, W_hh_h, W_hh):
+def loop_h(T, h_tm1_all, h_t_all, z_h, W_hh_h, W_hh, halves):
     """The loop forward in time of h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = 0
@@ -368,11 +368,11 @@ def steps_loop_h(T, h_tm1_all, h_t_all, z_h, W_hh_h, W_hh):
     return True
 
 
-def back_h(T, dz_h_3_t_all, cot_h, dz_h_2_t_all, dh, dz_h, dz_h_4, W_hh):
+def back_h(T, dz_h_3_t_all, cot_h, dz_h_2_t_all, dh, dz_h, dz_h_4, W_hh, halves):
     """The loop backward in time of h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -462,11 +462,11 @@ def steps_back_h(T, dz_h_3_t_all, cot_h, dz_h_2_t_all, dh, dz_h, dz_h_4, W_hh):
     return True
 
 
-def back_h_2(T, h_t_all, dz_h_2_t_all, cot_h, dh, dz_h_3, ONE, dz_h, dz_h_4, W_hh):
+def back_h_2(T, h_t_all, dz_h_2_t_all, cot_h, dh, dz_h_3, ONE, dz_h, dz_h_4, W_hh, halves):
     """The loop backward in time of h(t).
 
     Compiled by Numba, run for a batch of a few rows; every array and number comes as
-    an argument."""
+    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""
     if T == 0:
         return True
     step = T - 1
@@ -578,4 +578,6 @@ SPLIT = {
     'loop_h': 'Tsscrc',
     'back_h': 'Tsssrapc',
     'back_h_2': 'Tsssrrcapc',
+}
+HELPERS = {
 }

@@ -208,3 +208,5 @@ KERNELS = ()
 STEPS = ()
 SPLIT = {
 }
+HELPERS = {
+}
