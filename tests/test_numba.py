@@ -819,9 +819,14 @@ def test_the_loops_compiled_whole_take_as_many_rows_as_their_weights_allow():
         text = m.compile(backend="numba", sizes={"x": 16, "h": n}, dtype=dtype).source
         assert (f"run = loop_i_f_g_o_c_h if B <= {rows} or loop_i_f_g_o_c_h.parts(B) > 1 "
                 "else steps_loop_i_f_g_o_c_h\n") in text, n
+    # weights of HALF_BYTES or more: the products in halves where a helper runs, else through
+    # dot_t as below; and the loop's helper
+    assert "jitops.dot_t_halves(" in text and "def half_loop_i_f_g_o_c_h(" in text
     # the products by W^T go through dot_t, which takes jitops.gemm for more than _BY_ROWS
     # rows (by a C-ordered W^T made once a call), never Numba's np.dot (1.4-4x the time)
+    text = m.compile(backend="numba", sizes={"x": 16, "h": 64}, dtype="float32").source
     assert "jitops.dot_t(" in text and "jitops.transposed_if(" in text
+    assert "_halves(" not in text and "HELPERS = {\n}" in text
 
 
 #: Models for the passes that move work into the compiled loops (compile/numba_layout.py):
