@@ -602,12 +602,14 @@ def test_a_batch_runs_in_parts_on_threads_and_gets_the_same_results(name, monkey
 @pytest.mark.parametrize("name", ["torch_lstm", "gru_cho", "output_recurrence"])
 def test_a_batch_of_one_or_two_runs_its_large_products_in_halves_on_two_cores(name, monkeypatch):
     """At a batch of one or two rows, with two threads, a loop's products by large weights
-    run in two halves of the weights' rows, the second on a helper thread (the loop's half_
-    function; jitops.dot_t_halves, dot_halves, other_half): with every product large here
-    (HALF_BYTES 0), outputs and every gradient as the NumPy backend's to rounding in float64,
-    with cotangents of every output.  One thread, or a batch run in parts, runs no helper;
-    a helper that cannot be compiled leaves both halves to the loop, the same numbers; a
-    loop that declines before its first step stops its helper, and NumPy's loop runs."""
+    run in two halves, the second on a helper thread (the loop's half_ function;
+    jitops.dot_t_halves, dot_halves, other_half): with every product large here (HALF_BYTES
+    0), outputs and every gradient as the NumPy backend's to rounding in float64, with
+    cotangents of every output, and the helper takes its halves (after a first call, in
+    which it may compile too late and leave them to the loop).  One thread, or a batch run
+    in parts, runs no helper; a helper that cannot be compiled is said in a warning and
+    leaves both halves to the loop, the same numbers; a loop that declines before its first
+    step stops its helper, and NumPy's loop runs."""
     numba = pytest.importorskip("numba")
     pytest.importorskip("scipy")
     from rnngraph.compile import numba_loops
@@ -615,16 +617,18 @@ def test_a_batch_of_one_or_two_runs_its_large_products_in_halves_on_two_cores(na
     monkeypatch.setattr(numba_loops, "HALF_BYTES", 0)
     m = model(name)
     net, ref = m.compile(backend="numba"), m.compile()
+    assert "jitops.other_half(" in net.source and "jitops.dot_t_halves(" in net.source
     runs = loops(net)
     helped = [f for f in runs if f.helper is not None]
     assert helped, "no loop with a product in halves"
     monkeypatch.setattr(jit, "may_split", lambda: True)          # (whatever else runs here)
     for threads, B in (("2", 1), ("2", 2), ("1", 1), ("2", 4)):
         monkeypatch.setenv("RNNGRAPH_THREADS", threads)
+        args = problem(ref, m, np.random.default_rng(3), B=B)
+        agree_to_rounding(net, ref, args, np.random.default_rng(4))   # (compiled, helpers too)
         for f in helped:
             f.ran_halves = None
-        rng = np.random.default_rng(3)
-        agree_to_rounding(net, ref, problem(ref, m, rng, B=B), rng)
+        agree_to_rounding(net, ref, args, np.random.default_rng(4))
         ran = {f.ran_halves for f in helped if f.ran_halves is not None}   # (those that ran)
         assert ran == {threads == "2" and B <= 2}, (threads, B, ran)
     monkeypatch.setenv("RNNGRAPH_THREADS", "2")
@@ -632,7 +636,8 @@ def test_a_batch_of_one_or_two_runs_its_large_products_in_halves_on_two_cores(na
     for f in helped:
         f.helper, f.ran_halves = fails, None
     rng = np.random.default_rng(4)
-    agree_to_rounding(net, ref, problem(ref, m, rng, B=1), rng)
+    with pytest.warns(RuntimeWarning, match="Numba cannot compile the helper of the loop"):
+        agree_to_rounding(net, ref, problem(ref, m, rng, B=1), rng)
     ran = [f for f in helped if f.ran_halves is not None]
     assert ran and all(f.helper is None and not f.ran_halves for f in ran)
     net = m.compile(backend="numba")
@@ -822,6 +827,7 @@ def test_the_loops_compiled_whole_take_as_many_rows_as_their_weights_allow():
     # weights of HALF_BYTES or more: the products in halves where a helper runs, else through
     # dot_t as below; and the loop's helper
     assert "jitops.dot_t_halves(" in text and "def half_loop_i_f_g_o_c_h(" in text
+    assert "jitops.dot_halves(" in text and "def half_back_i_f_g_o_c_h(" in text
     # the products by W^T go through dot_t, which takes jitops.gemm for more than _BY_ROWS
     # rows (by a C-ordered W^T made once a call), never Numba's np.dot (1.4-4x the time)
     text = m.compile(backend="numba", sizes={"x": 16, "h": 64}, dtype="float32").source

@@ -156,7 +156,8 @@ class Numba(Optimized):
 
     def large_printer(self, model, back, dtype):
         return NumbaPrinter(model, self.forward, back, dtype, self.params,
-                            functions=self.printer.loop_names.values())
+                            functions=[*self.printer.loop_names.values(),
+                                       *self.printer.helper_names.values()])
 
     def loops_module(self) -> str:
         """The functions as a module of their own, for Numba (see NumbaPrinter)."""

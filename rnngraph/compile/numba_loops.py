@@ -17,9 +17,9 @@ Each time loop is printed three times from the same IR block:
   argument is to a part), its products for more than jitops._BY_ROWS rows jitops.gemm
   (h W^T by a C-ordered W^T made before the loop: jitops.dot_t); for a batch of one or two
   rows, with a second thread, its products by weights of HALF_BYTES or more in two halves
-  of the weights' rows, the second on a helper thread, the loop's ``half_`` function
-  (:meth:`NumbaPrinter.halves`; jitops.dot_t_halves): one core reads a step's weights
-  from its L2 cache at its read rate, and two read them at twice it;
+  (of W's rows for h W^T, of W^T's for g W), the second on a helper thread, the loop's
+  ``half_`` function (:meth:`NumbaPrinter.halves`; jitops.dot_t_halves): one core reads
+  a step's weights from its L2 cache at its read rate, and two read them at twice it;
 - for a larger batch on one thread, a Python loop over the steps whose products are
   NumPy's (its BLAS: Numba's np.dot goes through SciPy's OpenBLAS, a second thread pool,
   1.4x the time of a 32 x 256 by 256 x 1024 product here) and whose elementwise ops
@@ -99,13 +99,14 @@ class NumbaPrinter(FastPrinter):
         # so that no name of a function's own shadows them; apart from another printer's
         # functions of the same module (``functions``)
         names = Namer(self.taken | set(functions or ()))
-        self.loop_names = {}
+        self.loop_names, self.helper_names = {}, {}
         for prog, way in ((self.fwd, "loop"), (self.back, "back")):
             for b in prog.blocks:
                 if b.kind == "loop":
                     wish = "_".join(self.py[n] for n in b.names if n in self.py)[:40]
                     self.loop_names[id(b)] = names(f"{way}_{wish or 'values'}")
-        self.taken |= set(self.loop_names.values())
+                    self.helper_names[id(b)] = names(f"half_{self.loop_names[id(b)]}")
+        self.taken |= set(self.loop_names.values()) | set(self.helper_names.values())
 
     # -- a loop twice ---------------------------------------------------------------
     def loop_block(self, prog, block, head: str):
@@ -200,13 +201,7 @@ class NumbaPrinter(FastPrinter):
         if sequences:
             body = [re.sub(r"jitops\.dot\(([^,()]+), (\w+)\.T, ", by_gemm, x) for x in body]
         halves, turn = self.namer("halves"), self.namer("turn")
-        # names the loop binds (but a step's views): the helper, which runs none of the loop's
-        # other statements, cannot read them
-        inner = {n.id for text in ("\n".join(before), "if 1:\n" + "\n".join(body))
-                 for n in ast.walk(ast.parse(text))
-                 if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)} - {
-            v.split("=")[0].strip() for v in views}
-        body, helper, transposes = self.halves(body, inner, halves, turn)
+        body, helper, transposes = self.halves(before, body, views, halves, turn)
         code = views + body
         # the runs' checks and buffers, once: at the first step (no step, nothing to do)
         start = self.first_step(views, forward) + ["    " + x for x in before] if before else []
@@ -238,7 +233,7 @@ class NumbaPrinter(FastPrinter):
             '    an argument (``halves``: rnngraph/runtime/jitops.py, dot_t_halves)."""'] + \
             loop + ["    return True"]
         if helper:
-            title = self.helpers[name] = self.namer(f"half_{name}")
+            title = self.helpers[name] = self.helper_names[id(block)]
             lines += ["", ""] + call_lines(f"def {title}(", params + [halves], "):") + [
                 f'    """The other half of each large product of {name}, step by step: the',
                 '    helper of a batch of one or two rows (jitops.other_half)."""'] + \
@@ -247,21 +242,29 @@ class NumbaPrinter(FastPrinter):
                 views + helper + ["    return True"]
         return name, lines, args, self.steps_function(name, params, views, fused, forward, what)
 
-    def halves(self, body: list[str], inner: set[str], halves: str, turn: str):
-        """The loop's statements with each product by large weights (``self.big``) in
-        halves (jitops.dot_t_halves, dot_halves), the helper's statements (other_half) and
-        the transposes the backward products take ({weights: name}).  A product goes in
-        halves where it runs every step (not under an ``if``) and the helper can name its
-        operands (the loop's arguments, its views of a step); the helper's statements count
-        the products in the same order."""
+    def halves(self, before: list[str], body: list[str], views: list[str], halves: str,
+               turn: str):
+        """The loop's statements with each product by large weights (``self.big``, as
+        ``call`` found them in the IR) in halves (jitops.dot_t_halves, dot_halves), the
+        helper's statements (other_half) and the transposes the backward products take
+        ({weights: name}).  A product goes in halves where the helper, which runs the
+        loop's steps and views of a step but none of its other statements, can follow it:
+        it runs every step (a statement of the step, not under an ``if``, in a loop that
+        leaves no step early), its operand and out are names the loop does not bind (its
+        arguments, a step's views) and its weights one of the loop's arguments, the same
+        at every step (transposed once a call); the helper counts the products in the
+        same order."""
+        stepped = {v.split("=")[0].strip() for v in views}
+        inner = {n.id for text in ("\n".join(before), "if 1:\n" + "\n".join(body))
+                 for n in ast.walk(ast.parse(text))
+                 if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        if any(re.match(r"\s*(continue|break|return)\b", line) for line in body):
+            return body, [], {}
         out, helper, transposes = [], [], {}
         for line in body:
-            m = re.fullmatch(r"        jitops\.dot(_t)?\(([^,()]+), (\w+), (?:(\w+), )?([^,()]+)\)",
-                             line)
-            names = {n.id for x in (m.group(2, 3, 5) if m else ())
-                     for n in ast.walk(ast.parse(x, mode="eval")) if isinstance(n, ast.Name)}
-            if not m or m.group(3) not in self.big or names & inner or \
-                    (m.group(1) is None) != (m.group(4) is None):
+            m = re.fullmatch(r"        jitops\.dot(_t)?\((\w+), (\w+), (?:(\w+), )?(\w+)\)", line)
+            if not m or m.group(3) not in self.big or {m.group(2), m.group(5)} & inner or \
+                    m.group(3) in inner | stepped or (m.group(1) is None) != (m.group(4) is None):
                 out.append(line)
                 continue
             t, a, w, wt, o = m.groups()

@@ -199,7 +199,8 @@ def _pool(workers: int):
 #: An empty ``halves`` (rnngraph/runtime/jitops.py, dot_t_halves): a loop with no helper
 _NO_HALVES = np.zeros(0, np.int64)
 #: The most rows of a batch whose loop runs its large products in halves on two cores
-#: (_JitLoop._in_halves): a batch of more runs in parts of its rows where it may
+#: (_JitLoop._in_halves; a loop whose arguments' kinds are not all known, none): from 4
+#: rows a batch runs in parts of its rows where it may, and 3 rows on one thread (gemm)
 HALVES_ROWS = 2
 
 
@@ -237,7 +238,8 @@ class _JitLoop:
         self.cannot = numba.core.errors.NumbaError
         self.kinds = kinds if kinds and "?" not in kinds else None
         self.ran_parts = 0                      # the parts of the last run in parts
-        self.ran_halves = False                 # whether the last run had its helper
+        self.ran_halves = False                 # whether the helper took a half in the last run
+        self.runs = self.helped = 0             # runs whole, and those the helper took part in
 
     def parts(self, B: int) -> int:
         """How many parts a call with a batch of B rows runs in: at least 2 rows a part."""
@@ -276,6 +278,7 @@ class _JitLoop:
                                 a.shape[0] == B if k == "r" else True
                                 for k, a in zip(self.kinds, args)):
             self.ran_parts = 1
+            self.runs += 1
             if self.helper is not None and 0 < B <= HALVES_ROWS and threads() > 1 and \
                     may_split():
                 return self._in_halves(args)
@@ -325,19 +328,22 @@ class _JitLoop:
 
     def _in_halves(self, args) -> bool:
         """The loop over ``args`` on this thread, with its helper on the pool's: each large
-        product of a step in two halves of its weights' rows, one on each core
+        product of a step in two halves of its weights, one on each core
         (rnngraph/runtime/jitops.py, dot_t_halves).  OpenBLAS's threads put to sleep first,
-        as for parts (quiet_blas): one spinning on the helper's core would halve it.  If the
-        helper raises (Numba cannot compile it), STOP tells the loop, which computes both
-        halves; the helper is not tried again.  The products come out the same to rounding
-        as on one thread (the backward's in another order)."""
+        as for parts (quiet_blas): one spinning on the helper's core would halve it.  A
+        helper late (compiling at its first call, or its core busy) leaves its halves to
+        the loop, which goes on alone; one that cannot be compiled is said once in a
+        warning, and the loop runs on one thread from then on.  The backward's products
+        come out in another order than on one thread: the same to rounding."""
         from . import jitops
         halves = np.zeros(jitops.HALVES, np.int64)
         quiet_blas()
         try:
             helper = _pool(1).submit(self.helper, *args, halves)
-        except RuntimeError:                    # (the pool shut down: the interpreter's exit)
+        except RuntimeError:                    # (the pool shut down: the interpreter's exit;
+            halves[jitops.STOP] = 1             # a helper queued all the same returns at once)
             return self.run(*args, _NO_HALVES)
+        # the helper ended (it raised, or gave up waiting): the loop goes on alone
         helper.add_done_callback(lambda _: halves.__setitem__(jitops.STOP, 1))
         try:
             ran = self.run(*args, halves)
@@ -348,9 +354,13 @@ class _JitLoop:
         if error is not None:
             if not _compiling(error, self.cannot):
                 raise error
-            self.helper = None                  # (the loop computed both halves)
-        else:
-            self.ran_halves = bool(ran)
+            self.helper = None
+            what = self.doc.splitlines()[0].rstrip(".")
+            warnings.warn(f"{self.model}: Numba cannot compile the helper of {what[0].lower()}"
+                          f"{what[1:]} ({_culprit(str(error))}); that loop runs on one thread",
+                          RuntimeWarning, stacklevel=_outside())
+        self.ran_halves = bool(ran) and halves[jitops.DONE] > 0
+        self.helped += self.ran_halves
         return ran
 
 

@@ -604,17 +604,24 @@ def dot_t(a, w, wt, out):
 # At a batch of one or two rows, a loop compiled whole reads a step's weights from its
 # core's L2 cache at its read rate (71-95 GB/s here, whatever the kernel's form), and the
 # machine's other core waits.  A product whose weights are large (NumbaPrinter.halves)
-# goes in two halves of the weights' rows: the loop's thread computes the first, and a
-# helper thread (the loop's ``half_`` function: the same steps, the other half of each such
-# product) the second, each from its own L2 (jit._JitLoop.split).  The two meet through
-# ``halves``, an int64 array (jit.halves): the loop publishes the product it has reached
-# (GO: its count in the call, from 1), the helper the product it has finished (DONE);
-# STOP, set from Python, ends the helper's wait (the loop declined or raised) or tells the
-# loop that no helper runs (it raised: the loop computes both halves).  Each is on a
-# cache line of its own.  An empty ``halves``: no helper, the products as before.
+# goes in two halves: the loop's thread computes the first half of its rows of W (h W^T)
+# or of W^T (g W), a helper thread (the loop's ``half_`` function: the same steps, the
+# other half of each such product) the second, each from its own L2 (jit._JitLoop._in_halves).
+# The two meet through ``halves``, an int64 array: the loop publishes the product it has
+# reached (GO: its count in the call, from 1), the helper the product it has finished
+# (DONE); the second half of each product is taken once, by one of them (CLAIM, compare and
+# swap).  Neither waits for ever: a helper not there in time (not yet woken or compiled, or
+# its core busy with another program) leaves its half to the loop, which then sets STOP and
+# goes on alone, as does a loop told by Python (STOP) that the helper ended; STOP ends the
+# helper's waits too (the loop declined, raised or went on alone).  Each slot is on a cache
+# line of its own.  An empty ``halves``: no helper, the products as before.
 
-#: halves[GO], halves[DONE], halves[STOP] (8 int64 apart: 64 bytes), and its length
-GO, DONE, STOP, HALVES = 0, 8, 16, 24
+#: halves[GO], [DONE], [STOP], [CLAIM] (8 int64 apart: 64 bytes), and its length
+GO, DONE, STOP, CLAIM, HALVES = 0, 8, 16, 24, 32
+#: The waits of either thread for the other, in PAUSEs (about 20-40 ns each on x86): at the
+#: call's first product (a pool thread wakes in about 50 us here; one that compiles first
+#: takes seconds), and at each later one (the other half takes 1-2 us)
+_FIRST_WAIT, _WAIT = 1 << 18, 1 << 12
 
 
 @intrinsic
@@ -640,6 +647,19 @@ def _peek(typingctx, halves, slot):
 
 
 @intrinsic
+def _claim(typingctx, halves, slot, turn):
+    """halves[slot] from turn - 1 to turn in one step (compare and swap): whether this
+    thread made it so, and no other."""
+    def codegen(context, builder, sig, args):
+        a = context.make_array(sig.args[0])(context, builder, args[0])
+        new = context.cast(builder, args[2], sig.args[2], types.int64)
+        old = builder.sub(new, ir.Constant(ir.IntType(64), 1))
+        done = builder.cmpxchg(builder.gep(a.data, [args[1]]), old, new, "acq_rel", "acquire")
+        return builder.extract_value(done, 1)
+    return types.boolean(halves, slot, turn), codegen
+
+
+@intrinsic
 def _pause(typingctx):
     """x86's PAUSE in a wait (less power; the core's other thread runs), elsewhere nothing."""
     def codegen(context, builder, sig, args):
@@ -661,52 +681,84 @@ def _cut(rows):
     return rows // 8 * 4 if rows >= 8 else rows // 2
 
 
-@numba.njit(**_OPTS)
 def dot_t_halves(a, w, wt, out, halves, turn):
     """out = a @ w.T as dot_t, or with a helper (``halves`` not empty) w's first half of
     rows here and the rest on the helper (other_half): ``turn`` counts the call's products
-    in halves, from 1."""
-    if halves.shape[0] == 0:
-        dot_t(a, w, wt, out)
-    else:
-        _halves(a, w, out, halves, turn)
+    in halves, from 1.  (Rows of a batch only: other operands as dot_t.)"""
 
 
-@numba.njit(**_OPTS)
+@overload(dot_t_halves, jit_options=_OPTS)
+def _dot_t_halves_impl(a, w, wt, out, halves, turn):
+    if _rows(a, out):
+        def in_halves(a, w, wt, out, halves, turn):
+            if halves.shape[0] == 0:
+                dot_t(a, w, wt, out)
+            else:
+                _halves(a, w, out, halves, turn)
+        return in_halves
+    return lambda a, w, wt, out, halves, turn: dot_t(a, w, wt, out)
+
+
 def dot_halves(a, w, wt, out, halves, turn):
     """out = a @ w as dot (g W: a backward product), or with a helper a @ wt.T by halves of
     wt's rows, wt a C-ordered w.T (transposed_if: made where a helper runs), so that each
     half reads its rows of the weights whole (halves of w's rows would leave two partial
     sums; halves of its columns read it strided, 4.5x the time here)."""
-    if halves.shape[0] == 0:
-        dot(a, w, out)
-    else:
-        _halves(a, wt, out, halves, turn)
+
+
+@overload(dot_halves, jit_options=_OPTS)
+def _dot_halves_impl(a, w, wt, out, halves, turn):
+    if _rows(a, out):
+        def in_halves(a, w, wt, out, halves, turn):
+            if halves.shape[0] == 0:
+                dot(a, w, out)
+            else:
+                _halves(a, wt, out, halves, turn)
+        return in_halves
+    return lambda a, w, wt, out, halves, turn: dot(a, w, out)
+
+
+def _rows(a, out) -> bool:
+    """Whether a product's operand and out are rows of a batch (2-D arrays), which the
+    halves take."""
+    return isinstance(a, types.Array) and a.ndim == 2 and isinstance(out, types.Array) and \
+        out.ndim == 2
 
 
 @numba.njit(**_OPTS)
 def _halves(a, w, out, halves, turn):
-    """out = a @ w.T: w's rows up to _cut here, the rest on the helper."""
+    """out = a @ w.T: w's rows up to _cut here, the rest on the helper, or here too if it
+    does not take them in time (then alone from here on: STOP)."""
+    if _peek(halves, STOP):
+        _times_rows(a, w, out)
+        return
     cut = _cut(w.shape[0])
     _publish(halves, GO, turn)
     _times_rows(a, w[:cut], out[:, :cut])
+    wait = _FIRST_WAIT if turn == 1 else _WAIT
     while _peek(halves, DONE) < turn:
-        if _peek(halves, STOP):               # no helper (it raised): its half here
-            if _peek(halves, DONE) < turn:
-                _times_rows(a, w[cut:], out[:, cut:])
+        wait -= 1
+        if (wait < 0 or _peek(halves, STOP)) and _claim(halves, CLAIM, turn):
+            _publish(halves, STOP, 1)         # the helper did not take it: here, and alone on
+            _times_rows(a, w[cut:], out[:, cut:])
             return
-        _pause()
+        _pause()                              # (else the helper has it: its DONE comes)
 
 
 @numba.njit(**_OPTS)
 def other_half(a, w, out, halves, turn):
     """The helper's half of the product ``turn`` (dot_t_halves, dot_halves: w is the
     matrix whose rows they halve): once the loop has reached it, rows _cut on of out = a @
-    w.T; False, with nothing done, if told to stop."""
+    w.T; False, with nothing done, if told to stop, if the loop took it (and goes on
+    alone), or if the loop does not reach it in time."""
+    wait = _FIRST_WAIT if turn == 1 else _WAIT
     while _peek(halves, GO) < turn:
-        if _peek(halves, STOP):
+        wait -= 1
+        if wait < 0 or _peek(halves, STOP):
             return False
         _pause()
+    if _peek(halves, STOP) or not _claim(halves, CLAIM, turn):
+        return False
     cut = _cut(w.shape[0])
     _times_rows(a, w[cut:], out[:, cut:])
     _publish(halves, DONE, turn)
