@@ -605,8 +605,8 @@ def test_a_batch_of_one_or_two_runs_its_large_products_in_halves_on_two_cores(na
     run in two halves, the second on a helper thread (the loop's half_ function;
     jitops.dot_t_halves, dot_halves, other_half): with every product large here (HALF_BYTES
     0), outputs and every gradient as the NumPy backend's to rounding in float64, with
-    cotangents of every output, and the helper takes its halves (after a first call, in
-    which it may compile too late and leave them to the loop).  One thread, or a batch run
+    cotangents of every output, and every helper takes its halves in one of five calls
+    (after a first, in which it may compile too late and leave them to the loop).  One thread, or a batch run
     in parts, runs no helper; a helper that cannot be compiled is said in a warning and
     leaves both halves to the loop, the same numbers; a loop that declines before its first
     step stops its helper, and NumPy's loop runs."""
@@ -626,10 +626,13 @@ def test_a_batch_of_one_or_two_runs_its_large_products_in_halves_on_two_cores(na
         monkeypatch.setenv("RNNGRAPH_THREADS", threads)
         args = problem(ref, m, np.random.default_rng(3), B=B)
         agree_to_rounding(net, ref, args, np.random.default_rng(4))   # (compiled, helpers too)
-        for f in helped:
-            f.ran_halves = None
-        agree_to_rounding(net, ref, args, np.random.default_rng(4))
-        ran = {f.ran_halves for f in helped if f.ran_halves is not None}   # (those that ran)
+        for _ in range(5):          # (a helper whose core another program holds comes late)
+            for f in helped:
+                f.ran_halves = None
+            agree_to_rounding(net, ref, args, np.random.default_rng(4))
+            ran = {f.ran_halves for f in helped if f.ran_halves is not None}  # (those that ran)
+            if ran == {threads == "2" and B <= 2}:
+                break
         assert ran == {threads == "2" and B <= 2}, (threads, B, ran)
     monkeypatch.setenv("RNNGRAPH_THREADS", "2")
     fails = numba.njit(lambda *args: args[0] + "a helper Numba cannot type")

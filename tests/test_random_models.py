@@ -829,8 +829,8 @@ def check_numba(text: str, batch: int = 1) -> None:
     3, where the compiled loops go over the rows, and at SMALL + 1, where the step loops
     run in Python with fused kernels (compile/fuse.py), the same agreement.  Every product
     of a loop is printed to go in halves (HALF_BYTES 0, jitops.dot_t_halves: one source, so
-    one compile, for every batch), and at batch 1 runs in halves on two threads (the loop's
-    helper), whatever the machine's threads."""
+    one compile, for every batch), and at batch 1 runs in halves on two threads (the loops'
+    helpers), whatever the machine's threads."""
     with mock.patch.object(numba_loops, "HALF_BYTES", 0):
         if batch > HALVES_ROWS:
             return _check_numba(text, batch)
@@ -865,12 +865,13 @@ def _check_numba(text: str, batch: int) -> None:
                 assert _close(jit_grads[k], grads[k], tol[1]), ("numba gradient", k, text)
         err = worst_directional_error(nets["float64"], point, cot, seed=5, steps=steps)
         assert err <= 1e-5, (err, text)
-        # each loop with a product in halves that ran again (its helper compiled at the first
-        # run, when it may come too late) had its helper take part at batch 1, else never
+        # the loops with a product in halves that ran again (a helper compiles at its first
+        # run, and may come too late then, or later where another program holds its core):
+        # at batch 1 a helper took part, at larger batches none
         space = nets["float64"]._forward.__globals__
-        helped = [(f.helped > 0) == (batch <= HALVES_ROWS) for f in map(space.get, space["LOOPS"])
+        helped = [f.helped > 0 for f in map(space.get, space["LOOPS"])
                   if f.helper is not None and f.runs > 1]
-        assert all(helped), ("halves", helped, batch, text)
+        assert not helped or any(helped) == (batch <= HALVES_ROWS), ("halves", helped, batch, text)
 
 
 # Numba compiles each model's loops afresh (about 3.5 s a model in both dtypes): fewer models

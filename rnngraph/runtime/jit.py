@@ -359,7 +359,7 @@ class _JitLoop:
             warnings.warn(f"{self.model}: Numba cannot compile the helper of {what[0].lower()}"
                           f"{what[1:]} ({_culprit(str(error))}); that loop runs on one thread",
                           RuntimeWarning, stacklevel=_outside())
-        self.ran_halves = bool(ran) and halves[jitops.DONE] > 0
+        self.ran_halves = bool(ran and halves[jitops.DONE] > 0)
         self.helped += self.ran_halves
         return ran
 
