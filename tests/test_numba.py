@@ -606,10 +606,10 @@ def test_a_batch_of_one_or_two_runs_its_large_products_in_halves_on_two_cores(na
     jitops.dot_t_halves, dot_halves, other_half): with every product large here (HALF_BYTES
     0), outputs and every gradient as the NumPy backend's to rounding in float64, with
     cotangents of every output, and every helper takes its halves in one of five calls
-    (after a first, in which it may compile too late and leave them to the loop).  One thread, or a batch run
-    in parts, runs no helper; a helper that cannot be compiled is said in a warning and
-    leaves both halves to the loop, the same numbers; a loop that declines before its first
-    step stops its helper, and NumPy's loop runs."""
+    (after a first, in which it may compile too late and leave them to the loop).  One
+    thread, or a batch run in parts, runs no helper; a helper that cannot be compiled is
+    said in a warning and leaves both halves to the loop, the same numbers; a loop that
+    declines before its first step stops its helper, and NumPy's loop runs."""
     numba = pytest.importorskip("numba")
     pytest.importorskip("scipy")
     from rnngraph.compile import numba_loops

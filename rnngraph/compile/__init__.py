@@ -121,12 +121,10 @@ class Numba(Optimized):
         self.source += "\n".join(wrap(f"KERNELS = {tuple_text(list(kernels))}")) + "\n"
         steps = [n for p in self.printers for n in p.step_loops]
         self.source += "\n".join(wrap(f"STEPS = {tuple_text(steps)}")) + "\n"
-        split = {k: v for p in self.printers for k, v in p.split.items()}
-        self.source += "\n".join(["SPLIT = {"] + [f"    {k!r}: {v!r}," for k, v in split.items()]
-                                 + ["}"]) + "\n"
-        helpers = {k: v for p in self.printers for k, v in p.helpers.items()}
-        self.source += "\n".join(["HELPERS = {"] + [f"    {k!r}: {v!r}," for k, v in helpers.items()]
-                                 + ["}"]) + "\n"
+        for title, field in (("SPLIT", "split"), ("HELPERS", "helpers")):   # {loop: ...} each
+            items = [(k, v) for p in self.printers for k, v in getattr(p, field).items()]
+            self.source += "\n".join([f"{title} = {{"] + [f"    {k!r}: {v!r}," for k, v in items]
+                                     + ["}"]) + "\n"
 
     def programs(self, model):
         """The optimized path's programs, each bias added in the loop that reads its sum
