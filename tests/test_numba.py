@@ -332,7 +332,8 @@ import importlib, pkgutil, sys
 sys.modules["numba"] = sys.modules["scipy"] = None        # import numba raises ImportError
 import numpy as np, rnngraph
 for info in pkgutil.walk_packages(rnngraph.__path__, "rnngraph."):
-    if info.name not in ("rnngraph.runtime.jitops", "rnngraph.__main__"):
+    if info.name not in ("rnngraph.runtime.jitops", "rnngraph.runtime.products",
+                         "rnngraph.__main__"):
         importlib.import_module(info.name)
 net = rnngraph.load(sys.argv[1]).compile()
 outs, pull = net.vjp(net.init_params(seed=0), {"x": np.ones((3, 1, 4))})
@@ -342,8 +343,9 @@ print("ok")
 
 
 def test_without_numba_everything_but_its_kernels_imports_and_the_numpy_backend_runs():
-    """Numba is an optional extra: only rnngraph/runtime/jitops.py imports it, and pytest's doctest
-    collection leaves that module out (pyproject.toml), else `pytest` fails without numba."""
+    """Numba is an optional extra: only rnngraph/runtime/jitops.py and products.py import it,
+    and pytest's doctest collection leaves them out (pyproject.toml), else `pytest` fails
+    without numba."""
     done = subprocess.run([sys.executable, "-c", WITHOUT_NUMBA, str(EXAMPLES / "torch_rnn.rnn")],
                           env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True,
                           text=True, timeout=300)
@@ -636,8 +638,8 @@ def test_a_batch_of_one_or_two_runs_its_large_products_in_halves_on_two_cores(na
         assert ran == {threads == "2" and B <= 2}, (threads, B, ran)
     monkeypatch.setenv("RNNGRAPH_THREADS", "2")
     fails = numba.njit(lambda *args: args[0] + "a helper Numba cannot type")
-    for f in helped:
-        f.helper, f.ran_halves = fails, None
+    for f in helped:          # (as a first helper: the loop waits for its end, and its error)
+        f.helper, f.ran_halves, f.helper_ran = fails, None, False
     rng = np.random.default_rng(4)
     with pytest.warns(RuntimeWarning, match="Numba cannot compile the helper of the loop"):
         agree_to_rounding(net, ref, problem(ref, m, rng, B=1), rng)

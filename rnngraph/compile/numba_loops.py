@@ -46,6 +46,7 @@ import re
 import numpy as np
 
 from .fuse import Fuser
+from .numpy_calls import rows
 from .source import Namer, call_lines, wrap
 from .numpy_fast import FastPrinter
 from .optable import ATOM, Text, lookup
@@ -79,7 +80,7 @@ _GLOBALS = {"np", "jitops", "range", "max", "abs"}
 
 class NumbaPrinter(FastPrinter):
     #: and the names of its loop functions' module (``_GLOBALS``): a model's ``max`` is renamed
-    RESERVED = FastPrinter.RESERVED | _GLOBALS
+    RESERVED = FastPrinter.RESERVED | _GLOBALS | {"products"}
     PATH = ("The optimized path: loops run their recurrence only, each op in place; "
             "each loop also as a function Numba compiles, run for a batch of a few rows, "
             "or of more rows in parts on threads.")
@@ -396,8 +397,19 @@ class NumbaPrinter(FastPrinter):
                   for a in types]
         return self.fuse.op(kernel, args, dst, _width(t), widths=widths)
 
+    def imports(self) -> list[str]:
+        return ["from rnngraph.runtime import products"] + super().imports()
+
     def call(self, e, args, types, dst: str, t) -> str:
         row = lookup(e.op)
+        if not self.jit and e.op in ("matvec", "vecmat") and t.lead >= 2 and \
+                self.kind == "all":
+            # a product over every step's rows (a block before or after a loop; not a step's
+            # in a loop, whose calls it would slow): in chunks on two cores at a small batch
+            # (rnngraph/runtime/products.py), else NumPy's np.dot
+            w, v = (0, 1) if e.op == "matvec" else (1, 0)
+            b = f"{args[w].at(ATOM)}.T" if e.op == "matvec" else args[w].text
+            return f"products.dot({rows(args[v], types[v])}, {b}, {rows(Text(dst, ATOM), t)})"
         if not self.jit:
             if FastPrinter.in_place(e.op):
                 return super().call(e, args, types, dst, t)
@@ -423,6 +435,11 @@ class NumbaPrinter(FastPrinter):
         return self.op(row.kernel, a, dst, t, types)
 
     def expr(self, row, args, types, attrs) -> str:
+        if not self.jit and row.name == "outer" and types[0].lead == types[1].lead >= 2 and \
+                self.kind == "all":
+            # a parameter's gradient over every step's rows, g^T v (as call's products)
+            g, v = (rows(x, t) for x, t in zip(args, types))
+            return f"products.matmul({g}.T, {v})"
         if not self.jit:
             return super().expr(row, args, types, attrs)
         text = row.nopython(tuple(args), types, attrs) if row.nopython else None

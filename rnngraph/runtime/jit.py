@@ -239,6 +239,8 @@ class _JitLoop:
         self.kinds = kinds if kinds and "?" not in kinds else None
         self.ran_parts = 0                      # the parts of the last run in parts
         self.ran_halves = False                 # whether the helper took a half in the last run
+        self._helper = None                     # the last run's helper (products.Job)
+        self.helper_ran = False                 # whether a helper ended without an error
         self.runs = self.helped = 0             # runs whole, and those the helper took part in
 
     def parts(self, B: int) -> int:
@@ -334,23 +336,43 @@ class _JitLoop:
         helper late (compiling at its first call, or its core busy) leaves its halves to
         the loop, which goes on alone; one that cannot be compiled is said once in a
         warning, and the loop runs on one thread from then on.  The backward's products
-        come out in another order than on one thread: the same to rounding."""
-        from . import jitops
-        halves = np.zeros(jitops.HALVES, np.int64)
-        quiet_blas()
-        try:
-            helper = _pool(1).submit(self.helper, *args, halves)
-        except RuntimeError:                    # (the pool shut down: the interpreter's exit;
-            halves[jitops.STOP] = 1             # a helper queued all the same returns at once)
+        come out in another order than on one thread: the same to rounding.  The helper
+        runs on the thread of rnngraph/runtime/products.py's jobs, which lingers after
+        each for the next: the products before the loop and after it, and the next loop."""
+        from . import jitops, products
+        self._helper_ended(0)
+        if self.helper is None:
             return self.run(*args, _NO_HALVES)
-        # the helper ended (it raised, or gave up waiting): the loop goes on alone
-        helper.add_done_callback(lambda _: halves.__setitem__(jitops.STOP, 1))
+        quiet_blas()
+        try:                                    # (on a thread that then waits for our next job)
+            helper, ticket = products.submit(self.helper, np.zeros(jitops.HALVES, np.int64),
+                                             *args)
+        except RuntimeError:                    # (the pool shut down: the interpreter's exit)
+            return self.run(*args, _NO_HALVES)
+        halves = helper.flags
+        products.handoff(products._JOBS, ticket, halves, products._WAIT)
+        compiled = len(self.run.overloads)
         try:
             ran = self.run(*args, halves)
-        finally:                                # the helper stopped, if still waiting
+        finally:                                # the helper stops, if still waiting
             halves[jitops.STOP] = 1
-            wait([helper])
-        error = helper.exception()
+        # no wait for its end but a short one (it touches nothing once the loop returns),
+        # but where it compiles in this call (or fails to): its first, or where the loop did
+        self._helper = helper
+        new = not self.helper_ran or len(self.run.overloads) > compiled
+        self._helper_ended(1 << 62 if new else products._WAIT)
+        self.ran_halves = bool(ran and halves[jitops.DONE] > 0)
+        self.helped += self.ran_halves
+        return ran
+
+    def _helper_ended(self, pauses: int) -> None:
+        """The helper of the last call, if it ended (within ``pauses`` PAUSEs): its error
+        raised, or said in a warning if it could not be compiled (then no more helpers)."""
+        job = self._helper
+        if job is None or not job.ended(pauses):
+            return
+        self._helper, error = None, job.error
+        self.helper_ran = error is None
         if error is not None:
             if not _compiling(error, self.cannot):
                 raise error
@@ -359,9 +381,6 @@ class _JitLoop:
             warnings.warn(f"{self.model}: Numba cannot compile the helper of {what[0].lower()}"
                           f"{what[1:]} ({_culprit(str(error))}); that loop runs on one thread",
                           RuntimeWarning, stacklevel=_outside())
-        self.ran_halves = bool(ran and halves[jitops.DONE] > 0)
-        self.helped += self.ran_halves
-        return ran
 
 
 def _compiling(error: Exception, numba_error) -> bool:

@@ -616,8 +616,9 @@ def dot_t(a, w, wt, out):
 # helper's waits too (the loop declined, raised or went on alone).  Each slot is on a cache
 # line of its own.  An empty ``halves``: no helper, the products as before.
 
-#: halves[GO], [DONE], [STOP], [CLAIM] (8 int64 apart: 64 bytes), and its length
-GO, DONE, STOP, CLAIM, HALVES = 0, 8, 16, 24, 32
+#: halves[GO], [DONE], [STOP], [CLAIM], [HERE] (the helper started: products.handoff), [OUT]
+#: (it ended: products.Job; 8 int64 apart: 64 bytes), and its length
+GO, DONE, STOP, CLAIM, HERE, OUT, HALVES = 0, 8, 16, 24, 32, 40, 48
 #: The waits of either thread for the other, in PAUSEs (about 20-40 ns each on x86): at the
 #: call's first product (a pool thread wakes in about 50 us here; one that compiles first
 #: takes seconds), and at each later one (the other half takes 1-2 us)
@@ -751,6 +752,8 @@ def other_half(a, w, out, halves, turn):
     matrix whose rows they halve): once the loop has reached it, rows _cut on of out = a @
     w.T; False, with nothing done, if told to stop, if the loop took it (and goes on
     alone), or if the loop does not reach it in time."""
+    if turn == 1:
+        _publish(halves, HERE, 1)
     wait = _FIRST_WAIT if turn == 1 else _WAIT
     while _peek(halves, GO) < turn:
         wait -= 1

@@ -9,6 +9,7 @@ import numpy as np
 from rnngraph.runtime.ops import (sigmoid, softmax, log_softmax, cross_entropy,
                                   softmax_cross_entropy, binary_cross_entropy,
                                   sigmoid_binary_cross_entropy, transposed, sum_rows)
+from rnngraph.runtime import products
 from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -74,7 +75,7 @@ def forward(params, inputs, initial, T, n_batch, T_u, prepared=None):
 
     # Every step at once: what does not depend on the loop after it
     # h(t) = tanh(W h(t-1) + U x(t) + b)
-    np.dot(x[now].reshape(-1, 4), U.T, out=h[now].reshape(-1, 8))
+    products.dot(x[now].reshape(-1, 4), U.T, h[now].reshape(-1, 8))
 
     # h(t): a loop forward in time
     W_h = np.empty((n_batch, 8), DTYPE)
@@ -134,7 +135,7 @@ def forward(params, inputs, initial, T, n_batch, T_u, prepared=None):
     # Every step at once: o(u)
     V_s = WORK.empty((T_u, n_batch, 5), DTYPE, "V_s")
     # o(u) = softmax(V s(u) + k)
-    np.dot(s[now_u].reshape(-1, 8), V.T, out=V_s.reshape(-1, 5))
+    products.dot(s[now_u].reshape(-1, 8), V.T, V_s.reshape(-1, 5))
     np.add(V_s, k, out=z_o[now_u])
     np.copyto(z_o[now_u], z_o[now_u])
     o[now_u][...] = softmax(z_o[now_u])
@@ -211,8 +212,8 @@ def backward(params, tape, cotangents, T, n_batch, T_u):
     np.multiply(o[now_u], dz_o_3, out=dz_o_4)
     dz_o[now_u] += dz_o_4
     sum_rows(dz_o[now_u], (0, 1), dk)
-    dV = dz_o[now_u].reshape(-1, 5).T @ s[now_u].reshape(-1, 8)
-    np.dot(dz_o[now_u].reshape(-1, 5), V, out=vecmat_dz_o.reshape(-1, 8))
+    dV = products.matmul(dz_o[now_u].reshape(-1, 5).T, s[now_u].reshape(-1, 8))
+    products.dot(dz_o[now_u].reshape(-1, 5), V, vecmat_dz_o.reshape(-1, 8))
     ds[now_u] += vecmat_dz_o
 
     # z(u), e(u), a(u), c(u), s(u): back through the steps of u (backward)
@@ -330,12 +331,12 @@ def backward(params, tape, cotangents, T, n_batch, T_u):
 
     # Every step at once
     # h(t) = tanh(W h(t-1) + U x(t) + b)
-    dW = dz_h_2[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
+    dW = products.matmul(dz_h_2[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
 
     # Every step at once
     # h(t) = tanh(W h(t-1) + U x(t) + b)
-    dU = dz_h_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h_2[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
+    dU = products.matmul(dz_h_2[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+    products.dot(dz_h_2[now].reshape(-1, 8), U, dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # z(u, t) = tanh(W_a s(u-1) + U_a h(t))
@@ -410,8 +411,8 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
     np.multiply(o[now_u], dz_o_3, out=dz_o_4)
     dz_o[now_u] += dz_o_4
     sum_rows(dz_o[now_u], (0, 1), dk)
-    dV = dz_o[now_u].reshape(-1, 5).T @ s[now_u].reshape(-1, 8)
-    np.dot(dz_o[now_u].reshape(-1, 5), V, out=vecmat_dz_o.reshape(-1, 8))
+    dV = products.matmul(dz_o[now_u].reshape(-1, 5).T, s[now_u].reshape(-1, 8))
+    products.dot(dz_o[now_u].reshape(-1, 5), V, vecmat_dz_o.reshape(-1, 8))
     ds[now_u] += vecmat_dz_o
 
     # z(u), e(u), a(u), c(u), s(u): back through the steps of u (backward)
@@ -527,12 +528,12 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
 
     # Every step at once
     # h(t) = tanh(W h(t-1) + U x(t) + b)
-    dW = dz_h[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
+    dW = products.matmul(dz_h[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
 
     # Every step at once
     # h(t) = tanh(W h(t-1) + U x(t) + b)
-    dU = dz_h[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
+    dU = products.matmul(dz_h[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+    products.dot(dz_h[now].reshape(-1, 8), U, dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # z(u, t) = tanh(W_a s(u-1) + U_a h(t))

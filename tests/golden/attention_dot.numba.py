@@ -9,6 +9,7 @@ import numpy as np
 from rnngraph.runtime.ops import (sigmoid, softmax, log_softmax, cross_entropy,
                                   softmax_cross_entropy, binary_cross_entropy,
                                   sigmoid_binary_cross_entropy, transposed, sum_rows)
+from rnngraph.runtime import products
 from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -65,7 +66,7 @@ def forward(params, inputs, initial, T, n_batch, T_u, prepared=None):
 
     # Every step at once: what does not depend on the loop after it
     # h(t) = tanh(W h(t-1) + U x(t) + b)
-    np.dot(x[now].reshape(-1, 4), U.T, out=h[now].reshape(-1, 8))
+    products.dot(x[now].reshape(-1, 4), U.T, h[now].reshape(-1, 8))
 
     # h(t): a loop forward in time
     W_h = np.empty((n_batch, 8), DTYPE)
@@ -85,7 +86,7 @@ def forward(params, inputs, initial, T, n_batch, T_u, prepared=None):
 
     # Every step at once: what does not depend on the loop after it
     # s(u) = tanh(A s(u-1) + B y(u-1) + d)
-    np.dot(y[tm1_u].reshape(-1, 5), B.T, out=s[now_u].reshape(-1, 8))
+    products.dot(y[tm1_u].reshape(-1, 5), B.T, s[now_u].reshape(-1, 8))
 
     # s(u): a loop forward over u
     A_s = np.empty((n_batch, 8), DTYPE)
@@ -122,13 +123,13 @@ def forward(params, inputs, initial, T, n_batch, T_u, prepared=None):
     # Every step at once: z(u)
     # z(u) = tanh(W_c [c(u); s(u)])
     z_z[now_u][...] = np.concatenate((c[now_u], s[now_u]), -1)
-    np.dot(z_z[now_u].reshape(-1, 16), W_c.T, out=z[now_u].reshape(-1, 8))
+    products.dot(z_z[now_u].reshape(-1, 16), W_c.T, z[now_u].reshape(-1, 8))
     np.tanh(z[now_u], out=z[now_u])
 
     # Every step at once: o(u)
     V_z = WORK.empty((T_u, n_batch, 5), DTYPE, "V_z")
     # o(u) = softmax(V z(u) + k)
-    np.dot(z[now_u].reshape(-1, 8), V.T, out=V_z.reshape(-1, 5))
+    products.dot(z[now_u].reshape(-1, 8), V.T, V_z.reshape(-1, 5))
     np.add(V_z, k, out=z_o[now_u])
     np.copyto(z_o[now_u], z_o[now_u])
     o[now_u][...] = softmax(z_o[now_u])
@@ -210,8 +211,8 @@ def backward(params, tape, cotangents, T, n_batch, T_u):
     np.multiply(o[now_u], dz_o_3, out=dz_o_4)
     dz_o[now_u] += dz_o_4
     sum_rows(dz_o[now_u], (0, 1), dk)
-    dV = dz_o[now_u].reshape(-1, 5).T @ z[now_u].reshape(-1, 8)
-    np.dot(dz_o[now_u].reshape(-1, 5), V, out=vecmat_dz_o.reshape(-1, 8))
+    dV = products.matmul(dz_o[now_u].reshape(-1, 5).T, z[now_u].reshape(-1, 8))
+    products.dot(dz_o[now_u].reshape(-1, 5), V, vecmat_dz_o.reshape(-1, 8))
     dz[now_u] += vecmat_dz_o
 
     # Every step at once: z(u)
@@ -225,8 +226,8 @@ def backward(params, tape, cotangents, T, n_batch, T_u):
     np.multiply(z[now_u], z[now_u], out=dz_z_2)
     np.subtract(ONE, dz_z_2, out=sub_dz_z_2)
     np.multiply(dz[now_u], sub_dz_z_2, out=dz_z_3)
-    dW_c = dz_z_3.reshape(-1, 8).T @ z_z[now_u].reshape(-1, 16)
-    np.dot(dz_z_3.reshape(-1, 8), W_c, out=vecmat_dz_z_3.reshape(-1, 16))
+    dW_c = products.matmul(dz_z_3.reshape(-1, 8).T, z_z[now_u].reshape(-1, 16))
+    products.dot(dz_z_3.reshape(-1, 8), W_c, vecmat_dz_z_3.reshape(-1, 16))
     dc[now_u] += slice_vecmat_dz_z_3
     ds[now_u] += slice_vecmat_dz_z_3_2
 
@@ -287,13 +288,13 @@ def backward(params, tape, cotangents, T, n_batch, T_u):
 
     # Every step at once
     # s(u) = tanh(A s(u-1) + B y(u-1) + d)
-    dA = dz_s_2[now_u].reshape(-1, 8).T @ s[tm1_u].reshape(-1, 8)
+    dA = products.matmul(dz_s_2[now_u].reshape(-1, 8).T, s[tm1_u].reshape(-1, 8))
 
     # Every step at once
     vecmat_dz_s_2_2 = WORK.empty((T_u, n_batch, 5), DTYPE, "vecmat_dz_s_2_2")
     # s(u) = tanh(A s(u-1) + B y(u-1) + d)
-    dB = dz_s_2[now_u].reshape(-1, 8).T @ y[tm1_u].reshape(-1, 5)
-    np.dot(dz_s_2[now_u].reshape(-1, 8), B, out=vecmat_dz_s_2_2.reshape(-1, 5))
+    dB = products.matmul(dz_s_2[now_u].reshape(-1, 8).T, y[tm1_u].reshape(-1, 5))
+    products.dot(dz_s_2[now_u].reshape(-1, 8), B, vecmat_dz_s_2_2.reshape(-1, 5))
     dy[tm1_u] += vecmat_dz_s_2_2
 
     # The time-free values and initial values, in reverse
@@ -322,12 +323,12 @@ def backward(params, tape, cotangents, T, n_batch, T_u):
 
     # Every step at once
     # h(t) = tanh(W h(t-1) + U x(t) + b)
-    dW = dz_h_2[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
+    dW = products.matmul(dz_h_2[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
 
     # Every step at once
     # h(t) = tanh(W h(t-1) + U x(t) + b)
-    dU = dz_h_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h_2[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
+    dU = products.matmul(dz_h_2[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+    products.dot(dz_h_2[now].reshape(-1, 8), U, dx[now].reshape(-1, 4))
 
     grads = {"W": dW, "U": dU, "b": db, "A": dA, "B": dB, "d": dd, "W_c": dW_c, "V": dV, "k": dk,
              "x": dx[1:T + 1], "y": dy[1:T_u + 1], "h(0)": dh[0]}
@@ -398,8 +399,8 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
     np.multiply(o[now_u], dz_o_3, out=dz_o_4)
     dz_o[now_u] += dz_o_4
     sum_rows(dz_o[now_u], (0, 1), dk)
-    dV = dz_o[now_u].reshape(-1, 5).T @ z[now_u].reshape(-1, 8)
-    np.dot(dz_o[now_u].reshape(-1, 5), V, out=vecmat_dz_o.reshape(-1, 8))
+    dV = products.matmul(dz_o[now_u].reshape(-1, 5).T, z[now_u].reshape(-1, 8))
+    products.dot(dz_o[now_u].reshape(-1, 5), V, vecmat_dz_o.reshape(-1, 8))
     dz[now_u] += vecmat_dz_o
 
     # Every step at once: z(u)
@@ -413,8 +414,8 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
     np.multiply(z[now_u], z[now_u], out=dz_z_2)
     np.subtract(ONE, dz_z_2, out=sub_dz_z_2)
     np.multiply(dz[now_u], sub_dz_z_2, out=dz_z_3)
-    dW_c = dz_z_3.reshape(-1, 8).T @ z_z[now_u].reshape(-1, 16)
-    np.dot(dz_z_3.reshape(-1, 8), W_c, out=vecmat_dz_z_3.reshape(-1, 16))
+    dW_c = products.matmul(dz_z_3.reshape(-1, 8).T, z_z[now_u].reshape(-1, 16))
+    products.dot(dz_z_3.reshape(-1, 8), W_c, vecmat_dz_z_3.reshape(-1, 16))
     dc[now_u] += slice_vecmat_dz_z_3
     ds[now_u] += slice_vecmat_dz_z_3_2
 
@@ -473,13 +474,13 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
 
     # Every step at once
     # s(u) = tanh(A s(u-1) + B y(u-1) + d)
-    dA = dz_s[now_u].reshape(-1, 8).T @ s[tm1_u].reshape(-1, 8)
+    dA = products.matmul(dz_s[now_u].reshape(-1, 8).T, s[tm1_u].reshape(-1, 8))
 
     # Every step at once
     vecmat_dz_s_2 = WORK.empty((T_u, n_batch, 5), DTYPE, "vecmat_dz_s_2")
     # s(u) = tanh(A s(u-1) + B y(u-1) + d)
-    dB = dz_s[now_u].reshape(-1, 8).T @ y[tm1_u].reshape(-1, 5)
-    np.dot(dz_s[now_u].reshape(-1, 8), B, out=vecmat_dz_s_2.reshape(-1, 5))
+    dB = products.matmul(dz_s[now_u].reshape(-1, 8).T, y[tm1_u].reshape(-1, 5))
+    products.dot(dz_s[now_u].reshape(-1, 8), B, vecmat_dz_s_2.reshape(-1, 5))
     dy[tm1_u] += vecmat_dz_s_2
 
     # The time-free values and initial values, in reverse
@@ -506,12 +507,12 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
 
     # Every step at once
     # h(t) = tanh(W h(t-1) + U x(t) + b)
-    dW = dz_h[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
+    dW = products.matmul(dz_h[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
 
     # Every step at once
     # h(t) = tanh(W h(t-1) + U x(t) + b)
-    dU = dz_h[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
+    dU = products.matmul(dz_h[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+    products.dot(dz_h[now].reshape(-1, 8), U, dx[now].reshape(-1, 4))
 
     grads = {"W": dW, "U": dU, "b": db, "A": dA, "B": dB, "d": dd, "W_c": dW_c, "V": dV, "k": dk,
              "x": dx[1:T + 1], "y": dy[1:T_u + 1], "h(0)": dh[0]}

@@ -9,6 +9,7 @@ import numpy as np
 from rnngraph.runtime.ops import (sigmoid, softmax, log_softmax, cross_entropy,
                                   softmax_cross_entropy, binary_cross_entropy,
                                   sigmoid_binary_cross_entropy, transposed, sum_rows)
+from rnngraph.runtime import products
 from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -52,7 +53,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # Every step at once: what does not depend on the loop after it
     # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-    np.dot(x[now].reshape(-1, 4), U_h.T, out=h[now].reshape(-1, 8))
+    products.dot(x[now].reshape(-1, 4), U_h.T, h[now].reshape(-1, 8))
 
     # h(t): a loop forward in time
     W_h_h = np.empty((B, 8), DTYPE)
@@ -68,7 +69,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # Every step at once: what does not depend on the loop after it
     # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-    np.dot(x[now].reshape(-1, 4), U_g.T, out=g[now].reshape(-1, 8))
+    products.dot(x[now].reshape(-1, 4), U_g.T, g[now].reshape(-1, 8))
 
     # g(t): a loop backward in time
     W_g_g = np.empty((B, 8), DTYPE)
@@ -86,8 +87,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
     V_h_h = WORK.empty((T, B, 3), DTYPE, "V_h_h")
     V_g_g = WORK.empty((T, B, 3), DTYPE, "V_g_g")
     # o(t) = V_h h(t) + V_g g(t) + c
-    np.dot(h[now].reshape(-1, 8), V_h.T, out=V_h_h.reshape(-1, 3))
-    np.dot(g[now].reshape(-1, 8), V_g.T, out=V_g_g.reshape(-1, 3))
+    products.dot(h[now].reshape(-1, 8), V_h.T, V_h_h.reshape(-1, 3))
+    products.dot(g[now].reshape(-1, 8), V_g.T, V_g_g.reshape(-1, 3))
     np.add(V_h_h, V_g_g, out=o[now])
     o[now] += c
 
@@ -125,11 +126,11 @@ def backward(params, tape, cotangents, T, B):
     vecmat_do_2 = WORK.empty((T, B, 8), DTYPE, "vecmat_do_2")
     # o(t) = V_h h(t) + V_g g(t) + c
     sum_rows(do[now], (0, 1), dc)
-    dV_g = do[now].reshape(-1, 3).T @ g[now].reshape(-1, 8)
-    np.dot(do[now].reshape(-1, 3), V_g, out=vecmat_do.reshape(-1, 8))
+    dV_g = products.matmul(do[now].reshape(-1, 3).T, g[now].reshape(-1, 8))
+    products.dot(do[now].reshape(-1, 3), V_g, vecmat_do.reshape(-1, 8))
     dg[now] += vecmat_do
-    dV_h = do[now].reshape(-1, 3).T @ h[now].reshape(-1, 8)
-    np.dot(do[now].reshape(-1, 3), V_h, out=vecmat_do_2.reshape(-1, 8))
+    dV_h = products.matmul(do[now].reshape(-1, 3).T, h[now].reshape(-1, 8))
+    products.dot(do[now].reshape(-1, 3), V_h, vecmat_do_2.reshape(-1, 8))
     dh[now] += vecmat_do_2
 
     # Every step at once
@@ -153,13 +154,13 @@ def backward(params, tape, cotangents, T, B):
 
     # Every step at once
     # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-    dW_g = dz_g_2[now].reshape(-1, 8).T @ g[tp1].reshape(-1, 8)
+    dW_g = products.matmul(dz_g_2[now].reshape(-1, 8).T, g[tp1].reshape(-1, 8))
 
     # Every step at once
     vecmat_dz_g_2 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_g_2")
     # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-    dU_g = dz_g_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_g_2[now].reshape(-1, 8), U_g, out=vecmat_dz_g_2.reshape(-1, 4))
+    dU_g = products.matmul(dz_g_2[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+    products.dot(dz_g_2[now].reshape(-1, 8), U_g, vecmat_dz_g_2.reshape(-1, 4))
     dx[now] += vecmat_dz_g_2
 
     # Every step at once
@@ -184,13 +185,13 @@ def backward(params, tape, cotangents, T, B):
 
     # Every step at once
     # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-    dW_h = dz_h_2[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
+    dW_h = products.matmul(dz_h_2[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
 
     # Every step at once
     vecmat_dz_h_2 = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_h_2")
     # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-    dU_h = dz_h_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h_2[now].reshape(-1, 8), U_h, out=vecmat_dz_h_2.reshape(-1, 4))
+    dU_h = products.matmul(dz_h_2[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+    products.dot(dz_h_2[now].reshape(-1, 8), U_h, vecmat_dz_h_2.reshape(-1, 4))
     dx[now] += vecmat_dz_h_2
 
     grads = {"W_h": dW_h, "U_h": dU_h, "b_h": db_h, "W_g": dW_g, "U_g": dU_g, "b_g": db_g,
@@ -225,11 +226,11 @@ def backward_large(params, tape, cotangents, T, B):
     vecmat_do_2 = WORK.empty((T, B, 8), DTYPE, "vecmat_do_2")
     # o(t) = V_h h(t) + V_g g(t) + c
     sum_rows(do[now], (0, 1), dc)
-    dV_g = do[now].reshape(-1, 3).T @ g[now].reshape(-1, 8)
-    np.dot(do[now].reshape(-1, 3), V_g, out=vecmat_do.reshape(-1, 8))
+    dV_g = products.matmul(do[now].reshape(-1, 3).T, g[now].reshape(-1, 8))
+    products.dot(do[now].reshape(-1, 3), V_g, vecmat_do.reshape(-1, 8))
     dg[now] += vecmat_do
-    dV_h = do[now].reshape(-1, 3).T @ h[now].reshape(-1, 8)
-    np.dot(do[now].reshape(-1, 3), V_h, out=vecmat_do_2.reshape(-1, 8))
+    dV_h = products.matmul(do[now].reshape(-1, 3).T, h[now].reshape(-1, 8))
+    products.dot(do[now].reshape(-1, 3), V_h, vecmat_do_2.reshape(-1, 8))
     dh[now] += vecmat_do_2
 
     # g(t): back through time (forward)
@@ -251,13 +252,13 @@ def backward_large(params, tape, cotangents, T, B):
 
     # Every step at once
     # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-    dW_g = dz_g[now].reshape(-1, 8).T @ g[tp1].reshape(-1, 8)
+    dW_g = products.matmul(dz_g[now].reshape(-1, 8).T, g[tp1].reshape(-1, 8))
 
     # Every step at once
     vecmat_dz_g = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_g")
     # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
-    dU_g = dz_g[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_g[now].reshape(-1, 8), U_g, out=vecmat_dz_g.reshape(-1, 4))
+    dU_g = products.matmul(dz_g[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+    products.dot(dz_g[now].reshape(-1, 8), U_g, vecmat_dz_g.reshape(-1, 4))
     dx[now] += vecmat_dz_g
 
     # h(t): back through time (backward)
@@ -281,13 +282,13 @@ def backward_large(params, tape, cotangents, T, B):
 
     # Every step at once
     # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-    dW_h = dz_h[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
+    dW_h = products.matmul(dz_h[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
 
     # Every step at once
     vecmat_dz_h = WORK.empty((T, B, 4), DTYPE, "vecmat_dz_h")
     # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
-    dU_h = dz_h[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h[now].reshape(-1, 8), U_h, out=vecmat_dz_h.reshape(-1, 4))
+    dU_h = products.matmul(dz_h[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+    products.dot(dz_h[now].reshape(-1, 8), U_h, vecmat_dz_h.reshape(-1, 4))
     dx[now] += vecmat_dz_h
 
     grads = {"W_h": dW_h, "U_h": dU_h, "b_h": db_h, "W_g": dW_g, "U_g": dU_g, "b_g": db_g,

@@ -9,6 +9,7 @@ import numpy as np
 from rnngraph.runtime.ops import (sigmoid, softmax, log_softmax, cross_entropy,
                                   softmax_cross_entropy, binary_cross_entropy,
                                   sigmoid_binary_cross_entropy, transposed, sum_rows)
+from rnngraph.runtime import products
 from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -49,7 +50,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # Every step at once: what does not depend on the loop after it
     # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
-    np.dot(x[now].reshape(-1, 4), U1.T, out=h1[now].reshape(-1, 8))
+    products.dot(x[now].reshape(-1, 4), U1.T, h1[now].reshape(-1, 8))
 
     # h1(t): a loop forward in time
     W1_h1 = np.empty((B, 8), DTYPE)
@@ -65,7 +66,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # Every step at once: what does not depend on the loop after it
     # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
-    np.dot(h1[now].reshape(-1, 8), U2.T, out=h2[now].reshape(-1, 8))
+    products.dot(h1[now].reshape(-1, 8), U2.T, h2[now].reshape(-1, 8))
 
     # h2(t): a loop forward in time
     W2_h2 = np.empty((B, 8), DTYPE)
@@ -81,7 +82,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # Every step at once: o(t)
     # o(t) = V h2(t) + c
-    np.dot(h2[now].reshape(-1, 8), V.T, out=o[now].reshape(-1, 3))
+    products.dot(h2[now].reshape(-1, 8), V.T, o[now].reshape(-1, 3))
     o[now] += c
 
     outputs = {"h1": h1[1:T + 1], "h2": h2[1:T + 1], "o": o[1:T + 1]}
@@ -118,8 +119,8 @@ def backward(params, tape, cotangents, T, B):
     vecmat_do = WORK.empty((T, B, 8), DTYPE, "vecmat_do")
     # o(t) = V h2(t) + c
     sum_rows(do[now], (0, 1), dc)
-    dV = do[now].reshape(-1, 3).T @ h2[now].reshape(-1, 8)
-    np.dot(do[now].reshape(-1, 3), V, out=vecmat_do.reshape(-1, 8))
+    dV = products.matmul(do[now].reshape(-1, 3).T, h2[now].reshape(-1, 8))
+    products.dot(do[now].reshape(-1, 3), V, vecmat_do.reshape(-1, 8))
     dh2[now] += vecmat_do
 
     # Every step at once
@@ -144,13 +145,13 @@ def backward(params, tape, cotangents, T, B):
 
     # Every step at once
     # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
-    dW2 = dz_h2_2[now].reshape(-1, 8).T @ h2[tm1].reshape(-1, 8)
+    dW2 = products.matmul(dz_h2_2[now].reshape(-1, 8).T, h2[tm1].reshape(-1, 8))
 
     # Every step at once
     vecmat_dz_h2_2 = WORK.empty((T, B, 8), DTYPE, "vecmat_dz_h2_2")
     # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
-    dU2 = dz_h2_2[now].reshape(-1, 8).T @ h1[now].reshape(-1, 8)
-    np.dot(dz_h2_2[now].reshape(-1, 8), U2, out=vecmat_dz_h2_2.reshape(-1, 8))
+    dU2 = products.matmul(dz_h2_2[now].reshape(-1, 8).T, h1[now].reshape(-1, 8))
+    products.dot(dz_h2_2[now].reshape(-1, 8), U2, vecmat_dz_h2_2.reshape(-1, 8))
     dh1[now] += vecmat_dz_h2_2
 
     # Every step at once
@@ -175,12 +176,12 @@ def backward(params, tape, cotangents, T, B):
 
     # Every step at once
     # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
-    dW1 = dz_h1_2[now].reshape(-1, 8).T @ h1[tm1].reshape(-1, 8)
+    dW1 = products.matmul(dz_h1_2[now].reshape(-1, 8).T, h1[tm1].reshape(-1, 8))
 
     # Every step at once
     # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
-    dU1 = dz_h1_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h1_2[now].reshape(-1, 8), U1, out=dx[now].reshape(-1, 4))
+    dU1 = products.matmul(dz_h1_2[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+    products.dot(dz_h1_2[now].reshape(-1, 8), U1, dx[now].reshape(-1, 4))
 
     grads = {"W1": dW1, "U1": dU1, "b1": db1, "W2": dW2, "U2": dU2, "b2": db2, "V": dV, "c": dc,
              "x": dx[1:T + 1], "h1(0)": dh1_sum, "h2(0)": dh2_sum}
@@ -214,8 +215,8 @@ def backward_large(params, tape, cotangents, T, B):
     vecmat_do = WORK.empty((T, B, 8), DTYPE, "vecmat_do")
     # o(t) = V h2(t) + c
     sum_rows(do[now], (0, 1), dc)
-    dV = do[now].reshape(-1, 3).T @ h2[now].reshape(-1, 8)
-    np.dot(do[now].reshape(-1, 3), V, out=vecmat_do.reshape(-1, 8))
+    dV = products.matmul(do[now].reshape(-1, 3).T, h2[now].reshape(-1, 8))
+    products.dot(do[now].reshape(-1, 3), V, vecmat_do.reshape(-1, 8))
     dh2[now] += vecmat_do
 
     # h2(t): back through time (backward)
@@ -239,13 +240,13 @@ def backward_large(params, tape, cotangents, T, B):
 
     # Every step at once
     # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
-    dW2 = dz_h2[now].reshape(-1, 8).T @ h2[tm1].reshape(-1, 8)
+    dW2 = products.matmul(dz_h2[now].reshape(-1, 8).T, h2[tm1].reshape(-1, 8))
 
     # Every step at once
     vecmat_dz_h2 = WORK.empty((T, B, 8), DTYPE, "vecmat_dz_h2")
     # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
-    dU2 = dz_h2[now].reshape(-1, 8).T @ h1[now].reshape(-1, 8)
-    np.dot(dz_h2[now].reshape(-1, 8), U2, out=vecmat_dz_h2.reshape(-1, 8))
+    dU2 = products.matmul(dz_h2[now].reshape(-1, 8).T, h1[now].reshape(-1, 8))
+    products.dot(dz_h2[now].reshape(-1, 8), U2, vecmat_dz_h2.reshape(-1, 8))
     dh1[now] += vecmat_dz_h2
 
     # h1(t): back through time (backward)
@@ -269,12 +270,12 @@ def backward_large(params, tape, cotangents, T, B):
 
     # Every step at once
     # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
-    dW1 = dz_h1[now].reshape(-1, 8).T @ h1[tm1].reshape(-1, 8)
+    dW1 = products.matmul(dz_h1[now].reshape(-1, 8).T, h1[tm1].reshape(-1, 8))
 
     # Every step at once
     # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
-    dU1 = dz_h1[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h1[now].reshape(-1, 8), U1, out=dx[now].reshape(-1, 4))
+    dU1 = products.matmul(dz_h1[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+    products.dot(dz_h1[now].reshape(-1, 8), U1, dx[now].reshape(-1, 4))
 
     grads = {"W1": dW1, "U1": dU1, "b1": db1, "W2": dW2, "U2": dU2, "b2": db2, "V": dV, "c": dc,
              "x": dx[1:T + 1], "h1(0)": dh1_sum, "h2(0)": dh2_sum}

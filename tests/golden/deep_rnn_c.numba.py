@@ -9,6 +9,7 @@ import numpy as np
 from rnngraph.runtime.ops import (sigmoid, softmax, log_softmax, cross_entropy,
                                   softmax_cross_entropy, binary_cross_entropy,
                                   sigmoid_binary_cross_entropy, transposed, sum_rows)
+from rnngraph.runtime import products
 from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -56,7 +57,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # Every step at once: what does not depend on the loop after it
     # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
-    np.dot(x[now].reshape(-1, 4), U.T, out=U_x[now].reshape(-1, 8))
+    products.dot(x[now].reshape(-1, 4), U.T, U_x[now].reshape(-1, 8))
 
     # z(t), h(t): a loop forward in time
     z_z_h = np.empty((B, 16), DTYPE)
@@ -84,7 +85,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # Every step at once: o(t)
     # o(t) = V h(t) + c
-    np.dot(h[now].reshape(-1, 8), V.T, out=o[now].reshape(-1, 3))
+    products.dot(h[now].reshape(-1, 8), V.T, o[now].reshape(-1, 3))
     o[now] += c
 
     outputs = {"z": z[1:T + 1], "h": h[1:T + 1], "o": o[1:T + 1]}
@@ -121,8 +122,8 @@ def backward(params, tape, cotangents, T, B):
     vecmat_do = WORK.empty((T, B, 8), DTYPE, "vecmat_do")
     # o(t) = V h(t) + c
     sum_rows(do[now], (0, 1), dc)
-    dV = do[now].reshape(-1, 3).T @ h[now].reshape(-1, 8)
-    np.dot(do[now].reshape(-1, 3), V, out=vecmat_do.reshape(-1, 8))
+    dV = products.matmul(do[now].reshape(-1, 3).T, h[now].reshape(-1, 8))
+    products.dot(do[now].reshape(-1, 3), V, vecmat_do.reshape(-1, 8))
     dh[now] += vecmat_do
 
     # Every step at once
@@ -164,14 +165,14 @@ def backward(params, tape, cotangents, T, B):
 
     # Every step at once
     # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
-    dW_z = dz_h_2[now].reshape(-1, 8).T @ z[now].reshape(-1, 8)
+    dW_z = products.matmul(dz_h_2[now].reshape(-1, 8).T, z[now].reshape(-1, 8))
     # z(t) = tanh(W h(t-1) + b)
-    dz_z = cat_dz_z_3[now].reshape(-1, 16).T @ h[tm1].reshape(-1, 8)
+    dz_z = products.matmul(cat_dz_z_3[now].reshape(-1, 16).T, h[tm1].reshape(-1, 8))
 
     # Every step at once
     # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
-    dU = dz_h_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h_2[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
+    dU = products.matmul(dz_h_2[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+    products.dot(dz_h_2[now].reshape(-1, 8), U, dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # z(t) = tanh(W h(t-1) + b)
@@ -210,8 +211,8 @@ def backward_large(params, tape, cotangents, T, B):
     vecmat_do = WORK.empty((T, B, 8), DTYPE, "vecmat_do")
     # o(t) = V h(t) + c
     sum_rows(do[now], (0, 1), dc)
-    dV = do[now].reshape(-1, 3).T @ h[now].reshape(-1, 8)
-    np.dot(do[now].reshape(-1, 3), V, out=vecmat_do.reshape(-1, 8))
+    dV = products.matmul(do[now].reshape(-1, 3).T, h[now].reshape(-1, 8))
+    products.dot(do[now].reshape(-1, 3), V, vecmat_do.reshape(-1, 8))
     dh[now] += vecmat_do
 
     # z(t), h(t): back through time (backward)
@@ -251,14 +252,14 @@ def backward_large(params, tape, cotangents, T, B):
 
     # Every step at once
     # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
-    dW_z = dz_h[now].reshape(-1, 8).T @ z[now].reshape(-1, 8)
+    dW_z = products.matmul(dz_h[now].reshape(-1, 8).T, z[now].reshape(-1, 8))
     # z(t) = tanh(W h(t-1) + b)
-    dz_z = cat_dz_z_2[now].reshape(-1, 16).T @ h[tm1].reshape(-1, 8)
+    dz_z = products.matmul(cat_dz_z_2[now].reshape(-1, 16).T, h[tm1].reshape(-1, 8))
 
     # Every step at once
     # h(t) = tanh(W_z z(t) + S h(t-1) + U x(t) + b_h)
-    dU = dz_h[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
+    dU = products.matmul(dz_h[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+    products.dot(dz_h[now].reshape(-1, 8), U, dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # z(t) = tanh(W h(t-1) + b)

@@ -9,6 +9,7 @@ import numpy as np
 from rnngraph.runtime.ops import (sigmoid, softmax, log_softmax, cross_entropy,
                                   softmax_cross_entropy, binary_cross_entropy,
                                   sigmoid_binary_cross_entropy, transposed, sum_rows)
+from rnngraph.runtime import products
 from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -56,7 +57,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # Every step at once: what does not depend on the loop after it
     # a(t) = b + W h(t-1) + U x(t)
-    np.dot(x[now].reshape(-1, 4), U.T, out=U_x[now].reshape(-1, 8))
+    products.dot(x[now].reshape(-1, 4), U.T, U_x[now].reshape(-1, 8))
 
     # a(t), h(t): a loop forward in time
     run = loop_a_h if B <= 8 or loop_a_h.parts(B) > 1 else steps_loop_a_h
@@ -72,7 +73,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # Every step at once: o(t)
     # o(t) = c + V h(t)
-    np.dot(h[now].reshape(-1, 8), V.T, out=o[now].reshape(-1, 5))
+    products.dot(h[now].reshape(-1, 8), V.T, o[now].reshape(-1, 5))
     o[now] += c
 
     # Every step at once: y(t)
@@ -147,8 +148,8 @@ def backward(params, tape, cotangents, T, B):
     vecmat_do = WORK.empty((T, B, 8), DTYPE, "vecmat_do")
     # o(t) = c + V h(t)
     sum_rows(do[now], (0, 1), dc)
-    dV = do[now].reshape(-1, 5).T @ h[now].reshape(-1, 8)
-    np.dot(do[now].reshape(-1, 5), V, out=vecmat_do.reshape(-1, 8))
+    dV = products.matmul(do[now].reshape(-1, 5).T, h[now].reshape(-1, 8))
+    products.dot(do[now].reshape(-1, 5), V, vecmat_do.reshape(-1, 8))
     dh[now] += vecmat_do
 
     # Every step at once
@@ -176,12 +177,12 @@ def backward(params, tape, cotangents, T, B):
 
     # Every step at once
     # a(t) = b + W h(t-1) + U x(t)
-    dW = da[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
+    dW = products.matmul(da[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
 
     # Every step at once
     # a(t) = b + W h(t-1) + U x(t)
-    dU = da[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(da[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
+    dU = products.matmul(da[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+    products.dot(da[now].reshape(-1, 8), U, dx[now].reshape(-1, 4))
 
     grads = {"b": db, "W": dW, "U": dU, "c": dc, "V": dV, "x": dx[1:T + 1],
              "target": dtarget[1:T + 1], "h(0)": dh_sum}
@@ -246,8 +247,8 @@ def backward_large(params, tape, cotangents, T, B):
     vecmat_do = WORK.empty((T, B, 8), DTYPE, "vecmat_do")
     # o(t) = c + V h(t)
     sum_rows(do[now], (0, 1), dc)
-    dV = do[now].reshape(-1, 5).T @ h[now].reshape(-1, 8)
-    np.dot(do[now].reshape(-1, 5), V, out=vecmat_do.reshape(-1, 8))
+    dV = products.matmul(do[now].reshape(-1, 5).T, h[now].reshape(-1, 8))
+    products.dot(do[now].reshape(-1, 5), V, vecmat_do.reshape(-1, 8))
     dh[now] += vecmat_do
 
     # a(t), h(t): back through time (backward)
@@ -275,12 +276,12 @@ def backward_large(params, tape, cotangents, T, B):
 
     # Every step at once
     # a(t) = b + W h(t-1) + U x(t)
-    dW = da[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
+    dW = products.matmul(da[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
 
     # Every step at once
     # a(t) = b + W h(t-1) + U x(t)
-    dU = da[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(da[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
+    dU = products.matmul(da[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+    products.dot(da[now].reshape(-1, 8), U, dx[now].reshape(-1, 4))
 
     grads = {"b": db, "W": dW, "U": dU, "c": dc, "V": dV, "x": dx[1:T + 1],
              "target": dtarget[1:T + 1], "h(0)": dh_sum}

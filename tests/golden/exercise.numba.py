@@ -9,6 +9,7 @@ import numpy as np
 from rnngraph.runtime.ops import (sigmoid, softmax, log_softmax, cross_entropy,
                                   softmax_cross_entropy, binary_cross_entropy,
                                   sigmoid_binary_cross_entropy, transposed, sum_rows)
+from rnngraph.runtime import products
 from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -63,7 +64,7 @@ def forward(params, inputs, initial, n_steps, B, prepared=None):
 
     # Every step at once: what does not depend on the loop after it
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-    np.dot(x[now].reshape(-1, 4), z_h1.T, out=r31_r35[now].reshape(-1, 11))
+    products.dot(x[now].reshape(-1, 4), z_h1.T, r31_r35[now].reshape(-1, 11))
 
     # h1(t), h2(t), y(t): a loop forward in time
     V_h1 = np.empty((B, 8), DTYPE)
@@ -205,19 +206,19 @@ def backward(params, tape, cotangents, n_steps, B):
 
     # Every step at once
     # y(t) = softmax(P x(t) + Q h2(t) + d)
-    dQ = dz_y[now].reshape(-1, 3).T @ h2[now].reshape(-1, 8)
+    dQ = products.matmul(dz_y[now].reshape(-1, 3).T, h2[now].reshape(-1, 8))
     # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
-    dT = dz_h2_2[now].reshape(-1, 8).T @ y[tm1].reshape(-1, 3)
-    dR = dz_h2_2[now].reshape(-1, 8).T @ h1[now].reshape(-1, 8)
+    dT = products.matmul(dz_h2_2[now].reshape(-1, 8).T, y[tm1].reshape(-1, 3))
+    dR = products.matmul(dz_h2_2[now].reshape(-1, 8).T, h1[now].reshape(-1, 8))
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-    dz_h1_2 = cat_dz_h1_5[now].reshape(-1, 16).T @ h2[tm1].reshape(-1, 8)
-    dV = dz_h1_5[now].reshape(-1, 8).T @ h1[tm1].reshape(-1, 8)
+    dz_h1_2 = products.matmul(cat_dz_h1_5[now].reshape(-1, 16).T, h2[tm1].reshape(-1, 8))
+    dV = products.matmul(dz_h1_5[now].reshape(-1, 8).T, h1[tm1].reshape(-1, 8))
 
     # Every step at once
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
     np.copyto(z_h1_4[now], dz_h1_5[now])
-    dz_h1 = cat_z_h1_4[now].reshape(-1, 11).T @ x[now].reshape(-1, 4)
-    np.dot(cat_z_h1_4[now].reshape(-1, 11), z_h1, out=dx[now].reshape(-1, 4))
+    dz_h1 = products.matmul(cat_z_h1_4[now].reshape(-1, 11).T, x[now].reshape(-1, 4))
+    products.dot(cat_z_h1_4[now].reshape(-1, 11), z_h1, dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
@@ -319,19 +320,19 @@ def backward_large(params, tape, cotangents, n_steps, B):
 
     # Every step at once
     # y(t) = softmax(P x(t) + Q h2(t) + d)
-    dQ = dz_y[now].reshape(-1, 3).T @ h2[now].reshape(-1, 8)
+    dQ = products.matmul(dz_y[now].reshape(-1, 3).T, h2[now].reshape(-1, 8))
     # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
-    dT = dz_h2[now].reshape(-1, 8).T @ y[tm1].reshape(-1, 3)
-    dR = dz_h2[now].reshape(-1, 8).T @ h1[now].reshape(-1, 8)
+    dT = products.matmul(dz_h2[now].reshape(-1, 8).T, y[tm1].reshape(-1, 3))
+    dR = products.matmul(dz_h2[now].reshape(-1, 8).T, h1[now].reshape(-1, 8))
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-    dz_h1_2 = cat_dz_h1_4[now].reshape(-1, 16).T @ h2[tm1].reshape(-1, 8)
-    dV = dz_h1_4[now].reshape(-1, 8).T @ h1[tm1].reshape(-1, 8)
+    dz_h1_2 = products.matmul(cat_dz_h1_4[now].reshape(-1, 16).T, h2[tm1].reshape(-1, 8))
+    dV = products.matmul(dz_h1_4[now].reshape(-1, 8).T, h1[tm1].reshape(-1, 8))
 
     # Every step at once
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
     np.copyto(z_h1_4[now], dz_h1_4[now])
-    dz_h1 = cat_z_h1_4[now].reshape(-1, 11).T @ x[now].reshape(-1, 4)
-    np.dot(cat_z_h1_4[now].reshape(-1, 11), z_h1, out=dx[now].reshape(-1, 4))
+    dz_h1 = products.matmul(cat_z_h1_4[now].reshape(-1, 11).T, x[now].reshape(-1, 4))
+    products.dot(cat_z_h1_4[now].reshape(-1, 11), z_h1, dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)

@@ -9,6 +9,7 @@ import numpy as np
 from rnngraph.runtime.ops import (sigmoid, softmax, log_softmax, cross_entropy,
                                   softmax_cross_entropy, binary_cross_entropy,
                                   sigmoid_binary_cross_entropy, transposed, sum_rows)
+from rnngraph.runtime import products
 from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -65,7 +66,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
     # Every step at once: what does not depend on the loop after it
     # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
     # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
-    np.dot(x[now].reshape(-1, 4), z_u_2.T, out=ur_16[now].reshape(-1, 24))
+    products.dot(x[now].reshape(-1, 4), z_u_2.T, ur_16[now].reshape(-1, 24))
 
     # u(t), r(t), h(t): a loop forward in time
     W_ur_h = np.empty((B, 16), DTYPE)
@@ -187,16 +188,16 @@ def backward(params, tape, cotangents, T, B):
 
     # Every step at once
     # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
-    dW = dz_h_5[now].reshape(-1, 8).T @ z_h[now].reshape(-1, 8)
+    dW = products.matmul(dz_h_5[now].reshape(-1, 8).T, z_h[now].reshape(-1, 8))
     # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
     # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
-    dW_ur = dz_u_5[now].reshape(-1, 16).T @ h[tm1].reshape(-1, 8)
+    dW_ur = products.matmul(dz_u_5[now].reshape(-1, 16).T, h[tm1].reshape(-1, 8))
 
     # Every step at once
     # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
     # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
-    dz_u_2 = cat_dz_u_5[now].reshape(-1, 24).T @ x[now].reshape(-1, 4)
-    np.dot(cat_dz_u_5[now].reshape(-1, 24), z_u_2, out=dx[now].reshape(-1, 4))
+    dz_u_2 = products.matmul(cat_dz_u_5[now].reshape(-1, 24).T, x[now].reshape(-1, 4))
+    products.dot(cat_dz_u_5[now].reshape(-1, 24), z_u_2, dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
@@ -295,16 +296,16 @@ def backward_large(params, tape, cotangents, T, B):
 
     # Every step at once
     # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
-    dW = dz_h_4[now].reshape(-1, 8).T @ z_h[now].reshape(-1, 8)
+    dW = products.matmul(dz_h_4[now].reshape(-1, 8).T, z_h[now].reshape(-1, 8))
     # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
     # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
-    dW_ur = dz_u_4[now].reshape(-1, 16).T @ h[tm1].reshape(-1, 8)
+    dW_ur = products.matmul(dz_u_4[now].reshape(-1, 16).T, h[tm1].reshape(-1, 8))
 
     # Every step at once
     # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
     # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
-    dz_u_2 = cat_dz_u_4[now].reshape(-1, 24).T @ x[now].reshape(-1, 4)
-    np.dot(cat_dz_u_4[now].reshape(-1, 24), z_u_2, out=dx[now].reshape(-1, 4))
+    dz_u_2 = products.matmul(cat_dz_u_4[now].reshape(-1, 24).T, x[now].reshape(-1, 4))
+    products.dot(cat_dz_u_4[now].reshape(-1, 24), z_u_2, dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))

@@ -9,6 +9,7 @@ import numpy as np
 from rnngraph.runtime.ops import (sigmoid, softmax, log_softmax, cross_entropy,
                                   softmax_cross_entropy, binary_cross_entropy,
                                   sigmoid_binary_cross_entropy, transposed, sum_rows)
+from rnngraph.runtime import products
 from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -75,7 +76,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
     U_x = WORK.empty((T, B, 8), DTYPE, "U_x")
     z_h_2 = WORK.empty((T, B, 8), DTYPE, "z_h_2")
     # h(t) = tanh(W h(t-1) + U x(t) + r * (end - t) + b)
-    np.dot(x[now].reshape(-1, 4), U.T, out=U_x.reshape(-1, 8))
+    products.dot(x[now].reshape(-1, 4), U.T, U_x.reshape(-1, 8))
     np.subtract(n_steps, step[now], out=z_h[now])
     np.multiply(r, z_h[now], out=z_h_2)
     np.add(b, U_x, out=h[now])
@@ -95,7 +96,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
     # Every step at once: o(t)
     V_h = WORK.empty((T, B, 5), DTYPE, "V_h")
     # o(t) = softmax(V h(t) + c)
-    np.dot(h[now].reshape(-1, 8), V.T, out=V_h.reshape(-1, 5))
+    products.dot(h[now].reshape(-1, 8), V.T, V_h.reshape(-1, 5))
     np.add(V_h, c, out=z_o[now])
     np.copyto(z_o[now], z_o[now])
     o[now][...] = softmax(z_o[now])
@@ -104,7 +105,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
     transpose_w_h = WORK.empty((T, B, 1), DTYPE, "transpose_w_h")
     with np.errstate(over="ignore"):
         # p(t) = sigmoid(w^T h(t) + b_p)
-        np.dot(h[now].reshape(-1, 8), transpose_w.T, out=transpose_w_h.reshape(-1, 1))
+        products.dot(h[now].reshape(-1, 8), transpose_w.T, transpose_w_h.reshape(-1, 1))
         np.add(transpose_w_h, b_p, out=z_p[now])
         np.copyto(z_p[now], z_p[now])
         np.multiply(z_p[now], MINUS_ONE, out=p[now])
@@ -206,8 +207,8 @@ def backward(params, tape, cotangents, T, B):
     np.multiply(dp[now], dz_p_2, out=dz_p_3)
     dz_p[now] += dz_p_3
     sum_rows(dz_p[now], (0, 1), db_p)
-    dtranspose_w = dz_p[now].reshape(-1, 1).T @ h[now].reshape(-1, 8)
-    np.dot(dz_p[now].reshape(-1, 1), transpose_w, out=vecmat_dz_p.reshape(-1, 8))
+    dtranspose_w = products.matmul(dz_p[now].reshape(-1, 1).T, h[now].reshape(-1, 8))
+    products.dot(dz_p[now].reshape(-1, 1), transpose_w, vecmat_dz_p.reshape(-1, 8))
     dh[now] += vecmat_dz_p
 
     # Every step at once: o(t)
@@ -223,8 +224,8 @@ def backward(params, tape, cotangents, T, B):
     np.multiply(o[now], dz_o_3, out=dz_o_4)
     dz_o[now] += dz_o_4
     sum_rows(dz_o[now], (0, 1), dc)
-    dV = dz_o[now].reshape(-1, 5).T @ h[now].reshape(-1, 8)
-    np.dot(dz_o[now].reshape(-1, 5), V, out=vecmat_dz_o.reshape(-1, 8))
+    dV = products.matmul(dz_o[now].reshape(-1, 5).T, h[now].reshape(-1, 8))
+    products.dot(dz_o[now].reshape(-1, 5), V, vecmat_dz_o.reshape(-1, 8))
     dh[now] += vecmat_dz_o
 
     # Every step at once
@@ -249,7 +250,7 @@ def backward(params, tape, cotangents, T, B):
 
     # Every step at once
     # h(t) = tanh(W h(t-1) + U x(t) + r * (end - t) + b)
-    dW = dz_h_3[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
+    dW = products.matmul(dz_h_3[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
 
     # Every step at once
     dz_h_5 = WORK.empty((T, B, 8), DTYPE, "dz_h_5")
@@ -257,8 +258,8 @@ def backward(params, tape, cotangents, T, B):
     # h(t) = tanh(W h(t-1) + U x(t) + r * (end - t) + b)
     np.multiply(dz_h_3[now], z_h[now], out=dz_h_5)
     sum_rows(dz_h_5, (0, 1), dr)
-    dU = dz_h_3[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h_3[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
+    dU = products.matmul(dz_h_3[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+    products.dot(dz_h_3[now].reshape(-1, 8), U, dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # p(t) = sigmoid(w^T h(t) + b_p)
@@ -346,8 +347,8 @@ def backward_large(params, tape, cotangents, T, B):
     np.multiply(dp[now], dz_p_2, out=dz_p_3)
     dz_p[now] += dz_p_3
     sum_rows(dz_p[now], (0, 1), db_p)
-    dtranspose_w = dz_p[now].reshape(-1, 1).T @ h[now].reshape(-1, 8)
-    np.dot(dz_p[now].reshape(-1, 1), transpose_w, out=vecmat_dz_p.reshape(-1, 8))
+    dtranspose_w = products.matmul(dz_p[now].reshape(-1, 1).T, h[now].reshape(-1, 8))
+    products.dot(dz_p[now].reshape(-1, 1), transpose_w, vecmat_dz_p.reshape(-1, 8))
     dh[now] += vecmat_dz_p
 
     # Every step at once: o(t)
@@ -363,8 +364,8 @@ def backward_large(params, tape, cotangents, T, B):
     np.multiply(o[now], dz_o_3, out=dz_o_4)
     dz_o[now] += dz_o_4
     sum_rows(dz_o[now], (0, 1), dc)
-    dV = dz_o[now].reshape(-1, 5).T @ h[now].reshape(-1, 8)
-    np.dot(dz_o[now].reshape(-1, 5), V, out=vecmat_dz_o.reshape(-1, 8))
+    dV = products.matmul(dz_o[now].reshape(-1, 5).T, h[now].reshape(-1, 8))
+    products.dot(dz_o[now].reshape(-1, 5), V, vecmat_dz_o.reshape(-1, 8))
     dh[now] += vecmat_dz_o
 
     # h(t): back through time (backward)
@@ -387,7 +388,7 @@ def backward_large(params, tape, cotangents, T, B):
 
     # Every step at once
     # h(t) = tanh(W h(t-1) + U x(t) + r * (end - t) + b)
-    dW = dz_h_2[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
+    dW = products.matmul(dz_h_2[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
 
     # Every step at once
     dz_h_5 = WORK.empty((T, B, 8), DTYPE, "dz_h_5")
@@ -395,8 +396,8 @@ def backward_large(params, tape, cotangents, T, B):
     # h(t) = tanh(W h(t-1) + U x(t) + r * (end - t) + b)
     np.multiply(dz_h_2[now], z_h[now], out=dz_h_5)
     sum_rows(dz_h_5, (0, 1), dr)
-    dU = dz_h_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h_2[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
+    dU = products.matmul(dz_h_2[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+    products.dot(dz_h_2[now].reshape(-1, 8), U, dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # p(t) = sigmoid(w^T h(t) + b_p)

@@ -9,6 +9,7 @@ import numpy as np
 from rnngraph.runtime.ops import (sigmoid, softmax, log_softmax, cross_entropy,
                                   softmax_cross_entropy, binary_cross_entropy,
                                   sigmoid_binary_cross_entropy, transposed, sum_rows)
+from rnngraph.runtime import products
 from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -55,7 +56,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # Every step at once: what does not depend on the loop after it
     # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
-    np.dot(x[now].reshape(-1, 4), W1.T, out=h1[now].reshape(-1, 8))
+    products.dot(x[now].reshape(-1, 4), W1.T, h1[now].reshape(-1, 8))
 
     # h1(t): a loop forward in time
     z_h1 = np.empty((B, 8), DTYPE)
@@ -71,7 +72,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # Every step at once: what does not depend on the loop after it
     # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
-    np.dot(h1[now].reshape(-1, 8), W2.T, out=h2[now].reshape(-1, 8))
+    products.dot(h1[now].reshape(-1, 8), W2.T, h2[now].reshape(-1, 8))
 
     # h2(t): a loop forward in time
     z_h2 = np.empty((B, 8), DTYPE)
@@ -88,7 +89,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
     # Every step at once: y(t)
     V_h2 = WORK.empty((T, B, 5), DTYPE, "V_h2")
     # y(t) = softmax(V h2(t) + c)
-    np.dot(h2[now].reshape(-1, 8), V.T, out=V_h2.reshape(-1, 5))
+    products.dot(h2[now].reshape(-1, 8), V.T, V_h2.reshape(-1, 5))
     np.add(V_h2, c, out=z_y[now])
     np.copyto(z_y[now], z_y[now])
     y[now][...] = softmax(z_y[now])
@@ -161,8 +162,8 @@ def backward(params, tape, cotangents, T, B):
     np.multiply(y[now], dz_y_3, out=dz_y_4)
     dz_y[now] += dz_y_4
     sum_rows(dz_y[now], (0, 1), dc)
-    dV = dz_y[now].reshape(-1, 5).T @ h2[now].reshape(-1, 8)
-    np.dot(dz_y[now].reshape(-1, 5), V, out=vecmat_dz_y.reshape(-1, 8))
+    dV = products.matmul(dz_y[now].reshape(-1, 5).T, h2[now].reshape(-1, 8))
+    products.dot(dz_y[now].reshape(-1, 5), V, vecmat_dz_y.reshape(-1, 8))
     dh2[now] += vecmat_dz_y
 
     # Every step at once
@@ -191,8 +192,8 @@ def backward(params, tape, cotangents, T, B):
     # Every step at once
     vecmat_dz_h2 = WORK.empty((T, B, 8), DTYPE, "vecmat_dz_h2")
     # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
-    dW2 = dz_h2[now].reshape(-1, 8).T @ h1[now].reshape(-1, 8)
-    np.dot(dz_h2[now].reshape(-1, 8), W2, out=vecmat_dz_h2.reshape(-1, 8))
+    dW2 = products.matmul(dz_h2[now].reshape(-1, 8).T, h1[now].reshape(-1, 8))
+    products.dot(dz_h2[now].reshape(-1, 8), W2, vecmat_dz_h2.reshape(-1, 8))
     dh1[now] += vecmat_dz_h2
 
     # Every step at once
@@ -220,8 +221,8 @@ def backward(params, tape, cotangents, T, B):
 
     # Every step at once
     # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
-    dW1 = dz_h1[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h1[now].reshape(-1, 8), W1, out=dx[now].reshape(-1, 4))
+    dW1 = products.matmul(dz_h1[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+    products.dot(dz_h1[now].reshape(-1, 8), W1, dx[now].reshape(-1, 4))
 
     grads = {"W1": dW1, "u1": du1, "b1": db1, "W2": dW2, "u2": du2, "b2": db2, "V": dV, "c": dc,
              "x": dx[1:T + 1], "k": dk[1:T + 1], "h1(0)": dh1_sum, "h2(0)": dh2_sum}
@@ -285,8 +286,8 @@ def backward_large(params, tape, cotangents, T, B):
     np.multiply(y[now], dz_y_3, out=dz_y_4)
     dz_y[now] += dz_y_4
     sum_rows(dz_y[now], (0, 1), dc)
-    dV = dz_y[now].reshape(-1, 5).T @ h2[now].reshape(-1, 8)
-    np.dot(dz_y[now].reshape(-1, 5), V, out=vecmat_dz_y.reshape(-1, 8))
+    dV = products.matmul(dz_y[now].reshape(-1, 5).T, h2[now].reshape(-1, 8))
+    products.dot(dz_y[now].reshape(-1, 5), V, vecmat_dz_y.reshape(-1, 8))
     dh2[now] += vecmat_dz_y
 
     # h2(t): back through time (backward)
@@ -312,8 +313,8 @@ def backward_large(params, tape, cotangents, T, B):
     # Every step at once
     vecmat_dz_h2 = WORK.empty((T, B, 8), DTYPE, "vecmat_dz_h2")
     # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
-    dW2 = dz_h2[now].reshape(-1, 8).T @ h1[now].reshape(-1, 8)
-    np.dot(dz_h2[now].reshape(-1, 8), W2, out=vecmat_dz_h2.reshape(-1, 8))
+    dW2 = products.matmul(dz_h2[now].reshape(-1, 8).T, h1[now].reshape(-1, 8))
+    products.dot(dz_h2[now].reshape(-1, 8), W2, vecmat_dz_h2.reshape(-1, 8))
     dh1[now] += vecmat_dz_h2
 
     # h1(t): back through time (backward)
@@ -338,8 +339,8 @@ def backward_large(params, tape, cotangents, T, B):
 
     # Every step at once
     # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
-    dW1 = dz_h1[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h1[now].reshape(-1, 8), W1, out=dx[now].reshape(-1, 4))
+    dW1 = products.matmul(dz_h1[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+    products.dot(dz_h1[now].reshape(-1, 8), W1, dx[now].reshape(-1, 4))
 
     grads = {"W1": dW1, "u1": du1, "b1": db1, "W2": dW2, "u2": du2, "b2": db2, "V": dV, "c": dc,
              "x": dx[1:T + 1], "k": dk[1:T + 1], "h1(0)": dh1_sum, "h2(0)": dh2_sum}

@@ -9,6 +9,7 @@ import numpy as np
 from rnngraph.runtime.ops import (sigmoid, softmax, log_softmax, cross_entropy,
                                   softmax_cross_entropy, binary_cross_entropy,
                                   sigmoid_binary_cross_entropy, transposed, sum_rows)
+from rnngraph.runtime import products
 from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -217,7 +218,7 @@ def backward(params, tape, cotangents, T, B):
     # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
     # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
     # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
-    dW_fioc = dz_f_5[now].reshape(-1, 32).T @ z_f_2[now].reshape(-1, 12)
+    dW_fioc = products.matmul(dz_f_5[now].reshape(-1, 32).T, z_f_2[now].reshape(-1, 12))
     # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
     slice_vecmat_dz_f_5 = vecmat_dz_f_5[now][..., 8:12]
     np.copyto(dx[now], slice_vecmat_dz_f_5)
@@ -344,7 +345,7 @@ def backward_large(params, tape, cotangents, T, B):
     # i(t) = sigmoid(W_i [h(t-1); x(t)] + b_i)
     # o(t) = sigmoid(W_o [h(t-1); x(t)] + b_o)
     # c_tilde(t) = tanh(W_c [h(t-1); x(t)] + b_c)
-    dW_fioc = dz_f_3[now].reshape(-1, 32).T @ z_f_2[now].reshape(-1, 12)
+    dW_fioc = products.matmul(dz_f_3[now].reshape(-1, 32).T, z_f_2[now].reshape(-1, 12))
     # f(t) = sigmoid(W_f [h(t-1); x(t)] + b_f)
     slice_vecmat_dz_f_3 = vecmat_dz_f_3[now][..., 8:12]
     np.copyto(dx[now], slice_vecmat_dz_f_3)

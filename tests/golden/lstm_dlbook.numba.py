@@ -9,6 +9,7 @@ import numpy as np
 from rnngraph.runtime.ops import (sigmoid, softmax, log_softmax, cross_entropy,
                                   softmax_cross_entropy, binary_cross_entropy,
                                   sigmoid_binary_cross_entropy, transposed, sum_rows)
+from rnngraph.runtime import products
 from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -70,7 +71,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
     # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
     # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-    np.dot(x[now].reshape(-1, 4), z_f_2.T, out=fgq_18[now].reshape(-1, 32))
+    products.dot(x[now].reshape(-1, 4), z_f_2.T, fgq_18[now].reshape(-1, 32))
 
     # f(t), g(t), q(t), s(t), h(t): a loop forward in time
     z_f_3_h = np.empty((B, 32), DTYPE)
@@ -222,14 +223,14 @@ def backward(params, tape, cotangents, T, B):
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
     # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
     # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-    dz_f_3 = cat_dz_f_6[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
+    dz_f_3 = products.matmul(cat_dz_f_6[now].reshape(-1, 32).T, h[tm1].reshape(-1, 8))
 
     # Every step at once
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
     # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
     # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-    dz_f_2 = cat_dz_f_6[now].reshape(-1, 32).T @ x[now].reshape(-1, 4)
-    np.dot(cat_dz_f_6[now].reshape(-1, 32), z_f_2, out=dx[now].reshape(-1, 4))
+    dz_f_2 = products.matmul(cat_dz_f_6[now].reshape(-1, 32).T, x[now].reshape(-1, 4))
+    products.dot(cat_dz_f_6[now].reshape(-1, 32), z_f_2, dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
@@ -350,14 +351,14 @@ def backward_large(params, tape, cotangents, T, B):
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
     # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
     # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-    dz_f_3 = cat_dz_f_5[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
+    dz_f_3 = products.matmul(cat_dz_f_5[now].reshape(-1, 32).T, h[tm1].reshape(-1, 8))
 
     # Every step at once
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
     # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
     # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-    dz_f_2 = cat_dz_f_5[now].reshape(-1, 32).T @ x[now].reshape(-1, 4)
-    np.dot(cat_dz_f_5[now].reshape(-1, 32), z_f_2, out=dx[now].reshape(-1, 4))
+    dz_f_2 = products.matmul(cat_dz_f_5[now].reshape(-1, 32).T, x[now].reshape(-1, 4))
+    products.dot(cat_dz_f_5[now].reshape(-1, 32), z_f_2, dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))

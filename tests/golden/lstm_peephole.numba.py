@@ -9,6 +9,7 @@ import numpy as np
 from rnngraph.runtime.ops import (sigmoid, softmax, log_softmax, cross_entropy,
                                   softmax_cross_entropy, binary_cross_entropy,
                                   sigmoid_binary_cross_entropy, transposed, sum_rows)
+from rnngraph.runtime import products
 from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -72,7 +73,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # Every step at once: what does not depend on the loop after it
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
-    np.dot(x[now].reshape(-1, 4), z_f.T, out=r47_r49_18_r52[now].reshape(-1, 32))
+    products.dot(x[now].reshape(-1, 4), z_f.T, r47_r49_18_r52[now].reshape(-1, 32))
 
     # f(t), g(t), s(t), q(t), h(t): a loop forward in time
     z_f_2_h = np.empty((B, 32), DTYPE)
@@ -286,12 +287,12 @@ def backward(params, tape, cotangents, T, B):
     dp_g = np.einsum("tuj,tuj->j", dz_g_2[now], s[tm1])
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
     dp_f = np.einsum("tuj,tuj->j", dz_f_5[now], s[tm1])
-    dz_f_2 = cat_dz_f_5[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
+    dz_f_2 = products.matmul(cat_dz_f_5[now].reshape(-1, 32).T, h[tm1].reshape(-1, 8))
 
     # Every step at once
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
-    dz_f = cat_dz_f_5[now].reshape(-1, 32).T @ x[now].reshape(-1, 4)
-    np.dot(cat_dz_f_5[now].reshape(-1, 32), z_f, out=dx[now].reshape(-1, 4))
+    dz_f = products.matmul(cat_dz_f_5[now].reshape(-1, 32).T, x[now].reshape(-1, 4))
+    products.dot(cat_dz_f_5[now].reshape(-1, 32), z_f, dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
@@ -438,12 +439,12 @@ def backward_large(params, tape, cotangents, T, B):
     dp_g = np.einsum("tuj,tuj->j", dz_g[now], s[tm1])
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
     dp_f = np.einsum("tuj,tuj->j", dz_f_4[now], s[tm1])
-    dz_f_2 = cat_dz_f_4[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
+    dz_f_2 = products.matmul(cat_dz_f_4[now].reshape(-1, 32).T, h[tm1].reshape(-1, 8))
 
     # Every step at once
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
-    dz_f = cat_dz_f_4[now].reshape(-1, 32).T @ x[now].reshape(-1, 4)
-    np.dot(cat_dz_f_4[now].reshape(-1, 32), z_f, out=dx[now].reshape(-1, 4))
+    dz_f = products.matmul(cat_dz_f_4[now].reshape(-1, 32).T, x[now].reshape(-1, 4))
+    products.dot(cat_dz_f_4[now].reshape(-1, 32), z_f, dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))

@@ -9,6 +9,7 @@ import numpy as np
 from rnngraph.runtime.ops import (sigmoid, softmax, log_softmax, cross_entropy,
                                   softmax_cross_entropy, binary_cross_entropy,
                                   sigmoid_binary_cross_entropy, transposed, sum_rows)
+from rnngraph.runtime import products
 from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -72,7 +73,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
     # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
     # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
     # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
-    np.dot(x[now].reshape(-1, 4), W_fioc.T, out=f_i_o_c_tilde[now].reshape(-1, 32))
+    products.dot(x[now].reshape(-1, 4), W_fioc.T, f_i_o_c_tilde[now].reshape(-1, 32))
 
     # f(t), i(t), o(t), c_tilde(t), c(t), h(t): a loop forward in time
     U_fioc_h = np.empty((B, 32), DTYPE)
@@ -213,15 +214,15 @@ def backward(params, tape, cotangents, T, B):
     # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
     # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
     # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
-    dU_fioc = dz_f_4[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
+    dU_fioc = products.matmul(dz_f_4[now].reshape(-1, 32).T, h[tm1].reshape(-1, 8))
 
     # Every step at once
     # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
     # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
     # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
     # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
-    dW_fioc = dz_f_4[now].reshape(-1, 32).T @ x[now].reshape(-1, 4)
-    np.dot(dz_f_4[now].reshape(-1, 32), W_fioc, out=dx[now].reshape(-1, 4))
+    dW_fioc = products.matmul(dz_f_4[now].reshape(-1, 32).T, x[now].reshape(-1, 4))
+    products.dot(dz_f_4[now].reshape(-1, 32), W_fioc, dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
@@ -342,15 +343,15 @@ def backward_large(params, tape, cotangents, T, B):
     # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
     # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
     # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
-    dU_fioc = dz_f_2[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
+    dU_fioc = products.matmul(dz_f_2[now].reshape(-1, 32).T, h[tm1].reshape(-1, 8))
 
     # Every step at once
     # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
     # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
     # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
     # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
-    dW_fioc = dz_f_2[now].reshape(-1, 32).T @ x[now].reshape(-1, 4)
-    np.dot(dz_f_2[now].reshape(-1, 32), W_fioc, out=dx[now].reshape(-1, 4))
+    dW_fioc = products.matmul(dz_f_2[now].reshape(-1, 32).T, x[now].reshape(-1, 4))
+    products.dot(dz_f_2[now].reshape(-1, 32), W_fioc, dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)

@@ -9,6 +9,7 @@ import numpy as np
 from rnngraph.runtime.ops import (sigmoid, softmax, log_softmax, cross_entropy,
                                   softmax_cross_entropy, binary_cross_entropy,
                                   sigmoid_binary_cross_entropy, transposed, sum_rows)
+from rnngraph.runtime import products
 from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -93,7 +94,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # Every step at once: what does not depend on the loop after it
     # h(t) = tanh(W_h h(t-1) + U_h x(t) + V_h r(t-1) + b_h)
-    np.dot(x[now].reshape(-1, 8), U_h.T, out=z_h[now].reshape(-1, 32))
+    products.dot(x[now].reshape(-1, 8), U_h.T, z_h[now].reshape(-1, 32))
     z_h[now] += b_h
 
     # h(t), k(t), β(t), g(t), c(t), w(t), r(t), e(t), a(t), M(t): a loop forward in time
@@ -162,8 +163,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
     z_y = WORK.empty((T, B, 8), DTYPE, "z_y")
     z_y_2 = WORK.empty((T, B, 8), DTYPE, "z_y_2")
     # y(t) = softmax(W_y h(t) + U_y r(t) + b_y)
-    np.dot(h[now].reshape(-1, 32), W_y.T, out=W_y_h.reshape(-1, 8))
-    np.dot(r[now].reshape(-1, 16), U_y.T, out=U_y_r.reshape(-1, 8))
+    products.dot(h[now].reshape(-1, 32), W_y.T, W_y_h.reshape(-1, 8))
+    products.dot(r[now].reshape(-1, 16), U_y.T, U_y_r.reshape(-1, 8))
     np.add(W_y_h, U_y_r, out=z_y)
     np.add(z_y, b_y, out=z_y_2)
     y[now][...] = softmax(z_y_2)
@@ -218,11 +219,11 @@ def backward(params, tape, cotangents, T, B):
     np.subtract(dy[now], rowsum_dz_y, out=dz_y_2)
     np.multiply(y[now], dz_y_2, out=dz_y_3)
     sum_rows(dz_y_3, (0, 1), db_y)
-    dU_y = dz_y_3.reshape(-1, 8).T @ r[now].reshape(-1, 16)
-    np.dot(dz_y_3.reshape(-1, 8), U_y, out=vecmat_dz_y_3.reshape(-1, 16))
+    dU_y = products.matmul(dz_y_3.reshape(-1, 8).T, r[now].reshape(-1, 16))
+    products.dot(dz_y_3.reshape(-1, 8), U_y, vecmat_dz_y_3.reshape(-1, 16))
     dr[now] += vecmat_dz_y_3
-    dW_y = dz_y_3.reshape(-1, 8).T @ h[now].reshape(-1, 32)
-    np.dot(dz_y_3.reshape(-1, 8), W_y, out=vecmat_dz_y_3_2.reshape(-1, 32))
+    dW_y = products.matmul(dz_y_3.reshape(-1, 8).T, h[now].reshape(-1, 32))
+    products.dot(dz_y_3.reshape(-1, 8), W_y, vecmat_dz_y_3_2.reshape(-1, 32))
     dh[now] += vecmat_dz_y_3_2
 
     # Every step at once
@@ -387,17 +388,17 @@ def backward(params, tape, cotangents, T, B):
     # e(t) = sigmoid(W_e h(t) + b_e)
     # a(t) = tanh(W_a h(t) + b_a)
     sum_rows(dz_k_5[now], (0, 1), dz_k)
-    dW_kabetage = dz_k_5[now].reshape(-1, 50).T @ h[now].reshape(-1, 32)
+    dW_kabetage = products.matmul(dz_k_5[now].reshape(-1, 50).T, h[now].reshape(-1, 32))
     # h(t) = tanh(W_h h(t-1) + U_h x(t) + V_h r(t-1) + b_h)
-    dV_h = dz_h_3[now].reshape(-1, 32).T @ r[tm1].reshape(-1, 16)
-    dW_h = dz_h_3[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 32)
+    dV_h = products.matmul(dz_h_3[now].reshape(-1, 32).T, r[tm1].reshape(-1, 16))
+    dW_h = products.matmul(dz_h_3[now].reshape(-1, 32).T, h[tm1].reshape(-1, 32))
 
     # Every step at once
     db_h = np.empty((32,), DTYPE)
     # h(t) = tanh(W_h h(t-1) + U_h x(t) + V_h r(t-1) + b_h)
     sum_rows(dz_h_3[now], (0, 1), db_h)
-    dU_h = dz_h_3[now].reshape(-1, 32).T @ x[now].reshape(-1, 8)
-    np.dot(dz_h_3[now].reshape(-1, 32), U_h, out=dx[now].reshape(-1, 8))
+    dU_h = products.matmul(dz_h_3[now].reshape(-1, 32).T, x[now].reshape(-1, 8))
+    products.dot(dz_h_3[now].reshape(-1, 32), U_h, dx[now].reshape(-1, 8))
 
     # The time-free values and initial values, in reverse
     # k(t) = tanh(W_k h(t) + b_k)
@@ -461,11 +462,11 @@ def backward_large(params, tape, cotangents, T, B):
     np.subtract(dy[now], rowsum_dz_y, out=dz_y_2)
     np.multiply(y[now], dz_y_2, out=dz_y_3)
     sum_rows(dz_y_3, (0, 1), db_y)
-    dU_y = dz_y_3.reshape(-1, 8).T @ r[now].reshape(-1, 16)
-    np.dot(dz_y_3.reshape(-1, 8), U_y, out=vecmat_dz_y_3.reshape(-1, 16))
+    dU_y = products.matmul(dz_y_3.reshape(-1, 8).T, r[now].reshape(-1, 16))
+    products.dot(dz_y_3.reshape(-1, 8), U_y, vecmat_dz_y_3.reshape(-1, 16))
     dr[now] += vecmat_dz_y_3
-    dW_y = dz_y_3.reshape(-1, 8).T @ h[now].reshape(-1, 32)
-    np.dot(dz_y_3.reshape(-1, 8), W_y, out=vecmat_dz_y_3_2.reshape(-1, 32))
+    dW_y = products.matmul(dz_y_3.reshape(-1, 8).T, h[now].reshape(-1, 32))
+    products.dot(dz_y_3.reshape(-1, 8), W_y, vecmat_dz_y_3_2.reshape(-1, 32))
     dh[now] += vecmat_dz_y_3_2
 
     # h(t), k(t), β(t), g(t), c(t), w(t), r(t), e(t), a(t), M(t): back through time (backward)
@@ -628,17 +629,17 @@ def backward_large(params, tape, cotangents, T, B):
     # e(t) = sigmoid(W_e h(t) + b_e)
     # a(t) = tanh(W_a h(t) + b_a)
     sum_rows(dz_k_3[now], (0, 1), dz_k)
-    dW_kabetage = dz_k_3[now].reshape(-1, 50).T @ h[now].reshape(-1, 32)
+    dW_kabetage = products.matmul(dz_k_3[now].reshape(-1, 50).T, h[now].reshape(-1, 32))
     # h(t) = tanh(W_h h(t-1) + U_h x(t) + V_h r(t-1) + b_h)
-    dV_h = dz_h_2[now].reshape(-1, 32).T @ r[tm1].reshape(-1, 16)
-    dW_h = dz_h_2[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 32)
+    dV_h = products.matmul(dz_h_2[now].reshape(-1, 32).T, r[tm1].reshape(-1, 16))
+    dW_h = products.matmul(dz_h_2[now].reshape(-1, 32).T, h[tm1].reshape(-1, 32))
 
     # Every step at once
     db_h = np.empty((32,), DTYPE)
     # h(t) = tanh(W_h h(t-1) + U_h x(t) + V_h r(t-1) + b_h)
     sum_rows(dz_h_2[now], (0, 1), db_h)
-    dU_h = dz_h_2[now].reshape(-1, 32).T @ x[now].reshape(-1, 8)
-    np.dot(dz_h_2[now].reshape(-1, 32), U_h, out=dx[now].reshape(-1, 8))
+    dU_h = products.matmul(dz_h_2[now].reshape(-1, 32).T, x[now].reshape(-1, 8))
+    products.dot(dz_h_2[now].reshape(-1, 32), U_h, dx[now].reshape(-1, 8))
 
     # The time-free values and initial values, in reverse
     # k(t) = tanh(W_k h(t) + b_k)

@@ -9,6 +9,7 @@ import numpy as np
 from rnngraph.runtime.ops import (sigmoid, softmax, log_softmax, cross_entropy,
                                   softmax_cross_entropy, binary_cross_entropy,
                                   sigmoid_binary_cross_entropy, transposed, sum_rows)
+from rnngraph.runtime import products
 from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -46,7 +47,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # Every step at once: what does not depend on the loop after it
     # h(t) = tanh(W o(t-1) + U x(t) + b)
-    np.dot(x[now].reshape(-1, 4), U.T, out=h[now].reshape(-1, 8))
+    products.dot(x[now].reshape(-1, 4), U.T, h[now].reshape(-1, 8))
 
     # h(t), o(t): a loop forward in time
     W_o = np.empty((B, 8), DTYPE)
@@ -116,14 +117,14 @@ def backward(params, tape, cotangents, T, B):
     dc = np.empty((3,), DTYPE)
     # o(t) = V h(t) + c
     sum_rows(do[now], (0, 1), dc)
-    dV = do[now].reshape(-1, 3).T @ h[now].reshape(-1, 8)
+    dV = products.matmul(do[now].reshape(-1, 3).T, h[now].reshape(-1, 8))
     # h(t) = tanh(W o(t-1) + U x(t) + b)
-    dW = dz_h_2[now].reshape(-1, 8).T @ o[tm1].reshape(-1, 3)
+    dW = products.matmul(dz_h_2[now].reshape(-1, 8).T, o[tm1].reshape(-1, 3))
 
     # Every step at once
     # h(t) = tanh(W o(t-1) + U x(t) + b)
-    dU = dz_h_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h_2[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
+    dU = products.matmul(dz_h_2[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+    products.dot(dz_h_2[now].reshape(-1, 8), U, dx[now].reshape(-1, 4))
 
     grads = {"W": dW, "U": dU, "b": db, "V": dV, "c": dc, "x": dx[1:T + 1], "o(0)": do[0]}
     return grads
@@ -174,14 +175,14 @@ def backward_large(params, tape, cotangents, T, B):
     dc = np.empty((3,), DTYPE)
     # o(t) = V h(t) + c
     sum_rows(do[now], (0, 1), dc)
-    dV = do[now].reshape(-1, 3).T @ h[now].reshape(-1, 8)
+    dV = products.matmul(do[now].reshape(-1, 3).T, h[now].reshape(-1, 8))
     # h(t) = tanh(W o(t-1) + U x(t) + b)
-    dW = dz_h[now].reshape(-1, 8).T @ o[tm1].reshape(-1, 3)
+    dW = products.matmul(dz_h[now].reshape(-1, 8).T, o[tm1].reshape(-1, 3))
 
     # Every step at once
     # h(t) = tanh(W o(t-1) + U x(t) + b)
-    dU = dz_h[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
+    dU = products.matmul(dz_h[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+    products.dot(dz_h[now].reshape(-1, 8), U, dx[now].reshape(-1, 4))
 
     grads = {"W": dW, "U": dU, "b": db, "V": dV, "c": dc, "x": dx[1:T + 1], "o(0)": do[0]}
     return grads

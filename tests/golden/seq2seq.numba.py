@@ -9,6 +9,7 @@ import numpy as np
 from rnngraph.runtime.ops import (sigmoid, softmax, log_softmax, cross_entropy,
                                   softmax_cross_entropy, binary_cross_entropy,
                                   sigmoid_binary_cross_entropy, transposed, sum_rows)
+from rnngraph.runtime import products
 from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -56,7 +57,7 @@ def forward(params, inputs, initial, T, n_batch, T_u, prepared=None):
 
     # Every step at once: what does not depend on the loop after it
     # h(t) = tanh(W h(t-1) + U x(t) + b)
-    np.dot(x[now].reshape(-1, 4), U.T, out=h[now].reshape(-1, 8))
+    products.dot(x[now].reshape(-1, 4), U.T, h[now].reshape(-1, 8))
 
     # h(t): a loop forward in time
     W_h = np.empty((n_batch, 8), DTYPE)
@@ -86,7 +87,7 @@ def forward(params, inputs, initial, T, n_batch, T_u, prepared=None):
 
     # Every step at once: what does not depend on the loop after it
     # s(u) = tanh(A s(u-1) + B y(u-1) + D C + e)
-    np.dot(y[tm1_u].reshape(-1, 5), B.T, out=s[now_u].reshape(-1, 8))
+    products.dot(y[tm1_u].reshape(-1, 5), B.T, s[now_u].reshape(-1, 8))
 
     # s(u): a loop forward over u
     A_s = np.empty((n_batch, 8), DTYPE)
@@ -103,7 +104,7 @@ def forward(params, inputs, initial, T, n_batch, T_u, prepared=None):
     # Every step at once: o(u)
     V_s = WORK.empty((T_u, n_batch, 5), DTYPE, "V_s")
     # o(u) = softmax(V s(u) + c)
-    np.dot(s[now_u].reshape(-1, 8), V.T, out=V_s.reshape(-1, 5))
+    products.dot(s[now_u].reshape(-1, 8), V.T, V_s.reshape(-1, 5))
     np.add(V_s, c, out=z_o[now_u])
     np.copyto(z_o[now_u], z_o[now_u])
     o[now_u][...] = softmax(z_o[now_u])
@@ -176,8 +177,8 @@ def backward(params, tape, cotangents, T, n_batch, T_u):
     np.multiply(o[now_u], dz_o_3, out=dz_o_4)
     dz_o[now_u] += dz_o_4
     sum_rows(dz_o[now_u], (0, 1), dc)
-    dV = dz_o[now_u].reshape(-1, 5).T @ s[now_u].reshape(-1, 8)
-    np.dot(dz_o[now_u].reshape(-1, 5), V, out=vecmat_dz_o.reshape(-1, 8))
+    dV = products.matmul(dz_o[now_u].reshape(-1, 5).T, s[now_u].reshape(-1, 8))
+    products.dot(dz_o[now_u].reshape(-1, 5), V, vecmat_dz_o.reshape(-1, 8))
     ds[now_u] += vecmat_dz_o
 
     # Every step at once
@@ -199,14 +200,14 @@ def backward(params, tape, cotangents, T, n_batch, T_u):
 
     # Every step at once
     # s(u) = tanh(A s(u-1) + B y(u-1) + D C + e)
-    dA = dz_s_3[now_u].reshape(-1, 8).T @ s[tm1_u].reshape(-1, 8)
+    dA = products.matmul(dz_s_3[now_u].reshape(-1, 8).T, s[tm1_u].reshape(-1, 8))
 
     # Every step at once
     vecmat_dz_s_3 = WORK.empty((T_u, n_batch, 5), DTYPE, "vecmat_dz_s_3")
     # s(u) = tanh(A s(u-1) + B y(u-1) + D C + e)
     dz_s = dz_s_3[now_u].sum(0)
-    dB = dz_s_3[now_u].reshape(-1, 8).T @ y[tm1_u].reshape(-1, 5)
-    np.dot(dz_s_3[now_u].reshape(-1, 8), B, out=vecmat_dz_s_3.reshape(-1, 5))
+    dB = products.matmul(dz_s_3[now_u].reshape(-1, 8).T, y[tm1_u].reshape(-1, 5))
+    products.dot(dz_s_3[now_u].reshape(-1, 8), B, vecmat_dz_s_3.reshape(-1, 5))
     dy[tm1_u] += vecmat_dz_s_3
 
     # The time-free values and initial values, in reverse
@@ -255,12 +256,12 @@ def backward(params, tape, cotangents, T, n_batch, T_u):
 
     # Every step at once
     # h(t) = tanh(W h(t-1) + U x(t) + b)
-    dW = dz_h_2[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
+    dW = products.matmul(dz_h_2[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
 
     # Every step at once
     # h(t) = tanh(W h(t-1) + U x(t) + b)
-    dU = dz_h_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h_2[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
+    dU = products.matmul(dz_h_2[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+    products.dot(dz_h_2[now].reshape(-1, 8), U, dx[now].reshape(-1, 4))
 
     grads = {"W": dW, "U": dU, "b": db, "A": dA, "B": dB, "D": dD, "e": de, "V": dV, "c": dc,
              "W_c": dW_c, "b_c": db_c, "x": dx[1:T + 1], "y": dy[1:T_u + 1], "h(0)": dh[0]}
@@ -324,8 +325,8 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
     np.multiply(o[now_u], dz_o_3, out=dz_o_4)
     dz_o[now_u] += dz_o_4
     sum_rows(dz_o[now_u], (0, 1), dc)
-    dV = dz_o[now_u].reshape(-1, 5).T @ s[now_u].reshape(-1, 8)
-    np.dot(dz_o[now_u].reshape(-1, 5), V, out=vecmat_dz_o.reshape(-1, 8))
+    dV = products.matmul(dz_o[now_u].reshape(-1, 5).T, s[now_u].reshape(-1, 8))
+    products.dot(dz_o[now_u].reshape(-1, 5), V, vecmat_dz_o.reshape(-1, 8))
     ds[now_u] += vecmat_dz_o
 
     # s(u): back through the steps of u (backward)
@@ -345,14 +346,14 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
 
     # Every step at once
     # s(u) = tanh(A s(u-1) + B y(u-1) + D C + e)
-    dA = dz_s_2[now_u].reshape(-1, 8).T @ s[tm1_u].reshape(-1, 8)
+    dA = products.matmul(dz_s_2[now_u].reshape(-1, 8).T, s[tm1_u].reshape(-1, 8))
 
     # Every step at once
     vecmat_dz_s_2 = WORK.empty((T_u, n_batch, 5), DTYPE, "vecmat_dz_s_2")
     # s(u) = tanh(A s(u-1) + B y(u-1) + D C + e)
     dz_s = dz_s_2[now_u].sum(0)
-    dB = dz_s_2[now_u].reshape(-1, 8).T @ y[tm1_u].reshape(-1, 5)
-    np.dot(dz_s_2[now_u].reshape(-1, 8), B, out=vecmat_dz_s_2.reshape(-1, 5))
+    dB = products.matmul(dz_s_2[now_u].reshape(-1, 8).T, y[tm1_u].reshape(-1, 5))
+    products.dot(dz_s_2[now_u].reshape(-1, 8), B, vecmat_dz_s_2.reshape(-1, 5))
     dy[tm1_u] += vecmat_dz_s_2
 
     # The time-free values and initial values, in reverse
@@ -399,12 +400,12 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
 
     # Every step at once
     # h(t) = tanh(W h(t-1) + U x(t) + b)
-    dW = dz_h[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
+    dW = products.matmul(dz_h[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
 
     # Every step at once
     # h(t) = tanh(W h(t-1) + U x(t) + b)
-    dU = dz_h[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
+    dU = products.matmul(dz_h[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+    products.dot(dz_h[now].reshape(-1, 8), U, dx[now].reshape(-1, 4))
 
     grads = {"W": dW, "U": dU, "b": db, "A": dA, "B": dB, "D": dD, "e": de, "V": dV, "c": dc,
              "W_c": dW_c, "b_c": db_c, "x": dx[1:T + 1], "y": dy[1:T_u + 1], "h(0)": dh[0]}

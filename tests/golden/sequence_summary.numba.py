@@ -9,6 +9,7 @@ import numpy as np
 from rnngraph.runtime.ops import (sigmoid, softmax, log_softmax, cross_entropy,
                                   softmax_cross_entropy, binary_cross_entropy,
                                   sigmoid_binary_cross_entropy, transposed, sum_rows)
+from rnngraph.runtime import products
 from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -48,7 +49,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # Every step at once: what does not depend on the loop after it
     # h(t) = tanh(W h(t-1) + U x(t) + b)
-    np.dot(x[now].reshape(-1, 4), U.T, out=h[now].reshape(-1, 8))
+    products.dot(x[now].reshape(-1, 4), U.T, h[now].reshape(-1, 8))
 
     # h(t): a loop forward in time
     W_h = np.empty((B, 8), DTYPE)
@@ -155,12 +156,12 @@ def backward(params, tape, cotangents, T, B):
 
     # Every step at once
     # h(t) = tanh(W h(t-1) + U x(t) + b)
-    dW = dz_h_2[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
+    dW = products.matmul(dz_h_2[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
 
     # Every step at once
     # h(t) = tanh(W h(t-1) + U x(t) + b)
-    dU = dz_h_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h_2[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
+    dU = products.matmul(dz_h_2[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+    products.dot(dz_h_2[now].reshape(-1, 8), U, dx[now].reshape(-1, 4))
 
     grads = {"W": dW, "U": dU, "b": db, "c": dc, "V": dV, "x": dx[1:T + 1], "y": dy, "h(0)": dh[0]}
     return grads
@@ -241,12 +242,12 @@ def backward_large(params, tape, cotangents, T, B):
 
     # Every step at once
     # h(t) = tanh(W h(t-1) + U x(t) + b)
-    dW = dz_h[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
+    dW = products.matmul(dz_h[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
 
     # Every step at once
     # h(t) = tanh(W h(t-1) + U x(t) + b)
-    dU = dz_h[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
+    dU = products.matmul(dz_h[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+    products.dot(dz_h[now].reshape(-1, 8), U, dx[now].reshape(-1, 4))
 
     grads = {"W": dW, "U": dU, "b": db, "c": dc, "V": dV, "x": dx[1:T + 1], "y": dy, "h(0)": dh[0]}
     return grads

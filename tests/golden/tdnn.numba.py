@@ -9,6 +9,7 @@ import numpy as np
 from rnngraph.runtime.ops import (sigmoid, softmax, log_softmax, cross_entropy,
                                   softmax_cross_entropy, binary_cross_entropy,
                                   sigmoid_binary_cross_entropy, transposed, sum_rows)
+from rnngraph.runtime import products
 from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -48,10 +49,10 @@ def forward(params, inputs, initial, T, B, prepared=None):
     K2_x = WORK.empty((T, B, 6), DTYPE, "K2_x")
     z_y_2 = WORK.empty((T, B, 6), DTYPE, "z_y_2")
     # y(t) = tanh(K0 x(t) + K1 x(t-1) + K2 x(t-2) + b)
-    np.dot(x[now].reshape(-1, 4), K0.T, out=K0_x.reshape(-1, 6))
-    np.dot(x[tm1].reshape(-1, 4), K1.T, out=K1_x.reshape(-1, 6))
+    products.dot(x[now].reshape(-1, 4), K0.T, K0_x.reshape(-1, 6))
+    products.dot(x[tm1].reshape(-1, 4), K1.T, K1_x.reshape(-1, 6))
     np.add(K0_x, K1_x, out=z_y)
-    np.dot(x[tm2].reshape(-1, 4), K2.T, out=K2_x.reshape(-1, 6))
+    products.dot(x[tm2].reshape(-1, 4), K2.T, K2_x.reshape(-1, 6))
     np.add(z_y, K2_x, out=z_y_2)
     np.add(z_y_2, b, out=y[now])
     np.tanh(y[now], out=y[now])
@@ -87,14 +88,14 @@ def backward(params, tape, cotangents, T, B):
     np.subtract(ONE, dz_y, out=sub_dz_y)
     np.multiply(dy[now], sub_dz_y, out=dz_y_2)
     sum_rows(dz_y_2, (0, 1), db)
-    dK2 = dz_y_2.reshape(-1, 6).T @ x[tm2].reshape(-1, 4)
-    np.dot(dz_y_2.reshape(-1, 6), K2, out=vecmat_dz_y_2.reshape(-1, 4))
+    dK2 = products.matmul(dz_y_2.reshape(-1, 6).T, x[tm2].reshape(-1, 4))
+    products.dot(dz_y_2.reshape(-1, 6), K2, vecmat_dz_y_2.reshape(-1, 4))
     dx[tm2] += vecmat_dz_y_2
-    dK1 = dz_y_2.reshape(-1, 6).T @ x[tm1].reshape(-1, 4)
-    np.dot(dz_y_2.reshape(-1, 6), K1, out=vecmat_dz_y_2_2.reshape(-1, 4))
+    dK1 = products.matmul(dz_y_2.reshape(-1, 6).T, x[tm1].reshape(-1, 4))
+    products.dot(dz_y_2.reshape(-1, 6), K1, vecmat_dz_y_2_2.reshape(-1, 4))
     dx[tm1] += vecmat_dz_y_2_2
-    dK0 = dz_y_2.reshape(-1, 6).T @ x[now].reshape(-1, 4)
-    np.dot(dz_y_2.reshape(-1, 6), K0, out=vecmat_dz_y_2_3.reshape(-1, 4))
+    dK0 = products.matmul(dz_y_2.reshape(-1, 6).T, x[now].reshape(-1, 4))
+    products.dot(dz_y_2.reshape(-1, 6), K0, vecmat_dz_y_2_3.reshape(-1, 4))
     dx[now] += vecmat_dz_y_2_3
 
     grads = {"K0": dK0, "K1": dK1, "K2": dK2, "b": db, "x": dx[2:T + 2]}
@@ -127,14 +128,14 @@ def backward_large(params, tape, cotangents, T, B):
     np.subtract(ONE, dz_y, out=sub_dz_y)
     np.multiply(dy[now], sub_dz_y, out=dz_y_2)
     sum_rows(dz_y_2, (0, 1), db)
-    dK2 = dz_y_2.reshape(-1, 6).T @ x[tm2].reshape(-1, 4)
-    np.dot(dz_y_2.reshape(-1, 6), K2, out=vecmat_dz_y_2.reshape(-1, 4))
+    dK2 = products.matmul(dz_y_2.reshape(-1, 6).T, x[tm2].reshape(-1, 4))
+    products.dot(dz_y_2.reshape(-1, 6), K2, vecmat_dz_y_2.reshape(-1, 4))
     dx[tm2] += vecmat_dz_y_2
-    dK1 = dz_y_2.reshape(-1, 6).T @ x[tm1].reshape(-1, 4)
-    np.dot(dz_y_2.reshape(-1, 6), K1, out=vecmat_dz_y_2_2.reshape(-1, 4))
+    dK1 = products.matmul(dz_y_2.reshape(-1, 6).T, x[tm1].reshape(-1, 4))
+    products.dot(dz_y_2.reshape(-1, 6), K1, vecmat_dz_y_2_2.reshape(-1, 4))
     dx[tm1] += vecmat_dz_y_2_2
-    dK0 = dz_y_2.reshape(-1, 6).T @ x[now].reshape(-1, 4)
-    np.dot(dz_y_2.reshape(-1, 6), K0, out=vecmat_dz_y_2_3.reshape(-1, 4))
+    dK0 = products.matmul(dz_y_2.reshape(-1, 6).T, x[now].reshape(-1, 4))
+    products.dot(dz_y_2.reshape(-1, 6), K0, vecmat_dz_y_2_3.reshape(-1, 4))
     dx[now] += vecmat_dz_y_2_3
 
     grads = {"K0": dK0, "K1": dK1, "K2": dK2, "b": db, "x": dx[2:T + 2]}

@@ -9,6 +9,7 @@ import numpy as np
 from rnngraph.runtime.ops import (sigmoid, softmax, log_softmax, cross_entropy,
                                   softmax_cross_entropy, binary_cross_entropy,
                                   sigmoid_binary_cross_entropy, transposed, sum_rows)
+from rnngraph.runtime import products
 from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -54,8 +55,8 @@ def forward(params, inputs, initial, T, B, prepared=None):
     U_x = WORK.empty((T, B, 8), DTYPE, "U_x")
     R_y = WORK.empty((T, B, 8), DTYPE, "R_y")
     # h(t) = tanh(W h(t-1) + U x(t) + R y(t-1) + b)
-    np.dot(x[now].reshape(-1, 4), U.T, out=U_x.reshape(-1, 8))
-    np.dot(y[tm1].reshape(-1, 3), R.T, out=R_y.reshape(-1, 8))
+    products.dot(x[now].reshape(-1, 4), U.T, U_x.reshape(-1, 8))
+    products.dot(y[tm1].reshape(-1, 3), R.T, R_y.reshape(-1, 8))
     np.add(b, U_x, out=h[now])
     h[now] += R_y
 
@@ -73,7 +74,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
     # Every step at once: o(t)
     V_h = WORK.empty((T, B, 3), DTYPE, "V_h")
     # o(t) = softmax(V h(t) + c)
-    np.dot(h[now].reshape(-1, 8), V.T, out=V_h.reshape(-1, 3))
+    products.dot(h[now].reshape(-1, 8), V.T, V_h.reshape(-1, 3))
     np.add(V_h, c, out=z_o[now])
     np.copyto(z_o[now], z_o[now])
     o[now][...] = softmax(z_o[now])
@@ -140,8 +141,8 @@ def backward(params, tape, cotangents, T, B):
     np.multiply(o[now], dz_o_3, out=dz_o_4)
     dz_o[now] += dz_o_4
     sum_rows(dz_o[now], (0, 1), dc)
-    dV = dz_o[now].reshape(-1, 3).T @ h[now].reshape(-1, 8)
-    np.dot(dz_o[now].reshape(-1, 3), V, out=vecmat_dz_o.reshape(-1, 8))
+    dV = products.matmul(dz_o[now].reshape(-1, 3).T, h[now].reshape(-1, 8))
+    products.dot(dz_o[now].reshape(-1, 3), V, vecmat_dz_o.reshape(-1, 8))
     dh[now] += vecmat_dz_o
 
     # Every step at once
@@ -166,16 +167,16 @@ def backward(params, tape, cotangents, T, B):
 
     # Every step at once
     # h(t) = tanh(W h(t-1) + U x(t) + R y(t-1) + b)
-    dW = dz_h_2[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
+    dW = products.matmul(dz_h_2[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
 
     # Every step at once
     vecmat_dz_h_2 = WORK.empty((T, B, 3), DTYPE, "vecmat_dz_h_2")
     # h(t) = tanh(W h(t-1) + U x(t) + R y(t-1) + b)
-    dR = dz_h_2[now].reshape(-1, 8).T @ y[tm1].reshape(-1, 3)
-    np.dot(dz_h_2[now].reshape(-1, 8), R, out=vecmat_dz_h_2.reshape(-1, 3))
+    dR = products.matmul(dz_h_2[now].reshape(-1, 8).T, y[tm1].reshape(-1, 3))
+    products.dot(dz_h_2[now].reshape(-1, 8), R, vecmat_dz_h_2.reshape(-1, 3))
     dy[tm1] += vecmat_dz_h_2
-    dU = dz_h_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h_2[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
+    dU = products.matmul(dz_h_2[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+    products.dot(dz_h_2[now].reshape(-1, 8), U, dx[now].reshape(-1, 4))
 
     grads = {"W": dW, "U": dU, "R": dR, "b": db, "V": dV, "c": dc, "x": dx[1:T + 1],
              "y": dy[1:T + 1], "h(0)": dh_sum}
@@ -234,8 +235,8 @@ def backward_large(params, tape, cotangents, T, B):
     np.multiply(o[now], dz_o_3, out=dz_o_4)
     dz_o[now] += dz_o_4
     sum_rows(dz_o[now], (0, 1), dc)
-    dV = dz_o[now].reshape(-1, 3).T @ h[now].reshape(-1, 8)
-    np.dot(dz_o[now].reshape(-1, 3), V, out=vecmat_dz_o.reshape(-1, 8))
+    dV = products.matmul(dz_o[now].reshape(-1, 3).T, h[now].reshape(-1, 8))
+    products.dot(dz_o[now].reshape(-1, 3), V, vecmat_dz_o.reshape(-1, 8))
     dh[now] += vecmat_dz_o
 
     # h(t): back through time (backward)
@@ -258,16 +259,16 @@ def backward_large(params, tape, cotangents, T, B):
 
     # Every step at once
     # h(t) = tanh(W h(t-1) + U x(t) + R y(t-1) + b)
-    dW = dz_h[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
+    dW = products.matmul(dz_h[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
 
     # Every step at once
     vecmat_dz_h = WORK.empty((T, B, 3), DTYPE, "vecmat_dz_h")
     # h(t) = tanh(W h(t-1) + U x(t) + R y(t-1) + b)
-    dR = dz_h[now].reshape(-1, 8).T @ y[tm1].reshape(-1, 3)
-    np.dot(dz_h[now].reshape(-1, 8), R, out=vecmat_dz_h.reshape(-1, 3))
+    dR = products.matmul(dz_h[now].reshape(-1, 8).T, y[tm1].reshape(-1, 3))
+    products.dot(dz_h[now].reshape(-1, 8), R, vecmat_dz_h.reshape(-1, 3))
     dy[tm1] += vecmat_dz_h
-    dU = dz_h[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h[now].reshape(-1, 8), U, out=dx[now].reshape(-1, 4))
+    dU = products.matmul(dz_h[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+    products.dot(dz_h[now].reshape(-1, 8), U, dx[now].reshape(-1, 4))
 
     grads = {"W": dW, "U": dU, "R": dR, "b": db, "V": dV, "c": dc, "x": dx[1:T + 1],
              "y": dy[1:T + 1], "h(0)": dh_sum}

@@ -9,6 +9,7 @@ import numpy as np
 from rnngraph.runtime.ops import (sigmoid, softmax, log_softmax, cross_entropy,
                                   softmax_cross_entropy, binary_cross_entropy,
                                   sigmoid_binary_cross_entropy, transposed, sum_rows)
+from rnngraph.runtime import products
 from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -69,7 +70,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
     # Every step at once: what does not depend on the loop after it
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    np.dot(x[now].reshape(-1, 4), W_i_rzn.T, out=rz_n[now].reshape(-1, 24))
+    products.dot(x[now].reshape(-1, 4), W_i_rzn.T, rz_n[now].reshape(-1, 24))
 
     # r(t), z(t), n(t), h(t): a loop forward in time
     W_h_rzn_h = np.empty((B, 24), DTYPE)
@@ -208,14 +209,14 @@ def backward(params, tape, cotangents, T, B):
     # Every step at once
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    dW_h_rzn = cat_dz_r_4[now].reshape(-1, 24).T @ h[tm1].reshape(-1, 8)
+    dW_h_rzn = products.matmul(cat_dz_r_4[now].reshape(-1, 24).T, h[tm1].reshape(-1, 8))
 
     # Every step at once
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
     np.copyto(z_r_3[now], dz_r_4[now])
-    dW_i_rzn = cat_z_r_3[now].reshape(-1, 24).T @ x[now].reshape(-1, 4)
-    np.dot(cat_z_r_3[now].reshape(-1, 24), W_i_rzn, out=dx[now].reshape(-1, 4))
+    dW_i_rzn = products.matmul(cat_z_r_3[now].reshape(-1, 24).T, x[now].reshape(-1, 4))
+    products.dot(cat_z_r_3[now].reshape(-1, 24), W_i_rzn, dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
@@ -328,14 +329,14 @@ def backward_large(params, tape, cotangents, T, B):
     # Every step at once
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    dW_h_rzn = cat_dz_r_3[now].reshape(-1, 24).T @ h[tm1].reshape(-1, 8)
+    dW_h_rzn = products.matmul(cat_dz_r_3[now].reshape(-1, 24).T, h[tm1].reshape(-1, 8))
 
     # Every step at once
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
     # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
     np.copyto(z_r_3[now], dz_r_3[now])
-    dW_i_rzn = cat_z_r_3[now].reshape(-1, 24).T @ x[now].reshape(-1, 4)
-    np.dot(cat_z_r_3[now].reshape(-1, 24), W_i_rzn, out=dx[now].reshape(-1, 4))
+    dW_i_rzn = products.matmul(cat_z_r_3[now].reshape(-1, 24).T, x[now].reshape(-1, 4))
+    products.dot(cat_z_r_3[now].reshape(-1, 24), W_i_rzn, dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)

@@ -9,6 +9,7 @@ import numpy as np
 from rnngraph.runtime.ops import (sigmoid, softmax, log_softmax, cross_entropy,
                                   softmax_cross_entropy, binary_cross_entropy,
                                   sigmoid_binary_cross_entropy, transposed, sum_rows)
+from rnngraph.runtime import products
 from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -76,7 +77,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
     # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
     # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
     # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
-    np.dot(x[now].reshape(-1, 4), W_i_ifog.T, out=ifog[now].reshape(-1, 32))
+    products.dot(x[now].reshape(-1, 4), W_i_ifog.T, ifog[now].reshape(-1, 32))
 
     # i(t), f(t), g(t), o(t), c(t), h(t): a loop forward in time
     W_h_ifog_h = np.empty((B, 32), DTYPE)
@@ -214,15 +215,15 @@ def backward(params, tape, cotangents, T, B):
     # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
     # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
     # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
-    dW_h_ifog = dz_i_4[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
+    dW_h_ifog = products.matmul(dz_i_4[now].reshape(-1, 32).T, h[tm1].reshape(-1, 8))
 
     # Every step at once
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
     # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
     # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
     # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
-    dW_i_ifog = dz_i_4[now].reshape(-1, 32).T @ x[now].reshape(-1, 4)
-    np.dot(dz_i_4[now].reshape(-1, 32), W_i_ifog, out=dx[now].reshape(-1, 4))
+    dW_i_ifog = products.matmul(dz_i_4[now].reshape(-1, 32).T, x[now].reshape(-1, 4))
+    products.dot(dz_i_4[now].reshape(-1, 32), W_i_ifog, dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
@@ -346,15 +347,15 @@ def backward_large(params, tape, cotangents, T, B):
     # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
     # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
     # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
-    dW_h_ifog = dz_i_2[now].reshape(-1, 32).T @ h[tm1].reshape(-1, 8)
+    dW_h_ifog = products.matmul(dz_i_2[now].reshape(-1, 32).T, h[tm1].reshape(-1, 8))
 
     # Every step at once
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
     # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
     # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
     # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
-    dW_i_ifog = dz_i_2[now].reshape(-1, 32).T @ x[now].reshape(-1, 4)
-    np.dot(dz_i_2[now].reshape(-1, 32), W_i_ifog, out=dx[now].reshape(-1, 4))
+    dW_i_ifog = products.matmul(dz_i_2[now].reshape(-1, 32).T, x[now].reshape(-1, 4))
+    products.dot(dz_i_2[now].reshape(-1, 32), W_i_ifog, dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)

@@ -9,6 +9,7 @@ import numpy as np
 from rnngraph.runtime.ops import (sigmoid, softmax, log_softmax, cross_entropy,
                                   softmax_cross_entropy, binary_cross_entropy,
                                   sigmoid_binary_cross_entropy, transposed, sum_rows)
+from rnngraph.runtime import products
 from rnngraph.runtime.workspace import Workspace
 
 WORK = Workspace()   # arrays over the steps, reused once free
@@ -51,7 +52,7 @@ def forward(params, inputs, initial, T, B, prepared=None):
 
     # Every step at once: what does not depend on the loop after it
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-    np.dot(x[now].reshape(-1, 4), W_ih.T, out=h[now].reshape(-1, 8))
+    products.dot(x[now].reshape(-1, 4), W_ih.T, h[now].reshape(-1, 8))
 
     # h(t): a loop forward in time
     W_hh_h = np.empty((B, 8), DTYPE)
@@ -108,12 +109,12 @@ def backward(params, tape, cotangents, T, B):
 
     # Every step at once
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-    dW_hh = dz_h_3[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
+    dW_hh = products.matmul(dz_h_3[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
 
     # Every step at once
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-    dW_ih = dz_h_3[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h_3[now].reshape(-1, 8), W_ih, out=dx[now].reshape(-1, 4))
+    dW_ih = products.matmul(dz_h_3[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+    products.dot(dz_h_3[now].reshape(-1, 8), W_ih, dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
@@ -161,12 +162,12 @@ def backward_large(params, tape, cotangents, T, B):
 
     # Every step at once
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-    dW_hh = dz_h_2[now].reshape(-1, 8).T @ h[tm1].reshape(-1, 8)
+    dW_hh = products.matmul(dz_h_2[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
 
     # Every step at once
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-    dW_ih = dz_h_2[now].reshape(-1, 8).T @ x[now].reshape(-1, 4)
-    np.dot(dz_h_2[now].reshape(-1, 8), W_ih, out=dx[now].reshape(-1, 4))
+    dW_ih = products.matmul(dz_h_2[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+    products.dot(dz_h_2[now].reshape(-1, 8), W_ih, dx[now].reshape(-1, 4))
 
     # The time-free values and initial values, in reverse
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)

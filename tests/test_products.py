@@ -1,0 +1,112 @@
+"""backend="numba"'s products over every step's rows (rnngraph/runtime/products.py): in chunks
+on two cores, or gemm on one, or NumPy's; and the pool's thread that lingers for our next job."""
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+pytest.importorskip("scipy")
+
+from rnngraph.runtime import jit, jitops, products  # noqa: E402
+from test_numba import model  # noqa: E402
+
+
+def operands(dtype, rng):
+    """(a, b, out) as the generated code passes them: every step's rows of a (T, B, n) array,
+    their transpose (g^T v), weights and their transpose (x W^T), out rows of a (T, B, n)."""
+    x = rng.normal(size=(401, 1, 48)).astype(dtype)      # 401 rows: no multiple of a chunk
+    g = rng.normal(size=(401, 1, 96)).astype(dtype)
+    W = rng.normal(size=(96, 48)).astype(dtype)
+    h = np.zeros((403, 1, 96), dtype)
+    return [(x.reshape(-1, 48), W.T, h[1:402].reshape(-1, 96)),         # x W^T: b is W.T
+            (g.reshape(-1, 96), W, np.zeros((401, 48), dtype)),        # g W
+            (g.reshape(-1, 96).T, x.reshape(-1, 48), np.zeros((96, 48), dtype))]   # g^T x
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_product_in_chunks_on_two_cores_is_gemms_on_one_and_numpys_to_rounding(dtype,
+                                                                                  monkeypatch):
+    """Every layout the generated code passes (b a transposed view, a transposed, out rows of
+    a sequence): in chunks of 6 rows on two threads, the same bits as gemm on one (each row's
+    sums in the same order, whichever thread takes its chunk), and NumPy's np.dot to
+    rounding; the helper takes chunks in one of ten calls (its thread may be slow to wake)."""
+    monkeypatch.setattr(jit, "may_split", lambda: True)          # (whatever else runs here)
+    monkeypatch.setenv("RNNGRAPH_THREADS", "2")
+    monkeypatch.setattr(products, "CHUNK_FLOPS", 1)               # 6 rows a chunk
+    rtol = 1e-12 if dtype == "float64" else 1e-5
+    taken = []
+    submit = products.submit
+
+    def watched(fn, flags, *args):
+        job = submit(fn, flags, *args)
+        taken.append(flags)
+        return job
+    monkeypatch.setattr(products, "submit", watched)
+    for a, b, out in operands(dtype, np.random.default_rng(0)):
+        expect = np.dot(a, b)
+        one = np.empty_like(expect)
+        jitops.gemm(a, np.ascontiguousarray(b), one)
+        for how, least in ((2, 0), (1, 1 << 62), (0, 1 << 62)):
+            monkeypatch.setattr(products, "MIN_FLOPS", least)
+            monkeypatch.setattr(products, "SOLO", how)
+            for _ in range(10):
+                out[...] = np.nan
+                taken.clear()
+                assert products.dot(a, b, out) is out
+                if how == 2:
+                    assert np.array_equal(out, one), "two threads, other bits than one"
+                    assert len(taken) == 1
+                    if taken[0][products.DONE + 16] > 0:
+                        break
+                else:
+                    assert not taken
+                    break
+            else:
+                pytest.fail("the helper took no chunk in ten calls")
+            np.testing.assert_allclose(out, expect, rtol=rtol, atol=rtol)
+        assert np.array_equal(products.matmul(a, b), out)
+
+
+def test_one_thread_or_no_numbers_of_ours_take_numpys_product(monkeypatch):
+    """One thread, a product too large, or a dtype gemm does not take: NumPy's np.dot, which
+    a helper never runs."""
+    monkeypatch.setattr(jit, "may_split", lambda: True)
+    monkeypatch.setattr(products, "MIN_FLOPS", 0)
+    a, b, out = operands("float64", np.random.default_rng(1))[1]
+    monkeypatch.setenv("RNNGRAPH_THREADS", "1")
+    assert products._how(a, b, out) == 0
+    monkeypatch.setenv("RNNGRAPH_THREADS", "2")
+    assert products._how(a, b, out) == 2
+    assert products._how(a.astype(int), b.astype(int), out.astype(int)) == 0
+    monkeypatch.setattr(products, "MAX_FLOPS", 0)
+    assert products._how(a, b, out) == 0
+
+
+def test_a_lingering_thread_takes_the_next_job_and_a_jobs_error_is_kept():
+    """A job's thread lingers after it (spinning) until the next job's ticket is published,
+    then takes that job: with a linger far longer than the test, the second job still ends.
+    A job that raises keeps its error for the caller, and its end sets STOP and OUT."""
+    linger = products.LINGER
+    products.LINGER = 1 << 40                # (hours: only a new ticket ends it)
+    try:
+        first, ticket = products.submit(lambda flags: 1, np.zeros(jitops.HALVES, np.int64))
+        products.handoff(products._JOBS, ticket, first.flags, 1 << 30)
+        assert first.ended(1 << 30) and first.result == 1 and first.error is None
+        second, ticket = products.submit(lambda flags: 1 / 0, np.zeros(jitops.HALVES, np.int64))
+        products.handoff(products._JOBS, ticket, second.flags, 0)
+        assert second.ended(1 << 30), "the lingering thread did not take the next job"
+        assert isinstance(second.error, ZeroDivisionError)
+        assert second.flags[jitops.STOP] == 1 == second.flags[jitops.OUT]
+    finally:
+        products.LINGER = linger
+        products._JOBS[0] = -1               # (the second job's linger ends)
+
+
+def test_the_numba_backend_prints_products_over_the_steps_and_the_numpy_backend_does_not():
+    """Where the generated code multiplies every step's rows at once (the input's product
+    before a loop; the weights' gradients and the input's after), backend="numba" calls
+    products.dot and products.matmul; the NumPy backend its own np.dot and @."""
+    m = model("torch_lstm")
+    numba_source = m.compile(backend="numba").source
+    numpy_source = m.compile().source
+    assert numba_source.count("products.dot(") >= 2 and "products.matmul(" in numba_source
+    assert "products" not in numpy_source
