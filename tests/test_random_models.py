@@ -831,13 +831,14 @@ def check_numba(text: str, batch: int = 1) -> None:
     of a loop is printed to go in halves (HALF_BYTES 0, jitops.dot_t_halves: one source, so
     one compile, for every batch), and at batch 1 runs in halves on two threads (the loops'
     helpers), whatever the machine's threads, with every product over all steps' rows in
-    chunks on both threads (products.MIN_FLOPS 0)."""
+    chunks of 6 rows on both threads (products.MIN_FLOPS 0, CHUNK_FLOPS 1)."""
     from rnngraph.runtime import products
     with mock.patch.object(numba_loops, "HALF_BYTES", 0):
         if batch > HALVES_ROWS:
             return _check_numba(text, batch)
         with mock.patch.object(jit, "may_split", lambda: True), \
                 mock.patch.object(products, "MIN_FLOPS", 0), \
+                mock.patch.object(products, "CHUNK_FLOPS", 1), \
                 mock.patch.dict(os.environ, {"RNNGRAPH_THREADS": "2"}):
             return _check_numba(text, batch)
 

@@ -97,7 +97,8 @@ def threads() -> int:
         return os.cpu_count() or 1
 
 
-#: The threads of the parts after the first (the caller's thread runs that one)
+#: The threads of the parts after the first (the caller's thread runs that one), which also
+#: run the loops' helpers and the products' chunks (rnngraph/runtime/products.py)
 _POOL: list = []
 _POOL_LOCK = threading.Lock()
 _PREFIX = "rnngraph-loop"
@@ -303,6 +304,8 @@ class _JitLoop:
                     call.append(a)
             calls.append(call)
         quiet_blas()
+        from . import products
+        products.no_linger()
         others: list = []
         try:
             pool = _pool(parts - 1)
@@ -341,7 +344,9 @@ class _JitLoop:
         each for the next: the products before the loop and after it, and the next loop."""
         from . import jitops, products
         self._helper_ended(0)
-        if self.helper is None:
+        if self.helper is None or self._helper is not None:
+            # (none, or the last call's has not ended: compiling for a new signature, or its
+            # core taken by another program; no second one queued behind it)
             return self.run(*args, _NO_HALVES)
         quiet_blas()
         try:                                    # (on a thread that then waits for our next job)
@@ -356,8 +361,9 @@ class _JitLoop:
             ran = self.run(*args, halves)
         finally:                                # the helper stops, if still waiting
             halves[jitops.STOP] = 1
-        # no wait for its end but a short one (it touches nothing once the loop returns),
-        # but where it compiles in this call (or fails to): its first, or where the loop did
+        # no wait for its end but a short one (once the loop returns it writes nothing: its
+        # halves all claimed), but where it compiles in this call (or fails to): its first,
+        # or where the loop did; else a later call says its error
         self._helper = helper
         new = not self.helper_ran or len(self.run.overloads) > compiled
         self._helper_ended(1 << 62 if new else products._WAIT)

@@ -57,12 +57,15 @@ MIN_FLOPS, MAX_FLOPS, MAX_B_BYTES = 8_000_000, 64_000_000, 512 * 1024
 #: How a product below MIN_FLOPS goes (_how): 1, gemm on this thread
 SOLO = 1
 #: The PAUSEs (26 ns each here) the pool's thread waits, spinning, for our next job after
-#: one of ours (2^14: about 0.4 ms), and those the caller waits for the helper to start
-#: (handoff) or to end (Job.ended) before it goes on without it
-LINGER, _WAIT = 1 << 14, 1 << 10
+#: one of ours (2^15: about 0.85 ms, longer than the loop of a model without halves, which
+#: the products after it then find awake; in one process, alternating, against 2^14: Cho's
+#: GRU 0.96x against 0.98x the old way's time, the LSTM 0.84x against 0.86x, at config B),
+#: and those the caller waits for the helper to start (handoff) or to end (Job.ended)
+#: before it goes on without it
+LINGER, _WAIT = 1 << 15, 1 << 10
 
 #: _JOBS[0]: the ticket of the job submitted last (submit), which a lingering thread
-#: watches: it returns once that changes, to take the job just queued
+#: watches: it returns once a later one is out, to take the job just queued
 _JOBS = np.zeros(8, np.int64)
 _TICKETS = itertools.count(1)
 
@@ -80,6 +83,12 @@ class Job:
     def ended(self, pauses: int = _WAIT) -> bool:
         """Whether the job ended (or ends within ``pauses`` PAUSEs: spinning, the GIL let go)."""
         return _until(self.flags, OUT, pauses)
+
+
+def no_linger() -> None:
+    """A lingering thread ends its wait now: the pool's next job is not ours (a loop's parts,
+    jit._JitLoop.split), and would wait for it.  (The thread takes the GIL back meanwhile.)"""
+    _JOBS[0] = next(_TICKETS)
 
 
 def submit(fn, flags: np.ndarray, *args) -> tuple[Job, int]:
@@ -106,11 +115,12 @@ def submit(fn, flags: np.ndarray, *args) -> tuple[Job, int]:
 
 @numba.njit(nogil=True, **_OPTS)
 def _leave(flags, jobs, ticket, pauses):
-    """The end of a job: STOP and OUT set in its ``flags``, then a spin while jobs[0] is
-    ``ticket`` (no job submitted since) and ``pauses`` last."""
+    """The end of a job: STOP and OUT set in its ``flags``, then a spin while jobs[0] is no
+    later than ``ticket`` (no job submitted since; tickets only grow, and a job may end
+    before its caller published its own) and ``pauses`` last."""
     _publish(flags, STOP, 1)
     _publish(flags, OUT, 1)
-    while _peek(jobs, 0) == ticket and pauses > 0:
+    while _peek(jobs, 0) <= ticket and pauses > 0:
         pauses -= 1
         _pause()
 
@@ -185,7 +195,7 @@ def _how(a, b, out) -> int:
             a.shape[1] == b.shape[0] and (out.shape[1] <= 1 or out.strides[1] == out.itemsize)):
         return 0
     flops = 2 * a.shape[0] * a.shape[1] * b.shape[1]
-    if flops > MAX_FLOPS or b.nbytes > MAX_B_BYTES or jit.threads() < 2 or not jit.may_split():
+    if flops == 0 or flops > MAX_FLOPS or b.nbytes > MAX_B_BYTES or jit.threads() < 2 or not jit.may_split():
         return 0
     return 2 if flops >= MIN_FLOPS else SOLO
 
@@ -199,11 +209,18 @@ def dot(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     if b.shape[1] > 1 and b.strides[1] != b.itemsize:
         b = _rows_of(b)
     if how == 1:
-        gemm(a, b, out)
+        try:
+            gemm(a, b, out)
+        except numba.core.errors.NumbaError:    # (operands gemm cannot take)
+            np.dot(a, b, out=out)
         return out
     rows = max(6, round(CHUNK_FLOPS / (2 * a.shape[1] * b.shape[1]) / 6) * 6)
     jit.quiet_blas()
-    helper, ticket = submit(_chunks, np.zeros(HALVES, np.int64), a, b, out, rows, 1, _JOBS, 0)
+    try:
+        helper, ticket = submit(_chunks, np.zeros(HALVES, np.int64), a, b, out, rows, 1, _JOBS,
+                                0)
+    except RuntimeError:                    # (the pool shut down: the interpreter's exit)
+        return np.dot(a, b, out=out)
     try:
         if _chunks(a, b, out, rows, 0, _JOBS, ticket, helper.flags):
             return out
