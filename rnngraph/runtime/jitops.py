@@ -613,8 +613,8 @@ def dot_t(a, w, wt, out):
 # swap).  Neither waits for ever: a helper not there in time (not yet woken or compiled, or
 # its core busy with another program) leaves its half to the loop, which then sets STOP and
 # goes on alone, as does a loop told (STOP, products._leave) that the helper ended; STOP
-# ends the helper's waits too (the loop declined, raised or went on alone).  Each slot is on a cache
-# line of its own.  An empty ``halves``: no helper, the products as before.
+# ends the helper's waits too (the loop declined, raised or went on alone).  Each slot is on
+# a cache line of its own.  An empty ``halves``: no helper, the products as before.
 
 #: halves[GO], [DONE], [STOP], [CLAIM], [HERE] (the helper started: products.handoff), [OUT]
 #: (it ended: products.Job; 8 int64 apart: 64 bytes), and its length

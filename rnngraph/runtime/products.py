@@ -195,7 +195,8 @@ def _how(a, b, out) -> int:
             a.shape[1] == b.shape[0] and (out.shape[1] <= 1 or out.strides[1] == out.itemsize)):
         return 0
     flops = 2 * a.shape[0] * a.shape[1] * b.shape[1]
-    if flops == 0 or flops > MAX_FLOPS or b.nbytes > MAX_B_BYTES or jit.threads() < 2 or not jit.may_split():
+    if not 0 < flops <= MAX_FLOPS or b.nbytes > MAX_B_BYTES or jit.threads() < 2 or \
+            not jit.may_split():
         return 0
     return 2 if flops >= MIN_FLOPS else SOLO
 
