@@ -142,9 +142,7 @@ def handoff(jobs, ticket, halves, pauses):
     a wait of at most ``pauses`` PAUSEs for it to start (halves[HERE]), so that the loop
     takes the GIL back only once the helper no longer needs it."""
     _publish(jobs, 0, ticket)
-    while _peek(halves, HERE) == 0 and pauses > 0:
-        pauses -= 1
-        _pause()
+    _until(halves, HERE, pauses)
 
 
 @numba.njit(nogil=True, **dict(_OPTS, fastmath={"contract", "reassoc"}))
