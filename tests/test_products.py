@@ -118,3 +118,99 @@ def test_the_numba_backend_prints_products_over_the_steps_and_the_numpy_backend_
     numpy_source = m.compile().source
     assert numba_source.count("products.dot(") >= 2 and "products.matmul(" in numba_source
     assert "products" not in numpy_source
+
+
+def test_the_products_after_a_backward_loop_run_behind_it_to_rounding(monkeypatch):
+    """Cho's GRU at a batch of one row, its products after the backward loop (the weights'
+    gradients, the input's) run behind it (products.Behind): the pool's thread takes the
+    rows of the steps the loop has finished, this thread the rest once it has ended.  Every
+    gradient is the one of the products after the loop to rounding, in float64, whoever took
+    which rows; in one of 30 calls the pool's thread took some and this thread others
+    (Behind's job ended above step 0 and below T), and its rows beside the loop's (it
+    started before the loop's first step: HANDOFF)."""
+    monkeypatch.setattr(jit, "may_split", lambda: True)
+    monkeypatch.setenv("RNNGRAPH_THREADS", "2")
+    monkeypatch.setattr(products, "HANDOFF", 1 << 22)
+    monkeypatch.setattr(products, "LEAST", 2)
+    net = model("gru_cho").compile(sizes={"x": 16, "h": 32}, backend="numba")
+    assert "products.Behind(" in net.source
+    params = net.init_params(seed=0)
+    rng = np.random.default_rng(0)
+    x = {"x": rng.normal(size=(120, 1, 16))}
+    cot = {"h": rng.normal(size=(120, 1, 32))}
+
+    def grads():
+        outs, pullback = net.vjp(params, x)
+        return {k: np.array(v) for k, v in pullback(cot).items()}
+    monkeypatch.setattr(products, "BEHIND_STEPS", 1 << 30)
+    after = grads()
+    monkeypatch.setattr(products, "BEHIND_STEPS", 1)
+    ends = []
+    behind = products._behind
+
+    def watched(tail, T, lag, least, flags):
+        parts, hi = behind(tail, T, lag, least, flags)
+        ends.append((hi, T))
+        return parts, hi
+    monkeypatch.setattr(products, "_behind", watched)
+    for _ in range(30):
+        ends.clear()
+        got = grads()
+        for k in after:
+            np.testing.assert_allclose(got[k], after[k], rtol=1e-12, atol=1e-12, err_msg=k)
+        if any(0 < hi < T for hi, T in ends):
+            break
+    else:
+        pytest.fail(f"the pool's thread and this one never shared the rows in 30 calls: {ends}")
+
+
+def test_the_takes_of_rows_behind_a_loop():
+    """products._final and _close on their own: the pool's thread takes the rows of the
+    steps the loop has finished, lag steps later, at least ``least`` at a time, all of them
+    once the loop has ended; the caller's take ends its takes, whatever it was waiting for."""
+    T, lag = 50, 2
+    flags = np.zeros(products.BOUND + 8, np.int64)
+    flags[products.BOUND] = T
+    flags[products.STEPS] = 12                      # the steps T..39 done: 40..T - lag final
+    assert products._final(flags, T, lag, T, 4) == 40
+    assert flags[products.BOUND] == 40
+    flags[products.STEPS] = T                       # the loop ended: every row final
+    assert products._final(flags, T, lag, 40, 4) == 0
+    flags[products.BOUND] = 40                      # (as if it had not taken them)
+    assert products._close(flags) == 40 and flags[products.BOUND] == -1
+    assert products._final(flags, T, lag, 40, 4) == -1, "a take after the caller's"
+    flags[products.BOUND], flags[products.STEPS] = T, 3      # too few final for a take:
+    import threading                                           # it waits, until the close
+    took = []
+    waiting = threading.Thread(target=lambda: took.append(products._final(flags, T, lag, T, 4)))
+    waiting.start()
+    time.sleep(0.05)
+    assert not took
+    assert products._close(flags) == T
+    waiting.join(10)
+    assert took == [-1]
+
+
+def test_which_products_after_a_backward_loop_may_run_behind_it():
+    """numba_loops.lag_behind: the steps by which the rows after a backward loop wait for it
+    (a value it writes at t read at t - 1 there: 1), and None where the products cannot
+    run beside it: a value it writes for all steps at once, a value it reads or writes that
+    they write, an op other than a product or a copy, no product at all."""
+    from rnngraph.compile.numba_loops import lag_behind
+    from rnngraph.compile.program import Block, Eqn, Home, Program, Tmp
+    g, x, dW = Home("g", 0), Home("x", 0), Home("W", grad=True)
+    loop = Block("loop", [Eqn(g, "mul", (Home("h", 0), Home("h", 0))),
+                          Eqn(Home("s", None, grad=True), "copy", (g,), accumulate=True)],
+                 direction=-1)
+
+    def lag(*eqns):
+        tail = Block("all", list(eqns))
+        return lag_behind(Program([loop, tail]), loop, [tail])
+    summed = Eqn(dW, "copy", (Tmp("p"),), accumulate=True)
+    assert lag(Eqn(Tmp("p"), "outer", (g, x)), summed) == 0
+    assert lag(Eqn(Tmp("p"), "outer", (Home("g", -1), x)), summed) == 1
+    assert lag(Eqn(Home("x", 0, grad=True), "vecmat", (g, Home("W"))), ) == 0
+    assert lag(Eqn(Tmp("p"), "outer", (Home("s", None, grad=True), x)), summed) is None
+    assert lag(Eqn(Home("h", 0), "vecmat", (g, Home("W")))) is None
+    assert lag(Eqn(Tmp("p"), "mul", (g, x)), summed) is None
+    assert lag(Eqn(Home("y", 0), "copy", (g,))) is None

@@ -143,31 +143,35 @@ class FastPrinter(Printer):
     def blocks(self, prog, title) -> list[str]:
         lines = []
         for b in prog.blocks:
-            self.kind, self.along = b.kind, b.index
-            if b.kind == "loop" and b.index in self.trees:
-                # a tree, level by level: each level's nodes are gathered (h[left_n[at]]), a
-                # copy, so nothing is written in place (out=) or walked by a step's view
-                self.cur, self.at_step = b, {}
-                lines += ["", f"    # {title(b)}", f"    {Printer.loop(self, b)}"]
-                lines += Printer.block(self, prog, b, "        ") or ["        pass"]
-                continue
-            sigmoid = any(e.op == "sigmoid" for e in b.eqns)
-            self.cur = b
-            self.at_step = self.step_views(b) if b.kind == "loop" else {}
-            head = "    " + "    " * sigmoid         # inside the errstate of a sigmoid
-            prelude, body = self.block(prog, b, head) if b.kind != "loop" else \
-                self.loop_block(prog, b, head)
-            prelude = self.local_buffers(b) + prelude
-            if not body:
-                continue
-            lines += ["", f"    # {title(b)}"] + prelude
-            if sigmoid:                    # exp(-z) = inf: sigmoid(z) = 0, as it should
-                lines.append('    with np.errstate(over="ignore"):')
-            lines += body
-            for g in self.local.values():       # what blocks before added for the step before
-                if g.block is b and g.seeded and g.after is not None:
-                    lines.append(f"    {self.buf[g.name]} += {self.d[g.name]}[{self.slot(g.after)}]")
+            lines += self.block_lines(prog, b, title)
         self.at_step, self.cur = {}, None
+        return lines
+
+    def block_lines(self, prog, b, title) -> list[str]:
+        """The lines of the block ``b`` of ``prog``, its title a comment above them."""
+        self.kind, self.along = b.kind, b.index
+        if b.kind == "loop" and b.index in self.trees:
+            # a tree, level by level: each level's nodes are gathered (h[left_n[at]]), a
+            # copy, so nothing is written in place (out=) or walked by a step's view
+            self.cur, self.at_step = b, {}
+            return ["", f"    # {title(b)}", f"    {Printer.loop(self, b)}"] + \
+                (Printer.block(self, prog, b, "        ") or ["        pass"])
+        sigmoid = any(e.op == "sigmoid" for e in b.eqns)
+        self.cur = b
+        self.at_step = self.step_views(b) if b.kind == "loop" else {}
+        head = "    " + "    " * sigmoid         # inside the errstate of a sigmoid
+        prelude, body = self.block(prog, b, head) if b.kind != "loop" else \
+            self.loop_block(prog, b, head)
+        prelude = self.local_buffers(b) + prelude
+        if not body:
+            return []
+        lines = ["", f"    # {title(b)}"] + prelude
+        if sigmoid:                    # exp(-z) = inf: sigmoid(z) = 0, as it should
+            lines.append('    with np.errstate(over="ignore"):')
+        lines += body
+        for g in self.local.values():       # what blocks before added for the step before
+            if g.block is b and g.seeded and g.after is not None:
+                lines.append(f"    {self.buf[g.name]} += {self.d[g.name]}[{self.slot(g.after)}]")
         return lines
 
     # A loop walks the steps of its arrays with zip, as views made in C, instead of

@@ -249,7 +249,19 @@ class _JitLoop:
         n = min(threads(), B // 2) if self.kinds and self.run is not None else 1
         return n if n > 1 and may_split() else 1
 
-    def __call__(self, *args) -> bool:
+    def alone(self, args) -> bool:
+        """Whether a call with ``args`` runs on this thread alone with the second core idle:
+        not in parts, nor in halves (products.Behind)."""
+        if self.run is None or not self.kinds:
+            return False
+        B = next((a.shape[1] for k, a in zip(self.kinds, args) if k == "s" and a is not None), 0)
+        return 0 < B and self.parts(B) == 1 and threads() > 1 and may_split() and \
+            not (self.helper is not None and B <= HALVES_ROWS)
+
+    def __call__(self, *args, flags=_NO_HALVES) -> bool:
+        """The loop over ``args``; ``flags``, a loop run alone (:meth:`alone`): its ``halves``,
+        where it publishes the steps it has done (products.Behind), their STOP set (its
+        products in halves, if printed so, go alone: jitops._halves)."""
         if self.run is None:
             return False
         # (the overloads' dict: len(signatures) builds a list of types, 5-10 us a call)
@@ -257,7 +269,7 @@ class _JitLoop:
         try:
             with warnings.catch_warnings():   # Numba's advice on layouts is not the user's
                 warnings.simplefilter("ignore", self.advice)
-                ran = self.split(args)
+                ran = self.split(args, flags)
             # False: the loop's checks of its arrays declined before any step ran (a shape
             # or a layout its runs of ops do not take), and the caller runs NumPy's loop
             return bool(ran)
@@ -271,8 +283,9 @@ class _JitLoop:
                           RuntimeWarning, stacklevel=_outside())
             return False
 
-    def split(self, args) -> bool:
-        """The loop over ``args``, in parts of the batch's rows where it has 4 or more."""
+    def split(self, args, flags=_NO_HALVES) -> bool:
+        """The loop over ``args``, in parts of the batch's rows where it has 4 or more (but
+        with ``flags``: see __call__)."""
         B = next((a.shape[1] for k, a in zip(self.kinds or "", args)
                   if k == "s" and a is not None), 0)
         parts = self.parts(B)
@@ -282,6 +295,8 @@ class _JitLoop:
                                 for k, a in zip(self.kinds, args)):
             self.ran_parts = 1
             self.runs += 1
+            if flags is not _NO_HALVES:
+                return self.run(*args, flags)
             if self.helper is not None and 0 < B <= HALVES_ROWS and threads() > 1 and \
                     may_split():
                 return self._in_halves(args)

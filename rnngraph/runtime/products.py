@@ -24,6 +24,10 @@ end, in compiled code (without the GIL), and the job's thread says it ended only
 Python is done: from a job's submit to its start took 36 us, not 11, when the job's end
 was a Future's set_result, which the caller's next submit then waited on.
 
+After a backward loop that runs alone on its core (a batch of a few rows, no helper for
+halves), the products over every step's rows that follow it run beside it (:class:`Behind`):
+the pool's thread takes the rows of the steps the loop has finished, while it runs.
+
 Measured (in one process, alternating 5 calls of each way for 16-20 s, medians, float32,
 config B, against NumPy's products and the helper woken at each loop): products in chunks
 from 8 MFLOP, gemm on one thread below: the LSTM 0.860x and 0.879x the time, Cho's GRU
@@ -35,9 +39,14 @@ no) is NumPy's np.dot, as before.
 from __future__ import annotations
 
 import itertools
+import sys
+import time
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 
 from . import jit
 from .jitops import (_OPTS, HALVES, HERE, OUT, STOP, _claim, _pause, _peek, _publish, gemm,
@@ -185,31 +194,41 @@ def _chunks(a, b, out, rows, who, jobs, ticket, box):
     return True
 
 
-def _how(a, b, out) -> int:
+def _how(a, b, out, here: bool = False) -> int:
     """How out = a @ b goes: 0 NumPy's np.dot, 1 gemm on this thread, 2 in chunks on two
-    cores (see MIN_FLOPS)."""
+    cores (see MIN_FLOPS); ``here``: gemm on this thread where it takes the operands."""
     if not (a.ndim == b.ndim == out.ndim == 2 and a.dtype == b.dtype == out.dtype and
             a.dtype in (np.float32, np.float64) and out.shape == (a.shape[0], b.shape[1]) and
             a.shape[1] == b.shape[0] and (out.shape[1] <= 1 or out.strides[1] == out.itemsize)):
         return 0
     flops = 2 * a.shape[0] * a.shape[1] * b.shape[1]
+    if here:
+        return 1 if flops else 0
     if not 0 < flops <= MAX_FLOPS or b.nbytes > MAX_B_BYTES or jit.threads() < 2 or \
             not jit.may_split():
         return 0
     return 2 if flops >= MIN_FLOPS else SOLO
 
 
-def dot(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+@numba.njit(nogil=True, **dict(_OPTS, fastmath={"contract", "reassoc"}))
+def _gemm(a, b, out):
+    """gemm, the GIL let go: a thread's product beside another's loop (Behind) leaves it the
+    GIL, which it takes back at the loop's end without a wait."""
+    gemm(a, b, out)
+
+
+def dot(a: np.ndarray, b: np.ndarray, out: np.ndarray, here: bool = False) -> np.ndarray:
     """out[...] = a @ b, a and out every step's rows (of a product over all steps): in
-    chunks on two cores, or on this thread, where :func:`_how` says, else NumPy's np.dot."""
-    how = _how(a, b, out)
+    chunks on two cores, or on this thread, where :func:`_how` says, else NumPy's np.dot;
+    ``here``, on this thread alone (Behind's products on the pool's thread)."""
+    how = _how(a, b, out, here)
     if how == 0:
         return np.dot(a, b, out=out)
     if b.shape[1] > 1 and b.strides[1] != b.itemsize:
-        b = _rows_of(b)
+        b = np.ascontiguousarray(b) if here else _rows_of(b)
     if how == 1:
         try:
-            gemm(a, b, out)
+            _gemm(a, b, out)
         except numba.core.errors.NumbaError:    # (operands gemm cannot take)
             np.dot(a, b, out=out)
         return out
@@ -251,7 +270,169 @@ def _rows_of(b: np.ndarray) -> np.ndarray:
 _COPIES: dict = {}
 
 
-def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def matmul(a: np.ndarray, b: np.ndarray, here: bool = False) -> np.ndarray:
     """a @ b as a new array (a parameter's gradient over every step's rows: g^T v)."""
-    return dot(a, b, np.empty((a.shape[0], b.shape[1]), np.result_type(a, b)))
+    return dot(a, b, np.empty((a.shape[0], b.shape[1]), np.result_type(a, b)), here)
+
+
+class _Here:
+    """:func:`dot` and :func:`matmul` on the calling thread alone: Behind's on the pool's
+    thread, whose chunks would wait for that thread itself."""
+
+    @staticmethod
+    def dot(a, b, out):
+        return dot(a, b, out, True)
+
+    @staticmethod
+    def matmul(a, b):
+        return matmul(a, b, True)
+
+
+#: The fewest steps a loop must have for the products after it to run behind it (Behind),
+#: and the fewest steps' rows the pool's thread takes at a time (each take costs 15-20 us
+#: of Python, four products' calls)
+BEHIND_STEPS, LEAST = 16, 8
+#: The PAUSEs the caller waits for the pool's thread to start before the loop (tests: a
+#: thread there at the loop's first step); none, for the thread takes nothing before
+#: LEAST steps are done
+HANDOFF = 0
+#: behind[STEPS]: the steps the loop has done (published at each step's start and at its
+#: end: NumbaPrinter.function), behind[BOUND]: the step after which the pool's thread has
+#: taken every step's rows (-1 once the caller took the rest); a Behind's flags are a
+#: loop's ``halves`` and two slots more
+STEPS, BOUND = HALVES, HALVES + 8
+
+
+class Behind:
+    """A backward loop of a batch of a few rows, compiled whole on one thread, and the
+    products over every step's rows after it (its weights' gradients, the inputs'), which
+    run beside it: while the loop runs, the pool's thread takes the rows of the steps it
+    has finished, as many as are final each time (at least LEAST steps), and computes the
+    products over them (its ``tail``); once the loop has ended, this thread takes the rows
+    left while the pool's finishes its last take.  The products of a sum over the steps
+    (g^T v) come in parts, added.  At a batch of one or two rows the loop runs a step in
+    2-3 us, and the products over a step's rows take 2-3 us on one core: they keep up.
+
+    The generated code's ``tail(lo, hi, products)`` computes the products over the steps
+    lo + 1..hi and returns the sums' parts (rnngraph/compile/numba_loops.py,
+    NumbaPrinter.behind); ``lag``: the rows of step s are final once the loop has run its
+    steps T..s - lag (lag_behind there).  Anywhere else (a larger batch, in parts, one
+    thread, a loop with a helper for its products in halves, a loop in NumPy) the loop
+    runs and the products after it, as before.
+
+    Measured (Cho's GRU, config B: batch 1, hidden 128, T 200, float32, its backward loop
+    560-670 us and the four products after it 385 us on one core): see bench/results.txt."""
+
+    __slots__ = ("tail", "T", "lag", "done", "parts")
+
+    def __init__(self, tail, T: int, lag: int):
+        self.tail, self.T, self.lag = tail, T, lag
+        self.done = T           # the products are done for the steps after this one
+        self.parts: tuple = ()  # and their sums' parts
+
+    def loop(self, run, *args) -> bool:
+        """``run(*args)``, a loop, with the products behind it where it may."""
+        T, lag = self.T, self.lag
+        if T - lag < BEHIND_STEPS or not isinstance(run, jit._JitLoop) or not run.alone(args):
+            return run(*args)
+        flags = np.zeros(BOUND + 8, np.int64)
+        flags[BOUND], flags[STOP] = T, 1     # (STOP: the loop's halves, if any, go alone)
+        jit.quiet_blas()                    # (no BLAS thread spinning on the helper's core)
+        try:
+            job, ticket = submit(_behind, flags, self.tail, T, lag, LEAST)
+        except RuntimeError:                # (the pool shut down: the interpreter's exit)
+            return run(*args)
+        handoff(_JOBS, ticket, flags, HANDOFF)     # (a lingering thread takes it now)
+        rest, bound = (), -1
+        try:
+            ran = run(*args, flags=flags)
+            bound = _close(flags)           # the rows it has not taken: ours, beside its last
+            if ran and bound > 0:
+                rest = self.tail(0, bound, _Here)
+        finally:                            # its rows written before anything reads them
+            if bound < 0:
+                bound = _close(flags)
+            if bound < T:                   # (else it took none, and takes none now)
+                job.ended(1 << 62)
+        if bound == T:
+            parts = ()
+        elif job.error is not None:
+            raise job.error
+        else:
+            parts, _ = job.result
+        if not ran:                         # declined before its first step: NumPy's loop
+            return False
+        for part, more in zip(parts, rest):
+            part += more
+        self.parts, self.done = parts or rest, 0
+        return True
+
+    def sums(self) -> tuple:
+        """The sums' parts over the steps not yet done (all of them, but after a loop run
+        with the products behind it), added to those done."""
+        if self.done == 0:
+            return self.parts
+        return self.tail(0, self.done, _SELF)
+
+
+def _behind(tail, T: int, lag: int, least: int, flags) -> tuple:
+    """Behind's job on the pool's thread: the products over the rows of the steps the loop
+    has finished, taken as they are final, until the caller takes the rest: the sums'
+    parts, and the step below which it took none."""
+    flags[HERE] = 1
+    hi, parts = T, ()
+    while hi > 0:
+        lo = _final(flags, T, lag, hi, least)
+        if lo < 0:
+            break
+        more = tail(lo, hi, _Here)
+        if parts:
+            for part, m in zip(parts, more):
+                part += m
+        else:
+            parts = more
+        hi = lo
+    return parts, hi
+
+
+@intrinsic
+def _swap(typingctx, flags, slot, old, new):
+    """flags[slot] from ``old`` to ``new`` in one step (compare and swap): whether it was
+    ``old``."""
+    def codegen(context, builder, sig, args):
+        a = context.make_array(sig.args[0])(context, builder, args[0])
+        was = context.cast(builder, args[2], sig.args[2], types.int64)
+        now = context.cast(builder, args[3], sig.args[3], types.int64)
+        done = builder.cmpxchg(builder.gep(a.data, [args[1]]), was, now, "acq_rel", "acquire")
+        return builder.extract_value(done, 1)
+    return types.boolean(flags, slot, old, new), codegen
+
+
+@numba.njit(nogil=True, **_OPTS)
+def _final(flags, T, lag, hi, least):
+    """The step lo < hi whose later steps' rows (up to hi) are final (the loop has run its
+    steps T..s - lag for each s of them), taken (BOUND from hi to lo) once at least
+    ``least`` are, or all of them (the loop ended); -1 once the caller took the rest."""
+    while True:
+        done = _peek(flags, STEPS)
+        lo = 0 if done >= T else max(T - done + lag, 0)
+        if hi - lo >= least or (done >= T and hi > lo):
+            return lo if _swap(flags, BOUND, hi, lo) else -1
+        if _peek(flags, BOUND) != hi:
+            return -1
+        for _ in range(32):
+            _pause()
+
+
+@numba.njit(nogil=True, **_OPTS)
+def _close(flags):
+    """The caller's take once the loop has ended: the step below which the pool's thread
+    took no rows (BOUND set to -1: it takes no more)."""
+    while True:
+        bound = _peek(flags, BOUND)
+        if _swap(flags, BOUND, bound, -1):
+            return bound
+
+
+_SELF = sys.modules[__name__]
 

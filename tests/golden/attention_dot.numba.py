@@ -306,12 +306,24 @@ def backward(params, tape, cotangents, T, n_batch, T_u):
     np.multiply(h[now], h[now], out=dz_h[now])
     np.subtract(ONE, dz_h[now], out=dz_h[now])
 
+    # Every step at once after the loop back_h, over its steps lo + 1..hi:
+    # run by products.Behind beside the loop, over the steps it has finished
+    def tail_back_h(lo, hi, products):
+        tm1, now = slice(lo, hi), slice(lo + 1, hi + 1)
+        # h(t) = tanh(W h(t-1) + U x(t) + b)
+        part_dW = products.matmul(dz_h_2[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
+        # h(t) = tanh(W h(t-1) + U x(t) + b)
+        part_dU = products.matmul(dz_h_2[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+        products.dot(dz_h_2[now].reshape(-1, 8), U, dx[now].reshape(-1, 4))
+        return (part_dW, part_dU)
+    behind = products.Behind(tail_back_h, T, 0)
+
     # h(t): back through time (backward)
     vecmat_dz_h_2 = np.empty((n_batch, 8), DTYPE)
     dz_h_3 = np.empty((8,), DTYPE)
     run_2 = back_h if n_batch <= 8 or back_h.parts(n_batch) > 1 else steps_back_h
-    if not run_2(T, dz_h_2[1:T + 1], dh[1:T + 1], dz_h[1:T + 1], dh[0:T], vecmat_dz_h_2, db,
-                 dz_h_3, W):
+    if not behind.loop(run_2, T, dz_h_2[1:T + 1], dh[1:T + 1], dz_h[1:T + 1], dh[0:T],
+                       vecmat_dz_h_2, db, dz_h_3, W):
         steps = zip(dz_h_2[1:T + 1][::-1], dh[1:T + 1][::-1], dz_h[1:T + 1][::-1], dh[0:T][::-1])
         for (dz_h_2_t, dh_t, dz_h_t, dh_tm1) in steps:
             # h(t) = tanh(W h(t-1) + U x(t) + b)
@@ -321,14 +333,8 @@ def backward(params, tape, cotangents, T, n_batch, T_u):
             sum_rows(dz_h_2_t, 0, dz_h_3)
             db += dz_h_3
 
-    # Every step at once
-    # h(t) = tanh(W h(t-1) + U x(t) + b)
-    dW = products.matmul(dz_h_2[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
-
-    # Every step at once
-    # h(t) = tanh(W h(t-1) + U x(t) + b)
-    dU = products.matmul(dz_h_2[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
-    products.dot(dz_h_2[now].reshape(-1, 8), U, dx[now].reshape(-1, 4))
+    # The sums of those products over the steps
+    dW, dU = behind.sums()
 
     grads = {"W": dW, "U": dU, "b": db, "A": dA, "B": dB, "d": dd, "W_c": dW_c, "V": dV, "k": dk,
              "x": dx[1:T + 1], "y": dy[1:T_u + 1], "h(0)": dh[0]}
@@ -487,13 +493,25 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
     # s(0) = h(end)
     dh[T] += ds[0]
 
+    # Every step at once after the loop back_h_2, over its steps lo + 1..hi:
+    # run by products.Behind beside the loop, over the steps it has finished
+    def tail_back_h_2(lo, hi, products):
+        tm1, now = slice(lo, hi), slice(lo + 1, hi + 1)
+        # h(t) = tanh(W h(t-1) + U x(t) + b)
+        part_dW = products.matmul(dz_h[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
+        # h(t) = tanh(W h(t-1) + U x(t) + b)
+        part_dU = products.matmul(dz_h[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+        products.dot(dz_h[now].reshape(-1, 8), U, dx[now].reshape(-1, 4))
+        return (part_dW, part_dU)
+    behind = products.Behind(tail_back_h_2, T, 0)
+
     # h(t): back through time (backward)
     dz_h_2 = np.empty((n_batch, 8), DTYPE)
     vecmat_dz_h = np.empty((n_batch, 8), DTYPE)
     dz_h_3 = np.empty((8,), DTYPE)
     run_2 = back_h_2 if n_batch <= 8 or back_h_2.parts(n_batch) > 1 else steps_back_h_2
-    if not run_2(T, h[1:T + 1], dz_h[1:T + 1], dh[1:T + 1], dh[0:T], dz_h_2, ONE, vecmat_dz_h, db,
-                 dz_h_3, W):
+    if not behind.loop(run_2, T, h[1:T + 1], dz_h[1:T + 1], dh[1:T + 1], dh[0:T], dz_h_2, ONE,
+                       vecmat_dz_h, db, dz_h_3, W):
         steps = zip(h[1:T + 1][::-1], dz_h[1:T + 1][::-1], dh[1:T + 1][::-1], dh[0:T][::-1])
         for (h_t, dz_h_t, dh_t, dh_tm1) in steps:
             # h(t) = tanh(W h(t-1) + U x(t) + b)
@@ -505,14 +523,8 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
             sum_rows(dz_h_t, 0, dz_h_3)
             db += dz_h_3
 
-    # Every step at once
-    # h(t) = tanh(W h(t-1) + U x(t) + b)
-    dW = products.matmul(dz_h[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
-
-    # Every step at once
-    # h(t) = tanh(W h(t-1) + U x(t) + b)
-    dU = products.matmul(dz_h[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
-    products.dot(dz_h[now].reshape(-1, 8), U, dx[now].reshape(-1, 4))
+    # The sums of those products over the steps
+    dW, dU = behind.sums()
 
     grads = {"W": dW, "U": dU, "b": db, "A": dA, "B": dB, "d": dd, "W_c": dW_c, "V": dV, "k": dk,
              "x": dx[1:T + 1], "y": dy[1:T_u + 1], "h(0)": dh[0]}
@@ -618,6 +630,8 @@ def loop_h(T, h_tm1_all, h_t_all, b, W_h, W, halves):
     bits = jitops.scratch(x2)
     W_T = jitops.transposed_if(W, h_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, step)
         h_tm1 = h_tm1_all[step]
         h_t = h_t_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + b)
@@ -636,6 +650,8 @@ def loop_h(T, h_tm1_all, h_t_all, b, W_h, W, halves):
             r2_0 = jitops._view(h_t, i * s0, 8)
             jitops.vtanh(r2_0, x2, bits)
             jitops.put_row(h_t, i, x2)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -692,6 +708,8 @@ def loop_s(T_u, s_tm1_all, s_t_all, d, A_s, A, halves):
     bits = jitops.scratch(x2)
     A_T = jitops.transposed_if(A, s_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T_u):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, step)
         s_tm1 = s_tm1_all[step]
         s_t = s_t_all[step]
         # s(u) = tanh(A s(u-1) + B y(u-1) + d)
@@ -710,6 +728,8 @@ def loop_s(T_u, s_tm1_all, s_t_all, d, A_s, A, halves):
             r2_0 = jitops._view(s_t, i * s0, 8)
             jitops.vtanh(r2_0, x2, bits)
             jitops.put_row(s_t, i, x2)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T_u)
     return True
 
 
@@ -784,6 +804,8 @@ def back_s(T_u, dz_s_2_t_all, ds_t_2_all, dz_s_t_all, ds_tm1_all, vecmat_dz_s_2,
     space_3 = np.empty(8, dd.dtype)
     x0_3 = space_3[0:8]
     for step in range(T_u - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T_u - 1 - step)
         dz_s_2_t = dz_s_2_t_all[step]
         ds_t_2 = ds_t_2_all[step]
         dz_s_t = dz_s_t_all[step]
@@ -809,6 +831,8 @@ def back_s(T_u, dz_s_2_t_all, ds_t_2_all, dz_s_t_all, ds_tm1_all, vecmat_dz_s_2,
             for j_3 in range(8):
                 x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
             jitops.put_row(dd, i_3, x0_3)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T_u)
     return True
 
 
@@ -888,6 +912,8 @@ def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, vecmat_dz_h_2, db,
     space_3 = np.empty(8, db.dtype)
     x0_3 = space_3[0:8]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         dz_h_2_t = dz_h_2_t_all[step]
         dh_t = dh_t_all[step]
         dz_h_t = dz_h_t_all[step]
@@ -913,6 +939,8 @@ def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, vecmat_dz_h_2, db,
             for j_3 in range(8):
                 x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
             jitops.put_row(db, i_3, x0_3)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -997,6 +1025,8 @@ def back_s_2(T_u, s_t_2_all, dz_s_t_all, ds_t_2_all, ds_tm1_all, dz_s_2, ONE, ve
     space_3 = np.empty(8, dd.dtype)
     x0_3 = space_3[0:8]
     for step in range(T_u - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T_u - 1 - step)
         s_t_2 = s_t_2_all[step]
         dz_s_t = dz_s_t_all[step]
         ds_t_2 = ds_t_2_all[step]
@@ -1029,6 +1059,8 @@ def back_s_2(T_u, s_t_2_all, dz_s_t_all, ds_t_2_all, ds_tm1_all, dz_s_2, ONE, ve
             for j_3 in range(8):
                 x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
             jitops.put_row(dd, i_3, x0_3)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T_u)
     return True
 
 
@@ -1118,6 +1150,8 @@ def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, vecmat_d
     space_3 = np.empty(8, db.dtype)
     x0_3 = space_3[0:8]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         h_t = h_t_all[step]
         dz_h_t = dz_h_t_all[step]
         dh_t = dh_t_all[step]
@@ -1150,6 +1184,8 @@ def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, vecmat_d
             for j_3 in range(8):
                 x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
             jitops.put_row(db, i_3, x0_3)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 

@@ -436,6 +436,8 @@ def loop_h(T, h_tm1_all, h_t_all, b_h, W_h_h, W_h, halves):
     bits = jitops.scratch(x2)
     W_h_T = jitops.transposed_if(W_h, h_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, step)
         h_tm1 = h_tm1_all[step]
         h_t = h_t_all[step]
         # h(t) = tanh(W_h h(t-1) + U_h x(t) + b_h)
@@ -454,6 +456,8 @@ def loop_h(T, h_tm1_all, h_t_all, b_h, W_h_h, W_h, halves):
             r2_0 = jitops._view(h_t, i * s0, 8)
             jitops.vtanh(r2_0, x2, bits)
             jitops.put_row(h_t, i, x2)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -510,6 +514,8 @@ def loop_g(T, g_tp1_all, g_t_all, b_g, W_g_g, W_g, halves):
     bits = jitops.scratch(x2)
     W_g_T = jitops.transposed_if(W_g, g_tp1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         g_tp1 = g_tp1_all[step]
         g_t = g_t_all[step]
         # g(t) = tanh(W_g g(t+1) + U_g x(t) + b_g)
@@ -528,6 +534,8 @@ def loop_g(T, g_tp1_all, g_t_all, b_g, W_g_g, W_g, halves):
             r2_0 = jitops._view(g_t, i * s0, 8)
             jitops.vtanh(r2_0, x2, bits)
             jitops.put_row(g_t, i, x2)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -595,6 +603,8 @@ def back_g(T, dz_g_2_t_all, dg_t_all, dz_g_t_all, dg_sum, db_g, dz_g_3, W_g, hal
     space_2 = np.empty(8, db_g.dtype)
     x0_2 = space_2[0:8]
     for step in range(T):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, step)
         dz_g_2_t = dz_g_2_t_all[step]
         dg_t = dg_t_all[step]
         dz_g_t = dz_g_t_all[step]
@@ -617,6 +627,8 @@ def back_g(T, dz_g_2_t_all, dg_t_all, dz_g_t_all, dg_sum, db_g, dz_g_3, W_g, hal
             for j_2 in range(8):
                 x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
             jitops.put_row(db_g, i_2, x0_2)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -688,6 +700,8 @@ def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, db_h, dz_h_3, W_h, hal
     space_2 = np.empty(8, db_h.dtype)
     x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         dz_h_2_t = dz_h_2_t_all[step]
         dh_t = dh_t_all[step]
         dz_h_t = dz_h_t_all[step]
@@ -710,6 +724,8 @@ def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, db_h, dz_h_3, W_h, hal
             for j_2 in range(8):
                 x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
             jitops.put_row(db_h, i_2, x0_2)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -787,6 +803,8 @@ def back_g_2(T, g_t_all, dz_g_t_all, dg_t_all, dg_sum, dz_g_2, ONE, db_g, dz_g_3
     space_2 = np.empty(8, db_g.dtype)
     x0_2 = space_2[0:8]
     for step in range(T):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, step)
         g_t = g_t_all[step]
         dz_g_t = dz_g_t_all[step]
         dg_t = dg_t_all[step]
@@ -816,6 +834,8 @@ def back_g_2(T, g_t_all, dz_g_t_all, dg_t_all, dg_sum, dz_g_2, ONE, db_g, dz_g_3
             for j_2 in range(8):
                 x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
             jitops.put_row(db_g, i_2, x0_2)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -895,6 +915,8 @@ def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_sum, dz_h_2, ONE, db_h, dz_h_3
     space_2 = np.empty(8, db_h.dtype)
     x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         h_t = h_t_all[step]
         dz_h_t = dz_h_t_all[step]
         dh_t = dh_t_all[step]
@@ -924,6 +946,8 @@ def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_sum, dz_h_2, ONE, db_h, dz_h_3
             for j_2 in range(8):
                 x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
             jitops.put_row(db_h, i_2, x0_2)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 

@@ -159,11 +159,24 @@ def backward(params, tape, cotangents, T, B):
     np.multiply(h1[now], h1[now], out=dz_h1[now])
     np.subtract(ONE, dz_h1[now], out=dz_h1[now])
 
+    # Every step at once after the loop back_h1, over its steps lo + 1..hi:
+    # run by products.Behind beside the loop, over the steps it has finished
+    def tail_back_h1(lo, hi, products):
+        tm1, now = slice(lo, hi), slice(lo + 1, hi + 1)
+        # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
+        part_dW1 = products.matmul(dz_h1_2[now].reshape(-1, 8).T, h1[tm1].reshape(-1, 8))
+        # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
+        part_dU1 = products.matmul(dz_h1_2[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+        products.dot(dz_h1_2[now].reshape(-1, 8), U1, dx[now].reshape(-1, 4))
+        return (part_dW1, part_dU1)
+    behind = products.Behind(tail_back_h1, T, 0)
+
     # h1(t): back through time (backward)
     dh1_sum = np.zeros((B, 8), DTYPE)
     dz_h1_3 = np.empty((8,), DTYPE)
     run_2 = back_h1 if B <= 8 or back_h1.parts(B) > 1 else steps_back_h1
-    if not run_2(T, dz_h1_2[1:T + 1], dh1[1:T + 1], dz_h1[1:T + 1], dh1_sum, db1, dz_h1_3, W1):
+    if not behind.loop(run_2, T, dz_h1_2[1:T + 1], dh1[1:T + 1], dz_h1[1:T + 1], dh1_sum, db1,
+                       dz_h1_3, W1):
         steps = zip(dz_h1_2[1:T + 1][::-1], dh1[1:T + 1][::-1], dz_h1[1:T + 1][::-1])
         for (dz_h1_2_t, dh1_t, dz_h1_t) in steps:
             # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
@@ -174,14 +187,8 @@ def backward(params, tape, cotangents, T, B):
             db1 += dz_h1_3
     dh1_sum += dh1[0]
 
-    # Every step at once
-    # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
-    dW1 = products.matmul(dz_h1_2[now].reshape(-1, 8).T, h1[tm1].reshape(-1, 8))
-
-    # Every step at once
-    # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
-    dU1 = products.matmul(dz_h1_2[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
-    products.dot(dz_h1_2[now].reshape(-1, 8), U1, dx[now].reshape(-1, 4))
+    # The sums of those products over the steps
+    dW1, dU1 = behind.sums()
 
     grads = {"W1": dW1, "U1": dU1, "b1": db1, "W2": dW2, "U2": dU2, "b2": db2, "V": dV, "c": dc,
              "x": dx[1:T + 1], "h1(0)": dh1_sum, "h2(0)": dh2_sum}
@@ -249,13 +256,25 @@ def backward_large(params, tape, cotangents, T, B):
     products.dot(dz_h2[now].reshape(-1, 8), U2, vecmat_dz_h2.reshape(-1, 8))
     dh1[now] += vecmat_dz_h2
 
+    # Every step at once after the loop back_h1_2, over its steps lo + 1..hi:
+    # run by products.Behind beside the loop, over the steps it has finished
+    def tail_back_h1_2(lo, hi, products):
+        tm1, now = slice(lo, hi), slice(lo + 1, hi + 1)
+        # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
+        part_dW1 = products.matmul(dz_h1[now].reshape(-1, 8).T, h1[tm1].reshape(-1, 8))
+        # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
+        part_dU1 = products.matmul(dz_h1[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+        products.dot(dz_h1[now].reshape(-1, 8), U1, dx[now].reshape(-1, 4))
+        return (part_dW1, part_dU1)
+    behind = products.Behind(tail_back_h1_2, T, 0)
+
     # h1(t): back through time (backward)
     dh1_sum = np.zeros((B, 8), DTYPE)
     dz_h1_2 = np.empty((B, 8), DTYPE)
     dz_h1_3 = np.empty((8,), DTYPE)
     run_2 = back_h1_2 if B <= 8 or back_h1_2.parts(B) > 1 else steps_back_h1_2
-    if not run_2(T, h1[1:T + 1], dz_h1[1:T + 1], dh1[1:T + 1], dh1_sum, dz_h1_2, ONE, db1, dz_h1_3,
-                 W1):
+    if not behind.loop(run_2, T, h1[1:T + 1], dz_h1[1:T + 1], dh1[1:T + 1], dh1_sum, dz_h1_2, ONE,
+                       db1, dz_h1_3, W1):
         steps = zip(h1[1:T + 1][::-1], dz_h1[1:T + 1][::-1], dh1[1:T + 1][::-1])
         for (h1_t, dz_h1_t, dh1_t) in steps:
             # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
@@ -268,14 +287,8 @@ def backward_large(params, tape, cotangents, T, B):
             db1 += dz_h1_3
     dh1_sum += dh1[0]
 
-    # Every step at once
-    # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
-    dW1 = products.matmul(dz_h1[now].reshape(-1, 8).T, h1[tm1].reshape(-1, 8))
-
-    # Every step at once
-    # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
-    dU1 = products.matmul(dz_h1[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
-    products.dot(dz_h1[now].reshape(-1, 8), U1, dx[now].reshape(-1, 4))
+    # The sums of those products over the steps
+    dW1, dU1 = behind.sums()
 
     grads = {"W1": dW1, "U1": dU1, "b1": db1, "W2": dW2, "U2": dU2, "b2": db2, "V": dV, "c": dc,
              "x": dx[1:T + 1], "h1(0)": dh1_sum, "h2(0)": dh2_sum}
@@ -422,6 +435,8 @@ def loop_h1(T, h1_tm1_all, h1_t_all, b1, W1_h1, W1, halves):
     bits = jitops.scratch(x2)
     W1_T = jitops.transposed_if(W1, h1_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, step)
         h1_tm1 = h1_tm1_all[step]
         h1_t = h1_t_all[step]
         # h1(t) = tanh(W1 h1(t-1) + U1 x(t) + b1)
@@ -440,6 +455,8 @@ def loop_h1(T, h1_tm1_all, h1_t_all, b1, W1_h1, W1, halves):
             r2_0 = jitops._view(h1_t, i * s0, 8)
             jitops.vtanh(r2_0, x2, bits)
             jitops.put_row(h1_t, i, x2)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -496,6 +513,8 @@ def loop_h2(T, h2_tm1_all, h2_t_all, b2, W2_h2, W2, halves):
     bits = jitops.scratch(x2)
     W2_T = jitops.transposed_if(W2, h2_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, step)
         h2_tm1 = h2_tm1_all[step]
         h2_t = h2_t_all[step]
         # h2(t) = tanh(W2 h2(t-1) + U2 h1(t) + b2)
@@ -514,6 +533,8 @@ def loop_h2(T, h2_tm1_all, h2_t_all, b2, W2_h2, W2, halves):
             r2_0 = jitops._view(h2_t, i * s0, 8)
             jitops.vtanh(r2_0, x2, bits)
             jitops.put_row(h2_t, i, x2)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -581,6 +602,8 @@ def back_h2(T, dz_h2_2_t_all, dh2_t_all, dz_h2_t_all, dh2_sum, db2, dz_h2_3, W2,
     space_2 = np.empty(8, db2.dtype)
     x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         dz_h2_2_t = dz_h2_2_t_all[step]
         dh2_t = dh2_t_all[step]
         dz_h2_t = dz_h2_t_all[step]
@@ -603,6 +626,8 @@ def back_h2(T, dz_h2_2_t_all, dh2_t_all, dz_h2_t_all, dh2_sum, db2, dz_h2_3, W2,
             for j_2 in range(8):
                 x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
             jitops.put_row(db2, i_2, x0_2)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -674,6 +699,8 @@ def back_h1(T, dz_h1_2_t_all, dh1_t_all, dz_h1_t_all, dh1_sum, db1, dz_h1_3, W1,
     space_2 = np.empty(8, db1.dtype)
     x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         dz_h1_2_t = dz_h1_2_t_all[step]
         dh1_t = dh1_t_all[step]
         dz_h1_t = dz_h1_t_all[step]
@@ -696,6 +723,8 @@ def back_h1(T, dz_h1_2_t_all, dh1_t_all, dz_h1_t_all, dh1_sum, db1, dz_h1_3, W1,
             for j_2 in range(8):
                 x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
             jitops.put_row(db1, i_2, x0_2)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -774,6 +803,8 @@ def back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, dz_h2_2, ONE, db2, d
     space_2 = np.empty(8, db2.dtype)
     x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         h2_t = h2_t_all[step]
         dz_h2_t = dz_h2_t_all[step]
         dh2_t = dh2_t_all[step]
@@ -803,6 +834,8 @@ def back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, dz_h2_2, ONE, db2, d
             for j_2 in range(8):
                 x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
             jitops.put_row(db2, i_2, x0_2)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -883,6 +916,8 @@ def back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, dz_h1_2, ONE, db1, d
     space_2 = np.empty(8, db1.dtype)
     x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         h1_t = h1_t_all[step]
         dz_h1_t = dz_h1_t_all[step]
         dh1_t = dh1_t_all[step]
@@ -912,6 +947,8 @@ def back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, dz_h1_2, ONE, db1, d
             for j_2 in range(8):
                 x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
             jitops.put_row(db1, i_2, x0_2)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 

@@ -117,6 +117,20 @@ def backward(params, tape, cotangents, T, B):
     np.multiply(z[now], z[now], out=dz_z[now])
     np.subtract(ONE, dz_z[now], out=dz_z[now])
 
+    # Every step at once after the loop back_z_h, over its steps lo + 1..hi:
+    # run by products.Behind beside the loop, over the steps it has finished
+    def tail_back_z_h(lo, hi, products):
+        tm1, now = slice(lo, hi), slice(lo + 1, hi + 1)
+        # h(t) = tanh(W_z z(t) + U x(t) + b_h)
+        part_dW_z = products.matmul(dz_h_2[now].reshape(-1, 8).T, z[now].reshape(-1, 8))
+        # z(t) = tanh(W h(t-1) + b)
+        part_dW = products.matmul(dz_z_2[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
+        # h(t) = tanh(W_z z(t) + U x(t) + b_h)
+        part_dU = products.matmul(dz_h_2[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+        products.dot(dz_h_2[now].reshape(-1, 8), U, dx[now].reshape(-1, 4))
+        return (part_dW_z, part_dW, part_dU)
+    behind = products.Behind(tail_back_z_h, T, 0)
+
     # z(t), h(t): back through time (backward)
     dh_sum = np.zeros((B, 8), DTYPE)
     dz = np.empty((B, 8), DTYPE)
@@ -124,8 +138,9 @@ def backward(params, tape, cotangents, T, B):
     dz_z_3 = np.empty((8,), DTYPE)
     dz_h_3 = np.empty((8,), DTYPE)
     run = back_z_h if B <= 8 or back_z_h.parts(B) > 1 else steps_back_z_h
-    if not run(T, dz_h_2[1:T + 1], dh[1:T + 1], dz_h[1:T + 1], cotangents.get("z"),
-               dz_z_2[1:T + 1], dz_z[1:T + 1], dh_sum, dz, db, dz_z_3, db_h, dz_h_3, W_z, W):
+    if not behind.loop(run, T, dz_h_2[1:T + 1], dh[1:T + 1], dz_h[1:T + 1], cotangents.get("z"),
+                       dz_z_2[1:T + 1], dz_z[1:T + 1], dh_sum, dz, db, dz_z_3, db_h, dz_h_3, W_z,
+                       W):
         steps = zip(dz_h_2[1:T + 1][::-1], dh[1:T + 1][::-1], dz_h[1:T + 1][::-1], cot_z[::-1],
                     dz_z_2[1:T + 1][::-1], dz_z[1:T + 1][::-1])
         for (dz_h_2_t, dh_t, dz_h_t, cot_z_t, dz_z_2_t, dz_z_t) in steps:
@@ -145,16 +160,8 @@ def backward(params, tape, cotangents, T, B):
             db_h += dz_h_3
     dh_sum += dh[0]
 
-    # Every step at once
-    # h(t) = tanh(W_z z(t) + U x(t) + b_h)
-    dW_z = products.matmul(dz_h_2[now].reshape(-1, 8).T, z[now].reshape(-1, 8))
-    # z(t) = tanh(W h(t-1) + b)
-    dW = products.matmul(dz_z_2[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
-
-    # Every step at once
-    # h(t) = tanh(W_z z(t) + U x(t) + b_h)
-    dU = products.matmul(dz_h_2[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
-    products.dot(dz_h_2[now].reshape(-1, 8), U, dx[now].reshape(-1, 4))
+    # The sums of those products over the steps
+    dW_z, dW, dU = behind.sums()
 
     grads = {"W": dW, "b": db, "W_z": dW_z, "U": dU, "b_h": db_h, "V": dV, "c": dc,
              "x": dx[1:T + 1], "h(0)": dh_sum}
@@ -190,6 +197,20 @@ def backward_large(params, tape, cotangents, T, B):
     products.dot(do[now].reshape(-1, 3), V, vecmat_do.reshape(-1, 8))
     dh[now] += vecmat_do
 
+    # Every step at once after the loop back_z_h_2, over its steps lo + 1..hi:
+    # run by products.Behind beside the loop, over the steps it has finished
+    def tail_back_z_h_2(lo, hi, products):
+        tm1, now = slice(lo, hi), slice(lo + 1, hi + 1)
+        # h(t) = tanh(W_z z(t) + U x(t) + b_h)
+        part_dW_z = products.matmul(dz_h[now].reshape(-1, 8).T, z[now].reshape(-1, 8))
+        # z(t) = tanh(W h(t-1) + b)
+        part_dW = products.matmul(dz_z[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
+        # h(t) = tanh(W_z z(t) + U x(t) + b_h)
+        part_dU = products.matmul(dz_h[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+        products.dot(dz_h[now].reshape(-1, 8), U, dx[now].reshape(-1, 4))
+        return (part_dW_z, part_dW, part_dU)
+    behind = products.Behind(tail_back_z_h_2, T, 0)
+
     # z(t), h(t): back through time (backward)
     dh_sum = np.zeros((B, 8), DTYPE)
     dz = np.empty((B, 8), DTYPE)
@@ -199,8 +220,9 @@ def backward_large(params, tape, cotangents, T, B):
     dz_z_3 = np.empty((8,), DTYPE)
     dz_h_3 = np.empty((8,), DTYPE)
     run = back_z_h_2 if B <= 8 or back_z_h_2.parts(B) > 1 else steps_back_z_h_2
-    if not run(T, h[1:T + 1], dz_h[1:T + 1], dh[1:T + 1], cotangents.get("z"), z[1:T + 1],
-               dz_z[1:T + 1], dh_sum, dz_h_2, ONE, dz, dz_z_2, db, dz_z_3, db_h, dz_h_3, W_z, W):
+    if not behind.loop(run, T, h[1:T + 1], dz_h[1:T + 1], dh[1:T + 1], cotangents.get("z"),
+                       z[1:T + 1], dz_z[1:T + 1], dh_sum, dz_h_2, ONE, dz, dz_z_2, db, dz_z_3,
+                       db_h, dz_h_3, W_z, W):
         steps = zip(h[1:T + 1][::-1], dz_h[1:T + 1][::-1], dh[1:T + 1][::-1], cot_z[::-1],
                     z[1:T + 1][::-1], dz_z[1:T + 1][::-1])
         for (h_t, dz_h_t, dh_t, cot_z_t, z_t, dz_z_t) in steps:
@@ -224,16 +246,8 @@ def backward_large(params, tape, cotangents, T, B):
             db_h += dz_h_3
     dh_sum += dh[0]
 
-    # Every step at once
-    # h(t) = tanh(W_z z(t) + U x(t) + b_h)
-    dW_z = products.matmul(dz_h[now].reshape(-1, 8).T, z[now].reshape(-1, 8))
-    # z(t) = tanh(W h(t-1) + b)
-    dW = products.matmul(dz_z[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
-
-    # Every step at once
-    # h(t) = tanh(W_z z(t) + U x(t) + b_h)
-    dU = products.matmul(dz_h[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
-    products.dot(dz_h[now].reshape(-1, 8), U, dx[now].reshape(-1, 4))
+    # The sums of those products over the steps
+    dW_z, dW, dU = behind.sums()
 
     grads = {"W": dW, "b": db, "W_z": dW_z, "U": dU, "b_h": db_h, "V": dV, "c": dc,
              "x": dx[1:T + 1], "h(0)": dh_sum}
@@ -507,6 +521,8 @@ def loop_z_h(T, h_tm1_all, z_t_all, h_t_all, b, W_h, b_h, W_z_z, W, W_z, halves)
     W_T = jitops.transposed_if(W, h_tm1_all.shape[1] > jitops._BY_ROWS)
     W_z_T = jitops.transposed_if(W_z, h_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, step)
         h_tm1 = h_tm1_all[step]
         z_t = z_t_all[step]
         h_t = h_t_all[step]
@@ -537,6 +553,8 @@ def loop_z_h(T, h_tm1_all, z_t_all, h_t_all, b, W_h, b_h, W_z_z, W, W_z, halves)
             r2_0 = jitops._view(h_t, i_2 * s0_2, 8)
             jitops.vtanh(r2_0, x2, bits_2)
             jitops.put_row(h_t, i_2, x2)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -645,6 +663,8 @@ def back_z_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, cot_z, dz_z_2_t_all, dz_z_t_
     space_4 = np.empty(8, db_h.dtype)
     x0_4 = space_4[0:8]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         dz_h_2_t = dz_h_2_t_all[step]
         dh_t = dh_t_all[step]
         dz_h_t = dz_h_t_all[step]
@@ -691,6 +711,8 @@ def back_z_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, cot_z, dz_z_2_t_all, dz_z_t_
             for j_4 in range(8):
                 x0_4[j_4] = r0_0_4[j_4] + r0_1_4[j_4]
             jitops.put_row(db_h, i_4, x0_4)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -822,6 +844,8 @@ def back_z_h_2(T, h_t_all, dz_h_t_all, dh_t_all, cot_z, z_t_all, dz_z_t_all, dh_
     space_4 = np.empty(8, db_h.dtype)
     x0_4 = space_4[0:8]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         h_t = h_t_all[step]
         dz_h_t = dz_h_t_all[step]
         dh_t = dh_t_all[step]
@@ -882,6 +906,8 @@ def back_z_h_2(T, h_t_all, dz_h_t_all, dh_t_all, cot_z, z_t_all, dz_z_t_all, dh_
             for j_4 in range(8):
                 x0_4[j_4] = r0_0_4[j_4] + r0_1_4[j_4]
             jitops.put_row(db_h, i_4, x0_4)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 

@@ -157,12 +157,25 @@ def backward(params, tape, cotangents, T, B):
     np.multiply(h[now], h[now], out=dz_h[now])
     np.subtract(ONE, dz_h[now], out=dz_h[now])
 
+    # Every step at once after the loop back_a_h, over its steps lo + 1..hi:
+    # run by products.Behind beside the loop, over the steps it has finished
+    def tail_back_a_h(lo, hi, products):
+        tm1, now = slice(lo, hi), slice(lo + 1, hi + 1)
+        # a(t) = b + W h(t-1) + U x(t)
+        part_dW = products.matmul(da[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
+        # a(t) = b + W h(t-1) + U x(t)
+        part_dU = products.matmul(da[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+        products.dot(da[now].reshape(-1, 8), U, dx[now].reshape(-1, 4))
+        return (part_dW, part_dU)
+    behind = products.Behind(tail_back_a_h, T, 0)
+
     # a(t), h(t): back through time (backward)
     dh_sum = np.zeros((B, 8), DTYPE)
     dz_h_2 = np.empty((B, 8), DTYPE)
     dz_a = np.empty((8,), DTYPE)
     run = back_a_h if B <= 8 or back_a_h.parts(B) > 1 else steps_back_a_h
-    if not run(T, dh[1:T + 1], dz_h[1:T + 1], da[1:T + 1], dh_sum, db, dz_a, W, dz_h_2):
+    if not behind.loop(run, T, dh[1:T + 1], dz_h[1:T + 1], da[1:T + 1], dh_sum, db, dz_a, W,
+                       dz_h_2):
         steps = zip(dh[1:T + 1][::-1], dz_h[1:T + 1][::-1], da[1:T + 1][::-1])
         for (dh_t, dz_h_t, da_t) in steps:
             # h(t) = tanh(a(t))
@@ -175,14 +188,8 @@ def backward(params, tape, cotangents, T, B):
             db += dz_a
     dh_sum += dh[0]
 
-    # Every step at once
-    # a(t) = b + W h(t-1) + U x(t)
-    dW = products.matmul(da[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
-
-    # Every step at once
-    # a(t) = b + W h(t-1) + U x(t)
-    dU = products.matmul(da[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
-    products.dot(da[now].reshape(-1, 8), U, dx[now].reshape(-1, 4))
+    # The sums of those products over the steps
+    dW, dU = behind.sums()
 
     grads = {"b": db, "W": dW, "U": dU, "c": dc, "V": dV, "x": dx[1:T + 1],
              "target": dtarget[1:T + 1], "h(0)": dh_sum}
@@ -251,6 +258,18 @@ def backward_large(params, tape, cotangents, T, B):
     products.dot(do[now].reshape(-1, 5), V, vecmat_do.reshape(-1, 8))
     dh[now] += vecmat_do
 
+    # Every step at once after the loop back_a_h_2, over its steps lo + 1..hi:
+    # run by products.Behind beside the loop, over the steps it has finished
+    def tail_back_a_h_2(lo, hi, products):
+        tm1, now = slice(lo, hi), slice(lo + 1, hi + 1)
+        # a(t) = b + W h(t-1) + U x(t)
+        part_dW = products.matmul(da[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
+        # a(t) = b + W h(t-1) + U x(t)
+        part_dU = products.matmul(da[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+        products.dot(da[now].reshape(-1, 8), U, dx[now].reshape(-1, 4))
+        return (part_dW, part_dU)
+    behind = products.Behind(tail_back_a_h_2, T, 0)
+
     # a(t), h(t): back through time (backward)
     dh_sum = np.zeros((B, 8), DTYPE)
     dz_h = np.empty((B, 8), DTYPE)
@@ -258,8 +277,8 @@ def backward_large(params, tape, cotangents, T, B):
     dz_h_2 = np.empty((B, 8), DTYPE)
     dz_a = np.empty((8,), DTYPE)
     run = back_a_h_2 if B <= 8 or back_a_h_2.parts(B) > 1 else steps_back_a_h_2
-    if not run(T, h[1:T + 1], dh[1:T + 1], da[1:T + 1], dh_sum, dz_h, ONE, db, dz_a, W, sub_dz_h,
-               dz_h_2):
+    if not behind.loop(run, T, h[1:T + 1], dh[1:T + 1], da[1:T + 1], dh_sum, dz_h, ONE, db, dz_a,
+                       W, sub_dz_h, dz_h_2):
         steps = zip(h[1:T + 1][::-1], dh[1:T + 1][::-1], da[1:T + 1][::-1])
         for (h_t, dh_t, da_t) in steps:
             # h(t) = tanh(a(t))
@@ -274,14 +293,8 @@ def backward_large(params, tape, cotangents, T, B):
             db += dz_a
     dh_sum += dh[0]
 
-    # Every step at once
-    # a(t) = b + W h(t-1) + U x(t)
-    dW = products.matmul(da[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
-
-    # Every step at once
-    # a(t) = b + W h(t-1) + U x(t)
-    dU = products.matmul(da[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
-    products.dot(da[now].reshape(-1, 8), U, dx[now].reshape(-1, 4))
+    # The sums of those products over the steps
+    dW, dU = behind.sums()
 
     grads = {"b": db, "W": dW, "U": dU, "c": dc, "V": dV, "x": dx[1:T + 1],
              "target": dtarget[1:T + 1], "h(0)": dh_sum}
@@ -459,6 +472,8 @@ def loop_a_h(T, h_tm1_all, U_x_t_all, a_t_all, h_t_all, b, W, halves):
     bits = jitops.scratch(x2)
     W_T = jitops.transposed_if(W, h_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, step)
         h_tm1 = h_tm1_all[step]
         U_x_t = U_x_t_all[step]
         a_t = a_t_all[step]
@@ -480,6 +495,8 @@ def loop_a_h(T, h_tm1_all, U_x_t_all, a_t_all, h_t_all, b, W, halves):
             jitops.vtanh(r2_0, x2, bits)
             jitops.put_row(h_t, i, x2)
         # h(t) = tanh(a(t))
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -556,6 +573,8 @@ def back_a_h(T, dh_t_all, dz_h_t_all, da_t_all, dh_sum, db, dz_a, W, dz_h_2, hal
     space_2 = np.empty(8, db.dtype)
     x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         dh_t = dh_t_all[step]
         dz_h_t = dz_h_t_all[step]
         da_t = da_t_all[step]
@@ -582,6 +601,8 @@ def back_a_h(T, dh_t_all, dz_h_t_all, da_t_all, dh_sum, db, dz_a, W, dz_h_2, hal
             for j_2 in range(8):
                 x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
             jitops.put_row(db, i_2, x0_2)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -665,6 +686,8 @@ def back_a_h_2(T, h_t_all, dh_t_all, da_t_all, dh_sum, dz_h, ONE, db, dz_a, W, s
     space_2 = np.empty(8, db.dtype)
     x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         h_t = h_t_all[step]
         dh_t = dh_t_all[step]
         da_t = da_t_all[step]
@@ -696,6 +719,8 @@ def back_a_h_2(T, h_t_all, dh_t_all, da_t_all, dh_sum, dz_h, ONE, db, dz_a, W, s
             for j_2 in range(8):
                 x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
             jitops.put_row(db, i_2, x0_2)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 

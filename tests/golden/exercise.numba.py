@@ -147,6 +147,25 @@ def backward(params, tape, cotangents, n_steps, B):
     np.multiply(h1[now], h1[now], out=dz_h1_4[now])
     np.subtract(ONE, dz_h1_4[now], out=dz_h1_4[now])
 
+    # Every step at once after the loop back_h1_h2_y, over its steps lo + 1..hi:
+    # run by products.Behind beside the loop, over the steps it has finished
+    def tail_back_h1_h2_y(lo, hi, products):
+        tm1, now = slice(lo, hi), slice(lo + 1, hi + 1)
+        # y(t) = softmax(P x(t) + Q h2(t) + d)
+        part_dQ = products.matmul(dz_y[now].reshape(-1, 3).T, h2[now].reshape(-1, 8))
+        # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
+        part_dT = products.matmul(dz_h2_2[now].reshape(-1, 8).T, y[tm1].reshape(-1, 3))
+        part_dR = products.matmul(dz_h2_2[now].reshape(-1, 8).T, h1[now].reshape(-1, 8))
+        # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
+        part_dz_h1_2 = products.matmul(cat_dz_h1_5[now].reshape(-1, 16).T, h2[tm1].reshape(-1, 8))
+        part_dV = products.matmul(dz_h1_5[now].reshape(-1, 8).T, h1[tm1].reshape(-1, 8))
+        # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
+        np.copyto(z_h1_4[now], dz_h1_5[now])
+        part_dz_h1 = products.matmul(cat_z_h1_4[now].reshape(-1, 11).T, x[now].reshape(-1, 4))
+        products.dot(cat_z_h1_4[now].reshape(-1, 11), z_h1, dx[now].reshape(-1, 4))
+        return (part_dQ, part_dT, part_dR, part_dz_h1_2, part_dV, part_dz_h1)
+    behind = products.Behind(tail_back_h1_h2_y, n_steps, 0)
+
     # h1(t), h2(t), y(t): back through time (backward)
     dy = np.zeros((B, 3), DTYPE)
     dh2 = np.zeros((B, 8), DTYPE)
@@ -161,11 +180,11 @@ def backward(params, tape, cotangents, n_steps, B):
     dz_y_3 = np.empty((3,), DTYPE)
     dz_h1_6 = np.empty((8,), DTYPE)
     run = back_h1_h2_y if B <= 8 or back_h1_h2_y.parts(B) > 1 else steps_back_h1_h2_y
-    if not run(n_steps, cotangents.get("y"), y[1:n_steps + 1], dz_y[1:n_steps + 1],
-               cotangents.get("h2"), dz_h2_2[1:n_steps + 1], dz_h2[1:n_steps + 1],
-               cotangents.get("h1"), dz_h1_5[1:n_steps + 1], dz_h1_4[1:n_steps + 1],
-               cat_dz_h1_5[1:n_steps + 1], dy, dh2, vecmat_dz_y, dh1, vecmat_dz_h2_2, dc, dz_h2_3,
-               dd, dz_y_3, db, dz_h1_6, dz_y_2, Q, T, R, z_h1_2, V):
+    if not behind.loop(run, n_steps, cotangents.get("y"), y[1:n_steps + 1], dz_y[1:n_steps + 1],
+                       cotangents.get("h2"), dz_h2_2[1:n_steps + 1], dz_h2[1:n_steps + 1],
+                       cotangents.get("h1"), dz_h1_5[1:n_steps + 1], dz_h1_4[1:n_steps + 1],
+                       cat_dz_h1_5[1:n_steps + 1], dy, dh2, vecmat_dz_y, dh1, vecmat_dz_h2_2, dc,
+                       dz_h2_3, dd, dz_y_3, db, dz_h1_6, dz_y_2, Q, T, R, z_h1_2, V):
         steps = zip(cot_y[::-1], y[1:n_steps + 1][::-1], dz_y[1:n_steps + 1][::-1], cot_h2[::-1],
                     dz_h2_2[1:n_steps + 1][::-1], dz_h2[1:n_steps + 1][::-1], cot_h1[::-1],
                     dz_h1_5[1:n_steps + 1][::-1], dz_h1_4[1:n_steps + 1][::-1],
@@ -204,21 +223,8 @@ def backward(params, tape, cotangents, n_steps, B):
             sum_rows(dz_h1_5_t, 0, dz_h1_6)
             db += dz_h1_6
 
-    # Every step at once
-    # y(t) = softmax(P x(t) + Q h2(t) + d)
-    dQ = products.matmul(dz_y[now].reshape(-1, 3).T, h2[now].reshape(-1, 8))
-    # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
-    dT = products.matmul(dz_h2_2[now].reshape(-1, 8).T, y[tm1].reshape(-1, 3))
-    dR = products.matmul(dz_h2_2[now].reshape(-1, 8).T, h1[now].reshape(-1, 8))
-    # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-    dz_h1_2 = products.matmul(cat_dz_h1_5[now].reshape(-1, 16).T, h2[tm1].reshape(-1, 8))
-    dV = products.matmul(dz_h1_5[now].reshape(-1, 8).T, h1[tm1].reshape(-1, 8))
-
-    # Every step at once
-    # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-    np.copyto(z_h1_4[now], dz_h1_5[now])
-    dz_h1 = products.matmul(cat_z_h1_4[now].reshape(-1, 11).T, x[now].reshape(-1, 4))
-    products.dot(cat_z_h1_4[now].reshape(-1, 11), z_h1, dx[now].reshape(-1, 4))
+    # The sums of those products over the steps
+    dQ, dT, dR, dz_h1_2, dV, dz_h1 = behind.sums()
 
     # The time-free values and initial values, in reverse
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
@@ -255,6 +261,25 @@ def backward_large(params, tape, cotangents, n_steps, B):
     z_h1_4 = cat_z_h1_4[..., 0:8]
     dz_y = cat_z_h1_4[..., 8:11]
 
+    # Every step at once after the loop back_h1_h2_y_2, over its steps lo + 1..hi:
+    # run by products.Behind beside the loop, over the steps it has finished
+    def tail_back_h1_h2_y_2(lo, hi, products):
+        tm1, now = slice(lo, hi), slice(lo + 1, hi + 1)
+        # y(t) = softmax(P x(t) + Q h2(t) + d)
+        part_dQ = products.matmul(dz_y[now].reshape(-1, 3).T, h2[now].reshape(-1, 8))
+        # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
+        part_dT = products.matmul(dz_h2[now].reshape(-1, 8).T, y[tm1].reshape(-1, 3))
+        part_dR = products.matmul(dz_h2[now].reshape(-1, 8).T, h1[now].reshape(-1, 8))
+        # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
+        part_dz_h1_2 = products.matmul(cat_dz_h1_4[now].reshape(-1, 16).T, h2[tm1].reshape(-1, 8))
+        part_dV = products.matmul(dz_h1_4[now].reshape(-1, 8).T, h1[tm1].reshape(-1, 8))
+        # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
+        np.copyto(z_h1_4[now], dz_h1_4[now])
+        part_dz_h1 = products.matmul(cat_z_h1_4[now].reshape(-1, 11).T, x[now].reshape(-1, 4))
+        products.dot(cat_z_h1_4[now].reshape(-1, 11), z_h1, dx[now].reshape(-1, 4))
+        return (part_dQ, part_dT, part_dR, part_dz_h1_2, part_dV, part_dz_h1)
+    behind = products.Behind(tail_back_h1_h2_y_2, n_steps, 0)
+
     # h1(t), h2(t), y(t): back through time (backward)
     dy = np.zeros((B, 3), DTYPE)
     dh2 = np.zeros((B, 8), DTYPE)
@@ -271,11 +296,12 @@ def backward_large(params, tape, cotangents, n_steps, B):
     dz_y_3 = np.empty((3,), DTYPE)
     dz_h1_6 = np.empty((8,), DTYPE)
     run = back_h1_h2_y_2 if B <= 8 or back_h1_h2_y_2.parts(B) > 1 else steps_back_h1_h2_y_2
-    if not run(n_steps, cotangents.get("y"), y[1:n_steps + 1], dz_y[1:n_steps + 1],
-               cotangents.get("h2"), h2[1:n_steps + 1], dz_h2[1:n_steps + 1], cotangents.get("h1"),
-               h1[1:n_steps + 1], dz_h1_4[1:n_steps + 1], cat_dz_h1_4[1:n_steps + 1], dy, dh2,
-               vecmat_dz_y, ONE, dh1, vecmat_dz_h2, dc, dz_h2_3, dd, dz_y_3, db, dz_h1_6, dz_y_2,
-               Q, T, R, z_h1_2, V, dz_h2_2, dz_h1_5):
+    if not behind.loop(run, n_steps, cotangents.get("y"), y[1:n_steps + 1], dz_y[1:n_steps + 1],
+                       cotangents.get("h2"), h2[1:n_steps + 1], dz_h2[1:n_steps + 1],
+                       cotangents.get("h1"), h1[1:n_steps + 1], dz_h1_4[1:n_steps + 1],
+                       cat_dz_h1_4[1:n_steps + 1], dy, dh2, vecmat_dz_y, ONE, dh1, vecmat_dz_h2,
+                       dc, dz_h2_3, dd, dz_y_3, db, dz_h1_6, dz_y_2, Q, T, R, z_h1_2, V, dz_h2_2,
+                       dz_h1_5):
         steps = zip(cot_y[::-1], y[1:n_steps + 1][::-1], dz_y[1:n_steps + 1][::-1], cot_h2[::-1],
                     h2[1:n_steps + 1][::-1], dz_h2[1:n_steps + 1][::-1], cot_h1[::-1],
                     h1[1:n_steps + 1][::-1], dz_h1_4[1:n_steps + 1][::-1],
@@ -318,21 +344,8 @@ def backward_large(params, tape, cotangents, n_steps, B):
             sum_rows(dz_h1_4_t, 0, dz_h1_6)
             db += dz_h1_6
 
-    # Every step at once
-    # y(t) = softmax(P x(t) + Q h2(t) + d)
-    dQ = products.matmul(dz_y[now].reshape(-1, 3).T, h2[now].reshape(-1, 8))
-    # h2(t) = tanh(R h1(t) + S h2(t-1) + T y(t-1) + c)
-    dT = products.matmul(dz_h2[now].reshape(-1, 8).T, y[tm1].reshape(-1, 3))
-    dR = products.matmul(dz_h2[now].reshape(-1, 8).T, h1[now].reshape(-1, 8))
-    # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-    dz_h1_2 = products.matmul(cat_dz_h1_4[now].reshape(-1, 16).T, h2[tm1].reshape(-1, 8))
-    dV = products.matmul(dz_h1_4[now].reshape(-1, 8).T, h1[tm1].reshape(-1, 8))
-
-    # Every step at once
-    # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
-    np.copyto(z_h1_4[now], dz_h1_4[now])
-    dz_h1 = products.matmul(cat_z_h1_4[now].reshape(-1, 11).T, x[now].reshape(-1, 4))
-    products.dot(cat_z_h1_4[now].reshape(-1, 11), z_h1, dx[now].reshape(-1, 4))
+    # The sums of those products over the steps
+    dQ, dT, dR, dz_h1_2, dV, dz_h1 = behind.sums()
 
     # The time-free values and initial values, in reverse
     # h1(t) = tanh(U x(t) + V h1(t-1) + W h2(t-1) + b)
@@ -690,6 +703,8 @@ def loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_r35_t_all, r31_t_all, h1_t
     T_T = jitops.transposed_if(T, h1_tm1_all.shape[1] > jitops._BY_ROWS)
     Q_T = jitops.transposed_if(Q, h1_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(n_steps):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, step)
         h1_tm1 = h1_tm1_all[step]
         h2_tm1 = h2_tm1_all[step]
         r31_r35_t = r31_r35_t_all[step]
@@ -748,6 +763,8 @@ def loop_h1_h2_y(n_steps, h1_tm1_all, h2_tm1_all, r31_r35_t_all, r31_t_all, h1_t
                 x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
             jitops.put_row(z_y, i_3, x0_3)
         jitops.softmax(z_y, y_t)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, n_steps)
     return True
 
 
@@ -935,6 +952,8 @@ def back_h1_h2_y(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, dz_h2_2_t_all, dz_
     space_7 = np.empty(8, db.dtype)
     x0_7 = space_7[0:8]
     for step in range(n_steps - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, n_steps - 1 - step)
         y_t = y_t_all[step]
         dz_y_t = dz_y_t_all[step]
         dz_h2_2_t = dz_h2_2_t_all[step]
@@ -1022,6 +1041,8 @@ def back_h1_h2_y(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, dz_h2_2_t_all, dz_
             for j_7 in range(8):
                 x0_7[j_7] = r0_0_7[j_7] + r0_1_7[j_7]
             jitops.put_row(db, i_7, x0_7)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, n_steps)
     return True
 
 
@@ -1231,6 +1252,8 @@ def back_h1_h2_y_2(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, h2_t_all, dz_h2_
     space_7 = np.empty(8, db.dtype)
     x0_7 = space_7[0:8]
     for step in range(n_steps - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, n_steps - 1 - step)
         y_t = y_t_all[step]
         dz_y_t = dz_y_t_all[step]
         h2_t = h2_t_all[step]
@@ -1332,6 +1355,8 @@ def back_h1_h2_y_2(n_steps, cot_y, y_t_all, dz_y_t_all, cot_h2, h2_t_all, dz_h2_
             for j_7 in range(8):
                 x0_7[j_7] = r0_0_7[j_7] + r0_1_7[j_7]
             jitops.put_row(db, i_7, x0_7)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, n_steps)
     return True
 
 

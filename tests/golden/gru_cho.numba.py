@@ -133,6 +133,22 @@ def backward(params, tape, cotangents, T, B):
     np.subtract(ONE, ur[now], out=dz_u_4[now])
     dz_u_4[now] *= ur[now]
 
+    # Every step at once after the loop back_u_r_h, over its steps lo + 1..hi:
+    # run by products.Behind beside the loop, over the steps it has finished
+    def tail_back_u_r_h(lo, hi, products):
+        tm1, now = slice(lo, hi), slice(lo + 1, hi + 1)
+        # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
+        part_dW = products.matmul(dz_h_5[now].reshape(-1, 8).T, z_h[now].reshape(-1, 8))
+        # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
+        # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
+        part_dW_ur = products.matmul(dz_u_5[now].reshape(-1, 16).T, h[tm1].reshape(-1, 8))
+        # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
+        # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
+        part_dz_u_2 = products.matmul(cat_dz_u_5[now].reshape(-1, 24).T, x[now].reshape(-1, 4))
+        products.dot(cat_dz_u_5[now].reshape(-1, 24), z_u_2, dx[now].reshape(-1, 4))
+        return (part_dW, part_dW_ur, part_dz_u_2)
+    behind = products.Behind(tail_back_u_r_h, T, 0)
+
     # u(t), r(t), h(t): back through time (backward)
     dh = np.zeros((B, 8), DTYPE)
     dur = np.empty((B, 16), DTYPE)
@@ -148,10 +164,10 @@ def backward(params, tape, cotangents, T, B):
     dz_h_8 = np.empty((8,), DTYPE)
     dz_u_6 = np.empty((16,), DTYPE)
     run = back_u_r_h if B <= 8 or back_u_r_h.parts(B) > 1 else steps_back_u_r_h
-    if not run(T, cotangents.get("h"), z_h_3[1:T + 1], u[1:T + 1], cotangents.get("u"),
-               dz_h_5[1:T + 1], dz_h_4[1:T + 1], h[0:T], r[1:T + 1], cotangents.get("r"),
-               dz_u_5[1:T + 1], dz_u_4[1:T + 1], dh, vecmat_dz_h_5, du, dr, dur, dz_h_6, dz_h_7,
-               db, dz_h_8, dz_u, dz_u_6, W, W_ur, neg_dz_h_6):
+    if not behind.loop(run, T, cotangents.get("h"), z_h_3[1:T + 1], u[1:T + 1],
+                       cotangents.get("u"), dz_h_5[1:T + 1], dz_h_4[1:T + 1], h[0:T], r[1:T + 1],
+                       cotangents.get("r"), dz_u_5[1:T + 1], dz_u_4[1:T + 1], dh, vecmat_dz_h_5,
+                       du, dr, dur, dz_h_6, dz_h_7, db, dz_h_8, dz_u, dz_u_6, W, W_ur, neg_dz_h_6):
         steps = zip(cot_h[::-1], z_h_3[1:T + 1][::-1], u[1:T + 1][::-1], cot_u[::-1],
                     dz_h_5[1:T + 1][::-1], dz_h_4[1:T + 1][::-1], h[0:T][::-1], r[1:T + 1][::-1],
                     cot_r[::-1], dz_u_5[1:T + 1][::-1], dz_u_4[1:T + 1][::-1])
@@ -186,18 +202,8 @@ def backward(params, tape, cotangents, T, B):
             sum_rows(dz_u_5_t, 0, dz_u_6)
             dz_u += dz_u_6
 
-    # Every step at once
-    # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
-    dW = products.matmul(dz_h_5[now].reshape(-1, 8).T, z_h[now].reshape(-1, 8))
-    # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
-    # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
-    dW_ur = products.matmul(dz_u_5[now].reshape(-1, 16).T, h[tm1].reshape(-1, 8))
-
-    # Every step at once
-    # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
-    # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
-    dz_u_2 = products.matmul(cat_dz_u_5[now].reshape(-1, 24).T, x[now].reshape(-1, 4))
-    products.dot(cat_dz_u_5[now].reshape(-1, 24), z_u_2, dx[now].reshape(-1, 4))
+    # The sums of those products over the steps
+    dW, dW_ur, dz_u_2 = behind.sums()
 
     # The time-free values and initial values, in reverse
     # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
@@ -234,6 +240,22 @@ def backward_large(params, tape, cotangents, T, B):
     dz_u_4 = cat_dz_u_4[..., 0:16]
     dz_h_4 = cat_dz_u_4[..., 16:24]
 
+    # Every step at once after the loop back_u_r_h_2, over its steps lo + 1..hi:
+    # run by products.Behind beside the loop, over the steps it has finished
+    def tail_back_u_r_h_2(lo, hi, products):
+        tm1, now = slice(lo, hi), slice(lo + 1, hi + 1)
+        # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
+        part_dW = products.matmul(dz_h_4[now].reshape(-1, 8).T, z_h[now].reshape(-1, 8))
+        # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
+        # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
+        part_dW_ur = products.matmul(dz_u_4[now].reshape(-1, 16).T, h[tm1].reshape(-1, 8))
+        # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
+        # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
+        part_dz_u_2 = products.matmul(cat_dz_u_4[now].reshape(-1, 24).T, x[now].reshape(-1, 4))
+        products.dot(cat_dz_u_4[now].reshape(-1, 24), z_u_2, dx[now].reshape(-1, 4))
+        return (part_dW, part_dW_ur, part_dz_u_2)
+    behind = products.Behind(tail_back_u_r_h_2, T, 0)
+
     # u(t), r(t), h(t): back through time (backward)
     dh = np.zeros((B, 8), DTYPE)
     dur = np.empty((B, 16), DTYPE)
@@ -252,10 +274,11 @@ def backward_large(params, tape, cotangents, T, B):
     dz_h_8 = np.empty((8,), DTYPE)
     dz_u_5 = np.empty((16,), DTYPE)
     run = back_u_r_h_2 if B <= 8 or back_u_r_h_2.parts(B) > 1 else steps_back_u_r_h_2
-    if not run(T, cotangents.get("h"), z_h_3[1:T + 1], u[1:T + 1], cotangents.get("u"),
-               z_h_2[1:T + 1], dz_h_4[1:T + 1], h[0:T], r[1:T + 1], cotangents.get("r"),
-               ur[1:T + 1], dz_u_4[1:T + 1], dh, ONE, vecmat_dz_h_4, du, dr, dur, dz_h_5, dz_h_7,
-               db, dz_h_8, dz_u, dz_u_5, W, W_ur, neg_dz_h_5, dz_h_6, sub_dz_h_6, sub_ur):
+    if not behind.loop(run, T, cotangents.get("h"), z_h_3[1:T + 1], u[1:T + 1],
+                       cotangents.get("u"), z_h_2[1:T + 1], dz_h_4[1:T + 1], h[0:T], r[1:T + 1],
+                       cotangents.get("r"), ur[1:T + 1], dz_u_4[1:T + 1], dh, ONE, vecmat_dz_h_4,
+                       du, dr, dur, dz_h_5, dz_h_7, db, dz_h_8, dz_u, dz_u_5, W, W_ur, neg_dz_h_5,
+                       dz_h_6, sub_dz_h_6, sub_ur):
         steps = zip(cot_h[::-1], z_h_3[1:T + 1][::-1], u[1:T + 1][::-1], cot_u[::-1],
                     z_h_2[1:T + 1][::-1], dz_h_4[1:T + 1][::-1], h[0:T][::-1], r[1:T + 1][::-1],
                     cot_r[::-1], ur[1:T + 1][::-1], dz_u_4[1:T + 1][::-1])
@@ -294,18 +317,8 @@ def backward_large(params, tape, cotangents, T, B):
             sum_rows(dz_u_4_t, 0, dz_u_5)
             dz_u += dz_u_5
 
-    # Every step at once
-    # h(t) = u(t) * h(t-1) + (1 - u(t)) * tanh(b + U x(t) + W (r(t) * h(t-1)))
-    dW = products.matmul(dz_h_4[now].reshape(-1, 8).T, z_h[now].reshape(-1, 8))
-    # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
-    # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
-    dW_ur = products.matmul(dz_u_4[now].reshape(-1, 16).T, h[tm1].reshape(-1, 8))
-
-    # Every step at once
-    # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
-    # r(t) = sigmoid(b_r + U_r x(t) + W_r h(t-1))
-    dz_u_2 = products.matmul(cat_dz_u_4[now].reshape(-1, 24).T, x[now].reshape(-1, 4))
-    products.dot(cat_dz_u_4[now].reshape(-1, 24), z_u_2, dx[now].reshape(-1, 4))
+    # The sums of those products over the steps
+    dW, dW_ur, dz_u_2 = behind.sums()
 
     # The time-free values and initial values, in reverse
     # u(t) = sigmoid(b_u + U_u x(t) + W_u h(t-1))
@@ -915,6 +928,8 @@ def loop_u_r_h(T, h_tm1_all, ur_16_t_all, ur_t_all, z_h_t_all, r_t_all, z_h_2_t_
     W_ur_T = jitops.transposed_if(W_ur, h_tm1_all.shape[1] > jitops._BY_ROWS)
     W_T = jitops.transposed_if(W, h_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, step)
         h_tm1 = h_tm1_all[step]
         ur_16_t = ur_16_t_all[step]
         ur_t = ur_t_all[step]
@@ -972,6 +987,8 @@ def loop_u_r_h(T, h_tm1_all, ur_16_t_all, ur_t_all, z_h_t_all, r_t_all, z_h_2_t_
             for j_2 in range(8):
                 x4[j_2] = r4_0[j_2] + r4_1[j_2]
             jitops.put_row(h_t, i_2, x4)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -1181,6 +1198,8 @@ def back_u_r_h(T, cot_h, z_h_3_t_all, u_t_all, cot_u, dz_h_5_t_all, dz_h_4_t_all
     space_5 = np.empty(16, dz_u.dtype)
     x0_5 = space_5[0:16]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         z_h_3_t = z_h_3_t_all[step]
         u_t = u_t_all[step]
         dz_h_5_t = dz_h_5_t_all[step]
@@ -1276,6 +1295,8 @@ def back_u_r_h(T, cot_h, z_h_3_t_all, u_t_all, cot_u, dz_h_5_t_all, dz_h_4_t_all
             for j_5 in range(16):
                 x0_5[j_5] = r0_0_5[j_5] + r0_1_5[j_5]
             jitops.put_row(dz_u, i_5, x0_5)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -1512,6 +1533,8 @@ def back_u_r_h_2(T, cot_h, z_h_3_t_all, u_t_all, cot_u, z_h_2_t_all, dz_h_4_t_al
     space_5 = np.empty(16, dz_u.dtype)
     x0_5 = space_5[0:16]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         z_h_3_t = z_h_3_t_all[step]
         u_t = u_t_all[step]
         z_h_2_t = z_h_2_t_all[step]
@@ -1619,6 +1642,8 @@ def back_u_r_h_2(T, cot_h, z_h_3_t_all, u_t_all, cot_u, z_h_2_t_all, dz_h_4_t_al
             for j_5 in range(16):
                 x0_5[j_5] = r0_0_5[j_5] + r0_1_5[j_5]
             jitops.put_row(dz_u, i_5, x0_5)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 

@@ -535,6 +535,8 @@ def loop_h(T, h_tm1_all, h_t_all, W_h, W, halves):
     bits = jitops.scratch(x1)
     W_T = jitops.transposed_if(W, h_tm1_all.shape[1] > jitops._BY_ROWS)
     for step_2 in range(T):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, step_2)
         h_tm1 = h_tm1_all[step_2]
         h_t = h_t_all[step_2]
         # h(t) = tanh(W h(t-1) + U x(t) + r * (end - t) + b)
@@ -548,6 +550,8 @@ def loop_h(T, h_tm1_all, h_t_all, W_h, W, halves):
             r1_0 = jitops._view(h_t, i * s0, 8)
             jitops.vtanh(r1_0, x1, bits)
             jitops.put_row(h_t, i, x1)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -614,6 +618,8 @@ def back_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, dh_sum, db, dz_h_4, W, halve
     space_2 = np.empty(8, db.dtype)
     x0_2 = space_2[0:8]
     for step_2 in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step_2)
         dz_h_3_t = dz_h_3_t_all[step_2]
         dh_t = dh_t_all[step_2]
         dz_h_2_t = dz_h_2_t_all[step_2]
@@ -636,6 +642,8 @@ def back_h(T, dz_h_3_t_all, dh_t_all, dz_h_2_t_all, dh_sum, db, dz_h_4, W, halve
             for j_2 in range(8):
                 x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
             jitops.put_row(db, i_2, x0_2)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -713,6 +721,8 @@ def back_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, dh_sum, dz_h_3, ONE, db, dz_h_4
     space_2 = np.empty(8, db.dtype)
     x0_2 = space_2[0:8]
     for step_2 in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step_2)
         h_t = h_t_all[step_2]
         dz_h_2_t = dz_h_2_t_all[step_2]
         dh_t = dh_t_all[step_2]
@@ -742,6 +752,8 @@ def back_h_2(T, h_t_all, dz_h_2_t_all, dh_t_all, dh_sum, dz_h_3, ONE, db, dz_h_4
             for j_2 in range(8):
                 x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
             jitops.put_row(db, i_2, x0_2)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 

@@ -200,11 +200,24 @@ def backward(params, tape, cotangents, T, B):
     # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
     positive_h1[now][...] = (h1[now] > 0)
 
+    # Every step at once after the loop back_h1, over its steps lo + 1..hi:
+    # run by products.Behind beside the loop, over the steps it has finished
+    def tail_back_h1(lo, hi, products):
+        tm1, now = slice(lo, hi), slice(lo + 1, hi + 1)
+        # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
+        part_du1 = np.einsum("tuj,tuj->j", dz_h1[now], h1[tm1])
+        # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
+        part_dW1 = products.matmul(dz_h1[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+        products.dot(dz_h1[now].reshape(-1, 8), W1, dx[now].reshape(-1, 4))
+        return (part_du1, part_dW1)
+    behind = products.Behind(tail_back_h1, T, 0)
+
     # h1(t): back through time (backward)
     dh1_sum = np.zeros((B, 8), DTYPE)
     dz_h1_2 = np.empty((8,), DTYPE)
     run_2 = back_h1 if B <= 8 or back_h1.parts(B) > 1 else steps_back_h1
-    if not run_2(T, dz_h1[1:T + 1], dh1[1:T + 1], positive_h1[1:T + 1], dh1_sum, u1, db1, dz_h1_2):
+    if not behind.loop(run_2, T, dz_h1[1:T + 1], dh1[1:T + 1], positive_h1[1:T + 1], dh1_sum, u1,
+                       db1, dz_h1_2):
         steps = zip(dz_h1[1:T + 1][::-1], dh1[1:T + 1][::-1], positive_h1[1:T + 1][::-1])
         for (dz_h1_t, dh1_t, positive_h1_t) in steps:
             # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
@@ -215,14 +228,8 @@ def backward(params, tape, cotangents, T, B):
             db1 += dz_h1_2
     dh1_sum += dh1[0]
 
-    # Every step at once
-    # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
-    du1 = np.einsum("tuj,tuj->j", dz_h1[now], h1[tm1])
-
-    # Every step at once
-    # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
-    dW1 = products.matmul(dz_h1[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
-    products.dot(dz_h1[now].reshape(-1, 8), W1, dx[now].reshape(-1, 4))
+    # The sums of those products over the steps
+    du1, dW1 = behind.sums()
 
     grads = {"W1": dW1, "u1": du1, "b1": db1, "W2": dW2, "u2": du2, "b2": db2, "V": dV, "c": dc,
              "x": dx[1:T + 1], "k": dk[1:T + 1], "h1(0)": dh1_sum, "h2(0)": dh2_sum}
@@ -317,11 +324,24 @@ def backward_large(params, tape, cotangents, T, B):
     products.dot(dz_h2[now].reshape(-1, 8), W2, vecmat_dz_h2.reshape(-1, 8))
     dh1[now] += vecmat_dz_h2
 
+    # Every step at once after the loop back_h1_2, over its steps lo + 1..hi:
+    # run by products.Behind beside the loop, over the steps it has finished
+    def tail_back_h1_2(lo, hi, products):
+        tm1, now = slice(lo, hi), slice(lo + 1, hi + 1)
+        # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
+        part_du1 = np.einsum("tuj,tuj->j", dz_h1[now], h1[tm1])
+        # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
+        part_dW1 = products.matmul(dz_h1[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+        products.dot(dz_h1[now].reshape(-1, 8), W1, dx[now].reshape(-1, 4))
+        return (part_du1, part_dW1)
+    behind = products.Behind(tail_back_h1_2, T, 0)
+
     # h1(t): back through time (backward)
     dh1_sum = np.zeros((B, 8), DTYPE)
     dz_h1_2 = np.empty((8,), DTYPE)
     run_2 = back_h1_2 if B <= 8 or back_h1_2.parts(B) > 1 else steps_back_h1_2
-    if not run_2(T, h1[1:T + 1], dz_h1[1:T + 1], dh1[1:T + 1], dh1_sum, u1, db1, dz_h1_2):
+    if not behind.loop(run_2, T, h1[1:T + 1], dz_h1[1:T + 1], dh1[1:T + 1], dh1_sum, u1, db1,
+                       dz_h1_2):
         steps = zip(h1[1:T + 1][::-1], dz_h1[1:T + 1][::-1], dh1[1:T + 1][::-1])
         for (h1_t, dz_h1_t, dh1_t) in steps:
             # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
@@ -333,14 +353,8 @@ def backward_large(params, tape, cotangents, T, B):
             db1 += dz_h1_2
     dh1_sum += dh1[0]
 
-    # Every step at once
-    # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
-    du1 = np.einsum("tuj,tuj->j", dz_h1[now], h1[tm1])
-
-    # Every step at once
-    # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
-    dW1 = products.matmul(dz_h1[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
-    products.dot(dz_h1[now].reshape(-1, 8), W1, dx[now].reshape(-1, 4))
+    # The sums of those products over the steps
+    du1, dW1 = behind.sums()
 
     grads = {"W1": dW1, "u1": du1, "b1": db1, "W2": dW2, "u2": du2, "b2": db2, "V": dV, "c": dc,
              "x": dx[1:T + 1], "k": dk[1:T + 1], "h1(0)": dh1_sum, "h2(0)": dh2_sum}
@@ -467,6 +481,8 @@ def loop_h1(T, h1_tm1_all, h1_t_all, u1, b1, z_h1, halves):
     x2 = space[16:24]
     x3 = space[24:32]
     for step in range(T):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, step)
         h1_tm1 = h1_tm1_all[step]
         h1_t = h1_t_all[step]
         # h1(t) = relu(W1 x(t) + u1 * h1(t-1) + b1)
@@ -488,6 +504,8 @@ def loop_h1(T, h1_tm1_all, h1_t_all, u1, b1, z_h1, halves):
             for j in range(8):
                 x3[j] = max(r3_0[j], c0)
             jitops.put_row(h1_t, i, x3)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -549,6 +567,8 @@ def loop_h2(T, h2_tm1_all, h2_t_all, u2, b2, z_h2, halves):
     x2 = space[16:24]
     x3 = space[24:32]
     for step in range(T):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, step)
         h2_tm1 = h2_tm1_all[step]
         h2_t = h2_t_all[step]
         # h2(t) = relu(W2 h1(t) + u2 * h2(t-1) + b2)
@@ -570,6 +590,8 @@ def loop_h2(T, h2_tm1_all, h2_t_all, u2, b2, z_h2, halves):
             for j in range(8):
                 x3[j] = max(r3_0[j], c0)
             jitops.put_row(h2_t, i, x3)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -643,6 +665,8 @@ def back_h2(T, dz_h2_t_all, dh2_t_all, positive_h2_t_all, dh2_sum, u2, db2, dz_h
     space_2 = np.empty(8, db2.dtype)
     x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         dz_h2_t = dz_h2_t_all[step]
         dh2_t = dh2_t_all[step]
         positive_h2_t = positive_h2_t_all[step]
@@ -668,6 +692,8 @@ def back_h2(T, dz_h2_t_all, dh2_t_all, positive_h2_t_all, dh2_sum, u2, db2, dz_h
             for j_2 in range(8):
                 x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
             jitops.put_row(db2, i_2, x0_2)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -745,6 +771,8 @@ def back_h1(T, dz_h1_t_all, dh1_t_all, positive_h1_t_all, dh1_sum, u1, db1, dz_h
     space_2 = np.empty(8, db1.dtype)
     x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         dz_h1_t = dz_h1_t_all[step]
         dh1_t = dh1_t_all[step]
         positive_h1_t = positive_h1_t_all[step]
@@ -770,6 +798,8 @@ def back_h1(T, dz_h1_t_all, dh1_t_all, positive_h1_t_all, dh1_sum, u1, db1, dz_h
             for j_2 in range(8):
                 x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
             jitops.put_row(db1, i_2, x0_2)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -844,6 +874,8 @@ def back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, u2, db2, dz_h2_2, ha
     space_3 = np.empty(8, db2.dtype)
     x0_3 = space_3[0:8]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         h2_t = h2_t_all[step]
         dz_h2_t = dz_h2_t_all[step]
         dh2_t = dh2_t_all[step]
@@ -869,6 +901,8 @@ def back_h2_2(T, h2_t_all, dz_h2_t_all, dh2_t_all, dh2_sum, u2, db2, dz_h2_2, ha
             for j_3 in range(8):
                 x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
             jitops.put_row(db2, i_3, x0_3)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -944,6 +978,8 @@ def back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, u1, db1, dz_h1_2, ha
     space_3 = np.empty(8, db1.dtype)
     x0_3 = space_3[0:8]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         h1_t = h1_t_all[step]
         dz_h1_t = dz_h1_t_all[step]
         dh1_t = dh1_t_all[step]
@@ -969,6 +1005,8 @@ def back_h1_2(T, h1_t_all, dz_h1_t_all, dh1_t_all, dh1_sum, u1, db1, dz_h1_2, ha
             for j_3 in range(8):
                 x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
             jitops.put_row(db1, i_3, x0_3)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 

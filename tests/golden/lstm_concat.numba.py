@@ -1197,6 +1197,8 @@ def loop_f_i_o_c_tilde_c_h(T, z_f_2_t_all, h_tm1_all, x_t_all, fio_t_all, c_tild
     bits = jitops.scratch(x1)
     W_fioc_T = jitops.transposed_if(W_fioc, z_f_2_t_all.shape[1] > jitops._BY_ROWS)
     for step in range(T):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, step)
         z_f_2_t = z_f_2_t_all[step]
         h_tm1 = h_tm1_all[step]
         x_t = x_t_all[step]
@@ -1251,6 +1253,8 @@ def loop_f_i_o_c_tilde_c_h(T, z_f_2_t_all, h_tm1_all, x_t_all, fio_t_all, c_tild
             jitops.put_row(h_t, i_2, x7)
         # c(t) = f(t) * c(t-1) + i(t) * c_tilde(t)
         # h(t) = o(t) * tanh(c(t))
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -1567,6 +1571,8 @@ def back_f_i_o_c_tilde_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, c
     space_3 = np.empty(32, dz_f.dtype)
     x0_3 = space_3[0:32]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         tanh_c_t = tanh_c_t_all[step]
         o_t = o_t_all[step]
         dz_h_t = dz_h_t_all[step]
@@ -1679,6 +1685,8 @@ def back_f_i_o_c_tilde_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, c
             for j_3 in range(32):
                 x0_3[j_3] = r0_0_3[j_3] + r0_1_2[j_3]
             jitops.put_row(dz_f, i_4, x0_3)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -2011,6 +2019,8 @@ def back_f_i_o_c_tilde_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, c_ti
     space_3 = np.empty(32, dz_f.dtype)
     x0_3 = space_3[0:32]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         tanh_c_t = tanh_c_t_all[step]
         o_t = o_t_all[step]
         c_tilde_t = c_tilde_t_all[step]
@@ -2136,6 +2146,8 @@ def back_f_i_o_c_tilde_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, c_ti
             for j_3 in range(32):
                 x0_3[j_3] = r0_0_3[j_3] + r0_1_2[j_3]
             jitops.put_row(dz_f, i_4, x0_3)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 

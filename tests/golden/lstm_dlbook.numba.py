@@ -155,6 +155,22 @@ def backward(params, tape, cotangents, T, B):
     np.subtract(ONE, fgq[now], out=dz_f_5[now])
     dz_f_5[now] *= fgq[now]
 
+    # Every step at once after the loop back_f_g_q_s_h, over its steps lo + 1..hi:
+    # run by products.Behind beside the loop, over the steps it has finished
+    def tail_back_f_g_q_s_h(lo, hi, products):
+        tm1, now = slice(lo, hi), slice(lo + 1, hi + 1)
+        # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
+        # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
+        # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
+        part_dz_f_3 = products.matmul(cat_dz_f_6[now].reshape(-1, 32).T, h[tm1].reshape(-1, 8))
+        # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
+        # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
+        # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
+        part_dz_f_2 = products.matmul(cat_dz_f_6[now].reshape(-1, 32).T, x[now].reshape(-1, 4))
+        products.dot(cat_dz_f_6[now].reshape(-1, 32), z_f_2, dx[now].reshape(-1, 4))
+        return (part_dz_f_3, part_dz_f_2)
+    behind = products.Behind(tail_back_f_g_q_s_h, T, 0)
+
     # f(t), g(t), q(t), s(t), h(t): back through time (backward)
     dh = np.zeros((B, 8), DTYPE)
     dfgq = np.empty((B, 24), DTYPE)
@@ -172,11 +188,12 @@ def backward(params, tape, cotangents, T, B):
     dz_s_4 = np.empty((8,), DTYPE)
     dz_f_7 = np.empty((24,), DTYPE)
     run = back_f_g_q_s_h if B <= 8 or back_f_g_q_s_h.parts(B) > 1 else steps_back_f_g_q_s_h
-    if not run(T, cotangents.get("h"), q[1:T + 1], tanh_s[1:T + 1], cotangents.get("q"),
-               dz_h[1:T + 1], cotangents.get("s"), z_s[1:T + 1], g[1:T + 1], cotangents.get("g"),
-               dz_s_3[1:T + 1], dz_s_2[1:T + 1], s[0:T], f[1:T + 1], cotangents.get("f"),
-               dz_f_6[1:T + 1], dz_f_5[1:T + 1], cat_dz_f_6[1:T + 1], dh, ds, df, dg, dq, dfgq, db,
-               dz_s_4, dz_f, dz_f_7, z_f_3, dz_h_2, dz_h_3):
+    if not behind.loop(run, T, cotangents.get("h"), q[1:T + 1], tanh_s[1:T + 1],
+                       cotangents.get("q"), dz_h[1:T + 1], cotangents.get("s"), z_s[1:T + 1],
+                       g[1:T + 1], cotangents.get("g"), dz_s_3[1:T + 1], dz_s_2[1:T + 1], s[0:T],
+                       f[1:T + 1], cotangents.get("f"), dz_f_6[1:T + 1], dz_f_5[1:T + 1],
+                       cat_dz_f_6[1:T + 1], dh, ds, df, dg, dq, dfgq, db, dz_s_4, dz_f, dz_f_7,
+                       z_f_3, dz_h_2, dz_h_3):
         steps = zip(cot_h[::-1], q[1:T + 1][::-1], tanh_s[1:T + 1][::-1], cot_q[::-1],
                     dz_h[1:T + 1][::-1], cot_s[::-1], z_s[1:T + 1][::-1], g[1:T + 1][::-1],
                     cot_g[::-1], dz_s_3[1:T + 1][::-1], dz_s_2[1:T + 1][::-1], s[0:T][::-1],
@@ -219,18 +236,8 @@ def backward(params, tape, cotangents, T, B):
             sum_rows(dz_f_6_t, 0, dz_f_7)
             dz_f += dz_f_7
 
-    # Every step at once
-    # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
-    # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
-    # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-    dz_f_3 = products.matmul(cat_dz_f_6[now].reshape(-1, 32).T, h[tm1].reshape(-1, 8))
-
-    # Every step at once
-    # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
-    # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
-    # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-    dz_f_2 = products.matmul(cat_dz_f_6[now].reshape(-1, 32).T, x[now].reshape(-1, 4))
-    products.dot(cat_dz_f_6[now].reshape(-1, 32), z_f_2, dx[now].reshape(-1, 4))
+    # The sums of those products over the steps
+    dz_f_3, dz_f_2 = behind.sums()
 
     # The time-free values and initial values, in reverse
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
@@ -273,6 +280,22 @@ def backward_large(params, tape, cotangents, T, B):
     dz_f_5 = cat_dz_f_5[..., 0:24]
     dz_s_2 = cat_dz_f_5[..., 24:32]
 
+    # Every step at once after the loop back_f_g_q_s_h_2, over its steps lo + 1..hi:
+    # run by products.Behind beside the loop, over the steps it has finished
+    def tail_back_f_g_q_s_h_2(lo, hi, products):
+        tm1, now = slice(lo, hi), slice(lo + 1, hi + 1)
+        # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
+        # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
+        # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
+        part_dz_f_3 = products.matmul(cat_dz_f_5[now].reshape(-1, 32).T, h[tm1].reshape(-1, 8))
+        # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
+        # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
+        # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
+        part_dz_f_2 = products.matmul(cat_dz_f_5[now].reshape(-1, 32).T, x[now].reshape(-1, 4))
+        products.dot(cat_dz_f_5[now].reshape(-1, 32), z_f_2, dx[now].reshape(-1, 4))
+        return (part_dz_f_3, part_dz_f_2)
+    behind = products.Behind(tail_back_f_g_q_s_h_2, T, 0)
+
     # f(t), g(t), q(t), s(t), h(t): back through time (backward)
     dh = np.zeros((B, 8), DTYPE)
     dfgq = np.empty((B, 24), DTYPE)
@@ -295,11 +318,12 @@ def backward_large(params, tape, cotangents, T, B):
     dz_s_4 = np.empty((8,), DTYPE)
     dz_f_6 = np.empty((24,), DTYPE)
     run = back_f_g_q_s_h_2 if B <= 8 or back_f_g_q_s_h_2.parts(B) > 1 else steps_back_f_g_q_s_h_2
-    if not run(T, cotangents.get("h"), q[1:T + 1], tanh_s[1:T + 1], cotangents.get("q"),
-               cotangents.get("s"), z_s[1:T + 1], g[1:T + 1], cotangents.get("g"), dz_s_2[1:T + 1],
-               s[0:T], f[1:T + 1], cotangents.get("f"), fgq[1:T + 1], dz_f_5[1:T + 1],
-               cat_dz_f_5[1:T + 1], dh, ds, df, dg, dq, dfgq, ONE, db, dz_s_4, dz_f, dz_f_6, z_f_3,
-               dz_h, dz_h_2, sub_dz_h_2, dz_h_3, sub_z_s, dz_s_3, sub_fgq):
+    if not behind.loop(run, T, cotangents.get("h"), q[1:T + 1], tanh_s[1:T + 1],
+                       cotangents.get("q"), cotangents.get("s"), z_s[1:T + 1], g[1:T + 1],
+                       cotangents.get("g"), dz_s_2[1:T + 1], s[0:T], f[1:T + 1],
+                       cotangents.get("f"), fgq[1:T + 1], dz_f_5[1:T + 1], cat_dz_f_5[1:T + 1], dh,
+                       ds, df, dg, dq, dfgq, ONE, db, dz_s_4, dz_f, dz_f_6, z_f_3, dz_h, dz_h_2,
+                       sub_dz_h_2, dz_h_3, sub_z_s, dz_s_3, sub_fgq):
         steps = zip(cot_h[::-1], q[1:T + 1][::-1], tanh_s[1:T + 1][::-1], cot_q[::-1], cot_s[::-1],
                     z_s[1:T + 1][::-1], g[1:T + 1][::-1], cot_g[::-1], dz_s_2[1:T + 1][::-1],
                     s[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1], fgq[1:T + 1][::-1],
@@ -347,18 +371,8 @@ def backward_large(params, tape, cotangents, T, B):
             sum_rows(dz_f_5_t, 0, dz_f_6)
             dz_f += dz_f_6
 
-    # Every step at once
-    # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
-    # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
-    # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-    dz_f_3 = products.matmul(cat_dz_f_5[now].reshape(-1, 32).T, h[tm1].reshape(-1, 8))
-
-    # Every step at once
-    # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
-    # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1))
-    # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1))
-    dz_f_2 = products.matmul(cat_dz_f_5[now].reshape(-1, 32).T, x[now].reshape(-1, 4))
-    products.dot(cat_dz_f_5[now].reshape(-1, 32), z_f_2, dx[now].reshape(-1, 4))
+    # The sums of those products over the steps
+    dz_f_3, dz_f_2 = behind.sums()
 
     # The time-free values and initial values, in reverse
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1))
@@ -1158,6 +1172,8 @@ def loop_f_g_q_s_h(T, h_tm1_all, fgq_18_t_all, fgq_t_all, f_t_all, s_tm1_all, z_
     bits = jitops.scratch(x2)
     z_f_3_T = jitops.transposed_if(z_f_3, h_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, step)
         h_tm1 = h_tm1_all[step]
         fgq_18_t = fgq_18_t_all[step]
         fgq_t = fgq_t_all[step]
@@ -1222,6 +1238,8 @@ def loop_f_g_q_s_h(T, h_tm1_all, fgq_18_t_all, fgq_t_all, f_t_all, s_tm1_all, z_
             jitops.put_row(h_t, i, x9)
         # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
         # h(t) = tanh(s(t)) * q(t)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -1505,6 +1523,8 @@ def back_f_g_q_s_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot_s, z_
     space_3 = np.empty(24, dz_f.dtype)
     x0_3 = space_3[0:24]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         q_t = q_t_all[step]
         tanh_s_t = tanh_s_t_all[step]
         dz_h_t = dz_h_t_all[step]
@@ -1611,6 +1631,8 @@ def back_f_g_q_s_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot_s, z_
             for j_3 in range(24):
                 x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
             jitops.put_row(dz_f, i_3, x0_3)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -1910,6 +1932,8 @@ def back_f_g_q_s_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, z_s_t_all, g
     space_3 = np.empty(24, dz_f.dtype)
     x0_3 = space_3[0:24]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         q_t = q_t_all[step]
         tanh_s_t = tanh_s_t_all[step]
         z_s_t = z_s_t_all[step]
@@ -2031,6 +2055,8 @@ def back_f_g_q_s_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, z_s_t_all, g
             for j_3 in range(24):
                 x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
             jitops.put_row(dz_f, i_3, x0_3)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 

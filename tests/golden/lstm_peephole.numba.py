@@ -196,6 +196,23 @@ def backward(params, tape, cotangents, T, B):
     np.subtract(ONE, f[now], out=dz_f_4[now])
     dz_f_4[now] *= f[now]
 
+    # Every step at once after the loop back_f_g_s_q_h, over its steps lo + 1..hi:
+    # run by products.Behind beside the loop, over the steps it has finished
+    def tail_back_f_g_s_q_h(lo, hi, products):
+        tm1, now = slice(lo, hi), slice(lo + 1, hi + 1)
+        # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1) + diag(p_o) s(t))
+        part_dp_o = np.einsum("tuj,tuj->j", dz_q_2[now], s[now])
+        # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1) + diag(p_g) s(t-1))
+        part_dp_g = np.einsum("tuj,tuj->j", dz_g_2[now], s[tm1])
+        # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
+        part_dp_f = np.einsum("tuj,tuj->j", dz_f_5[now], s[tm1])
+        part_dz_f_2 = products.matmul(cat_dz_f_5[now].reshape(-1, 32).T, h[tm1].reshape(-1, 8))
+        # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
+        part_dz_f = products.matmul(cat_dz_f_5[now].reshape(-1, 32).T, x[now].reshape(-1, 4))
+        products.dot(cat_dz_f_5[now].reshape(-1, 32), z_f, dx[now].reshape(-1, 4))
+        return (part_dp_o, part_dp_g, part_dp_f, part_dz_f_2, part_dz_f)
+    behind = products.Behind(tail_back_f_g_s_q_h, T, 0)
+
     # f(t), g(t), s(t), q(t), h(t): back through time (backward)
     dh = np.zeros((B, 8), DTYPE)
     dq = np.empty((B, 8), DTYPE)
@@ -217,13 +234,14 @@ def backward(params, tape, cotangents, T, B):
     dz_g_4 = np.empty((8,), DTYPE)
     dz_f_7 = np.empty((8,), DTYPE)
     run = back_f_g_s_q_h if B <= 8 or back_f_g_s_q_h.parts(B) > 1 else steps_back_f_g_s_q_h
-    if not run(T, cotangents.get("h"), q[1:T + 1], tanh_s[1:T + 1], cotangents.get("q"),
-               dz_h[1:T + 1], cotangents.get("s"), dz_q_2[1:T + 1], dz_q[1:T + 1], z_s[1:T + 1],
-               g[1:T + 1], cotangents.get("g"), dz_s_3[1:T + 1], dz_s_2[1:T + 1], s[0:T],
-               f[1:T + 1], cotangents.get("f"), dz_g_2[1:T + 1], dz_g[1:T + 1], dz_f_5[1:T + 1],
-               dz_f_4[1:T + 1], cat_dz_f_5[1:T + 1], dh, ds, p_o, p_g, p_f, db_o, dz_q_4, db,
-               dz_s_4, db_g, dz_g_4, db_f, dz_f_7, z_f_2, dz_h_2, dq, dz_h_3, dz_q_3, dg, df,
-               dz_g_3, dz_f_6):
+    if not behind.loop(run, T, cotangents.get("h"), q[1:T + 1], tanh_s[1:T + 1],
+                       cotangents.get("q"), dz_h[1:T + 1], cotangents.get("s"), dz_q_2[1:T + 1],
+                       dz_q[1:T + 1], z_s[1:T + 1], g[1:T + 1], cotangents.get("g"),
+                       dz_s_3[1:T + 1], dz_s_2[1:T + 1], s[0:T], f[1:T + 1], cotangents.get("f"),
+                       dz_g_2[1:T + 1], dz_g[1:T + 1], dz_f_5[1:T + 1], dz_f_4[1:T + 1],
+                       cat_dz_f_5[1:T + 1], dh, ds, p_o, p_g, p_f, db_o, dz_q_4, db, dz_s_4, db_g,
+                       dz_g_4, db_f, dz_f_7, z_f_2, dz_h_2, dq, dz_h_3, dz_q_3, dg, df, dz_g_3,
+                       dz_f_6):
         steps = zip(cot_h[::-1], q[1:T + 1][::-1], tanh_s[1:T + 1][::-1], cot_q[::-1],
                     dz_h[1:T + 1][::-1], cot_s[::-1], dz_q_2[1:T + 1][::-1], dz_q[1:T + 1][::-1],
                     z_s[1:T + 1][::-1], g[1:T + 1][::-1], cot_g[::-1], dz_s_3[1:T + 1][::-1],
@@ -280,19 +298,8 @@ def backward(params, tape, cotangents, T, B):
             sum_rows(dz_f_5_t, 0, dz_f_7)
             db_f += dz_f_7
 
-    # Every step at once
-    # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1) + diag(p_o) s(t))
-    dp_o = np.einsum("tuj,tuj->j", dz_q_2[now], s[now])
-    # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1) + diag(p_g) s(t-1))
-    dp_g = np.einsum("tuj,tuj->j", dz_g_2[now], s[tm1])
-    # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
-    dp_f = np.einsum("tuj,tuj->j", dz_f_5[now], s[tm1])
-    dz_f_2 = products.matmul(cat_dz_f_5[now].reshape(-1, 32).T, h[tm1].reshape(-1, 8))
-
-    # Every step at once
-    # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
-    dz_f = products.matmul(cat_dz_f_5[now].reshape(-1, 32).T, x[now].reshape(-1, 4))
-    products.dot(cat_dz_f_5[now].reshape(-1, 32), z_f, dx[now].reshape(-1, 4))
+    # The sums of those products over the steps
+    dp_o, dp_g, dp_f, dz_f_2, dz_f = behind.sums()
 
     # The time-free values and initial values, in reverse
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
@@ -335,6 +342,23 @@ def backward_large(params, tape, cotangents, T, B):
     dz_s_2 = cat_dz_f_4[..., 16:24]
     dz_q = cat_dz_f_4[..., 24:32]
 
+    # Every step at once after the loop back_f_g_s_q_h_2, over its steps lo + 1..hi:
+    # run by products.Behind beside the loop, over the steps it has finished
+    def tail_back_f_g_s_q_h_2(lo, hi, products):
+        tm1, now = slice(lo, hi), slice(lo + 1, hi + 1)
+        # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1) + diag(p_o) s(t))
+        part_dp_o = np.einsum("tuj,tuj->j", dz_q[now], s[now])
+        # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1) + diag(p_g) s(t-1))
+        part_dp_g = np.einsum("tuj,tuj->j", dz_g[now], s[tm1])
+        # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
+        part_dp_f = np.einsum("tuj,tuj->j", dz_f_4[now], s[tm1])
+        part_dz_f_2 = products.matmul(cat_dz_f_4[now].reshape(-1, 32).T, h[tm1].reshape(-1, 8))
+        # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
+        part_dz_f = products.matmul(cat_dz_f_4[now].reshape(-1, 32).T, x[now].reshape(-1, 4))
+        products.dot(cat_dz_f_4[now].reshape(-1, 32), z_f, dx[now].reshape(-1, 4))
+        return (part_dp_o, part_dp_g, part_dp_f, part_dz_f_2, part_dz_f)
+    behind = products.Behind(tail_back_f_g_s_q_h_2, T, 0)
+
     # f(t), g(t), s(t), q(t), h(t): back through time (backward)
     dh = np.zeros((B, 8), DTYPE)
     dq = np.empty((B, 8), DTYPE)
@@ -363,12 +387,13 @@ def backward_large(params, tape, cotangents, T, B):
     dz_g_3 = np.empty((8,), DTYPE)
     dz_f_6 = np.empty((8,), DTYPE)
     run = back_f_g_s_q_h_2 if B <= 8 or back_f_g_s_q_h_2.parts(B) > 1 else steps_back_f_g_s_q_h_2
-    if not run(T, cotangents.get("h"), q[1:T + 1], tanh_s[1:T + 1], cotangents.get("q"),
-               cotangents.get("s"), dz_q[1:T + 1], z_s[1:T + 1], g[1:T + 1], cotangents.get("g"),
-               dz_s_2[1:T + 1], s[0:T], f[1:T + 1], cotangents.get("f"), dz_g[1:T + 1],
-               dz_f_4[1:T + 1], cat_dz_f_4[1:T + 1], dh, ds, p_o, p_g, p_f, ONE, db_o, dz_q_3, db,
-               dz_s_4, db_g, dz_g_3, db_f, dz_f_6, z_f_2, dz_h, dq, dz_h_2, sub_dz_h_2, dz_h_3,
-               sub_q, dz_q_2, dg, sub_z_s, dz_s_3, df, sub_g, dz_g_2, sub_f, dz_f_5):
+    if not behind.loop(run, T, cotangents.get("h"), q[1:T + 1], tanh_s[1:T + 1],
+                       cotangents.get("q"), cotangents.get("s"), dz_q[1:T + 1], z_s[1:T + 1],
+                       g[1:T + 1], cotangents.get("g"), dz_s_2[1:T + 1], s[0:T], f[1:T + 1],
+                       cotangents.get("f"), dz_g[1:T + 1], dz_f_4[1:T + 1], cat_dz_f_4[1:T + 1],
+                       dh, ds, p_o, p_g, p_f, ONE, db_o, dz_q_3, db, dz_s_4, db_g, dz_g_3, db_f,
+                       dz_f_6, z_f_2, dz_h, dq, dz_h_2, sub_dz_h_2, dz_h_3, sub_q, dz_q_2, dg,
+                       sub_z_s, dz_s_3, df, sub_g, dz_g_2, sub_f, dz_f_5):
         steps = zip(cot_h[::-1], q[1:T + 1][::-1], tanh_s[1:T + 1][::-1], cot_q[::-1], cot_s[::-1],
                     dz_q[1:T + 1][::-1], z_s[1:T + 1][::-1], g[1:T + 1][::-1], cot_g[::-1],
                     dz_s_2[1:T + 1][::-1], s[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1],
@@ -432,19 +457,8 @@ def backward_large(params, tape, cotangents, T, B):
             sum_rows(dz_f_4_t, 0, dz_f_6)
             db_f += dz_f_6
 
-    # Every step at once
-    # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1) + diag(p_o) s(t))
-    dp_o = np.einsum("tuj,tuj->j", dz_q[now], s[now])
-    # g(t) = sigmoid(b_g + U_g x(t) + W_g h(t-1) + diag(p_g) s(t-1))
-    dp_g = np.einsum("tuj,tuj->j", dz_g[now], s[tm1])
-    # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
-    dp_f = np.einsum("tuj,tuj->j", dz_f_4[now], s[tm1])
-    dz_f_2 = products.matmul(cat_dz_f_4[now].reshape(-1, 32).T, h[tm1].reshape(-1, 8))
-
-    # Every step at once
-    # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
-    dz_f = products.matmul(cat_dz_f_4[now].reshape(-1, 32).T, x[now].reshape(-1, 4))
-    products.dot(cat_dz_f_4[now].reshape(-1, 32), z_f, dx[now].reshape(-1, 4))
+    # The sums of those products over the steps
+    dp_o, dp_g, dp_f, dz_f_2, dz_f = behind.sums()
 
     # The time-free values and initial values, in reverse
     # f(t) = sigmoid(b_f + U_f x(t) + W_f h(t-1) + diag(p_f) s(t-1))
@@ -1559,6 +1573,8 @@ def loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_r49_18_r52_t_all, r47_t_all, f_t
     bits = jitops.scratch(x18)
     z_f_2_T = jitops.transposed_if(z_f_2, h_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, step)
         h_tm1 = h_tm1_all[step]
         s_tm1 = s_tm1_all[step]
         r47_r49_18_r52_t = r47_r49_18_r52_t_all[step]
@@ -1659,6 +1675,8 @@ def loop_f_g_s_q_h(T, h_tm1_all, s_tm1_all, r47_r49_18_r52_t_all, r47_t_all, f_t
         # s(t) = f(t) * s(t-1) + g(t) * sigmoid(b + U x(t) + W h(t-1))
         # q(t) = sigmoid(b_o + U_o x(t) + W_o h(t-1) + diag(p_o) s(t))
         # h(t) = tanh(s(t)) * q(t)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -2004,6 +2022,8 @@ def back_f_g_s_q_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot_s, dz
     space_5 = np.empty(8, db_f.dtype)
     x0_5 = space_5[0:8]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         q_t = q_t_all[step]
         tanh_s_t = tanh_s_t_all[step]
         dz_h_t = dz_h_t_all[step]
@@ -2147,6 +2167,8 @@ def back_f_g_s_q_h(T, cot_h, q_t_all, tanh_s_t_all, cot_q, dz_h_t_all, cot_s, dz
             for j_5 in range(8):
                 x0_5[j_5] = r0_0_5[j_5] + r0_1_5[j_5]
             jitops.put_row(db_f, i_5, x0_5)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -2500,6 +2522,8 @@ def back_f_g_s_q_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, dz_q_t_all, 
     space_5 = np.empty(8, db_f.dtype)
     x0_5 = space_5[0:8]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         q_t = q_t_all[step]
         tanh_s_t = tanh_s_t_all[step]
         dz_q_t = dz_q_t_all[step]
@@ -2669,6 +2693,8 @@ def back_f_g_s_q_h_2(T, cot_h, q_t_all, tanh_s_t_all, cot_q, cot_s, dz_q_t_all, 
             for j_5 in range(8):
                 x0_5[j_5] = r0_0_5[j_5] + r0_1_5[j_5]
             jitops.put_row(db_f, i_5, x0_5)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 

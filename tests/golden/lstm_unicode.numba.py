@@ -147,6 +147,24 @@ def backward(params, tape, cotangents, T, B):
     np.subtract(ONE, fio[now], out=dz_f_3[now])
     dz_f_3[now] *= fio[now]
 
+    # Every step at once after the loop back_f_i_o_c_tilde_c_h, over its steps lo + 1..hi:
+    # run by products.Behind beside the loop, over the steps it has finished
+    def tail_back_f_i_o_c_tilde_c_h(lo, hi, products):
+        tm1, now = slice(lo, hi), slice(lo + 1, hi + 1)
+        # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
+        # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
+        # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
+        # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
+        part_dU_fioc = products.matmul(dz_f_4[now].reshape(-1, 32).T, h[tm1].reshape(-1, 8))
+        # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
+        # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
+        # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
+        # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
+        part_dW_fioc = products.matmul(dz_f_4[now].reshape(-1, 32).T, x[now].reshape(-1, 4))
+        products.dot(dz_f_4[now].reshape(-1, 32), W_fioc, dx[now].reshape(-1, 4))
+        return (part_dU_fioc, part_dW_fioc)
+    behind = products.Behind(tail_back_f_i_o_c_tilde_c_h, T, 0)
+
     # f(t), i(t), o(t), c_tilde(t), c(t), h(t): back through time (backward)
     dh = np.zeros((B, 8), DTYPE)
     df_i_o_c_tilde = np.empty((B, 32), DTYPE)
@@ -166,11 +184,12 @@ def backward(params, tape, cotangents, T, B):
     dz_h_3 = np.empty((B, 8), DTYPE)
     dz_f_5 = np.empty((32,), DTYPE)
     run = back_f_i_o_c_tilde_c_h if B <= 8 or back_f_i_o_c_tilde_c_h.parts(B) > 1 else steps_back_f_i_o_c_tilde_c_h
-    if not run(T, cotangents.get("h"), tanh_c[1:T + 1], o[1:T + 1], cotangents.get("o"),
-               dz_h[1:T + 1], cotangents.get("c"), c_tilde[1:T + 1], i[1:T + 1],
-               cotangents.get("i"), cotangents.get("c_tilde"), c[0:T], f[1:T + 1],
-               cotangents.get("f"), dz_f_2[1:T + 1], dz_f_3[1:T + 1], dz_f_4[1:T + 1], dh, dc,
-               dc_tilde, df, di, do, dfio, dz_f, dz_f_5, U_fioc, dz_h_2, dz_h_3):
+    if not behind.loop(run, T, cotangents.get("h"), tanh_c[1:T + 1], o[1:T + 1],
+                       cotangents.get("o"), dz_h[1:T + 1], cotangents.get("c"), c_tilde[1:T + 1],
+                       i[1:T + 1], cotangents.get("i"), cotangents.get("c_tilde"), c[0:T],
+                       f[1:T + 1], cotangents.get("f"), dz_f_2[1:T + 1], dz_f_3[1:T + 1],
+                       dz_f_4[1:T + 1], dh, dc, dc_tilde, df, di, do, dfio, dz_f, dz_f_5, U_fioc,
+                       dz_h_2, dz_h_3):
         steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1],
                     dz_h[1:T + 1][::-1], cot_c[::-1], c_tilde[1:T + 1][::-1], i[1:T + 1][::-1],
                     cot_i[::-1], cot_c_tilde[::-1], c[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1],
@@ -209,20 +228,8 @@ def backward(params, tape, cotangents, T, B):
             sum_rows(dz_f_4_t, 0, dz_f_5)
             dz_f += dz_f_5
 
-    # Every step at once
-    # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
-    # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
-    # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
-    # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
-    dU_fioc = products.matmul(dz_f_4[now].reshape(-1, 32).T, h[tm1].reshape(-1, 8))
-
-    # Every step at once
-    # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
-    # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
-    # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
-    # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
-    dW_fioc = products.matmul(dz_f_4[now].reshape(-1, 32).T, x[now].reshape(-1, 4))
-    products.dot(dz_f_4[now].reshape(-1, 32), W_fioc, dx[now].reshape(-1, 4))
+    # The sums of those products over the steps
+    dU_fioc, dW_fioc = behind.sums()
 
     # The time-free values and initial values, in reverse
     # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
@@ -264,6 +271,24 @@ def backward_large(params, tape, cotangents, T, B):
     dz_f = WORK.zeros(z_f.shape, DTYPE, "dz_f")
     dz_f_2 = WORK.empty((T + 1, B, 32), DTYPE, "dz_f_2")   # every step written
 
+    # Every step at once after the loop back_f_i_o_c_tilde_c_h_2, over its steps lo + 1..hi:
+    # run by products.Behind beside the loop, over the steps it has finished
+    def tail_back_f_i_o_c_tilde_c_h_2(lo, hi, products):
+        tm1, now = slice(lo, hi), slice(lo + 1, hi + 1)
+        # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
+        # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
+        # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
+        # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
+        part_dU_fioc = products.matmul(dz_f_2[now].reshape(-1, 32).T, h[tm1].reshape(-1, 8))
+        # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
+        # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
+        # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
+        # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
+        part_dW_fioc = products.matmul(dz_f_2[now].reshape(-1, 32).T, x[now].reshape(-1, 4))
+        products.dot(dz_f_2[now].reshape(-1, 32), W_fioc, dx[now].reshape(-1, 4))
+        return (part_dU_fioc, part_dW_fioc)
+    behind = products.Behind(tail_back_f_i_o_c_tilde_c_h_2, T, 0)
+
     # f(t), i(t), o(t), c_tilde(t), c(t), h(t): back through time (backward)
     dh = np.zeros((B, 8), DTYPE)
     df_i_o_c_tilde = np.empty((B, 32), DTYPE)
@@ -289,11 +314,12 @@ def backward_large(params, tape, cotangents, T, B):
     dz_f_4 = np.empty((B, 24), DTYPE)
     dz_f_5 = np.empty((32,), DTYPE)
     run = back_f_i_o_c_tilde_c_h_2 if B <= 8 or back_f_i_o_c_tilde_c_h_2.parts(B) > 1 else steps_back_f_i_o_c_tilde_c_h_2
-    if not run(T, cotangents.get("h"), tanh_c[1:T + 1], o[1:T + 1], cotangents.get("o"),
-               cotangents.get("c"), c_tilde[1:T + 1], i[1:T + 1], cotangents.get("i"),
-               cotangents.get("c_tilde"), c[0:T], f[1:T + 1], cotangents.get("f"), fio[1:T + 1],
-               dz_f_2[1:T + 1], dh, dc, dc_tilde, df, di, do, dfio, ONE, dz_f, dz_f_5, U_fioc,
-               dz_h, dz_h_2, sub_dz_h_2, dz_h_3, dz_f_3, sub_dz_f_3, sub_fio, dz_f_4):
+    if not behind.loop(run, T, cotangents.get("h"), tanh_c[1:T + 1], o[1:T + 1],
+                       cotangents.get("o"), cotangents.get("c"), c_tilde[1:T + 1], i[1:T + 1],
+                       cotangents.get("i"), cotangents.get("c_tilde"), c[0:T], f[1:T + 1],
+                       cotangents.get("f"), fio[1:T + 1], dz_f_2[1:T + 1], dh, dc, dc_tilde, df,
+                       di, do, dfio, ONE, dz_f, dz_f_5, U_fioc, dz_h, dz_h_2, sub_dz_h_2, dz_h_3,
+                       dz_f_3, sub_dz_f_3, sub_fio, dz_f_4):
         steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1], cot_c[::-1],
                     c_tilde[1:T + 1][::-1], i[1:T + 1][::-1], cot_i[::-1], cot_c_tilde[::-1],
                     c[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1], fio[1:T + 1][::-1],
@@ -338,20 +364,8 @@ def backward_large(params, tape, cotangents, T, B):
             sum_rows(dz_f_2_t, 0, dz_f_5)
             dz_f += dz_f_5
 
-    # Every step at once
-    # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
-    # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
-    # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
-    # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
-    dU_fioc = products.matmul(dz_f_2[now].reshape(-1, 32).T, h[tm1].reshape(-1, 8))
-
-    # Every step at once
-    # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
-    # i(t) = sigmoid(W_i x(t) + U_i h(t-1) + b_i)
-    # o(t) = sigmoid(W_o x(t) + U_o h(t-1) + b_o)
-    # c_tilde(t) = tanh(W_c x(t) + U_c h(t-1) + b_c)
-    dW_fioc = products.matmul(dz_f_2[now].reshape(-1, 32).T, x[now].reshape(-1, 4))
-    products.dot(dz_f_2[now].reshape(-1, 32), W_fioc, dx[now].reshape(-1, 4))
+    # The sums of those products over the steps
+    dU_fioc, dW_fioc = behind.sums()
 
     # The time-free values and initial values, in reverse
     # f(t) = sigmoid(W_f x(t) + U_f h(t-1) + b_f)
@@ -1187,6 +1201,8 @@ def loop_f_i_o_c_tilde_c_h(T, h_tm1_all, f_i_o_c_tilde_t_all, fio_t_all, c_tilde
     bits = jitops.scratch(x2)
     U_fioc_T = jitops.transposed_if(U_fioc, h_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, step)
         h_tm1 = h_tm1_all[step]
         f_i_o_c_tilde_t = f_i_o_c_tilde_t_all[step]
         fio_t = fio_t_all[step]
@@ -1243,6 +1259,8 @@ def loop_f_i_o_c_tilde_c_h(T, h_tm1_all, f_i_o_c_tilde_t_all, fio_t_all, c_tilde
             jitops.put_row(h_t, i_2, x8)
         # c(t) = f(t) * c(t-1) + i(t) * c_tilde(t)
         # h(t) = o(t) * tanh(c(t))
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -1544,6 +1562,8 @@ def back_f_i_o_c_tilde_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, c
     space_2 = np.empty(32, dz_f.dtype)
     x0_2 = space_2[0:32]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         tanh_c_t = tanh_c_t_all[step]
         o_t = o_t_all[step]
         dz_h_t = dz_h_t_all[step]
@@ -1644,6 +1664,8 @@ def back_f_i_o_c_tilde_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, c
             for j_2 in range(32):
                 x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
             jitops.put_row(dz_f, i_3, x0_2)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -1955,6 +1977,8 @@ def back_f_i_o_c_tilde_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, c_ti
     space_2 = np.empty(32, dz_f.dtype)
     x0_2 = space_2[0:32]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         tanh_c_t = tanh_c_t_all[step]
         o_t = o_t_all[step]
         c_tilde_t = c_tilde_t_all[step]
@@ -2068,6 +2092,8 @@ def back_f_i_o_c_tilde_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, c_ti
             for j_2 in range(32):
                 x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
             jitops.put_row(dz_f, i_3, x0_2)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 

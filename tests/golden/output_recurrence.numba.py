@@ -345,6 +345,8 @@ def loop_h_o(T, o_tm1_all, h_t_all, o_t_all, b, W_o, c, W, V, halves):
     W_T = jitops.transposed_if(W, o_tm1_all.shape[1] > jitops._BY_ROWS)
     V_T = jitops.transposed_if(V, o_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, step)
         o_tm1 = o_tm1_all[step]
         h_t = h_t_all[step]
         o_t = o_t_all[step]
@@ -372,6 +374,8 @@ def loop_h_o(T, o_tm1_all, h_t_all, o_t_all, b, W_o, c, W, V, halves):
             for j_2 in range(3):
                 x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
             jitops.put_row(o_t, i_2, x0_2)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -459,6 +463,8 @@ def back_h_o(T, do_t_all, cot_h, dz_h_2_t_all, dz_h_t_all, do_tm1_all, dh, vecma
     space_3 = np.empty(8, db.dtype)
     x0_3 = space_3[0:8]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         do_t = do_t_all[step]
         dz_h_2_t = dz_h_2_t_all[step]
         dz_h_t = dz_h_t_all[step]
@@ -492,6 +498,8 @@ def back_h_o(T, do_t_all, cot_h, dz_h_2_t_all, dz_h_t_all, do_tm1_all, dh, vecma
             for j_3 in range(8):
                 x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
             jitops.put_row(db, i_3, x0_3)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -590,6 +598,8 @@ def back_h_o_2(T, do_t_all, cot_h, h_t_all, dz_h_t_all, do_tm1_all, dh, dz_h_2, 
     space_3 = np.empty(8, db.dtype)
     x0_3 = space_3[0:8]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         do_t = do_t_all[step]
         h_t = h_t_all[step]
         dz_h_t = dz_h_t_all[step]
@@ -630,6 +640,8 @@ def back_h_o_2(T, do_t_all, cot_h, h_t_all, dz_h_t_all, do_tm1_all, dh, dz_h_2, 
             for j_3 in range(8):
                 x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
             jitops.put_row(db, i_3, x0_3)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 

@@ -239,12 +239,24 @@ def backward(params, tape, cotangents, T, n_batch, T_u):
     np.multiply(h[now], h[now], out=dz_h[now])
     np.subtract(ONE, dz_h[now], out=dz_h[now])
 
+    # Every step at once after the loop back_h, over its steps lo + 1..hi:
+    # run by products.Behind beside the loop, over the steps it has finished
+    def tail_back_h(lo, hi, products):
+        tm1, now = slice(lo, hi), slice(lo + 1, hi + 1)
+        # h(t) = tanh(W h(t-1) + U x(t) + b)
+        part_dW = products.matmul(dz_h_2[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
+        # h(t) = tanh(W h(t-1) + U x(t) + b)
+        part_dU = products.matmul(dz_h_2[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+        products.dot(dz_h_2[now].reshape(-1, 8), U, dx[now].reshape(-1, 4))
+        return (part_dW, part_dU)
+    behind = products.Behind(tail_back_h, T, 0)
+
     # h(t): back through time (backward)
     vecmat_dz_h_2 = np.empty((n_batch, 8), DTYPE)
     dz_h_3 = np.empty((8,), DTYPE)
     run_2 = back_h if n_batch <= 8 or back_h.parts(n_batch) > 1 else steps_back_h
-    if not run_2(T, dz_h_2[1:T + 1], dh[1:T + 1], dz_h[1:T + 1], dh[0:T], vecmat_dz_h_2, db,
-                 dz_h_3, W):
+    if not behind.loop(run_2, T, dz_h_2[1:T + 1], dh[1:T + 1], dz_h[1:T + 1], dh[0:T],
+                       vecmat_dz_h_2, db, dz_h_3, W):
         steps = zip(dz_h_2[1:T + 1][::-1], dh[1:T + 1][::-1], dz_h[1:T + 1][::-1], dh[0:T][::-1])
         for (dz_h_2_t, dh_t, dz_h_t, dh_tm1) in steps:
             # h(t) = tanh(W h(t-1) + U x(t) + b)
@@ -254,14 +266,8 @@ def backward(params, tape, cotangents, T, n_batch, T_u):
             sum_rows(dz_h_2_t, 0, dz_h_3)
             db += dz_h_3
 
-    # Every step at once
-    # h(t) = tanh(W h(t-1) + U x(t) + b)
-    dW = products.matmul(dz_h_2[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
-
-    # Every step at once
-    # h(t) = tanh(W h(t-1) + U x(t) + b)
-    dU = products.matmul(dz_h_2[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
-    products.dot(dz_h_2[now].reshape(-1, 8), U, dx[now].reshape(-1, 4))
+    # The sums of those products over the steps
+    dW, dU = behind.sums()
 
     grads = {"W": dW, "U": dU, "b": db, "A": dA, "B": dB, "D": dD, "e": de, "V": dV, "c": dc,
              "W_c": dW_c, "b_c": db_c, "x": dx[1:T + 1], "y": dy[1:T_u + 1], "h(0)": dh[0]}
@@ -380,13 +386,25 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
     # C = h(end)
     dh[T] += dC
 
+    # Every step at once after the loop back_h_2, over its steps lo + 1..hi:
+    # run by products.Behind beside the loop, over the steps it has finished
+    def tail_back_h_2(lo, hi, products):
+        tm1, now = slice(lo, hi), slice(lo + 1, hi + 1)
+        # h(t) = tanh(W h(t-1) + U x(t) + b)
+        part_dW = products.matmul(dz_h[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
+        # h(t) = tanh(W h(t-1) + U x(t) + b)
+        part_dU = products.matmul(dz_h[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+        products.dot(dz_h[now].reshape(-1, 8), U, dx[now].reshape(-1, 4))
+        return (part_dW, part_dU)
+    behind = products.Behind(tail_back_h_2, T, 0)
+
     # h(t): back through time (backward)
     dz_h_2 = np.empty((n_batch, 8), DTYPE)
     vecmat_dz_h = np.empty((n_batch, 8), DTYPE)
     dz_h_3 = np.empty((8,), DTYPE)
     run_2 = back_h_2 if n_batch <= 8 or back_h_2.parts(n_batch) > 1 else steps_back_h_2
-    if not run_2(T, h[1:T + 1], dz_h[1:T + 1], dh[1:T + 1], dh[0:T], dz_h_2, ONE, vecmat_dz_h, db,
-                 dz_h_3, W):
+    if not behind.loop(run_2, T, h[1:T + 1], dz_h[1:T + 1], dh[1:T + 1], dh[0:T], dz_h_2, ONE,
+                       vecmat_dz_h, db, dz_h_3, W):
         steps = zip(h[1:T + 1][::-1], dz_h[1:T + 1][::-1], dh[1:T + 1][::-1], dh[0:T][::-1])
         for (h_t, dz_h_t, dh_t, dh_tm1) in steps:
             # h(t) = tanh(W h(t-1) + U x(t) + b)
@@ -398,14 +416,8 @@ def backward_large(params, tape, cotangents, T, n_batch, T_u):
             sum_rows(dz_h_t, 0, dz_h_3)
             db += dz_h_3
 
-    # Every step at once
-    # h(t) = tanh(W h(t-1) + U x(t) + b)
-    dW = products.matmul(dz_h[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
-
-    # Every step at once
-    # h(t) = tanh(W h(t-1) + U x(t) + b)
-    dU = products.matmul(dz_h[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
-    products.dot(dz_h[now].reshape(-1, 8), U, dx[now].reshape(-1, 4))
+    # The sums of those products over the steps
+    dW, dU = behind.sums()
 
     grads = {"W": dW, "U": dU, "b": db, "A": dA, "B": dB, "D": dD, "e": de, "V": dV, "c": dc,
              "W_c": dW_c, "b_c": db_c, "x": dx[1:T + 1], "y": dy[1:T_u + 1], "h(0)": dh[0]}
@@ -588,6 +600,8 @@ def loop_h(T, h_tm1_all, h_t_all, b, W_h, W, halves):
     bits = jitops.scratch(x2)
     W_T = jitops.transposed_if(W, h_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, step)
         h_tm1 = h_tm1_all[step]
         h_t = h_t_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + b)
@@ -606,6 +620,8 @@ def loop_h(T, h_tm1_all, h_t_all, b, W_h, W, halves):
             r2_0 = jitops._view(h_t, i * s0, 8)
             jitops.vtanh(r2_0, x2, bits)
             jitops.put_row(h_t, i, x2)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -662,6 +678,8 @@ def loop_s(T_u, s_tm1_all, s_t_all, z_s, A_s, A, halves):
     bits = jitops.scratch(x2)
     A_T = jitops.transposed_if(A, s_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T_u):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, step)
         s_tm1 = s_tm1_all[step]
         s_t = s_t_all[step]
         # s(u) = tanh(A s(u-1) + B y(u-1) + D C + e)
@@ -680,6 +698,8 @@ def loop_s(T_u, s_tm1_all, s_t_all, z_s, A_s, A, halves):
             r2_0 = jitops._view(s_t, i * s0, 8)
             jitops.vtanh(r2_0, x2, bits)
             jitops.put_row(s_t, i, x2)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T_u)
     return True
 
 
@@ -737,6 +757,8 @@ def back_s(T_u, dz_s_3_t_all, ds_t_all, dz_s_2_t_all, ds_sum, A, halves):
     x0 = space[0:8]
     x1 = space[8:16]
     for step in range(T_u - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T_u - 1 - step)
         dz_s_3_t = dz_s_3_t_all[step]
         ds_t = ds_t_all[step]
         dz_s_2_t = dz_s_2_t_all[step]
@@ -752,6 +774,8 @@ def back_s(T_u, dz_s_3_t_all, ds_t_all, dz_s_2_t_all, ds_sum, A, halves):
                 x1[j] = x0[j] * r1_1[j]
             jitops.put_row(dz_s_3_t, i, x1)
         jitops.dot(dz_s_3_t, A, ds_sum)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T_u)
     return True
 
 
@@ -827,6 +851,8 @@ def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, vecmat_dz_h_2, db,
     space_3 = np.empty(8, db.dtype)
     x0_3 = space_3[0:8]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         dz_h_2_t = dz_h_2_t_all[step]
         dh_t = dh_t_all[step]
         dz_h_t = dz_h_t_all[step]
@@ -852,6 +878,8 @@ def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_tm1_all, vecmat_dz_h_2, db,
             for j_3 in range(8):
                 x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
             jitops.put_row(db, i_3, x0_3)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -919,6 +947,8 @@ def back_s_2(T_u, s_t_all, dz_s_2_t_all, ds_t_all, ds_sum, dz_s_3, ONE, A, halve
     x2 = space[16:24]
     x3 = space[24:32]
     for step in range(T_u - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T_u - 1 - step)
         s_t = s_t_all[step]
         dz_s_2_t = dz_s_2_t_all[step]
         ds_t = ds_t_all[step]
@@ -941,6 +971,8 @@ def back_s_2(T_u, s_t_all, dz_s_2_t_all, ds_t_all, ds_sum, dz_s_3, ONE, A, halve
                 x3[j] = x2[j] * r3_1[j]
             jitops.put_row(dz_s_2_t, i, x3)
         jitops.dot(dz_s_2_t, A, ds_sum)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T_u)
     return True
 
 
@@ -1024,6 +1056,8 @@ def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, vecmat_d
     space_3 = np.empty(8, db.dtype)
     x0_3 = space_3[0:8]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         h_t = h_t_all[step]
         dz_h_t = dz_h_t_all[step]
         dh_t = dh_t_all[step]
@@ -1056,6 +1090,8 @@ def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_tm1_all, dz_h_2, ONE, vecmat_d
             for j_3 in range(8):
                 x0_3[j_3] = r0_0_3[j_3] + r0_1_3[j_3]
             jitops.put_row(db, i_3, x0_3)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 

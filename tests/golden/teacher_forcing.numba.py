@@ -402,6 +402,8 @@ def loop_h(T, h_tm1_all, h_t_all, W_h, W, halves):
     bits = jitops.scratch(x1)
     W_T = jitops.transposed_if(W, h_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, step)
         h_tm1 = h_tm1_all[step]
         h_t = h_t_all[step]
         # h(t) = tanh(W h(t-1) + U x(t) + R y(t-1) + b)
@@ -415,6 +417,8 @@ def loop_h(T, h_tm1_all, h_t_all, W_h, W, halves):
             r1_0 = jitops._view(h_t, i * s0, 8)
             jitops.vtanh(r1_0, x1, bits)
             jitops.put_row(h_t, i, x1)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -481,6 +485,8 @@ def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, db, dz_h_3, W, halves)
     space_2 = np.empty(8, db.dtype)
     x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         dz_h_2_t = dz_h_2_t_all[step]
         dh_t = dh_t_all[step]
         dz_h_t = dz_h_t_all[step]
@@ -503,6 +509,8 @@ def back_h(T, dz_h_2_t_all, dh_t_all, dz_h_t_all, dh_sum, db, dz_h_3, W, halves)
             for j_2 in range(8):
                 x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
             jitops.put_row(db, i_2, x0_2)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -580,6 +588,8 @@ def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_sum, dz_h_2, ONE, db, dz_h_3, 
     space_2 = np.empty(8, db.dtype)
     x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         h_t = h_t_all[step]
         dz_h_t = dz_h_t_all[step]
         dh_t = dh_t_all[step]
@@ -609,6 +619,8 @@ def back_h_2(T, h_t_all, dz_h_t_all, dh_t_all, dh_sum, dz_h_2, ONE, db, dz_h_3, 
             for j_2 in range(8):
                 x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
             jitops.put_row(db, i_2, x0_2)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 

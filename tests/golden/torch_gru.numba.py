@@ -148,6 +148,21 @@ def backward(params, tape, cotangents, T, B):
     np.subtract(ONE, rz[now], out=dz_r_3[now])
     dz_r_3[now] *= rz[now]
 
+    # Every step at once after the loop back_r_z_n_h, over its steps lo + 1..hi:
+    # run by products.Behind beside the loop, over the steps it has finished
+    def tail_back_r_z_n_h(lo, hi, products):
+        tm1, now = slice(lo, hi), slice(lo + 1, hi + 1)
+        # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
+        # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
+        part_dW_h_rzn = products.matmul(cat_dz_r_4[now].reshape(-1, 24).T, h[tm1].reshape(-1, 8))
+        # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
+        # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
+        np.copyto(z_r_3[now], dz_r_4[now])
+        part_dW_i_rzn = products.matmul(cat_z_r_3[now].reshape(-1, 24).T, x[now].reshape(-1, 4))
+        products.dot(cat_z_r_3[now].reshape(-1, 24), W_i_rzn, dx[now].reshape(-1, 4))
+        return (part_dW_h_rzn, part_dW_i_rzn)
+    behind = products.Behind(tail_back_r_z_n_h, T, 0)
+
     # r(t), z(t), n(t), h(t): back through time (backward)
     dn = np.empty((B, 8), DTYPE)
     dh = np.zeros((B, 8), DTYPE)
@@ -163,11 +178,11 @@ def backward(params, tape, cotangents, T, B):
     dz_n_6 = np.empty((8,), DTYPE)
     dz_r_5 = np.empty((16,), DTYPE)
     run = back_r_z_n_h if B <= 8 or back_r_z_n_h.parts(B) > 1 else steps_back_r_z_n_h
-    if not run(T, cotangents.get("n"), cotangents.get("h"), z_h[1:T + 1], z[1:T + 1],
-               cotangents.get("z"), dz_n_3[1:T + 1], dz_n_2[1:T + 1], z_n[1:T + 1],
-               dz_n_4[1:T + 1], r[1:T + 1], cotangents.get("r"), dz_r_4[1:T + 1], dz_r_3[1:T + 1],
-               cat_dz_r_4[1:T + 1], dh, dr, dz, drz, dz_h_2, db_hn, dz_n_5, db_in, dz_n_6, dz_r,
-               dz_r_5, W_h_rzn, dn):
+    if not behind.loop(run, T, cotangents.get("n"), cotangents.get("h"), z_h[1:T + 1], z[1:T + 1],
+                       cotangents.get("z"), dz_n_3[1:T + 1], dz_n_2[1:T + 1], z_n[1:T + 1],
+                       dz_n_4[1:T + 1], r[1:T + 1], cotangents.get("r"), dz_r_4[1:T + 1],
+                       dz_r_3[1:T + 1], cat_dz_r_4[1:T + 1], dh, dr, dz, drz, dz_h_2, db_hn,
+                       dz_n_5, db_in, dz_n_6, dz_r, dz_r_5, W_h_rzn, dn):
         steps = zip(cot_n[::-1], cot_h[::-1], z_h[1:T + 1][::-1], z[1:T + 1][::-1], cot_z[::-1],
                     dz_n_3[1:T + 1][::-1], dz_n_2[1:T + 1][::-1], z_n[1:T + 1][::-1],
                     dz_n_4[1:T + 1][::-1], r[1:T + 1][::-1], cot_r[::-1], dz_r_4[1:T + 1][::-1],
@@ -206,17 +221,8 @@ def backward(params, tape, cotangents, T, B):
             sum_rows(dz_r_4_t, 0, dz_r_5)
             dz_r += dz_r_5
 
-    # Every step at once
-    # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
-    # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    dW_h_rzn = products.matmul(cat_dz_r_4[now].reshape(-1, 24).T, h[tm1].reshape(-1, 8))
-
-    # Every step at once
-    # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
-    # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    np.copyto(z_r_3[now], dz_r_4[now])
-    dW_i_rzn = products.matmul(cat_z_r_3[now].reshape(-1, 24).T, x[now].reshape(-1, 4))
-    products.dot(cat_z_r_3[now].reshape(-1, 24), W_i_rzn, dx[now].reshape(-1, 4))
+    # The sums of those products over the steps
+    dW_h_rzn, dW_i_rzn = behind.sums()
 
     # The time-free values and initial values, in reverse
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
@@ -262,6 +268,21 @@ def backward_large(params, tape, cotangents, T, B):
     z_r_3 = cat_z_r_3[..., 0:16]
     dz_n_2 = cat_z_r_3[..., 16:24]
 
+    # Every step at once after the loop back_r_z_n_h_2, over its steps lo + 1..hi:
+    # run by products.Behind beside the loop, over the steps it has finished
+    def tail_back_r_z_n_h_2(lo, hi, products):
+        tm1, now = slice(lo, hi), slice(lo + 1, hi + 1)
+        # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
+        # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
+        part_dW_h_rzn = products.matmul(cat_dz_r_3[now].reshape(-1, 24).T, h[tm1].reshape(-1, 8))
+        # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
+        # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
+        np.copyto(z_r_3[now], dz_r_3[now])
+        part_dW_i_rzn = products.matmul(cat_z_r_3[now].reshape(-1, 24).T, x[now].reshape(-1, 4))
+        products.dot(cat_z_r_3[now].reshape(-1, 24), W_i_rzn, dx[now].reshape(-1, 4))
+        return (part_dW_h_rzn, part_dW_i_rzn)
+    behind = products.Behind(tail_back_r_z_n_h_2, T, 0)
+
     # r(t), z(t), n(t), h(t): back through time (backward)
     dn = np.empty((B, 8), DTYPE)
     dh = np.zeros((B, 8), DTYPE)
@@ -279,11 +300,11 @@ def backward_large(params, tape, cotangents, T, B):
     dz_n_6 = np.empty((8,), DTYPE)
     dz_r_4 = np.empty((16,), DTYPE)
     run = back_r_z_n_h_2 if B <= 8 or back_r_z_n_h_2.parts(B) > 1 else steps_back_r_z_n_h_2
-    if not run(T, cotangents.get("n"), cotangents.get("h"), z_h[1:T + 1], z[1:T + 1],
-               cotangents.get("z"), n[1:T + 1], dz_n_2[1:T + 1], z_n[1:T + 1], dz_n_3[1:T + 1],
-               r[1:T + 1], cotangents.get("r"), rz[1:T + 1], dz_r_3[1:T + 1], cat_dz_r_3[1:T + 1],
-               dh, dr, dz, drz, ONE, dz_h_2, db_hn, dz_n_5, db_in, dz_n_6, dz_r, dz_r_4, W_h_rzn,
-               dn, dz_n_4, sub_rz):
+    if not behind.loop(run, T, cotangents.get("n"), cotangents.get("h"), z_h[1:T + 1], z[1:T + 1],
+                       cotangents.get("z"), n[1:T + 1], dz_n_2[1:T + 1], z_n[1:T + 1],
+                       dz_n_3[1:T + 1], r[1:T + 1], cotangents.get("r"), rz[1:T + 1],
+                       dz_r_3[1:T + 1], cat_dz_r_3[1:T + 1], dh, dr, dz, drz, ONE, dz_h_2, db_hn,
+                       dz_n_5, db_in, dz_n_6, dz_r, dz_r_4, W_h_rzn, dn, dz_n_4, sub_rz):
         steps = zip(cot_n[::-1], cot_h[::-1], z_h[1:T + 1][::-1], z[1:T + 1][::-1], cot_z[::-1],
                     n[1:T + 1][::-1], dz_n_2[1:T + 1][::-1], z_n[1:T + 1][::-1],
                     dz_n_3[1:T + 1][::-1], r[1:T + 1][::-1], cot_r[::-1], rz[1:T + 1][::-1],
@@ -326,17 +347,8 @@ def backward_large(params, tape, cotangents, T, B):
             sum_rows(dz_r_3_t, 0, dz_r_4)
             dz_r += dz_r_4
 
-    # Every step at once
-    # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
-    # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    dW_h_rzn = products.matmul(cat_dz_r_3[now].reshape(-1, 24).T, h[tm1].reshape(-1, 8))
-
-    # Every step at once
-    # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
-    # z(t) = sigmoid(W_iz x(t) + b_iz + W_hz h(t-1) + b_hz)
-    np.copyto(z_r_3[now], dz_r_3[now])
-    dW_i_rzn = products.matmul(cat_z_r_3[now].reshape(-1, 24).T, x[now].reshape(-1, 4))
-    products.dot(cat_z_r_3[now].reshape(-1, 24), W_i_rzn, dx[now].reshape(-1, 4))
+    # The sums of those products over the steps
+    dW_h_rzn, dW_i_rzn = behind.sums()
 
     # The time-free values and initial values, in reverse
     # r(t) = sigmoid(W_ir x(t) + b_ir + W_hr h(t-1) + b_hr)
@@ -1044,6 +1056,8 @@ def loop_r_z_n_h(T, h_tm1_all, rz_n_t_all, rz_t_all, z_n_t_all, r_t_all, n_t_all
     bits = jitops.scratch(x2)
     W_h_rzn_T = jitops.transposed_if(W_h_rzn, h_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, step)
         h_tm1 = h_tm1_all[step]
         rz_n_t = rz_n_t_all[step]
         rz_t = rz_t_all[step]
@@ -1106,6 +1120,8 @@ def loop_r_z_n_h(T, h_tm1_all, rz_n_t_all, rz_t_all, z_n_t_all, r_t_all, n_t_all
             jitops.put_row(h_t, i, x9)
         # n(t) = tanh(W_in x(t) + b_in + r(t) * (W_hn h(t-1) + b_hn))
         # h(t) = (1 - z(t)) * n(t) + z(t) * h(t-1)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -1362,6 +1378,8 @@ def back_r_z_n_h(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, dz_n_3_t_all, dz_n_
     space_5 = np.empty(16, dz_r.dtype)
     x0_5 = space_5[0:16]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         z_h_t = z_h_t_all[step]
         z_t = z_t_all[step]
         dz_n_3_t = dz_n_3_t_all[step]
@@ -1464,6 +1482,8 @@ def back_r_z_n_h(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, dz_n_3_t_all, dz_n_
             for j_5 in range(16):
                 x0_5[j_5] = r0_0_5[j_5] + r0_1_5[j_5]
             jitops.put_row(dz_r, i_5, x0_5)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -1747,6 +1767,8 @@ def back_r_z_n_h_2(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, n_t_all, dz_n_2_t
     space_5 = np.empty(16, dz_r.dtype)
     x0_5 = space_5[0:16]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         z_h_t = z_h_t_all[step]
         z_t = z_t_all[step]
         n_t = n_t_all[step]
@@ -1863,6 +1885,8 @@ def back_r_z_n_h_2(T, cot_n, cot_h, z_h_t_all, z_t_all, cot_z, n_t_all, dz_n_2_t
             for j_5 in range(16):
                 x0_5[j_5] = r0_0_5[j_5] + r0_1_5[j_5]
             jitops.put_row(dz_r, i_5, x0_5)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 

@@ -148,6 +148,24 @@ def backward(params, tape, cotangents, T, B):
     np.subtract(ONE, ifo[now], out=dz_i_3[now])
     dz_i_3[now] *= ifo[now]
 
+    # Every step at once after the loop back_i_f_g_o_c_h, over its steps lo + 1..hi:
+    # run by products.Behind beside the loop, over the steps it has finished
+    def tail_back_i_f_g_o_c_h(lo, hi, products):
+        tm1, now = slice(lo, hi), slice(lo + 1, hi + 1)
+        # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
+        # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
+        # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
+        # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
+        part_dW_h_ifog = products.matmul(dz_i_4[now].reshape(-1, 32).T, h[tm1].reshape(-1, 8))
+        # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
+        # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
+        # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
+        # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
+        part_dW_i_ifog = products.matmul(dz_i_4[now].reshape(-1, 32).T, x[now].reshape(-1, 4))
+        products.dot(dz_i_4[now].reshape(-1, 32), W_i_ifog, dx[now].reshape(-1, 4))
+        return (part_dW_h_ifog, part_dW_i_ifog)
+    behind = products.Behind(tail_back_i_f_g_o_c_h, T, 0)
+
     # i(t), f(t), g(t), o(t), c(t), h(t): back through time (backward)
     dh = np.zeros((B, 8), DTYPE)
     difog = np.empty((B, 32), DTYPE)
@@ -167,11 +185,11 @@ def backward(params, tape, cotangents, T, B):
     dz_h_3 = np.empty((B, 8), DTYPE)
     dz_i_5 = np.empty((32,), DTYPE)
     run = back_i_f_g_o_c_h if B <= 8 or back_i_f_g_o_c_h.parts(B) > 1 else steps_back_i_f_g_o_c_h
-    if not run(T, cotangents.get("h"), tanh_c[1:T + 1], o[1:T + 1], cotangents.get("o"),
-               dz_h[1:T + 1], cotangents.get("c"), g[1:T + 1], i[1:T + 1], cotangents.get("i"),
-               cotangents.get("g"), c[0:T], f[1:T + 1], cotangents.get("f"), dz_i_2[1:T + 1],
-               dz_i_3[1:T + 1], dz_i_4[1:T + 1], dh, dc, dg, di, df, do, difo, dz_i, dz_i_5,
-               W_h_ifog, dz_h_2, dz_h_3):
+    if not behind.loop(run, T, cotangents.get("h"), tanh_c[1:T + 1], o[1:T + 1],
+                       cotangents.get("o"), dz_h[1:T + 1], cotangents.get("c"), g[1:T + 1],
+                       i[1:T + 1], cotangents.get("i"), cotangents.get("g"), c[0:T], f[1:T + 1],
+                       cotangents.get("f"), dz_i_2[1:T + 1], dz_i_3[1:T + 1], dz_i_4[1:T + 1], dh,
+                       dc, dg, di, df, do, difo, dz_i, dz_i_5, W_h_ifog, dz_h_2, dz_h_3):
         steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1],
                     dz_h[1:T + 1][::-1], cot_c[::-1], g[1:T + 1][::-1], i[1:T + 1][::-1],
                     cot_i[::-1], cot_g[::-1], c[0:T][::-1], f[1:T + 1][::-1], cot_f[::-1],
@@ -210,20 +228,8 @@ def backward(params, tape, cotangents, T, B):
             sum_rows(dz_i_4_t, 0, dz_i_5)
             dz_i += dz_i_5
 
-    # Every step at once
-    # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
-    # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
-    # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
-    # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
-    dW_h_ifog = products.matmul(dz_i_4[now].reshape(-1, 32).T, h[tm1].reshape(-1, 8))
-
-    # Every step at once
-    # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
-    # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
-    # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
-    # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
-    dW_i_ifog = products.matmul(dz_i_4[now].reshape(-1, 32).T, x[now].reshape(-1, 4))
-    products.dot(dz_i_4[now].reshape(-1, 32), W_i_ifog, dx[now].reshape(-1, 4))
+    # The sums of those products over the steps
+    dW_h_ifog, dW_i_ifog = behind.sums()
 
     # The time-free values and initial values, in reverse
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
@@ -269,6 +275,24 @@ def backward_large(params, tape, cotangents, T, B):
     dz_i = WORK.zeros(z_i.shape, DTYPE, "dz_i")
     dz_i_2 = WORK.empty((T + 1, B, 32), DTYPE, "dz_i_2")   # every step written
 
+    # Every step at once after the loop back_i_f_g_o_c_h_2, over its steps lo + 1..hi:
+    # run by products.Behind beside the loop, over the steps it has finished
+    def tail_back_i_f_g_o_c_h_2(lo, hi, products):
+        tm1, now = slice(lo, hi), slice(lo + 1, hi + 1)
+        # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
+        # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
+        # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
+        # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
+        part_dW_h_ifog = products.matmul(dz_i_2[now].reshape(-1, 32).T, h[tm1].reshape(-1, 8))
+        # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
+        # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
+        # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
+        # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
+        part_dW_i_ifog = products.matmul(dz_i_2[now].reshape(-1, 32).T, x[now].reshape(-1, 4))
+        products.dot(dz_i_2[now].reshape(-1, 32), W_i_ifog, dx[now].reshape(-1, 4))
+        return (part_dW_h_ifog, part_dW_i_ifog)
+    behind = products.Behind(tail_back_i_f_g_o_c_h_2, T, 0)
+
     # i(t), f(t), g(t), o(t), c(t), h(t): back through time (backward)
     dh = np.zeros((B, 8), DTYPE)
     difog = np.empty((B, 32), DTYPE)
@@ -294,11 +318,12 @@ def backward_large(params, tape, cotangents, T, B):
     dz_i_4 = np.empty((B, 24), DTYPE)
     dz_i_5 = np.empty((32,), DTYPE)
     run = back_i_f_g_o_c_h_2 if B <= 8 or back_i_f_g_o_c_h_2.parts(B) > 1 else steps_back_i_f_g_o_c_h_2
-    if not run(T, cotangents.get("h"), tanh_c[1:T + 1], o[1:T + 1], cotangents.get("o"),
-               cotangents.get("c"), g[1:T + 1], i[1:T + 1], cotangents.get("i"),
-               cotangents.get("g"), c[0:T], f[1:T + 1], cotangents.get("f"), ifo[1:T + 1],
-               dz_i_2[1:T + 1], dh, dc, dg, di, df, do, difo, ONE, dz_i, dz_i_5, W_h_ifog, dz_h,
-               dz_h_2, sub_dz_h_2, dz_h_3, dz_i_3, sub_dz_i_3, sub_ifo, dz_i_4):
+    if not behind.loop(run, T, cotangents.get("h"), tanh_c[1:T + 1], o[1:T + 1],
+                       cotangents.get("o"), cotangents.get("c"), g[1:T + 1], i[1:T + 1],
+                       cotangents.get("i"), cotangents.get("g"), c[0:T], f[1:T + 1],
+                       cotangents.get("f"), ifo[1:T + 1], dz_i_2[1:T + 1], dh, dc, dg, di, df, do,
+                       difo, ONE, dz_i, dz_i_5, W_h_ifog, dz_h, dz_h_2, sub_dz_h_2, dz_h_3, dz_i_3,
+                       sub_dz_i_3, sub_ifo, dz_i_4):
         steps = zip(cot_h[::-1], tanh_c[1:T + 1][::-1], o[1:T + 1][::-1], cot_o[::-1], cot_c[::-1],
                     g[1:T + 1][::-1], i[1:T + 1][::-1], cot_i[::-1], cot_g[::-1], c[0:T][::-1],
                     f[1:T + 1][::-1], cot_f[::-1], ifo[1:T + 1][::-1], dz_i_2[1:T + 1][::-1])
@@ -342,20 +367,8 @@ def backward_large(params, tape, cotangents, T, B):
             sum_rows(dz_i_2_t, 0, dz_i_5)
             dz_i += dz_i_5
 
-    # Every step at once
-    # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
-    # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
-    # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
-    # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
-    dW_h_ifog = products.matmul(dz_i_2[now].reshape(-1, 32).T, h[tm1].reshape(-1, 8))
-
-    # Every step at once
-    # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
-    # f(t) = sigmoid(W_if x(t) + b_if + W_hf h(t-1) + b_hf)
-    # g(t) = tanh(W_ig x(t) + b_ig + W_hg h(t-1) + b_hg)
-    # o(t) = sigmoid(W_io x(t) + b_io + W_ho h(t-1) + b_ho)
-    dW_i_ifog = products.matmul(dz_i_2[now].reshape(-1, 32).T, x[now].reshape(-1, 4))
-    products.dot(dz_i_2[now].reshape(-1, 32), W_i_ifog, dx[now].reshape(-1, 4))
+    # The sums of those products over the steps
+    dW_h_ifog, dW_i_ifog = behind.sums()
 
     # The time-free values and initial values, in reverse
     # i(t) = sigmoid(W_ii x(t) + b_ii + W_hi h(t-1) + b_hi)
@@ -1196,6 +1209,8 @@ def loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all, c_tm
     bits = jitops.scratch(x2)
     W_h_ifog_T = jitops.transposed_if(W_h_ifog, h_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, step)
         h_tm1 = h_tm1_all[step]
         ifog_t = ifog_t_all[step]
         ifo_t = ifo_t_all[step]
@@ -1252,6 +1267,8 @@ def loop_i_f_g_o_c_h(T, h_tm1_all, ifog_t_all, ifo_t_all, g_t_all, f_t_all, c_tm
             jitops.put_row(h_t, i_2, x8)
         # c(t) = f(t) * c(t-1) + i(t) * g(t)
         # h(t) = o(t) * tanh(c(t))
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -1553,6 +1570,8 @@ def back_i_f_g_o_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, cot_c, 
     space_2 = np.empty(32, dz_i.dtype)
     x0_2 = space_2[0:32]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         tanh_c_t = tanh_c_t_all[step]
         o_t = o_t_all[step]
         dz_h_t = dz_h_t_all[step]
@@ -1653,6 +1672,8 @@ def back_i_f_g_o_c_h(T, cot_h, tanh_c_t_all, o_t_all, cot_o, dz_h_t_all, cot_c, 
             for j_2 in range(32):
                 x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
             jitops.put_row(dz_i, i_3, x0_2)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -1963,6 +1984,8 @@ def back_i_f_g_o_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, g_t_all, i
     space_2 = np.empty(32, dz_i.dtype)
     x0_2 = space_2[0:32]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         tanh_c_t = tanh_c_t_all[step]
         o_t = o_t_all[step]
         g_t = g_t_all[step]
@@ -2076,6 +2099,8 @@ def back_i_f_g_o_c_h_2(T, cot_h, tanh_c_t_all, o_t_all, cot_o, cot_c, g_t_all, i
             for j_2 in range(32):
                 x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
             jitops.put_row(dz_i, i_3, x0_2)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 

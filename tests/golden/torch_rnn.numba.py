@@ -91,12 +91,25 @@ def backward(params, tape, cotangents, T, B):
     np.multiply(h[now], h[now], out=dz_h_2[now])
     np.subtract(ONE, dz_h_2[now], out=dz_h_2[now])
 
+    # Every step at once after the loop back_h, over its steps lo + 1..hi:
+    # run by products.Behind beside the loop, over the steps it has finished
+    def tail_back_h(lo, hi, products):
+        tm1, now = slice(lo, hi), slice(lo + 1, hi + 1)
+        # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
+        part_dW_hh = products.matmul(dz_h_3[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
+        # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
+        part_dW_ih = products.matmul(dz_h_3[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+        products.dot(dz_h_3[now].reshape(-1, 8), W_ih, dx[now].reshape(-1, 4))
+        return (part_dW_hh, part_dW_ih)
+    behind = products.Behind(tail_back_h, T, 0)
+
     # h(t): back through time (backward)
     dh = np.zeros((B, 8), DTYPE)
     cot_h = cotangents.get("h", [None] * T)
     dz_h_4 = np.empty((8,), DTYPE)
     run = back_h if B <= 8 or back_h.parts(B) > 1 else steps_back_h
-    if not run(T, dz_h_3[1:T + 1], cotangents.get("h"), dz_h_2[1:T + 1], dh, dz_h, dz_h_4, W_hh):
+    if not behind.loop(run, T, dz_h_3[1:T + 1], cotangents.get("h"), dz_h_2[1:T + 1], dh, dz_h,
+                       dz_h_4, W_hh):
         steps = zip(dz_h_3[1:T + 1][::-1], cot_h[::-1], dz_h_2[1:T + 1][::-1])
         for (dz_h_3_t, cot_h_t, dz_h_2_t) in steps:
             # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
@@ -107,14 +120,8 @@ def backward(params, tape, cotangents, T, B):
             sum_rows(dz_h_3_t, 0, dz_h_4)
             dz_h += dz_h_4
 
-    # Every step at once
-    # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-    dW_hh = products.matmul(dz_h_3[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
-
-    # Every step at once
-    # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-    dW_ih = products.matmul(dz_h_3[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
-    products.dot(dz_h_3[now].reshape(-1, 8), W_ih, dx[now].reshape(-1, 4))
+    # The sums of those products over the steps
+    dW_hh, dW_ih = behind.sums()
 
     # The time-free values and initial values, in reverse
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
@@ -140,14 +147,26 @@ def backward_large(params, tape, cotangents, T, B):
     dz_h = WORK.zeros(z_h.shape, DTYPE, "dz_h")
     dz_h_2 = WORK.empty((T + 1, B, 8), DTYPE, "dz_h_2")   # every step written
 
+    # Every step at once after the loop back_h_2, over its steps lo + 1..hi:
+    # run by products.Behind beside the loop, over the steps it has finished
+    def tail_back_h_2(lo, hi, products):
+        tm1, now = slice(lo, hi), slice(lo + 1, hi + 1)
+        # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
+        part_dW_hh = products.matmul(dz_h_2[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
+        # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
+        part_dW_ih = products.matmul(dz_h_2[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
+        products.dot(dz_h_2[now].reshape(-1, 8), W_ih, dx[now].reshape(-1, 4))
+        return (part_dW_hh, part_dW_ih)
+    behind = products.Behind(tail_back_h_2, T, 0)
+
     # h(t): back through time (backward)
     dh = np.zeros((B, 8), DTYPE)
     cot_h = cotangents.get("h", [None] * T)
     dz_h_3 = np.empty((B, 8), DTYPE)
     dz_h_4 = np.empty((8,), DTYPE)
     run = back_h_2 if B <= 8 or back_h_2.parts(B) > 1 else steps_back_h_2
-    if not run(T, h[1:T + 1], dz_h_2[1:T + 1], cotangents.get("h"), dh, dz_h_3, ONE, dz_h, dz_h_4,
-               W_hh):
+    if not behind.loop(run, T, h[1:T + 1], dz_h_2[1:T + 1], cotangents.get("h"), dh, dz_h_3, ONE,
+                       dz_h, dz_h_4, W_hh):
         steps = zip(h[1:T + 1][::-1], dz_h_2[1:T + 1][::-1], cot_h[::-1])
         for (h_t, dz_h_2_t, cot_h_t) in steps:
             # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
@@ -160,14 +179,8 @@ def backward_large(params, tape, cotangents, T, B):
             sum_rows(dz_h_2_t, 0, dz_h_4)
             dz_h += dz_h_4
 
-    # Every step at once
-    # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-    dW_hh = products.matmul(dz_h_2[now].reshape(-1, 8).T, h[tm1].reshape(-1, 8))
-
-    # Every step at once
-    # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
-    dW_ih = products.matmul(dz_h_2[now].reshape(-1, 8).T, x[now].reshape(-1, 4))
-    products.dot(dz_h_2[now].reshape(-1, 8), W_ih, dx[now].reshape(-1, 4))
+    # The sums of those products over the steps
+    dW_hh, dW_ih = behind.sums()
 
     # The time-free values and initial values, in reverse
     # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
@@ -323,6 +336,8 @@ def loop_h(T, h_tm1_all, h_t_all, z_h, W_hh_h, W_hh, halves):
     bits = jitops.scratch(x2)
     W_hh_T = jitops.transposed_if(W_hh, h_tm1_all.shape[1] > jitops._BY_ROWS)
     for step in range(T):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, step)
         h_tm1 = h_tm1_all[step]
         h_t = h_t_all[step]
         # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
@@ -341,6 +356,8 @@ def loop_h(T, h_tm1_all, h_t_all, z_h, W_hh_h, W_hh, halves):
             r2_0 = jitops._view(h_t, i * s0, 8)
             jitops.vtanh(r2_0, x2, bits)
             jitops.put_row(h_t, i, x2)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -410,6 +427,8 @@ def back_h(T, dz_h_3_t_all, cot_h, dz_h_2_t_all, dh, dz_h, dz_h_4, W_hh, halves)
     space_2 = np.empty(8, dz_h.dtype)
     x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         dz_h_3_t = dz_h_3_t_all[step]
         dz_h_2_t = dz_h_2_t_all[step]
         # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
@@ -433,6 +452,8 @@ def back_h(T, dz_h_3_t_all, cot_h, dz_h_2_t_all, dh, dz_h, dz_h_4, W_hh, halves)
             for j_2 in range(8):
                 x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
             jitops.put_row(dz_h, i_2, x0_2)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
@@ -510,6 +531,8 @@ def back_h_2(T, h_t_all, dz_h_2_t_all, cot_h, dh, dz_h_3, ONE, dz_h, dz_h_4, W_h
     space_2 = np.empty(8, dz_h.dtype)
     x0_2 = space_2[0:8]
     for step in range(T - 1, -1, -1):
+        if halves.shape[0] > jitops.HALVES:
+            jitops._publish(halves, jitops.HALVES, T - 1 - step)
         h_t = h_t_all[step]
         dz_h_2_t = dz_h_2_t_all[step]
         # h(t) = tanh(W_ih x(t) + b_ih + W_hh h(t-1) + b_hh)
@@ -540,6 +563,8 @@ def back_h_2(T, h_t_all, dz_h_2_t_all, cot_h, dh, dz_h_3, ONE, dz_h, dz_h_4, W_h
             for j_2 in range(8):
                 x0_2[j_2] = r0_0_2[j_2] + r0_1_2[j_2]
             jitops.put_row(dz_h, i_2, x0_2)
+    if halves.shape[0] > jitops.HALVES:
+        jitops._publish(halves, jitops.HALVES, T)
     return True
 
 
