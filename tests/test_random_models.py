@@ -830,11 +830,11 @@ def check_numba(text: str, batch: int = 1) -> None:
     run in Python with fused kernels (compile/fuse.py), the same agreement.  Every product
     of a loop is printed to go in halves (HALF_BYTES 0, jitops.dot_t_halves: one source, so
     one compile, for every batch), and at batch 1 runs in halves on two threads (the loops'
-    helpers), whatever the machine's threads, with every product over all steps' rows in
-    chunks of 6 rows on both threads (products.MIN_FLOPS 0, CHUNK_FLOPS 1).  At batch 3
-    (and at batch 1 for a loop with no product), where a loop runs alone on its core,
-    the products after a backward loop run behind it (products.Behind) at every length,
-    the pool's thread taking a step's rows at a time from the loop's first step."""
+    helpers), whatever the machine's threads; at batches 1 and 3 every product over all
+    steps' rows goes in chunks of 6 rows on both threads (products.MIN_FLOPS 0, CHUNK_FLOPS
+    1).  At batch 3 (and at batch 1 for a loop with no product), where a loop runs alone on
+    its core, the products after a backward loop run behind it (products.Behind) at every
+    length, the pool's thread taking a step's rows at a time from the loop's first step."""
     from rnngraph.runtime import products
     with mock.patch.object(numba_loops, "HALF_BYTES", 0), \
             mock.patch.object(products, "BEHIND_STEPS", 1), \
