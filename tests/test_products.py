@@ -195,7 +195,8 @@ def test_which_products_after_a_backward_loop_may_run_behind_it():
     """numba_loops.lag_behind: the steps by which the rows after a backward loop wait for it
     (a value it writes at t read at t - 1 there: 1), and None where the products cannot
     run beside it: a value it writes for all steps at once, a value it reads or writes that
-    they write, an op other than a product or a copy, no product at all."""
+    they write, an op other than a product or a copy, no product at all, a value they write
+    read at another step or a sum of theirs read."""
     from rnngraph.compile.numba_loops import lag_behind
     from rnngraph.compile.program import Block, Eqn, Home, Program, Tmp
     g, x, dW = Home("g", 0), Home("x", 0), Home("W", grad=True)
@@ -214,3 +215,13 @@ def test_which_products_after_a_backward_loop_may_run_behind_it():
     assert lag(Eqn(Home("h", 0), "vecmat", (g, Home("W")))) is None
     assert lag(Eqn(Tmp("p"), "mul", (g, x)), summed) is None
     assert lag(Eqn(Home("y", 0), "copy", (g,))) is None
+    # within the tail: a value it writes read at another step (two takes' rows), a sum over
+    # the steps read (a take has a part of it); a sum added to twice is one
+    y = Home("y", 0)
+    assert lag(Eqn(y, "vecmat", (g, Home("W"))), Eqn(Tmp("p"), "outer", (Home("y", -1), x)),
+               summed) is None
+    assert lag(Eqn(Tmp("p"), "outer", (g, x)), summed,
+               Eqn(Home("z", 0), "vecmat", (x, dW))) is None
+    assert lag(Eqn(Tmp("p"), "outer", (g, x)), summed,
+               Eqn(Tmp("q"), "outer", (g, Home("x", -1))),
+               Eqn(dW, "copy", (Tmp("q"),), accumulate=True)) == 0

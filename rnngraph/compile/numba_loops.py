@@ -311,7 +311,7 @@ class NumbaPrinter(FastPrinter):
         start = self.first_step(views, forward) + ["    " + x for x in before] if before else []
         start += [f"    {t} = jitops.transposed_if({w}, {sequences[0]}.shape[1] > jitops._BY_ROWS)"
                   for w, t in wide.items()]
-        start += [f"    {t} = jitops.transposed_if({w}, {halves}.shape[0] > 0)"
+        start += [f"    {t} = jitops.transposed_if({w}, {halves}.shape[0] == jitops.HALVES)"
                   for w, t in transposes.items()]
         if helper:
             start.append(f"    {turn} = 0")
@@ -618,7 +618,7 @@ def lag_behind(prog, loop, tail) -> int | None:
             offset = e.out.offset if e.out.step is None and e.out.child is None else "fixed"
             writes.setdefault(prog.base(e.out.key), []).append(offset)
         touched += [_lanes(prog, a) for a in (e.out, *e.args) if isinstance(a, Home)]
-    lag, products = 0, 0
+    lag, products, tail_writes = 0, 0, []
     for b in tail:
         for e in b.eqns:
             if e.op not in ("matvec", "vecmat", "outer", "sum_products", "copy"):
@@ -635,6 +635,14 @@ def lag_behind(prog, loop, tail) -> int | None:
                     if h.offset is None or any(not isinstance(j, int) for j in writes[key]):
                         return None
                     lag = max(lag, max(writes[key]) - h.offset)
+                # a take's rows read only what that take wrote: a value the tail writes is
+                # read or written there at the same step alone (else takes would race on its
+                # rows), and a sum over the steps never read (a take has a part of it)
+                if any(_overlap(_lanes(prog, h), w) and (h.offset != k or k is None and not out)
+                       for w, k in tail_writes):
+                    return None
+            if isinstance(e.out, Home):
+                tail_writes.append((_lanes(prog, e.out), e.out.offset))
     return lag if products else None
 
 

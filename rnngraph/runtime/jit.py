@@ -260,8 +260,8 @@ class _JitLoop:
 
     def __call__(self, *args, flags=_NO_HALVES) -> bool:
         """The loop over ``args``; ``flags``, a loop run alone (:meth:`alone`): its ``halves``,
-        where it publishes the steps it has done (products.Behind), their STOP set (its
-        products in halves, if printed so, go alone: jitops._halves)."""
+        where it publishes the steps it has done (products.Behind; longer than a helper's
+        halves: its products go as with none, jitops.dot_t_halves)."""
         if self.run is None:
             return False
         # (the overloads' dict: len(signatures) builds a list of types, 5-10 us a call)

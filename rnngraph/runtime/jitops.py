@@ -614,7 +614,8 @@ def dot_t(a, w, wt, out):
 # its core busy with another program) leaves its half to the loop, which then sets STOP and
 # goes on alone, as does a loop told (STOP, products._leave) that the helper ended; STOP
 # ends the helper's waits too (the loop declined, raised or went on alone).  Each slot is on
-# a cache line of its own.  An empty ``halves``: no helper, the products as before.
+# a cache line of its own.  A ``halves`` of another length than HALVES (empty, or the
+# flags of products run beside the loop: products.Behind): no helper, the products as before.
 
 #: halves[GO], [DONE], [STOP], [CLAIM], [HERE] (the helper started: products.handoff), [OUT]
 #: (it ended: products.Job; 8 int64 apart: 64 bytes), and its length
@@ -683,7 +684,7 @@ def _cut(rows):
 
 
 def dot_t_halves(a, w, wt, out, halves, turn):
-    """out = a @ w.T as dot_t, or with a helper (``halves`` not empty) w's first half of
+    """out = a @ w.T as dot_t, or with a helper (``halves`` HALVES long) w's first half of
     rows here and the rest on the helper (other_half): ``turn`` counts the call's products
     in halves, from 1.  (Rows of a batch only: other operands as dot_t.)"""
 
@@ -692,7 +693,7 @@ def dot_t_halves(a, w, wt, out, halves, turn):
 def _dot_t_halves_impl(a, w, wt, out, halves, turn):
     if _rows(a, out):
         def in_halves(a, w, wt, out, halves, turn):
-            if halves.shape[0] == 0:
+            if halves.shape[0] != HALVES:
                 dot_t(a, w, wt, out)
             else:
                 _halves(a, w, out, halves, turn)
@@ -711,7 +712,7 @@ def dot_halves(a, w, wt, out, halves, turn):
 def _dot_halves_impl(a, w, wt, out, halves, turn):
     if _rows(a, out):
         def in_halves(a, w, wt, out, halves, turn):
-            if halves.shape[0] == 0:
+            if halves.shape[0] != HALVES:
                 dot(a, w, out)
             else:
                 _halves(a, wt, out, halves, turn)

@@ -317,7 +317,7 @@ class Behind:
     lo + 1..hi and returns the sums' parts (rnngraph/compile/numba_loops.py,
     NumbaPrinter.behind); ``lag``: the rows of step s are final once the loop has run its
     steps T..s - lag (lag_behind there).  Anywhere else (a larger batch, in parts, one
-    thread, a loop with a helper for its products in halves, a loop in NumPy) the loop
+    thread, a loop whose products run in halves, a loop in NumPy) the loop
     runs and the products after it, as before.
 
     Measured (Cho's GRU, config B: batch 1, hidden 128, T 200, float32, its backward loop
@@ -336,30 +336,27 @@ class Behind:
         if T - lag < BEHIND_STEPS or not isinstance(run, jit._JitLoop) or not run.alone(args):
             return run(*args)
         flags = np.zeros(BOUND + 8, np.int64)
-        flags[BOUND], flags[STOP] = T, 1     # (STOP: the loop's halves, if any, go alone)
+        flags[BOUND] = T
         jit.quiet_blas()                    # (no BLAS thread spinning on the helper's core)
+        job, rest, bound = None, (), -1
         try:
-            job, ticket = submit(_behind, flags, self.tail, T, lag, LEAST)
-        except RuntimeError:                # (the pool shut down: the interpreter's exit)
-            return run(*args)
-        handoff(_JOBS, ticket, flags, HANDOFF)     # (a lingering thread takes it now)
-        rest, bound = (), -1
-        try:
+            try:
+                job, ticket = submit(_behind, flags, self.tail, T, lag, LEAST)
+            except RuntimeError:            # (the pool shut down: the interpreter's exit)
+                return run(*args)
+            handoff(_JOBS, ticket, flags, HANDOFF)     # (a lingering thread takes it now)
             ran = run(*args, flags=flags)
             bound = _close(flags)           # the rows it has not taken: ours, beside its last
             if ran and bound > 0:
                 rest = self.tail(0, bound, _Here)
         finally:                            # its rows written before anything reads them
-            if bound < 0:
+            if job is not None and bound < 0:
                 bound = _close(flags)
-            if bound < T:                   # (else it took none, and takes none now)
+            if job is not None and bound < T:   # (else it took none, and takes none now)
                 job.ended(1 << 62)
-        if bound == T:
-            parts = ()
-        elif job.error is not None:
-            raise job.error
-        else:
-            parts, _ = job.result
+        if job.error is not None and (bound < T or job.ended(0)):
+            raise job.error                 # (one that failed before its first take too)
+        parts = job.result[0] if bound < T else ()
         if not ran:                         # declined before its first step: NumPy's loop
             return False
         for part, more in zip(parts, rest):
@@ -412,8 +409,10 @@ def _swap(typingctx, flags, slot, old, new):
 def _final(flags, T, lag, hi, least):
     """The step lo < hi whose later steps' rows (up to hi) are final (the loop has run its
     steps T..s - lag for each s of them), taken (BOUND from hi to lo) once at least
-    ``least`` are, or all of them (the loop ended); -1 once the caller took the rest."""
-    while True:
+    ``least`` are, or all of them (the loop ended); -1 once the caller took the rest, or
+    after about a minute with nothing to take (the caller then takes it: no wait for
+    ever, whatever happened to the caller)."""
+    for _ in range(1 << 26):                # (32 PAUSEs each: 0.8 us here)
         done = _peek(flags, STEPS)
         lo = 0 if done >= T else max(T - done + lag, 0)
         if hi - lo >= least or (done >= T and hi > lo):
@@ -422,6 +421,7 @@ def _final(flags, T, lag, hi, least):
             return -1
         for _ in range(32):
             _pause()
+    return -1
 
 
 @numba.njit(nogil=True, **_OPTS)
