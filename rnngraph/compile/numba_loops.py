@@ -232,12 +232,8 @@ class NumbaPrinter(FastPrinter):
         run, name, args, head = called
         fn, lo, hi = self.namer(f"tail_{name}"), self.namer("lo"), self.namer("hi")
         behind = self.namer("behind")
-        used = sorted({(b.index, a.offset) for b in tail_blocks for e in b.eqns
-                       for a in (e.out, *e.args) if isinstance(a, Home) and a.offset is not None})
-        spans = [f"slice({lo} + {self.P + k}, {hi} + {self.P + k})" if self.P + k
-                 else f"slice({lo}, {hi})" for _, k in used]
-        frames = [f"        {', '.join(self.slices[key] for key in used)} = {', '.join(spans)}"] \
-            if used else []
+        frames = self.frames(tail_blocks, lo, hi)
+        frames = [] if frames is None else [f"        {frames}"]
         parts = [p for _, _, p in sums]
         lines = ["", f"    # Every step at once after the loop {name}, over its steps "
                  f"{lo} + 1..{hi}:", "    # run by products.Behind beside the loop, over the "

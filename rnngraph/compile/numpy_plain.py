@@ -185,15 +185,25 @@ class Printer:
 
     def slice_lines(self, prog) -> list[str]:
         """``tm1, now = slice(0, T), slice(1, T + 1)``: the steps t + k of every-step blocks."""
-        used = sorted({(b.index, a.offset) for b in prog.blocks if b.kind == "all" for e in b.eqns
+        frames = self.frames([b for b in prog.blocks if b.kind == "all"])
+        if frames is None:
+            return []
+        return ["    # The steps t + k of the blocks that run every step at once", f"    {frames}"]
+
+    def frames(self, blocks, lo: str = "", hi: str = "") -> str | None:
+        """``tm1, now = slice(0, T), slice(1, T + 1)``: the steps t + k the every-step
+        ``blocks`` read and write, over the steps ``lo`` + 1..``hi`` (names; by default
+        1..T of each index); None if they read none."""
+        used = sorted({(b.index, a.offset) for b in blocks for e in b.eqns
                        for a in (e.out, *e.args) if isinstance(a, Home) and a.offset is not None})
         if not used:
-            return []
-        names = [self.slices[key] for key in used]
-        spans = [f"slice({self.P + k}, {self.lengths[i]} + {self.P + k})" if self.P + k
-                 else f"slice(0, {self.lengths[i]})" for i, k in used]
-        return ["    # The steps t + k of the blocks that run every step at once",
-                f"    {', '.join(names)} = {', '.join(spans)}"]
+            return None
+        spans = []
+        for i, k in used:
+            k, end = self.P + k, hi or self.lengths[i]
+            first = (f"{lo} + {k}" if lo else str(k)) if k else lo or "0"
+            spans.append(f"slice({first}, {end} + {k})" if k else f"slice({first}, {end})")
+        return f"{', '.join(self.slices[key] for key in used)} = {', '.join(spans)}"
 
     def atom(self, a, texts) -> Text:
         if isinstance(a, Const):

@@ -249,12 +249,17 @@ class _JitLoop:
         n = min(threads(), B // 2) if self.kinds and self.run is not None else 1
         return n if n > 1 and may_split() else 1
 
+    def batch(self, args) -> int:
+        """The batch's rows of a call with ``args``: a sequence's axis 1 (0 if none says)."""
+        return next((a.shape[1] for k, a in zip(self.kinds or "", args)
+                     if k == "s" and a is not None), 0)
+
     def alone(self, args) -> bool:
         """Whether a call with ``args`` runs on this thread alone with the second core idle:
         not in parts, nor in halves (products.Behind)."""
         if self.run is None or not self.kinds:
             return False
-        B = next((a.shape[1] for k, a in zip(self.kinds, args) if k == "s" and a is not None), 0)
+        B = self.batch(args)
         return 0 < B and self.parts(B) == 1 and threads() > 1 and may_split() and \
             not (self.helper is not None and B <= HALVES_ROWS)
 
@@ -286,8 +291,7 @@ class _JitLoop:
     def split(self, args, flags=_NO_HALVES) -> bool:
         """The loop over ``args``, in parts of the batch's rows where it has 4 or more (but
         with ``flags``: see __call__)."""
-        B = next((a.shape[1] for k, a in zip(self.kinds or "", args)
-                  if k == "s" and a is not None), 0)
+        B = self.batch(args)
         parts = self.parts(B)
         self.ran_halves = False
         if parts < 2 or not all(a is None or a.ndim >= 2 and a.shape[1] == B if k == "s" else

@@ -359,9 +359,7 @@ class Behind:
         parts = job.result[0] if bound < T else ()
         if not ran:                         # declined before its first step: NumPy's loop
             return False
-        for part, more in zip(parts, rest):
-            part += more
-        self.parts, self.done = parts or rest, 0
+        self.parts, self.done = _added(parts, rest), 0
         return True
 
     def sums(self) -> tuple:
@@ -382,14 +380,17 @@ def _behind(tail, T: int, lag: int, least: int, flags) -> tuple:
         lo = _final(flags, T, lag, hi, least)
         if lo < 0:
             break
-        more = tail(lo, hi, _Here)
-        if parts:
-            for part, m in zip(parts, more):
-                part += m
-        else:
-            parts = more
+        parts = _added(parts, tail(lo, hi, _Here))
         hi = lo
     return parts, hi
+
+
+def _added(parts: tuple, more: tuple) -> tuple:
+    """The sums' parts of two takes added, into the first's arrays (its own: a product's
+    new array); either may be () (no take)."""
+    for part, m in zip(parts, more):
+        part += m
+    return parts or more
 
 
 @intrinsic
